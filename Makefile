@@ -1,0 +1,24 @@
+# The README's test command is `make test`; .ci/run runs exactly that.
+# `make test` installs what the tests need on a fresh Debian machine (as root),
+# then runs vet, the unit tests and the integration tests.
+
+GO ?= go
+TEST_TIMEOUT ?= 45m
+
+.PHONY: test test-deps unit vet build
+
+build:
+	$(GO) build -o bin/longlink ./cmd/longlink
+
+test: test-deps vet
+	LONGLINK_INTEGRATION=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+unit:
+	$(GO) test ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+test-deps:
+	./tools/testdeps/install.sh

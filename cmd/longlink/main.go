@@ -1,0 +1,140 @@
+// Command longlink is the one binary of Longlink. Each role is a subcommand:
+//
+//	longlink dev      all-in-one on embedded defaults (LBS, core, edge, relay, TURN)
+//	longlink core     an IM core node (gateways, app services)
+//	longlink lbs      an LBS cluster member
+//	longlink edge     an edge node
+//	longlink relay    a backbone relay
+//	longlink turn     a standalone TURN server
+//	longlink ctl      the operator's client of the LBS admin API
+//	longlink chat     a terminal chat client
+//	longlink version  print the version
+//
+// Only this package reads flags, environment variables and files; every
+// component receives a validated Config and its dependencies.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/longlink/longlink/pkg/lifecycle"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+var commands = map[string]command{}
+
+func register(c command) {
+	if _, dup := commands[c.name]; dup {
+		panic("longlink: duplicate command " + c.name)
+	}
+	commands[c.name] = c
+}
+
+func init() {
+	register(command{name: "version", summary: "print the version", run: func(context.Context, []string) error {
+		fmt.Println("longlink", version)
+		return nil
+	}})
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: longlink <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'longlink <command> -h' for a command's flags.")
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	c, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "longlink: unknown command %q\n\n", os.Args[1])
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := c.run(ctx, os.Args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "longlink %s: %v\n", c.name, err)
+		os.Exit(1)
+	}
+}
+
+// commonFlags are the flags every server role has.
+type commonFlags struct {
+	config      string
+	checkConfig bool
+	logLevel    string
+	logFormat   string
+	shutdown    time.Duration
+}
+
+func (f *commonFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "YAML config file (defaults apply to keys it does not set)")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "load and validate the config, print it, and exit")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&f.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+}
+
+func (f *commonFlags) logger(role string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler
+	switch strings.ToLower(f.logFormat) {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return nil, fmt.Errorf("-log-format: %q is not text or json", f.logFormat)
+	}
+	return slog.New(h).With("role", role), nil
+}
+
+// serve starts the group, waits for ctx (the signal), then shuts down within
+// the configured time.
+func serve(ctx context.Context, log *slog.Logger, g *lifecycle.Group, shutdown time.Duration) error {
+	if err := g.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", shutdown)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdown)
+	defer cancel()
+	return g.Shutdown(sctx)
+}

@@ -1,0 +1,127 @@
+// Command bench runs Longlink's benchmarks by name, each bounded in time, and
+// prints the figures they measure as lines of the form
+//
+//	RESULT <figure> <value> <unit>
+//
+// with baselines from the same run printed the same way.
+//
+//	go run ./tools/bench list     lists the benchmarks
+//	go run ./tools/bench NAME     runs one
+//
+// Each benchmark is registered by a file bench_<component>.go in this folder.
+// Most run a Go program or a `go test -bench` in the component's package and
+// pass its output through; RESULT lines are collected and repeated at the end.
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// benchmark is one named measurement.
+type benchmark struct {
+	name    string
+	summary string
+	limit   time.Duration // the run is killed after this long
+	// argv is the command to run from the repository root.
+	argv []string
+	env  []string
+}
+
+var benchmarks = map[string]benchmark{}
+
+func register(b benchmark) {
+	if _, dup := benchmarks[b.name]; dup {
+		panic("bench: duplicate " + b.name)
+	}
+	benchmarks[b.name] = b
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: go run ./tools/bench list | NAME")
+		os.Exit(2)
+	}
+	if os.Args[1] == "list" {
+		names := make([]string, 0, len(benchmarks))
+		for n := range benchmarks {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Printf("%-24s %s (at most %s)\n", n, benchmarks[n].summary, benchmarks[n].limit)
+		}
+		return
+	}
+	b, ok := benchmarks[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "bench: no benchmark %q; try 'list'\n", os.Args[1])
+		os.Exit(2)
+	}
+	if err := run(b); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(b benchmark) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, b.limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.argv[0], b.argv[1:]...)
+	cmd.Env = append(os.Environ(), b.env...)
+	cmd.Stderr = os.Stderr
+	// Kill the whole process group so that servers started by the benchmark
+	// never outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("# %s: %s\n# command: %s\n# started: %s\n", b.name, b.summary, strings.Join(b.argv, " "), time.Now().UTC().Format(time.RFC3339))
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	results := collect(out, os.Stdout)
+	werr := cmd.Wait()
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("%s: stopped after its limit of %s", b.name, b.limit)
+	}
+	if werr != nil {
+		return fmt.Errorf("%s: %w", b.name, werr)
+	}
+	if len(results) == 0 {
+		return fmt.Errorf("%s: printed no RESULT line", b.name)
+	}
+	fmt.Println("# summary")
+	for _, r := range results {
+		fmt.Println(r)
+	}
+	return nil
+}
+
+// collect copies the benchmark's output and keeps its RESULT lines.
+func collect(r io.Reader, w io.Writer) []string {
+	var results []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(w, line)
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "RESULT" {
+			results = append(results, line)
+		}
+	}
+	return results
+}
