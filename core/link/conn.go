@@ -1,0 +1,252 @@
+package link
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/flynn/noise"
+
+	"github.com/longlink/longlink/core/imapi"
+)
+
+// Conn is an established Link connection. ReadFrame must be called from one
+// goroutine at a time; WriteFrame and WriteFrames may be called concurrently
+// (writes are serialized so that nonces follow the order on the wire).
+//
+// An idle Conn holds no buffers: frames are read into a buffer allocated for
+// that frame, and writes use pooled buffers.
+type Conn struct {
+	nc    net.Conn
+	lim   Limits
+	keyID string
+
+	recv   *noise.CipherState
+	lenBuf [4]byte
+	rerr   error // sticky read error
+
+	wmu    sync.Mutex
+	send   *noise.CipherState
+	werr   error // sticky write error
+	closed atomic.Bool
+}
+
+func newConn(nc net.Conn, keyID string, send, recv *noise.CipherState, lim Limits) *Conn {
+	return &Conn{nc: nc, lim: lim.withDefaults(), keyID: keyID, send: send, recv: recv}
+}
+
+// KeyID is the id of the server key the handshake used.
+func (c *Conn) KeyID() string { return c.keyID }
+
+// NetConn is the underlying connection (for deadlines and addresses).
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Limits are the connection's limits with defaults applied.
+func (c *Conn) Limits() Limits { return c.lim }
+
+// Close closes the underlying connection. It is safe to call more than once.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.nc.Close()
+}
+
+// ReadFrame reads, authenticates and decodes the next frame. Any error is
+// final: the caller must close the connection.
+func (c *Conn) ReadFrame() (Frame, error) {
+	if c.rerr != nil {
+		return Frame{}, c.rerr
+	}
+	f, err := c.readFrame()
+	if err != nil {
+		c.rerr = err
+	}
+	return f, err
+}
+
+func (c *Conn) readFrame() (Frame, error) {
+	if _, err := io.ReadFull(c.nc, c.lenBuf[:]); err != nil {
+		return Frame{}, err
+	}
+	n := int(binary.BigEndian.Uint32(c.lenBuf[:]))
+	if n > c.lim.MaxFrameSize+tagSize {
+		return Frame{}, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	}
+	if n < HeaderSize+tagSize {
+		return Frame{}, fmt.Errorf("%w: sealed frame of %d bytes", ErrBadFrame, n)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(c.nc, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	pt, err := c.recv.Decrypt(buf[:0], nil, buf)
+	if err != nil {
+		return Frame{}, ErrDecrypt
+	}
+	return decodePlain(pt, c.lim.MaxFrameSize)
+}
+
+// decodePlain decodes a plaintext frame. Body aliases pt unless it was
+// compressed.
+func decodePlain(pt []byte, maxSize int) (Frame, error) {
+	if len(pt) < HeaderSize {
+		return Frame{}, fmt.Errorf("%w: %d bytes", ErrBadFrame, len(pt))
+	}
+	if pt[0] != Version {
+		return Frame{}, fmt.Errorf("%w: version %d", ErrBadFrame, pt[0])
+	}
+	flags := pt[1]
+	if flags&^knownFlags != 0 {
+		return Frame{}, fmt.Errorf("%w: flags %#x", ErrBadFrame, flags)
+	}
+	if flags&FlagResponse != 0 && flags&FlagPush != 0 {
+		return Frame{}, fmt.Errorf("%w: response and push flags", ErrBadFrame)
+	}
+	f := Frame{
+		Op:    imapi.Op{Service: pt[2], Command: pt[3]},
+		Flags: flags &^ FlagCompressed,
+		Seq:   binary.BigEndian.Uint32(pt[4:8]),
+		Code:  imapi.Code(binary.BigEndian.Uint16(pt[8:10])),
+	}
+	body := pt[HeaderSize:]
+	if flags&FlagCompressed != 0 {
+		b, err := inflate(body, maxSize)
+		if err != nil {
+			return Frame{}, err
+		}
+		body = b
+	}
+	if len(body) > 0 {
+		f.Body = body
+	}
+	return f, nil
+}
+
+// WriteFrame seals and writes one frame.
+func (c *Conn) WriteFrame(f Frame) error {
+	return c.WriteFrames([]Frame{f})
+}
+
+// WriteFrames seals frames and writes them with one write call. A write
+// error is final.
+func (c *Conn) WriteFrames(fs []Frame) error {
+	bp := bufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= maxPooledBuf {
+			*bp = buf[:0]
+			bufPool.Put(bp)
+		}
+	}()
+
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	var ferr error
+	for i := range fs {
+		var err error
+		buf, err = c.appendSealed(buf, &fs[i])
+		if err != nil {
+			if c.werr != nil {
+				return err
+			}
+			// The frame was not sealed (the nonce is unchanged): skip it and
+			// still write the others, whose nonces are used.
+			if ferr == nil {
+				ferr = err
+			}
+		}
+	}
+	if len(buf) > 0 {
+		if _, err := c.nc.Write(buf); err != nil {
+			c.werr = err
+			return err
+		}
+	}
+	return ferr
+}
+
+// appendSealed appends the length-prefixed sealed form of f to buf.
+// It must be called with wmu held.
+func (c *Conn) appendSealed(buf []byte, f *Frame) ([]byte, error) {
+	body := f.Body
+	flags := f.Flags &^ FlagCompressed
+	if flags&^knownFlags != 0 {
+		return buf, fmt.Errorf("%w: flags %#x", ErrBadFrame, f.Flags)
+	}
+	if c.lim.CompressThreshold > 0 && len(body) > c.lim.CompressThreshold {
+		if z := deflate(body); len(z) < len(body) {
+			body = z
+			flags |= FlagCompressed
+		}
+	}
+	if HeaderSize+len(body) > c.lim.MaxFrameSize || len(f.Body) > c.lim.MaxFrameSize {
+		return buf, fmt.Errorf("%w: body of %d bytes", ErrFrameTooLarge, len(f.Body))
+	}
+	start := len(buf)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(HeaderSize+len(body)+tagSize))
+	pt := len(buf)
+	buf = append(buf, Version, flags, f.Op.Service, f.Op.Command)
+	buf = binary.BigEndian.AppendUint32(buf, f.Seq)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(f.Code))
+	buf = append(buf, body...)
+	sealed, err := c.send.Encrypt(buf[pt:pt], nil, buf[pt:])
+	if err != nil {
+		c.werr = err
+		return buf[:start], err
+	}
+	return buf[:pt+len(sealed)], nil
+}
+
+const maxPooledBuf = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+var deflaters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+func deflate(b []byte) []byte {
+	var out bytes.Buffer
+	out.Grow(len(b) / 2)
+	w := deflaters.Get().(*flate.Writer)
+	w.Reset(&out)
+	_, _ = w.Write(b)
+	_ = w.Close()
+	deflaters.Put(w)
+	return out.Bytes()
+}
+
+var inflaters sync.Pool
+
+func inflate(b []byte, max int) ([]byte, error) {
+	var r io.ReadCloser
+	if v := inflaters.Get(); v != nil {
+		r = v.(io.ReadCloser)
+		_ = r.(flate.Resetter).Reset(bytes.NewReader(b), nil)
+	} else {
+		r = flate.NewReader(bytes.NewReader(b))
+	}
+	defer inflaters.Put(r)
+	var out bytes.Buffer
+	n, err := out.ReadFrom(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: inflate: %v", ErrBadFrame, err)
+	}
+	if n > int64(max) {
+		return nil, fmt.Errorf("%w: body inflates beyond %d bytes", ErrFrameTooLarge, max)
+	}
+	return out.Bytes(), nil
+}
