@@ -6,7 +6,6 @@ import (
 	"net"
 	"testing"
 	"time"
-
 )
 
 // fuzzKey is fixed so that seeds stay meaningful across runs.
@@ -127,4 +126,3 @@ func (c *fakeConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
 func (c *fakeConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
 func (c *fakeConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-
