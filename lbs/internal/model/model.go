@@ -1,0 +1,312 @@
+// Package model holds the LBS's replicated state: the routing document that
+// operators edit (apps, pools, entry points, rules, relay topology) and the
+// state the cluster keeps around it (health, TURN secrets, tokens, versions,
+// audit log).
+package model
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// Document is the routing configuration an operator applies as one unit with
+// `longlink ctl policy apply`. Every apply makes a new policy version.
+type Document struct {
+	// Description is free text shown in history.
+	Description string        `yaml:"description,omitempty" json:"description,omitempty"`
+	Defaults    Defaults      `yaml:"defaults,omitempty" json:"defaults"`
+	Apps        []App         `yaml:"apps" json:"apps"`
+	Pools       []Pool        `yaml:"pools" json:"pools"`
+	EntryPoints []EntryPoint  `yaml:"entry_points" json:"entry_points"`
+	Rules       []Rule        `yaml:"rules,omitempty" json:"rules,omitempty"`
+	Topology    []EdgeUplinks `yaml:"topology,omitempty" json:"topology,omitempty"`
+}
+
+// Defaults apply where a rule does not say otherwise.
+type Defaults struct {
+	// Count is how many candidates an answer lists (before the fallback). 0 means 3.
+	Count int `yaml:"count,omitempty" json:"count,omitempty"`
+	// TTL is how long clients may cache an answer. 0 means 30s.
+	TTL config.Duration `yaml:"ttl,omitempty" json:"ttl,omitempty"`
+	// NearKm: candidates within this distance of the nearest one are treated
+	// as equally near and ordered by weight or sticky hash. 0 means 500.
+	NearKm float64 `yaml:"near_km,omitempty" json:"near_km,omitempty"`
+	// ShedAt is the load fraction (0..1] above which an entry point is left
+	// out while others have room. 0 means 0.9.
+	ShedAt float64 `yaml:"shed_at,omitempty" json:"shed_at,omitempty"`
+}
+
+// App is a customer application, identified by its appkey.
+type App struct {
+	AppKey string `yaml:"appkey" json:"appkey"`
+	Name   string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Pools are used when no rule matches a request for this app.
+	Pools []string `yaml:"pools" json:"pools"`
+	// Fallback is appended to every answer for this app (the app's own
+	// default entry point), unless it is already listed.
+	Fallback string `yaml:"fallback,omitempty" json:"fallback,omitempty"`
+	// SigningSecret, when set, requires SDK queries to carry an HMAC of the
+	// request (see lbs/README.md). Accepts file:/path and env:NAME.
+	SigningSecret string `yaml:"signing_secret,omitempty" json:"signing_secret,omitempty"`
+}
+
+// Pool is a named group of entry points.
+type Pool struct {
+	Name        string   `yaml:"name" json:"name"`
+	EntryPoints []string `yaml:"entry_points" json:"entry_points"`
+}
+
+// EntryPoint is an edge or a core gateway that clients connect to.
+type EntryPoint struct {
+	ID   string `yaml:"id" json:"id"`
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"` // edge or gateway
+	Site string `yaml:"site" json:"site"`
+	// Where it is, for distance ordering and geography fences.
+	Lat       float64  `yaml:"lat" json:"lat"`
+	Lon       float64  `yaml:"lon" json:"lon"`
+	Country   string   `yaml:"country,omitempty" json:"country,omitempty"`
+	Continent string   `yaml:"continent,omitempty" json:"continent,omitempty"`
+	ASNs      []uint32 `yaml:"asns,omitempty" json:"asns,omitempty"`
+	// Addresses per protocol. Link and TURN are host:port; WebLink is a URL.
+	Link    string `yaml:"link,omitempty" json:"link,omitempty"`
+	WebLink string `yaml:"weblink,omitempty" json:"weblink,omitempty"`
+	TURN    string `yaml:"turn,omitempty" json:"turn,omitempty"`
+	// Capacity in sessions; load is reported relative to it. 0 means unknown.
+	Capacity int `yaml:"capacity,omitempty" json:"capacity,omitempty"`
+	// Weight for the weighted shuffle. 0 means 100.
+	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
+	// KeyIDs name the server keys clients may expect in the handshake.
+	KeyIDs []string `yaml:"key_ids,omitempty" json:"key_ids,omitempty"`
+}
+
+// Rule sends matching requests to pools. Rules are tried in order; the first
+// match wins; with no match the app's pools are used.
+type Rule struct {
+	Name   string   `yaml:"name" json:"name"`
+	Match  Match    `yaml:"match" json:"match"`
+	Pools  []string `yaml:"pools" json:"pools"`
+	Geo    Geo      `yaml:"geo,omitempty" json:"geo"`
+	Select Select   `yaml:"select,omitempty" json:"select"`
+}
+
+// Match selects requests; empty fields match everything.
+type Match struct {
+	AppKeys    []string `yaml:"appkeys,omitempty" json:"appkeys,omitempty"`
+	Envs       []string `yaml:"envs,omitempty" json:"envs,omitempty"`
+	SDK        string   `yaml:"sdk,omitempty" json:"sdk,omitempty"` // e.g. ">=5.2.0 <5.3.0"
+	Platforms  []string `yaml:"platforms,omitempty" json:"platforms,omitempty"`
+	Countries  []string `yaml:"countries,omitempty" json:"countries,omitempty"`   // client's
+	Continents []string `yaml:"continents,omitempty" json:"continents,omitempty"` // client's
+	ASNs       []uint32 `yaml:"asns,omitempty" json:"asns,omitempty"`             // client's
+}
+
+// Geo fences candidates to the client's region. Fence is "" (none), "asn",
+// "country" or "continent": candidates outside the client's are dropped
+// unless none would remain. Candidates are then ordered by great-circle
+// distance unless IgnoreDistance is set.
+type Geo struct {
+	Fence          string `yaml:"fence,omitempty" json:"fence,omitempty"`
+	IgnoreDistance bool   `yaml:"ignore_distance,omitempty" json:"ignore_distance,omitempty"`
+}
+
+// Select orders and cuts the candidates.
+type Select struct {
+	// Strategy is "weighted" (default: a weighted shuffle per query) or
+	// "sticky" (a client-keyed rendezvous hash, stable across queries).
+	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty"`
+	// Count overrides defaults.count.
+	Count int `yaml:"count,omitempty" json:"count,omitempty"`
+}
+
+// EdgeUplinks is the relay topology for one edge: the relays and cores it
+// may use, in order of preference.
+type EdgeUplinks struct {
+	Edge   string   `yaml:"edge" json:"edge"`
+	Relays []string `yaml:"relays,omitempty" json:"relays,omitempty"`
+	Cores  []string `yaml:"cores,omitempty" json:"cores,omitempty"`
+}
+
+// Health states of an entry point.
+const (
+	HealthUp         = "up"
+	HealthDown       = "down"
+	HealthOverloaded = "overloaded"
+	HealthDraining   = "draining"
+)
+
+// Health is an entry point's committed health.
+type Health struct {
+	State  string    `json:"state"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+	// Load is the last reported load fraction at the transition.
+	Load float64 `json:"load,omitempty"`
+	// Owner is the LBS node that receives the entry point's heartbeats.
+	Owner string `json:"owner,omitempty"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether s can be an appkey, pool, entry point, site or
+// rule name: a DNS label in lower case, so that appkeys fit in DNS names.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate checks the document and reports every problem.
+func (d *Document) Validate() error {
+	var errs config.Errors
+	if d.Defaults.Count < 0 || d.Defaults.Count > 16 {
+		errs.Addf("defaults.count: %d not in 0..16", d.Defaults.Count)
+	}
+	if d.Defaults.ShedAt < 0 || d.Defaults.ShedAt > 1 {
+		errs.Addf("defaults.shed_at: %v not in 0..1", d.Defaults.ShedAt)
+	}
+	if d.Defaults.TTL.D() < 0 || d.Defaults.TTL.D() > time.Hour {
+		errs.Addf("defaults.ttl: %s not in 0..1h", d.Defaults.TTL.D())
+	}
+	if d.Defaults.NearKm < 0 {
+		errs.Addf("defaults.near_km: negative")
+	}
+	eps := map[string]bool{}
+	for i, e := range d.EntryPoints {
+		p := fmt.Sprintf("entry_points[%d]", i)
+		if !ValidName(e.ID) {
+			errs.Addf("%s.id: %q is not a lower-case DNS label", p, e.ID)
+		}
+		if eps[e.ID] {
+			errs.Addf("%s.id: duplicate %q", p, e.ID)
+		}
+		eps[e.ID] = true
+		if e.Site == "" {
+			errs.Addf("%s.site: required", p)
+		}
+		if e.Kind != "" && e.Kind != "edge" && e.Kind != "gateway" {
+			errs.Addf("%s.kind: %q is not edge or gateway", p, e.Kind)
+		}
+		if e.Lat < -90 || e.Lat > 90 || e.Lon < -180 || e.Lon > 180 {
+			errs.Addf("%s: lat/lon out of range", p)
+		}
+		if e.Link == "" && e.WebLink == "" && e.TURN == "" {
+			errs.Addf("%s: needs at least one of link, weblink, turn", p)
+		}
+		for _, hp := range []struct{ k, v string }{{"link", e.Link}, {"turn", e.TURN}} {
+			if hp.v == "" {
+				continue
+			}
+			if _, port, err := net.SplitHostPort(hp.v); err != nil {
+				errs.Addf("%s.%s: %v", p, hp.k, err)
+			} else if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+				errs.Addf("%s.%s: bad port %q", p, hp.k, port)
+			}
+		}
+		if e.WebLink != "" {
+			if u, err := url.Parse(e.WebLink); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs.Addf("%s.weblink: %q is not an http(s) URL", p, e.WebLink)
+			}
+		}
+		if e.Capacity < 0 || e.Weight < 0 || e.Weight > 10000 {
+			errs.Addf("%s: capacity and weight must be >= 0 (weight <= 10000)", p)
+		}
+	}
+	pools := map[string]bool{}
+	for i, pl := range d.Pools {
+		p := fmt.Sprintf("pools[%d]", i)
+		if !ValidName(pl.Name) {
+			errs.Addf("%s.name: %q is not a lower-case DNS label", p, pl.Name)
+		}
+		if pools[pl.Name] {
+			errs.Addf("%s.name: duplicate %q", p, pl.Name)
+		}
+		pools[pl.Name] = true
+		if len(pl.EntryPoints) == 0 {
+			errs.Addf("%s.entry_points: empty", p)
+		}
+		for _, id := range pl.EntryPoints {
+			if !eps[id] {
+				errs.Addf("%s.entry_points: unknown entry point %q", p, id)
+			}
+		}
+	}
+	apps := map[string]bool{}
+	for i, a := range d.Apps {
+		p := fmt.Sprintf("apps[%d]", i)
+		if !ValidName(a.AppKey) {
+			errs.Addf("%s.appkey: %q is not a lower-case DNS label", p, a.AppKey)
+		}
+		if apps[a.AppKey] {
+			errs.Addf("%s.appkey: duplicate %q", p, a.AppKey)
+		}
+		apps[a.AppKey] = true
+		if len(a.Pools) == 0 {
+			errs.Addf("%s.pools: empty", p)
+		}
+		for _, pl := range a.Pools {
+			if !pools[pl] {
+				errs.Addf("%s.pools: unknown pool %q", p, pl)
+			}
+		}
+		if a.Fallback != "" && !eps[a.Fallback] {
+			errs.Addf("%s.fallback: unknown entry point %q", p, a.Fallback)
+		}
+	}
+	rules := map[string]bool{}
+	for i, r := range d.Rules {
+		p := fmt.Sprintf("rules[%d]", i)
+		if !ValidName(r.Name) || rules[r.Name] {
+			errs.Addf("%s.name: %q is not a unique lower-case DNS label", p, r.Name)
+		}
+		rules[r.Name] = true
+		for _, a := range r.Match.AppKeys {
+			if !apps[a] {
+				errs.Addf("%s.match.appkeys: unknown appkey %q", p, a)
+			}
+		}
+		if r.Match.SDK != "" {
+			if _, err := ParseRange(r.Match.SDK); err != nil {
+				errs.Addf("%s.match.sdk: %v", p, err)
+			}
+		}
+		if len(r.Pools) == 0 {
+			errs.Addf("%s.pools: empty", p)
+		}
+		for _, pl := range r.Pools {
+			if !pools[pl] {
+				errs.Addf("%s.pools: unknown pool %q", p, pl)
+			}
+		}
+		if !slices.Contains([]string{"", "asn", "country", "continent"}, r.Geo.Fence) {
+			errs.Addf("%s.geo.fence: %q is not asn, country or continent", p, r.Geo.Fence)
+		}
+		if r.Select.Strategy != "" && r.Select.Strategy != "weighted" && r.Select.Strategy != "sticky" {
+			errs.Addf("%s.select.strategy: %q is not weighted or sticky", p, r.Select.Strategy)
+		}
+		if r.Select.Count < 0 || r.Select.Count > 16 {
+			errs.Addf("%s.select.count: %d not in 0..16", p, r.Select.Count)
+		}
+	}
+	for i, t := range d.Topology {
+		if !eps[t.Edge] {
+			errs.Addf("topology[%d].edge: unknown entry point %q", i, t.Edge)
+		}
+	}
+	return errs.Err()
+}
+
+// HostAddrs returns the IP addresses literally in the entry point's Link
+// address (used for DNS A/AAAA answers).
+func (e *EntryPoint) HostAddr() (netip.Addr, bool) {
+	host := e.Link
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return a, err == nil
+}
