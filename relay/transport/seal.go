@@ -1,0 +1,395 @@
+package transport
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/hkdf"
+)
+
+// The KCP transport runs over an authenticated packet layer. kcp-go's own
+// BlockCrypt is confidentiality plus a CRC: anyone can flip bits, replay
+// packets or open sessions. Every UDP packet below KCP is therefore one of:
+//
+//	HELLO  0x01 | unix nanos (8) | client random (32) | HMAC-SHA256 (32)
+//	ACK    0x02 | client random (32) | server random (32) | HMAC-SHA256 (32)
+//	DATA   0x03 | counter (8) | ChaCha20-Poly1305(session key, nonce = dir|counter, AAD = 0x03|counter)
+//
+// The HMAC key and the session keys are derived with HKDF-SHA256 from the
+// cluster key; session keys also mix in both randoms, so every session has
+// fresh keys and a recorded session cannot be replayed into a new one. DATA
+// counters are checked against a sliding window (replays and forgeries are
+// dropped before KCP sees them). relay/TUNNEL.md has the full design.
+
+const (
+	pktHello = 0x01
+	pktAck   = 0x02
+	pktData  = 0x03
+
+	helloLen      = 1 + 8 + 32 + 32
+	ackLen        = 1 + 32 + 32 + 32
+	dataHeaderLen = 1 + 8
+	// SealOverhead is what the packet layer adds to every KCP packet.
+	SealOverhead = dataHeaderLen + chacha20poly1305.Overhead
+
+	helloMaxSkew = 30 * time.Second
+	replayWindow = 4096
+)
+
+// Errors of the packet layer.
+var (
+	ErrHandshake = errors.New("kcp seal: handshake failed")
+)
+
+// sealKeys holds what is derived from the cluster key.
+type sealKeys struct {
+	hello []byte
+	base  []byte
+}
+
+func deriveKeys(clusterKey []byte) (*sealKeys, error) {
+	if len(clusterKey) < 16 {
+		return nil, errors.New("kcp seal: cluster key must be at least 16 bytes")
+	}
+	k := &sealKeys{hello: make([]byte, 32), base: make([]byte, 32)}
+	if _, err := io.ReadFull(hkdf.New(sha256.New, clusterKey, []byte("longlink-kcp-v1"), []byte("hello")), k.hello); err != nil {
+		return nil, err
+	}
+	if _, err := io.ReadFull(hkdf.New(sha256.New, clusterKey, []byte("longlink-kcp-v1"), []byte("session")), k.base); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *sealKeys) mac(parts ...[]byte) []byte {
+	m := hmac.New(sha256.New, k.hello)
+	for _, p := range parts {
+		m.Write(p)
+	}
+	return m.Sum(nil)
+}
+
+// session is one authenticated peer: keys for each direction and the replay
+// window for what it sends.
+type session struct {
+	send, recv cipher.AEAD
+	sendDir    byte
+	counter    atomic.Uint64
+	mu         sync.Mutex
+	window     replay
+	lastSeen   atomic.Int64
+	clientRand [32]byte
+	ackPacket  []byte // the server's ACK, resent when a HELLO is retransmitted
+}
+
+func newSession(k *sealKeys, cr, sr []byte, client bool) (*session, error) {
+	salt := append(append([]byte{}, cr...), sr...)
+	c2s := make([]byte, chacha20poly1305.KeySize)
+	s2c := make([]byte, chacha20poly1305.KeySize)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, k.base, salt, []byte("c2s")), c2s); err != nil {
+		return nil, err
+	}
+	if _, err := io.ReadFull(hkdf.New(sha256.New, k.base, salt, []byte("s2c")), s2c); err != nil {
+		return nil, err
+	}
+	a, _ := chacha20poly1305.New(c2s)
+	b, _ := chacha20poly1305.New(s2c)
+	s := &session{}
+	copy(s.clientRand[:], cr)
+	if client {
+		s.send, s.recv, s.sendDir = a, b, 0
+	} else {
+		s.send, s.recv, s.sendDir = b, a, 1
+	}
+	s.lastSeen.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+func (s *session) seal(dst, p []byte) []byte {
+	ctr := s.counter.Add(1)
+	dst = append(dst, pktData)
+	dst = binary.BigEndian.AppendUint64(dst, ctr)
+	var nonce [12]byte
+	nonce[0] = s.sendDir
+	binary.BigEndian.PutUint64(nonce[4:], ctr)
+	return s.send.Seal(dst, nonce[:], p, dst[len(dst)-dataHeaderLen:])
+}
+
+// open authenticates and decrypts a DATA packet into dst.
+func (s *session) open(dst, pkt []byte) ([]byte, bool) {
+	if len(pkt) < SealOverhead {
+		return nil, false
+	}
+	ctr := binary.BigEndian.Uint64(pkt[1:9])
+	var nonce [12]byte
+	nonce[0] = 1 - s.sendDir
+	binary.BigEndian.PutUint64(nonce[4:], ctr)
+	out, err := s.recv.Open(dst, nonce[:], pkt[dataHeaderLen:], pkt[:dataHeaderLen])
+	if err != nil {
+		return nil, false
+	}
+	s.mu.Lock()
+	fresh := s.window.check(ctr)
+	s.mu.Unlock()
+	if !fresh {
+		return nil, false
+	}
+	s.lastSeen.Store(time.Now().UnixNano())
+	return out, true
+}
+
+// replay is a sliding-window replay filter (RFC 6479 style, bit per counter).
+type replay struct {
+	top  uint64
+	bits [replayWindow / 64]uint64
+}
+
+func (r *replay) check(ctr uint64) bool {
+	if ctr == 0 {
+		return false
+	}
+	if ctr > r.top {
+		// Clear the words that slide into the window.
+		diff := ctr/64 - r.top/64
+		if diff > uint64(len(r.bits)) {
+			diff = uint64(len(r.bits))
+		}
+		for i := uint64(1); i <= diff; i++ {
+			r.bits[(r.top/64+i)%uint64(len(r.bits))] = 0
+		}
+		r.top = ctr
+	} else if r.top-ctr >= replayWindow-64 {
+		return false
+	}
+	w := &r.bits[(ctr/64)%uint64(len(r.bits))]
+	bit := uint64(1) << (ctr % 64)
+	if *w&bit != 0 {
+		return false
+	}
+	*w |= bit
+	return true
+}
+
+var sealBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// SealStats counts what the packet layer rejected.
+type SealStats struct {
+	Rejected atomic.Uint64 // bad MAC, bad AEAD tag, replay, stale hello, unknown peer
+}
+
+// clientSealConn is the dialer's packet layer: one peer, one session.
+type clientSealConn struct {
+	net.PacketConn
+	peer  net.Addr
+	sess  *session
+	stats *SealStats
+}
+
+// dialSeal runs the HELLO/ACK handshake with the peer at raddr over pc.
+func dialSeal(deadline time.Time, pc net.PacketConn, raddr net.Addr, k *sealKeys, stats *SealStats) (*clientSealConn, error) {
+	var cr [32]byte
+	_, _ = rand.Read(cr[:])
+	hello := make([]byte, 0, helloLen)
+	hello = append(hello, pktHello)
+	hello = binary.BigEndian.AppendUint64(hello, uint64(time.Now().UnixNano()))
+	hello = append(hello, cr[:]...)
+	hello = append(hello, k.mac(hello)...)
+	buf := make([]byte, 2048)
+	defer func() { _ = pc.SetReadDeadline(time.Time{}) }()
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if _, err := pc.WriteTo(hello, raddr); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+		}
+		wait := time.Now().Add(time.Duration(200*(attempt+1)) * time.Millisecond)
+		if wait.After(deadline) {
+			wait = deadline
+		}
+		_ = pc.SetReadDeadline(wait)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					break
+				}
+				return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+			}
+			p := buf[:n]
+			if from.String() != raddr.String() || n != ackLen || p[0] != pktAck || !bytes.Equal(p[1:33], cr[:]) ||
+				!hmac.Equal(p[65:], k.mac(p[:65])) {
+				stats.Rejected.Add(1)
+				continue
+			}
+			s, err := newSession(k, cr[:], p[33:65], true)
+			if err != nil {
+				return nil, err
+			}
+			return &clientSealConn{PacketConn: pc, peer: raddr, sess: s, stats: stats}, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no authenticated answer from %s (wrong cluster key or peer down)", ErrHandshake, raddr)
+}
+
+func (c *clientSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	bp := sealBufPool.Get().(*[]byte)
+	defer sealBufPool.Put(bp)
+	buf := (*bp)[:cap(*bp)]
+	for {
+		n, from, err := c.PacketConn.ReadFrom(buf)
+		if err != nil {
+			return 0, nil, err
+		}
+		if n < 1 || buf[0] != pktData || from.String() != c.peer.String() {
+			c.stats.Rejected.Add(1)
+			continue
+		}
+		out, ok := c.sess.open(p[:0], buf[:n])
+		if !ok {
+			c.stats.Rejected.Add(1)
+			continue
+		}
+		return len(out), from, nil
+	}
+}
+
+func (c *clientSealConn) WriteTo(p []byte, _ net.Addr) (int, error) {
+	bp := sealBufPool.Get().(*[]byte)
+	defer sealBufPool.Put(bp)
+	pkt := c.sess.seal((*bp)[:0], p)
+	if _, err := c.PacketConn.WriteTo(pkt, c.peer); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// serverSealConn is the listener's packet layer: it answers HELLOs and keeps
+// one session per peer address. KCP sees only authenticated plaintext.
+type serverSealConn struct {
+	net.PacketConn
+	keys  *sealKeys
+	stats *SealStats
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	seen     map[[32]byte]time.Time // client randoms of recent HELLOs
+}
+
+func newServerSeal(pc net.PacketConn, k *sealKeys, stats *SealStats) *serverSealConn {
+	return &serverSealConn{PacketConn: pc, keys: k, stats: stats, sessions: map[string]*session{}, seen: map[[32]byte]time.Time{}}
+}
+
+func (c *serverSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	bp := sealBufPool.Get().(*[]byte)
+	defer sealBufPool.Put(bp)
+	buf := (*bp)[:cap(*bp)]
+	for {
+		n, from, err := c.PacketConn.ReadFrom(buf)
+		if err != nil {
+			return 0, nil, err
+		}
+		pkt := buf[:n]
+		if n < 1 {
+			continue
+		}
+		switch pkt[0] {
+		case pktHello:
+			c.handleHello(pkt, from)
+			continue
+		case pktData:
+			c.mu.Lock()
+			s := c.sessions[from.String()]
+			c.mu.Unlock()
+			if s == nil {
+				c.stats.Rejected.Add(1)
+				continue
+			}
+			out, ok := s.open(p[:0], pkt)
+			if !ok {
+				c.stats.Rejected.Add(1)
+				continue
+			}
+			return len(out), from, nil
+		default:
+			c.stats.Rejected.Add(1)
+		}
+	}
+}
+
+func (c *serverSealConn) handleHello(pkt []byte, from net.Addr) {
+	if len(pkt) != helloLen || !hmac.Equal(pkt[41:], c.keys.mac(pkt[:41])) {
+		c.stats.Rejected.Add(1)
+		return
+	}
+	ts := time.Unix(0, int64(binary.BigEndian.Uint64(pkt[1:9])))
+	now := time.Now()
+	if d := now.Sub(ts); d > helloMaxSkew || d < -helloMaxSkew {
+		c.stats.Rejected.Add(1)
+		return
+	}
+	var cr [32]byte
+	copy(cr[:], pkt[9:41])
+	key := from.String()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sessions[key]; s != nil && s.clientRand == cr {
+		// The client did not get our ACK: send the same one again.
+		_, _ = c.PacketConn.WriteTo(s.ackPacket, from)
+		return
+	}
+	if _, dup := c.seen[cr]; dup {
+		c.stats.Rejected.Add(1) // a replayed HELLO
+		return
+	}
+	for r, t := range c.seen {
+		if now.Sub(t) > 2*helloMaxSkew {
+			delete(c.seen, r)
+		}
+	}
+	for a, s := range c.sessions {
+		if now.UnixNano()-s.lastSeen.Load() > int64(10*time.Minute) {
+			delete(c.sessions, a)
+		}
+	}
+	c.seen[cr] = now
+	var sr [32]byte
+	_, _ = rand.Read(sr[:])
+	s, err := newSession(c.keys, cr[:], sr[:], false)
+	if err != nil {
+		return
+	}
+	ack := make([]byte, 0, ackLen)
+	ack = append(ack, pktAck)
+	ack = append(ack, cr[:]...)
+	ack = append(ack, sr[:]...)
+	ack = append(ack, c.keys.mac(ack)...)
+	s.ackPacket = ack
+	c.sessions[key] = s
+	_, _ = c.PacketConn.WriteTo(ack, from)
+}
+
+func (c *serverSealConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.mu.Lock()
+	s := c.sessions[addr.String()]
+	c.mu.Unlock()
+	if s == nil {
+		return len(p), nil // peer gone: drop, as the network would
+	}
+	bp := sealBufPool.Get().(*[]byte)
+	defer sealBufPool.Put(bp)
+	if _, err := c.PacketConn.WriteTo(s.seal((*bp)[:0], p), addr); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -1,0 +1,352 @@
+// Package wire is the tunnel wire format shared by edges, relays and the core
+// egress: the header that opens every tunnel stream, the one-frame status
+// answer, the datagram framing of UDP flows and the probe frames. It has no
+// sockets; relay/TUNNEL.md is its specification.
+package wire
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+)
+
+// Version is the header version this package writes and reads.
+const Version = 1
+
+// Limits of the variable fields. A header that breaks one is rejected.
+const (
+	MaxNameLen     = 63  // cluster and service names
+	MaxAffinityLen = 128 // sticky key (a Socket.IO sid)
+	MaxHeaderLen   = 8 + 16 + 4 + 1 + 16 + 2 + 1 + MaxNameLen + 1 + MaxNameLen + 1 + MaxAffinityLen
+	MaxHops        = 16 // largest hop budget a sender may set
+	MaxReasonLen   = 255
+	// DatagramOverhead is what a UDP flow adds in front of each payload.
+	DatagramOverhead = 4
+)
+
+var magic = [2]byte{'L', 'T'}
+
+// Kind is the protocol a tunnel stream carries.
+type Kind uint8
+
+// Kinds. A stream's kind tells the egress how to reach the service.
+const (
+	KindLink  Kind = 1 // Link protocol over TCP: bytes spliced to a TCP target
+	KindHTTP  Kind = 2 // WebLink HTTP/WebSocket: bytes spliced to an HTTP target
+	KindUDP   Kind = 3 // a UDP flow: the stream is its control channel, data rides datagrams
+	KindProbe Kind = 4 // path probe between two adjacent nodes; never forwarded
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindLink:
+		return "link"
+	case KindHTTP:
+		return "http"
+	case KindUDP:
+		return "udp"
+	case KindProbe:
+		return "probe"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// ParseKind is the inverse of Kind.String for the kinds a service can have.
+func ParseKind(s string) (Kind, error) {
+	switch s {
+	case "link", "tcp":
+		return KindLink, nil
+	case "http", "weblink":
+		return KindHTTP, nil
+	case "udp":
+		return KindUDP, nil
+	}
+	return 0, fmt.Errorf("unknown kind %q (want link, http or udp)", s)
+}
+
+// TraceID follows one client flow across every hop and into the logs.
+type TraceID [16]byte
+
+// NewTraceID returns a random trace id.
+func NewTraceID() TraceID {
+	var t TraceID
+	_, _ = rand.Read(t[:])
+	return t
+}
+
+func (t TraceID) String() string { return hex.EncodeToString(t[:]) }
+
+// Header opens every tunnel stream.
+type Header struct {
+	Kind     Kind
+	Hops     uint8 // remaining hop budget; each forwarding node decrements it
+	Flow     uint32
+	Trace    TraceID
+	Client   netip.AddrPort // the client's original address, as the edge saw it
+	Cluster  string         // destination cluster
+	Service  string         // service at the destination (link, weblink, media…)
+	Affinity string         // optional sticky key; empty when unused
+}
+
+// Errors returned by ReadHeader and Validate.
+var (
+	ErrBadMagic   = errors.New("wire: not a tunnel header")
+	ErrVersion    = errors.New("wire: unsupported header version")
+	ErrMalformed  = errors.New("wire: malformed header")
+	ErrHopsExceed = errors.New("wire: hop budget exhausted")
+)
+
+// Validate checks the limits of every field.
+func (h *Header) Validate() error {
+	switch h.Kind {
+	case KindLink, KindHTTP, KindUDP, KindProbe:
+	default:
+		return fmt.Errorf("%w: kind %d", ErrMalformed, h.Kind)
+	}
+	if h.Hops > MaxHops {
+		return fmt.Errorf("%w: hop budget %d > %d", ErrMalformed, h.Hops, MaxHops)
+	}
+	if len(h.Cluster) > MaxNameLen || len(h.Service) > MaxNameLen || len(h.Affinity) > MaxAffinityLen {
+		return fmt.Errorf("%w: name too long", ErrMalformed)
+	}
+	if h.Kind != KindProbe && (h.Cluster == "" || h.Service == "") {
+		return fmt.Errorf("%w: cluster and service required", ErrMalformed)
+	}
+	if h.Client.IsValid() && h.Client.Addr().Zone() != "" {
+		return fmt.Errorf("%w: zoned client address", ErrMalformed)
+	}
+	return nil
+}
+
+// AppendHeader appends h's encoding to b.
+func AppendHeader(b []byte, h *Header) ([]byte, error) {
+	if err := h.Validate(); err != nil {
+		return b, err
+	}
+	start := len(b)
+	b = append(b, magic[0], magic[1], Version, byte(h.Kind), h.Hops, 0, 0, 0)
+	b = append(b, h.Trace[:]...)
+	b = binary.BigEndian.AppendUint32(b, h.Flow)
+	switch {
+	case !h.Client.IsValid():
+		b = append(b, 0)
+	case h.Client.Addr().Is4() || h.Client.Addr().Is4In6():
+		a := h.Client.Addr().Unmap().As4()
+		b = append(b, 4)
+		b = append(b, a[:]...)
+		b = binary.BigEndian.AppendUint16(b, h.Client.Port())
+	default:
+		a := h.Client.Addr().As16()
+		b = append(b, 6)
+		b = append(b, a[:]...)
+		b = binary.BigEndian.AppendUint16(b, h.Client.Port())
+	}
+	for _, s := range []string{h.Cluster, h.Service, h.Affinity} {
+		b = append(b, byte(len(s)))
+		b = append(b, s...)
+	}
+	binary.BigEndian.PutUint16(b[start+6:], uint16(len(b)-start-8))
+	return b, nil
+}
+
+// ReadHeader reads one header from r. It never reads past the header, so the
+// stream's payload stays in r.
+func ReadHeader(r io.Reader) (*Header, error) {
+	var fixed [8]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return nil, fmt.Errorf("wire: read header: %w", err)
+	}
+	if fixed[0] != magic[0] || fixed[1] != magic[1] {
+		return nil, ErrBadMagic
+	}
+	if fixed[2] != Version {
+		return nil, fmt.Errorf("%w: %d", ErrVersion, fixed[2])
+	}
+	n := int(binary.BigEndian.Uint16(fixed[6:]))
+	if n > MaxHeaderLen-8 {
+		return nil, fmt.Errorf("%w: length %d", ErrMalformed, n)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, fmt.Errorf("wire: read header body: %w", err)
+	}
+	return decodeBody(fixed, body)
+}
+
+// DecodeHeader decodes a header held entirely in b and returns the number of
+// bytes it used.
+func DecodeHeader(b []byte) (*Header, int, error) {
+	if len(b) < 8 {
+		return nil, 0, fmt.Errorf("%w: short", ErrMalformed)
+	}
+	var fixed [8]byte
+	copy(fixed[:], b)
+	if fixed[0] != magic[0] || fixed[1] != magic[1] {
+		return nil, 0, ErrBadMagic
+	}
+	if fixed[2] != Version {
+		return nil, 0, fmt.Errorf("%w: %d", ErrVersion, fixed[2])
+	}
+	n := int(binary.BigEndian.Uint16(fixed[6:]))
+	if n > MaxHeaderLen-8 || len(b) < 8+n {
+		return nil, 0, fmt.Errorf("%w: length %d", ErrMalformed, n)
+	}
+	h, err := decodeBody(fixed, b[8:8+n])
+	return h, 8 + n, err
+}
+
+func decodeBody(fixed [8]byte, body []byte) (*Header, error) {
+	if fixed[5] != 0 {
+		return nil, fmt.Errorf("%w: reserved flags set", ErrMalformed)
+	}
+	h := &Header{Kind: Kind(fixed[3]), Hops: fixed[4]}
+	if len(body) < 16+4+1 {
+		return nil, fmt.Errorf("%w: short body", ErrMalformed)
+	}
+	copy(h.Trace[:], body)
+	h.Flow = binary.BigEndian.Uint32(body[16:])
+	fam := body[20]
+	rest := body[21:]
+	switch fam {
+	case 0:
+	case 4:
+		if len(rest) < 6 {
+			return nil, fmt.Errorf("%w: short address", ErrMalformed)
+		}
+		h.Client = netip.AddrPortFrom(netip.AddrFrom4([4]byte(rest[:4])), binary.BigEndian.Uint16(rest[4:]))
+		rest = rest[6:]
+	case 6:
+		if len(rest) < 18 {
+			return nil, fmt.Errorf("%w: short address", ErrMalformed)
+		}
+		h.Client = netip.AddrPortFrom(netip.AddrFrom16([16]byte(rest[:16])), binary.BigEndian.Uint16(rest[16:]))
+		rest = rest[18:]
+	default:
+		return nil, fmt.Errorf("%w: address family %d", ErrMalformed, fam)
+	}
+	var fields [3]string
+	for i := range fields {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return nil, fmt.Errorf("%w: short field", ErrMalformed)
+		}
+		fields[i] = string(rest[1 : 1+int(rest[0])])
+		rest = rest[1+int(rest[0]):]
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))
+	}
+	h.Cluster, h.Service, h.Affinity = fields[0], fields[1], fields[2]
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Status is the first thing the far end of a stream writes back: OK, or why
+// the tunnel could not be opened.
+type Status uint8
+
+// Status codes.
+const (
+	StatusOK          Status = 0
+	StatusNoRoute     Status = 1 // no path to the destination cluster
+	StatusHops        Status = 2 // hop budget exhausted (a routing loop)
+	StatusNoService   Status = 3 // the egress does not know the service
+	StatusUnreachable Status = 4 // the egress could not connect to the service
+	StatusRefused     Status = 5 // limits or draining
+	StatusBadRequest  Status = 6 // malformed header
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusOK:
+		return "ok"
+	case StatusNoRoute:
+		return "no route"
+	case StatusHops:
+		return "hop budget exhausted"
+	case StatusNoService:
+		return "unknown service"
+	case StatusUnreachable:
+		return "service unreachable"
+	case StatusRefused:
+		return "refused"
+	case StatusBadRequest:
+		return "bad request"
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// StatusError is a non-OK status read from the far end.
+type StatusError struct {
+	Status Status
+	Reason string
+}
+
+func (e *StatusError) Error() string {
+	if e.Reason == "" {
+		return "tunnel: " + e.Status.String()
+	}
+	return "tunnel: " + e.Status.String() + ": " + e.Reason
+}
+
+// AppendStatus appends a status frame: code, reason length, reason.
+func AppendStatus(b []byte, s Status, reason string) []byte {
+	if len(reason) > MaxReasonLen {
+		reason = reason[:MaxReasonLen]
+	}
+	b = append(b, byte(s), byte(len(reason)))
+	return append(b, reason...)
+}
+
+// ReadStatus reads a status frame; a non-OK status is returned as a
+// *StatusError.
+func ReadStatus(r io.Reader) error {
+	var b [2]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return fmt.Errorf("wire: read status: %w", err)
+	}
+	reason := make([]byte, b[1])
+	if _, err := io.ReadFull(r, reason); err != nil {
+		return fmt.Errorf("wire: read status: %w", err)
+	}
+	if Status(b[0]) == StatusOK {
+		return nil
+	}
+	return &StatusError{Status: Status(b[0]), Reason: string(reason)}
+}
+
+// AppendDatagram frames a UDP payload for flow id.
+func AppendDatagram(b []byte, flow uint32, payload []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, flow)
+	return append(b, payload...)
+}
+
+// ParseDatagram splits a tunnel datagram into its flow id and payload.
+func ParseDatagram(b []byte) (flow uint32, payload []byte, err error) {
+	if len(b) < DatagramOverhead {
+		return 0, nil, fmt.Errorf("%w: short datagram", ErrMalformed)
+	}
+	return binary.BigEndian.Uint32(b), b[DatagramOverhead:], nil
+}
+
+// ProbeLen is the size of a probe frame: sequence number and send time.
+const ProbeLen = 16
+
+// AppendProbe appends a probe frame.
+func AppendProbe(b []byte, seq uint64, sentNanos int64) []byte {
+	b = binary.BigEndian.AppendUint64(b, seq)
+	return binary.BigEndian.AppendUint64(b, uint64(sentNanos))
+}
+
+// ParseProbe decodes a probe frame.
+func ParseProbe(b []byte) (seq uint64, sentNanos int64, err error) {
+	if len(b) != ProbeLen {
+		return 0, 0, fmt.Errorf("%w: probe length %d", ErrMalformed, len(b))
+	}
+	return binary.BigEndian.Uint64(b), int64(binary.BigEndian.Uint64(b[8:])), nil
+}

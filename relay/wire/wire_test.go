@@ -1,0 +1,145 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+)
+
+func sampleHeaders() []*Header {
+	return []*Header{
+		{Kind: KindLink, Hops: 4, Trace: NewTraceID(), Client: netip.MustParseAddrPort("203.0.113.7:51234"), Cluster: "demo", Service: "link"},
+		{Kind: KindHTTP, Hops: 1, Client: netip.MustParseAddrPort("[2001:db8::1]:443"), Cluster: "c1", Service: "weblink", Affinity: "sid-abc"},
+		{Kind: KindUDP, Hops: 16, Flow: 77, Cluster: "c", Service: "media"},
+		{Kind: KindProbe},
+	}
+}
+
+func TestHeaderRoundTrip(t *testing.T) {
+	for _, h := range sampleHeaders() {
+		t.Run(h.Kind.String(), func(t *testing.T) {
+			b, err := AppendHeader(nil, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > MaxHeaderLen {
+				t.Fatalf("header %d bytes > MaxHeaderLen %d", len(b), MaxHeaderLen)
+			}
+			got, err := ReadHeader(bytes.NewReader(append(b, "payload"...)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, h) {
+				t.Fatalf("got %+v want %+v", got, h)
+			}
+			got2, n, err := DecodeHeader(append(b, 1, 2, 3))
+			if err != nil || n != len(b) || !reflect.DeepEqual(got2, h) {
+				t.Fatalf("DecodeHeader: %+v %d %v", got2, n, err)
+			}
+		})
+	}
+}
+
+func TestHeaderRejects(t *testing.T) {
+	good, _ := AppendHeader(nil, sampleHeaders()[0])
+	tests := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"magic", append([]byte("XX"), good[2:]...), ErrBadMagic},
+		{"version", func() []byte { b := bytes.Clone(good); b[2] = 9; return b }(), ErrVersion},
+		{"kind", func() []byte { b := bytes.Clone(good); b[3] = 99; return b }(), ErrMalformed},
+		{"hops", func() []byte { b := bytes.Clone(good); b[4] = MaxHops + 1; return b }(), ErrMalformed},
+		{"flags", func() []byte { b := bytes.Clone(good); b[5] = 1; return b }(), ErrMalformed},
+		{"length", func() []byte { b := bytes.Clone(good); b[6], b[7] = 0xff, 0xff; return b }(), ErrMalformed},
+		{"truncated", good[:len(good)-1], ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := DecodeHeader(tc.b)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	long := &Header{Kind: KindLink, Cluster: string(make([]byte, MaxNameLen+1)), Service: "x"}
+	if _, err := AppendHeader(nil, long); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("long name accepted: %v", err)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	if err := ReadStatus(bytes.NewReader(AppendStatus(nil, StatusOK, ""))); err != nil {
+		t.Fatal(err)
+	}
+	err := ReadStatus(bytes.NewReader(AppendStatus(nil, StatusNoService, "media")))
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != StatusNoService || se.Reason != "media" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDatagramAndProbe(t *testing.T) {
+	d := AppendDatagram(nil, 42, []byte("hi"))
+	f, p, err := ParseDatagram(d)
+	if err != nil || f != 42 || string(p) != "hi" {
+		t.Fatal(f, p, err)
+	}
+	if _, _, err := ParseDatagram([]byte{1}); err == nil {
+		t.Fatal("short datagram accepted")
+	}
+	s, ts, err := ParseProbe(AppendProbe(nil, 7, 12345))
+	if err != nil || s != 7 || ts != 12345 {
+		t.Fatal(s, ts, err)
+	}
+}
+
+func TestAppendHeaderAllocs(t *testing.T) {
+	h := sampleHeaders()[0]
+	buf := make([]byte, 0, MaxHeaderLen)
+	if n := testing.AllocsPerRun(100, func() { _, _ = AppendHeader(buf[:0], h) }); n != 0 {
+		t.Fatalf("AppendHeader allocates %v times", n)
+	}
+}
+
+func FuzzHeader(f *testing.F) {
+	for _, h := range sampleHeaders() {
+		b, _ := AppendHeader(nil, h)
+		f.Add(b)
+	}
+	f.Add([]byte("LT\x01\x01\x00\x00\x00\x00"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, n, err := DecodeHeader(b)
+		h2, err2 := ReadHeader(bytes.NewReader(b))
+		if (err == nil) != (err2 == nil) {
+			t.Fatalf("DecodeHeader and ReadHeader disagree: %v / %v", err, err2)
+		}
+		if err != nil {
+			return
+		}
+		if !reflect.DeepEqual(h, h2) {
+			t.Fatalf("decoders disagree: %+v / %+v", h, h2)
+		}
+		out, err := AppendHeader(nil, h)
+		if err != nil {
+			t.Fatalf("decoded header does not encode: %v", err)
+		}
+		if !bytes.Equal(out, b[:n]) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", out, b[:n])
+		}
+	})
+}
+
+func FuzzStatus(f *testing.F) {
+	f.Add(AppendStatus(nil, StatusOK, ""))
+	f.Add(AppendStatus(nil, StatusUnreachable, "dial tcp: refused"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = ReadStatus(bytes.NewReader(b))
+		_, _, _ = ParseDatagram(b)
+		_, _, _ = ParseProbe(b)
+	})
+}
