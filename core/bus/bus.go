@@ -1,0 +1,407 @@
+// Package bus is the IM core's message bus: NATS, either embedded in the
+// process (nats-server with JetStream, the default for one machine) or an
+// external NATS cluster. Gateways and app services talk only through the
+// *nats.Conn it hands out, so the same code runs on one node or many.
+package bus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// Modes.
+const (
+	ModeEmbedded = "embedded"
+	ModeExternal = "external"
+)
+
+// Config selects and tunes the bus.
+type Config struct {
+	// Mode is "embedded" (default: a NATS server inside this process) or
+	// "external" (connect to URLs).
+	Mode string `yaml:"mode"`
+	// Listen is the embedded server's client listener, so that other local
+	// processes (extra gateways, app nodes) can join. Default 127.0.0.1:7714;
+	// "" serves only this process (no port at all). Port 0 picks a free port.
+	Listen string `yaml:"listen"`
+	// StoreDir holds the embedded server's JetStream data; the composition
+	// root sets it under its data dir. Empty: a private temporary directory,
+	// removed at shutdown (tests).
+	StoreDir string `yaml:"store_dir"`
+	// JetStream enables JetStream on the embedded server. Default true.
+	JetStream bool `yaml:"jetstream"`
+	// User and Password authenticate every client (the embedded listener
+	// never accepts unauthenticated clients). With an empty Password the
+	// embedded server generates a random one at start; then only this
+	// process can connect. In external mode, a Password with no User is sent
+	// as a token.
+	User     string        `yaml:"user"`
+	Password config.Secret `yaml:"password"`
+	// URLs are the external servers (mode external), e.g. nats://10.0.0.1:4222.
+	URLs []string `yaml:"urls"`
+	// Name is the client connection name shown by NATS monitoring.
+	Name string `yaml:"name"`
+	// MaxPayload of the embedded server in bytes. Default 1 MiB.
+	MaxPayload int32 `yaml:"max_payload"`
+	// ConnectTimeout bounds the start (server ready, client connected). Default 10s.
+	ConnectTimeout config.Duration `yaml:"connect_timeout"`
+}
+
+// Default returns the embedded single-node configuration.
+func Default() Config {
+	return Config{
+		Mode:           ModeEmbedded,
+		Listen:         "127.0.0.1:7714",
+		JetStream:      true,
+		User:           "longlink",
+		Name:           "longlink-core",
+		MaxPayload:     1 << 20,
+		ConnectTimeout: config.Duration(10 * time.Second),
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	switch c.Mode {
+	case ModeEmbedded:
+		if c.Listen != "" {
+			if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+				errs.Addf("bus.listen: %v", err)
+			}
+		}
+		if c.User == "" {
+			errs.Addf("bus.user: required in embedded mode")
+		}
+		if len(c.URLs) > 0 {
+			errs.Addf("bus.urls: only used in external mode")
+		}
+	case ModeExternal:
+		if len(c.URLs) == 0 {
+			errs.Addf("bus.urls: at least one URL is required in external mode")
+		}
+		for _, u := range c.URLs {
+			if !strings.Contains(u, "://") {
+				errs.Addf("bus.urls: %q: want scheme://host:port", u)
+			}
+		}
+	default:
+		errs.Addf("bus.mode: %q is not embedded or external", c.Mode)
+	}
+	if c.MaxPayload < 0 {
+		errs.Addf("bus.max_payload: must not be negative")
+	}
+	if c.ConnectTimeout < 0 {
+		errs.Addf("bus.connect_timeout: must not be negative")
+	}
+	return errs.Err()
+}
+
+// Deps are the bus's injected dependencies.
+type Deps struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Bus owns the NATS server (embedded mode) and this process's connection.
+type Bus struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	mu      sync.Mutex
+	srv     *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	tmpDir  string
+	stopped bool
+}
+
+// New validates cfg; Start launches the server and connects.
+func New(cfg Config, deps Deps) (*Bus, error) {
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = 1 << 20
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = config.Duration(10 * time.Second)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "longlink-core"
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := deps.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	if cfg.Mode == ModeEmbedded && !cfg.Password.IsSet() {
+		var b [24]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("bus: generate password: %w", err)
+		}
+		cfg.Password = config.NewSecret(hex.EncodeToString(b[:]))
+		if cfg.Listen != "" {
+			log.Info("bus: no password configured; generated a random one, so only this process can use the listener")
+		}
+	}
+	return &Bus{cfg: cfg, log: log.With("component", "bus"), metrics: m}, nil
+}
+
+// Start launches the embedded server (if any) and connects this process.
+func (b *Bus) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.nc != nil {
+		return errors.New("bus: already started")
+	}
+	var err error
+	switch b.cfg.Mode {
+	case ModeEmbedded:
+		err = b.startEmbedded()
+	default:
+		err = b.connectExternal()
+	}
+	if err != nil {
+		b.cleanupLocked()
+		return err
+	}
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		b.cleanupLocked()
+		return fmt.Errorf("bus: jetstream: %w", err)
+	}
+	b.js = js
+	b.metrics.connected.Set(1)
+	return nil
+}
+
+func (b *Bus) startEmbedded() error {
+	opts := &server.Options{
+		ServerName: "longlink-embedded",
+		Username:   b.cfg.User,
+		Password:   b.cfg.Password.Reveal(),
+		MaxPayload: b.cfg.MaxPayload,
+		NoLog:      true,
+		NoSigs:     true,
+		JetStream:  b.cfg.JetStream,
+	}
+	if b.cfg.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, _ := net.SplitHostPort(b.cfg.Listen)
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("bus: listen port %q: %w", port, err)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, p
+	}
+	if b.cfg.JetStream {
+		dir := b.cfg.StoreDir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "longlink-nats-")
+			if err != nil {
+				return fmt.Errorf("bus: jetstream dir: %w", err)
+			}
+			b.tmpDir, dir = tmp, tmp
+		} else if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("bus: jetstream dir: %w", err)
+		}
+		opts.StoreDir = filepath.Clean(dir)
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("bus: embedded server: %w", err)
+	}
+	srv.SetLoggerV2(&natsLogger{log: b.log}, false, false, false)
+	b.srv = srv
+	srv.Start()
+	if !srv.ReadyForConnections(b.cfg.ConnectTimeout.D()) {
+		return errors.New("bus: embedded server not ready in time")
+	}
+	nc, err := nats.Connect("", append(b.clientOptions(),
+		nats.InProcessServer(srv),
+		nats.UserInfo(b.cfg.User, b.cfg.Password.Reveal()))...)
+	if err != nil {
+		return fmt.Errorf("bus: connect in-process: %w", err)
+	}
+	b.nc = nc
+	if b.cfg.Listen != "" {
+		b.log.Info("embedded NATS listening", "url", srv.ClientURL(), "jetstream", b.cfg.JetStream)
+	}
+	return nil
+}
+
+func (b *Bus) connectExternal() error {
+	opts := b.clientOptions()
+	if b.cfg.Password.IsSet() {
+		if b.cfg.User != "" {
+			opts = append(opts, nats.UserInfo(b.cfg.User, b.cfg.Password.Reveal()))
+		} else {
+			opts = append(opts, nats.Token(b.cfg.Password.Reveal()))
+		}
+	}
+	opts = append(opts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+	nc, err := nats.Connect(strings.Join(b.cfg.URLs, ","), opts...)
+	if err != nil {
+		return fmt.Errorf("bus: connect %s: %w", strings.Join(b.cfg.URLs, ","), err)
+	}
+	b.nc = nc
+	b.log.Info("connected to external NATS", "url", nc.ConnectedUrlRedacted())
+	return nil
+}
+
+func (b *Bus) clientOptions() []nats.Option {
+	return []nats.Option{
+		nats.Name(b.cfg.Name),
+		nats.Timeout(b.cfg.ConnectTimeout.D()),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.metrics.disconnects.Inc()
+			b.metrics.connected.Set(0)
+			if err != nil {
+				b.log.Warn("bus disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.metrics.reconnects.Inc()
+			b.metrics.connected.Set(1)
+			b.log.Info("bus reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			b.metrics.asyncErrors.Inc()
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			b.log.Warn("bus async error", "subject", subj, "err", err)
+		}),
+	}
+}
+
+// Conn is this process's connection. Valid between Start and Shutdown.
+func (b *Bus) Conn() *nats.Conn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.nc
+}
+
+// JetStream is the JetStream context on Conn.
+func (b *Bus) JetStream() jetstream.JetStream {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.js
+}
+
+// ClientURL is the address other processes use to join the embedded server
+// ("" when it does not listen or in external mode).
+func (b *Bus) ClientURL() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv == nil || b.cfg.Listen == "" {
+		return ""
+	}
+	return b.srv.ClientURL()
+}
+
+// Connect opens another connection to the same bus (for example a gateway
+// that wants its own connection for isolation). The caller closes it.
+func (b *Bus) Connect(name string) (*nats.Conn, error) {
+	b.mu.Lock()
+	srv, cfg := b.srv, b.cfg
+	b.mu.Unlock()
+	opts := append(b.clientOptions(), nats.Name(name))
+	if srv != nil {
+		return nats.Connect("", append(opts, nats.InProcessServer(srv), nats.UserInfo(cfg.User, cfg.Password.Reveal()))...)
+	}
+	if cfg.Password.IsSet() {
+		if cfg.User != "" {
+			opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
+		} else {
+			opts = append(opts, nats.Token(cfg.Password.Reveal()))
+		}
+	}
+	return nats.Connect(strings.Join(cfg.URLs, ","), append(opts, nats.MaxReconnects(-1))...)
+}
+
+// Shutdown drains this process's connection, then stops the embedded server.
+func (b *Bus) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return nil
+	}
+	b.stopped = true
+	var errs []error
+	if b.nc != nil {
+		closed := make(chan struct{})
+		b.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("bus: drain: %w", err))
+			b.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				b.nc.Close()
+				errs = append(errs, fmt.Errorf("bus: drain: %w", ctx.Err()))
+			}
+		}
+	}
+	b.metrics.connected.Set(0)
+	b.cleanupLocked()
+	return errors.Join(errs...)
+}
+
+// cleanupLocked closes the connection and stops the server.
+func (b *Bus) cleanupLocked() {
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+	if b.tmpDir != "" {
+		_ = os.RemoveAll(b.tmpDir)
+		b.tmpDir = ""
+	}
+}
+
+// natsLogger routes the embedded server's log lines to slog.
+type natsLogger struct{ log *slog.Logger }
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Tracef(format string, v ...any)  {}

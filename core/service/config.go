@@ -1,0 +1,167 @@
+package service
+
+import (
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// AppConfig is an app seeded into the store at start.
+type AppConfig struct {
+	AppKey string `yaml:"appkey"`
+	// Secret signs the app servers' calls to the server HTTP API.
+	Secret config.Secret `yaml:"secret"`
+	// Devices is the multi-device policy: kick_same_type (default),
+	// allow_all or single.
+	Devices string `yaml:"devices"`
+	// Heartbeat is the interval announced to clients at login. Default 30s.
+	Heartbeat config.Duration `yaml:"heartbeat"`
+}
+
+// Config tunes the app services.
+type Config struct {
+	// Cluster is the subject prefix served (imapi.DefaultCluster unless this
+	// node serves a dedicated cluster).
+	Cluster string `yaml:"cluster"`
+	// Apps are created or updated in the store at start.
+	Apps []AppConfig `yaml:"apps"`
+	// RecallWindow is how long after sending the sender may recall. Default 2m.
+	RecallWindow config.Duration `yaml:"recall_window"`
+	// MaxRequestBytes caps a request body from the bus. Default 64 KiB.
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// MaxMessageBytes caps a message's body. Default 16 KiB.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MaxGroupMembers caps a group's size. Default 500.
+	MaxGroupMembers int `yaml:"max_group_members"`
+	// MaxMentions caps the mentions of one message. Default 50.
+	MaxMentions int `yaml:"max_mentions"`
+	// PageLimit caps sync and history pages; DefaultPage is used when a
+	// request gives no limit. Defaults 200 and 50.
+	PageLimit   int `yaml:"page_limit"`
+	DefaultPage int `yaml:"default_page"`
+	// ConvListLimit caps the conversation list. Default 500.
+	ConvListLimit int `yaml:"conv_list_limit"`
+	// TokenTTL is the lifetime of issued tokens. Default 720h (30 days).
+	TokenTTL config.Duration `yaml:"token_ttl"`
+	// MaxInFlight bounds concurrently handled requests on this node; more
+	// wait in the bus client's buffer. Default 4096.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// RequestTimeout bounds one request's store work. Default 5s.
+	RequestTimeout config.Duration `yaml:"request_timeout"`
+}
+
+// Default returns the single-node defaults.
+func Default() Config {
+	return Config{
+		Cluster:         imapi.DefaultCluster,
+		RecallWindow:    config.Duration(2 * time.Minute),
+		MaxRequestBytes: 64 << 10,
+		MaxMessageBytes: 16 << 10,
+		MaxGroupMembers: 500,
+		MaxMentions:     50,
+		PageLimit:       200,
+		DefaultPage:     50,
+		ConvListLimit:   500,
+		TokenTTL:        config.Duration(720 * time.Hour),
+		MaxInFlight:     4096,
+		RequestTimeout:  config.Duration(5 * time.Second),
+	}
+}
+
+func (c *Config) applyDefaults() {
+	d := Default()
+	set := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	if c.Cluster == "" {
+		c.Cluster = d.Cluster
+	}
+	if c.RecallWindow == 0 {
+		c.RecallWindow = d.RecallWindow
+	}
+	set(&c.MaxRequestBytes, d.MaxRequestBytes)
+	set(&c.MaxMessageBytes, d.MaxMessageBytes)
+	set(&c.MaxGroupMembers, d.MaxGroupMembers)
+	set(&c.MaxMentions, d.MaxMentions)
+	set(&c.PageLimit, d.PageLimit)
+	set(&c.DefaultPage, d.DefaultPage)
+	set(&c.ConvListLimit, d.ConvListLimit)
+	set(&c.MaxInFlight, d.MaxInFlight)
+	if c.TokenTTL == 0 {
+		c.TokenTTL = d.TokenTTL
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = d.RequestTimeout
+	}
+	for i := range c.Apps {
+		if c.Apps[i].Devices == "" {
+			c.Apps[i].Devices = imapi.DevicesKickSameType
+		}
+		if c.Apps[i].Heartbeat == 0 {
+			c.Apps[i].Heartbeat = config.Duration(30 * time.Second)
+		}
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	if !ValidName(c.Cluster) {
+		errs.Addf("service.cluster: %q: want 1-64 of A-Z a-z 0-9 _ -", c.Cluster)
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Apps {
+		if !ValidName(a.AppKey) {
+			errs.Addf("service.apps[%d].appkey: %q: want 1-64 of A-Z a-z 0-9 _ -", i, a.AppKey)
+		}
+		if seen[a.AppKey] {
+			errs.Addf("service.apps[%d].appkey: %q listed twice", i, a.AppKey)
+		}
+		seen[a.AppKey] = true
+		if len(a.Secret.Reveal()) < 16 {
+			errs.Addf("service.apps[%d].secret: at least 16 characters required", i)
+		}
+		switch a.Devices {
+		case imapi.DevicesKickSameType, imapi.DevicesAllowAll, imapi.DevicesSingle:
+		default:
+			errs.Addf("service.apps[%d].devices: %q is not kick_same_type, allow_all or single", i, a.Devices)
+		}
+		if a.Heartbeat.D() < time.Second || a.Heartbeat.D() > 10*time.Minute {
+			errs.Addf("service.apps[%d].heartbeat: %v not in 1s..10m", i, a.Heartbeat.D())
+		}
+	}
+	if c.RecallWindow < 0 {
+		errs.Addf("service.recall_window: must not be negative")
+	}
+	if c.MaxRequestBytes < 1024 {
+		errs.Addf("service.max_request_bytes: at least 1024")
+	}
+	if c.MaxMessageBytes < 1 || c.MaxMessageBytes > c.MaxRequestBytes {
+		errs.Addf("service.max_message_bytes: must be in 1..max_request_bytes (%d)", c.MaxRequestBytes)
+	}
+	if c.MaxGroupMembers < 2 {
+		errs.Addf("service.max_group_members: at least 2")
+	}
+	if c.MaxMentions < 0 {
+		errs.Addf("service.max_mentions: must not be negative")
+	}
+	if c.PageLimit < 1 || c.DefaultPage < 1 || c.DefaultPage > c.PageLimit {
+		errs.Addf("service.default_page: must be in 1..page_limit (%d)", c.PageLimit)
+	}
+	if c.ConvListLimit < 1 {
+		errs.Addf("service.conv_list_limit: at least 1")
+	}
+	if c.TokenTTL.D() < time.Minute {
+		errs.Addf("service.token_ttl: at least 1m")
+	}
+	if c.MaxInFlight < 1 {
+		errs.Addf("service.max_in_flight: at least 1")
+	}
+	if c.RequestTimeout.D() <= 0 {
+		errs.Addf("service.request_timeout: must be positive")
+	}
+	return errs.Err()
+}

@@ -1,0 +1,271 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/store"
+)
+
+func (s *Service) send(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.SendReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	return s.Send(ctx, sess, &req)
+}
+
+// Send stores a message from sess.Account durably, then pushes it to the
+// conversation's members (the sender's other sessions included). The server
+// API calls it directly to send as a user or as SystemAccount.
+func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
+	if err := s.validateSend(req); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	a := &store.Append{Message: store.Message{
+		AppKey: sess.AppKey, ConvType: req.ConvType, MsgID: newID(now), Sender: sess.Account,
+		SenderDevice: sess.DeviceType, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type,
+		Body: req.Body, Mentions: req.Mentions, Time: now.UnixMilli(),
+	}}
+	what := "recipient"
+	switch req.ConvType {
+	case imapi.ConvP2P:
+		a.ConvID = imapi.P2PConvID(sess.Account, req.To)
+		a.Peer = req.To
+	case imapi.ConvGroup:
+		if sess.Account == SystemAccount {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "system notifications go to accounts")
+		}
+		a.ConvID = imapi.GroupConvID(req.To)
+		a.GroupID = req.To
+		what = "group"
+	}
+	res, err := s.st.AppendMessage(ctx, a)
+	if err != nil {
+		return nil, storeErr(err, what)
+	}
+	ack := &imapi.SendAck{MsgID: res.MsgID, ConvID: a.ConvID, Seq: res.Seq, Time: res.Time}
+	if !res.Duplicate {
+		// The ack goes out after this returns; pushes are published first on
+		// the same connection, which costs nothing (no round trip) and keeps
+		// the order: a message is durable before anyone hears of it.
+		msg := imapi.Message{
+			MsgID: res.MsgID, ConvID: a.ConvID, ConvType: a.ConvType, From: a.Sender, FromDevice: a.SenderDevice,
+			To: a.To, Seq: res.Seq, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body, Mentions: a.Mentions, Time: res.Time,
+		}
+		s.pushAll(sess, res.Members, imapi.OpPush, &msg)
+	}
+	return ack, nil
+}
+
+func (s *Service) validateSend(req *imapi.SendReq) error {
+	switch req.ConvType {
+	case imapi.ConvP2P, imapi.ConvGroup:
+	case imapi.ConvRoom:
+		return imapi.Errorf(imapi.ErrBadRequest, "chatrooms are not served by this service")
+	default:
+		return imapi.Errorf(imapi.ErrBadRequest, "conv_type %d", req.ConvType)
+	}
+	if !ValidName(req.To) {
+		return imapi.Errorf(imapi.ErrBadRequest, "to: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	if req.ClientMsgID == "" || len(req.ClientMsgID) > 64 {
+		return imapi.Errorf(imapi.ErrBadRequest, "client_msg_id: 1-64 bytes required")
+	}
+	if req.Type == "" {
+		req.Type = "text"
+	}
+	if len(req.Type) > 32 {
+		return imapi.Errorf(imapi.ErrBadRequest, "type: at most 32 bytes")
+	}
+	if len(req.Body) == 0 || string(req.Body) == "null" {
+		return imapi.Errorf(imapi.ErrBadRequest, "body: required")
+	}
+	if len(req.Body) > s.cfg.MaxMessageBytes {
+		s.metrics.oversize.Inc()
+		return imapi.Errorf(imapi.ErrTooLarge, "body of %d bytes exceeds %d", len(req.Body), s.cfg.MaxMessageBytes)
+	}
+	if !json.Valid(req.Body) {
+		return imapi.Errorf(imapi.ErrBadRequest, "body: not JSON")
+	}
+	if len(req.Mentions) > s.cfg.MaxMentions {
+		return imapi.Errorf(imapi.ErrBadRequest, "mentions: at most %d", s.cfg.MaxMentions)
+	}
+	for _, m := range req.Mentions {
+		if !ValidName(m) {
+			return imapi.Errorf(imapi.ErrBadRequest, "mentions: %q is not an account", m)
+		}
+	}
+	return nil
+}
+
+// authorizeConv checks that sess.Account may read convID and returns the
+// conversation's members (for pushes).
+func (s *Service) authorizeConv(ctx context.Context, sess *imapi.Session, convID string) (int, []string, error) {
+	typ, a, b, ok := imapi.ParseConvID(convID)
+	if !ok {
+		return 0, nil, imapi.Errorf(imapi.ErrBadRequest, "conv_id %q", convID)
+	}
+	switch typ {
+	case imapi.ConvP2P:
+		if sess.Account != a && sess.Account != b {
+			return 0, nil, imapi.Errorf(imapi.ErrForbidden, "not a party of %s", convID)
+		}
+		if a == b {
+			return typ, []string{a}, nil
+		}
+		return typ, []string{a, b}, nil
+	default:
+		g, err := s.st.Group(ctx, sess.AppKey, a)
+		if err != nil {
+			return 0, nil, storeErr(err, "group")
+		}
+		if !slices.Contains(g.Members, sess.Account) {
+			return 0, nil, imapi.Errorf(imapi.ErrForbidden, "not a member of %s", a)
+		}
+		return typ, g.Members, nil
+	}
+}
+
+func (s *Service) pageLimit(n int) int {
+	if n <= 0 {
+		return s.cfg.DefaultPage
+	}
+	return min(n, s.cfg.PageLimit)
+}
+
+func toAPI(m *store.Message) imapi.Message {
+	return imapi.Message{
+		MsgID: m.MsgID, ConvID: m.ConvID, ConvType: m.ConvType, From: m.Sender, FromDevice: m.SenderDevice,
+		To: m.To, Seq: m.Seq, ClientMsgID: m.ClientMsgID, Type: m.Type, Body: m.Body, Mentions: m.Mentions,
+		Time: m.Time, Recalled: m.Recalled,
+	}
+}
+
+func toSyncResp(ms []store.Message, more bool) *imapi.SyncResp {
+	out := &imapi.SyncResp{Messages: make([]imapi.Message, len(ms)), HasMore: more}
+	for i := range ms {
+		out.Messages[i] = toAPI(&ms[i])
+	}
+	return out
+}
+
+func (s *Service) sync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.SyncReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if _, _, err := s.authorizeConv(ctx, sess, req.ConvID); err != nil {
+		return nil, err
+	}
+	if req.AfterSeq < 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "after_seq: must not be negative")
+	}
+	ms, more, err := s.st.Messages(ctx, sess.AppKey, req.ConvID, req.AfterSeq, s.pageLimit(req.Limit))
+	if err != nil {
+		return nil, storeErr(err, "conversation")
+	}
+	return toSyncResp(ms, more), nil
+}
+
+func (s *Service) history(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.HistoryReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	return s.History(ctx, sess, &req)
+}
+
+// History pages backwards through a conversation the caller belongs to.
+func (s *Service) History(ctx context.Context, sess *imapi.Session, req *imapi.HistoryReq) (*imapi.SyncResp, error) {
+	if _, _, err := s.authorizeConv(ctx, sess, req.ConvID); err != nil {
+		return nil, err
+	}
+	if req.BeforeSeq < 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "before_seq: must not be negative")
+	}
+	ms, more, err := s.st.History(ctx, sess.AppKey, req.ConvID, req.BeforeSeq, s.pageLimit(req.Limit))
+	if err != nil {
+		return nil, storeErr(err, "conversation")
+	}
+	return toSyncResp(ms, more), nil
+}
+
+func (s *Service) read(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.ReadReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	typ, members, err := s.authorizeConv(ctx, sess, req.ConvID)
+	if err != nil {
+		return nil, err
+	}
+	if req.Seq < 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "seq: must not be negative")
+	}
+	readSeq, err := s.st.MarkRead(ctx, sess.AppKey, sess.Account, req.ConvID, req.Seq)
+	if err != nil {
+		return nil, storeErr(err, "conversation")
+	}
+	if typ == imapi.ConvP2P {
+		for _, m := range members {
+			if m != sess.Account {
+				s.pushAll(sess, []string{m}, imapi.OpReceipt, &imapi.Receipt{ConvID: req.ConvID, Reader: sess.Account, Seq: readSeq})
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (s *Service) recall(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.RecallReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if req.MsgID == "" || len(req.MsgID) > 64 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "msg_id: required")
+	}
+	_, members, err := s.authorizeConv(ctx, sess, req.ConvID)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.st.MessageByID(ctx, sess.AppKey, req.ConvID, req.MsgID)
+	if err != nil {
+		return nil, storeErr(err, "message")
+	}
+	if m.Sender != sess.Account {
+		return nil, imapi.Errorf(imapi.ErrForbidden, "only the sender may recall")
+	}
+	if m.Recalled {
+		return nil, nil
+	}
+	if s.now().UnixMilli()-m.Time > s.cfg.RecallWindow.D().Milliseconds() {
+		return nil, imapi.Errorf(imapi.ErrRecallExpired, "")
+	}
+	if err := s.st.Recall(ctx, sess.AppKey, req.ConvID, req.MsgID); err != nil {
+		return nil, storeErr(err, "message")
+	}
+	s.pushAll(sess, members, imapi.OpRecalled, &imapi.Recalled{ConvID: req.ConvID, MsgID: req.MsgID, Seq: m.Seq, By: sess.Account})
+	return nil, nil
+}
+
+func (s *Service) convList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	cs, err := s.st.Conversations(ctx, sess.AppKey, sess.Account, s.cfg.ConvListLimit)
+	if err != nil {
+		return nil, storeErr(err, "conversations")
+	}
+	out := &imapi.ConvListResp{Conversations: make([]imapi.Conversation, len(cs))}
+	for i, c := range cs {
+		conv := imapi.Conversation{ConvID: c.ConvID, ConvType: c.ConvType, Peer: c.Peer, LastSeq: c.LastSeq,
+			ReadSeq: c.ReadSeq, Unread: c.Unread, Mentions: c.Mentions}
+		if c.Last != nil {
+			m := toAPI(c.Last)
+			conv.Last = &m
+		}
+		out.Conversations[i] = conv
+	}
+	return out, nil
+}

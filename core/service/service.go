@@ -1,0 +1,367 @@
+// Package service implements the IM core's stateless app services. A Service
+// subscribes to imapi.ServiceSubject(cluster, op) for every request op with
+// the queue group imapi.ServiceQueue, answers each imapi.BusRequest with an
+// imapi.BusReply, and publishes imapi.BusPush messages to the subjects of the
+// accounts concerned. Any number of nodes can run side by side on one bus.
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/store"
+)
+
+// Deps are the services' injected dependencies.
+type Deps struct {
+	NATS       *nats.Conn
+	Store      store.Store
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+type handler func(ctx context.Context, sess *imapi.Session, body []byte) (any, error)
+
+// Service is one app service node.
+type Service struct {
+	cfg     Config
+	nc      *nats.Conn
+	st      store.Store
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
+
+	handlers map[string]opHandler // by subject
+	apps     appCache
+
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	subs []*nats.Subscription
+}
+
+type opHandler struct {
+	op imapi.Op
+	h  handler
+}
+
+// New validates cfg and builds a node; Start subscribes it to the bus.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	if deps.NATS == nil || deps.Store == nil {
+		return nil, errors.New("service: NATS and Store are required")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := deps.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Service{
+		cfg: cfg, nc: deps.NATS, st: deps.Store, log: log.With("component", "service"),
+		metrics: m, now: now, sem: make(chan struct{}, cfg.MaxInFlight),
+	}
+	s.apps.st = deps.Store
+	s.handlers = map[string]opHandler{}
+	for op, h := range map[imapi.Op]handler{
+		imapi.OpLogin:        s.login,
+		imapi.OpHeartbeat:    s.heartbeat,
+		imapi.OpLogout:       s.logout,
+		imapi.OpSend:         s.send,
+		imapi.OpSync:         s.sync,
+		imapi.OpHistory:      s.history,
+		imapi.OpRead:         s.read,
+		imapi.OpRecall:       s.recall,
+		imapi.OpConvList:     s.convList,
+		imapi.OpGroupCreate:  s.groupCreate,
+		imapi.OpGroupAdd:     s.groupAdd,
+		imapi.OpGroupRemove:  s.groupRemove,
+		imapi.OpGroupInfo:    s.groupInfo,
+		imapi.OpGroupList:    s.groupList,
+		imapi.OpGroupLeave:   s.groupLeave,
+		imapi.OpGroupDismiss: s.groupDismiss,
+	} {
+		s.handlers[imapi.ServiceSubject(cfg.Cluster, op)] = opHandler{op: op, h: h}
+	}
+	return s, nil
+}
+
+// Ops lists the request ops this service answers.
+func (s *Service) Ops() []imapi.Op {
+	out := make([]imapi.Op, 0, len(s.handlers))
+	for _, oh := range s.handlers {
+		out = append(out, oh.op)
+	}
+	return out
+}
+
+// Start seeds the configured apps and subscribes to every op's subject.
+func (s *Service) Start(ctx context.Context) error {
+	for _, a := range s.cfg.Apps {
+		app := store.App{AppKey: a.AppKey, Secret: a.Secret.Reveal(), Devices: a.Devices, HeartbeatSec: int(a.Heartbeat.D() / time.Second)}
+		if err := s.st.PutApp(ctx, app); err != nil {
+			return fmt.Errorf("service: seed app %s: %w", a.AppKey, err)
+		}
+		s.apps.put(app, s.now())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for subj, oh := range s.handlers {
+		oh := oh
+		sub, err := s.nc.QueueSubscribe(subj, imapi.ServiceQueue, func(m *nats.Msg) { s.dispatch(m, oh) })
+		if err != nil {
+			s.unsubscribeLocked()
+			return fmt.Errorf("service: subscribe %s: %w", subj, err)
+		}
+		// Requests wait in the client buffer while MaxInFlight are handled;
+		// a generous buffer rides out bursts instead of dropping requests.
+		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		s.subs = append(s.subs, sub)
+	}
+	if err := s.nc.FlushWithContext(ctx); err != nil {
+		s.unsubscribeLocked()
+		return fmt.Errorf("service: flush subscriptions: %w", err)
+	}
+	s.log.Info("app services subscribed", "cluster", s.cfg.Cluster, "ops", len(s.subs))
+	return nil
+}
+
+func (s *Service) unsubscribeLocked() {
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+	s.subs = nil
+}
+
+// Shutdown stops taking requests (the queue group sends new ones to other
+// nodes), lets the buffered ones finish and waits for in-flight handlers.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for _, sub := range subs {
+		_ = sub.Drain()
+	}
+	for _, sub := range subs {
+		for sub.IsValid() {
+			select {
+			case <-ctx.Done():
+				_ = sub.Unsubscribe()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("service: shutdown: %w", ctx.Err())
+	}
+}
+
+// dispatch runs on the subscription's goroutine: it takes an in-flight slot
+// (blocking the subscription when the node is saturated) and hands the
+// request to a goroutine that owns the slot until it has replied.
+func (s *Service) dispatch(m *nats.Msg, oh opHandler) {
+	s.sem <- struct{}{}
+	s.wg.Add(1)
+	s.metrics.inflight.Inc()
+	go func() {
+		defer func() {
+			s.metrics.inflight.Dec()
+			<-s.sem
+			s.wg.Done()
+		}()
+		s.serve(m, oh)
+	}()
+}
+
+func (s *Service) serve(m *nats.Msg, oh opHandler) {
+	start := time.Now()
+	name := oh.op.Name()
+	var resp any
+	var err error
+	if len(m.Data) > s.cfg.MaxRequestBytes {
+		s.metrics.oversize.Inc()
+		err = imapi.Errorf(imapi.ErrTooLarge, "request of %d bytes exceeds %d", len(m.Data), s.cfg.MaxRequestBytes)
+	} else {
+		var req imapi.BusRequest
+		if jerr := json.Unmarshal(m.Data, &req); jerr != nil {
+			err = imapi.Errorf(imapi.ErrBadRequest, "bus request: %v", jerr)
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout.D())
+			resp, err = s.call(ctx, oh, &req)
+			cancel()
+		}
+	}
+	reply := imapi.BusReply{}
+	if err != nil {
+		var ie *imapi.Error
+		if !errors.As(err, &ie) {
+			s.log.Error("request failed", "op", name, "err", err)
+			ie = &imapi.Error{Code: imapi.ErrInternal}
+		}
+		reply.Code, reply.Message = ie.Code, ie.Message
+	} else if resp != nil {
+		b, merr := json.Marshal(resp)
+		if merr != nil {
+			reply.Code, reply.Message = imapi.ErrInternal, ""
+			s.log.Error("encode reply", "op", name, "err", merr)
+		} else {
+			reply.Body = b
+		}
+	}
+	s.metrics.requests.WithLabelValues(name, strconv.Itoa(int(reply.Code))).Inc()
+	s.metrics.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	if m.Reply == "" {
+		return
+	}
+	out, _ := json.Marshal(&reply)
+	if err := m.Respond(out); err != nil {
+		s.log.Warn("reply failed", "op", name, "err", err)
+	}
+}
+
+func (s *Service) call(ctx context.Context, oh opHandler, req *imapi.BusRequest) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("handler panic", "op", oh.op.Name(), "panic", r)
+			err = imapi.Errorf(imapi.ErrInternal, "")
+		}
+	}()
+	if oh.op != imapi.OpLogin && (req.Session.AppKey == "" || req.Session.Account == "") {
+		return nil, imapi.Errorf(imapi.ErrNotLoggedIn, "")
+	}
+	return oh.h(ctx, &req.Session, req.Body)
+}
+
+// push publishes one push to every session of account. Pushes are
+// best-effort: a client that misses one catches up by sync.
+func (s *Service) push(appkey, account string, op imapi.Op, body []byte, exceptSession string) {
+	if account == SystemAccount {
+		return
+	}
+	b, _ := json.Marshal(&imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
+	if err := s.nc.Publish(imapi.UserSubject(appkey, account), b); err != nil {
+		s.metrics.pushErrors.Inc()
+		s.log.Warn("push failed", "op", op.Name(), "err", err)
+		return
+	}
+	s.metrics.pushes.WithLabelValues(op.Name()).Inc()
+}
+
+// pushAll sends body to every account; the sender's own session is skipped.
+func (s *Service) pushAll(sess *imapi.Session, accounts []string, op imapi.Op, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("encode push", "op", op.Name(), "err", err)
+		return
+	}
+	for _, a := range accounts {
+		except := ""
+		if a == sess.Account {
+			except = sess.SessionID
+		}
+		s.push(sess.AppKey, a, op, body, except)
+	}
+}
+
+func decode(body []byte, v any) error {
+	if len(body) == 0 {
+		return imapi.Errorf(imapi.ErrBadRequest, "empty body")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
+	}
+	return nil
+}
+
+// storeErr maps store errors to API errors; anything unexpected is internal
+// (logged once by serve, never sent to clients in detail).
+func storeErr(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return imapi.Errorf(imapi.ErrNotFound, "%s not found", what)
+	case errors.Is(err, store.ErrForbidden):
+		return imapi.Errorf(imapi.ErrForbidden, "not a member of %s", what)
+	case errors.Is(err, store.ErrExists):
+		return imapi.Errorf(imapi.ErrConflict, "%s already exists", what)
+	case errors.Is(err, context.DeadlineExceeded):
+		return imapi.Errorf(imapi.ErrTimeout, "")
+	case errors.Is(err, store.ErrClosed):
+		return imapi.Errorf(imapi.ErrUnavailable, "")
+	}
+	return err
+}
+
+// appCache keeps apps for a short while: login is hot, apps change rarely.
+type appCache struct {
+	st store.Store
+	mu sync.Mutex
+	m  map[string]cachedApp
+}
+
+type cachedApp struct {
+	app     store.App
+	fetched time.Time
+}
+
+const appCacheTTL = 30 * time.Second
+
+func (c *appCache) put(a store.App, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedApp{}
+	}
+	c.m[a.AppKey] = cachedApp{app: a, fetched: now}
+}
+
+func (c *appCache) get(ctx context.Context, appkey string, now time.Time) (store.App, error) {
+	c.mu.Lock()
+	e, ok := c.m[appkey]
+	c.mu.Unlock()
+	if ok && now.Sub(e.fetched) < appCacheTTL {
+		return e.app, nil
+	}
+	a, err := c.st.App(ctx, appkey)
+	if err != nil {
+		return store.App{}, err
+	}
+	c.put(a, now)
+	return a, nil
+}
+
+// App returns the app of appkey (cached briefly); the server API uses it to
+// find the secret of a signed request.
+func (s *Service) App(ctx context.Context, appkey string) (store.App, error) {
+	return s.apps.get(ctx, appkey, s.now())
+}

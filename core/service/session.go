@@ -1,0 +1,75 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/store"
+)
+
+func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.LoginReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if !ValidName(req.AppKey) || !ValidName(req.Account) || req.Token == "" || len(req.Token) > 256 {
+		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
+	}
+	if len(req.DeviceType) > 32 || len(req.DeviceID) > 128 || len(req.SDKVersion) > 64 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "device or sdk field too long")
+	}
+	now := s.now()
+	app, err := s.apps.get(ctx, req.AppKey, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
+	} else if err != nil {
+		return nil, storeErr(err, "app")
+	}
+	u, err := s.st.User(ctx, req.AppKey, req.Account)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
+	} else if err != nil {
+		return nil, storeErr(err, "user")
+	}
+	ok, err := s.st.CheckToken(ctx, req.AppKey, req.Account, HashToken(req.Token), now)
+	if err != nil {
+		return nil, storeErr(err, "token")
+	}
+	if !ok {
+		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
+	}
+	// Disabled is checked after the token so that it reveals nothing to
+	// someone who does not hold a valid token.
+	if u.Disabled {
+		return nil, imapi.Errorf(imapi.ErrUserDisabled, "")
+	}
+	sid := newSessionID()
+	deviceType := req.DeviceType
+	if deviceType == "" {
+		deviceType = "unknown"
+	}
+	kickType := ""
+	switch app.Devices {
+	case imapi.DevicesKickSameType:
+		kickType = deviceType
+	case imapi.DevicesSingle:
+		kickType = "*"
+	}
+	if kickType != "" {
+		kb, _ := json.Marshal(&imapi.Kick{Code: imapi.ErrKicked, Reason: "logged in on another device", By: deviceType})
+		pb, _ := json.Marshal(&imapi.BusPush{Op: imapi.OpKick, Body: kb, KickDeviceType: kickType, ExceptSession: sid})
+		if err := s.nc.Publish(imapi.UserSubject(req.AppKey, req.Account), pb); err != nil {
+			s.metrics.pushErrors.Inc()
+			s.log.Warn("kick push failed", "err", err)
+		} else {
+			s.metrics.kicks.Inc()
+		}
+	}
+	return &imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec}, nil
+}
+
+func (s *Service) heartbeat(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }
+
+func (s *Service) logout(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }

@@ -1,0 +1,114 @@
+package store
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// Drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Config selects and tunes the backend.
+type Config struct {
+	// Driver is "sqlite" (default) or "postgres".
+	Driver string `yaml:"driver"`
+	// Path is the SQLite database file. Required for sqlite; the
+	// composition root puts it under its data dir.
+	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (may carry a password, hence a
+	// Secret), e.g. postgres://user@host:5432/db?search_path=longlink.
+	DSN config.Secret `yaml:"dsn"`
+	// MaxBatch caps how many appends share one transaction. Default 512.
+	MaxBatch int `yaml:"max_batch"`
+	// Committers is the number of concurrent group-commit transactions on
+	// PostgreSQL. SQLite always uses one (its single writer). Default 4.
+	Committers int `yaml:"committers"`
+	// ReadConns is the size of the read pool. Default 4.
+	ReadConns int `yaml:"read_conns"`
+	// Synchronous is SQLite's synchronous pragma: "full" (default: every
+	// commit is fsynced before an ack) or "normal" (survives a process crash,
+	// not a power loss).
+	Synchronous string `yaml:"synchronous"`
+	// BusyTimeout is how long SQLite waits for a lock. Default 5s.
+	BusyTimeout config.Duration `yaml:"busy_timeout"`
+}
+
+// Default returns the embedded SQLite configuration (Path still to be set).
+func Default() Config {
+	return Config{
+		Driver:      DriverSQLite,
+		MaxBatch:    512,
+		Committers:  4,
+		ReadConns:   4,
+		Synchronous: "full",
+		BusyTimeout: config.Duration(5 * time.Second),
+	}
+}
+
+func (c *Config) applyDefaults() {
+	d := Default()
+	if c.Driver == "" {
+		c.Driver = d.Driver
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = d.MaxBatch
+	}
+	if c.Committers == 0 {
+		c.Committers = d.Committers
+	}
+	if c.ReadConns == 0 {
+		c.ReadConns = d.ReadConns
+	}
+	if c.Synchronous == "" {
+		c.Synchronous = d.Synchronous
+	}
+	if c.BusyTimeout == 0 {
+		c.BusyTimeout = d.BusyTimeout
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	switch c.Driver {
+	case DriverSQLite:
+		if c.Path == "" {
+			errs.Addf("store.path: required for sqlite")
+		}
+		if c.Synchronous != "full" && c.Synchronous != "normal" {
+			errs.Addf("store.synchronous: %q is not full or normal", c.Synchronous)
+		}
+	case DriverPostgres:
+		if !c.DSN.IsSet() {
+			errs.Addf("store.dsn: required for postgres")
+		}
+	default:
+		errs.Addf("store.driver: %q is not sqlite or postgres", c.Driver)
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > 10000 {
+		errs.Addf("store.max_batch: %d not in 1..10000", c.MaxBatch)
+	}
+	if c.Committers < 1 || c.Committers > 64 {
+		errs.Addf("store.committers: %d not in 1..64", c.Committers)
+	}
+	if c.ReadConns < 1 || c.ReadConns > 256 {
+		errs.Addf("store.read_conns: %d not in 1..256", c.ReadConns)
+	}
+	if c.BusyTimeout < 0 {
+		errs.Addf("store.busy_timeout: must not be negative")
+	}
+	return errs.Err()
+}
+
+// Deps are the store's injected dependencies.
+type Deps struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
