@@ -73,3 +73,16 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 func (s *Service) heartbeat(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }
 
 func (s *Service) logout(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }
+
+// KickAll closes every session of an account (a disabled user, a revoked
+// token). It is a push: gateways holding the sessions close them.
+func (s *Service) KickAll(appkey, account, reason string) {
+	kb, _ := json.Marshal(&imapi.Kick{Code: imapi.ErrKicked, Reason: reason})
+	pb, _ := json.Marshal(&imapi.BusPush{Op: imapi.OpKick, Body: kb, KickDeviceType: "*"})
+	if err := s.nc.Publish(imapi.UserSubject(appkey, account), pb); err != nil {
+		s.metrics.pushErrors.Inc()
+		s.log.Warn("kick push failed", "err", err)
+		return
+	}
+	s.metrics.kicks.Inc()
+}
