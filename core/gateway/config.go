@@ -1,0 +1,257 @@
+package gateway
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// Config configures a gateway. Zero values take the defaults noted on each
+// field (Default returns them filled in).
+type Config struct {
+	// ID names this gateway in sessions (imapi.Session.Gateway).
+	// Default: "gw-<hostname>-<pid>".
+	ID string `yaml:"id"`
+	// Listen is the Link TCP address. Empty disables the Link listener (the
+	// session API still works for other transports). Default 127.0.0.1:7710.
+	Listen string `yaml:"listen"`
+	// Keys are the server static keys clients name by id in the handshake.
+	// Several may be live at once (rotation). Required when Listen is set.
+	Keys []KeyConfig `yaml:"keys"`
+	// TrustedProxies are CIDRs whose connections may start with a PROXY
+	// protocol v2 (or v1) header carrying the real client address (the core
+	// egress of the relay network, a load balancer). From other addresses a
+	// PROXY header is not parsed: the connection fails the handshake.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	// MaxConnections caps open Link connections. Default 100000.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps open Link connections per client IP
+	// (after PROXY). Default 1000; 0 in YAML keeps the default, -1 disables.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// MaxFrameSize bounds frames in both directions. Default 1 MiB.
+	MaxFrameSize int `yaml:"max_frame_size"`
+	// CompressThreshold: bodies above it are compressed. Default 1024; -1 disables.
+	CompressThreshold int `yaml:"compress_threshold"`
+	// HandshakeTimeout bounds the Noise handshake. Default 10s.
+	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	// LoginTimeout bounds the wait for the login frame and its answer. Default 10s.
+	LoginTimeout config.Duration `yaml:"login_timeout"`
+	// Heartbeat is the interval announced to clients in the login answer.
+	// Default 30s.
+	Heartbeat config.Duration `yaml:"heartbeat"`
+	// IdleTimeout closes a connection that sent nothing for this long.
+	// Default 2.5 × Heartbeat.
+	IdleTimeout config.Duration `yaml:"idle_timeout"`
+	// RequestTimeout bounds a request to the app services. Default 10s.
+	RequestTimeout config.Duration `yaml:"request_timeout"`
+	// RequestRate and RequestBurst limit requests per session (token bucket).
+	// Defaults 200/s and 400.
+	RequestRate  float64 `yaml:"request_rate"`
+	RequestBurst int     `yaml:"request_burst"`
+	// MaxInflight caps unanswered requests per session. Default 256.
+	MaxInflight int `yaml:"max_inflight"`
+	// SendQueue caps frames waiting to be written to one connection; a
+	// client that falls further behind is dropped as a slow consumer.
+	// Default 1024.
+	SendQueue int `yaml:"send_queue"`
+	// WriteTimeout bounds one write to a connection. Default 10s.
+	WriteTimeout config.Duration `yaml:"write_timeout"`
+	// DrainTime spreads the "server draining" kicks of Shutdown over this
+	// long, so that clients do not reconnect all at once. Default 10s.
+	DrainTime config.Duration `yaml:"drain_time"`
+	// Clusters maps appkeys to their dedicated service cluster (subject
+	// prefix); other appkeys use DefaultCluster.
+	Clusters map[string]string `yaml:"clusters"`
+	// DefaultCluster is the shared service cluster. Default imapi.DefaultCluster.
+	DefaultCluster string `yaml:"default_cluster"`
+	// PushBuffer is the number of bus pushes buffered between NATS and the
+	// dispatcher. Default 65536.
+	PushBuffer int `yaml:"push_buffer"`
+}
+
+// KeyConfig is one server static key.
+type KeyConfig struct {
+	ID string `yaml:"id"`
+	// PrivateKey is the base64 X25519 private key (literal, file: or env:).
+	PrivateKey config.Secret `yaml:"private_key"`
+}
+
+// Default returns the default configuration (without keys).
+func Default() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "gw"
+	}
+	return Config{
+		ID:                  fmt.Sprintf("gw-%s-%d", host, os.Getpid()),
+		Listen:              "127.0.0.1:7710",
+		MaxConnections:      100000,
+		MaxConnectionsPerIP: 1000,
+		MaxFrameSize:        link.DefaultMaxFrameSize,
+		CompressThreshold:   link.DefaultCompressThreshold,
+		HandshakeTimeout:    config.Duration(10 * time.Second),
+		LoginTimeout:        config.Duration(10 * time.Second),
+		Heartbeat:           config.Duration(30 * time.Second),
+		RequestTimeout:      config.Duration(10 * time.Second),
+		RequestRate:         200,
+		RequestBurst:        400,
+		MaxInflight:         256,
+		SendQueue:           1024,
+		WriteTimeout:        config.Duration(10 * time.Second),
+		DrainTime:           config.Duration(10 * time.Second),
+		DefaultCluster:      imapi.DefaultCluster,
+		PushBuffer:          65536,
+	}
+}
+
+// withDefaults fills zero fields from Default.
+func (c Config) withDefaults() Config {
+	d := Default()
+	if c.ID == "" {
+		c.ID = d.ID
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = d.MaxConnections
+	}
+	if c.MaxConnectionsPerIP == 0 {
+		c.MaxConnectionsPerIP = d.MaxConnectionsPerIP
+	}
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = d.MaxFrameSize
+	}
+	if c.CompressThreshold == 0 {
+		c.CompressThreshold = d.CompressThreshold
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.LoginTimeout == 0 {
+		c.LoginTimeout = d.LoginTimeout
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = d.Heartbeat
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = config.Duration(c.Heartbeat.D() * 5 / 2)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = d.RequestTimeout
+	}
+	if c.RequestRate == 0 {
+		c.RequestRate = d.RequestRate
+	}
+	if c.RequestBurst == 0 {
+		c.RequestBurst = d.RequestBurst
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = d.MaxInflight
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = d.SendQueue
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.DrainTime == 0 {
+		c.DrainTime = d.DrainTime
+	}
+	if c.DefaultCluster == "" {
+		c.DefaultCluster = d.DefaultCluster
+	}
+	if c.PushBuffer == 0 {
+		c.PushBuffer = d.PushBuffer
+	}
+	return c
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	v := c.withDefaults()
+	var errs config.Errors
+	if v.Listen != "" && len(v.Keys) == 0 {
+		errs.Addf("keys: at least one server key is required when listen is set")
+	}
+	seen := map[string]bool{}
+	for i, k := range v.Keys {
+		if err := link.ValidKeyID(k.ID); err != nil {
+			errs.Addf("keys[%d].id: %v", i, err)
+		}
+		if seen[k.ID] {
+			errs.Addf("keys[%d].id: duplicate %q", i, k.ID)
+		}
+		seen[k.ID] = true
+		if _, err := link.DecodeKey(k.PrivateKey.Reveal()); err != nil {
+			errs.Addf("keys[%d].private_key: %v", i, err)
+		}
+	}
+	for i, p := range v.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			errs.Addf("trusted_proxies[%d]: %v", i, err)
+		}
+	}
+	if v.MaxConnections < 0 {
+		errs.Addf("max_connections: must not be negative")
+	}
+	if v.MaxConnectionsPerIP < -1 {
+		errs.Addf("max_connections_per_ip: must be -1 (unlimited) or positive")
+	}
+	if v.MaxFrameSize < 1024 {
+		errs.Addf("max_frame_size: %d is below 1024", v.MaxFrameSize)
+	}
+	if v.IdleTimeout.D() <= v.Heartbeat.D() {
+		errs.Addf("idle_timeout (%s) must exceed heartbeat (%s)", v.IdleTimeout.D(), v.Heartbeat.D())
+	}
+	if v.Heartbeat.D() < time.Second {
+		errs.Addf("heartbeat: %s is below 1s", v.Heartbeat.D())
+	}
+	if v.RequestRate < 0 || v.RequestBurst < 1 {
+		errs.Addf("request_rate must be positive and request_burst at least 1")
+	}
+	if v.MaxInflight < 1 || v.SendQueue < 8 {
+		errs.Addf("max_inflight must be at least 1 and send_queue at least 8")
+	}
+	for appkey, cl := range v.Clusters {
+		if !subjectSafe(appkey) || !subjectSafe(cl) {
+			errs.Addf("clusters: %q: %q: appkeys and cluster names must be subject-safe ([A-Za-z0-9_-])", appkey, cl)
+		}
+	}
+	if !subjectSafe(v.DefaultCluster) {
+		errs.Addf("default_cluster: %q is not subject-safe", v.DefaultCluster)
+	}
+	return errs.Err()
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return p.Masked(), nil
+}
+
+func subjectSafe(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

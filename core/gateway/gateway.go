@@ -1,0 +1,295 @@
+// Package gateway is the client-facing session hub of the IM core: it serves
+// Link TCP connections (core/link), authenticates them through the login
+// service, forwards their requests to the app services over NATS and
+// delivers pushes from the services to the sessions they address. Other
+// transports (WebLink's Socket.IO) plug into the same machinery through
+// Transport, Gateway.Login and Session.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/core/link"
+)
+
+// Deps are the gateway's dependencies.
+type Deps struct {
+	NATS       *nats.Conn // the core bus
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Listener, when set, is used instead of listening on Config.Listen
+	// (tests, socket activation).
+	Listener net.Listener
+}
+
+// Gateway serves Link connections and hosts sessions of every transport.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	nc      *nats.Conn
+	m       *metrics
+	ring    *link.KeyRing
+	trusted []netip.Prefix
+	lim     link.Limits
+
+	ln       net.Listener
+	draining atomic.Bool
+	pushCh   chan *nats.Msg
+	replies  replyMux
+
+	mu       sync.Mutex // accounts
+	accounts map[string]*account
+
+	connMu     sync.Mutex
+	conns      map[net.Conn]struct{} // raw connections, for the final close
+	perIP      map[netip.Addr]int
+	totalConns int
+
+	wg      sync.WaitGroup // accept loop, dispatcher, sweeper
+	connWG  sync.WaitGroup // connection goroutines
+	stop    chan struct{}
+	started bool
+}
+
+// New validates cfg and builds a gateway; Start serves it.
+func New(cfg Config, deps Deps) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	if deps.NATS == nil {
+		return nil, errors.New("gateway: Deps.NATS is required")
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	g := &Gateway{
+		cfg:      cfg,
+		log:      deps.Logger.With("component", "gateway", "gateway", cfg.ID),
+		nc:       deps.NATS,
+		m:        m,
+		ring:     link.NewKeyRing(),
+		lim:      link.Limits{MaxFrameSize: cfg.MaxFrameSize, CompressThreshold: cfg.CompressThreshold},
+		ln:       deps.Listener,
+		pushCh:   make(chan *nats.Msg, cfg.PushBuffer),
+		accounts: make(map[string]*account),
+		conns:    make(map[net.Conn]struct{}),
+		perIP:    make(map[netip.Addr]int),
+		stop:     make(chan struct{}),
+	}
+	for _, k := range cfg.Keys {
+		priv, _ := link.DecodeKey(k.PrivateKey.Reveal())
+		kp, err := link.KeyPairFromPrivate(k.ID, priv)
+		if err != nil {
+			return nil, fmt.Errorf("gateway key %s: %w", k.ID, err)
+		}
+		g.ring.Add(kp)
+	}
+	for _, p := range cfg.TrustedProxies {
+		pfx, _ := parsePrefix(p)
+		g.trusted = append(g.trusted, pfx)
+	}
+	return g, nil
+}
+
+// KeyRing is the live server key ring: add and remove keys to rotate them
+// without a restart.
+func (g *Gateway) KeyRing() *link.KeyRing { return g.ring }
+
+// ID is the gateway id.
+func (g *Gateway) ID() string { return g.cfg.ID }
+
+// Addr is the Link listener's address (nil before Start or without one).
+func (g *Gateway) Addr() net.Addr {
+	if g.ln == nil {
+		return nil
+	}
+	return g.ln.Addr()
+}
+
+// Sessions is the number of live sessions on every transport.
+func (g *Gateway) Sessions() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, a := range g.accounts {
+		n += len(a.sessions)
+	}
+	return n
+}
+
+// Start subscribes to service replies, binds the Link listener and serves.
+func (g *Gateway) Start(ctx context.Context) error {
+	if g.started {
+		return errors.New("gateway: already started")
+	}
+	if err := g.replies.start(g); err != nil {
+		return err
+	}
+	if g.ln == nil && g.cfg.Listen != "" {
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", g.cfg.Listen)
+		if err != nil {
+			_ = g.replies.sub.Unsubscribe()
+			return fmt.Errorf("gateway: listen %s: %w", g.cfg.Listen, err)
+		}
+		g.ln = ln
+	}
+	g.started = true
+	g.wg.Add(2)
+	go g.dispatch()
+	go g.sweep()
+	if g.ln != nil {
+		g.wg.Add(1)
+		go g.acceptLoop()
+		g.log.Info("link gateway listening", "addr", g.ln.Addr().String(), "keys", g.ring.IDs())
+	}
+	return nil
+}
+
+func (g *Gateway) sweep() {
+	defer g.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case now := <-t.C:
+			g.replies.expire(now)
+		}
+	}
+}
+
+func (g *Gateway) acceptLoop() {
+	defer g.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := g.ln.Accept()
+		if err != nil {
+			if g.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary errors (EMFILE): back off rather than spin.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			g.log.Warn("accept", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-g.stop:
+				return
+			}
+			continue
+		}
+		delay = 0
+		g.m.accepted.Inc()
+		g.serveConn(nc)
+	}
+}
+
+// Shutdown drains the gateway: it stops accepting, kicks sessions with
+// "server draining" spread over DrainTime (bounded by ctx), then closes what
+// is left and waits for its goroutines.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	if !g.started || g.draining.Swap(true) {
+		return nil
+	}
+	if g.ln != nil {
+		_ = g.ln.Close()
+	}
+	g.drain(ctx)
+
+	// Connections close themselves once their kick is written; give them a
+	// moment, then close whatever is left (connections still in handshake or
+	// login, clients that do not read).
+	done := make(chan struct{})
+	go func() { g.connWG.Wait(); close(done) }()
+	grace := time.NewTimer(2 * time.Second)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	g.connMu.Lock()
+	for c := range g.conns {
+		_ = c.Close()
+	}
+	g.connMu.Unlock()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("gateway: shutdown: %w", ctx.Err())
+	}
+	for _, s := range g.allSessions() {
+		g.unregister(s)
+	}
+	g.replies.failAll()
+	_ = g.replies.sub.Unsubscribe()
+	close(g.stop)
+	g.pushCh <- nil // stop the dispatcher after what is queued
+	g.wg.Wait()
+	return err
+}
+
+// drain kicks every session with ReasonDraining, in batches spread over the
+// drain time so that clients reconnect elsewhere gradually.
+func (g *Gateway) drain(ctx context.Context) {
+	sessions := g.allSessions()
+	if len(sessions) == 0 {
+		return
+	}
+	total := g.cfg.DrainTime.D()
+	if d, ok := ctx.Deadline(); ok {
+		// Leave a quarter of the remaining time for the last writes.
+		if rem := time.Until(d) * 3 / 4; rem < total {
+			total = rem
+		}
+	}
+	const step = 50 * time.Millisecond
+	steps := int(total / step)
+	if steps < 1 {
+		steps = 1
+	}
+	per := (len(sessions) + steps - 1) / steps
+	g.log.Info("draining sessions", "sessions", len(sessions), "over", total)
+	t := time.NewTicker(step)
+	defer t.Stop()
+	for i := 0; i < len(sessions); i += per {
+		end := min(i+per, len(sessions))
+		for _, s := range sessions[i:end] {
+			if g.unregister(s) {
+				g.m.kicks.WithLabelValues("draining").Inc()
+				s.t.Close(drainKick)
+			}
+		}
+		if end < len(sessions) {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+	}
+}

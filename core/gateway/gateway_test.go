@@ -1,0 +1,632 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// startNATS runs an in-process NATS server without a listener.
+func startNATS(t testing.TB) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{DontListen: true, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
+}
+
+func connectNATS(t testing.TB, ns *server.Server) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// fakeService answers login (token "tok-<account>"), send (a per-conversation
+// counter; the peer and the sender's other sessions get a push) and echo.
+// It kicks older sessions of the same device type on login.
+type fakeService struct {
+	nc       *nats.Conn
+	mu       sync.Mutex
+	seq      map[string]int64
+	nextSess int
+	lastIP   string
+	delay    time.Duration
+}
+
+func newFakeService(t testing.TB, nc *nats.Conn) *fakeService {
+	f := &fakeService{nc: nc, seq: map[string]int64{}}
+	for op, h := range map[imapi.Op]func(*imapi.BusRequest) (any, error){
+		imapi.OpLogin:  f.login,
+		imapi.OpSend:   f.send,
+		imapi.OpLogout: func(*imapi.BusRequest) (any, error) { return nil, nil },
+	} {
+		h := h
+		if _, err := nc.QueueSubscribe(imapi.ServiceSubject(imapi.DefaultCluster, op), imapi.ServiceQueue, func(m *nats.Msg) {
+			var req imapi.BusRequest
+			if err := json.Unmarshal(m.Data, &req); err != nil {
+				_ = m.Respond(mustJSON(imapi.BusReply{Code: imapi.ErrBadRequest}))
+				return
+			}
+			if f.delay > 0 {
+				time.Sleep(f.delay)
+			}
+			v, err := h(&req)
+			var rep imapi.BusReply
+			var ie *imapi.Error
+			if errors.As(err, &ie) {
+				rep = imapi.BusReply{Code: ie.Code, Message: ie.Message}
+			} else if v != nil {
+				rep.Body = mustJSON(v)
+			}
+			_ = m.Respond(mustJSON(rep))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func (f *fakeService) login(req *imapi.BusRequest) (any, error) {
+	var lr imapi.LoginReq
+	if err := json.Unmarshal(req.Body, &lr); err != nil {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "%v", err)
+	}
+	if lr.Token != "tok-"+lr.Account {
+		return nil, imapi.Errorf(imapi.ErrUnauthorized, "bad token")
+	}
+	f.mu.Lock()
+	f.nextSess++
+	id := fmt.Sprintf("s%d", f.nextSess)
+	f.lastIP = req.Session.ClientIP
+	f.mu.Unlock()
+	_ = f.nc.Publish(imapi.UserSubject(lr.AppKey, lr.Account), mustJSON(imapi.BusPush{
+		Op: imapi.OpKick, Body: mustJSON(imapi.Kick{Code: imapi.ErrKicked, Reason: "new login", By: lr.DeviceID}),
+		ExceptSession: id, KickDeviceType: lr.DeviceType,
+	}))
+	return imapi.LoginResp{SessionID: id, ServerTime: time.Now().UnixMilli(), HeartbeatSec: 99}, nil
+}
+
+func (f *fakeService) send(req *imapi.BusRequest) (any, error) {
+	var sr imapi.SendReq
+	if err := json.Unmarshal(req.Body, &sr); err != nil {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "%v", err)
+	}
+	conv := imapi.P2PConvID(req.Session.Account, sr.To)
+	f.mu.Lock()
+	f.seq[conv]++
+	seq := f.seq[conv]
+	f.mu.Unlock()
+	msg := imapi.Message{MsgID: fmt.Sprintf("m%d", seq), ConvID: conv, ConvType: imapi.ConvP2P, From: req.Session.Account,
+		To: sr.To, Seq: seq, ClientMsgID: sr.ClientMsgID, Type: sr.Type, Body: sr.Body}
+	push := mustJSON(msg)
+	_ = f.nc.Publish(imapi.UserSubject(req.Session.AppKey, sr.To), mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: push}))
+	_ = f.nc.Publish(imapi.UserSubject(req.Session.AppKey, req.Session.Account), mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: push, ExceptSession: req.Session.SessionID}))
+	return imapi.SendAck{MsgID: msg.MsgID, ConvID: conv, Seq: seq}, nil
+}
+
+type env struct {
+	g   *Gateway
+	svc *fakeService
+	reg *prometheus.Registry
+	key link.KeyPair
+	ns  *server.Server
+}
+
+func testConfig(t testing.TB, key link.KeyPair) Config {
+	cfg := Default()
+	cfg.ID = "gw-test"
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Keys = []KeyConfig{{ID: key.ID, PrivateKey: config.NewSecret(link.EncodeKey(key.Private))}}
+	cfg.DrainTime = config.Duration(200 * time.Millisecond)
+	return cfg
+}
+
+func newEnv(t *testing.T, mod func(*Config)) *env {
+	t.Helper()
+	key, err := link.GenerateKey("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := startNATS(t)
+	svc := newFakeService(t, connectNATS(t, ns))
+	cfg := testConfig(t, key)
+	if mod != nil {
+		mod(&cfg)
+	}
+	reg := prometheus.NewRegistry()
+	g, err := New(cfg, Deps{NATS: connectNATS(t, ns), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = g.Shutdown(ctx)
+	})
+	return &env{g: g, svc: svc, reg: reg, key: key, ns: ns}
+}
+
+// client is a raw Link client for tests.
+type client struct {
+	t    testing.TB
+	c    *link.Conn
+	seq  uint32
+	sess string
+}
+
+func (e *env) dial(t testing.TB) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", e.g.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := link.Client(ctx, nc, e.key.ID, e.key.Public, link.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &client{t: t, c: c}
+}
+
+func (c *client) request(op imapi.Op, v any) uint32 {
+	c.t.Helper()
+	c.seq++
+	var body []byte
+	if v != nil {
+		body = mustJSON(v)
+	}
+	if err := c.c.WriteFrame(link.Frame{Op: op, Seq: c.seq, Body: body}); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.seq
+}
+
+func (c *client) read() link.Frame {
+	c.t.Helper()
+	_ = c.c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := c.c.ReadFrame()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+// response reads frames until the response to seq, returning pushes seen on the way.
+func (c *client) response(seq uint32) (link.Frame, []link.Frame) {
+	c.t.Helper()
+	var pushes []link.Frame
+	for {
+		f := c.read()
+		if f.IsResponse() && f.Seq == seq {
+			return f, pushes
+		}
+		pushes = append(pushes, f)
+	}
+}
+
+func (e *env) login(t testing.TB, account, device string) *client {
+	t.Helper()
+	c := e.dial(t)
+	seq := c.request(imapi.OpLogin, imapi.LoginReq{AppKey: "app", Account: account, Token: "tok-" + account, DeviceID: account + "-" + device, DeviceType: device})
+	f, _ := c.response(seq)
+	if f.Code != imapi.OK {
+		t.Fatalf("login %s: code %d %s", account, f.Code, f.Body)
+	}
+	var lr imapi.LoginResp
+	if err := json.Unmarshal(f.Body, &lr); err != nil {
+		t.Fatal(err)
+	}
+	if lr.HeartbeatSec != int(e.g.cfg.Heartbeat.D()/time.Second) {
+		t.Fatalf("heartbeat_sec %d not the gateway's", lr.HeartbeatSec)
+	}
+	c.sess = lr.SessionID
+	return c
+}
+
+func (c *client) expectClosed() {
+	c.t.Helper()
+	_ = c.c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, err := c.c.ReadFrame()
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "reset") {
+			return
+		}
+		c.t.Fatalf("expected close, got %v", err)
+	}
+}
+
+func TestLoginRequestPush(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.login(t, "alice", "phone")
+	bob := e.login(t, "bob", "phone")
+	bobPC := e.login(t, "bob", "pc")
+
+	seq := alice.request(imapi.OpSend, imapi.SendReq{ConvType: imapi.ConvP2P, To: "bob", ClientMsgID: "c1", Type: "text", Body: json.RawMessage(`{"text":"hi"}`)})
+	f, _ := alice.response(seq)
+	var ack imapi.SendAck
+	if f.Code != 0 || json.Unmarshal(f.Body, &ack) != nil || ack.Seq != 1 {
+		t.Fatalf("ack: %d %s", f.Code, f.Body)
+	}
+	for _, c := range []*client{bob, bobPC} {
+		p := c.read()
+		var m imapi.Message
+		if !p.IsPush() || p.Op != imapi.OpPush || json.Unmarshal(p.Body, &m) != nil || m.Seq != 1 || m.From != "alice" {
+			t.Fatalf("push: %+v %s", p, p.Body)
+		}
+	}
+	// Heartbeats are answered by the gateway.
+	hb := bob.request(imapi.OpHeartbeat, nil)
+	if f, _ := bob.response(hb); f.Code != 0 {
+		t.Fatalf("heartbeat code %d", f.Code)
+	}
+	// An op no service answers: 503 from NATS no-responders.
+	u := bob.request(imapi.Op{Service: 9, Command: 9}, map[string]string{})
+	if f, _ := bob.response(u); f.Code != imapi.ErrUnavailable {
+		t.Fatalf("unanswered op: code %d", f.Code)
+	}
+	if n := e.g.Sessions(); n != 3 {
+		t.Fatalf("%d sessions, want 3", n)
+	}
+	// Logout closes the session.
+	lo := bobPC.request(imapi.OpLogout, nil)
+	if f, _ := bobPC.response(lo); f.Code != 0 {
+		t.Fatalf("logout code %d", f.Code)
+	}
+	bobPC.expectClosed()
+	waitFor(t, func() bool { return e.g.Sessions() == 2 })
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxConnectionsPerIP = 3; c.MaxFrameSize = 4096 })
+	t.Run("not logged in", func(t *testing.T) {
+		c := e.dial(t)
+		seq := c.request(imapi.OpSend, imapi.SendReq{To: "bob"})
+		f := c.read()
+		if f.Seq != seq || f.Code != imapi.ErrNotLoggedIn {
+			t.Fatalf("got code %d", f.Code)
+		}
+		c.expectClosed()
+	})
+	t.Run("bad token", func(t *testing.T) {
+		c := e.dial(t)
+		seq := c.request(imapi.OpLogin, imapi.LoginReq{AppKey: "app", Account: "eve", Token: "nope"})
+		if f := c.read(); f.Seq != seq || f.Code != imapi.ErrUnauthorized {
+			t.Fatalf("got code %d", f.Code)
+		}
+		c.expectClosed()
+	})
+	t.Run("unsafe account", func(t *testing.T) {
+		c := e.dial(t)
+		c.request(imapi.OpLogin, imapi.LoginReq{AppKey: "app", Account: "a.>", Token: "tok-a.>"})
+		if f := c.read(); f.Code != imapi.ErrUnauthorized {
+			t.Fatalf("got code %d", f.Code)
+		}
+	})
+	t.Run("garbage", func(t *testing.T) {
+		nc, err := net.Dial("tcp", e.g.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_, _ = nc.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := nc.Read(make([]byte, 10)); err == nil {
+			t.Fatal("garbage answered")
+		}
+	})
+	t.Run("oversize frame", func(t *testing.T) {
+		c := e.login(t, "frank", "phone")
+		big := strings.Repeat("x", 10000)
+		lim := link.Limits{CompressThreshold: -1}
+		_ = lim
+		// The client's own limit is the default (1 MiB), the server's 4 KiB.
+		c.request(imapi.OpSend, imapi.SendReq{To: "bob", Body: json.RawMessage(`"` + big + `"`)})
+		c.expectClosed()
+	})
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(e.g.m.protocolErrors.WithLabelValues("frame_too_large")) == 1 &&
+			testutil.ToFloat64(e.g.m.protocolErrors.WithLabelValues("not_logged_in")) == 1 &&
+			testutil.ToFloat64(e.g.m.protocolErrors.WithLabelValues("handshake")) == 1
+	})
+	t.Run("per ip", func(t *testing.T) {
+		var conns []net.Conn
+		for i := 0; i < 4; i++ {
+			nc, err := net.Dial("tcp", e.g.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			conns = append(conns, nc)
+		}
+		waitFor(t, func() bool { return testutil.ToFloat64(e.g.m.refused.WithLabelValues("per_ip")) >= 1 })
+	})
+}
+
+func TestKickSameDeviceType(t *testing.T) {
+	e := newEnv(t, nil)
+	old := e.login(t, "carol", "phone")
+	pc := e.login(t, "carol", "pc")
+	e.login(t, "carol", "phone")
+	f := old.read()
+	var k imapi.Kick
+	if f.Op != imapi.OpKick || json.Unmarshal(f.Body, &k) != nil || k.Code != imapi.ErrKicked {
+		t.Fatalf("got %+v %s", f, f.Body)
+	}
+	old.expectClosed()
+	// The pc session stays.
+	hb := pc.request(imapi.OpHeartbeat, nil)
+	if f, _ := pc.response(hb); f.Code != 0 {
+		t.Fatal("pc session lost")
+	}
+	waitFor(t, func() bool { return e.g.Sessions() == 2 })
+}
+
+func TestIdleTimeout(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Heartbeat = config.Duration(time.Second)
+		c.IdleTimeout = config.Duration(1500 * time.Millisecond)
+	})
+	c := e.login(t, "dave", "phone")
+	start := time.Now()
+	c.expectClosed()
+	if d := time.Since(start); d < time.Second || d > 4*time.Second {
+		t.Fatalf("closed after %s, want about 1.5s", d)
+	}
+	waitFor(t, func() bool { return e.g.Sessions() == 0 })
+}
+
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RequestRate = 1; c.RequestBurst = 2 })
+	c := e.login(t, "erin", "phone")
+	codes := map[imapi.Code]int{}
+	for i := 0; i < 5; i++ {
+		seq := c.request(imapi.OpSend, imapi.SendReq{To: "x", ClientMsgID: fmt.Sprint(i)})
+		f, _ := c.response(seq)
+		codes[f.Code]++
+	}
+	if codes[imapi.ErrRateLimited] < 2 || codes[imapi.OK] < 2 {
+		t.Fatalf("codes %v", codes)
+	}
+}
+
+func TestSlowConsumer(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.SendQueue = 8; c.WriteTimeout = config.Duration(30 * time.Second) })
+	slow := e.login(t, "slow", "phone")
+	_ = slow // never reads
+	nc := connectNATS(t, e.ns)
+	body := mustJSON(imapi.Message{Body: json.RawMessage(`"` + strings.Repeat("z", 60000) + `"`)})
+	for i := 0; i < 2000 && e.g.Sessions() > 0; i++ {
+		_ = nc.Publish(imapi.UserSubject("app", "slow"), mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: body}))
+		if i%50 == 0 {
+			_ = nc.Flush()
+		}
+	}
+	waitFor(t, func() bool { return e.g.Sessions() == 0 })
+	if testutil.ToFloat64(e.g.m.slowConsumers) != 1 {
+		t.Fatal("slow consumer not counted")
+	}
+}
+
+func TestDrain(t *testing.T) {
+	e := newEnv(t, nil)
+	var cs []*client
+	for i := 0; i < 5; i++ {
+		cs = append(cs, e.login(t, fmt.Sprintf("u%d", i), "phone"))
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- e.g.Shutdown(ctx)
+	}()
+	for _, c := range cs {
+		f := c.read()
+		var k imapi.Kick
+		if f.Op != imapi.OpKick || json.Unmarshal(f.Body, &k) != nil || k.Code != imapi.ErrUnavailable || k.Reason != ReasonDraining {
+			t.Fatalf("got %+v %s", f, f.Body)
+		}
+		c.expectClosed()
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.DialTimeout("tcp", e.g.Addr().String(), time.Second); err == nil {
+		t.Fatal("still accepting after shutdown")
+	}
+}
+
+func TestProxyHeader(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
+			e := newEnv(t, func(c *Config) {
+				if trusted {
+					c.TrustedProxies = []string{"127.0.0.0/8"}
+				}
+			})
+			nc, err := net.Dial("tcp", e.g.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("203.0.113.7"), Port: 5555}, nc.LocalAddr())
+			h.SourceAddr = &net.TCPAddr{IP: net.ParseIP("203.0.113.7"), Port: 5555}
+			h.DestinationAddr = &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 7710}
+			if _, err := h.WriteTo(nc); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := link.Client(ctx, nc, e.key.ID, e.key.Public, link.Limits{})
+			if !trusted {
+				if err == nil {
+					t.Fatal("handshake after a PROXY header from an untrusted address succeeded")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl := &client{t: t, c: c}
+			seq := cl.request(imapi.OpLogin, imapi.LoginReq{AppKey: "app", Account: "pat", Token: "tok-pat"})
+			if f, _ := cl.response(seq); f.Code != 0 {
+				t.Fatalf("login code %d", f.Code)
+			}
+			e.svc.mu.Lock()
+			ip := e.svc.lastIP
+			e.svc.mu.Unlock()
+			if ip != "203.0.113.7" {
+				t.Fatalf("client ip %q, want the PROXY source", ip)
+			}
+		})
+	}
+}
+
+// fakeTransport is a WebLink-like transport for the session API.
+type fakeTransport struct {
+	mu     sync.Mutex
+	pushes []imapi.Op
+	kicked *imapi.Kick
+	full   atomic.Bool
+}
+
+func (f *fakeTransport) Push(op imapi.Op, body []byte) bool {
+	if f.full.Load() {
+		return false
+	}
+	f.mu.Lock()
+	f.pushes = append(f.pushes, op)
+	f.mu.Unlock()
+	return true
+}
+
+func (f *fakeTransport) Close(k imapi.Kick) {
+	f.mu.Lock()
+	f.kicked = &k
+	f.mu.Unlock()
+}
+
+func TestSessionAPI(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Listen = "" })
+	ctx := context.Background()
+	tr := &fakeTransport{}
+	body := mustJSON(imapi.LoginReq{AppKey: "app", Account: "web", Token: "tok-web", DeviceType: "web"})
+	s, resp, err := e.g.Login(ctx, tr, "198.51.100.1", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lr imapi.LoginResp
+	if json.Unmarshal(resp, &lr) != nil || lr.SessionID != s.ID() {
+		t.Fatalf("login resp %s", resp)
+	}
+	if _, _, err := e.g.Login(ctx, &fakeTransport{}, "198.51.100.1", mustJSON(imapi.LoginReq{AppKey: "app", Account: "web", Token: "x"})); err == nil {
+		t.Fatal("bad token accepted")
+	} else if ie := new(imapi.Error); !errors.As(err, &ie) || ie.Code != imapi.ErrUnauthorized {
+		t.Fatalf("got %v", err)
+	}
+	r := s.Request(ctx, imapi.OpSend, mustJSON(imapi.SendReq{To: "web", ClientMsgID: "1"}))
+	if r.Code != 0 {
+		t.Fatalf("send code %d", r.Code)
+	}
+	if r := s.Request(ctx, imapi.OpSend, []byte("{not json")); r.Code != imapi.ErrBadRequest {
+		t.Fatalf("bad json code %d", r.Code)
+	}
+	// The message to self reaches the session (no except on the peer push).
+	waitFor(t, func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return len(tr.pushes) == 1 })
+	// A second web login kicks the first through the session API.
+	tr2 := &fakeTransport{}
+	if _, _, err := e.g.Login(ctx, tr2, "198.51.100.1", body); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return tr.kicked != nil })
+	if !s.Closed() || tr.kicked.Code != imapi.ErrKicked {
+		t.Fatalf("kick %+v", tr.kicked)
+	}
+	if r := s.Request(ctx, imapi.OpSend, nil); r.Code != imapi.ErrNotLoggedIn {
+		t.Fatalf("request after kick: code %d", r.Code)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"ok", "listen: 127.0.0.1:0\nkeys: [{id: k1, private_key: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=}]\n", ""},
+		{"no keys", "listen: 127.0.0.1:0\n", "keys"},
+		{"bad key", "keys: [{id: k1, private_key: xx}]\n", "private_key"},
+		{"bad cidr", "keys: [{id: k1, private_key: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=}]\ntrusted_proxies: [nope]\n", "trusted_proxies"},
+		{"idle", "keys: [{id: k1, private_key: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=}]\nheartbeat: 30s\nidle_timeout: 10s\n", "idle_timeout"},
+		{"unknown key", "listn: x\n", "listn"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Default()
+			err := config.Decode("gw.yaml", []byte(tc.yaml), &cfg)
+			if tc.want == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("got %v, want an error about %s", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,341 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+)
+
+var drainKick = imapi.Kick{Code: imapi.ErrUnavailable, Reason: ReasonDraining}
+
+// linkConn is a Link connection and its Transport. Writes go through a
+// bounded queue drained by a writer goroutine that exists only while there
+// is something to write, so an idle connection costs one goroutine (its
+// reader) and no buffers.
+type linkConn struct {
+	g    *Gateway
+	c    *link.Conn
+	ip   netip.Addr
+	sess *Session
+
+	mu      sync.Mutex
+	queue   []link.Frame
+	spare   []link.Frame
+	held    bool // pushes wait until the login answer is written
+	writing bool
+	closing bool // close the connection once the queue is written
+	dead    bool
+}
+
+// serveConn admits a new TCP connection and starts its goroutine.
+func (g *Gateway) serveConn(nc net.Conn) {
+	raw := nc
+	ip := addrIP(nc.RemoteAddr())
+	trusted := g.isTrusted(ip)
+	// Connections from trusted proxies are counted against the limits by
+	// the client address of their PROXY header, once it is read.
+	if !trusted && !g.admit(ip) {
+		_ = nc.Close()
+		return
+	}
+	g.connMu.Lock()
+	if g.draining.Load() {
+		g.connMu.Unlock()
+		if !trusted {
+			g.release(ip)
+		}
+		_ = nc.Close()
+		return
+	}
+	g.conns[raw] = struct{}{}
+	g.connWG.Add(1)
+	g.connMu.Unlock()
+	go func() {
+		defer g.connWG.Done()
+		defer func() {
+			g.connMu.Lock()
+			delete(g.conns, raw)
+			g.connMu.Unlock()
+			_ = raw.Close()
+		}()
+		if trusted {
+			pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.USE),
+				proxyproto.SetReadHeaderTimeout(g.cfg.HandshakeTimeout.D()), proxyproto.WithBufferSize(512))
+			_ = raw.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout.D()))
+			if _, err := pc.Read(nil); err != nil {
+				g.m.refused.WithLabelValues("proxy_header").Inc()
+				return
+			}
+			ip = addrIP(pc.RemoteAddr())
+			if !g.admit(ip) {
+				return
+			}
+			nc = pc
+		}
+		defer g.release(ip)
+		g.handle(nc, ip)
+	}()
+}
+
+func addrIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (g *Gateway) isTrusted(ip netip.Addr) bool {
+	for _, p := range g.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit counts a connection against the limits.
+func (g *Gateway) admit(ip netip.Addr) bool {
+	g.connMu.Lock()
+	defer g.connMu.Unlock()
+	if g.cfg.MaxConnections > 0 && g.totalConns >= g.cfg.MaxConnections {
+		g.m.refused.WithLabelValues("max_connections").Inc()
+		return false
+	}
+	if g.cfg.MaxConnectionsPerIP > 0 && g.perIP[ip] >= g.cfg.MaxConnectionsPerIP {
+		g.m.refused.WithLabelValues("per_ip").Inc()
+		return false
+	}
+	g.perIP[ip]++
+	g.totalConns++
+	g.m.connections.Inc()
+	return true
+}
+
+func (g *Gateway) release(ip netip.Addr) {
+	g.connMu.Lock()
+	if g.perIP[ip]--; g.perIP[ip] <= 0 {
+		delete(g.perIP, ip)
+	}
+	g.totalConns--
+	g.connMu.Unlock()
+	g.m.connections.Dec()
+}
+
+func (g *Gateway) protoErr(err error) {
+	reason := "io"
+	var he *link.HandshakeError
+	switch {
+	case errors.As(err, &he):
+		reason = "unknown_key"
+	case errors.Is(err, link.ErrBadHello):
+		reason = "handshake"
+	case errors.Is(err, link.ErrDecrypt):
+		reason = "decrypt"
+	case errors.Is(err, link.ErrFrameTooLarge):
+		reason = "frame_too_large"
+	case errors.Is(err, link.ErrBadFrame):
+		reason = "bad_frame"
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
+		return
+	}
+	g.m.protocolErrors.WithLabelValues(reason).Inc()
+}
+
+// handle runs one connection: handshake, login, then its read loop.
+func (g *Gateway) handle(nc net.Conn, ip netip.Addr) {
+	defer nc.Close()
+	hctx, cancel := context.WithTimeout(context.Background(), g.cfg.HandshakeTimeout.D())
+	c, err := link.Server(hctx, nc, g.ring, g.lim)
+	cancel()
+	if err != nil {
+		g.protoErr(err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			g.m.protocolErrors.WithLabelValues("handshake_timeout").Inc()
+		}
+		return
+	}
+	l := &linkConn{g: g, c: c, ip: ip, held: true}
+	defer func() {
+		if l.sess != nil {
+			l.sess.Close()
+		}
+	}()
+
+	// Login.
+	_ = nc.SetReadDeadline(time.Now().Add(g.cfg.LoginTimeout.D()))
+	f, err := c.ReadFrame()
+	if err != nil {
+		g.protoErr(err)
+		return
+	}
+	g.m.framesIn.Inc()
+	if f.Op != imapi.OpLogin || f.IsResponse() || f.IsPush() {
+		g.m.protocolErrors.WithLabelValues("not_logged_in").Inc()
+		l.writeNow(link.Frame{Op: f.Op, Flags: link.FlagResponse, Seq: f.Seq, Code: imapi.ErrNotLoggedIn,
+			Body: errorBody(imapi.ErrNotLoggedIn, "the first frame must be login")})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.LoginTimeout.D())
+	s, resp, err := g.Login(ctx, l, ip.String(), f.Body)
+	cancel()
+	if err != nil {
+		var ie *imapi.Error
+		if !errors.As(err, &ie) {
+			ie = imapi.Errorf(imapi.ErrInternal, "%v", err)
+		}
+		l.writeNow(link.Frame{Op: imapi.OpLogin, Flags: link.FlagResponse, Seq: f.Seq, Code: ie.Code, Body: errorBody(ie.Code, ie.Message)})
+		return
+	}
+	l.sess = s
+	if !l.writeNow(link.Frame{Op: imapi.OpLogin, Flags: link.FlagResponse, Seq: f.Seq, Body: resp}) {
+		return
+	}
+	l.mu.Lock()
+	l.held = false
+	l.kickWriter()
+	l.mu.Unlock()
+
+	idle := g.cfg.IdleTimeout.D()
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(idle))
+		f, err := c.ReadFrame()
+		if err != nil {
+			g.protoErr(err)
+			l.mu.Lock()
+			l.dead = true
+			l.mu.Unlock()
+			return
+		}
+		g.m.framesIn.Inc()
+		if f.IsResponse() || f.IsPush() {
+			g.m.protocolErrors.WithLabelValues("bad_frame").Inc()
+			return
+		}
+		if f.Op == imapi.OpHeartbeat {
+			l.enqueue(link.Frame{Op: f.Op, Flags: link.FlagResponse, Seq: f.Seq}, true)
+			continue
+		}
+		op, seq := f.Op, f.Seq
+		s.Go(op, f.Body, func(r Reply) {
+			l.enqueue(link.Frame{Op: op, Flags: link.FlagResponse, Seq: seq, Code: r.Code, Body: r.Body}, true)
+			if op == imapi.OpLogout && r.Code == imapi.OK {
+				l.closeAfterFlush()
+			}
+		})
+	}
+}
+
+// writeNow writes a frame directly (before the writer goroutine may run).
+func (l *linkConn) writeNow(f link.Frame) bool {
+	_ = l.c.NetConn().SetWriteDeadline(time.Now().Add(l.g.cfg.WriteTimeout.D()))
+	if err := l.c.WriteFrame(f); err != nil {
+		return false
+	}
+	l.g.m.framesOut.Inc()
+	return true
+}
+
+// Push implements Transport.
+func (l *linkConn) Push(op imapi.Op, body []byte) bool {
+	return l.enqueue(link.Frame{Op: op, Flags: link.FlagPush, Body: body}, false)
+}
+
+// Close implements Transport: send the kick, then close.
+func (l *linkConn) Close(k imapi.Kick) {
+	body, _ := json.Marshal(k)
+	l.mu.Lock()
+	if !l.closing && !l.dead {
+		l.queue = append(l.queue, link.Frame{Op: imapi.OpKick, Flags: link.FlagPush, Body: body})
+		l.closing = true
+		l.kickWriter()
+	}
+	l.mu.Unlock()
+}
+
+func (l *linkConn) closeAfterFlush() {
+	l.mu.Lock()
+	l.closing = true
+	l.kickWriter()
+	l.mu.Unlock()
+}
+
+// enqueue queues a frame. A full queue makes the connection a slow
+// consumer: responses then close it here; pushes report false and the hub
+// drops the session.
+func (l *linkConn) enqueue(f link.Frame, response bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead || l.closing {
+		return true // the session is ending; nothing more is sent
+	}
+	if len(l.queue) >= l.g.cfg.SendQueue {
+		l.dead = true
+		_ = l.c.NetConn().Close()
+		if response {
+			l.g.m.slowConsumers.Inc()
+		}
+		return false
+	}
+	l.queue = append(l.queue, f)
+	l.kickWriter()
+	return true
+}
+
+// kickWriter starts the writer goroutine if needed; l.mu must be held.
+func (l *linkConn) kickWriter() {
+	if l.writing || l.held || l.dead {
+		return
+	}
+	if len(l.queue) == 0 && !l.closing {
+		return
+	}
+	l.writing = true
+	go l.writeLoop()
+}
+
+func (l *linkConn) writeLoop() {
+	for {
+		l.mu.Lock()
+		batch := l.queue
+		if len(batch) == 0 || l.dead {
+			l.writing = false
+			closeNow := l.closing || l.dead
+			l.queue = l.queue[:0]
+			l.mu.Unlock()
+			if closeNow {
+				_ = l.c.NetConn().Close()
+			}
+			return
+		}
+		l.queue, l.spare = l.spare[:0], nil
+		l.mu.Unlock()
+
+		_ = l.c.NetConn().SetWriteDeadline(time.Now().Add(l.g.cfg.WriteTimeout.D()))
+		err := l.c.WriteFrames(batch)
+		l.g.m.framesOut.Add(float64(len(batch)))
+		clear(batch)
+		l.mu.Lock()
+		if cap(batch) <= 64 {
+			l.spare = batch[:0]
+		}
+		if err != nil && !errors.Is(err, link.ErrFrameTooLarge) {
+			l.dead = true
+		}
+		l.mu.Unlock()
+	}
+}

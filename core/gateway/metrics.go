@@ -1,0 +1,72 @@
+package gateway
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics of a gateway, registered on the injected registerer.
+type metrics struct {
+	connections    prometheus.Gauge
+	sessions       prometheus.Gauge
+	accounts       prometheus.Gauge
+	accepted       prometheus.Counter
+	refused        *prometheus.CounterVec // reason
+	protocolErrors *prometheus.CounterVec // reason
+	logins         *prometheus.CounterVec // result
+	requests       *prometheus.CounterVec // op
+	requestErrors  *prometheus.CounterVec // code
+	requestSeconds prometheus.Histogram
+	pushes         prometheus.Counter
+	pushDelivered  prometheus.Counter
+	slowConsumers  prometheus.Counter
+	busDropped     prometheus.Counter
+	kicks          *prometheus.CounterVec // reason
+	framesIn       prometheus.Counter
+	framesOut      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_gateway_connections", Help: "Open Link connections (any state)."}),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_gateway_sessions", Help: "Logged-in sessions on every transport."}),
+		accounts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_gateway_accounts", Help: "Accounts with at least one session (push subscriptions)."}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_accepted_total", Help: "Accepted Link TCP connections."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_gateway_refused_total", Help: "Refused connections and requests by reason (max_connections, per_ip, rate, inflight, draining, proxy_header)."}, []string{"reason"}),
+		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_gateway_protocol_errors_total", Help: "Connections closed for bad input by reason (handshake, unknown_key, decrypt, frame_too_large, bad_frame, not_logged_in)."}, []string{"reason"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_gateway_logins_total", Help: "Login attempts by result (ok or the code name)."}, []string{"result"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_gateway_requests_total", Help: "Requests forwarded to the services by op."}, []string{"op"}),
+		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_gateway_request_errors_total", Help: "Requests answered with an error, by code."}, []string{"code"}),
+		requestSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "longlink_gateway_request_seconds", Help: "Time from forwarding a request to its service reply.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_pushes_total", Help: "Pushes received from the bus."}),
+		pushDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_push_deliveries_total", Help: "Pushes queued to sessions."}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_slow_consumers_total", Help: "Sessions dropped because their send queue was full."}),
+		busDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_bus_dropped_total", Help: "Bus pushes dropped because the dispatcher fell behind (NATS slow consumer)."}),
+		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_gateway_kicks_total", Help: "Sessions closed by the server, by reason (kicked, draining, logout)."}, []string{"reason"}),
+		framesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_frames_in_total", Help: "Link frames read."}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_frames_out_total", Help: "Link frames written."}),
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.sessions, m.accounts, m.accepted, m.refused,
+		m.protocolErrors, m.logins, m.requests, m.requestErrors, m.requestSeconds, m.pushes, m.pushDelivered,
+		m.slowConsumers, m.busDropped, m.kicks, m.framesIn, m.framesOut} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

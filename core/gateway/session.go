@@ -1,0 +1,486 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
+
+	"github.com/longlink/longlink/core/imapi"
+)
+
+// Transport is one client connection as the session hub sees it: Link TCP
+// here, Socket.IO in core/weblink. The gateway calls it from its own
+// goroutines; neither method may block or call back into the gateway.
+type Transport interface {
+	// Push queues a server push for the client. It returns false when the
+	// client's send queue is full: the gateway then drops the session as a
+	// slow consumer (Close is not called; the transport closes itself).
+	// Push may be called before Login returns; a transport must hold pushes
+	// until it has sent the login answer.
+	Push(op imapi.Op, body []byte) bool
+	// Close tells the client why it is being closed (a kick push carrying
+	// k) and closes the connection once that is sent.
+	Close(k imapi.Kick)
+}
+
+// Reasons carried in kicks sent by the gateway itself.
+const (
+	ReasonDraining = "server draining"
+	ReasonSlow     = "slow consumer"
+)
+
+// Session is a logged-in client on any transport.
+type Session struct {
+	g       *Gateway
+	info    imapi.Session
+	t       Transport
+	subject string
+	prefix  []byte // `{"session":{…},"body":` of every BusRequest
+	limiter *rate.Limiter
+	cluster string
+
+	inflight atomic.Int32
+	closed   atomic.Bool
+}
+
+// Info is the session as the services see it.
+func (s *Session) Info() imapi.Session { return s.info }
+
+// ID is the session id assigned by the login service.
+func (s *Session) ID() string { return s.info.SessionID }
+
+// Closed reports whether the session has ended.
+func (s *Session) Closed() bool { return s.closed.Load() }
+
+// Reply is the answer to a request.
+type Reply struct {
+	Code imapi.Code
+	Body []byte // the response body, or {"code":…,"message":…} when Code != 0
+}
+
+// errorBody is the body of an error reply.
+func errorBody(code imapi.Code, msg string) []byte {
+	b, _ := json.Marshal(imapi.Error{Code: code, Message: msg})
+	return b
+}
+
+func errReply(code imapi.Code, msg string) Reply {
+	return Reply{Code: code, Body: errorBody(code, msg)}
+}
+
+// Login authenticates a client through the login service and registers the
+// session for pushes. body is the client's imapi.LoginReq. It returns the
+// session and the body of the login answer (an imapi.LoginResp whose
+// heartbeat_sec is the gateway's). A failed login returns an *imapi.Error.
+func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body []byte) (*Session, []byte, error) {
+	if g.draining.Load() {
+		g.m.refused.WithLabelValues("draining").Inc()
+		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, ReasonDraining)
+	}
+	var req imapi.LoginReq
+	if err := json.Unmarshal(body, &req); err != nil {
+		g.m.logins.WithLabelValues(imapi.ErrBadRequest.String()).Inc()
+		return nil, nil, imapi.Errorf(imapi.ErrBadRequest, "login body: %v", err)
+	}
+	if !subjectSafe(req.AppKey) || !accountSafe(req.Account) {
+		g.m.logins.WithLabelValues(imapi.ErrUnauthorized.String()).Inc()
+		return nil, nil, imapi.Errorf(imapi.ErrUnauthorized, "invalid appkey or account")
+	}
+	cluster := g.clusterOf(req.AppKey)
+	env, err := json.Marshal(imapi.BusRequest{
+		Session: imapi.Session{Gateway: g.cfg.ID, ClientIP: clientIP},
+		Body:    body,
+	})
+	if err != nil {
+		return nil, nil, imapi.Errorf(imapi.ErrBadRequest, "login body: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.LoginTimeout.D())
+	defer cancel()
+	msg, err := g.nc.RequestWithContext(ctx, imapi.ServiceSubject(cluster, imapi.OpLogin), env)
+	if err != nil {
+		code := imapi.ErrUnavailable
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			code = imapi.ErrTimeout
+		}
+		g.m.logins.WithLabelValues(code.String()).Inc()
+		return nil, nil, imapi.Errorf(code, "login service: %v", err)
+	}
+	var rep imapi.BusReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		g.m.logins.WithLabelValues(imapi.ErrInternal.String()).Inc()
+		return nil, nil, imapi.Errorf(imapi.ErrInternal, "login reply: %v", err)
+	}
+	if rep.Code != imapi.OK {
+		g.m.logins.WithLabelValues(rep.Code.String()).Inc()
+		return nil, nil, &imapi.Error{Code: rep.Code, Message: rep.Message}
+	}
+	var resp imapi.LoginResp
+	if err := json.Unmarshal(rep.Body, &resp); err != nil || resp.SessionID == "" {
+		g.m.logins.WithLabelValues(imapi.ErrInternal.String()).Inc()
+		return nil, nil, imapi.Errorf(imapi.ErrInternal, "login reply without a session")
+	}
+	resp.HeartbeatSec = int(g.cfg.Heartbeat.D() / time.Second)
+	out, _ := json.Marshal(resp)
+
+	s := &Session{
+		g: g,
+		info: imapi.Session{
+			AppKey: req.AppKey, Account: req.Account, DeviceID: req.DeviceID, DeviceType: req.DeviceType,
+			SessionID: resp.SessionID, Gateway: g.cfg.ID, ClientIP: clientIP, SDK: req.SDKVersion,
+		},
+		t:       t,
+		subject: imapi.UserSubject(req.AppKey, req.Account),
+		limiter: rate.NewLimiter(rate.Limit(g.cfg.RequestRate), g.cfg.RequestBurst),
+		cluster: cluster,
+	}
+	sj, _ := json.Marshal(s.info)
+	s.prefix = make([]byte, 0, len(sj)+20)
+	s.prefix = append(s.prefix, `{"session":`...)
+	s.prefix = append(s.prefix, sj...)
+	if err := g.register(s); err != nil {
+		g.m.logins.WithLabelValues(imapi.ErrUnavailable.String()).Inc()
+		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, "subscribe: %v", err)
+	}
+	g.m.logins.WithLabelValues("ok").Inc()
+	return s, out, nil
+}
+
+func accountSafe(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '@' || c == '+' || c == '=') {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *Gateway) clusterOf(appkey string) string {
+	if c, ok := g.cfg.Clusters[appkey]; ok {
+		return c
+	}
+	return g.cfg.DefaultCluster
+}
+
+// Request forwards a request and waits for its reply. Heartbeats are
+// answered by the gateway. Errors are carried in Reply.Code.
+func (s *Session) Request(ctx context.Context, op imapi.Op, body []byte) Reply {
+	ch := make(chan Reply, 1)
+	s.Go(op, body, func(r Reply) { ch <- r })
+	select {
+	case r := <-ch:
+		return r
+	case <-ctx.Done():
+		return errReply(imapi.ErrTimeout, ctx.Err().Error())
+	}
+}
+
+// Go forwards a request without waiting: done is called once with the reply,
+// from a gateway goroutine (possibly before Go returns). done must not block.
+func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
+	g := s.g
+	switch op {
+	case imapi.OpHeartbeat:
+		done(Reply{})
+		return
+	case imapi.OpLogin:
+		done(errReply(imapi.ErrBadRequest, "already logged in"))
+		return
+	}
+	if s.closed.Load() {
+		done(errReply(imapi.ErrNotLoggedIn, "session closed"))
+		return
+	}
+	if !s.limiter.Allow() {
+		g.m.refused.WithLabelValues("rate").Inc()
+		done(errReply(imapi.ErrRateLimited, "request rate"))
+		return
+	}
+	if len(body) > 0 && !json.Valid(body) {
+		done(errReply(imapi.ErrBadRequest, "body is not JSON"))
+		return
+	}
+	if s.inflight.Add(1) > int32(g.cfg.MaxInflight) {
+		s.inflight.Add(-1)
+		g.m.refused.WithLabelValues("inflight").Inc()
+		done(errReply(imapi.ErrRateLimited, "too many requests in flight"))
+		return
+	}
+	g.m.requests.WithLabelValues(op.Name()).Inc()
+	env := make([]byte, 0, len(s.prefix)+len(body)+10)
+	env = append(env, s.prefix...)
+	if len(body) > 0 {
+		env = append(env, `,"body":`...)
+		env = append(env, body...)
+	}
+	env = append(env, '}')
+	logout := op == imapi.OpLogout
+	g.replies.send(g, imapi.ServiceSubject(s.cluster, op), env, func(r Reply) {
+		s.inflight.Add(-1)
+		if r.Code != imapi.OK {
+			g.m.requestErrors.WithLabelValues(strconv.Itoa(int(r.Code))).Inc()
+		}
+		if logout && r.Code == imapi.OK {
+			// The session ends with its logout; the transport closes the
+			// connection after sending the answer.
+			g.unregister(s)
+			g.m.kicks.WithLabelValues("logout").Inc()
+		}
+		done(r)
+	})
+}
+
+// Close ends the session when its transport is gone. It is idempotent.
+func (s *Session) Close() { s.g.unregister(s) }
+
+// account is the set of sessions of one account on this gateway, with the
+// push subscription they share.
+type account struct {
+	sub      *nats.Subscription
+	sessions []*Session
+}
+
+func (g *Gateway) register(s *Session) error {
+	g.mu.Lock()
+	a := g.accounts[s.subject]
+	fresh := a == nil
+	if fresh {
+		sub, err := g.nc.ChanSubscribe(s.subject, g.pushCh)
+		if err != nil {
+			g.mu.Unlock()
+			return err
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		a = &account{sub: sub}
+		g.accounts[s.subject] = a
+		g.m.accounts.Inc()
+	}
+	a.sessions = append(a.sessions, s)
+	g.mu.Unlock()
+	g.m.sessions.Inc()
+	if fresh {
+		// Make sure the server has the subscription before the client is
+		// told it is logged in, so that pushes sent after the login answer
+		// are not missed (the client syncs what came before).
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = g.nc.FlushWithContext(ctx)
+		cancel()
+	}
+	return nil
+}
+
+func (g *Gateway) unregister(s *Session) bool {
+	if s.closed.Swap(true) {
+		return false
+	}
+	g.mu.Lock()
+	a := g.accounts[s.subject]
+	if a != nil {
+		for i, x := range a.sessions {
+			if x == s {
+				last := len(a.sessions) - 1
+				a.sessions[i] = a.sessions[last]
+				a.sessions[last] = nil
+				a.sessions = a.sessions[:last]
+				break
+			}
+		}
+		if len(a.sessions) == 0 {
+			delete(g.accounts, s.subject)
+			_ = a.sub.Unsubscribe()
+			g.m.accounts.Dec()
+		}
+	}
+	g.mu.Unlock()
+	g.m.sessions.Dec()
+	return true
+}
+
+// sessions returns every live session.
+func (g *Gateway) allSessions() []*Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*Session
+	for _, a := range g.accounts {
+		out = append(out, a.sessions...)
+	}
+	return out
+}
+
+// dispatch delivers bus pushes to the sessions they address. It runs in one
+// goroutine so that pushes to an account keep their order.
+func (g *Gateway) dispatch() {
+	defer g.wg.Done()
+	var kicks []*Session
+	for msg := range g.pushCh {
+		if msg == nil {
+			return
+		}
+		g.m.pushes.Inc()
+		var p imapi.BusPush
+		if err := json.Unmarshal(msg.Data, &p); err != nil {
+			g.log.Warn("bad push on the bus", "subject", msg.Subject, "err", err)
+			continue
+		}
+		kicks = kicks[:0]
+		var slow []*Session
+		g.mu.Lock()
+		a := g.accounts[msg.Subject]
+		if a != nil {
+			for _, s := range a.sessions {
+				id := s.info.SessionID
+				if id == p.ExceptSession || (p.OnlySession != "" && id != p.OnlySession) {
+					continue
+				}
+				if p.Op == imapi.OpKick {
+					if p.KickDeviceType == "" || p.KickDeviceType == "*" || p.KickDeviceType == s.info.DeviceType {
+						kicks = append(kicks, s)
+					}
+					continue
+				}
+				if s.t.Push(p.Op, p.Body) {
+					g.m.pushDelivered.Inc()
+				} else {
+					slow = append(slow, s)
+				}
+			}
+		}
+		g.mu.Unlock()
+		for _, s := range slow {
+			if g.unregister(s) {
+				g.m.slowConsumers.Inc()
+				g.log.Info("slow consumer dropped", "session", s.info.SessionID)
+			}
+		}
+		if len(kicks) > 0 {
+			k := imapi.Kick{Code: imapi.ErrKicked}
+			if len(p.Body) > 0 {
+				_ = json.Unmarshal(p.Body, &k)
+				if k.Code == imapi.OK {
+					k.Code = imapi.ErrKicked
+				}
+			}
+			for _, s := range kicks {
+				if g.unregister(s) {
+					g.m.kicks.WithLabelValues("kicked").Inc()
+					s.t.Close(k)
+				}
+			}
+		}
+	}
+}
+
+// replyMux routes service replies to their requests through one wildcard
+// subscription, so that a request costs no goroutine and no subscription.
+type replyMux struct {
+	prefix string
+	next   atomic.Uint64
+	mu     sync.Mutex
+	wait   map[uint64]*pending
+	sub    *nats.Subscription
+}
+
+type pending struct {
+	done     func(Reply)
+	start    time.Time
+	deadline time.Time
+}
+
+func (r *replyMux) start(g *Gateway) error {
+	r.prefix = nats.NewInbox() + "."
+	r.wait = make(map[uint64]*pending)
+	sub, err := g.nc.Subscribe(r.prefix+"*", func(m *nats.Msg) { r.handle(g, m) })
+	if err != nil {
+		return fmt.Errorf("gateway: subscribe replies: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	r.sub = sub
+	return nil
+}
+
+func (r *replyMux) send(g *Gateway, subject string, data []byte, done func(Reply)) {
+	id := r.next.Add(1)
+	now := time.Now()
+	p := &pending{done: done, start: now, deadline: now.Add(g.cfg.RequestTimeout.D())}
+	r.mu.Lock()
+	r.wait[id] = p
+	r.mu.Unlock()
+	if err := g.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: r.prefix + strconv.FormatUint(id, 10), Data: data}); err != nil {
+		if r.take(id) != nil {
+			done(errReply(imapi.ErrUnavailable, "bus: "+err.Error()))
+		}
+	}
+}
+
+func (r *replyMux) take(id uint64) *pending {
+	r.mu.Lock()
+	p := r.wait[id]
+	delete(r.wait, id)
+	r.mu.Unlock()
+	return p
+}
+
+func (r *replyMux) handle(g *Gateway, m *nats.Msg) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, r.prefix), 10, 64)
+	if err != nil {
+		return
+	}
+	p := r.take(id)
+	if p == nil {
+		return // timed out already
+	}
+	g.m.requestSeconds.Observe(time.Since(p.start).Seconds())
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		p.done(errReply(imapi.ErrUnavailable, "no service for this request"))
+		return
+	}
+	var rep imapi.BusReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		p.done(errReply(imapi.ErrInternal, "bad service reply"))
+		return
+	}
+	if rep.Code != imapi.OK {
+		p.done(Reply{Code: rep.Code, Body: errorBody(rep.Code, rep.Message)})
+		return
+	}
+	p.done(Reply{Body: rep.Body})
+}
+
+// expire fails requests whose deadline passed.
+func (r *replyMux) expire(now time.Time) {
+	var late []*pending
+	r.mu.Lock()
+	for id, p := range r.wait {
+		if now.After(p.deadline) {
+			late = append(late, p)
+			delete(r.wait, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range late {
+		p.done(errReply(imapi.ErrTimeout, "service did not answer in time"))
+	}
+}
+
+// failAll answers every pending request (at shutdown).
+func (r *replyMux) failAll() {
+	r.mu.Lock()
+	w := r.wait
+	r.wait = make(map[uint64]*pending)
+	r.mu.Unlock()
+	for _, p := range w {
+		p.done(errReply(imapi.ErrUnavailable, ReasonDraining))
+	}
+}
