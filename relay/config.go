@@ -1,0 +1,367 @@
+package relay
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/relay/transport"
+	"github.com/longlink/longlink/relay/wire"
+)
+
+// Hop is one next hop: a relay or a core egress.
+type Hop struct {
+	// Name labels the hop in metrics and logs. Default: the address.
+	Name string `yaml:"name"`
+	// Transport is "quic" or "kcp".
+	Transport string `yaml:"transport"`
+	// Address is the hop's tunnel listener, host:port.
+	Address string `yaml:"address"`
+}
+
+func (h Hop) key() string { return h.Transport + "|" + h.Address }
+
+func (h Hop) label() string {
+	if h.Name != "" {
+		return h.Name
+	}
+	return h.Address
+}
+
+// Route says how to reach one destination cluster.
+type Route struct {
+	// Cluster is the destination cluster ("*" matches any cluster without its own route).
+	Cluster string `yaml:"cluster"`
+	// NextHops are probed continuously; the best one carries new flows and
+	// the second best is kept warm as the backup.
+	NextHops []Hop `yaml:"next_hops"`
+	// Direct is the cluster's egress itself, used only while every next hop
+	// is down. Optional.
+	Direct *Hop `yaml:"direct"`
+}
+
+// ProbeConfig tunes path probing and selection.
+type ProbeConfig struct {
+	// Interval between probes on each next hop. Default 250ms.
+	Interval config.Duration `yaml:"interval"`
+	// Timeout after which an unanswered probe counts as lost. Default 1s.
+	Timeout config.Duration `yaml:"timeout"`
+	// Window is how many recent probes loss and jitter are computed over. Default 20.
+	Window int `yaml:"window"`
+	// DownAfter consecutive lost probes mark a hop down (its flows are closed
+	// so clients reconnect over the backup). Default 3.
+	DownAfter int `yaml:"down_after"`
+	// Hysteresis: a new path replaces the current one only when its score is
+	// this fraction better. Default 0.2.
+	Hysteresis float64 `yaml:"hysteresis"`
+	// MinGain: and at least this much better in absolute terms. Default 2ms.
+	MinGain config.Duration `yaml:"min_gain"`
+}
+
+// RoutingConfig is the forwarding side of an edge or relay.
+type RoutingConfig struct {
+	Routes []Route     `yaml:"routes"`
+	Probe  ProbeConfig `yaml:"probe"`
+	// HopBudget is the budget an edge writes into new streams. Default 8.
+	HopBudget int `yaml:"hop_budget"`
+	// OpenTimeout bounds opening a stream on a next hop. Default 3s.
+	OpenTimeout config.Duration `yaml:"open_timeout"`
+}
+
+// DefaultRouting returns the routing defaults.
+func DefaultRouting() RoutingConfig {
+	return RoutingConfig{
+		Probe: ProbeConfig{
+			Interval:   config.Duration(250 * time.Millisecond),
+			Timeout:    config.Duration(time.Second),
+			Window:     20,
+			DownAfter:  3,
+			Hysteresis: 0.2,
+			MinGain:    config.Duration(2 * time.Millisecond),
+		},
+		HopBudget:   8,
+		OpenTimeout: config.Duration(3 * time.Second),
+	}
+}
+
+func validHop(errs *config.Errors, where string, h Hop) {
+	switch h.Transport {
+	case "quic", "kcp", "mem":
+	default:
+		errs.Addf("%s.transport: %q is not quic or kcp", where, h.Transport)
+	}
+	if h.Address == "" {
+		errs.Addf("%s.address: must be set", where)
+	}
+}
+
+func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
+	seen := map[string]bool{}
+	for i, rt := range r.Routes {
+		where := fmt.Sprintf("%sroutes[%d]", prefix, i)
+		if rt.Cluster == "" || len(rt.Cluster) > wire.MaxNameLen {
+			errs.Addf("%s.cluster: must be 1..%d characters", where, wire.MaxNameLen)
+		}
+		if seen[rt.Cluster] {
+			errs.Addf("%s.cluster: %q listed twice", where, rt.Cluster)
+		}
+		seen[rt.Cluster] = true
+		if len(rt.NextHops) == 0 && rt.Direct == nil {
+			errs.Addf("%s: needs next_hops or direct", where)
+		}
+		for j, h := range rt.NextHops {
+			validHop(errs, fmt.Sprintf("%s.next_hops[%d]", where, j), h)
+		}
+		if rt.Direct != nil {
+			validHop(errs, where+".direct", *rt.Direct)
+		}
+	}
+	p := r.Probe
+	if p.Interval.D() < 10*time.Millisecond {
+		errs.Addf("%sprobe.interval: must be at least 10ms", prefix)
+	}
+	if p.Timeout.D() < p.Interval.D() {
+		errs.Addf("%sprobe.timeout: must be at least probe.interval", prefix)
+	}
+	if p.Window < 2 || p.Window > 1000 {
+		errs.Addf("%sprobe.window: must be 2..1000", prefix)
+	}
+	if p.DownAfter < 1 {
+		errs.Addf("%sprobe.down_after: must be at least 1", prefix)
+	}
+	if p.Hysteresis < 0 || p.Hysteresis >= 1 {
+		errs.Addf("%sprobe.hysteresis: must be in [0, 1)", prefix)
+	}
+	if r.HopBudget < 1 || r.HopBudget > wire.MaxHops {
+		errs.Addf("%shop_budget: must be 1..%d", prefix, wire.MaxHops)
+	}
+	if r.OpenTimeout.D() <= 0 {
+		errs.Addf("%sopen_timeout: must be positive", prefix)
+	}
+}
+
+// SecurityConfig holds the cluster credentials of a node.
+type SecurityConfig struct {
+	// CAFile is the cluster CA bundle (PEM) that peers' certificates must chain to (QUIC).
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are this node's certificate and key (PEM), issued by the cluster CA.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClusterKey authenticates and encrypts KCP packets; at least 16 bytes.
+	// Accepts "file:/path" and "env:NAME".
+	ClusterKey config.Secret `yaml:"cluster_key"`
+}
+
+// TransportConfig tunes the tunnel transports.
+type TransportConfig struct {
+	QUIC QUICOptions `yaml:"quic"`
+	KCP  KCPOptions  `yaml:"kcp"`
+}
+
+// QUICOptions tunes QUIC.
+type QUICOptions struct {
+	// KeepAlive between nodes. Default 2s.
+	KeepAlive config.Duration `yaml:"keep_alive"`
+	// IdleTimeout closes a silent connection. Default 10s.
+	IdleTimeout config.Duration `yaml:"idle_timeout"`
+	// MaxStreams a peer may have open at once. Default 100000.
+	MaxStreams int64 `yaml:"max_streams"`
+	// SocketBuffer asked of the OS for each UDP socket. Default 7 MiB.
+	SocketBuffer int `yaml:"socket_buffer"`
+}
+
+// KCPOptions tunes KCP.
+type KCPOptions struct {
+	// Profile is fast, normal or bulk. Default fast.
+	Profile string `yaml:"profile"`
+	// DataShards/ParityShards configure FEC; 0/0 disables it. Default 10/3.
+	DataShards   int `yaml:"data_shards"`
+	ParityShards int `yaml:"parity_shards"`
+	// KeepAlive of the smux session. Default 2s.
+	KeepAlive    config.Duration `yaml:"keep_alive"`
+	SocketBuffer int             `yaml:"socket_buffer"`
+}
+
+// DefaultTransport returns the transport defaults.
+func DefaultTransport() TransportConfig {
+	return TransportConfig{
+		QUIC: QUICOptions{KeepAlive: config.Duration(2 * time.Second), IdleTimeout: config.Duration(10 * time.Second), MaxStreams: 100000, SocketBuffer: 7 << 20},
+		KCP:  KCPOptions{Profile: "fast", DataShards: 10, ParityShards: 3, KeepAlive: config.Duration(2 * time.Second), SocketBuffer: 7 << 20},
+	}
+}
+
+func (t *TransportConfig) validate(errs *config.Errors) {
+	if _, ok := transport.KCPProfiles[t.KCP.Profile]; !ok {
+		errs.Addf("transport.kcp.profile: %q is not fast, normal or bulk", t.KCP.Profile)
+	}
+	if t.KCP.DataShards < 0 || t.KCP.ParityShards < 0 || (t.KCP.DataShards == 0) != (t.KCP.ParityShards == 0) {
+		errs.Addf("transport.kcp: data_shards and parity_shards must both be 0 or both positive")
+	}
+	if t.QUIC.IdleTimeout.D() <= t.QUIC.KeepAlive.D() {
+		errs.Addf("transport.quic.idle_timeout: must exceed keep_alive")
+	}
+}
+
+// Config is a relay node: it accepts tunnels on its listeners and forwards
+// each stream to the best next hop for its destination cluster. With Egress
+// set it also terminates streams for its own cluster (see NewEgress).
+type Config struct {
+	// Name identifies the node in logs and in the LBS. Default "relay".
+	Name string `yaml:"name"`
+	// Listen maps a transport ("quic", "kcp") to its UDP listen address.
+	Listen    map[string]string `yaml:"listen"`
+	Security  SecurityConfig    `yaml:"security"`
+	Transport TransportConfig   `yaml:"transport"`
+	Routing   RoutingConfig     `yaml:"routing"`
+	// Egress, when set, makes this node a core egress for Egress.Cluster.
+	Egress *EgressSection `yaml:"egress"`
+	// HeaderTimeout bounds reading a stream's header. Default 10s.
+	HeaderTimeout config.Duration `yaml:"header_timeout"`
+	// MaxStreams this node carries at once; more are refused. Default 200000.
+	MaxStreams int `yaml:"max_streams"`
+}
+
+// EgressSection configures the terminating side at the core.
+type EgressSection struct {
+	// Cluster is the cluster this egress serves.
+	Cluster string `yaml:"cluster"`
+	// Services maps a service name to where it lives at the core site.
+	Services map[string]Service `yaml:"services"`
+	// DialTimeout bounds connecting to a service. Default 5s.
+	DialTimeout config.Duration `yaml:"dial_timeout"`
+	// UDPIdleTimeout closes a UDP flow with no traffic either way. Default 2m.
+	UDPIdleTimeout config.Duration `yaml:"udp_idle_timeout"`
+}
+
+// Service is one service behind the egress.
+type Service struct {
+	// Kind is link (TCP), http (WebLink) or udp.
+	Kind string `yaml:"kind"`
+	// Address is the service's host:port at the core site.
+	Address string `yaml:"address"`
+	// ProxyProtocol writes a PROXY v2 header with the client's address
+	// before any byte of a TCP flow. Default true for link and http.
+	ProxyProtocol *bool `yaml:"proxy_protocol"`
+}
+
+func (s Service) proxy() bool { return s.ProxyProtocol == nil || *s.ProxyProtocol }
+
+// Default returns a relay's defaults (docs/ports.md: 7740/udp QUIC, 7741/udp KCP).
+func Default() Config {
+	return Config{
+		Name:          "relay",
+		Listen:        map[string]string{"quic": "127.0.0.1:7740", "kcp": "127.0.0.1:7741"},
+		Transport:     DefaultTransport(),
+		Routing:       DefaultRouting(),
+		HeaderTimeout: config.Duration(10 * time.Second),
+		MaxStreams:    200000,
+	}
+}
+
+// Validate checks the config and reports every problem.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	c.validate(&errs)
+	return errs.Err()
+}
+
+func (c *Config) validate(errs *config.Errors) {
+	if len(c.Listen) == 0 {
+		errs.Addf("listen: at least one transport listener is required")
+	}
+	for tr, addr := range c.Listen {
+		if tr != "quic" && tr != "kcp" && tr != "mem" {
+			errs.Addf("listen.%s: unknown transport (want quic or kcp)", tr)
+		}
+		if addr == "" {
+			errs.Addf("listen.%s: address must be set", tr)
+		}
+	}
+	c.Transport.validate(errs)
+	c.Routing.validate(errs, "routing.")
+	if c.Egress == nil && len(c.Routing.Routes) == 0 {
+		errs.Addf("routing.routes: a relay without egress needs at least one route")
+	}
+	if c.Egress != nil {
+		c.Egress.validate(errs)
+	}
+	if c.HeaderTimeout.D() <= 0 {
+		errs.Addf("header_timeout: must be positive")
+	}
+	if c.MaxStreams < 1 {
+		errs.Addf("max_streams: must be positive")
+	}
+}
+
+func (e *EgressSection) validate(errs *config.Errors) {
+	if e.Cluster == "" || len(e.Cluster) > wire.MaxNameLen {
+		errs.Addf("egress.cluster: must be 1..%d characters", wire.MaxNameLen)
+	}
+	if len(e.Services) == 0 {
+		errs.Addf("egress.services: at least one service is required")
+	}
+	for name, s := range e.Services {
+		if len(name) > wire.MaxNameLen {
+			errs.Addf("egress.services.%s: name too long", name)
+		}
+		if _, err := wire.ParseKind(s.Kind); err != nil {
+			errs.Addf("egress.services.%s.kind: %v", name, err)
+		}
+		if s.Address == "" {
+			errs.Addf("egress.services.%s.address: must be set", name)
+		}
+	}
+	if e.DialTimeout.D() <= 0 {
+		e.DialTimeout = config.Duration(5 * time.Second)
+	}
+	if e.UDPIdleTimeout.D() <= 0 {
+		e.UDPIdleTimeout = config.Duration(2 * time.Minute)
+	}
+}
+
+// EgressConfig is the core-side tunnel terminator: `longlink core` runs it
+// next to its gateways.
+type EgressConfig struct {
+	Name          string            `yaml:"name"`
+	Listen        map[string]string `yaml:"listen"`
+	Security      SecurityConfig    `yaml:"security"`
+	Transport     TransportConfig   `yaml:"transport"`
+	EgressSection `yaml:",inline"`
+	HeaderTimeout config.Duration `yaml:"header_timeout"`
+	MaxStreams    int             `yaml:"max_streams"`
+}
+
+// DefaultEgress returns the egress defaults (docs/ports.md: 7745/udp QUIC,
+// 7746/udp KCP; Link gateway 7710, WebLink 7711).
+func DefaultEgress() EgressConfig {
+	return EgressConfig{
+		Name:      "egress",
+		Listen:    map[string]string{"quic": "127.0.0.1:7745", "kcp": "127.0.0.1:7746"},
+		Transport: DefaultTransport(),
+		EgressSection: EgressSection{
+			Cluster: "default",
+			Services: map[string]Service{
+				"link":    {Kind: "link", Address: "127.0.0.1:7710"},
+				"weblink": {Kind: "http", Address: "127.0.0.1:7711"},
+			},
+			DialTimeout:    config.Duration(5 * time.Second),
+			UDPIdleTimeout: config.Duration(2 * time.Minute),
+		},
+		HeaderTimeout: config.Duration(10 * time.Second),
+		MaxStreams:    200000,
+	}
+}
+
+func (e *EgressConfig) node() Config {
+	sec := e.EgressSection
+	return Config{
+		Name: e.Name, Listen: e.Listen, Security: e.Security, Transport: e.Transport,
+		Routing: DefaultRouting(), Egress: &sec, HeaderTimeout: e.HeaderTimeout, MaxStreams: e.MaxStreams,
+	}
+}
+
+// Validate checks the config and reports every problem.
+func (e *EgressConfig) Validate() error {
+	c := e.node()
+	return c.Validate()
+}

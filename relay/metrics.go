@@ -1,0 +1,72 @@
+package relay
+
+import (
+	"github.com/longlink/longlink/relay/transport"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the tunnel layer: streams and flows carried, bytes, per-path
+// probe results and path switches. Edges register the same set, so their
+// per-path figures use the same names.
+type Metrics struct {
+	Streams          *prometheus.CounterVec // kind, result
+	ActiveStreams    *prometheus.GaugeVec   // kind
+	Bytes            *prometheus.CounterVec // direction: up (towards the core), down
+	Datagrams        *prometheus.CounterVec // direction
+	DatagramsDropped *prometheus.CounterVec // reason
+	PathRTT          *prometheus.GaugeVec   // path
+	PathJitter       *prometheus.GaugeVec   // path
+	PathLoss         *prometheus.GaugeVec   // path
+	PathUp           *prometheus.GaugeVec   // path
+	PathSelected     *prometheus.GaugeVec   // cluster, path, role (primary, backup)
+	PathSwitches     *prometheus.CounterVec // cluster, reason
+	PathStreams      *prometheus.CounterVec // path
+	PeerDials        *prometheus.CounterVec // path, result
+	EgressDials      *prometheus.CounterVec // service, result
+	HopsExhausted    prometheus.Counter
+}
+
+// NewMetrics registers the tunnel metrics on reg. stats, when set, exports
+// the KCP packet layer's rejected-packet count.
+func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics {
+	m := &Metrics{
+		Streams: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_streams_total",
+			Help: "Tunnel streams handled by this node, by kind and result (forwarded, terminated, rejected reasons)."}, []string{"kind", "result"}),
+		ActiveStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_active_streams",
+			Help: "Tunnel streams open through this node."}, []string{"kind"}),
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_bytes_total",
+			Help: "Stream payload bytes carried, up (towards the core) and down."}, []string{"direction"}),
+		Datagrams: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_datagrams_total",
+			Help: "UDP flow datagrams carried, up and down."}, []string{"direction"}),
+		DatagramsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_datagrams_dropped_total",
+			Help: "Datagrams dropped, by reason (unknown_flow, too_large, malformed, send_error)."}, []string{"reason"}),
+		PathRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_path_rtt_seconds",
+			Help: "Smoothed probe round-trip time to a next hop."}, []string{"path"}),
+		PathJitter: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_path_jitter_seconds",
+			Help: "Mean deviation of probe round-trip times to a next hop."}, []string{"path"}),
+		PathLoss: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_path_loss_ratio",
+			Help: "Fraction of recent probes to a next hop that went unanswered."}, []string{"path"}),
+		PathUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_path_up",
+			Help: "1 while a next hop is connected and answering probes."}, []string{"path"}),
+		PathSelected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_path_selected",
+			Help: "1 for the path that carries new flows to a cluster (role primary) and its warm backup."}, []string{"cluster", "path", "role"}),
+		PathSwitches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_path_switches_total",
+			Help: "Changes of the primary path to a cluster, by reason (down, better, initial)."}, []string{"cluster", "reason"}),
+		PathStreams: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_path_streams_total",
+			Help: "Streams and flows opened on a next hop."}, []string{"path"}),
+		PeerDials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_peer_dials_total",
+			Help: "Connection attempts to next hops, by result."}, []string{"path", "result"}),
+		EgressDials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_egress_dials_total",
+			Help: "Connections from the egress to core services, by result."}, []string{"service", "result"}),
+		HopsExhausted: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_relay_hop_budget_exhausted_total",
+			Help: "Streams refused because their hop budget reached zero (a routing loop)."}),
+	}
+	reg.MustRegister(m.Streams, m.ActiveStreams, m.Bytes, m.Datagrams, m.DatagramsDropped, m.PathRTT, m.PathJitter,
+		m.PathLoss, m.PathUp, m.PathSelected, m.PathSwitches, m.PathStreams, m.PeerDials, m.EgressDials, m.HopsExhausted)
+	if stats != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_relay_kcp_rejected_packets_total",
+			Help: "KCP-transport packets dropped by the authenticated packet layer (bad MAC or tag, replay, stale or unknown peer)."},
+			func() float64 { return float64(stats.Rejected.Load()) }))
+	}
+	return m
+}

@@ -1,0 +1,463 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longlink/longlink/relay/transport"
+	"github.com/longlink/longlink/relay/wire"
+)
+
+// ErrNoRoute is returned when no path to the destination cluster is up.
+var ErrNoRoute = errors.New("relay: no route to cluster")
+
+// Router keeps warm connections to its next hops, probes them, picks the
+// best path per destination cluster with hysteresis, and opens tunnel
+// streams and UDP flows on it. Edges and relays each own one.
+type Router struct {
+	cfg RoutingConfig
+	trs map[string]transport.Transport
+	m   *Metrics
+	log *slog.Logger
+
+	mu     sync.Mutex
+	peers  map[string]*peer
+	routes map[string]*routeState
+
+	kick   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type routeState struct {
+	route   Route
+	hops    []*peer
+	direct  *peer
+	primary atomic.Pointer[peer]
+	backup  atomic.Pointer[peer]
+}
+
+// PathStatus describes one next hop, for diagnostics and tests.
+type PathStatus struct {
+	Name    string
+	Address string
+	Up      bool
+	RTT     time.Duration
+	Jitter  time.Duration
+	Loss    float64
+}
+
+// NewRouter builds a router over the given transports (keyed by name).
+func NewRouter(cfg RoutingConfig, trs map[string]transport.Transport, m *Metrics, log *slog.Logger) *Router {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Router{cfg: cfg, trs: trs, m: m, log: log, peers: map[string]*peer{}, routes: map[string]*routeState{},
+		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+	return r
+}
+
+// Start dials every next hop and starts probing and path selection.
+func (r *Router) Start() {
+	r.SetRoutes(r.cfg.Routes)
+	r.wg.Add(1)
+	go r.selectLoop()
+}
+
+// Shutdown closes every next-hop connection and waits for the goroutines.
+func (r *Router) Shutdown() {
+	r.cancel()
+	r.mu.Lock()
+	for _, p := range r.peers {
+		p.stop()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// SetRoutes replaces the routing table (from config now, from the LBS relay
+// topology later). Connections to hops that stay are kept; hops that go are
+// closed, which closes the flows on them.
+func (r *Router) SetRoutes(routes []Route) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	used := map[string]bool{}
+	getPeer := func(h Hop) *peer {
+		used[h.key()] = true
+		if p, ok := r.peers[h.key()]; ok {
+			return p
+		}
+		tr := r.trs[h.Transport]
+		p := newPeer(r, h, tr)
+		r.peers[h.key()] = p
+		if r.ctx.Err() == nil {
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); p.run(r.ctx) }()
+		}
+		return p
+	}
+	next := map[string]*routeState{}
+	for _, rt := range routes {
+		rs := &routeState{route: rt}
+		if old, ok := r.routes[rt.Cluster]; ok {
+			rs.primary.Store(old.primary.Load())
+			rs.backup.Store(old.backup.Load())
+		}
+		for _, h := range rt.NextHops {
+			rs.hops = append(rs.hops, getPeer(h))
+		}
+		if rt.Direct != nil {
+			rs.direct = getPeer(*rt.Direct)
+		}
+		next[rt.Cluster] = rs
+	}
+	for k, p := range r.peers {
+		if !used[k] {
+			p.stop()
+			delete(r.peers, k)
+		}
+	}
+	r.routes = next
+	r.cfg.Routes = routes
+	r.poke()
+}
+
+func (r *Router) poke() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Router) selectLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.Probe.Interval.D())
+	defer t.Stop()
+	for {
+		r.reselect()
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		case <-r.kick:
+		}
+	}
+}
+
+// reselect picks each route's primary and backup path.
+func (r *Router) reselect() {
+	r.mu.Lock()
+	routes := make([]*routeState, 0, len(r.routes))
+	for _, rs := range r.routes {
+		routes = append(routes, rs)
+	}
+	r.mu.Unlock()
+	h := r.cfg.Probe.Hysteresis
+	minGain := r.cfg.Probe.MinGain.D()
+	for _, rs := range routes {
+		up := upByScore(rs.hops)
+		cur := rs.primary.Load()
+		var next *peer
+		reason := ""
+		switch {
+		case len(up) == 0:
+			if rs.direct != nil && rs.direct.up.Load() {
+				next = rs.direct
+				reason = "direct"
+			}
+			if next == nil && cur != nil {
+				reason = "down"
+			}
+		case cur == nil:
+			next, reason = up[0], "initial"
+		case !cur.up.Load() || cur == rs.direct:
+			next, reason = up[0], "down"
+			if cur == rs.direct {
+				reason = "recovered"
+			}
+		default:
+			next = cur
+			best := up[0]
+			bs, cs := best.score(), cur.score()
+			if best != cur && float64(bs) < float64(cs)*(1-h) && cs-bs >= minGain {
+				next, reason = best, "better"
+			}
+		}
+		if next != cur {
+			rs.primary.Store(next)
+			r.m.PathSwitches.WithLabelValues(rs.route.Cluster, reason).Inc()
+			from, to := "none", "none"
+			if cur != nil {
+				from = cur.hop.label()
+				r.m.PathSelected.WithLabelValues(rs.route.Cluster, from, "primary").Set(0)
+			}
+			if next != nil {
+				to = next.hop.label()
+				r.m.PathSelected.WithLabelValues(rs.route.Cluster, to, "primary").Set(1)
+			}
+			r.log.Info("path switch", "cluster", rs.route.Cluster, "from", from, "to", to, "reason", reason)
+		}
+		var backup *peer
+		for _, p := range up {
+			if p != next {
+				backup = p
+				break
+			}
+		}
+		if old := rs.backup.Swap(backup); old != backup {
+			if old != nil {
+				r.m.PathSelected.WithLabelValues(rs.route.Cluster, old.hop.label(), "backup").Set(0)
+			}
+			if backup != nil {
+				r.m.PathSelected.WithLabelValues(rs.route.Cluster, backup.hop.label(), "backup").Set(1)
+			}
+		}
+	}
+}
+
+func upByScore(ps []*peer) []*peer {
+	var up []*peer
+	for _, p := range ps {
+		if p.up.Load() {
+			up = append(up, p)
+		}
+	}
+	sort.SliceStable(up, func(i, j int) bool { return up[i].score() < up[j].score() })
+	return up
+}
+
+func (r *Router) route(cluster string) *routeState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rs, ok := r.routes[cluster]; ok {
+		return rs
+	}
+	return r.routes["*"]
+}
+
+// candidates lists the paths to try for a new flow, best first.
+func (rs *routeState) candidates() []*peer {
+	var out []*peer
+	add := func(p *peer) {
+		if p == nil || !p.up.Load() {
+			return
+		}
+		for _, q := range out {
+			if q == p {
+				return
+			}
+		}
+		out = append(out, p)
+	}
+	add(rs.primary.Load())
+	add(rs.backup.Load())
+	for _, p := range upByScore(rs.hops) {
+		add(p)
+	}
+	if len(out) == 0 {
+		add(rs.direct)
+	}
+	return out
+}
+
+// open opens a stream for h on the best path and writes the header.
+func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]byte)) (transport.Stream, *link, *peer, error) {
+	rs := r.route(h.Cluster)
+	if rs == nil {
+		return nil, nil, nil, fmt.Errorf("%w %q: no route configured", ErrNoRoute, h.Cluster)
+	}
+	var lastErr error
+	for _, p := range rs.candidates() {
+		l := p.currentLink()
+		if l == nil {
+			continue
+		}
+		hdr := *h
+		if h.Kind == wire.KindUDP {
+			hdr.Flow = l.allocFlow()
+			l.addFlow(hdr.Flow, flowHandler)
+		}
+		octx, cancel := context.WithTimeout(ctx, r.cfg.OpenTimeout.D())
+		s, err := l.conn.OpenStream(octx)
+		cancel()
+		if err == nil {
+			var buf [wire.MaxHeaderLen]byte
+			b, herr := wire.AppendHeader(buf[:0], &hdr)
+			if herr != nil {
+				_ = s.Close()
+				return nil, nil, nil, herr
+			}
+			if _, err = s.Write(b); err == nil {
+				r.m.PathStreams.WithLabelValues(p.hop.label()).Inc()
+				*h = hdr
+				return s, l, p, nil
+			}
+			_ = s.Close()
+		}
+		if h.Kind == wire.KindUDP {
+			l.removeFlow(hdr.Flow)
+		}
+		lastErr = err
+	}
+	if lastErr != nil {
+		return nil, nil, nil, fmt.Errorf("%w %q: %w", ErrNoRoute, h.Cluster, lastErr)
+	}
+	return nil, nil, nil, fmt.Errorf("%w %q: every path is down", ErrNoRoute, h.Cluster)
+}
+
+// Tunnel is a stream to the destination service. Its first Read waits for
+// the far end's status, so the caller can send the client's first bytes
+// without waiting a round trip; a refusal surfaces as a *wire.StatusError.
+type Tunnel struct {
+	s      transport.Stream
+	path   string
+	once   sync.Once
+	status error
+}
+
+// Path names the next hop the tunnel went through.
+func (t *Tunnel) Path() string { return t.path }
+
+// Status waits for the far end's answer.
+func (t *Tunnel) Status() error {
+	t.once.Do(func() { t.status = wire.ReadStatus(t.s) })
+	return t.status
+}
+
+func (t *Tunnel) Read(p []byte) (int, error) {
+	if err := t.Status(); err != nil {
+		return 0, err
+	}
+	return t.s.Read(p)
+}
+
+func (t *Tunnel) Write(p []byte) (int, error) { return t.s.Write(p) }
+
+// Close ends the tunnel in both directions.
+func (t *Tunnel) Close() error { return t.s.Close() }
+
+// OpenStream opens a tunnel stream for a TCP-like flow (h.Kind link or http).
+// h.Hops is set to the configured budget when zero, and h.Trace to a new id
+// when unset.
+func (r *Router) OpenStream(ctx context.Context, h wire.Header) (*Tunnel, error) {
+	r.fill(&h)
+	s, _, p, err := r.open(ctx, &h, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Tunnel{s: s, path: p.hop.label()}, nil
+}
+
+func (r *Router) fill(h *wire.Header) {
+	if h.Hops == 0 {
+		h.Hops = uint8(r.cfg.HopBudget)
+	}
+	if h.Trace == (wire.TraceID{}) {
+		h.Trace = wire.NewTraceID()
+	}
+}
+
+// Flow is a UDP flow through the tunnel: Send carries one datagram towards
+// the service; datagrams back are handed to the recv function given to
+// OpenFlow. Done is closed when the flow ends (far end, path down, Close).
+type Flow struct {
+	s      transport.Stream
+	l      *link
+	id     uint32
+	path   string
+	done   chan struct{}
+	once   sync.Once
+	status error
+	ready  chan struct{}
+}
+
+// OpenFlow opens a UDP flow (h.Kind must be udp).
+func (r *Router) OpenFlow(ctx context.Context, h wire.Header, recv func([]byte)) (*Flow, error) {
+	if h.Kind != wire.KindUDP {
+		return nil, errors.New("relay: OpenFlow needs a udp header")
+	}
+	r.fill(&h)
+	f := &Flow{done: make(chan struct{}), ready: make(chan struct{})}
+	s, l, p, err := r.open(ctx, &h, recv)
+	if err != nil {
+		return nil, err
+	}
+	f.s, f.l, f.id, f.path = s, l, h.Flow, p.hop.label()
+	go func() {
+		f.status = wire.ReadStatus(s)
+		close(f.ready)
+		if f.status == nil {
+			// The stream carries nothing else; EOF or an error ends the flow.
+			_, _ = io.Copy(io.Discard, s)
+		}
+		f.Close()
+	}()
+	return f, nil
+}
+
+// Send carries one datagram towards the service.
+func (f *Flow) Send(p []byte) { f.l.send(f.id, p) }
+
+// Path names the next hop.
+func (f *Flow) Path() string { return f.path }
+
+// Done is closed when the flow has ended.
+func (f *Flow) Done() <-chan struct{} { return f.done }
+
+// Status waits for the far end's answer.
+func (f *Flow) Status() error {
+	select {
+	case <-f.ready:
+		return f.status
+	case <-f.done:
+		select {
+		case <-f.ready:
+			return f.status
+		default:
+			return io.ErrClosedPipe
+		}
+	}
+}
+
+// Close ends the flow.
+func (f *Flow) Close() {
+	f.once.Do(func() {
+		f.l.removeFlow(f.id)
+		_ = f.s.Close()
+		close(f.done)
+	})
+}
+
+// Paths reports every next hop's state.
+func (r *Router) Paths() []PathStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []PathStatus
+	for _, p := range r.peers {
+		rtt, jit, loss := p.stats()
+		out = append(out, PathStatus{Name: p.hop.label(), Address: p.hop.Address, Up: p.up.Load(), RTT: rtt, Jitter: jit, Loss: loss})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Primary names the path new flows to cluster take now ("" when none).
+func (r *Router) Primary(cluster string) string {
+	rs := r.route(cluster)
+	if rs == nil {
+		return ""
+	}
+	if p := rs.primary.Load(); p != nil && p.up.Load() {
+		return p.hop.label()
+	}
+	if c := rs.candidates(); len(c) > 0 {
+		return c[0].hop.label()
+	}
+	return ""
+}
