@@ -1,0 +1,85 @@
+package server
+
+import (
+	"encoding/json"
+
+	"sync"
+)
+
+// EchoHandler is a Handler for tests and benchmarks: "echo" events are
+// acknowledged with their arguments (or emitted back as "echo" without an
+// ack), "broadcast" reaches every socket of the namespace, and a non-empty
+// Token refuses CONNECTs whose auth lacks {"token": Token}.
+type EchoHandler struct {
+	Token string
+
+	mu      sync.Mutex
+	sockets map[*Socket]bool
+}
+
+// Connect implements Handler.
+func (h *EchoHandler) Connect(s *Socket, auth json.RawMessage) error {
+	if h.Token != "" {
+		var a struct {
+			Token string `json:"token"`
+		}
+		if len(auth) == 0 || json.Unmarshal(auth, &a) != nil || a.Token != h.Token {
+			return &ConnectError{Message: "unauthorized", Data: map[string]any{"code": 401}}
+		}
+	}
+	h.mu.Lock()
+	if h.sockets == nil {
+		h.sockets = map[*Socket]bool{}
+	}
+	h.sockets[s] = true
+	h.mu.Unlock()
+	return nil
+}
+
+// Event implements Handler.
+func (h *EchoHandler) Event(s *Socket, name string, m Message, ack func(Message)) {
+	switch name {
+	case "echo":
+		if ack != nil {
+			ack(Message{Data: dropFirst(m.Data), Attachments: m.Attachments})
+			return
+		}
+		_ = s.EmitMessage(m, nil)
+	case "broadcast":
+		h.mu.Lock()
+		all := make([]*Socket, 0, len(h.sockets))
+		for o := range h.sockets {
+			if o.Namespace() == s.Namespace() {
+				all = append(all, o)
+			}
+		}
+		h.mu.Unlock()
+		for _, o := range all {
+			_ = o.EmitMessage(m, nil)
+		}
+	case "disconnect-me":
+		s.Disconnect(false)
+	case "close-me":
+		s.Disconnect(true)
+	}
+}
+
+// Disconnect implements Handler.
+func (h *EchoHandler) Disconnect(s *Socket, reason string) {
+	h.mu.Lock()
+	delete(h.sockets, s)
+	h.mu.Unlock()
+}
+
+// dropFirst removes the first element of a JSON array (an event's name).
+func dropFirst(data json.RawMessage) json.RawMessage {
+	var args []json.RawMessage
+	if json.Unmarshal(data, &args) != nil || len(args) == 0 {
+		return json.RawMessage("[]")
+	}
+	out, err := json.Marshal(args[1:])
+	if err != nil {
+		return json.RawMessage("[]")
+	}
+	return out
+}
