@@ -1,0 +1,774 @@
+package sdk
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+)
+
+// Client is a connection manager and message pipeline for one account on
+// one device. Its methods are safe for concurrent use.
+type Client struct {
+	cfg    Config
+	log    *slog.Logger
+	dial   Dialer
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	events chan Event
+	loopIn chan loopMsg
+	jobs   *jobQueue
+
+	mu       sync.Mutex
+	cur      *conn
+	state    State
+	changed  chan struct{} // closed and replaced on every state change
+	stopErr  error
+	outbox   []*outItem
+	session  string
+	started  bool
+	closed   bool
+	lastSeqs map[string]int64 // copy of the delivery loop's, for LastSeqs
+}
+
+// New validates cfg and builds a client; Start connects it.
+func New(cfg Config) (*Client, error) {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "sdk", "account", cfg.Account),
+		dial:     cfg.Dialer,
+		ctx:      ctx,
+		cancel:   cancel,
+		events:   make(chan Event, cfg.EventBuffer),
+		loopIn:   make(chan loopMsg, 256),
+		jobs:     newJobQueue(),
+		changed:  make(chan struct{}),
+		lastSeqs: map[string]int64{},
+	}
+	if c.dial == nil {
+		c.dial = LinkDialer(cfg.ServerKeys, cfg.Limits)
+	}
+	return c, nil
+}
+
+// Events delivers what happens, in order. The application must keep reading
+// it: a full channel holds back delivery (never drops). It is closed by Close.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// Start begins connecting in the background.
+func (c *Client) Start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.closed {
+		return
+	}
+	c.started = true
+	c.wg.Add(3)
+	go c.run()
+	go c.deliveryLoop()
+	go c.syncer()
+}
+
+// Close stops the client: it closes the connection without logging out and
+// closes Events. Unacknowledged messages are dropped.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	cur := c.cur
+	started := c.started
+	c.mu.Unlock()
+	c.cancel()
+	if cur != nil {
+		cur.close(ErrClosed)
+	}
+	c.jobs.close()
+	c.wg.Wait()
+	c.setState(StateStopped, ErrClosed, false)
+	if started {
+		close(c.events)
+	}
+	return nil
+}
+
+// Logout ends the session on the server and closes the client.
+func (c *Client) Logout(ctx context.Context) error {
+	err := c.Request(ctx, imapi.OpLogout, nil, nil)
+	_ = c.Close()
+	return err
+}
+
+// State returns the connection state.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// SessionID is the id of the current (or last) session.
+func (c *Client) SessionID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// WaitConnected waits until the client is logged in. It returns the error
+// that stopped the client (ErrAuth, ErrKicked, ErrClosed) or ctx's.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		st, ch, err := c.state, c.changed, c.stopErr
+		c.mu.Unlock()
+		switch st {
+		case StateConnected:
+			return nil
+		case StateStopped:
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Client) setState(s State, err error, emit bool) {
+	c.mu.Lock()
+	if c.state == s && s != StateDisconnected {
+		c.mu.Unlock()
+		return
+	}
+	if c.state == StateStopped {
+		c.mu.Unlock()
+		return
+	}
+	c.state = s
+	if s == StateStopped {
+		c.stopErr = err
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+	if emit {
+		c.post(loopMsg{event: &Event{Kind: EventState, State: s, Err: err}})
+	}
+}
+
+// LastSeqs returns the last delivered sequence of every conversation, for an
+// application that persists them and passes them back in Config.LastSeqs.
+func (c *Client) LastSeqs() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.lastSeqs))
+	for k, v := range c.lastSeqs {
+		out[k] = v
+	}
+	return out
+}
+
+// Request sends op with req (JSON-encoded; nil for none) and decodes the
+// answer into resp (nil to ignore it). It waits for a connection if there is
+// none. Server refusals are *imapi.Error.
+func (c *Client) Request(ctx context.Context, op imapi.Op, req, resp any) error {
+	var body []byte
+	if req != nil {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("sdk: encode %s: %w", op, err)
+		}
+		body = b
+	}
+	in, err := c.RequestRaw(ctx, op, body)
+	if err != nil {
+		return err
+	}
+	if resp != nil && len(in) > 0 {
+		if err := json.Unmarshal(in, resp); err != nil {
+			return fmt.Errorf("sdk: decode %s answer: %w", op, err)
+		}
+	}
+	return nil
+}
+
+// RequestRaw is Request with raw JSON bodies.
+func (c *Client) RequestRaw(ctx context.Context, op imapi.Op, body []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		defer cancel()
+	}
+	cur, err := c.waitConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in, err := cur.request(ctx, op, body)
+	if err != nil {
+		return nil, err
+	}
+	if in.Code != imapi.OK {
+		return nil, codeError(in)
+	}
+	return in.Body, nil
+}
+
+func codeError(in Incoming) error {
+	e := &imapi.Error{Code: in.Code}
+	_ = json.Unmarshal(in.Body, e)
+	e.Code = in.Code
+	return e
+}
+
+// waitConn returns the current connection, waiting for one.
+func (c *Client) waitConn(ctx context.Context) (*conn, error) {
+	for {
+		c.mu.Lock()
+		cur, st, ch, serr, closed := c.cur, c.state, c.changed, c.stopErr, c.closed
+		c.mu.Unlock()
+		if closed {
+			return nil, ErrClosed
+		}
+		if cur != nil && st == StateConnected {
+			return cur, nil
+		}
+		if st == StateStopped {
+			return nil, serr
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+// NewClientMsgID returns a random client message id.
+func NewClientMsgID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// outItem is a message waiting for its ack. It stays in the outbox across
+// reconnects and is resent with the same client_msg_id (the server dedupes).
+type outItem struct {
+	id    string
+	conv  string
+	body  []byte
+	done  chan sendResult
+	onCon *conn // the connection it was last sent on
+}
+
+type sendResult struct {
+	ack imapi.SendAck
+	err error
+}
+
+// Send queues a message and waits for its ack (the server sends it once the
+// message is durable). If ctx ends first the message stays queued and is
+// still sent; its ack then arrives as an EventSent. An empty ClientMsgID is
+// filled in.
+func (c *Client) Send(ctx context.Context, req imapi.SendReq) (imapi.SendAck, error) {
+	done, err := c.SendAsync(&req)
+	if err != nil {
+		return imapi.SendAck{}, err
+	}
+	select {
+	case r := <-done:
+		return r.ack, r.err
+	case <-ctx.Done():
+		return imapi.SendAck{}, ctx.Err()
+	case <-c.ctx.Done():
+		return imapi.SendAck{}, ErrClosed
+	}
+}
+
+// SendText sends a text message ({"text": text}) to an account (ConvP2P) or
+// a group (ConvGroup).
+func (c *Client) SendText(ctx context.Context, convType int, to, text string) (imapi.SendAck, error) {
+	body, _ := json.Marshal(map[string]string{"text": text})
+	return c.Send(ctx, imapi.SendReq{ConvType: convType, To: to, Type: "text", Body: body})
+}
+
+// SendAsync queues a message without waiting. The returned channel yields
+// its result once; the result also arrives as EventSent or EventSendFailed.
+func (c *Client) SendAsync(req *imapi.SendReq) (<-chan sendResult, error) {
+	if req.ClientMsgID == "" {
+		req.ClientMsgID = NewClientMsgID()
+	}
+	if req.Type == "" {
+		req.Type = "text"
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("sdk: encode message: %w", err)
+	}
+	it := &outItem{id: req.ClientMsgID, body: body, done: make(chan sendResult, 1)}
+	if req.ConvType == imapi.ConvP2P {
+		it.conv = imapi.P2PConvID(c.cfg.Account, req.To)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	c.outbox = append(c.outbox, it)
+	cur := c.cur
+	ok := cur != nil && c.state == StateConnected
+	c.mu.Unlock()
+	if ok {
+		c.transmit(cur, it)
+	}
+	return it.done, nil
+}
+
+// Pending is the number of messages waiting for their ack.
+func (c *Client) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.outbox)
+}
+
+func (c *Client) transmit(cur *conn, it *outItem) {
+	c.mu.Lock()
+	if it.onCon == cur {
+		c.mu.Unlock()
+		return // already in flight on this connection
+	}
+	it.onCon = cur
+	c.mu.Unlock()
+	cur.send(imapi.OpSend, it.body, func(in Incoming, err error) {
+		if err != nil {
+			return // connection lost: resent after reconnect
+		}
+		switch in.Code {
+		case imapi.OK:
+			var ack imapi.SendAck
+			_ = json.Unmarshal(in.Body, &ack)
+			c.finish(it, sendResult{ack: ack})
+		case imapi.ErrUnavailable, imapi.ErrTimeout, imapi.ErrInternal, imapi.ErrRateLimited:
+			// Transient: retry on this connection later with the same id.
+			time.AfterFunc(c.cfg.BackoffMin+time.Duration(mrand.Int64N(int64(c.cfg.BackoffMin))), func() {
+				c.mu.Lock()
+				it.onCon = nil
+				again := c.cur == cur && c.inOutbox(it)
+				c.mu.Unlock()
+				if again {
+					c.transmit(cur, it)
+				}
+			})
+		default:
+			c.finish(it, sendResult{err: codeError(in)})
+		}
+	})
+}
+
+func (c *Client) inOutbox(it *outItem) bool {
+	for _, x := range c.outbox {
+		if x == it {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) finish(it *outItem, r sendResult) {
+	c.mu.Lock()
+	found := false
+	for i, x := range c.outbox {
+		if x == it {
+			c.outbox = append(c.outbox[:i], c.outbox[i+1:]...)
+			found = true
+			break
+		}
+	}
+	c.mu.Unlock()
+	if !found {
+		return
+	}
+	it.done <- r
+	if r.err != nil {
+		c.post(loopMsg{event: &Event{Kind: EventSendFailed, ClientMsgID: it.id, Err: r.err}})
+		return
+	}
+	ack := r.ack
+	c.post(loopMsg{ack: &ack, clientMsgID: it.id})
+}
+
+// post hands something to the delivery loop.
+func (c *Client) post(m loopMsg) {
+	select {
+	case c.loopIn <- m:
+	case <-c.ctx.Done():
+	}
+}
+
+// run is the connection manager: connect (racing candidates), serve the
+// connection until it ends, back off, repeat.
+func (c *Client) run() {
+	defer c.wg.Done()
+	attempt := 0
+	for c.ctx.Err() == nil {
+		c.setState(StateConnecting, nil, true)
+		cur, resp, err := c.connect()
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			var ie *imapi.Error
+			if errors.As(err, &ie) && (ie.Code == imapi.ErrUnauthorized || ie.Code == imapi.ErrUserDisabled || ie.Code == imapi.ErrForbidden) {
+				c.log.Warn("login refused", "code", ie.Code)
+				c.setState(StateStopped, fmt.Errorf("%w: %v", ErrAuth, err), true)
+				return
+			}
+			c.setState(StateDisconnected, err, true)
+			c.log.Debug("connect failed", "err", err)
+			c.sleep(c.backoff(attempt))
+			attempt++
+			continue
+		}
+		attempt = 0
+		c.mu.Lock()
+		c.cur = cur
+		c.session = resp.SessionID
+		c.mu.Unlock()
+		c.setState(StateConnected, nil, true)
+		c.onConnected(cur)
+
+		hb := time.Duration(resp.HeartbeatSec) * time.Second
+		if hb <= 0 {
+			hb = 30 * time.Second
+		}
+		go c.heartbeat(cur, hb)
+		<-cur.done
+
+		c.mu.Lock()
+		c.cur = nil
+		c.mu.Unlock()
+		kick := cur.kicked()
+		switch {
+		case c.ctx.Err() != nil:
+			return
+		case kick != nil && kick.Code == imapi.ErrKicked:
+			c.setState(StateStopped, ErrKicked, true)
+			return
+		case kick != nil:
+			// Draining: reconnect now (the gateway is going away), with a
+			// little jitter so that clients do not arrive together.
+			c.setState(StateDisconnected, fmt.Errorf("server: %s", kick.Reason), true)
+			c.sleep(time.Duration(mrand.Int64N(int64(c.cfg.BackoffMin) + 1)))
+		default:
+			c.setState(StateDisconnected, cur.err, true)
+			c.sleep(c.backoff(0))
+			attempt = 1
+		}
+	}
+}
+
+// backoff is exponential with full jitter.
+func (c *Client) backoff(attempt int) time.Duration {
+	d := c.cfg.BackoffMin << min(attempt, 20)
+	if d > c.cfg.BackoffMax || d <= 0 {
+		d = c.cfg.BackoffMax
+	}
+	return time.Duration(mrand.Int64N(int64(d)) + 1)
+}
+
+func (c *Client) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
+}
+
+// onConnected resends the outbox in order and schedules a sync of the
+// conversation list.
+func (c *Client) onConnected(cur *conn) {
+	c.mu.Lock()
+	items := append([]*outItem(nil), c.outbox...)
+	c.mu.Unlock()
+	for _, it := range items {
+		c.transmit(cur, it)
+	}
+	c.jobs.push(job{convList: true})
+}
+
+func (c *Client) heartbeat(cur *conn, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-cur.done:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(c.ctx, every)
+			_, err := cur.request(ctx, imapi.OpHeartbeat, nil)
+			cancel()
+			if err != nil {
+				// No answer within an interval: the link is dead.
+				cur.close(fmt.Errorf("sdk: heartbeat: %w", err))
+				return
+			}
+		}
+	}
+}
+
+// connect races the candidate addresses: attempt i starts RaceDelay after
+// attempt i-1 (or at once when it fails); the first login wins.
+func (c *Client) connect() (*conn, imapi.LoginResp, error) {
+	addrs := c.cfg.Addresses
+	if c.cfg.Resolver != nil {
+		rctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
+		got, err := c.cfg.Resolver(rctx)
+		cancel()
+		if err == nil && len(got) > 0 {
+			addrs = got
+		} else if err != nil {
+			c.log.Debug("resolver failed, using configured addresses", "err", err)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, imapi.LoginResp{}, errors.New("sdk: no addresses")
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
+	defer cancel()
+	type result struct {
+		t    Transport
+		resp imapi.LoginResp
+		err  error
+	}
+	results := make(chan result, len(addrs))
+	failed := make(chan struct{}, len(addrs))
+	started := 0
+	startNext := func() {
+		addr := addrs[started]
+		started++
+		go func() {
+			t, resp, err := c.attempt(ctx, addr)
+			if err != nil {
+				failed <- struct{}{}
+			}
+			results <- result{t, resp, err}
+		}()
+	}
+	startNext()
+	timer := time.NewTimer(c.cfg.RaceDelay)
+	defer timer.Stop()
+	var firstErr error
+	pending := 1
+	var winner *result
+	for pending > 0 && winner == nil {
+		select {
+		case <-timer.C:
+			if started < len(addrs) {
+				startNext()
+				pending++
+				timer.Reset(c.cfg.RaceDelay)
+			}
+		case <-failed:
+			if started < len(addrs) {
+				startNext()
+				pending++
+				timer.Reset(c.cfg.RaceDelay)
+			}
+		case r := <-results:
+			pending--
+			if r.err == nil {
+				winner = &r
+				break
+			}
+			var ie *imapi.Error
+			if errors.As(r.err, &ie) && firstErr == nil || firstErr == nil {
+				firstErr = r.err
+			}
+		}
+	}
+	cancel()
+	// Close the losers that still complete.
+	go func(n int) {
+		for i := 0; i < n; i++ {
+			if r := <-results; r.t != nil {
+				_ = r.t.Close()
+			}
+		}
+	}(pending)
+	if winner == nil {
+		return nil, imapi.LoginResp{}, firstErr
+	}
+	cur := newConn(c, winner.t)
+	return cur, winner.resp, nil
+}
+
+// attempt dials addr and logs in.
+func (c *Client) attempt(ctx context.Context, addr string) (Transport, imapi.LoginResp, error) {
+	t, err := c.dial(ctx, addr)
+	if err != nil {
+		return nil, imapi.LoginResp{}, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = t.Close() })
+	defer stop()
+	body, _ := json.Marshal(imapi.LoginReq{
+		AppKey: c.cfg.AppKey, Account: c.cfg.Account, Token: c.cfg.Token, DeviceID: c.cfg.DeviceID,
+		DeviceType: c.cfg.DeviceType, SDKVersion: c.cfg.SDKVersion, Platform: c.cfg.Platform,
+	})
+	if err := t.Send(imapi.OpLogin, 1, body); err != nil {
+		_ = t.Close()
+		return nil, imapi.LoginResp{}, err
+	}
+	in, err := t.Recv()
+	if err != nil {
+		_ = t.Close()
+		return nil, imapi.LoginResp{}, err
+	}
+	if in.Push || in.Seq != 1 {
+		_ = t.Close()
+		return nil, imapi.LoginResp{}, fmt.Errorf("sdk: unexpected frame %s before the login answer", in.Op)
+	}
+	if in.Code != imapi.OK {
+		_ = t.Close()
+		return nil, imapi.LoginResp{}, codeError(in)
+	}
+	var resp imapi.LoginResp
+	if err := json.Unmarshal(in.Body, &resp); err != nil {
+		_ = t.Close()
+		return nil, imapi.LoginResp{}, fmt.Errorf("sdk: login answer: %w", err)
+	}
+	if !stop() {
+		// ctx ended (we lost the race) while finishing.
+		return nil, imapi.LoginResp{}, ctx.Err()
+	}
+	return t, resp, nil
+}
+
+// conn is one logged-in connection: its reader goroutine matches responses
+// to requests and hands pushes to the delivery loop.
+type conn struct {
+	c    *Client
+	t    Transport
+	seq  atomic.Uint32
+	done chan struct{}
+
+	mu      sync.Mutex
+	pending map[uint32]func(Incoming, error)
+	err     error
+	kick    *imapi.Kick
+	ended   bool
+}
+
+func newConn(c *Client, t Transport) *conn {
+	cur := &conn{c: c, t: t, done: make(chan struct{}), pending: map[uint32]func(Incoming, error){}}
+	cur.seq.Store(1) // 1 was the login
+	go cur.read()
+	return cur
+}
+
+func (cur *conn) kicked() *imapi.Kick {
+	cur.mu.Lock()
+	defer cur.mu.Unlock()
+	return cur.kick
+}
+
+func (cur *conn) read() {
+	for {
+		in, err := cur.t.Recv()
+		if err != nil {
+			cur.close(err)
+			return
+		}
+		if !in.Push {
+			cur.mu.Lock()
+			cb := cur.pending[in.Seq]
+			delete(cur.pending, in.Seq)
+			cur.mu.Unlock()
+			if cb != nil {
+				cb(in, nil)
+			}
+			continue
+		}
+		if in.Op == imapi.OpKick {
+			var k imapi.Kick
+			_ = json.Unmarshal(in.Body, &k)
+			cur.mu.Lock()
+			cur.kick = &k
+			cur.mu.Unlock()
+		}
+		cur.c.post(loopMsg{push: &in})
+	}
+}
+
+// close ends the connection and fails its pending requests.
+func (cur *conn) close(err error) {
+	cur.mu.Lock()
+	if cur.ended {
+		cur.mu.Unlock()
+		return
+	}
+	cur.ended = true
+	cur.err = err
+	p := cur.pending
+	cur.pending = nil
+	cur.mu.Unlock()
+	_ = cur.t.Close()
+	for _, cb := range p {
+		cb(Incoming{}, fmt.Errorf("%w: %v", ErrDisconnected, err))
+	}
+	close(cur.done)
+}
+
+// send writes a request; cb gets the response or a disconnection error.
+func (cur *conn) send(op imapi.Op, body []byte, cb func(Incoming, error)) {
+	seq := cur.seq.Add(1)
+	if seq == 0 {
+		seq = cur.seq.Add(1)
+	}
+	cur.mu.Lock()
+	if cur.ended {
+		err := cur.err
+		cur.mu.Unlock()
+		cb(Incoming{}, fmt.Errorf("%w: %v", ErrDisconnected, err))
+		return
+	}
+	cur.pending[seq] = cb
+	cur.mu.Unlock()
+	if err := cur.t.Send(op, seq, body); err != nil {
+		cur.close(err)
+	}
+}
+
+// request sends and waits.
+func (cur *conn) request(ctx context.Context, op imapi.Op, body []byte) (Incoming, error) {
+	type res struct {
+		in  Incoming
+		err error
+	}
+	ch := make(chan res, 1)
+	cur.send(op, body, func(in Incoming, err error) { ch <- res{in, err} })
+	select {
+	case r := <-ch:
+		return r.in, r.err
+	case <-ctx.Done():
+		return Incoming{}, ctx.Err()
+	}
+}

@@ -1,0 +1,213 @@
+// Package sdk is the Go client SDK of Longlink IM: it connects to the IM
+// core over Link (or another Transport), logs in, keeps the connection alive
+// with heartbeats, reconnects with backoff and jitter, resends unacknowledged
+// messages and syncs conversations so that the application sees every
+// message once, in order per conversation.
+//
+//	c, err := sdk.New(cfg)
+//	c.Start()
+//	defer c.Close()
+//	ack, err := c.SendText(ctx, imapi.ConvP2P, "bob", "hello")
+//	for ev := range c.Events() { … }
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+)
+
+// Version is the SDK version sent at login unless Config.SDKVersion is set.
+const Version = "go-1.0.0"
+
+// Config configures a client. Zero values take the defaults noted.
+type Config struct {
+	// Addresses are candidate gateway addresses ("host:port"), raced in order.
+	Addresses []string
+	// Resolver, when set, is asked for fresh candidate addresses before each
+	// connection attempt (the LBS client); Addresses are the fallback when it
+	// fails or returns none.
+	Resolver func(ctx context.Context) ([]string, error)
+	// ServerKeys maps key ids to the gateways' static public keys (32 bytes).
+	// Keys are tried newest id first (descending order); a server that does
+	// not know a key id is retried with the next one.
+	ServerKeys map[string][]byte
+
+	AppKey     string
+	Account    string
+	Token      string
+	DeviceID   string // default: account + "-" + DeviceType
+	DeviceType string // phone, pad, pc, web…; default "pc"
+	SDKVersion string // default Version
+	Platform   string
+
+	// Dialer opens a transport to an address. Default: Link over TCP with
+	// ServerKeys.
+	Dialer Dialer
+	// Limits of the Link connection (default: link defaults).
+	Limits link.Limits
+
+	// RaceDelay staggers the racing of candidate addresses. Default 250ms.
+	RaceDelay time.Duration
+	// ConnectTimeout bounds one connection attempt (dial, handshake,
+	// login). Default 10s.
+	ConnectTimeout time.Duration
+	// RequestTimeout bounds requests whose context has no deadline.
+	// Default 15s.
+	RequestTimeout time.Duration
+	// BackoffMin and BackoffMax bound the reconnect backoff (exponential,
+	// full jitter). Defaults 200ms and 30s.
+	BackoffMin, BackoffMax time.Duration
+	// SyncPageSize is the page size of conversation sync. Default 200.
+	SyncPageSize int
+	// EventBuffer is the size of the Events channel. Default 1024.
+	EventBuffer int
+	// LastSeqs are the last delivered sequences per conversation from a
+	// previous run (see Client.LastSeqs); conversations not listed are
+	// delivered from the start.
+	LastSeqs map[string]int64
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+func (c *Config) applyDefaults() {
+	if c.DeviceType == "" {
+		c.DeviceType = "pc"
+	}
+	if c.DeviceID == "" {
+		c.DeviceID = c.Account + "-" + c.DeviceType
+	}
+	if c.SDKVersion == "" {
+		c.SDKVersion = Version
+	}
+	if c.RaceDelay <= 0 {
+		c.RaceDelay = 250 * time.Millisecond
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 15 * time.Second
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = 200 * time.Millisecond
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = 30 * time.Second
+	}
+	if c.SyncPageSize <= 0 {
+		c.SyncPageSize = 200
+	}
+	if c.EventBuffer <= 0 {
+		c.EventBuffer = 1024
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports configuration problems.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Addresses) == 0 && c.Resolver == nil {
+		errs = append(errs, errors.New("addresses or a resolver are required"))
+	}
+	if c.AppKey == "" || c.Account == "" || c.Token == "" {
+		errs = append(errs, errors.New("appkey, account and token are required"))
+	}
+	if c.Dialer == nil {
+		if len(c.ServerKeys) == 0 {
+			errs = append(errs, errors.New("server keys are required for Link"))
+		}
+		for id, k := range c.ServerKeys {
+			if err := link.ValidKeyID(id); err != nil {
+				errs = append(errs, err)
+			}
+			if len(k) != 32 {
+				errs = append(errs, fmt.Errorf("server key %q: %d bytes, want 32", id, len(k)))
+			}
+		}
+	}
+	if c.BackoffMax > 0 && c.BackoffMin > c.BackoffMax {
+		errs = append(errs, errors.New("backoff min exceeds max"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sdk config: %w", err)
+	}
+	return nil
+}
+
+// Errors. Server result codes are returned as *imapi.Error (errors.As).
+var (
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("sdk: client closed")
+	// ErrDisconnected: the connection carrying a request was lost before
+	// its answer came. The request may or may not have been applied.
+	ErrDisconnected = errors.New("sdk: disconnected")
+	// ErrKicked: another device took over the session; the client stopped.
+	ErrKicked = errors.New("sdk: kicked by another device")
+	// ErrAuth: the server refused the credentials; the client stopped.
+	ErrAuth = errors.New("sdk: authentication failed")
+)
+
+// State is the connection state.
+type State int
+
+// States.
+const (
+	StateConnecting State = iota
+	StateConnected
+	StateDisconnected // lost; reconnecting after a backoff
+	StateStopped      // closed, kicked or refused: no more reconnects
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateDisconnected:
+		return "disconnected"
+	case StateStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// EventKind tells what an Event carries.
+type EventKind int
+
+// Event kinds.
+const (
+	EventMessage    EventKind = iota + 1 // Message: a new message (pushed or synced), in seq order per conversation
+	EventReceipt                         // Receipt: the peer read a 1:1 conversation up to a seq
+	EventRecalled                        // Recalled: a message was withdrawn
+	EventGroup                           // Group: membership changed
+	EventKicked                          // Kick: the server closed the session (another device, drain)
+	EventState                           // State (and Err): connection state changed
+	EventSent                            // Ack and ClientMsgID: a message of the outbox was acknowledged
+	EventSendFailed                      // ClientMsgID and Err: the server refused a message for good
+	EventPush                            // Op and Body: a push of an op the SDK does not know
+)
+
+// Event is something that happened, delivered on Client.Events.
+type Event struct {
+	Kind        EventKind
+	Message     *imapi.Message
+	Receipt     *imapi.Receipt
+	Recalled    *imapi.Recalled
+	Group       *imapi.GroupEvent
+	Kick        *imapi.Kick
+	State       State
+	Ack         *imapi.SendAck
+	ClientMsgID string
+	Op          imapi.Op
+	Body        []byte
+	Err         error
+}

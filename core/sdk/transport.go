@@ -1,0 +1,84 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+)
+
+// Incoming is a frame from the server: a response (Push false, matched by
+// Seq) or a push.
+type Incoming struct {
+	Op   imapi.Op
+	Seq  uint32
+	Code imapi.Code
+	Push bool
+	Body []byte
+}
+
+// Transport is one connection to a gateway. Link is the default; WebLink
+// (Socket.IO) can provide another. Send may be called concurrently; Recv is
+// called by one goroutine. Close unblocks Recv.
+type Transport interface {
+	Send(op imapi.Op, seq uint32, body []byte) error
+	Recv() (Incoming, error)
+	Close() error
+}
+
+// Dialer opens a Transport to addr; ctx bounds the whole setup.
+type Dialer func(ctx context.Context, addr string) (Transport, error)
+
+// LinkDialer returns a Dialer for Link over TCP. keys are tried newest id
+// first (descending order) until the server accepts one.
+func LinkDialer(keys map[string][]byte, lim link.Limits) Dialer {
+	ids := make([]string, 0, len(keys))
+	for id := range keys {
+		ids = append(ids, id)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	return func(ctx context.Context, addr string) (Transport, error) {
+		var last error
+		for _, id := range ids {
+			var d net.Dialer
+			nc, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			c, err := link.Client(ctx, nc, id, keys[id], lim)
+			if err == nil {
+				return &linkTransport{c: c}, nil
+			}
+			_ = nc.Close()
+			last = err
+			var he *link.HandshakeError
+			if !errors.As(err, &he) || he.Status != link.StatusUnknownKey {
+				return nil, err
+			}
+		}
+		if last == nil {
+			last = errors.New("no server keys")
+		}
+		return nil, fmt.Errorf("link %s: %w", addr, last)
+	}
+}
+
+type linkTransport struct{ c *link.Conn }
+
+func (t *linkTransport) Send(op imapi.Op, seq uint32, body []byte) error {
+	return t.c.WriteFrame(link.Frame{Op: op, Seq: seq, Body: body})
+}
+
+func (t *linkTransport) Recv() (Incoming, error) {
+	f, err := t.c.ReadFrame()
+	if err != nil {
+		return Incoming{}, err
+	}
+	return Incoming{Op: f.Op, Seq: f.Seq, Code: f.Code, Push: f.IsPush(), Body: f.Body}, nil
+}
+
+func (t *linkTransport) Close() error { return t.c.Close() }
