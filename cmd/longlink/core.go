@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/longlink/longlink/core"
+	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/lifecycle"
+)
+
+func init() {
+	register(command{name: "core", summary: "run an IM core node (gateway, app services, server API)", run: runCore})
+}
+
+func runCore(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("core", flag.ContinueOnError)
+	var cf commonFlags
+	cf.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := core.Default()
+	if err := loadConfig(cf, &cfg); err != nil {
+		return err
+	}
+	if cf.checkConfig {
+		return printConfig(&cfg)
+	}
+	log, err := cf.logger("core")
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	node, err := core.New(cfg, core.Deps{Logger: log, Registerer: reg, Gatherer: reg})
+	if err != nil {
+		return err
+	}
+	g := lifecycle.NewGroup(log)
+	g.Add("core", node)
+	return serve(ctx, log, g, cf.shutdown)
+}
+
+// loadConfig decodes the -config file over the defaults in dst and
+// validates the result (also when there is no file).
+func loadConfig(cf commonFlags, dst config.Validator) error {
+	if cf.config != "" {
+		return config.Load(cf.config, dst)
+	}
+	return dst.Validate()
+}
+
+// printConfig writes the effective configuration (secrets redacted) for
+// --check-config.
+func printConfig(cfg any) error {
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "config ok")
+	_, err = os.Stdout.Write(out)
+	return err
+}
+
+// newRegistry is a process's metrics registry, with the Go runtime and
+// process collectors that every dashboard expects.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}

@@ -1,0 +1,300 @@
+// Package core is the composition root of an IM core node: the bus (embedded
+// NATS or an external cluster), the store, the app services, the Link gateway
+// and the server HTTP API. `longlink core` runs one node from a YAML file;
+// `longlink dev` runs one with embedded defaults beside the LBS and an edge.
+//
+// A node can play every role (the default) or only some of them: a
+// gateway-only node joins an existing bus to hold more connections, an
+// app-only node adds service capacity.
+package core
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/gateway"
+	"github.com/longlink/longlink/core/serverapi"
+	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/debugsrv"
+	"github.com/longlink/longlink/pkg/lifecycle"
+)
+
+// startTimeout bounds Start.
+const startTimeout = 30 * time.Second
+
+// Roles selects what a node runs. All default to true.
+type Roles struct {
+	// Services runs the app services (and needs the store).
+	Services bool `yaml:"services"`
+	// Gateway runs the Link gateway.
+	Gateway bool `yaml:"gateway"`
+	// ServerAPI runs the server HTTP API (and needs the services).
+	ServerAPI bool `yaml:"server_api"`
+}
+
+// Config is the configuration of one core node.
+type Config struct {
+	// DataDir holds the SQLite database and the embedded NATS server's
+	// JetStream files. Default ./.longlink/core.
+	DataDir string `yaml:"data_dir"`
+	// DebugListen serves /metrics, /healthz, /readyz and pprof. Default
+	// 127.0.0.1:7719; "" disables it.
+	DebugListen string `yaml:"debug_listen"`
+	Roles       Roles  `yaml:"roles"`
+
+	Bus       bus.Config       `yaml:"bus"`
+	Store     store.Config     `yaml:"store"`
+	Service   service.Config   `yaml:"service"`
+	Gateway   gateway.Config   `yaml:"gateway"`
+	ServerAPI serverapi.Config `yaml:"server_api"`
+}
+
+// Default returns a node that plays every role on embedded defaults.
+func Default() Config {
+	return Config{
+		DataDir:     ".longlink/core",
+		DebugListen: "127.0.0.1:7719",
+		Roles:       Roles{Services: true, Gateway: true, ServerAPI: true},
+		Bus:         bus.Default(),
+		Store:       store.Default(),
+		Service:     service.Default(),
+		Gateway:     gateway.Default(),
+		ServerAPI:   serverapi.Default(),
+	}
+}
+
+// Validate checks the node as a whole; each part validates itself too.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	if c.DataDir == "" {
+		errs.Addf("data_dir: must be set")
+	}
+	r := c.Roles
+	if !r.Services && !r.Gateway && !r.ServerAPI {
+		errs.Addf("roles: at least one role must be enabled")
+	}
+	if r.ServerAPI && !r.Services {
+		errs.Addf("roles.server_api: needs roles.services on the same node")
+	}
+	if r.Services {
+		st := c.withPaths().Store
+		if err := st.Validate(); err != nil {
+			errs.Addf("store: %w", err)
+		}
+		if err := c.Service.Validate(); err != nil {
+			errs.Addf("service: %w", err)
+		}
+	}
+	if r.Gateway {
+		if err := c.Gateway.Validate(); err != nil {
+			errs.Addf("gateway: %w", err)
+		}
+	}
+	if r.ServerAPI {
+		if err := c.ServerAPI.Validate(); err != nil {
+			errs.Addf("server_api: %w", err)
+		}
+	}
+	return errs.Err()
+}
+
+// withPaths fills the file locations that live under DataDir.
+func (c Config) withPaths() Config {
+	if c.Store.Driver == store.DriverSQLite && c.Store.Path == "" {
+		c.Store.Path = filepath.Join(c.DataDir, "core.db")
+	}
+	if c.Bus.Mode == bus.ModeEmbedded && c.Bus.StoreDir == "" {
+		c.Bus.StoreDir = filepath.Join(c.DataDir, "nats")
+	}
+	return c
+}
+
+// Deps are the node's injected dependencies.
+type Deps struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// LinkListener, when set, replaces the gateway's own listener (tests).
+	LinkListener net.Listener
+}
+
+// Node is one running core node.
+type Node struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	group   *lifecycle.Group
+	debug   *debugsrv.Server
+	bus     *bus.Bus
+	store   store.Store
+	service *service.Service
+	gateway *gateway.Gateway
+	api     *serverapi.Server
+}
+
+// New validates cfg and prepares a node; Start runs it.
+func New(cfg Config, deps Deps) (*Node, error) {
+	cfg = cfg.withPaths()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		deps.Registerer, deps.Gatherer = reg, reg
+	}
+	if deps.Gatherer == nil {
+		deps.Gatherer = prometheus.DefaultGatherer
+	}
+	return &Node{cfg: cfg, deps: deps, log: deps.Logger.With("component", "core")}, nil
+}
+
+// Start brings the parts up in dependency order: debug listener, bus,
+// store, services, gateway, server API. A failure stops what was started.
+func (n *Node) Start(ctx context.Context) error {
+	// Start-up is bounded: a bus or database that never answers must fail
+	// the start, not hang it.
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("core: data dir: %w", err)
+	}
+	n.group = lifecycle.NewGroup(n.log)
+	if n.cfg.DebugListen != "" {
+		ln, err := net.Listen("tcp", n.cfg.DebugListen)
+		if err != nil {
+			return fmt.Errorf("core: debug listener: %w", err)
+		}
+		n.debug = debugsrv.New(ln, n.deps.Gatherer, n.log)
+		n.group.Add("debug", lifecycle.Func{
+			StartFunc:    func(context.Context) error { n.debug.Start(); return nil },
+			ShutdownFunc: n.debug.Shutdown,
+		})
+	}
+	b, err := bus.New(n.cfg.Bus, bus.Deps{Logger: n.deps.Logger, Registerer: n.deps.Registerer})
+	if err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
+	n.bus = b
+	n.group.Add("bus", b)
+	// The parts below need a running bus or store, so they are built as the
+	// group starts them.
+	if n.cfg.Roles.Services {
+		n.group.Add("store", lifecycle.Func{
+			StartFunc: func(ctx context.Context) error {
+				st, err := store.Open(ctx, n.cfg.Store, store.Deps{Logger: n.deps.Logger, Registerer: n.deps.Registerer})
+				if err != nil {
+					return err
+				}
+				n.store = st
+				return nil
+			},
+			ShutdownFunc: func(context.Context) error { return n.store.Close() },
+		})
+		n.group.Add("service", lifecycle.Func{
+			StartFunc: func(ctx context.Context) error {
+				svc, err := service.New(n.cfg.Service, service.Deps{
+					NATS: n.bus.Conn(), Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				})
+				if err != nil {
+					return err
+				}
+				n.service = svc
+				return svc.Start(ctx)
+			},
+			ShutdownFunc: func(ctx context.Context) error { return n.service.Shutdown(ctx) },
+		})
+	}
+	if n.cfg.Roles.Gateway {
+		n.group.Add("gateway", lifecycle.Func{
+			StartFunc: func(ctx context.Context) error {
+				gw, err := gateway.New(n.cfg.Gateway, gateway.Deps{
+					NATS: n.bus.Conn(), Registerer: n.deps.Registerer, Logger: n.deps.Logger,
+					Listener: n.deps.LinkListener,
+				})
+				if err != nil {
+					return err
+				}
+				n.gateway = gw
+				return gw.Start(ctx)
+			},
+			ShutdownFunc: func(ctx context.Context) error { return n.gateway.Shutdown(ctx) },
+		})
+	}
+	if n.cfg.Roles.ServerAPI {
+		n.group.Add("server_api", lifecycle.Func{
+			StartFunc: func(ctx context.Context) error {
+				api, err := serverapi.New(n.cfg.ServerAPI, serverapi.Deps{
+					Service: n.service, Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				})
+				if err != nil {
+					return err
+				}
+				n.api = api
+				return api.Start(ctx)
+			},
+			ShutdownFunc: func(ctx context.Context) error { return n.api.Shutdown(ctx) },
+		})
+	}
+	if err := n.group.Start(ctx); err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
+	if n.debug != nil {
+		n.debug.SetReady(true)
+	}
+	return nil
+}
+
+// Shutdown drains the node: not ready first, then the parts in reverse
+// order (the gateway sheds its sessions gradually before the services and
+// the bus go away).
+func (n *Node) Shutdown(ctx context.Context) error {
+	if n.group == nil {
+		return nil
+	}
+	if n.debug != nil {
+		n.debug.SetReady(false)
+	}
+	return n.group.Shutdown(ctx)
+}
+
+// Bus is the node's bus (after Start).
+func (n *Node) Bus() *bus.Bus { return n.bus }
+
+// Store is the node's store (after Start; nil without the services role).
+func (n *Node) Store() store.Store { return n.store }
+
+// Service is the node's app services (after Start; nil without the role).
+func (n *Node) Service() *service.Service { return n.service }
+
+// Gateway is the node's gateway (after Start; nil without the role).
+func (n *Node) Gateway() *gateway.Gateway { return n.gateway }
+
+// LinkAddr is the bound Link address, or "" when the node has no Link listener.
+func (n *Node) LinkAddr() string {
+	if n.gateway == nil || n.gateway.Addr() == nil {
+		return ""
+	}
+	return n.gateway.Addr().String()
+}
+
+// ServerAPIAddr is the bound server API address, or "".
+func (n *Node) ServerAPIAddr() string {
+	if n.api == nil {
+		return ""
+	}
+	return n.api.Addr()
+}
