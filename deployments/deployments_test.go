@@ -1,0 +1,144 @@
+// Package deployments holds operational files: example configs, systemd
+// units, alert rules. This test keeps them true to the code: example configs
+// decode strictly into the role's Config, and alert rules name metrics that
+// exist.
+package deployments
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/longlink/longlink/core"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+func TestCoreExampleConfigs(t *testing.T) {
+	// Secrets referenced as file: must exist for the config to load; the
+	// test supplies throwaway ones at the documented paths' names.
+	files, _ := filepath.Glob("core/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no example core configs")
+	}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := redirectSecrets(t, string(data))
+			cfg := core.Default()
+			if err := config.Decode(f, []byte(text), &cfg); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// redirectSecrets points every file: secret at a temporary file, so the
+// example can keep production paths.
+func redirectSecrets(t *testing.T, text string) string {
+	dir := t.TempDir()
+	re := regexp.MustCompile(`file:(/etc/longlink/secrets/[A-Za-z0-9._-]+)`)
+	return re.ReplaceAllStringFunc(text, func(m string) string {
+		name := filepath.Base(strings.TrimPrefix(m, "file:"))
+		p := filepath.Join(dir, name)
+		val := "secret-" + name
+		switch {
+		case strings.HasPrefix(name, "link-"):
+			val = "/aPQu1201sDEWo+DlcPWD6WispfRILilNxSkCGtYUlI=" // a valid X25519 key
+		case name == "postgres-dsn":
+			val = "postgres://longlink@127.0.0.1:5432/longlink"
+		}
+		if err := os.WriteFile(p, []byte(val+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return "file:" + p
+	})
+}
+
+func TestAlertRulesNameRealMetrics(t *testing.T) {
+	known := metricNames(t)
+	data, err := os.ReadFile("prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Groups []struct {
+			Name  string `yaml:"name"`
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`longlink_[a-z_]+`)
+	rules := 0
+	for _, g := range doc.Groups {
+		for _, r := range g.Rules {
+			rules++
+			if r.Alert == "" || r.Expr == "" {
+				t.Errorf("group %s: rule without alert name or expr", g.Name)
+			}
+			for _, m := range re.FindAllString(r.Expr, -1) {
+				if !known[m] {
+					t.Errorf("alert %s uses %s, which no metrics.go defines", r.Alert, m)
+				}
+			}
+		}
+	}
+	if rules == 0 {
+		t.Fatal("no alert rules")
+	}
+}
+
+// metricNames collects the metric names defined in the repository's
+// metrics.go files.
+func metricNames(t *testing.T) map[string]bool {
+	names := map[string]bool{}
+	re := regexp.MustCompile(`"(longlink_[a-z_]+)"`)
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git") {
+			return filepath.SkipDir
+		}
+		if d.Name() != "metrics.go" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			names[m[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func TestSystemdUnitRunsCheckConfigFirst(t *testing.T) {
+	b, err := os.ReadFile("systemd/longlink@.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{"ExecStartPre=/usr/local/bin/longlink %i -check-config", "ExecStart=/usr/local/bin/longlink %i -config", "KillSignal=SIGTERM"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+}
