@@ -365,3 +365,17 @@ func (e *EgressConfig) Validate() error {
 	c := e.node()
 	return c.Validate()
 }
+
+// Validate checks a routing section on its own (edges embed one).
+func (r *RoutingConfig) Validate() error {
+	var errs config.Errors
+	r.validate(&errs, "routing.")
+	return errs.Err()
+}
+
+// Validate checks a transport section on its own (edges embed one).
+func (t *TransportConfig) Validate() error {
+	var errs config.Errors
+	t.validate(&errs)
+	return errs.Err()
+}

@@ -31,11 +31,26 @@ type Router struct {
 	peers  map[string]*peer
 	routes map[string]*routeState
 
+	// sticky remembers the path each affinity key (a Socket.IO sid) last
+	// took, so every request of one session follows the same path.
+	stickyMu sync.Mutex
+	sticky   map[string]stickyEntry
+
 	kick   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
+
+type stickyEntry struct {
+	p    *peer
+	used time.Time
+}
+
+const (
+	stickyTTL = 10 * time.Minute
+	stickyMax = 200000
+)
 
 type routeState struct {
 	route   Route
@@ -59,7 +74,7 @@ type PathStatus struct {
 func NewRouter(cfg RoutingConfig, trs map[string]transport.Transport, m *Metrics, log *slog.Logger) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{cfg: cfg, trs: trs, m: m, log: log, peers: map[string]*peer{}, routes: map[string]*routeState{},
-		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+		sticky: map[string]stickyEntry{}, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	return r
 }
 
@@ -139,8 +154,13 @@ func (r *Router) selectLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.cfg.Probe.Interval.D())
 	defer t.Stop()
+	lastSweep := time.Now()
 	for {
 		r.reselect()
+		if time.Since(lastSweep) > time.Minute {
+			r.sweepSticky()
+			lastSweep = time.Now()
+		}
 		select {
 		case <-r.ctx.Done():
 			return
@@ -221,6 +241,41 @@ func (r *Router) reselect() {
 	}
 }
 
+func (r *Router) sweepSticky() {
+	r.stickyMu.Lock()
+	defer r.stickyMu.Unlock()
+	for k, e := range r.sticky {
+		if time.Since(e.used) > stickyTTL {
+			delete(r.sticky, k)
+		}
+	}
+}
+
+func (r *Router) stickyPeer(key string) *peer {
+	if key == "" {
+		return nil
+	}
+	r.stickyMu.Lock()
+	defer r.stickyMu.Unlock()
+	e, ok := r.sticky[key]
+	if !ok || time.Since(e.used) > stickyTTL {
+		return nil
+	}
+	return e.p
+}
+
+func (r *Router) remember(key string, p *peer) {
+	if key == "" {
+		return
+	}
+	r.stickyMu.Lock()
+	defer r.stickyMu.Unlock()
+	if _, ok := r.sticky[key]; !ok && len(r.sticky) >= stickyMax {
+		return
+	}
+	r.sticky[key] = stickyEntry{p: p, used: time.Now()}
+}
+
 func upByScore(ps []*peer) []*peer {
 	var up []*peer
 	for _, p := range ps {
@@ -241,8 +296,9 @@ func (r *Router) route(cluster string) *routeState {
 	return r.routes["*"]
 }
 
-// candidates lists the paths to try for a new flow, best first.
-func (rs *routeState) candidates() []*peer {
+// candidates lists the paths to try for a new flow, best first; a sticky
+// path, when given and up, comes before all.
+func (rs *routeState) candidates(sticky *peer) []*peer {
 	var out []*peer
 	add := func(p *peer) {
 		if p == nil || !p.up.Load() {
@@ -255,6 +311,7 @@ func (rs *routeState) candidates() []*peer {
 		}
 		out = append(out, p)
 	}
+	add(sticky)
 	add(rs.primary.Load())
 	add(rs.backup.Load())
 	for _, p := range upByScore(rs.hops) {
@@ -273,7 +330,7 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 		return nil, nil, nil, fmt.Errorf("%w %q: no route configured", ErrNoRoute, h.Cluster)
 	}
 	var lastErr error
-	for _, p := range rs.candidates() {
+	for _, p := range rs.candidates(r.stickyPeer(h.Affinity)) {
 		l := p.currentLink()
 		if l == nil {
 			continue
@@ -295,6 +352,7 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 			}
 			if _, err = s.Write(b); err == nil {
 				r.m.PathStreams.WithLabelValues(p.hop.label()).Inc()
+				r.remember(h.Affinity, p)
 				*h = hdr
 				return s, l, p, nil
 			}
@@ -456,7 +514,7 @@ func (r *Router) Primary(cluster string) string {
 	if p := rs.primary.Load(); p != nil && p.up.Load() {
 		return p.hop.label()
 	}
-	if c := rs.candidates(); len(c) > 0 {
+	if c := rs.candidates(nil); len(c) > 0 {
 		return c[0].hop.label()
 	}
 	return ""

@@ -1,0 +1,151 @@
+package edge
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/longlink/longlink/edge/turn"
+	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/relay"
+	"github.com/longlink/longlink/relay/wire"
+)
+
+// Config is an edge node.
+type Config struct {
+	// Name identifies the edge in logs and metrics. Default "edge".
+	Name string `yaml:"name"`
+	// Cluster is the destination cluster of client flows. Default "default".
+	Cluster string `yaml:"cluster"`
+	// Link is the client-facing TCP listener for the Link protocol. Default
+	// 127.0.0.1:7720 → service "link". An empty listen address disables it.
+	Link TCPListener `yaml:"link"`
+	// WebLink is the client-facing HTTP/WebSocket listener (Socket.IO
+	// passthrough). Default 127.0.0.1:7721 → service "weblink".
+	WebLink TCPListener `yaml:"weblink"`
+	// UDP lists UDP ports forwarded as datagrams (A/V media). Default none.
+	UDP []UDPListener `yaml:"udp"`
+	// Limits protect the edge and the core from one client or a flood.
+	Limits Limits `yaml:"limits"`
+	// Drain says how an edge leaves: stop accepting, tell the LBS, then close
+	// sessions gradually over DrainPeriod (capped by the shutdown deadline).
+	DrainPeriod config.Duration `yaml:"drain_period"`
+	Security    relay.SecurityConfig  `yaml:"security"`
+	Transport   relay.TransportConfig `yaml:"transport"`
+	// Routing lists next hops (relays, or the core egress directly) per cluster.
+	Routing relay.RoutingConfig `yaml:"routing"`
+	// TURN runs the TURN server (edge/turn) on this edge when enabled.
+	TURN TURNSection `yaml:"turn"`
+}
+
+// TCPListener is a client-facing TCP listener.
+type TCPListener struct {
+	// Listen is host:port; empty disables the listener.
+	Listen string `yaml:"listen"`
+	// Service is the service name at the destination cluster.
+	Service string `yaml:"service"`
+}
+
+// UDPListener is a forwarded UDP port.
+type UDPListener struct {
+	Listen  string `yaml:"listen"`
+	Service string `yaml:"service"`
+	// IdleTimeout ends a client's mapping after this long without packets
+	// either way. Default 60s.
+	IdleTimeout config.Duration `yaml:"idle_timeout"`
+}
+
+// Limits cap what clients can hold.
+type Limits struct {
+	// MaxSessions is the most sessions (TCP connections and UDP mappings) at
+	// once. Default 100000.
+	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerIP caps one client address. Default 200.
+	MaxSessionsPerIP int `yaml:"max_sessions_per_ip"`
+	// FirstByteTimeout closes a WebLink connection that sends no request line
+	// within it. Default 10s.
+	FirstByteTimeout config.Duration `yaml:"first_byte_timeout"`
+}
+
+// TURNSection embeds the TURN server's own config (edge/turn) plus a switch.
+type TURNSection struct {
+	// Enabled starts TURN with the edge. Default false.
+	Enabled     bool `yaml:"enabled"`
+	turn.Config `yaml:",inline"`
+}
+
+// Default returns the edge defaults (ports from docs/ports.md).
+func Default() Config {
+	return Config{
+		Name:        "edge",
+		Cluster:     "default",
+		Link:        TCPListener{Listen: "127.0.0.1:7720", Service: "link"},
+		WebLink:     TCPListener{Listen: "127.0.0.1:7721", Service: "weblink"},
+		Limits:      Limits{MaxSessions: 100000, MaxSessionsPerIP: 200, FirstByteTimeout: config.Duration(10 * time.Second)},
+		DrainPeriod: config.Duration(10 * time.Second),
+		Transport:   relay.DefaultTransport(),
+		Routing:     relay.DefaultRouting(),
+		TURN:        TURNSection{Config: turn.Default()},
+	}
+}
+
+// Validate checks the config and reports every problem.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	if c.Cluster == "" || len(c.Cluster) > wire.MaxNameLen {
+		errs.Addf("cluster: must be 1..%d characters", wire.MaxNameLen)
+	}
+	checkListen := func(key, addr, svc string) {
+		if addr == "" {
+			return
+		}
+		if _, err := netip.ParseAddrPort(addr); err != nil {
+			errs.Addf("%s.listen: %q is not ip:port", key, addr)
+		}
+		if svc == "" || len(svc) > wire.MaxNameLen {
+			errs.Addf("%s.service: must be 1..%d characters", key, wire.MaxNameLen)
+		}
+	}
+	checkListen("link", c.Link.Listen, c.Link.Service)
+	checkListen("weblink", c.WebLink.Listen, c.WebLink.Service)
+	for i := range c.UDP {
+		u := &c.UDP[i]
+		checkListen(fmt.Sprintf("udp[%d]", i), u.Listen, u.Service)
+		if u.Listen == "" {
+			errs.Addf("udp[%d].listen: must be set", i)
+		}
+		if u.IdleTimeout == 0 {
+			u.IdleTimeout = config.Duration(60 * time.Second)
+		}
+		if u.IdleTimeout.D() < time.Second {
+			errs.Addf("udp[%d].idle_timeout: must be at least 1s", i)
+		}
+	}
+	if c.Link.Listen == "" && c.WebLink.Listen == "" && len(c.UDP) == 0 && !c.TURN.Enabled {
+		errs.Addf("link, weblink, udp, turn: the edge serves nothing")
+	}
+	if c.Limits.MaxSessions < 1 || c.Limits.MaxSessionsPerIP < 1 {
+		errs.Addf("limits: max_sessions and max_sessions_per_ip must be positive")
+	}
+	if c.Limits.FirstByteTimeout.D() <= 0 {
+		errs.Addf("limits.first_byte_timeout: must be positive")
+	}
+	if c.DrainPeriod.D() < 0 {
+		errs.Addf("drain_period: must not be negative")
+	}
+	if len(c.Routing.Routes) == 0 && (c.Link.Listen != "" || c.WebLink.Listen != "" || len(c.UDP) > 0) {
+		errs.Addf("routing.routes: at least one route (to cluster %q) is required", c.Cluster)
+	}
+	if err := c.Routing.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Transport.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TURN.Enabled {
+		if err := c.TURN.Config.Validate(); err != nil {
+			errs.Addf("turn: %w", err)
+		}
+	}
+	return errs.Err()
+}

@@ -1,0 +1,280 @@
+// Package edge is Longlink's client-facing entry point near the user. It
+// ends the client's TCP close to the client (so handshakes pay only the short
+// round trip), carries every Link connection, WebLink (Socket.IO) connection
+// and UDP mapping over a warm tunnel (relay package) to the core egress, and
+// keeps the session table, per-client limits and a graceful drain. It can also
+// run the TURN server (edge/turn).
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/edge/turn"
+	"github.com/longlink/longlink/relay"
+	"github.com/longlink/longlink/relay/transport"
+)
+
+// Announcer tells the LBS about the edge's state; the lead wires it to the
+// LBS node client (registration and heartbeats). Draining(true) is called
+// first thing on shutdown so the LBS stops handing the edge out.
+type Announcer interface {
+	Draining(ctx context.Context, draining bool) error
+}
+
+// Deps are the edge's injected dependencies.
+type Deps struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// TLS, ClusterKey and Transports override the credentials and
+	// transports built from Config.Security (see relay.Deps).
+	TLS        *tls.Config
+	ClusterKey []byte
+	Transports map[string]transport.Transport
+	// Announcer, when set, is told when the edge starts draining.
+	Announcer Announcer
+	// TURN is passed to the TURN server when Config.TURN.Enabled.
+	TURN turn.Deps
+}
+
+// Edge is an edge node. Create it with New.
+type Edge struct {
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	m      *metrics
+	router *relay.Router
+	table  *sessionTable
+	turn   *turn.Server
+
+	mu      sync.Mutex
+	tcp     map[string]net.Listener
+	udp     map[string]*udpForwarder
+	started bool
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// New validates cfg and builds the edge; Start binds it.
+func New(cfg Config, deps Deps) (*Edge, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	log := deps.Logger.With("component", "edge", "node", cfg.Name)
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.Name}, deps.Registerer)
+	stats := &transport.SealStats{}
+	rdeps := relay.Deps{Logger: log, Registerer: reg, TLS: deps.TLS, ClusterKey: deps.ClusterKey, Transports: deps.Transports}
+	var need []string
+	for _, rt := range cfg.Routing.Routes {
+		for _, h := range rt.NextHops {
+			need = append(need, h.Transport)
+		}
+		if rt.Direct != nil {
+			need = append(need, rt.Direct.Transport)
+		}
+	}
+	trs, err := relay.BuildTransports(need, cfg.Security, cfg.Transport, rdeps, stats)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e := &Edge{
+		cfg: cfg, deps: deps, log: log, m: newMetrics(reg),
+		table: newSessionTable(cfg.Limits.MaxSessions, cfg.Limits.MaxSessionsPerIP),
+		tcp:   map[string]net.Listener{}, udp: map[string]*udpForwarder{},
+	}
+	e.router = relay.NewRouter(cfg.Routing, trs, relay.NewMetrics(reg, stats), log)
+	if cfg.TURN.Enabled {
+		td := deps.TURN
+		if td.Logger == nil {
+			td.Logger = deps.Logger
+		}
+		if td.Registerer == nil {
+			td.Registerer = reg
+		}
+		e.turn, err = turn.New(cfg.TURN.Config, td)
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	return e, nil
+}
+
+// Router is the edge's tunnel router (SetRoutes feeds it the LBS topology).
+func (e *Edge) Router() *relay.Router { return e.router }
+
+// TURN returns the TURN server, or nil when it is disabled.
+func (e *Edge) TURN() *turn.Server { return e.turn }
+
+// Addr returns the bound address of a listener: "link", "weblink", or a UDP
+// listener's configured address.
+func (e *Edge) Addr(name string) net.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l, ok := e.tcp[name]; ok {
+		return l.Addr()
+	}
+	if u, ok := e.udp[name]; ok {
+		return u.pc.LocalAddr()
+	}
+	return nil
+}
+
+// Sessions returns a copy of the session table.
+func (e *Edge) Sessions() []Session { return e.table.snapshot() }
+
+// Start binds every listener, dials the next hops and starts TURN.
+func (e *Edge) Start(ctx context.Context) (err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started {
+		return errors.New("edge: already started")
+	}
+	defer func() {
+		if err != nil {
+			for _, l := range e.tcp {
+				_ = l.Close()
+			}
+			for _, u := range e.udp {
+				_ = u.pc.Close()
+			}
+			e.router.Shutdown()
+		}
+	}()
+	e.router.Start()
+	for name, l := range map[string]TCPListener{"link": e.cfg.Link, "weblink": e.cfg.WebLink} {
+		if l.Listen == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.Listen)
+		if err != nil {
+			return fmt.Errorf("edge: %s listener: %w", name, err)
+		}
+		e.tcp[name] = ln
+		e.log.Info("listening", "listener", name, "addr", ln.Addr().String(), "service", l.Service)
+	}
+	for _, u := range e.cfg.UDP {
+		f, err := newUDPForwarder(e, u)
+		if err != nil {
+			return fmt.Errorf("edge: udp listener: %w", err)
+		}
+		e.udp[u.Listen] = f
+		e.log.Info("listening", "listener", "udp", "addr", f.pc.LocalAddr().String(), "service", u.Service)
+	}
+	if e.turn != nil {
+		if err := e.turn.Start(ctx); err != nil {
+			return fmt.Errorf("edge: %w", err)
+		}
+	}
+	for name, ln := range e.tcp {
+		svc := e.cfg.Link
+		if name == "weblink" {
+			svc = e.cfg.WebLink
+		}
+		e.wg.Add(1)
+		go e.acceptLoop(name, ln, svc)
+	}
+	for _, f := range e.udp {
+		e.wg.Add(2)
+		go f.readLoop()
+		go f.janitor()
+	}
+	e.started = true
+	return nil
+}
+
+// Shutdown drains the edge: it stops accepting, tells the LBS, closes the
+// sessions gradually over DrainPeriod (compressed to fit ctx's deadline),
+// then stops TURN and the tunnels.
+func (e *Edge) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.started {
+		e.mu.Unlock()
+		return nil
+	}
+	e.started = false
+	e.m.draining.Set(1)
+	e.table.startDrain()
+	for _, l := range e.tcp {
+		_ = l.Close()
+	}
+	e.mu.Unlock()
+	var errs []error
+	if e.deps.Announcer != nil {
+		if err := e.deps.Announcer.Draining(ctx, true); err != nil {
+			errs = append(errs, fmt.Errorf("edge: announce drain: %w", err))
+		}
+	}
+	if e.turn != nil {
+		e.turn.Drain()
+	}
+	e.shed(ctx)
+	e.cancel()
+	for _, f := range e.udp {
+		f.close()
+	}
+	if e.turn != nil {
+		if err := e.turn.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.router.Shutdown()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("edge: shutdown: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+// shed closes sessions in small batches spread over the drain period, so
+// that clients reconnect elsewhere gradually instead of in one storm.
+func (e *Edge) shed(ctx context.Context) {
+	period := e.cfg.DrainPeriod.D()
+	if dl, ok := ctx.Deadline(); ok {
+		// Keep a fifth of the remaining time for the rest of the shutdown.
+		if left := time.Until(dl) * 4 / 5; left < period {
+			period = left
+		}
+	}
+	const steps = 20
+	start := time.Now()
+	for i := 1; i <= steps; i++ {
+		n := e.table.len()
+		if n == 0 {
+			return
+		}
+		batch := (n + steps - i) / (steps - i + 1)
+		for _, s := range e.table.oldest(batch) {
+			e.m.shed.Inc()
+			s.close()
+		}
+		next := start.Add(period * time.Duration(i) / steps)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+	}
+	for _, s := range e.table.oldest(e.table.len()) {
+		e.m.shed.Inc()
+		s.close()
+	}
+}

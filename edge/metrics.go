@@ -1,0 +1,41 @@
+package edge
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	connections    *prometheus.CounterVec   // listener, result
+	active         *prometheus.GaugeVec     // listener
+	bytes          *prometheus.CounterVec   // listener, direction
+	udpPackets     *prometheus.CounterVec   // listener, direction
+	udpDropped     *prometheus.CounterVec   // listener, reason
+	tunnelOpen     *prometheus.HistogramVec // listener
+	pathSessions   *prometheus.CounterVec   // listener, path
+	draining       prometheus.Gauge
+	shed           prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_sessions_total",
+			Help: "Client sessions (TCP connections, UDP mappings) by listener and result: ok, limit_total, limit_ip, draining, no_route, refused."}, []string{"listener", "result"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_edge_active_sessions",
+			Help: "Client sessions open now, by listener."}, []string{"listener"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_bytes_total",
+			Help: "Client payload bytes, by listener and direction (up: client to core)."}, []string{"listener", "direction"}),
+		udpPackets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_udp_packets_total",
+			Help: "UDP packets forwarded, by listener and direction."}, []string{"listener", "direction"}),
+		udpDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_udp_dropped_total",
+			Help: "UDP packets dropped, by listener and reason (limit, pending_full, no_route)."}, []string{"listener", "reason"}),
+		tunnelOpen: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "longlink_edge_tunnel_open_seconds",
+			Help:    "Time from accepting a client to the core egress's answer, by listener.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"listener"}),
+		pathSessions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_path_sessions_total",
+			Help: "Client sessions carried by each next hop, by listener."}, []string{"listener", "path"}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_edge_draining",
+			Help: "1 while the edge drains (refuses new sessions, sheds old ones)."}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_edge_shed_sessions_total",
+			Help: "Sessions closed by the edge while draining."}),
+	}
+	reg.MustRegister(m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed)
+	return m
+}
