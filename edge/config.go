@@ -29,7 +29,7 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Drain says how an edge leaves: stop accepting, tell the LBS, then close
 	// sessions gradually over DrainPeriod (capped by the shutdown deadline).
-	DrainPeriod config.Duration `yaml:"drain_period"`
+	DrainPeriod config.Duration       `yaml:"drain_period"`
 	Security    relay.SecurityConfig  `yaml:"security"`
 	Transport   relay.TransportConfig `yaml:"transport"`
 	// Routing lists next hops (relays, or the core egress directly) per cluster.

@@ -3,15 +3,15 @@ package edge
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	connections    *prometheus.CounterVec   // listener, result
-	active         *prometheus.GaugeVec     // listener
-	bytes          *prometheus.CounterVec   // listener, direction
-	udpPackets     *prometheus.CounterVec   // listener, direction
-	udpDropped     *prometheus.CounterVec   // listener, reason
-	tunnelOpen     *prometheus.HistogramVec // listener
-	pathSessions   *prometheus.CounterVec   // listener, path
-	draining       prometheus.Gauge
-	shed           prometheus.Counter
+	connections  *prometheus.CounterVec   // listener, result
+	active       *prometheus.GaugeVec     // listener
+	bytes        *prometheus.CounterVec   // listener, direction
+	udpPackets   *prometheus.CounterVec   // listener, direction
+	udpDropped   *prometheus.CounterVec   // listener, reason
+	tunnelOpen   *prometheus.HistogramVec // listener
+	pathSessions *prometheus.CounterVec   // listener, path
+	draining     prometheus.Gauge
+	shed         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

@@ -28,7 +28,9 @@ type services struct {
 	sources         chan string // PROXY v2 source address of each Link connection
 }
 
-func requireProxy(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }
+func requireProxy(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+	return proxyproto.REQUIRE, nil
+}
 
 func startServices(t *testing.T) *services {
 	t.Helper()

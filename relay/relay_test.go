@@ -344,4 +344,3 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
-
