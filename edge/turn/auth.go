@@ -212,11 +212,16 @@ type authStreamConn struct {
 	started   bool
 	deadline  time.Time
 	closeOnce sync.Once
+	readMu    sync.Mutex
 }
 
 const maxTURNFrame = 4 + 65535 + 3
 
 func (c *authStreamConn) Read(p []byte) (int, error) {
+	// After a ConnectionBind, pion reads the raw stream from a copy
+	// goroutine and, once that ends, from its read loop again.
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	if len(c.frame) > 0 {
 		n := copy(p, c.frame)
 		c.frame = c.frame[n:]
