@@ -6,6 +6,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -354,4 +355,35 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// Drain refuses new sessions and closes the open ones in ten batches spread
+// over spread, so that clients reconnect elsewhere gradually; when ctx ends
+// first, the rest are closed at once.
+func (s *Server) Drain(ctx context.Context, spread time.Duration) {
+	s.mu.Lock()
+	s.closed = true
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	const batches = 10
+	per := (len(all) + batches - 1) / batches
+	for i := 0; i < len(all); i += per {
+		for _, ss := range all[i:min(i+per, len(all))] {
+			ss.close("server shutting down", closeGracefully)
+		}
+		if i+per >= len(all) {
+			return
+		}
+		select {
+		case <-time.After(spread / batches):
+		case <-ctx.Done():
+			for _, ss := range all[i+per:] {
+				ss.close("server shutting down", closeGracefully)
+			}
+			return
+		}
+	}
 }

@@ -1,0 +1,48 @@
+package weblink
+
+import (
+	"embed"
+	"encoding/json"
+	"net/http"
+)
+
+// web holds the demo page and the socket.io-client browser bundle, copied
+// from the socket.io-client npm package (see web/socket.io-client.LICENSE),
+// so that nothing is fetched at run time.
+//
+//go:embed web/index.html web/socket.io.min.js
+var web embed.FS
+
+func serveClientBundle(w http.ResponseWriter, r *http.Request) {
+	b, _ := web.ReadFile("web/socket.io.min.js")
+	w.Header().Set("Content-Type", "application/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(b)
+}
+
+func serveDemoPage(w http.ResponseWriter, r *http.Request) {
+	b, _ := web.ReadFile("web/index.html")
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:")
+	_, _ = w.Write(b)
+}
+
+// serveDemoConfig offers the demo logins the lead's dev setup provides.
+func (w *WebLink) serveDemoConfig(rw http.ResponseWriter, r *http.Request) {
+	out := struct {
+		Users []DemoLogin `json:"users"`
+	}{Users: []DemoLogin{}}
+	if w.deps.DemoLogins != nil {
+		users, err := w.deps.DemoLogins(r.Context())
+		if err != nil {
+			http.Error(rw, "demo logins unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		out.Users = append(out.Users, users...)
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(rw).Encode(out)
+}
