@@ -48,9 +48,13 @@ type ProbeConfig struct {
 	Timeout config.Duration `yaml:"timeout"`
 	// Window is how many recent probes loss and jitter are computed over. Default 20.
 	Window int `yaml:"window"`
-	// DownAfter consecutive lost probes mark a hop down (its flows are closed
-	// so clients reconnect over the backup). Default 3.
+	// DownAfter: a hop that answers no probe for Timeout plus DownAfter-1
+	// intervals is down: new flows avoid it. Default 3.
 	DownAfter int `yaml:"down_after"`
+	// DeadAfter: a hop silent this long is dead: its connection is closed,
+	// which ends the flows on it so their clients reconnect over the new
+	// path (a hop that is only congested keeps its flows). Default 4s.
+	DeadAfter config.Duration `yaml:"dead_after"`
 	// Hysteresis: a new path replaces the current one only when its score is
 	// this fraction better. Default 0.2.
 	Hysteresis float64 `yaml:"hysteresis"`
@@ -76,6 +80,7 @@ func DefaultRouting() RoutingConfig {
 			Timeout:    config.Duration(time.Second),
 			Window:     20,
 			DownAfter:  3,
+			DeadAfter:  config.Duration(4 * time.Second),
 			Hysteresis: 0.2,
 			MinGain:    config.Duration(2 * time.Millisecond),
 		},
@@ -128,6 +133,9 @@ func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
 	}
 	if p.DownAfter < 1 {
 		errs.Addf("%sprobe.down_after: must be at least 1", prefix)
+	}
+	if p.DeadAfter.D() < p.Timeout.D() {
+		errs.Addf("%sprobe.dead_after: must be at least probe.timeout", prefix)
 	}
 	if p.Hysteresis < 0 || p.Hysteresis >= 1 {
 		errs.Addf("%sprobe.hysteresis: must be in [0, 1)", prefix)
@@ -209,6 +217,7 @@ type Config struct {
 	// Name identifies the node in logs and in the LBS. Default "relay".
 	Name string `yaml:"name"`
 	// Listen maps a transport ("quic", "kcp") to its UDP listen address.
+	// Default (when the key is absent): quic 127.0.0.1:7740, kcp 127.0.0.1:7741.
 	Listen    map[string]string `yaml:"listen"`
 	Security  SecurityConfig    `yaml:"security"`
 	Transport TransportConfig   `yaml:"transport"`
@@ -226,6 +235,8 @@ type EgressSection struct {
 	// Cluster is the cluster this egress serves.
 	Cluster string `yaml:"cluster"`
 	// Services maps a service name to where it lives at the core site.
+	// Default (when the key is absent): link → 127.0.0.1:7710 (kind link),
+	// weblink → 127.0.0.1:7711 (kind http).
 	Services map[string]Service `yaml:"services"`
 	// DialTimeout bounds connecting to a service. Default 5s.
 	DialTimeout config.Duration `yaml:"dial_timeout"`
@@ -250,7 +261,6 @@ func (s Service) proxy() bool { return s.ProxyProtocol == nil || *s.ProxyProtoco
 func Default() Config {
 	return Config{
 		Name:          "relay",
-		Listen:        map[string]string{"quic": "127.0.0.1:7740", "kcp": "127.0.0.1:7741"},
 		Transport:     DefaultTransport(),
 		Routing:       DefaultRouting(),
 		HeaderTimeout: config.Duration(10 * time.Second),
@@ -266,6 +276,13 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validate(errs *config.Errors) {
+	if c.Listen == nil {
+		if c.Egress != nil {
+			c.Listen = map[string]string{"quic": "127.0.0.1:7745", "kcp": "127.0.0.1:7746"}
+		} else {
+			c.Listen = map[string]string{"quic": "127.0.0.1:7740", "kcp": "127.0.0.1:7741"}
+		}
+	}
 	if len(c.Listen) == 0 {
 		errs.Addf("listen: at least one transport listener is required")
 	}
@@ -294,6 +311,12 @@ func (c *Config) validate(errs *config.Errors) {
 }
 
 func (e *EgressSection) validate(errs *config.Errors) {
+	if e.Services == nil {
+		e.Services = map[string]Service{
+			"link":    {Kind: "link", Address: "127.0.0.1:7710"},
+			"weblink": {Kind: "http", Address: "127.0.0.1:7711"},
+		}
+	}
 	if e.Cluster == "" || len(e.Cluster) > wire.MaxNameLen {
 		errs.Addf("egress.cluster: must be 1..%d characters", wire.MaxNameLen)
 	}
@@ -336,14 +359,9 @@ type EgressConfig struct {
 func DefaultEgress() EgressConfig {
 	return EgressConfig{
 		Name:      "egress",
-		Listen:    map[string]string{"quic": "127.0.0.1:7745", "kcp": "127.0.0.1:7746"},
 		Transport: DefaultTransport(),
 		EgressSection: EgressSection{
-			Cluster: "default",
-			Services: map[string]Service{
-				"link":    {Kind: "link", Address: "127.0.0.1:7710"},
-				"weblink": {Kind: "http", Address: "127.0.0.1:7711"},
-			},
+			Cluster:        "default",
 			DialTimeout:    config.Duration(5 * time.Second),
 			UDPIdleTimeout: config.Duration(2 * time.Minute),
 		},
@@ -360,10 +378,13 @@ func (e *EgressConfig) node() Config {
 	}
 }
 
-// Validate checks the config and reports every problem.
+// Validate checks the config and reports every problem; absent listen and
+// services keys get their defaults.
 func (e *EgressConfig) Validate() error {
 	c := e.node()
-	return c.Validate()
+	err := c.Validate()
+	e.Listen, e.EgressSection = c.Listen, *c.Egress
+	return err
 }
 
 // Validate checks a routing section on its own (edges embed one).

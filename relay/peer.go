@@ -125,9 +125,11 @@ func (p *peer) run(ctx context.Context) {
 	}
 }
 
-// probe sends a probe every interval on a dedicated stream and returns when
-// the hop is down: DownAfter consecutive probes unanswered within Timeout, or
-// the connection gone.
+// probe sends a probe every interval on a dedicated stream. A hop silent
+// for Timeout plus DownAfter-1 intervals is down (new flows avoid it; it comes
+// back up when answers resume); a hop silent for DeadAfter, or whose
+// connection ended, is dead: probe returns and the caller closes the
+// connection.
 func (p *peer) probe(ctx context.Context, l *link) {
 	cfg := p.r.cfg.Probe
 	label := p.hop.label()
@@ -151,8 +153,8 @@ func (p *peer) probe(ctx context.Context, l *link) {
 		rtt  float64 // -1 while outstanding, -2 when lost
 	}
 	var mu sync.Mutex
-	var lastAnswered uint64 // newest probe that came back
 	window := make([]sample, cfg.Window)
+	lastReply := time.Now() // silence is measured from the start too
 	replies := make(chan struct{}, 1)
 	go func() {
 		buf := make([]byte, wire.ProbeLen)
@@ -166,12 +168,17 @@ func (p *peer) probe(ctx context.Context, l *link) {
 				close(replies)
 				return
 			}
-			rtt := time.Since(time.Unix(0, sentNs)).Seconds()
+			now := time.Now()
+			rtt := now.Sub(time.Unix(0, sentNs)).Seconds()
 			mu.Lock()
+			lastReply = now
 			sl := &window[seq%uint64(len(window))]
-			if sl.rtt == -1 && sl.seq == seq && sl.sent.UnixNano() == sentNs {
-				sl.rtt = rtt
-				lastAnswered = max(lastAnswered, seq)
+			if sl.seq == seq && sl.sent.UnixNano() == sentNs && sl.rtt < 0 {
+				// A late answer still counts for RTT; it stays lost for the
+				// loss ratio if it came after Timeout.
+				if sl.rtt == -1 {
+					sl.rtt = rtt
+				}
 				p.mu.Lock()
 				if p.srtt == 0 {
 					p.srtt = rtt
@@ -189,15 +196,14 @@ func (p *peer) probe(ctx context.Context, l *link) {
 		}
 	}()
 
+	downAfter := cfg.Timeout.D() + time.Duration(cfg.DownAfter-1)*cfg.Interval.D()
 	t := time.NewTicker(cfg.Interval.D())
 	defer t.Stop()
 	var seq uint64
 	for {
 		now := time.Now()
 		mu.Lock()
-		// Age outstanding probes; count the window's loss and the probes
-		// lost since the newest answer.
-		lost, answered, consecutiveLost := 0, 0, 0
+		lost, answered := 0, 0
 		for i := range window {
 			sl := &window[i]
 			if sl.seq == 0 {
@@ -209,13 +215,11 @@ func (p *peer) probe(ctx context.Context, l *link) {
 			switch {
 			case sl.rtt == -2:
 				lost++
-				if sl.seq > lastAnswered {
-					consecutiveLost++
-				}
 			case sl.rtt >= 0:
 				answered++
 			}
 		}
+		silence := now.Sub(lastReply)
 		seq++
 		window[seq%uint64(len(window))] = sample{seq: seq, sent: now, rtt: -1}
 		mu.Unlock()
@@ -232,10 +236,16 @@ func (p *peer) probe(ctx context.Context, l *link) {
 		m.PathJitter.WithLabelValues(label).Set(jit)
 		m.PathLoss.WithLabelValues(label).Set(loss)
 
-		if consecutiveLost >= cfg.DownAfter {
+		switch {
+		case silence > cfg.DeadAfter.D():
 			return
-		}
-		if answered > 0 && !p.up.Load() {
+		case silence > downAfter:
+			if p.up.Swap(false) {
+				m.PathUp.WithLabelValues(label).Set(0)
+				p.r.log.Warn("next hop not answering; new flows avoid it", "path", label, "silence", silence)
+				p.r.poke()
+			}
+		case answered > 0 && !p.up.Load():
 			p.up.Store(true)
 			m.PathUp.WithLabelValues(label).Set(1)
 			p.r.log.Info("next hop up", "path", label, "rtt", time.Duration(rtt*float64(time.Second)))
@@ -259,7 +269,13 @@ func (p *peer) probe(ctx context.Context, l *link) {
 			if !p.up.Load() {
 				continue // the first answer marks the hop up without waiting a tick
 			}
-			<-t.C
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			case <-p.stopCh:
+				return
+			}
 		case <-t.C:
 		}
 	}

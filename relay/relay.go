@@ -76,7 +76,11 @@ func NewEgress(cfg EgressConfig, deps Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("egress: %w", err)
 	}
-	return New(cfg.node(), deps)
+	n, err := New(cfg.node(), deps)
+	if err != nil {
+		return nil, fmt.Errorf("egress: %w", err)
+	}
+	return n, nil
 }
 
 // Router is the node's forwarding side (for SetRoutes from the LBS topology).

@@ -344,3 +344,41 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// An affinity key keeps its path even when the primary changes.
+func TestStickyAffinity(t *testing.T) {
+	ch := newMemChain(t)
+	waitFor(t, 2*time.Second, func() bool {
+		n := 0
+		for _, p := range ch.router.Paths() {
+			if p.Up {
+				n++
+			}
+		}
+		return n == 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	open := func(aff string) string {
+		tun, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindHTTP, Cluster: "demo", Service: "link", Affinity: aff})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tun.Close()
+		return tun.Path()
+	}
+	first := open("sid-1")
+	// Make the other path primary, as a better probe result would.
+	rs := ch.router.route("demo")
+	for _, p := range rs.hops {
+		if p.hop.label() != first {
+			rs.primary.Store(p)
+		}
+	}
+	if got := open("sid-1"); got != first {
+		t.Fatalf("session moved from %s to %s", first, got)
+	}
+	if got := open(""); got == first {
+		t.Fatalf("a flow without affinity did not follow the new primary")
+	}
+}

@@ -264,6 +264,14 @@ func (r *Router) stickyPeer(key string) *peer {
 	return e.p
 }
 
+// StickyPath names the path an affinity key is pinned to ("" when none).
+func (r *Router) StickyPath(key string) string {
+	if p := r.stickyPeer(key); p != nil {
+		return p.hop.label()
+	}
+	return ""
+}
+
 func (r *Router) remember(key string, p *peer) {
 	if key == "" {
 		return
