@@ -61,6 +61,10 @@ func (h *EchoHandler) Event(s *Socket, name string, m Message, ack func(Message)
 		s.Disconnect(false)
 	case "close-me":
 		s.Disconnect(true)
+	case "drop-me":
+		// Cut the transport without a DISCONNECT packet: the client sees a
+		// transport close and reconnects by itself.
+		go s.sess.close("transport error", closeByServer)
 	}
 }
 
