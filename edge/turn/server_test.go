@@ -3,7 +3,6 @@ package turn
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -632,4 +631,46 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 }
 
-var _ = errors.New
+
+// TestReusePortSteersByClientIP checks that two sockets of one client IP
+// reach the same listener socket (so RESERVATION-TOKEN works), while the
+// sockets of the group all serve.
+func TestReusePortSteersByClientIP(t *testing.T) {
+	conns, err := listenUDPReusePort(context.Background(), slogTo(io.Discard), "127.0.0.1:0", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	hits := make([]int, len(conns))
+	for i := 0; i < 20; i++ {
+		cl, err := net.Dial("udp4", conns[0].LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = cl.Write([]byte("x"))
+		_ = cl.Close()
+	}
+	buf := make([]byte, 16)
+	for i, c := range conns {
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if _, _, err := c.ReadFrom(buf); err != nil {
+				break
+			}
+			hits[i]++
+		}
+	}
+	used := 0
+	for _, h := range hits {
+		if h > 0 {
+			used++
+		}
+	}
+	if used != 1 {
+		t.Fatalf("datagrams of one client IP spread over sockets: %v", hits)
+	}
+}

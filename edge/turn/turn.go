@@ -26,12 +26,10 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/longlink/longlink/pkg/turncred"
 )
@@ -151,7 +149,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		nsock = runtime.GOMAXPROCS(0)
 	}
 	for _, addr := range s.cfg.UDP {
-		conns, err := listenUDPReusePort(ctx, addr, nsock)
+		conns, err := listenUDPReusePort(ctx, s.log, addr, nsock)
 		if err != nil {
 			return fmt.Errorf("turn: udp %s: %w", addr, err)
 		}
@@ -324,38 +322,6 @@ func (s *Server) eventHandler() pionturn.EventHandler {
 			s.m.channelsCreated.Inc()
 		},
 	}
-}
-
-// listenUDPReusePort binds n sockets to one address with SO_REUSEPORT; the
-// kernel spreads clients over them by 4-tuple hash, so each client keeps to
-// one socket (and one allocation table).
-func listenUDPReusePort(ctx context.Context, addr string, n int) ([]net.PacketConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	var out []net.PacketConn
-	for i := 0; i < n; i++ {
-		c, err := lc.ListenPacket(ctx, "udp", addr)
-		if err != nil {
-			for _, o := range out {
-				_ = o.Close()
-			}
-			return nil, err
-		}
-		if uc, ok := c.(*net.UDPConn); ok {
-			_ = uc.SetReadBuffer(4 << 20)
-			_ = uc.SetWriteBuffer(4 << 20)
-		}
-		out = append(out, c)
-		addr = c.LocalAddr().String() // a port-0 address becomes concrete
-	}
-	return out, nil
 }
 
 func (s *Server) tlsConfig() (*tls.Config, error) {
