@@ -52,11 +52,11 @@ func freeUDPPort(t *testing.T) int {
 }
 
 type uclientResult struct {
-	out       string
-	err       error
-	sent      int
-	received  int
-	lost      int
+	out      string
+	err      error
+	sent     int
+	received int
+	lost     int
 }
 
 var reLost = regexp.MustCompile(`Total lost packets (\d+)`)

@@ -631,7 +631,6 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 }
 
-
 // TestReusePortSteersByClientIP checks that two sockets of one client IP
 // reach the same listener socket (so RESERVATION-TOKEN works), while the
 // sockets of the group all serve.
