@@ -28,6 +28,10 @@ type Config struct {
 	// Seed makes the random choices (loss, jitter, reordering) repeatable;
 	// each link direction derives its own stream from it. Default 1.
 	Seed uint64 `yaml:"seed"`
+	// Sysctl sets namespace-local kernel settings (keys under "net.") in
+	// every node, e.g. net.ipv4.tcp_congestion_control: cubic. A new
+	// namespace otherwise starts from the kernel's defaults.
+	Sysctl map[string]string `yaml:"sysctl"`
 	// Nodes are the namespaces.
 	Nodes []NodeConfig `yaml:"nodes"`
 	// Links join pairs of nodes.
@@ -41,6 +45,8 @@ type NodeConfig struct {
 	Name string `yaml:"name"`
 	// Address inside Subnet. Default: the subnet's (index+1)th address.
 	Address string `yaml:"address"`
+	// Sysctl overrides the world's Sysctl for this node.
+	Sysctl map[string]string `yaml:"sysctl"`
 }
 
 // LinkConfig joins nodes A and B. Both applies to each direction; AToB and BToA
@@ -203,6 +209,10 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	validSysctl(&errs, "sysctl", c.Sysctl)
+	for i, n := range c.Nodes {
+		validSysctl(&errs, fmt.Sprintf("nodes[%d].sysctl", i), n.Sysctl)
+	}
 	pairs := map[[2]string]bool{}
 	for i, l := range c.Links {
 		if !seen[l.A] {
@@ -259,6 +269,21 @@ func (im *Impairment) validate(errs *config.Errors, path string) {
 		}
 		if b.R == 0 {
 			errs.Addf("%s.burst_loss.r: must be > 0 or the path never recovers", path)
+		}
+	}
+}
+
+var sysctlRE = regexp.MustCompile(`^net\.[a-z0-9_]+(\.[a-z0-9_]+)+$`)
+
+// validSysctl accepts only keys under net., which are per namespace (others
+// would change the host).
+func validSysctl(errs *config.Errors, path string, m map[string]string) {
+	for k, v := range m {
+		if !sysctlRE.MatchString(k) || strings.HasPrefix(k, "net.core.") {
+			errs.Addf("%s: %q is not a namespace-local net.* setting", path, k)
+		}
+		if v == "" || strings.ContainsAny(v, "\n/") {
+			errs.Addf("%s.%s: bad value %q", path, k, v)
 		}
 	}
 }

@@ -63,6 +63,8 @@ links: [{a: a, b: c, both: {loss: 2, jitter: 5ms, queue: 10}}]
 			wantErr: []string{"not a host address"}},
 		{name: "bad rate", yaml: "nodes: [{name: a}, {name: b}]\nlinks: [{a: a, b: b, both: {rate: fast}}]\n",
 			wantErr: []string{"rate"}},
+		{name: "sysctl outside net", yaml: "sysctl: {kernel.panic: \"1\"}\nnodes: [{name: a, sysctl: {net.core.rmem_max: \"1\"}}, {name: b}]\n",
+			wantErr: []string{`"kernel.panic"`, `"net.core.rmem_max"`}},
 		{name: "link twice", yaml: "nodes: [{name: a}, {name: b}]\nlinks: [{a: a, b: b}, {a: b, b: a}]\n",
 			wantErr: []string{"already linked"}},
 	}

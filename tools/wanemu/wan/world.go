@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -190,6 +191,9 @@ func (w *World) Start(ctx context.Context) (err error) {
 		_ = netns.Do(n.ns, func() error {
 			return os.WriteFile("/proc/sys/net/ipv6/conf/all/disable_ipv6", []byte("1"), 0)
 		})
+		if err := w.applySysctl(n); err != nil {
+			return fmt.Errorf("wan: node %s: %w", n.name, err)
+		}
 		tun, err := netns.OpenTun(n.ns, Device)
 		if err != nil {
 			return fmt.Errorf("wan: node %s: %w", n.name, err)
@@ -215,6 +219,33 @@ func (w *World) Start(ctx context.Context) (err error) {
 	}
 	w.log.Info("world up", "nodes", len(w.nodes), "links", len(w.cfg.Links))
 	return nil
+}
+
+// applySysctl writes the world's and the node's net.* settings inside the
+// node's namespace (/proc/sys/net is per namespace, seen from the thread).
+func (w *World) applySysctl(n *node) error {
+	settings := map[string]string{}
+	for k, v := range w.cfg.Sysctl {
+		settings[k] = v
+	}
+	for k, v := range w.cfg.Nodes[n.idx].Sysctl {
+		settings[k] = v
+	}
+	if len(settings) == 0 {
+		return nil
+	}
+	return netns.Do(n.ns, func() error {
+		for k, v := range settings {
+			path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(path, []byte(v), 0); err != nil {
+				if k == "net.ipv4.tcp_congestion_control" && errors.Is(err, os.ErrPermission) {
+					err = fmt.Errorf("%w (a namespace may only choose from the host's net.ipv4.tcp_allowed_congestion_control)", err)
+				}
+				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Shutdown kills the commands started with Command that still run, stops

@@ -75,7 +75,8 @@ func dialIn(w *World, node, network, addr string, timeout time.Duration) (net.Co
 
 const twoNodes = `
 name: itest
-nodes: [{name: a}, {name: b}]
+sysctl: {net.ipv4.tcp_congestion_control: bbr}
+nodes: [{name: a, sysctl: {net.ipv4.tcp_congestion_control: reno}}, {name: b}]
 links:
   - {a: a, b: b, both: {delay: 25ms, loss: 0.01}}
 `
@@ -97,6 +98,29 @@ func TestWorldLossyPath(t *testing.T) {
 		}
 		if !strings.Contains(string(out), w.Addr("a").String()+"/24") {
 			t.Fatalf("node a has no address %s: %s", w.Addr("a"), out)
+		}
+	})
+
+	t.Run("sysctl per namespace", func(t *testing.T) {
+		host, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+		if err != nil {
+			t.Skip(err)
+		}
+		for node, want := range map[string]string{"a": "reno", "b": "bbr"} {
+			cmd, err := w.Command(context.Background(), node, "cat", "/proc/sys/net/ipv4/tcp_congestion_control")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(string(out)); got != want {
+				t.Errorf("node %s: congestion control %q, want %q", node, got, want)
+			}
+		}
+		if after, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control"); !bytes.Equal(after, host) {
+			t.Errorf("host setting changed from %q to %q", host, after)
 		}
 	})
 

@@ -1,0 +1,25 @@
+package main
+
+import "time"
+
+// Acceleration figures, measured inside the WAN emulator's standard world
+// (tools/wanemu/worlds/standard.yaml): direct user -> core against user ->
+// edge -> core through a tunnel, in the same run. They need root (network
+// namespaces and TUN devices).
+func init() {
+	for _, tunnel := range []string{"quic", "kcp"} {
+		register(benchmark{
+			name: "accel-standin-" + tunnel,
+			summary: "stand-in edge+" + tunnel + " tunnel vs direct in the emulated standard world: " +
+				"connect+login p50/p99, message RTT p50/p99, bulk (standin_* figures)",
+			limit: 10 * time.Minute,
+			argv:  []string{"go", "run", "./tools/wanemu/accel", "-tunnel", tunnel, "-timeout", "8m"},
+		})
+	}
+	register(benchmark{
+		name:    "wanemu-ceiling",
+		summary: "WAN emulator's own limit: one TCP stream over a perfect emulated link vs namespace loopback",
+		limit:   3 * time.Minute,
+		argv:    []string{"go", "run", "./tools/wanemu/accel", "-mode", "ceiling", "-timeout", "2m"},
+	})
+}

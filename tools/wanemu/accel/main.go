@@ -1,0 +1,312 @@
+// Command accel measures what an edge in front of a far-away core gains for a
+// user, inside the WAN emulator's standard world (tools/wanemu/worlds):
+//
+//	direct       user -> core          180 ms RTT, 2% loss
+//	accelerated  user -> edge -> core  10 ms RTT, 1% loss + 170 ms RTT, 0.1% loss
+//
+// For each path it measures connect-and-login time (p50/p99), message round
+// trip (p50/p99) and bulk download throughput, and prints them as RESULT lines
+// with the direct path as the baseline of the same run. It needs root (network
+// namespaces); tools/bench runs it as accel-standin-quic, accel-standin-kcp
+// and wanemu-ceiling.
+//
+// With -impl standin (the default) the core, edge and tunnels are this
+// program's own stand-ins (standin.go): TLS 1.3 + a login request at the core,
+// split TCP at the edge, QUIC or KCP+smux tunnels. Figures are named
+// standin_*. The same binary runs each role inside a namespace (-role).
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/longlink/longlink/pkg/pki"
+	"github.com/longlink/longlink/tools/wanemu/wan"
+)
+
+type flags struct {
+	role    string
+	listen  string
+	tunnel  string
+	egress  string
+	target  string
+	pkiDir  string
+	world   string
+	mode    string
+	timeout time.Duration
+	plan    clientPlan
+}
+
+func main() {
+	var f flags
+	flag.StringVar(&f.role, "role", "", "internal: run one role inside a namespace (server, edge, egress, client)")
+	flag.StringVar(&f.listen, "listen", "", "role: listen address")
+	flag.StringVar(&f.tunnel, "tunnel", "quic", "tunnel between edge and core: quic or kcp")
+	flag.StringVar(&f.egress, "egress", "", "edge role: egress address")
+	flag.StringVar(&f.target, "target", "", "client and egress roles: address to connect to")
+	flag.StringVar(&f.pkiDir, "pki", "", "role: directory with the run's CA and keys")
+	flag.StringVar(&f.world, "world", "tools/wanemu/worlds/standard.yaml", "world file (nodes user, edge, core)")
+	flag.StringVar(&f.mode, "mode", "accel", "accel, or ceiling (the emulator's own throughput)")
+	flag.DurationVar(&f.timeout, "timeout", 9*time.Minute, "stop everything after this long")
+	flag.IntVar(&f.plan.connects, "connects", 200, "connect-and-login samples per path")
+	flag.IntVar(&f.plan.concurrency, "concurrency", 10, "parallel connect-and-login attempts")
+	flag.IntVar(&f.plan.msgConns, "msg-conns", 10, "connections sending messages")
+	flag.DurationVar(&f.plan.msgFor, "msg-for", 20*time.Second, "how long to send messages per path")
+	flag.DurationVar(&f.plan.bulkFor, "bulk-for", 10*time.Second, "how long to download per path")
+	flag.Parse()
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	if err := run(ctx, log, f); err != nil {
+		fmt.Fprintln(os.Stderr, "accel:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, f flags) error {
+	switch f.role {
+	case "server":
+		return runServer(ctx, log, f.listen, f.pkiDir)
+	case "edge":
+		return runEdge(ctx, log, f.listen, f.tunnel, f.egress, f.pkiDir)
+	case "egress":
+		return runEgress(ctx, log, f.listen, f.tunnel, f.target, f.pkiDir)
+	case "client":
+		f.plan.target, f.plan.pkiDir = f.target, f.pkiDir
+		return runClient(ctx, f.plan)
+	case "":
+	default:
+		return fmt.Errorf("unknown role %q", f.role)
+	}
+	if err := wan.Unsupported(); err != nil {
+		return err
+	}
+	switch f.mode {
+	case "accel":
+		return orchestrate(ctx, log, f)
+	case "ceiling":
+		return ceiling(ctx, log)
+	}
+	return fmt.Errorf("unknown mode %q", f.mode)
+}
+
+// ready tells the orchestrator that a role is listening.
+func ready() { fmt.Println("READY") }
+
+// orchestrate builds the world, starts the stand-in roles in their
+// namespaces, runs the client on both paths and prints the figures.
+func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
+	if f.tunnel != "quic" && f.tunnel != "kcp" {
+		return fmt.Errorf("-tunnel %q: want quic or kcp", f.tunnel)
+	}
+	cfg, err := wan.Load(f.world)
+	if err != nil {
+		return err
+	}
+	w, err := wan.New(cfg, wan.Deps{Logger: log})
+	if err != nil {
+		return err
+	}
+	for _, n := range []string{"user", "edge", "core"} {
+		if !w.Addr(n).IsValid() {
+			return fmt.Errorf("world %s has no node %q", f.world, n)
+		}
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err := w.Shutdown(context.WithoutCancel(ctx)); err != nil {
+			log.Error("tearing down the world", "err", err)
+		}
+	}()
+
+	dir, err := os.MkdirTemp("", "accel-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ca, err := pki.NewCA("accel-standin")
+	if err != nil {
+		return err
+	}
+	if err := ca.Save(dir); err != nil {
+		return err
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	if err := os.WriteFile(filepath.Join(dir, "kcp.key"), secret, 0o600); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	core, edge := w.Addr("core").String(), w.Addr("edge").String()
+	egressPort := map[string]string{"quic": "7745", "kcp": "7746"}[f.tunnel]
+	roles := []struct {
+		node string
+		args []string
+	}{
+		{"core", []string{"-role", "server", "-listen", ":7710", "-pki", dir}},
+		{"core", []string{"-role", "egress", "-tunnel", f.tunnel, "-listen", core + ":" + egressPort, "-target", "127.0.0.1:7710", "-pki", dir}},
+		{"edge", []string{"-role", "edge", "-tunnel", f.tunnel, "-listen", edge + ":7720", "-egress", core + ":" + egressPort, "-pki", dir}},
+	}
+	for _, r := range roles {
+		if err := startRole(ctx, w, r.node, exe, r.args); err != nil {
+			return fmt.Errorf("%s %s: %w", r.node, r.args[1], err)
+		}
+	}
+	fmt.Printf("# world %s: direct user->core, accelerated user->edge->core over %s (stand-in)\n", f.world, f.tunnel)
+
+	clientArgs := []string{"-role", "client", "-pki", dir,
+		"-connects", fmt.Sprint(f.plan.connects), "-concurrency", fmt.Sprint(f.plan.concurrency),
+		"-msg-conns", fmt.Sprint(f.plan.msgConns), "-msg-for", f.plan.msgFor.String(), "-bulk-for", f.plan.bulkFor.String()}
+	measure := func(target string) (measurement, error) {
+		var m measurement
+		cmd, err := w.Command(ctx, "user", exe, append(clientArgs, "-target", target)...)
+		if err != nil {
+			return m, err
+		}
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return m, fmt.Errorf("client for %s: %w", target, err)
+		}
+		if err := json.Unmarshal(out, &m); err != nil {
+			return m, fmt.Errorf("client for %s: %w", target, err)
+		}
+		return m, nil
+	}
+	direct, err := measure(core + ":7710")
+	if err != nil {
+		return err
+	}
+	accel, err := measure(edge + ":7720")
+	if err != nil {
+		return err
+	}
+	report("standin", f.tunnel, direct, accel)
+	printLinkStats(w)
+	return nil
+}
+
+// printLinkStats shows what the emulator did on each link direction, so a
+// reader can check that the impairments were really applied.
+func printLinkStats(w *wan.World) {
+	nodes := w.Nodes()
+	for _, a := range nodes {
+		for _, b := range nodes {
+			st, ok := w.Stats(a, b)
+			if !ok || st.Delivered+st.Lost == 0 {
+				continue
+			}
+			fmt.Printf("# link %s>%s: %d packets delivered (%.1f MB), %d lost (%.2f%%), %d tail-dropped\n",
+				a, b, st.Delivered, float64(st.DeliveredBytes)/1e6, st.Lost,
+				100*float64(st.Lost)/float64(st.Delivered+st.Lost+st.QueueFull), st.QueueFull)
+		}
+	}
+}
+
+// startRole runs this binary with args inside node's namespace and waits until
+// it prints READY.
+func startRole(ctx context.Context, w *wan.World, node, exe string, args []string) error {
+	cmd, err := w.Command(ctx, node, exe, args...)
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	readyc := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == "READY" {
+				readyc <- nil
+				io.Copy(io.Discard, out)
+				return
+			}
+		}
+		readyc <- errors.New("exited before it was ready")
+	}()
+	go cmd.Wait()
+	select {
+	case err := <-readyc:
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("not ready after 30s")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// report prints the RESULT lines of one run: the direct path is the baseline.
+func report(prefix, tunnel string, direct, accel measurement) {
+	res := func(name string, v float64, unit string) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		fmt.Printf("RESULT %s_%s %.2f %s\n", prefix, name, v, unit)
+	}
+	fmt.Printf("# samples: connect direct %d (failed %d), %s %d (failed %d); messages direct %d (failed %d), %s %d (failed %d)\n",
+		len(direct.ConnectMS), direct.ConnectFailed, tunnel, len(accel.ConnectMS), accel.ConnectFailed,
+		len(direct.MessageMS), direct.MessageFailed, tunnel, len(accel.MessageMS), accel.MessageFailed)
+	cd50, cd99 := pct(direct.ConnectMS, 50), pct(direct.ConnectMS, 99)
+	ca50, ca99 := pct(accel.ConnectMS, 50), pct(accel.ConnectMS, 99)
+	res("connect_login_direct_p50", cd50, "ms")
+	res("connect_login_direct_p99", cd99, "ms")
+	res("connect_login_"+tunnel+"_p50", ca50, "ms")
+	res("connect_login_"+tunnel+"_p99", ca99, "ms")
+	res("connect_login_speedup_"+tunnel+"_p50", cd50/ca50, "x")
+	res("connect_login_speedup_"+tunnel+"_p99", cd99/ca99, "x")
+	md50, md99 := pct(direct.MessageMS, 50), pct(direct.MessageMS, 99)
+	ma50, ma99 := pct(accel.MessageMS, 50), pct(accel.MessageMS, 99)
+	res("msg_rtt_direct_p50", md50, "ms")
+	res("msg_rtt_direct_p99", md99, "ms")
+	res("msg_rtt_"+tunnel+"_p50", ma50, "ms")
+	res("msg_rtt_"+tunnel+"_p99", ma99, "ms")
+	res("msg_rtt_p99_reduction_"+tunnel, 100*(1-ma99/md99), "%")
+	mbit := func(m measurement) float64 {
+		if m.BulkSeconds == 0 {
+			return math.NaN()
+		}
+		return float64(m.BulkBytes*8) / m.BulkSeconds / 1e6
+	}
+	res("bulk_direct", mbit(direct), "Mbit/s")
+	res("bulk_"+tunnel, mbit(accel), "Mbit/s")
+}
+
+// pct returns the p-th percentile (nearest rank) of samples, NaN if none.
+func pct(samples []float64, p float64) float64 {
+	if len(samples) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	rank := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(rank, len(s)-1))]
+}
