@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+
+	"github.com/longlink/longlink/edge/turn"
+	"github.com/longlink/longlink/pkg/lifecycle"
+)
+
+func init() {
+	register(command{name: "turn", summary: "run a standalone TURN server (RFC 8656) for relayed audio/video", run: runTURN})
+}
+
+// runTURN serves TURN alone, for a core site without an edge. On SIGTERM it
+// drains: /readyz turns false, new allocations are refused, and existing
+// ones relay until they end or -shutdown-timeout passes.
+func runTURN(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("turn", flag.ContinueOnError)
+	var cf commonFlags
+	cf.bind(fs)
+	debugAddr := fs.String("debug-addr", "127.0.0.1:7739", "debug listener (/metrics, /healthz, /readyz, pprof); empty disables it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := cf.logger("turn")
+	if err != nil {
+		return err
+	}
+	cfg := turn.Default()
+	if err := loadConfig(cf, &cfg); err != nil {
+		return err
+	}
+	if cf.checkConfig {
+		return printConfig(&cfg)
+	}
+	reg := newRegistry()
+	srv, err := turn.New(cfg, turn.Deps{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	g := lifecycle.NewGroup(log)
+	dbg, err := debugComponent(*debugAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	if dbg != nil {
+		g.Add("debug", dbg)
+	}
+	g.Add("turn", readiness(dbg, srv))
+	return serve(ctx, log, g, cf.shutdown)
+}
