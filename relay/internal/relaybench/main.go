@@ -1,0 +1,287 @@
+// Command relaybench measures the tunnel overhead on a clean loopback and
+// prints RESULT lines (run it with `go run ./tools/bench relay`):
+//
+//   - round-trip latency p50 of a small message: direct TCP (baseline), through
+//     edge → egress (one tunnel hop) and edge → relay → egress (two), per
+//     transport; the added latency per hop is the difference;
+//   - one stream's throughput through edge → egress against raw loopback TCP;
+//   - CPU seconds per GB moved (whole process: client, edge, egress, sink).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/longlink/longlink/edge"
+	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/pki"
+	"github.com/longlink/longlink/relay"
+)
+
+var (
+	samples  = flag.Int("samples", 3000, "round trips per latency measurement")
+	duration = flag.Duration("duration", 3*time.Second, "length of each throughput measurement")
+	only     = flag.String("transport", "", "measure only this transport (quic or kcp)")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "relaybench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	echo, err := startEcho()
+	if err != nil {
+		return err
+	}
+	sink, err := startSink()
+	if err != nil {
+		return err
+	}
+	direct, err := rttP50(echo, *samples)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("RESULT tcp_direct_rtt_p50 %.1f us\n", us(direct))
+	bps, cpu, err := throughput(sink, *duration)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("RESULT tcp_loopback_stream_throughput %.2f Gbit/s\n", bps/1e9)
+	fmt.Printf("RESULT tcp_loopback_cpu_seconds_per_gb %.2f s/GB\n", cpu)
+
+	ca, err := pki.NewCA("bench")
+	if err != nil {
+		return err
+	}
+	for _, tr := range []string{"quic", "kcp"} {
+		if *only != "" && *only != tr {
+			continue
+		}
+		if err := measure(tr, ca, echo, sink, direct); err != nil {
+			return fmt.Errorf("%s: %w", tr, err)
+		}
+	}
+	return nil
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func measure(tr string, ca *pki.CA, echo, sink string, direct time.Duration) error {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	deps := func(name string) relay.Deps {
+		cert, err := ca.Issue(name, "127.0.0.1")
+		if err != nil {
+			panic(err)
+		}
+		return relay.Deps{Logger: log, TLS: pki.MutualTLS(cert, ca.Pool()), ClusterKey: []byte("bench-cluster-key-0123456789")}
+	}
+	ecfg := relay.DefaultEgress()
+	ecfg.Cluster = "bench"
+	ecfg.Listen = map[string]string{tr: "127.0.0.1:0"}
+	ecfg.Services = map[string]relay.Service{
+		"echo": {Kind: "link", Address: echo, ProxyProtocol: ptr(false)},
+		"sink": {Kind: "http", Address: sink, ProxyProtocol: ptr(false)},
+	}
+	if tr == "kcp" {
+		// One stream's throughput: the bulk profile without FEC.
+		ecfg.Transport.KCP.Profile = "bulk"
+		ecfg.Transport.KCP.DataShards, ecfg.Transport.KCP.ParityShards = 0, 0
+	}
+	eg, err := relay.NewEgress(ecfg, deps("egress"))
+	if err != nil {
+		return err
+	}
+	if err := eg.Start(ctx); err != nil {
+		return err
+	}
+	defer eg.Shutdown(ctx)
+	egHop := relay.Hop{Name: "egress", Transport: tr, Address: eg.Addr(tr).String()}
+
+	rcfg := relay.Default()
+	rcfg.Name = "relay"
+	rcfg.Listen = map[string]string{tr: "127.0.0.1:0"}
+	rcfg.Transport = ecfg.Transport
+	rcfg.Routing.Routes = []relay.Route{{Cluster: "bench", NextHops: []relay.Hop{egHop}}}
+	rn, err := relay.New(rcfg, deps("relay"))
+	if err != nil {
+		return err
+	}
+	if err := rn.Start(ctx); err != nil {
+		return err
+	}
+	defer rn.Shutdown(ctx)
+	relayHop := relay.Hop{Name: "relay", Transport: tr, Address: rn.Addr(tr).String()}
+
+	newEdge := func(name string, hop relay.Hop) (*edge.Edge, error) {
+		cfg := edge.Default()
+		cfg.Name = name
+		cfg.Cluster = "bench"
+		cfg.Link = edge.TCPListener{Listen: "127.0.0.1:0", Service: "echo"}
+		cfg.WebLink = edge.TCPListener{Listen: "127.0.0.1:0", Service: "sink"}
+		cfg.Transport = ecfg.Transport
+		cfg.DrainPeriod = config.Duration(0)
+		cfg.Routing.Routes = []relay.Route{{Cluster: "bench", NextHops: []relay.Hop{hop}}}
+		d := deps(name)
+		e, err := edge.New(cfg, edge.Deps{Logger: log, TLS: d.TLS, ClusterKey: d.ClusterKey})
+		if err != nil {
+			return nil, err
+		}
+		if err := e.Start(ctx); err != nil {
+			return nil, err
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for e.Router().Primary("bench") == "" {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%s: path never came up", name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return e, nil
+	}
+	one, err := newEdge("edge-1hop", egHop)
+	if err != nil {
+		return err
+	}
+	defer one.Shutdown(ctx)
+	two, err := newEdge("edge-2hop", relayHop)
+	if err != nil {
+		return err
+	}
+	defer two.Shutdown(ctx)
+
+	p1, err := rttP50(one.Addr("link").String(), *samples)
+	if err != nil {
+		return err
+	}
+	p2, err := rttP50(two.Addr("link").String(), *samples)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("RESULT %s_edge_egress_rtt_p50 %.1f us\n", tr, us(p1))
+	fmt.Printf("RESULT %s_edge_relay_egress_rtt_p50 %.1f us\n", tr, us(p2))
+	fmt.Printf("RESULT %s_edge_added_latency_p50 %.1f us\n", tr, us(p1-direct))
+	fmt.Printf("RESULT %s_relay_added_latency_per_hop_p50 %.1f us\n", tr, us(p2-p1))
+
+	bps, cpu, err := throughput(one.Addr("weblink").String(), *duration)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("RESULT %s_one_hop_stream_throughput %.2f Gbit/s\n", tr, bps/1e9)
+	fmt.Printf("RESULT %s_one_hop_cpu_seconds_per_gb %.2f s/GB\n", tr, cpu)
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// rttP50 measures the median round trip of a 64-byte message on one
+// connection to an echo service.
+func rttP50(addr string, n int) (time.Duration, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetNoDelay(true)
+	msg := make([]byte, 64)
+	buf := make([]byte, 64)
+	var rtts []time.Duration
+	for i := 0; i < n+100; i++ {
+		start := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return 0, err
+		}
+		if i >= 100 { // warm-up
+			rtts = append(rtts, time.Since(start))
+		}
+	}
+	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
+	return rtts[len(rtts)/2], nil
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// throughput writes into a sink through addr for d and returns bits/s and
+// the process's CPU seconds per GB.
+func throughput(addr string, d time.Duration) (float64, float64, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	// Warm up, then measure.
+	warm := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(warm) {
+		if _, err := c.Write(buf); err != nil {
+			return 0, 0, err
+		}
+	}
+	cpu0 := cpuTime()
+	start := time.Now()
+	var n int64
+	for time.Since(start) < d {
+		k, err := c.Write(buf)
+		n += int64(k)
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	el := time.Since(start)
+	cpu := cpuTime() - cpu0
+	return float64(n*8) / el.Seconds(), cpu.Seconds() / (float64(n) / 1e9), nil
+}
+
+func startEcho() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*net.TCPConn).SetNoDelay(true)
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().String(), nil
+}
+
+func startSink() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	return ln.Addr().String(), nil
+}
