@@ -1,0 +1,103 @@
+// Package lbsapi is the LBS's HTTP contract with SDKs and with the nodes
+// (edges, gateways) that register and report load. It has no sockets; the
+// server is package lbs, the clients lbs/lbsclient and lbs/nodeclient.
+//
+// SDK query (client port, plain HTTP):
+//
+//	GET /v1/lbs?appkey=demo&env=prod&sdk=5.2.1&platform=ios[&ts=…&sig=…]
+//
+// The answer is an Answer. ts and sig are required when the app has a signing
+// secret: sig = hex(HMAC-SHA256(secret, SigningString(appkey, env, sdk, platform, ts))),
+// ts in Unix seconds within ±5 minutes of the server's clock.
+//
+// Node calls (admin port, HTTPS, "Authorization: Bearer <node token>"):
+//
+//	POST /v1/nodes/heartbeat   body Heartbeat → HeartbeatReply
+//	POST /v1/nodes/drain       body Heartbeat (Node set) → HeartbeatReply
+//	GET  /v1/turn-secrets      → []TurnSecret (node or operator token)
+package lbsapi
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// Paths.
+const (
+	PathQuery       = "/v1/lbs"
+	PathResolve     = "/resolve"
+	PathHeartbeat   = "/v1/nodes/heartbeat"
+	PathNodeDrain   = "/v1/nodes/drain"
+	PathTurnSecrets = "/v1/turn-secrets"
+)
+
+// Answer lists entry points per protocol, best first. The app's fallback, if
+// any, is last and marked.
+type Answer struct {
+	AppKey        string     `json:"appkey"`
+	Rule          string     `json:"rule"`
+	PolicyVersion uint64     `json:"policy_version"`
+	RaftIndex     uint64     `json:"raft_index"`
+	StalenessMs   int64      `json:"staleness_ms"` // -1: this LBS node never heard from a leader
+	TTL           int        `json:"ttl"`          // seconds
+	ClientIP      string     `json:"client_ip"`
+	Country       string     `json:"country,omitempty"`
+	Link          []Endpoint `json:"link"`
+	WebLink       []Endpoint `json:"weblink"`
+	TURN          []Endpoint `json:"turn"`
+	// Source is set by lbsclient, not the server: "lbs", "cache" or "default".
+	Source string `json:"source,omitempty"`
+}
+
+// Endpoint is one entry point's address for one protocol.
+type Endpoint struct {
+	ID       string   `json:"id"`
+	Site     string   `json:"site"`
+	Host     string   `json:"host,omitempty"`
+	Port     int      `json:"port,omitempty"`
+	URL      string   `json:"url,omitempty"` // WebLink
+	Weight   int      `json:"weight"`
+	KeyIDs   []string `json:"key_ids,omitempty"`
+	Fallback bool     `json:"fallback,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Heartbeat is a node's periodic report.
+type Heartbeat struct {
+	Node        string  `json:"node"`        // entry point id
+	Connections int     `json:"connections"` // current sessions
+	CPU         float64 `json:"cpu"`         // 0..1
+	Capacity    int     `json:"capacity"`    // sessions it accepts; 0: use the policy's
+	Draining    bool    `json:"draining,omitempty"`
+}
+
+// HeartbeatReply tells the node how often to report.
+type HeartbeatReply struct {
+	IntervalMs int64  `json:"interval_ms"`
+	State      string `json:"state"` // committed health: up, down, overloaded, draining, "" (unknown)
+	LBSNode    string `json:"lbs_node"`
+}
+
+// TurnSecret is a TURN REST shared secret.
+type TurnSecret struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
+}
+
+// SigningString is what a signed SDK query's HMAC covers.
+func SigningString(appkey, env, sdk, platform, ts string) string {
+	return strings.Join([]string{appkey, env, sdk, platform, ts}, "\n")
+}
+
+// Sign computes the sig parameter.
+func Sign(secret, appkey, env, sdk, platform, ts string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(SigningString(appkey, env, sdk, platform, ts)))
+	return hex.EncodeToString(m.Sum(nil))
+}
