@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 	"time"
@@ -30,12 +31,23 @@ var (
 	samples  = flag.Int("samples", 3000, "round trips per latency measurement")
 	duration = flag.Duration("duration", 3*time.Second, "length of each throughput measurement")
 	only     = flag.String("transport", "", "measure only this transport (quic or kcp)")
+	profile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 )
 
 func main() {
 	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "relaybench:", err)
+			os.Exit(1)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "relaybench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -280,7 +292,15 @@ func startSink() (string, error) {
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 256<<10)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
 		}
 	}()
 	return ln.Addr().String(), nil
