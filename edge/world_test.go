@@ -169,6 +169,13 @@ func listenAddr(tr, name string) string {
 
 func newWorld(t *testing.T, tr string, cr creds, mutate func(*Config)) *world {
 	t.Helper()
+	return newWorldLink(t, tr, cr, mutate, "")
+}
+
+// newWorldLink is newWorld with the egress's link service at linkAddr (a
+// real gateway) instead of the test service.
+func newWorldLink(t *testing.T, tr string, cr creds, mutate func(*Config), linkAddr string) *world {
+	t.Helper()
 	ctx := context.Background()
 	w := &world{relays: map[string]*relay.Node{}, svc: startServices(t)}
 	log := testLogger(t)
@@ -180,6 +187,9 @@ func newWorld(t *testing.T, tr string, cr creds, mutate func(*Config)) *world {
 		"link":    {Kind: "link", Address: w.svc.link},
 		"weblink": {Kind: "http", Address: w.svc.http},
 		"media":   {Kind: "udp", Address: w.svc.udp},
+	}
+	if linkAddr != "" {
+		ecfg.Services["link"] = relay.Service{Kind: "link", Address: linkAddr}
 	}
 	d := cr.deps("egress")
 	d.Logger = log.With("node", "egress")
