@@ -173,4 +173,3 @@ func (in *inbox) wait(t *testing.T, n int, d time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
