@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,50 +25,164 @@ type pending struct {
 	done chan struct{}
 }
 
-// appendStmts are prepared once on the writer.
-type appendStmts struct {
-	dedupe, peer, members, convSeq, insert, ucReset, ucAdd *sql.Stmt
+// A batch runs a handful of multi-row statements instead of one statement
+// per message: row counts are split into power-of-two chunks so that each
+// (statement, chunk size) is prepared once and reused (stmtCache).
+const maxChunk = 256
+
+type stmtKey struct {
+	kind string
+	rows int
 }
 
-func (st *appendStmts) all() []**sql.Stmt {
-	return []**sql.Stmt{&st.dedupe, &st.peer, &st.members, &st.convSeq, &st.insert, &st.ucReset, &st.ucAdd}
+// stmtCache holds the writer's prepared statements.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[stmtKey]*sql.Stmt
 }
 
-func (st *appendStmts) close() {
-	for _, p := range st.all() {
-		if *p != nil {
-			_ = (*p).Close()
-		}
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		_ = st.Close()
 	}
+	c.m = nil
 }
 
-func (s *sqlStore) prepare(ctx context.Context) error {
-	texts := []string{
-		`SELECT msg_id, seq, ts FROM messages WHERE appkey = ? AND conv_id = ? AND sender = ? AND client_msg_id = ?`,
-		`SELECT disabled FROM users WHERE appkey = ? AND account = ?`,
-		`SELECT account FROM group_members WHERE appkey = ? AND group_id = ?`,
-		`INSERT INTO conversations (appkey, conv_id, conv_type, last_seq, last_time) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (appkey, conv_id) DO UPDATE SET last_seq = conversations.last_seq + excluded.last_seq, last_time = excluded.last_time
-			RETURNING last_seq`,
-		`INSERT INTO messages (appkey, conv_id, seq, msg_id, conv_type, sender, sender_device, recipient, client_msg_id, msg_type, body, mentions, ts)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		`INSERT INTO user_convs (appkey, account, conv_id, conv_type, peer, last_seq, last_time, read_seq, unread, mentions)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (appkey, account, conv_id) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time,
+// multiRow describes a statement with a repeated part: head, then rows
+// copies of row joined by ", ", then tail.
+type multiRow struct {
+	kind, head, row, tail string
+	cols                  int
+}
+
+var (
+	sqlDedupe = multiRow{kind: "dedupe", cols: 1,
+		head: `SELECT client_msg_id, conv_id, sender, msg_id, seq, ts FROM messages WHERE appkey = ? AND client_msg_id IN (`,
+		row:  `?`, tail: `)`}
+	sqlPeers = multiRow{kind: "peers", cols: 1,
+		head: `SELECT account, disabled FROM users WHERE appkey = ? AND account IN (`,
+		row:  `?`, tail: `)`}
+	sqlConvSeq = multiRow{kind: "convseq", cols: 5,
+		head: `INSERT INTO conversations (appkey, conv_id, conv_type, last_seq, last_time) VALUES `,
+		row:  `(?, ?, ?, ?, ?)`,
+		tail: ` ON CONFLICT (appkey, conv_id) DO UPDATE SET last_seq = conversations.last_seq + excluded.last_seq,
+			last_time = excluded.last_time RETURNING conv_id, last_seq`}
+	sqlInsert = multiRow{kind: "insert", cols: 13,
+		head: `INSERT INTO messages (appkey, conv_id, seq, msg_id, conv_type, sender, sender_device, recipient, client_msg_id, msg_type, body, mentions, ts) VALUES `,
+		row:  `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`}
+	sqlUCReset = multiRow{kind: "ucreset", cols: 10,
+		head: `INSERT INTO user_convs (appkey, account, conv_id, conv_type, peer, last_seq, last_time, read_seq, unread, mentions) VALUES `,
+		row:  `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		tail: ` ON CONFLICT (appkey, account, conv_id) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time,
 			read_seq = CASE WHEN excluded.read_seq > user_convs.read_seq THEN excluded.read_seq ELSE user_convs.read_seq END,
-			unread = excluded.unread, mentions = excluded.mentions`,
-		`INSERT INTO user_convs (appkey, account, conv_id, conv_type, peer, last_seq, last_time, read_seq, unread, mentions)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (appkey, account, conv_id) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time,
-			unread = user_convs.unread + excluded.unread, mentions = user_convs.mentions + excluded.mentions`,
+			unread = excluded.unread, mentions = excluded.mentions`}
+	sqlUCAdd = multiRow{kind: "ucadd", cols: 10,
+		head: `INSERT INTO user_convs (appkey, account, conv_id, conv_type, peer, last_seq, last_time, read_seq, unread, mentions) VALUES `,
+		row:  `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		tail: ` ON CONFLICT (appkey, account, conv_id) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time,
+			unread = user_convs.unread + excluded.unread, mentions = user_convs.mentions + excluded.mentions`}
+	sqlMembers = `SELECT account FROM group_members WHERE appkey = ? AND group_id = ?`
+)
+
+// stmt returns the prepared statement for q with n rows (prepared by
+// prepare at open: preparing on the single SQLite writer while a batch
+// transaction holds it would deadlock).
+func (s *sqlStore) stmt(q multiRow, n int) (*sql.Stmt, error) {
+	s.stmts.mu.Lock()
+	defer s.stmts.mu.Unlock()
+	st, ok := s.stmts.m[stmtKey{q.kind, n}]
+	if !ok {
+		return nil, fmt.Errorf("statement %s/%d not prepared", q.kind, n)
 	}
-	for i, p := range s.stmts.all() {
-		st, err := s.w.PrepareContext(ctx, s.q(texts[i]))
+	return st, nil
+}
+
+func (s *sqlStore) prepareRows(ctx context.Context, q multiRow, n int) error {
+	var b strings.Builder
+	b.WriteString(q.head)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(q.row)
+	}
+	b.WriteString(q.tail)
+	st, err := s.w.PrepareContext(ctx, s.q(b.String()))
+	if err != nil {
+		return fmt.Errorf("%s/%d: %w", q.kind, n, err)
+	}
+	s.stmts.mu.Lock()
+	defer s.stmts.mu.Unlock()
+	if s.stmts.m == nil {
+		s.stmts.m = map[stmtKey]*sql.Stmt{}
+	}
+	s.stmts.m[stmtKey{q.kind, n}] = st
+	return nil
+}
+
+// chunks splits n into power-of-two sizes, largest first, at most maxChunk.
+func chunks(n int) []int {
+	var out []int
+	for n > 0 {
+		c := maxChunk
+		for c > n {
+			c >>= 1
+		}
+		out = append(out, c)
+		n -= c
+	}
+	return out
+}
+
+// execRows runs q over rows (each of q.cols values) in chunks; prefix
+// values (the appkey of a SELECT) come before each chunk's rows. When scan
+// is set the statement returns rows, passed to scan one by one.
+func (s *sqlStore) execRows(ctx context.Context, tx *sql.Tx, q multiRow, prefix []any, rows []any, scan func(*sql.Rows) error) error {
+	n := len(rows) / q.cols
+	off := 0
+	for _, c := range chunks(n) {
+		st, err := s.stmt(q, c)
 		if err != nil {
-			s.stmts.close()
 			return err
 		}
-		*p = st
+		args := append(append(make([]any, 0, len(prefix)+c*q.cols), prefix...), rows[off*q.cols:(off+c)*q.cols]...)
+		off += c
+		tst := tx.StmtContext(ctx, st)
+		if scan == nil {
+			if _, err := tst.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			continue
+		}
+		rs, err := tst.QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			if err := scan(rs); err != nil {
+				rs.Close()
+				return err
+			}
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepare prepares every statement of every chunk size once.
+func (s *sqlStore) prepare(ctx context.Context) error {
+	for _, q := range []multiRow{sqlDedupe, sqlPeers, sqlConvSeq, sqlInsert, sqlUCReset, sqlUCAdd} {
+		for n := 1; n <= maxChunk; n <<= 1 {
+			if err := s.prepareRows(ctx, q, n); err != nil {
+				s.stmts.close()
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -191,59 +306,84 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	dedupe := tx.StmtContext(ctx, s.stmts.dedupe)
-	peerSt := tx.StmtContext(ctx, s.stmts.peer)
-	membersSt := tx.StmtContext(ctx, s.stmts.members)
 
-	peers := map[[2]string]bool{}      // (appkey, account) → exists and enabled
-	groups := map[[2]string][]string{} // (appkey, group) → members
-	seen := map[dedupeKey]*pending{}   // first append of each key in this batch
-	byConv := map[convKey][]*pending{} // accepted appends per conversation
-	var accepted int
+	// Reads, one multi-row query per kind and appkey.
+	byApp := map[string][]*pending{}
 	for _, p := range batch {
 		p.err, p.res = nil, AppendResult{}
+		byApp[p.a.AppKey] = append(byApp[p.a.AppKey], p)
+	}
+	existing := map[dedupeKey]AppendResult{}
+	peerOK := map[[2]string]bool{}
+	groups := map[[2]string][]string{}
+	for appkey, ps := range byApp {
+		var cmids, peers []any
+		seenC, seenP := map[string]bool{}, map[string]bool{}
+		for _, p := range ps {
+			if !seenC[p.a.ClientMsgID] {
+				seenC[p.a.ClientMsgID] = true
+				cmids = append(cmids, p.a.ClientMsgID)
+			}
+			if p.a.Peer != "" && !seenP[p.a.Peer] {
+				seenP[p.a.Peer] = true
+				peers = append(peers, p.a.Peer)
+			}
+			if p.a.GroupID != "" {
+				gk := [2]string{appkey, p.a.GroupID}
+				if _, ok := groups[gk]; !ok {
+					ms, err := stmtStrings(ctx, tx, s.q(sqlMembers), appkey, p.a.GroupID)
+					if err != nil {
+						return err
+					}
+					groups[gk] = ms
+				}
+			}
+		}
+		err := s.execRows(ctx, tx, sqlDedupe, []any{appkey}, cmids, func(rs *sql.Rows) error {
+			var k dedupeKey
+			var r AppendResult
+			if err := rs.Scan(&k.cmid, &k.conv, &k.sender, &r.MsgID, &r.Seq, &r.Time); err != nil {
+				return err
+			}
+			k.appkey = appkey
+			existing[k] = r
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = s.execRows(ctx, tx, sqlPeers, []any{appkey}, peers, func(rs *sql.Rows) error {
+			var a string
+			var disabled int
+			if err := rs.Scan(&a, &disabled); err != nil {
+				return err
+			}
+			peerOK[[2]string{appkey, a}] = disabled == 0
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	seen := map[dedupeKey]*pending{} // first append of each key in this batch
+	byConv := map[convKey][]*pending{}
+	for _, p := range batch {
 		a := p.a
 		k := dedupeKey{a.AppKey, a.ConvID, a.Sender, a.ClientMsgID}
-		if first, ok := seen[k]; ok {
-			// The same message twice in one batch: answer both from the first.
-			p.res, p.err = first.res, first.err
-			p.res.Duplicate = true
-			continue
+		if _, ok := seen[k]; ok {
+			continue // answered from the first one by fixInBatchDuplicates
 		}
 		seen[k] = p
-		// Membership / recipient check.
 		if a.GroupID != "" {
-			gk := [2]string{a.AppKey, a.GroupID}
-			ms, ok := groups[gk]
-			if !ok {
-				ms, err = stmtStrings(ctx, membersSt, a.AppKey, a.GroupID)
-				if err != nil {
-					return err
-				}
-				groups[gk] = ms
-			}
+			ms := groups[[2]string{a.AppKey, a.GroupID}]
 			if !slices.Contains(ms, a.Sender) {
 				p.err = ErrForbidden
 				continue
 			}
 			p.res.Members = ms
 		} else {
-			pk := [2]string{a.AppKey, a.Peer}
-			ok, cached := peers[pk]
-			if !cached {
-				var disabled int
-				err := peerSt.QueryRowContext(ctx, a.AppKey, a.Peer).Scan(&disabled)
-				switch {
-				case errors.Is(err, sql.ErrNoRows):
-					ok = false
-				case err != nil:
-					return err
-				default:
-					ok = disabled == 0
-				}
-				peers[pk] = ok
-			}
-			if !ok {
+			if !peerOK[[2]string{a.AppKey, a.Peer}] {
 				p.err = ErrNotFound
 				continue
 			}
@@ -253,54 +393,67 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 				p.res.Members = []string{a.Sender, a.Peer}
 			}
 		}
-		var msgID string
-		var seq, ts int64
-		err := dedupe.QueryRowContext(ctx, a.AppKey, a.ConvID, a.Sender, a.ClientMsgID).Scan(&msgID, &seq, &ts)
-		switch {
-		case err == nil:
-			p.res.MsgID, p.res.Seq, p.res.Time, p.res.Duplicate = msgID, seq, ts, true
+		if r, ok := existing[k]; ok {
+			p.res.MsgID, p.res.Seq, p.res.Time, p.res.Duplicate = r.MsgID, r.Seq, r.Time, true
 			continue
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
 		}
 		ck := convKey{a.AppKey, a.ConvID}
 		byConv[ck] = append(byConv[ck], p)
-		accepted++
 	}
-	if accepted == 0 {
-		// Nothing to write: answer from the reads.
-		return s.fixInBatchDuplicates(batch, seen)
+	if len(byConv) == 0 {
+		s.fixInBatchDuplicates(batch, seen)
+		return nil
 	}
 
-	// Allocate sequences, conversations in a fixed order.
+	// Allocate sequences, conversations in a fixed order (lock order on
+	// PostgreSQL), one multi-row upsert per app.
 	convs := make([]convKey, 0, len(byConv))
 	for k := range byConv {
 		convs = append(convs, k)
 	}
 	slices.SortFunc(convs, func(a, b convKey) int {
-		if a.appkey != b.appkey {
-			return strings.Compare(a.appkey, b.appkey)
+		if c := strings.Compare(a.appkey, b.appkey); c != 0 {
+			return c
 		}
 		return strings.Compare(a.conv, b.conv)
 	})
-	convSeq := tx.StmtContext(ctx, s.stmts.convSeq)
-	insert := tx.StmtContext(ctx, s.stmts.insert)
+	tops := map[convKey]int64{}
+	for i := 0; i < len(convs); {
+		appkey := convs[i].appkey
+		var rows []any
+		for ; i < len(convs) && convs[i].appkey == appkey; i++ {
+			ps := byConv[convs[i]]
+			last := ps[len(ps)-1].a
+			rows = append(rows, appkey, convs[i].conv, last.ConvType, len(ps), last.Time)
+		}
+		err := s.execRows(ctx, tx, sqlConvSeq, nil, rows, func(rs *sql.Rows) error {
+			var conv string
+			var top int64
+			if err := rs.Scan(&conv, &top); err != nil {
+				return err
+			}
+			tops[convKey{appkey, conv}] = top
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	var msgRows []any
 	ucs := map[ucKey]*ucAgg{}
 	for _, ck := range convs {
 		ps := byConv[ck]
-		last := ps[len(ps)-1].a
-		var top int64
-		if err := convSeq.QueryRowContext(ctx, ck.appkey, ck.conv, last.ConvType, len(ps), last.Time).Scan(&top); err != nil {
-			return err
+		top, ok := tops[ck]
+		if !ok {
+			return fmt.Errorf("no sequence returned for %s", ck.conv)
 		}
 		seq := top - int64(len(ps))
 		for _, p := range ps {
 			seq++
 			a := p.a
-			if _, err := insert.ExecContext(ctx, a.AppKey, a.ConvID, seq, a.MsgID, a.ConvType, a.Sender, a.SenderDevice, a.To,
-				a.ClientMsgID, a.Type, string(a.Body), joinMentions(a.Mentions), a.Time); err != nil {
-				return err
-			}
+			msgRows = append(msgRows, a.AppKey, a.ConvID, seq, a.MsgID, a.ConvType, a.Sender, a.SenderDevice, a.To,
+				a.ClientMsgID, a.Type, string(a.Body), joinMentions(a.Mentions), a.Time)
 			p.res.MsgID, p.res.Seq, p.res.Time = a.MsgID, seq, a.Time
 			for _, m := range p.res.Members {
 				k := ucKey{a.AppKey, m, a.ConvID}
@@ -330,42 +483,50 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			}
 		}
 	}
+	if err := s.execRows(ctx, tx, sqlInsert, nil, msgRows, nil); err != nil {
+		return err
+	}
+
 	keys := make([]ucKey, 0, len(ucs))
 	for k := range ucs {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b ucKey) int {
-		if a.appkey != b.appkey {
-			return strings.Compare(a.appkey, b.appkey)
+		if c := strings.Compare(a.appkey, b.appkey); c != 0 {
+			return c
 		}
-		if a.account != b.account {
-			return strings.Compare(a.account, b.account)
+		if c := strings.Compare(a.account, b.account); c != 0 {
+			return c
 		}
 		return strings.Compare(a.conv, b.conv)
 	})
-	ucReset := tx.StmtContext(ctx, s.stmts.ucReset)
-	ucAdd := tx.StmtContext(ctx, s.stmts.ucAdd)
+	var resetRows, addRows []any
 	for _, k := range keys {
 		u := ucs[k]
-		st := ucAdd
+		row := []any{k.appkey, k.account, k.conv, u.convType, u.peer, u.lastSeq, u.lastTime, u.readSeq, u.unread, u.mentions}
 		if u.reset {
-			st = ucReset
+			resetRows = append(resetRows, row...)
+		} else {
+			addRows = append(addRows, row...)
 		}
-		if _, err := st.ExecContext(ctx, k.appkey, k.account, k.conv, u.convType, u.peer, u.lastSeq, u.lastTime,
-			u.readSeq, u.unread, u.mentions); err != nil {
-			return err
-		}
+	}
+	if err := s.execRows(ctx, tx, sqlUCReset, nil, resetRows, nil); err != nil {
+		return err
+	}
+	if err := s.execRows(ctx, tx, sqlUCAdd, nil, addRows, nil); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	return s.fixInBatchDuplicates(batch, seen)
+	s.fixInBatchDuplicates(batch, seen)
+	return nil
 }
 
 // fixInBatchDuplicates copies the final result of the first append of a key
 // to later appends of the same key in the batch (they were answered before
 // the first one got its sequence).
-func (s *sqlStore) fixInBatchDuplicates(batch []*pending, seen map[dedupeKey]*pending) error {
+func (s *sqlStore) fixInBatchDuplicates(batch []*pending, seen map[dedupeKey]*pending) {
 	for _, p := range batch {
 		a := p.a
 		first := seen[dedupeKey{a.AppKey, a.ConvID, a.Sender, a.ClientMsgID}]
@@ -376,11 +537,10 @@ func (s *sqlStore) fixInBatchDuplicates(batch []*pending, seen map[dedupeKey]*pe
 			}
 		}
 	}
-	return nil
 }
 
-func stmtStrings(ctx context.Context, st *sql.Stmt, args ...any) ([]string, error) {
-	rows, err := st.QueryContext(ctx, args...)
+func stmtStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -17,12 +17,14 @@ type dialect struct {
 	forUpdate string
 	// lockMigrations serializes migrations across nodes.
 	lockMigrations string
+	// withoutRowID replaces {{without_rowid}} in migrations.
+	withoutRowID string
 	// retryable reports errors after which a whole transaction may be retried
 	// (deadlock, serialization failure, a racing duplicate insert).
 	retryable func(error) bool
 }
 
-var sqliteDialect = &dialect{name: DriverSQLite, retryable: func(error) bool { return false }}
+var sqliteDialect = &dialect{name: DriverSQLite, withoutRowID: "WITHOUT ROWID", retryable: func(error) bool { return false }}
 
 var postgresDialect = &dialect{
 	name:           DriverPostgres,

@@ -26,7 +26,7 @@ type sqlStore struct {
 	w       *sql.DB // writes (one connection on SQLite)
 	r       *sql.DB // reads (the same pool on PostgreSQL)
 
-	stmts appendStmts
+	stmts stmtCache
 
 	mu       sync.RWMutex // held shared while enqueueing, exclusively to close
 	closed   bool
