@@ -566,3 +566,6 @@ func addStep(req *Request, res *Result, s Step) {
 		res.Steps = append(res.Steps, s)
 	}
 }
+
+// Weight is the entry point's effective weight.
+func (c *Candidate) Weight() float64 { return c.weight }

@@ -1,0 +1,528 @@
+package lbs
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/longlink/longlink/geo"
+	"github.com/longlink/longlink/lbs/internal/engine"
+)
+
+// dnsServer answers authoritatively for the configured zone on several
+// SO_REUSEPORT UDP sockets (each read by a fixed number of workers, which
+// bounds concurrency) and on TCP (bounded connections).
+type dnsServer struct {
+	l     *LBS
+	zone  string
+	udp   []net.PacketConn
+	tcpLn net.Listener
+	tcp   *dns.Server
+	rrl   *rateLimiter
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+func newDNSServer(l *LBS) (*dnsServer, error) {
+	c := l.cfg.DNS
+	s := &dnsServer{l: l, zone: strings.ToLower(dns.Fqdn(c.Zone))}
+	n := c.Sockets
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	lc := net.ListenConfig{Control: reusePort}
+	var ln net.Listener
+	// with port 0 the TCP port matching the UDP one may be taken: retry
+	for attempt := 0; ; attempt++ {
+		addr := c.Listen
+		s.udp = nil
+		for i := range n {
+			pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+			if err != nil {
+				s.closeSockets()
+				return nil, fmt.Errorf("lbs: dns udp socket %d: %w", i, err)
+			}
+			addr = pc.LocalAddr().String() // port 0: the others share the first's port
+			s.udp = append(s.udp, pc)
+		}
+		var err error
+		if ln, err = lc.Listen(context.Background(), "tcp", addr); err == nil {
+			break
+		}
+		s.closeSockets()
+		if _, port, _ := net.SplitHostPort(c.Listen); port != "0" || attempt == 10 {
+			return nil, fmt.Errorf("lbs: dns tcp: %w", err)
+		}
+	}
+	maxTCP := c.MaxTCP
+	if maxTCP <= 0 {
+		maxTCP = 256
+	}
+	s.tcpLn = &limitListener{Listener: ln, sem: make(chan struct{}, maxTCP)}
+	if c.RateLimit >= 0 {
+		rate := c.RateLimit
+		if rate == 0 {
+			rate = 200
+		}
+		burst := c.RateBurst
+		if burst <= 0 {
+			burst = 2 * rate
+		}
+		s.rrl = newRateLimiter(rate, burst)
+	}
+	s.tcp = &dns.Server{Listener: s.tcpLn, Net: "tcp", MaxTCPQueries: 128, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		IdleTimeout: func() time.Duration { return 10 * time.Second },
+		Handler:     dns.HandlerFunc(s.serveTCP)}
+	return s, nil
+}
+
+func (s *dnsServer) addr() net.Addr { return s.udp[0].LocalAddr() }
+
+func (s *dnsServer) closeSockets() {
+	for _, pc := range s.udp {
+		pc.Close()
+	}
+}
+
+func (s *dnsServer) start() {
+	workers := s.l.cfg.DNS.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	for _, pc := range s.udp {
+		for range workers {
+			s.wg.Add(1)
+			go s.udpLoop(pc)
+		}
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.tcp.ActivateAndServe() }()
+}
+
+func (s *dnsServer) stop() {
+	s.once.Do(func() {
+		s.closeSockets()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s.tcp.ShutdownContext(ctx)
+		s.tcpLn.Close()
+	})
+	s.wg.Wait()
+}
+
+func (s *dnsServer) udpLoop(pc net.PacketConn) {
+	defer s.wg.Done()
+	buf := make([]byte, 4096)
+	out := make([]byte, 0, 4096)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if isClosed(err) {
+				return
+			}
+			continue
+		}
+		ua, ok := from.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		client := ua.AddrPort().Addr().Unmap()
+		resp := s.handle(buf[:n], client, true)
+		if resp == nil {
+			continue
+		}
+		if b, err := resp.PackBuffer(out); err == nil {
+			pc.WriteTo(b, from)
+		}
+	}
+}
+
+func isClosed(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "use of closed") || err == net.ErrClosed)
+}
+
+func (s *dnsServer) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
+	client := netip.Addr{}
+	if ta, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		client = ta.AddrPort().Addr().Unmap()
+	}
+	b, err := req.Pack()
+	if err != nil {
+		w.Close()
+		return
+	}
+	resp := s.handle(b, client, false)
+	if resp == nil {
+		w.Close()
+		return
+	}
+	w.WriteMsg(resp)
+}
+
+// handle turns one query's bytes into a response, or nil to drop it.
+func (s *dnsServer) handle(b []byte, client netip.Addr, udp bool) *dns.Msg {
+	m := s.l.m
+	if udp && s.rrl != nil && !s.rrl.allow(client) {
+		m.dnsRateLimited.Inc()
+		return nil
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(b); err != nil {
+		if len(b) < 12 || b[2]&0x80 != 0 { // too short for a header, or a response
+			m.dnsMalformed.Inc()
+			return nil
+		}
+		resp := new(dns.Msg)
+		resp.Id = uint16(b[0])<<8 | uint16(b[1])
+		resp.Response = true
+		resp.Rcode = dns.RcodeFormatError
+		m.dnsFormErr.Inc()
+		return resp
+	}
+	if req.Response {
+		m.dnsMalformed.Inc()
+		return nil
+	}
+	size := 512
+	var ecs netip.Prefix
+	if opt := req.IsEdns0(); opt != nil {
+		size = max(512, min(int(opt.UDPSize()), 4096))
+		for _, o := range opt.Option {
+			if sub, ok := o.(*dns.EDNS0_SUBNET); ok {
+				if a, ok := netip.AddrFromSlice(sub.Address); ok {
+					a = a.Unmap()
+					bits := int(sub.SourceNetmask)
+					if bits > a.BitLen() {
+						bits = a.BitLen()
+					}
+					ecs = netip.PrefixFrom(a, bits).Masked()
+				}
+			}
+		}
+	}
+	if !udp {
+		size = 65535
+	}
+	q := client
+	if ecs.IsValid() {
+		q = ecs.Addr()
+	}
+	resp := s.l.dnsAnswer(req, q, ecs, size)
+	switch resp.Rcode {
+	case dns.RcodeSuccess:
+		m.dnsNoErr.Inc()
+	case dns.RcodeNameError:
+		m.dnsNX.Inc()
+	case dns.RcodeFormatError:
+		m.dnsFormErr.Inc()
+	default:
+		m.dnsRefused.Inc()
+	}
+	if resp.Truncated {
+		m.dnsTruncated.Inc()
+	}
+	return resp
+}
+
+// dnsAnswer builds the authoritative answer for req as if asked by client;
+// ecs is the EDNS Client Subnet the query carried (invalid if none).
+func (l *LBS) dnsAnswer(req *dns.Msg, client netip.Addr, ecs netip.Prefix, size int) *dns.Msg {
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.Authoritative = true
+	resp.RecursionAvailable = false
+	opt := req.IsEdns0()
+	if opt != nil && opt.Version() != 0 {
+		resp.SetRcode(req, dns.RcodeBadVers)
+		resp.SetEdns0(1232, false)
+		return resp
+	}
+	if len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
+		if req.Opcode != dns.OpcodeQuery {
+			resp.Rcode = dns.RcodeNotImplemented
+		} else {
+			resp.Rcode = dns.RcodeFormatError
+		}
+		return resp
+	}
+	zone := strings.ToLower(dns.Fqdn(l.cfg.DNS.Zone))
+	q := req.Question[0]
+	name := strings.ToLower(q.Name)
+	var loc geo.Location
+	scope := -1
+	defer func() {
+		if opt != nil {
+			resp.SetEdns0(1232, false)
+			if ecs.IsValid() {
+				sub := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, SourceNetmask: uint8(ecs.Bits()), Address: ecs.Addr().AsSlice()}
+				sub.Family = 1
+				if ecs.Addr().Is6() {
+					sub.Family = 2
+				}
+				if scope > 0 {
+					sub.SourceScope = uint8(scope)
+				}
+				resp.IsEdns0().Option = append(resp.IsEdns0().Option, sub)
+			}
+		}
+		if size > 0 {
+			resp.Truncate(size)
+		}
+	}()
+	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
+		resp.Rcode = dns.RcodeRefused
+		return resp
+	}
+	if name != zone && !strings.HasSuffix(name, "."+zone) {
+		resp.Rcode = dns.RcodeRefused
+		return resp
+	}
+	snap := l.fsm.Current()
+	ttl := uint32(snap.Engine.TTL() / time.Second)
+	if d := l.cfg.DNS.TTL.D(); d > 0 {
+		ttl = uint32(d / time.Second)
+	}
+	ttl = min(ttl, 60)
+	soa := &dns.SOA{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+		Ns: "ns." + zone, Mbox: "hostmaster." + zone, Serial: uint32(snap.State.Version), Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl}
+	nodata := func() *dns.Msg { resp.Ns = append(resp.Ns, soa); return resp }
+	if name == zone {
+		switch q.Qtype {
+		case dns.TypeSOA:
+			resp.Answer = append(resp.Answer, soa)
+		case dns.TypeNS:
+			resp.Answer = append(resp.Answer, &dns.NS{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: ttl}, Ns: "ns." + zone})
+		default:
+			return nodata()
+		}
+		return resp
+	}
+	rel := strings.TrimSuffix(name, "."+zone)
+	labels := strings.Split(rel, ".")
+	// <id>.ep.<zone>: one entry point's address
+	if len(labels) == 2 && labels[1] == "ep" {
+		c, ok := snap.Engine.EntryPoint(labels[0])
+		if !ok {
+			resp.Rcode = dns.RcodeNameError
+			return nodata()
+		}
+		if rr := addrRR(name, c.Addr, q.Qtype, ttl); rr != nil {
+			resp.Answer = append(resp.Answer, rr)
+			return resp
+		}
+		return nodata()
+	}
+	// <proto>.<appkey>.<zone> or _<proto>._tcp.<appkey>.<zone>
+	var proto, appkey string
+	switch {
+	case len(labels) == 2:
+		proto, appkey = labels[0], labels[1]
+	case len(labels) == 3 && strings.HasPrefix(labels[0], "_") && (labels[1] == "_tcp" || labels[1] == "_udp"):
+		proto, appkey = strings.TrimPrefix(labels[0], "_"), labels[2]
+	default:
+		resp.Rcode = dns.RcodeNameError
+		return nodata()
+	}
+	if proto != "link" && proto != "turn" && proto != "weblink" || !snap.Engine.HasApp(appkey) {
+		resp.Rcode = dns.RcodeNameError
+		return nodata()
+	}
+	if ecs.IsValid() || client.IsValid() {
+		loc = l.geo.Lookup(client)
+		scope = 0
+		if ecs.IsValid() && loc.Source != "none" && loc.Prefix.IsValid() {
+			scope = min(loc.Prefix.Bits(), client.BitLen())
+		}
+	}
+	res, err := snap.Engine.Select(&engine.Request{AppKey: appkey, Client: client, Loc: loc})
+	if err != nil {
+		resp.Rcode = dns.RcodeNameError
+		return nodata()
+	}
+	for i, c := range res.Candidates {
+		hostport := c.EP.Link
+		switch proto {
+		case "turn":
+			hostport = c.EP.TURN
+		case "weblink":
+			hostport = ""
+			if u := c.EP.WebLink; u != "" {
+				hostport = weblinkHostPort(u)
+			}
+		}
+		if hostport == "" {
+			continue
+		}
+		host, port := splitHostPort(hostport)
+		a, aerr := netip.ParseAddr(strings.Trim(host, "[]"))
+		switch q.Qtype {
+		case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
+			if aerr == nil {
+				if rr := addrRR(name, a, q.Qtype, ttl); rr != nil {
+					resp.Answer = append(resp.Answer, rr)
+				}
+			}
+		case dns.TypeSRV:
+			target := c.EP.ID + ".ep." + zone
+			resp.Answer = append(resp.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
+				Priority: uint16(i), Weight: uint16(min(c.Weight(), 65535)), Port: uint16(port), Target: target})
+			if aerr == nil {
+				if rr := addrRR(target, a, dns.TypeANY, ttl); rr != nil {
+					resp.Extra = append(resp.Extra, rr)
+				}
+			}
+		case dns.TypeTXT:
+			resp.Answer = append(resp.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl},
+				Txt: []string{"id=" + c.EP.ID, "site=" + c.EP.Site, "addr=" + hostport}})
+		}
+	}
+	if q.Qtype == dns.TypeTXT {
+		resp.Answer = append(resp.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl},
+			Txt: []string{"policy_version=" + strconv.FormatUint(snap.State.Version, 10), "raft_index=" + strconv.FormatUint(snap.State.Index, 10), "rule=" + res.Rule}})
+	}
+	if len(resp.Answer) == 0 {
+		return nodata()
+	}
+	return resp
+}
+
+func weblinkHostPort(u string) string {
+	rest := u
+	port := "80"
+	if strings.HasPrefix(rest, "https://") {
+		rest, port = rest[len("https://"):], "443"
+	} else {
+		rest = strings.TrimPrefix(rest, "http://")
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if _, _, err := net.SplitHostPort(rest); err == nil {
+		return rest
+	}
+	return net.JoinHostPort(strings.Trim(rest, "[]"), port)
+}
+
+func addrRR(name string, a netip.Addr, qtype uint16, ttl uint32) dns.RR {
+	if !a.IsValid() {
+		return nil
+	}
+	a = a.Unmap()
+	if a.Is4() && (qtype == dns.TypeA || qtype == dns.TypeANY) {
+		return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: a.AsSlice()}
+	}
+	if a.Is6() && (qtype == dns.TypeAAAA || qtype == dns.TypeANY) {
+		return &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: a.AsSlice()}
+	}
+	return nil
+}
+
+// limitListener bounds concurrent TCP connections.
+type limitListener struct {
+	net.Listener
+	sem chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	l.sem <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// rateLimiter is response rate limiting: a token bucket per client /24
+// (IPv4) or /56 (IPv6), in a fixed number of shards.
+type rateLimiter struct {
+	rate, burst float64
+	shards      [64]rrlShard
+}
+
+type rrlShard struct {
+	mu      sync.Mutex
+	buckets map[netip.Prefix]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newRateLimiter(rate, burst float64) *rateLimiter {
+	r := &rateLimiter{rate: rate, burst: burst}
+	for i := range r.shards {
+		r.shards[i].buckets = map[netip.Prefix]*bucket{}
+	}
+	return r
+}
+
+func (r *rateLimiter) allow(a netip.Addr) bool {
+	bits := 24
+	if a.Is6() {
+		bits = 56
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return true
+	}
+	b16 := p.Addr().As16()
+	sh := &r.shards[(b16[12]^b16[13]^b16[14]^b16[6]^b16[5])%64]
+	now := time.Now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if now.Sub(sh.swept) > time.Minute || len(sh.buckets) > 100000 {
+		for k, b := range sh.buckets {
+			if now.Sub(b.last) > time.Minute {
+				delete(sh.buckets, k)
+			}
+		}
+		sh.swept = now
+	}
+	b, ok := sh.buckets[p]
+	if !ok {
+		b = &bucket{tokens: r.burst, last: now}
+		sh.buckets[p] = b
+	}
+	b.tokens = min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -1,0 +1,66 @@
+package lbs
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	httpAnswers   *prometheus.CounterVec // result
+	dnsAnswers    *prometheus.CounterVec // rcode
+	dnsDropped    *prometheus.CounterVec // reason
+	dnsTruncated  prometheus.Counter
+	selectSeconds prometheus.Histogram
+	heartbeats    prometheus.Counter
+	transitions   *prometheus.CounterVec // to
+	adminRequests *prometheus.CounterVec // result
+	proposeErrors prometheus.Counter
+	policyVersion prometheus.Gauge
+	raftIndex     prometheus.Gauge
+	isLeader      prometheus.Gauge
+
+	httpOK, httpBad, httpUnknown, httpSig   prometheus.Counter
+	dnsNoErr, dnsNX, dnsFormErr, dnsRefused prometheus.Counter
+	dnsRateLimited, dnsMalformed            prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		httpAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_http_answers_total",
+			Help: "SDK HTTP queries by result (ok, bad_request, unknown_app, bad_signature)."}, []string{"result"}),
+		dnsAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_dns_answers_total",
+			Help: "DNS responses sent by rcode."}, []string{"rcode"}),
+		dnsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_dns_dropped_total",
+			Help: "DNS queries dropped without an answer, by reason (rate_limited, malformed)."}, []string{"reason"}),
+		dnsTruncated: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_lbs_dns_truncated_total",
+			Help: "UDP DNS answers truncated (TC set) because they did not fit."}),
+		selectSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "longlink_lbs_selection_seconds",
+			Help: "Time to run the selection chain for one query (sampled 1 in 64).", Buckets: prometheus.ExponentialBuckets(1e-6, 2, 14)}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_lbs_heartbeats_total",
+			Help: "Node heartbeats received by this member."}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_health_transitions_total",
+			Help: "Health transitions this member committed, by new state."}, []string{"state"}),
+		adminRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_admin_requests_total",
+			Help: "Admin API requests by result (ok, unauthorized, error)."}, []string{"result"}),
+		proposeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_lbs_propose_errors_total",
+			Help: "Writes to the replicated state that failed."}),
+		policyVersion: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_policy_version",
+			Help: "Routing policy version this member serves."}),
+		raftIndex: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_raft_applied_index",
+			Help: "Raft index of the state this member serves."}),
+		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_raft_leader",
+			Help: "1 while this member is the raft leader."}),
+	}
+	m.httpOK = m.httpAnswers.WithLabelValues("ok")
+	m.httpBad = m.httpAnswers.WithLabelValues("bad_request")
+	m.httpUnknown = m.httpAnswers.WithLabelValues("unknown_app")
+	m.httpSig = m.httpAnswers.WithLabelValues("bad_signature")
+	m.dnsNoErr = m.dnsAnswers.WithLabelValues("NOERROR")
+	m.dnsNX = m.dnsAnswers.WithLabelValues("NXDOMAIN")
+	m.dnsFormErr = m.dnsAnswers.WithLabelValues("FORMERR")
+	m.dnsRefused = m.dnsAnswers.WithLabelValues("REFUSED")
+	m.dnsRateLimited = m.dnsDropped.WithLabelValues("rate_limited")
+	m.dnsMalformed = m.dnsDropped.WithLabelValues("malformed")
+	if reg != nil {
+		reg.MustRegister(m.httpAnswers, m.dnsAnswers, m.dnsDropped, m.dnsTruncated, m.selectSeconds, m.heartbeats,
+			m.transitions, m.adminRequests, m.proposeErrors, m.policyVersion, m.raftIndex, m.isLeader)
+	}
+	return m
+}
