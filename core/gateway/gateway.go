@@ -293,3 +293,29 @@ func (g *Gateway) drain(ctx context.Context) {
 		}
 	}
 }
+
+// Close stops the gateway at once, without draining: the listener and every
+// connection are closed (as in a crash, for tests and fatal errors).
+func (g *Gateway) Close() error {
+	if !g.started || g.draining.Swap(true) {
+		return nil
+	}
+	if g.ln != nil {
+		_ = g.ln.Close()
+	}
+	g.connMu.Lock()
+	for c := range g.conns {
+		_ = c.Close()
+	}
+	g.connMu.Unlock()
+	g.connWG.Wait()
+	for _, s := range g.allSessions() {
+		g.unregister(s)
+	}
+	g.replies.failAll()
+	_ = g.replies.sub.Unsubscribe()
+	close(g.stop)
+	g.pushCh <- nil
+	g.wg.Wait()
+	return nil
+}

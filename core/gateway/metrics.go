@@ -17,7 +17,6 @@ type metrics struct {
 	pushes         prometheus.Counter
 	pushDelivered  prometheus.Counter
 	slowConsumers  prometheus.Counter
-	busDropped     prometheus.Counter
 	kicks          *prometheus.CounterVec // reason
 	framesIn       prometheus.Counter
 	framesOut      prometheus.Counter
@@ -52,8 +51,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_gateway_push_deliveries_total", Help: "Pushes queued to sessions."}),
 		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_slow_consumers_total", Help: "Sessions dropped because their send queue was full."}),
-		busDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "longlink_gateway_bus_dropped_total", Help: "Bus pushes dropped because the dispatcher fell behind (NATS slow consumer)."}),
 		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_gateway_kicks_total", Help: "Sessions closed by the server, by reason (kicked, draining, logout)."}, []string{"reason"}),
 		framesIn: prometheus.NewCounter(prometheus.CounterOpts{
@@ -63,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.sessions, m.accounts, m.accepted, m.refused,
 		m.protocolErrors, m.logins, m.requests, m.requestErrors, m.requestSeconds, m.pushes, m.pushDelivered,
-		m.slowConsumers, m.busDropped, m.kicks, m.framesIn, m.framesOut} {
+		m.slowConsumers, m.kicks, m.framesIn, m.framesOut} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -95,6 +95,9 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 		g.m.logins.WithLabelValues(imapi.ErrUnauthorized.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrUnauthorized, "invalid appkey or account")
 	}
+	if req.DeviceType == "" {
+		req.DeviceType = "unknown" // as the login service records it
+	}
 	cluster := g.clusterOf(req.AppKey)
 	env, err := json.Marshal(imapi.BusRequest{
 		Session: imapi.Session{Gateway: g.cfg.ID, ClientIP: clientIP},
