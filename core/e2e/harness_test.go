@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -172,7 +171,7 @@ func newKey(t testing.TB) link.KeyPair {
 
 // client is an SDK client with its events collected.
 type client struct {
-	t   testing.TB
+	t testing.TB
 	*sdk.Client
 	mu       sync.Mutex
 	msgs     []imapi.Message
@@ -196,7 +195,7 @@ func (c *testCore) client(t testing.TB, account, token, deviceType string, addrs
 		AppKey:     appKey, Account: account, Token: token, DeviceType: deviceType,
 		DeviceID:   fmt.Sprintf("%s-%s-%d", account, deviceType, time.Now().UnixNano()),
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
-		Logger:     logger().With("who", account+"/"+deviceType),
+		Logger: logger().With("who", account+"/"+deviceType),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -347,4 +346,3 @@ func (r *recorder) all() []byte {
 	return out
 }
 
-var _ = io.EOF
