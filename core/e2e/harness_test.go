@@ -345,4 +345,3 @@ func (r *recorder) all() []byte {
 	}
 	return out
 }
-
