@@ -1,0 +1,218 @@
+// Package nodeclient is what edges and core gateways use to report to the
+// LBS: a heartbeat loop with their load (rotating over the LBS members when
+// one fails) and a drain on shutdown, so that clients are sent elsewhere
+// before the node stops.
+//
+//	nc, _ := nodeclient.New(nodeclient.Config{Servers: []string{"https://127.0.0.1:7701"},
+//		Node: "edge-sg-1", Token: tok, RootCAs: pool}, nodeclient.Deps{Load: func() nodeclient.Load {…}})
+//	nc.Start(ctx) … nc.Shutdown(ctx) // drains first
+package nodeclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longlink/longlink/lbs/lbsapi"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// Config of a reporting node.
+type Config struct {
+	// Servers are LBS admin URLs (https://host:7701).
+	Servers []string `yaml:"servers"`
+	// Node is this node's entry point id in the routing policy.
+	Node string `yaml:"node"`
+	// Token is a node token (bound to Node, or the cluster's shared one).
+	Token config.Secret `yaml:"token"`
+	// CAFile is the LBS cluster CA (PEM); empty uses RootCAs or the system pool.
+	CAFile string `yaml:"ca_file"`
+	// Interval between heartbeats; the LBS's reply overrides it. 0 means 1s.
+	Interval config.Duration `yaml:"interval"`
+	// Capacity in sessions, reported with each beat (0: the policy's).
+	Capacity int `yaml:"capacity"`
+	// RootCAs overrides CAFile (in-process use).
+	RootCAs *x509.CertPool `yaml:"-"`
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	if len(c.Servers) == 0 {
+		errs.Addf("servers: at least one LBS admin URL")
+	}
+	for i, s := range c.Servers {
+		if !strings.HasPrefix(s, "https://") {
+			errs.Addf("servers[%d]: %q is not an https URL", i, s)
+		}
+	}
+	if c.Node == "" {
+		errs.Addf("node: required")
+	}
+	if c.Token.Reveal() == "" {
+		errs.Addf("token: required")
+	}
+	return errs.Err()
+}
+
+// Load is what the node reports.
+type Load struct {
+	Connections int
+	CPU         float64 // 0..1
+}
+
+// Deps are the client's dependencies.
+type Deps struct {
+	Logger *slog.Logger
+	// Load samples the node's load for each heartbeat. nil reports zero.
+	Load       func() Load
+	HTTPClient *http.Client // nil: one with the configured CA
+}
+
+// Client reports one node.
+type Client struct {
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	hc       *http.Client
+	next     atomic.Int64
+	interval atomic.Int64
+	state    atomic.Value // string
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+// ErrAllServersFailed is returned when no LBS member accepted a report.
+var ErrAllServersFailed = errors.New("nodeclient: no LBS member accepted the report")
+
+// New builds a client.
+func New(cfg Config, deps Deps) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("nodeclient: %w", err)
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = config.Duration(time.Second)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, deps: deps, log: deps.Logger.With("component", "nodeclient", "node", cfg.Node), hc: deps.HTTPClient}
+	if c.hc == nil {
+		pool := cfg.RootCAs
+		if pool == nil && cfg.CAFile != "" {
+			var err error
+			if pool, err = loadPool(cfg.CAFile); err != nil {
+				return nil, err
+			}
+		}
+		c.hc = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 2}}
+	}
+	c.interval.Store(int64(cfg.Interval.D()))
+	c.state.Store("")
+	return c, nil
+}
+
+// Start begins heartbeating (the first beat is sent at once).
+func (c *Client) Start(ctx context.Context) error {
+	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			if err := c.report(ctx, lbsapi.PathHeartbeat, false); err != nil && ctx.Err() == nil {
+				c.log.Warn("heartbeat failed", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(c.interval.Load())):
+			}
+		}
+	}()
+	return nil
+}
+
+// State is the node's committed health as the LBS last reported it.
+func (c *Client) State() string { return c.state.Load().(string) }
+
+// Drain tells the LBS to stop sending clients here (committed before it
+// returns). Heartbeats keep going, marked draining.
+func (c *Client) Drain(ctx context.Context) error {
+	return c.report(ctx, lbsapi.PathNodeDrain, true)
+}
+
+// Shutdown drains, then stops heartbeating. Idempotent.
+func (c *Client) Shutdown(ctx context.Context) error {
+	var err error
+	c.once.Do(func() {
+		err = c.Drain(ctx)
+		if c.cancel != nil {
+			c.cancel()
+		}
+		c.wg.Wait()
+	})
+	return err
+}
+
+func (c *Client) report(ctx context.Context, path string, draining bool) error {
+	hb := lbsapi.Heartbeat{Node: c.cfg.Node, Capacity: c.cfg.Capacity, Draining: draining}
+	if c.deps.Load != nil {
+		l := c.deps.Load()
+		hb.Connections, hb.CPU = l.Connections, l.CPU
+	}
+	body, _ := json.Marshal(&hb)
+	var last error
+	n := len(c.cfg.Servers)
+	for i := range n {
+		idx := int((c.next.Load() + int64(i)) % int64(n))
+		err := c.post(ctx, c.cfg.Servers[idx]+path, body)
+		if err == nil {
+			c.next.Store(int64(idx)) // stick to the member that answers
+			return nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("%w: %v", ErrAllServersFailed, last)
+}
+
+func (c *Client) post(ctx context.Context, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+	}
+	var r lbsapi.HeartbeatReply
+	if err := json.Unmarshal(b, &r); err == nil {
+		if r.IntervalMs > 0 {
+			c.interval.Store(int64(time.Duration(r.IntervalMs) * time.Millisecond))
+		}
+		c.state.Store(r.State)
+	}
+	return nil
+}
