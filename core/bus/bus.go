@@ -48,6 +48,10 @@ type Config struct {
 	StoreDir string `yaml:"store_dir"`
 	// JetStream enables JetStream on the embedded server. Default true.
 	JetStream bool `yaml:"jetstream"`
+	// JetStreamMaxMemory and JetStreamMaxStore cap the embedded JetStream's
+	// memory and disk use in bytes. Defaults 256 MiB and 4 GiB.
+	JetStreamMaxMemory int64 `yaml:"jetstream_max_memory"`
+	JetStreamMaxStore  int64 `yaml:"jetstream_max_store"`
 	// User and Password authenticate every client (the embedded listener
 	// never accepts unauthenticated clients). With an empty Password the
 	// embedded server generates a random one at start; then only this
@@ -68,13 +72,15 @@ type Config struct {
 // Default returns the embedded single-node configuration.
 func Default() Config {
 	return Config{
-		Mode:           ModeEmbedded,
-		Listen:         "127.0.0.1:7714",
-		JetStream:      true,
-		User:           "longlink",
-		Name:           "longlink-core",
-		MaxPayload:     1 << 20,
-		ConnectTimeout: config.Duration(10 * time.Second),
+		Mode:               ModeEmbedded,
+		Listen:             "127.0.0.1:7714",
+		JetStream:          true,
+		JetStreamMaxMemory: 256 << 20,
+		JetStreamMaxStore:  4 << 30,
+		User:               "longlink",
+		Name:               "longlink-core",
+		MaxPayload:         1 << 20,
+		ConnectTimeout:     config.Duration(10 * time.Second),
 	}
 }
 
@@ -105,6 +111,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		errs.Addf("bus.mode: %q is not embedded or external", c.Mode)
+	}
+	if c.JetStreamMaxMemory < 0 || c.JetStreamMaxStore < 0 {
+		errs.Addf("bus.jetstream_max_memory, jetstream_max_store: must not be negative")
 	}
 	if c.MaxPayload < 0 {
 		errs.Addf("bus.max_payload: must not be negative")
@@ -145,6 +154,12 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = "longlink-core"
+	}
+	if cfg.JetStreamMaxMemory == 0 {
+		cfg.JetStreamMaxMemory = 256 << 20
+	}
+	if cfg.JetStreamMaxStore == 0 {
+		cfg.JetStreamMaxStore = 4 << 30
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
@@ -237,15 +252,21 @@ func (b *Bus) startEmbedded() error {
 			return fmt.Errorf("bus: jetstream dir: %w", err)
 		}
 		opts.StoreDir = filepath.Clean(dir)
+		opts.JetStreamMaxMemory = b.cfg.JetStreamMaxMemory
+		opts.JetStreamMaxStore = b.cfg.JetStreamMaxStore
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("bus: embedded server: %w", err)
 	}
-	srv.SetLoggerV2(&natsLogger{log: b.log}, false, false, false)
+	nl := &natsLogger{log: b.log}
+	srv.SetLoggerV2(nl, false, false, false)
 	b.srv = srv
 	srv.Start()
 	if !srv.ReadyForConnections(b.cfg.ConnectTimeout.D()) {
+		if msg := nl.fatalMsg(); msg != "" {
+			return fmt.Errorf("bus: embedded server: %s", msg)
+		}
 		return errors.New("bus: embedded server not ready in time")
 	}
 	nc, err := nats.Connect("", append(b.clientOptions(),
@@ -396,12 +417,29 @@ func (b *Bus) cleanupLocked() {
 	}
 }
 
-// natsLogger routes the embedded server's log lines to slog.
-type natsLogger struct{ log *slog.Logger }
+// natsLogger routes the embedded server's log lines to slog and remembers
+// the fatal one (the server stops starting after it, without exiting).
+type natsLogger struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	fatal string
+}
+
+func (l *natsLogger) fatalMsg() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
 
 func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Tracef(format string, v ...any)  {}
+func (l *natsLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.mu.Lock()
+	l.fatal = msg
+	l.mu.Unlock()
+	l.log.Error(msg)
+}
+func (l *natsLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Tracef(format string, v ...any) {}

@@ -1,0 +1,160 @@
+package bus_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+func start(t *testing.T, cfg bus.Config) *bus.Bus {
+	t.Helper()
+	b, err := bus.New(cfg, bus.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	return b
+}
+
+// exercise checks request/reply with a queue group and a JetStream stream.
+func exercise(t *testing.T, b *bus.Bus, subject string) {
+	t.Helper()
+	nc := b.Conn()
+	sub, err := nc.QueueSubscribe(subject, "svc", func(m *nats.Msg) { _ = m.Respond(append([]byte("echo:"), m.Data...)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	other, err := b.Connect("second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	resp, err := other.Request(subject, []byte("hi"), 2*time.Second)
+	if err != nil || string(resp.Data) != "echo:hi" {
+		t.Fatalf("request: %v %v", resp, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := b.JetStream()
+	name := "T" + strings.ReplaceAll(subject, ".", "_")
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject + ".js"}, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = js.DeleteStream(context.Background(), name) }()
+	if _, err := js.Publish(ctx, subject+".js", []byte("durable")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs != 1 {
+		t.Fatalf("stream info %+v %v", info, err)
+	}
+}
+
+func TestEmbedded(t *testing.T) {
+	cfg := bus.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.StoreDir = t.TempDir()
+	cfg.Password = config.NewSecret("test-password-123")
+	b := start(t, cfg)
+	exercise(t, b, "ll.test.embedded")
+	url := b.ClientURL()
+	if url == "" {
+		t.Fatal("no client URL")
+	}
+	t.Run("listener requires credentials", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			opts []nats.Option
+			ok   bool
+		}{
+			{"anonymous", nil, false},
+			{"wrong password", []nats.Option{nats.UserInfo("longlink", "nope")}, false},
+			{"right credentials", []nats.Option{nats.UserInfo("longlink", "test-password-123")}, true},
+		} {
+			nc, err := nats.Connect(url, append(tc.opts, nats.MaxReconnects(0), nats.Timeout(2*time.Second))...)
+			if (err == nil) != tc.ok {
+				t.Errorf("%s: err = %v", tc.name, err)
+			}
+			if nc != nil {
+				nc.Close()
+			}
+		}
+	})
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), time.Second); err == nil {
+		t.Fatal("listener still open after shutdown")
+	}
+}
+
+func TestEmbeddedNoListener(t *testing.T) {
+	cfg := bus.Default()
+	cfg.Listen = ""
+	b := start(t, cfg)
+	if b.ClientURL() != "" {
+		t.Fatal("no listener expected")
+	}
+	exercise(t, b, "ll.test.private")
+}
+
+func TestExternal(t *testing.T) {
+	url := os.Getenv("LONGLINK_TEST_NATS")
+	if url == "" {
+		url = "nats://127.0.0.1:4222"
+	}
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), time.Second); err != nil {
+		if os.Getenv("LONGLINK_INTEGRATION") == "" {
+			t.Skipf("no NATS at %s: %v", url, err)
+		}
+		t.Fatalf("no NATS at %s: %v", url, err)
+	} else {
+		c.Close()
+	}
+	cfg := bus.Default()
+	cfg.Mode = bus.ModeExternal
+	cfg.URLs = []string{url}
+	cfg.User = ""
+	b := start(t, cfg)
+	exercise(t, b, "ll.test.external"+strings.ReplaceAll(time.Now().Format("150405.000"), ".", ""))
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mut  func(*bus.Config)
+		want string
+	}{
+		{"bad mode", func(c *bus.Config) { c.Mode = "cloud" }, "bus.mode"},
+		{"external needs urls", func(c *bus.Config) { c.Mode = bus.ModeExternal }, "bus.urls"},
+		{"url scheme", func(c *bus.Config) { c.Mode = bus.ModeExternal; c.URLs = []string{"10.0.0.1:4222"} }, "scheme"},
+		{"bad listen", func(c *bus.Config) { c.Listen = "7714" }, "bus.listen"},
+		{"embedded needs user", func(c *bus.Config) { c.User = "" }, "bus.user"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := bus.Default()
+			tc.mut(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if _, err := bus.New(c, bus.Deps{}); err == nil {
+				t.Fatal("New accepted an invalid config")
+			}
+		})
+	}
+}
