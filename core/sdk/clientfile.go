@@ -13,7 +13,8 @@ import (
 // <dev-dir>/client.json) for `longlink chat` and other local clients:
 //
 //	{
-//	  "addresses": ["127.0.0.1:7710"],
+//	  "addresses": ["127.0.0.1:7720"],
+//	  "direct": ["127.0.0.1:7710"],
 //	  "weblink": ["http://127.0.0.1:7711"],
 //	  "lbs": "http://127.0.0.1:7700",
 //	  "appkey": "demo",
@@ -21,12 +22,15 @@ import (
 //	  "users": [{"account": "alice", "token": "…"}, {"account": "bob", "token": "…"}]
 //	}
 type ClientFile struct {
-	Addresses []string     `json:"addresses"`
-	WebLink   []string     `json:"weblink,omitempty"`
-	LBS       string       `json:"lbs,omitempty"`
-	AppKey    string       `json:"appkey"`
-	Keys      []ClientKey  `json:"keys"`
-	Users     []ClientUser `json:"users"`
+	Addresses []string `json:"addresses"`
+	// Direct are the core's own Link addresses, for clients that skip the
+	// edge (`longlink chat --direct`).
+	Direct  []string     `json:"direct,omitempty"`
+	WebLink []string     `json:"weblink,omitempty"`
+	LBS     string       `json:"lbs,omitempty"`
+	AppKey  string       `json:"appkey"`
+	Keys    []ClientKey  `json:"keys"`
+	Users   []ClientUser `json:"users"`
 }
 
 // ClientKey is a gateway public key.
