@@ -20,13 +20,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/callsvc"
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/weblink"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/debugsrv"
 	"github.com/longlink/longlink/pkg/lifecycle"
+	"github.com/longlink/longlink/relay"
 )
 
 // startTimeout bounds Start.
@@ -40,6 +43,15 @@ type Roles struct {
 	Gateway bool `yaml:"gateway"`
 	// ServerAPI runs the server HTTP API (and needs the services).
 	ServerAPI bool `yaml:"server_api"`
+	// WebLink runs the Socket.IO endpoint (and needs the gateway).
+	WebLink bool `yaml:"weblink"`
+	// Call runs the call service: TURN credentials and call signalling.
+	// Off by default: it needs the TURN shared secrets and sites.
+	Call bool `yaml:"call"`
+	// Egress terminates tunnels from edges and relays at this core site and
+	// hands flows to the local gateway and WebLink with PROXY v2 headers.
+	// Off by default: it needs the cluster's tunnel credentials.
+	Egress bool `yaml:"egress"`
 }
 
 // Config is the configuration of one core node.
@@ -52,11 +64,14 @@ type Config struct {
 	DebugListen string `yaml:"debug_listen"`
 	Roles       Roles  `yaml:"roles"`
 
-	Bus       bus.Config       `yaml:"bus"`
-	Store     store.Config     `yaml:"store"`
-	Service   service.Config   `yaml:"service"`
-	Gateway   gateway.Config   `yaml:"gateway"`
-	ServerAPI serverapi.Config `yaml:"server_api"`
+	Bus       bus.Config         `yaml:"bus"`
+	Store     store.Config       `yaml:"store"`
+	Service   service.Config     `yaml:"service"`
+	Gateway   gateway.Config     `yaml:"gateway"`
+	ServerAPI serverapi.Config   `yaml:"server_api"`
+	WebLink   weblink.Config     `yaml:"weblink"`
+	Call      callsvc.Config     `yaml:"call"`
+	Egress    relay.EgressConfig `yaml:"egress"`
 }
 
 // Default returns a node that plays every role on embedded defaults.
@@ -64,12 +79,15 @@ func Default() Config {
 	return Config{
 		DataDir:     ".longlink/core",
 		DebugListen: "127.0.0.1:7719",
-		Roles:       Roles{Services: true, Gateway: true, ServerAPI: true},
+		Roles:       Roles{Services: true, Gateway: true, ServerAPI: true, WebLink: true},
 		Bus:         bus.Default(),
 		Store:       store.Default(),
 		Service:     service.Default(),
 		Gateway:     gateway.Default(),
 		ServerAPI:   serverapi.Default(),
+		WebLink:     weblink.Default(),
+		Call:        callsvc.Default(),
+		Egress:      relay.DefaultEgress(),
 	}
 }
 
@@ -105,6 +123,24 @@ func (c *Config) Validate() error {
 			errs.Addf("server_api: %w", err)
 		}
 	}
+	if r.WebLink && !r.Gateway {
+		errs.Addf("roles.weblink: needs roles.gateway on the same node")
+	}
+	if r.WebLink {
+		if err := c.WebLink.Validate(); err != nil {
+			errs.Addf("weblink: %w", err)
+		}
+	}
+	if r.Call {
+		if err := c.Call.Validate(); err != nil {
+			errs.Addf("call: %w", err)
+		}
+	}
+	if r.Egress {
+		if err := c.Egress.Validate(); err != nil {
+			errs.Addf("egress: %w", err)
+		}
+	}
 	return errs.Err()
 }
 
@@ -126,6 +162,12 @@ type Deps struct {
 	Gatherer   prometheus.Gatherer
 	// LinkListener, when set, replaces the gateway's own listener (tests).
 	LinkListener net.Listener
+	// Egress carries the tunnel credentials (mutual TLS for QUIC, the
+	// cluster key for KCP) when they do not come from files.
+	Egress relay.Deps
+	// DemoLogins lets the WebLink demo page offer ready-made logins
+	// (longlink dev only: it hands out tokens).
+	DemoLogins func(ctx context.Context) ([]weblink.DemoLogin, error)
 }
 
 // Node is one running core node.
@@ -141,6 +183,9 @@ type Node struct {
 	service *service.Service
 	gateway *gateway.Gateway
 	api     *serverapi.Server
+	web     *weblink.WebLink
+	call    *callsvc.Service
+	egress  *relay.Node
 }
 
 // New validates cfg and prepares a node; Start runs it.
@@ -234,6 +279,37 @@ func (n *Node) Start(ctx context.Context) error {
 			ShutdownFunc: func(ctx context.Context) error { return n.gateway.Shutdown(ctx) },
 		})
 	}
+	if n.cfg.Roles.Call {
+		n.group.Add("call", lifecycle.Func{
+			StartFunc: func(ctx context.Context) error {
+				cs, err := callsvc.New(n.cfg.Call, callsvc.Deps{
+					NATS: n.bus.Conn(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				})
+				if err != nil {
+					return err
+				}
+				n.call = cs
+				return cs.Start(ctx)
+			},
+			ShutdownFunc: func(ctx context.Context) error { return n.call.Shutdown(ctx) },
+		})
+	}
+	if n.cfg.Roles.WebLink {
+		n.group.Add("weblink", lifecycle.Func{
+			StartFunc: func(ctx context.Context) error {
+				w, err := weblink.New(n.cfg.WebLink, weblink.Deps{
+					Gateway: n.gateway, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+					DemoLogins: n.deps.DemoLogins,
+				})
+				if err != nil {
+					return err
+				}
+				n.web = w
+				return w.Start(ctx)
+			},
+			ShutdownFunc: func(ctx context.Context) error { return n.web.Shutdown(ctx) },
+		})
+	}
 	if n.cfg.Roles.ServerAPI {
 		n.group.Add("server_api", lifecycle.Func{
 			StartFunc: func(ctx context.Context) error {
@@ -247,6 +323,22 @@ func (n *Node) Start(ctx context.Context) error {
 				return api.Start(ctx)
 			},
 			ShutdownFunc: func(ctx context.Context) error { return n.api.Shutdown(ctx) },
+		})
+	}
+	if n.cfg.Roles.Egress {
+		// Last to start, first to stop: edges stop sending new flows here
+		// before the gateways drain.
+		deps := n.cfg.egressDeps(n.deps)
+		n.group.Add("egress", lifecycle.Func{
+			StartFunc: func(ctx context.Context) error {
+				eg, err := relay.NewEgress(n.cfg.Egress, deps)
+				if err != nil {
+					return err
+				}
+				n.egress = eg
+				return eg.Start(ctx)
+			},
+			ShutdownFunc: func(ctx context.Context) error { return n.egress.Shutdown(ctx) },
 		})
 	}
 	if err := n.group.Start(ctx); err != nil {
@@ -289,6 +381,37 @@ func (n *Node) LinkAddr() string {
 		return ""
 	}
 	return n.gateway.Addr().String()
+}
+
+// WebLinkAddr is the bound WebLink address, or "".
+func (n *Node) WebLinkAddr() string {
+	if n.web == nil || n.web.Addr() == nil {
+		return ""
+	}
+	return n.web.Addr().String()
+}
+
+// EgressAddr is the bound tunnel address of a transport ("quic", "kcp"), or "".
+func (n *Node) EgressAddr(transport string) string {
+	if n.egress == nil {
+		return ""
+	}
+	if a := n.egress.Addr(transport); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// egressDeps fills in the egress's logger and registry.
+func (c Config) egressDeps(d Deps) relay.Deps {
+	e := d.Egress
+	if e.Logger == nil {
+		e.Logger = d.Logger
+	}
+	if e.Registerer == nil {
+		e.Registerer = d.Registerer
+	}
+	return e
 }
 
 // ServerAPIAddr is the bound server API address, or "".

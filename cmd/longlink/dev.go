@@ -3,24 +3,35 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/longlink/longlink/core"
+	"github.com/longlink/longlink/core/callsvc"
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/weblink"
+	"github.com/longlink/longlink/edge"
+	"github.com/longlink/longlink/edge/turn"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/lifecycle"
+	"github.com/longlink/longlink/pkg/pki"
+	"github.com/longlink/longlink/pkg/turncred"
+	"github.com/longlink/longlink/relay"
 )
 
 func init() {
@@ -40,7 +51,17 @@ type devState struct {
 	LinkKeyID      string            `json:"link_key_id"`
 	LinkPrivateKey string            `json:"link_private_key"`
 	AppSecret      string            `json:"app_secret"`
+	ClusterKey     string            `json:"cluster_key"`
+	TURNSecret     string            `json:"turn_secret"`
 	Tokens         map[string]string `json:"tokens"`
+}
+
+// devConfig is what `longlink dev -config FILE` may override: a section per
+// part of the all-in-one process.
+type devConfig struct {
+	Core  core.Config  `yaml:"core"`
+	Relay relay.Config `yaml:"relay"`
+	Edge  edge.Config  `yaml:"edge"`
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -49,7 +70,7 @@ func runDev(ctx context.Context, args []string) error {
 	cf.bind(fs)
 	dir := fs.String("dir", ".longlink", "directory for data, generated keys and the demo client file")
 	// Keep the terminal for the table of addresses; -log-level=info shows more.
-	_ = fs.Set("log-level", "warn")
+	_ = fs.Set("log-level", "error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,32 +88,55 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 
-	cfg := core.Default()
-	cfg.DataDir = filepath.Join(*dir, "core")
-	cfg.Gateway.Keys = []gateway.KeyConfig{{ID: kp.ID, PrivateKey: config.NewSecret(st.LinkPrivateKey)}}
-	cfg.Gateway.DrainTime = config.Duration(2 * time.Second)
-	cfg.Service.Apps = []service.AppConfig{{
-		AppKey:    devAppKey,
-		Secret:    config.NewSecret(st.AppSecret),
-		Devices:   imapi.DevicesKickSameType,
-		Heartbeat: config.Duration(30 * time.Second),
-	}}
+	dc, err := devDefaults(*dir, st, kp)
+	if err != nil {
+		return err
+	}
 	if cf.config != "" {
-		if err := config.Load(cf.config, &cfg); err != nil {
+		if err := config.Load(cf.config, &dc); err != nil {
 			return err
 		}
 	}
 	if cf.checkConfig {
-		return printConfig(&cfg)
+		return printConfig(&dc)
 	}
+	tlsCfg, err := devTLS(*dir)
+	if err != nil {
+		return err
+	}
+	clusterKey := []byte(st.ClusterKey)
 
 	reg := newRegistry()
-	node, err := core.New(cfg, core.Deps{Logger: log, Registerer: reg, Gatherer: reg})
+	var node *core.Node
+	node, err = core.New(dc.Core, core.Deps{
+		Logger: log, Registerer: reg, Gatherer: reg,
+		Egress: relay.Deps{Logger: log, Registerer: reg, TLS: tlsCfg, ClusterKey: clusterKey},
+		DemoLogins: func(context.Context) ([]weblink.DemoLogin, error) {
+			out := make([]weblink.DemoLogin, 0, len(devUsers))
+			for _, u := range devUsers {
+				out = append(out, weblink.DemoLogin{AppKey: devAppKey, Account: u, Token: st.Tokens[u]})
+			}
+			return out, nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	relayNode, err := relay.New(dc.Relay, relay.Deps{Logger: log, Registerer: reg, TLS: tlsCfg, ClusterKey: clusterKey})
+	if err != nil {
+		return err
+	}
+	edgeNode, err := edge.New(dc.Edge, edge.Deps{Logger: log, Registerer: reg, TLS: tlsCfg, ClusterKey: clusterKey,
+		TURN: turn.Deps{Logger: log, Registerer: reg}})
 	if err != nil {
 		return err
 	}
 	g := lifecycle.NewGroup(log)
+	// Inside out: the core first, then the relay in front of it, then the
+	// edge; shutdown runs the other way, so clients leave the edge first.
 	g.Add("core", node)
+	g.Add("relay", relayNode)
+	g.Add("edge", edgeNode)
 	g.Add("demo-users", lifecycle.Func{StartFunc: func(ctx context.Context) error {
 		seed := make([]service.SeedUser, 0, len(devUsers))
 		for _, u := range devUsers {
@@ -109,8 +153,10 @@ func runDev(ctx context.Context, args []string) error {
 			return err
 		}
 		info := devInfo{
-			AppKey: devAppKey, AppSecret: st.AppSecret, Tokens: st.Tokens,
-			LinkAddr: node.LinkAddr(), ServerAPI: node.ServerAPIAddr(),
+			AppKey: devAppKey, Tokens: st.Tokens,
+			LinkAddr: node.LinkAddr(), WebLink: node.WebLinkAddr(), ServerAPI: node.ServerAPIAddr(),
+			EdgeLink: addrString(edgeNode.Addr("link")), EdgeWebLink: addrString(edgeNode.Addr("weblink")),
+			TURN:  dc.Edge.TURN.UDP,
 			KeyID: kp.ID, PublicKey: link.EncodeKey(kp.Public),
 		}
 		if err := writeClientFile(*dir, info); err != nil {
@@ -124,13 +170,16 @@ func runDev(ctx context.Context, args []string) error {
 
 // devInfo is what a developer needs to connect to `longlink dev`.
 type devInfo struct {
-	AppKey    string
-	AppSecret string
-	Tokens    map[string]string
-	LinkAddr  string
-	ServerAPI string
-	KeyID     string
-	PublicKey string
+	AppKey      string
+	Tokens      map[string]string
+	LinkAddr    string
+	WebLink     string
+	ServerAPI   string
+	EdgeLink    string
+	EdgeWebLink string
+	TURN        []string
+	KeyID       string
+	PublicKey   string
 }
 
 func printDevTable(w io.Writer, dir string, in devInfo) {
@@ -138,7 +187,10 @@ func printDevTable(w io.Writer, dir string, in devInfo) {
 	fmt.Fprintln(tw, "Longlink dev is running. Ctrl-C stops it; data stays in "+dir+".")
 	fmt.Fprintln(tw, "")
 	fmt.Fprintln(tw, "WHAT\tWHERE")
-	fmt.Fprintf(tw, "Link (direct to core)\t%s\n", in.LinkAddr)
+	fmt.Fprintf(tw, "demo page (browser)\thttp://%s/  (through the edge; direct: http://%s/)\n", in.EdgeWebLink, in.WebLink)
+	fmt.Fprintf(tw, "Link via edge\t%s\n", in.EdgeLink)
+	fmt.Fprintf(tw, "Link direct to core\t%s\n", in.LinkAddr)
+	fmt.Fprintf(tw, "TURN (udp, tcp)\t%s\n", strings.Join(in.TURN, ", "))
 	fmt.Fprintf(tw, "server HTTP API\thttp://%s\n", in.ServerAPI)
 	fmt.Fprintf(tw, "Link server key\tid %s, public %s\n", in.KeyID, in.PublicKey)
 	fmt.Fprintf(tw, "demo appkey\t%s (secret in %s)\n", in.AppKey, filepath.Join(dir, "dev.json"))
@@ -163,6 +215,8 @@ func loadDevState(dir string) (*devState, error) {
 		}
 		st.LinkKeyID, st.LinkPrivateKey = kp.ID, link.EncodeKey(kp.Private)
 		st.AppSecret = randomHex(24)
+		st.ClusterKey = randomHex(32)
+		st.TURNSecret = randomHex(24)
 		return st, saveDevState(dir, st)
 	case err != nil:
 		return nil, err
@@ -206,11 +260,99 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// writeClientFile leaves what `longlink chat` needs next to the dev state.
+// writeClientFile leaves what `longlink chat` and other local clients need
+// next to the dev state: through the edge by default, the core directly on
+// request.
 func writeClientFile(dir string, in devInfo) error {
-	b, err := json.MarshalIndent(in, "", "  ")
-	if err != nil {
-		return err
+	f := sdk.ClientFile{
+		Addresses: []string{in.EdgeLink},
+		Direct:    []string{in.LinkAddr},
+		WebLink:   []string{"http://" + in.EdgeWebLink, "http://" + in.WebLink},
+		AppKey:    in.AppKey,
+		Keys:      []sdk.ClientKey{{ID: in.KeyID, PublicKey: in.PublicKey}},
 	}
-	return writeFileAtomic(filepath.Join(dir, "client.json"), b, 0o600)
+	for _, u := range devUsers {
+		f.Users = append(f.Users, sdk.ClientUser{Account: u, Token: in.Tokens[u]})
+	}
+	return f.Write(filepath.Join(dir, "client.json"))
+}
+
+// devDefaults wires the all-in-one topology on loopback:
+//
+//	client ─▶ edge (7720 Link, 7721 WebLink, 7730 TURN)
+//	           └─QUIC─▶ relay (7740) ─QUIC─▶ core egress (7745) ─PROXY v2─▶ gateway 7710 / WebLink 7711
+//
+// with the core egress as the edge's direct path when the relay is down.
+func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
+	c := core.Default()
+	c.DataDir = filepath.Join(dir, "core")
+	c.Gateway.Keys = []gateway.KeyConfig{{ID: kp.ID, PrivateKey: config.NewSecret(st.LinkPrivateKey)}}
+	c.Gateway.DrainTime = config.Duration(2 * time.Second)
+	c.Gateway.TrustedProxies = []string{"127.0.0.0/8"}
+	c.WebLink.TrustedProxies = []string{"127.0.0.0/8"}
+	c.WebLink.DrainTime = config.Duration(2 * time.Second)
+	c.Service.Apps = []service.AppConfig{{
+		AppKey:    devAppKey,
+		Secret:    config.NewSecret(st.AppSecret),
+		Devices:   imapi.DevicesKickSameType,
+		Heartbeat: config.Duration(30 * time.Second),
+	}}
+	turnSecrets := []turncred.Secret{{ID: "dev", Value: config.NewSecret(st.TURNSecret)}}
+	c.Roles.Call = true
+	c.Call.Secrets = turnSecrets
+	c.Call.Servers = []callsvc.ServerConfig{{Site: "dev", URLs: []string{
+		"turn:127.0.0.1:7730?transport=udp", "turn:127.0.0.1:7730?transport=tcp",
+	}}}
+	c.Roles.Egress = true
+	c.Egress.Name = "core-egress"
+	c.Egress.Listen = map[string]string{"quic": "127.0.0.1:7745", "kcp": "127.0.0.1:7746"}
+	c.Egress.Cluster = imapi.DefaultCluster
+
+	r := relay.Default()
+	r.Name = "relay-1"
+	r.Routing.Routes = []relay.Route{{
+		Cluster:  imapi.DefaultCluster,
+		NextHops: []relay.Hop{{Name: "core-egress", Transport: "quic", Address: "127.0.0.1:7745"}},
+	}}
+
+	e := edge.Default()
+	e.Name = "edge-1"
+	e.Cluster = imapi.DefaultCluster
+	e.DrainPeriod = config.Duration(2 * time.Second)
+	e.Routing.Routes = []relay.Route{{
+		Cluster:  imapi.DefaultCluster,
+		NextHops: []relay.Hop{{Name: "relay-1", Transport: "quic", Address: "127.0.0.1:7740"}},
+		Direct:   &relay.Hop{Name: "core-egress", Transport: "quic", Address: "127.0.0.1:7745"},
+	}}
+	e.TURN.Enabled = true
+	e.TURN.UDP = []string{"127.0.0.1:7730"}
+	e.TURN.TCP = []string{"127.0.0.1:7730"}
+	e.TURN.TLS = []string{"127.0.0.1:7731"}
+	e.TURN.Relay.IPv4 = "127.0.0.1"
+	e.TURN.Secrets = turnSecrets
+	// Everything in dev runs on loopback, so the demo clients' relayed
+	// addresses are loopback peers; production keeps loopback denied.
+	e.TURN.Peers.Allow = []string{"127.0.0.0/8"}
+	return devConfig{Core: c, Relay: r, Edge: e}, nil
+}
+
+// devTLS issues the tunnel certificates of the dev topology from a CA kept
+// in the dev directory.
+func devTLS(dir string) (*tls.Config, error) {
+	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"), "longlink-dev")
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ca.Issue("longlink-dev-node", "127.0.0.1", "::1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	return pki.MutualTLS(cert, ca.Pool()), nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
