@@ -48,6 +48,9 @@ type Config struct {
 	MaxPayload     int           // maxHttpBufferSize; default 1,000,000 bytes
 	MaxOutbound    int           // bytes queued for one client before it is dropped; default 4 MiB
 	MaxSessions    int           // 0: unlimited
+	// ParkAfter is how long a quiet WebSocket connection keeps its reading
+	// goroutine before it is parked (Linux). Default 50ms.
+	ParkAfter time.Duration
 	// AllowedOrigins lists the Origin values allowed to talk to the server
 	// ("*" allows any). A request without Origin, or from the same host, is
 	// always allowed. Others are refused with Engine.IO error 4 (Forbidden),
@@ -76,6 +79,7 @@ func (c *Config) setDefaults() {
 	def(&c.ConnectTimeout, 45*time.Second)
 	def(&c.CloseTimeout, 30*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.ParkAfter, 50*time.Millisecond)
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 1_000_000
 	}
@@ -97,7 +101,9 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	closed   bool
-	conns    sync.WaitGroup // WebSocket read loops
+	conns    sync.WaitGroup // WebSocket connections until their end
+	parker   *parker        // nil: every connection keeps its reader
+	stopOnce sync.Once
 }
 
 // New returns a server; m may be nil.
@@ -113,6 +119,11 @@ func New(cfg Config, h Handler, log *slog.Logger, m *Metrics) *Server {
 		origins: map[string]bool{}, sessions: map[string]*session{}}
 	for _, n := range cfg.Namespaces {
 		s.nsps[n] = true
+	}
+	if p, err := newParker(); err == nil {
+		s.parker = p
+	} else {
+		log.Info("idle connections keep their reader goroutine", "err", err)
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if o == "*" {
@@ -147,6 +158,11 @@ func (s *Server) Close() {
 		ss.close("server shutting down", closeByServer)
 	}
 	s.conns.Wait()
+	s.stopOnce.Do(func() {
+		if s.parker != nil {
+			s.parker.close()
+		}
+	})
 }
 
 // ServeHTTP implements http.Handler for requests under Config.Path.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -409,5 +410,56 @@ func TestWebSocketTooLarge(t *testing.T) {
 	_, _, err := c.Read(ctx)
 	if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
 		t.Fatalf("got %v, want close 1009", err)
+	}
+}
+
+// TestParkedConnections checks that connections parked without a reader
+// wake up for data, answer pings, and end properly when the server closes them.
+func TestParkedConnections(t *testing.T) {
+	srv, hs := newTestServer(t, Config{ParkAfter: 20 * time.Millisecond, PingInterval: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond})
+	if srv.parker == nil {
+		t.Skip("no parking on this platform")
+	}
+	c := wsDial(t, hs.URL+"/socket.io/?EIO=4&transport=websocket")
+	wsRead(t, c)
+	wsWrite(t, c, websocket.MessageText, `40{"token":"secret"}`)
+	wsRead(t, c)
+	for i := 0; i < 3; i++ {
+		time.Sleep(100 * time.Millisecond) // parked by now
+		srv.parker.mu.Lock()
+		parked := len(srv.parker.conns)
+		srv.parker.mu.Unlock()
+		if parked != 1 {
+			t.Fatalf("round %d: %d parked connections, want 1", i, parked)
+		}
+		wsWrite(t, c, websocket.MessageText, fmt.Sprintf(`42%d["echo",%d]`, i, i))
+		for {
+			_, m := wsRead(t, c)
+			if m == "2" {
+				wsWrite(t, c, websocket.MessageText, "3")
+				continue
+			}
+			if want := fmt.Sprintf(`43%d[%d]`, i, i); m != want {
+				t.Fatalf("got %q, want %q", m, want)
+			}
+			break
+		}
+	}
+	// A parked connection whose client stops answering pings is closed by
+	// the server, and its end is accounted for.
+	time.Sleep(100 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Sessions() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("session of a parked connection was not closed after the ping timeout")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() { srv.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection goroutine accounting did not end")
 	}
 }

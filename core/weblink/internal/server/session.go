@@ -41,7 +41,7 @@ type session struct {
 	closeTimer *time.Timer
 
 	sioMu       sync.Mutex
-	sockets     map[string]*Socket
+	sockets     socketList  // usually one: a map would cost more per idle session
 	pending     *sio.Packet // a binary packet waiting for its attachments
 	pendingBufs [][]byte
 	connTimer   *time.Timer

@@ -165,10 +165,7 @@ func (s *Socket) EmitMessage(m Message, ack func(Message)) error {
 func (s *Socket) Disconnect(closeConn bool) {
 	ss := s.sess
 	ss.sioMu.Lock()
-	mine := ss.sockets[s.nsp] == s
-	if mine {
-		delete(ss.sockets, s.nsp)
-	}
+	mine := ss.sockets.remove(s)
 	ss.sioMu.Unlock()
 	if mine {
 		ss.sendSIO(sio.Packet{Type: sio.Disconnect, Namespace: s.nsp, ID: -1}, nil)
@@ -274,7 +271,7 @@ func (ss *session) protocolError() {
 
 func (ss *session) dispatch(pkt sio.Packet, bufs [][]byte) {
 	ss.sioMu.Lock()
-	sock := ss.sockets[pkt.Namespace]
+	sock := ss.sockets.get(pkt.Namespace)
 	ss.sioMu.Unlock()
 	switch {
 	case sock == nil && pkt.Type == sio.Connect:
@@ -312,15 +309,12 @@ func (ss *session) connect(pkt sio.Packet) {
 	}
 	srv.m.sockets.Inc()
 	ss.sioMu.Lock()
-	if ss.sioClosed || ss.sockets[pkt.Namespace] != nil {
+	if ss.sioClosed || ss.sockets.get(pkt.Namespace) != nil {
 		ss.sioMu.Unlock()
 		sock.closed("transport close")
 		return
 	}
-	if ss.sockets == nil {
-		ss.sockets = make(map[string]*Socket, 1)
-	}
-	ss.sockets[pkt.Namespace] = sock
+	ss.sockets = append(ss.sockets, sock)
 	if ss.connTimer != nil {
 		ss.connTimer.Stop()
 		ss.connTimer = nil
@@ -358,10 +352,7 @@ func (s *Socket) onPacket(pkt sio.Packet, bufs [][]byte) {
 	case sio.Disconnect:
 		ss := s.sess
 		ss.sioMu.Lock()
-		mine := ss.sockets[s.nsp] == s
-		if mine {
-			delete(ss.sockets, s.nsp)
-		}
+		mine := ss.sockets.remove(s)
 		ss.sioMu.Unlock()
 		if mine {
 			s.closed("client namespace disconnect")
@@ -398,4 +389,26 @@ func eventName(data json.RawMessage) string {
 		return name
 	}
 	return string(args[0])
+}
+
+// socketList holds a session's namespace sockets.
+type socketList []*Socket
+
+func (l socketList) get(nsp string) *Socket {
+	for _, s := range l {
+		if s.nsp == nsp {
+			return s
+		}
+	}
+	return nil
+}
+
+func (l *socketList) remove(s *Socket) bool {
+	for i, o := range *l {
+		if o == s {
+			*l = append((*l)[:i], (*l)[i+1:]...)
+			return true
+		}
+	}
+	return false
 }

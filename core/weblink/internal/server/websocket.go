@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/longlink/longlink/core/weblink/internal/eio"
@@ -33,7 +35,14 @@ type wsConn struct {
 	frag     []byte // a fragmented message being assembled
 	fragOp   byte
 	upgradeT *time.Timer
-	small    [smallRead]byte
+
+	// Parking (see parker): raw is the socket epoll watches, nil when the
+	// connection cannot be parked.
+	raw        syscall.Conn
+	token      uint32
+	registered bool
+
+	small [smallRead]byte
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -153,17 +162,43 @@ func (s *Server) serveProbe(w http.ResponseWriter, r *http.Request, ss *session,
 func (s *Server) startReadLoop(c *wsConn, rest []byte) {
 	s.m.wsConns.Inc()
 	s.conns.Add(1)
-	go func() {
-		defer s.conns.Done()
-		defer s.m.wsConns.Dec()
-		c.readLoop(rest)
-	}()
+	if s.parker != nil {
+		c.raw = parkable(c.conn)
+	}
+	go c.readLoop(rest)
 }
 
-// readLoop reads frames until the connection ends. It reads into the small
-// buffer and moves to a pooled one only while a frame does not fit.
+// resume continues reading a parked connection that became readable.
+func (c *wsConn) resume() { c.readLoop(nil) }
+
+// finish runs once when the connection is over: the session loses it.
+func (c *wsConn) finish() {
+	c.onClosed()
+	c.srv.m.wsConns.Dec()
+	c.srv.conns.Done()
+}
+
+// closeConn closes the socket; a parked connection has no reader left to
+// notice, so its end is run here.
+func (c *wsConn) closeConn() {
+	c.conn.Close()
+	if c.srv.parker != nil && c.srv.parker.unpark(c) {
+		go c.finish()
+	}
+}
+
+// readLoop reads frames until the connection ends or is parked. It reads into
+// the small buffer and moves to a pooled one only while a frame does not fit.
 func (c *wsConn) readLoop(rest []byte) {
-	defer c.onClosed()
+	parked := false
+	defer func() {
+		if !parked {
+			c.finish()
+		}
+	}()
+	if c.raw != nil {
+		_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ParkAfter))
+	}
 	maxFrame := c.srv.cfg.MaxPayload
 	buf := c.small[:]
 	var big *[]byte
@@ -226,6 +261,14 @@ func (c *wsConn) readLoop(rest []byte) {
 		c.flush()
 		n, err := c.conn.Read(buf[have:])
 		if err != nil {
+			if c.raw != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				if have == 0 && big == nil && c.srv.parker.park(c) {
+					parked = true
+					return
+				}
+				_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ParkAfter))
+				continue
+			}
 			if big != nil {
 				putBuf(big)
 			}
@@ -407,7 +450,7 @@ func (c *wsConn) kickLocked() {
 		c.closed = true
 		c.wmu.Unlock()
 		c.srv.m.slowClients.Inc()
-		c.conn.Close()
+		c.closeConn()
 		return
 	}
 	start := !c.flushing && !c.inBatch
@@ -455,7 +498,7 @@ func (c *wsConn) writeOut() {
 			}
 			c.wmu.Unlock()
 			if closing {
-				c.conn.Close()
+				c.closeConn()
 			}
 			return
 		}
@@ -470,7 +513,7 @@ func (c *wsConn) writeOut() {
 			c.closed = true
 			c.flushing = false
 			c.wmu.Unlock()
-			c.conn.Close()
+			c.closeConn()
 			return
 		}
 	}
