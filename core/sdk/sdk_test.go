@@ -1,0 +1,201 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+)
+
+// fakeTransport answers login and heartbeats; Close ends Recv.
+type fakeTransport struct {
+	addr   string
+	in     chan Incoming
+	closed chan struct{}
+	once   sync.Once
+	code   imapi.Code
+}
+
+func newFake(addr string, code imapi.Code) *fakeTransport {
+	return &fakeTransport{addr: addr, in: make(chan Incoming, 16), closed: make(chan struct{}), code: code}
+}
+
+func (f *fakeTransport) Send(op imapi.Op, seq uint32, body []byte) error {
+	select {
+	case <-f.closed:
+		return errors.New("closed")
+	default:
+	}
+	switch op {
+	case imapi.OpLogin:
+		resp, _ := json.Marshal(imapi.LoginResp{SessionID: "s-" + f.addr, HeartbeatSec: 30})
+		f.in <- Incoming{Op: op, Seq: seq, Code: f.code, Body: resp}
+	case imapi.OpConvList:
+		f.in <- Incoming{Op: op, Seq: seq, Body: []byte(`{"conversations":[]}`)}
+	default:
+		f.in <- Incoming{Op: op, Seq: seq, Body: []byte(`{}`)}
+	}
+	return nil
+}
+
+func (f *fakeTransport) Recv() (Incoming, error) {
+	select {
+	case in := <-f.in:
+		return in, nil
+	case <-f.closed:
+		return Incoming{}, errors.New("closed")
+	}
+}
+
+func (f *fakeTransport) Close() error { f.once.Do(func() { close(f.closed) }); return nil }
+
+func testConfig(d Dialer, addrs ...string) Config {
+	return Config{Addresses: addrs, Dialer: d, AppKey: "app", Account: "alice", Token: "t",
+		RaceDelay: 50 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
+}
+
+func TestRacingPicksFirstLogin(t *testing.T) {
+	var mu sync.Mutex
+	var dialed []string
+	var fakes []*fakeTransport
+	d := func(ctx context.Context, addr string) (Transport, error) {
+		mu.Lock()
+		dialed = append(dialed, addr)
+		mu.Unlock()
+		switch addr {
+		case "blackhole":
+			<-ctx.Done()
+			return nil, ctx.Err()
+		case "refused":
+			return nil, errors.New("connection refused")
+		}
+		f := newFake(addr, imapi.OK)
+		mu.Lock()
+		fakes = append(fakes, f)
+		mu.Unlock()
+		return f, nil
+	}
+	c, err := New(testConfig(d, "blackhole", "refused", "good", "never"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.Start()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// blackhole at 0, refused at 50ms (stagger), good right after the refusal.
+	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("connected after %s", d)
+	}
+	if c.SessionID() != "s-good" {
+		t.Fatalf("session %q", c.SessionID())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range dialed {
+		if a == "never" {
+			t.Fatal("dialed the fourth address although the third won")
+		}
+	}
+}
+
+func TestReconnectAndAuthFailure(t *testing.T) {
+	var n atomic.Int32
+	var last atomic.Pointer[fakeTransport]
+	d := func(ctx context.Context, addr string) (Transport, error) {
+		n.Add(1)
+		f := newFake(addr, imapi.OK)
+		last.Store(f)
+		return f, nil
+	}
+	c, err := New(testConfig(d, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last.Load().Close() // the link drops
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no reconnect")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := c.Request(ctx, imapi.OpGroupList, nil, &out); err != nil {
+		t.Fatalf("request after reconnect: %v", err)
+	}
+
+	bad, err := New(testConfig(func(ctx context.Context, addr string) (Transport, error) {
+		return newFake(addr, imapi.ErrUnauthorized), nil
+	}, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Start()
+	defer bad.Close()
+	if err := bad.WaitConnected(ctx); !errors.Is(err, ErrAuth) {
+		t.Fatalf("got %v, want ErrAuth", err)
+	}
+}
+
+func TestBackoffBounds(t *testing.T) {
+	c := &Client{cfg: Config{BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second}}
+	for attempt := 0; attempt < 40; attempt++ {
+		for i := 0; i < 50; i++ {
+			d := c.backoff(attempt)
+			limit := min(100*time.Millisecond<<min(attempt, 20), time.Second)
+			if d <= 0 || d > limit {
+				t.Fatalf("attempt %d: %s outside (0, %s]", attempt, d, limit)
+			}
+		}
+	}
+}
+
+func TestClientFile(t *testing.T) {
+	k, _ := link.GenerateKey("k1")
+	f := &ClientFile{Addresses: []string{"127.0.0.1:7720"}, Direct: []string{"127.0.0.1:7710"}, AppKey: "demo",
+		Keys: []ClientKey{{ID: k.ID, PublicKey: link.EncodeKey(k.Public)}}, Users: []ClientUser{{Account: "bob", Token: "tb"}}}
+	path := filepath.Join(t.TempDir(), "dir", "client.json")
+	if err := f.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	g, err := LoadClientFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := g.Config("bob")
+	if err != nil || cfg.Token != "tb" || string(cfg.ServerKeys["k1"]) != string(k.Public) {
+		t.Fatalf("config %+v %v", cfg, err)
+	}
+	if _, err := g.Config("eve"); err == nil {
+		t.Fatal("unknown user accepted")
+	}
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Config{}).Validate(); err == nil {
+		t.Fatal("empty config accepted")
+	}
+}
