@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/longlink/longlink/lbs"
+	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/lifecycle"
+)
+
+func init() {
+	register(command{name: "lbs", summary: "run an LBS cluster member (entry point selection, DNS, admin API)", run: runLBS})
+}
+
+// rawLBSConfig decodes without validating, so that flags can fill in
+// before the one validation.
+type rawLBSConfig lbs.Config
+
+func runLBS(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("lbs", flag.ContinueOnError)
+	var cf commonFlags
+	cf.bind(fs)
+	debugAddr := fs.String("debug-addr", "127.0.0.1:7709", "debug listener (/metrics, /healthz, /readyz, pprof); empty disables it")
+	nodeID := fs.String("node-id", "", "raft member id (overrides node_id)")
+	dataDir := fs.String("data-dir", "", "raft log, snapshots (overrides data_dir)")
+	bootstrap := fs.Bool("bootstrap", false, "create the cluster on first start (alone, or with -peers)")
+	peers := fs.String("peers", "", "initial voters for -bootstrap: id=raft-addr,id=raft-addr,…")
+	join := fs.String("join", "", "admin URLs of existing members to ask for membership: https://host:7701,…")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := cf.logger("lbs")
+	if err != nil {
+		return err
+	}
+	cfg := lbs.Default()
+	if cf.config != "" {
+		b, err := os.ReadFile(cf.config)
+		if err != nil {
+			return err
+		}
+		if err := config.Decode(cf.config, b, (*rawLBSConfig)(&cfg)); err != nil {
+			return err
+		}
+	}
+	if *nodeID != "" {
+		cfg.NodeID = *nodeID
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *bootstrap {
+		cfg.Cluster.Bootstrap = true
+	}
+	if *peers != "" {
+		cfg.Cluster.Peers = nil
+		for _, p := range strings.Split(*peers, ",") {
+			id, addr, ok := strings.Cut(p, "=")
+			if !ok {
+				return fmt.Errorf("-peers: %q is not id=address", p)
+			}
+			cfg.Cluster.Peers = append(cfg.Cluster.Peers, lbs.Peer{ID: id, Address: addr})
+		}
+	}
+	if *join != "" {
+		cfg.Cluster.Join = strings.Split(*join, ",")
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cf.checkConfig {
+		return printConfig(&cfg)
+	}
+	reg := newRegistry()
+	node, err := lbs.New(cfg, lbs.Deps{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	g := lifecycle.NewGroup(log)
+	dbg, err := debugComponent(*debugAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	if dbg != nil {
+		g.Add("debug", dbg)
+	}
+	g.Add("lbs", readiness(dbg, node))
+	err = serve(ctx, log, g, cf.shutdown)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,39 @@
+package lbs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/longlink/longlink/lbs/internal/engine"
+	"github.com/longlink/longlink/lbs/internal/model"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// TestDeployments checks that the example configs and policy in
+// deployments/lbs decode strictly and validate.
+func TestDeployments(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("0123456789abcdef0123456789"), 0o600)
+	files, _ := filepath.Glob("../deployments/lbs/lbs-*.yaml")
+	if len(files) != 3 {
+		t.Fatalf("want 3 member configs, found %v", files)
+	}
+	for _, f := range files {
+		b := mustRead(t, f)
+		s := strings.NewReplacer("file:/etc/longlink/lbs-admin-token", "file:"+tok, "file:/etc/longlink/lbs-node-token", "file:"+tok).Replace(string(b))
+		cfg := Default()
+		if err := config.Decode(f, []byte(s), &cfg); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	var doc model.Document
+	if err := config.Decode("policy.example.yaml", mustRead(t, "../deployments/lbs/policy.example.yaml"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Compile(&doc, nil, 1); err != nil {
+		t.Fatal(err)
+	}
+}

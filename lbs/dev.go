@@ -1,0 +1,119 @@
+package lbs
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/longlink/longlink/lbs/internal/model"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// DevConfig is a single-member configuration for `longlink dev`: data and CA
+// under dir, the default ports, and an admin token and a node token that are
+// generated once and kept in dir/tokens.json (mode 0600).
+func DevConfig(dir string) (Config, error) {
+	c := Default()
+	c.NodeID = "lbs-dev"
+	c.DataDir = dir
+	c.TLS.CADir = filepath.Join(dir, "ca")
+	c.Cluster.Bootstrap = true
+	c.DNS.Sockets = 1
+	type tokens struct{ Admin, Node string }
+	var tk tokens
+	p := filepath.Join(dir, "tokens.json")
+	if b, err := os.ReadFile(p); err == nil {
+		if err := json.Unmarshal(b, &tk); err != nil {
+			return c, fmt.Errorf("lbs: %s: %w", p, err)
+		}
+	}
+	if tk.Admin == "" || tk.Node == "" {
+		tk = tokens{Admin: randHex(20), Node: randHex(20)}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return c, err
+		}
+		b, _ := json.Marshal(tk)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			return c, err
+		}
+	}
+	c.AdminToken = config.NewSecret(tk.Admin)
+	c.NodeToken = config.NewSecret(tk.Node)
+	return c, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// DevEntryPoint describes one entry point of the demo policy.
+type DevEntryPoint struct {
+	ID      string // e.g. "core-gw" or "edge-1"
+	Kind    string // "gateway" or "edge"
+	Link    string // host:port of Link TCP
+	WebLink string // URL of WebLink, optional
+	TURN    string // host:port, optional
+	KeyIDs  []string
+	Lat     float64 // optional
+	Lon     float64
+}
+
+// DevPolicy renders the demo routing document: app appkey served by the
+// given entry points (edges first, each its own site), with the first
+// gateway as the app's fallback.
+func DevPolicy(appkey string, eps ...DevEntryPoint) ([]byte, error) {
+	doc := model.Document{Description: "longlink dev demo policy", Defaults: model.Defaults{Count: 3}}
+	var ids []string
+	fallback := ""
+	for _, e := range eps {
+		doc.EntryPoints = append(doc.EntryPoints, model.EntryPoint{ID: e.ID, Kind: e.Kind, Site: e.ID, Lat: e.Lat, Lon: e.Lon,
+			Link: e.Link, WebLink: e.WebLink, TURN: e.TURN, KeyIDs: e.KeyIDs})
+		ids = append(ids, e.ID)
+		if e.Kind == "gateway" && fallback == "" {
+			fallback = e.ID
+		}
+	}
+	doc.Pools = []model.Pool{{Name: "dev", EntryPoints: ids}}
+	doc.Apps = []model.App{{AppKey: appkey, Pools: []string{"dev"}, Fallback: fallback}}
+	if err := doc.Validate(); err != nil {
+		return nil, fmt.Errorf("lbs: dev policy: %w", err)
+	}
+	return yaml.Marshal(&doc)
+}
+
+// WriteCtlConfig writes what `longlink ctl` needs to reach this member's
+// admin API (server URL, admin token, CA file) to path, mode 0600.
+func (l *LBS) WriteCtlConfig(path string) error {
+	caPath := filepath.Join(filepath.Dir(path), "ctl-ca.pem")
+	var pem []byte
+	if l.cfg.TLS.CADir != "" {
+		b, err := os.ReadFile(filepath.Join(l.cfg.TLS.CADir, "ca.pem"))
+		if err != nil {
+			return err
+		}
+		pem = b
+	} else {
+		b, err := os.ReadFile(l.cfg.TLS.CAFile)
+		if err != nil {
+			return err
+		}
+		pem = b
+	}
+	if err := os.WriteFile(caPath, pem, 0o644); err != nil {
+		return err
+	}
+	host := l.AdminAddr().String()
+	if strings.HasPrefix(host, "[::]") || strings.HasPrefix(host, "0.0.0.0") {
+		host = "127.0.0.1" + host[strings.LastIndex(host, ":"):]
+	}
+	out, _ := yaml.Marshal(map[string]string{"server": "https://" + host, "token": l.cfg.AdminToken.Reveal(), "ca_file": caPath})
+	return os.WriteFile(path, out, 0o600)
+}
