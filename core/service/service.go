@@ -143,7 +143,9 @@ func (s *Service) Start(ctx context.Context) error {
 		_ = sub.SetPendingLimits(1<<20, 256<<20)
 		s.subs = append(s.subs, sub)
 	}
-	if err := s.nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.nc.FlushWithContext(fctx); err != nil {
 		s.unsubscribeLocked()
 		return fmt.Errorf("service: flush subscriptions: %w", err)
 	}
