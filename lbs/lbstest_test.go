@@ -27,6 +27,7 @@ const testNodeToken = "test-node-token-0123456789"
 
 func geoFiles(t testing.TB, dir string) geo.Config {
 	t.Helper()
+	os.MkdirAll(dir, 0o700)
 	city, asn := filepath.Join(dir, "city.mmdb"), filepath.Join(dir, "asn.mmdb")
 	if err := mmdbbuild.BuildFile("../tools/geodb/testdata/world.csv", city, asn); err != nil {
 		t.Fatal(err)
