@@ -56,7 +56,7 @@ func DecodeText(s []byte) (Packet, error) {
 }
 
 func decodeBase64(s []byte) ([]byte, error) {
-	dst := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	dst := make([]byte, base64.RawStdEncoding.DecodedLen(len(s)))
 	n, err := base64.StdEncoding.Decode(dst, s)
 	if err != nil {
 		// Buffer.from(s, "base64") in the reference accepts unpadded input.
