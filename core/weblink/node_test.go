@@ -1,16 +1,20 @@
 package weblink
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/longlink/longlink/core/weblink/internal/server"
+	"github.com/longlink/longlink/deployments/nginx"
 )
 
 func needIntegration(t *testing.T) {
@@ -62,4 +66,67 @@ func TestNodeClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node tests failed: %v", err)
 	}
+}
+
+// TestThroughNginx runs the example nginx configuration in front of WebLink
+// and chats through it with the official client over TLS.
+func TestThroughNginx(t *testing.T) {
+	needIntegration(t)
+	dir := nodeDir(t)
+	bin := nginx.Binary()
+	if bin == "" {
+		t.Fatal("nginx is not installed (tools/testdeps/install.sh installs it)")
+	}
+	c := startCore(t, func(cfg *Config) { cfg.TrustedProxies = []string{"127.0.0.1/32"} })
+	tmp := t.TempDir()
+	httpAddr, httpsAddr := freeAddr(t), freeAddr(t)
+	conf, err := nginx.Prepare("../../deployments/nginx/longlink.conf", tmp, httpAddr, httpsAddr, c.wl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ngx := exec.CommandContext(ctx, bin, "-p", tmp, "-c", conf)
+	var ngxOut bytes.Buffer
+	ngx.Stdout, ngx.Stderr = &ngxOut, &ngxOut
+	if err := ngx.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = ngx.Process.Signal(syscall.SIGQUIT)
+		_ = ngx.Wait()
+	}()
+	waitListening(t, httpsAddr)
+	tokens, _ := json.Marshal(c.tokens)
+	cmd := exec.CommandContext(ctx, "node", "--test", "--test-reporter=spec", "nginx.test.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NGINX_URL=https://"+httpsAddr, "TOKENS="+string(tokens))
+	out, err := cmd.CombinedOutput()
+	t.Logf("node output:\n%s", out)
+	if err != nil {
+		t.Fatalf("node tests through nginx failed: %v\nnginx:\n%s", err, ngxOut.String())
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s", addr)
 }
