@@ -130,3 +130,24 @@ func waitListening(t *testing.T, addr string) {
 	}
 	t.Fatalf("nothing listens on %s", addr)
 }
+
+// TestDemoPageChromium has two users chat on the demo page in headless
+// Chromium, against WebLink in front of a real IM core.
+func TestDemoPageChromium(t *testing.T) {
+	needIntegration(t)
+	dir := nodeDir(t)
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Fatal("chromium is not installed (tools/testdeps/install.sh installs it)")
+	}
+	c := startCore(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "--test", "--test-reporter=spec", "demo.test.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "DEMO_URL="+c.url+"/", "SCREENSHOT="+os.Getenv("WEBLINK_SCREENSHOT"))
+	out, err := cmd.CombinedOutput()
+	t.Logf("node output:\n%s", out)
+	if err != nil {
+		t.Fatalf("demo page test failed: %v", err)
+	}
+}
