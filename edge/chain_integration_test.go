@@ -253,6 +253,9 @@ func killRelayTest(t *testing.T, tr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	primary := e.Router().Primary("demo")
+	// The relays' own next hop (the egress) comes up a moment after they
+	// answer the edge's probes: wait until a flow gets through.
+	waitThrough(t, e.Addr("link").String(), 10*time.Second)
 
 	// Traffic on the primary path.
 	var clients []net.Conn
@@ -323,5 +326,29 @@ func killRelayTest(t *testing.T, tr string) {
 	t.Logf("%s: clients on the dead path disconnected after %s", tr, time.Since(killed))
 	if p := e.Router().Primary("demo"); p == primary || p == "" {
 		t.Fatalf("primary is %q after the kill", p)
+	}
+}
+
+// waitThrough retries a Link round trip through the edge until one succeeds.
+func waitThrough(t *testing.T, addr string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(time.Second))
+			_, err = io.WriteString(c, "ping\n")
+			if err == nil {
+				_, err = bufio.NewReader(c).ReadString('\n')
+			}
+			c.Close()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no flow through %s within %s: %v", addr, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

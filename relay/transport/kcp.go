@@ -33,8 +33,9 @@ var KCPProfiles = map[string]KCPProfile{
 	"fast": {NoDelay: 1, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 1024, RcvWnd: 1024, MTU: 1350, AckNoDelay: true},
 	// normal: TCP-like timers, gentler on shared links.
 	"normal": {NoDelay: 0, Interval: 30, Resend: 2, NoCongest: 1, SndWnd: 512, RcvWnd: 512, MTU: 1350},
-	// bulk: large windows for throughput (file transfer, many flows).
-	"bulk": {NoDelay: 1, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 8192, RcvWnd: 8192, MTU: 1400, AckNoDelay: true},
+	// bulk: throughput (file transfer, many flows): ACKs batched per interval.
+	// Windows stay at 1024: kcp-go drops output beyond its 2048-packet queue.
+	"bulk": {NoDelay: 1, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 1024, RcvWnd: 1024, MTU: 1400, AckNoDelay: false},
 }
 
 // KCPConfig tunes the KCP transport.
@@ -133,12 +134,13 @@ func (k *KCP) Listen(addr string) (Listener, error) {
 		return nil, fmt.Errorf("kcp listen %s: %w", addr, err)
 	}
 	SizeSocketBuffers(uc, k.cfg.SocketBuffer, k.cfg.Logger)
-	l, err := kcp.ServeConn(nil, k.cfg.DataShards, k.cfg.ParityShards, newServerSeal(uc, k.keys, k.cfg.Stats))
+	ss := newServerSeal(uc, k.keys, k.cfg.Stats)
+	l, err := kcp.ServeConn(nil, k.cfg.DataShards, k.cfg.ParityShards, ss)
 	if err != nil {
-		_ = uc.Close()
+		_ = ss.Close()
 		return nil, fmt.Errorf("kcp listen %s: %w", addr, err)
 	}
-	kl := &kcpListener{k: k, l: l, uc: uc, conns: make(chan *kcpConn, 16), done: make(chan struct{})}
+	kl := &kcpListener{k: k, l: l, uc: uc, ss: ss, conns: make(chan *kcpConn, 16), done: make(chan struct{})}
 	go kl.loop()
 	return kl, nil
 }
@@ -169,17 +171,17 @@ func (k *KCP) Dial(ctx context.Context, addr string) (Conn, error) {
 	}
 	sess, err := kcp.NewConn2(ua, nil, k.cfg.DataShards, k.cfg.ParityShards, sc)
 	if err != nil {
-		_ = uc.Close()
+		_ = sc.Close()
 		return nil, fmt.Errorf("kcp dial %s: %w", addr, err)
 	}
 	k.tune(sess)
 	mux, err := smux.Client(sess, k.smuxConfig())
 	if err != nil {
 		_ = sess.Close()
-		_ = uc.Close()
+		_ = sc.Close()
 		return nil, fmt.Errorf("kcp dial %s: %w", addr, err)
 	}
-	c := newKCPConn(mux, sess, func() { _ = uc.Close() })
+	c := newKCPConn(mux, sess, func() { _ = sc.Close() })
 	// The first stream is the datagram channel; the listener accepts it first.
 	ds, err := mux.OpenStream()
 	if err != nil {
@@ -194,6 +196,7 @@ type kcpListener struct {
 	k     *KCP
 	l     *kcp.Listener
 	uc    *net.UDPConn
+	ss    *serverSealConn
 	conns chan *kcpConn
 	once  sync.Once
 	done  chan struct{}
@@ -251,7 +254,7 @@ func (l *kcpListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		_ = l.l.Close()
-		_ = l.uc.Close()
+		_ = l.ss.Close()
 	})
 	return nil
 }

@@ -184,6 +184,9 @@ func (r *replay) check(ctr uint64) bool {
 
 var sealBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
+// pktPool holds buffers for sealed packets waiting in the batch writer.
+var pktPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
 // SealStats counts what the packet layer rejected.
 type SealStats struct {
 	Rejected atomic.Uint64 // bad MAC, bad AEAD tag, replay, stale hello, unknown peer
@@ -195,6 +198,8 @@ type clientSealConn struct {
 	peer  net.Addr
 	sess  *session
 	stats *SealStats
+	rd    *batchReader
+	wr    *batchWriter
 }
 
 // dialSeal runs the HELLO/ACK handshake with the peer at raddr over pc.
@@ -236,7 +241,7 @@ func dialSeal(deadline time.Time, pc net.PacketConn, raddr net.Addr, k *sealKeys
 			if err != nil {
 				return nil, err
 			}
-			return &clientSealConn{PacketConn: pc, peer: raddr, sess: s, stats: stats}, nil
+			return &clientSealConn{PacketConn: pc, peer: raddr, sess: s, stats: stats, rd: newBatchReader(pc), wr: newBatchWriter(pc)}, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: no authenticated answer from %s (wrong cluster key or peer down)", ErrHandshake, raddr)
@@ -247,15 +252,15 @@ func (c *clientSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	defer sealBufPool.Put(bp)
 	buf := (*bp)[:cap(*bp)]
 	for {
-		n, from, err := c.PacketConn.ReadFrom(buf)
+		pkt, from, err := c.rd.next(buf)
 		if err != nil {
 			return 0, nil, err
 		}
-		if n < 1 || buf[0] != pktData || from.String() != c.peer.String() {
+		if len(pkt) < 1 || pkt[0] != pktData || !sameAddr(from, c.peer) {
 			c.stats.Rejected.Add(1)
 			continue
 		}
-		out, ok := c.sess.open(p[:0], buf[:n])
+		out, ok := c.sess.open(p[:0], pkt)
 		if !ok {
 			c.stats.Rejected.Add(1)
 			continue
@@ -265,13 +270,18 @@ func (c *clientSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (c *clientSealConn) WriteTo(p []byte, _ net.Addr) (int, error) {
-	bp := sealBufPool.Get().(*[]byte)
-	defer sealBufPool.Put(bp)
-	pkt := c.sess.seal((*bp)[:0], p)
-	if _, err := c.PacketConn.WriteTo(pkt, c.peer); err != nil {
+	bp := pktPool.Get().(*[]byte)
+	*bp = c.sess.seal((*bp)[:0], p)
+	if err := c.wr.send(bp, c.peer); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// Close stops the writer and closes the socket.
+func (c *clientSealConn) Close() error {
+	c.wr.close()
+	return c.PacketConn.Close()
 }
 
 // serverSealConn is the listener's packet layer: it answers HELLOs and keeps
@@ -280,6 +290,8 @@ type serverSealConn struct {
 	net.PacketConn
 	keys  *sealKeys
 	stats *SealStats
+	rd    *batchReader
+	wr    *batchWriter
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -287,7 +299,7 @@ type serverSealConn struct {
 }
 
 func newServerSeal(pc net.PacketConn, k *sealKeys, stats *SealStats) *serverSealConn {
-	return &serverSealConn{PacketConn: pc, keys: k, stats: stats, sessions: map[string]*session{}, seen: map[[32]byte]time.Time{}}
+	return &serverSealConn{PacketConn: pc, keys: k, stats: stats, rd: newBatchReader(pc), wr: newBatchWriter(pc), sessions: map[string]*session{}, seen: map[[32]byte]time.Time{}}
 }
 
 func (c *serverSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -295,12 +307,11 @@ func (c *serverSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	defer sealBufPool.Put(bp)
 	buf := (*bp)[:cap(*bp)]
 	for {
-		n, from, err := c.PacketConn.ReadFrom(buf)
+		pkt, from, err := c.rd.next(buf)
 		if err != nil {
 			return 0, nil, err
 		}
-		pkt := buf[:n]
-		if n < 1 {
+		if len(pkt) < 1 {
 			continue
 		}
 		switch pkt[0] {
@@ -386,10 +397,25 @@ func (c *serverSealConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if s == nil {
 		return len(p), nil // peer gone: drop, as the network would
 	}
-	bp := sealBufPool.Get().(*[]byte)
-	defer sealBufPool.Put(bp)
-	if _, err := c.PacketConn.WriteTo(s.seal((*bp)[:0], p), addr); err != nil {
+	bp := pktPool.Get().(*[]byte)
+	*bp = s.seal((*bp)[:0], p)
+	if err := c.wr.send(bp, addr); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// Close stops the writer and closes the socket.
+func (c *serverSealConn) Close() error {
+	c.wr.close()
+	return c.PacketConn.Close()
+}
+
+func sameAddr(a, b net.Addr) bool {
+	ua, ok1 := a.(*net.UDPAddr)
+	ub, ok2 := b.(*net.UDPAddr)
+	if ok1 && ok2 {
+		return ua.Port == ub.Port && ua.IP.Equal(ub.IP)
+	}
+	return a.String() == b.String()
 }

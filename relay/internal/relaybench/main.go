@@ -21,6 +21,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	kcp "github.com/xtaci/kcp-go/v5"
+
 	"github.com/longlink/longlink/edge"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/pki"
@@ -93,12 +96,13 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 func measure(tr string, ca *pki.CA, echo, sink string, direct time.Duration) error {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
 	deps := func(name string) relay.Deps {
 		cert, err := ca.Issue(name, "127.0.0.1")
 		if err != nil {
 			panic(err)
 		}
-		return relay.Deps{Logger: log, TLS: pki.MutualTLS(cert, ca.Pool()), ClusterKey: []byte("bench-cluster-key-0123456789")}
+		return relay.Deps{Logger: log, Registerer: reg, TLS: pki.MutualTLS(cert, ca.Pool()), ClusterKey: []byte("bench-cluster-key-0123456789")}
 	}
 	ecfg := relay.DefaultEgress()
 	ecfg.Cluster = "bench"
@@ -109,7 +113,7 @@ func measure(tr string, ca *pki.CA, echo, sink string, direct time.Duration) err
 	}
 	if tr == "kcp" {
 		// One stream's throughput: the bulk profile without FEC.
-		ecfg.Transport.KCP.Profile = "bulk"
+		ecfg.Transport.KCP.Profile = kcpProfile()
 		ecfg.Transport.KCP.DataShards, ecfg.Transport.KCP.ParityShards = 0, 0
 	}
 	eg, err := relay.NewEgress(ecfg, deps("egress"))
@@ -147,7 +151,7 @@ func measure(tr string, ca *pki.CA, echo, sink string, direct time.Duration) err
 		cfg.DrainPeriod = config.Duration(0)
 		cfg.Routing.Routes = []relay.Route{{Cluster: "bench", NextHops: []relay.Hop{hop}}}
 		d := deps(name)
-		e, err := edge.New(cfg, edge.Deps{Logger: log, TLS: d.TLS, ClusterKey: d.ClusterKey})
+		e, err := edge.New(cfg, edge.Deps{Logger: log, Registerer: reg, TLS: d.TLS, ClusterKey: d.ClusterKey})
 		if err != nil {
 			return nil, err
 		}
@@ -193,7 +197,30 @@ func measure(tr string, ca *pki.CA, echo, sink string, direct time.Duration) err
 	}
 	fmt.Printf("RESULT %s_one_hop_stream_throughput %.2f Gbit/s\n", tr, bps/1e9)
 	fmt.Printf("RESULT %s_one_hop_cpu_seconds_per_gb %.2f s/GB\n", tr, cpu)
+	if tr == "kcp" {
+		snmp := kcp.DefaultSnmp.Copy()
+		rejected := 0.0
+		if mfs, err := reg.Gather(); err == nil {
+			for _, mf := range mfs {
+				if mf.GetName() == "longlink_relay_kcp_rejected_packets_total" {
+					for _, m := range mf.GetMetric() {
+						rejected += m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		fmt.Printf("# kcp: packets rejected by the sealed layer: %.0f\n", rejected)
+		fmt.Printf("# kcp: out segments %d, retransmitted %d (fast %d, early %d, lost %d), in errors %d\n",
+			snmp.OutSegs, snmp.RetransSegs, snmp.FastRetransSegs, snmp.EarlyRetransSegs, snmp.LostSegs, snmp.InErrs)
+	}
 	return nil
+}
+
+func kcpProfile() string {
+	if p := os.Getenv("RELAYBENCH_KCP_PROFILE"); p != "" {
+		return p
+	}
+	return "bulk"
 }
 
 func ptr[T any](v T) *T { return &v }
