@@ -9,6 +9,13 @@ import "time"
 func init() {
 	for _, tunnel := range []string{"quic", "kcp"} {
 		register(benchmark{
+			name: "accel-" + tunnel,
+			summary: "Longlink (longlink dev + relay -egress + edge, core/sdk clients) through the edge over " + tunnel +
+				" vs direct to the core in the emulated standard world: connect+login p50/p99, message RTT p50/p99",
+			limit: 10 * time.Minute,
+			argv:  []string{"go", "run", "./tools/wanemu/accel", "-impl", "longlink", "-tunnel", tunnel, "-timeout", "8m"},
+		})
+		register(benchmark{
 			name: "accel-standin-" + tunnel,
 			summary: "stand-in edge+" + tunnel + " tunnel vs direct in the emulated standard world: " +
 				"connect+login p50/p99, message RTT p50/p99, bulk (standin_* figures)",

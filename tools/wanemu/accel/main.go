@@ -18,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -39,16 +41,18 @@ import (
 )
 
 type flags struct {
-	role    string
-	listen  string
-	tunnel  string
-	egress  string
-	target  string
-	pkiDir  string
-	world   string
-	mode    string
-	timeout time.Duration
-	plan    clientPlan
+	role       string
+	listen     string
+	tunnel     string
+	egress     string
+	target     string
+	pkiDir     string
+	impl       string
+	clientFile string
+	world      string
+	mode       string
+	timeout    time.Duration
+	plan       clientPlan
 }
 
 func main() {
@@ -61,6 +65,8 @@ func main() {
 	flag.StringVar(&f.pkiDir, "pki", "", "role: directory with the run's CA and keys")
 	flag.StringVar(&f.world, "world", "tools/wanemu/worlds/standard.yaml", "world file (nodes user, edge, core)")
 	flag.StringVar(&f.mode, "mode", "accel", "accel, or ceiling (the emulator's own throughput)")
+	flag.StringVar(&f.impl, "impl", "standin", "accel mode: standin (this program's own edge and core) or longlink (cmd/longlink and core/sdk)")
+	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
 	flag.DurationVar(&f.timeout, "timeout", 9*time.Minute, "stop everything after this long")
 	flag.IntVar(&f.plan.connects, "connects", 200, "connect-and-login samples per path")
 	flag.IntVar(&f.plan.concurrency, "concurrency", 10, "parallel connect-and-login attempts")
@@ -91,6 +97,8 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 	case "client":
 		f.plan.target, f.plan.pkiDir = f.target, f.pkiDir
 		return runClient(ctx, f.plan)
+	case "sdkclient":
+		return runSDKClient(ctx, f.clientFile, f.target, f.plan.connects, f.plan.msgFor)
 	case "":
 	default:
 		return fmt.Errorf("unknown role %q", f.role)
@@ -116,6 +124,9 @@ func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
 	if f.tunnel != "quic" && f.tunnel != "kcp" {
 		return fmt.Errorf("-tunnel %q: want quic or kcp", f.tunnel)
 	}
+	if f.impl != "standin" && f.impl != "longlink" {
+		return fmt.Errorf("-impl %q: want standin or longlink", f.impl)
+	}
 	cfg, err := wan.Load(f.world)
 	if err != nil {
 		return err
@@ -129,6 +140,13 @@ func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
 			return fmt.Errorf("world %s has no node %q", f.world, n)
 		}
 	}
+	// The directory outlives the world: its processes are gone before it is
+	// removed.
+	dir, err := os.MkdirTemp("", "accel-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
@@ -138,11 +156,6 @@ func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
 		}
 	}()
 
-	dir, err := os.MkdirTemp("", "accel-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
 	ca, err := pki.NewCA("accel-standin")
 	if err != nil {
 		return err
@@ -158,6 +171,9 @@ func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
+	}
+	if f.impl == "longlink" {
+		return orchestrateLonglink(ctx, log, f, w, dir, exe)
 	}
 
 	core, edge := w.Addr("core").String(), w.Addr("edge").String()
@@ -186,8 +202,7 @@ func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
 		if err != nil {
 			return m, err
 		}
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
+		out, err := runOutput(w, cmd)
 		if err != nil {
 			return m, fmt.Errorf("client for %s: %w", target, err)
 		}
@@ -238,7 +253,7 @@ func startRole(ctx context.Context, w *wan.World, node, exe string, args []strin
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := w.Spawn(cmd); err != nil {
 		return err
 	}
 	readyc := make(chan error, 1)
@@ -262,6 +277,18 @@ func startRole(ctx context.Context, w *wan.World, node, exe string, args []strin
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// runOutput runs a world command to its end and returns its standard output;
+// its standard error passes through.
+func runOutput(w *wan.World, cmd *exec.Cmd) ([]byte, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if err := w.Spawn(cmd); err != nil {
+		return nil, err
+	}
+	err := cmd.Wait()
+	return out.Bytes(), err
 }
 
 // report prints the RESULT lines of one run: the direct path is the baseline.

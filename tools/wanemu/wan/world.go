@@ -72,6 +72,8 @@ type World struct {
 	wg   sync.WaitGroup
 	pool sync.Pool
 
+	spawner *netns.Spawner
+
 	mu       sync.Mutex
 	started  bool
 	shutdown bool
@@ -165,6 +167,7 @@ func (w *World) Start(ctx context.Context) (err error) {
 		return errors.New("wan: world already started")
 	}
 	w.started = true
+	w.spawner = netns.NewSpawner()
 	w.mu.Unlock()
 	if removed, err := CleanStale(ctx); err != nil {
 		w.log.Warn("cleaning stale namespaces", "err", err)
@@ -262,9 +265,13 @@ func (w *World) Shutdown(ctx context.Context) error {
 	w.mu.Unlock()
 
 	for _, c := range cmds {
-		if c.Process != nil && c.ProcessState == nil {
+		if c.Process != nil {
+			// The group may already be gone; ESRCH is fine.
 			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 		}
+	}
+	if w.spawner != nil {
+		w.spawner.Close()
 	}
 	close(w.stop)
 	for _, n := range w.nodes {
@@ -313,7 +320,9 @@ func (w *World) Namespace(nodeName string) string {
 
 // Command returns a command that runs name with args inside the node's
 // namespace (`ip netns exec`). It runs in its own process group; Shutdown
-// kills it if it is still running.
+// kills the group if it is still running. Start it with Spawn (rather than
+// cmd.Start) so that it is also killed if this process dies without a
+// Shutdown.
 func (w *World) Command(ctx context.Context, nodeName, name string, args ...string) (*exec.Cmd, error) {
 	n := w.byName[nodeName]
 	if n == nil {
@@ -327,6 +336,19 @@ func (w *World) Command(ctx context.Context, nodeName, name string, args ...stri
 	}
 	w.cmds = append(w.cmds, cmd)
 	return cmd, nil
+}
+
+// Spawn starts a command made by Command from the world's spawner thread,
+// with SIGKILL as its parent-death signal: if this process dies, even by
+// SIGKILL, the kernel kills the command too.
+func (w *World) Spawn(cmd *exec.Cmd) error {
+	w.mu.Lock()
+	sp, down := w.spawner, w.shutdown
+	w.mu.Unlock()
+	if sp == nil || down {
+		return errors.New("wan: world not running")
+	}
+	return sp.Start(cmd)
 }
 
 // Do runs fn on a thread inside the node's namespace. Sockets fn creates (for

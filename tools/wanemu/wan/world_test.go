@@ -101,6 +101,41 @@ func TestWorldLossyPath(t *testing.T) {
 		}
 	})
 
+	t.Run("spawned command killed at shutdown", func(t *testing.T) {
+		// A second world so that its shutdown can be observed here.
+		cfg := Default()
+		cfg.Name = "spawn"
+		cfg.Nodes = []NodeConfig{{Name: "x"}, {Name: "y"}}
+		w2, err := New(cfg, Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w2.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		cmd, err := w2.Command(context.Background(), "x", "sleep", "60")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w2.Spawn(cmd); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		time.Sleep(100 * time.Millisecond)
+		if err := w2.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			t.Fatal("spawned command still running after Shutdown")
+		}
+		if _, err := w2.Command(context.Background(), "x", "true"); err == nil {
+			t.Fatal("Command after Shutdown succeeded")
+		}
+	})
+
 	t.Run("sysctl per namespace", func(t *testing.T) {
 		host, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -149,13 +150,74 @@ func Do(name string, fn func() error) error {
 }
 
 // Command returns a command that runs argv inside the named namespace via
-// `ip netns exec`. It starts in its own process group so that Kill can take
-// down everything it spawned.
+// `ip netns exec`. It starts in its own process group so that killing the
+// group takes down everything it spawned.
 func Command(ctx context.Context, name string, argv ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", name}, argv...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	return cmd
+}
+
+// Spawner starts commands from one OS thread that lives until Close, with
+// the parent-death signal set to SIGKILL. The kernel sends that signal when
+// the thread that forked a child exits — in Go any thread may exit (a locked
+// thread does when its goroutine ends), so commands started from arbitrary
+// goroutines would be killed at random. From the spawner's thread the signal
+// comes only when the whole process dies, even by SIGKILL: children never
+// outlive a crashed emulator.
+type Spawner struct {
+	reqs chan spawnReq
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+// NewSpawner starts the spawner's thread.
+func NewSpawner() *Spawner {
+	s := &Spawner{reqs: make(chan spawnReq), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(s.done)
+		for {
+			select {
+			case r := <-s.reqs:
+				if r.cmd.SysProcAttr == nil {
+					r.cmd.SysProcAttr = &syscall.SysProcAttr{}
+				}
+				r.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+				r.err <- r.cmd.Start()
+			case <-s.stop:
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// Start starts cmd from the spawner's thread.
+func (s *Spawner) Start(cmd *exec.Cmd) error {
+	r := spawnReq{cmd: cmd, err: make(chan error, 1)}
+	select {
+	case s.reqs <- r:
+		return <-r.err
+	case <-s.done:
+		return errors.New("netns: spawner closed")
+	}
+}
+
+// Close stops the spawner; it is idempotent. Children it started receive
+// their parent-death signal when its thread exits, which it does only with
+// the process (the thread is handed back to the runtime, not terminated).
+func (s *Spawner) Close() {
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
 }
 
 // Tun is an open TUN device (layer 3, no packet information header).

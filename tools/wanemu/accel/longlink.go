@@ -1,0 +1,349 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	crand "crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/sdk"
+	"github.com/longlink/longlink/pkg/pki"
+	"github.com/longlink/longlink/tools/wanemu/wan"
+)
+
+// This file runs the real Longlink in the standard world: `longlink dev` (the
+// core with its demo app and users) and `longlink relay -egress` in the core
+// namespace, `longlink edge` in the edge namespace, and core/sdk clients in
+// the user namespace, once straight to the core's gateway and once through
+// the edge. Figures are named accel_*.
+
+// demoAccounts are the users `longlink dev` seeds.
+var demoAccounts = []string{"alice", "bob", "carol"}
+
+// orchestrateLonglink builds cmd/longlink, starts it in the world and
+// measures both paths.
+func orchestrateLonglink(ctx context.Context, log *slog.Logger, f flags, w *wan.World, dir, exe string) error {
+	bin := filepath.Join(dir, "longlink")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/longlink")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/longlink (run from the repository root): %w", err)
+	}
+	pkiDir := filepath.Join(dir, "pki")
+	// Node certificates must name the nodes' world addresses: tunnels verify
+	// the address they dial.
+	if err := issueNodeCerts(pkiDir, map[string]string{"edge": w.Addr("edge").String(), "core": w.Addr("core").String()}); err != nil {
+		return fmt.Errorf("issue node certificates: %w", err)
+	}
+	key := make([]byte, 32)
+	crand.Read(key)
+	clusterEnv := "LONGLINK_CLUSTER_KEY=" + hex.EncodeToString(key)
+
+	core, edge := w.Addr("core").String(), w.Addr("edge").String()
+	port := map[string]string{"quic": "7745", "kcp": "7746"}[f.tunnel]
+	files := map[string]string{
+		// The gateway also listens on the core's world address, for the
+		// direct path; the egress reaches it on loopback.
+		"dev.yaml": `
+core:
+  gateway:
+    listen: 0.0.0.0:7710
+    trusted_proxies: [127.0.0.1/32]
+`,
+		"egress.yaml": fmt.Sprintf(`
+name: core-egress
+cluster: default
+listen: {quic: "%[1]s:7745", kcp: "%[1]s:7746"}
+security:
+  ca_file: %[2]s/ca.pem
+  cert_file: %[2]s/core.pem
+  key_file: %[2]s/core-key.pem
+  cluster_key: env:LONGLINK_CLUSTER_KEY
+services:
+  link: {kind: link, address: "127.0.0.1:7710"}
+`, core, pkiDir),
+		"edge.yaml": fmt.Sprintf(`
+name: edge-1
+cluster: default
+link: {listen: "%[1]s:7720", service: link}
+weblink: {listen: ""}
+security:
+  ca_file: %[2]s/ca.pem
+  cert_file: %[2]s/edge.pem
+  key_file: %[2]s/edge-key.pem
+  cluster_key: env:LONGLINK_CLUSTER_KEY
+routing:
+  routes:
+    - cluster: default
+      direct: {name: core, transport: %[3]s, address: "%[4]s:%[5]s"}
+`, edge, pkiDir, f.tunnel, core, port),
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			return err
+		}
+	}
+	devDir := filepath.Join(dir, "dev")
+	measuring := make(chan struct{}) // closed when the measurement ends
+	defer close(measuring)
+	start := func(node string, env []string, args ...string) error {
+		cmd, err := w.Command(ctx, node, bin, args...)
+		if err != nil {
+			return err
+		}
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := w.Spawn(cmd); err != nil {
+			return fmt.Errorf("longlink %s: %w", args[0], err)
+		}
+		fmt.Fprintf(os.Stderr, "# started in %s: longlink %s\n", node, strings.Join(args, " "))
+		go func() {
+			err := cmd.Wait()
+			select {
+			case <-measuring:
+			default:
+				fmt.Fprintf(os.Stderr, "# longlink %s in %s exited early: %v\n", args[0], node, err)
+			}
+		}()
+		return nil
+	}
+	if err := start("core", nil, "dev", "-dir", devDir, "-config", filepath.Join(dir, "dev.yaml")); err != nil {
+		return err
+	}
+	clientFile := filepath.Join(devDir, "client.json")
+	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := os.Stat(clientFile); return err == nil }); err != nil {
+		return fmt.Errorf("longlink dev did not write %s: %w", clientFile, err)
+	}
+	if err := start("core", []string{clusterEnv}, "relay", "-egress", "-config", filepath.Join(dir, "egress.yaml"), "-debug-addr", ""); err != nil {
+		return err
+	}
+	if err := start("edge", []string{clusterEnv}, "edge", "-config", filepath.Join(dir, "edge.yaml"), "-debug-addr", ""); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		return w.Do("edge", func() error {
+			c, err := net.DialTimeout("tcp", edge+":7720", time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}) == nil
+	}); err != nil {
+		return fmt.Errorf("edge Link listener: %w", err)
+	}
+	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge->%s tunnel->core egress\n", f.world, f.tunnel)
+
+	clientArgs := []string{"-role", "sdkclient", "-clientfile", clientFile,
+		"-connects", fmt.Sprint(f.plan.connects), "-msg-for", f.plan.msgFor.String()}
+	measure := func(target string) (measurement, error) {
+		var m measurement
+		cmd, err := w.Command(ctx, "user", exe, append(clientArgs, "-target", target)...)
+		if err != nil {
+			return m, err
+		}
+		out, err := runOutput(w, cmd)
+		if err != nil {
+			return m, fmt.Errorf("sdk client for %s: %w", target, err)
+		}
+		if err := json.Unmarshal(out, &m); err != nil {
+			return m, fmt.Errorf("sdk client for %s: %w", target, err)
+		}
+		return m, nil
+	}
+	direct, err := measure(core + ":7710")
+	if err != nil {
+		return err
+	}
+	accel, err := measure(edge + ":7720")
+	if err != nil {
+		return err
+	}
+	report("accel", f.tunnel, direct, accel)
+	printLinkStats(w)
+	return nil
+}
+
+// issueNodeCerts creates a cluster CA in dir and a certificate per node for
+// its name, its world address and loopback, in the layout `longlink relay
+// -issue` writes (name.pem, name-key.pem).
+func issueNodeCerts(dir string, nodes map[string]string) error {
+	ca, err := pki.LoadOrCreateCA(dir, "longlink-cluster")
+	if err != nil {
+		return err
+	}
+	for name, addr := range nodes {
+		cert, err := ca.Issue(name, addr, "127.0.0.1")
+		if err != nil {
+			return err
+		}
+		kd, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+"-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitFor(ctx context.Context, limit time.Duration, ok func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// runSDKClient measures with core/sdk against target: connect-and-login
+// (dial, Link handshake, login) with each demo account in parallel, then 1:1
+// text messages between them, each timed from Send to the server's durable
+// ack.
+func runSDKClient(ctx context.Context, clientFile, target string, connects int, msgFor time.Duration) error {
+	cf, err := sdk.LoadClientFile(clientFile)
+	if err != nil {
+		return err
+	}
+	configFor := func(account string) (sdk.Config, error) {
+		c, err := cf.Config(account)
+		if err != nil {
+			return c, err
+		}
+		c.Addresses = []string{target}
+		c.ConnectTimeout = 20 * time.Second
+		c.DeviceType = "phone"
+		return c, nil
+	}
+	var m measurement
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+
+	// Warm up both the path and the server (first logins touch cold caches).
+	for _, a := range demoAccounts {
+		cfg, err := configFor(a)
+		if err != nil {
+			return err
+		}
+		if _, err := loginOnce(ctx, cfg); err != nil {
+			return fmt.Errorf("warm-up login %s via %s: %w", a, target, err)
+		}
+	}
+
+	per := (connects + len(demoAccounts) - 1) / len(demoAccounts)
+	for _, a := range demoAccounts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg, _ := configFor(a)
+			for range per {
+				if ctx.Err() != nil {
+					return
+				}
+				d, err := loginOnce(ctx, cfg)
+				mu.Lock()
+				if err != nil {
+					m.ConnectFailed++
+					fmt.Fprintf(os.Stderr, "login %s via %s: %v\n", a, target, err)
+				} else {
+					m.ConnectMS = append(m.ConnectMS, ms(d))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
+	deadline := time.Now().Add(msgFor)
+	for i, a := range demoAccounts {
+		to := demoAccounts[(i+1)%len(demoAccounts)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg, _ := configFor(a)
+			c, err := sdk.New(cfg)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.Start()
+			go func() {
+				for range c.Events() { // pushes of the messages sent to a
+				}
+			}()
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = c.WaitConnected(wctx)
+			cancel()
+			if err != nil {
+				mu.Lock()
+				m.MessageFailed++
+				mu.Unlock()
+				return
+			}
+			rng := rand.New(rand.NewPCG(uint64(i), 11))
+			text := strings.Repeat("x", 200)
+			for n := 0; time.Now().Before(deadline) && ctx.Err() == nil; n++ {
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				start := time.Now()
+				_, err := c.SendText(sctx, imapi.ConvP2P, to, text)
+				d := time.Since(start)
+				cancel()
+				mu.Lock()
+				if err != nil {
+					m.MessageFailed++
+				} else {
+					m.MessageMS = append(m.MessageMS, ms(d))
+				}
+				mu.Unlock()
+				time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	return json.NewEncoder(os.Stdout).Encode(m)
+}
+
+// loginOnce starts a fresh client, waits until it is logged in and closes it.
+func loginOnce(ctx context.Context, cfg sdk.Config) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := sdk.New(cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.Start()
+	go func() {
+		for range c.Events() {
+		}
+	}()
+	if err := c.WaitConnected(ctx); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
