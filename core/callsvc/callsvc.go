@@ -232,7 +232,7 @@ func (s *Service) Credentials(ctx context.Context, appkey, account, clientIP str
 		Username: c.Username,
 		Password: c.Password,
 		Expires:  c.Expires.Unix(),
-		TTLSec:   int(c.Expires.Sub(s.now()) / time.Second),
+		TTLSec:   int((c.Expires.Sub(s.now()) + time.Second - 1) / time.Second),
 		Servers:  s.locator.Nearest(ctx, appkey, clientIP, s.cfg.MaxServers),
 	}, nil
 }
