@@ -1,0 +1,46 @@
+// Command loadgen measures the IM core from outside: it starts a core
+// server process (`longlink core`, optionally pinned to a CPU with taskset),
+// seeds its users directly into the store before the start, and drives it
+// with Link clients from other processes.
+//
+//	loadgen idle     -bin longlink [-levels 5000,10000,19000]   RSS per idle authenticated connection
+//	loadgen messages -bin longlink [-rate 10000 -duration 20s]   durable 1:1 messages through the SDK
+//
+// Both print progress while they run and end with lines
+// `RESULT <figure> <value> <unit>` (see tools/bench).
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: loadgen idle|messages [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "idle":
+		err = runIdle(os.Args[2:])
+	case "idle-worker":
+		err = runIdleWorker(os.Args[2:])
+	case "messages":
+		err = runMessages(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stdout, "# "+format+"\n", args...)
+}
+
+func result(figure string, value float64, unit string) {
+	fmt.Fprintf(os.Stdout, "RESULT %s %.6g %s\n", figure, value, unit)
+}

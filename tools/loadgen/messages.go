@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/sdk"
+)
+
+// runMessages measures durable 1:1 messages end to end through the SDK:
+// senders send to receivers at a fixed offered rate; latency is from the
+// send call to the receiver's message event (the message is durable before
+// the server pushes it).
+func runMessages(args []string) error {
+	fs := flag.NewFlagSet("messages", flag.ContinueOnError)
+	bin := fs.String("bin", "longlink", "longlink binary")
+	pairs := fs.Int("pairs", 100, "sender/receiver pairs (each pair is one conversation)")
+	rate := fs.Int("rate", 10000, "offered load, messages per second in total")
+	duration := fs.Duration("duration", 20*time.Second, "measured period")
+	warmup := fs.Duration("warmup", 3*time.Second, "unmeasured period before it")
+	serverCPU := fs.String("server-cpu", "0", "CPU list for the server (taskset); empty: not pinned")
+	syncMode := fs.String("sync", "full", "SQLite synchronous mode of the server: full (fsync per commit) or normal")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the server during the measured period to this file")
+	showMetrics := fs.String("metrics", "", "comma-separated metric name prefixes of the server to print at the end")
+	selfProfile := fs.String("selfprofile", "", "write a CPU profile of the load generator to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *selfProfile != "" {
+		f, err := os.Create(*selfProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx := context.Background()
+	srv, err := startServer(ctx, serverOpts{bin: *bin, cpu: *serverCPU, users: 2 * *pairs,
+		extra: "store: {synchronous: " + *syncMode + "}\n"})
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+
+	var (
+		delivered atomic.Int64
+		acked     atomic.Int64
+		failed    atomic.Int64
+		latMu     sync.Mutex
+		lats      []time.Duration // end-to-end, of messages sent in the window
+		ackLats   []time.Duration
+	)
+	epoch := time.Now()
+	var winStart, winEnd atomic.Int64 // nanoseconds since epoch
+	winStart.Store(1 << 62)
+	inWindow := func(sent int64) bool { return sent >= winStart.Load() && sent < winEnd.Load() }
+	winEnd.Store(1 << 62)
+
+	newClient := func(i int) (*sdk.Client, error) {
+		return sdk.New(sdk.Config{
+			Addresses:  []string{srv.linkAddr},
+			ServerKeys: map[string][]byte{srv.key.ID: srv.key.Public},
+			AppKey:     benchAppKey, Account: account(i), Token: token(i), DeviceType: "phone",
+			EventBuffer: 4096, RequestTimeout: 30 * time.Second,
+		})
+	}
+	var clients []*sdk.Client
+	defer func() {
+		for _, c := range clients {
+			_ = c.Close()
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := 0; i < 2**pairs; i++ {
+		c, err := newClient(i)
+		if err != nil {
+			return err
+		}
+		clients = append(clients, c)
+		c.Start()
+		receiver := i >= *pairs
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ev := range c.Events() {
+				switch ev.Kind {
+				case sdk.EventMessage:
+					if !receiver {
+						continue
+					}
+					var b struct {
+						T int64 `json:"t"`
+					}
+					_ = json.Unmarshal(ev.Message.Body, &b)
+					now := int64(time.Since(epoch))
+					delivered.Add(1)
+					if inWindow(b.T) {
+						latMu.Lock()
+						lats = append(lats, time.Duration(now-b.T))
+						latMu.Unlock()
+					}
+				case sdk.EventSent:
+					acked.Add(1)
+					if t, err := strconv.ParseInt(strings.SplitN(ev.ClientMsgID, "-", 2)[0], 10, 64); err == nil && inWindow(t) {
+						latMu.Lock()
+						ackLats = append(ackLats, time.Duration(int64(time.Since(epoch))-t))
+						latMu.Unlock()
+					}
+				case sdk.EventSendFailed:
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	for _, c := range clients {
+		if err := c.WaitConnected(cctx); err != nil {
+			cancel()
+			return fmt.Errorf("connect: %w", err)
+		}
+	}
+	cancel()
+	progress("%d clients connected; offering %d msg/s for %s after %s of warm-up", len(clients), *rate, *duration, *warmup)
+
+	// Pacing: every millisecond, send what the schedule says is due.
+	start := time.Now()
+	winStart.Store(int64(start.Add(*warmup).Sub(epoch)))
+	winEnd.Store(int64(start.Add(*warmup + *duration).Sub(epoch)))
+	end := start.Add(*warmup + *duration)
+	if *profile != "" {
+		go func() {
+			time.Sleep(*warmup)
+			if err := fetchProfile(srv.debugAddr, *profile, *duration); err != nil {
+				progress("profile: %v", err)
+			}
+		}()
+	}
+	var sent int64
+	var sentInWindow int64
+	tick := time.NewTicker(time.Millisecond)
+	lastReport := start
+	var lastDelivered int64
+	for now := range tick.C {
+		if now.After(end) {
+			break
+		}
+		due := int64(now.Sub(start).Seconds() * float64(*rate))
+		for ; sent < due; sent++ {
+			i := int(sent % int64(*pairs))
+			t := int64(time.Since(epoch))
+			body, _ := json.Marshal(map[string]int64{"t": t})
+			req := imapi.SendReq{ConvType: imapi.ConvP2P, To: account(*pairs + i), Type: "custom", Body: body,
+				ClientMsgID: strconv.FormatInt(t, 10) + "-" + strconv.FormatInt(sent, 10)}
+			if _, err := clients[i].SendAsync(&req); err != nil {
+				return err
+			}
+			if inWindow(t) {
+				sentInWindow++
+			}
+		}
+		if now.Sub(lastReport) >= time.Second {
+			d := delivered.Load()
+			progress("t=%4.1fs sent %d acked %d delivered %d (%d/s) failed %d", now.Sub(start).Seconds(), sent, acked.Load(), d, d-lastDelivered, failed.Load())
+			lastReport, lastDelivered = now, d
+		}
+	}
+	tick.Stop()
+	// Let what was sent arrive (bounded).
+	drainUntil := time.Now().Add(15 * time.Second)
+	for delivered.Load() < sent && time.Now().Before(drainUntil) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	progress("sent %d, delivered %d, acked %d, failed %d", sent, delivered.Load(), acked.Load(), failed.Load())
+
+	if *showMetrics != "" {
+		dumpMetrics(srv.debugAddr, strings.Split(*showMetrics, ","))
+	}
+	latMu.Lock()
+	defer latMu.Unlock()
+	if len(lats) == 0 {
+		return fmt.Errorf("no message of the measured window was delivered")
+	}
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	sort.Slice(ackLats, func(i, j int) bool { return ackLats[i] < ackLats[j] })
+	pct := func(s []time.Duration, p float64) float64 {
+		if len(s) == 0 {
+			return 0
+		}
+		return float64(s[min(len(s)-1, int(float64(len(s))*p))].Microseconds()) / 1000
+	}
+	// Throughput: messages sent in the window that were delivered, over the
+	// window. A server that falls behind delivers fewer of them in time.
+	result("link_messages_offered", float64(*rate), "msg/s")
+	result("link_messages_throughput", float64(len(lats))/duration.Seconds(), "msg/s")
+	result("link_messages_delivered_ratio", float64(len(lats))/float64(max(sentInWindow, 1)), "ratio")
+	result("link_messages_p50", pct(lats, 0.50), "ms")
+	result("link_messages_p99", pct(lats, 0.99), "ms")
+	result("link_messages_ack_p50", pct(ackLats, 0.50), "ms")
+	result("link_messages_ack_p99", pct(ackLats, 0.99), "ms")
+	return nil
+}

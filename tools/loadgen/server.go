@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/store"
+)
+
+const benchAppKey = "bench"
+
+// server is a core server process under test.
+type server struct {
+	cmd       *exec.Cmd
+	dir       string
+	linkAddr  string
+	debugAddr string
+	key       link.KeyPair
+}
+
+type serverOpts struct {
+	bin   string
+	cpu   string // taskset CPU list; "" = not pinned
+	users int
+	extra string // extra top-level YAML
+	env   []string
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func account(i int) string { return "u" + strconv.Itoa(i) }
+func token(i int) string   { return "bench-token-" + strconv.Itoa(i) }
+
+// seedUsers creates n users with known tokens directly in the SQLite store
+// the server will open (much faster than n calls to the server API).
+func seedUsers(ctx context.Context, dbPath string, n int) error {
+	cfg := store.Default()
+	cfg.Path = dbPath
+	cfg.Synchronous = "normal"
+	st, err := store.Open(ctx, cfg, store.Deps{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	const batch = 500
+	for i := 0; i < n; i += batch {
+		var us []service.SeedUser
+		for j := i; j < min(i+batch, n); j++ {
+			us = append(us, service.SeedUser{Account: account(j), Token: token(j)})
+		}
+		if _, err := service.Seed(ctx, st, benchAppKey, us, 24*time.Hour); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func startServer(ctx context.Context, o serverOpts) (*server, error) {
+	dir, err := os.MkdirTemp("", "loadgen-core")
+	if err != nil {
+		return nil, err
+	}
+	s := &server{dir: dir}
+	if s.key, err = link.GenerateKey("bench-1"); err != nil {
+		return nil, err
+	}
+	if s.linkAddr, err = freePort(); err != nil {
+		return nil, err
+	}
+	if s.debugAddr, err = freePort(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := seedUsers(ctx, filepath.Join(dir, "core.db"), o.users); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	progress("seeded %d users in %s", o.users, time.Since(start).Round(time.Millisecond))
+	cfg := fmt.Sprintf(`data_dir: %s
+debug_listen: %s
+roles: {services: true, gateway: true, server_api: false, weblink: false}
+bus: {listen: ""}
+service:
+  apps:
+    - {appkey: %s, secret: bench-app-secret-0123456789, devices: allow_all, heartbeat: 60s}
+gateway:
+  listen: %s
+  keys: [{id: %s, private_key: %s}]
+  heartbeat: 60s
+  max_connections_per_ip: -1
+  request_rate: 100000
+  request_burst: 100000
+  max_inflight: 4096
+%s`, dir, s.debugAddr, benchAppKey, s.linkAddr, s.key.ID, link.EncodeKey(s.key.Private), o.extra)
+	cfgPath := filepath.Join(dir, "core.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	argv := []string{o.bin, "core", "-config", cfgPath, "-log-level", "warn"}
+	if o.cpu != "" {
+		if _, err := exec.LookPath("taskset"); err == nil {
+			argv = append([]string{"taskset", "-c", o.cpu}, argv...)
+		} else {
+			progress("taskset not found: the server is not pinned")
+		}
+	}
+	s.cmd = exec.Command(argv[0], argv[1:]...)
+	s.cmd.Stdout = os.Stderr
+	s.cmd.Stderr = os.Stderr
+	s.cmd.Env = append(os.Environ(), o.env...)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start server: %w", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.linkAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("server did not listen on %s", s.linkAddr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	progress("server pid %d listening on %s (cpu %q)", s.cmd.Process.Pid, s.linkAddr, o.cpu)
+	return s, nil
+}
+
+func (s *server) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = s.cmd.Process.Kill()
+		}
+	}
+	_ = os.RemoveAll(s.dir)
+}
+
+// rss is the server's resident set size in bytes (the process that holds the
+// sockets: with taskset the child of taskset is exec'd in place).
+func (s *server) rss() (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS")
+}
+
+// fetchProfile saves a CPU profile of the server.
+func fetchProfile(debugAddr, path string, d time.Duration) error {
+	secs := max(1, int(d.Seconds())-1)
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debugAddr, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// dumpMetrics prints the server's metrics whose names start with a prefix.
+func dumpMetrics(debugAddr string, prefixes []string) {
+	resp, err := http.Get("http://" + debugAddr + "/metrics")
+	if err != nil {
+		progress("metrics: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		for _, p := range prefixes {
+			if strings.HasPrefix(sc.Text(), p) {
+				progress("%s", sc.Text())
+			}
+		}
+	}
+}
