@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -163,6 +164,38 @@ up: {rate: 1mbit, queue: 20000}
 	}
 	if rate < 0.8e6 || rate > 1.25e6 {
 		t.Errorf("shaped to %.0f bit/s, want 1 Mbit/s", rate)
+	}
+}
+
+func TestUDPProxyNoLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv := echoServer(t)
+	cfg := DefaultProxyConfig()
+	cfg.Target = srv.LocalAddr().String()
+	cfg.Up.Delay = config.Duration(5 * time.Millisecond)
+	p, err := NewUDPProxy(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		pingThrough(t, p, 5, time.Millisecond)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	srv.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after Shutdown, %d before", n, before)
 	}
 }
 

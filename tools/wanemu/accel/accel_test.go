@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestPct(t *testing.T) {
+	s := make([]float64, 100)
+	for i := range s {
+		s[i] = float64(100 - i) // 100..1, unsorted
+	}
+	for p, want := range map[float64]float64{50: 50, 99: 99, 100: 100, 1: 1} {
+		if got := pct(s, p); got != want {
+			t.Errorf("pct(%v) = %v, want %v", p, got, want)
+		}
+	}
+	if !math.IsNaN(pct(nil, 50)) {
+		t.Error("pct of no samples is not NaN")
+	}
+}
+
+func TestFrames(t *testing.T) {
+	var b bytes.Buffer
+	if err := writeFrame(&b, frameMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	typ, p, err := readFrame(&b, nil)
+	if err != nil || typ != frameMessage || string(p) != "hello" {
+		t.Fatalf("got %q %q %v", typ, p, err)
+	}
+	huge := []byte{frameBulk, 0x7f, 0xff, 0xff, 0xff}
+	if _, _, err := readFrame(bytes.NewReader(huge), nil); !errors.Is(err, errFrameTooLarge) {
+		t.Fatalf("oversized frame: %v", err)
+	}
+	if _, _, err := readFrame(bytes.NewReader([]byte{frameLogin, 0, 0, 0, 9, 1}), nil); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated frame: %v", err)
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	var b bytes.Buffer
+	writeFrame(&b, frameLogin, []byte(`{"account":"u1"}`))
+	f.Add(b.Bytes())
+	f.Add([]byte{frameMessage, 0, 0, 0, 0})
+	f.Add([]byte{frameBulk, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		typ, p, err := readFrame(bytes.NewReader(data), nil)
+		if err != nil {
+			return
+		}
+		if len(p) > maxFrame || len(data) < 5+len(p) {
+			t.Fatalf("frame %q of %d bytes from %d input bytes", typ, len(p), len(data))
+		}
+	})
+}
+
+// TestReport checks that every figure is a well-formed RESULT line for
+// tools/bench and that the baseline comes with it.
+func TestReport(t *testing.T) {
+	m := measurement{ConnectMS: []float64{500, 600}, MessageMS: []float64{180, 700}, BulkBytes: 1e6, BulkSeconds: 10}
+	a := measurement{ConnectMS: []float64{300, 400}, MessageMS: []float64{185, 400}, BulkBytes: 5e6, BulkSeconds: 10}
+	r, w, _ := os.Pipe()
+	stdout := os.Stdout
+	os.Stdout = w
+	report("standin", "quic", m, a)
+	w.Close()
+	os.Stdout = stdout
+	out, _ := io.ReadAll(r)
+	var results []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "RESULT ") {
+			if f := strings.Fields(line); len(f) != 4 {
+				t.Errorf("malformed %q", line)
+			}
+			results = append(results, line)
+		}
+	}
+	for _, want := range []string{
+		"RESULT standin_connect_login_direct_p99 600.00 ms",
+		"RESULT standin_connect_login_quic_p50 300.00 ms",
+		"RESULT standin_msg_rtt_p99_reduction_quic 42.86 %",
+		"RESULT standin_bulk_direct 0.80 Mbit/s",
+		"RESULT standin_bulk_quic 4.00 Mbit/s",
+	} {
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	if len(results) != 13 {
+		t.Errorf("%d RESULT lines, want 13", len(results))
+	}
+}
