@@ -75,15 +75,24 @@ func (h *EchoHandler) Disconnect(s *Socket, reason string) {
 	h.mu.Unlock()
 }
 
-// dropFirst removes the first element of a JSON array (an event's name).
+// dropFirst removes the first element of a JSON array (an event's name),
+// keeping the other elements byte for byte.
 func dropFirst(data json.RawMessage) json.RawMessage {
 	var args []json.RawMessage
 	if json.Unmarshal(data, &args) != nil || len(args) == 0 {
 		return json.RawMessage("[]")
 	}
-	out, err := json.Marshal(args[1:])
-	if err != nil {
-		return json.RawMessage("[]")
+	return joinArray(args[1:])
+}
+
+// joinArray builds a JSON array from raw elements.
+func joinArray(elems []json.RawMessage) json.RawMessage {
+	b := []byte{'['}
+	for i, e := range elems {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
 	}
-	return out
+	return append(b, ']')
 }

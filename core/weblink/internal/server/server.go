@@ -311,9 +311,14 @@ func (s *Server) setCORS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", o)
-	h.Add("Vary", "Origin")
-	h.Set("Access-Control-Allow-Credentials", "true")
+	if s.anyOrig {
+		// Like the cors package with origin "*": no credentials.
+		h.Set("Access-Control-Allow-Origin", "*")
+	} else {
+		h.Set("Access-Control-Allow-Origin", o)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE")
 		if rh := r.Header.Get("Access-Control-Request-Headers"); rh != "" {
