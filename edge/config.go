@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/edge/turn"
+	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/relay"
 	"github.com/longlink/longlink/relay/wire"
@@ -36,6 +37,10 @@ type Config struct {
 	Routing relay.RoutingConfig `yaml:"routing"`
 	// TURN runs the TURN server (edge/turn) on this edge when enabled.
 	TURN TURNSection `yaml:"turn"`
+	// LBS, when set, registers the edge with the LBS (lbs/nodeclient):
+	// heartbeats carry the session count, and a drain is reported before
+	// sessions are shed. Default: not registered.
+	LBS *nodeclient.Config `yaml:"lbs"`
 }
 
 // TCPListener is a client-facing TCP listener.
@@ -141,6 +146,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Transport.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.LBS != nil {
+		if err := c.LBS.Validate(); err != nil {
+			errs.Addf("lbs: %w", err)
+		}
 	}
 	if c.TURN.Enabled {
 		if err := c.TURN.Config.Validate(); err != nil {

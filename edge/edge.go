@@ -19,16 +19,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/edge/turn"
+	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/relay"
 	"github.com/longlink/longlink/relay/transport"
 )
 
-// Announcer tells the LBS about the edge's state; the lead wires it to the
-// LBS node client (registration and heartbeats). Draining(true) is called
-// first thing on shutdown so the LBS stops handing the edge out.
+// Announcer tells the LBS that the edge is draining, first thing on
+// shutdown, so the LBS stops handing it out before sessions are shed.
+// *nodeclient.Client (lbs/nodeclient) satisfies it; Config.LBS builds one.
 type Announcer interface {
-	Draining(ctx context.Context, draining bool) error
+	Drain(ctx context.Context) error
 }
+
+var _ Announcer = (*nodeclient.Client)(nil)
 
 // Deps are the edge's injected dependencies.
 type Deps struct {
@@ -39,7 +42,8 @@ type Deps struct {
 	TLS        *tls.Config
 	ClusterKey []byte
 	Transports map[string]transport.Transport
-	// Announcer, when set, is told when the edge starts draining.
+	// Announcer, when set, is told when the edge starts draining. When nil
+	// and Config.LBS is set, the edge's own LBS node client is used.
 	Announcer Announcer
 	// TURN is passed to the TURN server when Config.TURN.Enabled.
 	TURN turn.Deps
@@ -54,6 +58,7 @@ type Edge struct {
 	router *relay.Router
 	table  *sessionTable
 	turn   *turn.Server
+	lbs    *nodeclient.Client
 
 	mu      sync.Mutex
 	tcp     map[string]net.Listener
@@ -111,9 +116,23 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 	}
+	if cfg.LBS != nil {
+		e.lbs, err = nodeclient.New(*cfg.LBS, nodeclient.Deps{Logger: log, Load: func() nodeclient.Load {
+			return nodeclient.Load{Connections: e.table.len()}
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		if e.deps.Announcer == nil {
+			e.deps.Announcer = e.lbs
+		}
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e, nil
 }
+
+// SessionCount is the number of client sessions held now (the load the LBS sees).
+func (e *Edge) SessionCount() int { return e.table.len() }
 
 // Router is the edge's tunnel router (SetRoutes feeds it the LBS topology).
 func (e *Edge) Router() *relay.Router { return e.router }
@@ -181,6 +200,14 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("edge: %w", err)
 		}
 	}
+	if e.lbs != nil {
+		if err := e.lbs.Start(ctx); err != nil {
+			if e.turn != nil {
+				_ = e.turn.Shutdown(ctx)
+			}
+			return fmt.Errorf("edge: lbs: %w", err)
+		}
+	}
 	for name, ln := range e.tcp {
 		svc := e.cfg.Link
 		if name == "weblink" {
@@ -216,7 +243,7 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 	e.mu.Unlock()
 	var errs []error
 	if e.deps.Announcer != nil {
-		if err := e.deps.Announcer.Draining(ctx, true); err != nil {
+		if err := e.deps.Announcer.Drain(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("edge: announce drain: %w", err))
 		}
 	}
@@ -234,6 +261,11 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 		}
 	}
 	e.router.Shutdown()
+	if e.lbs != nil {
+		if err := e.lbs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("edge: lbs: %w", err))
+		}
+	}
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {

@@ -38,7 +38,7 @@ func TestPerIPLimit(t *testing.T) {
 
 type announcer struct{ draining atomic.Bool }
 
-func (a *announcer) Draining(_ context.Context, d bool) error { a.draining.Store(d); return nil }
+func (a *announcer) Drain(context.Context) error { a.draining.Store(true); return nil }
 
 func TestDrain(t *testing.T) {
 	w := newWorld(t, "mem", memCreds(), nil)
