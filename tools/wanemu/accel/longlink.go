@@ -278,13 +278,23 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 	}
 	wg.Wait()
 
+	// Senders: every demo account on three devices (a device of another
+	// type does not kick the first), each messaging the next account.
 	deadline := time.Now().Add(msgFor)
+	type sender struct{ account, device, to string }
+	var senders []sender
 	for i, a := range demoAccounts {
-		to := demoAccounts[(i+1)%len(demoAccounts)]
+		for _, dev := range []string{"pc", "pad", "web"} {
+			senders = append(senders, sender{a, dev, demoAccounts[(i+1)%len(demoAccounts)]})
+		}
+	}
+	for i, s := range senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cfg, _ := configFor(a)
+			cfg, _ := configFor(s.account)
+			cfg.DeviceType = s.device
+			to := s.to
 			c, err := sdk.New(cfg)
 			if err != nil {
 				return

@@ -1,7 +1,6 @@
 package wan
 
 import (
-	"container/heap"
 	"hash/fnv"
 	"io"
 	"sync"
@@ -89,7 +88,7 @@ func (d *direction) admit(bp *[]byte, size int, out io.Writer) {
 		return
 	}
 	d.seq++
-	heap.Push(&d.line, pending{at: at, seq: d.seq, buf: bp, size: size, out: out})
+	d.line.push(pending{at: at, seq: d.seq, buf: bp, size: size, out: out})
 	first := d.line[0].seq == d.seq
 	d.mu.Unlock()
 	if first {
@@ -109,7 +108,7 @@ func (d *direction) run() {
 		d.mu.Lock()
 		now := time.Now()
 		for len(d.line) > 0 && !d.line[0].at.After(now) {
-			due = append(due, heap.Pop(&d.line).(pending))
+			due = append(due, d.line.pop())
 		}
 		wait := time.Hour
 		if len(d.line) > 0 {
@@ -160,21 +159,50 @@ type pending struct {
 }
 
 // delayLine is a min-heap of packets by delivery time, then arrival order.
+// It is typed (not container/heap) so that a packet costs no allocation.
 type delayLine []pending
 
-func (h delayLine) Len() int { return len(h) }
-func (h delayLine) Less(i, j int) bool {
+func (h delayLine) less(i, j int) bool {
 	if h[i].at.Equal(h[j].at) {
 		return h[i].seq < h[j].seq
 	}
 	return h[i].at.Before(h[j].at)
 }
-func (h delayLine) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *delayLine) Push(x any)   { *h = append(*h, x.(pending)) }
-func (h *delayLine) Pop() any {
-	old := *h
-	p := old[len(old)-1]
-	old[len(old)-1] = pending{}
-	*h = old[:len(old)-1]
-	return p
+
+func (h *delayLine) push(p pending) {
+	*h = append(*h, p)
+	l := *h
+	for i := len(l) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !l.less(i, parent) {
+			break
+		}
+		l[i], l[parent] = l[parent], l[i]
+		i = parent
+	}
+}
+
+func (h *delayLine) pop() pending {
+	l := *h
+	top := l[0]
+	last := len(l) - 1
+	l[0] = l[last]
+	l[last] = pending{}
+	l = l[:last]
+	for i := 0; ; {
+		small, left, right := i, 2*i+1, 2*i+2
+		if left < len(l) && l.less(left, small) {
+			small = left
+		}
+		if right < len(l) && l.less(right, small) {
+			small = right
+		}
+		if small == i {
+			break
+		}
+		l[i], l[small] = l[small], l[i]
+		i = small
+	}
+	*h = l
+	return top
 }
