@@ -35,6 +35,10 @@ type Config struct {
 	MaxOutbound int `yaml:"max_outbound"`
 	// MaxSessions caps open Engine.IO sessions. Default 100000; -1 unlimited.
 	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerIP caps the sessions of one client address (after PROXY
+	// headers and X-Forwarded-For from trusted proxies). Default 1000; -1
+	// unlimited.
+	MaxSessionsPerIP int `yaml:"max_sessions_per_ip"`
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) that may
 	// connect besides the server's own; "*" allows any. Checked on polling
 	// requests and WebSocket upgrades.
@@ -57,19 +61,20 @@ type Config struct {
 func Default() Config {
 	demo := true
 	return Config{
-		Listen:         "127.0.0.1:7711",
-		Path:           "/socket.io/",
-		PingInterval:   config.Duration(25 * time.Second),
-		PingTimeout:    config.Duration(20 * time.Second),
-		UpgradeTimeout: config.Duration(10 * time.Second),
-		ConnectTimeout: config.Duration(45 * time.Second),
-		WriteTimeout:   config.Duration(10 * time.Second),
-		LoginTimeout:   config.Duration(10 * time.Second),
-		MaxPayload:     1_000_000,
-		MaxOutbound:    4 << 20,
-		MaxSessions:    100_000,
-		DemoPage:       &demo,
-		DrainTime:      config.Duration(5 * time.Second),
+		Listen:           "127.0.0.1:7711",
+		Path:             "/socket.io/",
+		PingInterval:     config.Duration(25 * time.Second),
+		PingTimeout:      config.Duration(20 * time.Second),
+		UpgradeTimeout:   config.Duration(10 * time.Second),
+		ConnectTimeout:   config.Duration(45 * time.Second),
+		WriteTimeout:     config.Duration(10 * time.Second),
+		LoginTimeout:     config.Duration(10 * time.Second),
+		MaxPayload:       1_000_000,
+		MaxOutbound:      4 << 20,
+		MaxSessions:      100_000,
+		MaxSessionsPerIP: 1000,
+		DemoPage:         &demo,
+		DrainTime:        config.Duration(5 * time.Second),
 	}
 }
 
@@ -102,6 +107,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = d.MaxSessions
+	}
+	if c.MaxSessionsPerIP == 0 {
+		c.MaxSessionsPerIP = d.MaxSessionsPerIP
 	}
 	if c.DemoPage == nil {
 		c.DemoPage = d.DemoPage
@@ -141,6 +149,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSessions < -1 {
 		errs.Addf("max_sessions: want -1 (unlimited) or more")
+	}
+	if c.MaxSessionsPerIP < -1 {
+		errs.Addf("max_sessions_per_ip: want -1 (unlimited) or more")
 	}
 	for i, o := range c.AllowedOrigins {
 		if o != "*" && !strings.Contains(o, "://") {

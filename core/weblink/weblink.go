@@ -84,10 +84,7 @@ func New(cfg Config, deps Deps) (*WebLink, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	w.im = &imHandler{gw: deps.Gateway, loginTimeout: cfg.LoginTimeout.D(), m: newMetrics(deps.Registerer), ctx: ctx}
-	maxSessions := cfg.MaxSessions
-	if maxSessions < 0 {
-		maxSessions = 0
-	}
+	maxSessions, perIP := max(cfg.MaxSessions, 0), max(cfg.MaxSessionsPerIP, 0)
 	w.sio = server.New(server.Config{
 		Path:           cfg.Path,
 		PingInterval:   cfg.PingInterval.D(),
@@ -98,6 +95,7 @@ func New(cfg Config, deps Deps) (*WebLink, error) {
 		MaxPayload:     cfg.MaxPayload,
 		MaxOutbound:    cfg.MaxOutbound,
 		MaxSessions:    maxSessions,
+		MaxPerIP:       perIP,
 		AllowedOrigins: cfg.AllowedOrigins,
 	}, w.im, w.log, server.NewMetrics(deps.Registerer))
 	w.mux = http.NewServeMux()

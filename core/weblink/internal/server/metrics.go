@@ -11,6 +11,7 @@ type Metrics struct {
 	upgrades      prometheus.Counter
 	closes        *prometheus.CounterVec
 	requestErrors *prometheus.CounterVec
+	refused       *prometheus.CounterVec
 	parseErrors   *prometheus.CounterVec
 	pingTimeouts  prometheus.Counter
 	tooLarge      prometheus.Counter
@@ -31,6 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		upgrades:      prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_weblink_upgrades_total", Help: "Sessions upgraded from polling to WebSocket."}),
 		closes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_weblink_session_closes_total", Help: "Sessions closed, by reason."}, []string{"reason"}),
 		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_weblink_request_errors_total", Help: "Requests refused, by Engine.IO error code."}, []string{"code"}),
+		refused:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_weblink_refused_total", Help: "Handshakes refused (503) by a limit."}, []string{"reason"}),
 		parseErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_weblink_parse_errors_total", Help: "Packets that did not decode, by layer (eio, sio)."}, []string{"layer"}),
 		pingTimeouts:  prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_weblink_ping_timeouts_total", Help: "Sessions closed because no pong came in time."}),
 		tooLarge:      prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_weblink_payload_too_large_total", Help: "Payloads refused for exceeding the maximum size."}),
@@ -41,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		packetsOut:    prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_weblink_packets_out_total", Help: "Engine.IO packets sent."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.wsConns, m.sockets, m.handshakes, m.upgrades, m.closes, m.requestErrors,
+		reg.MustRegister(m.sessions, m.wsConns, m.sockets, m.handshakes, m.upgrades, m.closes, m.requestErrors, m.refused,
 			m.parseErrors, m.pingTimeouts, m.tooLarge, m.slowClients, m.connectErrors, m.events, m.packetsIn, m.packetsOut)
 	}
 	return m

@@ -48,6 +48,7 @@ type Config struct {
 	MaxPayload     int           // maxHttpBufferSize; default 1,000,000 bytes
 	MaxOutbound    int           // bytes queued for one client before it is dropped; default 4 MiB
 	MaxSessions    int           // 0: unlimited
+	MaxPerIP       int           // sessions from one client address; 0: unlimited
 	// ParkAfter is how long a quiet WebSocket connection keeps its reading
 	// goroutine before it is parked (Linux). Default 50ms.
 	ParkAfter time.Duration
@@ -100,6 +101,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	perIP    map[string]int32
 	closed   bool
 	conns    sync.WaitGroup // WebSocket connections until their end
 	parker   *parker        // nil: every connection keeps its reader
@@ -116,7 +118,7 @@ func New(cfg Config, h Handler, log *slog.Logger, m *Metrics) *Server {
 		m = NewMetrics(nil)
 	}
 	s := &Server{cfg: cfg, h: h, log: log, m: m, nsps: map[string]bool{"/": true},
-		origins: map[string]bool{}, sessions: map[string]*session{}}
+		origins: map[string]bool{}, sessions: map[string]*session{}, perIP: map[string]int32{}}
 	for _, n := range cfg.Namespaces {
 		s.nsps[n] = true
 	}
@@ -352,10 +354,19 @@ func (s *Server) openPacket(sid string, upgrades bool) eio.Packet {
 func (s *Server) register(ss *session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || (s.cfg.MaxSessions > 0 && len(s.sessions) >= s.cfg.MaxSessions) {
+	if s.closed {
+		return false
+	}
+	if s.cfg.MaxSessions > 0 && len(s.sessions) >= s.cfg.MaxSessions {
+		s.m.refused.WithLabelValues("max_sessions").Inc()
+		return false
+	}
+	if s.cfg.MaxPerIP > 0 && int(s.perIP[ss.remote]) >= s.cfg.MaxPerIP {
+		s.m.refused.WithLabelValues("per_ip").Inc()
 		return false
 	}
 	s.sessions[ss.sid] = ss
+	s.perIP[ss.remote]++
 	s.m.sessions.Inc()
 	return true
 }
@@ -364,6 +375,9 @@ func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
 	if s.sessions[ss.sid] == ss {
 		delete(s.sessions, ss.sid)
+		if s.perIP[ss.remote]--; s.perIP[ss.remote] <= 0 {
+			delete(s.perIP, ss.remote)
+		}
 		s.m.sessions.Dec()
 	}
 	s.mu.Unlock()

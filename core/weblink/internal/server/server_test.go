@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func newTestServer(t *testing.T, cfg Config) (*Server, *httptest.Server) {
@@ -461,5 +463,49 @@ func TestParkedConnections(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("connection goroutine accounting did not end")
+	}
+}
+
+func TestSessionLimits(t *testing.T) {
+	_, hs := newTestServer(t, Config{MaxPerIP: 2})
+	handshake(t, hs.URL)
+	handshake(t, hs.URL)
+	if r := do(t, "GET", hs.URL+"/socket.io/?EIO=4&transport=polling", "", nil); r.status != 503 {
+		t.Fatalf("third session from one address: %d", r.status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, res, err := websocket.Dial(ctx, strings.Replace(hs.URL, "http", "ws", 1)+"/socket.io/?EIO=4&transport=websocket", nil)
+	if err == nil || res == nil || res.StatusCode != 503 {
+		t.Fatalf("websocket over the limit: %v %v", err, res)
+	}
+}
+
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.handshakes.WithLabelValues("polling").Inc()
+	m.closes.WithLabelValues("x").Inc()
+	m.requestErrors.WithLabelValues("0").Inc()
+	m.refused.WithLabelValues("per_ip").Inc()
+	m.parseErrors.WithLabelValues("eio").Inc()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fams) != 16 {
+		t.Errorf("%d metric families, want 16", len(fams))
+	}
+	for _, f := range fams {
+		n := f.GetName()
+		if !strings.HasPrefix(n, "longlink_weblink_") {
+			t.Errorf("%s: not longlink_weblink_*", n)
+		}
+		if f.GetType() == dto.MetricType_COUNTER && !strings.HasSuffix(n, "_total") {
+			t.Errorf("counter %s does not end in _total", n)
+		}
+		if f.GetHelp() == "" {
+			t.Errorf("%s has no help", n)
+		}
 	}
 }

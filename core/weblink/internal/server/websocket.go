@@ -92,18 +92,20 @@ func (s *Server) hijack(w http.ResponseWriter, r *http.Request, first []byte) (n
 // serveWebSocketHandshake opens a session directly over WebSocket.
 func (s *Server) serveWebSocketHandshake(w http.ResponseWriter, r *http.Request) {
 	ss := s.newSession(clientIP(r))
+	if !s.register(ss) {
+		http.Error(w, "server full", http.StatusServiceUnavailable)
+		return
+	}
 	open := eio.AppendText(nil, s.openPacket(ss.sid, false))
 	conn, rest, err := s.hijack(w, r, wsframe.AppendFrame(nil, wsframe.OpText, open))
 	if err != nil {
+		s.unregister(ss)
 		return
 	}
 	c := &wsConn{srv: s, conn: conn, sess: ss}
+	ss.mu.Lock()
 	ss.ws = c
-	if !s.register(ss) {
-		c.closeGracefully(false)
-		conn.Close()
-		return
-	}
+	ss.mu.Unlock()
 	s.m.handshakes.WithLabelValues("websocket").Inc()
 	ss.start()
 	s.startReadLoop(c, rest)
