@@ -365,7 +365,12 @@ func (l *LBS) query(req *engine.Request) (engine.Result, *state.Snapshot, error)
 	return res, snap, err
 }
 
-func (l *LBS) staleness() time.Duration { return l.cl.Staleness() }
+func (l *LBS) staleness() time.Duration {
+	if l.cl == nil {
+		return -1
+	}
+	return l.cl.Staleness()
+}
 
 func (l *LBS) raftAddr() string {
 	if l.cfg.RaftAdvertise != "" {

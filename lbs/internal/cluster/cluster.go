@@ -201,7 +201,7 @@ func (c *Cluster) Kill() {
 	c.shutdown = true
 	c.mu.Unlock()
 	c.stream.setBlocked(true)
-	c.Raft.Shutdown()
+	c.Raft.Shutdown().Error()
 	c.transport.Close()
 	c.stream.Close()
 	c.stream.wait()

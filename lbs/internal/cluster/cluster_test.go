@@ -251,11 +251,15 @@ func TestQuorumLossRecovery(t *testing.T) {
 	}
 	startNode(t, ca, surv, false, nil)
 	leaderOf(t, []*testNode{surv})
-	if d := surv.c.FSM.Current().State.Doc.Description; d != "precious" {
+	// RecoverCluster commits everything in the survivor's log, so the write
+	// that failed for want of quorum may have taken effect after all (the
+	// README says so); the committed one must be there
+	d := surv.c.FSM.Current().State.Doc.Description
+	if d != "precious" && d != "x" {
 		t.Fatalf("after recovery: %q", d)
 	}
 	res, err := apply(ctx, surv.c, "recovered")
-	if err != nil || res.Version != 2 {
+	if err != nil || res.Version < 2 {
 		t.Fatalf("write after recovery: %+v %v", res, err)
 	}
 	if _, err := os.Stat(filepath.Join(surv.dir, PeersFile+".applied")); err != nil {
