@@ -27,6 +27,8 @@ import (
 	"github.com/longlink/longlink/core/weblink"
 	"github.com/longlink/longlink/edge"
 	"github.com/longlink/longlink/edge/turn"
+	"github.com/longlink/longlink/lbs"
+	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/lifecycle"
 	"github.com/longlink/longlink/pkg/pki"
@@ -59,6 +61,7 @@ type devState struct {
 // devConfig is what `longlink dev -config FILE` may override: a section per
 // part of the all-in-one process.
 type devConfig struct {
+	LBS   lbs.Config   `yaml:"lbs"`
 	Core  core.Config  `yaml:"core"`
 	Relay relay.Config `yaml:"relay"`
 	Edge  edge.Config  `yaml:"edge"`
@@ -107,6 +110,10 @@ func runDev(ctx context.Context, args []string) error {
 	clusterKey := []byte(st.ClusterKey)
 
 	reg := newRegistry()
+	lbsNode, err := lbs.New(dc.LBS, lbs.Deps{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	var node *core.Node
 	node, err = core.New(dc.Core, core.Deps{
 		Logger: log, Registerer: reg, Gatherer: reg,
@@ -132,11 +139,33 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	g := lifecycle.NewGroup(log)
-	// Inside out: the core first, then the relay in front of it, then the
+	// Inside out: the LBS, the core, then the relay in front of it, then the
 	// edge; shutdown runs the other way, so clients leave the edge first.
+	g.Add("lbs", lbsNode)
 	g.Add("core", node)
 	g.Add("relay", relayNode)
 	g.Add("edge", edgeNode)
+	// The routing policy names what just started; then the gateway and the
+	// edge report health and load, and drain through the LBS on shutdown.
+	g.Add("lbs-policy", lifecycle.Func{StartFunc: func(ctx context.Context) error {
+		return applyDevPolicy(ctx, lbsNode, dc, kp.ID, *dir)
+	}})
+	for _, rep := range []struct {
+		id   string
+		load func() nodeclient.Load
+	}{
+		{"core-gw", func() nodeclient.Load { return nodeclient.Load{Connections: node.Gateway().Sessions()} }},
+		{"edge-1", func() nodeclient.Load { return nodeclient.Load{Connections: len(edgeNode.Sessions())} }},
+	} {
+		nc, err := nodeclient.New(nodeclient.Config{
+			Servers: []string{"https://" + dc.LBS.AdminListen}, Node: rep.id,
+			Token: dc.LBS.NodeToken, RootCAs: lbsNode.CAPool(),
+		}, nodeclient.Deps{Logger: log, Load: rep.load})
+		if err != nil {
+			return err
+		}
+		g.Add("report-"+rep.id, nc)
+	}
 	g.Add("demo-users", lifecycle.Func{StartFunc: func(ctx context.Context) error {
 		seed := make([]service.SeedUser, 0, len(devUsers))
 		for _, u := range devUsers {
@@ -156,7 +185,7 @@ func runDev(ctx context.Context, args []string) error {
 			AppKey: devAppKey, Tokens: st.Tokens,
 			LinkAddr: node.LinkAddr(), WebLink: node.WebLinkAddr(), ServerAPI: node.ServerAPIAddr(),
 			EdgeLink: addrString(edgeNode.Addr("link")), EdgeWebLink: addrString(edgeNode.Addr("weblink")),
-			TURN:  dc.Edge.TURN.UDP,
+			TURN: dc.Edge.TURN.UDP, LBS: addrString(lbsNode.ClientAddr()),
 			KeyID: kp.ID, PublicKey: link.EncodeKey(kp.Public),
 		}
 		if err := writeClientFile(*dir, info); err != nil {
@@ -178,6 +207,7 @@ type devInfo struct {
 	EdgeLink    string
 	EdgeWebLink string
 	TURN        []string
+	LBS         string
 	KeyID       string
 	PublicKey   string
 }
@@ -192,6 +222,8 @@ func printDevTable(w io.Writer, dir string, in devInfo) {
 	fmt.Fprintf(tw, "Link direct to core\t%s\n", in.LinkAddr)
 	fmt.Fprintf(tw, "TURN (udp, tcp)\t%s\n", strings.Join(in.TURN, ", "))
 	fmt.Fprintf(tw, "server HTTP API\thttp://%s\n", in.ServerAPI)
+	fmt.Fprintf(tw, "LBS (SDK answers)\thttp://%s/v1/lbs?appkey=%s\n", in.LBS, in.AppKey)
+	fmt.Fprintf(tw, "operators\tlonglink ctl explain --appkey %s --ip 8.8.8.8\n", in.AppKey)
 	fmt.Fprintf(tw, "Link server key\tid %s, public %s\n", in.KeyID, in.PublicKey)
 	fmt.Fprintf(tw, "demo appkey\t%s (secret in %s)\n", in.AppKey, filepath.Join(dir, "dev.json"))
 	for _, u := range devUsers {
@@ -268,6 +300,7 @@ func writeClientFile(dir string, in devInfo) error {
 		Addresses: []string{in.EdgeLink},
 		Direct:    []string{in.LinkAddr},
 		WebLink:   []string{"http://" + in.EdgeWebLink, "http://" + in.WebLink},
+		LBS:       "http://" + in.LBS,
 		AppKey:    in.AppKey,
 		Keys:      []sdk.ClientKey{{ID: in.KeyID, PublicKey: in.PublicKey}},
 	}
@@ -284,6 +317,10 @@ func writeClientFile(dir string, in devInfo) error {
 //
 // with the core egress as the edge's direct path when the relay is down.
 func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
+	l, err := lbs.DevConfig(filepath.Join(dir, "lbs"))
+	if err != nil {
+		return devConfig{}, err
+	}
 	c := core.Default()
 	c.DataDir = filepath.Join(dir, "core")
 	c.Gateway.Keys = []gateway.KeyConfig{{ID: kp.ID, PrivateKey: config.NewSecret(st.LinkPrivateKey)}}
@@ -333,7 +370,7 @@ func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	// Everything in dev runs on loopback, so the demo clients' relayed
 	// addresses are loopback peers; production keeps loopback denied.
 	e.TURN.Peers.Allow = []string{"127.0.0.0/8"}
-	return devConfig{Core: c, Relay: r, Edge: e}, nil
+	return devConfig{LBS: l, Core: c, Relay: r, Edge: e}, nil
 }
 
 // devTLS issues the tunnel certificates of the dev topology from a CA kept
@@ -355,4 +392,33 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// applyDevPolicy routes the demo app to the dev edge first and the core
+// gateway as its fallback, and leaves a `longlink ctl` config for operators.
+func applyDevPolicy(ctx context.Context, l *lbs.LBS, dc devConfig, keyID, dir string) error {
+	if err := l.WaitLeader(ctx); err != nil {
+		return fmt.Errorf("lbs: no leader: %w", err)
+	}
+	doc, err := lbs.DevPolicy(devAppKey,
+		lbs.DevEntryPoint{ID: "edge-1", Kind: "edge", Link: dc.Edge.Link.Listen,
+			WebLink: "http://" + dc.Edge.WebLink.Listen, TURN: firstOr(dc.Edge.TURN.UDP), KeyIDs: []string{keyID}},
+		lbs.DevEntryPoint{ID: "core-gw", Kind: "gateway", Link: dc.Core.Gateway.Listen,
+			WebLink: "http://" + dc.Core.WebLink.Listen, KeyIDs: []string{keyID}},
+	)
+	if err != nil {
+		return err
+	}
+	if _, err := l.ApplyPolicy(ctx, doc, "longlink-dev"); err != nil {
+		return fmt.Errorf("lbs: apply dev policy: %w", err)
+	}
+	// Where `longlink ctl` looks by default.
+	return l.WriteCtlConfig(filepath.Join(dir, "lbs", "ctl.yaml"))
+}
+
+func firstOr(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
 }
