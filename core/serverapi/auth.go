@@ -35,6 +35,7 @@ const (
 type authHeaders struct {
 	appkey   string
 	ts       int64
+	rawTS    string // as sent: the checksum covers the header's exact text
 	nonce    string
 	checksum []byte
 }
@@ -67,7 +68,7 @@ func parseAuth(h http.Header) (authHeaders, *imapi.Error) {
 	if err != nil || v <= 0 {
 		return a, imapi.Errorf(imapi.ErrUnauthorized, "missing or malformed %s", HeaderTimestamp)
 	}
-	a.ts = v
+	a.ts, a.rawTS = v, ts
 	a.nonce = h.Get(HeaderNonce)
 	if !validToken(a.nonce, 64) {
 		return a, imapi.Errorf(imapi.ErrUnauthorized, "missing or malformed %s", HeaderNonce)
@@ -103,7 +104,7 @@ func Sign(req *http.Request, appkey, secret, nonce string, now time.Time, body [
 }
 
 func verifyChecksum(secret, method, target string, a authHeaders, body []byte) bool {
-	want, _ := hex.DecodeString(Checksum(secret, method, target, strconv.FormatInt(a.ts, 10), a.nonce, body))
+	want, _ := hex.DecodeString(Checksum(secret, method, target, a.rawTS, a.nonce, body))
 	return hmac.Equal(want, a.checksum)
 }
 
