@@ -26,6 +26,7 @@ import (
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/weblink"
+	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/debugsrv"
 	"github.com/longlink/longlink/pkg/lifecycle"
@@ -72,6 +73,10 @@ type Config struct {
 	WebLink   weblink.Config     `yaml:"weblink"`
 	Call      callsvc.Config     `yaml:"call"`
 	Egress    relay.EgressConfig `yaml:"egress"`
+	// LBS, when its servers are set, is where the gateway registers and
+	// reports health and load (as entry point LBS.Node), and where it
+	// announces its drain on shutdown so clients are sent elsewhere first.
+	LBS nodeclient.Config `yaml:"lbs"`
 }
 
 // Default returns a node that plays every role on embedded defaults.
@@ -141,6 +146,14 @@ func (c *Config) Validate() error {
 			errs.Addf("egress: %w", err)
 		}
 	}
+	if len(c.LBS.Servers) > 0 {
+		if !r.Gateway {
+			errs.Addf("lbs: only a gateway node reports to the LBS")
+		}
+		if err := c.LBS.Validate(); err != nil {
+			errs.Addf("lbs: %w", err)
+		}
+	}
 	return errs.Err()
 }
 
@@ -186,6 +199,13 @@ type Node struct {
 	web     *weblink.WebLink
 	call    *callsvc.Service
 	egress  *relay.Node
+	report  *nodeclient.Client
+}
+
+// load is what the gateway reports to the LBS with each heartbeat: its
+// logged-in sessions on every transport (Link and WebLink).
+func (n *Node) load() nodeclient.Load {
+	return nodeclient.Load{Connections: n.gateway.Sessions()}
 }
 
 // New validates cfg and prepares a node; Start runs it.
@@ -323,6 +343,21 @@ func (n *Node) Start(ctx context.Context) error {
 				return api.Start(ctx)
 			},
 			ShutdownFunc: func(ctx context.Context) error { return n.api.Shutdown(ctx) },
+		})
+	}
+	if len(n.cfg.LBS.Servers) > 0 {
+		// After the gateway and WebLink: the LBS hears of this node only once
+		// it can take clients, and hears of its drain before they stop.
+		n.group.Add("lbs-report", lifecycle.Func{
+			StartFunc: func(ctx context.Context) error {
+				nc, err := nodeclient.New(n.cfg.LBS, nodeclient.Deps{Logger: n.deps.Logger, Load: n.load})
+				if err != nil {
+					return err
+				}
+				n.report = nc
+				return nc.Start(ctx)
+			},
+			ShutdownFunc: func(ctx context.Context) error { return n.report.Shutdown(ctx) },
 		})
 	}
 	if n.cfg.Roles.Egress {
