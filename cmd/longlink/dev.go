@@ -114,8 +114,14 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var node *core.Node
-	node, err = core.New(dc.Core, core.Deps{
+	// The gateway and the edge report health and load to the LBS, and drain
+	// through it on shutdown.
+	report := func(id string) nodeclient.Config {
+		return nodeclient.Config{Servers: []string{"https://" + dc.LBS.AdminListen}, Node: id,
+			Token: dc.LBS.NodeToken, RootCAs: lbsNode.CAPool()}
+	}
+	dc.Core.LBS = report("core-gw")
+	node, err := core.New(dc.Core, core.Deps{
 		Logger: log, Registerer: reg, Gatherer: reg,
 		Egress: relay.Deps{Logger: log, Registerer: reg, TLS: tlsCfg, ClusterKey: clusterKey},
 		DemoLogins: func(context.Context) ([]weblink.DemoLogin, error) {
@@ -142,30 +148,20 @@ func runDev(ctx context.Context, args []string) error {
 	// Inside out: the LBS, the core, then the relay in front of it, then the
 	// edge; shutdown runs the other way, so clients leave the edge first.
 	g.Add("lbs", lbsNode)
-	g.Add("core", node)
-	g.Add("relay", relayNode)
-	g.Add("edge", edgeNode)
-	// The routing policy names what just started; then the gateway and the
-	// edge report health and load, and drain through the LBS on shutdown.
+	// The routing policy names the entry points before they report.
 	g.Add("lbs-policy", lifecycle.Func{StartFunc: func(ctx context.Context) error {
 		return applyDevPolicy(ctx, lbsNode, dc, kp.ID, *dir)
 	}})
-	for _, rep := range []struct {
-		id   string
-		load func() nodeclient.Load
-	}{
-		{"core-gw", func() nodeclient.Load { return nodeclient.Load{Connections: node.Gateway().Sessions()} }},
-		{"edge-1", func() nodeclient.Load { return nodeclient.Load{Connections: len(edgeNode.Sessions())} }},
-	} {
-		nc, err := nodeclient.New(nodeclient.Config{
-			Servers: []string{"https://" + dc.LBS.AdminListen}, Node: rep.id,
-			Token: dc.LBS.NodeToken, RootCAs: lbsNode.CAPool(),
-		}, nodeclient.Deps{Logger: log, Load: rep.load})
-		if err != nil {
-			return err
-		}
-		g.Add("report-"+rep.id, nc)
+	g.Add("core", node)
+	g.Add("relay", relayNode)
+	g.Add("edge", edgeNode)
+	edgeReport, err := nodeclient.New(report("edge-1"), nodeclient.Deps{Logger: log, Load: func() nodeclient.Load {
+		return nodeclient.Load{Connections: len(edgeNode.Sessions())}
+	}})
+	if err != nil {
+		return err
 	}
+	g.Add("edge-report", edgeReport)
 	g.Add("demo-users", lifecycle.Func{StartFunc: func(ctx context.Context) error {
 		seed := make([]service.SeedUser, 0, len(devUsers))
 		for _, u := range devUsers {
