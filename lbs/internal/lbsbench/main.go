@@ -1,0 +1,413 @@
+// Command lbsbench measures the LBS front ends on this machine and prints
+// RESULT lines for tools/bench:
+//
+//	go run ./lbs/internal/lbsbench dns    # dnsperf against the DNS front end (+ a bare UDP echo baseline)
+//	go run ./lbs/internal/lbsbench http   # its own HTTP load generator against /v1/lbs
+//
+// The server runs as a child process pinned to CPU 0 (taskset, GOMAXPROCS=1)
+// and the load (dnsperf or the HTTP generator) runs pinned to CPU 1. Every
+// run is bounded in time and binds only to 127.0.0.1.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/longlink/longlink/geo/mmdbbuild"
+	"github.com/longlink/longlink/lbs"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: lbsbench dns|http|serve|echo [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve()
+	case "echo":
+		err = echo()
+	case "dns":
+		err = benchDNS(os.Args[2:])
+	case "http":
+		err = benchHTTP(os.Args[2:])
+	case "load":
+		err = httpLoad(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lbsbench:", err)
+		os.Exit(1)
+	}
+}
+
+// repoRoot finds the module root (for testdata) from the working directory.
+func repoRoot() string {
+	d, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "."
+		}
+		d = p
+	}
+}
+
+// serve runs a single-member LBS on free ports with the test policy and
+// geo database, prints "READY <client addr> <dns addr>" and runs until stdin
+// closes.
+func serve() error {
+	root := repoRoot()
+	dir, err := os.MkdirTemp("", "lbsbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	city, asn := filepath.Join(dir, "city.mmdb"), filepath.Join(dir, "asn.mmdb")
+	if err := mmdbbuild.BuildFile(filepath.Join(root, "tools/geodb/testdata/world.csv"), city, asn); err != nil {
+		return err
+	}
+	cfg := lbs.Default()
+	cfg.NodeID = "bench"
+	cfg.DataDir = dir
+	cfg.ClientListen, cfg.AdminListen, cfg.RaftListen, cfg.DNS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DNS.Zone = "lbs.test."
+	cfg.DNS.Sockets = 1
+	cfg.DNS.Workers = 2
+	cfg.DNS.RateLimit = -1 // one client address: RRL would measure itself
+	cfg.TLS.CADir = filepath.Join(dir, "ca")
+	cfg.AdminToken = config.NewSecret("bench-admin-token-0123456789")
+	cfg.TrustedProxies = []string{"127.0.0.0/8"}
+	cfg.Geo.CityDB, cfg.Geo.ASNDB = city, asn
+	cfg.Cluster.Bootstrap = true
+	cfg.InitialPolicy = filepath.Join(root, "lbs/testdata/policy.yaml")
+	l, err := lbs.New(cfg, lbs.Deps{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := l.Start(ctx); err != nil {
+		return err
+	}
+	defer l.Shutdown(ctx)
+	// wait until the policy is in
+	for range 500 {
+		resp, err := http.Get("http://" + l.ClientAddr().String() + "/v1/lbs?appkey=demo")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Printf("READY %s %s\n", l.ClientAddr(), l.DNSAddr())
+	io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
+// echo is the baseline: a bare UDP responder that flips the QR bit of each
+// query and sends it back (no parsing, no selection).
+func echo() error {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("READY - %s\n", pc.LocalAddr())
+	go func() { io.Copy(io.Discard, os.Stdin); pc.Close() }()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				if n >= 12 {
+					buf[2] |= 0x80
+					pc.WriteTo(buf[:n], from)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addrs []string
+}
+
+// startPinned runs this program with args on one CPU and waits for READY.
+func startPinned(cpu string, args ...string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("taskset", append([]string{"-c", cpu, exe}, args...)...)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "READY" {
+			go io.Copy(io.Discard, out)
+			return &child{cmd: cmd, stdin: in, addrs: f[1:]}, nil
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	return nil, fmt.Errorf("%v: did not become ready", args)
+}
+
+func (c *child) stop() {
+	c.stdin.Close()
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+var qpsRE = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+var lostRE = regexp.MustCompile(`Queries lost:\s+(\d+)`)
+
+func dnsperf(addr, queryFile string, seconds int, ecsHex string) (float64, int, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"-c", "1", "dnsperf", "-s", host, "-p", port, "-d", queryFile, "-l", strconv.Itoa(seconds), "-c", "8", "-q", "200", "-t", "2", "-S", "0"}
+	if ecsHex != "" {
+		args = append(args, "-E", "8:"+ecsHex)
+	}
+	out, err := exec.Command("taskset", args...).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("dnsperf: %v\n%s", err, out)
+	}
+	fmt.Fprint(os.Stderr, string(out))
+	m := qpsRE.FindSubmatch(out)
+	if m == nil {
+		return 0, 0, fmt.Errorf("dnsperf output without a rate:\n%s", out)
+	}
+	qps, _ := strconv.ParseFloat(string(m[1]), 64)
+	lost := 0
+	if l := lostRE.FindSubmatch(out); l != nil {
+		lost, _ = strconv.Atoi(string(l[1]))
+	}
+	return qps, lost, nil
+}
+
+func benchDNS(args []string) error {
+	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
+	seconds := fs.Int("seconds", 15, "dnsperf run length")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("dnsperf"); err != nil {
+		return fmt.Errorf("dnsperf not installed (tools/testdeps/install.sh installs it)")
+	}
+	dir, err := os.MkdirTemp("", "lbsbench-dns-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	qf := filepath.Join(dir, "queries.txt")
+	os.WriteFile(qf, []byte("link.demo.lbs.test A\nlink.demo.lbs.test A\n_link._tcp.demo.lbs.test SRV\nturn.demo.lbs.test A\n"), 0o644)
+
+	srv, err := startPinned("0", "serve")
+	if err != nil {
+		return err
+	}
+	// ECS 9.9.9.0/24 (Frankfurt): family 1, source 24, scope 0, 3 address bytes
+	qps, lost, err := dnsperf(srv.addrs[1], qf, *seconds, "00011800090909")
+	srv.stop()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("RESULT lbs_dns_answers_per_core %.0f answers/s\n", qps)
+	fmt.Printf("RESULT lbs_dns_queries_lost %d queries\n", lost)
+
+	ech, err := startPinned("0", "echo")
+	if err != nil {
+		return err
+	}
+	eqps, _, err := dnsperf(ech.addrs[1], qf, *seconds, "")
+	ech.stop()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("RESULT go_udp_echo_answers_per_core %.0f answers/s\n", eqps)
+	return nil
+}
+
+func benchHTTP(args []string) error {
+	fs := flag.NewFlagSet("http", flag.ContinueOnError)
+	seconds := fs.Int("seconds", 15, "load duration")
+	conns := fs.Int("conns", 64, "keep-alive connections")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	srv, err := startPinned("0", "serve")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	exe, _ := os.Executable()
+	cmd := exec.Command("taskset", "-c", "1", exe, "load", "-addr", srv.addrs[0], "-seconds", strconv.Itoa(*seconds), "-conns", strconv.Itoa(*conns))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// httpLoad is the HTTP load generator: keep-alive clients asking for the
+// demo app from varied client addresses (X-Forwarded-For, trusted from
+// loopback), counting answers and latency.
+func httpLoad(args []string) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	addr := fs.String("addr", "", "LBS client address")
+	seconds := fs.Int("seconds", 15, "duration")
+	conns := fs.Int("conns", 64, "connections")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	ctx, cancel2 := context.WithTimeout(ctx, time.Duration(*seconds)*time.Second)
+	defer cancel2()
+	ips := []string{"9.9.9.9", "8.8.8.8", "101.0.3.4", "1.1.1.1", "110.1.2.3", "177.1.2.3", "196.1.2.3", "81.2.69.1"}
+	var ok, bad atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	// a minimal HTTP/1.1 keep-alive client: the generator must stay lighter
+	// than the server it measures
+	reqs := make([][]byte, len(ips))
+	for i, ip := range ips {
+		reqs[i] = []byte("GET /v1/lbs?appkey=demo&sdk=5.1.0 HTTP/1.1\r\nHost: lbs\r\nX-Forwarded-For: " + ip + "\r\n\r\n")
+	}
+	start := time.Now()
+	for i := range *conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<16)
+			defer func() {
+				mu.Lock()
+				lat = append(lat, local...)
+				mu.Unlock()
+			}()
+			for ctx.Err() == nil {
+				c, err := net.Dial("tcp", *addr)
+				if err != nil {
+					bad.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				br := bufio.NewReaderSize(c, 16<<10)
+				for n := 0; ctx.Err() == nil; n++ {
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					t0 := time.Now()
+					if _, err := c.Write(reqs[(i+n)%len(reqs)]); err != nil {
+						break
+					}
+					status, err := readResponse(br)
+					if err != nil {
+						if ctx.Err() == nil {
+							bad.Add(1)
+						}
+						break
+					}
+					if status == 200 {
+						ok.Add(1)
+						if n%8 == 0 {
+							local = append(local, time.Since(t0))
+						}
+					} else {
+						bad.Add(1)
+					}
+				}
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	slices.Sort(lat)
+	p := func(q float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[int(float64(len(lat)-1)*q)].Microseconds()) / 1000
+	}
+	fmt.Fprintf(os.Stderr, "load: %d ok, %d failed in %.1fs over %d connections (GOMAXPROCS %d)\n", ok.Load(), bad.Load(), el, *conns, runtime.GOMAXPROCS(0))
+	fmt.Printf("RESULT lbs_http_answers_per_second %.0f answers/s\n", float64(ok.Load())/el)
+	fmt.Printf("RESULT lbs_http_latency_p50 %.2f ms\n", p(0.5))
+	fmt.Printf("RESULT lbs_http_latency_p99 %.2f ms\n", p(0.99))
+	fmt.Printf("RESULT lbs_http_failed %d requests\n", bad.Load())
+	return nil
+}
+
+// readResponse reads one HTTP/1.1 response with a Content-Length body.
+func readResponse(br *bufio.Reader) (int, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(line) < 12 {
+		return 0, fmt.Errorf("short status line")
+	}
+	status, _ := strconv.Atoi(string(line[9:12]))
+	length := -1
+	for {
+		h, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(h) <= 2 {
+			break
+		}
+		if len(h) > 16 && strings.EqualFold(string(h[:15]), "Content-Length:") {
+			length, _ = strconv.Atoi(strings.TrimSpace(string(h[15:])))
+		}
+	}
+	if length < 0 {
+		return 0, fmt.Errorf("no Content-Length")
+	}
+	_, err = br.Discard(length)
+	return status, err
+}

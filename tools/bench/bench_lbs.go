@@ -1,0 +1,36 @@
+package main
+
+import "time"
+
+// LBS figures. The DNS and HTTP ones run `lbs/internal/lbsbench`, which
+// starts a single-member LBS as a child process pinned to CPU 0 (GOMAXPROCS=1)
+// and the load (dnsperf, or its own HTTP/1.1 keep-alive generator) pinned to
+// CPU 1 with taskset. The DNS run repeats dnsperf against a bare Go UDP echo
+// responder pinned the same way as the baseline.
+func init() {
+	register(benchmark{
+		name:    "lbs-dns",
+		summary: "DNS answers/s per core with geographic selection (ECS), dnsperf on another core; baseline: bare Go UDP echo",
+		limit:   3 * time.Minute,
+		argv:    []string{"go", "run", "./lbs/internal/lbsbench", "dns", "-seconds", "15"},
+	})
+	register(benchmark{
+		name:    "lbs-http",
+		summary: "SDK HTTP answers/s (/v1/lbs, varied client geography) with the server on one core and the load generator on the other; p50/p99",
+		limit:   3 * time.Minute,
+		argv:    []string{"go", "run", "./lbs/internal/lbsbench", "http", "-seconds", "15"},
+	})
+	register(benchmark{
+		name:    "lbs-selection",
+		summary: "one selection (policy chain with a cached geo lookup) p50/p99 from go test -bench",
+		limit:   3 * time.Minute,
+		argv:    []string{"go", "test", "-run", "^$", "-bench", "^BenchmarkSelection$", "-benchtime", "300000x", "./lbs/"},
+	})
+	register(benchmark{
+		name:    "lbs-leader-loss",
+		summary: "3-member LBS cluster: leader killed under HTTP+DNS query load; failed answers and time until writes succeed",
+		limit:   3 * time.Minute,
+		argv:    []string{"go", "test", "-count=1", "-run", "^TestLeaderLoss$", "-v", "./lbs/"},
+		env:     []string{"LONGLINK_INTEGRATION=1"},
+	})
+}
