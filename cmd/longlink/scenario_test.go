@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The first five minutes (SCENARIOS.md §1), with the real binary: `longlink
+// dev` starts everything and prints its table; alice (through the edge) and
+// bob (direct) chat both ways and see sequence numbers; `ctl explain`
+// answers; Ctrl-C stops cleanly; a second `longlink dev` still has the
+// messages.
+func TestFirstFiveMinutes(t *testing.T) {
+	if os.Getenv("LONGLINK_INTEGRATION") == "" {
+		t.Skip("integration test: set LONGLINK_INTEGRATION=1")
+	}
+	bin := filepath.Join(t.TempDir(), "longlink")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+
+	dev := startProc(t, bin, "dev", "-dir", dir)
+	dev.waitFor(t, "chat", 60*time.Second) // the last line of the table
+	for _, want := range []string{"Link via edge", "127.0.0.1:7720", "user alice", "user bob", "demo page"} {
+		if !strings.Contains(dev.text(), want) {
+			t.Fatalf("dev table lacks %q:\n%s", want, dev.text())
+		}
+	}
+
+	bob := startProc(t, bin, "chat", "-dir", dir, "-user", "bob", "-to", "alice", "-direct")
+	bob.waitFor(t, "(connected)", 20*time.Second)
+	alice := startProc(t, bin, "chat", "-dir", dir, "-user", "alice", "-to", "bob")
+	alice.waitFor(t, "(connected)", 20*time.Second)
+	if !strings.Contains(alice.text(), "127.0.0.1:7720") {
+		t.Fatalf("alice did not go through the edge:\n%s", alice.text())
+	}
+
+	alice.say(t, "hello bob, this is alice")
+	bob.waitFor(t, "alice: hello bob, this is alice", 15*time.Second)
+	bob.say(t, "hi alice")
+	alice.waitFor(t, "bob: hi alice", 15*time.Second)
+	if !strings.Contains(bob.text(), "[seq ") {
+		t.Fatalf("bob's view shows no sequence numbers:\n%s", bob.text())
+	}
+
+	explain, err := exec.Command(bin, "ctl", "-ctl-config", filepath.Join(dir, "lbs", "ctl.yaml"),
+		"explain", "--appkey", "demo", "--ip", "8.8.8.8").CombinedOutput()
+	if err != nil || !strings.Contains(string(explain), "edge-1") {
+		t.Fatalf("ctl explain: %v\n%s", err, explain)
+	}
+
+	alice.stop(t)
+	bob.stop(t)
+	dev.interrupt(t, 20*time.Second)
+
+	dev2 := startProc(t, bin, "dev", "-dir", dir)
+	dev2.waitFor(t, "chat", 60*time.Second)
+	carol := startProc(t, bin, "chat", "-dir", dir, "-user", "bob", "-to", "alice", "-direct")
+	carol.waitFor(t, "(connected)", 20*time.Second)
+	carol.say(t, "/history 10")
+	carol.waitFor(t, "hello bob, this is alice", 15*time.Second)
+	carol.stop(t)
+	dev2.interrupt(t, 20*time.Second)
+}
+
+// proc is a child process whose output is collected for assertions.
+type proc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	mu    sync.Mutex
+	out   strings.Builder
+	seen  chan struct{}
+	done  chan error
+}
+
+func startProc(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), seen: make(chan struct{}, 1), done: make(chan error, 1)}
+	p.cmd.Dir = t.TempDir()
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	r, w := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			select {
+			case p.seen <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	go func() { p.done <- p.cmd.Wait(); w.Close() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("output of %v:\n%s", args, p.text())
+		}
+	})
+	return p
+}
+
+func (p *proc) text() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func (p *proc) waitFor(t *testing.T, s string, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for !strings.Contains(p.text(), s) {
+		select {
+		case <-p.seen:
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatalf("%v: no %q within %s; output:\n%s", p.cmd.Args, s, d, p.text())
+		}
+	}
+}
+
+func (p *proc) say(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.say(t, "/quit")
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%v did not quit", p.cmd.Args)
+	}
+}
+
+// interrupt is Ctrl-C: the process must exit cleanly within d.
+func (p *proc) interrupt(t *testing.T, d time.Duration) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("%v exited with %v after Ctrl-C; output:\n%s", p.cmd.Args, err, p.text())
+		}
+	case <-time.After(d):
+		t.Fatalf("%v still running %s after Ctrl-C", p.cmd.Args, d)
+	}
+}
