@@ -71,6 +71,10 @@ type Config struct {
 	Clusters map[string]string `yaml:"clusters"`
 	// DefaultCluster is the shared service cluster. Default imapi.DefaultCluster.
 	DefaultCluster string `yaml:"default_cluster"`
+	// DisableIdlePoller keeps a reader goroutine on every connection. By
+	// default (on Linux) an idle connection is parked on an epoll set and
+	// holds no goroutine, which saves its stack (about 4 KiB).
+	DisableIdlePoller bool `yaml:"disable_idle_poller"`
 	// PushBuffer is the number of bus pushes buffered between NATS and the
 	// dispatcher. Default 65536.
 	PushBuffer int `yaml:"push_buffer"`

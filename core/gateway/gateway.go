@@ -44,6 +44,7 @@ type Gateway struct {
 	lim     link.Limits
 
 	ln       net.Listener
+	poller   *poller // nil: every connection keeps its reader goroutine
 	draining atomic.Bool
 	pushCh   chan *nats.Msg
 	replies  replyMux
@@ -107,6 +108,13 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		pfx, _ := parsePrefix(p)
 		g.trusted = append(g.trusted, pfx)
 	}
+	if !cfg.DisableIdlePoller {
+		p, err := newPoller()
+		if err != nil {
+			return nil, fmt.Errorf("gateway: idle poller: %w", err)
+		}
+		g.poller = p
+	}
 	return g, nil
 }
 
@@ -157,6 +165,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.wg.Add(2)
 	go g.dispatch()
 	go g.sweep()
+	if g.poller != nil {
+		go g.poller.run()
+	}
 	if g.ln != nil {
 		g.wg.Add(1)
 		go g.acceptLoop()
@@ -232,11 +243,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	case <-grace.C:
 	case <-ctx.Done():
 	}
-	g.connMu.Lock()
-	for c := range g.conns {
-		_ = c.Close()
-	}
-	g.connMu.Unlock()
+	g.closeAll()
 	var err error
 	select {
 	case <-done:
@@ -251,7 +258,31 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	close(g.stop)
 	g.pushCh <- nil // stop the dispatcher after what is queued
 	g.wg.Wait()
+	if g.poller != nil {
+		g.poller.close()
+	}
 	return err
+}
+
+// closeAll closes every connection; parked ones have no reader to notice,
+// so they are finished here.
+func (g *Gateway) closeAll() {
+	g.connMu.Lock()
+	for c := range g.conns {
+		_ = c.Close()
+	}
+	g.connMu.Unlock()
+	if g.poller != nil {
+		g.poller.mu.Lock()
+		parked := make([]*linkConn, 0, len(g.poller.m))
+		for _, l := range g.poller.m {
+			parked = append(parked, l)
+		}
+		g.poller.mu.Unlock()
+		for _, l := range parked {
+			l.closeNow()
+		}
+	}
 }
 
 // drain kicks every session with ReasonDraining, in batches spread over the
@@ -303,11 +334,7 @@ func (g *Gateway) Close() error {
 	if g.ln != nil {
 		_ = g.ln.Close()
 	}
-	g.connMu.Lock()
-	for c := range g.conns {
-		_ = c.Close()
-	}
-	g.connMu.Unlock()
+	g.closeAll()
 	g.connWG.Wait()
 	for _, s := range g.allSessions() {
 		g.unregister(s)
@@ -317,5 +344,8 @@ func (g *Gateway) Close() error {
 	close(g.stop)
 	g.pushCh <- nil
 	g.wg.Wait()
+	if g.poller != nil {
+		g.poller.close()
+	}
 	return nil
 }

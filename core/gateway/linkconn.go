@@ -36,6 +36,14 @@ type linkConn struct {
 	writing bool
 	closing bool // close the connection once the queue is written
 	dead    bool
+
+	// Idle parking (see poller): fd is the socket, or -1 when the
+	// connection always keeps its reader goroutine.
+	fd      int32
+	parked  bool
+	idle    *time.Timer
+	finishF func()
+	once    sync.Once
 }
 
 // serveConn admits a new TCP connection and starts its goroutine.
@@ -61,31 +69,142 @@ func (g *Gateway) serveConn(nc net.Conn) {
 	g.conns[raw] = struct{}{}
 	g.connWG.Add(1)
 	g.connMu.Unlock()
-	go func() {
-		defer g.connWG.Done()
-		defer func() {
-			g.connMu.Lock()
-			delete(g.conns, raw)
-			g.connMu.Unlock()
-			_ = raw.Close()
-		}()
-		if trusted {
-			pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.USE),
-				proxyproto.SetReadHeaderTimeout(g.cfg.HandshakeTimeout.D()), proxyproto.WithBufferSize(512))
-			_ = raw.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout.D()))
-			if _, err := pc.Read(nil); err != nil {
-				g.m.refused.WithLabelValues("proxy_header").Inc()
-				return
-			}
-			ip = addrIP(pc.RemoteAddr())
-			if !g.admit(ip) {
-				return
-			}
-			nc = pc
+	go g.admitAndLogin(raw, trusted, ip)
+}
+
+// admitAndLogin reads the PROXY header (trusted sources), runs the handshake
+// and the login, then hands the connection to a fresh goroutine for its read
+// loop. The hand-off matters for memory: the login path grows this
+// goroutine's stack, while the read loop of an idle connection needs little,
+// and a new goroutine starts small.
+func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr) {
+	nc := raw
+	admitted := !trusted
+	cleanup := func() {
+		g.connMu.Lock()
+		delete(g.conns, raw)
+		g.connMu.Unlock()
+		_ = raw.Close()
+		if admitted {
+			g.release(ip)
 		}
-		defer g.release(ip)
-		g.handle(nc, ip)
-	}()
+		g.connWG.Done()
+	}
+	if trusted {
+		pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.USE),
+			proxyproto.SetReadHeaderTimeout(g.cfg.HandshakeTimeout.D()), proxyproto.WithBufferSize(512))
+		_ = raw.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout.D()))
+		if _, err := pc.Read(nil); err != nil {
+			g.m.refused.WithLabelValues("proxy_header").Inc()
+			cleanup()
+			return
+		}
+		ip = addrIP(pc.RemoteAddr())
+		if !g.admit(ip) {
+			cleanup()
+			return
+		}
+		admitted = true
+		nc = pc
+	}
+	l := g.login(nc, ip)
+	if l == nil {
+		cleanup()
+		return
+	}
+	l.fd = -1
+	if g.poller != nil && nc == raw {
+		l.fd = socketFD(raw)
+	}
+	l.finishF = func() {
+		if l.fd >= 0 {
+			g.poller.forget(l)
+		}
+		l.sess.Close()
+		cleanup()
+	}
+	go l.serve()
+}
+
+// serve runs the read loop in a fresh goroutine; the connection ends when it
+// returns without parking.
+func (l *linkConn) serve() {
+	if !l.readLoop() {
+		l.finish()
+	}
+}
+
+// finish releases everything the connection holds, once.
+func (l *linkConn) finish() { l.once.Do(l.finishF) }
+
+// park hands an idle connection to the poller. It returns false when the
+// connection must keep reading (it is closing, or the poller refused).
+func (l *linkConn) park() bool {
+	l.mu.Lock()
+	if l.dead || l.closing {
+		l.mu.Unlock()
+		return false
+	}
+	l.parked = true
+	if l.idle == nil {
+		l.idle = time.AfterFunc(l.g.cfg.IdleTimeout.D(), l.idleExpired)
+	} else {
+		l.idle.Reset(l.g.cfg.IdleTimeout.D())
+	}
+	l.mu.Unlock()
+	if err := l.g.poller.watch(l); err != nil {
+		l.g.poller.forget(l)
+		l.mu.Lock()
+		taken := !l.parked
+		l.parked = false
+		l.idle.Stop()
+		l.mu.Unlock()
+		return taken // someone else (a close) took over: stop here
+	}
+	return true
+}
+
+// wake is called by the poller when a parked connection's socket is readable.
+func (l *linkConn) wake() {
+	l.mu.Lock()
+	if !l.parked {
+		l.mu.Unlock()
+		return
+	}
+	l.parked = false
+	l.idle.Stop()
+	l.mu.Unlock()
+	go l.serve()
+}
+
+// idleExpired closes a parked connection that stayed silent too long.
+func (l *linkConn) idleExpired() {
+	l.mu.Lock()
+	if !l.parked {
+		l.mu.Unlock()
+		return
+	}
+	l.parked = false
+	l.dead = true
+	l.mu.Unlock()
+	_ = l.c.NetConn().Close()
+	l.finish()
+}
+
+// closeNow closes the socket; a parked connection has no reader to notice,
+// so it is finished here.
+func (l *linkConn) closeNow() {
+	_ = l.c.NetConn().Close()
+	l.mu.Lock()
+	wasParked := l.parked
+	l.parked = false
+	if wasParked {
+		l.idle.Stop()
+	}
+	l.mu.Unlock()
+	if wasParked {
+		l.finish()
+	}
 }
 
 func addrIP(a net.Addr) netip.Addr {
@@ -156,9 +275,9 @@ func (g *Gateway) protoErr(err error) {
 	g.m.protocolErrors.WithLabelValues(reason).Inc()
 }
 
-// handle runs one connection: handshake, login, then its read loop.
-func (g *Gateway) handle(nc net.Conn, ip netip.Addr) {
-	defer nc.Close()
+// login runs the handshake and the login of a connection. It returns the
+// logged-in connection, or nil when it failed (the caller closes it).
+func (g *Gateway) login(nc net.Conn, ip netip.Addr) *linkConn {
 	hctx, cancel := context.WithTimeout(context.Background(), g.cfg.HandshakeTimeout.D())
 	c, err := link.Server(hctx, nc, g.ring, g.lim)
 	cancel()
@@ -167,28 +286,23 @@ func (g *Gateway) handle(nc net.Conn, ip netip.Addr) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			g.m.protocolErrors.WithLabelValues("handshake_timeout").Inc()
 		}
-		return
+		return nil
 	}
 	l := &linkConn{g: g, c: c, ip: ip, held: true}
-	defer func() {
-		if l.sess != nil {
-			l.sess.Close()
-		}
-	}()
 
 	// Login.
 	_ = nc.SetReadDeadline(time.Now().Add(g.cfg.LoginTimeout.D()))
 	f, err := c.ReadFrame()
 	if err != nil {
 		g.protoErr(err)
-		return
+		return nil
 	}
 	g.m.framesIn.Inc()
 	if f.Op != imapi.OpLogin || f.IsResponse() || f.IsPush() {
 		g.m.protocolErrors.WithLabelValues("not_logged_in").Inc()
 		l.writeNow(link.Frame{Op: f.Op, Flags: link.FlagResponse, Seq: f.Seq, Code: imapi.ErrNotLoggedIn,
 			Body: errorBody(imapi.ErrNotLoggedIn, "the first frame must be login")})
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.LoginTimeout.D())
 	s, resp, err := g.Login(ctx, l, ip.String(), f.Body)
@@ -199,19 +313,29 @@ func (g *Gateway) handle(nc net.Conn, ip netip.Addr) {
 			ie = imapi.Errorf(imapi.ErrInternal, "%v", err)
 		}
 		l.writeNow(link.Frame{Op: imapi.OpLogin, Flags: link.FlagResponse, Seq: f.Seq, Code: ie.Code, Body: errorBody(ie.Code, ie.Message)})
-		return
+		return nil
 	}
 	l.sess = s
 	if !l.writeNow(link.Frame{Op: imapi.OpLogin, Flags: link.FlagResponse, Seq: f.Seq, Body: resp}) {
-		return
+		s.Close()
+		return nil
 	}
 	l.mu.Lock()
 	l.held = false
 	l.kickWriter()
 	l.mu.Unlock()
+	return l
+}
 
+// readLoop reads requests until the connection ends (false) or, with the
+// poller, until it has nothing to read and is parked (true).
+func (l *linkConn) readLoop() bool {
+	g, c, s, nc := l.g, l.c, l.sess, l.c.NetConn()
 	idle := g.cfg.IdleTimeout.D()
 	for {
+		if l.fd >= 0 && !readable(nc) && l.park() {
+			return true
+		}
 		_ = nc.SetReadDeadline(time.Now().Add(idle))
 		f, err := c.ReadFrame()
 		if err != nil {
@@ -219,12 +343,12 @@ func (g *Gateway) handle(nc net.Conn, ip netip.Addr) {
 			l.mu.Lock()
 			l.dead = true
 			l.mu.Unlock()
-			return
+			return false
 		}
 		g.m.framesIn.Inc()
 		if f.IsResponse() || f.IsPush() {
 			g.m.protocolErrors.WithLabelValues("bad_frame").Inc()
-			return
+			return false
 		}
 		if f.Op == imapi.OpHeartbeat {
 			l.enqueue(link.Frame{Op: f.Op, Flags: link.FlagResponse, Seq: f.Seq}, true)
@@ -285,7 +409,7 @@ func (l *linkConn) enqueue(f link.Frame, response bool) bool {
 	}
 	if len(l.queue) >= l.g.cfg.SendQueue {
 		l.dead = true
-		_ = l.c.NetConn().Close()
+		go l.closeNow() // not under l.mu
 		if response {
 			l.g.m.slowConsumers.Inc()
 		}
@@ -318,7 +442,7 @@ func (l *linkConn) writeLoop() {
 			l.queue = l.queue[:0]
 			l.mu.Unlock()
 			if closeNow {
-				_ = l.c.NetConn().Close()
+				l.closeNow()
 			}
 			return
 		}

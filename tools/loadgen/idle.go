@@ -35,6 +35,7 @@ func runIdle(args []string) error {
 	serverCPU := fs.String("server-cpu", "0", "CPU list for the server (taskset); empty: not pinned")
 	clientCPU := fs.String("client-cpu", "1", "CPU list for the workers (taskset); empty: not pinned")
 	settle := fs.Duration("settle", 5*time.Second, "wait after each level (after a GC) before reading RSS")
+	heapProfile := fs.String("heapprofile", "", "save the server's heap profile at the last level to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -154,6 +155,14 @@ func runIdle(args []string) error {
 		result(fmt.Sprintf("link_idle_rss_at_%d", n), float64(r)/(1<<20), "MiB")
 		if sessions, err := gatewaySessions(srv.debugAddr); err == nil && sessions != n {
 			return fmt.Errorf("server holds %d sessions, want %d", sessions, n)
+		}
+	}
+	if *heapProfile != "" {
+		if err := saveURL("http://"+srv.debugAddr+"/debug/pprof/heap", *heapProfile); err != nil {
+			progress("heap profile: %v", err)
+		}
+		if err := saveURL("http://"+srv.debugAddr+"/metrics", *heapProfile+".metrics"); err != nil {
+			progress("metrics: %v", err)
 		}
 	}
 	lo, hi := levels[0], levels[len(levels)-1]
@@ -308,4 +317,19 @@ func runIdleWorker(args []string) error {
 		fmt.Printf("at %d\n", n)
 	}
 	return nil
+}
+
+func saveURL(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }

@@ -1,0 +1,130 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller watches the sockets of idle Link connections with its own epoll
+// instance, so that an idle connection holds no goroutine (and no goroutine
+// stack): when a connection has nothing to read, its reader registers the
+// socket here (one-shot) and exits; when the socket becomes readable, the
+// poller starts a new reader. The sockets stay in Go's own netpoller too;
+// reads go through net.Conn as usual.
+type poller struct {
+	epfd int
+	mu   sync.Mutex
+	m    map[int32]*linkConn
+	done chan struct{}
+}
+
+func newPoller() (*poller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	return &poller{epfd: fd, m: make(map[int32]*linkConn), done: make(chan struct{})}, nil
+}
+
+// run dispatches readiness until close. It blocks one OS thread in
+// epoll_wait, which is what it is for.
+func (p *poller) run() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := 0; i < n; i++ {
+			fd := events[i].Fd
+			if fd == -1 {
+				return // the wake-up of close
+			}
+			p.mu.Lock()
+			l := p.m[fd]
+			p.mu.Unlock()
+			if l != nil {
+				l.wake()
+			}
+		}
+	}
+}
+
+// watch arms a one-shot read notification for l's socket.
+func (p *poller) watch(l *linkConn) error {
+	p.mu.Lock()
+	p.m[l.fd] = l
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: l.fd}
+	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(l.fd), &ev)
+	if errors.Is(err, unix.ENOENT) {
+		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(l.fd), &ev)
+	}
+	return err
+}
+
+// forget drops l (its socket is being closed; the kernel removes the socket
+// from the epoll set when it is closed).
+func (p *poller) forget(l *linkConn) {
+	p.mu.Lock()
+	if p.m[l.fd] == l {
+		delete(p.m, l.fd)
+	}
+	p.mu.Unlock()
+}
+
+func (p *poller) close() {
+	// An eventfd registered with Fd -1 wakes run so that it returns.
+	efd, err := unix.Eventfd(1, unix.EFD_CLOEXEC)
+	if err == nil {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: -1}
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, efd, &ev)
+		<-p.done
+		_ = unix.Close(efd)
+	}
+	_ = unix.Close(p.epfd)
+}
+
+// socketFD returns the descriptor of a plain TCP connection, or -1.
+func socketFD(nc net.Conn) int32 {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return -1
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := int32(-1)
+	_ = rc.Control(func(s uintptr) { fd = int32(s) })
+	return fd
+}
+
+// readable reports whether the socket has bytes (or EOF, or an error) to
+// read now, without blocking.
+func readable(nc net.Conn) bool {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return true
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	ready := true
+	var b [1]byte
+	_ = rc.Read(func(s uintptr) bool {
+		_, _, err := unix.Recvfrom(int(s), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ready = !errors.Is(err, syscall.EAGAIN)
+		return true
+	})
+	return ready
+}

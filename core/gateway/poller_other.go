@@ -1,0 +1,16 @@
+//go:build !linux
+
+package gateway
+
+import "net"
+
+// poller is Linux-only; elsewhere every connection keeps its reader.
+type poller struct{}
+
+func newPoller() (*poller, error)       { return nil, nil }
+func (p *poller) run()                  {}
+func (p *poller) watch(*linkConn) error { return nil }
+func (p *poller) forget(*linkConn)      {}
+func (p *poller) close()                {}
+func socketFD(net.Conn) int32           { return -1 }
+func readable(net.Conn) bool            { return true }
