@@ -392,8 +392,8 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// Drain refuses new sessions and closes the open ones in ten batches spread
-// over spread, so that clients reconnect elsewhere gradually; when ctx ends
+// Drain refuses new sessions and closes the open ones in (up to) ten batches
+// spread over spread, so that clients reconnect elsewhere gradually; when ctx ends
 // first, the rest are closed at once.
 func (s *Server) Drain(ctx context.Context, spread time.Duration) {
 	s.mu.Lock()
@@ -403,7 +403,10 @@ func (s *Server) Drain(ctx context.Context, spread time.Duration) {
 		all = append(all, ss)
 	}
 	s.mu.Unlock()
-	const batches = 10
+	if len(all) == 0 {
+		return
+	}
+	batches := min(10, len(all))
 	per := (len(all) + batches - 1) / batches
 	for i := 0; i < len(all); i += per {
 		for _, ss := range all[i:min(i+per, len(all))] {
@@ -413,7 +416,7 @@ func (s *Server) Drain(ctx context.Context, spread time.Duration) {
 			return
 		}
 		select {
-		case <-time.After(spread / batches):
+		case <-time.After(spread / time.Duration(batches)):
 		case <-ctx.Done():
 			for _, ss := range all[i+per:] {
 				ss.close("server shutting down", closeGracefully)

@@ -509,3 +509,41 @@ func TestMetricNames(t *testing.T) {
 		}
 	}
 }
+
+func TestDrain(t *testing.T) {
+	srv, hs := newTestServer(t, Config{})
+	var conns []*websocket.Conn
+	for i := 0; i < 4; i++ {
+		c := wsDial(t, hs.URL+"/socket.io/?EIO=4&transport=websocket")
+		wsRead(t, c)
+		wsWrite(t, c, websocket.MessageText, `40{"token":"secret"}`)
+		wsRead(t, c)
+		conns = append(conns, c)
+	}
+	sid, _ := handshake(t, hs.URL)
+	pending := make(chan resp, 1)
+	go func() { pending <- do(t, "GET", hs.URL+"/socket.io/?EIO=4&transport=polling&sid="+sid, "", nil) }()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	srv.Drain(context.Background(), 200*time.Millisecond)
+	if time.Since(start) < 100*time.Millisecond {
+		t.Errorf("drain of 5 sessions took %s, want it spread over ~200ms", time.Since(start))
+	}
+	for i, c := range conns {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, err := c.Read(ctx)
+		cancel()
+		if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+			t.Errorf("conn %d: %v, want a normal close", i, err)
+		}
+	}
+	if r := <-pending; r.status != 200 || r.body != "1" {
+		t.Errorf("pending poll at drain: %d %q", r.status, r.body)
+	}
+	if r := do(t, "GET", hs.URL+"/socket.io/?EIO=4&transport=polling", "", nil); r.status != 503 {
+		t.Errorf("handshake while draining: %d", r.status)
+	}
+	if n := srv.Sessions(); n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+}
