@@ -208,6 +208,12 @@ func (w *World) Start(ctx context.Context) (err error) {
 		if err := netns.IP(ctx, "-n", n.ns, "link", "set", Device, "mtu", strconv.Itoa(w.cfg.MTU), "up"); err != nil {
 			return fmt.Errorf("wan: node %s: %w", n.name, err)
 		}
+		if d := w.cfg.Nodes[n.idx].RTOMin.D(); d > 0 {
+			if err := netns.IP(ctx, "-n", n.ns, "route", "replace", w.subnet.Masked().String(), "dev", Device,
+				"src", n.addr.String(), "rto_min", strconv.FormatInt(d.Milliseconds(), 10)+"ms"); err != nil {
+				return fmt.Errorf("wan: node %s: %w", n.name, err)
+			}
+		}
 	}
 	for _, d := range w.dirs {
 		w.wg.Add(1)

@@ -76,7 +76,7 @@ func dialIn(w *World, node, network, addr string, timeout time.Duration) (net.Co
 const twoNodes = `
 name: itest
 sysctl: {net.ipv4.tcp_congestion_control: bbr}
-nodes: [{name: a, sysctl: {net.ipv4.tcp_congestion_control: reno}}, {name: b}]
+nodes: [{name: a, sysctl: {net.ipv4.tcp_congestion_control: reno}}, {name: b, rto_min: 20ms}]
 links:
   - {a: a, b: b, both: {delay: 25ms, loss: 0.01}}
 `
@@ -98,6 +98,11 @@ func TestWorldLossyPath(t *testing.T) {
 		}
 		if !strings.Contains(string(out), w.Addr("a").String()+"/24") {
 			t.Fatalf("node a has no address %s: %s", w.Addr("a"), out)
+		}
+		cmd, _ = w.Command(context.Background(), "b", "ip", "route", "show", "dev", Device)
+		out, err = cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "rto_min lock 20ms") && !strings.Contains(string(out), "rto_min 20ms") {
+			t.Fatalf("node b's route lacks rto_min 20ms: %s (%v)", out, err)
 		}
 	})
 
