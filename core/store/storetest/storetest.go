@@ -100,3 +100,7 @@ func schemaDSN(t testing.TB) string {
 	}
 	return base + sep + "search_path=" + schema
 }
+
+// BenchResults reports whether benchmarks should print RESULT lines for
+// tools/bench (LONGLINK_BENCH_RESULT is set).
+func BenchResults() bool { return os.Getenv("LONGLINK_BENCH_RESULT") != "" }
