@@ -77,3 +77,10 @@ func FuzzDecodePayload(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeTextAllocs(t *testing.T) {
+	in := []byte(`42["echo","hello"]`)
+	if a := testing.AllocsPerRun(100, func() { _, _ = DecodeText(in) }); a != 0 {
+		t.Fatalf("DecodeText allocates %v times for a text packet", a)
+	}
+}

@@ -95,3 +95,12 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeEvent(b *testing.B) {
+	in := []byte(`2123["send",{"conv_type":1,"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hello"}}]`)
+	for b.Loop() {
+		if _, err := Decode(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -130,3 +130,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseAllocs(t *testing.T) {
+	frame := clientFrame(true, OpText, []byte(`42["echo","hello, weblink"]`))
+	buf := make([]byte, len(frame))
+	allocs := testing.AllocsPerRun(100, func() {
+		copy(buf, frame)
+		if _, n, _, err := Parse(buf, 1<<20); err != nil || n != len(frame) {
+			t.Fatal(n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Parse allocates %v times per frame", allocs)
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	frame := clientFrame(true, OpText, []byte(`42["echo","hello, weblink"]`))
+	buf := make([]byte, len(frame))
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		copy(buf, frame)
+		_, _, _, _ = Parse(buf, 1<<20)
+	}
+}
