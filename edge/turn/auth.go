@@ -131,6 +131,7 @@ func (s *Server) authHandler(ra *pionturn.RequestAttributes) (string, []byte, bo
 // authPacketConn wraps a UDP listener socket.
 type authPacketConn struct {
 	net.PacketConn
+	udp  *net.UDPConn // set for UDP sockets: the fast path
 	s    *Server
 	last string // book entry of the previous packet, dropped on the next read
 }
@@ -139,6 +140,9 @@ func (c *authPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if c.last != "" {
 		c.s.auth.forget(c.last)
 		c.last = ""
+	}
+	if c.udp != nil {
+		return c.readFromUDPClient(p)
 	}
 	n, addr, err := c.PacketConn.ReadFrom(p)
 	if err == nil && n >= 20 && p[0]&0xC0 == 0 {

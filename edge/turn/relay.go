@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -132,11 +133,20 @@ func (g *relayGen) AllocatePacketConn(cfg pionturn.AllocateListenerConfig) (net.
 		_ = uc.SetWriteBuffer(1 << 20)
 	}
 	rc := &relayPacketConn{PacketConn: conn, s: g.s, user: u}
+	if uc, ok := conn.(*net.UDPConn); ok {
+		if raw, err := uc.SyscallConn(); err == nil {
+			rc.udp, rc.raw, rc.batch = uc, raw, newPeerBatch()
+		}
+	}
 	if bps := g.s.cfg.Limits.AllocationKbps * 1000 / 8; bps > 0 {
 		rc.up, rc.down = newBucket(bps), newBucket(bps)
 	}
 	g.s.m.relaysActiveUDP.Inc()
-	return rc, withIP(conn.LocalAddr(), adv), nil
+	advAddr := withIP(conn.LocalAddr(), adv)
+	rc.key, _ = addrPortOf(advAddr)
+	rc.key = unmapAP(rc.key)
+	g.s.udpRelays.Store(rc.key, rc)
+	return rc, advAddr, nil
 }
 
 func (g *relayGen) AllocateListener(cfg pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
@@ -235,6 +245,16 @@ type relayPacketConn struct {
 	user     *userState
 	up, down *rate.Limiter
 	once     sync.Once
+	key      netip.AddrPort // advertised relay address
+
+	// Fast path (fastpath.go), for UDP relays.
+	udp      *net.UDPConn
+	raw      syscall.RawConn
+	batch    *peerBatch
+	chMu     sync.RWMutex
+	ch       channels
+	client   netip.AddrPort
+	listener *authPacketConn
 }
 
 func (c *relayPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
@@ -253,6 +273,9 @@ func (c *relayPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 }
 
 func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.raw != nil {
+		return c.readFromPeers(p)
+	}
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil {
@@ -273,6 +296,7 @@ func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 func (c *relayPacketConn) Close() error {
 	err := c.PacketConn.Close()
 	c.once.Do(func() {
+		c.s.udpRelays.CompareAndDelete(c.key, c)
 		c.s.quotas.release(c.user)
 		c.s.m.relaysActiveUDP.Dec()
 	})

@@ -61,6 +61,8 @@ type Server struct {
 
 	draining  atomic.Bool
 	tcpRelays sync.Map // relay port → *relayListener
+	udpRelays sync.Map // advertised relay netip.AddrPort → *relayPacketConn
+	fast      *fastPath
 
 	mu        sync.Mutex
 	pion      *pionturn.Server
@@ -111,6 +113,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		peers:   peers,
 		quotas:  newQuotaBook(cfg.Quotas, cfg.Limits),
 		auth:    authBook{keys: map[string]matchedKey{}},
+		fast:    newFastPath(),
 	}, nil
 }
 
@@ -155,8 +158,17 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 		for _, c := range conns {
 			closers = append(closers, c.Close)
+			apc := &authPacketConn{PacketConn: c, s: s}
+			if uc, ok := c.(*net.UDPConn); ok {
+				apc.udp = uc
+				if local, ok := addrPortOf(uc.LocalAddr()); ok {
+					if _, dup := s.fast.listeners[unmapAP(local)]; !dup {
+						s.fast.listeners[unmapAP(local)] = apc
+					}
+				}
+			}
 			pcs = append(pcs, pionturn.PacketConnConfig{
-				PacketConn:            &authPacketConn{PacketConn: c, s: s},
+				PacketConn:            apc,
 				RelayAddressGenerator: &relayGen{s: s},
 				PermissionHandler:     s.permission,
 			})
@@ -306,20 +318,26 @@ func (s *Server) dropped(why string) {
 
 func (s *Server) eventHandler() pionturn.EventHandler {
 	return pionturn.EventHandler{
-		OnAllocationCreated: func(_, _ net.Addr, _, _, _ string, _ net.Addr, _ int) {
+		OnAllocationCreated: func(src, dst net.Addr, _, _, _ string, relay net.Addr, _ int) {
 			s.m.allocationsActive.Inc()
 			s.m.allocationsCreated.Inc()
+			s.allocationCreated(src, dst, relay)
 		},
-		OnAllocationDeleted: func(_, _ net.Addr, _, _, _ string) {
+		OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) {
 			s.m.allocationsActive.Dec()
 			s.m.allocationsDeleted.Inc()
+			s.allocationDeleted(src)
 		},
 		OnAllocationError: func(_, _ net.Addr, _, _ string) { s.m.requestErrors.Inc() },
 		OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, _ net.Addr, _ net.IP) {
 			s.m.permissionsCreated.Inc()
 		},
-		OnChannelCreated: func(_, _ net.Addr, _, _, _ string, _, _ net.Addr, _ uint16) {
+		OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
 			s.m.channelsCreated.Inc()
+			s.channelChanged(relay, peer, number, true)
+		},
+		OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+			s.channelChanged(relay, peer, number, false)
 		},
 	}
 }

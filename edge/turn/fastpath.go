@@ -1,0 +1,320 @@
+package turn
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The fast path relays ChannelData for UDP clients without going through
+// pion's per-packet request handling, and reads peer datagrams in batches
+// (recvmmsg) without the extra EAGAIN read a blocking read costs per wakeup.
+// pion still handles every STUN message (allocations, permissions, channel
+// binds, refreshes, Send and Data indications); the fast path learns the
+// channels from pion's lifecycle events and only ever carries data whose
+// channel pion has bound. Semantics are pion's: a bound channel relays in
+// both directions until pion removes it.
+
+// fastPath is the server's table of UDP allocations with channels.
+type fastPath struct {
+	mu        sync.RWMutex
+	byClient  map[netip.AddrPort]*relayPacketConn // client transport address → its relay
+	listeners map[netip.AddrPort]*authPacketConn  // listener address → a socket bound to it
+}
+
+func newFastPath() *fastPath {
+	return &fastPath{byClient: map[netip.AddrPort]*relayPacketConn{}, listeners: map[netip.AddrPort]*authPacketConn{}}
+}
+
+func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	return ua.AddrPort(), true
+}
+
+func unmapAP(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// allocationCreated links a UDP client's relay to the listener socket that
+// answers it.
+func (s *Server) allocationCreated(src, dst, relay net.Addr) {
+	client, ok := addrPortOf(src)
+	if !ok {
+		return // TCP or TLS client: pion's path
+	}
+	local, ok := addrPortOf(dst)
+	if !ok {
+		return
+	}
+	rp, ok := relay.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	v, ok := s.udpRelays.Load(unmapAP(rp.AddrPort()))
+	if !ok {
+		return
+	}
+	rc := v.(*relayPacketConn)
+	s.fast.mu.Lock()
+	defer s.fast.mu.Unlock()
+	ln := s.fast.listeners[unmapAP(local)]
+	if ln == nil {
+		return
+	}
+	rc.bindClient(unmapAP(client), ln)
+	s.fast.byClient[unmapAP(client)] = rc
+}
+
+func (s *Server) allocationDeleted(src net.Addr) {
+	client, ok := addrPortOf(src)
+	if !ok {
+		return
+	}
+	s.fast.mu.Lock()
+	delete(s.fast.byClient, unmapAP(client))
+	s.fast.mu.Unlock()
+}
+
+func (s *Server) channelChanged(relay, peer net.Addr, number uint16, bound bool) {
+	rp, ok := relay.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	v, ok := s.udpRelays.Load(unmapAP(rp.AddrPort()))
+	if !ok {
+		return
+	}
+	pa, ok := addrPortOf(peer)
+	if !ok {
+		return
+	}
+	v.(*relayPacketConn).setChannel(unmapAP(pa), number, bound)
+}
+
+// channels of one relay, both ways.
+type channels struct {
+	byNumber map[uint16]netip.AddrPort
+	byPeer   map[netip.AddrPort]uint16
+}
+
+func (c *relayPacketConn) bindClient(client netip.AddrPort, ln *authPacketConn) {
+	c.chMu.Lock()
+	c.client, c.listener = client, ln
+	c.chMu.Unlock()
+}
+
+func (c *relayPacketConn) setChannel(peer netip.AddrPort, number uint16, bound bool) {
+	c.chMu.Lock()
+	defer c.chMu.Unlock()
+	if c.ch.byNumber == nil {
+		c.ch = channels{byNumber: map[uint16]netip.AddrPort{}, byPeer: map[netip.AddrPort]uint16{}}
+	}
+	if bound {
+		c.ch.byNumber[number] = peer
+		c.ch.byPeer[peer] = number
+		return
+	}
+	delete(c.ch.byNumber, number)
+	if c.ch.byPeer[peer] == number {
+		delete(c.ch.byPeer, peer)
+	}
+}
+
+// clientChannelData relays one ChannelData datagram from a UDP client, if
+// its channel is known; false hands the datagram to pion.
+func (s *Server) clientChannelData(b []byte, from netip.AddrPort) bool {
+	if len(b) < 4 || b[0] < 0x40 || b[0] > 0x4f {
+		return false
+	}
+	number := binary.BigEndian.Uint16(b[0:2])
+	length := int(binary.BigEndian.Uint16(b[2:4]))
+	if length > len(b)-4 {
+		return false
+	}
+	s.fast.mu.RLock()
+	rc := s.fast.byClient[unmapAP(from)]
+	s.fast.mu.RUnlock()
+	if rc == nil {
+		return false
+	}
+	rc.chMu.RLock()
+	peer, ok := rc.ch.byNumber[number]
+	rc.chMu.RUnlock()
+	if !ok {
+		return false
+	}
+	rc.writeToPeer(b[4:4+length], peer)
+	return true
+}
+
+// writeToPeer applies limits and counts, then sends.
+func (c *relayPacketConn) writeToPeer(p []byte, peer netip.AddrPort) {
+	if c.up != nil || c.user.up != nil {
+		if ok, why := allowN(c.up, c.user.up, len(p), time.Now()); !ok {
+			c.s.dropped(why)
+			return
+		}
+	}
+	if n, err := c.udp.WriteToUDPAddrPort(p, peer); err == nil {
+		c.s.m.bytesToPeer.Add(float64(n))
+		c.s.m.packetsToPeer.Inc()
+	}
+}
+
+// readFromUDPClient is authPacketConn.ReadFrom for UDP listeners: channel
+// data of known channels is relayed here; everything else goes to pion.
+func (c *authPacketConn) readFromUDPClient(p []byte) (int, net.Addr, error) {
+	for {
+		n, ap, err := c.udp.ReadFromUDPAddrPort(p)
+		if err != nil {
+			return n, nil, err
+		}
+		if n >= 4 && p[0]&0xC0 == 0x40 && c.s.clientChannelData(p[:n], ap) {
+			continue
+		}
+		addr := net.UDPAddrFromAddrPort(ap)
+		if n >= 20 && p[0]&0xC0 == 0 {
+			c.last = c.s.inspect(p[:n], addr)
+		}
+		return n, addr, nil
+	}
+}
+
+// Batch reads of a relay socket.
+
+const batch = 4
+
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+type peerBatch struct {
+	msgs  [batch]mmsghdr
+	iovs  [batch]unix.Iovec
+	names [batch]unix.RawSockaddrInet6
+	bufs  [batch][]byte
+	n     int // datagrams in the batch
+	next  int // next to hand out
+	// drained: the last recvmmsg returned fewer than batch datagrams, so the
+	// socket was empty; the next read can wait for readiness first.
+	drained bool
+}
+
+func newPeerBatch() *peerBatch {
+	b := &peerBatch{}
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, 1600+4) // 4 bytes of room for a ChannelData header
+	}
+	return b
+}
+
+func (b *peerBatch) recv(fd int) (int, syscall.Errno) {
+	for i := range b.msgs {
+		b.iovs[i].Base = &b.bufs[i][4]
+		b.iovs[i].SetLen(len(b.bufs[i]) - 4)
+		b.msgs[i].hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&b.names[i])), Namelen: uint32(unsafe.Sizeof(b.names[i])), Iov: &b.iovs[i], Iovlen: 1}
+	}
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])), batch, unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
+func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	switch sa.Family {
+	case unix.AF_INET:
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&s4.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), port)
+	case unix.AF_INET6:
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port)
+	}
+	return netip.AddrPort{}
+}
+
+// readFromPeers is relayPacketConn.ReadFrom for UDP relays: it reads peer
+// datagrams in batches and relays those of bound channels to the client
+// itself; any other datagram (Data indication, permission check) is
+// returned to pion.
+func (c *relayPacketConn) readFromPeers(p []byte) (int, net.Addr, error) {
+	b := c.batch
+	// Readiness is reset when a Read begins, so a batch left over from the
+	// previous call must end with a real read, never a bare wait.
+	b.drained = false
+	var outN int
+	var outAddr net.Addr
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		for {
+			if b.next >= b.n {
+				n, e := b.recv(int(fd))
+				if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
+					b.n, b.next = 0, 0
+					return false
+				}
+				if e != 0 {
+					rerr = e
+					return true
+				}
+				b.n, b.next = n, 0
+				b.drained = n < batch
+			}
+			i := b.next
+			b.next++
+			size := int(b.msgs[i].len)
+			peer := sockaddrToAddrPort(&b.names[i])
+			if c.down != nil || c.user.down != nil {
+				if ok, why := allowN(c.down, c.user.down, size, time.Now()); !ok {
+					c.s.dropped(why)
+					continue
+				}
+			}
+			c.chMu.RLock()
+			number, bound := c.ch.byPeer[peer]
+			ln, client := c.listener, c.client
+			c.chMu.RUnlock()
+			if bound && ln != nil {
+				frame := b.bufs[i][:4+size]
+				binary.BigEndian.PutUint16(frame[0:2], number)
+				binary.BigEndian.PutUint16(frame[2:4], uint16(size))
+				if _, err := ln.udp.WriteToUDPAddrPort(frame, client); err == nil {
+					c.s.m.bytesToClient.Add(float64(size))
+					c.s.m.packetsToClient.Inc()
+				}
+				if b.next >= b.n && b.drained {
+					// The socket was empty at the last recvmmsg: wait for
+					// the next datagram's readiness instead of paying an
+					// EAGAIN read now.
+					b.n, b.next, b.drained = 0, 0, false
+					return false
+				}
+				continue
+			}
+			c.s.m.bytesToClient.Add(float64(size))
+			c.s.m.packetsToClient.Inc()
+			outN = copy(p, b.bufs[i][4:4+size])
+			outAddr = net.UDPAddrFromAddrPort(peer)
+			return true
+		}
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if rerr != nil {
+		return 0, nil, rerr
+	}
+	return outN, outAddr, nil
+}
