@@ -184,6 +184,7 @@ func (p *UDPProxy) readClients() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			time.Sleep(time.Millisecond) // a persistent error must not spin a core
 			continue
 		}
 		c, err := p.client(from)

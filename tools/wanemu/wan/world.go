@@ -403,6 +403,7 @@ func (w *World) read(n *node) {
 				lastErrLog = time.Now()
 				w.log.Warn("reading TUN", "node", n.name, "err", err)
 			}
+			time.Sleep(time.Millisecond) // a persistent error must not spin a core
 			continue
 		}
 		h, err := packet.Parse(buf[:k])
