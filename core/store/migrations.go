@@ -78,7 +78,6 @@ var migrations = []migration{
 			unread BIGINT NOT NULL DEFAULT 0,
 			mentions BIGINT NOT NULL DEFAULT 0,
 			PRIMARY KEY (appkey, account, conv_id)) {{without_rowid}}`,
-		`CREATE INDEX user_convs_recent ON user_convs (appkey, account, last_time)`,
 		`CREATE TABLE im_groups (
 			appkey TEXT NOT NULL,
 			group_id TEXT NOT NULL,
