@@ -44,9 +44,12 @@ type Session struct {
 	info    imapi.Session
 	t       Transport
 	subject string
-	prefix  []byte // `{"session":{…},"body":` of every BusRequest
-	limiter *rate.Limiter
 	cluster string
+
+	// Made on the first request: an idle session never needs them.
+	mu      sync.Mutex
+	prefix  []byte // `{"session":{…}` of every BusRequest
+	limiter *rate.Limiter
 
 	inflight atomic.Int32
 	closed   atomic.Bool
@@ -142,13 +145,8 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 		},
 		t:       t,
 		subject: imapi.UserSubject(req.AppKey, req.Account),
-		limiter: rate.NewLimiter(rate.Limit(g.cfg.RequestRate), g.cfg.RequestBurst),
 		cluster: cluster,
 	}
-	sj, _ := json.Marshal(s.info)
-	s.prefix = make([]byte, 0, len(sj)+20)
-	s.prefix = append(s.prefix, `{"session":`...)
-	s.prefix = append(s.prefix, sj...)
 	if err := g.register(s); err != nil {
 		g.m.logins.WithLabelValues(imapi.ErrUnavailable.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, "subscribe: %v", err)
@@ -206,7 +204,8 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		done(errReply(imapi.ErrNotLoggedIn, "session closed"))
 		return
 	}
-	if !s.limiter.Allow() {
+	prefix, limiter := s.requestState()
+	if !limiter.Allow() {
 		g.m.refused.WithLabelValues("rate").Inc()
 		done(errReply(imapi.ErrRateLimited, "request rate"))
 		return
@@ -222,8 +221,8 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		return
 	}
 	g.m.requests.WithLabelValues(op.Name()).Inc()
-	env := make([]byte, 0, len(s.prefix)+len(body)+10)
-	env = append(env, s.prefix...)
+	env := make([]byte, 0, len(prefix)+len(body)+10)
+	env = append(env, prefix...)
 	if len(body) > 0 {
 		env = append(env, `,"body":`...)
 		env = append(env, body...)
@@ -243,6 +242,21 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		}
 		done(r)
 	})
+}
+
+// requestState returns the encoded session and the rate limiter, making
+// them on first use.
+func (s *Session) requestState() ([]byte, *rate.Limiter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prefix == nil {
+		sj, _ := json.Marshal(s.info)
+		s.prefix = make([]byte, 0, len(sj)+12)
+		s.prefix = append(s.prefix, `{"session":`...)
+		s.prefix = append(s.prefix, sj...)
+		s.limiter = rate.NewLimiter(rate.Limit(s.g.cfg.RequestRate), s.g.cfg.RequestBurst)
+	}
+	return s.prefix, s.limiter
 }
 
 // Close ends the session when its transport is gone. It is idempotent.
