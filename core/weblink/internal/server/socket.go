@@ -330,7 +330,7 @@ func (s *Socket) onPacket(pkt sio.Packet, bufs [][]byte) {
 		if m.Data == nil {
 			m.Data = json.RawMessage("[]")
 		}
-		name := eventName(m.Data)
+		name := pkt.Event
 		var ack func(Message)
 		if pkt.ID >= 0 {
 			id := pkt.ID
@@ -375,20 +375,6 @@ func (s *Socket) sendAck(id int64, a Message) {
 	if !gone {
 		s.sess.sendSIO(p, a.Attachments)
 	}
-}
-
-// eventName is the first element of an event array: a string, or the JSON
-// text of a number.
-func eventName(data json.RawMessage) string {
-	var args []json.RawMessage
-	if json.Unmarshal(data, &args) != nil || len(args) == 0 {
-		return ""
-	}
-	var name string
-	if json.Unmarshal(args[0], &name) == nil {
-		return name
-	}
-	return string(args[0])
 }
 
 // socketList holds a session's namespace sockets.

@@ -48,6 +48,9 @@ type Packet struct {
 	ID          int64
 	Data        json.RawMessage
 	Attachments int
+	// Event is the event name of a decoded EVENT or BINARY_EVENT (a number's
+	// JSON text when the first element is a number).
+	Event string
 }
 
 func parseErr(format string, args ...any) error {
@@ -111,7 +114,7 @@ func Decode(s []byte) (Packet, error) {
 			return p, parseErr("invalid payload")
 		}
 	}
-	if !payloadValid(p) {
+	if !payloadValid(&p) {
 		return p, parseErr("invalid payload")
 	}
 	return p, nil
@@ -125,7 +128,7 @@ func firstByte(d []byte) byte {
 	return d[0]
 }
 
-func payloadValid(p Packet) bool {
+func payloadValid(p *Packet) bool {
 	switch p.Type {
 	case Connect:
 		return p.Data == nil || firstByte(p.Data) == '{'
@@ -138,18 +141,28 @@ func payloadValid(p Packet) bool {
 		if p.Data == nil {
 			return true // the reference treats a missing payload as no arguments
 		}
-		var args []json.RawMessage
-		if firstByte(p.Data) != '[' || json.Unmarshal(p.Data, &args) != nil || len(args) == 0 {
+		d := bytes.TrimLeft(p.Data, " \t\r\n")
+		if len(d) == 0 || d[0] != '[' {
 			return false
 		}
-		switch firstByte(args[0]) {
-		case '"':
-			var name string
-			if json.Unmarshal(args[0], &name) != nil {
+		first := bytes.TrimLeft(d[1:], " \t\r\n")
+		if len(first) == 0 {
+			return false
+		}
+		switch c := first[0]; {
+		case c == '"':
+			name, ok := leadingString(first)
+			if !ok || reserved[name] {
 				return false
 			}
-			return !reserved[name]
-		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			p.Event = name
+			return true
+		case c == '-' || (c >= '0' && c <= '9'):
+			end := bytes.IndexAny(first, ", \t\r\n]")
+			if end < 0 {
+				return false
+			}
+			p.Event = string(first[:end])
 			return true
 		}
 		return false
@@ -157,6 +170,29 @@ func payloadValid(p Packet) bool {
 		return p.Data == nil || firstByte(p.Data) == '['
 	}
 	return false
+}
+
+// leadingString decodes the JSON string at the start of b (already known to
+// be valid JSON as part of a larger document).
+func leadingString(b []byte) (string, bool) {
+	escaped := false
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			if !escaped {
+				return string(b[1:i]), true
+			}
+			var s string
+			if json.Unmarshal(b[:i+1], &s) != nil {
+				return "", false
+			}
+			return s, true
+		}
+	}
+	return "", false
 }
 
 // Append appends the text form of p.

@@ -61,6 +61,28 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+func TestEventName(t *testing.T) {
+	for in, want := range map[string]string{
+		`2["foo",1]`:        "foo",
+		`2[ "a\"b" ]`:       `a"b`,
+		`2["\u0063onnect"]`: "", // "connect" spelled with an escape is still reserved
+		`2[42,"x"]`:         "42",
+		`2[-1]`:             "-1",
+		`5-["bin",1]`:       "bin",
+	} {
+		p, err := Decode([]byte(in))
+		if want == "" {
+			if err == nil {
+				t.Errorf("Decode(%s) accepted a reserved name", in)
+			}
+			continue
+		}
+		if err != nil || p.Event != want {
+			t.Errorf("Decode(%s): event %q, %v; want %q", in, p.Event, err, want)
+		}
+	}
+}
+
 func TestCheckAttachments(t *testing.T) {
 	if err := CheckAttachments([]byte(`["a",{"x":{"_placeholder":true,"num":1}}]`), 2); err != nil {
 		t.Fatal(err)
