@@ -53,8 +53,7 @@ type pollReq struct {
 }
 
 type pollResult struct {
-	body     []byte
-	finalize bool // the session ends with this response
+	body []byte
 }
 
 func (s *Server) newSession(remote string) *session {
@@ -146,7 +145,7 @@ func (ss *session) sendLocked(pkts ...eio.Packet) {
 	}
 	ss.queue = append(ss.queue, pkts...)
 	if ss.poll != nil {
-		ss.wakePollLocked(ss.takeQueueLocked(), false)
+		ss.wakePollLocked(ss.takeQueueLocked())
 	} else if len(ss.queue) > 0 && queueBytes(ss.queue) > ss.srv.cfg.MaxOutbound {
 		ss.srv.m.slowClients.Inc()
 		go ss.close("transport error", closeByServer)
@@ -174,10 +173,10 @@ func (ss *session) takeQueueLocked() []byte {
 	return body
 }
 
-func (ss *session) wakePollLocked(body []byte, finalize bool) {
+func (ss *session) wakePollLocked(body []byte) {
 	p := ss.poll
 	ss.poll = nil
-	p.ch <- pollResult{body: body, finalize: finalize}
+	p.ch <- pollResult{body: body}
 }
 
 // close ends the session. It is safe to call more than once.
@@ -217,7 +216,7 @@ func (ss *session) close(reason string, kind closeKind) {
 		default:
 			body = eio.AppendPayload(nil, eio.Packet{Type: eio.Close})
 		}
-		ss.wakePollLocked(body, false)
+		ss.wakePollLocked(body)
 	}
 	ss.queue = nil
 	ss.mu.Unlock()

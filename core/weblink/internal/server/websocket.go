@@ -366,7 +366,7 @@ func (c *wsConn) onMessage(op byte, payload []byte) bool {
 		if p.Type == eio.Ping && string(p.Data) == "probe" {
 			c.sendPackets([]eio.Packet{{Type: eio.Pong, Data: []byte("probe")}})
 			if ss.poll != nil && len(ss.queue) == 0 {
-				ss.wakePollLocked(eio.AppendPayload(nil, eio.Packet{Type: eio.Noop}), false)
+				ss.wakePollLocked(eio.AppendPayload(nil, eio.Packet{Type: eio.Noop}))
 			}
 			ss.mu.Unlock()
 			return true
@@ -376,7 +376,7 @@ func (c *wsConn) onMessage(op byte, payload []byte) bool {
 			ss.probe = nil
 			ss.ws = c
 			if ss.poll != nil {
-				ss.wakePollLocked(eio.AppendPayload(nil, eio.Packet{Type: eio.Noop}), false)
+				ss.wakePollLocked(eio.AppendPayload(nil, eio.Packet{Type: eio.Noop}))
 			}
 			if len(ss.queue) > 0 {
 				c.sendPackets(ss.queue)
