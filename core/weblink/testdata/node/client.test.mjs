@@ -12,7 +12,7 @@ const ECHO_URL = process.env.ECHO_URL;
 const IM_URL = process.env.IM_URL;
 const TOKENS = JSON.parse(process.env.TOKENS || "{}");
 
-function once(emitter, event, ms = 5000) {
+function once(emitter, event, ms = 10000) {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`timeout waiting for ${event}`)), ms);
     emitter.once(event, (...args) => { clearTimeout(t); resolve(args); });
@@ -36,7 +36,7 @@ for (const transports of [["polling", "websocket"], ["polling"], ["websocket"]])
     try {
       await connected(s);
       assert.ok(s.id);
-      const res = await s.timeout(5000).emitWithAck("echo", "hello", { n: 1, list: [1, 2] });
+      const res = await s.timeout(10000).emitWithAck("echo", "hello", { n: 1, list: [1, 2] });
       assert.deepEqual(res, "hello");
       const both = await new Promise((resolve) => s.emit("echo", "a", 2, (x, y) => resolve([x, y])));
       assert.deepEqual(both, ["a", 2]);
@@ -48,7 +48,7 @@ for (const transports of [["polling", "websocket"], ["polling"], ["websocket"]])
       if (transports.length === 2) {
         if (s.io.engine.transport.name !== "websocket") await once(s.io.engine, "upgrade");
         assert.equal(s.io.engine.transport.name, "websocket");
-        assert.equal(await s.timeout(5000).emitWithAck("echo", "after upgrade"), "after upgrade");
+        assert.equal(await s.timeout(10000).emitWithAck("echo", "after upgrade"), "after upgrade");
       } else {
         assert.equal(s.io.engine.transport.name, transports[0]);
       }
@@ -62,7 +62,7 @@ for (const transports of [["polling", "websocket"], ["polling"], ["websocket"]])
     try {
       await connected(s);
       const buf = Buffer.from([0, 1, 2, 250, 255]);
-      const res = await s.timeout(5000).emitWithAck("echo", { name: "file", data: buf, parts: [Buffer.from("ab"), 7] });
+      const res = await s.timeout(10000).emitWithAck("echo", { name: "file", data: buf, parts: [Buffer.from("ab"), 7] });
       assert.equal(res.name, "file");
       assert.deepEqual(Buffer.from(res.data), buf);
       assert.deepEqual(Buffer.from(res.parts[0]), Buffer.from("ab"));
@@ -95,7 +95,7 @@ test("namespaces", async () => {
   const refused = once(nope, "connect_error");
   try {
     await connected(admin);
-    assert.equal(await admin.timeout(5000).emitWithAck("echo", "ns"), "ns");
+    assert.equal(await admin.timeout(10000).emitWithAck("echo", "ns"), "ns");
     const [err] = await refused;
     assert.equal(err.message, "Invalid namespace");
   } finally {
@@ -129,7 +129,7 @@ for (const transports of [["websocket"], ["polling"]]) {
       assert.equal(reason, "transport close");
       await once(s, "connect", 10000);
       assert.notEqual(s.id, firstId);
-      assert.equal(await s.timeout(5000).emitWithAck("echo", "again"), "again");
+      assert.equal(await s.timeout(10000).emitWithAck("echo", "again"), "again");
     } finally {
       s.disconnect();
     }
@@ -167,7 +167,7 @@ test("IM: login, send, push, ack with seq, sync", { skip: !IM_URL }, async () =>
     assert.ok(aliceLogin.session_id);
     assert.ok(bobLogin.heartbeat_sec > 0);
     const pushed = once(bob, "message");
-    const ack = await alice.timeout(5000).emitWithAck("send", {
+    const ack = await alice.timeout(10000).emitWithAck("send", {
       conv_type: 1, to: "bob", client_msg_id: "node-1", type: "text", body: { text: "hello from node" },
     });
     assert.equal(ack.code, 0);
@@ -177,12 +177,12 @@ test("IM: login, send, push, ack with seq, sync", { skip: !IM_URL }, async () =>
     assert.equal(msg.from, "alice");
     assert.equal(msg.seq, ack.body.seq);
     assert.deepEqual(msg.body, { text: "hello from node" });
-    const sync = await bob.timeout(5000).emitWithAck("sync", { conv_id: ack.body.conv_id, after_seq: 0 });
+    const sync = await bob.timeout(10000).emitWithAck("sync", { conv_id: ack.body.conv_id, after_seq: 0 });
     assert.equal(sync.code, 0);
     assert.ok(sync.body.messages.some((m) => m.msg_id === ack.body.msg_id));
-    const bad = await alice.timeout(5000).emitWithAck("send", { conv_type: 1, to: "bob" });
+    const bad = await alice.timeout(10000).emitWithAck("send", { conv_type: 1, to: "bob" });
     assert.equal(bad.code, 400);
-    const unknown = await alice.timeout(5000).emitWithAck("nope", {});
+    const unknown = await alice.timeout(10000).emitWithAck("nope", {});
     assert.equal(unknown.code, 1003);
   } finally {
     alice.disconnect();

@@ -23,16 +23,16 @@ test("two users chat on the demo page", async () => {
       await page.goto(URL);
       await page.click(`#presets button[data-account="${who}"]`);
       await page.click("#loginBtn");
-      await page.waitForSelector("#chat:not([hidden])", { timeout: 10000 });
+      await page.waitForSelector("#chat:not([hidden])", { timeout: 20000 });
       assert.equal(await page.textContent("#me"), who);
       pages[who] = page;
     }
     // The official client upgrades to WebSocket after logging in over polling.
-    await pages.alice.waitForFunction(() => document.getElementById("status").textContent.includes("websocket"), null, { timeout: 10000 });
+    await pages.alice.waitForFunction(() => document.getElementById("status").textContent.includes("websocket"), null, { timeout: 20000 });
 
     await pages.alice.fill("#text", "hello bob");
     await pages.alice.click("#sendBtn");
-    await pages.bob.waitForSelector("text=alice: hello bob", { timeout: 10000 });
+    await pages.bob.waitForSelector("text=alice: hello bob", { timeout: 20000 });
     const seqAtBob = await pages.bob.textContent("#log .msg.peer .seq");
     const seqAtAlice = await pages.alice.textContent("#log .msg.me .seq");
     assert.equal(seqAtBob, "#1");
@@ -40,7 +40,7 @@ test("two users chat on the demo page", async () => {
 
     await pages.bob.fill("#text", "hi alice");
     await pages.bob.click("#sendBtn");
-    await pages.alice.waitForSelector("text=bob: hi alice", { timeout: 10000 });
+    await pages.alice.waitForSelector("text=bob: hi alice", { timeout: 20000 });
     assert.equal(await pages.alice.textContent("#log .msg.peer .seq"), "#2");
     if (process.env.SCREENSHOT) await pages.alice.screenshot({ path: process.env.SCREENSHOT });
   } finally {
