@@ -2,10 +2,13 @@ package lbs
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/longlink/longlink/lbs/internal/engine"
 )
@@ -39,5 +42,35 @@ func BenchmarkSelection(b *testing.B) {
 		p99 := lat[len(lat)*99/100]
 		b.ReportMetric(us(p99), "p99-µs")
 		fmt.Printf("RESULT lbs_selection_p50 %.2f us\nRESULT lbs_selection_p90 %.2f us\nRESULT lbs_selection_p99 %.2f us\n", us(lat[len(lat)/2]), us(lat[len(lat)*9/10]), us(p99))
+	}
+}
+
+func BenchmarkDNSHandle(b *testing.B) {
+	l := unstarted(b)
+	s := &dnsServer{l: l, zone: "lbs.test."}
+	m := new(dns.Msg)
+	m.SetQuestion("link.demo.lbs.test.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: []byte{9, 9, 9, 0}})
+	q, _ := m.Pack()
+	client := netip.MustParseAddr("127.0.0.1")
+	out := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := s.handle(q, client, true)
+		r.PackBuffer(out)
+	}
+}
+
+func BenchmarkHTTPQuery(b *testing.B) {
+	l := unstarted(b)
+	h := l.clientHandler()
+	req := httptest.NewRequest("GET", "/v1/lbs?appkey=demo&sdk=5.1.0", nil)
+	req.RemoteAddr = "127.0.0.1:5000"
+	req.Header.Set("X-Forwarded-For", "9.9.9.9")
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
 	}
 }

@@ -66,20 +66,28 @@ type DevEntryPoint struct {
 	Lon     float64
 }
 
-// DevPolicy renders the demo routing document: app appkey served by the
-// given entry points (edges first, each its own site), with the first
-// gateway as the app's fallback.
+// DevPolicy renders the demo routing document for app appkey: the edges
+// (each its own site) are the candidates and the first gateway is the app's
+// fallback, appended last; without edges the gateways are the candidates.
 func DevPolicy(appkey string, eps ...DevEntryPoint) ([]byte, error) {
 	doc := model.Document{Description: "longlink dev demo policy", Defaults: model.Defaults{Count: 3}}
-	var ids []string
+	var edges, gateways []string
 	fallback := ""
 	for _, e := range eps {
 		doc.EntryPoints = append(doc.EntryPoints, model.EntryPoint{ID: e.ID, Kind: e.Kind, Site: e.ID, Lat: e.Lat, Lon: e.Lon,
 			Link: e.Link, WebLink: e.WebLink, TURN: e.TURN, KeyIDs: e.KeyIDs})
-		ids = append(ids, e.ID)
-		if e.Kind == "gateway" && fallback == "" {
-			fallback = e.ID
+		if e.Kind == "gateway" {
+			gateways = append(gateways, e.ID)
+			if fallback == "" {
+				fallback = e.ID
+			}
+		} else {
+			edges = append(edges, e.ID)
 		}
+	}
+	ids := edges
+	if len(ids) == 0 {
+		ids = gateways
 	}
 	doc.Pools = []model.Pool{{Name: "dev", EntryPoints: ids}}
 	doc.Apps = []model.App{{AppKey: appkey, Pools: []string{"dev"}, Fallback: fallback}}

@@ -266,9 +266,9 @@ func (l *LBS) dnsAnswer(req *dns.Msg, client netip.Addr, ecs netip.Prefix, size 
 		}
 		return resp
 	}
-	zone := strings.ToLower(dns.Fqdn(l.cfg.DNS.Zone))
+	zone := l.zone
 	q := req.Question[0]
-	name := strings.ToLower(q.Name)
+	name := lowerASCII(q.Name)
 	var loc geo.Location
 	scope := -1
 	defer func() {
@@ -286,7 +286,9 @@ func (l *LBS) dnsAnswer(req *dns.Msg, client netip.Addr, ecs netip.Prefix, size 
 				resp.IsEdns0().Option = append(resp.IsEdns0().Option, sub)
 			}
 		}
-		if size > 0 {
+		// Truncate computes the packed length, which is costly; skip it when
+		// a cheap upper bound already fits
+		if size > 0 && estimateLen(resp) > size {
 			resp.Truncate(size)
 		}
 	}()
@@ -304,13 +306,15 @@ func (l *LBS) dnsAnswer(req *dns.Msg, client netip.Addr, ecs netip.Prefix, size 
 		ttl = uint32(d / time.Second)
 	}
 	ttl = min(ttl, 60)
-	soa := &dns.SOA{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
-		Ns: "ns." + zone, Mbox: "hostmaster." + zone, Serial: uint32(snap.State.Version), Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl}
-	nodata := func() *dns.Msg { resp.Ns = append(resp.Ns, soa); return resp }
+	soa := func() *dns.SOA {
+		return &dns.SOA{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+			Ns: "ns." + zone, Mbox: "hostmaster." + zone, Serial: uint32(snap.State.Version), Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl}
+	}
+	nodata := func() *dns.Msg { resp.Ns = append(resp.Ns, soa()); return resp }
 	if name == zone {
 		switch q.Qtype {
 		case dns.TypeSOA:
-			resp.Answer = append(resp.Answer, soa)
+			resp.Answer = append(resp.Answer, soa())
 		case dns.TypeNS:
 			resp.Answer = append(resp.Answer, &dns.NS{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: ttl}, Ns: "ns." + zone})
 		default:
@@ -318,8 +322,9 @@ func (l *LBS) dnsAnswer(req *dns.Msg, client netip.Addr, ecs netip.Prefix, size 
 		}
 		return resp
 	}
-	rel := strings.TrimSuffix(name, "."+zone)
-	labels := strings.Split(rel, ".")
+	rel := name[:len(name)-len(zone)-1]
+	var lb [4]string
+	labels := splitLabels(rel, lb[:0])
 	// <id>.ep.<zone>: one entry point's address
 	if len(labels) == 2 && labels[1] == "ep" {
 		c, ok := snap.Engine.EntryPoint(labels[0])
@@ -525,4 +530,64 @@ func (r *rateLimiter) allow(a netip.Addr) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// lowerASCII lower-cases DNS names without allocating when they already are.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// splitLabels splits a relative name into at most 4 labels (more are
+// reported as 5 so that no pattern matches).
+func splitLabels(rel string, out []string) []string {
+	for {
+		i := strings.IndexByte(rel, '.')
+		if i < 0 {
+			return append(out, rel)
+		}
+		if len(out) == 3 {
+			return append(out, rel, "")
+		}
+		out = append(out, rel[:i])
+		rel = rel[i+1:]
+	}
+}
+
+// estimateLen is an upper bound of the packed length (no compression).
+func estimateLen(m *dns.Msg) int {
+	n := 12
+	for _, q := range m.Question {
+		n += len(q.Name) + 2 + 4
+	}
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			n += len(rr.Header().Name) + 2 + 10
+			switch r := rr.(type) {
+			case *dns.A:
+				n += 4
+			case *dns.AAAA:
+				n += 16
+			case *dns.SRV:
+				n += 6 + len(r.Target) + 2
+			case *dns.TXT:
+				for _, t := range r.Txt {
+					n += len(t) + 1
+				}
+			case *dns.OPT:
+				n += 64
+			case *dns.SOA:
+				n += len(r.Ns) + len(r.Mbox) + 4 + 20
+			case *dns.NS:
+				n += len(r.Ns) + 2
+			default:
+				n += 1 << 16
+			}
+		}
+	}
+	return n
 }

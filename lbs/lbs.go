@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/geo"
@@ -62,6 +63,7 @@ type LBS struct {
 	client   *http.Server
 	admin    *http.Server
 	dns      *dnsServer
+	zone     string // DNS zone, lower case, fully qualified
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -94,6 +96,7 @@ func New(cfg Config, deps Deps) (*LBS, error) {
 		return nil, err
 	}
 	l.fsm = state.New(l.onChange)
+	l.zone = strings.ToLower(dns.Fqdn(cfg.DNS.Zone))
 	l.health = newHealthTracker(l)
 	return l, nil
 }
