@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/pires/go-proxyproto"
 
 	"github.com/longlink/longlink/core/gateway"
@@ -167,5 +168,48 @@ func TestProxyHeaderFromUntrustedPeer(t *testing.T) {
 	}
 	if got := rec.last(); got != "127.0.0.1" {
 		t.Fatalf("client IP %q, want 127.0.0.1", got)
+	}
+}
+
+// TestProxiedWebSocketParks checks a WebSocket behind a PROXY v2 header (the
+// edge's path): the client address comes from the header, and the connection
+// keeps working after it has been parked.
+func TestProxiedWebSocketParks(t *testing.T) {
+	wl, rec := startRecorder(t, []string{"127.0.0.0/8"})
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("203.0.113.9"), Port: 5555}, c.RemoteAddr())
+		if _, err := h.WriteTo(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+wl.Addr().String()+"/socket.io/?EIO=4&transport=websocket",
+		&websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: dial}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if _, open, err := c.Read(ctx); err != nil || !strings.HasPrefix(string(open), "0{") {
+		t.Fatalf("open %q %v", open, err)
+	}
+	for i := 0; i < 2; i++ {
+		time.Sleep(200 * time.Millisecond) // idle long enough to be parked
+		if err := c.Write(ctx, websocket.MessageText, []byte(`40{"appkey":"a","account":"b","token":"c"}`)); err != nil {
+			t.Fatal(err)
+		}
+		_, m, err := c.Read(ctx)
+		if err != nil || !strings.HasPrefix(string(m), "44{") {
+			t.Fatalf("round %d: %q %v, want CONNECT_ERROR", i, m, err)
+		}
+		if got := rec.last(); got != "203.0.113.9" {
+			t.Fatalf("client IP %q, want 203.0.113.9", got)
+		}
 	}
 }
