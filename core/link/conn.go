@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -201,6 +202,8 @@ func (c *Conn) appendSealed(buf []byte, f *Frame) ([]byte, error) {
 	buf = binary.BigEndian.AppendUint32(buf, f.Seq)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(f.Code))
 	buf = append(buf, body...)
+	// Room for the tag, so that the seal happens in place.
+	buf = slices.Grow(buf, tagSize)
 	sealed, err := c.send.Encrypt(buf[pt:pt], nil, buf[pt:])
 	if err != nil {
 		c.werr = err

@@ -375,3 +375,33 @@ func TestIdleConnAllocs(t *testing.T) {
 		t.Fatalf("WriteFrame allocates %.1f times per frame", allocs)
 	}
 }
+
+// TestWriteFramesBatch writes batches that outgrow the pooled buffer.
+func TestWriteFramesBatch(t *testing.T) {
+	k := testKey(t, "k1")
+	cnc, snc := tcpPair(t)
+	cc, sc, cerr, serr := handshake(t, cnc, snc, NewKeyRing(k), k, Limits{})
+	if cerr != nil || serr != nil {
+		t.Fatal(cerr, serr)
+	}
+	for _, size := range []int{1, 100, 4000, 4086, 4100, 20000} {
+		var fs []Frame
+		for i := 0; i < 300; i++ {
+			fs = append(fs, Frame{Op: imapi.OpPush, Flags: FlagPush, Seq: uint32(i), Body: bytes.Repeat([]byte{byte('a' + i%26)}, size)})
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- sc.WriteFrames(fs) }()
+		for i := range fs {
+			f, err := cc.ReadFrame()
+			if err != nil {
+				t.Fatalf("size %d frame %d: %v", size, i, err)
+			}
+			if f.Seq != uint32(i) || !bytes.Equal(f.Body, fs[i].Body) {
+				t.Fatalf("size %d frame %d differs", size, i)
+			}
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
