@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -150,9 +151,9 @@ routing:
 
 	clientArgs := []string{"-role", "sdkclient", "-clientfile", clientFile,
 		"-connects", fmt.Sprint(f.plan.connects), "-msg-for", f.plan.msgFor.String()}
-	measure := func(target string) (measurement, error) {
+	measure := func(node, target string) (measurement, error) {
 		var m measurement
-		cmd, err := w.Command(ctx, "user", exe, append(clientArgs, "-target", target)...)
+		cmd, err := w.Command(ctx, node, exe, append(clientArgs, "-target", target)...)
 		if err != nil {
 			return m, err
 		}
@@ -165,15 +166,38 @@ routing:
 		}
 		return m, nil
 	}
-	direct, err := measure(core + ":7710")
+	direct, err := measure("user", core+":7710")
 	if err != nil {
 		return err
 	}
-	accel, err := measure(edge + ":7720")
+	accel, err := measure("user", edge+":7720")
 	if err != nil {
 		return err
 	}
 	report("accel", f.tunnel, direct, accel)
+	if f.local {
+		// The core's own share: the same client on the core's loopback, no
+		// WAN at all (it competes with the core for this machine's CPU).
+		local, err := measure("core", "127.0.0.1:7710")
+		if err != nil {
+			return err
+		}
+		fmt.Printf("# core-local samples: connect %d (failed %d), messages %d (failed %d)\n",
+			len(local.ConnectMS), local.ConnectFailed, len(local.MessageMS), local.MessageFailed)
+		for _, r := range []struct {
+			name string
+			v    float64
+		}{
+			{"connect_login_core_local_p50", pct(local.ConnectMS, 50)},
+			{"connect_login_core_local_p99", pct(local.ConnectMS, 99)},
+			{"msg_rtt_core_local_p50", pct(local.MessageMS, 50)},
+			{"msg_rtt_core_local_p99", pct(local.MessageMS, 99)},
+		} {
+			if !math.IsNaN(r.v) {
+				fmt.Printf("RESULT accel_%s %.2f ms\n", r.name, r.v)
+			}
+		}
+	}
 	printLinkStats(w)
 	return nil
 }

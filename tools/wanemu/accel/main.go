@@ -48,6 +48,7 @@ type flags struct {
 	target     string
 	pkiDir     string
 	impl       string
+	local      bool
 	clientFile string
 	world      string
 	mode       string
@@ -66,6 +67,7 @@ func main() {
 	flag.StringVar(&f.world, "world", "tools/wanemu/worlds/standard.yaml", "world file (nodes user, edge, core)")
 	flag.StringVar(&f.mode, "mode", "accel", "accel, or ceiling (the emulator's own throughput)")
 	flag.StringVar(&f.impl, "impl", "standin", "accel mode: standin (this program's own edge and core) or longlink (cmd/longlink and core/sdk)")
+	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
 	flag.DurationVar(&f.timeout, "timeout", 9*time.Minute, "stop everything after this long")
 	flag.IntVar(&f.plan.connects, "connects", 200, "connect-and-login samples per path")
