@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,8 @@ type Client struct {
 	state    State
 	changed  chan struct{} // closed and replaced on every state change
 	stopErr  error
-	outbox   []*outItem
+	outbox   map[*outItem]struct{} // unacknowledged sends; order by outItem.order
+	outSeq   uint64
 	session  string
 	started  bool
 	closed   bool
@@ -59,6 +61,7 @@ func New(cfg Config) (*Client, error) {
 		jobs:     newJobQueue(),
 		changed:  make(chan struct{}),
 		lastSeqs: map[string]int64{},
+		outbox:   map[*outItem]struct{}{},
 	}
 	if c.dial == nil {
 		c.dial = LinkDialer(cfg.ServerKeys, cfg.Limits)
@@ -272,6 +275,7 @@ func NewClientMsgID() string {
 // outItem is a message waiting for its ack. It stays in the outbox across
 // reconnects and is resent with the same client_msg_id (the server dedupes).
 type outItem struct {
+	order uint64 // queueing order, kept on resend
 	id    string
 	conv  string
 	body  []byte
@@ -332,7 +336,9 @@ func (c *Client) SendAsync(req *imapi.SendReq) (<-chan sendResult, error) {
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
-	c.outbox = append(c.outbox, it)
+	c.outSeq++
+	it.order = c.outSeq
+	c.outbox[it] = struct{}{}
 	cur := c.cur
 	ok := cur != nil && c.state == StateConnected
 	c.mu.Unlock()
@@ -384,24 +390,14 @@ func (c *Client) transmit(cur *conn, it *outItem) {
 }
 
 func (c *Client) inOutbox(it *outItem) bool {
-	for _, x := range c.outbox {
-		if x == it {
-			return true
-		}
-	}
-	return false
+	_, ok := c.outbox[it]
+	return ok
 }
 
 func (c *Client) finish(it *outItem, r sendResult) {
 	c.mu.Lock()
-	found := false
-	for i, x := range c.outbox {
-		if x == it {
-			c.outbox = append(c.outbox[:i], c.outbox[i+1:]...)
-			found = true
-			break
-		}
-	}
+	_, found := c.outbox[it]
+	delete(c.outbox, it)
 	c.mu.Unlock()
 	if !found {
 		return
@@ -507,8 +503,12 @@ func (c *Client) sleep(d time.Duration) {
 // conversation list.
 func (c *Client) onConnected(cur *conn) {
 	c.mu.Lock()
-	items := append([]*outItem(nil), c.outbox...)
+	items := make([]*outItem, 0, len(c.outbox))
+	for it := range c.outbox {
+		items = append(items, it)
+	}
 	c.mu.Unlock()
+	sort.Slice(items, func(i, j int) bool { return items[i].order < items[j].order })
 	for _, it := range items {
 		c.transmit(cur, it)
 	}
