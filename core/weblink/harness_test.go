@@ -25,6 +25,7 @@ const testAppKey = "demo"
 // app services, gateway without a Link listener) and WebLink in front.
 type testCore struct {
 	wl     *WebLink
+	gw     *gateway.Gateway
 	url    string
 	tokens map[string]string
 	reg    *prometheus.Registry
@@ -85,7 +86,7 @@ func startCore(t testing.TB, mod func(*Config)) *testCore {
 	if err := gw.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := &testCore{tokens: map[string]string{}, reg: reg}
+	c := &testCore{tokens: map[string]string{}, reg: reg, gw: gw}
 	var demo []DemoLogin
 	for _, u := range users {
 		c.tokens[u.Account] = u.Token

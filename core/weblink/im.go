@@ -74,12 +74,19 @@ func (st *sockState) emit(op imapi.Op, body []byte) error {
 }
 
 // Close implements gateway.Transport: the kick goes out, then the connection
-// closes. The disconnect runs on its own goroutine because it calls back
+// closes. A client kicked by another device gets a DISCONNECT, after which
+// socket.io-client does not reconnect; for other reasons (draining, slow
+// consumer) only the transport closes, so that it reconnects — elsewhere,
+// when draining. The close runs on its own goroutine because it calls back
 // into the gateway (Session.Close).
 func (st *sockState) Close(k imapi.Kick) {
 	body, _ := json.Marshal(k)
 	_ = st.emit(imapi.OpKick, body)
-	go st.sock.Disconnect(true)
+	if k.Code == imapi.ErrKicked {
+		go st.sock.Disconnect(true)
+		return
+	}
+	go st.sock.CloseTransport()
 }
 
 func (h *imHandler) Connect(s *server.Socket, auth json.RawMessage) error {

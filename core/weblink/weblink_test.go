@@ -275,3 +275,34 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayDrain checks that a drain kick closes only the transport (no
+// DISCONNECT packet), so that socket.io-client reconnects elsewhere.
+func TestGatewayDrain(t *testing.T) {
+	c := startCore(t, nil)
+	alice := dialSIO(t, c.url, loginReq(c, "alice", "d1"))
+	alice.event("login")
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.gw.Shutdown(ctx)
+	}()
+	var k imapi.Kick
+	if err := json.Unmarshal(alice.event("kick"), &k); err != nil || k.Code != imapi.ErrUnavailable {
+		t.Fatalf("kick %+v %v", k, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		_, b, err := alice.c.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				t.Fatalf("close: %v", err)
+			}
+			return
+		}
+		if strings.HasPrefix(string(b), "41") {
+			t.Fatal("a drain kick sent DISCONNECT: the client would not reconnect")
+		}
+	}
+}

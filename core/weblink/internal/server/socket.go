@@ -176,6 +176,13 @@ func (s *Socket) Disconnect(closeConn bool) {
 	}
 }
 
+// CloseTransport closes the whole connection after what is queued, without a
+// DISCONNECT packet: the official client sees "transport close" and
+// reconnects by itself (used when draining), where after Disconnect it would not.
+func (s *Socket) CloseTransport() {
+	s.sess.close("forced close", closeGracefully)
+}
+
 // closed marks the socket gone and tells the handler once.
 func (s *Socket) closed(reason string) {
 	s.mu.Lock()
