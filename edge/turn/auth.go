@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/stun/v4"
@@ -131,9 +132,11 @@ func (s *Server) authHandler(ra *pionturn.RequestAttributes) (string, []byte, bo
 // authPacketConn wraps a UDP listener socket.
 type authPacketConn struct {
 	net.PacketConn
-	udp  *net.UDPConn // set for UDP sockets: the fast path
-	s    *Server
-	last string // book entry of the previous packet, dropped on the next read
+	udp   *net.UDPConn // set for UDP sockets: the fast path
+	raw   syscall.RawConn
+	batch *peerBatch
+	s     *Server
+	last  string // book entry of the previous packet, dropped on the next read
 }
 
 func (c *authPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {

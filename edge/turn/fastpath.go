@@ -132,7 +132,7 @@ func (c *relayPacketConn) setChannel(peer netip.AddrPort, number uint16, bound b
 // clientChannelData relays one ChannelData datagram from a UDP client, if
 // its channel is known; false hands the datagram to pion.
 func (s *Server) clientChannelData(b []byte, from netip.AddrPort) bool {
-	if len(b) < 4 || b[0] < 0x40 || b[0] > 0x4f {
+	if len(b) < 4 || b[0]&0xC0 != 0x40 {
 		return false
 	}
 	number := binary.BigEndian.Uint16(b[0:2])
@@ -170,23 +170,60 @@ func (c *relayPacketConn) writeToPeer(p []byte, peer netip.AddrPort) {
 	}
 }
 
-// readFromUDPClient is authPacketConn.ReadFrom for UDP listeners: channel
-// data of known channels is relayed here; everything else goes to pion.
+// readFromUDPClient is authPacketConn.ReadFrom for UDP listeners: it reads
+// in batches; channel data of known channels is relayed here, everything
+// else goes to pion.
 func (c *authPacketConn) readFromUDPClient(p []byte) (int, net.Addr, error) {
-	for {
-		n, ap, err := c.udp.ReadFromUDPAddrPort(p)
-		if err != nil {
-			return n, nil, err
+	b := c.batch
+	b.drained = false // see readFromPeers
+	var outN int
+	var outAddr net.Addr
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		for {
+			if b.next >= b.n {
+				n, e := b.recv(int(fd))
+				if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
+					b.n, b.next = 0, 0
+					return false
+				}
+				if e != 0 {
+					rerr = e
+					return true
+				}
+				b.n, b.next = n, 0
+				b.drained = n < batch
+			}
+			i := b.next
+			b.next++
+			size := int(b.msgs[i].len)
+			if b.msgs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+				continue // larger than any TURN datagram we accept
+			}
+			data := b.bufs[i][4 : 4+size]
+			from := sockaddrToAddrPort(&b.names[i])
+			if size >= 4 && data[0]&0xC0 == 0x40 && c.s.clientChannelData(data, from) {
+				if b.next >= b.n && b.drained {
+					b.n, b.next, b.drained = 0, 0, false
+					return false
+				}
+				continue
+			}
+			outN = copy(p, data)
+			outAddr = net.UDPAddrFromAddrPort(from)
+			if size >= 20 && data[0]&0xC0 == 0 {
+				c.last = c.s.inspect(data, outAddr)
+			}
+			return true
 		}
-		if n >= 4 && p[0]&0xC0 == 0x40 && c.s.clientChannelData(p[:n], ap) {
-			continue
-		}
-		addr := net.UDPAddrFromAddrPort(ap)
-		if n >= 20 && p[0]&0xC0 == 0 {
-			c.last = c.s.inspect(p[:n], addr)
-		}
-		return n, addr, nil
+	})
+	if err != nil {
+		return 0, nil, err
 	}
+	if rerr != nil {
+		return 0, nil, rerr
+	}
+	return outN, outAddr, nil
 }
 
 // Batch reads of a relay socket.
@@ -275,6 +312,9 @@ func (c *relayPacketConn) readFromPeers(p []byte) (int, net.Addr, error) {
 			i := b.next
 			b.next++
 			size := int(b.msgs[i].len)
+			if b.msgs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+				continue
+			}
 			peer := sockaddrToAddrPort(&b.names[i])
 			if c.down != nil || c.user.down != nil {
 				if ok, why := allowN(c.down, c.user.down, size, time.Now()); !ok {

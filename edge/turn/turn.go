@@ -160,7 +160,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			closers = append(closers, c.Close)
 			apc := &authPacketConn{PacketConn: c, s: s}
 			if uc, ok := c.(*net.UDPConn); ok {
-				apc.udp = uc
+				if raw, err := uc.SyscallConn(); err == nil {
+					apc.udp, apc.raw, apc.batch = uc, raw, newPeerBatch()
+				}
 				if local, ok := addrPortOf(uc.LocalAddr()); ok {
 					if _, dup := s.fast.listeners[unmapAP(local)]; !dup {
 						s.fast.listeners[unmapAP(local)] = apc
