@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -59,10 +60,12 @@ type WebLink struct {
 	trusted []netip.Prefix
 	cancel  context.CancelFunc
 
-	mu      sync.Mutex
-	ln      net.Listener
-	httpSrv *http.Server
-	done    chan struct{}
+	mu           sync.Mutex
+	stopped      bool
+	shutdownOnce atomic.Bool
+	ln           net.Listener
+	httpSrv      *http.Server
+	done         chan struct{}
 }
 
 // New validates cfg and builds the server; Start binds it.
@@ -143,7 +146,7 @@ func (w *WebLink) isTrusted(addr string) bool {
 func (w *WebLink) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.httpSrv != nil {
+	if w.httpSrv != nil || w.stopped {
 		return errors.New("weblink: already started")
 	}
 	ln := w.deps.Listener
@@ -209,8 +212,9 @@ func (w *WebLink) Sessions() int { return w.sio.Sessions() }
 func (w *WebLink) Shutdown(ctx context.Context) error {
 	w.mu.Lock()
 	srv, done := w.httpSrv, w.done
+	w.stopped = true
 	w.mu.Unlock()
-	if srv == nil {
+	if srv == nil || !w.shutdownOnce.CompareAndSwap(false, true) {
 		return nil
 	}
 	w.sio.Drain(ctx, w.cfg.DrainTime.D())
