@@ -218,7 +218,7 @@ func rssKiB(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS")
 }
 
-// serverPID finds the server behind taskset (taskset execs, so it is the same pid).
+// runTarget measures one server: taskset execs it, so its pid is the one started.
 func runTarget(self, nodeDir string, t target) error {
 	srv, err := start(t.argv, nodeDir)
 	if err != nil {
