@@ -275,12 +275,13 @@ func NewClientMsgID() string {
 // outItem is a message waiting for its ack. It stays in the outbox across
 // reconnects and is resent with the same client_msg_id (the server dedupes).
 type outItem struct {
-	order uint64 // queueing order, kept on resend
-	id    string
-	conv  string
-	body  []byte
-	done  chan sendResult
-	onCon *conn // the connection it was last sent on
+	order   uint64 // queueing order, kept on resend
+	retries int    // transient refusals so far
+	id      string
+	conv    string
+	body    []byte
+	done    chan sendResult
+	onCon   *conn // the connection it was last sent on
 }
 
 type sendResult struct {
@@ -373,8 +374,14 @@ func (c *Client) transmit(cur *conn, it *outItem) {
 			_ = json.Unmarshal(in.Body, &ack)
 			c.finish(it, sendResult{ack: ack})
 		case imapi.ErrUnavailable, imapi.ErrTimeout, imapi.ErrInternal, imapi.ErrRateLimited:
-			// Transient: retry on this connection later with the same id.
-			time.AfterFunc(c.cfg.BackoffMin+time.Duration(mrand.Int64N(int64(c.cfg.BackoffMin))), func() {
+			// Transient: retry with the same id after a backoff that grows
+			// with each refusal, so that an overloaded server is not
+			// flooded with resends.
+			c.mu.Lock()
+			it.retries++
+			n := it.retries
+			c.mu.Unlock()
+			time.AfterFunc(c.backoff(n), func() {
 				c.mu.Lock()
 				it.onCon = nil
 				again := c.cur == cur && c.inOutbox(it)
