@@ -175,6 +175,9 @@ routing:
 		return err
 	}
 	report("accel", f.tunnel, direct, accel)
+	if f.measured != nil {
+		f.measured(direct, accel)
+	}
 	if f.local {
 		// The core's own share: the same client on the core's loopback, no
 		// WAN at all (it competes with the core for this machine's CPU).

@@ -54,6 +54,8 @@ type flags struct {
 	mode       string
 	timeout    time.Duration
 	plan       clientPlan
+	// measured, when set, receives the figures of both paths (tests).
+	measured func(direct, accel measurement)
 }
 
 func main() {
@@ -222,6 +224,9 @@ func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
 		return err
 	}
 	report("standin", f.tunnel, direct, accel)
+	if f.measured != nil {
+		f.measured(direct, accel)
+	}
 	printLinkStats(w)
 	return nil
 }
