@@ -325,3 +325,46 @@ func TestLeaderLoss(t *testing.T) {
 
 var _ = json.Marshal
 var _ = lbsapi.PathQuery
+
+// TestJoinAndRemove grows a one-member cluster with cluster.join, checks the
+// newcomer gets the state, then removes it.
+func TestJoinAndRemove(t *testing.T) {
+	if os.Getenv("LONGLINK_INTEGRATION") == "" {
+		t.Skip("integration test: set LONGLINK_INTEGRATION=1")
+	}
+	first := startSingle(t)
+	base := t.TempDir()
+	// the newcomer uses the same CA (ca_dir) as the first member
+	cfg := testConfig(t, "lbs2", base, first.cfg.TLS.CADir)
+	cfg.Cluster.Join = []string{"https://" + first.AdminAddr().String()}
+	second, err := New(cfg, Deps{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer second.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for second.fsm.Current().State.Version < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("joined member never got the state")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(first.cl.Status().Servers); n != 2 {
+		t.Fatalf("%d servers after join", n)
+	}
+	// a write through the newcomer is forwarded to the leader
+	a := newAdmin(t, second, testAdminToken)
+	if code, b := a.do("POST", "/v1/nodes/edge-fra/drain", nil); code != 200 {
+		t.Fatalf("write via the newcomer: %d %s", code, b)
+	}
+	body, _ := json.Marshal(map[string]string{"id": "lbs2"})
+	if code, b := newAdmin(t, first, testAdminToken).do("POST", "/v1/raft/remove", body); code != 200 {
+		t.Fatalf("remove: %d %s", code, b)
+	}
+	if n := len(first.cl.Status().Servers); n != 1 {
+		t.Fatalf("%d servers after remove", n)
+	}
+}

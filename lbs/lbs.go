@@ -59,6 +59,7 @@ type LBS struct {
 	trusted  []netip.Prefix
 	health   *healthTracker
 	clientLn net.Listener
+	raftLn   net.Listener
 	adminLn  net.Listener
 	client   *http.Server
 	admin    *http.Server
@@ -164,6 +165,7 @@ func (l *LBS) Start(ctx context.Context) (err error) {
 	for _, p := range l.cfg.Cluster.Peers {
 		peers[p.ID] = p.Address
 	}
+	l.raftLn = raftLn
 	l.cl, err = cluster.Open(cluster.Config{NodeID: l.cfg.NodeID, Dir: filepath.Join(l.cfg.DataDir, "raft"), Listener: raftLn,
 		Advertise: l.cfg.RaftAdvertise, TLS: l.tlsConf, Bootstrap: l.cfg.Cluster.Bootstrap, Peers: peers,
 		HeartbeatTimeout: l.cfg.Cluster.HeartbeatTimeout.D(), ElectionTimeout: l.cfg.Cluster.ElectionTimeout.D(),
@@ -379,10 +381,7 @@ func (l *LBS) raftAddr() string {
 	if l.cfg.RaftAdvertise != "" {
 		return l.cfg.RaftAdvertise
 	}
-	if l.deps.RaftListener != nil {
-		return l.deps.RaftListener.Addr().String()
-	}
-	return l.cfg.RaftListen
+	return l.raftLn.Addr().String()
 }
 
 // adminCall POSTs to another member's admin API with the admin token,
