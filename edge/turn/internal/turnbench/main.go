@@ -44,6 +44,8 @@ func main() {
 		err = allocBench(os.Args[2:])
 	case "peer":
 		err = peer(os.Args[2])
+	case "hold":
+		err = hold(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -383,8 +385,10 @@ func allocBench(args []string) error {
 	return nil
 }
 
-// allocRun starts uclient processes that allocate and then hang, and
-// watches the server's open files (one relay socket per allocation) and RSS.
+// allocRun starts holder processes (pion clients, at most perProc
+// allocations each, so that no process nears the open-files limit) and
+// counts the allocations they hold; the server's RSS growth divided by that
+// count is the memory per allocation.
 func (e *env) allocRun(kind string, target, perProc int) (int, float64, error) {
 	port := freePort()
 	srv, err := e.server(kind, port, "")
@@ -392,44 +396,56 @@ func (e *env) allocRun(kind string, target, perProc int) (int, float64, error) {
 		return 0, 0, err
 	}
 	defer srv.stop()
-	peerPort := freePort()
 	time.Sleep(300 * time.Millisecond)
-	baseFiles, baseRSS := openFiles(srv.pid()), rssKiB(srv.pid())
+	baseRSS := rssKiB(srv.pid())
 	var procs []*proc
 	defer func() {
 		for _, p := range procs {
 			p.stop()
 		}
 	}()
-	devnull, _ := os.Open(os.DevNull)
+	var held atomic.Int64
+	var done sync.WaitGroup
 	for started := 0; started < target; started += perProc {
 		m := min(perProc, target-started)
-		// -n 1 -z 1000 -h: one packet, then hold the allocation.
-		p, err := start(devnull, "taskset", "-c", "1", "turnutils_uclient", "-W", e.secret,
-			"-u", fmt.Sprintf("bench:hold%d", started), "-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
-			"-p", strconv.Itoa(port), "-c", "-h", "-m", strconv.Itoa(m), "-n", "1", "-z", "1000", "127.0.0.1")
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return 0, 0, err
+		}
+		p, err := start(pw, "taskset", "-c", "1", e.self, "hold", fmt.Sprintf("127.0.0.1:%d", port), e.secret,
+			strconv.Itoa(m), fmt.Sprintf("hold%d", started))
+		pw.Close()
 		if err != nil {
 			return 0, 0, err
 		}
 		procs = append(procs, p)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				if v, ok := strings.CutPrefix(sc.Text(), "held "); ok {
+					n, _ := strconv.Atoi(v)
+					held.Add(int64(n))
+					return
+				}
+			}
+		}()
 	}
-	// Wait until the count stops growing for 5 seconds (or 150 s pass).
-	last, stable := -1, time.Now()
-	deadline := time.Now().Add(150 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(time.Second)
-		n := openFiles(srv.pid()) - baseFiles
-		if n != last {
-			last, stable = n, time.Now()
-			fmt.Printf("# %s: %d relay sockets\n", kind, n)
-		}
-		if n >= target || time.Since(stable) > 5*time.Second {
-			break
-		}
+	finished := make(chan struct{})
+	go func() { done.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(240 * time.Second):
+		fmt.Printf("# %s: holders still allocating after 240 s\n", kind)
 	}
-	if last <= 0 {
+	time.Sleep(2 * time.Second) // let the server settle
+	n := int(held.Load())
+	if n == 0 {
 		return 0, 0, errors.New("no allocation held")
 	}
 	rss := rssKiB(srv.pid())
-	return last, (rss - baseRSS) / float64(last), nil
+	fmt.Printf("# %s: %d allocations held, server RSS %.0f MiB (%.0f MiB at start), %d open files\n",
+		kind, n, rss/1024, baseRSS/1024, openFiles(srv.pid()))
+	return n, (rss - baseRSS) / float64(n), nil
 }
