@@ -25,6 +25,7 @@ type sqlStore struct {
 	metrics *metrics
 	w       *sql.DB // writes (one connection on SQLite)
 	r       *sql.DB // reads (the same pool on PostgreSQL)
+	ck      *sql.DB // SQLite: the background checkpointer's connection
 
 	stmts stmtCache
 
@@ -91,6 +92,10 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 		s.wg.Add(1)
 		go s.commitLoop()
 	}
+	if s.ck != nil {
+		s.wg.Add(1)
+		go s.checkpointLoop()
+	}
 	return s, nil
 }
 
@@ -104,7 +109,10 @@ func (s *sqlStore) openSQLite() error {
 		"foreign_keys(0)",
 		"cache_size(-32000)",
 		"temp_store(MEMORY)",
-		"wal_autocheckpoint(4000)",
+		// Checkpoints run in the background (checkpointLoop) so that a
+		// commit never waits for one; the writer checkpoints by itself only
+		// if the background falls far behind (64 MiB of WAL).
+		"wal_autocheckpoint(16384)",
 	} {
 		q.Add("_pragma", p)
 	}
@@ -137,7 +145,31 @@ func (s *sqlStore) openSQLite() error {
 	r.SetMaxOpenConns(s.cfg.ReadConns)
 	r.SetMaxIdleConns(s.cfg.ReadConns)
 	s.r = r
+	ck, err := sql.Open("sqlite", base+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		return fmt.Errorf("store: open sqlite: %w", err)
+	}
+	ck.SetMaxOpenConns(1)
+	s.ck = ck
 	return nil
+}
+
+// checkpointLoop copies the WAL back into the database file (PASSIVE: it
+// never blocks the writer or readers) a few times a second.
+func (s *sqlStore) checkpointLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+			if _, err := s.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+				s.log.Warn("wal checkpoint", "err", err)
+			}
+		}
+	}
 }
 
 func (s *sqlStore) openPostgres() error {
@@ -160,6 +192,9 @@ func (s *sqlStore) closeDBs() {
 	}
 	if s.r != nil && s.r != s.w {
 		_ = s.r.Close()
+	}
+	if s.ck != nil {
+		_ = s.ck.Close()
 	}
 }
 
