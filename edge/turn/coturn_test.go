@@ -158,6 +158,33 @@ func TestCoturnClientRefused(t *testing.T) {
 			t.Fatalf("peer_denied not counted\n%s", r.out)
 		}
 	})
+	t.Run("user quota", func(t *testing.T) {
+		ts := newTestServer(t, func(c *Config) { c.Quotas.PerUser = 1 })
+		c := cred(t, testSecret, "app", "uclient", time.Hour)
+		// Two clients of one user: the second allocation is over the quota.
+		r := runUclient(t, "-u", c.Username, "-w", c.Password, "-n", "5", "-l", "160", "-c", "-m", "2",
+			"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort), "-p", strconv.Itoa(ts.Addrs().UDP[0].(*net.UDPAddr).Port), "127.0.0.1")
+		if ts.refusals(refuseQuotaUser) == 0 {
+			t.Fatalf("quota_user not counted (uclient err %v)\n%s", r.err, r.out)
+		}
+		if got := testutil.ToFloat64(ts.m.allocationsCreated); got != 1 {
+			t.Fatalf("allocations created %v, want 1", got)
+		}
+	})
+	t.Run("bandwidth limit", func(t *testing.T) {
+		ts := newTestServer(t, func(c *Config) { c.Limits.AllocationKbps = 64 })
+		c := cred(t, testSecret, "app", "uclient", time.Hour)
+		// 200 packets of 1000 B at 5 ms (1.6 Mbit/s) through a 64 kbit/s limit.
+		r := runUclient(t, "-u", c.Username, "-w", c.Password, "-n", "200", "-l", "1000", "-z", "5", "-c",
+			"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort), "-p", strconv.Itoa(ts.Addrs().UDP[0].(*net.UDPAddr).Port), "127.0.0.1")
+		if r.err != nil {
+			t.Fatalf("uclient: %v\n%s", r.err, r.out)
+		}
+		if r.received > r.sent/4 || testutil.ToFloat64(ts.m.droppedAllocBW) == 0 {
+			t.Fatalf("limit did not hold: sent %d received %d dropped %v", r.sent, r.received, testutil.ToFloat64(ts.m.droppedAllocBW))
+		}
+		t.Logf("sent %d, received %d through the limit", r.sent, r.received)
+	})
 	t.Run("expired credential", func(t *testing.T) {
 		ts := newTestServer(t, nil)
 		c := cred(t, testSecret, "app", "uclient", -time.Second)
