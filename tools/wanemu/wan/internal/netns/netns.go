@@ -117,11 +117,28 @@ func Stale() ([]string, error) {
 		if !ok {
 			continue
 		}
-		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+		if !alive(pid) {
 			stale = append(stale, n)
 		}
 	}
 	return stale, nil
+}
+
+// alive reports whether pid is a running process (a zombie is not: it has
+// died and only waits for its parent to notice).
+func alive(pid int) bool {
+	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) state …; comm may contain spaces and parentheses.
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }
 
 // Do runs fn on an OS thread that has joined the named namespace. Sockets

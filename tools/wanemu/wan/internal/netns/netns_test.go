@@ -1,6 +1,11 @@
 package netns
 
-import "testing"
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
 
 func TestNameOwner(t *testing.T) {
 	tests := []struct {
@@ -25,5 +30,28 @@ func TestNameOwner(t *testing.T) {
 	}
 	if got := Name(7, "standard", "core"); got != "llw-7-standard-core" {
 		t.Fatalf("Name = %q", got)
+	}
+}
+
+func TestAlive(t *testing.T) {
+	if !alive(os.Getpid()) {
+		t.Fatal("this process is not alive")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	pid := cmd.Process.Pid
+	// Not yet waited for: a zombie once it exits.
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Fatal("exited child (zombie) counted as alive")
+	}
+	cmd.Wait()
+	if alive(pid) {
+		t.Fatal("reaped child counted as alive")
 	}
 }
