@@ -1,6 +1,7 @@
 package lbs
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -11,13 +12,15 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/longlink/longlink/geo/mmdbbuild"
 	"github.com/longlink/longlink/lbs/internal/model"
 	"github.com/longlink/longlink/pkg/config"
 )
 
 // DevConfig is a single-member configuration for `longlink dev`: data and CA
-// under dir, the default ports, and an admin token and a node token that are
-// generated once and kept in dir/tokens.json (mode 0600).
+// under dir, the default ports, a demonstration geo database built from
+// mmdbbuild.DemoWorld, and an admin token and a node token that are generated
+// once and kept in dir/tokens.json (mode 0600).
 func DevConfig(dir string) (Config, error) {
 	c := Default()
 	c.NodeID = "lbs-dev"
@@ -43,6 +46,16 @@ func DevConfig(dir string) (Config, error) {
 			return c, err
 		}
 	}
+	// a demonstration geo database, so that explain shows locations
+	city, asn := filepath.Join(dir, "geo-city.mmdb"), filepath.Join(dir, "geo-asn.mmdb")
+	recs, err := mmdbbuild.ParseCSV(bytes.NewReader(mmdbbuild.DemoWorld))
+	if err != nil {
+		return c, err
+	}
+	if err := mmdbbuild.Build(recs, city, asn); err != nil {
+		return c, err
+	}
+	c.Geo.CityDB, c.Geo.ASNDB = city, asn
 	c.AdminToken = config.NewSecret(tk.Admin)
 	c.NodeToken = config.NewSecret(tk.Node)
 	return c, nil

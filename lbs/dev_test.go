@@ -2,6 +2,7 @@ package lbs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +46,11 @@ func TestDevMode(t *testing.T) {
 	}
 	if v, err := l.ApplyPolicy(ctx, doc, "system:dev"); err != nil || v != 1 {
 		t.Fatalf("apply: %d %v", v, err)
+	}
+	var ex ExplainResult
+	newAdmin(t, l, cfg.AdminToken.Reveal()).json("GET", "/v1/explain?appkey=demo&ip=8.8.8.8", nil, &ex)
+	if !strings.Contains(fmt.Sprint(ex.Location), "US") || len(ex.Steps) < 6 {
+		t.Fatalf("dev explain: %+v", ex)
 	}
 	code, a := query(t, l, "appkey=demo", "")
 	if code != 200 || len(a.Link) != 2 || a.Link[len(a.Link)-1].ID != "core-gw" || !a.Link[len(a.Link)-1].Fallback {

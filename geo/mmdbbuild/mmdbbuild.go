@@ -13,6 +13,7 @@
 package mmdbbuild
 
 import (
+	_ "embed"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -169,3 +170,10 @@ func BuildFile(csvPath, cityPath, asnPath string) error {
 	}
 	return Build(recs, cityPath, asnPath)
 }
+
+// DemoWorld is a small demonstration CSV (documentation and well-known
+// prefixes mapped to a few regions; not real geolocation data), the same as
+// tools/geodb/testdata/world.csv. `longlink dev` builds its databases from it.
+//
+//go:embed demo_world.csv
+var DemoWorld []byte
