@@ -121,8 +121,9 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 func fastProbe(r *relay.RoutingConfig) {
-	r.Probe.Interval = config.Duration(50 * time.Millisecond)
-	r.Probe.Timeout = config.Duration(300 * time.Millisecond)
+	// Fast enough for quick tests, loose enough for a loaded CI machine.
+	r.Probe.Interval = config.Duration(100 * time.Millisecond)
+	r.Probe.Timeout = config.Duration(time.Second)
 	r.Probe.DownAfter = 3
 }
 
@@ -250,14 +251,41 @@ func newWorldLink(t *testing.T, tr string, cr creds, mutate func(*Config), linkA
 	}
 	t.Cleanup(func() { _ = e.Shutdown(ctx) })
 	w.edge = e
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for e.Router().Primary("demo") == "" || !allUp(e.Router()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("paths never came up: %+v", e.Router().Paths())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The relays' own next hops come up a moment after they answer the
+	// edge's probes: wait until a request gets all the way through.
+	for {
+		if ok := tryHTTP(w.edge.Addr("weblink").String()); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no request through the chain")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return w
+}
+
+func tryHTTP(addr string) bool {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(c, "GET /whoami HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func allUp(r *relay.Router) bool {

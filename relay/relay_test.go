@@ -382,3 +382,28 @@ func TestStickyAffinity(t *testing.T) {
 		t.Fatalf("a flow without affinity did not follow the new primary")
 	}
 }
+
+// While every relay is down, flows go straight to the cluster's egress; when
+// a relay is back, they return to it. SetRoutes swaps hops at run time.
+func TestDirectFallbackAndSetRoutes(t *testing.T) {
+	ch := newMemChain(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	direct := &Hop{Name: "egress", Transport: "mem", Address: "egress"}
+	ch.router.SetRoutes([]Route{{Cluster: "demo", NextHops: []Hop{{Name: "relay-a", Transport: "mem", Address: "relay-a"}}, Direct: direct}})
+	waitFor(t, 2*time.Second, func() bool { return ch.router.Primary("demo") == "relay-a" })
+	if n := len(ch.router.Paths()); n != 2 {
+		t.Fatalf("%d paths after SetRoutes, want relay-a and egress", n)
+	}
+	_ = ch.relays[0].Shutdown(ctx)
+	waitFor(t, 3*time.Second, func() bool { return ch.router.Primary("demo") == "egress" })
+	tun, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindLink, Cluster: "demo", Service: "link"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	_, _ = tun.Write([]byte("z"))
+	if _, err := io.ReadFull(tun, make([]byte, 1)); err != nil || tun.Path() != "egress" {
+		t.Fatalf("direct flow: path %s err %v", tun.Path(), err)
+	}
+}

@@ -164,7 +164,7 @@ func (k *KCP) Dial(ctx context.Context, addr string) (Conn, error) {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	sc, err := dialSeal(deadline, uc, ua, k.keys, k.cfg.Stats)
+	sc, err := dialSeal(ctx, deadline, uc, ua, k.keys, k.cfg.Stats)
 	if err != nil {
 		_ = uc.Close()
 		return nil, fmt.Errorf("kcp dial %s: %w", addr, err)

@@ -125,7 +125,7 @@ func (c *memConn) track(s net.Conn) {
 }
 
 func (c *memConn) OpenStream(ctx context.Context) (Stream, error) {
-	a, b := net.Pipe()
+	a, b := memPipe()
 	c.track(a)
 	c.peer.track(b)
 	select {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
@@ -203,7 +204,7 @@ type clientSealConn struct {
 }
 
 // dialSeal runs the HELLO/ACK handshake with the peer at raddr over pc.
-func dialSeal(deadline time.Time, pc net.PacketConn, raddr net.Addr, k *sealKeys, stats *SealStats) (*clientSealConn, error) {
+func dialSeal(ctx context.Context, deadline time.Time, pc net.PacketConn, raddr net.Addr, k *sealKeys, stats *SealStats) (*clientSealConn, error) {
 	var cr [32]byte
 	_, _ = rand.Read(cr[:])
 	hello := make([]byte, 0, helloLen)
@@ -214,6 +215,9 @@ func dialSeal(deadline time.Time, pc net.PacketConn, raddr net.Addr, k *sealKeys
 	buf := make([]byte, 2048)
 	defer func() { _ = pc.SetReadDeadline(time.Time{}) }()
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+		}
 		if _, err := pc.WriteTo(hello, raddr); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 		}
