@@ -198,8 +198,11 @@ func (c *wsConn) readLoop(rest []byte) {
 			c.finish()
 		}
 	}()
+	parkAfter := c.srv.cfg.ParkAfter
+	var armed time.Time // when the park deadline was last pushed back
 	if c.raw != nil {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ParkAfter))
+		armed = time.Now()
+		_ = c.conn.SetReadDeadline(armed.Add(parkAfter))
 	}
 	maxFrame := c.srv.cfg.MaxPayload
 	buf := c.small[:]
@@ -268,13 +271,21 @@ func (c *wsConn) readLoop(rest []byte) {
 					parked = true
 					return
 				}
-				_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ParkAfter))
+				armed = time.Now()
+				_ = c.conn.SetReadDeadline(armed.Add(parkAfter))
 				continue
 			}
 			if big != nil {
 				putBuf(big)
 			}
 			return
+		}
+		if c.raw != nil {
+			// Data came: push the park deadline back, at most twice per period.
+			if now := time.Now(); now.Sub(armed) > parkAfter/2 {
+				armed = now
+				_ = c.conn.SetReadDeadline(now.Add(parkAfter))
+			}
 		}
 		if big == nil && have+n == len(buf) {
 			// The small buffer filled up: more is probably waiting, so
