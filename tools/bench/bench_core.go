@@ -20,7 +20,7 @@ go build -o "$d/loadgen" ./tools/loadgen
 	})
 	register(benchmark{
 		name: "link-messages",
-		summary: "durable 1:1 messages end to end through the Go SDK at a fixed offered load of 10,000 msg/s " +
+		summary: "durable 1:1 messages end to end through the Go SDK at fixed offered loads of 1,000 and 10,000 msg/s " +
 			"(100 conversations, SQLite synchronous=full): throughput and p50/p99 send→delivery latency " +
 			"(goal ≥ 10,000 msg/s, p99 ≤ 20 ms)",
 		limit: 5 * time.Minute,
@@ -31,7 +31,7 @@ go build -o "$d/longlink" ./cmd/longlink
 go build -o "$d/loadgen" ./tools/loadgen
 pin=""
 if command -v taskset >/dev/null; then pin="taskset -c 1"; fi
-$pin "$d/loadgen" messages -bin "$d/longlink" -rate 10000 -pairs 100 -duration 20s -warmup 5s -server-cpu 0 \
+$pin "$d/loadgen" messages -bin "$d/longlink" -rate 1000,10000 -pairs 100 -duration 20s -warmup 5s -server-cpu 0 \
   -metrics longlink_store_batch_seconds_sum,longlink_store_batch_seconds_count,longlink_store_batch_size_sum`},
 	})
 }

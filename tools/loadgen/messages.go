@@ -26,7 +26,7 @@ func runMessages(args []string) error {
 	fs := flag.NewFlagSet("messages", flag.ContinueOnError)
 	bin := fs.String("bin", "longlink", "longlink binary")
 	pairs := fs.Int("pairs", 100, "sender/receiver pairs (each pair is one conversation)")
-	rate := fs.Int("rate", 10000, "offered load, messages per second in total")
+	rates := fs.String("rate", "10000", "offered loads, messages per second in total; several (comma-separated) are run one after the other, each on a fresh server")
 	duration := fs.Duration("duration", 20*time.Second, "measured period")
 	warmup := fs.Duration("warmup", 3*time.Second, "unmeasured period before it")
 	serverCPU := fs.String("server-cpu", "0", "CPU list for the server (taskset); empty: not pinned")
@@ -48,9 +48,39 @@ func runMessages(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var list []int
+	for _, r := range strings.Split(*rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("-rate: %q", r)
+		}
+		list = append(list, n)
+	}
+	for _, r := range list {
+		suffix := ""
+		if len(list) > 1 {
+			suffix = "_at_" + strconv.Itoa(r)
+		}
+		if err := runMessagesAt(msgOpts{bin: *bin, pairs: *pairs, rate: r, duration: *duration, warmup: *warmup,
+			serverCPU: *serverCPU, syncMode: *syncMode, profile: *profile, showMetrics: *showMetrics, suffix: suffix}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type msgOpts struct {
+	bin                                               string
+	pairs, rate                                       int
+	duration, warmup                                  time.Duration
+	serverCPU, syncMode, profile, showMetrics, suffix string
+}
+
+// runMessagesAt runs one load point on a fresh server.
+func runMessagesAt(o msgOpts) error {
 	ctx := context.Background()
-	srv, err := startServer(ctx, serverOpts{bin: *bin, cpu: *serverCPU, users: 2 * *pairs,
-		extra: "store: {synchronous: " + *syncMode + "}\n"})
+	srv, err := startServer(ctx, serverOpts{bin: o.bin, cpu: o.serverCPU, users: 2 * o.pairs,
+		extra: "store: {synchronous: " + o.syncMode + "}\n"})
 	if err != nil {
 		return err
 	}
@@ -85,14 +115,14 @@ func runMessages(args []string) error {
 		}
 	}()
 	var wg sync.WaitGroup
-	for i := 0; i < 2**pairs; i++ {
+	for i := 0; i < 2*o.pairs; i++ {
 		c, err := newClient(i)
 		if err != nil {
 			return err
 		}
 		clients = append(clients, c)
 		c.Start()
-		receiver := i >= *pairs
+		receiver := i >= o.pairs
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -134,17 +164,17 @@ func runMessages(args []string) error {
 		}
 	}
 	cancel()
-	progress("%d clients connected; offering %d msg/s for %s after %s of warm-up", len(clients), *rate, *duration, *warmup)
+	progress("%d clients connected; offering %d msg/s for %s after %s of warm-up", len(clients), o.rate, o.duration, o.warmup)
 
 	// Pacing: every millisecond, send what the schedule says is due.
 	start := time.Now()
-	winStart.Store(int64(start.Add(*warmup).Sub(epoch)))
-	winEnd.Store(int64(start.Add(*warmup + *duration).Sub(epoch)))
-	end := start.Add(*warmup + *duration)
-	if *profile != "" {
+	winStart.Store(int64(start.Add(o.warmup).Sub(epoch)))
+	winEnd.Store(int64(start.Add(o.warmup + o.duration).Sub(epoch)))
+	end := start.Add(o.warmup + o.duration)
+	if o.profile != "" {
 		go func() {
-			time.Sleep(*warmup)
-			if err := fetchProfile(srv.debugAddr, *profile, *duration); err != nil {
+			time.Sleep(o.warmup)
+			if err := fetchProfile(srv.debugAddr, o.profile, o.duration); err != nil {
 				progress("profile: %v", err)
 			}
 		}()
@@ -158,12 +188,12 @@ func runMessages(args []string) error {
 		if now.After(end) {
 			break
 		}
-		due := int64(now.Sub(start).Seconds() * float64(*rate))
+		due := int64(now.Sub(start).Seconds() * float64(o.rate))
 		for ; sent < due; sent++ {
-			i := int(sent % int64(*pairs))
+			i := int(sent % int64(o.pairs))
 			t := int64(time.Since(epoch))
 			body, _ := json.Marshal(map[string]int64{"t": t})
-			req := imapi.SendReq{ConvType: imapi.ConvP2P, To: account(*pairs + i), Type: "custom", Body: body,
+			req := imapi.SendReq{ConvType: imapi.ConvP2P, To: account(o.pairs + i), Type: "custom", Body: body,
 				ClientMsgID: strconv.FormatInt(t, 10) + "-" + strconv.FormatInt(sent, 10)}
 			if _, err := clients[i].SendAsync(&req); err != nil {
 				return err
@@ -186,8 +216,8 @@ func runMessages(args []string) error {
 	}
 	progress("sent %d, delivered %d, acked %d, failed %d", sent, delivered.Load(), acked.Load(), failed.Load())
 
-	if *showMetrics != "" {
-		dumpMetrics(srv.debugAddr, strings.Split(*showMetrics, ","))
+	if o.showMetrics != "" {
+		dumpMetrics(srv.debugAddr, strings.Split(o.showMetrics, ","))
 	}
 	latMu.Lock()
 	defer latMu.Unlock()
@@ -204,12 +234,12 @@ func runMessages(args []string) error {
 	}
 	// Throughput: messages sent in the window that were delivered, over the
 	// window. A server that falls behind delivers fewer of them in time.
-	result("link_messages_offered", float64(*rate), "msg/s")
-	result("link_messages_throughput", float64(len(lats))/duration.Seconds(), "msg/s")
-	result("link_messages_delivered_ratio", float64(len(lats))/float64(max(sentInWindow, 1)), "ratio")
-	result("link_messages_p50", pct(lats, 0.50), "ms")
-	result("link_messages_p99", pct(lats, 0.99), "ms")
-	result("link_messages_ack_p50", pct(ackLats, 0.50), "ms")
-	result("link_messages_ack_p99", pct(ackLats, 0.99), "ms")
+	result("link_messages_offered"+o.suffix, float64(o.rate), "msg/s")
+	result("link_messages_throughput"+o.suffix, float64(len(lats))/o.duration.Seconds(), "msg/s")
+	result("link_messages_delivered_ratio"+o.suffix, float64(len(lats))/float64(max(sentInWindow, 1)), "ratio")
+	result("link_messages_p50"+o.suffix, pct(lats, 0.50), "ms")
+	result("link_messages_p99"+o.suffix, pct(lats, 0.99), "ms")
+	result("link_messages_ack_p50"+o.suffix, pct(ackLats, 0.50), "ms")
+	result("link_messages_ack_p99"+o.suffix, pct(ackLats, 0.99), "ms")
 	return nil
 }
