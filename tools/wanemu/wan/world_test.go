@@ -225,7 +225,9 @@ func TestWorldLossyPath(t *testing.T) {
 		if rtts[0] < 50*time.Millisecond {
 			t.Errorf("rtt %v below the configured 50ms", rtts[0])
 		}
-		if med > 56*time.Millisecond {
+		// Upper bounds leave room for a loaded CI machine (the emulator's
+		// timers fire late under CPU pressure) but catch a doubled delay.
+		if med > 70*time.Millisecond {
 			t.Errorf("median rtt %v, want 50ms + a few ms", med)
 		}
 		// 1% each way: about 2% of round trips fail; 300 samples.
@@ -258,7 +260,7 @@ func TestWorldLossyPath(t *testing.T) {
 		slices.Sort(times)
 		med := times[len(times)/2]
 		t.Logf("tcp connect: min %v p50 %v max %v", times[0], med, times[len(times)-1])
-		if med < 50*time.Millisecond || med > 58*time.Millisecond {
+		if med < 50*time.Millisecond || med > 75*time.Millisecond {
 			t.Errorf("median connect time %v, want one RTT of 50ms", med)
 		}
 	})
