@@ -23,6 +23,14 @@ func TestEdgeMem(t *testing.T) {
 
 func TestPerIPLimit(t *testing.T) {
 	w := newWorld(t, "mem", memCreds(), func(c *Config) { c.Limits.MaxSessionsPerIP = 1 })
+	// newWorld's own probe request must be gone from the table first.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(w.edge.Sessions()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions left: %+v", w.edge.Sessions())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	c1 := linkRoundTrip(t, w)
 	defer c1.Close()
 	c2, err := net.Dial("tcp", w.edge.Addr("link").String())
