@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/serverapi/internal/sign"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/pkg/config"
@@ -134,7 +135,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
-	nonces  *nonceCache
+	nonces  *sign.NonceCache
 	mux     *http.ServeMux
 	routes  []Route
 
@@ -171,7 +172,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, deps: deps, log: log.With("component", "serverapi"), metrics: m, now: now,
-		nonces: newNonceCache(cfg.NonceCacheSize, 2*cfg.Window.D()),
+		nonces: sign.NewNonceCache(cfg.NonceCacheSize, 2*cfg.Window.D()),
 		mux:    http.NewServeMux(),
 	}
 	s.routeV1()
@@ -270,19 +271,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, h H
 		code = e.Code
 		writeError(w, e)
 	}
-	ah, aerr := parseAuth(r.Header)
+	ah, aerr := sign.Parse(r.Header)
 	if aerr != nil {
 		s.metrics.authFailures.WithLabelValues("headers").Inc()
 		fail(aerr)
 		return
 	}
 	now := s.now()
-	if d := now.Unix() - ah.ts; d > int64(s.cfg.Window.D()/time.Second) || -d > int64(s.cfg.Window.D()/time.Second) {
+	if d := now.Unix() - ah.Timestamp; d > int64(s.cfg.Window.D()/time.Second) || -d > int64(s.cfg.Window.D()/time.Second) {
 		s.metrics.authFailures.WithLabelValues("timestamp").Inc()
 		fail(imapi.Errorf(imapi.ErrUnauthorized, "timestamp outside the allowed window"))
 		return
 	}
-	app, err := s.deps.Service.App(r.Context(), ah.appkey)
+	app, err := s.deps.Service.App(r.Context(), ah.AppKey)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			s.metrics.authFailures.WithLabelValues("appkey").Inc()
@@ -304,17 +305,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, h H
 		}
 		return
 	}
-	if !verifyChecksum(app.Secret, r.Method, r.RequestURI, ah, body) {
+	if !sign.Verify(app.Secret, r.Method, r.RequestURI, ah, body) {
 		s.metrics.authFailures.WithLabelValues("checksum").Inc()
 		fail(imapi.Errorf(imapi.ErrUnauthorized, "bad checksum"))
 		return
 	}
-	switch s.nonces.check(ah.appkey+"\x00"+ah.nonce, now) {
-	case nonceReplayed:
+	switch s.nonces.Check(ah.AppKey+"\x00"+ah.Nonce, now) {
+	case sign.NonceReplayed:
 		s.metrics.authFailures.WithLabelValues("replay").Inc()
 		fail(imapi.Errorf(imapi.ErrUnauthorized, "nonce already used"))
 		return
-	case nonceFull:
+	case sign.NonceFull:
 		s.metrics.authFailures.WithLabelValues("nonce_cache_full").Inc()
 		fail(imapi.Errorf(imapi.ErrRateLimited, "too many requests in the signing window"))
 		return

@@ -1,4 +1,4 @@
-package serverapi
+package sign
 
 import (
 	"net/http"
@@ -8,31 +8,31 @@ import (
 )
 
 func TestNonceCache(t *testing.T) {
-	c := newNonceCache(3, time.Minute)
+	c := NewNonceCache(3, time.Minute)
 	t0 := time.Unix(1000, 0)
 	for _, tc := range []struct {
 		key  string
 		at   time.Time
-		want nonceResult
+		want NonceResult
 	}{
-		{"a", t0, nonceFresh},
-		{"a", t0.Add(time.Second), nonceReplayed},
-		{"b", t0, nonceFresh},
-		{"c", t0, nonceFresh},
-		{"d", t0.Add(time.Second), nonceFull}, // full of live nonces: refuse, never forget
-		{"a", t0.Add(61 * time.Second), nonceFresh},
-		{"d", t0.Add(61 * time.Second), nonceFresh},
+		{"a", t0, NonceFresh},
+		{"a", t0.Add(time.Second), NonceReplayed},
+		{"b", t0, NonceFresh},
+		{"c", t0, NonceFresh},
+		{"d", t0.Add(time.Second), NonceFull}, // full of live nonces: refuse, never forget
+		{"a", t0.Add(61 * time.Second), NonceFresh},
+		{"d", t0.Add(61 * time.Second), NonceFresh},
 	} {
-		if got := c.check(tc.key, tc.at); got != tc.want {
+		if got := c.Check(tc.key, tc.at); got != tc.want {
 			t.Fatalf("%s at %v: %v, want %v", tc.key, tc.at.Sub(t0), got, tc.want)
 		}
 	}
 }
 
-// FuzzParseAuth feeds arbitrary header values and bodies to the signature
+// FuzzParse feeds arbitrary header values and bodies to the signature
 // check: it must never panic, and it must accept a request only when the
 // checksum is the one computed with the secret.
-func FuzzParseAuth(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	const secret = "fuzz-secret-0123456789"
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	f.Add("app1", ts, "nonce-1", Checksum(secret, "POST", "/v1/users", ts, "nonce-1", []byte(`{}`)), "POST", "/v1/users", []byte(`{}`))
@@ -45,14 +45,14 @@ func FuzzParseAuth(f *testing.F) {
 		h.Set(HeaderTimestamp, tsv)
 		h.Set(HeaderNonce, nonce)
 		h.Set(HeaderChecksum, checksum)
-		a, err := parseAuth(h)
+		a, err := Parse(h)
 		if err != nil {
 			return
 		}
-		if !validToken(a.appkey, 64) || !validToken(a.nonce, 64) || len(a.checksum) != 32 || a.ts <= 0 {
+		if !ValidToken(a.AppKey, 64) || !ValidToken(a.Nonce, 64) || len(a.checksum) != 32 || a.Timestamp <= 0 {
 			t.Fatalf("accepted malformed headers %+v", a)
 		}
-		ok := verifyChecksum(secret, method, target, a, body)
+		ok := Verify(secret, method, target, a, body)
 		want := Checksum(secret, method, target, tsv, nonce, body) == h.Get(HeaderChecksum)
 		if ok != want {
 			t.Fatalf("verify = %v, want %v", ok, want)
