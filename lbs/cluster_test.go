@@ -368,3 +368,47 @@ func TestJoinAndRemove(t *testing.T) {
 		t.Fatalf("%d servers after remove", n)
 	}
 }
+
+// TestOwnerLoss: a node reports to one member; that member dies (and stays in
+// the configuration) while the node is silent too. The leader marks the node
+// down because nobody vouches for it any more.
+func TestOwnerLoss(t *testing.T) {
+	if os.Getenv("LONGLINK_INTEGRATION") == "" {
+		t.Skip("integration test: set LONGLINK_INTEGRATION=1")
+	}
+	ms := startCluster(t)
+	ld := leader(t, ms)
+	var f *member
+	for _, m := range ms {
+		if m != ld {
+			f = m
+			break
+		}
+	}
+	n := newAdmin(t, f.l, testNodeToken)
+	b, _ := json.Marshal(lbsapi.Heartbeat{Node: "edge-syd", Connections: 1})
+	deadline := time.Now().Add(5 * time.Second)
+	for ld.l.fsm.Current().State.Health["edge-syd"].State != "up" {
+		if time.Now().After(deadline) {
+			t.Fatal("node never came up")
+		}
+		n.do("POST", lbsapi.PathHeartbeat, b)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if o := ld.l.fsm.Current().State.Health["edge-syd"].Owner; o != f.cfg.NodeID {
+		t.Fatalf("owner %q, want %q", o, f.cfg.NodeID)
+	}
+	f.l.Kill()
+	t0 := time.Now()
+	for {
+		h := ld.l.fsm.Current().State.Health["edge-syd"]
+		if h.State == "down" {
+			t.Logf("down after %v: %s", time.Since(t0), h.Reason)
+			break
+		}
+		if time.Since(t0) > 5*time.Second {
+			t.Fatalf("still %+v", h)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

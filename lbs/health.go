@@ -188,9 +188,22 @@ func (h *healthTracker) sweep() {
 				members[s.ID] = true
 			}
 			for id, hs := range snap.State.Health {
-				if hs.State != model.HealthDown && hs.Owner != "" && !members[hs.Owner] {
+				if hs.State == model.HealthDown || hs.Owner == "" || hs.Owner == h.l.cfg.NodeID {
+					continue
+				}
+				// the member receiving this node's beats left the cluster, or the
+				// leader has not reached it for as long as a node may miss
+				// beats: nobody vouches for the node any more. A live node moves
+				// to another member and comes back up there.
+				why := ""
+				if !members[hs.Owner] {
+					why = "owning LBS member " + hs.Owner + " left"
+				} else if h.l.cl.UnreachableFor(hs.Owner) > limit {
+					why = "owning LBS member " + hs.Owner + " unreachable"
+				}
+				if why != "" {
 					cmds = append(cmds, &state.Command{Op: state.OpHealth, ID: id, Who: "lbs:" + h.l.cfg.NodeID,
-						Health: &model.Health{State: model.HealthDown, Since: time.Now().UTC(), Reason: "owning LBS member " + hs.Owner + " left"}})
+						Health: &model.Health{State: model.HealthDown, Since: time.Now().UTC(), Reason: why}})
 				}
 			}
 		}

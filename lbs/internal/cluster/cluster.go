@@ -63,6 +63,13 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	shutdown bool
+
+	// peers the leader fails to reach, and since when
+	unreachMu sync.Mutex
+	unreach   map[string]time.Time
+	obsCh     chan raft.Observation
+	obs       *raft.Observer
+	obsDone   chan struct{}
 }
 
 // PeersFile is the file an operator writes to recover from quorum loss: the
@@ -158,6 +165,7 @@ func Open(cfg Config, fsm *state.FSM) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.Raft = r
+	c.watchPeers()
 	if cfg.Bootstrap && !has {
 		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: c.advertise}}}
 		for id, addr := range cfg.Peers {
@@ -187,6 +195,7 @@ func (c *Cluster) Close() error {
 		_ = c.Raft.LeadershipTransfer().Error()
 	}
 	err := c.Raft.Shutdown().Error()
+	c.stopWatch()
 	c.transport.Close()
 	c.stream.Close()
 	c.stream.wait()
@@ -202,6 +211,7 @@ func (c *Cluster) Kill() {
 	c.mu.Unlock()
 	c.stream.setBlocked(true)
 	c.Raft.Shutdown().Error()
+	c.stopWatch()
 	c.transport.Close()
 	c.stream.Close()
 	c.stream.wait()
@@ -583,4 +593,64 @@ func trimNL(p []byte) []byte {
 		p = p[:len(p)-1]
 	}
 	return p
+}
+
+// watchPeers records, on the leader, which peers miss raft heartbeats.
+func (c *Cluster) watchPeers() {
+	c.unreach = map[string]time.Time{}
+	c.obsCh = make(chan raft.Observation, 64)
+	c.obsDone = make(chan struct{})
+	c.obs = raft.NewObserver(c.obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
+			return true
+		}
+		return false
+	})
+	c.Raft.RegisterObserver(c.obs)
+	go func() {
+		defer close(c.obsDone)
+		for o := range c.obsCh {
+			c.unreachMu.Lock()
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				if _, ok := c.unreach[string(d.PeerID)]; !ok {
+					c.unreach[string(d.PeerID)] = d.LastContact
+				}
+			case raft.ResumedHeartbeatObservation:
+				delete(c.unreach, string(d.PeerID))
+			case raft.LeaderObservation:
+				c.unreach = map[string]time.Time{} // a new term: start over
+			}
+			c.unreachMu.Unlock()
+		}
+	}()
+}
+
+func (c *Cluster) stopWatch() {
+	if c.obs == nil {
+		return
+	}
+	c.Raft.DeregisterObserver(c.obs)
+	close(c.obsCh)
+	<-c.obsDone
+	c.obs = nil
+}
+
+// UnreachableFor reports how long the leader has failed to reach peer id
+// (0 if it reaches it, or if this member does not lead).
+func (c *Cluster) UnreachableFor(id string) time.Duration {
+	if !c.IsLeader() {
+		return 0
+	}
+	c.unreachMu.Lock()
+	defer c.unreachMu.Unlock()
+	since, ok := c.unreach[id]
+	if !ok {
+		return 0
+	}
+	if since.IsZero() {
+		return time.Nanosecond
+	}
+	return time.Since(since)
 }
