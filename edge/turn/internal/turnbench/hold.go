@@ -14,13 +14,15 @@ import (
 	"github.com/longlink/longlink/pkg/turncred"
 )
 
-// hold makes n allocations on server (64 at a time), prints "held N" and
-// keeps them until killed. Allocations live 10 minutes, longer than a run.
+// hold makes n allocations on server (64 at a time) from sockets on local,
+// prints "held N" and keeps them until killed. Allocations live 10 minutes,
+// longer than a run. Each holder uses its own loopback address so that the
+// clients' ports do not eat into the ephemeral range the relays bind from.
 func hold(args []string) error {
-	if len(args) != 4 {
-		return fmt.Errorf("hold SERVER SECRET N ACCOUNT")
+	if len(args) != 5 {
+		return fmt.Errorf("hold SERVER SECRET N ACCOUNT LOCALIP")
 	}
-	server, secret, account := args[0], args[1], args[3]
+	server, secret, account, local := args[0], args[1], args[3], args[4]
 	n, err := strconv.Atoi(args[2])
 	if err != nil {
 		return err
@@ -43,7 +45,7 @@ func hold(args []string) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			conn, err := net.ListenPacket("udp4", net.JoinHostPort(local, "0"))
 			if err != nil {
 				return
 			}

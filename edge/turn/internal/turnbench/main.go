@@ -148,6 +148,9 @@ func (e *env) server(kind string, port int, extra string) (*proc, error) {
 			"--listening-port="+strconv.Itoa(port), "--relay-ip=127.0.0.1", "--use-auth-secret",
 			"--static-auth-secret="+e.secret, "--realm=longlink", "--allow-loopback-peers", "--no-cli",
 			"--no-tls", "--no-dtls", "--no-tcp", "--log-file=/dev/null", "--simple-log",
+			// The same relay port range as the kernel's ephemeral range our
+			// server binds from (coturn's default is 49152-65535).
+			"--min-port=32768", "--max-port=60999",
 			"--pidfile="+filepath.Join(e.dir, "turnserver.pid"), "--userdb="+filepath.Join(e.dir, "turndb"))
 	case "longlink":
 		cfg := filepath.Join(e.dir, "turn.yaml")
@@ -413,7 +416,7 @@ func (e *env) allocRun(kind string, target, perProc int) (int, float64, error) {
 			return 0, 0, err
 		}
 		p, err := start(pw, "taskset", "-c", "1", e.self, "hold", fmt.Sprintf("127.0.0.1:%d", port), e.secret,
-			strconv.Itoa(m), fmt.Sprintf("hold%d", started))
+			strconv.Itoa(m), fmt.Sprintf("hold%d", started), fmt.Sprintf("127.0.0.%d", 2+len(procs)))
 		pw.Close()
 		if err != nil {
 			return 0, 0, err
