@@ -397,7 +397,7 @@ func (l *LBS) adminRaftSnapshot(w http.ResponseWriter, r *http.Request, _ princi
 	if !ok {
 		return
 	}
-	if err := l.cl.TakeSnapshot(); err != nil && !strings.Contains(err.Error(), "nothing new") {
+	if err := l.cl.TakeSnapshot(); err != nil {
 		writeErr(w, http.StatusInternalServerError, "raft snapshot: "+err.Error())
 		return
 	}

@@ -578,8 +578,15 @@ func (c *Cluster) Staleness() time.Duration {
 	return time.Since(lc)
 }
 
-// TakeSnapshot asks raft for a snapshot now (compacting the log).
-func (c *Cluster) TakeSnapshot() error { return c.Raft.Snapshot().Error() }
+// TakeSnapshot asks raft for a snapshot now (compacting the log); nothing
+// new since the last one is not an error.
+func (c *Cluster) TakeSnapshot() error {
+	err := c.Raft.Snapshot().Error()
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil
+	}
+	return err
+}
 
 type slogWriter struct{ log *slog.Logger }
 
