@@ -259,13 +259,15 @@ func (l *kcpListener) Close() error {
 	return nil
 }
 
-// kcpConn multiplexes streams with smux. Datagrams ride a dedicated smux
-// stream as length-prefixed frames: they keep the API's message boundaries
-// but are delivered reliably and in order (see TUNNEL.md).
+// kcpConn multiplexes streams with smux. With FEC on, datagrams are KCP
+// out-of-band packets (unreliable, unordered, like UDP). Without FEC, kcp-go
+// has no OOB: they ride a dedicated smux stream as length-prefixed frames,
+// delivered reliably and in order (see TUNNEL.md).
 type kcpConn struct {
 	mux     *smux.Session
 	sess    *kcp.UDPSession
 	onClose func()
+	oob     bool
 
 	accepted chan *smux.Stream
 	dgrams   chan []byte
@@ -278,6 +280,14 @@ type kcpConn struct {
 func newKCPConn(mux *smux.Session, sess *kcp.UDPSession, onClose func()) *kcpConn {
 	c := &kcpConn{mux: mux, sess: sess, onClose: onClose, accepted: make(chan *smux.Stream, 64),
 		dgrams: make(chan []byte, 1024), done: make(chan struct{})}
+	if sess.GetOOBMaxSize() > 0 && sess.SetOOBHandler(func(b []byte) {
+		select {
+		case c.dgrams <- append([]byte(nil), b...):
+		default: // receiver lags: drop, as UDP would
+		}
+	}) == nil {
+		c.oob = true
+	}
 	go func() {
 		select {
 		case <-mux.CloseChan():
@@ -351,6 +361,9 @@ func (c *kcpConn) AcceptStream(ctx context.Context) (Stream, error) {
 func (c *kcpConn) SendDatagram(b []byte) error {
 	if len(b) > c.MaxDatagramSize() {
 		return ErrDatagramTooLarge
+	}
+	if c.oob {
+		return c.sess.SendOOB(b)
 	}
 	frame := make([]byte, 2+len(b))
 	binary.BigEndian.PutUint16(frame, uint16(len(b)))

@@ -42,12 +42,16 @@ func transports(t *testing.T) map[string][2]Transport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, _ := NewKCP(KCPConfig{ClusterKey: clusterKey, Profile: "bulk"})
+	// FEC settings must match between peers; profiles may differ.
+	kb, _ := NewKCP(KCPConfig{ClusterKey: clusterKey, Profile: "bulk", DataShards: 10, ParityShards: 3})
+	kc, _ := NewKCP(KCPConfig{ClusterKey: clusterKey, Profile: "normal"})
+	kd, _ := NewKCP(KCPConfig{ClusterKey: clusterKey, Profile: "fast"})
 	mn := NewMemNetwork()
 	return map[string][2]Transport{
-		"quic": {qa, qb},
-		"kcp":  {ka, kb},
-		"mem":  {mn.Transport("a"), mn.Transport("b")},
+		"quic":       {qa, qb},
+		"kcp":        {ka, kb},
+		"kcp-no-fec": {kc, kd},
+		"mem":        {mn.Transport("a"), mn.Transport("b")},
 	}
 }
 
@@ -95,6 +99,9 @@ func TestStreamsAndDatagrams(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
+			if kc, ok := c.(*kcpConn); ok && kc.oob != (name == "kcp") {
+				t.Fatalf("%s: out-of-band datagrams = %v", name, kc.oob)
+			}
 			// Several concurrent streams, each echoing 1 MiB.
 			const streams = 4
 			errs := make(chan error, streams)
