@@ -38,14 +38,17 @@ func smokeFlags(t *testing.T) flags {
 		tunnel: "quic",
 		world:  "tools/wanemu/worlds/standard.yaml",
 		mode:   "accel",
-		plan: clientPlan{connects: 9, concurrency: 3, msgConns: 3,
+		plan: clientPlan{connects: 12, concurrency: 3, msgConns: 3,
 			msgFor: 3 * time.Second, bulkFor: 2 * time.Second},
 	}
 }
 
-// checkFigures asserts what the standard world must show on any machine:
-// both paths work, messages take about one 180 ms round trip, and logging in
-// through the edge beats going direct (~370 ms against ~540 ms).
+// checkFigures asserts what the standard world must show on any machine,
+// loaded or not: both paths work; no message or login beats physics (one
+// 180 ms round trip per message, three for a direct login); and the best
+// login through the edge (~370 ms: two long round trips and a short one)
+// clearly beats the best direct one (~540 ms). Minimums are used because
+// CPU load on a shared CI machine only ever adds delay.
 func checkFigures(t *testing.T, direct, accel measurement) {
 	t.Helper()
 	for name, m := range map[string]measurement{"direct": direct, "edge": accel} {
@@ -53,17 +56,21 @@ func checkFigures(t *testing.T, direct, accel measurement) {
 			t.Fatalf("%s: %d logins, %d messages (%d and %d failed)", name,
 				len(m.ConnectMS), len(m.MessageMS), m.ConnectFailed, m.MessageFailed)
 		}
-		if p50 := pct(m.MessageMS, 50); p50 < 178 || p50 > 260 {
+		if lo := pct(m.MessageMS, 0); lo < 177 {
+			t.Errorf("%s: a message took %.0f ms, faster than the 180 ms round trip", name, lo)
+		}
+		if p50 := pct(m.MessageMS, 50); p50 > 400 {
 			t.Errorf("%s: message p50 %.0f ms, want about 180", name, p50)
 		}
 	}
-	d, a := pct(direct.ConnectMS, 50), pct(accel.ConnectMS, 50)
-	t.Logf("connect+login p50: direct %.0f ms, through the edge %.0f ms", d, a)
-	if d < 530 {
-		t.Errorf("direct connect+login p50 %.0f ms: faster than three 180 ms round trips", d)
+	d, a := pct(direct.ConnectMS, 0), pct(accel.ConnectMS, 0)
+	t.Logf("connect+login: direct min %.0f p50 %.0f ms, through the edge min %.0f p50 %.0f ms",
+		d, pct(direct.ConnectMS, 50), a, pct(accel.ConnectMS, 50))
+	if d < 535 {
+		t.Errorf("direct connect+login in %.0f ms: faster than three 180 ms round trips", d)
 	}
-	if a >= d-80 {
-		t.Errorf("through the edge %.0f ms, direct %.0f ms: no gain", a, d)
+	if a < 355 || a > d-100 {
+		t.Errorf("best connect+login through the edge %.0f ms, direct %.0f ms: want about 370 against 540", a, d)
 	}
 }
 
