@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/config"
 )
 
 // sioClient is a minimal Socket.IO-over-WebSocket client for protocol-level
@@ -304,5 +305,20 @@ func TestGatewayDrain(t *testing.T) {
 		if strings.HasPrefix(string(b), "41") {
 			t.Fatal("a drain kick sent DISCONNECT: the client would not reconnect")
 		}
+	}
+}
+
+func TestConfigDecode(t *testing.T) {
+	cfg := Default()
+	text := "listen: 127.0.0.1:17711\ndemo_page: false\nping_interval: 10s\ntrusted_proxies: [127.0.0.1/32]\nallowed_origins: [\"https://chat.example.com\"]\n"
+	if err := config.Decode("weblink.yaml", []byte(text), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if *cfg.DemoPage || cfg.PingInterval.D() != 10*time.Second || cfg.Listen != "127.0.0.1:17711" || len(cfg.TrustedProxies) != 1 {
+		t.Fatalf("decoded %+v", cfg)
+	}
+	bad := Default()
+	if err := config.Decode("weblink.yaml", []byte("ping_intervall: 10s\n"), &bad); err == nil || !strings.Contains(err.Error(), "weblink.yaml:1") {
+		t.Fatalf("unknown key: %v", err)
 	}
 }
