@@ -121,6 +121,8 @@ func runDev(ctx context.Context, args []string) error {
 			Token: dc.LBS.NodeToken, RootCAs: lbsNode.CAPool()}
 	}
 	dc.Core.LBS = report("core-gw")
+	edgeReport := report("edge-1")
+	dc.Edge.LBS = &edgeReport
 	node, err := core.New(dc.Core, core.Deps{
 		Logger: log, Registerer: reg, Gatherer: reg,
 		Egress: relay.Deps{Logger: log, Registerer: reg, TLS: tlsCfg, ClusterKey: clusterKey},
@@ -155,13 +157,6 @@ func runDev(ctx context.Context, args []string) error {
 	g.Add("core", node)
 	g.Add("relay", relayNode)
 	g.Add("edge", edgeNode)
-	edgeReport, err := nodeclient.New(report("edge-1"), nodeclient.Deps{Logger: log, Load: func() nodeclient.Load {
-		return nodeclient.Load{Connections: len(edgeNode.Sessions())}
-	}})
-	if err != nil {
-		return err
-	}
-	g.Add("edge-report", edgeReport)
 	g.Add("demo-users", lifecycle.Func{StartFunc: func(ctx context.Context) error {
 		seed := make([]service.SeedUser, 0, len(devUsers))
 		for _, u := range devUsers {
