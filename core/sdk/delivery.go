@@ -3,6 +3,7 @@ package sdk
 import (
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/longlink/longlink/core/imapi"
 )
@@ -15,6 +16,7 @@ type loopMsg struct {
 	clientMsgID string
 	synced      *syncResult
 	convs       []imapi.Conversation
+	gapCheck    string // conversation whose held-back pushes are due
 }
 
 type syncResult struct {
@@ -31,6 +33,11 @@ type convState struct {
 	maxSeen int64              // highest seq the server has told us about
 	own     map[int64]struct{} // acked seqs of our own sends beyond last
 	syncing bool
+	// held are pushes that arrived ahead of a gap. Pushes of one
+	// conversation can overtake each other on the server; a short wait
+	// (Config.GapWait) usually fills the gap without a sync.
+	held     map[int64]*imapi.Message
+	gapTimer bool
 }
 
 // ownIDs remembers recent client_msg_ids of this client's acked sends, so
@@ -93,16 +100,6 @@ func (c *Client) deliveryLoop() {
 		cs.syncing = true
 		c.jobs.push(job{conv: id, after: cs.last})
 	}
-	// advance moves last over our own acked seqs.
-	advance := func(cs *convState) {
-		for {
-			if _, ok := cs.own[cs.last+1]; !ok {
-				return
-			}
-			delete(cs.own, cs.last+1)
-			cs.last++
-		}
-	}
 	deliver := func(m *imapi.Message, cs *convState) bool {
 		cs.last = m.Seq
 		delete(cs.own, m.Seq)
@@ -112,6 +109,31 @@ func (c *Client) deliveryLoop() {
 		return emit(Event{Kind: EventMessage, Message: m})
 	}
 
+	// advance moves last over our own acked seqs and delivers held pushes
+	// that have become contiguous.
+	var advance func(cs *convState) bool
+	advance = func(cs *convState) bool {
+		for {
+			if _, ok := cs.own[cs.last+1]; ok {
+				delete(cs.own, cs.last+1)
+				cs.last++
+				continue
+			}
+			if m := cs.held[cs.last+1]; m != nil {
+				delete(cs.held, m.Seq)
+				if !deliver(m, cs) {
+					return false
+				}
+				continue
+			}
+			for seq := range cs.held {
+				if seq <= cs.last {
+					delete(cs.held, seq)
+				}
+			}
+			return true
+		}
+	}
 	for {
 		var in loopMsg
 		select {
@@ -136,8 +158,8 @@ func (c *Client) deliveryLoop() {
 					cs.own = map[int64]struct{}{}
 				}
 				cs.own[a.Seq] = struct{}{}
-				if !cs.syncing {
-					advance(cs)
+				if !cs.syncing && !advance(cs) {
+					return
 				}
 				record(a.ConvID, cs)
 			}
@@ -173,7 +195,9 @@ func (c *Client) deliveryLoop() {
 					return
 				}
 			}
-			advance(cs)
+			if !advance(cs) {
+				return
+			}
 			record(r.conv, cs)
 			switch {
 			case r.hasMore && len(r.msgs) > 0:
@@ -182,6 +206,18 @@ func (c *Client) deliveryLoop() {
 				cs.maxSeen = cs.last // nothing more exists
 			case cs.maxSeen > cs.last:
 				startSync(r.conv, cs)
+			}
+			if len(cs.held) > 0 && !cs.syncing && !cs.gapTimer {
+				cs.gapTimer = true
+				conv := r.conv
+				time.AfterFunc(c.cfg.GapWait, func() { c.post(loopMsg{gapCheck: conv}) })
+			}
+		case in.gapCheck != "":
+			cs := get(in.gapCheck)
+			cs.gapTimer = false
+			if len(cs.held) > 0 && !cs.syncing {
+				// The gap did not fill in time: fetch what is missing.
+				startSync(in.gapCheck, cs)
 			}
 		case in.push != nil:
 			if !c.handlePush(in.push, get, startSync, deliver, advance, record, emit) {
@@ -192,7 +228,7 @@ func (c *Client) deliveryLoop() {
 }
 
 func (c *Client) handlePush(in *Incoming, get func(string) *convState, startSync func(string, *convState),
-	deliver func(*imapi.Message, *convState) bool, advance func(*convState), record func(string, *convState), emit func(Event) bool) bool {
+	deliver func(*imapi.Message, *convState) bool, advance func(*convState) bool, record func(string, *convState), emit func(Event) bool) bool {
 	switch in.Op {
 	case imapi.OpPush:
 		var m imapi.Message
@@ -208,14 +244,27 @@ func (c *Client) handlePush(in *Incoming, get func(string) *convState, startSync
 			return true // duplicate
 		}
 		if m.Seq == cs.last+1 && !cs.syncing {
-			if !deliver(&m, cs) {
+			if !deliver(&m, cs) || !advance(cs) {
 				return false
 			}
-			advance(cs)
 			record(m.ConvID, cs)
 			return true
 		}
-		startSync(m.ConvID, cs)
+		// Ahead of a gap (or during a sync): hold it back.
+		if cs.held == nil {
+			cs.held = map[int64]*imapi.Message{}
+		}
+		if len(cs.held) >= maxHeld {
+			cs.held = nil
+			startSync(m.ConvID, cs)
+			return true
+		}
+		cs.held[m.Seq] = &m
+		if !cs.syncing && !cs.gapTimer {
+			cs.gapTimer = true
+			conv := m.ConvID
+			time.AfterFunc(c.cfg.GapWait, func() { c.post(loopMsg{gapCheck: conv}) })
+		}
 		return true
 	case imapi.OpReceipt:
 		var r imapi.Receipt
@@ -241,6 +290,9 @@ func (c *Client) handlePush(in *Incoming, get func(string) *convState, startSync
 	}
 	return true
 }
+
+// maxHeld bounds the pushes held back per conversation.
+const maxHeld = 1024
 
 // job is work for the syncer: the conversation list, or one page of a
 // conversation after a seq.

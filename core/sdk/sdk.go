@@ -63,6 +63,10 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the reconnect backoff (exponential,
 	// full jitter). Defaults 200ms and 30s.
 	BackoffMin, BackoffMax time.Duration
+	// GapWait is how long a pushed message that arrived ahead of a gap is
+	// held back for the gap to fill before the conversation is synced.
+	// Default 150ms.
+	GapWait time.Duration
 	// SyncPageSize is the page size of conversation sync. Default 200.
 	SyncPageSize int
 	// EventBuffer is the size of the Events channel. Default 1024.
@@ -99,6 +103,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.BackoffMax <= 0 {
 		c.BackoffMax = 30 * time.Second
+	}
+	if c.GapWait <= 0 {
+		c.GapWait = 150 * time.Millisecond
 	}
 	if c.SyncPageSize <= 0 {
 		c.SyncPageSize = 200

@@ -199,3 +199,57 @@ func TestClientFile(t *testing.T) {
 		t.Fatal("empty config accepted")
 	}
 }
+
+// TestOutOfOrderPushes checks that pushes overtaking each other are
+// delivered in order, once, without a sync.
+func TestOutOfOrderPushes(t *testing.T) {
+	var last atomic.Pointer[fakeTransport]
+	c, err := New(testConfig(func(ctx context.Context, addr string) (Transport, error) {
+		f := newFake(addr, imapi.OK)
+		last.Store(f)
+		return f, nil
+	}, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	push := func(seq int64) {
+		b, _ := json.Marshal(imapi.Message{MsgID: "m", ConvID: "p:alice:bob", From: "bob", Seq: seq, ClientMsgID: "c"})
+		last.Load().in <- Incoming{Op: imapi.OpPush, Push: true, Body: b}
+	}
+	push(2)
+	push(3)
+	push(1)
+	push(2) // duplicate
+	push(4)
+	var got []int64
+	timeout := time.After(5 * time.Second)
+	for len(got) < 4 {
+		select {
+		case ev := <-c.Events():
+			if ev.Kind == EventMessage {
+				got = append(got, ev.Message.Seq)
+			}
+		case <-timeout:
+			t.Fatalf("got %v", got)
+		}
+	}
+	select {
+	case ev := <-c.Events():
+		if ev.Kind == EventMessage {
+			t.Fatalf("extra message %d", ev.Message.Seq)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+	for i, s := range got {
+		if s != int64(i+1) {
+			t.Fatalf("delivered %v, want 1..4 in order", got)
+		}
+	}
+}
