@@ -168,7 +168,7 @@ test("IM: login, send, push, ack with seq, sync", { skip: !IM_URL }, async () =>
     assert.ok(bobLogin.heartbeat_sec > 0);
     const pushed = once(bob, "message");
     const ack = await alice.timeout(10000).emitWithAck("send", {
-      conv_type: 1, to: "bob", client_msg_id: "node-1", type: "text", body: { text: "hello from node" },
+      conv_type: 1, to: "bob", client_msg_id: `node-${Date.now()}`, type: "text", body: { text: "hello from node" },
     });
     assert.equal(ack.code, 0);
     assert.ok(ack.body.seq >= 1);

@@ -31,7 +31,7 @@ test("chat through nginx with TLS", async () => {
     assert.equal(alice.io.engine.transport.name, "websocket");
     const pushed = once(bob, "message");
     const ack = await alice.timeout(8000).emitWithAck("send", {
-      conv_type: 1, to: "bob", client_msg_id: "ngx-1", type: "text", body: { text: "via nginx" },
+      conv_type: 1, to: "bob", client_msg_id: `ngx-${Date.now()}`, type: "text", body: { text: "via nginx" },
     });
     assert.equal(ack.code, 0);
     const [m] = await pushed;
