@@ -333,9 +333,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.Roles.ServerAPI {
 		n.group.Add("server_api", lifecycle.Func{
 			StartFunc: func(ctx context.Context) error {
-				api, err := serverapi.New(n.cfg.ServerAPI, serverapi.Deps{
+				deps := serverapi.Deps{
 					Service: n.service, Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
-				})
+				}
+				if n.call != nil {
+					deps.Calls = n.call
+				}
+				api, err := serverapi.New(n.cfg.ServerAPI, deps)
 				if err != nil {
 					return err
 				}

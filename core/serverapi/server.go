@@ -109,6 +109,14 @@ type Deps struct {
 	Listener net.Listener
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Calls, when set, serves POST /v1/turn/credentials: time-limited TURN
+	// credentials that the app's server hands to its clients (core/callsvc).
+	Calls CallIssuer
+}
+
+// CallIssuer issues TURN credentials for an authenticated app.
+type CallIssuer interface {
+	IssueForApp(ctx context.Context, appkey string, body []byte) (any, error)
 }
 
 // Request is an authenticated call: its app and its (size-limited) body.

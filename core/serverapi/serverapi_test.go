@@ -18,12 +18,14 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/callsvc"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/store/storetest"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/turncred"
 )
 
 const (
@@ -65,9 +67,16 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Shutdown(context.Background()) })
+	ccfg := callsvc.Default()
+	ccfg.Secrets = []turncred.Secret{{ID: "s1", Value: config.NewSecret(turnSecret)}}
+	ccfg.Servers = []callsvc.ServerConfig{{Site: "sg", URLs: []string{"turn:127.0.0.1:3478?transport=udp"}}}
+	calls, err := callsvc.New(ccfg, callsvc.Deps{NATS: b.Conn()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := serverapi.Default()
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st})
+	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st, Calls: calls})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,6 +385,27 @@ func TestLimitsAndUnknownPaths(t *testing.T) {
 
 // Every served route is documented in openapi.yaml and every documented
 // operation is served.
+const turnSecret = "turn-shared-secret"
+
+func TestTURNCredentials(t *testing.T) {
+	e := newEnv(t)
+	var got imapi.TurnCredentials
+	e.ok(http.MethodPost, "/v1/turn/credentials", map[string]any{"account": "alice", "ttl_sec": 600}, &got)
+	u, err := turncred.ParseUsername(got.Username)
+	if err != nil || u.AppKey != appKey || u.Account != "alice" {
+		t.Fatalf("username %q: %+v %v", got.Username, u, err)
+	}
+	if got.Password != turncred.Password(turnSecret, got.Username) {
+		t.Fatal("password is not the HMAC of the username with the shared secret")
+	}
+	if len(got.Servers) != 1 || got.TTLSec != 600 {
+		t.Fatalf("answer %+v", got)
+	}
+	if code, _ := e.do(http.MethodPost, "/v1/turn/credentials", map[string]any{}, nil); code != http.StatusBadRequest {
+		t.Fatalf("no account: status %d, want 400", code)
+	}
+}
+
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	e := newEnv(t)
 	raw, err := os.ReadFile("openapi.yaml")

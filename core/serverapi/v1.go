@@ -75,6 +75,11 @@ func (s *Server) routeV1() {
 	s.Handle(http.MethodPost, "/v1/messages", s.sendMessage)
 	s.Handle(http.MethodPost, "/v1/notifications", s.sendNotification)
 	s.Handle(http.MethodGet, "/v1/conversations/{conv_id}/messages", s.history)
+	if s.deps.Calls != nil {
+		s.Handle(http.MethodPost, "/v1/turn/credentials", func(ctx context.Context, r *Request) (any, error) {
+			return s.deps.Calls.IssueForApp(ctx, r.App.AppKey, r.Body)
+		})
+	}
 }
 
 func decodeJSON(body []byte, v any) error {
