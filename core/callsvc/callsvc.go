@@ -279,31 +279,10 @@ var signalKinds = map[string]bool{
 var answerKinds = map[string]bool{imapi.CallAccept: true, imapi.CallReject: true, imapi.CallHangup: true}
 
 func (s *Service) signal(sess *imapi.Session, body []byte) (any, error) {
-	if len(body) > s.cfg.MaxPayloadBytes+1024 {
-		s.m.refusals.WithLabelValues("too_large").Inc()
-		return nil, imapi.Errorf(imapi.ErrTooLarge, "signal over %d bytes", s.cfg.MaxPayloadBytes)
-	}
-	var sig imapi.CallSignal
-	if err := json.Unmarshal(body, &sig); err != nil {
-		s.m.refusals.WithLabelValues("bad_request").Inc()
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "bad body")
-	}
-	switch {
-	case !validToken(sig.CallID, 64):
-		s.m.refusals.WithLabelValues("bad_request").Inc()
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "call_id: 1-64 characters of A-Z a-z 0-9 _ -")
-	case !validAccount(sig.To) || sig.To == sess.Account:
-		s.m.refusals.WithLabelValues("bad_request").Inc()
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "to: another account")
-	case !signalKinds[sig.Kind]:
-		s.m.refusals.WithLabelValues("bad_request").Inc()
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "kind: one of invite, ringing, accept, reject, hangup, candidate")
-	case sig.Media != "" && sig.Media != "audio" && sig.Media != "video":
-		s.m.refusals.WithLabelValues("bad_request").Inc()
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "media: audio or video")
-	case len(sig.Payload) > s.cfg.MaxPayloadBytes:
-		s.m.refusals.WithLabelValues("too_large").Inc()
-		return nil, imapi.Errorf(imapi.ErrTooLarge, "payload over %d bytes", s.cfg.MaxPayloadBytes)
+	sig, reason, err := parseSignal(body, sess.Account, s.cfg.MaxPayloadBytes)
+	if err != nil {
+		s.m.refusals.WithLabelValues(reason).Inc()
+		return nil, err
 	}
 	now := s.now()
 	if !s.limits.allow(sess.AppKey+":"+sess.Account, now) {
@@ -327,6 +306,31 @@ func (s *Service) signal(sess *imapi.Session, body []byte) (any, error) {
 	}
 	s.m.signals.WithLabelValues(sig.Kind).Inc()
 	return imapi.CallSignalAck{Time: now.UnixMilli()}, nil
+}
+
+// parseSignal decodes and checks a signal from account; on refusal it
+// returns the metrics reason and an *imapi.Error.
+func parseSignal(body []byte, account string, maxPayload int) (imapi.CallSignal, string, error) {
+	var sig imapi.CallSignal
+	if len(body) > maxPayload+1024 {
+		return sig, "too_large", imapi.Errorf(imapi.ErrTooLarge, "signal over %d bytes", maxPayload)
+	}
+	if err := json.Unmarshal(body, &sig); err != nil {
+		return sig, "bad_request", imapi.Errorf(imapi.ErrBadRequest, "bad body")
+	}
+	switch {
+	case !validToken(sig.CallID, 64):
+		return sig, "bad_request", imapi.Errorf(imapi.ErrBadRequest, "call_id: 1-64 characters of A-Z a-z 0-9 _ -")
+	case !validAccount(sig.To) || sig.To == account:
+		return sig, "bad_request", imapi.Errorf(imapi.ErrBadRequest, "to: another account")
+	case !signalKinds[sig.Kind]:
+		return sig, "bad_request", imapi.Errorf(imapi.ErrBadRequest, "kind: one of invite, ringing, accept, reject, hangup, candidate")
+	case sig.Media != "" && sig.Media != "audio" && sig.Media != "video":
+		return sig, "bad_request", imapi.Errorf(imapi.ErrBadRequest, "media: audio or video")
+	case len(sig.Payload) > maxPayload:
+		return sig, "too_large", imapi.Errorf(imapi.ErrTooLarge, "payload over %d bytes", maxPayload)
+	}
+	return sig, "", nil
 }
 
 func (s *Service) push(appkey, account string, body []byte, except string) error {
