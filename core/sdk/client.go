@@ -546,14 +546,21 @@ func (c *Client) heartbeat(cur *conn, every time.Duration) {
 // attempt i-1 (or at once when it fails); the first login wins.
 func (c *Client) connect() (*conn, imapi.LoginResp, error) {
 	addrs := c.cfg.Addresses
+	// resolveErr is kept to tell "the LBS was unreachable too" apart from
+	// "the LBS answered, but no entry point took the connection". A resolver
+	// may return addresses with an error (the LBS client's default link when
+	// no LBS answered); they are used.
+	var resolveErr error
 	if c.cfg.Resolver != nil {
 		rctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
 		got, err := c.cfg.Resolver(rctx)
 		cancel()
-		if err == nil && len(got) > 0 {
+		if len(got) > 0 {
 			addrs = got
-		} else if err != nil {
-			c.log.Debug("resolver failed, using configured addresses", "err", err)
+		}
+		if err != nil {
+			resolveErr = err
+			c.log.Debug("resolver failed", "err", err, "addresses", addrs)
 		}
 	}
 	if len(addrs) == 0 {
@@ -622,7 +629,11 @@ func (c *Client) connect() (*conn, imapi.LoginResp, error) {
 		}
 	}(pending)
 	if winner == nil {
-		return nil, imapi.LoginResp{}, firstErr
+		var ie *imapi.Error
+		if errors.As(firstErr, &ie) {
+			return nil, imapi.LoginResp{}, firstErr // a server refused the login
+		}
+		return nil, imapi.LoginResp{}, errors.Join(fmt.Errorf("%w: %w", ErrUnreachable, firstErr), resolveErr)
 	}
 	cur := newConn(c, winner.t)
 	return cur, winner.resp, nil

@@ -19,6 +19,11 @@ func LBSResolver(c *lbsclient.Client) func(ctx context.Context) ([]string, error
 		if err != nil {
 			return nil, err
 		}
+		if a.Source == "default" {
+			// No LBS answered and nothing was cached: the default link is
+			// all there is, and the SDK reports both failures if it fails.
+			err = lbsclient.ErrLBSUnreachable
+		}
 		addrs := make([]string, 0, len(a.Link))
 		for _, ep := range a.Link {
 			if ep.Host == "" || ep.Port == 0 {
@@ -26,6 +31,6 @@ func LBSResolver(c *lbsclient.Client) func(ctx context.Context) ([]string, error
 			}
 			addrs = append(addrs, net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)))
 		}
-		return addrs, nil
+		return addrs, err
 	}
 }

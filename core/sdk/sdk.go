@@ -12,6 +12,8 @@
 package sdk
 
 import (
+	"github.com/longlink/longlink/lbs/lbsclient"
+
 	"context"
 	"errors"
 	"fmt"
@@ -160,6 +162,11 @@ var (
 	ErrKicked = errors.New("sdk: kicked by another device")
 	// ErrAuth: the server refused the credentials; the client stopped.
 	ErrAuth = errors.New("sdk: authentication failed")
+	// ErrUnreachable: no candidate address took the connection (the LBS's
+	// answer, its cached answer or the default link). It is the LBS client's
+	// ErrNoEntryPointReachable. When the LBS could not be asked either, the
+	// error also matches lbsclient.ErrLBSUnreachable.
+	ErrUnreachable = lbsclient.ErrNoEntryPointReachable
 )
 
 // State is the connection state.
