@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -133,6 +134,7 @@ func (s *Server) authHandler(ra *pionturn.RequestAttributes) (string, []byte, bo
 type authPacketConn struct {
 	net.PacketConn
 	udp   *net.UDPConn // set for UDP sockets: the fast path
+	local netip.AddrPort
 	raw   syscall.RawConn
 	batch *peerBatch
 	s     *Server

@@ -24,12 +24,18 @@ import (
 // fastPath is the server's table of UDP allocations with channels.
 type fastPath struct {
 	mu        sync.RWMutex
-	byClient  map[netip.AddrPort]*relayPacketConn // client transport address → its relay
-	listeners map[netip.AddrPort]*authPacketConn  // listener address → a socket bound to it
+	byClient  map[clientKey]*relayPacketConn     // client and server transport addresses → the relay
+	listeners map[netip.AddrPort]*authPacketConn // listener address → a socket bound to it
+}
+
+// clientKey is the client side of an allocation's 5-tuple (UDP): a client
+// may use one socket toward several listen addresses.
+type clientKey struct {
+	client, server netip.AddrPort
 }
 
 func newFastPath() *fastPath {
-	return &fastPath{byClient: map[netip.AddrPort]*relayPacketConn{}, listeners: map[netip.AddrPort]*authPacketConn{}}
+	return &fastPath{byClient: map[clientKey]*relayPacketConn{}, listeners: map[netip.AddrPort]*authPacketConn{}}
 }
 
 func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
@@ -71,16 +77,20 @@ func (s *Server) allocationCreated(src, dst, relay net.Addr) {
 		return
 	}
 	rc.bindClient(unmapAP(client), ln)
-	s.fast.byClient[unmapAP(client)] = rc
+	s.fast.byClient[clientKey{unmapAP(client), unmapAP(local)}] = rc
 }
 
-func (s *Server) allocationDeleted(src net.Addr) {
+func (s *Server) allocationDeleted(src, dst net.Addr) {
 	client, ok := addrPortOf(src)
 	if !ok {
 		return
 	}
+	local, ok := addrPortOf(dst)
+	if !ok {
+		return
+	}
 	s.fast.mu.Lock()
-	delete(s.fast.byClient, unmapAP(client))
+	delete(s.fast.byClient, clientKey{unmapAP(client), unmapAP(local)})
 	s.fast.mu.Unlock()
 }
 
@@ -131,7 +141,7 @@ func (c *relayPacketConn) setChannel(peer netip.AddrPort, number uint16, bound b
 
 // clientChannelData relays one ChannelData datagram from a UDP client, if
 // its channel is known; false hands the datagram to pion.
-func (s *Server) clientChannelData(b []byte, from netip.AddrPort) bool {
+func (s *Server) clientChannelData(b []byte, from, local netip.AddrPort) bool {
 	if len(b) < 4 || b[0]&0xC0 != 0x40 {
 		return false
 	}
@@ -141,7 +151,7 @@ func (s *Server) clientChannelData(b []byte, from netip.AddrPort) bool {
 		return false
 	}
 	s.fast.mu.RLock()
-	rc := s.fast.byClient[unmapAP(from)]
+	rc := s.fast.byClient[clientKey{unmapAP(from), local}]
 	s.fast.mu.RUnlock()
 	if rc == nil {
 		return false
@@ -202,7 +212,7 @@ func (c *authPacketConn) readFromUDPClient(p []byte) (int, net.Addr, error) {
 			}
 			data := b.bufs[i][4 : 4+size]
 			from := sockaddrToAddrPort(&b.names[i])
-			if size >= 4 && data[0]&0xC0 == 0x40 && c.s.clientChannelData(data, from) {
+			if size >= 4 && data[0]&0xC0 == 0x40 && c.s.clientChannelData(data, from, c.local) {
 				if b.next >= b.n && b.drained {
 					b.n, b.next, b.drained = 0, 0, false
 					return false

@@ -168,6 +168,17 @@ func TestRelayUDP(t *testing.T) {
 		return testutil.ToFloat64(ts.m.channelsCreated) >= 1 && testutil.ToFloat64(ts.m.permissionsCreated) >= 1
 	})
 	// Once the channel is bound, data takes the fast path both ways.
+	waitFor(t, func() bool {
+		ts.fast.mu.RLock()
+		defer ts.fast.mu.RUnlock()
+		for _, rc := range ts.fast.byClient {
+			rc.chMu.RLock()
+			n := len(rc.ch.byNumber)
+			rc.chMu.RUnlock()
+			return n == 1
+		}
+		return false
+	})
 	for i := 0; i < 20; i++ {
 		if err := roundTrip(t, relay, peer.LocalAddr(), fmt.Sprintf("fast-%d", i)); err != nil {
 			t.Fatal(err)

@@ -164,6 +164,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 					apc.udp, apc.raw, apc.batch = uc, raw, newPeerBatch()
 				}
 				if local, ok := addrPortOf(uc.LocalAddr()); ok {
+					apc.local = unmapAP(local)
 					if _, dup := s.fast.listeners[unmapAP(local)]; !dup {
 						s.fast.listeners[unmapAP(local)] = apc
 					}
@@ -325,10 +326,10 @@ func (s *Server) eventHandler() pionturn.EventHandler {
 			s.m.allocationsCreated.Inc()
 			s.allocationCreated(src, dst, relay)
 		},
-		OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) {
+		OnAllocationDeleted: func(src, dst net.Addr, _, _, _ string) {
 			s.m.allocationsActive.Dec()
 			s.m.allocationsDeleted.Inc()
-			s.allocationDeleted(src)
+			s.allocationDeleted(src, dst)
 		},
 		OnAllocationError: func(_, _ net.Addr, _, _ string) { s.m.requestErrors.Inc() },
 		OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, _ net.Addr, _ net.IP) {
