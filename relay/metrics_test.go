@@ -1,17 +1,14 @@
 package relay
 
 import (
-	"regexp"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/longlink/longlink/pkg/metricstest"
 	"github.com/longlink/longlink/relay/transport"
 )
 
-// Metric names follow longlink_relay_<thing>[_total|_seconds|_ratio] and
-// pass promlint.
 func TestMetricNames(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg, &transport.SealStats{})
@@ -30,21 +27,5 @@ func TestMetricNames(t *testing.T) {
 	m.PathStreams.WithLabelValues("p").Inc()
 	m.PeerDials.WithLabelValues("p", "ok").Inc()
 	m.EgressDials.WithLabelValues("s", "ok").Inc()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := regexp.MustCompile(`^longlink_relay_[a-z_]+$`)
-	for _, mf := range mfs {
-		if !name.MatchString(mf.GetName()) {
-			t.Errorf("metric %s does not follow longlink_relay_*", mf.GetName())
-		}
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
+	metricstest.Check(t, reg, "longlink_relay_")
 }

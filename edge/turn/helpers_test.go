@@ -3,7 +3,6 @@ package turn
 import (
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 )
 
@@ -21,16 +20,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-func readFile(t interface {
-	Fatal(...any)
-	Helper()
-}, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }

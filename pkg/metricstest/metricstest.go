@@ -1,0 +1,81 @@
+// Package metricstest checks a component's Prometheus metrics the same way
+// in every package: names under the component's prefix in snake_case,
+// counters and only counters ending in _total, help text on each, promlint
+// clean, and (optionally) every name listed in the component's README. It is
+// imported by tests only.
+package metricstest
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+)
+
+var snake = regexp.MustCompile(`^[a-z][a-z0-9_]*[a-z0-9]$`)
+
+// Check gathers g and reports every metric that breaks the naming rules.
+// prefixes are the allowed name prefixes, e.g. "longlink_lbs_". It returns the
+// gathered families for further checks, and fails when there are none (a
+// vector shows up only once it has a child, so tests touch them first).
+func Check(t testing.TB, g prometheus.Gatherer, prefixes ...string) []*dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) == 0 {
+		t.Fatal("no metrics gathered")
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		ok := false
+		for _, p := range prefixes {
+			ok = ok || strings.HasPrefix(name, p)
+		}
+		if !ok {
+			t.Errorf("%s: not under %s", name, strings.Join(prefixes, " or "))
+		}
+		if !snake.MatchString(name) {
+			t.Errorf("%s: not snake_case", name)
+		}
+		if mf.GetHelp() == "" {
+			t.Errorf("%s: no help text", name)
+		}
+		isCounter := mf.GetType() == dto.MetricType_COUNTER
+		if isCounter != strings.HasSuffix(name, "_total") {
+			t.Errorf("%s: counters, and only counters, end in _total", name)
+		}
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	return mfs
+}
+
+// InREADME reports every metric family not named in any of the files (a
+// counter may be listed without its _total suffix).
+func InREADME(t testing.TB, mfs []*dto.MetricFamily, files ...string) {
+	t.Helper()
+	var text strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.Write(b)
+	}
+	for _, mf := range mfs {
+		if !strings.Contains(text.String(), strings.TrimSuffix(mf.GetName(), "_total")) {
+			t.Errorf("%s: not listed in %s", mf.GetName(), strings.Join(files, ", "))
+		}
+	}
+}
