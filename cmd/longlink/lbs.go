@@ -10,7 +10,6 @@ import (
 
 	"github.com/longlink/longlink/lbs"
 	"github.com/longlink/longlink/pkg/config"
-	"github.com/longlink/longlink/pkg/lifecycle"
 )
 
 func init() {
@@ -81,16 +80,7 @@ func runLBS(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	g := lifecycle.NewGroup(log)
-	dbg, err := debugComponent(*debugAddr, reg, log)
-	if err != nil {
-		return err
-	}
-	if dbg != nil {
-		g.Add("debug", dbg)
-	}
-	g.Add("lbs", readiness(dbg, node))
-	err = serve(ctx, log, g, cf.shutdown)
+	err = serveComponent(ctx, log, reg, *debugAddr, "lbs", node, cf.shutdown)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -28,6 +29,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/pkg/debugsrv"
 	"github.com/longlink/longlink/pkg/lifecycle"
 )
 
@@ -124,6 +128,45 @@ func (f *commonFlags) logger(role string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("-log-format: %q is not text or json", f.logFormat)
 	}
 	return slog.New(h).With("role", role), nil
+}
+
+// serveComponent runs one role's component behind a debug listener
+// (/metrics, /healthz, /readyz, pprof; none when debugAddr is empty) whose
+// /readyz is true only while the component runs and turns false first on
+// shutdown, so load balancers stop sending before sessions are shed.
+func serveComponent(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, debugAddr, name string, c lifecycle.Component, shutdown time.Duration) error {
+	g := lifecycle.NewGroup(log)
+	var dbg *debugsrv.Server
+	if debugAddr != "" {
+		ln, err := net.Listen("tcp", debugAddr)
+		if err != nil {
+			return fmt.Errorf("debug listener: %w", err)
+		}
+		log.Info("debug listener", "addr", ln.Addr().String())
+		dbg = debugsrv.New(ln, reg, log)
+		g.Add("debug", lifecycle.Func{
+			StartFunc:    func(context.Context) error { dbg.Start(); return nil },
+			ShutdownFunc: dbg.Shutdown,
+		})
+	}
+	g.Add(name, lifecycle.Func{
+		StartFunc: func(ctx context.Context) error {
+			if err := c.Start(ctx); err != nil {
+				return err
+			}
+			if dbg != nil {
+				dbg.SetReady(true)
+			}
+			return nil
+		},
+		ShutdownFunc: func(ctx context.Context) error {
+			if dbg != nil {
+				dbg.SetReady(false)
+			}
+			return c.Shutdown(ctx)
+		},
+	})
+	return serve(ctx, log, g, shutdown)
 }
 
 // serve starts the group, waits for ctx (the signal), then shuts down within

@@ -14,7 +14,6 @@ import (
 
 	"github.com/longlink/longlink/pkg/pki"
 
-	"github.com/longlink/longlink/pkg/lifecycle"
 	"github.com/longlink/longlink/relay"
 )
 
@@ -66,16 +65,7 @@ func runRelay(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	g := lifecycle.NewGroup(log)
-	dbg, err := debugComponent(*debugAddr, reg, log)
-	if err != nil {
-		return err
-	}
-	if dbg != nil {
-		g.Add("debug", dbg)
-	}
-	g.Add("relay", readiness(dbg, node))
-	return serve(ctx, log, g, cf.shutdown)
+	return serveComponent(ctx, log, reg, *debugAddr, "relay", node, cf.shutdown)
 }
 
 // issueCerts creates node certificates from the cluster CA in dir, for

@@ -5,7 +5,6 @@ import (
 	"flag"
 
 	"github.com/longlink/longlink/edge/turn"
-	"github.com/longlink/longlink/pkg/lifecycle"
 )
 
 func init() {
@@ -39,14 +38,5 @@ func runTURN(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	g := lifecycle.NewGroup(log)
-	dbg, err := debugComponent(*debugAddr, reg, log)
-	if err != nil {
-		return err
-	}
-	if dbg != nil {
-		g.Add("debug", dbg)
-	}
-	g.Add("turn", readiness(dbg, srv))
-	return serve(ctx, log, g, cf.shutdown)
+	return serveComponent(ctx, log, reg, *debugAddr, "turn", srv, cf.shutdown)
 }
