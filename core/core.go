@@ -76,6 +76,10 @@ type Config struct {
 	// LBS, when its servers are set, is where the gateway registers and
 	// reports health and load (as entry point LBS.Node), and where it
 	// announces its drain on shutdown so clients are sent elsewhere first.
+	// With roles.call, the call service also takes its TURN secrets from
+	// the LBS: call.secrets is the start-up set, replaced by the LBS's set
+	// when it arrives and on every rotation; an LBS that holds no secrets
+	// leaves the working set as it is.
 	LBS nodeclient.Config `yaml:"lbs"`
 }
 
@@ -354,7 +358,14 @@ func (n *Node) Start(ctx context.Context) error {
 		// it can take clients, and hears of its drain before they stop.
 		n.group.Add("lbs-report", lifecycle.Func{
 			StartFunc: func(ctx context.Context) error {
-				nc, err := nodeclient.New(n.cfg.LBS, nodeclient.Deps{Logger: n.deps.Logger, Load: n.load})
+				nd := nodeclient.Deps{Logger: n.deps.Logger, Load: n.load}
+				if n.call != nil {
+					// the LBS's TURN secrets replace call.secrets (the
+					// start-up set) when they arrive; an empty set on the
+					// LBS changes nothing
+					nd.OnTurnSecrets = n.call.SetSecrets
+				}
+				nc, err := nodeclient.New(n.cfg.LBS, nd)
 				if err != nil {
 					return err
 				}
@@ -410,6 +421,9 @@ func (n *Node) Store() store.Store { return n.store }
 
 // Service is the node's app services (after Start; nil without the role).
 func (n *Node) Service() *service.Service { return n.service }
+
+// Call is the call service, or nil when the node does not run it.
+func (n *Node) Call() *callsvc.Service { return n.call }
 
 // Gateway is the node's gateway (after Start; nil without the role).
 func (n *Node) Gateway() *gateway.Gateway { return n.gateway }

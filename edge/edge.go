@@ -117,9 +117,15 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		}
 	}
 	if cfg.LBS != nil {
-		e.lbs, err = nodeclient.New(*cfg.LBS, nodeclient.Deps{Logger: log, Load: func() nodeclient.Load {
+		nd := nodeclient.Deps{Logger: log, Load: func() nodeclient.Load {
 			return nodeclient.Load{Connections: e.table.len()}
-		}})
+		}}
+		if e.turn != nil {
+			// the LBS's TURN secrets replace the configured start-up set
+			// when they arrive (an empty set on the LBS changes nothing)
+			nd.OnTurnSecrets = e.turn.SetSecrets
+		}
+		e.lbs, err = nodeclient.New(*cfg.LBS, nd)
 		if err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}

@@ -1,7 +1,8 @@
 // Package nodeclient is what edges and core gateways use to report to the
 // LBS: a heartbeat loop with their load (rotating over the LBS members when
 // one fails) and a drain on shutdown, so that clients are sent elsewhere
-// before the node stops.
+// before the node stops. With Deps.OnTurnSecrets set it also keeps the
+// node's TURN shared secrets in step with the LBS (rotation).
 //
 //	nc, _ := nodeclient.New(nodeclient.Config{Servers: []string{"https://127.0.0.1:7701"},
 //		Node: "edge-sg-1", Token: tok, RootCAs: pool}, nodeclient.Deps{Load: func() nodeclient.Load {…}})
@@ -11,6 +12,7 @@ package nodeclient
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -26,6 +28,7 @@ import (
 
 	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/turncred"
 )
 
 // Config of a reporting node.
@@ -78,6 +81,16 @@ type Deps struct {
 	// Load samples the node's load for each heartbeat. nil reports zero.
 	Load       func() Load
 	HTTPClient *http.Client // nil: one with the configured CA
+	// OnTurnSecrets, when set, makes the client fetch the live TURN shared
+	// secrets (GET /v1/turn-secrets) after every heartbeat and call it with
+	// the set, first one current, whenever it differs from the last one
+	// handed over (rotation). An empty set on the LBS is never passed on:
+	// the node keeps its working set (see syncTurnSecrets). It is called
+	// from the heartbeat goroutine, never concurrently with itself; an error
+	// is logged (without secret values) and the set is not retried until it
+	// changes. edge/turn.Server.SetSecrets and core/callsvc.Service.SetSecrets
+	// fit it.
+	OnTurnSecrets func([]turncred.Secret) error
 }
 
 // Client reports one node.
@@ -92,6 +105,12 @@ type Client struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	once     sync.Once
+
+	// TURN secret sync state, owned by the heartbeat goroutine
+	turnSum         [sha256.Size]byte
+	turnHave        bool
+	turnEmptyWarned bool
+	turnUpdates     atomic.Int64
 }
 
 // ErrAllServersFailed is returned when no LBS member accepted a report.
@@ -134,6 +153,11 @@ func (c *Client) Start(ctx context.Context) error {
 		for {
 			if err := c.report(ctx, lbsapi.PathHeartbeat, false); err != nil && ctx.Err() == nil {
 				c.log.Warn("heartbeat failed", "err", err)
+			}
+			if c.deps.OnTurnSecrets != nil && ctx.Err() == nil {
+				if err := c.syncTurnSecrets(ctx); err != nil && ctx.Err() == nil {
+					c.log.Warn("fetching TURN secrets failed; keeping the current set", "err", err)
+				}
 			}
 			select {
 			case <-ctx.Done():
