@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/edge/turn"
+	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/relay"
 	"github.com/longlink/longlink/relay/transport"
@@ -59,6 +61,7 @@ type Edge struct {
 	table  *sessionTable
 	turn   *turn.Server
 	lbs    *nodeclient.Client
+	trPref []string // transports built, in the order the configured routes name them
 
 	mu      sync.Mutex
 	tcp     map[string]net.Listener
@@ -93,6 +96,12 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 			need = append(need, rt.Direct.Transport)
 		}
 	}
+	var trPref []string
+	for _, t := range need {
+		if !slices.Contains(trPref, t) {
+			trPref = append(trPref, t)
+		}
+	}
 	trs, err := relay.BuildTransports(need, cfg.Security, cfg.Transport, rdeps, stats)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -101,6 +110,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		cfg: cfg, deps: deps, log: log, m: newMetrics(reg),
 		table: newSessionTable(cfg.Limits.MaxSessions, cfg.Limits.MaxSessionsPerIP),
 		tcp:   map[string]net.Listener{}, udp: map[string]*udpForwarder{},
+		trPref: trPref,
 	}
 	e.router = relay.NewRouter(cfg.Routing, trs, relay.NewMetrics(reg, stats), log)
 	if cfg.TURN.Enabled {
@@ -125,6 +135,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 			// when they arrive (an empty set on the LBS changes nothing)
 			nd.OnTurnSecrets = e.turn.SetSecrets
 		}
+		nd.OnUplinks = e.setUplinks
 		e.lbs, err = nodeclient.New(*cfg.LBS, nd)
 		if err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
@@ -315,4 +326,53 @@ func (e *Edge) shed(ctx context.Context) {
 		e.m.shed.Inc()
 		s.close()
 	}
+}
+
+// setUplinks replaces the route to the edge's cluster with the LBS's
+// topology for this edge: the relays as next hops (in the policy's order)
+// and the first core egress as the direct path; with no relays, the cores
+// themselves are the next hops. Each hop uses the first transport of the
+// edge's configured routes that the relay or egress listens on (the edge
+// builds only those transports). Routes to other clusters stay as
+// configured. Uplinks with no usable hop are refused and the routes stay
+// as they are.
+func (e *Edge) setUplinks(u lbsapi.Uplinks) error {
+	hop := func(t lbsapi.Tunnel) (relay.Hop, bool) {
+		for _, tr := range e.trPref {
+			addr := map[string]string{"quic": t.QUIC, "kcp": t.KCP}[tr]
+			if addr != "" {
+				return relay.Hop{Name: t.ID, Transport: tr, Address: addr}, true
+			}
+		}
+		return relay.Hop{}, false
+	}
+	rt := relay.Route{Cluster: e.cfg.Cluster}
+	for _, t := range u.Relays {
+		if h, ok := hop(t); ok {
+			rt.NextHops = append(rt.NextHops, h)
+		}
+	}
+	var cores []relay.Hop
+	for _, t := range u.Cores {
+		if h, ok := hop(t); ok {
+			cores = append(cores, h)
+		}
+	}
+	switch {
+	case len(rt.NextHops) == 0 && len(cores) == 0:
+		return fmt.Errorf("edge: no relay or core in the uplinks speaks a transport this edge has (%v)", e.trPref)
+	case len(rt.NextHops) == 0:
+		rt.NextHops = cores
+	case len(cores) > 0:
+		rt.Direct = &cores[0]
+	}
+	routes := []relay.Route{rt}
+	for _, r := range e.cfg.Routing.Routes {
+		if r.Cluster != e.cfg.Cluster {
+			routes = append(routes, r)
+		}
+	}
+	e.router.SetRoutes(routes)
+	e.m.uplinkUpdates.Inc()
+	return nil
 }

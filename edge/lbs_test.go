@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/lbs"
 	"github.com/longlink/longlink/lbs/nodeclient"
@@ -181,5 +184,70 @@ func TestEdgeTURNSecretsFromLBS(t *testing.T) {
 	eventually("old secret t1 still accepted after its removal", func() bool { return !turnAllocates(t, addr, s1) })
 	if !turnAllocates(t, addr, s2) {
 		t.Fatal("t2 refused after rotation")
+	}
+}
+
+// The edge's route to its cluster follows the policy's topology: with no
+// topology entry it keeps its configured relays; then the LBS's relays and
+// cores (tunnel addresses from the routing document) replace them, and a
+// change of topology changes the route again. Traffic flows over each.
+func TestEdgeUplinksFromLBS(t *testing.T) {
+	if os.Getenv("LONGLINK_INTEGRATION") == "" {
+		t.Skip("integration test: set LONGLINK_INTEGRATION=1")
+	}
+	s := startLBS(t, lbs.DevEntryPoint{ID: "edge-1", Kind: "edge", Link: "127.0.0.1:7720"})
+	w := newWorld(t, "quic", pkiCreds(t), func(c *Config) { c.LBS = s.node("edge-1") })
+	names := func() []string {
+		var out []string
+		for _, p := range w.edge.Router().Paths() {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	// primary is one of primaries: among several relays the router picks
+	// by measured quality, not by the policy's order
+	waitRoute := func(wantPaths []string, primaries ...string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !slices.Equal(names(), wantPaths) || !slices.Contains(primaries, w.edge.Router().Primary("demo")) || !tryHTTP(w.edge.Addr("weblink").String()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("paths %v primary %q, want %v primary in %q", names(), w.edge.Router().Primary("demo"), wantPaths, primaries)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// no topology entry for edge-1 yet: the configured relays stay
+	time.Sleep(300 * time.Millisecond)
+	if got := names(); !slices.Equal(got, []string{"relay-1", "relay-2"}) {
+		t.Fatalf("paths %v before any topology", got)
+	}
+	apply := func(topology string) {
+		t.Helper()
+		tunnel := func(id string, n interface{ Addr(string) net.Addr }) string {
+			return fmt.Sprintf("  - {id: %s, kind: %s, site: %s, tunnel: {quic: %q}}\n", id,
+				map[bool]string{true: "egress", false: "relay"}[id == "core-egress"], id, n.Addr("quic").String())
+		}
+		doc := "description: uplinks test\n" +
+			"apps: [{appkey: demo, pools: [p]}]\n" +
+			"pools: [{name: p, entry_points: [edge-1]}]\n" +
+			"entry_points:\n" +
+			"  - {id: edge-1, kind: edge, site: e1, link: \"127.0.0.1:7720\"}\n" +
+			tunnel("relay-1", w.relays["relay-1"]) + tunnel("relay-2", w.relays["relay-2"]) +
+			tunnel("relay-3", w.relays["relay-3"]) + tunnel("core-egress", w.egress) +
+			"topology:\n" + topology
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := s.l.ApplyPolicy(ctx, []byte(doc), "test"); err != nil {
+			t.Fatalf("%v\n%s", err, doc)
+		}
+	}
+	apply("  - {edge: edge-1, relays: [relay-3], cores: [core-egress]}\n")
+	waitRoute([]string{"core-egress", "relay-3"}, "relay-3")
+	apply("  - {edge: edge-1, cores: [core-egress]}\n")
+	waitRoute([]string{"core-egress"}, "core-egress")
+	apply("  - {edge: edge-1, relays: [relay-2, relay-1], cores: [core-egress]}\n")
+	waitRoute([]string{"core-egress", "relay-1", "relay-2"}, "relay-1", "relay-2")
+	if n := testutil.ToFloat64(w.edge.m.uplinkUpdates); n != 3 {
+		t.Fatalf("uplink updates %v, want 3", n)
 	}
 }

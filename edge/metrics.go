@@ -12,6 +12,8 @@ type metrics struct {
 	pathSessions *prometheus.CounterVec   // listener, path
 	draining     prometheus.Gauge
 	shed         prometheus.Counter
+	// uplinkUpdates counts route replacements from the LBS topology
+	uplinkUpdates prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,7 +37,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while the edge drains (refuses new sessions, sheds old ones)."}),
 		shed: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_edge_shed_sessions_total",
 			Help: "Sessions closed by the edge while draining."}),
+		uplinkUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_edge_uplink_updates_total",
+			Help: "Times the route to the edge's cluster was replaced from the LBS's relay topology."}),
 	}
-	reg.MustRegister(m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed)
+	reg.MustRegister(m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed, m.uplinkUpdates)
 	return m
 }

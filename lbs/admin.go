@@ -503,7 +503,40 @@ func (l *LBS) nodeHeartbeat(w http.ResponseWriter, r *http.Request, p principal)
 		return
 	}
 	st := l.health.beat(hb)
-	writeJSON(w, http.StatusOK, lbsapi.HeartbeatReply{IntervalMs: l.cfg.Health.Interval.D().Milliseconds(), State: st, LBSNode: l.cfg.NodeID})
+	writeJSON(w, http.StatusOK, lbsapi.HeartbeatReply{IntervalMs: l.cfg.Health.Interval.D().Milliseconds(), State: st, LBSNode: l.cfg.NodeID,
+		Uplinks: uplinks(&l.fsm.Current().State.Doc, hb.Node)})
+}
+
+// uplinks resolves node's topology entry to tunnel addresses (nil when the
+// policy has none for it). Validation guarantees every id names an entry
+// point of the right kind with a tunnel.
+func uplinks(d *model.Document, node string) *lbsapi.Uplinks {
+	for _, t := range d.Topology {
+		if t.Edge != node {
+			continue
+		}
+		tunnel := func(id string) (lbsapi.Tunnel, bool) {
+			for _, e := range d.EntryPoints {
+				if e.ID == id && e.Tunnel != nil {
+					return lbsapi.Tunnel{ID: id, QUIC: e.Tunnel.QUIC, KCP: e.Tunnel.KCP}, true
+				}
+			}
+			return lbsapi.Tunnel{}, false
+		}
+		u := &lbsapi.Uplinks{}
+		for _, id := range t.Relays {
+			if tn, ok := tunnel(id); ok {
+				u.Relays = append(u.Relays, tn)
+			}
+		}
+		for _, id := range t.Cores {
+			if tn, ok := tunnel(id); ok {
+				u.Cores = append(u.Cores, tn)
+			}
+		}
+		return u
+	}
+	return nil
 }
 
 // nodeDrain is a node draining itself on shutdown; it waits for the commit

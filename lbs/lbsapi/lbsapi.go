@@ -82,6 +82,25 @@ type HeartbeatReply struct {
 	IntervalMs int64  `json:"interval_ms"`
 	State      string `json:"state"` // committed health: up, down, overloaded, draining, "" (unknown)
 	LBSNode    string `json:"lbs_node"`
+	// Uplinks is the reporting edge's relay topology resolved to tunnel
+	// addresses; absent when the policy has no topology entry for it.
+	Uplinks *Uplinks `json:"uplinks,omitempty"`
+}
+
+// Uplinks are an edge's next hops from the policy's topology, in order of
+// preference: relays to send flows through, and core egresses as the
+// direct path.
+type Uplinks struct {
+	Relays []Tunnel `json:"relays,omitempty"`
+	Cores  []Tunnel `json:"cores,omitempty"`
+}
+
+// Tunnel is one relay's or egress's tunnel listeners (host:port), by
+// transport; at least one is set.
+type Tunnel struct {
+	ID   string `json:"id"`
+	QUIC string `json:"quic,omitempty"`
+	KCP  string `json:"kcp,omitempty"`
 }
 
 // TurnSecret is a TURN REST shared secret.

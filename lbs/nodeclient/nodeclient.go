@@ -91,6 +91,13 @@ type Deps struct {
 	// changes. edge/turn.Server.SetSecrets and core/callsvc.Service.SetSecrets
 	// fit it.
 	OnTurnSecrets func([]turncred.Secret) error
+	// OnUplinks, when set, is called from the heartbeat goroutine with the
+	// edge's relay topology (lbsapi.Uplinks: relays and core egresses with
+	// their tunnel addresses) from the heartbeat reply whenever it differs
+	// from the last one handed over. A reply without uplinks (the policy
+	// has no topology entry for this node) is not passed on: the node keeps
+	// its routes. An error is logged and the same uplinks are not retried.
+	OnUplinks func(lbsapi.Uplinks) error
 }
 
 // Client reports one node.
@@ -111,6 +118,8 @@ type Client struct {
 	turnHave        bool
 	turnEmptyWarned bool
 	turnUpdates     atomic.Int64
+	uplinksLast     []byte // JSON of the uplinks last handed over
+	uplinkUpdates   atomic.Int64
 }
 
 // ErrAllServersFailed is returned when no LBS member accepted a report.
@@ -151,8 +160,12 @@ func (c *Client) Start(ctx context.Context) error {
 	go func() {
 		defer c.wg.Done()
 		for {
-			if err := c.report(ctx, lbsapi.PathHeartbeat, false); err != nil && ctx.Err() == nil {
+			r, err := c.report(ctx, lbsapi.PathHeartbeat, false)
+			if err != nil && ctx.Err() == nil {
 				c.log.Warn("heartbeat failed", "err", err)
+			}
+			if err == nil && r.Uplinks != nil && c.deps.OnUplinks != nil {
+				c.syncUplinks(*r.Uplinks)
 			}
 			if c.deps.OnTurnSecrets != nil && ctx.Err() == nil {
 				if err := c.syncTurnSecrets(ctx); err != nil && ctx.Err() == nil {
@@ -175,8 +188,28 @@ func (c *Client) State() string { return c.state.Load().(string) }
 // Drain tells the LBS to stop sending clients here (committed before it
 // returns). Heartbeats keep going, marked draining.
 func (c *Client) Drain(ctx context.Context) error {
-	return c.report(ctx, lbsapi.PathNodeDrain, true)
+	_, err := c.report(ctx, lbsapi.PathNodeDrain, true)
+	return err
 }
+
+// syncUplinks hands u to Deps.OnUplinks when it changed.
+func (c *Client) syncUplinks(u lbsapi.Uplinks) {
+	b, _ := json.Marshal(&u)
+	if c.uplinksLast != nil && bytes.Equal(b, c.uplinksLast) {
+		return
+	}
+	c.uplinksLast = b
+	if err := c.deps.OnUplinks(u); err != nil {
+		c.log.Warn("uplinks from the LBS refused", "uplinks", string(b), "err", err)
+		return
+	}
+	c.uplinkUpdates.Add(1)
+	c.log.Info("uplinks updated from the LBS", "uplinks", string(b))
+}
+
+// UplinkUpdates is how many times changed uplinks from the LBS were handed
+// to Deps.OnUplinks and accepted.
+func (c *Client) UplinkUpdates() int64 { return c.uplinkUpdates.Load() }
 
 // Shutdown drains, then stops heartbeating. Idempotent.
 func (c *Client) Shutdown(ctx context.Context) error {
@@ -191,7 +224,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func (c *Client) report(ctx context.Context, path string, draining bool) error {
+func (c *Client) report(ctx context.Context, path string, draining bool) (lbsapi.HeartbeatReply, error) {
 	hb := lbsapi.Heartbeat{Node: c.cfg.Node, Capacity: c.cfg.Capacity, Draining: draining}
 	if c.deps.Load != nil {
 		l := c.deps.Load()
@@ -202,41 +235,43 @@ func (c *Client) report(ctx context.Context, path string, draining bool) error {
 	n := len(c.cfg.Servers)
 	for i := range n {
 		idx := int((c.next.Load() + int64(i)) % int64(n))
-		err := c.post(ctx, c.cfg.Servers[idx]+path, body)
+		r, err := c.post(ctx, c.cfg.Servers[idx]+path, body)
 		if err == nil {
 			c.next.Store(int64(idx)) // stick to the member that answers
-			return nil
+			return r, nil
 		}
 		last = err
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return fmt.Errorf("%w: %v", ErrAllServersFailed, last)
+	return lbsapi.HeartbeatReply{}, fmt.Errorf("%w: %v", ErrAllServersFailed, last)
 }
 
-func (c *Client) post(ctx context.Context, url string, body []byte) error {
+func (c *Client) post(ctx context.Context, url string, body []byte) (lbsapi.HeartbeatReply, error) {
+	var r lbsapi.HeartbeatReply
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return r, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.Token.Reveal())
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err
+		return r, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+		return r, fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
 	}
-	var r lbsapi.HeartbeatReply
 	if err := json.Unmarshal(b, &r); err == nil {
 		if r.IntervalMs > 0 {
 			c.interval.Store(int64(time.Duration(r.IntervalMs) * time.Millisecond))
 		}
 		c.state.Store(r.State)
+	} else {
+		r = lbsapi.HeartbeatReply{}
 	}
-	return nil
+	return r, nil
 }

@@ -68,7 +68,7 @@ type Pool struct {
 // EntryPoint is an edge or a core gateway that clients connect to.
 type EntryPoint struct {
 	ID   string `yaml:"id" json:"id"`
-	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"` // edge or gateway
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"` // edge, gateway, relay or egress
 	Site string `yaml:"site" json:"site"`
 	// Where it is, for distance ordering and geography fences.
 	Lat       float64  `yaml:"lat" json:"lat"`
@@ -86,7 +86,30 @@ type EntryPoint struct {
 	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
 	// KeyIDs name the server keys clients may expect in the handshake.
 	KeyIDs []string `yaml:"key_ids,omitempty" json:"key_ids,omitempty"`
+	// Tunnel is where the node's relay tunnel listeners are: required for
+	// kinds relay and egress (the core-side egress), which the topology
+	// names as an edge's relays and cores.
+	Tunnel *Tunnel `yaml:"tunnel,omitempty" json:"tunnel,omitempty"`
 }
+
+// Entry point kinds. Relays and egresses carry no clients: they are only
+// named by the topology and cannot be in pools or be a fallback.
+const (
+	KindEdge    = "edge"
+	KindGateway = "gateway"
+	KindRelay   = "relay"
+	KindEgress  = "egress"
+)
+
+// Tunnel holds a node's relay tunnel listener addresses, host:port, per
+// transport (relay/README.md); at least one is set.
+type Tunnel struct {
+	QUIC string `yaml:"quic,omitempty" json:"quic,omitempty"`
+	KCP  string `yaml:"kcp,omitempty" json:"kcp,omitempty"`
+}
+
+// IsTunnelKind reports whether kind names a relay or an egress.
+func IsTunnelKind(kind string) bool { return kind == KindRelay || kind == KindEgress }
 
 // Rule sends matching requests to pools. Rules are tried in order; the first
 // match wins; with no match the app's pools are used.
@@ -176,6 +199,7 @@ func (d *Document) Validate() error {
 		errs.Addf("defaults.near_km: negative")
 	}
 	eps := map[string]bool{}
+	kinds := map[string]string{}
 	for i, e := range d.EntryPoints {
 		p := fmt.Sprintf("entry_points[%d]", i)
 		if !ValidName(e.ID) {
@@ -188,13 +212,32 @@ func (d *Document) Validate() error {
 		if e.Site == "" {
 			errs.Addf("%s.site: required", p)
 		}
-		if e.Kind != "" && e.Kind != "edge" && e.Kind != "gateway" {
-			errs.Addf("%s.kind: %q is not edge or gateway", p, e.Kind)
+		if e.Kind != "" && e.Kind != KindEdge && e.Kind != KindGateway && !IsTunnelKind(e.Kind) {
+			errs.Addf("%s.kind: %q is not edge, gateway, relay or egress", p, e.Kind)
+		}
+		kinds[e.ID] = e.Kind
+		if IsTunnelKind(e.Kind) && e.Tunnel == nil {
+			errs.Addf("%s.tunnel: required for kind %s", p, e.Kind)
+		}
+		if e.Tunnel != nil {
+			if e.Tunnel.QUIC == "" && e.Tunnel.KCP == "" {
+				errs.Addf("%s.tunnel: needs quic or kcp", p)
+			}
+			for _, hp := range []struct{ k, v string }{{"quic", e.Tunnel.QUIC}, {"kcp", e.Tunnel.KCP}} {
+				if hp.v == "" {
+					continue
+				}
+				if host, port, err := net.SplitHostPort(hp.v); err != nil || host == "" {
+					errs.Addf("%s.tunnel.%s: %q is not host:port", p, hp.k, hp.v)
+				} else if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+					errs.Addf("%s.tunnel.%s: bad port %q", p, hp.k, port)
+				}
+			}
 		}
 		if e.Lat < -90 || e.Lat > 90 || e.Lon < -180 || e.Lon > 180 {
 			errs.Addf("%s: lat/lon out of range", p)
 		}
-		if e.Link == "" && e.WebLink == "" && e.TURN == "" {
+		if e.Link == "" && e.WebLink == "" && e.TURN == "" && !IsTunnelKind(e.Kind) {
 			errs.Addf("%s: needs at least one of link, weblink, turn", p)
 		}
 		for _, hp := range []struct{ k, v string }{{"link", e.Link}, {"turn", e.TURN}} {
@@ -232,6 +275,8 @@ func (d *Document) Validate() error {
 		for _, id := range pl.EntryPoints {
 			if !eps[id] {
 				errs.Addf("%s.entry_points: unknown entry point %q", p, id)
+			} else if IsTunnelKind(kinds[id]) {
+				errs.Addf("%s.entry_points: %q is a %s, not a client entry point", p, id, kinds[id])
 			}
 		}
 	}
@@ -255,6 +300,8 @@ func (d *Document) Validate() error {
 		}
 		if a.Fallback != "" && !eps[a.Fallback] {
 			errs.Addf("%s.fallback: unknown entry point %q", p, a.Fallback)
+		} else if a.Fallback != "" && IsTunnelKind(kinds[a.Fallback]) {
+			errs.Addf("%s.fallback: %q is a %s, not a client entry point", p, a.Fallback, kinds[a.Fallback])
 		}
 	}
 	rules := map[string]bool{}
@@ -292,9 +339,29 @@ func (d *Document) Validate() error {
 			errs.Addf("%s.select.count: %d not in 0..16", p, r.Select.Count)
 		}
 	}
+	edges := map[string]bool{}
 	for i, t := range d.Topology {
 		if !eps[t.Edge] {
 			errs.Addf("topology[%d].edge: unknown entry point %q", i, t.Edge)
+		} else if IsTunnelKind(kinds[t.Edge]) {
+			errs.Addf("topology[%d].edge: %q is a %s", i, t.Edge, kinds[t.Edge])
+		}
+		if edges[t.Edge] {
+			errs.Addf("topology[%d].edge: %q listed twice", i, t.Edge)
+		}
+		edges[t.Edge] = true
+		if len(t.Relays) == 0 && len(t.Cores) == 0 {
+			errs.Addf("topology[%d]: needs relays or cores", i)
+		}
+		for _, l := range []struct {
+			k, kind string
+			ids     []string
+		}{{"relays", KindRelay, t.Relays}, {"cores", KindEgress, t.Cores}} {
+			for _, id := range l.ids {
+				if kinds[id] != l.kind {
+					errs.Addf("topology[%d].%s: %q is not an entry point of kind %s", i, l.k, id, l.kind)
+				}
+			}
 		}
 	}
 	return errs.Err()
