@@ -206,6 +206,23 @@ type Node struct {
 	report  *nodeclient.Client
 }
 
+// lazy is a part that is built only when the group starts it, because it
+// needs the parts started before it (a running bus, an open store); dst
+// keeps it for the node's accessors.
+func lazy[C lifecycle.Component](dst *C, build func() (C, error)) lifecycle.Component {
+	return lifecycle.Func{
+		StartFunc: func(ctx context.Context) error {
+			c, err := build()
+			if err != nil {
+				return err
+			}
+			*dst = c
+			return c.Start(ctx)
+		},
+		ShutdownFunc: func(ctx context.Context) error { return (*dst).Shutdown(ctx) },
+	}
+}
+
 // load is what the gateway reports to the LBS with each heartbeat: its
 // logged-in sessions on every transport (Link and WebLink).
 func (n *Node) load() nodeclient.Load {
@@ -273,123 +290,66 @@ func (n *Node) Start(ctx context.Context) error {
 			},
 			ShutdownFunc: func(context.Context) error { return n.store.Close() },
 		})
-		n.group.Add("service", lifecycle.Func{
-			StartFunc: func(ctx context.Context) error {
-				svc, err := service.New(n.cfg.Service, service.Deps{
-					NATS: n.bus.Conn(), Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
-				})
-				if err != nil {
-					return err
-				}
-				n.service = svc
-				return svc.Start(ctx)
-			},
-			ShutdownFunc: func(ctx context.Context) error { return n.service.Shutdown(ctx) },
-		})
+		n.group.Add("service", lazy(&n.service, func() (*service.Service, error) {
+			return service.New(n.cfg.Service, service.Deps{
+				NATS: n.bus.Conn(), Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+			})
+		}))
 	}
 	if n.cfg.Roles.Gateway {
-		n.group.Add("gateway", lifecycle.Func{
-			StartFunc: func(ctx context.Context) error {
-				gw, err := gateway.New(n.cfg.Gateway, gateway.Deps{
-					NATS: n.bus.Conn(), Registerer: n.deps.Registerer, Logger: n.deps.Logger,
-					Listener: n.deps.LinkListener,
-				})
-				if err != nil {
-					return err
-				}
-				n.gateway = gw
-				return gw.Start(ctx)
-			},
-			ShutdownFunc: func(ctx context.Context) error { return n.gateway.Shutdown(ctx) },
-		})
+		n.group.Add("gateway", lazy(&n.gateway, func() (*gateway.Gateway, error) {
+			return gateway.New(n.cfg.Gateway, gateway.Deps{
+				NATS: n.bus.Conn(), Registerer: n.deps.Registerer, Logger: n.deps.Logger,
+				Listener: n.deps.LinkListener,
+			})
+		}))
 	}
 	if n.cfg.Roles.Call {
-		n.group.Add("call", lifecycle.Func{
-			StartFunc: func(ctx context.Context) error {
-				cs, err := callsvc.New(n.cfg.Call, callsvc.Deps{
-					NATS: n.bus.Conn(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
-				})
-				if err != nil {
-					return err
-				}
-				n.call = cs
-				return cs.Start(ctx)
-			},
-			ShutdownFunc: func(ctx context.Context) error { return n.call.Shutdown(ctx) },
-		})
+		n.group.Add("call", lazy(&n.call, func() (*callsvc.Service, error) {
+			return callsvc.New(n.cfg.Call, callsvc.Deps{
+				NATS: n.bus.Conn(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+			})
+		}))
 	}
 	if n.cfg.Roles.WebLink {
-		n.group.Add("weblink", lifecycle.Func{
-			StartFunc: func(ctx context.Context) error {
-				w, err := weblink.New(n.cfg.WebLink, weblink.Deps{
-					Gateway: n.gateway, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
-					DemoLogins: n.deps.DemoLogins,
-				})
-				if err != nil {
-					return err
-				}
-				n.web = w
-				return w.Start(ctx)
-			},
-			ShutdownFunc: func(ctx context.Context) error { return n.web.Shutdown(ctx) },
-		})
+		n.group.Add("weblink", lazy(&n.web, func() (*weblink.WebLink, error) {
+			return weblink.New(n.cfg.WebLink, weblink.Deps{
+				Gateway: n.gateway, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				DemoLogins: n.deps.DemoLogins,
+			})
+		}))
 	}
 	if n.cfg.Roles.ServerAPI {
-		n.group.Add("server_api", lifecycle.Func{
-			StartFunc: func(ctx context.Context) error {
-				deps := serverapi.Deps{
-					Service: n.service, Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
-				}
-				if n.call != nil {
-					deps.Calls = n.call
-				}
-				api, err := serverapi.New(n.cfg.ServerAPI, deps)
-				if err != nil {
-					return err
-				}
-				n.api = api
-				return api.Start(ctx)
-			},
-			ShutdownFunc: func(ctx context.Context) error { return n.api.Shutdown(ctx) },
-		})
+		n.group.Add("server_api", lazy(&n.api, func() (*serverapi.Server, error) {
+			deps := serverapi.Deps{
+				Service: n.service, Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+			}
+			if n.call != nil {
+				deps.Calls = n.call
+			}
+			return serverapi.New(n.cfg.ServerAPI, deps)
+		}))
 	}
 	if len(n.cfg.LBS.Servers) > 0 {
 		// After the gateway and WebLink: the LBS hears of this node only once
 		// it can take clients, and hears of its drain before they stop.
-		n.group.Add("lbs-report", lifecycle.Func{
-			StartFunc: func(ctx context.Context) error {
-				nd := nodeclient.Deps{Logger: n.deps.Logger, Load: n.load}
-				if n.call != nil {
-					// the LBS's TURN secrets replace call.secrets (the
-					// start-up set) when they arrive; an empty set on the
-					// LBS changes nothing
-					nd.OnTurnSecrets = n.call.SetSecrets
-				}
-				nc, err := nodeclient.New(n.cfg.LBS, nd)
-				if err != nil {
-					return err
-				}
-				n.report = nc
-				return nc.Start(ctx)
-			},
-			ShutdownFunc: func(ctx context.Context) error { return n.report.Shutdown(ctx) },
-		})
+		n.group.Add("lbs-report", lazy(&n.report, func() (*nodeclient.Client, error) {
+			nd := nodeclient.Deps{Logger: n.deps.Logger, Load: n.load}
+			if n.call != nil {
+				// The LBS's TURN secrets replace call.secrets (the start-up
+				// set) when they arrive; an empty set on the LBS changes nothing.
+				nd.OnTurnSecrets = n.call.SetSecrets
+			}
+			return nodeclient.New(n.cfg.LBS, nd)
+		}))
 	}
 	if n.cfg.Roles.Egress {
 		// Last to start, first to stop: edges stop sending new flows here
 		// before the gateways drain.
-		deps := n.cfg.egressDeps(n.deps)
-		n.group.Add("egress", lifecycle.Func{
-			StartFunc: func(ctx context.Context) error {
-				eg, err := relay.NewEgress(n.cfg.Egress, deps)
-				if err != nil {
-					return err
-				}
-				n.egress = eg
-				return eg.Start(ctx)
-			},
-			ShutdownFunc: func(ctx context.Context) error { return n.egress.Shutdown(ctx) },
-		})
+		deps := egressDeps(n.deps)
+		n.group.Add("egress", lazy(&n.egress, func() (*relay.Node, error) {
+			return relay.NewEgress(n.cfg.Egress, deps)
+		}))
 	}
 	if err := n.group.Start(ctx); err != nil {
 		return fmt.Errorf("core: %w", err)
@@ -456,7 +416,7 @@ func (n *Node) EgressAddr(transport string) string {
 }
 
 // egressDeps fills in the egress's logger and registry.
-func (c Config) egressDeps(d Deps) relay.Deps {
+func egressDeps(d Deps) relay.Deps {
 	e := d.Egress
 	if e.Logger == nil {
 		e.Logger = d.Logger
