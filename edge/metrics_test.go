@@ -1,11 +1,11 @@
 package edge
 
 import (
-	"regexp"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/longlink/longlink/pkg/metricstest"
 )
 
 func TestMetricNames(t *testing.T) {
@@ -18,21 +18,6 @@ func TestMetricNames(t *testing.T) {
 	m.udpDropped.WithLabelValues("udp:media", "limit").Inc()
 	m.tunnelOpen.WithLabelValues("link").Observe(0.001)
 	m.pathSessions.WithLabelValues("link", "relay-a").Inc()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := regexp.MustCompile(`^longlink_edge_[a-z_]+$`)
-	for _, mf := range mfs {
-		if !name.MatchString(mf.GetName()) {
-			t.Errorf("metric %s does not follow longlink_edge_*", mf.GetName())
-		}
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
+	mfs := metricstest.Check(t, reg, "longlink_edge_")
+	metricstest.InREADME(t, mfs, "README.md")
 }
