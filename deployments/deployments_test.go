@@ -5,6 +5,7 @@
 package deployments
 
 import (
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -128,6 +129,44 @@ func metricNames(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	return names
+}
+
+func TestGrafanaDashboardNamesRealMetrics(t *testing.T) {
+	known := metricNames(t)
+	data, err := os.ReadFile("grafana/longlink.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Title  string `json:"title"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatal(err)
+	}
+	if len(dash.Panels) == 0 {
+		t.Fatal("no panels")
+	}
+	re := regexp.MustCompile(`longlink_[a-z_]+`)
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, m := range re.FindAllString(tg.Expr, -1) {
+				// Histograms are queried through their series.
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
+				if !known[base] {
+					t.Errorf("panel %q uses %s, which no metrics.go defines", p.Title, m)
+				}
+			}
+		}
+	}
 }
 
 func TestSystemdUnitRunsCheckConfigFirst(t *testing.T) {
