@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
@@ -43,6 +44,11 @@ type Config struct {
 	// ReadTimeout and WriteTimeout bound one request. Defaults 10s.
 	ReadTimeout  config.Duration `yaml:"read_timeout"`
 	WriteTimeout config.Duration `yaml:"write_timeout"`
+	// Cluster is the app service cluster that bus requests (group
+	// operations on behalf of an account) go to. Default "default".
+	Cluster string `yaml:"cluster"`
+	// BusTimeout bounds one bus request. Default 5s.
+	BusTimeout config.Duration `yaml:"bus_timeout"`
 }
 
 // Default returns the single-node defaults.
@@ -54,6 +60,8 @@ func Default() Config {
 		MaxBodyBytes:   64 << 10,
 		ReadTimeout:    config.Duration(10 * time.Second),
 		WriteTimeout:   config.Duration(10 * time.Second),
+		Cluster:        imapi.DefaultCluster,
+		BusTimeout:     config.Duration(5 * time.Second),
 	}
 }
 
@@ -73,6 +81,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.Cluster == "" {
+		c.Cluster = d.Cluster
+	}
+	if c.BusTimeout == 0 {
+		c.BusTimeout = d.BusTimeout
 	}
 }
 
@@ -96,6 +110,9 @@ func (c *Config) Validate() error {
 	if c.ReadTimeout <= 0 || c.WriteTimeout <= 0 {
 		errs.Addf("serverapi.read_timeout, write_timeout: must be positive")
 	}
+	if c.BusTimeout < 0 {
+		errs.Addf("serverapi.bus_timeout: must not be negative")
+	}
 	return errs.Err()
 }
 
@@ -112,6 +129,9 @@ type Deps struct {
 	// Calls, when set, serves POST /v1/turn/credentials: time-limited TURN
 	// credentials that the app's server hands to its clients (core/callsvc).
 	Calls CallIssuer
+	// NATS, when set, serves the group routes: group operations sent over
+	// the bus as the acting account, exactly as a gateway sends them.
+	NATS *nats.Conn
 }
 
 // CallIssuer issues TURN credentials for an authenticated app.
@@ -229,10 +249,11 @@ func (s *Server) Start(context.Context) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	s.done = make(chan struct{})
+	srv, done := s.srv, make(chan struct{})
+	s.done = done
 	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("serve", "err", err)
 		}
 	}()

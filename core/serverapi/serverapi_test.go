@@ -76,7 +76,7 @@ func newEnv(t *testing.T) *env {
 	}
 	cfg := serverapi.Default()
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st, Calls: calls})
+	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st, Calls: calls, NATS: b.Conn()})
 	if err != nil {
 		t.Fatal(err)
 	}

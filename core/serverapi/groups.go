@@ -1,0 +1,266 @@
+package serverapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service"
+)
+
+// MaxBatchNotifications bounds the accounts of one batch notification.
+const MaxBatchNotifications = 500
+
+// batchWorkers is how many notifications of one batch are stored at once.
+const batchWorkers = 8
+
+// GroupCreateReq creates a group owned by Owner.
+type GroupCreateReq struct {
+	Owner   string   `json:"owner"`
+	Name    string   `json:"name"`
+	Members []string `json:"members"`
+}
+
+// GroupMembersReq adds or removes members, acting as the member As
+// (the owner for removals of others).
+type GroupMembersReq struct {
+	As      string   `json:"as"`
+	Members []string `json:"members"`
+}
+
+// GroupActReq names the acting account of a group operation.
+type GroupActReq struct {
+	As string `json:"as"`
+}
+
+// BatchNotificationReq sends one system notification to many accounts.
+type BatchNotificationReq struct {
+	To          []string        `json:"to"`
+	ClientMsgID string          `json:"client_msg_id"`
+	Type        string          `json:"type,omitempty"`
+	Body        json.RawMessage `json:"body"`
+}
+
+// BatchResult is the outcome for one account of a batch: Code 0 with the
+// ack fields, or an error code and message.
+type BatchResult struct {
+	To      string     `json:"to"`
+	Code    imapi.Code `json:"code"`
+	Message string     `json:"message,omitempty"`
+	MsgID   string     `json:"msg_id,omitempty"`
+	ConvID  string     `json:"conv_id,omitempty"`
+	Seq     int64      `json:"seq,omitempty"`
+}
+
+// BatchNotificationResp has one result per requested account, in order.
+type BatchNotificationResp struct {
+	Results []BatchResult `json:"results"`
+}
+
+func (s *Server) routeGroups() {
+	if s.deps.NATS == nil {
+		return
+	}
+	s.Handle(http.MethodPost, "/v1/groups", s.groupCreate)
+	s.Handle(http.MethodGet, "/v1/groups/{group_id}", s.groupInfo)
+	s.Handle(http.MethodPost, "/v1/groups/{group_id}/members", s.groupMembers(imapi.OpGroupAdd))
+	s.Handle(http.MethodPost, "/v1/groups/{group_id}/members/remove", s.groupMembers(imapi.OpGroupRemove))
+	s.Handle(http.MethodPost, "/v1/groups/{group_id}/dismiss", s.groupDismiss)
+}
+
+// actor checks that the acting account exists and is enabled and returns
+// the session the bus request carries for it.
+func (s *Server) actor(ctx context.Context, r *Request, field, account string) (*imapi.Session, error) {
+	if !service.ValidName(account) {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "%s: want 1-64 of A-Z a-z 0-9 _ -", field)
+	}
+	u, err := s.deps.Store.User(ctx, r.App.AppKey, account)
+	if err != nil {
+		return nil, mapStore(err, field)
+	}
+	if u.Disabled {
+		return nil, imapi.Errorf(imapi.ErrUserDisabled, "%s is disabled", field)
+	}
+	return &imapi.Session{AppKey: r.App.AppKey, Account: account, DeviceType: "server", Gateway: "serverapi"}, nil
+}
+
+// busCall sends op over the bus as sess, as a gateway would, and decodes
+// the reply body into out (when non-nil).
+func (s *Server) busCall(ctx context.Context, sess *imapi.Session, op imapi.Op, req, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", op.Name(), err)
+	}
+	data, err := json.Marshal(&imapi.BusRequest{Session: *sess, Body: body})
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", op.Name(), err)
+	}
+	m, err := s.deps.NATS.RequestWithContext(ctx, imapi.ServiceSubject(s.cfg.Cluster, op), data)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return imapi.Errorf(imapi.ErrUnavailable, "no service answers %s", op.Name())
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			return imapi.Errorf(imapi.ErrTimeout, "%s timed out", op.Name())
+		}
+		return fmt.Errorf("bus %s: %w", op.Name(), err)
+	}
+	var reply imapi.BusReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return fmt.Errorf("bus %s reply: %w", op.Name(), err)
+	}
+	if reply.Code != imapi.OK {
+		return &imapi.Error{Code: reply.Code, Message: reply.Message}
+	}
+	if out != nil && len(reply.Body) > 0 {
+		if err := json.Unmarshal(reply.Body, out); err != nil {
+			return fmt.Errorf("bus %s reply body: %w", op.Name(), err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) busCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.BusTimeout.D())
+}
+
+func (s *Server) groupCreate(ctx context.Context, r *Request) (any, error) {
+	var req GroupCreateReq
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	sess, err := s.actor(ctx, r, "owner", req.Owner)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.busCtx(ctx)
+	defer cancel()
+	var g imapi.Group
+	if err := s.busCall(ctx, sess, imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: req.Name, Members: req.Members}, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+func pathGroup(r *Request) (string, error) {
+	g := r.HTTP.PathValue("group_id")
+	if g == "" || len(g) > 64 {
+		return "", imapi.Errorf(imapi.ErrBadRequest, "group_id: malformed")
+	}
+	return g, nil
+}
+
+func (s *Server) groupInfo(ctx context.Context, r *Request) (any, error) {
+	gid, err := pathGroup(r)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := s.actor(ctx, r, "as", r.HTTP.URL.Query().Get("as"))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.busCtx(ctx)
+	defer cancel()
+	var g imapi.Group
+	if err := s.busCall(ctx, sess, imapi.OpGroupInfo, &imapi.GroupRef{GroupID: gid}, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+func (s *Server) groupMembers(op imapi.Op) HandlerFunc {
+	return func(ctx context.Context, r *Request) (any, error) {
+		gid, err := pathGroup(r)
+		if err != nil {
+			return nil, err
+		}
+		var req GroupMembersReq
+		if err := decodeJSON(r.Body, &req); err != nil {
+			return nil, err
+		}
+		if len(req.Members) == 0 {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "members: at least one")
+		}
+		sess, err := s.actor(ctx, r, "as", req.As)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := s.busCtx(ctx)
+		defer cancel()
+		return nil, s.busCall(ctx, sess, op, &imapi.GroupMembersReq{GroupID: gid, Members: req.Members}, nil)
+	}
+}
+
+func (s *Server) groupDismiss(ctx context.Context, r *Request) (any, error) {
+	gid, err := pathGroup(r)
+	if err != nil {
+		return nil, err
+	}
+	var req GroupActReq
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	sess, err := s.actor(ctx, r, "as", req.As)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.busCtx(ctx)
+	defer cancel()
+	return nil, s.busCall(ctx, sess, imapi.OpGroupDismiss, &imapi.GroupRef{GroupID: gid}, nil)
+}
+
+func (s *Server) sendBatchNotification(ctx context.Context, r *Request) (any, error) {
+	var req BatchNotificationReq
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	if len(req.To) == 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "to: at least one account")
+	}
+	if len(req.To) > MaxBatchNotifications {
+		s.metrics.oversize.Inc()
+		return nil, imapi.Errorf(imapi.ErrTooLarge, "to: at most %d accounts", MaxBatchNotifications)
+	}
+	if req.Type == "" {
+		req.Type = "system"
+	}
+	sess := &imapi.Session{AppKey: r.App.AppKey, Account: service.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
+	out := &BatchNotificationResp{Results: make([]BatchResult, len(req.To))}
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range min(batchWorkers, len(req.To)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				res := &out.Results[i]
+				res.To = req.To[i]
+				ack, err := s.deps.Service.Send(ctx, sess, &imapi.SendReq{
+					ConvType: imapi.ConvP2P, To: req.To[i], ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body,
+				})
+				if err != nil {
+					var ie *imapi.Error
+					if !errors.As(err, &ie) {
+						s.log.Error("batch notification", "err", err)
+						ie = imapi.Errorf(imapi.ErrInternal, "")
+					}
+					res.Code, res.Message = ie.Code, ie.Message
+					continue
+				}
+				res.MsgID, res.ConvID, res.Seq = ack.MsgID, ack.ConvID, ack.Seq
+			}
+		}()
+	}
+	for i := range req.To {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return out, nil
+}
