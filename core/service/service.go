@@ -246,12 +246,7 @@ func (s *Service) serve(m *nats.Msg, oh opHandler) {
 	if m.Reply == "" {
 		return
 	}
-	var out []byte
-	if reply.Code == imapi.OK {
-		out = appendOKReply(make([]byte, 0, len(reply.Body)+24), reply.Body)
-	} else {
-		out, _ = json.Marshal(&reply)
-	}
+	out, _ := json.Marshal(&reply)
 	if err := m.Respond(out); err != nil {
 		s.log.Warn("reply failed", "op", name, "err", err)
 	}
@@ -276,7 +271,7 @@ func (s *Service) push(appkey, account string, op imapi.Op, body []byte, exceptS
 	if account == SystemAccount {
 		return
 	}
-	b := appendBusPush(make([]byte, 0, len(body)+len(exceptSession)+64), op, body, exceptSession)
+	b, _ := json.Marshal(&imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
 	if err := s.nc.Publish(imapi.UserSubject(appkey, account), b); err != nil {
 		s.metrics.pushErrors.Inc()
 		s.log.Warn("push failed", "op", op.Name(), "err", err)
@@ -371,51 +366,4 @@ func (c *appCache) get(ctx context.Context, appkey string, now time.Time) (store
 // find the secret of a signed request.
 func (s *Service) App(ctx context.Context, appkey string) (store.App, error) {
 	return s.apps.get(ctx, appkey, s.now())
-}
-
-// appendBusPush appends the JSON of imapi.BusPush{Op: op, Body: body,
-// ExceptSession: except} to b. It is the hot path of every delivered
-// message: body is already compact JSON (produced by json.Marshal), so it is
-// copied as is instead of being validated and compacted again.
-func appendBusPush(b []byte, op imapi.Op, body []byte, except string) []byte {
-	b = append(b, `{"op":{"Service":`...)
-	b = strconv.AppendUint(b, uint64(op.Service), 10)
-	b = append(b, `,"Command":`...)
-	b = strconv.AppendUint(b, uint64(op.Command), 10)
-	b = append(b, `},"body":`...)
-	if len(body) == 0 {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, body...)
-	}
-	if except != "" {
-		b = append(b, `,"except_session":`...)
-		b = appendJSONString(b, except)
-	}
-	return append(b, '}')
-}
-
-// appendOKReply appends the JSON of imapi.BusReply{Body: body} (body is
-// compact JSON from json.Marshal, or empty) to b.
-func appendOKReply(b, body []byte) []byte {
-	b = append(b, `{"code":0`...)
-	if len(body) > 0 {
-		b = append(b, `,"body":`...)
-		b = append(b, body...)
-	}
-	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string; plain ASCII (what session
-// ids are) is copied, anything else goes through encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
