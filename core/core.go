@@ -25,6 +25,7 @@ import (
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/core/weblink"
 	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/config"
@@ -65,14 +66,17 @@ type Config struct {
 	DebugListen string `yaml:"debug_listen"`
 	Roles       Roles  `yaml:"roles"`
 
-	Bus       bus.Config         `yaml:"bus"`
-	Store     store.Config       `yaml:"store"`
-	Service   service.Config     `yaml:"service"`
-	Gateway   gateway.Config     `yaml:"gateway"`
-	ServerAPI serverapi.Config   `yaml:"server_api"`
-	WebLink   weblink.Config     `yaml:"weblink"`
-	Call      callsvc.Config     `yaml:"call"`
-	Egress    relay.EgressConfig `yaml:"egress"`
+	Bus       bus.Config       `yaml:"bus"`
+	Store     store.Config     `yaml:"store"`
+	Service   service.Config   `yaml:"service"`
+	Gateway   gateway.Config   `yaml:"gateway"`
+	ServerAPI serverapi.Config `yaml:"server_api"`
+	WebLink   weblink.Config   `yaml:"weblink"`
+	Call      callsvc.Config   `yaml:"call"`
+	// Webhook configures the apps' webhooks (data sync, login/logout
+	// events, the moderation hook). Apps without an entry get none.
+	Webhook webhook.Config     `yaml:"webhook"`
+	Egress  relay.EgressConfig `yaml:"egress"`
 	// LBS, when its servers are set, is where the gateway registers and
 	// reports health and load (as entry point LBS.Node), and where it
 	// announces its drain on shutdown so clients are sent elsewhere first.
@@ -95,6 +99,7 @@ func Default() Config {
 		Gateway:     gateway.Default(),
 		ServerAPI:   serverapi.Default(),
 		WebLink:     weblink.Default(),
+		Webhook:     webhook.Default(),
 		Call:        callsvc.Default(),
 		Egress:      relay.DefaultEgress(),
 	}
@@ -130,6 +135,14 @@ func (c *Config) Validate() error {
 	if r.ServerAPI {
 		if err := c.ServerAPI.Validate(); err != nil {
 			errs.Addf("server_api: %w", err)
+		}
+	}
+	if len(c.Webhook.Apps) > 0 {
+		if !r.Services {
+			errs.Addf("webhook: needs roles.services on the same node")
+		}
+		if err := c.Webhook.Validate(); err != nil {
+			errs.Addf("webhook: %w", err)
 		}
 	}
 	if r.WebLink && !r.Gateway {
@@ -201,6 +214,7 @@ type Node struct {
 	gateway *gateway.Gateway
 	api     *serverapi.Server
 	web     *weblink.WebLink
+	hooks   *webhook.Webhooks
 	call    *callsvc.Service
 	egress  *relay.Node
 	report  *nodeclient.Client
@@ -290,10 +304,21 @@ func (n *Node) Start(ctx context.Context) error {
 			},
 			ShutdownFunc: func(context.Context) error { return n.store.Close() },
 		})
+		if len(n.cfg.Webhook.Apps) > 0 {
+			n.group.Add("webhook", lazy(&n.hooks, func() (*webhook.Webhooks, error) {
+				return webhook.New(n.cfg.Webhook, webhook.Deps{
+					JetStream: n.bus.JetStream(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				})
+			}))
+		}
 		n.group.Add("service", lazy(&n.service, func() (*service.Service, error) {
-			return service.New(n.cfg.Service, service.Deps{
+			deps := service.Deps{
 				NATS: n.bus.Conn(), Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
-			})
+			}
+			if n.hooks != nil {
+				deps.Hooks = n.hooks
+			}
+			return service.New(n.cfg.Service, deps)
 		}))
 	}
 	if n.cfg.Roles.Gateway {
@@ -322,7 +347,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.Roles.ServerAPI {
 		n.group.Add("server_api", lazy(&n.api, func() (*serverapi.Server, error) {
 			deps := serverapi.Deps{
-				Service: n.service, Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				Service: n.service, Store: n.store, NATS: n.bus.Conn(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
 			}
 			if n.call != nil {
 				deps.Calls = n.call

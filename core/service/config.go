@@ -108,6 +108,9 @@ func (c *Config) applyDefaults() {
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
+	// Zero values mean "the default", so they are filled in first: a config
+	// that leaves a key out is valid, and --check-config prints the result.
+	c.applyDefaults()
 	var errs config.Errors
 	if !ValidName(c.Cluster) {
 		errs.Addf("service.cluster: %q: want 1-64 of A-Z a-z 0-9 _ -", c.Cluster)

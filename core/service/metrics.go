@@ -10,6 +10,7 @@ type metrics struct {
 	pushErrors prometheus.Counter
 	kicks      prometheus.Counter
 	oversize   prometheus.Counter
+	hookErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,8 +37,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		oversize: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_service_oversize_requests_total", Help: "Requests or message bodies refused for their size.",
 		}),
+		hookErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_service_webhook_errors_total", Help: "Webhook events (message copies, logins, logouts) that could not be queued.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.pushes, m.pushErrors, m.kicks, m.oversize} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.pushes, m.pushErrors, m.kicks, m.oversize, m.hookErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

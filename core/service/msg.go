@@ -7,6 +7,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/webhook"
 )
 
 func (s *Service) send(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
@@ -43,6 +44,9 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 		a.GroupID = req.To
 		what = "group"
 	}
+	if err := s.moderate(ctx, sess, a); err != nil {
+		return nil, err
+	}
 	res, err := s.st.AppendMessage(ctx, a)
 	if err != nil {
 		return nil, storeErr(err, what)
@@ -57,8 +61,68 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 			To: a.To, Seq: res.Seq, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body, Mentions: a.Mentions, Time: res.Time,
 		}
 		s.pushAll(sess, res.Members, imapi.OpPush, &msg)
+		s.publishMessage(ctx, sess.AppKey, &msg)
 	}
 	return ack, nil
+}
+
+// moderate asks the app's moderation hook about a user's message before it
+// is stored: deny refuses the send with ErrRejected (nobody else sees it),
+// replace swaps the body. When the hook fails, the app's configured default
+// decision applies (webhook.Moderate returns it). System notifications from
+// the app's own server are not moderated.
+func (s *Service) moderate(ctx context.Context, sess *imapi.Session, a *store.Append) error {
+	if s.hooks == nil || sess.Account == SystemAccount {
+		return nil
+	}
+	d, err := s.hooks.Moderate(ctx, sess.AppKey, webhook.ModerationRequest{
+		From: a.Sender, ConvType: a.ConvType, To: a.To, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body,
+	})
+	if err != nil {
+		s.log.Debug("moderation hook failed; default applied", "appkey", sess.AppKey, "action", d.Action, "err", err)
+	}
+	switch d.Action {
+	case webhook.Deny:
+		return imapi.Errorf(imapi.ErrRejected, "%s", d.Reason)
+	case webhook.Replace:
+		if len(d.Body) == 0 || len(d.Body) > s.cfg.MaxMessageBytes || !json.Valid(d.Body) {
+			return imapi.Errorf(imapi.ErrRejected, "moderation replaced the body with an invalid one")
+		}
+		a.Body = d.Body
+	}
+	return nil
+}
+
+// publishMessage queues the data-sync copy of a stored message for the
+// app's webhook. It never fails the send: the message is already durable and
+// delivered; a lost copy is logged and counted.
+func (s *Service) publishMessage(ctx context.Context, appkey string, m *imapi.Message) {
+	if s.hooks == nil {
+		return
+	}
+	ev, err := webhook.MessageEvent(m)
+	if err == nil {
+		err = s.hooks.Publish(ctx, appkey, ev)
+	}
+	if err != nil {
+		s.metrics.hookErrors.Inc()
+		s.log.Warn("webhook message event not queued", "appkey", appkey, "msg_id", m.MsgID, "err", err)
+	}
+}
+
+// publishSession queues a login or logout event for the app's webhook.
+func (s *Service) publishSession(ctx context.Context, kind webhook.Kind, sess *imapi.Session) {
+	if s.hooks == nil {
+		return
+	}
+	ev, err := webhook.SessionEvent(kind, sess, s.now())
+	if err == nil {
+		err = s.hooks.Publish(ctx, sess.AppKey, ev)
+	}
+	if err != nil {
+		s.metrics.hookErrors.Inc()
+		s.log.Warn("webhook session event not queued", "appkey", sess.AppKey, "kind", kind, "err", err)
+	}
 }
 
 func (s *Service) validateSend(req *imapi.SendReq) error {

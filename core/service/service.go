@@ -20,6 +20,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/webhook"
 )
 
 // Deps are the services' injected dependencies.
@@ -30,6 +31,16 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Hooks are the apps' webhooks (core/webhook): the moderation hook asked
+	// before a message is stored, and the message, login and logout events
+	// queued for delivery. Nil: no webhooks.
+	Hooks Hooks
+}
+
+// Hooks is what the services need of core/webhook.
+type Hooks interface {
+	Moderate(ctx context.Context, appkey string, m webhook.ModerationRequest) (webhook.Decision, error)
+	Publish(ctx context.Context, appkey string, ev webhook.Event) error
 }
 
 type handler func(ctx context.Context, sess *imapi.Session, body []byte) (any, error)
@@ -42,6 +53,7 @@ type Service struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	hooks   Hooks
 
 	handlers map[string]opHandler // by subject
 	apps     appCache
@@ -84,7 +96,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, nc: deps.NATS, st: deps.Store, log: log.With("component", "service"),
-		metrics: m, now: now, sem: make(chan struct{}, cfg.MaxInFlight),
+		metrics: m, now: now, hooks: deps.Hooks, sem: make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.apps.st = deps.Store
 	s.handlers = map[string]opHandler{}

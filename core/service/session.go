@@ -7,6 +7,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/webhook"
 )
 
 func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
@@ -67,12 +68,19 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 			s.metrics.kicks.Inc()
 		}
 	}
+	s.publishSession(ctx, webhook.KindLogin, &imapi.Session{
+		AppKey: req.AppKey, Account: req.Account, DeviceID: req.DeviceID, DeviceType: deviceType,
+		SessionID: sid, Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: req.SDKVersion,
+	})
 	return &imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec}, nil
 }
 
 func (s *Service) heartbeat(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }
 
-func (s *Service) logout(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }
+func (s *Service) logout(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	s.publishSession(ctx, webhook.KindLogout, sess)
+	return nil, nil
+}
 
 // KickAll closes every session of an account (a disabled user, a revoked
 // token). It is a push: gateways holding the sessions close them.

@@ -160,6 +160,9 @@ func (c *Config) applyDefaults() {
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
+	// Zero values mean "the default", so they are filled in first: a config
+	// that leaves a key out is valid, and --check-config prints the result.
+	c.applyDefaults()
 	var errs config.Errors
 	if c.Stream == c.DeadStream {
 		errs.Addf("webhook.dead_stream: must differ from stream")
