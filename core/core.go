@@ -352,6 +352,9 @@ func (n *Node) Start(ctx context.Context) error {
 			if n.call != nil {
 				deps.Calls = n.call
 			}
+			if n.hooks != nil {
+				deps.DeadLetters = n.hooks
+			}
 			return serverapi.New(n.cfg.ServerAPI, deps)
 		}))
 	}

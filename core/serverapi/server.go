@@ -26,6 +26,7 @@ import (
 	"github.com/longlink/longlink/core/serverapi/internal/sign"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/config"
 )
 
@@ -132,6 +133,16 @@ type Deps struct {
 	// NATS, when set, serves the group routes: group operations sent over
 	// the bus as the acting account, exactly as a gateway sends them.
 	NATS *nats.Conn
+	// DeadLetters, when set, serves the app's webhook dead letters: list them
+	// and replay one (core/webhook).
+	DeadLetters DeadLetterQueue
+}
+
+// DeadLetterQueue is the part of core/webhook that operators reach through
+// the server API.
+type DeadLetterQueue interface {
+	DeadLetters(ctx context.Context, appkey string, limit int) ([]webhook.DeadLetter, error)
+	Replay(ctx context.Context, appkey, id string) error
 }
 
 // CallIssuer issues TURN credentials for an authenticated app.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/store/storetest"
+	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/turncred"
 )
@@ -41,6 +43,9 @@ type env struct {
 	st    store.Store
 	stCfg store.Config
 	nonce atomic.Int64
+	hooks *webhook.Webhooks
+	// hookStatus is what the app's webhook receiver answers.
+	hookStatus atomic.Int32
 }
 
 func newEnv(t *testing.T) *env {
@@ -74,9 +79,28 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e := &env{t: t, nc: b.Conn(), st: st, stCfg: stCfg}
+	e.hookStatus.Store(http.StatusInternalServerError)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(int(e.hookStatus.Load()))
+	}))
+	t.Cleanup(receiver.Close)
+	wcfg := webhook.Default()
+	wcfg.MemoryStorage = true
+	wcfg.MaxAttempts = 1
+	wcfg.Apps = []webhook.AppConfig{{AppKey: appKey, URL: receiver.URL, Secret: config.NewSecret("webhook-secret-0123456789")}}
+	hooks, err := webhook.New(wcfg, webhook.Deps{JetStream: b.JetStream()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hooks.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hooks.Shutdown(context.Background()) })
+	e.hooks = hooks
 	cfg := serverapi.Default()
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st, Calls: calls, NATS: b.Conn()})
+	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st, Calls: calls, NATS: b.Conn(), DeadLetters: hooks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +108,8 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	return &env{t: t, srv: srv, base: "http://" + srv.Addr(), nc: b.Conn(), st: st, stCfg: stCfg}
+	e.srv, e.base = srv, "http://"+srv.Addr()
+	return e
 }
 
 // do sends a signed request; edit may tamper with it after signing.
@@ -386,6 +411,46 @@ func TestLimitsAndUnknownPaths(t *testing.T) {
 // Every served route is documented in openapi.yaml and every documented
 // operation is served.
 const turnSecret = "turn-shared-secret"
+
+// An operator lists the app's webhook dead letters and replays one once the
+// app's endpoint works again.
+func TestWebhookDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	ev, err := webhook.SessionEvent(webhook.KindLogin, &imapi.Session{AppKey: appKey, Account: "alice", SessionID: "s1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hooks.Publish(context.Background(), appKey, ev); err != nil {
+		t.Fatal(err)
+	}
+	var list serverapi.DeadLettersResp
+	deadline := time.Now().Add(10 * time.Second)
+	for len(list.DeadLetters) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the failing event never became a dead letter")
+		}
+		time.Sleep(50 * time.Millisecond)
+		e.ok(http.MethodGet, "/v1/webhooks/dead-letters?limit=10", nil, &list)
+	}
+	if list.DeadLetters[0].Attempts != 1 || list.DeadLetters[0].LastError == "" {
+		t.Fatalf("dead letter %+v", list.DeadLetters[0])
+	}
+	if code, _ := e.do(http.MethodPost, "/v1/webhooks/dead-letters/nope/replay", nil, nil); code != http.StatusNotFound {
+		t.Fatalf("replay of an unknown id: %d, want 404", code)
+	}
+	e.hookStatus.Store(http.StatusOK)
+	e.ok(http.MethodPost, "/v1/webhooks/dead-letters/"+list.DeadLetters[0].ID+"/replay", nil, nil)
+	for {
+		e.ok(http.MethodGet, "/v1/webhooks/dead-letters", nil, &list)
+		if len(list.DeadLetters) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replayed dead letter still listed: %+v", list.DeadLetters)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 func TestTURNCredentials(t *testing.T) {
 	e := newEnv(t)

@@ -10,6 +10,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/webhook"
 )
 
 // UserReq creates a user.
@@ -82,6 +83,45 @@ func (s *Server) routeV1() {
 			return s.deps.Calls.IssueForApp(ctx, r.App.AppKey, r.Body)
 		})
 	}
+	if s.deps.DeadLetters != nil {
+		s.Handle(http.MethodGet, "/v1/webhooks/dead-letters", s.deadLetters)
+		s.Handle(http.MethodPost, "/v1/webhooks/dead-letters/{id}/replay", s.replayDeadLetter)
+	}
+}
+
+// DeadLettersResp lists webhook events that failed every delivery attempt.
+type DeadLettersResp struct {
+	DeadLetters []webhook.DeadLetter `json:"dead_letters"`
+}
+
+func (s *Server) deadLetters(ctx context.Context, r *Request) (any, error) {
+	limit := 100
+	if v := r.HTTP.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "limit: want 1..1000")
+		}
+		limit = n
+	}
+	dl, err := s.deps.DeadLetters.DeadLetters(ctx, r.App.AppKey, limit)
+	if err != nil {
+		return nil, imapi.Errorf(imapi.ErrUnavailable, "dead letters: %v", err)
+	}
+	if dl == nil {
+		dl = []webhook.DeadLetter{}
+	}
+	return &DeadLettersResp{DeadLetters: dl}, nil
+}
+
+func (s *Server) replayDeadLetter(ctx context.Context, r *Request) (any, error) {
+	err := s.deps.DeadLetters.Replay(ctx, r.App.AppKey, r.HTTP.PathValue("id"))
+	switch {
+	case errors.Is(err, webhook.ErrNotFound):
+		return nil, imapi.Errorf(imapi.ErrNotFound, "no such dead letter")
+	case err != nil:
+		return nil, imapi.Errorf(imapi.ErrUnavailable, "replay: %v", err)
+	}
+	return struct{}{}, nil
 }
 
 func decodeJSON(body []byte, v any) error {
