@@ -62,9 +62,11 @@ func (h *EchoHandler) Event(s *Socket, name string, m Message, ack func(Message)
 	case "close-me":
 		s.Disconnect(true)
 	case "drop-me":
-		// Cut the transport without a DISCONNECT packet: the client sees a
+		// Close the Engine.IO session without a Socket.IO DISCONNECT, as
+		// the reference's socket.conn.close() does: the close packet reaches
+		// the client (on polling, with its next poll), which sees a
 		// transport close and reconnects by itself.
-		go s.sess.close("transport error", closeByServer)
+		go s.sess.close("forced close", closeGracefully)
 	}
 }
 
