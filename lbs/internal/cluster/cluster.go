@@ -338,6 +338,9 @@ func (c *Cluster) toLeader(ctx context.Context, req *forwardReq) (forwardResp, e
 			if err == nil && !resp.NotLdr {
 				return resp, nil
 			}
+			if errors.Is(err, errOutcomeUnknown) && req.Kind != "readindex" {
+				return forwardResp{}, err
+			}
 			if err != nil {
 				last = err
 			}
@@ -371,10 +374,16 @@ func (c *Cluster) forwardOnce(ctx context.Context, addr string, req *forwardReq)
 	}
 	var resp forwardResp
 	if err := readFrame(conn, &resp); err != nil {
-		return forwardResp{}, err
+		// The leader may have acted on the request before the answer was lost.
+		return forwardResp{}, fmt.Errorf("%w: %w", errOutcomeUnknown, err)
 	}
 	return resp, nil
 }
+
+// errOutcomeUnknown says a forwarded request reached the leader but its
+// answer did not come back: a write may or may not have been applied, so it
+// must not be sent again (it would be applied twice).
+var errOutcomeUnknown = errors.New("cluster: leader did not answer; outcome unknown")
 
 func (c *Cluster) applyLocal(cmd []byte) (state.Result, error) {
 	f := c.Raft.Apply(cmd, c.cfg.ApplyTimeout)
@@ -397,7 +406,10 @@ func (c *Cluster) Propose(ctx context.Context, cmd *state.Command) (state.Result
 		var res state.Result
 		if c.IsLeader() {
 			res, err = c.applyLocal(b)
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			// Only a command that never entered the log is safe to propose
+			// again: after ErrLeadershipLost it may still be committed by the
+			// next leader, and a retry would apply it twice.
+			if errors.Is(err, raft.ErrNotLeader) {
 				if ctx.Err() != nil {
 					return res, err
 				}
