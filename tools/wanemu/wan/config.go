@@ -126,8 +126,15 @@ func ParseRate(s string) (Rate, error) {
 	case "gbit":
 		v *= 1e9
 	}
+	// A float beyond int64 would convert to a negative rate.
+	if v > maxRate {
+		return 0, fmt.Errorf("rate %q: above %d gbit", s, int64(maxRate/1e9))
+	}
 	return Rate(v), nil
 }
+
+// maxRate bounds rates well inside int64 (1 Pbit/s is far beyond any link).
+const maxRate = 1e15
 
 // UnmarshalYAML accepts ParseRate's syntax.
 func (r *Rate) UnmarshalYAML(unmarshal func(any) error) error {
