@@ -49,6 +49,8 @@ type Config struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 	// RequestTimeout bounds one request's store work. Default 5s.
 	RequestTimeout config.Duration `yaml:"request_timeout"`
+	// Rooms tunes chatrooms.
+	Rooms RoomConfig `yaml:"rooms"`
 }
 
 // Default returns the single-node defaults.
@@ -66,6 +68,7 @@ func Default() Config {
 		TokenTTL:        config.Duration(720 * time.Hour),
 		MaxInFlight:     4096,
 		RequestTimeout:  config.Duration(5 * time.Second),
+		Rooms:           DefaultRooms(),
 	}
 }
 
@@ -96,6 +99,7 @@ func (c *Config) applyDefaults() {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = d.RequestTimeout
 	}
+	c.Rooms.applyDefaults()
 	for i := range c.Apps {
 		if c.Apps[i].Devices == "" {
 			c.Apps[i].Devices = imapi.DevicesKickSameType
@@ -166,5 +170,6 @@ func (c *Config) Validate() error {
 	if c.RequestTimeout.D() <= 0 {
 		errs.Addf("service.request_timeout: must be positive")
 	}
+	c.Rooms.validate(&errs)
 	return errs.Err()
 }

@@ -18,6 +18,15 @@ func TestMetricNames(t *testing.T) {
 	m.requests.WithLabelValues("send", "0").Inc()
 	m.latency.WithLabelValues("send").Observe(0)
 	m.pushes.WithLabelValues("message").Inc()
+	rm, err := newRoomMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm.rooms.WithLabelValues("created").Inc()
+	rm.enters.WithLabelValues("ok").Inc()
+	rm.rateLimited.WithLabelValues("room").Inc()
+	rm.refused.WithLabelValues("guest").Inc()
+	rm.events.WithLabelValues("closed").Inc()
 	mfs := metricstest.Check(t, reg, "longlink_service_")
 	metricstest.InREADME(t, mfs, "README.md")
 }

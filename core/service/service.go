@@ -58,6 +58,9 @@ type Service struct {
 	handlers map[string]opHandler // by subject
 	apps     appCache
 
+	rooms       roomState
+	roomMetrics *roomMetrics
+
 	sem  chan struct{}
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -99,6 +102,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		metrics: m, now: now, hooks: deps.Hooks, sem: make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.apps.st = deps.Store
+	if s.roomMetrics, err = newRoomMetrics(reg); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
 	s.handlers = map[string]opHandler{}
 	for op, h := range map[imapi.Op]handler{
 		imapi.OpLogin:        s.login,
@@ -117,6 +123,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		imapi.OpGroupList:    s.groupList,
 		imapi.OpGroupLeave:   s.groupLeave,
 		imapi.OpGroupDismiss: s.groupDismiss,
+		imapi.OpRoomEnter:    s.roomEnter,
+		imapi.OpRoomLeave:    s.roomLeave,
+		imapi.OpRoomSend:     s.roomSend,
+		imapi.OpRoomMembers:  s.roomMembers,
+		imapi.OpRoomHistory:  s.roomHistory,
+		imapi.OpRoomInfo:     s.roomInfo,
+		imapi.OpRoomSetRole:  s.roomSetRole,
+		imapi.OpRoomMute:     s.roomMute,
+		imapi.OpRoomKick:     s.roomKick,
+		imapi.OpRoomClose:    s.roomClose,
 	} {
 		s.handlers[imapi.ServiceSubject(cfg.Cluster, op)] = opHandler{op: op, h: h}
 	}
@@ -140,6 +156,9 @@ func (s *Service) Start(ctx context.Context) error {
 			return fmt.Errorf("service: seed app %s: %w", a.AppKey, err)
 		}
 		s.apps.put(app, s.now())
+	}
+	if err := s.startRooms(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -166,6 +185,7 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 func (s *Service) unsubscribeLocked() {
+	s.stopRooms()
 	for _, sub := range s.subs {
 		_ = sub.Unsubscribe()
 	}
@@ -179,6 +199,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	subs := s.subs
 	s.subs = nil
 	s.mu.Unlock()
+	s.stopRooms()
 	for _, sub := range subs {
 		_ = sub.Drain()
 	}

@@ -94,6 +94,7 @@ var migrations = []migration{
 			PRIMARY KEY (appkey, group_id, account)) {{without_rowid}}`,
 		`CREATE INDEX group_members_account ON group_members (appkey, account)`,
 	}},
+	roomMigration,
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations, each

@@ -116,6 +116,8 @@ type Group struct {
 
 // Store is what the app services and the server API need.
 type Store interface {
+	RoomStore
+
 	// PutApp creates or updates an app (seeded from config at start).
 	PutApp(ctx context.Context, app App) error
 	// App returns ErrNotFound for an unknown appkey.
