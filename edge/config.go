@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/edge/turn"
 	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/config"
@@ -49,6 +50,49 @@ type TCPListener struct {
 	Listen string `yaml:"listen"`
 	// Service is the service name at the destination cluster.
 	Service string `yaml:"service"`
+	// Terminate (Link listener only) makes the edge end the client's Link
+	// handshake itself with the Link server keys and carry the frames to
+	// the core as a link-frames stream. Default: off (the client's bytes
+	// are passed through to the gateway).
+	Terminate *LinkTermination `yaml:"terminate"`
+}
+
+// LinkTermination configures edge-terminated Link (LINK.md section 7).
+type LinkTermination struct {
+	// Service is the egress service of kind link-frames (a gateway's
+	// plain_listen). Default "link-frames".
+	Service string `yaml:"service"`
+	// Keys are the Link server static keys, the same the gateways hold.
+	Keys []LinkKey `yaml:"keys"`
+	// HandshakeTimeout bounds the client's handshake and the wait for its
+	// login frame. Default 10s.
+	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	// MaxFrameSize bounds frames both ways. Default 1 MiB (the gateway's).
+	MaxFrameSize int `yaml:"max_frame_size"`
+}
+
+// LinkKey is one Link server static key.
+type LinkKey struct {
+	ID string `yaml:"id"`
+	// PrivateKey is the base64 X25519 private key (literal, file: or env:).
+	PrivateKey config.Secret `yaml:"private_key"`
+}
+
+// ring builds the key ring of t.
+func (t *LinkTermination) ring() (*link.KeyRing, error) {
+	r := link.NewKeyRing()
+	for i, k := range t.Keys {
+		priv, err := link.DecodeKey(k.PrivateKey.Reveal())
+		if err != nil {
+			return nil, fmt.Errorf("keys[%d].private_key: %w", i, err)
+		}
+		kp, err := link.KeyPairFromPrivate(k.ID, priv)
+		if err != nil {
+			return nil, fmt.Errorf("keys[%d]: %w", i, err)
+		}
+		r.Add(kp)
+	}
+	return r, nil
 }
 
 // UDPListener is a forwarded UDP port.
@@ -112,6 +156,35 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkListen("link", c.Link.Listen, c.Link.Service)
+	if t := c.Link.Terminate; t != nil {
+		if t.Service == "" {
+			t.Service = "link-frames"
+		}
+		if len(t.Service) > wire.MaxNameLen {
+			errs.Addf("link.terminate.service: must be 1..%d characters", wire.MaxNameLen)
+		}
+		if len(t.Keys) == 0 {
+			errs.Addf("link.terminate.keys: at least one Link server key is required")
+		}
+		if _, err := t.ring(); err != nil {
+			errs.Addf("link.terminate.%v", err)
+		}
+		if t.HandshakeTimeout == 0 {
+			t.HandshakeTimeout = config.Duration(10 * time.Second)
+		}
+		if t.HandshakeTimeout.D() < 0 {
+			errs.Addf("link.terminate.handshake_timeout: must be positive")
+		}
+		if t.MaxFrameSize == 0 {
+			t.MaxFrameSize = link.DefaultMaxFrameSize
+		}
+		if t.MaxFrameSize < 1024 {
+			errs.Addf("link.terminate.max_frame_size: %d is below 1024", t.MaxFrameSize)
+		}
+	}
+	if c.WebLink.Terminate != nil {
+		errs.Addf("weblink.terminate: only the Link listener can terminate")
+	}
 	checkListen("weblink", c.WebLink.Listen, c.WebLink.Service)
 	for i := range c.UDP {
 		u := &c.UDP[i]

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/edge/turn"
 	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/lbs/nodeclient"
@@ -62,6 +63,7 @@ type Edge struct {
 	turn   *turn.Server
 	lbs    *nodeclient.Client
 	trPref []string // transports built, in the order the configured routes name them
+	ring   *link.KeyRing // Link server keys, when the edge terminates Link
 
 	mu      sync.Mutex
 	tcp     map[string]net.Listener
@@ -111,6 +113,11 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		table: newSessionTable(cfg.Limits.MaxSessions, cfg.Limits.MaxSessionsPerIP),
 		tcp:   map[string]net.Listener{}, udp: map[string]*udpForwarder{},
 		trPref: trPref,
+	}
+	if t := cfg.Link.Terminate; t != nil {
+		if e.ring, err = t.ring(); err != nil {
+			return nil, fmt.Errorf("edge: link.terminate.%w", err)
+		}
 	}
 	e.router = relay.NewRouter(cfg.Routing, trs, relay.NewMetrics(reg, stats), log)
 	if cfg.TURN.Enabled {

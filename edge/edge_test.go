@@ -158,6 +158,7 @@ func TestDeploymentConfigs(t *testing.T) {
 			}
 			t.Setenv("LONGLINK_CLUSTER_KEY", "example-cluster-key-0123456789")
 			t.Setenv("LONGLINK_TURN_SECRET", "example-turn-secret-0123456789")
+			t.Setenv("LONGLINK_LINK_KEY", "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=")
 			switch {
 			case strings.HasPrefix(filepath.Base(f), "edge"):
 				cfg := Default()

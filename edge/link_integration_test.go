@@ -24,10 +24,17 @@ import (
 // message both ways; then the relay carrying alice is stopped mid-traffic:
 // her SDK reconnects over the other relay by itself and bob gets every
 // acknowledged message exactly once, in order.
-func TestLinkThroughChainQUIC(t *testing.T) { linkChainTest(t, "quic") }
-func TestLinkThroughChainKCP(t *testing.T)  { linkChainTest(t, "kcp") }
+func TestLinkThroughChainQUIC(t *testing.T) { linkChainTest(t, "quic", false) }
+func TestLinkThroughChainKCP(t *testing.T)  { linkChainTest(t, "kcp", false) }
 
-func linkChainTest(t *testing.T, tr string) {
+// TestLinkTerminatedQUIC and TestLinkTerminatedKCP: the same with the edge
+// terminating Link (link.terminate): alice's handshake ends at the edge,
+// her frames ride a link-frames stream to the gateway's pre-terminated
+// listener, and the gateway sees her address from the PROXY header.
+func TestLinkTerminatedQUIC(t *testing.T) { linkChainTest(t, "quic", true) }
+func TestLinkTerminatedKCP(t *testing.T)  { linkChainTest(t, "kcp", true) }
+
+func linkChainTest(t *testing.T, tr string, terminate bool) {
 	integration(t)
 	ctx := context.Background()
 	key, err := link.GenerateKey("k-edge-test")
@@ -43,6 +50,9 @@ func linkChainTest(t *testing.T, tr string) {
 	ccfg.Gateway.Listen = "127.0.0.1:0"
 	ccfg.Gateway.Keys = []gateway.KeyConfig{{ID: key.ID, PrivateKey: config.NewSecret(link.EncodeKey(key.Private))}}
 	ccfg.Gateway.TrustedProxies = []string{"127.0.0.1/32"}
+	if terminate {
+		ccfg.Gateway.PlainListen = "127.0.0.1:0"
+	}
 	ccfg.Service.Apps = []service.AppConfig{{AppKey: "demo", Secret: config.NewSecret("app-secret-edge-test"), Devices: imapi.DevicesKickSameType, Heartbeat: config.Duration(30 * time.Second)}}
 	node, err := core.New(ccfg, core.Deps{Logger: testLogger(t)})
 	if err != nil {
@@ -62,7 +72,21 @@ func linkChainTest(t *testing.T, tr string) {
 	}
 
 	// The world's egress serves "link" from the core's gateway.
-	w := newWorldLink(t, tr, pkiCreds(t), nil, node.LinkAddr())
+	var mutate func(*Config)
+	plainAddr := ""
+	if terminate {
+		plainAddr = node.Gateway().PlainAddr().String()
+		mutate = func(c *Config) {
+			c.Link.Terminate = &LinkTermination{Keys: []LinkKey{{ID: key.ID, PrivateKey: config.NewSecret(link.EncodeKey(key.Private))}}}
+		}
+	}
+	linkAddr := node.LinkAddr()
+	if terminate {
+		// Only the link-frames service reaches the core: the test fails
+		// unless the edge terminated alice's Link.
+		linkAddr = "127.0.0.1:1"
+	}
+	w := newWorldLink(t, tr, pkiCreds(t), mutate, linkAddr, plainAddr)
 
 	newClient := func(account, addr string) (*sdk.Client, *inbox) {
 		c, err := sdk.New(sdk.Config{

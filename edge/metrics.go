@@ -19,7 +19,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_sessions_total",
-			Help: "Client sessions (TCP connections, UDP mappings) by listener and result: ok, limit_total, limit_ip, draining, no_route, refused."}, []string{"listener", "result"}),
+			Help: "Client sessions (TCP connections, UDP mappings) by listener and result: ok, limit_total, limit_ip, draining, no_route, refused, handshake."}, []string{"listener", "result"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_edge_active_sessions",
 			Help: "Client sessions open now, by listener."}, []string{"listener"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_bytes_total",

@@ -74,6 +74,10 @@ func (e *Edge) serveTCP(name string, c net.Conn, svc TCPListener) {
 	active := e.m.active.WithLabelValues(name)
 	active.Inc()
 	defer active.Dec()
+	if svc.Terminate != nil {
+		e.serveLinkTerminated(name, c, svc.Terminate, sess, start)
+		return
+	}
 
 	h := wire.Header{Kind: wire.KindLink, Cluster: e.cfg.Cluster, Service: svc.Service, Client: client}
 	var clientSide io.Reader = c

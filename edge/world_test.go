@@ -170,12 +170,15 @@ func listenAddr(tr, name string) string {
 
 func newWorld(t *testing.T, tr string, cr creds, mutate func(*Config)) *world {
 	t.Helper()
-	return newWorldLink(t, tr, cr, mutate, "")
+	return newWorldLink(t, tr, cr, mutate, "", "")
 }
 
 // newWorldLink is newWorld with the egress's link service at linkAddr (a
 // real gateway) instead of the test service.
-func newWorldLink(t *testing.T, tr string, cr creds, mutate func(*Config), linkAddr string) *world {
+// newWorldLink is newWorld with the egress's "link" service at linkAddr and,
+// when plainAddr is set, a "link-frames" service at plainAddr (a gateway's
+// pre-terminated listener).
+func newWorldLink(t *testing.T, tr string, cr creds, mutate func(*Config), linkAddr, plainAddr string) *world {
 	t.Helper()
 	ctx := context.Background()
 	w := &world{relays: map[string]*relay.Node{}, svc: startServices(t)}
@@ -191,6 +194,9 @@ func newWorldLink(t *testing.T, tr string, cr creds, mutate func(*Config), linkA
 	}
 	if linkAddr != "" {
 		ecfg.Services["link"] = relay.Service{Kind: "link", Address: linkAddr}
+	}
+	if plainAddr != "" {
+		ecfg.Services["link-frames"] = relay.Service{Kind: "link-frames", Address: plainAddr}
 	}
 	d := cr.deps("egress")
 	d.Logger = log.With("node", "egress")

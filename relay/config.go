@@ -236,7 +236,8 @@ type EgressSection struct {
 	Cluster string `yaml:"cluster"`
 	// Services maps a service name to where it lives at the core site.
 	// Default (when the key is absent): link → 127.0.0.1:7710 (kind link),
-	// weblink → 127.0.0.1:7711 (kind http).
+	// link-frames → 127.0.0.1:7713 (kind link-frames: a gateway's
+	// plain_listen), weblink → 127.0.0.1:7711 (kind http).
 	Services map[string]Service `yaml:"services"`
 	// DialTimeout bounds connecting to a service. Default 5s.
 	DialTimeout config.Duration `yaml:"dial_timeout"`
@@ -246,7 +247,8 @@ type EgressSection struct {
 
 // Service is one service behind the egress.
 type Service struct {
-	// Kind is link (TCP), http (WebLink) or udp.
+	// Kind is link (TCP), link-frames (Link terminated at the edge, to a
+	// gateway's plain_listen), http (WebLink) or udp.
 	Kind string `yaml:"kind"`
 	// Address is the service's host:port at the core site.
 	Address string `yaml:"address"`
@@ -313,8 +315,9 @@ func (c *Config) validate(errs *config.Errors) {
 func (e *EgressSection) validate(errs *config.Errors) {
 	if e.Services == nil {
 		e.Services = map[string]Service{
-			"link":    {Kind: "link", Address: "127.0.0.1:7710"},
-			"weblink": {Kind: "http", Address: "127.0.0.1:7711"},
+			"link":        {Kind: "link", Address: "127.0.0.1:7710"},
+			"link-frames": {Kind: "link-frames", Address: "127.0.0.1:7713"},
+			"weblink":     {Kind: "http", Address: "127.0.0.1:7711"},
 		}
 	}
 	if e.Cluster == "" || len(e.Cluster) > wire.MaxNameLen {
@@ -327,8 +330,13 @@ func (e *EgressSection) validate(errs *config.Errors) {
 		if len(name) > wire.MaxNameLen {
 			errs.Addf("egress.services.%s: name too long", name)
 		}
-		if _, err := wire.ParseKind(s.Kind); err != nil {
+		k, err := wire.ParseKind(s.Kind)
+		if err != nil {
 			errs.Addf("egress.services.%s.kind: %v", name, err)
+		}
+		if k == wire.KindLinkFrames && !s.proxy() {
+			// The gateway's pre-terminated listener needs the client's address.
+			errs.Addf("egress.services.%s.proxy_protocol: must be on for kind link-frames", name)
 		}
 		if s.Address == "" {
 			errs.Addf("egress.services.%s.address: must be set", name)

@@ -306,7 +306,9 @@ func writeClientFile(dir string, in devInfo) error {
 //	client ─▶ edge (7720 Link, 7721 WebLink, 7730 TURN)
 //	           └─QUIC─▶ relay (7740) ─QUIC─▶ core egress (7745) ─PROXY v2─▶ gateway 7710 / WebLink 7711
 //
-// with the core egress as the edge's direct path when the relay is down.
+// with the core egress as the edge's direct path when the relay is down. The
+// edge terminates Link itself (it holds the dev Link key): its frames reach
+// the gateway's pre-terminated listener 7713 (plain_listen) via the egress.
 func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	l, err := lbs.DevConfig(filepath.Join(dir, "lbs"))
 	if err != nil {
@@ -317,6 +319,9 @@ func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	c.Gateway.Keys = []gateway.KeyConfig{{ID: kp.ID, PrivateKey: config.NewSecret(st.LinkPrivateKey)}}
 	c.Gateway.DrainTime = config.Duration(2 * time.Second)
 	c.Gateway.TrustedProxies = []string{"127.0.0.0/8"}
+	// The edge terminates Link with the same key (edge-terminated Link)
+	// and reaches the gateway's pre-terminated listener through the egress.
+	c.Gateway.PlainListen = "127.0.0.1:7713"
 	c.WebLink.TrustedProxies = []string{"127.0.0.0/8"}
 	c.WebLink.DrainTime = config.Duration(2 * time.Second)
 	c.Service.Apps = []service.AppConfig{{
@@ -347,6 +352,7 @@ func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	e.Name = "edge-1"
 	e.Cluster = imapi.DefaultCluster
 	e.DrainPeriod = config.Duration(2 * time.Second)
+	e.Link.Terminate = &edge.LinkTermination{Keys: []edge.LinkKey{{ID: kp.ID, PrivateKey: config.NewSecret(st.LinkPrivateKey)}}}
 	e.Routing.Routes = []relay.Route{{
 		Cluster:  imapi.DefaultCluster,
 		NextHops: []relay.Hop{{Name: "relay-1", Transport: "quic", Address: "127.0.0.1:7740"}},

@@ -29,6 +29,13 @@ type Config struct {
 	// egress of the relay network, a load balancer). From other addresses a
 	// PROXY header is not parsed: the connection fails the handshake.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// PlainListen is the pre-terminated Link listener (LINK.md section 7):
+	// frames without the Noise handshake and sealing, from edges that
+	// terminated the client's handshake themselves and reach the gateway
+	// through the encrypted tunnel and the core egress. Only connections from
+	// TrustedProxies are served, and each must start with a PROXY header.
+	// Empty (the default) disables it.
+	PlainListen string `yaml:"plain_listen"`
 
 	// MaxConnections caps open Link connections. Default 100000.
 	MaxConnections int `yaml:"max_connections"`
@@ -199,6 +206,9 @@ func (c *Config) Validate() error {
 		if _, err := parsePrefix(p); err != nil {
 			errs.Addf("trusted_proxies[%d]: %v", i, err)
 		}
+	}
+	if v.PlainListen != "" && len(v.TrustedProxies) == 0 {
+		errs.Addf("plain_listen: needs trusted_proxies (the egress addresses allowed to use it)")
 	}
 	if v.MaxConnections < 0 {
 		errs.Addf("max_connections: must not be negative")

@@ -31,6 +31,9 @@ type Deps struct {
 	// Listener, when set, is used instead of listening on Config.Listen
 	// (tests, socket activation).
 	Listener net.Listener
+	// PlainListener, when set, is used instead of listening on
+	// Config.PlainListen.
+	PlainListener net.Listener
 }
 
 // Gateway serves Link connections and hosts sessions of every transport.
@@ -44,6 +47,7 @@ type Gateway struct {
 	lim     link.Limits
 
 	ln       net.Listener
+	plainLn  net.Listener // pre-terminated Link, trusted sources only
 	poller   *poller // nil: every connection keeps its reader goroutine
 	draining atomic.Bool
 	pushCh   chan *nats.Msg
@@ -90,6 +94,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		ring:     link.NewKeyRing(),
 		lim:      link.Limits{MaxFrameSize: cfg.MaxFrameSize, CompressThreshold: cfg.CompressThreshold},
 		ln:       deps.Listener,
+		plainLn:  deps.PlainListener,
 		pushCh:   make(chan *nats.Msg, cfg.PushBuffer),
 		accounts: make(map[string]*account),
 		conns:    make(map[net.Conn]struct{}),
@@ -133,6 +138,15 @@ func (g *Gateway) Addr() net.Addr {
 	return g.ln.Addr()
 }
 
+// PlainAddr is the pre-terminated Link listener's address (nil before Start
+// or without one).
+func (g *Gateway) PlainAddr() net.Addr {
+	if g.plainLn == nil {
+		return nil
+	}
+	return g.plainLn.Addr()
+}
+
 // Sessions is the number of live sessions on every transport.
 func (g *Gateway) Sessions() int {
 	g.mu.Lock()
@@ -161,6 +175,18 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 		g.ln = ln
 	}
+	if g.plainLn == nil && g.cfg.PlainListen != "" {
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", g.cfg.PlainListen)
+		if err != nil {
+			_ = g.replies.sub.Unsubscribe()
+			if g.ln != nil {
+				_ = g.ln.Close()
+			}
+			return fmt.Errorf("gateway: listen %s: %w", g.cfg.PlainListen, err)
+		}
+		g.plainLn = ln
+	}
 	g.started = true
 	g.wg.Add(2)
 	go g.dispatch()
@@ -170,8 +196,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	if g.ln != nil {
 		g.wg.Add(1)
-		go g.acceptLoop()
+		go g.acceptLoop(g.ln, false)
 		g.log.Info("link gateway listening", "addr", g.ln.Addr().String(), "keys", g.ring.IDs())
+	}
+	if g.plainLn != nil {
+		g.wg.Add(1)
+		go g.acceptLoop(g.plainLn, true)
+		g.log.Info("pre-terminated link listening", "addr", g.plainLn.Addr().String())
 	}
 	return nil
 }
@@ -190,11 +221,11 @@ func (g *Gateway) sweep() {
 	}
 }
 
-func (g *Gateway) acceptLoop() {
+func (g *Gateway) acceptLoop(ln net.Listener, plain bool) {
 	defer g.wg.Done()
 	var delay time.Duration
 	for {
-		nc, err := g.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			if g.draining.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -215,7 +246,7 @@ func (g *Gateway) acceptLoop() {
 		}
 		delay = 0
 		g.m.accepted.Inc()
-		g.serveConn(nc)
+		g.serveConn(nc, plain)
 	}
 }
 
@@ -228,6 +259,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	if g.ln != nil {
 		_ = g.ln.Close()
+	}
+	if g.plainLn != nil {
+		_ = g.plainLn.Close()
 	}
 	g.drain(ctx)
 
@@ -333,6 +367,9 @@ func (g *Gateway) Close() error {
 	}
 	if g.ln != nil {
 		_ = g.ln.Close()
+	}
+	if g.plainLn != nil {
+		_ = g.plainLn.Close()
 	}
 	g.closeAll()
 	g.connWG.Wait()

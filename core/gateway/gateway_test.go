@@ -630,3 +630,63 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestPlainListener: the pre-terminated Link listener serves frames without
+// a handshake from trusted addresses (with the PROXY source as client IP),
+// and refuses every other address and a trusted one without PROXY header.
+func TestPlainListener(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted string
+		proxy   bool
+		ok      bool
+	}{
+		{"trusted", "127.0.0.0/8", true, true},
+		{"untrusted", "192.0.2.0/24", true, false},
+		{"no proxy header", "127.0.0.0/8", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) {
+				c.TrustedProxies = []string{tc.trusted}
+				c.PlainListen = "127.0.0.1:0"
+			})
+			nc, err := net.Dial("tcp", e.g.PlainAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if tc.proxy {
+				h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("203.0.113.9"), Port: 5555},
+					&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 7712})
+				if _, err := h.WriteTo(nc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cl := &client{t: t, c: link.NewPlain(nc, link.Limits{})}
+			if !tc.ok {
+				_ = cl.c.WriteFrame(link.Frame{Op: imapi.OpLogin, Seq: 1, Body: mustJSON(imapi.LoginReq{AppKey: "app", Account: "pat", Token: "tok-pat"})})
+				cl.expectClosed()
+				reason := "untrusted_plain"
+				if !tc.proxy {
+					reason = "proxy_header"
+				}
+				waitFor(t, func() bool { return testutil.ToFloat64(e.g.m.refused.WithLabelValues(reason)) == 1 })
+				return
+			}
+			seq := cl.request(imapi.OpLogin, imapi.LoginReq{AppKey: "app", Account: "pat", Token: "tok-pat"})
+			if f, _ := cl.response(seq); f.Code != 0 {
+				t.Fatalf("login code %d", f.Code)
+			}
+			e.svc.mu.Lock()
+			ip := e.svc.lastIP
+			e.svc.mu.Unlock()
+			if ip != "203.0.113.9" {
+				t.Fatalf("client ip %q, want the PROXY source", ip)
+			}
+			seq = cl.request(imapi.OpHeartbeat, nil)
+			if f, _ := cl.response(seq); f.Code != 0 {
+				t.Fatalf("heartbeat code %d", f.Code)
+			}
+		})
+	}
+}

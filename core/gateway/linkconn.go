@@ -46,11 +46,17 @@ type linkConn struct {
 	once    sync.Once
 }
 
-// serveConn admits a new TCP connection and starts its goroutine.
-func (g *Gateway) serveConn(nc net.Conn) {
+// serveConn admits a new TCP connection and starts its goroutine. plain
+// connections (pre-terminated Link) are served only from trusted addresses.
+func (g *Gateway) serveConn(nc net.Conn, plain bool) {
 	raw := nc
 	ip := addrIP(nc.RemoteAddr())
 	trusted := g.isTrusted(ip)
+	if plain && !trusted {
+		g.m.refused.WithLabelValues("untrusted_plain").Inc()
+		_ = nc.Close()
+		return
+	}
 	// Connections from trusted proxies are counted against the limits by
 	// the client address of their PROXY header, once it is read.
 	if !trusted && !g.admit(ip) {
@@ -69,7 +75,7 @@ func (g *Gateway) serveConn(nc net.Conn) {
 	g.conns[raw] = struct{}{}
 	g.connWG.Add(1)
 	g.connMu.Unlock()
-	go g.admitAndLogin(raw, trusted, ip)
+	go g.admitAndLogin(raw, trusted, ip, plain)
 }
 
 // admitAndLogin reads the PROXY header (trusted sources), runs the handshake
@@ -77,7 +83,7 @@ func (g *Gateway) serveConn(nc net.Conn) {
 // loop. The hand-off matters for memory: the login path grows this
 // goroutine's stack, while the read loop of an idle connection needs little,
 // and a new goroutine starts small.
-func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr) {
+func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr, plain bool) {
 	nc := raw
 	admitted := !trusted
 	cleanup := func() {
@@ -99,6 +105,12 @@ func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr) {
 			cleanup()
 			return
 		}
+		if plain && pc.ProxyHeader() == nil {
+			// The client's address is what limits and logs need.
+			g.m.refused.WithLabelValues("proxy_header").Inc()
+			cleanup()
+			return
+		}
 		ip = addrIP(pc.RemoteAddr())
 		if !g.admit(ip) {
 			cleanup()
@@ -107,7 +119,7 @@ func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr) {
 		admitted = true
 		nc = pc
 	}
-	l := g.login(nc, ip)
+	l := g.login(nc, ip, plain)
 	if l == nil {
 		cleanup()
 		return
@@ -275,18 +287,25 @@ func (g *Gateway) protoErr(err error) {
 	g.m.protocolErrors.WithLabelValues(reason).Inc()
 }
 
-// login runs the handshake and the login of a connection. It returns the
-// logged-in connection, or nil when it failed (the caller closes it).
-func (g *Gateway) login(nc net.Conn, ip netip.Addr) *linkConn {
-	hctx, cancel := context.WithTimeout(context.Background(), g.cfg.HandshakeTimeout.D())
-	c, err := link.Server(hctx, nc, g.ring, g.lim)
-	cancel()
-	if err != nil {
-		g.protoErr(err)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			g.m.protocolErrors.WithLabelValues("handshake_timeout").Inc()
+// login runs the handshake (none on a plain connection) and the login of a
+// connection. It returns the logged-in connection, or nil when it failed
+// (the caller closes it).
+func (g *Gateway) login(nc net.Conn, ip netip.Addr, plain bool) *linkConn {
+	var c *link.Conn
+	if plain {
+		c = link.NewPlain(nc, g.lim)
+	} else {
+		hctx, cancel := context.WithTimeout(context.Background(), g.cfg.HandshakeTimeout.D())
+		var err error
+		c, err = link.Server(hctx, nc, g.ring, g.lim)
+		cancel()
+		if err != nil {
+			g.protoErr(err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				g.m.protocolErrors.WithLabelValues("handshake_timeout").Inc()
+			}
+			return nil
 		}
-		return nil
 	}
 	l := &linkConn{g: g, c: c, ip: ip, held: true}
 

@@ -41,6 +41,26 @@ func newConn(nc net.Conn, keyID string, send, recv *noise.CipherState, lim Limit
 	return &Conn{nc: nc, lim: lim.withDefaults(), keyID: keyID, send: send, recv: recv}
 }
 
+// NewPlain wraps nc as a pre-terminated Link connection (LINK.md section 7):
+// the same length-prefixed frames without a handshake and without sealing.
+// It is only for hops whose confidentiality and integrity something else
+// provides: an edge that terminated the client's handshake speaks it to the
+// gateway through an encrypted tunnel and the core egress.
+func NewPlain(nc net.Conn, lim Limits) *Conn {
+	return &Conn{nc: nc, lim: lim.withDefaults()}
+}
+
+// Plain reports whether the connection is pre-terminated (not sealed).
+func (c *Conn) Plain() bool { return c.recv == nil }
+
+// overhead is the bytes a sealed frame adds to its plaintext.
+func (c *Conn) overhead() int {
+	if c.recv == nil {
+		return 0
+	}
+	return tagSize
+}
+
 // KeyID is the id of the server key the handshake used.
 func (c *Conn) KeyID() string { return c.keyID }
 
@@ -76,10 +96,10 @@ func (c *Conn) readFrame() (Frame, error) {
 		return Frame{}, err
 	}
 	n := int(binary.BigEndian.Uint32(c.lenBuf[:]))
-	if n > c.lim.MaxFrameSize+tagSize {
+	if n > c.lim.MaxFrameSize+c.overhead() {
 		return Frame{}, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
-	if n < HeaderSize+tagSize {
+	if n < HeaderSize+c.overhead() {
 		return Frame{}, fmt.Errorf("%w: sealed frame of %d bytes", ErrBadFrame, n)
 	}
 	buf := make([]byte, n)
@@ -88,6 +108,9 @@ func (c *Conn) readFrame() (Frame, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		return Frame{}, err
+	}
+	if c.recv == nil {
+		return decodePlain(buf, c.lim.MaxFrameSize)
 	}
 	pt, err := c.recv.Decrypt(buf[:0], nil, buf)
 	if err != nil {
@@ -196,12 +219,15 @@ func (c *Conn) appendSealed(buf []byte, f *Frame) ([]byte, error) {
 		return buf, fmt.Errorf("%w: body of %d bytes", ErrFrameTooLarge, len(f.Body))
 	}
 	start := len(buf)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(HeaderSize+len(body)+tagSize))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(HeaderSize+len(body)+c.overhead()))
 	pt := len(buf)
 	buf = append(buf, Version, flags, f.Op.Service, f.Op.Command)
 	buf = binary.BigEndian.AppendUint32(buf, f.Seq)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(f.Code))
 	buf = append(buf, body...)
+	if c.send == nil {
+		return buf, nil
+	}
 	// Room for the tag, so that the seal happens in place.
 	buf = slices.Grow(buf, tagSize)
 	sealed, err := c.send.Encrypt(buf[pt:pt], nil, buf[pt:])

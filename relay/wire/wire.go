@@ -39,6 +39,9 @@ const (
 	KindHTTP  Kind = 2 // WebLink HTTP/WebSocket: bytes spliced to an HTTP target
 	KindUDP   Kind = 3 // a UDP flow: the stream is its control channel, data rides datagrams
 	KindProbe Kind = 4 // path probe between two adjacent nodes; never forwarded
+	// KindLinkFrames carries a Link connection that the edge terminated:
+	// plaintext Link frames, spliced to a gateway's pre-terminated listener.
+	KindLinkFrames Kind = 5
 )
 
 func (k Kind) String() string {
@@ -51,6 +54,8 @@ func (k Kind) String() string {
 		return "udp"
 	case KindProbe:
 		return "probe"
+	case KindLinkFrames:
+		return "link-frames"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -64,8 +69,10 @@ func ParseKind(s string) (Kind, error) {
 		return KindHTTP, nil
 	case "udp":
 		return KindUDP, nil
+	case "link-frames":
+		return KindLinkFrames, nil
 	}
-	return 0, fmt.Errorf("unknown kind %q (want link, http or udp)", s)
+	return 0, fmt.Errorf("unknown kind %q (want link, link-frames, http or udp)", s)
 }
 
 // TraceID follows one client flow across every hop and into the logs.
@@ -103,7 +110,7 @@ var (
 // Validate checks the limits of every field.
 func (h *Header) Validate() error {
 	switch h.Kind {
-	case KindLink, KindHTTP, KindUDP, KindProbe:
+	case KindLink, KindHTTP, KindUDP, KindProbe, KindLinkFrames:
 	default:
 		return fmt.Errorf("%w: kind %d", ErrMalformed, h.Kind)
 	}

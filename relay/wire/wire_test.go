@@ -14,6 +14,7 @@ func sampleHeaders() []*Header {
 		{Kind: KindHTTP, Hops: 1, Client: netip.MustParseAddrPort("[2001:db8::1]:443"), Cluster: "c1", Service: "weblink", Affinity: "sid-abc"},
 		{Kind: KindUDP, Hops: 16, Flow: 77, Cluster: "c", Service: "media"},
 		{Kind: KindProbe},
+		{Kind: KindLinkFrames, Hops: 8, Client: netip.MustParseAddrPort("198.51.100.2:40000"), Cluster: "default", Service: "link-frames"},
 	}
 }
 

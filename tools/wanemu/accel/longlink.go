@@ -77,11 +77,13 @@ security:
   cluster_key: env:LONGLINK_CLUSTER_KEY
 services:
   link: {kind: link, address: "127.0.0.1:7710"}
+  link-frames: {kind: link-frames, address: "127.0.0.1:7713"}
 `, core, pkiDir),
-		"edge.yaml": fmt.Sprintf(`
+	}
+	edgeYAML := `
 name: edge-1
 cluster: default
-link: {listen: "%[1]s:7720", service: link}
+link: {listen: "%[1]s:7720", service: link%[6]s}
 weblink: {listen: ""}
 security:
   ca_file: %[2]s/ca.pem
@@ -92,8 +94,7 @@ routing:
   routes:
     - cluster: default
       direct: {name: core, transport: %[3]s, address: "%[4]s:%[5]s"}
-`, edge, pkiDir, f.tunnel, core, port),
-	}
+`
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
 			return err
@@ -130,6 +131,30 @@ routing:
 	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := os.Stat(clientFile); return err == nil }); err != nil {
 		return fmt.Errorf("longlink dev did not write %s: %w", clientFile, err)
 	}
+	// The edge terminates Link with the dev core's key (as `longlink dev`'s
+	// own edge does), unless -passthrough.
+	terminate := ""
+	if !f.passthrough {
+		var st struct {
+			ID      string `json:"link_key_id"`
+			Private string `json:"link_private_key"`
+		}
+		b, err := os.ReadFile(filepath.Join(devDir, "dev.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &st)
+		}
+		if err != nil {
+			return fmt.Errorf("dev state: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "link.key"), []byte(st.Private), 0o600); err != nil {
+			return err
+		}
+		terminate = fmt.Sprintf(", terminate: {keys: [{id: %q, private_key: \"file:%s\"}]}", st.ID, filepath.Join(dir, "link.key"))
+	}
+	edgeYAML = fmt.Sprintf(edgeYAML, edge, pkiDir, f.tunnel, core, port, terminate)
+	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(edgeYAML), 0o600); err != nil {
+		return err
+	}
 	if err := start("core", []string{clusterEnv}, "relay", "-egress", "-config", filepath.Join(dir, "egress.yaml"), "-debug-addr", ""); err != nil {
 		return err
 	}
@@ -147,7 +172,11 @@ routing:
 	}); err != nil {
 		return fmt.Errorf("edge Link listener: %w", err)
 	}
-	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge->%s tunnel->core egress\n", f.world, f.tunnel)
+	mode := "terminating Link"
+	if f.passthrough {
+		mode = "Link passthrough"
+	}
+	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge (%s)->%s tunnel->core egress\n", f.world, mode, f.tunnel)
 
 	clientArgs := []string{"-role", "sdkclient", "-clientfile", clientFile,
 		"-connects", fmt.Sprint(f.plan.connects), "-msg-for", f.plan.msgFor.String()}

@@ -41,19 +41,21 @@ import (
 )
 
 type flags struct {
-	role       string
-	listen     string
-	tunnel     string
-	egress     string
-	target     string
-	pkiDir     string
-	impl       string
-	local      bool
-	clientFile string
-	world      string
-	mode       string
-	timeout    time.Duration
-	plan       clientPlan
+	role   string
+	listen string
+	tunnel string
+	egress string
+	target string
+	pkiDir string
+	impl   string
+	local  bool
+	// passthrough: the edge relays the client's Link bytes (no Link keys).
+	passthrough bool
+	clientFile  string
+	world       string
+	mode        string
+	timeout     time.Duration
+	plan        clientPlan
 	// measured, when set, receives the figures of both paths (tests).
 	measured func(direct, accel measurement)
 }
@@ -69,6 +71,7 @@ func main() {
 	flag.StringVar(&f.world, "world", "tools/wanemu/worlds/standard.yaml", "world file (nodes user, edge, core)")
 	flag.StringVar(&f.mode, "mode", "accel", "accel, or ceiling (the emulator's own throughput)")
 	flag.StringVar(&f.impl, "impl", "standin", "accel mode: standin (this program's own edge and core) or longlink (cmd/longlink and core/sdk)")
+	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
 	flag.DurationVar(&f.timeout, "timeout", 9*time.Minute, "stop everything after this long")

@@ -1,0 +1,157 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/relay"
+	"github.com/longlink/longlink/relay/wire"
+)
+
+// serveLinkTerminated ends the client's Link handshake at the edge (one
+// short round trip), waits for the client's first frame, then opens a
+// link-frames tunnel stream whose header and first frame leave together, and
+// relays frames both ways: sealed towards the client, plain in the tunnel
+// (whose transport encrypts and authenticates them). LINK.md section 7.
+func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, sess *Session, start time.Time) {
+	client := sess.Client
+	toClient := link.Limits{MaxFrameSize: t.MaxFrameSize}
+	// Frames towards the gateway are not compressed again: the tunnel
+	// carries them once, and the gateway inflates nothing it need not.
+	toCore := link.Limits{MaxFrameSize: t.MaxFrameSize, CompressThreshold: -1}
+
+	hctx, cancel := context.WithTimeout(e.ctx, t.HandshakeTimeout.D())
+	lc, err := link.Server(hctx, c, e.ring, toClient)
+	cancel()
+	if err != nil {
+		e.m.connections.WithLabelValues(name, "handshake").Inc()
+		e.log.Debug("link handshake failed", "listener", name, "client", client.String(), "err", err)
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(t.HandshakeTimeout.D()))
+	first, err := lc.ReadFrame()
+	_ = c.SetReadDeadline(time.Time{})
+	if err != nil {
+		e.m.connections.WithLabelValues(name, "handshake").Inc()
+		e.log.Debug("link first frame", "listener", name, "client", client.String(), "err", err)
+		return
+	}
+
+	h := wire.Header{Kind: wire.KindLinkFrames, Cluster: e.cfg.Cluster, Service: t.Service, Client: client}
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Routing.OpenTimeout.D())
+	tun, err := e.router.OpenStream(ctx, h)
+	cancel()
+	if err != nil {
+		e.m.connections.WithLabelValues(name, resultOf(err)).Inc()
+		e.log.Debug("tunnel open failed", "listener", name, "client", client.String(), "err", err)
+		refuse(lc, first, err)
+		return
+	}
+	e.table.setPath(sess, tun.Path())
+	e.m.pathSessions.WithLabelValues(name, tun.Path()).Inc()
+	defer tun.Close()
+	up := e.m.bytes.WithLabelValues(name, "up")
+	down := e.m.bytes.WithLabelValues(name, "down")
+	tc := &tunnelConn{Tunnel: tun, up: func(n int) { up.Add(float64(n)) }, down: func(n int) { down.Add(float64(n)) }}
+	core := link.NewPlain(tc, toCore)
+	if err := core.WriteFrame(first); err != nil {
+		e.m.connections.WithLabelValues(name, "error").Inc()
+		return
+	}
+
+	done := make(chan struct{}, 2)
+	go func() {
+		// client → core
+		for {
+			f, err := lc.ReadFrame()
+			if err != nil || core.WriteFrame(f) != nil {
+				break
+			}
+		}
+		_ = tun.Close()
+		done <- struct{}{}
+	}()
+	go func() {
+		// core → client, after the egress's status
+		if err := tun.Status(); err != nil {
+			e.m.connections.WithLabelValues(name, resultOf(err)).Inc()
+			e.log.Debug("tunnel refused", "listener", name, "client", client.String(), "err", err)
+			refuse(lc, first, err)
+		} else {
+			e.m.connections.WithLabelValues(name, "ok").Inc()
+			e.m.tunnelOpen.WithLabelValues(name).Observe(time.Since(start).Seconds())
+			for {
+				f, err := core.ReadFrame()
+				if err != nil || lc.WriteFrame(f) != nil {
+					break
+				}
+			}
+		}
+		_ = lc.Close()
+		done <- struct{}{}
+	}()
+	<-done
+	_ = lc.Close()
+	_ = tun.Close()
+	<-done
+}
+
+// refuse answers the client's first request with 503 when the core cannot
+// be reached, so that the client tries another address at once instead of
+// waiting for a timeout.
+func refuse(lc *link.Conn, first link.Frame, err error) {
+	if first.IsResponse() || first.IsPush() {
+		return
+	}
+	msg := "core unreachable from this edge"
+	if errors.Is(err, relay.ErrNoRoute) {
+		msg = "no route to the core from this edge"
+	}
+	body := []byte(`{"code":503,"message":"` + msg + `"}`)
+	_ = lc.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+	_ = lc.WriteFrame(link.Frame{Op: first.Op, Flags: link.FlagResponse, Seq: first.Seq, Code: imapi.ErrUnavailable, Body: body})
+}
+
+// tunnelConn gives a tunnel stream the net.Conn shape link.NewPlain wants,
+// counting payload bytes. Deadlines are not supported (the tunnel ends with
+// the client connection, which has them).
+type tunnelConn struct {
+	*relay.Tunnel
+	up, down func(int)
+	once     sync.Once
+}
+
+func (t *tunnelConn) Read(p []byte) (int, error) {
+	n, err := t.Tunnel.Read(p)
+	t.down(n)
+	return n, err
+}
+
+func (t *tunnelConn) Write(p []byte) (int, error) {
+	n, err := t.Tunnel.Write(p)
+	t.up(n)
+	return n, err
+}
+
+func (t *tunnelConn) Close() error {
+	var err error
+	t.once.Do(func() { err = t.Tunnel.Close() })
+	return err
+}
+
+func (t *tunnelConn) LocalAddr() net.Addr              { return tunnelAddr{} }
+func (t *tunnelConn) RemoteAddr() net.Addr             { return tunnelAddr{} }
+func (t *tunnelConn) SetDeadline(time.Time) error      { return os.ErrNoDeadline }
+func (t *tunnelConn) SetReadDeadline(time.Time) error  { return os.ErrNoDeadline }
+func (t *tunnelConn) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }
+
+type tunnelAddr struct{}
+
+func (tunnelAddr) Network() string { return "tunnel" }
+func (tunnelAddr) String() string  { return "tunnel" }
