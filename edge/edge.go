@@ -62,7 +62,7 @@ type Edge struct {
 	table  *sessionTable
 	turn   *turn.Server
 	lbs    *nodeclient.Client
-	trPref []string // transports built, in the order the configured routes name them
+	trPref []string      // transports built, in the order the configured routes name them
 	ring   *link.KeyRing // Link server keys, when the edge terminates Link
 
 	mu      sync.Mutex

@@ -48,7 +48,7 @@ type Gateway struct {
 
 	ln       net.Listener
 	plainLn  net.Listener // pre-terminated Link, trusted sources only
-	poller   *poller // nil: every connection keeps its reader goroutine
+	poller   *poller      // nil: every connection keeps its reader goroutine
 	draining atomic.Bool
 	pushCh   chan *nats.Msg
 	replies  replyMux
