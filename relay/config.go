@@ -180,7 +180,7 @@ type QUICOptions struct {
 
 // KCPOptions tunes KCP.
 type KCPOptions struct {
-	// Profile is fast, normal or bulk. Default fast.
+	// Profile is fast, normal, bulk or backbone. Default fast.
 	Profile string `yaml:"profile"`
 	// DataShards/ParityShards configure FEC; 0/0 disables it. Default 10/3.
 	DataShards   int `yaml:"data_shards"`
@@ -200,7 +200,7 @@ func DefaultTransport() TransportConfig {
 
 func (t *TransportConfig) validate(errs *config.Errors) {
 	if _, ok := transport.KCPProfiles[t.KCP.Profile]; !ok {
-		errs.Addf("transport.kcp.profile: %q is not fast, normal or bulk", t.KCP.Profile)
+		errs.Addf("transport.kcp.profile: %q is not fast, normal, bulk or backbone", t.KCP.Profile)
 	}
 	if t.KCP.DataShards < 0 || t.KCP.ParityShards < 0 || (t.KCP.DataShards == 0) != (t.KCP.ParityShards == 0) {
 		errs.Addf("transport.kcp: data_shards and parity_shards must both be 0 or both positive")

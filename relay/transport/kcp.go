@@ -36,6 +36,12 @@ var KCPProfiles = map[string]KCPProfile{
 	// bulk: throughput (file transfer, many flows): ACKs batched per interval.
 	// Windows stay at 1024: kcp-go drops output beyond its 2048-packet queue.
 	"bulk": {NoDelay: 1, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 1024, RcvWnd: 1024, MTU: 1400, AckNoDelay: false},
+	// backbone: clean, fat links (data-centre backbone, loopback). Like bulk,
+	// but with kcp-go's normal-mode RTO floor (100 ms instead of 30 ms):
+	// when a busy host delays ACKs by tens of milliseconds, a 30 ms floor
+	// retransmits whole windows that were never lost and the stream
+	// collapses; real loss is still repaired at once by fast resend.
+	"backbone": {NoDelay: 0, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 1024, RcvWnd: 1024, MTU: 1400, AckNoDelay: false},
 }
 
 // KCPConfig tunes the KCP transport.

@@ -18,6 +18,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,25 +35,31 @@ var (
 	samples  = flag.Int("samples", 3000, "round trips per latency measurement")
 	duration = flag.Duration("duration", 3*time.Second, "length of each throughput measurement")
 	only     = flag.String("transport", "", "measure only this transport (quic or kcp)")
-	profile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	profile  = flag.String("cpuprofile", "", "write CPU profiles of the tunnel throughput measurements to this path + .quic / .kcp")
 )
 
 func main() {
 	flag.Parse()
-	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "relaybench:", err)
-			os.Exit(1)
-		}
-		_ = pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
-	if err := run(); err != nil {
+	fmt.Printf("# load average at start: %s\n", loadAvg())
+	err := run()
+	fmt.Printf("# load average at end: %s\n", loadAvg())
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "relaybench:", err)
-		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
+}
+
+// loadAvg reports the machine's load: the figures swing with it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func run() error {
@@ -64,12 +71,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	direct, err := rttP50(echo, *samples)
+	direct, err := rtt([]string{echo}, *samples)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("RESULT tcp_direct_rtt_p50 %.1f us\n", us(direct))
-	bps, cpu, err := throughput(sink, *duration)
+	fmt.Printf("RESULT tcp_direct_rtt_p50 %.1f us\n", us(direct[0].p50))
+	fmt.Printf("RESULT tcp_direct_rtt_p99 %.1f us\n", us(direct[0].p99))
+	bps, cpu, err := throughput(sink, *duration, "")
 	if err != nil {
 		return err
 	}
@@ -84,7 +92,7 @@ func run() error {
 		if *only != "" && *only != tr {
 			continue
 		}
-		if err := measure(tr, ca, echo, sink, direct); err != nil {
+		if err := measure(tr, ca, echo, sink); err != nil {
 			return fmt.Errorf("%s: %w", tr, err)
 		}
 	}
@@ -93,7 +101,7 @@ func run() error {
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-func measure(tr string, ca *pki.CA, echo, sink string, direct time.Duration) error {
+func measure(tr string, ca *pki.CA, echo, sink string) error {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
@@ -112,7 +120,7 @@ func measure(tr string, ca *pki.CA, echo, sink string, direct time.Duration) err
 		"sink": {Kind: "http", Address: sink, ProxyProtocol: ptr(false)},
 	}
 	if tr == "kcp" {
-		// One stream's throughput: the bulk profile without FEC.
+		// One stream's throughput: the backbone profile without FEC.
 		ecfg.Transport.KCP.Profile = kcpProfile()
 		ecfg.Transport.KCP.DataShards, ecfg.Transport.KCP.ParityShards = 0, 0
 	}
@@ -178,20 +186,21 @@ func measure(tr string, ca *pki.CA, echo, sink string, direct time.Duration) err
 	}
 	defer two.Shutdown(ctx)
 
-	p1, err := rttP50(one.Addr("link").String(), *samples)
+	// The three paths take turns, so that each sees the same machine load.
+	r, err := rtt([]string{echo, one.Addr("link").String(), two.Addr("link").String()}, *samples)
 	if err != nil {
 		return err
 	}
-	p2, err := rttP50(two.Addr("link").String(), *samples)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("RESULT %s_edge_egress_rtt_p50 %.1f us\n", tr, us(p1))
-	fmt.Printf("RESULT %s_edge_relay_egress_rtt_p50 %.1f us\n", tr, us(p2))
-	fmt.Printf("RESULT %s_edge_added_latency_p50 %.1f us\n", tr, us(p1-direct))
-	fmt.Printf("RESULT %s_relay_added_latency_per_hop_p50 %.1f us\n", tr, us(p2-p1))
+	d, p1, p2 := r[0], r[1], r[2]
+	fmt.Printf("RESULT %s_edge_egress_rtt_p50 %.1f us\n", tr, us(p1.p50))
+	fmt.Printf("RESULT %s_edge_egress_rtt_p99 %.1f us\n", tr, us(p1.p99))
+	fmt.Printf("RESULT %s_edge_relay_egress_rtt_p50 %.1f us\n", tr, us(p2.p50))
+	fmt.Printf("RESULT %s_edge_relay_egress_rtt_p99 %.1f us\n", tr, us(p2.p99))
+	fmt.Printf("RESULT %s_edge_added_latency_p50 %.1f us\n", tr, us(p1.p50-d.p50))
+	fmt.Printf("RESULT %s_relay_added_latency_per_hop_p50 %.1f us\n", tr, us(p2.p50-p1.p50))
+	fmt.Printf("RESULT %s_relay_added_latency_per_hop_p99 %.1f us\n", tr, us(p2.p99-p1.p99))
 
-	bps, cpu, err := throughput(one.Addr("weblink").String(), *duration)
+	bps, cpu, err := throughput(one.Addr("weblink").String(), *duration, tr)
 	if err != nil {
 		return err
 	}
@@ -220,37 +229,50 @@ func kcpProfile() string {
 	if p := os.Getenv("RELAYBENCH_KCP_PROFILE"); p != "" {
 		return p
 	}
-	return "bulk"
+	return "backbone"
 }
 
 func ptr[T any](v T) *T { return &v }
 
-// rttP50 measures the median round trip of a 64-byte message on one
-// connection to an echo service.
-func rttP50(addr string, n int) (time.Duration, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return 0, err
+type rtts struct{ p50, p99 time.Duration }
+
+// rtt measures the median and 99th percentile round trip of a 64-byte
+// message on one connection to each address (echo services); the
+// connections take turns.
+func rtt(addrs []string, n int) ([]rtts, error) {
+	conns := make([]net.Conn, len(addrs))
+	for i, a := range addrs {
+		c, err := net.Dial("tcp", a)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		_ = c.(*net.TCPConn).SetNoDelay(true)
+		conns[i] = c
 	}
-	defer c.Close()
-	_ = c.(*net.TCPConn).SetNoDelay(true)
 	msg := make([]byte, 64)
 	buf := make([]byte, 64)
-	var rtts []time.Duration
+	rt := make([][]time.Duration, len(addrs))
 	for i := 0; i < n+100; i++ {
-		start := time.Now()
-		if _, err := c.Write(msg); err != nil {
-			return 0, err
-		}
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return 0, err
-		}
-		if i >= 100 { // warm-up
-			rtts = append(rtts, time.Since(start))
+		for k, c := range conns {
+			start := time.Now()
+			if _, err := c.Write(msg); err != nil {
+				return nil, err
+			}
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return nil, err
+			}
+			if i >= 100 { // warm-up
+				rt[k] = append(rt[k], time.Since(start))
+			}
 		}
 	}
-	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-	return rtts[len(rtts)/2], nil
+	out := make([]rtts, len(addrs))
+	for k, r := range rt {
+		sort.Slice(r, func(i, j int) bool { return r[i] < r[j] })
+		out[k] = rtts{p50: r[len(r)/2], p99: r[len(r)*99/100]}
+	}
+	return out, nil
 }
 
 func cpuTime() time.Duration {
@@ -260,8 +282,9 @@ func cpuTime() time.Duration {
 }
 
 // throughput writes into a sink through addr for d and returns bits/s and
-// the process's CPU seconds per GB.
-func throughput(addr string, d time.Duration) (float64, float64, error) {
+// the process's CPU seconds per GB. With -cpuprofile, a tunnel's measurement
+// (prof names the transport) is profiled.
+func throughput(addr string, d time.Duration, prof string) (float64, float64, error) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return 0, 0, err
@@ -274,6 +297,17 @@ func throughput(addr string, d time.Duration) (float64, float64, error) {
 		if _, err := c.Write(buf); err != nil {
 			return 0, 0, err
 		}
+	}
+	if prof != "" && *profile != "" {
+		f, err := os.Create(*profile + "." + prof)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, 0, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cpu0 := cpuTime()
 	start := time.Now()
