@@ -41,8 +41,9 @@ type testCore struct {
 }
 
 type coreOpts struct {
-	devices string
-	gwMod   func(*gateway.Config)
+	devices   string
+	blacklist string // the app's blacklist mode (service.BlacklistInbound by default)
+	gwMod     func(*gateway.Config)
 }
 
 func logger() *slog.Logger {
@@ -83,7 +84,7 @@ func startCore(t testing.TB, dir, addr string, key link.KeyPair, o coreOpts) *te
 	if devices == "" {
 		devices = imapi.DevicesKickSameType
 	}
-	vcfg.Apps = []service.AppConfig{{AppKey: appKey, Secret: config.NewSecret("app-secret-for-e2e-tests"), Devices: devices, Heartbeat: config.Duration(30 * time.Second)}}
+	vcfg.Apps = []service.AppConfig{{AppKey: appKey, Secret: config.NewSecret("app-secret-for-e2e-tests"), Devices: devices, Heartbeat: config.Duration(30 * time.Second), Blacklist: o.blacklist}}
 	svc, err := service.New(vcfg, service.Deps{NATS: b.Conn(), Store: st, Logger: log, Registerer: c.reg})
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +180,8 @@ type client struct {
 	recalls  []imapi.Recalled
 	groups   []imapi.GroupEvent
 	kicks    []imapi.Kick
+	notices  []imapi.Notice
+	profiles []imapi.Profile
 	states   []sdk.State
 	changed  chan struct{}
 	done     chan struct{}
@@ -186,17 +189,27 @@ type client struct {
 
 func (c *testCore) client(t testing.TB, account, token, deviceType string, addrs ...string) *client {
 	t.Helper()
+	return c.clientWith(t, account, token, deviceType, nil, addrs...)
+}
+
+// clientWith is client with a change to the SDK config (mod may be nil).
+func (c *testCore) clientWith(t testing.TB, account, token, deviceType string, mod func(*sdk.Config), addrs ...string) *client {
+	t.Helper()
 	if len(addrs) == 0 {
 		addrs = []string{c.addr}
 	}
-	sc, err := sdk.New(sdk.Config{
+	cfg := sdk.Config{
 		Addresses:  addrs,
 		ServerKeys: map[string][]byte{c.key.ID: c.key.Public},
 		AppKey:     appKey, Account: account, Token: token, DeviceType: deviceType,
 		DeviceID:   fmt.Sprintf("%s-%s-%d", account, deviceType, time.Now().UnixNano()),
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
 		Logger: logger().With("who", account+"/"+deviceType),
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	sc, err := sdk.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +235,10 @@ func (c *client) collect() {
 			c.groups = append(c.groups, *ev.Group)
 		case sdk.EventKicked:
 			c.kicks = append(c.kicks, *ev.Kick)
+		case sdk.EventNotice:
+			c.notices = append(c.notices, *ev.Notice)
+		case sdk.EventProfile:
+			c.profiles = append(c.profiles, *ev.Profile)
 		case sdk.EventState:
 			c.states = append(c.states, ev.State)
 		}

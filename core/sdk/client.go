@@ -41,6 +41,7 @@ type Client struct {
 	started  bool
 	closed   bool
 	lastSeqs map[string]int64 // copy of the delivery loop's, for LastSeqs
+	notices  noticeState      // owned by the delivery loop (user.go)
 }
 
 // New validates cfg and builds a client; Start connects it.
@@ -63,6 +64,8 @@ func New(cfg Config) (*Client, error) {
 		lastSeqs: map[string]int64{},
 		outbox:   map[*outItem]struct{}{},
 	}
+	c.notices.last, c.notices.maxSeen = cfg.LastNoticeSeq, cfg.LastNoticeSeq
+	c.notices.delivered.Store(cfg.LastNoticeSeq)
 	if c.dial == nil {
 		c.dial = LinkDialer(cfg.ServerKeys, cfg.Limits)
 	}
@@ -520,6 +523,7 @@ func (c *Client) onConnected(cur *conn) {
 		c.transmit(cur, it)
 	}
 	c.jobs.push(job{convList: true})
+	c.post(loopMsg{noticeSync: true})
 }
 
 func (c *Client) heartbeat(cur *conn, every time.Duration) {

@@ -17,6 +17,8 @@ type loopMsg struct {
 	synced      *syncResult
 	convs       []imapi.Conversation
 	gapCheck    string // conversation whose held-back pushes are due
+	notices     *noticePage
+	noticeSync  bool // fetch the notices missed (after a connection)
 }
 
 type syncResult struct {
@@ -219,6 +221,12 @@ func (c *Client) deliveryLoop() {
 				// The gap did not fill in time: fetch what is missing.
 				startSync(in.gapCheck, cs)
 			}
+		case in.notices != nil:
+			if !c.onNoticePage(in.notices, emit) {
+				return
+			}
+		case in.noticeSync:
+			c.startNoticeSync()
 		case in.push != nil:
 			if !c.handlePush(in.push, get, startSync, deliver, advance, record, emit) {
 				return
@@ -280,6 +288,13 @@ func (c *Client) handlePush(in *Incoming, get func(string) *convState, startSync
 		var g imapi.GroupEvent
 		if json.Unmarshal(in.Body, &g) == nil {
 			return emit(Event{Kind: EventGroup, Group: &g})
+		}
+	case imapi.OpNotice:
+		return c.onNoticePush(in.Body, emit)
+	case imapi.OpProfileChanged:
+		var p imapi.Profile
+		if json.Unmarshal(in.Body, &p) == nil {
+			return emit(Event{Kind: EventProfile, Profile: &p})
 		}
 	case imapi.OpKick:
 		var k imapi.Kick

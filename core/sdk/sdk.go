@@ -77,6 +77,9 @@ type Config struct {
 	// previous run (see Client.LastSeqs); conversations not listed are
 	// delivered from the start.
 	LastSeqs map[string]int64
+	// LastNoticeSeq is the last delivered notice seq from a previous run
+	// (see Client.LastNoticeSeq); 0 delivers the notices the server keeps.
+	LastNoticeSeq int64
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -208,6 +211,8 @@ const (
 	EventSent                            // Ack and ClientMsgID: a message of the outbox was acknowledged
 	EventSendFailed                      // ClientMsgID and Err: the server refused a message for good
 	EventPush                            // Op and Body: a push of an op the SDK does not know
+	EventNotice                          // Notice: a relationship or profile change, in notice-stream order
+	EventProfile                         // Profile: a friend's profile changed (online only)
 )
 
 // Event is something that happened, delivered on Client.Events.
@@ -224,4 +229,6 @@ type Event struct {
 	Op          imapi.Op
 	Body        []byte
 	Err         error
+	Notice      *imapi.Notice
+	Profile     *imapi.Profile
 }

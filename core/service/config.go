@@ -17,6 +17,10 @@ type AppConfig struct {
 	Devices string `yaml:"devices"`
 	// Heartbeat is the interval announced to clients at login. Default 30s.
 	Heartbeat config.Duration `yaml:"heartbeat"`
+	// Blacklist is how a blacklist blocks 1:1 messages: inbound (default;
+	// the blocker receives nothing from the blocked account but may still
+	// write to it) or both (neither side can message the other).
+	Blacklist string `yaml:"blacklist"`
 }
 
 // Config tunes the app services.
@@ -51,6 +55,11 @@ type Config struct {
 	RequestTimeout config.Duration `yaml:"request_timeout"`
 	// Rooms tunes chatrooms.
 	Rooms RoomConfig `yaml:"rooms"`
+	// MaxFriends, MaxBlacklist and MaxMutes cap an account's friends,
+	// blocked accounts and muted conversations. Defaults 3000, 1000, 1000.
+	MaxFriends   int `yaml:"max_friends"`
+	MaxBlacklist int `yaml:"max_blacklist"`
+	MaxMutes     int `yaml:"max_mutes"`
 }
 
 // Default returns the single-node defaults.
@@ -69,6 +78,9 @@ func Default() Config {
 		MaxInFlight:     4096,
 		RequestTimeout:  config.Duration(5 * time.Second),
 		Rooms:           DefaultRooms(),
+		MaxFriends:      3000,
+		MaxBlacklist:    1000,
+		MaxMutes:        1000,
 	}
 }
 
@@ -93,6 +105,9 @@ func (c *Config) applyDefaults() {
 	set(&c.DefaultPage, d.DefaultPage)
 	set(&c.ConvListLimit, d.ConvListLimit)
 	set(&c.MaxInFlight, d.MaxInFlight)
+	set(&c.MaxFriends, d.MaxFriends)
+	set(&c.MaxBlacklist, d.MaxBlacklist)
+	set(&c.MaxMutes, d.MaxMutes)
 	if c.TokenTTL == 0 {
 		c.TokenTTL = d.TokenTTL
 	}
@@ -106,6 +121,9 @@ func (c *Config) applyDefaults() {
 		}
 		if c.Apps[i].Heartbeat == 0 {
 			c.Apps[i].Heartbeat = config.Duration(30 * time.Second)
+		}
+		if c.Apps[i].Blacklist == "" {
+			c.Apps[i].Blacklist = "inbound"
 		}
 	}
 }
@@ -139,6 +157,9 @@ func (c *Config) Validate() error {
 		if a.Heartbeat.D() < time.Second || a.Heartbeat.D() > 10*time.Minute {
 			errs.Addf("service.apps[%d].heartbeat: %v not in 1s..10m", i, a.Heartbeat.D())
 		}
+		if a.Blacklist != "inbound" && a.Blacklist != "both" {
+			errs.Addf("service.apps[%d].blacklist: %q is not inbound or both", i, a.Blacklist)
+		}
 	}
 	if c.RecallWindow < 0 {
 		errs.Addf("service.recall_window: must not be negative")
@@ -166,6 +187,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		errs.Addf("service.max_in_flight: at least 1")
+	}
+	if c.MaxFriends < 1 || c.MaxBlacklist < 1 || c.MaxMutes < 1 {
+		errs.Addf("service.max_friends, max_blacklist, max_mutes: at least 1")
 	}
 	if c.RequestTimeout.D() <= 0 {
 		errs.Addf("service.request_timeout: must be positive")

@@ -11,6 +11,7 @@ type metrics struct {
 	kicks      prometheus.Counter
 	oversize   prometheus.Counter
 	hookErrors prometheus.Counter
+	relLimits  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,8 +41,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		hookErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_service_webhook_errors_total", Help: "Webhook events (message copies, logins, logouts) that could not be queued.",
 		}),
+		relLimits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_service_relation_limits_total", Help: "Relationship changes refused by a count limit, by limit (friends, blacklist, mutes).",
+		}, []string{"limit"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.pushes, m.pushErrors, m.kicks, m.oversize, m.hookErrors} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.pushes, m.pushErrors, m.kicks, m.oversize, m.hookErrors, m.relLimits} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

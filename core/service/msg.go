@@ -36,6 +36,7 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 	case imapi.ConvP2P:
 		a.ConvID = imapi.P2PConvID(sess.Account, req.To)
 		a.Peer = req.To
+		a.BlockMode = s.blockMode(sess.AppKey)
 	case imapi.ConvGroup:
 		if sess.Account == SystemAccount {
 			return nil, imapi.Errorf(imapi.ErrBadRequest, "system notifications go to accounts")

@@ -57,6 +57,8 @@ type Service struct {
 
 	handlers map[string]opHandler // by subject
 	apps     appCache
+	// blockBoth: the apps whose blacklist blocks both ways.
+	blockBoth map[string]bool
 
 	rooms       roomState
 	roomMetrics *roomMetrics
@@ -102,37 +104,57 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		metrics: m, now: now, hooks: deps.Hooks, sem: make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.apps.st = deps.Store
+	s.blockBoth = map[string]bool{}
+	for _, a := range cfg.Apps {
+		s.blockBoth[a.AppKey] = a.Blacklist == BlacklistBoth
+	}
 	if s.roomMetrics, err = newRoomMetrics(reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	s.handlers = map[string]opHandler{}
 	for op, h := range map[imapi.Op]handler{
-		imapi.OpLogin:        s.login,
-		imapi.OpHeartbeat:    s.heartbeat,
-		imapi.OpLogout:       s.logout,
-		imapi.OpSend:         s.send,
-		imapi.OpSync:         s.sync,
-		imapi.OpHistory:      s.history,
-		imapi.OpRead:         s.read,
-		imapi.OpRecall:       s.recall,
-		imapi.OpConvList:     s.convList,
-		imapi.OpGroupCreate:  s.groupCreate,
-		imapi.OpGroupAdd:     s.groupAdd,
-		imapi.OpGroupRemove:  s.groupRemove,
-		imapi.OpGroupInfo:    s.groupInfo,
-		imapi.OpGroupList:    s.groupList,
-		imapi.OpGroupLeave:   s.groupLeave,
-		imapi.OpGroupDismiss: s.groupDismiss,
-		imapi.OpRoomEnter:    s.roomEnter,
-		imapi.OpRoomLeave:    s.roomLeave,
-		imapi.OpRoomSend:     s.roomSend,
-		imapi.OpRoomMembers:  s.roomMembers,
-		imapi.OpRoomHistory:  s.roomHistory,
-		imapi.OpRoomInfo:     s.roomInfo,
-		imapi.OpRoomSetRole:  s.roomSetRole,
-		imapi.OpRoomMute:     s.roomMute,
-		imapi.OpRoomKick:     s.roomKick,
-		imapi.OpRoomClose:    s.roomClose,
+		imapi.OpLogin:          s.login,
+		imapi.OpHeartbeat:      s.heartbeat,
+		imapi.OpLogout:         s.logout,
+		imapi.OpSend:           s.send,
+		imapi.OpSync:           s.sync,
+		imapi.OpHistory:        s.history,
+		imapi.OpRead:           s.read,
+		imapi.OpRecall:         s.recall,
+		imapi.OpConvList:       s.convList,
+		imapi.OpGroupCreate:    s.groupCreate,
+		imapi.OpGroupAdd:       s.groupAdd,
+		imapi.OpGroupRemove:    s.groupRemove,
+		imapi.OpGroupInfo:      s.groupInfo,
+		imapi.OpGroupList:      s.groupList,
+		imapi.OpGroupLeave:     s.groupLeave,
+		imapi.OpGroupDismiss:   s.groupDismiss,
+		imapi.OpRoomEnter:      s.roomEnter,
+		imapi.OpRoomLeave:      s.roomLeave,
+		imapi.OpRoomSend:       s.roomSend,
+		imapi.OpRoomMembers:    s.roomMembers,
+		imapi.OpRoomHistory:    s.roomHistory,
+		imapi.OpRoomInfo:       s.roomInfo,
+		imapi.OpRoomSetRole:    s.roomSetRole,
+		imapi.OpRoomMute:       s.roomMute,
+		imapi.OpRoomKick:       s.roomKick,
+		imapi.OpRoomClose:      s.roomClose,
+		imapi.OpProfileGet:     s.profiles,
+		imapi.OpProfileUpdate:  s.profileUpdate,
+		imapi.OpFriendRequest:  s.friendRequest,
+		imapi.OpFriendAccept:   s.friendAnswer(true),
+		imapi.OpFriendReject:   s.friendAnswer(false),
+		imapi.OpFriendDelete:   s.friendDelete,
+		imapi.OpFriendAlias:    s.friendAlias,
+		imapi.OpFriendList:     s.friendList,
+		imapi.OpFriendRequests: s.friendRequests,
+		imapi.OpBlockAdd:       s.blockSet(true),
+		imapi.OpBlockRemove:    s.blockSet(false),
+		imapi.OpBlockList:      s.blockList,
+		imapi.OpMuteAdd:        s.muteSet(true),
+		imapi.OpMuteRemove:     s.muteSet(false),
+		imapi.OpMuteList:       s.muteList,
+		imapi.OpNoticeSync:     s.noticeSync,
 	} {
 		s.handlers[imapi.ServiceSubject(cfg.Cluster, op)] = opHandler{op: op, h: h}
 	}
@@ -349,6 +371,8 @@ func storeErr(err error, what string) error {
 		return imapi.Errorf(imapi.ErrForbidden, "not a member of %s", what)
 	case errors.Is(err, store.ErrExists):
 		return imapi.Errorf(imapi.ErrConflict, "%s already exists", what)
+	case errors.Is(err, store.ErrBlocked):
+		return imapi.Errorf(imapi.ErrBlocked, "")
 	case errors.Is(err, context.DeadlineExceeded):
 		return imapi.Errorf(imapi.ErrTimeout, "")
 	case errors.Is(err, store.ErrClosed):

@@ -315,6 +315,7 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 	}
 	existing := map[dedupeKey]AppendResult{}
 	peerOK := map[[2]string]bool{}
+	blocked := map[*pending]bool{}
 	groups := map[[2]string][]string{}
 	for appkey, ps := range byApp {
 		var cmids, peers []any
@@ -364,6 +365,15 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 		if err != nil {
 			return err
 		}
+		if len(peers) > 0 {
+			bl, err := s.blockedTx(ctx, tx, appkey, ps)
+			if err != nil {
+				return err
+			}
+			for p := range bl {
+				blocked[p] = true
+			}
+		}
 	}
 
 	seen := map[dedupeKey]*pending{} // first append of each key in this batch
@@ -385,6 +395,10 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 		} else {
 			if !peerOK[[2]string{a.AppKey, a.Peer}] {
 				p.err = ErrNotFound
+				continue
+			}
+			if blocked[p] {
+				p.err = ErrBlocked
 				continue
 			}
 			if a.Sender == a.Peer {

@@ -76,6 +76,10 @@ type Append struct {
 	// GroupID, for a group message, names the group; the sender must be a
 	// member (ErrForbidden otherwise) and every member's state is updated.
 	GroupID string
+	// BlockMode is the app's blacklist mode for a 1:1 message (BlockInbound
+	// or BlockBoth); a blocked append fails with ErrBlocked, checked inside
+	// the commit.
+	BlockMode int
 }
 
 // AppendResult is the outcome of one Append.
@@ -117,6 +121,7 @@ type Group struct {
 // Store is what the app services and the server API need.
 type Store interface {
 	RoomStore
+	RelationStore
 
 	// PutApp creates or updates an app (seeded from config at start).
 	PutApp(ctx context.Context, app App) error

@@ -1,0 +1,206 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+
+	"github.com/longlink/longlink/core/imapi"
+)
+
+// Profiles and relationships.
+//
+// Relationship changes (friend requests, accepts, rejects, deletes, aliases,
+// blacklist and mute changes, the account's own profile changes) arrive as
+// EventNotice, once each and in the order of the account's notice stream,
+// on every device: pushed notices are delivered directly, and after every
+// (re)connection the client fetches the notices after the last one it
+// delivered (Config.LastNoticeSeq on a fresh start; LastNoticeSeq to save
+// it). A friend's profile change arrives as EventProfile while online.
+
+// noticeState is the delivery loop's view of the notice stream.
+type noticeState struct {
+	last    int64 // last notice seq delivered
+	maxSeen int64 // highest seq the server has told us about
+	syncing bool
+	// missed: a push came during the running sync (which may have been
+	// answered before it), so another sync follows.
+	missed bool
+	// delivered mirrors last for LastNoticeSeq (read outside the loop).
+	delivered atomic.Int64
+}
+
+type noticePage struct {
+	notices []imapi.Notice
+	hasMore bool
+	err     error
+}
+
+// LastNoticeSeq is the seq of the last notice delivered, for an application
+// that persists it and passes it back in Config.LastNoticeSeq.
+func (c *Client) LastNoticeSeq() int64 { return c.notices.delivered.Load() }
+
+// startNoticeSync fetches the notices after the last delivered one (runs in
+// the delivery loop; the request runs aside and posts its page back).
+func (c *Client) startNoticeSync() {
+	ns := &c.notices
+	if ns.syncing {
+		return
+	}
+	ns.syncing, ns.missed = true, false
+	after := ns.last
+	go func() {
+		var resp imapi.NoticeSyncResp
+		err := c.Request(c.ctx, imapi.OpNoticeSync, imapi.NoticeSyncReq{AfterSeq: after, Limit: c.cfg.SyncPageSize}, &resp)
+		c.post(loopMsg{notices: &noticePage{notices: resp.Notices, hasMore: resp.HasMore, err: err}})
+	}()
+}
+
+// onNoticePage delivers a synced page (in the delivery loop).
+func (c *Client) onNoticePage(p *noticePage, emit func(Event) bool) bool {
+	ns := &c.notices
+	ns.syncing = false
+	if p.err != nil {
+		c.log.Debug("notice sync", "err", p.err)
+		return true // the next connection syncs again
+	}
+	for i := range p.notices {
+		n := &p.notices[i]
+		if n.Seq <= ns.last {
+			continue
+		}
+		// Sync answers are authoritative: a hole means the stream no
+		// longer keeps those notices.
+		ns.last = n.Seq
+		ns.delivered.Store(n.Seq)
+		if !emit(Event{Kind: EventNotice, Notice: n}) {
+			return false
+		}
+	}
+	switch {
+	case p.hasMore && len(p.notices) > 0, ns.missed && ns.maxSeen > ns.last:
+		c.startNoticeSync()
+	default:
+		// Everything up to the server's answer is delivered; a seq seen
+		// before the sync began and not returned no longer exists.
+		ns.maxSeen = ns.last
+	}
+	return true
+}
+
+// onNoticePush delivers a pushed notice in order, or syncs over a gap (in
+// the delivery loop).
+func (c *Client) onNoticePush(body []byte, emit func(Event) bool) bool {
+	var n imapi.Notice
+	if err := json.Unmarshal(body, &n); err != nil || n.Seq <= 0 {
+		c.log.Warn("bad notice push", "err", err)
+		return true
+	}
+	ns := &c.notices
+	ns.maxSeen = max(ns.maxSeen, n.Seq)
+	switch {
+	case n.Seq <= ns.last:
+		return true // duplicate
+	case n.Seq == ns.last+1 && !ns.syncing:
+		ns.last = n.Seq
+		ns.delivered.Store(n.Seq)
+		return emit(Event{Kind: EventNotice, Notice: &n})
+	case ns.syncing:
+		ns.missed = true // fetched by the sync that follows the running one
+		return true
+	default:
+		c.startNoticeSync() // a gap: fetch what is missing
+		return true
+	}
+}
+
+// Profiles returns the profiles of the accounts that exist.
+func (c *Client) Profiles(ctx context.Context, accounts ...string) ([]imapi.Profile, error) {
+	var resp imapi.ProfilesResp
+	err := c.Request(ctx, imapi.OpProfileGet, imapi.ProfilesReq{Accounts: accounts}, &resp)
+	return resp.Profiles, err
+}
+
+// UpdateProfile changes the account's profile; nil fields are kept.
+func (c *Client) UpdateProfile(ctx context.Context, upd imapi.ProfileUpdateReq) (imapi.Profile, error) {
+	var p imapi.Profile
+	err := c.Request(ctx, imapi.OpProfileUpdate, upd, &p)
+	return p, err
+}
+
+// RequestFriend asks account to become a friend. accepted is true when
+// account had already asked: the two are friends now.
+func (c *Client) RequestFriend(ctx context.Context, account, message string) (accepted bool, err error) {
+	var resp imapi.FriendRequestResp
+	err = c.Request(ctx, imapi.OpFriendRequest, imapi.FriendRequestReq{Account: account, Message: message}, &resp)
+	return resp.Accepted, err
+}
+
+// AcceptFriend accepts account's request; alias is an optional remark.
+func (c *Client) AcceptFriend(ctx context.Context, account, alias string) error {
+	return c.Request(ctx, imapi.OpFriendAccept, imapi.FriendAnswerReq{Account: account, Alias: alias}, nil)
+}
+
+// RejectFriend rejects account's request, with an optional message.
+func (c *Client) RejectFriend(ctx context.Context, account, message string) error {
+	return c.Request(ctx, imapi.OpFriendReject, imapi.FriendAnswerReq{Account: account, Message: message}, nil)
+}
+
+// DeleteFriend ends the friendship with account (both ways).
+func (c *Client) DeleteFriend(ctx context.Context, account string) error {
+	return c.Request(ctx, imapi.OpFriendDelete, imapi.AccountRef{Account: account}, nil)
+}
+
+// SetFriendAlias sets the account's own remark on a friend ("" clears it).
+func (c *Client) SetFriendAlias(ctx context.Context, account, alias string) error {
+	return c.Request(ctx, imapi.OpFriendAlias, imapi.FriendAliasReq{Account: account, Alias: alias}, nil)
+}
+
+// Friends lists the account's friends.
+func (c *Client) Friends(ctx context.Context) ([]imapi.Friend, error) {
+	var resp imapi.FriendListResp
+	err := c.Request(ctx, imapi.OpFriendList, nil, &resp)
+	return resp.Friends, err
+}
+
+// FriendRequests lists the pending requests to and from the account.
+func (c *Client) FriendRequests(ctx context.Context) ([]imapi.FriendRequest, error) {
+	var resp imapi.FriendRequestsResp
+	err := c.Request(ctx, imapi.OpFriendRequests, nil, &resp)
+	return resp.Requests, err
+}
+
+// Block adds account to the blacklist.
+func (c *Client) Block(ctx context.Context, account string) error {
+	return c.Request(ctx, imapi.OpBlockAdd, imapi.AccountRef{Account: account}, nil)
+}
+
+// Unblock removes account from the blacklist.
+func (c *Client) Unblock(ctx context.Context, account string) error {
+	return c.Request(ctx, imapi.OpBlockRemove, imapi.AccountRef{Account: account}, nil)
+}
+
+// Blacklist lists the blocked accounts.
+func (c *Client) Blacklist(ctx context.Context) ([]string, error) {
+	var resp imapi.AccountsResp
+	err := c.Request(ctx, imapi.OpBlockList, nil, &resp)
+	return resp.Accounts, err
+}
+
+// Mute mutes a conversation (ConvID, or Account for the 1:1 conversation
+// with it): its messages still arrive and sync, without offline push.
+func (c *Client) Mute(ctx context.Context, m imapi.MuteReq) error {
+	return c.Request(ctx, imapi.OpMuteAdd, m, nil)
+}
+
+// Unmute undoes Mute.
+func (c *Client) Unmute(ctx context.Context, m imapi.MuteReq) error {
+	return c.Request(ctx, imapi.OpMuteRemove, m, nil)
+}
+
+// Mutes lists the muted conversations.
+func (c *Client) Mutes(ctx context.Context) ([]string, error) {
+	var resp imapi.MuteListResp
+	err := c.Request(ctx, imapi.OpMuteList, nil, &resp)
+	return resp.ConvIDs, err
+}

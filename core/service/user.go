@@ -1,0 +1,593 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/store"
+)
+
+// Profiles and relationships (imapi SvcUser).
+//
+// Every change is stored together with the notices it produces (one per
+// account concerned, in that account's notice stream) and the notices are
+// then pushed to every session of those accounts, the acting session
+// included, so that each device sees a gap-free stream and a device that
+// was offline fetches what it missed with OpNoticeSync. Who is told:
+//   - friend request, accept, reject, delete: both accounts;
+//   - alias, blacklist and mute changes: the acting account only (they are
+//     private to it);
+//   - profile changes: the account (in its stream) and, as a best-effort
+//     online push (OpProfileChanged, not stored), its friends.
+
+// Blacklist modes of an app (AppConfig.Blacklist).
+const (
+	BlacklistInbound = "inbound" // the blocker receives nothing from the blocked account
+	BlacklistBoth    = "both"    // neither side can message the other
+)
+
+// blockMode is the store's blacklist mode of an app.
+func (s *Service) blockMode(appkey string) int {
+	if s.blockBoth[appkey] {
+		return store.BlockBoth
+	}
+	return store.BlockInbound
+}
+
+// note builds a stored notice for account.
+func note(account string, n imapi.Notice) store.Notice {
+	b, _ := json.Marshal(&n)
+	return store.Notice{Account: account, Body: b}
+}
+
+func noticeToAPI(n *store.Notice) (imapi.Notice, error) {
+	var out imapi.Notice
+	if err := json.Unmarshal(n.Body, &out); err != nil {
+		return imapi.Notice{}, err
+	}
+	out.Seq, out.Time = n.Seq, n.Time
+	return out, nil
+}
+
+// pushNotices pushes stored notices to every session of their accounts.
+func (s *Service) pushNotices(appkey string, ns []store.Notice) {
+	for i := range ns {
+		n, err := noticeToAPI(&ns[i])
+		if err != nil {
+			s.log.Error("decode stored notice", "err", err)
+			continue
+		}
+		b, err := json.Marshal(&n)
+		if err != nil {
+			continue
+		}
+		s.push(appkey, ns[i].Account, imapi.OpNotice, b, "")
+	}
+}
+
+// otherUser validates an account named by the caller: well formed, not the
+// caller, and an existing enabled user.
+func (s *Service) otherUser(ctx context.Context, sess *imapi.Session, account string) error {
+	if !ValidName(account) {
+		return imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	if account == sess.Account {
+		return imapi.Errorf(imapi.ErrBadRequest, "account: not yourself")
+	}
+	return s.requireUsers(ctx, sess.AppKey, []string{account})
+}
+
+func (s *Service) profiles(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.ProfilesReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	return s.Profiles(ctx, sess.AppKey, req.Accounts)
+}
+
+// Profiles returns the profiles of the accounts that exist (batch get, at
+// most imapi.MaxProfilesAsked).
+func (s *Service) Profiles(ctx context.Context, appkey string, accounts []string) (*imapi.ProfilesResp, error) {
+	if len(accounts) == 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "accounts: at least one")
+	}
+	accts, err := uniqueAccounts(accounts, imapi.MaxProfilesAsked)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := s.st.Profiles(ctx, appkey, accts)
+	if err != nil {
+		return nil, storeErr(err, "profiles")
+	}
+	out := &imapi.ProfilesResp{Profiles: make([]imapi.Profile, len(ps))}
+	for i := range ps {
+		out.Profiles[i] = profileToAPI(&ps[i])
+	}
+	return out, nil
+}
+
+func uniqueAccounts(in []string, max int) ([]string, error) {
+	if len(in) > max {
+		return nil, imapi.Errorf(imapi.ErrTooLarge, "accounts: at most %d", max)
+	}
+	out := make([]string, 0, len(in))
+	for _, a := range in {
+		if !ValidName(a) {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "accounts: %q is not an account", a)
+		}
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func profileToAPI(p *store.Profile) imapi.Profile {
+	return imapi.Profile{Account: p.Account, Name: p.Name, Avatar: p.Avatar, Ext: p.Ext, Updated: p.Updated}
+}
+
+// validateProfile checks the limits of a profile update (imapi.MaxProfile*).
+func validateProfile(req *imapi.ProfileUpdateReq) (store.ProfileUpdate, error) {
+	var upd store.ProfileUpdate
+	if req.Name == nil && req.Avatar == nil && req.Ext == nil {
+		return upd, imapi.Errorf(imapi.ErrBadRequest, "nothing to update: name, avatar or ext")
+	}
+	if req.Name != nil {
+		if len(*req.Name) > imapi.MaxProfileName {
+			return upd, imapi.Errorf(imapi.ErrTooLarge, "name: at most %d bytes", imapi.MaxProfileName)
+		}
+		if !utf8.ValidString(*req.Name) {
+			return upd, imapi.Errorf(imapi.ErrBadRequest, "name: not UTF-8")
+		}
+		upd.Name = req.Name
+	}
+	if req.Avatar != nil {
+		a := *req.Avatar
+		if len(a) > imapi.MaxAvatarURL {
+			return upd, imapi.Errorf(imapi.ErrTooLarge, "avatar: at most %d bytes", imapi.MaxAvatarURL)
+		}
+		if a != "" {
+			u, err := url.Parse(a)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return upd, imapi.Errorf(imapi.ErrBadRequest, "avatar: want an http or https URL")
+			}
+		}
+		upd.Avatar = req.Avatar
+	}
+	if req.Ext != nil {
+		if len(req.Ext) > imapi.MaxProfileExt {
+			return upd, imapi.Errorf(imapi.ErrTooLarge, "ext: at most %d bytes", imapi.MaxProfileExt)
+		}
+		var obj map[string]json.RawMessage
+		if t := bytes.TrimSpace(req.Ext); len(t) == 0 || t[0] != '{' || json.Unmarshal(t, &obj) != nil {
+			return upd, imapi.Errorf(imapi.ErrBadRequest, "ext: want a JSON object")
+		}
+		if len(obj) > imapi.MaxProfileExtKeys {
+			return upd, imapi.Errorf(imapi.ErrTooLarge, "ext: at most %d keys", imapi.MaxProfileExtKeys)
+		}
+		if len(obj) == 0 {
+			upd.Ext = []byte{}
+		} else {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, req.Ext); err != nil {
+				return upd, imapi.Errorf(imapi.ErrBadRequest, "ext: want a JSON object")
+			}
+			upd.Ext = buf.Bytes()
+		}
+	}
+	return upd, nil
+}
+
+func (s *Service) profileUpdate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.ProfileUpdateReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	return s.UpdateProfile(ctx, sess.AppKey, sess.Account, &req)
+}
+
+// UpdateProfile changes account's profile (a client for itself, or the
+// app's server): every device of the account gets a profile.updated notice
+// and its online friends an OpProfileChanged push.
+func (s *Service) UpdateProfile(ctx context.Context, appkey, account string, req *imapi.ProfileUpdateReq) (*imapi.Profile, error) {
+	upd, err := validateProfile(req)
+	if err != nil {
+		return nil, err
+	}
+	// The notice carries the fields that changed (Updated stays 0 there).
+	changed := imapi.Profile{Account: account}
+	if upd.Name != nil {
+		changed.Name = *upd.Name
+	}
+	if upd.Avatar != nil {
+		changed.Avatar = *upd.Avatar
+	}
+	changed.Ext = upd.Ext
+	p, ns, err := s.st.UpdateProfile(ctx, appkey, account, upd,
+		[]store.Notice{note(account, imapi.Notice{Kind: imapi.NoticeProfile, From: account, Profile: &changed})})
+	if err != nil {
+		return nil, storeErr(err, "user")
+	}
+	out := profileToAPI(&p)
+	s.pushNotices(appkey, ns)
+	friends, err := s.st.Friends(ctx, appkey, account)
+	if err != nil {
+		s.log.Warn("profile change: friends not told", "err", err)
+		return &out, nil
+	}
+	if len(friends) > 0 {
+		b, _ := json.Marshal(&out)
+		for _, f := range friends {
+			s.push(appkey, f.Account, imapi.OpProfileChanged, b, "")
+		}
+	}
+	return &out, nil
+}
+
+func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.FriendRequestReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Message) > imapi.MaxFriendMessage || !utf8.ValidString(req.Message) {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "message: at most %d bytes of UTF-8", imapi.MaxFriendMessage)
+	}
+	if err := s.otherUser(ctx, sess, req.Account); err != nil {
+		return nil, err
+	}
+	blocked, err := s.st.Blocks(ctx, sess.AppKey, req.Account, sess.Account)
+	if err != nil {
+		return nil, storeErr(err, "blacklist")
+	}
+	if blocked {
+		return nil, imapi.Errorf(imapi.ErrBlocked, "")
+	}
+	if err := s.friendRoom(ctx, sess.AppKey, sess.Account); err != nil {
+		return nil, err
+	}
+	me, to := sess.Account, req.Account
+	accepted, ns, err := s.st.RequestFriend(ctx, sess.AppKey, me, to, req.Message, func(accepted bool) []store.Notice {
+		n := imapi.Notice{Kind: imapi.NoticeFriendRequest, From: me, To: to, Message: req.Message}
+		if accepted {
+			n = imapi.Notice{Kind: imapi.NoticeFriendAdded, From: me, To: to}
+		}
+		return []store.Notice{note(me, n), note(to, n)}
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return nil, imapi.Errorf(imapi.ErrConflict, "already friends")
+		}
+		return nil, storeErr(err, "friend request")
+	}
+	s.pushNotices(sess.AppKey, ns)
+	return &imapi.FriendRequestResp{Accepted: accepted}, nil
+}
+
+// friendRoom fails when account has as many friends as allowed.
+func (s *Service) friendRoom(ctx context.Context, appkey, account string) error {
+	n, err := s.st.FriendCount(ctx, appkey, account)
+	if err != nil {
+		return storeErr(err, "friends")
+	}
+	if n >= s.cfg.MaxFriends {
+		s.metrics.relLimits.WithLabelValues("friends").Inc()
+		return imapi.Errorf(imapi.ErrTooLarge, "at most %d friends", s.cfg.MaxFriends)
+	}
+	return nil
+}
+
+func (s *Service) friendAnswer(accept bool) handler {
+	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+		var req imapi.FriendAnswerReq
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		if !ValidName(req.Account) {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
+		}
+		if len(req.Alias) > imapi.MaxAlias || !utf8.ValidString(req.Alias) {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "alias: at most %d bytes of UTF-8", imapi.MaxAlias)
+		}
+		if len(req.Message) > imapi.MaxFriendMessage || !utf8.ValidString(req.Message) {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "message: at most %d bytes of UTF-8", imapi.MaxFriendMessage)
+		}
+		me, from := sess.Account, req.Account
+		n := imapi.Notice{Kind: imapi.NoticeFriendRejected, From: me, To: from, Message: req.Message}
+		if accept {
+			if err := s.friendRoom(ctx, sess.AppKey, me); err != nil {
+				return nil, err
+			}
+			n = imapi.Notice{Kind: imapi.NoticeFriendAdded, From: me, To: from}
+		}
+		ns, err := s.st.AnswerFriend(ctx, sess.AppKey, me, from, accept, req.Alias, []store.Notice{note(me, n), note(from, n)})
+		if err != nil {
+			return nil, storeErr(err, "friend request")
+		}
+		s.pushNotices(sess.AppKey, ns)
+		return nil, nil
+	}
+}
+
+func (s *Service) friendDelete(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.AccountRef
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if !ValidName(req.Account) {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	n := imapi.Notice{Kind: imapi.NoticeFriendDeleted, From: sess.Account, To: req.Account}
+	ns, err := s.st.DeleteFriend(ctx, sess.AppKey, sess.Account, req.Account, []store.Notice{note(sess.Account, n), note(req.Account, n)})
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, imapi.Errorf(imapi.ErrNotFriends, "%s", req.Account)
+		}
+		return nil, storeErr(err, "friend")
+	}
+	s.pushNotices(sess.AppKey, ns)
+	return nil, nil
+}
+
+func (s *Service) friendAlias(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.FriendAliasReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if !ValidName(req.Account) {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	if len(req.Alias) > imapi.MaxAlias || !utf8.ValidString(req.Alias) {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "alias: at most %d bytes of UTF-8", imapi.MaxAlias)
+	}
+	n := imapi.Notice{Kind: imapi.NoticeFriendAlias, From: sess.Account, To: req.Account, Alias: req.Alias}
+	ns, err := s.st.SetAlias(ctx, sess.AppKey, sess.Account, req.Account, req.Alias, []store.Notice{note(sess.Account, n)})
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, imapi.Errorf(imapi.ErrNotFriends, "%s", req.Account)
+		}
+		return nil, storeErr(err, "friend")
+	}
+	s.pushNotices(sess.AppKey, ns)
+	return nil, nil
+}
+
+func (s *Service) friendList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	return s.Friends(ctx, sess.AppKey, sess.Account)
+}
+
+// Friends lists account's friends with its aliases.
+func (s *Service) Friends(ctx context.Context, appkey, account string) (*imapi.FriendListResp, error) {
+	fs, err := s.st.Friends(ctx, appkey, account)
+	if err != nil {
+		return nil, storeErr(err, "friends")
+	}
+	out := &imapi.FriendListResp{Friends: make([]imapi.Friend, len(fs))}
+	for i, f := range fs {
+		out.Friends[i] = imapi.Friend{Account: f.Account, Alias: f.Alias, Since: f.Since}
+	}
+	return out, nil
+}
+
+func (s *Service) friendRequests(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	rs, err := s.st.FriendRequests(ctx, sess.AppKey, sess.Account)
+	if err != nil {
+		return nil, storeErr(err, "friend requests")
+	}
+	out := &imapi.FriendRequestsResp{Requests: make([]imapi.FriendRequest, len(rs))}
+	for i, r := range rs {
+		out.Requests[i] = imapi.FriendRequest{From: r.From, To: r.To, Message: r.Message, Time: r.Time}
+	}
+	return out, nil
+}
+
+// ImportFriends makes owner and each of friends friends both ways without a
+// request (the app server's import); both sides get friend.added notices.
+// It returns the accounts newly added.
+func (s *Service) ImportFriends(ctx context.Context, appkey, owner string, friends []string) ([]string, error) {
+	fs, err := uniqueAccounts(friends, s.cfg.MaxFriends)
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(fs, owner) {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "friends: not the owner")
+	}
+	if err := s.requireUsers(ctx, appkey, append([]string{owner}, fs...)); err != nil {
+		return nil, err
+	}
+	n, err := s.st.FriendCount(ctx, appkey, owner)
+	if err != nil {
+		return nil, storeErr(err, "friends")
+	}
+	if n+len(fs) > s.cfg.MaxFriends {
+		s.metrics.relLimits.WithLabelValues("friends").Inc()
+		return nil, imapi.Errorf(imapi.ErrTooLarge, "at most %d friends", s.cfg.MaxFriends)
+	}
+	added, ns, err := s.st.AddFriends(ctx, appkey, owner, fs, func(added []string) []store.Notice {
+		out := make([]store.Notice, 0, 2*len(added))
+		for _, f := range added {
+			n := imapi.Notice{Kind: imapi.NoticeFriendAdded, From: owner, To: f}
+			out = append(out, note(owner, n), note(f, n))
+		}
+		return out
+	})
+	if err != nil {
+		return nil, storeErr(err, "friends")
+	}
+	s.pushNotices(appkey, ns)
+	if added == nil {
+		added = []string{}
+	}
+	return added, nil
+}
+
+func (s *Service) blockSet(on bool) handler {
+	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+		var req imapi.AccountRef
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return nil, s.SetBlocked(ctx, sess.AppKey, sess.Account, req.Account, on)
+	}
+}
+
+// SetBlocked adds target to owner's blacklist (on) or removes it. The
+// owner's devices get a blacklist notice; the target is not told.
+func (s *Service) SetBlocked(ctx context.Context, appkey, owner, target string, on bool) error {
+	if !ValidName(target) {
+		return imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	if target == owner {
+		return imapi.Errorf(imapi.ErrBadRequest, "account: not yourself")
+	}
+	kind := imapi.NoticeBlockRemoved
+	if on {
+		if err := s.requireUsers(ctx, appkey, []string{target}); err != nil {
+			return err
+		}
+		list, err := s.st.Blacklist(ctx, appkey, owner)
+		if err != nil {
+			return storeErr(err, "blacklist")
+		}
+		if slices.Contains(list, target) {
+			return nil
+		}
+		if len(list) >= s.cfg.MaxBlacklist {
+			s.metrics.relLimits.WithLabelValues("blacklist").Inc()
+			return imapi.Errorf(imapi.ErrTooLarge, "at most %d blocked accounts", s.cfg.MaxBlacklist)
+		}
+		kind = imapi.NoticeBlockAdded
+	}
+	_, ns, err := s.st.SetBlocked(ctx, appkey, owner, target, on, []store.Notice{note(owner, imapi.Notice{Kind: kind, From: owner, To: target})})
+	if err != nil {
+		return storeErr(err, "blacklist")
+	}
+	s.pushNotices(appkey, ns)
+	return nil
+}
+
+func (s *Service) blockList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	return s.Blacklist(ctx, sess.AppKey, sess.Account)
+}
+
+// Blacklist lists the accounts owner blocks.
+func (s *Service) Blacklist(ctx context.Context, appkey, owner string) (*imapi.AccountsResp, error) {
+	list, err := s.st.Blacklist(ctx, appkey, owner)
+	if err != nil {
+		return nil, storeErr(err, "blacklist")
+	}
+	if list == nil {
+		list = []string{}
+	}
+	return &imapi.AccountsResp{Accounts: list}, nil
+}
+
+// muteConv resolves a MuteReq to a conversation the caller may mute: a 1:1
+// conversation it is a party of, or a group conversation.
+func muteConv(sess *imapi.Session, req *imapi.MuteReq) (string, error) {
+	conv := req.ConvID
+	if req.Account != "" {
+		if conv != "" {
+			return "", imapi.Errorf(imapi.ErrBadRequest, "conv_id or account, not both")
+		}
+		if !ValidName(req.Account) {
+			return "", imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
+		}
+		conv = imapi.P2PConvID(sess.Account, req.Account)
+	}
+	typ, a, b, ok := imapi.ParseConvID(conv)
+	if !ok {
+		return "", imapi.Errorf(imapi.ErrBadRequest, "conv_id %q", conv)
+	}
+	if typ == imapi.ConvP2P && sess.Account != a && sess.Account != b {
+		return "", imapi.Errorf(imapi.ErrForbidden, "not a party of %s", conv)
+	}
+	return conv, nil
+}
+
+func (s *Service) muteSet(on bool) handler {
+	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+		var req imapi.MuteReq
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		conv, err := muteConv(sess, &req)
+		if err != nil {
+			return nil, err
+		}
+		kind := imapi.NoticeMuteRemoved
+		if on {
+			kind = imapi.NoticeMuteAdded
+			list, err := s.st.Mutes(ctx, sess.AppKey, sess.Account)
+			if err != nil {
+				return nil, storeErr(err, "mutes")
+			}
+			if slices.Contains(list, conv) {
+				return nil, nil
+			}
+			if len(list) >= s.cfg.MaxMutes {
+				s.metrics.relLimits.WithLabelValues("mutes").Inc()
+				return nil, imapi.Errorf(imapi.ErrTooLarge, "at most %d muted conversations", s.cfg.MaxMutes)
+			}
+		}
+		_, ns, err := s.st.SetMuted(ctx, sess.AppKey, sess.Account, conv, on,
+			[]store.Notice{note(sess.Account, imapi.Notice{Kind: kind, From: sess.Account, ConvID: conv})})
+		if err != nil {
+			return nil, storeErr(err, "mutes")
+		}
+		s.pushNotices(sess.AppKey, ns)
+		return nil, nil
+	}
+}
+
+func (s *Service) muteList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	list, err := s.st.Mutes(ctx, sess.AppKey, sess.Account)
+	if err != nil {
+		return nil, storeErr(err, "mutes")
+	}
+	if list == nil {
+		list = []string{}
+	}
+	return &imapi.MuteListResp{ConvIDs: list}, nil
+}
+
+// Muted reports whether account muted convID: its messages are stored,
+// pushed to online sessions and synced as usual, but offline push
+// notifications should not be sent for them. An error reads as not muted
+// (a notification too many rather than a lost one) and is logged.
+func (s *Service) Muted(ctx context.Context, appkey, account, convID string) bool {
+	m, err := s.st.Muted(ctx, appkey, account, convID)
+	if err != nil {
+		s.log.Warn("muted lookup failed", "err", err)
+		return false
+	}
+	return m
+}
+
+func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.NoticeSyncReq
+	if err := decode(body, &req); err != nil {
+		return nil, err
+	}
+	if req.AfterSeq < 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "after_seq: must not be negative")
+	}
+	ns, more, err := s.st.Notices(ctx, sess.AppKey, sess.Account, req.AfterSeq, s.pageLimit(req.Limit))
+	if err != nil {
+		return nil, storeErr(err, "notices")
+	}
+	out := &imapi.NoticeSyncResp{Notices: make([]imapi.Notice, 0, len(ns)), HasMore: more}
+	for i := range ns {
+		n, err := noticeToAPI(&ns[i])
+		if err != nil {
+			return nil, err
+		}
+		out.Notices = append(out.Notices, n)
+	}
+	return out, nil
+}
