@@ -39,6 +39,7 @@ type batchReader struct {
 	n, i int
 	// the run being handed out: msgs[i-1]'s buffer from off, seg bytes each
 	off, seg int
+	scratch  []byte // the read buffer when the socket cannot batch
 }
 
 const readBatch = 64
@@ -50,6 +51,7 @@ func newBatchReader(pc net.PacketConn) *batchReader {
 	b := &batchReader{pc: pc}
 	bc, uc := newBatcher(pc)
 	if bc == nil {
+		b.scratch = make([]byte, readBufSize)
 		return b
 	}
 	b.bc = bc
@@ -66,10 +68,10 @@ func newBatchReader(pc net.PacketConn) *batchReader {
 
 // next returns the next packet; the slice is valid until the following call.
 // Only one goroutine may call it.
-func (b *batchReader) next(scratch []byte) ([]byte, net.Addr, error) {
+func (b *batchReader) next() ([]byte, net.Addr, error) {
 	if b.bc == nil {
-		n, a, err := b.pc.ReadFrom(scratch)
-		return scratch[:n], a, err
+		n, a, err := b.pc.ReadFrom(b.scratch)
+		return b.scratch[:n], a, err
 	}
 	if b.seg > 0 {
 		m := &b.msgs[b.i-1]

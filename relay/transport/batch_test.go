@@ -61,7 +61,7 @@ func TestBatchOffloadRoundTrip(t *testing.T) {
 	_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second))
 	split := 0 // packets cut out of a GRO run
 	for i := range want {
-		got, from, err := r.next(nil)
+		got, from, err := r.next()
 		if err != nil {
 			t.Fatalf("packet %d: %v", i, err)
 		}

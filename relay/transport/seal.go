@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,8 +184,6 @@ func (r *replay) check(ctr uint64) bool {
 	return true
 }
 
-var sealBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
 // pktPool holds buffers for sealed packets waiting in the batch writer.
 var pktPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
@@ -252,25 +251,29 @@ func dialSeal(ctx context.Context, deadline time.Time, pc net.PacketConn, raddr 
 }
 
 func (c *clientSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	bp := sealBufPool.Get().(*[]byte)
-	defer sealBufPool.Put(bp)
-	buf := (*bp)[:cap(*bp)]
 	for {
-		pkt, from, err := c.rd.next(buf)
+		pkt, from, err := c.rd.next()
 		if err != nil {
 			return 0, nil, err
 		}
-		if len(pkt) < 1 || pkt[0] != pktData || !sameAddr(from, c.peer) {
-			c.stats.Rejected.Add(1)
-			continue
+		if n, ok := c.input(p, pkt, from); ok {
+			return n, from, nil
 		}
-		out, ok := c.sess.open(p[:0], pkt)
-		if !ok {
-			c.stats.Rejected.Add(1)
-			continue
-		}
-		return len(out), from, nil
 	}
+}
+
+// input checks one packet from the network and decrypts it into p.
+func (c *clientSealConn) input(p, pkt []byte, from net.Addr) (int, bool) {
+	if len(pkt) < 1 || pkt[0] != pktData || !sameAddr(from, c.peer) {
+		c.stats.Rejected.Add(1)
+		return 0, false
+	}
+	out, ok := c.sess.open(p[:0], pkt)
+	if !ok {
+		c.stats.Rejected.Add(1)
+		return 0, false
+	}
+	return len(out), true
 }
 
 func (c *clientSealConn) WriteTo(p []byte, _ net.Addr) (int, error) {
@@ -298,48 +301,54 @@ type serverSealConn struct {
 	wr    *batchWriter
 
 	mu       sync.Mutex
-	sessions map[string]*session
+	sessions map[netip.AddrPort]*session
 	seen     map[[32]byte]time.Time // client randoms of recent HELLOs
 }
 
 func newServerSeal(pc net.PacketConn, k *sealKeys, stats *SealStats) *serverSealConn {
-	return &serverSealConn{PacketConn: pc, keys: k, stats: stats, rd: newBatchReader(pc), wr: newBatchWriter(pc), sessions: map[string]*session{}, seen: map[[32]byte]time.Time{}}
+	return &serverSealConn{PacketConn: pc, keys: k, stats: stats, rd: newBatchReader(pc), wr: newBatchWriter(pc), sessions: map[netip.AddrPort]*session{}, seen: map[[32]byte]time.Time{}}
 }
 
 func (c *serverSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	bp := sealBufPool.Get().(*[]byte)
-	defer sealBufPool.Put(bp)
-	buf := (*bp)[:cap(*bp)]
 	for {
-		pkt, from, err := c.rd.next(buf)
+		pkt, from, err := c.rd.next()
 		if err != nil {
 			return 0, nil, err
 		}
-		if len(pkt) < 1 {
-			continue
-		}
-		switch pkt[0] {
-		case pktHello:
-			c.handleHello(pkt, from)
-			continue
-		case pktData:
-			c.mu.Lock()
-			s := c.sessions[from.String()]
-			c.mu.Unlock()
-			if s == nil {
-				c.stats.Rejected.Add(1)
-				continue
-			}
-			out, ok := s.open(p[:0], pkt)
-			if !ok {
-				c.stats.Rejected.Add(1)
-				continue
-			}
-			return len(out), from, nil
-		default:
-			c.stats.Rejected.Add(1)
+		if n, ok := c.input(p, pkt, from); ok {
+			return n, from, nil
 		}
 	}
+}
+
+// input handles one packet from the network: a HELLO is answered, a DATA
+// packet of a known peer is checked and decrypted into p (ok), anything
+// else is dropped.
+func (c *serverSealConn) input(p, pkt []byte, from net.Addr) (int, bool) {
+	if len(pkt) < 1 {
+		return 0, false
+	}
+	switch pkt[0] {
+	case pktHello:
+		c.handleHello(pkt, from)
+	case pktData:
+		c.mu.Lock()
+		s := c.sessions[addrKey(from)]
+		c.mu.Unlock()
+		if s == nil {
+			c.stats.Rejected.Add(1)
+			return 0, false
+		}
+		out, ok := s.open(p[:0], pkt)
+		if !ok {
+			c.stats.Rejected.Add(1)
+			return 0, false
+		}
+		return len(out), true
+	default:
+		c.stats.Rejected.Add(1)
+	}
+	return 0, false
 }
 
 func (c *serverSealConn) handleHello(pkt []byte, from net.Addr) {
@@ -355,7 +364,7 @@ func (c *serverSealConn) handleHello(pkt []byte, from net.Addr) {
 	}
 	var cr [32]byte
 	copy(cr[:], pkt[9:41])
-	key := from.String()
+	key := addrKey(from)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s := c.sessions[key]; s != nil && s.clientRand == cr {
@@ -396,7 +405,7 @@ func (c *serverSealConn) handleHello(pkt []byte, from net.Addr) {
 
 func (c *serverSealConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	c.mu.Lock()
-	s := c.sessions[addr.String()]
+	s := c.sessions[addrKey(addr)]
 	c.mu.Unlock()
 	if s == nil {
 		return len(p), nil // peer gone: drop, as the network would
@@ -413,6 +422,16 @@ func (c *serverSealConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 func (c *serverSealConn) Close() error {
 	c.wr.close()
 	return c.PacketConn.Close()
+}
+
+// addrKey is a peer's map key (no allocation for UDP addresses).
+func addrKey(a net.Addr) netip.AddrPort {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func sameAddr(a, b net.Addr) bool {
