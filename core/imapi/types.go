@@ -170,6 +170,12 @@ type Group struct {
 	Owner   string   `json:"owner"`
 	Members []string `json:"members"`
 	Created int64    `json:"created"`
+	// Roles and profile (group.info and group.update answers; see
+	// grouprole.go).
+	Managers      []string `json:"managers,omitempty"`
+	Announcement  string   `json:"announcement,omitempty"`
+	Avatar        string   `json:"avatar,omitempty"`
+	AnyoneUpdates bool     `json:"anyone_updates,omitempty"`
 }
 
 // GroupListResp lists the caller's groups.
@@ -180,7 +186,11 @@ type GroupListResp struct {
 // GroupEvent tells members about membership changes.
 type GroupEvent struct {
 	GroupID string   `json:"group_id"`
-	Kind    string   `json:"kind"` // created, added, removed, left, dismissed
+	Kind    string   `json:"kind"` // created, added, removed, left, dismissed, updated, role, transferred
 	By      string   `json:"by"`
 	Members []string `json:"members,omitempty"`
+	// Role is the new role of Members ("role" events).
+	Role string `json:"role,omitempty"`
+	// Group is the group after an "updated" event (without its members).
+	Group *Group `json:"group,omitempty"`
 }

@@ -144,15 +144,27 @@ func (s *Service) groupRemove(ctx context.Context, sess *imapi.Session, body []b
 	if err != nil {
 		return nil, err
 	}
-	if g.Owner != sess.Account {
-		return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner removes members")
-	}
 	rm, err := accounts(req.Members, s.cfg.MaxGroupMembers)
 	if err != nil {
 		return nil, err
 	}
 	if slices.Contains(rm, g.Owner) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "the owner cannot be removed; dismiss the group instead")
+	}
+	if g.Owner != sess.Account {
+		// Managers remove plain members; members remove nobody.
+		m, err := s.st.GroupMeta(ctx, sess.AppKey, g.GroupID)
+		if err != nil {
+			return nil, storeErr(err, "group")
+		}
+		if groupRole(&g, &m, sess.Account) != imapi.GroupRoleManager {
+			return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner and managers remove members")
+		}
+		for _, a := range rm {
+			if slices.Contains(m.Managers, a) {
+				return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner removes managers")
+			}
+		}
 	}
 	removed, err := s.st.RemoveMembers(ctx, sess.AppKey, g.GroupID, rm)
 	if err != nil {
@@ -173,7 +185,7 @@ func (s *Service) groupInfo(ctx context.Context, sess *imapi.Session, body []byt
 	if err != nil {
 		return nil, err
 	}
-	return groupToAPI(&g), nil
+	return s.groupWithMeta(ctx, &g)
 }
 
 func (s *Service) groupList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {

@@ -96,6 +96,7 @@ var migrations = []migration{
 	}},
 	roomMigration,
 	relationsMigration,
+	groupRolesMigration,
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations, each

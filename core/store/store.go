@@ -122,6 +122,7 @@ type Group struct {
 type Store interface {
 	RoomStore
 	RelationStore
+	GroupRoleStore
 
 	// PutApp creates or updates an app (seeded from config at start).
 	PutApp(ctx context.Context, app App) error
