@@ -148,6 +148,9 @@ func measure(tr string, ca *pki.CA, echo, sink string) error {
 	}
 	defer rn.Shutdown(ctx)
 	relayHop := relay.Hop{Name: "relay", Transport: tr, Address: rn.Addr(tr).String()}
+	if err := waitPath(rn.Router(), "relay"); err != nil {
+		return err
+	}
 
 	newEdge := func(name string, hop relay.Hop) (*edge.Edge, error) {
 		cfg := edge.Default()
@@ -166,12 +169,8 @@ func measure(tr string, ca *pki.CA, echo, sink string) error {
 		if err := e.Start(ctx); err != nil {
 			return nil, err
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for e.Router().Primary("bench") == "" {
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("%s: path never came up", name)
-			}
-			time.Sleep(10 * time.Millisecond)
+		if err := waitPath(e.Router(), name); err != nil {
+			return nil, err
 		}
 		return e, nil
 	}
@@ -221,6 +220,18 @@ func measure(tr string, ca *pki.CA, echo, sink string) error {
 		fmt.Printf("# kcp: packets rejected by the sealed layer: %.0f\n", rejected)
 		fmt.Printf("# kcp: out segments %d, retransmitted %d (fast %d, early %d, lost %d), in errors %d\n",
 			snmp.OutSegs, snmp.RetransSegs, snmp.FastRetransSegs, snmp.EarlyRetransSegs, snmp.LostSegs, snmp.InErrs)
+	}
+	return nil
+}
+
+// waitPath waits until r has a path to the bench cluster.
+func waitPath(r *relay.Router, name string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Primary("bench") == "" {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: path never came up", name)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
 }
