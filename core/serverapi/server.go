@@ -383,8 +383,10 @@ func HTTPStatus(c imapi.Code) int {
 	case imapi.ErrBadRequest, imapi.ErrUnauthorized, imapi.ErrForbidden, imapi.ErrNotFound, imapi.ErrConflict,
 		imapi.ErrTooLarge, imapi.ErrRateLimited, imapi.ErrRejected, imapi.ErrInternal, imapi.ErrUnavailable, imapi.ErrTimeout:
 		return int(c)
-	case imapi.ErrUserDisabled:
+	case imapi.ErrUserDisabled, imapi.ErrBlocked:
 		return http.StatusForbidden
+	case imapi.ErrNotFriends:
+		return http.StatusNotFound
 	case imapi.ErrRecallExpired:
 		return http.StatusConflict
 	}
