@@ -25,6 +25,9 @@ type KCPProfile struct {
 	RcvWnd     int  // receive window, packets
 	MTU        int  // KCP packet size before the packet layer's overhead
 	AckNoDelay bool // ACK at once instead of at the next update
+	// FrameSize is smux's largest frame: larger frames cost less per byte,
+	// smaller ones let other streams' frames in sooner. Default 32768.
+	FrameSize int
 }
 
 // KCPProfiles are the profiles a config may name.
@@ -35,13 +38,13 @@ var KCPProfiles = map[string]KCPProfile{
 	"normal": {NoDelay: 0, Interval: 30, Resend: 2, NoCongest: 1, SndWnd: 512, RcvWnd: 512, MTU: 1350},
 	// bulk: throughput (file transfer, many flows): ACKs batched per interval.
 	// Windows stay at 1024: kcp-go drops output beyond its 2048-packet queue.
-	"bulk": {NoDelay: 1, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 1024, RcvWnd: 1024, MTU: 1400, AckNoDelay: false},
+	"bulk": {NoDelay: 1, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 1024, RcvWnd: 1024, MTU: 1400, AckNoDelay: false, FrameSize: 65535},
 	// backbone: clean, fat links (data-centre backbone, loopback). Like bulk,
 	// but with kcp-go's normal-mode RTO floor (100 ms instead of 30 ms):
 	// when a busy host delays ACKs by tens of milliseconds, a 30 ms floor
 	// retransmits whole windows that were never lost and the stream
 	// collapses; real loss is still repaired at once by fast resend.
-	"backbone": {NoDelay: 0, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 1024, RcvWnd: 1024, MTU: 1400, AckNoDelay: false},
+	"backbone": {NoDelay: 0, Interval: 10, Resend: 2, NoCongest: 1, SndWnd: 1024, RcvWnd: 1024, MTU: 1400, AckNoDelay: false, FrameSize: 65535},
 }
 
 // KCPConfig tunes the KCP transport.
@@ -124,6 +127,9 @@ func (k *KCP) smuxConfig() *smux.Config {
 	c.KeepAliveInterval = k.cfg.KeepAlive
 	c.KeepAliveTimeout = 5 * k.cfg.KeepAlive
 	c.MaxFrameSize = 32768
+	if k.profile.FrameSize > 0 {
+		c.MaxFrameSize = k.profile.FrameSize
+	}
 	c.MaxReceiveBuffer = 16 << 20
 	c.MaxStreamBuffer = 4 << 20
 	return c
