@@ -197,7 +197,9 @@ func measure(tr string, ca *pki.CA, echo, sink string) error {
 	fmt.Printf("RESULT %s_edge_relay_egress_rtt_p99 %.1f us\n", tr, us(p2.p99))
 	fmt.Printf("RESULT %s_edge_added_latency_p50 %.1f us\n", tr, us(p1.p50-d.p50))
 	fmt.Printf("RESULT %s_relay_added_latency_per_hop_p50 %.1f us\n", tr, us(p2.p50-p1.p50))
-	fmt.Printf("RESULT %s_relay_added_latency_per_hop_p99 %.1f us\n", tr, us(p2.p99-p1.p99))
+	// p99 of the paired differences: each two-hop round trip against the
+	// one-hop round trip taken just before it.
+	fmt.Printf("RESULT %s_relay_added_latency_per_hop_p99 %.1f us\n", tr, us(percentile(pairDiff(p2.all, p1.all), 99)))
 
 	bps, cpu, err := throughput(one.Addr("weblink").String(), *duration, tr)
 	if err != nil {
@@ -245,7 +247,25 @@ func kcpProfile() string {
 
 func ptr[T any](v T) *T { return &v }
 
-type rtts struct{ p50, p99 time.Duration }
+type rtts struct {
+	p50, p99 time.Duration
+	all      []time.Duration // in the order taken
+}
+
+// pairDiff returns a[i]-b[i].
+func pairDiff(a, b []time.Duration) []time.Duration {
+	d := make([]time.Duration, min(len(a), len(b)))
+	for i := range d {
+		d[i] = a[i] - b[i]
+	}
+	return d
+}
+
+// percentile returns the p-th percentile of d (sorted in place).
+func percentile(d []time.Duration, p int) time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)*p/100]
+}
 
 // rtt measures the median and 99th percentile round trip of a 64-byte
 // message on one connection to each address (echo services); the
@@ -280,8 +300,8 @@ func rtt(addrs []string, n int) ([]rtts, error) {
 	}
 	out := make([]rtts, len(addrs))
 	for k, r := range rt {
-		sort.Slice(r, func(i, j int) bool { return r[i] < r[j] })
-		out[k] = rtts{p50: r[len(r)/2], p99: r[len(r)*99/100]}
+		all := append([]time.Duration(nil), r...)
+		out[k] = rtts{p50: percentile(r, 50), p99: percentile(r, 99), all: all}
 	}
 	return out, nil
 }
