@@ -3,7 +3,10 @@ package transport
 import (
 	"bytes"
 	"encoding/binary"
+	"log/slog"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -121,5 +124,30 @@ func TestGROSegmentSizeMalformed(t *testing.T) {
 		if n := groSegmentSize(oob); n != 0 {
 			t.Fatalf("groSegmentSize(%x) = %d, want 0", oob, n)
 		}
+	}
+}
+
+// TestSizeSocketBuffersForce: with CAP_NET_ADMIN (root here), the buffers
+// reach the size asked for even past net.core.rmem_max, with no warning.
+func TestSizeSocketBuffersForce(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs CAP_NET_ADMIN")
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var logs bytes.Buffer
+	want := 7 << 20
+	SizeSocketBuffers(c, want, slog.New(slog.NewTextHandler(&logs, nil)))
+	if logs.Len() > 0 {
+		t.Fatalf("warned: %s", logs.String())
+	}
+	rc, _ := c.SyscallConn()
+	var rcv int
+	_ = rc.Control(func(fd uintptr) { rcv, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
+	if rcv/2 < want {
+		t.Fatalf("receive buffer %d, want %d", rcv/2, want)
 	}
 }

@@ -79,3 +79,10 @@ func groSegmentSize(oob []byte) int {
 func isGSOError(err error) bool {
 	return errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)
 }
+
+// forceSocketBuffers sets the socket's buffers to want bytes regardless of
+// net.core.rmem_max/wmem_max; it fails silently without CAP_NET_ADMIN.
+func forceSocketBuffers(fd uintptr, want int) {
+	_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, want)
+	_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, want)
+}

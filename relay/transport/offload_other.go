@@ -15,3 +15,5 @@ func putSegmentCmsg(b []byte, _ int) []byte { return b[:0] }
 func groSegmentSize([]byte) int { return 0 }
 
 func isGSOError(error) bool { return false }
+
+func forceSocketBuffers(uintptr, int) {}

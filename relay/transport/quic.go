@@ -102,8 +102,9 @@ func (q *QUIC) udpSocket(addr string) (*net.UDPConn, error) {
 	return c, nil
 }
 
-// SizeSocketBuffers asks for want bytes of UDP receive and send buffer and
-// logs a warning naming the sysctl to raise when the OS grants less.
+// SizeSocketBuffers asks for want bytes of UDP receive and send buffer (past
+// the sysctl caps when the process has CAP_NET_ADMIN) and logs a warning
+// naming the sysctl to raise when the OS grants less.
 func SizeSocketBuffers(c *net.UDPConn, want int, log *slog.Logger) {
 	_ = c.SetReadBuffer(want)
 	_ = c.SetWriteBuffer(want)
@@ -115,6 +116,13 @@ func SizeSocketBuffers(c *net.UDPConn, want int, log *slog.Logger) {
 	_ = rc.Control(func(fd uintptr) {
 		rcv, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
 		snd, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+		if rcv/2 < want || snd/2 < want {
+			// Past net.core.rmem_max/wmem_max where the process may
+			// (CAP_NET_ADMIN), as quic-go does for its own sockets.
+			forceSocketBuffers(fd, want)
+			rcv, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+			snd, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+		}
 	})
 	// Linux reports twice the size set (bookkeeping overhead).
 	if rcv/2 < want || snd/2 < want {
