@@ -32,6 +32,16 @@ const chatHelp = `commands:
   /history [n]           the last n messages of the current conversation
   /read                  mark the current conversation read
   /recall <msg id>       withdraw a message you sent
+  /name <name>           change your profile name
+  /profile <a,b>         show profiles
+  /friend <account> [message]  ask to be friends
+  /accept <account>, /reject <account>, /unfriend <account>
+  /friends               your friends and pending requests
+  /block <account>, /unblock <account>
+  /mute, /unmute         silence offline push for the current conversation
+  /rename <name>         rename the current group (owner, managers)
+  /manager <account>, /member <account>  set a role in the current group (owner)
+  /transfer <account>    hand the current group to a member (owner)
   /quit                  leave`
 
 func runChat(ctx context.Context, args []string) error {
@@ -147,6 +157,11 @@ func runChat(ctx context.Context, args []string) error {
 				printf("  (%s recalled message %s, seq %d)", ev.Recalled.By, ev.Recalled.MsgID, ev.Recalled.Seq)
 			case sdk.EventGroup:
 				printf("  (group %s: %s by %s %v)", ev.Group.GroupID, ev.Group.Kind, ev.Group.By, ev.Group.Members)
+			case sdk.EventNotice:
+				n := ev.Notice
+				printf("  (notice %d: %s %s → %s %s%s)", n.Seq, n.Kind, n.From, n.To, n.Message, n.ConvID)
+			case sdk.EventProfile:
+				printf("  (%s is now %q)", ev.Profile.Account, ev.Profile.Name)
 			case sdk.EventKicked:
 				printf("  (server closed the session: %s)", ev.Kick.Reason)
 			case sdk.EventState:
@@ -257,9 +272,93 @@ func chatCommand(ctx context.Context, c *sdk.Client, line string, printf func(st
 	case "/recall":
 		return c.Request(ctx, imapi.OpRecall, imapi.RecallReq{ConvID: convID(), MsgID: arg(1)}, nil)
 	default:
-		return fmt.Errorf("unknown command %s (/help)", f[0])
+		return relationCommand(ctx, c, f, printf, convID)
 	}
 	return nil
+}
+
+// relationCommand runs the profile, friend, blacklist, mute and group role
+// commands.
+func relationCommand(ctx context.Context, c *sdk.Client, f []string, printf func(string, ...any), convID func() string) error {
+	arg := func(i int) string {
+		if i < len(f) {
+			return f[i]
+		}
+		return ""
+	}
+	groupID := func() (string, error) {
+		typ, g, _, ok := imapi.ParseConvID(convID())
+		if !ok || typ != imapi.ConvGroup {
+			return "", errors.New("not in a group: /group <id> first")
+		}
+		return g, nil
+	}
+	switch f[0] {
+	case "/name":
+		name := strings.Join(f[1:], " ")
+		_, err := c.UpdateProfile(ctx, imapi.ProfileUpdateReq{Name: &name})
+		return err
+	case "/profile":
+		ps, err := c.Profiles(ctx, splitList(arg(1))...)
+		for _, p := range ps {
+			printf("  %s: %q %s %s", p.Account, p.Name, p.Avatar, p.Ext)
+		}
+		return err
+	case "/friend":
+		accepted, err := c.RequestFriend(ctx, arg(1), strings.Join(f[min(2, len(f)):], " "))
+		if err == nil && accepted {
+			printf("  (%s had asked you too: friends now)", arg(1))
+		}
+		return err
+	case "/accept":
+		return c.AcceptFriend(ctx, arg(1), "")
+	case "/reject":
+		return c.RejectFriend(ctx, arg(1), "")
+	case "/unfriend":
+		return c.DeleteFriend(ctx, arg(1))
+	case "/friends":
+		fs, err := c.Friends(ctx)
+		if err != nil {
+			return err
+		}
+		for _, fr := range fs {
+			printf("  friend %s %s", fr.Account, fr.Alias)
+		}
+		rs, err := c.FriendRequests(ctx)
+		for _, r := range rs {
+			printf("  request %s → %s %q", r.From, r.To, r.Message)
+		}
+		return err
+	case "/block":
+		return c.Block(ctx, arg(1))
+	case "/unblock":
+		return c.Unblock(ctx, arg(1))
+	case "/mute":
+		return c.Mute(ctx, imapi.MuteReq{ConvID: convID()})
+	case "/unmute":
+		return c.Unmute(ctx, imapi.MuteReq{ConvID: convID()})
+	case "/rename":
+		g, err := groupID()
+		if err != nil {
+			return err
+		}
+		name := strings.Join(f[1:], " ")
+		_, err = c.UpdateGroup(ctx, imapi.GroupUpdateReq{GroupID: g, Name: &name})
+		return err
+	case "/manager", "/member":
+		g, err := groupID()
+		if err != nil {
+			return err
+		}
+		return c.SetGroupRole(ctx, g, arg(1), strings.TrimPrefix(f[0], "/"))
+	case "/transfer":
+		g, err := groupID()
+		if err != nil {
+			return err
+		}
+		return c.TransferGroup(ctx, g, arg(1))
+	}
+	return fmt.Errorf("unknown command %s (/help)", f[0])
 }
 
 func splitList(s string) []string {

@@ -36,10 +36,11 @@ func TestGroupRoles(t *testing.T) {
 	gid := g.GroupID
 	update := func(who *client, req imapi.GroupUpdateReq) error {
 		req.GroupID = gid
-		return who.Request(ctx, imapi.OpGroupUpdate, req, nil)
+		_, err := who.UpdateGroup(ctx, req)
+		return err
 	}
 	role := func(who *client, account, role string) error {
-		return who.Request(ctx, imapi.OpGroupRole, imapi.GroupRoleReq{GroupID: gid, Account: account, Role: role}, nil)
+		return who.SetGroupRole(ctx, gid, account, role)
 	}
 	remove := func(who *client, accounts ...string) error {
 		return who.Request(ctx, imapi.OpGroupRemove, imapi.GroupMembersReq{GroupID: gid, Members: accounts}, nil)
@@ -99,7 +100,7 @@ func TestGroupRoles(t *testing.T) {
 
 	// Transfer: bob owns the group, alice is a plain member.
 	wantCode(t, "transfer to a non-member", alice.Request(ctx, imapi.OpGroupTransfer, imapi.GroupTransferReq{GroupID: gid, Account: "dan"}, nil), imapi.ErrNotFound)
-	if err := alice.Request(ctx, imapi.OpGroupTransfer, imapi.GroupTransferReq{GroupID: gid, Account: "bob"}, nil); err != nil {
+	if err := alice.TransferGroup(ctx, gid, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	eve.hasGroupEvent("transferred", func(e imapi.GroupEvent) bool { return slices.Equal(e.Members, []string{"bob"}) })
