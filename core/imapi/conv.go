@@ -19,7 +19,7 @@ func P2PConvID(a, b string) string {
 func GroupConvID(groupID string) string { return "g:" + groupID }
 
 // ParseConvID splits a conversation id into its type and parts: for ConvP2P
-// the two accounts, for ConvGroup the group id (b is empty). ok is false for
+// the two accounts, for ConvGroup and ConvSuper the group id (b is empty). ok is false for
 // anything else.
 func ParseConvID(id string) (convType int, a, b string, ok bool) {
 	switch {
@@ -40,6 +40,12 @@ func ParseConvID(id string) (convType int, a, b string, ok bool) {
 			return 0, "", "", false
 		}
 		return ConvGroup, g, "", true
+	case strings.HasPrefix(id, "s:"):
+		g := id[2:]
+		if g == "" || strings.IndexByte(g, ':') >= 0 {
+			return 0, "", "", false
+		}
+		return ConvSuper, g, "", true
 	}
 	return 0, "", "", false
 }

@@ -15,6 +15,9 @@ func TestConvIDs(t *testing.T) {
 		{"p:alice:bob", ConvP2P, "alice", "bob", true},
 		{"p:bob:alice", 0, "", "", false}, // not in sorted order
 		{"g:team", ConvGroup, "team", "", true},
+		{"s:big", ConvSuper, "big", "", true},
+		{"s:", 0, "", "", false},
+		{"s:a:b", 0, "", "", false},
 		{"p:alice", 0, "", "", false},
 		{"p::bob", 0, "", "", false},
 		{"p:a:b:c", 0, "", "", false},
@@ -33,7 +36,7 @@ func TestConvIDs(t *testing.T) {
 // Conversation ids arrive from clients (sync, history, read, recall): any
 // string must parse or be refused, and what parses must name itself again.
 func FuzzParseConvID(f *testing.F) {
-	for _, s := range []string{"p:alice:bob", "g:team", "p:b:a", "p::", "g:", "p:a:b:c", "", "\x00"} {
+	for _, s := range []string{"p:alice:bob", "g:team", "s:big", "p:b:a", "p::", "g:", "p:a:b:c", "", "\x00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
@@ -47,6 +50,8 @@ func FuzzParseConvID(f *testing.F) {
 			again = P2PConvID(a, b)
 		case ConvGroup:
 			again = GroupConvID(a)
+		case ConvSuper:
+			again = SuperConvID(a)
 		default:
 			t.Fatalf("ok with type %d", typ)
 		}

@@ -317,6 +317,7 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 	peerOK := map[[2]string]bool{}
 	blocked := map[*pending]bool{}
 	groups := map[[2]string][]string{}
+	superOK := map[superKey]bool{}
 	for appkey, ps := range byApp {
 		var cmids, peers []any
 		seenC, seenP := map[string]bool{}, map[string]bool{}
@@ -329,7 +330,16 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 				seenP[p.a.Peer] = true
 				peers = append(peers, p.a.Peer)
 			}
-			if p.a.GroupID != "" {
+			if p.a.Super {
+				sk := superKey{appkey, p.a.GroupID, p.a.Sender}
+				if _, ok := superOK[sk]; !ok {
+					var n int
+					if err := tx.QueryRowContext(ctx, s.q(sqlSuperMember), appkey, p.a.GroupID, p.a.Sender).Scan(&n); err != nil {
+						return err
+					}
+					superOK[sk] = n > 0
+				}
+			} else if p.a.GroupID != "" {
 				gk := [2]string{appkey, p.a.GroupID}
 				if _, ok := groups[gk]; !ok {
 					ms, err := stmtStrings(ctx, tx, s.q(sqlMembers), appkey, p.a.GroupID)
@@ -385,7 +395,12 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			continue // answered from the first one by fixInBatchDuplicates
 		}
 		seen[k] = p
-		if a.GroupID != "" {
+		if a.Super {
+			if !superOK[superKey{a.AppKey, a.GroupID, a.Sender}] {
+				p.err = ErrForbidden
+				continue
+			}
+		} else if a.GroupID != "" {
 			ms := groups[[2]string{a.AppKey, a.GroupID}]
 			if !slices.Contains(ms, a.Sender) {
 				p.err = ErrForbidden
@@ -456,6 +471,7 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 
 	var msgRows []any
 	ucs := map[ucKey]*ucAgg{}
+	superReads := map[superKey]int64{}
 	for _, ck := range convs {
 		ps := byConv[ck]
 		top, ok := tops[ck]
@@ -469,6 +485,11 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			msgRows = append(msgRows, a.AppKey, a.ConvID, seq, a.MsgID, a.ConvType, a.Sender, a.SenderDevice, a.To,
 				a.ClientMsgID, a.Type, string(a.Body), joinMentions(a.Mentions), a.Time)
 			p.res.MsgID, p.res.Seq, p.res.Time = a.MsgID, seq, a.Time
+			if a.Super {
+				// Read diffusion: only the sender's read position moves.
+				superReads[superKey{a.AppKey, a.GroupID, a.Sender}] = seq
+				continue
+			}
 			for _, m := range p.res.Members {
 				k := ucKey{a.AppKey, m, a.ConvID}
 				u := ucs[k]
@@ -530,10 +551,43 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 	if err := s.execRows(ctx, tx, sqlUCAdd, nil, addRows, nil); err != nil {
 		return err
 	}
+	if err := s.updateSuperReads(ctx, tx, superReads); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
 	s.fixInBatchDuplicates(batch, seen)
+	return nil
+}
+
+type superKey struct{ appkey, group, account string }
+
+// sqlSuperMember counts the sender's membership of a live super-group.
+const sqlSuperMember = `SELECT COUNT(*) FROM super_members sm JOIN super_groups g ON g.appkey = sm.appkey AND g.group_id = sm.group_id
+	WHERE sm.appkey = ? AND sm.group_id = ? AND sm.account = ? AND g.dismissed = 0`
+
+// updateSuperReads moves super-group senders' read positions to their last
+// message of the batch (sending implies having read what came before), in
+// key order (the lock order on PostgreSQL).
+func (s *sqlStore) updateSuperReads(ctx context.Context, tx *sql.Tx, reads map[superKey]int64) error {
+	if len(reads) == 0 {
+		return nil
+	}
+	keys := make([]superKey, 0, len(reads))
+	for k := range reads {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b superKey) int {
+		return strings.Compare(a.appkey+"\x00"+a.group+"\x00"+a.account, b.appkey+"\x00"+b.group+"\x00"+b.account)
+	})
+	q := s.q(`UPDATE super_members SET read_seq = ? WHERE appkey = ? AND group_id = ? AND account = ? AND read_seq < ?`)
+	for _, k := range keys {
+		seq := reads[k]
+		if _, err := tx.ExecContext(ctx, q, seq, k.appkey, k.group, k.account, seq); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

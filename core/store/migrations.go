@@ -95,6 +95,7 @@ var migrations = []migration{
 		`CREATE INDEX group_members_account ON group_members (appkey, account)`,
 	}},
 	roomMigration,
+	superMigration,
 	relationsMigration,
 	groupRolesMigration,
 }

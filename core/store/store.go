@@ -80,6 +80,9 @@ type Append struct {
 	// or BlockBoth); a blocked append fails with ErrBlocked, checked inside
 	// the commit.
 	BlockMode int
+	// Super marks GroupID as a super-group: the sender must be a member,
+	// and only the sender's read position is written (read diffusion).
+	Super bool
 }
 
 // AppendResult is the outcome of one Append.
@@ -91,7 +94,8 @@ type AppendResult struct {
 	// stored: the fields above are those of the original message.
 	Duplicate bool
 	// Members are the accounts of the conversation at the time of the append
-	// (both sides of a 1:1, or the group's members), for fan-out.
+	// (both sides of a 1:1, or the group's members), for fan-out; none
+	// for a super-group.
 	Members []string
 }
 
@@ -176,6 +180,8 @@ type Store interface {
 	GroupsOf(ctx context.Context, appkey, account string) ([]Group, error)
 	// DismissGroup deletes the group's membership and marks it dismissed.
 	DismissGroup(ctx context.Context, appkey, groupID string) error
+
+	SuperStore
 
 	// Close flushes pending appends and closes the database.
 	Close() error
