@@ -85,6 +85,9 @@ type Config struct {
 	// PushBuffer is the number of bus pushes buffered between NATS and the
 	// dispatcher. Default 65536.
 	PushBuffer int `yaml:"push_buffer"`
+	// MaxSuperGroups caps the super-groups one session follows for pushes
+	// (beyond it the client learns of messages by sync). Default 2000.
+	MaxSuperGroups int `yaml:"max_super_groups"`
 }
 
 // KeyConfig is one server static key.
@@ -119,6 +122,7 @@ func Default() Config {
 		DrainTime:           config.Duration(10 * time.Second),
 		DefaultCluster:      imapi.DefaultCluster,
 		PushBuffer:          65536,
+		MaxSuperGroups:      2000,
 	}
 }
 
@@ -179,6 +183,9 @@ func (c Config) withDefaults() Config {
 	if c.PushBuffer == 0 {
 		c.PushBuffer = d.PushBuffer
 	}
+	if c.MaxSuperGroups == 0 {
+		c.MaxSuperGroups = d.MaxSuperGroups
+	}
 	return c
 }
 
@@ -238,6 +245,9 @@ func (c *Config) Validate() error {
 	}
 	if !subjectSafe(v.DefaultCluster) {
 		errs.Addf("default_cluster: %q is not subject-safe", v.DefaultCluster)
+	}
+	if v.MaxSuperGroups < 1 {
+		errs.Addf("max_super_groups: at least 1")
 	}
 	return errs.Err()
 }

@@ -42,6 +42,7 @@ type Gateway struct {
 	log     *slog.Logger
 	nc      *nats.Conn
 	m       *metrics
+	sm      *superMetrics
 	ring    *link.KeyRing
 	trusted []netip.Prefix
 	lim     link.Limits
@@ -55,6 +56,7 @@ type Gateway struct {
 
 	mu       sync.Mutex // accounts
 	accounts map[string]*account
+	supers   map[string]*superGroup // by subject (supergroup.go)
 
 	connMu     sync.Mutex
 	conns      map[net.Conn]struct{} // raw connections, for the final close
@@ -97,9 +99,13 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		plainLn:  deps.PlainListener,
 		pushCh:   make(chan *nats.Msg, cfg.PushBuffer),
 		accounts: make(map[string]*account),
+		supers:   make(map[string]*superGroup),
 		conns:    make(map[net.Conn]struct{}),
 		perIP:    make(map[netip.Addr]int),
 		stop:     make(chan struct{}),
+	}
+	if g.sm, err = newSuperMetrics(deps.Registerer); err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
 	for _, k := range cfg.Keys {
 		priv, _ := link.DecodeKey(k.PrivateKey.Reveal())

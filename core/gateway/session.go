@@ -51,6 +51,8 @@ type Session struct {
 	prefix  []byte // `{"session":{…}` of every BusRequest
 	limiter *rate.Limiter
 
+	supers map[string]struct{} // subjects of its super-groups; guarded by g.mu
+
 	inflight atomic.Int32
 	closed   atomic.Bool
 }
@@ -135,6 +137,8 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 		return nil, nil, imapi.Errorf(imapi.ErrInternal, "login reply without a session")
 	}
 	resp.HeartbeatSec = int(g.cfg.Heartbeat.D() / time.Second)
+	supers := resp.SuperGroups
+	resp.SuperGroups = nil // for this gateway only
 	out, _ := json.Marshal(resp)
 
 	s := &Session{
@@ -147,7 +151,7 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 		subject: imapi.UserSubject(req.AppKey, req.Account),
 		cluster: cluster,
 	}
-	if err := g.register(s); err != nil {
+	if err := g.register(s, supers); err != nil {
 		g.m.logins.WithLabelValues(imapi.ErrUnavailable.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, "subscribe: %v", err)
 	}
@@ -269,7 +273,7 @@ type account struct {
 	sessions []*Session
 }
 
-func (g *Gateway) register(s *Session) error {
+func (g *Gateway) register(s *Session, supers []string) error {
 	g.mu.Lock()
 	a := g.accounts[s.subject]
 	fresh := a == nil
@@ -285,6 +289,11 @@ func (g *Gateway) register(s *Session) error {
 		g.m.accounts.Inc()
 	}
 	a.sessions = append(a.sessions, s)
+	for _, gid := range supers {
+		if g.joinSuperLocked(s, gid) {
+			fresh = true
+		}
+	}
 	g.mu.Unlock()
 	g.m.sessions.Inc()
 	if fresh {
@@ -320,6 +329,9 @@ func (g *Gateway) unregister(s *Session) bool {
 			g.m.accounts.Dec()
 		}
 	}
+	for subj := range s.supers {
+		g.leaveSuperLocked(s, subj)
+	}
 	g.mu.Unlock()
 	g.m.sessions.Dec()
 	return true
@@ -351,10 +363,17 @@ func (g *Gateway) dispatch() {
 			g.log.Warn("bad push on the bus", "subject", msg.Subject, "err", err)
 			continue
 		}
+		if isSuperSubject(msg.Subject) {
+			g.dispatchSuper(msg.Subject, &p)
+			continue
+		}
 		kicks = kicks[:0]
 		var slow []*Session
 		g.mu.Lock()
 		a := g.accounts[msg.Subject]
+		if a != nil && p.Op == imapi.OpSuperEvent {
+			g.superEventLocked(a.sessions, p.Body)
+		}
 		if a != nil {
 			for _, s := range a.sessions {
 				id := s.info.SessionID

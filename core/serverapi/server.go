@@ -387,7 +387,7 @@ func HTTPStatus(c imapi.Code) int {
 		return http.StatusForbidden
 	case imapi.ErrNotFriends:
 		return http.StatusNotFound
-	case imapi.ErrRecallExpired:
+	case imapi.ErrRecallExpired, imapi.ErrGroupFull:
 		return http.StatusConflict
 	}
 	return http.StatusBadRequest

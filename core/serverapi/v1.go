@@ -79,6 +79,7 @@ func (s *Server) routeV1() {
 	s.Handle(http.MethodGet, "/v1/conversations/{conv_id}/messages", s.history)
 	s.routeGroups()
 	s.routeRelations()
+	s.routeSuperGroups()
 	if s.deps.Calls != nil {
 		s.Handle(http.MethodPost, "/v1/turn/credentials", func(ctx context.Context, r *Request) (any, error) {
 			return s.deps.Calls.IssueForApp(ctx, r.App.AppKey, r.Body)

@@ -60,6 +60,8 @@ type Config struct {
 	MaxFriends   int `yaml:"max_friends"`
 	MaxBlacklist int `yaml:"max_blacklist"`
 	MaxMutes     int `yaml:"max_mutes"`
+	// Super tunes super-groups (supergroup.go).
+	Super SuperConfig `yaml:"super"`
 }
 
 // Default returns the single-node defaults.
@@ -115,6 +117,7 @@ func (c *Config) applyDefaults() {
 		c.RequestTimeout = d.RequestTimeout
 	}
 	c.Rooms.applyDefaults()
+	c.Super.applyDefaults()
 	for i := range c.Apps {
 		if c.Apps[i].Devices == "" {
 			c.Apps[i].Devices = imapi.DevicesKickSameType
@@ -195,5 +198,6 @@ func (c *Config) Validate() error {
 		errs.Addf("service.request_timeout: must be positive")
 	}
 	c.Rooms.validate(&errs)
+	c.Super.validate(&errs)
 	return errs.Err()
 }

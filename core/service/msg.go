@@ -25,6 +25,9 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 	if err := s.validateSend(req); err != nil {
 		return nil, err
 	}
+	if req.ConvType == imapi.ConvSuper {
+		return s.sendSuper(ctx, sess, req)
+	}
 	now := s.now()
 	a := &store.Append{Message: store.Message{
 		AppKey: sess.AppKey, ConvType: req.ConvType, MsgID: newID(now), Sender: sess.Account,
@@ -128,7 +131,7 @@ func (s *Service) publishSession(ctx context.Context, kind webhook.Kind, sess *i
 
 func (s *Service) validateSend(req *imapi.SendReq) error {
 	switch req.ConvType {
-	case imapi.ConvP2P, imapi.ConvGroup:
+	case imapi.ConvP2P, imapi.ConvGroup, imapi.ConvSuper:
 	case imapi.ConvRoom:
 		return imapi.Errorf(imapi.ErrBadRequest, "chatrooms are not served by this service")
 	default:
@@ -160,6 +163,9 @@ func (s *Service) validateSend(req *imapi.SendReq) error {
 		return imapi.Errorf(imapi.ErrBadRequest, "mentions: at most %d", s.cfg.MaxMentions)
 	}
 	for _, m := range req.Mentions {
+		if m == imapi.MentionAll && req.ConvType == imapi.ConvSuper {
+			continue
+		}
 		if !ValidName(m) {
 			return imapi.Errorf(imapi.ErrBadRequest, "mentions: %q is not an account", m)
 		}
@@ -183,6 +189,15 @@ func (s *Service) authorizeConv(ctx context.Context, sess *imapi.Session, convID
 			return typ, []string{a}, nil
 		}
 		return typ, []string{a, b}, nil
+	case imapi.ConvSuper:
+		ok, err := s.st.IsSuperMember(ctx, sess.AppKey, a, sess.Account)
+		if err != nil {
+			return 0, nil, storeErr(err, "group")
+		}
+		if !ok {
+			return 0, nil, imapi.Errorf(imapi.ErrForbidden, "not a member of %s", a)
+		}
+		return typ, nil, nil
 	default:
 		g, err := s.st.Group(ctx, sess.AppKey, a)
 		if err != nil {
@@ -271,6 +286,10 @@ func (s *Service) read(ctx context.Context, sess *imapi.Session, body []byte) (a
 	if req.Seq < 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "seq: must not be negative")
 	}
+	if typ == imapi.ConvSuper {
+		_, gid, _, _ := imapi.ParseConvID(req.ConvID)
+		return nil, s.readSuper(ctx, sess, gid, req.Seq)
+	}
 	readSeq, err := s.st.MarkRead(ctx, sess.AppKey, sess.Account, req.ConvID, req.Seq)
 	if err != nil {
 		return nil, storeErr(err, "conversation")
@@ -293,7 +312,7 @@ func (s *Service) recall(ctx context.Context, sess *imapi.Session, body []byte) 
 	if req.MsgID == "" || len(req.MsgID) > 64 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "msg_id: required")
 	}
-	_, members, err := s.authorizeConv(ctx, sess, req.ConvID)
+	typ, members, err := s.authorizeConv(ctx, sess, req.ConvID)
 	if err != nil {
 		return nil, err
 	}
@@ -313,13 +332,21 @@ func (s *Service) recall(ctx context.Context, sess *imapi.Session, body []byte) 
 	if err := s.st.Recall(ctx, sess.AppKey, req.ConvID, req.MsgID); err != nil {
 		return nil, storeErr(err, "message")
 	}
-	s.pushAll(sess, members, imapi.OpRecalled, &imapi.Recalled{ConvID: req.ConvID, MsgID: req.MsgID, Seq: m.Seq, By: sess.Account})
+	rc := &imapi.Recalled{ConvID: req.ConvID, MsgID: req.MsgID, Seq: m.Seq, By: sess.Account}
+	if typ == imapi.ConvSuper {
+		s.pushSuper(sess.AppKey, m.To, imapi.OpRecalled, rc, sess.SessionID)
+		return nil, nil
+	}
+	s.pushAll(sess, members, imapi.OpRecalled, rc)
 	return nil, nil
 }
 
 func (s *Service) convList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	cs, err := s.st.Conversations(ctx, sess.AppKey, sess.Account, s.cfg.ConvListLimit)
 	if err != nil {
+		return nil, storeErr(err, "conversations")
+	}
+	if cs, err = s.withSuperConversations(ctx, sess, cs, s.cfg.ConvListLimit); err != nil {
 		return nil, storeErr(err, "conversations")
 	}
 	out := &imapi.ConvListResp{Conversations: make([]imapi.Conversation, len(cs))}

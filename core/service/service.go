@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
@@ -35,6 +36,9 @@ type Deps struct {
 	// before a message is stored, and the message, login and logout events
 	// queued for delivery. Nil: no webhooks.
 	Hooks Hooks
+	// JetStream carries super-group side work (mentions, webhook copies)
+	// to durable workers. Nil: super-group sends that need it get 503.
+	JetStream jetstream.JetStream
 }
 
 // Hooks is what the services need of core/webhook.
@@ -54,6 +58,8 @@ type Service struct {
 	metrics *metrics
 	now     func() time.Time
 	hooks   Hooks
+	js      jetstream.JetStream
+	super   superState
 
 	handlers map[string]opHandler // by subject
 	apps     appCache
@@ -101,7 +107,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, nc: deps.NATS, st: deps.Store, log: log.With("component", "service"),
-		metrics: m, now: now, hooks: deps.Hooks, sem: make(chan struct{}, cfg.MaxInFlight),
+		metrics: m, now: now, hooks: deps.Hooks, js: deps.JetStream, sem: make(chan struct{}, cfg.MaxInFlight),
+	}
+	if s.super.m, err = newSuperMetrics(reg); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
 	}
 	s.apps.st = deps.Store
 	s.blockBoth = map[string]bool{}
@@ -158,6 +167,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		imapi.OpMuteRemove:     s.muteSet(false),
 		imapi.OpMuteList:       s.muteList,
 		imapi.OpNoticeSync:     s.noticeSync,
+		imapi.OpSuperCreate:    s.superCreate,
+		imapi.OpSuperAdd:       s.superAdd,
+		imapi.OpSuperRemove:    s.superRemove,
+		imapi.OpSuperInfo:      s.superInfo,
+		imapi.OpSuperMembers:   s.superMembers,
+		imapi.OpSuperList:      s.superList,
+		imapi.OpSuperLeave:     s.superLeave,
+		imapi.OpSuperDismiss:   s.superDismiss,
 	} {
 		s.handlers[imapi.ServiceSubject(cfg.Cluster, op)] = opHandler{op: op, h: h}
 	}
@@ -183,6 +200,10 @@ func (s *Service) Start(ctx context.Context) error {
 		s.apps.put(app, s.now())
 	}
 	if err := s.startRooms(); err != nil {
+		return err
+	}
+	if err := s.startSuper(ctx); err != nil {
+		s.stopRooms()
 		return err
 	}
 	s.mu.Lock()
@@ -241,6 +262,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.stopSuper(ctx)
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("service: shutdown: %w", ctx.Err())

@@ -46,6 +46,10 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 	if u.Disabled {
 		return nil, imapi.Errorf(imapi.ErrUserDisabled, "")
 	}
+	supers, err := s.superGroupsAtLogin(ctx, req.AppKey, req.Account)
+	if err != nil {
+		return nil, storeErr(err, "super-groups")
+	}
 	sid := newSessionID()
 	deviceType := req.DeviceType
 	if deviceType == "" {
@@ -72,7 +76,7 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 		AppKey: req.AppKey, Account: req.Account, DeviceID: req.DeviceID, DeviceType: deviceType,
 		SessionID: sid, Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: req.SDKVersion,
 	})
-	return &imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec}, nil
+	return &imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec, SuperGroups: supers}, nil
 }
 
 func (s *Service) heartbeat(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }

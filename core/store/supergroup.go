@@ -63,6 +63,10 @@ type SuperStore interface {
 	// messages, most recent first: unread = last seq − read seq; mentions
 	// counts unread messages that mention the account or "@all".
 	SuperConversations(ctx context.Context, appkey, account string, limit int) ([]ConvState, error)
+	// CreateUsers creates a batch of users in one transaction (members of
+	// large groups are created in bulk) and returns the accounts created;
+	// existing ones are left as they are.
+	CreateUsers(ctx context.Context, users []User) ([]string, error)
 }
 
 // MentionAll is the mention of every member, stored as one row.
@@ -486,6 +490,48 @@ func (s *sqlStore) forUpdateOf(t string) string {
 		return ""
 	}
 	return s.d.forUpdate + " OF " + t
+}
+
+func (s *sqlStore) CreateUsers(ctx context.Context, users []User) ([]string, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: create users: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	now := time.Now()
+	var created []string
+	for off := 0; off < len(users); off += superChunk {
+		part := users[off:min(off+superChunk, len(users))]
+		args := make([]any, 0, 5*len(part))
+		for _, u := range part {
+			if u.Created.IsZero() {
+				u.Created = now
+			}
+			args = append(args, u.AppKey, u.Account, u.Name, boolInt(u.Disabled), u.Created.UnixMilli())
+		}
+		rows, err := tx.QueryContext(ctx, s.q(`INSERT INTO users (appkey, account, name, disabled, created) VALUES `+
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?), ", len(part)), ", ")+
+			` ON CONFLICT (appkey, account) DO NOTHING RETURNING account`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: create users: %w", err)
+		}
+		for rows.Next() {
+			var a string
+			if err := rows.Scan(&a); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: create users: %w", err)
+			}
+			created = append(created, a)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: create users: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("store: create users: %w", err)
+	}
+	return created, nil
 }
 
 // superConvType is imapi.ConvSuper (the store does not import imapi).
