@@ -383,6 +383,17 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.group.Start(ctx); err != nil {
 		return fmt.Errorf("core: %w", err)
 	}
+	if n.gateway != nil && len(n.cfg.Gateway.Advertise) == 0 {
+		// Chatroom entry points: this node's bound addresses.
+		var addrs []string
+		if a := n.LinkAddr(); a != "" {
+			addrs = append(addrs, "link://"+a)
+		}
+		if a := n.WebLinkAddr(); a != "" {
+			addrs = append(addrs, "weblink://"+a)
+		}
+		n.gateway.SetAdvertise(addrs)
+	}
 	if n.debug != nil {
 		n.debug.SetReady(true)
 	}

@@ -183,6 +183,9 @@ type client struct {
 	notices  []imapi.Notice
 	profiles []imapi.Profile
 	states   []sdk.State
+	roomMsgs []imapi.RoomMessage
+	batches  int
+	roomEvs  []imapi.RoomEvent
 	changed  chan struct{}
 	done     chan struct{}
 }
@@ -241,6 +244,13 @@ func (c *client) collect() {
 			c.profiles = append(c.profiles, *ev.Profile)
 		case sdk.EventState:
 			c.states = append(c.states, ev.State)
+		case sdk.EventPush:
+			if b, ok := sdk.RoomBatchOf(ev); ok {
+				c.roomMsgs = append(c.roomMsgs, b.Messages...)
+				c.batches++
+			} else if re, ok := sdk.RoomEventOf(ev); ok {
+				c.roomEvs = append(c.roomEvs, re)
+			}
 		}
 		c.mu.Unlock()
 		select {

@@ -88,6 +88,20 @@ type Config struct {
 	// MaxSuperGroups caps the super-groups one session follows for pushes
 	// (beyond it the client learns of messages by sync). Default 2000.
 	MaxSuperGroups int `yaml:"max_super_groups"`
+
+	// RoomBatchInterval is how long room messages are gathered before they
+	// go out as one room.messages frame per connection. Default 100ms.
+	RoomBatchInterval config.Duration `yaml:"room_batch_interval"`
+	// MaxRoomsPerSession caps the chatrooms one session is in. Default 10.
+	MaxRoomsPerSession int `yaml:"max_rooms_per_session"`
+	// Advertise are the entry addresses announced to the services for
+	// chatroom placement ("link://host:port", "weblink://host:port" …).
+	// Default: the Link listener's address (and WebLink's, added by the
+	// core node).
+	Advertise []string `yaml:"advertise"`
+	// AnnounceInterval is how often the gateway announces itself (id,
+	// addresses, sessions, draining) on the bus. Default 2s.
+	AnnounceInterval config.Duration `yaml:"announce_interval"`
 }
 
 // KeyConfig is one server static key.
@@ -123,6 +137,9 @@ func Default() Config {
 		DefaultCluster:      imapi.DefaultCluster,
 		PushBuffer:          65536,
 		MaxSuperGroups:      2000,
+		RoomBatchInterval:   config.Duration(100 * time.Millisecond),
+		MaxRoomsPerSession:  10,
+		AnnounceInterval:    config.Duration(2 * time.Second),
 	}
 }
 
@@ -186,6 +203,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxSuperGroups == 0 {
 		c.MaxSuperGroups = d.MaxSuperGroups
 	}
+	if c.RoomBatchInterval == 0 {
+		c.RoomBatchInterval = d.RoomBatchInterval
+	}
+	if c.MaxRoomsPerSession == 0 {
+		c.MaxRoomsPerSession = d.MaxRoomsPerSession
+	}
+	if c.AnnounceInterval == 0 {
+		c.AnnounceInterval = d.AnnounceInterval
+	}
 	return c
 }
 
@@ -242,6 +268,15 @@ func (c *Config) Validate() error {
 		if !subjectSafe(appkey) || !subjectSafe(cl) {
 			errs.Addf("clusters: %q: %q: appkeys and cluster names must be subject-safe ([A-Za-z0-9_-])", appkey, cl)
 		}
+	}
+	if v.RoomBatchInterval.D() < time.Millisecond || v.RoomBatchInterval.D() > time.Second {
+		errs.Addf("room_batch_interval: %s not in 1ms..1s", v.RoomBatchInterval.D())
+	}
+	if v.MaxRoomsPerSession < 1 {
+		errs.Addf("max_rooms_per_session: at least 1")
+	}
+	if v.AnnounceInterval.D() < 100*time.Millisecond {
+		errs.Addf("announce_interval: at least 100ms")
 	}
 	if !subjectSafe(v.DefaultCluster) {
 		errs.Addf("default_cluster: %q is not subject-safe", v.DefaultCluster)

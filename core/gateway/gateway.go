@@ -58,6 +58,12 @@ type Gateway struct {
 	accounts map[string]*account
 	supers   map[string]*superGroup // by subject (supergroup.go)
 
+	roomMu    sync.Mutex // rooms, their members and pending messages; Session.rooms
+	rooms     map[string]*gwRoom
+	roomCh    chan *nats.Msg
+	advMu     sync.Mutex
+	advertise []string
+
 	connMu     sync.Mutex
 	conns      map[net.Conn]struct{} // raw connections, for the final close
 	perIP      map[netip.Addr]int
@@ -100,6 +106,8 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		pushCh:   make(chan *nats.Msg, cfg.PushBuffer),
 		accounts: make(map[string]*account),
 		supers:   make(map[string]*superGroup),
+		rooms:    make(map[string]*gwRoom),
+		roomCh:   make(chan *nats.Msg, cfg.PushBuffer),
 		conns:    make(map[net.Conn]struct{}),
 		perIP:    make(map[netip.Addr]int),
 		stop:     make(chan struct{}),
@@ -194,9 +202,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.plainLn = ln
 	}
 	g.started = true
-	g.wg.Add(2)
+	g.wg.Add(4)
 	go g.dispatch()
 	go g.sweep()
+	go g.roomLoop()
+	go g.announceLoop()
 	if g.poller != nil {
 		go g.poller.run()
 	}
@@ -263,6 +273,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if !g.started || g.draining.Swap(true) {
 		return nil
 	}
+	g.announce() // no new room members are sent here
 	if g.ln != nil {
 		_ = g.ln.Close()
 	}
@@ -296,7 +307,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.replies.failAll()
 	_ = g.replies.sub.Unsubscribe()
 	close(g.stop)
-	g.pushCh <- nil // stop the dispatcher after what is queued
+	g.pushCh <- nil // stop the dispatchers after what is queued
+	g.roomCh <- nil
 	g.wg.Wait()
 	if g.poller != nil {
 		g.poller.close()
@@ -386,6 +398,7 @@ func (g *Gateway) Close() error {
 	_ = g.replies.sub.Unsubscribe()
 	close(g.stop)
 	g.pushCh <- nil
+	g.roomCh <- nil
 	g.wg.Wait()
 	if g.poller != nil {
 		g.poller.close()

@@ -477,6 +477,10 @@ func (l *linkConn) writeLoop() {
 			l.spare = batch[:0]
 		}
 		if err != nil && !errors.Is(err, link.ErrFrameTooLarge) {
+			if !l.dead && errors.Is(err, os.ErrDeadlineExceeded) {
+				// The client stopped reading: as slow as a full queue.
+				l.g.m.slowConsumers.Inc()
+			}
 			l.dead = true
 		}
 		l.mu.Unlock()

@@ -20,6 +20,14 @@ type metrics struct {
 	kicks          *prometheus.CounterVec // reason
 	framesIn       prometheus.Counter
 	framesOut      prometheus.Counter
+	rooms          prometheus.Gauge
+	roomMembers    prometheus.Gauge
+	roomMessages   prometheus.Counter
+	roomBatches    prometheus.Counter
+	roomFrames     prometheus.Counter
+	roomDeliveries prometheus.Counter
+	roomSlowDrops  prometheus.Counter
+	roomEvents     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -57,8 +65,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_gateway_frames_in_total", Help: "Link frames read."}),
 		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_frames_out_total", Help: "Link frames written."}),
+		rooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_gateway_rooms", Help: "Chatrooms with members on this gateway (room subscriptions)."}),
+		roomMembers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_gateway_room_members", Help: "Sessions in chatrooms on this gateway."}),
+		roomMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_messages_total", Help: "Room messages received from the bus (one copy per room message per gateway)."}),
+		roomBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_batches_total", Help: "Room batches built (one per room per batching interval with messages)."}),
+		roomFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_frames_total", Help: "room.messages frames queued to sessions."}),
+		roomDeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_deliveries_total", Help: "Room messages queued to sessions (frames times the messages in them)."}),
+		roomSlowDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_slow_drops_total", Help: "Room members dropped because their connection's send queue was full."}),
+		roomEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_events_total", Help: "Room events received from the bus."}),
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.sessions, m.accounts, m.accepted, m.refused,
+	for _, c := range []prometheus.Collector{m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
+		m.roomDeliveries, m.roomSlowDrops, m.roomEvents, m.connections, m.sessions, m.accounts, m.accepted, m.refused,
 		m.protocolErrors, m.logins, m.requests, m.requestErrors, m.requestSeconds, m.pushes, m.pushDelivered,
 		m.slowConsumers, m.kicks, m.framesIn, m.framesOut} {
 		if err := reg.Register(c); err != nil {

@@ -55,6 +55,8 @@ type Session struct {
 
 	inflight atomic.Int32
 	closed   atomic.Bool
+
+	rooms []*gwRoom // guarded by Gateway.roomMu
 }
 
 // Info is the session as the services see it.
@@ -224,6 +226,21 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		done(errReply(imapi.ErrRateLimited, "too many requests in flight"))
 		return
 	}
+	var leaving string // the room subject of a room.leave
+	switch op {
+	case imapi.OpRoomEnter:
+		if g.roomCount(s) >= g.cfg.MaxRoomsPerSession {
+			s.inflight.Add(-1)
+			g.m.refused.WithLabelValues("rooms").Inc()
+			done(errReply(imapi.ErrForbidden, "in too many rooms"))
+			return
+		}
+	case imapi.OpRoomLeave:
+		var ref imapi.RoomRef
+		if json.Unmarshal(body, &ref) == nil && subjectSafe(ref.RoomID) {
+			leaving = imapi.RoomSubject(s.info.AppKey, ref.RoomID)
+		}
+	}
 	g.m.requests.WithLabelValues(op.Name()).Inc()
 	env := make([]byte, 0, len(prefix)+len(body)+10)
 	env = append(env, prefix...)
@@ -237,6 +254,14 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		s.inflight.Add(-1)
 		if r.Code != imapi.OK {
 			g.m.requestErrors.WithLabelValues(strconv.Itoa(int(r.Code))).Inc()
+		}
+		if r.Code == imapi.OK {
+			switch {
+			case op == imapi.OpRoomEnter:
+				g.roomEnter(s, r.Body)
+			case leaving != "":
+				g.roomLeave(s, leaving)
+			}
 		}
 		if logout && r.Code == imapi.OK {
 			// The session ends with its logout; the transport closes the
@@ -334,6 +359,7 @@ func (g *Gateway) unregister(s *Session) bool {
 	}
 	g.mu.Unlock()
 	g.m.sessions.Dec()
+	g.roomsGone(s)
 	return true
 }
 

@@ -205,11 +205,11 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 // It must be called with wmu held.
 func (c *Conn) appendSealed(buf []byte, f *Frame) ([]byte, error) {
 	body := f.Body
-	flags := f.Flags &^ FlagCompressed
+	flags := f.Flags
 	if flags&^knownFlags != 0 {
 		return buf, fmt.Errorf("%w: flags %#x", ErrBadFrame, f.Flags)
 	}
-	if c.lim.CompressThreshold > 0 && len(body) > c.lim.CompressThreshold {
+	if flags&FlagCompressed == 0 && c.lim.CompressThreshold > 0 && len(body) > c.lim.CompressThreshold {
 		if z := deflate(body); len(z) < len(body) {
 			body = z
 			flags |= FlagCompressed
@@ -246,6 +246,11 @@ var deflaters = sync.Pool{New: func() any {
 	w, _ := flate.NewWriter(nil, flate.BestSpeed)
 	return w
 }}
+
+// Deflate compresses a body as the Conn does. A frame written with
+// FlagCompressed set and a Deflate'd body is sent as is, so that one body
+// shared by many connections (a chatroom batch) is compressed once.
+func Deflate(b []byte) []byte { return deflate(b) }
 
 func deflate(b []byte) []byte {
 	var out bytes.Buffer

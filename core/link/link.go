@@ -60,8 +60,11 @@ func (l Limits) withDefaults() Limits {
 
 // Frame is one decoded frame.
 type Frame struct {
-	Op    imapi.Op
-	Flags uint8 // FlagResponse or FlagPush; FlagCompressed is handled by the Conn
+	Op imapi.Op
+	// Flags: FlagResponse or FlagPush. The Conn compresses large bodies
+	// itself; a writer may instead set FlagCompressed with a body made by
+	// Deflate, which is then sent as is. Read frames never carry it.
+	Flags uint8
 	Seq   uint32
 	Code  imapi.Code
 	Body  []byte

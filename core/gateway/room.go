@@ -1,0 +1,359 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+)
+
+// Chatroom fan-out ("broadcast-type gateway").
+//
+// The services publish each room message once on the room's subject. A
+// gateway subscribes to a room's subjects while it holds at least one
+// session in the room, so it receives exactly one copy per message whatever
+// the number of its members. Messages wait in the room's pending list and
+// a flusher turns them, every RoomBatchInterval, into one OpRoomMessages
+// body per room, built (and compressed) once and queued to every member's
+// connection: one frame per connection per interval. A connection whose
+// queue is full is dropped as a slow consumer; nobody else waits for it.
+//
+// Room events (kicks, mutes, close) are delivered at once, after the
+// room's pending messages, so members see them in order.
+
+// gwRoom is one room with members on this gateway. members, sub and
+// pending are guarded by Gateway.roomMu.
+type gwRoom struct {
+	appkey, id string
+	subject    string // imapi.RoomSubject
+	sub        *nats.Subscription
+	members    map[*Session]struct{}
+	pending    [][]byte // room messages (imapi.RoomMessage JSON) since the last flush
+	dirty      bool     // listed in Gateway.dirtyRooms
+	closed     bool
+}
+
+// roomEnter is called with the answer of a successful room.enter, before
+// the client sees it: the session joins the room and the gateway makes sure
+// the bus has its subscription, so no message published after the answer
+// is missed (earlier ones came in the answer's history).
+func (g *Gateway) roomEnter(s *Session, body []byte) {
+	var resp struct {
+		Room struct {
+			RoomID string `json:"room_id"`
+		} `json:"room"`
+	}
+	if json.Unmarshal(body, &resp) != nil || !subjectSafe(resp.Room.RoomID) {
+		return
+	}
+	subject := imapi.RoomSubject(s.info.AppKey, resp.Room.RoomID)
+	g.roomMu.Lock()
+	if s.closed.Load() {
+		// The session ended while its enter was answered: undo the presence.
+		g.roomMu.Unlock()
+		g.publishLeave(s, resp.Room.RoomID)
+		return
+	}
+	r := g.rooms[subject]
+	fresh := r == nil
+	if fresh {
+		sub, err := g.nc.ChanSubscribe(subject+".*", g.roomCh)
+		if err != nil {
+			g.roomMu.Unlock()
+			g.log.Warn("room subscribe", "room", resp.Room.RoomID, "err", err)
+			return
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		r = &gwRoom{appkey: s.info.AppKey, id: resp.Room.RoomID, subject: subject, sub: sub, members: map[*Session]struct{}{}}
+		g.rooms[subject] = r
+		g.m.rooms.Inc()
+	}
+	if _, in := r.members[s]; !in {
+		r.members[s] = struct{}{}
+		s.rooms = append(s.rooms, r)
+		g.m.roomMembers.Inc()
+	}
+	g.roomMu.Unlock()
+	if fresh {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = g.nc.FlushWithContext(ctx)
+		cancel()
+	}
+}
+
+// roomCount is how many rooms the session is in.
+func (g *Gateway) roomCount(s *Session) int {
+	g.roomMu.Lock()
+	defer g.roomMu.Unlock()
+	return len(s.rooms)
+}
+
+// roomLeave takes the session out of a room (after room.leave, a kick or
+// a close). The room's subscription ends with its last member.
+func (g *Gateway) roomLeave(s *Session, subject string) {
+	g.roomMu.Lock()
+	defer g.roomMu.Unlock()
+	if r := g.rooms[subject]; r != nil {
+		g.leaveLocked(s, r)
+	}
+}
+
+func (g *Gateway) leaveLocked(s *Session, r *gwRoom) {
+	if _, in := r.members[s]; !in {
+		return
+	}
+	delete(r.members, s)
+	g.m.roomMembers.Dec()
+	for i, x := range s.rooms {
+		if x == r {
+			s.rooms = append(s.rooms[:i], s.rooms[i+1:]...)
+			break
+		}
+	}
+	if len(r.members) == 0 {
+		g.dropRoomLocked(r)
+	}
+}
+
+func (g *Gateway) dropRoomLocked(r *gwRoom) {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	_ = r.sub.Unsubscribe()
+	delete(g.rooms, r.subject)
+	g.m.rooms.Dec()
+}
+
+// roomsGone is called when a session ends: it leaves its rooms here and
+// tells the services (a request without a reply subject), so that the
+// room's presence and member list follow.
+func (g *Gateway) roomsGone(s *Session) {
+	g.roomMu.Lock()
+	rooms := append([]*gwRoom(nil), s.rooms...)
+	for _, r := range rooms {
+		g.leaveLocked(s, r)
+	}
+	g.roomMu.Unlock()
+	if len(rooms) == 0 {
+		return
+	}
+	for _, r := range rooms {
+		g.publishLeave(s, r.id)
+	}
+}
+
+// publishLeave sends room.leave for the session without waiting for an
+// answer.
+func (g *Gateway) publishLeave(s *Session, roomID string) {
+	prefix, _ := s.requestState()
+	body, _ := json.Marshal(imapi.RoomRef{RoomID: roomID})
+	env := make([]byte, 0, len(prefix)+len(body)+10)
+	env = append(env, prefix...)
+	env = append(env, `,"body":`...)
+	env = append(env, body...)
+	env = append(env, '}')
+	if err := g.nc.Publish(imapi.ServiceSubject(s.cluster, imapi.OpRoomLeave), env); err != nil {
+		g.log.Warn("room leave not published", "room", roomID, "err", err)
+	}
+}
+
+// roomLoop receives room messages and events from the bus and flushes
+// batches every RoomBatchInterval. It owns the batching; membership
+// changes come from other goroutines under roomMu.
+func (g *Gateway) roomLoop() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.RoomBatchInterval.D())
+	defer t.Stop()
+	var dirty []*gwRoom
+	for {
+		select {
+		case msg := <-g.roomCh:
+			if msg == nil {
+				return
+			}
+			g.roomMu.Lock()
+			r := g.rooms[roomSubjectOf(msg.Subject)]
+			if r == nil {
+				g.roomMu.Unlock()
+				continue
+			}
+			if strings.HasSuffix(msg.Subject, imapi.RoomMessageSuffix) {
+				g.m.roomMessages.Inc()
+				r.pending = append(r.pending, msg.Data)
+				if !r.dirty {
+					r.dirty = true
+					dirty = append(dirty, r)
+				}
+				g.roomMu.Unlock()
+				continue
+			}
+			g.roomMu.Unlock()
+			g.roomEvent(r, msg.Data)
+		case <-t.C:
+			for _, r := range dirty {
+				g.flushRoom(r)
+			}
+			clear(dirty)
+			dirty = dirty[:0]
+		}
+	}
+}
+
+// roomSubjectOf strips the message or event suffix from a room subject.
+func roomSubjectOf(subject string) string {
+	if i := len(subject) - 2; i > 0 && subject[i] == '.' {
+		return subject[:i]
+	}
+	return subject
+}
+
+// flushRoom sends the room's pending messages to its members: one body,
+// built and compressed once, one frame per member connection.
+func (g *Gateway) flushRoom(r *gwRoom) {
+	g.roomMu.Lock()
+	msgs := r.pending
+	r.pending, r.dirty = nil, false
+	members := make([]*Session, 0, len(r.members))
+	for s := range r.members {
+		members = append(members, s)
+	}
+	g.roomMu.Unlock()
+	if len(msgs) == 0 || len(members) == 0 {
+		return
+	}
+	n := len(`{"room_id":"","messages":[]}`) + len(r.id) + len(msgs)
+	for _, m := range msgs {
+		n += len(m)
+	}
+	body := make([]byte, 0, n)
+	body = append(body, `{"room_id":"`...)
+	body = append(body, r.id...)
+	body = append(body, `","messages":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, m...)
+	}
+	body = append(body, "]}"...)
+	frame := link.Frame{Op: imapi.OpRoomMessages, Flags: link.FlagPush, Body: body}
+	if t := g.cfg.CompressThreshold; t > 0 && len(body) > t {
+		if z := link.Deflate(body); len(z) < len(body) {
+			frame.Body, frame.Flags = z, link.FlagPush|link.FlagCompressed
+		}
+	}
+	var slow []*Session
+	frames := 0
+	for _, s := range members {
+		var ok bool
+		if lc, isLink := s.t.(*linkConn); isLink {
+			ok = lc.enqueue(frame, false)
+		} else {
+			ok = s.t.Push(imapi.OpRoomMessages, body)
+		}
+		if ok {
+			frames++
+		} else {
+			slow = append(slow, s)
+		}
+	}
+	g.m.roomBatches.Inc()
+	g.m.roomFrames.Add(float64(frames))
+	g.m.roomDeliveries.Add(float64(frames * len(msgs)))
+	for _, s := range slow {
+		g.m.roomSlowDrops.Inc()
+		if g.unregister(s) {
+			g.m.slowConsumers.Inc()
+		}
+	}
+}
+
+// roomEvent delivers an event to the room's members after the messages
+// that came before it; kicks and closes also take sessions out.
+func (g *Gateway) roomEvent(r *gwRoom, data []byte) {
+	var ev imapi.RoomEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		g.log.Warn("bad room event on the bus", "room", r.id, "err", err)
+		return
+	}
+	g.flushRoom(r)
+	g.m.roomEvents.Inc()
+	g.roomMu.Lock()
+	members := make([]*Session, 0, len(r.members))
+	for s := range r.members {
+		members = append(members, s)
+	}
+	switch ev.Kind {
+	case imapi.RoomEventClosed:
+		for _, s := range members {
+			g.leaveLocked(s, r)
+		}
+	case imapi.RoomEventKicked:
+		for _, s := range members {
+			if s.info.Account == ev.Account {
+				g.leaveLocked(s, r)
+			}
+		}
+	}
+	g.roomMu.Unlock()
+	for _, s := range members {
+		if !s.t.Push(imapi.OpRoomEvent, data) {
+			if g.unregister(s) {
+				g.m.roomSlowDrops.Inc()
+				g.m.slowConsumers.Inc()
+			}
+		}
+	}
+}
+
+// announceLoop tells the services, every AnnounceInterval, that this
+// gateway is alive, where clients reach it and how full it is.
+func (g *Gateway) announceLoop() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.AnnounceInterval.D())
+	defer t.Stop()
+	g.announce()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+			g.announce()
+		}
+	}
+}
+
+func (g *Gateway) announce() {
+	addrs := g.cfg.Advertise
+	g.advMu.Lock()
+	if len(g.advertise) > 0 {
+		addrs = g.advertise
+	}
+	g.advMu.Unlock()
+	if len(addrs) == 0 && g.ln != nil {
+		addrs = []string{"link://" + g.ln.Addr().String()}
+	}
+	b, _ := json.Marshal(imapi.GatewayAnnounce{ID: g.cfg.ID, Addresses: addrs, Sessions: g.Sessions(),
+		Capacity: g.cfg.MaxConnections, Draining: g.draining.Load(), EveryMS: g.cfg.AnnounceInterval.D().Milliseconds()})
+	if err := g.nc.Publish(imapi.GatewaySubject, b); err != nil {
+		g.log.Debug("announce", "err", err)
+	}
+}
+
+// SetAdvertise replaces the entry addresses this gateway announces for
+// chatroom placement (the composition root adds its WebLink address).
+// Config.Advertise, when set, is what it starts with.
+func (g *Gateway) SetAdvertise(addrs []string) {
+	g.advMu.Lock()
+	g.advertise = append([]string(nil), addrs...)
+	g.advMu.Unlock()
+	if g.started {
+		g.announce()
+	}
+}

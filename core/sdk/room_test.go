@@ -1,0 +1,142 @@
+package sdk
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/core"
+	"github.com/longlink/longlink/core/gateway"
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// A chatroom on a single core node: its entry points are the node's own
+// Link and WebLink addresses; a Link member and a WebLink member both get
+// the room's batched messages and events through the SDK.
+func TestRoomBothTransports(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key, err := link.GenerateKey("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := core.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.DebugListen = ""
+	cfg.Roles = core.Roles{Services: true, Gateway: true, WebLink: true}
+	cfg.Bus.Listen = ""
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.Gateway.Keys = []gateway.KeyConfig{{ID: key.ID, PrivateKey: config.NewSecret(link.EncodeKey(key.Private))}}
+	cfg.WebLink.Listen = "127.0.0.1:0"
+	cfg.Service.Apps = []service.AppConfig{{AppKey: "demo", Secret: config.NewSecret("app-api-secret-0123456789")}}
+	node, err := core.New(cfg, core.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = node.Shutdown(context.Background()) }()
+	users, err := service.Seed(ctx, node.Store(), "demo", []service.SeedUser{{Account: "alice"}, {Account: "bob"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := node.Service()
+	if _, err := svc.CreateRoom(ctx, "demo", &service.RoomCreate{RoomID: "stage", Owner: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"link://" + node.LinkAddr(), "weblink://" + node.WebLinkAddr()}
+	var eps []service.RoomEntryPoint
+	for len(eps) == 0 || !slices.Equal(eps[0].Addresses, want) {
+		if ctx.Err() != nil {
+			t.Fatalf("entry points %+v, want one gateway at %v", eps, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+		eps, _ = svc.RoomEntryPoints(ctx, "demo", "stage")
+	}
+
+	alice, err := New(Config{Addresses: []string{node.LinkAddr()}, ServerKeys: map[string][]byte{key.ID: key.Public},
+		AppKey: "demo", Account: "alice", Token: users[0].Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := New(Config{Addresses: []string{"http://" + node.WebLinkAddr()}, Dialer: WebLinkDialer(),
+		AppKey: "demo", Account: "bob", Token: users[1].Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{alice, bob} {
+		c.Start()
+		defer c.Close()
+		if err := c.WaitConnected(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for acc, c := range map[string]*Client{"alice": alice, "bob": bob} {
+		tok, err := svc.IssueRoomToken(ctx, "demo", "stage", acc, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.RoomEnter(ctx, "stage", tok.Token, 0); err != nil {
+			t.Fatalf("%s enters: %v", acc, err)
+		}
+	}
+	for i := range 3 {
+		if _, err := alice.RoomSendText(ctx, "stage", string(rune('a'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.RoomMute(ctx, "stage", "bob", true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*Client{"link": alice, "weblink": bob} {
+		var got []imapi.RoomMessage
+		muted := false
+		for len(got) < 3 || !muted {
+			select {
+			case ev := <-c.Events():
+				if b, ok := RoomBatchOf(ev); ok {
+					got = append(got, b.Messages...)
+				}
+				if re, ok := RoomEventOf(ev); ok && re.Kind == imapi.RoomEventMuted && re.Account == "bob" {
+					muted = true
+				}
+			case <-ctx.Done():
+				t.Fatalf("%s member: %d room messages, muted event %v", name, len(got), muted)
+			}
+		}
+		if len(got) != 3 || got[0].Seq != 1 || got[2].Seq != 3 {
+			t.Fatalf("%s member got %+v", name, got)
+		}
+	}
+	if _, err := bob.RoomSendText(ctx, "stage", "muted?"); err == nil {
+		t.Fatal("a muted member sent")
+	}
+	page, err := bob.RoomMembers(ctx, "stage", "", 10)
+	if err != nil || len(page.Members) != 2 {
+		t.Fatalf("members %+v %v", page, err)
+	}
+}
+
+// FuzzRoomPush: room pushes are server bytes the SDK decodes; any bytes
+// decode or are refused without a panic, and a decoded batch keeps its
+// messages.
+func FuzzRoomPush(f *testing.F) {
+	f.Add(`{"room_id":"r","messages":[{"room_id":"r","seq":1,"body":{}}]}`)
+	f.Add(`{"room_id":"r","kind":"closed"}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		if b, ok := RoomBatchOf(Event{Kind: EventPush, Op: imapi.OpRoomMessages, Body: []byte(body)}); ok {
+			for _, m := range b.Messages {
+				_ = m.Seq
+			}
+		}
+		_, _ = RoomEventOf(Event{Kind: EventPush, Op: imapi.OpRoomEvent, Body: []byte(body)})
+		if _, ok := RoomBatchOf(Event{Kind: EventPush, Op: imapi.OpRoomEvent, Body: []byte(body)}); ok {
+			t.Fatal("an event decoded as a batch")
+		}
+	})
+}
