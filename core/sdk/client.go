@@ -67,7 +67,7 @@ func New(cfg Config) (*Client, error) {
 	c.notices.last, c.notices.maxSeen = cfg.LastNoticeSeq, cfg.LastNoticeSeq
 	c.notices.delivered.Store(cfg.LastNoticeSeq)
 	if c.dial == nil {
-		c.dial = LinkDialer(cfg.ServerKeys, cfg.Limits)
+		c.dial = LinkDialerWith(cfg.ServerKeys, cfg.Limits, cfg.Link)
 	}
 	return c, nil
 }

@@ -53,6 +53,9 @@ type Config struct {
 	Dialer Dialer
 	// Limits of the Link connection (default: link defaults).
 	Limits link.Limits
+	// Link tunes the default Link dialer's loss recovery: TCP connection
+	// racing against SYN loss and request nudges (LinkOptions).
+	Link LinkOptions
 
 	// RaceDelay staggers the racing of candidate addresses. Default 250ms.
 	RaceDelay time.Duration

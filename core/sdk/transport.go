@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
+	"time"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
@@ -36,6 +36,12 @@ type Dialer func(ctx context.Context, addr string) (Transport, error)
 // LinkDialer returns a Dialer for Link over TCP. keys are tried newest id
 // first (descending order) until the server accepts one.
 func LinkDialer(keys map[string][]byte, lim link.Limits) Dialer {
+	return LinkDialerWith(keys, lim, LinkOptions{})
+}
+
+// LinkDialerWith is LinkDialer with loss-recovery options.
+func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) Dialer {
+	opts = opts.withDefaults()
 	ids := make([]string, 0, len(keys))
 	for id := range keys {
 		ids = append(ids, id)
@@ -44,14 +50,20 @@ func LinkDialer(keys map[string][]byte, lim link.Limits) Dialer {
 	return func(ctx context.Context, addr string) (Transport, error) {
 		var last error
 		for _, id := range ids {
-			var d net.Dialer
-			nc, err := d.DialContext(ctx, "tcp", addr)
+			nc, err := raceDial(ctx, addr, opts, tcpDial)
 			if err != nil {
 				return nil, err
 			}
 			c, err := link.Client(ctx, nc, id, keys[id], lim)
 			if err == nil {
-				return &linkTransport{c: c}, nil
+				t := &linkTransport{c: c, addr: addr, info: tcpInfo(nc)}
+				t.remember()
+				if t.info != nil && !opts.DisableNudge {
+					t.nudge = &nudger{info: t.info, send: func() error {
+						return c.WriteFrame(link.Frame{Op: nudgeOp, Seq: nudgeSeq})
+					}}
+				}
+				return t, nil
 			}
 			_ = nc.Close()
 			last = err
@@ -67,10 +79,30 @@ func LinkDialer(keys map[string][]byte, lim link.Limits) Dialer {
 	}
 }
 
-type linkTransport struct{ c *link.Conn }
+type linkTransport struct {
+	c     *link.Conn
+	addr  string
+	info  func() (time.Duration, int, bool) // nil: not TCP, or not Linux
+	nudge *nudger                           // nil: disabled
+}
 
 func (t *linkTransport) Send(op imapi.Op, seq uint32, body []byte) error {
-	return t.c.WriteFrame(link.Frame{Op: op, Seq: seq, Body: body})
+	err := t.c.WriteFrame(link.Frame{Op: op, Seq: seq, Body: body})
+	if err == nil && t.nudge != nil && op != imapi.OpHeartbeat {
+		t.nudge.arm()
+	}
+	return err
+}
+
+// remember stores the connection's measured round trip for the next dial
+// race to the same address.
+func (t *linkTransport) remember() {
+	if t.info == nil {
+		return
+	}
+	if rtt, _, ok := t.info(); ok && rtt > 0 {
+		rtts.Store(t.addr, rtt)
+	}
 }
 
 func (t *linkTransport) Recv() (Incoming, error) {
@@ -81,4 +113,10 @@ func (t *linkTransport) Recv() (Incoming, error) {
 	return Incoming{Op: f.Op, Seq: f.Seq, Code: f.Code, Push: f.IsPush(), Body: f.Body}, nil
 }
 
-func (t *linkTransport) Close() error { return t.c.Close() }
+func (t *linkTransport) Close() error {
+	if t.nudge != nil {
+		t.nudge.stop()
+	}
+	t.remember()
+	return t.c.Close()
+}

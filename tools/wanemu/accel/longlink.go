@@ -176,10 +176,12 @@ routing:
 	if f.passthrough {
 		mode = "Link passthrough"
 	}
-	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge (%s)->%s tunnel->core egress\n", f.world, mode, f.tunnel)
+	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge (%s)->%s tunnel->core egress; clients: dial race %v (0: default), nudge %v\n",
+		f.world, mode, f.tunnel, f.link.DialRace, !f.link.DisableNudge)
 
 	clientArgs := []string{"-role", "sdkclient", "-clientfile", clientFile,
-		"-connects", fmt.Sprint(f.plan.connects), "-msg-for", f.plan.msgFor.String()}
+		"-connects", fmt.Sprint(f.plan.connects), "-msg-for", f.plan.msgFor.String(),
+		"-dial-race", f.link.DialRace.String(), fmt.Sprintf("-no-nudge=%v", f.link.DisableNudge)}
 	measure := func(node, target string) (measurement, error) {
 		var m measurement
 		cmd, err := w.Command(ctx, node, exe, append(clientArgs, "-target", target)...)
@@ -280,7 +282,7 @@ func waitFor(ctx context.Context, limit time.Duration, ok func() bool) error {
 // (dial, Link handshake, login) with each demo account in parallel, then 1:1
 // text messages between them, each timed from Send to the server's durable
 // ack.
-func runSDKClient(ctx context.Context, clientFile, target string, connects int, msgFor time.Duration) error {
+func runSDKClient(ctx context.Context, clientFile, target string, connects int, msgFor time.Duration, lo sdk.LinkOptions) error {
 	cf, err := sdk.LoadClientFile(clientFile)
 	if err != nil {
 		return err
@@ -293,6 +295,7 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 		c.Addresses = []string{target}
 		c.ConnectTimeout = 20 * time.Second
 		c.DeviceType = "phone"
+		c.Link = lo
 		return c, nil
 	}
 	var m measurement

@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/pkg/pki"
 	"github.com/longlink/longlink/tools/wanemu/wan"
 )
@@ -51,6 +52,7 @@ type flags struct {
 	local  bool
 	// passthrough: the edge relays the client's Link bytes (no Link keys).
 	passthrough bool
+	link        sdk.LinkOptions // the sdk clients' Link options
 	clientFile  string
 	world       string
 	mode        string
@@ -71,6 +73,8 @@ func main() {
 	flag.StringVar(&f.world, "world", "tools/wanemu/worlds/standard.yaml", "world file (nodes user, edge, core)")
 	flag.StringVar(&f.mode, "mode", "accel", "accel, or ceiling (the emulator's own throughput)")
 	flag.StringVar(&f.impl, "impl", "standin", "accel mode: standin (this program's own edge and core) or longlink (cmd/longlink and core/sdk)")
+	flag.BoolVar(&f.link.DisableNudge, "no-nudge", false, "longlink: clients do not nudge unacknowledged requests (core/sdk LinkOptions)")
+	flag.DurationVar(&f.link.DialRace, "dial-race", 0, "longlink: clients' TCP dial race stagger (0: the SDK default, negative: off)")
 	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
@@ -105,7 +109,7 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 		f.plan.target, f.plan.pkiDir = f.target, f.pkiDir
 		return runClient(ctx, f.plan)
 	case "sdkclient":
-		return runSDKClient(ctx, f.clientFile, f.target, f.plan.connects, f.plan.msgFor)
+		return runSDKClient(ctx, f.clientFile, f.target, f.plan.connects, f.plan.msgFor, f.link)
 	case "":
 	default:
 		return fmt.Errorf("unknown role %q", f.role)
@@ -327,6 +331,25 @@ func report(prefix, tunnel string, direct, accel measurement) {
 	res("msg_rtt_"+tunnel+"_p50", ma50, "ms")
 	res("msg_rtt_"+tunnel+"_p99", ma99, "ms")
 	res("msg_rtt_p99_reduction_"+tunnel, 100*(1-ma99/md99), "%")
+	// The tail's shape: loss recovery shows as the share of samples slower
+	// than the median plus 100 ms (a retransmission timeout or more).
+	for _, d := range []struct {
+		name string
+		v    []float64
+	}{{"connect direct", direct.ConnectMS}, {"connect " + tunnel, accel.ConnectMS},
+		{"msg direct", direct.MessageMS}, {"msg " + tunnel, accel.MessageMS}} {
+		if len(d.v) == 0 {
+			continue
+		}
+		slow := 0
+		for _, x := range d.v {
+			if x > pct(d.v, 50)+100 {
+				slow++
+			}
+		}
+		fmt.Printf("# %s: p90 %.0f p95 %.0f p98 %.0f p99.5 %.0f ms; %.2f%% over p50+100ms (%d samples)\n", d.name,
+			pct(d.v, 90), pct(d.v, 95), pct(d.v, 98), pct(d.v, 99.5), 100*float64(slow)/float64(len(d.v)), len(d.v))
+	}
 	mbit := func(m measurement) float64 {
 		if m.BulkSeconds == 0 {
 			return math.NaN()

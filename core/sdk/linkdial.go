@@ -1,0 +1,168 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+)
+
+// LinkOptions tune the Link transport's loss recovery (LinkDialerWith).
+type LinkOptions struct {
+	// DialRace races TCP connections to one address, happy-eyeballs style:
+	// when a connection has not been established after a stagger, a second
+	// one starts; the first to connect is used and the other is closed
+	// before any byte is sent (so there is never a second login). A lost SYN
+	// otherwise costs the kernel's 1 s initial retransmission timeout. The
+	// stagger is 3× the round trip last measured to that address (at least
+	// 30 ms), or DialRace when none was measured yet. Default 250ms;
+	// negative disables.
+	DialRace time.Duration
+	// DisableNudge turns off the request nudge: when a request's bytes are
+	// still unacknowledged by the peer's TCP two round trips (plus 10 ms)
+	// after they were written, the transport writes a heartbeat frame, so
+	// that the peer's SACK of it lets the kernel retransmit the lost request
+	// at once (RACK) instead of after a tail-loss probe or the 200 ms
+	// minimum retransmission timeout. Linux only (it reads TCP_INFO).
+	DisableNudge bool
+}
+
+func (o LinkOptions) withDefaults() LinkOptions {
+	if o.DialRace == 0 {
+		o.DialRace = 250 * time.Millisecond
+	}
+	return o
+}
+
+// rtts remembers the last TCP round trip measured per address, like the
+// kernel's TCP metrics cache, so that reconnects race with a stagger that
+// fits the path.
+var rtts sync.Map // address → time.Duration
+
+// raceDial connects to addr with dial, starting a second attempt after a
+// stagger when the first has not connected yet.
+func raceDial(ctx context.Context, addr string, o LinkOptions, dial func(context.Context, string) (net.Conn, error)) (net.Conn, error) {
+	if o.DialRace < 0 {
+		return dial(ctx, addr)
+	}
+	stagger := o.DialRace
+	if v, ok := rtts.Load(addr); ok {
+		stagger = min(max(3*v.(time.Duration), 30*time.Millisecond), o.DialRace)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	results := make(chan result, 2)
+	try := func() {
+		c, err := dial(ctx, addr)
+		results <- result{c, err}
+	}
+	go try()
+	timer := time.NewTimer(stagger)
+	defer timer.Stop()
+	started, pending := 1, 1
+	var firstErr error
+	for pending > 0 {
+		select {
+		case <-timer.C:
+			if started < 2 {
+				started++
+				pending++
+				go try()
+			}
+		case r := <-results:
+			pending--
+			if r.err == nil {
+				if pending > 0 {
+					cancel()
+					go func() {
+						if l := <-results; l.c != nil {
+							_ = l.c.Close()
+						}
+					}()
+				}
+				return r.c, nil
+			}
+			if firstErr == nil {
+				firstErr = r.err
+			}
+			if started < 2 && ctx.Err() == nil {
+				// Refused or unreachable at once: no point waiting.
+				return nil, r.err
+			}
+		}
+	}
+	if firstErr == nil {
+		firstErr = errors.New("sdk: dial failed")
+	}
+	return nil, firstErr
+}
+
+func tcpDial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// nudger sends a heartbeat frame when a request stays unacknowledged by
+// the peer's TCP (see LinkOptions.DisableNudge).
+type nudger struct {
+	info func() (rtt time.Duration, unacked int, ok bool)
+	send func() error
+
+	mu    sync.Mutex
+	armed bool
+	t     *time.Timer
+	sent  atomic.Int64
+}
+
+// arm is called after a request is written; at most one check is pending.
+func (n *nudger) arm() {
+	rtt, _, ok := n.info()
+	if !ok {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.armed {
+		return
+	}
+	n.armed = true
+	d := min(max(2*rtt+10*time.Millisecond, 20*time.Millisecond), time.Second)
+	if n.t == nil {
+		n.t = time.AfterFunc(d, n.fire)
+	} else {
+		n.t.Reset(d)
+	}
+}
+
+func (n *nudger) fire() {
+	n.mu.Lock()
+	n.armed = false
+	n.mu.Unlock()
+	if _, unacked, ok := n.info(); ok && unacked > 0 {
+		if n.send() == nil {
+			n.sent.Add(1)
+		}
+	}
+}
+
+func (n *nudger) stop() {
+	n.mu.Lock()
+	if n.t != nil {
+		n.t.Stop()
+	}
+	n.mu.Unlock()
+}
+
+// nudgeSeq is the sequence of nudge heartbeats; the client numbers its own
+// requests from 1 and skips 0, so their answers match no request.
+const nudgeSeq = 0
+
+var nudgeOp = imapi.OpHeartbeat

@@ -1,0 +1,159 @@
+package sdk
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestRaceDialSYNLoss: the first connection attempt hangs (its SYN was
+// lost); a second starts after the stagger and wins, and the first is
+// cancelled.
+func TestRaceDialSYNLoss(t *testing.T) {
+	var calls atomic.Int32
+	firstCancelled := make(chan struct{})
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		if calls.Add(1) == 1 {
+			<-ctx.Done()
+			close(firstCancelled)
+			return nil, ctx.Err()
+		}
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, nil
+	}
+	start := time.Now()
+	c, err := raceDial(context.Background(), "race-test:1", LinkOptions{DialRace: 50 * time.Millisecond}, dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if d := time.Since(start); d < 50*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("connected after %v, want just after the 50ms stagger", d)
+	}
+	select {
+	case <-firstCancelled:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the losing attempt was not cancelled")
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("%d attempts, want 2", calls.Load())
+	}
+}
+
+// TestRaceDialFast: a connection that succeeds before the stagger gets no
+// second attempt; the stagger follows the round trip remembered for the
+// address; a refused dial fails at once; racing can be disabled.
+func TestRaceDialFast(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	var calls atomic.Int32
+	counting := func(ctx context.Context, addr string) (net.Conn, error) {
+		calls.Add(1)
+		return tcpDial(ctx, addr)
+	}
+	c, err := raceDial(context.Background(), ln.Addr().String(), LinkOptions{DialRace: time.Second}, counting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	time.Sleep(50 * time.Millisecond)
+	if calls.Load() != 1 {
+		t.Fatalf("%d attempts for a fast connection, want 1", calls.Load())
+	}
+
+	// A remembered 20 ms round trip makes the stagger 60 ms, not 1 s.
+	rtts.Store("remembered:1", 20*time.Millisecond)
+	calls.Store(0)
+	hang := func(ctx context.Context, addr string) (net.Conn, error) {
+		if calls.Add(1) == 1 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, nil
+	}
+	start := time.Now()
+	c, err = raceDial(context.Background(), "remembered:1", LinkOptions{DialRace: time.Second}, hang)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("stagger %v, want about 60ms from the remembered round trip", d)
+	}
+
+	// Refused: fail at once, without waiting for the stagger.
+	addr := ln.Addr().String()
+	ln.Close()
+	start = time.Now()
+	if _, err := raceDial(context.Background(), addr, LinkOptions{DialRace: 5 * time.Second}, tcpDial); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("refused dial took %v", d)
+	}
+
+	// Disabled: one attempt only.
+	calls.Store(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := raceDial(ctx, "disabled:1", LinkOptions{DialRace: -1}, hang); err == nil {
+		t.Fatal("hanging dial succeeded")
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("%d attempts with racing disabled, want 1", calls.Load())
+	}
+}
+
+// TestNudger: a request still unacknowledged two round trips after it was
+// written gets one heartbeat nudge; an acknowledged one gets none.
+func TestNudger(t *testing.T) {
+	var unacked atomic.Int32
+	var sent atomic.Int32
+	n := &nudger{
+		info: func() (time.Duration, int, bool) { return 5 * time.Millisecond, int(unacked.Load()), true },
+		send: func() error { sent.Add(1); return nil },
+	}
+	defer n.stop()
+	unacked.Store(1)
+	n.arm()
+	n.arm() // one check at a time
+	waitUntil(t, func() bool { return sent.Load() == 1 })
+	time.Sleep(60 * time.Millisecond)
+	if sent.Load() != 1 {
+		t.Fatalf("%d nudges for one request, want 1", sent.Load())
+	}
+	unacked.Store(0)
+	n.arm()
+	time.Sleep(80 * time.Millisecond)
+	if sent.Load() != 1 {
+		t.Fatalf("nudged an acknowledged request")
+	}
+}
+
+func waitUntil(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 3s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
