@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,14 +14,15 @@ import (
 
 // LinkOptions tune the Link transport's loss recovery (LinkDialerWith).
 type LinkOptions struct {
-	// DialRace races TCP connections to one address, happy-eyeballs style:
-	// when a connection has not been established after a stagger, a second
-	// one starts; the first to connect is used and the other is closed
-	// before any byte is sent (so there is never a second login). A lost SYN
-	// otherwise costs the kernel's 1 s initial retransmission timeout. The
-	// stagger is 3× the round trip last measured to that address (at least
-	// 30 ms), or DialRace when none was measured yet. Default 250ms;
-	// negative disables.
+	// DialRace races connection attempts (TCP connection and Link
+	// handshake) to one address, happy-eyeballs style: when an attempt has
+	// not finished after a stagger, a second one starts; the first to finish
+	// is used and the other closed before the login (so there is never a
+	// second login). A lost SYN otherwise costs the kernel's 1 s initial
+	// retransmission timeout, and a lost client hello a tail-loss probe of
+	// over 200 ms. The stagger is 3 × the round trip last measured to that
+	// address + 20 ms, or DialRace when none was measured yet. Default
+	// 250ms; negative disables.
 	DialRace time.Duration
 	// DisableNudge turns off the request nudge: when a request's bytes are
 	// still unacknowledged by the peer's TCP two round trips (plus 10 ms)
@@ -43,20 +45,23 @@ func (o LinkOptions) withDefaults() LinkOptions {
 // fits the path.
 var rtts sync.Map // address → time.Duration
 
-// raceDial connects to addr with dial, starting a second attempt after a
-// stagger when the first has not connected yet.
-func raceDial(ctx context.Context, addr string, o LinkOptions, dial func(context.Context, string) (net.Conn, error)) (net.Conn, error) {
+// raceDial runs dial (a TCP connection and the Link handshake) for addr,
+// starting a second attempt after a stagger when the first has not
+// finished; the first to finish wins and the other is cancelled and closed.
+// The stagger is 3 × the round trip remembered for addr + 20 ms (the
+// connection and the handshake take two), or o.DialRace when none is known.
+func raceDial[T io.Closer](ctx context.Context, addr string, o LinkOptions, dial func(context.Context, string) (T, error)) (T, error) {
 	if o.DialRace < 0 {
 		return dial(ctx, addr)
 	}
 	stagger := o.DialRace
 	if v, ok := rtts.Load(addr); ok {
-		stagger = min(max(3*v.(time.Duration), 30*time.Millisecond), o.DialRace)
+		stagger = min(3*v.(time.Duration)+20*time.Millisecond, 5*time.Second)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		c   net.Conn
+		c   T
 		err error
 	}
 	results := make(chan result, 2)
@@ -83,7 +88,7 @@ func raceDial(ctx context.Context, addr string, o LinkOptions, dial func(context
 				if pending > 0 {
 					cancel()
 					go func() {
-						if l := <-results; l.c != nil {
+						if l := <-results; l.err == nil {
 							_ = l.c.Close()
 						}
 					}()
@@ -94,15 +99,17 @@ func raceDial(ctx context.Context, addr string, o LinkOptions, dial func(context
 				firstErr = r.err
 			}
 			if started < 2 && ctx.Err() == nil {
-				// Refused or unreachable at once: no point waiting.
-				return nil, r.err
+				// Refused, or the server answered: no point racing.
+				var zero T
+				return zero, r.err
 			}
 		}
 	}
+	var zero T
 	if firstErr == nil {
 		firstErr = errors.New("sdk: dial failed")
 	}
-	return nil, firstErr
+	return zero, firstErr
 }
 
 func tcpDial(ctx context.Context, addr string) (net.Conn, error) {

@@ -76,7 +76,7 @@ func TestRaceDialFast(t *testing.T) {
 		t.Fatalf("%d attempts for a fast connection, want 1", calls.Load())
 	}
 
-	// A remembered 20 ms round trip makes the stagger 60 ms, not 1 s.
+	// A remembered 20 ms round trip makes the stagger 80 ms, not 1 s.
 	rtts.Store("remembered:1", 20*time.Millisecond)
 	calls.Store(0)
 	hang := func(ctx context.Context, addr string) (net.Conn, error) {
@@ -95,7 +95,7 @@ func TestRaceDialFast(t *testing.T) {
 	}
 	c.Close()
 	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Fatalf("stagger %v, want about 60ms from the remembered round trip", d)
+		t.Fatalf("stagger %v, want about 80ms from the remembered round trip", d)
 	}
 
 	// Refused: fail at once, without waiting for the stagger.

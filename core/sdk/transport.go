@@ -50,13 +50,19 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 	return func(ctx context.Context, addr string) (Transport, error) {
 		var last error
 		for _, id := range ids {
-			nc, err := raceDial(ctx, addr, opts, tcpDial)
-			if err != nil {
-				return nil, err
-			}
-			c, err := link.Client(ctx, nc, id, keys[id], lim)
+			c, err := raceDial(ctx, addr, opts, func(ctx context.Context, addr string) (*link.Conn, error) {
+				nc, err := tcpDial(ctx, addr)
+				if err != nil {
+					return nil, err
+				}
+				c, err := link.Client(ctx, nc, id, keys[id], lim)
+				if err != nil {
+					_ = nc.Close()
+				}
+				return c, err
+			})
 			if err == nil {
-				t := &linkTransport{c: c, addr: addr, info: tcpInfo(nc)}
+				t := &linkTransport{c: c, addr: addr, info: tcpInfo(c.NetConn())}
 				t.remember()
 				if t.info != nil && !opts.DisableNudge {
 					t.nudge = &nudger{info: t.info, send: func() error {
@@ -65,7 +71,6 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 				}
 				return t, nil
 			}
-			_ = nc.Close()
 			last = err
 			var he *link.HandshakeError
 			if !errors.As(err, &he) || he.Status != link.StatusUnknownKey {
