@@ -80,6 +80,7 @@ func (s *Server) routeV1() {
 	s.routeGroups()
 	s.routeRelations()
 	s.routeSuperGroups()
+	s.routeRooms()
 	if s.deps.Calls != nil {
 		s.Handle(http.MethodPost, "/v1/turn/credentials", func(ctx context.Context, r *Request) (any, error) {
 			return s.deps.Calls.IssueForApp(ctx, r.App.AppKey, r.Body)

@@ -1,0 +1,140 @@
+package serverapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service"
+)
+
+// Chatrooms for the app's server: create and close rooms, issue the
+// short-lived entry token a client enters with, tell clients which gateway
+// addresses to use (a room's members concentrated on few gateways), send
+// system messages into a room and list who is in it.
+
+// RoomTokenReq asks for an entry token for Account ("member" or "guest").
+type RoomTokenReq struct {
+	Account string `json:"account"`
+	Role    string `json:"role,omitempty"`
+	TTLSec  int    `json:"ttl_sec,omitempty"`
+}
+
+// RoomEntryPointsResp lists the gateways to enter a room through, best
+// first.
+type RoomEntryPointsResp struct {
+	EntryPoints []service.RoomEntryPoint `json:"entry_points"`
+}
+
+// RoomMessageReq sends a system message (from service.SystemAccount) to
+// everyone in a room.
+type RoomMessageReq struct {
+	ClientMsgID string          `json:"client_msg_id"`
+	Type        string          `json:"type,omitempty"`
+	Body        json.RawMessage `json:"body"`
+}
+
+func (s *Server) routeRooms() {
+	s.Handle(http.MethodPost, "/v1/rooms", s.roomCreate)
+	s.Handle(http.MethodGet, "/v1/rooms/{room_id}", s.roomGet)
+	s.Handle(http.MethodPost, "/v1/rooms/{room_id}/close", s.roomClose)
+	s.Handle(http.MethodPost, "/v1/rooms/{room_id}/tokens", s.roomToken)
+	s.Handle(http.MethodGet, "/v1/rooms/{room_id}/addresses", s.roomAddresses)
+	s.Handle(http.MethodPost, "/v1/rooms/{room_id}/messages", s.roomMessage)
+	s.Handle(http.MethodGet, "/v1/rooms/{room_id}/members", s.roomMembers)
+}
+
+func pathRoom(r *Request) (string, error) {
+	id := r.HTTP.PathValue("room_id")
+	if !service.ValidName(id) {
+		return "", imapi.Errorf(imapi.ErrBadRequest, "room_id: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	return id, nil
+}
+
+func (s *Server) roomCreate(ctx context.Context, r *Request) (any, error) {
+	var req service.RoomCreate
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	return s.deps.Service.CreateRoom(ctx, r.App.AppKey, &req)
+}
+
+func (s *Server) roomGet(ctx context.Context, r *Request) (any, error) {
+	id, err := pathRoom(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.deps.Service.RoomInfo(ctx, r.App.AppKey, id)
+}
+
+func (s *Server) roomClose(ctx context.Context, r *Request) (any, error) {
+	id, err := pathRoom(r)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.deps.Service.CloseRoom(ctx, r.App.AppKey, id, service.SystemAccount)
+}
+
+func (s *Server) roomToken(ctx context.Context, r *Request) (any, error) {
+	id, err := pathRoom(r)
+	if err != nil {
+		return nil, err
+	}
+	var req RoomTokenReq
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	if req.TTLSec < 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "ttl_sec: must not be negative")
+	}
+	if _, err := s.actor(ctx, r, "account", req.Account); err != nil {
+		return nil, err
+	}
+	return s.deps.Service.IssueRoomToken(ctx, r.App.AppKey, id, req.Account, req.Role, time.Duration(req.TTLSec)*time.Second)
+}
+
+func (s *Server) roomAddresses(ctx context.Context, r *Request) (any, error) {
+	id, err := pathRoom(r)
+	if err != nil {
+		return nil, err
+	}
+	eps, err := s.deps.Service.RoomEntryPoints(ctx, r.App.AppKey, id)
+	if err != nil {
+		return nil, err
+	}
+	return &RoomEntryPointsResp{EntryPoints: eps}, nil
+}
+
+func (s *Server) roomMessage(ctx context.Context, r *Request) (any, error) {
+	id, err := pathRoom(r)
+	if err != nil {
+		return nil, err
+	}
+	var req RoomMessageReq
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	sess := &imapi.Session{AppKey: r.App.AppKey, Account: service.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
+	return s.deps.Service.RoomSend(ctx, sess, &imapi.RoomSendReq{RoomID: id, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body})
+}
+
+func (s *Server) roomMembers(ctx context.Context, r *Request) (any, error) {
+	id, err := pathRoom(r)
+	if err != nil {
+		return nil, err
+	}
+	q := r.HTTP.URL.Query()
+	req := imapi.RoomMembersReq{RoomID: id, After: q.Get("after")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxHistoryPage {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "limit: 1..%d", maxHistoryPage)
+		}
+		req.Limit = n
+	}
+	return s.deps.Service.RoomMembers(ctx, r.App.AppKey, &req)
+}

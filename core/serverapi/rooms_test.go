@@ -1,0 +1,147 @@
+package serverapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/serverapi"
+	"github.com/longlink/longlink/core/service"
+)
+
+// The chatroom endpoints end to end: create, get, entry token (used on the
+// bus as a gateway would), entry points from gateway announcements, a
+// system message published once on the room subject, members, close.
+func TestRooms(t *testing.T) {
+	e := newEnv(t)
+	var created serverapi.CreateUserResp
+	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "host"}, &created)
+	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "fan"}, nil)
+
+	var room imapi.RoomInfo
+	e.ok(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "live1", Name: "Live", Owner: "host", HistorySize: 10}, &room)
+	if room.RoomID != "live1" || room.Owner != "host" {
+		t.Fatalf("created %+v", room)
+	}
+	e.fails(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "live1", Owner: "host"}, imapi.ErrConflict)
+	e.fails(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "live2", Owner: "nobody"}, imapi.ErrNotFound)
+	e.fails(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "bad.id", Owner: "host"}, imapi.ErrBadRequest)
+	e.fails(http.MethodGet, "/v1/rooms/nope", nil, imapi.ErrNotFound)
+
+	// No gateway has announced itself yet.
+	e.fails(http.MethodGet, "/v1/rooms/live1/addresses", nil, imapi.ErrUnavailable)
+	for _, a := range []imapi.GatewayAnnounce{
+		{ID: "gw-a", Addresses: []string{"link://10.0.0.1:7710"}, Sessions: 10, Capacity: 100},
+		{ID: "gw-b", Addresses: []string{"link://10.0.0.2:7710"}, Sessions: 5, Capacity: 100},
+		{ID: "gw-c", Addresses: []string{"link://10.0.0.3:7710"}, Sessions: 0, Capacity: 100, Draining: true},
+	} {
+		b, _ := json.Marshal(a)
+		if err := e.nc.Publish(imapi.GatewaySubject, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = e.nc.Flush()
+	var eps serverapi.RoomEntryPointsResp
+	deadline := time.Now().Add(5 * time.Second)
+	for len(eps.EntryPoints) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		_, b := e.do(http.MethodGet, "/v1/rooms/live1/addresses", nil, nil)
+		_ = json.Unmarshal(b, &eps)
+	}
+	// An empty room: the least loaded gateway first; a draining one never.
+	if len(eps.EntryPoints) != 2 || eps.EntryPoints[0].Gateway != "gw-b" {
+		t.Fatalf("entry points %+v", eps.EntryPoints)
+	}
+
+	// Tokens: for an existing account, member or guest only.
+	e.fails(http.MethodPost, "/v1/rooms/live1/tokens", serverapi.RoomTokenReq{Account: "ghost"}, imapi.ErrNotFound)
+	e.fails(http.MethodPost, "/v1/rooms/live1/tokens", serverapi.RoomTokenReq{Account: "fan", Role: "owner"}, imapi.ErrBadRequest)
+	var tok service.RoomToken
+	e.ok(http.MethodPost, "/v1/rooms/live1/tokens", serverapi.RoomTokenReq{Account: "fan", TTLSec: 60}, &tok)
+	if tok.Token == "" || tok.Role != imapi.RoleMember || tok.Expires-time.Now().Unix() > 61 {
+		t.Fatalf("token %+v", tok)
+	}
+	// The fan enters on gw-a as a gateway would relay it.
+	sess := imapi.Session{AppKey: appKey, Account: "fan", SessionID: "s-fan", Gateway: "gw-a"}
+	var entered imapi.RoomEnterResp
+	if code := e.bus(sess, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: "live1", Token: tok.Token}, &entered); code != imapi.OK || entered.Role != imapi.RoleMember {
+		t.Fatalf("enter: %v %+v", code, entered)
+	}
+	// Now the gateway holding the room's member comes first.
+	e.ok(http.MethodGet, "/v1/rooms/live1/addresses", nil, &eps)
+	if eps.EntryPoints[0].Gateway != "gw-a" || eps.EntryPoints[0].Members != 1 {
+		t.Fatalf("entry points with a member %+v", eps.EntryPoints)
+	}
+
+	msgs := make(chan *nats.Msg, 4)
+	sub, err := e.nc.ChanSubscribe(imapi.RoomSubject(appKey, "live1")+".*", msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = e.nc.Flush()
+	var ack imapi.RoomSendAck
+	e.ok(http.MethodPost, "/v1/rooms/live1/messages", serverapi.RoomMessageReq{ClientMsgID: "n1", Body: json.RawMessage(`{"text":"welcome"}`)}, &ack)
+	if ack.Seq != 1 {
+		t.Fatalf("ack %+v", ack)
+	}
+	select {
+	case m := <-msgs:
+		var rm imapi.RoomMessage
+		if err := json.Unmarshal(m.Data, &rm); err != nil || rm.From != service.SystemAccount || rm.Seq != 1 {
+			t.Fatalf("published %s %v", m.Data, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the room message was not published")
+	}
+	e.fails(http.MethodPost, "/v1/rooms/live1/messages", serverapi.RoomMessageReq{ClientMsgID: "n2"}, imapi.ErrBadRequest)
+
+	var page imapi.RoomMembersResp
+	e.ok(http.MethodGet, "/v1/rooms/live1/members?limit=10", nil, &page)
+	if len(page.Members) != 1 || page.Members[0].Account != "fan" {
+		t.Fatalf("members %+v", page)
+	}
+	e.fails(http.MethodGet, "/v1/rooms/live1/members?limit=0", nil, imapi.ErrBadRequest)
+	e.ok(http.MethodGet, "/v1/rooms/live1", nil, &room)
+	if room.Members != 1 || room.LastSeq != 1 {
+		t.Fatalf("room %+v", room)
+	}
+
+	e.ok(http.MethodPost, "/v1/rooms/live1/close", nil, nil)
+	select {
+	case m := <-msgs:
+		var ev imapi.RoomEvent
+		if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Kind != imapi.RoomEventClosed {
+			t.Fatalf("close event %s %v", m.Data, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close event")
+	}
+	e.fails(http.MethodPost, "/v1/rooms/live1/close", nil, imapi.ErrNotFound)
+	e.fails(http.MethodPost, "/v1/rooms/live1/tokens", serverapi.RoomTokenReq{Account: "fan"}, imapi.ErrNotFound)
+	e.ok(http.MethodGet, "/v1/rooms/live1", nil, &room)
+	if !room.Closed || room.Members != 0 {
+		t.Fatalf("closed room %+v", room)
+	}
+}
+
+// bus sends a request as a gateway would, for sess.
+func (e *env) bus(sess imapi.Session, op imapi.Op, req, resp any) imapi.Code {
+	e.t.Helper()
+	body, _ := json.Marshal(req)
+	data, _ := json.Marshal(&imapi.BusRequest{Session: sess, Body: body})
+	m, err := e.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, op), data, 5*time.Second)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var r imapi.BusReply
+	_ = json.Unmarshal(m.Data, &r)
+	if r.Code == imapi.OK && resp != nil {
+		_ = json.Unmarshal(r.Body, resp)
+	}
+	return r.Code
+}
