@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/callsvc"
 	"github.com/longlink/longlink/core/gateway"
+	"github.com/longlink/longlink/core/push"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
@@ -75,8 +77,11 @@ type Config struct {
 	Call      callsvc.Config   `yaml:"call"`
 	// Webhook configures the apps' webhooks (data sync, login/logout
 	// events, the moderation hook). Apps without an entry get none.
-	Webhook webhook.Config     `yaml:"webhook"`
-	Egress  relay.EgressConfig `yaml:"egress"`
+	Webhook webhook.Config `yaml:"webhook"`
+	// Push configures offline push (providers per app, workers) and the
+	// presence registry that gateways and app services share.
+	Push   push.Config        `yaml:"push"`
+	Egress relay.EgressConfig `yaml:"egress"`
 	// LBS, when its servers are set, is where the gateway registers and
 	// reports health and load (as entry point LBS.Node), and where it
 	// announces its drain on shutdown so clients are sent elsewhere first.
@@ -100,6 +105,7 @@ func Default() Config {
 		ServerAPI:   serverapi.Default(),
 		WebLink:     weblink.Default(),
 		Webhook:     webhook.Default(),
+		Push:        push.Default(),
 		Call:        callsvc.Default(),
 		Egress:      relay.DefaultEgress(),
 	}
@@ -130,6 +136,11 @@ func (c *Config) Validate() error {
 	if r.Gateway {
 		if err := c.Gateway.Validate(); err != nil {
 			errs.Addf("gateway: %w", err)
+		}
+	}
+	if r.Services || r.Gateway {
+		if err := c.Push.Validate(); err != nil {
+			errs.Addf("push: %w", err)
 		}
 	}
 	if r.ServerAPI {
@@ -198,6 +209,9 @@ type Deps struct {
 	// DemoLogins lets the WebLink demo page offer ready-made logins
 	// (longlink dev only: it hands out tokens).
 	DemoLogins func(ctx context.Context) ([]weblink.DemoLogin, error)
+	// PushHTTPClient, when set, is the push providers' HTTP client (tests
+	// point the providers at local stand-ins with their own certificate).
+	PushHTTPClient *http.Client
 }
 
 // Node is one running core node.
@@ -206,18 +220,21 @@ type Node struct {
 	deps Deps
 	log  *slog.Logger
 
-	group   *lifecycle.Group
-	debug   *debugsrv.Server
-	bus     *bus.Bus
-	store   store.Store
-	service *service.Service
-	gateway *gateway.Gateway
-	api     *serverapi.Server
-	web     *weblink.WebLink
-	hooks   *webhook.Webhooks
-	call    *callsvc.Service
-	egress  *relay.Node
-	report  *nodeclient.Client
+	group    *lifecycle.Group
+	debug    *debugsrv.Server
+	bus      *bus.Bus
+	store    store.Store
+	service  *service.Service
+	gateway  *gateway.Gateway
+	api      *serverapi.Server
+	web      *weblink.WebLink
+	hooks    *webhook.Webhooks
+	push     *push.Push
+	pres     *push.Registry
+	reporter *push.Reporter
+	call     *callsvc.Service
+	egress   *relay.Node
+	report   *nodeclient.Client
 }
 
 // lazy is a part that is built only when the group starts it, because it
@@ -246,6 +263,10 @@ func (n *Node) load() nodeclient.Load {
 // New validates cfg and prepares a node; Start runs it.
 func New(cfg Config, deps Deps) (*Node, error) {
 	cfg = cfg.withPaths()
+	if cfg.Gateway.ID == "" {
+		// The presence reporter and the gateway must agree on the id.
+		cfg.Gateway.ID = gateway.Default().ID
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
@@ -290,6 +311,10 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.bus = b
 	n.group.Add("bus", b)
+	presMetrics, err := push.NewPresenceMetrics(n.deps.Registerer)
+	if err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
 	// The parts below need a running bus or store, so they are built as the
 	// group starts them.
 	if n.cfg.Roles.Services {
@@ -311,10 +336,29 @@ func (n *Node) Start(ctx context.Context) error {
 				})
 			}))
 		}
+		n.group.Add("presence-registry", lazy(&n.pres, func() (*push.Registry, error) {
+			return push.NewRegistry(n.cfg.Push.Presence, push.RegistryDeps{
+				JetStream: n.bus.JetStream(), Logger: n.deps.Logger, Metrics: presMetrics,
+			})
+		}))
+		n.group.Add("push", lazy(&n.push, func() (*push.Push, error) {
+			deps := push.Deps{
+				NATS: n.bus.Conn(), Store: n.store, Presence: n.pres, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				HTTPClient: n.deps.PushHTTPClient,
+			}
+			if n.hooks != nil {
+				deps.Events = n.hooks
+			}
+			// The relationships' mute lists: a muted conversation sends
+			// no notification.
+			deps.Mute = n.store
+			return push.New(n.cfg.Push, deps)
+		}))
 		n.group.Add("service", lazy(&n.service, func() (*service.Service, error) {
 			deps := service.Deps{
 				NATS: n.bus.Conn(), Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
 				JetStream: n.bus.JetStream(),
+				Offline:   n.push,
 			}
 			if n.hooks != nil {
 				deps.Hooks = n.hooks
@@ -323,10 +367,15 @@ func (n *Node) Start(ctx context.Context) error {
 		}))
 	}
 	if n.cfg.Roles.Gateway {
+		n.group.Add("presence-reporter", lazy(&n.reporter, func() (*push.Reporter, error) {
+			return push.NewReporter(n.cfg.Push.Presence, push.ReporterDeps{
+				JetStream: n.bus.JetStream(), Gateway: n.cfg.Gateway.ID, Logger: n.deps.Logger, Metrics: presMetrics,
+			})
+		}))
 		n.group.Add("gateway", lazy(&n.gateway, func() (*gateway.Gateway, error) {
 			return gateway.New(n.cfg.Gateway, gateway.Deps{
 				NATS: n.bus.Conn(), Registerer: n.deps.Registerer, Logger: n.deps.Logger,
-				Listener: n.deps.LinkListener,
+				Listener: n.deps.LinkListener, Presence: n.reporter,
 			})
 		}))
 	}
@@ -424,6 +473,14 @@ func (n *Node) Service() *service.Service { return n.service }
 
 // Call is the call service, or nil when the node does not run it.
 func (n *Node) Call() *callsvc.Service { return n.call }
+
+// Push is the offline push component (after Start; nil without the
+// services role).
+func (n *Node) Push() *push.Push { return n.push }
+
+// Presence is the presence registry (after Start; nil without the services
+// role).
+func (n *Node) Presence() *push.Registry { return n.pres }
 
 // Gateway is the node's gateway (after Start; nil without the role).
 func (n *Node) Gateway() *gateway.Gateway { return n.gateway }

@@ -5,7 +5,13 @@
 package deployments
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -55,6 +61,10 @@ func redirectSecrets(t *testing.T, text string) string {
 			val = "/aPQu1201sDEWo+DlcPWD6WispfRILilNxSkCGtYUlI=" // a valid X25519 key
 		case name == "postgres-dsn":
 			val = "postgres://longlink@127.0.0.1:5432/longlink"
+		case strings.HasPrefix(name, "apns-"):
+			val = testAPNsKey(t)
+		case strings.HasPrefix(name, "fcm-"):
+			val = testServiceAccount(t)
 		}
 		if err := os.WriteFile(p, []byte(val+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -180,4 +190,29 @@ func TestSystemdUnitRunsCheckConfigFirst(t *testing.T) {
 			t.Errorf("unit lacks %q", want)
 		}
 	}
+}
+
+// testAPNsKey is a throwaway .p8 key (PKCS#8 P-256).
+func testAPNsKey(t *testing.T) string {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+// testServiceAccount is a throwaway Google service account JSON.
+func testServiceAccount(t *testing.T) string {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	b, _ := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "acme-chat", "client_email": "push@acme-chat.iam.gserviceaccount.com",
+		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"token_uri":   "https://oauth2.googleapis.com/token",
+	})
+	return string(b)
 }

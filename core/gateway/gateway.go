@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 )
 
@@ -34,6 +35,18 @@ type Deps struct {
 	// PlainListener, when set, is used instead of listening on
 	// Config.PlainListen.
 	PlainListener net.Listener
+	// Presence, when set, hears of every session that opens and closes
+	// (core/push keeps the presence registry and the kick log with it).
+	Presence Presence
+}
+
+// Presence is told of sessions as they open and close, with the reason of
+// a close and whether it was a kick (another device took over, an operator,
+// a drain, a slow consumer) rather than the client leaving. Calls are made
+// outside the gateway's locks and must not block.
+type Presence interface {
+	SessionOpened(s imapi.Session)
+	SessionClosed(s imapi.Session, reason string, kicked bool)
 }
 
 // Gateway serves Link connections and hosts sessions of every transport.
@@ -43,6 +56,7 @@ type Gateway struct {
 	nc      *nats.Conn
 	m       *metrics
 	sm      *superMetrics
+	pres    Presence
 	ring    *link.KeyRing
 	trusted []netip.Prefix
 	lim     link.Limits
@@ -98,6 +112,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		cfg:      cfg,
 		log:      deps.Logger.With("component", "gateway", "gateway", cfg.ID),
 		nc:       deps.NATS,
+		pres:     deps.Presence,
 		m:        m,
 		ring:     link.NewKeyRing(),
 		lim:      link.Limits{MaxFrameSize: cfg.MaxFrameSize, CompressThreshold: cfg.CompressThreshold},
@@ -302,7 +317,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("gateway: shutdown: %w", ctx.Err())
 	}
 	for _, s := range g.allSessions() {
-		g.unregister(s)
+		g.unregister(s, closeShutdown, false)
 	}
 	g.replies.failAll()
 	_ = g.replies.sub.Unsubscribe()
@@ -363,7 +378,7 @@ func (g *Gateway) drain(ctx context.Context) {
 	for i := 0; i < len(sessions); i += per {
 		end := min(i+per, len(sessions))
 		for _, s := range sessions[i:end] {
-			if g.unregister(s) {
+			if g.unregister(s, ReasonDraining, true) {
 				g.m.kicks.WithLabelValues("draining").Inc()
 				s.t.Close(drainKick)
 			}
@@ -392,7 +407,7 @@ func (g *Gateway) Close() error {
 	g.closeAll()
 	g.connWG.Wait()
 	for _, s := range g.allSessions() {
-		g.unregister(s)
+		g.unregister(s, closeShutdown, false)
 	}
 	g.replies.failAll()
 	_ = g.replies.sub.Unsubscribe()

@@ -268,7 +268,7 @@ func (g *Gateway) flushRoom(r *gwRoom) {
 	g.m.roomDeliveries.Add(float64(frames * len(msgs)))
 	for _, s := range slow {
 		g.m.roomSlowDrops.Inc()
-		if g.unregister(s) {
+		if g.unregister(s, ReasonSlow, true) {
 			g.m.slowConsumers.Inc()
 		}
 	}
@@ -304,7 +304,7 @@ func (g *Gateway) roomEvent(r *gwRoom, data []byte) {
 	g.roomMu.Unlock()
 	for _, s := range members {
 		if !s.t.Push(imapi.OpRoomEvent, data) {
-			if g.unregister(s) {
+			if g.unregister(s, ReasonSlow, true) {
 				g.m.roomSlowDrops.Inc()
 				g.m.slowConsumers.Inc()
 			}

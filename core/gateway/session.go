@@ -38,6 +38,13 @@ const (
 	ReasonSlow     = "slow consumer"
 )
 
+// Reasons of closes that are not kicks, as told to Presence.
+const (
+	closeLogout     = "logout"
+	closeDisconnect = "disconnected"
+	closeShutdown   = "gateway stopped"
+)
+
 // Session is a logged-in client on any transport.
 type Session struct {
 	g       *Gateway
@@ -266,7 +273,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		if logout && r.Code == imapi.OK {
 			// The session ends with its logout; the transport closes the
 			// connection after sending the answer.
-			g.unregister(s)
+			g.unregister(s, closeLogout, false)
 			g.m.kicks.WithLabelValues("logout").Inc()
 		}
 		done(r)
@@ -289,7 +296,7 @@ func (s *Session) requestState() ([]byte, *rate.Limiter) {
 }
 
 // Close ends the session when its transport is gone. It is idempotent.
-func (s *Session) Close() { s.g.unregister(s) }
+func (s *Session) Close() { s.g.unregister(s, closeDisconnect, false) }
 
 // account is the set of sessions of one account on this gateway, with the
 // push subscription they share.
@@ -321,6 +328,9 @@ func (g *Gateway) register(s *Session, supers []string) error {
 	}
 	g.mu.Unlock()
 	g.m.sessions.Inc()
+	if g.pres != nil {
+		g.pres.SessionOpened(s.info)
+	}
 	if fresh {
 		// Make sure the server has the subscription before the client is
 		// told it is logged in, so that pushes sent after the login answer
@@ -332,9 +342,13 @@ func (g *Gateway) register(s *Session, supers []string) error {
 	return nil
 }
 
-func (g *Gateway) unregister(s *Session) bool {
+// unregister ends a session once; reason and kicked are for Presence.
+func (g *Gateway) unregister(s *Session, reason string, kicked bool) bool {
 	if s.closed.Swap(true) {
 		return false
+	}
+	if g.pres != nil {
+		defer g.pres.SessionClosed(s.info, reason, kicked)
 	}
 	g.mu.Lock()
 	a := g.accounts[s.subject]
@@ -421,7 +435,7 @@ func (g *Gateway) dispatch() {
 		}
 		g.mu.Unlock()
 		for _, s := range slow {
-			if g.unregister(s) {
+			if g.unregister(s, ReasonSlow, true) {
 				g.m.slowConsumers.Inc()
 				g.log.Info("slow consumer dropped", "session", s.info.SessionID)
 			}
@@ -435,7 +449,7 @@ func (g *Gateway) dispatch() {
 				}
 			}
 			for _, s := range kicks {
-				if g.unregister(s) {
+				if g.unregister(s, k.Reason, true) {
 					g.m.kicks.WithLabelValues("kicked").Inc()
 					s.t.Close(k)
 				}

@@ -153,7 +153,7 @@ func (g *Gateway) dispatchSuper(subj string, p *imapi.BusPush) {
 	}
 	g.mu.Unlock()
 	for _, s := range slow {
-		if g.unregister(s) {
+		if g.unregister(s, ReasonSlow, true) {
 			g.m.slowConsumers.Inc()
 			g.log.Info("slow consumer dropped", "session", s.info.SessionID)
 		}

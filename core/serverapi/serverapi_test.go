@@ -416,7 +416,7 @@ const turnSecret = "turn-shared-secret"
 // app's endpoint works again.
 func TestWebhookDeadLetters(t *testing.T) {
 	e := newEnv(t)
-	ev, err := webhook.SessionEvent(webhook.KindLogin, &imapi.Session{AppKey: appKey, Account: "alice", SessionID: "s1"}, time.Now())
+	ev, err := webhook.SessionEvent(webhook.KindLogin, &imapi.Session{AppKey: appKey, Account: "alice", SessionID: "s1"}, "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,6 +81,7 @@ func (s *Server) routeV1() {
 	s.routeRelations()
 	s.routeSuperGroups()
 	s.routeRooms()
+	s.routePush()
 	if s.deps.Calls != nil {
 		s.Handle(http.MethodPost, "/v1/turn/credentials", func(ctx context.Context, r *Request) (any, error) {
 			return s.deps.Calls.IssueForApp(ctx, r.App.AppKey, r.Body)

@@ -12,6 +12,8 @@ type metrics struct {
 	oversize   prometheus.Counter
 	hookErrors prometheus.Counter
 	relLimits  *prometheus.CounterVec
+	// eventLogErrors counts logins and logouts not written to the event log.
+	eventLogErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,8 +46,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		relLimits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_service_relation_limits_total", Help: "Relationship changes refused by a count limit, by limit (friends, blacklist, mutes).",
 		}, []string{"limit"}),
+		eventLogErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_service_event_log_errors_total", Help: "Logins and logouts that could not be written to the event log.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.pushes, m.pushErrors, m.kicks, m.oversize, m.hookErrors, m.relLimits} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.pushes, m.pushErrors, m.kicks, m.oversize, m.hookErrors, m.relLimits, m.eventLogErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

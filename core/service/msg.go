@@ -66,6 +66,7 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 		}
 		s.pushAll(sess, res.Members, imapi.OpPush, &msg)
 		s.publishMessage(ctx, sess.AppKey, &msg)
+		s.offlinePush(sess, res.Members, &msg)
 	}
 	return ack, nil
 }
@@ -114,12 +115,25 @@ func (s *Service) publishMessage(ctx context.Context, appkey string, m *imapi.Me
 	}
 }
 
-// publishSession queues a login or logout event for the app's webhook.
-func (s *Service) publishSession(ctx context.Context, kind webhook.Kind, sess *imapi.Session) {
+// recordSession writes a login or logout to the event log and queues it
+// for the app's webhook (with the event log's id as the event id). Neither
+// fails the request: a lost entry is logged and counted.
+func (s *Service) recordSession(ctx context.Context, kind webhook.Kind, sess *imapi.Session, reason string) {
+	now := s.now()
+	id := newID(now)
+	if err := s.st.AppendEvents(ctx, []store.SessionEvent{{
+		AppKey: sess.AppKey, ID: id, Account: sess.Account, Kind: string(kind), Time: now.UnixMilli(),
+		DeviceID: sess.DeviceID, DeviceType: sess.DeviceType, ClientIP: sess.ClientIP, SDK: sess.SDK,
+		SessionID: sess.SessionID, Gateway: sess.Gateway, Reason: reason,
+	}}); err != nil {
+		s.metrics.eventLogErrors.Inc()
+		s.log.Warn("event log write failed", "appkey", sess.AppKey, "kind", kind, "err", err)
+	}
 	if s.hooks == nil {
 		return
 	}
-	ev, err := webhook.SessionEvent(kind, sess, s.now())
+	ev, err := webhook.SessionEvent(kind, sess, reason, now)
+	ev.ID = id
 	if err == nil {
 		err = s.hooks.Publish(ctx, sess.AppKey, ev)
 	}

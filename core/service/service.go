@@ -39,6 +39,15 @@ type Deps struct {
 	// JetStream carries super-group side work (mentions, webhook copies)
 	// to durable workers. Nil: super-group sends that need it get 503.
 	JetStream jetstream.JetStream
+	// Offline, when set, hears of every stored message and its recipients
+	// (the sender excluded) to send offline push notifications (core/push).
+	Offline OfflinePusher
+}
+
+// OfflinePusher is what the services need of core/push. MessageStored must
+// not block.
+type OfflinePusher interface {
+	MessageStored(appkey string, m *imapi.Message, recipients []string)
 }
 
 // Hooks is what the services need of core/webhook.
@@ -60,6 +69,7 @@ type Service struct {
 	hooks   Hooks
 	js      jetstream.JetStream
 	super   superState
+	offline OfflinePusher
 
 	handlers map[string]opHandler // by subject
 	apps     appCache
@@ -107,7 +117,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, nc: deps.NATS, st: deps.Store, log: log.With("component", "service"),
-		metrics: m, now: now, hooks: deps.Hooks, js: deps.JetStream, sem: make(chan struct{}, cfg.MaxInFlight),
+		metrics: m, now: now, hooks: deps.Hooks, js: deps.JetStream, offline: deps.Offline, sem: make(chan struct{}, cfg.MaxInFlight),
 	}
 	if s.super.m, err = newSuperMetrics(reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -122,59 +132,63 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.handlers = map[string]opHandler{}
 	for op, h := range map[imapi.Op]handler{
-		imapi.OpLogin:          s.login,
-		imapi.OpHeartbeat:      s.heartbeat,
-		imapi.OpLogout:         s.logout,
-		imapi.OpSend:           s.send,
-		imapi.OpSync:           s.sync,
-		imapi.OpHistory:        s.history,
-		imapi.OpRead:           s.read,
-		imapi.OpRecall:         s.recall,
-		imapi.OpConvList:       s.convList,
-		imapi.OpGroupCreate:    s.groupCreate,
-		imapi.OpGroupAdd:       s.groupAdd,
-		imapi.OpGroupRemove:    s.groupRemove,
-		imapi.OpGroupInfo:      s.groupInfo,
-		imapi.OpGroupList:      s.groupList,
-		imapi.OpGroupLeave:     s.groupLeave,
-		imapi.OpGroupDismiss:   s.groupDismiss,
-		imapi.OpGroupUpdate:    s.groupUpdate,
-		imapi.OpGroupRole:      s.groupSetRole,
-		imapi.OpGroupTransfer:  s.groupTransfer,
-		imapi.OpRoomEnter:      s.roomEnter,
-		imapi.OpRoomLeave:      s.roomLeave,
-		imapi.OpRoomSend:       s.roomSend,
-		imapi.OpRoomMembers:    s.roomMembers,
-		imapi.OpRoomHistory:    s.roomHistory,
-		imapi.OpRoomInfo:       s.roomInfo,
-		imapi.OpRoomSetRole:    s.roomSetRole,
-		imapi.OpRoomMute:       s.roomMute,
-		imapi.OpRoomKick:       s.roomKick,
-		imapi.OpRoomClose:      s.roomClose,
-		imapi.OpProfileGet:     s.profiles,
-		imapi.OpProfileUpdate:  s.profileUpdate,
-		imapi.OpFriendRequest:  s.friendRequest,
-		imapi.OpFriendAccept:   s.friendAnswer(true),
-		imapi.OpFriendReject:   s.friendAnswer(false),
-		imapi.OpFriendDelete:   s.friendDelete,
-		imapi.OpFriendAlias:    s.friendAlias,
-		imapi.OpFriendList:     s.friendList,
-		imapi.OpFriendRequests: s.friendRequests,
-		imapi.OpBlockAdd:       s.blockSet(true),
-		imapi.OpBlockRemove:    s.blockSet(false),
-		imapi.OpBlockList:      s.blockList,
-		imapi.OpMuteAdd:        s.muteSet(true),
-		imapi.OpMuteRemove:     s.muteSet(false),
-		imapi.OpMuteList:       s.muteList,
-		imapi.OpNoticeSync:     s.noticeSync,
-		imapi.OpSuperCreate:    s.superCreate,
-		imapi.OpSuperAdd:       s.superAdd,
-		imapi.OpSuperRemove:    s.superRemove,
-		imapi.OpSuperInfo:      s.superInfo,
-		imapi.OpSuperMembers:   s.superMembers,
-		imapi.OpSuperList:      s.superList,
-		imapi.OpSuperLeave:     s.superLeave,
-		imapi.OpSuperDismiss:   s.superDismiss,
+		imapi.OpLogin:           s.login,
+		imapi.OpHeartbeat:       s.heartbeat,
+		imapi.OpLogout:          s.logout,
+		imapi.OpSend:            s.send,
+		imapi.OpSync:            s.sync,
+		imapi.OpHistory:         s.history,
+		imapi.OpRead:            s.read,
+		imapi.OpRecall:          s.recall,
+		imapi.OpConvList:        s.convList,
+		imapi.OpGroupCreate:     s.groupCreate,
+		imapi.OpGroupAdd:        s.groupAdd,
+		imapi.OpGroupRemove:     s.groupRemove,
+		imapi.OpGroupInfo:       s.groupInfo,
+		imapi.OpGroupList:       s.groupList,
+		imapi.OpGroupLeave:      s.groupLeave,
+		imapi.OpGroupDismiss:    s.groupDismiss,
+		imapi.OpGroupUpdate:     s.groupUpdate,
+		imapi.OpGroupRole:       s.groupSetRole,
+		imapi.OpGroupTransfer:   s.groupTransfer,
+		imapi.OpRoomEnter:       s.roomEnter,
+		imapi.OpRoomLeave:       s.roomLeave,
+		imapi.OpRoomSend:        s.roomSend,
+		imapi.OpRoomMembers:     s.roomMembers,
+		imapi.OpRoomHistory:     s.roomHistory,
+		imapi.OpRoomInfo:        s.roomInfo,
+		imapi.OpRoomSetRole:     s.roomSetRole,
+		imapi.OpRoomMute:        s.roomMute,
+		imapi.OpRoomKick:        s.roomKick,
+		imapi.OpRoomClose:       s.roomClose,
+		imapi.OpProfileGet:      s.profiles,
+		imapi.OpProfileUpdate:   s.profileUpdate,
+		imapi.OpFriendRequest:   s.friendRequest,
+		imapi.OpFriendAccept:    s.friendAnswer(true),
+		imapi.OpFriendReject:    s.friendAnswer(false),
+		imapi.OpFriendDelete:    s.friendDelete,
+		imapi.OpFriendAlias:     s.friendAlias,
+		imapi.OpFriendList:      s.friendList,
+		imapi.OpFriendRequests:  s.friendRequests,
+		imapi.OpBlockAdd:        s.blockSet(true),
+		imapi.OpBlockRemove:     s.blockSet(false),
+		imapi.OpBlockList:       s.blockList,
+		imapi.OpMuteAdd:         s.muteSet(true),
+		imapi.OpMuteRemove:      s.muteSet(false),
+		imapi.OpMuteList:        s.muteList,
+		imapi.OpNoticeSync:      s.noticeSync,
+		imapi.OpSuperCreate:     s.superCreate,
+		imapi.OpSuperAdd:        s.superAdd,
+		imapi.OpSuperRemove:     s.superRemove,
+		imapi.OpSuperInfo:       s.superInfo,
+		imapi.OpSuperMembers:    s.superMembers,
+		imapi.OpSuperList:       s.superList,
+		imapi.OpSuperLeave:      s.superLeave,
+		imapi.OpSuperDismiss:    s.superDismiss,
+		imapi.OpPushRegister:    s.pushRegister,
+		imapi.OpPushUnregister:  s.pushUnregister,
+		imapi.OpPushSettings:    s.pushSettings,
+		imapi.OpPushSetSettings: s.pushSetSettings,
 	} {
 		s.handlers[imapi.ServiceSubject(cfg.Cluster, op)] = opHandler{op: op, h: h}
 	}

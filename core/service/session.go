@@ -72,17 +72,17 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 			s.metrics.kicks.Inc()
 		}
 	}
-	s.publishSession(ctx, webhook.KindLogin, &imapi.Session{
+	s.recordSession(ctx, webhook.KindLogin, &imapi.Session{
 		AppKey: req.AppKey, Account: req.Account, DeviceID: req.DeviceID, DeviceType: deviceType,
 		SessionID: sid, Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: req.SDKVersion,
-	})
+	}, "")
 	return &imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec, SuperGroups: supers}, nil
 }
 
 func (s *Service) heartbeat(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }
 
 func (s *Service) logout(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
-	s.publishSession(ctx, webhook.KindLogout, sess)
+	s.recordSession(ctx, webhook.KindLogout, sess, "logout requested by the client")
 	return nil, nil
 }
 

@@ -97,6 +97,7 @@ var migrations = []migration{
 	roomMigration,
 	superMigration,
 	relationsMigration,
+	pushMigration,
 	groupRolesMigration,
 }
 

@@ -182,6 +182,7 @@ type Store interface {
 	DismissGroup(ctx context.Context, appkey, groupID string) error
 
 	SuperStore
+	PushStore
 
 	// Close flushes pending appends and closes the database.
 	Close() error

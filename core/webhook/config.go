@@ -16,10 +16,14 @@ const (
 	KindMessage Kind = "message" // a copy of every stored message (data sync)
 	KindLogin   Kind = "login"
 	KindLogout  Kind = "logout"
+	// KindKick is a session closed by the server: another device took
+	// over, an operator disabled the user, a gateway drained or dropped a
+	// slow consumer (the reason says which).
+	KindKick Kind = "kick"
 )
 
 // Kinds lists every event kind.
-var Kinds = []Kind{KindMessage, KindLogin, KindLogout}
+var Kinds = []Kind{KindMessage, KindLogin, KindLogout, KindKick}
 
 // Action is a moderation answer.
 type Action string

@@ -86,7 +86,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 	if err := json.Unmarshal(got.Data, &m); err != nil || got.ID != "msg-m42" || m.Seq != 7 || m.From != "alice" {
 		t.Fatalf("delivered %+v (%v)", got, err)
 	}
-	sev, err := webhook.SessionEvent(webhook.KindLogin, &imapi.Session{AppKey: appKey, Account: "bob", DeviceType: "pc", ClientIP: "192.0.2.1"}, time.Now())
+	sev, err := webhook.SessionEvent(webhook.KindLogin, &imapi.Session{AppKey: appKey, Account: "bob", DeviceType: "pc", ClientIP: "192.0.2.1"}, "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 )
 
-// SessionData is the data of login and logout events.
+// SessionData is the data of login, logout and kick events.
 type SessionData struct {
 	Account    string `json:"account"`
 	DeviceID   string `json:"device_id,omitempty"`
@@ -16,6 +16,8 @@ type SessionData struct {
 	Gateway    string `json:"gateway,omitempty"`
 	ClientIP   string `json:"client_ip,omitempty"`
 	SDK        string `json:"sdk,omitempty"`
+	// Reason explains a kick (or a logout) in words.
+	Reason string `json:"reason,omitempty"`
 }
 
 // MessageEvent is the data-sync event of a stored message. Its id is
@@ -29,11 +31,12 @@ func MessageEvent(m *imapi.Message) (Event, error) {
 	return Event{ID: "msg-" + m.MsgID, Kind: KindMessage, Time: m.Time, Data: data}, nil
 }
 
-// SessionEvent is a login or logout event of sess at t.
-func SessionEvent(kind Kind, sess *imapi.Session, t time.Time) (Event, error) {
+// SessionEvent is a login, logout or kick event of sess at t; reason is
+// empty for logins.
+func SessionEvent(kind Kind, sess *imapi.Session, reason string, t time.Time) (Event, error) {
 	data, err := json.Marshal(&SessionData{
 		Account: sess.Account, DeviceID: sess.DeviceID, DeviceType: sess.DeviceType, SessionID: sess.SessionID,
-		Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: sess.SDK,
+		Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: sess.SDK, Reason: reason,
 	})
 	if err != nil {
 		return Event{}, err

@@ -1,0 +1,616 @@
+package push
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// Presence: which accounts have an online device.
+//
+// Gateways write their sessions into a JetStream key-value bucket (one key
+// per session, under the gateway's name) and keep a lease key of their own
+// fresh. App service nodes watch the bucket and keep the whole registry in
+// memory, so asking "is this account online?" costs a map lookup. A session
+// counts only while its gateway's lease is fresh: a gateway that crashes
+// (no clean session deletes) stops refreshing its lease and all its
+// sessions go offline within one lease time. Its stale keys are deleted by
+// the registries once the lease is long dead, and by the gateway itself when
+// it starts again under the same id.
+
+// PresenceConfig is shared by gateways (Reporter) and app nodes (Registry).
+type PresenceConfig struct {
+	// Bucket is the key-value bucket of sessions and leases. Default
+	// LL_PRESENCE.
+	Bucket string `yaml:"bucket"`
+	// Lease is how long a gateway counts as alive after its last refresh;
+	// gateways refresh every lease/3. Default 15s.
+	Lease config.Duration `yaml:"lease"`
+	// EventStream and EventSubject carry the gateways' session events
+	// (kicks) to the event log. Defaults LL_SESSION_EVENTS and
+	// ll.session_events.
+	EventStream  string `yaml:"event_stream"`
+	EventSubject string `yaml:"event_subject"`
+	// MemoryStorage keeps the bucket and stream in memory (tests).
+	MemoryStorage bool `yaml:"memory_storage"`
+	// Queue bounds a gateway's pending presence writes; when full, updates
+	// are dropped and counted (the registry then errs towards "offline",
+	// which costs a spurious push, never a lost one). Default 65536.
+	Queue int `yaml:"queue"`
+}
+
+// DefaultPresence returns the defaults.
+func DefaultPresence() PresenceConfig {
+	return PresenceConfig{
+		Bucket: "LL_PRESENCE", Lease: config.Duration(15 * time.Second),
+		EventStream: "LL_SESSION_EVENTS", EventSubject: "ll.session_events", Queue: 65536,
+	}
+}
+
+func (c *PresenceConfig) applyDefaults() {
+	d := DefaultPresence()
+	if c.Bucket == "" {
+		c.Bucket = d.Bucket
+	}
+	if c.Lease == 0 {
+		c.Lease = d.Lease
+	}
+	if c.EventStream == "" {
+		c.EventStream = d.EventStream
+	}
+	if c.EventSubject == "" {
+		c.EventSubject = d.EventSubject
+	}
+	if c.Queue == 0 {
+		c.Queue = d.Queue
+	}
+}
+
+// Validate reports every problem at once.
+func (c *PresenceConfig) Validate() error {
+	c.applyDefaults()
+	var errs config.Errors
+	if c.Lease.D() < time.Second || c.Lease.D() > 10*time.Minute {
+		errs.Addf("presence.lease: %v not in 1s..10m", c.Lease.D())
+	}
+	if c.Queue < 1 {
+		errs.Addf("presence.queue: at least 1")
+	}
+	if strings.ContainsAny(c.Bucket, ". *>") || strings.ContainsAny(c.EventStream, ". *>") {
+		errs.Addf("presence.bucket, event_stream: no dots, spaces or wildcards")
+	}
+	return errs.Err()
+}
+
+func (c *PresenceConfig) storage() jetstream.StorageType {
+	if c.MemoryStorage {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
+// SessionEvent is a gateway-side session event on the event stream: a kick
+// (another device, an operator, a drain, a slow consumer) with the session
+// it closed.
+type SessionEvent struct {
+	ID      string        `json:"id"`
+	Kind    string        `json:"kind"`
+	Reason  string        `json:"reason,omitempty"`
+	Time    int64         `json:"time"` // unix milliseconds
+	Session imapi.Session `json:"session"`
+}
+
+// Event kinds of the event log.
+const (
+	EventLogin  = "login"
+	EventLogout = "logout"
+	EventKick   = "kick"
+)
+
+var enc = base64.RawURLEncoding
+
+func leaseKey(gw string) string { return "gw." + enc.EncodeToString([]byte(gw)) }
+
+func sessionPrefix(gw string) string { return "s." + enc.EncodeToString([]byte(gw)) }
+
+func sessionKey(s *imapi.Session) string {
+	return sessionPrefix(s.Gateway) + "." + enc.EncodeToString([]byte(s.AppKey)) + "." +
+		enc.EncodeToString([]byte(s.Account)) + "." + enc.EncodeToString([]byte(s.SessionID))
+}
+
+// parseSessionKey returns the gateway, appkey, account and session id.
+func parseSessionKey(key string) (gw, appkey, account, sid string, ok bool) {
+	parts := strings.Split(key, ".")
+	if len(parts) != 5 || parts[0] != "s" {
+		return "", "", "", "", false
+	}
+	dec := make([]string, 4)
+	for i, p := range parts[1:] {
+		b, err := enc.DecodeString(p)
+		// Only the canonical encoding of a non-empty value is a key we wrote.
+		if err != nil || len(b) == 0 || enc.EncodeToString(b) != p {
+			return "", "", "", "", false
+		}
+		dec[i] = string(b)
+	}
+	return dec[0], dec[1], dec[2], dec[3], true
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg *PresenceConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: cfg.Bucket, History: 1, Storage: cfg.storage(),
+		Description: "longlink presence: gateway sessions and leases",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("presence bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+func ensureEventStream(ctx context.Context, js jetstream.JetStream, cfg *PresenceConfig) error {
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: cfg.EventStream, Subjects: []string{cfg.EventSubject + ".>"}, Storage: cfg.storage(),
+		MaxAge: 72 * time.Hour, Duplicates: 2 * time.Minute,
+	}); err != nil {
+		return fmt.Errorf("session event stream %s: %w", cfg.EventStream, err)
+	}
+	return nil
+}
+
+// ReporterDeps are a Reporter's dependencies.
+type ReporterDeps struct {
+	JetStream jetstream.JetStream
+	// Gateway is the id of the gateway whose sessions are reported.
+	Gateway string
+	Logger  *slog.Logger
+	Metrics *PresenceMetrics
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Reporter runs beside a gateway: it writes the gateway's sessions into the
+// presence bucket, keeps its lease fresh and publishes kicks to the session
+// event stream. It implements gateway.Presence; its calls never block.
+type Reporter struct {
+	cfg  PresenceConfig
+	js   jetstream.JetStream
+	gw   string
+	log  *slog.Logger
+	m    *PresenceMetrics
+	now  func() time.Time
+	kv   jetstream.KeyValue
+	q    chan reportOp
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+type reportOp struct {
+	open  bool
+	sess  imapi.Session
+	event *SessionEvent
+}
+
+// NewReporter checks the config; Start connects it.
+func NewReporter(cfg PresenceConfig, deps ReporterDeps) (*Reporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	if deps.JetStream == nil || deps.Gateway == "" {
+		return nil, errors.New("presence: JetStream and Gateway are required")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := deps.Metrics
+	if m == nil {
+		m = nopPresenceMetrics()
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Reporter{
+		cfg: cfg, js: deps.JetStream, gw: deps.Gateway, log: log.With("component", "presence", "gateway", deps.Gateway),
+		m: m, now: now, q: make(chan reportOp, cfg.Queue), quit: make(chan struct{}),
+	}, nil
+}
+
+// Start creates the bucket and the event stream, deletes what an earlier
+// run of this gateway left behind, takes the lease and starts writing.
+func (r *Reporter) Start(ctx context.Context) error {
+	kv, err := ensureBucket(ctx, r.js, &r.cfg)
+	if err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	if err := ensureEventStream(ctx, r.js, &r.cfg); err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	r.kv = kv
+	if err := r.deleteOwn(ctx); err != nil {
+		return fmt.Errorf("presence: clean up: %w", err)
+	}
+	if err := r.renew(ctx); err != nil {
+		return fmt.Errorf("presence: lease: %w", err)
+	}
+	r.wg.Add(1)
+	go r.run()
+	return nil
+}
+
+// deleteOwn deletes this gateway's session keys (a restart under the same
+// id must not leave its old sessions online).
+func (r *Reporter) deleteOwn(ctx context.Context) error {
+	return deleteGatewaySessions(ctx, r.kv, r.gw)
+}
+
+func deleteGatewaySessions(ctx context.Context, kv jetstream.KeyValue, gw string) error {
+	kl, err := kv.ListKeysFiltered(ctx, sessionPrefix(gw)+".>")
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for k := range kl.Keys() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if err := kv.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Reporter) renew(ctx context.Context) error {
+	b, _ := json.Marshal(map[string]int64{"at": r.now().UnixMilli()})
+	_, err := r.kv.Put(ctx, leaseKey(r.gw), b)
+	if err == nil {
+		r.m.leaseRenewals.Inc()
+	}
+	return err
+}
+
+func (r *Reporter) run() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.Lease.D() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case op := <-r.q:
+			r.apply(op)
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Lease.D()/3)
+			if err := r.renew(ctx); err != nil {
+				r.m.errors.WithLabelValues("lease").Inc()
+				r.log.Warn("lease renewal failed", "err", err)
+			}
+			cancel()
+		case <-r.quit:
+			// Write what is queued (the sessions closed by the drain).
+			for {
+				select {
+				case op := <-r.q:
+					r.apply(op)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (r *Reporter) apply(op reportOp) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	what := "close"
+	switch {
+	case op.event != nil:
+		what = "event"
+		b, _ := json.Marshal(op.event)
+		_, err = r.js.Publish(ctx, r.cfg.EventSubject+"."+op.event.Session.AppKey, b, jetstream.WithMsgID(op.event.ID))
+	case op.open:
+		what = "open"
+		b, _ := json.Marshal(&op.sess)
+		_, err = r.kv.Put(ctx, sessionKey(&op.sess), b)
+	default:
+		err = r.kv.Delete(ctx, sessionKey(&op.sess))
+	}
+	if err != nil {
+		r.m.errors.WithLabelValues(what).Inc()
+		r.log.Warn("presence write failed", "op", what, "err", err)
+		return
+	}
+	r.m.updates.WithLabelValues(what).Inc()
+}
+
+func (r *Reporter) enqueue(op reportOp) {
+	select {
+	case r.q <- op:
+	default:
+		r.m.errors.WithLabelValues("queue_full").Inc()
+	}
+}
+
+// SessionOpened records a logged-in session.
+func (r *Reporter) SessionOpened(s imapi.Session) {
+	s.Gateway = r.gw
+	r.enqueue(reportOp{open: true, sess: s})
+}
+
+// SessionClosed removes a session; a kick (kicked true) also goes to the
+// event log with its reason.
+func (r *Reporter) SessionClosed(s imapi.Session, reason string, kicked bool) {
+	s.Gateway = r.gw
+	if kicked {
+		now := r.now()
+		r.enqueue(reportOp{event: &SessionEvent{ID: NewEventID(now), Kind: EventKick, Reason: reason, Time: now.UnixMilli(), Session: s}})
+	}
+	r.enqueue(reportOp{sess: s})
+}
+
+// Shutdown writes what is queued, deletes the gateway's remaining sessions
+// and gives up its lease (the gateway has closed its sessions by then).
+func (r *Reporter) Shutdown(ctx context.Context) error {
+	first := false
+	r.once.Do(func() { first = true; close(r.quit) })
+	if !first || r.kv == nil {
+		return nil
+	}
+	r.wg.Wait()
+	if err := r.deleteOwn(ctx); err != nil {
+		return fmt.Errorf("presence: shutdown: %w", err)
+	}
+	if err := r.kv.Delete(ctx, leaseKey(r.gw)); err != nil {
+		return fmt.Errorf("presence: shutdown: %w", err)
+	}
+	return nil
+}
+
+// RegistryDeps are a Registry's dependencies.
+type RegistryDeps struct {
+	JetStream jetstream.JetStream
+	Logger    *slog.Logger
+	Metrics   *PresenceMetrics
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Registry is the app side's in-memory view of the presence bucket.
+type Registry struct {
+	cfg PresenceConfig
+	js  jetstream.JetStream
+	log *slog.Logger
+	m   *PresenceMetrics
+	now func() time.Time
+	kv  jetstream.KeyValue
+
+	mu       sync.RWMutex
+	accounts map[string]map[string]presentSession // appkey "/" account → session id → session
+	leases   map[string]time.Time                 // gateway → last renewal (server time)
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type presentSession struct {
+	gateway    string
+	deviceType string
+}
+
+// NewRegistry checks the config; Start loads the bucket.
+func NewRegistry(cfg PresenceConfig, deps RegistryDeps) (*Registry, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	if deps.JetStream == nil {
+		return nil, errors.New("presence: JetStream is required")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := deps.Metrics
+	if m == nil {
+		m = nopPresenceMetrics()
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Registry{
+		cfg: cfg, js: deps.JetStream, log: log.With("component", "presence"), m: m, now: now,
+		accounts: map[string]map[string]presentSession{}, leases: map[string]time.Time{},
+	}, nil
+}
+
+func accountKey(appkey, account string) string { return appkey + "/" + account }
+
+// Start watches the bucket and returns once the current content is loaded.
+func (g *Registry) Start(ctx context.Context) error {
+	kv, err := ensureBucket(ctx, g.js, &g.cfg)
+	if err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	g.kv = kv
+	wctx, cancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("presence: watch: %w", err)
+	}
+	g.cancel = cancel
+	loaded := make(chan struct{})
+	g.wg.Add(2)
+	go func() {
+		defer g.wg.Done()
+		defer func() { _ = w.Stop() }()
+		initial := true
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if initial {
+						initial = false
+						close(loaded)
+					}
+					continue
+				}
+				g.apply(e)
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	go g.sweep(wctx)
+	select {
+	case <-loaded:
+		return nil
+	case <-ctx.Done():
+		g.stop()
+		return fmt.Errorf("presence: load: %w", ctx.Err())
+	}
+}
+
+func (g *Registry) apply(e jetstream.KeyValueEntry) {
+	key := e.Key()
+	del := e.Operation() != jetstream.KeyValuePut
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if rest, ok := strings.CutPrefix(key, "gw."); ok {
+		b, err := enc.DecodeString(rest)
+		if err != nil {
+			return
+		}
+		if del {
+			delete(g.leases, string(b))
+		} else {
+			g.leases[string(b)] = e.Created()
+		}
+		return
+	}
+	gw, appkey, account, sid, ok := parseSessionKey(key)
+	if !ok {
+		return
+	}
+	ak := accountKey(appkey, account)
+	m := g.accounts[ak]
+	if del {
+		if m != nil {
+			delete(m, sid)
+			if len(m) == 0 {
+				delete(g.accounts, ak)
+			}
+		}
+		return
+	}
+	var s imapi.Session
+	_ = json.Unmarshal(e.Value(), &s)
+	if m == nil {
+		m = map[string]presentSession{}
+		g.accounts[ak] = m
+	}
+	m[sid] = presentSession{gateway: gw, deviceType: s.DeviceType}
+}
+
+func (g *Registry) alive(gw string, now time.Time) bool {
+	t, ok := g.leases[gw]
+	return ok && now.Sub(t) < g.cfg.Lease.D()
+}
+
+// Online reports whether the account has a session on a live gateway.
+func (g *Registry) Online(appkey, account string) bool {
+	now := g.now()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, s := range g.accounts[accountKey(appkey, account)] {
+		if g.alive(s.gateway, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// Sessions is the number of sessions on live gateways.
+func (g *Registry) Sessions() int {
+	now := g.now()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	n := 0
+	for _, m := range g.accounts {
+		for _, s := range m {
+			if g.alive(s.gateway, now) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// sweep deletes the keys of gateways whose lease has been dead for ten
+// lease times (crashed, never restarted under the same id). Several app
+// nodes may do it at once; deletes are idempotent.
+func (g *Registry) sweep(ctx context.Context) {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.Lease.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := g.now()
+		var dead []string
+		g.mu.RLock()
+		for gw, at := range g.leases {
+			if now.Sub(at) > 10*g.cfg.Lease.D() {
+				dead = append(dead, gw)
+			}
+		}
+		g.mu.RUnlock()
+		g.m.sessions.Set(float64(g.Sessions()))
+		for _, gw := range dead {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := deleteGatewaySessions(dctx, g.kv, gw)
+			if err == nil {
+				err = g.kv.Delete(dctx, leaseKey(gw))
+			}
+			cancel()
+			if err != nil {
+				g.log.Warn("sweep a dead gateway", "gateway", gw, "err", err)
+				continue
+			}
+			g.m.sweeps.Inc()
+			g.log.Info("dead gateway's sessions removed", "gateway", gw)
+		}
+	}
+}
+
+func (g *Registry) stop() {
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.wg.Wait()
+}
+
+// Shutdown stops watching.
+func (g *Registry) Shutdown(context.Context) error {
+	g.stop()
+	return nil
+}

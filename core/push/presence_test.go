@@ -1,0 +1,128 @@
+package push
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+func startBus(t *testing.T) *bus.Bus {
+	t.Helper()
+	cfg := bus.Default()
+	cfg.StoreDir = t.TempDir()
+	cfg.Listen = ""
+	b, err := bus.New(cfg, bus.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	return b
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Sessions appear and disappear with their gateway's reports; a gateway
+// that stops renewing its lease (a crash: its connection is gone, nothing
+// is deleted) takes its sessions offline within one lease; restarted under
+// the same id it deletes what the crash left behind.
+func TestPresenceLeases(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := startBus(t)
+	cfg := DefaultPresence()
+	cfg.MemoryStorage = true
+	cfg.Lease = config.Duration(time.Second)
+	reg, err := NewRegistry(cfg, RegistryDeps{JetStream: b.JetStream()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = reg.Shutdown(ctx) }()
+
+	gw1, err := NewReporter(cfg, ReporterDeps{JetStream: b.JetStream(), Gateway: "gw.one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw1.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice := imapi.Session{AppKey: "app1", Account: "alice@x", SessionID: "s1", DeviceType: "phone"}
+	gw1.SessionOpened(alice)
+	eventually(t, "alice online", func() bool { return reg.Online("app1", "alice@x") })
+	if reg.Online("app1", "bob") || reg.Online("app2", "alice@x") {
+		t.Fatal("others online")
+	}
+	gw1.SessionClosed(alice, "logout", false)
+	eventually(t, "alice offline", func() bool { return !reg.Online("app1", "alice@x") })
+
+	// A crash: the reporter's connection goes away without a word.
+	nc, err := b.Connect("crashing-gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js2, err := jetstreamFor(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw2, err := NewReporter(cfg, ReporterDeps{JetStream: js2, Gateway: "gw2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob := imapi.Session{AppKey: "app1", Account: "bob", SessionID: "s2"}
+	gw2.SessionOpened(bob)
+	eventually(t, "bob online", func() bool { return reg.Online("app1", "bob") })
+	nc.Close()
+	crashed := time.Now()
+	eventually(t, "bob offline after the lease", func() bool { return !reg.Online("app1", "bob") })
+	if d := time.Since(crashed); d > 3*time.Second {
+		t.Fatalf("bob stayed online %v after the crash (lease 1s)", d)
+	}
+	close(gw2.quit) // the crashed reporter's loop
+	gw2.wg.Wait()
+
+	// Restarted under the same id: bob's stale key is gone for good, not
+	// revived by the fresh lease.
+	gw2b, err := NewReporter(cfg, ReporterDeps{JetStream: b.JetStream(), Gateway: "gw2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw2b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if reg.Online("app1", "bob") {
+		t.Fatal("a restarted gateway revived its crashed sessions")
+	}
+	carol := imapi.Session{AppKey: "app1", Account: "carol", SessionID: "s3"}
+	gw2b.SessionOpened(carol)
+	eventually(t, "carol online", func() bool { return reg.Online("app1", "carol") })
+	// A clean stop removes the gateway's sessions.
+	if err := gw2b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "carol offline after a clean stop", func() bool { return !reg.Online("app1", "carol") })
+	if err := gw1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
