@@ -137,7 +137,13 @@ type roomState struct {
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter // "appkey/room" and "appkey/room/account"
 	gateways map[string]gatewaySeen
+	sizes    map[string]roomCount // by "appkey/room"
 	sub      *nats.Subscription
+}
+
+type roomCount struct {
+	n  int
+	at time.Time
 }
 
 type gatewaySeen struct {
@@ -153,6 +159,7 @@ const maxLimiters = 200_000
 func (s *Service) startRooms() error {
 	s.rooms.limiters = map[string]*rate.Limiter{}
 	s.rooms.gateways = map[string]gatewaySeen{}
+	s.rooms.sizes = map[string]roomCount{}
 	sub, err := s.nc.Subscribe(imapi.GatewaySubject, func(m *nats.Msg) {
 		var a imapi.GatewayAnnounce
 		if json.Unmarshal(m.Data, &a) != nil || a.ID == "" || len(a.Addresses) > 16 {
@@ -239,6 +246,13 @@ func verifyRoomToken(secret, token, appkey, roomID, account string, now time.Tim
 	return f[3], true
 }
 
+// RoomTokenFor signs an entry token as IssueRoomToken does, for an app
+// server (or a load generator) that holds the app secret and issues tokens
+// without a round trip. role is "member" or "guest".
+func RoomTokenFor(secret, appkey, roomID, account, role string, expires time.Time) string {
+	return signRoomToken(secret, strings.Join([]string{appkey, roomID, account, role, strconv.FormatInt(expires.Unix(), 10)}, "|"))
+}
+
 // IssueRoomToken issues an entry token for account (member or guest) into
 // a live room, valid for ttl (0 or more than the configured maximum: the
 // configured token_ttl).
@@ -266,9 +280,8 @@ func (s *Service) IssueRoomToken(ctx context.Context, appkey, roomID, account, r
 	if r.Closed {
 		return nil, imapi.Errorf(imapi.ErrNotFound, "room closed")
 	}
-	exp := s.now().Add(ttl).Unix()
-	tok := signRoomToken(app.Secret, strings.Join([]string{appkey, roomID, account, role, strconv.FormatInt(exp, 10)}, "|"))
-	return &RoomToken{Token: tok, Role: role, Expires: exp}, nil
+	exp := s.now().Add(ttl)
+	return &RoomToken{Token: RoomTokenFor(app.Secret, appkey, roomID, account, role, exp), Role: role, Expires: exp.Unix()}, nil
 }
 
 // --- server-side room management ---
@@ -309,6 +322,38 @@ func (s *Service) CreateRoom(ctx context.Context, appkey string, req *RoomCreate
 func roomInfo(r *store.Room, members int) *imapi.RoomInfo {
 	return &imapi.RoomInfo{RoomID: r.RoomID, Name: r.Name, Owner: r.Owner, Muted: r.Muted, GuestsCanSend: r.GuestsCanSend,
 		Members: members, LastSeq: r.LastSeq, Closed: r.Closed, Created: r.Created.UnixMilli()}
+}
+
+// roomSizeTTL is how long an enter may report a room size counted
+// earlier: counting costs a scan of the room's presence, and a crowd
+// entering at once would scan it once each.
+const roomSizeTTL = 2 * time.Second
+
+// roomSize is the room's session count, counted at most every roomSizeTTL.
+func (s *Service) roomSize(ctx context.Context, appkey, roomID string) (int, error) {
+	key := appkey + "/" + roomID
+	now := s.now()
+	s.rooms.mu.Lock()
+	c, ok := s.rooms.sizes[key]
+	s.rooms.mu.Unlock()
+	if ok && now.Sub(c.at) < roomSizeTTL {
+		return c.n, nil
+	}
+	gws, err := s.st.RoomGateways(ctx, appkey, roomID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range gws {
+		n += c
+	}
+	s.rooms.mu.Lock()
+	if len(s.rooms.sizes) >= maxLimiters {
+		clear(s.rooms.sizes)
+	}
+	s.rooms.sizes[key] = roomCount{n: n, at: now}
+	s.rooms.mu.Unlock()
+	return n, nil
 }
 
 // RoomInfo describes a room (closed ones included) with its member count.
@@ -542,14 +587,10 @@ func (s *Service) roomEnter(ctx context.Context, sess *imapi.Session, body []byt
 		res = "error"
 		return nil, storeErr(err, "room")
 	}
-	gws, err := s.st.RoomGateways(ctx, sess.AppKey, r.RoomID)
+	members, err := s.roomSize(ctx, sess.AppKey, r.RoomID)
 	if err != nil {
 		res = "error"
 		return nil, storeErr(err, "room")
-	}
-	members := 0
-	for _, c := range gws {
-		members += c
 	}
 	out := &imapi.RoomEnterResp{Room: *roomInfo(&r, members), Role: acct.Role, History: make([]imapi.RoomMessage, len(hist))}
 	for i := range hist {

@@ -1,0 +1,23 @@
+package main
+
+import "time"
+
+// The chatroom fan-out figure (issue #7): one room, members spread over
+// three gateway processes on one bus (a process here may open at most
+// 20,000 files), load in four worker processes, messages at a fixed rate.
+func init() {
+	register(benchmark{
+		name: "room-fanout",
+		summary: "45,000 members in one room on three gateway processes (the first also runs the bus, services and store), " +
+			"4 load processes, 100 msg/s into the room: deliveries/s, server CPU µs per delivery (/proc of the three servers), " +
+			"p99 delivery latency (goal ≤ 0.5 µs, p99 ≤ 200 ms)",
+		limit: 3 * time.Minute,
+		argv: []string{"sh", "-c", `set -e
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+go build -o "$d/longlink" ./cmd/longlink
+go build -o "$d/loadgen" ./tools/loadgen
+"$d/loadgen" room -bin "$d/longlink" -members 45000 -gateways 3 -workers 4 -rate 100 -duration 20s -warmup 5s \
+  -server-cpu "${ROOM_SERVER_CPU-0}" -client-cpu "${ROOM_CLIENT_CPU-1}"`},
+	})
+}

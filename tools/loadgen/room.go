@@ -1,0 +1,695 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/store"
+)
+
+// The chatroom fan-out figure: members of one room spread over several
+// gateway processes on one bus (the first process also runs the bus, the
+// services and the store), load clients in worker processes, a sender
+// putting messages into the room at a fixed rate.
+//
+// Most member connections are read by the workers' own epoll loops that
+// discard the bytes (no decryption); every -sample'th connection decrypts
+// and decodes its room.messages frames and records the delay from the
+// message's server time to its arrival in a 1 ms histogram.
+
+const (
+	benchRoom   = "bench-room"
+	benchSecret = "bench-app-secret-0123456789"
+	busPassword = "bench-bus-password-0123456789"
+	histBuckets = 10000 // 1 ms each; the last one holds everything above
+)
+
+func runRoom(args []string) error {
+	fs := flag.NewFlagSet("room", flag.ContinueOnError)
+	bin := fs.String("bin", "longlink", "longlink binary")
+	members := fs.Int("members", 45000, "room members (connections)")
+	gateways := fs.Int("gateways", 3, "gateway processes")
+	workers := fs.Int("workers", 4, "load worker processes (sources 127.0.0.<2+i>)")
+	rate := fs.Int("rate", 100, "messages per second into the room")
+	duration := fs.Duration("duration", 20*time.Second, "measurement window")
+	warmup := fs.Duration("warmup", 5*time.Second, "sending before the window")
+	batch := fs.Duration("batch", 100*time.Millisecond, "gateways' room_batch_interval")
+	sample := fs.Int("sample", 100, "every n-th member decodes and measures latency")
+	bodyBytes := fs.Int("body-bytes", 64, "text bytes per message")
+	serverCPU := fs.String("server-cpu", "0", "CPU list for the server processes (taskset); empty: not pinned")
+	clientCPU := fs.String("client-cpu", "1", "CPU list for the load processes (taskset); empty: not pinned")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "loadgen-room")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	key, err := link.GenerateKey("bench-1")
+	if err != nil {
+		return err
+	}
+	busAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := seedRoom(ctx, filepath.Join(dir, "core.db"), *members); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	progress("seeded %d users and the room in %s", *members+1, time.Since(start).Round(time.Millisecond))
+
+	var srvs []*server
+	defer func() {
+		for i := len(srvs) - 1; i >= 0; i-- {
+			srvs[i].stop()
+		}
+	}()
+	for g := 0; g < *gateways; g++ {
+		s, err := startRoomServer(g, dir, *bin, *serverCPU, busAddr, key, *batch)
+		if err != nil {
+			return err
+		}
+		srvs = append(srvs, s)
+	}
+	var addrs []string
+	for _, s := range srvs {
+		addrs = append(addrs, s.linkAddr)
+	}
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	type worker struct {
+		cmd *exec.Cmd
+		in  *bufio.Writer
+		out *bufio.Scanner
+	}
+	var ws []*worker
+	for i := 0; i < *workers; i++ {
+		argv := []string{self, "room-worker", "-addrs", strings.Join(addrs, ","), "-src", fmt.Sprintf("127.0.0.%d", 2+i),
+			"-key-id", key.ID, "-public-key", link.EncodeKey(key.Public), "-index", strconv.Itoa(i),
+			"-stride", strconv.Itoa(*workers), "-members", strconv.Itoa(*members), "-sample", strconv.Itoa(*sample)}
+		if *clientCPU != "" {
+			if _, err := exec.LookPath("taskset"); err == nil {
+				argv = append([]string{"taskset", "-c", *clientCPU}, argv...)
+			}
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer func() { in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		ws = append(ws, &worker{cmd: cmd, in: bufio.NewWriter(in), out: sc})
+	}
+	// expect reads lines until one starts with prefix.
+	expect := func(w *worker, prefix string) (string, error) {
+		for w.out.Scan() {
+			line := w.out.Text()
+			if strings.HasPrefix(line, prefix) {
+				return line, nil
+			}
+			if strings.HasPrefix(line, "error") {
+				return "", fmt.Errorf("worker: %s", line)
+			}
+		}
+		return "", fmt.Errorf("worker exited")
+	}
+	tell := func(cmd string) {
+		for _, w := range ws {
+			fmt.Fprintln(w.in, cmd)
+			_ = w.in.Flush()
+		}
+	}
+	start = time.Now()
+	tell("connect")
+	for _, w := range ws {
+		if _, err := expect(w, "ready"); err != nil {
+			return err
+		}
+	}
+	progress("%d members entered the room in %s", *members, time.Since(start).Round(time.Millisecond))
+	for i, s := range srvs {
+		m := scrape(s.debugAddr)
+		progress("gateway %d: %v room members, %v sessions", i+1, m["longlink_gateway_room_members"], m["longlink_gateway_sessions"])
+	}
+
+	snd, err := newSender(srvs[0].linkAddr, key, *members, *bodyBytes)
+	if err != nil {
+		return err
+	}
+	defer snd.close()
+	sendCtx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	go snd.run(sendCtx, *rate)
+	time.Sleep(*warmup)
+
+	type snap struct {
+		cpu        float64 // seconds, all server processes
+		deliveries float64
+		copies     []float64
+		drops      float64
+	}
+	take := func() (snap, error) {
+		var sn snap
+		for _, s := range srvs {
+			c, err := procCPU(s.cmd.Process.Pid)
+			if err != nil {
+				return sn, err
+			}
+			sn.cpu += c
+			m := scrape(s.debugAddr)
+			sn.deliveries += m["longlink_gateway_room_deliveries_total"]
+			sn.drops += m["longlink_gateway_room_slow_drops_total"] + m["longlink_gateway_slow_consumers_total"]
+			sn.copies = append(sn.copies, m["longlink_gateway_room_messages_total"])
+		}
+		return sn, nil
+	}
+	tell("start")
+	sent0 := snd.acked.Load()
+	t0 := time.Now()
+	a, err := take()
+	if err != nil {
+		return err
+	}
+	time.Sleep(*duration)
+	b, err := take()
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(t0).Seconds()
+	sent := snd.acked.Load() - sent0
+	tell("stop")
+	hist := make([]int64, histBuckets)
+	for _, w := range ws {
+		line, err := expect(w, "hist")
+		if err != nil {
+			return err
+		}
+		for i, f := range strings.Fields(line)[1:] {
+			n, _ := strconv.ParseInt(f, 10, 64)
+			if i < histBuckets {
+				hist[i] += n
+			}
+		}
+	}
+	stopSending()
+
+	deliveries := b.deliveries - a.deliveries
+	cpu := b.cpu - a.cpu
+	progress("window %.1fs: %d messages acked (%d refused), %.0f deliveries, server CPU %.2fs (%.0f%% of one core), %.0f slow drops",
+		elapsed, sent, snd.refused.Load(), deliveries, cpu, 100*cpu/elapsed, b.drops-a.drops)
+	for i := range srvs {
+		progress("gateway %d received %.0f room messages from the bus in the window", i+1, b.copies[i]-a.copies[i])
+	}
+	p50, p99, n := quantile(hist, 0.50), quantile(hist, 0.99), int64(0)
+	for _, c := range hist {
+		n += c
+	}
+	progress("latency samples: %d (message server time → decoded by a sampled member)", n)
+	result("room_fanout_offered_msgs_per_sec", float64(*rate), "msg/s")
+	result("room_fanout_members", float64(*members), "conns")
+	result("room_fanout_deliveries_per_sec", deliveries/elapsed, "deliveries/s")
+	if deliveries > 0 {
+		result("room_fanout_server_cpu_per_delivery", cpu/deliveries*1e6, "us")
+	}
+	if sent > 0 {
+		copies := 0.0
+		for i := range srvs {
+			copies += b.copies[i] - a.copies[i]
+		}
+		result("room_fanout_bus_copies_per_message_per_gateway", copies/float64(len(srvs))/float64(sent), "copies")
+	}
+	result("room_fanout_latency_p50", float64(p50), "ms")
+	result("room_fanout_latency_p99", float64(p99), "ms")
+	result("room_fanout_slow_drops", b.drops-a.drops, "sessions")
+	return nil
+}
+
+// quantile returns the upper edge (ms) of the bucket holding quantile q.
+func quantile(h []int64, q float64) int {
+	var n int64
+	for _, c := range h {
+		n += c
+	}
+	if n == 0 {
+		return 0
+	}
+	want := int64(float64(n)*q + 0.5)
+	var acc int64
+	for i, c := range h {
+		acc += c
+		if acc >= want {
+			return i + 1
+		}
+	}
+	return len(h)
+}
+
+// seedRoom creates the members u0…u(n-1), the sender u<n> and the room
+// (owned by the sender, with rates that do not limit the benchmark).
+func seedRoom(ctx context.Context, dbPath string, n int) error {
+	if err := seedUsers(ctx, dbPath, n+1); err != nil {
+		return err
+	}
+	cfg := store.Default()
+	cfg.Path = dbPath
+	cfg.Synchronous = "normal"
+	st, err := store.Open(ctx, cfg, store.Deps{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.PutApp(ctx, store.App{AppKey: benchAppKey, Secret: benchSecret, Devices: imapi.DevicesAllowAll, HeartbeatSec: 300}); err != nil {
+		return err
+	}
+	return st.CreateRoom(ctx, store.Room{AppKey: benchAppKey, RoomID: benchRoom, Name: "bench", Owner: account(n),
+		HistorySize: 20, MsgRate: 100000, MemberRate: 100000})
+}
+
+// startRoomServer starts gateway process g: the first also runs the bus
+// (listening for the others), the services and the store.
+func startRoomServer(g int, dir, bin, cpu, busAddr string, key link.KeyPair, batch time.Duration) (*server, error) {
+	s := &server{dir: filepath.Join(dir, fmt.Sprintf("gw%d", g+1)), key: key}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.linkAddr, err = freePort(); err != nil {
+		return nil, err
+	}
+	if s.debugAddr, err = freePort(); err != nil {
+		return nil, err
+	}
+	roles := "{services: false, gateway: true, server_api: false, weblink: false}"
+	bus := fmt.Sprintf("{mode: external, urls: [\"nats://%s\"], user: longlink, password: %s}", busAddr, busPassword)
+	extra := ""
+	if g == 0 {
+		roles = "{services: true, gateway: true, server_api: false, weblink: false}"
+		bus = fmt.Sprintf("{listen: %q, user: longlink, password: %s}", busAddr, busPassword)
+		extra = fmt.Sprintf(`store: {path: %s, synchronous: normal}
+service:
+  apps:
+    - {appkey: %s, secret: %s, devices: allow_all, heartbeat: 300s}
+`, filepath.Join(dir, "core.db"), benchAppKey, benchSecret)
+	}
+	cfg := fmt.Sprintf(`data_dir: %s
+debug_listen: %s
+roles: %s
+bus: %s
+%sgateway:
+  id: gw-%d
+  listen: %s
+  keys: [{id: %s, private_key: %s}]
+  heartbeat: 300s
+  max_connections_per_ip: -1
+  request_rate: 100000
+  request_burst: 100000
+  max_inflight: 4096
+  room_batch_interval: %s
+`, s.dir, s.debugAddr, roles, bus, extra, g+1, s.linkAddr, key.ID, link.EncodeKey(key.Private), batch)
+	cfgPath := filepath.Join(s.dir, "core.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	argv := []string{bin, "core", "-config", cfgPath, "-log-level", "warn"}
+	if cpu != "" {
+		if _, err := exec.LookPath("taskset"); err == nil {
+			argv = append([]string{"taskset", "-c", cpu}, argv...)
+		}
+	}
+	s.cmd = exec.Command(argv[0], argv[1:]...)
+	s.cmd.Stdout = os.Stderr
+	s.cmd.Stderr = os.Stderr
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start gateway %d: %w", g+1, err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.linkAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) || s.cmd.ProcessState != nil {
+			s.stop()
+			return nil, fmt.Errorf("gateway %d did not listen on %s", g+1, s.linkAddr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	progress("gateway %d: pid %d, link %s (cpu %q)", g+1, s.cmd.Process.Pid, s.linkAddr, cpu)
+	return s, nil
+}
+
+// procCPU is a process's user+system CPU time in seconds.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start after ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// scrape reads the unlabelled values of a server's metrics.
+func scrape(debugAddr string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get("http://" + debugAddr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out
+}
+
+// sender puts messages into the room over one Link connection, pipelined.
+type sender struct {
+	c       *link.Conn
+	body    []byte
+	acked   atomic.Int64
+	refused atomic.Int64
+	mu      sync.Mutex
+}
+
+func dialMember(addr, src, keyID string, pub []byte, u int) (*link.Conn, error) {
+	d := &net.Dialer{Timeout: 20 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := link.Client(ctx, nc, keyID, pub, link.Limits{})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(60 * time.Second))
+	call := func(seq uint32, op imapi.Op, req any) error {
+		body, _ := json.Marshal(req)
+		if err := c.WriteFrame(link.Frame{Op: op, Seq: seq, Body: body}); err != nil {
+			return err
+		}
+		for {
+			f, err := c.ReadFrame()
+			if err != nil {
+				return err
+			}
+			if f.IsResponse() && f.Seq == seq {
+				if f.Code != imapi.OK {
+					return fmt.Errorf("%s %s: code %d %s", op, account(u), f.Code, f.Body)
+				}
+				return nil
+			}
+		}
+	}
+	if err := call(1, imapi.OpLogin, imapi.LoginReq{AppKey: benchAppKey, Account: account(u), Token: token(u),
+		DeviceID: "d" + strconv.Itoa(u), DeviceType: "phone", SDKVersion: "loadgen"}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	tok := service.RoomTokenFor(benchSecret, benchAppKey, benchRoom, account(u), imapi.RoleMember, time.Now().Add(time.Hour))
+	if err := call(2, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: benchRoom, Token: tok, History: 1}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = nc.SetReadDeadline(time.Time{})
+	return c, nil
+}
+
+func newSender(addr string, key link.KeyPair, u, bodyBytes int) (*sender, error) {
+	c, err := dialMember(addr, "", key.ID, key.Public, u)
+	if err != nil {
+		return nil, fmt.Errorf("sender: %w", err)
+	}
+	body, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", bodyBytes)})
+	s := &sender{c: c, body: body}
+	go func() {
+		for {
+			f, err := c.ReadFrame()
+			if err != nil {
+				return
+			}
+			if f.IsResponse() && f.Op == imapi.OpRoomSend {
+				if f.Code == imapi.OK {
+					s.acked.Add(1)
+				} else {
+					s.refused.Add(1)
+				}
+			}
+		}
+	}()
+	return s, nil
+}
+
+func (s *sender) run(ctx context.Context, rate int) {
+	t := time.NewTicker(time.Second / time.Duration(rate))
+	defer t.Stop()
+	seq := uint32(10)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			seq++
+			req, _ := json.Marshal(imapi.RoomSendReq{RoomID: benchRoom, ClientMsgID: "c" + strconv.Itoa(int(seq)), Type: "text", Body: s.body})
+			if err := s.c.WriteFrame(link.Frame{Op: imapi.OpRoomSend, Seq: seq, Body: req}); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s *sender) close() { _ = s.c.Close() }
+
+// runRoomWorker connects its share of the members on "connect", then
+// records latency from "start" to "stop" and prints the histogram.
+func runRoomWorker(args []string) error {
+	fs := flag.NewFlagSet("room-worker", flag.ContinueOnError)
+	addrsFlag := fs.String("addrs", "", "gateway addresses, comma-separated (member u goes to addrs[u % len])")
+	src := fs.String("src", "127.0.0.2", "source address")
+	keyID := fs.String("key-id", "", "server key id")
+	pubB64 := fs.String("public-key", "", "server public key")
+	index := fs.Int("index", 0, "this worker's index")
+	stride := fs.Int("stride", 1, "number of workers")
+	members := fs.Int("members", 0, "room members in all")
+	sample := fs.Int("sample", 100, "every n-th member decodes")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pub, err := link.DecodeKey(*pubB64)
+	if err != nil {
+		return err
+	}
+	addrs := strings.Split(*addrsFlag, ",")
+	ep, err := newDiscarder()
+	if err != nil {
+		return err
+	}
+	var (
+		recording atomic.Bool
+		hist      [histBuckets]atomic.Int64
+		mu        sync.Mutex
+		keep      []*link.Conn
+	)
+	decode := func(c *link.Conn) {
+		for {
+			f, err := c.ReadFrame()
+			if err != nil {
+				return
+			}
+			if f.Op != imapi.OpRoomMessages || !recording.Load() {
+				continue
+			}
+			var b struct {
+				Messages []struct {
+					Time int64 `json:"time"`
+				} `json:"messages"`
+			}
+			if json.Unmarshal(f.Body, &b) != nil {
+				continue
+			}
+			now := time.Now().UnixMilli()
+			for _, m := range b.Messages {
+				d := max(0, min(int(now-m.Time), histBuckets-1))
+				hist[d].Add(1)
+			}
+		}
+	}
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "connect":
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			var firstErr atomic.Value
+			for p := 0; p < 64; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for firstErr.Load() == nil {
+						u := *index + int(next.Add(1)-1)*(*stride)
+						if u >= *members {
+							return
+						}
+						c, err := dialMember(addrs[u%len(addrs)], *src, *keyID, pub, u)
+						if err != nil {
+							firstErr.CompareAndSwap(nil, err)
+							return
+						}
+						mu.Lock()
+						keep = append(keep, c)
+						mu.Unlock()
+						if u%*sample == 0 {
+							go decode(c)
+						} else if err := ep.add(c.NetConn()); err != nil {
+							firstErr.CompareAndSwap(nil, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if err := firstErr.Load(); err != nil {
+				fmt.Printf("error %v\n", err)
+				continue
+			}
+			mu.Lock()
+			fmt.Printf("ready %d\n", len(keep))
+			mu.Unlock()
+		case "start":
+			for i := range hist {
+				hist[i].Store(0)
+			}
+			recording.Store(true)
+		case "stop":
+			recording.Store(false)
+			var b strings.Builder
+			b.WriteString("hist")
+			for i := range hist {
+				b.WriteByte(' ')
+				b.WriteString(strconv.FormatInt(hist[i].Load(), 10))
+			}
+			fmt.Println(b.String())
+		}
+	}
+	return nil
+}
+
+// discarder reads and drops whatever arrives on its sockets, from a few
+// goroutines waiting on one epoll set (no goroutine or buffer per socket).
+type discarder struct {
+	epfd  int
+	mu    sync.Mutex
+	conns map[int32]net.Conn // keeps them open
+}
+
+func newDiscarder() (*discarder, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	d := &discarder{epfd: fd, conns: map[int32]net.Conn{}}
+	for range 2 {
+		go d.loop()
+	}
+	return d, nil
+}
+
+func (d *discarder) add(c net.Conn) error {
+	sc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var fd int32
+	if err := sc.Control(func(f uintptr) { fd = int32(f) }); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.conns[fd] = c
+	d.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: fd}
+	return syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+}
+
+func (d *discarder) loop() {
+	evs := make([]syscall.EpollEvent, 256)
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := syscall.EpollWait(d.epfd, evs, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return
+		}
+		for _, ev := range evs[:n] {
+			for {
+				m, err := syscall.Read(int(ev.Fd), buf)
+				if m <= 0 || err != nil {
+					if err != syscall.EAGAIN && err != syscall.EINTR {
+						_ = syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_DEL, int(ev.Fd), nil)
+					}
+					break
+				}
+				if m < len(buf) {
+					break
+				}
+			}
+		}
+	}
+}
