@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -320,6 +321,35 @@ func TestOfflinePush(t *testing.T) {
 	}
 	if e.fcm.Requests("gina-fcm") != 0 {
 		t.Fatal("gina was notified of a muted conversation")
+	}
+
+	// Settings from the device, read back through the server API; a zone
+	// nobody knows is refused.
+	want := imapi.PushSettings{DND: imapi.DND{Enabled: true, Start: 22 * 60, End: 7 * 60, TimeZone: "Europe/Paris"}}
+	if got, err := carol.SetPushSettings(ctx, want); err != nil || got != want {
+		t.Fatalf("set settings: %+v %v", got, err)
+	}
+	if got, err := carol.PushSettings(ctx); err != nil || got != want {
+		t.Fatalf("settings: %+v %v", got, err)
+	}
+	var viaAPI imapi.PushSettings
+	e.api(http.MethodGet, "/v1/users/carol/push-settings", nil, &viaAPI)
+	if viaAPI != want {
+		t.Fatalf("settings through the server API: %+v", viaAPI)
+	}
+	_, err = carol.SetPushSettings(ctx, imapi.PushSettings{DND: imapi.DND{Enabled: true, TimeZone: "Mars/Olympus"}})
+	var ie *imapi.Error
+	if !errors.As(err, &ie) || ie.Code != imapi.ErrBadRequest {
+		t.Fatalf("unknown zone: %v", err)
+	}
+	if err := carol.UnregisterPushToken(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.api(http.MethodDelete, "/v1/users/bob/push-tokens/bob-desk", nil, nil)
+	for acct, left := range map[string]int{"carol": 0, "bob": 1} {
+		if ts, err := e.node.Store().PushTokens(ctx, "demo", acct); err != nil || len(ts) != left {
+			t.Fatalf("%s tokens after unregistering: %+v %v", acct, ts, err)
+		}
 	}
 	if got := e.counter("longlink_push_tokens_deleted_total", "provider", "apns"); got != 1 {
 		t.Fatalf("tokens deleted %v", got)

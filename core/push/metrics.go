@@ -51,12 +51,13 @@ type PresenceMetrics struct {
 	leaseRenewals prometheus.Counter
 	sessions      prometheus.Gauge
 	sweeps        prometheus.Counter
+	reconciles    prometheus.Counter
 }
 
 // NewPresenceMetrics registers the presence metrics.
 func NewPresenceMetrics(reg prometheus.Registerer) (*PresenceMetrics, error) {
 	m := newPresenceMetrics()
-	for _, c := range []prometheus.Collector{m.updates, m.errors, m.leaseRenewals, m.sessions, m.sweeps} {
+	for _, c := range []prometheus.Collector{m.updates, m.errors, m.leaseRenewals, m.sessions, m.sweeps, m.reconciles} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -82,6 +83,9 @@ func newPresenceMetrics() *PresenceMetrics {
 		}),
 		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_push_presence_sweeps_total", Help: "Dead gateways whose sessions a registry removed.",
+		}),
+		reconciles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_push_presence_reconciles_total", Help: "Times a gateway rewrote its sessions in the bucket after lost writes.",
 		}),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,12 +112,9 @@ type SessionEvent struct {
 	Session imapi.Session `json:"session"`
 }
 
-// Event kinds of the event log.
-const (
-	EventLogin  = "login"
-	EventLogout = "logout"
-	EventKick   = "kick"
-)
+// EventKick is the kind of a gateway's session events (the event log's
+// login and logout entries are written by the app services).
+const EventKick = "kick"
 
 var enc = base64.RawURLEncoding
 
@@ -194,6 +192,13 @@ type Reporter struct {
 	quit chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+
+	// live is the gateway's open sessions by key, updated as they are
+	// reported. dirty is set when a write failed or the queue overflowed:
+	// the next reconcile makes the bucket match live.
+	mu    sync.Mutex
+	live  map[string]imapi.Session
+	dirty atomic.Bool
 }
 
 type reportOp struct {
@@ -224,7 +229,7 @@ func NewReporter(cfg PresenceConfig, deps ReporterDeps) (*Reporter, error) {
 	}
 	return &Reporter{
 		cfg: cfg, js: deps.JetStream, gw: deps.Gateway, log: log.With("component", "presence", "gateway", deps.Gateway),
-		m: m, now: now, q: make(chan reportOp, cfg.Queue), quit: make(chan struct{}),
+		m: m, now: now, q: make(chan reportOp, cfg.Queue), quit: make(chan struct{}), live: map[string]imapi.Session{},
 	}, nil
 }
 
@@ -295,6 +300,8 @@ func (r *Reporter) run() {
 			if err := r.renew(ctx); err != nil {
 				r.m.errors.WithLabelValues("lease").Inc()
 				r.log.Warn("lease renewal failed", "err", err)
+			} else if r.dirty.Load() && len(r.q) == 0 {
+				r.reconcile(ctx)
 			}
 			cancel()
 		case <-r.quit:
@@ -331,9 +338,53 @@ func (r *Reporter) apply(op reportOp) {
 	if err != nil {
 		r.m.errors.WithLabelValues(what).Inc()
 		r.log.Warn("presence write failed", "op", what, "err", err)
+		if what != "event" {
+			r.dirty.Store(true)
+		}
 		return
 	}
 	r.m.updates.WithLabelValues(what).Inc()
+}
+
+// reconcile makes the bucket hold exactly the gateway's live sessions
+// after writes were lost (a bus outage, a full queue): a lost delete would
+// otherwise keep an account "online" for as long as the gateway lives, a
+// lost put would send it notifications while it is connected.
+//
+// It runs on the writer goroutine, so the writes queued meanwhile are
+// applied after it, in order.
+func (r *Reporter) reconcile(ctx context.Context) {
+	r.mu.Lock()
+	live := make(map[string]imapi.Session, len(r.live))
+	for k, s := range r.live {
+		live[k] = s
+	}
+	r.mu.Unlock()
+	kl, err := r.kv.ListKeysFiltered(ctx, sessionPrefix(r.gw)+".>")
+	if err != nil {
+		return
+	}
+	stored := map[string]bool{}
+	for k := range kl.Keys() {
+		stored[k] = true
+	}
+	for k := range stored {
+		if _, ok := live[k]; !ok {
+			if err := r.kv.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return
+			}
+		}
+	}
+	for k, s := range live {
+		if !stored[k] {
+			b, _ := json.Marshal(&s)
+			if _, err := r.kv.Put(ctx, k, b); err != nil {
+				return
+			}
+		}
+	}
+	r.dirty.Store(false)
+	r.m.reconciles.Inc()
 }
 
 func (r *Reporter) enqueue(op reportOp) {
@@ -341,12 +392,18 @@ func (r *Reporter) enqueue(op reportOp) {
 	case r.q <- op:
 	default:
 		r.m.errors.WithLabelValues("queue_full").Inc()
+		if op.event == nil {
+			r.dirty.Store(true) // the live set has the change
+		}
 	}
 }
 
 // SessionOpened records a logged-in session.
 func (r *Reporter) SessionOpened(s imapi.Session) {
 	s.Gateway = r.gw
+	r.mu.Lock()
+	r.live[sessionKey(&s)] = s
+	r.mu.Unlock()
 	r.enqueue(reportOp{open: true, sess: s})
 }
 
@@ -354,6 +411,9 @@ func (r *Reporter) SessionOpened(s imapi.Session) {
 // event log with its reason.
 func (r *Reporter) SessionClosed(s imapi.Session, reason string, kicked bool) {
 	s.Gateway = r.gw
+	r.mu.Lock()
+	delete(r.live, sessionKey(&s))
+	r.mu.Unlock()
 	if kicked {
 		now := r.now()
 		r.enqueue(reportOp{event: &SessionEvent{ID: NewEventID(now), Kind: EventKick, Reason: reason, Time: now.UnixMilli(), Session: s}})

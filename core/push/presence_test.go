@@ -2,8 +2,11 @@ package push
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/imapi"
@@ -124,5 +127,51 @@ func TestPresenceLeases(t *testing.T) {
 	eventually(t, "carol offline after a clean stop", func() bool { return !reg.Online("app1", "carol") })
 	if err := gw1.Shutdown(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Writes lost to a full queue (or a bus outage) are repaired at the next
+// lease renewal: the bucket ends up holding exactly the live sessions.
+func TestPresenceReconcile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := startBus(t)
+	cfg := DefaultPresence()
+	cfg.MemoryStorage = true
+	cfg.Lease = config.Duration(time.Second)
+	cfg.Queue = 1
+	reg, err := NewRegistry(cfg, RegistryDeps{JetStream: b.JetStream()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = reg.Shutdown(ctx) }()
+	m := nopPresenceMetrics()
+	gw, err := NewReporter(cfg, ReporterDeps{JetStream: b.JetStream(), Gateway: "gw-small-queue", Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = gw.Shutdown(ctx) }()
+	var ss []imapi.Session
+	for i := range 50 {
+		s := imapi.Session{AppKey: "app1", Account: fmt.Sprintf("u%d", i), SessionID: fmt.Sprintf("s%d", i)}
+		ss = append(ss, s)
+		gw.SessionOpened(s)
+	}
+	eventually(t, "all 50 online after the repair", func() bool { return reg.Sessions() == 50 })
+	for _, s := range ss[:40] {
+		gw.SessionClosed(s, "disconnected", false)
+	}
+	eventually(t, "10 left after the repair", func() bool { return reg.Sessions() == 10 })
+	if reg.Online("app1", "u0") || !reg.Online("app1", "u45") {
+		t.Fatal("wrong sessions left")
+	}
+	if testutil.ToFloat64(m.reconciles) == 0 {
+		t.Fatal("no reconcile counted")
 	}
 }

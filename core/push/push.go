@@ -146,13 +146,6 @@ func New(cfg Config, deps Deps) (*Push, error) {
 	return p, nil
 }
 
-// Configured reports whether the app has push configured, and which
-// providers it accepts tokens for.
-func (p *Push) Configured(appkey, provider string) bool {
-	_, ok := p.providers[appkey][provider]
-	return ok
-}
-
 func (p *Push) storage() jetstream.StorageType {
 	if p.cfg.MemoryStorage {
 		return jetstream.MemoryStorage
