@@ -6,6 +6,7 @@
 //	loadgen idle     -bin longlink [-levels 5000,10000,19000]   RSS per idle authenticated connection
 //	loadgen messages -bin longlink [-rate 10000 -duration 20s]   durable 1:1 messages through the SDK
 //	loadgen room     -bin longlink [-members 45000 -rate 100]      chatroom fan-out over several gateway processes
+//	loadgen supergroup -bin longlink [-members 100000 -online 5000]   send → last online member's push
 //
 // Both print progress while they run and end with lines
 // `RESULT <figure> <value> <unit>` (see tools/bench).
@@ -18,7 +19,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen idle|messages|room [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen idle|messages|room|supergroup [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -33,6 +34,10 @@ func main() {
 		err = runRoom(os.Args[2:])
 	case "room-worker":
 		err = runRoomWorker(os.Args[2:])
+	case "supergroup":
+		err = runSuperGroup(os.Args[2:])
+	case "supergroup-worker":
+		err = runSuperWorker(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
