@@ -50,6 +50,7 @@ func runSuperGroup(args []string) error {
 	baseInterval := fs.Duration("base-interval", 100*time.Millisecond, "time between baseline sends")
 	serverCPU := fs.String("server-cpu", "0", "CPU list for the server (taskset); empty: not pinned")
 	clientCPU := fs.String("client-cpu", "1", "CPU list for the workers (taskset); empty: not pinned")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the server during the super-group sends to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -269,6 +270,14 @@ func runSuperGroup(args []string) error {
 	if err := phase("baseline_group500", imapi.ConvGroup, baseBenchGroup, *baseSends, *baseInterval, *baseMembers-1,
 		func(int) []string { return nil }); err != nil {
 		return err
+	}
+	if *profile != "" {
+		d := time.Duration(*sends) * *interval
+		go func() {
+			if err := fetchProfile(srv.debugAddr, *profile, d); err != nil {
+				progress("profile: %v", err)
+			}
+		}()
 	}
 	// Every tenth super-group send mentions a member: the side work goes
 	// through JetStream as in production.
