@@ -122,6 +122,9 @@ type Config struct {
 	// AuthRefresh is how long an APNs provider token or an FCM access token
 	// is reused. Default 50m (APNs refuses tokens older than an hour).
 	AuthRefresh config.Duration `yaml:"auth_refresh"`
+	// EventLogMaxAge is how long the session event log keeps entries;
+	// older ones are deleted hourly. Default 2160h (90 days).
+	EventLogMaxAge config.Duration `yaml:"event_log_max_age"`
 }
 
 // Default returns the defaults.
@@ -137,6 +140,7 @@ func Default() Config {
 		MaxAge:          config.Duration(time.Hour),
 		MaxDevices:      20,
 		AuthRefresh:     config.Duration(50 * time.Minute),
+		EventLogMaxAge:  config.Duration(90 * 24 * time.Hour),
 	}
 }
 
@@ -169,6 +173,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.AuthRefresh == 0 {
 		c.AuthRefresh = d.AuthRefresh
+	}
+	if c.EventLogMaxAge == 0 {
+		c.EventLogMaxAge = d.EventLogMaxAge
 	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
@@ -239,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDevices < 1 {
 		errs.Addf("push.max_devices: at least 1")
+	}
+	if c.EventLogMaxAge.D() < time.Hour {
+		errs.Addf("push.event_log_max_age: at least 1h")
 	}
 	if c.AuthRefresh.D() < time.Minute || c.AuthRefresh.D() >= time.Hour {
 		errs.Addf("push.auth_refresh: %v not in [1m, 60m)", c.AuthRefresh.D())

@@ -9,6 +9,7 @@ type metrics struct {
 	latency      *prometheus.HistogramVec
 	tokensPurged *prometheus.CounterVec
 	authTokens   *prometheus.CounterVec
+	eventsPurged prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,8 +35,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		authTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_push_auth_tokens_total", Help: "Provider credentials minted: APNs JWTs, FCM OAuth2 access tokens, by result.",
 		}, []string{"provider", "result"}),
+		eventsPurged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_push_event_log_deleted_total", Help: "Event log entries deleted for being older than event_log_max_age.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.tasks, m.enqueueErr, m.deliveries, m.latency, m.tokensPurged, m.authTokens} {
+	for _, c := range []prometheus.Collector{m.tasks, m.enqueueErr, m.deliveries, m.latency, m.tokensPurged, m.authTokens, m.eventsPurged} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/longlink/longlink/pkg/config"
 )
 
-func startBus(t *testing.T) *bus.Bus {
+func startBus(t testing.TB) *bus.Bus {
 	t.Helper()
 	cfg := bus.Default()
 	cfg.StoreDir = t.TempDir()

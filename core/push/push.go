@@ -228,8 +228,34 @@ func (p *Push) Start(ctx context.Context) error {
 		p.ccs = append(p.ccs, cc)
 		p.mu.Unlock()
 	}
+	p.wg.Add(1)
+	go p.retention(wctx)
 	p.log.Info("push workers started", "apps", len(p.apps), "workers", p.cfg.Workers)
 	return nil
+}
+
+// retention deletes event log entries older than event_log_max_age, at
+// start and hourly. Every app node does it; the deletes are idempotent.
+func (p *Push) retention(ctx context.Context) {
+	defer p.wg.Done()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		n, err := p.deps.Store.DeleteEventsBefore(dctx, p.now().Add(-p.cfg.EventLogMaxAge.D()).UnixMilli())
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			p.log.Warn("event log retention", "err", err)
+		}
+		p.m.eventsPurged.Add(float64(n))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.quit:
+			return
+		}
+	}
 }
 
 func (p *Push) stop() {

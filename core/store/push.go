@@ -123,6 +123,9 @@ type PushStore interface {
 	AppendEvents(ctx context.Context, evs []SessionEvent) error
 	// Events returns a page of the event log and whether more follow.
 	Events(ctx context.Context, q EventQuery) ([]SessionEvent, bool, error)
+	// DeleteEventsBefore removes events older than before (unix
+	// milliseconds) of every app and returns how many went.
+	DeleteEventsBefore(ctx context.Context, before int64) (int64, error)
 }
 
 func (s *sqlStore) PutPushToken(ctx context.Context, t PushToken) error {
@@ -294,4 +297,13 @@ func (s *sqlStore) Events(ctx context.Context, q EventQuery) ([]SessionEvent, bo
 		out = out[:limit]
 	}
 	return out, more, nil
+}
+
+func (s *sqlStore) DeleteEventsBefore(ctx context.Context, before int64) (int64, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`DELETE FROM event_log WHERE ts < ?`), before)
+	if err != nil {
+		return 0, fmt.Errorf("store: delete events: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
 }

@@ -99,5 +99,11 @@ func TestEventLog(t *testing.T) {
 		if err != nil || more || len(page) != 2 || page[0].ID != "e03" || page[1].ID != "e05" || page[0].ClientIP != "192.0.2.1" {
 			t.Fatalf("bob in [1001,1003): %+v %v %v", page, more, err)
 		}
+		if n, err := st.DeleteEventsBefore(ctx, 1002); err != nil || n != 4 {
+			t.Fatalf("retention deleted %d, %v", n, err)
+		}
+		if page, _, _ := st.Events(ctx, store.EventQuery{AppKey: app, Limit: 10}); len(page) != 3 || page[0].ID != "e04" {
+			t.Fatalf("left after retention: %+v", page)
+		}
 	})
 }
