@@ -215,8 +215,16 @@ type superClient struct {
 
 func (e *superEnv) client(account, token string, gw int) *superClient {
 	e.t.Helper()
+	// The preferred gateway first, then the others (reconnects go there
+	// when it is gone).
+	addrs := []string{e.gws[gw].Addr().String()}
+	for i, g := range e.gws {
+		if i != gw {
+			addrs = append(addrs, g.Addr().String())
+		}
+	}
 	sc, err := sdk.New(sdk.Config{
-		Addresses:  []string{e.gws[gw].Addr().String()},
+		Addresses:  addrs,
 		ServerKeys: map[string][]byte{e.key.ID: e.key.Public},
 		AppKey:     appKey, Account: account, Token: token, DeviceType: "phone",
 		DeviceID:   account + "-phone",
@@ -486,6 +494,32 @@ func TestSuperGroup100k(t *testing.T) {
 	}
 	if err := removed.Request(ctx, imapi.OpSync, imapi.SyncReq{ConvID: conv, AfterSeq: 6}, nil); !isCode(err, imapi.ErrForbidden) {
 		t.Fatalf("removed member sync: %v", err)
+	}
+
+	// A gateway goes away: its clients reconnect to the other one, which
+	// subscribes to the group for them at login, and they sync what was
+	// sent meanwhile (through the server API) by the group sequence.
+	ctx2, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := e.gws[0].Shutdown(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for i := range 2 {
+		body, _ := json.Marshal(map[string]string{"text": fmt.Sprintf("while moving %d", i)})
+		e.ok(http.MethodPost, "/v1/messages", &serverapi.SendMessageReq{From: "owner", SendReq: imapi.SendReq{
+			ConvType: imapi.ConvSuper, To: g.GroupID, ClientMsgID: fmt.Sprintf("api-%d", i), Body: body}}, nil)
+	}
+	stayed := append(slices.Clip(online), offline...)
+	stayed = slices.DeleteFunc(stayed, func(c *superClient) bool { return c == removed })
+	for _, c := range stayed {
+		c.waitUntil("1..9 after the gateway left", 20*time.Second, func(c *superClient) bool { return len(c.seqsLocked(conv)) >= 9 })
+	}
+	send("ten") // the owner, reconnected too
+	for _, c := range stayed {
+		c.waitUntil("ten", 10*time.Second, func(c *superClient) bool { return len(c.seqsLocked(conv)) >= 10 })
+		if got := c.inConv(conv); !slices.Equal(got, seqs(10)) {
+			t.Fatalf("%s after the gateway left: %v", c.account, got)
+		}
 	}
 
 	// Dismissal: one push on the group subject reaches every online member.
