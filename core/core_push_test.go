@@ -256,6 +256,29 @@ func TestOfflinePush(t *testing.T) {
 		t.Fatal("online carol got an offline push")
 	}
 
+	// A group message: offline bob is notified on every device, online
+	// carol is not; the title names the group.
+	var g imapi.Group
+	if err := alice.Request(ctx, imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: "trip", Members: []string{"bob", "carol"}}, &g); err != nil {
+		t.Fatal(err)
+	}
+	gack, err := alice.SendText(ctx, imapi.ConvGroup, g.GroupID, "to the group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ch    chan pushtest.Received
+		token string
+	}{{e.apns.C, "bob-apns"}, {e.fcm.C, "bob-fcm"}, {e.hook.C, "bob-hook"}} {
+		r := received(t, ctx, c.ch, c.token)
+		if r.Title != "alice ("+g.GroupID+")" || r.Body != "to the group" || r.Data["conv_type"] != "2" || r.Data["msg_id"] != gack.MsgID || *r.Badge != 2 {
+			t.Errorf("%s group notification %+v", r.Provider, r)
+		}
+	}
+	if e.hook.Requests("carol-hook") != 0 {
+		t.Fatal("online carol got an offline push for the group message")
+	}
+
 	// dave is offline all day in do-not-disturb (the app drops).
 	e.api(http.MethodPut, "/v1/users/dave/push-tokens/dave-phone", imapi.PushTokenReq{Provider: imapi.ProviderFCM, Token: "dave-fcm"}, nil)
 	var ps imapi.PushSettings
@@ -286,7 +309,7 @@ func TestOfflinePush(t *testing.T) {
 		return 0
 	})
 	e.fcm.SetAnswer(func(token string, n int) int {
-		if n == 2 { // the second message's first attempt
+		if n == 3 { // the third notification's first attempt
 			return http.StatusServiceUnavailable
 		}
 		return 0
@@ -312,7 +335,7 @@ func TestOfflinePush(t *testing.T) {
 	if r := received(t, ctx, e.fcm.C, "bob-fcm"); r.Status != http.StatusServiceUnavailable {
 		t.Fatalf("fcm first attempt answered %d", r.Status)
 	}
-	if r := received(t, ctx, e.fcm.C, "bob-fcm"); r.Status != http.StatusOK || r.Body != "second" || *r.Badge != 2 {
+	if r := received(t, ctx, e.fcm.C, "bob-fcm"); r.Status != http.StatusOK || r.Body != "second" || *r.Badge != 3 {
 		t.Fatalf("fcm retry: %+v", r)
 	}
 	received(t, ctx, e.hook.C, "bob-hook")

@@ -518,6 +518,14 @@ func (g *Registry) Start(ctx context.Context) error {
 		defer g.wg.Done()
 		defer func() { _ = w.Stop() }()
 		initial := true
+		// Lease times must not depend on how this host's clock compares
+		// with the JetStream server's: live renewals are timed by this
+		// host as they arrive; a lease in the initial snapshot gets this
+		// host's now minus its age relative to the snapshot's newest write
+		// (some gateway renews every lease/3, so that is nearly the
+		// server's now).
+		var newest time.Time
+		snapshot := map[string]time.Time{}
 		for {
 			select {
 			case e, ok := <-w.Updates():
@@ -527,9 +535,24 @@ func (g *Registry) Start(ctx context.Context) error {
 				if e == nil {
 					if initial {
 						initial = false
+						now := g.now()
+						g.mu.Lock()
+						for gw, created := range snapshot {
+							g.leases[gw] = now.Add(-newest.Sub(created))
+						}
+						g.mu.Unlock()
 						close(loaded)
 					}
 					continue
+				}
+				if initial {
+					if newest.Before(e.Created()) {
+						newest = e.Created()
+					}
+					if gw, ok := leaseOf(e); ok {
+						snapshot[gw] = e.Created()
+						continue
+					}
 				}
 				g.apply(e)
 			case <-wctx.Done():
@@ -547,9 +570,23 @@ func (g *Registry) Start(ctx context.Context) error {
 	}
 }
 
+// leaseOf returns the gateway of a lease put.
+func leaseOf(e jetstream.KeyValueEntry) (string, bool) {
+	rest, ok := strings.CutPrefix(e.Key(), "gw.")
+	if !ok || e.Operation() != jetstream.KeyValuePut {
+		return "", false
+	}
+	b, err := enc.DecodeString(rest)
+	if err != nil || len(b) == 0 {
+		return "", false
+	}
+	return string(b), true
+}
+
 func (g *Registry) apply(e jetstream.KeyValueEntry) {
 	key := e.Key()
 	del := e.Operation() != jetstream.KeyValuePut
+	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if rest, ok := strings.CutPrefix(key, "gw."); ok {
@@ -560,7 +597,7 @@ func (g *Registry) apply(e jetstream.KeyValueEntry) {
 		if del {
 			delete(g.leases, string(b))
 		} else {
-			g.leases[string(b)] = e.Created()
+			g.leases[string(b)] = now
 		}
 		return
 	}
@@ -588,6 +625,8 @@ func (g *Registry) apply(e jetstream.KeyValueEntry) {
 	m[sid] = presentSession{gateway: gw, deviceType: s.DeviceType}
 }
 
+// alive: the gateway renewed its lease within the lease time, by this
+// host's clock.
 func (g *Registry) alive(gw string, now time.Time) bool {
 	t, ok := g.leases[gw]
 	return ok && now.Sub(t) < g.cfg.Lease.D()

@@ -104,6 +104,24 @@ func TestPresenceLeases(t *testing.T) {
 	close(gw2.quit) // the crashed reporter's loop
 	gw2.wg.Wait()
 
+	// An app node starting now sees the crashed gateway's sessions as
+	// offline and a live gateway's as online, from the snapshot alone.
+	dan := imapi.Session{AppKey: "app1", Account: "dan", SessionID: "s4"}
+	gw1.SessionOpened(dan)
+	eventually(t, "dan online", func() bool { return reg.Online("app1", "dan") })
+	time.Sleep(time.Second)
+	reg2, err := NewRegistry(cfg, RegistryDeps{JetStream: b.JetStream()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !reg2.Online("app1", "dan") || reg2.Online("app1", "bob") {
+		t.Fatalf("a fresh registry: dan online %v, bob online %v", reg2.Online("app1", "dan"), reg2.Online("app1", "bob"))
+	}
+	_ = reg2.Shutdown(ctx)
+
 	// Restarted under the same id: bob's stale key is gone for good, not
 	// revived by the fresh lease.
 	gw2b, err := NewReporter(cfg, ReporterDeps{JetStream: b.JetStream(), Gateway: "gw2"})
