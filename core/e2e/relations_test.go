@@ -268,10 +268,17 @@ func TestProfilesAndMutes(t *testing.T) {
 	if !c.svc.Muted(ctx, appKey, "bob", conv) || c.svc.Muted(ctx, appKey, "alice", conv) {
 		t.Fatal("Muted: wrong answer")
 	}
+	if m := c.svc.MutedAmong(ctx, appKey, conv, []string{"alice", "bob", "carol"}); len(m) != 1 || !m["bob"] {
+		t.Fatalf("MutedAmong: %v", m)
+	}
 	if _, err := alicePhone.SendText(ctx, imapi.ConvP2P, "bob", "muted but delivered"); err != nil {
 		t.Fatal(err)
 	}
 	bob.waitUntil("muted message", 10*time.Second, func(c *client) bool { return len(c.msgs) >= 1 })
+	var cl imapi.ConvListResp
+	if err := bob.Request(ctx, imapi.OpConvList, nil, &cl); err != nil || len(cl.Conversations) != 1 || !cl.Conversations[0].Muted {
+		t.Fatalf("bob's conversation list %+v %v", cl, err)
+	}
 	wantCode(t, "mute another's conversation", carol.Mute(ctx, imapi.MuteReq{ConvID: conv}), imapi.ErrForbidden)
 	if err := bob.Unmute(ctx, imapi.MuteReq{ConvID: conv}); err != nil {
 		t.Fatal(err)

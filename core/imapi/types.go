@@ -142,6 +142,7 @@ type Conversation struct {
 	Unread   int64    `json:"unread"`
 	Mentions int64    `json:"mentions,omitempty"` // unread messages that @mention the caller
 	Last     *Message `json:"last,omitempty"`
+	Muted    bool     `json:"muted,omitempty"` // the caller muted it (no offline push)
 }
 
 // ConvListResp is the conversation list, most recent first.

@@ -373,5 +373,6 @@ func (s *Service) convList(ctx context.Context, sess *imapi.Session, _ []byte) (
 		}
 		out.Conversations[i] = conv
 	}
+	s.markMuted(ctx, sess, out.Conversations)
 	return out, nil
 }

@@ -569,6 +569,34 @@ func (s *Service) Muted(ctx context.Context, appkey, account, convID string) boo
 	return m
 }
 
+// MutedAmong returns which of accounts muted convID (for a group message
+// with many offline members: one query). An error reads as none muted and
+// is logged.
+func (s *Service) MutedAmong(ctx context.Context, appkey, convID string, accounts []string) map[string]bool {
+	m, err := s.st.MutedAmong(ctx, appkey, convID, accounts)
+	if err != nil {
+		s.log.Warn("muted lookup failed", "err", err)
+		return map[string]bool{}
+	}
+	return m
+}
+
+// markMuted flags the conversations the caller muted (one query; on error
+// the list goes out unflagged).
+func (s *Service) markMuted(ctx context.Context, sess *imapi.Session, cs []imapi.Conversation) {
+	if len(cs) == 0 {
+		return
+	}
+	list, err := s.st.Mutes(ctx, sess.AppKey, sess.Account)
+	if err != nil {
+		s.log.Warn("mutes of the conversation list", "err", err)
+		return
+	}
+	for i := range cs {
+		cs[i].Muted = slices.Contains(list, cs[i].ConvID)
+	}
+}
+
 func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.NoticeSyncReq
 	if err := decode(body, &req); err != nil {

@@ -121,6 +121,8 @@ type RelationStore interface {
 	Mutes(ctx context.Context, appkey, account string) ([]string, error)
 	// Muted reports whether account muted convID.
 	Muted(ctx context.Context, appkey, account, convID string) (bool, error)
+	// MutedAmong returns which of accounts muted convID (one query).
+	MutedAmong(ctx context.Context, appkey, convID string, accounts []string) (map[string]bool, error)
 
 	// AddNotices records notices outside any other change.
 	AddNotices(ctx context.Context, appkey string, notes []Notice) ([]Notice, error)
@@ -388,6 +390,14 @@ func (s *sqlStore) RequestFriend(ctx context.Context, appkey, from, to, message 
 	accepted := false
 	_, out, err := s.relTx(ctx, "request friend", appkey, func() []Notice { return notes(accepted) }, func(tx *sql.Tx) (bool, error) {
 		accepted = false
+		if s.d.forUpdate != "" {
+			// Two crossing requests lock both accounts in one order, so
+			// the second sees the first and makes friends (PostgreSQL;
+			// SQLite's single writer serializes them already).
+			if _, err := tx.ExecContext(ctx, s.q(`SELECT account FROM users WHERE appkey = ? AND account IN (?, ?) ORDER BY account`+s.d.forUpdate), appkey, from, to); err != nil {
+				return false, err
+			}
+		}
 		if ok, err := s.areFriendsTx(ctx, tx, appkey, from, to); err != nil || ok {
 			if ok {
 				err = ErrExists
@@ -616,47 +626,90 @@ func (s *sqlStore) Muted(ctx context.Context, appkey, account, convID string) (b
 	return n > 0, nil
 }
 
-// blockedTx reads, inside a commit, which of the given 1:1 pairs
-// (sender, peer) the blacklist refuses: the peer blocks the sender, or,
-// when the append's BlockMode is BlockBoth, the sender blocks the peer. One
-// query per app and batch, on the blacklist's primary key.
+func (s *sqlStore) MutedAmong(ctx context.Context, appkey, convID string, accounts []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for off := 0; off < len(accounts); off += 500 {
+		part := accounts[off:min(off+500, len(accounts))]
+		args := make([]any, 0, 2+len(part))
+		args = append(args, appkey, convID)
+		for _, a := range part {
+			args = append(args, a)
+		}
+		ph := strings.TrimSuffix(strings.Repeat("?, ", len(part)), ", ")
+		rows, err := s.r.QueryContext(ctx, s.q(`SELECT account FROM mutes WHERE appkey = ? AND conv_id = ? AND account IN (`+ph+`)`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: muted among: %w", err)
+		}
+		for rows.Next() {
+			var a string
+			if err := rows.Scan(&a); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: muted among: %w", err)
+			}
+			out[a] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: muted among: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// blockedTx reads, inside a commit, which 1:1 appends of the batch the
+// blacklist refuses: the peer blocks the sender, or, when the append's
+// BlockMode is BlockBoth, the sender blocks the peer. It asks for exactly
+// those (owner, target) pairs, on the blacklist's primary key: one query
+// per app and batch (chunked), whatever the lists' lengths.
 func (s *sqlStore) blockedTx(ctx context.Context, tx *sql.Tx, appkey string, ps []*pending) (map[*pending]bool, error) {
-	var parties []any
-	seen := map[string]bool{}
+	var pairs [][2]string
+	seen := map[[2]string]bool{}
+	add := func(owner, target string) {
+		k := [2]string{owner, target}
+		if !seen[k] {
+			seen[k] = true
+			pairs = append(pairs, k)
+		}
+	}
 	for _, p := range ps {
 		if p.a.Peer == "" || p.a.Peer == p.a.Sender {
 			continue
 		}
-		for _, a := range []string{p.a.Sender, p.a.Peer} {
-			if !seen[a] {
-				seen[a] = true
-				parties = append(parties, a)
-			}
+		add(p.a.Peer, p.a.Sender)
+		if p.a.BlockMode == BlockBoth {
+			add(p.a.Sender, p.a.Peer)
 		}
 	}
-	if len(parties) == 0 {
-		return nil, nil
-	}
-	ph := strings.TrimSuffix(strings.Repeat("?, ", len(parties)), ", ")
-	args := make([]any, 0, 1+2*len(parties))
-	args = append(args, appkey)
-	args = append(args, parties...)
-	args = append(args, parties...)
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT owner, target FROM blacklist WHERE appkey = ? AND owner IN (`+ph+`) AND target IN (`+ph+`)`), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	blocks := map[[2]string]bool{}
-	for rows.Next() {
-		var o, t string
-		if err := rows.Scan(&o, &t); err != nil {
+	// The pairs are a VALUES list joined to the blacklist: both backends
+	// answer it with one primary-key lookup per pair (an OR chain or a
+	// row-value IN list makes SQLite scan the app's whole blacklist).
+	const chunk = 256
+	for off := 0; off < len(pairs); off += chunk {
+		part := pairs[off:min(off+chunk, len(pairs))]
+		args := make([]any, 0, 1+2*len(part))
+		for _, k := range part {
+			args = append(args, k[0], k[1])
+		}
+		args = append(args, appkey)
+		vals := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(part)), ", ")
+		rows, err := tx.QueryContext(ctx, s.q(`WITH p(o, t) AS (VALUES `+vals+`)
+			SELECT b.owner, b.target FROM p JOIN blacklist b ON b.appkey = ? AND b.owner = p.o AND b.target = p.t`), args...)
+		if err != nil {
 			return nil, err
 		}
-		blocks[[2]string{o, t}] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+		for rows.Next() {
+			var o, t string
+			if err := rows.Scan(&o, &t); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			blocks[[2]string{o, t}] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
 	if len(blocks) == 0 {
 		return nil, nil

@@ -3,11 +3,14 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/store/storetest"
 )
 
 func notes(body string, accounts ...string) []store.Notice {
@@ -180,6 +183,38 @@ func TestBlacklistInCommit(t *testing.T) {
 	})
 }
 
+// Two users asking each other at the same moment end up friends, with no
+// request left pending (PostgreSQL runs the two transactions at once).
+func TestCrossingRequests(t *testing.T) {
+	suite(t, func(t *testing.T, st store.Store, _ store.Config) {
+		ctx := context.Background()
+		for round := range 5 {
+			a, b := fmt.Sprintf("a%d", round), fmt.Sprintf("b%d", round)
+			mustUsers(t, st, a, b)
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i, pair := range [][2]string{{a, b}, {b, a}} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, _, errs[i] = st.RequestFriend(ctx, app, pair[0], pair[1], "", func(bool) []store.Notice { return notes(`{}`, pair[0], pair[1]) })
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			fs, _ := st.Friends(ctx, app, a)
+			rs, _ := st.FriendRequests(ctx, app, a)
+			if len(fs) != 1 || len(rs) != 0 {
+				t.Fatalf("round %d: friends %+v, pending %+v", round, fs, rs)
+			}
+		}
+	})
+}
+
 func withMode(a *store.Append, mode int) *store.Append {
 	a.BlockMode = mode
 	return a
@@ -201,6 +236,9 @@ func TestMutes(t *testing.T) {
 		if l, _ := st.Mutes(ctx, app, "alice"); !slices.Equal(l, []string{"g:team"}) {
 			t.Fatalf("mutes %v", l)
 		}
+		if m, err := st.MutedAmong(ctx, app, "g:team", []string{"alice", "bob"}); err != nil || len(m) != 1 || !m["alice"] {
+			t.Fatalf("muted among %v %v", m, err)
+		}
 		if changed, _, _ := st.SetMuted(ctx, app, "alice", "g:team", false, nil); !changed {
 			t.Fatal("unmute changed nothing")
 		}
@@ -208,4 +246,60 @@ func TestMutes(t *testing.T) {
 			t.Fatal("still muted")
 		}
 	})
+}
+
+// BenchmarkAppendP2PBlacklist is BenchmarkAppendP2P (SQLite) with the
+// blacklist check at work: every one of 1,000 users blocks 50 others (none
+// of them its correspondents) and the app blocks both ways, so each batch's
+// blacklist query finds rows and every append is judged. Compare its
+// msgs/s with store_append_sqlite_msgs_per_s of the same run.
+func BenchmarkAppendP2PBlacklist(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		blocked int
+	}{{"none", 0}, {"50_each", 50}} {
+		b.Run(tc.name, func(b *testing.B) {
+			st, _ := storetest.Open(b, store.DriverSQLite)
+			ctx := context.Background()
+			const users = 1000
+			for i := range users {
+				if err := st.CreateUser(ctx, store.User{AppKey: app, Account: fmt.Sprintf("u%d", i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range users {
+				for k, n := 0, 0; n < tc.blocked; k++ {
+					// u_i writes to u_(7i+1); neither it nor those who
+					// write to u_i are blocked.
+					t := (i + 500 + k) % users
+					if t == (7*i+1)%users || (7*t+1)%users == i {
+						continue
+					}
+					n++
+					if _, _, err := st.SetBlocked(ctx, app, fmt.Sprintf("u%d", i), fmt.Sprintf("u%d", t), true, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			var n atomic.Int64
+			b.SetParallelism(64)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					a := p2p(fmt.Sprintf("u%d", i%users), fmt.Sprintf("u%d", (i*7+1)%users), fmt.Sprint(i))
+					a.BlockMode = store.BlockBoth
+					if _, err := st.AppendMessage(ctx, a); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			rate := float64(b.N) / b.Elapsed().Seconds()
+			b.ReportMetric(rate, "msgs/s")
+			if b.N >= 1000 && storetest.BenchResults() {
+				fmt.Printf("\nRESULT store_append_blacklist_%s_msgs_per_s %.0f msgs/s\n", tc.name, rate)
+			}
+		})
+	}
 }
