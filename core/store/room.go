@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -158,6 +159,72 @@ var roomMigration = migration{2, "chatrooms", []string{
 		PRIMARY KEY (appkey, room_id, seq)) {{without_rowid}}`,
 }}
 
+// prepared caches prepared statements by database and query: the room
+// queries run once per enter and per message, and parsing them each time
+// was a fifth of the CPU of a crowd entering a room.
+type prepared struct {
+	mu sync.Mutex
+	m  map[preparedKey]*sql.Stmt
+}
+
+type preparedKey struct {
+	db *sql.DB
+	q  string
+}
+
+func (p *prepared) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, st := range p.m {
+		_ = st.Close()
+	}
+	p.m = nil
+}
+
+// stmtOn returns the prepared form of query (rebound) on db.
+func (s *sqlStore) stmtOn(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
+	k := preparedKey{db, query}
+	s.prep.mu.Lock()
+	st := s.prep.m[k]
+	s.prep.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := db.PrepareContext(ctx, s.q(query))
+	if err != nil {
+		return nil, err
+	}
+	s.prep.mu.Lock()
+	defer s.prep.mu.Unlock()
+	if s.prep.m == nil {
+		s.prep.m = map[preparedKey]*sql.Stmt{}
+	}
+	if prev := s.prep.m[k]; prev != nil {
+		_ = st.Close()
+		return prev, nil
+	}
+	s.prep.m[k] = st
+	return st, nil
+}
+
+// execW runs a prepared write.
+func (s *sqlStore) execW(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := s.stmtOn(ctx, s.w, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// rowR runs a prepared single-row read.
+func (s *sqlStore) rowR(ctx context.Context, query string, args ...any) (*sql.Row, error) {
+	st, err := s.stmtOn(ctx, s.r, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryRowContext(ctx, args...), nil
+}
+
 func (s *sqlStore) CreateRoom(ctx context.Context, r Room) error {
 	if r.Created.IsZero() {
 		r.Created = time.Now()
@@ -191,9 +258,11 @@ func (s *sqlStore) Room(ctx context.Context, appkey, roomID string) (Room, error
 	r := Room{AppKey: appkey, RoomID: roomID}
 	var muted, guests, closed int
 	var created int64
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT name, owner, muted, guests_can_send, history_size, msg_rate, member_rate,
-		last_seq, closed, created FROM rooms WHERE appkey = ? AND room_id = ?`), appkey, roomID).
-		Scan(&r.Name, &r.Owner, &muted, &guests, &r.HistorySize, &r.MsgRate, &r.MemberRate, &r.LastSeq, &closed, &created)
+	row, err := s.rowR(ctx, `SELECT name, owner, muted, guests_can_send, history_size, msg_rate, member_rate,
+		last_seq, closed, created FROM rooms WHERE appkey = ? AND room_id = ?`, appkey, roomID)
+	if err == nil {
+		err = row.Scan(&r.Name, &r.Owner, &muted, &guests, &r.HistorySize, &r.MsgRate, &r.MemberRate, &r.LastSeq, &closed, &created)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Room{}, ErrNotFound
 	}
@@ -240,8 +309,11 @@ func (s *sqlStore) SetRoomMuted(ctx context.Context, appkey, roomID string, mute
 
 func (s *sqlStore) RoomAccount(ctx context.Context, appkey, roomID, account string) (RoomAccount, error) {
 	a := RoomAccount{AppKey: appkey, RoomID: roomID, Account: account}
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT role, muted_until, banned_until FROM room_accounts
-		WHERE appkey = ? AND room_id = ? AND account = ?`), appkey, roomID, account).Scan(&a.Role, &a.MutedUntil, &a.BannedUntil)
+	row, err := s.rowR(ctx, `SELECT role, muted_until, banned_until FROM room_accounts
+		WHERE appkey = ? AND room_id = ? AND account = ?`, appkey, roomID, account)
+	if err == nil {
+		err = row.Scan(&a.Role, &a.MutedUntil, &a.BannedUntil)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return RoomAccount{}, ErrNotFound
 	}
@@ -267,9 +339,9 @@ func (s *sqlStore) EnterRoom(ctx context.Context, p RoomPresence) error {
 		p.Entered = time.Now()
 	}
 	// One statement: the presence row exists only while the room is live.
-	res, err := s.w.ExecContext(ctx, s.q(`INSERT INTO room_presence (appkey, room_id, session_id, account, gateway, entered)
+	res, err := s.execW(ctx, `INSERT INTO room_presence (appkey, room_id, session_id, account, gateway, entered)
 		SELECT ?, ?, ?, ?, ?, ? FROM rooms WHERE appkey = ? AND room_id = ? AND closed = 0
-		ON CONFLICT (appkey, room_id, session_id) DO UPDATE SET gateway = excluded.gateway`),
+		ON CONFLICT (appkey, room_id, session_id) DO UPDATE SET gateway = excluded.gateway`,
 		p.AppKey, p.RoomID, p.SessionID, p.Account, p.Gateway, p.Entered.UnixMilli(), p.AppKey, p.RoomID)
 	if err != nil {
 		return fmt.Errorf("store: enter room: %w", err)
@@ -282,8 +354,11 @@ func (s *sqlStore) EnterRoom(ctx context.Context, p RoomPresence) error {
 
 func (s *sqlStore) InRoom(ctx context.Context, appkey, roomID, sessionID string) (bool, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM room_presence WHERE appkey = ? AND room_id = ? AND session_id = ?`),
-		appkey, roomID, sessionID).Scan(&n)
+	row, err := s.rowR(ctx, `SELECT COUNT(*) FROM room_presence WHERE appkey = ? AND room_id = ? AND session_id = ?`,
+		appkey, roomID, sessionID)
+	if err == nil {
+		err = row.Scan(&n)
+	}
 	if err != nil {
 		return false, fmt.Errorf("store: in room: %w", err)
 	}
@@ -291,7 +366,7 @@ func (s *sqlStore) InRoom(ctx context.Context, appkey, roomID, sessionID string)
 }
 
 func (s *sqlStore) LeaveRoom(ctx context.Context, appkey, roomID, sessionID string) (bool, error) {
-	res, err := s.w.ExecContext(ctx, s.q(`DELETE FROM room_presence WHERE appkey = ? AND room_id = ? AND session_id = ?`), appkey, roomID, sessionID)
+	res, err := s.execW(ctx, `DELETE FROM room_presence WHERE appkey = ? AND room_id = ? AND session_id = ?`, appkey, roomID, sessionID)
 	if err != nil {
 		return false, fmt.Errorf("store: leave room: %w", err)
 	}
@@ -384,8 +459,12 @@ func (s *sqlStore) AppendRoomMessage(ctx context.Context, m *RoomMessage) error 
 }
 
 func (s *sqlStore) RoomHistory(ctx context.Context, appkey, roomID string, limit int) ([]RoomMessage, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT seq, msg_id, sender, client_msg_id, msg_type, body, ts FROM room_messages
-		WHERE appkey = ? AND room_id = ? ORDER BY seq DESC LIMIT ?`), appkey, roomID, limit)
+	st, err := s.stmtOn(ctx, s.r, `SELECT seq, msg_id, sender, client_msg_id, msg_type, body, ts FROM room_messages
+		WHERE appkey = ? AND room_id = ? ORDER BY seq DESC LIMIT ?`)
+	if err != nil {
+		return nil, fmt.Errorf("store: room history: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, appkey, roomID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: room history: %w", err)
 	}

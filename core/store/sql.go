@@ -28,6 +28,7 @@ type sqlStore struct {
 	ck      *sql.DB // SQLite: the background checkpointer's connection
 
 	stmts stmtCache
+	prep  prepared // single-row statements of the chatroom queries (room.go)
 
 	mu       sync.RWMutex // held shared while enqueueing, exclusively to close
 	closed   bool
@@ -211,6 +212,7 @@ func (s *sqlStore) Close() error {
 	close(s.quit)
 	s.wg.Wait()
 	s.stmts.close()
+	s.prep.close()
 	s.closeDBs()
 	return nil
 }
