@@ -95,7 +95,7 @@ func newSuperEnv(t *testing.T, gateways int) *superEnv {
 
 // startService starts an app service node on its own bus connection (so
 // that a test can cut it off like a crashed process) over st.
-func (e *superEnv) startService(st store.Store, nc *nats.Conn) *service.Service {
+func (e *superEnv) startService(st store.Store, nc *nats.Conn, offline ...service.OfflinePusher) *service.Service {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -106,7 +106,11 @@ func (e *superEnv) startService(st store.Store, nc *nats.Conn) *service.Service 
 	vcfg := service.Default()
 	vcfg.Apps = []service.AppConfig{{AppKey: appKey, Secret: config.NewSecret(superSecret), Devices: imapi.DevicesAllowAll, Heartbeat: config.Duration(30 * time.Second)}}
 	vcfg.Super.AckWait = config.Duration(2 * time.Second)
-	svc, err := service.New(vcfg, service.Deps{NATS: nc, Store: st, JetStream: js, Logger: logger()})
+	deps := service.Deps{NATS: nc, Store: st, JetStream: js, Logger: logger()}
+	if len(offline) > 0 {
+		deps.Offline = offline[0]
+	}
+	svc, err := service.New(vcfg, deps)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -333,7 +337,8 @@ func seqs(n int64) []int64 {
 // member limit is enforced with its code.
 func TestSuperGroup100k(t *testing.T) {
 	e := newSuperEnv(t, 2)
-	svc := e.startService(e.st, e.conn("svc-a"))
+	pusher := &offlineRecorder{}
+	svc := e.startService(e.st, e.conn("svc-a"), pusher)
 	e.startAPI(svc)
 
 	const members = 100_000 // the owner and 99,999 others: the default limit
@@ -466,6 +471,11 @@ func TestSuperGroup100k(t *testing.T) {
 		}
 	}
 	waitConv(offline[5], "offline mentioned", func(cv imapi.Conversation) bool { return cv.Unread == 5 && cv.Mentions == 2 })
+	// Offline push: only the message naming them, to the two named members
+	// (@all and plain messages notify nobody offline).
+	if got := pusher.calls(); len(got) != 1 || !slices.Equal(got[0].rcpt, []string{mentioned, offMentioned}) || got[0].seq != 2 {
+		t.Fatalf("offline push calls: %+v", got)
+	}
 	// Now online, they get the next message by push.
 	send("six")
 	for _, c := range append(slices.Clip(online), offline...) {
@@ -529,6 +539,29 @@ func TestSuperGroup100k(t *testing.T) {
 			return slices.ContainsFunc(c.events, func(ev imapi.SuperEvent) bool { return ev.Kind == imapi.SuperDismissed })
 		})
 	}
+}
+
+// offlineRecorder stands in for core/push.
+type offlineRecorder struct {
+	mu  sync.Mutex
+	got []offlineCall
+}
+
+type offlineCall struct {
+	seq  int64
+	rcpt []string
+}
+
+func (o *offlineRecorder) MessageStored(_ string, m *imapi.Message, rcpt []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, offlineCall{m.Seq, rcpt})
+}
+
+func (o *offlineRecorder) calls() []offlineCall {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]offlineCall(nil), o.got...)
 }
 
 func isCode(err error, code imapi.Code) bool {

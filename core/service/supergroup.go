@@ -157,7 +157,7 @@ type superJob struct {
 	GroupID  string         `json:"group_id"`
 	Seq      int64          `json:"seq"`
 	Mentions []string       `json:"mentions,omitempty"`
-	Message  *imapi.Message `json:"message,omitempty"` // for the webhook copy
+	Message  *imapi.Message `json:"message,omitempty"` // for the webhook copy and offline push
 	Sent     int64          `json:"sent"`              // unix ms of the send
 }
 
@@ -267,7 +267,10 @@ func (s *Service) superWork(ctx context.Context, m jetstream.Msg) {
 	if len(j.Mentions) > 0 {
 		err = s.st.AddSuperMentions(ctx, j.AppKey, j.GroupID, j.Seq, j.Mentions)
 	}
-	if err == nil && j.Message != nil {
+	if err == nil && j.Message != nil && s.offline != nil && len(j.Mentions) > 0 {
+		err = s.superOfflinePush(ctx, &j)
+	}
+	if err == nil && j.Message != nil && s.hooks != nil {
 		s.publishMessage(ctx, j.AppKey, j.Message)
 	}
 	if err != nil {
@@ -288,6 +291,30 @@ func (s *Service) superWork(ctx context.Context, m jetstream.Msg) {
 	}
 	s.super.m.jobs.WithLabelValues("done").Inc()
 	s.super.m.jobTime.Observe(time.Since(time.UnixMilli(j.Sent)).Seconds())
+}
+
+// superOfflinePush hands the mentioned members (not the sender) to the
+// offline push: a super-group notifies offline members only of messages
+// that name them. "@all" notifies nobody offline (100,000 notifications per
+// message would be a storm); it is counted in their mentions.
+func (s *Service) superOfflinePush(ctx context.Context, j *superJob) error {
+	var rcpt []string
+	for _, a := range j.Mentions {
+		if a == imapi.MentionAll || a == j.Message.From || slices.Contains(rcpt, a) {
+			continue
+		}
+		ok, err := s.st.IsSuperMember(ctx, j.AppKey, j.GroupID, a)
+		if err != nil {
+			return err
+		}
+		if ok {
+			rcpt = append(rcpt, a)
+		}
+	}
+	if len(rcpt) > 0 {
+		s.offline.MessageStored(j.AppKey, j.Message, rcpt)
+	}
+	return nil
 }
 
 // pushSuper publishes one push on the group's subject.
@@ -345,7 +372,7 @@ func (s *Service) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi
 	// after the commit cannot lose it: the client resends until acked.
 	if len(a.Mentions) > 0 || s.hooks != nil {
 		j := superJob{AppKey: sess.AppKey, GroupID: req.To, Seq: res.Seq, Mentions: a.Mentions, Sent: now.UnixMilli()}
-		if s.hooks != nil {
+		if s.hooks != nil || (s.offline != nil && len(a.Mentions) > 0) {
 			j.Message = &msg
 		}
 		if err := s.queueSuper(ctx, &j, res.MsgID); err != nil {
