@@ -142,6 +142,9 @@ func (c *Config) Validate() error {
 		if err := c.Push.Validate(); err != nil {
 			errs.Addf("push: %w", err)
 		}
+		if c.Bus.Mode == bus.ModeEmbedded && !c.Bus.JetStream {
+			errs.Addf("bus.jetstream: presence, offline push and the event log need JetStream")
+		}
 	}
 	if r.ServerAPI {
 		if err := c.ServerAPI.Validate(); err != nil {
