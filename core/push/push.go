@@ -74,6 +74,7 @@ type Push struct {
 	now       func() time.Time
 	apps      map[string]*AppConfig
 	providers map[string]map[string]provider // appkey → provider name → adapter
+	transport *http.Transport                // the default client's, closed at shutdown
 
 	js     jetstream.JetStream
 	mu     sync.Mutex
@@ -110,14 +111,16 @@ func New(cfg Config, deps Deps) (*Push, error) {
 		now = time.Now
 	}
 	client := deps.HTTPClient
+	var own *http.Transport
 	if client == nil {
+		own = &http.Transport{ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
 		client = &http.Client{
-			Transport:     &http.Transport{ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second},
+			Transport:     own,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
 	p := &Push{
-		cfg: cfg, deps: deps, log: log.With("component", "push"), m: m, now: now,
+		cfg: cfg, deps: deps, log: log.With("component", "push"), m: m, now: now, transport: own,
 		apps: map[string]*AppConfig{}, providers: map[string]map[string]provider{},
 	}
 	for i := range p.cfg.Apps {
@@ -277,11 +280,22 @@ func (p *Push) stop() {
 	if p.cancel != nil {
 		p.cancel()
 	}
+	if p.transport != nil {
+		p.transport.CloseIdleConnections()
+	}
 }
 
-// Shutdown stops pulling and waits for the calls in flight (bounded by
-// ctx; unacknowledged work is redelivered to another node).
+// Shutdown waits for the tasks being queued to be stored, stops pulling
+// and waits for the calls in flight (bounded by ctx; unacknowledged work
+// is redelivered to another node). The services stop first, so no new
+// tasks arrive.
 func (p *Push) Shutdown(ctx context.Context) error {
+	if p.js != nil {
+		select {
+		case <-p.js.PublishAsyncComplete():
+		case <-ctx.Done():
+		}
+	}
 	p.mu.Lock()
 	ccs := p.ccs
 	p.mu.Unlock()
