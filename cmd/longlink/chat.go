@@ -42,6 +42,10 @@ const chatHelp = `commands:
   /rename <name>         rename the current group (owner, managers)
   /manager <account>, /member <account>  set a role in the current group (owner)
   /transfer <account>    hand the current group to a member (owner)
+  /super <group id>      talk in a super-group (up to 100,000 members)
+  /screate <name> <a,b>  create a super-group with members a and b
+  /sadd <a,b>, /sremove <a,b>  change the current super-group's members (owner)
+  /smembers [after]      a page of the current super-group's members
   /quit                  leave`
 
 func runChat(ctx context.Context, args []string) error {
@@ -122,8 +126,11 @@ func runChat(ctx context.Context, args []string) error {
 	}
 	cur := target{imapi.ConvP2P, *to}
 	convID := func() string {
-		if cur.convType == imapi.ConvGroup {
+		switch cur.convType {
+		case imapi.ConvGroup:
 			return imapi.GroupConvID(cur.to)
+		case imapi.ConvSuper:
+			return imapi.SuperConvID(cur.to)
 		}
 		return imapi.P2PConvID(*user, cur.to)
 	}
@@ -147,7 +154,7 @@ func runChat(ctx context.Context, args []string) error {
 			case sdk.EventMessage:
 				m := ev.Message
 				where := ""
-				if m.ConvType == imapi.ConvGroup {
+				if m.ConvType == imapi.ConvGroup || m.ConvType == imapi.ConvSuper {
 					where = " in " + m.To
 				}
 				printf("[seq %d] %s%s: %s", m.Seq, m.From, where, messageText(m))
@@ -157,6 +164,10 @@ func runChat(ctx context.Context, args []string) error {
 				printf("  (%s recalled message %s, seq %d)", ev.Recalled.By, ev.Recalled.MsgID, ev.Recalled.Seq)
 			case sdk.EventGroup:
 				printf("  (group %s: %s by %s %v)", ev.Group.GroupID, ev.Group.Kind, ev.Group.By, ev.Group.Members)
+			case sdk.EventPush:
+				if se, ok := sdk.SuperEventOf(ev); ok {
+					printf("  (super-group %s: %s by %s)", se.GroupID, se.Kind, se.By)
+				}
 			case sdk.EventNotice:
 				n := ev.Notice
 				printf("  (notice %d: %s %s → %s %s%s)", n.Seq, n.Kind, n.From, n.To, n.Message, n.ConvID)
@@ -271,6 +282,8 @@ func chatCommand(ctx context.Context, c *sdk.Client, line string, printf func(st
 		}
 	case "/recall":
 		return c.Request(ctx, imapi.OpRecall, imapi.RecallReq{ConvID: convID(), MsgID: arg(1)}, nil)
+	case "/super", "/screate", "/sadd", "/sremove", "/smembers":
+		return superCommand(ctx, c, f, printf, convType, to)
 	default:
 		return relationCommand(ctx, c, f, printf, convID)
 	}

@@ -53,6 +53,14 @@ func TestFirstFiveMinutes(t *testing.T) {
 		t.Fatalf("bob's view shows no sequence numbers:\n%s", bob.text())
 	}
 
+	// A super-group (read diffusion) works the same way from the chat.
+	alice.say(t, "/screate everyone bob")
+	alice.waitFor(t, "created super-group", 15*time.Second)
+	bob.waitFor(t, "joined by alice", 15*time.Second)
+	alice.say(t, "hello everyone")
+	bob.waitFor(t, "alice in s", 15*time.Second)
+	bob.waitFor(t, ": hello everyone", 15*time.Second)
+
 	explain, err := exec.Command(bin, "ctl", "-ctl-config", filepath.Join(dir, "lbs", "ctl.yaml"),
 		"explain", "--appkey", "demo", "--ip", "8.8.8.8").CombinedOutput()
 	if err != nil || !strings.Contains(string(explain), "edge-1") {
