@@ -17,7 +17,7 @@ d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 go build -o "$d/longlink" ./cmd/longlink
 go build -o "$d/loadgen" ./tools/loadgen
-"$d/loadgen" room -bin "$d/longlink" -members 45000 -gateways 3 -workers 4 -rate 100 -duration 15s -warmup 5s \
+"$d/loadgen" room -bin "$d/longlink" -members 45000 -gateways 3 -workers 4 -rate 100 -duration 12s -warmup 4s \
   -server-cpu "${ROOM_SERVER_CPU-0}" -client-cpu "${ROOM_CLIENT_CPU-1}"`},
 	})
 }

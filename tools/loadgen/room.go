@@ -186,9 +186,7 @@ func runRoom(args []string) error {
 	type snap struct {
 		cpu        float64 // seconds, all server processes
 		deliveries float64
-		copies     []float64
 		drops      float64
-		published  float64 // room messages the services published
 	}
 	take := func() (snap, error) {
 		var sn snap
@@ -201,8 +199,6 @@ func runRoom(args []string) error {
 			m := scrape(s.debugAddr)
 			sn.deliveries += m["longlink_gateway_room_deliveries_total"]
 			sn.drops += m["longlink_gateway_room_slow_drops_total"] + m["longlink_gateway_slow_consumers_total"]
-			sn.copies = append(sn.copies, m["longlink_gateway_room_messages_total"])
-			sn.published += m["longlink_service_room_messages_total"]
 		}
 		return sn, nil
 	}
@@ -235,14 +231,37 @@ func runRoom(args []string) error {
 		}
 	}
 	stopSending()
+	snd.mu.Lock()
+	if len(snd.codes) > 0 {
+		progress("sends refused by code: %v", snd.codes)
+	}
+	snd.mu.Unlock()
+	// Copies: once the gateways have taken everything from the bus, each
+	// has received every message the services published, once.
+	var pubTotal float64
+	copies := make([]float64, len(srvs))
+	for range 40 {
+		prev := append([]float64(nil), copies...)
+		pubTotal = 0
+		for i, s := range srvs {
+			m := scrape(s.debugAddr)
+			copies[i] = m["longlink_gateway_room_messages_total"]
+			pubTotal += m["longlink_service_room_messages_total"]
+		}
+		settled := true
+		for i := range copies {
+			settled = settled && copies[i] == prev[i] && copies[i] >= pubTotal
+		}
+		if settled {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 
 	deliveries := b.deliveries - a.deliveries
 	cpu := b.cpu - a.cpu
 	progress("window %.1fs: %d messages acked (%d refused), %.0f deliveries, server CPU %.2fs (%.0f%% of one core), %.0f slow drops",
 		elapsed, sent, snd.refused.Load(), deliveries, cpu, 100*cpu/elapsed, b.drops-a.drops)
-	for i := range srvs {
-		progress("gateway %d received %.0f room messages from the bus in the window", i+1, b.copies[i]-a.copies[i])
-	}
 	p50, p99, n := quantile(hist, 0.50), quantile(hist, 0.99), int64(0)
 	for _, c := range hist {
 		n += c
@@ -254,13 +273,14 @@ func runRoom(args []string) error {
 	if deliveries > 0 {
 		result("room_fanout_server_cpu_per_delivery", cpu/deliveries*1e6, "us")
 	}
-	if pub := b.published - a.published; pub > 0 {
-		copies := 0.0
+	if pubTotal > 0 {
+		sum := 0.0
 		for i := range srvs {
-			copies += b.copies[i] - a.copies[i]
+			sum += copies[i]
+			progress("gateway %d received %.0f room messages from the bus in all", i+1, copies[i])
 		}
-		progress("the services published %.0f room messages in the window", pub)
-		result("room_fanout_bus_copies_per_message_per_gateway", copies/float64(len(srvs))/pub, "copies")
+		progress("the services published %.0f room messages in all", pubTotal)
+		result("room_fanout_bus_copies_per_message_per_gateway", sum/float64(len(srvs))/pubTotal, "copies")
 	}
 	result("room_fanout_latency_p50", float64(p50), "ms")
 	result("room_fanout_latency_p99", float64(p99), "ms")
@@ -471,6 +491,7 @@ type sender struct {
 	acked   atomic.Int64
 	refused atomic.Int64
 	mu      sync.Mutex
+	codes   map[imapi.Code]int // refusals by code
 }
 
 func dialMember(addr, src, keyID string, pub []byte, u int) (*link.Conn, error) {
@@ -540,7 +561,7 @@ func newSender(addr string, key link.KeyPair, u, bodyBytes int) (*sender, error)
 		return nil, fmt.Errorf("sender: %w", err)
 	}
 	body, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", bodyBytes)})
-	s := &sender{c: c, body: body}
+	s := &sender{c: c, body: body, codes: map[imapi.Code]int{}}
 	go func() {
 		for {
 			f, err := c.ReadFrame()
@@ -552,6 +573,9 @@ func newSender(addr string, key link.KeyPair, u, bodyBytes int) (*sender, error)
 					s.acked.Add(1)
 				} else {
 					s.refused.Add(1)
+					s.mu.Lock()
+					s.codes[f.Code]++
+					s.mu.Unlock()
 				}
 			}
 		}
