@@ -162,6 +162,12 @@ func testConfig(t testing.TB, key link.KeyPair) Config {
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvWith(t, mod, Deps{})
+}
+
+// newEnvWith is newEnv with extra dependencies (NATS, Registerer are set).
+func newEnvWith(t *testing.T, mod func(*Config), deps Deps) *env {
+	t.Helper()
 	key, err := link.GenerateKey("k1")
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +179,8 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 		mod(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	g, err := New(cfg, Deps{NATS: connectNATS(t, ns), Registerer: reg})
+	deps.NATS, deps.Registerer = connectNATS(t, ns), reg
+	g, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
