@@ -67,6 +67,9 @@ func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics 
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_relay_kcp_rejected_packets_total",
 			Help: "KCP-transport packets dropped by the authenticated packet layer (bad MAC or tag, replay, stale or unknown peer)."},
 			func() float64 { return float64(stats.Rejected.Load()) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_relay_kcp_gso_fallbacks_total",
+			Help: "KCP-transport sockets that fell back from UDP segmentation offload (GSO) to one packet per send."},
+			func() float64 { return float64(stats.GSOFallbacks.Load()) }))
 	}
 	return m
 }

@@ -116,13 +116,14 @@ func (b *batchReader) cut(m *ipv4.Message) []byte {
 // Where the kernel offers UDP GSO, a run of equal-sized packets to one peer
 // goes out as one sendmmsg entry (see offload_linux.go).
 type batchWriter struct {
-	pc   net.PacketConn
-	bc   batcher
-	gso  atomic.Bool
-	q    chan outPacket
-	done chan struct{}
-	once sync.Once
-	err  atomic.Value // error
+	pc    net.PacketConn
+	bc    batcher
+	gso   atomic.Bool
+	stats *SealStats
+	q     chan outPacket
+	done  chan struct{}
+	once  sync.Once
+	err   atomic.Value // error
 }
 
 type outPacket struct {
@@ -135,8 +136,8 @@ const writeBatch = 128
 // gsoMaxBytes keeps a run within one UDP datagram's 64 KiB.
 const gsoMaxBytes = 65000
 
-func newBatchWriter(pc net.PacketConn) *batchWriter {
-	w := &batchWriter{pc: pc, q: make(chan outPacket, 4096), done: make(chan struct{})}
+func newBatchWriter(pc net.PacketConn, stats *SealStats) *batchWriter {
+	w := &batchWriter{pc: pc, stats: stats, q: make(chan outPacket, 4096), done: make(chan struct{})}
 	var uc *net.UDPConn
 	w.bc, uc = newBatcher(pc)
 	if uc != nil {
@@ -252,6 +253,7 @@ func (w *batchWriter) write(st *writeState) error {
 					// The kernel or device cannot segment: send the rest
 					// one packet per message from now on.
 					w.gso.Store(false)
+					w.stats.GSOFallbacks.Add(1)
 					break
 				}
 				return err

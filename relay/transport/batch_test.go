@@ -37,7 +37,7 @@ func testBatchOffloadRoundTrip(t *testing.T, txIP, ip net.IP) {
 		t.Fatal(err)
 	}
 	defer tx.Close()
-	w := newBatchWriter(tx)
+	w := newBatchWriter(tx, &SealStats{})
 	defer w.close()
 	r := newBatchReader(rx)
 	txPort := tx.LocalAddr().(*net.UDPAddr).Port
@@ -106,7 +106,7 @@ func TestBatchWriterWithoutGSO(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Close()
-	w := newBatchWriter(tx)
+	w := newBatchWriter(tx, &SealStats{})
 	w.gso.Store(false)
 	defer w.close()
 	for i := 0; i < 20; i++ {

@@ -190,6 +190,9 @@ var pktPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b 
 // SealStats counts what the packet layer rejected.
 type SealStats struct {
 	Rejected atomic.Uint64 // bad MAC, bad AEAD tag, replay, stale hello, unknown peer
+	// GSOFallbacks counts sockets whose kernel or device refused UDP
+	// segmentation; they send one packet per message from then on.
+	GSOFallbacks atomic.Uint64
 }
 
 // clientSealConn is the dialer's packet layer: one peer, one session.
@@ -244,7 +247,7 @@ func dialSeal(ctx context.Context, deadline time.Time, pc net.PacketConn, raddr 
 			if err != nil {
 				return nil, err
 			}
-			return &clientSealConn{PacketConn: pc, peer: raddr, sess: s, stats: stats, rd: newBatchReader(pc), wr: newBatchWriter(pc)}, nil
+			return &clientSealConn{PacketConn: pc, peer: raddr, sess: s, stats: stats, rd: newBatchReader(pc), wr: newBatchWriter(pc, stats)}, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: no authenticated answer from %s (wrong cluster key or peer down)", ErrHandshake, raddr)
@@ -306,7 +309,7 @@ type serverSealConn struct {
 }
 
 func newServerSeal(pc net.PacketConn, k *sealKeys, stats *SealStats) *serverSealConn {
-	return &serverSealConn{PacketConn: pc, keys: k, stats: stats, rd: newBatchReader(pc), wr: newBatchWriter(pc), sessions: map[netip.AddrPort]*session{}, seen: map[[32]byte]time.Time{}}
+	return &serverSealConn{PacketConn: pc, keys: k, stats: stats, rd: newBatchReader(pc), wr: newBatchWriter(pc, stats), sessions: map[netip.AddrPort]*session{}, seen: map[[32]byte]time.Time{}}
 }
 
 func (c *serverSealConn) ReadFrom(p []byte) (int, net.Addr, error) {
