@@ -89,6 +89,20 @@ func TestSuperGroupRules(t *testing.T) {
 			t.Fatal("no push on the group subject")
 		}
 		carol.quiet(imapi.OpPush, 0)
+		// A recall is one push on the group's subject too.
+		if code := bob.call(imapi.OpRecall, &imapi.RecallReq{ConvID: ack.ConvID, MsgID: ack.MsgID}, nil); code != imapi.OK {
+			t.Fatalf("recall: %v", code)
+		}
+		select {
+		case m := <-groupPushes:
+			var p imapi.BusPush
+			_ = json.Unmarshal(m.Data, &p)
+			if r := decodePush[imapi.Recalled](t, p); p.Op != imapi.OpRecalled || r.MsgID != ack.MsgID || r.Seq != 1 {
+				t.Fatalf("recall push: %+v %+v", p, r)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no recall push on the group subject")
+		}
 		if code := bob.call(imapi.OpSend, &imapi.SendReq{ConvType: imapi.ConvSuper, To: g.GroupID, ClientMsgID: "s2", Body: body, Mentions: []string{imapi.MentionAll}}, nil); code != imapi.ErrForbidden {
 			t.Fatalf("@all by a member: %v", code)
 		}
