@@ -21,8 +21,8 @@ type LinkOptions struct {
 	// second login). A lost SYN otherwise costs the kernel's 1 s initial
 	// retransmission timeout, and a lost client hello a tail-loss probe of
 	// over 200 ms. The stagger is 3 × the round trip last measured to that
-	// address + 20 ms, or DialRace when none was measured yet. Default
-	// 250ms; negative disables.
+	// address + 20 ms (at least 50 ms), or DialRace when none was measured
+	// yet. Default 250ms; negative disables.
 	DialRace time.Duration
 	// DisableNudge turns off the request nudge: when a request's bytes are
 	// still unacknowledged by the peer's TCP two round trips (plus 10 ms)
@@ -49,14 +49,15 @@ var rtts sync.Map // address → time.Duration
 // starting a second attempt after a stagger when the first has not
 // finished; the first to finish wins and the other is cancelled and closed.
 // The stagger is 3 × the round trip remembered for addr + 20 ms (the
-// connection and the handshake take two), or o.DialRace when none is known.
+// connection and the handshake take two; at least 50 ms), or o.DialRace
+// when none is known.
 func raceDial[T io.Closer](ctx context.Context, addr string, o LinkOptions, dial func(context.Context, string) (T, error)) (T, error) {
 	if o.DialRace < 0 {
 		return dial(ctx, addr)
 	}
 	stagger := o.DialRace
 	if v, ok := rtts.Load(addr); ok {
-		stagger = min(3*v.(time.Duration)+20*time.Millisecond, 5*time.Second)
+		stagger = min(max(3*v.(time.Duration)+20*time.Millisecond, 50*time.Millisecond), 5*time.Second)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
