@@ -77,6 +77,7 @@ type Gateway struct {
 	roomCh    chan *nats.Msg
 	advMu     sync.Mutex
 	advertise []string
+	startedAt time.Time
 
 	connMu     sync.Mutex
 	conns      map[net.Conn]struct{} // raw connections, for the final close
@@ -217,6 +218,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.plainLn = ln
 	}
 	g.started = true
+	g.startedAt = time.Now()
 	g.wg.Add(4)
 	go g.dispatch()
 	go g.sweep()

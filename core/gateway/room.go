@@ -340,7 +340,8 @@ func (g *Gateway) announce() {
 		addrs = []string{"link://" + g.ln.Addr().String()}
 	}
 	b, _ := json.Marshal(imapi.GatewayAnnounce{ID: g.cfg.ID, Addresses: addrs, Sessions: g.Sessions(),
-		Capacity: g.cfg.MaxConnections, Draining: g.draining.Load(), EveryMS: g.cfg.AnnounceInterval.D().Milliseconds()})
+		Capacity: g.cfg.MaxConnections, Draining: g.draining.Load(), EveryMS: g.cfg.AnnounceInterval.D().Milliseconds(),
+		Started: g.startedAt.UnixMilli()})
 	if err := g.nc.Publish(imapi.GatewaySubject, b); err != nil {
 		g.log.Debug("announce", "err", err)
 	}

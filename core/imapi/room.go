@@ -229,4 +229,8 @@ type GatewayAnnounce struct {
 	Capacity  int      `json:"capacity"` // max sessions (0: unknown)
 	Draining  bool     `json:"draining,omitempty"`
 	EveryMS   int64    `json:"every_ms"` // the announcement interval
+	// Started is when this gateway instance started (unix milliseconds): a
+	// new value under a known id means a restart, whose old sessions are
+	// gone.
+	Started int64 `json:"started"`
 }

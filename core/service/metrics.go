@@ -67,6 +67,9 @@ type roomMetrics struct {
 	refused     *prometheus.CounterVec // reason: guest, room_muted, muted
 	kicks       prometheus.Counter
 	events      *prometheus.CounterVec // kind
+	// stalePresence counts sessions removed from rooms because their
+	// gateway stopped announcing itself or restarted.
+	stalePresence prometheus.Counter
 }
 
 func newRoomMetrics(reg prometheus.Registerer) (*roomMetrics, error) {
@@ -92,8 +95,11 @@ func newRoomMetrics(reg prometheus.Registerer) (*roomMetrics, error) {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_service_room_events_total", Help: "Room events published on room subjects, by kind.",
 		}, []string{"kind"}),
+		stalePresence: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_service_room_stale_presence_total", Help: "Room sessions removed because their gateway went silent or restarted.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.enters, m.messages, m.rateLimited, m.refused, m.kicks, m.events} {
+	for _, c := range []prometheus.Collector{m.rooms, m.enters, m.messages, m.rateLimited, m.refused, m.kicks, m.events, m.stalePresence} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -139,6 +139,8 @@ type roomState struct {
 	gateways map[string]gatewaySeen
 	sizes    map[string]roomCount // by "appkey/room"
 	sub      *nats.Subscription
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 type roomCount struct {
@@ -166,19 +168,73 @@ func (s *Service) startRooms() error {
 			return
 		}
 		s.rooms.mu.Lock()
+		prev, known := s.rooms.gateways[a.ID]
 		s.rooms.gateways[a.ID] = gatewaySeen{GatewayAnnounce: a, at: s.now()}
 		s.rooms.mu.Unlock()
+		if known && prev.Started != 0 && a.Started > prev.Started {
+			// Restarted under the same id: what it held before is gone.
+			s.dropGatewayPresence(a.ID, time.UnixMilli(a.Started), "restarted")
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("service: subscribe %s: %w", imapi.GatewaySubject, err)
 	}
 	s.rooms.sub = sub
+	s.rooms.stop, s.rooms.done = make(chan struct{}), make(chan struct{})
+	go s.sweepGateways()
 	return nil
 }
 
 func (s *Service) stopRooms() {
 	if s.rooms.sub != nil {
 		_ = s.rooms.sub.Unsubscribe()
+		s.rooms.sub = nil
+		close(s.rooms.stop)
+		<-s.rooms.done
+	}
+}
+
+// sweepGateways forgets gateways that stopped announcing themselves and
+// removes the room presence they recorded: a gateway that crashed never
+// sent the room.leave of its sessions. Every service node does it for the
+// gateways it has heard of; doing it twice is harmless.
+func (s *Service) sweepGateways() {
+	defer close(s.rooms.done)
+	t := time.NewTicker(max(s.cfg.Rooms.GatewayTimeout.D()/4, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.rooms.stop:
+			return
+		case <-t.C:
+		}
+		now := s.now()
+		var dead []string
+		s.rooms.mu.Lock()
+		for id, g := range s.rooms.gateways {
+			if now.Sub(g.at) > s.cfg.Rooms.GatewayTimeout.D() {
+				dead = append(dead, id)
+				delete(s.rooms.gateways, id)
+			}
+		}
+		s.rooms.mu.Unlock()
+		for _, id := range dead {
+			s.dropGatewayPresence(id, now, "silent")
+		}
+	}
+}
+
+func (s *Service) dropGatewayPresence(id string, before time.Time, why string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout.D())
+	defer cancel()
+	n, err := s.st.RemoveGatewayPresence(ctx, id, before)
+	if err != nil {
+		s.log.Warn("room presence of a gone gateway not removed", "gateway", id, "err", err)
+		return
+	}
+	if n > 0 {
+		s.roomMetrics.stalePresence.Add(float64(n))
+		s.log.Info("room presence of a gone gateway removed", "gateway", id, "why", why, "sessions", n)
 	}
 }
 
@@ -432,9 +488,8 @@ func (s *Service) RoomEntryPoints(ctx context.Context, appkey, roomID string) ([
 	now := s.now()
 	s.rooms.mu.Lock()
 	var live []gatewaySeen
-	for id, g := range s.rooms.gateways {
+	for _, g := range s.rooms.gateways {
 		if now.Sub(g.at) > s.cfg.Rooms.GatewayTimeout.D() {
-			delete(s.rooms.gateways, id)
 			continue
 		}
 		if g.Draining || len(g.Addresses) == 0 || (g.Capacity > 0 && g.Sessions >= g.Capacity) {

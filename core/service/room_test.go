@@ -10,6 +10,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/pkg/config"
 )
 
 // enterRoom enters a room with a fresh token of role.
@@ -230,4 +231,56 @@ func TestRoomRateLimit(t *testing.T) {
 	if codes[0] != imapi.OK || codes[1] != imapi.OK || codes[2] != imapi.ErrRateLimited {
 		t.Fatalf("codes %v, want ok ok 429", codes)
 	}
+}
+
+// Presence recorded through a gateway that goes silent, or restarts under
+// the same id, is removed: such a gateway never sends its sessions'
+// room.leave.
+func TestRoomGatewayGone(t *testing.T) {
+	e := newEnv(t, "sqlite", func(c *service.Config) { c.Rooms.GatewayTimeout = config.Duration(time.Second) })
+	ctx := context.Background()
+	if _, err := e.svc.CreateRoom(ctx, appKey, &service.RoomCreate{RoomID: "r3", Owner: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	announce := func(id string, started int64) {
+		b, _ := json.Marshal(imapi.GatewayAnnounce{ID: id, Addresses: []string{"link://" + id}, Started: started})
+		if err := e.nc.Publish(imapi.GatewaySubject, b); err != nil {
+			t.Fatal(err)
+		}
+		_ = e.nc.Flush()
+	}
+	members := func() int {
+		p, err := e.svc.RoomMembers(ctx, appKey, &imapi.RoomMembersReq{RoomID: "r3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Members)
+	}
+	waitMembers := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for members() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d members, want %d", members(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	announce("gw-a", 1)
+	announce("gw-b", 1)
+	a, b := e.login("alice", "pc"), e.login("bob", "pc")
+	a.sess.Gateway, b.sess.Gateway = "gw-a", "gw-b"
+	a.enterRoom("r3", "")
+	b.enterRoom("r3", "")
+	waitMembers(2)
+
+	// gw-b restarts: bob's old session is gone.
+	e.clock.advance(time.Second)
+	announce("gw-b", e.clock.now().UnixMilli())
+	waitMembers(1)
+
+	// gw-a falls silent past the timeout.
+	e.clock.advance(2 * time.Second)
+	announce("gw-b", e.clock.now().UnixMilli()-1000)
+	waitMembers(0)
 }

@@ -98,6 +98,10 @@ type RoomStore interface {
 	// RemoveRoomAccount removes every session of an account and returns how
 	// many there were.
 	RemoveRoomAccount(ctx context.Context, appkey, roomID, account string) (int, error)
+	// RemoveGatewayPresence removes the presence a gateway recorded before
+	// a time (the gateway died or restarted) and returns how many sessions
+	// it held.
+	RemoveGatewayPresence(ctx context.Context, gateway string, before time.Time) (int, error)
 	// RoomMembers pages through the accounts present, in account order,
 	// after the given account; more reports whether another page exists.
 	RoomMembers(ctx context.Context, appkey, roomID, after string, limit int) (rows []RoomMemberRow, more bool, err error)
@@ -378,6 +382,15 @@ func (s *sqlStore) RemoveRoomAccount(ctx context.Context, appkey, roomID, accoun
 	res, err := s.w.ExecContext(ctx, s.q(`DELETE FROM room_presence WHERE appkey = ? AND room_id = ? AND account = ?`), appkey, roomID, account)
 	if err != nil {
 		return 0, fmt.Errorf("store: remove room account: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+func (s *sqlStore) RemoveGatewayPresence(ctx context.Context, gateway string, before time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, s.q(`DELETE FROM room_presence WHERE gateway = ? AND entered < ?`), gateway, before.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("store: remove gateway presence: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil

@@ -63,10 +63,24 @@ func TestRooms(t *testing.T) {
 		if ok, err := st.LeaveRoom(ctx, app, "r1", "s-dave"); !ok || err != nil {
 			t.Fatalf("leave %v %v", ok, err)
 		}
+		// A dead gateway's presence goes; sessions entered after the cut stay.
+		if err := st.EnterRoom(ctx, store.RoomPresence{AppKey: app, RoomID: "r1", SessionID: "late", Account: "erin", Gateway: "gw2",
+			Entered: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := st.RemoveGatewayPresence(ctx, "gw2", time.Now()); n != 1 || err != nil {
+			t.Fatalf("remove gw2 presence: %d %v", n, err)
+		}
+		if gws, _ := st.RoomGateways(ctx, app, "r1"); gws["gw2"] != 1 {
+			t.Fatalf("gateways after removing gw2's old presence: %v", gws)
+		}
+		if _, err := st.LeaveRoom(ctx, app, "r1", "late"); err != nil {
+			t.Fatal(err)
+		}
 		if in, _ := st.InRoom(ctx, app, "r1", "s-dave"); in {
 			t.Fatal("dave still in the room after leaving")
 		}
-		if n, err := st.RemoveRoomAccount(ctx, app, "r1", "bob"); n != 2 || err != nil {
+		if n, err := st.RemoveRoomAccount(ctx, app, "r1", "bob"); n != 1 || err != nil {
 			t.Fatalf("remove bob: %d %v", n, err)
 		}
 
