@@ -29,6 +29,7 @@ import (
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/store/storetest"
 	"github.com/longlink/longlink/pkg/config"
 )
 
@@ -49,7 +50,7 @@ type superEnv struct {
 	nonce atomic.Int64
 }
 
-func newSuperEnv(t *testing.T, gateways int) *superEnv {
+func newSuperEnv(t *testing.T, gateways int, driver ...string) *superEnv {
 	t.Helper()
 	if os.Getenv("LONGLINK_INTEGRATION") == "" {
 		t.Skip("integration test: set LONGLINK_INTEGRATION=1")
@@ -71,6 +72,9 @@ func newSuperEnv(t *testing.T, gateways int) *superEnv {
 	scfg := store.Default()
 	scfg.Path = filepath.Join(e.dir, "core.db")
 	scfg.Synchronous = "normal"
+	if len(driver) > 0 && driver[0] == store.DriverPostgres {
+		scfg = storetest.Config(t, store.DriverPostgres) // a private schema, dropped afterwards
+	}
 	if e.st, err = store.Open(ctx, scfg, store.Deps{Logger: logger()}); err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +340,13 @@ func seqs(n int64) []int64 {
 // and mentions are right, a removed member stops receiving, and the
 // member limit is enforced with its code.
 func TestSuperGroup100k(t *testing.T) {
-	e := newSuperEnv(t, 2)
+	for _, d := range storetest.Drivers {
+		t.Run(d, func(t *testing.T) { testSuperGroup100k(t, d) })
+	}
+}
+
+func testSuperGroup100k(t *testing.T, driver string) {
+	e := newSuperEnv(t, 2, driver)
 	pusher := &offlineRecorder{}
 	svc := e.startService(e.st, e.conn("svc-a"), pusher)
 	e.startAPI(svc)
