@@ -200,17 +200,10 @@ func (s *Service) UpdateProfile(ctx context.Context, appkey, account string, req
 	if err != nil {
 		return nil, err
 	}
-	// The notice carries the fields that changed (Updated stays 0 there).
-	changed := imapi.Profile{Account: account}
-	if upd.Name != nil {
-		changed.Name = *upd.Name
-	}
-	if upd.Avatar != nil {
-		changed.Avatar = *upd.Avatar
-	}
-	changed.Ext = upd.Ext
-	p, ns, err := s.st.UpdateProfile(ctx, appkey, account, upd,
-		[]store.Notice{note(account, imapi.Notice{Kind: imapi.NoticeProfile, From: account, Profile: &changed})})
+	p, ns, err := s.st.UpdateProfile(ctx, appkey, account, upd, func(p store.Profile) []store.Notice {
+		after := profileToAPI(&p)
+		return []store.Notice{note(account, imapi.Notice{Kind: imapi.NoticeProfile, From: account, Profile: &after})}
+	})
 	if err != nil {
 		return nil, storeErr(err, "user")
 	}

@@ -82,9 +82,9 @@ type RelationStore interface {
 	// Profiles returns the profiles of the accounts that exist, in the
 	// order asked.
 	Profiles(ctx context.Context, appkey string, accounts []string) ([]Profile, error)
-	// UpdateProfile changes a profile and records notes; ErrNotFound for an
-	// unknown account.
-	UpdateProfile(ctx context.Context, appkey, account string, upd ProfileUpdate, notes []Notice) (Profile, []Notice, error)
+	// UpdateProfile changes a profile and records the notes made from the
+	// profile after the change; ErrNotFound for an unknown account.
+	UpdateProfile(ctx context.Context, appkey, account string, upd ProfileUpdate, notes func(Profile) []Notice) (Profile, []Notice, error)
 
 	// RequestFriend records a request from → to (replacing an earlier one
 	// and its message). When to had already asked from, the two become
@@ -333,9 +333,9 @@ func scanProfile(sc scanner) (Profile, error) {
 	return p, nil
 }
 
-func (s *sqlStore) UpdateProfile(ctx context.Context, appkey, account string, upd ProfileUpdate, notes []Notice) (Profile, []Notice, error) {
+func (s *sqlStore) UpdateProfile(ctx context.Context, appkey, account string, upd ProfileUpdate, notes func(Profile) []Notice) (Profile, []Notice, error) {
 	var p Profile
-	_, out, err := s.relTx(ctx, "update profile", appkey, fixed(notes), func(tx *sql.Tx) (bool, error) {
+	_, out, err := s.relTx(ctx, "update profile", appkey, func() []Notice { return notes(p) }, func(tx *sql.Tx) (bool, error) {
 		sets := []string{"profile_updated = ?"}
 		args := []any{time.Now().UnixMilli()}
 		if upd.Name != nil {

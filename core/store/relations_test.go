@@ -26,18 +26,20 @@ func TestProfiles(t *testing.T) {
 		ctx := context.Background()
 		mustUsers(t, st, "alice", "bob")
 		name, avatar := "Alice A.", "https://img.example/a.png"
-		p, ns, err := st.UpdateProfile(ctx, app, "alice", store.ProfileUpdate{Name: &name, Avatar: &avatar, Ext: []byte(`{"level":3}`)}, notes(`{"kind":"profile.updated"}`, "alice"))
+		p, ns, err := st.UpdateProfile(ctx, app, "alice", store.ProfileUpdate{Name: &name, Avatar: &avatar, Ext: []byte(`{"level":3}`)}, func(p store.Profile) []store.Notice {
+			return notes(`{"name":"`+p.Name+`"}`, "alice")
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if p.Name != name || p.Avatar != avatar || string(p.Ext) != `{"level":3}` || p.Updated == 0 {
 			t.Fatalf("profile %+v", p)
 		}
-		if len(ns) != 1 || ns[0].Seq != 1 || ns[0].Account != "alice" {
+		if len(ns) != 1 || ns[0].Seq != 1 || ns[0].Account != "alice" || string(ns[0].Body) != `{"name":"Alice A."}` {
 			t.Fatalf("notices %+v", ns)
 		}
 		// Only the given fields change.
-		p, _, err = st.UpdateProfile(ctx, app, "alice", store.ProfileUpdate{Ext: []byte{}}, nil)
+		p, _, err = st.UpdateProfile(ctx, app, "alice", store.ProfileUpdate{Ext: []byte{}}, func(store.Profile) []store.Notice { return nil })
 		if err != nil || p.Name != name || p.Ext != nil {
 			t.Fatalf("profile %+v %v", p, err)
 		}
@@ -45,7 +47,7 @@ func TestProfiles(t *testing.T) {
 		if err != nil || len(ps) != 2 || ps[0].Account != "bob" || ps[0].Name != "bob" || ps[1].Avatar != avatar {
 			t.Fatalf("profiles %+v %v", ps, err)
 		}
-		if _, _, err := st.UpdateProfile(ctx, app, "nobody", store.ProfileUpdate{Name: &name}, nil); !errors.Is(err, store.ErrNotFound) {
+		if _, _, err := st.UpdateProfile(ctx, app, "nobody", store.ProfileUpdate{Name: &name}, func(store.Profile) []store.Notice { return nil }); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown account: %v", err)
 		}
 	})
