@@ -107,6 +107,7 @@ func TestRoomFanout(t *testing.T) {
 	fast := func(g *gateway.Config) {
 		g.AnnounceInterval = config.Duration(100 * time.Millisecond)
 		g.RoomBatchInterval = config.Duration(50 * time.Millisecond)
+		g.RoomMaxQueued = 256 // every member must get every message, even on a loaded machine
 	}
 	c := startCore(t, t.TempDir(), "", newKey(t), coreOpts{gwMod: fast})
 	gw2, reg2 := c.extraGateway(t, "gw-e2e-2", fast)
@@ -275,10 +276,10 @@ func rawMember(t *testing.T, c *testCore, addr, account, token, room string) net
 	return nc
 }
 
-// TestRoomSlowMember: a member that stops reading is dropped as a slow
-// consumer (its queue fills, or a write to it stalls for write_timeout once
-// the kernel buffers are full) while the others get every message without
-// waiting for it.
+// TestRoomSlowMember: a member that stops reading first skips batches
+// (room_max_queued frames behind), then is dropped as a slow consumer (a
+// write to it stalls for write_timeout once the kernel buffers are full),
+// while the others get every message without waiting for it.
 func TestRoomSlowMember(t *testing.T) {
 	c := startCore(t, t.TempDir(), "", newKey(t), coreOpts{gwMod: func(g *gateway.Config) {
 		g.SendQueue = 8
@@ -338,6 +339,9 @@ func TestRoomSlowMember(t *testing.T) {
 	waitMetric(t, func() bool { return value(t, c.reg, "longlink_gateway_room_members") == 3 })
 	if value(t, c.reg, "longlink_gateway_slow_consumers_total") < 1 {
 		t.Fatal("the slow member was not counted as a slow consumer")
+	}
+	if value(t, c.reg, "longlink_gateway_room_skipped_total") < 1 {
+		t.Fatal("no batch was skipped for the member that fell behind")
 	}
 	// Its presence goes too (the gateway sends room.leave).
 	waitMetric(t, func() bool {

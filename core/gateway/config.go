@@ -92,6 +92,10 @@ type Config struct {
 	// RoomBatchInterval is how long room messages are gathered before they
 	// go out as one room.messages frame per connection. Default 100ms.
 	RoomBatchInterval config.Duration `yaml:"room_batch_interval"`
+	// RoomMaxQueued: a Link connection with this many frames still waiting
+	// to be written skips new room batches (bounded lag instead of an
+	// ever longer queue). Default 4.
+	RoomMaxQueued int `yaml:"room_max_queued"`
 	// MaxRoomsPerSession caps the chatrooms one session is in. Default 10.
 	MaxRoomsPerSession int `yaml:"max_rooms_per_session"`
 	// Advertise are the entry addresses announced to the services for
@@ -139,6 +143,7 @@ func Default() Config {
 		MaxSuperGroups:      2000,
 		RoomBatchInterval:   config.Duration(100 * time.Millisecond),
 		MaxRoomsPerSession:  10,
+		RoomMaxQueued:       4,
 		AnnounceInterval:    config.Duration(2 * time.Second),
 	}
 }
@@ -209,6 +214,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxRoomsPerSession == 0 {
 		c.MaxRoomsPerSession = d.MaxRoomsPerSession
 	}
+	if c.RoomMaxQueued == 0 {
+		c.RoomMaxQueued = d.RoomMaxQueued
+	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = d.AnnounceInterval
 	}
@@ -271,6 +279,9 @@ func (c *Config) Validate() error {
 	}
 	if v.RoomBatchInterval.D() < time.Millisecond || v.RoomBatchInterval.D() > time.Second {
 		errs.Addf("room_batch_interval: %s not in 1ms..1s", v.RoomBatchInterval.D())
+	}
+	if v.RoomMaxQueued < 1 || v.RoomMaxQueued > v.SendQueue {
+		errs.Addf("room_max_queued: must be in 1..send_queue (%d)", v.SendQueue)
 	}
 	if v.MaxRoomsPerSession < 1 {
 		errs.Addf("max_rooms_per_session: at least 1")

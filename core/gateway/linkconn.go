@@ -439,6 +439,13 @@ func (l *linkConn) enqueue(f link.Frame, response bool) bool {
 	return true
 }
 
+// queued is how many frames wait for the writer.
+func (l *linkConn) queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue)
+}
+
 // kickWriter starts the writer goroutine if needed; l.mu must be held.
 func (l *linkConn) kickWriter() {
 	if l.writing || l.held || l.dead {

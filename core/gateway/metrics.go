@@ -27,6 +27,7 @@ type metrics struct {
 	roomFrames     prometheus.Counter
 	roomDeliveries prometheus.Counter
 	roomSlowDrops  prometheus.Counter
+	roomSkipped    prometheus.Counter
 	roomEvents     prometheus.Counter
 }
 
@@ -79,11 +80,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_gateway_room_deliveries_total", Help: "Room messages queued to sessions (frames times the messages in them)."}),
 		roomSlowDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_room_slow_drops_total", Help: "Room members dropped because their connection's send queue was full."}),
+		roomSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_skipped_total", Help: "Room messages not sent to members still behind with earlier frames (room_max_queued)."}),
 		roomEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_room_events_total", Help: "Room events received from the bus."}),
 	}
 	for _, c := range []prometheus.Collector{m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
-		m.roomDeliveries, m.roomSlowDrops, m.roomEvents, m.connections, m.sessions, m.accounts, m.accepted, m.refused,
+		m.roomDeliveries, m.roomSlowDrops, m.roomSkipped, m.roomEvents, m.connections, m.sessions, m.accounts, m.accepted, m.refused,
 		m.protocolErrors, m.logins, m.requests, m.requestErrors, m.requestSeconds, m.pushes, m.pushDelivered,
 		m.slowConsumers, m.kicks, m.framesIn, m.framesOut} {
 		if err := reg.Register(c); err != nil {

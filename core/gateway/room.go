@@ -20,8 +20,11 @@ import (
 // the number of its members. Messages wait in the room's pending list and
 // a flusher turns them, every RoomBatchInterval, into one OpRoomMessages
 // body per room, built (and compressed) once and queued to every member's
-// connection: one frame per connection per interval. A connection whose
-// queue is full is dropped as a slow consumer; nobody else waits for it.
+// connection: one frame per connection per interval. A connection that
+// still has RoomMaxQueued frames waiting skips the batch (its client sees
+// a gap in the room's sequence and may read the recent history); one whose
+// queue is full, or whose write stalls, is dropped as a slow consumer.
+// Nobody else waits for it.
 //
 // Room events (kicks, mutes, close) are delivered at once, after the
 // room's pending messages, so members see them in order.
@@ -249,10 +252,16 @@ func (g *Gateway) flushRoom(r *gwRoom) {
 		}
 	}
 	var slow []*Session
-	frames := 0
+	frames, skipped := 0, 0
 	for _, s := range members {
 		var ok bool
 		if lc, isLink := s.t.(*linkConn); isLink {
+			if lc.queued() >= g.cfg.RoomMaxQueued {
+				// Still behind with earlier frames: this batch is skipped for
+				// it, so its lag stays bounded and the room never waits.
+				skipped++
+				continue
+			}
 			ok = lc.enqueue(frame, false)
 		} else {
 			ok = s.t.Push(imapi.OpRoomMessages, body)
@@ -266,6 +275,9 @@ func (g *Gateway) flushRoom(r *gwRoom) {
 	g.m.roomBatches.Inc()
 	g.m.roomFrames.Add(float64(frames))
 	g.m.roomDeliveries.Add(float64(frames * len(msgs)))
+	if skipped > 0 {
+		g.m.roomSkipped.Add(float64(skipped * len(msgs)))
+	}
 	for _, s := range slow {
 		g.m.roomSlowDrops.Inc()
 		if g.unregister(s, ReasonSlow, true) {
