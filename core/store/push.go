@@ -114,8 +114,8 @@ type PushStore interface {
 	PutPushSettings(ctx context.Context, appkey, account string, ps PushSettings) error
 	// PushSettings returns the account's settings (zero when never set).
 	PushSettings(ctx context.Context, appkey, account string) (PushSettings, error)
-	// UnreadTotal is the account's unread messages across conversations
-	// (the badge).
+	// UnreadTotal is the account's unread messages across conversations,
+	// super-groups included (last seq − read seq), in one query (the badge).
 	UnreadTotal(ctx context.Context, appkey, account string) (int64, error)
 
 	// AppendEvents records session events (an id seen before is ignored,
@@ -223,9 +223,16 @@ func (s *sqlStore) PushSettings(ctx context.Context, appkey, account string) (Pu
 }
 
 func (s *sqlStore) UnreadTotal(ctx context.Context, appkey, account string) (int64, error) {
+	// One query: ordinary conversations keep a counter per member;
+	// super-groups (read diffusion) count last seq − read seq per live group.
 	var n int64
-	if err := s.r.QueryRowContext(ctx, s.q(`SELECT COALESCE(SUM(unread), 0) FROM user_convs WHERE appkey = ? AND account = ?`),
-		appkey, account).Scan(&n); err != nil {
+	if err := s.r.QueryRowContext(ctx, s.q(`SELECT
+		COALESCE((SELECT SUM(unread) FROM user_convs WHERE appkey = ? AND account = ?), 0) +
+		COALESCE((SELECT SUM(CASE WHEN c.last_seq > sm.read_seq THEN c.last_seq - sm.read_seq ELSE 0 END) FROM super_members sm
+			JOIN super_groups g ON g.appkey = sm.appkey AND g.group_id = sm.group_id
+			JOIN conversations c ON c.appkey = sm.appkey AND c.conv_id = 's:' || sm.group_id
+			WHERE sm.appkey = ? AND sm.account = ? AND g.dismissed = 0), 0)`),
+		appkey, account, appkey, account).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: unread total: %w", err)
 	}
 	return n, nil
