@@ -22,6 +22,7 @@ import (
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/push"
 	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/weblink"
@@ -50,12 +51,14 @@ var devUsers = []string{"alice", "bob", "carol"}
 // so that tokens, keys and the data survive a restart. It holds secrets: the
 // file is written with mode 0600 inside the dev directory.
 type devState struct {
-	LinkKeyID      string            `json:"link_key_id"`
-	LinkPrivateKey string            `json:"link_private_key"`
-	AppSecret      string            `json:"app_secret"`
-	ClusterKey     string            `json:"cluster_key"`
-	TURNSecret     string            `json:"turn_secret"`
-	Tokens         map[string]string `json:"tokens"`
+	LinkKeyID      string `json:"link_key_id"`
+	LinkPrivateKey string `json:"link_private_key"`
+	AppSecret      string `json:"app_secret"`
+	ClusterKey     string `json:"cluster_key"`
+	TURNSecret     string `json:"turn_secret"`
+	// PushSecret signs the notifications sent to -push-webhook.
+	PushSecret string            `json:"push_secret"`
+	Tokens     map[string]string `json:"tokens"`
 }
 
 // devConfig is what `longlink dev -config FILE` may override: a section per
@@ -72,6 +75,7 @@ func runDev(ctx context.Context, args []string) error {
 	var cf commonFlags
 	cf.bind(fs)
 	dir := fs.String("dir", ".longlink", "directory for data, generated keys and the demo client file")
+	pushHook := fs.String("push-webhook", "", "offline push for the demo app: POST notifications to this URL, signed with push_secret of dev.json")
 	// Keep the terminal for the table of addresses; -log-level=info shows more.
 	_ = fs.Set("log-level", "error")
 	if err := fs.Parse(args); err != nil {
@@ -95,10 +99,20 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *pushHook != "" {
+		dc.Core.Push.Apps = append(dc.Core.Push.Apps, push.AppConfig{AppKey: devAppKey, Preview: push.PreviewFull,
+			Webhook: &push.WebhookConfig{URL: *pushHook, Secret: config.NewSecret(st.PushSecret)}})
+	}
 	if cf.config != "" {
 		if err := config.Load(cf.config, &dc); err != nil {
 			return err
 		}
+	}
+	if len(dc.Core.Gateway.Advertise) == 0 {
+		// Chatroom entry points: the edge first, as the LBS answers, then
+		// the gateway itself; both lead to the one gateway.
+		dc.Core.Gateway.Advertise = []string{"link://" + dc.Edge.Link.Listen, "weblink://" + dc.Edge.WebLink.Listen,
+			"link://" + dc.Core.Gateway.Listen, "weblink://" + dc.Core.WebLink.Listen}
 	}
 	if cf.checkConfig {
 		return printConfig(&dc)
@@ -177,7 +191,7 @@ func runDev(ctx context.Context, args []string) error {
 			LinkAddr: node.LinkAddr(), WebLink: node.WebLinkAddr(), ServerAPI: node.ServerAPIAddr(),
 			EdgeLink: addrString(edgeNode.Addr("link")), EdgeWebLink: addrString(edgeNode.Addr("weblink")),
 			TURN: dc.Edge.TURN.UDP, LBS: addrString(lbsNode.ClientAddr()),
-			KeyID: kp.ID, PublicKey: link.EncodeKey(kp.Public),
+			KeyID: kp.ID, PublicKey: link.EncodeKey(kp.Public), PushWebhook: *pushHook,
 		}
 		if err := writeClientFile(*dir, info); err != nil {
 			return err
@@ -201,6 +215,7 @@ type devInfo struct {
 	LBS         string
 	KeyID       string
 	PublicKey   string
+	PushWebhook string
 }
 
 func printDevTable(w io.Writer, dir string, in devInfo) {
@@ -217,6 +232,9 @@ func printDevTable(w io.Writer, dir string, in devInfo) {
 	fmt.Fprintf(tw, "operators\tlonglink ctl explain --appkey %s --ip 8.8.8.8\n", in.AppKey)
 	fmt.Fprintf(tw, "Link server key\tid %s, public %s\n", in.KeyID, in.PublicKey)
 	fmt.Fprintf(tw, "demo appkey\t%s (secret in %s)\n", in.AppKey, filepath.Join(dir, "dev.json"))
+	if in.PushWebhook != "" {
+		fmt.Fprintf(tw, "offline push\t%s (signed with push_secret of dev.json)\n", in.PushWebhook)
+	}
 	for _, u := range devUsers {
 		fmt.Fprintf(tw, "user %s\ttoken %s\n", u, in.Tokens[u])
 	}
@@ -240,6 +258,7 @@ func loadDevState(dir string) (*devState, error) {
 		st.AppSecret = randomHex(24)
 		st.ClusterKey = randomHex(32)
 		st.TURNSecret = randomHex(24)
+		st.PushSecret = randomHex(24)
 		return st, saveDevState(dir, st)
 	case err != nil:
 		return nil, err
@@ -249,6 +268,10 @@ func loadDevState(dir string) (*devState, error) {
 	}
 	if st.Tokens == nil {
 		st.Tokens = map[string]string{}
+	}
+	if st.PushSecret == "" { // a dev directory from before offline push
+		st.PushSecret = randomHex(24)
+		return st, saveDevState(dir, st)
 	}
 	return st, nil
 }
