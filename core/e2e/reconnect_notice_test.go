@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/sdk"
+)
+
+// cutProxy forwards TCP to target until cut; resume listens again on the
+// same address, so a client configured with it reconnects.
+type cutProxy struct {
+	t      testing.TB
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newCutProxy(t testing.TB, target string) *cutProxy {
+	p := &cutProxy{t: t, addr: "127.0.0.1:0", target: target}
+	p.resume()
+	p.addr = p.ln.Addr().String()
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *cutProxy) resume() {
+	p.t.Helper()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
+
+// cut closes the listener and every connection: the client is offline.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// A device that loses its connection while the other side accepts a friend
+// request hears of it after it reconnects (the same client: the SDK asks
+// notice.sync after the new login), once and in order.
+func TestOfflineDeviceCatchesUpNotices(t *testing.T) {
+	c := startCore(t, t.TempDir(), "", newKey(t), coreOpts{})
+	tok := c.users("alice", "bob")
+	proxy := newCutProxy(t, c.addr)
+	alice := c.client(t, "alice", tok["alice"], "phone")
+	alicePC := c.clientWith(t, "alice", tok["alice"], "pc", func(cfg *sdk.Config) {
+		cfg.BackoffMin, cfg.BackoffMax = 20*time.Millisecond, 100*time.Millisecond
+	}, proxy.addr)
+	bob := c.client(t, "bob", tok["bob"], "phone")
+	for _, cl := range []*client{alice, alicePC, bob} {
+		cl.connected(t)
+	}
+	ctx := ctx10(t)
+	if _, err := alice.RequestFriend(ctx, "bob", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	alicePC.hasNotice(imapi.NoticeFriendRequest, "alice", "bob")
+
+	proxy.cut()
+	alicePC.waitUntil("disconnected", 10*time.Second, func(c *client) bool {
+		return slices.Contains(c.states, sdk.StateDisconnected)
+	})
+	if err := bob.AcceptFriend(ctx, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SetFriendAlias(ctx, "alice", "Al"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Block(ctx, "carol-is-unknown"); err == nil {
+		t.Fatal("blocking an unknown account worked")
+	}
+	if err := alice.Mute(ctx, imapi.MuteReq{Account: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitUntil("mute notice", 10*time.Second, func(c *client) bool { return len(c.notices) >= 3 })
+	proxy.resume()
+	alicePC.waitUntil("notices after reconnect", 10*time.Second, func(c *client) bool { return len(c.notices) >= 3 })
+	time.Sleep(100 * time.Millisecond)
+	if k := alicePC.noticeSeqs(t); !slices.Equal(k, []string{imapi.NoticeFriendRequest, imapi.NoticeFriendAdded, imapi.NoticeMuteAdded}) {
+		t.Fatalf("alice's pc got %v", k)
+	}
+	if alicePC.LastNoticeSeq() != alice.LastNoticeSeq() {
+		t.Fatalf("pc at %d, phone at %d", alicePC.LastNoticeSeq(), alice.LastNoticeSeq())
+	}
+}
