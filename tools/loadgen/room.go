@@ -187,6 +187,7 @@ func runRoom(args []string) error {
 		cpu        float64 // seconds, all server processes
 		deliveries float64
 		drops      float64
+		skipped    float64
 	}
 	take := func() (snap, error) {
 		var sn snap
@@ -198,7 +199,8 @@ func runRoom(args []string) error {
 			sn.cpu += c
 			m := scrape(s.debugAddr)
 			sn.deliveries += m["longlink_gateway_room_deliveries_total"]
-			sn.drops += m["longlink_gateway_room_slow_drops_total"] + m["longlink_gateway_slow_consumers_total"]
+			sn.drops += m["longlink_gateway_slow_consumers_total"]
+			sn.skipped += m["longlink_gateway_room_skipped_total"]
 		}
 		return sn, nil
 	}
@@ -284,6 +286,7 @@ func runRoom(args []string) error {
 	}
 	result("room_fanout_latency_p50", float64(p50), "ms")
 	result("room_fanout_latency_p99", float64(p99), "ms")
+	result("room_fanout_skipped_per_sec", (b.skipped-a.skipped)/elapsed, "deliveries/s")
 	result("room_fanout_slow_drops", b.drops-a.drops, "sessions")
 	return nil
 }
