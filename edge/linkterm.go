@@ -61,7 +61,14 @@ func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, 
 	tc := &tunnelConn{Tunnel: tun, up: func(n int) { up.Add(float64(n)) }, down: func(n int) { down.Add(float64(n)) }}
 	core := link.NewPlain(tc, toCore)
 	if err := core.WriteFrame(first); err != nil {
-		e.m.connections.WithLabelValues(name, "error").Inc()
+		// The far end may have refused the stream before the frame went
+		// out: its status says why, and the client gets the answer.
+		if serr := tun.Status(); serr != nil {
+			e.m.connections.WithLabelValues(name, resultOf(serr)).Inc()
+			refuse(lc, first, serr)
+		} else {
+			e.m.connections.WithLabelValues(name, "error").Inc()
+		}
 		return
 	}
 
