@@ -59,6 +59,9 @@ type fakeService struct {
 	nextSess int
 	lastIP   string
 	delay    time.Duration
+	// beforeLogin, when set, runs before a login answer and returns the
+	// answer's super-groups (set before logins start).
+	beforeLogin func(lr imapi.LoginReq) []string
 }
 
 func newFakeService(t testing.TB, nc *nats.Conn) *fakeService {
@@ -122,7 +125,11 @@ func (f *fakeService) login(req *imapi.BusRequest) (any, error) {
 		Op: imapi.OpKick, Body: mustJSON(imapi.Kick{Code: imapi.ErrKicked, Reason: "new login", By: lr.DeviceID}),
 		ExceptSession: id, KickDeviceType: lr.DeviceType,
 	}))
-	return imapi.LoginResp{SessionID: id, ServerTime: time.Now().UnixMilli(), HeartbeatSec: 99}, nil
+	var supers []string
+	if f.beforeLogin != nil {
+		supers = f.beforeLogin(lr)
+	}
+	return imapi.LoginResp{SessionID: id, ServerTime: time.Now().UnixMilli(), HeartbeatSec: 99, SuperGroups: supers}, nil
 }
 
 func (f *fakeService) send(req *imapi.BusRequest) (any, error) {

@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "longlink_gateway_sessions", Help: "Logged-in sessions on every transport."}),
 		accounts: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "longlink_gateway_accounts", Help: "Accounts with at least one session (push subscriptions)."}),
+			Name: "longlink_gateway_accounts", Help: "Accounts with at least one session or login in progress (push subscriptions)."}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_accepted_total", Help: "Accepted Link TCP connections."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,6 +113,21 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 	if req.DeviceType == "" {
 		req.DeviceType = "unknown" // as the login service records it
 	}
+	// Subscribe to the account's subject before asking the login service,
+	// so that a super-group join committed after the service listed the
+	// account's groups is heard (and applied by register), not lost.
+	subject := imapi.UserSubject(req.AppKey, req.Account)
+	pl, err := g.reserve(subject)
+	if err != nil {
+		g.m.logins.WithLabelValues(imapi.ErrUnavailable.String()).Inc()
+		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, "subscribe: %v", err)
+	}
+	registered := false
+	defer func() {
+		if !registered {
+			g.unreserve(subject, pl)
+		}
+	}()
 	cluster := g.clusterOf(req.AppKey)
 	env, err := json.Marshal(imapi.BusRequest{
 		Session: imapi.Session{Gateway: g.cfg.ID, ClientIP: clientIP},
@@ -157,13 +173,14 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 			SessionID: resp.SessionID, Gateway: g.cfg.ID, ClientIP: clientIP, SDK: req.SDKVersion,
 		},
 		t:       t,
-		subject: imapi.UserSubject(req.AppKey, req.Account),
+		subject: subject,
 		cluster: cluster,
 	}
-	if err := g.register(s, supers); err != nil {
+	if err := g.register(s, supers, pl); err != nil {
 		g.m.logins.WithLabelValues(imapi.ErrUnavailable.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, "subscribe: %v", err)
 	}
+	registered = true
 	g.m.logins.WithLabelValues("ok").Inc()
 	return s, out, nil
 }
@@ -299,30 +316,120 @@ func (s *Session) requestState() ([]byte, *rate.Limiter) {
 func (s *Session) Close() { s.g.unregister(s, closeDisconnect, false) }
 
 // account is the set of sessions of one account on this gateway, with the
-// push subscription they share.
+// push subscription they share, and the logins of the account waiting for
+// the login service.
 type account struct {
 	sub      *nats.Subscription
 	sessions []*Session
+	pending  []*pendingLogin
 }
 
-func (g *Gateway) register(s *Session, supers []string) error {
+// pendingLogin collects the SuperEvent bodies pushed on the account's
+// subject while one login waits for its answer: the answer's super-group
+// list may predate them, so register applies them after the list.
+type pendingLogin struct {
+	events   [][]byte
+	overflow bool
+}
+
+// maxPendingEvents bounds the events one login buffers; a login that sees
+// more is refused (unavailable: the client logs in again).
+const maxPendingEvents = 256
+
+// accountLocked returns the account of subject, subscribing its subject
+// when it is new (fresh). g.mu is held.
+func (g *Gateway) accountLocked(subject string) (a *account, fresh bool, err error) {
+	if a = g.accounts[subject]; a != nil {
+		return a, false, nil
+	}
+	sub, err := g.nc.ChanSubscribe(subject, g.pushCh)
+	if err != nil {
+		return nil, false, err
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	a = &account{sub: sub}
+	g.accounts[subject] = a
+	g.m.accounts.Inc()
+	return a, true, nil
+}
+
+// dropIdleLocked unsubscribes the account's subject when it has neither
+// sessions nor pending logins. g.mu is held.
+func (g *Gateway) dropIdleLocked(subject string, a *account) {
+	if len(a.sessions) > 0 || len(a.pending) > 0 || g.accounts[subject] != a {
+		return
+	}
+	delete(g.accounts, subject)
+	_ = a.sub.Unsubscribe()
+	g.m.accounts.Dec()
+}
+
+func (a *account) unpend(pl *pendingLogin) {
+	if i := slices.Index(a.pending, pl); i >= 0 {
+		a.pending = slices.Delete(a.pending, i, i+1)
+	}
+}
+
+// reserve subscribes the account's subject (if this gateway has not yet)
+// before a login asks the login service, and makes sure the server has the
+// subscription, so no SuperEvent published after the service's answer was
+// computed can be missed.
+func (g *Gateway) reserve(subject string) (*pendingLogin, error) {
 	g.mu.Lock()
-	a := g.accounts[s.subject]
-	fresh := a == nil
+	a, fresh, err := g.accountLocked(subject)
+	if err != nil {
+		g.mu.Unlock()
+		return nil, err
+	}
+	pl := &pendingLogin{}
+	a.pending = append(a.pending, pl)
+	g.mu.Unlock()
 	if fresh {
-		sub, err := g.nc.ChanSubscribe(s.subject, g.pushCh)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = g.nc.FlushWithContext(ctx)
+		cancel()
 		if err != nil {
-			g.mu.Unlock()
-			return err
+			g.unreserve(subject, pl)
+			return nil, err
 		}
-		_ = sub.SetPendingLimits(-1, -1)
-		a = &account{sub: sub}
-		g.accounts[s.subject] = a
-		g.m.accounts.Inc()
+	}
+	return pl, nil
+}
+
+// unreserve ends a pending login that did not register.
+func (g *Gateway) unreserve(subject string, pl *pendingLogin) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if a := g.accounts[subject]; a != nil {
+		a.unpend(pl)
+		g.dropIdleLocked(subject, a)
+	}
+}
+
+// register adds a logged-in session: its super-groups are those of the
+// login answer, then the SuperEvents heard while the login was pending
+// (pl) are applied in order.
+func (g *Gateway) register(s *Session, supers []string, pl *pendingLogin) error {
+	g.mu.Lock()
+	a, fresh, err := g.accountLocked(s.subject)
+	if err != nil {
+		g.mu.Unlock()
+		return err
+	}
+	a.unpend(pl)
+	if pl.overflow {
+		g.dropIdleLocked(s.subject, a)
+		g.mu.Unlock()
+		return errors.New("super-group membership changed too often during the login")
 	}
 	a.sessions = append(a.sessions, s)
 	for _, gid := range supers {
 		if g.joinSuperLocked(s, gid) {
+			fresh = true
+		}
+	}
+	for _, ev := range pl.events {
+		if g.superEventLocked([]*Session{s}, ev) {
 			fresh = true
 		}
 	}
@@ -362,11 +469,7 @@ func (g *Gateway) unregister(s *Session, reason string, kicked bool) bool {
 				break
 			}
 		}
-		if len(a.sessions) == 0 {
-			delete(g.accounts, s.subject)
-			_ = a.sub.Unsubscribe()
-			g.m.accounts.Dec()
-		}
+		g.dropIdleLocked(s.subject, a)
 	}
 	for subj := range s.supers {
 		g.leaveSuperLocked(s, subj)
@@ -413,6 +516,13 @@ func (g *Gateway) dispatch() {
 		a := g.accounts[msg.Subject]
 		if a != nil && p.Op == imapi.OpSuperEvent {
 			g.superEventLocked(a.sessions, p.Body)
+			for _, pl := range a.pending {
+				if len(pl.events) < maxPendingEvents {
+					pl.events = append(pl.events, p.Body)
+				} else {
+					pl.overflow = true
+				}
+			}
 		}
 		if a != nil {
 			for _, s := range a.sessions {

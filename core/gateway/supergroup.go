@@ -17,7 +17,10 @@ import (
 // session's super-groups from the login answer (LoginResp.SuperGroups) and
 // from SuperEvent pushes on the account's subject (joined: subscribe;
 // removed or left: unsubscribe), and drops the group when a dismissed event
-// arrives on the group's subject. Pushes on both subjects go through the
+// arrives on the group's subject. The account's subject is subscribed
+// before the login request goes out, and the events heard while the login
+// is pending are applied after the answer's list: a member added between
+// the service's lookup and the session's registration is followed. Pushes on both subjects go through the
 // one dispatcher, so a removal is applied before any later group push.
 
 // superGroup is one subscribed group subject and its local member sessions.
@@ -106,20 +109,24 @@ func (g *Gateway) dropSuperLocked(subj string, sg *superGroup) {
 }
 
 // superEventLocked applies a SuperEvent pushed on an account's subject to
-// the account's sessions here. g.mu is held.
-func (g *Gateway) superEventLocked(sessions []*Session, body []byte) {
+// the account's sessions here and reports whether it subscribed a group's
+// subject. g.mu is held.
+func (g *Gateway) superEventLocked(sessions []*Session, body []byte) (subscribed bool) {
 	var ev imapi.SuperEvent
 	if err := json.Unmarshal(body, &ev); err != nil || ev.GroupID == "" {
-		return
+		return false
 	}
 	for _, s := range sessions {
 		switch ev.Kind {
 		case imapi.SuperJoined:
-			g.joinSuperLocked(s, ev.GroupID)
+			if g.joinSuperLocked(s, ev.GroupID) {
+				subscribed = true
+			}
 		case imapi.SuperRemoved, imapi.SuperLeft, imapi.SuperDismissed:
 			g.leaveSuperLocked(s, imapi.SuperSubject(s.info.AppKey, ev.GroupID))
 		}
 	}
+	return subscribed
 }
 
 func isSuperSubject(subj string) bool { return strings.HasPrefix(subj, imapi.SuperSubjectPrefix) }
