@@ -4,11 +4,12 @@ import "time"
 
 // The chatroom fan-out figure (issue #7): one room, members spread over
 // three gateway processes on one bus (a process here may open at most
-// 20,000 files), load in four worker processes, messages at a fixed rate.
+// 20,000 files) with the bus, services and store in a fourth, load in four
+// worker processes, messages at a fixed rate.
 func init() {
 	register(benchmark{
 		name: "room-fanout",
-		summary: "45,000 members in one room on three gateway processes (the first also runs the bus, services and store), " +
+		summary: "45,000 members in one room on three gateway processes (bus, services and store in a fourth), " +
 			"4 load processes, 100 msg/s into the room: deliveries/s, server CPU µs per delivery (/proc of the three servers), " +
 			"p99 delivery latency (goal ≤ 0.5 µs, p99 ≤ 200 ms)",
 		limit: 3 * time.Minute,

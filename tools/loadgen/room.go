@@ -28,9 +28,9 @@ import (
 )
 
 // The chatroom fan-out figure: members of one room spread over several
-// gateway processes on one bus (the first process also runs the bus, the
-// services and the store), load clients in worker processes, a sender
-// putting messages into the room at a fixed rate.
+// gateway processes on one bus, the bus, services and store in a process of
+// their own, load clients in worker processes, a sender putting messages
+// into the room at a fixed rate.
 //
 // Most member connections are read by the workers' own epoll loops that
 // discard the bytes (no decryption); every -sample'th connection decrypts
@@ -81,18 +81,25 @@ func runRoom(args []string) error {
 	}
 	progress("seeded %d users and the room in %s", *members+1, time.Since(start).Round(time.Millisecond))
 
-	var srvs []*server
+	var srvs []*server // the gateway processes
+	var all []*server  // and the services process: their CPU is the figure's
 	defer func() {
-		for i := len(srvs) - 1; i >= 0; i-- {
-			srvs[i].stop()
+		for i := len(all) - 1; i >= 0; i-- {
+			all[i].stop()
 		}
 	}()
+	svc, err := startRoomServer(-1, dir, *bin, busAddr, key, *batch)
+	if err != nil {
+		return err
+	}
+	all = append(all, svc)
 	for g := 0; g < *gateways; g++ {
 		s, err := startRoomServer(g, dir, *bin, busAddr, key, *batch)
 		if err != nil {
 			return err
 		}
 		srvs = append(srvs, s)
+		all = append(all, s)
 	}
 	var addrs []string
 	for _, s := range srvs {
@@ -165,7 +172,7 @@ func runRoom(args []string) error {
 	}
 	// The crowd enters on every CPU; the figure is measured with the
 	// servers and the load apart.
-	for _, s := range srvs {
+	for _, s := range all {
 		pin(s.cmd.Process.Pid, *serverCPU)
 	}
 	for _, w := range ws {
@@ -191,7 +198,7 @@ func runRoom(args []string) error {
 	}
 	take := func() (snap, error) {
 		var sn snap
-		for _, s := range srvs {
+		for _, s := range all {
 			c, err := procCPU(s.cmd.Process.Pid)
 			if err != nil {
 				return sn, err
@@ -244,11 +251,9 @@ func runRoom(args []string) error {
 	copies := make([]float64, len(srvs))
 	for range 40 {
 		prev := append([]float64(nil), copies...)
-		pubTotal = 0
+		pubTotal = scrape(svc.debugAddr)["longlink_service_room_messages_total"]
 		for i, s := range srvs {
-			m := scrape(s.debugAddr)
-			copies[i] = m["longlink_gateway_room_messages_total"]
-			pubTotal += m["longlink_service_room_messages_total"]
+			copies[i] = scrape(s.debugAddr)["longlink_gateway_room_messages_total"]
 		}
 		settled := true
 		for i := range copies {
@@ -370,10 +375,11 @@ func seedRoom(ctx context.Context, dbPath string, n int) error {
 		HistorySize: 20, MsgRate: 100000, MemberRate: 100000})
 }
 
-// startRoomServer starts gateway process g: the first also runs the bus
-// (listening for the others), the services and the store.
+// startRoomServer starts gateway process g (0…), or with g = -1 the
+// services process: the bus (listening for the gateways), the services and
+// the store, as an app-service node of a cluster is.
 func startRoomServer(g int, dir, bin, busAddr string, key link.KeyPair, batch time.Duration) (*server, error) {
-	s := &server{dir: filepath.Join(dir, fmt.Sprintf("gw%d", g+1)), key: key}
+	s := &server{dir: filepath.Join(dir, fmt.Sprintf("node%d", g+1)), key: key}
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -387,8 +393,8 @@ func startRoomServer(g int, dir, bin, busAddr string, key link.KeyPair, batch ti
 	roles := "{services: false, gateway: true, server_api: false, weblink: false}"
 	bus := fmt.Sprintf("{mode: external, urls: [\"nats://%s\"], user: longlink, password: %s}", busAddr, busPassword)
 	extra := ""
-	if g == 0 {
-		roles = "{services: true, gateway: true, server_api: false, weblink: false}"
+	if g < 0 {
+		roles = "{services: true, gateway: false, server_api: false, weblink: false}"
 		bus = fmt.Sprintf("{listen: %q, user: longlink, password: %s}", busAddr, busPassword)
 		extra = fmt.Sprintf(`store: {path: %s, synchronous: normal}
 service:
@@ -422,20 +428,28 @@ bus: %s
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start gateway %d: %w", g+1, err)
 	}
+	ready := s.linkAddr
+	if g < 0 {
+		ready = s.debugAddr
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", s.linkAddr, time.Second)
+		c, err := net.DialTimeout("tcp", ready, time.Second)
 		if err == nil {
 			c.Close()
 			break
 		}
 		if time.Now().After(deadline) || s.cmd.ProcessState != nil {
 			s.stop()
-			return nil, fmt.Errorf("gateway %d did not listen on %s", g+1, s.linkAddr)
+			return nil, fmt.Errorf("node %d did not listen on %s", g+1, ready)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	progress("gateway %d: pid %d, link %s, debug %s", g+1, s.cmd.Process.Pid, s.linkAddr, s.debugAddr)
+	if g < 0 {
+		progress("services, bus and store: pid %d, debug %s", s.cmd.Process.Pid, s.debugAddr)
+	} else {
+		progress("gateway %d: pid %d, link %s, debug %s", g+1, s.cmd.Process.Pid, s.linkAddr, s.debugAddr)
+	}
 	return s, nil
 }
 
