@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_push_deliveries_total",
-			Help: "Provider calls by provider and result: ok, retry, unregistered, failed (permanent), gave_up, unconfigured, bad.",
+			Help: "Provider calls by provider and result: ok, retry, unregistered, failed (permanent), gave_up, unconfigured, bad, duplicate (a copy not sent).",
 		}, []string{"provider", "result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "longlink_push_delivery_seconds", Help: "Duration of one provider call.",

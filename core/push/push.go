@@ -77,6 +77,7 @@ type Push struct {
 	transport *http.Transport                // the default client's, closed at shutdown
 
 	js     jetstream.JetStream
+	sent   jetstream.KeyValue // send markers (dedupe.go)
 	mu     sync.Mutex
 	ccs    []jetstream.ConsumeContext
 	work   chan func(context.Context)
@@ -174,6 +175,11 @@ func (p *Push) Start(ctx context.Context) error {
 		MaxAge: p.cfg.MaxAge.D(), Duplicates: 2 * time.Minute,
 	}); err != nil {
 		return fmt.Errorf("push: stream %s: %w", p.cfg.Stream, err)
+	}
+	if p.sent, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: p.sentBucket(), TTL: 2 * p.cfg.MaxAge.D(), Storage: p.storage(), History: 1,
+	}); err != nil {
+		return fmt.Errorf("push: bucket %s: %w", p.sentBucket(), err)
 	}
 	pres := &p.deps.Presence.cfg
 	if err := ensureEventStream(ctx, js, pres); err != nil {
@@ -521,6 +527,19 @@ func (p *Push) handleSend(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	switch claimed, err := p.claimSend(ctx, n, msg); {
+	case err != nil:
+		p.log.Debug("push send marker", "err", err)
+		p.m.deliveries.WithLabelValues(n.Provider, "retry").Inc()
+		_ = msg.NakWithDelay(p.backoff(try))
+		return
+	case !claimed:
+		// Another copy of this send (a redelivered task or side-work
+		// job) was sent or is being sent.
+		p.m.deliveries.WithLabelValues(n.Provider, "duplicate").Inc()
+		_ = msg.Ack()
+		return
+	}
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.DeliveryTimeout.D())
 	start := time.Now()
 	res := prov.send(cctx, n)
@@ -528,6 +547,9 @@ func (p *Push) handleSend(ctx context.Context, msg jetstream.Msg) {
 	p.m.latency.WithLabelValues(n.Provider).Observe(time.Since(start).Seconds())
 	if res.outcome == retry && ctx.Err() != nil {
 		return // shutting down: redelivered after the ack wait
+	}
+	if res.outcome != retry {
+		p.sendDone(n)
 	}
 	switch res.outcome {
 	case delivered:
