@@ -39,6 +39,7 @@ const chatHelp = `commands:
   /friends               your friends and pending requests
   /block <account>, /unblock <account>
   /mute, /unmute         silence offline push for the current conversation
+  /push <provider> <token>  register this device's push token (apns, fcm, webhook)
   /rename <name>         rename the current group (owner, managers)
   /manager <account>, /member <account>  set a role in the current group (owner)
   /transfer <account>    hand the current group to a member (owner)
@@ -342,6 +343,15 @@ func relationCommand(ctx context.Context, c *sdk.Client, f []string, printf func
 			printf("  request %s → %s %q", r.From, r.To, r.Message)
 		}
 		return err
+	case "/push":
+		if arg(1) == "" || arg(2) == "" {
+			return errors.New("/push <provider> <token>")
+		}
+		if err := c.RegisterPushToken(ctx, arg(1), arg(2), false); err != nil {
+			return err
+		}
+		printf("  (push token registered: while you are offline, messages reach it)")
+		return nil
 	case "/block":
 		return c.Block(ctx, arg(1))
 	case "/unblock":

@@ -107,9 +107,14 @@ func TestDevBusinessFeatures(t *testing.T) {
 	}
 	// A chatroom opened by the app's server, which tells its clients where
 	// to enter: the edge first, then the gateway itself.
-	app.call(http.MethodPost, "/v1/rooms", map[string]any{"room_id": "launch", "name": "Launch", "owner": "alice"}, nil)
+	// (Here as the walkthrough does it, with `longlink api`.)
+	if out, err := exec.Command(bin, "api", "-dir", dir, "POST", "/v1/rooms", `{"room_id":"launch","name":"Launch","owner":"alice"}`).CombinedOutput(); err != nil {
+		t.Fatalf("longlink api POST /v1/rooms: %v\n%s", err, out)
+	}
 	var eps serverapi.RoomEntryPointsResp
-	app.call(http.MethodGet, "/v1/rooms/launch/addresses", nil, &eps)
+	if out, err := exec.Command(bin, "api", "-dir", dir, "GET", "/v1/rooms/launch/addresses").Output(); err != nil || json.Unmarshal(out, &eps) != nil {
+		t.Fatalf("longlink api GET /v1/rooms/launch/addresses: %v\n%s", err, out)
+	}
 	if len(eps.EntryPoints) != 1 {
 		t.Fatalf("room entry points: %+v, want the one gateway", eps)
 	}
@@ -180,8 +185,13 @@ func TestDevBusinessFeatures(t *testing.T) {
 		t.Fatalf("alice's friends: %+v, %v", fs, err)
 	}
 
-	// Carol is offline with a phone registered on the app's push channel.
-	app.call(http.MethodPut, "/v1/users/carol/push-tokens/carol-phone", imapi.PushTokenReq{Provider: imapi.ProviderWebhook, Token: "carol-token"}, nil)
+	// Carol registers her phone on the app's push channel (as the
+	// walkthrough does it, from `longlink chat`) and goes offline.
+	carol := startProc(t, bin, "chat", "-dir", dir, "-user", "carol", "-device", "phone", "-direct")
+	carol.waitFor(t, "(connected)", 20*time.Second)
+	carol.say(t, "/push webhook carol-token")
+	carol.waitFor(t, "push token registered", 10*time.Second)
+	carol.stop(t)
 	if _, err := alice.SendText(ctx, imapi.ConvP2P, "carol", "are you there, carol?"); err != nil {
 		t.Fatal(err)
 	}
@@ -194,16 +204,23 @@ func TestDevBusinessFeatures(t *testing.T) {
 		t.Fatal("no offline push reached the webhook")
 	}
 
-	// The event log has both logins, with the SDK version and the address.
-	for _, who := range []string{"alice", "bob"} {
+	// The event log has the logins, with the SDK version and the address,
+	// and the logout of bob's web session.
+	if err := bobWeb.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ who, kind, sdk string }{
+		{"alice", "login", "scenario/1.0"}, {"bob", "login", "scenario/1.0"},
+		{"carol", "login", sdk.Version + "-chat"}, {"bob", "logout", "scenario/1.0"},
+	} {
 		var page serverapi.EventsResp
-		app.call(http.MethodGet, "/v1/events?account="+who, nil, &page)
+		app.call(http.MethodGet, "/v1/events?account="+want.who, nil, &page)
 		found := false
 		for _, e := range page.Events {
-			found = found || (e.Kind == "login" && e.SDK == "scenario/1.0" && strings.HasPrefix(e.ClientIP, "127.0.0.1"))
+			found = found || (e.Kind == want.kind && e.SDK == want.sdk && strings.HasPrefix(e.ClientIP, "127.0.0.1"))
 		}
 		if !found {
-			t.Fatalf("event log of %s lacks the login: %+v", who, page.Events)
+			t.Fatalf("event log of %s lacks the %s: %+v", want.who, want.kind, page.Events)
 		}
 	}
 
