@@ -10,7 +10,7 @@ func init() {
 	register(benchmark{
 		name: "room-fanout",
 		summary: "45,000 members in one room on three gateway processes (bus, services and store in a fourth), " +
-			"4 load processes, 100 msg/s into the room: deliveries/s, server CPU µs per delivery (/proc of the three servers), " +
+			"4 load processes, 100 msg/s into the room: deliveries/s, server CPU µs per delivery (/proc of the four server processes), " +
 			"p99 delivery latency (goal ≤ 0.5 µs, p99 ≤ 200 ms)",
 		limit: 3 * time.Minute,
 		argv: []string{"sh", "-c", `set -e
