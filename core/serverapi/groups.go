@@ -34,6 +34,13 @@ type GroupMembersReq struct {
 	Members []string `json:"members"`
 }
 
+func (req *GroupMembersReq) check() error {
+	if len(req.Members) == 0 {
+		return imapi.Errorf(imapi.ErrBadRequest, "members: at least one")
+	}
+	return nil
+}
+
 // GroupActReq names the acting account of a group operation.
 type GroupActReq struct {
 	As string `json:"as"`
@@ -90,9 +97,11 @@ func (s *Server) actor(ctx context.Context, r *Request, field, account string) (
 	return &imapi.Session{AppKey: r.App.AppKey, Account: account, DeviceType: "server", Gateway: "serverapi"}, nil
 }
 
-// busCall sends op over the bus as sess, as a gateway would, and decodes
-// the reply body into out (when non-nil).
+// busCall sends op over the bus as sess, as a gateway would, within the
+// bus timeout, and decodes the reply body into out (when non-nil).
 func (s *Server) busCall(ctx context.Context, sess *imapi.Session, op imapi.Op, req, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.BusTimeout.D())
+	defer cancel()
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", op.Name(), err)
@@ -126,10 +135,6 @@ func (s *Server) busCall(ctx context.Context, sess *imapi.Session, op imapi.Op, 
 	return nil
 }
 
-func (s *Server) busCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.cfg.BusTimeout.D())
-}
-
 func (s *Server) groupCreate(ctx context.Context, r *Request) (any, error) {
 	var req GroupCreateReq
 	if err := decodeJSON(r.Body, &req); err != nil {
@@ -139,13 +144,35 @@ func (s *Server) groupCreate(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	var g imapi.Group
 	if err := s.busCall(ctx, sess, imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: req.Name, Members: req.Members}, &g); err != nil {
 		return nil, err
 	}
 	return &g, nil
+}
+
+// groupRequest reads what every group operation on behalf of an account
+// carries, in the order its errors are reported: the group id from the path,
+// the JSON body (into body, then its own check when it has one), and the
+// acting account that *as names once the body is decoded.
+func (s *Server) groupRequest(ctx context.Context, r *Request, body any, as *string) (string, *imapi.Session, error) {
+	gid, err := pathGroup(r)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := decodeJSON(r.Body, body); err != nil {
+		return "", nil, err
+	}
+	if c, ok := body.(interface{ check() error }); ok {
+		if err := c.check(); err != nil {
+			return "", nil, err
+		}
+	}
+	sess, err := s.actor(ctx, r, "as", *as)
+	if err != nil {
+		return "", nil, err
+	}
+	return gid, sess, nil
 }
 
 func pathGroup(r *Request) (string, error) {
@@ -165,8 +192,6 @@ func (s *Server) groupInfo(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	var g imapi.Group
 	if err := s.busCall(ctx, sess, imapi.OpGroupInfo, &imapi.GroupRef{GroupID: gid}, &g); err != nil {
 		return nil, err
@@ -176,42 +201,21 @@ func (s *Server) groupInfo(ctx context.Context, r *Request) (any, error) {
 
 func (s *Server) groupMembers(op imapi.Op) HandlerFunc {
 	return func(ctx context.Context, r *Request) (any, error) {
-		gid, err := pathGroup(r)
-		if err != nil {
-			return nil, err
-		}
 		var req GroupMembersReq
-		if err := decodeJSON(r.Body, &req); err != nil {
-			return nil, err
-		}
-		if len(req.Members) == 0 {
-			return nil, imapi.Errorf(imapi.ErrBadRequest, "members: at least one")
-		}
-		sess, err := s.actor(ctx, r, "as", req.As)
+		gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
 		if err != nil {
 			return nil, err
 		}
-		ctx, cancel := s.busCtx(ctx)
-		defer cancel()
 		return nil, s.busCall(ctx, sess, op, &imapi.GroupMembersReq{GroupID: gid, Members: req.Members}, nil)
 	}
 }
 
 func (s *Server) groupDismiss(ctx context.Context, r *Request) (any, error) {
-	gid, err := pathGroup(r)
-	if err != nil {
-		return nil, err
-	}
 	var req GroupActReq
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return nil, err
-	}
-	sess, err := s.actor(ctx, r, "as", req.As)
+	gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	return nil, s.busCall(ctx, sess, imapi.OpGroupDismiss, &imapi.GroupRef{GroupID: gid}, nil)
 }
 

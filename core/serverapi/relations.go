@@ -142,20 +142,11 @@ func (s *Server) setBlocked(on bool) HandlerFunc {
 }
 
 func (s *Server) groupUpdate(ctx context.Context, r *Request) (any, error) {
-	gid, err := pathGroup(r)
-	if err != nil {
-		return nil, err
-	}
 	var req GroupUpdateReq
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return nil, err
-	}
-	sess, err := s.actor(ctx, r, "as", req.As)
+	gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	var g imapi.Group
 	err = s.busCall(ctx, sess, imapi.OpGroupUpdate, &imapi.GroupUpdateReq{
 		GroupID: gid, Name: req.Name, Announcement: req.Announcement, Avatar: req.Avatar, AnyoneUpdates: req.AnyoneUpdates,
@@ -167,37 +158,19 @@ func (s *Server) groupUpdate(ctx context.Context, r *Request) (any, error) {
 }
 
 func (s *Server) groupRole(ctx context.Context, r *Request) (any, error) {
-	gid, err := pathGroup(r)
-	if err != nil {
-		return nil, err
-	}
 	var req GroupRoleReq
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return nil, err
-	}
-	sess, err := s.actor(ctx, r, "as", req.As)
+	gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	return nil, s.busCall(ctx, sess, imapi.OpGroupRole, &imapi.GroupRoleReq{GroupID: gid, Account: req.Account, Role: req.Role}, nil)
 }
 
 func (s *Server) groupTransfer(ctx context.Context, r *Request) (any, error) {
-	gid, err := pathGroup(r)
-	if err != nil {
-		return nil, err
-	}
 	var req GroupTransferReq
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return nil, err
-	}
-	sess, err := s.actor(ctx, r, "as", req.As)
+	gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	return nil, s.busCall(ctx, sess, imapi.OpGroupTransfer, &imapi.GroupTransferReq{GroupID: gid, Account: req.Account}, nil)
 }

@@ -92,8 +92,6 @@ func (s *Server) superCreate(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	var g imapi.SuperGroup
 	if err := s.busCall(ctx, sess, imapi.OpSuperCreate, &imapi.SuperCreateReq{Name: req.Name, Members: req.Members}, &g); err != nil {
 		return nil, err
@@ -110,8 +108,6 @@ func (s *Server) superInfo(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	var g imapi.SuperGroup
 	if err := s.busCall(ctx, sess, imapi.OpSuperInfo, &imapi.GroupRef{GroupID: gid}, &g); err != nil {
 		return nil, err
@@ -135,8 +131,6 @@ func (s *Server) superMembers(ctx context.Context, r *Request) (any, error) {
 			return nil, imapi.Errorf(imapi.ErrBadRequest, "limit: a positive number")
 		}
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	var page imapi.SuperPage
 	if err := s.busCall(ctx, sess, imapi.OpSuperMembers, &req, &page); err != nil {
 		return nil, err
@@ -146,23 +140,11 @@ func (s *Server) superMembers(ctx context.Context, r *Request) (any, error) {
 
 func (s *Server) superMembersChange(op imapi.Op) HandlerFunc {
 	return func(ctx context.Context, r *Request) (any, error) {
-		gid, err := pathGroup(r)
-		if err != nil {
-			return nil, err
-		}
 		var req GroupMembersReq
-		if err := decodeJSON(r.Body, &req); err != nil {
-			return nil, err
-		}
-		if len(req.Members) == 0 {
-			return nil, imapi.Errorf(imapi.ErrBadRequest, "members: at least one")
-		}
-		sess, err := s.actor(ctx, r, "as", req.As)
+		gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
 		if err != nil {
 			return nil, err
 		}
-		ctx, cancel := s.busCtx(ctx)
-		defer cancel()
 		var resp imapi.SuperMembersResp
 		if err := s.busCall(ctx, sess, op, &imapi.SuperMembersReq{GroupID: gid, Members: req.Members}, &resp); err != nil {
 			return nil, err
@@ -172,19 +154,10 @@ func (s *Server) superMembersChange(op imapi.Op) HandlerFunc {
 }
 
 func (s *Server) superDismiss(ctx context.Context, r *Request) (any, error) {
-	gid, err := pathGroup(r)
-	if err != nil {
-		return nil, err
-	}
 	var req GroupActReq
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return nil, err
-	}
-	sess, err := s.actor(ctx, r, "as", req.As)
+	gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.busCtx(ctx)
-	defer cancel()
 	return nil, s.busCall(ctx, sess, imapi.OpSuperDismiss, &imapi.GroupRef{GroupID: gid}, nil)
 }
