@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -30,7 +31,13 @@ func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, 
 	lc, err := link.Server(hctx, c, e.ring, toClient)
 	cancel()
 	if err != nil {
-		e.m.connections.WithLabelValues(name, "handshake").Inc()
+		// A connection closed before its first byte is a reachability
+		// probe (load balancers, readiness checks), not a failed client.
+		result := "handshake"
+		if errors.Is(err, io.EOF) {
+			result = "empty"
+		}
+		e.m.connections.WithLabelValues(name, result).Inc()
 		e.log.Debug("link handshake failed", "listener", name, "client", client.String(), "err", err)
 		return
 	}

@@ -14,7 +14,8 @@ import (
 )
 
 // TestLinkTerminatedRefusals: a terminating edge closes a client whose
-// handshake is garbage (counted as "handshake"), and answers the login with
+// handshake is garbage (counted as "handshake"; a probe that sends nothing
+// counts as "empty"), and answers the login with
 // 503 when the core has no link-frames service (the mem world's egress
 // serves only passthrough link), so that the client moves on at once.
 func TestLinkTerminatedRefusals(t *testing.T) {
@@ -37,6 +38,15 @@ func TestLinkTerminatedRefusals(t *testing.T) {
 	if _, err := garbage.Read(make([]byte, 16)); err == nil {
 		t.Fatal("garbage hello got an answer")
 	}
+	waitCount(t, w, "handshake", 1)
+
+	// A readiness probe: connect and close without a byte.
+	probe, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Close()
+	waitCount(t, w, "empty", 1)
 	waitCount(t, w, "handshake", 1)
 
 	nc, err := net.Dial("tcp", addr)
