@@ -186,6 +186,7 @@ type client struct {
 	roomMsgs []imapi.RoomMessage
 	batches  int
 	roomEvs  []imapi.RoomEvent
+	rejoins  []sdk.RoomRejoin
 	changed  chan struct{}
 	done     chan struct{}
 }
@@ -244,6 +245,8 @@ func (c *client) collect() {
 			c.profiles = append(c.profiles, *ev.Profile)
 		case sdk.EventState:
 			c.states = append(c.states, ev.State)
+		case sdk.EventRoom:
+			c.rejoins = append(c.rejoins, *ev.Room)
 		case sdk.EventPush:
 			if b, ok := sdk.RoomBatchOf(ev); ok {
 				c.roomMsgs = append(c.roomMsgs, b.Messages...)

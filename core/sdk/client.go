@@ -40,8 +40,11 @@ type Client struct {
 	session  string
 	started  bool
 	closed   bool
-	lastSeqs map[string]int64 // copy of the delivery loop's, for LastSeqs
-	notices  noticeState      // owned by the delivery loop (user.go)
+	lastSeqs map[string]int64      // copy of the delivery loop's, for LastSeqs
+	notices  noticeState           // owned by the delivery loop (user.go)
+	rooms    map[string]string     // rooms entered → entry token (rejoin.go)
+	connGen  uint64                // counts connections, for room re-entry
+	roomLoop map[string]*roomTrack // owned by the delivery loop (rejoin.go)
 }
 
 // New validates cfg and builds a client; Start connects it.
@@ -63,6 +66,8 @@ func New(cfg Config) (*Client, error) {
 		changed:  make(chan struct{}),
 		lastSeqs: map[string]int64{},
 		outbox:   map[*outItem]struct{}{},
+		rooms:    map[string]string{},
+		roomLoop: map[string]*roomTrack{},
 	}
 	c.notices.last, c.notices.maxSeen = cfg.LastNoticeSeq, cfg.LastNoticeSeq
 	c.notices.delivered.Store(cfg.LastNoticeSeq)
@@ -457,9 +462,11 @@ func (c *Client) run() {
 		c.mu.Lock()
 		c.cur = cur
 		c.session = resp.SessionID
+		c.connGen++
+		gen := c.connGen
 		c.mu.Unlock()
 		c.setState(StateConnected, nil, true)
-		c.onConnected(cur)
+		c.onConnected(cur, gen)
 
 		hb := time.Duration(resp.HeartbeatSec) * time.Second
 		if hb <= 0 {
@@ -509,9 +516,9 @@ func (c *Client) sleep(d time.Duration) {
 	}
 }
 
-// onConnected resends the outbox in order and schedules a sync of the
-// conversation list.
-func (c *Client) onConnected(cur *conn) {
+// onConnected resends the outbox in order, schedules a sync of the
+// conversation list and of the notices, and enters the rooms again.
+func (c *Client) onConnected(cur *conn, gen uint64) {
 	c.mu.Lock()
 	items := make([]*outItem, 0, len(c.outbox))
 	for it := range c.outbox {
@@ -524,6 +531,7 @@ func (c *Client) onConnected(cur *conn) {
 	}
 	c.jobs.push(job{convList: true})
 	c.post(loopMsg{noticeSync: true})
+	c.post(loopMsg{rejoin: gen})
 }
 
 func (c *Client) heartbeat(cur *conn, every time.Duration) {

@@ -19,6 +19,10 @@ type loopMsg struct {
 	gapCheck    string // conversation whose held-back pushes are due
 	notices     *noticePage
 	noticeSync  bool // fetch the notices missed (after a connection)
+	roomEntered *roomEntered
+	roomForget  string
+	rejoin      uint64 // enter the rooms again on this connection generation
+	rejoined    *rejoinResult
 }
 
 type syncResult struct {
@@ -227,6 +231,17 @@ func (c *Client) deliveryLoop() {
 			}
 		case in.noticeSync:
 			c.startNoticeSync()
+		case in.roomEntered != nil:
+			rt := c.roomTrack(in.roomEntered.room)
+			rt.last = max(rt.last, in.roomEntered.last)
+		case in.roomForget != "":
+			delete(c.roomLoop, in.roomForget)
+		case in.rejoin != 0:
+			c.startRejoin(in.rejoin)
+		case in.rejoined != nil:
+			if !c.onRejoined(in.rejoined, emit) {
+				return
+			}
 		case in.push != nil:
 			if !c.handlePush(in.push, get, startSync, deliver, advance, record, emit) {
 				return
@@ -296,6 +311,10 @@ func (c *Client) handlePush(in *Incoming, get func(string) *convState, startSync
 		if json.Unmarshal(in.Body, &p) == nil {
 			return emit(Event{Kind: EventProfile, Profile: &p})
 		}
+	case imapi.OpRoomMessages:
+		return c.onRoomBatch(in, emit)
+	case imapi.OpRoomEvent:
+		return c.onRoomEvent(in, emit)
 	case imapi.OpKick:
 		var k imapi.Kick
 		_ = json.Unmarshal(in.Body, &k)

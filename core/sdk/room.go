@@ -7,8 +7,10 @@ package sdk
 // EventPush with Op imapi.OpRoomMessages, decoded by RoomBatchOf; room
 // events (mutes, kicks, roles, close) arrive as imapi.OpRoomEvent,
 // decoded by RoomEventOf. Rooms are not conversations: there is no sync
-// and no unread state, and after a reconnect the app enters again (with a
-// fresh token when the old one has expired).
+// and no unread state. After a reconnect the client enters its rooms again
+// by itself (rejoin.go): with the token it holds, or with a fresh one from
+// Config.RoomToken when that one is refused, and delivers the messages it
+// missed from the room's recent history, none twice.
 //
 //	r, _ := c.RoomEnter(ctx, "lobby", token, 20)   // r.History: the last 20
 //	_, _ = c.RoomSendText(ctx, "lobby", "hi all")
@@ -20,6 +22,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
@@ -28,15 +31,40 @@ import (
 // RoomEnter enters a room with an entry token from the app's server and
 // returns the room, the caller's role and up to history recent messages
 // (0: the server's default), oldest first.
+//
+// The client remembers the room and the token: after a reconnect it enters
+// again by itself (see Config.RoomToken and EventRoom).
 func (c *Client) RoomEnter(ctx context.Context, roomID, token string, history int) (imapi.RoomEnterResp, error) {
 	var out imapi.RoomEnterResp
 	err := c.Request(ctx, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: roomID, Token: token, History: history}, &out)
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	c.mu.Lock()
+	c.rooms[roomID] = token
+	c.mu.Unlock()
+	c.post(loopMsg{roomEntered: &roomEntered{room: roomID, last: lastRoomSeq(&out)}})
+	return out, nil
 }
 
-// RoomLeave leaves a room (closing the connection leaves every room too).
+// RoomLeave leaves a room (closing the connection leaves every room too);
+// the client no longer enters it again after a reconnect.
 func (c *Client) RoomLeave(ctx context.Context, roomID string) error {
+	c.forgetRoom(roomID)
 	return c.Request(ctx, imapi.OpRoomLeave, imapi.RoomRef{RoomID: roomID}, nil)
+}
+
+// Rooms lists the rooms the client is in (and enters again after a
+// reconnect).
+func (c *Client) Rooms() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.rooms))
+	for id := range c.rooms {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // RoomSend sends a message of type typ with a JSON body to a room.

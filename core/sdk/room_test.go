@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -139,4 +140,65 @@ func FuzzRoomPush(f *testing.F) {
 			t.Fatal("an event decoded as a batch")
 		}
 	})
+}
+
+// The delivery loop's room state: batches drop what was delivered, pushes
+// are held while the room is entered again and come after the history,
+// and a history that starts past the next seq is a gap.
+func TestRoomRejoinDedupe(t *testing.T) {
+	c, err := New(Config{Addresses: []string{"x:1"}, Dialer: WebLinkDialer(), AppKey: "a", Account: "me", Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	var rejoins []RoomRejoin
+	emit := func(ev Event) bool {
+		if b, ok := RoomBatchOf(ev); ok {
+			for _, m := range b.Messages {
+				got = append(got, m.Seq)
+			}
+		}
+		if ev.Kind == EventRoom {
+			rejoins = append(rejoins, *ev.Room)
+		}
+		return true
+	}
+	batch := func(seqs ...int64) *Incoming {
+		b := imapi.RoomBatch{RoomID: "r"}
+		for _, s := range seqs {
+			b.Messages = append(b.Messages, imapi.RoomMessage{RoomID: "r", Seq: s})
+		}
+		body, _ := json.Marshal(b)
+		return &Incoming{Op: imapi.OpRoomMessages, Push: true, Body: body}
+	}
+	hist := func(seqs ...int64) imapi.RoomEnterResp {
+		var r imapi.RoomEnterResp
+		for _, s := range seqs {
+			r.History = append(r.History, imapi.RoomMessage{RoomID: "r", Seq: s})
+		}
+		return r
+	}
+	c.rooms["r"] = "tok"
+	c.onRoomBatch(batch(1, 2), emit)
+	c.onRoomBatch(batch(2, 3), emit) // 2 again
+	c.roomTrack("r").rejoining = 7
+	c.onRoomBatch(batch(6, 7), emit) // held
+	if !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Fatalf("before the re-entry answer: %v", got)
+	}
+	c.onRejoined(&rejoinResult{room: "r", gen: 6, resp: hist(1)}, emit) // a stale generation
+	c.onRejoined(&rejoinResult{room: "r", gen: 7, resp: hist(2, 3, 4, 5, 6)}, emit)
+	if !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6, 7}) || len(rejoins) != 1 || rejoins[0].Gap {
+		t.Fatalf("after the re-entry: %v %+v", got, rejoins)
+	}
+	c.roomTrack("r").rejoining = 8
+	c.onRejoined(&rejoinResult{room: "r", gen: 8, resp: hist(10, 11)}, emit)
+	if !slices.Equal(got[7:], []int64{10, 11}) || !rejoins[1].Gap {
+		t.Fatalf("a gap: %v %+v", got, rejoins)
+	}
+	c.roomTrack("r").rejoining = 9
+	c.onRejoined(&rejoinResult{room: "r", gen: 9, err: &imapi.Error{Code: imapi.ErrNotFound}}, emit)
+	if len(rejoins) != 3 || rejoins[2].Err == nil || len(c.Rooms()) != 0 {
+		t.Fatalf("a closed room: %+v rooms %v", rejoins, c.Rooms())
+	}
 }

@@ -83,6 +83,15 @@ type Config struct {
 	// LastNoticeSeq is the last delivered notice seq from a previous run
 	// (see Client.LastNoticeSeq); 0 delivers the notices the server keeps.
 	LastNoticeSeq int64
+	// RoomToken, when set, is asked for a fresh entry token when the one a
+	// room was entered with is refused on re-entry after a reconnect
+	// (expired); it usually asks the app's server. Without it such a room
+	// is reported by an EventRoom with Err.
+	RoomToken func(ctx context.Context, roomID string) (string, error)
+	// RoomCatchUp is how many recent messages a re-entry after a reconnect
+	// asks for (capped by the room's history size), to deliver those sent
+	// while the client was away. Default 50.
+	RoomCatchUp int
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -117,6 +126,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.SyncPageSize <= 0 {
 		c.SyncPageSize = 200
+	}
+	if c.RoomCatchUp <= 0 {
+		c.RoomCatchUp = 50
 	}
 	if c.EventBuffer <= 0 {
 		c.EventBuffer = 1024
@@ -216,6 +228,7 @@ const (
 	EventPush                            // Op and Body: a push of an op the SDK does not know
 	EventNotice                          // Notice: a relationship or profile change, in notice-stream order
 	EventProfile                         // Profile: a friend's profile changed (online only)
+	EventRoom                            // Room: a room entered again after a reconnect, or not (Room.Err)
 )
 
 // Event is something that happened, delivered on Client.Events.
@@ -234,4 +247,5 @@ type Event struct {
 	Err         error
 	Notice      *imapi.Notice
 	Profile     *imapi.Profile
+	Room        *RoomRejoin
 }

@@ -1,0 +1,258 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+)
+
+// Re-entering rooms after a reconnect.
+//
+// A room's presence belongs to a session: when the connection ends, the
+// gateway takes the session out of its rooms. So after every reconnect the
+// client enters each room it was in again, with the token it holds (or a
+// fresh one from Config.RoomToken when that one is refused), asking for
+// the room's recent messages (Config.RoomCatchUp). The delivery loop keeps
+// the last room seq it delivered per room: it delivers the recent messages
+// after it, then the pushes that arrived meanwhile (held back while the
+// enter is under way), so none is delivered twice and none out of order.
+// Messages older than what the room keeps are lost: the EventRoom says so
+// (Gap). A room that cannot be entered again (closed, banned, no valid
+// token) is forgotten and reported (Err).
+
+// RoomRejoin reports a room entered again after a reconnect (EventRoom).
+type RoomRejoin struct {
+	RoomID string
+	Role   string // the role in the room, when entered
+	// Gap is true when messages were sent while the client was away that
+	// the room no longer keeps (more than Config.RoomCatchUp, or than the
+	// room's history size): they were not delivered.
+	Gap bool
+	// Err is why the room could not be entered again: an *imapi.Error
+	// with 404 (closed), 403 (banned), 401 (token refused and no fresh one
+	// from Config.RoomToken), or the hook's error. The client no longer
+	// counts itself in the room.
+	Err error
+}
+
+// roomEntered: the app entered a room; last is the newest seq it got.
+type roomEntered struct {
+	room string
+	last int64
+}
+
+// rejoinResult is the answer of one re-entry.
+type rejoinResult struct {
+	room string
+	gen  uint64
+	resp imapi.RoomEnterResp
+	err  error
+}
+
+// roomTrack is the delivery loop's view of one room.
+type roomTrack struct {
+	last      int64 // newest room seq delivered
+	rejoining uint64
+	held      []imapi.RoomMessage // pushed while rejoining
+}
+
+// maxRoomHeld bounds the pushes held back during a re-entry; past it the
+// oldest are dropped (the recent history covers them).
+const maxRoomHeld = 4096
+
+func lastRoomSeq(r *imapi.RoomEnterResp) int64 {
+	last := r.Room.LastSeq
+	if n := len(r.History); n > 0 {
+		last = max(last, r.History[n-1].Seq)
+	}
+	return last
+}
+
+// forgetRoom stops entering roomID after reconnects.
+func (c *Client) forgetRoom(roomID string) {
+	c.mu.Lock()
+	delete(c.rooms, roomID)
+	c.mu.Unlock()
+	c.post(loopMsg{roomForget: roomID})
+}
+
+// startRejoin (delivery loop) enters again every room the client is in,
+// for connection generation gen.
+func (c *Client) startRejoin(gen uint64) {
+	c.mu.Lock()
+	rooms := make(map[string]string, len(c.rooms))
+	for id, tok := range c.rooms {
+		rooms[id] = tok
+	}
+	c.mu.Unlock()
+	for id, tok := range rooms {
+		rt := c.roomTrack(id)
+		rt.rejoining = gen
+		go c.rejoin(id, tok, gen)
+	}
+}
+
+func (c *Client) roomTrack(id string) *roomTrack {
+	rt := c.roomLoop[id]
+	if rt == nil {
+		rt = &roomTrack{}
+		c.roomLoop[id] = rt
+	}
+	return rt
+}
+
+// rejoin enters a room again (off the loop: it waits for answers and may
+// call the token hook) and posts the result to the loop.
+func (c *Client) rejoin(roomID, token string, gen uint64) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req := imapi.RoomEnterReq{RoomID: roomID, Token: token, History: c.cfg.RoomCatchUp}
+	var resp imapi.RoomEnterResp
+	err := c.Request(ctx, imapi.OpRoomEnter, req, &resp)
+	var ie *imapi.Error
+	if errors.As(err, &ie) && ie.Code == imapi.ErrUnauthorized && c.cfg.RoomToken != nil {
+		// The token expired: ask the app for a fresh one.
+		fresh, herr := c.cfg.RoomToken(ctx, roomID)
+		if herr != nil {
+			err = herr
+		} else {
+			req.Token = fresh
+			resp = imapi.RoomEnterResp{}
+			if err = c.Request(ctx, imapi.OpRoomEnter, req, &resp); err == nil {
+				c.mu.Lock()
+				if _, ok := c.rooms[roomID]; ok {
+					c.rooms[roomID] = fresh
+				}
+				c.mu.Unlock()
+			}
+		}
+	}
+	c.post(loopMsg{rejoined: &rejoinResult{room: roomID, gen: gen, resp: resp, err: err}})
+}
+
+// transient tells errors after which a re-entry is tried again (on this
+// connection after a backoff, or on the next one) from refusals.
+func transient(err error) bool {
+	var ie *imapi.Error
+	if errors.As(err, &ie) {
+		switch ie.Code {
+		case imapi.ErrUnavailable, imapi.ErrTimeout, imapi.ErrInternal, imapi.ErrRateLimited:
+			return true
+		}
+		return false
+	}
+	return !errors.Is(err, ErrClosed)
+}
+
+// onRejoined (delivery loop) delivers what the room kept since the last
+// message delivered, then the pushes held meanwhile.
+func (c *Client) onRejoined(r *rejoinResult, emit func(Event) bool) bool {
+	rt := c.roomLoop[r.room]
+	if rt == nil || rt.rejoining != r.gen {
+		return true // left meanwhile, or a newer connection rejoins
+	}
+	if r.err != nil && transient(r.err) {
+		c.mu.Lock()
+		current := c.connGen == r.gen && c.cur != nil
+		tok, in := c.rooms[r.room]
+		c.mu.Unlock()
+		if current && in {
+			// The connection is up (a refusal or a timeout): try again
+			// after a backoff. Otherwise the next connection does.
+			time.AfterFunc(c.backoff(1), func() { c.rejoin(r.room, tok, r.gen) })
+		}
+		c.log.Debug("room rejoin", "room", r.room, "err", r.err)
+		return true
+	}
+	rt.rejoining = 0
+	held := rt.held
+	rt.held = nil
+	if r.err != nil {
+		delete(c.roomLoop, r.room)
+		c.mu.Lock()
+		delete(c.rooms, r.room)
+		c.mu.Unlock()
+		return emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Err: r.err}})
+	}
+	hist := r.resp.History
+	gap := false
+	if rt.last > 0 {
+		next := rt.last + 1
+		if len(hist) > 0 {
+			gap = hist[0].Seq > next
+		} else {
+			gap = r.resp.Room.LastSeq >= next
+		}
+	}
+	if !emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Role: r.resp.Role, Gap: gap}}) {
+		return false
+	}
+	if !c.deliverRoom(rt, r.room, hist, emit) {
+		return false
+	}
+	rt.last = max(rt.last, r.resp.Room.LastSeq)
+	return c.deliverRoom(rt, r.room, held, emit)
+}
+
+// deliverRoom emits the messages after the last delivered one as one batch.
+func (c *Client) deliverRoom(rt *roomTrack, roomID string, msgs []imapi.RoomMessage, emit func(Event) bool) bool {
+	var out []imapi.RoomMessage
+	for _, m := range msgs {
+		if m.Seq > rt.last {
+			out = append(out, m)
+			rt.last = m.Seq
+		}
+	}
+	if len(out) == 0 {
+		return true
+	}
+	body, err := json.Marshal(imapi.RoomBatch{RoomID: roomID, Messages: out})
+	if err != nil {
+		return true
+	}
+	return emit(Event{Kind: EventPush, Op: imapi.OpRoomMessages, Body: body})
+}
+
+// onRoomBatch (delivery loop) drops the messages already delivered, holds
+// the batch back while the room is being entered again, and emits the
+// rest. A batch that loses nothing goes out as the server sent it.
+func (c *Client) onRoomBatch(in *Incoming, emit func(Event) bool) bool {
+	var b imapi.RoomBatch
+	if err := json.Unmarshal(in.Body, &b); err != nil || b.RoomID == "" {
+		return emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+	}
+	rt := c.roomTrack(b.RoomID)
+	if rt.rejoining != 0 {
+		rt.held = append(rt.held, b.Messages...)
+		if n := len(rt.held); n > maxRoomHeld {
+			rt.held = rt.held[n-maxRoomHeld:]
+		}
+		return true
+	}
+	for _, m := range b.Messages {
+		if m.Seq <= rt.last {
+			return c.deliverRoom(rt, b.RoomID, b.Messages, emit)
+		}
+	}
+	if n := len(b.Messages); n > 0 {
+		rt.last = b.Messages[n-1].Seq
+	}
+	return emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+}
+
+// onRoomEvent (delivery loop) forgets a room the account was kicked from
+// or that closed: there is nothing to enter again.
+func (c *Client) onRoomEvent(in *Incoming, emit func(Event) bool) bool {
+	var ev imapi.RoomEvent
+	if json.Unmarshal(in.Body, &ev) == nil && ev.RoomID != "" &&
+		(ev.Kind == imapi.RoomEventClosed || ev.Kind == imapi.RoomEventKicked && ev.Account == c.cfg.Account) {
+		delete(c.roomLoop, ev.RoomID)
+		c.mu.Lock()
+		delete(c.rooms, ev.RoomID)
+		c.mu.Unlock()
+	}
+	return emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+}
