@@ -416,6 +416,10 @@ func storeErr(err error, what string) error {
 		return imapi.Errorf(imapi.ErrTimeout, "")
 	case errors.Is(err, store.ErrClosed):
 		return imapi.Errorf(imapi.ErrUnavailable, "")
+	case errors.Is(err, store.ErrBusy):
+		// Shed before queueing: nothing was stored and clients resend the
+		// same client_msg_id after a backoff.
+		return imapi.Errorf(imapi.ErrUnavailable, "busy")
 	}
 	return err
 }

@@ -198,10 +198,16 @@ func (s *sqlStore) AppendMessage(ctx context.Context, a *Append) (AppendResult, 
 		s.mu.RUnlock()
 		return AppendResult{}, ErrClosed
 	}
+	if !s.shed.admit() {
+		s.mu.RUnlock()
+		s.metrics.appends.WithLabelValues("shed").Inc()
+		return AppendResult{}, ErrBusy
+	}
 	select {
 	case s.appendCh <- p:
 	case <-ctx.Done():
 		s.mu.RUnlock()
+		s.shed.done(1)
 		return AppendResult{}, ctx.Err()
 	}
 	s.mu.RUnlock()
@@ -261,9 +267,13 @@ func (s *sqlStore) commitBatch(batch []*pending) {
 		s.metrics.retries.Inc()
 		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 	}
+	took := time.Since(start)
+	if err == nil {
+		s.shed.observe(len(batch), took)
+	}
 	s.metrics.batches.Inc()
 	s.metrics.batchSize.Observe(float64(len(batch)))
-	s.metrics.commitTime.Observe(time.Since(start).Seconds())
+	s.metrics.commitTime.Observe(took.Seconds())
 	for _, p := range batch {
 		switch {
 		case err != nil:
@@ -279,6 +289,7 @@ func (s *sqlStore) commitBatch(batch []*pending) {
 		}
 		close(p.done)
 	}
+	s.shed.done(len(batch))
 }
 
 type dedupeKey struct{ appkey, conv, sender, cmid string }

@@ -38,17 +38,23 @@ type Config struct {
 	Synchronous string `yaml:"synchronous"`
 	// BusyTimeout is how long SQLite waits for a lock. Default 5s.
 	BusyTimeout config.Duration `yaml:"busy_timeout"`
+	// MaxQueueDelay is the latency budget of the group-commit queue: an
+	// append that would wait longer than this for the appends ahead of it
+	// to commit (estimated from recent batches) is refused at once with
+	// ErrBusy instead of queueing. Default 10ms; negative: never refuse.
+	MaxQueueDelay config.Duration `yaml:"max_queue_delay"`
 }
 
 // Default returns the embedded SQLite configuration (Path still to be set).
 func Default() Config {
 	return Config{
-		Driver:      DriverSQLite,
-		MaxBatch:    512,
-		Committers:  4,
-		ReadConns:   4,
-		Synchronous: "full",
-		BusyTimeout: config.Duration(5 * time.Second),
+		Driver:        DriverSQLite,
+		MaxBatch:      512,
+		Committers:    4,
+		ReadConns:     4,
+		Synchronous:   "full",
+		BusyTimeout:   config.Duration(5 * time.Second),
+		MaxQueueDelay: config.Duration(10 * time.Millisecond),
 	}
 }
 
@@ -71,6 +77,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.BusyTimeout == 0 {
 		c.BusyTimeout = d.BusyTimeout
+	}
+	if c.MaxQueueDelay == 0 {
+		c.MaxQueueDelay = d.MaxQueueDelay
 	}
 }
 

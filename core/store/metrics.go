@@ -15,7 +15,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 	m := &metrics{
 		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_store_appends_total",
-			Help: "Message appends by result: stored, duplicate, rejected (not a member, unknown peer) or error.",
+			Help: "Message appends by result: stored, duplicate, rejected (not a member, unknown peer), error, or shed (refused with ErrBusy: the commit queue was over its latency budget).",
 		}, []string{"result"}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_store_batches_total", Help: "Group-commit transactions.",
@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 			Name: "longlink_store_batch_retries_total", Help: "Group-commit transactions retried after a deadlock, serialization failure or racing duplicate.",
 		}),
 		queueLength: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "longlink_store_append_queue_length", Help: "Appends waiting for a group commit.",
+			Name: "longlink_store_append_queue_length", Help: "Appends queued for a group commit or inside one.",
 		}, queueLen),
 	}
 	for _, c := range []prometheus.Collector{m.appends, m.batches, m.batchSize, m.commitTime, m.retries, m.queueLength} {

@@ -33,6 +33,7 @@ type sqlStore struct {
 	mu       sync.RWMutex // held shared while enqueueing, exclusively to close
 	closed   bool
 	appendCh chan *pending
+	shed     shedder
 	quit     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -81,7 +82,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 	if err := s.prepare(ctx); err != nil {
 		return fail(fmt.Errorf("store: prepare: %w", err))
 	}
-	s.metrics, err = newMetrics(reg, func() float64 { return float64(len(s.appendCh)) })
+	s.metrics, err = newMetrics(reg, func() float64 { return float64(s.shed.waiting.Load()) })
 	if err != nil {
 		return fail(fmt.Errorf("store: %w", err))
 	}
@@ -89,6 +90,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 	if cfg.Driver == DriverPostgres {
 		n = cfg.Committers
 	}
+	s.shed.maxDelay, s.shed.workers = cfg.MaxQueueDelay.D(), int64(n)
 	for range n {
 		s.wg.Add(1)
 		go s.commitLoop()

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/store/storetest"
+	"github.com/longlink/longlink/pkg/config"
 )
 
 const app = "app1"
@@ -525,4 +527,69 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestAppendShedsEarly: with a commit queue over its latency budget, appends
+// are refused at once with ErrBusy and nothing of them is stored; resent
+// with the same client_msg_id (what the SDK does) every message ends up
+// stored exactly once, in a gap-free sequence.
+func TestAppendShedsEarly(t *testing.T) {
+	for _, d := range storetest.Drivers {
+		t.Run(d, func(t *testing.T) {
+			cfg := storetest.Config(t, d)
+			cfg.MaxQueueDelay = config.Duration(time.Nanosecond) // any estimate is over budget
+			st, err := store.Open(context.Background(), cfg, store.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			ctx := context.Background()
+			mustUsers(t, st, "a", "b")
+			const senders, per = 64, 10
+			var busy atomic.Int64
+			var wg sync.WaitGroup
+			for w := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range per {
+						a := p2p("a", "b", fmt.Sprintf("w%d-%d", w, i))
+						for {
+							res, err := st.AppendMessage(ctx, a)
+							if errors.Is(err, store.ErrBusy) {
+								busy.Add(1)
+								time.Sleep(time.Millisecond)
+								continue
+							}
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							if res.Duplicate {
+								t.Errorf("%s: a shed append was stored", a.ClientMsgID)
+							}
+							break
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if busy.Load() == 0 {
+				t.Fatal("no append was shed with a 1ns budget and 64 concurrent senders")
+			}
+			ms, _, err := st.Messages(ctx, app, imapi.P2PConvID("a", "b"), 0, 2*senders*per)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) != senders*per {
+				t.Fatalf("stored %d, want %d", len(ms), senders*per)
+			}
+			for i, m := range ms {
+				if m.Seq != int64(i+1) {
+					t.Fatalf("seq %d at index %d", m.Seq, i)
+				}
+			}
+			t.Logf("%d refusals", busy.Load())
+		})
+	}
 }
