@@ -502,7 +502,7 @@ func (g *Gateway) dispatch() {
 		}
 		g.m.pushes.Inc()
 		var p imapi.BusPush
-		if err := json.Unmarshal(msg.Data, &p); err != nil {
+		if err := imapi.DecodeBusPush(msg.Data, &p); err != nil {
 			g.log.Warn("bad push on the bus", "subject", msg.Subject, "err", err)
 			continue
 		}
@@ -633,7 +633,7 @@ func (r *replyMux) handle(g *Gateway, m *nats.Msg) {
 		return
 	}
 	var rep imapi.BusReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
+	if err := imapi.DecodeBusReply(m.Data, &rep); err != nil {
 		p.done(errReply(imapi.ErrInternal, "bad service reply"))
 		return
 	}

@@ -310,7 +310,7 @@ func (s *Service) serve(m *nats.Msg, oh opHandler) {
 		err = imapi.Errorf(imapi.ErrTooLarge, "request of %d bytes exceeds %d", len(m.Data), s.cfg.MaxRequestBytes)
 	} else {
 		var req imapi.BusRequest
-		if jerr := json.Unmarshal(m.Data, &req); jerr != nil {
+		if jerr := imapi.DecodeBusRequest(m.Data, &req); jerr != nil {
 			err = imapi.Errorf(imapi.ErrBadRequest, "bus request: %v", jerr)
 		} else {
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout.D())
@@ -340,8 +340,7 @@ func (s *Service) serve(m *nats.Msg, oh opHandler) {
 	if m.Reply == "" {
 		return
 	}
-	out, _ := json.Marshal(&reply)
-	if err := m.Respond(out); err != nil {
+	if err := m.Respond(imapi.AppendBusReply(make([]byte, 0, 32+len(reply.Message)+len(reply.Body)), &reply)); err != nil {
 		s.log.Warn("reply failed", "op", name, "err", err)
 	}
 }
@@ -365,7 +364,7 @@ func (s *Service) push(appkey, account string, op imapi.Op, body []byte, exceptS
 	if account == SystemAccount {
 		return
 	}
-	b, _ := json.Marshal(&imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
+	b := imapi.AppendBusPush(make([]byte, 0, 96+len(body)), &imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
 	if err := s.nc.Publish(imapi.UserSubject(appkey, account), b); err != nil {
 		s.metrics.pushErrors.Inc()
 		s.log.Warn("push failed", "op", op.Name(), "err", err)

@@ -1,0 +1,106 @@
+package imapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+var busSeeds = []string{
+	`{"session":{"appkey":"app","account":"u1","device_id":"d","device_type":"phone","session_id":"s1","gateway":"gw","client_ip":"127.0.0.1"},"body":{"conv_type":1,"to":"u2","client_msg_id":"c1","type":"text","body":{"t":1}}}`,
+	`{"session":{"appkey":"app","account":"u1","sdk":"go/1"}}`,
+	`{"op":{"Service":2,"Command":2},"body":{"msg_id":"m1","seq":3},"except_session":"s1"}`,
+	`{"op":{"Service":1,"Command":4},"body":null,"kick_device_type":"*","only_session":"x"}`,
+	`{"code":0,"body":{"msg_id":"m","seq":1}}`,
+	`{"code":503,"message":"busy"}`,
+	` { "code" : 7 , "message" : "caf\u00e9 \"q\"" , "body" : [1, {"a":"}"}] } `,
+	`{"Code":1}`,
+	`{"code":-1}`,
+	`{"code":65536}`,
+	`{"op":{"service":2,"Command":300}}`,
+	`{"session":{"appkey":"a\xffb"},"body":"x"}`,
+	`{"session":null,"body":null,"extra":1}`,
+	`{"body":1,"body":{"x":2}}`,
+	`[1,2]`,
+	`{"code":1`,
+}
+
+func sameDecode[T any](t *testing.T, data []byte, decode func([]byte, *T) error) {
+	t.Helper()
+	var want, got T
+	werr := json.Unmarshal(data, &want)
+	gerr := decode(data, &got)
+	if (werr == nil) != (gerr == nil) {
+		t.Fatalf("%T of %q: encoding/json error %v, fast path error %v", want, data, werr, gerr)
+	}
+	if werr == nil && !reflect.DeepEqual(want, got) {
+		t.Fatalf("%T of %q:\n encoding/json %+v\n fast path     %+v", want, data, want, got)
+	}
+}
+
+// FuzzBusEnvelopes: the hand-written decoders accept exactly what
+// encoding/json accepts, with the same result.
+func FuzzBusEnvelopes(f *testing.F) {
+	for _, s := range busSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sameDecode(t, data, DecodeBusRequest)
+		sameDecode(t, data, DecodeBusPush)
+		sameDecode(t, data, DecodeBusReply)
+	})
+}
+
+func TestBusEnvelopeSeeds(t *testing.T) {
+	for _, s := range busSeeds {
+		sameDecode(t, []byte(s), DecodeBusRequest)
+		sameDecode(t, []byte(s), DecodeBusPush)
+		sameDecode(t, []byte(s), DecodeBusReply)
+	}
+}
+
+// The encoders write what encoding/json reads back as the same value.
+func TestBusEnvelopeEncoders(t *testing.T) {
+	pushes := []BusPush{
+		{Op: OpPush, Body: json.RawMessage(`{"a":"b"}`), ExceptSession: "s1"},
+		{Op: OpKick, KickDeviceType: "*", OnlySession: "q\"\\\x01\xffé"},
+	}
+	for _, p := range pushes {
+		b := AppendBusPush(nil, &p)
+		var got BusPush
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		want := p
+		if want.Body == nil {
+			want.Body = json.RawMessage("null")
+		}
+		want.OnlySession = string(bytes.ToValidUTF8([]byte(want.OnlySession), []byte("\uFFFD")))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: got %+v, want %+v", b, got, want)
+		}
+		std, _ := json.Marshal(&p)
+		var viaStd BusPush
+		_ = json.Unmarshal(std, &viaStd)
+		if !reflect.DeepEqual(got, viaStd) {
+			t.Fatalf("differs from json.Marshal: %s vs %s", b, std)
+		}
+	}
+	for _, r := range []BusReply{{}, {Code: ErrUnavailable, Message: "busy"}, {Body: json.RawMessage(`{"seq":1}`)}} {
+		b := AppendBusReply(nil, &r)
+		var got BusReply
+		if err := json.Unmarshal(b, &got); err != nil || !reflect.DeepEqual(got, r) {
+			t.Fatalf("%s: got %+v (%v), want %+v", b, got, err, r)
+		}
+	}
+}
+
+func TestBusDecodeAllocs(t *testing.T) {
+	data := []byte(busSeeds[2])
+	var p BusPush
+	n := testing.AllocsPerRun(100, func() { _ = DecodeBusPush(data, &p) })
+	if n > 1 { // the except_session string
+		t.Fatalf("DecodeBusPush: %v allocations, want at most 1", n)
+	}
+}
