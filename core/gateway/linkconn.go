@@ -352,7 +352,7 @@ func (l *linkConn) readLoop() bool {
 	g, c, s, nc := l.g, l.c, l.sess, l.c.NetConn()
 	idle := g.cfg.IdleTimeout.D()
 	for {
-		if l.fd >= 0 && !readable(nc) && l.park() {
+		if l.fd >= 0 && c.Buffered() == 0 && !readable(nc) && l.park() {
 			return true
 		}
 		_ = nc.SetReadDeadline(time.Now().Add(idle))

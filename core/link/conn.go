@@ -21,15 +21,19 @@ import (
 // (writes are serialized so that nonces follow the order on the wire).
 //
 // An idle Conn holds no buffers: frames are read into a buffer allocated for
-// that frame, and writes use pooled buffers.
+// that frame, through a pooled read-ahead buffer that is returned as soon as
+// everything in it is consumed, and writes use pooled buffers.
 type Conn struct {
 	nc    net.Conn
 	lim   Limits
 	keyID string
 
-	recv   *noise.CipherState
-	lenBuf [4]byte
-	rerr   error // sticky read error
+	recv *noise.CipherState
+	// Read-ahead: one read takes what the socket has (often a whole frame,
+	// or several), instead of a read for the length and one for the rest.
+	rbuf *[]byte // pooled; nil while nothing is buffered
+	ra   []byte  // unread bytes in *rbuf
+	rerr error   // sticky read error
 
 	wmu    sync.Mutex
 	send   *noise.CipherState
@@ -91,23 +95,70 @@ func (c *Conn) ReadFrame() (Frame, error) {
 	return f, err
 }
 
+// Buffered is how many bytes were read from the connection but not yet
+// returned as frames: a reader with Buffered() > 0 has input without
+// waiting for the socket.
+func (c *Conn) Buffered() int { return len(c.ra) }
+
+const readAhead = 4096
+
+var readPool = sync.Pool{New: func() any { b := make([]byte, readAhead); return &b }}
+
+// fill reads until at least n bytes (n <= readAhead) are buffered. Like
+// io.ReadFull it returns io.EOF when the connection ends before any byte,
+// io.ErrUnexpectedEOF when it ends within them.
+func (c *Conn) fill(n int) error {
+	for len(c.ra) < n {
+		if c.rbuf == nil {
+			c.rbuf = readPool.Get().(*[]byte)
+		}
+		b := (*c.rbuf)[:cap(*c.rbuf)]
+		m := copy(b, c.ra)
+		k, err := c.nc.Read(b[m:])
+		c.ra = b[:m+k]
+		if err != nil && len(c.ra) < n {
+			if err == io.EOF && len(c.ra) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			c.release()
+			return err
+		}
+	}
+	return nil
+}
+
+// release returns the read-ahead buffer once it holds nothing unread.
+func (c *Conn) release() {
+	if c.rbuf != nil && len(c.ra) == 0 {
+		readPool.Put(c.rbuf)
+		c.rbuf, c.ra = nil, nil
+	}
+}
+
 func (c *Conn) readFrame() (Frame, error) {
-	if _, err := io.ReadFull(c.nc, c.lenBuf[:]); err != nil {
+	if err := c.fill(4); err != nil {
 		return Frame{}, err
 	}
-	n := int(binary.BigEndian.Uint32(c.lenBuf[:]))
+	n := int(binary.BigEndian.Uint32(c.ra))
 	if n > c.lim.MaxFrameSize+c.overhead() {
 		return Frame{}, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
 	if n < HeaderSize+c.overhead() {
 		return Frame{}, fmt.Errorf("%w: sealed frame of %d bytes", ErrBadFrame, n)
 	}
+	c.ra = c.ra[4:]
+	// The frame gets its own buffer: its body outlives the read-ahead.
 	buf := make([]byte, n)
-	if _, err := io.ReadFull(c.nc, buf); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	k := copy(buf, c.ra)
+	c.ra = c.ra[k:]
+	c.release()
+	if k < n {
+		if _, err := io.ReadFull(c.nc, buf[k:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return Frame{}, err
 		}
-		return Frame{}, err
 	}
 	if c.recv == nil {
 		return decodePlain(buf, c.lim.MaxFrameSize)

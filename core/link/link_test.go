@@ -376,7 +376,8 @@ func TestIdleConnAllocs(t *testing.T) {
 	}
 }
 
-// TestWriteFramesBatch writes batches that outgrow the pooled buffer.
+// TestWriteFramesBatch writes batches that outgrow the pooled buffers (the
+// writer's, and the reader's read-ahead: frames straddle its boundary).
 func TestWriteFramesBatch(t *testing.T) {
 	k := testKey(t, "k1")
 	cnc, snc := tcpPair(t)
@@ -402,6 +403,10 @@ func TestWriteFramesBatch(t *testing.T) {
 		}
 		if err := <-errc; err != nil {
 			t.Fatal(err)
+		}
+		// Everything read: an idle connection holds no read-ahead buffer.
+		if cc.Buffered() != 0 || cc.rbuf != nil {
+			t.Fatalf("size %d: %d bytes still buffered (buffer held: %v)", size, cc.Buffered(), cc.rbuf != nil)
 		}
 	}
 }
