@@ -8,7 +8,8 @@ import (
 )
 
 // ErrBusy refuses an append because the appends already waiting for a group
-// commit would take longer than Config.MaxQueueDelay to commit. Nothing was
+// commit would take longer than a batch time plus Config.MaxQueueDelay to
+// commit. Nothing was
 // stored; the caller answers with a retryable error and the client resends
 // the same client_msg_id later (appends are idempotent).
 var ErrBusy = errors.New("store: busy")
@@ -16,31 +17,38 @@ var ErrBusy = errors.New("store: busy")
 // Early shedding: a queue in front of the single writer only adds latency
 // once it holds more than the writer commits within the latency budget, and
 // under overload it grows without bound (seconds of delay for everyone).
-// The shedder estimates the time the waiting appends need to commit and
-// refuses new ones past the budget, so what is accepted stays fast and what
-// is refused is refused at once.
+// The shedder refuses an append when more are waiting than the committers
+// get through in one batch time plus the budget, at the rate recent batches
+// committed.
+//
+// The allowance is relative to the batch time on purpose: a commit has a
+// fixed cost (the fsync) that no queue length avoids, and with a slow disk
+// a budget below it would cap batches at a few appends and throughput with
+// them. As allowed, a queue is always larger than the last batch (by
+// budget/batch time), so batches grow up to max_batch when load needs it,
+// and the excess queue stays near the budget.
 type shedder struct {
 	maxDelay time.Duration // <= 0: never shed
-	workers  int64         // concurrent committers
+	workers  float64       // concurrent committers
 	waiting  atomic.Int64  // appends queued or inside a transaction
-	perMsg   atomic.Int64  // nanoseconds of transaction time per append (EWMA)
-	mu       sync.Mutex    // serializes observe on several committers
+	limit    atomic.Int64  // appends allowed to wait ahead; 0: no estimate yet
+
+	mu   sync.Mutex // serializes observe on several committers
+	rate float64    // appends per second of transaction time (EWMA)
+	took float64    // seconds per transaction (EWMA)
 }
 
-// shedFloor: never shed while fewer appends wait. Small batches say little
-// about the per-append cost (the fixed cost of a commit dominates them), and
-// a handful of waiting appends is one batch away anyway.
+// shedFloor: never shed while this few appends wait.
 const shedFloor = 16
 
 // admit counts one more waiting append, or reports false (nothing counted)
-// when the queue already holds more than the budget.
+// when the queue is already over its allowance.
 func (s *shedder) admit() bool {
 	n := s.waiting.Add(1)
 	if s.maxDelay <= 0 || n <= shedFloor {
 		return true
 	}
-	per := s.perMsg.Load()
-	if per == 0 || time.Duration((n-1)*per/s.workers) <= s.maxDelay {
+	if l := s.limit.Load(); l == 0 || n-1 <= l {
 		return true
 	}
 	s.waiting.Add(-1)
@@ -52,17 +60,18 @@ func (s *shedder) done(n int) { s.waiting.Add(-int64(n)) }
 
 // observe feeds one committed batch of n appends that took d.
 func (s *shedder) observe(n int, d time.Duration) {
-	if n < shedFloor {
+	if n < 1 || d <= 0 {
 		return
 	}
-	per := int64(d) / int64(n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.perMsg.Load()
-	if old == 0 {
-		s.perMsg.Store(per)
-		return
+	rate, took := float64(n)/d.Seconds(), d.Seconds()
+	if s.took == 0 {
+		s.rate, s.took = rate, took
+	} else {
+		// Weight 1/4: a few batches follow a change of load or CPU share.
+		s.rate += (rate - s.rate) / 4
+		s.took += (took - s.took) / 4
 	}
-	// Weight 1/4: a few batches follow a change of load or of CPU share.
-	s.perMsg.Store(old + (per-old)/4)
+	s.limit.Store(max(1, int64(s.workers*s.rate*(s.took+s.maxDelay.Seconds()))))
 }

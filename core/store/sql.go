@@ -90,7 +90,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 	if cfg.Driver == DriverPostgres {
 		n = cfg.Committers
 	}
-	s.shed.maxDelay, s.shed.workers = cfg.MaxQueueDelay.D(), int64(n)
+	s.shed.maxDelay, s.shed.workers = cfg.MaxQueueDelay.D(), float64(n)
 	for range n {
 		s.wg.Add(1)
 		go s.commitLoop()

@@ -574,7 +574,10 @@ func TestAppendShedsEarly(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			if busy.Load() == 0 {
+			// One SQLite writer always sheds here; PostgreSQL's four
+			// committers may keep up (the shedder's arithmetic is
+			// TestShedderAdmit's).
+			if busy.Load() == 0 && d == store.DriverSQLite {
 				t.Fatal("no append was shed with a 1ns budget and 64 concurrent senders")
 			}
 			ms, _, err := st.Messages(ctx, app, imapi.P2PConvID("a", "b"), 0, 2*senders*per)
