@@ -38,8 +38,11 @@ type shedder struct {
 	took float64    // seconds per transaction (EWMA)
 }
 
-// shedFloor: never shed while this few appends wait.
-const shedFloor = 16
+// shedFloor: never shed while this few appends wait. A burst after a quiet
+// spell is no overload, and the small batches of a quiet spell understate
+// what a large batch commits per second (their time is mostly the fixed
+// cost of a commit).
+const shedFloor = 128
 
 // admit counts one more waiting append, or reports false (nothing counted)
 // when the queue is already over its allowance.

@@ -545,7 +545,7 @@ func TestAppendShedsEarly(t *testing.T) {
 			defer st.Close()
 			ctx := context.Background()
 			mustUsers(t, st, "a", "b")
-			const senders, per = 64, 10
+			const senders, per = 256, 4
 			var busy atomic.Int64
 			var wg sync.WaitGroup
 			for w := range senders {
@@ -578,7 +578,7 @@ func TestAppendShedsEarly(t *testing.T) {
 			// committers may keep up (the shedder's arithmetic is
 			// TestShedderAdmit's).
 			if busy.Load() == 0 && d == store.DriverSQLite {
-				t.Fatal("no append was shed with a 1ns budget and 64 concurrent senders")
+				t.Fatal("no append was shed with a 1ns budget and 256 concurrent senders")
 			}
 			ms, _, err := st.Messages(ctx, app, imapi.P2PConvID("a", "b"), 0, 2*senders*per)
 			if err != nil {
