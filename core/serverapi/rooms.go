@@ -37,6 +37,23 @@ type RoomMessageReq struct {
 	Body        json.RawMessage `json:"body"`
 }
 
+// RoomKickReq removes Account's sessions from a room; BanSec keeps it out
+// for that long (0: it may enter again with a new token).
+type RoomKickReq struct {
+	Account string `json:"account"`
+	Reason  string `json:"reason,omitempty"`
+	BanSec  int    `json:"ban_sec,omitempty"`
+}
+
+// RoomMuteReq mutes (for DurationSec; 0: until unmuted) or unmutes Account,
+// or the whole room when Account is empty (then only the owner and
+// managers may send).
+type RoomMuteReq struct {
+	Account     string `json:"account,omitempty"`
+	Muted       bool   `json:"muted"`
+	DurationSec int    `json:"duration_sec,omitempty"`
+}
+
 func (s *Server) routeRooms() {
 	s.Handle(http.MethodPost, "/v1/rooms", s.roomCreate)
 	s.Handle(http.MethodGet, "/v1/rooms/{room_id}", s.roomGet)
@@ -45,6 +62,35 @@ func (s *Server) routeRooms() {
 	s.Handle(http.MethodGet, "/v1/rooms/{room_id}/addresses", s.roomAddresses)
 	s.Handle(http.MethodPost, "/v1/rooms/{room_id}/messages", s.roomMessage)
 	s.Handle(http.MethodGet, "/v1/rooms/{room_id}/members", s.roomMembers)
+	s.Handle(http.MethodPost, "/v1/rooms/{room_id}/kick", s.roomKick)
+	s.Handle(http.MethodPost, "/v1/rooms/{room_id}/mute", s.roomMute)
+}
+
+// roomKick and roomMute act as the app's server (SystemAccount): any
+// account may be kicked or muted, the owner and managers included, with
+// the same events as the client ops.
+func (s *Server) roomKick(ctx context.Context, r *Request) (any, error) {
+	id, err := pathRoom(r)
+	if err != nil {
+		return nil, err
+	}
+	var req RoomKickReq
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	return nil, s.deps.Service.RoomKick(ctx, r.App.AppKey, &imapi.RoomKickReq{RoomID: id, Account: req.Account, Reason: req.Reason, BanSec: req.BanSec}, service.SystemAccount)
+}
+
+func (s *Server) roomMute(ctx context.Context, r *Request) (any, error) {
+	id, err := pathRoom(r)
+	if err != nil {
+		return nil, err
+	}
+	var req RoomMuteReq
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	return nil, s.deps.Service.RoomMute(ctx, r.App.AppKey, &imapi.RoomMuteReq{RoomID: id, Account: req.Account, Muted: req.Muted, DurationSec: req.DurationSec}, service.SystemAccount)
 }
 
 func pathRoom(r *Request) (string, error) {

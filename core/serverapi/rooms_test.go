@@ -2,6 +2,7 @@ package serverapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -144,4 +145,102 @@ func (e *env) bus(sess imapi.Session, op imapi.Op, req, resp any) imapi.Code {
 		_ = json.Unmarshal(r.Body, resp)
 	}
 	return r.Code
+}
+
+// The app's server mutes and kicks: a muted member's and a muted room's
+// sends are refused on the bus, unmuting lets them through again, every
+// change is published as a room event, a kick with a ban removes the
+// member and refuses its next entry, and the server may act on the owner.
+func TestRoomKickAndMute(t *testing.T) {
+	e := newEnv(t)
+	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "host"}, nil)
+	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "fan"}, nil)
+	e.ok(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "r1", Owner: "host"}, nil)
+	events := make(chan *nats.Msg, 16)
+	sub, err := e.nc.ChanSubscribe(imapi.RoomSubject(appKey, "r1")+imapi.RoomEventSuffix, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = e.nc.Flush()
+	event := func(kind, account string) {
+		t.Helper()
+		select {
+		case m := <-events:
+			var ev imapi.RoomEvent
+			if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Kind != kind || ev.Account != account || ev.By != service.SystemAccount {
+				t.Fatalf("event %s %v, want %s of %q by %s", m.Data, err, kind, account, service.SystemAccount)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s event", kind)
+		}
+	}
+	enter := func(account string) imapi.Code {
+		var tok service.RoomToken
+		e.ok(http.MethodPost, "/v1/rooms/r1/tokens", serverapi.RoomTokenReq{Account: account}, &tok)
+		sess := imapi.Session{AppKey: appKey, Account: account, SessionID: "s-" + account, Gateway: "gw-a"}
+		return e.bus(sess, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: "r1", Token: tok.Token}, nil)
+	}
+	n := 0
+	send := func(account string) imapi.Code {
+		n++
+		sess := imapi.Session{AppKey: appKey, Account: account, SessionID: "s-" + account, Gateway: "gw-a"}
+		return e.bus(sess, imapi.OpRoomSend, imapi.RoomSendReq{RoomID: "r1", ClientMsgID: fmt.Sprint("c", n), Body: json.RawMessage(`{"text":"x"}`)}, nil)
+	}
+	for _, a := range []string{"host", "fan"} {
+		if code := enter(a); code != imapi.OK {
+			t.Fatalf("%s enters: %v", a, code)
+		}
+	}
+	if code := send("fan"); code != imapi.OK {
+		t.Fatalf("send before any mute: %v", code)
+	}
+
+	e.ok(http.MethodPost, "/v1/rooms/r1/mute", serverapi.RoomMuteReq{Account: "fan", Muted: true, DurationSec: 60}, nil)
+	event(imapi.RoomEventMuted, "fan")
+	if code := send("fan"); code != imapi.ErrForbidden {
+		t.Fatalf("a muted member sends: %v", code)
+	}
+	e.ok(http.MethodPost, "/v1/rooms/r1/mute", serverapi.RoomMuteReq{Account: "fan", Muted: false}, nil)
+	event(imapi.RoomEventUnmuted, "fan")
+	if code := send("fan"); code != imapi.OK {
+		t.Fatalf("an unmuted member sends: %v", code)
+	}
+
+	e.ok(http.MethodPost, "/v1/rooms/r1/mute", serverapi.RoomMuteReq{Muted: true}, nil)
+	event(imapi.RoomEventRoomMuted, "")
+	if code := send("fan"); code != imapi.ErrForbidden {
+		t.Fatalf("a member sends in a muted room: %v", code)
+	}
+	if code := send("host"); code != imapi.OK {
+		t.Fatalf("the owner sends in a muted room: %v", code)
+	}
+	e.ok(http.MethodPost, "/v1/rooms/r1/mute", serverapi.RoomMuteReq{Muted: false}, nil)
+	event(imapi.RoomEventRoomUnmuted, "")
+
+	// Above every role: the owner can be muted by the app's server.
+	e.ok(http.MethodPost, "/v1/rooms/r1/mute", serverapi.RoomMuteReq{Account: "host", Muted: true}, nil)
+	event(imapi.RoomEventMuted, "host")
+	if code := send("host"); code != imapi.ErrForbidden {
+		t.Fatalf("a muted owner sends: %v", code)
+	}
+
+	e.ok(http.MethodPost, "/v1/rooms/r1/kick", serverapi.RoomKickReq{Account: "fan", Reason: "spam", BanSec: 60}, nil)
+	event(imapi.RoomEventKicked, "fan")
+	var page imapi.RoomMembersResp
+	e.ok(http.MethodGet, "/v1/rooms/r1/members", nil, &page)
+	if len(page.Members) != 1 || page.Members[0].Account != "host" {
+		t.Fatalf("members after the kick %+v", page)
+	}
+	if code := enter("fan"); code != imapi.ErrForbidden {
+		t.Fatalf("a banned member enters: %v", code)
+	}
+
+	e.fails(http.MethodPost, "/v1/rooms/r1/kick", serverapi.RoomKickReq{}, imapi.ErrBadRequest)
+	e.fails(http.MethodPost, "/v1/rooms/r1/kick", serverapi.RoomKickReq{Account: "fan", BanSec: -1}, imapi.ErrBadRequest)
+	e.fails(http.MethodPost, "/v1/rooms/r1/mute", serverapi.RoomMuteReq{Account: "fan", Muted: true, DurationSec: -5}, imapi.ErrBadRequest)
+	e.fails(http.MethodPost, "/v1/rooms/r1/mute", serverapi.RoomMuteReq{Account: "bad.name", Muted: true}, imapi.ErrBadRequest)
+	e.fails(http.MethodPost, "/v1/rooms/nope/mute", serverapi.RoomMuteReq{Muted: true}, imapi.ErrNotFound)
+	e.ok(http.MethodPost, "/v1/rooms/r1/close", nil, nil)
+	e.fails(http.MethodPost, "/v1/rooms/r1/kick", serverapi.RoomKickReq{Account: "host"}, imapi.ErrNotFound)
 }

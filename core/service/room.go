@@ -884,10 +884,47 @@ func (s *Service) roomMute(ctx context.Context, sess *imapi.Session, body []byte
 	if err != nil {
 		return nil, err
 	}
-	ev := &imapi.RoomEvent{RoomID: req.RoomID, By: sess.Account}
+	return nil, s.applyMute(ctx, sess.AppKey, &req, t, sess.Account)
+}
+
+// RoomMute is room.mute for the app's server (acting as by, usually
+// SystemAccount): it may mute any account of a live room, the owner and
+// managers included, or the whole room when req.Account is empty.
+func (s *Service) RoomMute(ctx context.Context, appkey string, req *imapi.RoomMuteReq, by string) error {
+	if req.DurationSec < 0 {
+		return imapi.Errorf(imapi.ErrBadRequest, "duration_sec: must not be negative")
+	}
+	t, err := s.roomTarget(ctx, appkey, req.RoomID, req.Account)
+	if err != nil {
+		return err
+	}
+	return s.applyMute(ctx, appkey, req, t, by)
+}
+
+// roomTarget loads a live room's account for the app's server, which
+// needs no role ("" account: none).
+func (s *Service) roomTarget(ctx context.Context, appkey, roomID, account string) (store.RoomAccount, error) {
+	if _, err := s.liveRoom(ctx, appkey, roomID); err != nil {
+		return store.RoomAccount{}, err
+	}
+	if account == "" {
+		return store.RoomAccount{}, nil
+	}
+	if !ValidName(account) {
+		return store.RoomAccount{}, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	t, err := s.roomAccount(ctx, appkey, roomID, account, imapi.RoleMember)
+	if err != nil {
+		return t, storeErr(err, "room")
+	}
+	return t, nil
+}
+
+func (s *Service) applyMute(ctx context.Context, appkey string, req *imapi.RoomMuteReq, t store.RoomAccount, by string) error {
+	ev := &imapi.RoomEvent{RoomID: req.RoomID, By: by}
 	if req.Account == "" {
-		if err := s.st.SetRoomMuted(ctx, sess.AppKey, req.RoomID, req.Muted); err != nil {
-			return nil, storeErr(err, "room")
+		if err := s.st.SetRoomMuted(ctx, appkey, req.RoomID, req.Muted); err != nil {
+			return storeErr(err, "room")
 		}
 		ev.Kind = imapi.RoomEventRoomUnmuted
 		if req.Muted {
@@ -903,11 +940,11 @@ func (s *Service) roomMute(ctx context.Context, sess *imapi.Session, body []byte
 			}
 		}
 		if err := s.st.PutRoomAccount(ctx, t); err != nil {
-			return nil, storeErr(err, "room")
+			return storeErr(err, "room")
 		}
 	}
-	s.roomEvent(sess.AppKey, ev)
-	return nil, nil
+	s.roomEvent(appkey, ev)
+	return nil
 }
 
 func (s *Service) roomKick(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
@@ -915,27 +952,51 @@ func (s *Service) roomKick(ctx context.Context, sess *imapi.Session, body []byte
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	if req.Account == "" || req.BanSec < 0 || len(req.Reason) > 256 {
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "account required, ban_sec not negative, reason at most 256 bytes")
+	if err := validKick(&req); err != nil {
+		return nil, err
 	}
 	_, _, t, err := s.manage(ctx, sess, req.RoomID, req.Account)
 	if err != nil {
 		return nil, err
 	}
-	ev := &imapi.RoomEvent{RoomID: req.RoomID, Kind: imapi.RoomEventKicked, Account: req.Account, By: sess.Account, Reason: req.Reason}
+	return nil, s.applyKick(ctx, sess.AppKey, &req, t, sess.Account)
+}
+
+// RoomKick is room.kick for the app's server (acting as by, usually
+// SystemAccount): it may kick any account of a live room.
+func (s *Service) RoomKick(ctx context.Context, appkey string, req *imapi.RoomKickReq, by string) error {
+	if err := validKick(req); err != nil {
+		return err
+	}
+	t, err := s.roomTarget(ctx, appkey, req.RoomID, req.Account)
+	if err != nil {
+		return err
+	}
+	return s.applyKick(ctx, appkey, req, t, by)
+}
+
+func validKick(req *imapi.RoomKickReq) error {
+	if req.Account == "" || req.BanSec < 0 || len(req.Reason) > 256 {
+		return imapi.Errorf(imapi.ErrBadRequest, "account required, ban_sec not negative, reason at most 256 bytes")
+	}
+	return nil
+}
+
+func (s *Service) applyKick(ctx context.Context, appkey string, req *imapi.RoomKickReq, t store.RoomAccount, by string) error {
+	ev := &imapi.RoomEvent{RoomID: req.RoomID, Kind: imapi.RoomEventKicked, Account: req.Account, By: by, Reason: req.Reason}
 	if req.BanSec > 0 {
 		t.BannedUntil = s.now().Add(time.Duration(req.BanSec) * time.Second).UnixMilli()
 		ev.Until = t.BannedUntil
 		if err := s.st.PutRoomAccount(ctx, t); err != nil {
-			return nil, storeErr(err, "room")
+			return storeErr(err, "room")
 		}
 	}
-	if _, err := s.st.RemoveRoomAccount(ctx, sess.AppKey, req.RoomID, req.Account); err != nil {
-		return nil, storeErr(err, "room")
+	if _, err := s.st.RemoveRoomAccount(ctx, appkey, req.RoomID, req.Account); err != nil {
+		return storeErr(err, "room")
 	}
 	s.roomMetrics.kicks.Inc()
-	s.roomEvent(sess.AppKey, ev)
-	return nil, nil
+	s.roomEvent(appkey, ev)
+	return nil
 }
 
 func (s *Service) roomClose(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
