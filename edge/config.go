@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/edge/turn"
 	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/config"
@@ -69,6 +70,36 @@ type LinkTermination struct {
 	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
 	// MaxFrameSize bounds frames both ways. Default 1 MiB (the gateway's).
 	MaxFrameSize int `yaml:"max_frame_size"`
+	// TokenKeys are the public keys of the core's login-token signing keys
+	// (service token_key; several while it rotates). With them the edge
+	// answers a login whose signed token verifies itself, without waiting
+	// for the core (LINK.md section 7). Public keys only: an edge cannot
+	// mint tokens. Default: none (every login is answered by the core).
+	TokenKeys []TokenKey `yaml:"token_keys"`
+}
+
+// TokenKey is the public half of a core token signing key.
+type TokenKey struct {
+	// ID is the key id tokens name (service.token_key.id).
+	ID string `yaml:"id"`
+	// PublicKey is the base64 Ed25519 public key, as `longlink keygen
+	// -token` prints it.
+	PublicKey string `yaml:"public_key"`
+}
+
+// verifier builds the token key ring of t.
+func (t *LinkTermination) verifier() (*logintoken.Verifier, error) {
+	v := logintoken.NewVerifier()
+	for i, k := range t.TokenKeys {
+		pub, err := logintoken.DecodeKey(k.PublicKey)
+		if err == nil {
+			err = v.Add(k.ID, pub)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("token_keys[%d]: %w", i, err)
+		}
+	}
+	return v, nil
 }
 
 // LinkKey is one Link server static key.
@@ -167,6 +198,9 @@ func (c *Config) Validate() error {
 			errs.Addf("link.terminate.keys: at least one Link server key is required")
 		}
 		if _, err := t.ring(); err != nil {
+			errs.Addf("link.terminate.%v", err)
+		}
+		if _, err := t.verifier(); err != nil {
 			errs.Addf("link.terminate.%v", err)
 		}
 		if t.HandshakeTimeout == 0 {

@@ -64,6 +64,7 @@ type Edge struct {
 	lbs    *nodeclient.Client
 	trPref []string      // transports built, in the order the configured routes name them
 	ring   *link.KeyRing // Link server keys, when the edge terminates Link
+	logins *edgeLogins   // answers logins with signed tokens; nil: all forwarded
 
 	mu      sync.Mutex
 	tcp     map[string]net.Listener
@@ -117,6 +118,13 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	if t := cfg.Link.Terminate; t != nil {
 		if e.ring, err = t.ring(); err != nil {
 			return nil, fmt.Errorf("edge: link.terminate.%w", err)
+		}
+		tokens, err := t.verifier()
+		if err != nil {
+			return nil, fmt.Errorf("edge: link.terminate.%w", err)
+		}
+		if tokens.Len() > 0 {
+			e.logins = &edgeLogins{tokens: tokens, now: time.Now}
 		}
 	}
 	e.router = relay.NewRouter(cfg.Routing, trs, relay.NewMetrics(reg, stats), log)

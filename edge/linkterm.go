@@ -19,7 +19,9 @@ import (
 // short round trip), waits for the client's first frame, then opens a
 // link-frames tunnel stream whose header and first frame leave together, and
 // relays frames both ways: sealed towards the client, plain in the tunnel
-// (whose transport encrypts and authenticates them). LINK.md section 7.
+// (whose transport encrypts and authenticates them). A login with a signed
+// token that verifies is answered here as soon as it is on its way to the
+// core (edgeLogins). LINK.md section 7.
 func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, sess *Session, start time.Time) {
 	client := sess.Client
 	toClient := link.Limits{MaxFrameSize: t.MaxFrameSize}
@@ -50,6 +52,12 @@ func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, 
 		return
 	}
 
+	var answer *link.Frame // the edge's own login answer, if it gives one
+	loginResult := ""
+	if e.logins != nil {
+		first, answer, loginResult = e.logins.answer(first)
+	}
+
 	h := wire.Header{Kind: wire.KindLinkFrames, Cluster: e.cfg.Cluster, Service: t.Service, Client: client}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Routing.OpenTimeout.D())
 	tun, err := e.router.OpenStream(ctx, h)
@@ -78,6 +86,13 @@ func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, 
 		}
 		return
 	}
+	if loginResult != "" {
+		e.m.logins.WithLabelValues(loginResult).Inc()
+	}
+	if answer != nil && lc.WriteFrame(*answer) != nil {
+		e.m.connections.WithLabelValues(name, "error").Inc()
+		return
+	}
 
 	done := make(chan struct{}, 2)
 	go func() {
@@ -96,16 +111,15 @@ func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, 
 		if err := tun.Status(); err != nil {
 			e.m.connections.WithLabelValues(name, resultOf(err)).Inc()
 			e.log.Debug("tunnel refused", "listener", name, "client", client.String(), "err", err)
-			refuse(lc, first, err)
+			if answer != nil {
+				kickClient(lc, imapi.ErrUnavailable, unreachable(err))
+			} else {
+				refuse(lc, first, err)
+			}
 		} else {
 			e.m.connections.WithLabelValues(name, "ok").Inc()
 			e.m.tunnelOpen.WithLabelValues(name).Observe(time.Since(start).Seconds())
-			for {
-				f, err := core.ReadFrame()
-				if err != nil || lc.WriteFrame(f) != nil {
-					break
-				}
-			}
+			e.relayToClient(lc, core, first.Seq, answer != nil)
 		}
 		_ = lc.Close()
 		done <- struct{}{}
@@ -123,13 +137,56 @@ func refuse(lc *link.Conn, first link.Frame, err error) {
 	if first.IsResponse() || first.IsPush() {
 		return
 	}
-	msg := "core unreachable from this edge"
-	if errors.Is(err, relay.ErrNoRoute) {
-		msg = "no route to the core from this edge"
-	}
-	body := []byte(`{"code":503,"message":"` + msg + `"}`)
+	body := []byte(`{"code":503,"message":"` + unreachable(err) + `"}`)
 	_ = lc.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
 	_ = lc.WriteFrame(link.Frame{Op: first.Op, Flags: link.FlagResponse, Seq: first.Seq, Code: imapi.ErrUnavailable, Body: body})
+}
+
+func unreachable(err error) string {
+	if errors.Is(err, relay.ErrNoRoute) {
+		return "no route to the core from this edge"
+	}
+	return "core unreachable from this edge"
+}
+
+// relayToClient copies frames from the core to the client until either
+// side ends. The core's answer to the login (sequence loginSeq) teaches the
+// edge the heartbeat interval; when the edge answered the login itself, the
+// core's answer is not passed on: if it is an error the client is kicked
+// with it, and nothing else from the core may come before it (the gateway
+// holds pushes until it has answered the login).
+func (e *Edge) relayToClient(lc, core *link.Conn, loginSeq uint32, answered bool) {
+	pending := true
+	for {
+		f, err := core.ReadFrame()
+		if err != nil {
+			return
+		}
+		if pending {
+			isAnswer := f.Op == imapi.OpLogin && f.IsResponse() && f.Seq == loginSeq
+			if isAnswer {
+				pending = false
+				if f.Code == imapi.OK && e.logins != nil {
+					e.logins.learn(f.Body)
+				}
+			}
+			if answered {
+				if !isAnswer {
+					e.log.Warn("core sent a frame before its login answer", "op", f.Op.String())
+					return
+				}
+				if f.Code != imapi.OK {
+					e.m.logins.WithLabelValues("rejected").Inc()
+					kickClient(lc, f.Code, refusalReason(f))
+					return
+				}
+				continue // the client has the edge's answer
+			}
+		}
+		if lc.WriteFrame(f) != nil {
+			return
+		}
+	}
 }
 
 // tunnelConn gives a tunnel stream the net.Conn shape link.NewPlain wants,

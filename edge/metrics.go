@@ -14,6 +14,7 @@ type metrics struct {
 	shed         prometheus.Counter
 	// uplinkUpdates counts route replacements from the LBS topology
 	uplinkUpdates prometheus.Counter
+	logins        *prometheus.CounterVec // result
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,7 +40,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Sessions closed by the edge while draining."}),
 		uplinkUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_edge_uplink_updates_total",
 			Help: "Times the route to the edge's cluster was replaced from the LBS's relay topology."}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_link_logins_total",
+			Help: "Logins on terminated Link by result: answered (by the edge, signed token verified), rejected (answered, then refused by the core and kicked), forwarded_opaque, forwarded_invalid, forwarded_unknown_key, forwarded_expired, forwarded_not_ready (answered by the core)."}, []string{"result"}),
 	}
-	reg.MustRegister(m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed, m.uplinkUpdates)
+	reg.MustRegister(m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed, m.uplinkUpdates, m.logins)
 	return m
 }

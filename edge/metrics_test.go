@@ -18,6 +18,7 @@ func TestMetricNames(t *testing.T) {
 	m.udpDropped.WithLabelValues("udp:media", "limit").Inc()
 	m.tunnelOpen.WithLabelValues("link").Observe(0.001)
 	m.pathSessions.WithLabelValues("link", "relay-a").Inc()
+	m.logins.WithLabelValues("answered").Inc()
 	mfs := metricstest.Check(t, reg, "longlink_edge_")
 	metricstest.InREADME(t, mfs, "README.md")
 }

@@ -324,7 +324,10 @@ func (g *Gateway) login(nc net.Conn, ip netip.Addr, plain bool) *linkConn {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.LoginTimeout.D())
-	s, resp, err := g.Login(ctx, l, ip.String(), f.Body)
+	// The login is answered before any further frame is read: requests that
+	// a client pipelines behind it (after an edge's own answer, LINK.md
+	// section 7) wait in the socket, and pushes wait in the held queue.
+	s, resp, err := g.loginFrom(ctx, l, ip.String(), f.Body, plain)
 	cancel()
 	if err != nil {
 		var ie *imapi.Error

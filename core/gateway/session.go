@@ -96,7 +96,15 @@ func errReply(code imapi.Code, msg string) Reply {
 // session for pushes. body is the client's imapi.LoginReq. It returns the
 // session and the body of the login answer (an imapi.LoginResp whose
 // heartbeat_sec is the gateway's). A failed login returns an *imapi.Error.
+// A session_id in body is dropped: only an edge may choose it (loginFrom).
 func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body []byte) (*Session, []byte, error) {
+	return g.loginFrom(ctx, t, clientIP, body, false)
+}
+
+// loginFrom is Login; fromEdge says that the connection came through the
+// pre-terminated listener from a trusted proxy, whose edge may already have
+// answered the client with the session id in the request (LINK.md section 7).
+func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, body []byte, fromEdge bool) (*Session, []byte, error) {
 	if g.draining.Load() {
 		g.m.refused.WithLabelValues("draining").Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, ReasonDraining)
@@ -112,6 +120,16 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 	}
 	if req.DeviceType == "" {
 		req.DeviceType = "unknown" // as the login service records it
+	}
+	if req.SessionID != "" && !fromEdge {
+		// A client cannot choose its session id (it names the session in
+		// kicks and the event log).
+		var err error
+		if body, err = dropSessionID(body); err != nil {
+			g.m.logins.WithLabelValues(imapi.ErrBadRequest.String()).Inc()
+			return nil, nil, imapi.Errorf(imapi.ErrBadRequest, "login body: %v", err)
+		}
+		req.SessionID = ""
 	}
 	// Subscribe to the account's subject before asking the login service,
 	// so that a super-group join committed after the service listed the
@@ -157,7 +175,7 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 		return nil, nil, &imapi.Error{Code: rep.Code, Message: rep.Message}
 	}
 	var resp imapi.LoginResp
-	if err := json.Unmarshal(rep.Body, &resp); err != nil || resp.SessionID == "" {
+	if err := json.Unmarshal(rep.Body, &resp); err != nil || resp.SessionID == "" || (req.SessionID != "" && resp.SessionID != req.SessionID) {
 		g.m.logins.WithLabelValues(imapi.ErrInternal.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrInternal, "login reply without a session")
 	}
@@ -183,6 +201,17 @@ func (g *Gateway) Login(ctx context.Context, t Transport, clientIP string, body 
 	registered = true
 	g.m.logins.WithLabelValues("ok").Inc()
 	return s, out, nil
+}
+
+// dropSessionID removes session_id from a login body, keeping the rest as
+// the client sent it.
+func dropSessionID(body []byte) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "session_id")
+	return json.Marshal(m)
 }
 
 func accountSafe(s string) bool {

@@ -29,6 +29,10 @@ type LoginReq struct {
 	DeviceType string `json:"device_type"` // phone, pad, pc, web …
 	SDKVersion string `json:"sdk_version"`
 	Platform   string `json:"platform,omitempty"`
+	// SessionID is set by an edge that answered the login itself with this
+	// session id (LINK.md section 7): 32 lowercase hex characters. Gateways
+	// honour it only on their pre-terminated listener and drop it elsewhere.
+	SessionID string `json:"session_id,omitempty"`
 }
 
 // LoginResp answers a successful login.

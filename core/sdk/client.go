@@ -447,7 +447,7 @@ func (c *Client) run() {
 				return
 			}
 			var ie *imapi.Error
-			if errors.As(err, &ie) && (ie.Code == imapi.ErrUnauthorized || ie.Code == imapi.ErrUserDisabled || ie.Code == imapi.ErrForbidden) {
+			if errors.As(err, &ie) && authRefused(ie.Code) {
 				c.log.Warn("login refused", "code", ie.Code)
 				c.setState(StateStopped, fmt.Errorf("%w: %v", ErrAuth, err), true)
 				return
@@ -485,6 +485,13 @@ func (c *Client) run() {
 		case kick != nil && kick.Code == imapi.ErrKicked:
 			c.setState(StateStopped, ErrKicked, true)
 			return
+		case kick != nil && authRefused(kick.Code):
+			// An edge answered the login from the token's signature and the
+			// core then refused it (revoked token, disabled user): the same
+			// as a refused login, so no reconnect loop.
+			c.log.Warn("login refused after the edge's answer", "code", kick.Code)
+			c.setState(StateStopped, fmt.Errorf("%w: %s: %s", ErrAuth, kick.Code, kick.Reason), true)
+			return
 		case kick != nil:
 			// Draining: reconnect now (the gateway is going away), with a
 			// little jitter so that clients do not arrive together.
@@ -496,6 +503,12 @@ func (c *Client) run() {
 			attempt = 1
 		}
 	}
+}
+
+// authRefused reports whether a code refuses the credentials themselves, so
+// that retrying cannot help.
+func authRefused(c imapi.Code) bool {
+	return c == imapi.ErrUnauthorized || c == imapi.ErrUserDisabled || c == imapi.ErrForbidden
 }
 
 // backoff is exponential with full jitter.

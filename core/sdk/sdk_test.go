@@ -253,3 +253,88 @@ func TestOutOfOrderPushes(t *testing.T) {
 		}
 	}
 }
+
+// kickingTransport answers the login, then pushes a kick and ends, as an
+// edge does when the core refuses a login the edge already answered.
+type kickingTransport struct {
+	*fakeTransport
+	kick imapi.Kick
+	sent atomic.Bool
+}
+
+func (k *kickingTransport) Recv() (Incoming, error) {
+	in, err := k.fakeTransport.Recv()
+	if err != nil || in.Op != imapi.OpLogin {
+		return in, err
+	}
+	// After the login answer: the kick, then the end of the connection.
+	body, _ := json.Marshal(k.kick)
+	k.fakeTransport.in <- Incoming{Op: imapi.OpKick, Push: true, Body: body}
+	k.sent.Store(true)
+	return in, nil
+}
+
+func TestKickAfterLogin(t *testing.T) {
+	for _, tc := range []struct {
+		code      imapi.Code
+		wantErr   error // why the client stops
+		reconnect bool  // it reconnects instead
+	}{
+		{imapi.ErrUnauthorized, ErrAuth, false},
+		{imapi.ErrUserDisabled, ErrAuth, false},
+		{imapi.ErrForbidden, ErrAuth, false},
+		{imapi.ErrKicked, ErrKicked, false},
+		{imapi.ErrUnavailable, nil, true},
+	} {
+		t.Run(tc.code.String(), func(t *testing.T) {
+			var dials atomic.Int32
+			d := func(ctx context.Context, addr string) (Transport, error) {
+				if dials.Add(1) > 1 {
+					return newFake(addr, imapi.OK), nil // a second connection just works
+				}
+				k := &kickingTransport{fakeTransport: newFake(addr, imapi.OK), kick: imapi.Kick{Code: tc.code, Reason: "token revoked"}}
+				go func() { // the edge closes after the kick
+					for !k.sent.Load() {
+						time.Sleep(time.Millisecond)
+					}
+					time.Sleep(20 * time.Millisecond)
+					_ = k.Close()
+				}()
+				return k, nil
+			}
+			c, err := New(testConfig(d, "edge"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Start()
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				st := c.State()
+				if tc.reconnect && dials.Load() >= 2 && st == StateConnected {
+					return
+				}
+				if st == StateStopped {
+					if tc.reconnect {
+						t.Fatal("stopped, want a reconnect")
+					}
+					err := c.WaitConnected(ctx)
+					if !errors.Is(err, tc.wantErr) {
+						t.Fatalf("stopped with %v, want %v", err, tc.wantErr)
+					}
+					time.Sleep(50 * time.Millisecond)
+					if n := dials.Load(); n != 1 {
+						t.Fatalf("%d dials, want 1 (no reconnect loop)", n)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("state %v after 5s, %d dials", st, dials.Load())
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+}

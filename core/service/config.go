@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/pkg/config"
 )
 
@@ -21,6 +22,27 @@ type AppConfig struct {
 	// the blocker receives nothing from the blocked account but may still
 	// write to it) or both (neither side can message the other).
 	Blacklist string `yaml:"blacklist"`
+}
+
+// TokenKeyConfig is the core's login-token signing key. To rotate, give
+// edges the new public key beside the old one first, then switch this key;
+// tokens signed by the old key still log in (the edge forwards them once its
+// key is gone).
+type TokenKeyConfig struct {
+	// ID names the key in tokens: 1..32 of A-Z a-z 0-9 _ -.
+	ID string `yaml:"id"`
+	// PrivateKey is the base64 Ed25519 seed (literal, file: or env:), as
+	// `longlink keygen -token` prints it.
+	PrivateKey config.Secret `yaml:"private_key"`
+}
+
+// signer builds the key's signer.
+func (k *TokenKeyConfig) signer() (*logintoken.Signer, error) {
+	seed, err := logintoken.DecodeKey(k.PrivateKey.Reveal())
+	if err != nil {
+		return nil, err
+	}
+	return logintoken.NewSigner(k.ID, seed)
 }
 
 // Config tunes the app services.
@@ -48,6 +70,11 @@ type Config struct {
 	ConvListLimit int `yaml:"conv_list_limit"`
 	// TokenTTL is the lifetime of issued tokens. Default 720h (30 days).
 	TokenTTL config.Duration `yaml:"token_ttl"`
+	// TokenKey, when set, makes issued tokens signed (core/logintoken), so
+	// that edges holding its public key answer logins themselves (LINK.md
+	// section 7). Tokens are still stored hashed and checked here, and
+	// opaque tokens issued before keep working. Default: opaque tokens.
+	TokenKey *TokenKeyConfig `yaml:"token_key"`
 	// MaxInFlight bounds concurrently handled requests on this node; more
 	// wait in the bus client's buffer. Default 4096.
 	MaxInFlight int `yaml:"max_in_flight"`
@@ -187,6 +214,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TokenTTL.D() < time.Minute {
 		errs.Addf("service.token_ttl: at least 1m")
+	}
+	if c.TokenKey != nil {
+		if _, err := c.TokenKey.signer(); err != nil {
+			errs.Addf("service.token_key: %w", err)
+		}
 	}
 	if c.MaxInFlight < 1 {
 		errs.Addf("service.max_in_flight: at least 1")

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 )
@@ -70,6 +71,7 @@ type Service struct {
 	js      jetstream.JetStream
 	super   superState
 	offline OfflinePusher
+	signer  *logintoken.Signer // nil: opaque tokens
 
 	handlers map[string]opHandler // by subject
 	apps     appCache
@@ -121,6 +123,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	if s.super.m, err = newSuperMetrics(reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
+	}
+	if cfg.TokenKey != nil {
+		if s.signer, err = cfg.TokenKey.signer(); err != nil {
+			return nil, fmt.Errorf("service: token_key: %w", err)
+		}
 	}
 	s.apps.st = deps.Store
 	s.blockBoth = map[string]bool{}

@@ -15,11 +15,17 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	if !ValidName(req.AppKey) || !ValidName(req.Account) || req.Token == "" || len(req.Token) > 256 {
+	if !ValidName(req.AppKey) || !ValidName(req.Account) || req.Token == "" || len(req.Token) > maxTokenLen {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
 	}
 	if len(req.DeviceType) > 32 || len(req.DeviceID) > 128 || len(req.SDKVersion) > 64 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "device or sdk field too long")
+	}
+	// A session id in the request was chosen by an edge that already
+	// answered the client (the gateway passes it on only from its
+	// pre-terminated listener); it must look like ours.
+	if req.SessionID != "" && !validSessionID(req.SessionID) {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "session_id: want 32 lowercase hex characters")
 	}
 	now := s.now()
 	app, err := s.apps.get(ctx, req.AppKey, now)
@@ -50,7 +56,10 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 	if err != nil {
 		return nil, storeErr(err, "super-groups")
 	}
-	sid := newSessionID()
+	sid := req.SessionID
+	if sid == "" {
+		sid = newSessionID()
+	}
 	deviceType := req.DeviceType
 	if deviceType == "" {
 		deviceType = "unknown"
