@@ -58,7 +58,9 @@ type fakeService struct {
 	seq      map[string]int64
 	nextSess int
 	lastIP   string
-	delay    time.Duration
+	// lastSessionReq is the session_id of the last login request.
+	lastSessionReq string
+	delay          time.Duration
 	// beforeLogin, when set, runs before a login answer and returns the
 	// answer's super-groups (set before logins start).
 	beforeLogin func(lr imapi.LoginReq) []string
@@ -119,7 +121,11 @@ func (f *fakeService) login(req *imapi.BusRequest) (any, error) {
 	f.mu.Lock()
 	f.nextSess++
 	id := fmt.Sprintf("s%d", f.nextSess)
+	if lr.SessionID != "" { // chosen by an edge, as the login service honours it
+		id = lr.SessionID
+	}
 	f.lastIP = req.Session.ClientIP
+	f.lastSessionReq = lr.SessionID
 	f.mu.Unlock()
 	_ = f.nc.Publish(imapi.UserSubject(lr.AppKey, lr.Account), mustJSON(imapi.BusPush{
 		Op: imapi.OpKick, Body: mustJSON(imapi.Kick{Code: imapi.ErrKicked, Reason: "new login", By: lr.DeviceID}),
