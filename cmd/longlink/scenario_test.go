@@ -31,7 +31,7 @@ func TestFirstFiveMinutes(t *testing.T) {
 
 	dev := startProc(t, bin, "dev", "-dir", dir)
 	dev.waitFor(t, "chat", 60*time.Second) // the last line of the table
-	for _, want := range []string{"Link via edge", "127.0.0.1:7720", "user alice", "user bob", "demo page"} {
+	for _, want := range []string{"Link via edge", "127.0.0.1:7720", "user alice", "user bob", "demo page", "login tokens", "token v1.dev1."} {
 		if !strings.Contains(dev.text(), want) {
 			t.Fatalf("dev table lacks %q:\n%s", want, dev.text())
 		}

@@ -36,8 +36,9 @@ type TokenKeyConfig struct {
 	PrivateKey config.Secret `yaml:"private_key"`
 }
 
-// signer builds the key's signer.
-func (k *TokenKeyConfig) signer() (*logintoken.Signer, error) {
+// Signer builds the key's signer (for tools that issue tokens outside the
+// service, such as `longlink dev`'s demo users).
+func (k *TokenKeyConfig) Signer() (*logintoken.Signer, error) {
 	seed, err := logintoken.DecodeKey(k.PrivateKey.Reveal())
 	if err != nil {
 		return nil, err
@@ -216,7 +217,7 @@ func (c *Config) Validate() error {
 		errs.Addf("service.token_ttl: at least 1m")
 	}
 	if c.TokenKey != nil {
-		if _, err := c.TokenKey.signer(); err != nil {
+		if _, err := c.TokenKey.Signer(); err != nil {
 			errs.Addf("service.token_key: %w", err)
 		}
 	}

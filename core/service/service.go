@@ -125,7 +125,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	if cfg.TokenKey != nil {
-		if s.signer, err = cfg.TokenKey.signer(); err != nil {
+		if s.signer, err = cfg.TokenKey.Signer(); err != nil {
 			return nil, fmt.Errorf("service: token_key: %w", err)
 		}
 	}
