@@ -26,6 +26,16 @@ const (
 	MaxReasonLen   = 255
 	// DatagramOverhead is what a UDP flow adds in front of each payload.
 	DatagramOverhead = 4
+	// MaxCopies is how many copies a redundant stream may have.
+	MaxCopies = 4
+)
+
+// Header flags (byte 5). The other bits are reserved and must be 0.
+const (
+	flagRedundant = 0x01 // the stream is one copy of a redundant stream
+	copyShift     = 1    // bits 1-2: the copy's index
+	copyMask      = MaxCopies - 1
+	knownFlags    = flagRedundant | copyMask<<copyShift
 )
 
 var magic = [2]byte{'L', 'T'}
@@ -97,6 +107,18 @@ type Header struct {
 	Cluster  string         // destination cluster
 	Service  string         // service at the destination (link, weblink, media…)
 	Affinity string         // optional sticky key; empty when unused
+	// Redundant marks one copy of a redundant stream: the payload is
+	// records (AppendRecord), and the egress merges every copy with the
+	// same Trace into one flow. TUNNEL.md, "Redundant streams".
+	Redundant bool
+	// Copy is the copy's index, below MaxCopies; 0 unless Redundant.
+	Copy uint8
+}
+
+// Redundant marks the kinds a stream may be redundant for: the byte-stream
+// kinds the egress splices to a TCP service.
+func (k Kind) Redundant() bool {
+	return k == KindLink || k == KindHTTP || k == KindLinkFrames
 }
 
 // Errors returned by ReadHeader and Validate.
@@ -126,7 +148,20 @@ func (h *Header) Validate() error {
 	if h.Client.IsValid() && h.Client.Addr().Zone() != "" {
 		return fmt.Errorf("%w: zoned client address", ErrMalformed)
 	}
+	if h.Copy >= MaxCopies || (h.Copy != 0 && !h.Redundant) {
+		return fmt.Errorf("%w: copy %d", ErrMalformed, h.Copy)
+	}
+	if h.Redundant && !h.Kind.Redundant() {
+		return fmt.Errorf("%w: kind %s cannot be redundant", ErrMalformed, h.Kind)
+	}
 	return nil
+}
+
+func (h *Header) flags() byte {
+	if !h.Redundant {
+		return 0
+	}
+	return flagRedundant | h.Copy<<copyShift
 }
 
 // AppendHeader appends h's encoding to b.
@@ -135,7 +170,7 @@ func AppendHeader(b []byte, h *Header) ([]byte, error) {
 		return b, err
 	}
 	start := len(b)
-	b = append(b, magic[0], magic[1], Version, byte(h.Kind), h.Hops, 0, 0, 0)
+	b = append(b, magic[0], magic[1], Version, byte(h.Kind), h.Hops, h.flags(), 0, 0)
 	b = append(b, h.Trace[:]...)
 	b = binary.BigEndian.AppendUint32(b, h.Flow)
 	switch {
@@ -207,10 +242,11 @@ func DecodeHeader(b []byte) (*Header, int, error) {
 }
 
 func decodeBody(fixed [8]byte, body []byte) (*Header, error) {
-	if fixed[5] != 0 {
+	flags := fixed[5]
+	if flags&^knownFlags != 0 {
 		return nil, fmt.Errorf("%w: reserved flags set", ErrMalformed)
 	}
-	h := &Header{Kind: Kind(fixed[3]), Hops: fixed[4]}
+	h := &Header{Kind: Kind(fixed[3]), Hops: fixed[4], Redundant: flags&flagRedundant != 0, Copy: flags >> copyShift & copyMask}
 	if len(body) < 16+4+1 {
 		return nil, fmt.Errorf("%w: short body", ErrMalformed)
 	}
@@ -356,4 +392,73 @@ func ParseProbe(b []byte) (seq uint64, sentNanos int64, err error) {
 		return 0, 0, fmt.Errorf("%w: probe length %d", ErrMalformed, len(b))
 	}
 	return binary.BigEndian.Uint64(b), int64(binary.BigEndian.Uint64(b[8:])), nil
+}
+
+// Redundant streams carry records in both directions (TUNNEL.md,
+// "Redundant streams"): every copy carries the same records, numbered by
+// position, so the receiver can deliver each record once, from whichever
+// copy brings it first.
+const (
+	// MaxRecordLen is the largest payload of one record.
+	MaxRecordLen = 1<<16 - 1
+	// RecordOverhead is what a record adds in front of its payload.
+	RecordOverhead = 2
+	// CopyStartLen is the size of the copy start the egress writes after
+	// the OK status of every copy.
+	CopyStartLen = 16
+)
+
+// ErrEndOfRecords is returned by ReadRecord at the end record: the sender
+// ended the stream (on every copy) after the records before it.
+var ErrEndOfRecords = errors.New("wire: end of records")
+
+// AppendRecord appends a record carrying payload, which must be 1 to
+// MaxRecordLen bytes long (an empty record is the end record).
+func AppendRecord(b, payload []byte) []byte {
+	if len(payload) == 0 || len(payload) > MaxRecordLen {
+		panic("wire: record payload must be 1..MaxRecordLen bytes")
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(payload)))
+	return append(b, payload...)
+}
+
+// AppendEndRecord appends the end record.
+func AppendEndRecord(b []byte) []byte { return append(b, 0, 0) }
+
+// ReadRecord reads one record from r into buf (which needs room for
+// MaxRecordLen bytes) and returns its payload, or ErrEndOfRecords.
+func ReadRecord(r io.Reader, buf []byte) ([]byte, error) {
+	var l [RecordOverhead]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, fmt.Errorf("wire: read record: %w", err)
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if n == 0 {
+		return nil, ErrEndOfRecords
+	}
+	if len(buf) < n {
+		return nil, fmt.Errorf("%w: record of %d bytes, buffer %d", ErrMalformed, n, len(buf))
+	}
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		return nil, fmt.Errorf("wire: read record: %w", err)
+	}
+	return buf[:n], nil
+}
+
+// AppendCopyStart appends what the egress writes on a copy after its OK
+// status: the flow's id (random per egress flow: copies whose ids differ
+// reached different egresses and must not be merged) and the index of the
+// first record this copy carries towards the opener (a copy that joins a
+// running flow starts past the records already sent).
+func AppendCopyStart(b []byte, flow, first uint64) []byte {
+	b = binary.BigEndian.AppendUint64(b, flow)
+	return binary.BigEndian.AppendUint64(b, first)
+}
+
+// ParseCopyStart decodes a copy start.
+func ParseCopyStart(b []byte) (flow, first uint64, err error) {
+	if len(b) != CopyStartLen {
+		return 0, 0, fmt.Errorf("%w: copy start length %d", ErrMalformed, len(b))
+	}
+	return binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), nil
 }

@@ -3,6 +3,8 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -15,12 +17,14 @@ func sampleHeaders() []*Header {
 		{Kind: KindUDP, Hops: 16, Flow: 77, Cluster: "c", Service: "media"},
 		{Kind: KindProbe},
 		{Kind: KindLinkFrames, Hops: 8, Client: netip.MustParseAddrPort("198.51.100.2:40000"), Cluster: "default", Service: "link-frames"},
+		{Kind: KindLinkFrames, Hops: 7, Trace: NewTraceID(), Cluster: "default", Service: "link-frames", Redundant: true, Copy: 1},
+		{Kind: KindLink, Hops: 2, Cluster: "default", Service: "link", Redundant: true, Copy: MaxCopies - 1},
 	}
 }
 
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range sampleHeaders() {
-		t.Run(h.Kind.String(), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%v/%d", h.Kind, h.Redundant, h.Copy), func(t *testing.T) {
 			b, err := AppendHeader(nil, h)
 			if err != nil {
 				t.Fatal(err)
@@ -54,7 +58,9 @@ func TestHeaderRejects(t *testing.T) {
 		{"version", func() []byte { b := bytes.Clone(good); b[2] = 9; return b }(), ErrVersion},
 		{"kind", func() []byte { b := bytes.Clone(good); b[3] = 99; return b }(), ErrMalformed},
 		{"hops", func() []byte { b := bytes.Clone(good); b[4] = MaxHops + 1; return b }(), ErrMalformed},
-		{"flags", func() []byte { b := bytes.Clone(good); b[5] = 1; return b }(), ErrMalformed},
+		{"reserved flag", func() []byte { b := bytes.Clone(good); b[5] = 0x08; return b }(), ErrMalformed},
+		{"copy without redundant", func() []byte { b := bytes.Clone(good); b[5] = 1 << copyShift; return b }(), ErrMalformed},
+		{"redundant udp", func() []byte { b, _ := AppendHeader(nil, sampleHeaders()[2]); b[5] = flagRedundant; return b }(), ErrMalformed},
 		{"length", func() []byte { b := bytes.Clone(good); b[6], b[7] = 0xff, 0xff; return b }(), ErrMalformed},
 		{"truncated", good[:len(good)-1], ErrMalformed},
 	}
@@ -142,5 +148,75 @@ func FuzzStatus(f *testing.F) {
 		_ = ReadStatus(bytes.NewReader(b))
 		_, _, _ = ParseDatagram(b)
 		_, _, _ = ParseProbe(b)
+	})
+}
+
+func TestRecords(t *testing.T) {
+	var b []byte
+	b = AppendRecord(b, []byte("one"))
+	b = AppendRecord(b, bytes.Repeat([]byte{7}, MaxRecordLen))
+	b = AppendEndRecord(b)
+	r := bytes.NewReader(b)
+	buf := make([]byte, MaxRecordLen)
+	if p, err := ReadRecord(r, buf); err != nil || string(p) != "one" {
+		t.Fatalf("record 0: %q %v", p, err)
+	}
+	if p, err := ReadRecord(r, buf); err != nil || len(p) != MaxRecordLen {
+		t.Fatalf("record 1: %d bytes, %v", len(p), err)
+	}
+	if _, err := ReadRecord(r, buf); !errors.Is(err, ErrEndOfRecords) {
+		t.Fatalf("end record: %v", err)
+	}
+	if _, err := ReadRecord(r, buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the end: %v", err)
+	}
+	if _, err := ReadRecord(bytes.NewReader([]byte{0, 5, 1, 2}), buf); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated record: %v", err)
+	}
+	if _, err := ReadRecord(bytes.NewReader([]byte{0, 5, 1, 2, 3, 4, 5}), buf[:4]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("record larger than the buffer: %v", err)
+	}
+	f, first, err := ParseCopyStart(AppendCopyStart(nil, 0xfeed, 42))
+	if err != nil || f != 0xfeed || first != 42 {
+		t.Fatal(f, first, err)
+	}
+	if _, _, err := ParseCopyStart([]byte{1}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short copy start: %v", err)
+	}
+}
+
+// FuzzRecords checks that the record decoder never panics, never returns
+// more than the buffer, and that what it accepts re-encodes to the bytes it
+// read.
+func FuzzRecords(f *testing.F) {
+	f.Add(AppendEndRecord(AppendRecord(AppendRecord(nil, []byte("hello")), []byte{1})))
+	f.Add([]byte{0xff, 0xff, 1})
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		buf := make([]byte, 512)
+		var out []byte
+		for {
+			consumed := len(b) - r.Len()
+			p, err := ReadRecord(r, buf)
+			if errors.Is(err, ErrEndOfRecords) {
+				out = AppendEndRecord(out)
+				consumed = len(b) - r.Len()
+				if !bytes.Equal(out, b[:consumed]) {
+					t.Fatalf("re-encoding differs:\n%x\n%x", out, b[:consumed])
+				}
+				return
+			}
+			if err != nil {
+				if !bytes.Equal(out, b[:consumed]) {
+					t.Fatalf("re-encoding differs:\n%x\n%x", out, b[:consumed])
+				}
+				return
+			}
+			if len(p) == 0 || len(p) > len(buf) {
+				t.Fatalf("record of %d bytes", len(p))
+			}
+			out = AppendRecord(out, p)
+		}
 	})
 }
