@@ -425,9 +425,9 @@ func AppendRecord(b, payload []byte) []byte {
 // AppendEndRecord appends the end record.
 func AppendEndRecord(b []byte) []byte { return append(b, 0, 0) }
 
-// ReadRecord reads one record from r into buf (which needs room for
-// MaxRecordLen bytes) and returns its payload, or ErrEndOfRecords.
-func ReadRecord(r io.Reader, buf []byte) ([]byte, error) {
+// ReadRecord reads one record from r and returns its payload (a new slice),
+// or ErrEndOfRecords.
+func ReadRecord(r io.Reader) ([]byte, error) {
 	var l [RecordOverhead]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
 		return nil, fmt.Errorf("wire: read record: %w", err)
@@ -436,13 +436,11 @@ func ReadRecord(r io.Reader, buf []byte) ([]byte, error) {
 	if n == 0 {
 		return nil, ErrEndOfRecords
 	}
-	if len(buf) < n {
-		return nil, fmt.Errorf("%w: record of %d bytes, buffer %d", ErrMalformed, n, len(buf))
-	}
-	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, fmt.Errorf("wire: read record: %w", err)
 	}
-	return buf[:n], nil
+	return p, nil
 }
 
 // AppendCopyStart appends what the egress writes on a copy after its OK
