@@ -70,7 +70,41 @@ type RoutingConfig struct {
 	HopBudget int `yaml:"hop_budget"`
 	// OpenTimeout bounds opening a stream on a next hop. Default 3s.
 	OpenTimeout config.Duration `yaml:"open_timeout"`
+	// Redundancy is how many copies of a stream this node opens per kind
+	// (TUNNEL.md, "Redundant streams"). Every node keeps as many
+	// connections to each next hop as the largest value here, so that the
+	// copies it opens or forwards ride different connections.
+	Redundancy RedundancyConfig `yaml:"redundancy"`
 }
+
+// RedundancyConfig gives the number of copies per stream kind, 1 (off) to
+// wire.MaxCopies. Each copy carries every byte of its stream over the
+// backbone: N copies cost N times the stream's backbone bytes.
+type RedundancyConfig struct {
+	// LinkFrames: Link connections the edge terminated (small IM frames,
+	// latency-sensitive). Default 2.
+	LinkFrames int `yaml:"link_frames"`
+	// Link: Link passthrough. Default 1.
+	Link int `yaml:"link"`
+	// HTTP: WebLink. Default 1.
+	HTTP int `yaml:"http"`
+}
+
+// copies returns the number of copies for a stream of kind k.
+func (r RedundancyConfig) copies(k wire.Kind) int {
+	switch k {
+	case wire.KindLinkFrames:
+		return r.LinkFrames
+	case wire.KindLink:
+		return r.Link
+	case wire.KindHTTP:
+		return r.HTTP
+	}
+	return 1
+}
+
+// lanes is the number of connections to keep to each next hop.
+func (r RedundancyConfig) lanes() int { return max(1, r.LinkFrames, r.Link, r.HTTP) }
 
 // DefaultRouting returns the routing defaults.
 func DefaultRouting() RoutingConfig {
@@ -86,6 +120,7 @@ func DefaultRouting() RoutingConfig {
 		},
 		HopBudget:   8,
 		OpenTimeout: config.Duration(3 * time.Second),
+		Redundancy:  RedundancyConfig{LinkFrames: 2, Link: 1, HTTP: 1},
 	}
 }
 
@@ -145,6 +180,14 @@ func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
 	}
 	if r.OpenTimeout.D() <= 0 {
 		errs.Addf("%sopen_timeout: must be positive", prefix)
+	}
+	for _, k := range []struct {
+		name string
+		n    int
+	}{{"link_frames", r.Redundancy.LinkFrames}, {"link", r.Redundancy.Link}, {"http", r.Redundancy.HTTP}} {
+		if k.n < 1 || k.n > wire.MaxCopies {
+			errs.Addf("%sredundancy.%s: must be 1..%d", prefix, k.name, wire.MaxCopies)
+		}
 	}
 }
 

@@ -24,6 +24,13 @@ type Metrics struct {
 	PeerDials        *prometheus.CounterVec // path, result
 	EgressDials      *prometheus.CounterVec // service, result
 	HopsExhausted    prometheus.Counter
+
+	// Redundant streams (TUNNEL.md, "Redundant streams").
+	RedundantCopies         *prometheus.CounterVec // event
+	RedundantFirst          *prometheus.CounterVec // copy
+	RedundantDuplicateBytes prometheus.Counter
+	RedundantFlows          prometheus.Gauge
+	RedundantTombstones     *prometheus.CounterVec // event
 }
 
 // NewMetrics registers the tunnel metrics on reg. stats, when set, exports
@@ -60,9 +67,20 @@ func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics 
 			Help: "Connections from the egress to core services, by result."}, []string{"service", "result"}),
 		HopsExhausted: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_relay_hop_budget_exhausted_total",
 			Help: "Streams refused because their hop budget reached zero (a routing loop)."}),
+		RedundantCopies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_redundant_copies_total",
+			Help: "Copies of redundant streams, by event: opened and open_failed (sender), joined (egress: a copy of a flow already open), refused_late (egress: a copy of a flow that ended), lost_error, lost_lagging, lost_other_flow (a copy ended or was dropped while its stream went on)."}, []string{"event"}),
+		RedundantFirst: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_redundant_first_records_total",
+			Help: "Records of redundant streams delivered, by the index of the copy that brought them first."}, []string{"copy"}),
+		RedundantDuplicateBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_relay_redundant_duplicate_bytes_total",
+			Help: "Payload bytes of redundant streams dropped as duplicates (the cost of redundancy)."}),
+		RedundantFlows: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_relay_redundant_flows",
+			Help: "Redundant flows the egress is pairing copies for."}),
+		RedundantTombstones: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_redundant_tombstones_total",
+			Help: "Ended redundant flows remembered so that late copies are refused, by event: added, evicted (the table was full; counted, as a limit)."}, []string{"event"}),
 	}
 	reg.MustRegister(m.Streams, m.ActiveStreams, m.Bytes, m.Datagrams, m.DatagramsDropped, m.PathRTT, m.PathJitter,
-		m.PathLoss, m.PathUp, m.PathSelected, m.PathSwitches, m.PathStreams, m.PeerDials, m.EgressDials, m.HopsExhausted)
+		m.PathLoss, m.PathUp, m.PathSelected, m.PathSwitches, m.PathStreams, m.PeerDials, m.EgressDials, m.HopsExhausted,
+		m.RedundantCopies, m.RedundantFirst, m.RedundantDuplicateBytes, m.RedundantFlows, m.RedundantTombstones)
 	if stats != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_relay_kcp_rejected_packets_total",
 			Help: "KCP-transport packets dropped by the authenticated packet layer (bad MAC or tag, replay, stale or unknown peer)."},

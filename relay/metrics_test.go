@@ -27,5 +27,8 @@ func TestMetricNames(t *testing.T) {
 	m.PathStreams.WithLabelValues("p").Inc()
 	m.PeerDials.WithLabelValues("p", "ok").Inc()
 	m.EgressDials.WithLabelValues("s", "ok").Inc()
+	m.RedundantCopies.WithLabelValues("opened").Inc()
+	m.RedundantFirst.WithLabelValues("0").Inc()
+	m.RedundantTombstones.WithLabelValues("added").Inc()
 	metricstest.Check(t, reg, "longlink_relay_")
 }

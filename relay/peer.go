@@ -13,7 +13,10 @@ import (
 )
 
 // peer is one next hop: a warm connection, redialed with backoff, and the
-// probe results that rank it.
+// probe results that rank it. With redundancy configured it also keeps
+// extra connections (lanes) to the same hop, each on its own socket, so that
+// the copies of a redundant stream never share a packet: a lost packet then
+// costs at most one copy.
 type peer struct {
 	r   *Router
 	hop Hop
@@ -21,7 +24,8 @@ type peer struct {
 
 	up     atomic.Bool
 	mu     sync.Mutex
-	link   *link
+	link   *link   // lane 0, probed: it decides whether the hop is up
+	extra  []*link // lanes 1.., nil while (re)dialing
 	srtt   float64 // seconds
 	jitter float64
 	loss   float64
@@ -30,7 +34,7 @@ type peer struct {
 }
 
 func newPeer(r *Router, h Hop, tr transport.Transport) *peer {
-	return &peer{r: r, hop: h, tr: tr, stopCh: make(chan struct{})}
+	return &peer{r: r, hop: h, tr: tr, stopCh: make(chan struct{}), extra: make([]*link, r.cfg.Redundancy.lanes()-1)}
 }
 
 func (p *peer) stop() {
@@ -40,6 +44,11 @@ func (p *peer) stop() {
 		if p.link != nil {
 			_ = p.link.conn.Close()
 		}
+		for _, l := range p.extra {
+			if l != nil {
+				_ = l.conn.Close()
+			}
+		}
 		p.mu.Unlock()
 	})
 }
@@ -47,6 +56,18 @@ func (p *peer) stop() {
 func (p *peer) currentLink() *link {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.link
+}
+
+// laneLink is the connection copy i of a redundant stream takes: lane
+// i mod lanes, or lane 0 while that lane is being redialed.
+func (p *peer) laneLink(i uint8) *link {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lane := int(i) % (len(p.extra) + 1)
+	if lane > 0 && p.extra[lane-1] != nil {
+		return p.extra[lane-1]
+	}
 	return p.link
 }
 
@@ -69,6 +90,15 @@ func (p *peer) run(ctx context.Context) {
 	label := p.hop.label()
 	m := p.r.m
 	m.PathUp.WithLabelValues(label).Set(0)
+	var lanes sync.WaitGroup
+	defer lanes.Wait()
+	for i := range p.extra {
+		if p.tr == nil {
+			break
+		}
+		lanes.Add(1)
+		go func() { defer lanes.Done(); p.runLane(ctx, i) }()
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		select {
@@ -122,6 +152,62 @@ func (p *peer) run(ctx context.Context) {
 		m.PathUp.WithLabelValues(label).Set(0)
 		p.r.poke()
 		p.r.log.Warn("next hop down", "path", label)
+	}
+}
+
+// runLane keeps extra connection i to the hop: dialed with backoff and
+// redialed when it ends. Lanes are not probed: the hop's state comes from
+// lane 0, and a copy on a dead lane ends with its connection.
+func (p *peer) runLane(ctx context.Context, i int) {
+	label := p.hop.label()
+	backoff := 100 * time.Millisecond
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := p.tr.Dial(dctx, p.hop.Address)
+		cancel()
+		if err == nil {
+			p.r.m.PeerDials.WithLabelValues(label, "ok").Inc()
+			backoff = 100 * time.Millisecond
+			p.mu.Lock()
+			stopped := p.stopped()
+			if !stopped {
+				p.extra[i] = newLink(conn, p.r.m)
+			}
+			p.mu.Unlock()
+			if stopped {
+				_ = conn.Close()
+				return
+			}
+			select {
+			case <-conn.Done():
+			case <-ctx.Done():
+			case <-p.stopCh:
+			}
+			p.mu.Lock()
+			p.extra[i] = nil
+			p.mu.Unlock()
+			_ = conn.Close()
+		} else {
+			p.r.m.PeerDials.WithLabelValues(label, "error").Inc()
+			p.r.log.Debug("next hop dial failed", "path", label, "lane", i+1, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.stopCh:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 3*time.Second)
+	}
+}
+
+func (p *peer) stopped() bool {
+	select {
+	case <-p.stopCh:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -35,6 +35,7 @@ type Node struct {
 	trs    map[string]transport.Transport
 	router *Router
 	stats  *transport.SealStats
+	pairs  *pairTable
 
 	mu        sync.Mutex
 	listeners map[string]transport.Listener
@@ -56,6 +57,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		listeners: map[string]transport.Listener{}, conns: map[transport.Conn]struct{}{}}
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.Name}, deps.Registerer)
 	n.m = NewMetrics(reg, n.stats)
+	n.pairs = newPairTable(n.m)
 	need := routeTransports(cfg.Routing)
 	for tr := range cfg.Listen {
 		need = append(need, tr)
@@ -330,6 +332,10 @@ func (n *Node) terminate(in *link, s transport.Stream, h *wire.Header) {
 	}
 	if h.Kind == wire.KindUDP {
 		n.terminateUDP(in, s, h, svc)
+		return
+	}
+	if h.Redundant {
+		n.terminateRedundant(s, h, svc)
 		return
 	}
 	d := net.Dialer{Timeout: eg.DialTimeout.D()}

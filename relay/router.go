@@ -35,6 +35,9 @@ type Router struct {
 	// took, so every request of one session follows the same path.
 	stickyMu sync.Mutex
 	sticky   map[string]stickyEntry
+	// pins keeps the copies of a redundant stream on one path at every
+	// hop (they must all reach the same egress); see pinPeer.
+	pins map[wire.TraceID]stickyEntry
 
 	kick   chan struct{}
 	ctx    context.Context
@@ -50,6 +53,10 @@ type stickyEntry struct {
 const (
 	stickyTTL = 10 * time.Minute
 	stickyMax = 200000
+	// The copies of a redundant stream are opened together; a pin only
+	// has to outlive the spread of their arrival at a hop.
+	pinTTL = 30 * time.Second
+	pinMax = 100000
 )
 
 type routeState struct {
@@ -74,7 +81,7 @@ type PathStatus struct {
 func NewRouter(cfg RoutingConfig, trs map[string]transport.Transport, m *Metrics, log *slog.Logger) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{cfg: cfg, trs: trs, m: m, log: log, peers: map[string]*peer{}, routes: map[string]*routeState{},
-		sticky: map[string]stickyEntry{}, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+		sticky: map[string]stickyEntry{}, pins: map[wire.TraceID]stickyEntry{}, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	return r
 }
 
@@ -249,6 +256,33 @@ func (r *Router) sweepSticky() {
 			delete(r.sticky, k)
 		}
 	}
+	for k, e := range r.pins {
+		if time.Since(e.used) > pinTTL {
+			delete(r.pins, k)
+		}
+	}
+}
+
+// pinPeer is the path an earlier copy of the redundant stream trace took
+// through this node, if any. Every copy goes the same way so that all
+// reach the same egress (a cluster may have several), which merges them.
+func (r *Router) pinPeer(trace wire.TraceID) *peer {
+	r.stickyMu.Lock()
+	defer r.stickyMu.Unlock()
+	e, ok := r.pins[trace]
+	if !ok || time.Since(e.used) > pinTTL {
+		return nil
+	}
+	return e.p
+}
+
+func (r *Router) pin(trace wire.TraceID, p *peer) {
+	r.stickyMu.Lock()
+	defer r.stickyMu.Unlock()
+	if _, ok := r.pins[trace]; !ok && len(r.pins) >= pinMax {
+		return // the egress's flow ids still keep copies of two flows apart
+	}
+	r.pins[trace] = stickyEntry{p: p, used: time.Now()}
 }
 
 func (r *Router) stickyPeer(key string) *peer {
@@ -331,15 +365,24 @@ func (rs *routeState) candidates(sticky *peer) []*peer {
 	return out
 }
 
-// open opens a stream for h on the best path and writes the header.
+// open opens a stream for h on the best path and writes the header. A copy
+// of a redundant stream follows the path its stream's other copies took
+// and rides the lane of its copy index.
 func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]byte)) (transport.Stream, *link, *peer, error) {
 	rs := r.route(h.Cluster)
 	if rs == nil {
 		return nil, nil, nil, fmt.Errorf("%w %q: no route configured", ErrNoRoute, h.Cluster)
 	}
+	sticky := r.stickyPeer(h.Affinity)
+	if h.Redundant && sticky == nil {
+		sticky = r.pinPeer(h.Trace)
+	}
 	var lastErr error
-	for _, p := range rs.candidates(r.stickyPeer(h.Affinity)) {
+	for _, p := range rs.candidates(sticky) {
 		l := p.currentLink()
+		if h.Redundant {
+			l = p.laneLink(h.Copy)
+		}
 		if l == nil {
 			continue
 		}
@@ -361,6 +404,9 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 			if _, err = s.Write(b); err == nil {
 				r.m.PathStreams.WithLabelValues(p.hop.label()).Inc()
 				r.remember(h.Affinity, p)
+				if h.Redundant {
+					r.pin(h.Trace, p)
+				}
 				*h = hdr
 				return s, l, p, nil
 			}
@@ -380,18 +426,23 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 // Tunnel is a stream to the destination service. Its first Read waits for
 // the far end's status, so the caller can send the client's first bytes
 // without waiting a round trip; a refusal surfaces as a *wire.StatusError.
+// A redundant tunnel (routing.redundancy) looks the same to its user.
 type Tunnel struct {
-	s      transport.Stream
+	s      transport.Stream // nil when redundant
+	red    *redundantTunnel
 	path   string
 	once   sync.Once
 	status error
 }
 
-// Path names the next hop the tunnel went through.
+// Path names the next hop the tunnel went through (its first copy's).
 func (t *Tunnel) Path() string { return t.path }
 
 // Status waits for the far end's answer.
 func (t *Tunnel) Status() error {
+	if t.red != nil {
+		return t.red.Status()
+	}
 	t.once.Do(func() { t.status = wire.ReadStatus(t.s) })
 	return t.status
 }
@@ -400,19 +451,37 @@ func (t *Tunnel) Read(p []byte) (int, error) {
 	if err := t.Status(); err != nil {
 		return 0, err
 	}
+	if t.red != nil {
+		return t.red.in.Read(p)
+	}
 	return t.s.Read(p)
 }
 
-func (t *Tunnel) Write(p []byte) (int, error) { return t.s.Write(p) }
+func (t *Tunnel) Write(p []byte) (int, error) {
+	if t.red != nil {
+		return t.red.out.Write(p)
+	}
+	return t.s.Write(p)
+}
 
 // Close ends the tunnel in both directions.
-func (t *Tunnel) Close() error { return t.s.Close() }
+func (t *Tunnel) Close() error {
+	if t.red != nil {
+		t.red.close()
+		return nil
+	}
+	return t.s.Close()
+}
 
-// OpenStream opens a tunnel stream for a TCP-like flow (h.Kind link or http).
-// h.Hops is set to the configured budget when zero, and h.Trace to a new id
-// when unset.
+// OpenStream opens a tunnel stream for a TCP-like flow (h.Kind link,
+// link-frames or http), with as many copies as routing.redundancy gives
+// for its kind. h.Hops is set to the configured budget when zero, and
+// h.Trace to a new id when unset.
 func (r *Router) OpenStream(ctx context.Context, h wire.Header) (*Tunnel, error) {
 	r.fill(&h)
+	if n := r.cfg.Redundancy.copies(h.Kind); n > 1 {
+		return r.openRedundant(ctx, h, n)
+	}
 	s, _, p, err := r.open(ctx, &h, nil)
 	if err != nil {
 		return nil, err
