@@ -1,0 +1,382 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/longlink/longlink/relay/transport"
+	"github.com/longlink/longlink/relay/wire"
+)
+
+// delayedCopy is one copy's path in the property test: what the fanout
+// writes arrives at the merger after a random delay per write, in order,
+// and the path may die after some writes.
+type delayedCopy struct {
+	pr   *io.PipeReader
+	pw   *io.PipeWriter
+	ch   chan []byte
+	once sync.Once
+}
+
+func newDelayedCopy(rng *rand.Rand, maxDelay time.Duration, dieAfter int) *delayedCopy {
+	pr, pw := io.Pipe()
+	c := &delayedCopy{pr: pr, pw: pw, ch: make(chan []byte, 1024)}
+	seed := rng.Uint64()
+	go func() {
+		r := rand.New(rand.NewPCG(seed, 1))
+		n := 0
+		for b := range c.ch {
+			time.Sleep(time.Duration(r.Int64N(int64(maxDelay))))
+			if dieAfter >= 0 && n >= dieAfter {
+				_ = pw.CloseWithError(errors.New("copy's connection died"))
+				continue
+			}
+			if _, err := pw.Write(b); err != nil {
+				continue
+			}
+			n++
+		}
+		_ = pw.Close()
+	}()
+	return c
+}
+
+func (c *delayedCopy) Write(p []byte) (int, error) {
+	c.ch <- bytes.Clone(p)
+	return len(p), nil
+}
+
+func (c *delayedCopy) Close() error {
+	c.once.Do(func() { close(c.ch) })
+	return nil
+}
+
+// Property: whatever the per-copy delays, and with copies dying part way,
+// the merged stream is exactly what was written: nothing lost, duplicated
+// or reordered, as long as one copy lives.
+func TestRedundantOrderUnderRandomDelays(t *testing.T) {
+	for seed := range uint64(30) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(seed, 7))
+			m := NewMetrics(prometheus.NewRegistry(), nil)
+			out, in := newFanout(m), newMerger(m)
+			copies := 2 + rng.IntN(3)
+			survivor := rng.IntN(copies)
+			for i := range copies {
+				dieAfter := -1
+				if i != survivor && rng.IntN(2) == 0 {
+					dieAfter = rng.IntN(40)
+				}
+				c := newDelayedCopy(rng, time.Duration(1+rng.IntN(3))*time.Millisecond, dieAfter)
+				in.add()
+				co := out.join(uint8(i), c, nil)
+				go func() {
+					if err := in.feed(uint8(i), 0, c.pr); err != nil {
+						co.lost("error")
+					}
+				}()
+			}
+			var want bytes.Buffer
+			go func() {
+				for range 200 {
+					p := make([]byte, 1+rng.IntN(3000))
+					for j := range p {
+						p[j] = byte(rng.Uint32())
+					}
+					want.Write(p)
+					if _, err := out.Write(p); err != nil {
+						t.Errorf("write: %v", err)
+						return
+					}
+				}
+				out.end()
+			}()
+			got, err := io.ReadAll(in)
+			if err != nil {
+				t.Fatalf("merged stream ended with %v after %d bytes", err, len(got))
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Fatalf("merged %d bytes, wrote %d: not the same bytes", len(got), want.Len())
+			}
+		})
+	}
+}
+
+// A copy that joins late starts at the index the sender had reached; the
+// merger waits for the other copy to bring the records before it.
+func TestMergerLateCopy(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry(), nil)
+	g := newMerger(m)
+	var early, late bytes.Buffer
+	for i := range 10 {
+		rec := wire.AppendRecord(nil, []byte{byte(i)})
+		early.Write(rec)
+		if i >= 6 {
+			late.Write(rec)
+		}
+	}
+	early.Write(wire.AppendEndRecord(nil))
+	late.Write(wire.AppendEndRecord(nil))
+	g.add()
+	g.add()
+	// The late copy is fed first: it must wait, not deliver record 6 first.
+	lateDone := make(chan error, 1)
+	go func() { lateDone <- g.feed(1, 6, &late) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := g.feed(0, 0, &early); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-lateDone; err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(g)
+	if err != nil || !bytes.Equal(got, []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("merged %v, %v", got, err)
+	}
+	if d := testutil.ToFloat64(m.RedundantDuplicateBytes); d != 4 {
+		t.Fatalf("duplicate bytes %v, want 4", d)
+	}
+}
+
+// When the only copy that could fill a gap dies, the merged stream fails
+// instead of waiting forever.
+func TestMergerGap(t *testing.T) {
+	g := newMerger(NewMetrics(prometheus.NewRegistry(), nil))
+	g.add()
+	g.add()
+	pr, pw := io.Pipe()
+	late := bytes.NewReader(wire.AppendRecord(nil, []byte("x")))
+	lateDone := make(chan error, 1)
+	go func() { lateDone <- g.feed(1, 5, late) }()
+	go func() { _ = g.feed(0, 0, pr) }()
+	time.Sleep(20 * time.Millisecond)
+	_ = pw.CloseWithError(errors.New("dead"))
+	if err := <-lateDone; !errors.Is(err, errCopyGap) {
+		t.Fatalf("late copy: %v", err)
+	}
+	if _, err := g.Read(make([]byte, 1)); !errors.Is(err, errCopyGap) {
+		t.Fatalf("read: %v", err)
+	}
+}
+
+// redundantChain is an edge-like router whose only path is the egress
+// (direct), as in the WAN benchmark: the copies of a stream take two
+// connections to the same hop.
+func redundantChain(t *testing.T) (*Router, *Node, *Metrics, <-chan string) {
+	t.Helper()
+	mn := transport.NewMemNetwork()
+	tcpAddr, sources := proxyEcho(t)
+	ecfg := DefaultEgress()
+	ecfg.Listen = map[string]string{"mem": "egress"}
+	ecfg.Cluster = "demo"
+	ecfg.Services = map[string]Service{"link-frames": {Kind: "link-frames", Address: tcpAddr}}
+	eg, err := NewEgress(ecfg, Deps{Transports: map[string]transport.Transport{"mem": mn.Transport("egress")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eg.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eg.Shutdown(context.Background()) })
+	rc := fastRouting(Route{Cluster: "demo", Direct: &Hop{Name: "egress", Transport: "mem", Address: "egress"}})
+	m := NewMetrics(prometheus.NewRegistry(), nil)
+	r := NewRouter(rc, map[string]transport.Transport{"mem": mn.Transport("edge")}, m, discardLog())
+	r.Start()
+	t.Cleanup(r.Shutdown)
+	waitFor(t, 2*time.Second, func() bool {
+		p := r.peers[rc.Routes[0].Direct.key()]
+		return r.Primary("demo") != "" && p.laneLink(1) != p.currentLink()
+	})
+	return r, eg, m, sources
+}
+
+// One copy's connection dies mid-traffic: no frame is lost, duplicated or
+// reordered and the flow goes on over the other copy; the gateway saw one
+// session.
+func TestRedundantCopyKilled(t *testing.T) {
+	for _, lane := range []uint8{0, 1} {
+		t.Run(fmt.Sprint("lane ", lane), func(t *testing.T) {
+			r, eg, m, sources := redundantChain(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			client := netip.MustParseAddrPort("198.51.100.9:40000")
+			tun, err := r.OpenStream(ctx, wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames", Client: client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tun.Close()
+			if tun.red == nil {
+				t.Fatal("link-frames tunnel is not redundant")
+			}
+			if got := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("opened")); got != 2 {
+				t.Fatalf("%v copies opened, want 2", got)
+			}
+			var want bytes.Buffer
+			got := make(chan []byte, 1)
+			go func() {
+				b := make([]byte, 0, 1<<20)
+				buf := make([]byte, 4096)
+				for len(b) < 300*100 {
+					n, err := tun.Read(buf)
+					b = append(b, buf[:n]...)
+					if err != nil {
+						break
+					}
+				}
+				got <- b
+			}()
+			p := r.peers[Hop{Transport: "mem", Address: "egress"}.key()]
+			for i := range 300 {
+				frame := bytes.Repeat([]byte{byte(i)}, 100)
+				binaryIndex(frame, i)
+				want.Write(frame)
+				if _, err := tun.Write(frame); err != nil {
+					t.Fatalf("write %d: %v", i, err)
+				}
+				if i == 100 {
+					_ = p.laneLink(lane).conn.Close()
+				}
+				time.Sleep(time.Millisecond)
+			}
+			select {
+			case b := <-got:
+				if !bytes.Equal(b, want.Bytes()) {
+					t.Fatalf("echoed %d bytes, sent %d: not the same bytes", len(b), want.Len())
+				}
+			case <-ctx.Done():
+				t.Fatal("echo did not come back")
+			}
+			if src := <-sources; src != client.String() {
+				t.Fatalf("PROXY source %s", src)
+			}
+			select {
+			case s := <-sources:
+				t.Fatalf("the gateway saw a second session (%s)", s)
+			default:
+			}
+			if lost := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("lost_error")) +
+				testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("lost_error")); lost == 0 {
+				t.Fatal("the killed copy was not counted lost")
+			}
+			if joined := testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("joined")); joined != 1 {
+				t.Fatalf("egress joined %v copies, want 1", joined)
+			}
+		})
+	}
+}
+
+func binaryIndex(b []byte, i int) { b[0], b[1] = byte(i>>8), byte(i) }
+
+// After a flow ended, a late copy with its trace id is refused: it must not
+// open a second gateway session.
+func TestRedundantLateCopyRefused(t *testing.T) {
+	r, eg, _, sources := redundantChain(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h := wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames", Trace: wire.NewTraceID()}
+	tun, err := r.OpenStream(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tun.Write([]byte("login")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(tun, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	<-sources
+	_ = tun.Close()
+	waitFor(t, 3*time.Second, func() bool { return testutil.ToFloat64(eg.m.RedundantFlows) == 0 })
+
+	late := h
+	r.fill(&late)
+	late.Redundant, late.Copy = true, 1
+	s, _, _, err := r.open(ctx, &late, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _ = s.Write(wire.AppendRecord(nil, []byte("login")))
+	var se *wire.StatusError
+	if err := wire.ReadStatus(s); !errors.As(err, &se) || se.Status != wire.StatusRefused {
+		t.Fatalf("late copy: status %v, want refused", err)
+	}
+	if n := testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("refused_late")); n != 1 {
+		t.Fatalf("refused_late = %v", n)
+	}
+	select {
+	case s := <-sources:
+		t.Fatalf("the late copy reached the gateway (%s)", s)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// The egress pairs the copies of one flow and keeps two flows apart;
+// a copy that does not match its flow's header is refused.
+func TestEgressPairing(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry(), nil)
+	pt := newPairTable(m)
+	a := &wire.Header{Kind: wire.KindLinkFrames, Cluster: "c", Service: "s", Trace: wire.NewTraceID(), Redundant: true}
+	b := *a
+	b.Trace = wire.NewTraceID()
+	fa, created, err := pt.join(a)
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	a1 := *a
+	a1.Copy = 1
+	if f, created, err := pt.join(&a1); err != nil || created || f != fa {
+		t.Fatalf("copy 1 did not join its flow: %v %v", created, err)
+	}
+	if fb, created, err := pt.join(&b); err != nil || !created || fb == fa {
+		t.Fatalf("another trace joined: %v %v", created, err)
+	}
+	bad := a1
+	bad.Service = "other"
+	if _, _, err := pt.join(&bad); !errors.Is(err, errFlowMismatch) {
+		t.Fatalf("mismatched copy: %v", err)
+	}
+	for range wire.MaxCopies - 2 {
+		if _, _, err := pt.join(&a1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := pt.join(&a1); !errors.Is(err, errTooManyCopies) {
+		t.Fatalf("copy past MaxCopies: %v", err)
+	}
+	if g := testutil.ToFloat64(m.RedundantFlows); g != 2 {
+		t.Fatalf("flows gauge %v", g)
+	}
+	pt.end(fa)
+	if _, _, err := pt.join(a); !errors.Is(err, errFlowEnded) {
+		t.Fatalf("copy after the end: %v", err)
+	}
+	// Tombstones expire and are bounded.
+	pt.sweep(time.Now().Add(tombstoneTTL + time.Second))
+	if len(pt.tombs) != 0 {
+		t.Fatalf("%d tombstones after their TTL", len(pt.tombs))
+	}
+	for range maxTombstones + 10 {
+		h := &wire.Header{Kind: wire.KindLinkFrames, Cluster: "c", Service: "s", Trace: wire.NewTraceID()}
+		f, _, _ := pt.join(h)
+		pt.end(f)
+	}
+	if len(pt.tombs) != maxTombstones {
+		t.Fatalf("%d tombstones, limit %d", len(pt.tombs), maxTombstones)
+	}
+	if ev := testutil.ToFloat64(m.RedundantTombstones.WithLabelValues("evicted")); ev != 10 {
+		t.Fatalf("evicted %v", ev)
+	}
+}
