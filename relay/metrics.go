@@ -68,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics 
 		HopsExhausted: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_relay_hop_budget_exhausted_total",
 			Help: "Streams refused because their hop budget reached zero (a routing loop)."}),
 		RedundantCopies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_redundant_copies_total",
-			Help: "Copies of redundant streams, by event: opened and open_failed (sender), joined (egress: a copy of a flow already open), refused_late (egress: a copy of a flow that ended), lost_error, lost_lagging, lost_other_flow (a copy ended or was dropped while its stream went on)."}, []string{"event"}),
+			Help: "Copies of redundant streams, by event: opened and open_failed (sender), joined (egress: a copy of a flow already open), refused_late (egress: a copy of a flow that ended), lost_error, lost_lagging, lost_refused, lost_other_flow (a copy ended, was dropped or refused while its stream went on; the sender's lost_refused also counts copies of a refused stream)."}, []string{"event"}),
 		RedundantFirst: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_redundant_first_records_total",
 			Help: "Records of redundant streams delivered, by the index of the copy that brought them first."}, []string{"copy"}),
 		RedundantDuplicateBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_relay_redundant_duplicate_bytes_total",

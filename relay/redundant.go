@@ -460,7 +460,11 @@ func (t *redundantTunnel) read(idx uint8, s transport.Stream, c *copyOut) {
 	t.reportStatus(err)
 	if err != nil {
 		t.in.copyEnded(err)
-		c.lost("error")
+		reason := "error"
+		if errors.As(err, new(*wire.StatusError)) {
+			reason = "refused"
+		}
+		c.lost(reason)
 		return
 	}
 	var b [wire.CopyStartLen]byte

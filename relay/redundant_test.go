@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/longlink/longlink/pkg/pki"
 	"github.com/longlink/longlink/relay/transport"
 	"github.com/longlink/longlink/relay/wire"
 )
@@ -173,16 +175,30 @@ func TestMergerGap(t *testing.T) {
 
 // redundantChain is an edge-like router whose only path is the egress
 // (direct), as in the WAN benchmark: the copies of a stream take two
-// connections to the same hop.
-func redundantChain(t *testing.T) (*Router, *Node, *Metrics, <-chan string) {
+// connections to the same hop. tr is mem, or quic or kcp over loopback UDP.
+func redundantChain(t *testing.T, tr string) (*Router, *Node, *Metrics, <-chan string) {
 	t.Helper()
-	mn := transport.NewMemNetwork()
 	tcpAddr, sources := proxyEcho(t)
 	ecfg := DefaultEgress()
-	ecfg.Listen = map[string]string{"mem": "egress"}
 	ecfg.Cluster = "demo"
 	ecfg.Services = map[string]Service{"link-frames": {Kind: "link-frames", Address: tcpAddr}}
-	eg, err := NewEgress(ecfg, Deps{Transports: map[string]transport.Transport{"mem": mn.Transport("egress")}})
+	var edeps, rdeps Deps
+	addr := "egress"
+	if tr == "mem" {
+		mn := transport.NewMemNetwork()
+		ecfg.Listen = map[string]string{"mem": addr}
+		edeps.Transports = map[string]transport.Transport{"mem": mn.Transport("egress")}
+		rdeps.Transports = map[string]transport.Transport{"mem": mn.Transport("edge")}
+	} else {
+		ca, _ := pki.NewCA("cluster")
+		ecert, _ := ca.Issue("egress", "127.0.0.1")
+		rcert, _ := ca.Issue("edge", "127.0.0.1")
+		key := []byte("redundant-test-cluster-key-0123")
+		ecfg.Listen = map[string]string{tr: "127.0.0.1:0"}
+		edeps = Deps{TLS: pki.MutualTLS(ecert, ca.Pool()), ClusterKey: key}
+		rdeps = Deps{TLS: pki.MutualTLS(rcert, ca.Pool()), ClusterKey: key}
+	}
+	eg, err := NewEgress(ecfg, edeps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,12 +206,20 @@ func redundantChain(t *testing.T) (*Router, *Node, *Metrics, <-chan string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = eg.Shutdown(context.Background()) })
-	rc := fastRouting(Route{Cluster: "demo", Direct: &Hop{Name: "egress", Transport: "mem", Address: "egress"}})
+	if tr != "mem" {
+		addr = eg.Addr(tr).String()
+	}
+	rdeps.defaults()
+	trs, err := BuildTransports([]string{tr}, SecurityConfig{}, DefaultTransport(), rdeps, &transport.SealStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := fastRouting(Route{Cluster: "demo", Direct: &Hop{Name: "egress", Transport: tr, Address: addr}})
 	m := NewMetrics(prometheus.NewRegistry(), nil)
-	r := NewRouter(rc, map[string]transport.Transport{"mem": mn.Transport("edge")}, m, discardLog())
+	r := NewRouter(rc, trs, m, discardLog())
 	r.Start()
 	t.Cleanup(r.Shutdown)
-	waitFor(t, 2*time.Second, func() bool {
+	waitFor(t, 5*time.Second, func() bool {
 		p := r.peers[rc.Routes[0].Direct.key()]
 		return r.Primary("demo") != "" && p.laneLink(1) != p.currentLink()
 	})
@@ -206,74 +230,82 @@ func redundantChain(t *testing.T) (*Router, *Node, *Metrics, <-chan string) {
 // reordered and the flow goes on over the other copy; the gateway saw one
 // session.
 func TestRedundantCopyKilled(t *testing.T) {
-	for _, lane := range []uint8{0, 1} {
-		t.Run(fmt.Sprint("lane ", lane), func(t *testing.T) {
-			r, eg, m, sources := redundantChain(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			client := netip.MustParseAddrPort("198.51.100.9:40000")
-			tun, err := r.OpenStream(ctx, wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames", Client: client})
+	trs := []string{"mem"}
+	if os.Getenv("LONGLINK_INTEGRATION") != "" {
+		trs = append(trs, "quic", "kcp")
+	}
+	for _, tr := range trs {
+		for _, lane := range []uint8{0, 1} {
+			t.Run(fmt.Sprintf("%s lane %d", tr, lane), func(t *testing.T) { copyKilled(t, tr, lane) })
+		}
+	}
+}
+
+func copyKilled(t *testing.T, tr string, lane uint8) {
+	r, eg, m, sources := redundantChain(t, tr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := netip.MustParseAddrPort("198.51.100.9:40000")
+	tun, err := r.OpenStream(ctx, wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames", Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	if tun.red == nil {
+		t.Fatal("link-frames tunnel is not redundant")
+	}
+	if got := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("opened")); got != 2 {
+		t.Fatalf("%v copies opened, want 2", got)
+	}
+	var want bytes.Buffer
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, 0, 1<<20)
+		buf := make([]byte, 4096)
+		for len(b) < 300*100 {
+			n, err := tun.Read(buf)
+			b = append(b, buf[:n]...)
 			if err != nil {
-				t.Fatal(err)
+				break
 			}
-			defer tun.Close()
-			if tun.red == nil {
-				t.Fatal("link-frames tunnel is not redundant")
-			}
-			if got := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("opened")); got != 2 {
-				t.Fatalf("%v copies opened, want 2", got)
-			}
-			var want bytes.Buffer
-			got := make(chan []byte, 1)
-			go func() {
-				b := make([]byte, 0, 1<<20)
-				buf := make([]byte, 4096)
-				for len(b) < 300*100 {
-					n, err := tun.Read(buf)
-					b = append(b, buf[:n]...)
-					if err != nil {
-						break
-					}
-				}
-				got <- b
-			}()
-			p := r.peers[Hop{Transport: "mem", Address: "egress"}.key()]
-			for i := range 300 {
-				frame := bytes.Repeat([]byte{byte(i)}, 100)
-				binaryIndex(frame, i)
-				want.Write(frame)
-				if _, err := tun.Write(frame); err != nil {
-					t.Fatalf("write %d: %v", i, err)
-				}
-				if i == 100 {
-					_ = p.laneLink(lane).conn.Close()
-				}
-				time.Sleep(time.Millisecond)
-			}
-			select {
-			case b := <-got:
-				if !bytes.Equal(b, want.Bytes()) {
-					t.Fatalf("echoed %d bytes, sent %d: not the same bytes", len(b), want.Len())
-				}
-			case <-ctx.Done():
-				t.Fatal("echo did not come back")
-			}
-			if src := <-sources; src != client.String() {
-				t.Fatalf("PROXY source %s", src)
-			}
-			select {
-			case s := <-sources:
-				t.Fatalf("the gateway saw a second session (%s)", s)
-			default:
-			}
-			if lost := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("lost_error")) +
-				testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("lost_error")); lost == 0 {
-				t.Fatal("the killed copy was not counted lost")
-			}
-			if joined := testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("joined")); joined != 1 {
-				t.Fatalf("egress joined %v copies, want 1", joined)
-			}
-		})
+		}
+		got <- b
+	}()
+	p := r.peers[r.cfg.Routes[0].Direct.key()]
+	for i := range 300 {
+		frame := bytes.Repeat([]byte{byte(i)}, 100)
+		binaryIndex(frame, i)
+		want.Write(frame)
+		if _, err := tun.Write(frame); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if i == 100 {
+			_ = p.laneLink(lane).conn.Close()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, want.Bytes()) {
+			t.Fatalf("echoed %d bytes, sent %d: not the same bytes", len(b), want.Len())
+		}
+	case <-ctx.Done():
+		t.Fatal("echo did not come back")
+	}
+	if src := <-sources; src != client.String() {
+		t.Fatalf("PROXY source %s", src)
+	}
+	select {
+	case s := <-sources:
+		t.Fatalf("the gateway saw a second session (%s)", s)
+	default:
+	}
+	if lost := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("lost_error")) +
+		testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("lost_error")); lost == 0 {
+		t.Fatal("the killed copy was not counted lost")
+	}
+	if joined := testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("joined")); joined != 1 {
+		t.Fatalf("egress joined %v copies, want 1", joined)
 	}
 }
 
@@ -282,7 +314,7 @@ func binaryIndex(b []byte, i int) { b[0], b[1] = byte(i>>8), byte(i) }
 // After a flow ended, a late copy with its trace id is refused: it must not
 // open a second gateway session.
 func TestRedundantLateCopyRefused(t *testing.T) {
-	r, eg, _, sources := redundantChain(t)
+	r, eg, _, sources := redundantChain(t, "mem")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h := wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames", Trace: wire.NewTraceID()}

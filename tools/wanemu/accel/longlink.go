@@ -94,7 +94,7 @@ routing:
   routes:
     - cluster: default
       direct: {name: core, transport: %[3]s, address: "%[4]s:%[5]s"}
-`
+%[7]s`
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
 			return err
@@ -151,7 +151,11 @@ routing:
 		}
 		terminate = fmt.Sprintf(", terminate: {keys: [{id: %q, private_key: \"file:%s\"}]}", st.ID, filepath.Join(dir, "link.key"))
 	}
-	edgeYAML = fmt.Sprintf(edgeYAML, edge, pkiDir, f.tunnel, core, port, terminate)
+	redundancy := ""
+	if f.redundancy > 0 {
+		redundancy = fmt.Sprintf("  redundancy: {link_frames: %d}\n", f.redundancy)
+	}
+	edgeYAML = fmt.Sprintf(edgeYAML, edge, pkiDir, f.tunnel, core, port, terminate, redundancy)
 	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(edgeYAML), 0o600); err != nil {
 		return err
 	}
@@ -176,8 +180,8 @@ routing:
 	if f.passthrough {
 		mode = "Link passthrough"
 	}
-	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge (%s)->%s tunnel->core egress; clients: dial race %v (0: default), nudge %v\n",
-		f.world, mode, f.tunnel, f.link.DialRace, !f.link.DisableNudge)
+	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge (%s)->%s tunnel->core egress; clients: dial race %v (0: default), nudge %v; edge link-frames redundancy %d (0: default)\n",
+		f.world, mode, f.tunnel, f.link.DialRace, !f.link.DisableNudge, f.redundancy)
 
 	clientArgs := []string{"-role", "sdkclient", "-clientfile", clientFile,
 		"-connects", fmt.Sprint(f.plan.connects), "-msg-for", f.plan.msgFor.String(),

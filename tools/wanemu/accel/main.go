@@ -52,12 +52,14 @@ type flags struct {
 	local  bool
 	// passthrough: the edge relays the client's Link bytes (no Link keys).
 	passthrough bool
-	link        sdk.LinkOptions // the sdk clients' Link options
-	clientFile  string
-	world       string
-	mode        string
-	timeout     time.Duration
-	plan        clientPlan
+	// redundancy: the edge's routing.redundancy.link_frames; 0 keeps the default.
+	redundancy int
+	link       sdk.LinkOptions // the sdk clients' Link options
+	clientFile string
+	world      string
+	mode       string
+	timeout    time.Duration
+	plan       clientPlan
 	// measured, when set, receives the figures of both paths (tests).
 	measured func(direct, accel measurement)
 }
@@ -75,6 +77,7 @@ func main() {
 	flag.StringVar(&f.impl, "impl", "standin", "accel mode: standin (this program's own edge and core) or longlink (cmd/longlink and core/sdk)")
 	flag.BoolVar(&f.link.DisableNudge, "no-nudge", false, "longlink: clients do not nudge unacknowledged requests (core/sdk LinkOptions)")
 	flag.DurationVar(&f.link.DialRace, "dial-race", 0, "longlink: clients' TCP dial race stagger (0: the SDK default, negative: off)")
+	flag.IntVar(&f.redundancy, "redundancy", 0, "longlink: the edge's routing.redundancy.link_frames (0: the default)")
 	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
