@@ -228,8 +228,21 @@ type copyOut struct {
 	idx     uint8
 	s       io.WriteCloser
 	pending [][]byte
-	queued  int // bytes queued or being written
+	queued  int  // bytes queued or being written
+	writing bool // a run goroutine is on it
 	dead    bool
+}
+
+// push queues b for the copy and starts its writer if none is running.
+// Writers run only while there is something to write, so an idle copy
+// holds no goroutine. Call with f.mu held.
+func (c *copyOut) push(b []byte) {
+	c.pending = append(c.pending, b)
+	c.queued += len(b)
+	if !c.writing {
+		c.writing = true
+		go c.run()
+	}
 }
 
 func newFanout(m *Metrics) *fanout {
@@ -250,11 +263,9 @@ func (f *fanout) join(idx uint8, s io.WriteCloser, prefix func(start uint64) []b
 	}
 	c := &copyOut{f: f, idx: idx, s: s}
 	if prefix != nil {
-		b := prefix(f.next)
-		c.pending, c.queued = [][]byte{b}, len(b)
+		c.push(prefix(f.next))
 	}
 	f.copies = append(f.copies, c)
-	go c.run()
 	return c
 }
 
@@ -292,8 +303,7 @@ func (f *fanout) Write(p []byte) (int, error) {
 			case c.queued >= fanoutLagging:
 				c.lose("lagging")
 			default:
-				c.pending = append(c.pending, rec)
-				c.queued += len(rec)
+				c.push(rec)
 			}
 		}
 		f.next++
@@ -316,8 +326,7 @@ func (f *fanout) end() {
 	rec := wire.AppendEndRecord(nil)
 	for _, c := range f.copies {
 		if !c.dead {
-			c.pending = append(c.pending, rec)
-			c.queued += len(rec)
+			c.push(rec)
 		}
 	}
 	f.cond.Broadcast()
@@ -359,20 +368,19 @@ func (c *copyOut) lost(reason string) {
 }
 
 // run writes the copy's queue, batching what accumulated while the last
-// write was on its way.
+// write was on its way, until the queue is empty. After the end record it
+// closes the stream.
 func (c *copyOut) run() {
 	f := c.f
 	var batch []byte
+	f.mu.Lock()
 	for {
-		f.mu.Lock()
-		for !c.dead && len(c.pending) == 0 && !f.ended {
-			f.cond.Wait()
-		}
-		if c.dead || len(c.pending) == 0 { // dead, or ended with everything written
-			if !c.dead {
+		if c.dead || len(c.pending) == 0 {
+			if !c.dead && f.ended { // the end record is written
 				c.dead = true
 				_ = c.s.Close()
 			}
+			c.writing = false
 			f.mu.Unlock()
 			return
 		}
@@ -393,10 +401,6 @@ func (c *copyOut) run() {
 			c.lose("error")
 		}
 		f.cond.Broadcast()
-		f.mu.Unlock()
-		if cap(batch) > 64<<10 {
-			batch = nil // keep no large buffer on an idle copy
-		}
 	}
 }
 

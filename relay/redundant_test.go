@@ -412,3 +412,44 @@ func TestEgressPairing(t *testing.T) {
 		t.Fatalf("evicted %v", ev)
 	}
 }
+
+// Through relays, both copies of a stream take the same relay (the pin),
+// which forwards each on its own lane, and meet at the egress.
+func TestRedundantThroughRelays(t *testing.T) {
+	ch := newMemChain(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, n := range ch.relays {
+		waitFor(t, 2*time.Second, func() bool {
+			p := n.router.peers[Hop{Transport: "mem", Address: "egress"}.key()]
+			return p.laneLink(1) != nil && p.laneLink(1) != p.currentLink()
+		})
+	}
+	tun, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	if _, err := tun.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(tun, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+	<-ch.tcp
+	var forwarded []float64
+	for _, n := range ch.relays {
+		forwarded = append(forwarded, testutil.ToFloat64(n.m.Streams.WithLabelValues("link-frames", "forwarded")))
+	}
+	if !(forwarded[0] == 2 && forwarded[1] == 0 || forwarded[0] == 0 && forwarded[1] == 2) {
+		t.Fatalf("relays forwarded %v copies: the copies split", forwarded)
+	}
+	if j := testutil.ToFloat64(ch.egress.m.RedundantCopies.WithLabelValues("joined")); j != 1 {
+		t.Fatalf("egress joined %v copies, want 1", j)
+	}
+	egressConns := func() int { ch.egress.mu.Lock(); defer ch.egress.mu.Unlock(); return len(ch.egress.conns) }
+	if n := egressConns(); n < 4 {
+		t.Fatalf("egress has %d connections, want 2 lanes from each relay", n)
+	}
+}

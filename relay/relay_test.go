@@ -104,8 +104,9 @@ func newMemChain(t *testing.T) *memChain {
 	ecfg.Listen = map[string]string{"mem": "egress"}
 	ecfg.Cluster = "demo"
 	ecfg.Services = map[string]Service{
-		"link":  {Kind: "link", Address: tcpAddr},
-		"media": {Kind: "udp", Address: udpAddr},
+		"link":        {Kind: "link", Address: tcpAddr},
+		"link-frames": {Kind: "link-frames", Address: tcpAddr},
+		"media":       {Kind: "udp", Address: udpAddr},
 	}
 	eg, err := NewEgress(ecfg, Deps{Transports: map[string]transport.Transport{"mem": mn.Transport("egress")}})
 	if err != nil {
@@ -327,6 +328,9 @@ func TestConfigValidate(t *testing.T) {
 		{"no routes", "listen: {quic: 127.0.0.1:1}\n", "needs at least one route"},
 		{"bad transport", "routing:\n  routes:\n    - cluster: demo\n      next_hops: [{transport: tcp, address: x:1}]\n", "is not quic or kcp"},
 		{"bad profile", "transport: {kcp: {profile: turbo}}\nrouting: {routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "turbo"},
+		{"redundancy", "routing: {redundancy: {link_frames: 1, http: 3}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", ""},
+		{"redundancy too high", "routing: {redundancy: {link_frames: 5}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "redundancy.link_frames: must be 1..4"},
+		{"redundancy unknown kind", "routing: {redundancy: {udp: 2}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "field udp not found"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
