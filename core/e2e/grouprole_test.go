@@ -125,3 +125,43 @@ const (
 	GroupRoleKind    = "role"
 	GroupRemovedKind = "removed"
 )
+
+// The group invite mode through the SDK: in a managers-only group a plain
+// member's add is refused with 1202 and nobody hears of it; once a manager,
+// the same add goes through and the other members get the added event.
+func TestGroupInviteMode(t *testing.T) {
+	c := startCore(t, t.TempDir(), "", newKey(t), coreOpts{})
+	tok := c.users("alice", "bob", "carol")
+	cl := map[string]*client{}
+	for _, a := range []string{"alice", "bob", "carol"} {
+		cl[a] = c.client(t, a, tok[a], "phone")
+		cl[a].connected(t)
+	}
+	alice, bob, carol := cl["alice"], cl["bob"], cl["carol"]
+	ctx := ctx10(t)
+	g, err := alice.CreateGroup(ctx, imapi.GroupCreateReq{Name: "closed", Members: []string{"bob"}, InviteMode: imapi.GroupInviteManagers})
+	if err != nil || g.InviteMode != imapi.GroupInviteManagers {
+		t.Fatalf("create: %+v %v", g, err)
+	}
+	wantCode(t, "member adds", bob.AddGroupMembers(ctx, g.GroupID, "carol"), imapi.ErrInviteForbidden)
+	if err := alice.SetGroupRole(ctx, g.GroupID, "bob", imapi.GroupRoleManager); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.AddGroupMembers(ctx, g.GroupID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*client{alice, carol} { // the acting session is not told
+		m.hasGroupEvent("added", func(e imapi.GroupEvent) bool { return slices.Equal(e.Members, []string{"carol"}) && e.By == "bob" })
+	}
+	alice.mu.Lock()
+	defer alice.mu.Unlock()
+	added := 0
+	for _, e := range alice.groups {
+		if e.Kind == "added" {
+			added++
+		}
+	}
+	if added != 1 {
+		t.Fatalf("%d added events, want 1 (the refused add must not be told)", added)
+	}
+}

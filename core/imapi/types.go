@@ -158,6 +158,9 @@ type ConvListResp struct {
 type GroupCreateReq struct {
 	Name    string   `json:"name"`
 	Members []string `json:"members"`
+	// InviteMode: who may add members, GroupInviteAll ("" too) or
+	// GroupInviteManagers (grouprole.go).
+	InviteMode string `json:"invite_mode,omitempty"`
 }
 
 // GroupMembersReq adds or removes members.
@@ -184,6 +187,7 @@ type Group struct {
 	Announcement  string   `json:"announcement,omitempty"`
 	Avatar        string   `json:"avatar,omitempty"`
 	AnyoneUpdates bool     `json:"anyone_updates,omitempty"`
+	InviteMode    string   `json:"invite_mode,omitempty"`
 }
 
 // GroupListResp lists the caller's groups.

@@ -25,6 +25,8 @@ type GroupCreateReq struct {
 	Owner   string   `json:"owner"`
 	Name    string   `json:"name"`
 	Members []string `json:"members"`
+	// InviteMode: "all" (default: any member adds) or "managers".
+	InviteMode string `json:"invite_mode,omitempty"`
 }
 
 // GroupMembersReq adds or removes members, acting as the member As
@@ -145,7 +147,7 @@ func (s *Server) groupCreate(ctx context.Context, r *Request) (any, error) {
 		return nil, err
 	}
 	var g imapi.Group
-	if err := s.busCall(ctx, sess, imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: req.Name, Members: req.Members}, &g); err != nil {
+	if err := s.busCall(ctx, sess, imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: req.Name, Members: req.Members, InviteMode: req.InviteMode}, &g); err != nil {
 		return nil, err
 	}
 	return &g, nil

@@ -63,6 +63,22 @@ func TestGroupsOnBehalf(t *testing.T) {
 			t.Fatalf("%s: %d %s, want code %d", tc.name, status, b, tc.want)
 		}
 	}
+	// A managers-only group: a member's add is 403 with code 1202; the
+	// owner opens it with PATCH and the member's add goes through.
+	var closed imapi.Group
+	e.ok(http.MethodPost, "/v1/groups", serverapi.GroupCreateReq{Owner: "alice", Name: "closed", Members: []string{"bob"}, InviteMode: imapi.GroupInviteManagers}, &closed)
+	cbase := "/v1/groups/" + closed.GroupID
+	status, b = e.do(http.MethodPost, cbase+"/members", serverapi.GroupMembersReq{As: "bob", Members: []string{"carol"}}, nil)
+	if c := errCode(t, b); status != http.StatusForbidden || c != imapi.ErrInviteForbidden {
+		t.Fatalf("member adds to a managers-only group: %d %s", status, b)
+	}
+	all := imapi.GroupInviteAll
+	e.ok(http.MethodPatch, cbase, serverapi.GroupUpdateReq{As: "alice", InviteMode: &all}, nil)
+	e.ok(http.MethodPost, cbase+"/members", serverapi.GroupMembersReq{As: "bob", Members: []string{"carol"}}, nil)
+	e.ok(http.MethodGet, cbase+"?as=carol", nil, &info)
+	if info.InviteMode != imapi.GroupInviteAll || len(info.Members) != 3 {
+		t.Fatalf("opened group %+v", info)
+	}
 	disabled := true
 	e.ok(http.MethodPatch, "/v1/users/dave", serverapi.UserUpdateReq{Disabled: &disabled}, nil)
 	status, b = e.do(http.MethodPost, "/v1/groups", serverapi.GroupCreateReq{Owner: "dave"}, nil)

@@ -30,6 +30,7 @@ type GroupUpdateReq struct {
 	Announcement  *string `json:"announcement,omitempty"`
 	Avatar        *string `json:"avatar,omitempty"`
 	AnyoneUpdates *bool   `json:"anyone_updates,omitempty"`
+	InviteMode    *string `json:"invite_mode,omitempty"`
 }
 
 // GroupRoleReq sets Account's role, acting as As (the owner).
@@ -149,7 +150,7 @@ func (s *Server) groupUpdate(ctx context.Context, r *Request) (any, error) {
 	}
 	var g imapi.Group
 	err = s.busCall(ctx, sess, imapi.OpGroupUpdate, &imapi.GroupUpdateReq{
-		GroupID: gid, Name: req.Name, Announcement: req.Announcement, Avatar: req.Avatar, AnyoneUpdates: req.AnyoneUpdates,
+		GroupID: gid, Name: req.Name, Announcement: req.Announcement, Avatar: req.Avatar, AnyoneUpdates: req.AnyoneUpdates, InviteMode: req.InviteMode,
 	}, &g)
 	if err != nil {
 		return nil, err

@@ -383,7 +383,7 @@ func HTTPStatus(c imapi.Code) int {
 	case imapi.ErrBadRequest, imapi.ErrUnauthorized, imapi.ErrForbidden, imapi.ErrNotFound, imapi.ErrConflict,
 		imapi.ErrTooLarge, imapi.ErrRateLimited, imapi.ErrRejected, imapi.ErrInternal, imapi.ErrUnavailable, imapi.ErrTimeout:
 		return int(c)
-	case imapi.ErrUserDisabled, imapi.ErrBlocked:
+	case imapi.ErrUserDisabled, imapi.ErrBlocked, imapi.ErrInviteForbidden:
 		return http.StatusForbidden
 	case imapi.ErrNotFriends:
 		return http.StatusNotFound

@@ -80,6 +80,12 @@ func (s *Service) groupCreate(ctx context.Context, sess *imapi.Session, body []b
 	if len(req.Name) > 128 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "name: at most 128 bytes")
 	}
+	if req.InviteMode == "" {
+		req.InviteMode = imapi.GroupInviteAll
+	}
+	if !validInviteMode(req.InviteMode) {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "invite_mode: %q or %q", imapi.GroupInviteAll, imapi.GroupInviteManagers)
+	}
 	members, err := accounts(append([]string{sess.Account}, req.Members...), s.cfg.MaxGroupMembers)
 	if err != nil {
 		return nil, err
@@ -88,12 +94,14 @@ func (s *Service) groupCreate(ctx context.Context, sess *imapi.Session, body []b
 		return nil, err
 	}
 	now := s.now()
-	g := store.Group{AppKey: sess.AppKey, GroupID: "g" + newID(now), Name: req.Name, Owner: sess.Account, Members: members, Created: now}
+	g := store.Group{AppKey: sess.AppKey, GroupID: "g" + newID(now), Name: req.Name, Owner: sess.Account, Members: members, Created: now, InviteMode: req.InviteMode}
 	if err := s.st.CreateGroup(ctx, g); err != nil {
 		return nil, storeErr(err, "group")
 	}
 	s.pushAll(sess, members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupCreated, By: sess.Account, Members: members})
-	return groupToAPI(&g), nil
+	out := groupToAPI(&g)
+	out.InviteMode = req.InviteMode
+	return out, nil
 }
 
 func (s *Service) groupAdd(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
@@ -104,6 +112,15 @@ func (s *Service) groupAdd(ctx context.Context, sess *imapi.Session, body []byte
 	g, err := s.memberGroup(ctx, sess, req.GroupID)
 	if err != nil {
 		return nil, err
+	}
+	if g.Owner != sess.Account {
+		m, err := s.st.GroupMeta(ctx, sess.AppKey, g.GroupID)
+		if err != nil {
+			return nil, storeErr(err, "group")
+		}
+		if m.InviteMode == imapi.GroupInviteManagers && groupRole(&g, &m, sess.Account) == imapi.GroupRoleMember {
+			return nil, imapi.Errorf(imapi.ErrInviteForbidden, "only the owner and managers add members to %s", g.GroupID)
+		}
 	}
 	add, err := accounts(req.Members, s.cfg.MaxGroupMembers)
 	if err != nil {

@@ -31,6 +31,10 @@ func groupRole(g *store.Group, m *store.GroupMeta, account string) string {
 	return imapi.GroupRoleMember
 }
 
+func validInviteMode(m string) bool {
+	return m == imapi.GroupInviteAll || m == imapi.GroupInviteManagers
+}
+
 // groupWithMeta is g with its roles and profile, as group.info answers.
 func (s *Service) groupWithMeta(ctx context.Context, g *store.Group) (*imapi.Group, error) {
 	m, err := s.st.GroupMeta(ctx, g.AppKey, g.GroupID)
@@ -38,14 +42,17 @@ func (s *Service) groupWithMeta(ctx context.Context, g *store.Group) (*imapi.Gro
 		return nil, storeErr(err, "group")
 	}
 	out := groupToAPI(g)
-	out.Managers, out.Announcement, out.Avatar, out.AnyoneUpdates = m.Managers, m.Announcement, m.Avatar, m.AnyoneUpdates
+	out.Managers, out.Announcement, out.Avatar, out.AnyoneUpdates, out.InviteMode = m.Managers, m.Announcement, m.Avatar, m.AnyoneUpdates, m.InviteMode
 	return out, nil
 }
 
 func validGroupUpdate(req *imapi.GroupUpdateReq) (store.GroupUpdate, error) {
-	upd := store.GroupUpdate{Name: req.Name, Announcement: req.Announcement, Avatar: req.Avatar, AnyoneUpdates: req.AnyoneUpdates}
-	if req.Name == nil && req.Announcement == nil && req.Avatar == nil && req.AnyoneUpdates == nil {
-		return upd, imapi.Errorf(imapi.ErrBadRequest, "nothing to update: name, announcement, avatar or anyone_updates")
+	upd := store.GroupUpdate{Name: req.Name, Announcement: req.Announcement, Avatar: req.Avatar, AnyoneUpdates: req.AnyoneUpdates, InviteMode: req.InviteMode}
+	if req.Name == nil && req.Announcement == nil && req.Avatar == nil && req.AnyoneUpdates == nil && req.InviteMode == nil {
+		return upd, imapi.Errorf(imapi.ErrBadRequest, "nothing to update: name, announcement, avatar, anyone_updates or invite_mode")
+	}
+	if req.InviteMode != nil && !validInviteMode(*req.InviteMode) {
+		return upd, imapi.Errorf(imapi.ErrBadRequest, "invite_mode: %q or %q", imapi.GroupInviteAll, imapi.GroupInviteManagers)
 	}
 	for _, f := range []struct {
 		name string
@@ -88,7 +95,8 @@ func (s *Service) groupUpdate(ctx context.Context, sess *imapi.Session, body []b
 	if err != nil {
 		return nil, storeErr(err, "group")
 	}
-	if groupRole(&g, &m, sess.Account) == imapi.GroupRoleMember && (!m.AnyoneUpdates || req.AnyoneUpdates != nil) {
+	// anyone_updates lets members change the profile, never the rules.
+	if groupRole(&g, &m, sess.Account) == imapi.GroupRoleMember && (!m.AnyoneUpdates || req.AnyoneUpdates != nil || req.InviteMode != nil) {
 		return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner and managers update the group")
 	}
 	if err := s.st.UpdateGroup(ctx, sess.AppKey, g.GroupID, upd); err != nil {

@@ -145,3 +145,60 @@ func TestGroupRolesOnBothBackends(t *testing.T) {
 		}
 	})
 }
+
+// The group invite mode: "all" (the default) lets any member add,
+// "managers" only the owner and managers (ErrInviteForbidden otherwise);
+// only they change the mode, even where anyone_updates lets members
+// rename; bad modes are refused.
+func TestGroupInviteModeOnBothBackends(t *testing.T) {
+	drivers(t, func(t *testing.T, driver string) {
+		e := newEnv(t, driver)
+		alice, bob, carol := e.login("alice", "phone"), e.login("bob", "phone"), e.login("carol", "phone")
+		var open, closed imapi.Group
+		if code := alice.call(imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: "open", Members: []string{"bob"}}, &open); code != imapi.OK || open.InviteMode != imapi.GroupInviteAll {
+			t.Fatalf("create: %v %+v", code, open)
+		}
+		if code := bob.call(imapi.OpGroupAdd, &imapi.GroupMembersReq{GroupID: open.GroupID, Members: []string{"carol"}}, nil); code != imapi.OK {
+			t.Fatalf("member adds in an open group: %v", code)
+		}
+		if code := alice.call(imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: "x", InviteMode: "friends"}, nil); code != imapi.ErrBadRequest {
+			t.Fatalf("bad mode: %v", code)
+		}
+		if code := alice.call(imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: "closed", Members: []string{"bob", "carol"}, InviteMode: imapi.GroupInviteManagers}, &closed); code != imapi.OK {
+			t.Fatal(code)
+		}
+		add := func(who *client, account string) imapi.Code {
+			return who.call(imapi.OpGroupAdd, &imapi.GroupMembersReq{GroupID: closed.GroupID, Members: []string{account}}, nil)
+		}
+		if code := add(bob, "dave"); code != imapi.ErrInviteForbidden {
+			t.Fatalf("member adds in a managers-only group: %v", code)
+		}
+		var info imapi.Group
+		alice.call(imapi.OpGroupInfo, &imapi.GroupRef{GroupID: closed.GroupID}, &info)
+		if len(info.Members) != 3 || info.InviteMode != imapi.GroupInviteManagers {
+			t.Fatalf("after a refused add: %+v", info)
+		}
+		// Members may rename (anyone_updates) but not open the group.
+		yes, all := true, imapi.GroupInviteAll
+		if code := alice.call(imapi.OpGroupUpdate, &imapi.GroupUpdateReq{GroupID: closed.GroupID, AnyoneUpdates: &yes}, nil); code != imapi.OK {
+			t.Fatal(code)
+		}
+		if code := carol.call(imapi.OpGroupUpdate, &imapi.GroupUpdateReq{GroupID: closed.GroupID, InviteMode: &all}, nil); code != imapi.ErrForbidden {
+			t.Fatalf("member changes the invite mode: %v", code)
+		}
+		if code := alice.call(imapi.OpGroupRole, &imapi.GroupRoleReq{GroupID: closed.GroupID, Account: "bob", Role: imapi.GroupRoleManager}, nil); code != imapi.OK {
+			t.Fatal(code)
+		}
+		if code := add(bob, "dave"); code != imapi.OK {
+			t.Fatalf("manager adds: %v", code)
+		}
+		bad := "everyone"
+		if code := bob.call(imapi.OpGroupUpdate, &imapi.GroupUpdateReq{GroupID: closed.GroupID, InviteMode: &bad}, nil); code != imapi.ErrBadRequest {
+			t.Fatalf("bad mode update: %v", code)
+		}
+		var upd imapi.Group
+		if code := bob.call(imapi.OpGroupUpdate, &imapi.GroupUpdateReq{GroupID: closed.GroupID, InviteMode: &all}, &upd); code != imapi.OK || upd.InviteMode != imapi.GroupInviteAll {
+			t.Fatalf("manager opens the group: %v %+v", code, upd)
+		}
+	})
+}

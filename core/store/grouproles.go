@@ -25,6 +25,7 @@ type GroupMeta struct {
 	Announcement  string
 	Avatar        string
 	AnyoneUpdates bool
+	InviteMode    string // "all" or "managers" (migration 7)
 }
 
 // GroupUpdate changes some fields of a group; nil fields are kept.
@@ -33,6 +34,7 @@ type GroupUpdate struct {
 	Announcement  *string
 	Avatar        *string
 	AnyoneUpdates *bool
+	InviteMode    *string
 }
 
 // GroupRoleStore is the store's part for group roles.
@@ -57,11 +59,17 @@ var groupRolesMigration = migration{6, "group roles", []string{
 	`ALTER TABLE im_groups ADD COLUMN anyone_updates INTEGER NOT NULL DEFAULT 0`,
 }}
 
+// groupInviteMigration (7) adds who may add members to a group: "all"
+// (every member, the behaviour before it) or "managers".
+var groupInviteMigration = migration{7, "group invite mode", []string{
+	`ALTER TABLE im_groups ADD COLUMN invite_mode TEXT NOT NULL DEFAULT 'all'`,
+}}
+
 func (s *sqlStore) GroupMeta(ctx context.Context, appkey, groupID string) (GroupMeta, error) {
 	var m GroupMeta
 	var dismissed, anyone int
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT announcement, avatar, anyone_updates, dismissed FROM im_groups WHERE appkey = ? AND group_id = ?`), appkey, groupID).
-		Scan(&m.Announcement, &m.Avatar, &anyone, &dismissed)
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT announcement, avatar, anyone_updates, invite_mode, dismissed FROM im_groups WHERE appkey = ? AND group_id = ?`), appkey, groupID).
+		Scan(&m.Announcement, &m.Avatar, &anyone, &m.InviteMode, &dismissed)
 	if errors.Is(err, sql.ErrNoRows) || dismissed != 0 {
 		return GroupMeta{}, ErrNotFound
 	}
@@ -99,6 +107,9 @@ func (s *sqlStore) UpdateGroup(ctx context.Context, appkey, groupID string, upd 
 	}
 	if upd.AnyoneUpdates != nil {
 		sets, args = append(sets, "anyone_updates = ?"), append(args, boolInt(*upd.AnyoneUpdates))
+	}
+	if upd.InviteMode != nil {
+		sets, args = append(sets, "invite_mode = ?"), append(args, *upd.InviteMode)
 	}
 	if len(sets) == 0 {
 		return nil

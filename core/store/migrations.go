@@ -99,6 +99,7 @@ var migrations = []migration{
 	relationsMigration,
 	pushMigration,
 	groupRolesMigration,
+	groupInviteMigration,
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations, each

@@ -584,8 +584,12 @@ func (s *sqlStore) CreateGroup(ctx context.Context, g Group) error {
 		return fmt.Errorf("store: create group: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO im_groups (appkey, group_id, name, owner, created) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (appkey, group_id) DO NOTHING`), g.AppKey, g.GroupID, g.Name, g.Owner, g.Created.UnixMilli())
+	mode := g.InviteMode
+	if mode == "" {
+		mode = "all"
+	}
+	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO im_groups (appkey, group_id, name, owner, created, invite_mode) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (appkey, group_id) DO NOTHING`), g.AppKey, g.GroupID, g.Name, g.Owner, g.Created.UnixMilli(), mode)
 	if err != nil {
 		return fmt.Errorf("store: create group: %w", err)
 	}

@@ -120,6 +120,8 @@ type Group struct {
 	Owner   string
 	Members []string
 	Created time.Time
+	// InviteMode is written by CreateGroup ("" is "all"); GroupMeta reads it.
+	InviteMode string
 }
 
 // Store is what the app services and the server API need.
