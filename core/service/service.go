@@ -82,7 +82,15 @@ type Service struct {
 	roomMetrics *roomMetrics
 
 	sem  chan struct{}
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // requests in flight
+	// Workers: a request runs on an idle worker when there is one (its
+	// stack already grown by earlier requests; a fresh goroutine per
+	// request spent a tenth of the CPU of a send growing its stack while
+	// decoding), else on a new one. Idle workers exit after workerIdle.
+	idle     chan job
+	stop     chan struct{}
+	stopOnce sync.Once
+	workers  sync.WaitGroup
 	mu   sync.Mutex
 	subs []*nats.Subscription
 }
@@ -91,6 +99,14 @@ type opHandler struct {
 	op imapi.Op
 	h  handler
 }
+
+type job struct {
+	m  *nats.Msg
+	oh opHandler
+}
+
+// workerIdle is how long an idle worker waits for a request before it exits.
+const workerIdle = 2 * time.Second
 
 // New validates cfg and builds a node; Start subscribes it to the bus.
 func New(cfg Config, deps Deps) (*Service, error) {
@@ -120,6 +136,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{
 		cfg: cfg, nc: deps.NATS, st: deps.Store, log: log.With("component", "service"),
 		metrics: m, now: now, hooks: deps.Hooks, js: deps.JetStream, offline: deps.Offline, sem: make(chan struct{}, cfg.MaxInFlight),
+		idle: make(chan job), stop: make(chan struct{}),
 	}
 	if s.super.m, err = newSuperMetrics(reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -283,6 +300,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.stopOnce.Do(func() { close(s.stop) })
+		s.workers.Wait()
 		s.stopSuper(ctx)
 		return nil
 	case <-ctx.Done():
@@ -292,19 +311,46 @@ func (s *Service) Shutdown(ctx context.Context) error {
 
 // dispatch runs on the subscription's goroutine: it takes an in-flight slot
 // (blocking the subscription when the node is saturated) and hands the
-// request to a goroutine that owns the slot until it has replied.
+// request to a worker that owns the slot until it has replied.
 func (s *Service) dispatch(m *nats.Msg, oh opHandler) {
 	s.sem <- struct{}{}
 	s.wg.Add(1)
 	s.metrics.inflight.Inc()
-	go func() {
-		defer func() {
-			s.metrics.inflight.Dec()
-			<-s.sem
-			s.wg.Done()
-		}()
-		s.serve(m, oh)
+	j := job{m: m, oh: oh}
+	select {
+	case s.idle <- j:
+	default:
+		s.workers.Add(1)
+		go s.work(j)
+	}
+}
+
+// work serves j, then whatever request comes while it is idle, until it has
+// been idle for workerIdle or the service stops.
+func (s *Service) work(j job) {
+	defer s.workers.Done()
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		s.run(j)
+		t.Reset(workerIdle)
+		select {
+		case j = <-s.idle:
+		case <-t.C:
+			return
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+func (s *Service) run(j job) {
+	defer func() {
+		s.metrics.inflight.Dec()
+		<-s.sem
+		s.wg.Done()
 	}()
+	s.serve(j.m, j.oh)
 }
 
 func (s *Service) serve(m *nats.Msg, oh opHandler) {

@@ -186,6 +186,19 @@ func runMessagesAt(o msgOpts) error {
 			}
 		}()
 	}
+	// The server's CPU time over the window: per delivered message it is
+	// the figure that holds when other work shares the cores (latency
+	// does not).
+	var cpuStart, cpuEnd time.Duration
+	var cpuWG sync.WaitGroup
+	cpuWG.Add(1)
+	go func() {
+		defer cpuWG.Done()
+		time.Sleep(time.Until(start.Add(o.warmup)))
+		cpuStart, _ = srv.cpuTime()
+		time.Sleep(time.Until(start.Add(o.warmup + o.duration)))
+		cpuEnd, _ = srv.cpuTime()
+	}()
 	var sent int64
 	var sentInWindow int64
 	tick := time.NewTicker(time.Millisecond)
@@ -216,6 +229,7 @@ func runMessagesAt(o msgOpts) error {
 		}
 	}
 	tick.Stop()
+	cpuWG.Wait()
 	// Let what was sent arrive (bounded).
 	drainUntil := time.Now().Add(15 * time.Second)
 	for delivered.Load() < sent && time.Now().Before(drainUntil) {
@@ -225,6 +239,11 @@ func runMessagesAt(o msgOpts) error {
 
 	if o.showMetrics != "" {
 		dumpMetrics(srv.debugAddr, strings.Split(o.showMetrics, ","))
+	}
+	if win := deliveredInWin.Load(); win > 0 && cpuEnd > cpuStart {
+		cpu := cpuEnd - cpuStart
+		progress("server CPU in the window: %.2f s of %.0f s (%.0f%% of one core)", cpu.Seconds(), o.duration.Seconds(), 100*cpu.Seconds()/o.duration.Seconds())
+		result("link_messages_server_cpu_per_msg"+o.suffix, float64(cpu.Microseconds())/float64(win), "us")
 	}
 	latMu.Lock()
 	defer latMu.Unlock()

@@ -191,6 +191,30 @@ func (s *server) rss() (int64, error) {
 	return 0, fmt.Errorf("no VmRSS")
 }
 
+// cpuTime is the CPU time (user + system) the server process has used, from
+// /proc/<pid>/stat in clock ticks of 10ms (USER_HZ is 100 on Linux).
+func (s *server) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat: no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat: %d fields", len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("stat: utime %q stime %q", f[11], f[12])
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // fetchProfile saves a CPU profile of the server.
 func fetchProfile(debugAddr, path string, d time.Duration) error {
 	secs := max(1, int(d.Seconds())-1)
