@@ -24,6 +24,11 @@ var busSeeds = []string{
 	`{"body":1,"body":{"x":2}}`,
 	`[1,2]`,
 	`{"code":1`,
+	`{"conv_type":1,"to":"u2","client_msg_id":"c1","type":"text","body":{"text":"hi"},"mentions":["a","b"]}`,
+	`{"conv_type":2,"to":"g","client_msg_id":"c","body":"x","mentions":[]}`,
+	`{"conv_type":-1,"to":"u2","mentions":null}`,
+	`{"conv_type":1.5,"mentions":["a",1]}`,
+	`{"conv_type":99999999,"mentions":[ "a" , "\u0041" ]}`,
 }
 
 func sameDecode[T any](t *testing.T, data []byte, decode func([]byte, *T) error) {
@@ -49,6 +54,7 @@ func FuzzBusEnvelopes(f *testing.F) {
 		sameDecode(t, data, DecodeBusRequest)
 		sameDecode(t, data, DecodeBusPush)
 		sameDecode(t, data, DecodeBusReply)
+		sameDecode(t, data, DecodeSendReq)
 	})
 }
 
@@ -57,6 +63,7 @@ func TestBusEnvelopeSeeds(t *testing.T) {
 		sameDecode(t, []byte(s), DecodeBusRequest)
 		sameDecode(t, []byte(s), DecodeBusPush)
 		sameDecode(t, []byte(s), DecodeBusReply)
+		sameDecode(t, []byte(s), DecodeSendReq)
 	}
 }
 

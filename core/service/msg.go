@@ -12,8 +12,11 @@ import (
 
 func (s *Service) send(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.SendReq
-	if err := decode(body, &req); err != nil {
-		return nil, err
+	if len(body) == 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "empty body")
+	}
+	if err := imapi.DecodeSendReq(body, &req); err != nil {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
 	}
 	return s.Send(ctx, sess, &req)
 }
