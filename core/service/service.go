@@ -81,8 +81,8 @@ type Service struct {
 	rooms       roomState
 	roomMetrics *roomMetrics
 
-	sem  chan struct{}
-	wg   sync.WaitGroup // requests in flight
+	sem chan struct{}
+	wg  sync.WaitGroup // requests in flight
 	// Workers: a request runs on an idle worker when there is one (its
 	// stack already grown by earlier requests; a fresh goroutine per
 	// request spent a tenth of the CPU of a send growing its stack while
@@ -91,8 +91,8 @@ type Service struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	workers  sync.WaitGroup
-	mu   sync.Mutex
-	subs []*nats.Subscription
+	mu       sync.Mutex
+	subs     []*nats.Subscription
 }
 
 type opHandler struct {
