@@ -187,6 +187,7 @@ type client struct {
 	batches  int
 	roomEvs  []imapi.RoomEvent
 	rejoins  []sdk.RoomRejoin
+	resets   []sdk.Relations
 	changed  chan struct{}
 	done     chan struct{}
 }
@@ -247,6 +248,8 @@ func (c *client) collect() {
 			c.states = append(c.states, ev.State)
 		case sdk.EventRoom:
 			c.rejoins = append(c.rejoins, *ev.Room)
+		case sdk.EventRelationsReset:
+			c.resets = append(c.resets, *ev.Relations)
 		case sdk.EventPush:
 			if b, ok := sdk.RoomBatchOf(ev); ok {
 				c.roomMsgs = append(c.roomMsgs, b.Messages...)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/sdk"
+	"github.com/longlink/longlink/core/store"
 )
 
 // cutProxy forwards TCP to target until cut; resume listens again on the
@@ -119,5 +121,76 @@ func TestOfflineDeviceCatchesUpNotices(t *testing.T) {
 	}
 	if alicePC.LastNoticeSeq() != alice.LastNoticeSeq() {
 		t.Fatalf("pc at %d, phone at %d", alicePC.LastNoticeSeq(), alice.LastNoticeSeq())
+	}
+}
+
+// A device that fell further behind than the notice stream keeps
+// (store.NoticeKeep) gets its relationships afresh (EventRelationsReset:
+// friends, requests, blacklist, mutes) before the notices still kept, which
+// it then gets in order, once each.
+func TestNoticeResetReloadsRelations(t *testing.T) {
+	c := startCore(t, t.TempDir(), "", newKey(t), coreOpts{})
+	tok := c.users("alice", "bob", "carol", "dan")
+	ctx := ctx10(t)
+	alice := c.client(t, "alice", tok["alice"], "phone")
+	bob := c.client(t, "bob", tok["bob"], "phone")
+	alice.connected(t)
+	bob.connected(t)
+	if _, err := alice.RequestFriend(ctx, "bob", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.AcceptFriend(ctx, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Block(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.RequestFriend(ctx, "dan", ""); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitUntil("own notices", 5*time.Second, func(c *client) bool { return len(c.notices) == 4 })
+	seen := alice.LastNoticeSeq()
+	if err := alice.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Many system notices while the phone is away: the oldest it lacks are
+	// trimmed.
+	const extra = store.NoticeKeep + 200
+	notes := make([]store.Notice, extra)
+	for i := range notes {
+		b, _ := json.Marshal(imapi.Notice{Kind: imapi.NoticeSystem, Body: json.RawMessage(`{}`)})
+		notes[i] = store.Notice{Account: "alice", Body: b}
+	}
+	if _, err := c.st.AddNotices(ctx, appKey, notes); err != nil {
+		t.Fatal(err)
+	}
+	last := seen + extra
+	back := c.clientWith(t, "alice", tok["alice"], "phone", func(cfg *sdk.Config) { cfg.LastNoticeSeq = seen })
+	back.connected(t)
+	back.waitUntil("every kept notice", 10*time.Second, func(c *client) bool {
+		return len(c.notices) > 0 && c.notices[len(c.notices)-1].Seq == last
+	})
+	back.mu.Lock()
+	defer back.mu.Unlock()
+	if len(back.resets) != 1 {
+		t.Fatalf("%d relation reloads, want 1", len(back.resets))
+	}
+	r := back.resets[0]
+	if len(r.Friends) != 1 || r.Friends[0].Account != "bob" || !slices.Equal(r.Blacklist, []string{"carol"}) ||
+		len(r.Requests) != 1 || r.Requests[0].To != "dan" {
+		t.Fatalf("reloaded relations %+v", r)
+	}
+	first := back.notices[0].Seq
+	if first <= seen+1 || last-first+1 < store.NoticeKeep {
+		t.Fatalf("first notice after the reload %d (had %d, last %d)", first, seen, last)
+	}
+	for i, n := range back.notices {
+		if n.Seq != first+int64(i) {
+			t.Fatalf("notice %d has seq %d: not in order or not once", i, n.Seq)
+		}
+	}
+	if back.LastNoticeSeq() != last {
+		t.Fatalf("LastNoticeSeq %d, want %d", back.LastNoticeSeq(), last)
 	}
 }

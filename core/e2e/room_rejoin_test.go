@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,78 +14,6 @@ import (
 	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/pkg/config"
 )
-
-// cutter is a TCP proxy whose connections can be cut, and which can refuse
-// new ones for a while (a device offline).
-type cutter struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	down   bool
-}
-
-func newCutter(t testing.TB, target string) *cutter {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutter{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			down := p.down
-			p.mu.Unlock()
-			s, err := net.Dial("tcp", target)
-			if down || err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go pipe(c, s)
-			go pipe(s, c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.cut(false) })
-	return p
-}
-
-func pipe(from, to net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := from.Read(buf)
-		if n > 0 {
-			if _, werr := to.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	from.Close()
-	to.Close()
-}
-
-// cut closes every connection; down refuses new ones until cut(false).
-func (p *cutter) cut(down bool) {
-	p.mu.Lock()
-	p.down = down
-	conns := p.conns
-	p.conns = nil
-	p.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-}
-
-func (p *cutter) addr() string { return p.ln.Addr().String() }
 
 func (c *client) lastRejoin() (sdk.RoomRejoin, int) {
 	c.mu.Lock()
@@ -133,14 +59,14 @@ func TestRoomRejoinAfterReconnect(t *testing.T) {
 	if _, err := owner.RoomEnter(ctx, "stage", c.roomToken(t, "stage", "owner"), 0); err != nil {
 		t.Fatal(err)
 	}
-	proxy := newCutter(t, c.addr)
+	proxy := newCutProxy(t, c.addr)
 	var hookCalls atomic.Int32
 	fan := c.clientWith(t, "fan", tok["fan"], "pc", func(cfg *sdk.Config) {
 		cfg.RoomToken = func(ctx context.Context, room string) (string, error) {
 			hookCalls.Add(1)
 			return c.roomToken(t, room, "fan"), nil
 		}
-	}, proxy.addr())
+	}, proxy.addr)
 	fan.connected(t)
 	short, err := c.svc.IssueRoomToken(ctx, appKey, "stage", "fan", "", time.Second)
 	if err != nil {
@@ -165,9 +91,9 @@ func TestRoomRejoinAfterReconnect(t *testing.T) {
 	// 1. The connection drops while the entry token has expired; messages
 	// are sent while the fan is away.
 	time.Sleep(1100 * time.Millisecond)
-	proxy.cut(true)
+	proxy.cut()
 	send(4)
-	proxy.cut(false)
+	proxy.resume()
 	fan.waitUntil("re-entered", 10*time.Second, func(c *client) bool { return len(c.rejoins) == 1 })
 	if r, _ := fan.lastRejoin(); r.Err != nil || r.Gap || r.Role != imapi.RoleMember {
 		t.Fatalf("rejoin %+v", r)
@@ -210,9 +136,9 @@ func TestRoomRejoinAfterReconnect(t *testing.T) {
 	}
 
 	// 3. More messages than the re-entry catches up on: the gap is told.
-	proxy.cut(true)
+	proxy.cut()
 	send(60) // the SDK asks for the last 50
-	proxy.cut(false)
+	proxy.resume()
 	fan.waitUntil("re-entered after a long absence", 10*time.Second, func(c *client) bool { return len(c.rejoins) == 3 })
 	if r, _ := fan.lastRejoin(); r.Err != nil || !r.Gap {
 		t.Fatalf("rejoin after missing more than the catch-up %+v", r)
@@ -224,11 +150,11 @@ func TestRoomRejoinAfterReconnect(t *testing.T) {
 	}
 
 	// 4. Banned while away: the re-entry fails, the app hears of it.
-	proxy.cut(true)
+	proxy.cut()
 	if err := owner.RoomKick(ctx, "stage", "fan", "spam", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	proxy.cut(false)
+	proxy.resume()
 	fan.waitUntil("told it could not re-enter", 10*time.Second, func(c *client) bool { return len(c.rejoins) == 4 })
 	var ie *imapi.Error
 	if r, _ := fan.lastRejoin(); !errors.As(r.Err, &ie) || ie.Code != imapi.ErrForbidden {

@@ -177,6 +177,12 @@ type NoticeSyncReq struct {
 type NoticeSyncResp struct {
 	Notices []Notice `json:"notices"`
 	HasMore bool     `json:"has_more"`
+	// Reset: the stream no longer keeps some notices after AfterSeq (it
+	// keeps the newest 1000 per account), so the page starts at the oldest
+	// kept one. The client must reload its relationships (friends, pending
+	// requests, blacklist, mutes) from scratch, then apply these notices
+	// and the following ones over what it loaded.
+	Reset bool `json:"reset,omitempty"`
 }
 
 // Notice kinds.

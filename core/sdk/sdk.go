@@ -229,6 +229,10 @@ const (
 	EventNotice                          // Notice: a relationship or profile change, in notice-stream order
 	EventProfile                         // Profile: a friend's profile changed (online only)
 	EventRoom                            // Room: a room entered again after a reconnect, or not (Room.Err)
+	// EventRelationsReset (Relations): notices were missed for good (the
+	// server keeps the newest 1000); replace the relationships derived
+	// from notices with these, then apply the notices that follow.
+	EventRelationsReset
 )
 
 // Event is something that happened, delivered on Client.Events.
@@ -248,4 +252,5 @@ type Event struct {
 	Notice      *imapi.Notice
 	Profile     *imapi.Profile
 	Room        *RoomRejoin
+	Relations   *Relations
 }

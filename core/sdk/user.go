@@ -16,7 +16,10 @@ import (
 // on every device: pushed notices are delivered directly, and after every
 // (re)connection the client fetches the notices after the last one it
 // delivered (Config.LastNoticeSeq on a fresh start; LastNoticeSeq to save
-// it). A friend's profile change arrives as EventProfile while online.
+// it). When the server no longer keeps every notice since then (it keeps
+// the newest 1000), the client loads the relationships from scratch and
+// delivers them as EventRelationsReset before the notices it still gets.
+// A friend's profile change arrives as EventProfile while online.
 
 // noticeState is the delivery loop's view of the notice stream.
 type noticeState struct {
@@ -33,7 +36,40 @@ type noticeState struct {
 type noticePage struct {
 	notices []imapi.Notice
 	hasMore bool
+	reset   *Relations // the server trimmed notices this client never got
 	err     error
+}
+
+// Relations is a fresh copy of the account's relationships, loaded when
+// the notice stream no longer holds every notice since the last one the
+// client delivered (EventRelationsReset): the app replaces what it derived
+// from notices with it, then applies the notices that follow as usual
+// (each describes a change the copy may already hold; applied in order
+// they end in the current state).
+type Relations struct {
+	Friends   []imapi.Friend
+	Requests  []imapi.FriendRequest // pending, to and from the account
+	Blacklist []string
+	Mutes     []string // muted conversation ids
+}
+
+// loadRelations fetches the account's relationships from scratch.
+func (c *Client) loadRelations(ctx context.Context) (*Relations, error) {
+	r := &Relations{}
+	var err error
+	if r.Friends, err = c.Friends(ctx); err != nil {
+		return nil, err
+	}
+	if r.Requests, err = c.FriendRequests(ctx); err != nil {
+		return nil, err
+	}
+	if r.Blacklist, err = c.Blacklist(ctx); err != nil {
+		return nil, err
+	}
+	if r.Mutes, err = c.Mutes(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // LastNoticeSeq is the seq of the last notice delivered, for an application
@@ -52,7 +88,13 @@ func (c *Client) startNoticeSync() {
 	go func() {
 		var resp imapi.NoticeSyncResp
 		err := c.Request(c.ctx, imapi.OpNoticeSync, imapi.NoticeSyncReq{AfterSeq: after, Limit: c.cfg.SyncPageSize}, &resp)
-		c.post(loopMsg{notices: &noticePage{notices: resp.Notices, hasMore: resp.HasMore, err: err}})
+		p := &noticePage{notices: resp.Notices, hasMore: resp.HasMore, err: err}
+		if err == nil && resp.Reset {
+			// Loaded after the page was read: the page's notices and the
+			// following ones are replayed over a copy at least as new.
+			p.reset, p.err = c.loadRelations(c.ctx)
+		}
+		c.post(loopMsg{notices: p})
 	}()
 }
 
@@ -63,6 +105,9 @@ func (c *Client) onNoticePage(p *noticePage, emit func(Event) bool) bool {
 	if p.err != nil {
 		c.log.Debug("notice sync", "err", p.err)
 		return true // the next connection syncs again
+	}
+	if p.reset != nil && !emit(Event{Kind: EventRelationsReset, Relations: p.reset}) {
+		return false
 	}
 	for i := range p.notices {
 		n := &p.notices[i]

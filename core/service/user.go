@@ -602,7 +602,10 @@ func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []by
 	if err != nil {
 		return nil, storeErr(err, "notices")
 	}
-	out := &imapi.NoticeSyncResp{Notices: make([]imapi.Notice, 0, len(ns)), HasMore: more}
+	// Sequences are gap-free per account, so a first notice past
+	// after_seq+1 means the stream trimmed some the caller never got.
+	reset := len(ns) > 0 && ns[0].Seq > req.AfterSeq+1
+	out := &imapi.NoticeSyncResp{Notices: make([]imapi.Notice, 0, len(ns)), HasMore: more, Reset: reset}
 	for i := range ns {
 		n, err := noticeToAPI(&ns[i])
 		if err != nil {

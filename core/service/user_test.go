@@ -1,11 +1,14 @@
 package service_test
 
 import (
+	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/store"
 )
 
 func withBlacklist(mode string) envOpt {
@@ -199,6 +202,47 @@ func TestGroupInviteModeOnBothBackends(t *testing.T) {
 		var upd imapi.Group
 		if code := bob.call(imapi.OpGroupUpdate, &imapi.GroupUpdateReq{GroupID: closed.GroupID, InviteMode: &all}, &upd); code != imapi.OK || upd.InviteMode != imapi.GroupInviteAll {
 			t.Fatalf("manager opens the group: %v %+v", code, upd)
+		}
+	})
+}
+
+// notice.sync tells a caller that fell behind the kept stream (more than
+// store.NoticeKeep notices since its position) to reload: reset, with the
+// page starting at the oldest kept notice; one within the kept window
+// gets no reset.
+func TestNoticeSyncResetOnBothBackends(t *testing.T) {
+	drivers(t, func(t *testing.T, driver string) {
+		e := newEnv(t, driver)
+		const n = store.NoticeKeep + 100
+		notes := make([]store.Notice, n)
+		for i := range notes {
+			b, _ := json.Marshal(imapi.Notice{Kind: imapi.NoticeSystem, Body: json.RawMessage(`{}`)})
+			notes[i] = store.Notice{Account: "alice", Body: b}
+		}
+		if _, err := e.st.AddNotices(context.Background(), appKey, notes); err != nil {
+			t.Fatal(err)
+		}
+		alice := e.offline("alice")
+		for _, tc := range []struct {
+			after int64
+			reset bool
+		}{{0, true}, {50, true}, {n - store.NoticeKeep, false}, {n - 10, false}, {n, false}} {
+			var sync imapi.NoticeSyncResp
+			if code := alice.call(imapi.OpNoticeSync, &imapi.NoticeSyncReq{AfterSeq: tc.after, Limit: 10}, &sync); code != imapi.OK {
+				t.Fatal(code)
+			}
+			if sync.Reset != tc.reset {
+				t.Fatalf("after %d: reset %v, want %v", tc.after, sync.Reset, tc.reset)
+			}
+			if tc.after < n && (len(sync.Notices) == 0 || tc.reset == (sync.Notices[0].Seq == tc.after+1)) {
+				t.Fatalf("after %d: first notice %+v", tc.after, sync.Notices)
+			}
+		}
+		// A fresh stream (nothing trimmed) never resets.
+		var sync imapi.NoticeSyncResp
+		e.offline("bob").call(imapi.OpNoticeSync, &imapi.NoticeSyncReq{}, &sync)
+		if sync.Reset {
+			t.Fatal("reset on an untrimmed stream")
 		}
 	})
 }
