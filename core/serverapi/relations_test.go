@@ -150,3 +150,56 @@ func TestGroupUpdateRolesTransfer(t *testing.T) {
 	e.fails(http.MethodPost, base+"/dismiss", serverapi.GroupActReq{As: "bob"}, imapi.ErrForbidden)
 	e.ok(http.MethodPost, base+"/dismiss", serverapi.GroupActReq{As: "carol"}, nil)
 }
+
+// PATCH /v1/users/{account} renames through the profile: the user's
+// devices get a profile.updated notice and its online friends a
+// user.profile_changed push, the rest of the profile stays, and the
+// profile's name limit applies; disabling in the same call still works.
+func TestUserRenameTellsDevicesAndFriends(t *testing.T) {
+	e := newEnv(t)
+	for _, a := range []string{"alice", "bob"} {
+		e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: a}, nil)
+	}
+	e.ok(http.MethodPost, "/v1/users/alice/friends", map[string]any{"friends": []string{"bob"}}, nil)
+	e.ok(http.MethodPatch, "/v1/users/alice/profile", map[string]any{"avatar": "https://img.example/a.png"}, nil)
+	aliceNotices := e.notices("alice")
+	changed := make(chan imapi.Profile, 4)
+	sub, err := e.nc.Subscribe(imapi.UserSubject(appKey, "bob"), func(m *nats.Msg) {
+		var p imapi.BusPush
+		var prof imapi.Profile
+		if json.Unmarshal(m.Data, &p) == nil && p.Op == imapi.OpProfileChanged && json.Unmarshal(p.Body, &prof) == nil {
+			changed <- prof
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = e.nc.Flush()
+
+	var u serverapi.UserResp
+	e.ok(http.MethodPatch, "/v1/users/alice", serverapi.UserUpdateReq{Name: ptr("Alicia")}, &u)
+	if u.Name != "Alicia" {
+		t.Fatalf("renamed %+v", u)
+	}
+	if n := aliceNotices(imapi.NoticeProfile); n.Profile == nil || n.Profile.Name != "Alicia" || n.Profile.Avatar != "https://img.example/a.png" {
+		t.Fatalf("rename notice %+v", n)
+	}
+	select {
+	case p := <-changed:
+		if p.Account != "alice" || p.Name != "Alicia" {
+			t.Fatalf("friend told %+v", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the friend was not told of the rename")
+	}
+	e.fails(http.MethodPatch, "/v1/users/alice", serverapi.UserUpdateReq{Name: ptr(strings.Repeat("n", imapi.MaxProfileName+1))}, imapi.ErrTooLarge)
+	e.fails(http.MethodPatch, "/v1/users/nobody", serverapi.UserUpdateReq{Name: ptr("x")}, imapi.ErrNotFound)
+	yes := true
+	e.ok(http.MethodPatch, "/v1/users/alice", serverapi.UserUpdateReq{Name: ptr("A."), Disabled: &yes}, &u)
+	if u.Name != "A." || !u.Disabled {
+		t.Fatalf("rename and disable %+v", u)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -203,10 +203,15 @@ func (s *Server) updateUser(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	if req.Name != nil && len(*req.Name) > 128 {
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "name: at most 128 bytes")
+	if req.Name != nil {
+		// The name is the profile's: renamed like PATCH …/profile (its
+		// limits, a profile.updated notice in the same transaction, the
+		// online friends told), so every device and friend sees it.
+		if _, err := s.deps.Service.UpdateProfile(ctx, r.App.AppKey, a, &imapi.ProfileUpdateReq{Name: req.Name}); err != nil {
+			return nil, err
+		}
 	}
-	u, err := s.deps.Store.UpdateUser(ctx, r.App.AppKey, a, store.UserUpdate{Name: req.Name, Disabled: req.Disabled})
+	u, err := s.deps.Store.UpdateUser(ctx, r.App.AppKey, a, store.UserUpdate{Disabled: req.Disabled})
 	if err != nil {
 		return nil, mapStore(err, "user")
 	}
