@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -96,6 +97,10 @@ type Config struct {
 	// to be written skips new room batches (bounded lag instead of an
 	// ever longer queue). Default 4.
 	RoomMaxQueued int `yaml:"room_max_queued"`
+	// RoomWriters is the number of goroutines that write room batches to
+	// the members' connections (about one per CPU: the walk is CPU work,
+	// writes never wait). Default: GOMAXPROCS.
+	RoomWriters int `yaml:"room_writers"`
 	// MaxRoomsPerSession caps the chatrooms one session is in. Default 10.
 	MaxRoomsPerSession int `yaml:"max_rooms_per_session"`
 	// Advertise are the entry addresses announced to the services for
@@ -217,6 +222,9 @@ func (c Config) withDefaults() Config {
 	if c.RoomMaxQueued == 0 {
 		c.RoomMaxQueued = d.RoomMaxQueued
 	}
+	if c.RoomWriters == 0 {
+		c.RoomWriters = runtime.GOMAXPROCS(0)
+	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = d.AnnounceInterval
 	}
@@ -285,6 +293,9 @@ func (c *Config) Validate() error {
 	}
 	if v.MaxRoomsPerSession < 1 {
 		errs.Addf("max_rooms_per_session: at least 1")
+	}
+	if v.RoomWriters < 0 || v.RoomWriters > 256 {
+		errs.Addf("room_writers: %d not in 0..256 (0: GOMAXPROCS)", v.RoomWriters)
 	}
 	if v.AnnounceInterval.D() < 100*time.Millisecond {
 		errs.Addf("announce_interval: at least 100ms")

@@ -75,6 +75,7 @@ type Gateway struct {
 	roomMu    sync.Mutex // rooms, their members and pending messages; Session.rooms
 	rooms     map[string]*gwRoom
 	roomCh    chan *nats.Msg
+	writers   *roomWriters // the room fan-out's writer pool (roomwriter.go)
 	advMu     sync.Mutex
 	advertise []string
 	startedAt time.Time
@@ -128,6 +129,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		perIP:    make(map[netip.Addr]int),
 		stop:     make(chan struct{}),
 	}
+	g.writers = newRoomWriters(g, cfg.RoomWriters)
 	if g.sm, err = newSuperMetrics(deps.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
@@ -223,6 +225,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	go g.dispatch()
 	go g.sweep()
 	go g.roomLoop()
+	g.writers.run()
 	go g.announceLoop()
 	if g.poller != nil {
 		go g.poller.run()

@@ -34,8 +34,11 @@ type linkConn struct {
 	spare   []link.Frame
 	held    bool // pushes wait until the login answer is written
 	writing bool
-	closing bool // close the connection once the queue is written
-	dead    bool
+	// unflushed: a room writer left part of a frame in the link.Conn; the
+	// writer goroutine sends it even when the queue is empty.
+	unflushed bool
+	closing   bool // close the connection once the queue is written
+	dead      bool
 
 	// Idle parking (see poller): fd is the socket, or -1 when the
 	// connection always keeps its reader goroutine.
@@ -426,6 +429,11 @@ func (l *linkConn) closeAfterFlush() {
 func (l *linkConn) enqueue(f link.Frame, response bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.enqueueLocked(f, response)
+}
+
+// enqueueLocked is enqueue with l.mu held.
+func (l *linkConn) enqueueLocked(f link.Frame, response bool) bool {
 	if l.dead || l.closing {
 		return true // the session is ending; nothing more is sent
 	}
@@ -465,6 +473,13 @@ func (l *linkConn) writeLoop() {
 	for {
 		l.mu.Lock()
 		batch := l.queue
+		if len(batch) == 0 && l.unflushed && !l.dead {
+			l.unflushed = false
+			l.mu.Unlock()
+			_ = l.c.NetConn().SetWriteDeadline(time.Now().Add(l.g.cfg.WriteTimeout.D()))
+			l.writeFailed(l.c.Flush())
+			continue
+		}
 		if len(batch) == 0 || l.dead {
 			l.writing = false
 			closeNow := l.closing || l.dead
@@ -476,6 +491,7 @@ func (l *linkConn) writeLoop() {
 			return
 		}
 		l.queue, l.spare = l.spare[:0], nil
+		l.unflushed = false // WriteFrames sends the rest first
 		l.mu.Unlock()
 
 		_ = l.c.NetConn().SetWriteDeadline(time.Now().Add(l.g.cfg.WriteTimeout.D()))
@@ -486,13 +502,22 @@ func (l *linkConn) writeLoop() {
 		if cap(batch) <= 64 {
 			l.spare = batch[:0]
 		}
-		if err != nil && !errors.Is(err, link.ErrFrameTooLarge) {
-			if !l.dead && errors.Is(err, os.ErrDeadlineExceeded) {
-				// The client stopped reading: as slow as a full queue.
-				l.g.m.slowConsumers.Inc()
-			}
-			l.dead = true
-		}
 		l.mu.Unlock()
+		l.writeFailed(err)
 	}
+}
+
+// writeFailed marks the connection dead after a write error (not after a
+// frame refused for its size).
+func (l *linkConn) writeFailed(err error) {
+	if err == nil || errors.Is(err, link.ErrFrameTooLarge) {
+		return
+	}
+	l.mu.Lock()
+	if !l.dead && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The client stopped reading: as slow as a full queue.
+		l.g.m.slowConsumers.Inc()
+	}
+	l.dead = true
+	l.mu.Unlock()
 }

@@ -29,6 +29,11 @@ type metrics struct {
 	roomSlowDrops  prometheus.Counter
 	roomSkipped    prometheus.Counter
 	roomEvents     prometheus.Counter
+
+	roomDirectWrites  prometheus.Counter
+	roomPartialWrites prometheus.Counter
+	roomStretched     prometheus.Counter
+	roomRoundSeconds  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -84,9 +89,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_gateway_room_skipped_total", Help: "Room messages not sent to members still behind with earlier frames (room_max_queued)."}),
 		roomEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_room_events_total", Help: "Room events received from the bus."}),
+		roomDirectWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_direct_writes_total", Help: "room.messages frames the room writers wrote themselves (the connection had nothing else to write), without its writer goroutine."}),
+		roomPartialWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_partial_writes_total", Help: "Direct room frames the socket took only in part; the connection's writer sent the rest."}),
+		roomStretched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_stretched_total", Help: "Room batch intervals that ended while the previous round of writes was still going (the flush waited for it)."}),
+		roomRoundSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "longlink_gateway_room_round_seconds", Help: "Time to write (or queue) one round of room batches to every member connection.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .2, .35, .5, .75, 1, 2, 5}}),
 	}
 	for _, c := range []prometheus.Collector{m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
-		m.roomDeliveries, m.roomSlowDrops, m.roomSkipped, m.roomEvents, m.connections, m.sessions, m.accounts, m.accepted, m.refused,
+		m.roomDeliveries, m.roomSlowDrops, m.roomSkipped, m.roomEvents,
+		m.roomDirectWrites, m.roomPartialWrites, m.roomStretched, m.roomRoundSeconds, m.connections, m.sessions, m.accounts, m.accepted, m.refused,
 		m.protocolErrors, m.logins, m.requests, m.requestErrors, m.requestSeconds, m.pushes, m.pushDelivered,
 		m.slowConsumers, m.kicks, m.framesIn, m.framesOut} {
 		if err := reg.Register(c); err != nil {

@@ -19,11 +19,13 @@ import (
 // session in the room, so it receives exactly one copy per message whatever
 // the number of its members. Messages wait in the room's pending list and
 // a flusher turns them, every RoomBatchInterval, into one OpRoomMessages
-// body per room, built (and compressed) once and queued to every member's
-// connection: one frame per connection per interval. A connection that
-// still has RoomMaxQueued frames waiting skips the batch (its client sees
-// a gap in the room's sequence and may read the recent history); one whose
-// queue is full, or whose write stalls, is dropped as a slow consumer.
+// body per room, built (and compressed) once and handed to every member's
+// connection by the writer pool (roomwriter.go): one frame per connection
+// per interval, or per round of writes when that takes longer. A
+// connection that still has RoomMaxQueued frames waiting skips the batch
+// (its client sees a gap in the room's sequence and may read the recent
+// history); one whose queue is full, or whose write stalls, is dropped as
+// a slow consumer.
 // Nobody else waits for it.
 //
 // Room events (kicks, mutes, close) are delivered at once, after the
@@ -35,9 +37,10 @@ type gwRoom struct {
 	appkey, id string
 	subject    string // imapi.RoomSubject
 	sub        *nats.Subscription
-	members    map[*Session]struct{}
-	pending    [][]byte // room messages (imapi.RoomMessage JSON) since the last flush
-	dirty      bool     // listed in Gateway.dirtyRooms
+	members    map[*Session]int // index in list
+	list       []*Session       // the members in a stable order: each keeps its place in the writers' walk
+	pending    [][]byte         // room messages (imapi.RoomMessage JSON) since the last flush
+	dirty      bool             // listed in Gateway.dirtyRooms
 	closed     bool
 }
 
@@ -72,12 +75,13 @@ func (g *Gateway) roomEnter(s *Session, body []byte) {
 			return
 		}
 		_ = sub.SetPendingLimits(-1, -1)
-		r = &gwRoom{appkey: s.info.AppKey, id: resp.Room.RoomID, subject: subject, sub: sub, members: map[*Session]struct{}{}}
+		r = &gwRoom{appkey: s.info.AppKey, id: resp.Room.RoomID, subject: subject, sub: sub, members: map[*Session]int{}}
 		g.rooms[subject] = r
 		g.m.rooms.Inc()
 	}
 	if _, in := r.members[s]; !in {
-		r.members[s] = struct{}{}
+		r.members[s] = len(r.list)
+		r.list = append(r.list, s)
 		s.rooms = append(s.rooms, r)
 		g.m.roomMembers.Inc()
 	}
@@ -107,10 +111,18 @@ func (g *Gateway) roomLeave(s *Session, subject string) {
 }
 
 func (g *Gateway) leaveLocked(s *Session, r *gwRoom) {
-	if _, in := r.members[s]; !in {
+	i, in := r.members[s]
+	if !in {
 		return
 	}
 	delete(r.members, s)
+	last := len(r.list) - 1
+	if i != last {
+		r.list[i] = r.list[last]
+		r.members[r.list[i]] = i
+	}
+	r.list[last] = nil
+	r.list = r.list[:last]
 	g.m.roomMembers.Dec()
 	for i, x := range s.rooms {
 		if x == r {
@@ -167,17 +179,33 @@ func (g *Gateway) publishLeave(s *Session, roomID string) {
 }
 
 // roomLoop receives room messages and events from the bus and flushes
-// batches every RoomBatchInterval. It owns the batching; membership
+// batches every RoomBatchInterval, or when the round of writes in progress
+// ends if that is later (see roomWriters). It owns the batching; membership
 // changes come from other goroutines under roomMu.
 func (g *Gateway) roomLoop() {
 	defer g.wg.Done()
 	t := time.NewTicker(g.cfg.RoomBatchInterval.D())
 	defer t.Stop()
 	var dirty []*gwRoom
+	busy := false // a round is being written
+	late := false // the interval ended during it
+	flush := func() {
+		g.writers.reset()
+		for _, r := range dirty {
+			g.addBatch(r)
+		}
+		clear(dirty)
+		dirty = dirty[:0]
+		busy = g.writers.begin()
+	}
 	for {
 		select {
 		case msg := <-g.roomCh:
 			if msg == nil {
+				if busy {
+					<-g.writers.done
+				}
+				g.writers.close()
 				return
 			}
 			g.roomMu.Lock()
@@ -197,13 +225,30 @@ func (g *Gateway) roomLoop() {
 				continue
 			}
 			g.roomMu.Unlock()
-			g.roomEvent(r, msg.Data)
-		case <-t.C:
-			for _, r := range dirty {
-				g.flushRoom(r)
+			if busy {
+				<-g.writers.done
+				busy = false
 			}
-			clear(dirty)
-			dirty = dirty[:0]
+			g.roomEvent(r, msg.Data)
+			if late {
+				late = false
+				flush()
+			}
+		case <-t.C:
+			if busy {
+				if !late {
+					late = true
+					g.m.roomStretched.Inc()
+				}
+				continue
+			}
+			flush()
+		case <-g.writers.done:
+			busy = false
+			if late {
+				late = false
+				flush()
+			}
 		}
 	}
 }
@@ -216,20 +261,19 @@ func roomSubjectOf(subject string) string {
 	return subject
 }
 
-// flushRoom sends the room's pending messages to its members: one body,
-// built and compressed once, one frame per member connection.
-func (g *Gateway) flushRoom(r *gwRoom) {
+// addBatch puts the room's pending messages into the next round of writes:
+// one body, built and compressed once, one frame per member connection.
+func (g *Gateway) addBatch(r *gwRoom) {
 	g.roomMu.Lock()
 	msgs := r.pending
 	r.pending, r.dirty = nil, false
-	members := make([]*Session, 0, len(r.members))
-	for s := range r.members {
-		members = append(members, s)
-	}
-	g.roomMu.Unlock()
-	if len(msgs) == 0 || len(members) == 0 {
+	if len(msgs) == 0 || len(r.list) == 0 {
+		g.roomMu.Unlock()
 		return
 	}
+	lo := len(g.writers.members)
+	g.writers.members = append(g.writers.members, r.list...)
+	g.roomMu.Unlock()
 	n := len(`{"room_id":"","messages":[]}`) + len(r.id) + len(msgs)
 	for _, m := range msgs {
 		n += len(m)
@@ -251,56 +295,28 @@ func (g *Gateway) flushRoom(r *gwRoom) {
 			frame.Body, frame.Flags = z, link.FlagPush|link.FlagCompressed
 		}
 	}
-	var slow []*Session
-	frames, skipped := 0, 0
-	for _, s := range members {
-		var ok bool
-		if lc, isLink := s.t.(*linkConn); isLink {
-			if lc.queued() >= g.cfg.RoomMaxQueued {
-				// Still behind with earlier frames: this batch is skipped for
-				// it, so its lag stays bounded and the room never waits.
-				skipped++
-				continue
-			}
-			ok = lc.enqueue(frame, false)
-		} else {
-			ok = s.t.Push(imapi.OpRoomMessages, body)
-		}
-		if ok {
-			frames++
-		} else {
-			slow = append(slow, s)
-		}
-	}
 	g.m.roomBatches.Inc()
-	g.m.roomFrames.Add(float64(frames))
-	g.m.roomDeliveries.Add(float64(frames * len(msgs)))
-	if skipped > 0 {
-		g.m.roomSkipped.Add(float64(skipped * len(msgs)))
-	}
-	for _, s := range slow {
-		g.m.roomSlowDrops.Inc()
-		if g.unregister(s, ReasonSlow, true) {
-			g.m.slowConsumers.Inc()
-		}
-	}
+	g.writers.add(roomBatch{frame: frame, body: body, msgs: len(msgs)}, lo)
 }
 
 // roomEvent delivers an event to the room's members after the messages
-// that came before it; kicks and closes also take sessions out.
+// that came before it; kicks and closes also take sessions out. The room
+// loop calls it with no round in progress; it writes the room's pending
+// messages first and waits for them.
 func (g *Gateway) roomEvent(r *gwRoom, data []byte) {
 	var ev imapi.RoomEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
 		g.log.Warn("bad room event on the bus", "room", r.id, "err", err)
 		return
 	}
-	g.flushRoom(r)
+	g.writers.reset()
+	g.addBatch(r)
+	if g.writers.begin() {
+		<-g.writers.done
+	}
 	g.m.roomEvents.Inc()
 	g.roomMu.Lock()
-	members := make([]*Session, 0, len(r.members))
-	for s := range r.members {
-		members = append(members, s)
-	}
+	members := append([]*Session(nil), r.list...)
 	switch ev.Kind {
 	case imapi.RoomEventClosed:
 		for _, s := range members {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/flynn/noise"
 
@@ -39,10 +40,27 @@ type Conn struct {
 	send   *noise.CipherState
 	werr   error // sticky write error
 	closed atomic.Bool
+	// tail is what a FrameWriter sealed but the socket did not take; it
+	// goes out before anything else written on the connection.
+	tail []byte
+	raw  syscall.RawConn // for FrameWriter; nil when nc has no socket
 }
 
 func newConn(nc net.Conn, keyID string, send, recv *noise.CipherState, lim Limits) *Conn {
-	return &Conn{nc: nc, lim: lim.withDefaults(), keyID: keyID, send: send, recv: recv}
+	return &Conn{nc: nc, lim: lim.withDefaults(), keyID: keyID, send: send, recv: recv, raw: rawConn(nc)}
+}
+
+// rawConn is nc's socket for non-blocking writes, or nil.
+func rawConn(nc net.Conn) syscall.RawConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok || !canTryWrite {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 // NewPlain wraps nc as a pre-terminated Link connection (LINK.md section 7):
@@ -51,7 +69,7 @@ func newConn(nc net.Conn, keyID string, send, recv *noise.CipherState, lim Limit
 // provides: an edge that terminated the client's handshake speaks it to the
 // gateway through an encrypted tunnel and the core egress.
 func NewPlain(nc net.Conn, lim Limits) *Conn {
-	return &Conn{nc: nc, lim: lim.withDefaults()}
+	return &Conn{nc: nc, lim: lim.withDefaults(), raw: rawConn(nc)}
 }
 
 // Plain reports whether the connection is pre-terminated (not sealed).
@@ -243,6 +261,9 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 			}
 		}
 	}
+	if err := c.flushTail(); err != nil {
+		return err
+	}
 	if len(buf) > 0 {
 		if _, err := c.nc.Write(buf); err != nil {
 			c.werr = err
@@ -250,6 +271,30 @@ func (c *Conn) WriteFrames(fs []Frame) error {
 		}
 	}
 	return ferr
+}
+
+// Flush writes what a FrameWriter left unsent (Pending), waiting for the
+// socket as Write does. A write error is final.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	return c.flushTail()
+}
+
+// flushTail must be called with wmu held.
+func (c *Conn) flushTail() error {
+	if len(c.tail) == 0 {
+		return nil
+	}
+	if _, err := c.nc.Write(c.tail); err != nil {
+		c.werr = err
+		return err
+	}
+	c.tail = nil
+	return nil
 }
 
 // appendSealed appends the length-prefixed sealed form of f to buf.

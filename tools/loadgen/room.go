@@ -160,10 +160,12 @@ func runRoom(args []string) error {
 	}
 	start = time.Now()
 	tell("connect")
-	for _, w := range ws {
-		if _, err := expect(w, "ready"); err != nil {
+	for i, w := range ws {
+		line, err := expect(w, "ready")
+		if err != nil {
 			return err
 		}
+		progress("worker %d: %s", i+1, line)
 	}
 	progress("%d members entered the room in %s", *members, time.Since(start).Round(time.Millisecond))
 	for i, s := range srvs {
@@ -185,6 +187,7 @@ func runRoom(args []string) error {
 	}
 	pin(os.Getpid(), *clientCPU)
 	defer snd.close()
+	progress("the sender is in the room")
 	sendCtx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
 	go snd.run(sendCtx, *rate)
@@ -678,7 +681,7 @@ func runRoomWorker(args []string) error {
 	for sc.Scan() {
 		switch sc.Text() {
 		case "connect":
-			var next atomic.Int64
+			var next, redials atomic.Int64
 			var wg sync.WaitGroup
 			var firstErr atomic.Value
 			for p := 0; p < 64; p++ {
@@ -690,7 +693,19 @@ func runRoomWorker(args []string) error {
 						if u >= *members {
 							return
 						}
-						c, err := dialMember(addrs[u%len(addrs)], *src, *keyID, pub, u)
+						// A crowd entering at once on a busy machine
+						// sees handshakes and logins time out now and
+						// then; the member tries again (both are
+						// idempotent).
+						var c *link.Conn
+						var err error
+						for attempt := 1; attempt <= 5; attempt++ {
+							if c, err = dialMember(addrs[u%len(addrs)], *src, *keyID, pub, u); err == nil {
+								break
+							}
+							redials.Add(1)
+							time.Sleep(time.Duration(attempt) * time.Second)
+						}
 						if err != nil {
 							firstErr.CompareAndSwap(nil, err)
 							return
@@ -713,7 +728,7 @@ func runRoomWorker(args []string) error {
 				continue
 			}
 			mu.Lock()
-			fmt.Printf("ready %d\n", len(keep))
+			fmt.Printf("ready %d (%d redials)\n", len(keep), redials.Load())
 			mu.Unlock()
 		case "start":
 			for i := range hist {
