@@ -189,13 +189,18 @@ func (g *Gateway) roomLoop() {
 	var dirty []*gwRoom
 	busy := false // a round is being written
 	late := false // the interval ended during it
+	var more []*gwRoom // rooms with messages left for the next round
 	flush := func() {
 		g.writers.reset()
 		for _, r := range dirty {
-			g.addBatch(r)
+			if g.addBatch(r) {
+				more = append(more, r)
+			}
 		}
 		clear(dirty)
-		dirty = dirty[:0]
+		dirty = append(dirty[:0], more...)
+		clear(more)
+		more = more[:0]
 		busy = g.writers.begin()
 	}
 	for {
@@ -262,14 +267,25 @@ func roomSubjectOf(subject string) string {
 }
 
 // addBatch puts the room's pending messages into the next round of writes:
-// one body, built and compressed once, one frame per member connection.
-func (g *Gateway) addBatch(r *gwRoom) {
+// one body, built and compressed once, one frame per member connection. A
+// body holds at most max_frame_size bytes (what clients accept inflated);
+// it reports whether messages are left for the next round (the room stays
+// dirty).
+func (g *Gateway) addBatch(r *gwRoom) (more bool) {
 	g.roomMu.Lock()
 	msgs := r.pending
 	r.pending, r.dirty = nil, false
 	if len(msgs) == 0 || len(r.list) == 0 {
 		g.roomMu.Unlock()
-		return
+		return false
+	}
+	size := len(`{"room_id":"","messages":[]}`) + len(r.id)
+	for i, m := range msgs {
+		if size += len(m) + 1; size > g.cfg.MaxFrameSize && i > 0 {
+			r.pending, r.dirty, more = msgs[i:], true, true
+			msgs = msgs[:i]
+			break
+		}
 	}
 	lo := len(g.writers.members)
 	g.writers.members = append(g.writers.members, r.list...)
@@ -297,6 +313,7 @@ func (g *Gateway) addBatch(r *gwRoom) {
 	}
 	g.m.roomBatches.Inc()
 	g.writers.add(roomBatch{frame: frame, body: body, msgs: len(msgs)}, lo)
+	return more
 }
 
 // roomEvent delivers an event to the room's members after the messages
@@ -309,10 +326,12 @@ func (g *Gateway) roomEvent(r *gwRoom, data []byte) {
 		g.log.Warn("bad room event on the bus", "room", r.id, "err", err)
 		return
 	}
-	g.writers.reset()
-	g.addBatch(r)
-	if g.writers.begin() {
-		<-g.writers.done
+	for more := true; more; {
+		g.writers.reset()
+		more = g.addBatch(r)
+		if g.writers.begin() {
+			<-g.writers.done
+		}
 	}
 	g.m.roomEvents.Inc()
 	g.roomMu.Lock()

@@ -168,8 +168,10 @@ func TestRoomWritersSlowMember(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.RoomBatchInterval = config.Duration(5 * time.Millisecond)
 		c.SendQueue = 16
-		c.RoomMaxQueued = 16
-		c.WriteTimeout = config.Duration(time.Second)
+		c.RoomMaxQueued = 8
+		// Long enough for room_max_queued batches to pile up behind the
+		// stalled write even under the race detector.
+		c.WriteTimeout = config.Duration(4 * time.Second)
 		c.RoomWriters = 1 // one writer: it must not wait for the slow member
 	})
 	nc := roomService(t, e)
@@ -208,14 +210,14 @@ func TestRoomWritersSlowMember(t *testing.T) {
 			}
 		}
 	}()
-	noise := make([]byte, 8000)
+	noise := make([]byte, 1000)
 	n := int64(0)
-	for e.g.Sessions() > 1 && n < 20000 {
+	for e.g.Sessions() > 1 && n < 200000 {
 		n++
 		_, _ = rand.Read(noise)
 		publishRoom(t, nc, "r1", n, base64.StdEncoding.EncodeToString(noise)) // hardly compressible
 		if n%10 == 0 {
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(time.Millisecond) // about 10 MB/s in small batches: many rounds
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)

@@ -198,6 +198,11 @@ func runRoom(args []string) error {
 		deliveries float64
 		drops      float64
 		skipped    float64
+		frames     float64 // room.messages frames
+		direct     float64 // of which written by the gateways' room writers themselves
+		rounds     float64 // rounds of writes, and their total seconds
+		roundSecs  float64
+		stretched  float64 // batch intervals stretched to the end of a round
 	}
 	take := func() (snap, error) {
 		var sn snap
@@ -211,6 +216,11 @@ func runRoom(args []string) error {
 			sn.deliveries += m["longlink_gateway_room_deliveries_total"]
 			sn.drops += m["longlink_gateway_slow_consumers_total"]
 			sn.skipped += m["longlink_gateway_room_skipped_total"]
+			sn.frames += m["longlink_gateway_room_frames_total"]
+			sn.direct += m["longlink_gateway_room_direct_writes_total"]
+			sn.rounds += m["longlink_gateway_room_round_seconds_count"]
+			sn.roundSecs += m["longlink_gateway_room_round_seconds_sum"]
+			sn.stretched += m["longlink_gateway_room_stretched_total"]
 		}
 		return sn, nil
 	}
@@ -282,6 +292,18 @@ func runRoom(args []string) error {
 	result("room_fanout_deliveries_per_sec", deliveries/elapsed, "deliveries/s")
 	if deliveries > 0 {
 		result("room_fanout_server_cpu_per_delivery", cpu/deliveries*1e6, "us")
+	}
+	// What the latency is made of: frames the gateways wrote, what one cost
+	// the servers, and how long a round of writes to every member took.
+	frames := b.frames - a.frames
+	result("room_fanout_frames_per_sec", frames/elapsed, "frames/s")
+	if frames > 0 {
+		result("room_fanout_server_cpu_per_frame", cpu/frames*1e6, "us")
+		progress("%.0f%% of the frames written by the room writers themselves; %.0f batch intervals stretched to the end of a round",
+			100*(b.direct-a.direct)/frames, b.stretched-a.stretched)
+	}
+	if n := b.rounds - a.rounds; n > 0 {
+		result("room_fanout_round_mean", (b.roundSecs-a.roundSecs)/n*1000, "ms")
 	}
 	if pubTotal > 0 {
 		sum := 0.0
