@@ -187,8 +187,8 @@ func (g *Gateway) roomLoop() {
 	t := time.NewTicker(g.cfg.RoomBatchInterval.D())
 	defer t.Stop()
 	var dirty []*gwRoom
-	busy := false // a round is being written
-	late := false // the interval ended during it
+	busy := false      // a round is being written
+	late := false      // the interval ended during it
 	var more []*gwRoom // rooms with messages left for the next round
 	flush := func() {
 		g.writers.reset()
