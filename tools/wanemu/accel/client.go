@@ -21,6 +21,10 @@ type measurement struct {
 	ConnectFailed  int       `json:"connect_failed"`
 	MessageMS      []float64 `json:"message_ms"`
 	MessageFailed  int       `json:"message_failed"`
+	// FirstMsgMS: a fresh client's connect, login and first message until
+	// the core's durable ack (what a user waits for before "sent").
+	FirstMsgMS     []float64 `json:"first_msg_ms"`
+	FirstMsgFailed int       `json:"first_msg_failed"`
 	BulkBytes      int64     `json:"bulk_bytes"`
 	BulkSeconds    float64   `json:"bulk_seconds"`
 	BulkFirstByteS float64   `json:"bulk_first_byte_s"`

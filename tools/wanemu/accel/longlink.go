@@ -138,6 +138,10 @@ routing:
 		var st struct {
 			ID      string `json:"link_key_id"`
 			Private string `json:"link_private_key"`
+			// The dev core signs the demo tokens; with the public key the
+			// edge answers logins itself (LINK.md section 7).
+			TokenKeyID     string `json:"token_key_id"`
+			TokenPublicKey string `json:"token_public_key"`
 		}
 		b, err := os.ReadFile(filepath.Join(devDir, "dev.json"))
 		if err == nil {
@@ -149,7 +153,11 @@ routing:
 		if err := os.WriteFile(filepath.Join(dir, "link.key"), []byte(st.Private), 0o600); err != nil {
 			return err
 		}
-		terminate = fmt.Sprintf(", terminate: {keys: [{id: %q, private_key: \"file:%s\"}]}", st.ID, filepath.Join(dir, "link.key"))
+		if st.TokenPublicKey == "" {
+			return errors.New("dev state has no token_public_key: longlink dev no longer signs its tokens?")
+		}
+		terminate = fmt.Sprintf(", terminate: {keys: [{id: %q, private_key: \"file:%s\"}], token_keys: [{id: %q, public_key: %q}]}",
+			st.ID, filepath.Join(dir, "link.key"), st.TokenKeyID, st.TokenPublicKey)
 	}
 	redundancy := ""
 	if f.redundancy > 0 {
@@ -341,6 +349,32 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 	}
 	wg.Wait()
 
+	// Connect, login and a first message until its ack, with fresh
+	// clients (each account to the next one).
+	for i, a := range demoAccounts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg, _ := configFor(a)
+			to := demoAccounts[(i+1)%len(demoAccounts)]
+			for range per {
+				if ctx.Err() != nil {
+					return
+				}
+				d, err := firstMessageOnce(ctx, cfg, to)
+				mu.Lock()
+				if err != nil {
+					m.FirstMsgFailed++
+					fmt.Fprintf(os.Stderr, "first message %s via %s: %v\n", a, target, err)
+				} else {
+					m.FirstMsgMS = append(m.FirstMsgMS, ms(d))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
 	// Senders: every demo account on three devices (a device of another
 	// type does not kick the first), each messaging the next account.
 	deadline := time.Now().Add(msgFor)
@@ -398,6 +432,32 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 	}
 	wg.Wait()
 	return json.NewEncoder(os.Stdout).Encode(m)
+}
+
+// firstMessageOnce starts a fresh client, waits until it is logged in,
+// sends one text to `to` and returns the time from the start to the core's
+// durable ack.
+func firstMessageOnce(ctx context.Context, cfg sdk.Config, to string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := sdk.New(cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.Start()
+	go func() {
+		for range c.Events() {
+		}
+	}()
+	if err := c.WaitConnected(ctx); err != nil {
+		return 0, err
+	}
+	if _, err := c.SendText(ctx, imapi.ConvP2P, to, "first"); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }
 
 // loginOnce starts a fresh client, waits until it is logged in and closes it.
