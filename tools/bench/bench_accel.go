@@ -11,7 +11,7 @@ func init() {
 		register(benchmark{
 			name: "accel-" + tunnel,
 			summary: "Longlink (longlink dev + relay -egress + edge, core/sdk clients) through the edge over " + tunnel +
-				" vs direct to the core in the emulated standard world: connect+login p50/p99, message RTT p50/p99",
+				" vs direct to the core in the emulated standard world: connect+login p50/p99 (the edge answers logins with signed tokens), connect+login+first message acked p50/p99, message RTT p50/p99",
 			limit: 10 * time.Minute,
 			argv:  []string{"go", "run", "./tools/wanemu/accel", "-impl", "longlink", "-tunnel", tunnel, "-msg-for", "30s", "-timeout", "8m"},
 		})
