@@ -59,6 +59,8 @@ func redirectSecrets(t *testing.T, text string) string {
 		switch {
 		case strings.HasPrefix(name, "link-"):
 			val = "/aPQu1201sDEWo+DlcPWD6WispfRILilNxSkCGtYUlI=" // a valid X25519 key
+		case strings.HasPrefix(name, "token-"):
+			val = "CSn9PFeAnhPYWqj0opWayEq1bgAKKBL7LypuUCyhHcI=" // a valid Ed25519 seed
 		case name == "postgres-dsn":
 			val = "postgres://longlink@127.0.0.1:5432/longlink"
 		case strings.HasPrefix(name, "apns-"):
