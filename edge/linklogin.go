@@ -32,46 +32,54 @@ type edgeLogins struct {
 // why it is forwarded (a longlink_edge_link_logins_total result).
 func (l *edgeLogins) answer(f link.Frame) (link.Frame, *link.Frame, string) {
 	if f.Op != imapi.OpLogin || f.IsResponse() || f.IsPush() {
-		return f, nil, "forwarded_invalid" // the gateway refuses it
+		return withoutSessionID(f), nil, "forwarded_invalid" // the gateway refuses it
 	}
 	var req imapi.LoginReq
 	if err := json.Unmarshal(f.Body, &req); err != nil {
-		return f, nil, "forwarded_invalid"
+		return withoutSessionID(f), nil, "forwarded_invalid"
 	}
 	if !logintoken.IsSigned(req.Token) {
-		return f, nil, "forwarded_opaque"
+		return withoutSessionID(f), nil, "forwarded_opaque"
 	}
 	now := l.now()
 	claims, err := l.tokens.Verify(req.Token, now)
 	switch {
 	case errors.Is(err, logintoken.ErrUnknownKey):
-		return f, nil, "forwarded_unknown_key"
+		return withoutSessionID(f), nil, "forwarded_unknown_key"
 	case errors.Is(err, logintoken.ErrExpired):
-		return f, nil, "forwarded_expired"
+		return withoutSessionID(f), nil, "forwarded_expired"
 	case err != nil, claims.AppKey != req.AppKey, claims.Account != req.Account:
-		return f, nil, "forwarded_invalid"
+		return withoutSessionID(f), nil, "forwarded_invalid"
 	}
 	hb := l.heartbeatSec.Load()
 	if hb <= 0 {
-		return f, nil, "forwarded_not_ready"
-	}
-	// The rest of the request goes to the core as the client wrote it.
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(f.Body, &fields); err != nil {
-		return f, nil, "forwarded_invalid"
+		return withoutSessionID(f), nil, "forwarded_not_ready"
 	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	sid := hex.EncodeToString(b[:])
-	fields["session_id"], _ = json.Marshal(sid)
-	body, err := json.Marshal(fields)
+	// The rest of the request goes to the core as the client wrote it.
+	body, err := imapi.SetLoginSessionID(f.Body, sid)
 	if err != nil {
-		return f, nil, "forwarded_invalid"
+		return withoutSessionID(f), nil, "forwarded_invalid"
 	}
 	resp, _ := json.Marshal(imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: int(hb)})
 	out := f
 	out.Body = body
 	return out, &link.Frame{Op: imapi.OpLogin, Flags: link.FlagResponse, Seq: f.Seq, Body: resp}, "answered"
+}
+
+// withoutSessionID removes any session_id a client put in its login: the
+// gateway honours the field on this path, and only the edge may choose it.
+// A body that is not a JSON object goes as it is (the core refuses it).
+func withoutSessionID(f link.Frame) link.Frame {
+	if f.Op != imapi.OpLogin {
+		return f
+	}
+	if body, err := imapi.SetLoginSessionID(f.Body, ""); err == nil {
+		f.Body = body
+	}
+	return f
 }
 
 // learn keeps the heartbeat interval of a successful login answer from the

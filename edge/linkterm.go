@@ -56,6 +56,8 @@ func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, 
 	loginResult := ""
 	if e.logins != nil {
 		first, answer, loginResult = e.logins.answer(first)
+	} else {
+		first = withoutSessionID(first)
 	}
 
 	h := wire.Header{Kind: wire.KindLinkFrames, Cluster: e.cfg.Cluster, Service: t.Service, Client: client}

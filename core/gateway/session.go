@@ -121,11 +121,11 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 	if req.DeviceType == "" {
 		req.DeviceType = "unknown" // as the login service records it
 	}
-	if req.SessionID != "" && !fromEdge {
+	if !fromEdge {
 		// A client cannot choose its session id (it names the session in
-		// kicks and the event log).
+		// kicks and the event log): every spelling of the key goes.
 		var err error
-		if body, err = dropSessionID(body); err != nil {
+		if body, err = imapi.SetLoginSessionID(body, ""); err != nil {
 			g.m.logins.WithLabelValues(imapi.ErrBadRequest.String()).Inc()
 			return nil, nil, imapi.Errorf(imapi.ErrBadRequest, "login body: %v", err)
 		}
@@ -201,17 +201,6 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 	registered = true
 	g.m.logins.WithLabelValues("ok").Inc()
 	return s, out, nil
-}
-
-// dropSessionID removes session_id from a login body, keeping the rest as
-// the client sent it.
-func dropSessionID(body []byte) ([]byte, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, err
-	}
-	delete(m, "session_id")
-	return json.Marshal(m)
 }
 
 func accountSafe(s string) bool {
