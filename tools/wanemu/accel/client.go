@@ -17,10 +17,10 @@ import (
 // measurement is what one client run reports to the orchestrator (JSON on
 // stdout).
 type measurement struct {
-	ConnectMS      []float64 `json:"connect_ms"`
-	ConnectFailed  int       `json:"connect_failed"`
-	MessageMS      []float64 `json:"message_ms"`
-	MessageFailed  int       `json:"message_failed"`
+	ConnectMS     []float64 `json:"connect_ms"`
+	ConnectFailed int       `json:"connect_failed"`
+	MessageMS     []float64 `json:"message_ms"`
+	MessageFailed int       `json:"message_failed"`
 	// FirstMsgMS: a fresh client's connect, login and first message until
 	// the core's durable ack (what a user waits for before "sent").
 	FirstMsgMS     []float64 `json:"first_msg_ms"`
