@@ -37,6 +37,12 @@ type Client struct {
 	stopErr  error
 	outbox   map[*outItem]struct{} // unacknowledged sends; order by outItem.order
 	outSeq   uint64
+	// pausedUntil: after a transient refusal (an overloaded server sheds
+	// with 503) no send goes out before this time; the held ones are sent
+	// in order when it passes. One pause for the whole client, not one
+	// backoff per message: per-message resends of a deep outbox would
+	// keep an overloaded server busy refusing them.
+	pausedUntil time.Time
 	session  string
 	started  bool
 	closed   bool
@@ -370,6 +376,10 @@ func (c *Client) transmit(cur *conn, it *outItem) {
 		c.mu.Unlock()
 		return // already in flight on this connection
 	}
+	if time.Now().Before(c.pausedUntil) {
+		c.mu.Unlock()
+		return // held: resume sends it
+	}
 	it.onCon = cur
 	c.mu.Unlock()
 	cur.send(imapi.OpSend, it.body, func(in Incoming, err error) {
@@ -382,31 +392,47 @@ func (c *Client) transmit(cur *conn, it *outItem) {
 			_ = json.Unmarshal(in.Body, &ack)
 			c.finish(it, sendResult{ack: ack})
 		case imapi.ErrUnavailable, imapi.ErrTimeout, imapi.ErrInternal, imapi.ErrRateLimited:
-			// Transient: retry with the same id after a backoff that grows
-			// with each refusal, so that an overloaded server is not
-			// flooded with resends.
+			// Transient: pause all sends for a backoff that grows with
+			// this message's refusals, then resend the held ones (this
+			// one with the same id) in order, so that an overloaded
+			// server is not flooded with resends.
 			c.mu.Lock()
 			it.retries++
-			n := it.retries
+			it.onCon = nil
+			until := time.Now().Add(c.backoff(it.retries))
+			extend := until.After(c.pausedUntil)
+			if extend {
+				c.pausedUntil = until
+			}
 			c.mu.Unlock()
-			time.AfterFunc(c.backoff(n), func() {
-				c.mu.Lock()
-				it.onCon = nil
-				again := c.cur == cur && c.inOutbox(it)
-				c.mu.Unlock()
-				if again {
-					c.transmit(cur, it)
-				}
-			})
+			if extend {
+				time.AfterFunc(time.Until(until), func() { c.resume(cur) })
+			}
 		default:
 			c.finish(it, sendResult{err: codeError(in)})
 		}
 	})
 }
 
-func (c *Client) inOutbox(it *outItem) bool {
-	_, ok := c.outbox[it]
-	return ok
+// resume sends, in order, what a pause held back on cur (a new connection
+// resends the whole outbox itself).
+func (c *Client) resume(cur *conn) {
+	c.mu.Lock()
+	if c.cur != cur || time.Now().Before(c.pausedUntil) {
+		c.mu.Unlock()
+		return // gone, or the pause was extended (a later resume runs)
+	}
+	items := make([]*outItem, 0, len(c.outbox))
+	for it := range c.outbox {
+		if it.onCon != cur {
+			items = append(items, it)
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(items, func(i, j int) bool { return items[i].order < items[j].order })
+	for _, it := range items {
+		c.transmit(cur, it)
+	}
 }
 
 func (c *Client) finish(it *outItem, r sendResult) {
@@ -533,6 +559,7 @@ func (c *Client) sleep(d time.Duration) {
 // conversation list and of the notices, and enters the rooms again.
 func (c *Client) onConnected(cur *conn, gen uint64) {
 	c.mu.Lock()
+	c.pausedUntil = time.Time{} // a pause was the old connection's server's
 	items := make([]*outItem, 0, len(c.outbox))
 	for it := range c.outbox {
 		items = append(items, it)
