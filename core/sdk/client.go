@@ -30,27 +30,27 @@ type Client struct {
 	loopIn chan loopMsg
 	jobs   *jobQueue
 
-	mu       sync.Mutex
-	cur      *conn
-	state    State
-	changed  chan struct{} // closed and replaced on every state change
-	stopErr  error
-	outbox   map[*outItem]struct{} // unacknowledged sends; order by outItem.order
-	outSeq   uint64
+	mu      sync.Mutex
+	cur     *conn
+	state   State
+	changed chan struct{} // closed and replaced on every state change
+	stopErr error
+	outbox  map[*outItem]struct{} // unacknowledged sends; order by outItem.order
+	outSeq  uint64
 	// pausedUntil: after a transient refusal (an overloaded server sheds
 	// with 503) no send goes out before this time; the held ones are sent
 	// in order when it passes. One pause for the whole client, not one
 	// backoff per message: per-message resends of a deep outbox would
 	// keep an overloaded server busy refusing them.
 	pausedUntil time.Time
-	session  string
-	started  bool
-	closed   bool
-	lastSeqs map[string]int64      // copy of the delivery loop's, for LastSeqs
-	notices  noticeState           // owned by the delivery loop (user.go)
-	rooms    map[string]string     // rooms entered → entry token (rejoin.go)
-	connGen  uint64                // counts connections, for room re-entry
-	roomLoop map[string]*roomTrack // owned by the delivery loop (rejoin.go)
+	session     string
+	started     bool
+	closed      bool
+	lastSeqs    map[string]int64      // copy of the delivery loop's, for LastSeqs
+	notices     noticeState           // owned by the delivery loop (user.go)
+	rooms       map[string]string     // rooms entered → entry token (rejoin.go)
+	connGen     uint64                // counts connections, for room re-entry
+	roomLoop    map[string]*roomTrack // owned by the delivery loop (rejoin.go)
 }
 
 // New validates cfg and builds a client; Start connects it.
