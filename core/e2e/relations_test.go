@@ -166,8 +166,18 @@ func TestBlacklist(t *testing.T) {
 			}
 			_, err := alice.SendText(ctx, imapi.ConvP2P, "bob", "hello?")
 			wantCode(t, "blocked send", err, imapi.ErrBlocked)
-			_, err = alice.RequestFriend(ctx, "bob", "")
-			wantCode(t, "blocked friend request", err, imapi.ErrBlocked)
+			// A friend request to the blocker looks sent (as serious IM
+			// apps do, so the block is not revealed) and never reaches it.
+			if accepted, err := alice.RequestFriend(ctx, "bob", "hi"); err != nil || accepted {
+				t.Fatalf("friend request to a blocker: accepted %v, %v", accepted, err)
+			}
+			alice.hasNotice(imapi.NoticeFriendRequest, "alice", "bob")
+			if rs, err := alice.FriendRequests(ctx); err != nil || len(rs) != 1 || rs[0].To != "bob" {
+				t.Fatalf("the requester's requests %+v %v", rs, err)
+			}
+			if rs, err := bob.FriendRequests(ctx); err != nil || len(rs) != 0 {
+				t.Fatalf("the blocker sees %+v %v", rs, err)
+			}
 			_, err = bob.SendText(ctx, imapi.ConvP2P, "alice", "from the blocker")
 			if mode == service.BlacklistBoth {
 				wantCode(t, "blocker's send (both)", err, imapi.ErrBlocked)
@@ -186,6 +196,15 @@ func TestBlacklist(t *testing.T) {
 				t.Fatal(err)
 			}
 			bob.hasNotice(imapi.NoticeBlockRemoved, "bob", "alice")
+			for _, cl := range []*client{bob, bobPC} {
+				cl.mu.Lock()
+				for _, n := range cl.notices {
+					if n.Kind == imapi.NoticeFriendRequest {
+						t.Errorf("the blocker was told of the request: %+v", n)
+					}
+				}
+				cl.mu.Unlock()
+			}
 			if _, err := alice.SendText(ctx, imapi.ConvP2P, "bob", "now?"); err != nil {
 				t.Fatalf("after unblock: %v", err)
 			}

@@ -234,22 +234,22 @@ func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body [
 	if err := s.otherUser(ctx, sess, req.Account); err != nil {
 		return nil, err
 	}
-	blocked, err := s.st.Blocks(ctx, sess.AppKey, req.Account, sess.Account)
-	if err != nil {
-		return nil, storeErr(err, "blacklist")
-	}
-	if blocked {
-		return nil, imapi.Errorf(imapi.ErrBlocked, "")
-	}
 	if err := s.friendRoom(ctx, sess.AppKey, sess.Account); err != nil {
 		return nil, err
 	}
 	me, to := sess.Account, req.Account
-	accepted, ns, err := s.st.RequestFriend(ctx, sess.AppKey, me, to, req.Message, func(accepted bool) []store.Notice {
-		n := imapi.Notice{Kind: imapi.NoticeFriendRequest, From: me, To: to, Message: req.Message}
-		if accepted {
-			n = imapi.Notice{Kind: imapi.NoticeFriendAdded, From: me, To: to}
+	// A request to an account that blocks the caller looks sent (the
+	// requester's devices get the usual notice) but is hidden from the
+	// target: telling the requester would reveal the block.
+	outcome, ns, err := s.st.RequestFriend(ctx, sess.AppKey, me, to, req.Message, func(o store.RequestOutcome) []store.Notice {
+		switch o {
+		case store.RequestAccepted:
+			n := imapi.Notice{Kind: imapi.NoticeFriendAdded, From: me, To: to}
+			return []store.Notice{note(me, n), note(to, n)}
+		case store.RequestHidden:
+			return []store.Notice{note(me, imapi.Notice{Kind: imapi.NoticeFriendRequest, From: me, To: to, Message: req.Message})}
 		}
+		n := imapi.Notice{Kind: imapi.NoticeFriendRequest, From: me, To: to, Message: req.Message}
 		return []store.Notice{note(me, n), note(to, n)}
 	})
 	if err != nil {
@@ -259,7 +259,7 @@ func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body [
 		return nil, storeErr(err, "friend request")
 	}
 	s.pushNotices(sess.AppKey, ns)
-	return &imapi.FriendRequestResp{Accepted: accepted}, nil
+	return &imapi.FriendRequestResp{Accepted: outcome == store.RequestAccepted}, nil
 }
 
 // friendRoom fails when account has as many friends as allowed.

@@ -88,8 +88,11 @@ type RelationStore interface {
 
 	// RequestFriend records a request from → to (replacing an earlier one
 	// and its message). When to had already asked from, the two become
-	// friends at once and accepted is true. ErrExists: already friends.
-	RequestFriend(ctx context.Context, appkey, from, to, message string, notes func(accepted bool) []Notice) (accepted bool, _ []Notice, _ error)
+	// friends at once (RequestAccepted). When to blocks from, the request
+	// is recorded but hidden from to (RequestHidden: never accepted at
+	// once; FriendRequests leaves it out of to's list). notes gets the
+	// outcome. ErrExists: already friends.
+	RequestFriend(ctx context.Context, appkey, from, to, message string, notes func(RequestOutcome) []Notice) (RequestOutcome, []Notice, error)
 	// AnswerFriend accepts (friends both ways, aliasing from as alias) or
 	// rejects the request from → account. ErrNotFound: no such request.
 	AnswerFriend(ctx context.Context, appkey, account, from string, accept bool, alias string, notes []Notice) ([]Notice, error)
@@ -386,10 +389,20 @@ func (s *sqlStore) befriendTx(ctx context.Context, tx *sql.Tx, appkey, a, b, ali
 	return err
 }
 
-func (s *sqlStore) RequestFriend(ctx context.Context, appkey, from, to, message string, notes func(accepted bool) []Notice) (bool, []Notice, error) {
-	accepted := false
-	_, out, err := s.relTx(ctx, "request friend", appkey, func() []Notice { return notes(accepted) }, func(tx *sql.Tx) (bool, error) {
-		accepted = false
+// RequestOutcome is what a friend request did.
+type RequestOutcome int
+
+// Outcomes of RequestFriend.
+const (
+	RequestPending  RequestOutcome = iota // recorded, waiting for an answer
+	RequestAccepted                       // crossed an earlier request: friends now
+	RequestHidden                         // the target blocks the requester: recorded, never shown to it
+)
+
+func (s *sqlStore) RequestFriend(ctx context.Context, appkey, from, to, message string, notes func(RequestOutcome) []Notice) (RequestOutcome, []Notice, error) {
+	outcome := RequestPending
+	_, out, err := s.relTx(ctx, "request friend", appkey, func() []Notice { return notes(outcome) }, func(tx *sql.Tx) (bool, error) {
+		outcome = RequestPending
 		if s.d.forUpdate != "" {
 			// Two crossing requests lock both accounts in one order, so
 			// the second sees the first and makes friends (PostgreSQL;
@@ -405,13 +418,21 @@ func (s *sqlStore) RequestFriend(ctx context.Context, appkey, from, to, message 
 			return false, err
 		}
 		now := time.Now().UnixMilli()
+		var blocked int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM blacklist WHERE appkey = ? AND owner = ? AND target = ?`),
+			appkey, to, from).Scan(&blocked); err != nil {
+			return false, err
+		}
 		var n int
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM friend_requests WHERE appkey = ? AND target = ? AND requester = ?`),
 			appkey, from, to).Scan(&n); err != nil {
 			return false, err
 		}
-		if n > 0 {
-			accepted = true
+		switch {
+		case blocked > 0:
+			outcome = RequestHidden
+		case n > 0:
+			outcome = RequestAccepted
 			return true, s.befriendTx(ctx, tx, appkey, from, to, "", now)
 		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO friend_requests (appkey, target, requester, message, created) VALUES (?, ?, ?, ?, ?)
@@ -419,7 +440,7 @@ func (s *sqlStore) RequestFriend(ctx context.Context, appkey, from, to, message 
 			appkey, to, from, message, now)
 		return true, err
 	})
-	return accepted, out, err
+	return outcome, out, err
 }
 
 func (s *sqlStore) AnswerFriend(ctx context.Context, appkey, account, from string, accept bool, alias string, notes []Notice) ([]Notice, error) {
@@ -537,8 +558,12 @@ func (s *sqlStore) FriendCount(ctx context.Context, appkey, account string) (int
 }
 
 func (s *sqlStore) FriendRequests(ctx context.Context, appkey, account string) ([]FriendRequest, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT requester, target, message, created FROM friend_requests
-		WHERE appkey = ? AND (target = ? OR requester = ?) ORDER BY created, requester, target`), appkey, account, account)
+	// Requests from accounts the caller blocks are hidden from it (the
+	// requester still sees its own).
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT requester, target, message, created FROM friend_requests r
+		WHERE appkey = ? AND (requester = ? OR target = ? AND NOT EXISTS (
+			SELECT 1 FROM blacklist b WHERE b.appkey = r.appkey AND b.owner = r.target AND b.target = r.requester))
+		ORDER BY created, requester, target`), appkey, account, account)
 	if err != nil {
 		return nil, fmt.Errorf("store: friend requests: %w", err)
 	}

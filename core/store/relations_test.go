@@ -57,9 +57,9 @@ func TestFriendsAndNotices(t *testing.T) {
 	suite(t, func(t *testing.T, st store.Store, _ store.Config) {
 		ctx := context.Background()
 		mustUsers(t, st, "alice", "bob", "carol")
-		both := func(bool) []store.Notice { return notes(`{"kind":"x"}`, "alice", "bob") }
+		both := func(store.RequestOutcome) []store.Notice { return notes(`{"kind":"x"}`, "alice", "bob") }
 		acc, ns, err := st.RequestFriend(ctx, app, "alice", "bob", "hi", both)
-		if err != nil || acc || len(ns) != 2 {
+		if err != nil || acc != store.RequestPending || len(ns) != 2 {
 			t.Fatalf("request: %v %v %+v", acc, err, ns)
 		}
 		rs, err := st.FriendRequests(ctx, app, "bob")
@@ -93,11 +93,29 @@ func TestFriendsAndNotices(t *testing.T) {
 			t.Fatal(err)
 		}
 		acc, _, err = st.RequestFriend(ctx, app, "alice", "carol", "", both)
-		if err != nil || !acc {
+		if err != nil || acc != store.RequestAccepted {
 			t.Fatalf("crossed request: %v %v", acc, err)
 		}
 		if rs, _ := st.FriendRequests(ctx, app, "alice"); len(rs) != 0 {
 			t.Fatalf("requests left: %+v", rs)
+		}
+		// A request to an account that blocks the requester is kept but
+		// hidden from the blocker, and never makes friends at once.
+		if _, _, err := st.SetBlocked(ctx, app, "bob", "carol", true, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := st.RequestFriend(ctx, app, "bob", "carol", "", both); err != nil {
+			t.Fatal(err)
+		}
+		acc, _, err = st.RequestFriend(ctx, app, "carol", "bob", "", both)
+		if err != nil || acc != store.RequestHidden {
+			t.Fatalf("request to a blocker: %v %v", acc, err)
+		}
+		if rs, _ := st.FriendRequests(ctx, app, "bob"); len(rs) != 1 || rs[0].From != "bob" {
+			t.Fatalf("the blocker's requests: %+v", rs)
+		}
+		if rs, _ := st.FriendRequests(ctx, app, "carol"); len(rs) != 2 {
+			t.Fatalf("the requester's requests: %+v", rs)
 		}
 		if _, err := st.DeleteFriend(ctx, app, "bob", "alice", nil); err != nil {
 			t.Fatal(err)
@@ -199,7 +217,7 @@ func TestCrossingRequests(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, _, errs[i] = st.RequestFriend(ctx, app, pair[0], pair[1], "", func(bool) []store.Notice { return notes(`{}`, pair[0], pair[1]) })
+					_, _, errs[i] = st.RequestFriend(ctx, app, pair[0], pair[1], "", func(store.RequestOutcome) []store.Notice { return notes(`{}`, pair[0], pair[1]) })
 				}()
 			}
 			wg.Wait()
