@@ -124,3 +124,39 @@ func TestFrameWriterNoSocket(t *testing.T) {
 		t.Fatalf("TryWrite on a pipe: %v %v", res, err)
 	}
 }
+
+// BenchmarkFrameWriterFanout is the chatroom fan-out's unit of work: one
+// ~1 KB compressed batch sealed and written to each of 256 loopback
+// connections in turn, their peers reading in other goroutines. On
+// loopback the write also runs the receiver's TCP path.
+func BenchmarkFrameWriterFanout(b *testing.B) {
+	k := testKey(b, "k1")
+	var conns []*Conn
+	for range 256 {
+		cnc, snc := tcpPair(b)
+		cc, sc, cerr, serr := handshake(b, cnc, snc, NewKeyRing(k), k, Limits{})
+		if cerr != nil || serr != nil {
+			b.Fatal(cerr, serr)
+		}
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := cc.NetConn().Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		conns = append(conns, sc)
+	}
+	body := make([]byte, 1000)
+	_, _ = rand.Read(body)
+	f := Frame{Op: imapi.OpPush, Flags: FlagPush | FlagCompressed, Body: body}
+	w := NewFrameWriter()
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := w.TryWrite(conns[i%len(conns)], &f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
