@@ -47,30 +47,9 @@ func runAPI(ctx context.Context, args []string) error {
 			return errors.New("the body is not valid JSON")
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(*dir, "dev.json"))
-	if err != nil {
-		return fmt.Errorf("%w (start `longlink dev` first)", err)
-	}
-	var st devState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(*dir, "dev.json"), err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, strings.ToUpper(fs.Arg(0)), strings.TrimSuffix(*server, "/")+fs.Arg(1), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	serverapi.Sign(req, devAppKey, st.AppSecret, "cli-"+randomHex(12), time.Now(), body)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	out, status, err := devAPI(ctx, *dir, *server, fs.Arg(0), fs.Arg(1), body)
 	if err != nil {
 		return err
 	}
@@ -79,8 +58,40 @@ func runAPI(ctx context.Context, args []string) error {
 		out = pretty.Bytes()
 	}
 	fmt.Println(strings.TrimSpace(string(out)))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s", resp.Status)
+	if status/100 != 2 {
+		return fmt.Errorf("%d %s", status, http.StatusText(status))
 	}
 	return nil
+}
+
+// devAPI makes one server API call signed as the demo app of `longlink
+// dev` in dir (its secret is in dev.json) and returns the answer's body
+// and status.
+func devAPI(ctx context.Context, dir, server, method, path string, body []byte) ([]byte, int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w (start `longlink dev` first)", err)
+	}
+	var st devState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", filepath.Join(dir, "dev.json"), err)
+	}
+	req, err := http.NewRequestWithContext(ctx, strings.ToUpper(method), strings.TrimSuffix(server, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	serverapi.Sign(req, devAppKey, st.AppSecret, "cli-"+randomHex(12), time.Now(), body)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, resp.StatusCode, nil
 }

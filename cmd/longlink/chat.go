@@ -47,6 +47,10 @@ const chatHelp = `commands:
   /screate <name> <a,b>  create a super-group with members a and b
   /sadd <a,b>, /sremove <a,b>  change the current super-group's members (owner)
   /smembers [after]      a page of the current super-group's members
+  /enter <room> [token]  enter a chatroom and talk in it (without a token,
+                         one is asked from the dev server API, as the app's server would)
+  /leave [room]          leave a chatroom (default: the current one)
+  /rooms                 the chatrooms you are in (entered again after a reconnect)
   /quit                  leave`
 
 func runChat(ctx context.Context, args []string) error {
@@ -62,6 +66,7 @@ func runChat(ctx context.Context, args []string) error {
 	appkey := fs.String("appkey", "", "appkey (overrides the client file)")
 	keyID := fs.String("key-id", "", "server key id (overrides the client file)")
 	pub := fs.String("public-key", "", "server public key, base64 (overrides the client file)")
+	server := fs.String("server", "http://127.0.0.1:7712", "server HTTP API of `longlink dev`, asked for chatroom entry tokens as its demo app")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,9 +109,12 @@ func runChat(ctx context.Context, args []string) error {
 		}
 		return fmt.Errorf("need addresses, appkey, a token for %q and a server key (client file %s)", *user, path)
 	}
+	roomToken := func(ctx context.Context, room string) (string, error) {
+		return devRoomToken(ctx, *dir, *server, *user, room)
+	}
 	c, err := sdk.New(sdk.Config{
 		Addresses: addrs, ServerKeys: keys, AppKey: cf.AppKey, Account: *user, Token: tok,
-		DeviceType: *device, SDKVersion: sdk.Version + "-chat",
+		DeviceType: *device, SDKVersion: sdk.Version + "-chat", RoomToken: roomToken,
 	})
 	if err != nil {
 		return err
@@ -132,6 +140,8 @@ func runChat(ctx context.Context, args []string) error {
 			return imapi.GroupConvID(cur.to)
 		case imapi.ConvSuper:
 			return imapi.SuperConvID(cur.to)
+		case convRoom:
+			return "" // a room is no conversation: conversation commands are refused
 		}
 		return imapi.P2PConvID(*user, cur.to)
 	}
@@ -165,10 +175,14 @@ func runChat(ctx context.Context, args []string) error {
 				printf("  (%s recalled message %s, seq %d)", ev.Recalled.By, ev.Recalled.MsgID, ev.Recalled.Seq)
 			case sdk.EventGroup:
 				printf("  (group %s: %s by %s %v)", ev.Group.GroupID, ev.Group.Kind, ev.Group.By, ev.Group.Members)
-			case sdk.EventPush:
+			case sdk.EventPush, sdk.EventRoom:
 				if se, ok := sdk.SuperEventOf(ev); ok {
 					printf("  (super-group %s: %s by %s)", se.GroupID, se.Kind, se.By)
+				} else {
+					printRoomEvent(ev, printf)
 				}
+			case sdk.EventRelationsReset:
+				printf("  (relationships reloaded: %d friends, %d blocked; notices were missed)", len(ev.Relations.Friends), len(ev.Relations.Blacklist))
 			case sdk.EventNotice:
 				n := ev.Notice
 				printf("  (notice %d: %s %s → %s %s%s)", n.Seq, n.Kind, n.From, n.To, n.Message, n.ConvID)
@@ -197,7 +211,7 @@ func runChat(ctx context.Context, args []string) error {
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := chatCommand(rctx, c, line, printf, &cur.convType, &cur.to, convID)
+			err := chatCommand(rctx, c, line, printf, &cur.convType, &cur.to, convID, roomToken)
 			cancel()
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -209,10 +223,19 @@ func runChat(ctx context.Context, args []string) error {
 	}
 }
 
-func chatCommand(ctx context.Context, c *sdk.Client, line string, printf func(string, ...any), convType *int, to *string, convID func() string) error {
+func chatCommand(ctx context.Context, c *sdk.Client, line string, printf func(string, ...any), convType *int, to *string, convID func() string,
+	roomToken func(context.Context, string) (string, error)) error {
 	if !strings.HasPrefix(line, "/") {
 		if *to == "" {
-			return errors.New("no conversation: /to <account> or /group <id> first")
+			return errors.New("no conversation: /to <account>, /group <id> or /enter <room> first")
+		}
+		if *convType == convRoom {
+			ack, err := c.RoomSendText(ctx, *to, line)
+			if err != nil {
+				return err
+			}
+			printf("  (sent to room %s, seq %d)", *to, ack.Seq)
+			return nil
 		}
 		ack, err := c.SendText(ctx, *convType, *to, line)
 		if err != nil {
@@ -285,6 +308,8 @@ func chatCommand(ctx context.Context, c *sdk.Client, line string, printf func(st
 		return c.Request(ctx, imapi.OpRecall, imapi.RecallReq{ConvID: convID(), MsgID: arg(1)}, nil)
 	case "/super", "/screate", "/sadd", "/sremove", "/smembers":
 		return superCommand(ctx, c, f, printf, convType, to)
+	case "/enter", "/leave", "/rooms":
+		return roomCommand(ctx, c, f, printf, convType, to, roomToken)
 	default:
 		return relationCommand(ctx, c, f, printf, convID)
 	}

@@ -187,8 +187,21 @@ func TestDevBusinessFeatures(t *testing.T) {
 
 	// Carol registers her phone on the app's push channel (as the
 	// walkthrough does it, from `longlink chat`) and goes offline.
-	carol := startProc(t, bin, "chat", "-dir", dir, "-user", "carol", "-device", "phone", "-direct")
+	carol := startProc(t, bin, "chat", "-dir", dir, "-user", "carol", "-device", "phone", "-direct", "-server", m[1])
 	carol.waitFor(t, "(connected)", 20*time.Second)
+	// The room from the terminal: /enter asks the dev server API for an
+	// entry token as the app's server would; typed lines go to the room.
+	carol.say(t, "/enter launch")
+	carol.waitFor(t, "in room launch (Launch) as member", 10*time.Second)
+	carol.waitFor(t, "[room launch seq 1] alice: welcome to the launch", 5*time.Second)
+	if _, err := alice.RoomSendText(ctx, "launch", "hello terminal"); err != nil {
+		t.Fatal(err)
+	}
+	carol.waitFor(t, "alice: hello terminal", 10*time.Second)
+	carol.say(t, "hi from the terminal")
+	aliceEv.wait(t, ctx, "room message from the terminal", roomText("carol", "hi from the terminal"))
+	carol.say(t, "/leave")
+	carol.waitFor(t, "left room launch", 10*time.Second)
 	carol.say(t, "/push webhook carol-token")
 	carol.waitFor(t, "push token registered", 10*time.Second)
 	carol.stop(t)
