@@ -172,14 +172,20 @@ func (n *Node) terminateRedundant(s transport.Stream, h *wire.Header, svc Servic
 		n.reject(s, h.Kind, wire.StatusRefused, errFlowEnded.Error())
 		return
 	}
+	if created {
+		// Only now, so that the first copy carries the service's bytes
+		// from the first record on.
+		n.wg.Add(1)
+		go n.carryPaired(f)
+	}
 	n.m.Streams.WithLabelValues(h.Kind.String(), "terminated").Inc()
 	if err := f.in.feed(h.Copy, 0, s); err != nil {
 		c.lost("error")
 	}
 }
 
-// dialPaired connects the flow to its service and starts carrying it; on
-// failure every copy is refused.
+// dialPaired connects the flow to its service; on failure every copy is
+// refused.
 func (n *Node) dialPaired(f *pairedFlow, h *wire.Header, svc Service) {
 	defer close(f.ready)
 	d := net.Dialer{Timeout: n.cfg.Egress.DialTimeout.D()}
@@ -198,8 +204,6 @@ func (n *Node) dialPaired(f *pairedFlow, h *wire.Header, svc Service) {
 	}
 	n.m.EgressDials.WithLabelValues(h.Service, "ok").Inc()
 	f.conn = conn
-	n.wg.Add(1)
-	go n.carryPaired(f)
 }
 
 // carryPaired moves the flow's bytes between its service connection and
