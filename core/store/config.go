@@ -39,9 +39,9 @@ type Config struct {
 	// BusyTimeout is how long SQLite waits for a lock. Default 5s.
 	BusyTimeout config.Duration `yaml:"busy_timeout"`
 	// MaxQueueDelay is the latency budget of the group-commit queue beyond
-	// one batch time: an append that would wait longer than a batch plus
-	// this for the appends ahead of it to commit (at the rate of recent
-	// batches) is refused at once with ErrBusy instead of queueing.
+	// two batch times: an append that would wait longer than two batches
+	// plus this for the appends ahead of it to commit (at the rate of
+	// recent batches) is refused at once with ErrBusy instead of queueing.
 	// Default 10ms; negative: never refuse.
 	MaxQueueDelay config.Duration `yaml:"max_queue_delay"`
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // ErrBusy refuses an append because the appends already waiting for a group
-// commit would take longer than a batch time plus Config.MaxQueueDelay to
-// commit. Nothing was
+// commit would take longer than two batch times plus Config.MaxQueueDelay
+// to commit. Nothing was
 // stored; the caller answers with a retryable error and the client resends
 // the same client_msg_id later (appends are idempotent).
 var ErrBusy = errors.New("store: busy")
@@ -17,16 +17,18 @@ var ErrBusy = errors.New("store: busy")
 // Early shedding: a queue in front of the single writer only adds latency
 // once it holds more than the writer commits within the latency budget, and
 // under overload it grows without bound (seconds of delay for everyone).
-// The shedder refuses an append when more are waiting than the committers
-// get through in one batch time plus the budget, at the rate recent batches
-// committed.
+// The shedder refuses an append when more are waiting ahead of it (in the
+// transaction and queued) than the committers get through in two batch
+// times plus the budget, at the rate recent batches committed: it would
+// make neither the batch after the running one nor the budget beyond.
 //
 // The allowance is relative to the batch time on purpose: a commit has a
 // fixed cost (the fsync) that no queue length avoids, and with a slow disk
 // a budget below it would cap batches at a few appends and throughput with
-// them. As allowed, a queue is always larger than the last batch (by
-// budget/batch time), so batches grow up to max_batch when load needs it,
-// and the excess queue stays near the budget.
+// them. As allowed, a queue is always larger than the last batch, so
+// batches grow up to max_batch when load needs it; a closed group of
+// senders (each waits for its answer) is never refused, whatever the batch
+// time; and the excess queue of an open overload stays near the budget.
 type shedder struct {
 	maxDelay time.Duration // <= 0: never shed
 	workers  float64       // concurrent committers
@@ -76,5 +78,5 @@ func (s *shedder) observe(n int, d time.Duration) {
 		s.rate += (rate - s.rate) / 4
 		s.took += (took - s.took) / 4
 	}
-	s.limit.Store(max(1, int64(s.workers*s.rate*(s.took+s.maxDelay.Seconds()))))
+	s.limit.Store(max(1, int64(s.workers*s.rate*(2*s.took+s.maxDelay.Seconds()))))
 }

@@ -23,16 +23,26 @@ func TestShedderAdmit(t *testing.T) {
 	}
 	s.done(100)
 
-	// 100 appends per 10ms batch: 10,000/s; allowed ahead: one batch time
-	// plus the budget, 20ms, 200 appends.
+	// 100 appends per 10ms batch: 10,000/s; allowed ahead: two batch times
+	// plus the budget, 30ms, 300 appends.
 	s.observe(100, 10*time.Millisecond)
-	if got := admitN(s, 300); got != 201 {
-		t.Fatalf("admitted %d at 10,000/s, 10ms batches, 10ms budget; want 201", got)
+	if got := admitN(s, 400); got != 301 {
+		t.Fatalf("admitted %d at 10,000/s, 10ms batches, 10ms budget; want 301", got)
 	}
-	if got := s.waiting.Load(); got != 201 {
-		t.Fatalf("waiting %d after refusals, want 201 (refusals must not count)", got)
+	if got := s.waiting.Load(); got != 301 {
+		t.Fatalf("waiting %d after refusals, want 301 (refusals must not count)", got)
 	}
-	s.done(201)
+	s.done(301)
+
+	// A closed group of senders splits into two alternating batches (one
+	// commits while the other queues): never refused, even with batches
+	// far slower than the budget.
+	s = &shedder{maxDelay: 10 * time.Millisecond, workers: 1}
+	s.observe(200, 100*time.Millisecond)
+	if got := admitN(s, 400); got != 400 {
+		t.Fatalf("admitted %d of a closed group of 400 in batches of 200", got)
+	}
+	s.done(400)
 
 	// A slow commit (a 20ms fsync) with few appends per batch: the queue
 	// may still outgrow the batches (so they grow), not stick at their size.
@@ -45,8 +55,8 @@ func TestShedderAdmit(t *testing.T) {
 	// Several committers share the queue.
 	s = &shedder{maxDelay: 10 * time.Millisecond, workers: 4}
 	s.observe(100, 10*time.Millisecond)
-	if got := admitN(s, 1000); got != 801 {
-		t.Fatalf("admitted %d with 4 committers, want 801", got)
+	if got := admitN(s, 1500); got != 1201 {
+		t.Fatalf("admitted %d with 4 committers, want 1201", got)
 	}
 
 	// Never below the floor, and never with shedding disabled.
