@@ -274,6 +274,9 @@ func (s *sqlStore) commitBatch(batch []*pending) {
 	s.metrics.batches.Inc()
 	s.metrics.batchSize.Observe(float64(len(batch)))
 	s.metrics.commitTime.Observe(took.Seconds())
+	// Uncounted before anyone is answered: an answered sender that appends
+	// again at once must not find its own last append still counted.
+	s.shed.done(len(batch))
 	for _, p := range batch {
 		switch {
 		case err != nil:
@@ -289,7 +292,6 @@ func (s *sqlStore) commitBatch(batch []*pending) {
 		}
 		close(p.done)
 	}
-	s.shed.done(len(batch))
 }
 
 type dedupeKey struct{ appkey, conv, sender, cmid string }

@@ -36,7 +36,7 @@ type shedder struct {
 	limit    atomic.Int64  // appends allowed to wait ahead; 0: no estimate yet
 
 	mu   sync.Mutex // serializes observe on several committers
-	rate float64    // appends per second of transaction time (EWMA)
+	size float64    // appends per transaction (EWMA)
 	took float64    // seconds per transaction (EWMA)
 }
 
@@ -70,13 +70,24 @@ func (s *shedder) observe(n int, d time.Duration) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rate, took := float64(n)/d.Seconds(), d.Seconds()
+	size, took := float64(n), d.Seconds()
 	if s.took == 0 {
-		s.rate, s.took = rate, took
+		s.size, s.took = size, took
 	} else {
 		// Weight 1/4: a few batches follow a change of load or CPU share.
-		s.rate += (rate - s.rate) / 4
+		s.size += (size - s.size) / 4
 		s.took += (took - s.took) / 4
 	}
-	s.limit.Store(max(1, int64(s.workers*s.rate*(2*s.took+s.maxDelay.Seconds()))))
+	// At size/took appends per second: two batches, plus what commits
+	// within the budget. The rate is a ratio of the averages, so a stalled
+	// batch (a longer took) lowers it and lengthens the two batch times
+	// alike: two batches' worth is allowed whatever the batch time.
+	if 2*s.size < shedFloor {
+		// Small batches understate what a large one commits per second
+		// (their time is mostly the fixed cost of a commit): no estimate.
+		s.limit.Store(0)
+		return
+	}
+	rate := s.size / s.took
+	s.limit.Store(max(1, int64(s.workers*(2*s.size+rate*s.maxDelay.Seconds()))))
 }
