@@ -25,7 +25,6 @@ import (
 var (
 	errNoCopyLeft = errors.New("relay: every copy of the redundant stream ended")
 	errCopyGap    = errors.New("relay: the live copies of a redundant stream all start past a missing record")
-	errLagging    = errors.New("relay: copy fell too far behind the others")
 )
 
 const (
@@ -58,9 +57,9 @@ type merger struct {
 	next   uint64 // index of the next record to deliver
 	queue  [][]byte
 	queued int
-	live   int // copies added and not ended
-	ahead  int // live copies waiting for a record only other copies have
-	flow   uint64
+	live   int    // copies added and not ended
+	ahead  int    // live copies waiting for a record only other copies have
+	flow   uint64 // the egress flow id the first copy announced (opener side)
 	hasID  bool
 	end    bool  // the end record was delivered: EOF once the queue is read
 	err    error // no more records will come

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -457,3 +458,47 @@ func TestRedundantThroughRelays(t *testing.T) {
 		t.Fatalf("egress has %d connections, want 2 lanes from each relay", n)
 	}
 }
+
+// A copy whose connection stalls does not hold the stream back: once it is
+// fanoutLagging behind while the other copy keeps up, it is dropped and
+// counted, and writes go on.
+func TestFanoutDropsLaggingCopy(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry(), nil)
+	f := newFanout(m)
+	_, stuck := io.Pipe() // nobody reads: every write blocks
+	f.join(0, stuck, nil)
+	live := &countingWriter{}
+	f.join(1, live, nil)
+	chunk := make([]byte, 64<<10)
+	done := make(chan error, 1)
+	go func() {
+		for range (fanoutLagging / len(chunk)) * 2 {
+			if _, err := f.Write(chunk); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stalled copy blocked the writer")
+	}
+	if n := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("lost_lagging")); n != 1 {
+		t.Fatalf("lost_lagging = %v", n)
+	}
+	f.end()
+	waitFor(t, 2*time.Second, func() bool { return live.closed.Load() })
+}
+
+type countingWriter struct {
+	n      atomic.Int64
+	closed atomic.Bool
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.n.Add(int64(len(p))); return len(p), nil }
+func (w *countingWriter) Close() error                { w.closed.Store(true); return nil }
