@@ -42,7 +42,7 @@ type Config struct {
 	// two batch times: an append that would wait longer than two batches
 	// plus this for the appends ahead of it to commit (at the rate of
 	// recent batches) is refused at once with ErrBusy instead of queueing.
-	// Default 10ms; negative: never refuse.
+	// Default 20ms (the p99 goal of a durable send); negative: never refuse.
 	MaxQueueDelay config.Duration `yaml:"max_queue_delay"`
 }
 
@@ -55,7 +55,7 @@ func Default() Config {
 		ReadConns:     4,
 		Synchronous:   "full",
 		BusyTimeout:   config.Duration(5 * time.Second),
-		MaxQueueDelay: config.Duration(10 * time.Millisecond),
+		MaxQueueDelay: config.Duration(20 * time.Millisecond),
 	}
 }
 
