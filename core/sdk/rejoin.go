@@ -232,14 +232,15 @@ func (c *Client) onRoomBatch(in *Incoming, emit func(Event) bool) bool {
 		}
 		return true
 	}
+	last := rt.last
 	for _, m := range b.Messages {
-		if m.Seq <= rt.last {
+		if m.Seq <= last {
+			// A message delivered already (or out of order): filter.
 			return c.deliverRoom(rt, b.RoomID, b.Messages, emit)
 		}
+		last = m.Seq
 	}
-	if n := len(b.Messages); n > 0 {
-		rt.last = b.Messages[n-1].Seq
-	}
+	rt.last = last
 	return emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
 }
 

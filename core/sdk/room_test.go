@@ -125,11 +125,38 @@ func TestRoomBothTransports(t *testing.T) {
 
 // FuzzRoomPush: room pushes are server bytes the SDK decodes; any bytes
 // decode or are refused without a panic, and a decoded batch keeps its
-// messages.
+// messages. The delivery loop's room handling (dedupe by seq, forgetting
+// closed rooms) takes them too, and never emits a message twice.
 func FuzzRoomPush(f *testing.F) {
 	f.Add(`{"room_id":"r","messages":[{"room_id":"r","seq":1,"body":{}}]}`)
 	f.Add(`{"room_id":"r","kind":"closed"}`)
+	c, err := New(Config{Addresses: []string{"x:1"}, Dialer: WebLinkDialer(), AppKey: "a", Account: "me", Token: "t"})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, body string) {
+		seen := map[string]map[int64]bool{}
+		emit := func(ev Event) bool {
+			// A batch without a room passes through untouched (there is
+			// no room to keep a position for).
+			if b, ok := RoomBatchOf(ev); ok && b.RoomID != "" {
+				for _, m := range b.Messages {
+					if seen[b.RoomID][m.Seq] {
+						t.Fatalf("room %q seq %d emitted twice", b.RoomID, m.Seq)
+					}
+					if seen[b.RoomID] == nil {
+						seen[b.RoomID] = map[int64]bool{}
+					}
+					seen[b.RoomID][m.Seq] = true
+				}
+			}
+			return true
+		}
+		clear(c.roomLoop)
+		for range 2 {
+			c.onRoomBatch(&Incoming{Op: imapi.OpRoomMessages, Push: true, Body: []byte(body)}, emit)
+		}
+		c.onRoomEvent(&Incoming{Op: imapi.OpRoomEvent, Push: true, Body: []byte(body)}, emit)
 		if b, ok := RoomBatchOf(Event{Kind: EventPush, Op: imapi.OpRoomMessages, Body: []byte(body)}); ok {
 			for _, m := range b.Messages {
 				_ = m.Seq
