@@ -65,7 +65,7 @@ func TestDevBusinessFeatures(t *testing.T) {
 	defer hook.Close()
 
 	dev := startProc(t, bin, "dev", "-dir", dir, "-push-webhook", hook.URL)
-	dev.waitFor(t, "chat", 60*time.Second)
+	dev.waitFor(t, "chat", 2*time.Minute)
 	if !strings.Contains(dev.text(), "offline push") {
 		t.Fatalf("dev table does not show the push webhook:\n%s", dev.text())
 	}

@@ -30,7 +30,7 @@ func TestFirstFiveMinutes(t *testing.T) {
 	dir := t.TempDir()
 
 	dev := startProc(t, bin, "dev", "-dir", dir)
-	dev.waitFor(t, "chat", 60*time.Second) // the last line of the table
+	dev.waitFor(t, "chat", 2*time.Minute) // the last line of the table
 	for _, want := range []string{"Link via edge", "127.0.0.1:7720", "user alice", "user bob", "demo page", "login tokens", "token v1.dev1."} {
 		if !strings.Contains(dev.text(), want) {
 			t.Fatalf("dev table lacks %q:\n%s", want, dev.text())
@@ -72,7 +72,7 @@ func TestFirstFiveMinutes(t *testing.T) {
 	dev.interrupt(t, 20*time.Second)
 
 	dev2 := startProc(t, bin, "dev", "-dir", dir)
-	dev2.waitFor(t, "chat", 60*time.Second)
+	dev2.waitFor(t, "chat", 2*time.Minute)
 	carol := startProc(t, bin, "chat", "-dir", dir, "-user", "bob", "-to", "alice", "-direct")
 	carol.waitFor(t, "(connected)", 20*time.Second)
 	carol.say(t, "/history 10")
