@@ -42,7 +42,10 @@ type Config struct {
 	// two batch times: an append that would wait longer than two batches
 	// plus this for the appends ahead of it to commit (at the rate of
 	// recent batches) is refused at once with ErrBusy instead of queueing.
-	// Default 20ms (the p99 goal of a durable send); negative: never refuse.
+	// Negative (the default): never refuse. Off by default: with clients
+	// that resend their whole backlog after a pause, refusals under deep
+	// overload cost more CPU than they save (BENCHMARKS.md, session 3);
+	// 20ms (the p99 goal of a send) is the value it was designed for.
 	MaxQueueDelay config.Duration `yaml:"max_queue_delay"`
 }
 
@@ -55,7 +58,7 @@ func Default() Config {
 		ReadConns:     4,
 		Synchronous:   "full",
 		BusyTimeout:   config.Duration(5 * time.Second),
-		MaxQueueDelay: config.Duration(20 * time.Millisecond),
+		MaxQueueDelay: -1,
 	}
 }
 
