@@ -320,7 +320,7 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 		if err != nil {
 			return err
 		}
-		if _, err := loginOnce(ctx, cfg); err != nil {
+		if _, err := connectOnce(ctx, cfg, ""); err != nil {
 			return fmt.Errorf("warm-up login %s via %s: %w", a, target, err)
 		}
 	}
@@ -335,7 +335,7 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 				if ctx.Err() != nil {
 					return
 				}
-				d, err := loginOnce(ctx, cfg)
+				d, err := connectOnce(ctx, cfg, "")
 				mu.Lock()
 				if err != nil {
 					m.ConnectFailed++
@@ -361,7 +361,7 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 				if ctx.Err() != nil {
 					return
 				}
-				d, err := firstMessageOnce(ctx, cfg, to)
+				d, err := connectOnce(ctx, cfg, to)
 				mu.Lock()
 				if err != nil {
 					m.FirstMsgFailed++
@@ -434,10 +434,10 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 	return json.NewEncoder(os.Stdout).Encode(m)
 }
 
-// firstMessageOnce starts a fresh client, waits until it is logged in,
-// sends one text to `to` and returns the time from the start to the core's
-// durable ack.
-func firstMessageOnce(ctx context.Context, cfg sdk.Config, to string) (time.Duration, error) {
+// connectOnce starts a fresh client, waits until it is logged in and, when
+// to is set, until one text to it is acknowledged; it returns the time since
+// the start.
+func connectOnce(ctx context.Context, cfg sdk.Config, to string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -454,29 +454,10 @@ func firstMessageOnce(ctx context.Context, cfg sdk.Config, to string) (time.Dura
 	if err := c.WaitConnected(ctx); err != nil {
 		return 0, err
 	}
-	if _, err := c.SendText(ctx, imapi.ConvP2P, to, "first"); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
-}
-
-// loginOnce starts a fresh client, waits until it is logged in and closes it.
-func loginOnce(ctx context.Context, cfg sdk.Config) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	start := time.Now()
-	c, err := sdk.New(cfg)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	c.Start()
-	go func() {
-		for range c.Events() {
+	if to != "" {
+		if _, err := c.SendText(ctx, imapi.ConvP2P, to, "first"); err != nil {
+			return 0, err
 		}
-	}()
-	if err := c.WaitConnected(ctx); err != nil {
-		return 0, err
 	}
 	return time.Since(start), nil
 }
