@@ -34,13 +34,11 @@ func TestLinkThroughChainKCP(t *testing.T)  { linkChainTest(t, "kcp", false) }
 func TestLinkTerminatedQUIC(t *testing.T) { linkChainTest(t, "quic", true) }
 func TestLinkTerminatedKCP(t *testing.T)  { linkChainTest(t, "kcp", true) }
 
-func linkChainTest(t *testing.T, tr string, terminate bool) {
-	integration(t)
-	ctx := context.Background()
-	key, err := link.GenerateKey("k-edge-test")
-	if err != nil {
-		t.Fatal(err)
-	}
+// testCoreConfig is a one-node core for the edge's integration tests: a
+// gateway with the Link key on a free loopback port that trusts PROXY
+// headers from loopback, an embedded bus, and the app "demo" with the given
+// multi-device policy.
+func testCoreConfig(t *testing.T, key link.KeyPair, devices string) core.Config {
 	ccfg := core.Default()
 	ccfg.DataDir = t.TempDir()
 	ccfg.DebugListen = ""
@@ -50,10 +48,21 @@ func linkChainTest(t *testing.T, tr string, terminate bool) {
 	ccfg.Gateway.Listen = "127.0.0.1:0"
 	ccfg.Gateway.Keys = []gateway.KeyConfig{{ID: key.ID, PrivateKey: config.NewSecret(link.EncodeKey(key.Private))}}
 	ccfg.Gateway.TrustedProxies = []string{"127.0.0.1/32"}
+	ccfg.Service.Apps = []service.AppConfig{{AppKey: "demo", Secret: config.NewSecret("app-secret-edge-test"), Devices: devices, Heartbeat: config.Duration(30 * time.Second)}}
+	return ccfg
+}
+
+func linkChainTest(t *testing.T, tr string, terminate bool) {
+	integration(t)
+	ctx := context.Background()
+	key, err := link.GenerateKey("k-edge-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccfg := testCoreConfig(t, key, imapi.DevicesKickSameType)
 	if terminate {
 		ccfg.Gateway.PlainListen = "127.0.0.1:0"
 	}
-	ccfg.Service.Apps = []service.AppConfig{{AppKey: "demo", Secret: config.NewSecret("app-secret-edge-test"), Devices: imapi.DevicesKickSameType, Heartbeat: config.Duration(30 * time.Second)}}
 	node, err := core.New(ccfg, core.Deps{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -3,14 +3,12 @@ package edge
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core"
-	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/logintoken"
@@ -41,18 +39,9 @@ func TestEdgeAnswersLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ccfg := core.Default()
-	ccfg.DataDir = t.TempDir()
-	ccfg.DebugListen = ""
-	ccfg.Roles.ServerAPI = false
-	ccfg.Bus.Listen = ""
-	ccfg.Bus.StoreDir = filepath.Join(ccfg.DataDir, "nats")
-	ccfg.Gateway.Listen = "127.0.0.1:0"
-	ccfg.Gateway.Keys = []gateway.KeyConfig{{ID: key.ID, PrivateKey: config.NewSecret(link.EncodeKey(key.Private))}}
-	ccfg.Gateway.TrustedProxies = []string{"127.0.0.1/32"}
+	ccfg := testCoreConfig(t, key, imapi.DevicesAllowAll)
 	ccfg.Gateway.PlainListen = "127.0.0.1:0"
 	ccfg.Service.TokenKey = &service.TokenKeyConfig{ID: "t1", PrivateKey: config.NewSecret(logintoken.EncodeKey(seed))}
-	ccfg.Service.Apps = []service.AppConfig{{AppKey: "demo", Secret: config.NewSecret("app-secret-edge-test"), Devices: imapi.DevicesAllowAll, Heartbeat: config.Duration(30 * time.Second)}}
 	node, err := core.New(ccfg, core.Deps{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
