@@ -99,37 +99,15 @@ func (p *peer) run(ctx context.Context) {
 		lanes.Add(1)
 		go func() { defer lanes.Done(); p.runLane(ctx, i) }()
 	}
-	backoff := 100 * time.Millisecond
+	if p.tr == nil {
+		p.r.log.Error("next hop uses an unavailable transport", "path", label, "transport", p.hop.Transport)
+		return
+	}
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.stopCh:
-			return
-		default:
-		}
-		if p.tr == nil {
-			p.r.log.Error("next hop uses an unavailable transport", "path", label, "transport", p.hop.Transport)
+		conn := p.dial(ctx, 0)
+		if conn == nil {
 			return
 		}
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := p.tr.Dial(dctx, p.hop.Address)
-		cancel()
-		if err != nil {
-			m.PeerDials.WithLabelValues(label, "error").Inc()
-			p.r.log.Debug("next hop dial failed", "path", label, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.stopCh:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 3*time.Second)
-			continue
-		}
-		m.PeerDials.WithLabelValues(label, "ok").Inc()
-		backoff = 100 * time.Millisecond
 		l := newLink(conn, m)
 		p.mu.Lock()
 		p.link = l
@@ -159,46 +137,74 @@ func (p *peer) run(ctx context.Context) {
 // redialed when it ends. Lanes are not probed: the hop's state comes from
 // lane 0, and a copy on a dead lane ends with its connection.
 func (p *peer) runLane(ctx context.Context, i int) {
+	for {
+		conn := p.dial(ctx, i+1)
+		if conn == nil {
+			return
+		}
+		p.mu.Lock()
+		stopped := p.stopped()
+		if !stopped {
+			p.extra[i] = newLink(conn, p.r.m)
+		}
+		p.mu.Unlock()
+		if stopped {
+			_ = conn.Close()
+			return
+		}
+		select {
+		case <-conn.Done():
+		case <-ctx.Done():
+		case <-p.stopCh:
+		}
+		p.mu.Lock()
+		p.extra[i] = nil
+		p.mu.Unlock()
+		_ = conn.Close()
+		if !p.pause(ctx, laneRedialPause) {
+			return
+		}
+	}
+}
+
+// laneRedialPause is how long an extra lane waits before redialing a
+// connection that ended.
+const laneRedialPause = 100 * time.Millisecond
+
+// dial connects lane to the hop, retrying with exponential backoff (100 ms
+// to 3 s). It returns nil once ctx is done or the peer is stopped.
+func (p *peer) dial(ctx context.Context, lane int) transport.Conn {
 	label := p.hop.label()
 	backoff := 100 * time.Millisecond
 	for {
+		if ctx.Err() != nil || p.stopped() {
+			return nil
+		}
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		conn, err := p.tr.Dial(dctx, p.hop.Address)
 		cancel()
 		if err == nil {
 			p.r.m.PeerDials.WithLabelValues(label, "ok").Inc()
-			backoff = 100 * time.Millisecond
-			p.mu.Lock()
-			stopped := p.stopped()
-			if !stopped {
-				p.extra[i] = newLink(conn, p.r.m)
-			}
-			p.mu.Unlock()
-			if stopped {
-				_ = conn.Close()
-				return
-			}
-			select {
-			case <-conn.Done():
-			case <-ctx.Done():
-			case <-p.stopCh:
-			}
-			p.mu.Lock()
-			p.extra[i] = nil
-			p.mu.Unlock()
-			_ = conn.Close()
-		} else {
-			p.r.m.PeerDials.WithLabelValues(label, "error").Inc()
-			p.r.log.Debug("next hop dial failed", "path", label, "lane", i+1, "err", err)
+			return conn
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.stopCh:
-			return
-		case <-time.After(backoff):
+		p.r.m.PeerDials.WithLabelValues(label, "error").Inc()
+		p.r.log.Debug("next hop dial failed", "path", label, "lane", lane, "err", err)
+		if !p.pause(ctx, backoff) {
+			return nil
 		}
 		backoff = min(backoff*2, 3*time.Second)
+	}
+}
+
+// pause waits d; it reports false when ctx is done or the peer stopped first.
+func (p *peer) pause(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-p.stopCh:
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
