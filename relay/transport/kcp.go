@@ -193,7 +193,7 @@ func (k *KCP) Dial(ctx context.Context, addr string) (Conn, error) {
 		_ = sc.Close()
 		return nil, fmt.Errorf("kcp dial %s: %w", addr, err)
 	}
-	c := newKCPConn(mux, sess, func() { _ = sc.Close() })
+	c := newKCPConn(mux, sess, func() *session { return sc.sess }, func() { _ = sc.Close() })
 	// The first stream is the datagram channel; the listener accepts it first.
 	ds, err := mux.OpenStream()
 	if err != nil {
@@ -231,7 +231,7 @@ func (l *kcpListener) setup(sess *kcp.UDPSession) {
 		_ = sess.Close()
 		return
 	}
-	c := newKCPConn(mux, sess, nil)
+	c := newKCPConn(mux, sess, func() *session { return l.ss.session(sess.RemoteAddr()) }, nil)
 	// Wait for the dialer's datagram stream, bounded so a half-open peer
 	// cannot pin the goroutine.
 	_ = mux.SetDeadline(time.Now().Add(l.k.cfg.HandshakeTimeout))
@@ -276,8 +276,11 @@ func (l *kcpListener) Close() error {
 // has no OOB: they ride a dedicated smux stream as length-prefixed frames,
 // delivered reliably and in order (see TUNNEL.md).
 type kcpConn struct {
-	mux     *smux.Session
-	sess    *kcp.UDPSession
+	mux  *smux.Session
+	sess *kcp.UDPSession
+	// seal is the packet-layer session under sess (for Stats): the
+	// listener's table can replace it when the peer shakes hands again.
+	seal    func() *session
 	onClose func()
 	oob     bool
 
@@ -289,8 +292,8 @@ type kcpConn struct {
 	done     chan struct{}
 }
 
-func newKCPConn(mux *smux.Session, sess *kcp.UDPSession, onClose func()) *kcpConn {
-	c := &kcpConn{mux: mux, sess: sess, onClose: onClose, accepted: make(chan *smux.Stream, 64),
+func newKCPConn(mux *smux.Session, sess *kcp.UDPSession, seal func() *session, onClose func()) *kcpConn {
+	c := &kcpConn{mux: mux, sess: sess, seal: seal, onClose: onClose, accepted: make(chan *smux.Stream, 64),
 		dgrams: make(chan []byte, 1024), done: make(chan struct{})}
 	if sess.GetOOBMaxSize() > 0 && sess.SetOOBHandler(func(b []byte) {
 		select {
@@ -401,6 +404,24 @@ func (c *kcpConn) MaxDatagramSize() int  { return 1200 }
 func (c *kcpConn) Done() <-chan struct{} { return c.done }
 func (c *kcpConn) LocalAddr() net.Addr   { return c.sess.LocalAddr() }
 func (c *kcpConn) RemoteAddr() net.Addr  { return c.sess.RemoteAddr() }
+
+// Stats implements StatsConn: kcp-go's per-session RTT estimates and the
+// packet layer's counts. kcp-go keeps no per-session loss or
+// retransmission counts (only the process-wide kcp.DefaultSnmp), and the
+// profiles run without a congestion window.
+func (c *kcpConn) Stats() ConnStats {
+	st := ConnStats{
+		Transport:   "kcp",
+		Has:         HasRTO,
+		SmoothedRTT: time.Duration(c.sess.GetSRTT()) * time.Millisecond,
+		RTTVar:      time.Duration(c.sess.GetSRTTVar()) * time.Millisecond,
+		RTO:         time.Duration(c.sess.GetRTO()) * time.Millisecond,
+	}
+	if s := c.seal(); s != nil {
+		s.count(&st)
+	}
+	return st
+}
 
 func (c *kcpConn) Close() error {
 	c.once.Do(func() {

@@ -247,6 +247,27 @@ func (c *quicConn) Done() <-chan struct{} { return c.c.Context().Done() }
 func (c *quicConn) LocalAddr() net.Addr   { return c.c.LocalAddr() }
 func (c *quicConn) RemoteAddr() net.Addr  { return c.c.RemoteAddr() }
 
+// Stats implements StatsConn from quic-go's connection statistics. quic-go
+// does not expose bytes in flight outside its qlog tracer, which would
+// build an event per packet; retransmissions are the frames of the lost
+// packets (PacketsLost) and are not counted apart.
+func (c *quicConn) Stats() ConnStats {
+	s := c.c.ConnectionStats()
+	return ConnStats{
+		Transport:        "quic",
+		Has:              HasMinRTT | HasCongestionWindow | HasPacketsLost,
+		SmoothedRTT:      s.SmoothedRTT,
+		RTTVar:           s.MeanDeviation,
+		MinRTT:           s.MinRTT,
+		CongestionWindow: s.CongestionWindow,
+		PacketsSent:      s.PacketsSent,
+		PacketsReceived:  s.PacketsReceived,
+		PacketsLost:      s.PacketsLost,
+		BytesSent:        s.BytesSent,
+		BytesReceived:    s.BytesReceived,
+	}
+}
+
 func (c *quicConn) Close() error {
 	err := c.c.CloseWithError(0, "closed")
 	if c.onClose != nil {

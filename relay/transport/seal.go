@@ -88,7 +88,10 @@ func (k *sealKeys) mac(parts ...[]byte) []byte {
 type session struct {
 	send, recv cipher.AEAD
 	sendDir    byte
-	counter    atomic.Uint64
+	counter    atomic.Uint64 // DATA packets sealed: the last counter used
+	sentBytes  atomic.Uint64
+	recvPkts   atomic.Uint64 // DATA packets accepted
+	recvBytes  atomic.Uint64
 	mu         sync.Mutex
 	window     replay
 	lastSeen   atomic.Int64
@@ -126,6 +129,7 @@ func (s *session) seal(dst, p []byte) []byte {
 	var nonce [12]byte
 	nonce[0] = s.sendDir
 	binary.BigEndian.PutUint64(nonce[4:], ctr)
+	s.sentBytes.Add(uint64(len(p) + SealOverhead))
 	return s.send.Seal(dst, nonce[:], p, dst[len(dst)-dataHeaderLen:])
 }
 
@@ -149,7 +153,17 @@ func (s *session) open(dst, pkt []byte) ([]byte, bool) {
 		return nil, false
 	}
 	s.lastSeen.Store(time.Now().UnixNano())
+	s.recvPkts.Add(1)
+	s.recvBytes.Add(uint64(len(pkt)))
 	return out, true
+}
+
+// count adds the session's packet and byte counts to st.
+func (s *session) count(st *ConnStats) {
+	st.PacketsSent = s.counter.Load()
+	st.BytesSent = s.sentBytes.Load()
+	st.PacketsReceived = s.recvPkts.Load()
+	st.BytesReceived = s.recvBytes.Load()
 }
 
 // replay is a sliding-window replay filter (RFC 6479 style, bit per counter).
@@ -419,6 +433,13 @@ func (c *serverSealConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// session is the current session of the peer at addr, nil when none.
+func (c *serverSealConn) session(addr net.Addr) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sessions[addrKey(addr)]
 }
 
 // Close stops the writer and closes the socket.
