@@ -372,3 +372,11 @@ func (p *peer) probe(ctx context.Context, l *link) {
 		}
 	}
 }
+
+// lanes lists the connection of each lane, lane 0 first; nil while a
+// lane is being dialed.
+func (p *peer) lanes() []*link {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*link{p.link}, p.extra...)
+}

@@ -68,6 +68,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	}
 	n.trs = trs
 	n.router = NewRouter(cfg.Routing, trs, n.m, n.log)
+	reg.MustRegister(newNodeLaneCollector(n))
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
 }
