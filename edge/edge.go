@@ -128,6 +128,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		}
 	}
 	e.router = relay.NewRouter(cfg.Routing, trs, relay.NewMetrics(reg, stats), log)
+	reg.MustRegister(relay.NewLaneCollector(e.router))
 	if cfg.TURN.Enabled {
 		td := deps.TURN
 		if td.Logger == nil {
