@@ -194,3 +194,49 @@ func TestNoticeResetReloadsRelations(t *testing.T) {
 		t.Fatalf("LastNoticeSeq %d, want %d", back.LastNoticeSeq(), last)
 	}
 }
+
+// A device whose stored notice position is past the server's newest notice
+// (the server's data wiped or restored from an older copy) is not left
+// waiting for notices that will never come: it reloads its relationships,
+// gets the server's stream from the start, takes the server's position, and
+// gets the next change live.
+func TestNoticePositionAheadResets(t *testing.T) {
+	c := startCore(t, t.TempDir(), "", newKey(t), coreOpts{})
+	tok := c.users("alice", "bob", "carol")
+	ctx := ctx10(t)
+	alice := c.client(t, "alice", tok["alice"], "phone")
+	alice.connected(t)
+	if _, err := alice.RequestFriend(ctx, "bob", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitUntil("own notice", 5*time.Second, func(c *client) bool { return len(c.notices) == 1 })
+	seen := alice.LastNoticeSeq()
+	if err := alice.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	back := c.clientWith(t, "alice", tok["alice"], "phone", func(cfg *sdk.Config) { cfg.LastNoticeSeq = seen + 500 })
+	back.connected(t)
+	back.waitUntil("the server's stream", 10*time.Second, func(c *client) bool { return len(c.resets) == 1 && len(c.notices) == int(seen) })
+	if back.LastNoticeSeq() != seen {
+		t.Fatalf("LastNoticeSeq %d, want the server's %d", back.LastNoticeSeq(), seen)
+	}
+	if err := back.Block(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	back.waitUntil("the next notice", 5*time.Second, func(c *client) bool { return len(c.notices) == int(seen)+1 })
+	back.mu.Lock()
+	defer back.mu.Unlock()
+	r := back.resets[0]
+	if len(r.Requests) != 1 || r.Requests[0].To != "bob" {
+		t.Fatalf("reloaded relations %+v", r)
+	}
+	for i, n := range back.notices {
+		if n.Seq != int64(i+1) {
+			t.Fatalf("notice %d has seq %d: not in order or not once", i, n.Seq)
+		}
+	}
+	if len(back.resets) != 1 {
+		t.Fatalf("%d relation reloads, want 1", len(back.resets))
+	}
+}

@@ -178,10 +178,13 @@ type NoticeSyncResp struct {
 	Notices []Notice `json:"notices"`
 	HasMore bool     `json:"has_more"`
 	// Reset: the stream no longer keeps some notices after AfterSeq (it
-	// keeps the newest 1000 per account), so the page starts at the oldest
-	// kept one. The client must reload its relationships (friends, pending
-	// requests, blacklist, mutes) from scratch, then apply these notices
-	// and the following ones over what it loaded.
+	// keeps the newest 1000 per account), or AfterSeq is past the stream's
+	// newest notice (the server's data was wiped or restored from an older
+	// copy), so the page starts at the oldest kept one. The client must
+	// reload its relationships (friends, pending requests, blacklist,
+	// mutes) from scratch, take the page's notices as its position (none:
+	// position 0), and apply these notices and the following ones over what
+	// it loaded.
 	Reset bool `json:"reset,omitempty"`
 }
 

@@ -230,8 +230,10 @@ const (
 	EventProfile                         // Profile: a friend's profile changed (online only)
 	EventRoom                            // Room: a room entered again after a reconnect, or not (Room.Err)
 	// EventRelationsReset (Relations): notices were missed for good (the
-	// server keeps the newest 1000); replace the relationships derived
-	// from notices with these, then apply the notices that follow.
+	// server keeps the newest 1000), or the server's stream is behind the
+	// client's position (its data wiped or restored; LastNoticeSeq moves
+	// back to the server's); replace the relationships derived from
+	// notices with these, then apply the notices that follow.
 	EventRelationsReset
 )
 

@@ -36,13 +36,14 @@ type noticeState struct {
 type noticePage struct {
 	notices []imapi.Notice
 	hasMore bool
-	reset   *Relations // the server trimmed notices this client never got
+	reset   *Relations // the server's stream does not continue this client's position
 	err     error
 }
 
 // Relations is a fresh copy of the account's relationships, loaded when
 // the notice stream no longer holds every notice since the last one the
-// client delivered (EventRelationsReset): the app replaces what it derived
+// client delivered, or never reached it (EventRelationsReset; the server's
+// data was wiped or restored): the app replaces what it derived
 // from notices with it, then applies the notices that follow as usual
 // (each describes a change the copy may already hold; applied in order
 // they end in the current state).
@@ -106,8 +107,19 @@ func (c *Client) onNoticePage(p *noticePage, emit func(Event) bool) bool {
 		c.log.Debug("notice sync", "err", p.err)
 		return true // the next connection syncs again
 	}
-	if p.reset != nil && !emit(Event{Kind: EventRelationsReset, Relations: p.reset}) {
-		return false
+	if p.reset != nil {
+		// The server's position replaces this client's: the page starts
+		// the stream it keeps. That matters when the client was ahead (the
+		// server's data wiped or restored): kept as it was, the position
+		// would filter out every notice to come.
+		ns.last = 0
+		if len(p.notices) > 0 {
+			ns.last = p.notices[0].Seq - 1
+		}
+		ns.delivered.Store(ns.last)
+		if !emit(Event{Kind: EventRelationsReset, Relations: p.reset}) {
+			return false
+		}
 	}
 	for i := range p.notices {
 		n := &p.notices[i]

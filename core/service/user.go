@@ -605,6 +605,22 @@ func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []by
 	// Sequences are gap-free per account, so a first notice past
 	// after_seq+1 means the stream trimmed some the caller never got.
 	reset := len(ns) > 0 && ns[0].Seq > req.AfterSeq+1
+	if len(ns) == 0 && req.AfterSeq > 0 {
+		// A caller ahead of the stream's newest notice holds a position
+		// this server never gave out (its data was wiped or restored from
+		// an older copy): nothing after it would ever come, so it starts
+		// over from the stream's beginning, as after a trim.
+		last, err := s.st.LastNoticeSeq(ctx, sess.AppKey, sess.Account)
+		if err != nil {
+			return nil, storeErr(err, "notices")
+		}
+		if last < req.AfterSeq {
+			reset = true
+			if ns, more, err = s.st.Notices(ctx, sess.AppKey, sess.Account, 0, s.pageLimit(req.Limit)); err != nil {
+				return nil, storeErr(err, "notices")
+			}
+		}
+	}
 	out := &imapi.NoticeSyncResp{Notices: make([]imapi.Notice, 0, len(ns)), HasMore: more, Reset: reset}
 	for i := range ns {
 		n, err := noticeToAPI(&ns[i])

@@ -207,8 +207,9 @@ func TestGroupInviteModeOnBothBackends(t *testing.T) {
 }
 
 // notice.sync tells a caller that fell behind the kept stream (more than
-// store.NoticeKeep notices since its position) to reload: reset, with the
-// page starting at the oldest kept notice; one within the kept window
+// store.NoticeKeep notices since its position) or is ahead of its newest
+// notice (the server's data was wiped or restored) to reload: reset, with
+// the page starting at the oldest kept notice; one within the kept window
 // gets no reset.
 func TestNoticeSyncResetOnBothBackends(t *testing.T) {
 	drivers(t, func(t *testing.T, driver string) {
@@ -223,10 +224,11 @@ func TestNoticeSyncResetOnBothBackends(t *testing.T) {
 			t.Fatal(err)
 		}
 		alice := e.offline("alice")
+		oldest := int64(0)
 		for _, tc := range []struct {
 			after int64
 			reset bool
-		}{{0, true}, {50, true}, {n - store.NoticeKeep, false}, {n - 10, false}, {n, false}} {
+		}{{0, true}, {50, true}, {n - store.NoticeKeep, false}, {n - 10, false}, {n, false}, {n + 1, true}, {n + 5000, true}} {
 			var sync imapi.NoticeSyncResp
 			if code := alice.call(imapi.OpNoticeSync, &imapi.NoticeSyncReq{AfterSeq: tc.after, Limit: 10}, &sync); code != imapi.OK {
 				t.Fatal(code)
@@ -237,12 +239,26 @@ func TestNoticeSyncResetOnBothBackends(t *testing.T) {
 			if tc.after < n && (len(sync.Notices) == 0 || tc.reset == (sync.Notices[0].Seq == tc.after+1)) {
 				t.Fatalf("after %d: first notice %+v", tc.after, sync.Notices)
 			}
+			if tc.after == 0 {
+				oldest = sync.Notices[0].Seq
+			}
+			// Ahead of the stream: the same page as a fresh start.
+			if tc.after > n && (len(sync.Notices) != 10 || sync.Notices[0].Seq != oldest || !sync.HasMore) {
+				t.Fatalf("after %d: %d notices from %+v, more %v; want 10 from %d", tc.after, len(sync.Notices), sync.Notices, sync.HasMore, oldest)
+			}
 		}
 		// A fresh stream (nothing trimmed) never resets.
 		var sync imapi.NoticeSyncResp
 		e.offline("bob").call(imapi.OpNoticeSync, &imapi.NoticeSyncReq{}, &sync)
 		if sync.Reset {
 			t.Fatal("reset on an untrimmed stream")
+		}
+		// A position on a stream that has no notice at all (wiped): reset,
+		// nothing to replay.
+		sync = imapi.NoticeSyncResp{}
+		e.offline("bob").call(imapi.OpNoticeSync, &imapi.NoticeSyncReq{AfterSeq: 7}, &sync)
+		if !sync.Reset || len(sync.Notices) != 0 {
+			t.Fatalf("after 7 on an empty stream: %+v", sync)
 		}
 	})
 }

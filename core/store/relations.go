@@ -132,6 +132,9 @@ type RelationStore interface {
 	// Notices returns up to limit notices of account with seq > afterSeq,
 	// oldest first, and whether more exist.
 	Notices(ctx context.Context, appkey, account string, afterSeq int64, limit int) ([]Notice, bool, error)
+	// LastNoticeSeq returns the seq of account's newest notice, trimmed or
+	// not (0 when it never had one).
+	LastNoticeSeq(ctx context.Context, appkey, account string) (int64, error)
 }
 
 var relationsMigration = migration{4, "profiles and relationships", []string{
@@ -284,6 +287,18 @@ func (s *sqlStore) Notices(ctx context.Context, appkey, account string, afterSeq
 		return nil, false, fmt.Errorf("store: notices: %w", err)
 	}
 	return out, false, nil
+}
+
+func (s *sqlStore) LastNoticeSeq(ctx context.Context, appkey, account string) (int64, error) {
+	var seq int64
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT last_seq FROM user_notice_seq WHERE appkey = ? AND account = ?`), appkey, account).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: last notice seq: %w", err)
+	}
+	return seq, nil
 }
 
 // --- profiles ---

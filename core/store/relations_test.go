@@ -141,6 +141,12 @@ func TestFriendsAndNotices(t *testing.T) {
 		if len(page) != 2 || !more || page[0].Seq != 2 {
 			t.Fatalf("page %+v more %v", page, more)
 		}
+		if last, err := st.LastNoticeSeq(ctx, app, "alice"); err != nil || last != all[len(all)-1].Seq {
+			t.Fatalf("LastNoticeSeq %d, %v; want %d", last, err, all[len(all)-1].Seq)
+		}
+		if last, err := st.LastNoticeSeq(ctx, app, "nobody"); err != nil || last != 0 {
+			t.Fatalf("LastNoticeSeq of an account without notices: %d, %v", last, err)
+		}
 	})
 }
 
