@@ -10,19 +10,20 @@ import (
 
 // loopMsg is one input of the delivery loop.
 type loopMsg struct {
-	push        *Incoming
-	event       *Event
-	ack         *imapi.SendAck
-	clientMsgID string
-	synced      *syncResult
-	convs       []imapi.Conversation
-	gapCheck    string // conversation whose held-back pushes are due
-	notices     *noticePage
-	noticeSync  bool // fetch the notices missed (after a connection)
-	roomEntered *roomEntered
-	roomForget  string
-	rejoin      uint64 // enter the rooms again on this connection generation
-	rejoined    *rejoinResult
+	push         *Incoming
+	event        *Event
+	ack          *imapi.SendAck
+	clientMsgID  string
+	synced       *syncResult
+	convs        []imapi.Conversation
+	gapCheck     string // conversation whose held-back pushes are due
+	notices      *noticePage
+	noticeSync   bool   // fetch the notices missed (after a connection)
+	roomEntering string // the app enters this room (hold its pushes)
+	roomEntered  *roomEntered
+	roomForget   string
+	rejoin       uint64 // enter the rooms again on this connection generation
+	rejoined     *rejoinResult
 }
 
 type syncResult struct {
@@ -231,9 +232,12 @@ func (c *Client) deliveryLoop() {
 			}
 		case in.noticeSync:
 			c.startNoticeSync()
+		case in.roomEntering != "":
+			c.roomTrack(in.roomEntering).entering++
 		case in.roomEntered != nil:
-			rt := c.roomTrack(in.roomEntered.room)
-			rt.last = max(rt.last, in.roomEntered.last)
+			if !c.onRoomEntered(in.roomEntered, emit) {
+				return
+			}
 		case in.roomForget != "":
 			delete(c.roomLoop, in.roomForget)
 		case in.rejoin != 0:

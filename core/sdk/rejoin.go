@@ -38,10 +38,12 @@ type RoomRejoin struct {
 	Err error
 }
 
-// roomEntered: the app entered a room; last is the newest seq it got.
+// roomEntered: the app's enter of a room was answered; last is the newest
+// seq the answer gave it, failed says it was refused.
 type roomEntered struct {
-	room string
-	last int64
+	room   string
+	last   int64
+	failed bool
 }
 
 // rejoinResult is the answer of one re-entry.
@@ -56,7 +58,8 @@ type rejoinResult struct {
 type roomTrack struct {
 	last      int64 // newest room seq delivered
 	rejoining uint64
-	held      []imapi.RoomMessage // pushed while rejoining
+	entering  int                 // the app's enters under way (RoomEnter)
+	held      []imapi.RoomMessage // pushed while rejoining or entering
 }
 
 // maxRoomHeld bounds the pushes held back during a re-entry; past it the
@@ -194,7 +197,38 @@ func (c *Client) onRejoined(r *rejoinResult, emit func(Event) bool) bool {
 		return false
 	}
 	rt.last = max(rt.last, r.resp.Room.LastSeq)
+	if rt.entering > 0 {
+		rt.held = held // the app's enter under way releases them
+		return true
+	}
 	return c.deliverRoom(rt, r.room, held, emit)
+}
+
+// onRoomEntered (delivery loop) settles an enter by the app: the answer's
+// history went to the app, so the pushes held meanwhile go out after it,
+// without the seqs it had. After a refusal of a room the client is not in
+// they are dropped: the gateway delivered them only for the enter.
+func (c *Client) onRoomEntered(e *roomEntered, emit func(Event) bool) bool {
+	rt := c.roomTrack(e.room)
+	rt.entering = max(rt.entering-1, 0)
+	if !e.failed {
+		rt.last = max(rt.last, e.last)
+	}
+	if rt.entering > 0 || rt.rejoining != 0 {
+		return true
+	}
+	held := rt.held
+	rt.held = nil
+	if e.failed {
+		c.mu.Lock()
+		_, in := c.rooms[e.room]
+		c.mu.Unlock()
+		if !in {
+			delete(c.roomLoop, e.room)
+			return true
+		}
+	}
+	return c.deliverRoom(rt, e.room, held, emit)
 }
 
 // deliverRoom emits the messages after the last delivered one as one batch.
@@ -225,7 +259,7 @@ func (c *Client) onRoomBatch(in *Incoming, emit func(Event) bool) bool {
 		return emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
 	}
 	rt := c.roomTrack(b.RoomID)
-	if rt.rejoining != 0 {
+	if rt.rejoining != 0 || rt.entering > 0 {
 		rt.held = append(rt.held, b.Messages...)
 		if n := len(rt.held); n > maxRoomHeld {
 			rt.held = rt.held[n-maxRoomHeld:]

@@ -35,9 +35,15 @@ import (
 // The client remembers the room and the token: after a reconnect it enters
 // again by itself (see Config.RoomToken and EventRoom).
 func (c *Client) RoomEnter(ctx context.Context, roomID, token string, history int) (imapi.RoomEnterResp, error) {
+	// The gateway puts the session in the room before the answer, so
+	// batches may come first, with messages the history also has: the
+	// delivery loop holds them until the answer (posted before the request
+	// goes out, so it is in place before any of them arrives).
+	c.post(loopMsg{roomEntering: roomID})
 	var out imapi.RoomEnterResp
 	err := c.Request(ctx, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: roomID, Token: token, History: history}, &out)
 	if err != nil {
+		c.post(loopMsg{roomEntered: &roomEntered{room: roomID, failed: true}})
 		return out, err
 	}
 	c.mu.Lock()

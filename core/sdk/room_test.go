@@ -229,3 +229,69 @@ func TestRoomRejoinDedupe(t *testing.T) {
 		t.Fatalf("a closed room: %+v rooms %v", rejoins, c.Rooms())
 	}
 }
+
+// The app's own enter: the gateway may deliver batches before the answer,
+// with messages the answer's history has; they are held until the answer
+// and go out after it without those. A refused enter drops what was held
+// for a room the client is not in, and keeps it for one it is in; an enter
+// during a re-entry holds the pushes until both are answered.
+func TestRoomEnterHoldsEarlyBatches(t *testing.T) {
+	c, err := New(Config{Addresses: []string{"x:1"}, Dialer: WebLinkDialer(), AppKey: "a", Account: "me", Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]int64{}
+	emit := func(ev Event) bool {
+		if b, ok := RoomBatchOf(ev); ok {
+			for _, m := range b.Messages {
+				got[b.RoomID] = append(got[b.RoomID], m.Seq)
+			}
+		}
+		return true
+	}
+	batch := func(room string, seqs ...int64) *Incoming {
+		b := imapi.RoomBatch{RoomID: room}
+		for _, s := range seqs {
+			b.Messages = append(b.Messages, imapi.RoomMessage{RoomID: room, Seq: s})
+		}
+		body, _ := json.Marshal(b)
+		return &Incoming{Op: imapi.OpRoomMessages, Push: true, Body: body}
+	}
+
+	c.roomTrack("r").entering++
+	c.onRoomBatch(batch("r", 3, 4), emit) // 3 is in the answer's history
+	if len(got["r"]) != 0 {
+		t.Fatalf("delivered before the answer: %v", got["r"])
+	}
+	c.rooms["r"] = "tok"
+	c.onRoomEntered(&roomEntered{room: "r", last: 3}, emit)
+	c.onRoomBatch(batch("r", 4, 5), emit)
+	if !slices.Equal(got["r"], []int64{4, 5}) {
+		t.Fatalf("after the answer: %v, want [4 5]", got["r"])
+	}
+
+	c.roomTrack("q").entering++
+	c.onRoomBatch(batch("q", 1), emit)
+	c.onRoomEntered(&roomEntered{room: "q", failed: true}, emit)
+	if _, kept := c.roomLoop["q"]; kept || len(got["q"]) != 0 {
+		t.Fatalf("a refused room: delivered %v, kept %v", got["q"], kept)
+	}
+	c.roomTrack("r").entering++ // entering again, with a token refused
+	c.onRoomBatch(batch("r", 6), emit)
+	c.onRoomEntered(&roomEntered{room: "r", failed: true}, emit)
+	if !slices.Equal(got["r"], []int64{4, 5, 6}) {
+		t.Fatalf("a refused enter of a room the client is in: %v", got["r"])
+	}
+
+	rt := c.roomTrack("r")
+	rt.rejoining, rt.entering = 7, 1
+	c.onRoomBatch(batch("r", 8, 9), emit)
+	c.onRejoined(&rejoinResult{room: "r", gen: 7, resp: imapi.RoomEnterResp{History: []imapi.RoomMessage{{Seq: 7}, {Seq: 8}}}}, emit)
+	if !slices.Equal(got["r"], []int64{4, 5, 6, 7, 8}) {
+		t.Fatalf("re-entered while entering: %v", got["r"])
+	}
+	c.onRoomEntered(&roomEntered{room: "r", last: 8}, emit)
+	if !slices.Equal(got["r"], []int64{4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("both answered: %v", got["r"])
+	}
+}
