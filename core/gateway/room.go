@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -31,66 +31,133 @@ import (
 // Room events (kicks, mutes, close) are delivered at once, after the
 // room's pending messages, so members see them in order.
 
-// gwRoom is one room with members on this gateway. members, sub and
-// pending are guarded by Gateway.roomMu.
+// gwRoom is one room with members on this gateway. members, joining, sub
+// and pending are guarded by Gateway.roomMu.
 type gwRoom struct {
 	appkey, id string
 	subject    string // imapi.RoomSubject
 	sub        *nats.Subscription
 	members    map[*Session]int // index in list
 	list       []*Session       // the members in a stable order: each keeps its place in the writers' walk
-	pending    [][]byte         // room messages (imapi.RoomMessage JSON) since the last flush
-	dirty      bool             // listed in Gateway.dirtyRooms
-	closed     bool
+	// joining counts, per member, its room.enter requests not answered
+	// yet when it was not in the room before them: a refusal of the last
+	// one takes it out again. An accepted enter removes the entry.
+	joining map[*Session]int
+	pending [][]byte // room messages (imapi.RoomMessage JSON) since the last flush
+	dirty   bool     // listed in Gateway.dirtyRooms
+	closed  bool
 }
 
-// roomEnter is called with the answer of a successful room.enter, before
-// the client sees it: the session joins the room and the gateway makes sure
-// the bus has its subscription, so no message published after the answer
-// is missed (earlier ones came in the answer's history).
-func (g *Gateway) roomEnter(s *Session, body []byte) {
-	var resp struct {
-		Room struct {
-			RoomID string `json:"room_id"`
-		} `json:"room"`
-	}
-	if json.Unmarshal(body, &resp) != nil || !subjectSafe(resp.Room.RoomID) {
-		return
-	}
-	subject := imapi.RoomSubject(s.info.AppKey, resp.Room.RoomID)
+// roomJoin is called before a room.enter is forwarded to the services: the
+// session joins the room here at once, subscribing the room's subjects if
+// the gateway had no member in it. The answer fixes what the history
+// covers; every message published after the request was forwarded reaches
+// the session live, so none falls between the two. No flush is needed:
+// the SUB goes out on the bus connection ahead of the request's PUB, and a
+// NATS server handles a connection's protocol in order, so the interest is
+// in place before any service sees the request. Messages in both the
+// history and the first batches have the same seqs (the SDK holds batches
+// back until the answer and drops the seqs the history had). roomEntered
+// settles the membership with the answer.
+func (g *Gateway) roomJoin(s *Session, roomID, subject string) error {
 	g.roomMu.Lock()
+	defer g.roomMu.Unlock()
 	if s.closed.Load() {
-		// The session ended while its enter was answered: undo the presence.
+		// Ended already, and roomsGone has run or runs after us; the
+		// answer's roomEntered undoes a presence the enter records.
+		return nil
+	}
+	r, err := g.roomLocked(s.info.AppKey, roomID, subject)
+	if err != nil {
+		return err
+	}
+	if _, in := r.members[s]; in && r.joining[s] == 0 {
+		return nil // entered already: a refused enter again keeps it in
+	}
+	if r.joining == nil {
+		r.joining = map[*Session]int{}
+	}
+	r.joining[s]++
+	g.addMemberLocked(s, r)
+	return nil
+}
+
+// roomEntered is called with the answer of a room.enter (code), before the
+// client sees it. Accepted, the session stays in the room (it joins again
+// if it was taken out meanwhile). Refused, a session that joined for this
+// enter leaves, and the subscription ends with the room's last member.
+func (g *Gateway) roomEntered(s *Session, roomID, subject string, code imapi.Code) {
+	// A timed-out enter may still have been recorded by the service.
+	mayBeIn := code == imapi.OK || code == imapi.ErrTimeout
+	g.roomMu.Lock()
+	r := g.rooms[subject]
+	if s.closed.Load() {
+		// The session ended while its enter was under way (roomsGone took
+		// it out here): undo the presence the service may have recorded
+		// after roomsGone's leave.
+		if r != nil {
+			g.leaveLocked(s, r)
+		}
 		g.roomMu.Unlock()
-		g.publishLeave(s, resp.Room.RoomID)
+		if mayBeIn {
+			g.publishLeave(s, roomID)
+		}
 		return
 	}
-	r := g.rooms[subject]
-	fresh := r == nil
-	if fresh {
-		sub, err := g.nc.ChanSubscribe(subject+".*", g.roomCh)
-		if err != nil {
-			g.roomMu.Unlock()
-			g.log.Warn("room subscribe", "room", resp.Room.RoomID, "err", err)
-			return
+	if code == imapi.OK {
+		if r == nil {
+			var err error
+			if r, err = g.roomLocked(s.info.AppKey, roomID, subject); err != nil {
+				g.roomMu.Unlock()
+				g.log.Warn("room subscribe", "room", roomID, "err", err)
+				return
+			}
 		}
-		_ = sub.SetPendingLimits(-1, -1)
-		r = &gwRoom{appkey: s.info.AppKey, id: resp.Room.RoomID, subject: subject, sub: sub, members: map[*Session]int{}}
-		g.rooms[subject] = r
-		g.m.rooms.Inc()
+		delete(r.joining, s)
+		g.addMemberLocked(s, r)
+		g.roomMu.Unlock()
+		return
 	}
-	if _, in := r.members[s]; !in {
-		r.members[s] = len(r.list)
-		r.list = append(r.list, s)
-		s.rooms = append(s.rooms, r)
-		g.m.roomMembers.Inc()
+	left := false
+	if r != nil && r.joining[s] > 0 {
+		if r.joining[s]--; r.joining[s] == 0 {
+			g.leaveLocked(s, r)
+			left = true
+		}
 	}
 	g.roomMu.Unlock()
-	if fresh {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = g.nc.FlushWithContext(ctx)
-		cancel()
+	if left && mayBeIn {
+		g.publishLeave(s, roomID)
 	}
+}
+
+// roomLocked returns the room of subject, subscribing its subjects when
+// the gateway has no member in it yet. roomMu is held.
+func (g *Gateway) roomLocked(appkey, roomID, subject string) (*gwRoom, error) {
+	if r := g.rooms[subject]; r != nil {
+		return r, nil
+	}
+	sub, err := g.nc.ChanSubscribe(subject+".*", g.roomCh)
+	if err != nil {
+		return nil, fmt.Errorf("room %s: subscribe: %w", roomID, err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	r := &gwRoom{appkey: appkey, id: roomID, subject: subject, sub: sub, members: map[*Session]int{}}
+	g.rooms[subject] = r
+	g.m.rooms.Inc()
+	return r, nil
+}
+
+// addMemberLocked puts the session in the room's member list if it is not
+// there. roomMu is held.
+func (g *Gateway) addMemberLocked(s *Session, r *gwRoom) {
+	if _, in := r.members[s]; in {
+		return
+	}
+	r.members[s] = len(r.list)
+	r.list = append(r.list, s)
+	s.rooms = append(s.rooms, r)
+	g.m.roomMembers.Inc()
 }
 
 // roomCount is how many rooms the session is in.
@@ -116,6 +183,7 @@ func (g *Gateway) leaveLocked(s *Session, r *gwRoom) {
 		return
 	}
 	delete(r.members, s)
+	delete(r.joining, s)
 	last := len(r.list) - 1
 	if i != last {
 		r.list[i] = r.list[last]

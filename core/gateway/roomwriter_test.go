@@ -20,9 +20,18 @@ import (
 	"github.com/longlink/longlink/pkg/config"
 )
 
-// roomService answers room.enter for any room (the answer is what makes
-// the gateway take the session into the room).
+// roomService answers room.enter for any room (the answer is what keeps
+// the session in the room).
 func roomService(t *testing.T, e *env) *nats.Conn {
+	t.Helper()
+	return roomServiceWith(t, e, func(*nats.Conn, imapi.RoomEnterReq) imapi.BusReply {
+		return imapi.BusReply{}
+	})
+}
+
+// roomServiceWith is roomService whose answers come from answer, called
+// with the service's bus connection; an accepted one gets the room's id.
+func roomServiceWith(t *testing.T, e *env, answer func(nc *nats.Conn, req imapi.RoomEnterReq) imapi.BusReply) *nats.Conn {
 	t.Helper()
 	nc := connectNATS(t, e.ns)
 	_, err := nc.QueueSubscribe(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpRoomEnter), imapi.ServiceQueue, func(m *nats.Msg) {
@@ -30,7 +39,11 @@ func roomService(t *testing.T, e *env) *nats.Conn {
 			Body imapi.RoomEnterReq `json:"body"`
 		}
 		_ = json.Unmarshal(m.Data, &req)
-		_ = m.Respond(mustJSON(imapi.BusReply{Body: mustJSON(map[string]any{"room": map[string]string{"room_id": req.Body.RoomID}})}))
+		rep := answer(nc, req.Body)
+		if rep.Code == imapi.OK && rep.Body == nil {
+			rep.Body = mustJSON(map[string]any{"room": map[string]string{"room_id": req.Body.RoomID}})
+		}
+		_ = m.Respond(mustJSON(rep))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -51,11 +64,16 @@ func (c *client) enter(room string) {
 
 func publishRoom(t *testing.T, nc *nats.Conn, room string, seq int64, text string) {
 	t.Helper()
-	m := imapi.RoomMessage{RoomID: room, MsgID: fmt.Sprint(seq), Seq: seq, From: "x", Type: "text",
-		Body: mustJSON(map[string]string{"text": text}), Time: time.Now().UnixMilli()}
-	if err := nc.Publish(imapi.RoomSubject("app", room)+imapi.RoomMessageSuffix, mustJSON(m)); err != nil {
+	if err := publishRoomMessage(nc, room, seq, text); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// publishRoomMessage is publishRoom for goroutines other than the test's.
+func publishRoomMessage(nc *nats.Conn, room string, seq int64, text string) error {
+	m := imapi.RoomMessage{RoomID: room, MsgID: fmt.Sprint(seq), Seq: seq, From: "x", Type: "text",
+		Body: mustJSON(map[string]string{"text": text}), Time: time.Now().UnixMilli()}
+	return nc.Publish(imapi.RoomSubject("app", room)+imapi.RoomMessageSuffix, mustJSON(m))
 }
 
 // roomSeqs decodes a room.messages frame.

@@ -269,6 +269,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		return
 	}
 	var leaving string // the room subject of a room.leave
+	var entering imapi.RoomRef
 	switch op {
 	case imapi.OpRoomEnter:
 		if g.roomCount(s) >= g.cfg.MaxRoomsPerSession {
@@ -276,6 +277,18 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 			g.m.refused.WithLabelValues("rooms").Inc()
 			done(errReply(imapi.ErrForbidden, "in too many rooms"))
 			return
+		}
+		// The session joins before the request goes out (see roomJoin); a
+		// room id the services would refuse is forwarded without it.
+		if json.Unmarshal(body, &entering) == nil && subjectSafe(entering.RoomID) {
+			if err := g.roomJoin(s, entering.RoomID, imapi.RoomSubject(s.info.AppKey, entering.RoomID)); err != nil {
+				s.inflight.Add(-1)
+				g.log.Warn("room join", "err", err)
+				done(errReply(imapi.ErrUnavailable, "bus: room subscription"))
+				return
+			}
+		} else {
+			entering.RoomID = ""
 		}
 	case imapi.OpRoomLeave:
 		var ref imapi.RoomRef
@@ -297,13 +310,11 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		if r.Code != imapi.OK {
 			g.m.requestErrors.WithLabelValues(strconv.Itoa(int(r.Code))).Inc()
 		}
-		if r.Code == imapi.OK {
-			switch {
-			case op == imapi.OpRoomEnter:
-				g.roomEnter(s, r.Body)
-			case leaving != "":
-				g.roomLeave(s, leaving)
-			}
+		switch {
+		case entering.RoomID != "":
+			g.roomEntered(s, entering.RoomID, imapi.RoomSubject(s.info.AppKey, entering.RoomID), r.Code)
+		case leaving != "" && r.Code == imapi.OK:
+			g.roomLeave(s, leaving)
 		}
 		if logout && r.Code == imapi.OK {
 			// The session ends with its logout; the transport closes the

@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// roomSeqsUntil reads frames until the room messages of room include seq
+// want, returning every seq of room seen (pushes read before an answer
+// included, as frames).
+func roomSeqsUntil(t *testing.T, c *client, early []link.Frame, room string, want int64) []int64 {
+	t.Helper()
+	var got []int64
+	take := func(f link.Frame) {
+		if f.Op == imapi.OpRoomMessages && roomOf(t, f) == room {
+			got = append(got, roomSeqs(t, f)...)
+		}
+	}
+	for _, f := range early {
+		take(f)
+	}
+	for !slices.Contains(got, want) {
+		take(c.read())
+	}
+	return got
+}
+
+func roomOf(t *testing.T, f link.Frame) string {
+	t.Helper()
+	var b imapi.RoomBatch
+	if err := json.Unmarshal(f.Body, &b); err != nil {
+		t.Fatalf("room batch: %v", err)
+	}
+	return b.RoomID
+}
+
+// TestRoomEnterWindow: a message published after the room service has
+// fixed an enter's history, before its answer is back, reaches the
+// entering session (the first member on the gateway, which subscribes the
+// room, and a later one); a refused enter takes a session that joined for
+// it out again, and the room's subscription ends with it, while a member
+// refused on entering again stays in.
+func TestRoomEnterWindow(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RoomBatchInterval = config.Duration(2 * time.Millisecond) })
+	var mu sync.Mutex
+	seq := map[string]int64{}
+	nc := roomServiceWith(t, e, func(nc *nats.Conn, req imapi.RoomEnterReq) imapi.BusReply {
+		if req.Token == "bad" {
+			return imapi.BusReply{Code: imapi.ErrUnauthorized, Message: "bad token"}
+		}
+		// The history of the answer ends here; a member sends before the
+		// answer leaves (on this connection, so the bus routes it first).
+		mu.Lock()
+		seq[req.RoomID]++
+		n := seq[req.RoomID]
+		mu.Unlock()
+		if err := publishRoomMessage(nc, req.RoomID, n, "in the window"); err != nil {
+			return imapi.BusReply{Code: imapi.ErrInternal, Message: err.Error()}
+		}
+		return imapi.BusReply{}
+	})
+	enter := func(c *client, room, token string) (link.Frame, []link.Frame) {
+		t.Helper()
+		return c.response(c.request(imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: room, Token: token}))
+	}
+
+	first, second := e.login(t, "m1", "phone"), e.login(t, "m2", "phone")
+	f, early := enter(first, "r1", "ok")
+	if f.Code != imapi.OK {
+		t.Fatalf("enter: %d %s", f.Code, f.Body)
+	}
+	if got := roomSeqsUntil(t, first, early, "r1", 1); !slices.Equal(got, []int64{1}) {
+		t.Fatalf("first member: %v, want [1]", got)
+	}
+	f, early = enter(second, "r1", "ok")
+	if f.Code != imapi.OK {
+		t.Fatalf("enter: %d %s", f.Code, f.Body)
+	}
+	if got := roomSeqsUntil(t, second, early, "r1", 2); !slices.Equal(got, []int64{2}) {
+		t.Fatalf("second member: %v, want [2]", got)
+	}
+	if got := roomSeqsUntil(t, first, nil, "r1", 2); !slices.Equal(got, []int64{2}) {
+		t.Fatalf("first member after the second entered: %v, want [2]", got)
+	}
+
+	// Refused: a room nobody here is in is unsubscribed again; a member
+	// refused on entering again keeps its place.
+	if f, _ := enter(first, "r2", "bad"); f.Code != imapi.ErrUnauthorized {
+		t.Fatalf("refused enter: %d", f.Code)
+	}
+	if f, _ := enter(second, "r1", "bad"); f.Code != imapi.ErrUnauthorized {
+		t.Fatalf("refused enter again: %d", f.Code)
+	}
+	if n := testutil.ToFloat64(e.g.m.rooms); n != 1 {
+		t.Fatalf("%v room subscriptions after a refused enter, want 1", n)
+	}
+	if n := testutil.ToFloat64(e.g.m.roomMembers); n != 2 {
+		t.Fatalf("%v room members, want 2", n)
+	}
+	publishRoom(t, nc, "r2", 1, "not for m1")
+	publishRoom(t, nc, "r1", 3, "for both")
+	for _, c := range []*client{first, second} {
+		for {
+			f := c.read()
+			if f.Op != imapi.OpRoomMessages {
+				continue
+			}
+			if room := roomOf(t, f); room != "r1" {
+				t.Fatalf("a message of %s after a refused enter", room)
+			}
+			if slices.Contains(roomSeqs(t, f), 3) {
+				break
+			}
+		}
+	}
+}
