@@ -71,11 +71,20 @@ type RoutingConfig struct {
 	// OpenTimeout bounds opening a stream on a next hop. Default 3s.
 	OpenTimeout config.Duration `yaml:"open_timeout"`
 	// Redundancy is how many copies of a stream this node opens per kind
-	// (TUNNEL.md, "Redundant streams"). Every node keeps as many
-	// connections to each next hop as the largest value here, so that the
-	// copies it opens or forwards ride different connections.
+	// (TUNNEL.md, "Redundant streams").
 	Redundancy RedundancyConfig `yaml:"redundancy"`
+	// Lanes is how many connections this node keeps to each next hop
+	// (TUNNEL.md, "Lanes"), at least the largest Redundancy value so that
+	// the copies of one stream ride different connections. Flows are
+	// spread over the lanes: each lane's congestion controller then sees a
+	// share of the traffic, and a loss on one lane slows only its share.
+	// Default 4.
+	Lanes int `yaml:"lanes"`
 }
+
+// MaxLanes bounds routing.lanes: every lane is a connection and a UDP
+// socket per next hop.
+const MaxLanes = 16
 
 // RedundancyConfig gives the number of copies per stream kind, 1 (off) to
 // wire.MaxCopies. Each copy carries every byte of its stream over the
@@ -103,8 +112,8 @@ func (r RedundancyConfig) copies(k wire.Kind) int {
 	return 1
 }
 
-// lanes is the number of connections to keep to each next hop.
-func (r RedundancyConfig) lanes() int { return max(1, r.LinkFrames, r.Link, r.HTTP) }
+// most is the largest number of copies of any kind.
+func (r RedundancyConfig) most() int { return max(1, r.LinkFrames, r.Link, r.HTTP) }
 
 // DefaultRouting returns the routing defaults.
 func DefaultRouting() RoutingConfig {
@@ -121,6 +130,7 @@ func DefaultRouting() RoutingConfig {
 		HopBudget:   8,
 		OpenTimeout: config.Duration(3 * time.Second),
 		Redundancy:  RedundancyConfig{LinkFrames: 2, Link: 1, HTTP: 1},
+		Lanes:       4,
 	}
 }
 
@@ -188,6 +198,11 @@ func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
 		if k.n < 1 || k.n > wire.MaxCopies {
 			errs.Addf("%sredundancy.%s: must be 1..%d", prefix, k.name, wire.MaxCopies)
 		}
+	}
+	if r.Lanes < 1 || r.Lanes > MaxLanes {
+		errs.Addf("%slanes: must be 1..%d", prefix, MaxLanes)
+	} else if most := r.Redundancy.most(); r.Lanes < most {
+		errs.Addf("%slanes: %d is fewer than the %d copies redundancy asks for (copies of a stream need lanes of their own)", prefix, r.Lanes, most)
 	}
 }
 

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"math"
 	"sync"
@@ -13,9 +14,11 @@ import (
 )
 
 // peer is one next hop: a warm connection, redialed with backoff, and the
-// probe results that rank it. With redundancy configured it also keeps
-// extra connections (lanes) to the same hop, each on its own socket, so that
-// the copies of a redundant stream never share a packet: a lost packet then
+// probe results that rank it. It also keeps extra connections (lanes) to
+// the same hop, each on its own socket. Flows are spread over the lanes, so
+// that each lane's congestion controller carries a share of the traffic
+// (a random loss then shrinks one share's window, not every flow's), and
+// the copies of a redundant stream never share a packet: a lost packet
 // costs at most one copy.
 type peer struct {
 	r   *Router
@@ -34,7 +37,7 @@ type peer struct {
 }
 
 func newPeer(r *Router, h Hop, tr transport.Transport) *peer {
-	return &peer{r: r, hop: h, tr: tr, stopCh: make(chan struct{}), extra: make([]*link, r.cfg.Redundancy.lanes()-1)}
+	return &peer{r: r, hop: h, tr: tr, stopCh: make(chan struct{}), extra: make([]*link, r.cfg.Lanes-1)}
 }
 
 func (p *peer) stop() {
@@ -53,20 +56,21 @@ func (p *peer) stop() {
 	})
 }
 
-func (p *peer) currentLink() *link {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.link
+// laneLink is the connection a stream takes: the lane its trace id picks,
+// plus its copy index so that the copies of one stream take consecutive
+// lanes. Every node of the path computes the same lane from the header.
+// A lane being redialed is replaced by lane 0.
+func (p *peer) laneLink(t wire.TraceID, copy uint8) *link {
+	n := uint32(len(p.extra) + 1)
+	return p.lane(int((binary.BigEndian.Uint32(t[:4]) + uint32(copy)) % n))
 }
 
-// laneLink is the connection copy i of a redundant stream takes: lane
-// i mod lanes, or lane 0 while that lane is being redialed.
-func (p *peer) laneLink(i uint8) *link {
+// lane returns lane i's connection, or lane 0's while lane i is down.
+func (p *peer) lane(i int) *link {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	lane := int(i) % (len(p.extra) + 1)
-	if lane > 0 && p.extra[lane-1] != nil {
-		return p.extra[lane-1]
+	if i > 0 && p.extra[i-1] != nil {
+		return p.extra[i-1]
 	}
 	return p.link
 }

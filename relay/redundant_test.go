@@ -222,7 +222,7 @@ func redundantChain(t *testing.T, tr string) (*Router, *Node, *Metrics, <-chan s
 	t.Cleanup(r.Shutdown)
 	waitFor(t, 5*time.Second, func() bool {
 		p := r.peers[rc.Routes[0].Direct.key()]
-		return r.Primary("demo") != "" && p.laneLink(1) != p.currentLink()
+		return r.Primary("demo") != "" && lanesUp(p)
 	})
 	return r, eg, m, sources
 }
@@ -247,7 +247,9 @@ func copyKilled(t *testing.T, tr string, lane uint8) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	client := netip.MustParseAddrPort("198.51.100.9:40000")
-	tun, err := r.OpenStream(ctx, wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames", Client: client})
+	// A trace whose lane number is 0: copy i rides lane i.
+	trace := wire.TraceID{15: 1}
+	tun, err := r.OpenStream(ctx, wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames", Client: client, Trace: trace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +283,7 @@ func copyKilled(t *testing.T, tr string, lane uint8) {
 			t.Fatalf("write %d: %v", i, err)
 		}
 		if i == 100 {
-			_ = p.laneLink(lane).conn.Close()
+			_ = p.lane(int(lane)).conn.Close()
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -423,7 +425,7 @@ func TestRedundantThroughRelays(t *testing.T) {
 	for _, n := range ch.relays {
 		waitFor(t, 2*time.Second, func() bool {
 			p := n.router.peers[Hop{Transport: "mem", Address: "egress"}.key()]
-			return p.laneLink(1) != nil && p.laneLink(1) != p.currentLink()
+			return lanesUp(p)
 		})
 	}
 	tun, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindLinkFrames, Cluster: "demo", Service: "link-frames"})
@@ -502,3 +504,61 @@ type countingWriter struct {
 
 func (w *countingWriter) Write(p []byte) (int, error) { w.n.Add(int64(len(p))); return len(p), nil }
 func (w *countingWriter) Close() error                { w.closed.Store(true); return nil }
+
+// lanesUp reports whether every lane of p has its own live connection.
+func lanesUp(p *peer) bool {
+	l0 := p.lane(0)
+	if l0 == nil {
+		return false
+	}
+	for i := 1; i < len(p.extra)+1; i++ {
+		if p.lane(i) == l0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Flows spread over every lane, and the copies of one stream never share
+// one.
+func TestLaneSpread(t *testing.T) {
+	r := NewRouter(fastRouting(), nil, NewMetrics(prometheus.NewRegistry(), nil), discardLog())
+	p := newPeer(r, Hop{Name: "egress", Transport: "mem", Address: "egress"}, nil)
+	lanes := make([]*link, r.cfg.Lanes)
+	for i := range lanes {
+		lanes[i] = &link{}
+		if i == 0 {
+			p.link = lanes[0]
+		} else {
+			p.extra[i-1] = lanes[i]
+		}
+	}
+	index := func(l *link) int {
+		for i, x := range lanes {
+			if x == l {
+				return i
+			}
+		}
+		t.Fatal("stream took no lane")
+		return -1
+	}
+	used := make([]int, len(lanes))
+	for range 400 {
+		tr := wire.NewTraceID()
+		first := index(p.laneLink(tr, 0))
+		used[first]++
+		if second := index(p.laneLink(tr, 1)); second == first {
+			t.Fatalf("both copies of %x on lane %d", tr, first)
+		}
+	}
+	for i, n := range used {
+		if n < 50 { // 100 expected of each of 4 lanes
+			t.Fatalf("lane %d carried %d of 400 flows: %v", i, n, used)
+		}
+	}
+	// A lane being redialed hands its flows to lane 0.
+	p.extra[0] = nil
+	if got := p.laneLink(wire.TraceID{3: 1}, 0); got != lanes[0] {
+		t.Fatalf("flow of a lane being redialed took lane %d, want 0", index(got))
+	}
+}

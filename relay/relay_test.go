@@ -330,6 +330,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad profile", "transport: {kcp: {profile: turbo}}\nrouting: {routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "turbo"},
 		{"redundancy", "routing: {redundancy: {link_frames: 1, http: 3}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", ""},
 		{"redundancy too high", "routing: {redundancy: {link_frames: 5}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "redundancy.link_frames: must be 1..4"},
+		{"lanes", "routing: {lanes: 8, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", ""},
+		{"lanes too many", "routing: {lanes: 17, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "lanes: must be 1..16"},
+		{"lanes below copies", "routing: {lanes: 2, redundancy: {http: 3}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "lanes: 2 is fewer than the 3 copies"},
 		{"redundancy unknown kind", "routing: {redundancy: {udp: 2}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "field udp not found"},
 	}
 	for _, tc := range tests {

@@ -365,9 +365,9 @@ func (rs *routeState) candidates(sticky *peer) []*peer {
 	return out
 }
 
-// open opens a stream for h on the best path and writes the header. A copy
-// of a redundant stream follows the path its stream's other copies took
-// and rides the lane of its copy index.
+// open opens a stream for h on the best path, on the lane its trace and
+// copy index pick, and writes the header. A copy of a redundant stream
+// follows the path its stream's other copies took.
 func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]byte)) (transport.Stream, *link, *peer, error) {
 	rs := r.route(h.Cluster)
 	if rs == nil {
@@ -379,10 +379,7 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 	}
 	var lastErr error
 	for _, p := range rs.candidates(sticky) {
-		l := p.currentLink()
-		if h.Redundant {
-			l = p.laneLink(h.Copy)
-		}
+		l := p.laneLink(h.Trace, h.Copy)
 		if l == nil {
 			continue
 		}

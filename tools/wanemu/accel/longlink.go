@@ -163,6 +163,9 @@ routing:
 	if f.redundancy > 0 {
 		redundancy = fmt.Sprintf("  redundancy: {link_frames: %d}\n", f.redundancy)
 	}
+	if f.lanes > 0 {
+		redundancy += fmt.Sprintf("  lanes: %d\n", f.lanes)
+	}
 	edgeYAML = fmt.Sprintf(edgeYAML, edge, pkiDir, f.tunnel, core, port, terminate, redundancy)
 	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(edgeYAML), 0o600); err != nil {
 		return err
@@ -188,8 +191,8 @@ routing:
 	if f.passthrough {
 		mode = "Link passthrough"
 	}
-	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge (%s)->%s tunnel->core egress; clients: dial race %v (0: default), nudge %v; edge link-frames redundancy %d (0: default)\n",
-		f.world, mode, f.tunnel, f.link.DialRace, !f.link.DisableNudge, f.redundancy)
+	fmt.Printf("# world %s: Longlink direct user->core gateway vs user->edge (%s)->%s tunnel->core egress; clients: dial race %v (0: default), nudge %v; edge link-frames redundancy %d, lanes %d (0: default)\n",
+		f.world, mode, f.tunnel, f.link.DialRace, !f.link.DisableNudge, f.redundancy, f.lanes)
 
 	clientArgs := []string{"-role", "sdkclient", "-clientfile", clientFile,
 		"-connects", fmt.Sprint(f.plan.connects), "-msg-for", f.plan.msgFor.String(),

@@ -54,6 +54,8 @@ type flags struct {
 	passthrough bool
 	// redundancy: the edge's routing.redundancy.link_frames; 0 keeps the default.
 	redundancy int
+	// lanes: the edge's routing.lanes; 0 keeps the default.
+	lanes      int
 	link       sdk.LinkOptions // the sdk clients' Link options
 	clientFile string
 	world      string
@@ -78,6 +80,7 @@ func main() {
 	flag.BoolVar(&f.link.DisableNudge, "no-nudge", false, "longlink: clients do not nudge unacknowledged requests (core/sdk LinkOptions)")
 	flag.DurationVar(&f.link.DialRace, "dial-race", 0, "longlink: clients' TCP dial race stagger (0: the SDK default, negative: off)")
 	flag.IntVar(&f.redundancy, "redundancy", 0, "longlink: the edge's routing.redundancy.link_frames (0: the default)")
+	flag.IntVar(&f.lanes, "lanes", 0, "longlink: the edge's routing.lanes (0: the default)")
 	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
