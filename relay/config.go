@@ -78,7 +78,7 @@ type RoutingConfig struct {
 	// the copies of one stream ride different connections. Flows are
 	// spread over the lanes: each lane's congestion controller then sees a
 	// share of the traffic, and a loss on one lane slows only its share.
-	// Default 4.
+	// Default 8.
 	Lanes int `yaml:"lanes"`
 }
 
@@ -130,7 +130,7 @@ func DefaultRouting() RoutingConfig {
 		HopBudget:   8,
 		OpenTimeout: config.Duration(3 * time.Second),
 		Redundancy:  RedundancyConfig{LinkFrames: 2, Link: 1, HTTP: 1},
-		Lanes:       4,
+		Lanes:       8,
 	}
 }
 
