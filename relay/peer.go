@@ -40,18 +40,21 @@ func newPeer(r *Router, h Hop, tr transport.Transport) *peer {
 	return &peer{r: r, hop: h, tr: tr, stopCh: make(chan struct{}), extra: make([]*link, r.cfg.Lanes-1)}
 }
 
+// closeLanes closes every lane's connection, which ends the flows on it;
+// p.mu is held.
+func (p *peer) closeLanes() {
+	for _, l := range append([]*link{p.link}, p.extra...) {
+		if l != nil {
+			_ = l.conn.Close()
+		}
+	}
+}
+
 func (p *peer) stop() {
 	p.once.Do(func() {
 		close(p.stopCh)
 		p.mu.Lock()
-		if p.link != nil {
-			_ = p.link.conn.Close()
-		}
-		for _, l := range p.extra {
-			if l != nil {
-				_ = l.conn.Close()
-			}
-		}
+		p.closeLanes()
 		p.mu.Unlock()
 	})
 }
@@ -123,11 +126,17 @@ func (p *peer) run(ctx context.Context) {
 			return
 		default:
 		}
-		p.probe(ctx, l)
-		// Down: close the connection so every flow on it ends and its
-		// clients reconnect over the new primary path.
+		silent := p.probe(ctx, l)
+		// Dead: close the connection so that every flow on it ends and its
+		// clients reconnect over the new primary path. A silent hop (its
+		// node killed, its link cut) takes every lane with it: their
+		// transports would notice only at their idle timeout. The extra
+		// lanes redial on their own.
 		p.up.Store(false)
 		p.mu.Lock()
+		if silent {
+			p.closeLanes()
+		}
 		p.link = nil
 		p.mu.Unlock()
 		_ = conn.Close()
@@ -224,9 +233,8 @@ func (p *peer) stopped() bool {
 // probe sends a probe every interval on a dedicated stream. A hop silent
 // for Timeout plus DownAfter-1 intervals is down (new flows avoid it; it comes
 // back up when answers resume); a hop silent for DeadAfter, or whose
-// connection ended, is dead: probe returns and the caller closes the
-// connection.
-func (p *peer) probe(ctx context.Context, l *link) {
+// connection ended, is dead: probe returns, silent in the first case.
+func (p *peer) probe(ctx context.Context, l *link) (silent bool) {
 	cfg := p.r.cfg.Probe
 	label := p.hop.label()
 	m := p.r.m
@@ -234,13 +242,13 @@ func (p *peer) probe(ctx context.Context, l *link) {
 	s, err := l.conn.OpenStream(octx)
 	cancel()
 	if err != nil {
-		return
+		return false
 	}
 	defer s.Close()
 	var hb [wire.MaxHeaderLen]byte
 	b, _ := wire.AppendHeader(hb[:0], &wire.Header{Kind: wire.KindProbe, Hops: 1})
 	if _, err := s.Write(b); err != nil {
-		return
+		return false
 	}
 
 	type sample struct {
@@ -334,7 +342,7 @@ func (p *peer) probe(ctx context.Context, l *link) {
 
 		switch {
 		case silence > cfg.DeadAfter.D():
-			return
+			return true
 		case silence > downAfter:
 			if p.up.Swap(false) {
 				m.PathUp.WithLabelValues(label).Set(0)
@@ -349,18 +357,18 @@ func (p *peer) probe(ctx context.Context, l *link) {
 		}
 		var pb [wire.ProbeLen]byte
 		if _, err := s.Write(wire.AppendProbe(pb[:0], seq, now.UnixNano())); err != nil {
-			return
+			return false
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-p.stopCh:
-			return
+			return false
 		case <-l.conn.Done():
-			return
+			return false
 		case _, ok := <-replies:
 			if !ok {
-				return
+				return false
 			}
 			if !p.up.Load() {
 				continue // the first answer marks the hop up without waiting a tick
@@ -368,9 +376,9 @@ func (p *peer) probe(ctx context.Context, l *link) {
 			select {
 			case <-t.C:
 			case <-ctx.Done():
-				return
+				return false
 			case <-p.stopCh:
-				return
+				return false
 			}
 		case <-t.C:
 		}
