@@ -131,33 +131,6 @@ func (s *dnsServer) stop() {
 	s.wg.Wait()
 }
 
-func (s *dnsServer) udpLoop(pc net.PacketConn) {
-	defer s.wg.Done()
-	buf := make([]byte, 4096)
-	out := make([]byte, 0, 4096)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			if isClosed(err) {
-				return
-			}
-			continue
-		}
-		ua, ok := from.(*net.UDPAddr)
-		if !ok {
-			continue
-		}
-		client := ua.AddrPort().Addr().Unmap()
-		resp := s.handle(buf[:n], client, true)
-		if resp == nil {
-			continue
-		}
-		if b, err := resp.PackBuffer(out); err == nil {
-			pc.WriteTo(b, from)
-		}
-	}
-}
-
 func isClosed(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "use of closed") || err == net.ErrClosed)
 }

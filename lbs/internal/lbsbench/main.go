@@ -1,7 +1,7 @@
 // Command lbsbench measures the LBS front ends on this machine and prints
 // RESULT lines for tools/bench:
 //
-//	go run ./lbs/internal/lbsbench dns    # dnsperf against the DNS front end (+ a bare UDP echo baseline)
+//	go run ./lbs/internal/lbsbench dns    # dnsperf against the DNS front end (+ bare UDP echo baselines, plain and batched)
 //	go run ./lbs/internal/lbsbench http   # its own HTTP load generator against /v1/lbs
 //
 // The server runs as a child process pinned to CPU 0 (taskset, GOMAXPROCS=1)
@@ -32,6 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/ipv4"
+
 	"github.com/longlink/longlink/geo/mmdbbuild"
 	"github.com/longlink/longlink/lbs"
 	"github.com/longlink/longlink/pkg/config"
@@ -39,7 +41,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: lbsbench dns|http|serve|echo [flags]")
+		fmt.Fprintln(os.Stderr, "usage: lbsbench dns|http|serve|echo|echo-batch [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -48,6 +50,8 @@ func main() {
 		err = serve()
 	case "echo":
 		err = echo()
+	case "echo-batch":
+		err = echoBatch()
 	case "dns":
 		err = benchDNS(os.Args[2:])
 	case "http":
@@ -154,6 +158,58 @@ func echo() error {
 				if n >= 12 {
 					buf[2] |= 0x80
 					pc.WriteTo(buf[:n], from)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// echoBatch is the baseline for a server that moves datagrams in batches
+// (the LBS's UDP loop): the same responder as echo, with recvmmsg and
+// sendmmsg of up to 32 datagrams per system call.
+func echoBatch() error {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("READY - %s\n", pc.LocalAddr())
+	go func() { io.Copy(io.Discard, os.Stdin); pc.Close() }()
+	bc := ipv4.NewPacketConn(pc)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ms := make([]ipv4.Message, 32)
+			for i := range ms {
+				ms[i].Buffers = [][]byte{make([]byte, 1500)}
+			}
+			out := make([]ipv4.Message, len(ms))
+			for i := range out {
+				out[i].Buffers = make([][]byte, 1)
+			}
+			for {
+				n, err := bc.ReadBatch(ms, 0)
+				if err != nil {
+					return
+				}
+				k := 0
+				for _, m := range ms[:n] {
+					if m.N >= 12 {
+						b := m.Buffers[0][:m.N]
+						b[2] |= 0x80
+						out[k].Buffers[0], out[k].Addr = b, m.Addr
+						k++
+					}
+				}
+				for sent := 0; sent < k; {
+					w, err := bc.WriteBatch(out[sent:k], 0)
+					if err != nil || w <= 0 {
+						w = 1
+					}
+					sent += w
 				}
 			}
 		}()
@@ -273,6 +329,17 @@ func benchDNS(args []string) error {
 		return err
 	}
 	fmt.Printf("RESULT go_udp_echo_answers_per_core %.0f answers/s\n", eqps)
+
+	bch, err := startPinned("0", "echo-batch")
+	if err != nil {
+		return err
+	}
+	bqps, _, err := dnsperf(bch.addrs[1], qf, *seconds, "")
+	bch.stop()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("RESULT go_udp_echo_batched_answers_per_core %.0f answers/s\n", bqps)
 	return nil
 }
 
