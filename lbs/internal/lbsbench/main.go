@@ -266,27 +266,32 @@ func (c *child) stop() {
 var qpsRE = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
 var lostRE = regexp.MustCompile(`Queries lost:\s+(\d+)`)
 
-func dnsperf(addr, queryFile string, seconds int, ecsHex string) (float64, int, error) {
+// dnsperf runs dnsperf on CPU 1 and returns its rate, the queries it lost
+// and the share of a core it used.
+func dnsperf(addr, queryFile string, seconds int, ecsHex string) (float64, int, float64, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	args := []string{"-c", "1", "dnsperf", "-s", host, "-p", port, "-d", queryFile, "-l", strconv.Itoa(seconds), "-c", "8", "-q", "200", "-t", "2", "-S", "0"}
 	if ecsHex != "" {
 		args = append(args, "-E", "8:"+ecsHex)
 	}
-	out, err := exec.Command("taskset", args...).CombinedOutput()
+	t0 := time.Now()
+	cmd := exec.Command("taskset", args...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return 0, 0, fmt.Errorf("dnsperf: %v\n%s", err, out)
+		return 0, 0, 0, fmt.Errorf("dnsperf: %v\n%s", err, out)
 	}
+	cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() / time.Since(t0).Seconds()
 	fmt.Fprint(os.Stderr, string(out))
 	m := qpsRE.FindSubmatch(out)
 	if m == nil {
-		return 0, 0, fmt.Errorf("dnsperf output without a rate:\n%s", out)
+		return 0, 0, 0, fmt.Errorf("dnsperf output without a rate:\n%s", out)
 	}
 	qps, _ := strconv.ParseFloat(string(m[1]), 64)
 	lost := 0
 	if l := lostRE.FindSubmatch(out); l != nil {
 		lost, _ = strconv.Atoi(string(l[1]))
 	}
-	return qps, lost, nil
+	return qps, lost, cpu, nil
 }
 
 func benchDNS(args []string) error {
@@ -306,41 +311,60 @@ func benchDNS(args []string) error {
 	qf := filepath.Join(dir, "queries.txt")
 	os.WriteFile(qf, []byte("link.demo.lbs.test A\nlink.demo.lbs.test A\n_link._tcp.demo.lbs.test SRV\nturn.demo.lbs.test A\n"), 0o644)
 
-	srv, err := startPinned("0", "serve")
-	if err != nil {
-		return err
-	}
 	// ECS 9.9.9.0/24 (Frankfurt): family 1, source 24, scope 0, 3 address bytes
-	qps, lost, err := dnsperf(srv.addrs[1], qf, *seconds, "00011800090909")
-	srv.stop()
-	if err != nil {
-		return err
+	runs := []struct{ mode, figure, ecs string }{
+		{"serve", "lbs_dns", "00011800090909"},
+		{"echo", "go_udp_echo", ""},
+		{"echo-batch", "go_udp_echo_batched", ""},
 	}
-	fmt.Printf("RESULT lbs_dns_answers_per_core %.0f answers/s\n", qps)
-	fmt.Printf("RESULT lbs_dns_queries_lost %d queries\n", lost)
-
-	ech, err := startPinned("0", "echo")
-	if err != nil {
-		return err
+	for _, r := range runs {
+		c, err := startPinned("0", r.mode)
+		if err != nil {
+			return err
+		}
+		cpu0 := cpuSeconds(c.cmd.Process.Pid)
+		t0 := time.Now()
+		qps, lost, loadCPU, err := dnsperf(c.addrs[1], qf, *seconds, r.ecs)
+		share := (cpuSeconds(c.cmd.Process.Pid) - cpu0) / time.Since(t0).Seconds()
+		c.stop()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("RESULT %s_answers_per_core %.0f answers/s\n", r.figure, qps)
+		if r.mode == "serve" {
+			fmt.Printf("RESULT lbs_dns_queries_lost %d queries\n", lost)
+		}
+		// when the server's core is not saturated, the load generator (or
+		// the other processes on its core) bounds the rate: the answers per
+		// second of server CPU then say what one core would do
+		fmt.Printf("RESULT %s_server_cpu %.2f cores\n", r.figure, share)
+		fmt.Printf("RESULT %s_dnsperf_cpu %.2f cores\n", r.figure, loadCPU)
+		if share > 0 {
+			fmt.Printf("RESULT %s_answers_per_cpu_second %.0f answers/s\n", r.figure, qps/share)
+		}
 	}
-	eqps, _, err := dnsperf(ech.addrs[1], qf, *seconds, "")
-	ech.stop()
-	if err != nil {
-		return err
-	}
-	fmt.Printf("RESULT go_udp_echo_answers_per_core %.0f answers/s\n", eqps)
-
-	bch, err := startPinned("0", "echo-batch")
-	if err != nil {
-		return err
-	}
-	bqps, _, err := dnsperf(bch.addrs[1], qf, *seconds, "")
-	bch.stop()
-	if err != nil {
-		return err
-	}
-	fmt.Printf("RESULT go_udp_echo_batched_answers_per_core %.0f answers/s\n", bqps)
 	return nil
+}
+
+// cpuSeconds is the user and system CPU time of a process so far (0 if it
+// cannot be read).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// fields after the command name, which is in parentheses and may hold spaces
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ is 100 on Linux
 }
 
 func benchHTTP(args []string) error {
