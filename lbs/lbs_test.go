@@ -206,6 +206,27 @@ func TestDNS(t *testing.T) {
 	}
 }
 
+// TestDNSDualStack: a server on [::] answers IPv4 clients (v4-mapped on the
+// socket, replied to as IPv4 destinations in a batch) and IPv6 clients.
+func TestDNSDualStack(t *testing.T) {
+	if c, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	} else {
+		c.Close()
+	}
+	l := startSingle(t, func(c *Config) { c.DNS.Listen = "[::]:0" })
+	_, port, _ := net.SplitHostPort(l.DNSAddr().String())
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		m := new(dns.Msg)
+		m.SetQuestion("link.demo.lbs.test.", dns.TypeA)
+		c := &dns.Client{Timeout: 2 * time.Second}
+		r, _, err := c.Exchange(m, net.JoinHostPort(host, port))
+		if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+			t.Fatalf("from %s: %v %v", host, r, err)
+		}
+	}
+}
+
 func TestDNSTruncation(t *testing.T) {
 	l := startSingle(t)
 	// a big answer (many TXT strings) over UDP without EDNS is truncated

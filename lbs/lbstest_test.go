@@ -58,12 +58,15 @@ func testConfig(t testing.TB, id, dir, caDir string) Config {
 	return c
 }
 
-func startSingle(t *testing.T) *LBS {
+func startSingle(t *testing.T, adjust ...func(*Config)) *LBS {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := testConfig(t, "lbs1", dir, filepath.Join(dir, "ca"))
 	cfg.Cluster.Bootstrap = true
 	cfg.InitialPolicy = "testdata/policy.yaml"
+	for _, f := range adjust {
+		f(&cfg)
+	}
 	l, err := New(cfg, Deps{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
