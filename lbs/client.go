@@ -268,9 +268,8 @@ func (l *LBS) handleResolve(w http.ResponseWriter, r *http.Request) {
 		scopeSrc = p.Masked()
 		client = scopeSrc.Addr()
 	}
-	m := new(dns.Msg)
-	m.SetQuestion(fq, qtype)
-	resp := l.dnsAnswer(m, client, scopeSrc, 65535)
+	resp := l.dnsAnswer(&dnsRequest{rd: true, questions: 1, q: dns.Question{Name: fq, Qtype: qtype, Qclass: dns.ClassINET}, ecs: scopeSrc},
+		client, 65535)
 	out := resolveAnswer{Status: resp.Rcode, TC: resp.Truncated, RD: resp.RecursionDesired, RA: false,
 		Question: []resolveRR{{Name: fq, Type: qtype}}}
 	if scopeSrc.IsValid() {

@@ -140,12 +140,8 @@ func (s *dnsServer) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 	if ta, ok := w.RemoteAddr().(*net.TCPAddr); ok {
 		client = ta.AddrPort().Addr().Unmap()
 	}
-	b, err := req.Pack()
-	if err != nil {
-		w.Close()
-		return
-	}
-	resp := s.handle(b, client, false)
+	q := queryOf(req)
+	resp := s.answer(&q, client, false)
 	if resp == nil {
 		w.Close()
 		return
@@ -160,48 +156,45 @@ func (s *dnsServer) handle(b []byte, client netip.Addr, udp bool) *dns.Msg {
 		m.dnsRateLimited.Inc()
 		return nil
 	}
-	req := new(dns.Msg)
-	if err := req.Unpack(b); err != nil {
-		if len(b) < 12 || b[2]&0x80 != 0 { // too short for a header, or a response
-			m.dnsMalformed.Inc()
-			return nil
+	var q dnsRequest
+	if !parseQuery(b, &q) {
+		req := new(dns.Msg)
+		if err := req.Unpack(b); err != nil {
+			if len(b) < 12 || b[2]&0x80 != 0 { // too short for a header, or a response
+				m.dnsMalformed.Inc()
+				return nil
+			}
+			resp := new(dns.Msg)
+			resp.Id = uint16(b[0])<<8 | uint16(b[1])
+			resp.Response = true
+			resp.Rcode = dns.RcodeFormatError
+			m.dnsFormErr.Inc()
+			return resp
 		}
-		resp := new(dns.Msg)
-		resp.Id = uint16(b[0])<<8 | uint16(b[1])
-		resp.Response = true
-		resp.Rcode = dns.RcodeFormatError
-		m.dnsFormErr.Inc()
-		return resp
+		q = queryOf(req)
 	}
-	if req.Response {
+	return s.answer(&q, client, udp)
+}
+
+// answer answers a decoded query, or returns nil to drop it.
+func (s *dnsServer) answer(q *dnsRequest, client netip.Addr, udp bool) *dns.Msg {
+	m := s.l.m
+	if q.response {
 		m.dnsMalformed.Inc()
 		return nil
 	}
 	size := 512
-	var ecs netip.Prefix
-	if opt := req.IsEdns0(); opt != nil {
-		size = max(512, min(int(opt.UDPSize()), 4096))
-		for _, o := range opt.Option {
-			if sub, ok := o.(*dns.EDNS0_SUBNET); ok {
-				if a, ok := netip.AddrFromSlice(sub.Address); ok {
-					a = a.Unmap()
-					bits := int(sub.SourceNetmask)
-					if bits > a.BitLen() {
-						bits = a.BitLen()
-					}
-					ecs = netip.PrefixFrom(a, bits).Masked()
-				}
-			}
-		}
+	if q.edns {
+		size = max(512, min(int(q.udpSize), 4096))
 	}
 	if !udp {
 		size = 65535
 	}
-	q := client
-	if ecs.IsValid() {
-		q = ecs.Addr()
+	asker := client
+	if q.ecs.IsValid() {
+		asker = q.ecs.Addr()
 	}
-	resp := s.l.dnsAnswer(req, q, ecs, size)
+	resp := s.l.dnsAnswer(q, asker, size)
 	switch resp.Rcode {
 	case dns.RcodeSuccess:
 		m.dnsNoErr.Inc()
@@ -218,21 +211,28 @@ func (s *dnsServer) handle(b []byte, client netip.Addr, udp bool) *dns.Msg {
 	return resp
 }
 
-// dnsAnswer builds the authoritative answer for req as if asked by client;
-// ecs is the EDNS Client Subnet the query carried (invalid if none).
-func (l *LBS) dnsAnswer(req *dns.Msg, client netip.Addr, ecs netip.Prefix, size int) *dns.Msg {
+// dnsAnswer builds the authoritative answer for req as if asked by client
+// (the address of req's EDNS Client Subnet when it carries one).
+func (l *LBS) dnsAnswer(req *dnsRequest, client netip.Addr, size int) *dns.Msg {
 	resp := new(dns.Msg)
-	resp.SetReply(req)
+	resp.Id = req.id
+	resp.Response = true
+	resp.Opcode = req.opcode
+	if req.opcode == dns.OpcodeQuery {
+		resp.RecursionDesired, resp.CheckingDisabled = req.rd, req.cd
+	}
+	if req.questions > 0 {
+		resp.Question = []dns.Question{req.q}
+	}
 	resp.Authoritative = true
-	resp.RecursionAvailable = false
-	opt := req.IsEdns0()
-	if opt != nil && opt.Version() != 0 {
-		resp.SetRcode(req, dns.RcodeBadVers)
+	ecs := req.ecs
+	if req.edns && req.ednsVersion != 0 {
+		resp.Rcode = dns.RcodeBadVers
 		resp.SetEdns0(1232, false)
 		return resp
 	}
-	if len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
-		if req.Opcode != dns.OpcodeQuery {
+	if req.questions != 1 || req.opcode != dns.OpcodeQuery {
+		if req.opcode != dns.OpcodeQuery {
 			resp.Rcode = dns.RcodeNotImplemented
 		} else {
 			resp.Rcode = dns.RcodeFormatError
@@ -240,12 +240,12 @@ func (l *LBS) dnsAnswer(req *dns.Msg, client netip.Addr, ecs netip.Prefix, size 
 		return resp
 	}
 	zone := l.zone
-	q := req.Question[0]
+	q := req.q
 	name := lowerASCII(q.Name)
 	var loc geo.Location
 	scope := -1
 	defer func() {
-		if opt != nil {
+		if req.edns {
 			resp.SetEdns0(1232, false)
 			if ecs.IsValid() {
 				sub := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, SourceNetmask: uint8(ecs.Bits()), Address: ecs.Addr().AsSlice()}

@@ -2,6 +2,7 @@ package lbs
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -137,6 +138,49 @@ func FuzzPolicyDocument(f *testing.F) {
 			if w.Code != 200 && w.Code != 401 {
 				t.Fatalf("app %s: %d %s", a.AppKey, w.Code, w.Body)
 			}
+		}
+	})
+}
+
+// FuzzParseQuery checks the fast query decoder against miekg/dns: whatever
+// parseQuery accepts, dns.Msg.Unpack decodes to the same query.
+func FuzzParseQuery(f *testing.F) {
+	for _, q := range []struct {
+		name   string
+		t      uint16
+		ecs    *dns.EDNS0_SUBNET
+		cookie bool
+	}{
+		{"link.demo.lbs.test.", dns.TypeA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: []byte{9, 9, 9, 0}}, false},
+		{"Link.DEMO.lbs.test.", dns.TypeAAAA, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: net.ParseIP("2001:db8:1:200::")}, true},
+		{"_link._tcp.demo.lbs.test.", dns.TypeSRV, nil, true},
+		{"lbs.test.", dns.TypeSOA, nil, false},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.t)
+		b, _ := m.Pack()
+		f.Add(b)
+		m.SetEdns0(1232, false)
+		if q.ecs != nil {
+			m.IsEdns0().Option = append(m.IsEdns0().Option, q.ecs)
+		}
+		if q.cookie {
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+		}
+		b, _ = m.Pack()
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast dnsRequest
+		if !parseQuery(b, &fast) {
+			return
+		}
+		req := new(dns.Msg)
+		if err := req.Unpack(b); err != nil {
+			t.Fatalf("parseQuery accepted what dns.Msg.Unpack refuses (%v): %x", err, b)
+		}
+		if slow := queryOf(req); fast != slow {
+			t.Fatalf("parseQuery %+v, dns.Msg.Unpack %+v for %x", fast, slow, b)
 		}
 	})
 }
