@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	mrand "math/rand/v2"
 	"sort"
 	"sync"
@@ -564,6 +565,10 @@ func (c *Client) onConnected(cur *conn, gen uint64) {
 	for it := range c.outbox {
 		items = append(items, it)
 	}
+	// The rooms entered before this connection: one the app enters from
+	// now on is entered on this connection already.
+	rooms := make(map[string]string, len(c.rooms))
+	maps.Copy(rooms, c.rooms)
 	c.mu.Unlock()
 	sort.Slice(items, func(i, j int) bool { return items[i].order < items[j].order })
 	for _, it := range items {
@@ -571,7 +576,7 @@ func (c *Client) onConnected(cur *conn, gen uint64) {
 	}
 	c.jobs.push(job{convList: true})
 	c.post(loopMsg{noticeSync: true})
-	c.post(loopMsg{rejoin: gen})
+	c.post(loopMsg{rejoin: &rejoinStart{gen: gen, rooms: rooms}})
 }
 
 func (c *Client) heartbeat(cur *conn, every time.Duration) {

@@ -22,7 +22,7 @@ type loopMsg struct {
 	roomEntering string // the app enters this room (hold its pushes)
 	roomEntered  *roomEntered
 	roomForget   string
-	rejoin       uint64 // enter the rooms again on this connection generation
+	rejoin       *rejoinStart
 	rejoined     *rejoinResult
 }
 
@@ -240,7 +240,7 @@ func (c *Client) deliveryLoop() {
 			}
 		case in.roomForget != "":
 			delete(c.roomLoop, in.roomForget)
-		case in.rejoin != 0:
+		case in.rejoin != nil:
 			c.startRejoin(in.rejoin)
 		case in.rejoined != nil:
 			if !c.onRejoined(in.rejoined, emit) {

@@ -82,19 +82,31 @@ func (c *Client) forgetRoom(roomID string) {
 	c.post(loopMsg{roomForget: roomID})
 }
 
-// startRejoin (delivery loop) enters again every room the client is in,
-// for connection generation gen.
-func (c *Client) startRejoin(gen uint64) {
+// rejoinStart: a connection (generation gen) is up; rooms are the rooms
+// the client was in when it came up.
+type rejoinStart struct {
+	gen   uint64
+	rooms map[string]string
+}
+
+// startRejoin (delivery loop) enters again every room the client was in
+// when connection generation r.gen came up. A room the app entered after
+// that is not entered twice, though its answer may reach the client before
+// this message reaches the loop.
+func (c *Client) startRejoin(r *rejoinStart) {
 	c.mu.Lock()
-	rooms := make(map[string]string, len(c.rooms))
-	for id, tok := range c.rooms {
-		rooms[id] = tok
+	for id := range r.rooms {
+		if tok, in := c.rooms[id]; in {
+			r.rooms[id] = tok // the newest token
+		} else {
+			delete(r.rooms, id) // left meanwhile
+		}
 	}
 	c.mu.Unlock()
-	for id, tok := range rooms {
+	for id, tok := range r.rooms {
 		rt := c.roomTrack(id)
-		rt.rejoining = gen
-		go c.rejoin(id, tok, gen)
+		rt.rejoining = r.gen
+		go c.rejoin(id, tok, r.gen)
 	}
 }
 

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -293,5 +294,35 @@ func TestRoomEnterHoldsEarlyBatches(t *testing.T) {
 	c.onRoomEntered(&roomEntered{room: "r", last: 8}, emit)
 	if !slices.Equal(got["r"], []int64{4, 5, 6, 7, 8, 9}) {
 		t.Fatalf("both answered: %v", got["r"])
+	}
+}
+
+// A connection re-enters the rooms the client was in when it came up, with
+// their newest tokens: not a room the app entered after that (its answer
+// can reach the client before the loop starts the re-entries), nor one it
+// left meanwhile.
+func TestRejoinOnlyRoomsFromBefore(t *testing.T) {
+	c, err := New(Config{Addresses: []string{"x:1"}, Dialer: WebLinkDialer(), AppKey: "a", Account: "me", Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.rooms["kept"] = "old"
+	c.rooms["left"] = "tok"
+	start := &rejoinStart{gen: 3, rooms: map[string]string{"kept": "old", "left": "tok"}}
+	c.rooms["kept"] = "fresh"  // the token was renewed
+	c.rooms["entered"] = "tok" // the app entered it on this connection
+	delete(c.rooms, "left")    // and left this one
+	c.startRejoin(start)
+	if rt := c.roomLoop["kept"]; rt == nil || rt.rejoining != 3 {
+		t.Fatalf("room kept is not re-entered: %+v", rt)
+	}
+	if !maps.Equal(start.rooms, map[string]string{"kept": "fresh"}) {
+		t.Fatalf("re-entered %v, want kept with its newest token", start.rooms)
+	}
+	for _, id := range []string{"entered", "left"} {
+		if rt := c.roomLoop[id]; rt != nil && rt.rejoining != 0 {
+			t.Fatalf("room %s re-entered", id)
+		}
 	}
 }
