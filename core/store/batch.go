@@ -198,10 +198,10 @@ func (s *sqlStore) AppendMessage(ctx context.Context, a *Append) (AppendResult, 
 		s.mu.RUnlock()
 		return AppendResult{}, ErrClosed
 	}
-	if !s.shed.admit() {
+	if !s.shed.admitAppend(a) {
 		s.mu.RUnlock()
 		s.metrics.appends.WithLabelValues("shed").Inc()
-		return AppendResult{}, ErrBusy
+		return AppendResult{}, s.shed.busy()
 	}
 	select {
 	case s.appendCh <- p:
@@ -211,6 +211,9 @@ func (s *sqlStore) AppendMessage(ctx context.Context, a *Append) (AppendResult, 
 		return AppendResult{}, ctx.Err()
 	}
 	s.mu.RUnlock()
+	if a.Queued != nil {
+		a.Queued()
+	}
 	// Once queued the append is committed whatever happens to ctx; waiting
 	// for it keeps the ack honest (a cancelled caller resends and dedupes).
 	<-p.done

@@ -83,6 +83,10 @@ type Append struct {
 	// Super marks GroupID as a super-group: the sender must be a member,
 	// and only the sender's read position is written (read diffusion).
 	Super bool
+	// Queued, when set, is called once the append has its place in the
+	// commit queue (appends queued earlier commit no later and get lower
+	// seqs), or is refused, before AppendMessage waits for the commit.
+	Queued func()
 }
 
 // AppendResult is the outcome of one Append.
