@@ -47,6 +47,9 @@ func (c Code) String() string {
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message,omitempty"`
+	// RetryAfterMs, on a retryable refusal (503 "busy": the server sheds
+	// load), is about when a resend may succeed, in milliseconds.
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 }
 
 func (e *Error) Error() string {

@@ -54,6 +54,12 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 	if err := s.moderate(ctx, sess, a); err != nil {
 		return nil, err
 	}
+	if t := turnOf(ctx); t != nil {
+		if err := t.wait(ctx); err != nil {
+			return nil, storeErr(err, what)
+		}
+		a.Queued = t.done
+	}
 	res, err := s.st.AppendMessage(ctx, a)
 	if err != nil {
 		return nil, storeErr(err, what)

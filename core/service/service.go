@@ -88,6 +88,7 @@ type Service struct {
 	// request spent a tenth of the CPU of a send growing its stack while
 	// decoding), else on a new one. Idle workers exit after workerIdle.
 	idle     chan job
+	order    sendOrder
 	stop     chan struct{}
 	stopOnce sync.Once
 	workers  sync.WaitGroup
@@ -101,8 +102,10 @@ type opHandler struct {
 }
 
 type job struct {
-	m  *nats.Msg
-	oh opHandler
+	m    *nats.Msg
+	oh   opHandler
+	req  *imapi.BusRequest // a send's request, decoded to find its session
+	turn *sendTurn         // a send's place among its session's (order.go)
 }
 
 // workerIdle is how long an idle worker waits for a request before it exits.
@@ -317,6 +320,16 @@ func (s *Service) dispatch(m *nats.Msg, oh opHandler) {
 	s.wg.Add(1)
 	s.metrics.inflight.Inc()
 	j := job{m: m, oh: oh}
+	if oh.op == imapi.OpSend && len(m.Data) <= s.cfg.MaxRequestBytes {
+		// The turn must be taken here, in arrival order (order.go).
+		req := new(imapi.BusRequest)
+		if imapi.DecodeBusRequest(m.Data, req) == nil {
+			j.req = req
+			if req.Session.SessionID != "" {
+				j.turn = s.order.next(req.Session.SessionID)
+			}
+		}
+	}
 	select {
 	case s.idle <- j:
 	default:
@@ -350,10 +363,14 @@ func (s *Service) run(j job) {
 		<-s.sem
 		s.wg.Done()
 	}()
-	s.serve(j.m, j.oh)
+	if j.turn != nil {
+		defer j.turn.done() // whatever happened, the next send may go
+	}
+	s.serve(j.m, j.oh, j.req, j.turn)
 }
 
-func (s *Service) serve(m *nats.Msg, oh opHandler) {
+// serve answers m; req is its request when dispatch decoded it already.
+func (s *Service) serve(m *nats.Msg, oh opHandler, req *imapi.BusRequest, turn *sendTurn) {
 	start := time.Now()
 	name := oh.op.Name()
 	var resp any
@@ -362,12 +379,19 @@ func (s *Service) serve(m *nats.Msg, oh opHandler) {
 		s.metrics.oversize.Inc()
 		err = imapi.Errorf(imapi.ErrTooLarge, "request of %d bytes exceeds %d", len(m.Data), s.cfg.MaxRequestBytes)
 	} else {
-		var req imapi.BusRequest
-		if jerr := imapi.DecodeBusRequest(m.Data, &req); jerr != nil {
+		var jerr error
+		if req == nil {
+			req = new(imapi.BusRequest)
+			jerr = imapi.DecodeBusRequest(m.Data, req)
+		}
+		if jerr != nil {
 			err = imapi.Errorf(imapi.ErrBadRequest, "bus request: %v", jerr)
 		} else {
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout.D())
-			resp, err = s.call(ctx, oh, &req)
+			if turn != nil {
+				ctx = withTurn(ctx, turn)
+			}
+			resp, err = s.call(ctx, oh, req)
 			cancel()
 		}
 	}
@@ -379,6 +403,11 @@ func (s *Service) serve(m *nats.Msg, oh opHandler) {
 			ie = &imapi.Error{Code: imapi.ErrInternal}
 		}
 		reply.Code, reply.Message = ie.Code, ie.Message
+		if ie.RetryAfterMs > 0 {
+			// The hint travels as the error body, which the gateway passes
+			// to the client as it is.
+			reply.Body, _ = json.Marshal(ie)
+		}
 	} else if resp != nil {
 		b, merr := json.Marshal(resp)
 		if merr != nil {
@@ -470,8 +499,13 @@ func storeErr(err error, what string) error {
 		return imapi.Errorf(imapi.ErrUnavailable, "")
 	case errors.Is(err, store.ErrBusy):
 		// Shed before queueing: nothing was stored and clients resend the
-		// same client_msg_id after a backoff.
-		return imapi.Errorf(imapi.ErrUnavailable, "busy")
+		// same client_msg_id after a backoff, the store's hint if it has one.
+		ie := imapi.Errorf(imapi.ErrUnavailable, "busy")
+		var be *store.BusyError
+		if errors.As(err, &be) && be.RetryAfter > 0 {
+			ie.RetryAfterMs = max(1, be.RetryAfter.Milliseconds())
+		}
+		return ie
 	}
 	return err
 }

@@ -1,0 +1,82 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/store/storetest"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+// sheddingStore refuses every append the way an overloaded store does.
+type sheddingStore struct{ store.Store }
+
+func (sheddingStore) AppendMessage(context.Context, *store.Append) (store.AppendResult, error) {
+	return store.AppendResult{}, &store.BusyError{RetryAfter: 37 * time.Millisecond}
+}
+
+// TestSendBusyCarriesRetryAfter: a send the store sheds is answered with the
+// retryable 503 "busy" and, as the error body, the store's hint for the
+// resend in milliseconds (what the SDK paces its resends by).
+func TestSendBusyCarriesRetryAfter(t *testing.T) {
+	ctx := context.Background()
+	bcfg := bus.Default()
+	bcfg.Listen = ""
+	b, err := bus.New(bcfg, bus.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	st, _ := storetest.Open(t, store.DriverSQLite)
+	users, err := service.Seed(ctx, st, appKey, []service.SeedUser{{Account: "alice"}, {Account: "bob"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := service.Default()
+	cfg.Apps = []service.AppConfig{{AppKey: appKey, Secret: config.NewSecret("0123456789abcdef-secret"), Devices: imapi.DevicesKickSameType, Heartbeat: config.Duration(25 * time.Second)}}
+	svc, err := service.New(cfg, service.Deps{NATS: b.Conn(), Store: sheddingStore{st}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = svc.Shutdown(ctx)
+	})
+	e := &env{t: t, bus: b, nc: b.Conn(), st: st, tokens: map[string]string{}}
+	for _, u := range users {
+		e.tokens[u.Account] = u.Token
+	}
+	alice := e.login("alice", "phone")
+	body, _ := json.Marshal(&imapi.BusRequest{Session: alice.sess, Body: []byte(`{"conv_type":1,"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hi"}}`)})
+	m, err := e.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpSend), body, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep imapi.BusReply
+	if err := imapi.DecodeBusReply(m.Data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Code != imapi.ErrUnavailable || rep.Message != "busy" {
+		t.Fatalf("reply %d %q, want 503 busy", rep.Code, rep.Message)
+	}
+	var ie imapi.Error
+	if err := json.Unmarshal(rep.Body, &ie); err != nil {
+		t.Fatalf("error body %q: %v", rep.Body, err)
+	}
+	if ie.Code != imapi.ErrUnavailable || ie.RetryAfterMs != 37 {
+		t.Fatalf("error body %+v, want code 503 and retry_after_ms 37", ie)
+	}
+}
