@@ -88,6 +88,9 @@ func newFakeService(t testing.TB, nc *nats.Conn) *fakeService {
 			var ie *imapi.Error
 			if errors.As(err, &ie) {
 				rep = imapi.BusReply{Code: ie.Code, Message: ie.Message}
+				if ie.RetryAfterMs > 0 {
+					rep.Body = mustJSON(ie) // as the service sends a hint
+				}
 			} else if v != nil {
 				rep.Body = mustJSON(v)
 			}
@@ -142,6 +145,9 @@ func (f *fakeService) send(req *imapi.BusRequest) (any, error) {
 	var sr imapi.SendReq
 	if err := json.Unmarshal(req.Body, &sr); err != nil {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "%v", err)
+	}
+	if sr.To == "overloaded" {
+		return nil, &imapi.Error{Code: imapi.ErrUnavailable, Message: "busy", RetryAfterMs: 25}
 	}
 	conv := imapi.P2PConvID(req.Session.Account, sr.To)
 	f.mu.Lock()
@@ -708,5 +714,61 @@ func TestPlainListener(t *testing.T) {
 				t.Fatalf("heartbeat code %d", f.Code)
 			}
 		})
+	}
+}
+
+// TestBusyRefusalHint: a service's retryable refusal with a retry-after hint
+// reaches the client with its code, message and hint.
+func TestBusyRefusalHint(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.login(t, "alice", "phone")
+	f, _ := c.response(c.request(imapi.OpSend, imapi.SendReq{ConvType: imapi.ConvP2P, To: "overloaded", ClientMsgID: "c1", Type: "text", Body: json.RawMessage(`{}`)}))
+	if f.Code != imapi.ErrUnavailable {
+		t.Fatalf("code %d, want 503", f.Code)
+	}
+	var ie imapi.Error
+	if err := json.Unmarshal(f.Body, &ie); err != nil {
+		t.Fatalf("body %q: %v", f.Body, err)
+	}
+	if ie.Code != imapi.ErrUnavailable || ie.Message != "busy" || ie.RetryAfterMs != 25 {
+		t.Fatalf("error %+v, want 503 busy with retry_after_ms 25", ie)
+	}
+	// Refusals without a hint keep the gateway's own error body.
+	f, _ = c.response(c.request(imapi.OpSend, json.RawMessage(`"not an object"`)))
+	var plain imapi.Error
+	if err := json.Unmarshal(f.Body, &plain); err != nil || plain.Code != imapi.ErrBadRequest || plain.RetryAfterMs != 0 {
+		t.Fatalf("bad request: code %d body %q", f.Code, f.Body)
+	}
+}
+
+// TestSendHoldKeepsOrder: once a send is refused for the request rate, the
+// session's later sends are refused (without using tokens) until the
+// refused one comes back, so none of them is stored before it.
+func TestSendHoldKeepsOrder(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RequestRate = 20; c.RequestBurst = 1 })
+	c := e.login(t, "hana", "phone")
+	send := func(cmid string) imapi.Code {
+		f, _ := c.response(c.request(imapi.OpSend, imapi.SendReq{ConvType: imapi.ConvP2P, To: "x", ClientMsgID: cmid, Type: "text", Body: json.RawMessage(`{}`)}))
+		return f.Code
+	}
+	if code := send("m1"); code != imapi.OK {
+		t.Fatalf("m1: code %d", code)
+	}
+	if code := send("m2"); code != imapi.ErrRateLimited {
+		t.Fatalf("m2 with an empty bucket: code %d, want 429", code)
+	}
+	time.Sleep(120 * time.Millisecond) // two tokens' worth; the bucket holds one
+	if code := send("m3"); code != imapi.ErrRateLimited {
+		t.Fatalf("m3 after m2's refusal: code %d, want 429 (held behind m2)", code)
+	}
+	if code := send("m2"); code != imapi.OK {
+		t.Fatalf("m2's resend: code %d", code)
+	}
+	time.Sleep(120 * time.Millisecond)
+	if code := send("m3"); code != imapi.OK {
+		t.Fatalf("m3 after m2 went through: code %d", code)
+	}
+	if n := testutil.ToFloat64(e.g.m.refused.WithLabelValues("held")); n != 1 {
+		t.Fatalf("refused_total{held} = %v, want 1", n)
 	}
 }

@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_accepted_total", Help: "Accepted Link TCP connections."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_gateway_refused_total", Help: "Refused connections and requests by reason (max_connections, per_ip, rate, inflight, draining, proxy_header, untrusted_plain)."}, []string{"reason"}),
+			Name: "longlink_gateway_refused_total", Help: "Refused connections and requests by reason (max_connections, per_ip, rate, inflight, held, draining, proxy_header, untrusted_plain)."}, []string{"reason"}),
 		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_gateway_protocol_errors_total", Help: "Connections closed for bad input by reason (handshake, unknown_key, decrypt, frame_too_large, bad_frame, not_logged_in)."}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -64,6 +64,13 @@ type Session struct {
 	inflight atomic.Int32
 	closed   atomic.Bool
 
+	// A send refused here (request rate, in-flight limit) holds the
+	// session's later sends until it comes back (see sendHeld); held
+	// lets the common case skip the lock.
+	held      atomic.Bool
+	heldSend  string    // its client_msg_id; guarded by mu
+	heldUntil time.Time // guarded by mu
+
 	rooms []*gwRoom // guarded by Gateway.roomMu
 }
 
@@ -252,9 +259,17 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		done(errReply(imapi.ErrNotLoggedIn, "session closed"))
 		return
 	}
+	if op == imapi.OpSend && s.held.Load() && s.sendHeld(body) {
+		g.m.refused.WithLabelValues("held").Inc()
+		done(errReply(imapi.ErrRateLimited, "held behind an earlier refused send"))
+		return
+	}
 	prefix, limiter := s.requestState()
 	if !limiter.Allow() {
 		g.m.refused.WithLabelValues("rate").Inc()
+		if op == imapi.OpSend {
+			s.holdSends(body)
+		}
 		done(errReply(imapi.ErrRateLimited, "request rate"))
 		return
 	}
@@ -265,6 +280,9 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 	if s.inflight.Add(1) > int32(g.cfg.MaxInflight) {
 		s.inflight.Add(-1)
 		g.m.refused.WithLabelValues("inflight").Inc()
+		if op == imapi.OpSend {
+			s.holdSends(body)
+		}
 		done(errReply(imapi.ErrRateLimited, "too many requests in flight"))
 		return
 	}
@@ -324,6 +342,47 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		}
 		done(r)
 	})
+}
+
+// sendHoldFor bounds how long a refused send holds the session's later
+// sends when its resend does not come; each refusal of it renews the hold.
+const sendHoldFor = 5 * time.Second
+
+// sendHeld reports whether the send in body must be refused to keep the
+// session's sends in order: an earlier send was refused here and has not
+// come back. Clients send several at a time, so without the hold the
+// refusal of message n would let n+1 (already on its way, and let through
+// once a token is back) be stored first. The held send itself releases
+// the hold (and then passes the limits like any request).
+func (s *Session) sendHeld(body []byte) bool {
+	var req imapi.SendReq
+	_ = imapi.DecodeSendReq(body, &req)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.heldSend == "" {
+		return false
+	}
+	if req.ClientMsgID == s.heldSend || time.Now().After(s.heldUntil) {
+		s.heldSend = ""
+		s.held.Store(false)
+		return false
+	}
+	return true
+}
+
+// holdSends records the send in body, just refused, as the one the
+// session's later sends wait behind (unless an earlier one already is).
+func (s *Session) holdSends(body []byte) {
+	var req imapi.SendReq
+	if imapi.DecodeSendReq(body, &req) != nil || req.ClientMsgID == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.heldSend == "" || s.heldSend == req.ClientMsgID || time.Now().After(s.heldUntil) {
+		s.heldSend, s.heldUntil = req.ClientMsgID, time.Now().Add(sendHoldFor)
+		s.held.Store(true)
+	}
 }
 
 // requestState returns the encoded session and the rate limiter, making
@@ -667,7 +726,13 @@ func (r *replyMux) handle(g *Gateway, m *nats.Msg) {
 		return
 	}
 	if rep.Code != imapi.OK {
-		p.done(Reply{Code: rep.Code, Body: errorBody(rep.Code, rep.Message)})
+		body := []byte(rep.Body)
+		if len(body) == 0 {
+			body = errorBody(rep.Code, rep.Message)
+		}
+		// else the service's own error body (an imapi.Error with a hint
+		// such as retry_after_ms), passed on as it is.
+		p.done(Reply{Code: rep.Code, Body: body})
 		return
 	}
 	p.done(Reply{Body: rep.Body})
