@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	mrand "math/rand/v2"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,11 +37,16 @@ type Client struct {
 	stopErr error
 	outbox  map[*outItem]struct{} // unacknowledged sends; order by outItem.order
 	outSeq  uint64
-	// pausedUntil: after a transient refusal (an overloaded server sheds
-	// with 503) no send goes out before this time; the held ones are sent
-	// in order when it passes. One pause for the whole client, not one
-	// backoff per message: per-message resends of a deep outbox would
-	// keep an overloaded server busy refusing them.
+	// waiting: the sends of the outbox not out on winConn, in queueing
+	// order; pumpSends sends them as the window allows (window.go).
+	waiting []*outItem
+	win     sendWindow
+	winConn *conn         // the connection win belongs to
+	wake    chan struct{} // wakes pumpSends
+	// pausedUntil: after an overload refusal (an overloaded server sheds
+	// with 503) no send goes out before this time. One pause for the
+	// whole client, not one backoff per message: per-message resends of a
+	// deep outbox would keep an overloaded server busy refusing them.
 	pausedUntil time.Time
 	session     string
 	started     bool
@@ -73,6 +77,7 @@ func New(cfg Config) (*Client, error) {
 		changed:  make(chan struct{}),
 		lastSeqs: map[string]int64{},
 		outbox:   map[*outItem]struct{}{},
+		wake:     make(chan struct{}, 1),
 		rooms:    map[string]string{},
 		roomLoop: map[string]*roomTrack{},
 	}
@@ -96,7 +101,8 @@ func (c *Client) Start() {
 		return
 	}
 	c.started = true
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go c.pumpSends()
 	go c.run()
 	go c.deliveryLoop()
 	go c.syncer()
@@ -291,12 +297,13 @@ func NewClientMsgID() string {
 // reconnects and is resent with the same client_msg_id (the server dedupes).
 type outItem struct {
 	order   uint64 // queueing order, kept on resend
+	sentNo  uint64 // its number in the window of onCon (sendWindow.take)
 	retries int    // transient refusals so far
 	id      string
 	conv    string
 	body    []byte
 	done    chan sendResult
-	onCon   *conn // the connection it was last sent on
+	onCon   *conn // the connection it is out on; nil while it waits
 }
 
 type sendResult struct {
@@ -332,6 +339,8 @@ func (c *Client) SendText(ctx context.Context, convType int, to, text string) (i
 
 // SendAsync queues a message without waiting. The returned channel yields
 // its result once; the result also arrives as EventSent or EventSendFailed.
+// When Config.SendQueue messages already wait for their acks it queues
+// nothing and returns ErrSendQueueFull.
 func (c *Client) SendAsync(req *imapi.SendReq) (<-chan sendResult, error) {
 	if req.ClientMsgID == "" {
 		req.ClientMsgID = NewClientMsgID()
@@ -352,15 +361,16 @@ func (c *Client) SendAsync(req *imapi.SendReq) (<-chan sendResult, error) {
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if len(c.outbox) >= c.cfg.SendQueue {
+		c.mu.Unlock()
+		return nil, ErrSendQueueFull
+	}
 	c.outSeq++
 	it.order = c.outSeq
 	c.outbox[it] = struct{}{}
-	cur := c.cur
-	ok := cur != nil && c.state == StateConnected
+	c.waiting = append(c.waiting, it)
 	c.mu.Unlock()
-	if ok {
-		c.transmit(cur, it)
-	}
+	c.wakeSender()
 	return it.done, nil
 }
 
@@ -369,71 +379,6 @@ func (c *Client) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.outbox)
-}
-
-func (c *Client) transmit(cur *conn, it *outItem) {
-	c.mu.Lock()
-	if it.onCon == cur {
-		c.mu.Unlock()
-		return // already in flight on this connection
-	}
-	if time.Now().Before(c.pausedUntil) {
-		c.mu.Unlock()
-		return // held: resume sends it
-	}
-	it.onCon = cur
-	c.mu.Unlock()
-	cur.send(imapi.OpSend, it.body, func(in Incoming, err error) {
-		if err != nil {
-			return // connection lost: resent after reconnect
-		}
-		switch in.Code {
-		case imapi.OK:
-			var ack imapi.SendAck
-			_ = json.Unmarshal(in.Body, &ack)
-			c.finish(it, sendResult{ack: ack})
-		case imapi.ErrUnavailable, imapi.ErrTimeout, imapi.ErrInternal, imapi.ErrRateLimited:
-			// Transient: pause all sends for a backoff that grows with
-			// this message's refusals, then resend the held ones (this
-			// one with the same id) in order, so that an overloaded
-			// server is not flooded with resends.
-			c.mu.Lock()
-			it.retries++
-			it.onCon = nil
-			until := time.Now().Add(c.backoff(it.retries))
-			extend := until.After(c.pausedUntil)
-			if extend {
-				c.pausedUntil = until
-			}
-			c.mu.Unlock()
-			if extend {
-				time.AfterFunc(time.Until(until), func() { c.resume(cur) })
-			}
-		default:
-			c.finish(it, sendResult{err: codeError(in)})
-		}
-	})
-}
-
-// resume sends, in order, what a pause held back on cur (a new connection
-// resends the whole outbox itself).
-func (c *Client) resume(cur *conn) {
-	c.mu.Lock()
-	if c.cur != cur || time.Now().Before(c.pausedUntil) {
-		c.mu.Unlock()
-		return // gone, or the pause was extended (a later resume runs)
-	}
-	items := make([]*outItem, 0, len(c.outbox))
-	for it := range c.outbox {
-		if it.onCon != cur {
-			items = append(items, it)
-		}
-	}
-	c.mu.Unlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].order < items[j].order })
-	for _, it := range items {
-		c.transmit(cur, it)
-	}
 }
 
 func (c *Client) finish(it *outItem, r sendResult) {
@@ -488,12 +433,13 @@ func (c *Client) run() {
 		attempt = 0
 		c.mu.Lock()
 		c.cur = cur
+		c.startWindow(cur)
 		c.session = resp.SessionID
 		c.connGen++
 		gen := c.connGen
 		c.mu.Unlock()
 		c.setState(StateConnected, nil, true)
-		c.onConnected(cur, gen)
+		c.onConnected(gen)
 
 		hb := time.Duration(resp.HeartbeatSec) * time.Second
 		if hb <= 0 {
@@ -556,24 +502,17 @@ func (c *Client) sleep(d time.Duration) {
 	}
 }
 
-// onConnected resends the outbox in order, schedules a sync of the
-// conversation list and of the notices, and enters the rooms again.
-func (c *Client) onConnected(cur *conn, gen uint64) {
-	c.mu.Lock()
-	c.pausedUntil = time.Time{} // a pause was the old connection's server's
-	items := make([]*outItem, 0, len(c.outbox))
-	for it := range c.outbox {
-		items = append(items, it)
-	}
+// onConnected resends the outbox in order (through the new connection's
+// window, startWindow), schedules a sync of the conversation list and of
+// the notices, and enters the rooms again.
+func (c *Client) onConnected(gen uint64) {
 	// The rooms entered before this connection: one the app enters from
 	// now on is entered on this connection already.
+	c.mu.Lock()
 	rooms := make(map[string]string, len(c.rooms))
 	maps.Copy(rooms, c.rooms)
 	c.mu.Unlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].order < items[j].order })
-	for _, it := range items {
-		c.transmit(cur, it)
-	}
+	c.wakeSender()
 	c.jobs.push(job{convList: true})
 	c.post(loopMsg{noticeSync: true})
 	c.post(loopMsg{rejoin: &rejoinStart{gen: gen, rooms: rooms}})

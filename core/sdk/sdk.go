@@ -68,6 +68,17 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the reconnect backoff (exponential,
 	// full jitter). Defaults 200ms and 30s.
 	BackoffMin, BackoffMax time.Duration
+	// SendWindow is the most durable sends (Send, SendAsync) a connection
+	// has out unacknowledged: the ceiling of its congestion window, which
+	// starts at SendWindowInitial, grows with each ack and halves at each
+	// overload refusal (window.go). Default 64.
+	SendWindow int
+	// SendWindowInitial is the window of a new connection. Default 8.
+	SendWindowInitial int
+	// SendQueue is the most messages the client holds for their acks, out
+	// or waiting for room in the window; SendAsync and Send refuse more
+	// with ErrSendQueueFull. Default 1024.
+	SendQueue int
 	// GapWait is how long a pushed message that arrived ahead of a gap is
 	// held back for the gap to fill before the conversation is synced.
 	// Default 150ms.
@@ -120,6 +131,15 @@ func (c *Config) applyDefaults() {
 	}
 	if c.BackoffMax <= 0 {
 		c.BackoffMax = 30 * time.Second
+	}
+	if c.SendWindow <= 0 {
+		c.SendWindow = 64
+	}
+	if c.SendWindowInitial <= 0 {
+		c.SendWindowInitial = 8
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 1024
 	}
 	if c.GapWait <= 0 {
 		c.GapWait = 150 * time.Millisecond
@@ -176,6 +196,10 @@ var (
 	// ErrDisconnected: the connection carrying a request was lost before
 	// its answer came. The request may or may not have been applied.
 	ErrDisconnected = errors.New("sdk: disconnected")
+	// ErrSendQueueFull: Config.SendQueue messages already wait for their
+	// acks (the server is slower than the application sends); the message
+	// was not queued. Send it again later.
+	ErrSendQueueFull = errors.New("sdk: send queue full")
 	// ErrKicked: another device took over the session; the client stopped.
 	ErrKicked = errors.New("sdk: kicked by another device")
 	// ErrAuth: the server refused the credentials; the client stopped.
