@@ -44,6 +44,7 @@ type coreOpts struct {
 	devices   string
 	blacklist string // the app's blacklist mode (service.BlacklistInbound by default)
 	gwMod     func(*gateway.Config)
+	stMod     func(*store.Config)
 }
 
 func logger() *slog.Logger {
@@ -74,6 +75,9 @@ func startCore(t testing.TB, dir, addr string, key link.KeyPair, o coreOpts) *te
 	scfg := store.Default()
 	scfg.Path = filepath.Join(dir, "core.db")
 	scfg.Synchronous = "normal"
+	if o.stMod != nil {
+		o.stMod(&scfg)
+	}
 	st, err := store.Open(ctx, scfg, store.Deps{Logger: log, Registerer: c.reg})
 	if err != nil {
 		t.Fatal(err)
