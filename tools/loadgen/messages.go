@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -34,6 +35,9 @@ func runMessages(args []string) error {
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the server during the measured period to this file")
 	showMetrics := fs.String("metrics", "", "comma-separated metric name prefixes of the server to print at the end")
 	selfProfile := fs.String("selfprofile", "", "write a CPU profile of the load generator to this file")
+	queueDelay := fs.String("max-queue-delay", "", "the server's store.max_queue_delay (early shedding, e.g. 20ms; -1ms: off); empty: the server's default")
+	sendWindow := fs.Int("send-window", 0, "the SDK's SendWindow (0: its default)")
+	sendQueue := fs.Int("send-queue", 0, "the SDK's SendQueue (0: its default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,7 +66,8 @@ func runMessages(args []string) error {
 			suffix = "_at_" + strconv.Itoa(r)
 		}
 		if err := runMessagesAt(msgOpts{bin: *bin, pairs: *pairs, rate: r, duration: *duration, warmup: *warmup,
-			serverCPU: *serverCPU, syncMode: *syncMode, profile: *profile, showMetrics: *showMetrics, suffix: suffix}); err != nil {
+			serverCPU: *serverCPU, syncMode: *syncMode, profile: *profile, showMetrics: *showMetrics, suffix: suffix,
+			queueDelay: *queueDelay, sendWindow: *sendWindow, sendQueue: *sendQueue}); err != nil {
 			return err
 		}
 	}
@@ -74,13 +79,19 @@ type msgOpts struct {
 	pairs, rate                                       int
 	duration, warmup                                  time.Duration
 	serverCPU, syncMode, profile, showMetrics, suffix string
+	queueDelay                                        string
+	sendWindow, sendQueue                             int
 }
 
 // runMessagesAt runs one load point on a fresh server.
 func runMessagesAt(o msgOpts) error {
 	ctx := context.Background()
+	storeCfg := "synchronous: " + o.syncMode
+	if o.queueDelay != "" {
+		storeCfg += ", max_queue_delay: " + o.queueDelay
+	}
 	srv, err := startServer(ctx, serverOpts{bin: o.bin, cpu: o.serverCPU, users: 2 * o.pairs,
-		extra: "store: {synchronous: " + o.syncMode + "}\n"})
+		extra: "store: {" + storeCfg + "}\n"})
 	if err != nil {
 		return err
 	}
@@ -94,9 +105,12 @@ func runMessagesAt(o msgOpts) error {
 		deliveredInWin atomic.Int64
 		acked          atomic.Int64
 		failed         atomic.Int64
-		latMu          sync.Mutex
-		lats           []time.Duration // end-to-end, of messages sent in the window
-		ackLats        []time.Duration
+		// sends the SDK refused at once because its own queue was full
+		// (the server fell behind): failed to the application, not lost.
+		queueFull int64
+		latMu     sync.Mutex
+		lats      []time.Duration // end-to-end, of messages sent in the window
+		ackLats   []time.Duration
 	)
 	epoch := time.Now()
 	var winStart, winEnd atomic.Int64 // nanoseconds since epoch
@@ -110,6 +124,7 @@ func runMessagesAt(o msgOpts) error {
 			ServerKeys: map[string][]byte{srv.key.ID: srv.key.Public},
 			AppKey:     benchAppKey, Account: account(i), Token: token(i), DeviceType: "phone",
 			EventBuffer: 4096, RequestTimeout: 30 * time.Second,
+			SendWindow: o.sendWindow, SendQueue: o.sendQueue,
 		})
 	}
 	var clients []*sdk.Client
@@ -215,16 +230,18 @@ func runMessagesAt(o msgOpts) error {
 			body, _ := json.Marshal(map[string]int64{"t": t})
 			req := imapi.SendReq{ConvType: imapi.ConvP2P, To: account(o.pairs + i), Type: "custom", Body: body,
 				ClientMsgID: strconv.FormatInt(t, 10) + "-" + strconv.FormatInt(sent, 10)}
-			if _, err := clients[i].SendAsync(&req); err != nil {
-				return err
-			}
 			if inWindow(t) {
 				sentInWindow++
+			}
+			if _, err := clients[i].SendAsync(&req); errors.Is(err, sdk.ErrSendQueueFull) {
+				queueFull++
+			} else if err != nil {
+				return err
 			}
 		}
 		if now.Sub(lastReport) >= time.Second {
 			d := delivered.Load()
-			progress("t=%4.1fs sent %d acked %d delivered %d (%d/s) failed %d", now.Sub(start).Seconds(), sent, acked.Load(), d, d-lastDelivered, failed.Load())
+			progress("t=%4.1fs sent %d acked %d delivered %d (%d/s) failed %d, SDK queue full %d", now.Sub(start).Seconds(), sent, acked.Load(), d, d-lastDelivered, failed.Load(), queueFull)
 			lastReport, lastDelivered = now, d
 		}
 	}
@@ -232,10 +249,10 @@ func runMessagesAt(o msgOpts) error {
 	cpuWG.Wait()
 	// Let what was sent arrive (bounded).
 	drainUntil := time.Now().Add(15 * time.Second)
-	for delivered.Load() < sent && time.Now().Before(drainUntil) {
+	for delivered.Load() < sent-queueFull && time.Now().Before(drainUntil) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	progress("sent %d, delivered %d, acked %d, failed %d", sent, delivered.Load(), acked.Load(), failed.Load())
+	progress("sent %d, delivered %d, acked %d, failed %d, refused by the SDK (queue full) %d", sent, delivered.Load(), acked.Load(), failed.Load(), queueFull)
 
 	if o.showMetrics != "" {
 		dumpMetrics(srv.debugAddr, strings.Split(o.showMetrics, ","))
@@ -270,6 +287,7 @@ func runMessagesAt(o msgOpts) error {
 	// delivers fewer of them in time. delivered_rate counts deliveries
 	// during the window instead: the rate actually sustained.
 	result("link_messages_offered"+o.suffix, float64(o.rate), "msg/s")
+	result("link_messages_sdk_queue_full"+o.suffix, float64(queueFull), "msgs")
 	result("link_messages_throughput"+o.suffix, float64(len(lats))/o.duration.Seconds(), "msg/s")
 	result("link_messages_delivered_ratio"+o.suffix, float64(len(lats))/float64(max(sentInWindow, 1)), "ratio")
 	result("link_messages_delivered_rate"+o.suffix, float64(deliveredInWin.Load())/o.duration.Seconds(), "msg/s")
