@@ -228,7 +228,7 @@ func (l *LBS) dnsAnswer(req *dnsRequest, client netip.Addr, size int) *dns.Msg {
 	ecs := req.ecs
 	if req.edns && req.ednsVersion != 0 {
 		resp.Rcode = dns.RcodeBadVers
-		resp.SetEdns0(1232, false)
+		resp.Extra = append(resp.Extra, optRR(netip.Prefix{}, 0))
 		return resp
 	}
 	if req.questions != 1 || req.opcode != dns.OpcodeQuery {
@@ -246,18 +246,7 @@ func (l *LBS) dnsAnswer(req *dnsRequest, client netip.Addr, size int) *dns.Msg {
 	scope := -1
 	defer func() {
 		if req.edns {
-			resp.SetEdns0(1232, false)
-			if ecs.IsValid() {
-				sub := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, SourceNetmask: uint8(ecs.Bits()), Address: ecs.Addr().AsSlice()}
-				sub.Family = 1
-				if ecs.Addr().Is6() {
-					sub.Family = 2
-				}
-				if scope > 0 {
-					sub.SourceScope = uint8(scope)
-				}
-				resp.IsEdns0().Option = append(resp.IsEdns0().Option, sub)
-			}
+			resp.Extra = append(resp.Extra, optRR(ecs, scope))
 		}
 		// Truncate computes the packed length, which is costly; skip it when
 		// a cheap upper bound already fits
@@ -305,7 +294,8 @@ func (l *LBS) dnsAnswer(req *dnsRequest, client netip.Addr, size int) *dns.Msg {
 			resp.Rcode = dns.RcodeNameError
 			return nodata()
 		}
-		if rr := addrRR(name, c.Addr, q.Qtype, ttl); rr != nil {
+		var recs addrRecords
+		if rr := recs.rr(name, c.Addr, q.Qtype, ttl); rr != nil {
 			resp.Answer = append(resp.Answer, rr)
 			return resp
 		}
@@ -338,6 +328,8 @@ func (l *LBS) dnsAnswer(req *dnsRequest, client netip.Addr, size int) *dns.Msg {
 		resp.Rcode = dns.RcodeNameError
 		return nodata()
 	}
+	resp.Answer = make([]dns.RR, 0, len(res.Candidates)+1)
+	recs := addrRecords{n: len(res.Candidates)}
 	for i, c := range res.Candidates {
 		hostport := c.EP.Link
 		switch proto {
@@ -357,7 +349,7 @@ func (l *LBS) dnsAnswer(req *dnsRequest, client netip.Addr, size int) *dns.Msg {
 		switch q.Qtype {
 		case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
 			if aerr == nil {
-				if rr := addrRR(name, a, q.Qtype, ttl); rr != nil {
+				if rr := recs.rr(name, a, q.Qtype, ttl); rr != nil {
 					resp.Answer = append(resp.Answer, rr)
 				}
 			}
@@ -366,7 +358,7 @@ func (l *LBS) dnsAnswer(req *dnsRequest, client netip.Addr, size int) *dns.Msg {
 			resp.Answer = append(resp.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
 				Priority: uint16(i), Weight: uint16(min(c.Weight(), 65535)), Port: uint16(port), Target: target})
 			if aerr == nil {
-				if rr := addrRR(target, a, dns.TypeANY, ttl); rr != nil {
+				if rr := recs.rr(target, a, dns.TypeANY, ttl); rr != nil {
 					resp.Extra = append(resp.Extra, rr)
 				}
 			}
@@ -402,18 +394,80 @@ func weblinkHostPort(u string) string {
 	return net.JoinHostPort(strings.Trim(rest, "[]"), port)
 }
 
-func addrRR(name string, a netip.Addr, qtype uint16, ttl uint32) dns.RR {
+// addrRecords makes an answer's A and AAAA records: they share three
+// allocations (sized for n records) instead of taking two each.
+type addrRecords struct {
+	n    int
+	a    []dns.A
+	aaaa []dns.AAAA
+	ip   []byte
+}
+
+// rr is a's record for qtype (A, AAAA or ANY), or nil if a does not fit it.
+// Records handed out earlier stay valid when a slice grows: they keep
+// pointing into the array they were made in.
+func (r *addrRecords) rr(name string, a netip.Addr, qtype uint16, ttl uint32) dns.RR {
 	if !a.IsValid() {
 		return nil
 	}
 	a = a.Unmap()
-	if a.Is4() && (qtype == dns.TypeA || qtype == dns.TypeANY) {
-		return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: a.AsSlice()}
+	hdr := dns.RR_Header{Name: name, Class: dns.ClassINET, Ttl: ttl}
+	n := max(r.n, 1)
+	if r.ip == nil {
+		r.ip = make([]byte, 0, 16*n)
 	}
-	if a.Is6() && (qtype == dns.TypeAAAA || qtype == dns.TypeANY) {
-		return &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: a.AsSlice()}
+	switch {
+	case a.Is4() && (qtype == dns.TypeA || qtype == dns.TypeANY):
+		b := a.As4()
+		r.ip = append(r.ip, b[:]...)
+		if r.a == nil {
+			r.a = make([]dns.A, 0, n)
+		}
+		hdr.Rrtype = dns.TypeA
+		r.a = append(r.a, dns.A{Hdr: hdr, A: r.ip[len(r.ip)-4 : len(r.ip) : len(r.ip)]})
+		return &r.a[len(r.a)-1]
+	case a.Is6() && (qtype == dns.TypeAAAA || qtype == dns.TypeANY):
+		b := a.As16()
+		r.ip = append(r.ip, b[:]...)
+		if r.aaaa == nil {
+			r.aaaa = make([]dns.AAAA, 0, n)
+		}
+		hdr.Rrtype = dns.TypeAAAA
+		r.aaaa = append(r.aaaa, dns.AAAA{Hdr: hdr, AAAA: r.ip[len(r.ip)-16 : len(r.ip) : len(r.ip)]})
+		return &r.aaaa[len(r.aaaa)-1]
 	}
 	return nil
+}
+
+// optRR is an answer's OPT record, with the query's Client Subnet (if
+// valid) and the scope the answer holds for (if > 0); its parts share one
+// allocation.
+func optRR(ecs netip.Prefix, scope int) *dns.OPT {
+	e := new(struct {
+		opt  dns.OPT
+		sub  dns.EDNS0_SUBNET
+		addr [16]byte
+		opts [1]dns.EDNS0
+	})
+	e.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}
+	e.opt.SetUDPSize(1232)
+	if ecs.IsValid() {
+		a := ecs.Addr()
+		e.sub = dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: uint8(ecs.Bits())}
+		if a.Is4() {
+			b := a.As4()
+			e.sub.Address = append(e.addr[:0], b[:]...)
+		} else {
+			b := a.As16()
+			e.sub.Family, e.sub.Address = 2, append(e.addr[:0], b[:]...)
+		}
+		if scope > 0 {
+			e.sub.SourceScope = uint8(scope)
+		}
+		e.opts[0] = &e.sub
+		e.opt.Option = e.opts[:]
+	}
+	return &e.opt
 }
 
 // limitListener bounds concurrent TCP connections.
