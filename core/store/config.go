@@ -42,10 +42,11 @@ type Config struct {
 	// two batch times: an append that would wait longer than two batches
 	// plus this for the appends ahead of it to commit (at the rate of
 	// recent batches) is refused at once with ErrBusy instead of queueing.
-	// Negative (the default): never refuse. Off by default: with clients
-	// that resend their whole backlog after a pause, refusals under deep
-	// overload cost more CPU than they save (BENCHMARKS.md, session 3);
-	// 20ms (the p99 goal of a send) is the value it was designed for.
+	// Negative (the default): never refuse. Off by default: even with the
+	// SDK's send window, refusals at 10,000 offered on one SQLite writer
+	// idle the clients more than the shorter queue saves (BENCHMARKS.md,
+	// session 4); 20ms (the p99 goal of a send) is the value it was
+	// designed for.
 	MaxQueueDelay config.Duration `yaml:"max_queue_delay"`
 }
 
