@@ -2,7 +2,7 @@
 // RESULT lines for tools/bench:
 //
 //	go run ./lbs/internal/lbsbench dns    # dnsperf against the DNS front end (+ bare UDP echo baselines, plain and batched)
-//	go run ./lbs/internal/lbsbench http   # its own HTTP load generator against /v1/lbs
+//	go run ./lbs/internal/lbsbench http   # its own HTTP load generator against /v1/lbs (+ a bare net/http baseline)
 //
 // The server runs as a child process pinned to CPU 0 (taskset, GOMAXPROCS=1)
 // and the load (dnsperf or the HTTP generator) runs pinned to CPU 1. Every
@@ -12,6 +12,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,7 +42,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: lbsbench dns|http|serve|echo|echo-batch [flags]")
+		fmt.Fprintln(os.Stderr, "usage: lbsbench dns|http|serve|echo|echo-batch|bare-http [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -52,6 +53,8 @@ func main() {
 		err = echo()
 	case "echo-batch":
 		err = echoBatch()
+	case "bare-http":
+		err = bareHTTP(os.Args[2:])
 	case "dns":
 		err = benchDNS(os.Args[2:])
 	case "http":
@@ -371,31 +374,129 @@ func benchHTTP(args []string) error {
 	fs := flag.NewFlagSet("http", flag.ContinueOnError)
 	seconds := fs.Int("seconds", 15, "load duration")
 	conns := fs.Int("conns", 64, "keep-alive connections")
+	pipeline := fs.Int("pipeline", 1, "requests in flight per connection (HTTP/1.1 pipelining)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	srv, err := startPinned("0", "serve")
+	dir, err := os.MkdirTemp("", "lbsbench-http-")
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
+	defer os.RemoveAll(dir)
+	body := filepath.Join(dir, "answer.json")
+	// the LBS first; the baseline serves the LBS's own answer to the same
+	// request, so both put the same bytes on the wire
+	runs := []struct{ figure, mode string }{{"lbs_http", "serve"}, {"bare_http", "bare-http"}}
+	for _, r := range runs {
+		srvArgs := []string{r.mode}
+		if r.mode == "bare-http" {
+			srvArgs = append(srvArgs, "-body", body)
+		}
+		srv, err := startPinned("0", srvArgs...)
+		if err != nil {
+			return err
+		}
+		if r.mode == "serve" {
+			if err := saveAnswer("http://"+srv.addrs[0]+"/v1/lbs?appkey=demo&sdk=5.1.0", body); err != nil {
+				srv.stop()
+				return err
+			}
+		}
+		err = runLoad(srv, r.figure, *seconds, *conns, *pipeline)
+		srv.stop()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runLoad runs the load generator on CPU 1 against srv and prints its
+// RESULT lines under figure, with the CPU share of the server and of the
+// generator: a generator near a whole core would mean it, not the server,
+// sets the rate.
+func runLoad(srv *child, figure string, seconds, conns, pipeline int) error {
 	exe, _ := os.Executable()
-	cmd := exec.Command("taskset", "-c", "1", exe, "load", "-addr", srv.addrs[0], "-seconds", strconv.Itoa(*seconds), "-conns", strconv.Itoa(*conns))
+	cmd := exec.Command("taskset", "-c", "1", exe, "load", "-addr", srv.addrs[0], "-figure", figure,
+		"-seconds", strconv.Itoa(seconds), "-conns", strconv.Itoa(conns), "-pipeline", strconv.Itoa(pipeline))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	return cmd.Run()
+	cpu0 := cpuSeconds(srv.cmd.Process.Pid)
+	t0 := time.Now()
+	if err := cmd.Run(); err != nil {
+		return err
+	}
+	el := time.Since(t0).Seconds()
+	fmt.Printf("RESULT %s_server_cpu %.2f cores\n", figure, (cpuSeconds(srv.cmd.Process.Pid)-cpu0)/el)
+	fmt.Printf("RESULT %s_loadgen_cpu %.2f cores\n", figure, (cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()).Seconds()/el)
+	return nil
+}
+
+// saveAnswer stores the body of one 200 answer from url in file.
+func saveAnswer(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return os.WriteFile(file, b, 0o644)
+}
+
+// bareHTTP is the baseline: a net/http server that answers every request
+// with a fixed JSON body (the LBS's answer, read once from -body) and the
+// LBS's headers, with no parsing, selection or encoding: what net/http, the
+// loopback and the load generator allow on this machine at all.
+func bareHTTP(args []string) error {
+	fs := flag.NewFlagSet("bare-http", flag.ContinueOnError)
+	bodyFile := fs.String("body", "", "file with the body to answer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	body, err := os.ReadFile(*bodyFile)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	length := []string{strconv.Itoa(len(body))}
+	ctype, noStore := []string{"application/json"}, []string{"no-store"}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["Content-Type"], h["Cache-Control"], h["Content-Length"] = ctype, noStore, length
+		w.Write(body)
+	})}
+	fmt.Printf("READY %s -\n", ln.Addr())
+	go func() { io.Copy(io.Discard, os.Stdin); srv.Close() }()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // httpLoad is the HTTP load generator: keep-alive clients asking for the
 // demo app from varied client addresses (X-Forwarded-For, trusted from
-// loopback), counting answers and latency.
+// loopback), counting answers and latency. With -pipeline N a connection
+// writes N requests at once and then reads the N responses (HTTP/1.1
+// pipelining), which costs the generator fewer system calls per answer.
 func httpLoad(args []string) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	addr := fs.String("addr", "", "LBS client address")
+	addr := fs.String("addr", "", "server address")
+	figure := fs.String("figure", "lbs_http", "prefix of the RESULT lines")
 	seconds := fs.Int("seconds", 15, "duration")
 	conns := fs.Int("conns", 64, "connections")
+	pipeline := fs.Int("pipeline", 1, "requests written at once per connection")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	depth := max(*pipeline, 1)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	ctx, cancel2 := context.WithTimeout(ctx, time.Duration(*seconds)*time.Second)
@@ -406,10 +507,13 @@ func httpLoad(args []string) error {
 	var lat []time.Duration
 	var wg sync.WaitGroup
 	// a minimal HTTP/1.1 keep-alive client: the generator must stay lighter
-	// than the server it measures
-	reqs := make([][]byte, len(ips))
-	for i, ip := range ips {
-		reqs[i] = []byte("GET /v1/lbs?appkey=demo&sdk=5.1.0 HTTP/1.1\r\nHost: lbs\r\nX-Forwarded-For: " + ip + "\r\n\r\n")
+	// than the server it measures. batches[k] is depth requests starting
+	// at client address k.
+	batches := make([][]byte, len(ips))
+	for k := range ips {
+		for j := range depth {
+			batches[k] = append(batches[k], "GET /v1/lbs?appkey=demo&sdk=5.1.0 HTTP/1.1\r\nHost: lbs\r\nX-Forwarded-For: "+ips[(k+j)%len(ips)]+"\r\n\r\n"...)
+		}
 	}
 	start := time.Now()
 	for i := range *conns {
@@ -430,26 +534,29 @@ func httpLoad(args []string) error {
 					continue
 				}
 				br := bufio.NewReaderSize(c, 16<<10)
+			conn:
 				for n := 0; ctx.Err() == nil; n++ {
 					c.SetDeadline(time.Now().Add(5 * time.Second))
 					t0 := time.Now()
-					if _, err := c.Write(reqs[(i+n)%len(reqs)]); err != nil {
+					if _, err := c.Write(batches[(i+n)%len(batches)]); err != nil {
 						break
 					}
-					status, err := readResponse(br)
-					if err != nil {
-						if ctx.Err() == nil {
-							bad.Add(1)
+					for j := range depth {
+						status, err := readResponse(br)
+						if err != nil {
+							if ctx.Err() == nil {
+								bad.Add(1)
+							}
+							break conn
 						}
-						break
-					}
-					if status == 200 {
+						if status != 200 {
+							bad.Add(1)
+							continue
+						}
 						ok.Add(1)
-						if n%8 == 0 {
+						if (n+j)%8 == 0 {
 							local = append(local, time.Since(t0))
 						}
-					} else {
-						bad.Add(1)
 					}
 				}
 				c.Close()
@@ -465,11 +572,12 @@ func httpLoad(args []string) error {
 		}
 		return float64(lat[int(float64(len(lat)-1)*q)].Microseconds()) / 1000
 	}
-	fmt.Fprintf(os.Stderr, "load: %d ok, %d failed in %.1fs over %d connections (GOMAXPROCS %d)\n", ok.Load(), bad.Load(), el, *conns, runtime.GOMAXPROCS(0))
-	fmt.Printf("RESULT lbs_http_answers_per_second %.0f answers/s\n", float64(ok.Load())/el)
-	fmt.Printf("RESULT lbs_http_latency_p50 %.2f ms\n", p(0.5))
-	fmt.Printf("RESULT lbs_http_latency_p99 %.2f ms\n", p(0.99))
-	fmt.Printf("RESULT lbs_http_failed %d requests\n", bad.Load())
+	fmt.Fprintf(os.Stderr, "load %s: %d ok, %d failed in %.1fs over %d connections, %d in flight each (GOMAXPROCS %d)\n",
+		*figure, ok.Load(), bad.Load(), el, *conns, depth, runtime.GOMAXPROCS(0))
+	fmt.Printf("RESULT %s_answers_per_second %.0f answers/s\n", *figure, float64(ok.Load())/el)
+	fmt.Printf("RESULT %s_latency_p50 %.2f ms\n", *figure, p(0.5))
+	fmt.Printf("RESULT %s_latency_p99 %.2f ms\n", *figure, p(0.99))
+	fmt.Printf("RESULT %s_failed %d requests\n", *figure, bad.Load())
 	return nil
 }
 
