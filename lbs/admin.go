@@ -284,7 +284,7 @@ type ExplainResult struct {
 
 func (l *LBS) adminExplain(w http.ResponseWriter, r *http.Request, _ principal) {
 	q := r.URL.Query()
-	appkey, env, sdk, platform, err := queryParams(q)
+	sq, err := sdkQueryFromValues(q)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
@@ -296,13 +296,13 @@ func (l *LBS) adminExplain(w http.ResponseWriter, r *http.Request, _ principal) 
 			return
 		}
 	}
-	req := engine.Request{AppKey: appkey, Env: env, SDK: sdk, Platform: platform, Client: ip, Explain: true}
+	req := engine.Request{AppKey: sq.appkey, Env: sq.env, SDK: sq.sdk, Platform: sq.platform, Client: ip, Explain: true}
 	res, snap, err := l.query(&req)
 	if err != nil {
 		writeErr(w, http.StatusNotFound, err.Error())
 		return
 	}
-	out := ExplainResult{AppKey: appkey, ClientIP: ip.String(), Location: req.Loc, Rule: res.Rule, PolicyVersion: snap.State.Version, Steps: res.Steps}
+	out := ExplainResult{AppKey: sq.appkey, ClientIP: ip.String(), Location: req.Loc, Rule: res.Rule, PolicyVersion: snap.State.Version, Steps: res.Steps}
 	for _, c := range res.Candidates {
 		out.Candidates = append(out.Candidates, c.EP.ID)
 	}

@@ -68,9 +68,11 @@ func (l *LBS) clientIP(r *http.Request) netip.Addr {
 	}
 	xff := r.Header.Values("X-Forwarded-For")
 	for i := len(xff) - 1; i >= 0; i-- {
-		parts := strings.Split(xff[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+		// the comma-separated parts right to left, without splitting into
+		// a slice (this runs for every query behind a proxy)
+		for rest := xff[i]; ; {
+			k := strings.LastIndexByte(rest, ',')
+			a, err := netip.ParseAddr(strings.TrimSpace(rest[k+1:]))
 			if err != nil {
 				return ip // garbage: stop believing the chain
 			}
@@ -79,6 +81,10 @@ func (l *LBS) clientIP(r *http.Request) netip.Addr {
 				return a
 			}
 			ip = a
+			if k < 0 {
+				break
+			}
+			rest = rest[:k]
 		}
 	}
 	return ip
@@ -95,8 +101,97 @@ func (l *LBS) isTrusted(ip netip.Addr) bool {
 
 const maxParam = 128
 
-// queryParams reads and bounds the SDK's parameters.
-func queryParams(q url.Values) (appkey, env, sdk, platform string, err error) {
+// sdkQuery is an SDK query's parameters.
+type sdkQuery struct {
+	appkey, env, sdk, platform string
+	ts, sig                    string // the first of each, if repeated
+}
+
+// maxFastParams bounds the pairs parseSDKQuery reads itself; a longer query
+// goes through net/url, so that its limit on the number of parameters
+// applies exactly as before.
+const maxFastParams = 32
+
+// parseSDKQuery reads the SDK's parameters from a raw query as
+// url.ParseQuery followed by sdkQueryFromValues would (pairs with a
+// semicolon or a bad escape ignored, + and %XX unescaped), without building
+// the map: FuzzParseSDKQuery holds the two to the same result.
+func parseSDKQuery(raw string) (sdkQuery, error) {
+	if strings.Count(raw, "&") >= maxFastParams {
+		vs, _ := url.ParseQuery(raw)
+		return sdkQueryFromValues(vs)
+	}
+	var q sdkQuery
+	var seen [4]int // appkey, env, sdk, platform
+	var tooLong [4]bool
+	var tsSeen, sigSeen bool
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.IndexByte(pair, ';') >= 0 {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		var err error
+		if k, err = queryUnescape(k); err != nil {
+			continue
+		}
+		if v, err = queryUnescape(v); err != nil {
+			continue
+		}
+		var i int
+		var dst *string
+		switch k {
+		case "appkey":
+			i, dst = 0, &q.appkey
+		case "env":
+			i, dst = 1, &q.env
+		case "sdk":
+			i, dst = 2, &q.sdk
+		case "platform":
+			i, dst = 3, &q.platform
+		case "ts":
+			if !tsSeen {
+				q.ts, tsSeen = v, true
+			}
+			continue
+		case "sig":
+			if !sigSeen {
+				q.sig, sigSeen = v, true
+			}
+			continue
+		default:
+			continue
+		}
+		if seen[i]++; seen[i] == 1 {
+			*dst, tooLong[i] = v, len(v) > maxParam
+		}
+	}
+	names := [4]string{"appkey", "env", "sdk", "platform"}
+	for i, n := range seen {
+		switch {
+		case n > 1:
+			return sdkQuery{}, errors.New(names[i] + ": given more than once")
+		case tooLong[i]:
+			return sdkQuery{}, errors.New(names[i] + ": too long")
+		case i == 0 && q.appkey == "":
+			return sdkQuery{}, errors.New("appkey: required")
+		}
+	}
+	return q, nil
+}
+
+// queryUnescape is url.QueryUnescape without its copy when there is
+// nothing to unescape.
+func queryUnescape(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
+}
+
+// sdkQueryFromValues reads and bounds the SDK's parameters.
+func sdkQueryFromValues(q url.Values) (sdkQuery, error) {
 	get := func(k string) (string, error) {
 		vs := q[k]
 		if len(vs) > 1 {
@@ -110,44 +205,58 @@ func queryParams(q url.Values) (appkey, env, sdk, platform string, err error) {
 		}
 		return vs[0], nil
 	}
-	if appkey, err = get("appkey"); err != nil {
-		return
+	var s sdkQuery
+	var err error
+	if s.appkey, err = get("appkey"); err != nil {
+		return sdkQuery{}, err
 	}
-	if appkey == "" {
-		err = errors.New("appkey: required")
-		return
+	if s.appkey == "" {
+		return sdkQuery{}, errors.New("appkey: required")
 	}
-	if env, err = get("env"); err != nil {
-		return
+	if s.env, err = get("env"); err != nil {
+		return sdkQuery{}, err
 	}
-	if sdk, err = get("sdk"); err != nil {
-		return
+	if s.sdk, err = get("sdk"); err != nil {
+		return sdkQuery{}, err
 	}
-	platform, err = get("platform")
-	return
+	if s.platform, err = get("platform"); err != nil {
+		return sdkQuery{}, err
+	}
+	s.ts, s.sig = q.Get("ts"), q.Get("sig")
+	return s, nil
 }
 
+// answerBuf is one query's answer and its encoding, pooled: a query then
+// allocates little besides what the selection itself needs.
+type answerBuf struct {
+	ans lbsapi.Answer
+	out []byte
+}
+
+var answerBufs = sync.Pool{New: func() any {
+	return &answerBuf{ans: lbsapi.Answer{Link: make([]lbsapi.Endpoint, 0, 8), WebLink: make([]lbsapi.Endpoint, 0, 8),
+		TURN: make([]lbsapi.Endpoint, 0, 8)}, out: make([]byte, 0, 2048)}
+}}
+
 func (l *LBS) handleQuery(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	appkey, env, sdk, platform, err := queryParams(q)
+	q, err := parseSDKQuery(r.URL.RawQuery)
 	if err != nil {
 		l.m.httpBad.Inc()
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	snap := l.fsm.Current()
-	if secret := snap.Engine.SigningSecret(appkey); secret != "" {
-		ts, sig := q.Get("ts"), q.Get("sig")
-		n, perr := strconv.ParseInt(ts, 10, 64)
+	if secret := snap.Engine.SigningSecret(q.appkey); secret != "" {
+		n, perr := strconv.ParseInt(q.ts, 10, 64)
 		if perr != nil || time.Since(time.Unix(n, 0)).Abs() > 5*time.Minute ||
-			!hmac.Equal([]byte(sig), []byte(lbsapi.Sign(secret, appkey, env, sdk, platform, ts))) {
+			!hmac.Equal([]byte(q.sig), []byte(lbsapi.Sign(secret, q.appkey, q.env, q.sdk, q.platform, q.ts))) {
 			l.m.httpSig.Inc()
 			writeErr(w, http.StatusUnauthorized, "bad or missing request signature")
 			return
 		}
 	}
 	ip := l.clientIP(r)
-	req := engine.Request{AppKey: appkey, Env: env, SDK: sdk, Platform: platform, Client: ip}
+	req := engine.Request{AppKey: q.appkey, Env: q.env, SDK: q.sdk, Platform: q.platform, Client: ip}
 	sample := ip.IsValid() && ip.As16()[15]&63 == 0
 	var t0 time.Time
 	if sample {
@@ -167,9 +276,12 @@ func (l *LBS) handleQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.m.httpOK.Inc()
-	ans := lbsapi.Answer{AppKey: appkey, Rule: res.Rule, PolicyVersion: snap.State.Version, RaftIndex: snap.State.Index,
+	ab := answerBufs.Get().(*answerBuf)
+	defer answerBufs.Put(ab)
+	ab.ans = lbsapi.Answer{AppKey: q.appkey, Rule: res.Rule, PolicyVersion: snap.State.Version, RaftIndex: snap.State.Index,
 		TTL: int(res.TTL / time.Second), ClientIP: ip.String(), Country: req.Loc.Country,
-		Link: []lbsapi.Endpoint{}, WebLink: []lbsapi.Endpoint{}, TURN: []lbsapi.Endpoint{}}
+		Link: ab.ans.Link[:0], WebLink: ab.ans.WebLink[:0], TURN: ab.ans.TURN[:0]}
+	ans := &ab.ans
 	if st := l.staleness(); st >= 0 {
 		ans.StalenessMs = st.Milliseconds()
 	} else {
@@ -194,7 +306,13 @@ func (l *LBS) handleQuery(w http.ResponseWriter, r *http.Request) {
 			ans.TURN = append(ans.TURN, e)
 		}
 	}
-	writeJSON(w, http.StatusOK, &ans)
+	ab.out = appendAnswer(ab.out[:0], ans)
+	h := w.Header()
+	h["Content-Type"] = jsonType
+	h["Cache-Control"] = noStore
+	h["Content-Length"] = []string{strconv.Itoa(len(ab.out))}
+	w.WriteHeader(http.StatusOK)
+	w.Write(ab.out)
 }
 
 func splitHostPort(hp string) (string, int) {
