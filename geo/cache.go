@@ -37,10 +37,18 @@ func cacheKey(addr netip.Addr) netip.Prefix {
 	return p
 }
 
+// slot hashes the key's network bytes: the first three of an IPv4 address
+// (its /24), the first six of an IPv6 one (its /48). Hashing the first bytes
+// of As16 sent every IPv4 key, whose 16-byte form starts with zeros, to the
+// same slot.
 func (c *prefixCache) slot(key netip.Prefix) *atomic.Pointer[cacheEntry] {
 	b := key.Addr().As16()
+	net := b[:6]
+	if key.Addr().Is4() {
+		net = b[12:15]
+	}
 	var h uint64 = 1469598103934665603
-	for _, x := range b[:7] {
+	for _, x := range net {
 		h ^= uint64(x)
 		h *= 1099511628211
 	}
