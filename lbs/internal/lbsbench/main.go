@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,7 +49,7 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "serve":
-		err = serve()
+		err = serve(os.Args[2:])
 	case "echo":
 		err = echo()
 	case "echo-batch":
@@ -87,8 +88,13 @@ func repoRoot() string {
 
 // serve runs a single-member LBS on free ports with the test policy and
 // geo database, prints "READY <client addr> <dns addr>" and runs until stdin
-// closes.
-func serve() error {
+// closes. -cpuprofile writes the server's CPU profile over that time.
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	root := repoRoot()
 	dir, err := os.MkdirTemp("", "lbsbench-")
 	if err != nil {
@@ -132,6 +138,17 @@ func serve() error {
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("READY %s %s\n", l.ClientAddr(), l.DNSAddr())
 	io.Copy(io.Discard, os.Stdin)
@@ -375,6 +392,7 @@ func benchHTTP(args []string) error {
 	seconds := fs.Int("seconds", 15, "load duration")
 	conns := fs.Int("conns", 64, "keep-alive connections")
 	pipeline := fs.Int("pipeline", 1, "requests in flight per connection (HTTP/1.1 pipelining)")
+	cpuProfile := fs.String("cpuprofile", "", "write the LBS server's CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -391,6 +409,8 @@ func benchHTTP(args []string) error {
 		srvArgs := []string{r.mode}
 		if r.mode == "bare-http" {
 			srvArgs = append(srvArgs, "-body", body)
+		} else if *cpuProfile != "" {
+			srvArgs = append(srvArgs, "-cpuprofile", *cpuProfile)
 		}
 		srv, err := startPinned("0", srvArgs...)
 		if err != nil {
