@@ -135,8 +135,9 @@ type authPacketConn struct {
 	net.PacketConn
 	udp   *net.UDPConn // set for UDP sockets: the fast path
 	local netip.AddrPort
+	v6    bool // an AF_INET6 socket (sendmmsg addresses)
 	raw   syscall.RawConn
-	batch *peerBatch
+	batch *recvBatch
 	s     *Server
 	last  string // book entry of the previous packet, dropped on the next read
 }

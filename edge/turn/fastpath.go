@@ -13,8 +13,9 @@ import (
 )
 
 // The fast path relays ChannelData for UDP clients without going through
-// pion's per-packet request handling, and reads peer datagrams in batches
-// (recvmmsg) without the extra EAGAIN read a blocking read costs per wakeup.
+// pion's per-packet request handling, reading the listener in batches
+// (recvmmsg) without the extra EAGAIN read a blocking read costs per wakeup;
+// peer datagrams come back through the relay poller (poller.go).
 // pion still handles every STUN message (allocations, permissions, channel
 // binds, refreshes, Send and Data indications); the fast path learns the
 // channels from pion's lifecycle events and only ever carries data whose
@@ -185,7 +186,9 @@ func (c *relayPacketConn) writeToPeer(p []byte, peer netip.AddrPort) {
 // else goes to pion.
 func (c *authPacketConn) readFromUDPClient(p []byte) (int, net.Addr, error) {
 	b := c.batch
-	b.drained = false // see readFromPeers
+	// Readiness is reset when a Read begins, so a batch left over from the
+	// previous call must end with a real read, never a bare wait.
+	b.drained = false
 	var outN int
 	var outAddr net.Addr
 	var rerr error
@@ -236,7 +239,7 @@ func (c *authPacketConn) readFromUDPClient(p []byte) (int, net.Addr, error) {
 	return outN, outAddr, nil
 }
 
-// Batch reads of a relay socket.
+// Batch reads of a listener socket.
 
 const batch = 4
 
@@ -246,7 +249,7 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-type peerBatch struct {
+type recvBatch struct {
 	msgs  [batch]mmsghdr
 	iovs  [batch]unix.Iovec
 	names [batch]unix.RawSockaddrInet6
@@ -258,15 +261,15 @@ type peerBatch struct {
 	drained bool
 }
 
-func newPeerBatch() *peerBatch {
-	b := &peerBatch{}
+func newRecvBatch() *recvBatch {
+	b := &recvBatch{}
 	for i := range b.bufs {
-		b.bufs[i] = make([]byte, 1600+4) // 4 bytes of room for a ChannelData header
+		b.bufs[i] = make([]byte, rtpMTU+4)
 	}
 	return b
 }
 
-func (b *peerBatch) recv(fd int) (int, syscall.Errno) {
+func (b *recvBatch) recv(fd int) (int, syscall.Errno) {
 	for i := range b.msgs {
 		b.iovs[i].Base = &b.bufs[i][4]
 		b.iovs[i].SetLen(len(b.bufs[i]) - 4)
@@ -290,81 +293,4 @@ func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port)
 	}
 	return netip.AddrPort{}
-}
-
-// readFromPeers is relayPacketConn.ReadFrom for UDP relays: it reads peer
-// datagrams in batches and relays those of bound channels to the client
-// itself; any other datagram (Data indication, permission check) is
-// returned to pion.
-func (c *relayPacketConn) readFromPeers(p []byte) (int, net.Addr, error) {
-	b := c.batch
-	// Readiness is reset when a Read begins, so a batch left over from the
-	// previous call must end with a real read, never a bare wait.
-	b.drained = false
-	var outN int
-	var outAddr net.Addr
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			if b.next >= b.n {
-				n, e := b.recv(int(fd))
-				if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
-					b.n, b.next = 0, 0
-					return false
-				}
-				if e != 0 {
-					rerr = e
-					return true
-				}
-				b.n, b.next = n, 0
-				b.drained = n < batch
-			}
-			i := b.next
-			b.next++
-			size := int(b.msgs[i].len)
-			if b.msgs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
-				continue
-			}
-			peer := sockaddrToAddrPort(&b.names[i])
-			if c.down != nil || c.user.down != nil {
-				if ok, why := allowN(c.down, c.user.down, size, time.Now()); !ok {
-					c.s.dropped(why)
-					continue
-				}
-			}
-			c.chMu.RLock()
-			number, bound := c.ch.byPeer[peer]
-			ln, client := c.listener, c.client
-			c.chMu.RUnlock()
-			if bound && ln != nil {
-				frame := b.bufs[i][:4+size]
-				binary.BigEndian.PutUint16(frame[0:2], number)
-				binary.BigEndian.PutUint16(frame[2:4], uint16(size))
-				if _, err := ln.udp.WriteToUDPAddrPort(frame, client); err == nil {
-					c.s.m.bytesToClient.Add(float64(size))
-					c.s.m.packetsToClient.Inc()
-				}
-				if b.next >= b.n && b.drained {
-					// The socket was empty at the last recvmmsg: wait for
-					// the next datagram's readiness instead of paying an
-					// EAGAIN read now.
-					b.n, b.next, b.drained = 0, 0, false
-					return false
-				}
-				continue
-			}
-			c.s.m.bytesToClient.Add(float64(size))
-			c.s.m.packetsToClient.Inc()
-			outN = copy(p, b.bufs[i][4:4+size])
-			outAddr = net.UDPAddrFromAddrPort(peer)
-			return true
-		}
-	})
-	if err != nil {
-		return 0, nil, err
-	}
-	if rerr != nil {
-		return 0, nil, rerr
-	}
-	return outN, outAddr, nil
 }

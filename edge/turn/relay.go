@@ -133,9 +133,14 @@ func (g *relayGen) AllocatePacketConn(cfg pionturn.AllocateListenerConfig) (net.
 		_ = uc.SetWriteBuffer(1 << 20)
 	}
 	rc := &relayPacketConn{PacketConn: conn, s: g.s, user: u}
-	if uc, ok := conn.(*net.UDPConn); ok {
+	if uc, ok := conn.(*net.UDPConn); ok && g.s.poller != nil {
 		if raw, err := uc.SyscallConn(); err == nil {
-			rc.udp, rc.raw, rc.batch = uc, raw, newPeerBatch()
+			rc.udp, rc.raw = uc, raw
+			rc.slow, rc.closed = make(chan slowDatagram, slowQueueLen), make(chan struct{})
+			if err := g.s.poller.add(rc); err != nil {
+				g.s.log.Warn("relay socket not polled; pion reads it", "err", err)
+				rc.udp, rc.raw = nil, nil
+			}
 		}
 	}
 	if bps := g.s.cfg.Limits.AllocationKbps * 1000 / 8; bps > 0 {
@@ -247,10 +252,12 @@ type relayPacketConn struct {
 	once     sync.Once
 	key      netip.AddrPort // advertised relay address
 
-	// Fast path (fastpath.go), for UDP relays.
+	// Fast path (fastpath.go, poller.go), for UDP relays.
 	udp      *net.UDPConn
-	raw      syscall.RawConn
-	batch    *peerBatch
+	raw      syscall.RawConn // set while the relay socket is in the poller
+	pollFD   int32
+	slow     chan slowDatagram // peer datagrams for pion
+	closed   chan struct{}
 	chMu     sync.RWMutex
 	ch       channels
 	client   netip.AddrPort
@@ -274,7 +281,7 @@ func (c *relayPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 
 func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if c.raw != nil {
-		return c.readFromPeers(p)
+		return c.readFromPoller(p)
 	}
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
@@ -294,13 +301,17 @@ func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (c *relayPacketConn) Close() error {
-	err := c.PacketConn.Close()
 	c.once.Do(func() {
+		if c.raw != nil {
+			// Out of the poller before the descriptor can be reused.
+			c.s.poller.remove(c)
+			close(c.closed)
+		}
 		c.s.udpRelays.CompareAndDelete(c.key, c)
 		c.s.quotas.release(c.user)
 		c.s.m.relaysActiveUDP.Dec()
 	})
-	return err
+	return c.PacketConn.Close()
 }
 
 // relayListener is a TCP allocation's relayed transport address.

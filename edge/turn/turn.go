@@ -63,6 +63,7 @@ type Server struct {
 	tcpRelays sync.Map // relay port → *relayListener
 	udpRelays sync.Map // advertised relay netip.AddrPort → *relayPacketConn
 	fast      *fastPath
+	poller    *relayPoller // reads UDP relay sockets; set by Start
 
 	mu        sync.Mutex
 	pion      *pionturn.Server
@@ -147,6 +148,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}
 		}
 	}()
+	if len(s.cfg.UDP) > 0 {
+		p, err := newRelayPoller(s)
+		if err != nil {
+			return fmt.Errorf("turn: relay poller: %w", err)
+		}
+		closers = append(closers, p.close)
+		s.poller = p
+	}
 	nsock := s.cfg.UDPSockets
 	if nsock == 0 {
 		nsock = runtime.GOMAXPROCS(0)
@@ -161,7 +170,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			apc := &authPacketConn{PacketConn: c, s: s}
 			if uc, ok := c.(*net.UDPConn); ok {
 				if raw, err := uc.SyscallConn(); err == nil {
-					apc.udp, apc.raw, apc.batch = uc, raw, newPeerBatch()
+					apc.udp, apc.raw, apc.batch = uc, raw, newRecvBatch()
+					if apc.v6, err = socketIsIPv6(raw); err != nil {
+						return fmt.Errorf("turn: udp %s: %w", addr, err)
+					}
 				}
 				if local, ok := addrPortOf(uc.LocalAddr()); ok {
 					apc.local = unmapAP(local)
@@ -221,6 +233,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.pion = srv
 	s.started = true
+	if s.poller != nil {
+		go s.poller.run()
+	}
 	s.log.Info("serving", "udp", s.addrs.UDP, "udp_sockets", nsock, "tcp", s.addrs.TCP, "tls", s.addrs.TLS,
 		"relay_ipv4", s.cfg.Relay.IPv4, "relay_ipv6", s.cfg.Relay.IPv6, "secrets", s.keyring.IDs())
 	return nil
@@ -288,6 +303,9 @@ closeAll:
 	deadline := time.Now().Add(2 * time.Second)
 	for s.pion.AllocationCount() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+	if s.poller != nil {
+		_ = s.poller.close()
 	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("turn: close: %w", err)
