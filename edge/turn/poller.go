@@ -14,7 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// One goroutine reads every UDP relay socket of the server. An allocation's
+// One goroutine per UDP listener socket reads the relay sockets of that
+// listener's allocations (a listener socket per core, udp_sockets). An allocation's
 // peer sends a few hundred datagrams a second at most (audio: 50), so a
 // goroutine per relay socket is woken, scheduled and parked again for
 // nearly every datagram, and each sends its one ChannelData frame to the
@@ -102,7 +103,7 @@ func (p *relayPoller) add(c *relayPacketConn) error {
 	if err := c.raw.Control(func(f uintptr) { fd = int32(f) }); err != nil {
 		return err
 	}
-	c.pollFD = fd
+	c.pollFD, c.poller = fd, p
 	p.mu.Lock()
 	p.conns[fd] = c
 	p.mu.Unlock()

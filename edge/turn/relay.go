@@ -30,7 +30,8 @@ var (
 // count and limit what they carry.
 type relayGen struct {
 	s          *Server
-	tcpControl bool // the listener is TCP or TLS
+	tcpControl bool         // the listener is TCP or TLS
+	poller     *relayPoller // reads this UDP listener's relays; nil: pion reads them
 }
 
 var _ pionturn.RelayAddressGenerator = (*relayGen)(nil)
@@ -133,11 +134,11 @@ func (g *relayGen) AllocatePacketConn(cfg pionturn.AllocateListenerConfig) (net.
 		_ = uc.SetWriteBuffer(1 << 20)
 	}
 	rc := &relayPacketConn{PacketConn: conn, s: g.s, user: u}
-	if uc, ok := conn.(*net.UDPConn); ok && g.s.poller != nil {
+	if uc, ok := conn.(*net.UDPConn); ok && g.poller != nil {
 		if raw, err := uc.SyscallConn(); err == nil {
 			rc.udp, rc.raw = uc, raw
 			rc.slow, rc.closed = make(chan slowDatagram, slowQueueLen), make(chan struct{})
-			if err := g.s.poller.add(rc); err != nil {
+			if err := g.poller.add(rc); err != nil {
 				g.s.log.Warn("relay socket not polled; pion reads it", "err", err)
 				rc.udp, rc.raw = nil, nil
 			}
@@ -255,6 +256,7 @@ type relayPacketConn struct {
 	// Fast path (fastpath.go, poller.go), for UDP relays.
 	udp      *net.UDPConn
 	raw      syscall.RawConn // set while the relay socket is in the poller
+	poller   *relayPoller
 	pollFD   int32
 	slow     chan slowDatagram // peer datagrams for pion
 	closed   chan struct{}
@@ -304,7 +306,7 @@ func (c *relayPacketConn) Close() error {
 	c.once.Do(func() {
 		if c.raw != nil {
 			// Out of the poller before the descriptor can be reused.
-			c.s.poller.remove(c)
+			c.poller.remove(c)
 			close(c.closed)
 		}
 		c.s.udpRelays.CompareAndDelete(c.key, c)

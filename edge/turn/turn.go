@@ -63,7 +63,7 @@ type Server struct {
 	tcpRelays sync.Map // relay port → *relayListener
 	udpRelays sync.Map // advertised relay netip.AddrPort → *relayPacketConn
 	fast      *fastPath
-	poller    *relayPoller // reads UDP relay sockets; set by Start
+	pollers   []*relayPoller // one per UDP listener socket; set by Start
 
 	mu        sync.Mutex
 	pion      *pionturn.Server
@@ -148,14 +148,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	if len(s.cfg.UDP) > 0 {
-		p, err := newRelayPoller(s)
-		if err != nil {
-			return fmt.Errorf("turn: relay poller: %w", err)
-		}
-		closers = append(closers, p.close)
-		s.poller = p
-	}
 	nsock := s.cfg.UDPSockets
 	if nsock == 0 {
 		nsock = runtime.GOMAXPROCS(0)
@@ -182,9 +174,17 @@ func (s *Server) Start(ctx context.Context) (err error) {
 					}
 				}
 			}
+			// The relays of this socket's allocations get a poller of
+			// their own, so relaying scales with the sockets over cores.
+			p, err := newRelayPoller(s)
+			if err != nil {
+				return fmt.Errorf("turn: relay poller: %w", err)
+			}
+			closers = append(closers, p.close)
+			s.pollers = append(s.pollers, p)
 			pcs = append(pcs, pionturn.PacketConnConfig{
 				PacketConn:            apc,
-				RelayAddressGenerator: &relayGen{s: s},
+				RelayAddressGenerator: &relayGen{s: s, poller: p},
 				PermissionHandler:     s.permission,
 			})
 		}
@@ -233,8 +233,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.pion = srv
 	s.started = true
-	if s.poller != nil {
-		go s.poller.run()
+	for _, p := range s.pollers {
+		go p.run()
 	}
 	s.log.Info("serving", "udp", s.addrs.UDP, "udp_sockets", nsock, "tcp", s.addrs.TCP, "tls", s.addrs.TLS,
 		"relay_ipv4", s.cfg.Relay.IPv4, "relay_ipv6", s.cfg.Relay.IPv6, "secrets", s.keyring.IDs())
@@ -304,8 +304,8 @@ closeAll:
 	for s.pion.AllocationCount() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if s.poller != nil {
-		_ = s.poller.close()
+	for _, p := range s.pollers {
+		_ = p.close()
 	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("turn: close: %w", err)
