@@ -229,6 +229,7 @@ func relayBench(args []string) error {
 	interval := fs.Int("z", 2, "milliseconds between packets of one client")
 	window := fs.Duration("window", 5*time.Second, "measurement window in steady state")
 	sizes := fs.String("sizes", "160,1000", "payload sizes")
+	servers := fs.String("servers", "coturn,longlink", "servers to measure, in order")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -245,7 +246,10 @@ func relayBench(args []string) error {
 		if err != nil {
 			return err
 		}
-		for _, kind := range []string{"coturn", "longlink"} {
+		for _, kind := range strings.Split(*servers, ",") {
+			if kind != "coturn" && kind != "longlink" {
+				return fmt.Errorf("unknown server %q", kind)
+			}
 			r, err := e.relayRun(kind, size, *procs, *clients, *interval, *window)
 			if err != nil {
 				return fmt.Errorf("%s %dB: %w", kind, size, err)
