@@ -17,6 +17,7 @@ import (
 
 	"github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/longlink/longlink/pkg/turncred"
 )
@@ -137,9 +138,14 @@ type authPacketConn struct {
 	local netip.AddrPort
 	v6    bool // an AF_INET6 socket (sendmmsg addresses)
 	raw   syscall.RawConn
-	batch *recvBatch
 	s     *Server
 	last  string // book entry of the previous packet, dropped on the next read
+
+	// Set while a relay poller reads the socket (poller.go).
+	poller    *relayPoller
+	slow      chan slowDatagram // client datagrams for pion
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func (c *authPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -147,14 +153,35 @@ func (c *authPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		c.s.auth.forget(c.last)
 		c.last = ""
 	}
-	if c.udp != nil {
-		return c.readFromUDPClient(p)
+	if c.poller != nil {
+		select {
+		case d := <-c.slow:
+			n := copy(p, d.b)
+			addr := net.UDPAddrFromAddrPort(d.from)
+			if n >= 20 && p[0]&0xC0 == 0 {
+				c.last = c.s.inspect(p[:n], addr)
+			}
+			return n, addr, nil
+		case <-c.closed:
+			return 0, nil, net.ErrClosed
+		}
 	}
 	n, addr, err := c.PacketConn.ReadFrom(p)
 	if err == nil && n >= 20 && p[0]&0xC0 == 0 {
 		c.last = c.s.inspect(p[:n], addr)
 	}
 	return n, addr, err
+}
+
+func (c *authPacketConn) Close() error {
+	if c.poller != nil {
+		c.closeOnce.Do(func() {
+			// Out of the poller before the descriptor can be reused.
+			_ = c.poller.ctl(unix.EPOLL_CTL_DEL, c.poller.lnFD)
+			close(c.closed)
+		})
+	}
+	return c.PacketConn.Close()
 }
 
 // authListener wraps a TCP or TLS listener: it caps open connections and

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -13,9 +12,10 @@ import (
 )
 
 // The fast path relays ChannelData for UDP clients without going through
-// pion's per-packet request handling, reading the listener in batches
-// (recvmmsg) without the extra EAGAIN read a blocking read costs per wakeup;
-// peer datagrams come back through the relay poller (poller.go).
+// pion's per-packet request handling: the relay poller of each UDP listener
+// socket (poller.go) reads the listener and its allocations' relay sockets
+// in batches (recvmmsg), without the extra EAGAIN read a blocking read costs
+// per wakeup.
 // pion still handles every STUN message (allocations, permissions, channel
 // binds, refreshes, Send and Data indications); the fast path learns the
 // channels from pion's lifecycle events and only ever carries data whose
@@ -181,105 +181,10 @@ func (c *relayPacketConn) writeToPeer(p []byte, peer netip.AddrPort) {
 	}
 }
 
-// readFromUDPClient is authPacketConn.ReadFrom for UDP listeners: it reads
-// in batches; channel data of known channels is relayed here, everything
-// else goes to pion.
-func (c *authPacketConn) readFromUDPClient(p []byte) (int, net.Addr, error) {
-	b := c.batch
-	// Readiness is reset when a Read begins, so a batch left over from the
-	// previous call must end with a real read, never a bare wait.
-	b.drained = false
-	var outN int
-	var outAddr net.Addr
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			if b.next >= b.n {
-				n, e := b.recv(int(fd))
-				if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
-					b.n, b.next = 0, 0
-					return false
-				}
-				if e != 0 {
-					rerr = e
-					return true
-				}
-				b.n, b.next = n, 0
-				b.drained = n < batch
-			}
-			i := b.next
-			b.next++
-			size := int(b.msgs[i].len)
-			if b.msgs[i].hdr.Flags&unix.MSG_TRUNC != 0 {
-				continue // larger than any TURN datagram we accept
-			}
-			data := b.bufs[i][4 : 4+size]
-			from := sockaddrToAddrPort(&b.names[i])
-			if size >= 4 && data[0]&0xC0 == 0x40 && c.s.clientChannelData(data, from, c.local) {
-				if b.next >= b.n && b.drained {
-					b.n, b.next, b.drained = 0, 0, false
-					return false
-				}
-				continue
-			}
-			outN = copy(p, data)
-			outAddr = net.UDPAddrFromAddrPort(from)
-			if size >= 20 && data[0]&0xC0 == 0 {
-				c.last = c.s.inspect(data, outAddr)
-			}
-			return true
-		}
-	})
-	if err != nil {
-		return 0, nil, err
-	}
-	if rerr != nil {
-		return 0, nil, rerr
-	}
-	return outN, outAddr, nil
-}
-
-// Batch reads of a listener socket.
-
-const batch = 4
-
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
 	_   [4]byte
-}
-
-type recvBatch struct {
-	msgs  [batch]mmsghdr
-	iovs  [batch]unix.Iovec
-	names [batch]unix.RawSockaddrInet6
-	bufs  [batch][]byte
-	n     int // datagrams in the batch
-	next  int // next to hand out
-	// drained: the last recvmmsg returned fewer than batch datagrams, so the
-	// socket was empty; the next read can wait for readiness first.
-	drained bool
-}
-
-func newRecvBatch() *recvBatch {
-	b := &recvBatch{}
-	for i := range b.bufs {
-		b.bufs[i] = make([]byte, rtpMTU+4)
-	}
-	return b
-}
-
-func (b *recvBatch) recv(fd int) (int, syscall.Errno) {
-	for i := range b.msgs {
-		b.iovs[i].Base = &b.bufs[i][4]
-		b.iovs[i].SetLen(len(b.bufs[i]) - 4)
-		b.msgs[i].hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&b.names[i])), Namelen: uint32(unsafe.Sizeof(b.names[i])), Iov: &b.iovs[i], Iovlen: 1}
-	}
-	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])), batch, unix.MSG_DONTWAIT, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), 0
 }
 
 func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {

@@ -29,16 +29,19 @@ import (
 // that allocation, which now waits on a channel instead of the socket.
 
 const (
-	pollEvents   = 64 // epoll events per epoll_wait
-	pollPerRead  = 8  // datagrams per recvmmsg
-	pollPending  = 64 // datagrams held for one sendmmsg round
-	slowQueueLen = 64 // datagrams waiting for pion per relay
+	pollEvents     = 64   // epoll events per epoll_wait
+	pollPerRead    = 8    // datagrams per recvmmsg
+	pollPending    = 64   // datagrams held for one sendmmsg round
+	slowQueueLen   = 64   // datagrams waiting for pion per relay
+	listenQueueLen = 1024 // client datagrams waiting for pion per listener socket
 )
 
 type relayPoller struct {
 	s    *Server
 	epfd *os.File
 	raw  syscall.RawConn
+	ln   *authPacketConn // the listener socket served
+	lnFD int32
 
 	mu    sync.RWMutex
 	conns map[int32]*relayPacketConn // relay socket fd → relay
@@ -71,7 +74,9 @@ type slowDatagram struct {
 	from netip.AddrPort
 }
 
-func newRelayPoller(s *Server) (*relayPoller, error) {
+// newRelayPoller makes the poller of a UDP listener socket; from now on the
+// poller reads it.
+func newRelayPoller(s *Server, ln *authPacketConn) (*relayPoller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -86,11 +91,35 @@ func newRelayPoller(s *Server) (*relayPoller, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	p := &relayPoller{s: s, epfd: f, raw: raw, conns: map[int32]*relayPacketConn{}}
+	p := &relayPoller{s: s, epfd: f, raw: raw, ln: ln, conns: map[int32]*relayPacketConn{}}
 	for i := range p.bufs {
 		p.bufs[i] = make([]byte, 4+rtpMTU) // 4 bytes of room for the ChannelData header
 	}
+	if err := ln.raw.Control(func(fd uintptr) { p.lnFD = int32(fd) }); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	if err := p.ctl(unix.EPOLL_CTL_ADD, p.lnFD); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	ln.slow, ln.closed, ln.poller = make(chan slowDatagram, listenQueueLen), make(chan struct{}), p
 	return p, nil
+}
+
+// ctl adds or removes a socket. Edge-triggered: the poller drains a socket
+// each time it is reported, so a level-triggered report would only repeat
+// itself.
+func (p *relayPoller) ctl(op int, fd int32) error {
+	var perr error
+	err := p.raw.Control(func(ep uintptr) {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: fd}
+		perr = unix.EpollCtl(int(ep), op, int(fd), &ev)
+	})
+	if err != nil {
+		return err
+	}
+	return perr
 }
 
 // rtpMTU is the largest peer datagram relayed, as pion's own relay buffer.
@@ -107,17 +136,7 @@ func (p *relayPoller) add(c *relayPacketConn) error {
 	p.mu.Lock()
 	p.conns[fd] = c
 	p.mu.Unlock()
-	var perr error
-	err := p.raw.Control(func(ep uintptr) {
-		// Edge-triggered: the poller drains a socket each time it is
-		// reported, so a level-triggered report would only repeat itself.
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: fd}
-		perr = unix.EpollCtl(int(ep), unix.EPOLL_CTL_ADD, int(fd), &ev)
-	})
-	if err == nil {
-		err = perr
-	}
-	if err != nil {
+	if err := p.ctl(unix.EPOLL_CTL_ADD, fd); err != nil {
 		p.mu.Lock()
 		delete(p.conns, fd)
 		p.mu.Unlock()
@@ -129,9 +148,7 @@ func (p *relayPoller) add(c *relayPacketConn) error {
 // remove takes a relay socket out of the set before it is closed, so its
 // descriptor number can be reused safely.
 func (p *relayPoller) remove(c *relayPacketConn) {
-	_ = p.raw.Control(func(ep uintptr) {
-		_ = unix.EpollCtl(int(ep), unix.EPOLL_CTL_DEL, int(c.pollFD), nil)
-	})
+	_ = p.ctl(unix.EPOLL_CTL_DEL, c.pollFD)
 	p.mu.Lock()
 	if p.conns[c.pollFD] == c {
 		delete(p.conns, c.pollFD)
@@ -153,13 +170,19 @@ func (p *relayPoller) run() {
 				return false // wait for readiness of the epoll set
 			}
 			p.ready = p.ready[:0]
+			listener := false
 			p.mu.RLock()
 			for i := 0; i < n; i++ {
-				if c := p.conns[p.events[i].Fd]; c != nil {
+				if p.events[i].Fd == p.lnFD {
+					listener = true
+				} else if c := p.conns[p.events[i].Fd]; c != nil {
 					p.ready = append(p.ready, c)
 				}
 			}
 			p.mu.RUnlock()
+			if listener {
+				p.drainListener()
+			}
 			for _, c := range p.ready {
 				p.drain(c)
 			}
@@ -190,6 +213,44 @@ func (p *relayPoller) drain(c *relayPacketConn) {
 				return
 			}
 			p.relay(c, start, n)
+			if n < pollPerRead {
+				return
+			}
+		}
+	})
+}
+
+// drainListener reads the listener socket until it is empty: ChannelData
+// of known channels is relayed to the peer here, the rest goes to pion.
+func (p *relayPoller) drainListener() {
+	ln := p.ln
+	_ = ln.raw.Control(func(fd uintptr) {
+		for {
+			if p.pending+pollPerRead > pollPending {
+				p.flush()
+			}
+			// The free buffers serve for the read: nothing read here is
+			// kept past this loop.
+			start := p.pending
+			n, errno := p.recvmmsg(int(fd), start, pollPerRead)
+			if errno == unix.EINTR {
+				continue
+			}
+			if errno != 0 || n == 0 {
+				return
+			}
+			for i := start; i < start+n; i++ {
+				if p.recv[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+					continue // larger than any TURN datagram we accept
+				}
+				size := int(p.recv[i].len)
+				data := p.bufs[i][4 : 4+size]
+				from := sockaddrToAddrPort(&p.names[i])
+				if size >= 4 && data[0]&0xC0 == 0x40 && p.s.clientChannelData(data, from, ln.local) {
+					continue
+				}
+				ln.toPion(data, from)
+			}
 			if n < pollPerRead {
 				return
 			}
@@ -334,6 +395,15 @@ func (c *relayPacketConn) toPion(b []byte, from netip.AddrPort) {
 	case c.slow <- slowDatagram{b: append([]byte(nil), b...), from: from}:
 		c.s.m.bytesToClient.Add(float64(len(b)))
 		c.s.m.packetsToClient.Inc()
+	default:
+	}
+}
+
+// toPion queues a client datagram for pion's read goroutine of the
+// listener; a full queue drops it, as a full socket buffer would.
+func (c *authPacketConn) toPion(b []byte, from netip.AddrPort) {
+	select {
+	case c.slow <- slowDatagram{b: append([]byte(nil), b...), from: from}:
 	default:
 	}
 }

@@ -162,7 +162,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			apc := &authPacketConn{PacketConn: c, s: s}
 			if uc, ok := c.(*net.UDPConn); ok {
 				if raw, err := uc.SyscallConn(); err == nil {
-					apc.udp, apc.raw, apc.batch = uc, raw, newRecvBatch()
+					apc.udp, apc.raw = uc, raw
 					if apc.v6, err = socketIsIPv6(raw); err != nil {
 						return fmt.Errorf("turn: udp %s: %w", addr, err)
 					}
@@ -174,14 +174,16 @@ func (s *Server) Start(ctx context.Context) (err error) {
 					}
 				}
 			}
-			// The relays of this socket's allocations get a poller of
+			// Each socket and its allocations' relays get a poller of
 			// their own, so relaying scales with the sockets over cores.
-			p, err := newRelayPoller(s)
-			if err != nil {
-				return fmt.Errorf("turn: relay poller: %w", err)
+			var p *relayPoller
+			if apc.raw != nil {
+				if p, err = newRelayPoller(s, apc); err != nil {
+					return fmt.Errorf("turn: relay poller: %w", err)
+				}
+				closers = append(closers, p.close)
+				s.pollers = append(s.pollers, p)
 			}
-			closers = append(closers, p.close)
-			s.pollers = append(s.pollers, p)
 			pcs = append(pcs, pionturn.PacketConnConfig{
 				PacketConn:            apc,
 				RelayAddressGenerator: &relayGen{s: s, poller: p},
