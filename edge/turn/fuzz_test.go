@@ -3,8 +3,10 @@ package turn
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -89,6 +91,55 @@ func FuzzStreamFraming(f *testing.F) {
 		}
 		if c.last != "" {
 			s.auth.forget(c.last)
+		}
+	})
+}
+
+// FuzzClientChannelData feeds arbitrary client datagrams to the fast path's
+// ChannelData decoder (the relay poller calls it for every datagram read
+// from a UDP listener): it relays exactly the well-formed frames of the
+// bound channel, their payload and nothing else, to the bound peer.
+func FuzzClientChannelData(f *testing.F) {
+	s := fuzzServer(f)
+	relaySock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer relaySock.Close()
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer sink.Close()
+	const number = 0x4001
+	client := netip.MustParseAddrPort("127.0.0.1:5000")
+	local := netip.MustParseAddrPort("127.0.0.1:3478")
+	rc := &relayPacketConn{PacketConn: relaySock, s: s, user: &userState{}, udp: relaySock}
+	rc.setChannel(sink.LocalAddr().(*net.UDPAddr).AddrPort(), number, true)
+	s.fast.byClient[clientKey{client, local}] = rc
+
+	f.Add([]byte{0x40, 0x01, 0x00, 0x04, 1, 2, 3, 4})
+	f.Add([]byte{0x40, 0x01, 0x00, 0x03, 1, 2, 3, 0}) // padded
+	f.Add([]byte{0x40, 0x02, 0x00, 0x01, 9})          // another channel
+	f.Add([]byte{0x40, 0x01, 0x00, 0x09, 1, 2})       // length past the end
+	f.Add([]byte{0x00, 0x01, 0x00, 0x00})
+	buf := make([]byte, 2048)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := len(b) >= 4 && b[0]&0xC0 == 0x40 && binary.BigEndian.Uint16(b) == number &&
+			int(binary.BigEndian.Uint16(b[2:])) <= len(b)-4
+		if got := s.clientChannelData(b, client, local); got != want {
+			t.Fatalf("relayed = %v, want %v", got, want)
+		}
+		if !want {
+			return
+		}
+		_ = sink.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := sink.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if payload := b[4 : 4+int(binary.BigEndian.Uint16(b[2:]))]; !bytes.Equal(buf[:n], payload) {
+			t.Fatalf("peer got %x, want %x", buf[:n], payload)
 		}
 	})
 }
