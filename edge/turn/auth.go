@@ -143,7 +143,7 @@ type authPacketConn struct {
 
 	// Set while a relay poller reads the socket (poller.go).
 	poller    *relayPoller
-	slow      chan slowDatagram // client datagrams for pion
+	slow      chan *slowDatagram // client datagrams for pion
 	closed    chan struct{}
 	closeOnce sync.Once
 }

@@ -68,7 +68,8 @@ type sendBatch struct {
 	n     int
 }
 
-// slowDatagram is a peer datagram pion handles itself.
+// slowDatagram is a datagram pion handles itself; queued by pointer, as
+// every relay has a queue.
 type slowDatagram struct {
 	b    []byte
 	from netip.AddrPort
@@ -103,7 +104,7 @@ func newRelayPoller(s *Server, ln *authPacketConn) (*relayPoller, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	ln.slow, ln.closed, ln.poller = make(chan slowDatagram, listenQueueLen), make(chan struct{}), p
+	ln.slow, ln.closed, ln.poller = make(chan *slowDatagram, listenQueueLen), make(chan struct{}), p
 	return p, nil
 }
 
@@ -392,7 +393,7 @@ func putSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort, v6 bool) uint32 {
 // full queue drops it, as a full socket buffer would.
 func (c *relayPacketConn) toPion(b []byte, from netip.AddrPort) {
 	select {
-	case c.slow <- slowDatagram{b: append([]byte(nil), b...), from: from}:
+	case c.slow <- &slowDatagram{b: append([]byte(nil), b...), from: from}:
 		c.s.m.bytesToClient.Add(float64(len(b)))
 		c.s.m.packetsToClient.Inc()
 	default:
@@ -403,7 +404,7 @@ func (c *relayPacketConn) toPion(b []byte, from netip.AddrPort) {
 // listener; a full queue drops it, as a full socket buffer would.
 func (c *authPacketConn) toPion(b []byte, from netip.AddrPort) {
 	select {
-	case c.slow <- slowDatagram{b: append([]byte(nil), b...), from: from}:
+	case c.slow <- &slowDatagram{b: append([]byte(nil), b...), from: from}:
 	default:
 	}
 }

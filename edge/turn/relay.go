@@ -137,7 +137,7 @@ func (g *relayGen) AllocatePacketConn(cfg pionturn.AllocateListenerConfig) (net.
 	if uc, ok := conn.(*net.UDPConn); ok && g.poller != nil {
 		if raw, err := uc.SyscallConn(); err == nil {
 			rc.udp, rc.raw = uc, raw
-			rc.slow, rc.closed = make(chan slowDatagram, slowQueueLen), make(chan struct{})
+			rc.slow, rc.closed = make(chan *slowDatagram, slowQueueLen), make(chan struct{})
 			if err := g.poller.add(rc); err != nil {
 				g.s.log.Warn("relay socket not polled; pion reads it", "err", err)
 				rc.udp, rc.raw = nil, nil
@@ -258,7 +258,7 @@ type relayPacketConn struct {
 	raw      syscall.RawConn // set while the relay socket is in the poller
 	poller   *relayPoller
 	pollFD   int32
-	slow     chan slowDatagram // peer datagrams for pion
+	slow     chan *slowDatagram // peer datagrams for pion
 	closed   chan struct{}
 	chMu     sync.RWMutex
 	ch       channels
