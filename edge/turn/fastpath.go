@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -71,6 +72,9 @@ func (s *Server) allocationCreated(src, dst, relay net.Addr) {
 		return
 	}
 	rc := v.(*relayPacketConn)
+	if rc.raw == nil {
+		return // not in a relay poller: pion's path
+	}
 	s.fast.mu.Lock()
 	defer s.fast.mu.Unlock()
 	ln := s.fast.listeners[unmapAP(local)]
@@ -175,8 +179,24 @@ func (c *relayPacketConn) writeToPeer(p []byte, peer netip.AddrPort) {
 			return
 		}
 	}
-	if n, err := c.udp.WriteToUDPAddrPort(p, peer); err == nil {
-		c.s.m.bytesToPeer.Add(float64(n))
+	if peer.Addr().Zone() != "" {
+		// A scoped (link-local) peer: the stdlib resolves the zone.
+		if _, err := c.udp.WriteToUDPAddrPort(p, peer); err == nil {
+			c.s.m.bytesToPeer.Add(float64(len(p)))
+			c.s.m.packetsToPeer.Inc()
+		}
+		return
+	}
+	var sa unix.RawSockaddrInet6
+	salen := putSockaddr(&sa, peer, c.v6)
+	var errno syscall.Errno
+	err := c.raw.Write(func(fd uintptr) bool {
+		_, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
+			0, uintptr(unsafe.Pointer(&sa)), uintptr(salen))
+		return errno != unix.EAGAIN // full send buffer: wait for room, as a plain write does
+	})
+	if err == nil && errno == 0 {
+		c.s.m.bytesToPeer.Add(float64(len(p)))
 		c.s.m.packetsToPeer.Inc()
 	}
 }

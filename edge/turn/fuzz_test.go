@@ -114,7 +114,11 @@ func FuzzClientChannelData(f *testing.F) {
 	const number = 0x4001
 	client := netip.MustParseAddrPort("127.0.0.1:5000")
 	local := netip.MustParseAddrPort("127.0.0.1:3478")
-	rc := &relayPacketConn{PacketConn: relaySock, s: s, user: &userState{}, udp: relaySock}
+	raw, err := relaySock.SyscallConn()
+	if err != nil {
+		f.Fatal(err)
+	}
+	rc := &relayPacketConn{PacketConn: relaySock, s: s, user: &userState{}, udp: relaySock, raw: raw}
 	rc.setChannel(sink.LocalAddr().(*net.UDPAddr).AddrPort(), number, true)
 	s.fast.byClient[clientKey{client, local}] = rc
 

@@ -163,11 +163,12 @@ func (p *relayPoller) close() error { return p.epfd.Close() }
 func (p *relayPoller) run() {
 	_ = p.raw.Read(func(ep uintptr) bool {
 		for {
-			n, err := unix.EpollWait(int(ep), p.events[:], 0)
-			if err == unix.EINTR {
+			r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, ep, uintptr(unsafe.Pointer(&p.events[0])), uintptr(len(p.events)), 0, 0, 0)
+			if errno == unix.EINTR {
 				continue
 			}
-			if err != nil || n == 0 {
+			n := int(r)
+			if errno != 0 || n == 0 {
 				return false // wait for readiness of the epoll set
 			}
 			p.ready = p.ready[:0]
@@ -266,7 +267,7 @@ func (p *relayPoller) recvmmsg(fd, start, max int) (int, syscall.Errno) {
 		p.recv[i].hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&p.names[i])), Namelen: uint32(unsafe.Sizeof(p.names[i])), Iov: &p.iovs[i], Iovlen: 1}
 		p.recv[i].len = 0
 	}
-	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&p.recv[start])), uintptr(max), unix.MSG_DONTWAIT, 0, 0)
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&p.recv[start])), uintptr(max), unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -359,7 +360,7 @@ func (b *sendBatch) send() {
 	sent := 0
 	_ = b.ln.raw.Write(func(fd uintptr) bool {
 		for sent < b.n {
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
+			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
 			switch {
 			case e == unix.EAGAIN:
 				return false

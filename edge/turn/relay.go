@@ -137,6 +137,11 @@ func (g *relayGen) AllocatePacketConn(cfg pionturn.AllocateListenerConfig) (net.
 	if uc, ok := conn.(*net.UDPConn); ok && g.poller != nil {
 		if raw, err := uc.SyscallConn(); err == nil {
 			rc.udp, rc.raw = uc, raw
+			if rc.v6, err = socketIsIPv6(raw); err != nil {
+				rc.udp, rc.raw = nil, nil
+			}
+		}
+		if rc.raw != nil {
 			rc.slow, rc.closed = make(chan *slowDatagram, slowQueueLen), make(chan struct{})
 			if err := g.poller.add(rc); err != nil {
 				g.s.log.Warn("relay socket not polled; pion reads it", "err", err)
@@ -256,6 +261,7 @@ type relayPacketConn struct {
 	// Fast path (fastpath.go, poller.go), for UDP relays.
 	udp      *net.UDPConn
 	raw      syscall.RawConn // set while the relay socket is in the poller
+	v6       bool            // an AF_INET6 socket (sendto addresses)
 	poller   *relayPoller
 	pollFD   int32
 	slow     chan *slowDatagram // peer datagrams for pion
