@@ -119,17 +119,7 @@ func TestReconnectAndAuthFailure(t *testing.T) {
 		last.Store(f)
 		return f, nil
 	}
-	c, err := New(testConfig(d, "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Start()
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := startClient(t, testConfig(d, "a"))
 	last.Load().Close() // the link drops
 	deadline := time.Now().Add(5 * time.Second)
 	for n.Load() < 2 {
@@ -375,17 +365,7 @@ func TestBusyPausesSends(t *testing.T) {
 	d := func(ctx context.Context, addr string) (Transport, error) { return bt, nil }
 	cfg := testConfig(d, "gw")
 	cfg.BackoffMin, cfg.BackoffMax = 100*time.Millisecond, 200*time.Millisecond
-	c, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Start()
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := startClient(t, cfg)
 	first, err := c.SendAsync(&imapi.SendReq{ConvType: imapi.ConvP2P, To: "bob", Body: []byte(`{}`), ClientMsgID: "c0"})
 	if err != nil {
 		t.Fatal(err)

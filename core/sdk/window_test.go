@@ -174,6 +174,24 @@ func (h *heldTransport) waitOut(t *testing.T, n int) {
 	}
 }
 
+// startClient starts a client on cfg and waits up to 5 s for its
+// connection; ctx is that 5 s context, for the test's own requests.
+func startClient(t *testing.T, cfg Config) (*Client, context.Context) {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx
+}
+
 func startHeld(t *testing.T, mod func(*Config)) (*Client, *heldTransport) {
 	t.Helper()
 	h := newHeld()
@@ -184,17 +202,7 @@ func startHeld(t *testing.T, mod func(*Config)) (*Client, *heldTransport) {
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Start()
-	t.Cleanup(func() { _ = c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := startClient(t, cfg)
 	return c, h
 }
 
@@ -321,17 +329,7 @@ func TestSendWindowAfterReconnect(t *testing.T) {
 		return h, nil
 	}, "gw")
 	cfg.SendWindowInitial, cfg.SendWindow = 4, 16
-	c, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Start()
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := startClient(t, cfg)
 	dones := queue(t, c, 20)
 	mu.Lock()
 	first := conns[0]
