@@ -201,38 +201,40 @@ func (p *relayPoller) run() {
 
 // drain reads one relay socket until it is empty.
 func (p *relayPoller) drain(c *relayPacketConn) {
-	_ = c.raw.Control(func(fd uintptr) { // holds the descriptor open while reading
-		for {
-			if p.pending+pollPerRead > pollPending {
-				p.flush()
-			}
-			start := p.pending
-			n, errno := p.recvmmsg(int(fd), start, pollPerRead)
-			if errno == unix.EINTR {
-				continue
-			}
-			if errno != 0 || n == 0 {
-				return
-			}
-			p.relay(c, start, n)
-			if n < pollPerRead {
-				return
-			}
-		}
-	})
+	p.readAll(c.raw, func(start, n int) { p.relay(c, start, n) })
 }
 
 // drainListener reads the listener socket until it is empty: ChannelData
 // of known channels is relayed to the peer here, the rest goes to pion.
 func (p *relayPoller) drainListener() {
 	ln := p.ln
-	_ = ln.raw.Control(func(fd uintptr) {
+	// The free buffers serve for the read: nothing read here is kept past
+	// the handler.
+	p.readAll(ln.raw, func(start, n int) {
+		for i := start; i < start+n; i++ {
+			if p.recv[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+				continue // larger than any TURN datagram we accept
+			}
+			size := int(p.recv[i].len)
+			data := p.bufs[i][4 : 4+size]
+			from := sockaddrToAddrPort(&p.names[i])
+			if size >= 4 && data[0]&0xC0 == 0x40 && p.s.clientChannelData(data, from, ln.local) {
+				continue
+			}
+			ln.toPion(data, from)
+		}
+	})
+}
+
+// readAll reads raw's socket with recvmmsg until it is empty, handing each
+// run of datagrams (bufs[start:start+n]) to handle; queued sends are
+// flushed first when the next read could overrun them.
+func (p *relayPoller) readAll(raw syscall.RawConn, handle func(start, n int)) {
+	_ = raw.Control(func(fd uintptr) { // holds the descriptor open while reading
 		for {
 			if p.pending+pollPerRead > pollPending {
 				p.flush()
 			}
-			// The free buffers serve for the read: nothing read here is
-			// kept past this loop.
 			start := p.pending
 			n, errno := p.recvmmsg(int(fd), start, pollPerRead)
 			if errno == unix.EINTR {
@@ -241,18 +243,7 @@ func (p *relayPoller) drainListener() {
 			if errno != 0 || n == 0 {
 				return
 			}
-			for i := start; i < start+n; i++ {
-				if p.recv[i].hdr.Flags&unix.MSG_TRUNC != 0 {
-					continue // larger than any TURN datagram we accept
-				}
-				size := int(p.recv[i].len)
-				data := p.bufs[i][4 : 4+size]
-				from := sockaddrToAddrPort(&p.names[i])
-				if size >= 4 && data[0]&0xC0 == 0x40 && p.s.clientChannelData(data, from, ln.local) {
-					continue
-				}
-				ln.toPion(data, from)
-			}
+			handle(start, n)
 			if n < pollPerRead {
 				return
 			}
