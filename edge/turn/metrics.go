@@ -31,6 +31,7 @@ var refusalReasons = []string{
 const (
 	dropAllocBandwidth = "allocation_bandwidth"
 	dropUserBandwidth  = "user_bandwidth"
+	dropQueueFull      = "queue_full" // the hand-off to pion's per-socket reader was full
 )
 
 type metrics struct {
@@ -49,6 +50,7 @@ type metrics struct {
 	packetsToClient     prometheus.Counter
 	droppedAllocBW      prometheus.Counter
 	droppedUserBW       prometheus.Counter
+	droppedQueueFull    prometheus.Counter
 	refusedByReason     map[string]prometheus.Counter
 	relaysActiveUDP     prometheus.Gauge
 	relaysActiveTCP     prometheus.Gauge
@@ -92,13 +94,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "longlink_turn_relayed_packets_total", Help: "Packets (UDP) or reads (TCP) relayed, by direction."}, []string{"direction"})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "longlink_turn_dropped_packets_total", Help: "Relayed UDP packets dropped by a bandwidth limit, by reason."}, []string{"reason"})
+		Name: "longlink_turn_dropped_packets_total", Help: "UDP packets dropped by a bandwidth limit or a full hand-off queue, by reason."}, []string{"reason"})
 	m.bytesToPeer = bytes.WithLabelValues("to_peer")
 	m.bytesToClient = bytes.WithLabelValues("to_client")
 	m.packetsToPeer = packets.WithLabelValues("to_peer")
 	m.packetsToClient = packets.WithLabelValues("to_client")
 	m.droppedAllocBW = dropped.WithLabelValues(dropAllocBandwidth)
 	m.droppedUserBW = dropped.WithLabelValues(dropUserBandwidth)
+	m.droppedQueueFull = dropped.WithLabelValues(dropQueueFull)
 	m.refusedByReason = map[string]prometheus.Counter{}
 	for _, r := range refusalReasons {
 		m.refusedByReason[r] = m.refusals.WithLabelValues(r)

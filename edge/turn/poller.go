@@ -382,22 +382,25 @@ func putSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort, v6 bool) uint32 {
 }
 
 // toPion queues a datagram for pion's read goroutine of the allocation; a
-// full queue drops it, as a full socket buffer would.
+// full queue drops it, as a full socket buffer would, and counts it.
 func (c *relayPacketConn) toPion(b []byte, from netip.AddrPort) {
 	select {
 	case c.slow <- &slowDatagram{b: append([]byte(nil), b...), from: from}:
 		c.s.m.bytesToClient.Add(float64(len(b)))
 		c.s.m.packetsToClient.Inc()
 	default:
+		c.s.m.droppedQueueFull.Inc()
 	}
 }
 
 // toPion queues a client datagram for pion's read goroutine of the
-// listener; a full queue drops it, as a full socket buffer would.
+// listener; a full queue drops it, as a full socket buffer would, and
+// counts it.
 func (c *authPacketConn) toPion(b []byte, from netip.AddrPort) {
 	select {
 	case c.slow <- &slowDatagram{b: append([]byte(nil), b...), from: from}:
 	default:
+		c.s.m.droppedQueueFull.Inc()
 	}
 }
 
