@@ -6,12 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/imapi"
-	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
-	"github.com/longlink/longlink/core/store/storetest"
-	"github.com/longlink/longlink/pkg/config"
 )
 
 // sheddingStore refuses every append the way an overloaded store does.
@@ -25,40 +21,7 @@ func (sheddingStore) AppendMessage(context.Context, *store.Append) (store.Append
 // retryable 503 "busy" and, as the error body, the store's hint for the
 // resend in milliseconds (what the SDK paces its resends by).
 func TestSendBusyCarriesRetryAfter(t *testing.T) {
-	ctx := context.Background()
-	bcfg := bus.Default()
-	bcfg.Listen = ""
-	b, err := bus.New(bcfg, bus.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
-	st, _ := storetest.Open(t, store.DriverSQLite)
-	users, err := service.Seed(ctx, st, appKey, []service.SeedUser{{Account: "alice"}, {Account: "bob"}}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := service.Default()
-	cfg.Apps = []service.AppConfig{{AppKey: appKey, Secret: config.NewSecret("0123456789abcdef-secret"), Devices: imapi.DevicesKickSameType, Heartbeat: config.Duration(25 * time.Second)}}
-	svc, err := service.New(cfg, service.Deps{NATS: b.Conn(), Store: sheddingStore{st}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = svc.Shutdown(ctx)
-	})
-	e := &env{t: t, bus: b, nc: b.Conn(), st: st, tokens: map[string]string{}}
-	for _, u := range users {
-		e.tokens[u.Account] = u.Token
-	}
+	e := newEnvWrapped(t, store.DriverSQLite, func(st store.Store) store.Store { return sheddingStore{st} })
 	alice := e.login("alice", "phone")
 	body, _ := json.Marshal(&imapi.BusRequest{Session: alice.sess, Body: []byte(`{"conv_type":1,"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hi"}}`)})
 	m, err := e.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpSend), body, 5*time.Second)

@@ -46,6 +46,13 @@ func withDevices(p string) envOpt {
 
 func newEnv(t *testing.T, driver string, opts ...envOpt) *env {
 	t.Helper()
+	return newEnvWrapped(t, driver, nil, opts...)
+}
+
+// newEnvWrapped is newEnv with the service seeing the store through wrap
+// (a store that misbehaves on purpose); env.st stays the real store.
+func newEnvWrapped(t *testing.T, driver string, wrap func(store.Store) store.Store, opts ...envOpt) *env {
+	t.Helper()
 	ctx := context.Background()
 	bcfg := bus.Default()
 	bcfg.Listen = ""
@@ -67,7 +74,11 @@ func newEnv(t *testing.T, driver string, opts ...envOpt) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	svc, err := service.New(cfg, service.Deps{NATS: e.nc, Store: st, Now: e.clock.now})
+	svcStore := st
+	if wrap != nil {
+		svcStore = wrap(st)
+	}
+	svc, err := service.New(cfg, service.Deps{NATS: e.nc, Store: svcStore, Now: e.clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}
