@@ -266,7 +266,14 @@ func decodeBody(fixed [8]byte, body []byte) (*Header, error) {
 		if len(rest) < 18 {
 			return nil, fmt.Errorf("%w: short address", ErrMalformed)
 		}
-		h.Client = netip.AddrPortFrom(netip.AddrFrom16([16]byte(rest[:16])), binary.BigEndian.Uint16(rest[16:]))
+		a := netip.AddrFrom16([16]byte(rest[:16]))
+		if a.Is4In6() {
+			// The canonical form of a mapped address is family 4, which is
+			// what AppendHeader writes; accepting both would give one header
+			// two encodings.
+			return nil, fmt.Errorf("%w: IPv4-mapped address in family 6", ErrMalformed)
+		}
+		h.Client = netip.AddrPortFrom(a, binary.BigEndian.Uint16(rest[16:]))
 		rest = rest[18:]
 	default:
 		return nil, fmt.Errorf("%w: address family %d", ErrMalformed, fam)

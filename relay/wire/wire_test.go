@@ -63,6 +63,12 @@ func TestHeaderRejects(t *testing.T) {
 		{"redundant udp", func() []byte { b, _ := AppendHeader(nil, sampleHeaders()[2]); b[5] = flagRedundant; return b }(), ErrMalformed},
 		{"length", func() []byte { b := bytes.Clone(good); b[6], b[7] = 0xff, 0xff; return b }(), ErrMalformed},
 		{"truncated", good[:len(good)-1], ErrMalformed},
+		{"ipv4-mapped in family 6", func() []byte {
+			b, _ := AppendHeader(nil, sampleHeaders()[1])
+			a := netip.MustParseAddr("::ffff:203.0.113.7").As16()
+			copy(b[29:], a[:])
+			return b
+		}(), ErrMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,6 +77,14 @@ func TestHeaderRejects(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 		})
+	}
+	mapped := &Header{Kind: KindLink, Client: netip.MustParseAddrPort("[::ffff:203.0.113.7]:80"), Cluster: "c", Service: "link"}
+	b, err := AppendHeader(nil, mapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := DecodeHeader(b); err != nil || got.Client != netip.MustParseAddrPort("203.0.113.7:80") {
+		t.Fatalf("mapped client address decodes as %v, %v; want it written as IPv4", got, err)
 	}
 	long := &Header{Kind: KindLink, Cluster: string(make([]byte, MaxNameLen+1)), Service: "x"}
 	if _, err := AppendHeader(nil, long); !errors.Is(err, ErrMalformed) {
