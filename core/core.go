@@ -33,6 +33,7 @@ import (
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/debugsrv"
 	"github.com/longlink/longlink/pkg/lifecycle"
+	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/relay"
 )
 
@@ -273,9 +274,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = logging.OrDiscard(deps.Logger)
 	if deps.Registerer == nil {
 		reg := prometheus.NewRegistry()
 		deps.Registerer, deps.Gatherer = reg, reg

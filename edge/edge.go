@@ -23,6 +23,7 @@ import (
 	"github.com/longlink/longlink/edge/turn"
 	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/lbs/nodeclient"
+	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/relay"
 	"github.com/longlink/longlink/relay/transport"
 )
@@ -80,9 +81,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = logging.OrDiscard(deps.Logger)
 	if deps.Registerer == nil {
 		deps.Registerer = prometheus.NewRegistry()
 	}

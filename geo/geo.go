@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Location is what the LBS knows about a client address.
@@ -149,10 +150,7 @@ func New(cfg Config, deps Deps) (*Resolver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("geo: %w", err)
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	r := &Resolver{cfg: cfg, log: log.With("component", "geo"), m: newMetrics(deps.Registerer), stop: make(chan struct{})}
 	for _, o := range cfg.Overrides {
 		p := netip.MustParsePrefix(o.CIDR).Masked()

@@ -33,6 +33,7 @@ import (
 	"github.com/longlink/longlink/lbs/internal/model"
 	"github.com/longlink/longlink/lbs/internal/state"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/pki"
 )
 
@@ -82,9 +83,7 @@ func New(cfg Config, deps Deps) (*LBS, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 4 << 20
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = logging.OrDiscard(deps.Logger)
 	l := &LBS{cfg: cfg, deps: deps, log: deps.Logger.With("component", "lbs", "node", cfg.NodeID), m: newMetrics(deps.Registerer)}
 	for _, p := range cfg.TrustedProxies {
 		l.trusted = append(l.trusted, netip.MustParsePrefix(p).Masked())

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 
+	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/pki"
 	"github.com/longlink/longlink/relay/transport"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +28,7 @@ type Deps struct {
 }
 
 func (d *Deps) defaults() {
-	if d.Logger == nil {
-		d.Logger = slog.New(slog.DiscardHandler)
-	}
+	d.Logger = logging.OrDiscard(d.Logger)
 	if d.Registerer == nil {
 		d.Registerer = prometheus.NewRegistry()
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Modes.
@@ -164,10 +165,7 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/turncred"
 )
 
@@ -63,9 +64,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NATS == nil {
 		return nil, errors.New("callsvc: NATS is required")
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = logging.OrDiscard(deps.Logger)
 	if deps.Registerer == nil {
 		deps.Registerer = prometheus.NewRegistry()
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Presence: which accounts have an online device.
@@ -215,10 +216,7 @@ func NewReporter(cfg PresenceConfig, deps ReporterDeps) (*Reporter, error) {
 	if deps.JetStream == nil || deps.Gateway == "" {
 		return nil, errors.New("presence: JetStream and Gateway are required")
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	m := deps.Metrics
 	if m == nil {
 		m = nopPresenceMetrics()
@@ -478,10 +476,7 @@ func NewRegistry(cfg PresenceConfig, deps RegistryDeps) (*Registry, error) {
 	if deps.JetStream == nil {
 		return nil, errors.New("presence: JetStream is required")
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	m := deps.Metrics
 	if m == nil {
 		m = nopPresenceMetrics()

@@ -31,6 +31,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // MuteChecker reports whether account muted a conversation (the
@@ -95,10 +96,7 @@ func New(cfg Config, deps Deps) (*Push, error) {
 	if deps.NATS == nil || deps.Store == nil || deps.Presence == nil {
 		return nil, errors.New("push: NATS, Store and Presence are required")
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Version is the SDK version sent at login unless Config.SDKVersion is set.
@@ -153,9 +154,7 @@ func (c *Config) applyDefaults() {
 	if c.EventBuffer <= 0 {
 		c.EventBuffer = 1024
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = logging.OrDiscard(c.Logger)
 }
 
 // Validate reports configuration problems.

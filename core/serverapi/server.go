@@ -28,6 +28,7 @@ import (
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Config tunes the server API.
@@ -193,10 +194,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Service == nil || deps.Store == nil {
 		return nil, errors.New("serverapi: Service and Store are required")
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()

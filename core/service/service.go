@@ -23,6 +23,7 @@ import (
 	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Deps are the services' injected dependencies.
@@ -120,10 +121,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NATS == nil || deps.Store == nil {
 		return nil, errors.New("service: NATS and Store are required")
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()

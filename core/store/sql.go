@@ -15,6 +15,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // sqlStore implements Store over database/sql for both backends.
@@ -45,10 +47,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()

@@ -23,6 +23,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Headers of a delivery POST besides SignatureHeader.
@@ -104,10 +106,7 @@ func New(cfg Config, deps Deps) (*Webhooks, error) {
 	if deps.JetStream == nil {
 		return nil, errors.New("webhook: JetStream is required")
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()

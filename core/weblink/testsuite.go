@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/weblink/internal/server"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // TestSuiteServer serves the Socket.IO protocol with the configuration and
@@ -30,9 +31,7 @@ type TestSuiteServer struct {
 
 // NewTestSuiteServer prepares the server on addr (the suite uses localhost:3000).
 func NewTestSuiteServer(addr string, log *slog.Logger) *TestSuiteServer {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logging.OrDiscard(log)
 	return &TestSuiteServer{addr: addr, log: log, srv: server.New(server.TestSuiteConfig(), server.TestSuiteHandler{}, log, nil)}
 }
 

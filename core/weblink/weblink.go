@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/weblink/internal/server"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // DemoLogin is a ready-made login offered by the demo page (`longlink dev`).
@@ -77,9 +78,7 @@ func New(cfg Config, deps Deps) (*WebLink, error) {
 	if deps.Gateway == nil {
 		return nil, errors.New("weblink: Deps.Gateway is required")
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = logging.OrDiscard(deps.Logger)
 	w := &WebLink{cfg: cfg, deps: deps, log: deps.Logger.With("component", "weblink")}
 	for _, p := range cfg.TrustedProxies {
 		w.trusted = append(w.trusted, netip.MustParsePrefix(p).Masked())

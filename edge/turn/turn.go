@@ -31,6 +31,7 @@ import (
 	pionturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/turncred"
 )
 
@@ -83,9 +84,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("turn: config: %w", err)
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = logging.OrDiscard(deps.Logger)
 	if deps.Registerer == nil {
 		deps.Registerer = prometheus.NewRegistry()
 	}

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/lbs/lbsapi"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Sentinel errors the SDK branches on.
@@ -103,9 +104,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logging.OrDiscard(log)
 	c := &Client{cfg: cfg, hc: hc, log: log}
 	c.loadCache()
 	return c, nil

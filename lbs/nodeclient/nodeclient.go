@@ -28,6 +28,7 @@ import (
 
 	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/turncred"
 )
 
@@ -133,9 +134,7 @@ func New(cfg Config, deps Deps) (*Client, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = config.Duration(time.Second)
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
+	deps.Logger = logging.OrDiscard(deps.Logger)
 	c := &Client{cfg: cfg, deps: deps, log: deps.Logger.With("component", "nodeclient", "node", cfg.Node), hc: deps.HTTPClient}
 	if c.hc == nil {
 		pool := cfg.RootCAs

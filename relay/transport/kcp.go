@@ -13,6 +13,8 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
+
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // KCPProfile is a named set of KCP tuning knobs.
@@ -99,9 +101,7 @@ func NewKCP(cfg KCPConfig) (*KCP, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 5 * time.Second
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = logging.OrDiscard(cfg.Logger)
 	if cfg.Stats == nil {
 		cfg.Stats = &SealStats{}
 	}

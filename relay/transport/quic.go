@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // ALPN is the TLS application protocol of Longlink tunnels.
@@ -59,9 +61,7 @@ func NewQUIC(cfg QUICConfig) (*QUIC, error) {
 	if cfg.SocketBuffer <= 0 {
 		cfg.SocketBuffer = 7 << 20
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = logging.OrDiscard(cfg.Logger)
 	t := cfg.TLS.Clone()
 	t.NextProtos = []string{ALPN}
 	t.MinVersion = tls.VersionTLS13
@@ -286,5 +286,3 @@ func (s *quicStream) Close() error {
 	s.s.CancelRead(0)
 	return s.s.Close()
 }
-
-func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -206,7 +207,7 @@ func TestQUICRejectsStrangers(t *testing.T) {
 	})
 	t.Run("no client cert", func(t *testing.T) {
 		cfg := &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{ALPN}, MinVersion: tls.VersionTLS13, ServerName: "127.0.0.1"}
-		q := &QUIC{cfg: QUICConfig{TLS: cfg, KeepAlive: time.Second, IdleTimeout: 2 * time.Second, MaxStreams: 10, SocketBuffer: 1 << 20, Logger: discard()}}
+		q := &QUIC{cfg: QUICConfig{TLS: cfg, KeepAlive: time.Second, IdleTimeout: 2 * time.Second, MaxStreams: 10, SocketBuffer: 1 << 20, Logger: slog.New(slog.DiscardHandler)}}
 		c, err := q.Dial(ctx, ln.Addr().String())
 		if err == nil {
 			s, serr := c.OpenStream(ctx)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -347,7 +346,7 @@ func seedRoom(ctx context.Context, dbPath string, n int) error {
 	cfg := store.Default()
 	cfg.Path = dbPath
 	cfg.Synchronous = "normal"
-	st, err := store.Open(ctx, cfg, store.Deps{Logger: slog.New(slog.DiscardHandler)})
+	st, err := store.Open(ctx, cfg, store.Deps{})
 	if err != nil {
 		return err
 	}
@@ -391,7 +390,7 @@ func seedRoom(ctx context.Context, dbPath string, n int) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	st, err = store.Open(ctx, cfg, store.Deps{Logger: slog.New(slog.DiscardHandler)})
+	st, err = store.Open(ctx, cfg, store.Deps{})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -61,7 +60,7 @@ func seedUsers(ctx context.Context, dbPath string, n int) error {
 	cfg := store.Default()
 	cfg.Path = dbPath
 	cfg.Synchronous = "normal"
-	st, err := store.Open(ctx, cfg, store.Deps{Logger: slog.New(slog.DiscardHandler)})
+	st, err := store.Open(ctx, cfg, store.Deps{})
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -62,7 +61,7 @@ func runSuperGroup(args []string) error {
 		cfg := store.Default()
 		cfg.Path = dbPath
 		cfg.Synchronous = "normal"
-		st, err := store.Open(ctx, cfg, store.Deps{Logger: slog.New(slog.DiscardHandler)})
+		st, err := store.Open(ctx, cfg, store.Deps{})
 		if err != nil {
 			return err
 		}

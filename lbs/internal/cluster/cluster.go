@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/longlink/longlink/lbs/internal/state"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Config of one raft member.
@@ -82,10 +83,7 @@ func Open(cfg Config, fsm *state.FSM) (*Cluster, error) {
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 5 * time.Second
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(cfg.Logger)
 	c := &Cluster{cfg: cfg, log: log, FSM: fsm}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)

@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"runtime/pprof"
@@ -103,14 +102,13 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 
 func measure(tr string, ca *pki.CA, echo, sink string) error {
 	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
 	deps := func(name string) relay.Deps {
 		cert, err := ca.Issue(name, "127.0.0.1")
 		if err != nil {
 			panic(err)
 		}
-		return relay.Deps{Logger: log, Registerer: reg, TLS: pki.MutualTLS(cert, ca.Pool()), ClusterKey: []byte("bench-cluster-key-0123456789")}
+		return relay.Deps{Registerer: reg, TLS: pki.MutualTLS(cert, ca.Pool()), ClusterKey: []byte("bench-cluster-key-0123456789")}
 	}
 	ecfg := relay.DefaultEgress()
 	ecfg.Cluster = "bench"
@@ -162,7 +160,7 @@ func measure(tr string, ca *pki.CA, echo, sink string) error {
 		cfg.DrainPeriod = config.Duration(0)
 		cfg.Routing.Routes = []relay.Route{{Cluster: "bench", NextHops: []relay.Hop{hop}}}
 		d := deps(name)
-		e, err := edge.New(cfg, edge.Deps{Logger: log, Registerer: reg, TLS: d.TLS, ClusterKey: d.ClusterKey})
+		e, err := edge.New(cfg, edge.Deps{Registerer: reg, TLS: d.TLS, ClusterKey: d.ClusterKey})
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // ProxyConfig is the UDP proxy mode: datagrams a client sends to Listen go to
@@ -103,10 +104,7 @@ func NewUDPProxy(cfg ProxyConfig, deps Deps) (*UDPProxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("wan proxy: %w", err)
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	p := &UDPProxy{
 		cfg:     cfg,
 		log:     log.With("component", "wanemu", "mode", "udp-proxy"),

@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/tools/wanemu/wan/internal/netns"
 	"github.com/longlink/longlink/tools/wanemu/wan/internal/packet"
 )
@@ -94,10 +95,7 @@ func New(cfg Config, deps Deps) (*World, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("wan: %w", err)
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(deps.Logger)
 	w := &World{
 		cfg:     cfg,
 		log:     log.With("component", "wanemu", "world", cfg.Name),

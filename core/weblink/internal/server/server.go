@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/weblink/internal/eio"
+	"github.com/longlink/longlink/pkg/logging"
 )
 
 // Engine.IO error codes and their messages, as the reference server sends them.
@@ -111,9 +112,7 @@ type Server struct {
 // New returns a server; m may be nil.
 func New(cfg Config, h Handler, log *slog.Logger, m *Metrics) *Server {
 	cfg.setDefaults()
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logging.OrDiscard(log)
 	if m == nil {
 		m = NewMetrics(nil)
 	}

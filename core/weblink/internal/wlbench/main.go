@@ -15,7 +15,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
@@ -51,7 +50,7 @@ func main() {
 }
 
 func serve(addr string) {
-	srv := server.New(server.Config{}, &server.EchoHandler{}, slog.New(slog.DiscardHandler), nil)
+	srv := server.New(server.Config{}, &server.EchoHandler{}, nil, nil)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
