@@ -25,6 +25,7 @@ import (
 
 	"github.com/longlink/longlink/geo"
 	"github.com/longlink/longlink/lbs/internal/model"
+	"github.com/longlink/longlink/pkg/semver"
 )
 
 // ErrUnknownApp is returned for an appkey the document does not define.
@@ -82,7 +83,7 @@ type rule struct {
 	appkeys, envs, plats map[string]bool
 	countries, conts     map[string]bool
 	asns                 map[uint32]bool
-	sdk                  *model.Range
+	sdk                  *semver.Range
 	sdkText              string
 	cands                []*Candidate
 	fence                string
@@ -197,7 +198,7 @@ func Compile(doc *model.Document, health map[string]model.Health, version uint64
 			}
 		}
 		if r.Match.SDK != "" {
-			rg, err := model.ParseRange(r.Match.SDK)
+			rg, err := semver.ParseRange(r.Match.SDK)
 			if err != nil {
 				return nil, fmt.Errorf("rule %s: %w", r.Name, err)
 			}
@@ -245,7 +246,7 @@ func (e *Engine) EntryPoint(id string) (*Candidate, bool) { c, ok := e.byID[id];
 
 // matches reports whether the rule applies; the reason is only built when
 // explaining, so the hot path does not allocate.
-func (r *rule) matches(req *Request, ver *model.Version, verErr bool) (bool, string) {
+func (r *rule) matches(req *Request, ver *semver.Version, verErr bool) (bool, string) {
 	ok := true
 	switch {
 	case r.appkeys != nil && !r.appkeys[req.AppKey],
@@ -310,12 +311,12 @@ func (e *Engine) Select(req *Request) (Result, error) {
 	res := Result{TTL: e.ttl, Version: e.version}
 
 	// 1. match
-	var ver *model.Version
-	var verv model.Version
+	var ver *semver.Version
+	var verv semver.Version
 	verErr := false
 	if req.SDK != "" {
 		var err error
-		if verv, err = model.ParseVersion(req.SDK); err != nil {
+		if verv, err = semver.ParseVersion(req.SDK); err != nil {
 			verErr = true
 		} else {
 			ver = &verv

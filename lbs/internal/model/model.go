@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/semver"
 )
 
 // Document is the routing configuration an operator applies as one unit with
@@ -317,7 +318,7 @@ func (d *Document) Validate() error {
 			}
 		}
 		if r.Match.SDK != "" {
-			if _, err := ParseRange(r.Match.SDK); err != nil {
+			if _, err := semver.ParseRange(r.Match.SDK); err != nil {
 				errs.Addf("%s.match.sdk: %v", p, err)
 			}
 		}

@@ -1,4 +1,8 @@
-package model
+// Package semver parses SDK and node versions ("5.2.1", "v5.2.1-rc.1")
+// and version ranges (">=5.2.0 <5.3.0 || =6.0.0"): the LBS matches SDK
+// versions against policy rules with it, and so do gateways for grayscale
+// routing, so both read a range the same way.
+package semver
 
 import (
 	"errors"
