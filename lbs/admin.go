@@ -280,6 +280,9 @@ type ExplainResult struct {
 	PolicyVersion uint64        `json:"policy_version"`
 	Candidates    []string      `json:"candidates"`
 	Steps         []engine.Step `json:"steps"`
+	// Route, with ?account=, says which service nodes serve the account's
+	// requests and why (route.go).
+	Route *RouteExplain `json:"route,omitempty"`
 }
 
 func (l *LBS) adminExplain(w http.ResponseWriter, r *http.Request, _ principal) {
@@ -305,6 +308,12 @@ func (l *LBS) adminExplain(w http.ResponseWriter, r *http.Request, _ principal) 
 	out := ExplainResult{AppKey: sq.appkey, ClientIP: ip.String(), Location: req.Loc, Rule: res.Rule, PolicyVersion: snap.State.Version, Steps: res.Steps}
 	for _, c := range res.Candidates {
 		out.Candidates = append(out.Candidates, c.EP.ID)
+	}
+	if acct := q.Get("account"); acct != "" {
+		if out.Route, err = l.explainRoute(snap, sq.appkey, acct, sq.sdk); err != nil {
+			writeErr(w, http.StatusInternalServerError, "grayscale rules: "+err.Error())
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -503,8 +512,9 @@ func (l *LBS) nodeHeartbeat(w http.ResponseWriter, r *http.Request, p principal)
 		return
 	}
 	st := l.health.beat(hb)
+	snap := l.fsm.Current()
 	writeJSON(w, http.StatusOK, lbsapi.HeartbeatReply{IntervalMs: l.cfg.Health.Interval.D().Milliseconds(), State: st, LBSNode: l.cfg.NodeID,
-		Uplinks: uplinks(&l.fsm.Current().State.Doc, hb.Node)})
+		Uplinks: uplinks(&snap.State.Doc, hb.Node), Grayscale: grayscaleReply(snap)})
 }
 
 // uplinks resolves node's topology entry to tunnel addresses (nil when the

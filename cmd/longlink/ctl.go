@@ -33,7 +33,7 @@ commands:
   policy apply -f FILE [-m COMMENT]        apply a policy file (a new version)
   policy history                           list policy versions
   apps | pools | entrypoints | topology    list parts of the live policy
-  explain -appkey K [-ip IP] [-sdk V] [-env E] [-platform P]
+  explain -appkey K [-ip IP] [-sdk V] [-env E] [-platform P] [-account A]   (-account: which service nodes serve A)
   nodes                                    entry points with health and load
   drain ID | undrain ID                    take an entry point out of (back into) answers
   audit                                    who changed what, when
@@ -79,7 +79,7 @@ func runCtl(ctx context.Context, args []string) error {
 	sub := func(name string, a []string) (*flag.FlagSet, map[string]*string, error) {
 		f := flag.NewFlagSet("ctl "+name, flag.ContinueOnError)
 		vals := map[string]*string{}
-		for _, k := range []string{"f", "m", "o", "version", "appkey", "ip", "sdk", "env", "platform", "id", "address", "kind", "node", "secret"} {
+		for _, k := range []string{"f", "m", "o", "version", "appkey", "account", "ip", "sdk", "env", "platform", "id", "address", "kind", "node", "secret"} {
 			vals[k] = f.String(k, "", k)
 		}
 		consistent := f.Bool("consistent", false, "linearizable read")
@@ -129,7 +129,7 @@ func runCtl(ctx context.Context, args []string) error {
 	case "apps", "pools", "entrypoints", "topology", "nodes", "audit":
 		return conn.call(ctx, "GET", "/v1/"+cmd, q, nil, true)
 	case "explain":
-		for _, k := range []string{"appkey", "ip", "sdk", "env", "platform"} {
+		for _, k := range []string{"appkey", "ip", "sdk", "env", "platform", "account"} {
 			if *v[k] != "" {
 				q.Set(k, *v[k])
 			}

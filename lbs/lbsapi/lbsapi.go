@@ -75,6 +75,22 @@ type Heartbeat struct {
 	CPU         float64 `json:"cpu"`         // 0..1
 	Capacity    int     `json:"capacity"`    // sessions it accepts; 0: use the policy's
 	Draining    bool    `json:"draining,omitempty"`
+	// Gateways also report how they route requests: their appkey →
+	// dedicated cluster map and the service nodes they hear announced on
+	// the bus, so that explain can say which nodes serve an account.
+	Clusters     map[string]string `json:"clusters,omitempty"`
+	ServiceNodes []ServiceNode     `json:"service_nodes,omitempty"`
+}
+
+// ServiceNode is a live app service node as a gateway hears of it.
+type ServiceNode struct {
+	ID      string `json:"id"`
+	Cluster string `json:"cluster"`
+	Version string `json:"version"`
+	// Canary: the node takes only requests a grayscale rule sends to its
+	// version.
+	Canary   bool `json:"canary,omitempty"`
+	Draining bool `json:"draining,omitempty"`
 }
 
 // HeartbeatReply tells the node how often to report.
@@ -85,6 +101,9 @@ type HeartbeatReply struct {
 	// Uplinks is the reporting edge's relay topology resolved to tunnel
 	// addresses; absent when the policy has no topology entry for it.
 	Uplinks *Uplinks `json:"uplinks,omitempty"`
+	// Grayscale is the policy's grayscale rules (grayscale.go), always
+	// present (an empty list is the rollback of every rule).
+	Grayscale *Grayscale `json:"grayscale,omitempty"`
 }
 
 // Uplinks are an edge's next hops from the policy's topology, in order of

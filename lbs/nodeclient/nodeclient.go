@@ -99,6 +99,22 @@ type Deps struct {
 	// has no topology entry for this node) is not passed on: the node keeps
 	// its routes. An error is logged and the same uplinks are not retried.
 	OnUplinks func(lbsapi.Uplinks) error
+	// Routing, when set, is sampled for each heartbeat: a core gateway's
+	// appkey → cluster map and the service nodes it hears on the bus, for
+	// the LBS's explain.
+	Routing func() Routing
+	// OnGrayscale, when set, is called from the heartbeat goroutine with
+	// the policy's grayscale rules whenever they differ from the last ones
+	// handed over (an empty list too: that is a rollback). An error is
+	// logged and the same rules are not retried.
+	OnGrayscale func(lbsapi.Grayscale) error
+}
+
+// Routing is what a gateway reports of its request routing. Clusters maps
+// appkeys to dedicated clusters, with "*" for the default cluster.
+type Routing struct {
+	Clusters     map[string]string
+	ServiceNodes []lbsapi.ServiceNode
 }
 
 // Client reports one node.
@@ -121,6 +137,7 @@ type Client struct {
 	turnUpdates     atomic.Int64
 	uplinksLast     []byte // JSON of the uplinks last handed over
 	uplinkUpdates   atomic.Int64
+	grayLast        []byte // JSON of the grayscale rules last handed over
 }
 
 // ErrAllServersFailed is returned when no LBS member accepted a report.
@@ -166,6 +183,9 @@ func (c *Client) Start(ctx context.Context) error {
 			if err == nil && r.Uplinks != nil && c.deps.OnUplinks != nil {
 				c.syncUplinks(*r.Uplinks)
 			}
+			if err == nil && r.Grayscale != nil && c.deps.OnGrayscale != nil {
+				c.syncGrayscale(*r.Grayscale)
+			}
 			if c.deps.OnTurnSecrets != nil && ctx.Err() == nil {
 				if err := c.syncTurnSecrets(ctx); err != nil && ctx.Err() == nil {
 					c.log.Warn("fetching TURN secrets failed; keeping the current set", "err", err)
@@ -206,6 +226,21 @@ func (c *Client) syncUplinks(u lbsapi.Uplinks) {
 	c.log.Info("uplinks updated from the LBS", "uplinks", string(b))
 }
 
+// syncGrayscale hands g to Deps.OnGrayscale when its rules changed (a new
+// policy version with the same rules changes nothing).
+func (c *Client) syncGrayscale(g lbsapi.Grayscale) {
+	b, _ := json.Marshal(g.Rules)
+	if c.grayLast != nil && bytes.Equal(b, c.grayLast) {
+		return
+	}
+	c.grayLast = b
+	if err := c.deps.OnGrayscale(g); err != nil {
+		c.log.Warn("grayscale rules from the LBS refused", "policy_version", g.PolicyVersion, "err", err)
+		return
+	}
+	c.log.Info("grayscale rules updated from the LBS", "policy_version", g.PolicyVersion, "rules", len(g.Rules))
+}
+
 // UplinkUpdates is how many times changed uplinks from the LBS were handed
 // to Deps.OnUplinks and accepted.
 func (c *Client) UplinkUpdates() int64 { return c.uplinkUpdates.Load() }
@@ -228,6 +263,10 @@ func (c *Client) report(ctx context.Context, path string, draining bool) (lbsapi
 	if c.deps.Load != nil {
 		l := c.deps.Load()
 		hb.Connections, hb.CPU = l.Connections, l.CPU
+	}
+	if c.deps.Routing != nil {
+		r := c.deps.Routing()
+		hb.Clusters, hb.ServiceNodes = r.Clusters, r.ServiceNodes
 	}
 	body, _ := json.Marshal(&hb)
 	var last error

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/semver"
 )
@@ -30,6 +31,10 @@ type Document struct {
 	EntryPoints []EntryPoint  `yaml:"entry_points" json:"entry_points"`
 	Rules       []Rule        `yaml:"rules,omitempty" json:"rules,omitempty"`
 	Topology    []EdgeUplinks `yaml:"topology,omitempty" json:"topology,omitempty"`
+	// Grayscale rules send chosen users' requests to service nodes of a
+	// version (lbs/lbsapi/grayscale.go); gateways get them with every
+	// heartbeat reply.
+	Grayscale []lbsapi.GrayscaleRule `yaml:"grayscale,omitempty" json:"grayscale,omitempty"`
 }
 
 // Defaults apply where a rule does not say otherwise.
@@ -339,6 +344,9 @@ func (d *Document) Validate() error {
 		if r.Select.Count < 0 || r.Select.Count > 16 {
 			errs.Addf("%s.select.count: %d not in 0..16", p, r.Select.Count)
 		}
+	}
+	if err := lbsapi.ValidateGrayscale(d.Grayscale, func(a string) bool { return apps[a] }); err != nil {
+		errs = append(errs, err)
 	}
 	edges := map[string]bool{}
 	for i, t := range d.Topology {
