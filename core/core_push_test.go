@@ -28,6 +28,7 @@ import (
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 const (
@@ -177,17 +178,6 @@ func (e *pushEnv) counter(name, label, value string) float64 {
 	return 0
 }
 
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 func received(t *testing.T, ctx context.Context, ch chan pushtest.Received, token string) pushtest.Received {
 	t.Helper()
 	for {
@@ -222,16 +212,16 @@ func TestOfflinePush(t *testing.T) {
 	}
 	e.api(http.MethodPut, "/v1/users/bob/push-tokens/bob-android", imapi.PushTokenReq{Provider: imapi.ProviderFCM, Token: "bob-fcm"}, nil)
 	e.api(http.MethodPut, "/v1/users/bob/push-tokens/bob-desk", imapi.PushTokenReq{Provider: imapi.ProviderWebhook, Token: "bob-hook"}, nil)
-	waitFor(t, ctx, "bob online", func() bool { return pres.Online("demo", "bob") })
+	waittest.Until(t, 20*time.Second, "bob online", func() bool { return pres.Online("demo", "bob") })
 	_ = bob.Close()
-	waitFor(t, ctx, "bob offline", func() bool { return !pres.Online("demo", "bob") })
+	waittest.Until(t, 20*time.Second, "bob offline", func() bool { return !pres.Online("demo", "bob") })
 
 	alice := e.client("alice", "pc")
 	carol := e.client("carol", "phone")
 	if err := carol.RegisterPushToken(ctx, imapi.ProviderWebhook, "carol-hook", false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "carol online", func() bool { return pres.Online("demo", "carol") })
+	waittest.Until(t, 20*time.Second, "carol online", func() bool { return pres.Online("demo", "carol") })
 	if _, err := alice.SendText(ctx, imapi.ConvP2P, "carol", "carol is here"); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +279,7 @@ func TestOfflinePush(t *testing.T) {
 	if _, err := alice.SendText(ctx, imapi.ConvP2P, "dave", "are you asleep?"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the do-not-disturb drop", func() bool { return e.counter("longlink_push_tasks_total", "result", "dnd") == 1 })
+	waittest.Until(t, 20*time.Second, "the do-not-disturb drop", func() bool { return e.counter("longlink_push_tasks_total", "result", "dnd") == 1 })
 
 	// gina muted her conversation with alice (the relationships' mute list).
 	e.api(http.MethodPut, "/v1/users/gina/push-tokens/gina-phone", imapi.PushTokenReq{Provider: imapi.ProviderFCM, Token: "gina-fcm"}, nil)
@@ -299,7 +289,7 @@ func TestOfflinePush(t *testing.T) {
 	if _, err := alice.SendText(ctx, imapi.ConvP2P, "gina", "psst"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the muted conversation skipped", func() bool { return e.counter("longlink_push_tasks_total", "result", "muted") == 1 })
+	waittest.Until(t, 20*time.Second, "the muted conversation skipped", func() bool { return e.counter("longlink_push_tasks_total", "result", "muted") == 1 })
 
 	// APNs says bob's token is dead; FCM fails once, then takes it.
 	e.apns.SetAnswer(func(token string, n int) int {
@@ -320,7 +310,7 @@ func TestOfflinePush(t *testing.T) {
 	if r := received(t, ctx, e.apns.C, "bob-apns"); r.Status != http.StatusGone {
 		t.Fatalf("apns answered %d", r.Status)
 	}
-	waitFor(t, ctx, "the dead APNs token deleted", func() bool {
+	waittest.Until(t, 20*time.Second, "the dead APNs token deleted", func() bool {
 		ts, err := e.node.Store().PushTokens(ctx, "demo", "bob")
 		if err != nil {
 			t.Fatal(err)
@@ -408,7 +398,7 @@ func TestEventLog(t *testing.T) {
 	}
 
 	var page serverapi.EventsResp
-	waitFor(t, ctx, "four events in the log", func() bool {
+	waittest.Until(t, 20*time.Second, "four events in the log", func() bool {
 		page = serverapi.EventsResp{}
 		e.api(http.MethodGet, fmt.Sprintf("/v1/events?account=frank&from=%d&limit=10", start), nil, &page)
 		return len(page.Events) == 4

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // TestLinkTerminatedRefusals: a terminating edge closes a client whose
@@ -89,11 +91,6 @@ func count(w *world, result string) float64 {
 
 func waitCount(t *testing.T, w *world, result string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(w.edge.m.connections.WithLabelValues("link", result)) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("sessions_total{link,%s} = %v, want %v", result, testutil.ToFloat64(w.edge.m.connections.WithLabelValues("link", result)), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waittest.Until(t, 5*time.Second, fmt.Sprintf("sessions_total{link,%s} = %v", result, want),
+		func() bool { return count(w, result) == want })
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/longlink/longlink/pkg/metricstest"
 	"github.com/longlink/longlink/pkg/pki"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // laneValue finds the sample of metric name whose labels include want.
@@ -92,7 +93,7 @@ func TestLaneMetrics(t *testing.T) {
 	t.Cleanup(func() { _ = n.Shutdown(ctx) })
 
 	lanes := 0
-	waitFor(t, 10*time.Second, func() bool {
+	waittest.Until(t, 10*time.Second, "every lane of both paths up", func() bool {
 		pls := n.router.liveLanes()
 		for _, pl := range pls {
 			for _, l := range pl.lanes {
@@ -104,7 +105,7 @@ func TestLaneMetrics(t *testing.T) {
 		}
 		return len(pls) == 2 && n.router.Primary("demo") != ""
 	})
-	waitFor(t, 5*time.Second, func() bool {
+	waittest.Until(t, 5*time.Second, "the egress's side of every lane", func() bool {
 		eg.mu.Lock()
 		defer eg.mu.Unlock()
 		return len(eg.conns) == 2*lanes

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/pkg/pki"
+	"github.com/longlink/longlink/pkg/waittest"
 	"github.com/longlink/longlink/relay/transport"
 	"github.com/longlink/longlink/relay/wire"
 )
@@ -220,7 +221,7 @@ func redundantChain(t *testing.T, tr string) (*Router, *Node, *Metrics, <-chan s
 	r := NewRouter(rc, trs, m, discardLog())
 	r.Start()
 	t.Cleanup(r.Shutdown)
-	waitFor(t, 5*time.Second, func() bool {
+	waittest.Until(t, 5*time.Second, "a primary with its lanes up", func() bool {
 		p := r.peers[rc.Routes[0].Direct.key()]
 		return r.Primary("demo") != "" && lanesUp(p)
 	})
@@ -333,7 +334,7 @@ func TestRedundantLateCopyRefused(t *testing.T) {
 	}
 	<-sources
 	_ = tun.Close()
-	waitFor(t, 3*time.Second, func() bool { return testutil.ToFloat64(eg.m.RedundantFlows) == 0 })
+	waittest.Until(t, 3*time.Second, "no redundant flow left", func() bool { return testutil.ToFloat64(eg.m.RedundantFlows) == 0 })
 
 	late := h
 	r.fill(&late)
@@ -423,7 +424,7 @@ func TestRedundantThroughRelays(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, n := range ch.relays {
-		waitFor(t, 2*time.Second, func() bool {
+		waittest.Until(t, 2*time.Second, "the relay's lanes to the egress up", func() bool {
 			p := n.router.peers[Hop{Transport: "mem", Address: "egress"}.key()]
 			return lanesUp(p)
 		})
@@ -442,7 +443,7 @@ func TestRedundantThroughRelays(t *testing.T) {
 	}
 	<-ch.tcp
 	var forwarded []float64
-	waitFor(t, 2*time.Second, func() bool { // the second copy may still be on its way
+	waittest.Until(t, 2*time.Second, "both copies forwarded", func() bool { // the second copy may still be on its way
 		forwarded = forwarded[:0]
 		for _, n := range ch.relays {
 			forwarded = append(forwarded, testutil.ToFloat64(n.m.Streams.WithLabelValues("link-frames", "forwarded")))
@@ -452,7 +453,7 @@ func TestRedundantThroughRelays(t *testing.T) {
 	if !(forwarded[0] == 2 && forwarded[1] == 0 || forwarded[0] == 0 && forwarded[1] == 2) {
 		t.Fatalf("relays forwarded %v copies: the copies split", forwarded)
 	}
-	waitFor(t, 2*time.Second, func() bool {
+	waittest.Until(t, 2*time.Second, "the copies joined", func() bool {
 		return testutil.ToFloat64(ch.egress.m.RedundantCopies.WithLabelValues("joined")) == 1
 	})
 	egressConns := func() int { ch.egress.mu.Lock(); defer ch.egress.mu.Unlock(); return len(ch.egress.conns) }
@@ -494,7 +495,7 @@ func TestFanoutDropsLaggingCopy(t *testing.T) {
 		t.Fatalf("lost_lagging = %v", n)
 	}
 	f.end()
-	waitFor(t, 2*time.Second, func() bool { return live.closed.Load() })
+	waittest.Until(t, 2*time.Second, "the live stream closed", func() bool { return live.closed.Load() })
 }
 
 type countingWriter struct {

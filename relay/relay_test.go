@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/waittest"
 	"github.com/longlink/longlink/relay/transport"
 	"github.com/longlink/longlink/relay/wire"
 )
@@ -139,19 +140,8 @@ func newMemChain(t *testing.T) *memChain {
 	ch.router = NewRouter(rc, map[string]transport.Transport{"mem": mn.Transport("edge")}, NewMetrics(prometheus.NewRegistry(), nil), discardLog())
 	ch.router.Start()
 	t.Cleanup(ch.router.Shutdown)
-	waitFor(t, 2*time.Second, func() bool { return ch.router.Primary("demo") != "" })
+	waittest.Until(t, 2*time.Second, "a primary path", func() bool { return ch.router.Primary("demo") != "" })
 	return ch
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestChainMem(t *testing.T) {
@@ -259,7 +249,7 @@ func TestFailoverMem(t *testing.T) {
 	if _, err := tun.Read(make([]byte, 1)); err == nil {
 		t.Fatal("flow on the dead relay still open")
 	}
-	waitFor(t, 3*time.Second, func() bool {
+	waittest.Until(t, 3*time.Second, "a new primary path", func() bool {
 		p := ch.router.Primary("demo")
 		return p != "" && p != primary
 	})
@@ -355,7 +345,7 @@ func TestConfigValidate(t *testing.T) {
 // An affinity key keeps its path even when the primary changes.
 func TestStickyAffinity(t *testing.T) {
 	ch := newMemChain(t)
-	waitFor(t, 2*time.Second, func() bool {
+	waittest.Until(t, 2*time.Second, "both paths up", func() bool {
 		n := 0
 		for _, p := range ch.router.Paths() {
 			if p.Up {
@@ -398,12 +388,12 @@ func TestDirectFallbackAndSetRoutes(t *testing.T) {
 	defer cancel()
 	direct := &Hop{Name: "egress", Transport: "mem", Address: "egress"}
 	ch.router.SetRoutes([]Route{{Cluster: "demo", NextHops: []Hop{{Name: "relay-a", Transport: "mem", Address: "relay-a"}}, Direct: direct}})
-	waitFor(t, 2*time.Second, func() bool { return ch.router.Primary("demo") == "relay-a" })
+	waittest.Until(t, 2*time.Second, "relay-a as the primary", func() bool { return ch.router.Primary("demo") == "relay-a" })
 	if n := len(ch.router.Paths()); n != 2 {
 		t.Fatalf("%d paths after SetRoutes, want relay-a and egress", n)
 	}
 	_ = ch.relays[0].Shutdown(ctx)
-	waitFor(t, 3*time.Second, func() bool { return ch.router.Primary("demo") == "egress" })
+	waittest.Until(t, 3*time.Second, "the egress as the primary", func() bool { return ch.router.Primary("demo") == "egress" })
 	tun, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindLink, Cluster: "demo", Service: "link"})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // value is a counter's or gauge's value (summed over labels).
@@ -136,7 +137,7 @@ func TestRoomFanout(t *testing.T) {
 
 	// Entry points: the three gateways hold 3 members each; all are offered.
 	var eps []service.RoomEntryPoint
-	waitMetric(t, func() bool {
+	waittest.Until(t, 5*time.Second, "3 entry points", func() bool {
 		var err error
 		eps, err = c.svc.RoomEntryPoints(ctx, appKey, "hall")
 		return err == nil && len(eps) == 3
@@ -222,7 +223,7 @@ func TestRoomFanout(t *testing.T) {
 		})
 	}
 	for _, reg := range regs {
-		waitMetric(t, func() bool {
+		waittest.Until(t, 5*time.Second, "no room or member left", func() bool {
 			return value(t, reg, "longlink_gateway_rooms") == 0 && value(t, reg, "longlink_gateway_room_members") == 0
 		})
 	}
@@ -336,7 +337,7 @@ func TestRoomSlowMember(t *testing.T) {
 	if late := time.Since(last); late > 3*time.Second {
 		t.Fatalf("members got the last message %v after it was sent", late)
 	}
-	waitMetric(t, func() bool { return value(t, c.reg, "longlink_gateway_room_members") == 3 })
+	waittest.Until(t, 5*time.Second, "3 room members", func() bool { return value(t, c.reg, "longlink_gateway_room_members") == 3 })
 	if value(t, c.reg, "longlink_gateway_slow_consumers_total") < 1 {
 		t.Fatal("the slow member was not counted as a slow consumer")
 	}
@@ -344,7 +345,7 @@ func TestRoomSlowMember(t *testing.T) {
 		t.Fatal("no batch was skipped for the member that fell behind")
 	}
 	// Its presence goes too (the gateway sends room.leave).
-	waitMetric(t, func() bool {
+	waittest.Until(t, 5*time.Second, "3 members listed", func() bool {
 		p, err := owner.RoomMembers(ctx, "busy", "", 10)
 		return err == nil && len(p.Members) == 3
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 func metricValue(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
@@ -93,7 +94,7 @@ func TestWire(t *testing.T) {
 	if len(got) != 3+48 {
 		t.Fatalf("server sent %d bytes to a replayed stream, want only its hello (51)", len(got))
 	}
-	waitMetric(t, func() bool {
+	waittest.Until(t, 5*time.Second, "the decrypt error counted", func() bool {
 		return metricValue(t, c.reg, "longlink_gateway_protocol_errors_total", "reason", "decrypt") == before+1
 	})
 	if c.gw.Sessions() != sessions {
@@ -121,18 +122,7 @@ func TestWire(t *testing.T) {
 	if f, err := lc.ReadFrame(); err == nil {
 		t.Fatalf("server answered a replayed frame: %+v", f)
 	}
-	waitMetric(t, func() bool {
+	waittest.Until(t, 5*time.Second, "the second decrypt error counted", func() bool {
 		return metricValue(t, c.reg, "longlink_gateway_protocol_errors_total", "reason", "decrypt") == before+2
 	})
-}
-
-func waitMetric(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("metric not updated")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

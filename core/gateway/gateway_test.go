@@ -22,6 +22,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // startNATS runs an in-process NATS server without a listener.
@@ -346,18 +347,7 @@ func TestLoginRequestPush(t *testing.T) {
 		t.Fatalf("logout code %d", f.Code)
 	}
 	bobPC.expectClosed()
-	waitFor(t, func() bool { return e.g.Sessions() == 2 })
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waittest.Until(t, 5*time.Second, "2 sessions", func() bool { return e.g.Sessions() == 2 })
 }
 
 func TestRefusals(t *testing.T) {
@@ -407,7 +397,7 @@ func TestRefusals(t *testing.T) {
 		c.request(imapi.OpSend, imapi.SendReq{To: "bob", Body: json.RawMessage(`"` + big + `"`)})
 		c.expectClosed()
 	})
-	waitFor(t, func() bool {
+	waittest.Until(t, 5*time.Second, "the three protocol errors counted", func() bool {
 		return testutil.ToFloat64(e.g.m.protocolErrors.WithLabelValues("frame_too_large")) == 1 &&
 			testutil.ToFloat64(e.g.m.protocolErrors.WithLabelValues("not_logged_in")) == 1 &&
 			testutil.ToFloat64(e.g.m.protocolErrors.WithLabelValues("handshake")) == 1
@@ -422,7 +412,7 @@ func TestRefusals(t *testing.T) {
 			defer nc.Close()
 			conns = append(conns, nc)
 		}
-		waitFor(t, func() bool { return testutil.ToFloat64(e.g.m.refused.WithLabelValues("per_ip")) >= 1 })
+		waittest.Until(t, 5*time.Second, "a per-IP refusal counted", func() bool { return testutil.ToFloat64(e.g.m.refused.WithLabelValues("per_ip")) >= 1 })
 	})
 }
 
@@ -442,7 +432,7 @@ func TestKickSameDeviceType(t *testing.T) {
 	if f, _ := pc.response(hb); f.Code != 0 {
 		t.Fatal("pc session lost")
 	}
-	waitFor(t, func() bool { return e.g.Sessions() == 2 })
+	waittest.Until(t, 5*time.Second, "2 sessions", func() bool { return e.g.Sessions() == 2 })
 }
 
 func TestIdleTimeout(t *testing.T) {
@@ -456,7 +446,7 @@ func TestIdleTimeout(t *testing.T) {
 	if d := time.Since(start); d < time.Second || d > 4*time.Second {
 		t.Fatalf("closed after %s, want about 1.5s", d)
 	}
-	waitFor(t, func() bool { return e.g.Sessions() == 0 })
+	waittest.Until(t, 5*time.Second, "no session left", func() bool { return e.g.Sessions() == 0 })
 }
 
 func TestRateLimit(t *testing.T) {
@@ -485,7 +475,7 @@ func TestSlowConsumer(t *testing.T) {
 			_ = nc.Flush()
 		}
 	}
-	waitFor(t, func() bool { return e.g.Sessions() == 0 })
+	waittest.Until(t, 5*time.Second, "no session left", func() bool { return e.g.Sessions() == 0 })
 	if testutil.ToFloat64(e.g.m.slowConsumers) != 1 {
 		t.Fatal("slow consumer not counted")
 	}
@@ -615,13 +605,13 @@ func TestSessionAPI(t *testing.T) {
 		t.Fatalf("bad json code %d", r.Code)
 	}
 	// The message to self reaches the session (no except on the peer push).
-	waitFor(t, func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return len(tr.pushes) == 1 })
+	waittest.Until(t, 5*time.Second, "the push", func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return len(tr.pushes) == 1 })
 	// A second web login kicks the first through the session API.
 	tr2 := &fakeTransport{}
 	if _, _, err := e.g.Login(ctx, tr2, "198.51.100.1", body); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return tr.kicked != nil })
+	waittest.Until(t, 5*time.Second, "the kick", func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return tr.kicked != nil })
 	if !s.Closed() || tr.kicked.Code != imapi.ErrKicked {
 		t.Fatalf("kick %+v", tr.kicked)
 	}
@@ -696,7 +686,7 @@ func TestPlainListener(t *testing.T) {
 				if !tc.proxy {
 					reason = "proxy_header"
 				}
-				waitFor(t, func() bool { return testutil.ToFloat64(e.g.m.refused.WithLabelValues(reason)) == 1 })
+				waittest.Until(t, 5*time.Second, "the refusal counted", func() bool { return testutil.ToFloat64(e.g.m.refused.WithLabelValues(reason)) == 1 })
 				return
 			}
 			seq := cl.request(imapi.OpLogin, imapi.LoginReq{AppKey: "app", Account: "pat", Token: "tok-pat"})

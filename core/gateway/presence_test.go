@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // presenceLog records what the gateway tells Presence.
@@ -55,7 +56,7 @@ func TestPresenceReports(t *testing.T) {
 		"open carol/phone gw=gw-test", "open carol/pc gw=gw-test",
 		"close carol/pc kicked=false logout", "close carol/phone kicked=false disconnected",
 	} {
-		waitFor(t, func() bool { return pl.has(want) })
+		waittest.Until(t, 5*time.Second, "the presence report", func() bool { return pl.has(want) })
 	}
 	// A drain kicks the sessions left.
 	e.login(t, "dave", "pad")
@@ -64,7 +65,7 @@ func TestPresenceReports(t *testing.T) {
 	if err := e.g.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return pl.has("close dave/pad kicked=true " + ReasonDraining) })
+	waittest.Until(t, 5*time.Second, "the drain's kick reported", func() bool { return pl.has("close dave/pad kicked=true " + ReasonDraining) })
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	kicks := 0

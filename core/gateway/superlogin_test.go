@@ -3,8 +3,10 @@ package gateway
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // A member added (or removed) between the login service's lookup of the
@@ -78,18 +80,18 @@ func TestSuperMembershipChangedDuringLogin(t *testing.T) {
 	}
 
 	phone := e.login(t, "ann", "phone")
-	waitFor(t, func() bool { return following(phone, "g1") })
+	waittest.Until(t, 5*time.Second, "the phone following g1", func() bool { return following(phone, "g1") })
 	groupPush("g1", "one")
 	expectPush(phone, "g1")
 
 	pc := e.login(t, "ann", "pc")
-	waitFor(t, func() bool { return following(pc, "g1") && following(pc, "g2") && following(phone, "g2") })
+	waittest.Until(t, 5*time.Second, "the pc following g1 and g2, the phone g2", func() bool { return following(pc, "g1") && following(pc, "g2") && following(phone, "g2") })
 	groupPush("g2", "two")
 	expectPush(pc, "g2")
 	expectPush(phone, "g2")
 
 	pad := e.login(t, "ann", "pad")
-	waitFor(t, func() bool { return following(pad, "g1") && following(pad, "g2") })
+	waittest.Until(t, 5*time.Second, "the pad following g1 and g2", func() bool { return following(pad, "g1") && following(pad, "g2") })
 	if following(pad, "g3") {
 		t.Fatal("the session follows g3, removed while it logged in")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 func startBus(t testing.TB) *bus.Bus {
@@ -27,17 +28,6 @@ func startBus(t testing.TB) *bus.Bus {
 	}
 	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	return b
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // Sessions appear and disappear with their gateway's reports; a gateway
@@ -69,12 +59,12 @@ func TestPresenceLeases(t *testing.T) {
 	}
 	alice := imapi.Session{AppKey: "app1", Account: "alice@x", SessionID: "s1", DeviceType: "phone"}
 	gw1.SessionOpened(alice)
-	eventually(t, "alice online", func() bool { return reg.Online("app1", "alice@x") })
+	waittest.Until(t, 10*time.Second, "alice online", func() bool { return reg.Online("app1", "alice@x") })
 	if reg.Online("app1", "bob") || reg.Online("app2", "alice@x") {
 		t.Fatal("others online")
 	}
 	gw1.SessionClosed(alice, "logout", false)
-	eventually(t, "alice offline", func() bool { return !reg.Online("app1", "alice@x") })
+	waittest.Until(t, 10*time.Second, "alice offline", func() bool { return !reg.Online("app1", "alice@x") })
 
 	// A crash: the reporter's connection goes away without a word.
 	nc, err := b.Connect("crashing-gateway")
@@ -94,10 +84,10 @@ func TestPresenceLeases(t *testing.T) {
 	}
 	bob := imapi.Session{AppKey: "app1", Account: "bob", SessionID: "s2"}
 	gw2.SessionOpened(bob)
-	eventually(t, "bob online", func() bool { return reg.Online("app1", "bob") })
+	waittest.Until(t, 10*time.Second, "bob online", func() bool { return reg.Online("app1", "bob") })
 	nc.Close()
 	crashed := time.Now()
-	eventually(t, "bob offline after the lease", func() bool { return !reg.Online("app1", "bob") })
+	waittest.Until(t, 10*time.Second, "bob offline after the lease", func() bool { return !reg.Online("app1", "bob") })
 	if d := time.Since(crashed); d > 3*time.Second {
 		t.Fatalf("bob stayed online %v after the crash (lease 1s)", d)
 	}
@@ -108,7 +98,7 @@ func TestPresenceLeases(t *testing.T) {
 	// offline and a live gateway's as online, from the snapshot alone.
 	dan := imapi.Session{AppKey: "app1", Account: "dan", SessionID: "s4"}
 	gw1.SessionOpened(dan)
-	eventually(t, "dan online", func() bool { return reg.Online("app1", "dan") })
+	waittest.Until(t, 10*time.Second, "dan online", func() bool { return reg.Online("app1", "dan") })
 	time.Sleep(time.Second)
 	reg2, err := NewRegistry(cfg, RegistryDeps{JetStream: b.JetStream()})
 	if err != nil {
@@ -137,12 +127,12 @@ func TestPresenceLeases(t *testing.T) {
 	}
 	carol := imapi.Session{AppKey: "app1", Account: "carol", SessionID: "s3"}
 	gw2b.SessionOpened(carol)
-	eventually(t, "carol online", func() bool { return reg.Online("app1", "carol") })
+	waittest.Until(t, 10*time.Second, "carol online", func() bool { return reg.Online("app1", "carol") })
 	// A clean stop removes the gateway's sessions.
 	if err := gw2b.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "carol offline after a clean stop", func() bool { return !reg.Online("app1", "carol") })
+	waittest.Until(t, 10*time.Second, "carol offline after a clean stop", func() bool { return !reg.Online("app1", "carol") })
 	if err := gw1.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -181,11 +171,11 @@ func TestPresenceReconcile(t *testing.T) {
 		ss = append(ss, s)
 		gw.SessionOpened(s)
 	}
-	eventually(t, "all 50 online after the repair", func() bool { return reg.Sessions() == 50 })
+	waittest.Until(t, 10*time.Second, "all 50 online after the repair", func() bool { return reg.Sessions() == 50 })
 	for _, s := range ss[:40] {
 		gw.SessionClosed(s, "disconnected", false)
 	}
-	eventually(t, "10 left after the repair", func() bool { return reg.Sessions() == 10 })
+	waittest.Until(t, 10*time.Second, "10 left after the repair", func() bool { return reg.Sessions() == 10 })
 	if reg.Online("app1", "u0") || !reg.Online("app1", "u45") {
 		t.Fatal("wrong sessions left")
 	}

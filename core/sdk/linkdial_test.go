@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // TestRaceDialSYNLoss: the first connection attempt hangs (its SYN was
@@ -134,7 +136,7 @@ func TestNudger(t *testing.T) {
 	unacked.Store(1)
 	n.arm()
 	n.arm() // one check at a time
-	waitUntil(t, func() bool { return sent.Load() == 1 })
+	waittest.Until(t, 3*time.Second, "one nudge", func() bool { return sent.Load() == 1 })
 	time.Sleep(60 * time.Millisecond)
 	if sent.Load() != 1 {
 		t.Fatalf("%d nudges for one request, want 1", sent.Load())
@@ -144,16 +146,5 @@ func TestNudger(t *testing.T) {
 	time.Sleep(80 * time.Millisecond)
 	if sent.Load() != 1 {
 		t.Fatalf("nudged an acknowledged request")
-	}
-}
-
-func waitUntil(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 3s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/turncred"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 const (
@@ -162,13 +163,13 @@ func TestRelayUDP(t *testing.T) {
 	}
 	// Counters move right after the syscalls, and the client binds its
 	// channel in the background: wait for them.
-	waitFor(t, func() bool { return testutil.ToFloat64(ts.m.packetsToPeer) >= 5 })
-	waitFor(t, func() bool { return testutil.ToFloat64(ts.m.bytesToClient) >= float64(5*len("media-0")) })
-	waitFor(t, func() bool {
+	waittest.Until(t, 3*time.Second, "5 packets to the peer", func() bool { return testutil.ToFloat64(ts.m.packetsToPeer) >= 5 })
+	waittest.Until(t, 3*time.Second, "5 datagrams' bytes to the client", func() bool { return testutil.ToFloat64(ts.m.bytesToClient) >= float64(5*len("media-0")) })
+	waittest.Until(t, 3*time.Second, "a channel and a permission", func() bool {
 		return testutil.ToFloat64(ts.m.channelsCreated) >= 1 && testutil.ToFloat64(ts.m.permissionsCreated) >= 1
 	})
 	// Once the channel is bound, data takes the fast path both ways.
-	waitFor(t, func() bool {
+	waittest.Until(t, 3*time.Second, "the channel on the fast path", func() bool {
 		ts.fast.mu.RLock()
 		defer ts.fast.mu.RUnlock()
 		for _, rc := range ts.fast.byClient {
@@ -184,25 +185,14 @@ func TestRelayUDP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { return testutil.ToFloat64(ts.m.packetsToClient) >= 25 })
+	waittest.Until(t, 3*time.Second, "25 packets to the client", func() bool { return testutil.ToFloat64(ts.m.packetsToClient) >= 25 })
 	if testutil.ToFloat64(ts.m.credentialsAccepted.WithLabelValues("k1")) == 0 {
 		t.Fatal("accepted credential not counted by secret id")
 	}
 	_ = relay.Close()
-	waitFor(t, func() bool { return ts.Allocations() == 0 })
+	waittest.Until(t, 3*time.Second, "no allocation left", func() bool { return ts.Allocations() == 0 })
 	if got := testutil.ToFloat64(ts.m.allocationsDeleted); got != 1 {
 		t.Fatalf("allocations_deleted = %v", got)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -335,7 +325,7 @@ func TestQuotas(t *testing.T) {
 	}
 	// Releasing one of alice's allocations frees her quota.
 	_ = a1.Close()
-	waitFor(t, func() bool { return ts.Allocations() == 3 })
+	waittest.Until(t, 3*time.Second, "3 allocations", func() bool { return ts.Allocations() == 3 })
 	if _, err := alloc("app", "alice"); err != nil {
 		t.Fatalf("after release: %v", err)
 	}
