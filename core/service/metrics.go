@@ -3,9 +3,6 @@ package service
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	requests   *prometheus.CounterVec
-	latency    *prometheus.HistogramVec
-	inflight   prometheus.Gauge
 	pushes     *prometheus.CounterVec
 	pushErrors prometheus.Counter
 	kicks      prometheus.Counter
@@ -18,16 +15,6 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_service_requests_total", Help: "Requests handled, by op and result code.",
-		}, []string{"op", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "longlink_service_request_seconds", Help: "Time to handle a request, by op (send includes the durable commit).",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}, []string{"op"}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "longlink_service_inflight_requests", Help: "Requests being handled on this node.",
-		}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_service_pushes_total", Help: "Pushes published to user subjects, by op.",
 		}, []string{"op"}),
@@ -50,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_service_event_log_errors_total", Help: "Logins and logouts that could not be written to the event log.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.pushes, m.pushErrors, m.kicks, m.oversize, m.hookErrors, m.relLimits, m.eventLogErrors} {
+	for _, c := range []prometheus.Collector{m.pushes, m.pushErrors, m.kicks, m.oversize, m.hookErrors, m.relLimits, m.eventLogErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

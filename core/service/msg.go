@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 )
@@ -54,11 +55,11 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 	if err := s.moderate(ctx, sess, a); err != nil {
 		return nil, err
 	}
-	if t := turnOf(ctx); t != nil {
-		if err := t.wait(ctx); err != nil {
+	if t := dispatch.TurnOf(ctx); t != nil {
+		if err := t.Wait(ctx); err != nil {
 			return nil, storeErr(err, what)
 		}
-		a.Queued = t.done
+		a.Queued = t.Done
 	}
 	res, err := s.st.AppendMessage(ctx, a)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/logintoken"
+	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/logging"
@@ -58,7 +58,7 @@ type Hooks interface {
 	Publish(ctx context.Context, appkey string, ev webhook.Event) error
 }
 
-type handler func(ctx context.Context, sess *imapi.Session, body []byte) (any, error)
+type handler = dispatch.Handler
 
 // Service is one app service node.
 type Service struct {
@@ -74,43 +74,14 @@ type Service struct {
 	offline OfflinePusher
 	signer  *logintoken.Signer // nil: opaque tokens
 
-	handlers map[string]opHandler // by subject
-	apps     appCache
+	disp *dispatch.Dispatcher
+	apps appCache
 	// blockBoth: the apps whose blacklist blocks both ways.
 	blockBoth map[string]bool
 
 	rooms       roomState
 	roomMetrics *roomMetrics
-
-	sem chan struct{}
-	wg  sync.WaitGroup // requests in flight
-	// Workers: a request runs on an idle worker when there is one (its
-	// stack already grown by earlier requests; a fresh goroutine per
-	// request spent a tenth of the CPU of a send growing its stack while
-	// decoding), else on a new one. Idle workers exit after workerIdle.
-	idle     chan job
-	order    sendOrder
-	stop     chan struct{}
-	stopOnce sync.Once
-	workers  sync.WaitGroup
-	mu       sync.Mutex
-	subs     []*nats.Subscription
 }
-
-type opHandler struct {
-	op imapi.Op
-	h  handler
-}
-
-type job struct {
-	m    *nats.Msg
-	oh   opHandler
-	req  *imapi.BusRequest // a send's request, decoded to find its session
-	turn *sendTurn         // a send's place among its session's (order.go)
-}
-
-// workerIdle is how long an idle worker waits for a request before it exits.
-const workerIdle = 2 * time.Second
 
 // New validates cfg and builds a node; Start subscribes it to the bus.
 func New(cfg Config, deps Deps) (*Service, error) {
@@ -136,8 +107,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, nc: deps.NATS, st: deps.Store, log: log.With("component", "service"),
-		metrics: m, now: now, hooks: deps.Hooks, js: deps.JetStream, offline: deps.Offline, sem: make(chan struct{}, cfg.MaxInFlight),
-		idle: make(chan job), stop: make(chan struct{}),
+		metrics: m, now: now, hooks: deps.Hooks, js: deps.JetStream, offline: deps.Offline,
+	}
+	s.disp, err = dispatch.New(dispatch.Config{
+		Cluster: cfg.Cluster, MaxInFlight: cfg.MaxInFlight, MaxRequestBytes: cfg.MaxRequestBytes, RequestTimeout: cfg.RequestTimeout.D(),
+	}, deps.NATS, s.log, reg, m.oversize)
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
 	}
 	if s.super.m, err = newSuperMetrics(reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -155,12 +131,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.roomMetrics, err = newRoomMetrics(reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	s.handlers = map[string]opHandler{}
+	s.disp.Add(dispatch.Route{Op: imapi.OpSend, Handle: s.send, Ordered: true})
 	for op, h := range map[imapi.Op]handler{
 		imapi.OpLogin:           s.login,
 		imapi.OpHeartbeat:       s.heartbeat,
 		imapi.OpLogout:          s.logout,
-		imapi.OpSend:            s.send,
 		imapi.OpSync:            s.sync,
 		imapi.OpHistory:         s.history,
 		imapi.OpRead:            s.read,
@@ -215,19 +190,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		imapi.OpPushSettings:    s.pushSettings,
 		imapi.OpPushSetSettings: s.pushSetSettings,
 	} {
-		s.handlers[imapi.ServiceSubject(cfg.Cluster, op)] = opHandler{op: op, h: h}
+		s.disp.Add(dispatch.Route{Op: op, Handle: h})
 	}
 	return s, nil
 }
 
 // Ops lists the request ops this service answers.
-func (s *Service) Ops() []imapi.Op {
-	out := make([]imapi.Op, 0, len(s.handlers))
-	for _, oh := range s.handlers {
-		out = append(out, oh.op)
-	}
-	return out
-}
+func (s *Service) Ops() []imapi.Op { return s.disp.Ops() }
 
 // Start seeds the configured apps and subscribes to every op's subject.
 func (s *Service) Start(ctx context.Context) error {
@@ -245,197 +214,24 @@ func (s *Service) Start(ctx context.Context) error {
 		s.stopRooms()
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for subj, oh := range s.handlers {
-		oh := oh
-		sub, err := s.nc.QueueSubscribe(subj, imapi.ServiceQueue, func(m *nats.Msg) { s.dispatch(m, oh) })
-		if err != nil {
-			s.unsubscribeLocked()
-			return fmt.Errorf("service: subscribe %s: %w", subj, err)
-		}
-		// Requests wait in the client buffer while MaxInFlight are handled;
-		// a generous buffer rides out bursts instead of dropping requests.
-		_ = sub.SetPendingLimits(1<<20, 256<<20)
-		s.subs = append(s.subs, sub)
+	if err := s.disp.Start(ctx); err != nil {
+		s.stopSuper(ctx)
+		s.stopRooms()
+		return fmt.Errorf("service: %w", err)
 	}
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := s.nc.FlushWithContext(fctx); err != nil {
-		s.unsubscribeLocked()
-		return fmt.Errorf("service: flush subscriptions: %w", err)
-	}
-	s.log.Info("app services subscribed", "cluster", s.cfg.Cluster, "ops", len(s.subs))
+	s.log.Info("app services subscribed", "cluster", s.cfg.Cluster, "ops", len(s.disp.Ops()))
 	return nil
-}
-
-func (s *Service) unsubscribeLocked() {
-	s.stopRooms()
-	for _, sub := range s.subs {
-		_ = sub.Unsubscribe()
-	}
-	s.subs = nil
 }
 
 // Shutdown stops taking requests (the queue group sends new ones to other
 // nodes), lets the buffered ones finish and waits for in-flight handlers.
 func (s *Service) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	subs := s.subs
-	s.subs = nil
-	s.mu.Unlock()
 	s.stopRooms()
-	for _, sub := range subs {
-		_ = sub.Drain()
+	if err := s.disp.Shutdown(ctx); err != nil {
+		return fmt.Errorf("service: shutdown: %w", err)
 	}
-	for _, sub := range subs {
-		for sub.IsValid() {
-			select {
-			case <-ctx.Done():
-				_ = sub.Unsubscribe()
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		s.stopOnce.Do(func() { close(s.stop) })
-		s.workers.Wait()
-		s.stopSuper(ctx)
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("service: shutdown: %w", ctx.Err())
-	}
-}
-
-// dispatch runs on the subscription's goroutine: it takes an in-flight slot
-// (blocking the subscription when the node is saturated) and hands the
-// request to a worker that owns the slot until it has replied.
-func (s *Service) dispatch(m *nats.Msg, oh opHandler) {
-	s.sem <- struct{}{}
-	s.wg.Add(1)
-	s.metrics.inflight.Inc()
-	j := job{m: m, oh: oh}
-	if oh.op == imapi.OpSend && len(m.Data) <= s.cfg.MaxRequestBytes {
-		// The turn must be taken here, in arrival order (order.go).
-		req := new(imapi.BusRequest)
-		if imapi.DecodeBusRequest(m.Data, req) == nil {
-			j.req = req
-			if req.Session.SessionID != "" {
-				j.turn = s.order.next(req.Session.SessionID)
-			}
-		}
-	}
-	select {
-	case s.idle <- j:
-	default:
-		s.workers.Add(1)
-		go s.work(j)
-	}
-}
-
-// work serves j, then whatever request comes while it is idle, until it has
-// been idle for workerIdle or the service stops.
-func (s *Service) work(j job) {
-	defer s.workers.Done()
-	t := time.NewTimer(workerIdle)
-	defer t.Stop()
-	for {
-		s.run(j)
-		t.Reset(workerIdle)
-		select {
-		case j = <-s.idle:
-		case <-t.C:
-			return
-		case <-s.stop:
-			return
-		}
-	}
-}
-
-func (s *Service) run(j job) {
-	defer func() {
-		s.metrics.inflight.Dec()
-		<-s.sem
-		s.wg.Done()
-	}()
-	if j.turn != nil {
-		defer j.turn.done() // whatever happened, the next send may go
-	}
-	s.serve(j.m, j.oh, j.req, j.turn)
-}
-
-// serve answers m; req is its request when dispatch decoded it already.
-func (s *Service) serve(m *nats.Msg, oh opHandler, req *imapi.BusRequest, turn *sendTurn) {
-	start := time.Now()
-	name := oh.op.Name()
-	var resp any
-	var err error
-	if len(m.Data) > s.cfg.MaxRequestBytes {
-		s.metrics.oversize.Inc()
-		err = imapi.Errorf(imapi.ErrTooLarge, "request of %d bytes exceeds %d", len(m.Data), s.cfg.MaxRequestBytes)
-	} else {
-		var jerr error
-		if req == nil {
-			req = new(imapi.BusRequest)
-			jerr = imapi.DecodeBusRequest(m.Data, req)
-		}
-		if jerr != nil {
-			err = imapi.Errorf(imapi.ErrBadRequest, "bus request: %v", jerr)
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout.D())
-			if turn != nil {
-				ctx = withTurn(ctx, turn)
-			}
-			resp, err = s.call(ctx, oh, req)
-			cancel()
-		}
-	}
-	reply := imapi.BusReply{}
-	if err != nil {
-		var ie *imapi.Error
-		if !errors.As(err, &ie) {
-			s.log.Error("request failed", "op", name, "err", err)
-			ie = &imapi.Error{Code: imapi.ErrInternal}
-		}
-		reply.Code, reply.Message = ie.Code, ie.Message
-		if ie.RetryAfterMs > 0 {
-			// The hint travels as the error body, which the gateway passes
-			// to the client as it is.
-			reply.Body, _ = json.Marshal(ie)
-		}
-	} else if resp != nil {
-		b, merr := json.Marshal(resp)
-		if merr != nil {
-			reply.Code, reply.Message = imapi.ErrInternal, ""
-			s.log.Error("encode reply", "op", name, "err", merr)
-		} else {
-			reply.Body = b
-		}
-	}
-	s.metrics.requests.WithLabelValues(name, strconv.Itoa(int(reply.Code))).Inc()
-	s.metrics.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
-	if m.Reply == "" {
-		return
-	}
-	if err := m.Respond(imapi.AppendBusReply(make([]byte, 0, 32+len(reply.Message)+len(reply.Body)), &reply)); err != nil {
-		s.log.Warn("reply failed", "op", name, "err", err)
-	}
-}
-
-func (s *Service) call(ctx context.Context, oh opHandler, req *imapi.BusRequest) (resp any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("handler panic", "op", oh.op.Name(), "panic", r)
-			err = imapi.Errorf(imapi.ErrInternal, "")
-		}
-	}()
-	if oh.op != imapi.OpLogin && (req.Session.AppKey == "" || req.Session.Account == "") {
-		return nil, imapi.Errorf(imapi.ErrNotLoggedIn, "")
-	}
-	return oh.h(ctx, &req.Session, req.Body)
+	s.stopSuper(ctx)
+	return nil
 }
 
 // push publishes one push to every session of account. Pushes are

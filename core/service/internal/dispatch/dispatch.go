@@ -1,0 +1,298 @@
+// Package dispatch is the service node's thin bus layer: it subscribes to
+// every registered op's subject in the queue group imapi.ServiceQueue,
+// bounds the requests in flight, runs handlers on a pool of workers, keeps
+// a session's ordered requests in arrival order (order.go), encodes the
+// replies and counts requests. The domains (core/service/msg, room, …)
+// register their ops on it; it knows nothing of what they do.
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/core/imapi"
+)
+
+// Handler answers one request of a logged-in session (of anyone for
+// imapi.OpLogin). A returned *imapi.Error goes to the client as it is;
+// any other error is logged and answered as imapi.ErrInternal.
+type Handler func(ctx context.Context, sess *imapi.Session, body []byte) (any, error)
+
+// Route binds an op to its handler.
+type Route struct {
+	Op     imapi.Op
+	Handle Handler
+	// Ordered requests of one session reach their handler's ordered step
+	// (TurnOf) in the order they arrived at this node.
+	Ordered bool
+}
+
+// Config tunes a dispatcher.
+type Config struct {
+	Cluster         string        // subject prefix served
+	MaxInFlight     int           // concurrent handlers
+	MaxRequestBytes int           // larger requests are refused (ErrTooLarge)
+	RequestTimeout  time.Duration // each handler's context
+}
+
+// Dispatcher serves the registered routes on the bus.
+type Dispatcher struct {
+	cfg      Config
+	nc       *nats.Conn
+	log      *slog.Logger
+	metrics  *metrics
+	oversize prometheus.Counter
+	routes   map[string]Route // by subject
+
+	sem chan struct{}
+	wg  sync.WaitGroup // requests in flight
+	// Workers: a request runs on an idle worker when there is one (its
+	// stack already grown by earlier requests; a fresh goroutine per
+	// request spent a tenth of the CPU of a send growing its stack while
+	// decoding), else on a new one. Idle workers exit after workerIdle.
+	idle     chan job
+	order    sendOrder
+	stop     chan struct{}
+	stopOnce sync.Once
+	workers  sync.WaitGroup
+	mu       sync.Mutex
+	subs     []*nats.Subscription
+}
+
+type job struct {
+	m     *nats.Msg
+	route Route
+	req   *imapi.BusRequest // an ordered request, decoded to find its session
+	turn  *Turn             // its place among its session's (order.go)
+}
+
+// workerIdle is how long an idle worker waits for a request before it exits.
+const workerIdle = 2 * time.Second
+
+// New builds a dispatcher; oversize counts the requests refused for their
+// size (a counter the domains share).
+func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer, oversize prometheus.Counter) (*Dispatcher, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Dispatcher{
+		cfg: cfg, nc: nc, log: log, metrics: m, oversize: oversize, routes: map[string]Route{},
+		sem: make(chan struct{}, cfg.MaxInFlight), idle: make(chan job), stop: make(chan struct{}),
+	}, nil
+}
+
+// Add registers routes; it is called before Start.
+func (d *Dispatcher) Add(routes ...Route) {
+	for _, r := range routes {
+		d.routes[imapi.ServiceSubject(d.cfg.Cluster, r.Op)] = r
+	}
+}
+
+// Ops lists the ops registered.
+func (d *Dispatcher) Ops() []imapi.Op {
+	out := make([]imapi.Op, 0, len(d.routes))
+	for _, r := range d.routes {
+		out = append(out, r.Op)
+	}
+	return out
+}
+
+// Start subscribes to every route's subject.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for subj, r := range d.routes {
+		sub, err := d.nc.QueueSubscribe(subj, imapi.ServiceQueue, func(m *nats.Msg) { d.dispatch(m, r) })
+		if err != nil {
+			d.unsubscribeLocked()
+			return fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		// Requests wait in the client buffer while MaxInFlight are handled;
+		// a generous buffer rides out bursts instead of dropping requests.
+		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		d.subs = append(d.subs, sub)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.nc.FlushWithContext(fctx); err != nil {
+		d.unsubscribeLocked()
+		return fmt.Errorf("flush subscriptions: %w", err)
+	}
+	return nil
+}
+
+func (d *Dispatcher) unsubscribeLocked() {
+	for _, sub := range d.subs {
+		_ = sub.Unsubscribe()
+	}
+	d.subs = nil
+}
+
+// Shutdown stops taking requests (the queue group sends new ones to other
+// nodes), lets the buffered ones finish and waits for in-flight handlers.
+func (d *Dispatcher) Shutdown(ctx context.Context) error {
+	d.mu.Lock()
+	subs := d.subs
+	d.subs = nil
+	d.mu.Unlock()
+	for _, sub := range subs {
+		_ = sub.Drain()
+	}
+	for _, sub := range subs {
+		for sub.IsValid() {
+			select {
+			case <-ctx.Done():
+				_ = sub.Unsubscribe()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		d.stopOnce.Do(func() { close(d.stop) })
+		d.workers.Wait()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dispatch runs on the subscription's goroutine: it takes an in-flight slot
+// (blocking the subscription when the node is saturated) and hands the
+// request to a worker that owns the slot until it has replied.
+func (d *Dispatcher) dispatch(m *nats.Msg, r Route) {
+	d.sem <- struct{}{}
+	d.wg.Add(1)
+	d.metrics.inflight.Inc()
+	j := job{m: m, route: r}
+	if r.Ordered && len(m.Data) <= d.cfg.MaxRequestBytes {
+		// The turn must be taken here, in arrival order (order.go).
+		req := new(imapi.BusRequest)
+		if imapi.DecodeBusRequest(m.Data, req) == nil {
+			j.req = req
+			if req.Session.SessionID != "" {
+				j.turn = d.order.next(req.Session.SessionID)
+			}
+		}
+	}
+	select {
+	case d.idle <- j:
+	default:
+		d.workers.Add(1)
+		go d.work(j)
+	}
+}
+
+// work serves j, then whatever request comes while it is idle, until it has
+// been idle for workerIdle or the dispatcher stops.
+func (d *Dispatcher) work(j job) {
+	defer d.workers.Done()
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		d.run(j)
+		t.Reset(workerIdle)
+		select {
+		case j = <-d.idle:
+		case <-t.C:
+			return
+		case <-d.stop:
+			return
+		}
+	}
+}
+
+func (d *Dispatcher) run(j job) {
+	defer func() {
+		d.metrics.inflight.Dec()
+		<-d.sem
+		d.wg.Done()
+	}()
+	if j.turn != nil {
+		defer j.turn.Done() // whatever happened, the next request may go
+	}
+	d.serve(j.m, j.route, j.req, j.turn)
+}
+
+// serve answers m; req is its request when dispatch decoded it already.
+func (d *Dispatcher) serve(m *nats.Msg, r Route, req *imapi.BusRequest, turn *Turn) {
+	start := time.Now()
+	name := r.Op.Name()
+	var resp any
+	var err error
+	if len(m.Data) > d.cfg.MaxRequestBytes {
+		d.oversize.Inc()
+		err = imapi.Errorf(imapi.ErrTooLarge, "request of %d bytes exceeds %d", len(m.Data), d.cfg.MaxRequestBytes)
+	} else {
+		var jerr error
+		if req == nil {
+			req = new(imapi.BusRequest)
+			jerr = imapi.DecodeBusRequest(m.Data, req)
+		}
+		if jerr != nil {
+			err = imapi.Errorf(imapi.ErrBadRequest, "bus request: %v", jerr)
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.RequestTimeout)
+			if turn != nil {
+				ctx = withTurn(ctx, turn)
+			}
+			resp, err = d.call(ctx, r, req)
+			cancel()
+		}
+	}
+	reply := imapi.BusReply{}
+	if err != nil {
+		var ie *imapi.Error
+		if !errors.As(err, &ie) {
+			d.log.Error("request failed", "op", name, "err", err)
+			ie = &imapi.Error{Code: imapi.ErrInternal}
+		}
+		reply.Code, reply.Message = ie.Code, ie.Message
+		if ie.RetryAfterMs > 0 {
+			// The hint travels as the error body, which the gateway passes
+			// to the client as it is.
+			reply.Body, _ = json.Marshal(ie)
+		}
+	} else if resp != nil {
+		b, merr := json.Marshal(resp)
+		if merr != nil {
+			reply.Code, reply.Message = imapi.ErrInternal, ""
+			d.log.Error("encode reply", "op", name, "err", merr)
+		} else {
+			reply.Body = b
+		}
+	}
+	d.metrics.requests.WithLabelValues(name, strconv.Itoa(int(reply.Code))).Inc()
+	d.metrics.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(imapi.AppendBusReply(make([]byte, 0, 32+len(reply.Message)+len(reply.Body)), &reply)); err != nil {
+		d.log.Warn("reply failed", "op", name, "err", err)
+	}
+}
+
+func (d *Dispatcher) call(ctx context.Context, r Route, req *imapi.BusRequest) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.log.Error("handler panic", "op", r.Op.Name(), "panic", p)
+			err = imapi.Errorf(imapi.ErrInternal, "")
+		}
+	}()
+	if r.Op != imapi.OpLogin && (req.Session.AppKey == "" || req.Session.Account == "") {
+		return nil, imapi.Errorf(imapi.ErrNotLoggedIn, "")
+	}
+	return r.Handle(ctx, &req.Session, req.Body)
+}

@@ -1,0 +1,22 @@
+package dispatch
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/pkg/metricstest"
+)
+
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Vectors only show up once they have a child.
+	m.requests.WithLabelValues("send", "0").Inc()
+	m.latency.WithLabelValues("send").Observe(0)
+	mfs := metricstest.Check(t, reg, "longlink_service_")
+	metricstest.InREADME(t, mfs, "../../README.md")
+}
