@@ -334,18 +334,18 @@ func (n *Node) Start(ctx context.Context) error {
 		if len(n.cfg.Webhook.Apps) > 0 {
 			n.group.Add("webhook", lazy(&n.hooks, func() (*webhook.Webhooks, error) {
 				return webhook.New(n.cfg.Webhook, webhook.Deps{
-					JetStream: n.bus.JetStream(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+					JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
 				})
 			}))
 		}
 		n.group.Add("presence-registry", lazy(&n.pres, func() (*push.Registry, error) {
 			return push.NewRegistry(n.cfg.Push.Presence, push.RegistryDeps{
-				JetStream: n.bus.JetStream(), Logger: n.deps.Logger, Metrics: presMetrics,
+				JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(), Logger: n.deps.Logger, Metrics: presMetrics,
 			})
 		}))
 		n.group.Add("push", lazy(&n.push, func() (*push.Push, error) {
 			deps := push.Deps{
-				NATS: n.bus.Conn(), Store: n.store, Presence: n.pres, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				NATS: n.bus.Conn(), Replicas: n.bus.Replicas(), Store: n.store, Presence: n.pres, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
 				HTTPClient: n.deps.PushHTTPClient,
 			}
 			if n.hooks != nil {
@@ -371,7 +371,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.Roles.Gateway {
 		n.group.Add("presence-reporter", lazy(&n.reporter, func() (*push.Reporter, error) {
 			return push.NewReporter(n.cfg.Push.Presence, push.ReporterDeps{
-				JetStream: n.bus.JetStream(), Gateway: n.cfg.Gateway.ID, Logger: n.deps.Logger, Metrics: presMetrics,
+				JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(), Gateway: n.cfg.Gateway.ID, Logger: n.deps.Logger, Metrics: presMetrics,
 			})
 		}))
 		n.group.Add("gateway", lazy(&n.gateway, func() (*gateway.Gateway, error) {

@@ -7,6 +7,7 @@ package bus
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/logging"
+	"github.com/longlink/longlink/pkg/pki"
 )
 
 // Modes.
@@ -68,6 +70,65 @@ type Config struct {
 	MaxPayload int32 `yaml:"max_payload"`
 	// ConnectTimeout bounds the start (server ready, client connected). Default 10s.
 	ConnectTimeout config.Duration `yaml:"connect_timeout"`
+	// TLS secures the connection to an external cluster (mode external).
+	TLS TLSConfig `yaml:"tls"`
+	// PingInterval and MaxPingsOut: the client pings its server this
+	// often and drops the connection (then reconnects to another server of
+	// the cluster) after MaxPingsOut unanswered pings, so a hung server is
+	// left within about PingInterval × (MaxPingsOut+1). Defaults 2s and 2.
+	PingInterval config.Duration `yaml:"ping_interval"`
+	MaxPingsOut  int             `yaml:"max_pings_out"`
+	// ReconnectWait is the pause before reconnecting to a server already
+	// tried; the client first tries the cluster's other servers at once.
+	// Default 100ms.
+	ReconnectWait config.Duration `yaml:"reconnect_wait"`
+	// JetStreamReplicas is the replica count of every JetStream stream and
+	// KV bucket the core creates (push, webhooks, super-group work,
+	// presence). 0 (the default): 3 in external mode (a cluster of three or
+	// more servers), 1 embedded. In external mode 1..5 (at most the
+	// cluster's size: JetStream refuses more); embedded only 1.
+	JetStreamReplicas int `yaml:"jetstream_replicas"`
+}
+
+// TLSConfig is the client side of TLS to an external NATS cluster. Setting
+// any field turns TLS on (so do tls:// URLs); the servers' certificates are
+// always verified.
+type TLSConfig struct {
+	// CAFile is the PEM bundle of the CAs that sign the servers'
+	// certificates. Empty: the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are this node's client certificate and key (PEM),
+	// for servers that verify clients (nats-server tls { verify: true }).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name checked in the servers' certificates. Default:
+	// the host of the URL connected to.
+	ServerName string `yaml:"server_name"`
+}
+
+// enabled reports whether any TLS setting is made.
+func (t *TLSConfig) enabled() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
+}
+
+// config loads the files into a client TLS configuration.
+func (t *TLSConfig) config() (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pool, err := pki.LoadPool(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("bus.tls.ca_file: %w", err)
+		}
+		c.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("bus.tls.cert_file, key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // Default returns the embedded single-node configuration.
@@ -82,7 +143,22 @@ func Default() Config {
 		Name:               "longlink-core",
 		MaxPayload:         1 << 20,
 		ConnectTimeout:     config.Duration(10 * time.Second),
+		PingInterval:       config.Duration(2 * time.Second),
+		MaxPingsOut:        2,
+		ReconnectWait:      config.Duration(100 * time.Millisecond),
 	}
+}
+
+// Replicas is the replica count for the core's JetStream streams and KV
+// buckets (JetStreamReplicas with its default applied).
+func (c *Config) Replicas() int {
+	switch {
+	case c.JetStreamReplicas > 0:
+		return c.JetStreamReplicas
+	case c.Mode == ModeExternal:
+		return 3
+	}
+	return 1
 }
 
 // Validate reports every problem at once.
@@ -101,6 +177,12 @@ func (c *Config) Validate() error {
 		if len(c.URLs) > 0 {
 			errs.Addf("bus.urls: only used in external mode")
 		}
+		if c.TLS.enabled() {
+			errs.Addf("bus.tls: only used in external mode")
+		}
+		if c.JetStreamReplicas > 1 {
+			errs.Addf("bus.jetstream_replicas: an embedded server holds one replica")
+		}
 	case ModeExternal:
 		if len(c.URLs) == 0 {
 			errs.Addf("bus.urls: at least one URL is required in external mode")
@@ -110,8 +192,20 @@ func (c *Config) Validate() error {
 				errs.Addf("bus.urls: %q: want scheme://host:port", u)
 			}
 		}
+		if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+			errs.Addf("bus.tls.cert_file, key_file: set both or neither")
+		}
+		if c.JetStreamReplicas > 5 {
+			errs.Addf("bus.jetstream_replicas: %d not in 1..5", c.JetStreamReplicas)
+		}
 	default:
 		errs.Addf("bus.mode: %q is not embedded or external", c.Mode)
+	}
+	if c.JetStreamReplicas < 0 {
+		errs.Addf("bus.jetstream_replicas: must not be negative")
+	}
+	if c.PingInterval < 0 || c.MaxPingsOut < 0 || c.ReconnectWait < 0 {
+		errs.Addf("bus.ping_interval, max_pings_out, reconnect_wait: must not be negative")
 	}
 	if c.JetStreamMaxMemory < 0 || c.JetStreamMaxStore < 0 {
 		errs.Addf("bus.jetstream_max_memory, jetstream_max_store: must not be negative")
@@ -161,6 +255,16 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 	}
 	if cfg.JetStreamMaxStore == 0 {
 		cfg.JetStreamMaxStore = 4 << 30
+	}
+	d := Default()
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = d.PingInterval
+	}
+	if cfg.MaxPingsOut == 0 {
+		cfg.MaxPingsOut = d.MaxPingsOut
+	}
+	if cfg.ReconnectWait == 0 {
+		cfg.ReconnectWait = d.ReconnectWait
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
@@ -281,16 +385,11 @@ func (b *Bus) startEmbedded() error {
 }
 
 func (b *Bus) connectExternal() error {
-	opts := b.clientOptions()
-	if b.cfg.Password.IsSet() {
-		if b.cfg.User != "" {
-			opts = append(opts, nats.UserInfo(b.cfg.User, b.cfg.Password.Reveal()))
-		} else {
-			opts = append(opts, nats.Token(b.cfg.Password.Reveal()))
-		}
+	opts, err := b.externalOptions(b.cfg)
+	if err != nil {
+		return err
 	}
-	opts = append(opts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
-	nc, err := nats.Connect(strings.Join(b.cfg.URLs, ","), opts...)
+	nc, err := nats.Connect(strings.Join(b.cfg.URLs, ","), append(opts, nats.RetryOnFailedConnect(false))...)
 	if err != nil {
 		return fmt.Errorf("bus: connect %s: %w", strings.Join(b.cfg.URLs, ","), err)
 	}
@@ -299,10 +398,35 @@ func (b *Bus) connectExternal() error {
 	return nil
 }
 
+// externalOptions are the options of a connection to an external cluster:
+// credentials, TLS, reconnecting forever.
+func (b *Bus) externalOptions(cfg Config) ([]nats.Option, error) {
+	opts := b.clientOptions()
+	if cfg.Password.IsSet() {
+		if cfg.User != "" {
+			opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
+		} else {
+			opts = append(opts, nats.Token(cfg.Password.Reveal()))
+		}
+	}
+	if cfg.TLS.enabled() {
+		tc, err := cfg.TLS.config()
+		if err != nil {
+			return nil, fmt.Errorf("bus: %w", err)
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	return append(opts, nats.MaxReconnects(-1)), nil
+}
+
 func (b *Bus) clientOptions() []nats.Option {
 	return []nats.Option{
 		nats.Name(b.cfg.Name),
 		nats.Timeout(b.cfg.ConnectTimeout.D()),
+		nats.PingInterval(b.cfg.PingInterval.D()),
+		nats.MaxPingsOutstanding(b.cfg.MaxPingsOut),
+		nats.ReconnectWait(b.cfg.ReconnectWait.D()),
+		nats.ReconnectJitter(b.cfg.ReconnectWait.D(), b.cfg.ReconnectWait.D()),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.metrics.disconnects.Inc()
 			b.metrics.connected.Set(0)
@@ -333,6 +457,10 @@ func (b *Bus) Conn() *nats.Conn {
 	return b.nc
 }
 
+// Replicas is the replica count for the JetStream streams and KV buckets
+// the core creates (Config.JetStreamReplicas with its default applied).
+func (b *Bus) Replicas() int { return b.cfg.Replicas() }
+
 // JetStream is the JetStream context on Conn.
 func (b *Bus) JetStream() jetstream.JetStream {
 	b.mu.Lock()
@@ -357,18 +485,14 @@ func (b *Bus) Connect(name string) (*nats.Conn, error) {
 	b.mu.Lock()
 	srv, cfg := b.srv, b.cfg
 	b.mu.Unlock()
-	opts := append(b.clientOptions(), nats.Name(name))
 	if srv != nil {
-		return nats.Connect("", append(opts, nats.InProcessServer(srv), nats.UserInfo(cfg.User, cfg.Password.Reveal()))...)
+		return nats.Connect("", append(b.clientOptions(), nats.Name(name), nats.InProcessServer(srv), nats.UserInfo(cfg.User, cfg.Password.Reveal()))...)
 	}
-	if cfg.Password.IsSet() {
-		if cfg.User != "" {
-			opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
-		} else {
-			opts = append(opts, nats.Token(cfg.Password.Reveal()))
-		}
+	opts, err := b.externalOptions(cfg)
+	if err != nil {
+		return nil, err
 	}
-	return nats.Connect(strings.Join(cfg.URLs, ","), append(opts, nats.MaxReconnects(-1))...)
+	return nats.Connect(strings.Join(cfg.URLs, ","), append(opts, nats.Name(name))...)
 }
 
 // Shutdown drains this process's connection, then stops the embedded server.

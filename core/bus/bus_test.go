@@ -3,7 +3,6 @@ package bus_test
 import (
 	"context"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/clustertest"
 	"github.com/longlink/longlink/pkg/config"
 )
 
@@ -112,25 +112,44 @@ func TestEmbeddedNoListener(t *testing.T) {
 	exercise(t, b, "ll.test.private")
 }
 
+// TestExternal joins a cluster of three real nats-server processes that
+// take clients only on TLS with a client certificate and a password, and
+// creates a stream with the default replica count of the external mode.
 func TestExternal(t *testing.T) {
-	url := os.Getenv("LONGLINK_TEST_NATS")
-	if url == "" {
-		url = "nats://127.0.0.1:4222"
-	}
-	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), time.Second); err != nil {
-		if os.Getenv("LONGLINK_INTEGRATION") == "" {
-			t.Skipf("no NATS at %s: %v", url, err)
-		}
-		t.Fatalf("no NATS at %s: %v", url, err)
-	} else {
-		c.Close()
-	}
+	clustertest.Require(t)
+	env := clustertest.New(t)
+	n := env.StartNATS(clustertest.NATSOptions{})
 	cfg := bus.Default()
 	cfg.Mode = bus.ModeExternal
-	cfg.URLs = []string{url}
-	cfg.User = ""
+	cfg.URLs = n.URLs()
+	cfg.User, cfg.Password = n.User, config.NewSecret(n.Password)
+	cfg.TLS = bus.TLSConfig{CAFile: env.CAFile, CertFile: n.ClientCert, KeyFile: n.ClientKey}
 	b := start(t, cfg)
-	exercise(t, b, "ll.test.external"+strings.ReplaceAll(time.Now().Format("150405.000"), ".", ""))
+	exercise(t, b, "ll.test.external")
+	if b.Replicas() != 3 {
+		t.Fatalf("replicas = %d, want 3 on a cluster", b.Replicas())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := b.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"ll.test.r3"}, Replicas: b.Replicas()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("stream cluster info %+v, %v: want a leader and two replicas", info, err)
+	}
+
+	// Without the client certificate the servers refuse the connection.
+	noCert := cfg
+	noCert.TLS = bus.TLSConfig{CAFile: env.CAFile}
+	noCert.ConnectTimeout = config.Duration(2 * time.Second)
+	if b, err := bus.New(noCert, bus.Deps{}); err != nil {
+		t.Fatal(err)
+	} else if err := b.Start(ctx); err == nil {
+		_ = b.Shutdown(ctx)
+		t.Fatal("connected without a client certificate")
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -144,6 +163,14 @@ func TestConfigValidate(t *testing.T) {
 		{"url scheme", func(c *bus.Config) { c.Mode = bus.ModeExternal; c.URLs = []string{"10.0.0.1:4222"} }, "scheme"},
 		{"bad listen", func(c *bus.Config) { c.Listen = "7714" }, "bus.listen"},
 		{"embedded needs user", func(c *bus.Config) { c.User = "" }, "bus.user"},
+		{"embedded replicas", func(c *bus.Config) { c.JetStreamReplicas = 3 }, "bus.jetstream_replicas"},
+		{"embedded tls", func(c *bus.Config) { c.TLS.CAFile = "ca.pem" }, "bus.tls"},
+		{"replicas range", func(c *bus.Config) {
+			c.Mode, c.URLs, c.JetStreamReplicas = bus.ModeExternal, []string{"tls://10.0.0.1:4222"}, 7
+		}, "bus.jetstream_replicas"},
+		{"cert without key", func(c *bus.Config) {
+			c.Mode, c.URLs, c.TLS.CertFile = bus.ModeExternal, []string{"tls://10.0.0.1:4222"}, "client.pem"
+		}, "bus.tls.cert_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := bus.Default()
@@ -156,5 +183,20 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatal("New accepted an invalid config")
 			}
 		})
+	}
+}
+
+func TestReplicasDefault(t *testing.T) {
+	c := bus.Default()
+	if c.Replicas() != 1 {
+		t.Fatalf("embedded: %d replicas, want 1", c.Replicas())
+	}
+	c.Mode = bus.ModeExternal
+	if c.Replicas() != 3 {
+		t.Fatalf("external: %d replicas, want 3", c.Replicas())
+	}
+	c.JetStreamReplicas = 5
+	if c.Replicas() != 5 {
+		t.Fatalf("external, set to 5: %d", c.Replicas())
 	}
 }

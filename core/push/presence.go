@@ -146,9 +146,9 @@ func parseSessionKey(key string) (gw, appkey, account, sid string, ok bool) {
 	return dec[0], dec[1], dec[2], dec[3], true
 }
 
-func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg *PresenceConfig) (jetstream.KeyValue, error) {
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg *PresenceConfig, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: cfg.Bucket, History: 1, Storage: cfg.storage(),
+		Bucket: cfg.Bucket, History: 1, Storage: cfg.storage(), Replicas: replicas,
 		Description: "longlink presence: gateway sessions and leases",
 	})
 	if err != nil {
@@ -157,9 +157,9 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg *PresenceConf
 	return kv, nil
 }
 
-func ensureEventStream(ctx context.Context, js jetstream.JetStream, cfg *PresenceConfig) error {
+func ensureEventStream(ctx context.Context, js jetstream.JetStream, cfg *PresenceConfig, replicas int) error {
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: cfg.EventStream, Subjects: []string{cfg.EventSubject + ".>"}, Storage: cfg.storage(),
+		Name: cfg.EventStream, Subjects: []string{cfg.EventSubject + ".>"}, Storage: cfg.storage(), Replicas: replicas,
 		MaxAge: 72 * time.Hour, Duplicates: 2 * time.Minute,
 	}); err != nil {
 		return fmt.Errorf("session event stream %s: %w", cfg.EventStream, err)
@@ -170,6 +170,9 @@ func ensureEventStream(ctx context.Context, js jetstream.JetStream, cfg *Presenc
 // ReporterDeps are a Reporter's dependencies.
 type ReporterDeps struct {
 	JetStream jetstream.JetStream
+	// Replicas of the bucket and the event stream (bus.Bus.Replicas).
+	// Default 1.
+	Replicas int
 	// Gateway is the id of the gateway whose sessions are reported.
 	Gateway string
 	Logger  *slog.Logger
@@ -184,6 +187,7 @@ type ReporterDeps struct {
 type Reporter struct {
 	cfg  PresenceConfig
 	js   jetstream.JetStream
+	reps int
 	gw   string
 	log  *slog.Logger
 	m    *PresenceMetrics
@@ -216,6 +220,10 @@ func NewReporter(cfg PresenceConfig, deps ReporterDeps) (*Reporter, error) {
 	if deps.JetStream == nil || deps.Gateway == "" {
 		return nil, errors.New("presence: JetStream and Gateway are required")
 	}
+	reps, err := replicas(deps.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
 	log := logging.OrDiscard(deps.Logger)
 	m := deps.Metrics
 	if m == nil {
@@ -226,7 +234,7 @@ func NewReporter(cfg PresenceConfig, deps ReporterDeps) (*Reporter, error) {
 		now = time.Now
 	}
 	return &Reporter{
-		cfg: cfg, js: deps.JetStream, gw: deps.Gateway, log: log.With("component", "presence", "gateway", deps.Gateway),
+		cfg: cfg, js: deps.JetStream, reps: reps, gw: deps.Gateway, log: log.With("component", "presence", "gateway", deps.Gateway),
 		m: m, now: now, q: make(chan reportOp, cfg.Queue), quit: make(chan struct{}), live: map[string]imapi.Session{},
 	}, nil
 }
@@ -234,11 +242,11 @@ func NewReporter(cfg PresenceConfig, deps ReporterDeps) (*Reporter, error) {
 // Start creates the bucket and the event stream, deletes what an earlier
 // run of this gateway left behind, takes the lease and starts writing.
 func (r *Reporter) Start(ctx context.Context) error {
-	kv, err := ensureBucket(ctx, r.js, &r.cfg)
+	kv, err := ensureBucket(ctx, r.js, &r.cfg, r.reps)
 	if err != nil {
 		return fmt.Errorf("presence: %w", err)
 	}
-	if err := ensureEventStream(ctx, r.js, &r.cfg); err != nil {
+	if err := ensureEventStream(ctx, r.js, &r.cfg, r.reps); err != nil {
 		return fmt.Errorf("presence: %w", err)
 	}
 	r.kv = kv
@@ -440,20 +448,23 @@ func (r *Reporter) Shutdown(ctx context.Context) error {
 // RegistryDeps are a Registry's dependencies.
 type RegistryDeps struct {
 	JetStream jetstream.JetStream
-	Logger    *slog.Logger
-	Metrics   *PresenceMetrics
+	// Replicas of the bucket (bus.Bus.Replicas). Default 1.
+	Replicas int
+	Logger   *slog.Logger
+	Metrics  *PresenceMetrics
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
 
 // Registry is the app side's in-memory view of the presence bucket.
 type Registry struct {
-	cfg PresenceConfig
-	js  jetstream.JetStream
-	log *slog.Logger
-	m   *PresenceMetrics
-	now func() time.Time
-	kv  jetstream.KeyValue
+	cfg  PresenceConfig
+	js   jetstream.JetStream
+	reps int
+	log  *slog.Logger
+	m    *PresenceMetrics
+	now  func() time.Time
+	kv   jetstream.KeyValue
 
 	mu       sync.RWMutex
 	accounts map[string]map[string]presentSession // appkey "/" account → session id → session
@@ -476,6 +487,10 @@ func NewRegistry(cfg PresenceConfig, deps RegistryDeps) (*Registry, error) {
 	if deps.JetStream == nil {
 		return nil, errors.New("presence: JetStream is required")
 	}
+	reps, err := replicas(deps.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
 	log := logging.OrDiscard(deps.Logger)
 	m := deps.Metrics
 	if m == nil {
@@ -486,7 +501,7 @@ func NewRegistry(cfg PresenceConfig, deps RegistryDeps) (*Registry, error) {
 		now = time.Now
 	}
 	return &Registry{
-		cfg: cfg, js: deps.JetStream, log: log.With("component", "presence"), m: m, now: now,
+		cfg: cfg, js: deps.JetStream, reps: reps, log: log.With("component", "presence"), m: m, now: now,
 		accounts: map[string]map[string]presentSession{}, leases: map[string]time.Time{},
 	}, nil
 }
@@ -495,7 +510,7 @@ func accountKey(appkey, account string) string { return appkey + "/" + account }
 
 // Start watches the bucket and returns once the current content is loaded.
 func (g *Registry) Start(ctx context.Context) error {
-	kv, err := ensureBucket(ctx, g.js, &g.cfg)
+	kv, err := ensureBucket(ctx, g.js, &g.cfg, g.reps)
 	if err != nil {
 		return fmt.Errorf("presence: %w", err)
 	}
@@ -707,4 +722,15 @@ func (g *Registry) stop() {
 func (g *Registry) Shutdown(context.Context) error {
 	g.stop()
 	return nil
+}
+
+// replicas checks a replica count from the deps (0: one).
+func replicas(n int) (int, error) {
+	switch {
+	case n == 0:
+		return 1, nil
+	case n < 0 || n > 5:
+		return 0, fmt.Errorf("replicas: %d not in 1..5", n)
+	}
+	return n, nil
 }

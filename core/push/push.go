@@ -48,8 +48,11 @@ type EventPublisher interface {
 
 // Deps are the component's dependencies.
 type Deps struct {
-	NATS  *nats.Conn
-	Store store.Store
+	NATS *nats.Conn
+	// Replicas of the push stream and the sent bucket (bus.Bus.Replicas).
+	// Default 1.
+	Replicas int
+	Store    store.Store
 	// Presence is the registry that says who is online (started by the
 	// caller before Start).
 	Presence *Registry
@@ -95,6 +98,10 @@ func New(cfg Config, deps Deps) (*Push, error) {
 	}
 	if deps.NATS == nil || deps.Store == nil || deps.Presence == nil {
 		return nil, errors.New("push: NATS, Store and Presence are required")
+	}
+	var err error
+	if deps.Replicas, err = replicas(deps.Replicas); err != nil {
+		return nil, fmt.Errorf("push: %w", err)
 	}
 	log := logging.OrDiscard(deps.Logger)
 	reg := deps.Registerer
@@ -170,17 +177,17 @@ func (p *Push) Start(ctx context.Context) error {
 	p.js = js
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: p.cfg.Stream, Subjects: []string{p.cfg.Subject + ".>"}, Storage: p.storage(),
-		MaxAge: p.cfg.MaxAge.D(), Duplicates: 2 * time.Minute,
+		MaxAge: p.cfg.MaxAge.D(), Duplicates: 2 * time.Minute, Replicas: p.deps.Replicas,
 	}); err != nil {
 		return fmt.Errorf("push: stream %s: %w", p.cfg.Stream, err)
 	}
 	if p.sent, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: p.sentBucket(), TTL: 2 * p.cfg.MaxAge.D(), Storage: p.storage(), History: 1,
+		Bucket: p.sentBucket(), TTL: 2 * p.cfg.MaxAge.D(), Storage: p.storage(), History: 1, Replicas: p.deps.Replicas,
 	}); err != nil {
 		return fmt.Errorf("push: bucket %s: %w", p.sentBucket(), err)
 	}
 	pres := &p.deps.Presence.cfg
-	if err := ensureEventStream(ctx, js, pres); err != nil {
+	if err := ensureEventStream(ctx, js, pres, p.deps.Replicas); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())

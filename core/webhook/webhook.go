@@ -69,7 +69,10 @@ type DeadLetter struct {
 
 // Deps are the injected dependencies.
 type Deps struct {
-	JetStream  jetstream.JetStream
+	JetStream jetstream.JetStream
+	// Replicas of the event and dead-letter streams (bus.Bus.Replicas).
+	// Default 1.
+	Replicas   int
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// HTTPClient, when set, replaces the default client (no redirects).
@@ -80,13 +83,14 @@ type Deps struct {
 
 // Webhooks is the component.
 type Webhooks struct {
-	cfg     Config
-	js      jetstream.JetStream
-	log     *slog.Logger
-	metrics *metrics
-	client  *http.Client
-	now     func() time.Time
-	apps    map[string]*AppConfig
+	cfg      Config
+	js       jetstream.JetStream
+	replicas int
+	log      *slog.Logger
+	metrics  *metrics
+	client   *http.Client
+	now      func() time.Time
+	apps     map[string]*AppConfig
 
 	mu      sync.Mutex
 	cc      jetstream.ConsumeContext
@@ -106,6 +110,12 @@ func New(cfg Config, deps Deps) (*Webhooks, error) {
 	if deps.JetStream == nil {
 		return nil, errors.New("webhook: JetStream is required")
 	}
+	if deps.Replicas == 0 {
+		deps.Replicas = 1
+	}
+	if deps.Replicas < 1 || deps.Replicas > 5 {
+		return nil, fmt.Errorf("webhook: replicas: %d not in 1..5", deps.Replicas)
+	}
 	log := logging.OrDiscard(deps.Logger)
 	reg := deps.Registerer
 	if reg == nil {
@@ -124,7 +134,7 @@ func New(cfg Config, deps Deps) (*Webhooks, error) {
 		now = time.Now
 	}
 	w := &Webhooks{
-		cfg: cfg, js: deps.JetStream, log: log.With("component", "webhook"), metrics: m,
+		cfg: cfg, js: deps.JetStream, replicas: deps.Replicas, log: log.With("component", "webhook"), metrics: m,
 		client: client, now: now, apps: make(map[string]*AppConfig, len(cfg.Apps)),
 	}
 	for i := range cfg.Apps {
@@ -150,13 +160,13 @@ func (w *Webhooks) Start(ctx context.Context) error {
 	}
 	if _, err := w.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: w.cfg.Stream, Subjects: []string{w.cfg.Subject + ".>"}, Storage: w.storage(),
-		MaxAge: w.cfg.MaxAge.D(), MaxMsgSize: int32(w.cfg.MaxEventBytes), Duplicates: 2 * time.Minute,
+		MaxAge: w.cfg.MaxAge.D(), MaxMsgSize: int32(w.cfg.MaxEventBytes), Duplicates: 2 * time.Minute, Replicas: w.replicas,
 	}); err != nil {
 		return fmt.Errorf("webhook: stream %s: %w", w.cfg.Stream, err)
 	}
 	if _, err := w.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: w.cfg.DeadStream, Subjects: []string{w.cfg.DeadSubject + ".>"}, Storage: w.storage(),
-		MaxAge: w.cfg.DeadMaxAge.D(), Duplicates: 2 * time.Minute,
+		MaxAge: w.cfg.DeadMaxAge.D(), Duplicates: 2 * time.Minute, Replicas: w.replicas,
 	}); err != nil {
 		return fmt.Errorf("webhook: stream %s: %w", w.cfg.DeadStream, err)
 	}

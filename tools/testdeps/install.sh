@@ -2,8 +2,10 @@
 # Installs the independent clients and servers that the integration tests speak
 # to: dig and dnsperf (DNS), coturn (turnutils_uclient, turnserver), nginx (the
 # example config is checked with nginx -t), Chromium (browser test), iproute2
-# (network namespaces for the WAN emulator), and the npm packages of the
-# Node.js protocol tests. It is idempotent and quick when all is present.
+# (network namespaces for the WAN emulator), PostgreSQL's server binaries
+# (core/clustertest runs its own servers from /usr/lib/postgresql/*/bin), and
+# the npm packages of the Node.js protocol tests. It is idempotent and quick
+# when all is present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -13,6 +15,7 @@ for pair in dig:bind9-dnsutils dnsperf:dnsperf turnutils_uclient:coturn nginx:ng
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "testdeps: need root to install: ${need[*]}" >&2
