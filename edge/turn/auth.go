@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -184,20 +185,21 @@ func (c *authPacketConn) Close() error {
 	return c.PacketConn.Close()
 }
 
-// authListener wraps a TCP or TLS listener: it caps open connections and
-// returns connections that frame the stream so each request can be
-// inspected before pion sees it.
+// authListener wraps a TCP or TLS listener: it caps open connections, per
+// listener and per client address, and returns connections that frame the
+// stream so each request can be inspected before pion sees it.
 type authListener struct {
 	net.Listener
 	s      *Server
 	slots  chan struct{}
+	perIP  *clientAddrCounts // shared by every TCP and TLS listener
 	mu     sync.Mutex
 	conns  map[*authStreamConn]struct{}
 	closed atomic.Bool
 }
 
-func newAuthListener(s *Server, l net.Listener, max int) *authListener {
-	return &authListener{Listener: l, s: s, slots: make(chan struct{}, max), conns: map[*authStreamConn]struct{}{}}
+func newAuthListener(s *Server, l net.Listener, max int, perIP *clientAddrCounts) *authListener {
+	return &authListener{Listener: l, s: s, slots: make(chan struct{}, max), perIP: perIP, conns: map[*authStreamConn]struct{}{}}
 }
 
 func (l *authListener) Accept() (net.Conn, error) {
@@ -213,7 +215,18 @@ func (l *authListener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		ac := &authStreamConn{Conn: c, l: l, br: bufio.NewReaderSize(c, 4096)}
+		key := clientAddrKey(c.RemoteAddr())
+		if !l.perIP.acquire(key) {
+			<-l.slots
+			l.s.m.refuse(refuseTCPConnsPerIP)
+			_ = c.Close()
+			continue
+		}
+		// Until its first authenticated request, the connection (its TLS
+		// handshake included) lives by this deadline alone: unauthenticated
+		// connections cannot hold descriptors for the idle timeout.
+		_ = c.SetDeadline(time.Now().Add(l.s.cfg.TCPAuthTimeout.D()))
+		ac := &authStreamConn{Conn: c, l: l, key: key, br: bufio.NewReaderSize(c, 4096)}
 		if tc, ok := c.(*tls.Conn); ok {
 			ac.tls = tc
 		}
@@ -235,12 +248,14 @@ func (l *authListener) closeAll() {
 }
 
 // authStreamConn hands pion one TURN frame per Read, inspecting requests.
-// After a ConnectionBind request (RFC 6062) the connection carries raw peer
-// data, so it switches to passthrough.
+// After an authenticated ConnectionBind request (RFC 6062) the connection
+// carries raw peer data, so it switches to passthrough.
 type authStreamConn struct {
 	net.Conn
 	l         *authListener
+	key       netip.Addr // what the connection is counted under in l.perIP
 	tls       *tls.Conn
+	authed    bool // a request matched a live secret: the idle timeout applies
 	br        *bufio.Reader
 	frame     []byte // rest of the current frame not yet returned
 	buf       []byte
@@ -267,13 +282,19 @@ func (c *authStreamConn) Read(p []byte) (int, error) {
 	if c.raw {
 		return c.br.Read(p)
 	}
+	n, err := c.readFrame(p)
+	if err != nil && !c.authed && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.l.s.m.refuse(refuseTCPAuth)
+	}
+	return n, err
+}
+
+func (c *authStreamConn) readFrame(p []byte) (int, error) {
 	if !c.started {
 		c.started = true
 		if c.tls != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := c.tls.HandshakeContext(ctx)
-			cancel()
-			if err != nil {
+			// Bounded by the deadline Accept set.
+			if err := c.tls.HandshakeContext(context.Background()); err != nil {
 				return 0, fmt.Errorf("turn: tls handshake: %w", err)
 			}
 		}
@@ -283,7 +304,7 @@ func (c *authStreamConn) Read(p []byte) (int, error) {
 		c.last = ""
 	}
 	// Refresh the idle deadline at most once a second.
-	if now := time.Now(); now.After(c.deadline.Add(-c.l.s.cfg.TCPIdleTimeout.D() + time.Second)) {
+	if now := time.Now(); c.authed && now.After(c.deadline.Add(-c.l.s.cfg.TCPIdleTimeout.D()+time.Second)) {
 		c.deadline = now.Add(c.l.s.cfg.TCPIdleTimeout.D())
 		_ = c.Conn.SetReadDeadline(c.deadline)
 	}
@@ -309,7 +330,13 @@ func (c *authStreamConn) Read(p []byte) (int, error) {
 	}
 	if f[0]&0xC0 == 0 {
 		c.last = c.l.s.inspect(f, c.Conn.RemoteAddr())
-		if isSTUNRequest(f) && stun.NewType(stun.MethodConnectionBind, stun.ClassRequest).Value() == binary.BigEndian.Uint16(f[0:2]) {
+		if c.last != "" && !c.authed {
+			c.authed = true
+			_ = c.Conn.SetWriteDeadline(time.Time{})
+			c.deadline = time.Now().Add(c.l.s.cfg.TCPIdleTimeout.D())
+			_ = c.Conn.SetReadDeadline(c.deadline)
+		}
+		if c.authed && isSTUNRequest(f) && stun.NewType(stun.MethodConnectionBind, stun.ClassRequest).Value() == binary.BigEndian.Uint16(f[0:2]) {
 			// Whatever follows is the peer's byte stream; the data
 			// connection has no idle timeout of its own.
 			c.raw = true
@@ -331,6 +358,7 @@ func (c *authStreamConn) Close() error {
 		delete(c.l.conns, c)
 		c.l.mu.Unlock()
 		<-c.l.slots
+		c.l.perIP.release(c.key)
 		c.l.s.m.tcpConnsActive.Dec()
 	})
 	return err

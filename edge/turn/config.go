@@ -58,6 +58,18 @@ type Config struct {
 	// Default 10000.
 	MaxTCPConnections int `yaml:"max_tcp_connections"`
 
+	// MaxTCPConnectionsPerIP caps the client TCP and TLS connections open at
+	// once from one client address, over all TCP and TLS listeners together;
+	// IPv6 clients are counted per /64, which one host can hold whole.
+	// Default 100.
+	MaxTCPConnectionsPerIP int `yaml:"max_tcp_connections_per_ip"`
+
+	// TCPAuthTimeout is how long a new client TCP/TLS connection has to
+	// finish its TLS handshake and send its first authenticated request
+	// (an Allocate, or an RFC 6062 ConnectionBind); a connection that has
+	// not is closed. Default 10s.
+	TCPAuthTimeout config.Duration `yaml:"tcp_auth_timeout"`
+
 	// TCPIdleTimeout closes a client TCP/TLS control connection that sends
 	// nothing for this long (clients refresh allocations well within it).
 	// Default 15m.
@@ -120,14 +132,16 @@ type PeerConfig struct {
 // must come from the config file, the environment or the LBS.
 func Default() Config {
 	return Config{
-		Realm:             "longlink",
-		UDP:               []string{"127.0.0.1:3478"},
-		TCP:               []string{"127.0.0.1:3478"},
-		TLS:               []string{"127.0.0.1:5349"},
-		Relay:             RelayConfig{IPv4: "127.0.0.1"},
-		Quotas:            QuotaConfig{PerUser: 10},
-		MaxTCPConnections: 10000,
-		TCPIdleTimeout:    config.Duration(15 * time.Minute),
+		Realm:                  "longlink",
+		UDP:                    []string{"127.0.0.1:3478"},
+		TCP:                    []string{"127.0.0.1:3478"},
+		TLS:                    []string{"127.0.0.1:5349"},
+		Relay:                  RelayConfig{IPv4: "127.0.0.1"},
+		Quotas:                 QuotaConfig{PerUser: 10},
+		MaxTCPConnections:      10000,
+		MaxTCPConnectionsPerIP: 100,
+		TCPAuthTimeout:         config.Duration(10 * time.Second),
+		TCPIdleTimeout:         config.Duration(15 * time.Minute),
 	}
 }
 
@@ -208,6 +222,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTCPConnections < 1 {
 		errs.Addf("max_tcp_connections: must be at least 1")
+	}
+	if c.MaxTCPConnectionsPerIP < 1 || c.MaxTCPConnectionsPerIP > c.MaxTCPConnections {
+		errs.Addf("max_tcp_connections_per_ip: must be 1..max_tcp_connections")
+	}
+	if c.TCPAuthTimeout.D() < 100*time.Millisecond || c.TCPAuthTimeout.D() > time.Minute {
+		errs.Addf("tcp_auth_timeout: must be 100ms..1m (a client authenticates within a few round trips)")
 	}
 	if c.TCPIdleTimeout.D() < time.Minute {
 		errs.Addf("tcp_idle_timeout: must be at least 1m (clients refresh every few minutes)")

@@ -62,10 +62,11 @@ type bytesConn struct {
 	r io.Reader
 }
 
-func (c *bytesConn) Read(p []byte) (int, error)      { return c.r.Read(p) }
-func (c *bytesConn) RemoteAddr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-func (c *bytesConn) SetReadDeadline(time.Time) error { return nil }
-func (c *bytesConn) Close() error                    { return nil }
+func (c *bytesConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *bytesConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (c *bytesConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *bytesConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *bytesConn) Close() error                     { return nil }
 
 // FuzzStreamFraming feeds an arbitrary byte stream to the TCP/TLS framing
 // layer: it must never panic nor return more than asked.
@@ -75,7 +76,7 @@ func FuzzStreamFraming(f *testing.F) {
 	f.Add(append([]byte{0x40, 0x01, 0x00, 0x03, 'a', 'b', 'c', 0}, signedAllocate(f)...))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		l := newAuthListener(s, nil, 1)
+		l := newAuthListener(s, nil, 1, newClientAddrCounts(1))
 		l.slots <- struct{}{}
 		c := &authStreamConn{Conn: &bytesConn{r: bytes.NewReader(b)}, l: l}
 		c.br = bufio.NewReaderSize(c.Conn, 4096)

@@ -17,13 +17,15 @@ const (
 	refuseTCPOverUDP    = "tcp_relay_over_udp"
 	refuseFamily        = "address_family"
 	refuseTCPConns      = "tcp_connection_limit"
+	refuseTCPConnsPerIP = "tcp_connection_limit_per_ip"
+	refuseTCPAuth       = "tcp_auth_timeout" // no authenticated request within tcp_auth_timeout
 	refuseRelayBind     = "relay_bind_failed"
 )
 
 var refusalReasons = []string{
 	refuseMalformed, refuseExpired, refuseBadCredential, refuseRealm, refusePeer,
 	refuseQuotaUser, refuseQuotaApp, refuseQuotaTotal, refuseDraining,
-	refuseTCPOverUDP, refuseFamily, refuseTCPConns, refuseRelayBind,
+	refuseTCPOverUDP, refuseFamily, refuseTCPConns, refuseTCPConnsPerIP, refuseTCPAuth, refuseRelayBind,
 }
 
 // Drop reasons, the values of the reason label of

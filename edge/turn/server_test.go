@@ -591,7 +591,10 @@ relay: {ipv4: "::1", min_port: 10}
 peers: {allow: ["10.0.0.0/33"]}
 quotas: {per_user: -1}
 secrets: [{id: a, secret: short}]
-`, want: []string{"realm", "udp[0]", "relay.ipv4", "min_port", "peers.allow[0]", "quotas", "shorter than 16"}},
+max_tcp_connections_per_ip: 0
+tcp_auth_timeout: 5m
+`, want: []string{"realm", "udp[0]", "relay.ipv4", "min_port", "peers.allow[0]", "quotas", "shorter than 16",
+			"max_tcp_connections_per_ip", "tcp_auth_timeout"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -192,13 +192,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.addrs.UDP = append(s.addrs.UDP, conns[0].LocalAddr())
 	}
 	var lc net.ListenConfig
+	perIP := newClientAddrCounts(s.cfg.MaxTCPConnectionsPerIP)
 	for _, addr := range s.cfg.TCP {
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			return fmt.Errorf("turn: tcp %s: %w", addr, err)
 		}
 		closers = append(closers, ln.Close)
-		al := newAuthListener(s, ln, s.cfg.MaxTCPConnections)
+		al := newAuthListener(s, ln, s.cfg.MaxTCPConnections, perIP)
 		s.listeners = append(s.listeners, al)
 		lcs = append(lcs, pionturn.ListenerConfig{Listener: al, RelayAddressGenerator: &relayGen{s: s, tcpControl: true}, PermissionHandler: s.permission})
 		s.addrs.TCP = append(s.addrs.TCP, ln.Addr())
@@ -214,7 +215,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 				return fmt.Errorf("turn: tls %s: %w", addr, err)
 			}
 			closers = append(closers, ln.Close)
-			al := newAuthListener(s, tls.NewListener(ln, tcfg), s.cfg.MaxTCPConnections)
+			al := newAuthListener(s, tls.NewListener(ln, tcfg), s.cfg.MaxTCPConnections, perIP)
 			s.listeners = append(s.listeners, al)
 			lcs = append(lcs, pionturn.ListenerConfig{Listener: al, RelayAddressGenerator: &relayGen{s: s, tcpControl: true}, PermissionHandler: s.permission})
 			s.addrs.TLS = append(s.addrs.TLS, ln.Addr())
