@@ -429,7 +429,6 @@ func TestDrain(t *testing.T) {
 func TestTCPAndTLSControlConnections(t *testing.T) {
 	ts := newTestServer(t, nil)
 	peer := echoPeer(t, "udp4", "127.0.0.1:0")
-	c := cred(t, testSecret, "app", "alice", time.Hour)
 	dial := map[string]func() (net.Conn, error){
 		"tcp": func() (net.Conn, error) { return net.Dial("tcp", ts.Addrs().TCP[0].String()) },
 		"tls": func() (net.Conn, error) {
@@ -442,22 +441,7 @@ func TestTCPAndTLSControlConnections(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cl, err := pionturn.NewClient(&pionturn.ClientConfig{
-				TURNServerAddr: conn.RemoteAddr().String(), STUNServerAddr: conn.RemoteAddr().String(),
-				Username: c.Username, Password: c.Password, Realm: "longlink", Conn: pionturn.NewSTUNConn(conn),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cl.Listen(); err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
-			relay, err := cl.Allocate()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer relay.Close()
+			relay := allocateOver(t, conn)
 			if err := roundTrip(t, relay, peer.LocalAddr(), "over "+name); err != nil {
 				t.Fatal(err)
 			}
@@ -486,18 +470,7 @@ func TestTCPRelayRFC6062(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := pionturn.NewClient(&pionturn.ClientConfig{
-		TURNServerAddr: conn.RemoteAddr().String(), STUNServerAddr: conn.RemoteAddr().String(),
-		Username: c.Username, Password: c.Password, Realm: "longlink", Conn: pionturn.NewSTUNConn(conn),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	alloc, err := cl.AllocateTCP()
+	alloc, err := streamClient(t, conn).AllocateTCP()
 	if err != nil {
 		t.Fatal(err)
 	}

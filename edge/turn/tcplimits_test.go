@@ -41,8 +41,8 @@ func waitClosedByServer(t *testing.T, c net.Conn, within time.Duration) {
 	}
 }
 
-// allocateOver runs a pion client over conn and allocates a UDP relay.
-func allocateOver(t *testing.T, conn net.Conn) net.PacketConn {
+// streamClient is a pion TURN client over the TCP or TLS connection conn.
+func streamClient(t *testing.T, conn net.Conn) *pionturn.Client {
 	t.Helper()
 	c := cred(t, testSecret, "app", "alice", time.Hour)
 	cl, err := pionturn.NewClient(&pionturn.ClientConfig{
@@ -56,7 +56,13 @@ func allocateOver(t *testing.T, conn net.Conn) net.PacketConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	relay, err := cl.Allocate()
+	return cl
+}
+
+// allocateOver allocates a UDP relay over the TCP or TLS connection conn.
+func allocateOver(t *testing.T, conn net.Conn) net.PacketConn {
+	t.Helper()
+	relay, err := streamClient(t, conn).Allocate()
 	if err != nil {
 		t.Fatal(err)
 	}
