@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // dialFrom opens a TCP connection to addr from the local address from
@@ -140,7 +141,7 @@ func TestTCPConnectionsPerIP(t *testing.T) {
 	for range perIP {
 		held = append(held, dialFrom(t, "127.0.0.1", tcpAddr))
 	}
-	waitFor(t, func() bool { return testutil.ToFloat64(ts.m.tcpConnsActive) == perIP })
+	waittest.Until(t, 3*time.Second, "the first connections accepted", func() bool { return testutil.ToFloat64(ts.m.tcpConnsActive) == perIP })
 	// A flood from the same address, on both listeners.
 	const flood = 40
 	for i := range flood {
@@ -160,7 +161,7 @@ func TestTCPConnectionsPerIP(t *testing.T) {
 	allocateOver(t, dialFrom(t, "127.0.0.2", tcpAddr))
 	// A slot given back is usable again.
 	_ = held[0].Close()
-	waitFor(t, func() bool { return testutil.ToFloat64(ts.m.tcpConnsActive) == perIP })
+	waittest.Until(t, 3*time.Second, "a connection released", func() bool { return testutil.ToFloat64(ts.m.tcpConnsActive) == perIP })
 	allocateOver(t, dialFrom(t, "127.0.0.1", tcpAddr))
 }
 
