@@ -24,6 +24,7 @@ import (
 	"github.com/longlink/longlink/core/callsvc"
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/push"
+	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
@@ -83,6 +84,10 @@ type Config struct {
 	// presence registry that gateways and app services share.
 	Push   push.Config        `yaml:"push"`
 	Egress relay.EgressConfig `yaml:"egress"`
+	// Routing says which appkeys have a dedicated service cluster. The
+	// gateways (Link and WebLink) and the server API send every request of
+	// an app to its cluster; grayscale rules come from the LBS (lbs:).
+	Routing route.Config `yaml:"routing"`
 	// LBS, when its servers are set, is where the gateway registers and
 	// reports health and load (as entry point LBS.Node), and where it
 	// announces its drain on shutdown so clients are sent elsewhere first.
@@ -109,6 +114,7 @@ func Default() Config {
 		Push:        push.Default(),
 		Call:        callsvc.Default(),
 		Egress:      relay.DefaultEgress(),
+		Routing:     route.Default(),
 	}
 }
 
@@ -159,6 +165,9 @@ func (c *Config) Validate() error {
 		if err := c.Webhook.Validate(); err != nil {
 			errs.Addf("webhook: %w", err)
 		}
+	}
+	if err := c.Routing.Validate(); err != nil {
+		errs.Addf("%w", err)
 	}
 	if r.WebLink && !r.Gateway {
 		errs.Addf("roles.weblink: needs roles.gateway on the same node")
@@ -239,6 +248,8 @@ type Node struct {
 	call     *callsvc.Service
 	egress   *relay.Node
 	report   *nodeclient.Client
+	routes   *route.Table
+	nodes    *route.Nodes // service nodes heard on the bus (gateway role)
 }
 
 // lazy is a part that is built only when the group starts it, because it
@@ -317,6 +328,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("core: %w", err)
 	}
+	if n.routes, err = route.New(n.cfg.Routing, route.Deps{Logger: n.deps.Logger, Registerer: n.deps.Registerer}); err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
 	// The parts below need a running bus or store, so they are built as the
 	// group starts them.
 	if n.cfg.Roles.Services {
@@ -374,10 +388,17 @@ func (n *Node) Start(ctx context.Context) error {
 				JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(), Gateway: n.cfg.Gateway.ID, Logger: n.deps.Logger, Metrics: presMetrics,
 			})
 		}))
+		n.group.Add("service-nodes", lifecycle.Func{
+			StartFunc: func(context.Context) (err error) {
+				n.nodes, err = n.routes.WatchNodes(n.bus.Conn())
+				return err
+			},
+			ShutdownFunc: func(context.Context) error { return n.nodes.Close() },
+		})
 		n.group.Add("gateway", lazy(&n.gateway, func() (*gateway.Gateway, error) {
 			return gateway.New(n.cfg.Gateway, gateway.Deps{
 				NATS: n.bus.Conn(), Registerer: n.deps.Registerer, Logger: n.deps.Logger,
-				Listener: n.deps.LinkListener, Presence: n.reporter,
+				Listener: n.deps.LinkListener, Presence: n.reporter, Routes: n.routes,
 			})
 		}))
 	}
@@ -414,7 +435,10 @@ func (n *Node) Start(ctx context.Context) error {
 		// After the gateway and WebLink: the LBS hears of this node only once
 		// it can take clients, and hears of its drain before they stop.
 		n.group.Add("lbs-report", lazy(&n.report, func() (*nodeclient.Client, error) {
-			nd := nodeclient.Deps{Logger: n.deps.Logger, Load: n.load}
+			nd := nodeclient.Deps{Logger: n.deps.Logger, Load: n.load, OnGrayscale: n.routes.SetGrayscale,
+				Routing: func() nodeclient.Routing {
+					return nodeclient.Routing{Clusters: n.routes.Clusters(), ServiceNodes: n.nodes.Live()}
+				}}
 			if n.call != nil {
 				// The LBS's TURN secrets replace call.secrets (the start-up
 				// set) when they arrive; an empty set on the LBS changes nothing.

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
 )
@@ -74,11 +73,6 @@ type Config struct {
 	// DrainTime spreads the "server draining" kicks of Shutdown over this
 	// long, so that clients do not reconnect all at once. Default 10s.
 	DrainTime config.Duration `yaml:"drain_time"`
-	// Clusters maps appkeys to their dedicated service cluster (subject
-	// prefix); other appkeys use DefaultCluster.
-	Clusters map[string]string `yaml:"clusters"`
-	// DefaultCluster is the shared service cluster. Default imapi.DefaultCluster.
-	DefaultCluster string `yaml:"default_cluster"`
 	// DisableIdlePoller keeps a reader goroutine on every connection. By
 	// default (on Linux) an idle connection is parked on an epoll set and
 	// holds no goroutine, which saves its stack (about 4 KiB).
@@ -143,7 +137,6 @@ func Default() Config {
 		SendQueue:           1024,
 		WriteTimeout:        config.Duration(10 * time.Second),
 		DrainTime:           config.Duration(10 * time.Second),
-		DefaultCluster:      imapi.DefaultCluster,
 		PushBuffer:          65536,
 		MaxSuperGroups:      2000,
 		RoomBatchInterval:   config.Duration(100 * time.Millisecond),
@@ -203,9 +196,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTime == 0 {
 		c.DrainTime = d.DrainTime
-	}
-	if c.DefaultCluster == "" {
-		c.DefaultCluster = d.DefaultCluster
 	}
 	if c.PushBuffer == 0 {
 		c.PushBuffer = d.PushBuffer
@@ -280,11 +270,6 @@ func (c *Config) Validate() error {
 	if v.MaxInflight < 1 || v.SendQueue < 8 {
 		errs.Addf("max_inflight must be at least 1 and send_queue at least 8")
 	}
-	for appkey, cl := range v.Clusters {
-		if !subjectSafe(appkey) || !subjectSafe(cl) {
-			errs.Addf("clusters: %q: %q: appkeys and cluster names must be subject-safe ([A-Za-z0-9_-])", appkey, cl)
-		}
-	}
 	if v.RoomBatchInterval.D() < time.Millisecond || v.RoomBatchInterval.D() > time.Second {
 		errs.Addf("room_batch_interval: %s not in 1ms..1s", v.RoomBatchInterval.D())
 	}
@@ -299,9 +284,6 @@ func (c *Config) Validate() error {
 	}
 	if v.AnnounceInterval.D() < 100*time.Millisecond {
 		errs.Addf("announce_interval: at least 100ms")
-	}
-	if !subjectSafe(v.DefaultCluster) {
-		errs.Addf("default_cluster: %q is not subject-safe", v.DefaultCluster)
 	}
 	if v.MaxSuperGroups < 1 {
 		errs.Addf("max_super_groups: at least 1")

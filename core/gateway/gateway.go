@@ -22,6 +22,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/pkg/logging"
 )
 
@@ -39,6 +40,9 @@ type Deps struct {
 	// Presence, when set, hears of every session that opens and closes
 	// (core/push keeps the presence registry and the kick log with it).
 	Presence Presence
+	// Routes says where each session's requests go (the appkey's cluster,
+	// grayscale versions). Nil: the default cluster for every app.
+	Routes *route.Table
 }
 
 // Presence is told of sessions as they open and close, with the reason of
@@ -58,6 +62,7 @@ type Gateway struct {
 	m       *metrics
 	sm      *superMetrics
 	pres    Presence
+	routes  *route.Table
 	ring    *link.KeyRing
 	trusted []netip.Prefix
 	lim     link.Limits
@@ -114,6 +119,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		log:      deps.Logger.With("component", "gateway", "gateway", cfg.ID),
 		nc:       deps.NATS,
 		pres:     deps.Presence,
+		routes:   deps.Routes,
 		m:        m,
 		ring:     link.NewKeyRing(),
 		lim:      link.Limits{MaxFrameSize: cfg.MaxFrameSize, CompressThreshold: cfg.CompressThreshold},
@@ -127,6 +133,11 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		conns:    make(map[net.Conn]struct{}),
 		perIP:    make(map[netip.Addr]int),
 		stop:     make(chan struct{}),
+	}
+	if g.routes == nil {
+		if g.routes, err = route.New(route.Default(), route.Deps{Logger: deps.Logger, Registerer: deps.Registerer}); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
 	}
 	g.writers = newRoomWriters(g, cfg.RoomWriters)
 	if g.sm, err = newSuperMetrics(deps.Registerer); err != nil {

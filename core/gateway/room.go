@@ -241,7 +241,9 @@ func (g *Gateway) publishLeave(s *Session, roomID string) {
 	env = append(env, `,"body":`...)
 	env = append(env, body...)
 	env = append(env, '}')
-	if err := g.nc.Publish(imapi.ServiceSubject(s.cluster, imapi.OpRoomLeave), env); err != nil {
+	// Published without a reply, so to the stable nodes: a grayscale
+	// version with no live node would lose it silently.
+	if err := g.nc.Publish(s.currentRoute().Stable().Subject(imapi.OpRoomLeave), env); err != nil {
 		g.log.Warn("room leave not published", "room", roomID, "err", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/route"
 )
 
 // Transport is one client connection as the session hub sees it: Link TCP
@@ -52,7 +53,9 @@ type Session struct {
 	info    imapi.Session
 	t       Transport
 	subject string
-	cluster string
+	// route is where the session's requests go, cached under the route
+	// table's generation (grayscale rules change it).
+	routed atomic.Pointer[sessionRoute]
 
 	// Made on the first request: an idle session never needs them.
 	mu      sync.Mutex
@@ -87,6 +90,8 @@ func (s *Session) Closed() bool { return s.closed.Load() }
 type Reply struct {
 	Code imapi.Code
 	Body []byte // the response body, or {"code":…,"message":…} when Code != 0
+	// noResponders: NATS found no subscriber for the request's subject.
+	noResponders bool
 }
 
 // errorBody is the body of an error reply.
@@ -153,7 +158,8 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 			g.unreserve(subject, pl)
 		}
 	}()
-	cluster := g.clusterOf(req.AppKey)
+	rt := g.routes.ForUser(req.AppKey, req.Account, req.SDKVersion)
+	gen := g.routes.Generation()
 	env, err := json.Marshal(imapi.BusRequest{
 		Session: imapi.Session{Gateway: g.cfg.ID, ClientIP: clientIP},
 		Body:    body,
@@ -163,14 +169,23 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.LoginTimeout.D())
 	defer cancel()
-	msg, err := g.nc.RequestWithContext(ctx, imapi.ServiceSubject(cluster, imapi.OpLogin), env)
+	g.routes.Sent(rt)
+	msg, err := g.nc.RequestWithContext(ctx, rt.Subject(imapi.OpLogin), env)
+	if errors.Is(err, nats.ErrNoResponders) && rt.Version != "" {
+		g.routes.Fallback(rt)
+		msg, err = g.nc.RequestWithContext(ctx, rt.Stable().Subject(imapi.OpLogin), env)
+	}
 	if err != nil {
-		code := imapi.ErrUnavailable
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		code, what := imapi.ErrUnavailable, "login service: "+err.Error()
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
 			code = imapi.ErrTimeout
+		case errors.Is(err, nats.ErrNoResponders):
+			g.routes.NoResponders(rt.Cluster)
+			what = route.NoLiveNode(rt.Cluster)
 		}
 		g.m.logins.WithLabelValues(code.String()).Inc()
-		return nil, nil, imapi.Errorf(code, "login service: %v", err)
+		return nil, nil, imapi.Errorf(code, "%s", what)
 	}
 	var rep imapi.BusReply
 	if err := json.Unmarshal(msg.Data, &rep); err != nil {
@@ -199,8 +214,8 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 		},
 		t:       t,
 		subject: subject,
-		cluster: cluster,
 	}
+	s.routed.Store(&sessionRoute{gen: gen, r: rt})
 	if err := g.register(s, supers, pl); err != nil {
 		g.m.logins.WithLabelValues(imapi.ErrUnavailable.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, "subscribe: %v", err)
@@ -223,11 +238,22 @@ func accountSafe(s string) bool {
 	return true
 }
 
-func (g *Gateway) clusterOf(appkey string) string {
-	if c, ok := g.cfg.Clusters[appkey]; ok {
-		return c
+type sessionRoute struct {
+	gen uint64
+	r   route.Route
+}
+
+// currentRoute is where the session's requests go now: routed again when the
+// grayscale rules changed since it last was, so a rule (or its rollback)
+// moves sessions that are already logged in.
+func (s *Session) currentRoute() route.Route {
+	gen := s.g.routes.Generation()
+	if sr := s.routed.Load(); sr.gen == gen {
+		return sr.r
 	}
-	return g.cfg.DefaultCluster
+	r := s.g.routes.ForUser(s.info.AppKey, s.info.Account, s.info.SDK)
+	s.routed.Store(&sessionRoute{gen: gen, r: r})
+	return r
 }
 
 // Request forwards a request and waits for its reply. Heartbeats are
@@ -323,7 +349,23 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 	}
 	env = append(env, '}')
 	logout := op == imapi.OpLogout
-	g.replies.send(g, imapi.ServiceSubject(s.cluster, op), env, func(r Reply) {
+	rt := s.currentRoute()
+	g.routes.Sent(rt)
+	var answer func(Reply)
+	answer = func(r Reply) {
+		if r.noResponders {
+			if rt.Version != "" {
+				// No live node of the rule's version: the stable nodes
+				// take it (the request reached nobody, so it is not a
+				// duplicate).
+				g.routes.Fallback(rt)
+				rt = rt.Stable()
+				g.replies.send(g, rt.Subject(op), env, answer)
+				return
+			}
+			g.routes.NoResponders(rt.Cluster)
+			r = errReply(imapi.ErrUnavailable, route.NoLiveNode(rt.Cluster))
+		}
 		s.inflight.Add(-1)
 		if r.Code != imapi.OK {
 			g.m.requestErrors.WithLabelValues(strconv.Itoa(int(r.Code))).Inc()
@@ -341,7 +383,8 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 			g.m.kicks.WithLabelValues("logout").Inc()
 		}
 		done(r)
-	})
+	}
+	g.replies.send(g, rt.Subject(op), env, answer)
 }
 
 // sendHoldFor bounds how long a refused send holds the session's later
@@ -717,7 +760,9 @@ func (r *replyMux) handle(g *Gateway, m *nats.Msg) {
 	}
 	g.m.requestSeconds.Observe(time.Since(p.start).Seconds())
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-		p.done(errReply(imapi.ErrUnavailable, "no service for this request"))
+		r := errReply(imapi.ErrUnavailable, "no service for this request")
+		r.noResponders = true
+		p.done(r)
 		return
 	}
 	var rep imapi.BusReply

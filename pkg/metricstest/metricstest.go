@@ -79,3 +79,37 @@ func InREADME(t testing.TB, mfs []*dto.MetricFamily, files ...string) {
 		}
 	}
 }
+
+// Value sums the counters, gauges and untyped values of the family name in
+// g whose labels include every pair of labels ("cluster", "acme", …); 0 when
+// there is none.
+func Value(t testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	if len(labels)%2 != 0 {
+		t.Fatalf("metricstest.Value: labels %q are not pairs", labels)
+	}
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || lp.GetName() == labels[i] && lp.GetValue() == labels[i+1]
+				}
+				if !found {
+					continue metric
+				}
+			}
+			v += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+		}
+	}
+	return v
+}
