@@ -7,8 +7,12 @@ TEST_TIMEOUT ?= 45m
 
 .PHONY: test test-deps unit vet build
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -o bin/longlink ./cmd/longlink
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/longlink ./cmd/longlink
 
 test: test-deps vet
 	LONGLINK_INTEGRATION=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,11 +38,15 @@ func (l *LBS) authenticate(r *http.Request) (principal, bool) {
 	if !ok || tok == "" {
 		return principal{}, false
 	}
-	if subtle.ConstantTimeCompare([]byte(tok), []byte(l.cfg.AdminToken.Reveal())) == 1 {
-		return principal{who: "operator:admin", kind: "operator"}, true
+	cfg := l.config()
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(cfg.AdminToken.Reveal())) == 1 {
+		return principal{who: "operator:admin", kind: state.TokenOperator}, true
 	}
-	if nt := l.cfg.NodeToken.Reveal(); nt != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(nt)) == 1 {
-		return principal{who: "node:shared", kind: "node"}, true
+	if rt := cfg.ReaderToken.Reveal(); rt != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(rt)) == 1 {
+		return principal{who: "reader:config", kind: state.TokenReader}, true
+	}
+	if nt := cfg.NodeToken.Reveal(); nt != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(nt)) == 1 {
+		return principal{who: "node:shared", kind: state.TokenNode}, true
 	}
 	if t, ok := l.fsm.Current().State.FindToken(tok); ok {
 		return principal{who: t.Kind + ":" + t.ID, kind: t.Kind, node: t.Node}, true
@@ -52,32 +58,44 @@ func (l *LBS) authenticate(r *http.Request) (principal, bool) {
 func (l *LBS) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	op := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p principal)) {
-		mux.HandleFunc(pattern, l.auth(h, "operator"))
+		mux.HandleFunc(pattern, l.auth(h, state.TokenOperator))
+	}
+	read := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p principal)) {
+		mux.HandleFunc(pattern, l.auth(h, state.TokenOperator, state.TokenReader))
 	}
 	node := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p principal)) {
-		mux.HandleFunc(pattern, l.auth(h, "node", "operator"))
+		mux.HandleFunc(pattern, l.auth(h, state.TokenNode, state.TokenOperator))
 	}
-	op("GET /v1/policy", l.adminPolicyGet)
-	op("POST /v1/policy/validate", l.adminPolicyValidate)
-	op("POST /v1/policy/diff", l.adminPolicyDiff)
+	// The console: static files without data (every call it makes carries
+	// the operator's or reader's token).
+	mux.Handle("GET /console/", consoleHandler())
+	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusFound))
+	read("GET /v1/whoami", l.adminWhoami)
+	read("GET /v1/cluster", l.adminCluster)
+	read("GET /v1/policy", l.adminPolicyGet)
+	read("POST /v1/policy/validate", l.adminPolicyValidate)
+	read("POST /v1/policy/diff", l.adminPolicyDiff)
 	op("POST /v1/policy/apply", l.adminPolicyApply)
-	op("GET /v1/policy/history", l.adminPolicyHistory)
-	op("GET /v1/apps", l.adminList("apps"))
-	op("GET /v1/pools", l.adminList("pools"))
-	op("GET /v1/entrypoints", l.adminList("entry_points"))
-	op("GET /v1/topology", l.adminList("topology"))
-	op("GET /v1/explain", l.adminExplain)
-	op("GET /v1/nodes", l.adminNodes)
+	read("GET /v1/policy/history", l.adminPolicyHistory)
+	read("GET /v1/apps", l.adminList("apps"))
+	read("GET /v1/pools", l.adminList("pools"))
+	read("GET /v1/entrypoints", l.adminList("entry_points"))
+	read("GET /v1/topology", l.adminList("topology"))
+	read("GET /v1/explain", l.adminExplain)
+	read("GET /v1/nodes", l.adminNodes)
 	op("POST /v1/nodes/{id}/drain", l.adminDrain(state.OpDrain))
 	op("POST /v1/nodes/{id}/undrain", l.adminDrain(state.OpUndrain))
-	op("GET /v1/audit", l.adminAudit)
-	op("GET /v1/raft", l.adminRaftStatus)
+	op("POST /v1/sites/{site}/drain", l.adminSiteDrain(state.OpDrain))
+	op("POST /v1/sites/{site}/undrain", l.adminSiteDrain(state.OpUndrain))
+	read("GET /v1/audit", l.adminAudit)
+	read("GET /v1/raft", l.adminRaftStatus)
+	op("POST /v1/reload", l.adminReload)
 	op("POST /v1/raft/join", l.adminRaftJoin)
 	op("POST /v1/raft/remove", l.adminRaftRemove)
 	op("POST /v1/raft/snapshot", l.adminRaftSnapshot)
 	op("POST /v1/raft/restore", l.adminRaftRestore)
 	op("POST /v1/tokens", l.adminTokenAdd)
-	op("GET /v1/tokens", l.adminTokenList)
+	read("GET /v1/tokens", l.adminTokenList)
 	op("DELETE /v1/tokens/{id}", l.adminTokenRemove)
 	op("POST /v1/turn-secrets", l.adminTurnSecretAdd)
 	op("DELETE /v1/turn-secrets/{id}", l.adminTurnSecretRemove)
@@ -195,11 +213,18 @@ func (l *LBS) adminPolicyDiff(w http.ResponseWriter, r *http.Request, _ principa
 		writeErr(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	cur := l.fsm.Current().State.Doc
+	cur := redact(l.fsm.Current().State.Doc)
+	next := redact(*d)
 	a, _ := yaml.Marshal(&cur)
-	b, _ := yaml.Marshal(d)
+	b, _ := yaml.Marshal(&next)
+	diff, changed := lineDiff(string(a), string(b))
+	w.Header().Set("X-Longlink-Policy-Changed", strconv.FormatBool(changed))
+	if r.URL.Query().Get("format") == "json" {
+		writeJSON(w, http.StatusOK, map[string]any{"changed": changed, "diff": diff})
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain")
-	io.WriteString(w, lineDiff(string(a), string(b)))
+	io.WriteString(w, diff)
 }
 
 func (l *LBS) adminPolicyApply(w http.ResponseWriter, r *http.Request, p principal) {
@@ -258,15 +283,16 @@ func (l *LBS) adminList(what string) func(http.ResponseWriter, *http.Request, pr
 			return
 		}
 		d := redact(snap.State.Doc)
+		// empty lists are [], never null
 		switch what {
 		case "apps":
-			writeJSON(w, http.StatusOK, d.Apps)
+			writeJSON(w, http.StatusOK, append([]model.App{}, d.Apps...))
 		case "pools":
-			writeJSON(w, http.StatusOK, d.Pools)
+			writeJSON(w, http.StatusOK, append([]model.Pool{}, d.Pools...))
 		case "entry_points":
-			writeJSON(w, http.StatusOK, d.EntryPoints)
+			writeJSON(w, http.StatusOK, append([]model.EntryPoint{}, d.EntryPoints...))
 		default:
-			writeJSON(w, http.StatusOK, d.Topology)
+			writeJSON(w, http.StatusOK, append([]model.EdgeUplinks{}, d.Topology...))
 		}
 	}
 }
@@ -334,6 +360,34 @@ func (l *LBS) adminDrain(op string) func(http.ResponseWriter, *http.Request, pri
 			return
 		}
 		l.proposeReply(w, r, &state.Command{Op: op, ID: id, Who: p.who})
+	}
+}
+
+// adminSiteDrain drains (undrains) every entry point of a site: a site
+// taken out of answers for maintenance, or brought back.
+func (l *LBS) adminSiteDrain(op string) func(http.ResponseWriter, *http.Request, principal) {
+	return func(w http.ResponseWriter, r *http.Request, p principal) {
+		site := r.PathValue("site")
+		var ids []string
+		for _, e := range l.fsm.Current().State.Doc.EntryPoints {
+			if e.Site == site {
+				ids = append(ids, e.ID)
+			}
+		}
+		if len(ids) == 0 {
+			writeErr(w, http.StatusNotFound, "no entry point in site "+site)
+			return
+		}
+		var last state.Result
+		for _, id := range ids {
+			res, err := l.propose(r.Context(), &state.Command{Op: op, ID: id, Who: p.who, Comment: "site " + site})
+			if err != nil {
+				writeErr(w, http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			last = res
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"index": last.Index, "version": last.Version, "entry_points": ids})
 	}
 }
 
@@ -453,10 +507,25 @@ func (l *LBS) adminTokenList(w http.ResponseWriter, r *http.Request, _ principal
 	if !ok {
 		return
 	}
-	out := []state.Token{}
-	for _, t := range snap.State.Tokens {
+	type item struct {
+		state.Token
+		Source string `json:"source"` // "config" (the LBS's config file) or "state" (ctl token add)
+	}
+	out := []item{}
+	cfg := l.config()
+	for _, t := range []struct {
+		id, kind string
+		s        config.Secret
+	}{{"admin", state.TokenOperator, cfg.AdminToken}, {"reader", state.TokenReader, cfg.ReaderToken}, {"shared", state.TokenNode, cfg.NodeToken}} {
+		if t.s.Reveal() != "" {
+			out = append(out, item{Token: state.Token{ID: t.id, Kind: t.kind}, Source: "config"})
+		}
+	}
+	ids := slices.Sorted(maps.Keys(snap.State.Tokens))
+	for _, id := range ids {
+		t := snap.State.Tokens[id]
 		t.Hash = ""
-		out = append(out, t)
+		out = append(out, item{Token: t, Source: "state"})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -564,11 +633,11 @@ func (l *LBS) nodeDrain(w http.ResponseWriter, r *http.Request, p principal) {
 }
 
 // lineDiff is a small LCS line diff ("-" removed, "+" added, " " same),
-// enough for policy documents.
-func lineDiff(a, b string) string {
+// enough for policy documents; changed reports whether they differ.
+func lineDiff(a, b string) (diff string, changed bool) {
 	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
 	if len(x)*len(y) > 4_000_000 {
-		return "documents too large to diff line by line\n"
+		return "documents too large to diff line by line\n", a != b
 	}
 	dp := make([][]int, len(x)+1)
 	for i := range dp {
@@ -584,7 +653,7 @@ func lineDiff(a, b string) string {
 		}
 	}
 	var sb strings.Builder
-	changed := false
+	changed = false
 	i, j := 0, 0
 	for i < len(x) || j < len(y) {
 		switch {
@@ -603,9 +672,9 @@ func lineDiff(a, b string) string {
 		}
 	}
 	if !changed {
-		return "no changes\n"
+		return "no changes\n", false
 	}
-	return sb.String()
+	return sb.String(), true
 }
 
 // joinCluster asks the members listed in cluster.join to add this member.

@@ -91,7 +91,7 @@ func (l *LBS) clientIP(r *http.Request) netip.Addr {
 }
 
 func (l *LBS) isTrusted(ip netip.Addr) bool {
-	for _, p := range l.trusted {
+	for _, p := range l.live.Load().trusted {
 		if p.Contains(ip) {
 			return true
 		}

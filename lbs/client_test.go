@@ -119,7 +119,8 @@ func clientIPSplit(l *LBS, peer netip.Addr, xff []string) netip.Addr {
 }
 
 func FuzzClientIP(f *testing.F) {
-	l := &LBS{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}}
+	l := &LBS{}
+	l.live.Store(newLive(Config{TrustedProxies: []string{"127.0.0.0/8", "10.0.0.0/8"}}))
 	f.Add("9.9.9.9, 10.0.0.1", "127.0.0.2")
 	f.Add(",,", "")
 	f.Add("\u00a01.1.1.1 ,::ffff:10.1.1.1", "10.0.0.3,garbage")

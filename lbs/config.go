@@ -33,6 +33,11 @@ type Config struct {
 	// AdminToken is an operator bearer token accepted besides the tokens kept
 	// in the replicated state (needed to create those). Required.
 	AdminToken config.Secret `yaml:"admin_token"`
+	// ReaderToken, when set, is a read-only operator token accepted besides
+	// the reader tokens kept in the replicated state: it reads everything
+	// an operator reads (the console's viewers, dashboards) and changes
+	// nothing.
+	ReaderToken config.Secret `yaml:"reader_token"`
 	// NodeToken, when set, is a bearer token any node may use to report
 	// (dev and small clusters); per-node tokens live in the replicated state.
 	NodeToken config.Secret `yaml:"node_token"`
@@ -160,6 +165,9 @@ func (c *Config) Validate() error {
 		errs.Addf("admin_token: required (file:/path or env:NAME)")
 	} else if len(c.AdminToken.Reveal()) < 16 {
 		errs.Addf("admin_token: at least 16 characters")
+	}
+	if rt := c.ReaderToken.Reveal(); rt != "" && (len(rt) < 16 || rt == c.AdminToken.Reveal()) {
+		errs.Addf("reader_token: at least 16 characters, and not the admin_token")
 	}
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

@@ -135,6 +135,6 @@ func (l *LBS) WriteCtlConfig(path string) error {
 	if strings.HasPrefix(host, "[::]") || strings.HasPrefix(host, "0.0.0.0") {
 		host = "127.0.0.1" + host[strings.LastIndex(host, ":"):]
 	}
-	out, _ := yaml.Marshal(map[string]string{"server": "https://" + host, "token": l.cfg.AdminToken.Reveal(), "ca_file": caPath})
+	out, _ := yaml.Marshal(map[string]string{"server": "https://" + host, "token": l.config().AdminToken.Reveal(), "ca_file": caPath})
 	return os.WriteFile(path, out, 0o600)
 }

@@ -49,7 +49,7 @@ func (h *healthTracker) stop() {
 }
 
 func (h *healthTracker) watermark(snap *state.Snapshot) float64 {
-	if w := h.l.cfg.Health.Watermark; w > 0 {
+	if w := h.l.config().Health.Watermark; w > 0 {
 		return w
 	}
 	if w := snap.State.Doc.Defaults.ShedAt; w > 0 {
@@ -86,9 +86,9 @@ func (h *healthTracker) beat(hb lbsapi.Heartbeat) string {
 		want = model.HealthUp
 	case committed.State != model.HealthOverloaded && load >= wm:
 		want = model.HealthOverloaded
-	case (committed.State == "" || committed.State == model.HealthDown) && nb.good >= h.l.cfg.Health.UpAfter:
+	case (committed.State == "" || committed.State == model.HealthDown) && nb.good >= h.l.config().Health.UpAfter:
 		want = model.HealthUp
-	case committed.State == model.HealthUp && committed.Owner != h.l.cfg.NodeID && nb.good >= h.l.cfg.Health.UpAfter:
+	case committed.State == model.HealthUp && committed.Owner != h.l.cfg.NodeID && nb.good >= h.l.config().Health.UpAfter:
 		want = model.HealthUp // take over ownership: this member now receives the beats
 	}
 	var cmds []*state.Command
@@ -163,7 +163,7 @@ func (h *healthTracker) sweep() {
 		case <-t.C:
 		}
 		snap := h.l.fsm.Current()
-		limit := time.Duration(h.l.cfg.Health.DownAfter) * iv
+		limit := time.Duration(h.l.config().Health.DownAfter) * iv
 		var cmds []*state.Command
 		h.mu.Lock()
 		for id, nb := range h.nodes {
@@ -216,23 +216,35 @@ func (h *healthTracker) sweep() {
 // snapshot of the soft state for the admin API.
 type nodeView struct {
 	ID          string       `json:"id"`
+	Kind        string       `json:"kind"`
+	Site        string       `json:"site"`
 	Health      model.Health `json:"health"`
 	Drained     string       `json:"drained_by,omitempty"`
 	LastBeatAgo string       `json:"last_beat_ago,omitempty"` // only on the member receiving its beats
 	Connections int          `json:"connections,omitempty"`
+	Capacity    int          `json:"capacity,omitempty"`
 	CPU         float64      `json:"cpu,omitempty"`
 	Load        float64      `json:"load,omitempty"`
+	// Version, Labels and Paths are the node's own report (soft state, on
+	// the member receiving its beats).
+	Version string            `json:"version,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Paths   []lbsapi.Path     `json:"paths,omitempty"`
 }
 
 func (h *healthTracker) views(snap *state.Snapshot) []nodeView {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []nodeView
+	out := []nodeView{}
 	for _, ep := range snap.State.Doc.EntryPoints {
-		v := nodeView{ID: ep.ID, Health: snap.State.Health[ep.ID], Drained: snap.State.Drained[ep.ID]}
+		v := nodeView{ID: ep.ID, Kind: ep.Kind, Site: ep.Site, Capacity: ep.Capacity, Health: snap.State.Health[ep.ID], Drained: snap.State.Drained[ep.ID]}
 		if nb := h.nodes[ep.ID]; nb != nil {
 			v.LastBeatAgo = time.Since(nb.last).Round(time.Millisecond).String()
 			v.Connections, v.CPU, v.Load = nb.hb.Connections, nb.hb.CPU, nb.load
+			v.Version, v.Labels, v.Paths = nb.hb.Version, nb.hb.Labels, nb.hb.Paths
+			if nb.hb.Capacity > 0 {
+				v.Capacity = nb.hb.Capacity
+			}
 		}
 		out = append(out, v)
 	}

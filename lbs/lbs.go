@@ -17,11 +17,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -43,6 +43,10 @@ type Deps struct {
 	Logger       *slog.Logger
 	Registerer   prometheus.Registerer
 	RaftListener net.Listener
+	// Reload reads the configuration again (the file the member started
+	// from), for ReloadFromSource: SIGHUP and POST /v1/reload. Nil: the
+	// member cannot reload.
+	Reload func() (Config, error)
 }
 
 // LBS is one cluster member.
@@ -57,7 +61,8 @@ type LBS struct {
 
 	tlsConf  *tls.Config // mutual TLS (raft) and admin server
 	caPool   *x509.CertPool
-	trusted  []netip.Prefix
+	live     atomic.Pointer[live] // reloadable configuration
+	reloadMu sync.Mutex
 	health   *healthTracker
 	clientLn net.Listener
 	raftLn   net.Listener
@@ -85,9 +90,7 @@ func New(cfg Config, deps Deps) (*LBS, error) {
 	}
 	deps.Logger = logging.OrDiscard(deps.Logger)
 	l := &LBS{cfg: cfg, deps: deps, log: deps.Logger.With("component", "lbs", "node", cfg.NodeID), m: newMetrics(deps.Registerer)}
-	for _, p := range cfg.TrustedProxies {
-		l.trusted = append(l.trusted, netip.MustParsePrefix(p).Masked())
-	}
+	l.live.Store(newLive(cfg))
 	var err error
 	if l.geo, err = geo.New(cfg.Geo, geo.Deps{Logger: deps.Logger, Registerer: deps.Registerer}); err != nil {
 		return nil, err
@@ -393,7 +396,7 @@ func (l *LBS) adminCall(ctx context.Context, base, path string, body []byte) err
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+l.cfg.AdminToken.Reveal())
+	req.Header.Set("Authorization", "Bearer "+l.config().AdminToken.Reveal())
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {

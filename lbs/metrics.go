@@ -15,6 +15,7 @@ type metrics struct {
 	policyVersion prometheus.Gauge
 	raftIndex     prometheus.Gauge
 	isLeader      prometheus.Gauge
+	reloads       *prometheus.CounterVec // result
 
 	httpOK, httpBad, httpUnknown, httpSig   prometheus.Counter
 	dnsNoErr, dnsNX, dnsFormErr, dnsRefused prometheus.Counter
@@ -47,6 +48,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Raft index of the state this member serves."}),
 		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_raft_leader",
 			Help: "1 while this member is the raft leader."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_config_reloads_total",
+			Help: "Config reloads (SIGHUP, ctl reload) by result (ok, refused)."}, []string{"result"}),
 	}
 	m.httpOK = m.httpAnswers.WithLabelValues("ok")
 	m.httpBad = m.httpAnswers.WithLabelValues("bad_request")
@@ -60,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.dnsMalformed = m.dnsDropped.WithLabelValues("malformed")
 	if reg != nil {
 		reg.MustRegister(m.httpAnswers, m.dnsAnswers, m.dnsDropped, m.dnsTruncated, m.selectSeconds, m.heartbeats,
-			m.transitions, m.adminRequests, m.proposeErrors, m.policyVersion, m.raftIndex, m.isLeader)
+			m.transitions, m.adminRequests, m.proposeErrors, m.policyVersion, m.raftIndex, m.isLeader, m.reloads)
 	}
 	return m
 }

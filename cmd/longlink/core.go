@@ -38,13 +38,14 @@ func runCore(ctx context.Context, args []string) error {
 		return err
 	}
 	reg := newRegistry()
+	cfg.LBS.Version = version
 	node, err := core.New(cfg, core.Deps{Logger: log, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		return err
 	}
 	g := lifecycle.NewGroup(log)
 	g.Add("core", node)
-	return serve(ctx, log, g, cf.shutdown)
+	return serve(ctx, log, g, cf.shutdown, nil)
 }
 
 // loadConfig decodes the -config file over the defaults in dst and

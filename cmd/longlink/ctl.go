@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -24,12 +26,12 @@ func init() {
 	register(command{name: "ctl", summary: "operate the LBS: policies, explain, nodes, drain, raft", run: runCtl})
 }
 
-const ctlUsage = `usage: longlink ctl [connection flags] <command> [args]
+const ctlUsage = `usage: longlink ctl [connection flags] [-o table|json] <command> [args]
 
 commands:
-  policy get [-version N] [-consistent]     show the routing policy (YAML)
-  policy validate -f FILE                  check a policy file
-  policy diff -f FILE                      compare a policy file with the live one
+  policy get [-version N] [-consistent]     show the routing policy (YAML; -o json: JSON)
+  policy validate -f FILE                  check a policy file (exit 1: invalid)
+  policy diff -f FILE                      compare a policy file with the live one (exit 1: differs)
   policy apply -f FILE [-m COMMENT]        apply a policy file (a new version)
   policy history                           list policy versions
   apps | pools | entrypoints | topology    list parts of the live policy
@@ -38,15 +40,31 @@ commands:
   drain ID | undrain ID                    take an entry point out of (back into) answers
   audit                                    who changed what, when
   raft status | raft join -id ID -address HOST:PORT | raft remove -id ID
-  raft snapshot -o FILE                    compact the log and save a backup
+  raft snapshot -out FILE                  compact the log and save a backup
   raft restore -f FILE                     restore the state from a backup
-  token add -id ID -kind operator|node [-node ENTRYPOINT] | token list | token remove ID
+  token add -id ID -kind operator|reader|node [-node ENTRYPOINT] | token list | token remove ID
   turn-secret add -id ID [-secret S] | turn-secret remove ID
+  reload                                   re-read the LBS's config file (as SIGHUP does)
+
+output: tables by default; -o json (before or after the command) prints the
+API's JSON for scripts.
+
+exit codes: 0 done; 1 policy diff found differences, or policy validate found
+problems; 2 bad usage; 3 the LBS refused the request (token, not found,
+conflict); 4 the LBS could not be reached or could not commit.
 
 connection: -server URL, -token TOKEN, -ca FILE, or the file -ctl-config
 (default $LONGLINK_CTL_CONFIG, else .longlink/lbs/ctl.yaml that longlink dev writes),
 or LONGLINK_LBS_ADMIN, LONGLINK_LBS_TOKEN, LONGLINK_LBS_CA.
 `
+
+// ctl's exit codes (ctlUsage).
+const (
+	ctlExitDiffers     = 1
+	ctlExitUsage       = 2
+	ctlExitRefused     = 3
+	ctlExitUnreachable = 4
+)
 
 type ctlConn struct {
 	Server string `yaml:"server"`
@@ -55,135 +73,459 @@ type ctlConn struct {
 	hc     *http.Client
 }
 
-func runCtl(ctx context.Context, args []string) error {
+// ctlCmd is one ctl command: its flags, and what it does.
+type ctlCmd struct {
+	flags []string // string flags it takes
+	run   func(c *ctlRun) error
+}
+
+// ctlRun is one invocation: the connection, the parsed flags and arguments,
+// and the output format.
+type ctlRun struct {
+	ctx  context.Context
+	conn *ctlConn
+	v    map[string]*string
+	args []string
+	json bool
+	q    url.Values
+	out  io.Writer
+}
+
+func (r *ctlRun) file() ([]byte, error) {
+	if *r.v["f"] == "" {
+		return nil, usageErr("-f FILE required")
+	}
+	return os.ReadFile(*r.v["f"])
+}
+
+func (r *ctlRun) oneArg(cmd string) (string, error) {
+	if len(r.args) != 1 {
+		return "", usageErr(cmd + " ID")
+	}
+	return r.args[0], nil
+}
+
+// list fetches a JSON array and prints it as a table of cols (or as JSON).
+func (r *ctlRun) list(path string, cols ...ctlCol) error {
+	b, err := r.conn.do(r.ctx, "GET", path, r.q, nil)
+	if err != nil {
+		return err
+	}
+	if r.json {
+		return printJSON(r.out, b)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(b, &rows); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	printTable(r.out, rows, cols)
+	return nil
+}
+
+// send posts (or deletes) and prints the answer as JSON, or done as one line.
+func (r *ctlRun) send(method, path string, body []byte, done func(map[string]any) string) error {
+	b, err := r.conn.do(r.ctx, method, path, r.q, body)
+	if err != nil {
+		return err
+	}
+	if r.json {
+		return printJSON(r.out, b)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	fmt.Fprintln(r.out, done(m))
+	return nil
+}
+
+func usageErr(msg string) error { return &exitError{code: ctlExitUsage, err: errors.New(msg)} }
+
+func committed(what string) func(map[string]any) string {
+	return func(m map[string]any) string {
+		return fmt.Sprintf("%s (policy version %v, raft index %v)", what, m["version"], m["index"])
+	}
+}
+
+var ctlCommands = map[string]ctlCmd{
+	"policy get": {flags: []string{"version"}, run: func(r *ctlRun) error {
+		if *r.v["version"] != "" {
+			r.q.Set("version", *r.v["version"])
+		}
+		if r.json {
+			r.q.Set("format", "json")
+		}
+		b, err := r.conn.do(r.ctx, "GET", "/v1/policy", r.q, nil)
+		if err != nil {
+			return err
+		}
+		if r.json {
+			return printJSON(r.out, b)
+		}
+		_, err = r.out.Write(b)
+		return err
+	}},
+	"policy validate": {flags: []string{"f"}, run: func(r *ctlRun) error {
+		b, err := r.file()
+		if err != nil {
+			return err
+		}
+		ans, err := r.conn.do(r.ctx, "POST", "/v1/policy/validate", r.q, b)
+		var he *httpError
+		if errors.As(err, &he) && he.status == http.StatusUnprocessableEntity {
+			return &exitError{code: ctlExitDiffers, err: fmt.Errorf("%s: invalid:\n%s", *r.v["f"], he.msg)}
+		}
+		if err != nil {
+			return err
+		}
+		if r.json {
+			return printJSON(r.out, ans)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(ans, &m)
+		fmt.Fprintf(r.out, "%s: valid (%v apps, %v pools, %v entry points, %v rules)\n", *r.v["f"], m["apps"], m["pools"], m["entry_points"], m["rules"])
+		return nil
+	}},
+	"policy diff": {flags: []string{"f"}, run: func(r *ctlRun) error {
+		b, err := r.file()
+		if err != nil {
+			return err
+		}
+		r.q.Set("format", "json")
+		ans, err := r.conn.do(r.ctx, "POST", "/v1/policy/diff", r.q, b)
+		if err != nil {
+			return err
+		}
+		var d struct {
+			Changed bool   `json:"changed"`
+			Diff    string `json:"diff"`
+		}
+		if err := json.Unmarshal(ans, &d); err != nil {
+			return fmt.Errorf("policy diff: %w", err)
+		}
+		if r.json {
+			err = printJSON(r.out, ans)
+		} else {
+			_, err = io.WriteString(r.out, d.Diff)
+		}
+		if err == nil && d.Changed {
+			return &exitError{code: ctlExitDiffers}
+		}
+		return err
+	}},
+	"policy apply": {flags: []string{"f", "m"}, run: func(r *ctlRun) error {
+		b, err := r.file()
+		if err != nil {
+			return err
+		}
+		if *r.v["m"] != "" {
+			r.q.Set("comment", *r.v["m"])
+		}
+		return r.send("POST", "/v1/policy/apply", b, committed("applied"))
+	}},
+	"policy history": {run: func(r *ctlRun) error {
+		return r.list("/v1/policy/history", col("VERSION", "version"), col("AT", "at"), col("WHO", "who"), col("COMMENT", "comment"))
+	}},
+	"apps": {run: func(r *ctlRun) error {
+		return r.list("/v1/apps", col("APPKEY", "appkey"), col("NAME", "name"), col("POOLS", "pools"), col("FALLBACK", "fallback"), col("SIGNED", "signing_secret"))
+	}},
+	"pools": {run: func(r *ctlRun) error {
+		return r.list("/v1/pools", col("NAME", "name"), col("ENTRY POINTS", "entry_points"))
+	}},
+	"entrypoints": {run: func(r *ctlRun) error {
+		return r.list("/v1/entrypoints", col("ID", "id"), col("KIND", "kind"), col("SITE", "site"), col("LINK", "link"),
+			col("WEBLINK", "weblink"), col("TURN", "turn"), col("CAPACITY", "capacity"), col("WEIGHT", "weight"))
+	}},
+	"topology": {run: func(r *ctlRun) error {
+		return r.list("/v1/topology", col("EDGE", "edge"), col("RELAYS", "relays"), col("CORES", "cores"))
+	}},
+	"nodes": {run: func(r *ctlRun) error {
+		return r.list("/v1/nodes", col("ID", "id"), col("KIND", "kind"), col("SITE", "site"), col("VERSION", "version"), col("HEALTH", "health.state"),
+			col("DRAINED BY", "drained_by"), col("CONNS", "connections"), col("LOAD", "load"), col("LAST BEAT", "last_beat_ago"))
+	}},
+	"audit": {run: func(r *ctlRun) error {
+		return r.list("/v1/audit", col("INDEX", "index"), col("AT", "at"), col("WHO", "who"), col("OP", "op"), col("WHAT", "what"))
+	}},
+	"explain": {flags: []string{"appkey", "ip", "sdk", "env", "platform", "account"}, run: func(r *ctlRun) error {
+		for _, k := range []string{"appkey", "ip", "sdk", "env", "platform", "account"} {
+			if *r.v[k] != "" {
+				r.q.Set(k, *r.v[k])
+			}
+		}
+		b, err := r.conn.do(r.ctx, "GET", "/v1/explain", r.q, nil)
+		if err != nil {
+			return err
+		}
+		if r.json {
+			return printJSON(r.out, b)
+		}
+		var e struct {
+			AppKey        string          `json:"appkey"`
+			ClientIP      string          `json:"client_ip"`
+			Location      json.RawMessage `json:"location"`
+			Rule          string          `json:"rule"`
+			PolicyVersion uint64          `json:"policy_version"`
+			Candidates    []string        `json:"candidates"`
+			Steps         []struct {
+				Name    string   `json:"name"`
+				Note    string   `json:"note"`
+				Kept    []string `json:"kept"`
+				Dropped []struct{ ID, Reason string }
+			} `json:"steps"`
+		}
+		if err := json.Unmarshal(b, &e); err != nil {
+			return fmt.Errorf("explain: %w", err)
+		}
+		w := tabwriter.NewWriter(r.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(w, "appkey\t%s\nclient\t%s %s\nrule\t%s\npolicy version\t%d\ncandidates\t%s\n\nSTEP\tKEPT\tNOTE\n",
+			e.AppKey, e.ClientIP, e.Location, e.Rule, e.PolicyVersion, strings.Join(e.Candidates, ", "))
+		for _, s := range e.Steps {
+			note := s.Note
+			for _, d := range s.Dropped {
+				note = strings.TrimPrefix(note+"; dropped "+d.ID+": "+d.Reason, "; ")
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, strings.Join(s.Kept, ","), note)
+		}
+		return w.Flush()
+	}},
+	"drain":   {run: drainCmd("drain")},
+	"undrain": {run: drainCmd("undrain")},
+	"raft status": {run: func(r *ctlRun) error {
+		b, err := r.conn.do(r.ctx, "GET", "/v1/raft", nil, nil)
+		if err != nil {
+			return err
+		}
+		if r.json {
+			return printJSON(r.out, b)
+		}
+		var st struct {
+			ID, State, LeaderID string
+			Term, CommitIndex   uint64
+			Servers             []map[string]any `json:"servers"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("raft status: %w", err)
+		}
+		fmt.Fprintf(r.out, "member %s: %s, leader %s, term %d, commit index %d\n\n", st.ID, st.State, st.LeaderID, st.Term, st.CommitIndex)
+		printTable(r.out, st.Servers, []ctlCol{col("ID", "id"), col("ADDRESS", "address"), col("SUFFRAGE", "suffrage"), col("LEADER", "leader")})
+		return nil
+	}},
+	"raft join":   {flags: []string{"id", "address"}, run: raftMember("join")},
+	"raft remove": {flags: []string{"id"}, run: raftMember("remove")},
+	"raft snapshot": {flags: []string{"out"}, run: func(r *ctlRun) error {
+		if *r.v["out"] == "" {
+			return usageErr("-out FILE required")
+		}
+		body, err := r.conn.do(r.ctx, "POST", "/v1/raft/snapshot", nil, nil)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*r.v["out"], body, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(r.out, "snapshot saved to %s (%d bytes)\n", *r.v["out"], len(body))
+		return nil
+	}},
+	"raft restore": {flags: []string{"f"}, run: func(r *ctlRun) error {
+		b, err := r.file()
+		if err != nil {
+			return err
+		}
+		return r.send("POST", "/v1/raft/restore", b, committed("restored"))
+	}},
+	"token add": {flags: []string{"id", "kind", "node"}, run: func(r *ctlRun) error {
+		b, _ := json.Marshal(map[string]string{"id": *r.v["id"], "kind": *r.v["kind"], "node": *r.v["node"]})
+		return r.send("POST", "/v1/tokens", b, func(m map[string]any) string {
+			return fmt.Sprintf("token %v: %v\n(shown once: only its hash is kept)", m["id"], m["token"])
+		})
+	}},
+	"token list": {run: func(r *ctlRun) error {
+		return r.list("/v1/tokens", col("ID", "id"), col("KIND", "kind"), col("NODE", "node"), col("CREATED", "created"), col("FROM", "source"))
+	}},
+	"token remove": {run: func(r *ctlRun) error {
+		id, err := r.oneArg("token remove")
+		if err != nil {
+			return err
+		}
+		return r.send("DELETE", "/v1/tokens/"+url.PathEscape(id), nil, committed("removed token "+id))
+	}},
+	"turn-secret add": {flags: []string{"id", "secret"}, run: func(r *ctlRun) error {
+		b, _ := json.Marshal(map[string]string{"id": *r.v["id"], "secret": *r.v["secret"]})
+		return r.send("POST", "/v1/turn-secrets", b, committed("added TURN secret "+*r.v["id"]))
+	}},
+	"turn-secret remove": {run: func(r *ctlRun) error {
+		id, err := r.oneArg("turn-secret remove")
+		if err != nil {
+			return err
+		}
+		return r.send("DELETE", "/v1/turn-secrets/"+url.PathEscape(id), nil, committed("removed TURN secret "+id))
+	}},
+	"reload": {run: func(r *ctlRun) error {
+		return r.send("POST", "/v1/reload", nil, func(m map[string]any) string {
+			return fmt.Sprintf("reloaded %v: applied %v", m["file"], m["applied"])
+		})
+	}},
+}
+
+func drainCmd(op string) func(r *ctlRun) error {
+	return func(r *ctlRun) error {
+		id, err := r.oneArg(op)
+		if err != nil {
+			return err
+		}
+		return r.send("POST", "/v1/nodes/"+url.PathEscape(id)+"/"+op, nil, func(m map[string]any) string {
+			return fmt.Sprintf("%sed %s (raft index %v)", op, id, m["index"])
+		})
+	}
+}
+
+func raftMember(op string) func(r *ctlRun) error {
+	return func(r *ctlRun) error {
+		b, _ := json.Marshal(map[string]string{"id": *r.v["id"], "address": *r.v["address"]})
+		return r.send("POST", "/v1/raft/"+op, b, func(map[string]any) string { return op + " " + *r.v["id"] + ": done" })
+	}
+}
+
+func runCtl(ctx context.Context, args []string) error { return ctl(ctx, args, os.Stdout) }
+
+// ctl runs one ctl command, printing its answer to out.
+func ctl(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, ctlUsage) }
 	server := fs.String("server", "", "LBS admin URL (https://127.0.0.1:7701)")
 	token := fs.String("token", "", "operator bearer token")
 	ca := fs.String("ca", "", "cluster CA (PEM) to verify the admin API")
 	ctlConfig := fs.String("ctl-config", "", "file with server, token and ca_file")
+	output := fs.String("o", "table", "output: table or json")
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	conn, err := ctlConnect(*ctlConfig, *server, *token, *ca)
-	if err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{code: ctlExitUsage, err: err}
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fs.Usage()
-		return flag.ErrHelp
+		return &exitError{code: ctlExitUsage}
+	}
+	name := rest[0]
+	if _, ok := ctlCommands[name]; !ok && len(rest) > 1 {
+		name += " " + rest[1]
+		rest = rest[1:]
+	}
+	cmd, ok := ctlCommands[name]
+	if !ok {
+		fmt.Fprint(os.Stderr, ctlUsage)
+		return usageErr(fmt.Sprintf("unknown command %q", name))
+	}
+	f := flag.NewFlagSet("ctl "+name, flag.ContinueOnError)
+	r := &ctlRun{v: map[string]*string{}, q: url.Values{}, out: out}
+	for _, k := range cmd.flags {
+		r.v[k] = f.String(k, "", k)
+	}
+	f.StringVar(output, "o", *output, "output: table or json")
+	consistent := f.Bool("consistent", false, "linearizable read")
+	if err := f.Parse(rest[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{code: ctlExitUsage, err: err}
+	}
+	switch *output {
+	case "table":
+	case "json":
+		r.json = true
+	default:
+		return usageErr(fmt.Sprintf("-o %q: table or json", *output))
+	}
+	if *consistent {
+		r.q.Set("consistent", "1")
+	}
+	r.args = f.Args()
+	conn, err := ctlConnect(*ctlConfig, *server, *token, *ca)
+	if err != nil {
+		return &exitError{code: ctlExitUsage, err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	sub := func(name string, a []string) (*flag.FlagSet, map[string]*string, error) {
-		f := flag.NewFlagSet("ctl "+name, flag.ContinueOnError)
-		vals := map[string]*string{}
-		for _, k := range []string{"f", "m", "o", "version", "appkey", "account", "ip", "sdk", "env", "platform", "id", "address", "kind", "node", "secret"} {
-			vals[k] = f.String(k, "", k)
-		}
-		consistent := f.Bool("consistent", false, "linearizable read")
-		err := f.Parse(a)
-		if *consistent {
-			s := "1"
-			vals["consistent"] = &s
-		}
-		return f, vals, err
+	r.ctx, r.conn = ctx, conn
+	return cmd.run(r)
+}
+
+// ctlCol is a table column: its header and the JSON key (dotted for nested
+// objects) of its values.
+type ctlCol struct{ head, key string }
+
+func col(head, key string) ctlCol { return ctlCol{head, key} }
+
+// printTable prints rows as aligned columns; lists are joined with commas,
+// times shortened to seconds, and missing values shown as "-".
+func printTable(w io.Writer, rows []map[string]any, cols []ctlCol) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	heads := make([]string, len(cols))
+	for i, c := range cols {
+		heads[i] = c.head
 	}
-	readFile := func(v map[string]*string) ([]byte, error) {
-		if *v["f"] == "" {
-			return nil, errors.New("-f FILE required")
+	fmt.Fprintln(tw, strings.Join(heads, "\t"))
+	for _, row := range rows {
+		cells := make([]string, len(cols))
+		for i, c := range cols {
+			var v any = row
+			for _, k := range strings.Split(c.key, ".") {
+				m, _ := v.(map[string]any)
+				v = m[k]
+			}
+			cells[i] = cell(v)
 		}
-		return os.ReadFile(*v["f"])
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
-	cmd := rest[0]
-	if (cmd == "policy" || cmd == "raft" || cmd == "token" || cmd == "turn-secret") && len(rest) > 1 {
-		cmd += " " + rest[1]
-		rest = rest[1:]
+	tw.Flush()
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "(none)")
 	}
-	f, v, err := sub(cmd, rest[1:])
-	if err != nil {
+}
+
+func cell(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		if x == "" {
+			return "-"
+		}
+		if t, err := time.Parse(time.RFC3339Nano, x); err == nil {
+			return t.UTC().Format("2006-01-02 15:04:05Z")
+		}
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		if x {
+			return "yes"
+		}
+		return "no"
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = cell(e)
+		}
+		if len(parts) == 0 {
+			return "-"
+		}
+		return strings.Join(parts, ",")
+	default:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+}
+
+func printJSON(w io.Writer, b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		_, err = w.Write(b)
 		return err
 	}
-	q := url.Values{}
-	if c, ok := v["consistent"]; ok {
-		q.Set("consistent", *c)
-	}
-	switch cmd {
-	case "policy get":
-		if *v["version"] != "" {
-			q.Set("version", *v["version"])
-		}
-		return conn.call(ctx, "GET", "/v1/policy", q, nil, false)
-	case "policy validate", "policy diff", "policy apply":
-		b, err := readFile(v)
-		if err != nil {
-			return err
-		}
-		if *v["m"] != "" {
-			q.Set("comment", *v["m"])
-		}
-		return conn.call(ctx, "POST", "/v1/"+strings.ReplaceAll(cmd, " ", "/"), q, b, cmd != "policy diff")
-	case "policy history":
-		return conn.call(ctx, "GET", "/v1/policy/history", q, nil, true)
-	case "apps", "pools", "entrypoints", "topology", "nodes", "audit":
-		return conn.call(ctx, "GET", "/v1/"+cmd, q, nil, true)
-	case "explain":
-		for _, k := range []string{"appkey", "ip", "sdk", "env", "platform", "account"} {
-			if *v[k] != "" {
-				q.Set(k, *v[k])
-			}
-		}
-		return conn.call(ctx, "GET", "/v1/explain", q, nil, true)
-	case "drain", "undrain":
-		if f.NArg() != 1 {
-			return errors.New(cmd + " ID")
-		}
-		return conn.call(ctx, "POST", "/v1/nodes/"+url.PathEscape(f.Arg(0))+"/"+cmd, nil, nil, true)
-	case "raft status":
-		return conn.call(ctx, "GET", "/v1/raft", nil, nil, true)
-	case "raft join", "raft remove":
-		b, _ := json.Marshal(map[string]string{"id": *v["id"], "address": *v["address"]})
-		return conn.call(ctx, "POST", "/v1/"+strings.ReplaceAll(cmd, " ", "/"), nil, b, true)
-	case "raft snapshot":
-		if *v["o"] == "" {
-			return errors.New("-o FILE required")
-		}
-		body, err := conn.do(ctx, "POST", "/v1/raft/snapshot", nil, nil)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(*v["o"], body, 0o600); err != nil {
-			return err
-		}
-		fmt.Printf("snapshot saved to %s (%d bytes)\n", *v["o"], len(body))
-		return nil
-	case "raft restore":
-		b, err := readFile(v)
-		if err != nil {
-			return err
-		}
-		return conn.call(ctx, "POST", "/v1/raft/restore", nil, b, true)
-	case "token add":
-		b, _ := json.Marshal(map[string]string{"id": *v["id"], "kind": *v["kind"], "node": *v["node"]})
-		return conn.call(ctx, "POST", "/v1/tokens", nil, b, true)
-	case "token list":
-		return conn.call(ctx, "GET", "/v1/tokens", nil, nil, true)
-	case "token remove", "turn-secret remove":
-		if f.NArg() != 1 {
-			return errors.New(cmd + " ID")
-		}
-		path := "/v1/tokens/"
-		if strings.HasPrefix(cmd, "turn") {
-			path = "/v1/turn-secrets/"
-		}
-		return conn.call(ctx, "DELETE", path+url.PathEscape(f.Arg(0)), nil, nil, true)
-	case "turn-secret add":
-		b, _ := json.Marshal(map[string]string{"id": *v["id"], "secret": *v["secret"]})
-		return conn.call(ctx, "POST", "/v1/turn-secrets", nil, b, true)
-	}
-	fmt.Fprint(os.Stderr, ctlUsage)
-	return fmt.Errorf("unknown command %q", cmd)
+	out, _ := json.MarshalIndent(v, "", "  ")
+	_, err := fmt.Fprintln(w, string(out))
+	return err
 }
 
 func ctlConnect(file, server, token, ca string) (*ctlConn, error) {
@@ -228,6 +570,22 @@ func ctlConnect(file, server, token, ca string) (*ctlConn, error) {
 	return c, nil
 }
 
+// httpError is an answer other than 200 from the LBS.
+type httpError struct {
+	method, path string
+	status       int
+	msg          string
+}
+
+func (e *httpError) Error() string {
+	if e.msg == "" {
+		return fmt.Sprintf("%s %s: %d %s", e.method, e.path, e.status, http.StatusText(e.status))
+	}
+	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.path, e.status, http.StatusText(e.status), e.msg)
+}
+
+// do sends one request; its errors carry ctl's exit codes: 3 for a refusal
+// (4xx), 4 for an LBS that cannot be reached or cannot commit (5xx).
 func (c *ctlConn) do(ctx context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
 	u := strings.TrimSuffix(c.Server, "/") + path
 	if len(q) > 0 {
@@ -235,42 +593,29 @@ func (c *ctlConn) do(ctx context.Context, method, path string, q url.Values, bod
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, &exitError{code: ctlExitUsage, err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, &exitError{code: ctlExitUnreachable, err: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, err
+		return nil, &exitError{code: ctlExitUnreachable, err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
+		he := &httpError{method: method, path: path, status: resp.StatusCode}
 		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+		if json.Unmarshal(b, &e) == nil {
+			he.msg = e.Error
 		}
-		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		code := ctlExitRefused
+		if resp.StatusCode >= 500 {
+			code = ctlExitUnreachable
+		}
+		return nil, &exitError{code: code, err: he}
 	}
 	return b, nil
-}
-
-// call prints the answer: JSON indented, anything else as is.
-func (c *ctlConn) call(ctx context.Context, method, path string, q url.Values, body []byte, pretty bool) error {
-	b, err := c.do(ctx, method, path, q, body)
-	if err != nil {
-		return err
-	}
-	if pretty {
-		var v any
-		if json.Unmarshal(b, &v) == nil {
-			out, _ := json.MarshalIndent(v, "", "  ")
-			fmt.Println(string(out))
-			return nil
-		}
-	}
-	os.Stdout.Write(b)
-	return nil
 }

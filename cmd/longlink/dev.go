@@ -141,7 +141,7 @@ func runDev(ctx context.Context, args []string) error {
 	// through it on shutdown.
 	report := func(id string) nodeclient.Config {
 		return nodeclient.Config{Servers: []string{"https://" + dc.LBS.AdminListen}, Node: id,
-			Token: dc.LBS.NodeToken, RootCAs: lbsNode.CAPool()}
+			Token: dc.LBS.NodeToken, RootCAs: lbsNode.CAPool(), Version: version}
 	}
 	dc.Core.LBS = report("core-gw")
 	edgeReport := report("edge-1")
@@ -214,7 +214,7 @@ func runDev(ctx context.Context, args []string) error {
 		printDevTable(os.Stdout, *dir, info)
 		return nil
 	}})
-	return serve(ctx, log, g, cf.shutdown)
+	return serve(ctx, log, g, cf.shutdown, nil)
 }
 
 // devInfo is what a developer needs to connect to `longlink dev`.

@@ -31,9 +31,12 @@ func runEdge(ctx context.Context, args []string) error {
 		return err
 	}
 	reg := newRegistry()
+	if cfg.LBS != nil {
+		cfg.LBS.Version = version
+	}
 	e, err := edge.New(cfg, edge.Deps{Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	return serveComponent(ctx, log, reg, *debugAddr, "edge", e, cf.shutdown)
+	return serveComponent(ctx, log, reg, *debugAddr, "edge", e, cf.shutdown, nil)
 }

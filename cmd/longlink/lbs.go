@@ -37,37 +37,24 @@ func runLBS(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := lbs.Default()
-	if cf.config != "" {
-		b, err := os.ReadFile(cf.config)
-		if err != nil {
-			return err
-		}
-		if err := config.Decode(cf.config, b, (*rawLBSConfig)(&cfg)); err != nil {
-			return err
-		}
-	}
-	if *nodeID != "" {
-		cfg.NodeID = *nodeID
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
-	}
-	if *bootstrap {
-		cfg.Cluster.Bootstrap = true
-	}
-	if *peers != "" {
-		cfg.Cluster.Peers = nil
-		for _, p := range strings.Split(*peers, ",") {
-			id, addr, ok := strings.Cut(p, "=")
-			if !ok {
-				return fmt.Errorf("-peers: %q is not id=address", p)
+	// load reads the file and applies the flags: at start, and again for a
+	// reload (SIGHUP, ctl reload).
+	load := func() (lbs.Config, error) {
+		cfg := lbs.Default()
+		if cf.config != "" {
+			b, err := os.ReadFile(cf.config)
+			if err != nil {
+				return cfg, err
 			}
-			cfg.Cluster.Peers = append(cfg.Cluster.Peers, lbs.Peer{ID: id, Address: addr})
+			if err := config.Decode(cf.config, b, (*rawLBSConfig)(&cfg)); err != nil {
+				return cfg, err
+			}
 		}
+		return cfg, lbsFlags(&cfg, *nodeID, *dataDir, *bootstrap, *peers, *join)
 	}
-	if *join != "" {
-		cfg.Cluster.Join = strings.Split(*join, ",")
+	cfg, err := load()
+	if err != nil {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -76,13 +63,54 @@ func runLBS(ctx context.Context, args []string) error {
 		return printConfig(&cfg)
 	}
 	reg := newRegistry()
-	node, err := lbs.New(cfg, lbs.Deps{Logger: log, Registerer: reg})
+	deps := lbs.Deps{Logger: log, Registerer: reg}
+	if cf.config != "" {
+		deps.Reload = load
+	}
+	node, err := lbs.New(cfg, deps)
 	if err != nil {
 		return err
 	}
-	err = serveComponent(ctx, log, reg, *debugAddr, "lbs", node, cf.shutdown)
+	var reload func() error
+	if cf.config != "" {
+		reload = func() error {
+			applied, err := node.ReloadFromSource()
+			if err == nil {
+				log.Info("config reloaded", "file", cf.config, "applied", strings.Join(applied, ","))
+			}
+			return err
+		}
+	}
+	err = serveComponent(ctx, log, reg, *debugAddr, "lbs", node, cf.shutdown, reload)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// lbsFlags applies the command line's overrides to cfg.
+func lbsFlags(cfg *lbs.Config, nodeID, dataDir string, bootstrap bool, peers, join string) error {
+	if nodeID != "" {
+		cfg.NodeID = nodeID
+	}
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	if bootstrap {
+		cfg.Cluster.Bootstrap = true
+	}
+	if peers != "" {
+		cfg.Cluster.Peers = nil
+		for _, p := range strings.Split(peers, ",") {
+			id, addr, ok := strings.Cut(p, "=")
+			if !ok {
+				return fmt.Errorf("-peers: %q is not id=address", p)
+			}
+			cfg.Cluster.Peers = append(cfg.Cluster.Peers, lbs.Peer{ID: id, Address: addr})
+		}
+	}
+	if join != "" {
+		cfg.Cluster.Join = strings.Split(join, ",")
+	}
+	return nil
 }

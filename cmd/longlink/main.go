@@ -24,6 +24,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -33,10 +35,16 @@ import (
 
 	"github.com/longlink/longlink/pkg/debugsrv"
 	"github.com/longlink/longlink/pkg/lifecycle"
+	"github.com/longlink/longlink/pkg/sdnotify"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version and commit are set at build time with -ldflags
+// "-X main.version=… -X main.commit=…"; a build that stamped VCS data
+// (go build without -buildvcs=false) fills the commit from build info.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 type command struct {
 	name    string
@@ -54,11 +62,58 @@ func register(c command) {
 }
 
 func init() {
-	register(command{name: "version", summary: "print the version", run: func(context.Context, []string) error {
-		fmt.Println("longlink", version)
+	register(command{name: "version", summary: "print the version, commit and Go version", run: func(context.Context, []string) error {
+		fmt.Print(versionText())
 		return nil
 	}})
 }
+
+// versionText is what `longlink version` prints: the version, the commit
+// (with its time and "modified" for a dirty tree, when build info has them)
+// and the Go toolchain that built the binary.
+func versionText() string {
+	rev, at, modified, goVersion := commit, "", false, runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				if rev == "" {
+					rev = s.Value
+				}
+			case "vcs.time":
+				at = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if rev == "" {
+		rev = "unknown"
+	}
+	if at != "" {
+		rev += " (" + at + ")"
+	}
+	if modified {
+		rev += " modified"
+	}
+	return fmt.Sprintf("longlink %s\ncommit   %s\ngo       %s %s/%s\n", version, rev, goVersion, runtime.GOOS, runtime.GOARCH)
+}
+
+// exitError ends the process with its code (after printing err, if any):
+// commands whose exit code carries meaning, such as `ctl policy diff`.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: longlink <command> [flags]\n\ncommands:")
@@ -90,8 +145,16 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
+		code := 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+			if ee.err == nil {
+				os.Exit(code)
+			}
+		}
 		fmt.Fprintf(os.Stderr, "longlink %s: %v\n", c.name, err)
-		os.Exit(1)
+		os.Exit(code)
 	}
 }
 
@@ -134,7 +197,8 @@ func (f *commonFlags) logger(role string) (*slog.Logger, error) {
 // (/metrics, /healthz, /readyz, pprof; none when debugAddr is empty) whose
 // /readyz is true only while the component runs and turns false first on
 // shutdown, so load balancers stop sending before sessions are shed.
-func serveComponent(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, debugAddr, name string, c lifecycle.Component, shutdown time.Duration) error {
+// reload, when not nil, runs on SIGHUP.
+func serveComponent(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, debugAddr, name string, c lifecycle.Component, shutdown time.Duration, reload func() error) error {
 	g := lifecycle.NewGroup(log)
 	var dbg *debugsrv.Server
 	if debugAddr != "" {
@@ -166,18 +230,47 @@ func serveComponent(ctx context.Context, log *slog.Logger, reg *prometheus.Regis
 			return c.Shutdown(ctx)
 		},
 	})
-	return serve(ctx, log, g, shutdown)
+	return serve(ctx, log, g, shutdown, reload)
 }
 
-// serve starts the group, waits for ctx (the signal), then shuts down within
-// the configured time.
-func serve(ctx context.Context, log *slog.Logger, g *lifecycle.Group, shutdown time.Duration) error {
+// serve starts the group, tells systemd it is ready (Type=notify), runs
+// reload on every SIGHUP (a role without reloadable config logs that it has
+// none), waits for ctx (the signal), then shuts down within the configured
+// time.
+func serve(ctx context.Context, log *slog.Logger, g *lifecycle.Group, shutdown time.Duration, reload func() error) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := g.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	notify(log, sdnotify.Ready)
+	for {
+		select {
+		case <-hup:
+			if reload == nil {
+				log.Warn("SIGHUP: this role has no reloadable configuration; restart it to change its config")
+				continue
+			}
+			notify(log, sdnotify.ReloadingNow())
+			if err := reload(); err != nil {
+				log.Error("config reload refused; the running config is unchanged", "err", err)
+			}
+			notify(log, sdnotify.Ready)
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	notify(log, sdnotify.Stopping)
 	log.Info("shutting down", "timeout", shutdown)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdown)
 	defer cancel()
 	return g.Shutdown(sctx)
+}
+
+func notify(log *slog.Logger, state string) {
+	if _, err := sdnotify.Notify(state); err != nil {
+		log.Warn("systemd notification failed", "err", err)
+	}
 }

@@ -65,7 +65,7 @@ func runRelay(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	return serveComponent(ctx, log, reg, *debugAddr, "relay", node, cf.shutdown)
+	return serveComponent(ctx, log, reg, *debugAddr, "relay", node, cf.shutdown, nil)
 }
 
 // issueCerts creates node certificates from the cluster CA in dir, for

@@ -23,10 +23,7 @@ func TestFirstFiveMinutes(t *testing.T) {
 	if os.Getenv("LONGLINK_INTEGRATION") == "" {
 		t.Skip("integration test: set LONGLINK_INTEGRATION=1")
 	}
-	bin := filepath.Join(t.TempDir(), "longlink")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := longlinkBinary(t)
 	dir := t.TempDir()
 
 	dev := startProc(t, bin, "dev", "-dir", dir)
@@ -93,8 +90,16 @@ type proc struct {
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), seen: make(chan struct{}, 1), done: make(chan error, 1)}
-	p.cmd.Dir = t.TempDir()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = t.TempDir()
+	return startCmd(t, cmd)
+}
+
+// startCmd starts a prepared command (its own environment, directory).
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	args := cmd.Args[1:]
+	p := &proc{cmd: cmd, seen: make(chan struct{}, 1), done: make(chan error, 1)}
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)

@@ -38,5 +38,5 @@ func runTURN(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serveComponent(ctx, log, reg, *debugAddr, "turn", srv, cf.shutdown)
+	return serveComponent(ctx, log, reg, *debugAddr, "turn", srv, cf.shutdown, nil)
 }

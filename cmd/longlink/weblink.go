@@ -30,5 +30,5 @@ func runWebLinkTestSuite(ctx context.Context, args []string) error {
 	}
 	g := lifecycle.NewGroup(log)
 	g.Add("weblink-testsuite", weblink.NewTestSuiteServer(*listen, log))
-	return serve(ctx, log, g, cf.shutdown)
+	return serve(ctx, log, g, cf.shutdown, nil)
 }

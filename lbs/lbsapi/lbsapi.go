@@ -80,6 +80,15 @@ type Heartbeat struct {
 	// the bus, so that explain can say which nodes serve an account.
 	Clusters     map[string]string `json:"clusters,omitempty"`
 	ServiceNodes []ServiceNode     `json:"service_nodes,omitempty"`
+	// Version is the node's software version, shown to operators (and the
+	// key of grayscale by node version).
+	Version string `json:"version,omitempty"`
+	// Labels are the node's own labels (site, zone, version label …) as
+	// configured on the node; the console shows them beside the policy's.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Paths are the node's next hops over the backbone with their measured
+	// quality (edges and relays).
+	Paths []Path `json:"paths,omitempty"`
 }
 
 // ServiceNode is a live app service node as a gateway hears of it.
@@ -91,6 +100,15 @@ type ServiceNode struct {
 	// version.
 	Canary   bool `json:"canary,omitempty"`
 	Draining bool `json:"draining,omitempty"`
+}
+
+// Path is one next hop's measured quality.
+type Path struct {
+	To     string  `json:"to"` // the next hop's name (topology id or address)
+	Up     bool    `json:"up"`
+	RTTMs  float64 `json:"rtt_ms"`
+	Loss   float64 `json:"loss"` // 0..1
+	Jitter float64 `json:"jitter_ms,omitempty"`
 }
 
 // HeartbeatReply tells the node how often to report.

@@ -46,6 +46,12 @@ type Config struct {
 	Interval config.Duration `yaml:"interval"`
 	// Capacity in sessions, reported with each beat (0: the policy's).
 	Capacity int `yaml:"capacity"`
+	// Labels are reported with each beat and shown in the operators'
+	// console (site, zone, …).
+	Labels map[string]string `yaml:"labels"`
+	// Version is the software version reported with each beat; main sets
+	// it from the binary's build.
+	Version string `yaml:"-"`
 	// RootCAs overrides CAFile (in-process use).
 	RootCAs *x509.CertPool `yaml:"-"`
 }
@@ -74,6 +80,8 @@ func (c *Config) Validate() error {
 type Load struct {
 	Connections int
 	CPU         float64 // 0..1
+	// Paths are the node's next hops with their measured quality.
+	Paths []lbsapi.Path
 }
 
 // Deps are the client's dependencies.
@@ -259,10 +267,10 @@ func (c *Client) Shutdown(ctx context.Context) error {
 }
 
 func (c *Client) report(ctx context.Context, path string, draining bool) (lbsapi.HeartbeatReply, error) {
-	hb := lbsapi.Heartbeat{Node: c.cfg.Node, Capacity: c.cfg.Capacity, Draining: draining}
+	hb := lbsapi.Heartbeat{Node: c.cfg.Node, Capacity: c.cfg.Capacity, Draining: draining, Version: c.cfg.Version, Labels: c.cfg.Labels}
 	if c.deps.Load != nil {
 		l := c.deps.Load()
-		hb.Connections, hb.CPU = l.Connections, l.CPU
+		hb.Connections, hb.CPU, hb.Paths = l.Connections, l.CPU, l.Paths
 	}
 	if c.deps.Routing != nil {
 		r := c.deps.Routing()

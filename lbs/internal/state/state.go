@@ -56,10 +56,20 @@ type Command struct {
 	State   *State          `json:"state,omitempty"` // restore
 }
 
-// Token is an operator or node credential; only its SHA-256 is stored.
+// Token kinds: operators change and read everything; readers (read-only
+// operators: dashboards, the console's viewers) read everything except
+// secrets; nodes report health and load.
+const (
+	TokenOperator = "operator"
+	TokenReader   = "reader"
+	TokenNode     = "node"
+)
+
+// Token is an operator, reader or node credential; only its SHA-256 is
+// stored.
 type Token struct {
 	ID      string    `json:"id"`
-	Kind    string    `json:"kind"` // operator or node
+	Kind    string    `json:"kind"` // TokenOperator, TokenReader or TokenNode
 	Node    string    `json:"node,omitempty"`
 	Hash    string    `json:"hash"`
 	Created time.Time `json:"created"`
@@ -265,7 +275,7 @@ func apply(cur *State, c *Command, index uint64) (*State, error) {
 		}
 		audit(c.Op + " " + c.ID)
 	case OpTokenAdd:
-		if c.Token == nil || c.Token.ID == "" || len(c.Token.Hash) != 64 || (c.Token.Kind != "operator" && c.Token.Kind != "node") {
+		if c.Token == nil || c.Token.ID == "" || len(c.Token.Hash) != 64 || (c.Token.Kind != TokenOperator && c.Token.Kind != TokenReader && c.Token.Kind != TokenNode) {
 			return nil, errors.New("token_add: bad token")
 		}
 		s.Tokens = maps.Clone(cur.Tokens)

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/longlink/longlink/lbs"
+	"github.com/longlink/longlink/pkg/config"
+)
+
+const ctlTestToken = "ctl-test-admin-token-0123456789"
+
+// startCtlLBS runs a one-member LBS on free loopback ports with the lbs
+// package's test policy, and writes a ctl config file for it.
+func startCtlLBS(t *testing.T) (ctlConfig string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := lbs.Default()
+	cfg.NodeID, cfg.DataDir = "lbs1", dir
+	cfg.ClientListen, cfg.AdminListen, cfg.RaftListen, cfg.DNS.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.TLS.CADir = filepath.Join(dir, "ca")
+	cfg.AdminToken = config.NewSecret(ctlTestToken)
+	cfg.Cluster.Bootstrap = true
+	cfg.InitialPolicy = "../../lbs/testdata/policy.yaml"
+	l, err := lbs.New(cfg, lbs.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.Shutdown(ctx)
+	})
+	ca := filepath.Join(dir, "ca", "ca.pem")
+	b, _ := yaml.Marshal(map[string]string{"server": "https://" + l.AdminAddr().String(), "token": ctlTestToken, "ca_file": ca})
+	ctlConfig = filepath.Join(dir, "ctl.yaml")
+	if err := os.WriteFile(ctlConfig, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if out, err := runCtlOut(ctlConfig, "policy", "history"); err == nil && !strings.Contains(out, "(none)") {
+			return ctlConfig
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("LBS not ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func runCtlOut(ctlConfig string, args ...string) (string, error) {
+	var out bytes.Buffer
+	err := ctl(context.Background(), append([]string{"-ctl-config", ctlConfig}, args...), &out)
+	return out.String(), err
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// ctl prints tables by default and JSON with -o json; policy diff exits 1
+// on differences; each failure has its own exit code.
+func TestCtlOutputAndExitCodes(t *testing.T) {
+	cc := startCtlLBS(t)
+	policy := "../../lbs/testdata/policy.yaml"
+
+	out, err := runCtlOut(cc, "nodes")
+	if err != nil || !strings.HasPrefix(out, "ID ") || !strings.Contains(out, "HEALTH") || !strings.Contains(out, "edge-sg ") {
+		t.Fatalf("nodes table: %v\n%s", err, out)
+	}
+	out, err = runCtlOut(cc, "nodes", "-o", "json")
+	if err != nil || !strings.HasPrefix(out, "[") || !strings.Contains(out, `"id": "edge-sg"`) {
+		t.Fatalf("nodes json: %v\n%s", err, out)
+	}
+	out, err = runCtlOut(cc, "-o", "json", "topology")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("topology json: %v %q", err, out)
+	}
+	out, err = runCtlOut(cc, "topology")
+	if err != nil || !strings.Contains(out, "EDGE") || !strings.Contains(out, "(none)") || strings.Contains(out, "null") {
+		t.Fatalf("topology table: %v\n%s", err, out)
+	}
+	out, err = runCtlOut(cc, "token", "list")
+	if err != nil || !strings.Contains(out, "admin") || !strings.Contains(out, "config") {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
+	out, err = runCtlOut(cc, "explain", "-appkey", "demo", "-ip", "9.9.9.9")
+	if err != nil || !strings.Contains(out, "policy version") || !strings.Contains(out, "STEP") {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+
+	if out, err := runCtlOut(cc, "policy", "diff", "-f", policy); exitCode(err) != 0 || !strings.Contains(out, "no changes") {
+		t.Fatalf("diff of the same policy: %v\n%s", err, out)
+	}
+	changed := filepath.Join(t.TempDir(), "p.yaml")
+	b, _ := os.ReadFile(policy)
+	os.WriteFile(changed, bytes.Replace(b, []byte("count: 2"), []byte("count: 3"), 1), 0o600)
+	if out, err := runCtlOut(cc, "policy", "diff", "-f", changed); exitCode(err) != ctlExitDiffers || !strings.Contains(out, "+ ") {
+		t.Fatalf("diff of a changed policy: exit %d\n%s", exitCode(err), out)
+	}
+	os.WriteFile(changed, []byte("apps: [{appkey: Bad}]\n"), 0o600)
+	if _, err := runCtlOut(cc, "policy", "validate", "-f", changed); exitCode(err) != ctlExitDiffers || !strings.Contains(err.Error(), "appkey") {
+		t.Fatalf("validate of a bad policy: %v", err)
+	}
+	if _, err := runCtlOut(cc, "drain", "no-such-node"); exitCode(err) != ctlExitRefused {
+		t.Fatalf("drain of an unknown node: %v", err)
+	}
+	if _, err := runCtlOut(cc, "frobnicate"); exitCode(err) != ctlExitUsage {
+		t.Fatalf("unknown command: %v", err)
+	}
+	if _, err := runCtlOut(cc, "nodes", "-o", "xml"); exitCode(err) != ctlExitUsage {
+		t.Fatalf("bad -o: %v", err)
+	}
+	var out2 bytes.Buffer
+	err = ctl(context.Background(), []string{"-server", "https://127.0.0.1:1", "-token", "x", "nodes"}, &out2)
+	if exitCode(err) != ctlExitUnreachable {
+		t.Fatalf("unreachable LBS: %v", err)
+	}
+	err = ctl(context.Background(), []string{"-ctl-config", cc, "-token", "wrong-token", "nodes"}, &out2)
+	if exitCode(err) != ctlExitRefused {
+		t.Fatalf("bad token: %v", err)
+	}
+}
+
+// `longlink version` names the version, the commit and the Go toolchain;
+// a build stamps the first two with -ldflags.
+func TestVersionText(t *testing.T) {
+	version, commit = "v1.2.3", "0123abcd"
+	defer func() { version, commit = "dev", "" }()
+	got := versionText()
+	for _, want := range []string{"longlink v1.2.3\n", "commit   0123abcd", "go       go1."} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("version text lacks %q:\n%s", want, got)
+		}
+	}
+}
