@@ -1,8 +1,12 @@
 package relay
 
 import (
-	"github.com/longlink/longlink/relay/transport"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/longlink/longlink/relay/transport"
 )
 
 // Metrics of the tunnel layer: streams and flows carried, bytes, per-path
@@ -88,6 +92,35 @@ func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics 
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_relay_kcp_gso_fallbacks_total",
 			Help: "KCP-transport sockets that fell back from UDP segmentation offload (GSO) to one packet per send."},
 			func() float64 { return float64(stats.GSOFallbacks.Load()) }))
+		registerKCPCounters(reg)
 	}
 	return m
+}
+
+// registerKCPCounters exports kcp-go's loss-repair counters. kcp-go keeps
+// them per process (kcp.DefaultSnmp), not per connection: every node of a
+// process reports the same figures.
+func registerKCPCounters(reg prometheus.Registerer) {
+	counters := []struct {
+		name, help, label, value string
+		v                        *uint64
+	}{
+		{"longlink_relay_kcp_retransmitted_segments_total", "KCP segments sent again (process-wide), by cause: timeout (no ACK within the RTO), fast (later segments were ACKed), early (early retransmission).", "cause", "timeout", &kcp.DefaultSnmp.LostSegs},
+		{"longlink_relay_kcp_retransmitted_segments_total", "", "cause", "fast", &kcp.DefaultSnmp.FastRetransSegs},
+		{"longlink_relay_kcp_retransmitted_segments_total", "", "cause", "early", &kcp.DefaultSnmp.EarlyRetransSegs},
+		{"longlink_relay_kcp_fec_packets_total", "KCP forward error correction at the receiver (process-wide), by event: parity_received (parity shards received), recovered (lost packets rebuilt from the other shards of their group), recovery_error (rebuilt packets that failed their check).", "event", "parity_received", &kcp.DefaultSnmp.FECParityShards},
+		{"longlink_relay_kcp_fec_packets_total", "", "event", "recovered", &kcp.DefaultSnmp.FECRecovered},
+		{"longlink_relay_kcp_fec_packets_total", "", "event", "recovery_error", &kcp.DefaultSnmp.FECErrs},
+	}
+	help := map[string]string{}
+	for _, c := range counters {
+		if c.help != "" {
+			help[c.name] = c.help
+		}
+	}
+	for _, c := range counters {
+		v := c.v
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: help[c.name],
+			ConstLabels: prometheus.Labels{c.label: c.value}}, func() float64 { return float64(atomic.LoadUint64(v)) }))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -11,20 +12,29 @@ import (
 )
 
 // lossyProxy forwards UDP between one client and server on loopback,
-// delaying every packet by delay and dropping every dropEvery-th packet
-// from the client once the first 40 have passed (the handshakes stay
-// quick).
+// delaying every packet by delay and, once the first 40 packets from the
+// client have passed (the handshakes stay quick), dropping every
+// dropEvery-th packet from the client (0: none) and a random share loss of
+// the packets in each direction.
 type lossyProxy struct {
 	front, back *net.UDPConn
 	server      *net.UDPAddr
 	delay       time.Duration
 	dropEvery   int
+	loss        float64
 	mu          sync.Mutex
 	client      *net.UDPAddr
+	rng         *rand.Rand
+	started     bool
+	dropped     [2]int // up, down
 	wg          sync.WaitGroup
 }
 
 func newLossyProxy(t *testing.T, server net.Addr, delay time.Duration, dropEvery int) *lossyProxy {
+	return newRandomLossProxy(t, server, delay, dropEvery, 0)
+}
+
+func newRandomLossProxy(t *testing.T, server net.Addr, delay time.Duration, dropEvery int, loss float64) *lossyProxy {
 	t.Helper()
 	front, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -34,7 +44,8 @@ func newLossyProxy(t *testing.T, server net.Addr, delay time.Duration, dropEvery
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &lossyProxy{front: front, back: back, server: server.(*net.UDPAddr), delay: delay, dropEvery: dropEvery}
+	p := &lossyProxy{front: front, back: back, server: server.(*net.UDPAddr), delay: delay, dropEvery: dropEvery,
+		loss: loss, rng: rand.New(rand.NewPCG(1, 2))}
 	p.wg.Add(2)
 	go p.up()
 	go p.down()
@@ -52,8 +63,13 @@ func (p *lossyProxy) up() {
 		}
 		p.mu.Lock()
 		p.client = from
+		p.started = p.started || n > 40
+		drop := p.started && (p.dropEvery > 0 && n%p.dropEvery == 0 || p.rng.Float64() < p.loss)
+		if drop {
+			p.dropped[0]++
+		}
 		p.mu.Unlock()
-		if n > 40 && n%p.dropEvery == 0 {
+		if drop {
 			continue
 		}
 		pkt := append([]byte(nil), buf[:k]...)
@@ -71,8 +87,12 @@ func (p *lossyProxy) down() {
 		}
 		p.mu.Lock()
 		c := p.client
+		drop := p.started && p.rng.Float64() < p.loss
+		if drop {
+			p.dropped[1]++
+		}
 		p.mu.Unlock()
-		if c != nil {
+		if c != nil && !drop {
 			pkt := append([]byte(nil), buf[:k]...)
 			time.AfterFunc(p.delay, func() { _, _ = p.front.WriteToUDP(pkt, c) })
 		}

@@ -26,6 +26,13 @@ func init() {
 		})
 	}
 	register(benchmark{
+		name: "accel-fec",
+		summary: "KCP tunnels with FEC (10+3 shards) and without, side by side on an emulated backbone with 170 ms RTT and 3% loss each way " +
+			"(real edge and egress, stand-in client and server): goodput, message RTT p50/p99, backbone bytes per payload byte and per message",
+		limit: 10 * time.Minute,
+		argv:  []string{"go", "run", "./tools/wanemu/accel", "-mode", "fec", "-msg-for", "30s", "-bulk-for", "10s", "-rounds", "3", "-timeout", "9m"},
+	})
+	register(benchmark{
 		name:    "wanemu-ceiling",
 		summary: "WAN emulator's own limit: one TCP stream over a perfect emulated link vs namespace loopback",
 		limit:   3 * time.Minute,

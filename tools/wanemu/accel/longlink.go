@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
-	crand "crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -15,7 +13,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,22 +36,11 @@ var demoAccounts = []string{"alice", "bob", "carol"}
 // orchestrateLonglink builds cmd/longlink, starts it in the world and
 // measures both paths.
 func orchestrateLonglink(ctx context.Context, log *slog.Logger, f flags, w *wan.World, dir, exe string) error {
-	bin := filepath.Join(dir, "longlink")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/longlink")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("go build ./cmd/longlink (run from the repository root): %w", err)
+	run, err := newLonglinkRun(ctx, w, dir, map[string]string{"edge": w.Addr("edge").String(), "core": w.Addr("core").String()})
+	if err != nil {
+		return err
 	}
-	pkiDir := filepath.Join(dir, "pki")
-	// Node certificates must name the nodes' world addresses: tunnels verify
-	// the address they dial.
-	if err := issueNodeCerts(pkiDir, map[string]string{"edge": w.Addr("edge").String(), "core": w.Addr("core").String()}); err != nil {
-		return fmt.Errorf("issue node certificates: %w", err)
-	}
-	key := make([]byte, 32)
-	crand.Read(key)
-	clusterEnv := "LONGLINK_CLUSTER_KEY=" + hex.EncodeToString(key)
-
+	defer run.finish()
 	core, edge := w.Addr("core").String(), w.Addr("edge").String()
 	port := map[string]string{"quic": "7745", "kcp": "7746"}[f.tunnel]
 	files := map[string]string{
@@ -70,61 +56,34 @@ core:
 name: core-egress
 cluster: default
 listen: {quic: "%[1]s:7745", kcp: "%[1]s:7746"}
-security:
-  ca_file: %[2]s/ca.pem
-  cert_file: %[2]s/core.pem
-  key_file: %[2]s/core-key.pem
-  cluster_key: env:LONGLINK_CLUSTER_KEY
+%[2]s
 services:
   link: {kind: link, address: "127.0.0.1:7710"}
   link-frames: {kind: link-frames, address: "127.0.0.1:7713"}
-`, core, pkiDir),
+`, core, run.security("core")),
 	}
 	edgeYAML := `
 name: edge-1
 cluster: default
 link: {listen: "%[1]s:7720", service: link%[6]s}
 weblink: {listen: ""}
-security:
-  ca_file: %[2]s/ca.pem
-  cert_file: %[2]s/edge.pem
-  key_file: %[2]s/edge-key.pem
-  cluster_key: env:LONGLINK_CLUSTER_KEY
+%[2]s
 routing:
   routes:
     - cluster: default
       direct: {name: core, transport: %[3]s, address: "%[4]s:%[5]s"}
 %[7]s`
 	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+		if _, err := run.config(name, text); err != nil {
 			return err
 		}
 	}
 	devDir := filepath.Join(dir, "dev")
-	measuring := make(chan struct{}) // closed when the measurement ends
-	defer close(measuring)
-	start := func(node string, env []string, args ...string) error {
-		cmd, err := w.Command(ctx, node, bin, args...)
-		if err != nil {
-			return err
-		}
-		cmd.Env = append(os.Environ(), env...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := w.Spawn(cmd); err != nil {
-			return fmt.Errorf("longlink %s: %w", args[0], err)
-		}
-		fmt.Fprintf(os.Stderr, "# started in %s: longlink %s\n", node, strings.Join(args, " "))
-		go func() {
-			err := cmd.Wait()
-			select {
-			case <-measuring:
-			default:
-				fmt.Fprintf(os.Stderr, "# longlink %s in %s exited early: %v\n", args[0], node, err)
-			}
-		}()
-		return nil
+	start := func(node string, args ...string) error {
+		_, err := run.start(ctx, node, nil, args...)
+		return err
 	}
-	if err := start("core", nil, "dev", "-dir", devDir, "-config", filepath.Join(dir, "dev.yaml")); err != nil {
+	if err := start("core", "dev", "-dir", devDir, "-config", filepath.Join(dir, "dev.yaml")); err != nil {
 		return err
 	}
 	clientFile := filepath.Join(devDir, "client.json")
@@ -166,14 +125,14 @@ routing:
 	if f.lanes > 0 {
 		redundancy += fmt.Sprintf("  lanes: %d\n", f.lanes)
 	}
-	edgeYAML = fmt.Sprintf(edgeYAML, edge, pkiDir, f.tunnel, core, port, terminate, redundancy)
-	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(edgeYAML), 0o600); err != nil {
+	edgeYAML = fmt.Sprintf(edgeYAML, edge, run.security("edge"), f.tunnel, core, port, terminate, redundancy)
+	if _, err := run.config("edge.yaml", edgeYAML); err != nil {
 		return err
 	}
-	if err := start("core", []string{clusterEnv}, "relay", "-egress", "-config", filepath.Join(dir, "egress.yaml"), "-debug-addr", ""); err != nil {
+	if err := start("core", "relay", "-egress", "-config", filepath.Join(dir, "egress.yaml"), "-debug-addr", ""); err != nil {
 		return err
 	}
-	if err := start("edge", []string{clusterEnv}, "edge", "-config", filepath.Join(dir, "edge.yaml"), "-debug-addr", ""); err != nil {
+	if err := start("edge", "edge", "-config", filepath.Join(dir, "edge.yaml"), "-debug-addr", ""); err != nil {
 		return err
 	}
 	if err := waitFor(ctx, 30*time.Second, func() bool {

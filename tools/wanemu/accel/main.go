@@ -62,8 +62,14 @@ type flags struct {
 	mode       string
 	timeout    time.Duration
 	plan       clientPlan
+	// rounds: alternating rounds of the variants (-mode fec).
+	rounds int
+	// fecData, fecParity: the FEC variant's shards (-mode fec).
+	fecData, fecParity int
 	// measured, when set, receives the figures of both paths (tests).
 	measured func(direct, accel measurement)
+	// measuredFEC, when set, receives both variants of -mode fec (tests).
+	measuredFEC func(fec, plain fecVariant)
 }
 
 func main() {
@@ -74,8 +80,11 @@ func main() {
 	flag.StringVar(&f.egress, "egress", "", "edge role: egress address")
 	flag.StringVar(&f.target, "target", "", "client and egress roles: address to connect to")
 	flag.StringVar(&f.pkiDir, "pki", "", "role: directory with the run's CA and keys")
-	flag.StringVar(&f.world, "world", "tools/wanemu/worlds/standard.yaml", "world file (nodes user, edge, core)")
-	flag.StringVar(&f.mode, "mode", "accel", "accel, or ceiling (the emulator's own throughput)")
+	flag.StringVar(&f.world, "world", "", "world file (nodes user, edge, core); default tools/wanemu/worlds/standard.yaml, lossy-backbone.yaml with -mode fec")
+	flag.StringVar(&f.mode, "mode", "accel", "accel, fec (KCP with and without FEC on a lossy backbone), or ceiling (the emulator's own throughput)")
+	flag.IntVar(&f.rounds, "rounds", 2, "fec: alternating rounds of the two variants")
+	flag.IntVar(&f.fecData, "fec-data", 10, "fec: data shards of the FEC variant")
+	flag.IntVar(&f.fecParity, "fec-parity", 3, "fec: parity shards of the FEC variant")
 	flag.StringVar(&f.impl, "impl", "standin", "accel mode: standin (this program's own edge and core) or longlink (cmd/longlink and core/sdk)")
 	flag.BoolVar(&f.link.DisableNudge, "no-nudge", false, "longlink: clients do not nudge unacknowledged requests (core/sdk LinkOptions)")
 	flag.DurationVar(&f.link.DialRace, "dial-race", 0, "longlink: clients' TCP dial race stagger (0: the SDK default, negative: off)")
@@ -125,12 +134,22 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 	}
 	switch f.mode {
 	case "accel":
+		if f.world == "" {
+			f.world = standardWorld
+		}
 		return orchestrate(ctx, log, f)
+	case "fec":
+		if f.world == "" {
+			f.world = fecWorld
+		}
+		return fecBench(ctx, log, f)
 	case "ceiling":
 		return ceiling(ctx, log)
 	}
 	return fmt.Errorf("unknown mode %q", f.mode)
 }
+
+var standardWorld = filepath.Join("tools", "wanemu", "worlds", "standard.yaml")
 
 // ready tells the orchestrator that a role is listening.
 func ready() { fmt.Println("READY") }

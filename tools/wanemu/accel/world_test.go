@@ -127,3 +127,34 @@ func TestLonglinkSmoke(t *testing.T) {
 		t.Errorf("first message through the edge acked after %.0f ms (direct %.0f): want about 200 (three 10 ms round trips and one of 170 ms)", fa, fd)
 	}
 }
+
+// TestFECSmoke runs -mode fec briefly: a real edge and egress pair with KCP
+// FEC and one without, side by side on a backbone losing 3% each way. Both
+// carry messages and a download; only the FEC pair's receivers get parity
+// and rebuild lost packets from it.
+func TestFECSmoke(t *testing.T) {
+	f := smokeFlags(t)
+	f.mode, f.world, f.rounds, f.fecData, f.fecParity = "fec", fecWorld, 1, 10, 3
+	var fec, plain fecVariant
+	f.measuredFEC = func(a, b fecVariant) { fec, plain = a, b }
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := fecBench(ctx, slog.New(slog.DiscardHandler), f); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []fecVariant{fec, plain} {
+		if len(v.messages) < 10 || v.bulkBytes == 0 {
+			t.Fatalf("%s: %d messages (%d failed), %d bytes downloaded", v.name, len(v.messages), v.messageFailed, v.bulkBytes)
+		}
+		if lo := pct(v.messages, 0); lo < 168 {
+			t.Errorf("%s: a message took %.0f ms, faster than the 170 ms round trip", v.name, lo)
+		}
+	}
+	t.Logf("fec: %.0f parity shards, %.0f packets rebuilt; goodput %.1f Mbit/s (plain %.1f)", fec.parityReceived, fec.recovered, fec.goodput(), plain.goodput())
+	if fec.parityReceived == 0 || fec.recovered == 0 {
+		t.Errorf("with FEC: %.0f parity shards received, %.0f packets rebuilt", fec.parityReceived, fec.recovered)
+	}
+	if plain.parityReceived != 0 || plain.recovered != 0 {
+		t.Errorf("without FEC: %.0f parity shards received, %.0f packets rebuilt", plain.parityReceived, plain.recovered)
+	}
+}
