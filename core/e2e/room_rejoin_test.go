@@ -68,7 +68,7 @@ func TestRoomRejoinAfterReconnect(t *testing.T) {
 		}
 	}, proxy.addr)
 	fan.connected(t)
-	short, err := c.svc.IssueRoomToken(ctx, appKey, "stage", "fan", "", time.Second)
+	short, err := c.svc.Rooms().IssueToken(ctx, appKey, "stage", "fan", "", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
-	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/waittest"
 )
@@ -75,14 +75,14 @@ func (c *testCore) extraGateway(t *testing.T, id string, mod func(*gateway.Confi
 
 func (c *testCore) room(t *testing.T, id, owner string) {
 	t.Helper()
-	if _, err := c.svc.CreateRoom(context.Background(), appKey, &service.RoomCreate{RoomID: id, Owner: owner, MsgRate: 1000, MemberRate: 1000}); err != nil {
+	if _, err := c.svc.Rooms().Create(context.Background(), appKey, &room.CreateReq{RoomID: id, Owner: owner, MsgRate: 1000, MemberRate: 1000}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (c *testCore) roomToken(t testing.TB, room, account string) string {
 	t.Helper()
-	tok, err := c.svc.IssueRoomToken(context.Background(), appKey, room, account, "", 0)
+	tok, err := c.svc.Rooms().IssueToken(context.Background(), appKey, room, account, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +136,10 @@ func TestRoomFanout(t *testing.T) {
 	owner := members[0]
 
 	// Entry points: the three gateways hold 3 members each; all are offered.
-	var eps []service.RoomEntryPoint
+	var eps []room.EntryPoint
 	waittest.Until(t, 5*time.Second, "3 entry points", func() bool {
 		var err error
-		eps, err = c.svc.RoomEntryPoints(ctx, appKey, "hall")
+		eps, err = c.svc.Rooms().EntryPoints(ctx, appKey, "hall")
 		return err == nil && len(eps) == 3
 	})
 	for _, ep := range eps {

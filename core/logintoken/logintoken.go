@@ -33,7 +33,7 @@ const prefix = "v1."
 
 const (
 	nonceLen = 16
-	// maxNameLen is the longest appkey or account (service.ValidName).
+	// maxNameLen is the longest appkey or account (imapi.ValidName).
 	maxNameLen = 64
 	// maxKeyIDLen bounds a key id.
 	maxKeyIDLen = 32
@@ -169,7 +169,7 @@ func (s *Signer) KeyID() string { return s.id }
 func (s *Signer) PublicKey() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
 
 // Issue returns a new token for appkey and account, valid until expiry.
-// Names must be 1..64 bytes (service.ValidName checks more).
+// Names must be 1..64 bytes (imapi.ValidName checks more).
 func (s *Signer) Issue(appkey, account string, expiry time.Time) (string, error) {
 	if len(appkey) == 0 || len(appkey) > maxNameLen || len(account) == 0 || len(account) > maxNameLen {
 		return "", fmt.Errorf("logintoken: appkey and account must be 1..%d bytes", maxNameLen)

@@ -13,6 +13,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/pkg/config"
 )
 
@@ -48,17 +49,17 @@ func TestRoomBothTransports(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := node.Service()
-	if _, err := svc.CreateRoom(ctx, "demo", &service.RoomCreate{RoomID: "stage", Owner: "alice"}); err != nil {
+	if _, err := svc.Rooms().Create(ctx, "demo", &room.CreateReq{RoomID: "stage", Owner: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"link://" + node.LinkAddr(), "weblink://" + node.WebLinkAddr()}
-	var eps []service.RoomEntryPoint
+	var eps []room.EntryPoint
 	for len(eps) == 0 || !slices.Equal(eps[0].Addresses, want) {
 		if ctx.Err() != nil {
 			t.Fatalf("entry points %+v, want one gateway at %v", eps, want)
 		}
 		time.Sleep(20 * time.Millisecond)
-		eps, _ = svc.RoomEntryPoints(ctx, "demo", "stage")
+		eps, _ = svc.Rooms().EntryPoints(ctx, "demo", "stage")
 	}
 
 	alice, err := New(Config{Addresses: []string{node.LinkAddr()}, ServerKeys: map[string][]byte{key.ID: key.Public},
@@ -79,7 +80,7 @@ func TestRoomBothTransports(t *testing.T) {
 		}
 	}
 	for acc, c := range map[string]*Client{"alice": alice, "bob": bob} {
-		tok, err := svc.IssueRoomToken(ctx, "demo", "stage", acc, "", 0)
+		tok, err := svc.Rooms().IssueToken(ctx, "demo", "stage", acc, "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
-	"github.com/longlink/longlink/core/service"
 )
 
 // MaxBatchNotifications bounds the accounts of one batch notification.
@@ -86,7 +85,7 @@ func (s *Server) routeGroups() {
 // actor checks that the acting account exists and is enabled and returns
 // the session the bus request carries for it.
 func (s *Server) actor(ctx context.Context, r *Request, field, account string) (*imapi.Session, error) {
-	if !service.ValidName(account) {
+	if !imapi.ValidName(account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "%s: want 1-64 of A-Z a-z 0-9 _ -", field)
 	}
 	u, err := s.deps.Store.User(ctx, r.App.AppKey, account)
@@ -236,7 +235,7 @@ func (s *Server) sendBatchNotification(ctx context.Context, r *Request) (any, er
 	if req.Type == "" {
 		req.Type = "system"
 	}
-	sess := &imapi.Session{AppKey: r.App.AppKey, Account: service.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
+	sess := &imapi.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
 	out := &BatchNotificationResp{Results: make([]BatchResult, len(req.To))}
 	jobs := make(chan int)
 	var wg sync.WaitGroup

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
-	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/service/room"
 )
 
 // Chatrooms for the app's server: create and close rooms, issue the
@@ -26,10 +26,10 @@ type RoomTokenReq struct {
 // RoomEntryPointsResp lists the gateways to enter a room through, best
 // first.
 type RoomEntryPointsResp struct {
-	EntryPoints []service.RoomEntryPoint `json:"entry_points"`
+	EntryPoints []room.EntryPoint `json:"entry_points"`
 }
 
-// RoomMessageReq sends a system message (from service.SystemAccount) to
+// RoomMessageReq sends a system message (from imapi.SystemAccount) to
 // everyone in a room.
 type RoomMessageReq struct {
 	ClientMsgID string          `json:"client_msg_id"`
@@ -78,7 +78,7 @@ func (s *Server) roomKick(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	return nil, s.deps.Service.RoomKick(ctx, r.App.AppKey, &imapi.RoomKickReq{RoomID: id, Account: req.Account, Reason: req.Reason, BanSec: req.BanSec}, service.SystemAccount)
+	return nil, s.deps.Service.Rooms().Kick(ctx, r.App.AppKey, &imapi.RoomKickReq{RoomID: id, Account: req.Account, Reason: req.Reason, BanSec: req.BanSec}, imapi.SystemAccount)
 }
 
 func (s *Server) roomMute(ctx context.Context, r *Request) (any, error) {
@@ -90,23 +90,23 @@ func (s *Server) roomMute(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	return nil, s.deps.Service.RoomMute(ctx, r.App.AppKey, &imapi.RoomMuteReq{RoomID: id, Account: req.Account, Muted: req.Muted, DurationSec: req.DurationSec}, service.SystemAccount)
+	return nil, s.deps.Service.Rooms().Mute(ctx, r.App.AppKey, &imapi.RoomMuteReq{RoomID: id, Account: req.Account, Muted: req.Muted, DurationSec: req.DurationSec}, imapi.SystemAccount)
 }
 
 func pathRoom(r *Request) (string, error) {
 	id := r.HTTP.PathValue("room_id")
-	if !service.ValidName(id) {
+	if !imapi.ValidName(id) {
 		return "", imapi.Errorf(imapi.ErrBadRequest, "room_id: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	return id, nil
 }
 
 func (s *Server) roomCreate(ctx context.Context, r *Request) (any, error) {
-	var req service.RoomCreate
+	var req room.CreateReq
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	return s.deps.Service.CreateRoom(ctx, r.App.AppKey, &req)
+	return s.deps.Service.Rooms().Create(ctx, r.App.AppKey, &req)
 }
 
 func (s *Server) roomGet(ctx context.Context, r *Request) (any, error) {
@@ -114,7 +114,7 @@ func (s *Server) roomGet(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.deps.Service.RoomInfo(ctx, r.App.AppKey, id)
+	return s.deps.Service.Rooms().Info(ctx, r.App.AppKey, id)
 }
 
 func (s *Server) roomClose(ctx context.Context, r *Request) (any, error) {
@@ -122,7 +122,7 @@ func (s *Server) roomClose(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.deps.Service.CloseRoom(ctx, r.App.AppKey, id, service.SystemAccount)
+	return nil, s.deps.Service.Rooms().Close(ctx, r.App.AppKey, id, imapi.SystemAccount)
 }
 
 func (s *Server) roomToken(ctx context.Context, r *Request) (any, error) {
@@ -140,7 +140,7 @@ func (s *Server) roomToken(ctx context.Context, r *Request) (any, error) {
 	if _, err := s.actor(ctx, r, "account", req.Account); err != nil {
 		return nil, err
 	}
-	return s.deps.Service.IssueRoomToken(ctx, r.App.AppKey, id, req.Account, req.Role, time.Duration(req.TTLSec)*time.Second)
+	return s.deps.Service.Rooms().IssueToken(ctx, r.App.AppKey, id, req.Account, req.Role, time.Duration(req.TTLSec)*time.Second)
 }
 
 func (s *Server) roomAddresses(ctx context.Context, r *Request) (any, error) {
@@ -148,7 +148,7 @@ func (s *Server) roomAddresses(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	eps, err := s.deps.Service.RoomEntryPoints(ctx, r.App.AppKey, id)
+	eps, err := s.deps.Service.Rooms().EntryPoints(ctx, r.App.AppKey, id)
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +164,8 @@ func (s *Server) roomMessage(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	sess := &imapi.Session{AppKey: r.App.AppKey, Account: service.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
-	return s.deps.Service.RoomSend(ctx, sess, &imapi.RoomSendReq{RoomID: id, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body})
+	sess := &imapi.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
+	return s.deps.Service.Rooms().Send(ctx, sess, &imapi.RoomSendReq{RoomID: id, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body})
 }
 
 func (s *Server) roomMembers(ctx context.Context, r *Request) (any, error) {
@@ -182,5 +182,5 @@ func (s *Server) roomMembers(ctx context.Context, r *Request) (any, error) {
 		}
 		req.Limit = n
 	}
-	return s.deps.Service.RoomMembers(ctx, r.App.AppKey, &req)
+	return s.deps.Service.Rooms().Members(ctx, r.App.AppKey, &req)
 }

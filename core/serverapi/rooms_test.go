@@ -11,7 +11,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/serverapi"
-	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/service/room"
 )
 
 // The chatroom endpoints end to end: create, get, entry token (used on the
@@ -23,14 +23,14 @@ func TestRooms(t *testing.T) {
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "host"}, &created)
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "fan"}, nil)
 
-	var room imapi.RoomInfo
-	e.ok(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "live1", Name: "Live", Owner: "host", HistorySize: 10}, &room)
-	if room.RoomID != "live1" || room.Owner != "host" {
-		t.Fatalf("created %+v", room)
+	var info imapi.RoomInfo
+	e.ok(http.MethodPost, "/v1/rooms", room.CreateReq{RoomID: "live1", Name: "Live", Owner: "host", HistorySize: 10}, &info)
+	if info.RoomID != "live1" || info.Owner != "host" {
+		t.Fatalf("created %+v", info)
 	}
-	e.fails(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "live1", Owner: "host"}, imapi.ErrConflict)
-	e.fails(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "live2", Owner: "nobody"}, imapi.ErrNotFound)
-	e.fails(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "bad.id", Owner: "host"}, imapi.ErrBadRequest)
+	e.fails(http.MethodPost, "/v1/rooms", room.CreateReq{RoomID: "live1", Owner: "host"}, imapi.ErrConflict)
+	e.fails(http.MethodPost, "/v1/rooms", room.CreateReq{RoomID: "live2", Owner: "nobody"}, imapi.ErrNotFound)
+	e.fails(http.MethodPost, "/v1/rooms", room.CreateReq{RoomID: "bad.id", Owner: "host"}, imapi.ErrBadRequest)
 	e.fails(http.MethodGet, "/v1/rooms/nope", nil, imapi.ErrNotFound)
 
 	// No gateway has announced itself yet.
@@ -61,7 +61,7 @@ func TestRooms(t *testing.T) {
 	// Tokens: for an existing account, member or guest only.
 	e.fails(http.MethodPost, "/v1/rooms/live1/tokens", serverapi.RoomTokenReq{Account: "ghost"}, imapi.ErrNotFound)
 	e.fails(http.MethodPost, "/v1/rooms/live1/tokens", serverapi.RoomTokenReq{Account: "fan", Role: "owner"}, imapi.ErrBadRequest)
-	var tok service.RoomToken
+	var tok room.Token
 	e.ok(http.MethodPost, "/v1/rooms/live1/tokens", serverapi.RoomTokenReq{Account: "fan", TTLSec: 60}, &tok)
 	if tok.Token == "" || tok.Role != imapi.RoleMember || tok.Expires-time.Now().Unix() > 61 {
 		t.Fatalf("token %+v", tok)
@@ -93,7 +93,7 @@ func TestRooms(t *testing.T) {
 	select {
 	case m := <-msgs:
 		var rm imapi.RoomMessage
-		if err := json.Unmarshal(m.Data, &rm); err != nil || rm.From != service.SystemAccount || rm.Seq != 1 {
+		if err := json.Unmarshal(m.Data, &rm); err != nil || rm.From != imapi.SystemAccount || rm.Seq != 1 {
 			t.Fatalf("published %s %v", m.Data, err)
 		}
 	case <-time.After(5 * time.Second):
@@ -107,9 +107,9 @@ func TestRooms(t *testing.T) {
 		t.Fatalf("members %+v", page)
 	}
 	e.fails(http.MethodGet, "/v1/rooms/live1/members?limit=0", nil, imapi.ErrBadRequest)
-	e.ok(http.MethodGet, "/v1/rooms/live1", nil, &room)
-	if room.Members != 1 || room.LastSeq != 1 {
-		t.Fatalf("room %+v", room)
+	e.ok(http.MethodGet, "/v1/rooms/live1", nil, &info)
+	if info.Members != 1 || info.LastSeq != 1 {
+		t.Fatalf("room %+v", info)
 	}
 
 	e.ok(http.MethodPost, "/v1/rooms/live1/close", nil, nil)
@@ -124,9 +124,9 @@ func TestRooms(t *testing.T) {
 	}
 	e.fails(http.MethodPost, "/v1/rooms/live1/close", nil, imapi.ErrNotFound)
 	e.fails(http.MethodPost, "/v1/rooms/live1/tokens", serverapi.RoomTokenReq{Account: "fan"}, imapi.ErrNotFound)
-	e.ok(http.MethodGet, "/v1/rooms/live1", nil, &room)
-	if !room.Closed || room.Members != 0 {
-		t.Fatalf("closed room %+v", room)
+	e.ok(http.MethodGet, "/v1/rooms/live1", nil, &info)
+	if !info.Closed || info.Members != 0 {
+		t.Fatalf("closed room %+v", info)
 	}
 }
 
@@ -155,7 +155,7 @@ func TestRoomKickAndMute(t *testing.T) {
 	e := newEnv(t)
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "host"}, nil)
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "fan"}, nil)
-	e.ok(http.MethodPost, "/v1/rooms", service.RoomCreate{RoomID: "r1", Owner: "host"}, nil)
+	e.ok(http.MethodPost, "/v1/rooms", room.CreateReq{RoomID: "r1", Owner: "host"}, nil)
 	events := make(chan *nats.Msg, 16)
 	sub, err := e.nc.ChanSubscribe(imapi.RoomSubject(appKey, "r1")+imapi.RoomEventSuffix, events)
 	if err != nil {
@@ -168,15 +168,15 @@ func TestRoomKickAndMute(t *testing.T) {
 		select {
 		case m := <-events:
 			var ev imapi.RoomEvent
-			if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Kind != kind || ev.Account != account || ev.By != service.SystemAccount {
-				t.Fatalf("event %s %v, want %s of %q by %s", m.Data, err, kind, account, service.SystemAccount)
+			if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Kind != kind || ev.Account != account || ev.By != imapi.SystemAccount {
+				t.Fatalf("event %s %v, want %s of %q by %s", m.Data, err, kind, account, imapi.SystemAccount)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("no %s event", kind)
 		}
 	}
 	enter := func(account string) imapi.Code {
-		var tok service.RoomToken
+		var tok room.Token
 		e.ok(http.MethodPost, "/v1/rooms/r1/tokens", serverapi.RoomTokenReq{Account: account}, &tok)
 		sess := imapi.Session{AppKey: appKey, Account: account, SessionID: "s-" + account, Gateway: "gw-a"}
 		return e.bus(sess, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: "r1", Token: tok.Token}, nil)

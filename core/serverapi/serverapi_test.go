@@ -367,7 +367,7 @@ func TestMessagesAndHistory(t *testing.T) {
 
 	var note imapi.SendAck
 	e.ok(http.MethodPost, "/v1/notifications", serverapi.NotificationReq{To: "bob", ClientMsgID: "n1", Body: json.RawMessage(`{"text":"welcome"}`)}, &note)
-	if note.ConvID != imapi.P2PConvID(service.SystemAccount, "bob") || note.Seq != 1 {
+	if note.ConvID != imapi.P2PConvID(imapi.SystemAccount, "bob") || note.Seq != 1 {
 		t.Fatalf("notification ack %+v", note)
 	}
 
@@ -381,7 +381,7 @@ func TestMessagesAndHistory(t *testing.T) {
 		t.Fatalf("older page %+v", page)
 	}
 	e.ok(http.MethodGet, "/v1/conversations/"+note.ConvID+"/messages", nil, &page)
-	if len(page.Messages) != 1 || page.Messages[0].From != service.SystemAccount || page.Messages[0].Type != "system" {
+	if len(page.Messages) != 1 || page.Messages[0].From != imapi.SystemAccount || page.Messages[0].Type != "system" {
 		t.Fatalf("notification history %+v", page)
 	}
 	for _, target := range []string{"/v1/conversations/bogus/messages", "/v1/conversations/" + acks[0].ConvID + "/messages?limit=x"} {

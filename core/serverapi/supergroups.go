@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/longlink/longlink/core/imapi"
-	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -61,7 +60,7 @@ func (s *Server) createUsers(ctx context.Context, r *Request) (any, error) {
 	seen := make(map[string]bool, len(req.Users))
 	now := s.now()
 	for i, u := range req.Users {
-		if !service.ValidName(u.Account) {
+		if !imapi.ValidName(u.Account) {
 			return nil, imapi.Errorf(imapi.ErrBadRequest, "users[%d].account: want 1-64 of A-Z a-z 0-9 _ -", i)
 		}
 		if len(u.Name) > 128 {

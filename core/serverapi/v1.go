@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/longlink/longlink/core/imapi"
-	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 )
@@ -140,7 +139,7 @@ func decodeJSON(body []byte, v any) error {
 
 func pathAccount(r *Request) (string, error) {
 	a := r.HTTP.PathValue("account")
-	if !service.ValidName(a) {
+	if !imapi.ValidName(a) {
 		return "", imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	return a, nil
@@ -165,7 +164,7 @@ func (s *Server) createUser(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	if !service.ValidName(req.Account) {
+	if !imapi.ValidName(req.Account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	if len(req.Name) > 128 {
@@ -247,7 +246,7 @@ func (s *Server) sendMessage(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	if !service.ValidName(req.From) {
+	if !imapi.ValidName(req.From) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "from: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	u, err := s.deps.Store.User(ctx, r.App.AppKey, req.From)
@@ -269,7 +268,7 @@ func (s *Server) sendNotification(ctx context.Context, r *Request) (any, error) 
 	if req.Type == "" {
 		req.Type = "system"
 	}
-	sess := &imapi.Session{AppKey: r.App.AppKey, Account: service.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
+	sess := &imapi.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
 	return s.deps.Service.Send(ctx, sess, &imapi.SendReq{
 		ConvType: imapi.ConvP2P, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body,
 	})

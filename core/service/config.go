@@ -5,6 +5,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/logintoken"
+	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/pkg/config"
 )
 
@@ -82,7 +83,7 @@ type Config struct {
 	// RequestTimeout bounds one request's store work. Default 5s.
 	RequestTimeout config.Duration `yaml:"request_timeout"`
 	// Rooms tunes chatrooms.
-	Rooms RoomConfig `yaml:"rooms"`
+	Rooms room.Config `yaml:"rooms"`
 	// MaxFriends, MaxBlacklist and MaxMutes cap an account's friends,
 	// blocked accounts and muted conversations. Defaults 3000, 1000, 1000.
 	MaxFriends   int `yaml:"max_friends"`
@@ -107,7 +108,7 @@ func Default() Config {
 		TokenTTL:        config.Duration(720 * time.Hour),
 		MaxInFlight:     4096,
 		RequestTimeout:  config.Duration(5 * time.Second),
-		Rooms:           DefaultRooms(),
+		Rooms:           room.Default(),
 		MaxFriends:      3000,
 		MaxBlacklist:    1000,
 		MaxMutes:        1000,
@@ -144,7 +145,7 @@ func (c *Config) applyDefaults() {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = d.RequestTimeout
 	}
-	c.Rooms.applyDefaults()
+	c.Rooms.ApplyDefaults()
 	c.Super.applyDefaults()
 	for i := range c.Apps {
 		if c.Apps[i].Devices == "" {
@@ -165,12 +166,12 @@ func (c *Config) Validate() error {
 	// that leaves a key out is valid, and --check-config prints the result.
 	c.applyDefaults()
 	var errs config.Errors
-	if !ValidName(c.Cluster) {
+	if !imapi.ValidName(c.Cluster) {
 		errs.Addf("service.cluster: %q: want 1-64 of A-Z a-z 0-9 _ -", c.Cluster)
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Apps {
-		if !ValidName(a.AppKey) {
+		if !imapi.ValidName(a.AppKey) {
 			errs.Addf("service.apps[%d].appkey: %q: want 1-64 of A-Z a-z 0-9 _ -", i, a.AppKey)
 		}
 		if seen[a.AppKey] {
@@ -230,7 +231,7 @@ func (c *Config) Validate() error {
 	if c.RequestTimeout.D() <= 0 {
 		errs.Addf("service.request_timeout: must be positive")
 	}
-	c.Rooms.validate(&errs)
+	c.Rooms.Validate(&errs)
 	c.Super.validate(&errs)
 	return errs.Err()
 }

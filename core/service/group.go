@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -21,50 +22,14 @@ func groupToAPI(g *store.Group) *imapi.Group {
 	return &imapi.Group{GroupID: g.GroupID, Name: g.Name, Owner: g.Owner, Members: g.Members, Created: g.Created.UnixMilli()}
 }
 
-// accounts validates and dedupes a member list.
-func accounts(in []string, max int) ([]string, error) {
-	out := make([]string, 0, len(in))
-	for _, a := range in {
-		if !ValidName(a) {
-			return nil, imapi.Errorf(imapi.ErrBadRequest, "members: %q is not an account", a)
-		}
-		if !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	if len(out) > max {
-		return nil, imapi.Errorf(imapi.ErrTooLarge, "at most %d members", max)
-	}
-	return out, nil
-}
-
-// requireUsers fails with ErrNotFound naming the accounts that do not exist
-// (or are disabled).
-func (s *Service) requireUsers(ctx context.Context, appkey string, accts []string) error {
-	ok, err := s.st.UsersExist(ctx, appkey, accts)
-	if err != nil {
-		return storeErr(err, "users")
-	}
-	var missing []string
-	for _, a := range accts {
-		if !ok[a] {
-			missing = append(missing, a)
-		}
-	}
-	if len(missing) > 0 {
-		return imapi.Errorf(imapi.ErrNotFound, "unknown accounts: %v", missing)
-	}
-	return nil
-}
-
 // memberGroup loads a group the caller belongs to.
 func (s *Service) memberGroup(ctx context.Context, sess *imapi.Session, groupID string) (store.Group, error) {
-	if !ValidName(groupID) {
+	if !imapi.ValidName(groupID) {
 		return store.Group{}, imapi.Errorf(imapi.ErrBadRequest, "group_id: invalid")
 	}
 	g, err := s.st.Group(ctx, sess.AppKey, groupID)
 	if err != nil {
-		return store.Group{}, storeErr(err, "group")
+		return store.Group{}, node.StoreErr(err, "group")
 	}
 	if !slices.Contains(g.Members, sess.Account) {
 		return store.Group{}, imapi.Errorf(imapi.ErrForbidden, "not a member of %s", groupID)
@@ -74,7 +39,7 @@ func (s *Service) memberGroup(ctx context.Context, sess *imapi.Session, groupID 
 
 func (s *Service) groupCreate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupCreateReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	if len(req.Name) > 128 {
@@ -86,19 +51,19 @@ func (s *Service) groupCreate(ctx context.Context, sess *imapi.Session, body []b
 	if !validInviteMode(req.InviteMode) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "invite_mode: %q or %q", imapi.GroupInviteAll, imapi.GroupInviteManagers)
 	}
-	members, err := accounts(append([]string{sess.Account}, req.Members...), s.cfg.MaxGroupMembers)
+	members, err := node.Accounts(append([]string{sess.Account}, req.Members...), s.cfg.MaxGroupMembers)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.requireUsers(ctx, sess.AppKey, members[1:]); err != nil {
+	if err := s.n.RequireUsers(ctx, sess.AppKey, members[1:]); err != nil {
 		return nil, err
 	}
 	now := s.now()
-	g := store.Group{AppKey: sess.AppKey, GroupID: "g" + newID(now), Name: req.Name, Owner: sess.Account, Members: members, Created: now, InviteMode: req.InviteMode}
+	g := store.Group{AppKey: sess.AppKey, GroupID: "g" + node.NewID(now), Name: req.Name, Owner: sess.Account, Members: members, Created: now, InviteMode: req.InviteMode}
 	if err := s.st.CreateGroup(ctx, g); err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
-	s.pushAll(sess, members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupCreated, By: sess.Account, Members: members})
+	s.n.PushAll(sess, members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupCreated, By: sess.Account, Members: members})
 	out := groupToAPI(&g)
 	out.InviteMode = req.InviteMode
 	return out, nil
@@ -106,7 +71,7 @@ func (s *Service) groupCreate(ctx context.Context, sess *imapi.Session, body []b
 
 func (s *Service) groupAdd(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupMembersReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.memberGroup(ctx, sess, req.GroupID)
@@ -116,20 +81,20 @@ func (s *Service) groupAdd(ctx context.Context, sess *imapi.Session, body []byte
 	if g.Owner != sess.Account {
 		m, err := s.st.GroupMeta(ctx, sess.AppKey, g.GroupID)
 		if err != nil {
-			return nil, storeErr(err, "group")
+			return nil, node.StoreErr(err, "group")
 		}
 		if m.InviteMode == imapi.GroupInviteManagers && groupRole(&g, &m, sess.Account) == imapi.GroupRoleMember {
 			return nil, imapi.Errorf(imapi.ErrInviteForbidden, "only the owner and managers add members to %s", g.GroupID)
 		}
 	}
-	add, err := accounts(req.Members, s.cfg.MaxGroupMembers)
+	add, err := node.Accounts(req.Members, s.cfg.MaxGroupMembers)
 	if err != nil {
 		return nil, err
 	}
 	if len(add) == 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "members: required")
 	}
-	if err := s.requireUsers(ctx, sess.AppKey, add); err != nil {
+	if err := s.n.RequireUsers(ctx, sess.AppKey, add); err != nil {
 		return nil, err
 	}
 	fresh := 0
@@ -143,25 +108,25 @@ func (s *Service) groupAdd(ctx context.Context, sess *imapi.Session, body []byte
 	}
 	added, err := s.st.AddMembers(ctx, sess.AppKey, g.GroupID, add)
 	if err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	if len(added) > 0 {
 		all := append(slices.Clip(g.Members), added...)
-		s.pushAll(sess, all, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupAdded, By: sess.Account, Members: added})
+		s.n.PushAll(sess, all, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupAdded, By: sess.Account, Members: added})
 	}
 	return nil, nil
 }
 
 func (s *Service) groupRemove(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupMembersReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.memberGroup(ctx, sess, req.GroupID)
 	if err != nil {
 		return nil, err
 	}
-	rm, err := accounts(req.Members, s.cfg.MaxGroupMembers)
+	rm, err := node.Accounts(req.Members, s.cfg.MaxGroupMembers)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +137,7 @@ func (s *Service) groupRemove(ctx context.Context, sess *imapi.Session, body []b
 		// Managers remove plain members; members remove nobody.
 		m, err := s.st.GroupMeta(ctx, sess.AppKey, g.GroupID)
 		if err != nil {
-			return nil, storeErr(err, "group")
+			return nil, node.StoreErr(err, "group")
 		}
 		if groupRole(&g, &m, sess.Account) != imapi.GroupRoleManager {
 			return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner and managers remove members")
@@ -185,17 +150,17 @@ func (s *Service) groupRemove(ctx context.Context, sess *imapi.Session, body []b
 	}
 	removed, err := s.st.RemoveMembers(ctx, sess.AppKey, g.GroupID, rm)
 	if err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	if len(removed) > 0 {
-		s.pushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupRemoved, By: sess.Account, Members: removed})
+		s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupRemoved, By: sess.Account, Members: removed})
 	}
 	return nil, nil
 }
 
 func (s *Service) groupInfo(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupRef
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.memberGroup(ctx, sess, req.GroupID)
@@ -208,7 +173,7 @@ func (s *Service) groupInfo(ctx context.Context, sess *imapi.Session, body []byt
 func (s *Service) groupList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	gs, err := s.st.GroupsOf(ctx, sess.AppKey, sess.Account)
 	if err != nil {
-		return nil, storeErr(err, "groups")
+		return nil, node.StoreErr(err, "groups")
 	}
 	out := &imapi.GroupListResp{Groups: make([]imapi.Group, len(gs))}
 	for i := range gs {
@@ -219,7 +184,7 @@ func (s *Service) groupList(ctx context.Context, sess *imapi.Session, _ []byte) 
 
 func (s *Service) groupLeave(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupRef
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.memberGroup(ctx, sess, req.GroupID)
@@ -230,15 +195,15 @@ func (s *Service) groupLeave(ctx context.Context, sess *imapi.Session, body []by
 		return nil, imapi.Errorf(imapi.ErrForbidden, "the owner cannot leave; dismiss the group instead")
 	}
 	if _, err := s.st.RemoveMembers(ctx, sess.AppKey, g.GroupID, []string{sess.Account}); err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
-	s.pushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupLeft, By: sess.Account, Members: []string{sess.Account}})
+	s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupLeft, By: sess.Account, Members: []string{sess.Account}})
 	return nil, nil
 }
 
 func (s *Service) groupDismiss(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupRef
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.memberGroup(ctx, sess, req.GroupID)
@@ -249,8 +214,8 @@ func (s *Service) groupDismiss(ctx context.Context, sess *imapi.Session, body []
 		return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner dismisses the group")
 	}
 	if err := s.st.DismissGroup(ctx, sess.AppKey, g.GroupID); err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
-	s.pushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupDismissed, By: sess.Account})
+	s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupDismissed, By: sess.Account})
 	return nil, nil
 }

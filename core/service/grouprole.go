@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -39,7 +40,7 @@ func validInviteMode(m string) bool {
 func (s *Service) groupWithMeta(ctx context.Context, g *store.Group) (*imapi.Group, error) {
 	m, err := s.st.GroupMeta(ctx, g.AppKey, g.GroupID)
 	if err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	out := groupToAPI(g)
 	out.Managers, out.Announcement, out.Avatar, out.AnyoneUpdates, out.InviteMode = m.Managers, m.Announcement, m.Avatar, m.AnyoneUpdates, m.InviteMode
@@ -80,7 +81,7 @@ func validGroupUpdate(req *imapi.GroupUpdateReq) (store.GroupUpdate, error) {
 
 func (s *Service) groupUpdate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupUpdateReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	upd, err := validGroupUpdate(&req)
@@ -93,17 +94,17 @@ func (s *Service) groupUpdate(ctx context.Context, sess *imapi.Session, body []b
 	}
 	m, err := s.st.GroupMeta(ctx, sess.AppKey, g.GroupID)
 	if err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	// anyone_updates lets members change the profile, never the rules.
 	if groupRole(&g, &m, sess.Account) == imapi.GroupRoleMember && (!m.AnyoneUpdates || req.AnyoneUpdates != nil || req.InviteMode != nil) {
 		return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner and managers update the group")
 	}
 	if err := s.st.UpdateGroup(ctx, sess.AppKey, g.GroupID, upd); err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	if g, err = s.st.Group(ctx, sess.AppKey, g.GroupID); err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	out, err := s.groupWithMeta(ctx, &g)
 	if err != nil {
@@ -111,13 +112,13 @@ func (s *Service) groupUpdate(ctx context.Context, sess *imapi.Session, body []b
 	}
 	ev := *out
 	ev.Members = nil
-	s.pushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupUpdated, By: sess.Account, Group: &ev})
+	s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupUpdated, By: sess.Account, Group: &ev})
 	return out, nil
 }
 
 func (s *Service) groupSetRole(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupRoleReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	role := store.RoleMember
@@ -128,7 +129,7 @@ func (s *Service) groupSetRole(ctx context.Context, sess *imapi.Session, body []
 	default:
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "role: manager or member")
 	}
-	if !ValidName(req.Account) {
+	if !imapi.ValidName(req.Account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	g, err := s.memberGroup(ctx, sess, req.GroupID)
@@ -145,20 +146,20 @@ func (s *Service) groupSetRole(ctx context.Context, sess *imapi.Session, body []
 	if errors.Is(err, store.ErrForbidden) {
 		return nil, imapi.Errorf(imapi.ErrNotFound, "%s is not a member", req.Account)
 	} else if err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	if changed {
-		s.pushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupRole, By: sess.Account, Members: []string{req.Account}, Role: req.Role})
+		s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupRole, By: sess.Account, Members: []string{req.Account}, Role: req.Role})
 	}
 	return nil, nil
 }
 
 func (s *Service) groupTransfer(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupTransferReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
-	if !ValidName(req.Account) {
+	if !imapi.ValidName(req.Account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	g, err := s.memberGroup(ctx, sess, req.GroupID)
@@ -178,8 +179,8 @@ func (s *Service) groupTransfer(ctx context.Context, sess *imapi.Session, body [
 		if errors.Is(err, store.ErrForbidden) {
 			return nil, imapi.Errorf(imapi.ErrConflict, "the group changed; try again")
 		}
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
-	s.pushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupTransferred, By: sess.Account, Members: []string{req.Account}})
+	s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupTransferred, By: sess.Account, Members: []string{req.Account}})
 	return nil, nil
 }

@@ -3,43 +3,8 @@ package service
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base32"
-	"encoding/binary"
 	"encoding/hex"
-	"time"
 )
-
-// SystemAccount is the sender of system notifications sent through the
-// server API. It cannot be a user account ('@' is not allowed in accounts),
-// so nobody can log in as it.
-const SystemAccount = "@system"
-
-// ValidName reports whether s is a subject-safe name: 1-64 characters of
-// A-Z a-z 0-9 _ -. Appkeys, accounts, group ids and cluster names use it, so
-// they can be NATS subject tokens and parts of conversation ids.
-func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-
-// newID returns a time-ordered unique id: 48 bits of milliseconds and 72
-// random bits, base32 (24 characters).
-func newID(now time.Time) string {
-	var b [15]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	_, _ = rand.Read(b[6:])
-	return idEncoding.EncodeToString(b[:])
-}
 
 // NewToken returns a fresh random login token (256 bits, hex).
 func NewToken() string {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
+	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 )
@@ -24,7 +25,7 @@ func (s *Service) send(ctx context.Context, sess *imapi.Session, body []byte) (a
 
 // Send stores a message from sess.Account durably, then pushes it to the
 // conversation's members (the sender's other sessions included). The server
-// API calls it directly to send as a user or as SystemAccount.
+// API calls it directly to send as a user or as imapi.SystemAccount.
 func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
 	if err := s.validateSend(req); err != nil {
 		return nil, err
@@ -34,7 +35,7 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 	}
 	now := s.now()
 	a := &store.Append{Message: store.Message{
-		AppKey: sess.AppKey, ConvType: req.ConvType, MsgID: newID(now), Sender: sess.Account,
+		AppKey: sess.AppKey, ConvType: req.ConvType, MsgID: node.NewID(now), Sender: sess.Account,
 		SenderDevice: sess.DeviceType, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type,
 		Body: req.Body, Mentions: req.Mentions, Time: now.UnixMilli(),
 	}}
@@ -45,7 +46,7 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 		a.Peer = req.To
 		a.BlockMode = s.blockMode(sess.AppKey)
 	case imapi.ConvGroup:
-		if sess.Account == SystemAccount {
+		if sess.Account == imapi.SystemAccount {
 			return nil, imapi.Errorf(imapi.ErrBadRequest, "system notifications go to accounts")
 		}
 		a.ConvID = imapi.GroupConvID(req.To)
@@ -57,13 +58,13 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 	}
 	if t := dispatch.TurnOf(ctx); t != nil {
 		if err := t.Wait(ctx); err != nil {
-			return nil, storeErr(err, what)
+			return nil, node.StoreErr(err, what)
 		}
 		a.Queued = t.Done
 	}
 	res, err := s.st.AppendMessage(ctx, a)
 	if err != nil {
-		return nil, storeErr(err, what)
+		return nil, node.StoreErr(err, what)
 	}
 	ack := &imapi.SendAck{MsgID: res.MsgID, ConvID: a.ConvID, Seq: res.Seq, Time: res.Time}
 	if !res.Duplicate {
@@ -74,7 +75,7 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 			MsgID: res.MsgID, ConvID: a.ConvID, ConvType: a.ConvType, From: a.Sender, FromDevice: a.SenderDevice,
 			To: a.To, Seq: res.Seq, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body, Mentions: a.Mentions, Time: res.Time,
 		}
-		s.pushAll(sess, res.Members, imapi.OpPush, &msg)
+		s.n.PushAll(sess, res.Members, imapi.OpPush, &msg)
 		s.publishMessage(ctx, sess.AppKey, &msg)
 		s.offlinePush(sess, res.Members, &msg)
 	}
@@ -87,7 +88,7 @@ func (s *Service) Send(ctx context.Context, sess *imapi.Session, req *imapi.Send
 // decision applies (webhook.Moderate returns it). System notifications from
 // the app's own server are not moderated.
 func (s *Service) moderate(ctx context.Context, sess *imapi.Session, a *store.Append) error {
-	if s.hooks == nil || sess.Account == SystemAccount {
+	if s.hooks == nil || sess.Account == imapi.SystemAccount {
 		return nil
 	}
 	d, err := s.hooks.Moderate(ctx, sess.AppKey, webhook.ModerationRequest{
@@ -120,7 +121,7 @@ func (s *Service) publishMessage(ctx context.Context, appkey string, m *imapi.Me
 		err = s.hooks.Publish(ctx, appkey, ev)
 	}
 	if err != nil {
-		s.metrics.hookErrors.Inc()
+		s.n.Metrics.HookErrors.Inc()
 		s.log.Warn("webhook message event not queued", "appkey", appkey, "msg_id", m.MsgID, "err", err)
 	}
 }
@@ -130,7 +131,7 @@ func (s *Service) publishMessage(ctx context.Context, appkey string, m *imapi.Me
 // fails the request: a lost entry is logged and counted.
 func (s *Service) recordSession(ctx context.Context, kind webhook.Kind, sess *imapi.Session, reason string) {
 	now := s.now()
-	id := newID(now)
+	id := node.NewID(now)
 	if err := s.st.AppendEvents(ctx, []store.SessionEvent{{
 		AppKey: sess.AppKey, ID: id, Account: sess.Account, Kind: string(kind), Time: now.UnixMilli(),
 		DeviceID: sess.DeviceID, DeviceType: sess.DeviceType, ClientIP: sess.ClientIP, SDK: sess.SDK,
@@ -148,7 +149,7 @@ func (s *Service) recordSession(ctx context.Context, kind webhook.Kind, sess *im
 		err = s.hooks.Publish(ctx, sess.AppKey, ev)
 	}
 	if err != nil {
-		s.metrics.hookErrors.Inc()
+		s.n.Metrics.HookErrors.Inc()
 		s.log.Warn("webhook session event not queued", "appkey", sess.AppKey, "kind", kind, "err", err)
 	}
 }
@@ -161,7 +162,7 @@ func (s *Service) validateSend(req *imapi.SendReq) error {
 	default:
 		return imapi.Errorf(imapi.ErrBadRequest, "conv_type %d", req.ConvType)
 	}
-	if !ValidName(req.To) {
+	if !imapi.ValidName(req.To) {
 		return imapi.Errorf(imapi.ErrBadRequest, "to: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	if req.ClientMsgID == "" || len(req.ClientMsgID) > 64 {
@@ -177,7 +178,7 @@ func (s *Service) validateSend(req *imapi.SendReq) error {
 		return imapi.Errorf(imapi.ErrBadRequest, "body: required")
 	}
 	if len(req.Body) > s.cfg.MaxMessageBytes {
-		s.metrics.oversize.Inc()
+		s.n.Metrics.Oversize.Inc()
 		return imapi.Errorf(imapi.ErrTooLarge, "body of %d bytes exceeds %d", len(req.Body), s.cfg.MaxMessageBytes)
 	}
 	if !json.Valid(req.Body) {
@@ -190,7 +191,7 @@ func (s *Service) validateSend(req *imapi.SendReq) error {
 		if m == imapi.MentionAll && req.ConvType == imapi.ConvSuper {
 			continue
 		}
-		if !ValidName(m) {
+		if !imapi.ValidName(m) {
 			return imapi.Errorf(imapi.ErrBadRequest, "mentions: %q is not an account", m)
 		}
 	}
@@ -216,7 +217,7 @@ func (s *Service) authorizeConv(ctx context.Context, sess *imapi.Session, convID
 	case imapi.ConvSuper:
 		ok, err := s.st.IsSuperMember(ctx, sess.AppKey, a, sess.Account)
 		if err != nil {
-			return 0, nil, storeErr(err, "group")
+			return 0, nil, node.StoreErr(err, "group")
 		}
 		if !ok {
 			return 0, nil, imapi.Errorf(imapi.ErrForbidden, "not a member of %s", a)
@@ -225,20 +226,13 @@ func (s *Service) authorizeConv(ctx context.Context, sess *imapi.Session, convID
 	default:
 		g, err := s.st.Group(ctx, sess.AppKey, a)
 		if err != nil {
-			return 0, nil, storeErr(err, "group")
+			return 0, nil, node.StoreErr(err, "group")
 		}
 		if !slices.Contains(g.Members, sess.Account) {
 			return 0, nil, imapi.Errorf(imapi.ErrForbidden, "not a member of %s", a)
 		}
 		return typ, g.Members, nil
 	}
-}
-
-func (s *Service) pageLimit(n int) int {
-	if n <= 0 {
-		return s.cfg.DefaultPage
-	}
-	return min(n, s.cfg.PageLimit)
 }
 
 func toAPI(m *store.Message) imapi.Message {
@@ -259,7 +253,7 @@ func toSyncResp(ms []store.Message, more bool) *imapi.SyncResp {
 
 func (s *Service) sync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.SyncReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	if _, _, err := s.authorizeConv(ctx, sess, req.ConvID); err != nil {
@@ -268,16 +262,16 @@ func (s *Service) sync(ctx context.Context, sess *imapi.Session, body []byte) (a
 	if req.AfterSeq < 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "after_seq: must not be negative")
 	}
-	ms, more, err := s.st.Messages(ctx, sess.AppKey, req.ConvID, req.AfterSeq, s.pageLimit(req.Limit))
+	ms, more, err := s.st.Messages(ctx, sess.AppKey, req.ConvID, req.AfterSeq, s.n.Page(req.Limit))
 	if err != nil {
-		return nil, storeErr(err, "conversation")
+		return nil, node.StoreErr(err, "conversation")
 	}
 	return toSyncResp(ms, more), nil
 }
 
 func (s *Service) history(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.HistoryReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	return s.History(ctx, sess, &req)
@@ -291,16 +285,16 @@ func (s *Service) History(ctx context.Context, sess *imapi.Session, req *imapi.H
 	if req.BeforeSeq < 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "before_seq: must not be negative")
 	}
-	ms, more, err := s.st.History(ctx, sess.AppKey, req.ConvID, req.BeforeSeq, s.pageLimit(req.Limit))
+	ms, more, err := s.st.History(ctx, sess.AppKey, req.ConvID, req.BeforeSeq, s.n.Page(req.Limit))
 	if err != nil {
-		return nil, storeErr(err, "conversation")
+		return nil, node.StoreErr(err, "conversation")
 	}
 	return toSyncResp(ms, more), nil
 }
 
 func (s *Service) read(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.ReadReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	typ, members, err := s.authorizeConv(ctx, sess, req.ConvID)
@@ -316,12 +310,12 @@ func (s *Service) read(ctx context.Context, sess *imapi.Session, body []byte) (a
 	}
 	readSeq, err := s.st.MarkRead(ctx, sess.AppKey, sess.Account, req.ConvID, req.Seq)
 	if err != nil {
-		return nil, storeErr(err, "conversation")
+		return nil, node.StoreErr(err, "conversation")
 	}
 	if typ == imapi.ConvP2P {
 		for _, m := range members {
 			if m != sess.Account {
-				s.pushAll(sess, []string{m}, imapi.OpReceipt, &imapi.Receipt{ConvID: req.ConvID, Reader: sess.Account, Seq: readSeq})
+				s.n.PushAll(sess, []string{m}, imapi.OpReceipt, &imapi.Receipt{ConvID: req.ConvID, Reader: sess.Account, Seq: readSeq})
 			}
 		}
 	}
@@ -330,7 +324,7 @@ func (s *Service) read(ctx context.Context, sess *imapi.Session, body []byte) (a
 
 func (s *Service) recall(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.RecallReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	if req.MsgID == "" || len(req.MsgID) > 64 {
@@ -342,7 +336,7 @@ func (s *Service) recall(ctx context.Context, sess *imapi.Session, body []byte) 
 	}
 	m, err := s.st.MessageByID(ctx, sess.AppKey, req.ConvID, req.MsgID)
 	if err != nil {
-		return nil, storeErr(err, "message")
+		return nil, node.StoreErr(err, "message")
 	}
 	if m.Sender != sess.Account {
 		return nil, imapi.Errorf(imapi.ErrForbidden, "only the sender may recall")
@@ -354,24 +348,24 @@ func (s *Service) recall(ctx context.Context, sess *imapi.Session, body []byte) 
 		return nil, imapi.Errorf(imapi.ErrRecallExpired, "")
 	}
 	if err := s.st.Recall(ctx, sess.AppKey, req.ConvID, req.MsgID); err != nil {
-		return nil, storeErr(err, "message")
+		return nil, node.StoreErr(err, "message")
 	}
 	rc := &imapi.Recalled{ConvID: req.ConvID, MsgID: req.MsgID, Seq: m.Seq, By: sess.Account}
 	if typ == imapi.ConvSuper {
-		s.pushSuper(sess.AppKey, m.To, imapi.OpRecalled, rc, sess.SessionID)
+		s.n.PushSuper(sess.AppKey, m.To, imapi.OpRecalled, rc, sess.SessionID)
 		return nil, nil
 	}
-	s.pushAll(sess, members, imapi.OpRecalled, rc)
+	s.n.PushAll(sess, members, imapi.OpRecalled, rc)
 	return nil, nil
 }
 
 func (s *Service) convList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	cs, err := s.st.Conversations(ctx, sess.AppKey, sess.Account, s.cfg.ConvListLimit)
 	if err != nil {
-		return nil, storeErr(err, "conversations")
+		return nil, node.StoreErr(err, "conversations")
 	}
 	if cs, err = s.withSuperConversations(ctx, sess, cs, s.cfg.ConvListLimit); err != nil {
-		return nil, storeErr(err, "conversations")
+		return nil, node.StoreErr(err, "conversations")
 	}
 	out := &imapi.ConvListResp{Conversations: make([]imapi.Conversation, len(cs))}
 	for i, c := range cs {

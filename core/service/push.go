@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -21,7 +22,7 @@ func (s *Service) offlinePush(sess *imapi.Session, members []string, m *imapi.Me
 	}
 	rcpt := make([]string, 0, len(members))
 	for _, a := range members {
-		if a != sess.Account && a != SystemAccount {
+		if a != sess.Account && a != imapi.SystemAccount {
 			rcpt = append(rcpt, a)
 		}
 	}
@@ -32,7 +33,7 @@ func (s *Service) offlinePush(sess *imapi.Session, members []string, m *imapi.Me
 
 func (s *Service) pushRegister(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.PushTokenReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	return nil, s.RegisterPushToken(ctx, sess.AppKey, sess.Account, sess.DeviceID, &req)
@@ -56,14 +57,14 @@ func (s *Service) RegisterPushToken(ctx context.Context, appkey, account, device
 		AppKey: appkey, Account: account, DeviceID: deviceID, Provider: req.Provider, Token: req.Token,
 		Sandbox: req.Sandbox, Updated: s.now(),
 	}); err != nil {
-		return storeErr(err, "push token")
+		return node.StoreErr(err, "push token")
 	}
 	return nil
 }
 
 func (s *Service) pushUnregister(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	if err := s.st.DeletePushToken(ctx, sess.AppKey, sess.Account, sess.DeviceID); err != nil {
-		return nil, storeErr(err, "push token")
+		return nil, node.StoreErr(err, "push token")
 	}
 	return nil, nil
 }
@@ -76,14 +77,14 @@ func (s *Service) pushSettings(ctx context.Context, sess *imapi.Session, _ []byt
 func (s *Service) PushSettings(ctx context.Context, appkey, account string) (*imapi.PushSettings, error) {
 	ps, err := s.st.PushSettings(ctx, appkey, account)
 	if err != nil {
-		return nil, storeErr(err, "push settings")
+		return nil, node.StoreErr(err, "push settings")
 	}
 	return &imapi.PushSettings{DND: imapi.DND{Enabled: ps.DNDEnabled, Start: ps.DNDStart, End: ps.DNDEnd, TimeZone: ps.DNDZone}}, nil
 }
 
 func (s *Service) pushSetSettings(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.PushSettings
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	return s.SetPushSettings(ctx, sess.AppKey, sess.Account, &req)
@@ -106,7 +107,7 @@ func (s *Service) SetPushSettings(ctx context.Context, appkey, account string, r
 	if err := s.st.PutPushSettings(ctx, appkey, account, store.PushSettings{
 		DNDEnabled: d.Enabled, DNDStart: d.Start, DNDEnd: d.End, DNDZone: d.TimeZone,
 	}); err != nil {
-		return nil, storeErr(err, "push settings")
+		return nil, node.StoreErr(err, "push settings")
 	}
 	return &imapi.PushSettings{DND: d}, nil
 }

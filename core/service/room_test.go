@@ -10,13 +10,14 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/pkg/config"
 )
 
 // enterRoom enters a room with a fresh token of role.
 func (c *client) enterRoom(room, role string) (imapi.RoomEnterResp, imapi.Code) {
 	c.e.t.Helper()
-	tok, err := c.e.svc.IssueRoomToken(context.Background(), appKey, room, c.sess.Account, role, 0)
+	tok, err := c.e.svc.Rooms().IssueToken(context.Background(), appKey, room, c.sess.Account, role, 0)
 	if err != nil {
 		c.e.t.Fatalf("token: %v", err)
 	}
@@ -60,16 +61,16 @@ func TestRoomRules(t *testing.T) {
 			}
 		}
 
-		if _, err := e.svc.CreateRoom(ctx, appKey, &service.RoomCreate{RoomID: "r1", Name: "lobby", Owner: "alice", HistorySize: 5}); err != nil {
+		if _, err := e.svc.Rooms().Create(ctx, appKey, &room.CreateReq{RoomID: "r1", Name: "lobby", Owner: "alice", HistorySize: 5}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.CreateRoom(ctx, appKey, &service.RoomCreate{RoomID: "r1", Owner: "alice"}); err == nil {
+		if _, err := e.svc.Rooms().Create(ctx, appKey, &room.CreateReq{RoomID: "r1", Owner: "alice"}); err == nil {
 			t.Fatal("a room id was taken twice")
 		}
 		alice, bob, carol := e.login("alice", "pc"), e.login("bob", "pc"), e.login("carol", "pc")
 
 		// Tokens: wrong room, another account's, expired, tampered.
-		tok, _ := e.svc.IssueRoomToken(ctx, appKey, "r1", "bob", "", time.Minute)
+		tok, _ := e.svc.Rooms().IssueToken(ctx, appKey, "r1", "bob", "", time.Minute)
 		for name, req := range map[string]imapi.RoomEnterReq{
 			"another account's": {RoomID: "r1", Token: tok.Token},
 			"tampered":          {RoomID: "r1", Token: tok.Token[:len(tok.Token)-2] + "xx"},
@@ -205,7 +206,7 @@ func TestRoomRules(t *testing.T) {
 		if code := alice.call(imapi.OpRoomClose, &imapi.RoomRef{RoomID: "r1"}, nil); code != imapi.OK {
 			t.Fatalf("close: %v", code)
 		}
-		if _, err := e.svc.IssueRoomToken(ctx, appKey, "r1", "bob", "", 0); err == nil {
+		if _, err := e.svc.Rooms().IssueToken(ctx, appKey, "r1", "bob", "", 0); err == nil {
 			t.Fatal("token for a closed room")
 		}
 		if _, code := alice.roomSend("r1", "late"); code != imapi.ErrNotFound {
@@ -217,7 +218,7 @@ func TestRoomRules(t *testing.T) {
 // The room-level limit counts every sender together.
 func TestRoomRateLimit(t *testing.T) {
 	e := newEnv(t, "sqlite", func(c *service.Config) { c.Rooms.MsgRate = 2; c.Rooms.MemberRate = 100 })
-	if _, err := e.svc.CreateRoom(context.Background(), appKey, &service.RoomCreate{RoomID: "r2", Owner: "alice"}); err != nil {
+	if _, err := e.svc.Rooms().Create(context.Background(), appKey, &room.CreateReq{RoomID: "r2", Owner: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	a, b := e.login("alice", "pc"), e.login("bob", "pc")
@@ -239,7 +240,7 @@ func TestRoomRateLimit(t *testing.T) {
 func TestRoomGatewayGone(t *testing.T) {
 	e := newEnv(t, "sqlite", func(c *service.Config) { c.Rooms.GatewayTimeout = config.Duration(time.Second) })
 	ctx := context.Background()
-	if _, err := e.svc.CreateRoom(ctx, appKey, &service.RoomCreate{RoomID: "r3", Owner: "alice"}); err != nil {
+	if _, err := e.svc.Rooms().Create(ctx, appKey, &room.CreateReq{RoomID: "r3", Owner: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	announce := func(id string, started int64) {
@@ -250,7 +251,7 @@ func TestRoomGatewayGone(t *testing.T) {
 		_ = e.nc.Flush()
 	}
 	members := func() int {
-		p, err := e.svc.RoomMembers(ctx, appKey, &imapi.RoomMembersReq{RoomID: "r3"})
+		p, err := e.svc.Rooms().Members(ctx, appKey, &imapi.RoomMembersReq{RoomID: "r3"})
 		if err != nil {
 			t.Fatal(err)
 		}

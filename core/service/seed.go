@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -24,7 +25,7 @@ type SeedUser struct {
 func Seed(ctx context.Context, st store.Store, appkey string, users []SeedUser, ttl time.Duration) ([]SeedUser, error) {
 	out := make([]SeedUser, len(users))
 	for i, u := range users {
-		if !ValidName(u.Account) {
+		if !imapi.ValidName(u.Account) {
 			return nil, fmt.Errorf("seed: account %q: want 1-64 of A-Z a-z 0-9 _ -", u.Account)
 		}
 		if err := st.CreateUser(ctx, store.User{AppKey: appkey, Account: u.Account, Name: u.Name}); err != nil && !errors.Is(err, store.ErrExists) {

@@ -7,11 +7,9 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,6 +19,8 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
+	"github.com/longlink/longlink/core/service/internal/node"
+	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/logging"
@@ -60,9 +60,19 @@ type Hooks interface {
 
 type handler = dispatch.Handler
 
-// Service is one app service node.
+// domain is one group of ops with its own state and life: the dispatcher
+// serves its routes; Start runs before the node subscribes, Stop after it
+// has drained.
+type domain interface {
+	Routes() []dispatch.Route
+	Start(ctx context.Context) error
+	Stop(ctx context.Context)
+}
+
+// Service is one app service node: the dispatcher and the domains on it.
 type Service struct {
 	cfg     Config
+	n       *node.Node
 	nc      *nats.Conn
 	st      store.Store
 	log     *slog.Logger
@@ -73,14 +83,12 @@ type Service struct {
 	super   superState
 	offline OfflinePusher
 	signer  *logintoken.Signer // nil: opaque tokens
-
-	disp *dispatch.Dispatcher
-	apps appCache
 	// blockBoth: the apps whose blacklist blocks both ways.
 	blockBoth map[string]bool
 
-	rooms       roomState
-	roomMetrics *roomMetrics
+	disp    *dispatch.Dispatcher
+	rooms   *room.Rooms
+	domains []domain // in start order
 }
 
 // New validates cfg and builds a node; Start subscribes it to the bus.
@@ -92,26 +100,32 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NATS == nil || deps.Store == nil {
 		return nil, errors.New("service: NATS and Store are required")
 	}
-	log := logging.OrDiscard(deps.Logger)
+	log := logging.OrDiscard(deps.Logger).With("component", "service")
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("service: %w", err)
 	}
 	now := deps.Now
 	if now == nil {
 		now = time.Now
 	}
+	nm, err := node.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	n := node.New(node.Config{PageLimit: cfg.PageLimit, DefaultPage: cfg.DefaultPage, RequestTimeout: cfg.RequestTimeout.D()},
+		deps.NATS, deps.Store, log, now, nm)
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
 	s := &Service{
-		cfg: cfg, nc: deps.NATS, st: deps.Store, log: log.With("component", "service"),
+		cfg: cfg, n: n, nc: deps.NATS, st: deps.Store, log: log,
 		metrics: m, now: now, hooks: deps.Hooks, js: deps.JetStream, offline: deps.Offline,
 	}
 	s.disp, err = dispatch.New(dispatch.Config{
 		Cluster: cfg.Cluster, MaxInFlight: cfg.MaxInFlight, MaxRequestBytes: cfg.MaxRequestBytes, RequestTimeout: cfg.RequestTimeout.D(),
-	}, deps.NATS, s.log, reg, m.oversize)
+	}, deps.NATS, log, reg, nm.Oversize)
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
@@ -123,13 +137,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("service: token_key: %w", err)
 		}
 	}
-	s.apps.st = deps.Store
 	s.blockBoth = map[string]bool{}
 	for _, a := range cfg.Apps {
 		s.blockBoth[a.AppKey] = a.Blacklist == BlacklistBoth
 	}
-	if s.roomMetrics, err = newRoomMetrics(reg); err != nil {
+	if s.rooms, err = room.New(n, cfg.Rooms, cfg.MaxMessageBytes, reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
+	}
+	s.domains = []domain{s.rooms}
+	for _, d := range s.domains {
+		s.disp.Add(d.Routes()...)
 	}
 	s.disp.Add(dispatch.Route{Op: imapi.OpSend, Handle: s.send, Ordered: true})
 	for op, h := range map[imapi.Op]handler{
@@ -151,16 +168,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		imapi.OpGroupUpdate:     s.groupUpdate,
 		imapi.OpGroupRole:       s.groupSetRole,
 		imapi.OpGroupTransfer:   s.groupTransfer,
-		imapi.OpRoomEnter:       s.roomEnter,
-		imapi.OpRoomLeave:       s.roomLeave,
-		imapi.OpRoomSend:        s.roomSend,
-		imapi.OpRoomMembers:     s.roomMembers,
-		imapi.OpRoomHistory:     s.roomHistory,
-		imapi.OpRoomInfo:        s.roomInfo,
-		imapi.OpRoomSetRole:     s.roomSetRole,
-		imapi.OpRoomMute:        s.roomMute,
-		imapi.OpRoomKick:        s.roomKick,
-		imapi.OpRoomClose:       s.roomClose,
 		imapi.OpProfileGet:      s.profiles,
 		imapi.OpProfileUpdate:   s.profileUpdate,
 		imapi.OpFriendRequest:   s.friendRequest,
@@ -198,152 +205,60 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Ops lists the request ops this service answers.
 func (s *Service) Ops() []imapi.Op { return s.disp.Ops() }
 
-// Start seeds the configured apps and subscribes to every op's subject.
+// Rooms is the chatroom domain (the server API creates, closes and
+// manages rooms through it).
+func (s *Service) Rooms() *room.Rooms { return s.rooms }
+
+// Start seeds the configured apps, starts the domains and subscribes to
+// every op's subject.
 func (s *Service) Start(ctx context.Context) error {
 	for _, a := range s.cfg.Apps {
 		app := store.App{AppKey: a.AppKey, Secret: a.Secret.Reveal(), Devices: a.Devices, HeartbeatSec: int(a.Heartbeat.D() / time.Second)}
 		if err := s.st.PutApp(ctx, app); err != nil {
 			return fmt.Errorf("service: seed app %s: %w", a.AppKey, err)
 		}
-		s.apps.put(app, s.now())
-	}
-	if err := s.startRooms(); err != nil {
-		return err
+		s.n.Apps.Put(app, s.now())
 	}
 	if err := s.startSuper(ctx); err != nil {
-		s.stopRooms()
 		return err
 	}
+	for i, d := range s.domains {
+		if err := d.Start(ctx); err != nil {
+			s.stopDomains(ctx, i)
+			s.stopSuper(ctx)
+			return fmt.Errorf("service: %w", err)
+		}
+	}
 	if err := s.disp.Start(ctx); err != nil {
+		s.stopDomains(ctx, len(s.domains))
 		s.stopSuper(ctx)
-		s.stopRooms()
 		return fmt.Errorf("service: %w", err)
 	}
 	s.log.Info("app services subscribed", "cluster", s.cfg.Cluster, "ops", len(s.disp.Ops()))
 	return nil
 }
 
+// stopDomains stops the first n domains, in reverse order.
+func (s *Service) stopDomains(ctx context.Context, n int) {
+	for i := n - 1; i >= 0; i-- {
+		s.domains[i].Stop(ctx)
+	}
+}
+
 // Shutdown stops taking requests (the queue group sends new ones to other
-// nodes), lets the buffered ones finish and waits for in-flight handlers.
+// nodes), lets the buffered ones finish, waits for in-flight handlers and
+// stops the domains.
 func (s *Service) Shutdown(ctx context.Context) error {
-	s.stopRooms()
 	if err := s.disp.Shutdown(ctx); err != nil {
 		return fmt.Errorf("service: shutdown: %w", err)
 	}
+	s.stopDomains(ctx, len(s.domains))
 	s.stopSuper(ctx)
 	return nil
-}
-
-// push publishes one push to every session of account. Pushes are
-// best-effort: a client that misses one catches up by sync.
-func (s *Service) push(appkey, account string, op imapi.Op, body []byte, exceptSession string) {
-	if account == SystemAccount {
-		return
-	}
-	b := imapi.AppendBusPush(make([]byte, 0, 96+len(body)), &imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
-	if err := s.nc.Publish(imapi.UserSubject(appkey, account), b); err != nil {
-		s.metrics.pushErrors.Inc()
-		s.log.Warn("push failed", "op", op.Name(), "err", err)
-		return
-	}
-	s.metrics.pushes.WithLabelValues(op.Name()).Inc()
-}
-
-// pushAll sends body to every account; the sender's own session is skipped.
-func (s *Service) pushAll(sess *imapi.Session, accounts []string, op imapi.Op, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		s.log.Error("encode push", "op", op.Name(), "err", err)
-		return
-	}
-	for _, a := range accounts {
-		except := ""
-		if a == sess.Account {
-			except = sess.SessionID
-		}
-		s.push(sess.AppKey, a, op, body, except)
-	}
-}
-
-func decode(body []byte, v any) error {
-	if len(body) == 0 {
-		return imapi.Errorf(imapi.ErrBadRequest, "empty body")
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
-	}
-	return nil
-}
-
-// storeErr maps store errors to API errors; anything unexpected is internal
-// (logged once by serve, never sent to clients in detail).
-func storeErr(err error, what string) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return imapi.Errorf(imapi.ErrNotFound, "%s not found", what)
-	case errors.Is(err, store.ErrForbidden):
-		return imapi.Errorf(imapi.ErrForbidden, "not a member of %s", what)
-	case errors.Is(err, store.ErrExists):
-		return imapi.Errorf(imapi.ErrConflict, "%s already exists", what)
-	case errors.Is(err, store.ErrBlocked):
-		return imapi.Errorf(imapi.ErrBlocked, "")
-	case errors.Is(err, context.DeadlineExceeded):
-		return imapi.Errorf(imapi.ErrTimeout, "")
-	case errors.Is(err, store.ErrClosed):
-		return imapi.Errorf(imapi.ErrUnavailable, "")
-	case errors.Is(err, store.ErrBusy):
-		// Shed before queueing: nothing was stored and clients resend the
-		// same client_msg_id after a backoff, the store's hint if it has one.
-		ie := imapi.Errorf(imapi.ErrUnavailable, "busy")
-		var be *store.BusyError
-		if errors.As(err, &be) && be.RetryAfter > 0 {
-			ie.RetryAfterMs = max(1, be.RetryAfter.Milliseconds())
-		}
-		return ie
-	}
-	return err
-}
-
-// appCache keeps apps for a short while: login is hot, apps change rarely.
-type appCache struct {
-	st store.Store
-	mu sync.Mutex
-	m  map[string]cachedApp
-}
-
-type cachedApp struct {
-	app     store.App
-	fetched time.Time
-}
-
-const appCacheTTL = 30 * time.Second
-
-func (c *appCache) put(a store.App, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string]cachedApp{}
-	}
-	c.m[a.AppKey] = cachedApp{app: a, fetched: now}
-}
-
-func (c *appCache) get(ctx context.Context, appkey string, now time.Time) (store.App, error) {
-	c.mu.Lock()
-	e, ok := c.m[appkey]
-	c.mu.Unlock()
-	if ok && now.Sub(e.fetched) < appCacheTTL {
-		return e.app, nil
-	}
-	a, err := c.st.App(ctx, appkey)
-	if err != nil {
-		return store.App{}, err
-	}
-	c.put(a, now)
-	return a, nil
 }
 
 // App returns the app of appkey (cached briefly); the server API uses it to
 // find the secret of a signed request.
 func (s *Service) App(ctx context.Context, appkey string) (store.App, error) {
-	return s.apps.get(ctx, appkey, s.now())
+	return s.n.App(ctx, appkey)
 }

@@ -6,16 +6,17 @@ import (
 	"errors"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 )
 
 func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.LoginReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
-	if !ValidName(req.AppKey) || !ValidName(req.Account) || req.Token == "" || len(req.Token) > maxTokenLen {
+	if !imapi.ValidName(req.AppKey) || !imapi.ValidName(req.Account) || req.Token == "" || len(req.Token) > maxTokenLen {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
 	}
 	if len(req.DeviceType) > 32 || len(req.DeviceID) > 128 || len(req.SDKVersion) > 64 {
@@ -28,21 +29,21 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "session_id: want 32 lowercase hex characters")
 	}
 	now := s.now()
-	app, err := s.apps.get(ctx, req.AppKey, now)
+	app, err := s.n.App(ctx, req.AppKey)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
 	} else if err != nil {
-		return nil, storeErr(err, "app")
+		return nil, node.StoreErr(err, "app")
 	}
 	u, err := s.st.User(ctx, req.AppKey, req.Account)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
 	} else if err != nil {
-		return nil, storeErr(err, "user")
+		return nil, node.StoreErr(err, "user")
 	}
 	ok, err := s.st.CheckToken(ctx, req.AppKey, req.Account, HashToken(req.Token), now)
 	if err != nil {
-		return nil, storeErr(err, "token")
+		return nil, node.StoreErr(err, "token")
 	}
 	if !ok {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
@@ -54,7 +55,7 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 	}
 	supers, err := s.superGroupsAtLogin(ctx, req.AppKey, req.Account)
 	if err != nil {
-		return nil, storeErr(err, "super-groups")
+		return nil, node.StoreErr(err, "super-groups")
 	}
 	sid := req.SessionID
 	if sid == "" {
@@ -75,7 +76,7 @@ func (s *Service) login(ctx context.Context, sess *imapi.Session, body []byte) (
 		kb, _ := json.Marshal(&imapi.Kick{Code: imapi.ErrKicked, Reason: "logged in on another device", By: deviceType})
 		pb, _ := json.Marshal(&imapi.BusPush{Op: imapi.OpKick, Body: kb, KickDeviceType: kickType, ExceptSession: sid})
 		if err := s.nc.Publish(imapi.UserSubject(req.AppKey, req.Account), pb); err != nil {
-			s.metrics.pushErrors.Inc()
+			s.n.Metrics.PushErrors.Inc()
 			s.log.Warn("kick push failed", "err", err)
 		} else {
 			s.metrics.kicks.Inc()
@@ -101,7 +102,7 @@ func (s *Service) KickAll(appkey, account, reason string) {
 	kb, _ := json.Marshal(&imapi.Kick{Code: imapi.ErrKicked, Reason: reason})
 	pb, _ := json.Marshal(&imapi.BusPush{Op: imapi.OpKick, Body: kb, KickDeviceType: "*"})
 	if err := s.nc.Publish(imapi.UserSubject(appkey, account), pb); err != nil {
-		s.metrics.pushErrors.Inc()
+		s.n.Metrics.PushErrors.Inc()
 		s.log.Warn("kick push failed", "err", err)
 		return
 	}

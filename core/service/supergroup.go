@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/pkg/config"
 )
@@ -94,7 +95,7 @@ func (c *SuperConfig) validate(errs *config.Errors) {
 	if c.MaxDeliver < 1 {
 		errs.Addf("service.super.max_deliver: at least 1")
 	}
-	if !ValidName(c.Stream) || !ValidName(c.Consumer) {
+	if !imapi.ValidName(c.Stream) || !imapi.ValidName(c.Consumer) {
 		errs.Addf("service.super.stream, consumer: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	if c.Subject == "" {
@@ -103,7 +104,6 @@ func (c *SuperConfig) validate(errs *config.Errors) {
 }
 
 type superMetrics struct {
-	pushes    prometheus.Counter
 	jobs      *prometheus.CounterVec
 	jobTime   prometheus.Histogram
 	full      prometheus.Counter
@@ -113,9 +113,6 @@ type superMetrics struct {
 
 func newSuperMetrics(reg prometheus.Registerer) (*superMetrics, error) {
 	m := &superMetrics{
-		pushes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "longlink_service_super_pushes_total", Help: "Pushes published once on a super-group subject (each reaches every gateway holding members).",
-		}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_service_super_jobs_total", Help: "Super-group side-work jobs (mentions, webhook copy) by result: done, retry, bad, dropped.",
 		}, []string{"result"}),
@@ -133,7 +130,7 @@ func newSuperMetrics(reg prometheus.Registerer) (*superMetrics, error) {
 			Name: "longlink_service_super_queue_errors_total", Help: "Super-group jobs that could not be queued on JetStream (the send fails and the client resends).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.pushes, m.jobs, m.jobTime, m.full, m.members, m.queueErrs} {
+	for _, c := range []prometheus.Collector{m.jobs, m.jobTime, m.full, m.members, m.queueErrs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -257,7 +254,7 @@ func (s *Service) stopSuper(ctx context.Context) {
 
 func (s *Service) superWork(ctx context.Context, m jetstream.Msg) {
 	var j superJob
-	if err := json.Unmarshal(m.Data(), &j); err != nil || !ValidName(j.AppKey) || !ValidName(j.GroupID) || j.Seq < 1 {
+	if err := json.Unmarshal(m.Data(), &j); err != nil || !imapi.ValidName(j.AppKey) || !imapi.ValidName(j.GroupID) || j.Seq < 1 {
 		s.super.m.jobs.WithLabelValues("bad").Inc()
 		s.log.Warn("bad super-group job", "err", err)
 		_ = m.Term()
@@ -317,31 +314,15 @@ func (s *Service) superOfflinePush(ctx context.Context, j *superJob) error {
 	return nil
 }
 
-// pushSuper publishes one push on the group's subject.
-func (s *Service) pushSuper(appkey, groupID string, op imapi.Op, v any, exceptSession string) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		s.log.Error("encode push", "op", op.Name(), "err", err)
-		return
-	}
-	b, _ := json.Marshal(&imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
-	if err := s.nc.Publish(imapi.SuperSubject(appkey, groupID), b); err != nil {
-		s.metrics.pushErrors.Inc()
-		s.log.Warn("super push failed", "op", op.Name(), "err", err)
-		return
-	}
-	s.super.m.pushes.Inc()
-}
-
 // sendSuper stores a super-group message once and publishes it once.
 func (s *Service) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
-	if sess.Account == SystemAccount {
+	if sess.Account == imapi.SystemAccount {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "system notifications go to accounts")
 	}
 	if slices.Contains(req.Mentions, imapi.MentionAll) {
 		g, err := s.st.SuperGroup(ctx, sess.AppKey, req.To)
 		if err != nil {
-			return nil, storeErr(err, "group")
+			return nil, node.StoreErr(err, "group")
 		}
 		if g.Owner != sess.Account {
 			return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner mentions @all")
@@ -349,7 +330,7 @@ func (s *Service) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi
 	}
 	now := s.now()
 	a := &store.Append{Message: store.Message{
-		AppKey: sess.AppKey, ConvID: imapi.SuperConvID(req.To), ConvType: imapi.ConvSuper, MsgID: newID(now), Sender: sess.Account,
+		AppKey: sess.AppKey, ConvID: imapi.SuperConvID(req.To), ConvType: imapi.ConvSuper, MsgID: node.NewID(now), Sender: sess.Account,
 		SenderDevice: sess.DeviceType, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type,
 		Body: req.Body, Mentions: req.Mentions, Time: now.UnixMilli(),
 	}, GroupID: req.To, Super: true}
@@ -358,14 +339,14 @@ func (s *Service) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi
 	}
 	res, err := s.st.AppendMessage(ctx, a)
 	if err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	msg := imapi.Message{
 		MsgID: res.MsgID, ConvID: a.ConvID, ConvType: a.ConvType, From: a.Sender, FromDevice: a.SenderDevice,
 		To: a.To, Seq: res.Seq, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body, Mentions: a.Mentions, Time: res.Time,
 	}
 	if !res.Duplicate {
-		s.pushSuper(sess.AppKey, req.To, imapi.OpPush, &msg, sess.SessionID)
+		s.n.PushSuper(sess.AppKey, req.To, imapi.OpPush, &msg, sess.SessionID)
 	}
 	// Side work is queued (again, for a resend: JetStream drops the
 	// duplicate, the work is idempotent) before the ack, so that a crash
@@ -398,16 +379,16 @@ func (s *Service) queueSuper(ctx context.Context, j *superJob, msgID string) err
 
 // superGroup loads a live group and checks that the caller is a member.
 func (s *Service) superMemberGroup(ctx context.Context, sess *imapi.Session, groupID string) (store.SuperGroup, error) {
-	if !ValidName(groupID) {
+	if !imapi.ValidName(groupID) {
 		return store.SuperGroup{}, imapi.Errorf(imapi.ErrBadRequest, "group_id: invalid")
 	}
 	g, err := s.st.SuperGroup(ctx, sess.AppKey, groupID)
 	if err != nil {
-		return store.SuperGroup{}, storeErr(err, "group")
+		return store.SuperGroup{}, node.StoreErr(err, "group")
 	}
 	ok, err := s.st.IsSuperMember(ctx, sess.AppKey, groupID, sess.Account)
 	if err != nil {
-		return store.SuperGroup{}, storeErr(err, "group")
+		return store.SuperGroup{}, node.StoreErr(err, "group")
 	}
 	if !ok {
 		return store.SuperGroup{}, imapi.Errorf(imapi.ErrForbidden, "not a member of %s", groupID)
@@ -423,13 +404,13 @@ func (s *Service) superToAPI(g *store.SuperGroup) *imapi.SuperGroup {
 // superEvent pushes a membership event to each account's own subject; the
 // gateways holding their sessions (un)subscribe the group as they pass.
 func (s *Service) superEvent(sess *imapi.Session, accounts []string, groupID, kind string) {
-	s.pushAll(sess, accounts, imapi.OpSuperEvent, &imapi.SuperEvent{GroupID: groupID, Kind: kind, By: sess.Account})
+	s.n.PushAll(sess, accounts, imapi.OpSuperEvent, &imapi.SuperEvent{GroupID: groupID, Kind: kind, By: sess.Account})
 }
 
 func (s *Service) superBatch(in []string) ([]string, error) {
-	out, err := accounts(in, s.cfg.Super.MaxBatch)
+	out, err := node.Accounts(in, s.cfg.Super.MaxBatch)
 	if err != nil {
-		s.metrics.oversize.Inc()
+		s.n.Metrics.Oversize.Inc()
 	}
 	return out, err
 }
@@ -439,12 +420,12 @@ func (s *Service) superFull(err error) error {
 		s.super.m.full.Inc()
 		return imapi.Errorf(imapi.ErrGroupFull, "at most %d members", s.cfg.Super.MaxMembers)
 	}
-	return storeErr(err, "group")
+	return node.StoreErr(err, "group")
 }
 
 func (s *Service) superCreate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.SuperCreateReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	if len(req.Name) > 128 {
@@ -454,11 +435,11 @@ func (s *Service) superCreate(ctx context.Context, sess *imapi.Session, body []b
 	if err != nil {
 		return nil, err
 	}
-	if err := s.requireUsers(ctx, sess.AppKey, members[1:]); err != nil {
+	if err := s.n.RequireUsers(ctx, sess.AppKey, members[1:]); err != nil {
 		return nil, err
 	}
 	now := s.now()
-	g := store.SuperGroup{AppKey: sess.AppKey, GroupID: "s" + newID(now), Name: req.Name, Owner: sess.Account, Count: len(members), Created: now}
+	g := store.SuperGroup{AppKey: sess.AppKey, GroupID: "s" + node.NewID(now), Name: req.Name, Owner: sess.Account, Count: len(members), Created: now}
 	if err := s.st.CreateSuperGroup(ctx, g, members, s.cfg.Super.MaxMembers); err != nil {
 		return nil, s.superFull(err)
 	}
@@ -469,7 +450,7 @@ func (s *Service) superCreate(ctx context.Context, sess *imapi.Session, body []b
 
 func (s *Service) superAdd(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.SuperMembersReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.superMemberGroup(ctx, sess, req.GroupID)
@@ -486,7 +467,7 @@ func (s *Service) superAdd(ctx context.Context, sess *imapi.Session, body []byte
 	if len(add) == 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "members: required")
 	}
-	if err := s.requireUsers(ctx, sess.AppKey, add); err != nil {
+	if err := s.n.RequireUsers(ctx, sess.AppKey, add); err != nil {
 		return nil, err
 	}
 	added, count, err := s.st.AddSuperMembers(ctx, sess.AppKey, g.GroupID, add, s.cfg.Super.MaxMembers)
@@ -507,7 +488,7 @@ func nonNil(s []string) []string {
 
 func (s *Service) superRemove(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.SuperMembersReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.superMemberGroup(ctx, sess, req.GroupID)
@@ -529,7 +510,7 @@ func (s *Service) superRemove(ctx context.Context, sess *imapi.Session, body []b
 	}
 	removed, count, err := s.st.RemoveSuperMembers(ctx, sess.AppKey, g.GroupID, rm)
 	if err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	s.super.m.members.WithLabelValues("removed").Add(float64(len(removed)))
 	s.superEvent(sess, removed, g.GroupID, imapi.SuperRemoved)
@@ -538,7 +519,7 @@ func (s *Service) superRemove(ctx context.Context, sess *imapi.Session, body []b
 
 func (s *Service) superInfo(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupRef
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.superMemberGroup(ctx, sess, req.GroupID)
@@ -550,7 +531,7 @@ func (s *Service) superInfo(ctx context.Context, sess *imapi.Session, body []byt
 
 func (s *Service) superMembers(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.SuperPageReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	if _, err := s.superMemberGroup(ctx, sess, req.GroupID); err != nil {
@@ -566,7 +547,7 @@ func (s *Service) superMembers(ctx context.Context, sess *imapi.Session, body []
 	limit = min(limit, s.cfg.Super.MaxBatch)
 	ms, more, err := s.st.SuperMembers(ctx, sess.AppKey, req.GroupID, req.After, limit)
 	if err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	page := &imapi.SuperPage{Members: nonNil(ms)}
 	if more && len(ms) > 0 {
@@ -578,7 +559,7 @@ func (s *Service) superMembers(ctx context.Context, sess *imapi.Session, body []
 func (s *Service) superList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	gs, err := s.st.SuperGroupsOf(ctx, sess.AppKey, sess.Account)
 	if err != nil {
-		return nil, storeErr(err, "groups")
+		return nil, node.StoreErr(err, "groups")
 	}
 	out := &imapi.SuperListResp{Groups: make([]imapi.SuperGroup, len(gs))}
 	for i := range gs {
@@ -589,7 +570,7 @@ func (s *Service) superList(ctx context.Context, sess *imapi.Session, _ []byte) 
 
 func (s *Service) superLeave(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupRef
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.superMemberGroup(ctx, sess, req.GroupID)
@@ -600,18 +581,18 @@ func (s *Service) superLeave(ctx context.Context, sess *imapi.Session, body []by
 		return nil, imapi.Errorf(imapi.ErrForbidden, "the owner cannot leave; dismiss the group instead")
 	}
 	if _, _, err := s.st.RemoveSuperMembers(ctx, sess.AppKey, g.GroupID, []string{sess.Account}); err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	s.super.m.members.WithLabelValues("removed").Inc()
 	// The leaver's own sessions (all of them) hear it; so do their gateways.
-	s.pushAll(&imapi.Session{AppKey: sess.AppKey, Account: sess.Account}, []string{sess.Account}, imapi.OpSuperEvent,
+	s.n.PushAll(&imapi.Session{AppKey: sess.AppKey, Account: sess.Account}, []string{sess.Account}, imapi.OpSuperEvent,
 		&imapi.SuperEvent{GroupID: g.GroupID, Kind: imapi.SuperLeft, By: sess.Account})
 	return nil, nil
 }
 
 func (s *Service) superDismiss(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupRef
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	g, err := s.superMemberGroup(ctx, sess, req.GroupID)
@@ -622,18 +603,18 @@ func (s *Service) superDismiss(ctx context.Context, sess *imapi.Session, body []
 		return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner dismisses the group")
 	}
 	if err := s.st.DismissSuperGroup(ctx, sess.AppKey, g.GroupID); err != nil {
-		return nil, storeErr(err, "group")
+		return nil, node.StoreErr(err, "group")
 	}
 	// One publish: every gateway holding members tells them and drops the
 	// subscription.
-	s.pushSuper(sess.AppKey, g.GroupID, imapi.OpSuperEvent, &imapi.SuperEvent{GroupID: g.GroupID, Kind: imapi.SuperDismissed, By: sess.Account}, "")
+	s.n.PushSuper(sess.AppKey, g.GroupID, imapi.OpSuperEvent, &imapi.SuperEvent{GroupID: g.GroupID, Kind: imapi.SuperDismissed, By: sess.Account}, "")
 	return nil, nil
 }
 
 // readSuper moves the caller's read position in a super-group.
 func (s *Service) readSuper(ctx context.Context, sess *imapi.Session, groupID string, seq int64) error {
 	if _, err := s.st.MarkSuperRead(ctx, sess.AppKey, groupID, sess.Account, seq); err != nil {
-		return storeErr(err, "group")
+		return node.StoreErr(err, "group")
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -67,25 +68,25 @@ func (s *Service) pushNotices(appkey string, ns []store.Notice) {
 		if err != nil {
 			continue
 		}
-		s.push(appkey, ns[i].Account, imapi.OpNotice, b, "")
+		s.n.Push(appkey, ns[i].Account, imapi.OpNotice, b, "")
 	}
 }
 
 // otherUser validates an account named by the caller: well formed, not the
 // caller, and an existing enabled user.
 func (s *Service) otherUser(ctx context.Context, sess *imapi.Session, account string) error {
-	if !ValidName(account) {
+	if !imapi.ValidName(account) {
 		return imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	if account == sess.Account {
 		return imapi.Errorf(imapi.ErrBadRequest, "account: not yourself")
 	}
-	return s.requireUsers(ctx, sess.AppKey, []string{account})
+	return s.n.RequireUsers(ctx, sess.AppKey, []string{account})
 }
 
 func (s *Service) profiles(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.ProfilesReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	return s.Profiles(ctx, sess.AppKey, req.Accounts)
@@ -103,7 +104,7 @@ func (s *Service) Profiles(ctx context.Context, appkey string, accounts []string
 	}
 	ps, err := s.st.Profiles(ctx, appkey, accts)
 	if err != nil {
-		return nil, storeErr(err, "profiles")
+		return nil, node.StoreErr(err, "profiles")
 	}
 	out := &imapi.ProfilesResp{Profiles: make([]imapi.Profile, len(ps))}
 	for i := range ps {
@@ -118,7 +119,7 @@ func uniqueAccounts(in []string, max int) ([]string, error) {
 	}
 	out := make([]string, 0, len(in))
 	for _, a := range in {
-		if !ValidName(a) {
+		if !imapi.ValidName(a) {
 			return nil, imapi.Errorf(imapi.ErrBadRequest, "accounts: %q is not an account", a)
 		}
 		if !slices.Contains(out, a) {
@@ -186,7 +187,7 @@ func validateProfile(req *imapi.ProfileUpdateReq) (store.ProfileUpdate, error) {
 
 func (s *Service) profileUpdate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.ProfileUpdateReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	return s.UpdateProfile(ctx, sess.AppKey, sess.Account, &req)
@@ -205,7 +206,7 @@ func (s *Service) UpdateProfile(ctx context.Context, appkey, account string, req
 		return []store.Notice{note(account, imapi.Notice{Kind: imapi.NoticeProfile, From: account, Profile: &after})}
 	})
 	if err != nil {
-		return nil, storeErr(err, "user")
+		return nil, node.StoreErr(err, "user")
 	}
 	out := profileToAPI(&p)
 	s.pushNotices(appkey, ns)
@@ -217,7 +218,7 @@ func (s *Service) UpdateProfile(ctx context.Context, appkey, account string, req
 	if len(friends) > 0 {
 		b, _ := json.Marshal(&out)
 		for _, f := range friends {
-			s.push(appkey, f.Account, imapi.OpProfileChanged, b, "")
+			s.n.Push(appkey, f.Account, imapi.OpProfileChanged, b, "")
 		}
 	}
 	return &out, nil
@@ -225,7 +226,7 @@ func (s *Service) UpdateProfile(ctx context.Context, appkey, account string, req
 
 func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.FriendRequestReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	if len(req.Message) > imapi.MaxFriendMessage || !utf8.ValidString(req.Message) {
@@ -256,7 +257,7 @@ func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body [
 		if errors.Is(err, store.ErrExists) {
 			return nil, imapi.Errorf(imapi.ErrConflict, "already friends")
 		}
-		return nil, storeErr(err, "friend request")
+		return nil, node.StoreErr(err, "friend request")
 	}
 	s.pushNotices(sess.AppKey, ns)
 	return &imapi.FriendRequestResp{Accepted: outcome == store.RequestAccepted}, nil
@@ -266,7 +267,7 @@ func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body [
 func (s *Service) friendRoom(ctx context.Context, appkey, account string) error {
 	n, err := s.st.FriendCount(ctx, appkey, account)
 	if err != nil {
-		return storeErr(err, "friends")
+		return node.StoreErr(err, "friends")
 	}
 	if n >= s.cfg.MaxFriends {
 		s.metrics.relLimits.WithLabelValues("friends").Inc()
@@ -278,10 +279,10 @@ func (s *Service) friendRoom(ctx context.Context, appkey, account string) error 
 func (s *Service) friendAnswer(accept bool) handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.FriendAnswerReq
-		if err := decode(body, &req); err != nil {
+		if err := node.Decode(body, &req); err != nil {
 			return nil, err
 		}
-		if !ValidName(req.Account) {
+		if !imapi.ValidName(req.Account) {
 			return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 		}
 		if len(req.Alias) > imapi.MaxAlias || !utf8.ValidString(req.Alias) {
@@ -300,7 +301,7 @@ func (s *Service) friendAnswer(accept bool) handler {
 		}
 		ns, err := s.st.AnswerFriend(ctx, sess.AppKey, me, from, accept, req.Alias, []store.Notice{note(me, n), note(from, n)})
 		if err != nil {
-			return nil, storeErr(err, "friend request")
+			return nil, node.StoreErr(err, "friend request")
 		}
 		s.pushNotices(sess.AppKey, ns)
 		return nil, nil
@@ -309,10 +310,10 @@ func (s *Service) friendAnswer(accept bool) handler {
 
 func (s *Service) friendDelete(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.AccountRef
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
-	if !ValidName(req.Account) {
+	if !imapi.ValidName(req.Account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	n := imapi.Notice{Kind: imapi.NoticeFriendDeleted, From: sess.Account, To: req.Account}
@@ -321,7 +322,7 @@ func (s *Service) friendDelete(ctx context.Context, sess *imapi.Session, body []
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, imapi.Errorf(imapi.ErrNotFriends, "%s", req.Account)
 		}
-		return nil, storeErr(err, "friend")
+		return nil, node.StoreErr(err, "friend")
 	}
 	s.pushNotices(sess.AppKey, ns)
 	return nil, nil
@@ -329,10 +330,10 @@ func (s *Service) friendDelete(ctx context.Context, sess *imapi.Session, body []
 
 func (s *Service) friendAlias(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.FriendAliasReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
-	if !ValidName(req.Account) {
+	if !imapi.ValidName(req.Account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	if len(req.Alias) > imapi.MaxAlias || !utf8.ValidString(req.Alias) {
@@ -344,7 +345,7 @@ func (s *Service) friendAlias(ctx context.Context, sess *imapi.Session, body []b
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, imapi.Errorf(imapi.ErrNotFriends, "%s", req.Account)
 		}
-		return nil, storeErr(err, "friend")
+		return nil, node.StoreErr(err, "friend")
 	}
 	s.pushNotices(sess.AppKey, ns)
 	return nil, nil
@@ -358,7 +359,7 @@ func (s *Service) friendList(ctx context.Context, sess *imapi.Session, _ []byte)
 func (s *Service) Friends(ctx context.Context, appkey, account string) (*imapi.FriendListResp, error) {
 	fs, err := s.st.Friends(ctx, appkey, account)
 	if err != nil {
-		return nil, storeErr(err, "friends")
+		return nil, node.StoreErr(err, "friends")
 	}
 	out := &imapi.FriendListResp{Friends: make([]imapi.Friend, len(fs))}
 	for i, f := range fs {
@@ -370,7 +371,7 @@ func (s *Service) Friends(ctx context.Context, appkey, account string) (*imapi.F
 func (s *Service) friendRequests(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	rs, err := s.st.FriendRequests(ctx, sess.AppKey, sess.Account)
 	if err != nil {
-		return nil, storeErr(err, "friend requests")
+		return nil, node.StoreErr(err, "friend requests")
 	}
 	out := &imapi.FriendRequestsResp{Requests: make([]imapi.FriendRequest, len(rs))}
 	for i, r := range rs {
@@ -390,12 +391,12 @@ func (s *Service) ImportFriends(ctx context.Context, appkey, owner string, frien
 	if slices.Contains(fs, owner) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "friends: not the owner")
 	}
-	if err := s.requireUsers(ctx, appkey, append([]string{owner}, fs...)); err != nil {
+	if err := s.n.RequireUsers(ctx, appkey, append([]string{owner}, fs...)); err != nil {
 		return nil, err
 	}
 	n, err := s.st.FriendCount(ctx, appkey, owner)
 	if err != nil {
-		return nil, storeErr(err, "friends")
+		return nil, node.StoreErr(err, "friends")
 	}
 	if n+len(fs) > s.cfg.MaxFriends {
 		s.metrics.relLimits.WithLabelValues("friends").Inc()
@@ -410,7 +411,7 @@ func (s *Service) ImportFriends(ctx context.Context, appkey, owner string, frien
 		return out
 	})
 	if err != nil {
-		return nil, storeErr(err, "friends")
+		return nil, node.StoreErr(err, "friends")
 	}
 	s.pushNotices(appkey, ns)
 	if added == nil {
@@ -422,7 +423,7 @@ func (s *Service) ImportFriends(ctx context.Context, appkey, owner string, frien
 func (s *Service) blockSet(on bool) handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.AccountRef
-		if err := decode(body, &req); err != nil {
+		if err := node.Decode(body, &req); err != nil {
 			return nil, err
 		}
 		return nil, s.SetBlocked(ctx, sess.AppKey, sess.Account, req.Account, on)
@@ -432,7 +433,7 @@ func (s *Service) blockSet(on bool) handler {
 // SetBlocked adds target to owner's blacklist (on) or removes it. The
 // owner's devices get a blacklist notice; the target is not told.
 func (s *Service) SetBlocked(ctx context.Context, appkey, owner, target string, on bool) error {
-	if !ValidName(target) {
+	if !imapi.ValidName(target) {
 		return imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	if target == owner {
@@ -440,12 +441,12 @@ func (s *Service) SetBlocked(ctx context.Context, appkey, owner, target string, 
 	}
 	kind := imapi.NoticeBlockRemoved
 	if on {
-		if err := s.requireUsers(ctx, appkey, []string{target}); err != nil {
+		if err := s.n.RequireUsers(ctx, appkey, []string{target}); err != nil {
 			return err
 		}
 		list, err := s.st.Blacklist(ctx, appkey, owner)
 		if err != nil {
-			return storeErr(err, "blacklist")
+			return node.StoreErr(err, "blacklist")
 		}
 		if slices.Contains(list, target) {
 			return nil
@@ -458,7 +459,7 @@ func (s *Service) SetBlocked(ctx context.Context, appkey, owner, target string, 
 	}
 	_, ns, err := s.st.SetBlocked(ctx, appkey, owner, target, on, []store.Notice{note(owner, imapi.Notice{Kind: kind, From: owner, To: target})})
 	if err != nil {
-		return storeErr(err, "blacklist")
+		return node.StoreErr(err, "blacklist")
 	}
 	s.pushNotices(appkey, ns)
 	return nil
@@ -472,7 +473,7 @@ func (s *Service) blockList(ctx context.Context, sess *imapi.Session, _ []byte) 
 func (s *Service) Blacklist(ctx context.Context, appkey, owner string) (*imapi.AccountsResp, error) {
 	list, err := s.st.Blacklist(ctx, appkey, owner)
 	if err != nil {
-		return nil, storeErr(err, "blacklist")
+		return nil, node.StoreErr(err, "blacklist")
 	}
 	if list == nil {
 		list = []string{}
@@ -488,7 +489,7 @@ func muteConv(sess *imapi.Session, req *imapi.MuteReq) (string, error) {
 		if conv != "" {
 			return "", imapi.Errorf(imapi.ErrBadRequest, "conv_id or account, not both")
 		}
-		if !ValidName(req.Account) {
+		if !imapi.ValidName(req.Account) {
 			return "", imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 		}
 		conv = imapi.P2PConvID(sess.Account, req.Account)
@@ -506,7 +507,7 @@ func muteConv(sess *imapi.Session, req *imapi.MuteReq) (string, error) {
 func (s *Service) muteSet(on bool) handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.MuteReq
-		if err := decode(body, &req); err != nil {
+		if err := node.Decode(body, &req); err != nil {
 			return nil, err
 		}
 		conv, err := muteConv(sess, &req)
@@ -518,7 +519,7 @@ func (s *Service) muteSet(on bool) handler {
 			kind = imapi.NoticeMuteAdded
 			list, err := s.st.Mutes(ctx, sess.AppKey, sess.Account)
 			if err != nil {
-				return nil, storeErr(err, "mutes")
+				return nil, node.StoreErr(err, "mutes")
 			}
 			if slices.Contains(list, conv) {
 				return nil, nil
@@ -531,7 +532,7 @@ func (s *Service) muteSet(on bool) handler {
 		_, ns, err := s.st.SetMuted(ctx, sess.AppKey, sess.Account, conv, on,
 			[]store.Notice{note(sess.Account, imapi.Notice{Kind: kind, From: sess.Account, ConvID: conv})})
 		if err != nil {
-			return nil, storeErr(err, "mutes")
+			return nil, node.StoreErr(err, "mutes")
 		}
 		s.pushNotices(sess.AppKey, ns)
 		return nil, nil
@@ -541,7 +542,7 @@ func (s *Service) muteSet(on bool) handler {
 func (s *Service) muteList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	list, err := s.st.Mutes(ctx, sess.AppKey, sess.Account)
 	if err != nil {
-		return nil, storeErr(err, "mutes")
+		return nil, node.StoreErr(err, "mutes")
 	}
 	if list == nil {
 		list = []string{}
@@ -592,15 +593,15 @@ func (s *Service) markMuted(ctx context.Context, sess *imapi.Session, cs []imapi
 
 func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.NoticeSyncReq
-	if err := decode(body, &req); err != nil {
+	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
 	if req.AfterSeq < 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "after_seq: must not be negative")
 	}
-	ns, more, err := s.st.Notices(ctx, sess.AppKey, sess.Account, req.AfterSeq, s.pageLimit(req.Limit))
+	ns, more, err := s.st.Notices(ctx, sess.AppKey, sess.Account, req.AfterSeq, s.n.Page(req.Limit))
 	if err != nil {
-		return nil, storeErr(err, "notices")
+		return nil, node.StoreErr(err, "notices")
 	}
 	// Sequences are gap-free per account, so a first notice past
 	// after_seq+1 means the stream trimmed some the caller never got.
@@ -612,12 +613,12 @@ func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []by
 		// over from the stream's beginning, as after a trim.
 		last, err := s.st.LastNoticeSeq(ctx, sess.AppKey, sess.Account)
 		if err != nil {
-			return nil, storeErr(err, "notices")
+			return nil, node.StoreErr(err, "notices")
 		}
 		if last < req.AfterSeq {
 			reset = true
-			if ns, more, err = s.st.Notices(ctx, sess.AppKey, sess.Account, 0, s.pageLimit(req.Limit)); err != nil {
-				return nil, storeErr(err, "notices")
+			if ns, more, err = s.st.Notices(ctx, sess.AppKey, sess.Account, 0, s.n.Page(req.Limit)); err != nil {
+				return nil, node.StoreErr(err, "notices")
 			}
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -587,7 +588,7 @@ func dialMember(addr, src, keyID string, pub []byte, u int) (*link.Conn, error) 
 		c.Close()
 		return nil, err
 	}
-	tok := service.RoomTokenFor(benchSecret, benchAppKey, benchRoom, account(u), imapi.RoleMember, time.Now().Add(time.Hour))
+	tok := room.TokenFor(benchSecret, benchAppKey, benchRoom, account(u), imapi.RoleMember, time.Now().Add(time.Hour))
 	if err := call(imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: benchRoom, Token: tok, History: 1}); err != nil {
 		c.Close()
 		return nil, err

@@ -1,0 +1,55 @@
+package node
+
+import (
+	"encoding/json"
+
+	"github.com/longlink/longlink/core/imapi"
+)
+
+// Push publishes one push to every session of account. Pushes are
+// best-effort: a client that misses one catches up by sync.
+func (n *Node) Push(appkey, account string, op imapi.Op, body []byte, exceptSession string) {
+	if account == imapi.SystemAccount {
+		return
+	}
+	b := imapi.AppendBusPush(make([]byte, 0, 96+len(body)), &imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
+	if err := n.NATS.Publish(imapi.UserSubject(appkey, account), b); err != nil {
+		n.Metrics.PushErrors.Inc()
+		n.Log.Warn("push failed", "op", op.Name(), "err", err)
+		return
+	}
+	n.Metrics.pushes.WithLabelValues(op.Name()).Inc()
+}
+
+// PushAll sends v to every account; the sender's own session is skipped.
+func (n *Node) PushAll(sess *imapi.Session, accounts []string, op imapi.Op, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		n.Log.Error("encode push", "op", op.Name(), "err", err)
+		return
+	}
+	for _, a := range accounts {
+		except := ""
+		if a == sess.Account {
+			except = sess.SessionID
+		}
+		n.Push(sess.AppKey, a, op, body, except)
+	}
+}
+
+// PushSuper publishes one push on a super-group's subject: every gateway
+// holding members fans it out.
+func (n *Node) PushSuper(appkey, groupID string, op imapi.Op, v any, exceptSession string) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		n.Log.Error("encode push", "op", op.Name(), "err", err)
+		return
+	}
+	b, _ := json.Marshal(&imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
+	if err := n.NATS.Publish(imapi.SuperSubject(appkey, groupID), b); err != nil {
+		n.Metrics.PushErrors.Inc()
+		n.Log.Warn("super push failed", "op", op.Name(), "err", err)
+		return
+	}
+	n.Metrics.superPushes.Inc()
+}

@@ -1,0 +1,198 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/node"
+)
+
+// roomState is what a service node keeps about rooms: rate limiters and
+// the live gateways heard on imapi.GatewaySubject.
+type roomState struct {
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter // "appkey/room" and "appkey/room/account"
+	gateways map[string]gatewaySeen
+	sizes    map[string]roomCount // by "appkey/room"
+	sub      *nats.Subscription
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+type roomCount struct {
+	n  int
+	at time.Time
+}
+
+type gatewaySeen struct {
+	imapi.GatewayAnnounce
+	at time.Time
+}
+
+// maxLimiters bounds the limiter map; when full it starts over (a burst
+// of fresh buckets is the worst that happens).
+const maxLimiters = 200_000
+
+// Start listens to gateway announcements.
+func (s *Rooms) Start(context.Context) error {
+	s.limiters = map[string]*rate.Limiter{}
+	s.gateways = map[string]gatewaySeen{}
+	s.sizes = map[string]roomCount{}
+	sub, err := s.n.NATS.Subscribe(imapi.GatewaySubject, func(m *nats.Msg) {
+		var a imapi.GatewayAnnounce
+		if json.Unmarshal(m.Data, &a) != nil || a.ID == "" || len(a.Addresses) > 16 {
+			return
+		}
+		s.mu.Lock()
+		prev, known := s.gateways[a.ID]
+		s.gateways[a.ID] = gatewaySeen{GatewayAnnounce: a, at: s.n.Now()}
+		s.mu.Unlock()
+		if known && prev.Started != 0 && a.Started > prev.Started {
+			// Restarted under the same id: what it held before is gone.
+			s.dropGatewayPresence(a.ID, time.UnixMilli(a.Started), "restarted")
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("service: subscribe %s: %w", imapi.GatewaySubject, err)
+	}
+	s.sub = sub
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	go s.sweepGateways()
+	return nil
+}
+
+// Stop stops listening and sweeping.
+func (s *Rooms) Stop(context.Context) {
+	if s.sub != nil {
+		_ = s.sub.Unsubscribe()
+		s.sub = nil
+		close(s.stop)
+		<-s.done
+	}
+}
+
+// sweepGateways forgets gateways that stopped announcing themselves and
+// removes the room presence they recorded: a gateway that crashed never
+// sent the room.leave of its sessions. Every service node does it for the
+// gateways it has heard of; doing it twice is harmless.
+func (s *Rooms) sweepGateways() {
+	defer close(s.done)
+	t := time.NewTicker(max(s.cfg.GatewayTimeout.D()/4, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := s.n.Now()
+		var dead []string
+		s.mu.Lock()
+		for id, g := range s.gateways {
+			if now.Sub(g.at) > s.cfg.GatewayTimeout.D() {
+				dead = append(dead, id)
+				delete(s.gateways, id)
+			}
+		}
+		s.mu.Unlock()
+		for _, id := range dead {
+			s.dropGatewayPresence(id, now, "silent")
+		}
+	}
+}
+
+func (s *Rooms) dropGatewayPresence(id string, before time.Time, why string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.n.Cfg.RequestTimeout)
+	defer cancel()
+	n, err := s.n.Store.RemoveGatewayPresence(ctx, id, before)
+	if err != nil {
+		s.n.Log.Warn("room presence of a gone gateway not removed", "gateway", id, "err", err)
+		return
+	}
+	if n > 0 {
+		s.metrics.stalePresence.Add(float64(n))
+		s.n.Log.Info("room presence of a gone gateway removed", "gateway", id, "why", why, "sessions", n)
+	}
+}
+
+// allow takes a token from the bucket of key, made at r messages/s.
+func (s *Rooms) allow(key string, r float64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.limiters[key]
+	if l == nil || l.Limit() != rate.Limit(r) {
+		if len(s.limiters) >= maxLimiters {
+			clear(s.limiters)
+		}
+		l = rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r))))
+		s.limiters[key] = l
+	}
+	return l.AllowN(s.n.Now(), 1)
+}
+
+// EntryPoints returns the gateways a client should enter roomID
+// through, best first: those already holding most of the room's members
+// (so that the room stays on few gateways and each room message costs few
+// copies), then the least loaded live gateways while the first ones are
+// full or draining.
+func (s *Rooms) EntryPoints(ctx context.Context, appkey, roomID string) ([]EntryPoint, error) {
+	r, err := s.n.Store.Room(ctx, appkey, roomID)
+	if err != nil {
+		return nil, node.StoreErr(err, "room")
+	}
+	if r.Closed {
+		return nil, imapi.Errorf(imapi.ErrNotFound, "room closed")
+	}
+	held, err := s.n.Store.RoomGateways(ctx, appkey, roomID)
+	if err != nil {
+		return nil, node.StoreErr(err, "room")
+	}
+	now := s.n.Now()
+	s.mu.Lock()
+	var live []gatewaySeen
+	for _, g := range s.gateways {
+		if now.Sub(g.at) > s.cfg.GatewayTimeout.D() {
+			continue
+		}
+		if g.Draining || len(g.Addresses) == 0 || (g.Capacity > 0 && g.Sessions >= g.Capacity) {
+			continue
+		}
+		live = append(live, g)
+	}
+	s.mu.Unlock()
+	sort.Slice(live, func(i, j int) bool {
+		a, b := live[i], live[j]
+		if held[a.ID] != held[b.ID] {
+			return held[a.ID] > held[b.ID]
+		}
+		fa, fb := free(a.GatewayAnnounce), free(b.GatewayAnnounce)
+		if fa != fb {
+			return fa > fb
+		}
+		return a.ID < b.ID
+	})
+	if len(live) == 0 {
+		return nil, imapi.Errorf(imapi.ErrUnavailable, "no gateway is available")
+	}
+	out := make([]EntryPoint, 0, s.cfg.MaxEntryPoints)
+	for _, g := range live[:min(len(live), s.cfg.MaxEntryPoints)] {
+		out = append(out, EntryPoint{Gateway: g.ID, Addresses: g.Addresses, Members: held[g.ID]})
+	}
+	return out, nil
+}
+
+func free(a imapi.GatewayAnnounce) int {
+	if a.Capacity <= 0 {
+		return math.MaxInt32 - a.Sessions
+	}
+	return a.Capacity - a.Sessions
+}

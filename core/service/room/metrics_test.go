@@ -1,0 +1,25 @@
+package room
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/pkg/metricstest"
+)
+
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Vectors only show up once they have a child.
+	m.rooms.WithLabelValues("created").Inc()
+	m.enters.WithLabelValues("ok").Inc()
+	m.rateLimited.WithLabelValues("room").Inc()
+	m.refused.WithLabelValues("guest").Inc()
+	m.events.WithLabelValues("closed").Inc()
+	mfs := metricstest.Check(t, reg, "longlink_service_")
+	metricstest.InREADME(t, mfs, "../README.md")
+}
