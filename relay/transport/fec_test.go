@@ -56,24 +56,7 @@ func echoThroughLoss(t *testing.T, data, parity int, loss float64) (dropped int,
 		t.Fatal(err)
 	}
 	cli, _ := NewKCP(KCPConfig{ClusterKey: clusterKey, DataShards: data, ParityShards: parity})
-	ln, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept(ctx)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		s, err := c.AcceptStream(ctx)
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(s, s)
-		_ = s.Close()
-	}()
+	ln, _ := listenEcho(t, ctx, srv)
 	proxy := newRandomLossProxy(t, ln.Addr(), 20*time.Millisecond, 0, loss)
 	c, err := cli.Dial(ctx, proxy.front.LocalAddr().String())
 	if err != nil {

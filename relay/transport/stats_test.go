@@ -99,6 +99,33 @@ func (p *lossyProxy) down() {
 	}
 }
 
+// listenEcho listens on loopback with tr and echoes every stream of the
+// connections it accepts, which it also hands out.
+func listenEcho(t *testing.T, ctx context.Context, tr Transport) (Listener, <-chan Conn) {
+	t.Helper()
+	ln, err := tr.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan Conn, 1)
+	go func() {
+		c, err := ln.Accept(ctx)
+		if err != nil {
+			return
+		}
+		accepted <- c
+		for {
+			s, err := c.AcceptStream(ctx)
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(s, s); _ = s.Close() }()
+		}
+	}()
+	return ln, accepted
+}
+
 // TestConnStats runs real QUIC and KCP connections over a loopback proxy
 // that adds 10 ms of round trip and loss, and checks what both ends report.
 func TestConnStats(t *testing.T) {
@@ -124,26 +151,7 @@ func TestConnStats(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			ln, err := tc.pair[0].Listen("127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			accepted := make(chan Conn, 1)
-			go func() {
-				c, err := ln.Accept(ctx)
-				if err != nil {
-					return
-				}
-				accepted <- c
-				for {
-					s, err := c.AcceptStream(ctx)
-					if err != nil {
-						return
-					}
-					go func() { _, _ = io.Copy(s, s); _ = s.Close() }()
-				}
-			}()
+			ln, accepted := listenEcho(t, ctx, tc.pair[0])
 			const oneWay = 5 * time.Millisecond
 			proxy := newLossyProxy(t, ln.Addr(), oneWay, 8)
 			c, err := tc.pair[1].Dial(ctx, proxy.front.LocalAddr().String())

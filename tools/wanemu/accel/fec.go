@@ -41,32 +41,11 @@ type fecVariant struct {
 // phases, with the backbone's bytes counted per phase. The figures of both
 // variants come from the same run.
 func fecBench(ctx context.Context, log *slog.Logger, f flags) error {
-	cfg, err := wan.Load(f.world)
+	w, dir, stop, err := startWorld(ctx, log, f.world, "user", "edge", "core")
 	if err != nil {
 		return err
 	}
-	w, err := wan.New(cfg, wan.Deps{Logger: log})
-	if err != nil {
-		return err
-	}
-	for _, n := range []string{"user", "edge", "core"} {
-		if !w.Addr(n).IsValid() {
-			return fmt.Errorf("world %s has no node %q", f.world, n)
-		}
-	}
-	dir, err := os.MkdirTemp("", "accel-fec-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := w.Start(ctx); err != nil {
-		return err
-	}
-	defer func() {
-		if err := w.Shutdown(context.WithoutCancel(ctx)); err != nil {
-			log.Error("tearing down the world", "err", err)
-		}
-	}()
+	defer stop()
 	edge, core := w.Addr("edge").String(), w.Addr("core").String()
 	run, err := newLonglinkRun(ctx, w, dir, map[string]string{"edge": edge, "core": core})
 	if err != nil {

@@ -163,34 +163,11 @@ func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
 	if f.impl != "standin" && f.impl != "longlink" {
 		return fmt.Errorf("-impl %q: want standin or longlink", f.impl)
 	}
-	cfg, err := wan.Load(f.world)
+	w, dir, stop, err := startWorld(ctx, log, f.world, "user", "edge", "core")
 	if err != nil {
 		return err
 	}
-	w, err := wan.New(cfg, wan.Deps{Logger: log})
-	if err != nil {
-		return err
-	}
-	for _, n := range []string{"user", "edge", "core"} {
-		if !w.Addr(n).IsValid() {
-			return fmt.Errorf("world %s has no node %q", f.world, n)
-		}
-	}
-	// The directory outlives the world: its processes are gone before it is
-	// removed.
-	dir, err := os.MkdirTemp("", "accel-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := w.Start(ctx); err != nil {
-		return err
-	}
-	defer func() {
-		if err := w.Shutdown(context.WithoutCancel(ctx)); err != nil {
-			log.Error("tearing down the world", "err", err)
-		}
-	}()
+	defer stop()
 
 	ca, err := pki.NewCA("accel-standin")
 	if err != nil {
@@ -261,6 +238,37 @@ func orchestrate(ctx context.Context, log *slog.Logger, f flags) error {
 	}
 	printLinkStats(w)
 	return nil
+}
+
+// startWorld loads and starts the world in path, which must have the named
+// nodes, and makes a directory for the run's files. stop shuts the world
+// down, then removes the directory (which outlives the world's processes).
+func startWorld(ctx context.Context, log *slog.Logger, path string, nodes ...string) (w *wan.World, dir string, stop func(), err error) {
+	cfg, err := wan.Load(path)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if w, err = wan.New(cfg, wan.Deps{Logger: log}); err != nil {
+		return nil, "", nil, err
+	}
+	for _, n := range nodes {
+		if !w.Addr(n).IsValid() {
+			return nil, "", nil, fmt.Errorf("world %s has no node %q", path, n)
+		}
+	}
+	if dir, err = os.MkdirTemp("", "accel-"); err != nil {
+		return nil, "", nil, err
+	}
+	if err := w.Start(ctx); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return w, dir, func() {
+		if err := w.Shutdown(context.WithoutCancel(ctx)); err != nil {
+			log.Error("tearing down the world", "err", err)
+		}
+		os.RemoveAll(dir)
+	}, nil
 }
 
 // printLinkStats shows what the emulator did on each link direction, so a
