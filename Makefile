@@ -5,7 +5,7 @@
 GO ?= go
 TEST_TIMEOUT ?= 45m
 
-.PHONY: test test-deps unit vet build
+.PHONY: test test-deps unit vet build websdk
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -14,7 +14,7 @@ LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/longlink ./cmd/longlink
 
-test: test-deps vet
+test: test-deps vet websdk
 	LONGLINK_INTEGRATION=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 unit:
@@ -23,6 +23,12 @@ unit:
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# The Web SDK (core/sdk/web): type check, build, unit tests, the bundle size
+# budget, and the check that the bundle WebLink embeds and the API reference
+# are what the sources build. Its end-to-end tests run from cmd/longlink.
+websdk:
+	cd core/sdk/web && npm run ci
 
 test-deps:
 	./tools/testdeps/install.sh

@@ -222,6 +222,8 @@ type Deps struct {
 	// DemoLogins lets the WebLink demo page offer ready-made logins
 	// (longlink dev only: it hands out tokens).
 	DemoLogins func(ctx context.Context) ([]weblink.DemoLogin, error)
+	// DemoLBS are the LBS URLs the demo page's SDK asks (dev only).
+	DemoLBS []string
 	// PushHTTPClient, when set, is the push providers' HTTP client (tests
 	// point the providers at local stand-ins with their own certificate).
 	PushHTTPClient *http.Client
@@ -414,6 +416,7 @@ func (n *Node) Start(ctx context.Context) error {
 			return weblink.New(n.cfg.WebLink, weblink.Deps{
 				Gateway: n.gateway, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
 				DemoLogins: n.deps.DemoLogins,
+				DemoLBS:    n.deps.DemoLBS,
 			})
 		}))
 	}

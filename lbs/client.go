@@ -24,8 +24,16 @@ func (l *LBS) clientHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+lbsapi.PathQuery, l.handleQuery)
 	mux.HandleFunc("GET "+lbsapi.PathResolve, l.handleResolve)
-	return mux
+	// Browsers (the Web SDK) ask from the app's origin: the answers are
+	// public and carry no credentials, so any origin may read them. The
+	// queries are simple GETs, so no preflight comes.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Access-Control-Allow-Origin"] = anyOrigin
+		mux.ServeHTTP(w, r)
+	})
 }
+
+var anyOrigin = []string{"*"}
 
 var jsonBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -466,3 +467,21 @@ func TestHeartbeatsAndHysteresis(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+// TestQueryReadableFromBrowsers: the Web SDK asks from the app's page, so
+// every client-port answer (errors too) lets any origin read it.
+func TestQueryReadableFromBrowsers(t *testing.T) {
+	l := startSingle(t)
+	for _, params := range []string{"appkey=demo", "appkey=nope"} {
+		req, _ := http.NewRequest("GET", "http://"+l.ClientAddr().String()+lbsapi.PathQuery+"?"+params, nil)
+		req.Header.Set("Origin", "https://app.example.com")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+			t.Errorf("%s: Access-Control-Allow-Origin %q, want *", params, got)
+		}
+	}
+}

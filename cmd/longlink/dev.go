@@ -26,6 +26,7 @@ import (
 	"github.com/longlink/longlink/core/push"
 	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/core/weblink"
 	"github.com/longlink/longlink/edge"
 	"github.com/longlink/longlink/edge/turn"
@@ -146,16 +147,25 @@ func runDev(ctx context.Context, args []string) error {
 	dc.Core.LBS = report("core-gw")
 	edgeReport := report("edge-1")
 	dc.Edge.LBS = &edgeReport
-	node, err := core.New(dc.Core, core.Deps{
+	var node *core.Node
+	node, err = core.New(dc.Core, core.Deps{
 		Logger: log, Registerer: reg, Gatherer: reg,
 		Egress: relay.Deps{Logger: log, Registerer: reg, TLS: tlsCfg, ClusterKey: clusterKey},
-		DemoLogins: func(context.Context) ([]weblink.DemoLogin, error) {
+		DemoLogins: func(ctx context.Context) ([]weblink.DemoLogin, error) {
 			out := make([]weblink.DemoLogin, 0, len(devUsers))
 			for _, u := range devUsers {
-				out = append(out, weblink.DemoLogin{AppKey: devAppKey, Account: u, Token: st.Tokens[u]})
+				// The dev server plays the app's server: a fresh entry token
+				// for the demo chatroom with each page load.
+				rt, err := node.Service().Rooms().IssueToken(ctx, devAppKey, devRoom, u, imapi.RoleMember, time.Hour)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, weblink.DemoLogin{AppKey: devAppKey, Account: u, Token: st.Tokens[u],
+					Rooms: []weblink.DemoRoom{{RoomID: devRoom, Token: rt.Token}}})
 			}
 			return out, nil
 		},
+		DemoLBS: []string{"http://" + dc.LBS.ClientListen},
 	})
 	if err != nil {
 		return err
@@ -195,6 +205,9 @@ func runDev(ctx context.Context, args []string) error {
 		for _, u := range users {
 			st.Tokens[u.Account] = u.Token
 		}
+		if err := devDemoRoom(ctx, node.Service().Rooms()); err != nil {
+			return err
+		}
 		if err := saveDevState(*dir, st); err != nil {
 			return err
 		}
@@ -215,6 +228,19 @@ func runDev(ctx context.Context, args []string) error {
 		return nil
 	}})
 	return serve(ctx, log, g, cf.shutdown, nil)
+}
+
+// devRoom is the chatroom of the demo page, owned by alice.
+const devRoom = "lobby"
+
+// devDemoRoom opens the demo chatroom unless an earlier start did.
+func devDemoRoom(ctx context.Context, rooms *room.Rooms) error {
+	_, err := rooms.Create(ctx, devAppKey, &room.CreateReq{RoomID: devRoom, Name: "Lobby", Owner: "alice"})
+	var ie *imapi.Error
+	if err != nil && !(errors.As(err, &ie) && ie.Code == imapi.ErrConflict) {
+		return fmt.Errorf("demo chatroom: %w", err)
+	}
+	return nil
 }
 
 // devInfo is what a developer needs to connect to `longlink dev`.
@@ -462,6 +488,13 @@ func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	// Everything in dev runs on loopback, so the demo clients' relayed
 	// addresses are loopback peers; production keeps loopback denied.
 	e.TURN.Peers.Allow = []string{"127.0.0.0/8"}
+	// The demo page's SDK races the LBS's WebLink entry points, the edge's
+	// and the core's, from a page served by either (the edge passes the
+	// requests through to the core's WebLink, which checks the origin).
+	for _, l := range []string{c.WebLink.Listen, e.WebLink.Listen} {
+		_, port, _ := net.SplitHostPort(l)
+		c.WebLink.AllowedOrigins = append(c.WebLink.AllowedOrigins, "http://"+l, "http://localhost:"+port)
+	}
 	return devConfig{LBS: l, Core: c, Relay: r, Edge: e}, nil
 }
 

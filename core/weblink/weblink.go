@@ -34,6 +34,14 @@ type DemoLogin struct {
 	AppKey  string `json:"appkey"`
 	Account string `json:"account"`
 	Token   string `json:"token"`
+	// Rooms are chatrooms the page offers, with an entry token for Account.
+	Rooms []DemoRoom `json:"rooms,omitempty"`
+}
+
+// DemoRoom is a chatroom the demo page can enter.
+type DemoRoom struct {
+	RoomID string `json:"room_id"`
+	Token  string `json:"token"`
 }
 
 // Deps are WebLink's injected dependencies.
@@ -47,6 +55,9 @@ type Deps struct {
 	// DemoLogins, when set, lets the demo page offer these logins
 	// (GET /demo/config.json). Only for development setups: it hands out tokens.
 	DemoLogins func(ctx context.Context) ([]DemoLogin, error)
+	// DemoLBS are the LBS URLs the demo page's SDK asks for entry points
+	// (its own origin is the default link).
+	DemoLBS []string
 }
 
 // WebLink is a running WebLink server: a lifecycle.Component.
@@ -104,6 +115,7 @@ func New(cfg Config, deps Deps) (*WebLink, error) {
 	path := w.sio.Config().Path
 	w.mux.HandleFunc("GET "+path+"socket.io.min.js", serveClientBundle)
 	w.mux.HandleFunc("GET "+path+"socket.io.js", serveClientBundle)
+	w.mux.HandleFunc("GET /sdk/longlink.min.js", serveSDKBundle)
 	w.mux.Handle(path, w.sio)
 	if *cfg.DemoPage {
 		w.mux.HandleFunc("GET /{$}", serveDemoPage)

@@ -226,7 +226,8 @@ func TestLoginRefused(t *testing.T) {
 func TestDemoPageAndBundle(t *testing.T) {
 	c := startCore(t, nil)
 	for _, tt := range []struct{ path, ctype, contains string }{
-		{"/", "text/html; charset=utf-8", "socket.io.min.js"},
+		{"/", "text/html; charset=utf-8", "/sdk/longlink.min.js"},
+		{"/sdk/longlink.min.js", "application/javascript; charset=utf-8", "var Longlink="},
 		{"/socket.io/socket.io.min.js", "application/javascript; charset=utf-8", "Socket.IO v4"},
 		{"/socket.io/socket.io.js", "application/javascript; charset=utf-8", "Socket.IO v4"},
 		{"/demo/config.json", "application/json", `"account":"alice"`},

@@ -1,7 +1,8 @@
-// The demo page in headless Chromium (Debian's, driven by playwright-core):
-// alice and bob log in with the offered demo logins and chat. Run by
-// TestDemoPageChromium with DEMO_URL; SCREENSHOT, when set, is where a
-// picture of alice's page goes.
+// The demo page (built on the Web SDK, core/sdk/web) in headless Chromium
+// (Debian's, driven by playwright-core): alice and bob log in with the
+// offered demo logins and chat; bob sees the conversation with an unread
+// count, opens it (history on open) and answers. Run by TestDemoPageChromium
+// with DEMO_URL; SCREENSHOT, when set, is where a picture of bob's page goes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
@@ -23,27 +24,35 @@ test("two users chat on the demo page", async () => {
       await page.goto(URL);
       await page.click(`#presets button[data-account="${who}"]`);
       await page.click("#loginBtn");
-      await page.waitForSelector("#chat:not([hidden])", { timeout: 20000 });
+      await page.waitForSelector("#app:not([hidden])", { timeout: 20000 });
       assert.equal(await page.textContent("#me"), who);
+      // The connection state reads as state, not as an error.
+      await page.waitForSelector('#conn[data-state="connected"]', { timeout: 20000 });
       pages[who] = page;
     }
-    // The official client upgrades to WebSocket after logging in over polling.
-    await pages.alice.waitForFunction(() => document.getElementById("status").textContent.includes("websocket"), null, { timeout: 20000 });
 
+    await pages.alice.fill("#peer", "bob");
+    await pages.alice.click("#chatBtn");
     await pages.alice.fill("#text", "hello bob");
     await pages.alice.click("#sendBtn");
-    await pages.bob.waitForSelector("text=alice: hello bob", { timeout: 20000 });
-    const seqAtBob = await pages.bob.textContent("#log .msg.peer .seq");
-    const seqAtAlice = await pages.alice.textContent("#log .msg.me .seq");
+    const seqAtAlice = await (await pages.alice.waitForSelector("#log .msg.me .seq", { timeout: 20000 })).textContent();
     assert.match(seqAtAlice, /^#\d+$/);
-    assert.equal(seqAtBob, seqAtAlice); // the sender's ack and the push carry the same sequence
+
+    // bob's conversation list shows alice with one unread message.
+    const badge = await pages.bob.waitForSelector('#convs li:has(.name:text-is("alice")) .badge:not(:empty)', { timeout: 20000 });
+    assert.equal(await badge.textContent(), "1");
+    await pages.bob.click('#convs li:has(.name:text-is("alice"))');
+    await pages.bob.waitForSelector("text=alice: hello bob", { timeout: 20000 });
+    // History on open carries the sequence the sender's ack had; reading clears the badge.
+    assert.equal(await pages.bob.textContent("#log .msg.peer .seq"), seqAtAlice);
+    await pages.bob.waitForSelector('#convs li:has(.name:text-is("alice")) .badge:empty', { state: "attached", timeout: 20000 });
 
     await pages.bob.fill("#text", "hi alice");
     await pages.bob.click("#sendBtn");
     await pages.alice.waitForSelector("text=bob: hi alice", { timeout: 20000 });
     // The conversation's sequence goes on from the first message.
     assert.equal(await pages.alice.textContent("#log .msg.peer .seq"), "#" + (Number(seqAtAlice.slice(1)) + 1));
-    if (process.env.SCREENSHOT) await pages.alice.screenshot({ path: process.env.SCREENSHOT });
+    if (process.env.SCREENSHOT) await pages.bob.screenshot({ path: process.env.SCREENSHOT });
   } finally {
     await browser.close();
   }

@@ -1,0 +1,350 @@
+import { afterEach, describe, expect, test, vi } from "vitest";
+import { Client, ClientError, ConvType, ErrorKind, ServerError, type ClientOptions, type Message } from "../src/index.js";
+import { FakeServer, MemoryStorage } from "./fake.js";
+
+const clients: Client[] = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+});
+
+function client(srv: FakeServer, o: Partial<ClientOptions> = {}): Client {
+  const c = new Client({
+    appKey: "demo",
+    account: "alice",
+    token: "t",
+    addresses: ["ws://a"],
+    dialer: srv.dialer,
+    storage: null,
+    backoffMinMs: 5,
+    backoffMaxMs: 20,
+    raceDelayMs: 20,
+    gapWaitMs: 20,
+    requestTimeoutMs: 2000,
+    ...o,
+  });
+  clients.push(c);
+  return c;
+}
+
+function record(c: Client): Message[] {
+  const got: Message[] = [];
+  c.on("message", (m) => got.push(m));
+  return got;
+}
+
+const texts = (ms: Message[]) => ms.map((m) => (m.body as { text: string }).text);
+
+describe("options", () => {
+  test("refuses a client without credentials or a way to find a server", () => {
+    expect(() => new Client({ appKey: "demo", account: "a", token: "t" })).toThrow(/lbs, addresses or defaultLink/);
+    expect(() => new Client({ appKey: "", account: "a", token: "t", addresses: ["x"] })).toThrow(/required/);
+  });
+});
+
+describe("connection", () => {
+  test("logs in with the login request, device id and SDK version", async () => {
+    const srv = new FakeServer();
+    const c = client(srv, { platform: "test" });
+    await c.start();
+    expect(c.state).toBe("connected");
+    expect(srv.conns[0]!.req).toEqual({
+      appkey: "demo",
+      account: "alice",
+      token: "t",
+      device_id: "alice-web",
+      device_type: "web",
+      sdk_version: "web-1.0.0",
+      platform: "test",
+    });
+    expect(c.sessionId).toBe("s1");
+  });
+
+  test("races candidates: a hanging one is overtaken, only the winner logs in", async () => {
+    const srv = new FakeServer();
+    srv.hang.add("ws://slow");
+    const c = client(srv, { addresses: ["ws://slow", "ws://fast"] });
+    const states: string[] = [];
+    c.on("state", (s) => states.push(s.state + (s.url ? ` ${s.url}` : "")));
+    await c.start();
+    expect(srv.opened).toEqual(["ws://slow", "ws://fast"]);
+    expect(srv.conns.map((x) => x.url)).toEqual(["ws://fast"]);
+    expect(states).toEqual(["connecting", "connected ws://fast"]);
+  });
+
+  test("falls back to the default link when every candidate fails", async () => {
+    const srv = new FakeServer();
+    srv.down.add("ws://a");
+    const c = client(srv, { defaultLink: "ws://default" });
+    await c.start();
+    expect(srv.conns[0]!.url).toBe("ws://default");
+  });
+
+  test("a refused login stops the client with an auth error", async () => {
+    const srv = new FakeServer();
+    srv.loginCode = 401;
+    const c = client(srv);
+    const err = await c.start().catch((e) => e);
+    expect(err).toBeInstanceOf(ClientError);
+    expect(err.kind).toBe(ErrorKind.Auth);
+    expect((err.cause as ServerError).code).toBe(401);
+    expect(c.state).toBe("stopped");
+  });
+
+  test("reconnects after a lost connection with backoff, reporting the state", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    const states: { state: string; retryInMs?: number }[] = [];
+    c.on("state", (s) => states.push(s));
+    await c.start();
+    srv.down.add("ws://a");
+    srv.cut(srv.conns[0]!);
+    await vi.waitFor(() => expect(states.filter((s) => s.state === "disconnected").length).toBeGreaterThanOrEqual(2));
+    srv.down.delete("ws://a");
+    await vi.waitFor(() => expect(c.state).toBe("connected"));
+    const d = states.find((s) => s.state === "disconnected")!;
+    expect(d.retryInMs).toBeGreaterThan(0);
+    expect(d.retryInMs).toBeLessThanOrEqual(21);
+    expect(srv.conns.length).toBe(2);
+  });
+
+  test("a kick by another device stops the client; a draining kick reconnects", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    await c.start();
+    const conn = srv.conns[0]!;
+    conn.h.push("kick", { code: 503, reason: "server draining" });
+    srv.cut(conn);
+    await vi.waitFor(() => expect(srv.live().length).toBe(1));
+    await c.waitConnected();
+    srv.live()[0]!.h.push("kick", { code: 1002, reason: "logged in on another device" });
+    srv.cut(srv.live()[0]!);
+    await vi.waitFor(() => expect(c.state).toBe("stopped"));
+    const err = await c.waitConnected().catch((e) => e);
+    expect(err.kind).toBe(ErrorKind.Kicked);
+    expect(srv.conns.length).toBe(2);
+  });
+});
+
+describe("durable sends", () => {
+  test("resolve with the server's id and seq; the sent event carries the message", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    const sent: string[] = [];
+    c.on("sent", (e) => sent.push(`${e.message.conv_id}#${e.ack.seq}:${(e.message.body as any).text}`));
+    await c.start();
+    const ack = await c.sendText(ConvType.P2P, "bob", "hi");
+    expect(ack).toMatchObject({ conv_id: "p:alice:bob", seq: 1 });
+    expect(sent).toEqual(["p:alice:bob#1:hi"]);
+    expect(c.pending).toBe(0);
+  });
+
+  test("are resent after a reconnect with the same client_msg_id, in order, and stored once", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    await c.start();
+    // The first connection swallows sends (never answers): they are out when it dies.
+    srv.handlers.send = (conn) => (conn === srv.conns[0] ? new Promise(() => {}) : undefined);
+    const p = [1, 2, 3].map((i) => c.sendText(ConvType.P2P, "bob", `m${i}`));
+    await vi.waitFor(() => expect(srv.conns[0]!.ops.filter((o) => o.op === "send").length).toBe(3));
+    srv.cut(srv.conns[0]!);
+    const acks = await Promise.all(p);
+    expect(acks.map((a) => a.seq)).toEqual([1, 2, 3]);
+    const first = srv.conns[0]!.ops.filter((o) => o.op === "send").map((o) => o.body.client_msg_id);
+    const again = srv.conns[1]!.ops.filter((o) => o.op === "send").map((o) => o.body.client_msg_id);
+    expect(again).toEqual(first);
+    expect(srv.msgs.get("p:alice:bob")!.map((m) => (m.body as any).text)).toEqual(["m1", "m2", "m3"]);
+  });
+
+  test("an overloaded server's refusals are resent after a pause, keeping the order", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    await c.start();
+    srv.overloadCount = 2;
+    const acks = await Promise.all(["a", "b", "c", "d"].map((t) => c.sendText(ConvType.P2P, "bob", t)));
+    expect(acks.map((a) => a.seq)).toEqual([1, 2, 3, 4]);
+    expect(srv.msgs.get("p:alice:bob")!.map((m) => (m.body as any).text)).toEqual(["a", "b", "c", "d"]);
+  });
+
+  test("a refusal for good fails the send and emits sendFailed", async () => {
+    const srv = new FakeServer();
+    srv.handlers.send = () => ({ code: 1101, message: "blocked" });
+    const c = client(srv);
+    const failed: string[] = [];
+    c.on("sendFailed", (e) => failed.push(e.clientMsgId));
+    await c.start();
+    const err = await c.send({ conv_type: 1, to: "bob", body: { text: "x" }, client_msg_id: "cm1" }).catch((e) => e);
+    expect(err).toBeInstanceOf(ServerError);
+    expect(err.code).toBe(1101);
+    expect(failed).toEqual(["cm1"]);
+  });
+
+  test("the send queue is bounded", async () => {
+    const srv = new FakeServer();
+    const c = client(srv, { sendQueue: 1 });
+    const first = c.sendText(1, "bob", "queued");
+    const err = await c.sendText(1, "bob", "refused").catch((e) => e);
+    expect(err.kind).toBe(ErrorKind.SendQueueFull);
+    await c.start();
+    await first;
+  });
+
+  test("close fails what is unacknowledged", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    const p = c.sendText(1, "bob", "never");
+    c.close();
+    expect((await p.catch((e) => e)).kind).toBe(ErrorKind.Closed);
+  });
+});
+
+describe("delivery in order, once", () => {
+  test("holds a push ahead of a gap and syncs the gap", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    const got = record(c);
+    await c.start();
+    const m1 = srv.store("bob", "alice", "one");
+    const m2 = srv.store("bob", "alice", "two");
+    const m3 = srv.store("bob", "alice", "three");
+    srv.push("message", m1);
+    srv.push("message", m3); // m2's push is lost
+    srv.push("message", m1); // a duplicate
+    await vi.waitFor(() => expect(texts(got)).toEqual(["one", "two", "three"]));
+    srv.push("message", m2);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(texts(got)).toEqual(["one", "two", "three"]);
+    expect(c.lastSeqs()).toEqual({ "p:alice:bob": 3 });
+  });
+
+  test("after a reconnect syncs what was missed, exactly once, and not its own messages", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    const got = record(c);
+    await c.start();
+    await c.sendText(1, "bob", "mine");
+    srv.push("message", srv.store("bob", "alice", "before"));
+    await vi.waitFor(() => expect(texts(got)).toEqual(["before"]));
+    srv.cut(srv.conns[0]!);
+    for (const t of ["while", "away"]) srv.store("bob", "alice", t);
+    await vi.waitFor(() => expect(texts(got)).toEqual(["before", "while", "away"]));
+    await vi.waitFor(() => expect(srv.conns.length).toBe(2));
+    const syncs = srv.conns[1]!.ops.filter((o) => o.op === "sync");
+    expect(syncs.map((o) => o.body.after_seq)).toEqual([2]);
+  });
+
+  test("syncs page by page from stored positions", async () => {
+    const srv = new FakeServer();
+    for (let i = 1; i <= 5; i++) srv.store("bob", "alice", `m${i}`);
+    const storage = new MemoryStorage();
+    storage.setItem("longlink.pos.demo.alice", JSON.stringify({ seqs: { "p:alice:bob": 2 }, notice: 0 }));
+    const c = client(srv, { storage, syncPageSize: 2 });
+    const got = record(c);
+    await c.start();
+    await vi.waitFor(() => expect(texts(got)).toEqual(["m3", "m4", "m5"]));
+    await vi.waitFor(() => expect(JSON.parse(storage.getItem("longlink.pos.demo.alice")!).seqs).toEqual({ "p:alice:bob": 5 }));
+  });
+});
+
+describe("conversations", () => {
+  test("keeps unread counts: the list's, then new messages, then reads", async () => {
+    const srv = new FakeServer();
+    srv.store("bob", "alice", "old");
+    const c = client(srv, { lastSeqs: { "p:alice:bob": 1 } });
+    const unread: number[] = [];
+    c.on("conversation", (cv) => unread.push(cv.unread));
+    await c.start();
+    await vi.waitFor(() => expect(c.conversations()).toHaveLength(1));
+    expect(c.conversations()[0]).toMatchObject({ peer: "bob", unread: 1, last_seq: 1 });
+    srv.push("message", srv.store("bob", "alice", "new"));
+    await vi.waitFor(() => expect(c.conversations()[0]!.unread).toBe(2));
+    await c.sendText(1, "bob", "reply");
+    expect(c.conversations()[0]).toMatchObject({ unread: 2, last_seq: 3 });
+    await c.markRead("p:alice:bob", 3);
+    expect(c.conversations()[0]!.unread).toBe(0);
+    expect(unread.at(-1)).toBe(0);
+    const page = await c.history("p:alice:bob", { limit: 2 });
+    expect(page.messages.map((m) => m.seq)).toEqual([3, 2]);
+    expect(page.has_more).toBe(true);
+  });
+});
+
+describe("chatrooms", () => {
+  test("an enter holds early batches back and delivers only what follows its history", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    const seqs: number[] = [];
+    c.on("roomMessages", (b) => seqs.push(...b.messages.map((m) => m.seq)));
+    await c.start();
+    srv.roomMessage("lobby", "bob", "1");
+    const m2 = srv.roomMessage("lobby", "bob", "2");
+    srv.handlers["room.enter"] = (conn) => {
+      conn.h.push("room.messages", { room_id: "lobby", messages: [m2] }); // before the answer, also in the history
+      const m3 = srv.roomMessage("lobby", "bob", "3");
+      conn.h.push("room.messages", { room_id: "lobby", messages: [m3] });
+      return undefined;
+    };
+    const resp = await c.roomEnter("lobby", "tok", 10);
+    expect(resp.history.map((m) => m.seq)).toEqual([1, 2, 3]);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(seqs).toEqual([]);
+    srv.handlers["room.enter"] = () => undefined;
+    srv.push("room.messages", { room_id: "lobby", messages: [srv.roomMessage("lobby", "bob", "4")] });
+    await vi.waitFor(() => expect(seqs).toEqual([4]));
+    expect(c.rooms()).toEqual(["lobby"]);
+  });
+
+  test("re-enters after a reconnect and delivers what was missed once", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    const seqs: number[] = [];
+    const rejoins: any[] = [];
+    c.on("roomMessages", (b) => seqs.push(...b.messages.map((m) => m.seq)));
+    c.on("roomRejoin", (r) => rejoins.push(r));
+    await c.start();
+    await c.roomEnter("lobby", "tok", 10);
+    srv.push("room.messages", { room_id: "lobby", messages: [srv.roomMessage("lobby", "bob", "1")] });
+    await vi.waitFor(() => expect(seqs).toEqual([1]));
+    srv.cut(srv.conns[0]!);
+    srv.roomMessage("lobby", "bob", "2");
+    await vi.waitFor(() => expect(seqs).toEqual([1, 2]));
+    expect(rejoins).toEqual([{ room_id: "lobby", role: "member", gap: false }]);
+    const enters = srv.conns[1]!.ops.filter((o) => o.op === "room.enter");
+    expect(enters.map((o) => o.body)).toEqual([{ room_id: "lobby", token: "tok", history: 50 }]);
+  });
+});
+
+describe("notices", () => {
+  test("delivers pushed notices in order and syncs a gap", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    const got: number[] = [];
+    c.on("notice", (n) => got.push(n.seq));
+    srv.notices = [{ seq: 1, kind: "friend.request", time: 1 }];
+    await c.start();
+    await vi.waitFor(() => expect(got).toEqual([1]));
+    srv.notices.push({ seq: 2, kind: "friend.added", time: 2 }, { seq: 3, kind: "system", time: 3 });
+    srv.push("notice", srv.notices[2]);
+    await vi.waitFor(() => expect(got).toEqual([1, 2, 3]));
+    expect(c.lastNoticeSeq()).toBe(3);
+  });
+});
+
+describe("requests", () => {
+  test("server refusals are ServerErrors with the code", async () => {
+    const srv = new FakeServer();
+    const c = client(srv);
+    await c.start();
+    const err = await c.request("no.such.op").catch((e) => e);
+    expect(err).toBeInstanceOf(ServerError);
+    expect(err.code).toBe(1003);
+  });
+
+  test("time out when no connection comes", async () => {
+    const srv = new FakeServer();
+    srv.down.add("ws://a");
+    const c = client(srv);
+    void c.start().catch(() => {});
+    const err = await c.request("heartbeat", {}, { timeoutMs: 30 }).catch((e) => e);
+    expect(err.kind).toBe(ErrorKind.Timeout);
+  });
+});

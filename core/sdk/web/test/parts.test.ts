@@ -1,0 +1,110 @@
+import { describe, expect, test } from "vitest";
+import { LBSClient } from "../src/lbs.js";
+import { race } from "../src/race.js";
+import { SendWindow } from "../src/window.js";
+import { Code, p2pConvId } from "../src/index.js";
+import { MemoryStorage } from "./fake.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("race", () => {
+  test("staggers attempts and takes the first success; a late one is discarded", async () => {
+    const started: string[] = [];
+    const discarded: string[] = [];
+    const t0 = Date.now();
+    const got = await race(
+      ["slow", "fast", "never"],
+      3,
+      30,
+      async (x, signal) => {
+        started.push(`${x}@${Math.round((Date.now() - t0) / 30)}`);
+        await sleep(x === "slow" ? 80 : 5);
+        if (signal.aborted && x !== "slow") throw new Error("aborted");
+        return x;
+      },
+      (late) => discarded.push(late),
+    );
+    expect(got).toBe("fast");
+    expect(started).toEqual(["slow@0", "fast@1"]);
+    await sleep(100);
+    expect(discarded).toEqual(["slow"]);
+  });
+
+  test("starts the next at once when one fails, and reports every failure", async () => {
+    const t0 = Date.now();
+    const err = await race(["a", "b"], 2, 10_000, async (x) => {
+      throw new Error(`${x} failed`);
+    }).catch((e) => e);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(err).toBeInstanceOf(AggregateError);
+    expect(err.message).toBe("Error: a failed; Error: b failed");
+  });
+});
+
+describe("send window", () => {
+  test("slow start, halving once per flight, draining before new sends", () => {
+    const w = new SendWindow(2, 8);
+    expect(w.room()).toBe(2);
+    const a = w.take();
+    const b = w.take();
+    expect(w.room()).toBe(0);
+    w.acked(a);
+    w.acked(b);
+    expect(w.cwnd).toBe(4);
+    const n = [w.take(), w.take(), w.take(), w.take()];
+    expect(w.refused(n[0]!)).toBe(true);
+    expect(w.cwnd).toBe(2);
+    expect(w.refused(n[1]!)).toBe(false); // the same flight: no second cut
+    expect(w.room()).toBe(0); // draining
+    w.acked(n[2]!);
+    w.acked(n[3]!);
+    expect(w.room()).toBe(Math.floor(w.cwnd));
+    expect(w.cuts).toBe(0);
+  });
+});
+
+describe("LBS client", () => {
+  function lbs(answers: Record<string, unknown>, storage = new MemoryStorage(), now = () => 1_000_000) {
+    const asked: string[] = [];
+    const fetch = (async (url: string) => {
+      asked.push(url);
+      const base = url.slice(0, url.indexOf("/v1/"));
+      const a = answers[base];
+      if (!a) throw new Error("unreachable");
+      return new Response(JSON.stringify(a), { status: 200 });
+    }) as unknown as typeof globalThis.fetch;
+    const c = new LBSClient({ servers: Object.keys(answers).concat(["http://dead"]), appKey: "demo", env: "prod", sdkVersion: "web-1.0.0", storage, fetch, now, staggerMs: 10 });
+    return { c, asked, storage };
+  }
+  const answer = { appkey: "demo", ttl: 60, weblink: [{ id: "edge", url: "http://edge" }, { id: "core", url: "http://core", fallback: true }] };
+
+  test("asks with appkey, env and SDK version, and keeps the answer in storage", async () => {
+    const { c, asked, storage } = lbs({ "http://lbs": answer });
+    expect(await c.resolve()).toEqual({ urls: ["http://edge", "http://core"], source: "lbs" });
+    expect(asked).toEqual(["http://lbs/v1/lbs?appkey=demo&env=prod&sdk=web-1.0.0"]);
+    expect(JSON.parse(storage.getItem("longlink.lbs.demo.prod")!).answer).toEqual(answer);
+  });
+
+  test("answers from the cache at once next time, refreshing it in the background when older than its TTL", async () => {
+    const storage = new MemoryStorage();
+    storage.setItem("longlink.lbs.demo.prod", JSON.stringify({ at: 1_000_000 - 120_000, answer }));
+    const { c, asked } = lbs({ "http://lbs": { ...answer, weblink: [{ id: "new", url: "http://new" }] } }, storage);
+    expect(await c.resolve()).toEqual({ urls: ["http://edge", "http://core"], source: "cache" });
+    await c.refresh();
+    expect(asked.length).toBe(1);
+    expect((await c.resolve()).urls).toEqual(["http://new"]);
+  });
+
+  test("fails when no LBS answers and nothing is cached", async () => {
+    const { c } = lbs({});
+    await expect(c.resolve()).rejects.toThrow();
+  });
+});
+
+describe("contract constants", () => {
+  test("codes and conversation ids match core/imapi", () => {
+    expect(Code.Kicked).toBe(1002);
+    expect(Code.InviteForbidden).toBe(1202);
+    expect(p2pConvId("bob", "alice")).toBe("p:alice:bob");
+  });
+});
