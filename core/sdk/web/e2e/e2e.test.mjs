@@ -93,22 +93,20 @@ test("two browser users chat, one through the edge, one directly", async () => {
 });
 
 test("the demo page asks the LBS and connects to one of its entry points", async () => {
+  // carol's demo page stays open: the restart test watches its connection state.
   const ctx = await browser.newContext();
-  try {
-    const page = await ctx.newPage();
-    await page.goto(directURL + "/");
-    await page.click('#presets button[data-account="carol"]');
-    await page.click("#loginBtn");
-    await page.waitForSelector('#conn[data-state="connected"]', { timeout: 20000 });
-    // The answer is cached for the next page load.
-    const cached = await page.evaluate(() => JSON.parse(localStorage.getItem("longlink.lbs.demo.")));
-    const urls = cached.answer.weblink.map((e) => e.url);
-    assert.deepEqual(urls, [edgeURL, directURL]);
-    const via = (await page.textContent("#conn")).replace("connected via ", "http://");
-    assert.ok(urls.includes(via), `connected via ${via}`);
-  } finally {
-    await ctx.close();
-  }
+  const page = await ctx.newPage();
+  pages.demo = { page, ctx };
+  await page.goto(directURL + "/");
+  await page.click('#presets button[data-account="carol"]');
+  await page.click("#loginBtn");
+  await page.waitForSelector('#conn[data-state="connected"]', { timeout: 20000 });
+  // The answer is cached for the next page load.
+  const cached = await page.evaluate(() => JSON.parse(localStorage.getItem("longlink.lbs.demo.")));
+  const urls = cached.answer.weblink.map((e) => e.url);
+  assert.deepEqual(urls, [edgeURL, directURL]);
+  const via = (await page.textContent("#conn")).replace("connected via ", "http://");
+  assert.ok(urls.includes(via), `connected via ${via}`);
 });
 
 test("offline, messages arrive, back online: each exactly once, in order", async () => {
@@ -145,11 +143,16 @@ test("the core is killed and restarted mid-conversation: nothing acked is lost",
   await alice.waitForFunction(() => window.acks.length >= 5, null, { timeout: 20000 });
   dev.p.kill("SIGKILL");
   await dev.exited;
+  // The demo page shows the reconnecting as a state, with the next attempt.
+  const demo = pages.demo.page;
+  await demo.waitForSelector('#conn[data-state="disconnected"]', { timeout: 20000 });
+  assert.match(await demo.textContent("#conn"), /^offline, reconnecting in \d+\.\d s$/);
   dev = await startDev(BIN, dir);
   await alice.evaluate(() => window.sending);
   const acks = await alice.evaluate(() => window.acks.map((a) => a.seq).sort((a, b) => a - b));
   assert.equal(acks.length, n);
   for (let i = 1; i < n; i++) assert.equal(acks[i], acks[i - 1] + 1, `acked seqs ${acks.join(",")}`);
+  await demo.waitForSelector('#conn[data-state="connected"]', { timeout: 30000 });
   const want = Array.from({ length: n }, (_, i) => `during ${i + 1}`);
   await waitText(bob, `during ${n}`, 60000);
   assert.deepEqual((await texts(bob, "alice")).filter((t) => t.startsWith("during")), want);
@@ -159,8 +162,10 @@ test("the core is killed and restarted mid-conversation: nothing acked is lost",
   assert.deepEqual(hist.messages.map((m) => m.body.text).filter((t) => t.startsWith("during")).reverse(), want);
 });
 
-test("a chatroom with a Go SDK client and a browser client", async () => {
-  const chat = new Proc(BIN, ["chat", "-dir", dir, "-user", "carol"]);
+test("a chatroom with a Go SDK client and browser clients", async () => {
+  // alice on the Go SDK (longlink chat, device pc); bob with the SDK in his
+  // page; carol on the demo page's chatroom button.
+  const chat = new Proc(BIN, ["chat", "-dir", dir, "-user", "alice"]);
   procs.push(chat);
   await chat.waitFor("(connected)", 30000);
   chat.say("/enter lobby");
@@ -172,12 +177,21 @@ test("a chatroom with a Go SDK client and a browser client", async () => {
     return window.c.roomEnter(room.room_id, room.token, 20);
   });
   assert.equal(resp.room.room_id, "lobby");
+  const demo = pages.demo.page;
+  await demo.click("#roomBtn");
+  await demo.waitForSelector("#title:has-text('Chatroom Lobby')", { timeout: 20000 });
   chat.say("hello from go");
-  await bob.waitForFunction(() => window.room.some((m) => m.from === "carol" && m.text === "hello from go"), null, { timeout: 20000 });
+  await bob.waitForFunction(() => window.room.some((m) => m.from === "alice" && m.text === "hello from go"), null, { timeout: 20000 });
+  await demo.waitForSelector("text=alice: hello from go", { timeout: 20000 });
   await bob.evaluate(() => window.c.roomSendText("lobby", "hello from the browser"));
   await chat.waitFor("bob: hello from the browser", 20000);
+  await demo.waitForSelector("text=bob: hello from the browser", { timeout: 20000 });
+  await demo.fill("#text", "hello from the demo page");
+  await demo.click("#sendBtn");
+  await chat.waitFor("carol: hello from the demo page", 20000);
   const seqs = await bob.evaluate(() => window.room.map((m) => m.seq));
   assert.deepEqual(seqs, [...new Set(seqs)].sort((a, b) => a - b));
+  if (process.env.SCREENSHOT) await demo.screenshot({ path: process.env.SCREENSHOT });
 });
 
 test("a Node.js bot on the same SDK (CommonJS) answers a browser user", async () => {
