@@ -53,7 +53,7 @@ func TestCallSecretsFromLBS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = l.Shutdown(context.Background()) }()
-	if err := l.WaitLeader(ctx); err != nil {
+	if err := l.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	doc, err := lbs.DevPolicy("demo", lbs.DevEntryPoint{ID: "core-gw", Kind: "gateway", Link: "127.0.0.1:7710"})

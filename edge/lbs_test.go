@@ -58,7 +58,7 @@ func startLBS(t *testing.T, eps ...lbs.DevEntryPoint) *testLBS {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := l.WaitLeader(ctx); err != nil {
+	if err := l.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	doc, err := lbs.DevPolicy("demo", eps...)

@@ -63,8 +63,11 @@ func (l *LBS) adminHandler() http.Handler {
 	read := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p principal)) {
 		mux.HandleFunc(pattern, l.auth(h, state.TokenOperator, state.TokenReader))
 	}
+	// A node's report is answered from the state (its committed health,
+	// grayscale rules, uplinks, TURN secrets, per-node tokens): a member
+	// that has not caught up sends the node to another member instead.
 	node := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p principal)) {
-		mux.HandleFunc(pattern, l.auth(h, state.TokenNode, state.TokenOperator))
+		mux.Handle(pattern, l.whenCaughtUp(l.auth(h, state.TokenNode, state.TokenOperator), l.m.adminNotReady))
 	}
 	// The console: static files without data (every call it makes carries
 	// the operator's or reader's token).

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/lbs/internal/engine"
 	"github.com/longlink/longlink/lbs/lbsapi"
@@ -27,9 +28,24 @@ func (l *LBS) clientHandler() http.Handler {
 	// Browsers (the Web SDK) ask from the app's origin: the answers are
 	// public and carry no credentials, so any origin may read them. The
 	// queries are simple GETs, so no preflight comes.
+	h := l.whenCaughtUp(mux, l.m.httpNotReady)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Access-Control-Allow-Origin"] = anyOrigin
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// whenCaughtUp refuses requests with 503 and Retry-After until the member
+// has caught up with the cluster (catchUp), counting them in refused.
+func (l *LBS) whenCaughtUp(h http.Handler, refused prometheus.Counter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := l.Ready(); err != nil {
+			refused.Inc()
+			w.Header().Set("Retry-After", "1")
+			writeErr(w, http.StatusServiceUnavailable, err.Error()+"; ask another member")
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

@@ -67,13 +67,11 @@ func startCluster(t *testing.T) []*member {
 			m.l.Kill()
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for _, m := range ms {
-		for m.l.fsm.Current().State.Version == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("policy not replicated")
-			}
-			time.Sleep(20 * time.Millisecond)
+		if err := m.l.WaitReady(ctx); err != nil { // with the initial policy in
+			t.Fatal(err)
 		}
 	}
 	return ms
@@ -91,6 +89,17 @@ func leader(t *testing.T, ms []*member) *member {
 	}
 	t.Fatal("no leader")
 	return nil
+}
+
+// followers are the members other than ld.
+func followers(ms []*member, ld *member) []*member {
+	var out []*member
+	for _, m := range ms {
+		if m != ld {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 type regInput struct {
@@ -155,13 +164,7 @@ func TestClusterLinearizable(t *testing.T) {
 	// partition a follower for a while, then heal it
 	time.Sleep(1500 * time.Millisecond)
 	ld := leader(t, ms)
-	var f *member
-	for _, m := range ms {
-		if m != ld {
-			f = m
-			break
-		}
-	}
+	f := followers(ms, ld)[0]
 	f.l.SetPartitioned(true)
 	time.Sleep(2 * time.Second)
 	// while cut off it still answers clients, from its local state
@@ -208,12 +211,7 @@ func TestLeaderLoss(t *testing.T) {
 	}
 	ms := startCluster(t)
 	ld := leader(t, ms)
-	var rest []*member
-	for _, m := range ms {
-		if m != ld {
-			rest = append(rest, m)
-		}
-	}
+	rest := followers(ms, ld)
 	stop := make(chan struct{})
 	var answers, failures atomic.Int64
 	var firstErr atomic.Value
@@ -378,13 +376,7 @@ func TestOwnerLoss(t *testing.T) {
 	}
 	ms := startCluster(t)
 	ld := leader(t, ms)
-	var f *member
-	for _, m := range ms {
-		if m != ld {
-			f = m
-			break
-		}
-	}
+	f := followers(ms, ld)[0]
 	n := newAdmin(t, f.l, testNodeToken)
 	b, _ := json.Marshal(lbsapi.Heartbeat{Node: "edge-syd", Connections: 1})
 	deadline := time.Now().Add(5 * time.Second)

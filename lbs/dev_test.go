@@ -35,7 +35,7 @@ func TestDevMode(t *testing.T) {
 	defer l.Shutdown(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := l.WaitLeader(ctx); err != nil {
+	if err := l.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	doc, err := DevPolicy("demo",

@@ -190,6 +190,12 @@ func (s *dnsServer) answer(q *dnsRequest, client netip.Addr, udp bool) *dns.Msg 
 	if !udp {
 		size = 65535
 	}
+	if s.l.Ready() != nil {
+		// Not authoritative for anything yet: resolvers try another
+		// server, where an NXDOMAIN from a stale state would be cached.
+		m.dnsServFail.Inc()
+		return servFail(q)
+	}
 	asker := client
 	if q.ecs.IsValid() {
 		asker = q.ecs.Addr()
@@ -207,6 +213,23 @@ func (s *dnsServer) answer(q *dnsRequest, client netip.Addr, udp bool) *dns.Msg 
 	}
 	if resp.Truncated {
 		m.dnsTruncated.Inc()
+	}
+	return resp
+}
+
+// servFail answers q with SERVFAIL, not authoritative.
+func servFail(q *dnsRequest) *dns.Msg {
+	resp := new(dns.Msg)
+	resp.Id = q.id
+	resp.Response = true
+	resp.Opcode = q.opcode
+	resp.RecursionDesired, resp.CheckingDisabled = q.rd, q.cd
+	if q.questions > 0 {
+		resp.Question = []dns.Question{q.q}
+	}
+	resp.Rcode = dns.RcodeServerFailure
+	if q.edns {
+		resp.Extra = append(resp.Extra, optRR(netip.Prefix{}, 0))
 	}
 	return resp
 }

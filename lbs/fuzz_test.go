@@ -37,6 +37,7 @@ func unstarted(t testing.TB) *LBS {
 	if r := l.fsm.Apply(&raft.Log{Index: 1, Data: b}).(state.Result); r.Err != "" {
 		t.Fatal(r.Err)
 	}
+	close(l.caughtUp) // its state is the test's, current by construction
 	return l
 }
 

@@ -71,6 +71,9 @@ type LBS struct {
 	admin    *http.Server
 	dns      *dnsServer
 	zone     string // DNS zone, lower case, fully qualified
+	// caughtUp is closed once the member's state has caught up with the
+	// cluster (catchUp); until then clients get 503 and SERVFAIL.
+	caughtUp chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -101,6 +104,7 @@ func New(cfg Config, deps Deps) (*LBS, error) {
 	l.fsm = state.New(l.onChange)
 	l.zone = strings.ToLower(dns.Fqdn(cfg.DNS.Zone))
 	l.health = newHealthTracker(l)
+	l.caughtUp = make(chan struct{})
 	return l, nil
 }
 
@@ -207,8 +211,9 @@ func (l *LBS) Start(ctx context.Context) (err error) {
 		l.dns.start()
 	}
 	l.health.start()
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go l.background()
+	go l.catchUp()
 	l.log.Info("lbs started", "client", l.clientLn.Addr(), "admin", l.adminLn.Addr(), "raft", raftLn.Addr(), "dns", l.DNSAddr())
 	return nil
 }
@@ -248,6 +253,70 @@ func (l *LBS) background() {
 	}
 }
 
+// errCatchingUp is why a member that has not caught up refuses clients.
+var errCatchingUp = errors.New("lbs: catching up with the cluster")
+
+// catchUp makes the member serve once its state has caught up with the
+// cluster: it has applied every command the leader had applied when asked
+// (a read index, so the leader is current), and, on a member that seeds an
+// initial policy, a policy is in. A restarted member restores its last
+// snapshot and hears of the log after it only from the leader, which may
+// take seconds (the leader backs off from a peer that was down); a new
+// member starts empty. Answering from either state would tell clients an
+// appkey does not exist (a 404, an NXDOMAIN that resolvers cache) or hand
+// out an old policy, so the front ends refuse until then and other members
+// answer.
+func (l *LBS) catchUp() {
+	defer l.wg.Done()
+	start := time.Now()
+	warned := false
+	needPolicy := l.cfg.Cluster.Bootstrap && l.cfg.InitialPolicy != ""
+	for {
+		ctx, cancel := context.WithTimeout(l.ctx, 5*time.Second)
+		err := l.cl.ReadIndex(ctx)
+		cancel()
+		snap := l.fsm.Current()
+		if err == nil && (!needPolicy || snap.State.Version > 0) {
+			close(l.caughtUp)
+			l.m.caughtUp.Set(1)
+			l.log.Info("caught up with the cluster: serving clients", "after", time.Since(start).Round(time.Millisecond),
+				"raft_index", snap.State.Index, "policy_version", snap.State.Version)
+			return
+		}
+		if !warned && time.Since(start) > 10*time.Second {
+			warned = true
+			l.log.Warn("still catching up with the cluster: refusing clients (503, SERVFAIL) until a leader is reachable", "err", err)
+		}
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Ready reports whether the member serves clients (its /readyz): nil once
+// its state has caught up with the cluster after a start.
+func (l *LBS) Ready() error {
+	select {
+	case <-l.caughtUp:
+		return nil
+	default:
+		return errCatchingUp
+	}
+}
+
+// WaitReady waits until the member serves clients: the cluster has a
+// leader and this member has caught up with it (dev mode and tests).
+func (l *LBS) WaitReady(ctx context.Context) error {
+	select {
+	case <-l.caughtUp:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", errCatchingUp, ctx.Err())
+	}
+}
+
 func (l *LBS) seedPolicy() error {
 	if l.fsm.Current().State.Version > 0 {
 		return nil
@@ -273,20 +342,6 @@ func (l *LBS) ApplyPolicy(ctx context.Context, yamlDoc []byte, who string) (uint
 	}
 	res, err := l.propose(ctx, &state.Command{Op: state.OpApplyDoc, Who: who, Doc: &doc})
 	return res.Version, err
-}
-
-// WaitLeader waits until the cluster has a leader (dev mode and tests).
-func (l *LBS) WaitLeader(ctx context.Context) error {
-	for {
-		if addr, _ := l.cl.Raft.LeaderWithID(); addr != "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func (l *LBS) propose(ctx context.Context, c *state.Command) (state.Result, error) {

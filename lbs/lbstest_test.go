@@ -79,12 +79,10 @@ func startSingle(t *testing.T, adjust ...func(*Config)) *LBS {
 		defer cancel()
 		l.Shutdown(ctx)
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for l.fsm.Current().State.Version == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("initial policy not applied")
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.WaitReady(ctx); err != nil { // with the initial policy in
+		t.Fatal(err)
 	}
 	return l
 }

@@ -30,7 +30,7 @@ func TestShutdownLeavesNoGoroutines(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	l.WaitLeader(ctx)
+	l.WaitReady(ctx)
 	query(t, l, "appkey=demo", "")
 	http.DefaultClient.CloseIdleConnections()
 	if err := l.Shutdown(ctx); err != nil {

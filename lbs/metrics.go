@@ -16,16 +16,18 @@ type metrics struct {
 	raftIndex     prometheus.Gauge
 	isLeader      prometheus.Gauge
 	reloads       *prometheus.CounterVec // result
+	caughtUp      prometheus.Gauge
 
-	httpOK, httpBad, httpUnknown, httpSig   prometheus.Counter
-	dnsNoErr, dnsNX, dnsFormErr, dnsRefused prometheus.Counter
-	dnsRateLimited, dnsMalformed            prometheus.Counter
+	adminNotReady                                        prometheus.Counter
+	httpOK, httpBad, httpUnknown, httpSig, httpNotReady  prometheus.Counter
+	dnsNoErr, dnsNX, dnsFormErr, dnsRefused, dnsServFail prometheus.Counter
+	dnsRateLimited, dnsMalformed                         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		httpAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_http_answers_total",
-			Help: "SDK HTTP queries by result (ok, bad_request, unknown_app, bad_signature)."}, []string{"result"}),
+			Help: "SDK HTTP queries (/v1/lbs, /resolve) by result (ok, bad_request, unknown_app, bad_signature, not_ready)."}, []string{"result"}),
 		dnsAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_dns_answers_total",
 			Help: "DNS responses sent by rcode."}, []string{"rcode"}),
 		dnsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_dns_dropped_total",
@@ -39,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_health_transitions_total",
 			Help: "Health transitions this member committed, by new state."}, []string{"state"}),
 		adminRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_admin_requests_total",
-			Help: "Admin API requests by result (ok, unauthorized, error)."}, []string{"result"}),
+			Help: "Admin API requests by result (ok, unauthorized, not_ready: node reports before the member caught up)."}, []string{"result"}),
 		proposeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_lbs_propose_errors_total",
 			Help: "Writes to the replicated state that failed."}),
 		policyVersion: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_policy_version",
@@ -50,20 +52,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while this member is the raft leader."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_config_reloads_total",
 			Help: "Config reloads (SIGHUP, ctl reload) by result (ok, refused)."}, []string{"result"}),
+		caughtUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_caught_up",
+			Help: "1 once this member's state has caught up with the cluster after its start and it serves clients."}),
 	}
+	m.adminNotReady = m.adminRequests.WithLabelValues("not_ready")
 	m.httpOK = m.httpAnswers.WithLabelValues("ok")
 	m.httpBad = m.httpAnswers.WithLabelValues("bad_request")
 	m.httpUnknown = m.httpAnswers.WithLabelValues("unknown_app")
 	m.httpSig = m.httpAnswers.WithLabelValues("bad_signature")
+	m.httpNotReady = m.httpAnswers.WithLabelValues("not_ready")
 	m.dnsNoErr = m.dnsAnswers.WithLabelValues("NOERROR")
 	m.dnsNX = m.dnsAnswers.WithLabelValues("NXDOMAIN")
 	m.dnsFormErr = m.dnsAnswers.WithLabelValues("FORMERR")
 	m.dnsRefused = m.dnsAnswers.WithLabelValues("REFUSED")
+	m.dnsServFail = m.dnsAnswers.WithLabelValues("SERVFAIL")
 	m.dnsRateLimited = m.dnsDropped.WithLabelValues("rate_limited")
 	m.dnsMalformed = m.dnsDropped.WithLabelValues("malformed")
 	if reg != nil {
 		reg.MustRegister(m.httpAnswers, m.dnsAnswers, m.dnsDropped, m.dnsTruncated, m.selectSeconds, m.heartbeats,
-			m.transitions, m.adminRequests, m.proposeErrors, m.policyVersion, m.raftIndex, m.isLeader, m.reloads)
+			m.transitions, m.adminRequests, m.proposeErrors, m.policyVersion, m.raftIndex, m.isLeader, m.reloads, m.caughtUp)
 	}
 	return m
 }

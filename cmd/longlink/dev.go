@@ -522,8 +522,8 @@ func addrString(a net.Addr) string {
 // applyDevPolicy routes the demo app to the dev edge first and the core
 // gateway as its fallback, and leaves a `longlink ctl` config for operators.
 func applyDevPolicy(ctx context.Context, l *lbs.LBS, dc devConfig, keyID, dir string) error {
-	if err := l.WaitLeader(ctx); err != nil {
-		return fmt.Errorf("lbs: no leader: %w", err)
+	if err := l.WaitReady(ctx); err != nil {
+		return fmt.Errorf("lbs: not serving: %w", err)
 	}
 	doc, err := lbs.DevPolicy(devAppKey,
 		lbs.DevEntryPoint{ID: "edge-1", Kind: "edge", Link: dc.Edge.Link.Listen,

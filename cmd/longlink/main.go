@@ -196,7 +196,9 @@ func (f *commonFlags) logger(role string) (*slog.Logger, error) {
 // serveComponent runs one role's component behind a debug listener
 // (/metrics, /healthz, /readyz, pprof; none when debugAddr is empty) whose
 // /readyz is true only while the component runs and turns false first on
-// shutdown, so load balancers stop sending before sessions are shed.
+// shutdown, so load balancers stop sending before sessions are shed. A
+// component with a Ready() error method (the LBS, until it has caught up
+// with its cluster) is not ready while that returns an error.
 // reload, when not nil, runs on SIGHUP.
 func serveComponent(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, debugAddr, name string, c lifecycle.Component, shutdown time.Duration, reload func() error) error {
 	g := lifecycle.NewGroup(log)
@@ -207,7 +209,11 @@ func serveComponent(ctx context.Context, log *slog.Logger, reg *prometheus.Regis
 			return fmt.Errorf("debug listener: %w", err)
 		}
 		log.Info("debug listener", "addr", ln.Addr().String())
-		dbg = debugsrv.New(ln, reg, log)
+		var checks []func() error
+		if r, ok := c.(interface{ Ready() error }); ok {
+			checks = append(checks, r.Ready)
+		}
+		dbg = debugsrv.New(ln, reg, log, checks...)
 		g.Add("debug", lifecycle.Func{
 			StartFunc:    func(context.Context) error { dbg.Start(); return nil },
 			ShutdownFunc: dbg.Shutdown,
