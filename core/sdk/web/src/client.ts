@@ -544,6 +544,9 @@ export class Client extends Emitter<ClientEvents> {
           (late) => late.link.close(),
         );
       } catch (err) {
+        // The answer (maybe a cached one) led nowhere: ask the LBS afresh
+        // for the next attempt.
+        this.lbsClient?.refresh().catch(() => {});
         const lbs = lbsError ? `; LBS: ${String(lbsError)}` : "";
         throw new ClientError(ErrorKind.Unreachable, `no WebLink entry point took the connection (${String(err)})${lbs}`, err);
       }

@@ -3,6 +3,8 @@ import { Client, ClientError, ConvType, ErrorKind, ServerError, type ClientOptio
 import { FakeServer, MemoryStorage } from "./fake.js";
 
 const clients: Client[] = [];
+// Polls until the expectation holds: the machine may be busy, so up to 10 s.
+const eventually = <T>(f: () => T) => vi.waitFor(f, { timeout: 10000, interval: 10 });
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();
 });
@@ -98,9 +100,9 @@ describe("connection", () => {
     await c.start();
     srv.down.add("ws://a");
     srv.cut(srv.conns[0]!);
-    await vi.waitFor(() => expect(states.filter((s) => s.state === "disconnected").length).toBeGreaterThanOrEqual(2));
+    await eventually(() => expect(states.filter((s) => s.state === "disconnected").length).toBeGreaterThanOrEqual(2));
     srv.down.delete("ws://a");
-    await vi.waitFor(() => expect(c.state).toBe("connected"));
+    await eventually(() => expect(c.state).toBe("connected"));
     const d = states.find((s) => s.state === "disconnected")!;
     expect(d.retryInMs).toBeGreaterThan(0);
     expect(d.retryInMs).toBeLessThanOrEqual(21);
@@ -114,11 +116,11 @@ describe("connection", () => {
     const conn = srv.conns[0]!;
     conn.h.push("kick", { code: 503, reason: "server draining" });
     srv.cut(conn);
-    await vi.waitFor(() => expect(srv.live().length).toBe(1));
+    await eventually(() => expect(srv.live().length).toBe(1));
     await c.waitConnected();
     srv.live()[0]!.h.push("kick", { code: 1002, reason: "logged in on another device" });
     srv.cut(srv.live()[0]!);
-    await vi.waitFor(() => expect(c.state).toBe("stopped"));
+    await eventually(() => expect(c.state).toBe("stopped"));
     const err = await c.waitConnected().catch((e) => e);
     expect(err.kind).toBe(ErrorKind.Kicked);
     expect(srv.conns.length).toBe(2);
@@ -145,7 +147,7 @@ describe("durable sends", () => {
     // The first connection swallows sends (never answers): they are out when it dies.
     srv.handlers.send = (conn) => (conn === srv.conns[0] ? new Promise(() => {}) : undefined);
     const p = [1, 2, 3].map((i) => c.sendText(ConvType.P2P, "bob", `m${i}`));
-    await vi.waitFor(() => expect(srv.conns[0]!.ops.filter((o) => o.op === "send").length).toBe(3));
+    await eventually(() => expect(srv.conns[0]!.ops.filter((o) => o.op === "send").length).toBe(3));
     srv.cut(srv.conns[0]!);
     const acks = await Promise.all(p);
     expect(acks.map((a) => a.seq)).toEqual([1, 2, 3]);
@@ -209,7 +211,7 @@ describe("delivery in order, once", () => {
     srv.push("message", m1);
     srv.push("message", m3); // m2's push is lost
     srv.push("message", m1); // a duplicate
-    await vi.waitFor(() => expect(texts(got)).toEqual(["one", "two", "three"]));
+    await eventually(() => expect(texts(got)).toEqual(["one", "two", "three"]));
     srv.push("message", m2);
     await new Promise((r) => setTimeout(r, 30));
     expect(texts(got)).toEqual(["one", "two", "three"]);
@@ -223,11 +225,11 @@ describe("delivery in order, once", () => {
     await c.start();
     await c.sendText(1, "bob", "mine");
     srv.push("message", srv.store("bob", "alice", "before"));
-    await vi.waitFor(() => expect(texts(got)).toEqual(["before"]));
+    await eventually(() => expect(texts(got)).toEqual(["before"]));
     srv.cut(srv.conns[0]!);
     for (const t of ["while", "away"]) srv.store("bob", "alice", t);
-    await vi.waitFor(() => expect(texts(got)).toEqual(["before", "while", "away"]));
-    await vi.waitFor(() => expect(srv.conns.length).toBe(2));
+    await eventually(() => expect(texts(got)).toEqual(["before", "while", "away"]));
+    await eventually(() => expect(srv.conns.length).toBe(2));
     const syncs = srv.conns[1]!.ops.filter((o) => o.op === "sync");
     expect(syncs.map((o) => o.body.after_seq)).toEqual([2]);
   });
@@ -240,8 +242,8 @@ describe("delivery in order, once", () => {
     const c = client(srv, { storage, syncPageSize: 2 });
     const got = record(c);
     await c.start();
-    await vi.waitFor(() => expect(texts(got)).toEqual(["m3", "m4", "m5"]));
-    await vi.waitFor(() => expect(JSON.parse(storage.getItem("longlink.pos.demo.alice")!).seqs).toEqual({ "p:alice:bob": 5 }));
+    await eventually(() => expect(texts(got)).toEqual(["m3", "m4", "m5"]));
+    await eventually(() => expect(JSON.parse(storage.getItem("longlink.pos.demo.alice")!).seqs).toEqual({ "p:alice:bob": 5 }));
   });
 });
 
@@ -253,10 +255,10 @@ describe("conversations", () => {
     const unread: number[] = [];
     c.on("conversation", (cv) => unread.push(cv.unread));
     await c.start();
-    await vi.waitFor(() => expect(c.conversations()).toHaveLength(1));
+    await eventually(() => expect(c.conversations()).toHaveLength(1));
     expect(c.conversations()[0]).toMatchObject({ peer: "bob", unread: 1, last_seq: 1 });
     srv.push("message", srv.store("bob", "alice", "new"));
-    await vi.waitFor(() => expect(c.conversations()[0]!.unread).toBe(2));
+    await eventually(() => expect(c.conversations()[0]!.unread).toBe(2));
     await c.sendText(1, "bob", "reply");
     expect(c.conversations()[0]).toMatchObject({ unread: 2, last_seq: 3 });
     await c.markRead("p:alice:bob", 3);
@@ -289,7 +291,7 @@ describe("chatrooms", () => {
     expect(seqs).toEqual([]);
     srv.handlers["room.enter"] = () => undefined;
     srv.push("room.messages", { room_id: "lobby", messages: [srv.roomMessage("lobby", "bob", "4")] });
-    await vi.waitFor(() => expect(seqs).toEqual([4]));
+    await eventually(() => expect(seqs).toEqual([4]));
     expect(c.rooms()).toEqual(["lobby"]);
   });
 
@@ -303,10 +305,10 @@ describe("chatrooms", () => {
     await c.start();
     await c.roomEnter("lobby", "tok", 10);
     srv.push("room.messages", { room_id: "lobby", messages: [srv.roomMessage("lobby", "bob", "1")] });
-    await vi.waitFor(() => expect(seqs).toEqual([1]));
+    await eventually(() => expect(seqs).toEqual([1]));
     srv.cut(srv.conns[0]!);
     srv.roomMessage("lobby", "bob", "2");
-    await vi.waitFor(() => expect(seqs).toEqual([1, 2]));
+    await eventually(() => expect(seqs).toEqual([1, 2]));
     expect(rejoins).toEqual([{ room_id: "lobby", role: "member", gap: false }]);
     const enters = srv.conns[1]!.ops.filter((o) => o.op === "room.enter");
     expect(enters.map((o) => o.body)).toEqual([{ room_id: "lobby", token: "tok", history: 50 }]);
@@ -321,10 +323,10 @@ describe("notices", () => {
     c.on("notice", (n) => got.push(n.seq));
     srv.notices = [{ seq: 1, kind: "friend.request", time: 1 }];
     await c.start();
-    await vi.waitFor(() => expect(got).toEqual([1]));
+    await eventually(() => expect(got).toEqual([1]));
     srv.notices.push({ seq: 2, kind: "friend.added", time: 2 }, { seq: 3, kind: "system", time: 3 });
     srv.push("notice", srv.notices[2]);
-    await vi.waitFor(() => expect(got).toEqual([1, 2, 3]));
+    await eventually(() => expect(got).toEqual([1, 2, 3]));
     expect(c.lastNoticeSeq()).toBe(3);
   });
 });
@@ -346,5 +348,30 @@ describe("requests", () => {
     void c.start().catch(() => {});
     const err = await c.request("heartbeat", {}, { timeoutMs: 30 }).catch((e) => e);
     expect(err.kind).toBe(ErrorKind.Timeout);
+  });
+});
+
+describe("LBS", () => {
+  test("a cached answer is used first; when it leads nowhere the LBS is asked afresh", async () => {
+    const srv = new FakeServer();
+    srv.down.add("ws://gone");
+    const storage = new MemoryStorage();
+    storage.setItem("longlink.lbs.demo.", JSON.stringify({ at: Date.now(), answer: { appkey: "demo", ttl: 3600, weblink: [{ id: "old", url: "ws://gone" }] } }));
+    const asked: string[] = [];
+    const fetchFn = async (url: string) => {
+      asked.push(url);
+      return new Response(JSON.stringify({ appkey: "demo", ttl: 3600, weblink: [{ id: "new", url: "ws://new" }] }));
+    };
+    const orig = globalThis.fetch;
+    globalThis.fetch = fetchFn as typeof fetch;
+    try {
+      const c = client(srv, { addresses: undefined, lbs: ["http://lbs"], storage });
+      await c.start();
+      expect(srv.opened).toEqual(["ws://gone", "ws://new"]);
+      expect(asked).toEqual(["http://lbs/v1/lbs?appkey=demo&sdk=web-1.0.0"]);
+      expect(JSON.parse(storage.getItem("longlink.lbs.demo.")!).answer.weblink[0].url).toBe("ws://new");
+    } finally {
+      globalThis.fetch = orig;
+    }
   });
 });

@@ -9,24 +9,26 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("race", () => {
   test("staggers attempts and takes the first success; a late one is discarded", async () => {
-    const started: string[] = [];
+    const started: [string, number][] = [];
     const discarded: string[] = [];
     const t0 = Date.now();
     const got = await race(
       ["slow", "fast", "never"],
-      3,
-      30,
+      2,
+      50,
       async (x, signal) => {
-        started.push(`${x}@${Math.round((Date.now() - t0) / 30)}`);
-        await sleep(x === "slow" ? 80 : 5);
+        started.push([x, Date.now() - t0]);
+        await sleep(x === "slow" ? 300 : 5);
         if (signal.aborted && x !== "slow") throw new Error("aborted");
         return x;
       },
       (late) => discarded.push(late),
     );
     expect(got).toBe("fast");
-    expect(started).toEqual(["slow@0", "fast@1"]);
-    await sleep(100);
+    // "fast" started one stagger after "slow"; "never" waited for a free slot (at most 2 at once).
+    expect(started.map(([x]) => x)).toEqual(["slow", "fast"]);
+    expect(started[1]![1]).toBeGreaterThanOrEqual(45);
+    await sleep(350);
     expect(discarded).toEqual(["slow"]);
   });
 
