@@ -5,6 +5,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/logintoken"
+	"github.com/longlink/longlink/core/service/group"
 	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/pkg/config"
 )
@@ -89,8 +90,8 @@ type Config struct {
 	MaxFriends   int `yaml:"max_friends"`
 	MaxBlacklist int `yaml:"max_blacklist"`
 	MaxMutes     int `yaml:"max_mutes"`
-	// Super tunes super-groups (supergroup.go).
-	Super SuperConfig `yaml:"super"`
+	// Super tunes super-groups (core/service/group).
+	Super group.SuperConfig `yaml:"super"`
 }
 
 // Default returns the single-node defaults.
@@ -146,7 +147,7 @@ func (c *Config) applyDefaults() {
 		c.RequestTimeout = d.RequestTimeout
 	}
 	c.Rooms.ApplyDefaults()
-	c.Super.applyDefaults()
+	c.Super.ApplyDefaults()
 	for i := range c.Apps {
 		if c.Apps[i].Devices == "" {
 			c.Apps[i].Devices = imapi.DevicesKickSameType
@@ -232,6 +233,6 @@ func (c *Config) Validate() error {
 		errs.Addf("service.request_timeout: must be positive")
 	}
 	c.Rooms.Validate(&errs)
-	c.Super.validate(&errs)
+	c.Super.Validate(&errs)
 	return errs.Err()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/logintoken"
+	"github.com/longlink/longlink/core/service/group"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/service/room"
@@ -144,7 +145,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.rooms, err = room.New(n, cfg.Rooms, cfg.MaxMessageBytes, reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	s.domains = []domain{s.rooms}
+	groups, err := group.New(n, cfg.MaxGroupMembers, cfg.Super, reg)
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	s.domains = []domain{s.rooms, groups}
 	for _, d := range s.domains {
 		s.disp.Add(d.Routes()...)
 	}
@@ -158,16 +163,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		imapi.OpRead:            s.read,
 		imapi.OpRecall:          s.recall,
 		imapi.OpConvList:        s.convList,
-		imapi.OpGroupCreate:     s.groupCreate,
-		imapi.OpGroupAdd:        s.groupAdd,
-		imapi.OpGroupRemove:     s.groupRemove,
-		imapi.OpGroupInfo:       s.groupInfo,
-		imapi.OpGroupList:       s.groupList,
-		imapi.OpGroupLeave:      s.groupLeave,
-		imapi.OpGroupDismiss:    s.groupDismiss,
-		imapi.OpGroupUpdate:     s.groupUpdate,
-		imapi.OpGroupRole:       s.groupSetRole,
-		imapi.OpGroupTransfer:   s.groupTransfer,
 		imapi.OpProfileGet:      s.profiles,
 		imapi.OpProfileUpdate:   s.profileUpdate,
 		imapi.OpFriendRequest:   s.friendRequest,
@@ -184,14 +179,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		imapi.OpMuteRemove:      s.muteSet(false),
 		imapi.OpMuteList:        s.muteList,
 		imapi.OpNoticeSync:      s.noticeSync,
-		imapi.OpSuperCreate:     s.superCreate,
-		imapi.OpSuperAdd:        s.superAdd,
-		imapi.OpSuperRemove:     s.superRemove,
-		imapi.OpSuperInfo:       s.superInfo,
-		imapi.OpSuperMembers:    s.superMembers,
-		imapi.OpSuperList:       s.superList,
-		imapi.OpSuperLeave:      s.superLeave,
-		imapi.OpSuperDismiss:    s.superDismiss,
 		imapi.OpPushRegister:    s.pushRegister,
 		imapi.OpPushUnregister:  s.pushUnregister,
 		imapi.OpPushSettings:    s.pushSettings,

@@ -46,10 +46,11 @@ func FuzzProfileUpdate(f *testing.F) {
 	})
 }
 
-func FuzzMuteAndGroupUpdate(f *testing.F) {
+// FuzzMute: whatever the bytes, a mute request resolves to a
+// conversation the caller may mute, or is refused.
+func FuzzMute(f *testing.F) {
 	for _, s := range []string{
 		`{"conv_id":"p:alice:bob"}`, `{"account":"bob"}`, `{"conv_id":"g:team","account":"x"}`, `{"conv_id":"p:b:a"}`,
-		`{"group_id":"g1","name":"x","avatar":"https://a/b"}`, `{"anyone_updates":true}`, `{"announcement":"\xff"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -61,14 +62,6 @@ func FuzzMuteAndGroupUpdate(f *testing.F) {
 				typ, a, b, ok := imapi.ParseConvID(conv)
 				if !ok || (typ == imapi.ConvP2P && a != "alice" && b != "alice") {
 					t.Fatalf("muteConv accepted %q", conv)
-				}
-			}
-		}
-		var g imapi.GroupUpdateReq
-		if json.Unmarshal(body, &g) == nil {
-			if upd, err := validGroupUpdate(&g); err == nil {
-				if upd.Name != nil && len(*upd.Name) > imapi.MaxGroupName || upd.Announcement != nil && len(*upd.Announcement) > imapi.MaxGroupAnnouncement {
-					t.Fatalf("group update %s accepted", body)
 				}
 			}
 		}

@@ -1,4 +1,4 @@
-package service
+package group
 
 import (
 	"context"
@@ -12,17 +12,10 @@ import (
 	"github.com/longlink/longlink/core/store"
 )
 
-// Group profile, roles and ownership (imapi/grouprole.go).
+// An ordinary group's profile, roles and ownership (imapi grouprole.go).
 
-// Group events of this file.
-const (
-	GroupUpdated     = "updated"
-	GroupRole        = "role"
-	GroupTransferred = "transferred"
-)
-
-// groupRole is account's role in g (given its meta).
-func groupRole(g *store.Group, m *store.GroupMeta, account string) string {
+// role is account's role in g (given its meta).
+func role(g *store.Group, m *store.GroupMeta, account string) string {
 	switch {
 	case g.Owner == account:
 		return imapi.GroupRoleOwner
@@ -36,18 +29,18 @@ func validInviteMode(m string) bool {
 	return m == imapi.GroupInviteAll || m == imapi.GroupInviteManagers
 }
 
-// groupWithMeta is g with its roles and profile, as group.info answers.
-func (s *Service) groupWithMeta(ctx context.Context, g *store.Group) (*imapi.Group, error) {
-	m, err := s.st.GroupMeta(ctx, g.AppKey, g.GroupID)
+// withMeta is g with its roles and profile, as group.info answers.
+func (o ordinary) withMeta(ctx context.Context, g *store.Group) (*imapi.Group, error) {
+	m, err := o.n.Store.GroupMeta(ctx, g.AppKey, g.GroupID)
 	if err != nil {
 		return nil, node.StoreErr(err, "group")
 	}
-	out := groupToAPI(g)
+	out := toAPI(g)
 	out.Managers, out.Announcement, out.Avatar, out.AnyoneUpdates, out.InviteMode = m.Managers, m.Announcement, m.Avatar, m.AnyoneUpdates, m.InviteMode
 	return out, nil
 }
 
-func validGroupUpdate(req *imapi.GroupUpdateReq) (store.GroupUpdate, error) {
+func validUpdate(req *imapi.GroupUpdateReq) (store.GroupUpdate, error) {
 	upd := store.GroupUpdate{Name: req.Name, Announcement: req.Announcement, Avatar: req.Avatar, AnyoneUpdates: req.AnyoneUpdates, InviteMode: req.InviteMode}
 	if req.Name == nil && req.Announcement == nil && req.Avatar == nil && req.AnyoneUpdates == nil && req.InviteMode == nil {
 		return upd, imapi.Errorf(imapi.ErrBadRequest, "nothing to update: name, announcement, avatar, anyone_updates or invite_mode")
@@ -79,44 +72,44 @@ func validGroupUpdate(req *imapi.GroupUpdateReq) (store.GroupUpdate, error) {
 	return upd, nil
 }
 
-func (s *Service) groupUpdate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (o ordinary) update(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupUpdateReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
-	upd, err := validGroupUpdate(&req)
+	upd, err := validUpdate(&req)
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.memberGroup(ctx, sess, req.GroupID)
+	g, err := o.load(ctx, sess, req.GroupID)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.st.GroupMeta(ctx, sess.AppKey, g.GroupID)
+	m, err := o.n.Store.GroupMeta(ctx, sess.AppKey, g.GroupID)
 	if err != nil {
 		return nil, node.StoreErr(err, "group")
 	}
 	// anyone_updates lets members change the profile, never the rules.
-	if groupRole(&g, &m, sess.Account) == imapi.GroupRoleMember && (!m.AnyoneUpdates || req.AnyoneUpdates != nil || req.InviteMode != nil) {
+	if role(&g, &m, sess.Account) == imapi.GroupRoleMember && (!m.AnyoneUpdates || req.AnyoneUpdates != nil || req.InviteMode != nil) {
 		return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner and managers update the group")
 	}
-	if err := s.st.UpdateGroup(ctx, sess.AppKey, g.GroupID, upd); err != nil {
+	if err := o.n.Store.UpdateGroup(ctx, sess.AppKey, g.GroupID, upd); err != nil {
 		return nil, node.StoreErr(err, "group")
 	}
-	if g, err = s.st.Group(ctx, sess.AppKey, g.GroupID); err != nil {
+	if g, err = o.n.Store.Group(ctx, sess.AppKey, g.GroupID); err != nil {
 		return nil, node.StoreErr(err, "group")
 	}
-	out, err := s.groupWithMeta(ctx, &g)
+	out, err := o.withMeta(ctx, &g)
 	if err != nil {
 		return nil, err
 	}
 	ev := *out
 	ev.Members = nil
-	s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupUpdated, By: sess.Account, Group: &ev})
+	o.tell(sess, g.Members, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupUpdated, Group: &ev})
 	return out, nil
 }
 
-func (s *Service) groupSetRole(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (o ordinary) setRole(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupRoleReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -132,29 +125,29 @@ func (s *Service) groupSetRole(ctx context.Context, sess *imapi.Session, body []
 	if !imapi.ValidName(req.Account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
-	g, err := s.memberGroup(ctx, sess, req.GroupID)
+	g, err := o.load(ctx, sess, req.GroupID)
 	if err != nil {
 		return nil, err
 	}
-	if g.Owner != sess.Account {
-		return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner names managers")
+	if err := mustOwn(sess, g.Owner, "names managers"); err != nil {
+		return nil, err
 	}
 	if req.Account == g.Owner {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "the owner's role does not change; transfer the group instead")
 	}
-	changed, err := s.st.SetGroupRole(ctx, sess.AppKey, g.GroupID, req.Account, role)
+	changed, err := o.n.Store.SetGroupRole(ctx, sess.AppKey, g.GroupID, req.Account, role)
 	if errors.Is(err, store.ErrForbidden) {
 		return nil, imapi.Errorf(imapi.ErrNotFound, "%s is not a member", req.Account)
 	} else if err != nil {
 		return nil, node.StoreErr(err, "group")
 	}
 	if changed {
-		s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupRole, By: sess.Account, Members: []string{req.Account}, Role: req.Role})
+		o.tell(sess, g.Members, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupRole, Members: []string{req.Account}, Role: req.Role})
 	}
 	return nil, nil
 }
 
-func (s *Service) groupTransfer(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (o ordinary) transfer(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.GroupTransferReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -162,12 +155,12 @@ func (s *Service) groupTransfer(ctx context.Context, sess *imapi.Session, body [
 	if !imapi.ValidName(req.Account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
-	g, err := s.memberGroup(ctx, sess, req.GroupID)
+	g, err := o.load(ctx, sess, req.GroupID)
 	if err != nil {
 		return nil, err
 	}
-	if g.Owner != sess.Account {
-		return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner transfers the group")
+	if err := mustOwn(sess, g.Owner, "transfers the group"); err != nil {
+		return nil, err
 	}
 	if req.Account == sess.Account {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: already the owner")
@@ -175,12 +168,12 @@ func (s *Service) groupTransfer(ctx context.Context, sess *imapi.Session, body [
 	if !slices.Contains(g.Members, req.Account) {
 		return nil, imapi.Errorf(imapi.ErrNotFound, "%s is not a member", req.Account)
 	}
-	if err := s.st.TransferGroup(ctx, sess.AppKey, g.GroupID, sess.Account, req.Account); err != nil {
+	if err := o.n.Store.TransferGroup(ctx, sess.AppKey, g.GroupID, sess.Account, req.Account); err != nil {
 		if errors.Is(err, store.ErrForbidden) {
 			return nil, imapi.Errorf(imapi.ErrConflict, "the group changed; try again")
 		}
 		return nil, node.StoreErr(err, "group")
 	}
-	s.n.PushAll(sess, g.Members, imapi.OpGroupEvent, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupTransferred, By: sess.Account, Members: []string{req.Account}})
+	o.tell(sess, g.Members, &imapi.GroupEvent{GroupID: g.GroupID, Kind: GroupTransferred, Members: []string{req.Account}})
 	return nil, nil
 }
