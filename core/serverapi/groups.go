@@ -246,7 +246,7 @@ func (s *Server) sendBatchNotification(ctx context.Context, r *Request) (any, er
 			for i := range jobs {
 				res := &out.Results[i]
 				res.To = req.To[i]
-				ack, err := s.deps.Service.Send(ctx, sess, &imapi.SendReq{
+				ack, err := s.deps.Service.Messages().Send(ctx, sess, &imapi.SendReq{
 					ConvType: imapi.ConvP2P, To: req.To[i], ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body,
 				})
 				if err != nil {

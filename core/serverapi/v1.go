@@ -257,7 +257,7 @@ func (s *Server) sendMessage(ctx context.Context, r *Request) (any, error) {
 		return nil, imapi.Errorf(imapi.ErrUserDisabled, "sender is disabled")
 	}
 	sess := &imapi.Session{AppKey: r.App.AppKey, Account: req.From, DeviceType: "server", Gateway: "serverapi"}
-	return s.deps.Service.Send(ctx, sess, &req.SendReq)
+	return s.deps.Service.Messages().Send(ctx, sess, &req.SendReq)
 }
 
 func (s *Server) sendNotification(ctx context.Context, r *Request) (any, error) {
@@ -269,7 +269,7 @@ func (s *Server) sendNotification(ctx context.Context, r *Request) (any, error) 
 		req.Type = "system"
 	}
 	sess := &imapi.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
-	return s.deps.Service.Send(ctx, sess, &imapi.SendReq{
+	return s.deps.Service.Messages().Send(ctx, sess, &imapi.SendReq{
 		ConvType: imapi.ConvP2P, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body,
 	})
 }

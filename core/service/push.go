@@ -14,23 +14,6 @@ import (
 
 const maxPushToken = 1024
 
-// offlinePush hands a stored message's recipients (the sender and the
-// system account excluded) to core/push.
-func (s *Service) offlinePush(sess *imapi.Session, members []string, m *imapi.Message) {
-	if s.offline == nil {
-		return
-	}
-	rcpt := make([]string, 0, len(members))
-	for _, a := range members {
-		if a != sess.Account && a != imapi.SystemAccount {
-			rcpt = append(rcpt, a)
-		}
-	}
-	if len(rcpt) > 0 {
-		s.offline.MessageStored(sess.AppKey, m, rcpt)
-	}
-}
-
 func (s *Service) pushRegister(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.PushTokenReq
 	if err := node.Decode(body, &req); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/longlink/longlink/core/service/group"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
+	"github.com/longlink/longlink/core/service/msg"
 	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
@@ -80,15 +81,11 @@ type Service struct {
 	metrics *metrics
 	now     func() time.Time
 	hooks   Hooks
-	js      jetstream.JetStream
-	super   superState
-	offline OfflinePusher
 	signer  *logintoken.Signer // nil: opaque tokens
-	// blockBoth: the apps whose blacklist blocks both ways.
-	blockBoth map[string]bool
 
 	disp    *dispatch.Dispatcher
 	rooms   *room.Rooms
+	msgs    *msg.Messages
 	domains []domain // in start order
 }
 
@@ -122,7 +119,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, n: n, nc: deps.NATS, st: deps.Store, log: log,
-		metrics: m, now: now, hooks: deps.Hooks, js: deps.JetStream, offline: deps.Offline,
+		metrics: m, now: now, hooks: deps.Hooks,
 	}
 	s.disp, err = dispatch.New(dispatch.Config{
 		Cluster: cfg.Cluster, MaxInFlight: cfg.MaxInFlight, MaxRequestBytes: cfg.MaxRequestBytes, RequestTimeout: cfg.RequestTimeout.D(),
@@ -130,17 +127,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	if s.super.m, err = newSuperMetrics(reg); err != nil {
-		return nil, fmt.Errorf("service: %w", err)
-	}
 	if cfg.TokenKey != nil {
 		if s.signer, err = cfg.TokenKey.Signer(); err != nil {
 			return nil, fmt.Errorf("service: token_key: %w", err)
 		}
-	}
-	s.blockBoth = map[string]bool{}
-	for _, a := range cfg.Apps {
-		s.blockBoth[a.AppKey] = a.Blacklist == BlacklistBoth
 	}
 	if s.rooms, err = room.New(n, cfg.Rooms, cfg.MaxMessageBytes, reg); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
@@ -149,20 +139,33 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	s.domains = []domain{s.rooms, groups}
+	blockBoth := map[string]bool{}
+	for _, a := range cfg.Apps {
+		blockBoth[a.AppKey] = a.Blacklist == BlacklistBoth
+	}
+	mcfg := msg.Config{
+		RecallWindow: cfg.RecallWindow.D(), MaxMessageBytes: cfg.MaxMessageBytes, MaxMentions: cfg.MaxMentions,
+		ConvListLimit: cfg.ConvListLimit, BlockBoth: blockBoth, Super: cfg.Super,
+	}
+	var hooks msg.Hooks
+	if deps.Hooks != nil {
+		hooks = deps.Hooks
+	}
+	var offline msg.OfflinePusher
+	if deps.Offline != nil {
+		offline = deps.Offline
+	}
+	if s.msgs, err = msg.New(n, mcfg, hooks, offline, deps.JetStream, reg); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	s.domains = []domain{s.rooms, groups, s.msgs}
 	for _, d := range s.domains {
 		s.disp.Add(d.Routes()...)
 	}
-	s.disp.Add(dispatch.Route{Op: imapi.OpSend, Handle: s.send, Ordered: true})
 	for op, h := range map[imapi.Op]handler{
 		imapi.OpLogin:           s.login,
 		imapi.OpHeartbeat:       s.heartbeat,
 		imapi.OpLogout:          s.logout,
-		imapi.OpSync:            s.sync,
-		imapi.OpHistory:         s.history,
-		imapi.OpRead:            s.read,
-		imapi.OpRecall:          s.recall,
-		imapi.OpConvList:        s.convList,
 		imapi.OpProfileGet:      s.profiles,
 		imapi.OpProfileUpdate:   s.profileUpdate,
 		imapi.OpFriendRequest:   s.friendRequest,
@@ -192,6 +195,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Ops lists the request ops this service answers.
 func (s *Service) Ops() []imapi.Op { return s.disp.Ops() }
 
+// Messages is the message domain (the server API sends and reads history
+// through it).
+func (s *Service) Messages() *msg.Messages { return s.msgs }
+
 // Rooms is the chatroom domain (the server API creates, closes and
 // manages rooms through it).
 func (s *Service) Rooms() *room.Rooms { return s.rooms }
@@ -206,19 +213,14 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		s.n.Apps.Put(app, s.now())
 	}
-	if err := s.startSuper(ctx); err != nil {
-		return err
-	}
 	for i, d := range s.domains {
 		if err := d.Start(ctx); err != nil {
 			s.stopDomains(ctx, i)
-			s.stopSuper(ctx)
 			return fmt.Errorf("service: %w", err)
 		}
 	}
 	if err := s.disp.Start(ctx); err != nil {
 		s.stopDomains(ctx, len(s.domains))
-		s.stopSuper(ctx)
 		return fmt.Errorf("service: %w", err)
 	}
 	s.log.Info("app services subscribed", "cluster", s.cfg.Cluster, "ops", len(s.disp.Ops()))
@@ -240,7 +242,6 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("service: shutdown: %w", err)
 	}
 	s.stopDomains(ctx, len(s.domains))
-	s.stopSuper(ctx)
 	return nil
 }
 

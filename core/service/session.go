@@ -108,3 +108,44 @@ func (s *Service) KickAll(appkey, account, reason string) {
 	}
 	s.metrics.kicks.Inc()
 }
+
+// recordSession writes a login or logout to the event log and queues it
+// for the app's webhook (with the event log's id as the event id). Neither
+// fails the request: a lost entry is logged and counted.
+func (s *Service) recordSession(ctx context.Context, kind webhook.Kind, sess *imapi.Session, reason string) {
+	now := s.now()
+	id := node.NewID(now)
+	if err := s.st.AppendEvents(ctx, []store.SessionEvent{{
+		AppKey: sess.AppKey, ID: id, Account: sess.Account, Kind: string(kind), Time: now.UnixMilli(),
+		DeviceID: sess.DeviceID, DeviceType: sess.DeviceType, ClientIP: sess.ClientIP, SDK: sess.SDK,
+		SessionID: sess.SessionID, Gateway: sess.Gateway, Reason: reason,
+	}}); err != nil {
+		s.metrics.eventLogErrors.Inc()
+		s.log.Warn("event log write failed", "appkey", sess.AppKey, "kind", kind, "err", err)
+	}
+	if s.hooks == nil {
+		return
+	}
+	ev, err := webhook.SessionEvent(kind, sess, reason, now)
+	ev.ID = id
+	if err == nil {
+		err = s.hooks.Publish(ctx, sess.AppKey, ev)
+	}
+	if err != nil {
+		s.n.Metrics.HookErrors.Inc()
+		s.log.Warn("webhook session event not queued", "appkey", sess.AppKey, "kind", kind, "err", err)
+	}
+}
+
+// superGroupsAtLogin lists the account's super-groups for its gateway.
+func (s *Service) superGroupsAtLogin(ctx context.Context, appkey, account string) ([]string, error) {
+	gs, err := s.st.SuperGroupsOf(ctx, appkey, account)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(gs))
+	for i := range gs {
+		out[i] = gs[i].GroupID
+	}
+	return out, nil
+}

@@ -33,14 +33,6 @@ const (
 	BlacklistBoth    = "both"    // neither side can message the other
 )
 
-// blockMode is the store's blacklist mode of an app.
-func (s *Service) blockMode(appkey string) int {
-	if s.blockBoth[appkey] {
-		return store.BlockBoth
-	}
-	return store.BlockInbound
-}
-
 // note builds a stored notice for account.
 func note(account string, n imapi.Notice) store.Notice {
 	b, _ := json.Marshal(&n)
@@ -573,22 +565,6 @@ func (s *Service) MutedAmong(ctx context.Context, appkey, convID string, account
 		return map[string]bool{}
 	}
 	return m
-}
-
-// markMuted flags the conversations the caller muted (one query; on error
-// the list goes out unflagged).
-func (s *Service) markMuted(ctx context.Context, sess *imapi.Session, cs []imapi.Conversation) {
-	if len(cs) == 0 {
-		return
-	}
-	list, err := s.st.Mutes(ctx, sess.AppKey, sess.Account)
-	if err != nil {
-		s.log.Warn("mutes of the conversation list", "err", err)
-		return
-	}
-	for i := range cs {
-		cs[i].Muted = slices.Contains(list, cs[i].ConvID)
-	}
 }
 
 func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {

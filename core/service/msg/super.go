@@ -1,4 +1,4 @@
-package service
+package msg
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/service/internal/node"
@@ -26,36 +25,8 @@ import (
 // and ack it afterwards, so a worker that dies mid-job has the job
 // redelivered to another.
 
-type superMetrics struct {
-	jobs      *prometheus.CounterVec
-	jobTime   prometheus.Histogram
-	queueErrs prometheus.Counter
-}
-
-func newSuperMetrics(reg prometheus.Registerer) (*superMetrics, error) {
-	m := &superMetrics{
-		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_service_super_jobs_total", Help: "Super-group side-work jobs (mentions, webhook copy) by result: done, retry, bad, dropped.",
-		}, []string{"result"}),
-		jobTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "longlink_service_super_job_seconds", Help: "Time from a super-group send to the end of its side work.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
-		}),
-		queueErrs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "longlink_service_super_queue_errors_total", Help: "Super-group jobs that could not be queued on JetStream (the send fails and the client resends).",
-		}),
-	}
-	for _, c := range []prometheus.Collector{m.jobs, m.jobTime, m.queueErrs} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
-}
-
-// superState is a node's super-group machinery.
-type superState struct {
-	m      *superMetrics
+// sideWork runs super-group side work on this node.
+type sideWork struct {
 	mu     sync.Mutex
 	cc     jetstream.ConsumeContext
 	quit   chan struct{}
@@ -73,10 +44,10 @@ type superJob struct {
 	Sent     int64          `json:"sent"`              // unix ms of the send
 }
 
-// startSuper creates the work queue and the durable consumer and starts
+// startSideWork creates the work queue and the durable consumer and starts
 // the workers. Without JetStream, super-group sends that need side work
 // are refused (503).
-func (s *Service) startSuper(ctx context.Context) error {
+func (s *Messages) startSideWork(ctx context.Context) error {
 	if s.js == nil {
 		return nil
 	}
@@ -89,7 +60,7 @@ func (s *Service) startSuper(ctx context.Context) error {
 		Name: c.Stream, Subjects: []string{c.Subject + ".>"}, Storage: storage,
 		Retention: jetstream.WorkQueuePolicy, Duplicates: 2 * time.Minute,
 	}); errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-		s.log.Warn("JetStream is off: super-group sends with mentions or webhooks are refused")
+		s.n.Log.Warn("JetStream is off: super-group sends with mentions or webhooks are refused")
 		s.js = nil
 		return nil
 	} else if err != nil {
@@ -104,7 +75,7 @@ func (s *Service) startSuper(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	work, quit := make(chan jetstream.Msg), make(chan struct{})
-	st := &s.super
+	st := &s.side
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.cancel, st.quit = cancel, quit
@@ -115,7 +86,7 @@ func (s *Service) startSuper(ctx context.Context) error {
 			for {
 				select {
 				case m := <-work:
-					s.superWork(wctx, m)
+					s.runJob(wctx, m)
 				case <-quit:
 					return
 				}
@@ -128,7 +99,7 @@ func (s *Service) startSuper(ctx context.Context) error {
 		case <-quit:
 		}
 	}, jetstream.PullMaxMessages(2*c.Workers), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		s.log.Debug("super consume", "err", err)
+		s.n.Log.Debug("super consume", "err", err)
 	}))
 	if err != nil {
 		close(quit)
@@ -140,10 +111,10 @@ func (s *Service) startSuper(ctx context.Context) error {
 	return nil
 }
 
-// stopSuper stops pulling and waits for the jobs in hand (unacked ones are
+// stopSideWork stops pulling and waits for the jobs in hand (unacked ones are
 // redelivered to other nodes).
-func (s *Service) stopSuper(ctx context.Context) {
-	st := &s.super
+func (s *Messages) stopSideWork(ctx context.Context) {
+	st := &s.side
 	st.mu.Lock()
 	cc, quit, cancel := st.cc, st.quit, st.cancel
 	st.cc = nil
@@ -167,17 +138,17 @@ func (s *Service) stopSuper(ctx context.Context) {
 	cancel()
 }
 
-func (s *Service) superWork(ctx context.Context, m jetstream.Msg) {
+func (s *Messages) runJob(ctx context.Context, m jetstream.Msg) {
 	var j superJob
 	if err := json.Unmarshal(m.Data(), &j); err != nil || !imapi.ValidName(j.AppKey) || !imapi.ValidName(j.GroupID) || j.Seq < 1 {
-		s.super.m.jobs.WithLabelValues("bad").Inc()
-		s.log.Warn("bad super-group job", "err", err)
+		s.metrics.jobs.WithLabelValues("bad").Inc()
+		s.n.Log.Warn("bad super-group job", "err", err)
 		_ = m.Term()
 		return
 	}
 	var err error
 	if len(j.Mentions) > 0 {
-		err = s.st.AddSuperMentions(ctx, j.AppKey, j.GroupID, j.Seq, j.Mentions)
+		err = s.n.Store.AddSuperMentions(ctx, j.AppKey, j.GroupID, j.Seq, j.Mentions)
 	}
 	if err == nil && j.Message != nil && s.offline != nil && len(j.Mentions) > 0 {
 		err = s.superOfflinePush(ctx, &j)
@@ -188,34 +159,34 @@ func (s *Service) superWork(ctx context.Context, m jetstream.Msg) {
 	if err != nil {
 		md, merr := m.Metadata()
 		if merr == nil && md.NumDelivered >= uint64(s.cfg.Super.MaxDeliver) {
-			s.super.m.jobs.WithLabelValues("dropped").Inc()
-			s.log.Error("super-group job dropped after its last attempt", "appkey", j.AppKey, "group", j.GroupID, "seq", j.Seq, "err", err)
+			s.metrics.jobs.WithLabelValues("dropped").Inc()
+			s.n.Log.Error("super-group job dropped after its last attempt", "appkey", j.AppKey, "group", j.GroupID, "seq", j.Seq, "err", err)
 			_ = m.Term()
 			return
 		}
-		s.super.m.jobs.WithLabelValues("retry").Inc()
-		s.log.Warn("super-group job failed; retried", "appkey", j.AppKey, "group", j.GroupID, "seq", j.Seq, "err", err)
+		s.metrics.jobs.WithLabelValues("retry").Inc()
+		s.n.Log.Warn("super-group job failed; retried", "appkey", j.AppKey, "group", j.GroupID, "seq", j.Seq, "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
 	if err := m.DoubleAck(ctx); err != nil {
-		s.log.Warn("super-group job ack", "err", err)
+		s.n.Log.Warn("super-group job ack", "err", err)
 	}
-	s.super.m.jobs.WithLabelValues("done").Inc()
-	s.super.m.jobTime.Observe(time.Since(time.UnixMilli(j.Sent)).Seconds())
+	s.metrics.jobs.WithLabelValues("done").Inc()
+	s.metrics.jobTime.Observe(time.Since(time.UnixMilli(j.Sent)).Seconds())
 }
 
 // superOfflinePush hands the mentioned members (not the sender) to the
 // offline push: a super-group notifies offline members only of messages
 // that name them. "@all" notifies nobody offline (100,000 notifications per
 // message would be a storm); it is counted in their mentions.
-func (s *Service) superOfflinePush(ctx context.Context, j *superJob) error {
+func (s *Messages) superOfflinePush(ctx context.Context, j *superJob) error {
 	var rcpt []string
 	for _, a := range j.Mentions {
 		if a == imapi.MentionAll || a == j.Message.From || slices.Contains(rcpt, a) {
 			continue
 		}
-		ok, err := s.st.IsSuperMember(ctx, j.AppKey, j.GroupID, a)
+		ok, err := s.n.Store.IsSuperMember(ctx, j.AppKey, j.GroupID, a)
 		if err != nil {
 			return err
 		}
@@ -230,12 +201,12 @@ func (s *Service) superOfflinePush(ctx context.Context, j *superJob) error {
 }
 
 // sendSuper stores a super-group message once and publishes it once.
-func (s *Service) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
+func (s *Messages) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
 	if sess.Account == imapi.SystemAccount {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "system notifications go to accounts")
 	}
 	if slices.Contains(req.Mentions, imapi.MentionAll) {
-		g, err := s.st.SuperGroup(ctx, sess.AppKey, req.To)
+		g, err := s.n.Store.SuperGroup(ctx, sess.AppKey, req.To)
 		if err != nil {
 			return nil, node.StoreErr(err, "group")
 		}
@@ -243,7 +214,7 @@ func (s *Service) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi
 			return nil, imapi.Errorf(imapi.ErrForbidden, "only the owner mentions @all")
 		}
 	}
-	now := s.now()
+	now := s.n.Now()
 	a := &store.Append{Message: store.Message{
 		AppKey: sess.AppKey, ConvID: imapi.SuperConvID(req.To), ConvType: imapi.ConvSuper, MsgID: node.NewID(now), Sender: sess.Account,
 		SenderDevice: sess.DeviceType, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type,
@@ -252,7 +223,7 @@ func (s *Service) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi
 	if err := s.moderate(ctx, sess, a); err != nil {
 		return nil, err
 	}
-	res, err := s.st.AppendMessage(ctx, a)
+	res, err := s.n.Store.AppendMessage(ctx, a)
 	if err != nil {
 		return nil, node.StoreErr(err, "group")
 	}
@@ -272,15 +243,15 @@ func (s *Service) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi
 			j.Message = &msg
 		}
 		if err := s.queueSuper(ctx, &j, res.MsgID); err != nil {
-			s.super.m.queueErrs.Inc()
-			s.log.Warn("super-group job not queued", "group", req.To, "err", err)
+			s.metrics.queueErrs.Inc()
+			s.n.Log.Warn("super-group job not queued", "group", req.To, "err", err)
 			return nil, imapi.Errorf(imapi.ErrUnavailable, "side work not queued; resend")
 		}
 	}
 	return &imapi.SendAck{MsgID: res.MsgID, ConvID: a.ConvID, Seq: res.Seq, Time: res.Time}, nil
 }
 
-func (s *Service) queueSuper(ctx context.Context, j *superJob, msgID string) error {
+func (s *Messages) queueSuper(ctx context.Context, j *superJob, msgID string) error {
 	if s.js == nil {
 		return errors.New("no JetStream")
 	}
@@ -293,8 +264,8 @@ func (s *Service) queueSuper(ctx context.Context, j *superJob, msgID string) err
 }
 
 // readSuper moves the caller's read position in a super-group.
-func (s *Service) readSuper(ctx context.Context, sess *imapi.Session, groupID string, seq int64) error {
-	if _, err := s.st.MarkSuperRead(ctx, sess.AppKey, groupID, sess.Account, seq); err != nil {
+func (s *Messages) readSuper(ctx context.Context, sess *imapi.Session, groupID string, seq int64) error {
+	if _, err := s.n.Store.MarkSuperRead(ctx, sess.AppKey, groupID, sess.Account, seq); err != nil {
 		return node.StoreErr(err, "group")
 	}
 	return nil
@@ -302,8 +273,8 @@ func (s *Service) readSuper(ctx context.Context, sess *imapi.Session, groupID st
 
 // withSuperConversations merges the caller's super-group conversations
 // into its conversation list (most recent first, at most limit).
-func (s *Service) withSuperConversations(ctx context.Context, sess *imapi.Session, cs []store.ConvState, limit int) ([]store.ConvState, error) {
-	sup, err := s.st.SuperConversations(ctx, sess.AppKey, sess.Account, limit)
+func (s *Messages) withSuperConversations(ctx context.Context, sess *imapi.Session, cs []store.ConvState, limit int) ([]store.ConvState, error) {
+	sup, err := s.n.Store.SuperConversations(ctx, sess.AppKey, sess.Account, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -313,17 +284,4 @@ func (s *Service) withSuperConversations(ctx context.Context, sess *imapi.Sessio
 	all := append(cs, sup...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].LastTime > all[j].LastTime })
 	return all[:min(len(all), limit)], nil
-}
-
-// superGroupsAtLogin lists the account's super-groups for its gateway.
-func (s *Service) superGroupsAtLogin(ctx context.Context, appkey, account string) ([]string, error) {
-	gs, err := s.st.SuperGroupsOf(ctx, appkey, account)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(gs))
-	for i := range gs {
-		out[i] = gs[i].GroupID
-	}
-	return out, nil
 }

@@ -1,4 +1,4 @@
-package service
+package msg
 
 import (
 	"testing"
@@ -8,13 +8,14 @@ import (
 	"github.com/longlink/longlink/pkg/metricstest"
 )
 
-func TestSuperMetricNames(t *testing.T) {
+func TestMetricNames(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newSuperMetrics(reg)
+	m, err := newMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Vectors only show up once they have a child.
 	m.jobs.WithLabelValues("done").Inc()
 	mfs := metricstest.Check(t, reg, "longlink_service_")
-	metricstest.InREADME(t, mfs, "README.md")
+	metricstest.InREADME(t, mfs, "../README.md")
 }

@@ -1,0 +1,195 @@
+package msg
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/dispatch"
+	"github.com/longlink/longlink/core/service/internal/node"
+	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/core/webhook"
+)
+
+func (s *Messages) send(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var req imapi.SendReq
+	if len(body) == 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "empty body")
+	}
+	if err := imapi.DecodeSendReq(body, &req); err != nil {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
+	}
+	return s.Send(ctx, sess, &req)
+}
+
+// Send stores a message from sess.Account durably, then pushes it to the
+// conversation's members (the sender's other sessions included). The server
+// API calls it directly to send as a user or as imapi.SystemAccount.
+func (s *Messages) Send(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
+	if err := s.validateSend(req); err != nil {
+		return nil, err
+	}
+	if req.ConvType == imapi.ConvSuper {
+		return s.sendSuper(ctx, sess, req)
+	}
+	now := s.n.Now()
+	a := &store.Append{Message: store.Message{
+		AppKey: sess.AppKey, ConvType: req.ConvType, MsgID: node.NewID(now), Sender: sess.Account,
+		SenderDevice: sess.DeviceType, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type,
+		Body: req.Body, Mentions: req.Mentions, Time: now.UnixMilli(),
+	}}
+	what := "recipient"
+	switch req.ConvType {
+	case imapi.ConvP2P:
+		a.ConvID = imapi.P2PConvID(sess.Account, req.To)
+		a.Peer = req.To
+		a.BlockMode = s.blockMode(sess.AppKey)
+	case imapi.ConvGroup:
+		if sess.Account == imapi.SystemAccount {
+			return nil, imapi.Errorf(imapi.ErrBadRequest, "system notifications go to accounts")
+		}
+		a.ConvID = imapi.GroupConvID(req.To)
+		a.GroupID = req.To
+		what = "group"
+	}
+	if err := s.moderate(ctx, sess, a); err != nil {
+		return nil, err
+	}
+	if t := dispatch.TurnOf(ctx); t != nil {
+		if err := t.Wait(ctx); err != nil {
+			return nil, node.StoreErr(err, what)
+		}
+		a.Queued = t.Done
+	}
+	res, err := s.n.Store.AppendMessage(ctx, a)
+	if err != nil {
+		return nil, node.StoreErr(err, what)
+	}
+	ack := &imapi.SendAck{MsgID: res.MsgID, ConvID: a.ConvID, Seq: res.Seq, Time: res.Time}
+	if !res.Duplicate {
+		// The ack goes out after this returns; pushes are published first on
+		// the same connection, which costs nothing (no round trip) and keeps
+		// the order: a message is durable before anyone hears of it.
+		msg := imapi.Message{
+			MsgID: res.MsgID, ConvID: a.ConvID, ConvType: a.ConvType, From: a.Sender, FromDevice: a.SenderDevice,
+			To: a.To, Seq: res.Seq, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body, Mentions: a.Mentions, Time: res.Time,
+		}
+		s.n.PushAll(sess, res.Members, imapi.OpPush, &msg)
+		s.publishMessage(ctx, sess.AppKey, &msg)
+		s.offlinePush(sess, res.Members, &msg)
+	}
+	return ack, nil
+}
+
+// moderate asks the app's moderation hook about a user's message before it
+// is stored: deny refuses the send with ErrRejected (nobody else sees it),
+// replace swaps the body. When the hook fails, the app's configured default
+// decision applies (webhook.Moderate returns it). System notifications from
+// the app's own server are not moderated.
+func (s *Messages) moderate(ctx context.Context, sess *imapi.Session, a *store.Append) error {
+	if s.hooks == nil || sess.Account == imapi.SystemAccount {
+		return nil
+	}
+	d, err := s.hooks.Moderate(ctx, sess.AppKey, webhook.ModerationRequest{
+		From: a.Sender, ConvType: a.ConvType, To: a.To, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body,
+	})
+	if err != nil {
+		s.n.Log.Debug("moderation hook failed; default applied", "appkey", sess.AppKey, "action", d.Action, "err", err)
+	}
+	switch d.Action {
+	case webhook.Deny:
+		return imapi.Errorf(imapi.ErrRejected, "%s", d.Reason)
+	case webhook.Replace:
+		if len(d.Body) == 0 || len(d.Body) > s.cfg.MaxMessageBytes || !json.Valid(d.Body) {
+			return imapi.Errorf(imapi.ErrRejected, "moderation replaced the body with an invalid one")
+		}
+		a.Body = d.Body
+	}
+	return nil
+}
+
+// publishMessage queues the data-sync copy of a stored message for the
+// app's webhook. It never fails the send: the message is already durable and
+// delivered; a lost copy is logged and counted.
+func (s *Messages) publishMessage(ctx context.Context, appkey string, m *imapi.Message) {
+	if s.hooks == nil {
+		return
+	}
+	ev, err := webhook.MessageEvent(m)
+	if err == nil {
+		err = s.hooks.Publish(ctx, appkey, ev)
+	}
+	if err != nil {
+		s.n.Metrics.HookErrors.Inc()
+		s.n.Log.Warn("webhook message event not queued", "appkey", appkey, "msg_id", m.MsgID, "err", err)
+	}
+}
+
+func (s *Messages) validateSend(req *imapi.SendReq) error {
+	switch req.ConvType {
+	case imapi.ConvP2P, imapi.ConvGroup, imapi.ConvSuper:
+	case imapi.ConvRoom:
+		return imapi.Errorf(imapi.ErrBadRequest, "chatrooms are not served by this service")
+	default:
+		return imapi.Errorf(imapi.ErrBadRequest, "conv_type %d", req.ConvType)
+	}
+	if !imapi.ValidName(req.To) {
+		return imapi.Errorf(imapi.ErrBadRequest, "to: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	if req.ClientMsgID == "" || len(req.ClientMsgID) > 64 {
+		return imapi.Errorf(imapi.ErrBadRequest, "client_msg_id: 1-64 bytes required")
+	}
+	if req.Type == "" {
+		req.Type = "text"
+	}
+	if len(req.Type) > 32 {
+		return imapi.Errorf(imapi.ErrBadRequest, "type: at most 32 bytes")
+	}
+	if len(req.Body) == 0 || string(req.Body) == "null" {
+		return imapi.Errorf(imapi.ErrBadRequest, "body: required")
+	}
+	if len(req.Body) > s.cfg.MaxMessageBytes {
+		s.n.Metrics.Oversize.Inc()
+		return imapi.Errorf(imapi.ErrTooLarge, "body of %d bytes exceeds %d", len(req.Body), s.cfg.MaxMessageBytes)
+	}
+	if !json.Valid(req.Body) {
+		return imapi.Errorf(imapi.ErrBadRequest, "body: not JSON")
+	}
+	if len(req.Mentions) > s.cfg.MaxMentions {
+		return imapi.Errorf(imapi.ErrBadRequest, "mentions: at most %d", s.cfg.MaxMentions)
+	}
+	for _, m := range req.Mentions {
+		if m == imapi.MentionAll && req.ConvType == imapi.ConvSuper {
+			continue
+		}
+		if !imapi.ValidName(m) {
+			return imapi.Errorf(imapi.ErrBadRequest, "mentions: %q is not an account", m)
+		}
+	}
+	return nil
+}
+
+// blockMode is the store's blacklist mode of an app.
+func (s *Messages) blockMode(appkey string) int {
+	if s.cfg.BlockBoth[appkey] {
+		return store.BlockBoth
+	}
+	return store.BlockInbound
+}
+
+// offlinePush hands a stored message's recipients (the sender and the
+// system account excluded) to core/push.
+func (s *Messages) offlinePush(sess *imapi.Session, members []string, m *imapi.Message) {
+	if s.offline == nil {
+		return
+	}
+	rcpt := make([]string, 0, len(members))
+	for _, a := range members {
+		if a != sess.Account && a != imapi.SystemAccount {
+			rcpt = append(rcpt, a)
+		}
+	}
+	if len(rcpt) > 0 {
+		s.offline.MessageStored(sess.AppKey, m, rcpt)
+	}
+}
