@@ -63,7 +63,7 @@ func TestEdgeAnswersLogin(t *testing.T) {
 		tok[u.Account] = u.Token // opaque
 	}
 	for _, a := range []string{"alice", "erin"} {
-		if tok[a], _, err = node.Service().IssueToken(ctx, "demo", a, false); err != nil {
+		if tok[a], _, err = node.Service().Sessions().IssueToken(ctx, "demo", a, false); err != nil {
 			t.Fatal(err)
 		}
 		if !logintoken.IsSigned(tok[a]) {
@@ -171,7 +171,7 @@ func TestEdgeAnswersLogin(t *testing.T) {
 
 	// Revoked but unexpired: the edge answers, the core refuses, the SDK
 	// is kicked with 401 and stops without reconnecting.
-	if _, _, err := node.Service().IssueToken(ctx, "demo", "erin", true); err != nil {
+	if _, _, err := node.Service().Sessions().IssueToken(ctx, "demo", "erin", true); err != nil {
 		t.Fatal(err)
 	}
 	erin, _ := start("erin", tok["erin"], edgeAddr)

@@ -28,6 +28,7 @@ import (
 	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
+	"github.com/longlink/longlink/core/service/msg"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/store/storetest"
 	"github.com/longlink/longlink/pkg/config"
@@ -99,7 +100,7 @@ func newSuperEnv(t *testing.T, gateways int, driver ...string) *superEnv {
 
 // startService starts an app service node on its own bus connection (so
 // that a test can cut it off like a crashed process) over st.
-func (e *superEnv) startService(st store.Store, nc *nats.Conn, offline ...service.OfflinePusher) *service.Service {
+func (e *superEnv) startService(st store.Store, nc *nats.Conn, offline ...msg.OfflinePusher) *service.Service {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

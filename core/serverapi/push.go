@@ -56,7 +56,7 @@ func (s *Server) putPushToken(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	if err := s.deps.Service.RegisterPushToken(ctx, r.App.AppKey, acct, dev, &req); err != nil {
+	if err := s.deps.Service.Push().Register(ctx, r.App.AppKey, acct, dev, &req); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -82,7 +82,7 @@ func (s *Server) getPushSettings(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.deps.Service.PushSettings(ctx, r.App.AppKey, acct)
+	return s.deps.Service.Push().Settings(ctx, r.App.AppKey, acct)
 }
 
 func (s *Server) putPushSettings(ctx context.Context, r *Request) (any, error) {
@@ -94,7 +94,7 @@ func (s *Server) putPushSettings(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	return s.deps.Service.SetPushSettings(ctx, r.App.AppKey, acct, &req)
+	return s.deps.Service.Push().SetSettings(ctx, r.App.AppKey, acct, &req)
 }
 
 // Event is one entry of the session event log.

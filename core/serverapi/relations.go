@@ -78,7 +78,7 @@ func (s *Server) profiles(ctx context.Context, r *Request) (any, error) {
 	if q == "" {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "accounts: a comma-separated list is required")
 	}
-	return s.deps.Service.Profiles(ctx, r.App.AppKey, strings.Split(q, ","))
+	return s.deps.Service.Users().Profiles(ctx, r.App.AppKey, strings.Split(q, ","))
 }
 
 func (s *Server) updateProfile(ctx context.Context, r *Request) (any, error) {
@@ -90,7 +90,7 @@ func (s *Server) updateProfile(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	return s.deps.Service.UpdateProfile(ctx, r.App.AppKey, a, &req)
+	return s.deps.Service.Users().UpdateProfile(ctx, r.App.AppKey, a, &req)
 }
 
 func (s *Server) friends(ctx context.Context, r *Request) (any, error) {
@@ -98,7 +98,7 @@ func (s *Server) friends(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.deps.Service.Friends(ctx, r.App.AppKey, a)
+	return s.deps.Service.Users().Friends(ctx, r.App.AppKey, a)
 }
 
 func (s *Server) importFriends(ctx context.Context, r *Request) (any, error) {
@@ -113,7 +113,7 @@ func (s *Server) importFriends(ctx context.Context, r *Request) (any, error) {
 	if len(req.Friends) == 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "friends: at least one")
 	}
-	added, err := s.deps.Service.ImportFriends(ctx, r.App.AppKey, a, req.Friends)
+	added, err := s.deps.Service.Users().ImportFriends(ctx, r.App.AppKey, a, req.Friends)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (s *Server) blacklist(ctx context.Context, r *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.deps.Service.Blacklist(ctx, r.App.AppKey, a)
+	return s.deps.Service.Users().Blacklist(ctx, r.App.AppKey, a)
 }
 
 func (s *Server) setBlocked(on bool) HandlerFunc {
@@ -138,7 +138,7 @@ func (s *Server) setBlocked(on bool) HandlerFunc {
 		if err := decodeJSON(r.Body, &req); err != nil {
 			return nil, err
 		}
-		return nil, s.deps.Service.SetBlocked(ctx, r.App.AppKey, a, req.Account, on)
+		return nil, s.deps.Service.Users().SetBlocked(ctx, r.App.AppKey, a, req.Account, on)
 	}
 }
 

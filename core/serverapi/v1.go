@@ -174,7 +174,7 @@ func (s *Server) createUser(ctx context.Context, r *Request) (any, error) {
 	if err := s.deps.Store.CreateUser(ctx, u); err != nil {
 		return nil, mapStore(err, "user")
 	}
-	tok, exp, err := s.deps.Service.IssueToken(ctx, r.App.AppKey, req.Account, false)
+	tok, exp, err := s.deps.Service.Sessions().IssueToken(ctx, r.App.AppKey, req.Account, false)
 	if err != nil {
 		return nil, mapStore(err, "user")
 	}
@@ -206,7 +206,7 @@ func (s *Server) updateUser(ctx context.Context, r *Request) (any, error) {
 		// The name is the profile's: renamed like PATCH …/profile (its
 		// limits, a profile.updated notice in the same transaction, the
 		// online friends told), so every device and friend sees it.
-		if _, err := s.deps.Service.UpdateProfile(ctx, r.App.AppKey, a, &imapi.ProfileUpdateReq{Name: req.Name}); err != nil {
+		if _, err := s.deps.Service.Users().UpdateProfile(ctx, r.App.AppKey, a, &imapi.ProfileUpdateReq{Name: req.Name}); err != nil {
 			return nil, err
 		}
 	}
@@ -215,7 +215,7 @@ func (s *Server) updateUser(ctx context.Context, r *Request) (any, error) {
 		return nil, mapStore(err, "user")
 	}
 	if req.Disabled != nil && *req.Disabled {
-		s.deps.Service.KickAll(r.App.AppKey, a, "account disabled")
+		s.deps.Service.Sessions().KickAll(r.App.AppKey, a, "account disabled")
 	}
 	return userResp(u), nil
 }
@@ -231,12 +231,12 @@ func (s *Server) issueToken(ctx context.Context, r *Request) (any, error) {
 			return nil, err
 		}
 	}
-	tok, exp, err := s.deps.Service.IssueToken(ctx, r.App.AppKey, a, req.RevokeOthers)
+	tok, exp, err := s.deps.Service.Sessions().IssueToken(ctx, r.App.AppKey, a, req.RevokeOthers)
 	if err != nil {
 		return nil, mapStore(err, "user")
 	}
 	if req.RevokeOthers {
-		s.deps.Service.KickAll(r.App.AppKey, a, "token revoked")
+		s.deps.Service.Sessions().KickAll(r.App.AppKey, a, "token revoked")
 	}
 	return &TokenResp{Account: a, Token: tok, Expires: exp.UnixMilli()}, nil
 }

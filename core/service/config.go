@@ -236,3 +236,9 @@ func (c *Config) Validate() error {
 	c.Super.Validate(&errs)
 	return errs.Err()
 }
+
+// Blacklist modes of an app (AppConfig.Blacklist).
+const (
+	BlacklistInbound = "inbound" // the blocker receives nothing from the blocked account
+	BlacklistBoth    = "both"    // neither side can message the other
+)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/session"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -32,33 +33,12 @@ func Seed(ctx context.Context, st store.Store, appkey string, users []SeedUser, 
 			return nil, fmt.Errorf("seed %s: %w", u.Account, err)
 		}
 		if u.Token == "" {
-			u.Token = NewToken()
+			u.Token = session.NewToken()
 		}
-		if err := st.PutToken(ctx, appkey, u.Account, HashToken(u.Token), time.Now().Add(ttl), false); err != nil {
+		if err := st.PutToken(ctx, appkey, u.Account, session.HashToken(u.Token), time.Now().Add(ttl), false); err != nil {
 			return nil, fmt.Errorf("seed %s: %w", u.Account, err)
 		}
 		out[i] = u
 	}
 	return out, nil
-}
-
-// IssueToken creates a token for an existing account, valid for the
-// configured TokenTTL; revokeOthers invalidates the account's other tokens.
-// With a token key the token is signed (edges can verify it); it is stored
-// hashed either way, so revocation works the same.
-func (s *Service) IssueToken(ctx context.Context, appkey, account string, revokeOthers bool) (string, time.Time, error) {
-	// Whole seconds: the signed token carries its expiry in seconds, and the
-	// store must not outlive it.
-	exp := s.now().Add(s.cfg.TokenTTL.D()).Truncate(time.Second)
-	tok := NewToken()
-	if s.signer != nil {
-		var err error
-		if tok, err = s.signer.Issue(appkey, account, exp); err != nil {
-			return "", time.Time{}, err
-		}
-	}
-	if err := s.st.PutToken(ctx, appkey, account, HashToken(tok), exp, revokeOthers); err != nil {
-		return "", time.Time{}, err
-	}
-	return tok, exp, nil
 }

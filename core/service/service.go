@@ -17,14 +17,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
-	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/core/service/group"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/service/msg"
+	"github.com/longlink/longlink/core/service/pushreg"
 	"github.com/longlink/longlink/core/service/room"
+	"github.com/longlink/longlink/core/service/session"
+	"github.com/longlink/longlink/core/service/user"
 	"github.com/longlink/longlink/core/store"
-	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/logging"
 )
 
@@ -39,28 +40,14 @@ type Deps struct {
 	// Hooks are the apps' webhooks (core/webhook): the moderation hook asked
 	// before a message is stored, and the message, login and logout events
 	// queued for delivery. Nil: no webhooks.
-	Hooks Hooks
+	Hooks msg.Hooks
 	// JetStream carries super-group side work (mentions, webhook copies)
 	// to durable workers. Nil: super-group sends that need it get 503.
 	JetStream jetstream.JetStream
 	// Offline, when set, hears of every stored message and its recipients
 	// (the sender excluded) to send offline push notifications (core/push).
-	Offline OfflinePusher
+	Offline msg.OfflinePusher
 }
-
-// OfflinePusher is what the services need of core/push. MessageStored must
-// not block.
-type OfflinePusher interface {
-	MessageStored(appkey string, m *imapi.Message, recipients []string)
-}
-
-// Hooks is what the services need of core/webhook.
-type Hooks interface {
-	Moderate(ctx context.Context, appkey string, m webhook.ModerationRequest) (webhook.Decision, error)
-	Publish(ctx context.Context, appkey string, ev webhook.Event) error
-}
-
-type handler = dispatch.Handler
 
 // domain is one group of ops with its own state and life: the dispatcher
 // serves its routes; Start runs before the node subscribes, Stop after it
@@ -73,20 +60,16 @@ type domain interface {
 
 // Service is one app service node: the dispatcher and the domains on it.
 type Service struct {
-	cfg     Config
-	n       *node.Node
-	nc      *nats.Conn
-	st      store.Store
-	log     *slog.Logger
-	metrics *metrics
-	now     func() time.Time
-	hooks   Hooks
-	signer  *logintoken.Signer // nil: opaque tokens
-
-	disp    *dispatch.Dispatcher
-	rooms   *room.Rooms
-	msgs    *msg.Messages
-	domains []domain // in start order
+	cfg      Config
+	n        *node.Node
+	disp     *dispatch.Dispatcher
+	sessions *session.Sessions
+	msgs     *msg.Messages
+	groups   *group.Groups
+	rooms    *room.Rooms
+	users    *user.Users
+	push     *pushreg.Registry
+	domains  []domain // in start order
 }
 
 // New validates cfg and builds a node; Start subscribes it to the bus.
@@ -107,87 +90,60 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	nm, err := node.NewMetrics(reg)
+	s, err := build(cfg, deps, log, reg, now)
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
+	}
+	return s, nil
+}
+
+// build makes the node's plumbing, its dispatcher and its domains, and
+// registers the domains' routes.
+func build(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*Service, error) {
+	nm, err := node.NewMetrics(reg)
+	if err != nil {
+		return nil, err
 	}
 	n := node.New(node.Config{PageLimit: cfg.PageLimit, DefaultPage: cfg.DefaultPage, RequestTimeout: cfg.RequestTimeout.D()},
 		deps.NATS, deps.Store, log, now, nm)
-	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("service: %w", err)
-	}
-	s := &Service{
-		cfg: cfg, n: n, nc: deps.NATS, st: deps.Store, log: log,
-		metrics: m, now: now, hooks: deps.Hooks,
-	}
-	s.disp, err = dispatch.New(dispatch.Config{
+	s := &Service{cfg: cfg, n: n}
+	if s.disp, err = dispatch.New(dispatch.Config{
 		Cluster: cfg.Cluster, MaxInFlight: cfg.MaxInFlight, MaxRequestBytes: cfg.MaxRequestBytes, RequestTimeout: cfg.RequestTimeout.D(),
-	}, deps.NATS, log, reg, nm.Oversize)
-	if err != nil {
-		return nil, fmt.Errorf("service: %w", err)
+	}, deps.NATS, log, reg, nm.Oversize); err != nil {
+		return nil, err
 	}
+	scfg := session.Config{TokenTTL: cfg.TokenTTL.D()}
 	if cfg.TokenKey != nil {
-		if s.signer, err = cfg.TokenKey.Signer(); err != nil {
-			return nil, fmt.Errorf("service: token_key: %w", err)
+		if scfg.Signer, err = cfg.TokenKey.Signer(); err != nil {
+			return nil, fmt.Errorf("token_key: %w", err)
 		}
 	}
-	if s.rooms, err = room.New(n, cfg.Rooms, cfg.MaxMessageBytes, reg); err != nil {
-		return nil, fmt.Errorf("service: %w", err)
-	}
-	groups, err := group.New(n, cfg.MaxGroupMembers, cfg.Super, reg)
-	if err != nil {
-		return nil, fmt.Errorf("service: %w", err)
+	if s.sessions, err = session.New(n, scfg, deps.Hooks, reg); err != nil {
+		return nil, err
 	}
 	blockBoth := map[string]bool{}
 	for _, a := range cfg.Apps {
 		blockBoth[a.AppKey] = a.Blacklist == BlacklistBoth
 	}
-	mcfg := msg.Config{
+	if s.msgs, err = msg.New(n, msg.Config{
 		RecallWindow: cfg.RecallWindow.D(), MaxMessageBytes: cfg.MaxMessageBytes, MaxMentions: cfg.MaxMentions,
 		ConvListLimit: cfg.ConvListLimit, BlockBoth: blockBoth, Super: cfg.Super,
+	}, deps.Hooks, deps.Offline, deps.JetStream, reg); err != nil {
+		return nil, err
 	}
-	var hooks msg.Hooks
-	if deps.Hooks != nil {
-		hooks = deps.Hooks
+	if s.groups, err = group.New(n, cfg.MaxGroupMembers, cfg.Super, reg); err != nil {
+		return nil, err
 	}
-	var offline msg.OfflinePusher
-	if deps.Offline != nil {
-		offline = deps.Offline
+	if s.rooms, err = room.New(n, cfg.Rooms, cfg.MaxMessageBytes, reg); err != nil {
+		return nil, err
 	}
-	if s.msgs, err = msg.New(n, mcfg, hooks, offline, deps.JetStream, reg); err != nil {
-		return nil, fmt.Errorf("service: %w", err)
+	if s.users, err = user.New(n, user.Limits{MaxFriends: cfg.MaxFriends, MaxBlacklist: cfg.MaxBlacklist, MaxMutes: cfg.MaxMutes}, reg); err != nil {
+		return nil, err
 	}
-	s.domains = []domain{s.rooms, groups, s.msgs}
+	s.push = pushreg.New(n)
+	s.domains = []domain{s.sessions, s.msgs, s.groups, s.rooms, s.users, s.push}
 	for _, d := range s.domains {
 		s.disp.Add(d.Routes()...)
-	}
-	for op, h := range map[imapi.Op]handler{
-		imapi.OpLogin:           s.login,
-		imapi.OpHeartbeat:       s.heartbeat,
-		imapi.OpLogout:          s.logout,
-		imapi.OpProfileGet:      s.profiles,
-		imapi.OpProfileUpdate:   s.profileUpdate,
-		imapi.OpFriendRequest:   s.friendRequest,
-		imapi.OpFriendAccept:    s.friendAnswer(true),
-		imapi.OpFriendReject:    s.friendAnswer(false),
-		imapi.OpFriendDelete:    s.friendDelete,
-		imapi.OpFriendAlias:     s.friendAlias,
-		imapi.OpFriendList:      s.friendList,
-		imapi.OpFriendRequests:  s.friendRequests,
-		imapi.OpBlockAdd:        s.blockSet(true),
-		imapi.OpBlockRemove:     s.blockSet(false),
-		imapi.OpBlockList:       s.blockList,
-		imapi.OpMuteAdd:         s.muteSet(true),
-		imapi.OpMuteRemove:      s.muteSet(false),
-		imapi.OpMuteList:        s.muteList,
-		imapi.OpNoticeSync:      s.noticeSync,
-		imapi.OpPushRegister:    s.pushRegister,
-		imapi.OpPushUnregister:  s.pushUnregister,
-		imapi.OpPushSettings:    s.pushSettings,
-		imapi.OpPushSetSettings: s.pushSetSettings,
-	} {
-		s.disp.Add(dispatch.Route{Op: op, Handle: h})
 	}
 	return s, nil
 }
@@ -195,23 +151,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Ops lists the request ops this service answers.
 func (s *Service) Ops() []imapi.Op { return s.disp.Ops() }
 
-// Messages is the message domain (the server API sends and reads history
-// through it).
-func (s *Service) Messages() *msg.Messages { return s.msgs }
-
-// Rooms is the chatroom domain (the server API creates, closes and
-// manages rooms through it).
-func (s *Service) Rooms() *room.Rooms { return s.rooms }
-
 // Start seeds the configured apps, starts the domains and subscribes to
 // every op's subject.
 func (s *Service) Start(ctx context.Context) error {
 	for _, a := range s.cfg.Apps {
 		app := store.App{AppKey: a.AppKey, Secret: a.Secret.Reveal(), Devices: a.Devices, HeartbeatSec: int(a.Heartbeat.D() / time.Second)}
-		if err := s.st.PutApp(ctx, app); err != nil {
+		if err := s.n.Store.PutApp(ctx, app); err != nil {
 			return fmt.Errorf("service: seed app %s: %w", a.AppKey, err)
 		}
-		s.n.Apps.Put(app, s.now())
+		s.n.Apps.Put(app, s.n.Now())
 	}
 	for i, d := range s.domains {
 		if err := d.Start(ctx); err != nil {
@@ -223,7 +171,7 @@ func (s *Service) Start(ctx context.Context) error {
 		s.stopDomains(ctx, len(s.domains))
 		return fmt.Errorf("service: %w", err)
 	}
-	s.log.Info("app services subscribed", "cluster", s.cfg.Cluster, "ops", len(s.disp.Ops()))
+	s.n.Log.Info("app services subscribed", "cluster", s.cfg.Cluster, "ops", len(s.disp.Ops()))
 	return nil
 }
 
@@ -238,11 +186,43 @@ func (s *Service) stopDomains(ctx context.Context, n int) {
 // nodes), lets the buffered ones finish, waits for in-flight handlers and
 // stops the domains.
 func (s *Service) Shutdown(ctx context.Context) error {
-	if err := s.disp.Shutdown(ctx); err != nil {
+	err := s.disp.Shutdown(ctx)
+	s.stopDomains(ctx, len(s.domains))
+	if err != nil {
 		return fmt.Errorf("service: shutdown: %w", err)
 	}
-	s.stopDomains(ctx, len(s.domains))
 	return nil
+}
+
+// The domains, for the server API and tests that call them directly.
+
+// Sessions is the session domain (tokens, kicks).
+func (s *Service) Sessions() *session.Sessions { return s.sessions }
+
+// Messages is the message domain (sends and history as a user or as
+// imapi.SystemAccount).
+func (s *Service) Messages() *msg.Messages { return s.msgs }
+
+// Rooms is the chatroom domain (the app server creates, closes and manages
+// rooms).
+func (s *Service) Rooms() *room.Rooms { return s.rooms }
+
+// Users is the users-and-relations domain (profiles, friends, blacklists).
+func (s *Service) Users() *user.Users { return s.users }
+
+// Push is the push-registration domain (push tokens, do-not-disturb).
+func (s *Service) Push() *pushreg.Registry { return s.push }
+
+// Muted reports whether account muted convID (offline push stays silent
+// for it); see user.Users.Muted.
+func (s *Service) Muted(ctx context.Context, appkey, account, convID string) bool {
+	return s.users.Muted(ctx, appkey, account, convID)
+}
+
+// MutedAmong returns which of accounts muted convID (one query); see
+// user.Users.MutedAmong.
+func (s *Service) MutedAmong(ctx context.Context, appkey, convID string, accounts []string) map[string]bool {
+	return s.users.MutedAmong(ctx, appkey, convID, accounts)
 }
 
 // App returns the app of appkey (cached briefly); the server API uses it to

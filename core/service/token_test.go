@@ -29,7 +29,7 @@ func TestSignedTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	tok, exp, err := e.svc.IssueToken(ctx, appKey, "alice", false)
+	tok, exp, err := e.svc.Sessions().IssueToken(ctx, appKey, "alice", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestSignedTokens(t *testing.T) {
 
 	// The core stays authoritative: revoke_others invalidates a signed
 	// token that still verifies.
-	if _, _, err := e.svc.IssueToken(ctx, appKey, "alice", true); err != nil {
+	if _, _, err := e.svc.Sessions().IssueToken(ctx, appKey, "alice", true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Verify(tok, e.clock.now()); err != nil {

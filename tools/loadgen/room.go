@@ -22,8 +22,8 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
-	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/service/room"
+	"github.com/longlink/longlink/core/service/session"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -383,7 +383,7 @@ func seedRoom(ctx context.Context, dbPath string, n int) error {
 		if _, err := users.ExecContext(ctx, benchAppKey, account(i), now.UnixMilli()); err != nil {
 			return err
 		}
-		if _, err := tokens.ExecContext(ctx, benchAppKey, account(i), hex.EncodeToString(service.HashToken(token(i))),
+		if _, err := tokens.ExecContext(ctx, benchAppKey, account(i), hex.EncodeToString(session.HashToken(token(i))),
 			now.Add(24*time.Hour).UnixMilli(), now.UnixMilli()); err != nil {
 			return err
 		}

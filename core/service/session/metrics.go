@@ -1,10 +1,9 @@
-package service
+package session
 
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	kicks     prometheus.Counter
-	relLimits *prometheus.CounterVec
+	kicks prometheus.Counter
 	// eventLogErrors counts logins and logouts not written to the event log.
 	eventLogErrors prometheus.Counter
 }
@@ -14,14 +13,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		kicks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_service_kicks_total", Help: "Kick pushes sent by the multi-device policy at login.",
 		}),
-		relLimits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_service_relation_limits_total", Help: "Relationship changes refused by a count limit, by limit (friends, blacklist, mutes).",
-		}, []string{"limit"}),
 		eventLogErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_service_event_log_errors_total", Help: "Logins and logouts that could not be written to the event log.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.kicks, m.relLimits, m.eventLogErrors} {
+	for _, c := range []prometheus.Collector{m.kicks, m.eventLogErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

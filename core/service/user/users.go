@@ -1,4 +1,8 @@
-package service
+// Package user is the users-and-relations domain of the app services:
+// profiles, friends and friend requests, the blacklist, muted
+// conversations, and the per-account notice stream that carries every
+// change of them to all the account's devices.
+package user
 
 import (
 	"bytes"
@@ -9,10 +13,63 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
+
+// Limits cap an account's relationships.
+type Limits struct {
+	MaxFriends, MaxBlacklist, MaxMutes int
+}
+
+// Users serves the profile and relationship ops and the server API's
+// calls of them.
+type Users struct {
+	n       *node.Node
+	cfg     Limits
+	metrics *metrics
+}
+
+// New builds the users-and-relations domain.
+func New(n *node.Node, cfg Limits, reg prometheus.Registerer) (*Users, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Users{n: n, cfg: cfg, metrics: m}, nil
+}
+
+// Routes are the profile, friend, blacklist, mute and notice ops.
+func (s *Users) Routes() []dispatch.Route {
+	return []dispatch.Route{
+		{Op: imapi.OpProfileGet, Handle: s.profiles},
+		{Op: imapi.OpProfileUpdate, Handle: s.profileUpdate},
+		{Op: imapi.OpFriendRequest, Handle: s.friendRequest},
+		{Op: imapi.OpFriendAccept, Handle: s.friendAnswer(true)},
+		{Op: imapi.OpFriendReject, Handle: s.friendAnswer(false)},
+		{Op: imapi.OpFriendDelete, Handle: s.friendDelete},
+		{Op: imapi.OpFriendAlias, Handle: s.friendAlias},
+		{Op: imapi.OpFriendList, Handle: s.friendList},
+		{Op: imapi.OpFriendRequests, Handle: s.friendRequests},
+		{Op: imapi.OpBlockAdd, Handle: s.blockSet(true)},
+		{Op: imapi.OpBlockRemove, Handle: s.blockSet(false)},
+		{Op: imapi.OpBlockList, Handle: s.blockList},
+		{Op: imapi.OpMuteAdd, Handle: s.muteSet(true)},
+		{Op: imapi.OpMuteRemove, Handle: s.muteSet(false)},
+		{Op: imapi.OpMuteList, Handle: s.muteList},
+		{Op: imapi.OpNoticeSync, Handle: s.noticeSync},
+	}
+}
+
+// Start has nothing to start: relationships keep no state on the node.
+func (s *Users) Start(context.Context) error { return nil }
+
+// Stop has nothing to stop.
+func (s *Users) Stop(context.Context) {}
 
 // Profiles and relationships (imapi SvcUser).
 //
@@ -26,12 +83,6 @@ import (
 //     private to it);
 //   - profile changes: the account (in its stream) and, as a best-effort
 //     online push (OpProfileChanged, not stored), its friends.
-
-// Blacklist modes of an app (AppConfig.Blacklist).
-const (
-	BlacklistInbound = "inbound" // the blocker receives nothing from the blocked account
-	BlacklistBoth    = "both"    // neither side can message the other
-)
 
 // note builds a stored notice for account.
 func note(account string, n imapi.Notice) store.Notice {
@@ -49,11 +100,11 @@ func noticeToAPI(n *store.Notice) (imapi.Notice, error) {
 }
 
 // pushNotices pushes stored notices to every session of their accounts.
-func (s *Service) pushNotices(appkey string, ns []store.Notice) {
+func (s *Users) pushNotices(appkey string, ns []store.Notice) {
 	for i := range ns {
 		n, err := noticeToAPI(&ns[i])
 		if err != nil {
-			s.log.Error("decode stored notice", "err", err)
+			s.n.Log.Error("decode stored notice", "err", err)
 			continue
 		}
 		b, err := json.Marshal(&n)
@@ -66,7 +117,7 @@ func (s *Service) pushNotices(appkey string, ns []store.Notice) {
 
 // otherUser validates an account named by the caller: well formed, not the
 // caller, and an existing enabled user.
-func (s *Service) otherUser(ctx context.Context, sess *imapi.Session, account string) error {
+func (s *Users) otherUser(ctx context.Context, sess *imapi.Session, account string) error {
 	if !imapi.ValidName(account) {
 		return imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
@@ -76,7 +127,7 @@ func (s *Service) otherUser(ctx context.Context, sess *imapi.Session, account st
 	return s.n.RequireUsers(ctx, sess.AppKey, []string{account})
 }
 
-func (s *Service) profiles(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) profiles(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.ProfilesReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -86,7 +137,7 @@ func (s *Service) profiles(ctx context.Context, sess *imapi.Session, body []byte
 
 // Profiles returns the profiles of the accounts that exist (batch get, at
 // most imapi.MaxProfilesAsked).
-func (s *Service) Profiles(ctx context.Context, appkey string, accounts []string) (*imapi.ProfilesResp, error) {
+func (s *Users) Profiles(ctx context.Context, appkey string, accounts []string) (*imapi.ProfilesResp, error) {
 	if len(accounts) == 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "accounts: at least one")
 	}
@@ -94,7 +145,7 @@ func (s *Service) Profiles(ctx context.Context, appkey string, accounts []string
 	if err != nil {
 		return nil, err
 	}
-	ps, err := s.st.Profiles(ctx, appkey, accts)
+	ps, err := s.n.Store.Profiles(ctx, appkey, accts)
 	if err != nil {
 		return nil, node.StoreErr(err, "profiles")
 	}
@@ -177,7 +228,7 @@ func validateProfile(req *imapi.ProfileUpdateReq) (store.ProfileUpdate, error) {
 	return upd, nil
 }
 
-func (s *Service) profileUpdate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) profileUpdate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.ProfileUpdateReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -188,12 +239,12 @@ func (s *Service) profileUpdate(ctx context.Context, sess *imapi.Session, body [
 // UpdateProfile changes account's profile (a client for itself, or the
 // app's server): every device of the account gets a profile.updated notice
 // and its online friends an OpProfileChanged push.
-func (s *Service) UpdateProfile(ctx context.Context, appkey, account string, req *imapi.ProfileUpdateReq) (*imapi.Profile, error) {
+func (s *Users) UpdateProfile(ctx context.Context, appkey, account string, req *imapi.ProfileUpdateReq) (*imapi.Profile, error) {
 	upd, err := validateProfile(req)
 	if err != nil {
 		return nil, err
 	}
-	p, ns, err := s.st.UpdateProfile(ctx, appkey, account, upd, func(p store.Profile) []store.Notice {
+	p, ns, err := s.n.Store.UpdateProfile(ctx, appkey, account, upd, func(p store.Profile) []store.Notice {
 		after := profileToAPI(&p)
 		return []store.Notice{note(account, imapi.Notice{Kind: imapi.NoticeProfile, From: account, Profile: &after})}
 	})
@@ -202,9 +253,9 @@ func (s *Service) UpdateProfile(ctx context.Context, appkey, account string, req
 	}
 	out := profileToAPI(&p)
 	s.pushNotices(appkey, ns)
-	friends, err := s.st.Friends(ctx, appkey, account)
+	friends, err := s.n.Store.Friends(ctx, appkey, account)
 	if err != nil {
-		s.log.Warn("profile change: friends not told", "err", err)
+		s.n.Log.Warn("profile change: friends not told", "err", err)
 		return &out, nil
 	}
 	if len(friends) > 0 {
@@ -216,7 +267,7 @@ func (s *Service) UpdateProfile(ctx context.Context, appkey, account string, req
 	return &out, nil
 }
 
-func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) friendRequest(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.FriendRequestReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -234,7 +285,7 @@ func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body [
 	// A request to an account that blocks the caller looks sent (the
 	// requester's devices get the usual notice) but is hidden from the
 	// target: telling the requester would reveal the block.
-	outcome, ns, err := s.st.RequestFriend(ctx, sess.AppKey, me, to, req.Message, func(o store.RequestOutcome) []store.Notice {
+	outcome, ns, err := s.n.Store.RequestFriend(ctx, sess.AppKey, me, to, req.Message, func(o store.RequestOutcome) []store.Notice {
 		switch o {
 		case store.RequestAccepted:
 			n := imapi.Notice{Kind: imapi.NoticeFriendAdded, From: me, To: to}
@@ -256,19 +307,19 @@ func (s *Service) friendRequest(ctx context.Context, sess *imapi.Session, body [
 }
 
 // friendRoom fails when account has as many friends as allowed.
-func (s *Service) friendRoom(ctx context.Context, appkey, account string) error {
-	n, err := s.st.FriendCount(ctx, appkey, account)
+func (s *Users) friendRoom(ctx context.Context, appkey, account string) error {
+	n, err := s.n.Store.FriendCount(ctx, appkey, account)
 	if err != nil {
 		return node.StoreErr(err, "friends")
 	}
 	if n >= s.cfg.MaxFriends {
-		s.metrics.relLimits.WithLabelValues("friends").Inc()
+		s.metrics.limits.WithLabelValues("friends").Inc()
 		return imapi.Errorf(imapi.ErrTooLarge, "at most %d friends", s.cfg.MaxFriends)
 	}
 	return nil
 }
 
-func (s *Service) friendAnswer(accept bool) handler {
+func (s *Users) friendAnswer(accept bool) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.FriendAnswerReq
 		if err := node.Decode(body, &req); err != nil {
@@ -291,7 +342,7 @@ func (s *Service) friendAnswer(accept bool) handler {
 			}
 			n = imapi.Notice{Kind: imapi.NoticeFriendAdded, From: me, To: from}
 		}
-		ns, err := s.st.AnswerFriend(ctx, sess.AppKey, me, from, accept, req.Alias, []store.Notice{note(me, n), note(from, n)})
+		ns, err := s.n.Store.AnswerFriend(ctx, sess.AppKey, me, from, accept, req.Alias, []store.Notice{note(me, n), note(from, n)})
 		if err != nil {
 			return nil, node.StoreErr(err, "friend request")
 		}
@@ -300,7 +351,7 @@ func (s *Service) friendAnswer(accept bool) handler {
 	}
 }
 
-func (s *Service) friendDelete(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) friendDelete(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.AccountRef
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -309,7 +360,7 @@ func (s *Service) friendDelete(ctx context.Context, sess *imapi.Session, body []
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
 	n := imapi.Notice{Kind: imapi.NoticeFriendDeleted, From: sess.Account, To: req.Account}
-	ns, err := s.st.DeleteFriend(ctx, sess.AppKey, sess.Account, req.Account, []store.Notice{note(sess.Account, n), note(req.Account, n)})
+	ns, err := s.n.Store.DeleteFriend(ctx, sess.AppKey, sess.Account, req.Account, []store.Notice{note(sess.Account, n), note(req.Account, n)})
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, imapi.Errorf(imapi.ErrNotFriends, "%s", req.Account)
@@ -320,7 +371,7 @@ func (s *Service) friendDelete(ctx context.Context, sess *imapi.Session, body []
 	return nil, nil
 }
 
-func (s *Service) friendAlias(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) friendAlias(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.FriendAliasReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -332,7 +383,7 @@ func (s *Service) friendAlias(ctx context.Context, sess *imapi.Session, body []b
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "alias: at most %d bytes of UTF-8", imapi.MaxAlias)
 	}
 	n := imapi.Notice{Kind: imapi.NoticeFriendAlias, From: sess.Account, To: req.Account, Alias: req.Alias}
-	ns, err := s.st.SetAlias(ctx, sess.AppKey, sess.Account, req.Account, req.Alias, []store.Notice{note(sess.Account, n)})
+	ns, err := s.n.Store.SetAlias(ctx, sess.AppKey, sess.Account, req.Account, req.Alias, []store.Notice{note(sess.Account, n)})
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, imapi.Errorf(imapi.ErrNotFriends, "%s", req.Account)
@@ -343,13 +394,13 @@ func (s *Service) friendAlias(ctx context.Context, sess *imapi.Session, body []b
 	return nil, nil
 }
 
-func (s *Service) friendList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Users) friendList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	return s.Friends(ctx, sess.AppKey, sess.Account)
 }
 
 // Friends lists account's friends with its aliases.
-func (s *Service) Friends(ctx context.Context, appkey, account string) (*imapi.FriendListResp, error) {
-	fs, err := s.st.Friends(ctx, appkey, account)
+func (s *Users) Friends(ctx context.Context, appkey, account string) (*imapi.FriendListResp, error) {
+	fs, err := s.n.Store.Friends(ctx, appkey, account)
 	if err != nil {
 		return nil, node.StoreErr(err, "friends")
 	}
@@ -360,8 +411,8 @@ func (s *Service) Friends(ctx context.Context, appkey, account string) (*imapi.F
 	return out, nil
 }
 
-func (s *Service) friendRequests(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
-	rs, err := s.st.FriendRequests(ctx, sess.AppKey, sess.Account)
+func (s *Users) friendRequests(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	rs, err := s.n.Store.FriendRequests(ctx, sess.AppKey, sess.Account)
 	if err != nil {
 		return nil, node.StoreErr(err, "friend requests")
 	}
@@ -375,7 +426,7 @@ func (s *Service) friendRequests(ctx context.Context, sess *imapi.Session, _ []b
 // ImportFriends makes owner and each of friends friends both ways without a
 // request (the app server's import); both sides get friend.added notices.
 // It returns the accounts newly added.
-func (s *Service) ImportFriends(ctx context.Context, appkey, owner string, friends []string) ([]string, error) {
+func (s *Users) ImportFriends(ctx context.Context, appkey, owner string, friends []string) ([]string, error) {
 	fs, err := uniqueAccounts(friends, s.cfg.MaxFriends)
 	if err != nil {
 		return nil, err
@@ -386,15 +437,15 @@ func (s *Service) ImportFriends(ctx context.Context, appkey, owner string, frien
 	if err := s.n.RequireUsers(ctx, appkey, append([]string{owner}, fs...)); err != nil {
 		return nil, err
 	}
-	n, err := s.st.FriendCount(ctx, appkey, owner)
+	n, err := s.n.Store.FriendCount(ctx, appkey, owner)
 	if err != nil {
 		return nil, node.StoreErr(err, "friends")
 	}
 	if n+len(fs) > s.cfg.MaxFriends {
-		s.metrics.relLimits.WithLabelValues("friends").Inc()
+		s.metrics.limits.WithLabelValues("friends").Inc()
 		return nil, imapi.Errorf(imapi.ErrTooLarge, "at most %d friends", s.cfg.MaxFriends)
 	}
-	added, ns, err := s.st.AddFriends(ctx, appkey, owner, fs, func(added []string) []store.Notice {
+	added, ns, err := s.n.Store.AddFriends(ctx, appkey, owner, fs, func(added []string) []store.Notice {
 		out := make([]store.Notice, 0, 2*len(added))
 		for _, f := range added {
 			n := imapi.Notice{Kind: imapi.NoticeFriendAdded, From: owner, To: f}
@@ -412,7 +463,7 @@ func (s *Service) ImportFriends(ctx context.Context, appkey, owner string, frien
 	return added, nil
 }
 
-func (s *Service) blockSet(on bool) handler {
+func (s *Users) blockSet(on bool) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.AccountRef
 		if err := node.Decode(body, &req); err != nil {
@@ -424,7 +475,7 @@ func (s *Service) blockSet(on bool) handler {
 
 // SetBlocked adds target to owner's blacklist (on) or removes it. The
 // owner's devices get a blacklist notice; the target is not told.
-func (s *Service) SetBlocked(ctx context.Context, appkey, owner, target string, on bool) error {
+func (s *Users) SetBlocked(ctx context.Context, appkey, owner, target string, on bool) error {
 	if !imapi.ValidName(target) {
 		return imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
@@ -436,7 +487,7 @@ func (s *Service) SetBlocked(ctx context.Context, appkey, owner, target string, 
 		if err := s.n.RequireUsers(ctx, appkey, []string{target}); err != nil {
 			return err
 		}
-		list, err := s.st.Blacklist(ctx, appkey, owner)
+		list, err := s.n.Store.Blacklist(ctx, appkey, owner)
 		if err != nil {
 			return node.StoreErr(err, "blacklist")
 		}
@@ -444,12 +495,12 @@ func (s *Service) SetBlocked(ctx context.Context, appkey, owner, target string, 
 			return nil
 		}
 		if len(list) >= s.cfg.MaxBlacklist {
-			s.metrics.relLimits.WithLabelValues("blacklist").Inc()
+			s.metrics.limits.WithLabelValues("blacklist").Inc()
 			return imapi.Errorf(imapi.ErrTooLarge, "at most %d blocked accounts", s.cfg.MaxBlacklist)
 		}
 		kind = imapi.NoticeBlockAdded
 	}
-	_, ns, err := s.st.SetBlocked(ctx, appkey, owner, target, on, []store.Notice{note(owner, imapi.Notice{Kind: kind, From: owner, To: target})})
+	_, ns, err := s.n.Store.SetBlocked(ctx, appkey, owner, target, on, []store.Notice{note(owner, imapi.Notice{Kind: kind, From: owner, To: target})})
 	if err != nil {
 		return node.StoreErr(err, "blacklist")
 	}
@@ -457,13 +508,13 @@ func (s *Service) SetBlocked(ctx context.Context, appkey, owner, target string, 
 	return nil
 }
 
-func (s *Service) blockList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Users) blockList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
 	return s.Blacklist(ctx, sess.AppKey, sess.Account)
 }
 
 // Blacklist lists the accounts owner blocks.
-func (s *Service) Blacklist(ctx context.Context, appkey, owner string) (*imapi.AccountsResp, error) {
-	list, err := s.st.Blacklist(ctx, appkey, owner)
+func (s *Users) Blacklist(ctx context.Context, appkey, owner string) (*imapi.AccountsResp, error) {
+	list, err := s.n.Store.Blacklist(ctx, appkey, owner)
 	if err != nil {
 		return nil, node.StoreErr(err, "blacklist")
 	}
@@ -496,7 +547,7 @@ func muteConv(sess *imapi.Session, req *imapi.MuteReq) (string, error) {
 	return conv, nil
 }
 
-func (s *Service) muteSet(on bool) handler {
+func (s *Users) muteSet(on bool) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.MuteReq
 		if err := node.Decode(body, &req); err != nil {
@@ -509,7 +560,7 @@ func (s *Service) muteSet(on bool) handler {
 		kind := imapi.NoticeMuteRemoved
 		if on {
 			kind = imapi.NoticeMuteAdded
-			list, err := s.st.Mutes(ctx, sess.AppKey, sess.Account)
+			list, err := s.n.Store.Mutes(ctx, sess.AppKey, sess.Account)
 			if err != nil {
 				return nil, node.StoreErr(err, "mutes")
 			}
@@ -517,11 +568,11 @@ func (s *Service) muteSet(on bool) handler {
 				return nil, nil
 			}
 			if len(list) >= s.cfg.MaxMutes {
-				s.metrics.relLimits.WithLabelValues("mutes").Inc()
+				s.metrics.limits.WithLabelValues("mutes").Inc()
 				return nil, imapi.Errorf(imapi.ErrTooLarge, "at most %d muted conversations", s.cfg.MaxMutes)
 			}
 		}
-		_, ns, err := s.st.SetMuted(ctx, sess.AppKey, sess.Account, conv, on,
+		_, ns, err := s.n.Store.SetMuted(ctx, sess.AppKey, sess.Account, conv, on,
 			[]store.Notice{note(sess.Account, imapi.Notice{Kind: kind, From: sess.Account, ConvID: conv})})
 		if err != nil {
 			return nil, node.StoreErr(err, "mutes")
@@ -531,8 +582,8 @@ func (s *Service) muteSet(on bool) handler {
 	}
 }
 
-func (s *Service) muteList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
-	list, err := s.st.Mutes(ctx, sess.AppKey, sess.Account)
+func (s *Users) muteList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	list, err := s.n.Store.Mutes(ctx, sess.AppKey, sess.Account)
 	if err != nil {
 		return nil, node.StoreErr(err, "mutes")
 	}
@@ -546,10 +597,10 @@ func (s *Service) muteList(ctx context.Context, sess *imapi.Session, _ []byte) (
 // pushed to online sessions and synced as usual, but offline push
 // notifications should not be sent for them. An error reads as not muted
 // (a notification too many rather than a lost one) and is logged.
-func (s *Service) Muted(ctx context.Context, appkey, account, convID string) bool {
-	m, err := s.st.Muted(ctx, appkey, account, convID)
+func (s *Users) Muted(ctx context.Context, appkey, account, convID string) bool {
+	m, err := s.n.Store.Muted(ctx, appkey, account, convID)
 	if err != nil {
-		s.log.Warn("muted lookup failed", "err", err)
+		s.n.Log.Warn("muted lookup failed", "err", err)
 		return false
 	}
 	return m
@@ -558,16 +609,16 @@ func (s *Service) Muted(ctx context.Context, appkey, account, convID string) boo
 // MutedAmong returns which of accounts muted convID (for a group message
 // with many offline members: one query). An error reads as none muted and
 // is logged.
-func (s *Service) MutedAmong(ctx context.Context, appkey, convID string, accounts []string) map[string]bool {
-	m, err := s.st.MutedAmong(ctx, appkey, convID, accounts)
+func (s *Users) MutedAmong(ctx context.Context, appkey, convID string, accounts []string) map[string]bool {
+	m, err := s.n.Store.MutedAmong(ctx, appkey, convID, accounts)
 	if err != nil {
-		s.log.Warn("muted lookup failed", "err", err)
+		s.n.Log.Warn("muted lookup failed", "err", err)
 		return map[string]bool{}
 	}
 	return m
 }
 
-func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) noticeSync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 	var req imapi.NoticeSyncReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -575,7 +626,7 @@ func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []by
 	if req.AfterSeq < 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "after_seq: must not be negative")
 	}
-	ns, more, err := s.st.Notices(ctx, sess.AppKey, sess.Account, req.AfterSeq, s.n.Page(req.Limit))
+	ns, more, err := s.n.Store.Notices(ctx, sess.AppKey, sess.Account, req.AfterSeq, s.n.Page(req.Limit))
 	if err != nil {
 		return nil, node.StoreErr(err, "notices")
 	}
@@ -587,13 +638,13 @@ func (s *Service) noticeSync(ctx context.Context, sess *imapi.Session, body []by
 		// this server never gave out (its data was wiped or restored from
 		// an older copy): nothing after it would ever come, so it starts
 		// over from the stream's beginning, as after a trim.
-		last, err := s.st.LastNoticeSeq(ctx, sess.AppKey, sess.Account)
+		last, err := s.n.Store.LastNoticeSeq(ctx, sess.AppKey, sess.Account)
 		if err != nil {
 			return nil, node.StoreErr(err, "notices")
 		}
 		if last < req.AfterSeq {
 			reset = true
-			if ns, more, err = s.st.Notices(ctx, sess.AppKey, sess.Account, 0, s.n.Page(req.Limit)); err != nil {
+			if ns, more, err = s.n.Store.Notices(ctx, sess.AppKey, sess.Account, 0, s.n.Page(req.Limit)); err != nil {
 				return nil, node.StoreErr(err, "notices")
 			}
 		}

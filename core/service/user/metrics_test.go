@@ -1,0 +1,21 @@
+package user
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/pkg/metricstest"
+)
+
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Vectors only show up once they have a child.
+	m.limits.WithLabelValues("friends").Inc()
+	mfs := metricstest.Check(t, reg, "longlink_service_")
+	metricstest.InREADME(t, mfs, "../README.md")
+}
