@@ -71,15 +71,38 @@ type BatchNotificationResp struct {
 	Results []BatchResult `json:"results"`
 }
 
+// groupKind is one kind of group as the HTTP API sees it: the bus ops
+// behind its routes and the bodies they answer. The same handlers serve
+// /v1/groups and /v1/supergroups.
+type groupKind struct {
+	create, add, remove, info, dismiss imapi.Op
+	// group makes the body create and info answer; changed the body add
+	// and remove answer (nil: none).
+	group, changed func() any
+}
+
+var (
+	ordinaryGroups = groupKind{
+		create: imapi.OpGroupCreate, add: imapi.OpGroupAdd, remove: imapi.OpGroupRemove, info: imapi.OpGroupInfo, dismiss: imapi.OpGroupDismiss,
+		group: func() any { return new(imapi.Group) },
+	}
+	superGroups = groupKind{
+		create: imapi.OpSuperCreate, add: imapi.OpSuperAdd, remove: imapi.OpSuperRemove, info: imapi.OpSuperInfo, dismiss: imapi.OpSuperDismiss,
+		group: func() any { return new(imapi.SuperGroup) }, changed: func() any { return new(imapi.SuperMembersResp) },
+	}
+)
+
 func (s *Server) routeGroups() {
 	if s.deps.NATS == nil {
 		return
 	}
-	s.Handle(http.MethodPost, "/v1/groups", s.groupCreate)
-	s.Handle(http.MethodGet, "/v1/groups/{group_id}", s.groupInfo)
-	s.Handle(http.MethodPost, "/v1/groups/{group_id}/members", s.groupMembers(imapi.OpGroupAdd))
-	s.Handle(http.MethodPost, "/v1/groups/{group_id}/members/remove", s.groupMembers(imapi.OpGroupRemove))
-	s.Handle(http.MethodPost, "/v1/groups/{group_id}/dismiss", s.groupDismiss)
+	for prefix, k := range map[string]groupKind{"/v1/groups": ordinaryGroups, "/v1/supergroups": superGroups} {
+		s.Handle(http.MethodPost, prefix, s.groupCreate(k))
+		s.Handle(http.MethodGet, prefix+"/{group_id}", s.groupInfo(k))
+		s.Handle(http.MethodPost, prefix+"/{group_id}/members", s.groupMembers(k.add, k.changed))
+		s.Handle(http.MethodPost, prefix+"/{group_id}/members/remove", s.groupMembers(k.remove, k.changed))
+		s.Handle(http.MethodPost, prefix+"/{group_id}/dismiss", s.groupDismiss(k))
+	}
 }
 
 // actor checks that the acting account exists and is enabled and returns
@@ -136,20 +159,24 @@ func (s *Server) busCall(ctx context.Context, sess *imapi.Session, op imapi.Op, 
 	return nil
 }
 
-func (s *Server) groupCreate(ctx context.Context, r *Request) (any, error) {
-	var req GroupCreateReq
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return nil, err
+// groupCreate creates a group of kind k owned by the request's owner (a
+// super-group ignores invite_mode).
+func (s *Server) groupCreate(k groupKind) HandlerFunc {
+	return func(ctx context.Context, r *Request) (any, error) {
+		var req GroupCreateReq
+		if err := decodeJSON(r.Body, &req); err != nil {
+			return nil, err
+		}
+		sess, err := s.actor(ctx, r, "owner", req.Owner)
+		if err != nil {
+			return nil, err
+		}
+		g := k.group()
+		if err := s.busCall(ctx, sess, k.create, &imapi.GroupCreateReq{Name: req.Name, Members: req.Members, InviteMode: req.InviteMode}, g); err != nil {
+			return nil, err
+		}
+		return g, nil
 	}
-	sess, err := s.actor(ctx, r, "owner", req.Owner)
-	if err != nil {
-		return nil, err
-	}
-	var g imapi.Group
-	if err := s.busCall(ctx, sess, imapi.OpGroupCreate, &imapi.GroupCreateReq{Name: req.Name, Members: req.Members, InviteMode: req.InviteMode}, &g); err != nil {
-		return nil, err
-	}
-	return &g, nil
 }
 
 // groupRequest reads what every group operation on behalf of an account
@@ -184,40 +211,53 @@ func pathGroup(r *Request) (string, error) {
 	return g, nil
 }
 
-func (s *Server) groupInfo(ctx context.Context, r *Request) (any, error) {
-	gid, err := pathGroup(r)
-	if err != nil {
-		return nil, err
+func (s *Server) groupInfo(k groupKind) HandlerFunc {
+	return func(ctx context.Context, r *Request) (any, error) {
+		gid, err := pathGroup(r)
+		if err != nil {
+			return nil, err
+		}
+		sess, err := s.actor(ctx, r, "as", r.HTTP.URL.Query().Get("as"))
+		if err != nil {
+			return nil, err
+		}
+		g := k.group()
+		if err := s.busCall(ctx, sess, k.info, &imapi.GroupRef{GroupID: gid}, g); err != nil {
+			return nil, err
+		}
+		return g, nil
 	}
-	sess, err := s.actor(ctx, r, "as", r.HTTP.URL.Query().Get("as"))
-	if err != nil {
-		return nil, err
-	}
-	var g imapi.Group
-	if err := s.busCall(ctx, sess, imapi.OpGroupInfo, &imapi.GroupRef{GroupID: gid}, &g); err != nil {
-		return nil, err
-	}
-	return &g, nil
 }
 
-func (s *Server) groupMembers(op imapi.Op) HandlerFunc {
+// groupMembers adds or removes members (op); changed makes the body the
+// op answers (nil: none).
+func (s *Server) groupMembers(op imapi.Op, changed func() any) HandlerFunc {
 	return func(ctx context.Context, r *Request) (any, error) {
 		var req GroupMembersReq
 		gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
 		if err != nil {
 			return nil, err
 		}
-		return nil, s.busCall(ctx, sess, op, &imapi.GroupMembersReq{GroupID: gid, Members: req.Members}, nil)
+		var resp any
+		if changed != nil {
+			resp = changed()
+		}
+		if err := s.busCall(ctx, sess, op, &imapi.GroupMembersReq{GroupID: gid, Members: req.Members}, resp); err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
 }
 
-func (s *Server) groupDismiss(ctx context.Context, r *Request) (any, error) {
-	var req GroupActReq
-	gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
-	if err != nil {
-		return nil, err
+func (s *Server) groupDismiss(k groupKind) HandlerFunc {
+	return func(ctx context.Context, r *Request) (any, error) {
+		var req GroupActReq
+		gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.busCall(ctx, sess, k.dismiss, &imapi.GroupRef{GroupID: gid}, nil)
 	}
-	return nil, s.busCall(ctx, sess, imapi.OpGroupDismiss, &imapi.GroupRef{GroupID: gid}, nil)
 }
 
 func (s *Server) sendBatchNotification(ctx context.Context, r *Request) (any, error) {

@@ -24,7 +24,8 @@ type UserBatchResp struct {
 }
 
 // SuperCreateReq creates a super-group owned by Owner with up to one batch
-// of members (more through /members).
+// of members (more through /members). It is GroupCreateReq without the
+// invite mode (POST /v1/supergroups takes either).
 type SuperCreateReq struct {
 	Owner   string   `json:"owner"`
 	Name    string   `json:"name"`
@@ -36,12 +37,8 @@ func (s *Server) routeSuperGroups() {
 	if s.deps.NATS == nil {
 		return
 	}
-	s.Handle(http.MethodPost, "/v1/supergroups", s.superCreate)
-	s.Handle(http.MethodGet, "/v1/supergroups/{group_id}", s.superInfo)
+	// The other super-group routes are routeGroups' (superGroups).
 	s.Handle(http.MethodGet, "/v1/supergroups/{group_id}/members", s.superMembers)
-	s.Handle(http.MethodPost, "/v1/supergroups/{group_id}/members", s.superMembersChange(imapi.OpSuperAdd))
-	s.Handle(http.MethodPost, "/v1/supergroups/{group_id}/members/remove", s.superMembersChange(imapi.OpSuperRemove))
-	s.Handle(http.MethodPost, "/v1/supergroups/{group_id}/dismiss", s.superDismiss)
 }
 
 func (s *Server) createUsers(ctx context.Context, r *Request) (any, error) {
@@ -82,38 +79,6 @@ func (s *Server) createUsers(ctx context.Context, r *Request) (any, error) {
 	return &UserBatchResp{Created: created}, nil
 }
 
-func (s *Server) superCreate(ctx context.Context, r *Request) (any, error) {
-	var req SuperCreateReq
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return nil, err
-	}
-	sess, err := s.actor(ctx, r, "owner", req.Owner)
-	if err != nil {
-		return nil, err
-	}
-	var g imapi.SuperGroup
-	if err := s.busCall(ctx, sess, imapi.OpSuperCreate, &imapi.SuperCreateReq{Name: req.Name, Members: req.Members}, &g); err != nil {
-		return nil, err
-	}
-	return &g, nil
-}
-
-func (s *Server) superInfo(ctx context.Context, r *Request) (any, error) {
-	gid, err := pathGroup(r)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := s.actor(ctx, r, "as", r.HTTP.URL.Query().Get("as"))
-	if err != nil {
-		return nil, err
-	}
-	var g imapi.SuperGroup
-	if err := s.busCall(ctx, sess, imapi.OpSuperInfo, &imapi.GroupRef{GroupID: gid}, &g); err != nil {
-		return nil, err
-	}
-	return &g, nil
-}
-
 func (s *Server) superMembers(ctx context.Context, r *Request) (any, error) {
 	gid, err := pathGroup(r)
 	if err != nil {
@@ -135,28 +100,4 @@ func (s *Server) superMembers(ctx context.Context, r *Request) (any, error) {
 		return nil, err
 	}
 	return &page, nil
-}
-
-func (s *Server) superMembersChange(op imapi.Op) HandlerFunc {
-	return func(ctx context.Context, r *Request) (any, error) {
-		var req GroupMembersReq
-		gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
-		if err != nil {
-			return nil, err
-		}
-		var resp imapi.SuperMembersResp
-		if err := s.busCall(ctx, sess, op, &imapi.SuperMembersReq{GroupID: gid, Members: req.Members}, &resp); err != nil {
-			return nil, err
-		}
-		return &resp, nil
-	}
-}
-
-func (s *Server) superDismiss(ctx context.Context, r *Request) (any, error) {
-	var req GroupActReq
-	gid, sess, err := s.groupRequest(ctx, r, &req, &req.As)
-	if err != nil {
-		return nil, err
-	}
-	return nil, s.busCall(ctx, sess, imapi.OpSuperDismiss, &imapi.GroupRef{GroupID: gid}, nil)
 }

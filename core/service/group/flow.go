@@ -62,10 +62,7 @@ func create[G any](n *node.Node, k kind[G]) dispatch.Handler {
 func addMembers[G any](n *node.Node, k kind[G]) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.GroupMembersReq
-		if err := node.Decode(body, &req); err != nil {
-			return nil, err
-		}
-		g, err := k.load(ctx, sess, req.GroupID)
+		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
 			return nil, err
 		}
@@ -89,10 +86,7 @@ func addMembers[G any](n *node.Node, k kind[G]) dispatch.Handler {
 func removeMembers[G any](k kind[G]) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.GroupMembersReq
-		if err := node.Decode(body, &req); err != nil {
-			return nil, err
-		}
-		g, err := k.load(ctx, sess, req.GroupID)
+		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
 			return nil, err
 		}
@@ -110,10 +104,7 @@ func removeMembers[G any](k kind[G]) dispatch.Handler {
 func info[G any](k kind[G]) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.GroupRef
-		if err := node.Decode(body, &req); err != nil {
-			return nil, err
-		}
-		g, err := k.load(ctx, sess, req.GroupID)
+		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
 			return nil, err
 		}
@@ -130,10 +121,7 @@ func list[G any](k kind[G]) dispatch.Handler {
 func leave[G any](k kind[G]) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.GroupRef
-		if err := node.Decode(body, &req); err != nil {
-			return nil, err
-		}
-		g, err := k.load(ctx, sess, req.GroupID)
+		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
 			return nil, err
 		}
@@ -147,10 +135,7 @@ func leave[G any](k kind[G]) dispatch.Handler {
 func dismiss[G any](k kind[G]) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.GroupRef
-		if err := node.Decode(body, &req); err != nil {
-			return nil, err
-		}
-		g, err := k.load(ctx, sess, req.GroupID)
+		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
 			return nil, err
 		}
@@ -159,6 +144,16 @@ func dismiss[G any](k kind[G]) dispatch.Handler {
 		}
 		return nil, k.dismiss(ctx, sess, &g)
 	}
+}
+
+// named decodes a request that names a group (its GroupID field is
+// groupID) into req and loads the group for a member.
+func named[G any](ctx context.Context, k kind[G], sess *imapi.Session, body []byte, req any, groupID *string) (G, error) {
+	if err := node.Decode(body, req); err != nil {
+		var none G
+		return none, err
+	}
+	return k.load(ctx, sess, *groupID)
 }
 
 // mustOwn fails unless sess.Account owns the group: what only the owner
