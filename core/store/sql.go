@@ -537,12 +537,39 @@ func (s *sqlStore) MarkRead(ctx context.Context, appkey, account, convID string,
 	return next, nil
 }
 
+// lastMessageCols are the columns of a conversation's last message m, which
+// a LEFT JOIN leaves out when the conversation has none (lastMessage).
+const lastMessageCols = `m.conv_id, m.conv_type, m.seq, m.msg_id, m.sender, m.sender_device, m.recipient, m.client_msg_id, m.msg_type, m.body, m.mentions, m.ts, m.recalled`
+
+// lastMessage scans lastMessageCols.
+type lastMessage struct {
+	conv, id, sender, dev, to, cmid, typ, body, mentions sql.NullString
+	convType, seq, ts, recalled                          sql.NullInt64
+}
+
+func (l *lastMessage) dest() []any {
+	return []any{&l.conv, &l.convType, &l.seq, &l.id, &l.sender, &l.dev, &l.to, &l.cmid, &l.typ, &l.body, &l.mentions, &l.ts, &l.recalled}
+}
+
+// message is the scanned message, nil when there was none.
+func (l *lastMessage) message(appkey string) *Message {
+	if !l.id.Valid {
+		return nil
+	}
+	m := &Message{AppKey: appkey, ConvID: l.conv.String, ConvType: int(l.convType.Int64), Seq: l.seq.Int64, MsgID: l.id.String,
+		Sender: l.sender.String, SenderDevice: l.dev.String, To: l.to.String, ClientMsgID: l.cmid.String, Type: l.typ.String,
+		Mentions: splitMentions(l.mentions.String), Time: l.ts.Int64, Recalled: l.recalled.Int64 != 0}
+	if l.body.String != "" {
+		m.Body = []byte(l.body.String)
+	}
+	return m
+}
+
 func (s *sqlStore) Conversations(ctx context.Context, appkey, account string, limit int) ([]ConvState, error) {
 	if limit < 1 {
 		limit = 1
 	}
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT uc.conv_id, uc.conv_type, uc.peer, uc.last_seq, uc.last_time, uc.read_seq, uc.unread, uc.mentions,
-		m.conv_id, m.conv_type, m.seq, m.msg_id, m.sender, m.sender_device, m.recipient, m.client_msg_id, m.msg_type, m.body, m.mentions, m.ts, m.recalled
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT uc.conv_id, uc.conv_type, uc.peer, uc.last_seq, uc.last_time, uc.read_seq, uc.unread, uc.mentions, `+lastMessageCols+`
 		FROM user_convs uc LEFT JOIN messages m ON m.appkey = uc.appkey AND m.conv_id = uc.conv_id AND m.seq = uc.last_seq
 		WHERE uc.appkey = ? AND uc.account = ? ORDER BY uc.last_time DESC, uc.conv_id LIMIT ?`), appkey, account, limit)
 	if err != nil {
@@ -552,21 +579,11 @@ func (s *sqlStore) Conversations(ctx context.Context, appkey, account string, li
 	var out []ConvState
 	for rows.Next() {
 		var c ConvState
-		var mConv, mID, mSender, mDev, mTo, mCMID, mType, mBody, mMentions sql.NullString
-		var mConvType, mSeq, mTS, mRecalled sql.NullInt64
-		if err := rows.Scan(&c.ConvID, &c.ConvType, &c.Peer, &c.LastSeq, &c.LastTime, &c.ReadSeq, &c.Unread, &c.Mentions,
-			&mConv, &mConvType, &mSeq, &mID, &mSender, &mDev, &mTo, &mCMID, &mType, &mBody, &mMentions, &mTS, &mRecalled); err != nil {
+		var last lastMessage
+		if err := rows.Scan(append([]any{&c.ConvID, &c.ConvType, &c.Peer, &c.LastSeq, &c.LastTime, &c.ReadSeq, &c.Unread, &c.Mentions}, last.dest()...)...); err != nil {
 			return nil, fmt.Errorf("store: conversations: %w", err)
 		}
-		if mID.Valid {
-			m := &Message{AppKey: appkey, ConvID: mConv.String, ConvType: int(mConvType.Int64), Seq: mSeq.Int64, MsgID: mID.String,
-				Sender: mSender.String, SenderDevice: mDev.String, To: mTo.String, ClientMsgID: mCMID.String, Type: mType.String,
-				Mentions: splitMentions(mMentions.String), Time: mTS.Int64, Recalled: mRecalled.Int64 != 0}
-			if mBody.String != "" {
-				m.Body = []byte(mBody.String)
-			}
-			c.Last = m
-		}
+		c.Last = last.message(appkey)
 		out = append(out, c)
 	}
 	return out, rows.Err()

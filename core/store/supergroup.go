@@ -149,6 +149,20 @@ func (s *sqlStore) lockSuperTx(ctx context.Context, tx *sql.Tx, appkey, groupID 
 	return count, nil
 }
 
+// appendAccounts appends rows' one column of accounts to dst and closes
+// rows.
+func appendAccounts(dst []string, rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return dst, err
+		}
+		dst = append(dst, a)
+	}
+	return dst, rows.Err()
+}
+
 // inList returns "?, ?, …" for n values.
 func inList(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
 
@@ -176,16 +190,7 @@ func (s *sqlStore) addSuperTx(ctx context.Context, tx *sql.Tx, appkey, groupID s
 		if err != nil {
 			return nil, 0, fmt.Errorf("store: add super members: %w", err)
 		}
-		for rows.Next() {
-			var a string
-			if err := rows.Scan(&a); err != nil {
-				rows.Close()
-				return nil, 0, fmt.Errorf("store: add super members: %w", err)
-			}
-			added = append(added, a)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if added, err = appendAccounts(added, rows); err != nil {
 			return nil, 0, fmt.Errorf("store: add super members: %w", err)
 		}
 	}
@@ -239,16 +244,7 @@ func (s *sqlStore) RemoveSuperMembers(ctx context.Context, appkey, groupID strin
 		if err != nil {
 			return nil, 0, fmt.Errorf("store: remove super members: %w", err)
 		}
-		for rows.Next() {
-			var a string
-			if err := rows.Scan(&a); err != nil {
-				rows.Close()
-				return nil, 0, fmt.Errorf("store: remove super members: %w", err)
-			}
-			removed = append(removed, a)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if removed, err = appendAccounts(removed, rows); err != nil {
 			return nil, 0, fmt.Errorf("store: remove super members: %w", err)
 		}
 	}
@@ -447,8 +443,7 @@ func (s *sqlStore) SuperConversations(ctx context.Context, appkey, account strin
 	limit = max(limit, 1)
 	rows, err := s.r.QueryContext(ctx, s.q(`SELECT sm.group_id, c.last_seq, c.last_time, sm.read_seq,
 		(SELECT COUNT(*) FROM super_mentions mn WHERE mn.appkey = sm.appkey AND mn.group_id = sm.group_id AND mn.seq > sm.read_seq
-			AND (mn.account = sm.account OR mn.account = ?)),
-		m.conv_id, m.conv_type, m.seq, m.msg_id, m.sender, m.sender_device, m.recipient, m.client_msg_id, m.msg_type, m.body, m.mentions, m.ts, m.recalled
+			AND (mn.account = sm.account OR mn.account = ?)), `+lastMessageCols+`
 		FROM super_members sm
 		JOIN super_groups g ON g.appkey = sm.appkey AND g.group_id = sm.group_id
 		JOIN conversations c ON c.appkey = sm.appkey AND c.conv_id = 's:' || sm.group_id
@@ -463,23 +458,13 @@ func (s *sqlStore) SuperConversations(ctx context.Context, appkey, account strin
 	for rows.Next() {
 		var c ConvState
 		var gid string
-		var mConv, mID, mSender, mDev, mTo, mCMID, mType, mBody, mMentions sql.NullString
-		var mConvType, mSeq, mTS, mRecalled sql.NullInt64
-		if err := rows.Scan(&gid, &c.LastSeq, &c.LastTime, &c.ReadSeq, &c.Mentions,
-			&mConv, &mConvType, &mSeq, &mID, &mSender, &mDev, &mTo, &mCMID, &mType, &mBody, &mMentions, &mTS, &mRecalled); err != nil {
+		var last lastMessage
+		if err := rows.Scan(append([]any{&gid, &c.LastSeq, &c.LastTime, &c.ReadSeq, &c.Mentions}, last.dest()...)...); err != nil {
 			return nil, fmt.Errorf("store: super conversations: %w", err)
 		}
 		c.ConvID, c.ConvType, c.Peer = superConv(gid), superConvType, gid
 		c.Unread = max(c.LastSeq-c.ReadSeq, 0)
-		if mID.Valid {
-			m := &Message{AppKey: appkey, ConvID: mConv.String, ConvType: int(mConvType.Int64), Seq: mSeq.Int64, MsgID: mID.String,
-				Sender: mSender.String, SenderDevice: mDev.String, To: mTo.String, ClientMsgID: mCMID.String, Type: mType.String,
-				Mentions: splitMentions(mMentions.String), Time: mTS.Int64, Recalled: mRecalled.Int64 != 0}
-			if mBody.String != "" {
-				m.Body = []byte(mBody.String)
-			}
-			c.Last = m
-		}
+		c.Last = last.message(appkey)
 		out = append(out, c)
 	}
 	return out, rows.Err()
