@@ -3,24 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/longlink/longlink/core/imapi"
-	"github.com/longlink/longlink/core/link"
 )
 
 // runIdle measures the server's RSS per idle authenticated Link connection:
@@ -57,42 +48,14 @@ func runIdle(args []string) error {
 	}
 	defer srv.stop()
 
-	self, err := os.Executable()
+	ws, stopWorkers, err := startWorkers(*workers, *clientCPU, func(i int) []string {
+		return append([]string{"idle-worker", "-addr", srv.linkAddr, "-index", strconv.Itoa(i), "-stride", strconv.Itoa(*workers)},
+			workerArgs(i, srv.key)...)
+	})
 	if err != nil {
 		return err
 	}
-	type worker struct {
-		cmd *exec.Cmd
-		in  io.WriteCloser
-		out *bufio.Scanner
-	}
-	var ws []*worker
-	for i := 0; i < *workers; i++ {
-		argv := []string{self, "idle-worker", "-addr", srv.linkAddr, "-src", fmt.Sprintf("127.0.0.%d", 2+i),
-			"-key-id", srv.key.ID, "-public-key", link.EncodeKey(srv.key.Public),
-			"-index", strconv.Itoa(i), "-stride", strconv.Itoa(*workers)}
-		if *clientCPU != "" {
-			if _, err := exec.LookPath("taskset"); err == nil {
-				argv = append([]string{"taskset", "-c", *clientCPU}, argv...)
-			}
-		}
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		defer func() { in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		ws = append(ws, &worker{cmd: cmd, in: in, out: bufio.NewScanner(out)})
-	}
+	defer stopWorkers()
 
 	measure := func() (int64, error) {
 		for i := 0; i < 2; i++ {
@@ -128,20 +91,13 @@ func runIdle(args []string) error {
 			if i < n%len(ws) {
 				per++
 			}
-			fmt.Fprintf(w.in, "target %d\n", per)
+			if err := w.send(fmt.Sprintf("target %d", per)); err != nil {
+				return err
+			}
 		}
 		for i, w := range ws {
-			for {
-				if !w.out.Scan() {
-					return fmt.Errorf("worker %d exited", i)
-				}
-				line := w.out.Text()
-				if strings.HasPrefix(line, "at ") {
-					break
-				}
-				if strings.HasPrefix(line, "error") {
-					return fmt.Errorf("worker %d: %s", i, line)
-				}
+			if _, err := w.expect("at "); err != nil {
+				return fmt.Errorf("worker %d: %w", i, err)
 			}
 		}
 		progress("%d connections logged in after %s", n, time.Since(start).Round(time.Millisecond))
@@ -206,115 +162,38 @@ func gatewaySessions(debugAddr string) (int, error) {
 func runIdleWorker(args []string) error {
 	fs := flag.NewFlagSet("idle-worker", flag.ContinueOnError)
 	addr := fs.String("addr", "", "gateway address")
-	src := fs.String("src", "127.0.0.2", "source address")
-	keyID := fs.String("key-id", "", "server key id")
-	pubB64 := fs.String("public-key", "", "server public key")
+	wf := addWorkerFlags(fs)
 	index := fs.Int("index", 0, "this worker's index")
 	stride := fs.Int("stride", 1, "number of workers (users are index, index+stride, …)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	pub, err := link.DecodeKey(*pubB64)
+	d, err := wf.dialer(20 * time.Second)
 	if err != nil {
 		return err
 	}
-	var (
-		mu    sync.Mutex
-		conns []*link.Conn
-	)
-	// Heartbeats keep the sessions alive (the server closes silent ones).
-	go func() {
-		t := time.NewTicker(30 * time.Second)
-		for range t.C {
-			mu.Lock()
-			cs := append([]*link.Conn(nil), conns...)
-			mu.Unlock()
-			for _, c := range cs {
-				_ = c.WriteFrame(link.Frame{Op: imapi.OpHeartbeat, Seq: 2})
-			}
-		}
-	}()
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(*src)}, Timeout: 10 * time.Second}
-	open := func(i int) (*link.Conn, error) {
-		nc, err := dialer.Dial("tcp", *addr)
-		if err != nil {
-			return nil, err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		c, err := link.Client(ctx, nc, *keyID, pub, link.Limits{})
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		u := *index + i*(*stride)
-		body, _ := json.Marshal(imapi.LoginReq{AppKey: benchAppKey, Account: account(u), Token: token(u), DeviceID: "d" + strconv.Itoa(u), DeviceType: "phone", SDKVersion: "loadgen"})
-		if err := c.WriteFrame(link.Frame{Op: imapi.OpLogin, Seq: 1, Body: body}); err != nil {
-			c.Close()
-			return nil, err
-		}
-		_ = nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-		f, err := c.ReadFrame()
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		if f.Code != imapi.OK {
-			c.Close()
-			return nil, fmt.Errorf("login %s: code %d %s", account(u), f.Code, f.Body)
-		}
-		_ = nc.SetReadDeadline(time.Time{})
-		go func() {
-			for {
-				if _, err := c.ReadFrame(); err != nil {
-					return
-				}
-			}
-		}()
-		return c, nil
-	}
+	var conns memberConns
+	go conns.heartbeats()
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		var target int
 		if _, err := fmt.Sscanf(sc.Text(), "target %d", &target); err != nil {
 			continue
 		}
-		mu.Lock()
-		have := len(conns)
-		mu.Unlock()
-		var next atomic.Int64
-		next.Store(int64(have))
-		var wg sync.WaitGroup
-		var firstErr atomic.Value
-		for p := 0; p < 32; p++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= target || firstErr.Load() != nil {
-						return
-					}
-					c, err := open(i)
-					if err != nil {
-						firstErr.CompareAndSwap(nil, err)
-						return
-					}
-					mu.Lock()
-					conns = append(conns, c)
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		if err := firstErr.Load(); err != nil {
+		err := openAll(conns.len(), target, 32, func(i int) error {
+			c, err := d.open(*addr, *index+i*(*stride))
+			if err != nil {
+				return err
+			}
+			conns.add(c)
+			go readAll(c, nil)
+			return nil
+		})
+		if err != nil {
 			fmt.Printf("error %v\n", err)
 			continue
 		}
-		mu.Lock()
-		n := len(conns)
-		mu.Unlock()
-		fmt.Printf("at %d\n", n)
+		fmt.Printf("at %d\n", conns.len())
 	}
 	return nil
 }

@@ -106,62 +106,24 @@ func runRoom(args []string) error {
 		addrs = append(addrs, s.linkAddr)
 	}
 
-	self, err := os.Executable()
+	ws, stopWorkers, err := startWorkers(*workers, "", func(i int) []string {
+		return append([]string{"room-worker", "-addrs", strings.Join(addrs, ","), "-index", strconv.Itoa(i),
+			"-stride", strconv.Itoa(*workers), "-members", strconv.Itoa(*members), "-sample", strconv.Itoa(*sample)},
+			workerArgs(i, key)...)
+	})
 	if err != nil {
 		return err
 	}
-	type worker struct {
-		cmd *exec.Cmd
-		in  *bufio.Writer
-		out *bufio.Scanner
-	}
-	var ws []*worker
-	for i := 0; i < *workers; i++ {
-		argv := []string{self, "room-worker", "-addrs", strings.Join(addrs, ","), "-src", fmt.Sprintf("127.0.0.%d", 2+i),
-			"-key-id", key.ID, "-public-key", link.EncodeKey(key.Public), "-index", strconv.Itoa(i),
-			"-stride", strconv.Itoa(*workers), "-members", strconv.Itoa(*members), "-sample", strconv.Itoa(*sample)}
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		defer func() { in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		ws = append(ws, &worker{cmd: cmd, in: bufio.NewWriter(in), out: sc})
-	}
-	// expect reads lines until one starts with prefix.
-	expect := func(w *worker, prefix string) (string, error) {
-		for w.out.Scan() {
-			line := w.out.Text()
-			if strings.HasPrefix(line, prefix) {
-				return line, nil
-			}
-			if strings.HasPrefix(line, "error") {
-				return "", fmt.Errorf("worker: %s", line)
-			}
-		}
-		return "", fmt.Errorf("worker exited")
-	}
+	defer stopWorkers()
 	tell := func(cmd string) {
 		for _, w := range ws {
-			fmt.Fprintln(w.in, cmd)
-			_ = w.in.Flush()
+			_ = w.send(cmd)
 		}
 	}
 	start = time.Now()
 	tell("connect")
 	for i, w := range ws {
-		line, err := expect(w, "ready")
+		line, err := w.expect("ready")
 		if err != nil {
 			return err
 		}
@@ -241,7 +203,7 @@ func runRoom(args []string) error {
 	tell("stop")
 	hist := make([]int64, histBuckets)
 	for _, w := range ws {
-		line, err := expect(w, "hist")
+		line, err := w.expect("hist")
 		if err != nil {
 			return err
 		}
@@ -536,69 +498,14 @@ type sender struct {
 	codes   map[imapi.Code]int // refusals by code
 }
 
-func dialMember(addr, src, keyID string, pub []byte, u int) (*link.Conn, error) {
-	d := &net.Dialer{Timeout: 20 * time.Second}
-	if src != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
-	}
-	nc, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := link.Client(ctx, nc, keyID, pub, link.Limits{})
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	_ = nc.SetReadDeadline(time.Now().Add(60 * time.Second))
-	// call retries what an overloaded server answers with 503 or 504 (a
-	// crowd entering at once on a busy machine): login and enter are
-	// idempotent.
-	seq := uint32(0)
-	call := func(op imapi.Op, req any) error {
-		body, _ := json.Marshal(req)
-		for attempt := 1; ; attempt++ {
-			seq++
-			if err := c.WriteFrame(link.Frame{Op: op, Seq: seq, Body: body}); err != nil {
-				return err
-			}
-			var f link.Frame
-			for {
-				if f, err = c.ReadFrame(); err != nil {
-					return err
-				}
-				if f.IsResponse() && f.Seq == seq {
-					break
-				}
-			}
-			switch {
-			case f.Code == imapi.OK:
-				return nil
-			case (f.Code == imapi.ErrTimeout || f.Code == imapi.ErrUnavailable) && attempt < 5:
-				time.Sleep(time.Duration(attempt) * time.Second)
-			default:
-				return fmt.Errorf("%s %s: code %d %s", op, account(u), f.Code, f.Body)
-			}
-		}
-	}
-	if err := call(imapi.OpLogin, imapi.LoginReq{AppKey: benchAppKey, Account: account(u), Token: token(u),
-		DeviceID: "d" + strconv.Itoa(u), DeviceType: "phone", SDKVersion: "loadgen"}); err != nil {
-		c.Close()
-		return nil, err
-	}
+// enterRoom logs member u in through addr and enters the bench room.
+func enterRoom(d memberDialer, addr string, u int) (*link.Conn, error) {
 	tok := room.TokenFor(benchSecret, benchAppKey, benchRoom, account(u), imapi.RoleMember, time.Now().Add(time.Hour))
-	if err := call(imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: benchRoom, Token: tok, History: 1}); err != nil {
-		c.Close()
-		return nil, err
-	}
-	_ = nc.SetReadDeadline(time.Time{})
-	return c, nil
+	return d.open(addr, u, memberCall{imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: benchRoom, Token: tok, History: 1}})
 }
 
 func newSender(addr string, key link.KeyPair, u, bodyBytes int) (*sender, error) {
-	c, err := dialMember(addr, "", key.ID, key.Public, u)
+	c, err := enterRoom(memberDialer{keyID: key.ID, pub: key.Public, timeout: roomTimeout}, addr, u)
 	if err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
@@ -645,14 +552,15 @@ func (s *sender) run(ctx context.Context, rate int) {
 
 func (s *sender) close() { _ = s.c.Close() }
 
+// roomTimeout bounds each step of a member's entry (a crowd enters at once).
+const roomTimeout = 60 * time.Second
+
 // runRoomWorker connects its share of the members on "connect", then
 // records latency from "start" to "stop" and prints the histogram.
 func runRoomWorker(args []string) error {
 	fs := flag.NewFlagSet("room-worker", flag.ContinueOnError)
 	addrsFlag := fs.String("addrs", "", "gateway addresses, comma-separated (member u goes to addrs[u % len])")
-	src := fs.String("src", "127.0.0.2", "source address")
-	keyID := fs.String("key-id", "", "server key id")
-	pubB64 := fs.String("public-key", "", "server public key")
+	wf := addWorkerFlags(fs)
 	index := fs.Int("index", 0, "this worker's index")
 	stride := fs.Int("stride", 1, "number of workers")
 	members := fs.Int("members", 0, "room members in all")
@@ -660,7 +568,7 @@ func runRoomWorker(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	pub, err := link.DecodeKey(*pubB64)
+	d, err := wf.dialer(roomTimeout)
 	if err != nil {
 		return err
 	}
@@ -672,8 +580,7 @@ func runRoomWorker(args []string) error {
 	var (
 		recording atomic.Bool
 		hist      [histBuckets]atomic.Int64
-		mu        sync.Mutex
-		keep      []*link.Conn
+		keep      memberConns
 	)
 	decode := func(c *link.Conn) {
 		for {
@@ -703,55 +610,38 @@ func runRoomWorker(args []string) error {
 	for sc.Scan() {
 		switch sc.Text() {
 		case "connect":
-			var next, redials atomic.Int64
-			var wg sync.WaitGroup
-			var firstErr atomic.Value
-			for p := 0; p < 64; p++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for firstErr.Load() == nil {
-						u := *index + int(next.Add(1)-1)*(*stride)
-						if u >= *members {
-							return
-						}
-						// A crowd entering at once on a busy machine
-						// sees handshakes and logins time out now and
-						// then; the member tries again (both are
-						// idempotent).
-						var c *link.Conn
-						var err error
-						for attempt := 1; attempt <= 5; attempt++ {
-							if c, err = dialMember(addrs[u%len(addrs)], *src, *keyID, pub, u); err == nil {
-								break
-							}
-							redials.Add(1)
-							time.Sleep(time.Duration(attempt) * time.Second)
-						}
-						if err != nil {
-							firstErr.CompareAndSwap(nil, err)
-							return
-						}
-						mu.Lock()
-						keep = append(keep, c)
-						mu.Unlock()
-						if u%*sample == 0 {
-							go decode(c)
-						} else if err := ep.add(c.NetConn()); err != nil {
-							firstErr.CompareAndSwap(nil, err)
-							return
-						}
+			var redials atomic.Int64
+			// Worker index's members are index, index+stride, …
+			n := (*members - *index + *stride - 1) / *stride
+			err := openAll(0, n, 64, func(k int) error {
+				u := *index + k*(*stride)
+				// A crowd entering at once on a busy machine sees
+				// handshakes and logins time out now and then; the member
+				// tries again (both are idempotent).
+				var c *link.Conn
+				var err error
+				for attempt := 1; attempt <= 5; attempt++ {
+					if c, err = enterRoom(d, addrs[u%len(addrs)], u); err == nil {
+						break
 					}
-				}()
-			}
-			wg.Wait()
-			if err := firstErr.Load(); err != nil {
+					redials.Add(1)
+					time.Sleep(time.Duration(attempt) * time.Second)
+				}
+				if err != nil {
+					return err
+				}
+				keep.add(c)
+				if u%*sample == 0 {
+					go decode(c)
+					return nil
+				}
+				return ep.add(c.NetConn())
+			})
+			if err != nil {
 				fmt.Printf("error %v\n", err)
 				continue
 			}
-			mu.Lock()
-			fmt.Printf("ready %d (%d redials)\n", len(keep), redials.Load())
-			mu.Unlock()
+			fmt.Printf("ready %d (%d redials)\n", keep.len(), redials.Load())
 		case "start":
 			for i := range hist {
 				hist[i].Store(0)

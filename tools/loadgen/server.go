@@ -57,10 +57,7 @@ func token(i int) string   { return "bench-token-" + strconv.Itoa(i) }
 // seedUsers creates n users with known tokens directly in the SQLite store
 // the server will open (much faster than n calls to the server API).
 func seedUsers(ctx context.Context, dbPath string, n int) error {
-	cfg := store.Default()
-	cfg.Path = dbPath
-	cfg.Synchronous = "normal"
-	st, err := store.Open(ctx, cfg, store.Deps{})
+	st, err := openSeedStore(ctx, dbPath)
 	if err != nil {
 		return err
 	}
@@ -248,4 +245,13 @@ func dumpMetrics(debugAddr string, prefixes []string) {
 			}
 		}
 	}
+}
+
+// openSeedStore opens the SQLite store at dbPath to seed it before the
+// server starts (synchronous=normal: seeding is not what is measured).
+func openSeedStore(ctx context.Context, dbPath string) (store.Store, error) {
+	cfg := store.Default()
+	cfg.Path = dbPath
+	cfg.Synchronous = "normal"
+	return store.Open(ctx, cfg, store.Deps{})
 }

@@ -6,16 +6,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
@@ -58,10 +54,7 @@ func runSuperGroup(args []string) error {
 	}
 	ctx := context.Background()
 	seed := func(ctx context.Context, dbPath string) error {
-		cfg := store.Default()
-		cfg.Path = dbPath
-		cfg.Synchronous = "normal"
-		st, err := store.Open(ctx, cfg, store.Deps{})
+		st, err := openSeedStore(ctx, dbPath)
 		if err != nil {
 			return err
 		}
@@ -97,53 +90,21 @@ func runSuperGroup(args []string) error {
 	}
 	defer srv.stop()
 
-	self, err := os.Executable()
+	per := (*online + *workers - 1) / *workers
+	start := time.Now()
+	ws, stopWorkers, err := startWorkers(*workers, *clientCPU, func(i int) []string {
+		first := 1 + i*per
+		n := min(per, *online+1-first)
+		return append([]string{"supergroup-worker", "-addr", srv.linkAddr, "-first", strconv.Itoa(first), "-count", strconv.Itoa(n)},
+			workerArgs(i, srv.key)...)
+	})
 	if err != nil {
 		return err
 	}
-	type worker struct {
-		in  io.WriteCloser
-		out *bufio.Scanner
-	}
-	var ws []*worker
-	per := (*online + *workers - 1) / *workers
-	start := time.Now()
-	for i := 0; i < *workers; i++ {
-		first := 1 + i*per
-		n := min(per, *online+1-first)
-		argv := []string{self, "supergroup-worker", "-addr", srv.linkAddr, "-src", fmt.Sprintf("127.0.0.%d", 2+i),
-			"-key-id", srv.key.ID, "-public-key", link.EncodeKey(srv.key.Public),
-			"-first", strconv.Itoa(first), "-count", strconv.Itoa(n)}
-		if *clientCPU != "" {
-			if _, err := exec.LookPath("taskset"); err == nil {
-				argv = append([]string{"taskset", "-c", *clientCPU}, argv...)
-			}
-		}
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		defer func() { in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		ws = append(ws, &worker{in: in, out: sc})
-	}
+	defer stopWorkers()
 	for i, w := range ws {
-		if !w.out.Scan() {
-			return fmt.Errorf("worker %d ended", i)
-		}
-		if line := w.out.Text(); !strings.HasPrefix(line, "ready") {
-			return fmt.Errorf("worker %d: %s", i, line)
+		if _, err := w.expect("ready"); err != nil {
+			return fmt.Errorf("worker %d: %w", i, err)
 		}
 	}
 	progress("%d members online on %d worker processes after %s", *online, *workers, time.Since(start).Round(time.Millisecond))
@@ -214,7 +175,7 @@ func runSuperGroup(args []string) error {
 		}
 		got := map[int64]*rx{}
 		for i, w := range ws {
-			if _, err := fmt.Fprintf(w.in, "report %s\n", conv); err != nil {
+			if err := w.send("report " + conv); err != nil {
 				return err
 			}
 			for {
@@ -300,15 +261,13 @@ func runSuperGroup(args []string) error {
 func runSuperWorker(args []string) error {
 	fs := flag.NewFlagSet("supergroup-worker", flag.ContinueOnError)
 	addr := fs.String("addr", "", "gateway address")
-	src := fs.String("src", "127.0.0.2", "source address")
-	keyID := fs.String("key-id", "", "server key id")
-	pubB64 := fs.String("public-key", "", "server public key")
+	wf := addWorkerFlags(fs)
 	first := fs.Int("first", 1, "first account index")
 	count := fs.Int("count", 1, "accounts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	pub, err := link.DecodeKey(*pubB64)
+	d, err := wf.dialer(30 * time.Second)
 	if err != nil {
 		return err
 	}
@@ -323,15 +282,18 @@ func runSuperWorker(args []string) error {
 	var (
 		mu    sync.Mutex
 		got   = map[key]*rx{}
-		conns []*link.Conn
+		conns memberConns
 	)
-	onPush := func(body []byte) {
+	onPush := func(f link.Frame) {
+		if f.Op != imapi.OpPush {
+			return
+		}
 		now := time.Now().UnixNano()
 		var m struct {
 			ConvID string `json:"conv_id"`
 			Seq    int64  `json:"seq"`
 		}
-		if json.Unmarshal(body, &m) != nil {
+		if json.Unmarshal(f.Body, &m) != nil {
 			return
 		}
 		mu.Lock()
@@ -344,88 +306,21 @@ func runSuperWorker(args []string) error {
 		r.last = max(r.last, now)
 		mu.Unlock()
 	}
-	go func() {
-		t := time.NewTicker(30 * time.Second)
-		for range t.C {
-			mu.Lock()
-			cs := append([]*link.Conn(nil), conns...)
-			mu.Unlock()
-			for _, c := range cs {
-				_ = c.WriteFrame(link.Frame{Op: imapi.OpHeartbeat, Seq: 2})
-			}
-		}
-	}()
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(*src)}, Timeout: 10 * time.Second}
-	open := func(u int) (*link.Conn, error) {
-		nc, err := dialer.Dial("tcp", *addr)
+	go conns.heartbeats()
+	err = openAll(0, *count, 32, func(i int) error {
+		c, err := d.open(*addr, *first+i)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := link.Client(ctx, nc, *keyID, pub, link.Limits{})
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		body, _ := json.Marshal(imapi.LoginReq{AppKey: benchAppKey, Account: account(u), Token: token(u), DeviceID: "d" + strconv.Itoa(u), DeviceType: "phone", SDKVersion: "loadgen"})
-		if err := c.WriteFrame(link.Frame{Op: imapi.OpLogin, Seq: 1, Body: body}); err != nil {
-			c.Close()
-			return nil, err
-		}
-		_ = nc.SetReadDeadline(time.Now().Add(30 * time.Second))
-		f, err := c.ReadFrame()
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		if f.Code != imapi.OK {
-			c.Close()
-			return nil, fmt.Errorf("login %s: code %d %s", account(u), f.Code, f.Body)
-		}
-		_ = nc.SetReadDeadline(time.Time{})
-		go func() {
-			for {
-				f, err := c.ReadFrame()
-				if err != nil {
-					return
-				}
-				if f.Op == imapi.OpPush {
-					onPush(f.Body)
-				}
-			}
-		}()
-		return c, nil
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= *count || firstErr.Load() != nil {
-					return
-				}
-				c, err := open(*first + i)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				mu.Lock()
-				conns = append(conns, c)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if err := firstErr.Load(); err != nil {
+		conns.add(c)
+		go readAll(c, onPush)
+		return nil
+	})
+	if err != nil {
 		fmt.Printf("error %v\n", err)
 		return nil
 	}
-	fmt.Printf("ready %d\n", len(conns))
+	fmt.Printf("ready %d\n", conns.len())
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		conv, ok := strings.CutPrefix(sc.Text(), "report ")
