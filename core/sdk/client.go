@@ -28,7 +28,11 @@ type Client struct {
 	wg     sync.WaitGroup
 	events chan Event
 	loopIn chan loopMsg
+	loop   *delivery // owned by the delivery loop (delivery.go)
 	jobs   *jobQueue
+	// dropped counts the events dropped because the application was
+	// behind (DroppedEvents).
+	dropped atomic.Uint64
 
 	mu      sync.Mutex
 	cur     *conn
@@ -51,11 +55,9 @@ type Client struct {
 	session     string
 	started     bool
 	closed      bool
-	lastSeqs    map[string]int64      // copy of the delivery loop's, for LastSeqs
-	notices     noticeState           // owned by the delivery loop (user.go)
-	rooms       map[string]string     // rooms entered → entry token (rejoin.go)
-	connGen     uint64                // counts connections, for room re-entry
-	roomLoop    map[string]*roomTrack // owned by the delivery loop (rejoin.go)
+	lastSeqs    map[string]int64  // copy of the delivery loop's, for LastSeqs
+	rooms       map[string]string // rooms entered → entry token (rejoin.go)
+	connGen     uint64            // counts connections, for room re-entry
 }
 
 // New validates cfg and builds a client; Start connects it.
@@ -79,19 +81,28 @@ func New(cfg Config) (*Client, error) {
 		outbox:   map[*outItem]struct{}{},
 		wake:     make(chan struct{}, 1),
 		rooms:    map[string]string{},
-		roomLoop: map[string]*roomTrack{},
 	}
-	c.notices.last, c.notices.maxSeen = cfg.LastNoticeSeq, cfg.LastNoticeSeq
-	c.notices.delivered.Store(cfg.LastNoticeSeq)
+	c.loop = newDelivery(c)
 	if c.dial == nil {
 		c.dial = LinkDialerWith(cfg.ServerKeys, cfg.Limits, cfg.Link)
 	}
 	return c, nil
 }
 
-// Events delivers what happens, in order. The application must keep reading
-// it: a full channel holds back delivery (never drops). It is closed by Close.
+// Events delivers what happens, in order. It is closed by Close.
+//
+// The client never waits for the application to read it: acks, answers and
+// the connection go on regardless. When Config.EventBuffer events wait
+// unread, the application is behind until it has read half of them: in
+// the meantime messages and notices are held back on the server (fetched
+// again afterwards, none lost, none twice) and every other event is
+// dropped. The first event after that is an EventDropped with the number
+// dropped; DroppedEvents counts them all.
 func (c *Client) Events() <-chan Event { return c.events }
+
+// DroppedEvents is the number of events dropped so far because the
+// application was behind in reading Events.
+func (c *Client) DroppedEvents() uint64 { return c.dropped.Load() }
 
 // Start begins connecting in the background.
 func (c *Client) Start() {
@@ -109,7 +120,8 @@ func (c *Client) Start() {
 }
 
 // Close stops the client: it closes the connection without logging out and
-// closes Events. Unacknowledged messages are dropped.
+// closes Events. Unacknowledged messages are dropped: their SendAsync
+// results are ErrClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -119,7 +131,12 @@ func (c *Client) Close() error {
 	c.closed = true
 	cur := c.cur
 	started := c.started
+	unacked := c.outbox
+	c.outbox = map[*outItem]struct{}{}
 	c.mu.Unlock()
+	for it := range unacked {
+		it.done <- SendResult{Err: ErrClosed}
+	}
 	c.cancel()
 	if cur != nil {
 		cur.close(ErrClosed)
@@ -193,7 +210,7 @@ func (c *Client) setState(s State, err error, emit bool) {
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
 	if emit {
-		c.post(loopMsg{event: &Event{Kind: EventState, State: s, Err: err}})
+		c.post(appEvent{Event{Kind: EventState, State: s, Err: err}})
 	}
 }
 
@@ -300,15 +317,18 @@ type outItem struct {
 	sentNo  uint64 // its number in the window of onCon (sendWindow.take)
 	retries int    // transient refusals so far
 	id      string
-	conv    string
 	body    []byte
-	done    chan sendResult
+	done    chan SendResult
 	onCon   *conn // the connection it is out on; nil while it waits
 }
 
-type sendResult struct {
-	ack imapi.SendAck
-	err error
+// SendResult is how one send ended (SendAsync): Ack once the server has
+// stored the message durably, or Err: an *imapi.Error when the server
+// refused it for good (a refusal for overload is retried, not reported),
+// ErrClosed when the client was closed before the ack came.
+type SendResult struct {
+	Ack imapi.SendAck
+	Err error
 }
 
 // Send queues a message and waits for its ack (the server sends it once the
@@ -322,7 +342,7 @@ func (c *Client) Send(ctx context.Context, req imapi.SendReq) (imapi.SendAck, er
 	}
 	select {
 	case r := <-done:
-		return r.ack, r.err
+		return r.Ack, r.Err
 	case <-ctx.Done():
 		return imapi.SendAck{}, ctx.Err()
 	case <-c.ctx.Done():
@@ -338,10 +358,11 @@ func (c *Client) SendText(ctx context.Context, convType int, to, text string) (i
 }
 
 // SendAsync queues a message without waiting. The returned channel yields
-// its result once; the result also arrives as EventSent or EventSendFailed.
-// When Config.SendQueue messages already wait for their acks it queues
-// nothing and returns ErrSendQueueFull.
-func (c *Client) SendAsync(req *imapi.SendReq) (<-chan sendResult, error) {
+// its result once (it is buffered: nobody has to read it); the result also
+// arrives as EventSent or EventSendFailed. When Config.SendQueue messages
+// already wait for their acks it queues nothing and returns
+// ErrSendQueueFull.
+func (c *Client) SendAsync(req *imapi.SendReq) (<-chan SendResult, error) {
 	if req.ClientMsgID == "" {
 		req.ClientMsgID = NewClientMsgID()
 	}
@@ -352,10 +373,7 @@ func (c *Client) SendAsync(req *imapi.SendReq) (<-chan sendResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sdk: encode message: %w", err)
 	}
-	it := &outItem{id: req.ClientMsgID, body: body, done: make(chan sendResult, 1)}
-	if req.ConvType == imapi.ConvP2P {
-		it.conv = imapi.P2PConvID(c.cfg.Account, req.To)
-	}
+	it := &outItem{id: req.ClientMsgID, body: body, done: make(chan SendResult, 1)}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -381,7 +399,8 @@ func (c *Client) Pending() int {
 	return len(c.outbox)
 }
 
-func (c *Client) finish(it *outItem, r sendResult) {
+// finish reports how a send of the outbox ended, once.
+func (c *Client) finish(it *outItem, r SendResult) {
 	c.mu.Lock()
 	_, found := c.outbox[it]
 	delete(c.outbox, it)
@@ -390,12 +409,11 @@ func (c *Client) finish(it *outItem, r sendResult) {
 		return
 	}
 	it.done <- r
-	if r.err != nil {
-		c.post(loopMsg{event: &Event{Kind: EventSendFailed, ClientMsgID: it.id, Err: r.err}})
+	if r.Err != nil {
+		c.post(appEvent{Event{Kind: EventSendFailed, ClientMsgID: it.id, Err: r.Err}})
 		return
 	}
-	ack := r.ack
-	c.post(loopMsg{ack: &ack, clientMsgID: it.id})
+	c.post(sendAcked{ack: r.Ack, clientMsgID: it.id})
 }
 
 // post hands something to the delivery loop.
@@ -514,8 +532,8 @@ func (c *Client) onConnected(gen uint64) {
 	c.mu.Unlock()
 	c.wakeSender()
 	c.jobs.push(job{convList: true})
-	c.post(loopMsg{noticeSync: true})
-	c.post(loopMsg{rejoin: &rejoinStart{gen: gen, rooms: rooms}})
+	c.post(noticeSyncDue{})
+	c.post(rejoinStart{gen: gen, rooms: rooms})
 }
 
 func (c *Client) heartbeat(cur *conn, every time.Duration) {
@@ -728,7 +746,7 @@ func (cur *conn) read() {
 			cur.kick = &k
 			cur.mu.Unlock()
 		}
-		cur.c.post(loopMsg{push: &in})
+		cur.c.post(pushed{in})
 	}
 }
 

@@ -38,13 +38,21 @@ type RoomRejoin struct {
 	Err error
 }
 
-// roomEntered: the app's enter of a room was answered; last is the newest
-// seq the answer gave it, failed says it was refused.
-type roomEntered struct {
-	room   string
-	last   int64
-	failed bool
-}
+// The delivery loop's inputs about rooms.
+type (
+	// roomEntering: the app enters a room; its pushes are held until
+	// roomEntered.
+	roomEntering struct{ room string }
+	// roomEntered: the app's enter of a room was answered; last is the
+	// newest seq the answer gave it, failed says it was refused.
+	roomEntered struct {
+		room   string
+		last   int64
+		failed bool
+	}
+	// roomForget: the app left a room; it is not entered again.
+	roomForget struct{ room string }
+)
 
 // rejoinResult is the answer of one re-entry.
 type rejoinResult struct {
@@ -79,7 +87,7 @@ func (c *Client) forgetRoom(roomID string) {
 	c.mu.Lock()
 	delete(c.rooms, roomID)
 	c.mu.Unlock()
-	c.post(loopMsg{roomForget: roomID})
+	c.post(roomForget{room: roomID})
 }
 
 // rejoinStart: a connection (generation gen) is up; rooms are the rooms
@@ -89,11 +97,12 @@ type rejoinStart struct {
 	rooms map[string]string
 }
 
-// startRejoin (delivery loop) enters again every room the client was in
-// when connection generation r.gen came up. A room the app entered after
-// that is not entered twice, though its answer may reach the client before
-// this message reaches the loop.
-func (c *Client) startRejoin(r *rejoinStart) {
+// handle enters again every room the client was in when connection
+// generation r.gen came up. A room the app entered after that is not
+// entered twice, though its answer may reach the client before this
+// message reaches the loop.
+func (r rejoinStart) handle(d *delivery) {
+	c := d.c
 	c.mu.Lock()
 	for id := range r.rooms {
 		if tok, in := c.rooms[id]; in {
@@ -104,20 +113,24 @@ func (c *Client) startRejoin(r *rejoinStart) {
 	}
 	c.mu.Unlock()
 	for id, tok := range r.rooms {
-		rt := c.roomTrack(id)
+		rt := d.room(id)
 		rt.rejoining = r.gen
 		go c.rejoin(id, tok, r.gen)
 	}
 }
 
-func (c *Client) roomTrack(id string) *roomTrack {
-	rt := c.roomLoop[id]
+func (d *delivery) room(id string) *roomTrack {
+	rt := d.rooms[id]
 	if rt == nil {
 		rt = &roomTrack{}
-		c.roomLoop[id] = rt
+		d.rooms[id] = rt
 	}
 	return rt
 }
+
+func (m roomEntering) handle(d *delivery) { d.room(m.room).entering++ }
+
+func (m roomForget) handle(d *delivery) { delete(d.rooms, m.room) }
 
 // rejoin enters a room again (off the loop: it waits for answers and may
 // call the token hook) and posts the result to the loop.
@@ -145,7 +158,7 @@ func (c *Client) rejoin(roomID, token string, gen uint64) {
 			}
 		}
 	}
-	c.post(loopMsg{rejoined: &rejoinResult{room: roomID, gen: gen, resp: resp, err: err}})
+	c.post(rejoinResult{room: roomID, gen: gen, resp: resp, err: err})
 }
 
 // transient tells errors after which a re-entry is tried again (on this
@@ -162,12 +175,13 @@ func transient(err error) bool {
 	return !errors.Is(err, ErrClosed)
 }
 
-// onRejoined (delivery loop) delivers what the room kept since the last
-// message delivered, then the pushes held meanwhile.
-func (c *Client) onRejoined(r *rejoinResult, emit func(Event) bool) bool {
-	rt := c.roomLoop[r.room]
+// handle delivers what the room kept since the last message delivered,
+// then the pushes held meanwhile.
+func (r rejoinResult) handle(d *delivery) {
+	c := d.c
+	rt := d.rooms[r.room]
 	if rt == nil || rt.rejoining != r.gen {
-		return true // left meanwhile, or a newer connection rejoins
+		return // left meanwhile, or a newer connection rejoins
 	}
 	if r.err != nil && transient(r.err) {
 		c.mu.Lock()
@@ -180,17 +194,18 @@ func (c *Client) onRejoined(r *rejoinResult, emit func(Event) bool) bool {
 			time.AfterFunc(c.backoff(1), func() { c.rejoin(r.room, tok, r.gen) })
 		}
 		c.log.Debug("room rejoin", "room", r.room, "err", r.err)
-		return true
+		return
 	}
 	rt.rejoining = 0
 	held := rt.held
 	rt.held = nil
 	if r.err != nil {
-		delete(c.roomLoop, r.room)
+		delete(d.rooms, r.room)
 		c.mu.Lock()
 		delete(c.rooms, r.room)
 		c.mu.Unlock()
-		return emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Err: r.err}})
+		d.emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Err: r.err}})
+		return
 	}
 	hist := r.resp.History
 	gap := false
@@ -202,49 +217,45 @@ func (c *Client) onRejoined(r *rejoinResult, emit func(Event) bool) bool {
 			gap = r.resp.Room.LastSeq >= next
 		}
 	}
-	if !emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Role: r.resp.Role, Gap: gap}}) {
-		return false
-	}
-	if !c.deliverRoom(rt, r.room, hist, emit) {
-		return false
-	}
+	d.emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Role: r.resp.Role, Gap: gap}})
+	d.deliverRoom(rt, r.room, hist)
 	rt.last = max(rt.last, r.resp.Room.LastSeq)
 	if rt.entering > 0 {
 		rt.held = held // the app's enter under way releases them
-		return true
+		return
 	}
-	return c.deliverRoom(rt, r.room, held, emit)
+	d.deliverRoom(rt, r.room, held)
 }
 
-// onRoomEntered (delivery loop) settles an enter by the app: the answer's
-// history went to the app, so the pushes held meanwhile go out after it,
-// without the seqs it had. After a refusal of a room the client is not in
-// they are dropped: the gateway delivered them only for the enter.
-func (c *Client) onRoomEntered(e *roomEntered, emit func(Event) bool) bool {
-	rt := c.roomTrack(e.room)
+// handle settles an enter by the app: the answer's history went to the
+// app, so the pushes held meanwhile go out after it, without the seqs it
+// had. After a refusal of a room the client is not in they are dropped:
+// the gateway delivered them only for the enter.
+func (e roomEntered) handle(d *delivery) {
+	rt := d.room(e.room)
 	rt.entering = max(rt.entering-1, 0)
 	if !e.failed {
 		rt.last = max(rt.last, e.last)
 	}
 	if rt.entering > 0 || rt.rejoining != 0 {
-		return true
+		return
 	}
 	held := rt.held
 	rt.held = nil
 	if e.failed {
-		c.mu.Lock()
-		_, in := c.rooms[e.room]
-		c.mu.Unlock()
+		d.c.mu.Lock()
+		_, in := d.c.rooms[e.room]
+		d.c.mu.Unlock()
 		if !in {
-			delete(c.roomLoop, e.room)
-			return true
+			delete(d.rooms, e.room)
+			return
 		}
 	}
-	return c.deliverRoom(rt, e.room, held, emit)
+	d.deliverRoom(rt, e.room, held)
 }
 
 // deliverRoom emits the messages after the last delivered one as one batch.
-func (c *Client) deliverRoom(rt *roomTrack, roomID string, msgs []imapi.RoomMessage, emit func(Event) bool) bool {
+func (d *delivery) deliverRoom(rt *roomTrack, roomID string, msgs []imapi.RoomMessage) {
 	var out []imapi.RoomMessage
 	for _, m := range msgs {
 		if m.Seq > rt.last {
@@ -253,53 +264,55 @@ func (c *Client) deliverRoom(rt *roomTrack, roomID string, msgs []imapi.RoomMess
 		}
 	}
 	if len(out) == 0 {
-		return true
+		return
 	}
 	body, err := json.Marshal(imapi.RoomBatch{RoomID: roomID, Messages: out})
 	if err != nil {
-		return true
+		return
 	}
-	return emit(Event{Kind: EventPush, Op: imapi.OpRoomMessages, Body: body})
+	d.emit(Event{Kind: EventPush, Op: imapi.OpRoomMessages, Body: body})
 }
 
-// onRoomBatch (delivery loop) drops the messages already delivered, holds
-// the batch back while the room is being entered again, and emits the
-// rest. A batch that loses nothing goes out as the server sent it.
-func (c *Client) onRoomBatch(in *Incoming, emit func(Event) bool) bool {
+// onRoomBatch drops the messages already delivered, holds the batch back
+// while the room is being entered again, and emits the rest. A batch that
+// loses nothing goes out as the server sent it.
+func (d *delivery) onRoomBatch(in *Incoming) {
 	var b imapi.RoomBatch
 	if err := json.Unmarshal(in.Body, &b); err != nil || b.RoomID == "" {
-		return emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+		d.emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+		return
 	}
-	rt := c.roomTrack(b.RoomID)
+	rt := d.room(b.RoomID)
 	if rt.rejoining != 0 || rt.entering > 0 {
 		rt.held = append(rt.held, b.Messages...)
 		if n := len(rt.held); n > maxRoomHeld {
 			rt.held = rt.held[n-maxRoomHeld:]
 		}
-		return true
+		return
 	}
 	last := rt.last
 	for _, m := range b.Messages {
 		if m.Seq <= last {
 			// A message delivered already (or out of order): filter.
-			return c.deliverRoom(rt, b.RoomID, b.Messages, emit)
+			d.deliverRoom(rt, b.RoomID, b.Messages)
+			return
 		}
 		last = m.Seq
 	}
 	rt.last = last
-	return emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+	d.emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
 }
 
-// onRoomEvent (delivery loop) forgets a room the account was kicked from
-// or that closed: there is nothing to enter again.
-func (c *Client) onRoomEvent(in *Incoming, emit func(Event) bool) bool {
+// onRoomEvent forgets a room the account was kicked from or that closed:
+// there is nothing to enter again.
+func (d *delivery) onRoomEvent(in *Incoming) {
 	var ev imapi.RoomEvent
 	if json.Unmarshal(in.Body, &ev) == nil && ev.RoomID != "" &&
-		(ev.Kind == imapi.RoomEventClosed || ev.Kind == imapi.RoomEventKicked && ev.Account == c.cfg.Account) {
-		delete(c.roomLoop, ev.RoomID)
-		c.mu.Lock()
-		delete(c.rooms, ev.RoomID)
-		c.mu.Unlock()
+		(ev.Kind == imapi.RoomEventClosed || ev.Kind == imapi.RoomEventKicked && ev.Account == d.c.cfg.Account) {
+		delete(d.rooms, ev.RoomID)
+		d.c.mu.Lock()
+		delete(d.c.rooms, ev.RoomID)
+		d.c.mu.Unlock()
 	}
-	return emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+	d.emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
 }

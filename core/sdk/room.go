@@ -39,17 +39,17 @@ func (c *Client) RoomEnter(ctx context.Context, roomID, token string, history in
 	// batches may come first, with messages the history also has: the
 	// delivery loop holds them until the answer (posted before the request
 	// goes out, so it is in place before any of them arrives).
-	c.post(loopMsg{roomEntering: roomID})
+	c.post(roomEntering{room: roomID})
 	var out imapi.RoomEnterResp
 	err := c.Request(ctx, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: roomID, Token: token, History: history}, &out)
 	if err != nil {
-		c.post(loopMsg{roomEntered: &roomEntered{room: roomID, failed: true}})
+		c.post(roomEntered{room: roomID, failed: true})
 		return out, err
 	}
 	c.mu.Lock()
 	c.rooms[roomID] = token
 	c.mu.Unlock()
-	c.post(loopMsg{roomEntered: &roomEntered{room: roomID, last: lastRoomSeq(&out)}})
+	c.post(roomEntered{room: roomID, last: lastRoomSeq(&out)})
 	return out, nil
 }
 

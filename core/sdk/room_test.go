@@ -136,9 +136,15 @@ func FuzzRoomPush(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	d := c.loop
 	f.Fuzz(func(t *testing.T, body string) {
+		clear(d.rooms)
+		for range 2 {
+			d.onRoomBatch(&Incoming{Op: imapi.OpRoomMessages, Push: true, Body: []byte(body)})
+		}
+		d.onRoomEvent(&Incoming{Op: imapi.OpRoomEvent, Push: true, Body: []byte(body)})
 		seen := map[string]map[int64]bool{}
-		emit := func(ev Event) bool {
+		for _, ev := range drainEvents(c) {
 			// A batch without a room passes through untouched (there is
 			// no room to keep a position for).
 			if b, ok := RoomBatchOf(ev); ok && b.RoomID != "" {
@@ -152,13 +158,7 @@ func FuzzRoomPush(f *testing.F) {
 					seen[b.RoomID][m.Seq] = true
 				}
 			}
-			return true
 		}
-		clear(c.roomLoop)
-		for range 2 {
-			c.onRoomBatch(&Incoming{Op: imapi.OpRoomMessages, Push: true, Body: []byte(body)}, emit)
-		}
-		c.onRoomEvent(&Incoming{Op: imapi.OpRoomEvent, Push: true, Body: []byte(body)}, emit)
 		if b, ok := RoomBatchOf(Event{Kind: EventPush, Op: imapi.OpRoomMessages, Body: []byte(body)}); ok {
 			for _, m := range b.Messages {
 				_ = m.Seq
@@ -181,24 +181,26 @@ func TestRoomRejoinDedupe(t *testing.T) {
 	}
 	var got []int64
 	var rejoins []RoomRejoin
-	emit := func(ev Event) bool {
-		if b, ok := RoomBatchOf(ev); ok {
-			for _, m := range b.Messages {
-				got = append(got, m.Seq)
+	d := c.loop
+	handle := func(m loopMsg) {
+		for _, ev := range handled(c, m) {
+			if b, ok := RoomBatchOf(ev); ok {
+				for _, m := range b.Messages {
+					got = append(got, m.Seq)
+				}
+			}
+			if ev.Kind == EventRoom {
+				rejoins = append(rejoins, *ev.Room)
 			}
 		}
-		if ev.Kind == EventRoom {
-			rejoins = append(rejoins, *ev.Room)
-		}
-		return true
 	}
-	batch := func(seqs ...int64) *Incoming {
+	batch := func(seqs ...int64) pushed {
 		b := imapi.RoomBatch{RoomID: "r"}
 		for _, s := range seqs {
 			b.Messages = append(b.Messages, imapi.RoomMessage{RoomID: "r", Seq: s})
 		}
 		body, _ := json.Marshal(b)
-		return &Incoming{Op: imapi.OpRoomMessages, Push: true, Body: body}
+		return pushed{Incoming{Op: imapi.OpRoomMessages, Push: true, Body: body}}
 	}
 	hist := func(seqs ...int64) imapi.RoomEnterResp {
 		var r imapi.RoomEnterResp
@@ -208,25 +210,25 @@ func TestRoomRejoinDedupe(t *testing.T) {
 		return r
 	}
 	c.rooms["r"] = "tok"
-	c.onRoomBatch(batch(1, 2), emit)
-	c.onRoomBatch(batch(2, 3), emit) // 2 again
-	c.roomTrack("r").rejoining = 7
-	c.onRoomBatch(batch(6, 7), emit) // held
+	handle(batch(1, 2))
+	handle(batch(2, 3)) // 2 again
+	d.room("r").rejoining = 7
+	handle(batch(6, 7)) // held
 	if !slices.Equal(got, []int64{1, 2, 3}) {
 		t.Fatalf("before the re-entry answer: %v", got)
 	}
-	c.onRejoined(&rejoinResult{room: "r", gen: 6, resp: hist(1)}, emit) // a stale generation
-	c.onRejoined(&rejoinResult{room: "r", gen: 7, resp: hist(2, 3, 4, 5, 6)}, emit)
+	handle(rejoinResult{room: "r", gen: 6, resp: hist(1)}) // a stale generation
+	handle(rejoinResult{room: "r", gen: 7, resp: hist(2, 3, 4, 5, 6)})
 	if !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6, 7}) || len(rejoins) != 1 || rejoins[0].Gap {
 		t.Fatalf("after the re-entry: %v %+v", got, rejoins)
 	}
-	c.roomTrack("r").rejoining = 8
-	c.onRejoined(&rejoinResult{room: "r", gen: 8, resp: hist(10, 11)}, emit)
+	d.room("r").rejoining = 8
+	handle(rejoinResult{room: "r", gen: 8, resp: hist(10, 11)})
 	if !slices.Equal(got[7:], []int64{10, 11}) || !rejoins[1].Gap {
 		t.Fatalf("a gap: %v %+v", got, rejoins)
 	}
-	c.roomTrack("r").rejoining = 9
-	c.onRejoined(&rejoinResult{room: "r", gen: 9, err: &imapi.Error{Code: imapi.ErrNotFound}}, emit)
+	d.room("r").rejoining = 9
+	handle(rejoinResult{room: "r", gen: 9, err: &imapi.Error{Code: imapi.ErrNotFound}})
 	if len(rejoins) != 3 || rejoins[2].Err == nil || len(c.Rooms()) != 0 {
 		t.Fatalf("a closed room: %+v rooms %v", rejoins, c.Rooms())
 	}
@@ -243,56 +245,58 @@ func TestRoomEnterHoldsEarlyBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string][]int64{}
-	emit := func(ev Event) bool {
-		if b, ok := RoomBatchOf(ev); ok {
-			for _, m := range b.Messages {
-				got[b.RoomID] = append(got[b.RoomID], m.Seq)
+	d := c.loop
+	handle := func(m loopMsg) {
+		for _, ev := range handled(c, m) {
+			if b, ok := RoomBatchOf(ev); ok {
+				for _, m := range b.Messages {
+					got[b.RoomID] = append(got[b.RoomID], m.Seq)
+				}
 			}
 		}
-		return true
 	}
-	batch := func(room string, seqs ...int64) *Incoming {
+	batch := func(room string, seqs ...int64) pushed {
 		b := imapi.RoomBatch{RoomID: room}
 		for _, s := range seqs {
 			b.Messages = append(b.Messages, imapi.RoomMessage{RoomID: room, Seq: s})
 		}
 		body, _ := json.Marshal(b)
-		return &Incoming{Op: imapi.OpRoomMessages, Push: true, Body: body}
+		return pushed{Incoming{Op: imapi.OpRoomMessages, Push: true, Body: body}}
 	}
 
-	c.roomTrack("r").entering++
-	c.onRoomBatch(batch("r", 3, 4), emit) // 3 is in the answer's history
+	handle(roomEntering{room: "r"})
+	handle(batch("r", 3, 4)) // 3 is in the answer's history
 	if len(got["r"]) != 0 {
 		t.Fatalf("delivered before the answer: %v", got["r"])
 	}
 	c.rooms["r"] = "tok"
-	c.onRoomEntered(&roomEntered{room: "r", last: 3}, emit)
-	c.onRoomBatch(batch("r", 4, 5), emit)
+	handle(roomEntered{room: "r", last: 3})
+	handle(batch("r", 4, 5))
 	if !slices.Equal(got["r"], []int64{4, 5}) {
 		t.Fatalf("after the answer: %v, want [4 5]", got["r"])
 	}
 
-	c.roomTrack("q").entering++
-	c.onRoomBatch(batch("q", 1), emit)
-	c.onRoomEntered(&roomEntered{room: "q", failed: true}, emit)
-	if _, kept := c.roomLoop["q"]; kept || len(got["q"]) != 0 {
+	handle(roomEntering{room: "q"})
+	handle(batch("q", 1))
+	handle(roomEntered{room: "q", failed: true})
+	if _, kept := d.rooms["q"]; kept || len(got["q"]) != 0 {
 		t.Fatalf("a refused room: delivered %v, kept %v", got["q"], kept)
 	}
-	c.roomTrack("r").entering++ // entering again, with a token refused
-	c.onRoomBatch(batch("r", 6), emit)
-	c.onRoomEntered(&roomEntered{room: "r", failed: true}, emit)
+	handle(roomEntering{room: "r"}) // entering again, with a token refused
+	handle(batch("r", 6))
+	handle(roomEntered{room: "r", failed: true})
 	if !slices.Equal(got["r"], []int64{4, 5, 6}) {
 		t.Fatalf("a refused enter of a room the client is in: %v", got["r"])
 	}
 
-	rt := c.roomTrack("r")
+	rt := d.room("r")
 	rt.rejoining, rt.entering = 7, 1
-	c.onRoomBatch(batch("r", 8, 9), emit)
-	c.onRejoined(&rejoinResult{room: "r", gen: 7, resp: imapi.RoomEnterResp{History: []imapi.RoomMessage{{Seq: 7}, {Seq: 8}}}}, emit)
+	handle(batch("r", 8, 9))
+	handle(rejoinResult{room: "r", gen: 7, resp: imapi.RoomEnterResp{History: []imapi.RoomMessage{{Seq: 7}, {Seq: 8}}}})
 	if !slices.Equal(got["r"], []int64{4, 5, 6, 7, 8}) {
 		t.Fatalf("re-entered while entering: %v", got["r"])
 	}
-	c.onRoomEntered(&roomEntered{room: "r", last: 8}, emit)
+	handle(roomEntered{room: "r", last: 8})
 	if !slices.Equal(got["r"], []int64{4, 5, 6, 7, 8, 9}) {
 		t.Fatalf("both answered: %v", got["r"])
 	}
@@ -310,20 +314,40 @@ func TestRejoinOnlyRoomsFromBefore(t *testing.T) {
 	defer c.Close()
 	c.rooms["kept"] = "old"
 	c.rooms["left"] = "tok"
-	start := &rejoinStart{gen: 3, rooms: map[string]string{"kept": "old", "left": "tok"}}
+	start := rejoinStart{gen: 3, rooms: map[string]string{"kept": "old", "left": "tok"}}
 	c.rooms["kept"] = "fresh"  // the token was renewed
 	c.rooms["entered"] = "tok" // the app entered it on this connection
 	delete(c.rooms, "left")    // and left this one
-	c.startRejoin(start)
-	if rt := c.roomLoop["kept"]; rt == nil || rt.rejoining != 3 {
+	start.handle(c.loop)
+	if rt := c.loop.rooms["kept"]; rt == nil || rt.rejoining != 3 {
 		t.Fatalf("room kept is not re-entered: %+v", rt)
 	}
 	if !maps.Equal(start.rooms, map[string]string{"kept": "fresh"}) {
 		t.Fatalf("re-entered %v, want kept with its newest token", start.rooms)
 	}
 	for _, id := range []string{"entered", "left"} {
-		if rt := c.roomLoop[id]; rt != nil && rt.rejoining != 0 {
+		if rt := c.loop.rooms[id]; rt != nil && rt.rejoining != 0 {
 			t.Fatalf("room %s re-entered", id)
+		}
+	}
+}
+
+// handled runs one input of the delivery loop of c (a client that was not
+// started) and returns the events it delivered.
+func handled(c *Client, m loopMsg) []Event {
+	m.handle(c.loop)
+	return drainEvents(c)
+}
+
+// drainEvents takes the events waiting in c's channel.
+func drainEvents(c *Client) []Event {
+	var evs []Event
+	for {
+		select {
+		case ev := <-c.Events():
+			evs = append(evs, ev)
+		default:
+			return evs
 		}
 	}
 }

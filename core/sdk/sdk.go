@@ -84,9 +84,15 @@ type Config struct {
 	// held back for the gap to fill before the conversation is synced.
 	// Default 150ms.
 	GapWait time.Duration
-	// SyncPageSize is the page size of conversation sync. Default 200.
+	// SyncPageSize is the page size of conversation and notice sync, at
+	// most half of EventBuffer (a page must fit in what an application
+	// that fell behind has read when the client fetches what it held
+	// back). Default 200.
 	SyncPageSize int
-	// EventBuffer is the size of the Events channel. Default 1024.
+	// EventBuffer is the size of the Events channel: how many events may
+	// wait for the application before it is behind and the client holds
+	// back messages and notices and drops other events until it has read
+	// half of them (Client.Events). Default 1024.
 	EventBuffer int
 	// LastSeqs are the last delivered sequences per conversation from a
 	// previous run (see Client.LastSeqs); conversations not listed are
@@ -154,6 +160,7 @@ func (c *Config) applyDefaults() {
 	if c.EventBuffer <= 0 {
 		c.EventBuffer = 1024
 	}
+	c.SyncPageSize = min(c.SyncPageSize, max(c.EventBuffer/2, 1))
 	c.Logger = logging.OrDiscard(c.Logger)
 }
 
@@ -258,6 +265,11 @@ const (
 	// back to the server's); replace the relationships derived from
 	// notices with these, then apply the notices that follow.
 	EventRelationsReset
+	// EventDropped (Dropped): the application fell Config.EventBuffer
+	// events behind, and that many events other than messages and notices
+	// were dropped (see Client.Events). Messages and notices are never
+	// dropped: they follow, fetched again from the server.
+	EventDropped
 )
 
 // Event is something that happened, delivered on Client.Events.
@@ -278,4 +290,5 @@ type Event struct {
 	Profile     *imapi.Profile
 	Room        *RoomRejoin
 	Relations   *Relations
+	Dropped     int
 }

@@ -385,7 +385,7 @@ func TestBusyPausesSends(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	var dones []<-chan sendResult
+	var dones []<-chan SendResult
 	for i := 1; i <= 5; i++ {
 		done, err := c.SendAsync(&imapi.SendReq{ConvType: imapi.ConvP2P, To: "bob", Body: []byte(`{}`), ClientMsgID: "c" + string(rune('0'+i))})
 		if err != nil {
@@ -393,11 +393,11 @@ func TestBusyPausesSends(t *testing.T) {
 		}
 		dones = append(dones, done)
 	}
-	for _, ch := range append([]<-chan sendResult{first}, dones...) {
+	for _, ch := range append([]<-chan SendResult{first}, dones...) {
 		select {
 		case r := <-ch:
-			if r.err != nil {
-				t.Fatal(r.err)
+			if r.Err != nil {
+				t.Fatal(r.Err)
 			}
 		case <-ctx.Done():
 			t.Fatal("a send was never acked")

@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"encoding/json"
 	"sync/atomic"
 
 	"github.com/longlink/longlink/core/imapi"
@@ -29,16 +28,25 @@ type noticeState struct {
 	// missed: a push came during the running sync (which may have been
 	// answered before it), so another sync follows.
 	missed bool
+	// behind: the application was behind when a notice after last was
+	// due; they are fetched again once it caught up.
+	behind bool
 	// delivered mirrors last for LastNoticeSeq (read outside the loop).
 	delivered atomic.Int64
 }
 
-type noticePage struct {
-	notices []imapi.Notice
-	hasMore bool
-	reset   *Relations // the server's stream does not continue this client's position
-	err     error
-}
+// The delivery loop's inputs about notices.
+type (
+	// noticeSyncDue: a connection came up; fetch the notices missed.
+	noticeSyncDue struct{}
+	// noticePage is one page of notices after the position.
+	noticePage struct {
+		notices []imapi.Notice
+		hasMore bool
+		reset   *Relations // the server's stream does not continue this client's position
+		err     error
+	}
+)
 
 // Relations is a fresh copy of the account's relationships, loaded when
 // the notice stream no longer holds every notice since the last one the
@@ -75,39 +83,65 @@ func (c *Client) loadRelations(ctx context.Context) (*Relations, error) {
 
 // LastNoticeSeq is the seq of the last notice delivered, for an application
 // that persists it and passes it back in Config.LastNoticeSeq.
-func (c *Client) LastNoticeSeq() int64 { return c.notices.delivered.Load() }
+func (c *Client) LastNoticeSeq() int64 { return c.loop.notices.delivered.Load() }
 
-// startNoticeSync fetches the notices after the last delivered one (runs in
-// the delivery loop; the request runs aside and posts its page back).
-func (c *Client) startNoticeSync() {
-	ns := &c.notices
+func (noticeSyncDue) handle(d *delivery) { d.startNoticeSync() }
+
+// startNoticeSync fetches the notices after the last delivered one (the
+// request runs aside and posts its page back), unless the application is
+// behind: then they are fetched once it caught up.
+func (d *delivery) startNoticeSync() {
+	ns := &d.notices
+	if d.behind {
+		ns.behind = true
+		return
+	}
 	if ns.syncing {
 		return
 	}
 	ns.syncing, ns.missed = true, false
 	after := ns.last
+	c := d.c
 	go func() {
 		var resp imapi.NoticeSyncResp
 		err := c.Request(c.ctx, imapi.OpNoticeSync, imapi.NoticeSyncReq{AfterSeq: after, Limit: c.cfg.SyncPageSize}, &resp)
-		p := &noticePage{notices: resp.Notices, hasMore: resp.HasMore, err: err}
+		p := noticePage{notices: resp.Notices, hasMore: resp.HasMore, err: err}
 		if err == nil && resp.Reset {
 			// Loaded after the page was read: the page's notices and the
 			// following ones are replayed over a copy at least as new.
 			p.reset, p.err = c.loadRelations(c.ctx)
 		}
-		c.post(loopMsg{notices: p})
+		c.post(p)
 	}()
 }
 
-// onNoticePage delivers a synced page (in the delivery loop).
-func (c *Client) onNoticePage(p *noticePage, emit func(Event) bool) bool {
-	ns := &c.notices
+// deliverNotice hands n, the next notice, to the application and moves
+// the position. It reports false when the application is behind: the
+// notices from the position on are fetched again once it caught up.
+func (d *delivery) deliverNotice(n *imapi.Notice) bool {
+	ns := &d.notices
+	if !d.offer(Event{Kind: EventNotice, Notice: n}) {
+		ns.behind = true
+		return false
+	}
+	ns.last = n.Seq
+	ns.delivered.Store(n.Seq)
+	return true
+}
+
+// handle delivers a synced page.
+func (p noticePage) handle(d *delivery) {
+	ns := &d.notices
 	ns.syncing = false
 	if p.err != nil {
-		c.log.Debug("notice sync", "err", p.err)
-		return true // the next connection syncs again
+		d.c.log.Debug("notice sync", "err", p.err)
+		return // the next connection syncs again
 	}
 	if p.reset != nil {
+		if !d.offer(Event{Kind: EventRelationsReset, Relations: p.reset}) {
+			ns.behind = true // the sync after catching up is reset again
+			return
+		}
 		// The server's position replaces this client's: the page starts
 		// the stream it keeps. That matters when the client was ahead (the
 		// server's data wiped or restored): kept as it was, the position
@@ -117,57 +151,43 @@ func (c *Client) onNoticePage(p *noticePage, emit func(Event) bool) bool {
 			ns.last = p.notices[0].Seq - 1
 		}
 		ns.delivered.Store(ns.last)
-		if !emit(Event{Kind: EventRelationsReset, Relations: p.reset}) {
-			return false
-		}
 	}
 	for i := range p.notices {
 		n := &p.notices[i]
-		if n.Seq <= ns.last {
-			continue
-		}
 		// Sync answers are authoritative: a hole means the stream no
 		// longer keeps those notices.
-		ns.last = n.Seq
-		ns.delivered.Store(n.Seq)
-		if !emit(Event{Kind: EventNotice, Notice: n}) {
-			return false
+		if n.Seq > ns.last && !d.deliverNotice(n) {
+			return
 		}
 	}
 	switch {
 	case p.hasMore && len(p.notices) > 0, ns.missed && ns.maxSeen > ns.last:
-		c.startNoticeSync()
+		d.startNoticeSync()
 	default:
 		// Everything up to the server's answer is delivered; a seq seen
 		// before the sync began and not returned no longer exists.
 		ns.maxSeen = ns.last
 	}
-	return true
 }
 
-// onNoticePush delivers a pushed notice in order, or syncs over a gap (in
-// the delivery loop).
-func (c *Client) onNoticePush(body []byte, emit func(Event) bool) bool {
-	var n imapi.Notice
-	if err := json.Unmarshal(body, &n); err != nil || n.Seq <= 0 {
-		c.log.Warn("bad notice push", "err", err)
-		return true
+// onNoticePush delivers a pushed notice in order, or syncs over a gap.
+func (d *delivery) onNoticePush(body []byte) {
+	n, err := decode[imapi.Notice](body)
+	if err != nil || n.Seq <= 0 {
+		d.c.log.Warn("bad notice push", "err", err)
+		return
 	}
-	ns := &c.notices
+	ns := &d.notices
 	ns.maxSeen = max(ns.maxSeen, n.Seq)
 	switch {
-	case n.Seq <= ns.last:
-		return true // duplicate
+	case n.Seq <= ns.last: // a duplicate
+	case ns.behind: // the sync after the application caught up fetches it
 	case n.Seq == ns.last+1 && !ns.syncing:
-		ns.last = n.Seq
-		ns.delivered.Store(n.Seq)
-		return emit(Event{Kind: EventNotice, Notice: &n})
+		d.deliverNotice(n)
 	case ns.syncing:
 		ns.missed = true // fetched by the sync that follows the running one
-		return true
 	default:
-		c.startNoticeSync() // a gap: fetch what is missing
-		return true
+		d.startNoticeSync() // a gap: fetch what is missing
 	}
 }
 

@@ -208,9 +208,9 @@ func (c *Client) transmit(cur *conn, it *outItem) {
 			if in.Code == imapi.OK {
 				var ack imapi.SendAck
 				_ = json.Unmarshal(in.Body, &ack)
-				c.finish(it, sendResult{ack: ack})
+				c.finish(it, SendResult{Ack: ack})
 			} else {
-				c.finish(it, sendResult{err: codeError(in)})
+				c.finish(it, SendResult{Err: codeError(in)})
 			}
 			return
 		}

@@ -206,9 +206,9 @@ func startHeld(t *testing.T, mod func(*Config)) (*Client, *heldTransport) {
 	return c, h
 }
 
-func queue(t *testing.T, c *Client, n int) []<-chan sendResult {
+func queue(t *testing.T, c *Client, n int) []<-chan SendResult {
 	t.Helper()
-	var dones []<-chan sendResult
+	var dones []<-chan SendResult
 	for i := range n {
 		done, err := c.SendAsync(&imapi.SendReq{ConvType: imapi.ConvP2P, To: "bob", Body: []byte(`{}`), ClientMsgID: fmt.Sprintf("c%03d", i)})
 		if err != nil {
@@ -254,8 +254,8 @@ func TestSendWindowPacesAndDrainsInOrder(t *testing.T) {
 	for i, d := range dones {
 		select {
 		case r := <-d:
-			if r.err != nil {
-				t.Fatalf("send %d: %v", i, r.err)
+			if r.Err != nil {
+				t.Fatalf("send %d: %v", i, r.Err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("send %d never answered", i)
@@ -298,8 +298,8 @@ func TestSendQueueFull(t *testing.T) {
 		}
 	}
 	for i, d := range dones {
-		if r := <-d; r.err != nil {
-			t.Fatalf("send %d: %v", i, r.err)
+		if r := <-d; r.Err != nil {
+			t.Fatalf("send %d: %v", i, r.Err)
 		}
 	}
 	// Room again.
@@ -354,8 +354,8 @@ func TestSendWindowAfterReconnect(t *testing.T) {
 		}
 	}
 	for i, d := range dones {
-		if r := <-d; r.err != nil {
-			t.Fatalf("send %d: %v", i, r.err)
+		if r := <-d; r.Err != nil {
+			t.Fatalf("send %d: %v", i, r.Err)
 		}
 	}
 	second.mu.Lock()
@@ -366,6 +366,28 @@ func TestSendWindowAfterReconnect(t *testing.T) {
 	for i, id := range second.stored {
 		if want := fmt.Sprintf("c%03d", i+2); id != want {
 			t.Fatalf("second connection stored %v, want c002..c019 in order", second.stored)
+		}
+	}
+}
+
+// TestCloseEndsPendingSends: a send the server has not acked when the
+// client closes ends with ErrClosed on its SendAsync channel, whether it
+// was out or still waiting for room in the window.
+func TestCloseEndsPendingSends(t *testing.T) {
+	c, h := startHeld(t, nil)
+	dones := queue(t, c, 6)
+	h.waitOut(t, 4) // the initial window; two wait in the client
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, done := range dones {
+		select {
+		case r := <-done:
+			if !errors.Is(r.Err, ErrClosed) {
+				t.Fatalf("send %d ended with %+v, want ErrClosed", i, r)
+			}
+		default:
+			t.Fatalf("send %d has no result after Close", i)
 		}
 	}
 }
