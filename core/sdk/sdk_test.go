@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // fakeTransport answers login and heartbeats; Close ends Recv.
@@ -61,52 +63,57 @@ func testConfig(d Dialer, addrs ...string) Config {
 		RaceDelay: 50 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
 }
 
+// TestRacingPicksFirstLogin: candidate addresses are raced with a
+// stagger; an attempt that fails starts the next one at once, and the
+// first login wins (no attempt starts after it).
 func TestRacingPicksFirstLogin(t *testing.T) {
-	var mu sync.Mutex
-	var dialed []string
-	var fakes []*fakeTransport
-	d := func(ctx context.Context, addr string) (Transport, error) {
-		mu.Lock()
-		dialed = append(dialed, addr)
-		mu.Unlock()
-		switch addr {
-		case "blackhole":
-			<-ctx.Done()
-			return nil, ctx.Err()
-		case "refused":
-			return nil, errors.New("connection refused")
-		}
-		f := newFake(addr, imapi.OK)
-		mu.Lock()
-		fakes = append(fakes, f)
-		mu.Unlock()
-		return f, nil
-	}
-	c, err := New(testConfig(d, "blackhole", "refused", "good", "never"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	c.Start()
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// blackhole at 0, refused at 50ms (stagger), good right after the refusal.
-	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
-		t.Fatalf("connected after %s", d)
-	}
-	if c.SessionID() != "s-good" {
-		t.Fatalf("session %q", c.SessionID())
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, a := range dialed {
-		if a == "never" {
-			t.Fatal("dialed the fourth address although the third won")
-		}
+	for _, tc := range []struct {
+		name      string
+		addrs     []string
+		raceDelay time.Duration
+		dialed    []string
+		minWait   time.Duration // the connection comes no sooner
+	}{
+		// A hanging attempt: the next starts after the stagger, however
+		// fast the machine.
+		{"stagger", []string{"blackhole", "good"}, 50 * time.Millisecond, []string{"blackhole", "good"}, 40 * time.Millisecond},
+		// A failed attempt starts the next at once (the stagger is an
+		// hour); the winner ends the race.
+		{"failure and win", []string{"refused", "good", "never"}, time.Hour, []string{"refused", "good"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var dialed []string
+			d := func(ctx context.Context, addr string) (Transport, error) {
+				mu.Lock()
+				dialed = append(dialed, addr)
+				mu.Unlock()
+				switch addr {
+				case "blackhole":
+					<-ctx.Done()
+					return nil, ctx.Err()
+				case "refused":
+					return nil, errors.New("connection refused")
+				}
+				return newFake(addr, imapi.OK), nil
+			}
+			cfg := testConfig(d, tc.addrs...)
+			cfg.RaceDelay = tc.raceDelay
+			start := time.Now()
+			c, _ := startClient(t, cfg)
+			if d := time.Since(start); d < tc.minWait {
+				t.Fatalf("connected after %s, before the stagger", d)
+			}
+			if c.SessionID() != "s-good" {
+				t.Fatalf("session %q", c.SessionID())
+			}
+			_ = c.Close() // no attempt starts after the connection manager stopped
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(dialed, tc.dialed) {
+				t.Fatalf("dialed %v, want %v", dialed, tc.dialed)
+			}
+		})
 	}
 }
 
@@ -121,13 +128,7 @@ func TestReconnectAndAuthFailure(t *testing.T) {
 	}
 	c, ctx := startClient(t, testConfig(d, "a"))
 	last.Load().Close() // the link drops
-	deadline := time.Now().Add(5 * time.Second)
-	for n.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no reconnect")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waittest.Until(t, 5*time.Second, "a reconnect", func() bool { return n.Load() >= 2 })
 	if err := c.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -218,29 +219,20 @@ func TestOutOfOrderPushes(t *testing.T) {
 	push(1)
 	push(2) // duplicate
 	push(4)
+	push(5) // after the others: any duplicate would come before it
 	var got []int64
-	timeout := time.After(5 * time.Second)
-	for len(got) < 4 {
+	for len(got) == 0 || got[len(got)-1] != 5 {
 		select {
 		case ev := <-c.Events():
 			if ev.Kind == EventMessage {
 				got = append(got, ev.Message.Seq)
 			}
-		case <-timeout:
+		case <-ctx.Done():
 			t.Fatalf("got %v", got)
 		}
 	}
-	select {
-	case ev := <-c.Events():
-		if ev.Kind == EventMessage {
-			t.Fatalf("extra message %d", ev.Message.Seq)
-		}
-	case <-time.After(300 * time.Millisecond):
-	}
-	for i, s := range got {
-		if s != int64(i+1) {
-			t.Fatalf("delivered %v, want 1..4 in order", got)
-		}
+	if !slices.Equal(got, []int64{1, 2, 3, 4, 5}) {
+		t.Fatalf("delivered %v, want 1..5 once each, in order", got)
 	}
 }
 
@@ -248,19 +240,27 @@ func TestOutOfOrderPushes(t *testing.T) {
 // edge does when the core refuses a login the edge already answered.
 type kickingTransport struct {
 	*fakeTransport
-	kick imapi.Kick
-	sent atomic.Bool
+	kick   imapi.Kick
+	kicked bool // Recv returned the kick (Recv is called by one goroutine at a time)
 }
 
 func (k *kickingTransport) Recv() (Incoming, error) {
+	if k.kicked {
+		_ = k.Close() // the edge closes after the kick
+		return Incoming{}, errors.New("closed by the edge")
+	}
 	in, err := k.fakeTransport.Recv()
-	if err != nil || in.Op != imapi.OpLogin {
+	if err != nil {
 		return in, err
 	}
-	// After the login answer: the kick, then the end of the connection.
-	body, _ := json.Marshal(k.kick)
-	k.fakeTransport.in <- Incoming{Op: imapi.OpKick, Push: true, Body: body}
-	k.sent.Store(true)
+	switch in.Op {
+	case imapi.OpLogin:
+		// After the login answer: the kick, then the end of the connection.
+		body, _ := json.Marshal(k.kick)
+		k.fakeTransport.in <- Incoming{Op: imapi.OpKick, Push: true, Body: body}
+	case imapi.OpKick:
+		k.kicked = true
+	}
 	return in, nil
 }
 
@@ -282,15 +282,7 @@ func TestKickAfterLogin(t *testing.T) {
 				if dials.Add(1) > 1 {
 					return newFake(addr, imapi.OK), nil // a second connection just works
 				}
-				k := &kickingTransport{fakeTransport: newFake(addr, imapi.OK), kick: imapi.Kick{Code: tc.code, Reason: "token revoked"}}
-				go func() { // the edge closes after the kick
-					for !k.sent.Load() {
-						time.Sleep(time.Millisecond)
-					}
-					time.Sleep(20 * time.Millisecond)
-					_ = k.Close()
-				}()
-				return k, nil
+				return &kickingTransport{fakeTransport: newFake(addr, imapi.OK), kick: imapi.Kick{Code: tc.code, Reason: "token revoked"}}, nil
 			}
 			c, err := New(testConfig(d, "edge"))
 			if err != nil {
@@ -298,43 +290,33 @@ func TestKickAfterLogin(t *testing.T) {
 			}
 			c.Start()
 			defer c.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			deadline := time.Now().Add(5 * time.Second)
-			for {
-				st := c.State()
-				if tc.reconnect && dials.Load() >= 2 && st == StateConnected {
-					return
-				}
-				if st == StateStopped {
-					if tc.reconnect {
-						t.Fatal("stopped, want a reconnect")
-					}
-					err := c.WaitConnected(ctx)
-					if !errors.Is(err, tc.wantErr) {
-						t.Fatalf("stopped with %v, want %v", err, tc.wantErr)
-					}
-					time.Sleep(50 * time.Millisecond)
-					if n := dials.Load(); n != 1 {
-						t.Fatalf("%d dials, want 1 (no reconnect loop)", n)
-					}
-					return
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("state %v after 5s, %d dials", st, dials.Load())
-				}
-				time.Sleep(2 * time.Millisecond)
+			if tc.reconnect {
+				// Stopped is final: connected again means it never stopped.
+				waittest.Until(t, 5*time.Second, "a second connection", func() bool {
+					return dials.Load() >= 2 && c.State() == StateConnected
+				})
+				return
+			}
+			waittest.Until(t, 5*time.Second, "the client to stop", func() bool { return c.State() == StateStopped })
+			if err := c.WaitConnected(context.Background()); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("stopped with %v, want %v", err, tc.wantErr)
+			}
+			// The connection manager dials, then stops for good: no dial
+			// can follow the stop.
+			if n := dials.Load(); n != 1 {
+				t.Fatalf("%d dials, want 1 (no reconnect loop)", n)
 			}
 		})
 	}
 }
 
 // busyTransport refuses the first send with 503 (a shedding server) and
-// records the client_msg_id of every send that reaches it.
+// records the client_msg_id of every send that reaches it, and when.
 type busyTransport struct {
 	*fakeTransport
 	mu   sync.Mutex
 	sent []string
+	at   []time.Time
 }
 
 func (b *busyTransport) Send(op imapi.Op, seq uint32, body []byte) error {
@@ -345,6 +327,7 @@ func (b *busyTransport) Send(op imapi.Op, seq uint32, body []byte) error {
 	_ = json.Unmarshal(body, &req)
 	b.mu.Lock()
 	b.sent = append(b.sent, req.ClientMsgID)
+	b.at = append(b.at, time.Now())
 	first := len(b.sent) == 1
 	b.mu.Unlock()
 	if first {
@@ -360,6 +343,10 @@ func (b *busyTransport) Send(op imapi.Op, seq uint32, body []byte) error {
 // send until its pause ends, then sends the held ones in order, the refused
 // one first (same client_msg_id): an overloaded server sees one resend
 // burst, not a resend per message on top of new sends.
+//
+// Whether the sends queued after the refusal are queued before its pause
+// ends depends on the machine's speed; the outcome must not: the refused
+// send goes out again no sooner than the shortest pause, and first.
 func TestBusyPausesSends(t *testing.T) {
 	bt := &busyTransport{fakeTransport: newFake("gw", imapi.OK)}
 	d := func(ctx context.Context, addr string) (Transport, error) { return bt, nil }
@@ -370,21 +357,12 @@ func TestBusyPausesSends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Wait for the refusal to be seen (the send is back in the outbox
-	// and nothing else has gone out).
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	// The refusal was handled: it set a pause (kept after it ends).
+	waittest.Until(t, 5*time.Second, "the refusal's pause", func() bool {
 		c.mu.Lock()
-		paused := time.Now().Before(c.pausedUntil)
-		c.mu.Unlock()
-		if paused {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Skip("the refusal's pause ended before it was observed (a very slow machine)")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer c.mu.Unlock()
+		return !c.pausedUntil.IsZero()
+	})
 	var dones []<-chan SendResult
 	for i := 1; i <= 5; i++ {
 		done, err := c.SendAsync(&imapi.SendReq{ConvType: imapi.ConvP2P, To: "bob", Body: []byte(`{}`), ClientMsgID: "c" + string(rune('0'+i))})
@@ -405,13 +383,11 @@ func TestBusyPausesSends(t *testing.T) {
 	}
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
-	want := []string{"c0", "c0", "c1", "c2", "c3", "c4", "c5"}
-	if len(bt.sent) != len(want) {
-		t.Fatalf("sends %v, want %v", bt.sent, want)
+	if want := []string{"c0", "c0", "c1", "c2", "c3", "c4", "c5"}; !slices.Equal(bt.sent, want) {
+		t.Fatalf("sends %v, want %v (held sends in order after the refused one)", bt.sent, want)
 	}
-	for i := range want {
-		if bt.sent[i] != want[i] {
-			t.Fatalf("sends %v, want %v (held sends in order after the refused one)", bt.sent, want)
-		}
+	// The pause without a hint: BackoffMin with equal jitter, at least half.
+	if paused := bt.at[1].Sub(bt.at[0]); paused < cfg.BackoffMin/2 {
+		t.Fatalf("the refused send went out again %v after its refusal, before the pause (at least %v)", paused, cfg.BackoffMin/2)
 	}
 }
