@@ -134,6 +134,29 @@ type ackBody struct {
 	Code    imapi.Code      `json:"code"`
 	Message string          `json:"message,omitempty"`
 	Body    json.RawMessage `json:"body,omitempty"`
+	// RetryAfterMs is a retryable refusal's hint (503 "busy"), as Link
+	// clients find it in the error body: the Web SDK paces its resends by it.
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
+}
+
+// ackFor turns a service reply into the ack: the body on success, the
+// code's message (and retry hint) on a refusal.
+func ackFor(r gateway.Reply) ackBody {
+	a := ackBody{Code: r.Code}
+	if r.Code == imapi.OK {
+		if len(r.Body) > 0 {
+			a.Body = r.Body
+		}
+		return a
+	}
+	var e imapi.Error
+	if json.Unmarshal(r.Body, &e) == nil {
+		a.Message, a.RetryAfterMs = e.Message, e.RetryAfterMs
+	}
+	if a.Message == "" {
+		a.Message = r.Code.String()
+	}
+	return a
 }
 
 func ackMessage(a ackBody) server.Message {
@@ -171,21 +194,7 @@ func (h *imHandler) Event(s *server.Socket, name string, m server.Message, ack f
 	}
 	h.m.requests.WithLabelValues(op.Name()).Inc()
 	st.sess.Go(op, body, func(r gateway.Reply) {
-		a := ackBody{Code: r.Code}
-		if r.Code == imapi.OK {
-			if len(r.Body) > 0 {
-				a.Body = r.Body
-			}
-		} else {
-			var e imapi.Error
-			if json.Unmarshal(r.Body, &e) == nil {
-				a.Message = e.Message
-			}
-			if a.Message == "" {
-				a.Message = r.Code.String()
-			}
-		}
-		reply(a)
+		reply(ackFor(r))
 		if op == imapi.OpLogout && r.Code == imapi.OK {
 			go s.Disconnect(true)
 		}

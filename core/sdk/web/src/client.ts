@@ -1040,7 +1040,7 @@ export function newId(): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-function ackError(ack: Ack & { retry_after_ms?: number }): ServerError {
+function ackError(ack: Ack): ServerError {
   return new ServerError(ack.code, ack.message, ack.retry_after_ms);
 }
 

@@ -18,6 +18,8 @@ export interface Ack {
   code: number;
   message?: string;
   body?: unknown;
+  /** On a retryable refusal (503 "busy"): about when a retry may succeed. */
+  retry_after_ms?: number;
 }
 
 /** What a transport tells the client. */

@@ -167,6 +167,20 @@ describe("durable sends", () => {
     expect(srv.msgs.get("p:alice:bob")!.map((m) => (m.body as any).text)).toEqual(["a", "b", "c", "d"]);
   });
 
+  test("the server's retry hint paces the resends (half to all of it, at most backoffMaxMs)", async () => {
+    const srv = new FakeServer();
+    const c = client(srv, { backoffMaxMs: 5000 });
+    await c.start();
+    srv.overloadCount = 1;
+    srv.retryAfterMs = 400;
+    const t0 = Date.now();
+    const ack = await c.sendText(ConvType.P2P, "bob", "later");
+    expect(ack.seq).toBe(1);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(195);
+    const sends = srv.conns[0]!.ops.filter((o) => o.op === "send").map((o) => o.body.client_msg_id);
+    expect(sends).toEqual([sends[0], sends[0]]);
+  });
+
   test("a refusal for good fails the send and emits sendFailed", async () => {
     const srv = new FakeServer();
     srv.handlers.send = () => ({ code: 1101, message: "blocked" });

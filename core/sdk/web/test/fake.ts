@@ -33,6 +33,8 @@ export class FakeServer {
   handlers: Record<string, Handler> = {};
   /** Sends answered with this code (then cleared when `overloadCount` reaches 0). */
   overloadCount = 0;
+  /** The hint sent with overload refusals. */
+  retryAfterMs = 0;
   private refused: string[] = [];
   rooms = new Map<string, RoomMessage[]>();
   notices: any[] = [];
@@ -121,7 +123,7 @@ export class FakeServer {
         if (this.overloadCount > 0 || (this.refused.length > 0 && this.refused[0] !== id)) {
           if (this.overloadCount > 0) this.overloadCount--;
           if (!this.refused.includes(id)) this.refused.push(id);
-          return { code: 503, message: "busy" };
+          return { code: 503, message: "busy", ...(this.retryAfterMs ? { retry_after_ms: this.retryAfterMs } : {}) };
         }
         if (this.refused[0] === id) this.refused.shift();
         let m = this.byClientId.get(body.client_msg_id);
