@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/edge/turn"
 	"github.com/longlink/longlink/lbs/nodeclient"
+	"github.com/longlink/longlink/pkg/certfiles"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/relay"
 	"github.com/longlink/longlink/relay/wire"
@@ -24,7 +26,8 @@ type Config struct {
 	// 127.0.0.1:7720 → service "link". An empty listen address disables it.
 	Link TCPListener `yaml:"link"`
 	// WebLink is the client-facing HTTP/WebSocket listener (Socket.IO
-	// passthrough). Default 127.0.0.1:7721 → service "weblink".
+	// passthrough; HTTPS/WSS with TLS set). Default 127.0.0.1:7721 →
+	// service "weblink".
 	WebLink TCPListener `yaml:"weblink"`
 	// UDP lists UDP ports forwarded as datagrams (A/V media). Default none.
 	UDP []UDPListener `yaml:"udp"`
@@ -56,6 +59,33 @@ type TCPListener struct {
 	// the core as a link-frames stream. Default: off (the client's bytes
 	// are passed through to the gateway).
 	Terminate *LinkTermination `yaml:"terminate"`
+	// TLS (WebLink listener only) makes the edge end the browser's TLS
+	// (HTTPS, WSS) with the app's certificates; the plaintext HTTP travels
+	// on through the tunnel. Default: off (plain HTTP, or TLS passed
+	// through to a gateway that holds the certificate).
+	TLS *ListenerTLS `yaml:"tls"`
+}
+
+// ListenerTLS is TLS termination on a client-facing listener.
+type ListenerTLS struct {
+	// Certificates are chosen per connection by the name the client asks
+	// for (SNI): the first whose DNS names match it (a wildcard covers one
+	// label), else the first. At least one.
+	Certificates []certfiles.Pair `yaml:"certificates"`
+	// ReloadInterval is how often the files are read again: a renewed
+	// certificate is served from then on; one that does not load is
+	// ignored (logged, counted) and the working set stays. Default 1m.
+	ReloadInterval config.Duration `yaml:"reload_interval"`
+	// MinVersion is the oldest TLS version accepted: "1.2" (default) or
+	// "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+func (t *ListenerTLS) minVersion() uint16 {
+	if t.MinVersion == "1.3" {
+		return tls.VersionTLS13
+	}
+	return tls.VersionTLS12
 }
 
 // LinkTermination configures edge-terminated Link (LINK.md section 7).
@@ -218,6 +248,28 @@ func (c *Config) Validate() error {
 	}
 	if c.WebLink.Terminate != nil {
 		errs.Addf("weblink.terminate: only the Link listener can terminate")
+	}
+	if c.Link.TLS != nil {
+		errs.Addf("link.tls: only the WebLink listener terminates TLS (Link has its own encryption)")
+	}
+	if t := c.WebLink.TLS; t != nil {
+		if t.ReloadInterval == 0 {
+			t.ReloadInterval = config.Duration(time.Minute)
+		}
+		if t.ReloadInterval.D() < time.Second {
+			errs.Addf("weblink.tls.reload_interval: must be at least 1s")
+		}
+		if t.MinVersion == "" {
+			t.MinVersion = "1.2"
+		}
+		if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
+			errs.Addf("weblink.tls.min_version: %q, want 1.2 or 1.3", t.MinVersion)
+		}
+		if len(t.Certificates) == 0 {
+			errs.Addf("weblink.tls.certificates: at least one {cert_file, key_file}")
+		} else if _, err := certfiles.Load(t.Certificates); err != nil {
+			errs.Addf("weblink.tls.certificates: %v", err)
+		}
 	}
 	checkListen("weblink", c.WebLink.Listen, c.WebLink.Service)
 	for i := range c.UDP {

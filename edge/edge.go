@@ -66,6 +66,7 @@ type Edge struct {
 	trPref []string      // transports built, in the order the configured routes name them
 	ring   *link.KeyRing // Link server keys, when the edge terminates Link
 	logins *edgeLogins   // answers logins with signed tokens; nil: all forwarded
+	webTLS *webTLS       // ends browsers' TLS on the WebLink listener; nil: plain HTTP
 
 	mu      sync.Mutex
 	tcp     map[string]net.Listener
@@ -125,6 +126,12 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		if tokens.Len() > 0 {
 			e.logins = &edgeLogins{tokens: tokens, now: time.Now}
 		}
+	}
+	if cfg.WebLink.TLS != nil {
+		if e.webTLS, err = newWebTLS(cfg.WebLink.TLS); err != nil {
+			return nil, fmt.Errorf("edge: weblink.tls: %w", err)
+		}
+		e.exportCertExpiry()
 	}
 	e.router = relay.NewRouter(cfg.Routing, trs, relay.NewMetrics(reg, stats), log)
 	reg.MustRegister(relay.NewLaneCollector(e.router))
@@ -252,6 +259,10 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 		e.wg.Add(2)
 		go f.readLoop()
 		go f.janitor()
+	}
+	if e.webTLS != nil {
+		e.wg.Add(1)
+		go e.reloadCerts()
 	}
 	e.started = true
 	return nil

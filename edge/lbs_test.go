@@ -209,7 +209,7 @@ func TestEdgeUplinksFromLBS(t *testing.T) {
 	waitRoute := func(wantPaths []string, primaries ...string) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
-		for !slices.Equal(names(), wantPaths) || !slices.Contains(primaries, w.edge.Router().Primary("demo")) || !tryHTTP(w.edge.Addr("weblink").String()) {
+		for !slices.Equal(names(), wantPaths) || !slices.Contains(primaries, w.edge.Router().Primary("demo")) || !tryHTTP(w.edge.Addr("weblink").String(), nil) {
 			if time.Now().After(deadline) {
 				t.Fatalf("paths %v primary %q, want %v primary in %q", names(), w.edge.Router().Primary("demo"), wantPaths, primaries)
 			}

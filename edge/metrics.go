@@ -15,12 +15,14 @@ type metrics struct {
 	// uplinkUpdates counts route replacements from the LBS topology
 	uplinkUpdates prometheus.Counter
 	logins        *prometheus.CounterVec // result
+	tlsReloads    *prometheus.CounterVec // result
+	tlsExpiry     *prometheus.GaugeVec   // certificate
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_sessions_total",
-			Help: "Client sessions (TCP connections, UDP mappings) by listener and result: ok, limit_total, limit_ip, draining, no_route, refused, handshake."}, []string{"listener", "result"}),
+			Help: "Client sessions (TCP connections, UDP mappings) by listener and result: ok, limit_total, limit_ip, draining, no_route, refused, no_request, handshake, empty, tls, error."}, []string{"listener", "result"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_edge_active_sessions",
 			Help: "Client sessions open now, by listener."}, []string{"listener"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_bytes_total",
@@ -42,7 +44,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Times the route to the edge's cluster was replaced from the LBS's relay topology."}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_link_logins_total",
 			Help: "Logins on terminated Link by result: answered (by the edge, signed token verified), rejected (answered, then refused by the core and kicked), forwarded_opaque, forwarded_invalid, forwarded_unknown_key, forwarded_expired, forwarded_not_ready (answered by the core)."}, []string{"result"}),
+		tlsReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_tls_reloads_total",
+			Help: "WebLink certificate files read again and found changed, by result: ok (now served), error (not loaded: the working certificates stay)."}, []string{"result"}),
+		tlsExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_edge_tls_certificate_expiry_timestamp_seconds",
+			Help: "When each WebLink certificate served now expires (Unix time), by its certificate file."}, []string{"certificate"}),
 	}
-	reg.MustRegister(m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed, m.uplinkUpdates, m.logins)
+	reg.MustRegister(m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed, m.uplinkUpdates, m.logins,
+		m.tlsReloads, m.tlsExpiry)
 	return m
 }

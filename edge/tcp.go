@@ -1,14 +1,11 @@
 package edge
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
-	"net/url"
 	"sync"
 	"time"
 
@@ -81,21 +78,17 @@ func (e *Edge) serveTCP(name string, c net.Conn, svc TCPListener) {
 
 	h := wire.Header{Kind: wire.KindLink, Cluster: e.cfg.Cluster, Service: svc.Service, Client: client}
 	var clientSide io.Reader = c
+	var clientConn net.Conn = c
+	var web *webRequest
 	if name == "weblink" {
 		h.Kind = wire.KindHTTP
-		// Read the request line to find the Socket.IO session id, so that
-		// every request of one session takes the same path.
-		_ = c.SetReadDeadline(time.Now().Add(e.cfg.Limits.FirstByteTimeout.D()))
-		br := bufio.NewReaderSize(c, 4096)
-		line, err := br.ReadSlice('\n')
-		_ = c.SetReadDeadline(time.Time{})
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			e.m.connections.WithLabelValues(name, "no_request").Inc()
+		var failed string
+		if web, failed = e.readWebRequest(c); web == nil {
+			e.m.connections.WithLabelValues(name, failed).Inc()
 			return
 		}
-		h.Affinity = socketIOSid(line)
-		first := bytes.Clone(line)
-		clientSide = io.MultiReader(bytes.NewReader(first), br)
+		// Answers go to the TLS end when the edge ended TLS.
+		clientConn, clientSide, h.Affinity = web.conn, web.body, web.sid
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Routing.OpenTimeout.D())
 	tun, err := e.router.OpenStream(ctx, h)
@@ -111,6 +104,11 @@ func (e *Edge) serveTCP(name string, c net.Conn, svc TCPListener) {
 
 	// Client bytes flow at once; the answer direction first waits for the
 	// egress's status.
+	var coreSide io.Reader = tun
+	if web != nil && web.handshake {
+		// The session this handshake opens sticks to its path.
+		coreSide = &sidSniffer{r: tun, found: func(sid string) { e.router.Stick(sid, tun) }}
+	}
 	up := e.m.bytes.WithLabelValues(name, "up")
 	down := e.m.bytes.WithLabelValues(name, "down")
 	done := make(chan struct{}, 2)
@@ -128,7 +126,7 @@ func (e *Edge) serveTCP(name string, c net.Conn, svc TCPListener) {
 		} else {
 			e.m.connections.WithLabelValues(name, "ok").Inc()
 			e.m.tunnelOpen.WithLabelValues(name).Observe(time.Since(start).Seconds())
-			n, _ := copyCount(c, tun)
+			n, _ := copyCount(clientConn, coreSide)
 			down.Add(float64(n))
 		}
 		closeClient()
@@ -150,24 +148,6 @@ func copyCount(dst io.Writer, src io.Reader) (int64, error) {
 type onlyReader struct{ io.Reader }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
-
-// socketIOSid extracts the sid query parameter of an HTTP request line
-// ("GET /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1").
-func socketIOSid(line []byte) string {
-	parts := bytes.SplitN(bytes.TrimSpace(line), []byte(" "), 3)
-	if len(parts) < 2 {
-		return ""
-	}
-	u, err := url.ParseRequestURI(string(parts[1]))
-	if err != nil {
-		return ""
-	}
-	sid := u.Query().Get("sid")
-	if len(sid) > wire.MaxAffinityLen {
-		return ""
-	}
-	return sid
-}
 
 func addrPort(a net.Addr) netip.AddrPort {
 	switch a := a.(type) {

@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,6 +75,15 @@ func startServices(t *testing.T) *services {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s sid=%s", r.RemoteAddr, r.URL.Query().Get("sid"))
+	})
+	// An Engine.IO handshake's answer: the open packet with a new sid.
+	var sids atomic.Int64
+	mux.HandleFunc("/socket.io/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("sid") {
+			fmt.Fprintf(w, "%s sid=%s", r.RemoteAddr, r.URL.Query().Get("sid"))
+			return
+		}
+		fmt.Fprintf(w, `0{"sid":"sid-%d","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}`, sids.Add(1))
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
@@ -266,8 +277,12 @@ func newWorldLink(t *testing.T, tr string, cr creds, mutate func(*Config), linkA
 	}
 	// The relays' own next hops come up a moment after they answer the
 	// edge's probes: wait until a request gets all the way through.
+	var readyTLS *tls.Config
+	if cfg.WebLink.TLS != nil {
+		readyTLS = &tls.Config{InsecureSkipVerify: true}
+	}
 	for {
-		if ok := tryHTTP(w.edge.Addr("weblink").String()); ok {
+		if ok := tryHTTP(w.edge.Addr("weblink").String(), readyTLS); ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -278,10 +293,13 @@ func newWorldLink(t *testing.T, tr string, cr creds, mutate func(*Config), linkA
 	return w
 }
 
-func tryHTTP(addr string) bool {
+func tryHTTP(addr string, tlsConf *tls.Config) bool {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return false
+	}
+	if tlsConf != nil {
+		c = tls.Client(c, tlsConf)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))

@@ -428,7 +428,7 @@ func (r *Router) openRedundant(ctx context.Context, h wire.Header, n int) (*Tunn
 		copy uint8
 	}
 	var streams []opened
-	var path string
+	var first *peer
 	var lastErr error
 	for i := range n {
 		hc := h
@@ -440,8 +440,8 @@ func (r *Router) openRedundant(ctx context.Context, h wire.Header, n int) (*Tunn
 			continue
 		}
 		r.m.RedundantCopies.WithLabelValues("opened").Inc()
-		if path == "" {
-			path = p.hop.label()
+		if first == nil {
+			first = p
 		}
 		streams = append(streams, opened{s, hc.Copy})
 	}
@@ -454,7 +454,7 @@ func (r *Router) openRedundant(ctx context.Context, h wire.Header, n int) (*Tunn
 		c := t.out.join(o.copy, o.s, nil)
 		go t.read(o.copy, o.s, c)
 	}
-	return &Tunnel{red: t, path: path}, nil
+	return &Tunnel{red: t, path: first.hop.label(), peer: first}, nil
 }
 
 // read takes one copy's status, copy start and records.

@@ -428,6 +428,7 @@ type Tunnel struct {
 	s      transport.Stream // nil when redundant
 	red    *redundantTunnel
 	path   string
+	peer   *peer // the next hop it went through (its first copy's)
 	once   sync.Once
 	status error
 }
@@ -483,7 +484,16 @@ func (r *Router) OpenStream(ctx context.Context, h wire.Header) (*Tunnel, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Tunnel{s: s, path: p.hop.label()}, nil
+	return &Tunnel{s: s, path: p.hop.label(), peer: p}, nil
+}
+
+// Stick makes later streams with affinity key take the path t took, as
+// long as that path is up (a Socket.IO session learnt from the answer to
+// its handshake).
+func (r *Router) Stick(key string, t *Tunnel) {
+	if len(key) <= wire.MaxAffinityLen {
+		r.remember(key, t.peer)
+	}
 }
 
 func (r *Router) fill(h *wire.Header) {
