@@ -3,9 +3,6 @@ package edge
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -133,20 +130,9 @@ func newPKIFiles(t *testing.T) *pkiFiles {
 }
 
 func (p *pkiFiles) issue(t *testing.T, name string) (certFile, keyFile string) {
-	cert, err := p.ca.Issue(name, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
 	certFile = filepath.Join(p.dir, name+".pem")
 	keyFile = filepath.Join(p.dir, name+"-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
+	if err := p.ca.IssueFiles(certFile, keyFile, name, "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile

@@ -1,12 +1,8 @@
 package edge
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -31,27 +26,9 @@ import (
 // dir/file-key.pem.
 func writeCert(t *testing.T, ca *pki.CA, dir, file string, names ...string) certfiles.Pair {
 	t.Helper()
-	c, err := ca.Issue(names[0], names[1:]...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := certfiles.Pair{CertFile: filepath.Join(dir, file+".pem"), KeyFile: filepath.Join(dir, file+"-key.pem")}
-	// Written to the side and renamed, as a certificate manager does, so
-	// that a reload never reads half a file.
-	for path, b := range map[string][]byte{
-		p.CertFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}),
-		p.KeyFile:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}),
-	} {
-		if err := os.WriteFile(path+".new", b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(path+".new", path); err != nil {
-			t.Fatal(err)
-		}
+	if err := ca.IssueFiles(p.CertFile, p.KeyFile, names[0], names[1:]...); err != nil {
+		t.Fatal(err)
 	}
 	return p
 }
@@ -101,17 +78,7 @@ func TestWebLinkTLS(t *testing.T) {
 
 	get := func(t *testing.T, path string) (body, local string) {
 		t.Helper()
-		c := dial(t, "chat.example.test")
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: chat.example.test\r\nConnection: close\r\n\r\n", path)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b), c.LocalAddr().String()
+		return getOn(t, dial(t, "chat.example.test"), "chat.example.test", path)
 	}
 
 	t.Run("https polling carries the client's address", func(t *testing.T) {
@@ -139,25 +106,12 @@ func TestWebLinkTLS(t *testing.T) {
 	})
 
 	t.Run("wss", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		// The browser's name for the edge, resolved to its address.
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS("chat.example.test"),
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				return (&net.Dialer{}).DialContext(ctx, network, addr)
 			}}}
-		wc, _, err := websocket.Dial(ctx, "wss://chat.example.test/ws?EIO=4&transport=websocket&sid=tls-1", &websocket.DialOptions{HTTPClient: hc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer wc.CloseNow()
-		if err := wc.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
-			t.Fatal(err)
-		}
-		_, b, err := wc.Read(ctx)
-		if err != nil || !strings.HasSuffix(string(b), " hi") || !strings.HasPrefix(string(b), "127.0.0.1:") {
-			t.Fatalf("websocket echo %q %v", b, err)
-		}
+		wsEcho(t, "wss://chat.example.test/ws?EIO=4&transport=websocket&sid=tls-1", &websocket.DialOptions{HTTPClient: hc})
 	})
 
 	t.Run("not tls", func(t *testing.T) {

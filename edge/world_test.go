@@ -351,9 +351,16 @@ func httpGet(t *testing.T, w *world, path string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return getOn(t, c, "edge", path)
+}
+
+// getOn sends one GET on c, reads the answer and closes c; it returns the
+// body and c's local address.
+func getOn(t *testing.T, c net.Conn, host, path string) (body, local string) {
+	t.Helper()
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n", path)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -368,9 +375,16 @@ func checkHTTP(t *testing.T, w *world) {
 	if body != local+" sid=s1" {
 		t.Fatalf("HTTP through the edge: %q, want client address %s", body, local)
 	}
+	wsEcho(t, "ws://"+w.edge.Addr("weblink").String()+"/ws?EIO=4&transport=websocket&sid=s1", nil)
+}
+
+// wsEcho opens a WebSocket to the test service's echo through the edge and
+// checks that the answer names a loopback client address.
+func wsEcho(t *testing.T, url string, opts *websocket.DialOptions) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	wc, _, err := websocket.Dial(ctx, "ws://"+w.edge.Addr("weblink").String()+"/ws?EIO=4&transport=websocket&sid=s1", nil)
+	wc, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

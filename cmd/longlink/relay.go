@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -84,19 +80,8 @@ func issueCerts(dir string, names []string) error {
 		if n == "" {
 			continue
 		}
-		cert, err := ca.Issue(n, "127.0.0.1", "::1")
-		if err != nil {
-			return err
-		}
-		kd, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-		if err != nil {
-			return err
-		}
 		certFile, keyFile := filepath.Join(dir, n+".pem"), filepath.Join(dir, n+"-key.pem")
-		if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
+		if err := ca.IssueFiles(certFile, keyFile, n, "127.0.0.1", "::1"); err != nil {
 			return err
 		}
 		fmt.Printf("%s: %s %s\n", n, certFile, keyFile)

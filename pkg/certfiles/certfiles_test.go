@@ -1,10 +1,8 @@
 package certfiles
 
 import (
-	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,19 +13,8 @@ import (
 // writePair issues a certificate for names and writes it as PEM files.
 func writePair(t *testing.T, ca *pki.CA, dir, file string, names ...string) Pair {
 	t.Helper()
-	c, err := ca.Issue(names[0], names[1:]...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := Pair{CertFile: filepath.Join(dir, file+".pem"), KeyFile: filepath.Join(dir, file+"-key.pem")}
-	if err := os.WriteFile(p.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
+	if err := ca.IssueFiles(p.CertFile, p.KeyFile, names[0], names[1:]...); err != nil {
 		t.Fatal(err)
 	}
 	return p

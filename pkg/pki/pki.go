@@ -111,6 +111,33 @@ func (ca *CA) Save(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "ca-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 }
 
+// IssueFiles issues a certificate as Issue does and writes it to
+// certFile and its key to keyFile (mode 0600), both PEM. Each file is
+// written beside its place and renamed into it, so that a process reading
+// them (a certificate reload) never sees half of one.
+func (ca *CA) IssueFiles(certFile, keyFile, commonName string, names ...string) error {
+	cert, err := ca.Issue(commonName, names...)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
+		return err
+	}
+	return writeAtomic(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+func writeAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 // LoadCA reads a CA written by Save.
 func LoadCA(dir string) (*CA, error) {
 	certPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))

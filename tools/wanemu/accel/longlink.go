@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -219,18 +216,7 @@ func issueNodeCerts(dir string, nodes map[string]string) error {
 		return err
 	}
 	for name, addr := range nodes {
-		cert, err := ca.Issue(name, addr, "127.0.0.1")
-		if err != nil {
-			return err
-		}
-		kd, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, name+"-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
+		if err := ca.IssueFiles(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"), name, addr, "127.0.0.1"); err != nil {
 			return err
 		}
 	}
