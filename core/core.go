@@ -24,6 +24,7 @@ import (
 	"github.com/longlink/longlink/core/callsvc"
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/push"
+	"github.com/longlink/longlink/core/ratelimit"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
@@ -47,7 +48,9 @@ type Roles struct {
 	Services bool `yaml:"services"`
 	// Gateway runs the Link gateway.
 	Gateway bool `yaml:"gateway"`
-	// ServerAPI runs the server HTTP API (and needs the services).
+	// ServerAPI runs the server HTTP API's front: its listener, which
+	// forwards every request over the bus to the app's cluster (every
+	// service node answers them), so it needs no services of its own.
 	ServerAPI bool `yaml:"server_api"`
 	// WebLink runs the Socket.IO endpoint (and needs the gateway).
 	WebLink bool `yaml:"weblink"`
@@ -84,6 +87,9 @@ type Config struct {
 	// presence registry that gateways and app services share.
 	Push   push.Config        `yaml:"push"`
 	Egress relay.EgressConfig `yaml:"egress"`
+	// RateLimit tunes the cluster-wide rate limits (core/ratelimit): the
+	// server API's per-app rate.
+	RateLimit ratelimit.Config `yaml:"ratelimit"`
 	// Routing says which appkeys have a dedicated service cluster. The
 	// gateways (Link and WebLink) and the server API send every request of
 	// an app to its cluster; grayscale rules come from the LBS (lbs:).
@@ -115,6 +121,7 @@ func Default() Config {
 		Call:        callsvc.Default(),
 		Egress:      relay.DefaultEgress(),
 		Routing:     route.Default(),
+		RateLimit:   ratelimit.Default(),
 	}
 }
 
@@ -127,9 +134,6 @@ func (c *Config) Validate() error {
 	r := c.Roles
 	if !r.Services && !r.Gateway && !r.ServerAPI {
 		errs.Addf("roles: at least one role must be enabled")
-	}
-	if r.ServerAPI && !r.Services {
-		errs.Addf("roles.server_api: needs roles.services on the same node")
 	}
 	if r.Services {
 		st := c.withPaths().Store
@@ -153,7 +157,7 @@ func (c *Config) Validate() error {
 			errs.Addf("bus.jetstream: presence, offline push and the event log need JetStream")
 		}
 	}
-	if r.ServerAPI {
+	if r.ServerAPI || r.Services {
 		if err := c.ServerAPI.Validate(); err != nil {
 			errs.Addf("server_api: %w", err)
 		}
@@ -164,6 +168,11 @@ func (c *Config) Validate() error {
 		}
 		if err := c.Webhook.Validate(); err != nil {
 			errs.Addf("webhook: %w", err)
+		}
+	}
+	if r.Services {
+		if err := c.RateLimit.Validate(); err != nil {
+			errs.Addf("%w", err)
 		}
 	}
 	if err := c.Routing.Validate(); err != nil {
@@ -241,7 +250,9 @@ type Node struct {
 	store    store.Store
 	service  *service.Service
 	gateway  *gateway.Gateway
-	api      *serverapi.Server
+	api      *serverapi.Server // answers forwarded requests (services role)
+	front    *serverapi.Front  // the HTTP listener (server_api role)
+	limits   *ratelimit.Limiter
 	web      *weblink.WebLink
 	hooks    *webhook.Webhooks
 	push     *push.Push
@@ -420,10 +431,16 @@ func (n *Node) Start(ctx context.Context) error {
 			})
 		}))
 	}
-	if n.cfg.Roles.ServerAPI {
+	if n.cfg.Roles.Services {
+		n.group.Add("ratelimit", lazy(&n.limits, func() (*ratelimit.Limiter, error) {
+			return ratelimit.New(n.cfg.RateLimit, ratelimit.Deps{
+				JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+			})
+		}))
 		n.group.Add("server_api", lazy(&n.api, func() (*serverapi.Server, error) {
 			deps := serverapi.Deps{
-				Service: n.service, Store: n.store, NATS: n.bus.Conn(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+				Service: n.service, Store: n.store, NATS: n.bus.Conn(), JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(),
+				Limits: n.limits, Node: n.serviceNode(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
 			}
 			if n.call != nil {
 				deps.Calls = n.call
@@ -432,6 +449,13 @@ func (n *Node) Start(ctx context.Context) error {
 				deps.DeadLetters = n.hooks
 			}
 			return serverapi.New(n.cfg.ServerAPI, deps)
+		}))
+	}
+	if n.cfg.Roles.ServerAPI {
+		n.group.Add("server_api_front", lazy(&n.front, func() (*serverapi.Front, error) {
+			return serverapi.NewFront(n.cfg.ServerAPI, serverapi.FrontDeps{
+				NATS: n.bus.Conn(), Routes: n.routes, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+			})
 		}))
 	}
 	if len(n.cfg.LBS.Servers) > 0 {
@@ -555,8 +579,13 @@ func egressDeps(d Deps) relay.Deps {
 
 // ServerAPIAddr is the bound server API address, or "".
 func (n *Node) ServerAPIAddr() string {
-	if n.api == nil {
+	if n.front == nil {
 		return ""
 	}
-	return n.api.Addr()
+	return n.front.Addr()
+}
+
+// serviceNode is this node's place in the routing as a service node.
+func (n *Node) serviceNode() route.Node {
+	return route.Node{Cluster: n.cfg.Service.Cluster}
 }

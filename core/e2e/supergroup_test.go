@@ -26,6 +26,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/sdk"
+	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/service/msg"
@@ -47,6 +48,7 @@ type superEnv struct {
 	gws   []*gateway.Gateway
 	svcs  []*service.Service
 	api   *serverapi.Server
+	front *serverapi.Front
 	base  string
 	nonce atomic.Int64
 }
@@ -143,7 +145,8 @@ func (e *superEnv) startAPI(svc *service.Service) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	api, err := serverapi.New(serverapi.Default(), serverapi.Deps{Service: svc, Store: e.st, NATS: e.conn("api"), Listener: ln, Logger: logger()})
+	api, err := serverapi.New(serverapi.Default(), serverapi.Deps{Service: svc, Store: e.st, NATS: e.conn("api"), JetStream: e.bus.JetStream(),
+		Node: route.Node{Cluster: imapi.DefaultCluster}, Logger: logger()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -151,12 +154,27 @@ func (e *superEnv) startAPI(svc *service.Service) {
 		e.t.Fatal(err)
 	}
 	e.api = api
+	routes, err := route.New(route.Default(), route.Deps{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	front, err := serverapi.NewFront(serverapi.Default(), serverapi.FrontDeps{NATS: e.conn("api-front"), Routes: routes, Listener: ln, Logger: logger()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := front.Start(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.front = front
 	e.base = "http://" + ln.Addr().String()
 }
 
 func (e *superEnv) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if e.front != nil {
+		_ = e.front.Shutdown(ctx)
+	}
 	if e.api != nil {
 		_ = e.api.Shutdown(ctx)
 	}

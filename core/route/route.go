@@ -94,6 +94,38 @@ func (r Route) Subject(op imapi.Op) string {
 // Stable is the route to the cluster's stable nodes.
 func (r Route) Stable() Route { return Route{Cluster: r.Cluster} }
 
+// APISubject is where the server API front forwards the app's HTTP
+// requests on this route (core/serverapi).
+func (r Route) APISubject() string {
+	c := r.Cluster
+	if r.Version != "" {
+		c += ".v." + lbsapi.VersionToken(r.Version)
+	}
+	return "ll." + c + ".svc.serverapi"
+}
+
+// Node is a service node's place in the routing.
+type Node struct {
+	Cluster string
+	// Version labels the node ("": unlabelled, stable subjects only).
+	Version string
+	// Canary nodes take only what a grayscale rule sends to their version.
+	Canary bool
+}
+
+// Routes are the routes whose requests the node takes: the cluster's
+// stable one unless it is a canary, and its version's.
+func (n Node) Routes() []Route {
+	var out []Route
+	if !n.Canary {
+		out = append(out, Route{Cluster: n.Cluster})
+	}
+	if n.Version != "" {
+		out = append(out, Route{Cluster: n.Cluster, Version: n.Version})
+	}
+	return out
+}
+
 // VersionSubject is where a node labelled version takes op's requests.
 func VersionSubject(cluster, version string, op imapi.Op) string {
 	return imapi.ServiceSubject(cluster+".v."+lbsapi.VersionToken(version), op)

@@ -93,9 +93,6 @@ var (
 )
 
 func (s *Server) routeGroups() {
-	if s.deps.NATS == nil {
-		return
-	}
 	for prefix, k := range map[string]groupKind{"/v1/groups": ordinaryGroups, "/v1/supergroups": superGroups} {
 		s.Handle(http.MethodPost, prefix, s.groupCreate(k))
 		s.Handle(http.MethodGet, prefix+"/{group_id}", s.groupInfo(k))
@@ -134,7 +131,7 @@ func (s *Server) busCall(ctx context.Context, sess *imapi.Session, op imapi.Op, 
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", op.Name(), err)
 	}
-	m, err := s.deps.NATS.RequestWithContext(ctx, imapi.ServiceSubject(s.cfg.Cluster, op), data)
+	m, err := s.deps.NATS.RequestWithContext(ctx, s.busRoute(ctx).Subject(op), data)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return imapi.Errorf(imapi.ErrUnavailable, "no service answers %s", op.Name())

@@ -18,5 +18,10 @@ func TestMetricNames(t *testing.T) {
 	m.requests.WithLabelValues("r", "0").Inc()
 	m.latency.WithLabelValues("r").Observe(0)
 	m.authFailures.WithLabelValues("replay").Inc()
-	metricstest.Check(t, reg, "longlink_serverapi_")
+	fm, err := newFrontMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm.forwarded.WithLabelValues("200").Inc()
+	metricstest.InREADME(t, metricstest.Check(t, reg, "longlink_serverapi_"), "README.md")
 }

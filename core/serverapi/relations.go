@@ -54,11 +54,9 @@ func (s *Server) routeRelations() {
 	s.Handle(http.MethodGet, "/v1/users/{account}/blacklist", s.blacklist)
 	s.Handle(http.MethodPost, "/v1/users/{account}/blacklist", s.setBlocked(true))
 	s.Handle(http.MethodPost, "/v1/users/{account}/blacklist/remove", s.setBlocked(false))
-	if s.deps.NATS != nil {
-		s.Handle(http.MethodPatch, "/v1/groups/{group_id}", s.groupUpdate)
-		s.Handle(http.MethodPost, "/v1/groups/{group_id}/roles", s.groupRole)
-		s.Handle(http.MethodPost, "/v1/groups/{group_id}/transfer", s.groupTransfer)
-	}
+	s.Handle(http.MethodPatch, "/v1/groups/{group_id}", s.groupUpdate)
+	s.Handle(http.MethodPost, "/v1/groups/{group_id}/roles", s.groupRole)
+	s.Handle(http.MethodPost, "/v1/groups/{group_id}/transfer", s.groupTransfer)
 }
 
 // existingAccount is the path's account, which must exist.

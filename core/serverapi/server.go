@@ -4,6 +4,13 @@
 // errors are JSON {"code": …, "message": …} with the stable imapi codes.
 // The API is described in openapi.yaml, which a test keeps in step with the
 // routes served.
+//
+// It runs in two halves. The Front (front.go, roles.server_api) holds the
+// HTTP listener, on gateway or front processes without services: it sends
+// each request over the bus to the app's cluster (core/route: dedicated
+// clusters, grayscale), exactly as it came. The Server, on every service
+// node, authenticates it (signature, window, cluster-wide replay and rate
+// checks) and answers it with the node's services and store.
 package serverapi
 
 import (
@@ -20,9 +27,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/ratelimit"
+	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/serverapi/internal/sign"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
@@ -31,39 +41,56 @@ import (
 	"github.com/longlink/longlink/pkg/logging"
 )
 
-// Config tunes the server API.
+// Config tunes the server API; the front (the HTTP listener) and the
+// service nodes read the parts noted. Keep it the same on every node.
 type Config struct {
-	// Listen is the HTTP listener. Default 127.0.0.1:7712; "" serves no
-	// listener (the composition root mounts Handler itself).
+	// Listen is the front's HTTP listener. Default 127.0.0.1:7712.
 	Listen string `yaml:"listen"`
-	// Window is how far a request's timestamp may be from the server clock
-	// (either way); nonces are remembered for twice as long. Default 5m.
-	Window config.Duration `yaml:"window"`
-	// NonceCacheSize bounds the remembered nonces. Default 200000.
-	NonceCacheSize int `yaml:"nonce_cache_size"`
-	// MaxBodyBytes caps a request body. Default 64 KiB.
+	// MaxBodyBytes caps a request body (front and service nodes). Default
+	// 64 KiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
-	// ReadTimeout and WriteTimeout bound one request. Defaults 10s.
+	// ReadTimeout and WriteTimeout bound one request at the front.
+	// Defaults 10s.
 	ReadTimeout  config.Duration `yaml:"read_timeout"`
 	WriteTimeout config.Duration `yaml:"write_timeout"`
-	// Cluster is the app service cluster that bus requests (group
-	// operations on behalf of an account) go to. Default "default".
-	Cluster string `yaml:"cluster"`
-	// BusTimeout bounds one bus request. Default 5s.
+	// ForwardTimeout bounds a request's trip to a service node and back
+	// (front), and its handling there. Default 8s.
+	ForwardTimeout config.Duration `yaml:"forward_timeout"`
+	// Window is how far a request's timestamp may be from the server clock
+	// (either way); nonces are remembered for twice as long, cluster-wide.
+	// Default 5m.
+	Window config.Duration `yaml:"window"`
+	// NonceBucket is the JetStream KV bucket of used nonces. Default
+	// LL_API_NONCES.
+	NonceBucket string `yaml:"nonce_bucket"`
+	// NonceStoreBytes bounds the bucket; full of live nonces, new requests
+	// get 429. Default 64 MiB (about 300,000 nonces).
+	NonceStoreBytes int64 `yaml:"nonce_store_bytes"`
+	// AppRate is each app's request rate, per second, over the whole
+	// cluster (core/ratelimit); 0 or less: no limit. Default 1000.
+	AppRate float64 `yaml:"app_rate"`
+	// MaxInFlight caps the requests one service node handles at once.
+	// Default 256.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// BusTimeout bounds one bus request a handler makes (group operations
+	// on behalf of an account). Default 5s.
 	BusTimeout config.Duration `yaml:"bus_timeout"`
 }
 
 // Default returns the single-node defaults.
 func Default() Config {
 	return Config{
-		Listen:         "127.0.0.1:7712",
-		Window:         config.Duration(5 * time.Minute),
-		NonceCacheSize: 200000,
-		MaxBodyBytes:   64 << 10,
-		ReadTimeout:    config.Duration(10 * time.Second),
-		WriteTimeout:   config.Duration(10 * time.Second),
-		Cluster:        imapi.DefaultCluster,
-		BusTimeout:     config.Duration(5 * time.Second),
+		Listen:          "127.0.0.1:7712",
+		MaxBodyBytes:    64 << 10,
+		ReadTimeout:     config.Duration(10 * time.Second),
+		WriteTimeout:    config.Duration(10 * time.Second),
+		ForwardTimeout:  config.Duration(8 * time.Second),
+		Window:          config.Duration(5 * time.Minute),
+		NonceBucket:     "LL_API_NONCES",
+		NonceStoreBytes: 64 << 20,
+		AppRate:         1000,
+		MaxInFlight:     256,
+		BusTimeout:      config.Duration(5 * time.Second),
 	}
 }
 
@@ -72,8 +99,17 @@ func (c *Config) applyDefaults() {
 	if c.Window == 0 {
 		c.Window = d.Window
 	}
-	if c.NonceCacheSize == 0 {
-		c.NonceCacheSize = d.NonceCacheSize
+	if c.NonceBucket == "" {
+		c.NonceBucket = d.NonceBucket
+	}
+	if c.NonceStoreBytes == 0 {
+		c.NonceStoreBytes = d.NonceStoreBytes
+	}
+	if c.ForwardTimeout == 0 {
+		c.ForwardTimeout = d.ForwardTimeout
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = d.MaxInFlight
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = d.MaxBodyBytes
@@ -83,9 +119,6 @@ func (c *Config) applyDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = d.WriteTimeout
-	}
-	if c.Cluster == "" {
-		c.Cluster = d.Cluster
 	}
 	if c.BusTimeout == 0 {
 		c.BusTimeout = d.BusTimeout
@@ -103,8 +136,17 @@ func (c *Config) Validate() error {
 	if c.Window.D() < time.Second || c.Window.D() > time.Hour {
 		errs.Addf("serverapi.window: %v not in 1s..1h", c.Window.D())
 	}
-	if c.NonceCacheSize < 1000 {
-		errs.Addf("serverapi.nonce_cache_size: at least 1000")
+	if !sign.ValidToken(c.NonceBucket, 64) {
+		errs.Addf("serverapi.nonce_bucket: %q: want 1-64 of A-Z a-z 0-9 _ -", c.NonceBucket)
+	}
+	if c.NonceStoreBytes < 1<<20 {
+		errs.Addf("serverapi.nonce_store_bytes: at least 1 MiB")
+	}
+	if c.ForwardTimeout < 0 || c.ForwardTimeout.D() > c.WriteTimeout.D() {
+		errs.Addf("serverapi.forward_timeout: %s: must not be negative nor above write_timeout (%s)", c.ForwardTimeout.D(), c.WriteTimeout.D())
+	}
+	if c.MaxInFlight < 0 {
+		errs.Addf("serverapi.max_in_flight: must not be negative")
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs.Addf("serverapi.max_body_bytes: at least 1024")
@@ -118,22 +160,29 @@ func (c *Config) Validate() error {
 	return errs.Err()
 }
 
-// Deps are the server API's injected dependencies.
+// Deps are a service node's server API dependencies.
 type Deps struct {
-	Service    *service.Service
-	Store      store.Store
+	Service *service.Service
+	Store   store.Store
+	// NATS carries the forwarded requests and the group operations sent
+	// over the bus as the acting account, exactly as a gateway sends them.
+	NATS *nats.Conn
+	// JetStream holds the cluster-wide nonces; Replicas is their bucket's
+	// replica count (bus.jetstream_replicas).
+	JetStream jetstream.JetStream
+	Replicas  int
+	// Limits enforces AppRate across the cluster (core/ratelimit).
+	Limits *ratelimit.Limiter
+	// Node is this service node's cluster, version and canary flag: it
+	// takes the API requests of the routes it serves (core/route).
+	Node       route.Node
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
-	// Listener, when set, is used instead of binding Config.Listen.
-	Listener net.Listener
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// Calls, when set, serves POST /v1/turn/credentials: time-limited TURN
 	// credentials that the app's server hands to its clients (core/callsvc).
 	Calls CallIssuer
-	// NATS, when set, serves the group routes: group operations sent over
-	// the bus as the acting account, exactly as a gateway sends them.
-	NATS *nats.Conn
 	// DeadLetters, when set, serves the app's webhook dead letters: list them
 	// and replay one (core/webhook).
 	DeadLetters DeadLetterQueue
@@ -168,33 +217,48 @@ type Route struct {
 	Pattern string
 }
 
-// Server is the server API.
+// Server is the server API on a service node: it answers the requests the
+// fronts forward over the bus.
 type Server struct {
 	cfg     Config
 	deps    Deps
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
-	nonces  *sign.NonceCache
+	replay  *replayGuard
 	mux     *http.ServeMux
 	routes  []Route
+	sem     chan struct{}
 
 	mu   sync.Mutex
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
+	subs []*nats.Subscription
+	wg   sync.WaitGroup // requests in flight
 }
 
-// New builds the API with its routes; Start serves it on Config.Listen.
+// routeKey carries a forwarded request's route in its context: the bus
+// requests its handler makes take the same route (busRoute).
+type routeKey struct{}
+
+// busRoute is the route of the request whose context ctx is.
+func (s *Server) busRoute(ctx context.Context) route.Route {
+	if rt, ok := ctx.Value(routeKey{}).(route.Route); ok {
+		return rt
+	}
+	return route.Route{Cluster: s.deps.Node.Cluster}
+}
+
+// New builds the API with its routes; Start subscribes it to the bus.
 func New(cfg Config, deps Deps) (*Server, error) {
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("serverapi: %w", err)
 	}
-	if deps.Service == nil || deps.Store == nil {
-		return nil, errors.New("serverapi: Service and Store are required")
+	if deps.Service == nil || deps.Store == nil || deps.NATS == nil || deps.JetStream == nil {
+		return nil, errors.New("serverapi: Service, Store, NATS and JetStream are required")
 	}
-	log := logging.OrDiscard(deps.Logger)
+	if len(deps.Node.Routes()) == 0 {
+		return nil, errors.New("serverapi: the node serves no route (a canary needs a version)")
+	}
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -208,9 +272,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		now = time.Now
 	}
 	s := &Server{
-		cfg: cfg, deps: deps, log: log.With("component", "serverapi"), metrics: m, now: now,
-		nonces: sign.NewNonceCache(cfg.NonceCacheSize, 2*cfg.Window.D()),
-		mux:    http.NewServeMux(),
+		cfg: cfg, deps: deps, log: logging.OrDiscard(deps.Logger).With("component", "serverapi"), metrics: m, now: now,
+		mux: http.NewServeMux(), sem: make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.routeV1()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -231,79 +294,111 @@ func (s *Server) Handle(method, pattern string, h HandlerFunc) {
 // Routes lists the served endpoints.
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 
-// ServeHTTP makes the Server an http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// Start binds the listener (unless Config.Listen is empty) and serves.
-func (s *Server) Start(context.Context) error {
+// Start opens the nonce bucket and subscribes to the API subjects of the
+// node's routes.
+func (s *Server) Start(ctx context.Context) error {
+	rg, err := openReplayGuard(ctx, s.deps.JetStream, s.cfg.NonceBucket, 2*s.cfg.Window.D(), s.cfg.NonceStoreBytes, s.deps.Replicas)
+	if err != nil {
+		return err
+	}
+	s.replay = rg
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ln := s.deps.Listener
-	if ln == nil {
-		if s.cfg.Listen == "" {
-			return nil
-		}
-		var err error
-		ln, err = net.Listen("tcp", s.cfg.Listen)
+	for _, rt := range s.deps.Node.Routes() {
+		rt := rt
+		sub, err := s.deps.NATS.QueueSubscribe(rt.APISubject(), imapi.ServiceQueue, func(m *nats.Msg) { s.dispatch(rt, m) })
 		if err != nil {
-			return fmt.Errorf("serverapi: %w", err)
+			s.unsubscribeLocked()
+			return fmt.Errorf("serverapi: subscribe %s: %w", rt.APISubject(), err)
 		}
+		_ = sub.SetPendingLimits(64<<10, 256<<20)
+		s.subs = append(s.subs, sub)
 	}
-	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       s.cfg.ReadTimeout.D(),
-		WriteTimeout:      s.cfg.WriteTimeout.D(),
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.deps.NATS.FlushWithContext(fctx); err != nil {
+		s.unsubscribeLocked()
+		return fmt.Errorf("serverapi: flush subscriptions: %w", err)
 	}
-	srv, done := s.srv, make(chan struct{})
-	s.done = done
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("serve", "err", err)
-		}
-	}()
-	s.log.Info("server API listening", "addr", ln.Addr().String())
 	return nil
 }
 
-// Addr is the bound address ("" before Start or without a listener).
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return ""
+func (s *Server) unsubscribeLocked() {
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
 	}
-	return s.ln.Addr().String()
+	s.subs = nil
 }
 
-// Shutdown stops accepting and waits for requests in flight.
+// Shutdown leaves the queue groups (fronts send new requests to other
+// nodes) and waits for the requests in flight.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	srv, done := s.srv, s.done
-	s.srv = nil
+	subs := s.subs
+	s.subs = nil
 	s.mu.Unlock()
-	if srv == nil {
+	for _, sub := range subs {
+		_ = sub.Drain()
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, sub := range subs {
+			for sub.IsValid() && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond) // Drain has no completion signal
+			}
+		}
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
 		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("serverapi: shutdown: %w", ctx.Err())
 	}
-	err := srv.Shutdown(ctx)
-	<-done
+}
+
+// dispatch takes an in-flight slot (holding the subscription when the
+// node is saturated) and answers the request on its own goroutine.
+func (s *Server) dispatch(rt route.Route, m *nats.Msg) {
+	s.sem <- struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer func() { <-s.sem; s.wg.Done() }()
+		s.answer(rt, m)
+	}()
+}
+
+// answer serves one forwarded request and replies on the bus.
+func (s *Server) answer(rt route.Route, m *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ForwardTimeout.D())
+	defer cancel()
+	rec := newRecorder()
+	req, err := decodeForward(context.WithValue(ctx, routeKey{}, rt), m, s.cfg.MaxBodyBytes)
 	if err != nil {
-		return fmt.Errorf("serverapi: shutdown: %w", err)
+		s.metrics.requests.WithLabelValues("malformed", strconv.Itoa(int(imapi.ErrBadRequest))).Inc()
+		writeError(rec, imapi.Errorf(imapi.ErrBadRequest, "malformed forwarded request"))
+	} else {
+		s.mux.ServeHTTP(rec, req)
 	}
-	return nil
+	reply := rec.reply()
+	if max := s.deps.NATS.MaxPayload(); int64(len(reply.Data))+1024 > max {
+		rec = newRecorder()
+		writeError(rec, imapi.Errorf(imapi.ErrTooLarge, "the answer exceeds the bus's %d bytes: ask for less (a smaller limit)", max))
+		reply = rec.reply()
+	}
+	if err := m.RespondMsg(reply); err != nil {
+		s.log.Warn("reply not sent", "err", err)
+	}
 }
 
 // serve authenticates a request and runs its handler.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, h HandlerFunc) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, name string, h HandlerFunc) {
 	start := time.Now()
 	code := imapi.OK
 	defer func() {
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(int(code))).Inc()
-		s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		s.metrics.requests.WithLabelValues(name, strconv.Itoa(int(code))).Inc()
+		s.metrics.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	}()
 	fail := func(e *imapi.Error) {
 		code = e.Code
@@ -348,13 +443,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, h H
 		fail(imapi.Errorf(imapi.ErrUnauthorized, "bad checksum"))
 		return
 	}
-	switch s.nonces.Check(ah.AppKey+"\x00"+ah.Nonce, now) {
-	case sign.NonceReplayed:
+	// The rate before the nonce: a flood is refused without filling the
+	// nonce bucket.
+	if s.deps.Limits != nil && !s.deps.Limits.Allow(r.Context(), "serverapi", ah.AppKey, s.cfg.AppRate) {
+		fail(&imapi.Error{Code: imapi.ErrRateLimited, Message: "the app's request rate", RetryAfterMs: 1000})
+		return
+	}
+	res, err := s.replay.claim(r.Context(), ah.AppKey, ah.Nonce)
+	switch {
+	case err != nil:
+		s.log.Warn("nonce check failed", "err", err)
+		s.metrics.authFailures.WithLabelValues("nonce_store_unavailable").Inc()
+		fail(imapi.Errorf(imapi.ErrUnavailable, "replay check unavailable"))
+		return
+	case res == nonceReplayed:
 		s.metrics.authFailures.WithLabelValues("replay").Inc()
 		fail(imapi.Errorf(imapi.ErrUnauthorized, "nonce already used"))
 		return
-	case sign.NonceFull:
-		s.metrics.authFailures.WithLabelValues("nonce_cache_full").Inc()
+	case res == nonceFull:
+		s.metrics.authFailures.WithLabelValues("nonce_store_full").Inc()
 		fail(imapi.Errorf(imapi.ErrRateLimited, "too many requests in the signing window"))
 		return
 	}
@@ -362,7 +469,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, h H
 	if err != nil {
 		var ie *imapi.Error
 		if !errors.As(err, &ie) {
-			s.log.Error("request failed", "route", route, "err", err)
+			s.log.Error("request failed", "route", name, "err", err)
 			ie = imapi.Errorf(imapi.ErrInternal, "")
 		}
 		fail(ie)

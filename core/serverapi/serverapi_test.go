@@ -21,6 +21,7 @@ import (
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/callsvc"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
@@ -36,14 +37,18 @@ const (
 )
 
 type env struct {
-	t     *testing.T
-	srv   *serverapi.Server
-	base  string
-	nc    *nats.Conn
-	st    store.Store
-	stCfg store.Config
-	nonce atomic.Int64
-	hooks *webhook.Webhooks
+	t      *testing.T
+	srv    *serverapi.Server
+	nats   *bus.Bus
+	svc    *service.Service
+	routes *route.Table
+	cfg    serverapi.Config
+	base   string
+	nc     *nats.Conn
+	st     store.Store
+	stCfg  store.Config
+	nonce  atomic.Int64
+	hooks  *webhook.Webhooks
 	// hookStatus is what the app's webhook receiver answers.
 	hookStatus atomic.Int32
 }
@@ -79,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, nc: b.Conn(), st: st, stCfg: stCfg}
+	e := &env{t: t, nc: b.Conn(), st: st, stCfg: stCfg, nats: b, svc: svc}
 	e.hookStatus.Store(http.StatusInternalServerError)
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(int(e.hookStatus.Load()))
@@ -100,7 +105,8 @@ func newEnv(t *testing.T) *env {
 	e.hooks = hooks
 	cfg := serverapi.Default()
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st, Calls: calls, NATS: b.Conn(), DeadLetters: hooks})
+	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st, Calls: calls, NATS: b.Conn(), JetStream: b.JetStream(),
+		Node: route.Node{Cluster: imapi.DefaultCluster}, DeadLetters: hooks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +114,20 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	e.srv, e.base = srv, "http://"+srv.Addr()
+	routes, err := route.New(route.Config{DefaultCluster: imapi.DefaultCluster, Clusters: map[string]string{"dedicated": "ded"}}, route.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.routes, e.cfg = routes, cfg
+	front, err := serverapi.NewFront(cfg, serverapi.FrontDeps{NATS: b.Conn(), Routes: routes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := front.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = front.Shutdown(context.Background()) })
+	e.srv, e.base = srv, "http://"+front.Addr()
 	return e
 }
 
@@ -515,7 +534,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"bad listen", func(c *serverapi.Config) { c.Listen = "7712" }, "serverapi.listen"},
 		{"window", func(c *serverapi.Config) { c.Window = config.Duration(2 * time.Hour) }, "serverapi.window"},
-		{"nonce cache", func(c *serverapi.Config) { c.NonceCacheSize = 10 }, "serverapi.nonce_cache_size"},
+		{"nonce store", func(c *serverapi.Config) { c.NonceStoreBytes = 10 }, "serverapi.nonce_store_bytes"},
+		{"forward longer than write", func(c *serverapi.Config) { c.ForwardTimeout = config.Duration(time.Minute) }, "serverapi.forward_timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := serverapi.Default()

@@ -34,9 +34,6 @@ type SuperCreateReq struct {
 
 func (s *Server) routeSuperGroups() {
 	s.Handle(http.MethodPost, "/v1/users/batch", s.createUsers)
-	if s.deps.NATS == nil {
-		return
-	}
 	// The other super-group routes are routeGroups' (superGroups).
 	s.Handle(http.MethodGet, "/v1/supergroups/{group_id}/members", s.superMembers)
 }

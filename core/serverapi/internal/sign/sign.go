@@ -1,5 +1,6 @@
-// Package sign is the server API's request signature: header parsing,
-// checksums and the replay cache. It has no I/O, so it is fuzzed alone.
+// Package sign is the server API's request signature: header parsing
+// and checksums. It has no I/O, so it is fuzzed alone. (Replay protection
+// is cluster-wide state, in serverapi/replay.go.)
 package sign
 
 import (
@@ -8,7 +9,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
@@ -112,67 +112,4 @@ func Sign(req *http.Request, appkey, secret, nonce string, now time.Time, body [
 func Verify(secret, method, target string, a Headers, body []byte) bool {
 	want, _ := hex.DecodeString(Checksum(secret, method, target, a.rawTS, a.Nonce, body))
 	return hmac.Equal(want, a.checksum)
-}
-
-// NonceCache remembers (appkey, nonce) pairs for the signing window. It is
-// bounded: when full and its oldest entry is still inside the window it
-// refuses new requests rather than forgetting a live nonce, which would
-// allow a replay.
-type NonceCache struct {
-	mu    sync.Mutex
-	ttl   time.Duration
-	max   int
-	seen  map[string]time.Time
-	order []nonceEntry // FIFO ring of insertions
-	head  int
-}
-
-type nonceEntry struct {
-	key string
-	at  time.Time
-}
-
-// NewNonceCache holds at most max nonces, each for ttl.
-func NewNonceCache(max int, ttl time.Duration) *NonceCache {
-	return &NonceCache{ttl: ttl, max: max, seen: make(map[string]time.Time, 1024)}
-}
-
-// NonceResult is the outcome of NonceCache.Check.
-type NonceResult int
-
-const (
-	NonceFresh NonceResult = iota
-	NonceReplayed
-	NonceFull
-)
-
-// Check records key at now unless it was seen within the window.
-func (c *NonceCache) Check(key string, now time.Time) NonceResult {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// Expire from the oldest end.
-	for len(c.seen) > 0 && c.head < len(c.order) {
-		e := c.order[c.head]
-		if now.Sub(e.at) < c.ttl {
-			break
-		}
-		if t, ok := c.seen[e.key]; ok && t.Equal(e.at) {
-			delete(c.seen, e.key)
-		}
-		c.order[c.head] = nonceEntry{}
-		c.head++
-	}
-	if c.head > 0 && c.head*2 >= len(c.order) {
-		c.order = append(c.order[:0], c.order[c.head:]...)
-		c.head = 0
-	}
-	if _, ok := c.seen[key]; ok {
-		return NonceReplayed
-	}
-	if len(c.seen) >= c.max {
-		return NonceFull
-	}
-	c.seen[key] = now
-	c.order = append(c.order, nonceEntry{key: key, at: now})
-	return NonceFresh
 }
