@@ -302,15 +302,37 @@ func ids(s []scored) []string {
 	return out
 }
 
-// Select runs the chain.
+// Select runs the chain: each step below narrows or orders the rule's
+// candidates and, with req.Explain, says what it did.
 func (e *Engine) Select(req *Request) (Result, error) {
 	a, ok := e.apps[req.AppKey]
 	if !ok {
 		return Result{}, ErrUnknownApp
 	}
 	res := Result{TTL: e.ttl, Version: e.version}
+	r := e.match(req, &res, a)
 
-	// 1. match
+	sp := scratch.Get().(*[]scored)
+	defer func() { *sp = (*sp)[:0]; scratch.Put(sp) }()
+	cs := (*sp)[:0]
+	for _, c := range r.cands {
+		cs = append(cs, scored{c: c})
+	}
+	addStep(req, &res, Step{Name: "pools", Note: "candidates from the rule's pools", Kept: idsIf(req.Explain, cs)})
+	cs = keepHealthy(req, &res, cs)
+	if r.fence != "" {
+		cs = r.geoFence(req, &res, cs)
+	}
+	cs = shed(req, &res, cs)
+	e.order(req, &res, r, cs)
+	out := firstN(req, &res, r, cs)
+	res.Candidates = withFallback(req, &res, a, out)
+	return res, nil
+}
+
+// match (1) finds the first rule that matches the request, else the app's
+// own pools.
+func (e *Engine) match(req *Request, res *Result, a *app) *rule {
 	var ver *semver.Version
 	var verv semver.Version
 	verErr := false
@@ -340,19 +362,16 @@ func (e *Engine) Select(req *Request) (Result, error) {
 		if r == a.def {
 			note = "no rule matched; using the app's pools"
 		}
-		addStep(req, &res, Step{Name: "match", Note: fmt.Sprintf("%s (appkey=%s env=%q sdk=%q platform=%q client=%s %s/%s AS%d)",
+		addStep(req, res, Step{Name: "match", Note: fmt.Sprintf("%s (appkey=%s env=%q sdk=%q platform=%q client=%s %s/%s AS%d)",
 			note, req.AppKey, req.Env, req.SDK, req.Platform, req.Client, req.Loc.Country, req.Loc.Continent, req.Loc.ASN), Dropped: skipped})
 	}
+	return r
+}
 
-	sp := scratch.Get().(*[]scored)
-	defer func() { *sp = (*sp)[:0]; scratch.Put(sp) }()
-	cs := (*sp)[:0]
-	for _, c := range r.cands {
-		cs = append(cs, scored{c: c})
-	}
-	addStep(req, &res, Step{Name: "pools", Note: "candidates from the rule's pools", Kept: idsIf(req.Explain, cs)})
-
-	// 2. healthy only, failing open
+// keepHealthy (2) keeps the healthy candidates, failing open: an answer
+// listing unhealthy entry points beats none (draining ones still come last
+// through the ordering).
+func keepHealthy(req *Request, res *Result, cs []scored) []scored {
 	n := 0
 	var dropped []Dropped
 	for _, s := range cs {
@@ -364,60 +383,69 @@ func (e *Engine) Select(req *Request) (Result, error) {
 		}
 	}
 	if n == 0 && len(cs) > 0 {
-		// fail open: an answer listing unhealthy entry points beats none;
-		// draining ones still come last through the ordering below.
-		addStep(req, &res, Step{Name: "healthy", Note: "no healthy candidate: failing open with all of them", Kept: idsIf(req.Explain, cs), Dropped: dropped})
-	} else {
-		cs = cs[:n]
-		addStep(req, &res, Step{Name: "healthy", Kept: idsIf(req.Explain, cs), Dropped: dropped})
+		addStep(req, res, Step{Name: "healthy", Note: "no healthy candidate: failing open with all of them", Kept: idsIf(req.Explain, cs), Dropped: dropped})
+		return cs
 	}
+	cs = cs[:n]
+	addStep(req, res, Step{Name: "healthy", Kept: idsIf(req.Explain, cs), Dropped: dropped})
+	return cs
+}
 
-	// 3. geography fence
-	if r.fence != "" {
-		inFence := func(c *Candidate) bool {
-			switch r.fence {
-			case "asn":
-				return req.Loc.ASN != 0 && c.asns[req.Loc.ASN]
-			case "country":
-				return req.Loc.Country != "" && c.EP.Country == req.Loc.Country
-			default:
-				return req.Loc.Continent != "" && c.EP.Continent == req.Loc.Continent
-			}
-		}
-		n, dropped = 0, nil
-		for _, s := range cs {
-			if inFence(s.c) {
-				n++
-			}
-		}
-		if n == 0 {
-			addStep(req, &res, Step{Name: "geo-fence", Note: r.noFenceNote, Kept: idsIf(req.Explain, cs)})
-		} else {
-			n = 0
-			for _, s := range cs {
-				if inFence(s.c) {
-					cs[n] = s
-					n++
-				} else if req.Explain {
-					dropped = append(dropped, Dropped{ID: s.c.EP.ID, Reason: "outside the client's " + r.fence})
-				}
-			}
-			cs = cs[:n]
-			addStep(req, &res, Step{Name: "geo-fence", Note: r.fenceNote, Kept: idsIf(req.Explain, cs), Dropped: dropped})
+// inFence reports whether c is inside the rule's fence around the client.
+func (r *rule) inFence(req *Request, c *Candidate) bool {
+	switch r.fence {
+	case "asn":
+		return req.Loc.ASN != 0 && c.asns[req.Loc.ASN]
+	case "country":
+		return req.Loc.Country != "" && c.EP.Country == req.Loc.Country
+	default:
+		return req.Loc.Continent != "" && c.EP.Continent == req.Loc.Continent
+	}
+}
+
+// geoFence (3) keeps the candidates inside the rule's fence, or all of
+// them when none is.
+func (r *rule) geoFence(req *Request, res *Result, cs []scored) []scored {
+	n := 0
+	for _, s := range cs {
+		if r.inFence(req, s.c) {
+			n++
 		}
 	}
+	if n == 0 {
+		addStep(req, res, Step{Name: "geo-fence", Note: r.noFenceNote, Kept: idsIf(req.Explain, cs)})
+		return cs
+	}
+	n = 0
+	var dropped []Dropped
+	for _, s := range cs {
+		if r.inFence(req, s.c) {
+			cs[n] = s
+			n++
+		} else if req.Explain {
+			dropped = append(dropped, Dropped{ID: s.c.EP.ID, Reason: "outside the client's " + r.fence})
+		}
+	}
+	cs = cs[:n]
+	addStep(req, res, Step{Name: "geo-fence", Note: r.fenceNote, Kept: idsIf(req.Explain, cs), Dropped: dropped})
+	return cs
+}
 
-	// 4. shed overloaded
-	n, dropped = 0, nil
+// shed (4) drops the candidates above their load watermark, unless every
+// one is.
+func shed(req *Request, res *Result, cs []scored) []scored {
+	n := 0
 	for _, s := range cs {
 		if s.c.Health != model.HealthOverloaded {
 			n++
 		}
 	}
-	if n == 0 {
-		addStep(req, &res, Step{Name: "shed", Note: "every candidate is above its watermark: none shed", Kept: idsIf(req.Explain, cs)})
-	} else if n < len(cs) {
+	switch {
+	case n == 0:
+		addStep(req, res, Step{Name: "shed", Note: "every candidate is above its watermark: none shed", Kept: idsIf(req.Explain, cs)})
+	case n < len(cs):
 		n = 0
+		var dropped []Dropped
 		for _, s := range cs {
 			if s.c.Health != model.HealthOverloaded {
 				cs[n] = s
@@ -427,12 +455,17 @@ func (e *Engine) Select(req *Request) (Result, error) {
 			}
 		}
 		cs = cs[:n]
-		addStep(req, &res, Step{Name: "shed", Kept: idsIf(req.Explain, cs), Dropped: dropped})
-	} else {
-		addStep(req, &res, Step{Name: "shed", Note: "none above watermark", Kept: idsIf(req.Explain, cs)})
+		addStep(req, res, Step{Name: "shed", Kept: idsIf(req.Explain, cs), Dropped: dropped})
+	default:
+		addStep(req, res, Step{Name: "shed", Note: "none above watermark", Kept: idsIf(req.Explain, cs)})
 	}
+	return cs
+}
 
-	// 5. order: distance tiers, then weighted shuffle or sticky hash
+// order (5) sorts the candidates by distance tier from the client (when
+// its coordinates are known), then by a weighted shuffle or the rule's
+// sticky hash within a tier.
+func (e *Engine) order(req *Request, res *Result, r *rule, cs []scored) {
 	useDist := !r.ignoreDistance && req.Loc.HasCoords
 	minD := math.Inf(1)
 	if useDist {
@@ -493,14 +526,16 @@ func (e *Engine) Select(req *Request) (Result, error) {
 			}
 			note = fmt.Sprintf("%s within %.0f km tiers; %s", how, e.nearKm, strings.Join(parts, " "))
 		}
-		addStep(req, &res, Step{Name: "order", Note: note, Kept: ids(cs)})
+		addStep(req, res, Step{Name: "order", Note: note, Kept: ids(cs)})
 	}
+}
 
-	// 6. first N from distinct sites (filled up from repeated sites if short)
+// firstN (6) takes the rule's count of candidates from distinct sites,
+// filled up from repeated sites when that is short.
+func firstN(req *Request, res *Result, r *rule, cs []scored) []*Candidate {
 	out := make([]*Candidate, 0, r.count+1)
 	var sites [16]string
 	ns := 0
-	dropped = nil
 	for _, s := range cs {
 		if len(out) == r.count {
 			break
@@ -525,26 +560,29 @@ func (e *Engine) Select(req *Request) (Result, error) {
 		}
 	}
 	if req.Explain {
+		var dropped []Dropped
 		for _, s := range cs {
 			if !slices.Contains(out, s.c) {
 				dropped = append(dropped, Dropped{ID: s.c.EP.ID, Reason: "beyond the first " + fmt.Sprint(r.count) + " (or its site " + s.c.EP.Site + " already listed)"})
 			}
 		}
-		addStep(req, &res, Step{Name: "first-n", Note: fmt.Sprintf("first %d from distinct sites", r.count), Kept: candIDs(out), Dropped: dropped})
+		addStep(req, res, Step{Name: "first-n", Note: fmt.Sprintf("first %d from distinct sites", r.count), Kept: candIDs(out), Dropped: dropped})
 	}
+	return out
+}
 
-	// 7. fallback
+// withFallback (7) appends the app's fallback when it is not listed yet.
+func withFallback(req *Request, res *Result, a *app, out []*Candidate) []*Candidate {
 	if a.fallback != nil && !slices.Contains(out, a.fallback) {
 		out = append(out, a.fallback)
 		res.Fallback = a.fallback
 		if req.Explain {
-			addStep(req, &res, Step{Name: "fallback", Note: "appended the app's fallback " + a.fallback.EP.ID})
+			addStep(req, res, Step{Name: "fallback", Note: "appended the app's fallback " + a.fallback.EP.ID})
 		}
-	} else if req.Explain {
-		addStep(req, &res, Step{Name: "fallback", Note: "none configured or already listed"})
+		return out
 	}
-	res.Candidates = out
-	return res, nil
+	addStep(req, res, Step{Name: "fallback", Note: "none configured or already listed"})
+	return out
 }
 
 func idsIf(ok bool, s []scored) []string {

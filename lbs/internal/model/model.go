@@ -189,84 +189,135 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // rule name: a DNS label in lower case, so that appkeys fit in DNS names.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
-// Validate checks the document and reports every problem.
+// Validate checks the document and reports every problem. Each section is
+// checked on its own, then its references to the sections before it
+// (pools name entry points, apps and rules name pools, …).
 func (d *Document) Validate() error {
 	var errs config.Errors
-	if d.Defaults.Count < 0 || d.Defaults.Count > 16 {
-		errs.Addf("defaults.count: %d not in 0..16", d.Defaults.Count)
+	d.Defaults.validate(&errs)
+	kinds := validateEntryPoints(&errs, d.EntryPoints)
+	pools := validatePools(&errs, d.Pools, kinds)
+	apps := validateApps(&errs, d.Apps, pools, kinds)
+	validateRules(&errs, d.Rules, pools, apps)
+	if err := lbsapi.ValidateGrayscale(d.Grayscale, func(a string) bool { return apps[a] }); err != nil {
+		errs = append(errs, err)
 	}
-	if d.Defaults.ShedAt < 0 || d.Defaults.ShedAt > 1 {
-		errs.Addf("defaults.shed_at: %v not in 0..1", d.Defaults.ShedAt)
+	validateTopology(&errs, d.Topology, kinds)
+	return errs.Err()
+}
+
+func (df *Defaults) validate(errs *config.Errors) {
+	if df.Count < 0 || df.Count > 16 {
+		errs.Addf("defaults.count: %d not in 0..16", df.Count)
 	}
-	if d.Defaults.TTL.D() < 0 || d.Defaults.TTL.D() > time.Hour {
-		errs.Addf("defaults.ttl: %s not in 0..1h", d.Defaults.TTL.D())
+	if df.ShedAt < 0 || df.ShedAt > 1 {
+		errs.Addf("defaults.shed_at: %v not in 0..1", df.ShedAt)
 	}
-	if d.Defaults.NearKm < 0 {
+	if df.TTL.D() < 0 || df.TTL.D() > time.Hour {
+		errs.Addf("defaults.ttl: %s not in 0..1h", df.TTL.D())
+	}
+	if df.NearKm < 0 {
 		errs.Addf("defaults.near_km: negative")
 	}
-	eps := map[string]bool{}
+}
+
+// validateEntryPoints checks the entry points and returns their kinds by
+// id (every id listed, "" for the default kind).
+func validateEntryPoints(errs *config.Errors, eps []EntryPoint) map[string]string {
 	kinds := map[string]string{}
-	for i, e := range d.EntryPoints {
+	for i := range eps {
+		e := &eps[i]
 		p := fmt.Sprintf("entry_points[%d]", i)
 		if !ValidName(e.ID) {
 			errs.Addf("%s.id: %q is not a lower-case DNS label", p, e.ID)
 		}
-		if eps[e.ID] {
+		if _, dup := kinds[e.ID]; dup {
 			errs.Addf("%s.id: duplicate %q", p, e.ID)
 		}
-		eps[e.ID] = true
-		if e.Site == "" {
-			errs.Addf("%s.site: required", p)
-		}
-		if e.Kind != "" && e.Kind != KindEdge && e.Kind != KindGateway && !IsTunnelKind(e.Kind) {
-			errs.Addf("%s.kind: %q is not edge, gateway, relay or egress", p, e.Kind)
-		}
 		kinds[e.ID] = e.Kind
-		if IsTunnelKind(e.Kind) && e.Tunnel == nil {
-			errs.Addf("%s.tunnel: required for kind %s", p, e.Kind)
+		e.validate(errs, p)
+	}
+	return kinds
+}
+
+// validate checks one entry point (p is its place in the document).
+func (e *EntryPoint) validate(errs *config.Errors, p string) {
+	if e.Site == "" {
+		errs.Addf("%s.site: required", p)
+	}
+	if e.Kind != "" && e.Kind != KindEdge && e.Kind != KindGateway && !IsTunnelKind(e.Kind) {
+		errs.Addf("%s.kind: %q is not edge, gateway, relay or egress", p, e.Kind)
+	}
+	if IsTunnelKind(e.Kind) && e.Tunnel == nil {
+		errs.Addf("%s.tunnel: required for kind %s", p, e.Kind)
+	}
+	if e.Tunnel != nil {
+		e.Tunnel.validate(errs, p+".tunnel")
+	}
+	if e.Lat < -90 || e.Lat > 90 || e.Lon < -180 || e.Lon > 180 {
+		errs.Addf("%s: lat/lon out of range", p)
+	}
+	if e.Link == "" && e.WebLink == "" && e.TURN == "" && !IsTunnelKind(e.Kind) {
+		errs.Addf("%s: needs at least one of link, weblink, turn", p)
+	}
+	for _, hp := range []struct{ k, v string }{{"link", e.Link}, {"turn", e.TURN}} {
+		if hp.v == "" {
+			continue
 		}
-		if e.Tunnel != nil {
-			if e.Tunnel.QUIC == "" && e.Tunnel.KCP == "" {
-				errs.Addf("%s.tunnel: needs quic or kcp", p)
-			}
-			for _, hp := range []struct{ k, v string }{{"quic", e.Tunnel.QUIC}, {"kcp", e.Tunnel.KCP}} {
-				if hp.v == "" {
-					continue
-				}
-				if host, port, err := net.SplitHostPort(hp.v); err != nil || host == "" {
-					errs.Addf("%s.tunnel.%s: %q is not host:port", p, hp.k, hp.v)
-				} else if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-					errs.Addf("%s.tunnel.%s: bad port %q", p, hp.k, port)
-				}
-			}
-		}
-		if e.Lat < -90 || e.Lat > 90 || e.Lon < -180 || e.Lon > 180 {
-			errs.Addf("%s: lat/lon out of range", p)
-		}
-		if e.Link == "" && e.WebLink == "" && e.TURN == "" && !IsTunnelKind(e.Kind) {
-			errs.Addf("%s: needs at least one of link, weblink, turn", p)
-		}
-		for _, hp := range []struct{ k, v string }{{"link", e.Link}, {"turn", e.TURN}} {
-			if hp.v == "" {
-				continue
-			}
-			if _, port, err := net.SplitHostPort(hp.v); err != nil {
-				errs.Addf("%s.%s: %v", p, hp.k, err)
-			} else if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-				errs.Addf("%s.%s: bad port %q", p, hp.k, port)
-			}
-		}
-		if e.WebLink != "" {
-			if u, err := url.Parse(e.WebLink); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				errs.Addf("%s.weblink: %q is not an http(s) URL", p, e.WebLink)
-			}
-		}
-		if e.Capacity < 0 || e.Weight < 0 || e.Weight > 10000 {
-			errs.Addf("%s: capacity and weight must be >= 0 (weight <= 10000)", p)
+		if _, port, err := net.SplitHostPort(hp.v); err != nil {
+			errs.Addf("%s.%s: %v", p, hp.k, err)
+		} else if !validPort(port) {
+			errs.Addf("%s.%s: bad port %q", p, hp.k, port)
 		}
 	}
+	if e.WebLink != "" {
+		if u, err := url.Parse(e.WebLink); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs.Addf("%s.weblink: %q is not an http(s) URL", p, e.WebLink)
+		}
+	}
+	if e.Capacity < 0 || e.Weight < 0 || e.Weight > 10000 {
+		errs.Addf("%s: capacity and weight must be >= 0 (weight <= 10000)", p)
+	}
+}
+
+func (t *Tunnel) validate(errs *config.Errors, p string) {
+	if t.QUIC == "" && t.KCP == "" {
+		errs.Addf("%s: needs quic or kcp", p)
+	}
+	for _, hp := range []struct{ k, v string }{{"quic", t.QUIC}, {"kcp", t.KCP}} {
+		if hp.v == "" {
+			continue
+		}
+		if host, port, err := net.SplitHostPort(hp.v); err != nil || host == "" {
+			errs.Addf("%s.%s: %q is not host:port", p, hp.k, hp.v)
+		} else if !validPort(port) {
+			errs.Addf("%s.%s: bad port %q", p, hp.k, port)
+		}
+	}
+}
+
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n <= 65535
+}
+
+// clientEntryPoint reports why id cannot be a client entry point ("" if it
+// can): unknown, or a relay or egress.
+func clientEntryPoint(kinds map[string]string, id string) string {
+	kind, ok := kinds[id]
+	switch {
+	case !ok:
+		return fmt.Sprintf("unknown entry point %q", id)
+	case IsTunnelKind(kind):
+		return fmt.Sprintf("%q is a %s, not a client entry point", id, kind)
+	}
+	return ""
+}
+
+// validatePools checks the pools and returns their names.
+func validatePools(errs *config.Errors, pls []Pool, kinds map[string]string) map[string]bool {
 	pools := map[string]bool{}
-	for i, pl := range d.Pools {
+	for i, pl := range pls {
 		p := fmt.Sprintf("pools[%d]", i)
 		if !ValidName(pl.Name) {
 			errs.Addf("%s.name: %q is not a lower-case DNS label", p, pl.Name)
@@ -279,15 +330,30 @@ func (d *Document) Validate() error {
 			errs.Addf("%s.entry_points: empty", p)
 		}
 		for _, id := range pl.EntryPoints {
-			if !eps[id] {
-				errs.Addf("%s.entry_points: unknown entry point %q", p, id)
-			} else if IsTunnelKind(kinds[id]) {
-				errs.Addf("%s.entry_points: %q is a %s, not a client entry point", p, id, kinds[id])
+			if why := clientEntryPoint(kinds, id); why != "" {
+				errs.Addf("%s.entry_points: %s", p, why)
 			}
 		}
 	}
+	return pools
+}
+
+// validatePoolRefs checks the pools that apps and rules name (at p).
+func validatePoolRefs(errs *config.Errors, p string, names []string, pools map[string]bool) {
+	if len(names) == 0 {
+		errs.Addf("%s.pools: empty", p)
+	}
+	for _, pl := range names {
+		if !pools[pl] {
+			errs.Addf("%s.pools: unknown pool %q", p, pl)
+		}
+	}
+}
+
+// validateApps checks the apps and returns their appkeys.
+func validateApps(errs *config.Errors, as []App, pools map[string]bool, kinds map[string]string) map[string]bool {
 	apps := map[string]bool{}
-	for i, a := range d.Apps {
+	for i, a := range as {
 		p := fmt.Sprintf("apps[%d]", i)
 		if !ValidName(a.AppKey) {
 			errs.Addf("%s.appkey: %q is not a lower-case DNS label", p, a.AppKey)
@@ -296,22 +362,19 @@ func (d *Document) Validate() error {
 			errs.Addf("%s.appkey: duplicate %q", p, a.AppKey)
 		}
 		apps[a.AppKey] = true
-		if len(a.Pools) == 0 {
-			errs.Addf("%s.pools: empty", p)
-		}
-		for _, pl := range a.Pools {
-			if !pools[pl] {
-				errs.Addf("%s.pools: unknown pool %q", p, pl)
+		validatePoolRefs(errs, p, a.Pools, pools)
+		if a.Fallback != "" {
+			if why := clientEntryPoint(kinds, a.Fallback); why != "" {
+				errs.Addf("%s.fallback: %s", p, why)
 			}
 		}
-		if a.Fallback != "" && !eps[a.Fallback] {
-			errs.Addf("%s.fallback: unknown entry point %q", p, a.Fallback)
-		} else if a.Fallback != "" && IsTunnelKind(kinds[a.Fallback]) {
-			errs.Addf("%s.fallback: %q is a %s, not a client entry point", p, a.Fallback, kinds[a.Fallback])
-		}
 	}
+	return apps
+}
+
+func validateRules(errs *config.Errors, rs []Rule, pools, apps map[string]bool) {
 	rules := map[string]bool{}
-	for i, r := range d.Rules {
+	for i, r := range rs {
 		p := fmt.Sprintf("rules[%d]", i)
 		if !ValidName(r.Name) || rules[r.Name] {
 			errs.Addf("%s.name: %q is not a unique lower-case DNS label", p, r.Name)
@@ -327,14 +390,7 @@ func (d *Document) Validate() error {
 				errs.Addf("%s.match.sdk: %v", p, err)
 			}
 		}
-		if len(r.Pools) == 0 {
-			errs.Addf("%s.pools: empty", p)
-		}
-		for _, pl := range r.Pools {
-			if !pools[pl] {
-				errs.Addf("%s.pools: unknown pool %q", p, pl)
-			}
-		}
+		validatePoolRefs(errs, p, r.Pools, pools)
 		if !slices.Contains([]string{"", "asn", "country", "continent"}, r.Geo.Fence) {
 			errs.Addf("%s.geo.fence: %q is not asn, country or continent", p, r.Geo.Fence)
 		}
@@ -345,15 +401,15 @@ func (d *Document) Validate() error {
 			errs.Addf("%s.select.count: %d not in 0..16", p, r.Select.Count)
 		}
 	}
-	if err := lbsapi.ValidateGrayscale(d.Grayscale, func(a string) bool { return apps[a] }); err != nil {
-		errs = append(errs, err)
-	}
+}
+
+func validateTopology(errs *config.Errors, ts []EdgeUplinks, kinds map[string]string) {
 	edges := map[string]bool{}
-	for i, t := range d.Topology {
-		if !eps[t.Edge] {
+	for i, t := range ts {
+		if kind, ok := kinds[t.Edge]; !ok {
 			errs.Addf("topology[%d].edge: unknown entry point %q", i, t.Edge)
-		} else if IsTunnelKind(kinds[t.Edge]) {
-			errs.Addf("topology[%d].edge: %q is a %s", i, t.Edge, kinds[t.Edge])
+		} else if IsTunnelKind(kind) {
+			errs.Addf("topology[%d].edge: %q is a %s", i, t.Edge, kind)
 		}
 		if edges[t.Edge] {
 			errs.Addf("topology[%d].edge: %q listed twice", i, t.Edge)
@@ -373,7 +429,6 @@ func (d *Document) Validate() error {
 			}
 		}
 	}
-	return errs.Err()
 }
 
 // HostAddrs returns the IP addresses literally in the entry point's Link
