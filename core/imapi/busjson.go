@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/longlink/longlink/pkg/jsonenc"
 )
 
 // Hand-written codecs for the bus envelopes and the send request. Every
@@ -12,8 +14,10 @@ import (
 // about a fifth of the CPU of a send. The wire format stays the JSON of the
 // struct tags:
 //
-//   - the Append functions write what json.Marshal writes (bodies as they
-//     are: they must be valid JSON, as produced by json.Marshal);
+//   - the Append functions write byte for byte what json.Marshal writes
+//     (strings escaped as it escapes them, jsonenc.AppendString; bodies as
+//     they are: they must be compact, HTML-escaped JSON, as json.Marshal
+//     produces; TestBusEncodersMatchMarshal);
 //   - the Decode functions first check that the input is valid JSON, then
 //     read the form the encoders and json.Marshal produce. Anything else
 //     (escaped or non-UTF-8 strings, keys spelled differently, nulls,
@@ -28,15 +32,15 @@ func AppendBusPush(dst []byte, p *BusPush) []byte {
 	dst = appendRaw(dst, p.Body)
 	if p.ExceptSession != "" {
 		dst = append(dst, `,"except_session":`...)
-		dst = appendString(dst, p.ExceptSession)
+		dst = jsonenc.AppendString(dst, p.ExceptSession)
 	}
 	if p.OnlySession != "" {
 		dst = append(dst, `,"only_session":`...)
-		dst = appendString(dst, p.OnlySession)
+		dst = jsonenc.AppendString(dst, p.OnlySession)
 	}
 	if p.KickDeviceType != "" {
 		dst = append(dst, `,"kick_device_type":`...)
-		dst = appendString(dst, p.KickDeviceType)
+		dst = jsonenc.AppendString(dst, p.KickDeviceType)
 	}
 	return append(dst, '}')
 }
@@ -47,7 +51,7 @@ func AppendBusReply(dst []byte, r *BusReply) []byte {
 	dst = strconv.AppendUint(dst, uint64(r.Code), 10)
 	if r.Message != "" {
 		dst = append(dst, `,"message":`...)
-		dst = appendString(dst, r.Message)
+		dst = jsonenc.AppendString(dst, r.Message)
 	}
 	if len(r.Body) > 0 {
 		dst = append(dst, `,"body":`...)
@@ -421,35 +425,4 @@ func appendRaw(dst []byte, b []byte) []byte {
 		return append(dst, "null"...)
 	}
 	return append(dst, b...)
-}
-
-// appendString appends s as a JSON string. Control characters, quotes and
-// backslashes are escaped, and so are invalid UTF-8 bytes (as U+FFFD, like
-// encoding/json).
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
 }

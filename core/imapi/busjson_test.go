@@ -111,3 +111,29 @@ func TestBusDecodeAllocs(t *testing.T) {
 		t.Fatalf("DecodeBusPush: %v allocations, want at most 1", n)
 	}
 }
+
+// The encoders write byte for byte what json.Marshal writes, strings that
+// encoding/json escapes included (HTML characters, newlines, U+2028,
+// invalid UTF-8), so that a hand-written encoder and json.Marshal can
+// take turns on one subject.
+func TestBusEncodersMatchMarshal(t *testing.T) {
+	for _, s := range []string{"", "s1", "<a href=\"x\">&</a>", "line\nbreak\ttab", "\u2028\x01\xff", "café"} {
+		p := BusPush{Op: OpKick, Body: json.RawMessage(`{"code":1002}`), ExceptSession: s, OnlySession: s, KickDeviceType: s}
+		if got, want := AppendBusPush(nil, &p), marshal(t, &p); !bytes.Equal(got, want) {
+			t.Fatalf("push with %q:\n AppendBusPush %s\n json.Marshal  %s", s, got, want)
+		}
+		r := BusReply{Code: ErrUnavailable, Message: s, Body: json.RawMessage(`{"seq":1}`)}
+		if got, want := AppendBusReply(nil, &r), marshal(t, &r); !bytes.Equal(got, want) {
+			t.Fatalf("reply with %q:\n AppendBusReply %s\n json.Marshal   %s", s, got, want)
+		}
+	}
+}
+
+func marshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

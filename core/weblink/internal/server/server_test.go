@@ -547,3 +547,30 @@ func TestDrain(t *testing.T) {
 		t.Errorf("%d sessions left", n)
 	}
 }
+
+// refusingHandler refuses every namespace connection with an error whose
+// data does not encode.
+type refusingHandler struct{ EchoHandler }
+
+func (*refusingHandler) Connect(*Socket, json.RawMessage) error {
+	return &ConnectError{Message: "no\x01 <entry>", Data: func() {}}
+}
+
+// A CONNECT_ERROR whose data does not encode still carries its message as
+// JSON (it was Go-quoted: "no\x01 <entry>" is not JSON).
+func TestConnectErrorMessageOnly(t *testing.T) {
+	srv := New(Config{AllowedOrigins: []string{"http://allowed.example"}}, &refusingHandler{}, nil, nil)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		hs.CloseClientConnections()
+		srv.Close()
+		hs.Close()
+	})
+	sid, _ := handshake(t, hs.URL)
+	u := hs.URL + "/socket.io/?EIO=4&transport=polling&sid=" + sid
+	do(t, "POST", u, `40`, nil)
+	r := do(t, "GET", u, "", nil)
+	if want := `44{"message":"no\u0001 \u003centry\u003e"}`; r.body != want {
+		t.Fatalf("connect error %q, want %q", r.body, want)
+	}
+}

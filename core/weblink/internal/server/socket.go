@@ -3,11 +3,11 @@ package server
 import (
 	"encoding/json"
 	"errors"
-	"strconv"
 	"sync"
 
 	"github.com/longlink/longlink/core/weblink/internal/eio"
 	"github.com/longlink/longlink/core/weblink/internal/sio"
+	"github.com/longlink/longlink/pkg/jsonenc"
 )
 
 // Handler gives meaning to Socket.IO traffic. Its methods run on the
@@ -309,7 +309,9 @@ func (ss *session) connect(pkt sio.Packet) {
 			Data    any    `json:"data,omitempty"`
 		}{ce.Message, ce.Data})
 		if mErr != nil {
-			body = []byte(`{"message":` + strconv.Quote(ce.Message) + `}`)
+			// Data did not encode: the message alone (strconv.Quote is Go
+			// syntax, not JSON: \x01, \a).
+			body = append(jsonenc.AppendString([]byte(`{"message":`), ce.Message), '}')
 		}
 		ss.sendSIO(sio.Packet{Type: sio.ConnectError, Namespace: pkt.Namespace, ID: -1, Data: body}, nil)
 		return
