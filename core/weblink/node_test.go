@@ -15,6 +15,7 @@ import (
 
 	"github.com/longlink/longlink/core/weblink/internal/server"
 	"github.com/longlink/longlink/deployments/nginx"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 func needIntegration(t *testing.T) {
@@ -120,15 +121,13 @@ func freeAddr(t *testing.T) string {
 
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	waittest.Until(t, 10*time.Second, "a listener on "+addr, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s", addr)
+		return err == nil
+	})
 }
 
 // TestDemoPageChromium has two users chat on the demo page in headless

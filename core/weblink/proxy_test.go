@@ -14,16 +14,34 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pires/go-proxyproto"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // ipRecorder is a Sessions fake that records the client address of each
 // login and refuses it.
 type ipRecorder struct {
+	reg *prometheus.Registry // WebLink's metrics
 	mu  sync.Mutex
 	ips []string
+}
+
+// parkedConnections reads longlink_weblink_parked_connections.
+func parkedConnections(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "longlink_weblink_parked_connections" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 func (r *ipRecorder) Login(_ context.Context, _ gateway.Transport, clientIP string, _ []byte) (*gateway.Session, []byte, error) {
@@ -44,11 +62,11 @@ func (r *ipRecorder) last() string {
 
 func startRecorder(t *testing.T, trusted []string) (*WebLink, *ipRecorder) {
 	t.Helper()
-	rec := &ipRecorder{}
+	rec := &ipRecorder{reg: prometheus.NewRegistry()}
 	cfg := Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.TrustedProxies = trusted
-	wl, err := New(cfg, Deps{Gateway: rec})
+	wl, err := New(cfg, Deps{Gateway: rec, Registerer: rec.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +218,7 @@ func TestProxiedWebSocketParks(t *testing.T) {
 		t.Fatalf("open %q %v", open, err)
 	}
 	for i := 0; i < 2; i++ {
-		time.Sleep(200 * time.Millisecond) // idle long enough to be parked
+		waittest.Until(t, 5*time.Second, "the idle connection parked", func() bool { return parkedConnections(t, rec.reg) == 1 })
 		if err := c.Write(ctx, websocket.MessageText, []byte(`40{"appkey":"a","account":"b","token":"c"}`)); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	sessions      prometheus.Gauge
 	wsConns       prometheus.Gauge
+	parked        prometheus.Gauge
 	sockets       prometheus.Gauge
 	handshakes    *prometheus.CounterVec
 	upgrades      prometheus.Counter
@@ -27,6 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		sessions:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_weblink_sessions", Help: "Open Engine.IO sessions."}),
 		wsConns:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_weblink_websocket_connections", Help: "Open WebSocket connections, probes included."}),
+		parked:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_weblink_parked_connections", Help: "WebSocket connections parked without a reader goroutine (idle)."}),
 		sockets:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_weblink_sockets", Help: "Connected Socket.IO namespace sockets."}),
 		handshakes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_weblink_handshakes_total", Help: "Engine.IO sessions opened, by first transport."}, []string{"transport"}),
 		upgrades:      prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_weblink_upgrades_total", Help: "Sessions upgraded from polling to WebSocket."}),
@@ -43,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		packetsOut:    prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_weblink_packets_out_total", Help: "Engine.IO packets sent."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.wsConns, m.sockets, m.handshakes, m.upgrades, m.closes, m.requestErrors, m.refused,
+		reg.MustRegister(m.sessions, m.wsConns, m.parked, m.sockets, m.handshakes, m.upgrades, m.closes, m.requestErrors, m.refused,
 			m.parseErrors, m.pingTimeouts, m.tooLarge, m.slowClients, m.connectErrors, m.events, m.packetsIn, m.packetsOut)
 	}
 	return m

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/pires/go-proxyproto"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,13 +25,14 @@ type parker struct {
 	wakefd int // eventfd that ends run
 	mu     sync.Mutex
 	conns  map[uint32]*wsConn
+	parked prometheus.Gauge // len(conns)
 	next   atomic.Uint32
 	done   chan struct{}
 }
 
 const wakeToken = 0
 
-func newParker() (*parker, error) {
+func newParker(parked prometheus.Gauge) (*parker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -45,7 +47,7 @@ func newParker() (*parker, error) {
 		unix.Close(wfd)
 		return nil, err
 	}
-	p := &parker{epfd: epfd, wakefd: wfd, conns: map[uint32]*wsConn{}, done: make(chan struct{})}
+	p := &parker{epfd: epfd, wakefd: wfd, conns: map[uint32]*wsConn{}, parked: parked, done: make(chan struct{})}
 	go p.run()
 	return p, nil
 }
@@ -85,6 +87,7 @@ func (p *parker) park(c *wsConn) bool {
 	}
 	p.mu.Lock()
 	p.conns[c.token] = c
+	p.parked.Set(float64(len(p.conns)))
 	p.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.token)}
 	var cerr error
@@ -101,6 +104,7 @@ func (p *parker) park(c *wsConn) bool {
 	if err != nil || cerr != nil {
 		p.mu.Lock()
 		delete(p.conns, c.token)
+		p.parked.Set(float64(len(p.conns)))
 		p.mu.Unlock()
 		return false
 	}
@@ -115,6 +119,7 @@ func (p *parker) unpark(c *wsConn) bool {
 		return false
 	}
 	delete(p.conns, c.token)
+	p.parked.Set(float64(len(p.conns)))
 	return true
 }
 
@@ -137,6 +142,7 @@ func (p *parker) run() {
 			p.mu.Lock()
 			c := p.conns[tok]
 			delete(p.conns, tok)
+			p.parked.Set(float64(len(p.conns)))
 			p.mu.Unlock()
 			if c != nil {
 				go c.resume()

@@ -121,7 +121,7 @@ func New(cfg Config, h Handler, log *slog.Logger, m *Metrics) *Server {
 	for _, n := range cfg.Namespaces {
 		s.nsps[n] = true
 	}
-	if p, err := newParker(); err == nil {
+	if p, err := newParker(m.parked); err == nil {
 		s.parker = p
 	} else {
 		log.Info("idle connections keep their reader goroutine", "err", err)

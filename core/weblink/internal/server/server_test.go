@@ -13,7 +13,10 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 func newTestServer(t *testing.T, cfg Config) (*Server, *httptest.Server) {
@@ -69,6 +72,35 @@ func handshake(t *testing.T, base string) (string, map[string]any) {
 		t.Fatal(err)
 	}
 	return open["sid"].(string), open
+}
+
+// sessionOf is the open session sid, or nil.
+func sessionOf(srv *Server, sid string) *session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.sessions[sid]
+}
+
+// waitPollPending waits until the session sid holds a long-poll.
+func waitPollPending(t *testing.T, srv *Server, sid string) {
+	t.Helper()
+	waittest.Until(t, 5*time.Second, "a pending poll", func() bool {
+		ss := sessionOf(srv, sid)
+		if ss == nil {
+			return false
+		}
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		return ss.poll != nil
+	})
+}
+
+// waitParked waits until n connections are parked.
+func waitParked(t *testing.T, srv *Server, n float64) {
+	t.Helper()
+	waittest.Until(t, 5*time.Second, fmt.Sprintf("%v parked connections", n), func() bool {
+		return testutil.ToFloat64(srv.m.parked) == n
+	})
 }
 
 func TestHandshakePolling(t *testing.T) {
@@ -228,12 +260,12 @@ func TestPollingInvalidPacketClosesSession(t *testing.T) {
 }
 
 func TestPollingDuplicatePoll(t *testing.T) {
-	_, hs := newTestServer(t, Config{})
+	srv, hs := newTestServer(t, Config{})
 	sid, _ := handshake(t, hs.URL)
 	u := hs.URL + "/socket.io/?EIO=4&transport=polling&sid=" + sid
 	first := make(chan resp, 1)
 	go func() { first <- do(t, "GET", u, "", nil) }()
-	time.Sleep(50 * time.Millisecond)
+	waitPollPending(t, srv, sid)
 	if r := do(t, "GET", u+"&t=burst", "", nil); r.status != 400 {
 		t.Fatalf("second poll: %d", r.status)
 	}
@@ -246,12 +278,12 @@ func TestPollingDuplicatePoll(t *testing.T) {
 }
 
 func TestPollingClientClose(t *testing.T) {
-	_, hs := newTestServer(t, Config{})
+	srv, hs := newTestServer(t, Config{})
 	sid, _ := handshake(t, hs.URL)
 	u := hs.URL + "/socket.io/?EIO=4&transport=polling&sid=" + sid
 	first := make(chan resp, 1)
 	go func() { first <- do(t, "GET", u, "", nil) }()
-	time.Sleep(50 * time.Millisecond)
+	waitPollPending(t, srv, sid)
 	do(t, "POST", u, "1", nil)
 	if r := <-first; r.status != 200 || r.body != "6" {
 		t.Fatalf("pending poll: %d %q", r.status, r.body)
@@ -261,8 +293,12 @@ func TestPollingClientClose(t *testing.T) {
 	}
 }
 
+// TestPollingHeartbeat: the server pings every interval over polling, a pong
+// keeps the session, and a session that does not answer is closed. The ping
+// timeout leaves a loaded machine time to answer; the close is awaited, not
+// timed.
 func TestPollingHeartbeat(t *testing.T) {
-	_, hs := newTestServer(t, Config{PingInterval: 300 * time.Millisecond, PingTimeout: 200 * time.Millisecond})
+	srv, hs := newTestServer(t, Config{PingInterval: 300 * time.Millisecond, PingTimeout: time.Second})
 	sid, _ := handshake(t, hs.URL)
 	u := hs.URL + "/socket.io/?EIO=4&transport=polling&sid=" + sid
 	for i := 0; i < 3; i++ {
@@ -274,7 +310,10 @@ func TestPollingHeartbeat(t *testing.T) {
 		}
 	}
 	sid2, _ := handshake(t, hs.URL)
-	time.Sleep(300*time.Millisecond + 200*time.Millisecond + 50*time.Millisecond)
+	waittest.Until(t, 10*time.Second, "the unanswered session closed", func() bool { return sessionOf(srv, sid2) == nil })
+	if n := testutil.ToFloat64(srv.m.pingTimeouts); n < 1 {
+		t.Fatal("the close was not a ping timeout")
+	}
 	if r := do(t, "GET", hs.URL+"/socket.io/?EIO=4&transport=polling&sid="+sid2, "", nil); r.status != 400 {
 		t.Fatalf("after ping timeout: %d %q", r.status, r.body)
 	}
@@ -344,7 +383,7 @@ func TestWebSocketSession(t *testing.T) {
 }
 
 func TestWebSocketPingTimeout(t *testing.T) {
-	_, hs := newTestServer(t, Config{PingInterval: 200 * time.Millisecond, PingTimeout: 100 * time.Millisecond})
+	_, hs := newTestServer(t, Config{PingInterval: 200 * time.Millisecond, PingTimeout: time.Second})
 	c := wsDial(t, hs.URL+"/socket.io/?EIO=4&transport=websocket")
 	wsRead(t, c) // open
 	for i := 0; i < 2; i++ {
@@ -363,7 +402,7 @@ func TestWebSocketPingTimeout(t *testing.T) {
 }
 
 func TestUpgrade(t *testing.T) {
-	_, hs := newTestServer(t, Config{})
+	srv, hs := newTestServer(t, Config{})
 	sid, _ := handshake(t, hs.URL)
 	u := hs.URL + "/socket.io/?EIO=4&transport=polling&sid=" + sid
 	do(t, "POST", u, `40{"token":"secret"}`, nil)
@@ -372,7 +411,7 @@ func TestUpgrade(t *testing.T) {
 	}
 	pending := make(chan resp, 1)
 	go func() { pending <- do(t, "GET", u, "", nil) }()
-	time.Sleep(50 * time.Millisecond)
+	waitPollPending(t, srv, sid)
 	c := wsDial(t, hs.URL+"/socket.io/?EIO=4&transport=websocket&sid="+sid)
 	wsWrite(t, c, websocket.MessageText, "2probe")
 	if _, m := wsRead(t, c); m != "3probe" {
@@ -418,7 +457,7 @@ func TestWebSocketTooLarge(t *testing.T) {
 // TestParkedConnections checks that connections parked without a reader
 // wake up for data, answer pings, and end properly when the server closes them.
 func TestParkedConnections(t *testing.T) {
-	srv, hs := newTestServer(t, Config{ParkAfter: 20 * time.Millisecond, PingInterval: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond})
+	srv, hs := newTestServer(t, Config{ParkAfter: 20 * time.Millisecond, PingInterval: 300 * time.Millisecond, PingTimeout: time.Second})
 	if srv.parker == nil {
 		t.Skip("no parking on this platform")
 	}
@@ -427,13 +466,7 @@ func TestParkedConnections(t *testing.T) {
 	wsWrite(t, c, websocket.MessageText, `40{"token":"secret"}`)
 	wsRead(t, c)
 	for i := 0; i < 3; i++ {
-		time.Sleep(100 * time.Millisecond) // parked by now
-		srv.parker.mu.Lock()
-		parked := len(srv.parker.conns)
-		srv.parker.mu.Unlock()
-		if parked != 1 {
-			t.Fatalf("round %d: %d parked connections, want 1", i, parked)
-		}
+		waitParked(t, srv, 1)
 		wsWrite(t, c, websocket.MessageText, fmt.Sprintf(`42%d["echo",%d]`, i, i))
 		for {
 			_, m := wsRead(t, c)
@@ -449,14 +482,9 @@ func TestParkedConnections(t *testing.T) {
 	}
 	// A parked connection whose client stops answering pings is closed by
 	// the server, and its end is accounted for.
-	time.Sleep(100 * time.Millisecond)
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.Sessions() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("session of a parked connection was not closed after the ping timeout")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitParked(t, srv, 1)
+	waittest.Until(t, 5*time.Second, "the parked connection's session closed after the ping timeout", func() bool { return srv.Sessions() == 0 })
+	waitParked(t, srv, 0)
 	done := make(chan struct{})
 	go func() { srv.conns.Wait(); close(done) }()
 	select {
@@ -493,8 +521,8 @@ func TestMetricNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fams) != 16 {
-		t.Errorf("%d metric families, want 16", len(fams))
+	if len(fams) != 17 {
+		t.Errorf("%d metric families, want 17", len(fams))
 	}
 	for _, f := range fams {
 		n := f.GetName()
@@ -523,7 +551,7 @@ func TestDrain(t *testing.T) {
 	sid, _ := handshake(t, hs.URL)
 	pending := make(chan resp, 1)
 	go func() { pending <- do(t, "GET", hs.URL+"/socket.io/?EIO=4&transport=polling&sid="+sid, "", nil) }()
-	time.Sleep(50 * time.Millisecond)
+	waitPollPending(t, srv, sid)
 	start := time.Now()
 	srv.Drain(context.Background(), 200*time.Millisecond)
 	if time.Since(start) < 100*time.Millisecond {
