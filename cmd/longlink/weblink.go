@@ -10,7 +10,7 @@ import (
 
 func init() {
 	register(command{name: "weblink-testsuite",
-		summary: "serve WebLink's Socket.IO protocol as the socket.io-protocol test suite's reference server expects (conformance checks)",
+		summary: "serve WebLink's Socket.IO protocol (/socket.io/) and Engine.IO echo (/engine.io/) as the published protocol test suites' reference servers expect (conformance checks)",
 		run:     runWebLinkTestSuite})
 }
 

@@ -13,17 +13,20 @@ import (
 	"github.com/longlink/longlink/pkg/logging"
 )
 
-// TestSuiteServer serves the Socket.IO protocol with the configuration and
-// behaviour that the published socket.io-protocol test suite expects of its
-// reference server (pingInterval 300ms, pingTimeout 200ms, connectTimeout 1s,
-// any origin, namespaces "/" and "/custom", an "auth" event echoing the
-// CONNECT payload, "message" → "message-back", "message-with-ack" acked),
-// so that the suite can check this implementation. It is a
-// lifecycle.Component; `longlink weblink-testsuite` runs it.
+// TestSuiteServer serves what the two published protocol test suites expect
+// of their reference servers, so that they can check this implementation:
+// at /socket.io/ the Socket.IO protocol as the socket.io-protocol suite
+// wants it (pingInterval 300ms, pingTimeout 200ms, connectTimeout 1s, any
+// origin, namespaces "/" and "/custom", an "auth" event echoing the CONNECT
+// payload, "message" → "message-back", "message-with-ack" acked), and at
+// /engine.io/ the Engine.IO echo of the engine.io-protocol suite (same
+// heartbeat, every message sent back). It is a lifecycle.Component;
+// `longlink weblink-testsuite` runs it.
 type TestSuiteServer struct {
 	addr string
 	log  *slog.Logger
-	srv  *server.Server
+	sio  *server.Server
+	eio  *server.Server
 	hs   *http.Server
 	ln   net.Listener
 	done chan struct{}
@@ -32,7 +35,9 @@ type TestSuiteServer struct {
 // NewTestSuiteServer prepares the server on addr (the suite uses localhost:3000).
 func NewTestSuiteServer(addr string, log *slog.Logger) *TestSuiteServer {
 	log = logging.OrDiscard(log)
-	return &TestSuiteServer{addr: addr, log: log, srv: server.New(server.TestSuiteConfig(), server.TestSuiteHandler{}, log, nil)}
+	return &TestSuiteServer{addr: addr, log: log,
+		sio: server.New(server.TestSuiteConfig(), server.TestSuiteHandler{}, log, nil),
+		eio: server.New(server.EngineIOEchoConfig(), nil, log, nil)}
 }
 
 // Start implements lifecycle.Component.
@@ -42,7 +47,10 @@ func (t *TestSuiteServer) Start(context.Context) error {
 		return fmt.Errorf("weblink test suite server: %w", err)
 	}
 	t.ln = ln
-	t.hs = &http.Server{Handler: t.srv, ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/socket.io/", t.sio)
+	mux.Handle("/engine.io/", t.eio)
+	t.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	t.done = make(chan struct{})
 	go func() {
 		defer close(t.done)
@@ -50,7 +58,7 @@ func (t *TestSuiteServer) Start(context.Context) error {
 			t.log.Error("serve", "err", err)
 		}
 	}()
-	t.log.Info("socket.io protocol test suite server listening", "addr", ln.Addr().String())
+	t.log.Info("protocol test suite server listening", "addr", ln.Addr().String(), "socket.io", "/socket.io/", "engine.io", "/engine.io/")
 	return nil
 }
 
@@ -62,7 +70,8 @@ func (t *TestSuiteServer) Shutdown(ctx context.Context) error {
 	if t.hs == nil {
 		return nil
 	}
-	t.srv.Close()
+	t.sio.Close()
+	t.eio.Close()
 	err := t.hs.Shutdown(ctx)
 	<-t.done
 	return err

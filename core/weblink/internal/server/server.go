@@ -61,6 +61,10 @@ type Config struct {
 	// Namespaces served besides "/"; a CONNECT to any other gets
 	// CONNECT_ERROR "Invalid namespace".
 	Namespaces []string
+
+	// engineEcho serves Engine.IO alone and sends every message back
+	// (EngineIOEchoConfig).
+	engineEcho bool
 }
 
 func (c *Config) setDefaults() {

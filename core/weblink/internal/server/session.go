@@ -66,6 +66,9 @@ func (ss *session) start() {
 	ss.mu.Lock()
 	ss.hb = time.AfterFunc(ss.srv.cfg.PingInterval, ss.onHeartbeat)
 	ss.mu.Unlock()
+	if ss.srv.cfg.engineEcho {
+		return
+	}
 	ss.sioMu.Lock()
 	ss.connTimer = time.AfterFunc(ss.srv.cfg.ConnectTimeout, func() {
 		ss.sioMu.Lock()
@@ -122,7 +125,23 @@ func (ss *session) onPacket(p eio.Packet) {
 		ss.close("transport close", closeByClient)
 	case eio.Message:
 		ss.srv.m.packetsIn.Inc()
+		if ss.srv.cfg.engineEcho {
+			ss.send(eio.Packet{Type: eio.Message, Data: append([]byte(nil), p.Data...), Binary: p.Binary})
+			return
+		}
 		ss.onMessage(p)
+	}
+}
+
+// endWrite ends the current write on a WebSocket transport: packets sent
+// after it go out in a later write (wsConn.endWrite). Polling answers carry
+// whatever is queued when the poll comes, as the reference's do.
+func (ss *session) endWrite() {
+	ss.mu.Lock()
+	ws := ss.ws
+	ss.mu.Unlock()
+	if ws != nil {
+		ws.endWrite()
 	}
 }
 

@@ -205,6 +205,10 @@ func (s *Socket) markConnected() {
 	s.connected = true
 	s.sess.sendSIO(sio.Packet{Type: sio.Connect, Namespace: s.nsp, ID: -1,
 		Data: json.RawMessage(`{"sid":"` + s.id + `"}`)}, nil)
+	// The reference sends CONNECT, then runs the connection handler, whose
+	// emits wait for that write to complete: a client that handles one
+	// message per read (the socket.io-protocol test suite) needs them apart.
+	s.sess.endWrite()
 	for _, o := range s.early {
 		s.sess.sendSIO(o.p, o.atts)
 	}

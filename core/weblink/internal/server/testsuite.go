@@ -54,3 +54,17 @@ func (TestSuiteHandler) Event(s *Socket, name string, m Message, ack func(Messag
 
 // Disconnect implements Handler.
 func (TestSuiteHandler) Disconnect(*Socket, string) {}
+
+// EngineIOEchoConfig is the server that the published engine.io-protocol
+// test suite expects at /engine.io/: the reference engine.io server with
+// pingInterval 300ms and pingTimeout 200ms that sends every message back.
+// It has no Socket.IO layer (its Handler is never called; pass nil).
+func EngineIOEchoConfig() Config {
+	return Config{
+		Path:         "/engine.io/",
+		PingInterval: 300 * time.Millisecond,
+		PingTimeout:  200 * time.Millisecond,
+		MaxPayload:   1_000_000,
+		engineEcho:   true,
+	}
+}

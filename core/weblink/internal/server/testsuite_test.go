@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -143,4 +146,142 @@ func TestProtocolSuite(t *testing.T) {
 			closed(t, c)
 		})
 	}
+}
+
+// writeRecorder records what the server writes on its connections, one
+// entry per Write call.
+type writeRecorder struct {
+	net.Listener
+	writes chan []byte
+}
+
+func (l *writeRecorder) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &recordedConn{Conn: c, writes: l.writes}, nil
+}
+
+type recordedConn struct {
+	net.Conn
+	writes chan []byte
+}
+
+func (c *recordedConn) Write(p []byte) (int, error) {
+	select {
+	case c.writes <- append([]byte(nil), p...):
+	default:
+	}
+	return c.Conn.Write(p)
+}
+
+// TestConnectAckWrittenAlone: as the reference server does, the CONNECT ack
+// goes out in a write of its own and what the handler emits on connect (the
+// test suite's "auth" event) in a later one. A client that handles one
+// message per read event (the protocol test suite's) missed the second when
+// both came in one segment.
+func TestConnectAckWrittenAlone(t *testing.T) {
+	srv := New(TestSuiteConfig(), TestSuiteHandler{}, nil, nil)
+	hs := httptest.NewUnstartedServer(srv)
+	rec := &writeRecorder{Listener: hs.Listener, writes: make(chan []byte, 64)}
+	hs.Listener = rec
+	hs.Start()
+	t.Cleanup(func() { hs.CloseClientConnections(); srv.Close(); hs.Close() })
+	c := wsDial(t, hs.URL+"/socket.io/?EIO=4&transport=websocket")
+	wsRead(t, c)
+	wsWrite(t, c, websocket.MessageText, "40")
+	if _, m := wsRead(t, c); !strings.HasPrefix(m, `40{"sid":"`) {
+		t.Fatalf("connect %q", m)
+	}
+	if _, m := wsRead(t, c); m != `42["auth",{}]` {
+		t.Fatalf("auth %q", m)
+	}
+	for {
+		select {
+		case w := <-rec.writes:
+			if !bytes.Contains(w, []byte(`40{"sid":"`)) {
+				continue
+			}
+			if bytes.Contains(w, []byte(`42["auth"`)) {
+				t.Fatalf("CONNECT ack and the first emit in one write: %q", w)
+			}
+			return
+		default:
+			t.Fatal("no write carried the CONNECT ack")
+		}
+	}
+}
+
+// TestEngineIOEcho replays the engine.io-protocol test suite's message and
+// upgrade cases against the Engine.IO echo server it expects at /engine.io/.
+func TestEngineIOEcho(t *testing.T) {
+	srv := New(EngineIOEchoConfig(), nil, nil, nil)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.CloseClientConnections(); srv.Close(); hs.Close() })
+	base := hs.URL + "/engine.io/?EIO=4&transport="
+	poll := func(t *testing.T) string {
+		r := do(t, "GET", base+"polling", "", nil)
+		if r.status != 200 || !strings.HasPrefix(r.body, "0{") {
+			t.Fatalf("handshake %d %q", r.status, r.body)
+		}
+		var open struct {
+			SID string `json:"sid"`
+		}
+		if err := json.Unmarshal([]byte(r.body[1:]), &open); err != nil {
+			t.Fatal(err)
+		}
+		return open.SID
+	}
+	for _, body := range []string{"4hello", "4test1\x1e4test2\x1e4test3", "4hello\x1ebAQIDBA=="} {
+		t.Run("polling "+body, func(t *testing.T) {
+			u := base + "polling&sid=" + poll(t)
+			if r := do(t, "POST", u, body, nil); r.status != 200 || r.body != "ok" {
+				t.Fatalf("post %d %q", r.status, r.body)
+			}
+			if r := do(t, "GET", u, "", nil); r.status != 200 || r.body != body {
+				t.Fatalf("echo %d %q, want %q", r.status, r.body, body)
+			}
+		})
+	}
+	t.Run("websocket", func(t *testing.T) {
+		c := wsDial(t, strings.Replace(base, "http", "ws", 1)+"websocket")
+		wsRead(t, c)
+		wsWrite(t, c, websocket.MessageText, "4hello")
+		if _, m := wsRead(t, c); m != "4hello" {
+			t.Fatalf("text echo %q", m)
+		}
+		wsWrite(t, c, websocket.MessageBinary, "\x01\x02\x03\x04")
+		if typ, m := wsRead(t, c); typ != websocket.MessageBinary || m != "\x01\x02\x03\x04" {
+			t.Fatalf("binary echo %v %q", typ, m)
+		}
+	})
+	t.Run("upgrade", func(t *testing.T) {
+		sid := poll(t)
+		c := wsDial(t, strings.Replace(base, "http", "ws", 1)+"websocket&sid="+sid)
+		wsWrite(t, c, websocket.MessageText, "2probe")
+		if _, m := wsRead(t, c); m != "3probe" {
+			t.Fatalf("probe %q", m)
+		}
+		if r := do(t, "GET", base+"polling&sid="+sid, "", nil); r.status != 200 || r.body != "6" {
+			t.Fatalf("poll during upgrade %d %q", r.status, r.body)
+		}
+		wsWrite(t, c, websocket.MessageText, "5")
+		wsWrite(t, c, websocket.MessageText, "4hello")
+		if _, m := wsRead(t, c); m != "4hello" {
+			t.Fatalf("echo after upgrade %q", m)
+		}
+	})
+	t.Run("no Socket.IO connect timeout", func(t *testing.T) {
+		// The echo has no Socket.IO layer: a session that sends no CONNECT
+		// lives on while it answers pings.
+		c := wsDial(t, strings.Replace(base, "http", "ws", 1)+"websocket")
+		wsRead(t, c)
+		for range 5 { // 5 pings: 1.5s, past TestSuiteConfig's connect timeout
+			if _, m := wsRead(t, c); m != "2" {
+				t.Fatalf("got %q, want a ping", m)
+			}
+			wsWrite(t, c, websocket.MessageText, "3")
+		}
+	})
 }

@@ -26,10 +26,11 @@ type wsConn struct {
 	sess *session
 
 	wmu      sync.Mutex
-	out      *[]byte // framed bytes waiting to be written
-	flushing bool    // a goroutine is writing out
-	inBatch  bool    // the read loop will flush when it finishes its batch
-	closing  bool    // close after the last write
+	out      *[]byte   // framed bytes waiting to be written
+	sealed   []*[]byte // earlier buffers, each to go out in a write of its own (endWrite)
+	flushing bool      // a goroutine is writing out
+	inBatch  bool      // the read loop will flush when it finishes its batch
+	closing  bool      // close after the last write
 	closed   bool
 
 	frag     []byte // a fragmented message being assembled
@@ -456,6 +457,19 @@ func (c *wsConn) enqueue(op byte, payload []byte) {
 	c.kickLocked()
 }
 
+// endWrite makes what is queued go out in a write of its own, before what
+// is queued next: as in the reference server, whose transport holds the
+// packets sent while a write is in flight until that write completes.
+func (c *wsConn) endWrite() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.out == nil || len(*c.out) == 0 {
+		return
+	}
+	c.sealed = append(c.sealed, c.out)
+	c.out = nil
+}
+
 // kickLocked starts a writer unless one runs or the read loop will flush;
 // it drops a client whose queue grew past MaxOutbound. It unlocks c.wmu.
 func (c *wsConn) kickLocked() {
@@ -480,7 +494,7 @@ func (c *wsConn) kickLocked() {
 func (c *wsConn) flush() {
 	c.wmu.Lock()
 	c.inBatch = false
-	start := !c.flushing && ((c.out != nil && len(*c.out) > 0) || c.closing)
+	start := !c.flushing && ((c.out != nil && len(*c.out) > 0) || len(c.sealed) > 0 || c.closing)
 	if start {
 		c.flushing = true
 	}
@@ -496,10 +510,11 @@ func (c *wsConn) writeOut() {
 		c.wmu.Lock()
 		if c.closed {
 			c.flushing = false
+			c.dropSealedLocked()
 			c.wmu.Unlock()
 			return
 		}
-		if c.out == nil || len(*c.out) == 0 {
+		if len(c.sealed) == 0 && (c.out == nil || len(*c.out) == 0) {
 			c.flushing = false
 			closing := c.closing
 			if closing {
@@ -515,8 +530,18 @@ func (c *wsConn) writeOut() {
 			}
 			return
 		}
-		b := c.out
-		c.out = nil
+		var b *[]byte
+		if len(c.sealed) > 0 {
+			b = c.sealed[0]
+			c.sealed[0] = nil
+			c.sealed = c.sealed[1:]
+			if len(c.sealed) == 0 {
+				c.sealed = nil
+			}
+		} else {
+			b = c.out
+			c.out = nil
+		}
 		c.wmu.Unlock()
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		_, err := c.conn.Write(*b)
@@ -532,6 +557,13 @@ func (c *wsConn) writeOut() {
 	}
 }
 
+func (c *wsConn) dropSealedLocked() {
+	for _, b := range c.sealed {
+		putBuf(b)
+	}
+	c.sealed = nil
+}
+
 // closeGracefully sends a close frame after what is queued (or, when
 // flushFirst is false, drops what is queued) and then closes.
 func (c *wsConn) closeGracefully(flushFirst bool) {
@@ -545,6 +577,7 @@ func (c *wsConn) closeGracefully(flushFirst bool) {
 	}
 	if !flushFirst {
 		*c.out = (*c.out)[:0]
+		c.dropSealedLocked()
 	}
 	*c.out = wsframe.AppendClose(*c.out, wsframe.CloseNormal)
 	c.closing = true
