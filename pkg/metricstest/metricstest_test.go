@@ -46,3 +46,23 @@ func TestCheckFindsBadNames(t *testing.T) {
 		}
 	}
 }
+
+func TestRegistryTouchesVectors(t *testing.T) {
+	reg := NewRegistry()
+	reg.MustRegister(
+		prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x_events_total", Help: "h"}, []string{"a", "b"}),
+		prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "x_seconds", Help: "h"}, []string{"op"}),
+		prometheus.NewGauge(prometheus.GaugeOpts{Name: "x_open", Help: "h"}),
+	)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if len(names) != 3 {
+		t.Fatalf("gathered %v, want the two vectors and the gauge", names)
+	}
+}

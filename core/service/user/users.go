@@ -319,17 +319,25 @@ func (s *Users) friendRoom(ctx context.Context, appkey, account string) error {
 	return nil
 }
 
+// validFriend checks the account and the alias a request names.
+func validFriend(account, alias string) error {
+	if !imapi.ValidName(account) {
+		return imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	if len(alias) > imapi.MaxAlias || !utf8.ValidString(alias) {
+		return imapi.Errorf(imapi.ErrBadRequest, "alias: at most %d bytes of UTF-8", imapi.MaxAlias)
+	}
+	return nil
+}
+
 func (s *Users) friendAnswer(accept bool) dispatch.Handler {
 	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
 		var req imapi.FriendAnswerReq
 		if err := node.Decode(body, &req); err != nil {
 			return nil, err
 		}
-		if !imapi.ValidName(req.Account) {
-			return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
-		}
-		if len(req.Alias) > imapi.MaxAlias || !utf8.ValidString(req.Alias) {
-			return nil, imapi.Errorf(imapi.ErrBadRequest, "alias: at most %d bytes of UTF-8", imapi.MaxAlias)
+		if err := validFriend(req.Account, req.Alias); err != nil {
+			return nil, err
 		}
 		if len(req.Message) > imapi.MaxFriendMessage || !utf8.ValidString(req.Message) {
 			return nil, imapi.Errorf(imapi.ErrBadRequest, "message: at most %d bytes of UTF-8", imapi.MaxFriendMessage)
@@ -361,14 +369,19 @@ func (s *Users) friendDelete(ctx context.Context, sess *imapi.Session, body []by
 	}
 	n := imapi.Notice{Kind: imapi.NoticeFriendDeleted, From: sess.Account, To: req.Account}
 	ns, err := s.n.Store.DeleteFriend(ctx, sess.AppKey, sess.Account, req.Account, []store.Notice{note(sess.Account, n), note(req.Account, n)})
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, imapi.Errorf(imapi.ErrNotFriends, "%s", req.Account)
-		}
-		return nil, node.StoreErr(err, "friend")
+	return nil, s.friendChanged(sess.AppKey, req.Account, ns, err)
+}
+
+// friendChanged pushes the notices of a change between friends, or maps
+// its error (not friends: ErrNotFriends).
+func (s *Users) friendChanged(appkey, friend string, ns []store.Notice, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return imapi.Errorf(imapi.ErrNotFriends, "%s", friend)
+	} else if err != nil {
+		return node.StoreErr(err, "friend")
 	}
-	s.pushNotices(sess.AppKey, ns)
-	return nil, nil
+	s.pushNotices(appkey, ns)
+	return nil
 }
 
 func (s *Users) friendAlias(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
@@ -376,22 +389,12 @@ func (s *Users) friendAlias(ctx context.Context, sess *imapi.Session, body []byt
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
 	}
-	if !imapi.ValidName(req.Account) {
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
-	}
-	if len(req.Alias) > imapi.MaxAlias || !utf8.ValidString(req.Alias) {
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "alias: at most %d bytes of UTF-8", imapi.MaxAlias)
+	if err := validFriend(req.Account, req.Alias); err != nil {
+		return nil, err
 	}
 	n := imapi.Notice{Kind: imapi.NoticeFriendAlias, From: sess.Account, To: req.Account, Alias: req.Alias}
 	ns, err := s.n.Store.SetAlias(ctx, sess.AppKey, sess.Account, req.Account, req.Alias, []store.Notice{note(sess.Account, n)})
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, imapi.Errorf(imapi.ErrNotFriends, "%s", req.Account)
-		}
-		return nil, node.StoreErr(err, "friend")
-	}
-	s.pushNotices(sess.AppKey, ns)
-	return nil, nil
+	return nil, s.friendChanged(sess.AppKey, req.Account, ns, err)
 }
 
 func (s *Users) friendList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
