@@ -31,6 +31,7 @@ import (
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/core/weblink"
+	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/debugsrv"
@@ -236,6 +237,9 @@ type Deps struct {
 	// PushHTTPClient, when set, is the push providers' HTTP client (tests
 	// point the providers at local stand-ins with their own certificate).
 	PushHTTPClient *http.Client
+	// Version is the binary's version: the service nodes' version label
+	// (grayscale routing) when service.version is not set.
+	Version string
 }
 
 // Node is one running core node.
@@ -294,6 +298,9 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if cfg.Gateway.ID == "" {
 		// The presence reporter and the gateway must agree on the id.
 		cfg.Gateway.ID = gateway.Default().ID
+	}
+	if cfg.Service.Version == "" && lbsapi.ValidVersionLabel(deps.Version) {
+		cfg.Service.Version = deps.Version
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("core: %w", err)
@@ -586,6 +593,4 @@ func (n *Node) ServerAPIAddr() string {
 }
 
 // serviceNode is this node's place in the routing as a service node.
-func (n *Node) serviceNode() route.Node {
-	return route.Node{Cluster: n.cfg.Service.Cluster}
-}
+func (n *Node) serviceNode() route.Node { return n.cfg.Service.Node() }

@@ -39,7 +39,7 @@ func runCore(ctx context.Context, args []string) error {
 	}
 	reg := newRegistry()
 	cfg.LBS.Version = version
-	node, err := core.New(cfg, core.Deps{Logger: log, Registerer: reg, Gatherer: reg})
+	node, err := core.New(cfg, core.Deps{Logger: log, Registerer: reg, Gatherer: reg, Version: version})
 	if err != nil {
 		return err
 	}

@@ -149,7 +149,7 @@ func runDev(ctx context.Context, args []string) error {
 	dc.Edge.LBS = &edgeReport
 	var node *core.Node
 	node, err = core.New(dc.Core, core.Deps{
-		Logger: log, Registerer: reg, Gatherer: reg,
+		Logger: log, Registerer: reg, Gatherer: reg, Version: version,
 		Egress: relay.Deps{Logger: log, Registerer: reg, TLS: tlsCfg, ClusterKey: clusterKey},
 		DemoLogins: func(ctx context.Context) ([]weblink.DemoLogin, error) {
 			out := make([]weblink.DemoLogin, 0, len(devUsers))

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/turncred"
 )
@@ -108,16 +109,19 @@ func (s *Service) Start(context.Context) error {
 		imapi.OpTurnCredentials: s.turnCredentials,
 		imapi.OpCallSignal:      s.signal,
 	} {
-		subj := imapi.ServiceSubject(s.cfg.Cluster, op)
-		sub, err := s.nc.QueueSubscribe(subj, imapi.ServiceQueue, func(msg *nats.Msg) { s.dispatch(msg, op, h) })
-		if err != nil {
-			for _, o := range s.subs {
-				_ = o.Unsubscribe()
+		// The call service has no version of its own: it also serves the
+		// users a grayscale rule sends to any version (core/route).
+		for _, subj := range []string{imapi.ServiceSubject(s.cfg.Cluster, op), route.AnyVersionSubject(s.cfg.Cluster, op)} {
+			sub, err := s.nc.QueueSubscribe(subj, imapi.ServiceQueue, func(msg *nats.Msg) { s.dispatch(msg, op, h) })
+			if err != nil {
+				for _, o := range s.subs {
+					_ = o.Unsubscribe()
+				}
+				s.subs = nil
+				return fmt.Errorf("callsvc: subscribe %s: %w", subj, err)
 			}
-			s.subs = nil
-			return fmt.Errorf("callsvc: subscribe %s: %w", subj, err)
+			s.subs = append(s.subs, sub)
 		}
-		s.subs = append(s.subs, sub)
 	}
 	s.wg.Add(1)
 	go func() {

@@ -113,6 +113,18 @@ type Node struct {
 	Canary bool
 }
 
+// Validate checks the node's labels.
+func (n Node) Validate() error {
+	var errs config.Errors
+	if n.Version != "" && !lbsapi.ValidVersionLabel(n.Version) {
+		errs.Addf("service.version: %q: want 1-32 of A-Z a-z 0-9 . - (starting and ending with a letter or digit)", n.Version)
+	}
+	if n.Canary && n.Version == "" {
+		errs.Addf("service.canary: a canary needs a version (grayscale rules send users to it by version)")
+	}
+	return errs.Err()
+}
+
 // Routes are the routes whose requests the node takes: the cluster's
 // stable one unless it is a canary, and its version's.
 func (n Node) Routes() []Route {

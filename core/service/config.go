@@ -1,10 +1,13 @@
 package service
 
 import (
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/logintoken"
+	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/service/group"
 	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/pkg/config"
@@ -53,6 +56,20 @@ type Config struct {
 	// Cluster is the subject prefix served (imapi.DefaultCluster unless this
 	// node serves a dedicated cluster).
 	Cluster string `yaml:"cluster"`
+	// ID names the node in its announcements and metrics. Default
+	// "svc-<hostname>-<pid>".
+	ID string `yaml:"id"`
+	// Version labels the node for grayscale routing (1-32 of A-Z a-z 0-9
+	// . -): grayscale rules in the LBS policy send chosen users to the
+	// nodes of a version. Default: the binary's version (core sets it);
+	// "" serves the cluster's stable subjects only.
+	Version string `yaml:"version"`
+	// Canary nodes take only the requests a grayscale rule sends to their
+	// version, none of the cluster's other traffic.
+	Canary bool `yaml:"canary"`
+	// AnnounceInterval is how often the node tells the gateways it is live
+	// (id, cluster, version). Default 2s.
+	AnnounceInterval config.Duration `yaml:"announce_interval"`
 	// Apps are created or updated in the store at start.
 	Apps []AppConfig `yaml:"apps"`
 	// RecallWindow is how long after sending the sender may recall. Default 2m.
@@ -96,8 +113,14 @@ type Config struct {
 
 // Default returns the single-node defaults.
 func Default() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "svc"
+	}
 	return Config{
-		Cluster:         imapi.DefaultCluster,
+		Cluster:          imapi.DefaultCluster,
+		ID:               fmt.Sprintf("svc-%s-%d", host, os.Getpid()),
+		AnnounceInterval: config.Duration(2 * time.Second),
 		RecallWindow:    config.Duration(2 * time.Minute),
 		MaxRequestBytes: 64 << 10,
 		MaxMessageBytes: 16 << 10,
@@ -125,6 +148,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Cluster == "" {
 		c.Cluster = d.Cluster
+	}
+	if c.ID == "" {
+		c.ID = d.ID
+	}
+	if c.AnnounceInterval == 0 {
+		c.AnnounceInterval = d.AnnounceInterval
 	}
 	if c.RecallWindow == 0 {
 		c.RecallWindow = d.RecallWindow
@@ -169,6 +198,15 @@ func (c *Config) Validate() error {
 	var errs config.Errors
 	if !imapi.ValidName(c.Cluster) {
 		errs.Addf("service.cluster: %q: want 1-64 of A-Z a-z 0-9 _ -", c.Cluster)
+	}
+	if c.ID == "" || len(c.ID) > 128 {
+		errs.Addf("service.id: want 1-128 characters")
+	}
+	if err := c.Node().Validate(); err != nil {
+		errs.Addf("%w", err)
+	}
+	if d := c.AnnounceInterval.D(); d < 100*time.Millisecond || d > 20*time.Second {
+		errs.Addf("service.announce_interval: %s not in 100ms..20s", d)
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Apps {
@@ -242,3 +280,8 @@ const (
 	BlacklistInbound = "inbound" // the blocker receives nothing from the blocked account
 	BlacklistBoth    = "both"    // neither side can message the other
 )
+
+// Node is the node's place in the request routing (core/route).
+func (c *Config) Node() route.Node {
+	return route.Node{Cluster: c.Cluster, Version: c.Version, Canary: c.Canary}
+}

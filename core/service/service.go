@@ -108,7 +108,7 @@ func build(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, n
 		deps.NATS, deps.Store, log, now, nm)
 	s := &Service{cfg: cfg, n: n}
 	if s.disp, err = dispatch.New(dispatch.Config{
-		Cluster: cfg.Cluster, MaxInFlight: cfg.MaxInFlight, MaxRequestBytes: cfg.MaxRequestBytes, RequestTimeout: cfg.RequestTimeout.D(),
+		Node: cfg.Node(), ID: cfg.ID, Announce: cfg.AnnounceInterval.D(), MaxInFlight: cfg.MaxInFlight, MaxRequestBytes: cfg.MaxRequestBytes, RequestTimeout: cfg.RequestTimeout.D(),
 	}, deps.NATS, log, reg, nm.Oversize); err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (s *Service) Start(ctx context.Context) error {
 		s.stopDomains(ctx, len(s.domains))
 		return fmt.Errorf("service: %w", err)
 	}
-	s.n.Log.Info("app services subscribed", "cluster", s.cfg.Cluster, "ops", len(s.disp.Ops()))
+	s.n.Log.Info("app services subscribed", "id", s.cfg.ID, "cluster", s.cfg.Cluster, "version", s.cfg.Version, "canary", s.cfg.Canary, "ops", len(s.disp.Ops()))
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/route"
 )
 
 // Handler answers one request of a logged-in session (of anyone for
@@ -38,7 +40,13 @@ type Route struct {
 
 // Config tunes a dispatcher.
 type Config struct {
-	Cluster         string        // subject prefix served
+	// Node is the cluster (subject prefix) and version served: the routes'
+	// subjects are those of the node's routes (core/route).
+	Node route.Node
+	// ID names the node in its announcements (route.NodeSubject), every
+	// Announce.
+	ID              string
+	Announce        time.Duration
 	MaxInFlight     int           // concurrent handlers
 	MaxRequestBytes int           // larger requests are refused (ErrTooLarge)
 	RequestTimeout  time.Duration // each handler's context
@@ -66,6 +74,7 @@ type Dispatcher struct {
 	workers  sync.WaitGroup
 	mu       sync.Mutex
 	subs     []*nats.Subscription
+	announce *route.Announcer
 }
 
 type job struct {
@@ -91,10 +100,13 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer,
 	}, nil
 }
 
-// Add registers routes; it is called before Start.
+// Add registers routes; it is called before Start. Each is served on the
+// subject of every route of the node (stable and versioned).
 func (d *Dispatcher) Add(routes ...Route) {
 	for _, r := range routes {
-		d.routes[imapi.ServiceSubject(d.cfg.Cluster, r.Op)] = r
+		for _, rt := range d.cfg.Node.Routes() {
+			d.routes[rt.Subject(r.Op)] = r
+		}
 	}
 }
 
@@ -102,7 +114,9 @@ func (d *Dispatcher) Add(routes ...Route) {
 func (d *Dispatcher) Ops() []imapi.Op {
 	out := make([]imapi.Op, 0, len(d.routes))
 	for _, r := range d.routes {
-		out = append(out, r.Op)
+		if !slices.Contains(out, r.Op) {
+			out = append(out, r.Op)
+		}
 	}
 	return out
 }
@@ -128,6 +142,14 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		d.unsubscribeLocked()
 		return fmt.Errorf("flush subscriptions: %w", err)
 	}
+	// Subscribed: the gateways may count this node as live.
+	n := d.cfg.Node
+	d.announce = route.NewAnnouncer(d.nc, route.NodeAnnounce{ID: d.cfg.ID, Cluster: n.Cluster, Version: n.Version, Canary: n.Canary}, d.cfg.Announce, d.log)
+	if err := d.announce.Start(ctx); err != nil {
+		d.unsubscribeLocked()
+		return err
+	}
+	d.metrics.info.WithLabelValues(d.cfg.ID, n.Cluster, n.Version, strconv.FormatBool(n.Canary)).Set(1)
 	return nil
 }
 
@@ -142,9 +164,12 @@ func (d *Dispatcher) unsubscribeLocked() {
 // nodes), lets the buffered ones finish and waits for in-flight handlers.
 func (d *Dispatcher) Shutdown(ctx context.Context) error {
 	d.mu.Lock()
-	subs := d.subs
+	subs, an := d.subs, d.announce
 	d.subs = nil
 	d.mu.Unlock()
+	if an != nil {
+		_ = an.Shutdown(ctx) // announced draining before it leaves the queue groups
+	}
 	for _, sub := range subs {
 		_ = sub.Drain()
 	}

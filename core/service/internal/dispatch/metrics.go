@@ -6,6 +6,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	inflight prometheus.Gauge
+	info     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -20,8 +21,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "longlink_service_inflight_requests", Help: "Requests being handled on this node.",
 		}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "longlink_service_node_info", Help: "1 while the node serves: its id, cluster, version label and whether it is a canary.",
+		}, []string{"id", "cluster", "version", "canary"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.info} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
