@@ -145,14 +145,17 @@ test("the core is killed and restarted mid-conversation: nothing acked is lost",
   await dev.exited;
   // The demo page shows the reconnecting as a state, with the next attempt.
   const demo = pages.demo.page;
-  await demo.waitForSelector('#conn[data-state="disconnected"]', { timeout: 20000 });
-  assert.match(await demo.textContent("#conn"), /^offline, reconnecting in \d+\.\d s$/);
+  await demo.waitForFunction(() => {
+    const el = document.getElementById("conn");
+    return el.dataset.state === "disconnected" && /^offline, reconnecting in \d+\.\d s$/.test(el.textContent);
+  }, null, { timeout: 20000 });
   dev = await startDev(BIN, dir);
   await alice.evaluate(() => window.sending);
   const acks = await alice.evaluate(() => window.acks.map((a) => a.seq).sort((a, b) => a - b));
   assert.equal(acks.length, n);
   for (let i = 1; i < n; i++) assert.equal(acks[i], acks[i - 1] + 1, `acked seqs ${acks.join(",")}`);
-  await demo.waitForSelector('#conn[data-state="connected"]', { timeout: 30000 });
+  // Its backoff has grown while the core was away (up to 30 s between attempts).
+  await demo.waitForSelector('#conn[data-state="connected"]', { timeout: 90000 });
   const want = Array.from({ length: n }, (_, i) => `during ${i + 1}`);
   await waitText(bob, `during ${n}`, 60000);
   assert.deepEqual((await texts(bob, "alice")).filter((t) => t.startsWith("during")), want);
