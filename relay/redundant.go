@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -57,9 +58,9 @@ type merger struct {
 	next   uint64 // index of the next record to deliver
 	queue  [][]byte
 	queued int
-	live   int    // copies added and not ended
-	ahead  int    // live copies waiting for a record only other copies have
-	flow   uint64 // the egress flow id the first copy announced (opener side)
+	live   int      // copies added and not ended
+	waits  []uint64 // the record index each waiting copy waits for
+	flow   uint64   // the egress flow id the first copy announced (opener side)
 	hasID  bool
 	end    bool  // the end record was delivered: EOF once the queue is read
 	err    error // no more records will come
@@ -114,14 +115,14 @@ func (g *merger) feed(copy uint8, first uint64, r io.Reader) error {
 			case idx < g.next:
 				break wait // a duplicate
 			case idx > g.next:
-				if g.ahead+1 == g.live {
+				if g.waitingAhead()+1 == g.live {
 					// Every live copy is past the missing record.
 					g.fail(errCopyGap)
 					continue
 				}
-				g.ahead++
+				g.waits = append(g.waits, idx)
 				g.cond.Wait()
-				g.ahead--
+				g.waits = slices.Delete(g.waits, slices.Index(g.waits, idx), slices.Index(g.waits, idx)+1)
 			case !end && g.queued >= mergeQueueLimit:
 				g.cond.Wait()
 			default:
@@ -162,10 +163,24 @@ func (g *merger) copyEnded(err error) {
 	case g.end || g.err != nil:
 	case g.live == 0:
 		g.fail(errNoCopyLeft)
-	case g.ahead == g.live:
+	case g.waitingAhead() == g.live:
 		g.fail(errCopyGap)
 	}
 	g.cond.Broadcast()
+}
+
+// waitingAhead counts the waiting copies that are past the next record. A
+// copy whose record was delivered while it waited is not one of them,
+// though it has not woken up yet: it will go on as a duplicate. (Counting
+// it made a copy's end fail a stream that the waiting copy would finish.)
+func (g *merger) waitingAhead() int {
+	n := 0
+	for _, idx := range g.waits {
+		if idx > g.next {
+			n++
+		}
+	}
+	return n
 }
 
 func (g *merger) fail(err error) {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -562,4 +563,151 @@ func TestLaneSpread(t *testing.T) {
 	if got := p.laneLink(wire.TraceID{3: 1}, 0); got != lanes[0] {
 		t.Fatalf("flow of a lane being redialed took lane %d, want 0", index(got))
 	}
+}
+
+// A copy waiting for a record that another copy then delivers is no longer
+// ahead: when that other copy ends right after, the merged stream goes on
+// with the waiting copy instead of failing with a gap.
+func TestMergerWaiterSatisfiedBeforeCopyEnds(t *testing.T) {
+	for range 50 {
+		g := newMerger(NewMetrics(prometheus.NewRegistry(), nil))
+		var early, late bytes.Buffer
+		for i := range 8 {
+			rec := wire.AppendRecord(nil, []byte{byte(i)})
+			if i < 5 {
+				early.Write(rec) // 0..4, then the copy dies
+			}
+			if i >= 3 {
+				late.Write(rec) // 3..7 and the end
+			}
+		}
+		late.Write(wire.AppendEndRecord(nil))
+		g.add()
+		g.add()
+		lateDone := make(chan error, 1)
+		go func() { lateDone <- g.feed(1, 3, &late) }()
+		waittest.Until(t, 5*time.Second, "the late copy waiting", func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.waitingAhead() == 1
+		})
+		if err := g.feed(0, 0, &early); !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			t.Fatalf("early copy: %v", err)
+		}
+		if err := <-lateDone; err != nil {
+			t.Fatalf("late copy: %v", err)
+		}
+		if got, err := io.ReadAll(g); err != nil || !bytes.Equal(got, []byte{0, 1, 2, 3, 4, 5, 6, 7}) {
+			t.Fatalf("merged %v, %v", got, err)
+		}
+	}
+}
+
+// FuzzMerger feeds the merger copies of one record stream that start at
+// arbitrary indexes and may stop early, concurrently. The merged stream is
+// the records in order, each once, and ends with EOF exactly when the copies
+// together cover every record and one brings the end; otherwise it fails.
+// It never hangs.
+func FuzzMerger(f *testing.F) {
+	f.Add([]byte("hello, redundant world"), []byte{3, 5, 1}, []byte{0, 0xff, 2, 0xff})
+	f.Add([]byte("abcdef"), []byte{1}, []byte{0, 3, 2, 0xff})
+	f.Add([]byte("x"), []byte{1}, []byte{1, 0xff})
+	f.Add([]byte{}, []byte{}, []byte{0, 0xff, 0, 0xff, 0, 0xff, 0, 0xff})
+	f.Fuzz(func(t *testing.T, payload, sizes, copies []byte) {
+		// The records: payload cut by sizes (1..16 bytes each).
+		var recs [][]byte
+		for i := 0; len(payload) > 0; i++ {
+			n := 1
+			if len(sizes) > 0 {
+				n = int(sizes[i%len(sizes)])%16 + 1
+			}
+			n = min(n, len(payload))
+			recs = append(recs, payload[:n])
+			payload = payload[n:]
+		}
+		// Each copy: (first, last) byte pairs; last 0xff means up to the end
+		// record, else the copy dies after record last.
+		type cp struct {
+			first, stop int
+			end         bool
+		}
+		var cps []cp
+		for i := 0; i+1 < len(copies) && len(cps) < wire.MaxCopies; i += 2 {
+			c := cp{first: int(copies[i]) % (len(recs) + 1)}
+			if copies[i+1] == 0xff {
+				c.stop, c.end = len(recs), true
+			} else {
+				c.stop = max(c.first, min(len(recs), int(copies[i+1])))
+			}
+			cps = append(cps, c)
+		}
+		if len(cps) == 0 {
+			return
+		}
+		covered := make([]bool, len(recs))
+		complete := false
+		for _, c := range cps {
+			for k := c.first; k < c.stop; k++ {
+				covered[k] = true
+			}
+		}
+		complete = !slices.Contains(covered, false)
+		anyEnd := slices.ContainsFunc(cps, func(c cp) bool { return c.end })
+		g := newMerger(NewMetrics(prometheus.NewRegistry(), nil))
+		for range cps {
+			g.add()
+		}
+		for i, c := range cps {
+			var b []byte
+			for _, r := range recs[c.first:c.stop] {
+				b = wire.AppendRecord(b, r)
+			}
+			if c.end {
+				b = wire.AppendEndRecord(b)
+			}
+			go func() { _ = g.feed(uint8(i), uint64(c.first), bytes.NewReader(b)) }()
+		}
+		type result struct {
+			b   []byte
+			err error
+		}
+		done := make(chan result, 1)
+		go func() { b, err := io.ReadAll(g); done <- result{b, err} }()
+		var r result
+		select {
+		case r = <-done:
+		case <-time.After(10 * time.Second):
+			g.close()
+			t.Fatal("the merged stream hangs")
+		}
+		want := bytes.Join(recs, nil)
+		if complete && anyEnd {
+			if r.err != nil || !bytes.Equal(r.b, want) {
+				t.Fatalf("copies %+v cover every record: merged %q, %v; want %q", cps, r.b, r.err, want)
+			}
+			return
+		}
+		if r.err == nil {
+			t.Fatalf("copies %+v leave a gap or no end, yet the merged stream ended cleanly with %q", cps, r.b)
+		}
+		if !bytes.HasPrefix(want, r.b) {
+			t.Fatalf("merged %q is not a prefix of %q", r.b, want)
+		}
+	})
+}
+
+// FuzzCopyStart: ParseCopyStart accepts exactly CopyStartLen bytes, and
+// what it accepts re-encodes to the same bytes.
+func FuzzCopyStart(f *testing.F) {
+	f.Add(wire.AppendCopyStart(nil, 0xfeed, 42))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		flow, first, err := wire.ParseCopyStart(b)
+		if (err == nil) != (len(b) == wire.CopyStartLen) {
+			t.Fatalf("%d bytes: err %v", len(b), err)
+		}
+		if err == nil && !bytes.Equal(wire.AppendCopyStart(nil, flow, first), b) {
+			t.Fatalf("re-encoding differs: %x", b)
+		}
+	})
 }
