@@ -37,7 +37,7 @@ const (
 )
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *serverapi.Server
 	nats   *bus.Bus
 	svc    *service.Service
@@ -53,7 +53,7 @@ type env struct {
 	hookStatus atomic.Int32
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	bcfg := bus.Default()
@@ -134,6 +134,12 @@ func newEnv(t *testing.T) *env {
 // do sends a signed request; edit may tamper with it after signing.
 func (e *env) do(method, target string, body any, edit func(*http.Request)) (int, []byte) {
 	e.t.Helper()
+	return e.doAs(e.t, method, target, body, edit)
+}
+
+// doAs is do reporting to t (a fuzz target's, on an env the fuzz test shares).
+func (e *env) doAs(t testing.TB, method, target string, body any, edit func(*http.Request)) (int, []byte) {
+	t.Helper()
 	var raw []byte
 	switch b := body.(type) {
 	case nil:
@@ -144,7 +150,7 @@ func (e *env) do(method, target string, body any, edit func(*http.Request)) (int
 	}
 	req, err := http.NewRequest(method, e.base+target, bytes.NewReader(raw))
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	serverapi.Sign(req, appKey, secret, fmt.Sprintf("n%d-%d", time.Now().UnixNano(), e.nonce.Add(1)), time.Now(), raw)
 	if edit != nil {
@@ -152,12 +158,12 @@ func (e *env) do(method, target string, body any, edit func(*http.Request)) (int
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		e.t.Fatalf("%s %s: content type %q", method, target, ct)
+		t.Fatalf("%s %s: content type %q", method, target, ct)
 	}
 	return resp.StatusCode, out
 }
@@ -175,7 +181,7 @@ func (e *env) ok(method, target string, body, out any) {
 	}
 }
 
-func errCode(t *testing.T, b []byte) imapi.Code {
+func errCode(t testing.TB, b []byte) imapi.Code {
 	t.Helper()
 	var e imapi.Error
 	if err := json.Unmarshal(b, &e); err != nil {
