@@ -1,6 +1,7 @@
 package lbs
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/longlink/longlink/lbs/internal/model"
 	"github.com/longlink/longlink/lbs/internal/state"
+	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/pkg/config"
 )
 
@@ -182,6 +184,49 @@ func FuzzParseQuery(f *testing.F) {
 		}
 		if slow := queryOf(req); fast != slow {
 			t.Fatalf("parseQuery %+v, dns.Msg.Unpack %+v for %x", fast, slow, b)
+		}
+	})
+}
+
+// FuzzAdminRequests sends arbitrary bodies to the admin API's routes that
+// read one (policy validate/diff/apply, tokens, TURN secrets, restore,
+// drains) as an operator, and to the node reports (heartbeat, drain) as a
+// node, on a running member: each is answered with a status below 500, or
+// 503 when a write could not be committed, and what says it is JSON is. Membership
+// changes (join, remove) are left out: they would take the member's quorum.
+func FuzzAdminRequests(f *testing.F) {
+	l := startSingle(f)
+	h := l.adminHandler()
+	routes := []struct{ method, path, token string }{
+		{"POST", "/v1/policy/validate", testAdminToken},
+		{"POST", "/v1/policy/diff", testAdminToken},
+		{"POST", "/v1/policy/apply", testAdminToken},
+		{"POST", "/v1/tokens", testAdminToken},
+		{"POST", "/v1/turn-secrets", testAdminToken},
+		{"POST", "/v1/raft/restore", testAdminToken},
+		{"POST", "/v1/nodes/edge-sg/drain", testAdminToken},
+		{"POST", lbsapi.PathHeartbeat, testNodeToken},
+		{"POST", lbsapi.PathNodeDrain, testNodeToken},
+	}
+	policy := mustRead(f, "testdata/policy.yaml")
+	for i := range routes {
+		f.Add(uint8(i), []byte(`{"node":"edge-sg","connections":3,"cpu":0.5,"capacity":10}`))
+		f.Add(uint8(i), policy)
+		f.Add(uint8(i), []byte(`{"kind":"node","node":"edge-sg","id":"t1"}`))
+		f.Add(uint8(i), []byte(`{"id":"s2","secret":"0123456789abcdef0123"}`))
+		f.Add(uint8(i), []byte(`{"node":"nope","connections":-1}`))
+	}
+	f.Fuzz(func(t *testing.T, pick uint8, body []byte) {
+		rt := routes[int(pick)%len(routes)]
+		req := httptest.NewRequest(rt.method, rt.path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+rt.token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code >= 500 && w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s %q: %d %s", rt.method, rt.path, body, w.Code, w.Body)
+		}
+		if w.Header().Get("Content-Type") == "application/json" && !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("%s %s %q: %d, body not JSON: %q", rt.method, rt.path, body, w.Code, w.Body)
 		}
 	})
 }

@@ -58,7 +58,7 @@ func testConfig(t testing.TB, id, dir, caDir string) Config {
 	return c
 }
 
-func startSingle(t *testing.T, adjust ...func(*Config)) *LBS {
+func startSingle(t testing.TB, adjust ...func(*Config)) *LBS {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := testConfig(t, "lbs1", dir, filepath.Join(dir, "ca"))
