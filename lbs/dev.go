@@ -2,13 +2,16 @@ package lbs
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/longlink/longlink/lbs/internal/state"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -137,4 +140,26 @@ func (l *LBS) WriteCtlConfig(path string) error {
 	}
 	out, _ := yaml.Marshal(map[string]string{"server": "https://" + host, "token": l.config().AdminToken.Reveal(), "ca_file": caPath})
 	return os.WriteFile(path, out, 0o600)
+}
+
+// PolicyVersion is the policy version once every committed change is
+// applied (a restarted member has replayed its log): 0 means no policy was
+// ever applied.
+func (l *LBS) PolicyVersion(ctx context.Context) (uint64, error) {
+	if err := l.cl.ReadIndex(ctx); err != nil {
+		return 0, err
+	}
+	return l.fsm.Current().State.Version, nil
+}
+
+// AddTurnSecret adds a TURN shared secret to the replicated state unless it
+// holds one already (dev mode: the nodes then fetch the dev secret from the
+// LBS as they would in a cluster).
+func (l *LBS) AddTurnSecret(ctx context.Context, id, secret, who string) error {
+	if len(l.fsm.Current().State.TurnSecrets) > 0 {
+		return nil
+	}
+	_, err := l.propose(ctx, &state.Command{Op: state.OpTurnSecretAdd, Who: who,
+		Secret: &state.TurnSecret{ID: id, Secret: secret, Created: time.Now().UTC()}})
+	return err
 }

@@ -230,6 +230,8 @@ type nodeView struct {
 	Version string            `json:"version,omitempty"`
 	Labels  map[string]string `json:"labels,omitempty"`
 	Paths   []lbsapi.Path     `json:"paths,omitempty"`
+	// ServiceNodes are the service nodes a gateway hears on the bus.
+	ServiceNodes []lbsapi.ServiceNode `json:"service_nodes,omitempty"`
 }
 
 func (h *healthTracker) views(snap *state.Snapshot) []nodeView {
@@ -241,7 +243,7 @@ func (h *healthTracker) views(snap *state.Snapshot) []nodeView {
 		if nb := h.nodes[ep.ID]; nb != nil {
 			v.LastBeatAgo = time.Since(nb.last).Round(time.Millisecond).String()
 			v.Connections, v.CPU, v.Load = nb.hb.Connections, nb.hb.CPU, nb.load
-			v.Version, v.Labels, v.Paths = nb.hb.Version, nb.hb.Labels, nb.hb.Paths
+			v.Version, v.Labels, v.Paths, v.ServiceNodes = nb.hb.Version, nb.hb.Labels, nb.hb.Paths, nb.hb.ServiceNodes
 			if nb.hb.Capacity > 0 {
 				v.Capacity = nb.hb.Capacity
 			}

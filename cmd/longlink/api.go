@@ -27,8 +27,8 @@ func init() {
 // the answer.
 func runAPI(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("api", flag.ContinueOnError)
-	dir := fs.String("dir", ".longlink", "directory of `longlink dev` (the app secret is in dev.json)")
-	server := fs.String("server", "http://127.0.0.1:7712", "server HTTP API base URL")
+	dir := fs.String("dir", ".longlink", "`directory` of longlink dev (the app secret is in dev.json)")
+	server := fs.String("server", "http://127.0.0.1:7712", "server HTTP API base `URL`")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: longlink api [-dir D] [-server URL] METHOD PATH [JSON BODY]")
 		fs.PrintDefaults()

@@ -55,18 +55,18 @@ const chatHelp = `commands:
 
 func runChat(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	dir := fs.String("dir", ".longlink", "directory where `longlink dev` wrote client.json")
-	file := fs.String("client-file", "", "client file (default <dir>/client.json)")
-	user := fs.String("user", "", "account to log in as (its token comes from the client file unless -token is set)")
-	token := fs.String("token", "", "token (overrides the client file)")
-	to := fs.String("to", "", "account to talk to first")
+	dir := fs.String("dir", ".longlink", "`directory` where longlink dev wrote client.json")
+	file := fs.String("client-file", "", "client `file` (default <dir>/client.json)")
+	user := fs.String("user", "", "`account` to log in as (its token comes from the client file unless -token is set)")
+	token := fs.String("token", "", "login `token` (overrides the client file)")
+	to := fs.String("to", "", "`account` to talk to first")
 	direct := fs.Bool("direct", false, "connect to the core gateway directly instead of through the edge")
-	addr := fs.String("addr", "", "comma-separated Link addresses (override the client file)")
-	device := fs.String("device", "pc", "device type (phone, pad, pc…): the multi-device policy kicks an older session of the same type")
-	appkey := fs.String("appkey", "", "appkey (overrides the client file)")
-	keyID := fs.String("key-id", "", "server key id (overrides the client file)")
-	pub := fs.String("public-key", "", "server public key, base64 (overrides the client file)")
-	server := fs.String("server", "http://127.0.0.1:7712", "server HTTP API of `longlink dev`, asked for chatroom entry tokens as its demo app")
+	addr := fs.String("addr", "", "comma-separated Link `host:port` addresses (override the client file)")
+	device := fs.String("device", "pc", "device `type` (phone, pad, pc…): the multi-device policy kicks an older session of the same type")
+	appkey := fs.String("appkey", "", "`appkey` (overrides the client file)")
+	keyID := fs.String("key-id", "", "server key `id` (overrides the client file)")
+	pub := fs.String("public-key", "", "server public `key`, base64 (overrides the client file)")
+	server := fs.String("server", "http://127.0.0.1:7712", "server HTTP API `URL` of longlink dev, asked for chatroom entry tokens as its demo app")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func runCore(ctx context.Context, args []string) error {
 		return err
 	}
 	if cf.checkConfig {
-		return printConfig(&cfg)
+		return printConfig(cf, &cfg)
 	}
 	log, err := cf.logger("core")
 	if err != nil {
@@ -57,9 +57,20 @@ func loadConfig(cf commonFlags, dst config.Validator) error {
 	return dst.Validate()
 }
 
-// printConfig writes the effective configuration (secrets redacted) for
-// --check-config.
-func printConfig(cfg any) error {
+// printConfig is --check-config once the file decoded and validated: it
+// checks the files and directories the file names (every problem with its
+// key and line), then writes the effective configuration (secrets
+// redacted).
+func printConfig(cf commonFlags, cfg any) error {
+	if cf.config != "" {
+		b, err := os.ReadFile(cf.config)
+		if err != nil {
+			return err
+		}
+		if err := config.CheckFiles(cf.config, b); err != nil {
+			return fmt.Errorf("config %s: %w", cf.config, err)
+		}
+	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,6 +151,39 @@ func TestVersionText(t *testing.T) {
 	for _, want := range []string{"longlink v1.2.3\n", "commit   0123abcd", "go       go1."} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("version text lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// Flag help shows real placeholders: back-quoted words in a usage string
+// become the placeholder, so they must be the value's name.
+func TestFlagHelpPlaceholders(t *testing.T) {
+	for _, c := range []struct {
+		cmd  string
+		want []string
+	}{
+		{"chat", []string{"-dir directory", "-server URL", "-user account", "-to account", "-token token", "-addr host:port"}},
+		{"api", []string{"-dir directory", "-server URL"}},
+		{"dev", []string{`(default "error")`, "(default 10s)", `-dir directory`}},
+	} {
+		r, w, _ := os.Pipe()
+		stderr := os.Stderr
+		os.Stderr = w
+		err := commands[c.cmd].run(context.Background(), []string{"-h"})
+		os.Stderr = stderr
+		w.Close()
+		var out bytes.Buffer
+		out.ReadFrom(r)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%s -h: %v", c.cmd, err)
+		}
+		for _, want := range c.want {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s -h lacks %q:\n%s", c.cmd, want, out.String())
+			}
+		}
+		if strings.Contains(out.String(), "-dir longlink") || strings.Contains(out.String(), "-server longlink") {
+			t.Errorf("%s -h shows a command as a placeholder:\n%s", c.cmd, out.String())
 		}
 	}
 }

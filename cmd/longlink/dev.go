@@ -13,7 +13,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -84,18 +86,26 @@ func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	var cf commonFlags
 	cf.bind(fs)
-	dir := fs.String("dir", ".longlink", "directory for data, generated keys and the demo client file")
+	dir := fs.String("dir", ".longlink", "`directory` for data, generated keys and the demo client file")
 	pushHook := fs.String("push-webhook", "", "offline push for the demo app: POST notifications to this URL, signed with push_secret of dev.json")
-	// Keep the terminal for the table of addresses; -log-level=info shows more.
-	_ = fs.Set("log-level", "error")
+	// Keep the terminal for the table of addresses (-log-level=info shows
+	// more), and stop quickly: the defaults dev uses, as -h shows them.
+	devDefault(fs, "log-level", "error")
+	devDefault(fs, "shutdown-timeout", "10s")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cf.shutdown = min(cf.shutdown, 10*time.Second)
 	log, err := cf.logger("dev")
 	if err != nil {
 		return err
 	}
+	// One dev per directory: a second one would fight over its ports and
+	// its data. Checked before anything is written.
+	unlock, err := lockDevDir(*dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := loadDevState(*dir)
 	if err != nil {
 		return err
@@ -125,7 +135,7 @@ func runDev(ctx context.Context, args []string) error {
 			"link://" + dc.Core.Gateway.Listen, "weblink://" + dc.Core.WebLink.Listen}
 	}
 	if cf.checkConfig {
-		return printConfig(&dc)
+		return printConfig(cf, &dc)
 	}
 	tlsCfg, err := devTLS(*dir)
 	if err != nil {
@@ -174,8 +184,10 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// TURN over TLS with a certificate of the dev CA, not a self-signed one
+	turnTLS := &tls.Config{Certificates: tlsCfg.Certificates, MinVersion: tls.VersionTLS12}
 	edgeNode, err := edge.New(dc.Edge, edge.Deps{Logger: log, Registerer: reg, TLS: tlsCfg, ClusterKey: clusterKey,
-		TURN: turn.Deps{Logger: log, Registerer: reg}})
+		TURN: turn.Deps{Logger: log, Registerer: reg, TLSConfig: turnTLS}})
 	if err != nil {
 		return err
 	}
@@ -185,7 +197,11 @@ func runDev(ctx context.Context, args []string) error {
 	g.Add("lbs", lbsNode)
 	// The routing policy names the entry points before they report.
 	g.Add("lbs-policy", lifecycle.Func{StartFunc: func(ctx context.Context) error {
-		return applyDevPolicy(ctx, lbsNode, dc, kp.ID, *dir)
+		if err := applyDevPolicy(ctx, lbsNode, dc, kp.ID, *dir); err != nil {
+			return err
+		}
+		// the nodes keep their TURN secrets in step with the LBS's
+		return lbsNode.AddTurnSecret(ctx, "dev", st.TURNSecret, "longlink-dev")
 	}})
 	g.Add("core", node)
 	g.Add("relay", relayNode)
@@ -213,6 +229,8 @@ func runDev(ctx context.Context, args []string) error {
 		}
 		info := devInfo{
 			AppKey: devAppKey, Tokens: st.Tokens,
+			Admin: addrString(lbsNode.AdminAddr()), DNS: addrString(lbsNode.DNSAddr()), Debug: dc.Core.DebugListen,
+			NATS: dc.Core.Bus.Listen, Relay: dc.Edge.Routing.Routes[0].NextHops[0].Address, Egress: dc.Core.Egress.Listen["quic"],
 			LinkAddr: node.LinkAddr(), WebLink: node.WebLinkAddr(), ServerAPI: node.ServerAPIAddr(),
 			EdgeLink: addrString(edgeNode.Addr("link")), EdgeWebLink: addrString(edgeNode.Addr("weblink")),
 			TURN: dc.Edge.TURN.UDP, LBS: addrString(lbsNode.ClientAddr()),
@@ -259,6 +277,45 @@ type devInfo struct {
 	PushWebhook string
 	// TokenKeyID names the key that signs the demo tokens ("": opaque).
 	TokenKeyID string
+	// The other listeners: LBS admin (and console), LBS DNS, metrics and
+	// health, the embedded NATS, the relay and the core egress.
+	Admin, DNS, Debug, NATS, Relay, Egress string
+}
+
+func hostOf(hp string) string { h, _, _ := net.SplitHostPort(hp); return h }
+func portOf(hp string) string { _, p, _ := net.SplitHostPort(hp); return p }
+
+// devDefault changes a common flag's default for dev, and what -h shows.
+func devDefault(fs *flag.FlagSet, name, value string) {
+	f := fs.Lookup(name)
+	_ = f.Value.Set(value)
+	f.DefValue = value
+}
+
+// lockDevDir takes the directory's lock (dev.lock, flock), so that a second
+// `longlink dev` in the same place stops with a clear message before it
+// writes anything. The lock goes with the process.
+func lockDevDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "dev.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		pid := strings.TrimSpace(string(b))
+		if pid == "" {
+			pid = "?"
+		}
+		return nil, fmt.Errorf("another longlink dev (pid %s) is running in %s: stop it first, or give this one its own -dir", pid, dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
 }
 
 func printDevTable(w io.Writer, dir string, in devInfo) {
@@ -272,7 +329,18 @@ func printDevTable(w io.Writer, dir string, in devInfo) {
 	fmt.Fprintf(tw, "TURN (udp, tcp)\t%s\n", strings.Join(in.TURN, ", "))
 	fmt.Fprintf(tw, "server HTTP API\thttp://%s\n", in.ServerAPI)
 	fmt.Fprintf(tw, "LBS (SDK answers)\thttp://%s/v1/lbs?appkey=%s\n", in.LBS, in.AppKey)
+	if in.DNS != "" {
+		fmt.Fprintf(tw, "LBS DNS (udp, tcp)\t%s  (dig @%s -p %s link.%s.lbs.longlink.test)\n", in.DNS, hostOf(in.DNS), portOf(in.DNS), in.AppKey)
+	}
+	fmt.Fprintf(tw, "LBS admin, console\thttps://%s/console/  (token: admin in %s)\n", in.Admin, filepath.Join(dir, "lbs", "tokens.json"))
 	fmt.Fprintf(tw, "operators\tlonglink ctl explain --appkey %s --ip 8.8.8.8\n", in.AppKey)
+	if in.Debug != "" {
+		fmt.Fprintf(tw, "metrics, health\thttp://%s/metrics  /healthz  /readyz\n", in.Debug)
+	}
+	if in.NATS != "" {
+		fmt.Fprintf(tw, "NATS (embedded)\tnats://%s\n", in.NATS)
+	}
+	fmt.Fprintf(tw, "relay, core egress\t%s, %s (QUIC tunnels)\n", in.Relay, in.Egress)
 	fmt.Fprintf(tw, "Link server key\tid %s, public %s\n", in.KeyID, in.PublicKey)
 	fmt.Fprintf(tw, "demo appkey\t%s (secret in %s)\n", in.AppKey, filepath.Join(dir, "dev.json"))
 	if in.PushWebhook != "" {
@@ -520,10 +588,20 @@ func addrString(a net.Addr) string {
 }
 
 // applyDevPolicy routes the demo app to the dev edge first and the core
-// gateway as its fallback, and leaves a `longlink ctl` config for operators.
+// gateway as its fallback on the first start, and leaves a `longlink ctl`
+// config for operators. Later starts keep the policy the LBS has: the
+// demo's, or what an operator applied since.
 func applyDevPolicy(ctx context.Context, l *lbs.LBS, dc devConfig, keyID, dir string) error {
 	if err := l.WaitReady(ctx); err != nil {
 		return fmt.Errorf("lbs: not serving: %w", err)
+	}
+	if err := l.WriteCtlConfig(filepath.Join(dir, "lbs", "ctl.yaml")); err != nil {
+		return err
+	}
+	if v, err := l.PolicyVersion(ctx); err != nil {
+		return fmt.Errorf("lbs: %w", err)
+	} else if v > 0 {
+		return nil
 	}
 	doc, err := lbs.DevPolicy(devAppKey,
 		lbs.DevEntryPoint{ID: "edge-1", Kind: "edge", Link: dc.Edge.Link.Listen,
@@ -537,8 +615,7 @@ func applyDevPolicy(ctx context.Context, l *lbs.LBS, dc devConfig, keyID, dir st
 	if _, err := l.ApplyPolicy(ctx, doc, "longlink-dev"); err != nil {
 		return fmt.Errorf("lbs: apply dev policy: %w", err)
 	}
-	// Where `longlink ctl` looks by default.
-	return l.WriteCtlConfig(filepath.Join(dir, "lbs", "ctl.yaml"))
+	return nil
 }
 
 func firstOr(s []string) string {

@@ -24,7 +24,7 @@ func runEdge(ctx context.Context, args []string) error {
 		return err
 	}
 	if cf.checkConfig {
-		return printConfig(&cfg)
+		return printConfig(cf, &cfg)
 	}
 	log, err := cf.logger("edge")
 	if err != nil {

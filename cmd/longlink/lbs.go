@@ -30,6 +30,7 @@ func runLBS(ctx context.Context, args []string) error {
 	bootstrap := fs.Bool("bootstrap", false, "create the cluster on first start (alone, or with -peers)")
 	peers := fs.String("peers", "", "initial voters for -bootstrap: id=raft-addr,id=raft-addr,…")
 	join := fs.String("join", "", "admin URLs of existing members to ask for membership: https://host:7701,…")
+	raftAdvertise := fs.String("raft-advertise", "", "raft address peers dial (overrides raft_advertise; a StatefulSet pod's stable name)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,6 +51,9 @@ func runLBS(ctx context.Context, args []string) error {
 				return cfg, err
 			}
 		}
+		if *raftAdvertise != "" {
+			cfg.RaftAdvertise = *raftAdvertise
+		}
 		return cfg, lbsFlags(&cfg, *nodeID, *dataDir, *bootstrap, *peers, *join)
 	}
 	cfg, err := load()
@@ -60,7 +64,7 @@ func runLBS(ctx context.Context, args []string) error {
 		return err
 	}
 	if cf.checkConfig {
-		return printConfig(&cfg)
+		return printConfig(cf, &cfg)
 	}
 	reg := newRegistry()
 	deps := lbs.Deps{Logger: log, Registerer: reg}

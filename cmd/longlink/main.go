@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -66,6 +67,30 @@ func init() {
 		fmt.Print(versionText())
 		return nil
 	}})
+	register(command{name: "probe", summary: "exit 0 when a URL answers 200 (container health checks)", run: probe})
+}
+
+// probe is a container health check for images without a shell or curl
+// (compose's healthcheck): it exits 0 when url answers 200.
+func probe(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return &exitError{code: 2, err: errors.New("usage: longlink probe http://127.0.0.1:7709/readyz")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", args[0], resp.Status)
+	}
+	return nil
 }
 
 // versionText is what `longlink version` prints: the version, the commit

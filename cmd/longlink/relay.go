@@ -44,7 +44,7 @@ func runRelay(ctx context.Context, args []string) error {
 			return err
 		}
 		if cf.checkConfig {
-			return printConfig(&cfg)
+			return printConfig(cf, &cfg)
 		}
 		if node, err = relay.NewEgress(cfg, deps); err != nil {
 			return err
@@ -55,7 +55,7 @@ func runRelay(ctx context.Context, args []string) error {
 			return err
 		}
 		if cf.checkConfig {
-			return printConfig(&cfg)
+			return printConfig(cf, &cfg)
 		}
 		if node, err = relay.New(cfg, deps); err != nil {
 			return err

@@ -26,12 +26,27 @@ func TestFirstFiveMinutes(t *testing.T) {
 	bin := longlinkBinary(t)
 	dir := t.TempDir()
 
-	dev := startProc(t, bin, "dev", "-dir", dir)
-	dev.waitFor(t, "chat", 2*time.Minute) // the last line of the table
-	for _, want := range []string{"Link via edge", "127.0.0.1:7720", "user alice", "user bob", "demo page", "login tokens", "token v1.dev1."} {
+	dev := startProc(t, bin, "dev", "-dir", dir, "-log-level", "info")
+	dev.waitFor(t, "longlink chat --user bob", 2*time.Minute) // the last line of the table
+	for _, want := range []string{"Link via edge", "127.0.0.1:7720", "user alice", "user bob", "demo page", "login tokens", "token v1.dev1.",
+		"LBS DNS (udp, tcp)   127.0.0.1:7753", "LBS admin, console   https://127.0.0.1:7701/console/", "metrics, health      http://127.0.0.1:7719/metrics",
+		"NATS (embedded)      nats://127.0.0.1:7714", "relay, core egress   127.0.0.1:7740, 127.0.0.1:7745"} {
 		if !strings.Contains(dev.text(), want) {
 			t.Fatalf("dev table lacks %q:\n%s", want, dev.text())
 		}
+	}
+	// a healthy start logs no warnings
+	if strings.Contains(dev.text(), "level=WARN") || strings.Contains(dev.text(), "level=ERROR") {
+		t.Fatalf("a healthy dev start logged warnings:\n%s", dev.text())
+	}
+	// a second dev in the same place stops at once, writing nothing
+	state, _ := os.Stat(filepath.Join(dir, "dev.json"))
+	second, err := exec.Command(bin, "dev", "-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(second), "another longlink dev (pid ") || !strings.Contains(string(second), "is running in "+dir) {
+		t.Fatalf("second dev in %s: %v\n%s", dir, err, second)
+	}
+	if again, _ := os.Stat(filepath.Join(dir, "dev.json")); !again.ModTime().Equal(state.ModTime()) {
+		t.Fatal("the second dev wrote dev.json")
 	}
 
 	bob := startProc(t, bin, "chat", "-dir", dir, "-user", "bob", "-to", "alice", "-direct")
@@ -64,12 +79,31 @@ func TestFirstFiveMinutes(t *testing.T) {
 		t.Fatalf("ctl explain: %v\n%s", err, explain)
 	}
 
+	// an operator changes the policy; the restart keeps it
+	ctlConf := filepath.Join(dir, "lbs", "ctl.yaml")
+	policy, err := exec.Command(bin, "ctl", "-ctl-config", ctlConf, "policy", "get").Output()
+	if err != nil {
+		t.Fatalf("ctl policy get: %v", err)
+	}
+	changed := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(changed, []byte(strings.Replace(string(policy), "description:", "description: changed by an operator;", 1)), 0o600)
+	if out, err := exec.Command(bin, "ctl", "-ctl-config", ctlConf, "policy", "apply", "-f", changed, "-m", "operator change").CombinedOutput(); err != nil {
+		t.Fatalf("ctl policy apply: %v\n%s", err, out)
+	}
+
 	alice.stop(t)
 	bob.stop(t)
 	dev.interrupt(t, 20*time.Second)
 
 	dev2 := startProc(t, bin, "dev", "-dir", dir)
-	dev2.waitFor(t, "chat", 2*time.Minute)
+	dev2.waitFor(t, "longlink chat --user bob", 2*time.Minute)
+	hist, err := exec.Command(bin, "ctl", "-ctl-config", ctlConf, "-o", "json", "policy", "history").Output()
+	if err != nil || strings.Count(string(hist), `"version"`) != 2 || !strings.Contains(string(hist), `"comment": "operator change"`) {
+		t.Fatalf("after a restart the history should end with the operator's version 2: %v\n%s", err, hist)
+	}
+	if live, _ := exec.Command(bin, "ctl", "-ctl-config", ctlConf, "policy", "get").Output(); !strings.Contains(string(live), "changed by an operator") {
+		t.Fatalf("the restart replaced the operator's policy:\n%s", live)
+	}
 	carol := startProc(t, bin, "chat", "-dir", dir, "-user", "bob", "-to", "alice", "-direct")
 	carol.waitFor(t, "(connected)", 20*time.Second)
 	carol.say(t, "/history 10")

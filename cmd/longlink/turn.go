@@ -31,7 +31,7 @@ func runTURN(ctx context.Context, args []string) error {
 		return err
 	}
 	if cf.checkConfig {
-		return printConfig(&cfg)
+		return printConfig(cf, &cfg)
 	}
 	reg := newRegistry()
 	srv, err := turn.New(cfg, turn.Deps{Logger: log, Registerer: reg})

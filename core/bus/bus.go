@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/logging"
@@ -320,10 +321,16 @@ func (b *Bus) Start(ctx context.Context) error {
 }
 
 func (b *Bus) startEmbedded() error {
+	// The server keeps only a bcrypt hash of the password (and so does not
+	// warn about a plaintext one); clients still send the password.
+	hash, err := bcrypt.GenerateFromPassword([]byte(b.cfg.Password.Reveal()), bcrypt.MinCost)
+	if err != nil {
+		return fmt.Errorf("bus: embedded server password: %w", err)
+	}
 	opts := &server.Options{
 		ServerName: "longlink-embedded",
 		Username:   b.cfg.User,
-		Password:   b.cfg.Password.Reveal(),
+		Password:   string(hash),
 		MaxPayload: b.cfg.MaxPayload,
 		NoLog:      true,
 		NoSigs:     true,

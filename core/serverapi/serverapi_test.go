@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -550,5 +551,61 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("err = %v", err)
 			}
 		})
+	}
+}
+
+// A 400 names the field and what it takes: an unknown field lists the
+// request's fields, a wrong type names the type wanted, an enum lists its
+// values.
+func TestBadRequestsNameFieldAndValues(t *testing.T) {
+	e := newEnv(t)
+	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "alice"}, nil)
+	for _, c := range []struct {
+		name, target string
+		body         string
+		want         []string
+	}{
+		{"unknown field", "/v1/users", `{"acount":"bob"}`, []string{`unknown field \"acount\"; this request takes account, name`}},
+		{"wrong type", "/v1/messages", `{"from":"alice","conv_type":"p2p","to":"bob","client_msg_id":"1","body":{}}`, []string{"conv_type: want an integer, not a JSON string"}},
+		{"enum", "/v1/messages", `{"from":"alice","conv_type":7,"to":"bob","client_msg_id":"1","body":{"t":1}}`, []string{"conv_type: 7 is not one of 1 (1:1), 2 (group), 4 (super-group)"}},
+		{"empty", "/v1/users", ``, []string{"body: empty; want a JSON object with account, name"}},
+		{"not JSON", "/v1/users", `{"account":`, []string{"body: not JSON"}},
+	} {
+		code, b := e.do(http.MethodPost, c.target, []byte(c.body), nil)
+		if code != http.StatusBadRequest {
+			t.Errorf("%s: status %d: %s", c.name, code, b)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s: answer %s lacks %q", c.name, b, w)
+			}
+		}
+	}
+}
+
+// The README's curl recipe (testdata/signed-curl.sh, the same text) makes
+// a request the server accepts.
+func TestCurlRecipe(t *testing.T) {
+	for _, tool := range []string{"curl", "openssl", "sha256sum"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed by the recipe: %v", tool, err)
+		}
+	}
+	script, err := os.ReadFile("testdata/signed-curl.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, _ := os.ReadFile("README.md")
+	body := script[bytes.Index(script, []byte("set -euo pipefail")):]
+	if !bytes.Contains(readme, body) {
+		t.Fatal("README.md's curl recipe differs from testdata/signed-curl.sh")
+	}
+	e := newEnv(t)
+	cmd := exec.Command("bash", "testdata/signed-curl.sh")
+	cmd.Env = append(os.Environ(), "API="+e.base, "APPKEY="+appKey, "SECRET="+secret)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"account":"dave"`) {
+		t.Fatalf("recipe: %v\n%s", err, out)
 	}
 }

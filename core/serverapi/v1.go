@@ -1,11 +1,15 @@
 package serverapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/store"
@@ -127,14 +131,82 @@ func (s *Server) replayDeadLetter(ctx context.Context, r *Request) (any, error) 
 	return struct{}{}, nil
 }
 
+// decodeJSON decodes a request body strictly: a field the request does not
+// have is refused with the fields it has, and a value of the wrong type
+// names its field and the type wanted.
 func decodeJSON(body []byte, v any) error {
 	if len(body) == 0 {
-		return imapi.Errorf(imapi.ErrBadRequest, "empty body")
+		return imapi.Errorf(imapi.ErrBadRequest, "body: empty; want a JSON object with %s", strings.Join(jsonFields(reflect.TypeOf(v)), ", "))
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
 	}
-	return nil
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		return imapi.Errorf(imapi.ErrBadRequest, "%s: want %s, not a JSON %s", te.Field, jsonKind(te.Type), te.Value)
+	case errors.As(err, &se):
+		return imapi.Errorf(imapi.ErrBadRequest, "body: not JSON (at byte %d: %v)", se.Offset, se)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return imapi.Errorf(imapi.ErrBadRequest, "body: not JSON (it ends before the value does)")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return imapi.Errorf(imapi.ErrBadRequest, "body: unknown field %s; this request takes %s", name, strings.Join(jsonFields(reflect.TypeOf(v)), ", "))
+	}
+	return imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
+}
+
+// jsonFields lists the JSON names of a request struct's fields (embedded
+// structs included).
+func jsonFields(t reflect.Type) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" {
+			out = append(out, jsonFields(f.Type)...)
+			continue
+		}
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return t.String()
 }
 
 func pathAccount(r *Request) (string, error) {

@@ -119,3 +119,58 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Errors name the key path and line, also where the message is about a
+// value (a missing env secret, a duration without a unit), and every
+// problem is reported at once.
+func TestDecodeNamesKeys(t *testing.T) {
+	type nested struct {
+		Timeout Duration `yaml:"timeout"`
+	}
+	var c struct {
+		Token  Secret `yaml:"token"`
+		Nested nested `yaml:"nested"`
+		Items  []struct {
+			Key Secret `yaml:"key"`
+		} `yaml:"items"`
+	}
+	doc := "token: env:LL_TEST_NOT_SET_ANYWHERE\nnested:\n  timeout: 5\nitems:\n  - key: file:/nonexistent/key\n"
+	err := Decode("c.yaml", []byte(doc), &c)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"c.yaml:1: token: secret: environment variable LL_TEST_NOT_SET_ANYWHERE is not set",
+		`c.yaml:3: nested.timeout: duration "5"`, "a duration needs a unit",
+		"c.yaml:5: items[0].key: secret: open /nonexistent/key",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+// CheckFiles reports every missing file and unusable directory with its
+// key path and line.
+func TestCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "cert.pem")
+	os.WriteFile(cert, []byte("x"), 0o600)
+	doc := "tls:\n  cert_file: " + cert + "\n  key_file: " + dir + "/missing-key.pem\n" +
+		"data_dir: " + dir + "/new\n" +
+		"store:\n  data_dir: /nonexistent/deeper/data\n" +
+		"geo:\n  city_db: " + dir + "\n"
+	err := CheckFiles("c.yaml", []byte(doc))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"c.yaml:3: tls.key_file: open ", "c.yaml:6: store.data_dir: /nonexistent/deeper/data does not exist, nor does its parent",
+		"c.yaml:8: geo.city_db: " + dir + " is a directory"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "cert_file") || strings.Contains(err.Error(), "c.yaml:4:") {
+		t.Errorf("a good file or a creatable directory reported:\n%v", err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Secret is a configuration value that must never reach a log line. In YAML it
@@ -40,14 +42,14 @@ func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 
 // UnmarshalYAML resolves file: and env: references while the config is read, so
 // that a missing file is reported with the rest of the config's errors.
-func (s *Secret) UnmarshalYAML(unmarshal func(any) error) error {
+func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 	var raw string
-	if err := unmarshal(&raw); err != nil {
+	if err := n.Decode(&raw); err != nil {
 		return err
 	}
 	v, err := ResolveSecret(raw)
 	if err != nil {
-		return err
+		return lineError(n, err.Error())
 	}
 	*s = NewSecret(v)
 	return nil

@@ -4,14 +4,16 @@
 # example config is checked with nginx -t), Chromium (browser test), iproute2
 # (network namespaces for the WAN emulator), PostgreSQL's server binaries
 # (core/clustertest runs its own servers from /usr/lib/postgresql/*/bin),
-# systemd-analyze (the unit file is verified), and the npm packages of the
+# systemd-analyze (the unit file is verified), curl and openssl (the signed
+# request recipe), and the npm packages of the
 # Node.js protocol tests. It is idempotent and quick when all is present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need=()
 for pair in dig:bind9-dnsutils dnsperf:dnsperf turnutils_uclient:coturn nginx:nginx-light \
-            chromium:chromium ip:iproute2 systemd-analyze:systemd; do
+            chromium:chromium ip:iproute2 systemd-analyze:systemd \
+            curl:curl openssl:openssl; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

@@ -14,7 +14,7 @@ import (
 func (s *Messages) authorizeConv(ctx context.Context, sess *imapi.Session, convID string) (int, []string, error) {
 	typ, a, b, ok := imapi.ParseConvID(convID)
 	if !ok {
-		return 0, nil, imapi.Errorf(imapi.ErrBadRequest, "conv_id %q", convID)
+		return 0, nil, imapi.Errorf(imapi.ErrBadRequest, "conv_id: %q is not p:<account>:<account>, g:<group> or s:<group>", convID)
 	}
 	switch typ {
 	case imapi.ConvP2P:

@@ -129,9 +129,9 @@ func (s *Messages) validateSend(req *imapi.SendReq) error {
 	switch req.ConvType {
 	case imapi.ConvP2P, imapi.ConvGroup, imapi.ConvSuper:
 	case imapi.ConvRoom:
-		return imapi.Errorf(imapi.ErrBadRequest, "chatrooms are not served by this service")
+		return imapi.Errorf(imapi.ErrBadRequest, "conv_type: 3 (chatroom) is not sent here: use the room API; want 1 (1:1), 2 (group) or 4 (super-group)")
 	default:
-		return imapi.Errorf(imapi.ErrBadRequest, "conv_type %d", req.ConvType)
+		return imapi.Errorf(imapi.ErrBadRequest, "conv_type: %d is not one of 1 (1:1), 2 (group), 4 (super-group)", req.ConvType)
 	}
 	if !imapi.ValidName(req.To) {
 		return imapi.Errorf(imapi.ErrBadRequest, "to: want 1-64 of A-Z a-z 0-9 _ -")

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -600,8 +601,19 @@ func (c *Cluster) TakeSnapshot() error {
 
 type slogWriter struct{ log *slog.Logger }
 
+// Write logs one hclog line (warnings and errors only) at its level. A
+// member that has never known a leader starting an election is how every
+// cluster starts, so that warning is logged at info.
 func (w *slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn(string(trimNL(p)), "component", "raft")
+	msg := string(trimNL(p))
+	lvl := slog.LevelWarn
+	switch {
+	case strings.Contains(msg, "[ERROR]"):
+		lvl = slog.LevelError
+	case strings.Contains(msg, "starting election") && strings.Contains(msg, "last-leader-id= ") || strings.HasSuffix(msg, "last-leader-id="):
+		lvl = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), lvl, msg, "component", "raft")
 	return len(p), nil
 }
 
