@@ -395,6 +395,7 @@ func (n *Node) Start(ctx context.Context) error {
 				NATS: n.bus.Conn(), Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
 				JetStream: n.bus.JetStream(),
 				Offline:   n.push,
+				EventLog:  n.push,
 			}
 			if n.hooks != nil {
 				deps.Hooks = n.hooks

@@ -55,6 +55,11 @@ type pushEnv struct {
 }
 
 func newPushEnv(t *testing.T, ctx context.Context, accounts ...string) *pushEnv {
+	return newPushEnvWith(t, ctx, nil, accounts...)
+}
+
+// newPushEnvWith is newPushEnv with mod applied to the node's config.
+func newPushEnvWith(t *testing.T, ctx context.Context, mod func(*core.Config), accounts ...string) *pushEnv {
 	e := &pushEnv{t: t, ctx: ctx, apns: pushtest.NewAPNs(t), fcm: pushtest.NewFCM(t), hook: pushtest.NewHook(t, pushHookSecret),
 		events: make(chan webhook.Event, 256), users: map[string]string{}}
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +102,9 @@ func newPushEnv(t *testing.T, ctx context.Context, accounts ...string) *pushEnv 
 			Key: config.NewSecret(e.apns.KeyPEM), Topic: e.apns.Topic},
 		FCM: &push.FCMConfig{Endpoint: e.fcm.Srv.URL, Credentials: config.NewSecret(e.fcm.Credentials())},
 	}}
+	if mod != nil {
+		mod(&cfg)
+	}
 	e.reg = prometheus.NewRegistry()
 	node, err := core.New(cfg, core.Deps{Registerer: e.reg, Gatherer: e.reg, PushHTTPClient: e.apns.Client()})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/webhook"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // The business layer from `longlink dev`, as the app's developer uses it:
@@ -218,7 +219,8 @@ func TestDevBusinessFeatures(t *testing.T) {
 	}
 
 	// The event log has the logins, with the SDK version and the address,
-	// and the logout of bob's web session.
+	// and the logout of bob's web session (written aside from the
+	// requests: in a moment).
 	if err := bobWeb.Logout(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -226,15 +228,16 @@ func TestDevBusinessFeatures(t *testing.T) {
 		{"alice", "login", "scenario/1.0"}, {"bob", "login", "scenario/1.0"},
 		{"carol", "login", sdk.Version + "-chat"}, {"bob", "logout", "scenario/1.0"},
 	} {
-		var page serverapi.EventsResp
-		app.call(http.MethodGet, "/v1/events?account="+want.who, nil, &page)
-		found := false
-		for _, e := range page.Events {
-			found = found || (e.Kind == want.kind && e.SDK == want.sdk && strings.HasPrefix(e.ClientIP, "127.0.0.1"))
-		}
-		if !found {
-			t.Fatalf("event log of %s lacks the %s: %+v", want.who, want.kind, page.Events)
-		}
+		waittest.Until(t, 10*time.Second, "the "+want.kind+" of "+want.who+" in the event log", func() bool {
+			var page serverapi.EventsResp
+			app.call(http.MethodGet, "/v1/events?account="+want.who, nil, &page)
+			for _, e := range page.Events {
+				if e.Kind == want.kind && e.SDK == want.sdk && strings.HasPrefix(e.ClientIP, "127.0.0.1") {
+					return true
+				}
+			}
+			return false
+		})
 	}
 
 	_ = alice.Close()

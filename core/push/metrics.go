@@ -10,6 +10,10 @@ type metrics struct {
 	tokensPurged *prometheus.CounterVec
 	authTokens   *prometheus.CounterVec
 	eventsPurged prometheus.Counter
+	// The event_log consumer: entries written, and failed writes that are
+	// redelivered.
+	eventsWritten prometheus.Counter
+	eventRewrites prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,8 +42,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		eventsPurged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_push_event_log_deleted_total", Help: "Event log entries deleted for being older than event_log_max_age.",
 		}),
+		eventsWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_push_event_log_written_total", Help: "Session events (logins, logouts, kicks) written to the event log and queued for the app's webhook.",
+		}),
+		eventRewrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_push_event_log_retries_total", Help: "Session events whose store write or webhook queueing failed; they are redelivered.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.tasks, m.enqueueErr, m.deliveries, m.latency, m.tokensPurged, m.authTokens, m.eventsPurged} {
+	for _, c := range []prometheus.Collector{m.tasks, m.enqueueErr, m.deliveries, m.latency, m.tokensPurged, m.authTokens, m.eventsPurged,
+		m.eventsWritten, m.eventRewrites} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -56,12 +67,18 @@ type PresenceMetrics struct {
 	sessions      prometheus.Gauge
 	sweeps        prometheus.Counter
 	reconciles    prometheus.Counter
+	// The event writers (eventlog.go) of the node: app nodes' logins and
+	// logouts, gateways' kicks.
+	events       *prometheus.CounterVec
+	eventRetries prometheus.Counter
+	eventsQueued prometheus.Gauge
 }
 
 // NewPresenceMetrics registers the presence metrics.
 func NewPresenceMetrics(reg prometheus.Registerer) (*PresenceMetrics, error) {
 	m := newPresenceMetrics()
-	for _, c := range []prometheus.Collector{m.updates, m.errors, m.leaseRenewals, m.sessions, m.sweeps, m.reconciles} {
+	for _, c := range []prometheus.Collector{m.updates, m.errors, m.leaseRenewals, m.sessions, m.sweeps, m.reconciles,
+		m.events, m.eventRetries, m.eventsQueued} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -74,10 +91,10 @@ func nopPresenceMetrics() *PresenceMetrics { return newPresenceMetrics() }
 func newPresenceMetrics() *PresenceMetrics {
 	return &PresenceMetrics{
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_push_presence_updates_total", Help: "Presence writes by a gateway: open, close, event (a kick for the event log).",
+			Name: "longlink_push_presence_updates_total", Help: "Presence writes by a gateway: open, close.",
 		}, []string{"op"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_push_presence_errors_total", Help: "Failed presence writes by op (open, close, event, lease, queue_full).",
+			Name: "longlink_push_presence_errors_total", Help: "Failed presence writes by op (open, close, lease, queue_full).",
 		}, []string{"op"}),
 		leaseRenewals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_push_presence_lease_renewals_total", Help: "Gateway lease renewals.",
@@ -90,6 +107,16 @@ func newPresenceMetrics() *PresenceMetrics {
 		}),
 		reconciles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_push_presence_reconciles_total", Help: "Times a gateway rewrote its sessions in the bucket after lost writes.",
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_push_session_events_total",
+			Help: "Session events for the event log by result: published to the event stream, shed_queue_full, shed_shutdown.",
+		}, []string{"result"}),
+		eventRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_push_session_event_retries_total", Help: "Session event publishes that failed and are retried.",
+		}),
+		eventsQueued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_push_session_events_queued", Help: "Session events waiting to be published to the event stream.",
 		}),
 	}
 }

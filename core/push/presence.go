@@ -39,11 +39,15 @@ type PresenceConfig struct {
 	// Lease is how long a gateway counts as alive after its last refresh;
 	// gateways refresh every lease/3. Default 15s.
 	Lease config.Duration `yaml:"lease"`
-	// EventStream and EventSubject carry the gateways' session events
-	// (kicks) to the event log. Defaults LL_SESSION_EVENTS and
-	// ll.session_events.
+	// EventStream and EventSubject carry the session events (logins and
+	// logouts from app nodes, kicks from gateways) to the event log.
+	// Defaults LL_SESSION_EVENTS and ll.session_events.
 	EventStream  string `yaml:"event_stream"`
 	EventSubject string `yaml:"event_subject"`
+	// EventQueue bounds a node's session events waiting to be published to
+	// the event stream (a publish that fails is retried); when full, new
+	// ones are shed and counted (eventlog.go). Default 65536.
+	EventQueue int `yaml:"event_queue"`
 	// MemoryStorage keeps the bucket and stream in memory (tests).
 	MemoryStorage bool `yaml:"memory_storage"`
 	// Queue bounds a gateway's pending presence writes; when full, updates
@@ -56,7 +60,7 @@ type PresenceConfig struct {
 func DefaultPresence() PresenceConfig {
 	return PresenceConfig{
 		Bucket: "LL_PRESENCE", Lease: config.Duration(15 * time.Second),
-		EventStream: "LL_SESSION_EVENTS", EventSubject: "ll.session_events", Queue: 65536,
+		EventStream: "LL_SESSION_EVENTS", EventSubject: "ll.session_events", Queue: 65536, EventQueue: 65536,
 	}
 }
 
@@ -77,6 +81,9 @@ func (c *PresenceConfig) applyDefaults() {
 	if c.Queue == 0 {
 		c.Queue = d.Queue
 	}
+	if c.EventQueue == 0 {
+		c.EventQueue = d.EventQueue
+	}
 }
 
 // Validate reports every problem at once.
@@ -88,6 +95,9 @@ func (c *PresenceConfig) Validate() error {
 	}
 	if c.Queue < 1 {
 		errs.Addf("presence.queue: at least 1")
+	}
+	if c.EventQueue < 1 {
+		errs.Addf("presence.event_queue: at least 1")
 	}
 	if strings.ContainsAny(c.Bucket, ". *>") || strings.ContainsAny(c.EventStream, ". *>") {
 		errs.Addf("presence.bucket, event_stream: no dots, spaces or wildcards")
@@ -102,9 +112,9 @@ func (c *PresenceConfig) storage() jetstream.StorageType {
 	return jetstream.FileStorage
 }
 
-// SessionEvent is a gateway-side session event on the event stream: a kick
-// (another device, an operator, a drain, a slow consumer) with the session
-// it closed.
+// SessionEvent is an entry of the event log on the event stream: a login
+// or logout (from an app node) or a kick (from a gateway: another device,
+// an operator, a drain, a slow consumer), with its session.
 type SessionEvent struct {
 	ID      string        `json:"id"`
 	Kind    string        `json:"kind"`
@@ -113,9 +123,12 @@ type SessionEvent struct {
 	Session imapi.Session `json:"session"`
 }
 
-// EventKick is the kind of a gateway's session events (the event log's
-// login and logout entries are written by the app services).
-const EventKick = "kick"
+// The kinds of session events (the webhook's kinds of the same name).
+const (
+	EventLogin  = "login"
+	EventLogout = "logout"
+	EventKick   = "kick"
+)
 
 var enc = base64.RawURLEncoding
 
@@ -183,20 +196,22 @@ type ReporterDeps struct {
 
 // Reporter runs beside a gateway: it writes the gateway's sessions into the
 // presence bucket, keeps its lease fresh and publishes kicks to the session
-// event stream. It implements gateway.Presence; its calls never block.
+// event stream (eventlog.go). It implements gateway.Presence; its calls
+// never block.
 type Reporter struct {
-	cfg  PresenceConfig
-	js   jetstream.JetStream
-	reps int
-	gw   string
-	log  *slog.Logger
-	m    *PresenceMetrics
-	now  func() time.Time
-	kv   jetstream.KeyValue
-	q    chan reportOp
-	quit chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	cfg    PresenceConfig
+	js     jetstream.JetStream
+	reps   int
+	gw     string
+	log    *slog.Logger
+	m      *PresenceMetrics
+	now    func() time.Time
+	kv     jetstream.KeyValue
+	events *eventWriter // the kicks
+	q      chan reportOp
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
 
 	// live is the gateway's open sessions by key, updated as they are
 	// reported. dirty is set when a write failed or the queue overflowed:
@@ -207,9 +222,8 @@ type Reporter struct {
 }
 
 type reportOp struct {
-	open  bool
-	sess  imapi.Session
-	event *SessionEvent
+	open bool
+	sess imapi.Session
 }
 
 // NewReporter checks the config; Start connects it.
@@ -256,6 +270,7 @@ func (r *Reporter) Start(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return fmt.Errorf("presence: lease: %w", err)
 	}
+	r.events = newEventWriter(r.js, &r.cfg, r.log, r.m)
 	r.wg.Add(1)
 	go r.run()
 	return nil
@@ -329,24 +344,17 @@ func (r *Reporter) apply(op reportOp) {
 	defer cancel()
 	var err error
 	what := "close"
-	switch {
-	case op.event != nil:
-		what = "event"
-		b, _ := json.Marshal(op.event)
-		_, err = r.js.Publish(ctx, r.cfg.EventSubject+"."+op.event.Session.AppKey, b, jetstream.WithMsgID(op.event.ID))
-	case op.open:
+	if op.open {
 		what = "open"
 		b, _ := json.Marshal(&op.sess)
 		_, err = r.kv.Put(ctx, sessionKey(&op.sess), b)
-	default:
+	} else {
 		err = r.kv.Delete(ctx, sessionKey(&op.sess))
 	}
 	if err != nil {
 		r.m.errors.WithLabelValues(what).Inc()
 		r.log.Warn("presence write failed", "op", what, "err", err)
-		if what != "event" {
-			r.dirty.Store(true)
-		}
+		r.dirty.Store(true)
 		return
 	}
 	r.m.updates.WithLabelValues(what).Inc()
@@ -398,9 +406,7 @@ func (r *Reporter) enqueue(op reportOp) {
 	case r.q <- op:
 	default:
 		r.m.errors.WithLabelValues("queue_full").Inc()
-		if op.event == nil {
-			r.dirty.Store(true) // the live set has the change
-		}
+		r.dirty.Store(true) // the live set has the change
 	}
 }
 
@@ -421,8 +427,7 @@ func (r *Reporter) SessionClosed(s imapi.Session, reason string, kicked bool) {
 	delete(r.live, sessionKey(&s))
 	r.mu.Unlock()
 	if kicked {
-		now := r.now()
-		r.enqueue(reportOp{event: &SessionEvent{ID: NewEventID(now), Kind: EventKick, Reason: reason, Time: now.UnixMilli(), Session: s}})
+		r.events.record(EventKick, reason, r.now(), s)
 	}
 	r.enqueue(reportOp{sess: s})
 }
@@ -436,6 +441,7 @@ func (r *Reporter) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	r.wg.Wait()
+	r.events.shutdown(ctx)
 	if err := r.deleteOwn(ctx); err != nil {
 		return fmt.Errorf("presence: shutdown: %w", err)
 	}

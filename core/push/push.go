@@ -56,7 +56,8 @@ type Deps struct {
 	// Presence is the registry that says who is online (started by the
 	// caller before Start).
 	Presence *Registry
-	// Events, when set, receives kick events for the app's webhook.
+	// Events, when set, receives the session events (logins, logouts,
+	// kicks) for the app's webhook.
 	Events EventPublisher
 	// Mute, when set, is asked before a notification is sent.
 	Mute       MuteChecker
@@ -82,6 +83,7 @@ type Push struct {
 
 	js     jetstream.JetStream
 	sent   jetstream.KeyValue // send markers (dedupe.go)
+	events *eventWriter       // logins and logouts (RecordSession)
 	mu     sync.Mutex
 	ccs    []jetstream.ConsumeContext
 	work   chan func(context.Context)
@@ -190,6 +192,7 @@ func (p *Push) Start(ctx context.Context) error {
 	if err := ensureEventStream(ctx, js, pres, p.deps.Replicas); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
+	p.events = newEventWriter(js, pres, p.log, p.deps.Presence.m)
 	wctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.work, p.quit = make(chan func(context.Context)), make(chan struct{})
@@ -273,6 +276,11 @@ func (p *Push) retention(ctx context.Context) {
 }
 
 func (p *Push) stop() {
+	if p.events != nil {
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		p.events.shutdown(done) // what Shutdown did not publish is shed
+	}
 	p.mu.Lock()
 	ccs := p.ccs
 	p.ccs = nil
@@ -301,6 +309,9 @@ func (p *Push) stop() {
 // is redelivered to another node). The services stop first, so no new
 // tasks arrive.
 func (p *Push) Shutdown(ctx context.Context) error {
+	if p.events != nil {
+		p.events.shutdown(ctx)
+	}
 	if p.js != nil {
 		select {
 		case <-p.js.PublishAsyncComplete():
@@ -591,8 +602,18 @@ func NewEventID(t time.Time) string {
 	return fmt.Sprintf("%012x", t.UnixMilli()) + hex.EncodeToString(b[:])
 }
 
-// handleSessionEvent records a gateway's kick in the event log and queues
-// it for the app's webhook.
+// RecordSession queues a login or logout (EventLogin, EventLogout) of
+// session s at time at for the event log and the app's webhook. It never
+// blocks and never fails: an entry the event stream does not take at once
+// is retried, and one shed because the queue is full is counted
+// (eventlog.go). It is for the app services (service.Deps.EventLog).
+func (p *Push) RecordSession(kind, reason string, at time.Time, s imapi.Session) {
+	p.events.record(kind, reason, at, s)
+}
+
+// handleSessionEvent writes a session event to the event log and queues it
+// for the app's webhook; a failure of either redelivers it (the store
+// ignores an id it has, the webhook stream dedupes by id).
 func (p *Push) handleSessionEvent(ctx context.Context, msg jetstream.Msg) {
 	var ev SessionEvent
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.ID == "" || ev.Session.AppKey == "" || ev.Session.Account == "" {
@@ -604,19 +625,24 @@ func (p *Push) handleSessionEvent(ctx context.Context, msg jetstream.Msg) {
 		AppKey: s.AppKey, ID: ev.ID, Account: s.Account, Kind: ev.Kind, Time: ev.Time, DeviceID: s.DeviceID,
 		DeviceType: s.DeviceType, ClientIP: s.ClientIP, SDK: s.SDK, SessionID: s.SessionID, Gateway: s.Gateway, Reason: ev.Reason,
 	}}); err != nil {
+		p.m.eventRewrites.Inc()
 		p.log.Warn("event log write failed; will retry", "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	if p.deps.Events != nil && ev.Kind == EventKick {
-		wev, err := webhook.SessionEvent(webhook.KindKick, s, ev.Reason, time.UnixMilli(ev.Time))
+	if p.deps.Events != nil {
+		wev, err := webhook.SessionEvent(webhook.Kind(ev.Kind), s, ev.Reason, time.UnixMilli(ev.Time))
 		if err == nil {
 			wev.ID = ev.ID
 			err = p.deps.Events.Publish(ctx, s.AppKey, wev)
 		}
 		if err != nil {
-			p.log.Warn("webhook kick event not queued", "appkey", s.AppKey, "err", err)
+			p.m.eventRewrites.Inc()
+			p.log.Warn("webhook session event not queued; will retry", "appkey", s.AppKey, "kind", ev.Kind, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
 		}
 	}
+	p.m.eventsWritten.Inc()
 	_ = msg.Ack()
 }

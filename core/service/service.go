@@ -38,9 +38,12 @@ type Deps struct {
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// Hooks are the apps' webhooks (core/webhook): the moderation hook asked
-	// before a message is stored, and the message, login and logout events
-	// queued for delivery. Nil: no webhooks.
+	// before a message is stored, and the message events queued for
+	// delivery. Nil: no webhooks.
 	Hooks msg.Hooks
+	// EventLog takes the logins and logouts for the event log and the
+	// app's webhook (core/push). Nil: they are not recorded.
+	EventLog session.EventLog
 	// JetStream carries super-group side work (mentions, webhook copies)
 	// to durable workers. Nil: super-group sends that need it get 503.
 	JetStream jetstream.JetStream
@@ -118,7 +121,7 @@ func build(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, n
 			return nil, fmt.Errorf("token_key: %w", err)
 		}
 	}
-	if s.sessions, err = session.New(n, scfg, deps.Hooks, reg); err != nil {
+	if s.sessions, err = session.New(n, scfg, deps.EventLog, reg); err != nil {
 		return nil, err
 	}
 	blockBoth := map[string]bool{}

@@ -28,10 +28,11 @@ type Config struct {
 	Signer *logintoken.Signer
 }
 
-// Hooks is what sessions need of core/webhook: the login and logout events
-// queued for the app.
-type Hooks interface {
-	Publish(ctx context.Context, appkey string, ev webhook.Event) error
+// EventLog takes the logins and logouts for the event log and the app's
+// webhook (core/push.Push.RecordSession). It must not block the login:
+// it queues the entry, retries what fails and counts what it sheds.
+type EventLog interface {
+	RecordSession(kind, reason string, at time.Time, s imapi.Session)
 }
 
 // Sessions serves login, heartbeat and logout, and the server API's token
@@ -39,17 +40,17 @@ type Hooks interface {
 type Sessions struct {
 	n       *node.Node
 	cfg     Config
-	hooks   Hooks // nil: no webhooks
+	events  EventLog // nil: logins and logouts are not recorded
 	metrics *metrics
 }
 
 // New builds the session domain.
-func New(n *node.Node, cfg Config, hooks Hooks, reg prometheus.Registerer) (*Sessions, error) {
+func New(n *node.Node, cfg Config, events EventLog, reg prometheus.Registerer) (*Sessions, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Sessions{n: n, cfg: cfg, hooks: hooks, metrics: m}, nil
+	return &Sessions{n: n, cfg: cfg, events: events, metrics: m}, nil
 }
 
 // Routes are the session ops.
@@ -138,17 +139,17 @@ func (s *Sessions) login(ctx context.Context, sess *imapi.Session, body []byte) 
 			s.metrics.kicks.Inc()
 		}
 	}
-	s.recordSession(ctx, webhook.KindLogin, &imapi.Session{
+	s.record(webhook.KindLogin, "", imapi.Session{
 		AppKey: req.AppKey, Account: req.Account, DeviceID: req.DeviceID, DeviceType: deviceType,
 		SessionID: sid, Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: req.SDKVersion,
-	}, "")
+	})
 	return &imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec, SuperGroups: supers}, nil
 }
 
 func (s *Sessions) heartbeat(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }
 
-func (s *Sessions) logout(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
-	s.recordSession(ctx, webhook.KindLogout, sess, "logout requested by the client")
+func (s *Sessions) logout(_ context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	s.record(webhook.KindLogout, "logout requested by the client", *sess)
 	return nil, nil
 }
 
@@ -165,31 +166,12 @@ func (s *Sessions) KickAll(appkey, account, reason string) {
 	s.metrics.kicks.Inc()
 }
 
-// recordSession writes a login or logout to the event log and queues it
-// for the app's webhook (with the event log's id as the event id). Neither
-// fails the request: a lost entry is logged and counted.
-func (s *Sessions) recordSession(ctx context.Context, kind webhook.Kind, sess *imapi.Session, reason string) {
-	now := s.n.Now()
-	id := node.NewID(now)
-	if err := s.n.Store.AppendEvents(ctx, []store.SessionEvent{{
-		AppKey: sess.AppKey, ID: id, Account: sess.Account, Kind: string(kind), Time: now.UnixMilli(),
-		DeviceID: sess.DeviceID, DeviceType: sess.DeviceType, ClientIP: sess.ClientIP, SDK: sess.SDK,
-		SessionID: sess.SessionID, Gateway: sess.Gateway, Reason: reason,
-	}}); err != nil {
-		s.metrics.eventLogErrors.Inc()
-		s.n.Log.Warn("event log write failed", "appkey", sess.AppKey, "kind", kind, "err", err)
-	}
-	if s.hooks == nil {
-		return
-	}
-	ev, err := webhook.SessionEvent(kind, sess, reason, now)
-	ev.ID = id
-	if err == nil {
-		err = s.hooks.Publish(ctx, sess.AppKey, ev)
-	}
-	if err != nil {
-		s.n.Metrics.HookErrors.Inc()
-		s.n.Log.Warn("webhook session event not queued", "appkey", sess.AppKey, "kind", kind, "err", err)
+// record hands a login or logout to the event log. The request does not
+// wait for it: in a reconnect storm the store is the busiest part, and an
+// entry written in the request failed with it (the log lost thousands).
+func (s *Sessions) record(kind webhook.Kind, reason string, sess imapi.Session) {
+	if s.events != nil {
+		s.events.RecordSession(string(kind), reason, s.n.Now(), sess)
 	}
 }
 
