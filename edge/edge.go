@@ -150,7 +150,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	}
 	if cfg.LBS != nil {
 		nd := nodeclient.Deps{Logger: log, Load: func() nodeclient.Load {
-			return nodeclient.Load{Connections: e.table.len(), Paths: pathReports(e.router.Paths())}
+			return nodeclient.Load{Connections: e.table.len(), Paths: relay.PathReports(e.router.Paths())}
 		}}
 		if e.turn != nil {
 			// the LBS's TURN secrets replace the configured start-up set
@@ -401,15 +401,4 @@ func (e *Edge) setUplinks(u lbsapi.Uplinks) error {
 	e.router.SetRoutes(routes)
 	e.m.uplinkUpdates.Inc()
 	return nil
-}
-
-// pathReports turns the router's next hops into what the LBS shows
-// operators.
-func pathReports(ps []relay.PathStatus) []lbsapi.Path {
-	out := make([]lbsapi.Path, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, lbsapi.Path{To: p.Name, Up: p.Up, RTTMs: float64(p.RTT.Microseconds()) / 1000,
-			Loss: p.Loss, Jitter: float64(p.Jitter.Microseconds()) / 1000})
-	}
-	return out
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"github.com/longlink/longlink/lbs/nodeclient"
 	"time"
 
 	"github.com/longlink/longlink/pkg/config"
@@ -286,6 +287,10 @@ type Config struct {
 	HeaderTimeout config.Duration `yaml:"header_timeout"`
 	// MaxStreams this node carries at once; more are refused. Default 200000.
 	MaxStreams int `yaml:"max_streams"`
+	// LBS, when set, makes the relay report to the LBS (lbs/nodeclient):
+	// its streams and its next hops' measured paths, which the operators'
+	// console shows; node is the relay's entry point id (kind relay).
+	LBS *nodeclient.Config `yaml:"lbs"`
 }
 
 // EgressSection configures the terminating side at the core.
@@ -345,6 +350,11 @@ func (c *Config) validate(errs *config.Errors) {
 	}
 	if len(c.Listen) == 0 {
 		errs.Addf("listen: at least one transport listener is required")
+	}
+	if c.LBS != nil {
+		if err := c.LBS.Validate(); err != nil {
+			errs.Addf("lbs: %v", err)
+		}
 	}
 	for tr, addr := range c.Listen {
 		if tr != "quic" && tr != "kcp" && tr != "mem" {

@@ -21,6 +21,8 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/longlink/longlink/lbs/lbsapi"
+	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/relay/transport"
 	"github.com/longlink/longlink/relay/wire"
 )
@@ -36,6 +38,7 @@ type Node struct {
 	router *Router
 	stats  *transport.SealStats
 	pairs  *pairTable
+	lbs    *nodeclient.Client // nil unless Config.LBS
 
 	mu        sync.Mutex
 	listeners map[string]transport.Listener
@@ -69,6 +72,14 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	n.trs = trs
 	n.router = NewRouter(cfg.Routing, trs, n.m, n.log)
 	reg.MustRegister(newNodeLaneCollector(n))
+	if cfg.LBS != nil {
+		n.lbs, err = nodeclient.New(*cfg.LBS, nodeclient.Deps{Logger: n.log, Load: func() nodeclient.Load {
+			return nodeclient.Load{Connections: int(n.active.Load()), Paths: PathReports(n.router.Paths())}
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
 }
@@ -127,11 +138,33 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.started = true
 	n.router.Start()
+	if n.lbs != nil {
+		if err := n.lbs.Start(ctx); err != nil {
+			n.log.Warn("LBS reporting not started", "err", err)
+		}
+	}
 	return nil
 }
 
-// Shutdown stops accepting, closes every tunnel and waits.
+// PathReports turns a router's next hops into what nodes report to the LBS
+// (and the operators' console shows).
+func PathReports(ps []PathStatus) []lbsapi.Path {
+	out := make([]lbsapi.Path, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, lbsapi.Path{To: p.Name, Up: p.Up, RTTMs: float64(p.RTT.Microseconds()) / 1000,
+			Loss: p.Loss, Jitter: float64(p.Jitter.Microseconds()) / 1000})
+	}
+	return out
+}
+
+// Shutdown stops accepting, closes every tunnel and waits. A relay that
+// reports to the LBS drains there first.
 func (n *Node) Shutdown(ctx context.Context) error {
+	if n.lbs != nil {
+		if err := n.lbs.Shutdown(ctx); err != nil {
+			n.log.Warn("LBS drain", "err", err)
+		}
+	}
 	n.mu.Lock()
 	if !n.started {
 		n.mu.Unlock()

@@ -57,6 +57,9 @@ func runRelay(ctx context.Context, args []string) error {
 		if cf.checkConfig {
 			return printConfig(cf, &cfg)
 		}
+		if cfg.LBS != nil {
+			cfg.LBS.Version = version
+		}
 		if node, err = relay.New(cfg, deps); err != nil {
 			return err
 		}
