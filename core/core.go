@@ -393,9 +393,9 @@ func (n *Node) Start(ctx context.Context) error {
 		n.group.Add("service", lazy(&n.service, func() (*service.Service, error) {
 			deps := service.Deps{
 				NATS: n.bus.Conn(), Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
-				JetStream: n.bus.JetStream(),
-				Offline:   n.push,
-				EventLog:  n.push,
+				JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(),
+				Offline:  n.push,
+				EventLog: n.push,
 			}
 			if n.hooks != nil {
 				deps.Hooks = n.hooks

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,9 +86,10 @@ type Config struct {
 	ReconnectWait config.Duration `yaml:"reconnect_wait"`
 	// JetStreamReplicas is the replica count of every JetStream stream and
 	// KV bucket the core creates (push, webhooks, super-group work,
-	// presence). 0 (the default): 3 in external mode (a cluster of three or
-	// more servers), 1 embedded. In external mode 1..5 (at most the
-	// cluster's size: JetStream refuses more); embedded only 1.
+	// presence, API nonces, rate limits). 0 (the default) follows the
+	// engine: 3 when the external servers form a cluster of three or more,
+	// else 1. Set, it must not exceed the cluster's servers (a clear start
+	// error otherwise); embedded only 1.
 	JetStreamReplicas int `yaml:"jetstream_replicas"`
 }
 
@@ -150,16 +152,18 @@ func Default() Config {
 	}
 }
 
-// Replicas is the replica count for the core's JetStream streams and KV
-// buckets (JetStreamReplicas with its default applied).
-func (c *Config) Replicas() int {
+// replicasFor is the replica count on a bus whose servers number servers
+// (0: not a cluster).
+func (c *Config) replicasFor(servers int) (int, error) {
 	switch {
-	case c.JetStreamReplicas > 0:
-		return c.JetStreamReplicas
-	case c.Mode == ModeExternal:
-		return 3
+	case c.JetStreamReplicas == 0 && servers >= 3:
+		return 3, nil
+	case c.JetStreamReplicas == 0:
+		return 1, nil
+	case c.JetStreamReplicas > max(servers, 1):
+		return 0, fmt.Errorf("bus.jetstream_replicas: %d, but the NATS servers connected form a cluster of %d", c.JetStreamReplicas, max(servers, 1))
 	}
-	return 1
+	return c.JetStreamReplicas, nil
 }
 
 // Validate reports every problem at once.
@@ -232,12 +236,13 @@ type Bus struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu      sync.Mutex
-	srv     *server.Server
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	tmpDir  string
-	stopped bool
+	mu       sync.Mutex
+	srv      *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	replicas int
+	tmpDir   string
+	stopped  bool
 }
 
 // New validates cfg; Start launches the server and connects.
@@ -316,6 +321,10 @@ func (b *Bus) Start(ctx context.Context) error {
 		return fmt.Errorf("bus: jetstream: %w", err)
 	}
 	b.js = js
+	if b.replicas, err = b.cfg.replicasFor(clusterSize(b.nc)); err != nil {
+		b.cleanupLocked()
+		return fmt.Errorf("bus: %w", err)
+	}
 	b.metrics.connected.Set(1)
 	return nil
 }
@@ -465,8 +474,29 @@ func (b *Bus) Conn() *nats.Conn {
 }
 
 // Replicas is the replica count for the JetStream streams and KV buckets
-// the core creates (Config.JetStreamReplicas with its default applied).
-func (b *Bus) Replicas() int { return b.cfg.Replicas() }
+// the core creates (Config.JetStreamReplicas, or what the engine allows).
+// Valid after Start.
+func (b *Bus) Replicas() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.replicas
+}
+
+// clusterSize is the number of servers of the connected server's cluster
+// (those it and the configured URLs make known), or 0 when it is not in a
+// cluster.
+func clusterSize(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() == "" {
+		return 0
+	}
+	hosts := map[string]bool{}
+	for _, u := range nc.Servers() {
+		if pu, err := url.Parse(u); err == nil {
+			hosts[pu.Host] = true
+		}
+	}
+	return len(hosts)
+}
 
 // JetStream is the JetStream context on Conn.
 func (b *Bus) JetStream() jetstream.JetStream {

@@ -11,22 +11,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/bus/bustest"
 	"github.com/longlink/longlink/core/clustertest"
 	"github.com/longlink/longlink/pkg/config"
 )
-
-func start(t *testing.T, cfg bus.Config) *bus.Bus {
-	t.Helper()
-	b, err := bus.New(cfg, bus.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
-	return b
-}
 
 // exercise checks request/reply with a queue group and a JetStream stream.
 func exercise(t *testing.T, b *bus.Bus, subject string) {
@@ -69,7 +57,7 @@ func TestEmbedded(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.StoreDir = t.TempDir()
 	cfg.Password = config.NewSecret("test-password-123")
-	b := start(t, cfg)
+	b := bustest.Start(t, cfg)
 	exercise(t, b, "ll.test.embedded")
 	url := b.ClientURL()
 	if url == "" {
@@ -105,7 +93,7 @@ func TestEmbedded(t *testing.T) {
 func TestEmbeddedNoListener(t *testing.T) {
 	cfg := bus.Default()
 	cfg.Listen = ""
-	b := start(t, cfg)
+	b := bustest.Start(t, cfg)
 	if b.ClientURL() != "" {
 		t.Fatal("no listener expected")
 	}
@@ -124,7 +112,7 @@ func TestExternal(t *testing.T) {
 	cfg.URLs = n.URLs()
 	cfg.User, cfg.Password = n.User, config.NewSecret(n.Password)
 	cfg.TLS = bus.TLSConfig{CAFile: env.CAFile, CertFile: n.ClientCert, KeyFile: n.ClientKey}
-	b := start(t, cfg)
+	b := bustest.Start(t, cfg)
 	exercise(t, b, "ll.test.external")
 	if b.Replicas() != 3 {
 		t.Fatalf("replicas = %d, want 3 on a cluster", b.Replicas())
@@ -186,17 +174,39 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestReplicasDefault(t *testing.T) {
-	c := bus.Default()
-	if c.Replicas() != 1 {
-		t.Fatalf("embedded: %d replicas, want 1", c.Replicas())
+// TestExternalSingleServer: on one nats-server (no cluster) the streams
+// and buckets get one replica, and asking for three is a clear start error.
+func TestExternalSingleServer(t *testing.T) {
+	clustertest.Require(t)
+	env := clustertest.New(t)
+	n := env.StartNATS(clustertest.NATSOptions{Nodes: 1})
+	cfg := bus.Default()
+	cfg.Mode = bus.ModeExternal
+	cfg.URLs = n.URLs()
+	cfg.User, cfg.Password = n.User, config.NewSecret(n.Password)
+	cfg.TLS = bus.TLSConfig{CAFile: env.CAFile, CertFile: n.ClientCert, KeyFile: n.ClientKey}
+	if b := bustest.Start(t, cfg); b.Replicas() != 1 {
+		t.Fatalf("replicas = %d on one server, want 1", b.Replicas())
 	}
-	c.Mode = bus.ModeExternal
-	if c.Replicas() != 3 {
-		t.Fatalf("external: %d replicas, want 3", c.Replicas())
+	cfg.JetStreamReplicas = 3
+	b, err := bus.New(cfg, bus.Deps{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.JetStreamReplicas = 5
-	if c.Replicas() != 5 {
-		t.Fatalf("external, set to 5: %d", c.Replicas())
+	err = b.Start(context.Background())
+	if err == nil {
+		_ = b.Shutdown(context.Background())
+		t.Fatal("started with 3 replicas on one server")
+	}
+	if !strings.Contains(err.Error(), "jetstream_replicas") {
+		t.Fatalf("error %q does not name jetstream_replicas", err)
+	}
+}
+
+func TestReplicasEmbedded(t *testing.T) {
+	cfg := bus.Default()
+	cfg.Listen = ""
+	if b := bustest.Start(t, cfg); b.Replicas() != 1 {
+		t.Fatalf("embedded: %d replicas, want 1", b.Replicas())
 	}
 }

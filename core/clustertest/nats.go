@@ -16,7 +16,8 @@ type NATSOptions struct {
 	Site *Site
 	// Name is the cluster's name. Default "longlink".
 	Name string
-	// Nodes is the number of servers. Default 3.
+	// Nodes is the number of servers. Default 3; one is a single server
+	// (no cluster).
 	Nodes int
 	// PingInterval and PingMax: a server pings each client this often and
 	// closes a client that leaves PingMax pings unanswered, which drops a
@@ -117,7 +118,10 @@ jetstream {
   max_memory_store: 256MB
   max_file_store: 2GB
 }
-cluster {
+`, name, host, ps[i].client, host, ps[i].mon, o.PingInterval.String(), o.PingMax, n.User, n.Password, tlsBlock,
+			filepath.Join(ndir, "jetstream"))
+		if o.Nodes > 1 {
+			conf += fmt.Sprintf(`cluster {
   name: %q
   listen: "%s:%d"
   authorization {
@@ -129,10 +133,9 @@ cluster {
     %s
   ]
 }
-%s
-`, name, host, ps[i].client, host, ps[i].mon, o.PingInterval.String(), o.PingMax, n.User, n.Password, tlsBlock,
-			filepath.Join(ndir, "jetstream"), o.Name, host, ps[i].route, n.RoutePassword, tlsBlock,
-			strings.Join(routes, "\n    "), o.Extra)
+`, o.Name, host, ps[i].route, n.RoutePassword, tlsBlock, strings.Join(routes, "\n    "))
+		}
+		conf += o.Extra + "\n"
 		cfgPath := filepath.Join(ndir, "nats.conf")
 		if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 			e.t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
 )
@@ -56,13 +57,25 @@ type Config struct {
 	// IdleTimeout closes a connection that sent nothing for this long.
 	// Default 2.5 × Heartbeat.
 	IdleTimeout config.Duration `yaml:"idle_timeout"`
-	// RequestTimeout bounds a request to the app services. Default 10s.
+	// RequestTimeout bounds a request to the app services. Default 10s. A
+	// send batch still not stored after it ends its session (the client
+	// resends on its next one; ORDER.md).
 	RequestTimeout config.Duration `yaml:"request_timeout"`
+	// SendAttemptTimeout is how long a session's send batch waits for its
+	// answer before it is sent again (to whichever service node the queue
+	// group picks: a killed or hung node's batch moves on); each further
+	// attempt waits twice as long. Default 500ms.
+	SendAttemptTimeout config.Duration `yaml:"send_attempt_timeout"`
+	// MaxSendBatch caps the sends of one session that go to the services
+	// as one batch (the sends that arrived while its previous batch was
+	// out); request_burst caps it too. Default 64, at most 256.
+	MaxSendBatch int `yaml:"max_send_batch"`
 	// RequestRate and RequestBurst limit requests per session (token bucket).
 	// Defaults 200/s and 400.
 	RequestRate  float64 `yaml:"request_rate"`
 	RequestBurst int     `yaml:"request_burst"`
-	// MaxInflight caps unanswered requests per session. Default 256.
+	// MaxInflight caps unanswered requests per session, and separately its
+	// unanswered sends (a client past it ends its session). Default 256.
 	MaxInflight int `yaml:"max_inflight"`
 	// SendQueue caps frames waiting to be written to one connection; a
 	// client that falls further behind is dropped as a slow consumer.
@@ -87,6 +100,11 @@ type Config struct {
 	// RoomBatchInterval is how long room messages are gathered before they
 	// go out as one room.messages frame per connection. Default 100ms.
 	RoomBatchInterval config.Duration `yaml:"room_batch_interval"`
+	// RoomGapWait is how long a room's batch is held back when a seq is
+	// missing before it (several service nodes publish a room's messages,
+	// so one may arrive late); after it the batch goes with the gap.
+	// Default 500ms.
+	RoomGapWait config.Duration `yaml:"room_gap_wait"`
 	// RoomMaxQueued: a Link connection with this many frames still waiting
 	// to be written skips new room batches (bounded lag instead of an
 	// ever longer queue). Default 4.
@@ -131,6 +149,8 @@ func Default() Config {
 		LoginTimeout:        config.Duration(10 * time.Second),
 		Heartbeat:           config.Duration(30 * time.Second),
 		RequestTimeout:      config.Duration(10 * time.Second),
+		SendAttemptTimeout:  config.Duration(500 * time.Millisecond),
+		MaxSendBatch:        64,
 		RequestRate:         200,
 		RequestBurst:        400,
 		MaxInflight:         256,
@@ -140,6 +160,7 @@ func Default() Config {
 		PushBuffer:          65536,
 		MaxSuperGroups:      2000,
 		RoomBatchInterval:   config.Duration(100 * time.Millisecond),
+		RoomGapWait:         config.Duration(500 * time.Millisecond),
 		MaxRoomsPerSession:  10,
 		RoomMaxQueued:       4,
 		AnnounceInterval:    config.Duration(2 * time.Second),
@@ -185,6 +206,12 @@ func (c Config) withDefaults() Config {
 	if c.RequestBurst == 0 {
 		c.RequestBurst = d.RequestBurst
 	}
+	if c.SendAttemptTimeout == 0 {
+		c.SendAttemptTimeout = d.SendAttemptTimeout
+	}
+	if c.MaxSendBatch == 0 {
+		c.MaxSendBatch = d.MaxSendBatch
+	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = d.MaxInflight
 	}
@@ -208,6 +235,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRoomsPerSession == 0 {
 		c.MaxRoomsPerSession = d.MaxRoomsPerSession
+	}
+	if c.RoomGapWait == 0 {
+		c.RoomGapWait = d.RoomGapWait
 	}
 	if c.RoomMaxQueued == 0 {
 		c.RoomMaxQueued = d.RoomMaxQueued
@@ -267,11 +297,20 @@ func (c *Config) Validate() error {
 	if v.RequestRate < 0 || v.RequestBurst < 1 {
 		errs.Addf("request_rate must be positive and request_burst at least 1")
 	}
+	if v.SendAttemptTimeout.D() < 10*time.Millisecond || v.SendAttemptTimeout > v.RequestTimeout {
+		errs.Addf("send_attempt_timeout: %s not in 10ms..request_timeout", v.SendAttemptTimeout.D())
+	}
+	if v.MaxSendBatch < 1 || v.MaxSendBatch > imapi.MaxSendBatch {
+		errs.Addf("max_send_batch: %d not in 1..%d", v.MaxSendBatch, imapi.MaxSendBatch)
+	}
 	if v.MaxInflight < 1 || v.SendQueue < 8 {
 		errs.Addf("max_inflight must be at least 1 and send_queue at least 8")
 	}
 	if v.RoomBatchInterval.D() < time.Millisecond || v.RoomBatchInterval.D() > time.Second {
 		errs.Addf("room_batch_interval: %s not in 1ms..1s", v.RoomBatchInterval.D())
+	}
+	if v.RoomGapWait < 0 || v.RoomGapWait.D() > 10*time.Second {
+		errs.Addf("room_gap_wait: %s not in 0..10s", v.RoomGapWait.D())
 	}
 	if v.RoomMaxQueued < 1 || v.RoomMaxQueued > v.SendQueue {
 		errs.Addf("room_max_queued: must be in 1..send_queue (%d)", v.SendQueue)

@@ -65,13 +65,19 @@ type fakeService struct {
 	// beforeLogin, when set, runs before a login answer and returns the
 	// answer's super-groups (set before logins start).
 	beforeLogin func(lr imapi.LoginReq) []string
+	// onBatch, when set (before the first send), takes every send batch
+	// instead of the default (each send through send, stopping at the
+	// first retryable refusal); it answers through respond, or never.
+	onBatch func(req *imapi.BusRequest, sends []imapi.SendReq, respond func(imapi.SendBatchResp))
 }
 
 func newFakeService(t testing.TB, nc *nats.Conn) *fakeService {
 	f := &fakeService{nc: nc, seq: map[string]int64{}}
+	if _, err := nc.QueueSubscribe(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpSendBatch), imapi.ServiceQueue, f.sendBatch); err != nil {
+		t.Fatal(err)
+	}
 	for op, h := range map[imapi.Op]func(*imapi.BusRequest) (any, error){
 		imapi.OpLogin:  f.login,
-		imapi.OpSend:   f.send,
 		imapi.OpLogout: func(*imapi.BusRequest) (any, error) { return nil, nil },
 	} {
 		h := h
@@ -140,6 +146,52 @@ func (f *fakeService) login(req *imapi.BusRequest) (any, error) {
 		supers = f.beforeLogin(lr)
 	}
 	return imapi.LoginResp{SessionID: id, ServerTime: time.Now().UnixMilli(), HeartbeatSec: 99, SuperGroups: supers}, nil
+}
+
+// sendBatch answers a gateway's send batch as the services do: each send
+// in order, and after a retryable refusal only retryable refusals.
+func (f *fakeService) sendBatch(m *nats.Msg) {
+	var req imapi.BusRequest
+	var br imapi.SendBatchReq
+	if json.Unmarshal(m.Data, &req) != nil || json.Unmarshal(req.Body, &br) != nil {
+		_ = m.Respond(mustJSON(imapi.BusReply{Code: imapi.ErrBadRequest}))
+		return
+	}
+	sends := make([]imapi.SendReq, len(br.Sends))
+	for i, b := range br.Sends {
+		_ = json.Unmarshal(b, &sends[i])
+	}
+	respond := func(resp imapi.SendBatchResp) { _ = m.Respond(mustJSON(imapi.BusReply{Body: mustJSON(resp)})) }
+	if f.onBatch != nil {
+		f.onBatch(&req, sends, respond)
+		return
+	}
+	if f.delay > 0 {
+		time.Sleep(f.delay)
+	}
+	var resp imapi.SendBatchResp
+	var tail *imapi.Error
+	for _, b := range br.Sends {
+		if tail != nil {
+			resp.Results = append(resp.Results, imapi.SendResult{Code: tail.Code, Message: tail.Message, RetryAfterMs: tail.RetryAfterMs})
+			continue
+		}
+		one := req
+		one.Body = b
+		v, err := f.send(&one)
+		var ie *imapi.Error
+		switch {
+		case errors.As(err, &ie):
+			resp.Results = append(resp.Results, imapi.SendResult{Code: ie.Code, Message: ie.Message, RetryAfterMs: ie.RetryAfterMs})
+			if ie.Code.Retryable() {
+				tail = ie
+			}
+		default:
+			ack := v.(imapi.SendAck)
+			resp.Results = append(resp.Results, imapi.SendResult{Ack: &ack})
+		}
+	}
+	respond(resp)
 }
 
 func (f *fakeService) send(req *imapi.BusRequest) (any, error) {
@@ -449,16 +501,18 @@ func TestIdleTimeout(t *testing.T) {
 	waittest.Until(t, 5*time.Second, "no session left", func() bool { return e.g.Sessions() == 0 })
 }
 
+// TestRateLimit: requests over the session's rate are refused (sends are
+// paced instead: TestSendRatePacesInOrder).
 func TestRateLimit(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.RequestRate = 1; c.RequestBurst = 2 })
 	c := e.login(t, "erin", "phone")
 	codes := map[imapi.Code]int{}
 	for i := 0; i < 5; i++ {
-		seq := c.request(imapi.OpSend, imapi.SendReq{To: "x", ClientMsgID: fmt.Sprint(i)})
+		seq := c.request(imapi.OpSync, imapi.SyncReq{ConvID: fmt.Sprint(i)})
 		f, _ := c.response(seq)
 		codes[f.Code]++
 	}
-	if codes[imapi.ErrRateLimited] < 2 || codes[imapi.OK] < 2 {
+	if codes[imapi.ErrRateLimited] < 2 || len(codes) < 2 {
 		t.Fatalf("codes %v", codes)
 	}
 }
@@ -615,8 +669,13 @@ func TestSessionAPI(t *testing.T) {
 	if !s.Closed() || tr.kicked.Code != imapi.ErrKicked {
 		t.Fatalf("kick %+v", tr.kicked)
 	}
-	if r := s.Request(ctx, imapi.OpSend, nil); r.Code != imapi.ErrNotLoggedIn {
+	if r := s.Request(ctx, imapi.OpSync, nil); r.Code != imapi.ErrNotLoggedIn {
 		t.Fatalf("request after kick: code %d", r.Code)
+	}
+	// A send of a session that ended is retryable: the client resends it
+	// on its next session.
+	if r := s.Request(ctx, imapi.OpSend, nil); r.Code != imapi.ErrUnavailable {
+		t.Fatalf("send after kick: code %d", r.Code)
 	}
 }
 
@@ -704,61 +763,5 @@ func TestPlainListener(t *testing.T) {
 				t.Fatalf("heartbeat code %d", f.Code)
 			}
 		})
-	}
-}
-
-// TestBusyRefusalHint: a service's retryable refusal with a retry-after hint
-// reaches the client with its code, message and hint.
-func TestBusyRefusalHint(t *testing.T) {
-	e := newEnv(t, nil)
-	c := e.login(t, "alice", "phone")
-	f, _ := c.response(c.request(imapi.OpSend, imapi.SendReq{ConvType: imapi.ConvP2P, To: "overloaded", ClientMsgID: "c1", Type: "text", Body: json.RawMessage(`{}`)}))
-	if f.Code != imapi.ErrUnavailable {
-		t.Fatalf("code %d, want 503", f.Code)
-	}
-	var ie imapi.Error
-	if err := json.Unmarshal(f.Body, &ie); err != nil {
-		t.Fatalf("body %q: %v", f.Body, err)
-	}
-	if ie.Code != imapi.ErrUnavailable || ie.Message != "busy" || ie.RetryAfterMs != 25 {
-		t.Fatalf("error %+v, want 503 busy with retry_after_ms 25", ie)
-	}
-	// Refusals without a hint keep the gateway's own error body.
-	f, _ = c.response(c.request(imapi.OpSend, json.RawMessage(`"not an object"`)))
-	var plain imapi.Error
-	if err := json.Unmarshal(f.Body, &plain); err != nil || plain.Code != imapi.ErrBadRequest || plain.RetryAfterMs != 0 {
-		t.Fatalf("bad request: code %d body %q", f.Code, f.Body)
-	}
-}
-
-// TestSendHoldKeepsOrder: once a send is refused for the request rate, the
-// session's later sends are refused (without using tokens) until the
-// refused one comes back, so none of them is stored before it.
-func TestSendHoldKeepsOrder(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.RequestRate = 20; c.RequestBurst = 1 })
-	c := e.login(t, "hana", "phone")
-	send := func(cmid string) imapi.Code {
-		f, _ := c.response(c.request(imapi.OpSend, imapi.SendReq{ConvType: imapi.ConvP2P, To: "x", ClientMsgID: cmid, Type: "text", Body: json.RawMessage(`{}`)}))
-		return f.Code
-	}
-	if code := send("m1"); code != imapi.OK {
-		t.Fatalf("m1: code %d", code)
-	}
-	if code := send("m2"); code != imapi.ErrRateLimited {
-		t.Fatalf("m2 with an empty bucket: code %d, want 429", code)
-	}
-	time.Sleep(120 * time.Millisecond) // two tokens' worth; the bucket holds one
-	if code := send("m3"); code != imapi.ErrRateLimited {
-		t.Fatalf("m3 after m2's refusal: code %d, want 429 (held behind m2)", code)
-	}
-	if code := send("m2"); code != imapi.OK {
-		t.Fatalf("m2's resend: code %d", code)
-	}
-	time.Sleep(120 * time.Millisecond)
-	if code := send("m3"); code != imapi.OK {
-		t.Fatalf("m3 after m2 went through: code %d", code)
-	}
-	if n := testutil.ToFloat64(e.g.m.refused.WithLabelValues("held")); n != 1 {
-		t.Fatalf("refused_total{held} = %v, want 1", n)
 	}
 }

@@ -29,11 +29,18 @@ type metrics struct {
 	roomSlowDrops  prometheus.Counter
 	roomSkipped    prometheus.Counter
 	roomEvents     prometheus.Counter
+	roomGaps       prometheus.Counter
 
 	roomDirectWrites  prometheus.Counter
 	roomPartialWrites prometheus.Counter
 	roomStretched     prometheus.Counter
 	roomRoundSeconds  prometheus.Histogram
+
+	sendBatches   prometheus.Counter
+	sendBatchSize prometheus.Histogram
+	sendRetries   prometheus.Counter
+	sendDelayed   prometheus.Counter
+	sendGiveUps   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_accepted_total", Help: "Accepted Link TCP connections."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_gateway_refused_total", Help: "Refused connections and requests by reason (max_connections, per_ip, rate, inflight, held, draining, proxy_header, untrusted_plain)."}, []string{"reason"}),
+			Name: "longlink_gateway_refused_total", Help: "Refused connections and requests by reason (max_connections, per_ip, rate, inflight, sends, draining, proxy_header, untrusted_plain)."}, []string{"reason"}),
 		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_gateway_protocol_errors_total", Help: "Connections closed for bad input by reason (handshake, unknown_key, decrypt, frame_too_large, bad_frame, not_logged_in)."}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -66,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_slow_consumers_total", Help: "Sessions dropped because their send queue was full."}),
 		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_gateway_kicks_total", Help: "Sessions closed by the server, by reason (kicked, draining, logout)."}, []string{"reason"}),
+			Name: "longlink_gateway_kicks_total", Help: "Sessions closed by the server, by reason (kicked, draining, logout, unavailable)."}, []string{"reason"}),
 		framesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_frames_in_total", Help: "Link frames read."}),
 		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
@@ -89,6 +96,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_gateway_room_skipped_total", Help: "Room messages not sent to members still behind with earlier frames (room_max_queued)."}),
 		roomEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_room_events_total", Help: "Room events received from the bus."}),
+		roomGaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_room_gaps_total", Help: "Room batches sent with a seq missing before them after holding them room_gap_wait for it (published by several service nodes, a message may arrive late or never)."}),
 		roomDirectWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_room_direct_writes_total", Help: "room.messages frames the room writers wrote themselves (the connection had nothing else to write), without its writer goroutine."}),
 		roomPartialWrites: prometheus.NewCounter(prometheus.CounterOpts{
@@ -98,8 +107,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		roomRoundSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "longlink_gateway_room_round_seconds", Help: "Time to write (or queue) one round of room batches to every member connection.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .2, .35, .5, .75, 1, 2, 5}}),
+		sendBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_send_batches_total", Help: "Send batches put on the bus (a session's sends that arrived while its previous batch was out; ORDER.md)."}),
+		sendBatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "longlink_gateway_send_batch_size", Help: "Sends per send batch.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}}),
+		sendRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_send_retries_total", Help: "Send batches (or their retryable tails) sent again after a timeout or a retryable refusal."}),
+		sendDelayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_send_rate_delays_total", Help: "Send batches held back for the session's request rate (instead of refused)."}),
+		sendGiveUps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_gateway_send_give_ups_total", Help: "Sessions ended because a send batch was not stored within request_timeout (the client resends on its next session)."}),
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
+	for _, c := range []prometheus.Collector{m.roomGaps, m.sendBatches, m.sendBatchSize, m.sendRetries, m.sendDelayed, m.sendGiveUps, m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
 		m.roomDeliveries, m.roomSlowDrops, m.roomSkipped, m.roomEvents,
 		m.roomDirectWrites, m.roomPartialWrites, m.roomStretched, m.roomRoundSeconds, m.connections, m.sessions, m.accounts, m.accepted, m.refused,
 		m.protocolErrors, m.logins, m.requests, m.requestErrors, m.requestSeconds, m.pushes, m.pushDelivered,

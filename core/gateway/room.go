@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +48,11 @@ type gwRoom struct {
 	pending [][]byte // room messages (imapi.RoomMessage JSON) since the last flush
 	dirty   bool     // listed in Gateway.dirtyRooms
 	closed  bool
+	// lastSeq is the highest room seq sent to the members (0: none yet);
+	// heldSince is when the flush began holding pending messages back for
+	// a gap before them (zero: not holding). See addBatch.
+	lastSeq   int64
+	heldSince time.Time
 }
 
 // roomJoin is called before a room.enter is forwarded to the services: the
@@ -349,6 +356,28 @@ func (g *Gateway) addBatch(r *gwRoom) (more bool) {
 		g.roomMu.Unlock()
 		return false
 	}
+	// Several service nodes publish a room's messages, each on its own
+	// connection, so they may arrive out of seq order, and a client takes
+	// a seq below one it has as a duplicate. The batch goes out in seq
+	// order; when a seq is missing before it, it is held back for up to
+	// RoomGapWait for the missing one to arrive (a message stored by a
+	// node that died before publishing it never does: then the batch goes
+	// with the gap, which the client sees).
+	seqs := sortRoomMessages(msgs)
+	if r.lastSeq > 0 && seqs[0] > r.lastSeq+1 {
+		if r.heldSince.IsZero() {
+			r.heldSince = time.Now()
+		}
+		if time.Since(r.heldSince) < g.cfg.RoomGapWait.D() {
+			r.pending, r.dirty = append(msgs, r.pending...), true
+			g.roomMu.Unlock()
+			return true
+		}
+		g.m.roomGaps.Inc()
+		g.log.Debug("room batch sent with a gap", "room", r.id, "after", r.lastSeq, "first", seqs[0])
+	}
+	r.heldSince = time.Time{}
+	r.lastSeq = max(r.lastSeq, seqs[len(seqs)-1])
 	size := len(`{"room_id":"","messages":[]}`) + len(r.id)
 	for i, m := range msgs {
 		if size += len(m) + 1; size > g.cfg.MaxFrameSize && i > 0 {
@@ -474,4 +503,27 @@ func (g *Gateway) SetAdvertise(addrs []string) {
 	if g.started {
 		g.announce()
 	}
+}
+
+// sortRoomMessages sorts room messages (imapi.RoomMessage JSON) by seq and
+// returns their seqs in that order (0 for one that does not decode).
+func sortRoomMessages(msgs [][]byte) []int64 {
+	type keyed struct {
+		seq int64
+		m   []byte
+	}
+	ks := make([]keyed, len(msgs))
+	for i, m := range msgs {
+		var v struct {
+			Seq int64 `json:"seq"`
+		}
+		_ = json.Unmarshal(m, &v)
+		ks[i] = keyed{v.Seq, m}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int { return cmp.Compare(a.seq, b.seq) })
+	seqs := make([]int64, len(ks))
+	for i, k := range ks {
+		msgs[i], seqs[i] = k.m, k.seq
+	}
+	return seqs
 }

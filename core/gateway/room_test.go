@@ -13,6 +13,7 @@ import (
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // roomSeqsUntil reads frames until the room messages of room include seq
@@ -122,5 +123,49 @@ func TestRoomEnterWindow(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// TestRoomBatchesInSeqOrder: room messages published out of seq order (two
+// service nodes, two connections) reach members in seq order; a batch with
+// a seq missing before it waits (up to room_gap_wait) for the late one.
+func TestRoomBatchesInSeqOrder(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.RoomBatchInterval, c.RoomGapWait = config.Duration(50*time.Millisecond), config.Duration(100*time.Millisecond)
+	})
+	nc := roomServiceWith(t, e, func(*nats.Conn, imapi.RoomEnterReq) imapi.BusReply { return imapi.BusReply{} })
+	m := e.login(t, "m1", "phone")
+	if f, _ := m.response(m.request(imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: "r1", Token: "ok"})); f.Code != imapi.OK {
+		t.Fatalf("enter: %d", f.Code)
+	}
+	publishRoom(t, nc, "r1", 1, "one")
+	if got := roomSeqsUntil(t, m, nil, "r1", 1); !slices.Equal(got, []int64{1}) {
+		t.Fatalf("first batch %v", got)
+	}
+	// 3 and 2 in one interval: sorted.
+	publishRoom(t, nc, "r1", 3, "three")
+	publishRoom(t, nc, "r1", 2, "two")
+	if got := roomSeqsUntil(t, m, nil, "r1", 3); !slices.Equal(got, []int64{2, 3}) {
+		t.Fatalf("batch %v, want [2 3]", got)
+	}
+	// 5 first, 4 one interval later: 5 is held for 4.
+	publishRoom(t, nc, "r1", 5, "five")
+	waittest.Until(t, 5*time.Second, "a flush holding 5 back", func() bool {
+		e.g.roomMu.Lock()
+		defer e.g.roomMu.Unlock()
+		r := e.g.rooms[imapi.RoomSubject("app", "r1")]
+		return r != nil && !r.heldSince.IsZero()
+	})
+	publishRoom(t, nc, "r1", 4, "four")
+	if got := roomSeqsUntil(t, m, nil, "r1", 5); !slices.Equal(got, []int64{4, 5}) {
+		t.Fatalf("seqs %v, want [4 5]: 5 not held for 4", got)
+	}
+	// 7 without 6: sent after the hold, the gap counted.
+	publishRoom(t, nc, "r1", 7, "seven")
+	if got := roomSeqsUntil(t, m, nil, "r1", 7); !slices.Equal(got, []int64{7}) {
+		t.Fatalf("seqs %v, want [7]", got)
+	}
+	if n := testutil.ToFloat64(e.g.m.roomGaps); n != 1 {
+		t.Fatalf("room_gaps_total = %v, want 1", n)
 	}
 }

@@ -21,8 +21,8 @@ func serveVersion(t *testing.T, nc *nats.Conn, version, tag string) func() {
 	t.Helper()
 	var subs []*nats.Subscription
 	for op, v := range map[imapi.Op]any{
-		imapi.OpLogin: imapi.LoginResp{SessionID: tag + "-session"},
-		imapi.OpSend:  imapi.SendAck{MsgID: tag, ConvID: "c", Seq: 1},
+		imapi.OpLogin:     imapi.LoginResp{SessionID: tag + "-session"},
+		imapi.OpSendBatch: imapi.SendBatchResp{Results: []imapi.SendResult{{Ack: &imapi.SendAck{MsgID: tag, ConvID: "c", Seq: 1}}}},
 	} {
 		reply := mustJSON(imapi.BusReply{Body: mustJSON(v)})
 		sub, err := nc.QueueSubscribe(route.VersionSubject(imapi.DefaultCluster, version, op), imapi.ServiceQueue, func(m *nats.Msg) { _ = m.Respond(reply) })

@@ -67,12 +67,8 @@ type Session struct {
 	inflight atomic.Int32
 	closed   atomic.Bool
 
-	// A send refused here (request rate, in-flight limit) holds the
-	// session's later sends until it comes back (see sendHeld); held
-	// lets the common case skip the lock.
-	held      atomic.Bool
-	heldSend  string    // its client_msg_id; guarded by mu
-	heldUntil time.Time // guarded by mu
+	// sends keeps the session's sends in order (sendq.go, ORDER.md).
+	sends sendLane
 
 	rooms []*gwRoom // guarded by Gateway.roomMu
 }
@@ -280,35 +276,34 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 	case imapi.OpLogin:
 		done(errReply(imapi.ErrBadRequest, "already logged in"))
 		return
-	}
-	if s.closed.Load() {
-		done(errReply(imapi.ErrNotLoggedIn, "session closed"))
-		return
-	}
-	if op == imapi.OpSend && s.held.Load() && s.sendHeld(body) {
-		g.m.refused.WithLabelValues("held").Inc()
-		done(errReply(imapi.ErrRateLimited, "held behind an earlier refused send"))
-		return
-	}
-	prefix, limiter := s.requestState()
-	if !limiter.Allow() {
-		g.m.refused.WithLabelValues("rate").Inc()
-		if op == imapi.OpSend {
-			s.holdSends(body)
-		}
-		done(errReply(imapi.ErrRateLimited, "request rate"))
+	case imapi.OpSendBatch:
+		done(errReply(imapi.ErrUnknownOp, "not a client request"))
 		return
 	}
 	if len(body) > 0 && !json.Valid(body) {
 		done(errReply(imapi.ErrBadRequest, "body is not JSON"))
 		return
 	}
+	if op == imapi.OpSend {
+		// Sends keep their order in the session's lane, which paces them
+		// by the request rate instead of refusing any.
+		g.m.requests.WithLabelValues(op.Name()).Inc()
+		s.goSend(body, done)
+		return
+	}
+	if s.closed.Load() {
+		done(errReply(imapi.ErrNotLoggedIn, "session closed"))
+		return
+	}
+	prefix, limiter := s.requestState()
+	if !limiter.Allow() {
+		g.m.refused.WithLabelValues("rate").Inc()
+		done(errReply(imapi.ErrRateLimited, "request rate"))
+		return
+	}
 	if s.inflight.Add(1) > int32(g.cfg.MaxInflight) {
 		s.inflight.Add(-1)
 		g.m.refused.WithLabelValues("inflight").Inc()
-		if op == imapi.OpSend {
-			s.holdSends(body)
-		}
 		done(errReply(imapi.ErrRateLimited, "too many requests in flight"))
 		return
 	}
@@ -349,23 +344,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 	}
 	env = append(env, '}')
 	logout := op == imapi.OpLogout
-	rt := s.currentRoute()
-	g.routes.Sent(rt)
-	var answer func(Reply)
-	answer = func(r Reply) {
-		if r.noResponders {
-			if rt.Version != "" {
-				// No live node of the rule's version: the stable nodes
-				// take it (the request reached nobody, so it is not a
-				// duplicate).
-				g.routes.Fallback(rt)
-				rt = rt.Stable()
-				g.replies.send(g, rt.Subject(op), env, answer)
-				return
-			}
-			g.routes.NoResponders(rt.Cluster)
-			r = errReply(imapi.ErrUnavailable, route.NoLiveNode(rt.Cluster))
-		}
+	s.forward(op, env, func(r Reply) {
 		s.inflight.Add(-1)
 		if r.Code != imapi.OK {
 			g.m.requestErrors.WithLabelValues(strconv.Itoa(int(r.Code))).Inc()
@@ -383,49 +362,34 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 			g.m.kicks.WithLabelValues("logout").Inc()
 		}
 		done(r)
+	})
+}
+
+// forward publishes env, a BusRequest for op, on the session's route and
+// calls done with the answer. A grayscale version with no live node hands
+// the request to the stable nodes; a cluster with none answers at once.
+func (s *Session) forward(op imapi.Op, env []byte, done func(Reply)) {
+	g := s.g
+	rt := s.currentRoute()
+	g.routes.Sent(rt)
+	var answer func(Reply)
+	answer = func(r Reply) {
+		if r.noResponders {
+			if rt.Version != "" {
+				// No live node of the rule's version: the stable nodes
+				// take it (the request reached nobody, so it is not a
+				// duplicate).
+				g.routes.Fallback(rt)
+				rt = rt.Stable()
+				g.replies.send(g, rt.Subject(op), env, answer)
+				return
+			}
+			g.routes.NoResponders(rt.Cluster)
+			r = errReply(imapi.ErrUnavailable, route.NoLiveNode(rt.Cluster))
+		}
+		done(r)
 	}
 	g.replies.send(g, rt.Subject(op), env, answer)
-}
-
-// sendHoldFor bounds how long a refused send holds the session's later
-// sends when its resend does not come; each refusal of it renews the hold.
-const sendHoldFor = 5 * time.Second
-
-// sendHeld reports whether the send in body must be refused to keep the
-// session's sends in order: an earlier send was refused here and has not
-// come back. Clients send several at a time, so without the hold the
-// refusal of message n would let n+1 (already on its way, and let through
-// once a token is back) be stored first. The held send itself releases
-// the hold (and then passes the limits like any request).
-func (s *Session) sendHeld(body []byte) bool {
-	var req imapi.SendReq
-	_ = imapi.DecodeSendReq(body, &req)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.heldSend == "" {
-		return false
-	}
-	if req.ClientMsgID == s.heldSend || time.Now().After(s.heldUntil) {
-		s.heldSend = ""
-		s.held.Store(false)
-		return false
-	}
-	return true
-}
-
-// holdSends records the send in body, just refused, as the one the
-// session's later sends wait behind (unless an earlier one already is).
-func (s *Session) holdSends(body []byte) {
-	var req imapi.SendReq
-	if imapi.DecodeSendReq(body, &req) != nil || req.ClientMsgID == "" {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.heldSend == "" || s.heldSend == req.ClientMsgID || time.Now().After(s.heldUntil) {
-		s.heldSend, s.heldUntil = req.ClientMsgID, time.Now().Add(sendHoldFor)
-		s.held.Store(true)
-	}
 }
 
 // requestState returns the encoded session and the rate limiter, making
@@ -441,6 +405,16 @@ func (s *Session) requestState() ([]byte, *rate.Limiter) {
 		s.limiter = rate.NewLimiter(rate.Limit(s.g.cfg.RequestRate), s.g.cfg.RequestBurst)
 	}
 	return s.prefix, s.limiter
+}
+
+// endSession closes s from the gateway's side with a kick that tells the
+// client to reconnect (code unavailable), so that it resends what is not
+// acknowledged, in order, on a new session.
+func (g *Gateway) endSession(s *Session, reason string) {
+	if g.unregister(s, reason, true) {
+		g.m.kicks.WithLabelValues("unavailable").Inc()
+		s.t.Close(imapi.Kick{Code: imapi.ErrUnavailable, Reason: reason})
+	}
 }
 
 // Close ends the session when its transport is gone. It is idempotent.
@@ -585,6 +559,7 @@ func (g *Gateway) unregister(s *Session, reason string, kicked bool) bool {
 	if s.closed.Swap(true) {
 		return false
 	}
+	defer s.closeSends()
 	if g.pres != nil {
 		defer g.pres.SessionClosed(s.info, reason, kicked)
 	}

@@ -48,8 +48,13 @@ type Session struct {
 // BusRequest is what a gateway sends to a service. For OpLogin, Session holds
 // only what the gateway knows before authentication (gateway, client IP).
 type BusRequest struct {
-	Session Session         `json:"session"`
-	Body    json.RawMessage `json:"body,omitempty"`
+	Session Session `json:"session"`
+	// Sent is when the gateway sent the request (unix milliseconds, its
+	// clock), on send batches: a service node that finds it older than
+	// its max_request_age (it was paused, or its queue stalled) drops it
+	// unanswered — the gateway has resent it, or given the session up.
+	Sent int64           `json:"sent,omitempty"`
+	Body json.RawMessage `json:"body,omitempty"`
 }
 
 // BusReply is a service's answer: Code 0 with Body, or an error code.

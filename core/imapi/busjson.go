@@ -168,6 +168,10 @@ func decodeBusRequest(data []byte, r *BusRequest) bool {
 		switch string(key) {
 		case "session":
 			return decodeSession(v, &r.Session)
+		case "sent":
+			n, ok := plainUint(v, 1<<53)
+			r.Sent = int64(n)
+			return ok
 		case "body":
 			r.Body = v
 			return true
@@ -397,7 +401,7 @@ func plainString(v []byte, dst *string) bool {
 
 // plainUint reads a JSON number made of digits only, at most max.
 func plainUint(v []byte, max uint64) (uint64, bool) {
-	if len(v) == 0 || len(v) > 5 {
+	if len(v) == 0 || len(v) > 16 { // 16 digits never overflow
 		return 0, false
 	}
 	var n uint64

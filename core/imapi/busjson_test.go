@@ -29,6 +29,9 @@ var busSeeds = []string{
 	`{"conv_type":-1,"to":"u2","mentions":null}`,
 	`{"conv_type":1.5,"mentions":["a",1]}`,
 	`{"conv_type":99999999,"mentions":[ "a" , "\u0041" ]}`,
+	`{"session":{"appkey":"app","account":"u1"},"sent":1765130000123,"body":{"sends":[{"to":"u2"}]}}`,
+	`{"session":{},"sent":-1}`,
+	`{"session":{},"sent":99999999999999999999}`,
 }
 
 func sameDecode[T any](t *testing.T, data []byte, decode func([]byte, *T) error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/longlink/longlink/core/bus/bustest"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/store/storetest"
@@ -29,7 +30,7 @@ import (
 // webhook's answer.
 func BenchmarkOfflinePush(b *testing.B) {
 	ctx := context.Background()
-	bs := startBus(b)
+	bs := bustest.Embedded(b)
 	scfg := store.Default()
 	scfg.Path = filepath.Join(b.TempDir(), "bench.db")
 	st, err := store.Open(ctx, scfg, store.Deps{})

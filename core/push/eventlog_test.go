@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/longlink/longlink/core/bus/bustest"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/waittest"
@@ -19,7 +20,7 @@ import (
 func TestEventWriterRetriesAndSheds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b := startBus(t)
+	b := bustest.Embedded(t)
 	cfg := DefaultPresence()
 	cfg.MemoryStorage = true
 	cfg.EventQueue = 2

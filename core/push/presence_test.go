@@ -8,27 +8,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/bus/bustest"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/waittest"
 )
-
-func startBus(t testing.TB) *bus.Bus {
-	t.Helper()
-	cfg := bus.Default()
-	cfg.StoreDir = t.TempDir()
-	cfg.Listen = ""
-	b, err := bus.New(cfg, bus.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
-	return b
-}
 
 // Sessions appear and disappear with their gateway's reports; a gateway
 // that stops renewing its lease (a crash: its connection is gone, nothing
@@ -37,7 +21,7 @@ func startBus(t testing.TB) *bus.Bus {
 func TestPresenceLeases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b := startBus(t)
+	b := bustest.Embedded(t)
 	cfg := DefaultPresence()
 	cfg.MemoryStorage = true
 	cfg.Lease = config.Duration(time.Second)
@@ -143,7 +127,7 @@ func TestPresenceLeases(t *testing.T) {
 func TestPresenceReconcile(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b := startBus(t)
+	b := bustest.Embedded(t)
 	cfg := DefaultPresence()
 	cfg.MemoryStorage = true
 	cfg.Lease = config.Duration(time.Second)

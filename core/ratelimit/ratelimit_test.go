@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/bus/bustest"
 	"github.com/longlink/longlink/pkg/metricstest"
 )
 
@@ -20,21 +21,6 @@ type clock struct{ ns atomic.Int64 }
 func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *clock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
 func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
-
-func startBus(t *testing.T) *bus.Bus {
-	t.Helper()
-	cfg := bus.Default()
-	cfg.Listen = ""
-	b, err := bus.New(cfg, bus.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
-	return b
-}
 
 // node is one process's limiter on its own bus connection.
 func node(t *testing.T, b *bus.Bus, c *clock, reg *prometheus.Registry) *Limiter {
@@ -62,7 +48,7 @@ func node(t *testing.T, b *bus.Bus, c *clock, reg *prometheus.Registry) *Limiter
 // budget per window between them, at least the budget less one chunk per
 // node, and again in the next window.
 func TestClusterWideBudget(t *testing.T) {
-	b := startBus(t)
+	b := bustest.Embedded(t)
 	c := &clock{}
 	c.set(time.Unix(1_700_000_000, 0).Add(100 * time.Millisecond))
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry(), prometheus.NewRegistry()}
@@ -115,7 +101,7 @@ func TestClusterWideBudget(t *testing.T) {
 
 // TestSlowRates: below one request per window the window stretches.
 func TestSlowRates(t *testing.T) {
-	b := startBus(t)
+	b := bustest.Embedded(t)
 	c := &clock{}
 	c.set(time.Unix(1_700_000_000, 0))
 	l := node(t, b, c, prometheus.NewRegistry())
@@ -134,7 +120,7 @@ func TestSlowRates(t *testing.T) {
 // TestEngineUnreachable: with the bus gone a node decides alone, at the
 // full rate, and counts it.
 func TestEngineUnreachable(t *testing.T) {
-	b := startBus(t)
+	b := bustest.Embedded(t)
 	c := &clock{}
 	c.set(time.Unix(1_700_000_000, 0))
 	reg := prometheus.NewRegistry()

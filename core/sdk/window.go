@@ -18,16 +18,15 @@ import (
 // half at once and come back gradually, not its whole backlog again after
 // each pause.
 //
-// After a cut nothing goes out until every send that was out at the cut
-// has its answer: those answers may be refusals too, and the refused sends
-// must go out again before any send queued after them, or a later message
-// would reach the server first and be stored ahead of them.
+// The window only paces; it does not order. Order is the gateway's (core/
+// gateway/ORDER.md): it keeps a session's sends in order and refuses one
+// with a retryable code only when the session ends, so a refused send is
+// resent, in queueing order with the rest, on the next connection.
 type sendWindow struct {
 	cwnd, ssthresh, max float64
 	inflight            int
 	sent                uint64 // sends numbered so far on this connection
 	cutAt               uint64 // sends numbered up to this were out at the last cut
-	draining            int    // of those, still unanswered
 	cuts                int    // cuts since the last ack: each doubles the pause
 }
 
@@ -37,9 +36,6 @@ func newSendWindow(initial, max int) sendWindow {
 
 // room is how many more sends may go out now.
 func (w *sendWindow) room() int {
-	if w.draining > 0 {
-		return 0
-	}
 	return int(w.cwnd) - w.inflight
 }
 
@@ -51,11 +47,8 @@ func (w *sendWindow) take() uint64 {
 }
 
 // answered uncounts the send numbered n.
-func (w *sendWindow) answered(n uint64) {
+func (w *sendWindow) answered(uint64) {
 	w.inflight--
-	if n <= w.cutAt && w.draining > 0 {
-		w.draining--
-	}
 }
 
 // acked counts an answer to the send numbered n that was not an overload
@@ -81,7 +74,6 @@ func (w *sendWindow) refused(n uint64) bool {
 	w.ssthresh = max(w.cwnd/2, 1)
 	w.cwnd = w.ssthresh
 	w.cutAt = w.sent
-	w.draining = w.inflight
 	w.cuts++
 	return true
 }

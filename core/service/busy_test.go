@@ -13,8 +13,8 @@ import (
 // sheddingStore refuses every append the way an overloaded store does.
 type sheddingStore struct{ store.Store }
 
-func (sheddingStore) AppendMessage(context.Context, *store.Append) (store.AppendResult, error) {
-	return store.AppendResult{}, &store.BusyError{RetryAfter: 37 * time.Millisecond}
+func (sheddingStore) AppendMessages(context.Context, []*store.Append) ([]store.AppendResult, error) {
+	return nil, &store.BusyError{RetryAfter: 37 * time.Millisecond}
 }
 
 // TestSendBusyCarriesRetryAfter: a send the store sheds is answered with the

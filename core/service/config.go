@@ -100,6 +100,18 @@ type Config struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 	// RequestTimeout bounds one request's store work. Default 5s.
 	RequestTimeout config.Duration `yaml:"request_timeout"`
+	// StallTimeout: when requests are in flight on this node but none has
+	// finished for this long (its store hangs, its handlers get no CPU),
+	// the node leaves its queue groups, so that gateways' retries go to
+	// the other nodes, and joins them again once a request finishes.
+	// Default 3s; negative never leaves.
+	StallTimeout config.Duration `yaml:"stall_timeout"`
+	// MaxRequestAge: a send batch its gateway sent longer ago than this
+	// (the node was paused or stalled with it queued) is dropped
+	// unanswered: the gateway has resent it or ended its session, and
+	// storing it now could put it after messages sent later. At least the
+	// gateways' request_timeout. Default 10s; negative keeps every one.
+	MaxRequestAge config.Duration `yaml:"max_request_age"`
 	// Rooms tunes chatrooms.
 	Rooms room.Config `yaml:"rooms"`
 	// MaxFriends, MaxBlacklist and MaxMutes cap an account's friends,
@@ -132,6 +144,8 @@ func Default() Config {
 		TokenTTL:         config.Duration(720 * time.Hour),
 		MaxInFlight:      4096,
 		RequestTimeout:   config.Duration(5 * time.Second),
+		StallTimeout:     config.Duration(3 * time.Second),
+		MaxRequestAge:    config.Duration(10 * time.Second),
 		Rooms:            room.Default(),
 		MaxFriends:       3000,
 		MaxBlacklist:     1000,
@@ -174,6 +188,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = d.RequestTimeout
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = d.StallTimeout
+	}
+	if c.MaxRequestAge == 0 {
+		c.MaxRequestAge = d.MaxRequestAge
 	}
 	c.Rooms.ApplyDefaults()
 	c.Super.ApplyDefaults()
@@ -269,6 +289,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout.D() <= 0 {
 		errs.Addf("service.request_timeout: must be positive")
+	}
+	if c.StallTimeout > 0 && c.StallTimeout.D() < 100*time.Millisecond {
+		errs.Addf("service.stall_timeout: at least 100ms (negative: off)")
 	}
 	c.Rooms.Validate(&errs)
 	c.Super.Validate(&errs)

@@ -44,6 +44,9 @@ type Deps struct {
 	// EventLog takes the logins and logouts for the event log and the
 	// app's webhook (core/push). Nil: they are not recorded.
 	EventLog session.EventLog
+	// Replicas of the JetStream streams the services create (the bus's
+	// replica count, bus.Bus.Replicas). Default 1.
+	Replicas int
 	// JetStream carries super-group side work (mentions, webhook copies)
 	// to durable workers. Nil: super-group sends that need it get 503.
 	JetStream jetstream.JetStream
@@ -112,6 +115,7 @@ func build(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, n
 	s := &Service{cfg: cfg, n: n}
 	if s.disp, err = dispatch.New(dispatch.Config{
 		Node: cfg.Node(), ID: cfg.ID, Announce: cfg.AnnounceInterval.D(), MaxInFlight: cfg.MaxInFlight, MaxRequestBytes: cfg.MaxRequestBytes, RequestTimeout: cfg.RequestTimeout.D(),
+		MaxRequestAge: max(cfg.MaxRequestAge.D(), 0), StallAfter: max(cfg.StallTimeout.D(), 0),
 	}, deps.NATS, log, reg, nm.Oversize); err != nil {
 		return nil, err
 	}
@@ -130,7 +134,7 @@ func build(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, n
 	}
 	if s.msgs, err = msg.New(n, msg.Config{
 		RecallWindow: cfg.RecallWindow.D(), MaxMessageBytes: cfg.MaxMessageBytes, MaxMentions: cfg.MaxMentions,
-		ConvListLimit: cfg.ConvListLimit, BlockBoth: blockBoth, Super: cfg.Super,
+		ConvListLimit: cfg.ConvListLimit, BlockBoth: blockBoth, Super: cfg.Super, Replicas: deps.Replicas,
 	}, deps.Hooks, deps.Offline, deps.JetStream, reg); err != nil {
 		return nil, err
 	}

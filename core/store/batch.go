@@ -11,34 +11,43 @@ import (
 	"time"
 )
 
-// Group commit: AppendMessage queues a pending append; a committer takes
-// everything queued (up to MaxBatch) into one transaction, so one fsync acks
-// many messages. SQLite runs one committer (its single writer); PostgreSQL
-// runs several, and the transaction takes its row locks in a fixed order
-// (conversations sorted by id, then user state sorted by account) so that
-// concurrent batches on several nodes cannot deadlock each other.
+// Group commit: AppendMessages queues its appends as one unit; a committer
+// takes the queued units, whole and in queue order, into one transaction
+// (up to MaxBatch appends), so one fsync acks many messages. A unit is never
+// split: its appends are stored in one transaction and, per conversation,
+// get sequences in the unit's order. SQLite runs one committer (its
+// single writer); PostgreSQL runs several, and the transaction takes its
+// row locks in a fixed order (conversations sorted by id, then user state
+// sorted by account) so that concurrent batches on several nodes cannot
+// deadlock each other. On PostgreSQL the statements of each step of a
+// transaction are pipelined (pgx batch): a group commit is three round
+// trips whatever its size — the reads, the sequence allocation, and the
+// writes with the COMMIT.
 
 type pending struct {
-	a    *Append
-	res  AppendResult
-	err  error
+	a   *Append
+	res AppendResult
+}
+
+// unit is the appends of one AppendMessages call.
+type unit struct {
+	ps   []*pending
+	err  error // the whole unit's failure (a database error)
 	done chan struct{}
 }
 
 // A batch runs a handful of multi-row statements instead of one statement
 // per message: row counts are split into power-of-two chunks so that each
-// (statement, chunk size) is prepared once and reused (stmtCache).
+// (statement, chunk size) is prepared once and reused.
 const maxChunk = 256
 
-type stmtKey struct {
-	kind string
-	rows int
-}
-
-// stmtCache holds the writer's prepared statements.
+// stmtCache holds SQLite's prepared multi-row statements by text (prepared
+// at open: preparing on the single SQLite writer while a batch transaction
+// holds it would deadlock). PostgreSQL's are prepared by pgx's statement
+// cache on each connection.
 type stmtCache struct {
 	mu sync.Mutex
-	m  map[stmtKey]*sql.Stmt
+	m  map[string]*sql.Stmt
 }
 
 func (c *stmtCache) close() {
@@ -48,6 +57,12 @@ func (c *stmtCache) close() {
 		_ = st.Close()
 	}
 	c.m = nil
+}
+
+func (c *stmtCache) get(q string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[q]
 }
 
 // multiRow describes a statement with a repeated part: head, then rows
@@ -86,20 +101,8 @@ var (
 	sqlMembers = `SELECT account FROM group_members WHERE appkey = ? AND group_id = ?`
 )
 
-// stmt returns the prepared statement for q with n rows (prepared by
-// prepare at open: preparing on the single SQLite writer while a batch
-// transaction holds it would deadlock).
-func (s *sqlStore) stmt(q multiRow, n int) (*sql.Stmt, error) {
-	s.stmts.mu.Lock()
-	defer s.stmts.mu.Unlock()
-	st, ok := s.stmts.m[stmtKey{q.kind, n}]
-	if !ok {
-		return nil, fmt.Errorf("statement %s/%d not prepared", q.kind, n)
-	}
-	return st, nil
-}
-
-func (s *sqlStore) prepareRows(ctx context.Context, q multiRow, n int) error {
+// text is the statement with n rows, rebound for the backend.
+func (s *sqlStore) text(q multiRow, n int) string {
 	var b strings.Builder
 	b.WriteString(q.head)
 	for i := range n {
@@ -109,17 +112,7 @@ func (s *sqlStore) prepareRows(ctx context.Context, q multiRow, n int) error {
 		b.WriteString(q.row)
 	}
 	b.WriteString(q.tail)
-	st, err := s.w.PrepareContext(ctx, s.q(b.String()))
-	if err != nil {
-		return fmt.Errorf("%s/%d: %w", q.kind, n, err)
-	}
-	s.stmts.mu.Lock()
-	defer s.stmts.mu.Unlock()
-	if s.stmts.m == nil {
-		s.stmts.m = map[stmtKey]*sql.Stmt{}
-	}
-	s.stmts.m[stmtKey{q.kind, n}] = st
-	return nil
+	return s.q(b.String())
 }
 
 // chunks splits n into power-of-two sizes, largest first, at most maxChunk.
@@ -136,130 +129,147 @@ func chunks(n int) []int {
 	return out
 }
 
-// execRows runs q over rows (each of q.cols values) in chunks; prefix
-// values (the appkey of a SELECT) come before each chunk's rows. When scan
-// is set the statement returns rows, passed to scan one by one.
-func (s *sqlStore) execRows(ctx context.Context, tx *sql.Tx, q multiRow, prefix []any, rows []any, scan func(*sql.Rows) error) error {
+// queryRows queues q over rows (each of q.cols values) in chunks on tx;
+// prefix values (the appkey of a SELECT) come before each chunk's rows.
+// When scan is set the statement returns rows, passed to scan one by one.
+func (s *sqlStore) queryRows(tx batchTx, q multiRow, prefix []any, rows []any, scan func(rowScanner) error) {
 	n := len(rows) / q.cols
 	off := 0
 	for _, c := range chunks(n) {
-		st, err := s.stmt(q, c)
-		if err != nil {
-			return err
-		}
 		args := append(append(make([]any, 0, len(prefix)+c*q.cols), prefix...), rows[off*q.cols:(off+c)*q.cols]...)
 		off += c
-		tst := tx.StmtContext(ctx, st)
-		if scan == nil {
-			if _, err := tst.ExecContext(ctx, args...); err != nil {
-				return err
-			}
-			continue
-		}
-		rs, err := tst.QueryContext(ctx, args...)
-		if err != nil {
-			return err
-		}
-		for rs.Next() {
-			if err := scan(rs); err != nil {
-				rs.Close()
-				return err
-			}
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return err
-		}
+		tx.query(s.text(q, c), args, scan)
 	}
-	return nil
 }
 
-// prepare prepares every statement of every chunk size once.
+// prepare prepares SQLite's multi-row statements of every chunk size once.
 func (s *sqlStore) prepare(ctx context.Context) error {
+	if s.d != sqliteDialect {
+		return nil
+	}
+	m := map[string]*sql.Stmt{}
 	for _, q := range []multiRow{sqlDedupe, sqlPeers, sqlConvSeq, sqlInsert, sqlUCReset, sqlUCAdd} {
 		for n := 1; n <= maxChunk; n <<= 1 {
-			if err := s.prepareRows(ctx, q, n); err != nil {
-				s.stmts.close()
-				return err
+			text := s.text(q, n)
+			st, err := s.w.PrepareContext(ctx, text)
+			if err != nil {
+				for _, st := range m {
+					_ = st.Close()
+				}
+				return fmt.Errorf("%s/%d: %w", q.kind, n, err)
 			}
+			m[text] = st
 		}
 	}
+	s.stmts.mu.Lock()
+	s.stmts.m = m
+	s.stmts.mu.Unlock()
 	return nil
 }
 
-// AppendMessage queues a for the next group commit and waits for it.
+// AppendMessage stores one message: AppendMessages of one.
 func (s *sqlStore) AppendMessage(ctx context.Context, a *Append) (AppendResult, error) {
-	if a.ConvID == "" || a.Sender == "" || a.ClientMsgID == "" || a.MsgID == "" || (a.Peer == "") == (a.GroupID == "") {
-		return AppendResult{}, errors.New("store: append: conv id, sender, client msg id, msg id and exactly one of peer or group id are required")
+	rs, err := s.AppendMessages(ctx, []*Append{a})
+	if err != nil {
+		return AppendResult{}, err
 	}
-	p := &pending{a: a, done: make(chan struct{})}
+	if rs[0].Err != nil {
+		return AppendResult{}, rs[0].Err
+	}
+	return rs[0], nil
+}
+
+// AppendMessages queues as as one unit for the next group commit and waits
+// for it.
+func (s *sqlStore) AppendMessages(ctx context.Context, as []*Append) ([]AppendResult, error) {
+	if len(as) == 0 {
+		return nil, nil
+	}
+	u := &unit{ps: make([]*pending, len(as)), done: make(chan struct{})}
+	for i, a := range as {
+		if a.ConvID == "" || a.Sender == "" || a.ClientMsgID == "" || a.MsgID == "" || (a.Peer == "") == (a.GroupID == "") {
+			return nil, errors.New("store: append: conv id, sender, client msg id, msg id and exactly one of peer or group id are required")
+		}
+		u.ps[i] = &pending{a: a}
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
-		return AppendResult{}, ErrClosed
+		return nil, ErrClosed
 	}
-	if !s.shed.admitAppend(a) {
+	if !s.shed.admit(len(as)) {
 		s.mu.RUnlock()
-		s.metrics.appends.WithLabelValues("shed").Inc()
-		return AppendResult{}, s.shed.busy()
+		s.metrics.appends.WithLabelValues("shed").Add(float64(len(as)))
+		return nil, s.shed.busy()
 	}
 	select {
-	case s.appendCh <- p:
+	case s.appendCh <- u:
 	case <-ctx.Done():
 		s.mu.RUnlock()
-		s.shed.done(1)
-		return AppendResult{}, ctx.Err()
+		s.shed.done(len(as))
+		return nil, ctx.Err()
 	}
 	s.mu.RUnlock()
-	if a.Queued != nil {
-		a.Queued()
+	// Once queued the appends are committed whatever happens to ctx;
+	// waiting for them keeps the acks honest (a cancelled caller resends and
+	// dedupes).
+	<-u.done
+	if u.err != nil {
+		return nil, u.err
 	}
-	// Once queued the append is committed whatever happens to ctx; waiting
-	// for it keeps the ack honest (a cancelled caller resends and dedupes).
-	<-p.done
-	return p.res, p.err
+	out := make([]AppendResult, len(u.ps))
+	for i, p := range u.ps {
+		out[i] = p.res
+	}
+	return out, nil
 }
 
 func (s *sqlStore) commitLoop() {
 	defer s.wg.Done()
-	batch := make([]*pending, 0, s.cfg.MaxBatch)
+	var units []*unit
+	var batch []*pending
+	take := func(u *unit) {
+		units = append(units, u)
+		batch = append(batch, u.ps...)
+	}
 	for {
+		units, batch = units[:0], batch[:0]
 		select {
-		case p := <-s.appendCh:
-			batch = append(batch[:0], p)
+		case u := <-s.appendCh:
+			take(u)
 		case <-s.quit:
 			// Close holds no enqueuer any more: commit what is left.
 			for {
-				batch = batch[:0]
+				units, batch = units[:0], batch[:0]
 			drain:
 				for len(batch) < s.cfg.MaxBatch {
 					select {
-					case p := <-s.appendCh:
-						batch = append(batch, p)
+					case u := <-s.appendCh:
+						take(u)
 					default:
 						break drain
 					}
 				}
-				if len(batch) == 0 {
+				if len(units) == 0 {
 					return
 				}
-				s.commitBatch(batch)
+				s.commitBatch(units, batch)
 			}
 		}
 	fill:
 		for len(batch) < s.cfg.MaxBatch {
 			select {
-			case p := <-s.appendCh:
-				batch = append(batch, p)
+			case u := <-s.appendCh:
+				take(u)
 			default:
 				break fill
 			}
 		}
-		s.commitBatch(batch)
+		s.commitBatch(units, batch)
 	}
 }
 
-func (s *sqlStore) commitBatch(batch []*pending) {
+func (s *sqlStore) commitBatch(units []*unit, batch []*pending) {
 	start := time.Now()
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -268,11 +278,14 @@ func (s *sqlStore) commitBatch(batch []*pending) {
 			break
 		}
 		s.metrics.retries.Inc()
+		s.log.Debug("group commit retried", "attempt", attempt+1, "appends", len(batch), "err", err)
 		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 	}
 	took := time.Since(start)
 	if err == nil {
 		s.shed.observe(len(batch), took)
+	} else {
+		s.log.Warn("group commit failed", "appends", len(batch), "took", took, "err", err)
 	}
 	s.metrics.batches.Inc()
 	s.metrics.batchSize.Observe(float64(len(batch)))
@@ -283,17 +296,23 @@ func (s *sqlStore) commitBatch(batch []*pending) {
 	for _, p := range batch {
 		switch {
 		case err != nil:
-			p.err = fmt.Errorf("store: append: %w", err)
-			p.res = AppendResult{}
 			s.metrics.appends.WithLabelValues("error").Inc()
-		case p.err != nil:
+		case p.res.Err != nil:
 			s.metrics.appends.WithLabelValues("rejected").Inc()
 		case p.res.Duplicate:
 			s.metrics.appends.WithLabelValues("duplicate").Inc()
 		default:
 			s.metrics.appends.WithLabelValues("stored").Inc()
 		}
-		close(p.done)
+	}
+	if err != nil && (s.d.stalled(err) || s.d.retryable(err)) {
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for _, u := range units {
+		if err != nil {
+			u.err = fmt.Errorf("store: append: %w", err)
+		}
+		close(u.done)
 	}
 }
 
@@ -316,25 +335,31 @@ type ucAgg struct {
 // member, unknown peer) are set on the pending and do not fail the batch; a
 // database error fails (and may retry) the whole batch.
 func (s *sqlStore) tryBatch(batch []*pending) error {
-	ctx := context.Background()
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommitTimeout.D())
+	defer cancel()
+	return s.inBatchTx(ctx, func(tx batchTx) error { return s.appendTx(ctx, tx, batch) })
+}
 
+// appendTx is the transaction of a group commit in three steps, each one
+// flush of tx: the reads, the sequence allocation, the writes.
+func (s *sqlStore) appendTx(ctx context.Context, tx batchTx, batch []*pending) error {
 	// Reads, one multi-row query per kind and appkey.
 	byApp := map[string][]*pending{}
+	var apps []string
 	for _, p := range batch {
-		p.err, p.res = nil, AppendResult{}
+		p.res = AppendResult{}
+		if _, ok := byApp[p.a.AppKey]; !ok {
+			apps = append(apps, p.a.AppKey)
+		}
 		byApp[p.a.AppKey] = append(byApp[p.a.AppKey], p)
 	}
 	existing := map[dedupeKey]AppendResult{}
 	peerOK := map[[2]string]bool{}
-	blocked := map[*pending]bool{}
 	groups := map[[2]string][]string{}
 	superOK := map[superKey]bool{}
-	for appkey, ps := range byApp {
+	var blockedBy []func() map[*pending]bool
+	for _, appkey := range apps {
+		ps := byApp[appkey]
 		var cmids, peers []any
 		seenC, seenP := map[string]bool{}, map[string]bool{}
 		for _, p := range ps {
@@ -349,24 +374,32 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			if p.a.Super {
 				sk := superKey{appkey, p.a.GroupID, p.a.Sender}
 				if _, ok := superOK[sk]; !ok {
-					var n int
-					if err := tx.QueryRowContext(ctx, s.q(sqlSuperMember), appkey, p.a.GroupID, p.a.Sender).Scan(&n); err != nil {
-						return err
-					}
-					superOK[sk] = n > 0
+					superOK[sk] = false
+					tx.query(s.q(sqlSuperMember), []any{appkey, p.a.GroupID, p.a.Sender}, func(rs rowScanner) error {
+						var n int
+						if err := rs.Scan(&n); err != nil {
+							return err
+						}
+						superOK[sk] = n > 0
+						return nil
+					})
 				}
 			} else if p.a.GroupID != "" {
 				gk := [2]string{appkey, p.a.GroupID}
 				if _, ok := groups[gk]; !ok {
-					ms, err := stmtStrings(ctx, tx, s.q(sqlMembers), appkey, p.a.GroupID)
-					if err != nil {
-						return err
-					}
-					groups[gk] = ms
+					groups[gk] = nil
+					tx.query(s.q(sqlMembers), []any{appkey, p.a.GroupID}, func(rs rowScanner) error {
+						var m string
+						if err := rs.Scan(&m); err != nil {
+							return err
+						}
+						groups[gk] = append(groups[gk], m)
+						return nil
+					})
 				}
 			}
 		}
-		err := s.execRows(ctx, tx, sqlDedupe, []any{appkey}, cmids, func(rs *sql.Rows) error {
+		s.queryRows(tx, sqlDedupe, []any{appkey}, cmids, func(rs rowScanner) error {
 			var k dedupeKey
 			var r AppendResult
 			if err := rs.Scan(&k.cmid, &k.conv, &k.sender, &r.MsgID, &r.Seq, &r.Time); err != nil {
@@ -376,10 +409,7 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			existing[k] = r
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		err = s.execRows(ctx, tx, sqlPeers, []any{appkey}, peers, func(rs *sql.Rows) error {
+		s.queryRows(tx, sqlPeers, []any{appkey}, peers, func(rs rowScanner) error {
 			var a string
 			var disabled int
 			if err := rs.Scan(&a, &disabled); err != nil {
@@ -388,17 +418,17 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			peerOK[[2]string{appkey, a}] = disabled == 0
 			return nil
 		})
-		if err != nil {
-			return err
-		}
 		if len(peers) > 0 {
-			bl, err := s.blockedTx(ctx, tx, appkey, ps)
-			if err != nil {
-				return err
-			}
-			for p := range bl {
-				blocked[p] = true
-			}
+			blockedBy = append(blockedBy, s.queryBlocked(tx, appkey, ps))
+		}
+	}
+	if err := tx.flush(ctx); err != nil {
+		return err
+	}
+	blocked := map[*pending]bool{}
+	for _, f := range blockedBy {
+		for p := range f() {
+			blocked[p] = true
 		}
 	}
 
@@ -413,23 +443,23 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 		seen[k] = p
 		if a.Super {
 			if !superOK[superKey{a.AppKey, a.GroupID, a.Sender}] {
-				p.err = ErrForbidden
+				p.res.Err = ErrForbidden
 				continue
 			}
 		} else if a.GroupID != "" {
 			ms := groups[[2]string{a.AppKey, a.GroupID}]
 			if !slices.Contains(ms, a.Sender) {
-				p.err = ErrForbidden
+				p.res.Err = ErrForbidden
 				continue
 			}
 			p.res.Members = ms
 		} else {
 			if !peerOK[[2]string{a.AppKey, a.Peer}] {
-				p.err = ErrNotFound
+				p.res.Err = ErrNotFound
 				continue
 			}
 			if blocked[p] {
-				p.err = ErrBlocked
+				p.res.Err = ErrBlocked
 				continue
 			}
 			if a.Sender == a.Peer {
@@ -447,7 +477,7 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 	}
 	if len(byConv) == 0 {
 		s.fixInBatchDuplicates(batch, seen)
-		return nil
+		return tx.commit(ctx)
 	}
 
 	// Allocate sequences, conversations in a fixed order (lock order on
@@ -471,7 +501,7 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			last := ps[len(ps)-1].a
 			rows = append(rows, appkey, convs[i].conv, last.ConvType, len(ps), last.Time)
 		}
-		err := s.execRows(ctx, tx, sqlConvSeq, nil, rows, func(rs *sql.Rows) error {
+		s.queryRows(tx, sqlConvSeq, nil, rows, func(rs rowScanner) error {
 			var conv string
 			var top int64
 			if err := rs.Scan(&conv, &top); err != nil {
@@ -480,9 +510,9 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			tops[convKey{appkey, conv}] = top
 			return nil
 		})
-		if err != nil {
-			return err
-		}
+	}
+	if err := tx.flush(ctx); err != nil {
+		return err
 	}
 
 	var msgRows []any
@@ -534,9 +564,7 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			}
 		}
 	}
-	if err := s.execRows(ctx, tx, sqlInsert, nil, msgRows, nil); err != nil {
-		return err
-	}
+	s.queryRows(tx, sqlInsert, nil, msgRows, nil)
 
 	keys := make([]ucKey, 0, len(ucs))
 	for k := range ucs {
@@ -561,16 +589,10 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 			addRows = append(addRows, row...)
 		}
 	}
-	if err := s.execRows(ctx, tx, sqlUCReset, nil, resetRows, nil); err != nil {
-		return err
-	}
-	if err := s.execRows(ctx, tx, sqlUCAdd, nil, addRows, nil); err != nil {
-		return err
-	}
-	if err := s.updateSuperReads(ctx, tx, superReads); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
+	s.queryRows(tx, sqlUCReset, nil, resetRows, nil)
+	s.queryRows(tx, sqlUCAdd, nil, addRows, nil)
+	s.updateSuperReads(tx, superReads)
+	if err := tx.commit(ctx); err != nil {
 		return err
 	}
 	s.fixInBatchDuplicates(batch, seen)
@@ -586,9 +608,9 @@ const sqlSuperMember = `SELECT COUNT(*) FROM super_members sm JOIN super_groups 
 // updateSuperReads moves super-group senders' read positions to their last
 // message of the batch (sending implies having read what came before), in
 // key order (the lock order on PostgreSQL).
-func (s *sqlStore) updateSuperReads(ctx context.Context, tx *sql.Tx, reads map[superKey]int64) error {
+func (s *sqlStore) updateSuperReads(tx batchTx, reads map[superKey]int64) {
 	if len(reads) == 0 {
-		return nil
+		return
 	}
 	keys := make([]superKey, 0, len(reads))
 	for k := range reads {
@@ -600,11 +622,8 @@ func (s *sqlStore) updateSuperReads(ctx context.Context, tx *sql.Tx, reads map[s
 	q := s.q(`UPDATE super_members SET read_seq = ? WHERE appkey = ? AND group_id = ? AND account = ? AND read_seq < ?`)
 	for _, k := range keys {
 		seq := reads[k]
-		if _, err := tx.ExecContext(ctx, q, seq, k.appkey, k.group, k.account, seq); err != nil {
-			return err
-		}
+		tx.query(q, []any{seq, k.appkey, k.group, k.account, seq}, nil)
 	}
-	return nil
 }
 
 // fixInBatchDuplicates copies the final result of the first append of a key
@@ -615,27 +634,10 @@ func (s *sqlStore) fixInBatchDuplicates(batch []*pending, seen map[dedupeKey]*pe
 		a := p.a
 		first := seen[dedupeKey{a.AppKey, a.ConvID, a.Sender, a.ClientMsgID}]
 		if first != p {
-			p.res, p.err = first.res, first.err
-			if p.err == nil {
+			p.res = first.res
+			if p.res.Err == nil {
 				p.res.Duplicate = true
 			}
 		}
 	}
-}
-
-func stmtStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }

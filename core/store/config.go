@@ -48,6 +48,21 @@ type Config struct {
 	// session 4); 20ms (the p99 goal of a send) is the value it was
 	// designed for.
 	MaxQueueDelay config.Duration `yaml:"max_queue_delay"`
+	// CommitTimeout bounds one group-commit transaction (its statements and
+	// the commit); a stalled database fails the batch instead of holding
+	// its appends. Default 10s.
+	CommitTimeout config.Duration `yaml:"commit_timeout"`
+	// LockTimeout, StatementTimeout and IdleInTransactionTimeout are set on
+	// every PostgreSQL session (lock_timeout, statement_timeout,
+	// idle_in_transaction_session_timeout) unless the DSN sets them, so
+	// that no node's stall holds a lock that stops the others: the server
+	// ends the transaction of a node paused in the middle of one (and its
+	// row locks with it) after IdleInTransactionTimeout. Defaults 2s, 10s
+	// and 1s (a transaction of the store never waits on its client
+	// longer than a round trip).
+	LockTimeout              config.Duration `yaml:"lock_timeout"`
+	StatementTimeout         config.Duration `yaml:"statement_timeout"`
+	IdleInTransactionTimeout config.Duration `yaml:"idle_in_transaction_timeout"`
 }
 
 // Default returns the embedded SQLite configuration (Path still to be set).
@@ -60,6 +75,11 @@ func Default() Config {
 		Synchronous:   "full",
 		BusyTimeout:   config.Duration(5 * time.Second),
 		MaxQueueDelay: -1,
+
+		CommitTimeout:            config.Duration(10 * time.Second),
+		LockTimeout:              config.Duration(2 * time.Second),
+		StatementTimeout:         config.Duration(10 * time.Second),
+		IdleInTransactionTimeout: config.Duration(time.Second),
 	}
 }
 
@@ -85,6 +105,14 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxQueueDelay == 0 {
 		c.MaxQueueDelay = d.MaxQueueDelay
+	}
+	for _, x := range []struct{ v, d *config.Duration }{
+		{&c.CommitTimeout, &d.CommitTimeout}, {&c.LockTimeout, &d.LockTimeout},
+		{&c.StatementTimeout, &d.StatementTimeout}, {&c.IdleInTransactionTimeout, &d.IdleInTransactionTimeout},
+	} {
+		if *x.v == 0 {
+			*x.v = *x.d
+		}
 	}
 }
 
@@ -117,6 +145,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BusyTimeout < 0 {
 		errs.Addf("store.busy_timeout: must not be negative")
+	}
+	if c.CommitTimeout < 0 || c.LockTimeout < 0 || c.StatementTimeout < 0 || c.IdleInTransactionTimeout < 0 {
+		errs.Addf("store.commit_timeout, lock_timeout, statement_timeout, idle_in_transaction_timeout: must not be negative")
 	}
 	return errs.Err()
 }

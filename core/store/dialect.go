@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"database/sql/driver"
 	"errors"
 	"strconv"
 	"strings"
@@ -20,11 +22,17 @@ type dialect struct {
 	// withoutRowID replaces {{without_rowid}} in migrations.
 	withoutRowID string
 	// retryable reports errors after which a whole transaction may be retried
-	// (deadlock, serialization failure, a racing duplicate insert).
+	// at once (deadlock, serialization failure, a racing duplicate insert, a
+	// connection lost or ended by the server).
 	retryable func(error) bool
+	// stalled reports errors of a database that did not answer in time
+	// (lock or statement timeout, the commit's deadline): retrying at once
+	// would only wait again, so the caller is told ErrUnavailable.
+	stalled func(error) bool
 }
 
-var sqliteDialect = &dialect{name: DriverSQLite, withoutRowID: "WITHOUT ROWID", retryable: func(error) bool { return false }}
+var sqliteDialect = &dialect{name: DriverSQLite, withoutRowID: "WITHOUT ROWID", retryable: func(error) bool { return false },
+	stalled: func(err error) bool { return errors.Is(err, context.DeadlineExceeded) }}
 
 var postgresDialect = &dialect{
 	name:           DriverPostgres,
@@ -32,6 +40,9 @@ var postgresDialect = &dialect{
 	forUpdate:      " FOR UPDATE",
 	lockMigrations: "SELECT pg_advisory_xact_lock(771400001)",
 	retryable: func(err error) bool {
+		if errors.Is(err, driver.ErrBadConn) {
+			return true // a new connection is taken
+		}
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) {
 			return false
@@ -39,8 +50,20 @@ var postgresDialect = &dialect{
 		switch pe.Code {
 		case "40001", "40P01", "23505": // serialization failure, deadlock, unique violation
 			return true
+		case "25P03", "57P01": // idle_in_transaction_session_timeout, admin shutdown (the session ended)
+			return true
 		}
-		return false
+		return strings.HasPrefix(pe.Code, "08") // connection exception
+	},
+	stalled: func(err error) bool {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return true
+		}
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			return false
+		}
+		return pe.Code == "55P03" || pe.Code == "57014" // lock_not_available (lock_timeout), query_canceled (statement_timeout)
 	},
 }
 

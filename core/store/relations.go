@@ -696,12 +696,11 @@ func (s *sqlStore) MutedAmong(ctx context.Context, appkey, convID string, accoun
 	return out, nil
 }
 
-// blockedTx reads, inside a commit, which 1:1 appends of the batch the
-// blacklist refuses: the peer blocks the sender, or, when the append's
-// BlockMode is BlockBoth, the sender blocks the peer. It asks for exactly
-// those (owner, target) pairs, on the blacklist's primary key: one query
-// per app and batch (chunked), whatever the lists' lengths.
-func (s *sqlStore) blockedTx(ctx context.Context, tx *sql.Tx, appkey string, ps []*pending) (map[*pending]bool, error) {
+// queryBlocked queues on tx the blacklist lookups of the 1:1 appends in ps
+// (all of appkey): the blocker's own entry, and the sender's too with
+// BlockBoth. After the flush, the function it returns tells which appends
+// are blocked.
+func (s *sqlStore) queryBlocked(tx batchTx, appkey string, ps []*pending) func() map[*pending]bool {
 	var pairs [][2]string
 	seen := map[[2]string]bool{}
 	add := func(owner, target string) {
@@ -733,32 +732,27 @@ func (s *sqlStore) blockedTx(ctx context.Context, tx *sql.Tx, appkey string, ps 
 		}
 		args = append(args, appkey)
 		vals := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(part)), ", ")
-		rows, err := tx.QueryContext(ctx, s.q(`WITH p(o, t) AS (VALUES `+vals+`)
-			SELECT b.owner, b.target FROM p JOIN blacklist b ON b.appkey = ? AND b.owner = p.o AND b.target = p.t`), args...)
-		if err != nil {
-			return nil, err
+		tx.query(s.q(`WITH p(o, t) AS (VALUES `+vals+`)
+			SELECT b.owner, b.target FROM p JOIN blacklist b ON b.appkey = ? AND b.owner = p.o AND b.target = p.t`), args,
+			func(rs rowScanner) error {
+				var o, t string
+				if err := rs.Scan(&o, &t); err != nil {
+					return err
+				}
+				blocks[[2]string{o, t}] = true
+				return nil
+			})
+	}
+	return func() map[*pending]bool {
+		if len(blocks) == 0 {
+			return nil
 		}
-		for rows.Next() {
-			var o, t string
-			if err := rows.Scan(&o, &t); err != nil {
-				rows.Close()
-				return nil, err
+		out := map[*pending]bool{}
+		for _, p := range ps {
+			if blocks[[2]string{p.a.Peer, p.a.Sender}] || (p.a.BlockMode == BlockBoth && blocks[[2]string{p.a.Sender, p.a.Peer}]) {
+				out[p] = true
 			}
-			blocks[[2]string{o, t}] = true
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+		return out
 	}
-	if len(blocks) == 0 {
-		return nil, nil
-	}
-	out := map[*pending]bool{}
-	for _, p := range ps {
-		if blocks[[2]string{p.a.Peer, p.a.Sender}] || (p.a.BlockMode == BlockBoth && blocks[[2]string{p.a.Sender, p.a.Peer}]) {
-			out[p] = true
-		}
-	}
-	return out, nil
 }

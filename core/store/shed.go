@@ -52,104 +52,6 @@ type shedder struct {
 	mu   sync.Mutex // serializes observe on several committers
 	size float64    // appends per transaction (EWMA)
 	took float64    // seconds per transaction (EWMA)
-
-	// Refused streams (see admitAppend). nheld lets the common case, no
-	// refusal outstanding, skip the lock.
-	hmu   sync.Mutex
-	held  map[streamKey]heldRefusal
-	nheld atomic.Int64
-}
-
-// streamKey names one device's appends to one conversation: the SDK sends
-// them in order and resends a refused one before the ones after it.
-type streamKey struct{ appkey, conv, sender, device string }
-
-// heldRefusal is the first refused append of a stream, which must be
-// admitted before any later one of the stream.
-type heldRefusal struct {
-	cmid  string
-	until time.Time
-}
-
-// holdFor bounds how long a refused append holds its stream when its resend
-// does not come (the client gave up or went away); each refusal of the
-// resend renews it.
-const holdFor = 5 * time.Second
-
-// admitAppend is admit that keeps each stream in order: once an append of a
-// stream is refused, the stream's other appends are refused too until that
-// one is resent and admitted. Without it, a refusal of message n while n+1
-// was already on its way (a client sends several at a time) would store n+1
-// first and give it the lower seq.
-func (s *shedder) admitAppend(a *Append) bool {
-	if s.maxDelay <= 0 {
-		return s.admit()
-	}
-	if s.nheld.Load() == 0 {
-		if s.admit() {
-			return true
-		}
-		s.hmu.Lock()
-		s.hold(streamOf(a), a.ClientMsgID, time.Now())
-		s.hmu.Unlock()
-		return false
-	}
-	k, now := streamOf(a), time.Now()
-	s.hmu.Lock()
-	defer s.hmu.Unlock()
-	h, ok := s.held[k]
-	if ok && now.After(h.until) {
-		s.release(k)
-		ok = false
-	}
-	if ok && h.cmid != a.ClientMsgID {
-		return false
-	}
-	if !s.admit() {
-		s.hold(k, a.ClientMsgID, now)
-		return false
-	}
-	if ok {
-		s.release(k)
-	}
-	return true
-}
-
-func streamOf(a *Append) streamKey {
-	return streamKey{a.AppKey, a.ConvID, a.Sender, a.SenderDevice}
-}
-
-// hold records (or renews) the refusal of cmid as its stream's first; s.hmu
-// is held.
-func (s *shedder) hold(k streamKey, cmid string, now time.Time) {
-	if s.held == nil {
-		s.held = map[streamKey]heldRefusal{}
-	}
-	h, ok := s.held[k]
-	if ok && h.cmid != cmid && !now.After(h.until) {
-		return // an earlier append of the stream is still held
-	}
-	if !ok {
-		s.nheld.Add(1)
-		if len(s.held) >= 4096 {
-			// Streams whose clients went away are only dropped when met
-			// again; sweep them before the map grows further.
-			for k2, h2 := range s.held {
-				if now.After(h2.until) {
-					s.release(k2)
-				}
-			}
-		}
-	}
-	s.held[k] = heldRefusal{cmid: cmid, until: now.Add(holdFor)}
-}
-
-// release forgets a stream's refusal; s.hmu is held.
-func (s *shedder) release(k streamKey) {
-	if _, ok := s.held[k]; ok {
-		delete(s.held, k)
-		s.nheld.Add(-1)
-	}
 }
 
 // busy is the error of a refusal, with the resend hint.
@@ -161,17 +63,18 @@ func (s *shedder) busy() error { return &BusyError{RetryAfter: time.Duration(s.r
 // cost of a commit).
 const shedFloor = 128
 
-// admit counts one more waiting append, or reports false (nothing counted)
-// when the queue is already over its allowance.
-func (s *shedder) admit() bool {
-	n := s.waiting.Add(1)
-	if s.maxDelay <= 0 || n <= shedFloor {
+// admit counts n more waiting appends (one unit: admitted or refused
+// whole, so a refusal never splits a sender's batch), or reports false
+// (nothing counted) when the queue is already over its allowance.
+func (s *shedder) admit(n int) bool {
+	w := s.waiting.Add(int64(n))
+	if s.maxDelay <= 0 || w <= shedFloor {
 		return true
 	}
-	if l := s.limit.Load(); l == 0 || n-1 <= l {
+	if l := s.limit.Load(); l == 0 || w-int64(n) <= l {
 		return true
 	}
-	s.waiting.Add(-1)
+	s.waiting.Add(-int64(n))
 	return false
 }
 

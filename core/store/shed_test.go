@@ -9,7 +9,7 @@ import (
 func admitN(s *shedder, n int) int {
 	admitted := 0
 	for range n {
-		if s.admit() {
+		if s.admit(1) {
 			admitted++
 		}
 	}
@@ -74,61 +74,31 @@ func TestShedderAdmit(t *testing.T) {
 	}
 }
 
-// TestShedderKeepsStreamsInOrder: once an append of a stream (one device's
-// appends to one conversation) is refused, the stream's later appends are
-// refused too until the refused one is resent and admitted, so that it
-// cannot be overtaken; other streams are not held.
-func TestShedderKeepsStreamsInOrder(t *testing.T) {
+// TestShedderAdmitsUnitsWhole: a unit (one sender's batch) is admitted or
+// refused as a whole, so a refusal never stores the end of a batch without
+// its start; the refusal carries the resend hint.
+func TestShedderAdmitsUnitsWhole(t *testing.T) {
 	s := &shedder{maxDelay: 10 * time.Millisecond, workers: 1}
 	s.observe(100, 10*time.Millisecond) // 301 may wait
-	msg := func(conv, cmid string) *Append {
-		return &Append{Message: Message{AppKey: "app", ConvID: conv, Sender: "a", SenderDevice: "phone", ClientMsgID: cmid}}
+	if got := admitN(s, 290); got != 290 {
+		t.Fatalf("admitted %d, want 290", got)
 	}
-	if got := admitN(s, 301); got != 301 {
-		t.Fatalf("admitted %d, want 301", got)
+	if !s.admit(20) {
+		t.Fatal("a unit of 20 refused with 290 waiting (the allowance is counted before the unit)")
 	}
-	if s.admitAppend(msg("c1", "m1")) {
-		t.Fatal("m1 admitted over the allowance")
+	if s.admit(5) {
+		t.Fatal("a unit admitted over the allowance")
+	}
+	if got := s.waiting.Load(); got != 310 {
+		t.Fatalf("waiting %d, want 310: a refused unit must count none of its appends", got)
 	}
 	if err := s.busy(); !errors.Is(err, ErrBusy) {
 		t.Fatalf("busy() = %v, not ErrBusy", err)
 	} else if be := (*BusyError)(nil); !errors.As(err, &be) || be.RetryAfter != 20*time.Millisecond {
 		t.Fatalf("busy() = %#v, want a RetryAfter of two 10ms batches", err)
 	}
-	s.done(301) // the queue drained
-	if s.admitAppend(msg("c1", "m2")) {
-		t.Fatal("m2 admitted before m1, refused earlier in the same stream, was resent")
-	}
-	other := msg("c1", "x1")
-	other.SenderDevice = "pc"
-	if !s.admitAppend(other) || !s.admitAppend(msg("c2", "y1")) {
-		t.Fatal("another stream was held by c1's refusal")
-	}
-	if !s.admitAppend(msg("c1", "m1")) {
-		t.Fatal("the resend of m1 was refused with room in the queue")
-	}
-	if !s.admitAppend(msg("c1", "m2")) {
-		t.Fatal("m2 refused after m1 was admitted")
-	}
-	if n := s.nheld.Load(); n != 0 || len(s.held) != 0 {
-		t.Fatalf("%d streams still held (map %d)", n, len(s.held))
-	}
-	// A refusal whose resend never comes holds its stream for holdFor only.
-	s.done(4)
-	admitN(s, 301)
-	if s.admitAppend(msg("c3", "z1")) {
-		t.Fatal("z1 admitted over the allowance")
-	}
-	s.done(301)
-	s.hmu.Lock()
-	h := s.held[streamKey{"app", "c3", "a", "phone"}]
-	h.until = time.Now().Add(-time.Millisecond)
-	s.held[streamKey{"app", "c3", "a", "phone"}] = h
-	s.hmu.Unlock()
-	if !s.admitAppend(msg("c3", "z2")) {
-		t.Fatal("a stream stayed held after its refusal expired")
-	}
-	if s.nheld.Load() != 0 {
-		t.Fatal("the expired refusal was not forgotten")
+	s.done(310)
+	if !s.admit(5) {
+		t.Fatal("the unit refused again with an empty queue")
 	}
 }

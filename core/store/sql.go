@@ -8,14 +8,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/logging"
 )
 
@@ -34,7 +37,7 @@ type sqlStore struct {
 
 	mu       sync.RWMutex // held shared while enqueueing, exclusively to close
 	closed   bool
-	appendCh chan *pending
+	appendCh chan *unit
 	shed     shedder
 	quit     chan struct{}
 	wg       sync.WaitGroup
@@ -55,7 +58,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 	s := &sqlStore{
 		cfg:      cfg,
 		log:      log.With("component", "store", "driver", cfg.Driver),
-		appendCh: make(chan *pending, 65536),
+		appendCh: make(chan *unit, 65536),
 		quit:     make(chan struct{}),
 	}
 	var err error
@@ -176,10 +179,22 @@ func (s *sqlStore) checkpointLoop() {
 
 func (s *sqlStore) openPostgres() error {
 	s.d = postgresDialect
-	db, err := sql.Open("pgx", s.cfg.DSN.Reveal())
+	pc, err := pgx.ParseConfig(s.cfg.DSN.Reveal())
 	if err != nil {
-		return fmt.Errorf("store: open postgres: %w", err)
+		return fmt.Errorf("store: postgres dsn: %w", err)
 	}
+	// Server-side bounds on every session, unless the DSN sets its own:
+	// no node can hold the others' locks for long by stalling.
+	for k, v := range map[string]config.Duration{
+		"lock_timeout":                        s.cfg.LockTimeout,
+		"statement_timeout":                   s.cfg.StatementTimeout,
+		"idle_in_transaction_session_timeout": s.cfg.IdleInTransactionTimeout,
+	} {
+		if _, set := pc.RuntimeParams[k]; !set && v > 0 {
+			pc.RuntimeParams[k] = strconv.FormatInt(v.D().Milliseconds(), 10)
+		}
+	}
+	db := stdlib.OpenDB(*pc)
 	n := s.cfg.ReadConns + s.cfg.Committers + 2
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)

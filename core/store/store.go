@@ -22,6 +22,11 @@ var (
 	ErrExists    = errors.New("store: already exists")
 	ErrForbidden = errors.New("store: not a member")
 	ErrClosed    = errors.New("store: closed")
+	// ErrUnavailable fails a group commit that the database did not finish
+	// in time (a lock or statement timeout, the commit timeout, a lost
+	// connection): the appends may or may not be stored. Retrying them is
+	// safe (appends are idempotent by client_msg_id).
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // App is a tenant: its appkey, the secret its servers sign API calls with,
@@ -83,10 +88,6 @@ type Append struct {
 	// Super marks GroupID as a super-group: the sender must be a member,
 	// and only the sender's read position is written (read diffusion).
 	Super bool
-	// Queued, when set, is called once the append has its place in the
-	// commit queue (appends queued earlier commit no later and get lower
-	// seqs), or is refused, before AppendMessage waits for the commit.
-	Queued func()
 }
 
 // AppendResult is the outcome of one Append.
@@ -101,6 +102,10 @@ type AppendResult struct {
 	// (both sides of a 1:1, or the group's members), for fan-out; none
 	// for a super-group.
 	Members []string
+	// Err, from AppendMessages, refuses this append alone (ErrForbidden:
+	// not a member; ErrNotFound: no such peer; ErrBlocked): nothing of it
+	// was stored, the unit's other appends were.
+	Err error
 }
 
 // ConvState is one row of a user's conversation list.
@@ -152,8 +157,14 @@ type Store interface {
 	// CheckToken reports whether hash is a live token of the account.
 	CheckToken(ctx context.Context, appkey, account string, hash []byte, now time.Time) (bool, error)
 
-	// AppendMessage stores a message durably (group-committed) and returns
-	// its sequence, or the original's on a duplicate client_msg_id.
+	// AppendMessages stores messages durably (group-committed) as one
+	// unit: in one transaction, each conversation's appends getting
+	// sequences in the order of as. A result carries the sequence, or the
+	// original's on a duplicate client_msg_id, or the append's own refusal
+	// (AppendResult.Err). The error fails the whole unit (nothing stored).
+	AppendMessages(ctx context.Context, as []*Append) ([]AppendResult, error)
+	// AppendMessage is AppendMessages of one; the append's refusal is the
+	// error.
 	AppendMessage(ctx context.Context, a *Append) (AppendResult, error)
 	// Messages returns up to limit messages with seq > afterSeq, oldest
 	// first, and whether more exist.

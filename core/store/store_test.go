@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -594,5 +595,112 @@ func TestAppendShedsEarly(t *testing.T) {
 			}
 			t.Logf("%d refusals", busy.Load())
 		})
+	}
+}
+
+// TestAppendUnitsStayWhole: the appends of one AppendMessages call are
+// stored in one transaction in their order, never split, whatever other
+// units commit at once (PostgreSQL: several committers on two nodes): in a
+// shared conversation each unit's messages get consecutive sequences, in
+// the unit's order. A refused append refuses only itself.
+func TestAppendUnitsStayWhole(t *testing.T) {
+	suite(t, func(t *testing.T, st store.Store, cfg store.Config) {
+		mustUsers(t, st, "a", "b")
+		sts := []store.Store{st}
+		if cfg.Driver == store.DriverPostgres {
+			st2, err := store.Open(context.Background(), cfg, store.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st2.Close()
+			sts = append(sts, st2)
+		}
+		ctx := context.Background()
+		const senders, units, size = 6, 12, 7
+		var wg sync.WaitGroup
+		for w := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s := sts[w%len(sts)]
+				for u := range units {
+					as := make([]*store.Append, size)
+					for i := range as {
+						as[i] = p2p("a", "b", fmt.Sprintf("w%d-u%d-%d", w, u, i))
+					}
+					rs, err := s.AppendMessages(ctx, as)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					for i := 1; i < size; i++ {
+						if rs[i].Err != nil || rs[i].Seq != rs[i-1].Seq+1 {
+							t.Errorf("unit w%d-u%d: append %d got seq %d after %d (%v): split or reordered", w, u, i, rs[i].Seq, rs[i-1].Seq, rs[i].Err)
+							return
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		// One append of a unit refused (unknown peer), the others stored.
+		rs, err := st.AppendMessages(ctx, []*store.Append{p2p("a", "b", "x1"), p2p("a", "nobody", "x2"), p2p("a", "b", "x3")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[0].Err != nil || !errors.Is(rs[1].Err, store.ErrNotFound) || rs[2].Err != nil || rs[2].Seq != rs[0].Seq+1 {
+			t.Fatalf("mixed unit: %+v", rs)
+		}
+		// A resent unit is answered from the first: same sequences, duplicates.
+		again, err := st.AppendMessages(ctx, []*store.Append{p2p("a", "b", "x1"), p2p("a", "b", "x3")})
+		if err != nil || !again[0].Duplicate || again[0].Seq != rs[0].Seq || again[1].Seq != rs[2].Seq {
+			t.Fatalf("resent unit: %+v, %v", again, err)
+		}
+	})
+}
+
+// TestPostgresLockTimeout: a transaction elsewhere that holds a
+// conversation's row lock (a node paused in the middle of a commit) does
+// not stop this store's appends to it for longer than lock_timeout: they
+// fail with ErrUnavailable (retryable), and succeed once the lock is gone.
+func TestPostgresLockTimeout(t *testing.T) {
+	cfg := storetest.Config(t, store.DriverPostgres)
+	cfg.LockTimeout = config.Duration(300 * time.Millisecond)
+	st, err := store.Open(context.Background(), cfg, store.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	mustUsers(t, st, "a", "b")
+	ctx := context.Background()
+	if _, err := st.AppendMessage(ctx, p2p("a", "b", "c1")); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("pgx", cfg.DSN.Reveal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE conversations SET last_time = last_time WHERE appkey = $1 AND conv_id = $2`, app, imapi.P2PConvID("a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = st.AppendMessage(ctx, p2p("a", "b", "c2"))
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("append behind a held lock: %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the append waited %v for the lock (lock_timeout 300ms)", took)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := st.AppendMessage(ctx, p2p("a", "b", "c2")); err != nil || r.Seq != 2 {
+		t.Fatalf("append after the lock went: %+v, %v", r, err)
 	}
 }

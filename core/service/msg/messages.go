@@ -30,6 +30,8 @@ type Config struct {
 	BlockBoth map[string]bool
 	// Super is the super-groups' side work (stream, consumer, workers).
 	Super group.SuperConfig
+	// Replicas of the side work's stream (the bus's replica count).
+	Replicas int
 }
 
 // Hooks is what messages need of core/webhook: the moderation hook asked
@@ -65,10 +67,12 @@ func New(n *node.Node, cfg Config, hooks Hooks, offline OfflinePusher, js jetstr
 	return &Messages{n: n, cfg: cfg, hooks: hooks, offline: offline, js: js, metrics: m}, nil
 }
 
-// Routes are the message ops; a session's sends are ordered.
+// Routes are the message ops. A gateway sends a session's sends as batches
+// (core/gateway/ORDER.md); a plain send is a batch of one.
 func (s *Messages) Routes() []dispatch.Route {
 	return []dispatch.Route{
-		{Op: imapi.OpSend, Handle: s.send, Ordered: true},
+		{Op: imapi.OpSendBatch, Handle: s.sendBatch},
+		{Op: imapi.OpSend, Handle: s.send},
 		{Op: imapi.OpSync, Handle: s.sync},
 		{Op: imapi.OpHistory, Handle: s.history},
 		{Op: imapi.OpRead, Handle: s.read},

@@ -3,9 +3,9 @@ package msg
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/longlink/longlink/core/imapi"
-	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
@@ -22,15 +22,134 @@ func (s *Messages) send(ctx context.Context, sess *imapi.Session, body []byte) (
 	return s.Send(ctx, sess, &req)
 }
 
+// sendBatch answers a gateway's send batch (imapi.OpSendBatch): one
+// session's sends in the order the client sent them (core/gateway/ORDER.md).
+func (s *Messages) sendBatch(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	var br imapi.SendBatchReq
+	if err := node.Decode(body, &br); err != nil {
+		return nil, err
+	}
+	if len(br.Sends) == 0 || len(br.Sends) > imapi.MaxSendBatch {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "sends: 1..%d required", imapi.MaxSendBatch)
+	}
+	reqs := make([]*imapi.SendReq, len(br.Sends))
+	bad := make([]error, len(br.Sends))
+	for i, b := range br.Sends {
+		reqs[i] = new(imapi.SendReq)
+		if err := imapi.DecodeSendReq(b, reqs[i]); err != nil {
+			bad[i] = imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
+		}
+	}
+	acks, errs := s.sendAll(ctx, sess, reqs, bad)
+	resp := &imapi.SendBatchResp{Results: make([]imapi.SendResult, len(reqs))}
+	for i := range reqs {
+		if errs[i] == nil {
+			resp.Results[i].Ack = acks[i]
+			continue
+		}
+		var ie *imapi.Error
+		if !errors.As(errs[i], &ie) {
+			s.n.Log.Error("send failed", "err", errs[i])
+			ie = &imapi.Error{Code: imapi.ErrInternal}
+		}
+		resp.Results[i] = imapi.SendResult{Code: ie.Code, Message: ie.Message, RetryAfterMs: ie.RetryAfterMs}
+	}
+	return resp, nil
+}
+
 // Send stores a message from sess.Account durably, then pushes it to the
 // conversation's members (the sender's other sessions included). The server
 // API calls it directly to send as a user or as imapi.SystemAccount.
 func (s *Messages) Send(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
+	acks, errs := s.sendAll(ctx, sess, []*imapi.SendReq{req}, nil)
+	return acks[0], errs[0]
+}
+
+// sendAll stores one session's sends as one store unit — in one
+// transaction, each conversation's in their order — then pushes each
+// stored one. pre holds refusals decided before (nil: none). A send
+// refused for a retryable reason makes every send after it retryable too,
+// and none of them is stored: the gateway resends that tail as it is, so a
+// later message is never stored before an earlier one that is to come
+// again (core/gateway/ORDER.md).
+func (s *Messages) sendAll(ctx context.Context, sess *imapi.Session, reqs []*imapi.SendReq, pre []error) ([]*imapi.SendAck, []error) {
+	acks := make([]*imapi.SendAck, len(reqs))
+	errs := make([]error, len(reqs))
+	if pre != nil {
+		copy(errs, pre)
+	}
+	as := make([]*store.Append, len(reqs))
+	var unit []*store.Append
+	var in []int // index in reqs of each append of the unit
+	for i, req := range reqs {
+		if errs[i] == nil {
+			as[i], errs[i] = s.prepareSend(ctx, sess, req)
+		}
+		if errs[i] != nil {
+			if retryable(errs[i]) {
+				tailRetryable(errs, i)
+				break
+			}
+			continue
+		}
+		unit = append(unit, as[i])
+		in = append(in, i)
+	}
+	if len(unit) == 0 {
+		return acks, errs
+	}
+	res, err := s.n.Store.AppendMessages(ctx, unit)
+	if err != nil {
+		err = node.StoreErr(err, "conversation")
+		for _, i := range in {
+			errs[i] = err
+		}
+		return acks, errs
+	}
+	for k, i := range in {
+		if res[k].Err != nil {
+			what := "recipient"
+			if as[i].GroupID != "" {
+				what = "group"
+			}
+			errs[i] = node.StoreErr(res[k].Err, what)
+			continue
+		}
+		acks[i], errs[i] = s.finishSend(ctx, sess, as[i], &res[k])
+		if errs[i] != nil && retryable(errs[i]) {
+			// Stored, but its side work is not queued: it goes again (a
+			// duplicate, the work redone), and so do the ones after it
+			// (stored too; their resends are duplicates).
+			tailRetryable(errs, i)
+			for _, j := range in[k+1:] {
+				acks[j] = nil
+			}
+			break
+		}
+	}
+	return acks, errs
+}
+
+// retryable reports whether err refuses a send for a reason that may pass.
+func retryable(err error) bool {
+	var ie *imapi.Error
+	return errors.As(err, &ie) && ie.Code.Retryable()
+}
+
+// tailRetryable gives every send after i a retryable refusal.
+func tailRetryable(errs []error, i int) {
+	for j := i + 1; j < len(errs); j++ {
+		errs[j] = imapi.Errorf(imapi.ErrUnavailable, "behind a send to retry")
+	}
+}
+
+// prepareSend checks a send and builds its append (moderated).
+func (s *Messages) prepareSend(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*store.Append, error) {
 	if err := s.validateSend(req); err != nil {
 		return nil, err
 	}
 	if req.ConvType == imapi.ConvSuper {
-		return s.sendSuper(ctx, sess, req)
+		return s.prepareSuper(ctx, sess, req)
 	}
 	now := s.n.Now()
 	a := &store.Append{Message: store.Message{
@@ -38,7 +157,6 @@ func (s *Messages) Send(ctx context.Context, sess *imapi.Session, req *imapi.Sen
 		SenderDevice: sess.DeviceType, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type,
 		Body: req.Body, Mentions: req.Mentions, Time: now.UnixMilli(),
 	}}
-	what := "recipient"
 	switch req.ConvType {
 	case imapi.ConvP2P:
 		a.ConvID = imapi.P2PConvID(sess.Account, req.To)
@@ -50,20 +168,17 @@ func (s *Messages) Send(ctx context.Context, sess *imapi.Session, req *imapi.Sen
 		}
 		a.ConvID = imapi.GroupConvID(req.To)
 		a.GroupID = req.To
-		what = "group"
 	}
 	if err := s.moderate(ctx, sess, a); err != nil {
 		return nil, err
 	}
-	if t := dispatch.TurnOf(ctx); t != nil {
-		if err := t.Wait(ctx); err != nil {
-			return nil, node.StoreErr(err, what)
-		}
-		a.Queued = t.Done
-	}
-	res, err := s.n.Store.AppendMessage(ctx, a)
-	if err != nil {
-		return nil, node.StoreErr(err, what)
+	return a, nil
+}
+
+// finishSend tells the conversation of a stored message and builds its ack.
+func (s *Messages) finishSend(ctx context.Context, sess *imapi.Session, a *store.Append, res *store.AppendResult) (*imapi.SendAck, error) {
+	if a.Super {
+		return s.finishSuper(ctx, sess, a, res)
 	}
 	ack := &imapi.SendAck{MsgID: res.MsgID, ConvID: a.ConvID, Seq: res.Seq, Time: res.Time}
 	if !res.Duplicate {

@@ -58,7 +58,7 @@ func (s *Messages) startSideWork(ctx context.Context) error {
 	}
 	if _, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: c.Stream, Subjects: []string{c.Subject + ".>"}, Storage: storage,
-		Retention: jetstream.WorkQueuePolicy, Duplicates: 2 * time.Minute,
+		Retention: jetstream.WorkQueuePolicy, Duplicates: 2 * time.Minute, Replicas: max(s.cfg.Replicas, 1),
 	}); errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 		s.n.Log.Warn("JetStream is off: super-group sends with mentions or webhooks are refused")
 		s.js = nil
@@ -200,8 +200,9 @@ func (s *Messages) superOfflinePush(ctx context.Context, j *superJob) error {
 	return nil
 }
 
-// sendSuper stores a super-group message once and publishes it once.
-func (s *Messages) sendSuper(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
+// prepareSuper checks a super-group send and builds its append: the
+// message is stored once and published once (finishSuper).
+func (s *Messages) prepareSuper(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*store.Append, error) {
 	if sess.Account == imapi.SystemAccount {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "system notifications go to accounts")
 	}
@@ -223,28 +224,30 @@ func (s *Messages) sendSuper(ctx context.Context, sess *imapi.Session, req *imap
 	if err := s.moderate(ctx, sess, a); err != nil {
 		return nil, err
 	}
-	res, err := s.n.Store.AppendMessage(ctx, a)
-	if err != nil {
-		return nil, node.StoreErr(err, "group")
-	}
+	return a, nil
+}
+
+// finishSuper publishes a stored super-group message once and queues its
+// side work (mentions, the webhook copy).
+func (s *Messages) finishSuper(ctx context.Context, sess *imapi.Session, a *store.Append, res *store.AppendResult) (*imapi.SendAck, error) {
 	msg := imapi.Message{
 		MsgID: res.MsgID, ConvID: a.ConvID, ConvType: a.ConvType, From: a.Sender, FromDevice: a.SenderDevice,
 		To: a.To, Seq: res.Seq, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body, Mentions: a.Mentions, Time: res.Time,
 	}
 	if !res.Duplicate {
-		s.n.PushSuper(sess.AppKey, req.To, imapi.OpPush, &msg, sess.SessionID)
+		s.n.PushSuper(sess.AppKey, a.To, imapi.OpPush, &msg, sess.SessionID)
 	}
 	// Side work is queued (again, for a resend: JetStream drops the
 	// duplicate, the work is idempotent) before the ack, so that a crash
 	// after the commit cannot lose it: the client resends until acked.
 	if len(a.Mentions) > 0 || s.hooks != nil {
-		j := superJob{AppKey: sess.AppKey, GroupID: req.To, Seq: res.Seq, Mentions: a.Mentions, Sent: now.UnixMilli()}
+		j := superJob{AppKey: sess.AppKey, GroupID: a.To, Seq: res.Seq, Mentions: a.Mentions, Sent: a.Time}
 		if s.hooks != nil || (s.offline != nil && len(a.Mentions) > 0) {
 			j.Message = &msg
 		}
 		if err := s.queueSuper(ctx, &j, res.MsgID); err != nil {
 			s.metrics.queueErrs.Inc()
-			s.n.Log.Warn("super-group job not queued", "group", req.To, "err", err)
+			s.n.Log.Warn("super-group job not queued", "group", a.To, "err", err)
 			return nil, imapi.Errorf(imapi.ErrUnavailable, "side work not queued; resend")
 		}
 	}

@@ -1,8 +1,8 @@
 // Package dispatch is the service node's thin bus layer: it subscribes to
 // every registered op's subject in the queue group imapi.ServiceQueue,
-// bounds the requests in flight, runs handlers on a pool of workers, keeps
-// a session's ordered requests in arrival order (order.go), encodes the
-// replies and counts requests. The domains (core/service/msg, room, …)
+// bounds the requests in flight, runs handlers on a pool of workers, encodes
+// the replies and counts requests. (A session's sends are ordered by its
+// gateway, which has at most one batch of them out: core/gateway/ORDER.md.) The domains (core/service/msg, room, …)
 // register their ops on it; it knows nothing of what they do.
 package dispatch
 
@@ -15,10 +15,12 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/route"
@@ -33,9 +35,6 @@ type Handler func(ctx context.Context, sess *imapi.Session, body []byte) (any, e
 type Route struct {
 	Op     imapi.Op
 	Handle Handler
-	// Ordered requests of one session reach their handler's ordered step
-	// (TurnOf) in the order they arrived at this node.
-	Ordered bool
 }
 
 // Config tunes a dispatcher.
@@ -50,6 +49,13 @@ type Config struct {
 	MaxInFlight     int           // concurrent handlers
 	MaxRequestBytes int           // larger requests are refused (ErrTooLarge)
 	RequestTimeout  time.Duration // each handler's context
+	// MaxRequestAge: a request stamped by its gateway (BusRequest.Sent)
+	// longer ago than this is dropped unanswered; 0 keeps every one.
+	MaxRequestAge time.Duration
+	// StallAfter: when requests are in flight but none has finished for
+	// this long, the node leaves its queue groups (so that the requests go
+	// to the other nodes) until one finishes; 0 never leaves (watchdog.go).
+	StallAfter time.Duration
 }
 
 // Dispatcher serves the registered routes on the bus.
@@ -68,20 +74,24 @@ type Dispatcher struct {
 	// request spent a tenth of the CPU of a send growing its stack while
 	// decoding), else on a new one. Idle workers exit after workerIdle.
 	idle     chan job
-	order    sendOrder
 	stop     chan struct{}
 	stopOnce sync.Once
 	workers  sync.WaitGroup
 	mu       sync.Mutex
 	subs     []*nats.Subscription
 	announce *route.Announcer
+	stopped  bool // Shutdown began: the watchdog subscribes nothing again
+
+	watch watchdog
+
+	late       atomic.Int64 // requests more than a second old, ever
+	lateLogged atomic.Int64 // late when the last line was logged
+	lateLog    rate.Sometimes
 }
 
 type job struct {
 	m     *nats.Msg
 	route Route
-	req   *imapi.BusRequest // an ordered request, decoded to find its session
-	turn  *Turn             // its place among its session's (order.go)
 }
 
 // workerIdle is how long an idle worker waits for a request before it exits.
@@ -97,6 +107,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer,
 	return &Dispatcher{
 		cfg: cfg, nc: nc, log: log, metrics: m, oversize: oversize, routes: map[string]Route{},
 		sem: make(chan struct{}, cfg.MaxInFlight), idle: make(chan job), stop: make(chan struct{}),
+		lateLog: rate.Sometimes{Interval: time.Second},
 	}, nil
 }
 
@@ -121,10 +132,31 @@ func (d *Dispatcher) Ops() []imapi.Op {
 	return out
 }
 
-// Start subscribes to every route's subject.
+// Start subscribes to every route's subject and starts the watchdog.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.subscribeLocked(ctx); err != nil {
+		return err
+	}
+	// Subscribed: the gateways may count this node as live.
+	n := d.cfg.Node
+	d.announce = route.NewAnnouncer(d.nc, route.NodeAnnounce{ID: d.cfg.ID, Cluster: n.Cluster, Version: n.Version, Canary: n.Canary}, d.cfg.Announce, d.log)
+	if err := d.announce.Start(ctx); err != nil {
+		d.unsubscribeLocked()
+		return err
+	}
+	d.metrics.info.WithLabelValues(d.cfg.ID, n.Cluster, n.Version, strconv.FormatBool(n.Canary)).Set(1)
+	if d.cfg.StallAfter > 0 {
+		d.workers.Add(1)
+		go d.watchLoop()
+	}
+	return nil
+}
+
+// subscribeLocked joins the queue group of every route's subject; d.mu is
+// held.
+func (d *Dispatcher) subscribeLocked(ctx context.Context) error {
 	for subj, r := range d.routes {
 		sub, err := d.nc.QueueSubscribe(subj, imapi.ServiceQueue, func(m *nats.Msg) { d.dispatch(m, r) })
 		if err != nil {
@@ -142,14 +174,6 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		d.unsubscribeLocked()
 		return fmt.Errorf("flush subscriptions: %w", err)
 	}
-	// Subscribed: the gateways may count this node as live.
-	n := d.cfg.Node
-	d.announce = route.NewAnnouncer(d.nc, route.NodeAnnounce{ID: d.cfg.ID, Cluster: n.Cluster, Version: n.Version, Canary: n.Canary}, d.cfg.Announce, d.log)
-	if err := d.announce.Start(ctx); err != nil {
-		d.unsubscribeLocked()
-		return err
-	}
-	d.metrics.info.WithLabelValues(d.cfg.ID, n.Cluster, n.Version, strconv.FormatBool(n.Canary)).Set(1)
 	return nil
 }
 
@@ -166,6 +190,7 @@ func (d *Dispatcher) Shutdown(ctx context.Context) error {
 	d.mu.Lock()
 	subs, an := d.subs, d.announce
 	d.subs = nil
+	d.stopped = true
 	d.mu.Unlock()
 	if an != nil {
 		_ = an.Shutdown(ctx) // announced draining before it leaves the queue groups
@@ -190,6 +215,7 @@ func (d *Dispatcher) Shutdown(ctx context.Context) error {
 		d.workers.Wait()
 		return nil
 	case <-ctx.Done():
+		d.stopOnce.Do(func() { close(d.stop) })
 		return ctx.Err()
 	}
 }
@@ -202,16 +228,6 @@ func (d *Dispatcher) dispatch(m *nats.Msg, r Route) {
 	d.wg.Add(1)
 	d.metrics.inflight.Inc()
 	j := job{m: m, route: r}
-	if r.Ordered && len(m.Data) <= d.cfg.MaxRequestBytes {
-		// The turn must be taken here, in arrival order (order.go).
-		req := new(imapi.BusRequest)
-		if imapi.DecodeBusRequest(m.Data, req) == nil {
-			j.req = req
-			if req.Session.SessionID != "" {
-				j.turn = d.order.next(req.Session.SessionID)
-			}
-		}
-	}
 	select {
 	case d.idle <- j:
 	default:
@@ -240,19 +256,18 @@ func (d *Dispatcher) work(j job) {
 }
 
 func (d *Dispatcher) run(j job) {
+	w := d.watch.begin(j.route.Op)
 	defer func() {
+		d.watch.end(w)
 		d.metrics.inflight.Dec()
 		<-d.sem
 		d.wg.Done()
 	}()
-	if j.turn != nil {
-		defer j.turn.Done() // whatever happened, the next request may go
-	}
-	d.serve(j.m, j.route, j.req, j.turn)
+	d.serve(j.m, j.route)
 }
 
-// serve answers m; req is its request when dispatch decoded it already.
-func (d *Dispatcher) serve(m *nats.Msg, r Route, req *imapi.BusRequest, turn *Turn) {
+// serve answers m.
+func (d *Dispatcher) serve(m *nats.Msg, r Route) {
 	start := time.Now()
 	name := r.Op.Name()
 	var resp any
@@ -261,18 +276,13 @@ func (d *Dispatcher) serve(m *nats.Msg, r Route, req *imapi.BusRequest, turn *Tu
 		d.oversize.Inc()
 		err = imapi.Errorf(imapi.ErrTooLarge, "request of %d bytes exceeds %d", len(m.Data), d.cfg.MaxRequestBytes)
 	} else {
-		var jerr error
-		if req == nil {
-			req = new(imapi.BusRequest)
-			jerr = imapi.DecodeBusRequest(m.Data, req)
-		}
-		if jerr != nil {
+		req := new(imapi.BusRequest)
+		if jerr := imapi.DecodeBusRequest(m.Data, req); jerr != nil {
 			err = imapi.Errorf(imapi.ErrBadRequest, "bus request: %v", jerr)
+		} else if d.stale(req, name) {
+			return
 		} else {
 			ctx, cancel := context.WithTimeout(context.Background(), d.cfg.RequestTimeout)
-			if turn != nil {
-				ctx = withTurn(ctx, turn)
-			}
 			resp, err = d.call(ctx, r, req)
 			cancel()
 		}
@@ -320,4 +330,29 @@ func (d *Dispatcher) call(ctx context.Context, r Route, req *imapi.BusRequest) (
 		return nil, imapi.Errorf(imapi.ErrNotLoggedIn, "")
 	}
 	return r.Handle(ctx, &req.Session, req.Body)
+}
+
+// stale reports (and counts, and logs when it is more than a second late)
+// a request its gateway sent longer ago than MaxRequestAge: this node was
+// paused or stalled with it queued, and the gateway has resent it or
+// given its session up, so answering it now can only store a message
+// after ones sent later.
+func (d *Dispatcher) stale(req *imapi.BusRequest, op string) bool {
+	if req.Sent == 0 {
+		return false
+	}
+	age := time.Since(time.UnixMilli(req.Sent))
+	if age > time.Second {
+		// After a pause they come by the thousand: one line a second.
+		n := d.late.Add(1)
+		d.lateLog.Do(func() {
+			d.log.Warn("requests waited long on this node (it was paused or stalled)", "count", n-d.lateLogged.Swap(n),
+				"op", op, "session", req.Session.SessionID, "gateway", req.Session.Gateway, "age", age.Round(time.Millisecond))
+		})
+	}
+	if d.cfg.MaxRequestAge <= 0 || age <= d.cfg.MaxRequestAge {
+		return false
+	}
+	d.metrics.stale.Inc()
+	return true
 }

@@ -7,6 +7,9 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	inflight prometheus.Gauge
 	info     *prometheus.GaugeVec
+	stale    prometheus.Counter
+	stalls   prometheus.Counter
+	stalled  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -24,8 +27,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "longlink_service_node_info", Help: "1 while the node serves: its id, cluster, version label and whether it is a canary.",
 		}, []string{"id", "cluster", "version", "canary"}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_service_stale_requests_total", Help: "Requests dropped unanswered because their gateway sent them longer ago than max_request_age (this node was paused or stalled).",
+		}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_service_stalls_total", Help: "Times this node left its queue groups because no request finished for stall_timeout while some were in flight.",
+		}),
+		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_service_stalled", Help: "1 while this node is out of its queue groups for a stall.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.info} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.info, m.stale, m.stalls, m.stalled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -79,7 +79,7 @@ func StoreErr(err error, what string) error {
 		return imapi.Errorf(imapi.ErrBlocked, "")
 	case errors.Is(err, context.DeadlineExceeded):
 		return imapi.Errorf(imapi.ErrTimeout, "")
-	case errors.Is(err, store.ErrClosed):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrUnavailable):
 		return imapi.Errorf(imapi.ErrUnavailable, "")
 	case errors.Is(err, store.ErrBusy):
 		// Shed before queueing: nothing was stored and clients resend the

@@ -1,0 +1,131 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/longlink/longlink/core/bus"
+	"github.com/longlink/longlink/core/bus/bustest"
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/route"
+	"github.com/longlink/longlink/pkg/waittest"
+)
+
+func connect(t *testing.T, b *bus.Bus) *nats.Conn {
+	t.Helper()
+	nc, err := b.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// node starts a dispatcher answering op with h.
+func node(t *testing.T, ns *bus.Bus, cfg Config, h Handler) *Dispatcher {
+	t.Helper()
+	cfg.Node, cfg.ID, cfg.Announce = route.Node{Cluster: "c"}, t.Name(), time.Second
+	cfg.MaxInFlight, cfg.MaxRequestBytes, cfg.RequestTimeout = 64, 1<<16, 5*time.Second
+	d, err := New(cfg, connect(t, ns), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Add(Route{Op: imapi.OpSync, Handle: h})
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = d.Shutdown(ctx)
+	})
+	return d
+}
+
+func request(nc *nats.Conn, sent time.Time, timeout time.Duration) (string, error) {
+	req := imapi.BusRequest{Session: imapi.Session{AppKey: "a", Account: "u", SessionID: "s"}, Body: json.RawMessage(`{}`)}
+	if !sent.IsZero() {
+		req.Sent = sent.UnixMilli()
+	}
+	b, _ := json.Marshal(&req)
+	m, err := nc.Request(imapi.ServiceSubject("c", imapi.OpSync), b, timeout)
+	if err != nil {
+		return "", err
+	}
+	var rep imapi.BusReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return "", err
+	}
+	var who string
+	_ = json.Unmarshal(rep.Body, &who)
+	return who, nil
+}
+
+// TestWatchdogLeavesAndRejoins: a node whose handlers stop finishing leaves
+// the queue group after StallAfter, so every later request goes to the
+// healthy node, and joins again once its requests finish.
+func TestWatchdogLeavesAndRejoins(t *testing.T) {
+	ns := bustest.Embedded(t)
+	unblock := make(chan struct{})
+	stuck := node(t, ns, Config{StallAfter: 200 * time.Millisecond}, func(ctx context.Context, _ *imapi.Session, _ []byte) (any, error) {
+		select {
+		case <-unblock: // its store came back
+			return "stuck", nil
+		case <-time.After(10 * time.Second):
+			return "stuck", nil
+		}
+	})
+	node(t, ns, Config{StallAfter: 200 * time.Millisecond}, func(context.Context, *imapi.Session, []byte) (any, error) {
+		return "healthy", nil
+	})
+	nc := connect(t, ns)
+	// Requests spread over both; those reaching the stuck node hang.
+	for range 20 {
+		go func() { _, _ = request(nc, time.Time{}, 5*time.Second) }()
+	}
+	waittest.Until(t, 5*time.Second, "the stuck node to leave", func() bool { return testutil.ToFloat64(stuck.metrics.stalled) == 1 })
+	for i := range 50 {
+		who, err := request(nc, time.Time{}, 2*time.Second)
+		if err != nil || who != "healthy" {
+			t.Fatalf("request %d after the stall: %q, %v (want the healthy node only)", i, who, err)
+		}
+	}
+	close(unblock)
+	waittest.Until(t, 5*time.Second, "the node to rejoin", func() bool { return testutil.ToFloat64(stuck.metrics.stalled) == 0 })
+	seen := map[string]bool{}
+	for range 100 {
+		who, err := request(nc, time.Time{}, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[who] = true
+	}
+	if !seen["stuck"] || testutil.ToFloat64(stuck.metrics.stalls) != 1 {
+		t.Fatalf("after the rejoin: nodes answering %v, stalls %v", seen, testutil.ToFloat64(stuck.metrics.stalls))
+	}
+}
+
+// TestStaleRequestDropped: a request its gateway sent longer ago than
+// MaxRequestAge is dropped unanswered; a fresh one is answered.
+func TestStaleRequestDropped(t *testing.T) {
+	ns := bustest.Embedded(t)
+	d := node(t, ns, Config{MaxRequestAge: time.Second}, func(context.Context, *imapi.Session, []byte) (any, error) { return "ok", nil })
+	nc := connect(t, ns)
+	if who, err := request(nc, time.Now(), 2*time.Second); err != nil || who != "ok" {
+		t.Fatalf("fresh request: %q, %v", who, err)
+	}
+	if _, err := request(nc, time.Now().Add(-5*time.Second), 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("stale request: %v, want no answer", err)
+	}
+	if n := testutil.ToFloat64(d.metrics.stale); n != 1 {
+		t.Fatalf("stale_requests_total = %v", n)
+	}
+}
