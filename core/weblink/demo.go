@@ -8,9 +8,10 @@ import (
 
 // web holds the demo page, the socket.io-client browser bundle, copied
 // from the socket.io-client npm package (see web/socket.io-client.LICENSE),
-// and the Web SDK's browser bundle, built from core/sdk/web (its
-// `npm run check`, run by `make test`, fails when the copy here is not what
-// the sources build), so that nothing is fetched or built at run time.
+// and the Web SDK's browser bundle, built from core/sdk/web; core/sdk/web's
+// `npm run check`, run by `make test`, fails when either is not what that
+// package's pinned socket.io-client and sources give. Nothing is fetched or
+// built at run time.
 //
 //go:embed web/index.html web/socket.io.min.js web/longlink.min.js
 var web embed.FS

@@ -1,7 +1,8 @@
 // Checks that what is committed is what the sources build: the browser
 // bundle that WebLink embeds and serves to the demo page
 // (core/weblink/web/longlink.min.js, so that `go run ./cmd/longlink dev`
-// needs no Node.js) and the API reference generated from the types
+// needs no Node.js), the socket.io-client bundle it serves beside it, and the
+// API reference generated from the types
 // (docs/api). `npm run build` then `npm run sync` rewrites both.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
@@ -14,8 +15,16 @@ const embedded = join(root, "..", "..", "weblink", "web", "longlink.min.js");
 const fix = process.argv.includes("--fix");
 let stale = [];
 
-if (fix) copyFileSync(join(root, "dist", "longlink.min.js"), embedded);
-else if (!readFileSync(embedded).equals(readFileSync(join(root, "dist", "longlink.min.js")))) stale.push(embedded);
+// WebLink also serves socket.io-client's own browser bundle, copied from
+// the same pinned package.
+const copies = [
+  [join(root, "dist", "longlink.min.js"), embedded],
+  [join(root, "node_modules", "socket.io-client", "dist", "socket.io.min.js"), join(dirname(embedded), "socket.io.min.js")],
+];
+for (const [from, to] of copies) {
+  if (fix) copyFileSync(from, to);
+  else if (!readFileSync(to).equals(readFileSync(from))) stale.push(to);
+}
 
 const out = fix ? join(root, "docs", "api") : mkdtempSync(join(tmpdir(), "websdk-docs-"));
 try {
@@ -33,4 +42,4 @@ if (stale.length) {
   console.error(`not what the sources build: ${stale.join(", ")}\nrun: npm run build && npm run sync (in core/sdk/web), and commit`);
   process.exit(1);
 }
-console.log(fix ? "wrote the embedded bundle and docs/api" : "embedded bundle and docs/api match the sources");
+console.log(fix ? "wrote the embedded bundles and docs/api" : "embedded bundles and docs/api match the sources");
