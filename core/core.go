@@ -96,7 +96,8 @@ type Config struct {
 	// an app to its cluster; grayscale rules come from the LBS (lbs:).
 	Routing route.Config `yaml:"routing"`
 	// LBS, when its servers are set, is where the gateway registers and
-	// reports health and load (as entry point LBS.Node), and where it
+	// reports health and load (as entry point LBS.Node, by default its
+	// gateway.id) and takes its grayscale rules from, and where it
 	// announces its drain on shutdown so clients are sent elsewhere first.
 	// With roles.call, the call service also takes its TURN secrets from
 	// the LBS: call.secrets is the start-up set, replaced by the LBS's set
@@ -201,7 +202,11 @@ func (c *Config) Validate() error {
 		if !r.Gateway {
 			errs.Addf("lbs: only a gateway node reports to the LBS")
 		}
-		if err := c.LBS.Validate(); err != nil {
+		lc := c.LBS
+		if lc.Node == "" {
+			lc.Node = c.Gateway.ID // New fills it in so
+		}
+		if err := lc.Validate(); err != nil {
 			errs.Addf("lbs: %w", err)
 		}
 	}
@@ -298,6 +303,10 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if cfg.Gateway.ID == "" {
 		// The presence reporter and the gateway must agree on the id.
 		cfg.Gateway.ID = gateway.Default().ID
+	}
+	if len(cfg.LBS.Servers) > 0 && cfg.LBS.Node == "" {
+		// A gateway reports as the entry point named like itself.
+		cfg.LBS.Node = cfg.Gateway.ID
 	}
 	if cfg.Service.Version == "" && lbsapi.ValidVersionLabel(deps.Version) {
 		cfg.Service.Version = deps.Version

@@ -31,6 +31,10 @@ type ClusterOptions struct {
 	Gateway, Service CoreOptions
 	// Apps are seeded by the service nodes. Default: one app "demo".
 	Apps []App
+	// LBSPolicy, when set, starts an LBS member with this routing document
+	// first; every gateway reports to it (as the entry point named like the
+	// gateway) and takes its grayscale rules from it.
+	LBSPolicy string
 }
 
 // Cluster is a deployment of real processes: a NATS cluster, PostgreSQL,
@@ -39,6 +43,8 @@ type Cluster struct {
 	Env  *Env
 	NATS *NATS
 	PG   *Postgres
+	// LBS is the LBS member when ClusterOptions.LBSPolicy was set.
+	LBS  *LBS
 	Key  link.KeyPair
 	Apps []App
 
@@ -72,6 +78,12 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	c := &Cluster{Env: e, Key: key, Apps: o.Apps, opts: o, next: map[string]int{}}
 	c.PG = e.StartPostgres(o.PG)
 	c.NATS = e.StartNATS(o.NATS)
+	if o.LBSPolicy != "" {
+		c.LBS = e.StartLBS(o.LBSPolicy)
+		cfg := map[string]any{"lbs": c.LBS.Reporting()}
+		merge(cfg, o.Gateway.Config)
+		c.opts.Gateway.Config = cfg
+	}
 	var svcs, gws []*Core
 	for range o.Services {
 		svcs = append(svcs, c.prepare(true, CoreOptions{}))
@@ -166,25 +178,31 @@ func (c *Cluster) Services() []*Core {
 	return append([]*Core(nil), c.svcs...)
 }
 
-// API calls the server HTTP API of the first running service node, signed
-// as app (the first app when ""), and decodes the answer into out (may be
-// nil). A non-2xx answer is an error carrying the body.
+// API calls the server HTTP API through the first running gateway (its
+// front forwards to a service node of the app's cluster), signed as app
+// (the first app when ""), and decodes the answer into out (may be nil). A
+// non-2xx answer is an error carrying the body.
 func (c *Cluster) API(ctx context.Context, appkey, method, path string, in, out any) error {
+	var gw *Core
+	for _, g := range c.Gateways() {
+		if g.Running() {
+			gw = g
+			break
+		}
+	}
+	if gw == nil {
+		return fmt.Errorf("clustertest: no running gateway")
+	}
+	return c.APIVia(ctx, gw, appkey, method, path, in, out)
+}
+
+// APIVia is API through the front of gateway gw.
+func (c *Cluster) APIVia(ctx context.Context, gw *Core, appkey, method, path string, in, out any) error {
 	app := c.Apps[0]
 	for _, a := range c.Apps {
 		if a.AppKey == appkey {
 			app = a
 		}
-	}
-	var svc *Core
-	for _, s := range c.Services() {
-		if s.Running() {
-			svc = s
-			break
-		}
-	}
-	if svc == nil {
-		return fmt.Errorf("clustertest: no running service node")
 	}
 	var body []byte
 	if in != nil {
@@ -193,7 +211,7 @@ func (c *Cluster) API(ctx context.Context, appkey, method, path string, in, out 
 			return err
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+svc.APIAddr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+gw.APIAddr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -222,10 +240,15 @@ func (c *Cluster) API(ctx context.Context, appkey, method, path string, in, out 
 // Users creates accounts of the first app through the server API and
 // returns their login tokens.
 func (c *Cluster) Users(ctx context.Context, accounts ...string) (map[string]string, error) {
+	return c.AppUsers(ctx, "", accounts...)
+}
+
+// AppUsers is Users for the app appkey.
+func (c *Cluster) AppUsers(ctx context.Context, appkey string, accounts ...string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, a := range accounts {
 		var u serverapi.CreateUserResp
-		if err := c.API(ctx, "", http.MethodPost, "/v1/users", map[string]any{"account": a}, &u); err != nil {
+		if err := c.API(ctx, appkey, http.MethodPost, "/v1/users", map[string]any{"account": a}, &u); err != nil {
 			return nil, err
 		}
 		out[a] = u.Token

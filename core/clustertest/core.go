@@ -31,8 +31,9 @@ type CoreOptions struct {
 	Name string
 	// Site places it (nil: the environment's).
 	Site *Site
-	// Gateway runs the Link gateway and WebLink; Services runs the app
-	// services and the server API. One process may run both.
+	// Gateway runs the Link gateway, WebLink and the server API's front;
+	// Services runs the app services (which answer the server API requests
+	// the fronts forward). One process may run both.
 	Gateway, Services bool
 	// Config is merged over the generated configuration (nested maps, as
 	// in the YAML file: {"gateway": {"request_timeout": "2s"}}).
@@ -47,8 +48,8 @@ type Core struct {
 	Options CoreOptions
 	// ConfigPath is its YAML file.
 	ConfigPath string
-	// LinkAddr, WebLinkAddr (gateways) and APIAddr (services) are its
-	// listeners; DebugAddr serves /metrics and /readyz.
+	// LinkAddr, WebLinkAddr and APIAddr (gateways) are its listeners;
+	// DebugAddr serves /metrics and /readyz.
 	LinkAddr, WebLinkAddr, APIAddr, DebugAddr string
 }
 
@@ -95,7 +96,7 @@ func (e *Env) PrepareCore(d CoreDeps, o CoreOptions) *Core {
 		"data_dir":     filepath.Join(dir, "data"),
 		"debug_listen": c.DebugAddr,
 		"roles": map[string]any{
-			"gateway": o.Gateway, "weblink": o.Gateway, "services": o.Services, "server_api": o.Services,
+			"gateway": o.Gateway, "weblink": o.Gateway, "services": o.Services, "server_api": o.Gateway,
 		},
 	}
 	if d.NATS != nil {
@@ -117,9 +118,10 @@ func (e *Env) PrepareCore(d CoreDeps, o CoreOptions) *Core {
 			"drain_time": "1s",
 		}
 		cfg["weblink"] = map[string]any{"listen": c.WebLinkAddr}
+		c.APIAddr = e.Addr(host)
+		cfg["server_api"] = map[string]any{"listen": c.APIAddr}
 	}
 	if o.Services {
-		c.APIAddr = e.Addr(host)
 		if d.PG != nil {
 			dsnFile := filepath.Join(dir, "postgres-dsn")
 			if err := os.WriteFile(dsnFile, []byte(d.PG.DSN()+"\n"), 0o600); err != nil {
@@ -139,8 +141,7 @@ func (e *Env) PrepareCore(d CoreDeps, o CoreOptions) *Core {
 			}
 			apps = append(apps, map[string]any{"appkey": a.AppKey, "secret": "file:" + secretFile, "devices": devices})
 		}
-		cfg["service"] = map[string]any{"apps": apps}
-		cfg["server_api"] = map[string]any{"listen": c.APIAddr}
+		cfg["service"] = map[string]any{"id": o.Name, "apps": apps}
 	}
 	merge(cfg, o.Config)
 	b, err := yaml.Marshal(cfg)
