@@ -1,6 +1,8 @@
 package clustertest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,7 +46,14 @@ func build() (Binaries, error) {
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "longlink-clustertest")
+	// One directory per checkout: test binaries of other worktrees on the
+	// machine build their own longlink, which must not replace this one's.
+	root, err := moduleRoot()
+	if err != nil {
+		return Binaries{}, err
+	}
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(cache, "longlink-clustertest", hex.EncodeToString(sum[:6]))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Binaries{}, fmt.Errorf("clustertest: %w", err)
 	}
@@ -74,6 +83,25 @@ func build() (Binaries, error) {
 		return Binaries{}, err
 	}
 	return b, nil
+}
+
+// moduleRoot is the directory of the go.mod above the working directory
+// (a test runs in its package's directory).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("clustertest: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("clustertest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }
 
 // pgBin finds the newest /usr/lib/postgresql/*/bin with initdb (Debian's
