@@ -5,7 +5,7 @@
 GO ?= go
 TEST_TIMEOUT ?= 45m
 
-.PHONY: test test-deps unit vet build websdk
+.PHONY: test test-deps unit vet build image websdk
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -13,6 +13,18 @@ LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/longlink ./cmd/longlink
+
+# The container image, built by ko without a Docker engine into an OCI
+# layout (bin/image); KO_DOCKER_REPO=registry/longlink PUSH=true publishes
+# it instead (deployments/README.md).
+KO_DOCKER_REPO ?= longlink.local/longlink
+PUSH ?= false
+image:
+	cd tools/deploytools && $(GO) build -o ../../bin/ github.com/google/ko ./imagetool
+	KOCACHE=bin/kocache KO_DEFAULTBASEIMAGE=$$(bin/imagetool base -kocache bin/kocache) \
+	KO_CONFIG_PATH=deployments/image/ko.yaml LONGLINK_VERSION=$(VERSION) LONGLINK_COMMIT=$(COMMIT) \
+	KO_DOCKER_REPO=$(KO_DOCKER_REPO) bin/ko build --bare --sbom=none --platform=linux/amd64 \
+		--push=$(PUSH) $(if $(filter false,$(PUSH)),--oci-layout-path=bin/image) ./cmd/longlink
 
 test: test-deps vet websdk
 	LONGLINK_INTEGRATION=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
