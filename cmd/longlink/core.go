@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -52,9 +53,25 @@ func runCore(ctx context.Context, args []string) error {
 // validates the result (also when there is no file).
 func loadConfig(cf commonFlags, dst config.Validator) error {
 	if cf.config != "" {
-		return config.Load(cf.config, dst)
+		return withFileChecks(cf, config.Load(cf.config, dst))
 	}
 	return dst.Validate()
+}
+
+// withFileChecks adds, for --check-config, the problems with the files the
+// config names to a config that failed to load: every problem at once.
+func withFileChecks(cf commonFlags, err error) error {
+	if err == nil || !cf.checkConfig || cf.config == "" {
+		return err
+	}
+	b, rerr := os.ReadFile(cf.config)
+	if rerr != nil {
+		return err
+	}
+	if ferr := config.CheckFiles(cf.config, b); ferr != nil {
+		return errors.Join(err, fmt.Errorf("config %s: %w", cf.config, ferr))
+	}
+	return err
 }
 
 // printConfig is --check-config once the file decoded and validated: it

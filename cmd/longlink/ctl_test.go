@@ -187,3 +187,35 @@ func TestFlagHelpPlaceholders(t *testing.T) {
 		}
 	}
 }
+
+// -check-config reports every problem at once, each with its key path and
+// line: a missing env secret and a duration without a unit (named only by
+// their values before), and files the config names that are missing.
+func TestCheckConfigNamesKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lbs.yaml")
+	os.WriteFile(path, []byte(`node_id: lbs-1
+data_dir: `+dir+`/data
+admin_token: env:LONGLINK_TEST_UNSET_TOKEN
+health:
+  interval: 5
+tls:
+  ca_file: `+dir+`/missing-ca.pem
+  cert_file: `+dir+`/missing-cert.pem
+  key_file: `+dir+`/missing-key.pem
+`), 0o600)
+	err := commands["lbs"].run(context.Background(), []string{"-config", path, "-check-config"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		path + ":3: admin_token: secret: environment variable LONGLINK_TEST_UNSET_TOKEN is not set",
+		path + `:5: health.interval: duration "5"`, "a duration needs a unit",
+		path + ":7: tls.ca_file: open " + dir + "/missing-ca.pem",
+		path + ":9: tls.key_file: open ",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("check-config lacks %q:\n%v", want, err)
+		}
+	}
+}

@@ -57,11 +57,11 @@ func runLBS(ctx context.Context, args []string) error {
 		return cfg, lbsFlags(&cfg, *nodeID, *dataDir, *bootstrap, *peers, *join)
 	}
 	cfg, err := load()
-	if err != nil {
-		return err
+	if err == nil {
+		err = cfg.Validate()
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
+	if err != nil {
+		return withFileChecks(cf, err)
 	}
 	if cf.checkConfig {
 		return printConfig(cf, &cfg)
