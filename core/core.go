@@ -89,7 +89,7 @@ type Config struct {
 	Push   push.Config        `yaml:"push"`
 	Egress relay.EgressConfig `yaml:"egress"`
 	// RateLimit tunes the cluster-wide rate limits (core/ratelimit): the
-	// server API's per-app rate.
+	// server API's per-app rate and the chatrooms' message rates.
 	RateLimit ratelimit.Config `yaml:"ratelimit"`
 	// Routing says which appkeys have a dedicated service cluster. The
 	// gateways (Link and WebLink) and the server API send every request of
@@ -399,12 +399,18 @@ func (n *Node) Start(ctx context.Context) error {
 			deps.Mute = n.store
 			return push.New(n.cfg.Push, deps)
 		}))
+		n.group.Add("ratelimit", lazy(&n.limits, func() (*ratelimit.Limiter, error) {
+			return ratelimit.New(n.cfg.RateLimit, ratelimit.Deps{
+				JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
+			})
+		}))
 		n.group.Add("service", lazy(&n.service, func() (*service.Service, error) {
 			deps := service.Deps{
 				NATS: n.bus.Conn(), Store: n.store, Logger: n.deps.Logger, Registerer: n.deps.Registerer,
 				JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(),
 				Offline:  n.push,
 				EventLog: n.push,
+				Limits:   n.limits,
 			}
 			if n.hooks != nil {
 				deps.Hooks = n.hooks
@@ -449,11 +455,6 @@ func (n *Node) Start(ctx context.Context) error {
 		}))
 	}
 	if n.cfg.Roles.Services {
-		n.group.Add("ratelimit", lazy(&n.limits, func() (*ratelimit.Limiter, error) {
-			return ratelimit.New(n.cfg.RateLimit, ratelimit.Deps{
-				JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(), Logger: n.deps.Logger, Registerer: n.deps.Registerer,
-			})
-		}))
 		n.group.Add("server_api", lazy(&n.api, func() (*serverapi.Server, error) {
 			deps := serverapi.Deps{
 				Service: n.service, Store: n.store, NATS: n.bus.Conn(), JetStream: n.bus.JetStream(), Replicas: n.bus.Replicas(),

@@ -89,6 +89,8 @@ func (c *Config) Validate() error {
 
 // Deps are the limiter's dependencies.
 type Deps struct {
+	// JetStream holds the budgets. Nil: every decision is this node's own
+	// (a token bucket per key; one-process use and tests).
 	JetStream jetstream.JetStream
 	// Replicas of the counter stream (bus.jetstream_replicas).
 	Replicas   int
@@ -139,9 +141,6 @@ func New(cfg Config, deps Deps) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	if deps.JetStream == nil {
-		return nil, fmt.Errorf("ratelimit: JetStream is required")
-	}
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -170,6 +169,9 @@ func lower(s string) string {
 
 // Start creates (or updates) the counter stream.
 func (l *Limiter) Start(ctx context.Context) error {
+	if l.deps.JetStream == nil {
+		return nil
+	}
 	// A window's counter is read only while the window lasts; keep a few.
 	age := 4 * time.Minute
 	replicas := max(l.deps.Replicas, 1)
@@ -206,6 +208,13 @@ func (l *Limiter) Allow(ctx context.Context, scope, key string, perSec float64) 
 	}
 	w, budget := l.windowFor(perSec)
 	now := l.now()
+	if l.deps.JetStream == nil {
+		ok := l.localAllow(scope+"\x00"+key, perSec, budget, now)
+		if !ok {
+			l.m.refused.WithLabelValues(scope).Inc()
+		}
+		return ok
+	}
 	idx := now.UnixNano() / int64(w)
 	ls := l.leaseOf(scope+"\x00"+key, idx)
 	ls.mu.Lock()

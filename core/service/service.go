@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/ratelimit"
 	"github.com/longlink/longlink/core/service/group"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
@@ -53,6 +54,9 @@ type Deps struct {
 	// Offline, when set, hears of every stored message and its recipients
 	// (the sender excluded) to send offline push notifications (core/push).
 	Offline msg.OfflinePusher
+	// Limits enforces the chatrooms' message rates. The core passes its
+	// cluster-wide limiter (core/ratelimit); nil: this node's own buckets.
+	Limits *ratelimit.Limiter
 }
 
 // domain is one group of ops with its own state and life: the dispatcher
@@ -141,7 +145,14 @@ func build(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, n
 	if s.groups, err = group.New(n, cfg.MaxGroupMembers, cfg.Super, reg); err != nil {
 		return nil, err
 	}
-	if s.rooms, err = room.New(n, cfg.Rooms, cfg.MaxMessageBytes, reg); err != nil {
+	limits := deps.Limits
+	if limits == nil {
+		// Refusals are the rooms' own counters; the limiter's would repeat them.
+		if limits, err = ratelimit.New(ratelimit.Default(), ratelimit.Deps{Logger: log, Registerer: prometheus.NewRegistry(), Now: now}); err != nil {
+			return nil, err
+		}
+	}
+	if s.rooms, err = room.New(n, cfg.Rooms, cfg.MaxMessageBytes, limits, reg); err != nil {
 		return nil, err
 	}
 	if s.users, err = user.New(n, user.Limits{MaxFriends: cfg.MaxFriends, MaxBlacklist: cfg.MaxBlacklist, MaxMutes: cfg.MaxMutes}, reg); err != nil {

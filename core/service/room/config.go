@@ -20,9 +20,9 @@ type Config struct {
 	// client does not say. Default 20.
 	EnterHistory int `yaml:"enter_history"`
 	// MsgRate is the default limit of messages per second into one room,
-	// MemberRate per member of a room (token buckets with a burst of one
-	// second's worth, at least 1). Defaults 200 and 5. Limits are kept per
-	// service node.
+	// MemberRate per member of a room. Defaults 200 and 5. They hold for
+	// the whole cluster (core/ratelimit: a budget per 1s window shared by
+	// every service node).
 	MsgRate    float64 `yaml:"msg_rate"`
 	MemberRate float64 `yaml:"member_rate"`
 	// GatewayTimeout: a gateway that has not announced itself for this long

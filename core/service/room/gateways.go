@@ -10,23 +10,24 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/service/internal/node"
 )
 
-// roomState is what a service node keeps about rooms: rate limiters and
-// the live gateways heard on imapi.GatewaySubject.
+// roomState is what a service node keeps about rooms: the live gateways
+// heard on imapi.GatewaySubject.
 type roomState struct {
 	mu       sync.Mutex
-	limiters map[string]*rate.Limiter // "appkey/room" and "appkey/room/account"
 	gateways map[string]gatewaySeen
 	sizes    map[string]roomCount // by "appkey/room"
 	sub      *nats.Subscription
 	stop     chan struct{}
 	done     chan struct{}
 }
+
+// maxSizes bounds the cached room sizes; when full the cache starts over.
+const maxSizes = 200_000
 
 type roomCount struct {
 	n  int
@@ -38,13 +39,8 @@ type gatewaySeen struct {
 	at time.Time
 }
 
-// maxLimiters bounds the limiter map; when full it starts over (a burst
-// of fresh buckets is the worst that happens).
-const maxLimiters = 200_000
-
 // Start listens to gateway announcements.
 func (s *Rooms) Start(context.Context) error {
-	s.limiters = map[string]*rate.Limiter{}
 	s.gateways = map[string]gatewaySeen{}
 	s.sizes = map[string]roomCount{}
 	sub, err := s.n.NATS.Subscribe(imapi.GatewaySubject, func(m *nats.Msg) {
@@ -122,21 +118,6 @@ func (s *Rooms) dropGatewayPresence(id string, before time.Time, why string) {
 		s.metrics.stalePresence.Add(float64(n))
 		s.n.Log.Info("room presence of a gone gateway removed", "gateway", id, "why", why, "sessions", n)
 	}
-}
-
-// allow takes a token from the bucket of key, made at r messages/s.
-func (s *Rooms) allow(key string, r float64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.limiters[key]
-	if l == nil || l.Limit() != rate.Limit(r) {
-		if len(s.limiters) >= maxLimiters {
-			clear(s.limiters)
-		}
-		l = rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r))))
-		s.limiters[key] = l
-	}
-	return l.AllowN(s.n.Now(), 1)
 }
 
 // EntryPoints returns the gateways a client should enter roomID

@@ -220,7 +220,7 @@ func (s *Rooms) Send(ctx context.Context, sess *imapi.Session, req *imapi.RoomSe
 		if mr == 0 {
 			mr = s.cfg.MemberRate
 		}
-		if !s.allow(sess.AppKey+"/"+r.RoomID+"/"+sess.Account, mr) {
+		if !s.limits.Allow(ctx, "room_member", sess.AppKey+"/"+r.RoomID+"/"+sess.Account, mr) {
 			s.metrics.rateLimited.WithLabelValues("member").Inc()
 			return nil, imapi.Errorf(imapi.ErrRateLimited, "member message rate in this room")
 		}
@@ -229,7 +229,7 @@ func (s *Rooms) Send(ctx context.Context, sess *imapi.Session, req *imapi.RoomSe
 	if rr == 0 {
 		rr = s.cfg.MsgRate
 	}
-	if !s.allow(sess.AppKey+"/"+r.RoomID, rr) {
+	if !s.limits.Allow(ctx, "room", sess.AppKey+"/"+r.RoomID, rr) {
 		s.metrics.rateLimited.WithLabelValues("room").Inc()
 		return nil, imapi.Errorf(imapi.ErrRateLimited, "room message rate")
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/ratelimit"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
@@ -23,16 +24,18 @@ type Rooms struct {
 	cfg             Config
 	maxMessageBytes int
 	metrics         *metrics
+	limits          *ratelimit.Limiter
 	roomState
 }
 
-// New builds the room domain; maxMessageBytes caps a message body.
-func New(n *node.Node, cfg Config, maxMessageBytes int, reg prometheus.Registerer) (*Rooms, error) {
+// New builds the room domain; maxMessageBytes caps a message body; limits
+// enforces the rooms' message rates (cluster-wide when it is the core's).
+func New(n *node.Node, cfg Config, maxMessageBytes int, limits *ratelimit.Limiter, reg prometheus.Registerer) (*Rooms, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Rooms{n: n, cfg: cfg, maxMessageBytes: maxMessageBytes, metrics: m}, nil
+	return &Rooms{n: n, cfg: cfg, maxMessageBytes: maxMessageBytes, limits: limits, metrics: m}, nil
 }
 
 // Routes are the room ops.
@@ -140,7 +143,7 @@ func (s *Rooms) roomSize(ctx context.Context, appkey, roomID string) (int, error
 		n += c
 	}
 	s.mu.Lock()
-	if len(s.sizes) >= maxLimiters {
+	if len(s.sizes) >= maxSizes {
 		clear(s.sizes)
 	}
 	s.sizes[key] = roomCount{n: n, at: now}
