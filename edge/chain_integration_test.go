@@ -10,12 +10,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/pki"
+	"github.com/longlink/longlink/pkg/waittest"
 	"github.com/longlink/longlink/relay"
 )
 
@@ -183,13 +187,21 @@ routing:
 	return f[2], cmd
 }
 
-func TestKillRelayQUIC(t *testing.T) { killRelayTest(t, "quic") }
-func TestKillRelayKCP(t *testing.T)  { killRelayTest(t, "kcp") }
+func TestKillRelayQUIC(t *testing.T) { killRelayTest(t, "quic", true) }
+func TestKillRelayKCP(t *testing.T)  { killRelayTest(t, "kcp", true) }
 
-// killRelayTest: SIGKILL the relay carrying traffic. Flows on it are closed
-// (clients see their connection end and reconnect), and new connections use
-// the other relay within 3 s, with the default probe settings.
-func killRelayTest(t *testing.T, tr string) {
+// TestKillRelayReconnect is the behaviour without routing.resume: the
+// flows on the dead path end, so their clients reconnect.
+func TestKillRelayReconnect(t *testing.T) { killRelayTest(t, "quic", false) }
+
+// killRelayTest: SIGKILL the relay carrying traffic (a separate process)
+// while Link and WebLink (WebSocket) clients stream numbered messages
+// through it. With resume every stream goes on over the other relay: the
+// same connections, every message echoed once and in order, the longest
+// wait for an echo logged and bounded; without it the flows on the dead
+// path end. Either way new connections use the other relay within 3 s,
+// with the default probe settings.
+func killRelayTest(t *testing.T, tr string, resume bool) {
 	integration(t)
 	p := newPKIFiles(t)
 	ctx := context.Background()
@@ -199,8 +211,13 @@ func killRelayTest(t *testing.T, tr string) {
 	ecfg := relay.DefaultEgress()
 	ecfg.Listen = map[string]string{tr: "127.0.0.1:0"}
 	ecfg.Cluster = "demo"
-	ecfg.Services = map[string]relay.Service{"link": {Kind: "link", Address: w.svc.link}}
-	eg, err := relay.NewEgress(ecfg, cr.deps("egress"))
+	ecfg.Services = map[string]relay.Service{
+		"link":    {Kind: "link", Address: w.svc.link},
+		"weblink": {Kind: "http", Address: w.svc.http},
+	}
+	egDeps := cr.deps("egress")
+	egDeps.Logger = testLogger(t).With("node", "egress")
+	eg, err := relay.NewEgress(ecfg, egDeps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,8 +236,9 @@ func killRelayTest(t *testing.T, tr string) {
 	cfg := Default()
 	cfg.Cluster = "demo"
 	cfg.Link.Listen = "127.0.0.1:0"
-	cfg.WebLink.Listen = ""
+	cfg.WebLink.Listen = "127.0.0.1:0"
 	cfg.Routing.Routes = []relay.Route{{Cluster: "demo", NextHops: hops}}
+	cfg.Routing.Resume.Enabled = resume
 	d := cr.deps("edge")
 	e, err := New(cfg, Deps{Logger: testLogger(t), TLS: d.TLS, ClusterKey: d.ClusterKey})
 	if err != nil {
@@ -231,43 +249,49 @@ func killRelayTest(t *testing.T, tr string) {
 	}
 	t.Cleanup(func() { _ = e.Shutdown(ctx) })
 	w.edge = e
-	deadline := time.Now().Add(10 * time.Second)
-	for !allUp(e.Router()) || len(e.Router().Paths()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("paths never came up: %+v", e.Router().Paths())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waittest.Until(t, 10*time.Second, "both paths up", func() bool { return allUp(e.Router()) && len(e.Router().Paths()) == 2 })
 	primary := e.Router().Primary("demo")
 	// The relays' own next hop (the egress) comes up a moment after they
 	// answer the edge's probes: wait until a flow gets through.
 	waitThrough(t, e.Addr("link").String(), 10*time.Second)
 
-	// Traffic on the primary path.
-	var clients []net.Conn
-	for i := 0; i < 4; i++ {
-		clients = append(clients, linkRoundTrip(t, w))
+	// Traffic on the primary path: Link connections and WebSockets, each
+	// sending numbered messages every few milliseconds.
+	var streams []*numberedStream
+	for i := 0; i < 3; i++ {
+		streams = append(streams, newNumberedStream(linkRoundTrip(t, w)))
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		ws, _, err := websocket.Dial(wctx, "ws://"+e.Addr("weblink").String()+"/ws?EIO=4&transport=websocket&sid=kill-"+fmt.Sprint(i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		streams = append(streams, newNumberedStream(websocket.NetConn(wctx, ws, websocket.MessageText)))
 	}
 	for _, s := range e.Sessions() {
 		if s.Path != primary {
 			t.Fatalf("session on %s, primary is %s", s.Path, primary)
 		}
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() { // keep one client busy mid-kill
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := io.WriteString(clients[0], "tick\n"); err != nil {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
+	for _, st := range streams {
+		st.start()
+	}
+	defer func() {
+		for _, st := range streams {
+			st.stop()
 		}
 	}()
+	waittest.Until(t, 5*time.Second, "echoes on every stream", func() bool {
+		for _, st := range streams {
+			if st.echoed() < 10 {
+				return false
+			}
+		}
+		return true
+	})
 
 	killed := time.Now()
 	if err := procs[primary].Process.Signal(syscall.SIGKILL); err != nil {
@@ -296,23 +320,135 @@ func killRelayTest(t *testing.T, tr string) {
 	defer c.Close()
 	t.Logf("%s: new connection through the backup %s after the kill", tr, time.Since(killed))
 
-	// Every flow on the dead path is closed, so its client reconnects.
-	for i, cl := range clients {
-		_ = cl.SetReadDeadline(time.Now().Add(10 * time.Second))
-		buf := make([]byte, 4096)
-		for {
-			if _, err := cl.Read(buf); err != nil {
-				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					t.Fatalf("client %d on the dead path was not disconnected", i)
-				}
-				break
+	if !resume {
+		// Every flow on the dead path is closed, so its client reconnects.
+		for i, st := range streams {
+			select {
+			case <-st.done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("stream %d on the dead path was not closed", i)
 			}
 		}
+		t.Logf("%s: clients on the dead path disconnected after %s", tr, time.Since(killed))
+		return
 	}
-	t.Logf("%s: clients on the dead path disconnected after %s", tr, time.Since(killed))
+	// Every stream goes on: more echoes after the kill, none lost,
+	// repeated or out of order (newNumberedStream checks each).
+	for i, st := range streams {
+		from := st.echoed()
+		waittest.Until(t, 10*time.Second, fmt.Sprintf("stream %d's echoes after the kill", i), func() bool { return st.echoed() > from+50 })
+		if err := st.failure(); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		t.Logf("%s: stream %d: longest wait for an echo %s", tr, i, st.longestGap())
+		if g := st.longestGap(); g > 5*time.Second {
+			t.Errorf("stream %d waited %s for an echo", i, g)
+		}
+	}
+	for _, s := range e.Sessions() {
+		if s.Path == primary {
+			t.Fatalf("a session is still on the dead relay %s", primary)
+		}
+	}
 	if p := e.Router().Primary("demo"); p == primary || p == "" {
 		t.Fatalf("primary is %q after the kill", p)
 	}
+}
+
+// numberedStream writes "N\n" lines (N = 0, 1, …) to an echoing connection
+// every 5 ms and checks that the echoes come back as written: each once,
+// in order. It records the longest wait between two echoes.
+type numberedStream struct {
+	c    net.Conn
+	br   *bufio.Reader
+	quit chan struct{}
+	done chan struct{} // closed when the reader stops (error or stop)
+
+	mu   sync.Mutex
+	got  int
+	last time.Time
+	gap  time.Duration
+	err  error
+}
+
+func newNumberedStream(c net.Conn) *numberedStream {
+	return &numberedStream{c: c, br: bufio.NewReader(c), quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (s *numberedStream) start() {
+	s.last = time.Now()
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-s.quit:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if _, err := fmt.Fprintf(s.c, "%d\n", n); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer close(s.done)
+		for {
+			line, err := s.br.ReadString('\n')
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			// The WebSocket echo prefixes the client's address.
+			num := line[strings.LastIndexByte(line[:len(line)-1], ' ')+1:]
+			s.mu.Lock()
+			if want := fmt.Sprintf("%d\n", s.got); num != want && s.err == nil {
+				s.err = fmt.Errorf("echo %q after %d echoes: lost, repeated or out of order", line, s.got)
+			}
+			s.got++
+			now := time.Now()
+			s.gap = max(s.gap, now.Sub(s.last))
+			s.last = now
+			s.mu.Unlock()
+		}
+	}()
+}
+
+func (s *numberedStream) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.quit:
+	default:
+		if s.err == nil {
+			s.err = fmt.Errorf("the connection ended after %d echoes: %w", s.got, err)
+		}
+	}
+}
+
+func (s *numberedStream) stop() {
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	_ = s.c.Close()
+}
+
+func (s *numberedStream) echoed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got
+}
+
+func (s *numberedStream) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *numberedStream) longestGap() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gap
 }
 
 // waitThrough retries a Link round trip through the edge until one succeeds.

@@ -141,7 +141,12 @@ func linkChainTest(t *testing.T, tr string, terminate bool) {
 		t.Fatal("alice's session is not in the edge's table")
 	}
 
-	// Stop alice's relay while she sends.
+	// Stop alice's relay while she sends: her stream resumes on the other
+	// relay (routing.resume), so she neither reconnects nor logs in again.
+	connectsBefore := aliceIn.connects()
+	if connectsBefore == 0 {
+		t.Fatal("alice's client reported no connection")
+	}
 	const n = 30
 	for i := 1; i <= n; i++ {
 		if i == 10 {
@@ -173,21 +178,41 @@ func linkChainTest(t *testing.T, tr string, terminate bool) {
 			t.Fatalf("alice still on the stopped relay %s", alicePath)
 		}
 	}
+	if c := aliceIn.connects(); c != connectsBefore {
+		t.Fatalf("alice connected %d times while her relay stopped: she reconnected", c-connectsBefore)
+	}
 }
 
 type inbox struct {
-	mu   sync.Mutex
-	msgs []imapi.Message
+	mu     sync.Mutex
+	msgs   []imapi.Message
+	states []sdk.State // connection state changes
 }
 
 func (in *inbox) collect(c *sdk.Client) {
 	for ev := range c.Events() {
-		if ev.Kind == sdk.EventMessage {
-			in.mu.Lock()
+		in.mu.Lock()
+		switch ev.Kind {
+		case sdk.EventMessage:
 			in.msgs = append(in.msgs, *ev.Message)
-			in.mu.Unlock()
+		case sdk.EventState:
+			in.states = append(in.states, ev.State)
+		}
+		in.mu.Unlock()
+	}
+}
+
+// connects counts the times the client came to be connected.
+func (in *inbox) connects() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	n := 0
+	for _, s := range in.states {
+		if s == sdk.StateConnected {
+			n++
 		}
 	}
+	return n
 }
 
 func (in *inbox) all() []imapi.Message {

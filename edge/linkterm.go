@@ -70,7 +70,7 @@ func (e *Edge) serveLinkTerminated(name string, c net.Conn, t *LinkTermination, 
 		refuse(lc, first, err)
 		return
 	}
-	e.table.setPath(sess, tun.Path())
+	e.table.setPath(sess, tun.Path)
 	e.m.pathSessions.WithLabelValues(name, tun.Path()).Inc()
 	defer tun.Close()
 	up := e.m.bytes.WithLabelValues(name, "up")

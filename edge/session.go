@@ -14,9 +14,10 @@ type Session struct {
 	ID       uint64
 	Listener string
 	Client   netip.AddrPort
-	Path     string
+	Path     string // the next hop the session's tunnel takes now
 	Started  time.Time
 	close    func()
+	path     func() string // Path, when it can change (a resumable stream)
 }
 
 var (
@@ -82,9 +83,11 @@ func (t *sessionTable) remove(s *Session) {
 	}
 }
 
-func (t *sessionTable) setPath(s *Session, path string) {
+// setPath records the session's path: path() is asked whenever the table
+// is read (a resumable stream moves).
+func (t *sessionTable) setPath(s *Session, path func() string) {
 	t.mu.Lock()
-	s.Path = path
+	s.path = path
 	t.mu.Unlock()
 }
 
@@ -129,7 +132,12 @@ func (t *sessionTable) snapshot() []Session {
 	defer t.mu.Unlock()
 	out := make([]Session, 0, len(t.byID))
 	for _, s := range t.byID {
-		out = append(out, *s)
+		c := *s
+		if s.path != nil {
+			c.Path = s.path()
+		}
+		c.path = nil
+		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

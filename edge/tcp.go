@@ -98,7 +98,7 @@ func (e *Edge) serveTCP(name string, c net.Conn, svc TCPListener) {
 		e.log.Debug("tunnel open failed", "listener", name, "client", client.String(), "err", err)
 		return
 	}
-	e.table.setPath(sess, tun.Path())
+	e.table.setPath(sess, tun.Path)
 	e.m.pathSessions.WithLabelValues(name, tun.Path()).Inc()
 	defer tun.Close()
 

@@ -138,7 +138,7 @@ func (f *udpForwarder) open(client netip.AddrPort) *udpFlow {
 			sess.close()
 			return
 		}
-		f.e.table.setPath(sess, flow.Path())
+		f.e.table.setPath(sess, flow.Path)
 		f.e.m.pathSessions.WithLabelValues(f.name, flow.Path()).Inc()
 		fl.mu.Lock()
 		if fl.closed {

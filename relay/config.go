@@ -72,7 +72,7 @@ type RoutingConfig struct {
 	// OpenTimeout bounds opening a stream on a next hop. Default 3s.
 	OpenTimeout config.Duration `yaml:"open_timeout"`
 	// Redundancy is how many copies of a stream this node opens per kind
-	// (TUNNEL.md, "Redundant streams").
+	// (TUNNEL.md, "Sequenced streams").
 	Redundancy RedundancyConfig `yaml:"redundancy"`
 	// Lanes is how many connections this node keeps to each next hop
 	// (TUNNEL.md, "Lanes"), at least the largest Redundancy value so that
@@ -81,6 +81,35 @@ type RoutingConfig struct {
 	// share of the traffic, and a loss on one lane slows only its share.
 	// Default 8.
 	Lanes int `yaml:"lanes"`
+	// Resume makes streams outlive the path they started on.
+	Resume ResumeConfig `yaml:"resume"`
+}
+
+// ResumeConfig makes tunnel streams outlive their path (TUNNEL.md,
+// "Sequenced streams").
+type ResumeConfig struct {
+	// Enabled: every link, link-frames and http stream this node opens is
+	// sequenced, and when its path fails it resumes on another path from
+	// the last byte the far end acknowledged: the client's connection goes
+	// on. Off: a path's death ends its streams and their clients
+	// reconnect. Default true.
+	Enabled bool `yaml:"enabled"`
+	// After is how long a next hop's probes may go unanswered before the
+	// sequenced streams through it move to other paths (they start over
+	// from what the far end acknowledged, so moving off a hop that was
+	// only slow costs nothing but the move). The hop stays up for new
+	// flows until probe.down_after. Default 600ms; at least two probe
+	// intervals.
+	After config.Duration `yaml:"after"`
+	// Buffer is how many bytes of each stream and direction are kept until
+	// the far end acknowledges them; writers wait beyond it. It bounds a
+	// stream's memory and its throughput to Buffer per round trip.
+	// Default 512 KiB.
+	Buffer int `yaml:"buffer"`
+	// Grace is how long a stream whose copies all failed looks for a new
+	// path (the opener), or waits for a new copy (the egress, which keeps
+	// the service connection meanwhile), before it ends. Default 10s.
+	Grace config.Duration `yaml:"grace"`
 }
 
 // MaxLanes bounds routing.lanes: every lane is a connection and a UDP
@@ -132,6 +161,8 @@ func DefaultRouting() RoutingConfig {
 		OpenTimeout: config.Duration(3 * time.Second),
 		Redundancy:  RedundancyConfig{LinkFrames: 2, Link: 1, HTTP: 1},
 		Lanes:       8,
+		Resume: ResumeConfig{Enabled: true, After: config.Duration(600 * time.Millisecond), Buffer: 512 << 10,
+			Grace: config.Duration(10 * time.Second)},
 	}
 }
 
@@ -199,6 +230,15 @@ func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
 		if k.n < 1 || k.n > wire.MaxCopies {
 			errs.Addf("%sredundancy.%s: must be 1..%d", prefix, k.name, wire.MaxCopies)
 		}
+	}
+	if rs := r.Resume; rs.After.D() < 2*p.Interval.D() || rs.After.D() >= p.DeadAfter.D() {
+		errs.Addf("%sresume.after: %v must be at least two probe intervals (%v) and below probe.dead_after (%v)", prefix, rs.After.D(), 2*p.Interval.D(), p.DeadAfter.D())
+	}
+	if rs := r.Resume; rs.Buffer < 64<<10 || rs.Buffer > 64<<20 {
+		errs.Addf("%sresume.buffer: %d must be 64 KiB to 64 MiB", prefix, rs.Buffer)
+	}
+	if r.Resume.Grace.D() < time.Second {
+		errs.Addf("%sresume.grace: must be at least 1s", prefix)
 	}
 	if r.Lanes < 1 || r.Lanes > MaxLanes {
 		errs.Addf("%slanes: must be 1..%d", prefix, MaxLanes)

@@ -29,12 +29,18 @@ type Metrics struct {
 	EgressDials      *prometheus.CounterVec // service, result
 	HopsExhausted    prometheus.Counter
 
-	// Redundant streams (TUNNEL.md, "Redundant streams").
+	// Sequenced streams (TUNNEL.md, "Sequenced streams").
 	RedundantCopies         *prometheus.CounterVec // event
 	RedundantFirst          *prometheus.CounterVec // copy
 	RedundantDuplicateBytes prometheus.Counter
 	RedundantFlows          prometheus.Gauge
 	RedundantTombstones     *prometheus.CounterVec // event
+
+	// Resumed streams (TUNNEL.md, "Sequenced streams").
+	ResumeBuffered prometheus.Gauge
+	Resumes        *prometheus.CounterVec // result
+	ResumeSeconds  prometheus.Histogram
+	PathSuspects   *prometheus.CounterVec // path
 }
 
 // NewMetrics registers the tunnel metrics on reg. stats, when set, exports
@@ -81,10 +87,20 @@ func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics 
 			Help: "Redundant flows the egress is pairing copies for."}),
 		RedundantTombstones: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_redundant_tombstones_total",
 			Help: "Ended redundant flows remembered so that late copies are refused, by event: added, evicted (the table was full; counted, as a limit)."}, []string{"event"}),
+		ResumeBuffered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_relay_resume_buffered_bytes",
+			Help: "Bytes of sequenced streams this node keeps until the far end acknowledges them (each stream holds at most routing.resume.buffer)."}),
+		Resumes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_resumes_total",
+			Help: "Copies of sequenced streams replaced after their path failed, by result: ok (the replacement took over), failed (no path took one within routing.resume.grace: the stream ended), gone (the egress no longer had the flow)."}, []string{"result"}),
+		ResumeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "longlink_relay_resume_seconds",
+			Help:    "Time from a copy's failure (or its path's silence) to its replacement's answer from the egress.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		PathSuspects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_path_suspects_total",
+			Help: "Times a next hop was silent for routing.resume.after: the sequenced streams on it moved to other paths."}, []string{"path"}),
 	}
 	reg.MustRegister(m.Streams, m.ActiveStreams, m.Bytes, m.Datagrams, m.DatagramsDropped, m.PathRTT, m.PathJitter,
 		m.PathLoss, m.PathUp, m.PathSelected, m.PathSwitches, m.PathStreams, m.PeerDials, m.EgressDials, m.HopsExhausted,
-		m.RedundantCopies, m.RedundantFirst, m.RedundantDuplicateBytes, m.RedundantFlows, m.RedundantTombstones)
+		m.RedundantCopies, m.RedundantFirst, m.RedundantDuplicateBytes, m.RedundantFlows, m.RedundantTombstones,
+		m.ResumeBuffered, m.Resumes, m.ResumeSeconds, m.PathSuspects)
 	if stats != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_relay_kcp_rejected_packets_total",
 			Help: "KCP-transport packets dropped by the authenticated packet layer (bad MAC or tag, replay, stale or unknown peer)."},

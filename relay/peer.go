@@ -25,19 +25,85 @@ type peer struct {
 	hop Hop
 	tr  transport.Transport
 
-	up     atomic.Bool
-	mu     sync.Mutex
-	link   *link   // lane 0, probed: it decides whether the hop is up
-	extra  []*link // lanes 1.., nil while (re)dialing
-	srtt   float64 // seconds
-	jitter float64
-	loss   float64
-	stopCh chan struct{}
-	once   sync.Once
+	up atomic.Bool
+	// lastReply is when lane 0 last answered a probe (Unix ns); suspect
+	// is set while that is more than resume.after ago, and the streams
+	// watching the hop (watch) are told once each time it becomes so.
+	lastReply atomic.Int64
+	suspect   atomic.Bool
+	wmu       sync.Mutex
+	watchers  map[uint64]func()
+	watchID   uint64
+	mu        sync.Mutex
+	link      *link   // lane 0, probed: it decides whether the hop is up
+	extra     []*link // lanes 1.., nil while (re)dialing
+	srtt      float64 // seconds
+	jitter    float64
+	loss      float64
+	stopCh    chan struct{}
+	once      sync.Once
 }
 
 func newPeer(r *Router, h Hop, tr transport.Transport) *peer {
-	return &peer{r: r, hop: h, tr: tr, stopCh: make(chan struct{}), extra: make([]*link, r.cfg.Lanes-1)}
+	return &peer{r: r, hop: h, tr: tr, stopCh: make(chan struct{}), extra: make([]*link, r.cfg.Lanes-1),
+		watchers: map[uint64]func(){}}
+}
+
+// watch calls fn (once) when the hop next falls silent for resume.after
+// (or is stopped); cancel forgets fn. fn must not block: it runs on the
+// hop's watchdog.
+func (p *peer) watch(fn func()) (cancel func()) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.watchID++
+	id := p.watchID
+	p.watchers[id] = fn
+	return func() {
+		p.wmu.Lock()
+		delete(p.watchers, id)
+		p.wmu.Unlock()
+	}
+}
+
+// alarm tells every watcher, once, that the hop failed.
+func (p *peer) alarm() {
+	p.wmu.Lock()
+	fns := p.watchers
+	p.watchers = map[uint64]func(){}
+	p.wmu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// watchdog marks the hop suspect while lane 0's probes go unanswered for
+// resume.after, and alarms the streams on it when it becomes so. It
+// checks four times per resume.after, so a hop is suspect at most a
+// quarter of that late.
+func (p *peer) watchdog(ctx context.Context) {
+	after := p.r.cfg.Resume.After.D()
+	t := time.NewTicker(after / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.alarm()
+			return
+		case <-p.stopCh:
+			p.alarm()
+			return
+		case <-t.C:
+		}
+		silent := time.Since(time.Unix(0, p.lastReply.Load())) > after
+		if silent && !p.suspect.Swap(true) {
+			p.r.m.PathSuspects.WithLabelValues(p.hop.label()).Inc()
+			p.r.log.Warn("next hop silent; its resumable streams move to other paths", "path", p.hop.label(), "after", after)
+			p.r.poke()
+			p.alarm()
+		} else if !silent && p.suspect.Swap(false) {
+			p.r.poke()
+		}
+	}
 }
 
 // closeLanes closes every lane's connection, which ends the flows on it;
@@ -99,6 +165,9 @@ func (p *peer) run(ctx context.Context) {
 	m.PathUp.WithLabelValues(label).Set(0)
 	var lanes sync.WaitGroup
 	defer lanes.Wait()
+	p.lastReply.Store(time.Now().UnixNano())
+	lanes.Add(1)
+	go func() { defer lanes.Done(); p.watchdog(ctx) }()
 	for i := range p.extra {
 		if p.tr == nil {
 			break
@@ -274,6 +343,7 @@ func (p *peer) probe(ctx context.Context, l *link) (silent bool) {
 			}
 			now := time.Now()
 			rtt := now.Sub(time.Unix(0, sentNs)).Seconds()
+			p.lastReply.Store(now.UnixNano())
 			mu.Lock()
 			lastReply = now
 			sl := &window[seq%uint64(len(window))]

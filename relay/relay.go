@@ -60,7 +60,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		listeners: map[string]transport.Listener{}, conns: map[transport.Conn]struct{}{}}
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.Name}, deps.Registerer)
 	n.m = NewMetrics(reg, n.stats)
-	n.pairs = newPairTable(n.m)
+	n.pairs = newPairTable(n.m, cfg.Routing.Resume)
 	need := routeTransports(cfg.Routing)
 	for tr := range cfg.Listen {
 		need = append(need, tr)
@@ -254,6 +254,8 @@ func labelOf(s wire.Status) string {
 		return "unreachable"
 	case wire.StatusRefused:
 		return "refused"
+	case wire.StatusGone:
+		return "gone"
 	}
 	return "bad_request"
 }
@@ -328,12 +330,13 @@ func (n *Node) forward(in *link, s transport.Stream, h *wire.Header) {
 	inFlow := h.Flow
 	var outStream transport.Stream
 	var out *link
+	var next *peer
 	var err error
 	if h.Kind == wire.KindUDP {
 		dn := n.m.Datagrams.WithLabelValues("down")
-		outStream, out, _, err = n.router.open(ctx, h, func(p []byte) { dn.Inc(); in.send(inFlow, p) })
+		outStream, out, next, err = n.router.open(ctx, h, func(p []byte) { dn.Inc(); in.send(inFlow, p) }, nil)
 	} else {
-		outStream, out, _, err = n.router.open(ctx, h, nil)
+		outStream, out, next, err = n.router.open(ctx, h, nil, nil)
 	}
 	if err != nil {
 		n.log.Debug("forward: no route", "cluster", h.Cluster, "trace", h.Trace.String(), "err", err)
@@ -347,6 +350,12 @@ func (n *Node) forward(in *link, s transport.Stream, h *wire.Header) {
 		in.addFlow(inFlow, func(p []byte) { up.Inc(); out.send(outFlow, p) })
 		defer in.removeFlow(inFlow)
 		defer out.removeFlow(outFlow)
+	}
+	if h.Sequenced {
+		// When the next hop falls silent, end the copy here: its opener
+		// resumes it on another path (a copy waiting on a dead hop would
+		// hold its stream until the hop's connection is closed).
+		defer next.watch(func() { _ = s.Close(); _ = outStream.Close() })()
 	}
 	splice(s, outStream, n.m.Bytes.WithLabelValues("up"), n.m.Bytes.WithLabelValues("down"))
 }
@@ -368,8 +377,8 @@ func (n *Node) terminate(in *link, s transport.Stream, h *wire.Header) {
 		n.terminateUDP(in, s, h, svc)
 		return
 	}
-	if h.Redundant {
-		n.terminateRedundant(s, h, svc)
+	if h.Sequenced {
+		n.terminateSequenced(s, h, svc)
 		return
 	}
 	d := net.Dialer{Timeout: eg.DialTimeout.D()}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -92,8 +93,9 @@ type memChain struct {
 	tcp    <-chan string
 }
 
-// newMemChain builds router → relay-a | relay-b → egress over Mem transports.
-func newMemChain(t *testing.T) *memChain {
+// newMemChain builds router → relay-a | relay-b → egress over Mem
+// transports; edits change the router's routing config.
+func newMemChain(t *testing.T, edits ...func(*RoutingConfig)) *memChain {
 	t.Helper()
 	mn := transport.NewMemNetwork()
 	tcpAddr, sources := proxyEcho(t)
@@ -137,10 +139,16 @@ func newMemChain(t *testing.T) *memChain {
 		{Name: "relay-a", Transport: "mem", Address: "relay-a"},
 		{Name: "relay-b", Transport: "mem", Address: "relay-b"},
 	}})
+	for _, e := range edits {
+		e(&rc)
+	}
 	ch.router = NewRouter(rc, map[string]transport.Transport{"mem": mn.Transport("edge")}, NewMetrics(prometheus.NewRegistry(), nil), discardLog())
 	ch.router.Start()
 	t.Cleanup(ch.router.Shutdown)
 	waittest.Until(t, 2*time.Second, "a primary path", func() bool { return ch.router.Primary("demo") != "" })
+	for _, n := range ch.relays {
+		waittest.Until(t, 2*time.Second, "the relays' path to the egress", func() bool { return n.router.Primary("demo") != "" })
+	}
 	return ch
 }
 
@@ -221,52 +229,65 @@ func TestChainMem(t *testing.T) {
 
 // Kill the primary relay: flows on it end, new flows take the other path
 // within 3 s.
+// A relay on the path of a stream stops: the stream resumes on the other
+// relay and goes on (resume, the default); a new flow takes the new
+// primary at once. Without resume the stream ends with its path.
 func TestFailoverMem(t *testing.T) {
-	ch := newMemChain(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	primary := ch.router.Primary("demo")
-	tun, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindLink, Cluster: "demo", Service: "link"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tun.Path() != primary {
-		t.Fatalf("stream took %s, primary is %s", tun.Path(), primary)
-	}
-	_, _ = tun.Write([]byte("x"))
-	if _, err := io.ReadFull(tun, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
-	var dead *Node
-	for _, n := range ch.relays {
-		if n.cfg.Name == primary {
-			dead = n
-		}
-	}
-	killed := time.Now()
-	_ = dead.Shutdown(ctx)
-	// The flow on the dead path ends.
-	if _, err := tun.Read(make([]byte, 1)); err == nil {
-		t.Fatal("flow on the dead relay still open")
-	}
-	waittest.Until(t, 3*time.Second, "a new primary path", func() bool {
-		p := ch.router.Primary("demo")
-		return p != "" && p != primary
-	})
-	tun2, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindLink, Cluster: "demo", Service: "link"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tun2.Close()
-	_, _ = tun2.Write([]byte("y"))
-	if _, err := io.ReadFull(tun2, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
-	if time.Since(killed) > 3*time.Second {
-		t.Fatalf("failover took %s", time.Since(killed))
-	}
-	if tun2.Path() == primary {
-		t.Fatal("new flow used the dead path")
+	for _, resume := range []bool{true, false} {
+		t.Run(fmt.Sprintf("resume %v", resume), func(t *testing.T) {
+			ch := newMemChain(t, func(rc *RoutingConfig) { rc.Resume.Enabled = resume })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			primary := ch.router.Primary("demo")
+			tun, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindLink, Cluster: "demo", Service: "link"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tun.Close()
+			if tun.Path() != primary {
+				t.Fatalf("stream took %s, primary is %s", tun.Path(), primary)
+			}
+			_, _ = tun.Write([]byte("x\n"))
+			if _, err := io.ReadFull(tun, make([]byte, 2)); err != nil {
+				t.Fatal(err)
+			}
+			var dead *Node
+			for _, n := range ch.relays {
+				if n.cfg.Name == primary {
+					dead = n
+				}
+			}
+			killed := time.Now()
+			_ = dead.Shutdown(ctx)
+			_, _ = tun.Write([]byte("y\n"))
+			got := make([]byte, 2)
+			_, err = io.ReadFull(tun, got)
+			switch {
+			case resume && (err != nil || string(got) != "y\n"):
+				t.Fatalf("the stream did not go on over the other relay: %q %v", got, err)
+			case !resume && err == nil:
+				t.Fatal("flow on the dead relay still open")
+			}
+			waittest.Until(t, 3*time.Second, "a new primary path", func() bool {
+				p := ch.router.Primary("demo")
+				return p != "" && p != primary
+			})
+			tun2, err := ch.router.OpenStream(ctx, wire.Header{Kind: wire.KindLink, Cluster: "demo", Service: "link"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tun2.Close()
+			_, _ = tun2.Write([]byte("z"))
+			if _, err := io.ReadFull(tun2, make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if time.Since(killed) > 3*time.Second {
+				t.Fatalf("failover took %s", time.Since(killed))
+			}
+			if tun2.Path() == primary {
+				t.Fatal("new flow used the dead path")
+			}
+		})
 	}
 }
 
@@ -324,6 +345,11 @@ func TestConfigValidate(t *testing.T) {
 		{"lanes too many", "routing: {lanes: 17, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "lanes: must be 1..16"},
 		{"lanes below copies", "routing: {lanes: 2, redundancy: {http: 3}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "lanes: 2 is fewer than the 3 copies"},
 		{"redundancy unknown kind", "routing: {redundancy: {udp: 2}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "field udp not found"},
+		{"resume off", "routing: {resume: {enabled: false}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", ""},
+		{"resume after below two probes", "routing: {resume: {after: 300ms}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "resume.after: 300ms must be at least two probe intervals"},
+		{"resume after past dead", "routing: {resume: {after: 5s}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "below probe.dead_after"},
+		{"resume buffer", "routing: {resume: {buffer: 1000}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "resume.buffer: 1000 must be 64 KiB to 64 MiB"},
+		{"resume grace", "routing: {resume: {grace: 10ms}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "resume.grace: must be at least 1s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

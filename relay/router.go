@@ -35,8 +35,9 @@ type Router struct {
 	// took, so every request of one session follows the same path.
 	stickyMu sync.Mutex
 	sticky   map[string]stickyEntry
-	// pins keeps the copies of a redundant stream on one path at every
-	// hop (they must all reach the same egress); see pinPeer.
+	// pins keeps the copies of a sequenced stream that may open its flow
+	// on one path at every hop (they must reach the same egress); see
+	// pinPeer.
 	pins map[wire.TraceID]stickyEntry
 
 	kick   chan struct{}
@@ -53,7 +54,7 @@ type stickyEntry struct {
 const (
 	stickyTTL = 10 * time.Minute
 	stickyMax = 200000
-	// The copies of a redundant stream are opened together; a pin only
+	// The copies of a sequenced stream are opened together; a pin only
 	// has to outlive the spread of their arrival at a hop.
 	pinTTL = 30 * time.Second
 	pinMax = 100000
@@ -263,9 +264,10 @@ func (r *Router) sweepSticky() {
 	}
 }
 
-// pinPeer is the path an earlier copy of the redundant stream trace took
-// through this node, if any. Every copy goes the same way so that all
-// reach the same egress (a cluster may have several), which merges them.
+// pinPeer is the path an earlier copy of the sequenced stream trace took
+// through this node, if any. Every copy that may open the flow goes the
+// same way so that all reach the same egress (a cluster may have several),
+// which merges them.
 func (r *Router) pinPeer(trace wire.TraceID) *peer {
 	r.stickyMu.Lock()
 	defer r.stickyMu.Unlock()
@@ -339,9 +341,11 @@ func (r *Router) route(cluster string) *routeState {
 }
 
 // candidates lists the paths to try for a new flow, best first; a sticky
-// path, when given and up, comes before all.
-func (rs *routeState) candidates(sticky *peer) []*peer {
-	var out []*peer
+// path, when given and up, comes before all. Hops that have gone silent
+// for resume.after (suspect), and avoid (the path a resumed copy died
+// on), come after the others.
+func (rs *routeState) candidates(sticky, avoid *peer) []*peer {
+	var out, later []*peer
 	add := func(p *peer) {
 		if p == nil || !p.up.Load() {
 			return
@@ -351,6 +355,15 @@ func (rs *routeState) candidates(sticky *peer) []*peer {
 				return
 			}
 		}
+		for _, q := range later {
+			if q == p {
+				return
+			}
+		}
+		if p == avoid || p.suspect.Load() {
+			later = append(later, p)
+			return
+		}
 		out = append(out, p)
 	}
 	add(sticky)
@@ -359,26 +372,31 @@ func (rs *routeState) candidates(sticky *peer) []*peer {
 	for _, p := range upByScore(rs.hops) {
 		add(p)
 	}
+	out = append(out, later...)
 	if len(out) == 0 {
 		add(rs.direct)
+		out = append(out, later...)
 	}
 	return out
 }
 
 // open opens a stream for h on the best path, on the lane its trace and
-// copy index pick, and writes the header. A copy of a redundant stream
-// follows the path its stream's other copies took.
-func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]byte)) (transport.Stream, *link, *peer, error) {
+// copy index pick, and writes the header. A copy of a sequenced stream
+// that may open its flow at the egress follows the path its stream's
+// other copies took (all must reach the same egress); one that only joins
+// a flow (h.Join) goes its own way, avoiding avoid if it can.
+func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]byte), avoid *peer) (transport.Stream, *link, *peer, error) {
 	rs := r.route(h.Cluster)
 	if rs == nil {
 		return nil, nil, nil, fmt.Errorf("%w %q: no route configured", ErrNoRoute, h.Cluster)
 	}
 	sticky := r.stickyPeer(h.Affinity)
-	if h.Redundant && sticky == nil {
+	pinned := h.Sequenced && !h.Join
+	if pinned && sticky == nil {
 		sticky = r.pinPeer(h.Trace)
 	}
 	var lastErr error
-	for _, p := range rs.candidates(sticky) {
+	for _, p := range rs.candidates(sticky, avoid) {
 		l := p.laneLink(h.Trace, h.Copy)
 		if l == nil {
 			continue
@@ -401,7 +419,7 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 			if _, err = s.Write(b); err == nil {
 				r.m.PathStreams.WithLabelValues(p.hop.label()).Inc()
 				r.remember(h.Affinity, p)
-				if h.Redundant {
+				if pinned {
 					r.pin(h.Trace, p)
 				}
 				*h = hdr
@@ -423,18 +441,27 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 // Tunnel is a stream to the destination service. Its first Read waits for
 // the far end's status, so the caller can send the client's first bytes
 // without waiting a round trip; a refusal surfaces as a *wire.StatusError.
-// A redundant tunnel (routing.redundancy) looks the same to its user.
+// A sequenced tunnel (routing.resume, routing.redundancy) looks the same to
+// its user.
 type Tunnel struct {
-	s      transport.Stream // nil when redundant
-	red    *redundantTunnel
+	s      transport.Stream // nil when sequenced
+	red    *seqTunnel
 	path   string
 	peer   *peer // the next hop it went through (its first copy's)
 	once   sync.Once
 	status error
 }
 
-// Path names the next hop the tunnel went through (its first copy's).
-func (t *Tunnel) Path() string { return t.path }
+// Path names the next hop the tunnel goes through now (that of its
+// first live copy when it is sequenced: a resumed stream moves).
+func (t *Tunnel) Path() string {
+	if t.red != nil {
+		if p := t.red.path(); p != "" {
+			return p
+		}
+	}
+	return t.path
+}
 
 // Status waits for the far end's answer.
 func (t *Tunnel) Status() error {
@@ -472,15 +499,16 @@ func (t *Tunnel) Close() error {
 }
 
 // OpenStream opens a tunnel stream for a TCP-like flow (h.Kind link,
-// link-frames or http), with as many copies as routing.redundancy gives
-// for its kind. h.Hops is set to the configured budget when zero, and
-// h.Trace to a new id when unset.
+// link-frames or http): sequenced, so that it resumes on another path
+// when its path fails (routing.resume), with as many copies as
+// routing.redundancy gives for its kind. h.Hops is set to the configured
+// budget when zero, and h.Trace to a new id when unset.
 func (r *Router) OpenStream(ctx context.Context, h wire.Header) (*Tunnel, error) {
 	r.fill(&h)
-	if n := r.cfg.Redundancy.copies(h.Kind); n > 1 {
-		return r.openRedundant(ctx, h, n)
+	if n := r.cfg.Redundancy.copies(h.Kind); (n > 1 || r.cfg.Resume.Enabled) && h.Kind.Sequenced() {
+		return r.openSequenced(ctx, h, n)
 	}
-	s, _, p, err := r.open(ctx, &h, nil)
+	s, _, p, err := r.open(ctx, &h, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -526,7 +554,7 @@ func (r *Router) OpenFlow(ctx context.Context, h wire.Header, recv func([]byte))
 	}
 	r.fill(&h)
 	f := &Flow{done: make(chan struct{}), ready: make(chan struct{})}
-	s, l, p, err := r.open(ctx, &h, recv)
+	s, l, p, err := r.open(ctx, &h, recv, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -598,7 +626,7 @@ func (r *Router) Primary(cluster string) string {
 	if p := rs.primary.Load(); p != nil && p.up.Load() {
 		return p.hop.label()
 	}
-	if c := rs.candidates(nil); len(c) > 0 {
+	if c := rs.candidates(nil, nil); len(c) > 0 {
 		return c[0].hop.label()
 	}
 	return ""

@@ -26,16 +26,17 @@ const (
 	MaxReasonLen   = 255
 	// DatagramOverhead is what a UDP flow adds in front of each payload.
 	DatagramOverhead = 4
-	// MaxCopies is how many copies a redundant stream may have.
+	// MaxCopies is how many copies a sequenced stream may have at once.
 	MaxCopies = 4
 )
 
 // Header flags (byte 5). The other bits are reserved and must be 0.
 const (
-	flagRedundant = 0x01 // the stream is one copy of a redundant stream
-	copyShift     = 1    // bits 1-2: the copy's index
+	flagSequenced = 0x01 // the stream is one copy of a sequenced stream
+	copyShift     = 1    // bits 1-2: the copy's slot
 	copyMask      = MaxCopies - 1
-	knownFlags    = flagRedundant | copyMask<<copyShift
+	flagJoin      = 0x08 // the copy joins a flow an earlier copy opened
+	knownFlags    = flagSequenced | copyMask<<copyShift | flagJoin
 )
 
 var magic = [2]byte{'L', 'T'}
@@ -107,17 +108,23 @@ type Header struct {
 	Cluster  string         // destination cluster
 	Service  string         // service at the destination (link, weblink, media…)
 	Affinity string         // optional sticky key; empty when unused
-	// Redundant marks one copy of a redundant stream: the payload is
-	// records (AppendRecord), and the egress merges every copy with the
-	// same Trace into one flow. TUNNEL.md, "Redundant streams".
-	Redundant bool
-	// Copy is the copy's index, below MaxCopies; 0 unless Redundant.
+	// Sequenced marks one copy of a sequenced stream: the payload is
+	// frames (numbered records and control frames, AppendRecord), the
+	// egress merges every copy with the same Trace into one flow, and a
+	// copy that dies can be replaced on another path. TUNNEL.md,
+	// "Sequenced streams".
+	Sequenced bool
+	// Copy is the copy's slot, below MaxCopies; 0 unless Sequenced.
 	Copy uint8
+	// Join marks a copy of a flow that an earlier copy opened: the egress
+	// joins it to that flow and never opens one for it. Only when
+	// Sequenced.
+	Join bool
 }
 
-// Redundant marks the kinds a stream may be redundant for: the byte-stream
+// Sequenced marks the kinds a stream may be sequenced for: the byte-stream
 // kinds the egress splices to a TCP service.
-func (k Kind) Redundant() bool {
+func (k Kind) Sequenced() bool {
 	return k == KindLink || k == KindHTTP || k == KindLinkFrames
 }
 
@@ -148,20 +155,24 @@ func (h *Header) Validate() error {
 	if h.Client.IsValid() && h.Client.Addr().Zone() != "" {
 		return fmt.Errorf("%w: zoned client address", ErrMalformed)
 	}
-	if h.Copy >= MaxCopies || (h.Copy != 0 && !h.Redundant) {
-		return fmt.Errorf("%w: copy %d", ErrMalformed, h.Copy)
+	if h.Copy >= MaxCopies || (h.Copy != 0 || h.Join) && !h.Sequenced {
+		return fmt.Errorf("%w: copy %d, join %v of a stream that is not sequenced", ErrMalformed, h.Copy, h.Join)
 	}
-	if h.Redundant && !h.Kind.Redundant() {
-		return fmt.Errorf("%w: kind %s cannot be redundant", ErrMalformed, h.Kind)
+	if h.Sequenced && !h.Kind.Sequenced() {
+		return fmt.Errorf("%w: kind %s cannot be sequenced", ErrMalformed, h.Kind)
 	}
 	return nil
 }
 
 func (h *Header) flags() byte {
-	if !h.Redundant {
+	if !h.Sequenced {
 		return 0
 	}
-	return flagRedundant | h.Copy<<copyShift
+	f := flagSequenced | h.Copy<<copyShift
+	if h.Join {
+		f |= flagJoin
+	}
+	return f
 }
 
 // AppendHeader appends h's encoding to b.
@@ -246,7 +257,8 @@ func decodeBody(fixed [8]byte, body []byte) (*Header, error) {
 	if flags&^knownFlags != 0 {
 		return nil, fmt.Errorf("%w: reserved flags set", ErrMalformed)
 	}
-	h := &Header{Kind: Kind(fixed[3]), Hops: fixed[4], Redundant: flags&flagRedundant != 0, Copy: flags >> copyShift & copyMask}
+	h := &Header{Kind: Kind(fixed[3]), Hops: fixed[4], Sequenced: flags&flagSequenced != 0, Copy: flags >> copyShift & copyMask,
+		Join: flags&flagJoin != 0}
 	if len(body) < 16+4+1 {
 		return nil, fmt.Errorf("%w: short body", ErrMalformed)
 	}
@@ -309,6 +321,10 @@ const (
 	StatusUnreachable Status = 4 // the egress could not connect to the service
 	StatusRefused     Status = 5 // limits or draining
 	StatusBadRequest  Status = 6 // malformed header
+	// StatusGone: the flow a copy of a sequenced stream belongs to has
+	// ended at this egress, or (a joining copy) it has no such flow. The
+	// opener stops resuming the stream.
+	StatusGone Status = 7
 )
 
 func (s Status) String() string {
@@ -327,6 +343,8 @@ func (s Status) String() string {
 		return "refused"
 	case StatusBadRequest:
 		return "bad request"
+	case StatusGone:
+		return "flow gone"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
@@ -401,23 +419,46 @@ func ParseProbe(b []byte) (seq uint64, sentNanos int64, err error) {
 	return binary.BigEndian.Uint64(b), int64(binary.BigEndian.Uint64(b[8:])), nil
 }
 
-// Redundant streams carry records in both directions (TUNNEL.md,
-// "Redundant streams"): every copy carries the same records, numbered by
-// position, so the receiver can deliver each record once, from whichever
-// copy brings it first.
+// Sequenced streams carry frames in both directions (TUNNEL.md, "Sequenced
+// streams"): numbered records, the same on every copy, so that the receiver
+// can deliver each once, from whichever copy brings it first, and a copy
+// that replaces a dead one can start where the other end stands; and
+// control frames, which are not numbered: acknowledgements (how many
+// records of the other direction have arrived, so the sender can forget
+// them) and seeks (the number of the next record on this copy).
 const (
 	// MaxRecordLen is the largest payload of one record.
-	MaxRecordLen = 1<<16 - 1
+	MaxRecordLen = 1<<15 - 1
 	// RecordOverhead is what a record adds in front of its payload.
 	RecordOverhead = 2
+	// ControlLen is the size of a control frame.
+	ControlLen = 2 + 1 + 8
 	// CopyStartLen is the size of the copy start the egress writes after
 	// the OK status of every copy.
 	CopyStartLen = 16
+
+	controlBit = 0x8000
+	ctlAck     = 1
+	ctlSeek    = 2
 )
 
-// ErrEndOfRecords is returned by ReadRecord at the end record: the sender
-// ended the stream (on every copy) after the records before it.
-var ErrEndOfRecords = errors.New("wire: end of records")
+// FrameKind tells the frames of a sequenced stream apart.
+type FrameKind uint8
+
+// Frame kinds. Records and the end are numbered; acks and seeks are not.
+const (
+	FrameRecord FrameKind = iota // Payload: 1 to MaxRecordLen bytes of the stream
+	FrameEnd                     // the sender ended the stream after the records before it
+	FrameAck                     // Index: records of the other direction received (all below it)
+	FrameSeek                    // Index: the number of the next record on this copy
+)
+
+// Frame is one decoded frame.
+type Frame struct {
+	Kind    FrameKind
+	Payload []byte // FrameRecord: a new slice
+	Index   uint64 // FrameAck, FrameSeek
+}
 
 // AppendRecord appends a record carrying payload, which must be 1 to
 // MaxRecordLen bytes long (an empty record is the end record).
@@ -432,29 +473,73 @@ func AppendRecord(b, payload []byte) []byte {
 // AppendEndRecord appends the end record.
 func AppendEndRecord(b []byte) []byte { return append(b, 0, 0) }
 
-// ReadRecord reads one record from r and returns its payload (a new slice),
-// or ErrEndOfRecords.
-func ReadRecord(r io.Reader) ([]byte, error) {
+// AppendAck appends an acknowledgement: every record below received of
+// the other direction has arrived.
+func AppendAck(b []byte, received uint64) []byte { return appendControl(b, ctlAck, received) }
+
+// AppendSeek appends a seek: the next record on this copy is number next.
+func AppendSeek(b []byte, next uint64) []byte { return appendControl(b, ctlSeek, next) }
+
+func appendControl(b []byte, typ byte, v uint64) []byte {
+	b = binary.BigEndian.AppendUint16(b, controlBit|(ControlLen-2))
+	b = append(b, typ)
+	return binary.BigEndian.AppendUint64(b, v)
+}
+
+// ReadFrame reads one frame from r.
+func ReadFrame(r io.Reader) (Frame, error) {
 	var l [RecordOverhead]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return nil, fmt.Errorf("wire: read record: %w", err)
+		return Frame{}, fmt.Errorf("wire: read frame: %w", err)
 	}
-	n := int(binary.BigEndian.Uint16(l[:]))
-	if n == 0 {
-		return nil, ErrEndOfRecords
+	n := binary.BigEndian.Uint16(l[:])
+	switch {
+	case n == 0:
+		return Frame{Kind: FrameEnd}, nil
+	case n&controlBit != 0:
+		if n&^controlBit != ControlLen-2 {
+			return Frame{}, fmt.Errorf("%w: control frame of %d bytes", ErrMalformed, n&^controlBit)
+		}
+		var c [ControlLen - 2]byte
+		if _, err := io.ReadFull(r, c[:]); err != nil {
+			return Frame{}, fmt.Errorf("wire: read frame: %w", err)
+		}
+		f := Frame{Index: binary.BigEndian.Uint64(c[1:])}
+		switch c[0] {
+		case ctlAck:
+			f.Kind = FrameAck
+		case ctlSeek:
+			f.Kind = FrameSeek
+		default:
+			return Frame{}, fmt.Errorf("%w: control frame type %d", ErrMalformed, c[0])
+		}
+		return f, nil
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
-		return nil, fmt.Errorf("wire: read record: %w", err)
+		return Frame{}, fmt.Errorf("wire: read frame: %w", err)
 	}
-	return p, nil
+	return Frame{Kind: FrameRecord, Payload: p}, nil
+}
+
+// AppendFrame appends f's encoding (the inverse of ReadFrame).
+func AppendFrame(b []byte, f Frame) []byte {
+	switch f.Kind {
+	case FrameEnd:
+		return AppendEndRecord(b)
+	case FrameAck:
+		return AppendAck(b, f.Index)
+	case FrameSeek:
+		return AppendSeek(b, f.Index)
+	}
+	return AppendRecord(b, f.Payload)
 }
 
 // AppendCopyStart appends what the egress writes on a copy after its OK
 // status: the flow's id (random per egress flow: copies whose ids differ
-// reached different egresses and must not be merged) and the index of the
-// first record this copy carries towards the opener (a copy that joins a
-// running flow starts past the records already sent).
+// reached different egresses and must not be merged) and the number of
+// the first record this copy carries towards the opener (where the
+// opener's received records end, when the copy replaces another).
 func AppendCopyStart(b []byte, flow, first uint64) []byte {
 	b = binary.BigEndian.AppendUint64(b, flow)
 	return binary.BigEndian.AppendUint64(b, first)

@@ -17,14 +17,15 @@ func sampleHeaders() []*Header {
 		{Kind: KindUDP, Hops: 16, Flow: 77, Cluster: "c", Service: "media"},
 		{Kind: KindProbe},
 		{Kind: KindLinkFrames, Hops: 8, Client: netip.MustParseAddrPort("198.51.100.2:40000"), Cluster: "default", Service: "link-frames"},
-		{Kind: KindLinkFrames, Hops: 7, Trace: NewTraceID(), Cluster: "default", Service: "link-frames", Redundant: true, Copy: 1},
-		{Kind: KindLink, Hops: 2, Cluster: "default", Service: "link", Redundant: true, Copy: MaxCopies - 1},
+		{Kind: KindLinkFrames, Hops: 7, Trace: NewTraceID(), Cluster: "default", Service: "link-frames", Sequenced: true, Copy: 1},
+		{Kind: KindLink, Hops: 2, Cluster: "default", Service: "link", Sequenced: true, Copy: MaxCopies - 1},
+		{Kind: KindHTTP, Hops: 3, Cluster: "default", Service: "weblink", Sequenced: true, Join: true},
 	}
 }
 
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range sampleHeaders() {
-		t.Run(fmt.Sprintf("%s/%v/%d", h.Kind, h.Redundant, h.Copy), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%v/%d/%v", h.Kind, h.Sequenced, h.Copy, h.Join), func(t *testing.T) {
 			b, err := AppendHeader(nil, h)
 			if err != nil {
 				t.Fatal(err)
@@ -58,9 +59,10 @@ func TestHeaderRejects(t *testing.T) {
 		{"version", func() []byte { b := bytes.Clone(good); b[2] = 9; return b }(), ErrVersion},
 		{"kind", func() []byte { b := bytes.Clone(good); b[3] = 99; return b }(), ErrMalformed},
 		{"hops", func() []byte { b := bytes.Clone(good); b[4] = MaxHops + 1; return b }(), ErrMalformed},
-		{"reserved flag", func() []byte { b := bytes.Clone(good); b[5] = 0x08; return b }(), ErrMalformed},
-		{"copy without redundant", func() []byte { b := bytes.Clone(good); b[5] = 1 << copyShift; return b }(), ErrMalformed},
-		{"redundant udp", func() []byte { b, _ := AppendHeader(nil, sampleHeaders()[2]); b[5] = flagRedundant; return b }(), ErrMalformed},
+		{"reserved flag", func() []byte { b := bytes.Clone(good); b[5] = 0x10; return b }(), ErrMalformed},
+		{"copy of a stream not sequenced", func() []byte { b := bytes.Clone(good); b[5] = 1 << copyShift; return b }(), ErrMalformed},
+		{"join of a stream not sequenced", func() []byte { b := bytes.Clone(good); b[5] = flagJoin; return b }(), ErrMalformed},
+		{"sequenced udp", func() []byte { b, _ := AppendHeader(nil, sampleHeaders()[2]); b[5] = flagSequenced; return b }(), ErrMalformed},
 		{"length", func() []byte { b := bytes.Clone(good); b[6], b[7] = 0xff, 0xff; return b }(), ErrMalformed},
 		{"truncated", good[:len(good)-1], ErrMalformed},
 		{"ipv4-mapped in family 6", func() []byte {
@@ -165,26 +167,41 @@ func FuzzStatus(f *testing.F) {
 	})
 }
 
-func TestRecords(t *testing.T) {
+func TestFrames(t *testing.T) {
 	var b []byte
 	b = AppendRecord(b, []byte("one"))
+	b = AppendAck(b, 1<<40+3)
 	b = AppendRecord(b, bytes.Repeat([]byte{7}, MaxRecordLen))
+	b = AppendSeek(b, 12)
 	b = AppendEndRecord(b)
 	r := bytes.NewReader(b)
-	if p, err := ReadRecord(r); err != nil || string(p) != "one" {
-		t.Fatalf("record 0: %q %v", p, err)
+	for i, want := range []Frame{
+		{Kind: FrameRecord, Payload: []byte("one")},
+		{Kind: FrameAck, Index: 1<<40 + 3},
+		{Kind: FrameRecord, Payload: bytes.Repeat([]byte{7}, MaxRecordLen)},
+		{Kind: FrameSeek, Index: 12},
+		{Kind: FrameEnd},
+	} {
+		got, err := ReadFrame(r)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("frame %d: %+v %v, want %+v", i, got.Kind, err, want.Kind)
+		}
 	}
-	if p, err := ReadRecord(r); err != nil || len(p) != MaxRecordLen {
-		t.Fatalf("record 1: %d bytes, %v", len(p), err)
-	}
-	if _, err := ReadRecord(r); !errors.Is(err, ErrEndOfRecords) {
-		t.Fatalf("end record: %v", err)
-	}
-	if _, err := ReadRecord(r); !errors.Is(err, io.EOF) {
+	if _, err := ReadFrame(r); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the end: %v", err)
 	}
-	if _, err := ReadRecord(bytes.NewReader([]byte{0, 5, 1, 2})); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("truncated record: %v", err)
+	for name, bad := range map[string]struct {
+		b    []byte
+		want error
+	}{
+		"truncated record":  {[]byte{0, 5, 1, 2}, io.ErrUnexpectedEOF},
+		"truncated control": {AppendAck(nil, 9)[:6], io.ErrUnexpectedEOF},
+		"control length":    {[]byte{0x80, 3, 1, 0, 0}, ErrMalformed},
+		"control type":      {[]byte{0x80, 9, 7, 0, 0, 0, 0, 0, 0, 0, 0}, ErrMalformed},
+	} {
+		if _, err := ReadFrame(bytes.NewReader(bad.b)); !errors.Is(err, bad.want) {
+			t.Errorf("%s: %v, want %v", name, err, bad.want)
+		}
 	}
 	f, first, err := ParseCopyStart(AppendCopyStart(nil, 0xfeed, 42))
 	if err != nil || f != 0xfeed || first != 42 {
@@ -195,36 +212,33 @@ func TestRecords(t *testing.T) {
 	}
 }
 
-// FuzzRecords checks that the record decoder never panics and that what it accepts re-encodes to the bytes it
-// read.
-func FuzzRecords(f *testing.F) {
-	f.Add(AppendEndRecord(AppendRecord(AppendRecord(nil, []byte("hello")), []byte{1})))
-	f.Add([]byte{0xff, 0xff, 1})
+// FuzzFrames checks that the frame decoder never panics and that what it
+// accepts re-encodes to the bytes it read.
+func FuzzFrames(f *testing.F) {
+	f.Add(AppendEndRecord(AppendSeek(AppendRecord(AppendAck(AppendRecord(nil, []byte("hello")), 3), []byte{1}), 9)))
+	f.Add([]byte{0x7f, 0xff, 1})
+	f.Add([]byte{0x80, 9, 2})
 	f.Add([]byte{0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		var out []byte
 		for {
+			fr, err := ReadFrame(r)
 			consumed := len(b) - r.Len()
-			p, err := ReadRecord(r)
-			if errors.Is(err, ErrEndOfRecords) {
-				out = AppendEndRecord(out)
-				consumed = len(b) - r.Len()
-				if !bytes.Equal(out, b[:consumed]) {
-					t.Fatalf("re-encoding differs:\n%x\n%x", out, b[:consumed])
-				}
-				return
-			}
 			if err != nil {
-				if !bytes.Equal(out, b[:consumed]) {
-					t.Fatalf("re-encoding differs:\n%x\n%x", out, b[:consumed])
+				// Nothing before the bad frame was misread.
+				if !bytes.Equal(out, b[:len(out)]) {
+					t.Fatalf("re-encoding differs:\n%x\n%x", out, b[:len(out)])
 				}
 				return
 			}
-			if len(p) == 0 || len(p) > MaxRecordLen {
-				t.Fatalf("record of %d bytes", len(p))
+			if fr.Kind == FrameRecord && (len(fr.Payload) == 0 || len(fr.Payload) > MaxRecordLen) {
+				t.Fatalf("record of %d bytes", len(fr.Payload))
 			}
-			out = AppendRecord(out, p)
+			out = AppendFrame(out, fr)
+			if !bytes.Equal(out, b[:consumed]) {
+				t.Fatalf("re-encoding differs:\n%x\n%x", out, b[:consumed])
+			}
 		}
 	})
 }

@@ -70,13 +70,15 @@ func (c *delayedCopy) Close() error {
 // Property: whatever the per-copy delays, and with copies dying part way,
 // the merged stream is exactly what was written: nothing lost, duplicated
 // or reordered, as long as one copy lives.
-func TestRedundantOrderUnderRandomDelays(t *testing.T) {
+func TestSequencedOrderUnderRandomDelays(t *testing.T) {
 	for seed := range uint64(30) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed, 7))
 			m := NewMetrics(prometheus.NewRegistry(), nil)
-			out, in := newFanout(m), newMerger(m)
+			// No acknowledgements come back: the window holds it all.
+			in := newMerger(m, 0)
+			out := newSender(m, newMerger(m, 0), 4<<20)
 			copies := 2 + rng.IntN(3)
 			survivor := rng.IntN(copies)
 			for i := range copies {
@@ -86,7 +88,10 @@ func TestRedundantOrderUnderRandomDelays(t *testing.T) {
 				}
 				c := newDelayedCopy(rng, time.Duration(1+rng.IntN(3))*time.Millisecond, dieAfter)
 				in.add()
-				co := out.join(uint8(i), c, nil)
+				co, err := out.join(uint8(i), c, 0, 0, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
 				go func() {
 					if err := in.feed(uint8(i), 0, c.pr); err != nil {
 						co.lost("error")
@@ -123,7 +128,7 @@ func TestRedundantOrderUnderRandomDelays(t *testing.T) {
 // merger waits for the other copy to bring the records before it.
 func TestMergerLateCopy(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry(), nil)
-	g := newMerger(m)
+	g := newMerger(m, 0)
 	var early, late bytes.Buffer
 	for i := range 10 {
 		rec := wire.AppendRecord(nil, []byte{byte(i)})
@@ -156,23 +161,56 @@ func TestMergerLateCopy(t *testing.T) {
 }
 
 // When the only copy that could fill a gap dies, the merged stream fails
-// instead of waiting forever.
+// instead of waiting forever; with a grace, it waits that long for a copy
+// that resumes the stream, and such a copy fills the gap.
 func TestMergerGap(t *testing.T) {
-	g := newMerger(NewMetrics(prometheus.NewRegistry(), nil))
-	g.add()
-	g.add()
-	pr, pw := io.Pipe()
-	late := bytes.NewReader(wire.AppendRecord(nil, []byte("x")))
-	lateDone := make(chan error, 1)
-	go func() { lateDone <- g.feed(1, 5, late) }()
-	go func() { _ = g.feed(0, 0, pr) }()
-	time.Sleep(20 * time.Millisecond)
-	_ = pw.CloseWithError(errors.New("dead"))
-	if err := <-lateDone; !errors.Is(err, errCopyGap) {
-		t.Fatalf("late copy: %v", err)
-	}
-	if _, err := g.Read(make([]byte, 1)); !errors.Is(err, errCopyGap) {
-		t.Fatalf("read: %v", err)
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+		fill  bool
+		want  error
+	}{
+		{"no grace", 0, false, errCopyGap},
+		{"grace, nobody comes", 50 * time.Millisecond, false, errCopyGap},
+		{"grace, a copy resumes", time.Minute, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newMerger(NewMetrics(prometheus.NewRegistry(), nil), tc.grace)
+			g.add()
+			g.add()
+			pr, pw := io.Pipe()
+			late := bytes.NewReader(wire.AppendEndRecord(wire.AppendRecord(nil, []byte("x"))))
+			lateDone := make(chan error, 1)
+			go func() { lateDone <- g.feed(1, 5, late) }()
+			go func() { _ = g.feed(0, 0, pr) }()
+			_, _ = pw.Write(wire.AppendRecord(nil, []byte("a")))
+			waittest.Until(t, 2*time.Second, "record 0 delivered", func() bool { return g.received() == 1 })
+			_ = pw.CloseWithError(errors.New("dead"))
+			if tc.fill {
+				// The replacement starts at record 1 (a seek) and brings
+				// 1..4; the late copy then delivers 5 and the end.
+				g.add()
+				var b []byte
+				b = wire.AppendAck(b, 0)
+				b = wire.AppendSeek(b, 1)
+				for _, r := range []string{"b", "c", "d", "e"} {
+					b = wire.AppendRecord(b, []byte(r))
+				}
+				go func() { _ = g.feed(0, 0, bytes.NewReader(b)) }()
+			}
+			if err := <-lateDone; !errors.Is(err, tc.want) {
+				t.Fatalf("late copy: %v, want %v", err, tc.want)
+			}
+			if tc.want != nil {
+				if got, err := io.ReadAll(g); string(got) != "a" || !errors.Is(err, tc.want) {
+					t.Fatalf("read %q: %v", got, err)
+				}
+				return
+			}
+			if got, err := io.ReadAll(g); err != nil || string(got) != "abcdex" {
+				t.Fatalf("merged %q, %v", got, err)
+			}
+		})
 	}
 }
 
@@ -257,7 +295,7 @@ func copyKilled(t *testing.T, tr string, lane uint8) {
 	}
 	defer tun.Close()
 	if tun.red == nil {
-		t.Fatal("link-frames tunnel is not redundant")
+		t.Fatal("link-frames tunnel is not sequenced")
 	}
 	if got := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("opened")); got != 2 {
 		t.Fatalf("%v copies opened, want 2", got)
@@ -309,16 +347,19 @@ func copyKilled(t *testing.T, tr string, lane uint8) {
 		testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("lost_error")); lost == 0 {
 		t.Fatal("the killed copy was not counted lost")
 	}
-	if joined := testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("joined")); joined != 1 {
-		t.Fatalf("egress joined %v copies, want 1", joined)
-	}
+	// The second copy joined, and so did the replacement of the killed
+	// one (it resumed on a new connection).
+	waittest.Until(t, 5*time.Second, "the killed copy resumed and joined", func() bool {
+		return testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("joined")) == 2 &&
+			testutil.ToFloat64(m.Resumes.WithLabelValues("ok")) == 1
+	})
 }
 
 func binaryIndex(b []byte, i int) { b[0], b[1] = byte(i>>8), byte(i) }
 
 // After a flow ended, a late copy with its trace id is refused: it must not
 // open a second gateway session.
-func TestRedundantLateCopyRefused(t *testing.T) {
+func TestSequencedLateCopyRefused(t *testing.T) {
 	r, eg, _, sources := redundantChain(t, "mem")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -335,20 +376,20 @@ func TestRedundantLateCopyRefused(t *testing.T) {
 	}
 	<-sources
 	_ = tun.Close()
-	waittest.Until(t, 3*time.Second, "no redundant flow left", func() bool { return testutil.ToFloat64(eg.m.RedundantFlows) == 0 })
+	waittest.Until(t, 3*time.Second, "no sequenced flow left", func() bool { return testutil.ToFloat64(eg.m.RedundantFlows) == 0 })
 
 	late := h
 	r.fill(&late)
-	late.Redundant, late.Copy = true, 1
-	s, _, _, err := r.open(ctx, &late, nil)
+	late.Sequenced, late.Copy = true, 1
+	s, _, _, err := r.open(ctx, &late, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	_, _ = s.Write(wire.AppendRecord(nil, []byte("login")))
+	_, _ = s.Write(wire.AppendRecord(wire.AppendAck(nil, 0), []byte("login")))
 	var se *wire.StatusError
-	if err := wire.ReadStatus(s); !errors.As(err, &se) || se.Status != wire.StatusRefused {
-		t.Fatalf("late copy: status %v, want refused", err)
+	if err := wire.ReadStatus(s); !errors.As(err, &se) || se.Status != wire.StatusGone {
+		t.Fatalf("late copy: status %v, want gone", err)
 	}
 	if n := testutil.ToFloat64(eg.m.RedundantCopies.WithLabelValues("refused_late")); n != 1 {
 		t.Fatalf("refused_late = %v", n)
@@ -361,43 +402,83 @@ func TestRedundantLateCopyRefused(t *testing.T) {
 }
 
 // The egress pairs the copies of one flow and keeps two flows apart;
-// a copy that does not match its flow's header is refused.
+// a copy that does not match its flow's header is refused; a joining copy
+// waits for the copy that opens its flow, and is refused when none comes.
 func TestEgressPairing(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry(), nil)
-	pt := newPairTable(m)
-	a := &wire.Header{Kind: wire.KindLinkFrames, Cluster: "c", Service: "s", Trace: wire.NewTraceID(), Redundant: true}
+	pt := newPairTable(m, DefaultRouting().Resume)
+	ctx := context.Background()
+	a := &wire.Header{Kind: wire.KindLinkFrames, Cluster: "c", Service: "s", Trace: wire.NewTraceID(), Sequenced: true}
 	b := *a
 	b.Trace = wire.NewTraceID()
-	fa, created, err := pt.join(a)
+	fa, created, err := pt.join(ctx, a)
 	if err != nil || !created {
 		t.Fatal(created, err)
 	}
 	a1 := *a
 	a1.Copy = 1
-	if f, created, err := pt.join(&a1); err != nil || created || f != fa {
+	if f, created, err := pt.join(ctx, &a1); err != nil || created || f != fa {
 		t.Fatalf("copy 1 did not join its flow: %v %v", created, err)
 	}
-	if fb, created, err := pt.join(&b); err != nil || !created || fb == fa {
+	if fb, created, err := pt.join(ctx, &b); err != nil || !created || fb == fa {
 		t.Fatalf("another trace joined: %v %v", created, err)
 	}
 	bad := a1
 	bad.Service = "other"
-	if _, _, err := pt.join(&bad); !errors.Is(err, errFlowMismatch) {
+	if _, _, err := pt.join(ctx, &bad); !errors.Is(err, errFlowMismatch) {
 		t.Fatalf("mismatched copy: %v", err)
 	}
 	for range wire.MaxCopies - 2 {
-		if _, _, err := pt.join(&a1); err != nil {
+		if _, _, err := pt.join(ctx, &a1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := pt.join(&a1); !errors.Is(err, errTooManyCopies) {
+	if _, _, err := pt.join(ctx, &a1); !errors.Is(err, errTooManyCopies) {
 		t.Fatalf("copy past MaxCopies: %v", err)
+	}
+	pt.leave(fa) // a copy ends: its slot can be taken again
+	if _, _, err := pt.join(ctx, &a1); err != nil {
+		t.Fatalf("copy after one left: %v", err)
 	}
 	if g := testutil.ToFloat64(m.RedundantFlows); g != 2 {
 		t.Fatalf("flows gauge %v", g)
 	}
+
+	// A joining copy that overtook its flow's first copy waits for it.
+	c := &wire.Header{Kind: wire.KindHTTP, Cluster: "c", Service: "w", Trace: wire.NewTraceID(), Sequenced: true, Copy: 1, Join: true}
+	joined := make(chan *pairedFlow, 1)
+	go func() {
+		f, _, err := pt.join(ctx, c)
+		if err != nil {
+			t.Error(err)
+		}
+		joined <- f
+	}()
+	waittest.Until(t, 2*time.Second, "the joining copy waiting", func() bool {
+		pt.mu.Lock()
+		defer pt.mu.Unlock()
+		return len(pt.waiting[c.Trace]) == 1
+	})
+	c0 := *c
+	c0.Copy, c0.Join = 0, false
+	fc, created, err := pt.join(ctx, &c0)
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if f := <-joined; f != fc {
+		t.Fatal("the waiting copy did not join the flow opened after it")
+	}
+	// One whose flow never comes is refused.
+	d := *c
+	d.Trace = wire.NewTraceID()
+	dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := pt.join(dctx, &d); !errors.Is(err, errNoSuchFlow) {
+		t.Fatalf("joining copy without a flow: %v", err)
+	}
+
 	pt.end(fa)
-	if _, _, err := pt.join(a); !errors.Is(err, errFlowEnded) {
+	if _, _, err := pt.join(ctx, a); !errors.Is(err, errFlowEnded) {
 		t.Fatalf("copy after the end: %v", err)
 	}
 	// Tombstones expire and are bounded.
@@ -407,7 +488,7 @@ func TestEgressPairing(t *testing.T) {
 	}
 	for range maxTombstones + 10 {
 		h := &wire.Header{Kind: wire.KindLinkFrames, Cluster: "c", Service: "s", Trace: wire.NewTraceID()}
-		f, _, _ := pt.join(h)
+		f, _, _ := pt.join(ctx, h)
 		pt.end(f)
 	}
 	if len(pt.tombs) != maxTombstones {
@@ -463,40 +544,64 @@ func TestRedundantThroughRelays(t *testing.T) {
 	}
 }
 
-// A copy whose connection stalls does not hold the stream back: once it is
-// fanoutLagging behind while the other copy keeps up, it is dropped and
-// counted, and writes go on.
-func TestFanoutDropsLaggingCopy(t *testing.T) {
+// A copy whose connection stalls does not hold the stream back: the other
+// end's acknowledgements (of what the live copy brought) free the window,
+// writes go on, and the stalled copy would skip what was acknowledged.
+// Without acknowledgements the writer waits at the window.
+func TestSenderStalledCopy(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry(), nil)
-	f := newFanout(m)
-	_, stuck := io.Pipe() // nobody reads: every write blocks
-	f.join(0, stuck, nil)
+	const window = 256 << 10
+	s := newSender(m, newMerger(m, 0), window)
+	stuckR, stuck := io.Pipe() // nobody reads: every write blocks
+	defer stuckR.Close()
+	if _, err := s.join(0, stuck, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
 	live := &countingWriter{}
-	f.join(1, live, nil)
-	chunk := make([]byte, 64<<10)
+	if _, err := s.join(1, live, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 16<<10)
 	done := make(chan error, 1)
+	var written atomic.Int64
 	go func() {
-		for range (fanoutLagging / len(chunk)) * 2 {
-			if _, err := f.Write(chunk); err != nil {
+		for range 4 * window / len(chunk) {
+			if _, err := s.Write(chunk); err != nil {
 				done <- err
 				return
 			}
+			written.Add(int64(len(chunk)))
 		}
 		done <- nil
 	}()
+	waittest.Until(t, 5*time.Second, "the writer at the window", func() bool { return written.Load() >= window })
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	case <-done:
+		t.Fatal("the writer went past the window without acknowledgements")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if b := testutil.ToFloat64(m.ResumeBuffered); b < window {
+		t.Fatalf("buffered gauge %v below the window", b)
+	}
+	// The other end acknowledges everything the live copy carried.
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.end()
+			waittest.Until(t, 2*time.Second, "the live stream closed", func() bool { return live.closed.Load() })
+			return
+		case <-time.After(time.Millisecond):
+			s.mu.Lock()
+			top := s.base + uint64(len(s.recs))
+			s.mu.Unlock()
+			if err := s.acked(top); err != nil {
+				t.Fatal(err)
+			}
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a stalled copy blocked the writer")
 	}
-	if n := testutil.ToFloat64(m.RedundantCopies.WithLabelValues("lost_lagging")); n != 1 {
-		t.Fatalf("lost_lagging = %v", n)
-	}
-	f.end()
-	waittest.Until(t, 2*time.Second, "the live stream closed", func() bool { return live.closed.Load() })
 }
 
 type countingWriter struct {
@@ -565,12 +670,46 @@ func TestLaneSpread(t *testing.T) {
 	}
 }
 
+// FuzzSequencedCopy feeds any bytes to a sequenced stream's end as its
+// only copy: no panic, and the feed returns (at the end of the bytes, at
+// a bad frame, or at once when a seek leaves a gap no copy can fill).
+func FuzzSequencedCopy(f *testing.F) {
+	var b []byte
+	b = wire.AppendAck(b, 0)
+	b = wire.AppendRecord(b, []byte("ab"))
+	b = wire.AppendSeek(b, 1)
+	b = wire.AppendRecord(b, []byte("c"))
+	f.Add(wire.AppendEndRecord(b))
+	f.Add(wire.AppendAck(nil, 5)) // an acknowledgement of records never sent
+	f.Add(wire.AppendSeek(wire.AppendSeek(nil, 3), 1))
+	f.Add([]byte{0x80, 9, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 'x'})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m := NewMetrics(prometheus.NewRegistry(), nil)
+		g := newMerger(m, 0)
+		out := newSender(m, g, 64<<10)
+		g.out = out
+		if _, err := out.Write([]byte("sent")); err != nil {
+			t.Fatal(err)
+		}
+		g.add()
+		done := make(chan error, 1)
+		go func() { done <- g.feed(0, 0, bytes.NewReader(in)) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("feed hung")
+		}
+		g.close()
+		out.abort()
+	})
+}
+
 // A copy waiting for a record that another copy then delivers is no longer
 // ahead: when that other copy ends right after, the merged stream goes on
 // with the waiting copy instead of failing with a gap.
 func TestMergerWaiterSatisfiedBeforeCopyEnds(t *testing.T) {
 	for range 50 {
-		g := newMerger(NewMetrics(prometheus.NewRegistry(), nil))
+		g := newMerger(NewMetrics(prometheus.NewRegistry(), nil), 0)
 		var early, late bytes.Buffer
 		for i := range 8 {
 			rec := wire.AppendRecord(nil, []byte{byte(i)})
@@ -653,7 +792,7 @@ func FuzzMerger(f *testing.F) {
 		}
 		complete = !slices.Contains(covered, false)
 		anyEnd := slices.ContainsFunc(cps, func(c cp) bool { return c.end })
-		g := newMerger(NewMetrics(prometheus.NewRegistry(), nil))
+		g := newMerger(NewMetrics(prometheus.NewRegistry(), nil), 0)
 		for range cps {
 			g.add()
 		}
