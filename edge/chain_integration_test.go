@@ -239,6 +239,9 @@ func killRelayTest(t *testing.T, tr string, resume bool) {
 	cfg.WebLink.Listen = "127.0.0.1:0"
 	cfg.Routing.Routes = []relay.Route{{Cluster: "demo", NextHops: hops}}
 	cfg.Routing.Resume.Enabled = resume
+	// The first hop up stays primary (no "better" switch between two
+	// loopback relays while the sessions open): they all take it.
+	cfg.Routing.Probe.Hysteresis = 0.95
 	d := cr.deps("edge")
 	e, err := New(cfg, Deps{Logger: testLogger(t), TLS: d.TLS, ClusterKey: d.ClusterKey})
 	if err != nil {

@@ -122,9 +122,21 @@ func (c *memConn) track(s net.Conn) {
 	c.mu.Lock()
 	c.open = append(c.open, s)
 	c.mu.Unlock()
+	select {
+	case <-c.done: // closed meanwhile: Close may have missed it
+		_ = s.Close()
+	default:
+	}
 }
 
 func (c *memConn) OpenStream(ctx context.Context) (Stream, error) {
+	select {
+	case <-c.done:
+		// Without this the select below may still hand the stream over
+		// (both cases ready), and it would never end.
+		return nil, ErrClosed
+	default:
+	}
 	a, b := memPipe()
 	c.track(a)
 	c.peer.track(b)
