@@ -521,13 +521,7 @@ func TestRedundantThroughRelays(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tun.Close()
-	if _, err := tun.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(tun, buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("echo %q %v", buf, err)
-	}
+	echoHello(t, tun)
 	<-ch.tcp
 	var forwarded []float64
 	waittest.Until(t, 2*time.Second, "both copies forwarded", func() bool { // the second copy may still be on its way

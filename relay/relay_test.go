@@ -152,6 +152,18 @@ func newMemChain(t *testing.T, edits ...func(*RoutingConfig)) *memChain {
 	return ch
 }
 
+// echoHello writes "hello" into tun and reads the echo.
+func echoHello(t *testing.T, tun *Tunnel) {
+	t.Helper()
+	if _, err := tun.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(tun, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+}
+
 func TestChainMem(t *testing.T) {
 	ch := newMemChain(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -164,13 +176,7 @@ func TestChainMem(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tun.Close()
-		if _, err := tun.Write([]byte("hello")); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 5)
-		if _, err := io.ReadFull(tun, buf); err != nil || string(buf) != "hello" {
-			t.Fatalf("echo: %q %v", buf, err)
-		}
+		echoHello(t, tun)
 		if src := <-ch.tcp; src != client.String() {
 			t.Fatalf("PROXY source = %s, want %s", src, client)
 		}
