@@ -72,7 +72,15 @@ type Config struct {
 	// DebugListen serves /metrics, /healthz, /readyz and pprof. Default
 	// 127.0.0.1:7719; "" disables it.
 	DebugListen string `yaml:"debug_listen"`
-	Roles       Roles  `yaml:"roles"`
+	// Site names the data centre the node runs in (a lower-case DNS label,
+	// as the LBS policy's entry point sites). It labels the node's service
+	// announcements (explain shows where each service node runs), its LBS
+	// heartbeats (label "site" unless lbs.labels sets one) and its metrics
+	// (longlink_core_node_info, longlink_service_node_info). Routing across
+	// sites is the bus's: each site's NATS cluster serves its own nodes
+	// first (docs/cluster.md, "Two sites"). Default "": one site.
+	Site  string `yaml:"site"`
+	Roles Roles  `yaml:"roles"`
 
 	Bus       bus.Config       `yaml:"bus"`
 	Store     store.Config     `yaml:"store"`
@@ -132,6 +140,9 @@ func (c *Config) Validate() error {
 	var errs config.Errors
 	if c.DataDir == "" {
 		errs.Addf("data_dir: must be set")
+	}
+	if c.Site != "" && !lbsapi.ValidSite(c.Site) {
+		errs.Addf("site: %q: want a lower-case DNS label (a-z 0-9 -), as the LBS policy's sites", c.Site)
 	}
 	r := c.Roles
 	if !r.Services && !r.Gateway && !r.ServerAPI {
@@ -308,6 +319,14 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		// A gateway reports as the entry point named like itself.
 		cfg.LBS.Node = cfg.Gateway.ID
 	}
+	cfg.Service.Site = cfg.Site
+	if cfg.Site != "" && len(cfg.LBS.Servers) > 0 && cfg.LBS.Labels["site"] == "" {
+		labels := map[string]string{"site": cfg.Site}
+		for k, v := range cfg.LBS.Labels {
+			labels[k] = v
+		}
+		cfg.LBS.Labels = labels
+	}
 	if cfg.Service.Version == "" && lbsapi.ValidVersionLabel(deps.Version) {
 		cfg.Service.Version = deps.Version
 	}
@@ -353,6 +372,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.bus = b
 	n.group.Add("bus", b)
+	if err := registerNodeInfo(n.deps.Registerer, n.cfg); err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
 	presMetrics, err := push.NewPresenceMetrics(n.deps.Registerer)
 	if err != nil {
 		return fmt.Errorf("core: %w", err)

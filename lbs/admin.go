@@ -88,6 +88,7 @@ func (l *LBS) adminHandler() http.Handler {
 	read("GET /v1/nodes", l.adminNodes)
 	op("POST /v1/nodes/{id}/drain", l.adminDrain(state.OpDrain))
 	op("POST /v1/nodes/{id}/undrain", l.adminDrain(state.OpUndrain))
+	read("GET /v1/sites", l.adminSites)
 	op("POST /v1/sites/{site}/drain", l.adminSiteDrain(state.OpDrain))
 	op("POST /v1/sites/{site}/undrain", l.adminSiteDrain(state.OpUndrain))
 	read("GET /v1/audit", l.adminAudit)

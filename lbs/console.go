@@ -47,12 +47,60 @@ type clusterView struct {
 	Topology      []model.EdgeUplinks `json:"topology"`
 }
 
-// siteView is one site with its nodes' ids and how many are up.
+// siteView is one site: its nodes' ids, how many are up, down and drained,
+// and the load of its reporting nodes (connections over capacity).
 type siteView struct {
-	Name    string   `json:"name"`
-	Nodes   []string `json:"nodes"`
-	Up      int      `json:"up"`
-	Drained int      `json:"drained"`
+	Name        string   `json:"name"`
+	Nodes       []string `json:"nodes"`
+	Up          int      `json:"up"`
+	Down        int      `json:"down"`
+	Drained     int      `json:"drained"`
+	Connections int      `json:"connections"`
+	Capacity    int      `json:"capacity,omitempty"`
+	// Load is Connections over Capacity (0 when no node states a capacity).
+	Load float64 `json:"load"`
+}
+
+// siteViews groups nodes by site, in the order sites first appear.
+func siteViews(nodes []nodeView) []siteView {
+	out := []siteView{}
+	idx := map[string]int{}
+	for _, n := range nodes {
+		i, ok := idx[n.Site]
+		if !ok {
+			i = len(out)
+			idx[n.Site] = i
+			out = append(out, siteView{Name: n.Site})
+		}
+		s := &out[i]
+		s.Nodes = append(s.Nodes, n.ID)
+		switch n.Health.State {
+		case model.HealthUp:
+			s.Up++
+		case model.HealthDown:
+			s.Down++
+		}
+		if n.Drained != "" {
+			s.Drained++
+		}
+		s.Connections += n.Connections
+		s.Capacity += n.Capacity
+	}
+	for i := range out {
+		if out[i].Capacity > 0 {
+			out[i].Load = float64(out[i].Connections) / float64(out[i].Capacity)
+		}
+	}
+	return out
+}
+
+// adminSites lists the sites with their health and load (ctl sites).
+func (l *LBS) adminSites(w http.ResponseWriter, r *http.Request, _ principal) {
+	snap, ok := l.consistent(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, siteViews(l.health.views(snap)))
 }
 
 func (l *LBS) adminCluster(w http.ResponseWriter, r *http.Request, _ principal) {
@@ -62,24 +110,7 @@ func (l *LBS) adminCluster(w http.ResponseWriter, r *http.Request, _ principal) 
 	}
 	nodes := l.health.views(snap)
 	v := clusterView{PolicyVersion: snap.State.Version, RaftIndex: snap.State.Index, At: time.Now().UTC(),
-		LBS: l.cl.Status(), Nodes: nodes, Sites: []siteView{}, Topology: append([]model.EdgeUplinks{}, snap.State.Doc.Topology...)}
+		LBS: l.cl.Status(), Nodes: nodes, Sites: siteViews(nodes), Topology: append([]model.EdgeUplinks{}, snap.State.Doc.Topology...)}
 	v.LBS.Stats = nil
-	idx := map[string]int{}
-	for _, n := range nodes {
-		i, ok := idx[n.Site]
-		if !ok {
-			i = len(v.Sites)
-			idx[n.Site] = i
-			v.Sites = append(v.Sites, siteView{Name: n.Site})
-		}
-		s := &v.Sites[i]
-		s.Nodes = append(s.Nodes, n.ID)
-		if n.Health.State == model.HealthUp {
-			s.Up++
-		}
-		if n.Drained != "" {
-			s.Drained++
-		}
-	}
 	writeJSON(w, http.StatusOK, v)
 }

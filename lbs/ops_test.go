@@ -107,6 +107,16 @@ func TestAdminClusterView(t *testing.T) {
 	if !slices.Contains(sites, "sg") || !slices.Contains(sites, "core") {
 		t.Fatalf("sites %v", sites)
 	}
+	// ctl sites: the same grouping with health and load.
+	var sv []siteView
+	if code := newAdmin(t, l, testAdminToken).json("GET", "/v1/sites", nil, &sv); code != 200 {
+		t.Fatalf("sites: %d", code)
+	}
+	for _, s := range sv {
+		if s.Name == "sg" && (s.Connections != 7 || !slices.Equal(s.Nodes, []string{"edge-sg"})) {
+			t.Fatalf("site sg: %+v", s)
+		}
+	}
 	for _, nd := range v.Nodes {
 		if nd.ID == "edge-sg" {
 			if nd.Version != "v9.8.7" || nd.Connections != 7 || nd.Site != "sg" || len(nd.Paths) != 1 || nd.Paths[0].RTTMs != 12.5 || nd.Labels["site"] != "sg" {

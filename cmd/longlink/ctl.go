@@ -38,6 +38,8 @@ commands:
   explain -appkey K [-ip IP] [-sdk V] [-env E] [-platform P] [-account A]   (-account: which service nodes serve A)
   nodes                                    entry points with health and load
   drain ID | undrain ID                    take an entry point out of (back into) answers
+  sites                                    sites with their nodes' health and load
+  site drain SITE | site undrain SITE      drain (undrain) every entry point of a site
   audit                                    who changed what, when
   raft status | raft join -id ID -address HOST:PORT | raft remove -id ID
   raft snapshot -out FILE                  compact the log and save a backup
@@ -286,8 +288,14 @@ var ctlCommands = map[string]ctlCmd{
 		}
 		return w.Flush()
 	}},
-	"drain":   {run: drainCmd("drain")},
-	"undrain": {run: drainCmd("undrain")},
+	"sites": {run: func(r *ctlRun) error {
+		return r.list("/v1/sites", col("SITE", "name"), col("NODES", "nodes"), col("UP", "up"), col("DOWN", "down"),
+			col("DRAINED", "drained"), col("CONNS", "connections"), col("CAPACITY", "capacity"), col("LOAD", "load"))
+	}},
+	"site drain":   {run: siteDrainCmd("drain")},
+	"site undrain": {run: siteDrainCmd("undrain")},
+	"drain":        {run: drainCmd("drain")},
+	"undrain":      {run: drainCmd("undrain")},
 	"raft status": {run: func(r *ctlRun) error {
 		b, err := r.conn.do(r.ctx, "GET", "/v1/raft", nil, nil)
 		if err != nil {
@@ -373,6 +381,18 @@ func drainCmd(op string) func(r *ctlRun) error {
 		}
 		return r.send("POST", "/v1/nodes/"+url.PathEscape(id)+"/"+op, nil, func(m map[string]any) string {
 			return fmt.Sprintf("%sed %s (raft index %v)", op, id, m["index"])
+		})
+	}
+}
+
+func siteDrainCmd(op string) func(r *ctlRun) error {
+	return func(r *ctlRun) error {
+		site, err := r.oneArg("site " + op)
+		if err != nil {
+			return err
+		}
+		return r.send("POST", "/v1/sites/"+url.PathEscape(site)+"/"+op, nil, func(m map[string]any) string {
+			return fmt.Sprintf("%sed site %s: %v (raft index %v)", op, site, m["entry_points"], m["index"])
 		})
 	}
 }

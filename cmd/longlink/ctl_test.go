@@ -122,6 +122,22 @@ func TestCtlOutputAndExitCodes(t *testing.T) {
 	if _, err := runCtlOut(cc, "policy", "validate", "-f", changed); exitCode(err) != ctlExitDiffers || !strings.Contains(err.Error(), "appkey") {
 		t.Fatalf("validate of a bad policy: %v", err)
 	}
+	out, err = runCtlOut(cc, "sites")
+	if err != nil || !strings.HasPrefix(out, "SITE ") || !strings.Contains(out, "LOAD") || !strings.Contains(out, "edge-sg") {
+		t.Fatalf("sites table: %v\n%s", err, out)
+	}
+	if out, err = runCtlOut(cc, "site", "drain", "sg"); err != nil || !strings.Contains(out, "drained site sg: [edge-sg]") {
+		t.Fatalf("site drain: %v\n%s", err, out)
+	}
+	if out, err = runCtlOut(cc, "sites"); err != nil || !strings.Contains(out, "edge-sg") {
+		t.Fatalf("sites after the drain: %v\n%s", err, out)
+	}
+	if _, err := runCtlOut(cc, "site", "undrain", "sg"); err != nil {
+		t.Fatalf("site undrain: %v", err)
+	}
+	if _, err := runCtlOut(cc, "site", "drain", "nowhere"); exitCode(err) != ctlExitRefused {
+		t.Fatalf("drain of an unknown site: %v", err)
+	}
 	if _, err := runCtlOut(cc, "drain", "no-such-node"); exitCode(err) != ctlExitRefused {
 		t.Fatalf("drain of an unknown node: %v", err)
 	}

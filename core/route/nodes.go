@@ -29,6 +29,8 @@ type NodeAnnounce struct {
 	// Version is the node's label ("" unlabelled: it serves the stable
 	// subjects only).
 	Version string `json:"version,omitempty"`
+	// Site is the node's site label ("" unlabelled).
+	Site string `json:"site,omitempty"`
 	// Canary: it takes only what a grayscale rule sends to its version.
 	Canary   bool  `json:"canary,omitempty"`
 	Draining bool  `json:"draining,omitempty"`
@@ -48,6 +50,8 @@ func DecodeNodeAnnounce(b []byte) (NodeAnnounce, error) {
 		return a, errors.New("node announce: bad cluster")
 	case a.Version != "" && !lbsapi.ValidVersionLabel(a.Version):
 		return a, errors.New("node announce: bad version")
+	case a.Site != "" && !lbsapi.ValidSite(a.Site):
+		return a, errors.New("node announce: bad site")
 	case a.Canary && a.Version == "":
 		return a, errors.New("node announce: a canary needs a version")
 	case a.EveryMS < 100 || a.EveryMS > 60_000:
@@ -193,7 +197,7 @@ func (n *Nodes) Live() []lbsapi.ServiceNode {
 			delete(n.nodes, id)
 			continue
 		}
-		out = append(out, lbsapi.ServiceNode{ID: id, Cluster: h.a.Cluster, Version: h.a.Version, Canary: h.a.Canary, Draining: h.a.Draining})
+		out = append(out, lbsapi.ServiceNode{ID: id, Cluster: h.a.Cluster, Version: h.a.Version, Site: h.a.Site, Canary: h.a.Canary, Draining: h.a.Draining})
 	}
 	n.mu.Unlock()
 	slices.SortFunc(out, func(a, b lbsapi.ServiceNode) int { return strings.Compare(a.ID, b.ID) })

@@ -107,6 +107,9 @@ func (r Route) APISubject() string {
 // Node is a service node's place in the routing.
 type Node struct {
 	Cluster string
+	// Site is the data centre the node runs in (the core's site label;
+	// "": not labelled).
+	Site string
 	// Version labels the node ("": unlabelled, stable subjects only).
 	Version string
 	// Canary nodes take only what a grayscale rule sends to their version.

@@ -108,7 +108,7 @@ func TestNodesHeard(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	a := NewAnnouncer(nc, NodeAnnounce{ID: "svc-b1", Cluster: "default", Version: "2.0", Canary: true}, 100*time.Millisecond, nil)
+	a := NewAnnouncer(nc, NodeAnnounce{ID: "svc-b1", Cluster: "default", Version: "2.0", Site: "sh-b", Canary: true}, 100*time.Millisecond, nil)
 	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestNodesHeard(t *testing.T) {
 		}
 	}
 	waitFor(func(l []lbsapi.ServiceNode) bool {
-		return len(l) == 1 && l[0] == lbsapi.ServiceNode{ID: "svc-b1", Cluster: "default", Version: "2.0", Canary: true}
+		return len(l) == 1 && l[0] == lbsapi.ServiceNode{ID: "svc-b1", Cluster: "default", Version: "2.0", Site: "sh-b", Canary: true}
 	})
 	if metricstest.Value(t, reg, "longlink_route_service_nodes", "cluster", "default", "version", "2.0") != 1 {
 		t.Fatal("node gauge")
@@ -134,6 +134,9 @@ func TestNodesHeard(t *testing.T) {
 	waitFor(func(l []lbsapi.ServiceNode) bool { return len(l) == 0 })
 	if err := NewAnnouncer(nc, NodeAnnounce{ID: "x", Cluster: "default", Canary: true}, time.Second, nil).Start(context.Background()); err == nil {
 		t.Fatal("a canary without a version announced")
+	}
+	if err := NewAnnouncer(nc, NodeAnnounce{ID: "x", Cluster: "default", Site: "Site A"}, time.Second, nil).Start(context.Background()); err == nil {
+		t.Fatal("a site that is not a DNS label announced")
 	}
 }
 

@@ -67,6 +67,9 @@ type Config struct {
 	// Canary nodes take only the requests a grayscale rule sends to their
 	// version, none of the cluster's other traffic.
 	Canary bool `yaml:"canary"`
+	// Site is the node's site label, set by the core from its node-level
+	// `site:` key (one key for every part of the node, not a service one).
+	Site string `yaml:"-"`
 	// AnnounceInterval is how often the node tells the gateways it is live
 	// (id, cluster, version). Default 2s.
 	AnnounceInterval config.Duration `yaml:"announce_interval"`
@@ -306,5 +309,5 @@ const (
 
 // Node is the node's place in the request routing (core/route).
 func (c *Config) Node() route.Node {
-	return route.Node{Cluster: c.Cluster, Version: c.Version, Canary: c.Canary}
+	return route.Node{Cluster: c.Cluster, Site: c.Site, Version: c.Version, Canary: c.Canary}
 }

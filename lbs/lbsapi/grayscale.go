@@ -66,6 +66,14 @@ var versionLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,30}[A-Za-z
 // "canary-2"). Labels never hold '_', so VersionToken is one-to-one.
 func ValidVersionLabel(s string) bool { return versionLabelRE.MatchString(s) }
 
+var siteRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidSite reports whether s can name a site (a data centre): a lower-case
+// DNS label, as the policy's entry point sites are. Core nodes, edges and
+// NATS servers carry the same names, so that one word means one place
+// everywhere (policy, heartbeats, metrics, explain).
+func ValidSite(s string) bool { return siteRE.MatchString(s) }
+
 // VersionToken is a version label as one NATS subject token ('.' → '_').
 func VersionToken(label string) string {
 	b := []byte(label)

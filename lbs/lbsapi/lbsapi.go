@@ -96,6 +96,8 @@ type ServiceNode struct {
 	ID      string `json:"id"`
 	Cluster string `json:"cluster"`
 	Version string `json:"version"`
+	// Site is the data centre the node runs in ("" when not labelled).
+	Site string `json:"site,omitempty"`
 	// Canary: the node takes only requests a grayscale rule sends to its
 	// version.
 	Canary   bool `json:"canary,omitempty"`

@@ -141,12 +141,12 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	// Subscribed: the gateways may count this node as live.
 	n := d.cfg.Node
-	d.announce = route.NewAnnouncer(d.nc, route.NodeAnnounce{ID: d.cfg.ID, Cluster: n.Cluster, Version: n.Version, Canary: n.Canary}, d.cfg.Announce, d.log)
+	d.announce = route.NewAnnouncer(d.nc, route.NodeAnnounce{ID: d.cfg.ID, Cluster: n.Cluster, Version: n.Version, Site: n.Site, Canary: n.Canary}, d.cfg.Announce, d.log)
 	if err := d.announce.Start(ctx); err != nil {
 		d.unsubscribeLocked()
 		return err
 	}
-	d.metrics.info.WithLabelValues(d.cfg.ID, n.Cluster, n.Version, strconv.FormatBool(n.Canary)).Set(1)
+	d.metrics.info.WithLabelValues(d.cfg.ID, n.Cluster, n.Version, strconv.FormatBool(n.Canary), n.Site).Set(1)
 	if d.cfg.StallAfter > 0 {
 		d.workers.Add(1)
 		go d.watchLoop()

@@ -25,8 +25,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_service_inflight_requests", Help: "Requests being handled on this node.",
 		}),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "longlink_service_node_info", Help: "1 while the node serves: its id, cluster, version label and whether it is a canary.",
-		}, []string{"id", "cluster", "version", "canary"}),
+			Name: "longlink_service_node_info", Help: "1 while the node serves: its id, cluster, version label, whether it is a canary and its site.",
+		}, []string{"id", "cluster", "version", "canary", "site"}),
 		stale: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_service_stale_requests_total", Help: "Requests dropped unanswered because their gateway sent them longer ago than max_request_age (this node was paused or stalled).",
 		}),
