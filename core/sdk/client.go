@@ -94,8 +94,9 @@ func New(cfg Config) (*Client, error) {
 // The client never waits for the application to read it: acks, answers and
 // the connection go on regardless. When Config.EventBuffer events wait
 // unread, the application is behind until it has read half of them: in
-// the meantime messages and notices are held back on the server (fetched
-// again afterwards, none lost, none twice) and every other event is
+// the meantime messages, notices and room messages are held back on the
+// server (fetched again afterwards, none twice; rooms: as much as their
+// recent history keeps, EventRoom reports a gap) and every other event is
 // dropped. The first event after that is an EventDropped with the number
 // dropped; DroppedEvents counts them all.
 func (c *Client) Events() <-chan Event { return c.events }

@@ -16,9 +16,11 @@ import (
 // It never waits for the application. Events go into the Events channel
 // without blocking; when the channel is full the application is behind
 // and, until it has read half of it again:
-//   - messages and notices are not handed over and their positions stay
-//     where the application is: once it has caught up the client fetches
-//     them again (conversation and notice sync), so none is lost;
+//   - messages, notices and room messages are not handed over and their
+//     positions stay where the application is: once it has caught up the
+//     client fetches them again (conversation and notice sync; rooms are
+//     entered again for their recent history), so none is lost (rooms:
+//     within what they keep, else EventRoom says Gap);
 //   - every other event is dropped and counted (Client.DroppedEvents); the
 //     first event after catching up is an EventDropped with the number.
 //
@@ -189,7 +191,7 @@ func (d *delivery) stopCatchUp() {
 
 // checkCaughtUp ends the behind state once the application has read half
 // of the Events channel: it reports what was dropped, then fetches the
-// messages and notices it held back.
+// messages, notices and room messages it held back.
 func (d *delivery) checkCaughtUp() {
 	if len(d.c.events) > cap(d.c.events)/2 {
 		return
@@ -209,6 +211,7 @@ func (d *delivery) checkCaughtUp() {
 		d.notices.behind = false
 		d.startNoticeSync()
 	}
+	d.refetchRooms()
 }
 
 func (d *delivery) conv(id string) *convState {

@@ -25,13 +25,15 @@ type storeTransport struct {
 	mu      sync.Mutex
 	convs   map[string][]imapi.Message
 	notices []imapi.Notice
+	rooms   map[string][]imapi.RoomMessage
+	enters  int // room enters answered
 	// synced counts the messages and notices sent in sync answers.
 	syncedMsgs, syncedNotices int
 }
 
 func newStore(account string) *storeTransport {
 	f := &fakeTransport{addr: "gw", in: make(chan Incoming, 1<<14), closed: make(chan struct{})}
-	return &storeTransport{fakeTransport: f, account: account, convs: map[string][]imapi.Message{}}
+	return &storeTransport{fakeTransport: f, account: account, convs: map[string][]imapi.Message{}, rooms: map[string][]imapi.RoomMessage{}}
 }
 
 func (s *storeTransport) reply(in Incoming) error {
@@ -75,6 +77,18 @@ func (s *storeTransport) pushNotice() {
 	_ = s.reply(Incoming{Op: imapi.OpNotice, Push: true, Body: b})
 }
 
+// pushRoomMessage stores the next message of a room and pushes it alone
+// in a batch.
+func (s *storeTransport) pushRoomMessage(room string) {
+	s.mu.Lock()
+	m := imapi.RoomMessage{RoomID: room, MsgID: fmt.Sprintf("r%d", len(s.rooms[room])+1), Seq: int64(len(s.rooms[room]) + 1),
+		From: "bob", Type: "text", Body: json.RawMessage(`{}`)}
+	s.rooms[room] = append(s.rooms[room], m)
+	s.mu.Unlock()
+	b, _ := json.Marshal(imapi.RoomBatch{RoomID: room, Messages: []imapi.RoomMessage{m}})
+	_ = s.reply(Incoming{Op: imapi.OpRoomMessages, Push: true, Body: b})
+}
+
 func (s *storeTransport) Send(op imapi.Op, seq uint32, body []byte) error {
 	select {
 	case <-s.closed:
@@ -113,6 +127,16 @@ func (s *storeTransport) Send(op imapi.Op, seq uint32, body []byte) error {
 		s.syncedNotices += len(page)
 		s.mu.Unlock()
 		return s.answer(op, seq, imapi.NoticeSyncResp{Notices: page, HasMore: more})
+	case imapi.OpRoomEnter:
+		var req imapi.RoomEnterReq
+		_ = json.Unmarshal(body, &req)
+		s.mu.Lock()
+		msgs := s.rooms[req.RoomID]
+		resp := imapi.RoomEnterResp{Room: imapi.RoomInfo{RoomID: req.RoomID, LastSeq: int64(len(msgs))}, Role: imapi.RoleMember,
+			History: slices.Clone(msgs[max(len(msgs)-req.History, 0):])}
+		s.enters++
+		s.mu.Unlock()
+		return s.answer(op, seq, resp)
 	default:
 		return s.reply(Incoming{Op: op, Seq: seq, Body: []byte(`{}`)})
 	}
@@ -244,5 +268,67 @@ func TestMessagesWhileEventsUnread(t *testing.T) {
 	if s.syncedMsgs < n-buffer || s.syncedNotices < n-buffer {
 		t.Fatalf("%d messages and %d notices synced, want at least %d of each (pushed while the app was behind)",
 			s.syncedMsgs, s.syncedNotices, n-buffer)
+	}
+}
+
+// TestRoomMessagesWhileEventsUnread: room messages pushed while the
+// application reads nothing are not dropped either: once it caught up the
+// client enters the room again, and the recent history it gets
+// (Config.RoomCatchUp) brings the ones it could not hand over, each once,
+// in order; beyond what the room keeps, EventRoom says Gap.
+func TestRoomMessagesWhileEventsUnread(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		catchUp int
+		gap     bool
+	}{
+		{"within the catch-up", 500, false},
+		{"beyond it", 50, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const buffer, n = 16, 300
+			s := newStore("alice")
+			cfg := testConfig(func(ctx context.Context, addr string) (Transport, error) { return s, nil }, "gw")
+			cfg.EventBuffer, cfg.RoomCatchUp = buffer, tc.catchUp
+			c, ctx := startClient(t, cfg)
+			if _, err := c.RoomEnter(ctx, "lobby", "tok", 0); err != nil {
+				t.Fatal(err)
+			}
+			for range n {
+				s.pushRoomMessage("lobby")
+			}
+			waittest.Until(t, 10*time.Second, "the client to take every push", func() bool {
+				return len(s.in) == 0 && len(c.loopIn) == 0
+			})
+			var seqs []int64
+			var rejoins []RoomRejoin
+			for len(seqs) == 0 || seqs[len(seqs)-1] != n {
+				ev := next(t, ctx, c)
+				if b, ok := RoomBatchOf(ev); ok {
+					for _, m := range b.Messages {
+						seqs = append(seqs, m.Seq)
+					}
+				}
+				if ev.Kind == EventRoom {
+					rejoins = append(rejoins, *ev.Room)
+				}
+			}
+			if len(rejoins) != 1 || rejoins[0].Gap != tc.gap || rejoins[0].Err != nil {
+				t.Fatalf("re-entries %+v, want one with Gap %v", rejoins, tc.gap)
+			}
+			for i := 1; i < len(seqs); i++ {
+				if seqs[i] <= seqs[i-1] || !tc.gap && seqs[i] != seqs[i-1]+1 {
+					t.Fatalf("room seqs %v: want increasing, without a hole unless the room kept too little", seqs)
+				}
+			}
+			if !tc.gap && len(seqs) != n {
+				t.Fatalf("%d room messages, want %d", len(seqs), n)
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.enters != 2 {
+				t.Fatalf("%d room enters, want the app's and one after it caught up", s.enters)
+			}
+		})
 	}
 }

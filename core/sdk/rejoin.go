@@ -68,6 +68,10 @@ type roomTrack struct {
 	rejoining uint64
 	entering  int                 // the app's enters under way (RoomEnter)
 	held      []imapi.RoomMessage // pushed while rejoining or entering
+	// behind: the application was behind when messages after last came;
+	// the room is entered again once it caught up (delivery.checkCaughtUp),
+	// and the re-entry's recent history brings them.
+	behind bool
 }
 
 // maxRoomHeld bounds the pushes held back during a re-entry; past it the
@@ -197,6 +201,7 @@ func (r rejoinResult) handle(d *delivery) {
 		return
 	}
 	rt.rejoining = 0
+	rt.behind = false // the history below is fetched after last
 	held := rt.held
 	rt.held = nil
 	if r.err != nil {
@@ -219,7 +224,9 @@ func (r rejoinResult) handle(d *delivery) {
 	}
 	d.emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Role: r.resp.Role, Gap: gap}})
 	d.deliverRoom(rt, r.room, hist)
-	rt.last = max(rt.last, r.resp.Room.LastSeq)
+	if !rt.behind {
+		rt.last = max(rt.last, r.resp.Room.LastSeq)
+	}
 	if rt.entering > 0 {
 		rt.held = held // the app's enter under way releases them
 		return
@@ -257,10 +264,11 @@ func (e roomEntered) handle(d *delivery) {
 // deliverRoom emits the messages after the last delivered one as one batch.
 func (d *delivery) deliverRoom(rt *roomTrack, roomID string, msgs []imapi.RoomMessage) {
 	var out []imapi.RoomMessage
+	last := rt.last
 	for _, m := range msgs {
-		if m.Seq > rt.last {
+		if m.Seq > last {
 			out = append(out, m)
-			rt.last = m.Seq
+			last = m.Seq
 		}
 	}
 	if len(out) == 0 {
@@ -270,7 +278,41 @@ func (d *delivery) deliverRoom(rt *roomTrack, roomID string, msgs []imapi.RoomMe
 	if err != nil {
 		return
 	}
-	d.emit(Event{Kind: EventPush, Op: imapi.OpRoomMessages, Body: body})
+	d.offerRoom(rt, last, Event{Kind: EventPush, Op: imapi.OpRoomMessages, Body: body})
+}
+
+// offerRoom hands a batch of a room's messages, up to seq last, to the
+// application. When it is behind the room's position stays: the room is
+// entered again once it caught up (refetchRooms).
+func (d *delivery) offerRoom(rt *roomTrack, last int64, ev Event) {
+	if d.offer(ev) {
+		rt.last = last
+	} else {
+		rt.behind = true
+	}
+}
+
+// refetchRooms enters again, on the current connection, the rooms whose
+// messages the application missed while it was behind: the re-entry's
+// recent history (Config.RoomCatchUp) brings them, and its EventRoom says
+// whether more were missed than the room keeps (Gap). A room without a
+// connection is entered again by the next one anyway.
+func (d *delivery) refetchRooms() {
+	c := d.c
+	for id, rt := range d.rooms {
+		if !rt.behind || rt.rejoining != 0 { // a re-entry under way fetches them
+			continue
+		}
+		rt.behind = false
+		c.mu.Lock()
+		tok, in := c.rooms[id]
+		gen, up := c.connGen, c.cur != nil
+		c.mu.Unlock()
+		if in && up {
+			rt.rejoining = gen
+			go c.rejoin(id, tok, gen)
+		}
+	}
 }
 
 // onRoomBatch drops the messages already delivered, holds the batch back
@@ -290,6 +332,9 @@ func (d *delivery) onRoomBatch(in *Incoming) {
 		}
 		return
 	}
+	if rt.behind {
+		return // the re-entry after the application caught up fetches it
+	}
 	last := rt.last
 	for _, m := range b.Messages {
 		if m.Seq <= last {
@@ -299,8 +344,7 @@ func (d *delivery) onRoomBatch(in *Incoming) {
 		}
 		last = m.Seq
 	}
-	rt.last = last
-	d.emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+	d.offerRoom(rt, last, Event{Kind: EventPush, Op: in.Op, Body: in.Body})
 }
 
 // onRoomEvent forgets a room the account was kicked from or that closed:

@@ -258,7 +258,7 @@ const (
 	EventPush                            // Op and Body: a push of an op the SDK does not know
 	EventNotice                          // Notice: a relationship or profile change, in notice-stream order
 	EventProfile                         // Profile: a friend's profile changed (online only)
-	EventRoom                            // Room: a room entered again after a reconnect, or not (Room.Err)
+	EventRoom                            // Room: a room entered again after a reconnect or after the app fell behind, or not (Room.Err)
 	// EventRelationsReset (Relations): notices were missed for good (the
 	// server keeps the newest 1000), or the server's stream is behind the
 	// client's position (its data wiped or restored; LastNoticeSeq moves
@@ -266,8 +266,8 @@ const (
 	// notices with these, then apply the notices that follow.
 	EventRelationsReset
 	// EventDropped (Dropped): the application fell Config.EventBuffer
-	// events behind, and that many events other than messages and notices
-	// were dropped (see Client.Events). Messages and notices are never
+	// events behind, and that many events other than messages, notices and
+	// room messages were dropped (see Client.Events). Those are not
 	// dropped: they follow, fetched again from the server.
 	EventDropped
 )
