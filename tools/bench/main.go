@@ -10,7 +10,10 @@
 //
 // Each benchmark is registered by a file bench_<component>.go in this folder.
 // Most run a Go program or a `go test -bench` in the component's package and
-// pass its output through; RESULT lines are collected and repeated at the end.
+// pass its output through; RESULT lines are collected and repeated at the end,
+// with the commit, the time and the machine's load average at the start and
+// the end (the figures of a shared machine need them). A sweep benchmark
+// also prints POINT lines, drawn as a picture (plot.go).
 package main
 
 import (
@@ -35,6 +38,8 @@ type benchmark struct {
 	// argv is the command to run from the repository root.
 	argv []string
 	env  []string
+	// plot, when set, draws the run's POINT lines (plot.go).
+	plot *plotSpec
 }
 
 var benchmarks = map[string]benchmark{}
@@ -89,11 +94,15 @@ func run(b benchmark) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("# %s: %s\n# command: %s\n# started: %s\n", b.name, b.summary, strings.Join(b.argv, " "), time.Now().UTC().Format(time.RFC3339))
+	started, startLoad := time.Now().UTC(), loadAverage()
+	commit := gitCommit()
+	fmt.Printf("# %s: %s\n# command: %s\n# started: %s, commit %s, load average %s\n", b.name, b.summary, strings.Join(b.argv, " "),
+		started.Format(time.RFC3339), commit, startLoad)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	results := collect(out, os.Stdout)
+	var c curves
+	results := collect(out, os.Stdout, &c)
 	werr := cmd.Wait()
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("%s: stopped after its limit of %s", b.name, b.limit)
@@ -104,15 +113,47 @@ func run(b benchmark) error {
 	if len(results) == 0 {
 		return fmt.Errorf("%s: printed no RESULT line", b.name)
 	}
-	fmt.Println("# summary")
+	ended := fmt.Sprintf("%s–%s UTC, commit %s, load average %s at the start, %s at the end",
+		started.Format("2006-01-02 15:04"), time.Now().UTC().Format("15:04"), commit, startLoad, loadAverage())
+	if b.plot != nil && !c.empty() {
+		path := plotPath(b.name)
+		if err := writePlot(path, *b.plot, ended, &c); err != nil {
+			return fmt.Errorf("%s: picture: %w", b.name, err)
+		}
+		fmt.Printf("# picture: %s\n", path)
+	}
+	fmt.Println("# summary (" + ended + ")")
 	for _, r := range results {
 		fmt.Println(r)
 	}
 	return nil
 }
 
-// collect copies the benchmark's output and keeps its RESULT lines.
-func collect(r io.Reader, w io.Writer) []string {
+// loadAverage is /proc/loadavg's three averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+// gitCommit is the checked-out commit, marked when the tree has changes.
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "?"
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		c += "+changes"
+	}
+	return c
+}
+
+// collect copies the benchmark's output and keeps its RESULT lines; POINT
+// lines go into c.
+func collect(r io.Reader, w io.Writer, c *curves) []string {
 	var results []string
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -122,6 +163,7 @@ func collect(r io.Reader, w io.Writer) []string {
 		if f := strings.Fields(line); len(f) == 4 && f[0] == "RESULT" {
 			results = append(results, line)
 		}
+		c.add(line)
 	}
 	return results
 }

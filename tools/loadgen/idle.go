@@ -26,9 +26,14 @@ func runIdle(args []string) error {
 	serverCPU := fs.String("server-cpu", "0", "CPU list for the server (taskset); empty: not pinned")
 	clientCPU := fs.String("client-cpu", "1", "CPU list for the workers (taskset); empty: not pinned")
 	settle := fs.Duration("settle", 5*time.Second, "wait after each level (after a GC) before reading RSS")
-	heapProfile := fs.String("heapprofile", "", "save the server's heap profile at the last level to this file")
+	heapProfile := fs.String("heapprofile", "", "save the server's heap profile and metrics at each level to this file name plus .<level> (compare two with pprof -base)")
+	memRate := fs.Int("memprofilerate", 0, "the server's heap profile samples every N bytes (GODEBUG memprofilerate; 0: Go's default, 512 KiB)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	godebug := "GODEBUG=madvdontneed=1"
+	if *memRate > 0 {
+		godebug += ",memprofilerate=" + strconv.Itoa(*memRate)
 	}
 	var levels []int
 	for _, s := range strings.Split(*levelsFlag, ",") {
@@ -42,7 +47,7 @@ func runIdle(args []string) error {
 	maxN := levels[len(levels)-1]
 	ctx := context.Background()
 	srv, err := startServer(ctx, serverOpts{bin: *bin, cpu: *serverCPU, users: maxN,
-		env: []string{"GODEBUG=madvdontneed=1"}})
+		env: []string{godebug}})
 	if err != nil {
 		return err
 	}
@@ -112,13 +117,14 @@ func runIdle(args []string) error {
 		if sessions, err := gatewaySessions(srv.debugAddr); err == nil && sessions != n {
 			return fmt.Errorf("server holds %d sessions, want %d", sessions, n)
 		}
-	}
-	if *heapProfile != "" {
-		if err := saveURL("http://"+srv.debugAddr+"/debug/pprof/heap", *heapProfile); err != nil {
-			progress("heap profile: %v", err)
-		}
-		if err := saveURL("http://"+srv.debugAddr+"/metrics", *heapProfile+".metrics"); err != nil {
-			progress("metrics: %v", err)
+		if *heapProfile != "" {
+			name := fmt.Sprintf("%s.%d", *heapProfile, n)
+			if err := saveURL("http://"+srv.debugAddr+"/debug/pprof/heap", name); err != nil {
+				progress("heap profile: %v", err)
+			}
+			if err := saveURL("http://"+srv.debugAddr+"/metrics", name+".metrics"); err != nil {
+				progress("metrics: %v", err)
+			}
 		}
 	}
 	lo, hi := levels[0], levels[len(levels)-1]

@@ -4,7 +4,7 @@
 // with Link clients from other processes.
 //
 //	loadgen idle     -bin longlink [-levels 5000,10000,19000]   RSS per idle authenticated connection
-//	loadgen messages -bin longlink [-rate 10000 -duration 20s]   durable 1:1 messages through the SDK
+//	loadgen messages -bin longlink [-rate 1000,5000,10000 -baseline]   durable 1:1 messages through the SDK (a sweep), beside the bare path
 //	loadgen room     -bin longlink [-members 45000 -rate 100]      chatroom fan-out over several gateway processes
 //	loadgen supergroup -bin longlink [-members 100000 -online 5000]   send → last online member's push
 //
@@ -30,6 +30,8 @@ func main() {
 		err = runIdleWorker(os.Args[2:])
 	case "messages":
 		err = runMessages(os.Args[2:])
+	case "bare-messages-server":
+		err = runBareServer(os.Args[2:])
 	case "room":
 		err = runRoom(os.Args[2:])
 	case "room-worker":

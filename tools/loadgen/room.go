@@ -169,11 +169,11 @@ func runRoom(args []string) error {
 	take := func() (snap, error) {
 		var sn snap
 		for _, s := range all {
-			c, err := procCPU(s.cmd.Process.Pid)
+			c, err := procCPUTime(s.cmd.Process.Pid)
 			if err != nil {
 				return sn, err
 			}
-			sn.cpu += c
+			sn.cpu += c.Seconds()
 			m := scrape(s.debugAddr)
 			sn.deliveries += m["longlink_gateway_room_deliveries_total"]
 			sn.drops += m["longlink_gateway_slow_consumers_total"]
@@ -448,22 +448,6 @@ func pin(pid int, list string) {
 	if out, err := exec.Command("taskset", "-a", "-p", "-c", list, strconv.Itoa(pid)).CombinedOutput(); err != nil {
 		progress("taskset %d: %v %s", pid, err, out)
 	}
-}
-
-// procCPU is a process's user+system CPU time in seconds.
-func procCPU(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name (which may hold spaces) start after ')'.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
 }
 
 // scrape reads the unlabelled values of a server's metrics.

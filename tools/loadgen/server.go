@@ -187,10 +187,13 @@ func (s *server) rss() (int64, error) {
 	return 0, fmt.Errorf("no VmRSS")
 }
 
-// cpuTime is the CPU time (user + system) the server process has used, from
+// cpuTime is the CPU time (user + system) the server process has used.
+func (s *server) cpuTime() (time.Duration, error) { return procCPUTime(s.cmd.Process.Pid) }
+
+// procCPUTime is the CPU time (user + system) a process has used, from
 // /proc/<pid>/stat in clock ticks of 10ms (USER_HZ is 100 on Linux).
-func (s *server) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+func procCPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
