@@ -208,7 +208,7 @@ func (l *LBS) adminPolicyValidate(w http.ResponseWriter, r *http.Request, _ prin
 		writeErr(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"valid": true, "apps": len(d.Apps), "pools": len(d.Pools), "entry_points": len(d.EntryPoints), "rules": len(d.Rules)})
+	writeJSON(w, http.StatusOK, map[string]any{"valid": true, "apps": len(d.Apps), "pools": len(d.Pools), "entry_points": len(d.EntryPoints), "rules": len(d.Rules), "grayscale": len(d.Grayscale)})
 }
 
 func (l *LBS) adminPolicyDiff(w http.ResponseWriter, r *http.Request, _ principal) {

@@ -29,11 +29,17 @@ func TestDeployments(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	var doc model.Document
-	if err := config.Decode("policy.example.yaml", mustRead(t, "../deployments/lbs/policy.example.yaml"), &doc); err != nil {
-		t.Fatal(err)
+	policies, _ := filepath.Glob("../deployments/cluster/policy*.yaml") // docs/cluster.md's
+	if len(policies) < 2 {
+		t.Fatalf("want the cluster walkthrough's policies, found %v", policies)
 	}
-	if _, err := engine.Compile(&doc, nil, 1); err != nil {
-		t.Fatal(err)
+	for _, f := range append(policies, "../deployments/lbs/policy.example.yaml") {
+		var doc model.Document
+		if err := config.Decode(f, mustRead(t, f), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := engine.Compile(&doc, nil, 1); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
 	}
 }

@@ -15,10 +15,11 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/serverapi"
+	"github.com/longlink/longlink/pkg/config"
 )
 
 func init() {
-	register(command{name: "api", summary: "call the server HTTP API as the demo app of `longlink dev` (signed)", run: runAPI})
+	register(command{name: "api", summary: "call the server HTTP API, signed as the demo app of `longlink dev` or as -appkey with -secret", run: runAPI})
 }
 
 // runAPI is the app's server in one command, for trying the server API
@@ -29,8 +30,10 @@ func runAPI(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("api", flag.ContinueOnError)
 	dir := fs.String("dir", ".longlink", "`directory` of longlink dev (the app secret is in dev.json)")
 	server := fs.String("server", "http://127.0.0.1:7712", "server HTTP API base `URL`")
+	appkey := fs.String("appkey", "", "sign as this `appkey` (with -secret) instead of longlink dev's demo app")
+	secret := fs.String("secret", "", "the app's `secret` for -appkey: file:/path, env:NAME or the value")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: longlink api [-dir D] [-server URL] METHOD PATH [JSON BODY]")
+		fmt.Fprintln(fs.Output(), "usage: longlink api [-dir D | -appkey K -secret S] [-server URL] METHOD PATH [JSON BODY]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -49,7 +52,19 @@ func runAPI(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, status, err := devAPI(ctx, *dir, *server, fs.Arg(0), fs.Arg(1), body)
+	key, sec := *appkey, ""
+	if key != "" {
+		var err error
+		if sec, err = config.ResolveSecret(*secret); err != nil || sec == "" {
+			return fmt.Errorf("-secret: %v (required with -appkey)", err)
+		}
+	} else {
+		var err error
+		if key, sec, err = devApp(*dir); err != nil {
+			return err
+		}
+	}
+	out, status, err := signedAPI(ctx, *server, key, sec, fs.Arg(0), fs.Arg(1), body)
 	if err != nil {
 		return err
 	}
@@ -68,14 +83,29 @@ func runAPI(ctx context.Context, args []string) error {
 // dev` in dir (its secret is in dev.json) and returns the answer's body
 // and status.
 func devAPI(ctx context.Context, dir, server, method, path string, body []byte) ([]byte, int, error) {
+	key, secret, err := devApp(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	return signedAPI(ctx, server, key, secret, method, path, body)
+}
+
+// devApp is the demo app of `longlink dev` in dir and its secret.
+func devApp(dir string) (appkey, secret string, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w (start `longlink dev` first)", err)
+		return "", "", fmt.Errorf("%w (start `longlink dev` first, or give -appkey and -secret)", err)
 	}
 	var st devState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", filepath.Join(dir, "dev.json"), err)
+		return "", "", fmt.Errorf("%s: %w", filepath.Join(dir, "dev.json"), err)
 	}
+	return devAppKey, st.AppSecret, nil
+}
+
+// signedAPI makes one server API call signed as appkey with secret and
+// returns the answer's body and status.
+func signedAPI(ctx context.Context, server, appkey, secret, method, path string, body []byte) ([]byte, int, error) {
 	req, err := http.NewRequestWithContext(ctx, strings.ToUpper(method), strings.TrimSuffix(server, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, err
@@ -83,7 +113,7 @@ func devAPI(ctx context.Context, dir, server, method, path string, body []byte) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	serverapi.Sign(req, devAppKey, st.AppSecret, "cli-"+randomHex(12), time.Now(), body)
+	serverapi.Sign(req, appkey, secret, "cli-"+randomHex(12), time.Now(), body)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, 0, err

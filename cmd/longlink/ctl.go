@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/longlink/longlink/lbs"
 	"github.com/longlink/longlink/pkg/pki"
 )
 
@@ -183,7 +184,7 @@ var ctlCommands = map[string]ctlCmd{
 		}
 		var m map[string]any
 		_ = json.Unmarshal(ans, &m)
-		fmt.Fprintf(r.out, "%s: valid (%v apps, %v pools, %v entry points, %v rules)\n", *r.v["f"], m["apps"], m["pools"], m["entry_points"], m["rules"])
+		fmt.Fprintf(r.out, "%s: valid (%v apps, %v pools, %v entry points, %v rules, %v grayscale rules)\n", *r.v["f"], m["apps"], m["pools"], m["entry_points"], m["rules"], m["grayscale"])
 		return nil
 	}},
 	"policy diff": {flags: []string{"f"}, run: func(r *ctlRun) error {
@@ -272,6 +273,7 @@ var ctlCommands = map[string]ctlCmd{
 				Kept    []string `json:"kept"`
 				Dropped []struct{ ID, Reason string }
 			} `json:"steps"`
+			Route *lbs.RouteExplain `json:"route"`
 		}
 		if err := json.Unmarshal(b, &e); err != nil {
 			return fmt.Errorf("explain: %w", err)
@@ -285,6 +287,24 @@ var ctlCommands = map[string]ctlCmd{
 				note = strings.TrimPrefix(note+"; dropped "+d.ID+": "+d.Reason, "; ")
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, strings.Join(s.Kept, ","), note)
+		}
+		if rt := e.Route; rt != nil {
+			fmt.Fprintf(w, "\nSERVICE NODES OF %s\ncluster\t%s: %s\n", rt.Account, rt.Cluster, rt.ClusterWhy)
+			if g := rt.Grayscale; g != nil {
+				fmt.Fprintf(w, "grayscale\trule %s, version %s: %s\n", g.Rule, g.Version, g.Why)
+			}
+			for _, sk := range rt.Skipped {
+				fmt.Fprintf(w, "skipped\t%s\n", sk)
+			}
+			var nodes []string
+			for _, n := range rt.Nodes {
+				label := n.ID + " (" + n.Version
+				if n.Canary {
+					label += ", canary"
+				}
+				nodes = append(nodes, label+")")
+			}
+			fmt.Fprintf(w, "serves\t%s\nnodes\t%s\nreported by\t%s\n", rt.Serves, strings.Join(nodes, ", "), strings.Join(rt.ReportedBy, ", "))
 		}
 		return w.Flush()
 	}},

@@ -105,8 +105,13 @@ func TestCtlOutputAndExitCodes(t *testing.T) {
 		t.Fatalf("token list: %v\n%s", err, out)
 	}
 	out, err = runCtlOut(cc, "explain", "-appkey", "demo", "-ip", "9.9.9.9")
-	if err != nil || !strings.Contains(out, "policy version") || !strings.Contains(out, "STEP") {
+	if err != nil || !strings.Contains(out, "policy version") || !strings.Contains(out, "STEP") || strings.Contains(out, "SERVICE NODES") {
 		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	// With an account, which service nodes serve it (no gateway reports here).
+	out, err = runCtlOut(cc, "explain", "-appkey", "demo", "-account", "alice")
+	if err != nil || !strings.Contains(out, "SERVICE NODES OF alice") || !strings.Contains(out, "no gateway reports its routing") {
+		t.Fatalf("explain -account: %v\n%s", err, out)
 	}
 
 	if out, err := runCtlOut(cc, "policy", "diff", "-f", policy); exitCode(err) != 0 || !strings.Contains(out, "no changes") {
