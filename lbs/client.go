@@ -23,15 +23,15 @@ import (
 
 func (l *LBS) clientHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+lbsapi.PathQuery, l.handleQuery)
-	mux.HandleFunc("GET "+lbsapi.PathResolve, l.handleResolve)
+	mux.Handle("GET "+lbsapi.PathQuery, l.whenCaughtUp(http.HandlerFunc(l.handleQuery), l.m.httpNotReady))
+	mux.Handle("GET "+lbsapi.PathResolve, l.whenCaughtUp(http.HandlerFunc(l.handleResolve), l.m.httpNotReady))
+	mux.Handle("POST "+lbsapi.PathReport, l.whenCaughtUp(http.HandlerFunc(l.handleReport), l.m.rumReports.WithLabelValues("not_ready")))
 	// Browsers (the Web SDK) ask from the app's origin: the answers are
 	// public and carry no credentials, so any origin may read them. The
 	// queries are simple GETs, so no preflight comes.
-	h := l.whenCaughtUp(mux, l.m.httpNotReady)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Access-Control-Allow-Origin"] = anyOrigin
-		h.ServeHTTP(w, r)
+		mux.ServeHTTP(w, r)
 	})
 }
 

@@ -29,6 +29,7 @@ type Config struct {
 	DNS     DNS        `yaml:"dns"`
 	Geo     geo.Config `yaml:"geo"`
 	Health  Health     `yaml:"health"`
+	RUM     RUMIntake  `yaml:"rum"`
 
 	// AdminToken is an operator bearer token accepted besides the tokens kept
 	// in the replicated state (needed to create those). Required.
@@ -121,6 +122,26 @@ type Health struct {
 	Watermark float64 `yaml:"watermark"`
 }
 
+// RUMIntake bounds what this member takes of SDKs' measurement reports
+// (POST /v1/rum). How they steer answers is the policy's `rum:` section.
+type RUMIntake struct {
+	// Rate is reports per second accepted from one client /24 (/56);
+	// Burst is its bucket. Defaults 1 and 20.
+	Rate  float64 `yaml:"rate"`
+	Burst float64 `yaml:"burst"`
+	// MaxRate is reports per second this member accepts in all. Default 2000.
+	MaxRate float64 `yaml:"max_rate"`
+	// MaxPrefixes bounds the client prefixes whose rate is tracked at once
+	// (a report from a new prefix beyond it is refused). Default 65536.
+	MaxPrefixes int `yaml:"max_prefixes"`
+	// Interval is how often the member proposes what it gathered to the
+	// cluster. Default 2s.
+	Interval config.Duration `yaml:"interval"`
+	// MaxPending bounds the (prefix, entry point) sums held between two
+	// proposals; samples beyond it are dropped and counted. Default 65536.
+	MaxPending int `yaml:"max_pending"`
+}
+
 // Default returns the defaults.
 func Default() Config {
 	g := geo.Default()
@@ -129,9 +150,11 @@ func Default() Config {
 		DataDir: "lbs-data",
 		Cluster: Cluster{HeartbeatTimeout: config.Duration(500 * time.Millisecond), ElectionTimeout: config.Duration(500 * time.Millisecond),
 			LeaderLease: config.Duration(250 * time.Millisecond)},
-		DNS:             DNS{Listen: "127.0.0.1:7753", Zone: "lbs.longlink.test.", Workers: 4, MaxTCP: 256, RateLimit: 200},
-		Geo:             g,
-		Health:          Health{Interval: config.Duration(time.Second), DownAfter: 3, UpAfter: 2},
+		DNS:    DNS{Listen: "127.0.0.1:7753", Zone: "lbs.longlink.test.", Workers: 4, MaxTCP: 256, RateLimit: 200},
+		Geo:    g,
+		Health: Health{Interval: config.Duration(time.Second), DownAfter: 3, UpAfter: 2},
+		RUM: RUMIntake{Rate: 1, Burst: 20, MaxRate: 2000, MaxPrefixes: 65536, Interval: config.Duration(2 * time.Second),
+			MaxPending: 65536},
 		MaxRequestBytes: 4 << 20,
 	}
 }
@@ -192,6 +215,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Health.Watermark < 0 || c.Health.Watermark > 1 {
 		errs.Addf("health.watermark: not in 0..1")
+	}
+	if r := c.RUM; r.Rate <= 0 || r.Burst < 1 || r.MaxRate <= 0 || r.MaxPrefixes < 64 || r.Interval.D() < 10*time.Millisecond || r.MaxPending < 1 {
+		errs.Addf("rum: rate > 0, burst >= 1, max_rate > 0, max_prefixes >= 64, interval >= 10ms, max_pending >= 1")
 	}
 	if err := c.Geo.Validate(); err != nil {
 		errs = append(errs, err)

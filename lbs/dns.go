@@ -89,7 +89,7 @@ func newDNSServer(l *LBS) (*dnsServer, error) {
 		if burst <= 0 {
 			burst = 2 * rate
 		}
-		s.rrl = newRateLimiter(rate, burst)
+		s.rrl = newRateLimiter(rate, burst, 0)
 	}
 	s.tcp = &dns.Server{Listener: s.tcpLn, Net: "tcp", MaxTCPQueries: 128, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		IdleTimeout: func() time.Duration { return 10 * time.Second },
@@ -346,7 +346,9 @@ func (l *LBS) dnsAnswer(req *dnsRequest, client netip.Addr, size int) *dns.Msg {
 			scope = min(loc.Prefix.Bits(), client.BitLen())
 		}
 	}
-	res, err := snap.Engine.Select(&engine.Request{AppKey: appkey, Client: client, Loc: loc})
+	sel := engine.Request{AppKey: appkey, Client: client, Loc: loc}
+	l.measured(snap, &sel)
+	res, err := snap.Engine.Select(&sel)
 	if err != nil {
 		resp.Rcode = dns.RcodeNameError
 		return nodata()
@@ -518,68 +520,6 @@ type limitConn struct {
 func (c *limitConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
-}
-
-// rateLimiter is response rate limiting: a token bucket per client /24
-// (IPv4) or /56 (IPv6), in a fixed number of shards.
-type rateLimiter struct {
-	rate, burst float64
-	shards      [64]rrlShard
-}
-
-type rrlShard struct {
-	mu      sync.Mutex
-	buckets map[netip.Prefix]*bucket
-	swept   time.Time
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate, burst float64) *rateLimiter {
-	r := &rateLimiter{rate: rate, burst: burst}
-	for i := range r.shards {
-		r.shards[i].buckets = map[netip.Prefix]*bucket{}
-	}
-	return r
-}
-
-func (r *rateLimiter) allow(a netip.Addr) bool {
-	bits := 24
-	if a.Is6() {
-		bits = 56
-	}
-	p, err := a.Prefix(bits)
-	if err != nil {
-		return true
-	}
-	b16 := p.Addr().As16()
-	sh := &r.shards[(b16[12]^b16[13]^b16[14]^b16[6]^b16[5])%64]
-	now := time.Now()
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if now.Sub(sh.swept) > time.Minute || len(sh.buckets) > 100000 {
-		for k, b := range sh.buckets {
-			if now.Sub(b.last) > time.Minute {
-				delete(sh.buckets, k)
-			}
-		}
-		sh.swept = now
-	}
-	b, ok := sh.buckets[p]
-	if !ok {
-		b = &bucket{tokens: r.burst, last: now}
-		sh.buckets[p] = b
-	}
-	b.tokens = min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
 
 // lowerASCII lower-cases DNS names without allocating when they already are.

@@ -64,6 +64,7 @@ type LBS struct {
 	live     atomic.Pointer[live] // reloadable configuration
 	reloadMu sync.Mutex
 	health   *healthTracker
+	rum      *rumIntake
 	clientLn net.Listener
 	raftLn   net.Listener
 	adminLn  net.Listener
@@ -104,6 +105,7 @@ func New(cfg Config, deps Deps) (*LBS, error) {
 	l.fsm = state.New(l.onChange)
 	l.zone = strings.ToLower(dns.Fqdn(cfg.DNS.Zone))
 	l.health = newHealthTracker(l)
+	l.rum = newRUMIntake(cfg.RUM)
 	l.caughtUp = make(chan struct{})
 	return l, nil
 }
@@ -211,9 +213,10 @@ func (l *LBS) Start(ctx context.Context) (err error) {
 		l.dns.start()
 	}
 	l.health.start()
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go l.background()
 	go l.catchUp()
+	go l.proposeRUM()
 	l.log.Info("lbs started", "client", l.clientLn.Addr(), "admin", l.adminLn.Addr(), "raft", raftLn.Addr(), "dns", l.DNSAddr())
 	return nil
 }
@@ -423,7 +426,11 @@ func (l *LBS) query(req *engine.Request) (engine.Result, *state.Snapshot, error)
 	if !req.Loc.HasCoords && req.Loc.Source == "" && req.Client.IsValid() {
 		req.Loc = l.geo.Lookup(req.Client)
 	}
+	l.measured(snap, req)
 	res, err := snap.Engine.Select(req)
+	if res.Measured {
+		l.m.rumSteered.Inc()
+	}
 	return res, snap, err
 }
 

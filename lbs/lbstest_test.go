@@ -60,6 +60,13 @@ func testConfig(t testing.TB, id, dir, caDir string) Config {
 
 func startSingle(t testing.TB, adjust ...func(*Config)) *LBS {
 	t.Helper()
+	return startSingleWith(t, Deps{Registerer: prometheus.NewRegistry()}, adjust...)
+}
+
+// startSingleWith is startSingle with the member's dependencies (a
+// registry the test reads).
+func startSingleWith(t testing.TB, deps Deps, adjust ...func(*Config)) *LBS {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := testConfig(t, "lbs1", dir, filepath.Join(dir, "ca"))
 	cfg.Cluster.Bootstrap = true
@@ -67,7 +74,7 @@ func startSingle(t testing.TB, adjust ...func(*Config)) *LBS {
 	for _, f := range adjust {
 		f(&cfg)
 	}
-	l, err := New(cfg, Deps{Registerer: prometheus.NewRegistry()})
+	l, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

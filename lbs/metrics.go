@@ -17,6 +17,13 @@ type metrics struct {
 	isLeader      prometheus.Gauge
 	reloads       *prometheus.CounterVec // result
 	caughtUp      prometheus.Gauge
+	rumReports    *prometheus.CounterVec // result
+	rumSamples    *prometheus.CounterVec // result
+	rumBatches    *prometheus.CounterVec // result
+	rumPrefixes   prometheus.Gauge
+	rumSteered    prometheus.Counter
+
+	rumSamplesAccepted, rumSamplesDropped prometheus.Counter
 
 	adminNotReady                                        prometheus.Counter
 	httpOK, httpBad, httpUnknown, httpSig, httpNotReady  prometheus.Counter
@@ -54,7 +61,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Config reloads (SIGHUP, ctl reload) by result (ok, refused)."}, []string{"result"}),
 		caughtUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_caught_up",
 			Help: "1 once this member's state has caught up with the cluster after its start and it serves clients."}),
+		rumReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_rum_reports_total",
+			Help: "SDK measurement reports (POST /v1/rum) by result (ok, bad_request, too_large, bad_signature, unknown_app, rate_limited, disabled, not_ready)."}, []string{"result"}),
+		rumSamples: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_rum_samples_total",
+			Help: "Raced attempts from accepted reports: accepted, or dropped (rum.max_pending sums already waiting for the next proposal)."}, []string{"result"}),
+		rumBatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_lbs_rum_batches_total",
+			Help: "Batches of measurement sums this member proposed to the cluster, by result (ok, error: dropped)."}, []string{"result"}),
+		rumPrefixes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_rum_prefixes",
+			Help: "Client prefixes in the replicated measurement table (bounded by the policy's rum.max_prefixes)."}),
+		rumSteered: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_lbs_rum_steered_answers_total",
+			Help: "Answers (HTTP and DNS) whose order came from users' measurements rather than distance alone."}),
 	}
+	m.rumSamplesAccepted = m.rumSamples.WithLabelValues("accepted")
+	m.rumSamplesDropped = m.rumSamples.WithLabelValues("dropped")
 	m.adminNotReady = m.adminRequests.WithLabelValues("not_ready")
 	m.httpOK = m.httpAnswers.WithLabelValues("ok")
 	m.httpBad = m.httpAnswers.WithLabelValues("bad_request")
@@ -70,7 +89,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.dnsMalformed = m.dnsDropped.WithLabelValues("malformed")
 	if reg != nil {
 		reg.MustRegister(m.httpAnswers, m.dnsAnswers, m.dnsDropped, m.dnsTruncated, m.selectSeconds, m.heartbeats,
-			m.transitions, m.adminRequests, m.proposeErrors, m.policyVersion, m.raftIndex, m.isLeader, m.reloads, m.caughtUp)
+			m.transitions, m.adminRequests, m.proposeErrors, m.policyVersion, m.raftIndex, m.isLeader, m.reloads, m.caughtUp,
+			m.rumReports, m.rumSamples, m.rumBatches, m.rumPrefixes, m.rumSteered)
 	}
 	return m
 }

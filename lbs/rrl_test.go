@@ -7,7 +7,7 @@ import (
 )
 
 func TestRateLimiter(t *testing.T) {
-	r := newRateLimiter(10, 5)
+	r := newRateLimiter(10, 5, 0)
 	a := netip.MustParseAddr("198.51.100.7")
 	same24 := netip.MustParseAddr("198.51.100.200")
 	other := netip.MustParseAddr("203.0.113.1")

@@ -6,6 +6,13 @@
 //
 //	GET /v1/lbs?appkey=demo&env=prod&sdk=5.2.1&platform=ios[&ts=…&sig=…]
 //
+// After a connect the SDK may report what it measured (real-user
+// monitoring), same port:
+//
+//	POST /v1/rum?appkey=demo[&ts=…&sig=…]   body Report → 204
+//
+// sig = hex(HMAC-SHA256(secret, ReportSigningString(appkey, ts, body))).
+//
 // The answer is an Answer. ts and sig are required when the app has a signing
 // secret: sig = hex(HMAC-SHA256(secret, SigningString(appkey, env, sdk, platform, ts))),
 // ts in Unix seconds within ±5 minutes of the server's clock.
@@ -31,7 +38,57 @@ const (
 	PathHeartbeat   = "/v1/nodes/heartbeat"
 	PathNodeDrain   = "/v1/nodes/drain"
 	PathTurnSecrets = "/v1/turn-secrets"
+	PathReport      = "/v1/rum"
 )
+
+// Report is what an SDK measured during one connect: every candidate it
+// raced. The LBS pools reports by the reporter's address prefix (from the
+// connection, never from the body) and entry point.
+type Report struct {
+	SDK      string    `json:"sdk,omitempty"`
+	Platform string    `json:"platform,omitempty"`
+	Attempts []Attempt `json:"attempts"`
+}
+
+// Attempt outcomes.
+const (
+	OutcomeWon    = "won"    // this attempt opened the session that was used
+	OutcomeLost   = "lost"   // still going, or done later, when another won
+	OutcomeFailed = "failed" // refused, timed out or broke
+)
+
+// Attempt is one raced candidate.
+type Attempt struct {
+	ID string `json:"id"` // entry point id, from the answer
+	// Transport is "tcp" (default) or "quic".
+	Transport string `json:"transport,omitempty"`
+	// Ms is the time from the attempt's start to an open Link session
+	// (connection and handshake), or, for an attempt that lost, to when
+	// it ended or another won (a lower bound).
+	Ms      int    `json:"ms"`
+	Outcome string `json:"outcome"`
+}
+
+// Limits of a report the LBS accepts.
+const (
+	MaxReportBytes    = 4096
+	MaxReportAttempts = 8
+	MaxAttemptMs      = 120000
+)
+
+// ReportSigningString is what a signed report's HMAC covers: the appkey,
+// the time and the body's SHA-256.
+func ReportSigningString(appkey, ts string, body []byte) string {
+	h := sha256.Sum256(body)
+	return strings.Join([]string{"rum", appkey, ts, hex.EncodeToString(h[:])}, "\n")
+}
+
+// SignReport computes a report's sig parameter.
+func SignReport(secret, appkey, ts string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ReportSigningString(appkey, ts, body)))
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 // Answer lists entry points per protocol, best first. The app's fallback, if
 // any, is last and marked.

@@ -50,8 +50,22 @@ type Request struct {
 	Loc      geo.Location
 	// StickyKey is hashed for sticky rules; the client address when empty.
 	StickyKey string
+	// Measured is what SDKs in the client's prefix (MeasuredPrefix)
+	// reported about its candidates (rum.Table.Lookup), decayed to now.
+	Measured       []Measurement
+	MeasuredPrefix netip.Prefix
 	// Explain records every step (slower; for operators).
 	Explain bool
+}
+
+// Measurement is what users of one client prefix measured to one entry
+// point: the mean time to an open session of their attempts that
+// completed, the share that did, and how many fresh samples that rests on.
+type Measurement struct {
+	EP      string
+	Ms      float64
+	Success float64 // 0..1
+	Samples float64 // decayed count
 }
 
 // Result is the answer to a Request.
@@ -59,9 +73,12 @@ type Result struct {
 	Candidates []*Candidate // ordered, fallback last if appended
 	Fallback   *Candidate   // the app's fallback if it was appended
 	Rule       string       // the rule that matched, or "app:<appkey>"
-	TTL        time.Duration
-	Version    uint64
-	Steps      []Step // only with Request.Explain
+	// Measured is true when the order came from users' measurements
+	// (Request.Measured) rather than distance alone.
+	Measured bool
+	TTL      time.Duration
+	Version  uint64
+	Steps    []Step // only with Request.Explain
 }
 
 // Step is one stage of the chain as explain shows it.
@@ -110,6 +127,7 @@ type Engine struct {
 	rules   []*rule
 	byID    map[string]*Candidate
 	seed    maphash.Seed
+	rum     model.RUM // with defaults
 }
 
 func set(ss []string, fold bool) map[string]bool {
@@ -130,7 +148,7 @@ func set(ss []string, fold bool) map[string]bool {
 // of its entry points.
 func Compile(doc *model.Document, health map[string]model.Health, version uint64) (*Engine, error) {
 	e := &Engine{version: version, ttl: doc.Defaults.TTL.D(), nearKm: doc.Defaults.NearKm,
-		apps: map[string]*app{}, byID: map[string]*Candidate{}, seed: maphash.MakeSeed()}
+		apps: map[string]*app{}, byID: map[string]*Candidate{}, seed: maphash.MakeSeed(), rum: doc.RUM.WithDefaults()}
 	if e.ttl <= 0 {
 		e.ttl = 30 * time.Second
 	}
@@ -240,6 +258,9 @@ func (e *Engine) SigningSecret(appkey string) string {
 	}
 	return ""
 }
+
+// RUM is the policy's steering settings, defaults filled in.
+func (e *Engine) RUM() model.RUM { return e.rum }
 
 // EntryPoint returns a compiled entry point by id.
 func (e *Engine) EntryPoint(id string) (*Candidate, bool) { c, ok := e.byID[id]; return c, ok }
@@ -513,6 +534,7 @@ func (e *Engine) order(req *Request, res *Result, r *rule, cs []scored) {
 		}
 		return cmp.Compare(a.key, b.key)
 	})
+	measuredNote := e.byMeasurement(req, res, cs)
 	if req.Explain {
 		how := "weighted shuffle"
 		if r.sticky {
@@ -527,7 +549,113 @@ func (e *Engine) order(req *Request, res *Result, r *rule, cs []scored) {
 			note = fmt.Sprintf("%s within %.0f km tiers; %s", how, e.nearKm, strings.Join(parts, " "))
 		}
 		addStep(req, res, Step{Name: "order", Note: note, Kept: ids(cs)})
+		addStep(req, res, Step{Name: "measured", Note: measuredNote, Kept: ids(cs)})
 	}
+}
+
+// measurement returns what users measured to c, if it rests on enough
+// fresh samples, counted to one decimal as explain shows them (so that 3
+// samples a moment old still count as 3).
+func (e *Engine) measurement(req *Request, c *Candidate) (Measurement, bool) {
+	for _, m := range req.Measured {
+		if m.EP == c.EP.ID {
+			return m, math.Round(m.Samples*10)/10 >= e.rum.MinSamples
+		}
+	}
+	return Measurement{}, false
+}
+
+// score is a measurement's cost in milliseconds: the mean connect time,
+// plus the failure penalty in proportion to the share that failed.
+func (e *Engine) score(m Measurement) float64 {
+	return m.Ms + (1-m.Success)*float64(e.rum.FailPenalty.D().Milliseconds())
+}
+
+// byMeasurement (5b) reorders the healthy candidates that users in the
+// client's prefix measured enough, best score first, among the places they
+// hold in the distance order; the others keep theirs, so a candidate
+// nobody measured yet still gets raced and measured. With mode observe it
+// only says what it would do. The note is built only when explaining.
+func (e *Engine) byMeasurement(req *Request, res *Result, cs []scored) string {
+	if e.rum.Mode == model.RUMOff {
+		return "off (rum.mode)"
+	}
+	if len(req.Measured) == 0 {
+		if req.Explain {
+			return "no measurements from users in " + prefixText(req.MeasuredPrefix) + ": distance order"
+		}
+		return ""
+	}
+	var slots [16]int
+	n := 0
+	for i := range cs {
+		if n == len(slots) {
+			break
+		}
+		if _, ok := e.measurement(req, cs[i].c); ok && healthy(cs[i].c) {
+			slots[n] = i
+			n++
+		}
+	}
+	if n < 2 {
+		if !req.Explain {
+			return ""
+		}
+		return fmt.Sprintf("fewer than 2 candidates with %.0f fresh samples from users in %s (%s): distance order",
+			e.rum.MinSamples, prefixText(req.MeasuredPrefix), e.measuredText(req, cs))
+	}
+	var picked [16]scored
+	for i := range n {
+		picked[i] = cs[slots[i]]
+	}
+	slices.SortStableFunc(picked[:n], func(a, b scored) int {
+		ma, _ := e.measurement(req, a.c)
+		mb, _ := e.measurement(req, b.c)
+		return cmp.Compare(e.score(ma), e.score(mb))
+	})
+	if e.rum.Mode == model.RUMObserve {
+		if !req.Explain {
+			return ""
+		}
+		would := make([]string, n)
+		for i := range n {
+			would[i] = picked[i].c.EP.ID
+		}
+		return fmt.Sprintf("observe only (rum.mode): measured by users in %s (%s) would put %s in their places",
+			prefixText(req.MeasuredPrefix), e.measuredText(req, cs), strings.Join(would, ", "))
+	}
+	for i := range n {
+		cs[slots[i]] = picked[i]
+	}
+	res.Measured = true
+	if !req.Explain {
+		return ""
+	}
+	return fmt.Sprintf("measured by users in %s, best first in the measured candidates' places (%s); others keep their distance places",
+		prefixText(req.MeasuredPrefix), e.measuredText(req, cs))
+}
+
+// measuredText lists the candidates' measurements for explain.
+func (e *Engine) measuredText(req *Request, cs []scored) string {
+	var parts []string
+	for _, s := range cs {
+		for _, m := range req.Measured {
+			if m.EP == s.c.EP.ID {
+				parts = append(parts, fmt.Sprintf("%s %.0fms %.0f%% ok, %.1f samples, score %.0f", m.EP, m.Ms, 100*m.Success, m.Samples, e.score(m)))
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "none of these candidates measured"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func prefixText(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "the client's prefix"
+	}
+	return p.String()
 }
 
 // firstN (6) takes the rule's count of candidates from distinct sites,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,5 +218,79 @@ func BenchmarkSelect(b *testing.B) {
 		p99 := lat[len(lat)*99/100]
 		b.ReportMetric(float64(p99.Nanoseconds())/1000, "p99-µs")
 		fmt.Printf("RESULT lbs_selection_p99 %.2f us\nRESULT lbs_selection_p50 %.2f us\n", float64(p99.Nanoseconds())/1000, float64(lat[len(lat)/2].Nanoseconds())/1000)
+	}
+}
+
+// Candidates that users of the client's prefix measured enough are ordered
+// by what they measured, in the places they hold in the distance order;
+// the others keep their places (they still get raced, and measured).
+func TestSelectMeasured(t *testing.T) {
+	m := func(ep string, ms, ok, n float64) Measurement {
+		return Measurement{EP: ep, Ms: ms, Success: ok, Samples: n}
+	}
+	cases := []struct {
+		name     string
+		mode     string
+		measured []Measurement
+		first    string
+		want     []string // the first three, exactly
+		before   [2]string
+		steered  bool
+		note     string
+	}{
+		{name: "measured order replaces distance", measured: []Measurement{m("edge-sg-1", 400, 1, 5), m("edge-sg-2", 380, 1, 5), m("edge-tokyo", 60, 1, 5)},
+			want: []string{"edge-tokyo", "edge-sg-2", "edge-sg-1"}, steered: true, note: "measured by users in 101.0.0.0/24"},
+		{name: "failures cost the penalty", measured: []Measurement{m("edge-sg-1", 400, 1, 5), m("edge-sg-2", 380, 1, 5), m("edge-tokyo", 60, 0.5, 6)},
+			want: []string{"edge-sg-2", "edge-sg-1", "edge-tokyo"}, steered: true},
+		{name: "too few samples: distance", measured: []Measurement{m("edge-sg-1", 400, 1, 2.9), m("edge-tokyo", 60, 1, 5)},
+			first: "edge-sg", note: "fewer than 2 candidates with 3 fresh samples"},
+		{name: "unmeasured keep their places", measured: []Measurement{m("edge-sg-1", 400, 1, 5), m("edge-tokyo", 60, 1, 5)},
+			before: [2]string{"edge-tokyo", "edge-sg-1"}, steered: true},
+		{name: "observe only", mode: model.RUMObserve, measured: []Measurement{m("edge-sg-1", 400, 1, 5), m("edge-sg-2", 380, 1, 5), m("edge-tokyo", 60, 1, 5)},
+			first: "edge-sg", note: "would put edge-tokyo, edge-sg-2, edge-sg-1"},
+		{name: "off", mode: model.RUMOff, measured: []Measurement{m("edge-sg-1", 400, 1, 5), m("edge-tokyo", 60, 1, 5)},
+			first: "edge-sg", note: "off"},
+		{name: "nothing measured", first: "edge-sg", note: "no measurements from users in 101.0.0.0/24"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			doc := loadDoc(t)
+			doc.RUM.Mode = c.mode
+			e, err := Compile(doc, nil, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := Request{AppKey: "demo", Loc: locSG, Measured: c.measured, MeasuredPrefix: netip.MustParsePrefix("101.0.0.0/24"), Explain: true}
+			res, err := e.Select(&req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ids2(res.Candidates)
+			if c.want != nil && !slices.Equal(got[:3], c.want) {
+				t.Errorf("got %v, want %v first", got, c.want)
+			}
+			if c.before[0] != "" && slices.Index(got, c.before[0]) > slices.Index(got, c.before[1]) {
+				t.Errorf("got %v, want %s before %s", got, c.before[0], c.before[1])
+			}
+			if c.first != "" && !strings.HasPrefix(got[0], c.first) {
+				t.Errorf("got %v, want %s… first", got, c.first)
+			}
+			if res.Measured != c.steered {
+				t.Errorf("Measured %v, want %v", res.Measured, c.steered)
+			}
+			var note string
+			for _, s := range res.Steps {
+				if s.Name == "measured" {
+					note = s.Note
+				}
+			}
+			if !strings.Contains(note, c.note) {
+				t.Errorf("explain: %q, want it to say %q", note, c.note)
+			}
+			req.Explain = false
+			if a := testing.AllocsPerRun(100, func() { e.Select(&req) }); a > 2 {
+				t.Errorf("%v allocs per selection with measurements", a)
+			}
+		})
 	}
 }

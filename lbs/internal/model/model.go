@@ -35,6 +35,92 @@ type Document struct {
 	// version (lbs/lbsapi/grayscale.go); gateways get them with every
 	// heartbeat reply.
 	Grayscale []lbsapi.GrayscaleRule `yaml:"grayscale,omitempty" json:"grayscale,omitempty"`
+	// RUM is how the LBS learns from what SDKs measure (real-user
+	// monitoring): the candidates they raced, each one's connect time and
+	// outcome, per client prefix.
+	RUM RUM `yaml:"rum,omitempty" json:"rum"`
+}
+
+// RUM modes.
+const (
+	RUMSteer   = "steer"   // order measured candidates by what users measured
+	RUMObserve = "observe" // learn, and let explain say what steering would do
+	RUMOff     = "off"     // refuse reports, order by distance only
+)
+
+// RUM configures steering by what users measure. Every member applies the
+// same settings (they are part of the replicated document), so every
+// member orders a prefix's candidates alike.
+type RUM struct {
+	// Mode is steer (default), observe or off.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// MinSamples is how many fresh samples (decayed) an entry point needs
+	// from a prefix before its measurement counts. 0 means 3.
+	MinSamples float64 `yaml:"min_samples,omitempty" json:"min_samples,omitempty"`
+	// HalfLife is how fast samples fade: a sample counts half after one
+	// half-life. 0 means 10m.
+	HalfLife config.Duration `yaml:"half_life,omitempty" json:"half_life,omitempty"`
+	// FailPenalty is added to an entry point's measured connect time per
+	// unit of failure ratio (all attempts failed: + FailPenalty). 0 means 3s.
+	FailPenalty config.Duration `yaml:"fail_penalty,omitempty" json:"fail_penalty,omitempty"`
+	// PrefixV4 and PrefixV6 are the client prefixes samples are pooled
+	// by. 0 means 24 and 48.
+	PrefixV4 int `yaml:"prefix_v4,omitempty" json:"prefix_v4,omitempty"`
+	PrefixV6 int `yaml:"prefix_v6,omitempty" json:"prefix_v6,omitempty"`
+	// MaxPrefixes bounds the learned table: past it the prefix heard from
+	// longest ago is forgotten. 0 means 65536.
+	MaxPrefixes int `yaml:"max_prefixes,omitempty" json:"max_prefixes,omitempty"`
+}
+
+// WithDefaults returns the settings with every zero value replaced by its
+// default.
+func (r RUM) WithDefaults() RUM {
+	if r.Mode == "" {
+		r.Mode = RUMSteer
+	}
+	if r.MinSamples == 0 {
+		r.MinSamples = 3
+	}
+	if r.HalfLife == 0 {
+		r.HalfLife = config.Duration(10 * time.Minute)
+	}
+	if r.FailPenalty == 0 {
+		r.FailPenalty = config.Duration(3 * time.Second)
+	}
+	if r.PrefixV4 == 0 {
+		r.PrefixV4 = 24
+	}
+	if r.PrefixV6 == 0 {
+		r.PrefixV6 = 48
+	}
+	if r.MaxPrefixes == 0 {
+		r.MaxPrefixes = 65536
+	}
+	return r
+}
+
+func (r *RUM) validate(errs *config.Errors) {
+	if !slices.Contains([]string{"", RUMSteer, RUMObserve, RUMOff}, r.Mode) {
+		errs.Addf("rum.mode: %q is not steer, observe or off", r.Mode)
+	}
+	if r.MinSamples < 0 || r.MinSamples > 1000 {
+		errs.Addf("rum.min_samples: %v not in 0..1000", r.MinSamples)
+	}
+	if d := r.HalfLife.D(); d < 0 || (d > 0 && d < time.Second) || d > 7*24*time.Hour {
+		errs.Addf("rum.half_life: %s not in 1s..168h", d)
+	}
+	if d := r.FailPenalty.D(); d < 0 || d > time.Minute {
+		errs.Addf("rum.fail_penalty: %s not in 0..1m", d)
+	}
+	if r.PrefixV4 < 0 || r.PrefixV4 > 32 || (r.PrefixV4 > 0 && r.PrefixV4 < 8) {
+		errs.Addf("rum.prefix_v4: %d not in 8..32", r.PrefixV4)
+	}
+	if r.PrefixV6 < 0 || r.PrefixV6 > 128 || (r.PrefixV6 > 0 && r.PrefixV6 < 16) {
+		errs.Addf("rum.prefix_v6: %d not in 16..128", r.PrefixV6)
+	}
+	if r.MaxPrefixes < 0 || r.MaxPrefixes > 1<<22 {
+		errs.Addf("rum.max_prefixes: %d not in 0..%d", r.MaxPrefixes, 1<<22)
+	}
 }
 
 // Defaults apply where a rule does not say otherwise.
@@ -203,6 +289,7 @@ func (d *Document) Validate() error {
 		errs = append(errs, err)
 	}
 	validateTopology(&errs, d.Topology, kinds)
+	d.RUM.validate(&errs)
 	return errs.Err()
 }
 

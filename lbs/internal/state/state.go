@@ -21,6 +21,7 @@ import (
 
 	"github.com/longlink/longlink/lbs/internal/engine"
 	"github.com/longlink/longlink/lbs/internal/model"
+	"github.com/longlink/longlink/lbs/internal/rum"
 )
 
 // Limits on what the state keeps.
@@ -40,6 +41,10 @@ const (
 	OpTurnSecretAdd    = "turn_secret_add"
 	OpTurnSecretRemove = "turn_secret_remove"
 	OpRestore          = "restore"
+	// OpRUM adds users' measurements (rum.Batch) to the RUM table. Not a
+	// policy version, not audited: soft state, replicated so that every
+	// member steers alike and a new leader has it.
+	OpRUM = "rum"
 )
 
 // Command is one replicated change.
@@ -54,6 +59,7 @@ type Command struct {
 	Token   *Token          `json:"token,omitempty"`
 	Secret  *TurnSecret     `json:"secret,omitempty"`
 	State   *State          `json:"state,omitempty"` // restore
+	RUM     *rum.Batch      `json:"rum,omitempty"`
 }
 
 // Token kinds: operators change and read everything; readers (read-only
@@ -167,12 +173,13 @@ type Snapshot struct {
 type FSM struct {
 	cur      atomic.Pointer[Snapshot]
 	onChange func(*Snapshot)
+	rum      *rum.Table
 }
 
 // New returns an FSM with an empty state. onChange (may be nil) is called
 // after every change, from raft's apply goroutine.
 func New(onChange func(*Snapshot)) *FSM {
-	f := &FSM{onChange: onChange}
+	f := &FSM{onChange: onChange, rum: rum.NewTable()}
 	st := &State{Health: map[string]model.Health{}, Tokens: map[string]Token{}, Drained: map[string]string{}}
 	e, _ := engine.Compile(&st.Doc, nil, 0)
 	f.cur.Store(&Snapshot{State: st, Engine: e})
@@ -181,6 +188,9 @@ func New(onChange func(*Snapshot)) *FSM {
 
 // Current returns the current state and engine.
 func (f *FSM) Current() *Snapshot { return f.cur.Load() }
+
+// RUM is the table of users' measurements (OpRUM).
+func (f *FSM) RUM() *rum.Table { return f.rum }
 
 // ErrRejected wraps errors from commands the state machine refused.
 var ErrRejected = errors.New("rejected")
@@ -192,6 +202,17 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return Result{Index: l.Index, Err: "bad command: " + err.Error()}
 	}
 	cur := f.cur.Load()
+	if c.Op == OpRUM {
+		// Soft state beside the document: no new policy version and no
+		// recompiled engine, only the applied index moves.
+		if c.RUM != nil {
+			f.rum.Apply(c.At, c.RUM, cur.State.Doc.RUM.WithDefaults())
+		}
+		st := *cur.State
+		st.Index = l.Index
+		f.cur.Store(&Snapshot{State: &st, Engine: cur.Engine})
+		return Result{Index: l.Index, Version: cur.State.Version}
+	}
 	next, err := apply(cur.State, &c, l.Index)
 	if err != nil {
 		// a refused command still advances the applied index
@@ -326,21 +347,30 @@ func apply(cur *State, c *Command, index uint64) (*State, error) {
 
 // Snapshot implements raft.FSM.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{st: f.cur.Load().State}, nil
+	return &fsmSnapshot{persisted{State: f.cur.Load().State, RUM: f.rum.Dump()}}, nil
+}
+
+// persisted is a snapshot's JSON: the state's fields and the RUM table
+// beside them (older snapshots, without it, restore an empty table).
+type persisted struct {
+	*State
+	RUM []rum.Entry `json:"rum,omitempty"`
 }
 
 // Restore implements raft.FSM.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var st State
-	if err := json.NewDecoder(rc).Decode(&st); err != nil {
+	p := persisted{State: &State{}}
+	if err := json.NewDecoder(rc).Decode(&p); err != nil {
 		return fmt.Errorf("state: restore snapshot: %w", err)
 	}
+	st := *p.State
 	e, err := engine.Compile(&st.Doc, st.EffectiveHealth(), st.Version)
 	if err != nil {
 		return fmt.Errorf("state: restore snapshot: %w", err)
 	}
 	snap := &Snapshot{State: &st, Engine: e}
+	f.rum.Load(p.RUM)
 	f.cur.Store(snap)
 	if f.onChange != nil {
 		f.onChange(snap)
@@ -348,10 +378,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ st *State }
+type fsmSnapshot struct{ p persisted }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode(s.st); err != nil {
+	if err := json.NewEncoder(sink).Encode(&s.p); err != nil {
 		sink.Cancel()
 		return err
 	}
@@ -365,5 +395,6 @@ func (s *fsmSnapshot) Release() {}
 func (f *FSM) Reset() {
 	st := &State{Health: map[string]model.Health{}, Tokens: map[string]Token{}, Drained: map[string]string{}}
 	e, _ := engine.Compile(&st.Doc, nil, 0)
+	f.rum.Load(nil)
 	f.cur.Store(&Snapshot{State: st, Engine: e})
 }
