@@ -21,8 +21,8 @@ type NATSOptions struct {
 	Nodes int
 	// PingInterval and PingMax: a server pings each client this often and
 	// closes a client that leaves PingMax pings unanswered, which drops a
-	// hung (paused) node's subscriptions, queue groups included. Defaults
-	// 1s and 2.
+	// hung (paused) node's subscriptions, queue groups included, within
+	// about PingInterval × (PingMax+1). Defaults 500ms and 2.
 	PingInterval time.Duration
 	PingMax      int
 	// Extra is appended to every server's configuration (e.g. a gateway
@@ -72,7 +72,7 @@ func (e *Env) StartNATS(o NATSOptions) *NATS {
 		o.Nodes = 3
 	}
 	if o.PingInterval == 0 {
-		o.PingInterval = time.Second
+		o.PingInterval = 500 * time.Millisecond
 	}
 	if o.PingMax == 0 {
 		o.PingMax = 2

@@ -96,7 +96,9 @@ func TestClusterRouting(t *testing.T) {
 		if !p.Running() {
 			return 0
 		}
-		return metric(t, p, "longlink_service_requests_total", `op="send"`)
+		// Gateways send a session's sends as batches (one here: each send
+		// waits for its ack before the next).
+		return metric(t, p, "longlink_service_requests_total", `op="send.batch"`)
 	}
 	sendAll := func(who []string, tag string) {
 		t.Helper()

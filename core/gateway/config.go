@@ -63,8 +63,10 @@ type Config struct {
 	RequestTimeout config.Duration `yaml:"request_timeout"`
 	// SendAttemptTimeout is how long a session's send batch waits for its
 	// answer before it is sent again (to whichever service node the queue
-	// group picks: a killed or hung node's batch moves on); each further
-	// attempt waits twice as long. Default 500ms.
+	// group picks: a killed or hung node's batch moves on), or eight times
+	// the recent answer time when that is longer (an overloaded cluster is
+	// not sent copies); from the fourth attempt on each waits twice as
+	// long. Default 500ms.
 	SendAttemptTimeout config.Duration `yaml:"send_attempt_timeout"`
 	// MaxSendBatch caps the sends of one session that go to the services
 	// as one batch (the sends that arrived while its previous batch was

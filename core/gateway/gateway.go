@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
@@ -56,16 +57,22 @@ type Presence interface {
 
 // Gateway serves Link connections and hosts sessions of every transport.
 type Gateway struct {
-	cfg     Config
-	log     *slog.Logger
-	nc      *nats.Conn
-	m       *metrics
-	sm      *superMetrics
-	pres    Presence
-	routes  *route.Table
-	ring    *link.KeyRing
-	trusted []netip.Prefix
-	lim     link.Limits
+	cfg Config
+	log *slog.Logger
+	// Send batches sent again (sendq.go): counted, logged once a second.
+	sendRetried, retryLogged atomic.Int64
+	retryLog                 rate.Sometimes
+	// sendLatency: a moving average of send batch answer times, in
+	// nanoseconds (attemptTimeout).
+	sendLatency atomic.Int64
+	nc          *nats.Conn
+	m           *metrics
+	sm          *superMetrics
+	pres        Presence
+	routes      *route.Table
+	ring        *link.KeyRing
+	trusted     []netip.Prefix
+	lim         link.Limits
 
 	ln       net.Listener
 	plainLn  net.Listener // pre-terminated Link, trusted sources only
@@ -116,6 +123,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg:      cfg,
+		retryLog: rate.Sometimes{Interval: time.Second},
 		log:      deps.Logger.With("component", "gateway", "gateway", cfg.ID),
 		nc:       deps.NATS,
 		pres:     deps.Presence,

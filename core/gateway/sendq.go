@@ -32,6 +32,7 @@ type sendBatch struct {
 	sends   []queuedSend
 	attempt int       // attempts sent so far; an answer of an older one still counts if it is an answer
 	first   time.Time // when the batch first went out: the give-up clock
+	sent    time.Time // when the latest attempt went out
 	timer   *time.Timer
 }
 
@@ -120,10 +121,14 @@ func (s *Session) sendBatch(b *sendBatch, fresh bool) {
 		g.m.sendRetries.Inc()
 	}
 	b.attempt++
+	b.sent = now
 	attempt := b.attempt
-	// Each attempt waits twice as long as the one before (a slow but live
-	// cluster is not flooded with copies), up to the give-up time.
-	wait := min(g.cfg.SendAttemptTimeout.D()<<min(attempt-1, 10), g.cfg.RequestTimeout.D())
+	// The first three attempts wait the attempt timeout each: a retry
+	// that lands on the same dead or paused node again (the queue group
+	// picks at random until the NATS servers drop it, seconds later) costs
+	// little. Later ones wait twice as long each, so that a slow but live
+	// cluster is not flooded with copies.
+	wait := min(g.attemptTimeout()<<min(max(attempt-3, 0), 10), g.cfg.RequestTimeout.D())
 	b.timer = time.AfterFunc(wait, func() { s.batchAnswered(b, attempt, errReply(imapi.ErrTimeout, "attempt timed out"), true) })
 	env := s.batchEnvelope(b)
 	s.sends.mu.Unlock()
@@ -179,6 +184,9 @@ func (s *Session) batchAnswered(b *sendBatch, attempt int, r Reply, timedOut boo
 		return
 	}
 	b.timer.Stop()
+	if results != nil {
+		g.sendAnswered(time.Since(b.sent))
+	}
 	var answered []queuedSend
 	var replies []Reply
 	retryAfter := time.Duration(0)
@@ -229,8 +237,15 @@ func (s *Session) batchAnswered(b *sendBatch, attempt int, r Reply, timedOut boo
 			retryAfter = 0 // the attempt's wait was the pause
 		}
 		b.timer = time.AfterFunc(retryAfter, func() { s.sendBatch(b, false) })
-		g.log.Debug("send batch to retry", "session", s.info.SessionID, "first", clientMsgID(b.sends[0].body),
-			"sends", len(b.sends), "attempt", b.attempt, "code", r.Code, "timed_out", timedOut, "retry_in", retryAfter)
+		// A node that died or hangs makes many batches retry at once: one
+		// line a second names an example and counts the rest.
+		n := g.sendRetried.Add(1)
+		first, attempt, sends := clientMsgID(b.sends[0].body), b.attempt, len(b.sends)
+		g.retryLog.Do(func() {
+			g.log.Warn("send batches sent again (a service node did not answer in time or refused for now)",
+				"count", n-g.retryLogged.Swap(n), "session", s.info.SessionID, "account", s.info.Account, "first", first,
+				"sends", sends, "attempt", attempt, "code", r.Code, "timed_out", timedOut)
+		})
 	}
 	l.mu.Unlock()
 	for i, q := range answered {
@@ -291,4 +306,26 @@ func clientMsgID(body []byte) string {
 	var req imapi.SendReq
 	_ = imapi.DecodeSendReq(body, &req)
 	return strconv.Quote(req.ClientMsgID)
+}
+
+// attemptTimeout is how long a send batch waits for its answer before it
+// goes again: send_attempt_timeout, or eight times the recent answer time
+// when that is longer. An overloaded cluster answers late but answers: a
+// copy of every batch then would only add work (and duplicate-key retries
+// in the store) to the overload, while a dead node's batches wait a little
+// longer to move.
+func (g *Gateway) attemptTimeout() time.Duration {
+	return max(g.cfg.SendAttemptTimeout.D(), 8*time.Duration(g.sendLatency.Load()))
+}
+
+// sendAnswered feeds the answer time of a send batch attempt into the
+// moving average (weight 1/16) that attemptTimeout follows.
+func (g *Gateway) sendAnswered(d time.Duration) {
+	for {
+		old := g.sendLatency.Load()
+		next := old + (int64(d)-old)/16
+		if g.sendLatency.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
