@@ -275,7 +275,9 @@ func (s *Server) Drain() {
 func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Shutdown drains, waits until the allocations have ended or ctx is done,
-// then closes every listener, connection and relay.
+// then closes every listener, connection and relay. Clients refresh their
+// allocations for as long as they like, so only a deadline bounds the wait:
+// with a ctx that has none, the allocations are closed at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.started || s.stopped {
@@ -285,26 +287,39 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopped = true
 	s.mu.Unlock()
 	s.Drain()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for s.pion.AllocationCount() > 0 {
-		select {
-		case <-ctx.Done():
-			s.log.Info("drain time over, closing allocations", "allocations", s.pion.AllocationCount())
-			goto closeAll
-		case <-tick.C:
+	if _, ok := ctx.Deadline(); ok {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for s.pion.AllocationCount() > 0 {
+			select {
+			case <-ctx.Done():
+				s.log.Info("drain time over, closing allocations", "allocations", s.pion.AllocationCount())
+				break wait
+			case <-tick.C:
+			}
 		}
+	} else if n := s.pion.AllocationCount(); n > 0 {
+		s.log.Info("no shutdown deadline, closing allocations now", "allocations", n)
 	}
-closeAll:
 	err := s.pion.Close()
 	for _, l := range s.listeners {
 		l.closeAll()
 	}
 	// pion closes each listener's allocations from its read goroutine;
-	// give them a moment so relay sockets are gone when we return.
-	deadline := time.Now().Add(2 * time.Second)
-	for s.pion.AllocationCount() > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	// give them a moment (bounded) so relay sockets are gone when we return.
+	settle := time.NewTimer(2 * time.Second)
+	defer settle.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+settled:
+	for s.pion.AllocationCount() > 0 {
+		select {
+		case <-settle.C:
+			s.log.Warn("allocations still closing after shutdown", "allocations", s.pion.AllocationCount())
+			break settled
+		case <-tick.C:
+		}
 	}
 	for _, p := range s.pollers {
 		_ = p.close()
