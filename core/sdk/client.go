@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -557,8 +558,15 @@ func (c *Client) heartbeat(cur *conn, every time.Duration) {
 	}
 }
 
-// connect races the candidate addresses: attempt i starts RaceDelay after
-// attempt i-1 (or at once when it fails); the first login wins.
+// connect races the candidate addresses and logs in on the winner only:
+// attempt i (a connection and its handshake, Dialer) starts RaceDelay after
+// attempt i-1, or at once when one fails; the first transport up wins, the
+// others are cancelled and closed unused, and only then is the login sent,
+// on the winner alone. Logging in on two connections at once would open two
+// sessions for one device, the second taking over from the first. When the
+// winner's login fails for a reason that another address may not share (the
+// connection broke, the server is unavailable), the race starts again over
+// the candidates not yet used; a refusal of the credentials ends it.
 func (c *Client) connect() (*conn, imapi.LoginResp, error) {
 	addrs := c.cfg.Addresses
 	// resolveErr is kept to tell "the LBS was unreachable too" apart from
@@ -583,29 +591,64 @@ func (c *Client) connect() (*conn, imapi.LoginResp, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
 	defer cancel()
+	left := slices.Clone(addrs)
+	var firstErr error
+	for len(left) > 0 {
+		t, won, used, err := c.race(ctx, left)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			break
+		}
+		resp, err := c.login(ctx, t)
+		if err == nil {
+			return newConn(c, t), resp, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		var ie *imapi.Error
+		if errors.As(err, &ie) && ie.Code != imapi.ErrUnavailable && ie.Code != imapi.ErrTimeout {
+			return nil, imapi.LoginResp{}, err // a server refused the login
+		}
+		c.log.Debug("login failed, trying the other candidates", "addr", won, "err", err)
+		left = slices.DeleteFunc(left, func(a string) bool { return slices.Contains(used, a) })
+	}
+	var ie *imapi.Error
+	if errors.As(firstErr, &ie) && ie.Code != imapi.ErrUnavailable && ie.Code != imapi.ErrTimeout {
+		return nil, imapi.LoginResp{}, firstErr
+	}
+	return nil, imapi.LoginResp{}, errors.Join(fmt.Errorf("%w: %w", ErrUnreachable, firstErr), resolveErr)
+}
+
+// race opens transports to addrs (attempt i starts RaceDelay after attempt
+// i-1, or at once when one fails) and returns the first one up, its
+// address, and the addresses whose attempts ended (the winner, those that
+// failed): the others were still running and are cancelled, and a
+// transport that still comes up is closed without a login.
+func (c *Client) race(ctx context.Context, addrs []string) (Transport, string, []string, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	type result struct {
 		t    Transport
-		resp imapi.LoginResp
+		addr string
 		err  error
 	}
 	results := make(chan result, len(addrs))
-	failed := make(chan struct{}, len(addrs))
 	started := 0
 	startNext := func() {
 		addr := addrs[started]
 		started++
 		go func() {
-			t, resp, err := c.attempt(ctx, addr)
-			if err != nil {
-				failed <- struct{}{}
-			}
-			results <- result{t, resp, err}
+			t, err := c.dial(ctx, addr)
+			results <- result{t, addr, err}
 		}()
 	}
 	startNext()
 	timer := time.NewTimer(c.cfg.RaceDelay)
 	defer timer.Stop()
 	var firstErr error
+	var used []string
 	pending := 1
 	var winner *result
 	for pending > 0 && winner == nil {
@@ -616,83 +659,77 @@ func (c *Client) connect() (*conn, imapi.LoginResp, error) {
 				pending++
 				timer.Reset(c.cfg.RaceDelay)
 			}
-		case <-failed:
+		case r := <-results:
+			pending--
+			used = append(used, r.addr)
+			if r.err == nil {
+				winner = &r
+				break
+			}
+			if firstErr == nil {
+				firstErr = r.err
+			}
 			if started < len(addrs) {
 				startNext()
 				pending++
 				timer.Reset(c.cfg.RaceDelay)
 			}
-		case r := <-results:
-			pending--
-			if r.err == nil {
-				winner = &r
-				break
-			}
-			var ie *imapi.Error
-			if errors.As(r.err, &ie) && firstErr == nil || firstErr == nil {
-				firstErr = r.err
-			}
 		}
 	}
 	cancel()
-	// Close the losers that still complete.
+	// Close the losers that still come up: they never log in.
 	go func(n int) {
-		for i := 0; i < n; i++ {
+		for range n {
 			if r := <-results; r.t != nil {
 				_ = r.t.Close()
 			}
 		}
 	}(pending)
 	if winner == nil {
-		var ie *imapi.Error
-		if errors.As(firstErr, &ie) {
-			return nil, imapi.LoginResp{}, firstErr // a server refused the login
+		if firstErr == nil {
+			firstErr = errors.New("sdk: dial failed")
 		}
-		return nil, imapi.LoginResp{}, errors.Join(fmt.Errorf("%w: %w", ErrUnreachable, firstErr), resolveErr)
+		return nil, "", used, firstErr
 	}
-	cur := newConn(c, winner.t)
-	return cur, winner.resp, nil
+	return winner.t, winner.addr, used, nil
 }
 
-// attempt dials addr and logs in.
-func (c *Client) attempt(ctx context.Context, addr string) (Transport, imapi.LoginResp, error) {
-	t, err := c.dial(ctx, addr)
-	if err != nil {
-		return nil, imapi.LoginResp{}, err
-	}
+// login logs in on t (closed when it fails or ctx ends first).
+func (c *Client) login(ctx context.Context, t Transport) (imapi.LoginResp, error) {
 	stop := context.AfterFunc(ctx, func() { _ = t.Close() })
 	defer stop()
+	fail := func(err error) (imapi.LoginResp, error) {
+		_ = t.Close()
+		if ctx.Err() != nil {
+			return imapi.LoginResp{}, fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		return imapi.LoginResp{}, err
+	}
 	body, _ := json.Marshal(imapi.LoginReq{
 		AppKey: c.cfg.AppKey, Account: c.cfg.Account, Token: c.cfg.Token, DeviceID: c.cfg.DeviceID,
 		DeviceType: c.cfg.DeviceType, SDKVersion: c.cfg.SDKVersion, Platform: c.cfg.Platform,
 	})
 	if err := t.Send(imapi.OpLogin, 1, body); err != nil {
-		_ = t.Close()
-		return nil, imapi.LoginResp{}, err
+		return fail(err)
 	}
 	in, err := t.Recv()
 	if err != nil {
-		_ = t.Close()
-		return nil, imapi.LoginResp{}, err
+		return fail(err)
 	}
 	if in.Push || in.Seq != 1 {
-		_ = t.Close()
-		return nil, imapi.LoginResp{}, fmt.Errorf("sdk: unexpected frame %s before the login answer", in.Op)
+		return fail(fmt.Errorf("sdk: unexpected frame %s before the login answer", in.Op))
 	}
 	if in.Code != imapi.OK {
-		_ = t.Close()
-		return nil, imapi.LoginResp{}, codeError(in)
+		return fail(codeError(in))
 	}
 	var resp imapi.LoginResp
 	if err := json.Unmarshal(in.Body, &resp); err != nil {
-		_ = t.Close()
-		return nil, imapi.LoginResp{}, fmt.Errorf("sdk: login answer: %w", err)
+		return fail(fmt.Errorf("sdk: login answer: %w", err))
 	}
 	if !stop() {
-		// ctx ended (we lost the race) while finishing.
-		return nil, imapi.LoginResp{}, ctx.Err()
+		return fail(ctx.Err()) // the connect timeout ended while finishing
 	}
-	return t, resp, nil
+	return resp, nil
 }
 
 // conn is one logged-in connection: its reader goroutine matches responses
