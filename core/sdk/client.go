@@ -593,8 +593,9 @@ func (c *Client) connect() (*conn, imapi.LoginResp, error) {
 	defer cancel()
 	left := slices.Clone(addrs)
 	var firstErr error
+	raced := &raceLog{}
 	for len(left) > 0 {
-		t, won, used, err := c.race(ctx, left)
+		t, won, used, err := c.race(ctx, left, raced)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -603,6 +604,11 @@ func (c *Client) connect() (*conn, imapi.LoginResp, error) {
 		}
 		resp, err := c.login(ctx, t)
 		if err == nil {
+			if c.cfg.Reporter != nil {
+				if rep, ok := raced.report(); ok {
+					go c.cfg.Reporter(rep)
+				}
+			}
 			return newConn(c, t), resp, nil
 		}
 		if firstErr == nil {
@@ -627,21 +633,27 @@ func (c *Client) connect() (*conn, imapi.LoginResp, error) {
 // address, and the addresses whose attempts ended (the winner, those that
 // failed): the others were still running and are cancelled, and a
 // transport that still comes up is closed without a login.
-func (c *Client) race(ctx context.Context, addrs []string) (Transport, string, []string, error) {
+// The attempts are recorded in raced (Config.Reporter).
+func (c *Client) race(ctx context.Context, addrs []string, raced *raceLog) (Transport, string, []string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	type result struct {
 		t    Transport
 		addr string
 		err  error
+		i    int
 	}
 	results := make(chan result, len(addrs))
 	started := 0
 	startNext := func() {
 		addr := addrs[started]
 		started++
+		i := raced.start(addr)
 		go func() {
 			t, err := c.dial(ctx, addr)
-			results <- result{t, addr, err}
+			if err == nil || ctx.Err() == nil {
+				raced.dialed(i, err) // not when cut short because another won
+			}
+			results <- result{t, addr, err, i}
 		}()
 	}
 	startNext()
@@ -664,6 +676,7 @@ func (c *Client) race(ctx context.Context, addrs []string) (Transport, string, [
 			used = append(used, r.addr)
 			if r.err == nil {
 				winner = &r
+				raced.won(r.i)
 				break
 			}
 			if firstErr == nil {

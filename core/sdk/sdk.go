@@ -110,6 +110,11 @@ type Config struct {
 	// asks for (capped by the room's history size), to deliver those sent
 	// while the client was away. Default 50.
 	RoomCatchUp int
+	// Reporter, when set, is given what each successful connect measured:
+	// every candidate raced, its time and outcome (real-user monitoring;
+	// LBSReporter(lc, …).Report posts it to the LBS). It is called in its
+	// own goroutine.
+	Reporter func(ConnectReport)
 	// Logger; default discards.
 	Logger *slog.Logger
 }

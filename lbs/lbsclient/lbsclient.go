@@ -12,6 +12,7 @@
 package lbsclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -344,4 +345,103 @@ func (c *Client) Connect(ctx context.Context, a *lbsapi.Answer, dial func(ctx co
 		return nil, lbsapi.Endpoint{}, fmt.Errorf("%w: %v", ErrNoEntryPointReachable, err)
 	}
 	return w.conn, w.ep, nil
+}
+
+// EndpointID returns the id of the Link entry point at addr (host:port) in
+// the last answer, if it lists one.
+func (c *Client) EndpointID(addr string) (string, bool) {
+	c.mu.Lock()
+	last := c.last
+	c.mu.Unlock()
+	if last == nil {
+		return "", false
+	}
+	for _, ep := range last.Link {
+		if ep.Host != "" && ep.Port != 0 && net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)) == addr {
+			return ep.ID, true
+		}
+	}
+	return "", false
+}
+
+// Report posts what the SDK measured during a connect (POST /v1/rum),
+// signed when the app has a signing secret, to the first LBS address that
+// answers; a refusal (4xx) is not retried elsewhere.
+func (c *Client) Report(ctx context.Context, rep lbsapi.Report) error {
+	if len(rep.Attempts) == 0 {
+		return nil
+	}
+	if len(rep.Attempts) > lbsapi.MaxReportAttempts {
+		rep.Attempts = rep.Attempts[:lbsapi.MaxReportAttempts]
+	}
+	if rep.SDK == "" {
+		rep.SDK = c.cfg.SDK
+	}
+	if rep.Platform == "" {
+		rep.Platform = c.cfg.Platform
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	if len(body) > lbsapi.MaxReportBytes {
+		return fmt.Errorf("lbsclient: report of %d bytes is over %d", len(body), lbsapi.MaxReportBytes)
+	}
+	n := len(c.cfg.Servers)
+	if n == 0 {
+		return ErrLBSUnreachable
+	}
+	start := int(c.next.Add(1)-1) % n
+	var errs []error
+	for i := range n {
+		base := c.cfg.Servers[(start+i)%n]
+		err := c.post(ctx, base, body)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+		var re *reportRefused
+		if errors.As(err, &re) || ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reportRefused is an LBS's 4xx answer to a report: another member would
+// refuse it too.
+type reportRefused struct {
+	base, status string
+}
+
+func (e *reportRefused) Error() string { return e.base + ": report refused: " + e.status }
+
+func (c *Client) post(ctx context.Context, base string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	q := url.Values{"appkey": {c.cfg.AppKey}}
+	if c.cfg.SigningSecret != "" {
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		q.Set("ts", ts)
+		q.Set("sig", lbsapi.SignReport(c.cfg.SigningSecret, c.cfg.AppKey, ts, body))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+lbsapi.PathReport+"?"+q.Encode(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode/100 == 4:
+		return &reportRefused{base, resp.Status}
+	default:
+		return fmt.Errorf("%s: report: %s", base, resp.Status)
+	}
 }
