@@ -320,6 +320,9 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		cfg.LBS.Node = cfg.Gateway.ID
 	}
 	cfg.Service.Site = cfg.Site
+	if cfg.Egress.Site == "" {
+		cfg.Egress.Site = cfg.Site
+	}
 	if cfg.Site != "" && len(cfg.LBS.Servers) > 0 && cfg.LBS.Labels["site"] == "" {
 		labels := map[string]string{"site": cfg.Site}
 		for k, v := range cfg.LBS.Labels {

@@ -9,6 +9,7 @@ import (
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/edge/turn"
+	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/certfiles"
 	"github.com/longlink/longlink/pkg/config"
@@ -22,6 +23,12 @@ type Config struct {
 	Name string `yaml:"name"`
 	// Cluster is the destination cluster of client flows. Default "default".
 	Cluster string `yaml:"cluster"`
+	// Site is the data centre the edge runs in (a lower-case DNS label, as
+	// the LBS policy's sites): longlink_edge_info{site}, the LBS heartbeat
+	// label "site" unless lbs.labels sets one, and routing.home_site when
+	// that is unset (the core site whose egresses the edge prefers).
+	// Default "".
+	Site string `yaml:"site"`
 	// Link is the client-facing TCP listener for the Link protocol. Default
 	// 127.0.0.1:7720 → service "link". An empty listen address disables it.
 	Link TCPListener `yaml:"link"`
@@ -202,6 +209,9 @@ func Default() Config {
 // Validate checks the config and reports every problem.
 func (c *Config) Validate() error {
 	var errs config.Errors
+	if c.Site != "" && !lbsapi.ValidSite(c.Site) {
+		errs.Addf("site: %q: want a lower-case DNS label (a-z 0-9 -), as the LBS policy's sites", c.Site)
+	}
 	if c.Cluster == "" || len(c.Cluster) > wire.MaxNameLen {
 		errs.Addf("cluster: must be 1..%d characters", wire.MaxNameLen)
 	}

@@ -82,6 +82,9 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if cfg.Routing.HomeSite == "" {
+		cfg.Routing.HomeSite = cfg.Site
+	}
 	deps.Logger = logging.OrDiscard(deps.Logger)
 	if deps.Registerer == nil {
 		deps.Registerer = prometheus.NewRegistry()
@@ -97,6 +100,9 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		}
 		if rt.Direct != nil {
 			need = append(need, rt.Direct.Transport)
+		}
+		for _, h := range rt.Directs {
+			need = append(need, h.Transport)
 		}
 	}
 	var trPref []string
@@ -115,6 +121,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		tcp:   map[string]net.Listener{}, udp: map[string]*udpForwarder{},
 		trPref: trPref,
 	}
+	e.m.info.WithLabelValues(cfg.Site, cfg.Routing.HomeSite).Set(1)
 	if t := cfg.Link.Terminate; t != nil {
 		if e.ring, err = t.ring(); err != nil {
 			return nil, fmt.Errorf("edge: link.terminate.%w", err)
@@ -158,7 +165,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 			nd.OnTurnSecrets = e.turn.SetSecrets
 		}
 		nd.OnUplinks = e.setUplinks
-		e.lbs, err = nodeclient.New(*cfg.LBS, nd)
+		e.lbs, err = nodeclient.New(cfg.LBS.WithSite(cfg.Site), nd)
 		if err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
@@ -356,12 +363,14 @@ func (e *Edge) shed(ctx context.Context) {
 
 // setUplinks replaces the route to the edge's cluster with the LBS's
 // topology for this edge: the relays as next hops (in the policy's order)
-// and the first core egress as the direct path; with no relays, the cores
-// themselves are the next hops. Each hop uses the first transport of the
-// edge's configured routes that the relay or egress listens on (the edge
-// builds only those transports). Routes to other clusters stay as
-// configured. Uplinks with no usable hop are refused and the routes stay
-// as they are.
+// and every core egress as a direct path (used while no relay is up);
+// with no relays, the cores themselves are the next hops. Cores carry
+// their entry points' sites, so the router prefers those of its home site
+// and turns to the other site's when none of them answers. Each hop uses
+// the first transport of the edge's configured routes that the relay or
+// egress listens on (the edge builds only those transports). Routes to
+// other clusters stay as configured. Uplinks with no usable hop are
+// refused and the routes stay as they are.
 func (e *Edge) setUplinks(u lbsapi.Uplinks) error {
 	hop := func(t lbsapi.Tunnel) (relay.Hop, bool) {
 		for _, tr := range e.trPref {
@@ -381,6 +390,7 @@ func (e *Edge) setUplinks(u lbsapi.Uplinks) error {
 	var cores []relay.Hop
 	for _, t := range u.Cores {
 		if h, ok := hop(t); ok {
+			h.Site = t.Site
 			cores = append(cores, h)
 		}
 	}
@@ -389,8 +399,8 @@ func (e *Edge) setUplinks(u lbsapi.Uplinks) error {
 		return fmt.Errorf("edge: no relay or core in the uplinks speaks a transport this edge has (%v)", e.trPref)
 	case len(rt.NextHops) == 0:
 		rt.NextHops = cores
-	case len(cores) > 0:
-		rt.Direct = &cores[0]
+	default:
+		rt.Directs = cores
 	}
 	routes := []relay.Route{rt}
 	for _, r := range e.cfg.Routing.Routes {

@@ -17,6 +17,7 @@ type metrics struct {
 	logins        *prometheus.CounterVec // result
 	tlsReloads    *prometheus.CounterVec // result
 	tlsExpiry     *prometheus.GaugeVec   // certificate
+	info          *prometheus.GaugeVec   // site, home_site
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,8 +49,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "WebLink certificate files read again and found changed, by result: ok (now served), error (not loaded: the working certificates stay)."}, []string{"result"}),
 		tlsExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_edge_tls_certificate_expiry_timestamp_seconds",
 			Help: "When each WebLink certificate served now expires (Unix time), by its certificate file."}, []string{"certificate"}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_edge_info",
+			Help: "1 for a running edge: its site label and the core site whose egresses it prefers (routing.home_site)."}, []string{"site", "home_site"}),
 	}
-	reg.MustRegister(m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed, m.uplinkUpdates, m.logins,
+	reg.MustRegister(m.info, m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed, m.uplinkUpdates, m.logins,
 		m.tlsReloads, m.tlsExpiry)
 	return m
 }

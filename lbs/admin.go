@@ -601,7 +601,7 @@ func uplinks(d *model.Document, node string) *lbsapi.Uplinks {
 		tunnel := func(id string) (lbsapi.Tunnel, bool) {
 			for _, e := range d.EntryPoints {
 				if e.ID == id && e.Tunnel != nil {
-					return lbsapi.Tunnel{ID: id, QUIC: e.Tunnel.QUIC, KCP: e.Tunnel.KCP}, true
+					return lbsapi.Tunnel{ID: id, Site: e.Site, QUIC: e.Tunnel.QUIC, KCP: e.Tunnel.KCP}, true
 				}
 			}
 			return lbsapi.Tunnel{}, false

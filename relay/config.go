@@ -2,9 +2,10 @@ package relay
 
 import (
 	"fmt"
-	"github.com/longlink/longlink/lbs/nodeclient"
 	"time"
 
+	"github.com/longlink/longlink/lbs/lbsapi"
+	"github.com/longlink/longlink/lbs/nodeclient"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/relay/transport"
 	"github.com/longlink/longlink/relay/wire"
@@ -18,6 +19,11 @@ type Hop struct {
 	Transport string `yaml:"transport"`
 	// Address is the hop's tunnel listener, host:port.
 	Address string `yaml:"address"`
+	// Site is the data centre the hop runs in (a lower-case DNS label, as
+	// the LBS policy's sites). A hop labelled with another site than
+	// routing.home_site carries flows only while no hop of the home site
+	// (or unlabelled) is up. Default "": unlabelled.
+	Site string `yaml:"site"`
 }
 
 func (h Hop) key() string { return h.Transport + "|" + h.Address }
@@ -39,6 +45,19 @@ type Route struct {
 	// Direct is the cluster's egress itself, used only while every next hop
 	// is down. Optional.
 	Direct *Hop `yaml:"direct"`
+	// Directs are more egresses of the cluster (other core sites), used
+	// like Direct, after it: the first up one of the home site, else of
+	// another site. Optional.
+	Directs []Hop `yaml:"directs"`
+}
+
+// directs is Direct followed by Directs.
+func (rt Route) directs() []Hop {
+	var out []Hop
+	if rt.Direct != nil {
+		out = append(out, *rt.Direct)
+	}
+	return append(out, rt.Directs...)
 }
 
 // ProbeConfig tunes path probing and selection.
@@ -65,8 +84,15 @@ type ProbeConfig struct {
 
 // RoutingConfig is the forwarding side of an edge or relay.
 type RoutingConfig struct {
-	Routes []Route     `yaml:"routes"`
-	Probe  ProbeConfig `yaml:"probe"`
+	Routes []Route `yaml:"routes"`
+	// HomeSite is the core site this node prefers: among the up hops of a
+	// route (and among its direct egresses), those labelled with another
+	// site take flows only while none of the home site (or unlabelled) is
+	// up; new flows go home again once one is. Edges default it to their
+	// site.
+	// Default "": no preference.
+	HomeSite string      `yaml:"home_site"`
+	Probe    ProbeConfig `yaml:"probe"`
 	// HopBudget is the budget an edge writes into new streams. Default 8.
 	HopBudget int `yaml:"hop_budget"`
 	// OpenTimeout bounds opening a stream on a next hop. Default 3s.
@@ -175,6 +201,9 @@ func validHop(errs *config.Errors, where string, h Hop) {
 	if h.Address == "" {
 		errs.Addf("%s.address: must be set", where)
 	}
+	if h.Site != "" && !lbsapi.ValidSite(h.Site) {
+		errs.Addf("%s.site: %q: want a lower-case DNS label (a-z 0-9 -), as the LBS policy's sites", where, h.Site)
+	}
 }
 
 func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
@@ -188,7 +217,7 @@ func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
 			errs.Addf("%s.cluster: %q listed twice", where, rt.Cluster)
 		}
 		seen[rt.Cluster] = true
-		if len(rt.NextHops) == 0 && rt.Direct == nil {
+		if len(rt.NextHops) == 0 && len(rt.directs()) == 0 {
 			errs.Addf("%s: needs next_hops or direct", where)
 		}
 		for j, h := range rt.NextHops {
@@ -197,6 +226,12 @@ func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
 		if rt.Direct != nil {
 			validHop(errs, where+".direct", *rt.Direct)
 		}
+		for j, h := range rt.Directs {
+			validHop(errs, fmt.Sprintf("%s.directs[%d]", where, j), h)
+		}
+	}
+	if r.HomeSite != "" && !lbsapi.ValidSite(r.HomeSite) {
+		errs.Addf("%shome_site: %q: want a lower-case DNS label (a-z 0-9 -), as the LBS policy's sites", prefix, r.HomeSite)
 	}
 	p := r.Probe
 	if p.Interval.D() < 10*time.Millisecond {
@@ -315,6 +350,10 @@ func (t *TransportConfig) validate(errs *config.Errors) {
 type Config struct {
 	// Name identifies the node in logs and in the LBS. Default "relay".
 	Name string `yaml:"name"`
+	// Site is the data centre the node runs in (a lower-case DNS label, as
+	// the LBS policy's sites): longlink_relay_node_info{site}, and the LBS
+	// heartbeat label "site" unless lbs.labels sets one. Default "".
+	Site string `yaml:"site"`
 	// Listen maps a transport ("quic", "kcp") to its UDP listen address.
 	// Default (when the key is absent): quic 127.0.0.1:7740, kcp 127.0.0.1:7741.
 	Listen    map[string]string `yaml:"listen"`
@@ -391,6 +430,9 @@ func (c *Config) validate(errs *config.Errors) {
 	if len(c.Listen) == 0 {
 		errs.Addf("listen: at least one transport listener is required")
 	}
+	if c.Site != "" && !lbsapi.ValidSite(c.Site) {
+		errs.Addf("site: %q: want a lower-case DNS label (a-z 0-9 -), as the LBS policy's sites", c.Site)
+	}
 	if c.LBS != nil {
 		if err := c.LBS.Validate(); err != nil {
 			errs.Addf("lbs: %v", err)
@@ -461,7 +503,10 @@ func (e *EgressSection) validate(errs *config.Errors) {
 // EgressConfig is the core-side tunnel terminator: `longlink core` runs it
 // next to its gateways.
 type EgressConfig struct {
-	Name          string            `yaml:"name"`
+	Name string `yaml:"name"`
+	// Site is the core site the egress runs in (longlink_relay_node_info;
+	// a core node sets it from its own site).
+	Site          string            `yaml:"site"`
 	Listen        map[string]string `yaml:"listen"`
 	Security      SecurityConfig    `yaml:"security"`
 	Transport     TransportConfig   `yaml:"transport"`
@@ -489,7 +534,7 @@ func DefaultEgress() EgressConfig {
 func (e *EgressConfig) node() Config {
 	sec := e.EgressSection
 	return Config{
-		Name: e.Name, Listen: e.Listen, Security: e.Security, Transport: e.Transport,
+		Name: e.Name, Site: e.Site, Listen: e.Listen, Security: e.Security, Transport: e.Transport,
 		Routing: DefaultRouting(), Egress: &sec, HeaderTimeout: e.HeaderTimeout, MaxStreams: e.MaxStreams,
 	}
 }

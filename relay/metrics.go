@@ -41,6 +41,9 @@ type Metrics struct {
 	Resumes        *prometheus.CounterVec // result
 	ResumeSeconds  prometheus.Histogram
 	PathSuspects   *prometheus.CounterVec // path
+
+	// PathSite is 1 for each next hop labelled with a site (path, site).
+	PathSite *prometheus.GaugeVec
 }
 
 // NewMetrics registers the tunnel metrics on reg. stats, when set, exports
@@ -94,13 +97,15 @@ func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics 
 		ResumeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "longlink_relay_resume_seconds",
 			Help:    "Time from a copy's failure (or its path's silence) to its replacement's answer from the egress.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		PathSite: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_path_site_info",
+			Help: "1 for each next hop labelled with a site (the core site of an egress): its path name and site."}, []string{"path", "site"}),
 		PathSuspects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_path_suspects_total",
 			Help: "Times a next hop was silent for routing.resume.after: the sequenced streams on it moved to other paths."}, []string{"path"}),
 	}
 	reg.MustRegister(m.Streams, m.ActiveStreams, m.Bytes, m.Datagrams, m.DatagramsDropped, m.PathRTT, m.PathJitter,
 		m.PathLoss, m.PathUp, m.PathSelected, m.PathSwitches, m.PathStreams, m.PeerDials, m.EgressDials, m.HopsExhausted,
 		m.RedundantCopies, m.RedundantFirst, m.RedundantDuplicateBytes, m.RedundantFlows, m.RedundantTombstones,
-		m.ResumeBuffered, m.Resumes, m.ResumeSeconds, m.PathSuspects)
+		m.ResumeBuffered, m.Resumes, m.ResumeSeconds, m.PathSuspects, m.PathSite)
 	if stats != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_relay_kcp_rejected_packets_total",
 			Help: "KCP-transport packets dropped by the authenticated packet layer (bad MAC or tag, replay, stale or unknown peer)."},

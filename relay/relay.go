@@ -60,6 +60,14 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		listeners: map[string]transport.Listener{}, conns: map[transport.Conn]struct{}{}}
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.Name}, deps.Registerer)
 	n.m = NewMetrics(reg, n.stats)
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_node_info",
+		Help: "1 for a running relay or egress: its site label and role (relay, egress)."}, []string{"site", "role"})
+	reg.MustRegister(info)
+	role := "relay"
+	if cfg.Egress != nil {
+		role = "egress"
+	}
+	info.WithLabelValues(cfg.Site, role).Set(1)
 	n.pairs = newPairTable(n.m, cfg.Routing.Resume)
 	need := routeTransports(cfg.Routing)
 	for tr := range cfg.Listen {
@@ -73,7 +81,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	n.router = NewRouter(cfg.Routing, trs, n.m, n.log)
 	reg.MustRegister(newNodeLaneCollector(n))
 	if cfg.LBS != nil {
-		n.lbs, err = nodeclient.New(*cfg.LBS, nodeclient.Deps{Logger: n.log, Load: func() nodeclient.Load {
+		n.lbs, err = nodeclient.New(cfg.LBS.WithSite(cfg.Site), nodeclient.Deps{Logger: n.log, Load: func() nodeclient.Load {
 			return nodeclient.Load{Connections: int(n.active.Load()), Paths: PathReports(n.router.Paths())}
 		}})
 		if err != nil {

@@ -61,9 +61,13 @@ const (
 )
 
 type routeState struct {
-	route   Route
-	hops    []*peer
-	direct  *peer
+	route Route
+	hops  []*peer
+	// directs are the cluster's egresses used while every hop is down
+	// (Route.Direct, then Route.Directs).
+	directs []*peer
+	// home is routing.home_site: hops of other sites come last.
+	home    string
 	primary atomic.Pointer[peer]
 	backup  atomic.Pointer[peer]
 }
@@ -72,10 +76,12 @@ type routeState struct {
 type PathStatus struct {
 	Name    string
 	Address string
-	Up      bool
-	RTT     time.Duration
-	Jitter  time.Duration
-	Loss    float64
+	// Site is the hop's site label ("" unlabelled).
+	Site   string
+	Up     bool
+	RTT    time.Duration
+	Jitter time.Duration
+	Loss   float64
 }
 
 // NewRouter builds a router over the given transports (keyed by name).
@@ -119,6 +125,9 @@ func (r *Router) SetRoutes(routes []Route) {
 		tr := r.trs[h.Transport]
 		p := newPeer(r, h, tr)
 		r.peers[h.key()] = p
+		if h.Site != "" {
+			r.m.PathSite.WithLabelValues(h.label(), h.Site).Set(1)
+		}
 		if r.ctx.Err() == nil {
 			r.wg.Add(1)
 			go func() { defer r.wg.Done(); p.run(r.ctx) }()
@@ -127,7 +136,7 @@ func (r *Router) SetRoutes(routes []Route) {
 	}
 	next := map[string]*routeState{}
 	for _, rt := range routes {
-		rs := &routeState{route: rt}
+		rs := &routeState{route: rt, home: r.cfg.HomeSite}
 		if old, ok := r.routes[rt.Cluster]; ok {
 			rs.primary.Store(old.primary.Load())
 			rs.backup.Store(old.backup.Load())
@@ -135,8 +144,8 @@ func (r *Router) SetRoutes(routes []Route) {
 		for _, h := range rt.NextHops {
 			rs.hops = append(rs.hops, getPeer(h))
 		}
-		if rt.Direct != nil {
-			rs.direct = getPeer(*rt.Direct)
+		for _, h := range rt.directs() {
+			rs.directs = append(rs.directs, getPeer(h))
 		}
 		next[rt.Cluster] = rs
 	}
@@ -144,6 +153,9 @@ func (r *Router) SetRoutes(routes []Route) {
 		if !used[k] {
 			p.stop()
 			delete(r.peers, k)
+			if p.hop.Site != "" {
+				r.m.PathSite.DeleteLabelValues(p.hop.label(), p.hop.Site)
+			}
 		}
 	}
 	r.routes = next
@@ -189,31 +201,37 @@ func (r *Router) reselect() {
 	h := r.cfg.Probe.Hysteresis
 	minGain := r.cfg.Probe.MinGain.D()
 	for _, rs := range routes {
-		up := upByScore(rs.hops)
+		up := rs.upBySite(rs.hops)
 		cur := rs.primary.Load()
 		var next *peer
 		reason := ""
 		switch {
 		case len(up) == 0:
-			if rs.direct != nil && rs.direct.up.Load() {
-				next = rs.direct
+			if d := rs.upBySite(rs.directs); len(d) > 0 {
+				next = d[0]
 				reason = "direct"
+				if cur != nil && cur != next && cur.up.Load() && rs.isDirect(cur) {
+					reason = "home" // a direct egress of the home site is back
+				}
 			}
 			if next == nil && cur != nil {
 				reason = "down"
 			}
 		case cur == nil:
 			next, reason = up[0], "initial"
-		case !cur.up.Load() || cur == rs.direct:
+		case !cur.up.Load() || rs.isDirect(cur):
 			next, reason = up[0], "down"
-			if cur == rs.direct {
+			if rs.isDirect(cur) {
 				reason = "recovered"
 			}
+		case rs.remote(cur) && !rs.remote(up[0]):
+			// A hop of the home site is up again: new flows go home.
+			next, reason = up[0], "home"
 		default:
 			next = cur
 			best := up[0]
 			bs, cs := best.score(), cur.score()
-			if best != cur && float64(bs) < float64(cs)*(1-h) && cs-bs >= minGain {
+			if best != cur && rs.remote(best) == rs.remote(cur) && float64(bs) < float64(cs)*(1-h) && cs-bs >= minGain {
 				next, reason = best, "better"
 			}
 		}
@@ -320,14 +338,36 @@ func (r *Router) remember(key string, p *peer) {
 	r.sticky[key] = stickyEntry{p: p, used: time.Now()}
 }
 
-func upByScore(ps []*peer) []*peer {
+// remote reports whether p runs in another site than the route's home
+// site (unlabelled hops, and every hop when no home is set, are home).
+func (rs *routeState) remote(p *peer) bool {
+	return rs.home != "" && p.hop.Site != "" && p.hop.Site != rs.home
+}
+
+func (rs *routeState) isDirect(p *peer) bool {
+	for _, d := range rs.directs {
+		if d == p {
+			return true
+		}
+	}
+	return false
+}
+
+// upBySite lists the up peers of ps: those of the home site first, each
+// group by score (in ps's order when equal).
+func (rs *routeState) upBySite(ps []*peer) []*peer {
 	var up []*peer
 	for _, p := range ps {
 		if p.up.Load() {
 			up = append(up, p)
 		}
 	}
-	sort.SliceStable(up, func(i, j int) bool { return up[i].score() < up[j].score() })
+	sort.SliceStable(up, func(i, j int) bool {
+		if ri, rj := rs.remote(up[i]), rs.remote(up[j]); ri != rj {
+			return rj
+		}
+		return up[i].score() < up[j].score()
+	})
 	return up
 }
 
@@ -369,15 +409,18 @@ func (rs *routeState) candidates(sticky, avoid *peer) []*peer {
 	add(sticky)
 	add(rs.primary.Load())
 	add(rs.backup.Load())
-	for _, p := range upByScore(rs.hops) {
+	up := rs.upBySite(rs.hops)
+	for _, p := range up {
 		add(p)
 	}
-	out = append(out, later...)
-	if len(out) == 0 {
-		add(rs.direct)
-		out = append(out, later...)
+	if len(up) == 0 || len(out) == 0 {
+		// No next hop answers (or every one is suspect): the cluster's
+		// egresses, home site first.
+		for _, p := range rs.upBySite(rs.directs) {
+			add(p)
+		}
 	}
-	return out
+	return append(out, later...)
 }
 
 // open opens a stream for h on the best path, on the lane its trace and
@@ -611,7 +654,7 @@ func (r *Router) Paths() []PathStatus {
 	var out []PathStatus
 	for _, p := range r.peers {
 		rtt, jit, loss := p.stats()
-		out = append(out, PathStatus{Name: p.hop.label(), Address: p.hop.Address, Up: p.up.Load(), RTT: rtt, Jitter: jit, Loss: loss})
+		out = append(out, PathStatus{Name: p.hop.label(), Address: p.hop.Address, Site: p.hop.Site, Up: p.up.Load(), RTT: rtt, Jitter: jit, Loss: loss})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

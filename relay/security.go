@@ -101,8 +101,8 @@ func routeTransports(r RoutingConfig) []string {
 		for _, h := range rt.NextHops {
 			need = append(need, h.Transport)
 		}
-		if rt.Direct != nil {
-			need = append(need, rt.Direct.Transport)
+		for _, h := range rt.directs() {
+			need = append(need, h.Transport)
 		}
 	}
 	return need

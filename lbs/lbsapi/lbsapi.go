@@ -194,7 +194,10 @@ type Uplinks struct {
 // Tunnel is one relay's or egress's tunnel listeners (host:port), by
 // transport; at least one is set.
 type Tunnel struct {
-	ID   string `json:"id"`
+	ID string `json:"id"`
+	// Site is the entry point's site: an edge prefers the core egresses of
+	// its home site.
+	Site string `json:"site,omitempty"`
 	QUIC string `json:"quic,omitempty"`
 	KCP  string `json:"kcp,omitempty"`
 }

@@ -56,6 +56,21 @@ type Config struct {
 	RootCAs *x509.CertPool `yaml:"-"`
 }
 
+// WithSite returns the configuration with the label "site" set to site,
+// unless site is "" or Labels already sets one (the node's site label, as
+// the LBS console and GET /v1/sites group by it).
+func (c Config) WithSite(site string) Config {
+	if site == "" || c.Labels["site"] != "" {
+		return c
+	}
+	labels := map[string]string{"site": site}
+	for k, v := range c.Labels {
+		labels[k] = v
+	}
+	c.Labels = labels
+	return c
+}
+
 // Validate checks the configuration.
 func (c *Config) Validate() error {
 	var errs config.Errors
