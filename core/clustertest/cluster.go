@@ -49,10 +49,12 @@ type Cluster struct {
 	Apps []App
 
 	opts ClusterOptions
-	mu   sync.Mutex
-	gws  []*Core
-	svcs []*Core
-	next map[string]int
+	// prefix starts the names of the processes it starts ("a-": a site's).
+	prefix string
+	mu     sync.Mutex
+	gws    []*Core
+	svcs   []*Core
+	next   map[string]int
 }
 
 // StartCluster starts the engines, then the service and gateway processes,
@@ -121,7 +123,7 @@ func (c *Cluster) prepare(services bool, o CoreOptions) *Core {
 	c.mu.Lock()
 	if o.Name == "" {
 		c.next[role]++
-		o.Name = fmt.Sprintf("%s-%d", role, c.next[role])
+		o.Name = fmt.Sprintf("%s%s-%d", c.prefix, role, c.next[role])
 	}
 	c.mu.Unlock()
 	o.Gateway, o.Services = !services, services

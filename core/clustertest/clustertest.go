@@ -21,7 +21,9 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -78,6 +80,8 @@ type Env struct {
 	mu    sync.Mutex
 	procs []*Proc
 	ports map[int]bool
+	// atEnd run after every process stopped (network namespaces).
+	atEnd []func()
 }
 
 // StopTimeout bounds the orderly stop of one process at cleanup; a process
@@ -137,6 +141,12 @@ func (e *Env) cleanup() {
 		}
 		wg.Wait()
 	}
+	e.mu.Lock()
+	atEnd := e.atEnd
+	e.mu.Unlock()
+	for i := len(atEnd) - 1; i >= 0; i-- {
+		atEnd[i]()
+	}
 	if e.t.Failed() {
 		for _, p := range procs {
 			e.t.Logf("--- %s (%s), last lines:\n%s", p.Name, p.LogPath, p.Tail(40))
@@ -166,7 +176,7 @@ func (e *Env) NewProc(site *Site, name, bin string, args ...string) *Proc {
 		args = append(append(append([]string(nil), site.Exec[1:]...), bin), args...)
 		bin = site.Exec[0]
 	}
-	p := &Proc{Name: name, LogPath: filepath.Join(e.Dir, name+".log"), bin: bin, args: args, dir: e.Dir, stopSig: syscall.SIGTERM}
+	p := &Proc{Name: name, Site: site, LogPath: filepath.Join(e.Dir, name+".log"), bin: bin, args: args, dir: e.Dir, stopSig: syscall.SIGTERM}
 	e.mu.Lock()
 	e.procs = append(e.procs, p)
 	e.mu.Unlock()
@@ -174,11 +184,24 @@ func (e *Env) NewProc(site *Site, name, bin string, args ...string) *Proc {
 }
 
 // Port returns a free TCP port on host that the environment has not handed
-// out before.
+// out before. A host that is not this namespace's (a site's namespace)
+// gets a port the environment has not handed out: the namespace is the
+// test's own.
 func (e *Env) Port(host string) int {
 	e.t.Helper()
 	for range 100 {
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			p := 20000 + mrand.IntN(30000)
+			e.mu.Lock()
+			fresh := !e.ports[p]
+			e.ports[p] = true
+			e.mu.Unlock()
+			if fresh {
+				return p
+			}
+			continue
+		}
 		if err != nil {
 			e.t.Fatalf("clustertest: free port on %s: %v", host, err)
 		}

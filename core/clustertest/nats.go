@@ -14,19 +14,25 @@ import (
 type NATSOptions struct {
 	// Site places the servers (nil: the environment's).
 	Site *Site
-	// Name is the cluster's name. Default "longlink".
+	// Sites, when set, places server i at Sites[i % len(Sites)] instead: a
+	// cluster stretched over several sites.
+	Sites []*Site
+	// Name is the cluster's name (in a super-cluster, its gateway name).
+	// Default "longlink".
 	Name string
 	// Nodes is the number of servers. Default 3; one is a single server
 	// (no cluster).
 	Nodes int
+	// NoJetStream runs the servers without JetStream: in a super-cluster,
+	// their clients' JetStream requests go to the clusters that have it.
+	NoJetStream bool
 	// PingInterval and PingMax: a server pings each client this often and
 	// closes a client that leaves PingMax pings unanswered, which drops a
 	// hung (paused) node's subscriptions, queue groups included, within
 	// about PingInterval × (PingMax+1). Defaults 500ms and 2.
 	PingInterval time.Duration
 	PingMax      int
-	// Extra is appended to every server's configuration (e.g. a gateway
-	// block joining another site's cluster).
+	// Extra is appended to every server's configuration.
 	Extra string
 }
 
@@ -53,15 +59,62 @@ type NATSNode struct {
 	// ServerName is its name in the cluster (JetStream peers).
 	ServerName string
 	// ClientURL is tls://host:port; RouteURL its cluster listener;
-	// MonitorURL its HTTP monitoring endpoint.
-	ClientURL, RouteURL, MonitorURL string
-	ConfigPath                      string
+	// MonitorURL its HTTP monitoring endpoint; GatewayAddr its gateway
+	// listener (host:port) in a super-cluster.
+	ClientURL, RouteURL, MonitorURL, GatewayAddr string
+	ConfigPath                                   string
+
+	host   string
+	client int
+	route  int
+	mon    int
+	gw     int
+	dir    string
 }
 
 // StartNATS starts a NATS cluster and waits until every server is healthy
 // with a JetStream meta leader.
 func (e *Env) StartNATS(o NATSOptions) *NATS {
 	e.t.Helper()
+	return e.StartSuperCluster(o)[0]
+}
+
+// StartSuperCluster starts NATS clusters joined by gateways into one
+// super-cluster (one cluster: no gateways) and waits until every server is
+// healthy. The gateways authenticate with their own password over mutual
+// TLS. A JetStream super-cluster has one meta group over every server
+// that runs JetStream; a stream lives in one cluster.
+func (e *Env) StartSuperCluster(clusters ...NATSOptions) []*NATS {
+	e.t.Helper()
+	var out []*NATS
+	for _, o := range clusters {
+		out = append(out, e.prepareNATS(o))
+	}
+	gwPassword := ""
+	if len(out) > 1 {
+		gwPassword, _ = e.Secret(e.MkDir("nats-gateways"), "gateway-password")
+	}
+	for _, n := range out {
+		n.write(e, out, gwPassword)
+	}
+	for _, n := range out {
+		for _, node := range n.Nodes {
+			if err := node.Start(); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+	}
+	for _, n := range out {
+		for _, node := range n.Nodes {
+			if err := node.WaitHealthy(60 * time.Second); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+func (e *Env) prepareNATS(o NATSOptions) *NATS {
 	if o.Site == nil {
 		o.Site = e.Site
 	}
@@ -77,28 +130,44 @@ func (e *Env) StartNATS(o NATSOptions) *NATS {
 	if o.PingMax == 0 {
 		o.PingMax = 2
 	}
-	host := o.Site.host()
 	dir := e.MkDir("nats-" + o.Site.Name + "-" + o.Name)
 	n := &NATS{User: "longlink", opts: o}
 	n.Password, n.PasswordFile = e.Secret(dir, "client-password")
 	n.RoutePassword, _ = e.Secret(dir, "route-password")
 	n.ClientCert, n.ClientKey = e.Cert(dir, "client", "longlink-client")
-	type ports struct{ client, route, mon int }
-	ps := make([]ports, o.Nodes)
-	for i := range ps {
-		ps[i] = ports{e.Port(host), e.Port(host), e.Port(host)}
-	}
 	for i := range o.Nodes {
-		name := fmt.Sprintf("%s-%s-%d", o.Site.Name, o.Name, i+1)
-		ndir := filepath.Join(dir, fmt.Sprint(i+1))
-		if err := os.MkdirAll(ndir, 0o755); err != nil {
+		site := o.Site
+		if len(o.Sites) > 0 {
+			site = o.Sites[i%len(o.Sites)]
+		}
+		host := site.host()
+		name := fmt.Sprintf("%s-%s-%d", site.Name, o.Name, i+1)
+		node := &NATSNode{ServerName: name, host: host, client: e.Port(host), route: e.Port(host), mon: e.Port(host), gw: e.Port(host),
+			dir: filepath.Join(dir, fmt.Sprint(i+1))}
+		if err := os.MkdirAll(node.dir, 0o755); err != nil {
 			e.t.Fatal(err)
 		}
-		cert, key := e.Cert(ndir, "server", host, "localhost")
+		node.ConfigPath = filepath.Join(node.dir, "nats.conf")
+		node.Proc = e.NewProc(site, "nats-"+name, e.Bins.NATSServer, "-c", node.ConfigPath)
+		node.engine = true
+		node.ClientURL = fmt.Sprintf("tls://%s:%d", host, node.client)
+		node.RouteURL = fmt.Sprintf("nats-route://%s:%d", host, node.route)
+		node.MonitorURL = fmt.Sprintf("http://%s:%d", host, node.mon)
+		n.Nodes = append(n.Nodes, node)
+	}
+	return n
+}
+
+// write writes every server's configuration; all are the clusters of the
+// super-cluster (n among them).
+func (n *NATS) write(e *Env, all []*NATS, gwPassword string) {
+	o := n.opts
+	for i, node := range n.Nodes {
+		cert, key := e.Cert(node.dir, "server", node.host, "localhost")
 		var routes []string
-		for j, p := range ps {
+		for j, p := range n.Nodes {
 			if j != i {
-				routes = append(routes, fmt.Sprintf("nats-route://route:%s@%s:%d", n.RoutePassword, host, p.route))
+				routes = append(routes, fmt.Sprintf("nats-route://route:%s@%s:%d", n.RoutePassword, p.host, p.route))
 			}
 		}
 		tlsBlock := fmt.Sprintf("{\n    cert_file: %q\n    key_file: %q\n    ca_file: %q\n    verify: true\n    timeout: 2\n  }", cert, key, e.CAFile)
@@ -113,13 +182,15 @@ authorization {
   password: %q
 }
 tls %s
-jetstream {
+`, node.ServerName, node.host, node.client, node.host, node.mon, o.PingInterval.String(), o.PingMax, n.User, n.Password, tlsBlock)
+		if !o.NoJetStream {
+			conf += fmt.Sprintf(`jetstream {
   store_dir: %q
   max_memory_store: 256MB
   max_file_store: 2GB
 }
-`, name, host, ps[i].client, host, ps[i].mon, o.PingInterval.String(), o.PingMax, n.User, n.Password, tlsBlock,
-			filepath.Join(ndir, "jetstream"))
+`, filepath.Join(node.dir, "jetstream"))
+		}
 		if o.Nodes > 1 {
 			conf += fmt.Sprintf(`cluster {
   name: %q
@@ -133,35 +204,40 @@ jetstream {
     %s
   ]
 }
-`, o.Name, host, ps[i].route, n.RoutePassword, tlsBlock, strings.Join(routes, "\n    "))
+`, o.Name, node.host, node.route, n.RoutePassword, tlsBlock, strings.Join(routes, "\n    "))
+		}
+		if len(all) > 1 {
+			node.GatewayAddr = fmt.Sprintf("%s:%d", node.host, node.gw)
+			var remotes []string
+			for _, other := range all {
+				if other == n {
+					continue
+				}
+				var urls []string
+				for _, p := range other.Nodes {
+					urls = append(urls, fmt.Sprintf("%q", fmt.Sprintf("nats://gateway:%s@%s:%d", gwPassword, p.host, p.gw)))
+				}
+				remotes = append(remotes, fmt.Sprintf("{name: %q, urls: [%s]}", other.opts.Name, strings.Join(urls, ", ")))
+			}
+			conf += fmt.Sprintf(`gateway {
+  name: %q
+  listen: "%s:%d"
+  authorization {
+    user: gateway
+    password: %q
+  }
+  tls %s
+  gateways: [
+    %s
+  ]
+}
+`, o.Name, node.host, node.gw, gwPassword, tlsBlock, strings.Join(remotes, "\n    "))
 		}
 		conf += o.Extra + "\n"
-		cfgPath := filepath.Join(ndir, "nats.conf")
-		if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
-			e.t.Fatal(err)
-		}
-		node := &NATSNode{
-			Proc:       e.NewProc(o.Site, "nats-"+name, e.Bins.NATSServer, "-c", cfgPath),
-			ServerName: name,
-			ClientURL:  fmt.Sprintf("tls://%s:%d", host, ps[i].client),
-			RouteURL:   fmt.Sprintf("nats-route://%s:%d", host, ps[i].route),
-			MonitorURL: fmt.Sprintf("http://%s:%d", host, ps[i].mon),
-			ConfigPath: cfgPath,
-		}
-		node.engine = true
-		n.Nodes = append(n.Nodes, node)
-	}
-	for _, node := range n.Nodes {
-		if err := node.Start(); err != nil {
+		if err := os.WriteFile(node.ConfigPath, []byte(conf), 0o600); err != nil {
 			e.t.Fatal(err)
 		}
 	}
-	for _, node := range n.Nodes {
-		if err := node.WaitHealthy(60 * time.Second); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	return n
 }
 
 // URLs are the client URLs of every server.

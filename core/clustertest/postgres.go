@@ -92,9 +92,6 @@ func (e *Env) StartPostgres(o PGOptions) *Postgres {
 	if o.NoFsync {
 		conf = append(conf, "fsync = off", "synchronous_commit = off", "full_page_writes = off")
 	}
-	if o.Synchronous {
-		conf = append(conf, "synchronous_standby_names = '*'")
-	}
 	conf = append(conf, o.Settings...)
 	appendFile(e, filepath.Join(primary.DataDir, "postgresql.conf"), strings.Join(conf, "\n")+"\n")
 	hba := "local all all trust\n" +
@@ -124,12 +121,11 @@ func (e *Env) StartPostgres(o PGOptions) *Postgres {
 	standby := e.newPGNode(o.StandbySite, "pg-"+o.Site.Name+"-standby", filepath.Join(dir, "standby"), cred)
 	args := []string{"-D", standby.DataDir, "-R", "-X", "stream", "-c", "fast",
 		"-d", fmt.Sprintf("host=%s port=%d user=replicator sslmode=require application_name=standby", primary.Host, primary.Port)}
-	if o.StandbySite != nil && len(o.StandbySite.Exec) > 0 {
-		args = append(append([]string(nil), o.StandbySite.Exec[1:]...), append([]string{filepath.Join(e.Bins.PGBin, "pg_basebackup")}, args...)...)
-		if out, err := e.runAsEnv(cred, []string{"PGPASSWORD=" + replPassword, "HOME=" + dir}, o.StandbySite.Exec[0], args...); err != nil {
-			e.t.Fatalf("clustertest: pg_basebackup: %v\n%s", err, out)
-		}
-	} else if out, err := e.runAsEnv(cred, []string{"PGPASSWORD=" + replPassword, "HOME=" + dir}, filepath.Join(e.Bins.PGBin, "pg_basebackup"), args...); err != nil {
+	bbBin, bbArgs, bbCred := asUserAt(o.StandbySite, cred, filepath.Join(e.Bins.PGBin, "pg_basebackup"), args)
+	if x := o.StandbySite.Exec; len(x) > 0 {
+		bbBin, bbArgs = x[0], append(append(append([]string(nil), x[1:]...), bbBin), bbArgs...)
+	}
+	if out, err := e.runAsEnv(bbCred, []string{"PGPASSWORD=" + replPassword, "HOME=" + dir}, bbBin, bbArgs...); err != nil {
 		e.t.Fatalf("clustertest: pg_basebackup: %v\n%s", err, out)
 	}
 	if err := standby.Start(); err != nil {
@@ -139,6 +135,24 @@ func (e *Env) StartPostgres(o PGOptions) *Postgres {
 		e.t.Fatal(err)
 	}
 	pg.Standby = standby
+	if o.Synchronous {
+		// Once the standby streams (set before, the setup's own commits
+		// would wait for it); only the primary has it, so a promoted
+		// standby does not wait for a standby it does not have.
+		if err := primary.Exec("ALTER SYSTEM SET synchronous_standby_names = '*'", "SELECT pg_reload_conf()"); err != nil {
+			e.t.Fatal(err)
+		}
+		err := poll(30*time.Second, func() error {
+			st, err := primary.Scalar("SELECT string_agg(sync_state, ',') FROM pg_stat_replication")
+			if err == nil && st != "sync" {
+				err = fmt.Errorf("standby's sync_state %q", st)
+			}
+			return err
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
 	return pg
 }
 
@@ -152,9 +166,13 @@ func (e *Env) newPGNode(site *Site, name, dataDir string, cred *syscall.Credenti
 	chownAll(e, cred, n.Socket)
 	// Port, listen address and socket on the command line: a standby's
 	// configuration is a copy of the primary's.
-	n.Proc = e.NewProc(site, name, n.postgres, "-D", dataDir, "-p", strconv.Itoa(n.Port), "-k", n.Socket,
-		"-c", "listen_addresses="+host)
+	bin, args, cred := asUserAt(site, cred, n.postgres, []string{"-D", dataDir, "-p", strconv.Itoa(n.Port), "-k", n.Socket,
+		"-c", "listen_addresses=" + host})
+	n.Proc = e.NewProc(site, name, bin, args...)
 	n.Proc.cred = cred
+	// Its own HOME: libpq (the standby's WAL receiver) looks for client
+	// certificates in ~/.postgresql, which the test's HOME may hide.
+	n.Proc.env = []string{"HOME=" + filepath.Dir(dataDir)}
 	// SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, shared
 	// memory released.
 	n.Proc.stopSig = syscall.SIGQUIT
@@ -165,7 +183,8 @@ func (e *Env) newPGNode(site *Site, name, dataDir string, cred *syscall.Credenti
 // DSN is the application's connection string: TLS with the server's
 // certificate checked against the environment's CA, and the password.
 // With a standby it lists both servers and asks for the writable one, so
-// that nodes find a promoted standby by themselves.
+// that nodes find a promoted standby by themselves; a server that does not
+// answer (a cut site) is given up on after connect_timeout (2 s).
 func (pg *Postgres) DSN() string {
 	hosts := []string{fmt.Sprintf("%s:%d", pg.Primary.Host, pg.Primary.Port)}
 	attrs := ""
@@ -173,7 +192,7 @@ func (pg *Postgres) DSN() string {
 		hosts = append(hosts, fmt.Sprintf("%s:%d", pg.Standby.Host, pg.Standby.Port))
 		attrs = "&target_session_attrs=read-write"
 	}
-	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=verify-full&sslrootcert=%s%s",
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=verify-full&connect_timeout=2&sslrootcert=%s%s",
 		url.QueryEscape(pg.User), url.QueryEscape(pg.Password), strings.Join(hosts, ","), pg.Database, url.QueryEscape(pg.caFile), attrs)
 }
 
@@ -223,6 +242,22 @@ func (n *PGNode) Exec(stmts ...string) error {
 		}
 	}
 	return nil
+}
+
+// Scalar runs a query as the superuser and returns its one value as text.
+func (n *PGNode) Scalar(query string) (string, error) {
+	db, err := sql.Open("pgx", n.superDSN("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var v sql.NullString
+	if err := db.QueryRowContext(ctx, query).Scan(&v); err != nil {
+		return "", fmt.Errorf("clustertest: %s: %q: %w", n.Name, query, err)
+	}
+	return v.String, nil
 }
 
 // Promote turns a standby into a primary and waits until it accepts writes.
@@ -305,6 +340,16 @@ func pgTemplate(cacheDir, pgBin string) (string, error) {
 		return "", fmt.Errorf("clustertest: copy initdb template: %v\n%s", err, out)
 	}
 	return dir, os.Rename(tmp, dir)
+}
+
+// asUserAt is the command that runs bin as cred at site: entering a
+// site's namespace needs root, so the site's prefix runs as root and
+// setpriv (which execs, keeping the pid) takes cred's identity in it.
+func asUserAt(site *Site, cred *syscall.Credential, bin string, args []string) (string, []string, *syscall.Credential) {
+	if site == nil || len(site.Exec) == 0 || cred == nil {
+		return bin, args, cred
+	}
+	return "setpriv", append([]string{fmt.Sprintf("--reuid=%d", cred.Uid), fmt.Sprintf("--regid=%d", cred.Gid), "--clear-groups", bin}, args...), nil
 }
 
 func (e *Env) runAsEnv(cred *syscall.Credential, env []string, bin string, args ...string) ([]byte, error) {

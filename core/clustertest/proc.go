@@ -20,6 +20,8 @@ import (
 type Proc struct {
 	Name    string
 	LogPath string
+	// Site is where it runs.
+	Site *Site
 
 	bin  string
 	args []string

@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ type direction struct {
 	label string
 	pool  *sync.Pool
 	stop  <-chan struct{}
+	// cut drops every packet (World.Cut: a partition, not a kill).
+	cut atomic.Bool
 
 	mu    sync.Mutex
 	pl    *impair.Pipeline

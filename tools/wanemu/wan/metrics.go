@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"link"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_wanemu_unrouted_packets_total",
-			Help: "Packets read from a node that no link carries, by reason (not_ipv4, malformed, no_route, no_link).",
+			Help: "Packets read from a node that no link carries, by reason (not_ipv4, malformed, no_route, no_link, cut).",
 		}, []string{"node", "reason"}),
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "longlink_wanemu_in_flight_packets",

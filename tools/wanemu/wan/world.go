@@ -426,6 +426,29 @@ func (w *World) read(n *node) {
 			w.pool.Put(bp)
 			continue
 		}
+		if d.cut.Load() {
+			w.metrics.dropped.WithLabelValues(n.name, "cut").Inc()
+			w.pool.Put(bp)
+			continue
+		}
 		d.admit(bp, h.Length, to.tun)
 	}
+}
+
+// Cut cuts (cut true) or heals the link between nodes a and b, both ways,
+// while the world runs: packets sent meanwhile are dropped silently (counted
+// as unrouted, reason cut), as on a partition; connections see no reset.
+func (w *World) Cut(a, b string, cut bool) error {
+	na, nb := w.byName[a], w.byName[b]
+	if na == nil || nb == nil {
+		return fmt.Errorf("wan: no node %q or %q", a, b)
+	}
+	for _, k := range [][2]int{{na.idx, nb.idx}, {nb.idx, na.idx}} {
+		d := w.dirs[k]
+		if d == nil {
+			return fmt.Errorf("wan: no link %s-%s", a, b)
+		}
+		d.cut.Store(cut)
+	}
+	return nil
 }
