@@ -29,7 +29,7 @@ func init() {
 func runAPI(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("api", flag.ContinueOnError)
 	dir := fs.String("dir", ".longlink", "`directory` of longlink dev (the app secret is in dev.json)")
-	server := fs.String("server", "http://127.0.0.1:7712", "server HTTP API base `URL`")
+	server := fs.String("server", "", "server HTTP API base `URL` (default: where longlink dev in -dir serves it, else http://127.0.0.1:7712)")
 	appkey := fs.String("appkey", "", "sign as this `appkey` (with -secret) instead of longlink dev's demo app")
 	secret := fs.String("secret", "", "the app's `secret` for -appkey: file:/path, env:NAME or the value")
 	fs.Usage = func() {
@@ -64,6 +64,7 @@ func runAPI(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	*server = devServerAPI(*dir, *server)
 	out, status, err := signedAPI(ctx, *server, key, sec, fs.Arg(0), fs.Arg(1), body)
 	if err != nil {
 		return err
@@ -87,20 +88,42 @@ func devAPI(ctx context.Context, dir, server, method, path string, body []byte) 
 	if err != nil {
 		return nil, 0, err
 	}
-	return signedAPI(ctx, server, key, secret, method, path, body)
+	return signedAPI(ctx, devServerAPI(dir, server), key, secret, method, path, body)
+}
+
+// devServerAPI is server when set, else the server API address that
+// `longlink dev` in dir recorded (it moves with -port-base), else the
+// default port.
+func devServerAPI(dir, server string) string {
+	if server != "" {
+		return server
+	}
+	if st, err := readDevState(dir); err == nil && st.ServerAPI != "" {
+		return "http://" + st.ServerAPI
+	}
+	return "http://127.0.0.1:7712"
 }
 
 // devApp is the demo app of `longlink dev` in dir and its secret.
 func devApp(dir string) (appkey, secret string, err error) {
+	st, err := readDevState(dir)
+	if err != nil {
+		return "", "", err
+	}
+	return devAppKey, st.AppSecret, nil
+}
+
+// readDevState reads dev.json of the `longlink dev` in dir.
+func readDevState(dir string) (*devState, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
 	if err != nil {
-		return "", "", fmt.Errorf("%w (start `longlink dev` first, or give -appkey and -secret)", err)
+		return nil, fmt.Errorf("%w (start `longlink dev` first, or give -appkey and -secret)", err)
 	}
 	var st devState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return "", "", fmt.Errorf("%s: %w", filepath.Join(dir, "dev.json"), err)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "dev.json"), err)
 	}
-	return devAppKey, st.AppSecret, nil
+	return &st, nil
 }
 
 // signedAPI makes one server API call signed as appkey with secret and

@@ -66,7 +66,7 @@ func runChat(ctx context.Context, args []string) error {
 	appkey := fs.String("appkey", "", "`appkey` (overrides the client file)")
 	keyID := fs.String("key-id", "", "server key `id` (overrides the client file)")
 	pub := fs.String("public-key", "", "server public `key`, base64 (overrides the client file)")
-	server := fs.String("server", "http://127.0.0.1:7712", "server HTTP API `URL` of longlink dev, asked for chatroom entry tokens as its demo app")
+	server := fs.String("server", "", "server HTTP API `URL` of longlink dev, asked for chatroom entry tokens as its demo app (default: where dev in -dir serves it, else http://127.0.0.1:7712)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

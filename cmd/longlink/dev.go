@@ -65,6 +65,9 @@ type devState struct {
 	TURNSecret     string `json:"turn_secret"`
 	// PushSecret signs the notifications sent to -push-webhook.
 	PushSecret string `json:"push_secret"`
+	// ServerAPI is where the last start served the server HTTP API
+	// (host:port; it moves with -port-base): `longlink api -dir` calls it.
+	ServerAPI string `json:"server_api,omitempty"`
 	// The login-token signing key: the core signs the demo tokens with it,
 	// and the dev edge holds the public key, so it answers logins itself.
 	TokenKeyID      string            `json:"token_key_id"`
@@ -87,6 +90,7 @@ func runDev(ctx context.Context, args []string) error {
 	var cf commonFlags
 	cf.bind(fs)
 	dir := fs.String("dir", ".longlink", "`directory` for data, generated keys and the demo client file")
+	portBase := fs.Int("port-base", devPortBase, "first `port` of the block of 100 that dev listens in (every default 77xx port moves with it: 7720 becomes port+20); keep it for a -dir")
 	pushHook := fs.String("push-webhook", "", "offline push for the demo app: POST notifications to this URL, signed with push_secret of dev.json")
 	// Keep the terminal for the table of addresses (-log-level=info shows
 	// more), and stop quickly: the defaults dev uses, as -h shows them.
@@ -94,6 +98,9 @@ func runDev(ctx context.Context, args []string) error {
 	devDefault(fs, "shutdown-timeout", "10s")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if err := checkPortBase(*portBase); err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	log, err := cf.logger("dev")
 	if err != nil {
@@ -118,6 +125,9 @@ func runDev(ctx context.Context, args []string) error {
 	dc, err := devDefaults(*dir, st, kp)
 	if err != nil {
 		return err
+	}
+	if err := shiftDevPorts(&dc, *portBase); err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	if *pushHook != "" {
 		dc.Core.Push.Apps = append(dc.Core.Push.Apps, push.AppConfig{AppKey: devAppKey, Preview: push.PreviewFull,
@@ -224,6 +234,7 @@ func runDev(ctx context.Context, args []string) error {
 		if err := devDemoRoom(ctx, node.Service().Rooms()); err != nil {
 			return err
 		}
+		st.ServerAPI = node.ServerAPIAddr()
 		if err := saveDevState(*dir, st); err != nil {
 			return err
 		}
@@ -529,8 +540,15 @@ func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	c.Egress.Listen = map[string]string{"quic": "127.0.0.1:7745", "kcp": "127.0.0.1:7746"}
 	c.Egress.Cluster = imapi.DefaultCluster
 
+	c.Egress.Services = map[string]relay.Service{
+		"link":        {Kind: "link", Address: c.Gateway.Listen},
+		"link-frames": {Kind: "link-frames", Address: c.Gateway.PlainListen},
+		"weblink":     {Kind: "http", Address: c.WebLink.Listen},
+	}
+
 	r := relay.Default()
 	r.Name = "relay-1"
+	r.Listen = map[string]string{"quic": "127.0.0.1:7740", "kcp": "127.0.0.1:7741"}
 	r.Routing.Routes = []relay.Route{{
 		Cluster:  imapi.DefaultCluster,
 		NextHops: []relay.Hop{{Name: "core-egress", Transport: "quic", Address: "127.0.0.1:7745"}},

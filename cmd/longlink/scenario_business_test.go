@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,7 +66,7 @@ func TestDevBusinessFeatures(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	dev := startProc(t, bin, "dev", "-dir", dir, "-push-webhook", hook.URL)
+	dev := startProc(t, bin, "dev", "-dir", dir, "-push-webhook", hook.URL, "-port-base", strconv.Itoa(freeDevPortBase(t)))
 	dev.waitFor(t, "chat", 2*time.Minute)
 	if !strings.Contains(dev.text(), "offline push") {
 		t.Fatalf("dev table does not show the push webhook:\n%s", dev.text())

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,11 +27,15 @@ func TestFirstFiveMinutes(t *testing.T) {
 	bin := longlinkBinary(t)
 	dir := t.TempDir()
 
-	dev := startProc(t, bin, "dev", "-dir", dir, "-log-level", "info")
+	// a block of ports of its own: tests run in parallel, and so may a
+	// developer's dev on the default 7700
+	base := freeDevPortBase(t)
+	pb := strconv.Itoa(base)
+	dev := startProc(t, bin, "dev", "-dir", dir, "-log-level", "info", "-port-base", pb)
 	dev.waitFor(t, "longlink chat --user bob", 2*time.Minute) // the last line of the table
-	for _, want := range []string{"Link via edge", "127.0.0.1:7720", "user alice", "user bob", "demo page", "login tokens", "token v1.dev1.",
-		"LBS DNS (udp, tcp)   127.0.0.1:7753", "LBS admin, console   https://127.0.0.1:7701/console/", "metrics, health      http://127.0.0.1:7719/metrics",
-		"NATS (embedded)      nats://127.0.0.1:7714", "relay, core egress   127.0.0.1:7740, 127.0.0.1:7745"} {
+	for _, want := range []string{"Link via edge", devAddr(base, 20), "user alice", "user bob", "demo page", "login tokens", "token v1.dev1.",
+		"LBS DNS (udp, tcp)   " + devAddr(base, 53), "LBS admin, console   https://" + devAddr(base, 1) + "/console/", "metrics, health      http://" + devAddr(base, 19) + "/metrics",
+		"NATS (embedded)      nats://" + devAddr(base, 14), "relay, core egress   " + devAddr(base, 40) + ", " + devAddr(base, 45)} {
 		if !strings.Contains(dev.text(), want) {
 			t.Fatalf("dev table lacks %q:\n%s", want, dev.text())
 		}
@@ -53,7 +58,7 @@ func TestFirstFiveMinutes(t *testing.T) {
 	bob.waitFor(t, "(connected)", 20*time.Second)
 	alice := startProc(t, bin, "chat", "-dir", dir, "-user", "alice", "-to", "bob")
 	alice.waitFor(t, "(connected)", 20*time.Second)
-	if !strings.Contains(alice.text(), "127.0.0.1:7720") {
+	if !strings.Contains(alice.text(), devAddr(base, 20)) {
 		t.Fatalf("alice did not go through the edge:\n%s", alice.text())
 	}
 
@@ -95,7 +100,7 @@ func TestFirstFiveMinutes(t *testing.T) {
 	bob.stop(t)
 	dev.interrupt(t, 20*time.Second)
 
-	dev2 := startProc(t, bin, "dev", "-dir", dir)
+	dev2 := startProc(t, bin, "dev", "-dir", dir, "-port-base", pb)
 	dev2.waitFor(t, "longlink chat --user bob", 2*time.Minute)
 	hist, err := exec.Command(bin, "ctl", "-ctl-config", ctlConf, "-o", "json", "policy", "history").Output()
 	if err != nil || strings.Count(string(hist), `"version"`) != 2 || !strings.Contains(string(hist), `"comment": "operator change"`) {

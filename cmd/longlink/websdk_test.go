@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func TestWebSDK(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	portBase := freeDevPortBase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	for _, args := range [][]string{
@@ -41,7 +43,8 @@ func TestWebSDK(t *testing.T) {
 	} {
 		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 		cmd.Dir = web
-		cmd.Env = append(os.Environ(), "LONGLINK_BIN="+bin)
+		// its own block of ports (e2e/procs.mjs passes it to longlink dev)
+		cmd.Env = append(os.Environ(), "LONGLINK_BIN="+bin, "LONGLINK_DEV_PORT_BASE="+strconv.Itoa(portBase))
 		// The tests start `longlink dev`, `longlink chat` and Chromium: on a
 		// timeout the whole process group goes, so none outlives the test.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -51,7 +51,9 @@ export class Proc {
 
 /** Starts `longlink dev` on dir and waits for its table; returns it with the client file it wrote. */
 export async function startDev(bin, dir) {
-  const dev = new Proc(bin, ["dev", "-dir", dir]);
+  // LONGLINK_DEV_PORT_BASE: a block of ports of its own (the Go test picks a free one)
+  const base = process.env.LONGLINK_DEV_PORT_BASE;
+  const dev = new Proc(bin, ["dev", "-dir", dir, ...(base ? ["-port-base", base] : [])]);
   await dev.waitFor("\nchat ", 120000);
   dev.client = JSON.parse(readFileSync(join(dir, "client.json"), "utf8"));
   return dev;
