@@ -35,7 +35,10 @@ commands:
   policy diff -f FILE                      compare a policy file with the live one (exit 1: differs)
   policy apply -f FILE [-m COMMENT]        apply a policy file (a new version)
   policy history                           list policy versions
-  apps | pools | entrypoints | topology    list parts of the live policy
+  apps | pools | entrypoints              list parts of the live policy
+  topology                                 the LBS members and leader, each site's nodes (health, load,
+                                           version, paths' RTT/loss), the service nodes gateways hear,
+                                           and the policy's uplinks (-o json: the console's /v1/cluster)
   explain -appkey K [-ip IP] [-sdk V] [-env E] [-platform P] [-account A]   (-account: which service nodes serve A)
   nodes                                    entry points with health and load
   drain ID | undrain ID                    take an entry point out of (back into) answers
@@ -237,9 +240,7 @@ var ctlCommands = map[string]ctlCmd{
 		return r.list("/v1/entrypoints", col("ID", "id"), col("KIND", "kind"), col("SITE", "site"), col("LINK", "link"),
 			col("WEBLINK", "weblink"), col("TURN", "turn"), col("CAPACITY", "capacity"), col("WEIGHT", "weight"))
 	}},
-	"topology": {run: func(r *ctlRun) error {
-		return r.list("/v1/topology", col("EDGE", "edge"), col("RELAYS", "relays"), col("CORES", "cores"))
-	}},
+	"topology": {run: topologyCmd},
 	"nodes": {run: func(r *ctlRun) error {
 		return r.list("/v1/nodes", col("ID", "id"), col("KIND", "kind"), col("SITE", "site"), col("VERSION", "version"), col("HEALTH", "health.state"),
 			col("DRAINED BY", "drained_by"), col("CONNS", "connections"), col("LOAD", "load"), col("LAST BEAT", "last_beat_ago"))
@@ -391,6 +392,105 @@ var ctlCommands = map[string]ctlCmd{
 			return fmt.Sprintf("reloaded %v: applied %v", m["file"], m["applied"])
 		})
 	}},
+}
+
+// topologyCmd prints what the console's map shows (GET /v1/cluster): the
+// LBS members and their leader, every site's nodes with health, load,
+// version and measured paths, the service nodes the gateways hear, and the
+// uplinks the policy declares.
+func topologyCmd(r *ctlRun) error {
+	b, err := r.conn.do(r.ctx, "GET", "/v1/cluster", r.q, nil)
+	if err != nil {
+		return err
+	}
+	if r.json {
+		return printJSON(r.out, b)
+	}
+	var v struct {
+		PolicyVersion uint64 `json:"policy_version"`
+		LBS           struct {
+			LeaderID string           `json:"leader_id"`
+			Term     uint64           `json:"term"`
+			Servers  []map[string]any `json:"servers"`
+		} `json:"lbs"`
+		Nodes []struct {
+			ID          string                 `json:"id"`
+			Kind        string                 `json:"kind"`
+			Site        string                 `json:"site"`
+			Version     string                 `json:"version"`
+			Drained     string                 `json:"drained_by"`
+			Connections int                    `json:"connections"`
+			Capacity    int                    `json:"capacity"`
+			Health      struct{ State string } `json:"health"`
+			Paths       []struct {
+				To    string  `json:"to"`
+				Up    bool    `json:"up"`
+				RTTMs float64 `json:"rtt_ms"`
+				Loss  float64 `json:"loss"`
+			} `json:"paths"`
+			ServiceNodes []map[string]any `json:"service_nodes"`
+		} `json:"nodes"`
+		Topology []map[string]any `json:"topology"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	leader := v.LBS.LeaderID
+	if leader == "" {
+		leader = "none"
+	}
+	fmt.Fprintf(r.out, "LBS: leader %s, term %d, policy version %d\n", leader, v.LBS.Term, v.PolicyVersion)
+	printTable(r.out, v.LBS.Servers, []ctlCol{col("MEMBER", "id"), col("RAFT ADDRESS", "address"), col("SUFFRAGE", "suffrage"), col("LEADER", "leader")})
+
+	fmt.Fprintln(r.out, "\nNODES")
+	tw := tabwriter.NewWriter(r.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tNODE\tKIND\tHEALTH\tVERSION\tCONNS/CAP\tPATHS")
+	var svc []map[string]any
+	seen := map[string]bool{}
+	for _, n := range v.Nodes {
+		health, kind := n.Health.State, n.Kind
+		if health == "" {
+			health = "unknown" // no committed report yet
+		}
+		if kind == "" {
+			kind = "edge"
+		}
+		if n.Drained != "" {
+			health += " (drained)"
+		}
+		load := strconv.Itoa(n.Connections) + "/"
+		if n.Capacity > 0 {
+			load += strconv.Itoa(n.Capacity)
+		} else {
+			load += "-"
+		}
+		var paths []string
+		for _, p := range n.Paths {
+			state := "up"
+			if !p.Up {
+				state = "down"
+			}
+			paths = append(paths, fmt.Sprintf("%s %s %.1fms %.1f%%", p.To, state, p.RTTMs, p.Loss*100))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(n.Site), n.ID, kind, health, cell(n.Version), load, cell(strings.Join(paths, "; ")))
+		for _, s := range n.ServiceNodes {
+			if id, _ := s["id"].(string); !seen[id] {
+				seen[id] = true
+				s["heard_by"] = n.ID
+				svc = append(svc, s)
+			}
+		}
+	}
+	tw.Flush()
+	if len(v.Nodes) == 0 {
+		fmt.Fprintln(r.out, "(none)")
+	}
+	fmt.Fprintln(r.out, "\nSERVICE NODES (as gateways hear them on the bus)")
+	printTable(r.out, svc, []ctlCol{col("ID", "id"), col("CLUSTER", "cluster"), col("SITE", "site"), col("VERSION", "version"),
+		col("CANARY", "canary"), col("DRAINING", "draining"), col("HEARD BY", "heard_by")})
+	fmt.Fprintln(r.out, "\nUPLINKS (the policy's topology: edge → relays → cores)")
+	printTable(r.out, v.Topology, []ctlCol{col("EDGE", "edge"), col("RELAYS", "relays"), col("CORES", "cores")})
+	return nil
 }
 
 func drainCmd(op string) func(r *ctlRun) error {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -92,12 +93,14 @@ func TestCtlOutputAndExitCodes(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "[") || !strings.Contains(out, `"id": "edge-sg"`) {
 		t.Fatalf("nodes json: %v\n%s", err, out)
 	}
+	// topology: the map the console draws, not the policy's (empty) uplinks
 	out, err = runCtlOut(cc, "-o", "json", "topology")
-	if err != nil || strings.TrimSpace(out) != "[]" {
+	if err != nil || !strings.Contains(out, `"leader_id": "lbs1"`) || !strings.Contains(out, `"id": "edge-sg"`) || !strings.Contains(out, `"topology": []`) {
 		t.Fatalf("topology json: %v %q", err, out)
 	}
 	out, err = runCtlOut(cc, "topology")
-	if err != nil || !strings.Contains(out, "EDGE") || !strings.Contains(out, "(none)") || strings.Contains(out, "null") {
+	if err != nil || !strings.Contains(out, "LBS: leader lbs1, term ") || !regexp.MustCompile(`(?m)^lbs1\s+127\.0\.0\.1:\d+\s+Voter\s+yes`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^sg\s+edge-sg\s+edge\s+`).MatchString(out) || !strings.Contains(out, "UPLINKS") || strings.Contains(out, "null") {
 		t.Fatalf("topology table: %v\n%s", err, out)
 	}
 	out, err = runCtlOut(cc, "token", "list")
