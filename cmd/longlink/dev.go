@@ -538,7 +538,7 @@ func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	c.Roles.Egress = true
 	c.Egress.Name = "core-egress"
 	c.Egress.Listen = map[string]string{"quic": "127.0.0.1:7745", "kcp": "127.0.0.1:7746"}
-	c.Egress.Cluster = imapi.DefaultCluster
+	c.Egress.Cluster = c.Routing.DefaultCluster
 
 	c.Egress.Services = map[string]relay.Service{
 		"link":        {Kind: "link", Address: c.Gateway.Listen},
@@ -550,18 +550,18 @@ func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	r.Name = "relay-1"
 	r.Listen = map[string]string{"quic": "127.0.0.1:7740", "kcp": "127.0.0.1:7741"}
 	r.Routing.Routes = []relay.Route{{
-		Cluster:  imapi.DefaultCluster,
+		Cluster:  c.Routing.DefaultCluster,
 		NextHops: []relay.Hop{{Name: "core-egress", Transport: "quic", Address: "127.0.0.1:7745"}},
 	}}
 
 	e := edge.Default()
 	e.Name = "edge-1"
-	e.Cluster = imapi.DefaultCluster
+	e.Cluster = c.Routing.DefaultCluster
 	e.DrainPeriod = config.Duration(2 * time.Second)
 	e.Link.Terminate = &edge.LinkTermination{Keys: []edge.LinkKey{{ID: kp.ID, PrivateKey: config.NewSecret(st.LinkPrivateKey)}},
 		TokenKeys: []edge.TokenKey{{ID: st.TokenKeyID, PublicKey: st.TokenPublicKey}}}
 	e.Routing.Routes = []relay.Route{{
-		Cluster:  imapi.DefaultCluster,
+		Cluster:  c.Routing.DefaultCluster,
 		NextHops: []relay.Hop{{Name: "relay-1", Transport: "quic", Address: "127.0.0.1:7740"}},
 		Direct:   &relay.Hop{Name: "core-egress", Transport: "quic", Address: "127.0.0.1:7745"},
 	}}

@@ -24,6 +24,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/turncred"
@@ -105,14 +107,14 @@ func (s *Service) SetSecrets(secrets []turncred.Secret) error {
 func (s *Service) Start(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for op, h := range map[imapi.Op]func(*imapi.Session, []byte) (any, error){
+	for op, h := range map[imapi.Op]func(*buswire.Session, []byte) (any, error){
 		imapi.OpTurnCredentials: s.turnCredentials,
 		imapi.OpCallSignal:      s.signal,
 	} {
 		// The call service has no version of its own: it also serves the
 		// users a grayscale rule sends to any version (core/route).
-		for _, subj := range []string{imapi.ServiceSubject(s.cfg.Cluster, op), route.AnyVersionSubject(s.cfg.Cluster, op)} {
-			sub, err := s.nc.QueueSubscribe(subj, imapi.ServiceQueue, func(msg *nats.Msg) { s.dispatch(msg, op, h) })
+		for _, subj := range []string{buswire.ServiceSubject(s.cfg.Cluster, op), route.AnyVersionSubject(s.cfg.Cluster, op)} {
+			sub, err := s.nc.QueueSubscribe(subj, buswire.ServiceQueue, func(msg *nats.Msg) { s.dispatch(msg, op, h) })
 			if err != nil {
 				for _, o := range s.subs {
 					_ = o.Unsubscribe()
@@ -168,8 +170,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) dispatch(msg *nats.Msg, op imapi.Op, h func(*imapi.Session, []byte) (any, error)) {
-	var req imapi.BusRequest
+func (s *Service) dispatch(msg *nats.Msg, op imapi.Op, h func(*buswire.Session, []byte) (any, error)) {
+	var req buswire.Request
 	var out any
 	var err error
 	if jerr := json.Unmarshal(msg.Data, &req); jerr != nil {
@@ -180,7 +182,7 @@ func (s *Service) dispatch(msg *nats.Msg, op imapi.Op, h func(*imapi.Session, []
 	} else {
 		out, err = h(&req.Session, req.Body)
 	}
-	reply := imapi.BusReply{}
+	reply := buswire.Reply{}
 	if err != nil {
 		var ie *imapi.Error
 		if !errors.As(err, &ie) {
@@ -206,7 +208,7 @@ func (s *Service) dispatch(msg *nats.Msg, op imapi.Op, h func(*imapi.Session, []
 	}
 }
 
-func (s *Service) turnCredentials(sess *imapi.Session, body []byte) (any, error) {
+func (s *Service) turnCredentials(sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.TurnCredentialsReq
 	if len(body) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
@@ -281,7 +283,7 @@ var signalKinds = map[string]bool{
 // answerKinds end the ringing on the sender's other devices too.
 var answerKinds = map[string]bool{imapi.CallAccept: true, imapi.CallReject: true, imapi.CallHangup: true}
 
-func (s *Service) signal(sess *imapi.Session, body []byte) (any, error) {
+func (s *Service) signal(sess *buswire.Session, body []byte) (any, error) {
 	sig, reason, err := parseSignal(body, sess.Account, s.cfg.MaxPayloadBytes)
 	if err != nil {
 		s.m.refusals.WithLabelValues(reason).Inc()
@@ -337,8 +339,8 @@ func parseSignal(body []byte, account string, maxPayload int) (imapi.CallSignal,
 }
 
 func (s *Service) push(appkey, account string, body []byte, except string) error {
-	b, _ := json.Marshal(&imapi.BusPush{Op: imapi.OpCallEvent, Body: body, ExceptSession: except})
-	if err := s.nc.Publish(imapi.UserSubject(appkey, account), b); err != nil {
+	b, _ := json.Marshal(&buswire.Push{Op: imapi.OpCallEvent, Body: body, ExceptSession: except})
+	if err := s.nc.Publish(buswire.UserSubject(appkey, account), b); err != nil {
 		s.m.pushFails.Inc()
 		s.log.Warn("call event push failed", "err", err)
 		return err

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/turncred"
 )
@@ -76,23 +78,23 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	return f
 }
 
-func (f *fixture) request(t *testing.T, sess imapi.Session, op imapi.Op, body any) imapi.BusReply {
+func (f *fixture) request(t *testing.T, sess buswire.Session, op imapi.Op, body any) buswire.Reply {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	env, _ := json.Marshal(imapi.BusRequest{Session: sess, Body: b})
-	msg, err := f.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, op), env, 2*time.Second)
+	env, _ := json.Marshal(buswire.Request{Session: sess, Body: b})
+	msg, err := f.nc.Request(buswire.ServiceSubject(buswire.DefaultCluster, op), env, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r imapi.BusReply
+	var r buswire.Reply
 	if err := json.Unmarshal(msg.Data, &r); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func alice(ip string) imapi.Session {
-	return imapi.Session{AppKey: "app", Account: "alice", DeviceID: "a-phone", SessionID: "s-alice", ClientIP: ip}
+func alice(ip string) buswire.Session {
+	return buswire.Session{AppKey: "app", Account: "alice", DeviceID: "a-phone", SessionID: "s-alice", ClientIP: ip}
 }
 
 func TestTurnCredentialsOverBus(t *testing.T) {
@@ -144,7 +146,7 @@ func TestTurnCredentialsOverBus(t *testing.T) {
 
 func TestNotLoggedIn(t *testing.T) {
 	f := newFixture(t, nil)
-	r := f.request(t, imapi.Session{}, imapi.OpTurnCredentials, nil)
+	r := f.request(t, buswire.Session{}, imapi.OpTurnCredentials, nil)
 	if r.Code != imapi.ErrNotLoggedIn {
 		t.Fatalf("code %v", r.Code)
 	}
@@ -167,11 +169,11 @@ func TestSecretRotationSignsWithNewest(t *testing.T) {
 	}
 }
 
-func subscribePushes(t *testing.T, nc *nats.Conn, appkey, account string) <-chan imapi.BusPush {
+func subscribePushes(t *testing.T, nc *nats.Conn, appkey, account string) <-chan buswire.Push {
 	t.Helper()
-	ch := make(chan imapi.BusPush, 16)
-	sub, err := nc.Subscribe(imapi.UserSubject(appkey, account), func(m *nats.Msg) {
-		var p imapi.BusPush
+	ch := make(chan buswire.Push, 16)
+	sub, err := nc.Subscribe(buswire.UserSubject(appkey, account), func(m *nats.Msg) {
+		var p buswire.Push
 		if json.Unmarshal(m.Data, &p) == nil {
 			ch <- p
 		}
@@ -184,7 +186,7 @@ func subscribePushes(t *testing.T, nc *nats.Conn, appkey, account string) <-chan
 	return ch
 }
 
-func nextEvent(t *testing.T, ch <-chan imapi.BusPush) (imapi.CallEvent, imapi.BusPush) {
+func nextEvent(t *testing.T, ch <-chan buswire.Push) (imapi.CallEvent, buswire.Push) {
 	t.Helper()
 	select {
 	case p := <-ch:
@@ -199,16 +201,16 @@ func nextEvent(t *testing.T, ch <-chan imapi.BusPush) (imapi.CallEvent, imapi.Bu
 	case <-time.After(2 * time.Second):
 		t.Fatal("no push")
 	}
-	return imapi.CallEvent{}, imapi.BusPush{}
+	return imapi.CallEvent{}, buswire.Push{}
 }
 
 func TestCallSignalling(t *testing.T) {
 	f := newFixture(t, nil)
 	toBob := subscribePushes(t, f.nc, "app", "bob")
 	toAlice := subscribePushes(t, f.nc, "app", "alice")
-	bob := imapi.Session{AppKey: "app", Account: "bob", DeviceID: "b-pc", SessionID: "s-bob"}
+	bob := buswire.Session{AppKey: "app", Account: "bob", DeviceID: "b-pc", SessionID: "s-bob"}
 
-	send := func(sess imapi.Session, sig imapi.CallSignal) {
+	send := func(sess buswire.Session, sig imapi.CallSignal) {
 		t.Helper()
 		r := f.request(t, sess, imapi.OpCallSignal, sig)
 		if r.Code != imapi.OK {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/turncred"
 )
@@ -14,7 +14,7 @@ import (
 // Config configures the call service.
 type Config struct {
 	// Cluster is the bus subject prefix of the app service cluster it
-	// answers for. Default imapi.DefaultCluster.
+	// answers for. Default buswire.DefaultCluster.
 	Cluster string `yaml:"cluster"`
 	// Secrets are the TURN shared secrets, the same set the TURN servers
 	// hold; the first signs. Required. (The LBS will push them.)
@@ -53,7 +53,7 @@ type ServerConfig struct {
 // Default returns the defaults; Secrets and Servers must still be set.
 func Default() Config {
 	return Config{
-		Cluster:          imapi.DefaultCluster,
+		Cluster:          buswire.DefaultCluster,
 		CredentialTTL:    config.Duration(12 * time.Hour),
 		MaxCredentialTTL: config.Duration(24 * time.Hour),
 		MaxServers:       3,

@@ -14,6 +14,8 @@ import (
 	pionturn "github.com/pion/turn/v5"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/edge/turn"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/turncred"
@@ -66,12 +68,12 @@ func TestCallRelaysMediaThroughTURN(t *testing.T) {
 	f := &fixture{nc: nc, svc: svc}
 
 	type party struct {
-		sess  imapi.Session
+		sess  buswire.Session
 		relay net.PacketConn
 		got   atomic.Int64
 	}
 	join := func(account string) *party {
-		p := &party{sess: imapi.Session{AppKey: "app", Account: account, SessionID: "s-" + account, ClientIP: "127.0.0.1"}}
+		p := &party{sess: buswire.Session{AppKey: "app", Account: account, SessionID: "s-" + account, ClientIP: "127.0.0.1"}}
 		r := f.request(t, p.sess, imapi.OpTurnCredentials, imapi.TurnCredentialsReq{TTLSec: 600})
 		if r.Code != imapi.OK {
 			t.Fatalf("credentials: %v", r.Code)

@@ -24,6 +24,7 @@ import (
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/sdk"
@@ -146,7 +147,7 @@ func (e *superEnv) startAPI(svc *service.Service) {
 		e.t.Fatal(err)
 	}
 	api, err := serverapi.New(serverapi.Default(), serverapi.Deps{Service: svc, Store: e.st, NATS: e.conn("api"), JetStream: e.bus.JetStream(),
-		Node: route.Node{Cluster: imapi.DefaultCluster}, Logger: logger()})
+		Node: route.Node{Cluster: buswire.DefaultCluster}, Logger: logger()})
 	if err != nil {
 		e.t.Fatal(err)
 	}

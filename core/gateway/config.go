@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
 )
@@ -16,7 +16,7 @@ import (
 // Config configures a gateway. Zero values take the defaults noted on each
 // field (Default returns them filled in).
 type Config struct {
-	// ID names this gateway in sessions (imapi.Session.Gateway).
+	// ID names this gateway in sessions (buswire.Session.Gateway).
 	// Default: "gw-<hostname>-<pid>".
 	ID string `yaml:"id"`
 	// Listen is the Link TCP address. Empty disables the Link listener (the
@@ -302,8 +302,8 @@ func (c *Config) Validate() error {
 	if v.SendAttemptTimeout.D() < 10*time.Millisecond || v.SendAttemptTimeout > v.RequestTimeout {
 		errs.Addf("send_attempt_timeout: %s not in 10ms..request_timeout", v.SendAttemptTimeout.D())
 	}
-	if v.MaxSendBatch < 1 || v.MaxSendBatch > imapi.MaxSendBatch {
-		errs.Addf("max_send_batch: %d not in 1..%d", v.MaxSendBatch, imapi.MaxSendBatch)
+	if v.MaxSendBatch < 1 || v.MaxSendBatch > buswire.MaxSendBatch {
+		errs.Addf("max_send_batch: %d not in 1..%d", v.MaxSendBatch, buswire.MaxSendBatch)
 	}
 	if v.MaxInflight < 1 || v.SendQueue < 8 {
 		errs.Addf("max_inflight must be at least 1 and send_queue at least 8")

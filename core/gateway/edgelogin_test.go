@@ -11,6 +11,8 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 )
 
@@ -46,13 +48,13 @@ func TestEdgeAnsweredLogin(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		msg := mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: mustJSON(imapi.Message{MsgID: "flood", From: "bob", To: "pat"})})
+		msg := mustJSON(buswire.Push{Op: imapi.OpPush, Body: mustJSON(imapi.Message{MsgID: "flood", From: "bob", To: "pat"})})
 		for {
 			select {
 			case <-stop:
 				return
 			case <-time.After(time.Millisecond):
-				_ = pub.Publish(imapi.UserSubject("app", "pat"), msg)
+				_ = pub.Publish(buswire.UserSubject("app", "pat"), msg)
 			}
 		}
 	}()

@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
-	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/pkg/logging"
@@ -51,8 +51,8 @@ type Deps struct {
 // a drain, a slow consumer) rather than the client leaving. Calls are made
 // outside the gateway's locks and must not block.
 type Presence interface {
-	SessionOpened(s imapi.Session)
-	SessionClosed(s imapi.Session, reason string, kicked bool)
+	SessionOpened(s buswire.Session)
+	SessionClosed(s buswire.Session, reason string, kicked bool)
 }
 
 // Gateway serves Link connections and hosts sessions of every transport.

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/waittest"
@@ -68,33 +70,33 @@ type fakeService struct {
 	// onBatch, when set (before the first send), takes every send batch
 	// instead of the default (each send through send, stopping at the
 	// first retryable refusal); it answers through respond, or never.
-	onBatch func(req *imapi.BusRequest, sends []imapi.SendReq, respond func(imapi.SendBatchResp))
+	onBatch func(req *buswire.Request, sends []imapi.SendReq, respond func(buswire.SendBatchResp))
 }
 
 func newFakeService(t testing.TB, nc *nats.Conn) *fakeService {
 	f := &fakeService{nc: nc, seq: map[string]int64{}}
-	if _, err := nc.QueueSubscribe(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpSendBatch), imapi.ServiceQueue, f.sendBatch); err != nil {
+	if _, err := nc.QueueSubscribe(buswire.ServiceSubject(buswire.DefaultCluster, buswire.OpSendBatch), buswire.ServiceQueue, f.sendBatch); err != nil {
 		t.Fatal(err)
 	}
-	for op, h := range map[imapi.Op]func(*imapi.BusRequest) (any, error){
+	for op, h := range map[imapi.Op]func(*buswire.Request) (any, error){
 		imapi.OpLogin:  f.login,
-		imapi.OpLogout: func(*imapi.BusRequest) (any, error) { return nil, nil },
+		imapi.OpLogout: func(*buswire.Request) (any, error) { return nil, nil },
 	} {
 		h := h
-		if _, err := nc.QueueSubscribe(imapi.ServiceSubject(imapi.DefaultCluster, op), imapi.ServiceQueue, func(m *nats.Msg) {
-			var req imapi.BusRequest
+		if _, err := nc.QueueSubscribe(buswire.ServiceSubject(buswire.DefaultCluster, op), buswire.ServiceQueue, func(m *nats.Msg) {
+			var req buswire.Request
 			if err := json.Unmarshal(m.Data, &req); err != nil {
-				_ = m.Respond(mustJSON(imapi.BusReply{Code: imapi.ErrBadRequest}))
+				_ = m.Respond(mustJSON(buswire.Reply{Code: imapi.ErrBadRequest}))
 				return
 			}
 			if f.delay > 0 {
 				time.Sleep(f.delay)
 			}
 			v, err := h(&req)
-			var rep imapi.BusReply
+			var rep buswire.Reply
 			var ie *imapi.Error
 			if errors.As(err, &ie) {
-				rep = imapi.BusReply{Code: ie.Code, Message: ie.Message}
+				rep = buswire.Reply{Code: ie.Code, Message: ie.Message}
 				if ie.RetryAfterMs > 0 {
 					rep.Body = mustJSON(ie) // as the service sends a hint
 				}
@@ -120,7 +122,7 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-func (f *fakeService) login(req *imapi.BusRequest) (any, error) {
+func (f *fakeService) login(req *buswire.Request) (any, error) {
 	var lr imapi.LoginReq
 	if err := json.Unmarshal(req.Body, &lr); err != nil {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "%v", err)
@@ -137,7 +139,7 @@ func (f *fakeService) login(req *imapi.BusRequest) (any, error) {
 	f.lastIP = req.Session.ClientIP
 	f.lastSessionReq = lr.SessionID
 	f.mu.Unlock()
-	_ = f.nc.Publish(imapi.UserSubject(lr.AppKey, lr.Account), mustJSON(imapi.BusPush{
+	_ = f.nc.Publish(buswire.UserSubject(lr.AppKey, lr.Account), mustJSON(buswire.Push{
 		Op: imapi.OpKick, Body: mustJSON(imapi.Kick{Code: imapi.ErrKicked, Reason: "new login", By: lr.DeviceID}),
 		ExceptSession: id, KickDeviceType: lr.DeviceType,
 	}))
@@ -151,17 +153,17 @@ func (f *fakeService) login(req *imapi.BusRequest) (any, error) {
 // sendBatch answers a gateway's send batch as the services do: each send
 // in order, and after a retryable refusal only retryable refusals.
 func (f *fakeService) sendBatch(m *nats.Msg) {
-	var req imapi.BusRequest
-	var br imapi.SendBatchReq
+	var req buswire.Request
+	var br buswire.SendBatchReq
 	if json.Unmarshal(m.Data, &req) != nil || json.Unmarshal(req.Body, &br) != nil {
-		_ = m.Respond(mustJSON(imapi.BusReply{Code: imapi.ErrBadRequest}))
+		_ = m.Respond(mustJSON(buswire.Reply{Code: imapi.ErrBadRequest}))
 		return
 	}
 	sends := make([]imapi.SendReq, len(br.Sends))
 	for i, b := range br.Sends {
 		_ = json.Unmarshal(b, &sends[i])
 	}
-	respond := func(resp imapi.SendBatchResp) { _ = m.Respond(mustJSON(imapi.BusReply{Body: mustJSON(resp)})) }
+	respond := func(resp buswire.SendBatchResp) { _ = m.Respond(mustJSON(buswire.Reply{Body: mustJSON(resp)})) }
 	if f.onBatch != nil {
 		f.onBatch(&req, sends, respond)
 		return
@@ -169,11 +171,11 @@ func (f *fakeService) sendBatch(m *nats.Msg) {
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}
-	var resp imapi.SendBatchResp
+	var resp buswire.SendBatchResp
 	var tail *imapi.Error
 	for _, b := range br.Sends {
 		if tail != nil {
-			resp.Results = append(resp.Results, imapi.SendResult{Code: tail.Code, Message: tail.Message, RetryAfterMs: tail.RetryAfterMs})
+			resp.Results = append(resp.Results, buswire.SendResult{Code: tail.Code, Message: tail.Message, RetryAfterMs: tail.RetryAfterMs})
 			continue
 		}
 		one := req
@@ -182,19 +184,19 @@ func (f *fakeService) sendBatch(m *nats.Msg) {
 		var ie *imapi.Error
 		switch {
 		case errors.As(err, &ie):
-			resp.Results = append(resp.Results, imapi.SendResult{Code: ie.Code, Message: ie.Message, RetryAfterMs: ie.RetryAfterMs})
+			resp.Results = append(resp.Results, buswire.SendResult{Code: ie.Code, Message: ie.Message, RetryAfterMs: ie.RetryAfterMs})
 			if ie.Code.Retryable() {
 				tail = ie
 			}
 		default:
 			ack := v.(imapi.SendAck)
-			resp.Results = append(resp.Results, imapi.SendResult{Ack: &ack})
+			resp.Results = append(resp.Results, buswire.SendResult{Ack: &ack})
 		}
 	}
 	respond(resp)
 }
 
-func (f *fakeService) send(req *imapi.BusRequest) (any, error) {
+func (f *fakeService) send(req *buswire.Request) (any, error) {
 	var sr imapi.SendReq
 	if err := json.Unmarshal(req.Body, &sr); err != nil {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "%v", err)
@@ -210,8 +212,8 @@ func (f *fakeService) send(req *imapi.BusRequest) (any, error) {
 	msg := imapi.Message{MsgID: fmt.Sprintf("m%d", seq), ConvID: conv, ConvType: imapi.ConvP2P, From: req.Session.Account,
 		To: sr.To, Seq: seq, ClientMsgID: sr.ClientMsgID, Type: sr.Type, Body: sr.Body}
 	push := mustJSON(msg)
-	_ = f.nc.Publish(imapi.UserSubject(req.Session.AppKey, sr.To), mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: push}))
-	_ = f.nc.Publish(imapi.UserSubject(req.Session.AppKey, req.Session.Account), mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: push, ExceptSession: req.Session.SessionID}))
+	_ = f.nc.Publish(buswire.UserSubject(req.Session.AppKey, sr.To), mustJSON(buswire.Push{Op: imapi.OpPush, Body: push}))
+	_ = f.nc.Publish(buswire.UserSubject(req.Session.AppKey, req.Session.Account), mustJSON(buswire.Push{Op: imapi.OpPush, Body: push, ExceptSession: req.Session.SessionID}))
 	return imapi.SendAck{MsgID: msg.MsgID, ConvID: conv, Seq: seq}, nil
 }
 
@@ -524,7 +526,7 @@ func TestSlowConsumer(t *testing.T) {
 	nc := connectNATS(t, e.ns)
 	body := mustJSON(imapi.Message{Body: json.RawMessage(`"` + strings.Repeat("z", 60000) + `"`)})
 	for i := 0; i < 2000 && e.g.Sessions() > 0; i++ {
-		_ = nc.Publish(imapi.UserSubject("app", "slow"), mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: body}))
+		_ = nc.Publish(buswire.UserSubject("app", "slow"), mustJSON(buswire.Push{Op: imapi.OpPush, Body: body}))
 		if i%50 == 0 {
 			_ = nc.Flush()
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/pkg/waittest"
 )
 
@@ -19,13 +21,13 @@ type presenceLog struct {
 	events []string
 }
 
-func (p *presenceLog) SessionOpened(s imapi.Session) {
+func (p *presenceLog) SessionOpened(s buswire.Session) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.events = append(p.events, fmt.Sprintf("open %s/%s gw=%s", s.Account, s.DeviceType, s.Gateway))
 }
 
-func (p *presenceLog) SessionClosed(s imapi.Session, reason string, kicked bool) {
+func (p *presenceLog) SessionClosed(s buswire.Session, reason string, kicked bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.events = append(p.events, fmt.Sprintf("close %s/%s kicked=%v %s", s.Account, s.DeviceType, kicked, reason))

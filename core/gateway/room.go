@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 )
 
@@ -37,7 +39,7 @@ import (
 // and pending are guarded by Gateway.roomMu.
 type gwRoom struct {
 	appkey, id string
-	subject    string // imapi.RoomSubject
+	subject    string // buswire.RoomSubject
 	sub        *nats.Subscription
 	members    map[*Session]int // index in list
 	list       []*Session       // the members in a stable order: each keeps its place in the writers' walk
@@ -296,7 +298,7 @@ func (g *Gateway) roomLoop() {
 				g.roomMu.Unlock()
 				continue
 			}
-			if strings.HasSuffix(msg.Subject, imapi.RoomMessageSuffix) {
+			if strings.HasSuffix(msg.Subject, buswire.RoomMessageSuffix) {
 				g.m.roomMessages.Inc()
 				r.pending = append(r.pending, msg.Data)
 				if !r.dirty {
@@ -485,10 +487,10 @@ func (g *Gateway) announce() {
 	if len(addrs) == 0 && g.ln != nil {
 		addrs = []string{"link://" + g.ln.Addr().String()}
 	}
-	b, _ := json.Marshal(imapi.GatewayAnnounce{ID: g.cfg.ID, Addresses: addrs, Sessions: g.Sessions(),
+	b, _ := json.Marshal(buswire.GatewayAnnounce{ID: g.cfg.ID, Addresses: addrs, Sessions: g.Sessions(),
 		Capacity: g.cfg.MaxConnections, Draining: g.draining.Load(), EveryMS: g.cfg.AnnounceInterval.D().Milliseconds(),
 		Started: g.startedAt.UnixMilli()})
-	if err := g.nc.Publish(imapi.GatewaySubject, b); err != nil {
+	if err := g.nc.Publish(buswire.GatewaySubject, b); err != nil {
 		g.log.Debug("announce", "err", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/waittest"
@@ -55,9 +57,9 @@ func TestRoomEnterWindow(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.RoomBatchInterval = config.Duration(2 * time.Millisecond) })
 	var mu sync.Mutex
 	seq := map[string]int64{}
-	nc := roomServiceWith(t, e, func(nc *nats.Conn, req imapi.RoomEnterReq) imapi.BusReply {
+	nc := roomServiceWith(t, e, func(nc *nats.Conn, req imapi.RoomEnterReq) buswire.Reply {
 		if req.Token == "bad" {
-			return imapi.BusReply{Code: imapi.ErrUnauthorized, Message: "bad token"}
+			return buswire.Reply{Code: imapi.ErrUnauthorized, Message: "bad token"}
 		}
 		// The history of the answer ends here; a member sends before the
 		// answer leaves (on this connection, so the bus routes it first).
@@ -66,9 +68,9 @@ func TestRoomEnterWindow(t *testing.T) {
 		n := seq[req.RoomID]
 		mu.Unlock()
 		if err := publishRoomMessage(nc, req.RoomID, n, "in the window"); err != nil {
-			return imapi.BusReply{Code: imapi.ErrInternal, Message: err.Error()}
+			return buswire.Reply{Code: imapi.ErrInternal, Message: err.Error()}
 		}
-		return imapi.BusReply{}
+		return buswire.Reply{}
 	})
 	enter := func(c *client, room, token string) (link.Frame, []link.Frame) {
 		t.Helper()
@@ -133,7 +135,7 @@ func TestRoomBatchesInSeqOrder(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.RoomBatchInterval, c.RoomGapWait = config.Duration(50*time.Millisecond), config.Duration(100*time.Millisecond)
 	})
-	nc := roomServiceWith(t, e, func(*nats.Conn, imapi.RoomEnterReq) imapi.BusReply { return imapi.BusReply{} })
+	nc := roomServiceWith(t, e, func(*nats.Conn, imapi.RoomEnterReq) buswire.Reply { return buswire.Reply{} })
 	m := e.login(t, "m1", "phone")
 	if f, _ := m.response(m.request(imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: "r1", Token: "ok"})); f.Code != imapi.OK {
 		t.Fatalf("enter: %d", f.Code)
@@ -153,7 +155,7 @@ func TestRoomBatchesInSeqOrder(t *testing.T) {
 	waittest.Until(t, 5*time.Second, "a flush holding 5 back", func() bool {
 		e.g.roomMu.Lock()
 		defer e.g.roomMu.Unlock()
-		r := e.g.rooms[imapi.RoomSubject("app", "r1")]
+		r := e.g.rooms[buswire.RoomSubject("app", "r1")]
 		return r != nil && !r.heldSince.IsZero()
 	})
 	publishRoom(t, nc, "r1", 4, "four")

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
 )
@@ -24,17 +26,17 @@ import (
 // the session in the room).
 func roomService(t *testing.T, e *env) *nats.Conn {
 	t.Helper()
-	return roomServiceWith(t, e, func(*nats.Conn, imapi.RoomEnterReq) imapi.BusReply {
-		return imapi.BusReply{}
+	return roomServiceWith(t, e, func(*nats.Conn, imapi.RoomEnterReq) buswire.Reply {
+		return buswire.Reply{}
 	})
 }
 
 // roomServiceWith is roomService whose answers come from answer, called
 // with the service's bus connection; an accepted one gets the room's id.
-func roomServiceWith(t *testing.T, e *env, answer func(nc *nats.Conn, req imapi.RoomEnterReq) imapi.BusReply) *nats.Conn {
+func roomServiceWith(t *testing.T, e *env, answer func(nc *nats.Conn, req imapi.RoomEnterReq) buswire.Reply) *nats.Conn {
 	t.Helper()
 	nc := connectNATS(t, e.ns)
-	_, err := nc.QueueSubscribe(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpRoomEnter), imapi.ServiceQueue, func(m *nats.Msg) {
+	_, err := nc.QueueSubscribe(buswire.ServiceSubject(buswire.DefaultCluster, imapi.OpRoomEnter), buswire.ServiceQueue, func(m *nats.Msg) {
 		var req struct {
 			Body imapi.RoomEnterReq `json:"body"`
 		}
@@ -73,7 +75,7 @@ func publishRoom(t *testing.T, nc *nats.Conn, room string, seq int64, text strin
 func publishRoomMessage(nc *nats.Conn, room string, seq int64, text string) error {
 	m := imapi.RoomMessage{RoomID: room, MsgID: fmt.Sprint(seq), Seq: seq, From: "x", Type: "text",
 		Body: mustJSON(map[string]string{"text": text}), Time: time.Now().UnixMilli()}
-	return nc.Publish(imapi.RoomSubject("app", room)+imapi.RoomMessageSuffix, mustJSON(m))
+	return nc.Publish(buswire.RoomSubject("app", room)+buswire.RoomMessageSuffix, mustJSON(m))
 }
 
 // roomSeqs decodes a room.messages frame.
@@ -113,7 +115,7 @@ func TestRoomWritersOrder(t *testing.T) {
 	// the room batches go out.
 	go func() {
 		for i := range msgs {
-			_ = nc.Publish(imapi.UserSubject("app", "m0"), mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: mustJSON(map[string]int{"n": i})}))
+			_ = nc.Publish(buswire.UserSubject("app", "m0"), mustJSON(buswire.Push{Op: imapi.OpPush, Body: mustJSON(map[string]int{"n": i})}))
 		}
 	}()
 	for i := 1; i <= msgs; i++ {
@@ -124,7 +126,7 @@ func TestRoomWritersOrder(t *testing.T) {
 		}
 	}
 	ev := imapi.RoomEvent{RoomID: "r1", Kind: "muted", Account: "m5"}
-	if err := nc.Publish(imapi.RoomSubject("app", "r1")+imapi.RoomEventSuffix, mustJSON(ev)); err != nil {
+	if err := nc.Publish(buswire.RoomSubject("app", "r1")+buswire.RoomEventSuffix, mustJSON(ev)); err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range cs {

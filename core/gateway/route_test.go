@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/pkg/metricstest"
@@ -21,11 +23,11 @@ func serveVersion(t *testing.T, nc *nats.Conn, version, tag string) func() {
 	t.Helper()
 	var subs []*nats.Subscription
 	for op, v := range map[imapi.Op]any{
-		imapi.OpLogin:     imapi.LoginResp{SessionID: tag + "-session"},
-		imapi.OpSendBatch: imapi.SendBatchResp{Results: []imapi.SendResult{{Ack: &imapi.SendAck{MsgID: tag, ConvID: "c", Seq: 1}}}},
+		imapi.OpLogin:       imapi.LoginResp{SessionID: tag + "-session"},
+		buswire.OpSendBatch: buswire.SendBatchResp{Results: []buswire.SendResult{{Ack: &imapi.SendAck{MsgID: tag, ConvID: "c", Seq: 1}}}},
 	} {
-		reply := mustJSON(imapi.BusReply{Body: mustJSON(v)})
-		sub, err := nc.QueueSubscribe(route.VersionSubject(imapi.DefaultCluster, version, op), imapi.ServiceQueue, func(m *nats.Msg) { _ = m.Respond(reply) })
+		reply := mustJSON(buswire.Reply{Body: mustJSON(v)})
+		sub, err := nc.QueueSubscribe(route.VersionSubject(buswire.DefaultCluster, version, op), buswire.ServiceQueue, func(m *nats.Msg) { _ = m.Respond(reply) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +51,7 @@ func serveVersion(t *testing.T, nc *nats.Conn, version, tag string) func() {
 // error at once.
 func TestGrayscaleAndDedicatedRouting(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	routes, err := route.New(route.Config{DefaultCluster: imapi.DefaultCluster, Clusters: map[string]string{"acme": "acme"}}, route.Deps{Registerer: reg})
+	routes, err := route.New(route.Config{DefaultCluster: buswire.DefaultCluster, Clusters: map[string]string{"acme": "acme"}}, route.Deps{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

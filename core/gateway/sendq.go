@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 )
 
 // sendLane keeps one session's sends in order (ORDER.md): at most one
@@ -132,10 +134,10 @@ func (s *Session) sendBatch(b *sendBatch, fresh bool) {
 	b.timer = time.AfterFunc(wait, func() { s.batchAnswered(b, attempt, errReply(imapi.ErrTimeout, "attempt timed out"), true) })
 	env := s.batchEnvelope(b)
 	s.sends.mu.Unlock()
-	s.forward(imapi.OpSendBatch, env, func(r Reply) { s.batchAnswered(b, attempt, r, false) })
+	s.forward(buswire.OpSendBatch, env, func(r Reply) { s.batchAnswered(b, attempt, r, false) })
 }
 
-// batchEnvelope is the BusRequest of an attempt of b:
+// batchEnvelope is the buswire.Request of an attempt of b:
 // {"session":…,"sent":<now, unix ms>,"body":{"sends":[…]}}.
 func (s *Session) batchEnvelope(b *sendBatch) []byte {
 	prefix, _ := s.requestState()
@@ -164,9 +166,9 @@ func (s *Session) batchEnvelope(b *sendBatch) []byte {
 func (s *Session) batchAnswered(b *sendBatch, attempt int, r Reply, timedOut bool) {
 	g := s.g
 	l := &s.sends
-	var results []imapi.SendResult
+	var results []buswire.SendResult
 	if r.Code == imapi.OK {
-		var resp imapi.SendBatchResp
+		var resp buswire.SendBatchResp
 		if err := json.Unmarshal(r.Body, &resp); err != nil || len(resp.Results) == 0 || len(resp.Results) > len(b.sends) {
 			r = errReply(imapi.ErrInternal, "bad send batch reply")
 		} else {
@@ -265,7 +267,7 @@ func (s *Session) batchAnswered(b *sendBatch, attempt int, r Reply, timedOut boo
 }
 
 // sendReply is a send's answer to the client.
-func sendReply(res imapi.SendResult) Reply {
+func sendReply(res buswire.SendResult) Reply {
 	if res.Code != imapi.OK {
 		b, _ := json.Marshal(imapi.Error{Code: res.Code, Message: res.Message, RetryAfterMs: res.RetryAfterMs})
 		return Reply{Code: res.Code, Body: b}
@@ -304,7 +306,7 @@ func (s *Session) closeSends() {
 // clientMsgID is a send's client_msg_id, for logs.
 func clientMsgID(body []byte) string {
 	var req imapi.SendReq
-	_ = imapi.DecodeSendReq(body, &req)
+	_ = buswire.DecodeSendReq(body, &req)
 	return strconv.Quote(req.ClientMsgID)
 }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/waittest"
@@ -43,10 +45,10 @@ func (b *batchLog) get() [][]string {
 	return slices.Clone(b.batches)
 }
 
-func acks(sends []imapi.SendReq) imapi.SendBatchResp {
-	var r imapi.SendBatchResp
+func acks(sends []imapi.SendReq) buswire.SendBatchResp {
+	var r buswire.SendBatchResp
 	for _, s := range sends {
-		r.Results = append(r.Results, imapi.SendResult{Ack: &imapi.SendAck{MsgID: "id-" + s.ClientMsgID, ConvID: "c", Seq: 1}})
+		r.Results = append(r.Results, buswire.SendResult{Ack: &imapi.SendAck{MsgID: "id-" + s.ClientMsgID, ConvID: "c", Seq: 1}})
 	}
 	return r
 }
@@ -90,7 +92,7 @@ func ids(prefix string, n int) []string {
 func TestSendLaneKeepsOrder(t *testing.T) {
 	e := newEnv(t, nil)
 	var log batchLog
-	e.svc.onBatch = func(_ *imapi.BusRequest, sends []imapi.SendReq, respond func(imapi.SendBatchResp)) {
+	e.svc.onBatch = func(_ *buswire.Request, sends []imapi.SendReq, respond func(buswire.SendBatchResp)) {
 		log.add(sends)
 		log.mu.Lock()
 		log.out++
@@ -133,7 +135,7 @@ func TestSendLaneKeepsOrder(t *testing.T) {
 func TestSendBatchRetriedAfterTimeout(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.SendAttemptTimeout = config.Duration(100 * time.Millisecond) })
 	var log batchLog
-	e.svc.onBatch = func(_ *imapi.BusRequest, sends []imapi.SendReq, respond func(imapi.SendBatchResp)) {
+	e.svc.onBatch = func(_ *buswire.Request, sends []imapi.SendReq, respond func(buswire.SendBatchResp)) {
 		if log.add(sends) == 1 {
 			return // lost with its node
 		}
@@ -163,14 +165,14 @@ func TestSendRetryableTail(t *testing.T) {
 	e := newEnv(t, nil)
 	var log batchLog
 	release := make(chan struct{})
-	e.svc.onBatch = func(_ *imapi.BusRequest, sends []imapi.SendReq, respond func(imapi.SendBatchResp)) {
+	e.svc.onBatch = func(_ *buswire.Request, sends []imapi.SendReq, respond func(buswire.SendBatchResp)) {
 		switch log.add(sends) {
 		case 1:
 			go func() { <-release; respond(acks(sends)) }() // m1 out while m2..m4 queue
 		case 2:
 			r := acks(sends[:1])
 			for range sends[1:] {
-				r.Results = append(r.Results, imapi.SendResult{Code: imapi.ErrUnavailable, Message: "busy", RetryAfterMs: 30})
+				r.Results = append(r.Results, buswire.SendResult{Code: imapi.ErrUnavailable, Message: "busy", RetryAfterMs: 30})
 			}
 			respond(r)
 		default:
@@ -213,7 +215,7 @@ func TestSendRetryableTail(t *testing.T) {
 func TestSendRatePacesInOrder(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.RequestRate = 20; c.RequestBurst = 1; c.MaxSendBatch = 1 })
 	var log batchLog
-	e.svc.onBatch = func(_ *imapi.BusRequest, sends []imapi.SendReq, respond func(imapi.SendBatchResp)) {
+	e.svc.onBatch = func(_ *buswire.Request, sends []imapi.SendReq, respond func(buswire.SendBatchResp)) {
 		log.add(sends)
 		respond(acks(sends))
 	}
@@ -245,7 +247,7 @@ func TestSendGiveUpEndsSession(t *testing.T) {
 		c.RequestTimeout = config.Duration(400 * time.Millisecond)
 		c.SendAttemptTimeout = config.Duration(50 * time.Millisecond)
 	})
-	e.svc.onBatch = func(*imapi.BusRequest, []imapi.SendReq, func(imapi.SendBatchResp)) {}
+	e.svc.onBatch = func(*buswire.Request, []imapi.SendReq, func(buswire.SendBatchResp)) {}
 	c := e.login(t, "alice", "phone")
 	got, other := c.sendAll("m1", "m2")
 	for id, f := range got {
@@ -279,7 +281,7 @@ func TestSendGiveUpEndsSession(t *testing.T) {
 func TestSendBatchNotAClientOp(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.login(t, "alice", "phone")
-	f, _ := c.response(c.request(imapi.OpSendBatch, imapi.SendBatchReq{Sends: []json.RawMessage{json.RawMessage(`{}`)}}))
+	f, _ := c.response(c.request(buswire.OpSendBatch, buswire.SendBatchReq{Sends: []json.RawMessage{json.RawMessage(`{}`)}}))
 	if f.Code != imapi.ErrUnknownOp {
 		t.Fatalf("code %d, want %d", f.Code, imapi.ErrUnknownOp)
 	}

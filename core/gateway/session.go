@@ -16,6 +16,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/route"
 )
 
@@ -50,7 +52,7 @@ const (
 // Session is a logged-in client on any transport.
 type Session struct {
 	g       *Gateway
-	info    imapi.Session
+	info    buswire.Session
 	t       Transport
 	subject string
 	// route is where the session's requests go, cached under the route
@@ -59,7 +61,7 @@ type Session struct {
 
 	// Made on the first request: an idle session never needs them.
 	mu      sync.Mutex
-	prefix  []byte // `{"session":{…}` of every BusRequest
+	prefix  []byte // `{"session":{…}` of every buswire.Request
 	limiter *rate.Limiter
 
 	supers map[string]struct{} // subjects of its super-groups; guarded by g.mu
@@ -74,7 +76,7 @@ type Session struct {
 }
 
 // Info is the session as the services see it.
-func (s *Session) Info() imapi.Session { return s.info }
+func (s *Session) Info() buswire.Session { return s.info }
 
 // ID is the session id assigned by the login service.
 func (s *Session) ID() string { return s.info.SessionID }
@@ -142,7 +144,7 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 	// Subscribe to the account's subject before asking the login service,
 	// so that a super-group join committed after the service listed the
 	// account's groups is heard (and applied by register), not lost.
-	subject := imapi.UserSubject(req.AppKey, req.Account)
+	subject := buswire.UserSubject(req.AppKey, req.Account)
 	pl, err := g.reserve(subject)
 	if err != nil {
 		g.m.logins.WithLabelValues(imapi.ErrUnavailable.String()).Inc()
@@ -156,8 +158,8 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 	}()
 	rt := g.routes.ForUser(req.AppKey, req.Account, req.SDKVersion)
 	gen := g.routes.Generation()
-	env, err := json.Marshal(imapi.BusRequest{
-		Session: imapi.Session{Gateway: g.cfg.ID, ClientIP: clientIP},
+	env, err := json.Marshal(buswire.Request{
+		Session: buswire.Session{Gateway: g.cfg.ID, ClientIP: clientIP},
 		Body:    body,
 	})
 	if err != nil {
@@ -183,7 +185,7 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 		g.m.logins.WithLabelValues(code.String()).Inc()
 		return nil, nil, imapi.Errorf(code, "%s", what)
 	}
-	var rep imapi.BusReply
+	var rep buswire.Reply
 	if err := json.Unmarshal(msg.Data, &rep); err != nil {
 		g.m.logins.WithLabelValues(imapi.ErrInternal.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrInternal, "login reply: %v", err)
@@ -204,7 +206,7 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 
 	s := &Session{
 		g: g,
-		info: imapi.Session{
+		info: buswire.Session{
 			AppKey: req.AppKey, Account: req.Account, DeviceID: req.DeviceID, DeviceType: req.DeviceType,
 			SessionID: resp.SessionID, Gateway: g.cfg.ID, ClientIP: clientIP, SDK: req.SDKVersion,
 		},
@@ -276,7 +278,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 	case imapi.OpLogin:
 		done(errReply(imapi.ErrBadRequest, "already logged in"))
 		return
-	case imapi.OpSendBatch:
+	case buswire.OpSendBatch:
 		done(errReply(imapi.ErrUnknownOp, "not a client request"))
 		return
 	}
@@ -320,7 +322,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		// The session joins before the request goes out (see roomJoin); a
 		// room id the services would refuse is forwarded without it.
 		if json.Unmarshal(body, &entering) == nil && subjectSafe(entering.RoomID) {
-			if err := g.roomJoin(s, entering.RoomID, imapi.RoomSubject(s.info.AppKey, entering.RoomID)); err != nil {
+			if err := g.roomJoin(s, entering.RoomID, buswire.RoomSubject(s.info.AppKey, entering.RoomID)); err != nil {
 				s.inflight.Add(-1)
 				g.log.Warn("room join", "err", err)
 				done(errReply(imapi.ErrUnavailable, "bus: room subscription"))
@@ -332,7 +334,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 	case imapi.OpRoomLeave:
 		var ref imapi.RoomRef
 		if json.Unmarshal(body, &ref) == nil && subjectSafe(ref.RoomID) {
-			leaving = imapi.RoomSubject(s.info.AppKey, ref.RoomID)
+			leaving = buswire.RoomSubject(s.info.AppKey, ref.RoomID)
 		}
 	}
 	g.m.requests.WithLabelValues(op.Name()).Inc()
@@ -351,7 +353,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		}
 		switch {
 		case entering.RoomID != "":
-			g.roomEntered(s, entering.RoomID, imapi.RoomSubject(s.info.AppKey, entering.RoomID), r.Code)
+			g.roomEntered(s, entering.RoomID, buswire.RoomSubject(s.info.AppKey, entering.RoomID), r.Code)
 		case leaving != "" && r.Code == imapi.OK:
 			g.roomLeave(s, leaving)
 		}
@@ -365,7 +367,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 	})
 }
 
-// forward publishes env, a BusRequest for op, on the session's route and
+// forward publishes env, a buswire.Request for op, on the session's route and
 // calls done with the answer. A grayscale version with no live node hands
 // the request to the stable nodes; a cluster with none answers at once.
 func (s *Session) forward(op imapi.Op, env []byte, done func(Reply)) {
@@ -607,8 +609,8 @@ func (g *Gateway) dispatch() {
 			return
 		}
 		g.m.pushes.Inc()
-		var p imapi.BusPush
-		if err := imapi.DecodeBusPush(msg.Data, &p); err != nil {
+		var p buswire.Push
+		if err := buswire.DecodePush(msg.Data, &p); err != nil {
 			g.log.Warn("bad push on the bus", "subject", msg.Subject, "err", err)
 			continue
 		}
@@ -740,8 +742,8 @@ func (r *replyMux) handle(g *Gateway, m *nats.Msg) {
 		p.done(r)
 		return
 	}
-	var rep imapi.BusReply
-	if err := imapi.DecodeBusReply(m.Data, &rep); err != nil {
+	var rep buswire.Reply
+	if err := buswire.DecodeReply(m.Data, &rep); err != nil {
 		p.done(errReply(imapi.ErrInternal, "bad service reply"))
 		return
 	}

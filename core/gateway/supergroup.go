@@ -8,10 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 )
 
 // Super-groups: the gateway subscribes to a group's subject
-// (imapi.SuperSubject) while it holds at least one session of a member, so
+// (buswire.SuperSubject) while it holds at least one session of a member, so
 // one publish by the services reaches each such gateway once, and the
 // gateway fans the push out to its local member sessions. It learns a
 // session's super-groups from the login answer (LoginResp.SuperGroups) and
@@ -59,7 +61,7 @@ func (g *Gateway) joinSuperLocked(s *Session, groupID string) bool {
 	if !subjectSafe(groupID) || s.closed.Load() {
 		return false
 	}
-	subj := imapi.SuperSubject(s.info.AppKey, groupID)
+	subj := buswire.SuperSubject(s.info.AppKey, groupID)
 	if _, ok := s.supers[subj]; ok {
 		return false
 	}
@@ -123,16 +125,16 @@ func (g *Gateway) superEventLocked(sessions []*Session, body []byte) (subscribed
 				subscribed = true
 			}
 		case imapi.SuperRemoved, imapi.SuperLeft, imapi.SuperDismissed:
-			g.leaveSuperLocked(s, imapi.SuperSubject(s.info.AppKey, ev.GroupID))
+			g.leaveSuperLocked(s, buswire.SuperSubject(s.info.AppKey, ev.GroupID))
 		}
 	}
 	return subscribed
 }
 
-func isSuperSubject(subj string) bool { return strings.HasPrefix(subj, imapi.SuperSubjectPrefix) }
+func isSuperSubject(subj string) bool { return strings.HasPrefix(subj, buswire.SuperSubjectPrefix) }
 
 // dispatchSuper fans one group push out to the local member sessions.
-func (g *Gateway) dispatchSuper(subj string, p *imapi.BusPush) {
+func (g *Gateway) dispatchSuper(subj string, p *buswire.Push) {
 	g.sm.pushes.Inc()
 	var slow []*Session
 	g.mu.Lock()

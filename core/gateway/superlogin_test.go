@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/pkg/waittest"
 )
 
@@ -18,8 +20,8 @@ func TestSuperMembershipChangedDuringLogin(t *testing.T) {
 	svcNC := connectNATS(t, e.ns)
 	event := func(lr imapi.LoginReq, group, kind string) {
 		t.Helper()
-		b := mustJSON(imapi.BusPush{Op: imapi.OpSuperEvent, Body: mustJSON(imapi.SuperEvent{GroupID: group, Kind: kind, By: "owner"})})
-		if err := svcNC.Publish(imapi.UserSubject(lr.AppKey, lr.Account), b); err != nil {
+		b := mustJSON(buswire.Push{Op: imapi.OpSuperEvent, Body: mustJSON(imapi.SuperEvent{GroupID: group, Kind: kind, By: "owner"})})
+		if err := svcNC.Publish(buswire.UserSubject(lr.AppKey, lr.Account), b); err != nil {
 			t.Error(err)
 		}
 		if err := svcNC.Flush(); err != nil {
@@ -47,7 +49,7 @@ func TestSuperMembershipChangedDuringLogin(t *testing.T) {
 		for _, a := range e.g.accounts {
 			for _, s := range a.sessions {
 				if s.info.SessionID == c.sess {
-					_, ok := s.supers[imapi.SuperSubject("app", group)]
+					_, ok := s.supers[buswire.SuperSubject("app", group)]
 					return ok
 				}
 			}
@@ -59,8 +61,8 @@ func TestSuperMembershipChangedDuringLogin(t *testing.T) {
 		if err := e.g.nc.Flush(); err != nil { // the gateway's subscriptions reach the server
 			t.Fatal(err)
 		}
-		b := mustJSON(imapi.BusPush{Op: imapi.OpPush, Body: mustJSON(imapi.Message{ConvID: imapi.SuperConvID(group), From: "owner", Body: json.RawMessage(`{"text":"` + text + `"}`)})})
-		if err := svcNC.Publish(imapi.SuperSubject("app", group), b); err != nil {
+		b := mustJSON(buswire.Push{Op: imapi.OpPush, Body: mustJSON(imapi.Message{ConvID: imapi.SuperConvID(group), From: "owner", Body: json.RawMessage(`{"text":"` + text + `"}`)})})
+		if err := svcNC.Publish(buswire.SuperSubject("app", group), b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -96,7 +98,7 @@ func TestSuperMembershipChangedDuringLogin(t *testing.T) {
 		t.Fatal("the session follows g3, removed while it logged in")
 	}
 	e.g.mu.Lock()
-	_, g3 := e.g.supers[imapi.SuperSubject("app", "g3")]
+	_, g3 := e.g.supers[buswire.SuperSubject("app", "g3")]
 	e.g.mu.Unlock()
 	if g3 {
 		t.Fatal("g3's subject is still subscribed")

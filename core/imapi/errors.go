@@ -63,3 +63,10 @@ func (e *Error) Error() string {
 func Errorf(c Code, format string, args ...any) *Error {
 	return &Error{Code: c, Message: fmt.Sprintf(format, args...)}
 }
+
+// Retryable reports whether a send refused with c may succeed if sent
+// again unchanged (the service or the store was unavailable, overloaded or
+// late); other codes are definitive.
+func (c Code) Retryable() bool {
+	return c == ErrUnavailable || c == ErrTimeout
+}

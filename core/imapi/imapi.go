@@ -1,5 +1,8 @@
-// Package imapi is the IM contract shared by every client-facing transport
-// (Link over TCP, WebLink over Socket.IO) and the app services behind the bus.
+// Package imapi is the client contract of the IM core: what every
+// client-facing transport (Link over TCP, WebLink over Socket.IO) carries,
+// what the SDKs and other-language clients read. The envelopes these bodies
+// travel in between gateways and app services, and the NATS subjects, are
+// internal to the core (core/internal/buswire).
 //
 // A request is identified by an Op (service, command). Link carries the two
 // numbers in its frame header; WebLink uses Op.Name() as the Socket.IO event
@@ -83,8 +86,8 @@ func Register(op Op, name string) {
 	opByName[name] = op
 }
 
-// Name is the op's stable name: the Socket.IO event name and the NATS subject
-// token of its service request.
+// Name is the op's stable name: the Socket.IO event name (and, inside the
+// core, the subject token of its service request).
 func (o Op) Name() string {
 	if n, ok := opNames[o]; ok {
 		return n

@@ -8,11 +8,11 @@ import "encoding/json"
 // currently in the room; rooms keep no unread state, only the last N
 // messages for those who just entered.
 //
-// Fan-out: a room message is published once on RoomSubject(appkey, room)
-// + RoomMessageSuffix. Every gateway that holds members of the room
-// subscribes to it (NATS subject interest), so each such gateway gets
-// exactly one copy and fans it out locally, batched into one OpRoomMessages
-// frame per connection per short interval.
+// Fan-out: a room message is published once on the room's bus subject
+// (core/internal/buswire.RoomSubject). Every gateway that holds members of
+// the room subscribes to it (NATS subject interest), so each such gateway
+// gets exactly one copy and fans it out locally, batched into one
+// OpRoomMessages frame per connection per short interval.
 var (
 	OpRoomEnter   = Op{SvcRoom, 1}  // RoomEnterReq → RoomEnterResp
 	OpRoomLeave   = Op{SvcRoom, 2}  // RoomRef → empty
@@ -200,37 +200,4 @@ type RoomEvent struct {
 	Role    string `json:"role,omitempty"`
 	Until   int64  `json:"until,omitempty"` // unix milliseconds
 	Reason  string `json:"reason,omitempty"`
-}
-
-// Room subjects. A gateway holding members of a room subscribes to
-// RoomSubject(appkey, room) + ".*"; services publish RoomMessage bodies on
-// the RoomMessageSuffix subject and RoomEvent bodies on RoomEventSuffix.
-const (
-	RoomMessageSuffix = ".m"
-	RoomEventSuffix   = ".e"
-)
-
-// RoomSubject is the subject prefix of one room. Appkeys and room ids are
-// subject-safe names.
-func RoomSubject(appkey, roomID string) string {
-	return "ll.room." + appkey + "." + roomID
-}
-
-// GatewaySubject carries GatewayAnnounce messages: every gateway announces
-// itself periodically, so that the services know which gateways are alive,
-// their entry addresses and how full they are (chatroom placement).
-const GatewaySubject = "ll.gateways"
-
-// GatewayAnnounce is one gateway's periodic announcement.
-type GatewayAnnounce struct {
-	ID        string   `json:"id"`
-	Addresses []string `json:"addresses"` // entry addresses for clients
-	Sessions  int      `json:"sessions"`
-	Capacity  int      `json:"capacity"` // max sessions (0: unknown)
-	Draining  bool     `json:"draining,omitempty"`
-	EveryMS   int64    `json:"every_ms"` // the announcement interval
-	// Started is when this gateway instance started (unix milliseconds): a
-	// new value under a known id means a restart, whose old sessions are
-	// gone.
-	Started int64 `json:"started"`
 }

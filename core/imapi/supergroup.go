@@ -8,11 +8,11 @@ package imapi
 // member's read seq (sending moves the sender's read position to its own
 // message, so one's own messages never count as unread).
 //
-// Online members get pushes through SuperSubject: a gateway subscribes to it
-// while it holds at least one session of a member (it learns a session's
-// super-groups from the login answer and from SuperEvent pushes on the
-// account's subject), so one publish reaches each such gateway once and the
-// gateway fans out locally.
+// Online members get pushes through one bus subject per group that a
+// gateway subscribes to while it holds at least one session of a member (it
+// learns a session's super-groups from the login answer and from SuperEvent
+// pushes), so one publish reaches each such gateway once and the gateway
+// fans out locally (core/internal/buswire.SuperSubject).
 
 // ConvSuper is the conversation type of super-groups.
 const ConvSuper = 4
@@ -53,15 +53,6 @@ func init() {
 
 // SuperConvID is the id of a super-group's conversation.
 func SuperConvID(groupID string) string { return "s:" + groupID }
-
-// SuperSubject carries a super-group's pushes to the gateways holding its
-// online members. Appkeys and group ids are subject-safe.
-func SuperSubject(appkey, groupID string) string {
-	return "ll.super." + appkey + "." + groupID
-}
-
-// SuperSubjectPrefix starts every SuperSubject.
-const SuperSubjectPrefix = "ll.super."
 
 // SuperCreateReq creates a super-group owned by the caller with up to one
 // batch of initial members; more are added with OpSuperAdd.

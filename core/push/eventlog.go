@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 )
 
 // The session event log (logins, logouts, kicks) is a product feature: the
@@ -65,7 +65,7 @@ func newEventWriter(js jetstream.JetStream, cfg *PresenceConfig, log *slog.Logge
 
 // record queues an entry for the event log, or sheds and counts it when
 // the queue is full or the writer stopped.
-func (w *eventWriter) record(kind, reason string, at time.Time, s imapi.Session) {
+func (w *eventWriter) record(kind, reason string, at time.Time, s buswire.Session) {
 	ev := &SessionEvent{ID: NewEventID(at), Kind: kind, Reason: reason, Time: at.UnixMilli(), Session: s}
 	w.mu.RLock()
 	defer w.mu.RUnlock()

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/bus/bustest"
-	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/pkg/logging"
 	"github.com/longlink/longlink/pkg/waittest"
 )
@@ -26,7 +26,7 @@ func TestEventWriterRetriesAndSheds(t *testing.T) {
 	cfg.EventQueue = 2
 	m := newPresenceMetrics()
 	w := newEventWriter(b.JetStream(), &cfg, logging.OrDiscard(nil), m)
-	s := imapi.Session{AppKey: "app1", Account: "alice", SessionID: "s1"}
+	s := buswire.Session{AppKey: "app1", Account: "alice", SessionID: "s1"}
 	result := func(r string) float64 { return testutil.ToFloat64(m.events.WithLabelValues(r)) }
 
 	// No stream: the first entry is retried.

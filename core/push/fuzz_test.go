@@ -8,11 +8,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 )
 
-func sessionOf(gw, appkey, account, sid string) *imapi.Session {
-	return &imapi.Session{Gateway: gw, AppKey: appkey, Account: account, SessionID: sid}
+func sessionOf(gw, appkey, account, sid string) *buswire.Session {
+	return &buswire.Session{Gateway: gw, AppKey: appkey, Account: account, SessionID: sid}
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }

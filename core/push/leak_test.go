@@ -11,6 +11,7 @@ import (
 
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/pkg/config"
 )
@@ -68,7 +69,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		rep.SessionOpened(imapi.Session{AppKey: "a", Account: "alice", SessionID: "s"})
+		rep.SessionOpened(buswire.Session{AppKey: "a", Account: "alice", SessionID: "s"})
 		p.MessageStored("a", &imapi.Message{MsgID: "m1", ConvID: "p:alice:bob", ConvType: imapi.ConvP2P, From: "alice", To: "bob",
 			Type: "text", Body: []byte(`{"text":"hi"}`), Time: time.Now().UnixMilli()}, []string{"bob"})
 		select {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/logging"
 )
@@ -116,11 +116,11 @@ func (c *PresenceConfig) storage() jetstream.StorageType {
 // or logout (from an app node) or a kick (from a gateway: another device,
 // an operator, a drain, a slow consumer), with its session.
 type SessionEvent struct {
-	ID      string        `json:"id"`
-	Kind    string        `json:"kind"`
-	Reason  string        `json:"reason,omitempty"`
-	Time    int64         `json:"time"` // unix milliseconds
-	Session imapi.Session `json:"session"`
+	ID      string          `json:"id"`
+	Kind    string          `json:"kind"`
+	Reason  string          `json:"reason,omitempty"`
+	Time    int64           `json:"time"` // unix milliseconds
+	Session buswire.Session `json:"session"`
 }
 
 // The kinds of session events (the webhook's kinds of the same name).
@@ -136,7 +136,7 @@ func leaseKey(gw string) string { return "gw." + enc.EncodeToString([]byte(gw)) 
 
 func sessionPrefix(gw string) string { return "s." + enc.EncodeToString([]byte(gw)) }
 
-func sessionKey(s *imapi.Session) string {
+func sessionKey(s *buswire.Session) string {
 	return sessionPrefix(s.Gateway) + "." + enc.EncodeToString([]byte(s.AppKey)) + "." +
 		enc.EncodeToString([]byte(s.Account)) + "." + enc.EncodeToString([]byte(s.SessionID))
 }
@@ -217,13 +217,13 @@ type Reporter struct {
 	// reported. dirty is set when a write failed or the queue overflowed:
 	// the next reconcile makes the bucket match live.
 	mu    sync.Mutex
-	live  map[string]imapi.Session
+	live  map[string]buswire.Session
 	dirty atomic.Bool
 }
 
 type reportOp struct {
 	open bool
-	sess imapi.Session
+	sess buswire.Session
 }
 
 // NewReporter checks the config; Start connects it.
@@ -249,7 +249,7 @@ func NewReporter(cfg PresenceConfig, deps ReporterDeps) (*Reporter, error) {
 	}
 	return &Reporter{
 		cfg: cfg, js: deps.JetStream, reps: reps, gw: deps.Gateway, log: log.With("component", "presence", "gateway", deps.Gateway),
-		m: m, now: now, q: make(chan reportOp, cfg.Queue), quit: make(chan struct{}), live: map[string]imapi.Session{},
+		m: m, now: now, q: make(chan reportOp, cfg.Queue), quit: make(chan struct{}), live: map[string]buswire.Session{},
 	}, nil
 }
 
@@ -369,7 +369,7 @@ func (r *Reporter) apply(op reportOp) {
 // applied after it, in order.
 func (r *Reporter) reconcile(ctx context.Context) {
 	r.mu.Lock()
-	live := make(map[string]imapi.Session, len(r.live))
+	live := make(map[string]buswire.Session, len(r.live))
 	for k, s := range r.live {
 		live[k] = s
 	}
@@ -411,7 +411,7 @@ func (r *Reporter) enqueue(op reportOp) {
 }
 
 // SessionOpened records a logged-in session.
-func (r *Reporter) SessionOpened(s imapi.Session) {
+func (r *Reporter) SessionOpened(s buswire.Session) {
 	s.Gateway = r.gw
 	r.mu.Lock()
 	r.live[sessionKey(&s)] = s
@@ -421,7 +421,7 @@ func (r *Reporter) SessionOpened(s imapi.Session) {
 
 // SessionClosed removes a session; a kick (kicked true) also goes to the
 // event log with its reason.
-func (r *Reporter) SessionClosed(s imapi.Session, reason string, kicked bool) {
+func (r *Reporter) SessionClosed(s buswire.Session, reason string, kicked bool) {
 	s.Gateway = r.gw
 	r.mu.Lock()
 	delete(r.live, sessionKey(&s))
@@ -632,7 +632,7 @@ func (g *Registry) apply(e jetstream.KeyValueEntry) {
 		}
 		return
 	}
-	var s imapi.Session
+	var s buswire.Session
 	_ = json.Unmarshal(e.Value(), &s)
 	if m == nil {
 		m = map[string]presentSession{}

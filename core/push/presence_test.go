@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/bus/bustest"
-	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/waittest"
 )
@@ -41,7 +41,7 @@ func TestPresenceLeases(t *testing.T) {
 	if err := gw1.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	alice := imapi.Session{AppKey: "app1", Account: "alice@x", SessionID: "s1", DeviceType: "phone"}
+	alice := buswire.Session{AppKey: "app1", Account: "alice@x", SessionID: "s1", DeviceType: "phone"}
 	gw1.SessionOpened(alice)
 	waittest.Until(t, 10*time.Second, "alice online", func() bool { return reg.Online("app1", "alice@x") })
 	if reg.Online("app1", "bob") || reg.Online("app2", "alice@x") {
@@ -66,7 +66,7 @@ func TestPresenceLeases(t *testing.T) {
 	if err := gw2.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	bob := imapi.Session{AppKey: "app1", Account: "bob", SessionID: "s2"}
+	bob := buswire.Session{AppKey: "app1", Account: "bob", SessionID: "s2"}
 	gw2.SessionOpened(bob)
 	waittest.Until(t, 10*time.Second, "bob online", func() bool { return reg.Online("app1", "bob") })
 	nc.Close()
@@ -80,7 +80,7 @@ func TestPresenceLeases(t *testing.T) {
 
 	// An app node starting now sees the crashed gateway's sessions as
 	// offline and a live gateway's as online, from the snapshot alone.
-	dan := imapi.Session{AppKey: "app1", Account: "dan", SessionID: "s4"}
+	dan := buswire.Session{AppKey: "app1", Account: "dan", SessionID: "s4"}
 	gw1.SessionOpened(dan)
 	waittest.Until(t, 10*time.Second, "dan online", func() bool { return reg.Online("app1", "dan") })
 	time.Sleep(time.Second)
@@ -109,7 +109,7 @@ func TestPresenceLeases(t *testing.T) {
 	if reg.Online("app1", "bob") {
 		t.Fatal("a restarted gateway revived its crashed sessions")
 	}
-	carol := imapi.Session{AppKey: "app1", Account: "carol", SessionID: "s3"}
+	carol := buswire.Session{AppKey: "app1", Account: "carol", SessionID: "s3"}
 	gw2b.SessionOpened(carol)
 	waittest.Until(t, 10*time.Second, "carol online", func() bool { return reg.Online("app1", "carol") })
 	// A clean stop removes the gateway's sessions.
@@ -149,9 +149,9 @@ func TestPresenceReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = gw.Shutdown(ctx) }()
-	var ss []imapi.Session
+	var ss []buswire.Session
 	for i := range 50 {
-		s := imapi.Session{AppKey: "app1", Account: fmt.Sprintf("u%d", i), SessionID: fmt.Sprintf("s%d", i)}
+		s := buswire.Session{AppKey: "app1", Account: fmt.Sprintf("u%d", i), SessionID: fmt.Sprintf("s%d", i)}
 		ss = append(ss, s)
 		gw.SessionOpened(s)
 	}

@@ -29,6 +29,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/logging"
@@ -607,7 +609,7 @@ func NewEventID(t time.Time) string {
 // blocks and never fails: an entry the event stream does not take at once
 // is retried, and one shed because the queue is full is counted
 // (eventlog.go). It is for the app services (service.Deps.EventLog).
-func (p *Push) RecordSession(kind, reason string, at time.Time, s imapi.Session) {
+func (p *Push) RecordSession(kind, reason string, at time.Time, s buswire.Session) {
 	p.events.record(kind, reason, at, s)
 }
 

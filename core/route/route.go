@@ -4,7 +4,7 @@
 // version a grayscale rule of the LBS policy chose for the user, or to the
 // cluster's stable nodes.
 //
-// Subjects (built on imapi.ServiceSubject):
+// Subjects (built on buswire.ServiceSubject):
 //
 //	ll.<cluster>.svc.<op>              the cluster's stable nodes
 //	ll.<cluster>.v.<version>.svc.<op>  its nodes labelled <version>
@@ -29,6 +29,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/logging"
@@ -45,7 +47,7 @@ type Config struct {
 }
 
 // Default returns the single shared cluster.
-func Default() Config { return Config{DefaultCluster: imapi.DefaultCluster} }
+func Default() Config { return Config{DefaultCluster: buswire.DefaultCluster} }
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
@@ -86,7 +88,7 @@ type Route struct {
 // Subject is the subject of op's requests on this route.
 func (r Route) Subject(op imapi.Op) string {
 	if r.Version == "" {
-		return imapi.ServiceSubject(r.Cluster, op)
+		return buswire.ServiceSubject(r.Cluster, op)
 	}
 	return VersionSubject(r.Cluster, r.Version, op)
 }
@@ -143,14 +145,14 @@ func (n Node) Routes() []Route {
 
 // VersionSubject is where a node labelled version takes op's requests.
 func VersionSubject(cluster, version string, op imapi.Op) string {
-	return imapi.ServiceSubject(cluster+".v."+lbsapi.VersionToken(version), op)
+	return buswire.ServiceSubject(cluster+".v."+lbsapi.VersionToken(version), op)
 }
 
 // AnyVersionSubject matches op's requests for every version of the
 // cluster: a service with no version label of its own (the call service)
 // serves grayscale users on it.
 func AnyVersionSubject(cluster string, op imapi.Op) string {
-	return imapi.ServiceSubject(cluster+".v.*", op)
+	return buswire.ServiceSubject(cluster+".v.*", op)
 }
 
 // NoLiveNode is the message of a request that found no live node of its

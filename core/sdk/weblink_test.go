@@ -11,6 +11,7 @@ import (
 	"github.com/longlink/longlink/core"
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/pkg/config"
@@ -132,8 +133,8 @@ func TestWebLinkTransport(t *testing.T) {
 	// the server closes bob's socket (a drain kick): bob logs in again
 	old := bob.SessionID()
 	kick, _ := json.Marshal(imapi.Kick{Code: imapi.ErrUnavailable, Reason: "draining"})
-	push, _ := json.Marshal(imapi.BusPush{Op: imapi.OpKick, OnlySession: old, Body: kick})
-	if err := node.Bus().Conn().Publish(imapi.UserSubject("demo", "bob"), push); err != nil {
+	push, _ := json.Marshal(buswire.Push{Op: imapi.OpKick, OnlySession: old, Body: kick})
+	if err := node.Bus().Conn().Publish(buswire.UserSubject("demo", "bob"), push); err != nil {
 		t.Fatal(err)
 	}
 	waittest.Until(t, 10*time.Second, "the WebLink client to log in again", func() bool {

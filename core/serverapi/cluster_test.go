@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/ratelimit"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/serverapi"
@@ -61,7 +63,7 @@ func signed(nonce string, at time.Time, body []byte) func(*http.Request) {
 // because the nonce is claimed in the engine, not in a process.
 func TestReplayRefusedByEveryNode(t *testing.T) {
 	e := newEnv(t)
-	other, _ := e.node(route.Node{Cluster: imapi.DefaultCluster}, e.cfg, nil)
+	other, _ := e.node(route.Node{Cluster: buswire.DefaultCluster}, e.cfg, nil)
 	at := time.Now()
 	body := []byte(`{"account":"replayed"}`)
 	if status, b := e.do(http.MethodPost, "/v1/users", body, signed("n-once", at, body)); status != http.StatusOK {
@@ -74,7 +76,7 @@ func TestReplayRefusedByEveryNode(t *testing.T) {
 	}
 	// A node that starts afterwards (a restart) refuses too.
 	e.stop(other)
-	e.node(route.Node{Cluster: imapi.DefaultCluster}, e.cfg, nil)
+	e.node(route.Node{Cluster: buswire.DefaultCluster}, e.cfg, nil)
 	if status, b := e.do(http.MethodPost, "/v1/users", body, signed("n-once", at, body)); status != http.StatusUnauthorized || !strings.Contains(string(b), "nonce already used") {
 		t.Fatalf("replay after a restart: %d %s", status, b)
 	}
@@ -87,7 +89,7 @@ func TestNonceStoreFull(t *testing.T) {
 	e.stop(e.srv)
 	cfg := e.cfg
 	cfg.NonceStoreBytes = 1 << 20
-	e.node(route.Node{Cluster: imapi.DefaultCluster}, cfg, nil)
+	e.node(route.Node{Cluster: buswire.DefaultCluster}, cfg, nil)
 	kv, err := e.nats.JetStream().KeyValue(context.Background(), cfg.NonceBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +127,7 @@ func TestAppRateAcrossNodes(t *testing.T) {
 		if err := lim.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		e.node(route.Node{Cluster: imapi.DefaultCluster}, cfg, lim)
+		e.node(route.Node{Cluster: buswire.DefaultCluster}, cfg, lim)
 	}
 	count := func() (ok, limited int) {
 		for range 12 {
@@ -173,7 +175,7 @@ func TestFrontRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "before-v2"}, nil)
-	_, reg := e.node(route.Node{Cluster: imapi.DefaultCluster, Version: "2", Canary: true}, e.cfg, nil)
+	_, reg := e.node(route.Node{Cluster: buswire.DefaultCluster, Version: "2", Canary: true}, e.cfg, nil)
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "on-v2"}, nil)
 	if n := metricstest.Value(t, reg, "longlink_serverapi_requests_total", "route", "POST /v1/users"); n != 1 {
 		t.Fatalf("version 2 node served %v requests, want 1", n)

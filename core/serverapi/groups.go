@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 )
 
 // MaxBatchNotifications bounds the accounts of one batch notification.
@@ -104,7 +106,7 @@ func (s *Server) routeGroups() {
 
 // actor checks that the acting account exists and is enabled and returns
 // the session the bus request carries for it.
-func (s *Server) actor(ctx context.Context, r *Request, field, account string) (*imapi.Session, error) {
+func (s *Server) actor(ctx context.Context, r *Request, field, account string) (*buswire.Session, error) {
 	if !imapi.ValidName(account) {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "%s: want 1-64 of A-Z a-z 0-9 _ -", field)
 	}
@@ -115,19 +117,19 @@ func (s *Server) actor(ctx context.Context, r *Request, field, account string) (
 	if u.Disabled {
 		return nil, imapi.Errorf(imapi.ErrUserDisabled, "%s is disabled", field)
 	}
-	return &imapi.Session{AppKey: r.App.AppKey, Account: account, DeviceType: "server", Gateway: "serverapi"}, nil
+	return &buswire.Session{AppKey: r.App.AppKey, Account: account, DeviceType: "server", Gateway: "serverapi"}, nil
 }
 
 // busCall sends op over the bus as sess, as a gateway would, within the
 // bus timeout, and decodes the reply body into out (when non-nil).
-func (s *Server) busCall(ctx context.Context, sess *imapi.Session, op imapi.Op, req, out any) error {
+func (s *Server) busCall(ctx context.Context, sess *buswire.Session, op imapi.Op, req, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.BusTimeout.D())
 	defer cancel()
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", op.Name(), err)
 	}
-	data, err := json.Marshal(&imapi.BusRequest{Session: *sess, Body: body})
+	data, err := json.Marshal(&buswire.Request{Session: *sess, Body: body})
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", op.Name(), err)
 	}
@@ -141,7 +143,7 @@ func (s *Server) busCall(ctx context.Context, sess *imapi.Session, op imapi.Op, 
 		}
 		return fmt.Errorf("bus %s: %w", op.Name(), err)
 	}
-	var reply imapi.BusReply
+	var reply buswire.Reply
 	if err := json.Unmarshal(m.Data, &reply); err != nil {
 		return fmt.Errorf("bus %s reply: %w", op.Name(), err)
 	}
@@ -180,7 +182,7 @@ func (s *Server) groupCreate(k groupKind) HandlerFunc {
 // carries, in the order its errors are reported: the group id from the path,
 // the JSON body (into body, then its own check when it has one), and the
 // acting account that *as names once the body is decoded.
-func (s *Server) groupRequest(ctx context.Context, r *Request, body any, as *string) (string, *imapi.Session, error) {
+func (s *Server) groupRequest(ctx context.Context, r *Request, body any, as *string) (string, *buswire.Session, error) {
 	gid, err := pathGroup(r)
 	if err != nil {
 		return "", nil, err
@@ -272,7 +274,7 @@ func (s *Server) sendBatchNotification(ctx context.Context, r *Request) (any, er
 	if req.Type == "" {
 		req.Type = "system"
 	}
-	sess := &imapi.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
+	sess := &buswire.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
 	out := &BatchNotificationResp{Results: make([]BatchResult, len(req.To))}
 	jobs := make(chan int)
 	var wg sync.WaitGroup

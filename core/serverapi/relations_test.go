@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/serverapi"
 )
 
@@ -19,8 +21,8 @@ import (
 func (e *env) notices(account string) func(kind string) imapi.Notice {
 	e.t.Helper()
 	ch := make(chan imapi.Notice, 64)
-	sub, err := e.nc.Subscribe(imapi.UserSubject(appKey, account), func(m *nats.Msg) {
-		var p imapi.BusPush
+	sub, err := e.nc.Subscribe(buswire.UserSubject(appKey, account), func(m *nats.Msg) {
+		var p buswire.Push
 		var n imapi.Notice
 		if json.Unmarshal(m.Data, &p) == nil && p.Op == imapi.OpNotice && json.Unmarshal(p.Body, &n) == nil {
 			ch <- n
@@ -164,8 +166,8 @@ func TestUserRenameTellsDevicesAndFriends(t *testing.T) {
 	e.ok(http.MethodPatch, "/v1/users/alice/profile", map[string]any{"avatar": "https://img.example/a.png"}, nil)
 	aliceNotices := e.notices("alice")
 	changed := make(chan imapi.Profile, 4)
-	sub, err := e.nc.Subscribe(imapi.UserSubject(appKey, "bob"), func(m *nats.Msg) {
-		var p imapi.BusPush
+	sub, err := e.nc.Subscribe(buswire.UserSubject(appKey, "bob"), func(m *nats.Msg) {
+		var p buswire.Push
 		var prof imapi.Profile
 		if json.Unmarshal(m.Data, &p) == nil && p.Op == imapi.OpProfileChanged && json.Unmarshal(p.Body, &prof) == nil {
 			changed <- prof

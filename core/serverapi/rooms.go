@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/room"
 )
 
@@ -164,7 +166,7 @@ func (s *Server) roomMessage(ctx context.Context, r *Request) (any, error) {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return nil, err
 	}
-	sess := &imapi.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
+	sess := &buswire.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
 	return s.deps.Service.Rooms().Send(ctx, sess, &imapi.RoomSendReq{RoomID: id, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body})
 }
 

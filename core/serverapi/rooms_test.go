@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service/room"
 )
@@ -35,13 +37,13 @@ func TestRooms(t *testing.T) {
 
 	// No gateway has announced itself yet.
 	e.fails(http.MethodGet, "/v1/rooms/live1/addresses", nil, imapi.ErrUnavailable)
-	for _, a := range []imapi.GatewayAnnounce{
+	for _, a := range []buswire.GatewayAnnounce{
 		{ID: "gw-a", Addresses: []string{"link://10.0.0.1:7710"}, Sessions: 10, Capacity: 100},
 		{ID: "gw-b", Addresses: []string{"link://10.0.0.2:7710"}, Sessions: 5, Capacity: 100},
 		{ID: "gw-c", Addresses: []string{"link://10.0.0.3:7710"}, Sessions: 0, Capacity: 100, Draining: true},
 	} {
 		b, _ := json.Marshal(a)
-		if err := e.nc.Publish(imapi.GatewaySubject, b); err != nil {
+		if err := e.nc.Publish(buswire.GatewaySubject, b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,7 +69,7 @@ func TestRooms(t *testing.T) {
 		t.Fatalf("token %+v", tok)
 	}
 	// The fan enters on gw-a as a gateway would relay it.
-	sess := imapi.Session{AppKey: appKey, Account: "fan", SessionID: "s-fan", Gateway: "gw-a"}
+	sess := buswire.Session{AppKey: appKey, Account: "fan", SessionID: "s-fan", Gateway: "gw-a"}
 	var entered imapi.RoomEnterResp
 	if code := e.bus(sess, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: "live1", Token: tok.Token}, &entered); code != imapi.OK || entered.Role != imapi.RoleMember {
 		t.Fatalf("enter: %v %+v", code, entered)
@@ -79,7 +81,7 @@ func TestRooms(t *testing.T) {
 	}
 
 	msgs := make(chan *nats.Msg, 4)
-	sub, err := e.nc.ChanSubscribe(imapi.RoomSubject(appKey, "live1")+".*", msgs)
+	sub, err := e.nc.ChanSubscribe(buswire.RoomSubject(appKey, "live1")+".*", msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,15 +133,15 @@ func TestRooms(t *testing.T) {
 }
 
 // bus sends a request as a gateway would, for sess.
-func (e *env) bus(sess imapi.Session, op imapi.Op, req, resp any) imapi.Code {
+func (e *env) bus(sess buswire.Session, op imapi.Op, req, resp any) imapi.Code {
 	e.t.Helper()
 	body, _ := json.Marshal(req)
-	data, _ := json.Marshal(&imapi.BusRequest{Session: sess, Body: body})
-	m, err := e.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, op), data, 5*time.Second)
+	data, _ := json.Marshal(&buswire.Request{Session: sess, Body: body})
+	m, err := e.nc.Request(buswire.ServiceSubject(buswire.DefaultCluster, op), data, 5*time.Second)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var r imapi.BusReply
+	var r buswire.Reply
 	_ = json.Unmarshal(m.Data, &r)
 	if r.Code == imapi.OK && resp != nil {
 		_ = json.Unmarshal(r.Body, resp)
@@ -157,7 +159,7 @@ func TestRoomKickAndMute(t *testing.T) {
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "fan"}, nil)
 	e.ok(http.MethodPost, "/v1/rooms", room.CreateReq{RoomID: "r1", Owner: "host"}, nil)
 	events := make(chan *nats.Msg, 16)
-	sub, err := e.nc.ChanSubscribe(imapi.RoomSubject(appKey, "r1")+imapi.RoomEventSuffix, events)
+	sub, err := e.nc.ChanSubscribe(buswire.RoomSubject(appKey, "r1")+buswire.RoomEventSuffix, events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,13 +180,13 @@ func TestRoomKickAndMute(t *testing.T) {
 	enter := func(account string) imapi.Code {
 		var tok room.Token
 		e.ok(http.MethodPost, "/v1/rooms/r1/tokens", serverapi.RoomTokenReq{Account: account}, &tok)
-		sess := imapi.Session{AppKey: appKey, Account: account, SessionID: "s-" + account, Gateway: "gw-a"}
+		sess := buswire.Session{AppKey: appKey, Account: account, SessionID: "s-" + account, Gateway: "gw-a"}
 		return e.bus(sess, imapi.OpRoomEnter, imapi.RoomEnterReq{RoomID: "r1", Token: tok.Token}, nil)
 	}
 	n := 0
 	send := func(account string) imapi.Code {
 		n++
-		sess := imapi.Session{AppKey: appKey, Account: account, SessionID: "s-" + account, Gateway: "gw-a"}
+		sess := buswire.Session{AppKey: appKey, Account: account, SessionID: "s-" + account, Gateway: "gw-a"}
 		return e.bus(sess, imapi.OpRoomSend, imapi.RoomSendReq{RoomID: "r1", ClientMsgID: fmt.Sprint("c", n), Body: json.RawMessage(`{"text":"x"}`)}, nil)
 	}
 	for _, a := range []string{"host", "fan"} {

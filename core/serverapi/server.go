@@ -31,6 +31,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/ratelimit"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/serverapi/internal/sign"
@@ -306,7 +308,7 @@ func (s *Server) Start(ctx context.Context) error {
 	defer s.mu.Unlock()
 	for _, rt := range s.deps.Node.Routes() {
 		rt := rt
-		sub, err := s.deps.NATS.QueueSubscribe(rt.APISubject(), imapi.ServiceQueue, func(m *nats.Msg) { s.dispatch(rt, m) })
+		sub, err := s.deps.NATS.QueueSubscribe(rt.APISubject(), buswire.ServiceQueue, func(m *nats.Msg) { s.dispatch(rt, m) })
 		if err != nil {
 			s.unsubscribeLocked()
 			return fmt.Errorf("serverapi: subscribe %s: %w", rt.APISubject(), err)

@@ -22,6 +22,7 @@ import (
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/callsvc"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/serverapi"
 	"github.com/longlink/longlink/core/service"
@@ -107,7 +108,7 @@ func newEnv(t testing.TB) *env {
 	cfg := serverapi.Default()
 	cfg.Listen = "127.0.0.1:0"
 	srv, err := serverapi.New(cfg, serverapi.Deps{Service: svc, Store: st, Calls: calls, NATS: b.Conn(), JetStream: b.JetStream(),
-		Node: route.Node{Cluster: imapi.DefaultCluster}, DeadLetters: hooks})
+		Node: route.Node{Cluster: buswire.DefaultCluster}, DeadLetters: hooks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	routes, err := route.New(route.Config{DefaultCluster: imapi.DefaultCluster, Clusters: map[string]string{"dedicated": "ded"}}, route.Deps{})
+	routes, err := route.New(route.Config{DefaultCluster: buswire.DefaultCluster, Clusters: map[string]string{"dedicated": "ded"}}, route.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +196,12 @@ func errCode(t testing.TB, b []byte) imapi.Code {
 func (e *env) login(account, token string) imapi.Code {
 	e.t.Helper()
 	body, _ := json.Marshal(&imapi.LoginReq{AppKey: appKey, Account: account, Token: token, DeviceType: "pc"})
-	data, _ := json.Marshal(&imapi.BusRequest{Body: body})
-	m, err := e.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpLogin), data, 5*time.Second)
+	data, _ := json.Marshal(&buswire.Request{Body: body})
+	m, err := e.nc.Request(buswire.ServiceSubject(buswire.DefaultCluster, imapi.OpLogin), data, 5*time.Second)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var r imapi.BusReply
+	var r buswire.Reply
 	_ = json.Unmarshal(m.Data, &r)
 	return r.Code
 }
@@ -299,7 +300,7 @@ func TestUsersAndTokens(t *testing.T) {
 		t.Fatalf("first token after adding one: %v", code)
 	}
 	kicks := make(chan *nats.Msg, 8)
-	sub, _ := e.nc.ChanSubscribe(imapi.UserSubject(appKey, "alice"), kicks)
+	sub, _ := e.nc.ChanSubscribe(buswire.UserSubject(appKey, "alice"), kicks)
 	defer sub.Unsubscribe()
 	_ = e.nc.Flush()
 	e.ok(http.MethodPost, "/v1/users/alice/tokens", serverapi.TokenReq{RevokeOthers: true}, &tok)
@@ -339,7 +340,7 @@ func expectKick(t *testing.T, ch chan *nats.Msg) {
 	for {
 		select {
 		case m := <-ch:
-			var p imapi.BusPush
+			var p buswire.Push
 			_ = json.Unmarshal(m.Data, &p)
 			if p.Op == imapi.OpKick && p.KickDeviceType == "*" {
 				return
@@ -355,7 +356,7 @@ func TestMessagesAndHistory(t *testing.T) {
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "alice"}, nil)
 	e.ok(http.MethodPost, "/v1/users", serverapi.UserReq{Account: "bob"}, nil)
 	pushes := make(chan *nats.Msg, 16)
-	sub, _ := e.nc.ChanSubscribe(imapi.UserSubject(appKey, "bob"), pushes)
+	sub, _ := e.nc.ChanSubscribe(buswire.UserSubject(appKey, "bob"), pushes)
 	defer sub.Unsubscribe()
 	_ = e.nc.Flush()
 	var acks []imapi.SendAck
@@ -371,7 +372,7 @@ func TestMessagesAndHistory(t *testing.T) {
 	}
 	select {
 	case m := <-pushes:
-		var p imapi.BusPush
+		var p buswire.Push
 		_ = json.Unmarshal(m.Data, &p)
 		if p.Op != imapi.OpPush {
 			t.Fatalf("push %+v", p)
@@ -442,7 +443,7 @@ const turnSecret = "turn-shared-secret"
 // app's endpoint works again.
 func TestWebhookDeadLetters(t *testing.T) {
 	e := newEnv(t)
-	ev, err := webhook.SessionEvent(webhook.KindLogin, &imapi.Session{AppKey: appKey, Account: "alice", SessionID: "s1"}, "", time.Now())
+	ev, err := webhook.SessionEvent(webhook.KindLogin, &buswire.Session{AppKey: appKey, Account: "alice", SessionID: "s1"}, "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

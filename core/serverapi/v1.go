@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 )
@@ -328,7 +330,7 @@ func (s *Server) sendMessage(ctx context.Context, r *Request) (any, error) {
 	if u.Disabled {
 		return nil, imapi.Errorf(imapi.ErrUserDisabled, "sender is disabled")
 	}
-	sess := &imapi.Session{AppKey: r.App.AppKey, Account: req.From, DeviceType: "server", Gateway: "serverapi"}
+	sess := &buswire.Session{AppKey: r.App.AppKey, Account: req.From, DeviceType: "server", Gateway: "serverapi"}
 	return s.deps.Service.Messages().Send(ctx, sess, &req.SendReq)
 }
 
@@ -340,7 +342,7 @@ func (s *Server) sendNotification(ctx context.Context, r *Request) (any, error) 
 	if req.Type == "" {
 		req.Type = "system"
 	}
-	sess := &imapi.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
+	sess := &buswire.Session{AppKey: r.App.AppKey, Account: imapi.SystemAccount, DeviceType: "server", Gateway: "serverapi"}
 	return s.deps.Service.Messages().Send(ctx, sess, &imapi.SendReq{
 		ConvType: imapi.ConvP2P, To: req.To, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body,
 	})

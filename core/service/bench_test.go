@@ -12,6 +12,7 @@ import (
 
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/store/storetest"
@@ -74,7 +75,7 @@ func benchSend(b *testing.B, driver string) {
 		b.Fatal(err)
 	}
 	defer gw.Close()
-	subject := imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpSend)
+	subject := buswire.ServiceSubject(buswire.DefaultCluster, imapi.OpSend)
 	body := json.RawMessage(`{"text":"hello, this is a benchmark message"}`)
 	var next, shed atomic.Int64
 	var mu sync.Mutex
@@ -87,7 +88,7 @@ func benchSend(b *testing.B, driver string) {
 			i := next.Add(1)
 			from, to := fmt.Sprint("u", i%users), fmt.Sprint("u", (i*7+1)%users)
 			req, _ := json.Marshal(&imapi.SendReq{ConvType: imapi.ConvP2P, To: to, ClientMsgID: fmt.Sprint(i), Body: body})
-			data, _ := json.Marshal(&imapi.BusRequest{Session: imapi.Session{AppKey: appKey, Account: from, SessionID: "s"}, Body: req})
+			data, _ := json.Marshal(&buswire.Request{Session: buswire.Session{AppKey: appKey, Account: from, SessionID: "s"}, Body: req})
 			start := time.Now()
 			for {
 				m, err := gw.Request(subject, data, 10*time.Second)
@@ -95,7 +96,7 @@ func benchSend(b *testing.B, driver string) {
 					b.Error(err)
 					return
 				}
-				var r imapi.BusReply
+				var r buswire.Reply
 				if err := json.Unmarshal(m.Data, &r); err != nil {
 					b.Errorf("reply %s %v", m.Data, err)
 					return

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -23,13 +25,13 @@ func (sheddingStore) AppendMessages(context.Context, []*store.Append) ([]store.A
 func TestSendBusyCarriesRetryAfter(t *testing.T) {
 	e := newEnvWrapped(t, store.DriverSQLite, func(st store.Store) store.Store { return sheddingStore{st} })
 	alice := e.login("alice", "phone")
-	body, _ := json.Marshal(&imapi.BusRequest{Session: alice.sess, Body: []byte(`{"conv_type":1,"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hi"}}`)})
-	m, err := e.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpSend), body, 5*time.Second)
+	body, _ := json.Marshal(&buswire.Request{Session: alice.sess, Body: []byte(`{"conv_type":1,"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hi"}}`)})
+	m, err := e.nc.Request(buswire.ServiceSubject(buswire.DefaultCluster, imapi.OpSend), body, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep imapi.BusReply
-	if err := imapi.DecodeBusReply(m.Data, &rep); err != nil {
+	var rep buswire.Reply
+	if err := buswire.DecodeReply(m.Data, &rep); err != nil {
 		t.Fatal(err)
 	}
 	if rep.Code != imapi.ErrUnavailable || rep.Message != "busy" {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/service/group"
@@ -53,7 +55,7 @@ func (k *TokenKeyConfig) Signer() (*logintoken.Signer, error) {
 
 // Config tunes the app services.
 type Config struct {
-	// Cluster is the subject prefix served (imapi.DefaultCluster unless this
+	// Cluster is the subject prefix served (buswire.DefaultCluster unless this
 	// node serves a dedicated cluster).
 	Cluster string `yaml:"cluster"`
 	// ID names the node in its announcements and metrics. Default
@@ -133,7 +135,7 @@ func Default() Config {
 		host = "svc"
 	}
 	return Config{
-		Cluster:          imapi.DefaultCluster,
+		Cluster:          buswire.DefaultCluster,
 		ID:               fmt.Sprintf("svc-%s-%d", host, os.Getpid()),
 		AnnounceInterval: config.Duration(2 * time.Second),
 		RecallWindow:     config.Duration(2 * time.Minute),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/store/storetest"
@@ -108,9 +109,9 @@ func newEnvWrapped(t *testing.T, driver string, wrap func(store.Store) store.Sto
 // requests and receives the account's pushes (filtered like a gateway does).
 type client struct {
 	e      *env
-	sess   imapi.Session
+	sess   buswire.Session
 	mu     sync.Mutex
-	pushes []imapi.BusPush
+	pushes []buswire.Push
 	sub    *nats.Subscription
 	notify chan struct{}
 }
@@ -122,7 +123,7 @@ func (e *env) login(account, deviceType string) *client {
 	if code := c.call(imapi.OpLogin, &imapi.LoginReq{AppKey: appKey, Account: account, Token: e.tokens[account], DeviceID: account + "-" + deviceType, DeviceType: deviceType}, &resp); code != imapi.OK {
 		e.t.Fatalf("login %s: code %v", account, code)
 	}
-	c.sess = imapi.Session{AppKey: appKey, Account: account, DeviceType: deviceType, DeviceID: account + "-" + deviceType, SessionID: resp.SessionID, Gateway: "test"}
+	c.sess = buswire.Session{AppKey: appKey, Account: account, DeviceType: deviceType, DeviceID: account + "-" + deviceType, SessionID: resp.SessionID, Gateway: "test"}
 	c.subscribe()
 	return c
 }
@@ -130,12 +131,12 @@ func (e *env) login(account, deviceType string) *client {
 // offline is a session that is not subscribed to pushes (a device that is
 // not connected right now, later syncing).
 func (e *env) offline(account string) *client {
-	return &client{e: e, sess: imapi.Session{AppKey: appKey, Account: account, SessionID: "offline-" + account}, notify: make(chan struct{}, 1)}
+	return &client{e: e, sess: buswire.Session{AppKey: appKey, Account: account, SessionID: "offline-" + account}, notify: make(chan struct{}, 1)}
 }
 
 func (c *client) subscribe() {
-	sub, err := c.e.nc.Subscribe(imapi.UserSubject(appKey, c.sess.Account), func(m *nats.Msg) {
-		var p imapi.BusPush
+	sub, err := c.e.nc.Subscribe(buswire.UserSubject(appKey, c.sess.Account), func(m *nats.Msg) {
+		var p buswire.Push
 		if err := json.Unmarshal(m.Data, &p); err != nil {
 			c.e.t.Errorf("bad push: %v", err)
 			return
@@ -177,12 +178,12 @@ func (c *client) callMsg(op imapi.Op, req, resp any) (imapi.Code, string) {
 			c.e.t.Fatal(err)
 		}
 	}
-	data, _ := json.Marshal(&imapi.BusRequest{Session: c.sess, Body: body})
-	m, err := c.e.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, op), data, 5*time.Second)
+	data, _ := json.Marshal(&buswire.Request{Session: c.sess, Body: body})
+	m, err := c.e.nc.Request(buswire.ServiceSubject(buswire.DefaultCluster, op), data, 5*time.Second)
 	if err != nil {
 		c.e.t.Fatalf("%s: %v", op, err)
 	}
-	var reply imapi.BusReply
+	var reply buswire.Reply
 	if err := json.Unmarshal(m.Data, &reply); err != nil {
 		c.e.t.Fatalf("%s: reply: %v", op, err)
 	}
@@ -205,7 +206,7 @@ func (c *client) send(to string, cmid, text string, mentions ...string) imapi.Se
 }
 
 // waitPushes waits until n pushes of op arrived and returns them.
-func (c *client) waitPushes(op imapi.Op, n int) []imapi.BusPush {
+func (c *client) waitPushes(op imapi.Op, n int) []buswire.Push {
 	c.e.t.Helper()
 	deadline := time.After(5 * time.Second)
 	for {
@@ -221,10 +222,10 @@ func (c *client) waitPushes(op imapi.Op, n int) []imapi.BusPush {
 	}
 }
 
-func (c *client) pushesOf(op imapi.Op) []imapi.BusPush {
+func (c *client) pushesOf(op imapi.Op) []buswire.Push {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []imapi.BusPush
+	var out []buswire.Push
 	for _, p := range c.pushes {
 		if p.Op == op {
 			out = append(out, p)
@@ -243,7 +244,7 @@ func (c *client) quiet(op imapi.Op, have int) {
 	}
 }
 
-func decodePush[T any](t *testing.T, p imapi.BusPush) T {
+func decodePush[T any](t *testing.T, p buswire.Push) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(p.Body, &v); err != nil {

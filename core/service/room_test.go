@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/core/service/room"
 	"github.com/longlink/longlink/pkg/config"
@@ -41,7 +43,7 @@ func TestRoomRules(t *testing.T) {
 		e := newEnv(t, driver, func(c *service.Config) { c.Rooms.MemberRate = 3; c.Rooms.MsgRate = 1000 })
 		ctx := context.Background()
 		msgs := make(chan *nats.Msg, 256)
-		sub, err := e.nc.ChanSubscribe(imapi.RoomSubject(appKey, "r1")+".*", msgs)
+		sub, err := e.nc.ChanSubscribe(buswire.RoomSubject(appKey, "r1")+".*", msgs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +54,7 @@ func TestRoomRules(t *testing.T) {
 			for {
 				select {
 				case m := <-msgs:
-					if m.Subject == imapi.RoomSubject(appKey, "r1")+suffix {
+					if m.Subject == buswire.RoomSubject(appKey, "r1")+suffix {
 						return m.Data
 					}
 				case <-time.After(5 * time.Second):
@@ -108,7 +110,7 @@ func TestRoomRules(t *testing.T) {
 				t.Fatalf("send %d: %v", i, code)
 			}
 			var m imapi.RoomMessage
-			if err := json.Unmarshal(next(imapi.RoomMessageSuffix), &m); err != nil || m.From != "bob" || m.Seq != int64(i+1) {
+			if err := json.Unmarshal(next(buswire.RoomMessageSuffix), &m); err != nil || m.From != "bob" || m.Seq != int64(i+1) {
 				t.Fatalf("published %+v %v", m, err)
 			}
 		}
@@ -148,7 +150,7 @@ func TestRoomRules(t *testing.T) {
 			t.Fatalf("owner sets a role: %v", code)
 		}
 		var ev imapi.RoomEvent
-		_ = json.Unmarshal(next(imapi.RoomEventSuffix), &ev)
+		_ = json.Unmarshal(next(buswire.RoomEventSuffix), &ev)
 		if ev.Kind != imapi.RoomEventRole || ev.Account != "carol" || ev.Role != imapi.RoleManager {
 			t.Fatalf("role event %+v", ev)
 		}
@@ -158,7 +160,7 @@ func TestRoomRules(t *testing.T) {
 		if code := carol.call(imapi.OpRoomMute, &imapi.RoomMuteReq{RoomID: "r1", Account: "bob", Muted: true, DurationSec: 60}, nil); code != imapi.OK {
 			t.Fatalf("manager mutes a member: %v", code)
 		}
-		_ = json.Unmarshal(next(imapi.RoomEventSuffix), &ev)
+		_ = json.Unmarshal(next(buswire.RoomEventSuffix), &ev)
 		if ev.Kind != imapi.RoomEventMuted || ev.Account != "bob" || ev.Until == 0 {
 			t.Fatalf("mute event %+v", ev)
 		}
@@ -169,7 +171,7 @@ func TestRoomRules(t *testing.T) {
 		if _, code := bob.roomSend("r1", "m2"); code != imapi.OK {
 			t.Fatalf("send after the mute ran out: %v", code)
 		}
-		_ = next(imapi.RoomMessageSuffix)
+		_ = next(buswire.RoomMessageSuffix)
 		// The whole room muted: members silent, managers not.
 		if code := carol.call(imapi.OpRoomMute, &imapi.RoomMuteReq{RoomID: "r1", Muted: true}, nil); code != imapi.OK {
 			t.Fatalf("mute room: %v", code)
@@ -244,8 +246,8 @@ func TestRoomGatewayGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	announce := func(id string, started int64) {
-		b, _ := json.Marshal(imapi.GatewayAnnounce{ID: id, Addresses: []string{"link://" + id}, Started: started})
-		if err := e.nc.Publish(imapi.GatewaySubject, b); err != nil {
+		b, _ := json.Marshal(buswire.GatewayAnnounce{ID: id, Addresses: []string{"link://" + id}, Started: started})
+		if err := e.nc.Publish(buswire.GatewaySubject, b); err != nil {
 			t.Fatal(err)
 		}
 		_ = e.nc.Flush()

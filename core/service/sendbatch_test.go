@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/store/storetest"
 )
 
-func batchOf(t *testing.T, sends ...imapi.SendReq) imapi.SendBatchReq {
+func batchOf(t *testing.T, sends ...imapi.SendReq) buswire.SendBatchReq {
 	t.Helper()
-	var br imapi.SendBatchReq
+	var br buswire.SendBatchReq
 	for _, s := range sends {
 		b, err := json.Marshal(s)
 		if err != nil {
@@ -39,8 +41,8 @@ func TestSendBatch(t *testing.T) {
 			alice := e.login("alice", "phone")
 			br := batchOf(t, text("bob", "b1"), imapi.SendReq{ConvType: imapi.ConvP2P, To: "bob", ClientMsgID: "b2"},
 				text("nobody", "b3"), text("bob", "b4"), text("carol", "b5"), text("bob", "b6"))
-			var resp imapi.SendBatchResp
-			if code := alice.call(imapi.OpSendBatch, br, &resp); code != imapi.OK {
+			var resp buswire.SendBatchResp
+			if code := alice.call(buswire.OpSendBatch, br, &resp); code != imapi.OK {
 				t.Fatalf("batch: code %d", code)
 			}
 			want := []imapi.Code{imapi.OK, imapi.ErrBadRequest, imapi.ErrNotFound, imapi.OK, imapi.OK, imapi.OK}
@@ -55,8 +57,8 @@ func TestSendBatch(t *testing.T) {
 			if s1, s4, s6 := resp.Results[0].Ack.Seq, resp.Results[3].Ack.Seq, resp.Results[5].Ack.Seq; s4 != s1+1 || s6 != s4+1 {
 				t.Fatalf("bob's conversation got seqs %d, %d, %d: not in batch order", s1, s4, s6)
 			}
-			var again imapi.SendBatchResp
-			if code := alice.call(imapi.OpSendBatch, br, &again); code != imapi.OK || again.Results[5].Ack.Seq != resp.Results[5].Ack.Seq {
+			var again buswire.SendBatchResp
+			if code := alice.call(buswire.OpSendBatch, br, &again); code != imapi.OK || again.Results[5].Ack.Seq != resp.Results[5].Ack.Seq {
 				t.Fatalf("resent batch: code %d, %+v", code, again.Results)
 			}
 		})
@@ -64,8 +66,8 @@ func TestSendBatch(t *testing.T) {
 	t.Run("busy store", func(t *testing.T) {
 		e := newEnvWrapped(t, store.DriverSQLite, func(st store.Store) store.Store { return sheddingStore{st} })
 		alice := e.login("alice", "phone")
-		var resp imapi.SendBatchResp
-		if code := alice.call(imapi.OpSendBatch, batchOf(t, text("bob", "c1"), text("bob", "c2")), &resp); code != imapi.OK {
+		var resp buswire.SendBatchResp
+		if code := alice.call(buswire.OpSendBatch, batchOf(t, text("bob", "c1"), text("bob", "c2")), &resp); code != imapi.OK {
 			t.Fatalf("batch: code %d", code)
 		}
 		for i, r := range resp.Results {

@@ -1,7 +1,7 @@
 // Package service implements the IM core's stateless app services. A Service
-// subscribes to imapi.ServiceSubject(cluster, op) for every request op with
-// the queue group imapi.ServiceQueue, answers each imapi.BusRequest with an
-// imapi.BusReply, and publishes imapi.BusPush messages to the subjects of the
+// subscribes to buswire.ServiceSubject(cluster, op) for every request op with
+// the queue group buswire.ServiceQueue, answers each buswire.Request with a
+// buswire.Reply, and publishes buswire.Push messages to the subjects of the
 // accounts concerned. Any number of nodes can run side by side on one bus.
 package service
 
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
 	"github.com/longlink/longlink/core/ratelimit"
 	"github.com/longlink/longlink/core/service/group"
 	"github.com/longlink/longlink/core/service/internal/dispatch"

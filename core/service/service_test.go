@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/store"
 )
 
@@ -416,8 +418,8 @@ func TestShutdownStopsServing(t *testing.T) {
 	if err := e.svc.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := json.Marshal(&imapi.BusRequest{Session: alice.sess})
-	if _, err := e.nc.Request(imapi.ServiceSubject(imapi.DefaultCluster, imapi.OpConvList), data, 200*time.Millisecond); err == nil {
+	data, _ := json.Marshal(&buswire.Request{Session: alice.sess})
+	if _, err := e.nc.Request(buswire.ServiceSubject(buswire.DefaultCluster, imapi.OpConvList), data, 200*time.Millisecond); err == nil {
 		t.Fatal("a request was answered after shutdown")
 	}
 }

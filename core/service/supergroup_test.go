@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service"
 )
 
@@ -64,7 +66,7 @@ func TestSuperGroupRules(t *testing.T) {
 
 		// One push per send, on the group's subject, not on members' subjects.
 		groupPushes := make(chan *nats.Msg, 16)
-		sub, err := e.nc.ChanSubscribe(imapi.SuperSubject(appKey, g.GroupID), groupPushes)
+		sub, err := e.nc.ChanSubscribe(buswire.SuperSubject(appKey, g.GroupID), groupPushes)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +82,7 @@ func TestSuperGroupRules(t *testing.T) {
 		}
 		select {
 		case m := <-groupPushes:
-			var p imapi.BusPush
+			var p buswire.Push
 			_ = json.Unmarshal(m.Data, &p)
 			if p.Op != imapi.OpPush || p.ExceptSession != bob.sess.SessionID {
 				t.Fatalf("group push: %+v", p)
@@ -95,7 +97,7 @@ func TestSuperGroupRules(t *testing.T) {
 		}
 		select {
 		case m := <-groupPushes:
-			var p imapi.BusPush
+			var p buswire.Push
 			_ = json.Unmarshal(m.Data, &p)
 			if r := decodePush[imapi.Recalled](t, p); p.Op != imapi.OpRecalled || r.MsgID != ack.MsgID || r.Seq != 1 {
 				t.Fatalf("recall push: %+v %+v", p, r)

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/core/service"
 	"github.com/longlink/longlink/pkg/waittest"
@@ -36,11 +38,11 @@ func TestVersionedNodes(t *testing.T) {
 			defer sub.Unsubscribe()
 			ask := func(subject string) error {
 				body, _ := json.Marshal(&imapi.LoginReq{AppKey: appKey, Account: "nobody", Token: "x", DeviceType: "pc"})
-				data, _ := json.Marshal(&imapi.BusRequest{Body: body})
+				data, _ := json.Marshal(&buswire.Request{Body: body})
 				_, err := e.nc.Request(subject, data, 5*time.Second)
 				return err
 			}
-			rt := route.Route{Cluster: imapi.DefaultCluster, Version: "2.0"}
+			rt := route.Route{Cluster: buswire.DefaultCluster, Version: "2.0"}
 			if err := ask(rt.Subject(imapi.OpLogin)); err != nil {
 				t.Fatalf("version subject: %v", err)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/webhook"
 	"github.com/longlink/longlink/pkg/config"
 )
@@ -86,7 +87,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 	if err := json.Unmarshal(got.Data, &m); err != nil || got.ID != "msg-m42" || m.Seq != 7 || m.From != "alice" {
 		t.Fatalf("delivered %+v (%v)", got, err)
 	}
-	sev, err := webhook.SessionEvent(webhook.KindLogin, &imapi.Session{AppKey: appKey, Account: "bob", DeviceType: "pc", ClientIP: "192.0.2.1"}, "", time.Now())
+	sev, err := webhook.SessionEvent(webhook.KindLogin, &buswire.Session{AppKey: appKey, Account: "bob", DeviceType: "pc", ClientIP: "192.0.2.1"}, "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

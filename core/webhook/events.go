@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 )
 
 // SessionData is the data of login, logout and kick events.
@@ -33,7 +35,7 @@ func MessageEvent(m *imapi.Message) (Event, error) {
 
 // SessionEvent is a login, logout or kick event of sess at t; reason is
 // empty for logins.
-func SessionEvent(kind Kind, sess *imapi.Session, reason string, t time.Time) (Event, error) {
+func SessionEvent(kind Kind, sess *buswire.Session, reason string, t time.Time) (Event, error) {
 	data, err := json.Marshal(&SessionData{
 		Account: sess.Account, DeviceID: sess.DeviceID, DeviceType: sess.DeviceType, SessionID: sess.SessionID,
 		Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: sess.SDK, Reason: reason,

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
 )
@@ -15,32 +17,32 @@ import (
 // member lists' checks and the store errors.
 type kind[G any] interface {
 	// load returns a live group of which sess.Account is a member.
-	load(ctx context.Context, sess *imapi.Session, groupID string) (G, error)
+	load(ctx context.Context, sess *buswire.Session, groupID string) (G, error)
 	owner(g *G) string
 	// batch validates and dedupes the accounts named in one request.
 	batch(accounts []string) ([]string, error)
 	// create stores a group of members (the owner first) and tells them.
-	create(ctx context.Context, sess *imapi.Session, req *imapi.GroupCreateReq, members []string) (any, error)
+	create(ctx context.Context, sess *buswire.Session, req *imapi.GroupCreateReq, members []string) (any, error)
 	// mayAdd fails unless sess.Account may add members to g.
-	mayAdd(ctx context.Context, sess *imapi.Session, g *G) error
+	mayAdd(ctx context.Context, sess *buswire.Session, g *G) error
 	// add adds existing accounts and tells whom it concerns.
-	add(ctx context.Context, sess *imapi.Session, g *G, accounts []string) (any, error)
+	add(ctx context.Context, sess *buswire.Session, g *G, accounts []string) (any, error)
 	// remove checks that sess.Account may remove accounts (the owner is
 	// never among them), removes them and tells whom it concerns.
-	remove(ctx context.Context, sess *imapi.Session, g *G, accounts []string) (any, error)
+	remove(ctx context.Context, sess *buswire.Session, g *G, accounts []string) (any, error)
 	// leave removes sess.Account (not the owner) and tells whom it concerns.
-	leave(ctx context.Context, sess *imapi.Session, g *G) error
+	leave(ctx context.Context, sess *buswire.Session, g *G) error
 	// dismiss deletes g (by its owner) and tells its members.
-	dismiss(ctx context.Context, sess *imapi.Session, g *G) error
+	dismiss(ctx context.Context, sess *buswire.Session, g *G) error
 	info(ctx context.Context, g *G) (any, error)
-	list(ctx context.Context, sess *imapi.Session) (any, error)
+	list(ctx context.Context, sess *buswire.Session) (any, error)
 }
 
 // maxGroupName bounds a group's name at creation.
 const maxGroupName = 128
 
 func create[G any](n *node.Node, k kind[G]) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.GroupCreateReq
 		if err := node.Decode(body, &req); err != nil {
 			return nil, err
@@ -60,7 +62,7 @@ func create[G any](n *node.Node, k kind[G]) dispatch.Handler {
 }
 
 func addMembers[G any](n *node.Node, k kind[G]) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.GroupMembersReq
 		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
@@ -84,7 +86,7 @@ func addMembers[G any](n *node.Node, k kind[G]) dispatch.Handler {
 }
 
 func removeMembers[G any](k kind[G]) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.GroupMembersReq
 		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
@@ -102,7 +104,7 @@ func removeMembers[G any](k kind[G]) dispatch.Handler {
 }
 
 func info[G any](k kind[G]) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.GroupRef
 		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
@@ -113,13 +115,13 @@ func info[G any](k kind[G]) dispatch.Handler {
 }
 
 func list[G any](k kind[G]) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, _ []byte) (any, error) {
 		return k.list(ctx, sess)
 	}
 }
 
 func leave[G any](k kind[G]) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.GroupRef
 		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
@@ -133,7 +135,7 @@ func leave[G any](k kind[G]) dispatch.Handler {
 }
 
 func dismiss[G any](k kind[G]) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.GroupRef
 		g, err := named(ctx, k, sess, body, &req, &req.GroupID)
 		if err != nil {
@@ -148,7 +150,7 @@ func dismiss[G any](k kind[G]) dispatch.Handler {
 
 // named decodes a request that names a group (its GroupID field is
 // groupID) into req and loads the group for a member.
-func named[G any](ctx context.Context, k kind[G], sess *imapi.Session, body []byte, req any, groupID *string) (G, error) {
+func named[G any](ctx context.Context, k kind[G], sess *buswire.Session, body []byte, req any, groupID *string) (G, error) {
 	if err := node.Decode(body, req); err != nil {
 		var none G
 		return none, err
@@ -158,7 +160,7 @@ func named[G any](ctx context.Context, k kind[G], sess *imapi.Session, body []by
 
 // mustOwn fails unless sess.Account owns the group: what only the owner
 // may do (what) is in the message.
-func mustOwn(sess *imapi.Session, owner, what string) error {
+func mustOwn(sess *buswire.Session, owner, what string) error {
 	if owner != sess.Account {
 		return imapi.Errorf(imapi.ErrForbidden, "only the owner %s", what)
 	}

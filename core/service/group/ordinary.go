@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
@@ -23,7 +25,7 @@ func toAPI(g *store.Group) *imapi.Group {
 
 func (o ordinary) owner(g *store.Group) string { return g.Owner }
 
-func (o ordinary) load(ctx context.Context, sess *imapi.Session, groupID string) (store.Group, error) {
+func (o ordinary) load(ctx context.Context, sess *buswire.Session, groupID string) (store.Group, error) {
 	if !imapi.ValidName(groupID) {
 		return store.Group{}, imapi.Errorf(imapi.ErrBadRequest, "group_id: invalid")
 	}
@@ -42,12 +44,12 @@ func (o ordinary) batch(accounts []string) ([]string, error) {
 }
 
 // tell pushes a group event to accounts (the acting session excepted).
-func (o ordinary) tell(sess *imapi.Session, accounts []string, ev *imapi.GroupEvent) {
+func (o ordinary) tell(sess *buswire.Session, accounts []string, ev *imapi.GroupEvent) {
 	ev.By = sess.Account
 	o.n.PushAll(sess, accounts, imapi.OpGroupEvent, ev)
 }
 
-func (o ordinary) create(ctx context.Context, sess *imapi.Session, req *imapi.GroupCreateReq, members []string) (any, error) {
+func (o ordinary) create(ctx context.Context, sess *buswire.Session, req *imapi.GroupCreateReq, members []string) (any, error) {
 	if req.InviteMode == "" {
 		req.InviteMode = imapi.GroupInviteAll
 	}
@@ -67,7 +69,7 @@ func (o ordinary) create(ctx context.Context, sess *imapi.Session, req *imapi.Gr
 
 // mayAdd: anyone in a group of invite mode "all", the owner and managers
 // in one of "managers".
-func (o ordinary) mayAdd(ctx context.Context, sess *imapi.Session, g *store.Group) error {
+func (o ordinary) mayAdd(ctx context.Context, sess *buswire.Session, g *store.Group) error {
 	if g.Owner == sess.Account {
 		return nil
 	}
@@ -81,7 +83,7 @@ func (o ordinary) mayAdd(ctx context.Context, sess *imapi.Session, g *store.Grou
 	return nil
 }
 
-func (o ordinary) add(ctx context.Context, sess *imapi.Session, g *store.Group, accounts []string) (any, error) {
+func (o ordinary) add(ctx context.Context, sess *buswire.Session, g *store.Group, accounts []string) (any, error) {
 	fresh := 0
 	for _, a := range accounts {
 		if !slices.Contains(g.Members, a) {
@@ -104,7 +106,7 @@ func (o ordinary) add(ctx context.Context, sess *imapi.Session, g *store.Group, 
 
 // remove: the owner removes anyone, managers remove plain members, members
 // remove nobody.
-func (o ordinary) remove(ctx context.Context, sess *imapi.Session, g *store.Group, accounts []string) (any, error) {
+func (o ordinary) remove(ctx context.Context, sess *buswire.Session, g *store.Group, accounts []string) (any, error) {
 	if g.Owner != sess.Account {
 		m, err := o.n.Store.GroupMeta(ctx, sess.AppKey, g.GroupID)
 		if err != nil {
@@ -129,7 +131,7 @@ func (o ordinary) remove(ctx context.Context, sess *imapi.Session, g *store.Grou
 	return nil, nil
 }
 
-func (o ordinary) leave(ctx context.Context, sess *imapi.Session, g *store.Group) error {
+func (o ordinary) leave(ctx context.Context, sess *buswire.Session, g *store.Group) error {
 	if _, err := o.n.Store.RemoveMembers(ctx, sess.AppKey, g.GroupID, []string{sess.Account}); err != nil {
 		return node.StoreErr(err, "group")
 	}
@@ -137,7 +139,7 @@ func (o ordinary) leave(ctx context.Context, sess *imapi.Session, g *store.Group
 	return nil
 }
 
-func (o ordinary) dismiss(ctx context.Context, sess *imapi.Session, g *store.Group) error {
+func (o ordinary) dismiss(ctx context.Context, sess *buswire.Session, g *store.Group) error {
 	if err := o.n.Store.DismissGroup(ctx, sess.AppKey, g.GroupID); err != nil {
 		return node.StoreErr(err, "group")
 	}
@@ -149,7 +151,7 @@ func (o ordinary) info(ctx context.Context, g *store.Group) (any, error) {
 	return o.withMeta(ctx, g)
 }
 
-func (o ordinary) list(ctx context.Context, sess *imapi.Session) (any, error) {
+func (o ordinary) list(ctx context.Context, sess *buswire.Session) (any, error) {
 	gs, err := o.n.Store.GroupsOf(ctx, sess.AppKey, sess.Account)
 	if err != nil {
 		return nil, node.StoreErr(err, "groups")

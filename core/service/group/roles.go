@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
@@ -72,7 +74,7 @@ func validUpdate(req *imapi.GroupUpdateReq) (store.GroupUpdate, error) {
 	return upd, nil
 }
 
-func (o ordinary) update(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (o ordinary) update(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.GroupUpdateReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -109,7 +111,7 @@ func (o ordinary) update(ctx context.Context, sess *imapi.Session, body []byte) 
 	return out, nil
 }
 
-func (o ordinary) setRole(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (o ordinary) setRole(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.GroupRoleReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -147,7 +149,7 @@ func (o ordinary) setRole(ctx context.Context, sess *imapi.Session, body []byte)
 	return nil, nil
 }
 
-func (o ordinary) transfer(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (o ordinary) transfer(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.GroupTransferReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
@@ -27,7 +29,7 @@ func (s super) toAPI(g *store.SuperGroup) *imapi.SuperGroup {
 
 func (s super) owner(g *store.SuperGroup) string { return g.Owner }
 
-func (s super) load(ctx context.Context, sess *imapi.Session, groupID string) (store.SuperGroup, error) {
+func (s super) load(ctx context.Context, sess *buswire.Session, groupID string) (store.SuperGroup, error) {
 	if !imapi.ValidName(groupID) {
 		return store.SuperGroup{}, imapi.Errorf(imapi.ErrBadRequest, "group_id: invalid")
 	}
@@ -54,7 +56,7 @@ func (s super) batch(accounts []string) ([]string, error) {
 }
 
 // tell pushes a membership event to each account's own subject.
-func (s super) tell(sess *imapi.Session, accounts []string, groupID, kind string) {
+func (s super) tell(sess *buswire.Session, accounts []string, groupID, kind string) {
 	s.n.PushAll(sess, accounts, imapi.OpSuperEvent, &imapi.SuperEvent{GroupID: groupID, Kind: kind, By: sess.Account})
 }
 
@@ -67,7 +69,7 @@ func (s super) full(err error) error {
 	return node.StoreErr(err, "group")
 }
 
-func (s super) create(ctx context.Context, sess *imapi.Session, req *imapi.GroupCreateReq, members []string) (any, error) {
+func (s super) create(ctx context.Context, sess *buswire.Session, req *imapi.GroupCreateReq, members []string) (any, error) {
 	now := s.n.Now()
 	g := store.SuperGroup{AppKey: sess.AppKey, GroupID: "s" + node.NewID(now), Name: req.Name, Owner: sess.Account, Count: len(members), Created: now}
 	if err := s.n.Store.CreateSuperGroup(ctx, g, members, s.cfg.MaxMembers); err != nil {
@@ -78,11 +80,11 @@ func (s super) create(ctx context.Context, sess *imapi.Session, req *imapi.Group
 	return s.toAPI(&g), nil
 }
 
-func (s super) mayAdd(_ context.Context, sess *imapi.Session, g *store.SuperGroup) error {
+func (s super) mayAdd(_ context.Context, sess *buswire.Session, g *store.SuperGroup) error {
 	return mustOwn(sess, g.Owner, "adds members")
 }
 
-func (s super) add(ctx context.Context, sess *imapi.Session, g *store.SuperGroup, accounts []string) (any, error) {
+func (s super) add(ctx context.Context, sess *buswire.Session, g *store.SuperGroup, accounts []string) (any, error) {
 	added, count, err := s.n.Store.AddSuperMembers(ctx, sess.AppKey, g.GroupID, accounts, s.cfg.MaxMembers)
 	if err != nil {
 		return nil, s.full(err)
@@ -92,7 +94,7 @@ func (s super) add(ctx context.Context, sess *imapi.Session, g *store.SuperGroup
 	return &imapi.SuperMembersResp{Changed: nonNil(added), Count: count}, nil
 }
 
-func (s super) remove(ctx context.Context, sess *imapi.Session, g *store.SuperGroup, accounts []string) (any, error) {
+func (s super) remove(ctx context.Context, sess *buswire.Session, g *store.SuperGroup, accounts []string) (any, error) {
 	if err := mustOwn(sess, g.Owner, "removes members"); err != nil {
 		return nil, err
 	}
@@ -108,17 +110,17 @@ func (s super) remove(ctx context.Context, sess *imapi.Session, g *store.SuperGr
 	return &imapi.SuperMembersResp{Changed: nonNil(removed), Count: count}, nil
 }
 
-func (s super) leave(ctx context.Context, sess *imapi.Session, g *store.SuperGroup) error {
+func (s super) leave(ctx context.Context, sess *buswire.Session, g *store.SuperGroup) error {
 	if _, _, err := s.n.Store.RemoveSuperMembers(ctx, sess.AppKey, g.GroupID, []string{sess.Account}); err != nil {
 		return node.StoreErr(err, "group")
 	}
 	s.metrics.members.WithLabelValues("removed").Inc()
 	// The leaver's own sessions (all of them) hear it; so do their gateways.
-	s.tell(&imapi.Session{AppKey: sess.AppKey, Account: sess.Account}, []string{sess.Account}, g.GroupID, imapi.SuperLeft)
+	s.tell(&buswire.Session{AppKey: sess.AppKey, Account: sess.Account}, []string{sess.Account}, g.GroupID, imapi.SuperLeft)
 	return nil
 }
 
-func (s super) dismiss(ctx context.Context, sess *imapi.Session, g *store.SuperGroup) error {
+func (s super) dismiss(ctx context.Context, sess *buswire.Session, g *store.SuperGroup) error {
 	if err := s.n.Store.DismissSuperGroup(ctx, sess.AppKey, g.GroupID); err != nil {
 		return node.StoreErr(err, "group")
 	}
@@ -132,7 +134,7 @@ func (s super) info(_ context.Context, g *store.SuperGroup) (any, error) {
 	return s.toAPI(g), nil
 }
 
-func (s super) list(ctx context.Context, sess *imapi.Session) (any, error) {
+func (s super) list(ctx context.Context, sess *buswire.Session) (any, error) {
 	gs, err := s.n.Store.SuperGroupsOf(ctx, sess.AppKey, sess.Account)
 	if err != nil {
 		return nil, node.StoreErr(err, "groups")
@@ -145,7 +147,7 @@ func (s super) list(ctx context.Context, sess *imapi.Session) (any, error) {
 }
 
 // members pages through a super-group's members (super.members).
-func (s super) members(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s super) members(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.SuperPageReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err

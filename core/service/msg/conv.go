@@ -5,13 +5,15 @@ import (
 	"slices"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
 
 // authorizeConv checks that sess.Account may read convID and returns the
 // conversation's members (for pushes).
-func (s *Messages) authorizeConv(ctx context.Context, sess *imapi.Session, convID string) (int, []string, error) {
+func (s *Messages) authorizeConv(ctx context.Context, sess *buswire.Session, convID string) (int, []string, error) {
 	typ, a, b, ok := imapi.ParseConvID(convID)
 	if !ok {
 		return 0, nil, imapi.Errorf(imapi.ErrBadRequest, "conv_id: %q is not p:<account>:<account>, g:<group> or s:<group>", convID)
@@ -62,7 +64,7 @@ func toSyncResp(ms []store.Message, more bool) *imapi.SyncResp {
 	return out
 }
 
-func (s *Messages) sync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Messages) sync(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.SyncReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -80,7 +82,7 @@ func (s *Messages) sync(ctx context.Context, sess *imapi.Session, body []byte) (
 	return toSyncResp(ms, more), nil
 }
 
-func (s *Messages) history(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Messages) history(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.HistoryReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -89,7 +91,7 @@ func (s *Messages) history(ctx context.Context, sess *imapi.Session, body []byte
 }
 
 // History pages backwards through a conversation the caller belongs to.
-func (s *Messages) History(ctx context.Context, sess *imapi.Session, req *imapi.HistoryReq) (*imapi.SyncResp, error) {
+func (s *Messages) History(ctx context.Context, sess *buswire.Session, req *imapi.HistoryReq) (*imapi.SyncResp, error) {
 	if _, _, err := s.authorizeConv(ctx, sess, req.ConvID); err != nil {
 		return nil, err
 	}
@@ -103,7 +105,7 @@ func (s *Messages) History(ctx context.Context, sess *imapi.Session, req *imapi.
 	return toSyncResp(ms, more), nil
 }
 
-func (s *Messages) read(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Messages) read(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.ReadReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -133,7 +135,7 @@ func (s *Messages) read(ctx context.Context, sess *imapi.Session, body []byte) (
 	return nil, nil
 }
 
-func (s *Messages) recall(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Messages) recall(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RecallReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -170,7 +172,7 @@ func (s *Messages) recall(ctx context.Context, sess *imapi.Session, body []byte)
 	return nil, nil
 }
 
-func (s *Messages) convList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Messages) convList(ctx context.Context, sess *buswire.Session, _ []byte) (any, error) {
 	cs, err := s.n.Store.Conversations(ctx, sess.AppKey, sess.Account, s.cfg.ConvListLimit)
 	if err != nil {
 		return nil, node.StoreErr(err, "conversations")
@@ -194,7 +196,7 @@ func (s *Messages) convList(ctx context.Context, sess *imapi.Session, _ []byte) 
 
 // markMuted flags the conversations the caller muted (one query; on error
 // the list goes out unflagged).
-func (s *Messages) markMuted(ctx context.Context, sess *imapi.Session, cs []imapi.Conversation) {
+func (s *Messages) markMuted(ctx context.Context, sess *buswire.Session, cs []imapi.Conversation) {
 	if len(cs) == 0 {
 		return
 	}

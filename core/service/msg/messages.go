@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/group"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
@@ -71,7 +73,7 @@ func New(n *node.Node, cfg Config, hooks Hooks, offline OfflinePusher, js jetstr
 // (core/gateway/ORDER.md); a plain send is a batch of one.
 func (s *Messages) Routes() []dispatch.Route {
 	return []dispatch.Route{
-		{Op: imapi.OpSendBatch, Handle: s.sendBatch},
+		{Op: buswire.OpSendBatch, Handle: s.sendBatch},
 		{Op: imapi.OpSend, Handle: s.send},
 		{Op: imapi.OpSync, Handle: s.sync},
 		{Op: imapi.OpHistory, Handle: s.history},

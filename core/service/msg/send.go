@@ -6,42 +6,44 @@ import (
 	"errors"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 	"github.com/longlink/longlink/core/webhook"
 )
 
-func (s *Messages) send(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Messages) send(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.SendReq
 	if len(body) == 0 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "empty body")
 	}
-	if err := imapi.DecodeSendReq(body, &req); err != nil {
+	if err := buswire.DecodeSendReq(body, &req); err != nil {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
 	}
 	return s.Send(ctx, sess, &req)
 }
 
-// sendBatch answers a gateway's send batch (imapi.OpSendBatch): one
+// sendBatch answers a gateway's send batch (buswire.OpSendBatch): one
 // session's sends in the order the client sent them (core/gateway/ORDER.md).
-func (s *Messages) sendBatch(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
-	var br imapi.SendBatchReq
+func (s *Messages) sendBatch(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
+	var br buswire.SendBatchReq
 	if err := node.Decode(body, &br); err != nil {
 		return nil, err
 	}
-	if len(br.Sends) == 0 || len(br.Sends) > imapi.MaxSendBatch {
-		return nil, imapi.Errorf(imapi.ErrBadRequest, "sends: 1..%d required", imapi.MaxSendBatch)
+	if len(br.Sends) == 0 || len(br.Sends) > buswire.MaxSendBatch {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "sends: 1..%d required", buswire.MaxSendBatch)
 	}
 	reqs := make([]*imapi.SendReq, len(br.Sends))
 	bad := make([]error, len(br.Sends))
 	for i, b := range br.Sends {
 		reqs[i] = new(imapi.SendReq)
-		if err := imapi.DecodeSendReq(b, reqs[i]); err != nil {
+		if err := buswire.DecodeSendReq(b, reqs[i]); err != nil {
 			bad[i] = imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
 		}
 	}
 	acks, errs := s.sendAll(ctx, sess, reqs, bad)
-	resp := &imapi.SendBatchResp{Results: make([]imapi.SendResult, len(reqs))}
+	resp := &buswire.SendBatchResp{Results: make([]buswire.SendResult, len(reqs))}
 	for i := range reqs {
 		if errs[i] == nil {
 			resp.Results[i].Ack = acks[i]
@@ -52,7 +54,7 @@ func (s *Messages) sendBatch(ctx context.Context, sess *imapi.Session, body []by
 			s.n.Log.Error("send failed", "err", errs[i])
 			ie = &imapi.Error{Code: imapi.ErrInternal}
 		}
-		resp.Results[i] = imapi.SendResult{Code: ie.Code, Message: ie.Message, RetryAfterMs: ie.RetryAfterMs}
+		resp.Results[i] = buswire.SendResult{Code: ie.Code, Message: ie.Message, RetryAfterMs: ie.RetryAfterMs}
 	}
 	return resp, nil
 }
@@ -60,7 +62,7 @@ func (s *Messages) sendBatch(ctx context.Context, sess *imapi.Session, body []by
 // Send stores a message from sess.Account durably, then pushes it to the
 // conversation's members (the sender's other sessions included). The server
 // API calls it directly to send as a user or as imapi.SystemAccount.
-func (s *Messages) Send(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
+func (s *Messages) Send(ctx context.Context, sess *buswire.Session, req *imapi.SendReq) (*imapi.SendAck, error) {
 	acks, errs := s.sendAll(ctx, sess, []*imapi.SendReq{req}, nil)
 	return acks[0], errs[0]
 }
@@ -72,7 +74,7 @@ func (s *Messages) Send(ctx context.Context, sess *imapi.Session, req *imapi.Sen
 // and none of them is stored: the gateway resends that tail as it is, so a
 // later message is never stored before an earlier one that is to come
 // again (core/gateway/ORDER.md).
-func (s *Messages) sendAll(ctx context.Context, sess *imapi.Session, reqs []*imapi.SendReq, pre []error) ([]*imapi.SendAck, []error) {
+func (s *Messages) sendAll(ctx context.Context, sess *buswire.Session, reqs []*imapi.SendReq, pre []error) ([]*imapi.SendAck, []error) {
 	acks := make([]*imapi.SendAck, len(reqs))
 	errs := make([]error, len(reqs))
 	if pre != nil {
@@ -144,7 +146,7 @@ func tailRetryable(errs []error, i int) {
 }
 
 // prepareSend checks a send and builds its append (moderated).
-func (s *Messages) prepareSend(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*store.Append, error) {
+func (s *Messages) prepareSend(ctx context.Context, sess *buswire.Session, req *imapi.SendReq) (*store.Append, error) {
 	if err := s.validateSend(req); err != nil {
 		return nil, err
 	}
@@ -176,7 +178,7 @@ func (s *Messages) prepareSend(ctx context.Context, sess *imapi.Session, req *im
 }
 
 // finishSend tells the conversation of a stored message and builds its ack.
-func (s *Messages) finishSend(ctx context.Context, sess *imapi.Session, a *store.Append, res *store.AppendResult) (*imapi.SendAck, error) {
+func (s *Messages) finishSend(ctx context.Context, sess *buswire.Session, a *store.Append, res *store.AppendResult) (*imapi.SendAck, error) {
 	if a.Super {
 		return s.finishSuper(ctx, sess, a, res)
 	}
@@ -201,7 +203,7 @@ func (s *Messages) finishSend(ctx context.Context, sess *imapi.Session, a *store
 // replace swaps the body. When the hook fails, the app's configured default
 // decision applies (webhook.Moderate returns it). System notifications from
 // the app's own server are not moderated.
-func (s *Messages) moderate(ctx context.Context, sess *imapi.Session, a *store.Append) error {
+func (s *Messages) moderate(ctx context.Context, sess *buswire.Session, a *store.Append) error {
 	if s.hooks == nil || sess.Account == imapi.SystemAccount {
 		return nil
 	}
@@ -294,7 +296,7 @@ func (s *Messages) blockMode(appkey string) int {
 
 // offlinePush hands a stored message's recipients (the sender and the
 // system account excluded) to core/push.
-func (s *Messages) offlinePush(sess *imapi.Session, members []string, m *imapi.Message) {
+func (s *Messages) offlinePush(sess *buswire.Session, members []string, m *imapi.Message) {
 	if s.offline == nil {
 		return
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
@@ -202,7 +204,7 @@ func (s *Messages) superOfflinePush(ctx context.Context, j *superJob) error {
 
 // prepareSuper checks a super-group send and builds its append: the
 // message is stored once and published once (finishSuper).
-func (s *Messages) prepareSuper(ctx context.Context, sess *imapi.Session, req *imapi.SendReq) (*store.Append, error) {
+func (s *Messages) prepareSuper(ctx context.Context, sess *buswire.Session, req *imapi.SendReq) (*store.Append, error) {
 	if sess.Account == imapi.SystemAccount {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "system notifications go to accounts")
 	}
@@ -229,7 +231,7 @@ func (s *Messages) prepareSuper(ctx context.Context, sess *imapi.Session, req *i
 
 // finishSuper publishes a stored super-group message once and queues its
 // side work (mentions, the webhook copy).
-func (s *Messages) finishSuper(ctx context.Context, sess *imapi.Session, a *store.Append, res *store.AppendResult) (*imapi.SendAck, error) {
+func (s *Messages) finishSuper(ctx context.Context, sess *buswire.Session, a *store.Append, res *store.AppendResult) (*imapi.SendAck, error) {
 	msg := imapi.Message{
 		MsgID: res.MsgID, ConvID: a.ConvID, ConvType: a.ConvType, From: a.Sender, FromDevice: a.SenderDevice,
 		To: a.To, Seq: res.Seq, ClientMsgID: a.ClientMsgID, Type: a.Type, Body: a.Body, Mentions: a.Mentions, Time: res.Time,
@@ -267,7 +269,7 @@ func (s *Messages) queueSuper(ctx context.Context, j *superJob, msgID string) er
 }
 
 // readSuper moves the caller's read position in a super-group.
-func (s *Messages) readSuper(ctx context.Context, sess *imapi.Session, groupID string, seq int64) error {
+func (s *Messages) readSuper(ctx context.Context, sess *buswire.Session, groupID string, seq int64) error {
 	if _, err := s.n.Store.MarkSuperRead(ctx, sess.AppKey, groupID, sess.Account, seq); err != nil {
 		return node.StoreErr(err, "group")
 	}
@@ -276,7 +278,7 @@ func (s *Messages) readSuper(ctx context.Context, sess *imapi.Session, groupID s
 
 // withSuperConversations merges the caller's super-group conversations
 // into its conversation list (most recent first, at most limit).
-func (s *Messages) withSuperConversations(ctx context.Context, sess *imapi.Session, cs []store.ConvState, limit int) ([]store.ConvState, error) {
+func (s *Messages) withSuperConversations(ctx context.Context, sess *buswire.Session, cs []store.ConvState, limit int) ([]store.ConvState, error) {
 	sup, err := s.n.Store.SuperConversations(ctx, sess.AppKey, sess.Account, limit)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
@@ -40,7 +42,7 @@ func (s *Registry) Stop(context.Context) {}
 
 const maxPushToken = 1024
 
-func (s *Registry) pushRegister(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Registry) pushRegister(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.PushTokenReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -71,14 +73,14 @@ func (s *Registry) Register(ctx context.Context, appkey, account, deviceID strin
 	return nil
 }
 
-func (s *Registry) pushUnregister(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Registry) pushUnregister(ctx context.Context, sess *buswire.Session, _ []byte) (any, error) {
 	if err := s.n.Store.DeletePushToken(ctx, sess.AppKey, sess.Account, sess.DeviceID); err != nil {
 		return nil, node.StoreErr(err, "push token")
 	}
 	return nil, nil
 }
 
-func (s *Registry) pushSettings(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Registry) pushSettings(ctx context.Context, sess *buswire.Session, _ []byte) (any, error) {
 	return s.Settings(ctx, sess.AppKey, sess.Account)
 }
 
@@ -91,7 +93,7 @@ func (s *Registry) Settings(ctx context.Context, appkey, account string) (*imapi
 	return &imapi.PushSettings{DND: imapi.DND{Enabled: ps.DNDEnabled, Start: ps.DNDStart, End: ps.DNDEnd, TimeZone: ps.DNDZone}}, nil
 }
 
-func (s *Registry) pushSetSettings(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Registry) pushSetSettings(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.PushSettings
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err

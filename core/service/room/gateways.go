@@ -12,11 +12,13 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
 )
 
 // roomState is what a service node keeps about rooms: the live gateways
-// heard on imapi.GatewaySubject.
+// heard on buswire.GatewaySubject.
 type roomState struct {
 	mu       sync.Mutex
 	gateways map[string]gatewaySeen
@@ -35,7 +37,7 @@ type roomCount struct {
 }
 
 type gatewaySeen struct {
-	imapi.GatewayAnnounce
+	buswire.GatewayAnnounce
 	at time.Time
 }
 
@@ -43,8 +45,8 @@ type gatewaySeen struct {
 func (s *Rooms) Start(context.Context) error {
 	s.gateways = map[string]gatewaySeen{}
 	s.sizes = map[string]roomCount{}
-	sub, err := s.n.NATS.Subscribe(imapi.GatewaySubject, func(m *nats.Msg) {
-		var a imapi.GatewayAnnounce
+	sub, err := s.n.NATS.Subscribe(buswire.GatewaySubject, func(m *nats.Msg) {
+		var a buswire.GatewayAnnounce
 		if json.Unmarshal(m.Data, &a) != nil || a.ID == "" || len(a.Addresses) > 16 {
 			return
 		}
@@ -58,7 +60,7 @@ func (s *Rooms) Start(context.Context) error {
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("service: subscribe %s: %w", imapi.GatewaySubject, err)
+		return fmt.Errorf("service: subscribe %s: %w", buswire.GatewaySubject, err)
 	}
 	s.sub = sub
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
@@ -171,7 +173,7 @@ func (s *Rooms) EntryPoints(ctx context.Context, appkey, roomID string) ([]Entry
 	return out, nil
 }
 
-func free(a imapi.GatewayAnnounce) int {
+func free(a buswire.GatewayAnnounce) int {
 	if a.Capacity <= 0 {
 		return math.MaxInt32 - a.Sessions
 	}

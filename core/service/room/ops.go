@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
 )
@@ -54,7 +56,7 @@ func (s *Rooms) liveRoom(ctx context.Context, appkey, roomID string) (store.Room
 }
 
 // inRoom fails unless the session has entered the room.
-func (s *Rooms) inRoom(ctx context.Context, sess *imapi.Session, roomID string) error {
+func (s *Rooms) inRoom(ctx context.Context, sess *buswire.Session, roomID string) error {
 	if !imapi.ValidName(roomID) {
 		return imapi.Errorf(imapi.ErrBadRequest, "room_id: want 1-64 of A-Z a-z 0-9 _ -")
 	}
@@ -68,7 +70,7 @@ func (s *Rooms) inRoom(ctx context.Context, sess *imapi.Session, roomID string) 
 	return nil
 }
 
-func (s *Rooms) roomEnter(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomEnter(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomEnterReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -147,7 +149,7 @@ func roomMsgAPI(m *store.RoomMessage) imapi.RoomMessage {
 
 // roomLeave removes the session from a room. Gateways also send it, without
 // a reply subject, for every room of a session that ends.
-func (s *Rooms) roomLeave(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomLeave(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomRef
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -161,7 +163,7 @@ func (s *Rooms) roomLeave(ctx context.Context, sess *imapi.Session, body []byte)
 	return nil, nil
 }
 
-func (s *Rooms) roomSend(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomSend(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomSendReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -172,7 +174,7 @@ func (s *Rooms) roomSend(ctx context.Context, sess *imapi.Session, body []byte) 
 // Send stores a message in the room's recent history and publishes it
 // once on the room subject. The server API sends as imapi.SystemAccount, which
 // needs no presence and no role.
-func (s *Rooms) Send(ctx context.Context, sess *imapi.Session, req *imapi.RoomSendReq) (*imapi.RoomSendAck, error) {
+func (s *Rooms) Send(ctx context.Context, sess *buswire.Session, req *imapi.RoomSendReq) (*imapi.RoomSendAck, error) {
 	if req.ClientMsgID == "" || len(req.ClientMsgID) > 64 {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "client_msg_id: 1-64 bytes required")
 	}
@@ -242,7 +244,7 @@ func (s *Rooms) Send(ctx context.Context, sess *imapi.Session, req *imapi.RoomSe
 	if err != nil {
 		return nil, fmt.Errorf("encode room message: %w", err)
 	}
-	if err := s.n.NATS.Publish(imapi.RoomSubject(sess.AppKey, r.RoomID)+imapi.RoomMessageSuffix, b); err != nil {
+	if err := s.n.NATS.Publish(buswire.RoomSubject(sess.AppKey, r.RoomID)+buswire.RoomMessageSuffix, b); err != nil {
 		s.n.Metrics.PushErrors.Inc()
 		return nil, imapi.Errorf(imapi.ErrUnavailable, "publish: %v", err)
 	}
@@ -250,7 +252,7 @@ func (s *Rooms) Send(ctx context.Context, sess *imapi.Session, req *imapi.RoomSe
 	return &imapi.RoomSendAck{MsgID: m.MsgID, Seq: m.Seq, Time: m.Time}, nil
 }
 
-func (s *Rooms) roomMembers(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomMembers(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomMembersReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -261,7 +263,7 @@ func (s *Rooms) roomMembers(ctx context.Context, sess *imapi.Session, body []byt
 	return s.Members(ctx, sess.AppKey, &req)
 }
 
-func (s *Rooms) roomHistory(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomHistory(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomHistoryReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -288,7 +290,7 @@ func (s *Rooms) roomHistory(ctx context.Context, sess *imapi.Session, body []byt
 	return out, nil
 }
 
-func (s *Rooms) roomInfo(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomInfo(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomRef
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -301,7 +303,7 @@ func (s *Rooms) roomInfo(ctx context.Context, sess *imapi.Session, body []byte) 
 
 // manage loads the room and the actor's and target's states and checks
 // that the actor may manage the target.
-func (s *Rooms) manage(ctx context.Context, sess *imapi.Session, roomID, target string) (store.Room, store.RoomAccount, store.RoomAccount, error) {
+func (s *Rooms) manage(ctx context.Context, sess *buswire.Session, roomID, target string) (store.Room, store.RoomAccount, store.RoomAccount, error) {
 	var none store.RoomAccount
 	r, err := s.liveRoom(ctx, sess.AppKey, roomID)
 	if err != nil {
@@ -330,7 +332,7 @@ func (s *Rooms) manage(ctx context.Context, sess *imapi.Session, roomID, target 
 	return r, actor, t, nil
 }
 
-func (s *Rooms) roomSetRole(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomSetRole(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomRoleReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -358,7 +360,7 @@ func (s *Rooms) roomSetRole(ctx context.Context, sess *imapi.Session, body []byt
 // forever is the "until unmuted" mute time (unix milliseconds).
 const forever = int64(1) << 62
 
-func (s *Rooms) roomMute(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomMute(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomMuteReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -433,7 +435,7 @@ func (s *Rooms) applyMute(ctx context.Context, appkey string, req *imapi.RoomMut
 	return nil
 }
 
-func (s *Rooms) roomKick(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomKick(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomKickReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -485,7 +487,7 @@ func (s *Rooms) applyKick(ctx context.Context, appkey string, req *imapi.RoomKic
 	return nil
 }
 
-func (s *Rooms) roomClose(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Rooms) roomClose(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.RoomRef
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -504,7 +506,7 @@ func (s *Rooms) roomClose(ctx context.Context, sess *imapi.Session, body []byte)
 // holding members delivers it to them (and acts on kicks and closes).
 func (s *Rooms) roomEvent(appkey string, ev *imapi.RoomEvent) {
 	b, _ := json.Marshal(ev)
-	if err := s.n.NATS.Publish(imapi.RoomSubject(appkey, ev.RoomID)+imapi.RoomEventSuffix, b); err != nil {
+	if err := s.n.NATS.Publish(buswire.RoomSubject(appkey, ev.RoomID)+buswire.RoomEventSuffix, b); err != nil {
 		s.n.Metrics.PushErrors.Inc()
 		s.n.Log.Warn("room event not published", "room", ev.RoomID, "kind", ev.Kind, "err", err)
 		return

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
@@ -32,7 +34,7 @@ type Config struct {
 // webhook (core/push.Push.RecordSession). It must not block the login:
 // it queues the entry, retries what fails and counts what it sheds.
 type EventLog interface {
-	RecordSession(kind, reason string, at time.Time, s imapi.Session)
+	RecordSession(kind, reason string, at time.Time, s buswire.Session)
 }
 
 // Sessions serves login, heartbeat and logout, and the server API's token
@@ -68,7 +70,7 @@ func (s *Sessions) Start(context.Context) error { return nil }
 // Stop has nothing to stop.
 func (s *Sessions) Stop(context.Context) {}
 
-func (s *Sessions) login(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Sessions) login(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.LoginReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -131,24 +133,24 @@ func (s *Sessions) login(ctx context.Context, sess *imapi.Session, body []byte) 
 	}
 	if kickType != "" {
 		kb, _ := json.Marshal(&imapi.Kick{Code: imapi.ErrKicked, Reason: "logged in on another device", By: deviceType})
-		pb, _ := json.Marshal(&imapi.BusPush{Op: imapi.OpKick, Body: kb, KickDeviceType: kickType, ExceptSession: sid})
-		if err := s.n.NATS.Publish(imapi.UserSubject(req.AppKey, req.Account), pb); err != nil {
+		pb, _ := json.Marshal(&buswire.Push{Op: imapi.OpKick, Body: kb, KickDeviceType: kickType, ExceptSession: sid})
+		if err := s.n.NATS.Publish(buswire.UserSubject(req.AppKey, req.Account), pb); err != nil {
 			s.n.Metrics.PushErrors.Inc()
 			s.n.Log.Warn("kick push failed", "err", err)
 		} else {
 			s.metrics.kicks.Inc()
 		}
 	}
-	s.record(webhook.KindLogin, "", imapi.Session{
+	s.record(webhook.KindLogin, "", buswire.Session{
 		AppKey: req.AppKey, Account: req.Account, DeviceID: req.DeviceID, DeviceType: deviceType,
 		SessionID: sid, Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: req.SDKVersion,
 	})
 	return &imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec, SuperGroups: supers}, nil
 }
 
-func (s *Sessions) heartbeat(context.Context, *imapi.Session, []byte) (any, error) { return nil, nil }
+func (s *Sessions) heartbeat(context.Context, *buswire.Session, []byte) (any, error) { return nil, nil }
 
-func (s *Sessions) logout(_ context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Sessions) logout(_ context.Context, sess *buswire.Session, _ []byte) (any, error) {
 	s.record(webhook.KindLogout, "logout requested by the client", *sess)
 	return nil, nil
 }
@@ -157,8 +159,8 @@ func (s *Sessions) logout(_ context.Context, sess *imapi.Session, _ []byte) (any
 // token). It is a push: gateways holding the sessions close them.
 func (s *Sessions) KickAll(appkey, account, reason string) {
 	kb, _ := json.Marshal(&imapi.Kick{Code: imapi.ErrKicked, Reason: reason})
-	pb, _ := json.Marshal(&imapi.BusPush{Op: imapi.OpKick, Body: kb, KickDeviceType: "*"})
-	if err := s.n.NATS.Publish(imapi.UserSubject(appkey, account), pb); err != nil {
+	pb, _ := json.Marshal(&buswire.Push{Op: imapi.OpKick, Body: kb, KickDeviceType: "*"})
+	if err := s.n.NATS.Publish(buswire.UserSubject(appkey, account), pb); err != nil {
 		s.n.Metrics.PushErrors.Inc()
 		s.n.Log.Warn("kick push failed", "err", err)
 		return
@@ -169,7 +171,7 @@ func (s *Sessions) KickAll(appkey, account, reason string) {
 // record hands a login or logout to the event log. The request does not
 // wait for it: in a reconnect storm the store is the busiest part, and an
 // entry written in the request failed with it (the log lost thousands).
-func (s *Sessions) record(kind webhook.Kind, reason string, sess imapi.Session) {
+func (s *Sessions) record(kind webhook.Kind, reason string, sess buswire.Session) {
 	if s.events != nil {
 		s.events.RecordSession(string(kind), reason, s.n.Now(), sess)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/dispatch"
 	"github.com/longlink/longlink/core/service/internal/node"
 	"github.com/longlink/longlink/core/store"
@@ -117,7 +119,7 @@ func (s *Users) pushNotices(appkey string, ns []store.Notice) {
 
 // otherUser validates an account named by the caller: well formed, not the
 // caller, and an existing enabled user.
-func (s *Users) otherUser(ctx context.Context, sess *imapi.Session, account string) error {
+func (s *Users) otherUser(ctx context.Context, sess *buswire.Session, account string) error {
 	if !imapi.ValidName(account) {
 		return imapi.Errorf(imapi.ErrBadRequest, "account: want 1-64 of A-Z a-z 0-9 _ -")
 	}
@@ -127,7 +129,7 @@ func (s *Users) otherUser(ctx context.Context, sess *imapi.Session, account stri
 	return s.n.RequireUsers(ctx, sess.AppKey, []string{account})
 }
 
-func (s *Users) profiles(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) profiles(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.ProfilesReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -228,7 +230,7 @@ func validateProfile(req *imapi.ProfileUpdateReq) (store.ProfileUpdate, error) {
 	return upd, nil
 }
 
-func (s *Users) profileUpdate(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) profileUpdate(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.ProfileUpdateReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -267,7 +269,7 @@ func (s *Users) UpdateProfile(ctx context.Context, appkey, account string, req *
 	return &out, nil
 }
 
-func (s *Users) friendRequest(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) friendRequest(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.FriendRequestReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -331,7 +333,7 @@ func validFriend(account, alias string) error {
 }
 
 func (s *Users) friendAnswer(accept bool) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.FriendAnswerReq
 		if err := node.Decode(body, &req); err != nil {
 			return nil, err
@@ -359,7 +361,7 @@ func (s *Users) friendAnswer(accept bool) dispatch.Handler {
 	}
 }
 
-func (s *Users) friendDelete(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) friendDelete(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.AccountRef
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -384,7 +386,7 @@ func (s *Users) friendChanged(appkey, friend string, ns []store.Notice, err erro
 	return nil
 }
 
-func (s *Users) friendAlias(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) friendAlias(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.FriendAliasReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err
@@ -397,7 +399,7 @@ func (s *Users) friendAlias(ctx context.Context, sess *imapi.Session, body []byt
 	return nil, s.friendChanged(sess.AppKey, req.Account, ns, err)
 }
 
-func (s *Users) friendList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Users) friendList(ctx context.Context, sess *buswire.Session, _ []byte) (any, error) {
 	return s.Friends(ctx, sess.AppKey, sess.Account)
 }
 
@@ -414,7 +416,7 @@ func (s *Users) Friends(ctx context.Context, appkey, account string) (*imapi.Fri
 	return out, nil
 }
 
-func (s *Users) friendRequests(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Users) friendRequests(ctx context.Context, sess *buswire.Session, _ []byte) (any, error) {
 	rs, err := s.n.Store.FriendRequests(ctx, sess.AppKey, sess.Account)
 	if err != nil {
 		return nil, node.StoreErr(err, "friend requests")
@@ -467,7 +469,7 @@ func (s *Users) ImportFriends(ctx context.Context, appkey, owner string, friends
 }
 
 func (s *Users) blockSet(on bool) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.AccountRef
 		if err := node.Decode(body, &req); err != nil {
 			return nil, err
@@ -511,7 +513,7 @@ func (s *Users) SetBlocked(ctx context.Context, appkey, owner, target string, on
 	return nil
 }
 
-func (s *Users) blockList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Users) blockList(ctx context.Context, sess *buswire.Session, _ []byte) (any, error) {
 	return s.Blacklist(ctx, sess.AppKey, sess.Account)
 }
 
@@ -529,7 +531,7 @@ func (s *Users) Blacklist(ctx context.Context, appkey, owner string) (*imapi.Acc
 
 // muteConv resolves a MuteReq to a conversation the caller may mute: a 1:1
 // conversation it is a party of, or a group conversation.
-func muteConv(sess *imapi.Session, req *imapi.MuteReq) (string, error) {
+func muteConv(sess *buswire.Session, req *imapi.MuteReq) (string, error) {
 	conv := req.ConvID
 	if req.Account != "" {
 		if conv != "" {
@@ -551,7 +553,7 @@ func muteConv(sess *imapi.Session, req *imapi.MuteReq) (string, error) {
 }
 
 func (s *Users) muteSet(on bool) dispatch.Handler {
-	return func(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+	return func(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 		var req imapi.MuteReq
 		if err := node.Decode(body, &req); err != nil {
 			return nil, err
@@ -585,7 +587,7 @@ func (s *Users) muteSet(on bool) dispatch.Handler {
 	}
 }
 
-func (s *Users) muteList(ctx context.Context, sess *imapi.Session, _ []byte) (any, error) {
+func (s *Users) muteList(ctx context.Context, sess *buswire.Session, _ []byte) (any, error) {
 	list, err := s.n.Store.Mutes(ctx, sess.AppKey, sess.Account)
 	if err != nil {
 		return nil, node.StoreErr(err, "mutes")
@@ -621,7 +623,7 @@ func (s *Users) MutedAmong(ctx context.Context, appkey, convID string, accounts 
 	return m
 }
 
-func (s *Users) noticeSync(ctx context.Context, sess *imapi.Session, body []byte) (any, error) {
+func (s *Users) noticeSync(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var req imapi.NoticeSyncReq
 	if err := node.Decode(body, &req); err != nil {
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 )
 
 // Profile updates and mute requests arrive from clients: whatever the
@@ -54,7 +56,7 @@ func FuzzMute(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	sess := &imapi.Session{AppKey: "demo", Account: "alice"}
+	sess := &buswire.Session{AppKey: "demo", Account: "alice"}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var m imapi.MuteReq
 		if json.Unmarshal(body, &m) == nil {

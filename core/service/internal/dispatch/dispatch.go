@@ -1,5 +1,5 @@
 // Package dispatch is the service node's thin bus layer: it subscribes to
-// every registered op's subject in the queue group imapi.ServiceQueue,
+// every registered op's subject in the queue group buswire.ServiceQueue,
 // bounds the requests in flight, runs handlers on a pool of workers, encodes
 // the replies and counts requests. (A session's sends are ordered by its
 // gateway, which has at most one batch of them out: core/gateway/ORDER.md.) The domains (core/service/msg, room, …)
@@ -23,13 +23,15 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/route"
 )
 
 // Handler answers one request of a logged-in session (of anyone for
 // imapi.OpLogin). A returned *imapi.Error goes to the client as it is;
 // any other error is logged and answered as imapi.ErrInternal.
-type Handler func(ctx context.Context, sess *imapi.Session, body []byte) (any, error)
+type Handler func(ctx context.Context, sess *buswire.Session, body []byte) (any, error)
 
 // Route binds an op to its handler.
 type Route struct {
@@ -49,7 +51,7 @@ type Config struct {
 	MaxInFlight     int           // concurrent handlers
 	MaxRequestBytes int           // larger requests are refused (ErrTooLarge)
 	RequestTimeout  time.Duration // each handler's context
-	// MaxRequestAge: a request stamped by its gateway (BusRequest.Sent)
+	// MaxRequestAge: a request stamped by its gateway (buswire.Request.Sent)
 	// longer ago than this is dropped unanswered; 0 keeps every one.
 	MaxRequestAge time.Duration
 	// StallAfter: when requests are in flight but none has finished for
@@ -158,7 +160,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // held.
 func (d *Dispatcher) subscribeLocked(ctx context.Context) error {
 	for subj, r := range d.routes {
-		sub, err := d.nc.QueueSubscribe(subj, imapi.ServiceQueue, func(m *nats.Msg) { d.dispatch(m, r) })
+		sub, err := d.nc.QueueSubscribe(subj, buswire.ServiceQueue, func(m *nats.Msg) { d.dispatch(m, r) })
 		if err != nil {
 			d.unsubscribeLocked()
 			return fmt.Errorf("subscribe %s: %w", subj, err)
@@ -276,8 +278,8 @@ func (d *Dispatcher) serve(m *nats.Msg, r Route) {
 		d.oversize.Inc()
 		err = imapi.Errorf(imapi.ErrTooLarge, "request of %d bytes exceeds %d", len(m.Data), d.cfg.MaxRequestBytes)
 	} else {
-		req := new(imapi.BusRequest)
-		if jerr := imapi.DecodeBusRequest(m.Data, req); jerr != nil {
+		req := new(buswire.Request)
+		if jerr := buswire.DecodeRequest(m.Data, req); jerr != nil {
 			err = imapi.Errorf(imapi.ErrBadRequest, "bus request: %v", jerr)
 		} else if d.stale(req, name) {
 			return
@@ -287,7 +289,7 @@ func (d *Dispatcher) serve(m *nats.Msg, r Route) {
 			cancel()
 		}
 	}
-	reply := imapi.BusReply{}
+	reply := buswire.Reply{}
 	if err != nil {
 		var ie *imapi.Error
 		if !errors.As(err, &ie) {
@@ -314,12 +316,12 @@ func (d *Dispatcher) serve(m *nats.Msg, r Route) {
 	if m.Reply == "" {
 		return
 	}
-	if err := m.Respond(imapi.AppendBusReply(make([]byte, 0, 32+len(reply.Message)+len(reply.Body)), &reply)); err != nil {
+	if err := m.Respond(buswire.AppendReply(make([]byte, 0, 32+len(reply.Message)+len(reply.Body)), &reply)); err != nil {
 		d.log.Warn("reply failed", "op", name, "err", err)
 	}
 }
 
-func (d *Dispatcher) call(ctx context.Context, r Route, req *imapi.BusRequest) (resp any, err error) {
+func (d *Dispatcher) call(ctx context.Context, r Route, req *buswire.Request) (resp any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			d.log.Error("handler panic", "op", r.Op.Name(), "panic", p)
@@ -337,7 +339,7 @@ func (d *Dispatcher) call(ctx context.Context, r Route, req *imapi.BusRequest) (
 // paused or stalled with it queued, and the gateway has resent it or
 // given its session up, so answering it now can only store a message
 // after ones sent later.
-func (d *Dispatcher) stale(req *imapi.BusRequest, op string) bool {
+func (d *Dispatcher) stale(req *buswire.Request, op string) bool {
 	if req.Sent == 0 {
 		return false
 	}

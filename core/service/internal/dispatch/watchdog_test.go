@@ -15,6 +15,7 @@ import (
 	"github.com/longlink/longlink/core/bus"
 	"github.com/longlink/longlink/core/bus/bustest"
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/route"
 	"github.com/longlink/longlink/pkg/waittest"
 )
@@ -51,16 +52,16 @@ func node(t *testing.T, ns *bus.Bus, cfg Config, h Handler) *Dispatcher {
 }
 
 func request(nc *nats.Conn, sent time.Time, timeout time.Duration) (string, error) {
-	req := imapi.BusRequest{Session: imapi.Session{AppKey: "a", Account: "u", SessionID: "s"}, Body: json.RawMessage(`{}`)}
+	req := buswire.Request{Session: buswire.Session{AppKey: "a", Account: "u", SessionID: "s"}, Body: json.RawMessage(`{}`)}
 	if !sent.IsZero() {
 		req.Sent = sent.UnixMilli()
 	}
 	b, _ := json.Marshal(&req)
-	m, err := nc.Request(imapi.ServiceSubject("c", imapi.OpSync), b, timeout)
+	m, err := nc.Request(buswire.ServiceSubject("c", imapi.OpSync), b, timeout)
 	if err != nil {
 		return "", err
 	}
-	var rep imapi.BusReply
+	var rep buswire.Reply
 	if err := json.Unmarshal(m.Data, &rep); err != nil {
 		return "", err
 	}
@@ -75,7 +76,7 @@ func request(nc *nats.Conn, sent time.Time, timeout time.Duration) (string, erro
 func TestWatchdogLeavesAndRejoins(t *testing.T) {
 	ns := bustest.Embedded(t)
 	unblock := make(chan struct{})
-	stuck := node(t, ns, Config{StallAfter: 200 * time.Millisecond}, func(ctx context.Context, _ *imapi.Session, _ []byte) (any, error) {
+	stuck := node(t, ns, Config{StallAfter: 200 * time.Millisecond}, func(ctx context.Context, _ *buswire.Session, _ []byte) (any, error) {
 		select {
 		case <-unblock: // its store came back
 			return "stuck", nil
@@ -83,7 +84,7 @@ func TestWatchdogLeavesAndRejoins(t *testing.T) {
 			return "stuck", nil
 		}
 	})
-	node(t, ns, Config{StallAfter: 200 * time.Millisecond}, func(context.Context, *imapi.Session, []byte) (any, error) {
+	node(t, ns, Config{StallAfter: 200 * time.Millisecond}, func(context.Context, *buswire.Session, []byte) (any, error) {
 		return "healthy", nil
 	})
 	nc := connect(t, ns)
@@ -117,7 +118,7 @@ func TestWatchdogLeavesAndRejoins(t *testing.T) {
 // MaxRequestAge is dropped unanswered; a fresh one is answered.
 func TestStaleRequestDropped(t *testing.T) {
 	ns := bustest.Embedded(t)
-	d := node(t, ns, Config{MaxRequestAge: time.Second}, func(context.Context, *imapi.Session, []byte) (any, error) { return "ok", nil })
+	d := node(t, ns, Config{MaxRequestAge: time.Second}, func(context.Context, *buswire.Session, []byte) (any, error) { return "ok", nil })
 	nc := connect(t, ns)
 	if who, err := request(nc, time.Now(), 2*time.Second); err != nil || who != "ok" {
 		t.Fatalf("fresh request: %q, %v", who, err)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 
 	"github.com/longlink/longlink/core/imapi"
+
+	"github.com/longlink/longlink/core/internal/buswire"
 )
 
 // Push publishes one push to every session of account. Pushes are
@@ -12,8 +14,8 @@ func (n *Node) Push(appkey, account string, op imapi.Op, body []byte, exceptSess
 	if account == imapi.SystemAccount {
 		return
 	}
-	b := imapi.AppendBusPush(make([]byte, 0, 96+len(body)), &imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
-	if err := n.NATS.Publish(imapi.UserSubject(appkey, account), b); err != nil {
+	b := buswire.AppendPush(make([]byte, 0, 96+len(body)), &buswire.Push{Op: op, Body: body, ExceptSession: exceptSession})
+	if err := n.NATS.Publish(buswire.UserSubject(appkey, account), b); err != nil {
 		n.Metrics.PushErrors.Inc()
 		n.Log.Warn("push failed", "op", op.Name(), "err", err)
 		return
@@ -22,7 +24,7 @@ func (n *Node) Push(appkey, account string, op imapi.Op, body []byte, exceptSess
 }
 
 // PushAll sends v to every account; the sender's own session is skipped.
-func (n *Node) PushAll(sess *imapi.Session, accounts []string, op imapi.Op, v any) {
+func (n *Node) PushAll(sess *buswire.Session, accounts []string, op imapi.Op, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		n.Log.Error("encode push", "op", op.Name(), "err", err)
@@ -45,8 +47,8 @@ func (n *Node) PushSuper(appkey, groupID string, op imapi.Op, v any, exceptSessi
 		n.Log.Error("encode push", "op", op.Name(), "err", err)
 		return
 	}
-	b, _ := json.Marshal(&imapi.BusPush{Op: op, Body: body, ExceptSession: exceptSession})
-	if err := n.NATS.Publish(imapi.SuperSubject(appkey, groupID), b); err != nil {
+	b, _ := json.Marshal(&buswire.Push{Op: op, Body: body, ExceptSession: exceptSession})
+	if err := n.NATS.Publish(buswire.SuperSubject(appkey, groupID), b); err != nil {
 		n.Metrics.PushErrors.Inc()
 		n.Log.Warn("super push failed", "op", op.Name(), "err", err)
 		return

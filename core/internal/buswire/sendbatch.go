@@ -1,20 +1,24 @@
-package imapi
+package buswire
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/longlink/longlink/core/imapi"
+)
 
 // OpSendBatch is a bus request only, never a client's: a gateway sends a
 // session's sends as one batch, at most one batch of a session on the bus
 // at a time, and the service stores the batch in one transaction in its
 // order (core/gateway/ORDER.md). SendBatchReq → SendBatchResp.
-var OpSendBatch = Op{SvcMsg, 10}
+var OpSendBatch = imapi.Op{Service: imapi.SvcMsg, Command: 10}
 
-func init() { Register(OpSendBatch, "send.batch") }
+func init() { imapi.Register(OpSendBatch, "send.batch") }
 
 // MaxSendBatch caps the sends of one batch.
 const MaxSendBatch = 256
 
 // SendBatchReq is a session's sends in the order the client sent them,
-// each a SendReq as the client sent it.
+// each an imapi.SendReq as the client sent it.
 type SendBatchReq struct {
 	Sends []json.RawMessage `json:"sends"`
 }
@@ -30,15 +34,8 @@ type SendBatchResp struct {
 
 // SendResult is one send's answer: Ack, or an error code.
 type SendResult struct {
-	Code         Code     `json:"code,omitempty"`
-	Message      string   `json:"message,omitempty"`
-	RetryAfterMs int64    `json:"retry_after_ms,omitempty"`
-	Ack          *SendAck `json:"ack,omitempty"`
-}
-
-// Retryable reports whether a send refused with c may succeed if sent
-// again unchanged (the service or the store was unavailable, overloaded or
-// late); other codes are definitive.
-func (c Code) Retryable() bool {
-	return c == ErrUnavailable || c == ErrTimeout
+	Code         imapi.Code     `json:"code,omitempty"`
+	Message      string         `json:"message,omitempty"`
+	RetryAfterMs int64          `json:"retry_after_ms,omitempty"`
+	Ack          *imapi.SendAck `json:"ack,omitempty"`
 }

@@ -1,10 +1,12 @@
-package imapi
+package buswire
 
 import (
 	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/longlink/longlink/core/imapi"
 )
 
 var busSeeds = []string{
@@ -47,38 +49,38 @@ func sameDecode[T any](t *testing.T, data []byte, decode func([]byte, *T) error)
 	}
 }
 
-// FuzzBusEnvelopes: the hand-written decoders accept exactly what
+// FuzzEnvelopes: the hand-written decoders accept exactly what
 // encoding/json accepts, with the same result.
-func FuzzBusEnvelopes(f *testing.F) {
+func FuzzEnvelopes(f *testing.F) {
 	for _, s := range busSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		sameDecode(t, data, DecodeBusRequest)
-		sameDecode(t, data, DecodeBusPush)
-		sameDecode(t, data, DecodeBusReply)
+		sameDecode(t, data, DecodeRequest)
+		sameDecode(t, data, DecodePush)
+		sameDecode(t, data, DecodeReply)
 		sameDecode(t, data, DecodeSendReq)
 	})
 }
 
 func TestBusEnvelopeSeeds(t *testing.T) {
 	for _, s := range busSeeds {
-		sameDecode(t, []byte(s), DecodeBusRequest)
-		sameDecode(t, []byte(s), DecodeBusPush)
-		sameDecode(t, []byte(s), DecodeBusReply)
+		sameDecode(t, []byte(s), DecodeRequest)
+		sameDecode(t, []byte(s), DecodePush)
+		sameDecode(t, []byte(s), DecodeReply)
 		sameDecode(t, []byte(s), DecodeSendReq)
 	}
 }
 
 // The encoders write what encoding/json reads back as the same value.
 func TestBusEnvelopeEncoders(t *testing.T) {
-	pushes := []BusPush{
-		{Op: OpPush, Body: json.RawMessage(`{"a":"b"}`), ExceptSession: "s1"},
-		{Op: OpKick, KickDeviceType: "*", OnlySession: "q\"\\\x01\xffé"},
+	pushes := []Push{
+		{Op: imapi.OpPush, Body: json.RawMessage(`{"a":"b"}`), ExceptSession: "s1"},
+		{Op: imapi.OpKick, KickDeviceType: "*", OnlySession: "q\"\\\x01\xffé"},
 	}
 	for _, p := range pushes {
-		b := AppendBusPush(nil, &p)
-		var got BusPush
+		b := AppendPush(nil, &p)
+		var got Push
 		if err := json.Unmarshal(b, &got); err != nil {
 			t.Fatalf("%s: %v", b, err)
 		}
@@ -91,15 +93,15 @@ func TestBusEnvelopeEncoders(t *testing.T) {
 			t.Fatalf("%s: got %+v, want %+v", b, got, want)
 		}
 		std, _ := json.Marshal(&p)
-		var viaStd BusPush
+		var viaStd Push
 		_ = json.Unmarshal(std, &viaStd)
 		if !reflect.DeepEqual(got, viaStd) {
 			t.Fatalf("differs from json.Marshal: %s vs %s", b, std)
 		}
 	}
-	for _, r := range []BusReply{{}, {Code: ErrUnavailable, Message: "busy"}, {Body: json.RawMessage(`{"seq":1}`)}} {
-		b := AppendBusReply(nil, &r)
-		var got BusReply
+	for _, r := range []Reply{{}, {Code: imapi.ErrUnavailable, Message: "busy"}, {Body: json.RawMessage(`{"seq":1}`)}} {
+		b := AppendReply(nil, &r)
+		var got Reply
 		if err := json.Unmarshal(b, &got); err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("%s: got %+v (%v), want %+v", b, got, err, r)
 		}
@@ -108,10 +110,10 @@ func TestBusEnvelopeEncoders(t *testing.T) {
 
 func TestBusDecodeAllocs(t *testing.T) {
 	data := []byte(busSeeds[2])
-	var p BusPush
-	n := testing.AllocsPerRun(100, func() { _ = DecodeBusPush(data, &p) })
+	var p Push
+	n := testing.AllocsPerRun(100, func() { _ = DecodePush(data, &p) })
 	if n > 1 { // the except_session string
-		t.Fatalf("DecodeBusPush: %v allocations, want at most 1", n)
+		t.Fatalf("DecodePush: %v allocations, want at most 1", n)
 	}
 }
 
@@ -121,13 +123,13 @@ func TestBusDecodeAllocs(t *testing.T) {
 // take turns on one subject.
 func TestBusEncodersMatchMarshal(t *testing.T) {
 	for _, s := range []string{"", "s1", "<a href=\"x\">&</a>", "line\nbreak\ttab", "\u2028\x01\xff", "café"} {
-		p := BusPush{Op: OpKick, Body: json.RawMessage(`{"code":1002}`), ExceptSession: s, OnlySession: s, KickDeviceType: s}
-		if got, want := AppendBusPush(nil, &p), marshal(t, &p); !bytes.Equal(got, want) {
-			t.Fatalf("push with %q:\n AppendBusPush %s\n json.Marshal  %s", s, got, want)
+		p := Push{Op: imapi.OpKick, Body: json.RawMessage(`{"code":1002}`), ExceptSession: s, OnlySession: s, KickDeviceType: s}
+		if got, want := AppendPush(nil, &p), marshal(t, &p); !bytes.Equal(got, want) {
+			t.Fatalf("push with %q:\n AppendPush %s\n json.Marshal  %s", s, got, want)
 		}
-		r := BusReply{Code: ErrUnavailable, Message: s, Body: json.RawMessage(`{"seq":1}`)}
-		if got, want := AppendBusReply(nil, &r), marshal(t, &r); !bytes.Equal(got, want) {
-			t.Fatalf("reply with %q:\n AppendBusReply %s\n json.Marshal   %s", s, got, want)
+		r := Reply{Code: imapi.ErrUnavailable, Message: s, Body: json.RawMessage(`{"seq":1}`)}
+		if got, want := AppendReply(nil, &r), marshal(t, &r); !bytes.Equal(got, want) {
+			t.Fatalf("reply with %q:\n AppendReply %s\n json.Marshal   %s", s, got, want)
 		}
 	}
 }

@@ -1,10 +1,11 @@
-package imapi
+package buswire
 
 import (
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/pkg/jsonenc"
 )
 
@@ -24,8 +25,8 @@ import (
 //     numbers out of range) goes to encoding/json, so they accept what it
 //     accepts with the same result. Bodies alias data.
 
-// AppendBusPush appends the JSON of p to dst.
-func AppendBusPush(dst []byte, p *BusPush) []byte {
+// AppendPush appends the JSON of p to dst.
+func AppendPush(dst []byte, p *Push) []byte {
 	dst = append(dst, `{"op":`...)
 	dst = appendOp(dst, p.Op)
 	dst = append(dst, `,"body":`...)
@@ -45,8 +46,8 @@ func AppendBusPush(dst []byte, p *BusPush) []byte {
 	return append(dst, '}')
 }
 
-// AppendBusReply appends the JSON of r to dst.
-func AppendBusReply(dst []byte, r *BusReply) []byte {
+// AppendReply appends the JSON of r to dst.
+func AppendReply(dst []byte, r *Reply) []byte {
 	dst = append(dst, `{"code":`...)
 	dst = strconv.AppendUint(dst, uint64(r.Code), 10)
 	if r.Message != "" {
@@ -60,47 +61,47 @@ func AppendBusReply(dst []byte, r *BusReply) []byte {
 	return append(dst, '}')
 }
 
-// DecodeBusRequest resets r and decodes data into it as json.Unmarshal would.
-func DecodeBusRequest(data []byte, r *BusRequest) error {
-	*r = BusRequest{}
-	if !json.Valid(data) || !decodeBusRequest(data, r) {
-		*r = BusRequest{}
+// DecodeRequest resets r and decodes data into it as json.Unmarshal would.
+func DecodeRequest(data []byte, r *Request) error {
+	*r = Request{}
+	if !json.Valid(data) || !decodeRequest(data, r) {
+		*r = Request{}
 		return json.Unmarshal(data, r)
 	}
 	return nil
 }
 
-// DecodeBusPush resets p and decodes data into it as json.Unmarshal would.
-func DecodeBusPush(data []byte, p *BusPush) error {
-	*p = BusPush{}
-	if !json.Valid(data) || !decodeBusPush(data, p) {
-		*p = BusPush{}
+// DecodePush resets p and decodes data into it as json.Unmarshal would.
+func DecodePush(data []byte, p *Push) error {
+	*p = Push{}
+	if !json.Valid(data) || !decodePush(data, p) {
+		*p = Push{}
 		return json.Unmarshal(data, p)
 	}
 	return nil
 }
 
-// DecodeBusReply resets r and decodes data into it as json.Unmarshal would.
-func DecodeBusReply(data []byte, r *BusReply) error {
-	*r = BusReply{}
-	if !json.Valid(data) || !decodeBusReply(data, r) {
-		*r = BusReply{}
+// DecodeReply resets r and decodes data into it as json.Unmarshal would.
+func DecodeReply(data []byte, r *Reply) error {
+	*r = Reply{}
+	if !json.Valid(data) || !decodeReply(data, r) {
+		*r = Reply{}
 		return json.Unmarshal(data, r)
 	}
 	return nil
 }
 
 // DecodeSendReq resets r and decodes data into it as json.Unmarshal would.
-func DecodeSendReq(data []byte, r *SendReq) error {
-	*r = SendReq{}
+func DecodeSendReq(data []byte, r *imapi.SendReq) error {
+	*r = imapi.SendReq{}
 	if !json.Valid(data) || !decodeSendReq(data, r) {
-		*r = SendReq{}
+		*r = imapi.SendReq{}
 		return json.Unmarshal(data, r)
 	}
 	return nil
 }
 
-func decodeSendReq(data []byte, r *SendReq) bool {
+func decodeSendReq(data []byte, r *imapi.SendReq) bool {
 	return members(data, func(key, v []byte) bool {
 		switch string(key) {
 		case "conv_type":
@@ -163,7 +164,7 @@ func plainStrings(v []byte, dst *[]string) bool {
 	return false
 }
 
-func decodeBusRequest(data []byte, r *BusRequest) bool {
+func decodeRequest(data []byte, r *Request) bool {
 	return members(data, func(key []byte, v []byte) bool {
 		switch string(key) {
 		case "session":
@@ -207,7 +208,7 @@ func decodeSession(data []byte, s *Session) bool {
 	})
 }
 
-func decodeBusPush(data []byte, p *BusPush) bool {
+func decodePush(data []byte, p *Push) bool {
 	return members(data, func(key []byte, v []byte) bool {
 		switch string(key) {
 		case "op":
@@ -226,12 +227,12 @@ func decodeBusPush(data []byte, p *BusPush) bool {
 	})
 }
 
-func decodeBusReply(data []byte, r *BusReply) bool {
+func decodeReply(data []byte, r *Reply) bool {
 	return members(data, func(key []byte, v []byte) bool {
 		switch string(key) {
 		case "code":
 			n, ok := plainUint(v, 1<<16-1)
-			r.Code = Code(n)
+			r.Code = imapi.Code(n)
 			return ok
 		case "message":
 			return plainString(v, &r.Message)
@@ -243,7 +244,7 @@ func decodeBusReply(data []byte, r *BusReply) bool {
 	})
 }
 
-func decodeOp(data []byte, op *Op) bool {
+func decodeOp(data []byte, op *imapi.Op) bool {
 	return members(data, func(key []byte, v []byte) bool {
 		n, ok := plainUint(v, 255)
 		switch string(key) {
@@ -414,7 +415,7 @@ func plainUint(v []byte, max uint64) (uint64, bool) {
 	return n, n <= max
 }
 
-func appendOp(dst []byte, op Op) []byte {
+func appendOp(dst []byte, op imapi.Op) []byte {
 	dst = append(dst, `{"Service":`...)
 	dst = strconv.AppendUint(dst, uint64(op.Service), 10)
 	dst = append(dst, `,"Command":`...)
