@@ -66,6 +66,11 @@ type TCPListener struct {
 	// the core as a link-frames stream. Default: off (the client's bytes
 	// are passed through to the gateway).
 	Terminate *LinkTermination `yaml:"terminate"`
+	// QUIC (Link listener only) is a UDP ip:port where the edge also takes
+	// Link over QUIC (core/link/linkquic): each QUIC connection's stream is
+	// served as a Link TCP connection is, with the same service and
+	// termination. Default: none.
+	QUIC string `yaml:"quic"`
 	// TLS (WebLink listener only) makes the edge end the browser's TLS
 	// (HTTPS, WSS) with the app's certificates; the plaintext HTTP travels
 	// on through the tunnel. Default: off (plain HTTP, or TLS passed
@@ -256,6 +261,17 @@ func (c *Config) Validate() error {
 			errs.Addf("link.terminate.max_frame_size: %d is below 1024", t.MaxFrameSize)
 		}
 	}
+	if c.Link.QUIC != "" {
+		if _, err := netip.ParseAddrPort(c.Link.QUIC); err != nil {
+			errs.Addf("link.quic: %q is not ip:port", c.Link.QUIC)
+		}
+		if c.Link.Service == "" || len(c.Link.Service) > wire.MaxNameLen {
+			errs.Addf("link.service: must be 1..%d characters", wire.MaxNameLen)
+		}
+	}
+	if c.WebLink.QUIC != "" {
+		errs.Addf("weblink.quic: only the Link listener takes QUIC")
+	}
 	if c.WebLink.Terminate != nil {
 		errs.Addf("weblink.terminate: only the Link listener can terminate")
 	}
@@ -295,7 +311,7 @@ func (c *Config) Validate() error {
 			errs.Addf("udp[%d].idle_timeout: must be at least 1s", i)
 		}
 	}
-	if c.Link.Listen == "" && c.WebLink.Listen == "" && len(c.UDP) == 0 && !c.TURN.Enabled {
+	if c.Link.Listen == "" && c.Link.QUIC == "" && c.WebLink.Listen == "" && len(c.UDP) == 0 && !c.TURN.Enabled {
 		errs.Addf("link, weblink, udp, turn: the edge serves nothing")
 	}
 	if c.Limits.MaxSessions < 1 || c.Limits.MaxSessionsPerIP < 1 {
@@ -307,7 +323,7 @@ func (c *Config) Validate() error {
 	if c.DrainPeriod.D() < 0 {
 		errs.Addf("drain_period: must not be negative")
 	}
-	if len(c.Routing.Routes) == 0 && (c.Link.Listen != "" || c.WebLink.Listen != "" || len(c.UDP) > 0) {
+	if len(c.Routing.Routes) == 0 && (c.Link.Listen != "" || c.Link.QUIC != "" || c.WebLink.Listen != "" || len(c.UDP) > 0) {
 		errs.Addf("routing.routes: at least one route (to cluster %q) is required", c.Cluster)
 	}
 	if err := c.Routing.Validate(); err != nil {

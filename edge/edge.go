@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/link/linkquic"
 	"github.com/longlink/longlink/edge/turn"
 	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/lbs/nodeclient"
@@ -186,8 +187,8 @@ func (e *Edge) Router() *relay.Router { return e.router }
 // TURN returns the TURN server, or nil when it is disabled.
 func (e *Edge) TURN() *turn.Server { return e.turn }
 
-// Addr returns the bound address of a listener: "link", "weblink", or a UDP
-// listener's configured address.
+// Addr returns the bound address of a listener: "link", "link-quic" (a UDP
+// address), "weblink", or a UDP listener's configured address.
 func (e *Edge) Addr(name string) net.Addr {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -232,6 +233,14 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 		}
 		e.tcp[name] = ln
 		e.log.Info("listening", "listener", name, "addr", ln.Addr().String(), "service", l.Service)
+	}
+	if addr := e.cfg.Link.QUIC; addr != "" {
+		ln, err := linkquic.Listen(addr, nil)
+		if err != nil {
+			return fmt.Errorf("edge: link.quic listener: %w", err)
+		}
+		e.tcp["link-quic"] = ln
+		e.log.Info("listening", "listener", "link-quic", "addr", ln.Addr().String(), "service", e.cfg.Link.Service)
 	}
 	for _, u := range e.cfg.UDP {
 		f, err := newUDPForwarder(e, u)

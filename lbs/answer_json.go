@@ -33,6 +33,10 @@ func appendAnswer(b []byte, a *lbsapi.Answer) []byte {
 	}
 	b = append(b, `,"link":`...)
 	b = appendEndpoints(b, a.Link)
+	if len(a.LinkQUIC) > 0 {
+		b = append(b, `,"link_quic":`...)
+		b = appendEndpoints(b, a.LinkQUIC)
+	}
 	b = append(b, `,"weblink":`...)
 	b = appendEndpoints(b, a.WebLink)
 	b = append(b, `,"turn":`...)

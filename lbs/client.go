@@ -304,7 +304,7 @@ func (l *LBS) handleQuery(w http.ResponseWriter, r *http.Request) {
 	defer answerBufs.Put(ab)
 	ab.ans = lbsapi.Answer{AppKey: q.appkey, Rule: res.Rule, PolicyVersion: snap.State.Version, RaftIndex: snap.State.Index,
 		TTL: int(res.TTL / time.Second), ClientIP: ip.String(), Country: req.Loc.Country,
-		Link: ab.ans.Link[:0], WebLink: ab.ans.WebLink[:0], TURN: ab.ans.TURN[:0]}
+		Link: ab.ans.Link[:0], LinkQUIC: ab.ans.LinkQUIC[:0], WebLink: ab.ans.WebLink[:0], TURN: ab.ans.TURN[:0]}
 	ans := &ab.ans
 	if st := l.staleness(); st >= 0 {
 		ans.StalenessMs = st.Milliseconds()
@@ -318,6 +318,11 @@ func (l *LBS) handleQuery(w http.ResponseWriter, r *http.Request) {
 			e := base
 			e.Host, e.Port = splitHostPort(ep.Link)
 			ans.Link = append(ans.Link, e)
+		}
+		if ep.LinkQUIC != "" {
+			e := base
+			e.Host, e.Port = splitHostPort(ep.LinkQUIC)
+			ans.LinkQUIC = append(ans.LinkQUIC, e)
 		}
 		if ep.WebLink != "" {
 			e := base

@@ -26,13 +26,14 @@ func TestAppendAnswer(t *testing.T) {
 		ClientIP: "203.0.113.9", Country: "SG",
 		Link: []lbsapi.Endpoint{{ID: "edge-sg-1", Site: "sg-a", Host: "203.0.113.10", Port: 7720, Weight: 100, KeyIDs: []string{"k2026", "k2027"}},
 			{ID: "core-sh-1", Site: "core-sh", Host: "192.0.2.10", Port: 7710, Weight: 100, Fallback: true}},
-		WebLink: []lbsapi.Endpoint{{ID: "edge-sg-1", Site: "sg-a", URL: "https://sg1.edge.example.com/?a=1&b=<2>", Weight: 0}},
-		TURN:    []lbsapi.Endpoint{{ID: "edge-sg-1", Site: "sg-a", Host: "2001:db8::1", Port: 3478, Weight: -3, KeyIDs: []string{}}},
-		Source:  "cache"}
+		LinkQUIC: []lbsapi.Endpoint{{ID: "edge-sg-1", Site: "sg-a", Host: "203.0.113.10", Port: 7724, Weight: 100, KeyIDs: []string{"k2026"}}},
+		WebLink:  []lbsapi.Endpoint{{ID: "edge-sg-1", Site: "sg-a", URL: "https://sg1.edge.example.com/?a=1&b=<2>", Weight: 0}},
+		TURN:     []lbsapi.Endpoint{{ID: "edge-sg-1", Site: "sg-a", Host: "2001:db8::1", Port: 3478, Weight: -3, KeyIDs: []string{}}},
+		Source:   "cache"}
 	cases := map[string]lbsapi.Answer{
 		"full":           full,
 		"nil lists":      {AppKey: "a", StalenessMs: -1},
-		"empty lists":    {AppKey: "a", Link: []lbsapi.Endpoint{}, WebLink: []lbsapi.Endpoint{}, TURN: []lbsapi.Endpoint{}},
+		"empty lists":    {AppKey: "a", Link: []lbsapi.Endpoint{}, LinkQUIC: []lbsapi.Endpoint{}, WebLink: []lbsapi.Endpoint{}, TURN: []lbsapi.Endpoint{}},
 		"escapes":        {AppKey: "q\"\\/\b\f\n\r\t\x00\x1f\x7f<>&", Rule: "\u2028\u2029 é 日本 \xff\xfe end", ClientIP: "\xe2\x80"},
 		"max and min":    {PolicyVersion: 1<<64 - 1, RaftIndex: 1 << 63, StalenessMs: -1 << 63, TTL: -1},
 		"unicode rule":   {Rule: "règle-🙂"},
@@ -56,6 +57,9 @@ func FuzzAppendAnswer(f *testing.F) {
 		}
 		a := lbsapi.Answer{AppKey: appkey, Rule: rule, PolicyVersion: ver, RaftIndex: ver / 2, StalenessMs: stale, TTL: port,
 			ClientIP: ip, Country: country, Link: []lbsapi.Endpoint{ep, ep}, WebLink: []lbsapi.Endpoint{}, Source: key}
+		if fb {
+			a.LinkQUIC = []lbsapi.Endpoint{ep}
+		}
 		if got, want := appendAnswer(nil, &a), encodingJSON(t, &a); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
 		}

@@ -100,6 +100,10 @@ func TestHTTPQuery(t *testing.T) {
 	if a.TURN[0].Host != "192.0.2.11" || a.TURN[0].Port != 3478 {
 		t.Fatalf("turn: %+v", a.TURN)
 	}
+	// Link over QUIC: only the entry points that have it, as Link lists them
+	if len(a.LinkQUIC) != 1 || a.LinkQUIC[0].ID != "edge-sg" || a.LinkQUIC[0].Host != "192.0.2.11" || a.LinkQUIC[0].Port != 7724 {
+		t.Fatalf("link_quic: %+v", a.LinkQUIC)
+	}
 }
 
 func TestSignedQuery(t *testing.T) {

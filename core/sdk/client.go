@@ -11,11 +11,13 @@ import (
 	"maps"
 	mrand "math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link/linkquic"
 )
 
 // Client is a connection manager and message pipeline for one account on
@@ -656,8 +658,17 @@ func (c *Client) race(ctx context.Context, addrs []string, raced *raceLog) (Tran
 			results <- result{t, addr, err, i}
 		}()
 	}
+	// The wait before the next attempt: a TCP candidate right after a QUIC
+	// one (the same entry point, as LBSResolver lists them) gets only
+	// QUICHeadStart, so that where UDP is blocked TCP is not held up.
+	stagger := func() time.Duration {
+		if started < len(addrs) && isQUIC(addrs[started-1]) && !isQUIC(addrs[started]) {
+			return c.cfg.QUICHeadStart
+		}
+		return c.cfg.RaceDelay
+	}
 	startNext()
-	timer := time.NewTimer(c.cfg.RaceDelay)
+	timer := time.NewTimer(stagger())
 	defer timer.Stop()
 	var firstErr error
 	var used []string
@@ -669,7 +680,7 @@ func (c *Client) race(ctx context.Context, addrs []string, raced *raceLog) (Tran
 			if started < len(addrs) {
 				startNext()
 				pending++
-				timer.Reset(c.cfg.RaceDelay)
+				timer.Reset(stagger())
 			}
 		case r := <-results:
 			pending--
@@ -685,7 +696,7 @@ func (c *Client) race(ctx context.Context, addrs []string, raced *raceLog) (Tran
 			if started < len(addrs) {
 				startNext()
 				pending++
-				timer.Reset(c.cfg.RaceDelay)
+				timer.Reset(stagger())
 			}
 		}
 	}
@@ -706,6 +717,8 @@ func (c *Client) race(ctx context.Context, addrs []string, raced *raceLog) (Tran
 	}
 	return winner.t, winner.addr, used, nil
 }
+
+func isQUIC(addr string) bool { return strings.HasPrefix(addr, linkquic.Scheme) }
 
 // login logs in on t (closed when it fails or ctx ends first).
 func (c *Client) login(ctx context.Context, t Transport) (imapi.LoginResp, error) {

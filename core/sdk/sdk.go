@@ -30,7 +30,8 @@ const Version = "go-1.0.0"
 
 // Config configures a client. Zero values take the defaults noted.
 type Config struct {
-	// Addresses are candidate gateway addresses ("host:port"), raced in order.
+	// Addresses are candidate gateway addresses ("host:port", or
+	// "quic://host:port" for Link over QUIC), raced in order.
 	Addresses []string
 	// Resolver, when set, is asked for fresh candidate addresses before each
 	// connection attempt (the LBS client); Addresses are the fallback when it
@@ -60,6 +61,13 @@ type Config struct {
 
 	// RaceDelay staggers the racing of candidate addresses. Default 250ms.
 	RaceDelay time.Duration
+	// QUICHeadStart is the stagger before a TCP candidate that follows a
+	// Link over QUIC one ("quic://host:port"; LBSResolver lists an entry
+	// point's QUIC address right before its TCP address): QUIC is
+	// preferred (it recovers a lost packet within a round trip, where TCP
+	// waits 200 ms or more), and where UDP is blocked TCP still connects
+	// this soon after. Default 50ms.
+	QUICHeadStart time.Duration
 	// ConnectTimeout bounds one connection attempt (dial, handshake,
 	// login). Default 10s.
 	ConnectTimeout time.Duration
@@ -131,6 +139,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RaceDelay <= 0 {
 		c.RaceDelay = 250 * time.Millisecond
+	}
+	if c.QUICHeadStart <= 0 {
+		c.QUICHeadStart = 50 * time.Millisecond
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second

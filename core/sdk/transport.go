@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/link/linkquic"
 )
 
 // Incoming is a frame from the server: a response (Push false, matched by
@@ -33,8 +35,11 @@ type Transport interface {
 // Dialer opens a Transport to addr; ctx bounds the whole setup.
 type Dialer func(ctx context.Context, addr string) (Transport, error)
 
-// LinkDialer returns a Dialer for Link over TCP. keys are tried newest id
-// first (descending order) until the server accepts one.
+// LinkDialer returns a Dialer for Link over TCP, or over QUIC for an
+// address "quic://host:port" (core/link/linkquic: the same Noise handshake
+// and frames on a QUIC stream; reconnects send the handshake as 0-RTT
+// data). keys are tried newest id first (descending order) until the server
+// accepts one.
 func LinkDialer(keys map[string][]byte, lim link.Limits) Dialer {
 	return LinkDialerWith(keys, lim, LinkOptions{})
 }
@@ -47,19 +52,31 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 		ids = append(ids, id)
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	quic := linkquic.NewDialer() // keeps the session tickets of 0-RTT reconnects
 	return func(ctx context.Context, addr string) (Transport, error) {
+		netDial, target := tcpDial, addr
+		if a, ok := strings.CutPrefix(addr, linkquic.Scheme); ok {
+			netDial, target = quic.Dial, a
+		}
 		var last error
 		for _, id := range ids {
-			c, err := raceDial(ctx, addr, opts, func(ctx context.Context, addr string) (*link.Conn, error) {
-				nc, err := tcpDial(ctx, addr)
-				if err != nil {
-					return nil, err
-				}
-				c, err := link.Client(ctx, nc, id, keys[id], lim)
-				if err != nil {
+			c, err := raceDial(ctx, addr, opts, func(ctx context.Context, _ string) (*link.Conn, error) {
+				for try := 0; ; try++ {
+					nc, err := netDial(ctx, target)
+					if err != nil {
+						return nil, err
+					}
+					c, err := link.Client(ctx, nc, id, keys[id], lim)
+					if err == nil {
+						return c, nil
+					}
 					_ = nc.Close()
+					if try > 0 || !linkquic.Is0RTTRejected(err) {
+						return nil, err
+					}
+					// The server forgot the session (restarted): again,
+					// with a full QUIC handshake.
 				}
-				return c, err
 			})
 			if err == nil {
 				t := &linkTransport{c: c, addr: addr, info: tcpInfo(c.NetConn())}
@@ -102,6 +119,12 @@ func (t *linkTransport) Send(op imapi.Op, seq uint32, body []byte) error {
 // remember stores the connection's measured round trip for the next dial
 // race to the same address.
 func (t *linkTransport) remember() {
+	if qc, ok := t.c.NetConn().(*linkquic.Conn); ok {
+		if rtt := qc.RTT(); rtt > 0 {
+			rtts.Store(t.addr, rtt)
+		}
+		return
+	}
 	if t.info == nil {
 		return
 	}

@@ -102,8 +102,12 @@ type Answer struct {
 	ClientIP      string     `json:"client_ip"`
 	Country       string     `json:"country,omitempty"`
 	Link          []Endpoint `json:"link"`
-	WebLink       []Endpoint `json:"weblink"`
-	TURN          []Endpoint `json:"turn"`
+	// LinkQUIC are the entry points' Link over QUIC addresses (UDP), in
+	// the order of Link; an SDK races each before the same entry point's
+	// Link (TCP) address. Absent when none has one.
+	LinkQUIC []Endpoint `json:"link_quic,omitempty"`
+	WebLink  []Endpoint `json:"weblink"`
+	TURN     []Endpoint `json:"turn"`
 	// Source is set by lbsclient, not the server: "lbs", "cache" or "default".
 	Source string `json:"source,omitempty"`
 }

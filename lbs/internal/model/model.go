@@ -169,9 +169,12 @@ type EntryPoint struct {
 	Continent string   `yaml:"continent,omitempty" json:"continent,omitempty"`
 	ASNs      []uint32 `yaml:"asns,omitempty" json:"asns,omitempty"`
 	// Addresses per protocol. Link and TURN are host:port; WebLink is a URL.
-	Link    string `yaml:"link,omitempty" json:"link,omitempty"`
-	WebLink string `yaml:"weblink,omitempty" json:"weblink,omitempty"`
-	TURN    string `yaml:"turn,omitempty" json:"turn,omitempty"`
+	Link string `yaml:"link,omitempty" json:"link,omitempty"`
+	// LinkQUIC is where the entry point takes Link over QUIC (UDP
+	// host:port; edge link.quic); SDKs race it against Link.
+	LinkQUIC string `yaml:"link_quic,omitempty" json:"link_quic,omitempty"`
+	WebLink  string `yaml:"weblink,omitempty" json:"weblink,omitempty"`
+	TURN     string `yaml:"turn,omitempty" json:"turn,omitempty"`
 	// Capacity in sessions; load is reported relative to it. 0 means unknown.
 	Capacity int `yaml:"capacity,omitempty" json:"capacity,omitempty"`
 	// Weight for the weighted shuffle. 0 means 100.
@@ -347,7 +350,7 @@ func (e *EntryPoint) validate(errs *config.Errors, p string) {
 	if e.Link == "" && e.WebLink == "" && e.TURN == "" && !IsTunnelKind(e.Kind) {
 		errs.Addf("%s: needs at least one of link, weblink, turn", p)
 	}
-	for _, hp := range []struct{ k, v string }{{"link", e.Link}, {"turn", e.TURN}} {
+	for _, hp := range []struct{ k, v string }{{"link", e.Link}, {"link_quic", e.LinkQUIC}, {"turn", e.TURN}} {
 		if hp.v == "" {
 			continue
 		}

@@ -1,0 +1,256 @@
+// Package linkquic carries Link over QUIC: one QUIC connection holds one
+// bidirectional stream, and that stream carries the same bytes as a Link TCP
+// connection (the Noise handshake, then sealed frames; core/link/LINK.md
+// section 8). The server is authenticated by the Noise handshake with its
+// static Link key, as over TCP: QUIC's TLS 1.3 is only the transport's
+// encryption, with a certificate the client does not check, so there is one
+// authentication path whatever the transport.
+//
+// QUIC recovers a lost packet within about one round trip plus the peer's
+// ack delay (RFC 9002 loss detection and probe timeouts), where TCP waits
+// for at least its 200 ms minimum retransmission timeout when the loss is
+// at the tail: on a lossy access leg that is what sets a message's p99.
+//
+// Reconnects resume the TLS session and send the Noise hello as 0-RTT data
+// (the client's session cache), saving the QUIC handshake's round trip. A
+// replayed hello is harmless: it only makes the server answer with a fresh
+// ephemeral key, and the replayer cannot finish the handshake.
+package linkquic
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/longlink/longlink/pkg/pki"
+)
+
+// ALPN is the TLS application protocol of Link over QUIC.
+const ALPN = "longlink-link/1"
+
+// Scheme prefixes a Link over QUIC address in the SDK's candidate lists and
+// in the LBS client: "quic://host:port".
+const Scheme = "quic://"
+
+// idleTimeout is long: Link's own heartbeats (30 s by default) decide when a
+// connection is dead, as over TCP.
+const idleTimeout = 3 * time.Minute
+
+// closeGrace is how long a closed connection waits for the peer to read
+// what was written last (a refusal, a kick) before the QUIC connection is
+// torn down.
+const closeGrace = 2 * time.Second
+
+func quicConfig() *quic.Config {
+	return &quic.Config{
+		MaxIdleTimeout:        idleTimeout,
+		HandshakeIdleTimeout:  10 * time.Second,
+		MaxIncomingStreams:    1,
+		MaxIncomingUniStreams: -1,
+		Allow0RTT:             true,
+	}
+}
+
+// Listener accepts Link over QUIC connections. It satisfies net.Listener:
+// each accepted net.Conn is the connection's stream.
+type Listener struct {
+	ln       *quic.EarlyListener
+	accepted chan net.Conn
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// Listen listens on the UDP address addr. tlsConf may be nil: the listener
+// then uses a self-signed certificate made at start (clients do not check
+// it; the Noise handshake authenticates the server).
+func Listen(addr string, tlsConf *tls.Config) (*Listener, error) {
+	if tlsConf == nil {
+		ca, err := pki.NewCA("longlink-link-quic")
+		if err != nil {
+			return nil, err
+		}
+		cert, err := ca.Issue("longlink-link-quic")
+		if err != nil {
+			return nil, err
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos = []string{ALPN}
+	tlsConf.MinVersion = tls.VersionTLS13
+	ln, err := quic.ListenAddrEarly(addr, tlsConf, quicConfig())
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{ln: ln, accepted: make(chan net.Conn)}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.wg.Add(1)
+	go l.loop()
+	return l, nil
+}
+
+func (l *Listener) loop() {
+	defer l.wg.Done()
+	for {
+		qc, err := l.ln.Accept(l.ctx)
+		if err != nil {
+			return
+		}
+		// The stream comes with the client's first bytes; a client that
+		// opens none does not hold up the others.
+		go func() {
+			ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
+			st, err := qc.AcceptStream(ctx)
+			cancel()
+			if err != nil {
+				_ = qc.CloseWithError(0, "no stream")
+				return
+			}
+			select {
+			case l.accepted <- newConn(qc, st):
+			case <-l.ctx.Done():
+				_ = qc.CloseWithError(0, "shutting down")
+			}
+		}()
+	}
+}
+
+// Accept returns the next connection's stream as a net.Conn.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.accepted:
+		return c, nil
+	case <-l.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting; connections accepted already go on.
+func (l *Listener) Close() error {
+	l.cancel()
+	err := l.ln.Close()
+	l.wg.Wait()
+	return err
+}
+
+// Addr is the bound UDP address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Dialer opens Link over QUIC connections and keeps the TLS session tickets
+// that make reconnects 0-RTT. Safe for concurrent use.
+type Dialer struct {
+	sessions tls.ClientSessionCache
+}
+
+// NewDialer returns a dialer with its own session cache.
+func NewDialer() *Dialer {
+	return &Dialer{sessions: tls.NewLRUClientSessionCache(64)}
+}
+
+// Dial opens a QUIC connection to addr (host:port, without the scheme) and
+// its stream. With a session ticket from an earlier connection to addr the
+// stream's first bytes go as 0-RTT data; when the server refuses 0-RTT the
+// connection is made again without it.
+func (d *Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	tlsConf := &tls.Config{
+		// Not checked: the Noise handshake over the stream authenticates
+		// the server with its static Link key (package comment).
+		InsecureSkipVerify: true,
+		NextProtos:         []string{ALPN},
+		MinVersion:         tls.VersionTLS13,
+		ServerName:         host,
+		ClientSessionCache: d.sessions,
+	}
+	qc, err := quic.DialAddrEarly(ctx, addr, tlsConf, quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("quic %s: %w", addr, err)
+	}
+	st, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		_ = qc.CloseWithError(0, "")
+		return nil, fmt.Errorf("quic %s: %w", addr, err)
+	}
+	return newConn(qc, st), nil
+}
+
+// Is0RTTRejected tells whether err says the server refused 0-RTT data (the
+// caller dials again: the next attempt does a full handshake).
+func Is0RTTRejected(err error) bool { return errors.Is(err, quic.Err0RTTRejected) }
+
+// Conn is a Link over QUIC connection: its stream as a net.Conn. Closing it
+// ends the stream, then the QUIC connection once the peer has closed it or
+// after a short grace.
+type Conn struct {
+	qc       *quic.Conn
+	st       *quic.Stream
+	once     sync.Once
+	peerDone atomic.Bool // the peer ended its side of the stream
+}
+
+func newConn(qc *quic.Conn, st *quic.Stream) *Conn { return &Conn{qc: qc, st: st} }
+
+func (c *Conn) Read(p []byte) (int, error) {
+	n, err := c.st.Read(p)
+	if err == io.EOF {
+		c.peerDone.Store(true)
+	}
+	return n, err
+}
+
+func (c *Conn) Write(p []byte) (int, error) { return c.st.Write(p) }
+
+// Close sends the stream's end and tears the QUIC connection down: at once
+// when the peer has ended its side already, else when the peer closes the
+// connection or after closeGrace (so that what was written last, a refusal
+// or a kick, reaches it).
+func (c *Conn) Close() error {
+	c.once.Do(func() {
+		_ = c.st.Close()
+		c.st.CancelRead(0)
+		if c.peerDone.Load() {
+			_ = c.qc.CloseWithError(0, "")
+			return
+		}
+		go func() {
+			t := time.NewTimer(closeGrace)
+			defer t.Stop()
+			select {
+			case <-c.qc.Context().Done():
+			case <-t.C:
+			}
+			_ = c.qc.CloseWithError(0, "")
+		}()
+	})
+	return nil
+}
+
+// Abort tears the QUIC connection down at once (a race's loser).
+func (c *Conn) Abort() error {
+	c.once.Do(func() {})
+	return c.qc.CloseWithError(0, "")
+}
+
+func (c *Conn) LocalAddr() net.Addr                { return c.qc.LocalAddr() }
+func (c *Conn) RemoteAddr() net.Addr               { return c.qc.RemoteAddr() }
+func (c *Conn) SetDeadline(t time.Time) error      { return c.st.SetDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.st.SetReadDeadline(t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.st.SetWriteDeadline(t) }
+
+// RTT is the connection's smoothed round trip (0 before a sample).
+func (c *Conn) RTT() time.Duration { return c.qc.ConnectionStats().SmoothedRTT }
+
+// Used0RTT tells whether the connection's first bytes went as 0-RTT data.
+func (c *Conn) Used0RTT() bool { return c.qc.ConnectionState().Used0RTT }

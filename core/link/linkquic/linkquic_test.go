@@ -1,0 +1,92 @@
+package linkquic
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/link"
+)
+
+// TestLinkOverQUIC: the Link handshake and frames over a QUIC stream, the
+// server authenticated by its Link key; a reconnect resumes with 0-RTT; a
+// client with the wrong key for the id fails the handshake.
+func TestLinkOverQUIC(t *testing.T) {
+	key, err := link.GenerateKey("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := link.NewKeyRing(key)
+	ln, err := Listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				c, err := link.Server(ctx, nc, ring, link.Limits{})
+				if err != nil {
+					return
+				}
+				for {
+					f, err := c.ReadFrame()
+					if err != nil {
+						return
+					}
+					f.Flags |= link.FlagResponse
+					if c.WriteFrame(f) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	d := NewDialer()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	roundTrip := func() *Conn {
+		t.Helper()
+		nc, err := d.Dial(ctx, ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := link.Client(ctx, nc, key.ID, key.Public, link.Limits{})
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		if err := c.WriteFrame(link.Frame{Op: imapi.OpHeartbeat, Seq: 7, Body: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.ReadFrame()
+		if err != nil || f.Seq != 7 || !f.IsResponse() {
+			t.Fatalf("echo: %+v %v", f, err)
+		}
+		_ = c.Close()
+		return nc.(*Conn)
+	}
+	if first := roundTrip(); first.Used0RTT() {
+		t.Fatal("first connection used 0-RTT")
+	}
+	if again := roundTrip(); !again.Used0RTT() {
+		t.Fatal("reconnect did not use 0-RTT")
+	}
+
+	other, _ := link.GenerateKey("k1")
+	nc, err := d.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := link.Client(ctx, nc, other.ID, other.Public, link.Limits{}); err == nil {
+		t.Fatal("handshake with the wrong server key succeeded")
+	}
+}

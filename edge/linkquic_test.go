@@ -1,0 +1,54 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/longlink/longlink/core/link/linkquic"
+)
+
+// TestLinkQUICMem: the edge takes Link over QUIC (link.quic) and carries
+// each connection's stream as it carries a Link TCP connection: the service
+// sees the client's UDP address in the PROXY v2 header, and the session is
+// counted under the link-quic listener.
+func TestLinkQUICMem(t *testing.T) {
+	w := newWorld(t, "mem", memCreds(), func(c *Config) { c.Link.QUIC = "127.0.0.1:0" })
+	addr := w.edge.Addr("link-quic")
+	if addr == nil || addr.Network() != "udp" {
+		t.Fatalf("link-quic address %v", addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := linkquic.NewDialer().Dial(ctx, addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read through tunnel: %v", err)
+	}
+	// The client's socket is bound to the wildcard address: its port, from
+	// loopback.
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	if want := fmt.Sprintf("from 127.0.0.1:%d: hello\n", port); line != want {
+		t.Fatalf("got %q, want %q (PROXY v2 must carry the client's address)", line, want)
+	}
+	if n := testutil.ToFloat64(w.edge.m.connections.WithLabelValues("link-quic", "ok")); n != 1 {
+		t.Fatalf("sessions_total{link-quic,ok} = %v", n)
+	}
+	if s := w.edge.Sessions(); len(s) != 1 || s[0].Listener != "link-quic" {
+		t.Fatalf("sessions %+v", s)
+	}
+}
