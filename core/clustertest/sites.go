@@ -197,7 +197,11 @@ func StartSites(t testing.TB, o SitesOptions) *Sites {
 		NATSOptions{Site: s.A, Sites: []*Site{s.A, s.B, s.W}, Name: "js", Nodes: 3},
 	)
 	s.JS = ns[2]
-	s.PG = e.StartPostgres(PGOptions{Site: s.A, StandbySite: s.B, Standby: true, Synchronous: !o.Async, NoFsync: o.NoFsync})
+	// A standby whose primary went away retries its WAL source every
+	// wal_retrieve_retry_interval (5 s by default); a promotion meanwhile
+	// waits for the retry.
+	s.PG = e.StartPostgres(PGOptions{Site: s.A, StandbySite: s.B, Standby: true, Synchronous: !o.Async, NoFsync: o.NoFsync,
+		Settings: []string{"wal_retrieve_retry_interval = 200ms"}})
 	key, err := link.GenerateKey("k1")
 	if err != nil {
 		t.Fatal(err)

@@ -149,131 +149,13 @@ func TestClusterChaos(t *testing.T) {
 	faultAt(36*time.Second, "stop the traffic", func() error { close(stop); return nil })
 	traffic.Wait()
 
-	// Every durable send is acknowledged (the SDK resends until it is).
-	deadline := time.Now().Add(60 * time.Second)
-	for _, cl := range clients {
-		for cl.Pending() > 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d sends never acknowledged", cl.account, cl.Pending())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	t.Logf("all sends acknowledged at %v", time.Since(start).Round(time.Millisecond))
-
-	// The ledger: acks in send order, per sender and conversation.
-	total, sent := 0, map[string]bool{}
-	for _, cl := range clients {
-		cl.mu.Lock()
-		if len(cl.failed) > 0 {
-			t.Errorf("%s: %d durable sends failed for good, e.g. %s: %v", cl.account, len(cl.failed), cl.failed[0].id, cl.failed[0].err)
-		}
-		last := map[string]int64{}
-		for _, id := range cl.order {
-			ack, ok := cl.acks[id]
-			if !ok {
-				t.Fatalf("%s: %s never acknowledged", cl.account, id)
-			}
-			if ack.Seq <= last[ack.ConvID] {
-				t.Errorf("%s: %s acked with seq %d after seq %d in %s: stored out of send order", cl.account, id, ack.Seq, last[ack.ConvID], ack.ConvID)
-			}
-			last[ack.ConvID] = ack.Seq
-			sent[cl.account+"/"+id] = true
-			total++
-		}
-		cl.mu.Unlock()
-	}
+	total := checkDurable(t, ctx, clients, c.PG, func(i, to int, id string) bool {
+		return strings.Contains(id, "-g-") || (strings.Contains(id, "-p-") && (i+1)%n == to)
+	})
 	if total < 1000 {
 		t.Fatalf("only %d messages acknowledged: the traffic did not run", total)
 	}
-
-	// PostgreSQL holds each acknowledged message once, with its acked seq.
-	db, err := c.PG.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT sender, client_msg_id, conv_id, seq FROM messages`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored := map[string]int64{}
-	for rows.Next() {
-		var sender, cmid, conv string
-		var seq int64
-		if err := rows.Scan(&sender, &cmid, &conv, &seq); err != nil {
-			t.Fatal(err)
-		}
-		k := sender + "/" + cmid
-		if _, dup := stored[k]; dup {
-			t.Errorf("%s stored twice", k)
-		}
-		stored[k] = seq
-	}
-	rows.Close()
-	for _, cl := range clients {
-		cl.mu.Lock()
-		for id, ack := range cl.acks {
-			if got, ok := stored[cl.account+"/"+id]; !ok || got != ack.Seq {
-				t.Errorf("%s/%s acked with seq %d, in PostgreSQL: %d (%v)", cl.account, id, ack.Seq, got, ok)
-			}
-		}
-		cl.mu.Unlock()
-	}
-
-	// Each receiver gets every message of its conversations exactly once,
-	// each sender's in send order within a conversation (conversations are
-	// delivered independently).
-	expect := func(to int) []string {
-		var out []string
-		for i, cl := range clients {
-			if i == to {
-				continue
-			}
-			cl.mu.Lock()
-			for _, id := range cl.order {
-				if strings.Contains(id, "-g-") || (strings.Contains(id, "-p-") && (i+1)%n == to) {
-					out = append(out, cl.account+"/"+id)
-				}
-			}
-			cl.mu.Unlock()
-		}
-		return out
-	}
-	deadline = time.Now().Add(60 * time.Second)
-	for to, cl := range clients {
-		want := expect(to)
-		for {
-			got := cl.delivered()
-			if len(got) >= len(want) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		got := cl.delivered()
-		seen := map[string]int{}
-		lastBySender := map[string]string{} // conversation and sender → last id
-		for _, d := range got {
-			k := d.key
-			seen[k]++
-			from, id, _ := strings.Cut(k, "/")
-			ck := d.conv + " " + from
-			if prev := lastBySender[ck]; prev != "" && senderIndex(clients, from, id) < senderIndex(clients, from, prev) {
-				t.Errorf("%s got %s after %s in %s: out of send order", cl.account, k, prev, d.conv)
-			}
-			lastBySender[ck] = id
-		}
-		for _, k := range want {
-			if seen[k] != 1 {
-				t.Errorf("%s got %s %d times, want once", cl.account, k, seen[k])
-			}
-		}
-		for k := range seen {
-			if !sent[k] {
-				t.Errorf("%s got %s, which no sender recorded", cl.account, k)
-			}
-		}
-	}
+	t.Logf("all sends acknowledged and delivered at %v", time.Since(start).Round(time.Millisecond))
 
 	// The chatroom: every acknowledged room message at most once at each
 	// member, in each sender's order; and, unless the member was told of
@@ -341,6 +223,140 @@ func TestClusterChaos(t *testing.T) {
 	t.Logf("%d messages acknowledged; the surviving gateway resent %v batches, gave %v sessions up, sent %v room batches with a gap", total, retries, giveUps, gaps)
 }
 
+// checkDurable waits until every durable send of clients is acknowledged
+// (60 s) and checks the ledger: no send failed for good, each sender's
+// acks have increasing sequences per conversation in send order,
+// PostgreSQL holds each acknowledged message once with its acked seq, and
+// each receiver got every message meant for it (receives(sender, receiver,
+// id)) exactly once, each sender's in send order within a conversation,
+// and nothing no sender recorded. It returns how many sends were acked.
+func checkDurable(t *testing.T, ctx context.Context, clients []*chaosClient, pg *clustertest.Postgres, receives func(sender, receiver int, id string) bool) int {
+	// Every durable send is acknowledged (the SDK resends until it is).
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for _, cl := range clients {
+		for cl.Pending() > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d sends never acknowledged", cl.account, cl.Pending())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// The ledger: acks in send order, per sender and conversation.
+	total, sent := 0, map[string]bool{}
+	for _, cl := range clients {
+		cl.mu.Lock()
+		if len(cl.failed) > 0 {
+			t.Errorf("%s: %d durable sends failed for good, e.g. %s: %v", cl.account, len(cl.failed), cl.failed[0].id, cl.failed[0].err)
+		}
+		last := map[string]int64{}
+		for _, id := range cl.order {
+			ack, ok := cl.acks[id]
+			if !ok {
+				t.Fatalf("%s: %s never acknowledged", cl.account, id)
+			}
+			if ack.Seq <= last[ack.ConvID] {
+				t.Errorf("%s: %s acked with seq %d after seq %d in %s: stored out of send order", cl.account, id, ack.Seq, last[ack.ConvID], ack.ConvID)
+			}
+			last[ack.ConvID] = ack.Seq
+			sent[cl.account+"/"+id] = true
+			total++
+		}
+		cl.mu.Unlock()
+	}
+
+	// PostgreSQL holds each acknowledged message once, with its acked seq.
+	db, err := pg.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT sender, client_msg_id, conv_id, seq FROM messages`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]int64{}
+	for rows.Next() {
+		var sender, cmid, conv string
+		var seq int64
+		if err := rows.Scan(&sender, &cmid, &conv, &seq); err != nil {
+			t.Fatal(err)
+		}
+		k := sender + "/" + cmid
+		if _, dup := stored[k]; dup {
+			t.Errorf("%s stored twice", k)
+		}
+		stored[k] = seq
+	}
+	rows.Close()
+	for _, cl := range clients {
+		cl.mu.Lock()
+		for id, ack := range cl.acks {
+			if got, ok := stored[cl.account+"/"+id]; !ok || got != ack.Seq {
+				t.Errorf("%s/%s acked with seq %d, in PostgreSQL: %d (%v)", cl.account, id, ack.Seq, got, ok)
+			}
+		}
+		cl.mu.Unlock()
+	}
+
+	// Each receiver gets every message of its conversations exactly once,
+	// each sender's in send order within a conversation (conversations are
+	// delivered independently).
+	expect := func(to int) []string {
+		var out []string
+		for i, cl := range clients {
+			if i == to {
+				continue
+			}
+			cl.mu.Lock()
+			for _, id := range cl.order {
+				if receives(i, to, id) {
+					out = append(out, cl.account+"/"+id)
+				}
+			}
+			cl.mu.Unlock()
+		}
+		return out
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for to, cl := range clients {
+		want := expect(to)
+		for {
+			got := cl.delivered()
+			if len(got) >= len(want) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		got := cl.delivered()
+		seen := map[string]int{}
+		lastBySender := map[string]string{} // conversation and sender → last id
+		for _, d := range got {
+			k := d.key
+			seen[k]++
+			from, id, _ := strings.Cut(k, "/")
+			ck := d.conv + " " + from
+			if prev := lastBySender[ck]; prev != "" && senderIndex(clients, from, id) < senderIndex(clients, from, prev) {
+				t.Errorf("%s got %s after %s in %s: out of send order", cl.account, k, prev, d.conv)
+			}
+			lastBySender[ck] = id
+		}
+		for _, k := range want {
+			if seen[k] != 1 {
+				t.Errorf("%s got %s %d times, want once", cl.account, k, seen[k])
+			}
+		}
+		for k := range seen {
+			if !sent[k] {
+				t.Errorf("%s got %s, which no sender recorded", cl.account, k)
+			}
+		}
+	}
+
+	return total
+}
+
 func accountIndex(accounts []string, a string) int { return slices.Index(accounts, a) }
 
 func senderIndex(clients []*chaosClient, account, id string) int {
@@ -365,6 +381,7 @@ type chaosClient struct {
 	order    []string // client_msg_ids of durable sends, in send order
 	index    map[string]int
 	acks     map[string]imapi.SendAck
+	ackTimes []time.Time // when each ack arrived, in order
 	failed   []sendFailure
 	got      []delivery // messages received
 	roomSent []string   // room messages acknowledged, in send order
@@ -416,6 +433,7 @@ func (c *chaosClient) collect() {
 			c.got = append(c.got, delivery{ev.Message.ConvID, ev.Message.From + "/" + ev.Message.ClientMsgID})
 		case sdk.EventSent:
 			c.acks[ev.ClientMsgID] = *ev.Ack
+			c.ackTimes = append(c.ackTimes, time.Now())
 		case sdk.EventSendFailed:
 			c.failed = append(c.failed, sendFailure{ev.ClientMsgID, ev.Err})
 		case sdk.EventState:
@@ -496,6 +514,18 @@ func (c *chaosClient) roomIndex(id string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Index(c.roomSent, id)
+}
+
+// ackedAfter is how long after t the client's first ack came, or 0.
+func (c *chaosClient) ackedAfter(t time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, at := range c.ackTimes {
+		if at.After(t) {
+			return at.Sub(t)
+		}
+	}
+	return 0
 }
 
 // reconnectedAfter is how long after t the client was connected again

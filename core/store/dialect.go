@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 
@@ -40,7 +42,7 @@ var postgresDialect = &dialect{
 	forUpdate:      " FOR UPDATE",
 	lockMigrations: "SELECT pg_advisory_xact_lock(771400001)",
 	retryable: func(err error) bool {
-		if errors.Is(err, driver.ErrBadConn) {
+		if errors.Is(err, driver.ErrBadConn) || pgConnLost(err) {
 			return true // a new connection is taken
 		}
 		var pe *pgconn.PgError
@@ -50,7 +52,12 @@ var postgresDialect = &dialect{
 		switch pe.Code {
 		case "40001", "40P01", "23505": // serialization failure, deadlock, unique violation
 			return true
-		case "25P03", "57P01": // idle_in_transaction_session_timeout, admin shutdown (the session ended)
+		case "25P03", "57P01", "57P02", "57P03": // idle_in_transaction_session_timeout, admin or crash shutdown, cannot connect now
+			return true
+		case "25006":
+			// read_only_sql_transaction: the server was demoted (or is a
+			// standby); a new connection finds the writable one
+			// (target_session_attrs=read-write).
 			return true
 		}
 		return strings.HasPrefix(pe.Code, "08") // connection exception
@@ -65,6 +72,23 @@ var postgresDialect = &dialect{
 		}
 		return pe.Code == "55P03" || pe.Code == "57014" // lock_not_available (lock_timeout), query_canceled (statement_timeout)
 	},
+}
+
+// pgConnLost reports errors of a connection that could not be made (no
+// server answered, or none was writable: a failover under way) or broke
+// under a statement (the server died, or the network to it). The outcome
+// of a commit that broke is unknown: what is retried must be idempotent,
+// as appends are (deduplicated by client message id).
+func pgConnLost(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	return pgconn.SafeToRetry(err)
 }
 
 func (d *dialect) rebind(q string) string {
