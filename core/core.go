@@ -304,6 +304,14 @@ func lazy[C lifecycle.Component](dst *C, build func() (C, error)) lifecycle.Comp
 
 // load is what the gateway reports to the LBS with each heartbeat: its
 // logged-in sessions on every transport (Link and WebLink).
+// setDrained passes an operator's drain from the LBS to the gateway
+// (sessions moved elsewhere over gateway.operator_drain_time).
+func (n *Node) setDrained(on bool) {
+	if n.gateway != nil {
+		n.gateway.SetDrained(on)
+	}
+}
+
 func (n *Node) load() nodeclient.Load {
 	return nodeclient.Load{Connections: n.gateway.Sessions()}
 }
@@ -505,7 +513,7 @@ func (n *Node) Start(ctx context.Context) error {
 		// After the gateway and WebLink: the LBS hears of this node only once
 		// it can take clients, and hears of its drain before they stop.
 		n.group.Add("lbs-report", lazy(&n.report, func() (*nodeclient.Client, error) {
-			nd := nodeclient.Deps{Logger: n.deps.Logger, Load: n.load, OnGrayscale: n.routes.SetGrayscale,
+			nd := nodeclient.Deps{Logger: n.deps.Logger, Load: n.load, OnGrayscale: n.routes.SetGrayscale, OnDrained: n.setDrained,
 				Routing: func() nodeclient.Routing {
 					return nodeclient.Routing{Clusters: n.routes.Clusters(), ServiceNodes: n.nodes.Live()}
 				}}

@@ -586,8 +586,9 @@ func (l *LBS) nodeHeartbeat(w http.ResponseWriter, r *http.Request, p principal)
 	}
 	st := l.health.beat(hb)
 	snap := l.fsm.Current()
+	who, drained := snap.State.Drained[hb.Node]
 	writeJSON(w, http.StatusOK, lbsapi.HeartbeatReply{IntervalMs: l.cfg.Health.Interval.D().Milliseconds(), State: st, LBSNode: l.cfg.NodeID,
-		Uplinks: uplinks(&snap.State.Doc, hb.Node), Grayscale: grayscaleReply(snap)})
+		Drained: drained && !strings.HasPrefix(who, "node:"), Uplinks: uplinks(&snap.State.Doc, hb.Node), Grayscale: grayscaleReply(snap)})
 }
 
 // uplinks resolves node's topology entry to tunnel addresses (nil when the

@@ -27,6 +27,9 @@ type LBS struct {
 	// NodeToken authenticates the gateways' reports.
 	NodeToken, NodeTokenFile string
 	DebugAddr                string
+	// ClientAddr serves the clients' queries (GET /v1/query); DNSAddr the
+	// DNS answers (UDP and TCP) for zone DNSZone.
+	ClientAddr, DNSAddr, DNSZone string
 
 	hc *http.Client
 }
@@ -44,13 +47,14 @@ func (e *Env) StartLBS(policy string) *LBS {
 	admin, adminFile := e.Secret(dir, "admin-token")
 	node, nodeFile := e.Secret(dir, "node-token")
 	l := &LBS{AdminURL: "https://" + e.Addr(host), CAFile: filepath.Join(dir, "ca", "ca.pem"), AdminToken: admin,
-		NodeToken: node, NodeTokenFile: nodeFile, DebugAddr: e.Addr(host)}
+		NodeToken: node, NodeTokenFile: nodeFile, DebugAddr: e.Addr(host), ClientAddr: e.Addr(host), DNSAddr: e.Addr(host),
+		DNSZone: "lbs.longlink.test."}
 	cfg := map[string]any{
 		"node_id": "lbs-1", "data_dir": filepath.Join(dir, "data"),
-		"client_listen": e.Addr(host), "admin_listen": strings.TrimPrefix(l.AdminURL, "https://"), "raft_listen": e.Addr(host),
+		"client_listen": l.ClientAddr, "admin_listen": strings.TrimPrefix(l.AdminURL, "https://"), "raft_listen": e.Addr(host),
 		"cluster":        map[string]any{"bootstrap": true},
 		"tls":            map[string]any{"ca_dir": filepath.Join(dir, "ca"), "names": []string{host}},
-		"dns":            map[string]any{"listen": ""},
+		"dns":            map[string]any{"listen": l.DNSAddr, "zone": l.DNSZone, "sockets": 1},
 		"admin_token":    "file:" + adminFile,
 		"node_token":     "file:" + nodeFile,
 		"initial_policy": policyFile,

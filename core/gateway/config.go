@@ -88,6 +88,11 @@ type Config struct {
 	// DrainTime spreads the "server draining" kicks of Shutdown over this
 	// long, so that clients do not reconnect all at once. Default 10s.
 	DrainTime config.Duration `yaml:"drain_time"`
+	// OperatorDrainTime spreads the kicks of an operator's drain (ctl
+	// drain, ctl site drain: the LBS tells the gateway) over this long,
+	// each session at a random moment, so that its clients move to other
+	// gateways without a reconnect storm. Default 60s.
+	OperatorDrainTime config.Duration `yaml:"operator_drain_time"`
 	// DisableIdlePoller keeps a reader goroutine on every connection. By
 	// default (on Linux) an idle connection is parked on an epoll set and
 	// holds no goroutine, which saves its stack (about 4 KiB).
@@ -159,6 +164,7 @@ func Default() Config {
 		SendQueue:           1024,
 		WriteTimeout:        config.Duration(10 * time.Second),
 		DrainTime:           config.Duration(10 * time.Second),
+		OperatorDrainTime:   config.Duration(time.Minute),
 		PushBuffer:          65536,
 		MaxSuperGroups:      2000,
 		RoomBatchInterval:   config.Duration(100 * time.Millisecond),
@@ -225,6 +231,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTime == 0 {
 		c.DrainTime = d.DrainTime
+	}
+	if c.OperatorDrainTime == 0 {
+		c.OperatorDrainTime = d.OperatorDrainTime
 	}
 	if c.PushBuffer == 0 {
 		c.PushBuffer = d.PushBuffer

@@ -78,8 +78,12 @@ type Gateway struct {
 	plainLn  net.Listener // pre-terminated Link, trusted sources only
 	poller   *poller      // nil: every connection keeps its reader goroutine
 	draining atomic.Bool
-	pushCh   chan *nats.Msg
-	replies  replyMux
+	// opDrained: an operator's drain (SetDrained); opStop ends its kicks.
+	opDrained atomic.Bool
+	opMu      sync.Mutex
+	opStop    chan struct{}
+	pushCh    chan *nats.Msg
+	replies   replyMux
 
 	mu       sync.Mutex // accounts
 	accounts map[string]*account

@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics of a gateway, registered on the injected registerer.
 type metrics struct {
+	opDrained      prometheus.Gauge
 	connections    prometheus.Gauge
 	sessions       prometheus.Gauge
 	accounts       prometheus.Gauge
@@ -54,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_accepted_total", Help: "Accepted Link TCP connections."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_gateway_refused_total", Help: "Refused connections and requests by reason (max_connections, per_ip, rate, inflight, sends, draining, proxy_header, untrusted_plain)."}, []string{"reason"}),
+			Name: "longlink_gateway_refused_total", Help: "Refused connections and requests by reason (max_connections, per_ip, rate, inflight, sends, draining, drained (an operator drain), proxy_header, untrusted_plain)."}, []string{"reason"}),
 		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_gateway_protocol_errors_total", Help: "Connections closed for bad input by reason (handshake, unknown_key, decrypt, frame_too_large, bad_frame, not_logged_in)."}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -116,10 +117,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_gateway_send_retries_total", Help: "Send batches (or their retryable tails) sent again after a timeout or a retryable refusal."}),
 		sendDelayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_send_rate_delays_total", Help: "Send batches held back for the session's request rate (instead of refused)."}),
+		opDrained: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_gateway_operator_drained", Help: "1 while an operator's drain (ctl drain, ctl site drain) moves this gateway's sessions elsewhere and refuses logins."}),
 		sendGiveUps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_send_give_ups_total", Help: "Sessions ended because a send batch was not stored within request_timeout (the client resends on its next session)."}),
 	}
-	for _, c := range []prometheus.Collector{m.roomGaps, m.sendBatches, m.sendBatchSize, m.sendRetries, m.sendDelayed, m.sendGiveUps, m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
+	for _, c := range []prometheus.Collector{m.opDrained, m.roomGaps, m.sendBatches, m.sendBatchSize, m.sendRetries, m.sendDelayed, m.sendGiveUps, m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
 		m.roomDeliveries, m.roomSlowDrops, m.roomSkipped, m.roomEvents,
 		m.roomDirectWrites, m.roomPartialWrites, m.roomStretched, m.roomRoundSeconds, m.connections, m.sessions, m.accounts, m.accepted, m.refused,
 		m.protocolErrors, m.logins, m.requests, m.requestErrors, m.requestSeconds, m.pushes, m.pushDelivered,

@@ -119,6 +119,9 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 		g.m.refused.WithLabelValues("draining").Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, ReasonDraining)
 	}
+	if g.opDrained.Load() {
+		return nil, nil, g.refuseDrained()
+	}
 	var req imapi.LoginReq
 	if err := json.Unmarshal(body, &req); err != nil {
 		g.m.logins.WithLabelValues(imapi.ErrBadRequest.String()).Inc()

@@ -179,6 +179,11 @@ type HeartbeatReply struct {
 	IntervalMs int64  `json:"interval_ms"`
 	State      string `json:"state"` // committed health: up, down, overloaded, draining, "" (unknown)
 	LBSNode    string `json:"lbs_node"`
+	// Drained: an operator drained this entry point (ctl drain, ctl site
+	// drain): it is out of answers, and a gateway moves its sessions
+	// elsewhere over its operator_drain_time. A node's own drain (on
+	// shutdown) does not set it.
+	Drained bool `json:"drained,omitempty"`
 	// Uplinks is the reporting edge's relay topology resolved to tunnel
 	// addresses; absent when the policy has no topology entry for it.
 	Uplinks *Uplinks `json:"uplinks,omitempty"`

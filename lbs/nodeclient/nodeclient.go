@@ -131,6 +131,11 @@ type Deps struct {
 	// handed over (an empty list too: that is a rollback). An error is
 	// logged and the same rules are not retried.
 	OnGrayscale func(lbsapi.Grayscale) error
+	// OnDrained, when set, is called from the heartbeat goroutine whenever
+	// an operator's drain of this node (ctl drain, ctl site drain) starts
+	// (true) or ends (false), as the LBS's replies say. A node's own drain
+	// on shutdown is not reported here.
+	OnDrained func(drained bool)
 }
 
 // Routing is what a gateway reports of its request routing. Clusters maps
@@ -161,6 +166,7 @@ type Client struct {
 	uplinksLast     []byte // JSON of the uplinks last handed over
 	uplinkUpdates   atomic.Int64
 	grayLast        []byte // JSON of the grayscale rules last handed over
+	drained         bool   // the operator drain last handed to OnDrained
 }
 
 // ErrAllServersFailed is returned when no LBS member accepted a report.
@@ -208,6 +214,11 @@ func (c *Client) Start(ctx context.Context) error {
 			}
 			if err == nil && r.Grayscale != nil && c.deps.OnGrayscale != nil {
 				c.syncGrayscale(*r.Grayscale)
+			}
+			if err == nil && c.deps.OnDrained != nil && r.Drained != c.drained {
+				c.drained = r.Drained
+				c.log.Info("operator drain from the LBS", "drained", r.Drained)
+				c.deps.OnDrained(r.Drained)
 			}
 			if c.deps.OnTurnSecrets != nil && ctx.Err() == nil {
 				if err := c.syncTurnSecrets(ctx); err != nil && ctx.Err() == nil {
