@@ -88,6 +88,9 @@ func (l *LBS) adminHandler() http.Handler {
 	read("GET /v1/nodes", l.adminNodes)
 	op("POST /v1/nodes/{id}/drain", l.adminDrain(state.OpDrain))
 	op("POST /v1/nodes/{id}/undrain", l.adminDrain(state.OpUndrain))
+	read("GET /v1/rotations", l.adminRotations)
+	op("POST /v1/apps/{appkey}/rotate", l.adminRotate(state.OpRotate))
+	op("POST /v1/apps/{appkey}/unrotate", l.adminRotate(state.OpUnrotate))
 	read("GET /v1/sites", l.adminSites)
 	op("POST /v1/sites/{site}/drain", l.adminSiteDrain(state.OpDrain))
 	op("POST /v1/sites/{site}/undrain", l.adminSiteDrain(state.OpUndrain))
@@ -365,6 +368,52 @@ func (l *LBS) adminDrain(op string) func(http.ResponseWriter, *http.Request, pri
 		}
 		l.proposeReply(w, r, &state.Command{Op: op, ID: id, Who: p.who})
 	}
+}
+
+// adminRotate moves an app to its reserve pools (entry rotation under
+// attack) or back: body {"reason": "…"} (optional).
+func (l *LBS) adminRotate(op string) func(http.ResponseWriter, *http.Request, principal) {
+	return func(w http.ResponseWriter, r *http.Request, p principal) {
+		appkey := r.PathValue("appkey")
+		var body struct {
+			Reason string `json:"reason"`
+		}
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				writeErr(w, http.StatusBadRequest, "body: {\"reason\": …}: "+err.Error())
+				return
+			}
+		}
+		snap := l.fsm.Current()
+		var app *model.App
+		for i := range snap.State.Doc.Apps {
+			if snap.State.Doc.Apps[i].AppKey == appkey {
+				app = &snap.State.Doc.Apps[i]
+			}
+		}
+		if app == nil {
+			writeErr(w, http.StatusNotFound, "no app "+appkey)
+			return
+		}
+		if op == state.OpRotate && len(app.ReservePools) == 0 {
+			writeErr(w, http.StatusConflict, "app "+appkey+" has no reserve_pools in the policy")
+			return
+		}
+		l.proposeReply(w, r, &state.Command{Op: op, ID: appkey, Who: p.who, Comment: body.Reason})
+	}
+}
+
+// adminRotations lists the rotated apps.
+func (l *LBS) adminRotations(w http.ResponseWriter, r *http.Request, _ principal) {
+	snap, ok := l.consistent(w, r)
+	if !ok {
+		return
+	}
+	out := snap.State.Rotated
+	if out == nil {
+		out = map[string]state.Rotation{}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // adminSiteDrain drains (undrains) every entry point of a site: a site

@@ -44,6 +44,8 @@ commands:
   drain ID | undrain ID                    take an entry point out of (back into) answers
   sites                                    sites with their nodes' health and load
   site drain SITE | site undrain SITE      drain (undrain) every entry point of a site
+  app rotate [-reason R] APPKEY | app unrotate APPKEY   answer an app from its reserve_pools (entry rotation under attack), or back
+  rotations                                the apps rotated now (who, why, when)
   audit                                    who changed what, when
   raft status | raft join -id ID -address HOST:PORT | raft remove -id ID
   raft snapshot -out FILE                  compact the log and save a backup
@@ -312,6 +314,28 @@ var ctlCommands = map[string]ctlCmd{
 	"sites": {run: func(r *ctlRun) error {
 		return r.list("/v1/sites", col("SITE", "name"), col("NODES", "nodes"), col("UP", "up"), col("DOWN", "down"),
 			col("DRAINED", "drained"), col("CONNS", "connections"), col("CAPACITY", "capacity"), col("LOAD", "load"))
+	}},
+	"app rotate": {flags: []string{"reason"}, run: func(r *ctlRun) error {
+		appkey, err := r.oneArg("app rotate")
+		if err != nil {
+			return err
+		}
+		b, _ := json.Marshal(map[string]string{"reason": *r.v["reason"]})
+		return r.send("POST", "/v1/apps/"+url.PathEscape(appkey)+"/rotate", b, committed("rotated "+appkey+" to its reserve pools"))
+	}},
+	"app unrotate": {run: func(r *ctlRun) error {
+		appkey, err := r.oneArg("app unrotate")
+		if err != nil {
+			return err
+		}
+		return r.send("POST", "/v1/apps/"+url.PathEscape(appkey)+"/unrotate", nil, committed("moved "+appkey+" back to its pools"))
+	}},
+	"rotations": {run: func(r *ctlRun) error {
+		b, err := r.conn.do(r.ctx, "GET", "/v1/rotations", nil, nil)
+		if err != nil {
+			return err
+		}
+		return printJSON(r.out, b)
 	}},
 	"site drain":   {run: siteDrainCmd("drain")},
 	"site undrain": {run: siteDrainCmd("undrain")},

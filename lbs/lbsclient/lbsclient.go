@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -78,6 +79,7 @@ type Client struct {
 	mu         sync.Mutex
 	last       *lbsapi.Answer
 	lastAt     time.Time
+	refreshAt  time.Time // lastAt + the answer's TTL × [0.75, 1), jittered
 	refreshing bool
 	wg         sync.WaitGroup
 }
@@ -129,6 +131,17 @@ func (c *Client) loadCache() {
 		return
 	}
 	c.last, c.lastAt = &cc.Answer, cc.At
+	c.refreshAt = jitteredRefresh(cc.At, cc.Answer.TTL)
+}
+
+// jitteredRefresh is when an answer fetched at `at` is refreshed: at a
+// random point in the last quarter of its TTL, so that clients that got
+// their answers together (a reconnect wave, an app moved to other entry
+// points) do not all ask again at once, and every client has asked within
+// the TTL.
+func jitteredRefresh(at time.Time, ttl int) time.Time {
+	d := time.Duration(ttl) * time.Second
+	return at.Add(d*3/4 + time.Duration(rand.Int64N(int64(d/4)+1)))
 }
 
 func (c *Client) saveCache(a *lbsapi.Answer, at time.Time) {
@@ -148,10 +161,10 @@ func (c *Client) saveCache(a *lbsapi.Answer, at time.Time) {
 // link, else ErrLBSUnreachable.
 func (c *Client) Resolve(ctx context.Context) (*lbsapi.Answer, error) {
 	c.mu.Lock()
-	last, at := c.last, c.lastAt
+	last, at, refreshAt := c.last, c.lastAt, c.refreshAt
 	c.mu.Unlock()
 	if last != nil && time.Since(at) < c.cfg.MaxCacheAge {
-		if time.Since(at) > time.Duration(last.TTL)*time.Second {
+		if !time.Now().Before(refreshAt) {
 			c.refreshInBackground()
 		}
 		a := *last
@@ -218,7 +231,7 @@ func (c *Client) Refresh(ctx context.Context) (*lbsapi.Answer, error) {
 	}
 	now := time.Now()
 	c.mu.Lock()
-	c.last, c.lastAt = a, now
+	c.last, c.lastAt, c.refreshAt = a, now, jitteredRefresh(now, a.TTL)
 	c.mu.Unlock()
 	c.saveCache(a, now)
 	out := *a

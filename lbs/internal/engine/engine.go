@@ -76,9 +76,11 @@ type Result struct {
 	// Measured is true when the order came from users' measurements
 	// (Request.Measured) rather than distance alone.
 	Measured bool
-	TTL      time.Duration
-	Version  uint64
-	Steps    []Step // only with Request.Explain
+	// Rotated is true when the app answers from its reserve pools.
+	Rotated bool
+	TTL     time.Duration
+	Version uint64
+	Steps   []Step // only with Request.Explain
 }
 
 // Step is one stage of the chain as explain shows it.
@@ -116,6 +118,8 @@ type app struct {
 	def      *rule
 	fallback *Candidate
 	secret   string
+	reserve  []*Candidate // the reserve pools' entry points
+	rotated  string       // why the app answers from its reserve ("" when not)
 }
 
 // Engine is a compiled document. Safe for concurrent use.
@@ -147,6 +151,12 @@ func set(ss []string, fold bool) map[string]bool {
 // Compile builds an Engine from a validated document and the committed health
 // of its entry points.
 func Compile(doc *model.Document, health map[string]model.Health, version uint64) (*Engine, error) {
+	return CompileRotated(doc, health, nil, version)
+}
+
+// CompileRotated is Compile with the apps rotated to their reserve pools
+// (appkey → why); an app without reserve pools keeps its entries.
+func CompileRotated(doc *model.Document, health map[string]model.Health, rotated map[string]string, version uint64) (*Engine, error) {
 	e := &Engine{version: version, ttl: doc.Defaults.TTL.D(), nearKm: doc.Defaults.NearKm,
 		apps: map[string]*app{}, byID: map[string]*Candidate{}, seed: maphash.MakeSeed(), rum: doc.RUM.WithDefaults()}
 	if e.ttl <= 0 {
@@ -234,6 +244,12 @@ func Compile(doc *model.Document, health map[string]model.Health, version uint64
 			return nil, fmt.Errorf("app %s: %w", a.AppKey, err)
 		}
 		ca := &app{key: a.AppKey, secret: a.SigningSecret, def: &rule{name: "app:" + a.AppKey, cands: cands, count: count}}
+		if ca.reserve, err = collect(a.ReservePools); err != nil {
+			return nil, fmt.Errorf("app %s: reserve: %w", a.AppKey, err)
+		}
+		if why, ok := rotated[a.AppKey]; ok && len(ca.reserve) > 0 {
+			ca.rotated = "rotated to the reserve pools (" + strings.Join(a.ReservePools, ", ") + "): " + why
+		}
 		if a.Fallback != "" {
 			ca.fallback = e.byID[a.Fallback]
 		}
@@ -336,10 +352,15 @@ func (e *Engine) Select(req *Request) (Result, error) {
 	sp := scratch.Get().(*[]scored)
 	defer func() { *sp = (*sp)[:0]; scratch.Put(sp) }()
 	cs := (*sp)[:0]
-	for _, c := range r.cands {
+	cands, note := r.cands, "candidates from the rule's pools"
+	if a.rotated != "" {
+		cands, note = a.reserve, a.rotated
+		res.Rotated = true
+	}
+	for _, c := range cands {
 		cs = append(cs, scored{c: c})
 	}
-	addStep(req, &res, Step{Name: "pools", Note: "candidates from the rule's pools", Kept: idsIf(req.Explain, cs)})
+	addStep(req, &res, Step{Name: "pools", Note: note, Kept: idsIf(req.Explain, cs)})
 	cs = keepHealthy(req, &res, cs)
 	if r.fence != "" {
 		cs = r.geoFence(req, &res, cs)
@@ -701,6 +722,10 @@ func firstN(req *Request, res *Result, r *rule, cs []scored) []*Candidate {
 
 // withFallback (7) appends the app's fallback when it is not listed yet.
 func withFallback(req *Request, res *Result, a *app, out []*Candidate) []*Candidate {
+	if a.rotated != "" {
+		addStep(req, res, Step{Name: "fallback", Note: "left out: the app is rotated"})
+		return out
+	}
 	if a.fallback != nil && !slices.Contains(out, a.fallback) {
 		out = append(out, a.fallback)
 		res.Fallback = a.fallback

@@ -143,6 +143,13 @@ type App struct {
 	Name   string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Pools are used when no rule matches a request for this app.
 	Pools []string `yaml:"pools" json:"pools"`
+	// ReservePools are the app's entry pool while it is rotated away
+	// from its usual entries (under attack): an operator's `ctl app
+	// rotate`, or the policy's rotation rule on the edges' attack
+	// reports. While rotated every answer for the app comes from these
+	// pools, whatever rule matched, and the fallback is left out (unless
+	// a reserve pool lists it).
+	ReservePools []string `yaml:"reserve_pools,omitempty" json:"reserve_pools,omitempty"`
 	// Fallback is appended to every answer for this app (the app's own
 	// default entry point), unless it is already listed.
 	Fallback string `yaml:"fallback,omitempty" json:"fallback,omitempty"`
@@ -453,6 +460,11 @@ func validateApps(errs *config.Errors, as []App, pools map[string]bool, kinds ma
 		}
 		apps[a.AppKey] = true
 		validatePoolRefs(errs, p, a.Pools, pools)
+		for _, pl := range a.ReservePools {
+			if !pools[pl] {
+				errs.Addf("%s.reserve_pools: unknown pool %q", p, pl)
+			}
+		}
 		if a.Fallback != "" {
 			if why := clientEntryPoint(kinds, a.Fallback); why != "" {
 				errs.Addf("%s.fallback: %s", p, why)

@@ -36,6 +36,8 @@ const (
 	OpHealth           = "health"
 	OpDrain            = "drain"
 	OpUndrain          = "undrain"
+	OpRotate           = "rotate"   // ID: appkey, Comment: why
+	OpUnrotate         = "unrotate" // ID: appkey
 	OpTokenAdd         = "token_add"
 	OpTokenRemove      = "token_remove"
 	OpTurnSecretAdd    = "turn_secret_add"
@@ -110,15 +112,18 @@ type AuditEntry struct {
 
 // State is one immutable version of the replicated state.
 type State struct {
-	Version     uint64                  `json:"version"` // routing policy version
-	Index       uint64                  `json:"index"`   // last applied raft index
-	Doc         model.Document          `json:"doc"`
-	History     []DocVersion            `json:"history"`
-	Health      map[string]model.Health `json:"health"`
-	Drained     map[string]string       `json:"drained"` // entry point → who drained it
-	TurnSecrets []TurnSecret            `json:"turn_secrets"`
-	Tokens      map[string]Token        `json:"tokens"`
-	Audit       []AuditEntry            `json:"audit"`
+	Version uint64                  `json:"version"` // routing policy version
+	Index   uint64                  `json:"index"`   // last applied raft index
+	Doc     model.Document          `json:"doc"`
+	History []DocVersion            `json:"history"`
+	Health  map[string]model.Health `json:"health"`
+	Drained map[string]string       `json:"drained"` // entry point → who drained it
+	// Rotated are the apps answered from their reserve pools (appkey →
+	// who and why).
+	Rotated     map[string]Rotation `json:"rotated,omitempty"`
+	TurnSecrets []TurnSecret        `json:"turn_secrets"`
+	Tokens      map[string]Token    `json:"tokens"`
+	Audit       []AuditEntry        `json:"audit"`
 }
 
 // HashToken is how tokens are stored.
@@ -137,6 +142,29 @@ func (s *State) FindToken(secret string) (Token, bool) {
 		}
 	}
 	return Token{}, false
+}
+
+// Rotation is an app rotated to its reserve pools.
+type Rotation struct {
+	Who string    `json:"who"`
+	Why string    `json:"why,omitempty"`
+	At  time.Time `json:"at"`
+}
+
+// RotatedWhy is what the engine needs of the rotations: appkey → why.
+func (s *State) RotatedWhy() map[string]string {
+	if len(s.Rotated) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(s.Rotated))
+	for k, r := range s.Rotated {
+		why := r.Why
+		if why == "" {
+			why = "no reason given"
+		}
+		m[k] = why + " (by " + r.Who + ")"
+	}
+	return m
 }
 
 // EffectiveHealth merges drains over reported health.
@@ -222,7 +250,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return Result{Index: l.Index, Version: cur.State.Version, Err: err.Error()}
 	}
 	next.Index = l.Index
-	e, err := engine.Compile(&next.Doc, next.EffectiveHealth(), next.Version)
+	e, err := engine.CompileRotated(&next.Doc, next.EffectiveHealth(), next.RotatedWhy(), next.Version)
 	if err != nil {
 		st := *cur.State
 		st.Index = l.Index
@@ -295,6 +323,21 @@ func apply(cur *State, c *Command, index uint64) (*State, error) {
 			delete(s.Drained, c.ID)
 		}
 		audit(c.Op + " " + c.ID)
+	case OpRotate, OpUnrotate:
+		if c.ID == "" {
+			return nil, errors.New("rotate without an appkey")
+		}
+		s.Rotated = maps.Clone(cur.Rotated)
+		if s.Rotated == nil {
+			s.Rotated = map[string]Rotation{}
+		}
+		if c.Op == OpRotate {
+			s.Rotated[c.ID] = Rotation{Who: c.Who, Why: c.Comment, At: c.At}
+			audit(c.Op + " " + c.ID + ": " + c.Comment)
+		} else {
+			delete(s.Rotated, c.ID)
+			audit(c.Op + " " + c.ID)
+		}
 	case OpTokenAdd:
 		if c.Token == nil || c.Token.ID == "" || len(c.Token.Hash) != 64 || (c.Token.Kind != TokenOperator && c.Token.Kind != TokenReader && c.Token.Kind != TokenNode) {
 			return nil, errors.New("token_add: bad token")
@@ -365,7 +408,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("state: restore snapshot: %w", err)
 	}
 	st := *p.State
-	e, err := engine.Compile(&st.Doc, st.EffectiveHealth(), st.Version)
+	e, err := engine.CompileRotated(&st.Doc, st.EffectiveHealth(), st.RotatedWhy(), st.Version)
 	if err != nil {
 		return fmt.Errorf("state: restore snapshot: %w", err)
 	}
