@@ -27,6 +27,12 @@ func init() {
 		argv:    []string{"go", "test", "-run", "^$", "-bench", "^BenchmarkSelection$", "-benchtime", "300000x", "./lbs/"},
 	})
 	register(benchmark{
+		name:    "reach-sim",
+		summary: "internet scale, simulated (lbs/sim): the real selection engine and RUM table, relay path choice and SDK racing over 100 edges, 10 relays, 1M users; share within 1.2x of the best RTT per policy (geo, rum, both)",
+		limit:   30 * time.Minute,
+		argv:    []string{"go", "run", "./tools/reachsim", "-users", "1000000", "-limit", "28m"},
+	})
+	register(benchmark{
 		name:    "lbs-leader-loss",
 		summary: "3-member LBS cluster: leader killed under HTTP+DNS query load; failed answers and time until writes succeed",
 		limit:   3 * time.Minute,
