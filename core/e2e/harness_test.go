@@ -176,7 +176,8 @@ func newKey(t testing.TB) link.KeyPair {
 
 // client is an SDK client with its events collected.
 type client struct {
-	t testing.TB
+	t       testing.TB
+	account string
 	*sdk.Client
 	mu       sync.Mutex
 	msgs     []imapi.Message
@@ -192,6 +193,7 @@ type client struct {
 	roomEvs  []imapi.RoomEvent
 	rejoins  []sdk.RoomRejoin
 	resets   []sdk.Relations
+	supers   []imapi.SuperEvent
 	changed  chan struct{}
 	done     chan struct{}
 }
@@ -222,7 +224,12 @@ func (c *testCore) clientWith(t testing.TB, account, token, deviceType string, m
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &client{t: t, Client: sc, changed: make(chan struct{}, 1), done: make(chan struct{})}
+	return startClient(t, sc, account)
+}
+
+// startClient starts sc and collects its events until the test ends.
+func startClient(t testing.TB, sc *sdk.Client, account string) *client {
+	cl := &client{t: t, account: account, Client: sc, changed: make(chan struct{}, 1), done: make(chan struct{})}
 	sc.Start()
 	go cl.collect()
 	t.Cleanup(func() { _ = sc.Close(); <-cl.done })
@@ -260,6 +267,8 @@ func (c *client) collect() {
 				c.batches++
 			} else if re, ok := sdk.RoomEventOf(ev); ok {
 				c.roomEvs = append(c.roomEvs, re)
+			} else if se, ok := sdk.SuperEventOf(ev); ok {
+				c.supers = append(c.supers, *se)
 			}
 		}
 		c.mu.Unlock()
@@ -288,7 +297,7 @@ func (c *client) waitUntil(what string, d time.Duration, cond func(c *client) bo
 			c.mu.Lock()
 			n := len(c.msgs)
 			c.mu.Unlock()
-			c.t.Fatalf("%s: not reached in %s (%d messages so far)", what, d, n)
+			c.t.Fatalf("%s: %s: not reached in %s (%d messages so far)", c.account, what, d, n)
 		}
 	}
 }

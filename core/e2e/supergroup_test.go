@@ -229,19 +229,7 @@ func (e *superEnv) token(account string) string {
 	return tr.Token
 }
 
-// superClient is an SDK client that records messages and super-group events.
-type superClient struct {
-	t       testing.TB
-	account string
-	*sdk.Client
-	mu      sync.Mutex
-	msgs    []imapi.Message
-	events  []imapi.SuperEvent
-	changed chan struct{}
-	done    chan struct{}
-}
-
-func (e *superEnv) client(account, token string, gw int) *superClient {
+func (e *superEnv) client(account, token string, gw int) *client {
 	e.t.Helper()
 	// The preferred gateway first, then the others (reconnects go there
 	// when it is gone).
@@ -262,26 +250,7 @@ func (e *superEnv) client(account, token string, gw int) *superClient {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	c := &superClient{t: e.t, account: account, Client: sc, changed: make(chan struct{}, 1), done: make(chan struct{})}
-	sc.Start()
-	go func() {
-		defer close(c.done)
-		for ev := range sc.Events() {
-			c.mu.Lock()
-			if ev.Kind == sdk.EventMessage {
-				c.msgs = append(c.msgs, *ev.Message)
-			}
-			if se, ok := sdk.SuperEventOf(ev); ok {
-				c.events = append(c.events, *se)
-			}
-			c.mu.Unlock()
-			select {
-			case c.changed <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	e.t.Cleanup(func() { _ = sc.Close(); <-c.done })
+	c := startClient(e.t, sc, account)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := sc.WaitConnected(ctx); err != nil {
@@ -290,37 +259,15 @@ func (e *superEnv) client(account, token string, gw int) *superClient {
 	return c
 }
 
-func (c *superClient) waitUntil(what string, d time.Duration, cond func(c *superClient) bool) {
-	c.t.Helper()
-	deadline := time.After(d)
-	for {
-		c.mu.Lock()
-		ok := cond(c)
-		c.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-c.changed:
-		case <-time.After(20 * time.Millisecond):
-		case <-deadline:
-			c.mu.Lock()
-			n := len(c.msgs)
-			c.mu.Unlock()
-			c.t.Fatalf("%s: %s: not reached in %s (%d messages so far)", c.account, what, d, n)
-		}
-	}
-}
-
 // inConv returns the seqs received in conv (in delivery order).
-func (c *superClient) inConv(conv string) []int64 {
+func (c *client) inConv(conv string) []int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.seqsLocked(conv)
 }
 
 // seqsLocked is inConv with c.mu held (in waitUntil conditions).
-func (c *superClient) seqsLocked(conv string) []int64 {
+func (c *client) seqsLocked(conv string) []int64 {
 	var out []int64
 	for _, m := range c.msgs {
 		if m.ConvID == conv {
@@ -330,7 +277,7 @@ func (c *superClient) seqsLocked(conv string) []int64 {
 	return out
 }
 
-func (c *superClient) conv(t *testing.T, id string) imapi.Conversation {
+func (c *client) conv(t *testing.T, id string) imapi.Conversation {
 	t.Helper()
 	var resp imapi.ConvListResp
 	if err := c.Request(context.Background(), imapi.OpConvList, nil, &resp); err != nil {
@@ -426,7 +373,7 @@ func testSuperGroup100k(t *testing.T, driver string) {
 		tokens[a] = e.token(a)
 	}
 	owner := e.client("owner", tokens["owner"], 0)
-	var online []*superClient
+	var online []*client
 	for i, a := range sample[:20] {
 		online = append(online, e.client(a, tokens[a], i%2))
 	}
@@ -448,7 +395,7 @@ func testSuperGroup100k(t *testing.T, driver string) {
 	send("four")
 	send("five")
 	for _, c := range online {
-		c.waitUntil("five messages", 15*time.Second, func(c *superClient) bool { return len(c.seqsLocked(conv)) >= 5 })
+		c.waitUntil("five messages", 15*time.Second, func(c *client) bool { return len(c.seqsLocked(conv)) >= 5 })
 	}
 	t.Logf("5 sends reached 20 online members on 2 gateways in %v", time.Since(sendStart))
 	time.Sleep(200 * time.Millisecond) // a duplicate would arrive by now
@@ -467,7 +414,7 @@ func testSuperGroup100k(t *testing.T, driver string) {
 	}
 
 	// Unread and mentions (mentions are stored by the JetStream workers).
-	waitConv := func(c *superClient, what string, ok func(imapi.Conversation) bool) imapi.Conversation {
+	waitConv := func(c *client, what string, ok func(imapi.Conversation) bool) imapi.Conversation {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -490,12 +437,12 @@ func testSuperGroup100k(t *testing.T, driver string) {
 	waitConv(online[3], "after reading to 2", func(cv imapi.Conversation) bool { return cv.Unread == 3 && cv.Mentions == 1 && cv.ReadSeq == 2 })
 
 	// Offline members connect and sync by the group sequence.
-	var offline []*superClient
+	var offline []*client
 	for i, a := range sample[20:] {
 		offline = append(offline, e.client(a, tokens[a], i%2))
 	}
 	for _, c := range offline {
-		c.waitUntil("synced 1..5", 15*time.Second, func(c *superClient) bool { return len(c.seqsLocked(conv)) >= 5 })
+		c.waitUntil("synced 1..5", 15*time.Second, func(c *client) bool { return len(c.seqsLocked(conv)) >= 5 })
 		if got := c.inConv(conv); !slices.Equal(got, seqs(5)) {
 			t.Fatalf("%s synced seqs %v", c.account, got)
 		}
@@ -509,7 +456,7 @@ func testSuperGroup100k(t *testing.T, driver string) {
 	// Now online, they get the next message by push.
 	send("six")
 	for _, c := range append(slices.Clip(online), offline...) {
-		c.waitUntil("six", 10*time.Second, func(c *superClient) bool { return len(c.seqsLocked(conv)) >= 6 })
+		c.waitUntil("six", 10*time.Second, func(c *client) bool { return len(c.seqsLocked(conv)) >= 6 })
 	}
 
 	// A removed member is told and stops receiving; the others go on.
@@ -519,13 +466,13 @@ func testSuperGroup100k(t *testing.T, driver string) {
 	if !slices.Equal(rr.Changed, []string{removed.account}) || rr.Count != members-1 {
 		t.Fatalf("remove: %+v", rr)
 	}
-	removed.waitUntil("removed event", 10*time.Second, func(c *superClient) bool {
-		return slices.ContainsFunc(c.events, func(ev imapi.SuperEvent) bool { return ev.Kind == imapi.SuperRemoved && ev.GroupID == g.GroupID })
+	removed.waitUntil("removed event", 10*time.Second, func(c *client) bool {
+		return slices.ContainsFunc(c.supers, func(ev imapi.SuperEvent) bool { return ev.Kind == imapi.SuperRemoved && ev.GroupID == g.GroupID })
 	})
 	send("seven")
 	for _, c := range online {
 		if c != removed {
-			c.waitUntil("seven", 10*time.Second, func(c *superClient) bool { return len(c.seqsLocked(conv)) >= 7 })
+			c.waitUntil("seven", 10*time.Second, func(c *client) bool { return len(c.seqsLocked(conv)) >= 7 })
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -550,13 +497,13 @@ func testSuperGroup100k(t *testing.T, driver string) {
 			ConvType: imapi.ConvSuper, To: g.GroupID, ClientMsgID: fmt.Sprintf("api-%d", i), Body: body}}, nil)
 	}
 	stayed := append(slices.Clip(online), offline...)
-	stayed = slices.DeleteFunc(stayed, func(c *superClient) bool { return c == removed })
+	stayed = slices.DeleteFunc(stayed, func(c *client) bool { return c == removed })
 	for _, c := range stayed {
-		c.waitUntil("1..9 after the gateway left", 20*time.Second, func(c *superClient) bool { return len(c.seqsLocked(conv)) >= 9 })
+		c.waitUntil("1..9 after the gateway left", 20*time.Second, func(c *client) bool { return len(c.seqsLocked(conv)) >= 9 })
 	}
 	send("ten") // the owner, reconnected too
 	for _, c := range stayed {
-		c.waitUntil("ten", 10*time.Second, func(c *superClient) bool { return len(c.seqsLocked(conv)) >= 10 })
+		c.waitUntil("ten", 10*time.Second, func(c *client) bool { return len(c.seqsLocked(conv)) >= 10 })
 		if got := c.inConv(conv); !slices.Equal(got, seqs(10)) {
 			t.Fatalf("%s after the gateway left: %v", c.account, got)
 		}
@@ -565,8 +512,8 @@ func testSuperGroup100k(t *testing.T, driver string) {
 	// Dismissal: one push on the group subject reaches every online member.
 	e.ok(http.MethodPost, "/v1/supergroups/"+g.GroupID+"/dismiss", &serverapi.GroupActReq{As: "owner"}, nil)
 	for _, c := range offline {
-		c.waitUntil("dismissed event", 10*time.Second, func(c *superClient) bool {
-			return slices.ContainsFunc(c.events, func(ev imapi.SuperEvent) bool { return ev.Kind == imapi.SuperDismissed })
+		c.waitUntil("dismissed event", 10*time.Second, func(c *client) bool {
+			return slices.ContainsFunc(c.supers, func(ev imapi.SuperEvent) bool { return ev.Kind == imapi.SuperDismissed })
 		})
 	}
 }
@@ -635,7 +582,7 @@ func TestSuperGroupWorkerCrash(t *testing.T) {
 	if _, err := boss.Send(context.Background(), imapi.SendReq{ConvType: imapi.ConvSuper, To: g.GroupID, Body: body, Mentions: []string{"amy"}}); err != nil {
 		t.Fatal(err)
 	}
-	amy.waitUntil("the message", 10*time.Second, func(c *superClient) bool { return len(c.seqsLocked(imapi.SuperConvID(g.GroupID))) == 1 })
+	amy.waitUntil("the message", 10*time.Second, func(c *client) bool { return len(c.seqsLocked(imapi.SuperConvID(g.GroupID))) == 1 })
 	select {
 	case <-stall.entered:
 	case <-time.After(10 * time.Second):

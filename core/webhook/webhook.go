@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/longlink/longlink/core/internal/jsworkers"
 	"github.com/longlink/longlink/pkg/logging"
 )
 
@@ -93,10 +94,7 @@ type Webhooks struct {
 	apps     map[string]*AppConfig
 
 	mu      sync.Mutex
-	cc      jetstream.ConsumeContext
-	cancel  context.CancelFunc
-	quit    chan struct{}
-	wg      sync.WaitGroup
+	pool    *jsworkers.Pool
 	started bool
 }
 
@@ -182,43 +180,15 @@ func (w *Webhooks) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhook: consumer: %w", err)
 	}
-	wctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	work, quit := make(chan jetstream.Msg), make(chan struct{})
-	w.quit = quit
-	for range w.cfg.Workers {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			for {
-				select {
-				case m := <-work:
-					w.deliver(wctx, m)
-				case <-quit:
-					return
-				}
-			}
-		}()
-	}
 	// A message not handed to a worker before shutdown stays unacknowledged
 	// and is redelivered after the ack wait.
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case work <- m:
-		case <-quit:
-		}
-	},
-		jetstream.PullMaxMessages(w.cfg.Workers),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			w.log.Debug("consume", "err", err)
-		}))
+	pool, err := jsworkers.Start(cons, w.cfg.Workers, w.cfg.Workers, w.deliver, func(err error) {
+		w.log.Debug("consume", "err", err)
+	})
 	if err != nil {
-		close(quit)
-		cancel()
-		w.wg.Wait()
 		return fmt.Errorf("webhook: consume: %w", err)
 	}
-	w.cc = cc
+	w.pool = pool
 	w.started = true
 	w.log.Info("webhook delivery started", "apps", len(w.apps), "workers", w.cfg.Workers)
 	return nil
@@ -234,26 +204,13 @@ func (w *Webhooks) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	w.started = false
-	cc, cancel, quit := w.cc, w.cancel, w.quit
+	pool := w.pool
+	w.pool = nil
 	w.mu.Unlock()
-	cc.Drain()
-	select {
-	case <-cc.Closed():
-	case <-ctx.Done():
-		cc.Stop()
+	if err := pool.Stop(ctx); err != nil {
+		return fmt.Errorf("webhook: shutdown: %w", err)
 	}
-	close(quit)
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		cancel()
-		return nil
-	case <-ctx.Done():
-		cancel()
-		<-done
-		return fmt.Errorf("webhook: shutdown: %w", ctx.Err())
-	}
+	return nil
 }
 
 func newEventID(t time.Time) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/core/internal/jsworkers"
 
 	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
@@ -29,11 +30,8 @@ import (
 
 // sideWork runs super-group side work on this node.
 type sideWork struct {
-	mu     sync.Mutex
-	cc     jetstream.ConsumeContext
-	quit   chan struct{}
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	mu   sync.Mutex
+	pool *jsworkers.Pool
 }
 
 // superJob is the side work of one super-group message.
@@ -75,41 +73,16 @@ func (s *Messages) startSideWork(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("service: super consumer: %w", err)
 	}
-	wctx, cancel := context.WithCancel(context.Background())
-	work, quit := make(chan jetstream.Msg), make(chan struct{})
 	st := &s.side
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.cancel, st.quit = cancel, quit
-	for range c.Workers {
-		st.wg.Add(1)
-		go func() {
-			defer st.wg.Done()
-			for {
-				select {
-				case m := <-work:
-					s.runJob(wctx, m)
-				case <-quit:
-					return
-				}
-			}
-		}()
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case work <- m:
-		case <-quit:
-		}
-	}, jetstream.PullMaxMessages(2*c.Workers), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	pool, err := jsworkers.Start(cons, c.Workers, 2*c.Workers, s.runJob, func(err error) {
 		s.n.Log.Debug("super consume", "err", err)
-	}))
+	})
 	if err != nil {
-		close(quit)
-		cancel()
-		st.wg.Wait()
 		return fmt.Errorf("service: super consume: %w", err)
 	}
-	st.cc = cc
+	st.pool = pool
 	return nil
 }
 
@@ -118,26 +91,12 @@ func (s *Messages) startSideWork(ctx context.Context) error {
 func (s *Messages) stopSideWork(ctx context.Context) {
 	st := &s.side
 	st.mu.Lock()
-	cc, quit, cancel := st.cc, st.quit, st.cancel
-	st.cc = nil
+	pool := st.pool
+	st.pool = nil
 	st.mu.Unlock()
-	if cc == nil {
-		return
+	if pool != nil {
+		_ = pool.Stop(ctx)
 	}
-	cc.Drain()
-	select {
-	case <-cc.Closed():
-	case <-ctx.Done():
-		cc.Stop()
-	}
-	close(quit)
-	done := make(chan struct{})
-	go func() { st.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-	cancel()
 }
 
 func (s *Messages) runJob(ctx context.Context, m jetstream.Msg) {
