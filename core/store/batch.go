@@ -343,7 +343,48 @@ func (s *sqlStore) tryBatch(batch []*pending) error {
 // appendTx is the transaction of a group commit in three steps, each one
 // flush of tx: the reads, the sequence allocation, the writes.
 func (s *sqlStore) appendTx(ctx context.Context, tx batchTx, batch []*pending) error {
-	// Reads, one multi-row query per kind and appkey.
+	r := s.queueReads(tx, batch)
+	if err := tx.flush(ctx); err != nil {
+		return err
+	}
+	byConv, seen := r.admit(batch)
+	if len(byConv) == 0 {
+		s.fixInBatchDuplicates(batch, seen)
+		return tx.commit(ctx)
+	}
+
+	convs := sortedConvs(byConv)
+	tops := s.queueSeqAllocation(tx, convs, byConv)
+	if err := tx.flush(ctx); err != nil {
+		return err
+	}
+
+	if err := s.queueWrites(tx, convs, byConv, tops); err != nil {
+		return err
+	}
+	if err := tx.commit(ctx); err != nil {
+		return err
+	}
+	s.fixInBatchDuplicates(batch, seen)
+	return nil
+}
+
+// batchReads is what the first step of a group commit reads, filled in
+// when tx flushes: earlier appends of the batch's client message ids, the
+// 1:1 recipients that exist (and whether they are enabled), the members of
+// the ordinary groups sent to, the senders' super-group memberships, and
+// the 1:1 appends a blacklist refuses.
+type batchReads struct {
+	existing  map[dedupeKey]AppendResult
+	peerOK    map[[2]string]bool
+	groups    map[[2]string][]string
+	superOK   map[superKey]bool
+	blockedBy []func() map[*pending]bool
+}
+
+// queueReads queues on tx the reads of the batch, one multi-row query per
+// kind and appkey, and clears the appends' results.
+func (s *sqlStore) queueReads(tx batchTx, batch []*pending) *batchReads {
 	byApp := map[string][]*pending{}
 	var apps []string
 	for _, p := range batch {
@@ -353,135 +394,166 @@ func (s *sqlStore) appendTx(ctx context.Context, tx batchTx, batch []*pending) e
 		}
 		byApp[p.a.AppKey] = append(byApp[p.a.AppKey], p)
 	}
-	existing := map[dedupeKey]AppendResult{}
-	peerOK := map[[2]string]bool{}
-	groups := map[[2]string][]string{}
-	superOK := map[superKey]bool{}
-	var blockedBy []func() map[*pending]bool
+	r := &batchReads{
+		existing: map[dedupeKey]AppendResult{},
+		peerOK:   map[[2]string]bool{},
+		groups:   map[[2]string][]string{},
+		superOK:  map[superKey]bool{},
+	}
 	for _, appkey := range apps {
-		ps := byApp[appkey]
-		var cmids, peers []any
-		seenC, seenP := map[string]bool{}, map[string]bool{}
-		for _, p := range ps {
-			if !seenC[p.a.ClientMsgID] {
-				seenC[p.a.ClientMsgID] = true
-				cmids = append(cmids, p.a.ClientMsgID)
-			}
-			if p.a.Peer != "" && !seenP[p.a.Peer] {
-				seenP[p.a.Peer] = true
-				peers = append(peers, p.a.Peer)
-			}
-			if p.a.Super {
-				sk := superKey{appkey, p.a.GroupID, p.a.Sender}
-				if _, ok := superOK[sk]; !ok {
-					superOK[sk] = false
-					tx.query(s.q(sqlSuperMember), []any{appkey, p.a.GroupID, p.a.Sender}, func(rs rowScanner) error {
-						var n int
-						if err := rs.Scan(&n); err != nil {
-							return err
-						}
-						superOK[sk] = n > 0
-						return nil
-					})
-				}
-			} else if p.a.GroupID != "" {
-				gk := [2]string{appkey, p.a.GroupID}
-				if _, ok := groups[gk]; !ok {
-					groups[gk] = nil
-					tx.query(s.q(sqlMembers), []any{appkey, p.a.GroupID}, func(rs rowScanner) error {
-						var m string
-						if err := rs.Scan(&m); err != nil {
-							return err
-						}
-						groups[gk] = append(groups[gk], m)
-						return nil
-					})
-				}
-			}
+		s.queueAppReads(tx, r, appkey, byApp[appkey])
+	}
+	return r
+}
+
+// queueAppReads queues the reads of one app's appends ps.
+func (s *sqlStore) queueAppReads(tx batchTx, r *batchReads, appkey string, ps []*pending) {
+	var cmids, peers []any
+	seenC, seenP := map[string]bool{}, map[string]bool{}
+	for _, p := range ps {
+		if !seenC[p.a.ClientMsgID] {
+			seenC[p.a.ClientMsgID] = true
+			cmids = append(cmids, p.a.ClientMsgID)
 		}
-		s.queryRows(tx, sqlDedupe, []any{appkey}, cmids, func(rs rowScanner) error {
-			var k dedupeKey
-			var r AppendResult
-			if err := rs.Scan(&k.cmid, &k.conv, &k.sender, &r.MsgID, &r.Seq, &r.Time); err != nil {
+		if p.a.Peer != "" && !seenP[p.a.Peer] {
+			seenP[p.a.Peer] = true
+			peers = append(peers, p.a.Peer)
+		}
+		s.queueMembership(tx, r, appkey, p.a)
+	}
+	s.queryRows(tx, sqlDedupe, []any{appkey}, cmids, func(rs rowScanner) error {
+		var k dedupeKey
+		var res AppendResult
+		if err := rs.Scan(&k.cmid, &k.conv, &k.sender, &res.MsgID, &res.Seq, &res.Time); err != nil {
+			return err
+		}
+		k.appkey = appkey
+		r.existing[k] = res
+		return nil
+	})
+	s.queryRows(tx, sqlPeers, []any{appkey}, peers, func(rs rowScanner) error {
+		var a string
+		var disabled int
+		if err := rs.Scan(&a, &disabled); err != nil {
+			return err
+		}
+		r.peerOK[[2]string{appkey, a}] = disabled == 0
+		return nil
+	})
+	if len(peers) > 0 {
+		r.blockedBy = append(r.blockedBy, s.queryBlocked(tx, appkey, ps))
+	}
+}
+
+// queueMembership queues, once per group of the batch, the read that
+// checks a group append's sender: its super-group membership, or the
+// ordinary group's members.
+func (s *sqlStore) queueMembership(tx batchTx, r *batchReads, appkey string, a *Append) {
+	switch {
+	case a.Super:
+		sk := superKey{appkey, a.GroupID, a.Sender}
+		if _, ok := r.superOK[sk]; ok {
+			return
+		}
+		r.superOK[sk] = false
+		tx.query(s.q(sqlSuperMember), []any{appkey, a.GroupID, a.Sender}, func(rs rowScanner) error {
+			var n int
+			if err := rs.Scan(&n); err != nil {
 				return err
 			}
-			k.appkey = appkey
-			existing[k] = r
+			r.superOK[sk] = n > 0
 			return nil
 		})
-		s.queryRows(tx, sqlPeers, []any{appkey}, peers, func(rs rowScanner) error {
-			var a string
-			var disabled int
-			if err := rs.Scan(&a, &disabled); err != nil {
+	case a.GroupID != "":
+		gk := [2]string{appkey, a.GroupID}
+		if _, ok := r.groups[gk]; ok {
+			return
+		}
+		r.groups[gk] = nil
+		tx.query(s.q(sqlMembers), []any{appkey, a.GroupID}, func(rs rowScanner) error {
+			var m string
+			if err := rs.Scan(&m); err != nil {
 				return err
 			}
-			peerOK[[2]string{appkey, a}] = disabled == 0
+			r.groups[gk] = append(r.groups[gk], m)
 			return nil
 		})
-		if len(peers) > 0 {
-			blockedBy = append(blockedBy, s.queryBlocked(tx, appkey, ps))
-		}
 	}
-	if err := tx.flush(ctx); err != nil {
-		return err
-	}
+}
+
+// admit decides each append of the batch from the reads: refused (the
+// error set on it), a duplicate of an earlier append (its result set), or
+// to be stored, in byConv by conversation in batch order. seen holds the
+// first append of each dedupe key; later ones are answered from it by
+// fixInBatchDuplicates.
+func (r *batchReads) admit(batch []*pending) (byConv map[convKey][]*pending, seen map[dedupeKey]*pending) {
 	blocked := map[*pending]bool{}
-	for _, f := range blockedBy {
+	for _, f := range r.blockedBy {
 		for p := range f() {
 			blocked[p] = true
 		}
 	}
-
-	seen := map[dedupeKey]*pending{} // first append of each key in this batch
-	byConv := map[convKey][]*pending{}
+	seen = map[dedupeKey]*pending{}
+	byConv = map[convKey][]*pending{}
 	for _, p := range batch {
 		a := p.a
 		k := dedupeKey{a.AppKey, a.ConvID, a.Sender, a.ClientMsgID}
 		if _, ok := seen[k]; ok {
-			continue // answered from the first one by fixInBatchDuplicates
+			continue
 		}
 		seen[k] = p
-		if a.Super {
-			if !superOK[superKey{a.AppKey, a.GroupID, a.Sender}] {
-				p.res.Err = ErrForbidden
-				continue
-			}
-		} else if a.GroupID != "" {
-			ms := groups[[2]string{a.AppKey, a.GroupID}]
-			if !slices.Contains(ms, a.Sender) {
-				p.res.Err = ErrForbidden
-				continue
-			}
-			p.res.Members = ms
-		} else {
-			if !peerOK[[2]string{a.AppKey, a.Peer}] {
-				p.res.Err = ErrNotFound
-				continue
-			}
-			if blocked[p] {
-				p.res.Err = ErrBlocked
-				continue
-			}
-			if a.Sender == a.Peer {
-				p.res.Members = []string{a.Sender}
-			} else {
-				p.res.Members = []string{a.Sender, a.Peer}
-			}
+		if !r.allowed(p, blocked[p]) {
+			continue
 		}
-		if r, ok := existing[k]; ok {
-			p.res.MsgID, p.res.Seq, p.res.Time, p.res.Duplicate = r.MsgID, r.Seq, r.Time, true
+		if res, ok := r.existing[k]; ok {
+			p.res.MsgID, p.res.Seq, p.res.Time, p.res.Duplicate = res.MsgID, res.Seq, res.Time, true
 			continue
 		}
 		ck := convKey{a.AppKey, a.ConvID}
 		byConv[ck] = append(byConv[ck], p)
 	}
-	if len(byConv) == 0 {
-		s.fixInBatchDuplicates(batch, seen)
-		return tx.commit(ctx)
-	}
+	return byConv, seen
+}
 
-	// Allocate sequences, conversations in a fixed order (lock order on
-	// PostgreSQL), one multi-row upsert per app.
+// allowed checks that p's sender may send to its conversation and sets the
+// accounts whose conversation state it updates (p.res.Members); when not,
+// it sets the refusal (p.res.Err).
+func (r *batchReads) allowed(p *pending, blocked bool) bool {
+	a := p.a
+	switch {
+	case a.Super:
+		if !r.superOK[superKey{a.AppKey, a.GroupID, a.Sender}] {
+			p.res.Err = ErrForbidden
+			return false
+		}
+	case a.GroupID != "":
+		ms := r.groups[[2]string{a.AppKey, a.GroupID}]
+		if !slices.Contains(ms, a.Sender) {
+			p.res.Err = ErrForbidden
+			return false
+		}
+		p.res.Members = ms
+	default:
+		if !r.peerOK[[2]string{a.AppKey, a.Peer}] {
+			p.res.Err = ErrNotFound
+			return false
+		}
+		if blocked {
+			p.res.Err = ErrBlocked
+			return false
+		}
+		if a.Sender == a.Peer {
+			p.res.Members = []string{a.Sender}
+		} else {
+			p.res.Members = []string{a.Sender, a.Peer}
+		}
+	}
+	return true
+}
+
+// sortedConvs lists the conversations of byConv in (appkey, conversation)
+// order: the order their sequence rows are locked in on PostgreSQL.
+func sortedConvs(byConv map[convKey][]*pending) []convKey {
 	convs := make([]convKey, 0, len(byConv))
 	for k := range byConv {
 		convs = append(convs, k)
@@ -492,6 +564,13 @@ func (s *sqlStore) appendTx(ctx context.Context, tx batchTx, batch []*pending) e
 		}
 		return strings.Compare(a.conv, b.conv)
 	})
+	return convs
+}
+
+// queueSeqAllocation queues the allocation of the conversations'
+// sequences, one multi-row upsert per app; the returned map gets each
+// conversation's new top sequence when tx flushes.
+func (s *sqlStore) queueSeqAllocation(tx batchTx, convs []convKey, byConv map[convKey][]*pending) map[convKey]int64 {
 	tops := map[convKey]int64{}
 	for i := 0; i < len(convs); {
 		appkey := convs[i].appkey
@@ -511,12 +590,15 @@ func (s *sqlStore) appendTx(ctx context.Context, tx batchTx, batch []*pending) e
 			return nil
 		})
 	}
-	if err := tx.flush(ctx); err != nil {
-		return err
-	}
+	return tops
+}
 
+// queueWrites numbers the appends of each conversation up to its new top
+// sequence, sets their results and queues the writes: the messages, the
+// members' conversation state, the super-group senders' read positions.
+func (s *sqlStore) queueWrites(tx batchTx, convs []convKey, byConv map[convKey][]*pending, tops map[convKey]int64) error {
 	var msgRows []any
-	ucs := map[ucKey]*ucAgg{}
+	ucs := convStates{}
 	superReads := map[superKey]int64{}
 	for _, ck := range convs {
 		ps := byConv[ck]
@@ -536,36 +618,53 @@ func (s *sqlStore) appendTx(ctx context.Context, tx batchTx, batch []*pending) e
 				superReads[superKey{a.AppKey, a.GroupID, a.Sender}] = seq
 				continue
 			}
-			for _, m := range p.res.Members {
-				k := ucKey{a.AppKey, m, a.ConvID}
-				u := ucs[k]
-				if u == nil {
-					u = &ucAgg{convType: a.ConvType}
-					switch {
-					case a.GroupID != "":
-						u.peer = a.GroupID
-					case m == a.Sender:
-						u.peer = a.Peer
-					default:
-						u.peer = a.Sender
-					}
-					ucs[k] = u
-				}
-				u.lastSeq, u.lastTime = seq, a.Time
-				if m == a.Sender {
-					// Sending implies having read everything before.
-					u.reset, u.readSeq, u.unread, u.mentions = true, seq, 0, 0
-				} else {
-					u.unread++
-					if slices.Contains(a.Mentions, m) {
-						u.mentions++
-					}
-				}
-			}
+			ucs.add(a, p.res.Members, seq)
 		}
 	}
 	s.queryRows(tx, sqlInsert, nil, msgRows, nil)
+	s.queueConvStates(tx, ucs)
+	s.updateSuperReads(tx, superReads)
+	return nil
+}
 
+// convStates aggregates the batch's changes to each member's conversation
+// state (user_conversations).
+type convStates map[ucKey]*ucAgg
+
+// add counts message seq of a in the conversation state of each of members.
+func (ucs convStates) add(a *Append, members []string, seq int64) {
+	for _, m := range members {
+		k := ucKey{a.AppKey, m, a.ConvID}
+		u := ucs[k]
+		if u == nil {
+			u = &ucAgg{convType: a.ConvType}
+			switch {
+			case a.GroupID != "":
+				u.peer = a.GroupID
+			case m == a.Sender:
+				u.peer = a.Peer
+			default:
+				u.peer = a.Sender
+			}
+			ucs[k] = u
+		}
+		u.lastSeq, u.lastTime = seq, a.Time
+		if m == a.Sender {
+			// Sending implies having read everything before.
+			u.reset, u.readSeq, u.unread, u.mentions = true, seq, 0, 0
+		} else {
+			u.unread++
+			if slices.Contains(a.Mentions, m) {
+				u.mentions++
+			}
+		}
+	}
+}
+
+// queueConvStates queues the upserts of the conversation states in
+// (appkey, account, conversation) order, the lock order on PostgreSQL:
+// the senders' (read position reset) and the others' (unread added).
+func (s *sqlStore) queueConvStates(tx batchTx, ucs convStates) {
 	keys := make([]ucKey, 0, len(ucs))
 	for k := range ucs {
 		keys = append(keys, k)
@@ -591,12 +690,6 @@ func (s *sqlStore) appendTx(ctx context.Context, tx batchTx, batch []*pending) e
 	}
 	s.queryRows(tx, sqlUCReset, nil, resetRows, nil)
 	s.queryRows(tx, sqlUCAdd, nil, addRows, nil)
-	s.updateSuperReads(tx, superReads)
-	if err := tx.commit(ctx); err != nil {
-		return err
-	}
-	s.fixInBatchDuplicates(batch, seen)
-	return nil
 }
 
 type superKey struct{ appkey, group, account string }
