@@ -52,11 +52,10 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 		ids = append(ids, id)
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
-	quic := linkquic.NewDialer() // keeps the session tickets of 0-RTT reconnects
 	return func(ctx context.Context, addr string) (Transport, error) {
 		netDial, target := tcpDial, addr
 		if a, ok := strings.CutPrefix(addr, linkquic.Scheme); ok {
-			netDial, target = quic.Dial, a
+			netDial, target = quicDialer.Dial, a
 		}
 		var last error
 		for _, id := range ids {
@@ -100,6 +99,11 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 		return nil, fmt.Errorf("link %s: %w", addr, last)
 	}
 }
+
+// quicDialer keeps the TLS session tickets of Link over QUIC per process,
+// as rtts keeps round trips: every client's next connection to an entry
+// point sends its handshake as 0-RTT data.
+var quicDialer = linkquic.NewDialer()
 
 type linkTransport struct {
 	c     *link.Conn

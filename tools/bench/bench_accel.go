@@ -11,11 +11,12 @@ func init() {
 		register(benchmark{
 			name: "accel-" + tunnel,
 			summary: "Longlink (longlink dev + relay -egress + edge, core/sdk clients) through the edge over " + tunnel +
-				" vs direct to the core in the emulated standard world: connect+login p50/p99 (the edge answers logins with signed tokens), connect+login+first message acked p50/p99, message RTT p50/p99",
+				" vs direct to the core in the emulated standard world: connect+login p50/p99 (the edge answers logins with signed tokens), connect+login+first message acked p50/p99, message RTT p50/p99; "+
+				"then the same edge with Link over QUIC on the access leg (accel_access_*: TCP vs QUIC, message p99 over the propagation floor)",
 			// 90 s of messages give each path ~3,000 samples: the p99 then
 			// rests on ~30 of them (the direct path's moved by ±25 % with 30 s).
-			limit: 13 * time.Minute,
-			argv:  []string{"go", "run", "./tools/wanemu/accel", "-impl", "longlink", "-tunnel", tunnel, "-msg-for", "90s", "-timeout", "11m"},
+			limit: 16 * time.Minute,
+			argv:  []string{"go", "run", "./tools/wanemu/accel", "-impl", "longlink", "-tunnel", tunnel, "-msg-for", "90s", "-timeout", "14m"},
 		})
 		register(benchmark{
 			name: "accel-standin-" + tunnel,

@@ -62,7 +62,7 @@ services:
 	edgeYAML := `
 name: edge-1
 cluster: default
-link: {listen: "%[1]s:7720", service: link%[6]s}
+link: {listen: "%[1]s:7720", quic: "%[1]s:7724", service: link%[6]s}
 weblink: {listen: ""}
 %[2]s
 routing:
@@ -180,6 +180,17 @@ routing:
 	if f.measured != nil {
 		f.measured(direct, accel)
 	}
+	// The same edge and clients over Link over QUIC on the access leg
+	// (core/link/linkquic): TCP's 200 ms minimum retransmission timeout
+	// against QUIC's loss recovery within about a round trip.
+	overQUIC, err := measure("user", "quic://"+edge+":7724")
+	if err != nil {
+		return err
+	}
+	reportAccess(f.tunnel, accel, overQUIC, worldFloor(f.world))
+	if f.measuredQUIC != nil {
+		f.measuredQUIC(overQUIC)
+	}
 	if f.local {
 		// The core's own share: the same client on the core's loopback, no
 		// WAN at all (it competes with the core for this machine's CPU).
@@ -205,6 +216,80 @@ routing:
 	}
 	printLinkStats(w)
 	return nil
+}
+
+// reportAccess prints the access leg's figures, TCP against QUIC through the
+// same edge in the same run (accel_access_*), and the message p99 over the
+// propagation floor of the path through the edge (the goal is 1.15).
+func reportAccess(tunnel string, tcp, quic measurement, floor time.Duration) {
+	res := func(name string, v float64, unit string) {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			fmt.Printf("RESULT accel_access_%s %.2f %s\n", name, v, unit)
+		}
+	}
+	fmt.Printf("# access leg over TCP vs QUIC (edge, %s tunnel); samples: connect tcp %d (failed %d), quic %d (failed %d); messages tcp %d (failed %d), quic %d (failed %d); propagation floor %v\n",
+		tunnel, len(tcp.ConnectMS), tcp.ConnectFailed, len(quic.ConnectMS), quic.ConnectFailed,
+		len(tcp.MessageMS), tcp.MessageFailed, len(quic.MessageMS), quic.MessageFailed, floor)
+	for _, v := range []struct {
+		name string
+		m    measurement
+	}{{"tcp", tcp}, {"quic", quic}} {
+		res("connect_login_"+v.name+"_p50", pct(v.m.ConnectMS, 50), "ms")
+		res("connect_login_"+v.name+"_p99", pct(v.m.ConnectMS, 99), "ms")
+		res("connect_first_msg_"+v.name+"_p50", pct(v.m.FirstMsgMS, 50), "ms")
+		res("connect_first_msg_"+v.name+"_p99", pct(v.m.FirstMsgMS, 99), "ms")
+		res("msg_rtt_"+v.name+"_p50", pct(v.m.MessageMS, 50), "ms")
+		res("msg_rtt_"+v.name+"_p99", pct(v.m.MessageMS, 99), "ms")
+		if floor > 0 {
+			res("msg_rtt_"+v.name+"_p99_over_floor", pct(v.m.MessageMS, 99)/ms(floor), "x")
+		}
+		fmt.Printf("# msg %s: p90 %.0f p95 %.0f p98 %.0f p99.5 %.0f ms, %.1f%% slower than p50 + 100 ms\n", v.name,
+			pct(v.m.MessageMS, 90), pct(v.m.MessageMS, 95), pct(v.m.MessageMS, 98), pct(v.m.MessageMS, 99.5),
+			slowShare(v.m.MessageMS))
+	}
+	res("msg_rtt_p99_reduction_quic", 100*(1-pct(quic.MessageMS, 99)/pct(tcp.MessageMS, 99)), "%")
+}
+
+func slowShare(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	cut, n := pct(v, 50)+100, 0
+	for _, x := range v {
+		if x > cut {
+			n++
+		}
+	}
+	return 100 * float64(n) / float64(len(v))
+}
+
+// worldFloor is the propagation round trip user → edge → core of the world
+// file (the links' one-way delays both ways); 0 when it has no such links.
+func worldFloor(path string) time.Duration {
+	cfg, err := wan.Load(path)
+	if err != nil {
+		return 0
+	}
+	rtt := func(a, b string) time.Duration {
+		for _, l := range cfg.Links {
+			if (l.A == a && l.B == b) || (l.A == b && l.B == a) {
+				ab, ba := l.Both, l.Both
+				if l.AToB != nil {
+					ab = *l.AToB
+				}
+				if l.BToA != nil {
+					ba = *l.BToA
+				}
+				return ab.Delay.D() + ba.Delay.D()
+			}
+		}
+		return 0
+	}
+	access, backbone := rtt("user", "edge"), rtt("edge", "core")
+	if access == 0 || backbone == 0 {
+		return 0
+	}
+	return access + backbone
 }
 
 // issueNodeCerts creates a cluster CA in dir and a certificate per node for

@@ -68,6 +68,9 @@ type flags struct {
 	fecData, fecParity int
 	// measured, when set, receives the figures of both paths (tests).
 	measured func(direct, accel measurement)
+	// measuredQUIC, when set, receives the figures through the edge over
+	// Link over QUIC (-impl longlink; tests).
+	measuredQUIC func(quic measurement)
 	// measuredFEC, when set, receives both variants of -mode fec (tests).
 	measuredFEC func(fec, plain fecVariant)
 }

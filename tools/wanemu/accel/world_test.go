@@ -105,14 +105,30 @@ func TestLonglinkSmoke(t *testing.T) {
 	f := smokeFlags(t)
 	f.impl = "longlink"
 	f.plan.msgFor = 4 * time.Second
-	var direct, accel measurement
+	var direct, accel, overQUIC measurement
 	f.measured = func(d, a measurement) { direct, accel = d, a }
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	f.measuredQUIC = func(q measurement) { overQUIC = q }
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := orchestrate(ctx, slog.New(slog.DiscardHandler), f); err != nil {
 		t.Fatal(err)
 	}
 	checkFigures(t, direct, accel, true)
+	// Link over QUIC from the SDK processes to the edge process: logins and
+	// messages through edge → egress → core; a message takes about the
+	// 180 ms round trip, and logging in stays far below the direct path.
+	if len(overQUIC.ConnectMS) == 0 || len(overQUIC.MessageMS) < 10 || overQUIC.ConnectFailed+overQUIC.MessageFailed > 0 {
+		t.Fatalf("over QUIC: %d logins (%d failed), %d messages (%d failed)", len(overQUIC.ConnectMS), overQUIC.ConnectFailed,
+			len(overQUIC.MessageMS), overQUIC.MessageFailed)
+	}
+	if lo, p50 := pct(overQUIC.MessageMS, 0), pct(overQUIC.MessageMS, 50); lo < 175 || p50 > 400 {
+		t.Errorf("over QUIC: messages min %.0f p50 %.0f ms, want about one 180 ms round trip", lo, p50)
+	}
+	if q, d := pct(overQUIC.ConnectMS, 50), pct(direct.ConnectMS, 50); q > d/2 {
+		t.Errorf("over QUIC: connect+login p50 %.0f ms, direct %.0f", q, d)
+	}
+	t.Logf("over QUIC: connect+login p50 %.0f ms, message p50 %.0f p99 %.0f ms", pct(overQUIC.ConnectMS, 50),
+		pct(overQUIC.MessageMS, 50), pct(overQUIC.MessageMS, 99))
 	// Connect, login and the first message acked: the core's answer
 	// crosses the backbone on both paths.
 	if len(direct.FirstMsgMS) == 0 || len(accel.FirstMsgMS) == 0 {
