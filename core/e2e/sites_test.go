@@ -13,6 +13,7 @@ import (
 	"github.com/longlink/longlink/core/clustertest"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/serverapi"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // siteTraffic is SDK clients on both sites of a two-site deployment,
@@ -166,6 +167,70 @@ func TestSiteFailover(t *testing.T) {
 		t.Errorf("clients served again %v after the site's loss", worst)
 	}
 	time.Sleep(3 * time.Second) // traffic on site b alone
+	total := tr.Stop(t, ctx, s.PG)
+	if total < 500 {
+		t.Fatalf("only %d messages acknowledged: the traffic did not run", total)
+	}
+	t.Logf("%d messages acknowledged, each stored and delivered once", total)
+}
+
+// TestSitePartition cuts the link between sites a and b (a partition, not
+// a kill: packets are dropped silently; the witness w still reaches both)
+// while SDK clients on both sites send, for 8 s, then heals it. While cut,
+// no write is accepted on either side: a's primary cannot commit without
+// its synchronous standby in b, and b has no writable server (nobody
+// promotes: the failover tool acts on a site's loss, not on a cut link).
+// After healing the standby streams synchronously again, every NATS
+// server is healthy, every client is served again, and every acked
+// message is stored and delivered once, in order.
+func TestSitePartition(t *testing.T) {
+	clustertest.Require(t)
+	start := time.Now()
+	s := clustertest.StartSites(t, clustertest.SitesOptions{})
+	t.Logf("two sites up in %v", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tr := startSiteTraffic(t, ctx, s)
+	time.Sleep(4 * time.Second) // traffic before the fault (not an ordering wait)
+
+	cutAt := time.Now()
+	if err := s.Cut(s.A, s.B, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second) // the partition lasts (not an ordering wait)
+	healAt := time.Now()
+	if err := s.Cut(s.A, s.B, false); err != nil {
+		t.Fatal(err)
+	}
+	// Commits that were done when the link went may be answered just after.
+	during := cutAt.Add(500 * time.Millisecond)
+	ackA, ackB := tr.acksBetween("a", during, healAt), tr.acksBetween("b", during, healAt)
+	t.Logf("acks while cut: site a's clients %d, site b's %d", ackA, ackB)
+	if ackA > 0 || ackB > 0 {
+		t.Errorf("writes accepted while the sites were cut: a %d, b %d", ackA, ackB)
+	}
+	if rec, err := s.PG.Standby.Scalar("SELECT pg_is_in_recovery()::text"); err != nil || rec != "true" {
+		t.Fatalf("b's standby in recovery: %q, %v", rec, err)
+	}
+
+	tr.waitServed(t, healAt, 60*time.Second)
+	var worst time.Duration
+	for _, cl := range tr.clients {
+		worst = max(worst, cl.ackedAfter(healAt))
+	}
+	t.Logf("every client acked again within %v of healing", worst.Round(time.Millisecond))
+	waittest.Until(t, 30*time.Second, "b's standby streaming synchronously again", func() bool {
+		st, err := s.PG.Primary.Scalar("SELECT string_agg(sync_state, ',') FROM pg_stat_replication")
+		return err == nil && st == "sync"
+	})
+	for _, n := range []*clustertest.NATS{s.SiteA.NATS, s.SiteB.NATS, s.JS} {
+		for _, node := range n.Nodes {
+			if err := node.WaitHealthy(30 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(2 * time.Second) // traffic over the healed link
 	total := tr.Stop(t, ctx, s.PG)
 	if total < 500 {
 		t.Fatalf("only %d messages acknowledged: the traffic did not run", total)
