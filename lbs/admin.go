@@ -306,13 +306,16 @@ func (l *LBS) adminList(what string) func(http.ResponseWriter, *http.Request, pr
 
 // ExplainResult is what the explain call returns.
 type ExplainResult struct {
-	AppKey        string        `json:"appkey"`
-	ClientIP      string        `json:"client_ip"`
-	Location      any           `json:"location"`
-	Rule          string        `json:"rule"`
-	PolicyVersion uint64        `json:"policy_version"`
-	Candidates    []string      `json:"candidates"`
-	Steps         []engine.Step `json:"steps"`
+	AppKey        string   `json:"appkey"`
+	ClientIP      string   `json:"client_ip"`
+	Location      any      `json:"location"`
+	Rule          string   `json:"rule"`
+	PolicyVersion uint64   `json:"policy_version"`
+	Candidates    []string `json:"candidates"`
+	// Sites maps each candidate to its site (the policy's entry point
+	// site), so that an answer's spread over the sites shows.
+	Sites map[string]string `json:"sites,omitempty"`
+	Steps []engine.Step     `json:"steps"`
 	// Route, with ?account=, says which service nodes serve the account's
 	// requests and why (route.go).
 	Route *RouteExplain `json:"route,omitempty"`
@@ -339,8 +342,12 @@ func (l *LBS) adminExplain(w http.ResponseWriter, r *http.Request, _ principal) 
 		return
 	}
 	out := ExplainResult{AppKey: sq.appkey, ClientIP: ip.String(), Location: req.Loc, Rule: res.Rule, PolicyVersion: snap.State.Version, Steps: res.Steps}
+	out.Sites = map[string]string{}
 	for _, c := range res.Candidates {
 		out.Candidates = append(out.Candidates, c.EP.ID)
+		if c.EP.Site != "" {
+			out.Sites[c.EP.ID] = c.EP.Site
+		}
 	}
 	if acct := q.Get("account"); acct != "" {
 		if out.Route, err = l.explainRoute(snap, sq.appkey, acct, sq.sdk); err != nil {

@@ -344,7 +344,7 @@ func TestAdminAPI(t *testing.T) {
 	// explain
 	var ex ExplainResult
 	a.json("GET", "/v1/explain?appkey=demo&ip=9.9.9.9&sdk=5.2.1&env=beta", nil, &ex)
-	if ex.Rule != "canary" || len(ex.Steps) < 6 || ex.Candidates[0] != "canary-sg" {
+	if ex.Rule != "canary" || len(ex.Steps) < 6 || ex.Candidates[0] != "canary-sg" || ex.Sites["canary-sg"] != "canary" {
 		t.Fatalf("explain: %+v", ex)
 	}
 	// drain is audited and takes the node out

@@ -264,12 +264,13 @@ var ctlCommands = map[string]ctlCmd{
 			return printJSON(r.out, b)
 		}
 		var e struct {
-			AppKey        string          `json:"appkey"`
-			ClientIP      string          `json:"client_ip"`
-			Location      json.RawMessage `json:"location"`
-			Rule          string          `json:"rule"`
-			PolicyVersion uint64          `json:"policy_version"`
-			Candidates    []string        `json:"candidates"`
+			AppKey        string            `json:"appkey"`
+			ClientIP      string            `json:"client_ip"`
+			Location      json.RawMessage   `json:"location"`
+			Rule          string            `json:"rule"`
+			PolicyVersion uint64            `json:"policy_version"`
+			Candidates    []string          `json:"candidates"`
+			Sites         map[string]string `json:"sites"`
 			Steps         []struct {
 				Name    string   `json:"name"`
 				Note    string   `json:"note"`
@@ -283,7 +284,7 @@ var ctlCommands = map[string]ctlCmd{
 		}
 		w := tabwriter.NewWriter(r.out, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(w, "appkey\t%s\nclient\t%s %s\nrule\t%s\npolicy version\t%d\ncandidates\t%s\n\nSTEP\tKEPT\tNOTE\n",
-			e.AppKey, e.ClientIP, e.Location, e.Rule, e.PolicyVersion, strings.Join(e.Candidates, ", "))
+			e.AppKey, e.ClientIP, e.Location, e.Rule, e.PolicyVersion, strings.Join(withSites(e.Candidates, e.Sites), ", "))
 		for _, s := range e.Steps {
 			note := s.Note
 			for _, d := range s.Dropped {
@@ -527,6 +528,18 @@ func drainCmd(op string) func(r *ctlRun) error {
 			return fmt.Sprintf("%sed %s (raft index %v)", op, id, m["index"])
 		})
 	}
+}
+
+// withSites writes each id as "id (site)" when its site is known.
+func withSites(ids []string, sites map[string]string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id
+		if s := sites[id]; s != "" {
+			out[i] = id + " (" + s + ")"
+		}
+	}
+	return out
 }
 
 func siteDrainCmd(op string) func(r *ctlRun) error {

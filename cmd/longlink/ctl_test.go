@@ -108,7 +108,8 @@ func TestCtlOutputAndExitCodes(t *testing.T) {
 		t.Fatalf("token list: %v\n%s", err, out)
 	}
 	out, err = runCtlOut(cc, "explain", "-appkey", "demo", "-ip", "9.9.9.9")
-	if err != nil || !strings.Contains(out, "policy version") || !strings.Contains(out, "STEP") || strings.Contains(out, "SERVICE NODES") {
+	if err != nil || !strings.Contains(out, "policy version") || !strings.Contains(out, "STEP") || strings.Contains(out, "SERVICE NODES") ||
+		!strings.Contains(out, "edge-fra (") {
 		t.Fatalf("explain: %v\n%s", err, out)
 	}
 	// With an account, which service nodes serve it (no gateway reports here).

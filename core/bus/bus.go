@@ -294,7 +294,11 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 			log.Info("bus: no password configured; generated a random one, so only this process can use the listener")
 		}
 	}
-	return &Bus{cfg: cfg, log: log.With("component", "bus"), metrics: m}, nil
+	b := &Bus{cfg: cfg, log: log.With("component", "bus"), metrics: m}
+	if err := reg.Register(newServerInfo(b)); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	return b, nil
 }
 
 // Start launches the embedded server (if any) and connects this process.
