@@ -182,22 +182,12 @@ func transient(err error) bool {
 // handle delivers what the room kept since the last message delivered,
 // then the pushes held meanwhile.
 func (r rejoinResult) handle(d *delivery) {
-	c := d.c
 	rt := d.rooms[r.room]
 	if rt == nil || rt.rejoining != r.gen {
 		return // left meanwhile, or a newer connection rejoins
 	}
 	if r.err != nil && transient(r.err) {
-		c.mu.Lock()
-		current := c.connGen == r.gen && c.cur != nil
-		tok, in := c.rooms[r.room]
-		c.mu.Unlock()
-		if current && in {
-			// The connection is up (a refusal or a timeout): try again
-			// after a backoff. Otherwise the next connection does.
-			time.AfterFunc(c.backoff(1), func() { c.rejoin(r.room, tok, r.gen) })
-		}
-		c.log.Debug("room rejoin", "room", r.room, "err", r.err)
+		d.c.retryRejoin(r)
 		return
 	}
 	rt.rejoining = 0
@@ -205,24 +195,12 @@ func (r rejoinResult) handle(d *delivery) {
 	held := rt.held
 	rt.held = nil
 	if r.err != nil {
-		delete(d.rooms, r.room)
-		c.mu.Lock()
-		delete(c.rooms, r.room)
-		c.mu.Unlock()
+		d.forgetRoom(r.room)
 		d.emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Err: r.err}})
 		return
 	}
 	hist := r.resp.History
-	gap := false
-	if rt.last > 0 {
-		next := rt.last + 1
-		if len(hist) > 0 {
-			gap = hist[0].Seq > next
-		} else {
-			gap = r.resp.Room.LastSeq >= next
-		}
-	}
-	d.emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Role: r.resp.Role, Gap: gap}})
+	d.emit(Event{Kind: EventRoom, Room: &RoomRejoin{RoomID: r.room, Role: r.resp.Role, Gap: missedSome(rt.last, r.resp)}})
 	d.deliverRoom(rt, r.room, hist)
 	if !rt.behind {
 		rt.last = max(rt.last, r.resp.Room.LastSeq)
@@ -232,6 +210,43 @@ func (r rejoinResult) handle(d *delivery) {
 		return
 	}
 	d.deliverRoom(rt, r.room, held)
+}
+
+// retryRejoin tries a rejoin that failed for a passing reason again after
+// a backoff while its connection is up and the client still in the room
+// (a refusal or a timeout); otherwise the next connection does.
+func (c *Client) retryRejoin(r rejoinResult) {
+	c.mu.Lock()
+	current := c.connGen == r.gen && c.cur != nil
+	tok, in := c.rooms[r.room]
+	c.mu.Unlock()
+	if current && in {
+		time.AfterFunc(c.backoff(1), func() { c.rejoin(r.room, tok, r.gen) })
+	}
+	c.log.Debug("room rejoin", "room", r.room, "err", r.err)
+}
+
+// missedSome reports whether a room's answer to an enter starts after the
+// message following last, the last one delivered (0: none yet): the room
+// kept fewer than were sent meanwhile.
+func missedSome(last int64, resp imapi.RoomEnterResp) bool {
+	if last <= 0 {
+		return false
+	}
+	next := last + 1
+	if len(resp.History) > 0 {
+		return resp.History[0].Seq > next
+	}
+	return resp.Room.LastSeq >= next
+}
+
+// forgetRoom drops a room the client is no longer in (refused, kicked,
+// closed): it is not entered again.
+func (d *delivery) forgetRoom(id string) {
+	delete(d.rooms, id)
+	d.c.mu.Lock()
+	delete(d.c.rooms, id)
+	d.c.mu.Unlock()
 }
 
 // handle settles an enter by the app: the answer's history went to the
@@ -353,10 +368,7 @@ func (d *delivery) onRoomEvent(in *Incoming) {
 	var ev imapi.RoomEvent
 	if json.Unmarshal(in.Body, &ev) == nil && ev.RoomID != "" &&
 		(ev.Kind == imapi.RoomEventClosed || ev.Kind == imapi.RoomEventKicked && ev.Account == d.c.cfg.Account) {
-		delete(d.rooms, ev.RoomID)
-		d.c.mu.Lock()
-		delete(d.c.rooms, ev.RoomID)
-		d.c.mu.Unlock()
+		d.forgetRoom(ev.RoomID)
 	}
 	d.emit(Event{Kind: EventPush, Op: in.Op, Body: in.Body})
 }
