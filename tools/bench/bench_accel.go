@@ -11,7 +11,7 @@ func init() {
 		register(benchmark{
 			name: "accel-" + tunnel,
 			summary: "Longlink (longlink dev + relay -egress + edge, core/sdk clients) through the edge over " + tunnel +
-				" vs direct to the core in the emulated standard world: connect+login p50/p99 (the edge answers logins with signed tokens), connect+login+first message acked p50/p99, message RTT p50/p99; "+
+				" vs direct to the core in the emulated standard world: connect+login p50/p99 (the edge answers logins with signed tokens), connect+login+first message acked p50/p99, message RTT p50/p99; " +
 				"then the same edge with Link over QUIC on the access leg (accel_access_*: TCP vs QUIC, message p99 over the propagation floor)",
 			// 90 s of messages give each path ~3,000 samples: the p99 then
 			// rests on ~30 of them (the direct path's moved by ±25 % with 30 s).
