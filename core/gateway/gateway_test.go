@@ -147,7 +147,7 @@ func (f *fakeService) login(req *buswire.Request) (any, error) {
 	if f.beforeLogin != nil {
 		supers = f.beforeLogin(lr)
 	}
-	return imapi.LoginResp{SessionID: id, ServerTime: time.Now().UnixMilli(), HeartbeatSec: 99, SuperGroups: supers}, nil
+	return buswire.LoginReply{LoginResp: imapi.LoginResp{SessionID: id, ServerTime: time.Now().UnixMilli(), HeartbeatSec: 99}, SuperGroups: supers}, nil
 }
 
 // sendBatch answers a gateway's send batch as the services do: each send

@@ -197,14 +197,14 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 		g.m.logins.WithLabelValues(rep.Code.String()).Inc()
 		return nil, nil, &imapi.Error{Code: rep.Code, Message: rep.Message}
 	}
-	var resp imapi.LoginResp
-	if err := json.Unmarshal(rep.Body, &resp); err != nil || resp.SessionID == "" || (req.SessionID != "" && resp.SessionID != req.SessionID) {
+	var lr buswire.LoginReply
+	if err := json.Unmarshal(rep.Body, &lr); err != nil || lr.SessionID == "" || (req.SessionID != "" && lr.SessionID != req.SessionID) {
 		g.m.logins.WithLabelValues(imapi.ErrInternal.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrInternal, "login reply without a session")
 	}
+	resp := lr.LoginResp // the super-groups are for this gateway only
 	resp.HeartbeatSec = int(g.cfg.Heartbeat.D() / time.Second)
-	supers := resp.SuperGroups
-	resp.SuperGroups = nil // for this gateway only
+	supers := lr.SuperGroups
 	out, _ := json.Marshal(resp)
 
 	s := &Session{

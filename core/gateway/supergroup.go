@@ -16,7 +16,7 @@ import (
 // (buswire.SuperSubject) while it holds at least one session of a member, so
 // one publish by the services reaches each such gateway once, and the
 // gateway fans the push out to its local member sessions. It learns a
-// session's super-groups from the login answer (LoginResp.SuperGroups) and
+// session's super-groups from the login answer (buswire.LoginReply.SuperGroups) and
 // from SuperEvent pushes on the account's subject (joined: subscribe;
 // removed or left: unsubscribe), and drops the group when a dismissed event
 // arrives on the group's subject. The account's subject is subscribed

@@ -40,9 +40,6 @@ type LoginResp struct {
 	SessionID    string `json:"session_id"`
 	ServerTime   int64  `json:"server_time"`   // unix milliseconds
 	HeartbeatSec int    `json:"heartbeat_sec"` // the client sends a heartbeat at this interval
-	// SuperGroups are the account's super-groups, for the gateway (which
-	// subscribes to their subjects and removes the list from the answer).
-	SuperGroups []string `json:"super_groups,omitempty"`
 }
 
 // Kick tells a session that it is being closed and why.

@@ -131,7 +131,7 @@ func TestSuperGroupRules(t *testing.T) {
 		}
 
 		// A new login lists the account's super-groups for its gateway.
-		var lr imapi.LoginResp
+		var lr buswire.LoginReply
 		if code := carol.call(imapi.OpLogin, &imapi.LoginReq{AppKey: appKey, Account: "carol", Token: e.tokens["carol"], DeviceType: "pc"}, &lr); code != imapi.OK ||
 			!slices.Equal(lr.SuperGroups, []string{g.GroupID}) {
 			t.Fatalf("login: %v %+v", code, lr)

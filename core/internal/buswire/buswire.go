@@ -85,3 +85,12 @@ type GatewayAnnounce struct {
 	// gone.
 	Started int64 `json:"started"`
 }
+
+// LoginReply is the body of the login service's answer to a gateway: the
+// client's imapi.LoginResp and, for the gateway only, the account's
+// super-groups, whose subjects it subscribes to (it answers the client
+// with LoginResp alone).
+type LoginReply struct {
+	imapi.LoginResp
+	SuperGroups []string `json:"super_groups,omitempty"`
+}

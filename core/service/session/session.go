@@ -145,7 +145,10 @@ func (s *Sessions) login(ctx context.Context, sess *buswire.Session, body []byte
 		AppKey: req.AppKey, Account: req.Account, DeviceID: req.DeviceID, DeviceType: deviceType,
 		SessionID: sid, Gateway: sess.Gateway, ClientIP: sess.ClientIP, SDK: req.SDKVersion,
 	})
-	return &imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec, SuperGroups: supers}, nil
+	return &buswire.LoginReply{
+		LoginResp:   imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec},
+		SuperGroups: supers,
+	}, nil
 }
 
 func (s *Sessions) heartbeat(context.Context, *buswire.Session, []byte) (any, error) { return nil, nil }
