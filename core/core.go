@@ -465,10 +465,16 @@ func (n *Node) Start(ctx context.Context) error {
 			ShutdownFunc: func(context.Context) error { return n.nodes.Close() },
 		})
 		n.group.Add("gateway", lazy(&n.gateway, func() (*gateway.Gateway, error) {
-			return gateway.New(n.cfg.Gateway, gateway.Deps{
+			g, err := gateway.New(n.cfg.Gateway, gateway.Deps{
 				NATS: n.bus.Conn(), Registerer: n.deps.Registerer, Logger: n.deps.Logger,
 				Listener: n.deps.LinkListener, Presence: n.reporter, Routes: n.routes,
 			})
+			if err == nil && n.reporter != nil {
+				// The reporter repairs the bucket from the gateway's own
+				// sessions rather than a copy of each.
+				n.reporter.SetLive(g.SessionInfos)
+			}
+			return g, err
 		}))
 	}
 	if n.cfg.Roles.Call {

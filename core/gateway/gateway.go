@@ -251,6 +251,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	go g.announceLoop()
 	if g.poller != nil {
 		go g.poller.run()
+		go g.poller.sweep(g.cfg.IdleTimeout.D())
 	}
 	if g.ln != nil {
 		g.wg.Add(1)

@@ -42,9 +42,12 @@ type linkConn struct {
 
 	// Idle parking (see poller): fd is the socket, or -1 when the
 	// connection always keeps its reader goroutine.
-	fd      int32
-	parked  bool
-	idle    *time.Timer
+	fd     int32
+	parked bool
+	// idleAt is when a parked connection that stays silent is closed
+	// (unix nanoseconds); the poller's sweep closes it, so a parked
+	// connection holds no timer of its own.
+	idleAt  int64
 	finishF func()
 	once    sync.Once
 }
@@ -161,10 +164,10 @@ func (l *linkConn) park() bool {
 		return false
 	}
 	l.parked = true
-	if l.idle == nil {
-		l.idle = time.AfterFunc(l.g.cfg.IdleTimeout.D(), l.idleExpired)
-	} else {
-		l.idle.Reset(l.g.cfg.IdleTimeout.D())
+	l.idleAt = time.Now().Add(l.g.cfg.IdleTimeout.D()).UnixNano()
+	if len(l.queue) == 0 && !l.writing {
+		// An idle connection keeps no write buffers.
+		l.queue, l.spare = nil, nil
 	}
 	l.mu.Unlock()
 	if err := l.g.poller.watch(l); err != nil {
@@ -172,7 +175,6 @@ func (l *linkConn) park() bool {
 		l.mu.Lock()
 		taken := !l.parked
 		l.parked = false
-		l.idle.Stop()
 		l.mu.Unlock()
 		return taken // someone else (a close) took over: stop here
 	}
@@ -187,9 +189,15 @@ func (l *linkConn) wake() {
 		return
 	}
 	l.parked = false
-	l.idle.Stop()
 	l.mu.Unlock()
 	go l.serve()
+}
+
+// idleDue reports whether l is parked past its idle deadline.
+func (l *linkConn) idleDue(now int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.parked && now >= l.idleAt
 }
 
 // idleExpired closes a parked connection that stayed silent too long.
@@ -213,9 +221,6 @@ func (l *linkConn) closeNow() {
 	l.mu.Lock()
 	wasParked := l.parked
 	l.parked = false
-	if wasParked {
-		l.idle.Stop()
-	}
 	l.mu.Unlock()
 	if wasParked {
 		l.finish()

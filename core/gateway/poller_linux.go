@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,6 +56,35 @@ func (p *poller) run() {
 				l.wake()
 			}
 		}
+	}
+}
+
+// sweep closes the parked connections that stayed silent past their idle
+// deadline, until close: one sweep over the parked set every idle/8 (at
+// most a second late) instead of a timer per connection.
+func (p *poller) sweep(idle time.Duration) {
+	t := time.NewTicker(min(max(idle/8, 10*time.Millisecond), time.Second))
+	defer t.Stop()
+	var due []*linkConn
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		p.mu.Lock()
+		for _, l := range p.m {
+			if l.idleDue(now) {
+				due = append(due, l)
+			}
+		}
+		p.mu.Unlock()
+		for _, l := range due {
+			l.idleExpired()
+		}
+		clear(due)
+		due = due[:0]
 	}
 }
 

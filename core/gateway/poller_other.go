@@ -2,13 +2,17 @@
 
 package gateway
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // poller is Linux-only; elsewhere every connection keeps its reader.
 type poller struct{}
 
 func newPoller() (*poller, error)       { return nil, nil }
 func (p *poller) run()                  {}
+func (p *poller) sweep(time.Duration)   {}
 func (p *poller) watch(*linkConn) error { return nil }
 func (p *poller) forget(*linkConn)      {}
 func (p *poller) close()                {}

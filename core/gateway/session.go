@@ -602,6 +602,20 @@ func (g *Gateway) allSessions() []*Session {
 	return out
 }
 
+// SessionInfos lists every live session as the services see it (the
+// presence reporter repairs its bucket from it).
+func (g *Gateway) SessionInfos() []buswire.Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []buswire.Session
+	for _, a := range g.accounts {
+		for _, s := range a.sessions {
+			out = append(out, s.info)
+		}
+	}
+	return out
+}
+
 // dispatch delivers bus pushes to the sessions they address. It runs in one
 // goroutine so that pushes to an account keep their order.
 func (g *Gateway) dispatch() {

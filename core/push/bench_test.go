@@ -132,7 +132,7 @@ func BenchmarkPresenceOnline(b *testing.B) {
 	names := make([]string, 100000)
 	for i := range names {
 		names[i] = fmt.Sprint("u", i)
-		reg.accounts[accountKey("app", names[i])] = map[string]presentSession{"s": {gateway: "gw"}}
+		reg.accounts[accountKey("app", names[i])] = []presentSession{{id: "s", gateway: "gw"}}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

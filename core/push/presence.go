@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,12 +214,26 @@ type Reporter struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
-	// live is the gateway's open sessions by key, updated as they are
-	// reported. dirty is set when a write failed or the queue overflowed:
-	// the next reconcile makes the bucket match live.
-	mu    sync.Mutex
-	live  map[string]buswire.Session
-	dirty atomic.Bool
+	// lister, once set (SetLive), lists the gateway's open sessions for
+	// reconcile. Until then live is the open sessions by key, updated as
+	// they are reported: a copy of every session and its key, ~330 bytes
+	// per connection, which the gateway already holds (issue 16). dirty is
+	// set when a write failed or the queue overflowed: the next reconcile
+	// makes the bucket match the live sessions.
+	lister atomic.Pointer[func() []buswire.Session]
+	mu     sync.Mutex
+	live   map[string]buswire.Session
+	dirty  atomic.Bool
+}
+
+// SetLive gives the reporter the gateway's own list of its open sessions,
+// which reconcile then asks instead of a copy kept here. Call it before
+// the first session opens.
+func (r *Reporter) SetLive(list func() []buswire.Session) {
+	r.lister.Store(&list)
+	r.mu.Lock()
+	r.live = nil
+	r.mu.Unlock()
 }
 
 type reportOp struct {
@@ -368,12 +383,22 @@ func (r *Reporter) apply(op reportOp) {
 // It runs on the writer goroutine, so the writes queued meanwhile are
 // applied after it, in order.
 func (r *Reporter) reconcile(ctx context.Context) {
-	r.mu.Lock()
-	live := make(map[string]buswire.Session, len(r.live))
-	for k, s := range r.live {
-		live[k] = s
+	var live map[string]buswire.Session
+	if list := r.lister.Load(); list != nil {
+		ss := (*list)()
+		live = make(map[string]buswire.Session, len(ss))
+		for _, s := range ss {
+			s.Gateway = r.gw
+			live[sessionKey(&s)] = s
+		}
+	} else {
+		r.mu.Lock()
+		live = make(map[string]buswire.Session, len(r.live))
+		for k, s := range r.live {
+			live[k] = s
+		}
+		r.mu.Unlock()
 	}
-	r.mu.Unlock()
 	kl, err := r.kv.ListKeysFiltered(ctx, sessionPrefix(r.gw)+".>")
 	if err != nil {
 		return
@@ -413,9 +438,13 @@ func (r *Reporter) enqueue(op reportOp) {
 // SessionOpened records a logged-in session.
 func (r *Reporter) SessionOpened(s buswire.Session) {
 	s.Gateway = r.gw
-	r.mu.Lock()
-	r.live[sessionKey(&s)] = s
-	r.mu.Unlock()
+	if r.lister.Load() == nil {
+		r.mu.Lock()
+		if r.live != nil {
+			r.live[sessionKey(&s)] = s
+		}
+		r.mu.Unlock()
+	}
 	r.enqueue(reportOp{open: true, sess: s})
 }
 
@@ -423,9 +452,11 @@ func (r *Reporter) SessionOpened(s buswire.Session) {
 // event log with its reason.
 func (r *Reporter) SessionClosed(s buswire.Session, reason string, kicked bool) {
 	s.Gateway = r.gw
-	r.mu.Lock()
-	delete(r.live, sessionKey(&s))
-	r.mu.Unlock()
+	if r.lister.Load() == nil {
+		r.mu.Lock()
+		delete(r.live, sessionKey(&s))
+		r.mu.Unlock()
+	}
 	if kicked {
 		r.events.record(EventKick, reason, r.now(), s)
 	}
@@ -472,17 +503,37 @@ type Registry struct {
 	now  func() time.Time
 	kv   jetstream.KeyValue
 
-	mu       sync.RWMutex
-	accounts map[string]map[string]presentSession // appkey "/" account → session id → session
-	leases   map[string]time.Time                 // gateway → last renewal (server time)
+	mu sync.RWMutex
+	// accounts: appkey "/" account → its sessions. A slice, not a map per
+	// account: most accounts have one or two sessions, and a map each
+	// cost ~400 bytes per online account (issue 16, idle memory).
+	accounts map[string][]presentSession
+	leases   map[string]time.Time // gateway → last renewal (server time)
+	// names interns gateway ids and device types, which repeat across
+	// sessions: each session then holds no copy of its own.
+	names map[string]string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 type presentSession struct {
-	gateway    string
-	deviceType string
+	id         string // session id
+	gateway    string // interned
+	deviceType string // interned
+}
+
+// intern returns the registry's copy of s; g.mu is held.
+func (g *Registry) intern(s string) string {
+	if v, ok := g.names[s]; ok {
+		return v
+	}
+	if len(g.names) >= 4096 {
+		return s // device types are the client's choice: bounded
+	}
+	s = strings.Clone(s)
+	g.names[s] = s
+	return s
 }
 
 // NewRegistry checks the config; Start loads the bucket.
@@ -508,7 +559,7 @@ func NewRegistry(cfg PresenceConfig, deps RegistryDeps) (*Registry, error) {
 	}
 	return &Registry{
 		cfg: cfg, js: deps.JetStream, reps: reps, log: log.With("component", "presence"), m: m, now: now,
-		accounts: map[string]map[string]presentSession{}, leases: map[string]time.Time{},
+		accounts: map[string][]presentSession{}, leases: map[string]time.Time{}, names: map[string]string{},
 	}, nil
 }
 
@@ -622,23 +673,27 @@ func (g *Registry) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	ak := accountKey(appkey, account)
-	m := g.accounts[ak]
+	ss := g.accounts[ak]
+	i := slices.IndexFunc(ss, func(p presentSession) bool { return p.id == sid })
 	if del {
-		if m != nil {
-			delete(m, sid)
-			if len(m) == 0 {
+		if i >= 0 {
+			ss = slices.Delete(ss, i, i+1)
+			if len(ss) == 0 {
 				delete(g.accounts, ak)
+			} else {
+				g.accounts[ak] = slices.Clip(ss)
 			}
 		}
 		return
 	}
 	var s buswire.Session
 	_ = json.Unmarshal(e.Value(), &s)
-	if m == nil {
-		m = map[string]presentSession{}
-		g.accounts[ak] = m
+	p := presentSession{id: sid, gateway: g.intern(gw), deviceType: g.intern(s.DeviceType)}
+	if i >= 0 {
+		ss[i] = p
+		return
 	}
-	m[sid] = presentSession{gateway: gw, deviceType: s.DeviceType}
+	g.accounts[ak] = append(ss, p)
 }
 
 // alive: the gateway renewed its lease within the lease time, by this
@@ -667,8 +722,8 @@ func (g *Registry) Sessions() int {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	n := 0
-	for _, m := range g.accounts {
-		for _, s := range m {
+	for _, ss := range g.accounts {
+		for _, s := range ss {
 			if g.alive(s.gateway, now) {
 				n++
 			}

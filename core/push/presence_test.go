@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,8 +124,16 @@ func TestPresenceLeases(t *testing.T) {
 }
 
 // Writes lost to a full queue (or a bus outage) are repaired at the next
-// lease renewal: the bucket ends up holding exactly the live sessions.
+// lease renewal: the bucket ends up holding exactly the live sessions,
+// whether the reporter keeps its own copy of them or asks the gateway's
+// list (SetLive, as core wires it).
 func TestPresenceReconcile(t *testing.T) {
+	for _, lister := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lister=%v", lister), func(t *testing.T) { testPresenceReconcile(t, lister) })
+	}
+}
+
+func testPresenceReconcile(t *testing.T, lister bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	b := bustest.Embedded(t)
@@ -145,6 +154,19 @@ func TestPresenceReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
+	open := map[string]buswire.Session{} // the "gateway's" own sessions
+	if lister {
+		gw.SetLive(func() []buswire.Session {
+			mu.Lock()
+			defer mu.Unlock()
+			var out []buswire.Session
+			for _, s := range open {
+				out = append(out, s)
+			}
+			return out
+		})
+	}
 	if err := gw.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -153,10 +175,16 @@ func TestPresenceReconcile(t *testing.T) {
 	for i := range 50 {
 		s := buswire.Session{AppKey: "app1", Account: fmt.Sprintf("u%d", i), SessionID: fmt.Sprintf("s%d", i)}
 		ss = append(ss, s)
+		mu.Lock()
+		open[s.SessionID] = s
+		mu.Unlock()
 		gw.SessionOpened(s)
 	}
 	waittest.Until(t, 10*time.Second, "all 50 online after the repair", func() bool { return reg.Sessions() == 50 })
 	for _, s := range ss[:40] {
+		mu.Lock()
+		delete(open, s.SessionID)
+		mu.Unlock()
 		gw.SessionClosed(s, "disconnected", false)
 	}
 	waittest.Until(t, 10*time.Second, "10 left after the repair", func() bool { return reg.Sessions() == 10 })

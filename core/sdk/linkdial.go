@@ -51,7 +51,13 @@ var rtts sync.Map // address → time.Duration
 // The stagger is 3 × the round trip remembered for addr + 20 ms (the
 // connection and the handshake take two; at least 50 ms), or o.DialRace
 // when none is known.
-func raceDial[T io.Closer](ctx context.Context, addr string, o LinkOptions, dial func(context.Context, string) (T, error)) (T, error) {
+//
+// busy, when set, reports that the first attempt is connected and the
+// server's TCP has acknowledged everything it was sent: nothing was lost,
+// the server is only slow to answer (a reconnect storm after a restart). A
+// second attempt would then only double the server's handshakes, so none
+// starts while busy holds; the check repeats every stagger.
+func raceDial[T io.Closer](ctx context.Context, addr string, o LinkOptions, dial func(context.Context, string) (T, error), busy func() bool) (T, error) {
 	if o.DialRace < 0 {
 		return dial(ctx, addr)
 	}
@@ -78,6 +84,10 @@ func raceDial[T io.Closer](ctx context.Context, addr string, o LinkOptions, dial
 	for pending > 0 {
 		select {
 		case <-timer.C:
+			if started < 2 && busy != nil && busy() {
+				timer.Reset(stagger)
+				continue
+			}
 			if started < 2 {
 				started++
 				pending++

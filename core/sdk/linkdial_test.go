@@ -3,10 +3,12 @@ package sdk
 import (
 	"context"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/pkg/waittest"
 )
 
@@ -27,7 +29,7 @@ func TestRaceDialSYNLoss(t *testing.T) {
 		return a, nil
 	}
 	start := time.Now()
-	c, err := raceDial(context.Background(), "race-test:1", LinkOptions{DialRace: 50 * time.Millisecond}, dial)
+	c, err := raceDial(context.Background(), "race-test:1", LinkOptions{DialRace: 50 * time.Millisecond}, dial, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestRaceDialFast(t *testing.T) {
 		calls.Add(1)
 		return tcpDial(ctx, addr)
 	}
-	c, err := raceDial(context.Background(), ln.Addr().String(), LinkOptions{DialRace: time.Second}, counting)
+	c, err := raceDial(context.Background(), ln.Addr().String(), LinkOptions{DialRace: time.Second}, counting, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +93,7 @@ func TestRaceDialFast(t *testing.T) {
 		return a, nil
 	}
 	start := time.Now()
-	c, err = raceDial(context.Background(), "remembered:1", LinkOptions{DialRace: time.Second}, hang)
+	c, err = raceDial(context.Background(), "remembered:1", LinkOptions{DialRace: time.Second}, hang, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestRaceDialFast(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	start = time.Now()
-	if _, err := raceDial(context.Background(), addr, LinkOptions{DialRace: 5 * time.Second}, tcpDial); err == nil {
+	if _, err := raceDial(context.Background(), addr, LinkOptions{DialRace: 5 * time.Second}, tcpDial, nil); err == nil {
 		t.Fatal("dial to a closed port succeeded")
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -115,7 +117,7 @@ func TestRaceDialFast(t *testing.T) {
 	calls.Store(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := raceDial(ctx, "disabled:1", LinkOptions{DialRace: -1}, hang); err == nil {
+	if _, err := raceDial(ctx, "disabled:1", LinkOptions{DialRace: -1}, hang, nil); err == nil {
 		t.Fatal("hanging dial succeeded")
 	}
 	if calls.Load() != 1 {
@@ -146,5 +148,71 @@ func TestNudger(t *testing.T) {
 	time.Sleep(80 * time.Millisecond)
 	if sent.Load() != 1 {
 		t.Fatalf("nudged an acknowledged request")
+	}
+}
+
+// TestRaceDialBusy: while the first attempt is connected and the server
+// has acknowledged its bytes (busy: a slow server, not a lost packet), no
+// second attempt starts; the first one's answer is taken when it comes.
+// With the real Link dialer against a server that accepts but does not
+// answer the handshake, one connection is made, not two.
+func TestRaceDialBusy(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		calls.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, nil
+	}
+	var checks atomic.Int32
+	busy := func() bool {
+		if checks.Add(1) == 4 {
+			close(release) // the slow server answers after a few staggers
+		}
+		return true
+	}
+	c, err := raceDial(context.Background(), "busy:1", LinkOptions{DialRace: 20 * time.Millisecond}, dial, busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if calls.Load() != 1 {
+		t.Fatalf("%d attempts, want 1", calls.Load())
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			t.Cleanup(func() { nc.Close() })
+		}
+	}()
+	kp, err := link.GenerateKey("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := LinkDialerWith(map[string][]byte{"k": kp.Public}, link.Limits{}, LinkOptions{DialRace: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := d(ctx, ln.Addr().String()); err == nil {
+		t.Fatal("a server that never answers: want an error")
+	}
+	if n := accepted.Load(); n != 1 && runtime.GOOS == "linux" {
+		t.Fatalf("%d connections to a slow server, want 1", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
@@ -59,12 +60,31 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 		}
 		var last error
 		for _, id := range ids {
+			// The first attempt's socket, for busy: its TCP state tells a
+			// lost packet (race) from a slow server (wait).
+			var firstMu sync.Mutex
+			var first func() (time.Duration, int, bool)
+			busy := func() bool {
+				firstMu.Lock()
+				info := first
+				firstMu.Unlock()
+				if info == nil {
+					return false
+				}
+				_, unacked, ok := info()
+				return ok && unacked == 0
+			}
 			c, err := raceDial(ctx, addr, opts, func(ctx context.Context, _ string) (*link.Conn, error) {
 				for try := 0; ; try++ {
 					nc, err := netDial(ctx, target)
 					if err != nil {
 						return nil, err
 					}
+					firstMu.Lock()
+					if first == nil {
+						first = tcpInfo(nc) // nil over QUIC: races as before
+					}
+					firstMu.Unlock()
 					c, err := link.Client(ctx, nc, id, keys[id], lim)
 					if err == nil {
 						return c, nil
@@ -76,7 +96,7 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 					// The server forgot the session (restarted): again,
 					// with a full QUIC handshake.
 				}
-			})
+			}, busy)
 			if err == nil {
 				t := &linkTransport{c: c, addr: addr, info: tcpInfo(c.NetConn())}
 				t.remember()

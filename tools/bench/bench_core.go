@@ -9,14 +9,31 @@ func init() {
 	register(benchmark{
 		name: "link-idle-memory",
 		summary: "server RSS per idle authenticated Link connection at 5,000, 10,000 and 19,000 connections " +
-			"(4 load generator processes, sources 127.0.0.2-5); the slope is the figure (goal ≤ 8 KiB/conn)",
-		limit: 10 * time.Minute,
+			"(4 load generator processes, sources 127.0.0.2-5; read after the connections sat idle, then a GC); " +
+			"baselines in the same run: bare epoll and goroutine-per-connection Go echo servers holding the same connections, " +
+			"and WebLink's figure (goal ≤ 4 KiB/conn at 19,000)",
+		limit: 20 * time.Minute,
 		argv: []string{"sh", "-c", `set -e
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 go build -o "$d/longlink" ./cmd/longlink
 go build -o "$d/loadgen" ./tools/loadgen
-"$d/loadgen" idle -bin "$d/longlink" -levels 5000,10000,19000 -workers 4 -server-cpu 0 -client-cpu 1`},
+"$d/loadgen" idle -bin "$d/longlink" -levels 5000,10000,19000 -workers 4 -server-cpu 0 -client-cpu 1 -baseline
+WLBENCH_ONLY=weblink go run ./core/weblink/internal/wlbench`},
+	})
+	register(benchmark{
+		name: "reconnect-storm",
+		summary: "19,000 Go SDK clients (4 worker processes on CPU 1) logged in to one core (CPU 0); the core is killed with SIGKILL " +
+			"and started again on its data: seconds until 99% and all are logged in again, logins/s on the core, server CPU per login, " +
+			"logins refused or failed; baseline in the same run: CPU per Noise handshake and handshakes/s of one core " +
+			"(goal 99% within 10 s, nothing shed that the server could serve)",
+		limit: 20 * time.Minute,
+		argv: []string{"sh", "-c", `set -e
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+go build -o "$d/longlink" ./cmd/longlink
+go build -o "$d/loadgen" ./tools/loadgen
+"$d/loadgen" storm -bin "$d/longlink" -clients "${STORM_CLIENTS-19000}" -workers 4 -server-cpu 0 -client-cpu 1`},
 	})
 	register(benchmark{
 		name: "link-messages",

@@ -3,9 +3,10 @@
 // seeds its users directly into the store before the start, and drives it
 // with Link clients from other processes.
 //
-//	loadgen idle     -bin longlink [-levels 5000,10000,19000]   RSS per idle authenticated connection
+//	loadgen idle     -bin longlink [-levels 5000,10000,19000 -baseline]   RSS per idle authenticated connection (beside bare echo servers)
 //	loadgen messages -bin longlink [-rate 1000,5000,10000 -baseline]   durable 1:1 messages through the SDK (a sweep), beside the bare path
 //	loadgen room     -bin longlink [-members 45000 -rate 100]      chatroom fan-out over several gateway processes
+//	loadgen storm    -bin longlink [-clients 19000]   SDK clients logging in again after the core is killed and restarted
 //	loadgen supergroup -bin longlink [-members 100000 -online 5000]   send → last online member's push
 //
 // Both print progress while they run and end with lines
@@ -28,6 +29,8 @@ func main() {
 		err = runIdle(os.Args[2:])
 	case "idle-worker":
 		err = runIdleWorker(os.Args[2:])
+	case "idle-echo-server":
+		err = runEchoServer(os.Args[2:])
 	case "messages":
 		err = runMessages(os.Args[2:])
 	case "bare-messages-server":
@@ -36,6 +39,10 @@ func main() {
 		err = runRoom(os.Args[2:])
 	case "room-worker":
 		err = runRoomWorker(os.Args[2:])
+	case "storm":
+		err = runStorm(os.Args[2:])
+	case "storm-worker":
+		err = runStormWorker(os.Args[2:])
 	case "supergroup":
 		err = runSuperGroup(os.Args[2:])
 	case "supergroup-worker":

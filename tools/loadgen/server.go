@@ -25,6 +25,7 @@ const benchAppKey = "bench"
 // server is a core server process under test.
 type server struct {
 	cmd       *exec.Cmd
+	argv, env []string // to start it again (restart)
 	dir       string
 	linkAddr  string
 	debugAddr string
@@ -130,14 +131,34 @@ gateway:
 			progress("taskset not found: the server is not pinned")
 		}
 	}
-	s.cmd = exec.Command(argv[0], argv[1:]...)
+	s.argv, s.env = argv, o.env
+	if err := s.launch(); err != nil {
+		return nil, err
+	}
+	progress("server pid %d listening on %s (cpu %q)", s.cmd.Process.Pid, s.linkAddr, o.cpu)
+	return s, nil
+}
+
+// launch starts the server process and waits until it listens.
+func (s *server) launch() error {
+	s.cmd = exec.Command(s.argv[0], s.argv[1:]...)
 	s.cmd.Stdout = os.Stderr
 	s.cmd.Stderr = os.Stderr
-	s.cmd.Env = append(os.Environ(), o.env...)
+	s.cmd.Env = append(os.Environ(), s.env...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
+		return fmt.Errorf("start server: %w", err)
 	}
+	return s.waitListening()
+}
+
+// kill9 kills the server process with SIGKILL and reaps it.
+func (s *server) kill9() {
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+}
+
+func (s *server) waitListening() error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", s.linkAddr, time.Second)
@@ -147,12 +168,11 @@ gateway:
 		}
 		if time.Now().After(deadline) {
 			s.stop()
-			return nil, fmt.Errorf("server did not listen on %s", s.linkAddr)
+			return fmt.Errorf("server did not listen on %s", s.linkAddr)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	progress("server pid %d listening on %s (cpu %q)", s.cmd.Process.Pid, s.linkAddr, o.cpu)
-	return s, nil
+	return nil
 }
 
 func (s *server) stop() {

@@ -104,12 +104,23 @@ func orchestrate() error {
 		return err
 	}
 	nodeDir := filepath.Join(root, "core/weblink/testdata/node")
-	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules/socket.io")); err != nil {
+	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules/socket.io")); err != nil && os.Getenv("WLBENCH_ONLY") != "weblink" {
 		return fmt.Errorf("reference server missing: run tools/testdeps/install.sh (%w)", err)
 	}
 	targets := []target{
 		{"weblink", []string{"taskset", "-c", "0", self, "serve", "127.0.0.1:7792"}, "127.0.0.1:7792"},
 		{"socketio_node", []string{"taskset", "-c", "0", "node", filepath.Join(nodeDir, "ref_server.mjs"), "7791"}, "127.0.0.1:7791"},
+	}
+	if only := os.Getenv("WLBENCH_ONLY"); only != "" {
+		// One server only (link-idle-memory runs WebLink's figure beside
+		// Link's): WLBENCH_ONLY=weblink.
+		var keep []target
+		for _, t := range targets {
+			if t.name == only {
+				keep = append(keep, t)
+			}
+		}
+		targets = keep
 	}
 	fmt.Printf("# %d connections (%d idle + %d busy echoing for %s); server on CPU 0, load on CPU 1\n",
 		totalConns, totalConns-busyConns, busyConns, echoFor)

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/sdk"
+)
+
+// runStorm measures a reconnect storm: N Go SDK clients (spread over worker
+// processes, a process holds at most 20,000 files) are logged in to one
+// core; the core is killed with SIGKILL and started again on the same data,
+// and the time until 99% (and all) of them are logged in again is taken
+// from the gateway's session count, with the server's CPU time over the
+// storm. Baseline in the same run: Noise handshakes per second of one core
+// (both sides in this process, the server's half counted), the ceiling of
+// logins per second on that core before any login work.
+func runStorm(args []string) error {
+	fs := flag.NewFlagSet("storm", flag.ContinueOnError)
+	bin := fs.String("bin", "longlink", "longlink binary")
+	clients := fs.Int("clients", 19000, "SDK clients")
+	workers := fs.Int("workers", 4, "worker processes")
+	serverCPU := fs.String("server-cpu", "0", "CPU list for the server (taskset)")
+	clientCPU := fs.String("client-cpu", "1", "CPU list for the workers (taskset)")
+	limit := fs.Duration("limit", 120*time.Second, "give up waiting for the clients after this long")
+	backoffMax := fs.Duration("backoff-max", 0, "the clients' BackoffMax (0: the SDK's default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	hsCPU, hsRate := handshakeCost(2 * time.Second)
+	result("storm_baseline_noise_handshake_cpu", float64(hsCPU.Microseconds()), "us")
+	result("storm_baseline_noise_handshakes_per_core", hsRate, "handshakes/s")
+
+	ctx := context.Background()
+	srv, err := startServer(ctx, serverOpts{bin: *bin, cpu: *serverCPU, users: *clients})
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	ws, stopWorkers, err := startWorkers(*workers, *clientCPU, func(i int) []string {
+		return []string{"storm-worker", "-addr", srv.linkAddr, "-key-id", srv.key.ID, "-public-key", link.EncodeKey(srv.key.Public),
+			"-index", strconv.Itoa(i), "-stride", strconv.Itoa(*workers), "-n", strconv.Itoa(share(*clients, *workers, i)),
+			"-backoff-max", backoffMax.String()}
+	})
+	if err != nil {
+		return err
+	}
+	defer stopWorkers()
+	start := time.Now()
+	for i, w := range ws {
+		if _, err := w.expect("started"); err != nil {
+			return fmt.Errorf("worker %d: %w", i, err)
+		}
+	}
+	fill, err := waitSessions(srv.debugAddr, *clients, *clients, 10*time.Minute, nil)
+	if err != nil {
+		return fmt.Errorf("first logins: %w", err)
+	}
+	progress("%d clients logged in after %s (first logins, not a storm)", *clients, time.Since(start).Round(time.Millisecond))
+	_ = fill
+	time.Sleep(3 * time.Second)
+
+	killed := time.Now()
+	srv.kill9()
+	progress("server killed (SIGKILL); starting it again")
+	if err := srv.launch(); err != nil {
+		return err
+	}
+	listening := time.Now()
+	progress("server pid %d listening again after %s", srv.cmd.Process.Pid, listening.Sub(killed).Round(time.Millisecond))
+	cpu0, _ := srv.cpuTime()
+	var at99 time.Duration
+	var cpu99 time.Duration
+	total, err := waitSessions(srv.debugAddr, *clients*99/100, *clients, *limit, func(n int, at time.Duration) {
+		if at99 == 0 && n >= *clients*99/100 {
+			at99 = at
+			cpu99, _ = srv.cpuTime()
+		}
+	}, killed)
+	cpuAll, _ := srv.cpuTime()
+	if err != nil {
+		progress("storm: %v", err)
+	}
+	logins := metricSum(srv.debugAddr, "longlink_gateway_logins_total")
+	refused := metricSum(srv.debugAddr, "longlink_gateway_refused_total")
+	accepted := metricSum(srv.debugAddr, "longlink_gateway_accepted_total")
+	perr := metricSum(srv.debugAddr, "longlink_gateway_protocol_errors_total")
+	progress("after the restart: logins by result %v; refusals %v; accepted connections %v; protocol errors %v", logins, refused, accepted, perr)
+	result("storm_accepted_connections", accepted[""], "conns")
+	result("storm_clients", float64(*clients), "clients")
+	result("storm_restart_to_listening", listening.Sub(killed).Seconds(), "s")
+	if at99 > 0 {
+		result("storm_99pct_logged_in_after_kill", at99.Seconds(), "s")
+		up := at99 - listening.Sub(killed)
+		result("storm_logins_per_s_per_core", float64(*clients*99/100)/up.Seconds(), "logins/s")
+		result("storm_server_cpu_per_login", float64((cpu99-cpu0).Microseconds())/float64(*clients*99/100), "us")
+	}
+	if total > 0 {
+		result("storm_all_logged_in_after_kill", total.Seconds(), "s")
+		result("storm_server_cpu_all", (cpuAll - cpu0).Seconds(), "s")
+	}
+	ok := logins["ok"]
+	var failed float64
+	for k, v := range logins {
+		if k != "ok" {
+			failed += v
+		}
+	}
+	result("storm_logins_ok", ok, "logins")
+	result("storm_logins_failed", failed, "logins")
+	return err
+}
+
+func share(n, parts, i int) int {
+	per := n / parts
+	if i < n%parts {
+		per++
+	}
+	return per
+}
+
+// waitSessions polls the gateway's session count every 50 ms until it
+// reaches want (from, the time zero of the durations), calling on with each
+// reading; it returns when all is reached or limit passes.
+func waitSessions(debugAddr string, want, all int, limit time.Duration, on func(n int, at time.Duration), from ...time.Time) (time.Duration, error) {
+	t0 := time.Now()
+	if len(from) > 0 {
+		t0 = from[0]
+	}
+	deadline := time.Now().Add(limit)
+	last, lastAt := -1, time.Now()
+	for time.Now().Before(deadline) {
+		n, err := gatewaySessions(debugAddr)
+		if err == nil {
+			at := time.Since(t0)
+			if on != nil {
+				on(n, at)
+			}
+			if n >= all {
+				return at, nil
+			}
+			if n != last && time.Since(lastAt) > time.Second {
+				progress("%6.1fs: %d sessions", at.Seconds(), n)
+				last, lastAt = n, time.Now()
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("not all %d logged in within %s (last reading %d)", all, limit, last)
+}
+
+// metricSum reads a counter's values by its first label's value.
+func metricSum(debugAddr, name string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get("http://" + debugAddr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, name) {
+			continue
+		}
+		rest := strings.TrimPrefix(l, name)
+		label := ""
+		if strings.HasPrefix(rest, "{") {
+			end := strings.IndexByte(rest, '}')
+			if end < 0 {
+				continue
+			}
+			if q := strings.IndexByte(rest[:end], '"'); q >= 0 {
+				label = strings.Trim(rest[q:end], `"`)
+			}
+			rest = rest[end+1:]
+		} else if rest != "" && rest[0] != ' ' {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err == nil {
+			out[label] += v
+		}
+	}
+	return out
+}
+
+// handshakeCost runs Noise NK handshakes over in-memory pipes for d and
+// returns the CPU per handshake of one side (half of both) and the
+// handshakes per second one core would do for the server side alone.
+func handshakeCost(d time.Duration) (time.Duration, float64) {
+	kp, err := link.GenerateKey("hs")
+	if err != nil {
+		return 0, 0
+	}
+	ring := link.NewKeyRing()
+	ring.Add(kp)
+	cpu0, _ := procCPUTime(os.Getpid())
+	start := time.Now()
+	n := 0
+	for time.Since(start) < d {
+		a, b := net.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			_, err := link.Server(context.Background(), b, ring, link.Limits{})
+			done <- err
+		}()
+		_, err := link.Client(context.Background(), a, kp.ID, kp.Public, link.Limits{})
+		if err == nil {
+			err = <-done
+		}
+		a.Close()
+		b.Close()
+		if err != nil {
+			return 0, 0
+		}
+		n++
+	}
+	cpu1, _ := procCPUTime(os.Getpid())
+	per := (cpu1 - cpu0) / time.Duration(2*n)
+	if per <= 0 {
+		return 0, 0
+	}
+	return per, float64(time.Second) / float64(per)
+}
+
+// runStormWorker runs N SDK clients of accounts index, index+stride, …
+// until killed; it prints "started" once every client is started.
+func runStormWorker(args []string) error {
+	fs := flag.NewFlagSet("storm-worker", flag.ContinueOnError)
+	addr := fs.String("addr", "", "gateway address")
+	keyID := fs.String("key-id", "", "server key id")
+	pubB64 := fs.String("public-key", "", "server public key")
+	index := fs.Int("index", 0, "this worker's index")
+	stride := fs.Int("stride", 1, "number of workers")
+	n := fs.Int("n", 0, "clients")
+	backoffMax := fs.Duration("backoff-max", 0, "BackoffMax (0: default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pub, err := link.DecodeKey(*pubB64)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < *n; i++ {
+		u := *index + i*(*stride)
+		c, err := sdk.New(sdk.Config{
+			Addresses: []string{*addr}, ServerKeys: map[string][]byte{*keyID: pub},
+			AppKey: benchAppKey, Account: account(u), Token: token(u), DeviceType: "phone",
+			BackoffMax: *backoffMax, ConnectTimeout: 20 * time.Second,
+		})
+		if err != nil {
+			return err
+		}
+		go func() {
+			for range c.Events() {
+			}
+		}()
+		c.Start()
+		if i%200 == 199 {
+			time.Sleep(100 * time.Millisecond) // the first logins, not a storm
+		}
+	}
+	fmt.Println("started")
+	select {}
+}
