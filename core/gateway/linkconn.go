@@ -488,7 +488,13 @@ func (l *linkConn) writeLoop() {
 		if len(batch) == 0 || l.dead {
 			l.writing = false
 			closeNow := l.closing || l.dead
-			l.queue = l.queue[:0]
+			if l.parked {
+				// The reader parked meanwhile (a heartbeat's answer): an
+				// idle connection keeps no write buffers.
+				l.queue, l.spare = nil, nil
+			} else {
+				l.queue = l.queue[:0]
+			}
 			l.mu.Unlock()
 			if closeNow {
 				l.closeNow()
