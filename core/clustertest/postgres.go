@@ -344,12 +344,15 @@ func pgTemplate(cacheDir, pgBin string) (string, error) {
 
 // asUserAt is the command that runs bin as cred at site: entering a
 // site's namespace needs root, so the site's prefix runs as root and
-// setpriv (which execs, keeping the pid) takes cred's identity in it.
+// setpriv (which execs, keeping the pid) takes cred's identity in it. A
+// change of identity clears the parent-death signal, so setpriv sets it
+// again: the server dies with the test binary as every process does.
 func asUserAt(site *Site, cred *syscall.Credential, bin string, args []string) (string, []string, *syscall.Credential) {
 	if site == nil || len(site.Exec) == 0 || cred == nil {
 		return bin, args, cred
 	}
-	return "setpriv", append([]string{fmt.Sprintf("--reuid=%d", cred.Uid), fmt.Sprintf("--regid=%d", cred.Gid), "--clear-groups", bin}, args...), nil
+	return "setpriv", append([]string{fmt.Sprintf("--reuid=%d", cred.Uid), fmt.Sprintf("--regid=%d", cred.Gid), "--clear-groups",
+		"--pdeathsig", "KILL", bin}, args...), nil
 }
 
 func (e *Env) runAsEnv(cred *syscall.Credential, env []string, bin string, args ...string) ([]byte, error) {
