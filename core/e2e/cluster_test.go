@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -159,7 +162,61 @@ func TestClusterChaos(t *testing.T) {
 
 	// The chatroom: every acknowledged room message at most once at each
 	// member, in each sender's order; and, unless the member was told of
-	// a gap, at least once.
+	// a gap, at least once. Room messages are fanned out in batches
+	// (room_batch_interval, and held up to room_gap_wait for a missing seq
+	// before them), so the last ones arrive a little after their acks:
+	// wait for them, and say how late the latest one was.
+	missingRoom := func(to int) (n int, example string) {
+		cl := clients[to]
+		got, gap := cl.roomDelivered()
+		if gap {
+			return 0, ""
+		}
+		seen := map[string]bool{}
+		for _, k := range got {
+			seen[k] = true
+		}
+		for i, s := range clients {
+			if i == to {
+				continue
+			}
+			for _, id := range s.roomAcked() {
+				if k := s.account + "/" + id; !seen[k] {
+					n, example = n+1, k
+				}
+			}
+		}
+		return n, example
+	}
+	roomWaitFrom := time.Now()
+	lateAtFirstLook := 0
+	for to := range clients {
+		n, _ := missingRoom(to)
+		lateAtFirstLook += n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for to := range clients {
+		for {
+			n, _ := missingRoom(to)
+			if n == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var slowest time.Duration
+	var slowestKey string
+	for _, cl := range clients {
+		for k, at := range cl.roomArrivals() {
+			from, id, _ := strings.Cut(k, "/")
+			ackAt, ok := clients[accountIndex(accounts, from)].roomAckTime(id)
+			if ok && at.Sub(ackAt) > slowest {
+				slowest, slowestKey = at.Sub(ackAt), cl.account+" got "+k
+			}
+		}
+	}
+	t.Logf("room: %d deliveries still on their way when the durable traffic was all in; all in %v later; slowest delivery %v after its ack (%s)",
+		lateAtFirstLook, time.Since(roomWaitFrom).Round(time.Millisecond), slowest.Round(time.Millisecond), slowestKey)
 	for to, cl := range clients {
 		got, gap := cl.roomDelivered()
 		seen := map[string]int{}
@@ -187,11 +244,30 @@ func TestClusterChaos(t *testing.T) {
 					i, _ := slices.BinarySearch(cl.roomSeqs, seq)
 					near := cl.roomSeqs[max(i-3, 0):min(i+3, len(cl.roomSeqs))]
 					cl.mu.Unlock()
-					t.Errorf("%s got room message %s (seq %d) %d times; seqs it got near it: %v", cl.account, k, seq, seen[k], near)
+					ackAt, _ := s.roomAckTime(id)
+					t.Errorf("%s got room message %s (seq %d, acked at %v) %d times; seqs it got near it: %v; what it saw of the room:%s",
+						cl.account, k, seq, ackAt.Sub(start).Round(time.Millisecond), seen[k], near, cl.roomStory(seq, start))
 				}
 			}
 		}
 	}
+
+	// Room sends that failed failed for a reason worth retrying: the
+	// connection was lost, or the cluster answered 503/504 (or nothing in
+	// the request's 5 s); never a refusal for good.
+	roomFailures := map[string]int{}
+	for _, cl := range clients {
+		cl.mu.Lock()
+		for _, f := range cl.roomErrs {
+			kind, ok := retryableRoomErr(f.err)
+			roomFailures[kind]++
+			if !ok {
+				t.Errorf("%s: room send %s failed for good: %v", cl.account, f.id, f.err)
+			}
+		}
+		cl.mu.Unlock()
+	}
+	t.Logf("room sends that failed and were sent again: %v", roomFailures)
 
 	// The killed gateway's clients were back, on the other one, quickly.
 	var worst time.Duration
@@ -357,6 +433,22 @@ func checkDurable(t *testing.T, ctx context.Context, clients []*chaosClient, pg 
 	return total
 }
 
+// retryableRoomErr names a room send's error and says whether an app
+// should send again: a lost connection, no answer in time, or a retryable
+// code.
+func retryableRoomErr(err error) (string, bool) {
+	var ie *imapi.Error
+	switch {
+	case errors.Is(err, sdk.ErrDisconnected):
+		return "disconnected", true
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in 5s", true
+	case errors.As(err, &ie):
+		return fmt.Sprintf("code %d", ie.Code), ie.Code.Retryable()
+	}
+	return err.Error(), false
+}
+
 func accountIndex(accounts []string, a string) int { return slices.Index(accounts, a) }
 
 func senderIndex(clients []*chaosClient, account, id string) int {
@@ -377,24 +469,77 @@ type chaosClient struct {
 	account string
 	home    string
 
-	mu       sync.Mutex
-	order    []string // client_msg_ids of durable sends, in send order
-	index    map[string]int
-	acks     map[string]imapi.SendAck
-	ackTimes []time.Time // when each ack arrived, in order
-	failed   []sendFailure
-	got      []delivery // messages received
-	roomSent []string   // room messages acknowledged, in send order
-	roomGot  []string
-	roomSeqs []int64 // the seq of each of roomGot
-	roomAck  map[string]int64
-	roomGap  bool
-	states   []stateAt
-	done     chan struct{}
+	mu        sync.Mutex
+	order     []string // client_msg_ids of durable sends, in send order
+	index     map[string]int
+	acks      map[string]imapi.SendAck
+	ackTimes  []time.Time // when each ack arrived, in order
+	failed    []sendFailure
+	got       []delivery // messages received
+	roomSent  []string   // room messages acknowledged, in send order
+	roomGot   []string
+	roomSeqs  []int64 // the seq of each of roomGot
+	roomAck   map[string]int64
+	roomAckAt map[string]time.Time // when each room message was acknowledged
+	roomAt    map[string]time.Time // when each room message first arrived (sender/id)
+	roomGap   bool
+	roomErrs  []sendFailure // room sends that failed (each sent again under a new id)
+	roomLog   []roomLogEntry
+	states    []stateAt
+	done      chan struct{}
 }
 
 // delivery is a message received: its conversation and sender/client_msg_id.
 type delivery struct{ conv, key string }
+
+// roomLogEntry is a room batch (seqs first..last), a re-entry or a state
+// change, for the story of a room message that went missing.
+type roomLogEntry struct {
+	at          time.Time
+	first, last int64
+	what        string
+}
+
+// roomLogWriter keeps the SDK's log lines about rooms in the client's
+// room log.
+type roomLogWriter struct{ c *chaosClient }
+
+func (w roomLogWriter) Write(p []byte) (int, error) {
+	if line := strings.TrimSpace(string(p)); strings.Contains(line, "room") {
+		if _, rest, ok := strings.Cut(line, " level="); ok {
+			line = "sdk: level=" + rest
+		}
+		w.c.mu.Lock()
+		w.c.roomLog = append(w.c.roomLog, roomLogEntry{at: time.Now(), what: line})
+		w.c.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+// roomStory is what the client saw of the room around seq.
+func (c *chaosClient) roomStory(seq int64, start time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var near time.Time
+	for _, e := range c.roomLog {
+		if e.last >= seq-2 && e.first <= seq+2 && e.first > 0 {
+			near = e.at
+			break
+		}
+	}
+	var b strings.Builder
+	for _, e := range c.roomLog {
+		close := e.first > 0 && e.last >= seq-3 && e.first <= seq+3
+		if !close && (near.IsZero() || e.at.Sub(near).Abs() > 2*time.Second || e.first > 0) {
+			continue
+		}
+		fmt.Fprintf(&b, "\n\t%v: %s", e.at.Sub(start).Round(time.Millisecond), e.what)
+		if e.first > 0 {
+			fmt.Fprintf(&b, " %d..%d", e.first, e.last)
+		}
+	}
+	return b.String()
+}
 
 type sendFailure struct {
 	id  string
@@ -408,11 +553,15 @@ type stateAt struct {
 
 func startChaosClient(t *testing.T, ctx context.Context, cfg sdk.Config, home string) *chaosClient {
 	t.Helper()
+	c := &chaosClient{account: cfg.Account, home: home, index: map[string]int{}, acks: map[string]imapi.SendAck{},
+		roomAck: map[string]int64{}, roomAckAt: map[string]time.Time{}, roomAt: map[string]time.Time{}, done: make(chan struct{})}
+	// The SDK's room lines (holes filled, re-entries) go into the story.
+	cfg.Logger = slog.New(slog.NewTextHandler(roomLogWriter{c}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sc, err := sdk.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &chaosClient{Client: sc, account: cfg.Account, home: home, index: map[string]int{}, acks: map[string]imapi.SendAck{}, done: make(chan struct{})}
+	c.Client = sc
 	sc.Start()
 	go c.collect()
 	t.Cleanup(func() { _ = sc.Close(); <-c.done })
@@ -438,15 +587,22 @@ func (c *chaosClient) collect() {
 			c.failed = append(c.failed, sendFailure{ev.ClientMsgID, ev.Err})
 		case sdk.EventState:
 			c.states = append(c.states, stateAt{time.Now(), ev.State})
+			c.roomLog = append(c.roomLog, roomLogEntry{at: time.Now(), what: "state " + ev.State.String()})
 		case sdk.EventRoom:
 			if ev.Room.Gap || ev.Room.Err != nil {
 				c.roomGap = true
 			}
+			c.roomLog = append(c.roomLog, roomLogEntry{at: time.Now(), what: fmt.Sprintf("entered again (gap %v, err %v)", ev.Room.Gap, ev.Room.Err)})
 		case sdk.EventPush:
-			if b, ok := sdk.RoomBatchOf(ev); ok {
+			if b, ok := sdk.RoomBatchOf(ev); ok && len(b.Messages) > 0 {
+				c.roomLog = append(c.roomLog, roomLogEntry{at: time.Now(), first: b.Messages[0].Seq, last: b.Messages[len(b.Messages)-1].Seq,
+					what: fmt.Sprintf("batch of %d", len(b.Messages))})
 				for _, m := range b.Messages {
 					c.roomGot = append(c.roomGot, m.From+"/"+m.ClientMsgID)
 					c.roomSeqs = append(c.roomSeqs, m.Seq)
+					if _, ok := c.roomAt[m.From+"/"+m.ClientMsgID]; !ok {
+						c.roomAt[m.From+"/"+m.ClientMsgID] = time.Now()
+					}
 				}
 			}
 		}
@@ -474,13 +630,16 @@ func (c *chaosClient) roomSend(ctx context.Context, id string, stop <-chan struc
 		var ack imapi.RoomSendAck
 		err := c.Request(rctx, imapi.OpRoomSend, imapi.RoomSendReq{RoomID: "hall", ClientMsgID: cmid, Type: "text", Body: json.RawMessage(`{"t":1}`)}, &ack)
 		cancel()
+		if err != nil && ctx.Err() == nil {
+			c.mu.Lock()
+			c.roomErrs = append(c.roomErrs, sendFailure{cmid, err})
+			c.mu.Unlock()
+		}
 		if err == nil {
 			c.mu.Lock()
 			c.roomSent = append(c.roomSent, cmid)
-			if c.roomAck == nil {
-				c.roomAck = map[string]int64{}
-			}
 			c.roomAck[cmid] = ack.Seq
+			c.roomAckAt[cmid] = time.Now()
 			c.mu.Unlock()
 			return
 		}
@@ -508,6 +667,19 @@ func (c *chaosClient) roomAcked() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.roomSent)
+}
+
+func (c *chaosClient) roomArrivals() map[string]time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.roomAt)
+}
+
+func (c *chaosClient) roomAckTime(id string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.roomAckAt[id]
+	return at, ok
 }
 
 func (c *chaosClient) roomIndex(id string) int {

@@ -107,9 +107,9 @@ type Config struct {
 	// RoomBatchInterval is how long room messages are gathered before they
 	// go out as one room.messages frame per connection. Default 100ms.
 	RoomBatchInterval config.Duration `yaml:"room_batch_interval"`
-	// RoomGapWait is how long a room's batch is held back when a seq is
-	// missing before it (several service nodes publish a room's messages,
-	// so one may arrive late); after it the batch goes with the gap.
+	// RoomGapWait is how long room messages are held back when a seq is
+	// missing before them (several service nodes publish a room's
+	// messages, so one may arrive late); after it they go with the gap.
 	// Default 500ms.
 	RoomGapWait config.Duration `yaml:"room_gap_wait"`
 	// RoomMaxQueued: a Link connection with this many frames still waiting

@@ -52,9 +52,11 @@ type gwRoom struct {
 	closed  bool
 	// lastSeq is the highest room seq sent to the members (0: none yet);
 	// heldSince is when the flush began holding pending messages back for
-	// a gap before them (zero: not holding). See addBatch.
+	// a gap before them (zero: not holding), heldAfter the seq before that
+	// gap. See addBatch.
 	lastSeq   int64
 	heldSince time.Time
+	heldAfter int64
 }
 
 // roomJoin is called before a room.enter is forwarded to the services: the
@@ -272,7 +274,7 @@ func (g *Gateway) roomLoop() {
 	flush := func() {
 		g.writers.reset()
 		for _, r := range dirty {
-			if g.addBatch(r) {
+			if g.addBatch(r, false) {
 				more = append(more, r)
 			}
 		}
@@ -349,8 +351,9 @@ func roomSubjectOf(subject string) string {
 // one body, built and compressed once, one frame per member connection. A
 // body holds at most max_frame_size bytes (what clients accept inflated);
 // it reports whether messages are left for the next round (the room stays
-// dirty).
-func (g *Gateway) addBatch(r *gwRoom) (more bool) {
+// dirty). noHold sends what follows a hole at once (before a room event,
+// which must not wait).
+func (g *Gateway) addBatch(r *gwRoom, noHold bool) (more bool) {
 	g.roomMu.Lock()
 	msgs := r.pending
 	r.pending, r.dirty = nil, false
@@ -361,29 +364,40 @@ func (g *Gateway) addBatch(r *gwRoom) (more bool) {
 	// Several service nodes publish a room's messages, each on its own
 	// connection, so they may arrive out of seq order, and a client takes
 	// a seq below one it has as a duplicate. The batch goes out in seq
-	// order; when a seq is missing before it, it is held back for up to
-	// RoomGapWait for the missing one to arrive (a message stored by a
-	// node that died before publishing it never does: then the batch goes
-	// with the gap, which the client sees).
+	// order; when a seq is missing — before the batch or inside it (a
+	// node that stored 3 published it after 4 and 5: it stalled, or its
+	// bus connection was slow) — what comes after the hole is held back
+	// for up to RoomGapWait for the missing one to arrive, and what comes
+	// before it goes now. A message stored by a node that died before
+	// publishing it never arrives: then the rest goes with the gap, which
+	// the client sees (the SDK fills it from the room's recent history).
 	seqs := sortRoomMessages(msgs)
-	if r.lastSeq > 0 && seqs[0] > r.lastSeq+1 {
-		if r.heldSince.IsZero() {
-			r.heldSince = time.Now()
+	if cut, after := roomHole(seqs, r.lastSeq); cut < len(seqs) {
+		if r.heldSince.IsZero() || r.heldAfter != after {
+			r.heldSince, r.heldAfter = time.Now(), after
 		}
-		if time.Since(r.heldSince) < g.cfg.RoomGapWait.D() {
-			r.pending, r.dirty = append(msgs, r.pending...), true
-			g.roomMu.Unlock()
-			return true
+		if !noHold && time.Since(r.heldSince) < g.cfg.RoomGapWait.D() {
+			if cut == 0 {
+				r.pending, r.dirty = append(msgs, r.pending...), true
+				g.roomMu.Unlock()
+				return true
+			}
+			// The messages before the hole go now, the rest waits.
+			r.pending, r.dirty = append(slices.Clone(msgs[cut:]), r.pending...), true
+			msgs, seqs, more = msgs[:cut], seqs[:cut], true
+		} else {
+			g.m.roomGaps.Inc()
+			g.log.Debug("room batch sent with a gap", "room", r.id, "after", after, "next", seqs[cut])
+			r.heldSince = time.Time{}
 		}
-		g.m.roomGaps.Inc()
-		g.log.Debug("room batch sent with a gap", "room", r.id, "after", r.lastSeq, "first", seqs[0])
+	} else {
+		r.heldSince = time.Time{}
 	}
-	r.heldSince = time.Time{}
 	r.lastSeq = max(r.lastSeq, seqs[len(seqs)-1])
 	size := len(`{"room_id":"","messages":[]}`) + len(r.id)
 	for i, m := range msgs {
 		if size += len(m) + 1; size > g.cfg.MaxFrameSize && i > 0 {
-			r.pending, r.dirty, more = msgs[i:], true, true
+			r.pending, r.dirty, more = append(slices.Clone(msgs[i:]), r.pending...), true, true
 			msgs = msgs[:i]
 			break
 		}
@@ -429,7 +443,7 @@ func (g *Gateway) roomEvent(r *gwRoom, data []byte) {
 	}
 	for more := true; more; {
 		g.writers.reset()
-		more = g.addBatch(r)
+		more = g.addBatch(r, true)
 		if g.writers.begin() {
 			<-g.writers.done
 		}
@@ -505,6 +519,23 @@ func (g *Gateway) SetAdvertise(addrs []string) {
 	if g.started {
 		g.announce()
 	}
+}
+
+// roomHole finds the first missing seq in sorted seqs, the highest seq
+// sent before them being last (0: none yet, no hole before the first):
+// the messages before index cut have no hole before them; after is the
+// seq just before the hole. cut is len(seqs) when there is none. Seqs at
+// or below one already passed (late, or 0 for one that did not decode)
+// never make a hole.
+func roomHole(seqs []int64, last int64) (cut int, after int64) {
+	prev := last
+	for i, sq := range seqs {
+		if prev > 0 && sq > prev+1 {
+			return i, prev
+		}
+		prev = max(prev, sq)
+	}
+	return len(seqs), prev
 }
 
 // sortRoomMessages sorts room messages (imapi.RoomMessage JSON) by seq and

@@ -170,4 +170,43 @@ func TestRoomBatchesInSeqOrder(t *testing.T) {
 	if n := testutil.ToFloat64(e.g.m.roomGaps); n != 1 {
 		t.Fatalf("room_gaps_total = %v, want 1", n)
 	}
+	// 8 and 10, then 9: 8 goes, 10 waits for 9 (a hole inside a batch
+	// holds back what follows it, not what precedes it).
+	publishRoom(t, nc, "r1", 8, "eight")
+	publishRoom(t, nc, "r1", 10, "ten")
+	waittest.Until(t, 5*time.Second, "a flush holding 10 back", func() bool {
+		e.g.roomMu.Lock()
+		defer e.g.roomMu.Unlock()
+		r := e.g.rooms[buswire.RoomSubject("app", "r1")]
+		return r != nil && !r.heldSince.IsZero() && r.heldAfter == 8
+	})
+	publishRoom(t, nc, "r1", 9, "nine")
+	if got := roomSeqsUntil(t, m, nil, "r1", 10); !slices.Equal(got, []int64{8, 9, 10}) {
+		t.Fatalf("seqs %v, want [8 9 10]: 10 not held for 9", got)
+	}
+	if n := testutil.ToFloat64(e.g.m.roomGaps); n != 1 {
+		t.Fatalf("room_gaps_total = %v, want 1", n)
+	}
+}
+
+func TestRoomHole(t *testing.T) {
+	for _, c := range []struct {
+		seqs      []int64
+		last      int64
+		cut       int
+		afterWant int64
+	}{
+		{[]int64{1, 2, 3}, 0, 3, 3},
+		{[]int64{5, 6}, 0, 2, 6},
+		{[]int64{5, 6}, 4, 2, 6},
+		{[]int64{6, 7}, 4, 0, 4},
+		{[]int64{5, 7, 8}, 4, 1, 5},
+		{[]int64{3, 5, 6}, 4, 3, 6}, // 3: late, no hole
+		{[]int64{0, 5}, 4, 2, 5},
+	} {
+		cut, after := roomHole(c.seqs, c.last)
+		if cut != c.cut || after != c.afterWant {
+			t.Errorf("roomHole(%v, %d) = %d, %d; want %d, %d", c.seqs, c.last, cut, after, c.cut, c.afterWant)
+		}
+	}
 }

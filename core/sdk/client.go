@@ -61,6 +61,16 @@ type Client struct {
 	lastSeqs    map[string]int64  // copy of the delivery loop's, for LastSeqs
 	rooms       map[string]string // rooms entered → entry token (rejoin.go)
 	connGen     uint64            // counts connections, for room re-entry
+	// roomBack: the rooms being entered again on connection gen, each
+	// with a channel closed once that is answered: until then the room's
+	// requests wait (waitRoomBack), or the service refuses them "not in
+	// room" since the new session is not in it yet.
+	roomBack map[string]roomBack
+}
+
+type roomBack struct {
+	gen uint64
+	ch  chan struct{}
 }
 
 // New validates cfg and builds a client; Start connects it.
@@ -84,6 +94,7 @@ func New(cfg Config) (*Client, error) {
 		outbox:   map[*outItem]struct{}{},
 		wake:     make(chan struct{}, 1),
 		rooms:    map[string]string{},
+		roomBack: map[string]roomBack{},
 	}
 	c.loop = newDelivery(c)
 	if c.dial == nil {
@@ -263,6 +274,9 @@ func (c *Client) RequestRaw(ctx context.Context, op imapi.Op, body []byte) ([]by
 	}
 	cur, err := c.waitConn(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.waitRoomBack(ctx, op, body); err != nil {
 		return nil, err
 	}
 	in, err := cur.request(ctx, op, body)
@@ -459,6 +473,13 @@ func (c *Client) run() {
 		c.session = resp.SessionID
 		c.connGen++
 		gen := c.connGen
+		for id, b := range c.roomBack {
+			close(b.ch) // a previous connection's: its waiters go on this one
+			delete(c.roomBack, id)
+		}
+		for id := range c.rooms {
+			c.roomBack[id] = roomBack{gen: gen, ch: make(chan struct{})}
+		}
 		c.mu.Unlock()
 		c.setState(StateConnected, nil, true)
 		c.onConnected(gen)

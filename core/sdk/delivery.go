@@ -76,6 +76,10 @@ type delivery struct {
 	catchUp *time.Ticker
 	dropped int       // events dropped since the last EventDropped
 	warned  time.Time // the last warning that the application is behind
+
+	// rejoin, when set (tests), replaces entering a room again to fill a
+	// hole (fillHole).
+	rejoin func(roomID, token string, gen uint64)
 }
 
 func newDelivery(c *Client) *delivery {

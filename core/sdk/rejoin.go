@@ -23,7 +23,8 @@ import (
 // (Gap). A room that cannot be entered again (closed, banned, no valid
 // token) is forgotten and reported (Err).
 
-// RoomRejoin reports a room entered again after a reconnect (EventRoom).
+// RoomRejoin reports a room entered again after a reconnect (EventRoom),
+// or to fetch messages missing between two pushed batches.
 type RoomRejoin struct {
 	RoomID string
 	Role   string // the role in the room, when entered
@@ -72,7 +73,15 @@ type roomTrack struct {
 	// the room is entered again once it caught up (delivery.checkCaughtUp),
 	// and the re-entry's recent history brings them.
 	behind bool
+	// filled is when a hole in the room's seqs last had the room entered
+	// again (fillHole).
+	filled time.Time
 }
+
+// roomFillEvery spaces the re-entries that fill holes in a room's seqs: a
+// gateway that skips batches for a slow connection makes holes at every
+// batch interval, and one re-entry's history covers many of them.
+const roomFillEvery = time.Second
 
 // maxRoomHeld bounds the pushes held back during a re-entry; past it the
 // oldest are dropped (the recent history covers them).
@@ -86,11 +95,52 @@ func lastRoomSeq(r *imapi.RoomEnterResp) int64 {
 	return last
 }
 
+// waitRoomBack holds a request of a room being entered again after a
+// reconnect until that is answered: the new session is in the room only
+// then. Other requests go at once.
+func (c *Client) waitRoomBack(ctx context.Context, op imapi.Op, body []byte) error {
+	switch op {
+	case imapi.OpRoomSend, imapi.OpRoomMembers, imapi.OpRoomHistory, imapi.OpRoomInfo:
+	default:
+		return nil
+	}
+	var ref imapi.RoomRef
+	if json.Unmarshal(body, &ref) != nil {
+		return nil
+	}
+	c.mu.Lock()
+	b, ok := c.roomBack[ref.RoomID]
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	select {
+	case <-b.ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// roomBackDone releases the requests waiting for roomID to be entered
+// again on connection gen (any connection: 0).
+func (c *Client) roomBackDone(roomID string, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.roomBack[roomID]; ok && (gen == 0 || b.gen == gen) {
+		close(b.ch)
+		delete(c.roomBack, roomID)
+	}
+}
+
 // forgetRoom stops entering roomID after reconnects.
 func (c *Client) forgetRoom(roomID string) {
 	c.mu.Lock()
 	delete(c.rooms, roomID)
 	c.mu.Unlock()
+	c.roomBackDone(roomID, 0)
 	c.post(roomForget{room: roomID})
 }
 
@@ -113,6 +163,10 @@ func (r rejoinStart) handle(d *delivery) {
 			r.rooms[id] = tok // the newest token
 		} else {
 			delete(r.rooms, id) // left meanwhile
+			if b, ok := c.roomBack[id]; ok && b.gen == r.gen {
+				close(b.ch)
+				delete(c.roomBack, id)
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -192,6 +246,7 @@ func (r rejoinResult) handle(d *delivery) {
 	}
 	rt.rejoining = 0
 	rt.behind = false // the history below is fetched after last
+	d.c.roomBackDone(r.room, r.gen)
 	held := rt.held
 	rt.held = nil
 	if r.err != nil {
@@ -247,6 +302,7 @@ func (d *delivery) forgetRoom(id string) {
 	d.c.mu.Lock()
 	delete(d.c.rooms, id)
 	d.c.mu.Unlock()
+	d.c.roomBackDone(id, 0)
 }
 
 // handle settles an enter by the app: the answer's history went to the
@@ -350,6 +406,10 @@ func (d *delivery) onRoomBatch(in *Incoming) {
 	if rt.behind {
 		return // the re-entry after the application caught up fetches it
 	}
+	if d.fillHole(rt, b.RoomID, b.Messages) {
+		rt.held = append(rt.held, b.Messages...)
+		return
+	}
 	last := rt.last
 	for _, m := range b.Messages {
 		if m.Seq <= last {
@@ -360,6 +420,55 @@ func (d *delivery) onRoomBatch(in *Incoming) {
 		last = m.Seq
 	}
 	d.offerRoom(rt, last, Event{Kind: EventPush, Op: in.Op, Body: in.Body})
+}
+
+// fillHole reports whether the batch has a hole in the room's seqs (before
+// it or inside it) that the room's recent history can fill, and if so enters the room
+// again to fetch it: the batch is then held like the pushes during any
+// re-entry, and goes out after the missing messages. A hole is a message
+// the client's gateway did not get in time: the bus lost it (its NATS
+// connection was dropped and came back), or it came later than the
+// batches after it (the gateway waits room_gap_wait for it, then sends
+// without it, and the late one below the client's position would be
+// taken for a duplicate), or the gateway skipped a batch for a slow
+// connection. The re-entry also records the session's presence in the
+// room again. At most one per roomFillEvery and room; holes in between go
+// out as they are.
+func (d *delivery) fillHole(rt *roomTrack, roomID string, msgs []imapi.RoomMessage) bool {
+	if rt.last == 0 {
+		return false
+	}
+	prev, next := rt.last, int64(0)
+	for _, m := range msgs {
+		if m.Seq <= prev {
+			continue
+		}
+		if m.Seq > prev+1 {
+			next = m.Seq
+			break
+		}
+		prev = m.Seq
+	}
+	if next == 0 || time.Since(rt.filled) < roomFillEvery {
+		return false
+	}
+	c := d.c
+	c.mu.Lock()
+	tok, in := c.rooms[roomID]
+	gen, up := c.connGen, c.cur != nil
+	c.mu.Unlock()
+	if !in || !up {
+		return false
+	}
+	c.log.Debug("hole in a room's seqs: entering it again", "room", roomID, "after", prev, "next", next)
+	rt.filled = time.Now()
+	rt.rejoining = gen
+	if d.rejoin != nil {
+		d.rejoin(roomID, tok, gen)
+	} else {
+		go c.rejoin(roomID, tok, gen)
+	}
+	return true
 }
 
 // onRoomEvent forgets a room the account was kicked from or that closed:

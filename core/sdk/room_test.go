@@ -351,3 +351,118 @@ func drainEvents(c *Client) []Event {
 		}
 	}
 }
+
+// A batch after a hole in the room's seqs (the gateway did not get a
+// message in time: the bus lost it, or it came after the batches behind it)
+// has the room entered again: the batch waits, the history fills the hole,
+// then the batch goes out. At most one such re-entry per roomFillEvery; a
+// hole in between goes out as it is.
+func TestRoomHoleFilled(t *testing.T) {
+	c, err := New(Config{Addresses: []string{"x:1"}, Dialer: WebLinkDialer(), AppKey: "a", Account: "me", Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	var rejoins []RoomRejoin
+	var fills []uint64
+	d := c.loop
+	d.rejoin = func(room, token string, gen uint64) { fills = append(fills, gen) }
+	handle := func(m loopMsg) {
+		for _, ev := range handled(c, m) {
+			if b, ok := RoomBatchOf(ev); ok {
+				for _, m := range b.Messages {
+					got = append(got, m.Seq)
+				}
+			}
+			if ev.Kind == EventRoom {
+				rejoins = append(rejoins, *ev.Room)
+			}
+		}
+	}
+	batch := func(seqs ...int64) pushed {
+		b := imapi.RoomBatch{RoomID: "r"}
+		for _, s := range seqs {
+			b.Messages = append(b.Messages, imapi.RoomMessage{RoomID: "r", Seq: s})
+		}
+		body, _ := json.Marshal(b)
+		return pushed{Incoming{Op: imapi.OpRoomMessages, Push: true, Body: body}}
+	}
+	c.rooms["r"] = "tok"
+	c.cur, c.connGen = &conn{}, 5
+
+	handle(batch(1, 2))
+	handle(batch(4, 5)) // 3 is missing
+	if !slices.Equal(got, []int64{1, 2}) || !slices.Equal(fills, []uint64{5}) {
+		t.Fatalf("after the hole: delivered %v, re-entries %v", got, fills)
+	}
+	handle(batch(6)) // held too
+	handle(rejoinResult{room: "r", gen: 5, resp: imapi.RoomEnterResp{Room: imapi.RoomInfo{LastSeq: 4},
+		History: []imapi.RoomMessage{{Seq: 2}, {Seq: 3}, {Seq: 4}}}})
+	if !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6}) || len(rejoins) != 1 || rejoins[0].Gap {
+		t.Fatalf("filled: delivered %v, %+v", got, rejoins)
+	}
+
+	handle(batch(8)) // a second hole within roomFillEvery: as it is
+	if !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6, 8}) || len(fills) != 1 {
+		t.Fatalf("a second hole at once: delivered %v, re-entries %v", got, fills)
+	}
+	d.room("r").filled = time.Now().Add(-roomFillEvery)
+	handle(batch(10))
+	if len(fills) != 2 || len(got) != 7 {
+		t.Fatalf("a hole later: delivered %v, re-entries %v", got, fills)
+	}
+	handle(rejoinResult{room: "r", gen: 5, resp: imapi.RoomEnterResp{Room: imapi.RoomInfo{LastSeq: 10},
+		History: []imapi.RoomMessage{{Seq: 9}, {Seq: 10}}}})
+	d.room("r").filled = time.Now().Add(-roomFillEvery)
+	handle(batch(11, 13, 14)) // a hole inside the batch
+	if len(fills) != 3 || !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6, 8, 9, 10}) {
+		t.Fatalf("a hole inside a batch: delivered %v, re-entries %v", got, fills)
+	}
+	handle(rejoinResult{room: "r", gen: 5, resp: imapi.RoomEnterResp{Room: imapi.RoomInfo{LastSeq: 14},
+		History: []imapi.RoomMessage{{Seq: 11}, {Seq: 12}, {Seq: 13}, {Seq: 14}}}})
+	if !slices.Equal(got[9:], []int64{11, 12, 13, 14}) {
+		t.Fatalf("filled inside: delivered %v", got)
+	}
+}
+
+// After a reconnect a room's requests wait until the room is entered
+// again (the new session is not in it before: the service would refuse
+// them "not in room"); other requests do not.
+func TestRoomRequestsWaitForRejoin(t *testing.T) {
+	c, err := New(Config{Addresses: []string{"x:1"}, Dialer: WebLinkDialer(), AppKey: "a", Account: "me", Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"room_id":"r","client_msg_id":"x"}`)
+	c.rooms["r"] = "tok"
+	c.roomBack["r"] = roomBack{gen: 3, ch: make(chan struct{})}
+	c.loop.room("r").rejoining = 3
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.waitRoomBack(ctx, imapi.OpRoomSend, body); err != context.DeadlineExceeded {
+		t.Fatalf("room.send before the re-entry: %v", err)
+	}
+	if err := c.waitRoomBack(context.Background(), imapi.OpRoomEnter, body); err != nil {
+		t.Fatalf("room.enter: %v", err)
+	}
+	if err := c.waitRoomBack(context.Background(), imapi.OpRoomSend, []byte(`{"room_id":"q"}`)); err != nil {
+		t.Fatalf("another room: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.waitRoomBack(context.Background(), imapi.OpRoomSend, body) }()
+	handled(c, rejoinResult{room: "r", gen: 2}) // a stale connection's answer
+	select {
+	case err := <-done:
+		t.Fatalf("released by a stale answer: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	handled(c, rejoinResult{room: "r", gen: 3, resp: imapi.RoomEnterResp{}})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("room.send still waits after the re-entry")
+	}
+}

@@ -26,6 +26,14 @@ type roomState struct {
 	sub      *nats.Subscription
 	stop     chan struct{}
 	done     chan struct{}
+	// listening is since when (node clock) this node has heard the bus
+	// without a break: reset when the process stalled (SIGSTOP, a GC or
+	// swap storm: its sweep ticker fired late) or its NATS connection was
+	// down or reconnected. A gateway counts as silent only when it has
+	// not been heard for GatewayTimeout of that time: a node that wakes
+	// from a pause, or comes back to the bus, hears every gateway's next
+	// announcement before it takes one for dead. Guarded by mu.
+	listening time.Time
 }
 
 // maxSizes bounds the cached room sizes; when full the cache starts over.
@@ -45,6 +53,7 @@ type gatewaySeen struct {
 func (s *Rooms) Start(context.Context) error {
 	s.gateways = map[string]gatewaySeen{}
 	s.sizes = map[string]roomCount{}
+	s.listening = s.n.Now()
 	sub, err := s.n.NATS.Subscribe(buswire.GatewaySubject, func(m *nats.Msg) {
 		var a buswire.GatewayAnnounce
 		if json.Unmarshal(m.Data, &a) != nil || a.ID == "" || len(a.Addresses) > 16 {
@@ -82,10 +91,20 @@ func (s *Rooms) Stop(context.Context) {
 // removes the room presence they recorded: a gateway that crashed never
 // sent the room.leave of its sessions. Every service node does it for the
 // gateways it has heard of; doing it twice is harmless.
+//
+// A node that was not listening (stalled, or off the bus) for a while has
+// heard no announcement meanwhile, from live gateways either: it restarts
+// their timeouts instead (see roomState.listening). Without that, a
+// service node woken from a SIGSTOP of GatewayTimeout removed the room
+// presence of every live gateway, and every member's room sends were
+// refused "not in room".
 func (s *Rooms) sweepGateways() {
 	defer close(s.done)
-	t := time.NewTicker(max(s.cfg.GatewayTimeout.D()/4, 100*time.Millisecond))
+	every := max(s.cfg.GatewayTimeout.D()/4, 100*time.Millisecond)
+	t := time.NewTicker(every)
 	defer t.Stop()
+	lastTick := time.Now() // real time: a stall is measured on the process's clock
+	reconnects := s.n.NATS.Stats().Reconnects
 	for {
 		select {
 		case <-s.stop:
@@ -93,10 +112,23 @@ func (s *Rooms) sweepGateways() {
 		case <-t.C:
 		}
 		now := s.n.Now()
+		stalled := time.Since(lastTick) > every+s.cfg.GatewayTimeout.D()/4
+		lastTick = time.Now()
+		r := s.n.NATS.Stats().Reconnects
+		reconnected := r != reconnects
+		offBus := !s.n.NATS.IsConnected() || reconnected
+		reconnects = r
 		var dead []string
 		s.mu.Lock()
+		if stalled || offBus {
+			s.listening = now
+			s.metrics.deafSpells.Inc()
+		}
+		if stalled || reconnected {
+			s.n.Log.Info("gateway timeouts restarted: this node heard nothing for a while", "stalled", stalled, "reconnected", reconnected)
+		}
 		for id, g := range s.gateways {
-			if now.Sub(g.at) > s.cfg.GatewayTimeout.D() {
+			if s.silentLocked(g, now) {
 				dead = append(dead, id)
 				delete(s.gateways, id)
 			}
@@ -106,6 +138,16 @@ func (s *Rooms) sweepGateways() {
 			s.dropGatewayPresence(id, now, "silent")
 		}
 	}
+}
+
+// silentLocked reports whether g has not been heard for GatewayTimeout
+// while this node was listening. mu is held.
+func (s *Rooms) silentLocked(g gatewaySeen, now time.Time) bool {
+	heard := g.at
+	if s.listening.After(heard) {
+		heard = s.listening
+	}
+	return now.Sub(heard) > s.cfg.GatewayTimeout.D()
 }
 
 func (s *Rooms) dropGatewayPresence(id string, before time.Time, why string) {
@@ -143,7 +185,7 @@ func (s *Rooms) EntryPoints(ctx context.Context, appkey, roomID string) ([]Entry
 	s.mu.Lock()
 	var live []gatewaySeen
 	for _, g := range s.gateways {
-		if now.Sub(g.at) > s.cfg.GatewayTimeout.D() {
+		if s.silentLocked(g, now) {
 			continue
 		}
 		if g.Draining || len(g.Addresses) == 0 || (g.Capacity > 0 && g.Sessions >= g.Capacity) {

@@ -14,6 +14,10 @@ type metrics struct {
 	// stalePresence counts sessions removed from rooms because their
 	// gateway stopped announcing itself or restarted.
 	stalePresence prometheus.Counter
+	// deafSpells counts gateway sweeps that found this node stalled or
+	// off the bus, and restarted the gateways' timeouts instead of
+	// judging them.
+	deafSpells prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -42,8 +46,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		stalePresence: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_service_room_stale_presence_total", Help: "Room sessions removed because their gateway went silent or restarted.",
 		}),
+		deafSpells: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_service_room_gateway_timeouts_restarted_total",
+			Help: "Gateway sweeps that found this node stalled or off the bus (it heard no announcement meanwhile) and restarted the gateways' timeouts instead of removing their room presence.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.enters, m.messages, m.rateLimited, m.refused, m.kicks, m.events, m.stalePresence} {
+	for _, c := range []prometheus.Collector{m.rooms, m.enters, m.messages, m.rateLimited, m.refused, m.kicks, m.events, m.stalePresence, m.deafSpells} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
