@@ -3,15 +3,40 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/longlink/longlink/core/store"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // rawCount runs a COUNT(*) query on the store's database directly (for rows
 // that no Store method shows).
 func rawCount(t *testing.T, cfg store.Config, query string) int {
+	t.Helper()
+	db := rawDB(t, cfg)
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// rawExec runs a statement on the store's database directly.
+func rawExec(t *testing.T, cfg store.Config, query string) {
+	t.Helper()
+	db := rawDB(t, cfg)
+	defer db.Close()
+	if _, err := db.Exec(query); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// rawDB opens the store's database beside the store.
+func rawDB(t *testing.T, cfg store.Config) *sql.DB {
 	t.Helper()
 	driver, dsn := "sqlite", cfg.Path
 	if cfg.Driver == store.DriverPostgres {
@@ -21,12 +46,7 @@ func rawCount(t *testing.T, cfg store.Config, query string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow(query).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
+	return db
 }
 
 // The badge counts super-group unread (last seq − read seq) beside the
@@ -118,14 +138,47 @@ func TestDismissSuperGroupDropsMentions(t *testing.T) {
 		if err := st.DismissSuperGroup(ctx, app, "gone"); err != nil {
 			t.Fatal(err)
 		}
-		if n := count("super_mentions", "gone"); n != 0 {
-			t.Fatalf("mention rows left after dismiss: %d", n)
+		if _, err := st.SuperGroup(ctx, app, "gone"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("dismissed group: %v", err)
 		}
-		if n := count("super_members", "gone"); n != 0 {
-			t.Fatalf("member rows left after dismiss: %d", n)
-		}
+		// The purger deletes them after the dismissal returned.
+		waittest.Until(t, 10*time.Second, "the dismissed group's rows purged", func() bool {
+			return count("super_mentions", "gone") == 0 && count("super_members", "gone") == 0
+		})
 		if n := count("super_mentions", "kept"); n != 3 {
 			t.Fatalf("the other group's mention rows: %d, want 3", n)
 		}
+	})
+}
+
+// A store that stopped between marking a group dismissed and purging its
+// rows purges them when it starts again.
+func TestDismissedSuperGroupPurgedAtStart(t *testing.T) {
+	suite(t, func(t *testing.T, st store.Store, cfg store.Config) {
+		ctx := context.Background()
+		members := make([]string, 2*2000+7) // more than two purge chunks
+		for i := range members {
+			members[i] = fmt.Sprintf("u%05d", i)
+		}
+		if err := st.CreateSuperGroup(ctx, store.SuperGroup{AppKey: app, GroupID: "left", Name: "left", Owner: members[0]}, members, len(members)); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// As the store leaves it when it stops right after the mark.
+		rawExec(t, cfg, fmt.Sprintf("UPDATE super_groups SET dismissed = 1, members = 0 WHERE appkey = '%s' AND group_id = 'left'", app))
+		count := func() int {
+			return rawCount(t, cfg, fmt.Sprintf("SELECT COUNT(*) FROM super_members WHERE appkey = '%s' AND group_id = 'left'", app))
+		}
+		if n := count(); n != len(members) {
+			t.Fatalf("member rows before the restart: %d, want %d", n, len(members))
+		}
+		st2, err := store.Open(ctx, cfg, store.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st2.Close()
+		waittest.Until(t, 20*time.Second, "rows purged after the restart", func() bool { return count() == 0 })
 	})
 }

@@ -41,6 +41,8 @@ type sqlStore struct {
 	shed     shedder
 	quit     chan struct{}
 	wg       sync.WaitGroup
+
+	purgeKick chan struct{} // wakes purgeLoop (superpurge.go)
 }
 
 // Open connects to the configured backend, runs the migrations and starts
@@ -56,10 +58,11 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 		reg = prometheus.NewRegistry()
 	}
 	s := &sqlStore{
-		cfg:      cfg,
-		log:      log.With("component", "store", "driver", cfg.Driver),
-		appendCh: make(chan *unit, 65536),
-		quit:     make(chan struct{}),
+		cfg:       cfg,
+		log:       log.With("component", "store", "driver", cfg.Driver),
+		appendCh:  make(chan *unit, 65536),
+		quit:      make(chan struct{}),
+		purgeKick: make(chan struct{}, 1),
 	}
 	var err error
 	switch cfg.Driver {
@@ -101,6 +104,8 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 		s.wg.Add(1)
 		go s.checkpointLoop()
 	}
+	s.wg.Add(1)
+	go s.purgeLoop()
 	return s, nil
 }
 

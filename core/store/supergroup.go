@@ -50,8 +50,9 @@ type SuperStore interface {
 	IsSuperMember(ctx context.Context, appkey, groupID, account string) (bool, error)
 	// SuperGroupsOf lists the account's live super-groups.
 	SuperGroupsOf(ctx context.Context, appkey, account string) ([]SuperGroup, error)
-	// DismissSuperGroup marks the group dismissed and drops its members
-	// and their mention rows (the messages stay, as for any conversation).
+	// DismissSuperGroup marks the group dismissed; its member and mention
+	// rows are purged in the background (the messages stay, as for any
+	// conversation).
 	DismissSuperGroup(ctx context.Context, appkey, groupID string) error
 	// MarkSuperRead moves the member's read position up to seq (never back,
 	// never past the group's last seq) and returns it; ErrForbidden for a
@@ -357,18 +358,13 @@ func (s *sqlStore) DismissSuperGroup(ctx context.Context, appkey, groupID string
 	if _, err := s.lockSuperTx(ctx, tx, appkey, groupID); err != nil {
 		return err
 	}
-	for _, q := range []string{
-		`UPDATE super_groups SET dismissed = 1, members = 0 WHERE appkey = ? AND group_id = ?`,
-		`DELETE FROM super_members WHERE appkey = ? AND group_id = ?`,
-		`DELETE FROM super_mentions WHERE appkey = ? AND group_id = ?`,
-	} {
-		if _, err := tx.ExecContext(ctx, s.q(q), appkey, groupID); err != nil {
-			return fmt.Errorf("store: dismiss super group: %w", err)
-		}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE super_groups SET dismissed = 1, members = 0 WHERE appkey = ? AND group_id = ?`), appkey, groupID); err != nil {
+		return fmt.Errorf("store: dismiss super group: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: dismiss super group: %w", err)
 	}
+	s.kickPurge() // the rows go in the background (superpurge.go)
 	return nil
 }
 
