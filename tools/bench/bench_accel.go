@@ -34,6 +34,13 @@ func init() {
 		argv:  []string{"go", "run", "./tools/wanemu/accel", "-mode", "fec", "-msg-for", "30s", "-bulk-for", "10s", "-rounds", "3", "-timeout", "9m"},
 	})
 	register(benchmark{
+		name: "rum-steering",
+		summary: "steering by what users measure in the emulator (worlds/rum.yaml): the geo-nearer edge on a 200 ms, 2%-loss path, a farther one on 30 ms; " +
+			"core/sdk clients' connect+login p50/p99 before and after a few clients' reports (real LBS, edges, core)",
+		limit: 10 * time.Minute,
+		argv:  []string{"go", "run", "./tools/wanemu/accel", "-mode", "rum", "-connects", "40", "-timeout", "9m"},
+	})
+	register(benchmark{
 		name:    "wanemu-ceiling",
 		summary: "WAN emulator's own limit: one TCP stream over a perfect emulated link vs namespace loopback",
 		limit:   3 * time.Minute,

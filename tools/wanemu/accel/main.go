@@ -71,6 +71,10 @@ type flags struct {
 	// measuredQUIC, when set, receives the figures through the edge over
 	// Link over QUIC (-impl longlink; tests).
 	measuredQUIC func(quic measurement)
+	// measuredRUM, when set, gets the rum mode's phases (tests).
+	measuredRUM func(before, after rumMeasurement)
+	lbsURL      string
+	report      bool
 	// measuredFEC, when set, receives both variants of -mode fec (tests).
 	measuredFEC func(fec, plain fecVariant)
 }
@@ -84,7 +88,7 @@ func main() {
 	flag.StringVar(&f.target, "target", "", "client and egress roles: address to connect to")
 	flag.StringVar(&f.pkiDir, "pki", "", "role: directory with the run's CA and keys")
 	flag.StringVar(&f.world, "world", "", "world file (nodes user, edge, core); default tools/wanemu/worlds/standard.yaml, lossy-backbone.yaml with -mode fec")
-	flag.StringVar(&f.mode, "mode", "accel", "accel, fec (KCP with and without FEC on a lossy backbone), or ceiling (the emulator's own throughput)")
+	flag.StringVar(&f.mode, "mode", "accel", "accel, fec (KCP with and without FEC on a lossy backbone), rum (steering by users' measurements: connect times before and after the LBS learns), or ceiling (the emulator's own throughput)")
 	flag.IntVar(&f.rounds, "rounds", 2, "fec: alternating rounds of the two variants")
 	flag.IntVar(&f.fecData, "fec-data", 10, "fec: data shards of the FEC variant")
 	flag.IntVar(&f.fecParity, "fec-parity", 3, "fec: parity shards of the FEC variant")
@@ -96,6 +100,8 @@ func main() {
 	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
+	flag.StringVar(&f.lbsURL, "lbs", "", "rumclient role: the LBS's client URL")
+	flag.BoolVar(&f.report, "report", false, "rumclient role: report what each connect measured to the LBS")
 	flag.DurationVar(&f.timeout, "timeout", 9*time.Minute, "stop everything after this long")
 	flag.IntVar(&f.plan.connects, "connects", 200, "connect-and-login samples per path")
 	flag.IntVar(&f.plan.concurrency, "concurrency", 10, "parallel connect-and-login attempts")
@@ -126,6 +132,8 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 	case "client":
 		f.plan.target, f.plan.pkiDir = f.target, f.pkiDir
 		return runClient(ctx, f.plan)
+	case "rumclient":
+		return runRUMClient(ctx, f.clientFile, f.lbsURL, f.plan.connects, f.report)
 	case "sdkclient":
 		return runSDKClient(ctx, f.clientFile, f.target, f.plan.connects, f.plan.msgFor, f.link)
 	case "":
@@ -148,6 +156,11 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 		return fecBench(ctx, log, f)
 	case "ceiling":
 		return ceiling(ctx, log)
+	case "rum":
+		if f.world == "" {
+			f.world = rumWorld
+		}
+		return rumBench(ctx, log, f)
 	}
 	return fmt.Errorf("unknown mode %q", f.mode)
 }

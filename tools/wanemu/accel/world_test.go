@@ -174,3 +174,31 @@ func TestFECSmoke(t *testing.T) {
 		t.Errorf("without FEC: %.0f parity shards received, %.0f packets rebuilt", plain.parityReceived, plain.recovered)
 	}
 }
+
+// TestRUMSteering runs -mode rum briefly (issue 17 part 4): the real
+// LBS, two real edges and the core in worlds/rum.yaml. Before any report
+// every answer puts the geo-nearer edge (200 ms, 2% loss) first; after
+// three clients' reports every answer for the user's prefix puts the
+// farther, faster edge first, and new clients connect faster.
+func TestRUMSteering(t *testing.T) {
+	f := smokeFlags(t)
+	f.mode, f.world, f.plan.connects = "rum", rumWorld, 6
+	var before, after rumMeasurement
+	f.measuredRUM = func(b, a rumMeasurement) { before, after = b, a }
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := rumBench(ctx, slog.New(slog.DiscardHandler), f); err != nil {
+		t.Fatal(err)
+	}
+	if before.First["edge-near"] != 6 || after.First["edge-far"] != 6 {
+		t.Fatalf("first in the answers: before %v, after %v; want edge-near, then edge-far", before.First, after.First)
+	}
+	if len(before.ConnectMS) < 5 || len(after.ConnectMS) < 5 {
+		t.Fatalf("connects: %d before, %d after", len(before.ConnectMS), len(after.ConnectMS))
+	}
+	b, a := pct(before.ConnectMS, 50), pct(after.ConnectMS, 50)
+	t.Logf("connect+login p50: before %.0f ms, after %.0f ms", b, a)
+	if a >= b {
+		t.Fatalf("connect p50 after learning %.0f ms, before %.0f ms", a, b)
+	}
+}
