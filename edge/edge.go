@@ -15,6 +15,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,18 +57,24 @@ type Deps struct {
 
 // Edge is an edge node. Create it with New.
 type Edge struct {
-	cfg    Config
-	deps   Deps
-	log    *slog.Logger
-	m      *metrics
-	router *relay.Router
-	table  *sessionTable
-	turn   *turn.Server
-	lbs    *nodeclient.Client
-	trPref []string      // transports built, in the order the configured routes name them
-	ring   *link.KeyRing // Link server keys, when the edge terminates Link
-	logins *edgeLogins   // answers logins with signed tokens; nil: all forwarded
-	webTLS *webTLS       // ends browsers' TLS on the WebLink listener; nil: plain HTTP
+	// accepted counts TCP client connections; rateAt and rateN are the
+	// previous heartbeat's sample (acceptRate).
+	accepted atomic.Int64
+	rateMu   sync.Mutex
+	rateAt   time.Time
+	rateN    int64
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	m        *metrics
+	router   *relay.Router
+	table    *sessionTable
+	turn     *turn.Server
+	lbs      *nodeclient.Client
+	trPref   []string      // transports built, in the order the configured routes name them
+	ring     *link.KeyRing // Link server keys, when the edge terminates Link
+	logins   *edgeLogins   // answers logins with signed tokens; nil: all forwarded
+	webTLS   *webTLS       // ends browsers' TLS on the WebLink listener; nil: plain HTTP
 
 	mu      sync.Mutex
 	tcp     map[string]net.Listener
@@ -158,7 +165,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	}
 	if cfg.LBS != nil {
 		nd := nodeclient.Deps{Logger: log, Load: func() nodeclient.Load {
-			return nodeclient.Load{Connections: e.table.len(), Paths: relay.PathReports(e.router.Paths())}
+			return nodeclient.Load{Connections: e.table.len(), Paths: relay.PathReports(e.router.Paths()), ConnRate: e.acceptRate()}
 		}}
 		if e.turn != nil {
 			// the LBS's TURN secrets replace the configured start-up set

@@ -29,12 +29,30 @@ func (e *Edge) acceptLoop(name string, ln net.Listener, svc TCPListener) {
 			continue
 		}
 		delay = 0
+		e.accepted.Add(1)
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
 			e.serveTCP(name, c, svc)
 		}()
 	}
+}
+
+// acceptRate is the TCP client connections accepted per second since the
+// previous call (the heartbeat's conn_rate).
+func (e *Edge) acceptRate() float64 {
+	e.rateMu.Lock()
+	defer e.rateMu.Unlock()
+	now, n := time.Now(), e.accepted.Load()
+	defer func() { e.rateAt, e.rateN = now, n }()
+	if e.rateAt.IsZero() {
+		return 0
+	}
+	s := now.Sub(e.rateAt).Seconds()
+	if s <= 0 {
+		return 0
+	}
+	return float64(n-e.rateN) / s
 }
 
 func resultOf(err error) string {

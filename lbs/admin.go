@@ -410,6 +410,45 @@ func (l *LBS) adminRotate(op string) func(http.ResponseWriter, *http.Request, pr
 	}
 }
 
+// rotateOnAttack applies the policy's rotation rule to a heartbeat: an
+// entry point reporting at least rotation.conn_rate new connections/s
+// rotates every app with reserve pools whose pools list it, once (a
+// proposal in flight or a rotation in place is not repeated).
+func (l *LBS) rotateOnAttack(snap *state.Snapshot, hb lbsapi.Heartbeat) {
+	rule := snap.State.Doc.Rotation
+	if rule.ConnRate <= 0 || hb.ConnRate < rule.ConnRate {
+		return
+	}
+	inPool := map[string]bool{}
+	for _, p := range snap.State.Doc.Pools {
+		if slices.Contains(p.EntryPoints, hb.Node) {
+			inPool[p.Name] = true
+		}
+	}
+	for _, a := range snap.State.Doc.Apps {
+		if len(a.ReservePools) == 0 || !slices.ContainsFunc(a.Pools, func(p string) bool { return inPool[p] }) {
+			continue
+		}
+		if _, done := snap.State.Rotated[a.AppKey]; done {
+			continue
+		}
+		if _, busy := l.rotating.LoadOrStore(a.AppKey, true); busy {
+			continue
+		}
+		why := fmt.Sprintf("%s reported %.0f new connections/s (rotation.conn_rate %.0f)", hb.Node, hb.ConnRate, rule.ConnRate)
+		l.log.Warn("rotating an app to its reserve pools", "appkey", a.AppKey, "why", why)
+		l.m.rotations.Inc()
+		go func() {
+			defer l.rotating.Delete(a.AppKey)
+			ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
+			defer cancel()
+			if _, err := l.propose(ctx, &state.Command{Op: state.OpRotate, ID: a.AppKey, Who: "rule:rotation", Comment: why}); err != nil {
+				l.log.Error("rotation rule: propose", "appkey", a.AppKey, "err", err)
+			}
+		}()
+	}
+}
+
 // adminRotations lists the rotated apps.
 func (l *LBS) adminRotations(w http.ResponseWriter, r *http.Request, _ principal) {
 	snap, ok := l.consistent(w, r)
@@ -642,6 +681,7 @@ func (l *LBS) nodeHeartbeat(w http.ResponseWriter, r *http.Request, p principal)
 	}
 	st := l.health.beat(hb)
 	snap := l.fsm.Current()
+	l.rotateOnAttack(snap, hb)
 	who, drained := snap.State.Drained[hb.Node]
 	writeJSON(w, http.StatusOK, lbsapi.HeartbeatReply{IntervalMs: l.cfg.Health.Interval.D().Milliseconds(), State: st, LBSNode: l.cfg.NodeID,
 		Drained: drained && !strings.HasPrefix(who, "node:"), Uplinks: uplinks(&snap.State.Doc, hb.Node), Grayscale: grayscaleReply(snap)})

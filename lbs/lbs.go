@@ -58,6 +58,8 @@ type LBS struct {
 	geo  *geo.Resolver
 	fsm  *state.FSM
 	cl   *cluster.Cluster
+	// rotating: apps whose rotation by the policy's rule is being proposed
+	rotating sync.Map
 
 	tlsConf  *tls.Config // mutual TLS (raft) and admin server
 	caPool   *x509.CertPool

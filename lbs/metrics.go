@@ -22,6 +22,7 @@ type metrics struct {
 	rumBatches    *prometheus.CounterVec // result
 	rumPrefixes   prometheus.Gauge
 	rumSteered    prometheus.Counter
+	rotations     prometheus.Counter
 
 	rumSamplesAccepted, rumSamplesDropped prometheus.Counter
 
@@ -69,6 +70,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Batches of measurement sums this member proposed to the cluster, by result (ok, error: dropped)."}, []string{"result"}),
 		rumPrefixes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_lbs_rum_prefixes",
 			Help: "Client prefixes in the replicated measurement table (bounded by the policy's rum.max_prefixes)."}),
+		rotations: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_lbs_rotations_total",
+			Help: "Apps this member rotated to their reserve pools by the policy's rotation rule."}),
 		rumSteered: prometheus.NewCounter(prometheus.CounterOpts{Name: "longlink_lbs_rum_steered_answers_total",
 			Help: "Answers (HTTP and DNS) whose order came from users' measurements rather than distance alone."}),
 	}
@@ -90,7 +93,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.httpAnswers, m.dnsAnswers, m.dnsDropped, m.dnsTruncated, m.selectSeconds, m.heartbeats,
 			m.transitions, m.adminRequests, m.proposeErrors, m.policyVersion, m.raftIndex, m.isLeader, m.reloads, m.caughtUp,
-			m.rumReports, m.rumSamples, m.rumBatches, m.rumPrefixes, m.rumSteered)
+			m.rumReports, m.rumSamples, m.rumBatches, m.rumPrefixes, m.rumSteered, m.rotations)
 	}
 	return m
 }

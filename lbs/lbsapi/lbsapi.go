@@ -135,7 +135,10 @@ type Heartbeat struct {
 	Connections int     `json:"connections"` // current sessions
 	CPU         float64 `json:"cpu"`         // 0..1
 	Capacity    int     `json:"capacity"`    // sessions it accepts; 0: use the policy's
-	Draining    bool    `json:"draining,omitempty"`
+	// ConnRate is the client connections per second the node accepted
+	// since its last beat (an attack signal: the policy's rotation rule).
+	ConnRate float64 `json:"conn_rate,omitempty"`
+	Draining bool    `json:"draining,omitempty"`
 	// Gateways also report how they route requests: their appkey →
 	// dedicated cluster map and the service nodes they hear announced on
 	// the bus, so that explain can say which nodes serve an account.

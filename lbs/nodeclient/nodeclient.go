@@ -94,7 +94,10 @@ func (c *Config) Validate() error {
 // Load is what the node reports.
 type Load struct {
 	Connections int
-	CPU         float64 // 0..1
+	// ConnRate: client connections accepted per second since the last
+	// sample (an edge's attack signal).
+	ConnRate float64
+	CPU      float64 // 0..1
 	// Paths are the node's next hops with their measured quality.
 	Paths []lbsapi.Path
 }
@@ -296,7 +299,7 @@ func (c *Client) report(ctx context.Context, path string, draining bool) (lbsapi
 	hb := lbsapi.Heartbeat{Node: c.cfg.Node, Capacity: c.cfg.Capacity, Draining: draining, Version: c.cfg.Version, Labels: c.cfg.Labels}
 	if c.deps.Load != nil {
 		l := c.deps.Load()
-		hb.Connections, hb.CPU, hb.Paths = l.Connections, l.CPU, l.Paths
+		hb.Connections, hb.CPU, hb.Paths, hb.ConnRate = l.Connections, l.CPU, l.Paths, l.ConnRate
 	}
 	if c.deps.Routing != nil {
 		r := c.deps.Routing()

@@ -39,6 +39,9 @@ type Document struct {
 	// monitoring): the candidates they raced, each one's connect time and
 	// outcome, per client prefix.
 	RUM RUM `yaml:"rum,omitempty" json:"rum"`
+	// Rotation moves apps to their reserve pools on the edges' attack
+	// reports.
+	Rotation RotationRule `yaml:"rotation,omitempty" json:"rotation"`
 }
 
 // RUM modes.
@@ -97,6 +100,14 @@ func (r RUM) WithDefaults() RUM {
 		r.MaxPrefixes = 65536
 	}
 	return r
+}
+
+// RotationRule rotates an app to its reserve pools when an entry point of
+// its pools reports an attack: at least ConnRate client connections
+// accepted per second (heartbeat conn_rate). 0 turns it off. Rotating
+// back is an operator's decision (ctl app unrotate).
+type RotationRule struct {
+	ConnRate float64 `yaml:"conn_rate,omitempty" json:"conn_rate,omitempty"`
 }
 
 func (r *RUM) validate(errs *config.Errors) {
@@ -300,6 +311,9 @@ func (d *Document) Validate() error {
 	}
 	validateTopology(&errs, d.Topology, kinds)
 	d.RUM.validate(&errs)
+	if d.Rotation.ConnRate < 0 {
+		errs.Addf("rotation.conn_rate: negative")
+	}
 	return errs.Err()
 }
 
