@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -224,6 +226,36 @@ func (c *Config) Validate() error {
 	return errs.Err()
 }
 
+// normalized is c as New runs it: paths under data_dir, ids and site
+// labels carried to the parts that need them, the service version from
+// the binary's when unset.
+func (c Config) normalized(version string) Config {
+	c = c.withPaths()
+	if c.Gateway.ID == "" {
+		// The presence reporter and the gateway must agree on the id.
+		c.Gateway.ID = gateway.Default().ID
+	}
+	if len(c.LBS.Servers) > 0 && c.LBS.Node == "" {
+		// A gateway reports as the entry point named like itself.
+		c.LBS.Node = c.Gateway.ID
+	}
+	c.Service.Site = c.Site
+	if c.Egress.Site == "" {
+		c.Egress.Site = c.Site
+	}
+	if c.Site != "" && len(c.LBS.Servers) > 0 && c.LBS.Labels["site"] == "" {
+		labels := map[string]string{"site": c.Site}
+		for k, v := range c.LBS.Labels {
+			labels[k] = v
+		}
+		c.LBS.Labels = labels
+	}
+	if c.Service.Version == "" && lbsapi.ValidVersionLabel(version) {
+		c.Service.Version = version
+	}
+	return c
+}
+
 // withPaths fills the file locations that live under DataDir.
 func (c Config) withPaths() Config {
 	if c.Store.Driver == store.DriverSQLite && c.Store.Path == "" {
@@ -263,6 +295,10 @@ type Node struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
+	// live is the config as of the last Reload; cfg keeps what applies
+	// only at start.
+	live     atomic.Pointer[Config]
+	reloadMu sync.Mutex
 
 	group    *lifecycle.Group
 	debug    *debugsrv.Server
@@ -318,29 +354,7 @@ func (n *Node) load() nodeclient.Load {
 
 // New validates cfg and prepares a node; Start runs it.
 func New(cfg Config, deps Deps) (*Node, error) {
-	cfg = cfg.withPaths()
-	if cfg.Gateway.ID == "" {
-		// The presence reporter and the gateway must agree on the id.
-		cfg.Gateway.ID = gateway.Default().ID
-	}
-	if len(cfg.LBS.Servers) > 0 && cfg.LBS.Node == "" {
-		// A gateway reports as the entry point named like itself.
-		cfg.LBS.Node = cfg.Gateway.ID
-	}
-	cfg.Service.Site = cfg.Site
-	if cfg.Egress.Site == "" {
-		cfg.Egress.Site = cfg.Site
-	}
-	if cfg.Site != "" && len(cfg.LBS.Servers) > 0 && cfg.LBS.Labels["site"] == "" {
-		labels := map[string]string{"site": cfg.Site}
-		for k, v := range cfg.LBS.Labels {
-			labels[k] = v
-		}
-		cfg.LBS.Labels = labels
-	}
-	if cfg.Service.Version == "" && lbsapi.ValidVersionLabel(deps.Version) {
-		cfg.Service.Version = deps.Version
-	}
+	cfg = cfg.normalized(deps.Version)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
@@ -352,7 +366,22 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if deps.Gatherer == nil {
 		deps.Gatherer = prometheus.DefaultGatherer
 	}
-	return &Node{cfg: cfg, deps: deps, log: deps.Logger.With("component", "core")}, nil
+	n := &Node{cfg: cfg, deps: deps, log: deps.Logger.With("component", "core")}
+	n.live.Store(&cfg)
+	return n, nil
+}
+
+// boundAdvertise is what a gateway without gateway.advertise announces for
+// chatroom placement: this node's bound addresses.
+func (n *Node) boundAdvertise() []string {
+	var addrs []string
+	if a := n.LinkAddr(); a != "" {
+		addrs = append(addrs, "link://"+a)
+	}
+	if a := n.WebLinkAddr(); a != "" {
+		addrs = append(addrs, "weblink://"+a)
+	}
+	return addrs
 }
 
 // Start brings the parts up in dependency order: debug listener, bus,
@@ -543,15 +572,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("core: %w", err)
 	}
 	if n.gateway != nil && len(n.cfg.Gateway.Advertise) == 0 {
-		// Chatroom entry points: this node's bound addresses.
-		var addrs []string
-		if a := n.LinkAddr(); a != "" {
-			addrs = append(addrs, "link://"+a)
-		}
-		if a := n.WebLinkAddr(); a != "" {
-			addrs = append(addrs, "weblink://"+a)
-		}
-		n.gateway.SetAdvertise(addrs)
+		n.gateway.SetAdvertise(n.boundAdvertise())
 	}
 	if n.debug != nil {
 		n.debug.SetReady(true)

@@ -76,6 +76,11 @@ type Edge struct {
 	logins   *edgeLogins   // answers logins with signed tokens; nil: all forwarded
 	webTLS   *webTLS       // ends browsers' TLS on the WebLink listener; nil: plain HTTP
 
+	// live is the config as of the last Reload (drain period, timeouts,
+	// the TURN section); cfg keeps what applies only at start.
+	live     atomic.Pointer[Config]
+	reloadMu sync.Mutex
+
 	mu      sync.Mutex
 	tcp     map[string]net.Listener
 	udp     map[string]*udpForwarder
@@ -129,6 +134,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		tcp:   map[string]net.Listener{}, udp: map[string]*udpForwarder{},
 		trPref: trPref,
 	}
+	e.live.Store(&cfg)
 	e.m.info.WithLabelValues(cfg.Site, cfg.Routing.HomeSite).Set(1)
 	if t := cfg.Link.Terminate; t != nil {
 		if e.ring, err = t.ring(); err != nil {
@@ -345,7 +351,7 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 // shed closes sessions in small batches spread over the drain period, so
 // that clients reconnect elsewhere gradually instead of in one storm.
 func (e *Edge) shed(ctx context.Context) {
-	period := e.cfg.DrainPeriod.D()
+	period := e.live.Load().DrainPeriod.D()
 	if dl, ok := ctx.Deadline(); ok {
 		// Keep a fifth of the remaining time for the rest of the shutdown.
 		if left := time.Until(dl) * 4 / 5; left < period {

@@ -92,7 +92,7 @@ type webRequest struct {
 // within the first-byte timeout. The result names what went wrong for the
 // session counter.
 func (e *Edge) readWebRequest(c net.Conn) (*webRequest, string) {
-	_ = c.SetDeadline(time.Now().Add(e.cfg.Limits.FirstByteTimeout.D()))
+	_ = c.SetDeadline(time.Now().Add(e.live.Load().Limits.FirstByteTimeout.D()))
 	if e.webTLS != nil {
 		tc := tls.Server(c, e.webTLS.config)
 		if err := tc.Handshake(); err != nil {

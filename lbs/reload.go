@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"reflect"
-	"slices"
 	"strings"
 
 	"github.com/longlink/longlink/pkg/config"
@@ -50,24 +48,14 @@ func (l *LBS) Reload(next Config) ([]string, error) {
 	l.reloadMu.Lock()
 	defer l.reloadMu.Unlock()
 	cur := l.live.Load().cfg
-	changed := diffKeys("", reflect.ValueOf(cur), reflect.ValueOf(next))
-	var applied []string
-	var errs config.Errors
-	for _, k := range changed {
-		if isReloadable(k) {
-			applied = append(applied, k)
-		} else {
-			errs.Addf("%s: changed, and applies only at start: restart this member to change it", k)
-		}
-	}
-	if err := errs.Err(); err != nil {
+	applied, err := config.ReloadPlan(cur, next, reloadable)
+	if err != nil {
 		l.m.reloads.WithLabelValues("refused").Inc()
 		return nil, fmt.Errorf("lbs: reload: %w", err)
 	}
 	if next.MaxRequestBytes <= 0 {
 		next.MaxRequestBytes = cur.MaxRequestBytes
 	}
-	slices.Sort(applied)
 	l.live.Store(newLive(next))
 	l.m.reloads.WithLabelValues("ok").Inc()
 	l.log.Info("config reloaded", "applied", strings.Join(applied, ","))
@@ -86,51 +74,6 @@ func (l *LBS) ReloadFromSource() ([]string, error) {
 		return nil, fmt.Errorf("lbs: reload: %w", err)
 	}
 	return l.Reload(next)
-}
-
-func isReloadable(key string) bool {
-	for _, r := range reloadable {
-		if key == r || strings.HasPrefix(key, r+".") || strings.HasPrefix(key, r+"[") {
-			return true
-		}
-	}
-	return false
-}
-
-// diffKeys lists the YAML key paths whose values differ between a and b,
-// descending into structs (a changed list or map is named as a whole).
-func diffKeys(prefix string, a, b reflect.Value) []string {
-	if reflect.DeepEqual(a.Interface(), b.Interface()) {
-		return nil
-	}
-	if a.Kind() != reflect.Struct || hasUnexported(a.Type()) {
-		return []string{prefix} // a value (a secret, a list) changed as a whole
-	}
-	var out []string
-	for i := 0; i < a.NumField(); i++ {
-		f := a.Type().Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		if prefix != "" {
-			name = prefix + "." + name
-		}
-		out = append(out, diffKeys(name, a.Field(i), b.Field(i))...)
-	}
-	return out
-}
-
-func hasUnexported(t reflect.Type) bool {
-	for i := 0; i < t.NumField(); i++ {
-		if !t.Field(i).IsExported() {
-			return true
-		}
-	}
-	return false
 }
 
 func (l *LBS) adminReload(w http.ResponseWriter, r *http.Request, p principal) {

@@ -213,7 +213,7 @@ func (t *pairTable) evict() {
 func (n *Node) terminateSequenced(s transport.Stream, h *wire.Header, svc Service) {
 	// Every copy opens with the opener's acknowledgement: how many records
 	// towards it the opener has, which is where this copy's start.
-	t := time.AfterFunc(n.cfg.HeaderTimeout.D(), func() { _ = s.Close() })
+	t := time.AfterFunc(n.live.Load().HeaderTimeout.D(), func() { _ = s.Close() })
 	ack, err := wire.ReadFrame(s)
 	if !t.Stop() || err != nil || ack.Kind != wire.FrameAck {
 		n.reject(s, h.Kind, wire.StatusBadRequest, "a copy must start with an acknowledgement")

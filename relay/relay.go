@@ -40,6 +40,11 @@ type Node struct {
 	pairs  *pairTable
 	lbs    *nodeclient.Client // nil unless Config.LBS
 
+	// live is the config as of the last Reload (routes, limits); cfg keeps
+	// what applies only at start.
+	live     atomic.Pointer[Config]
+	reloadMu sync.Mutex
+
 	mu        sync.Mutex
 	listeners map[string]transport.Listener
 	conns     map[transport.Conn]struct{}
@@ -58,6 +63,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	deps.defaults()
 	n := &Node{cfg: cfg, log: deps.Logger.With("component", "relay", "node", cfg.Name), stats: &transport.SealStats{},
 		listeners: map[string]transport.Listener{}, conns: map[transport.Conn]struct{}{}}
+	n.live.Store(&cfg)
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.Name}, deps.Registerer)
 	n.m = NewMetrics(reg, n.stats)
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_relay_node_info",
@@ -271,7 +277,7 @@ func labelOf(s wire.Status) string {
 // readHeader reads a stream's header, closing the stream if it does not
 // arrive within HeaderTimeout.
 func (n *Node) readHeader(s transport.Stream) (*wire.Header, error) {
-	t := time.AfterFunc(n.cfg.HeaderTimeout.D(), func() { _ = s.Close() })
+	t := time.AfterFunc(n.live.Load().HeaderTimeout.D(), func() { _ = s.Close() })
 	h, err := wire.ReadHeader(s)
 	if !t.Stop() {
 		return nil, errors.New("header timeout")
@@ -295,7 +301,7 @@ func (n *Node) serveStream(in *link, s transport.Stream) {
 		n.echoProbes(s)
 		return
 	}
-	if n.active.Add(1) > int64(n.cfg.MaxStreams) {
+	if n.active.Add(1) > int64(n.live.Load().MaxStreams) {
 		n.active.Add(-1)
 		n.reject(s, h.Kind, wire.StatusRefused, "node at stream limit")
 		return

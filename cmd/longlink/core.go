@@ -27,8 +27,16 @@ func runCore(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := core.Default()
-	if err := loadConfig(cf, &cfg); err != nil {
+	load := func() (core.Config, error) {
+		cfg := core.Default()
+		if err := loadConfig(cf, &cfg); err != nil {
+			return cfg, err
+		}
+		cfg.LBS.Version = version
+		return cfg, nil
+	}
+	cfg, err := load()
+	if err != nil {
 		return err
 	}
 	if cf.checkConfig {
@@ -39,14 +47,13 @@ func runCore(ctx context.Context, args []string) error {
 		return err
 	}
 	reg := newRegistry()
-	cfg.LBS.Version = version
 	node, err := core.New(cfg, core.Deps{Logger: log, Registerer: reg, Gatherer: reg, Version: version})
 	if err != nil {
 		return err
 	}
 	g := lifecycle.NewGroup(log)
 	g.Add("core", node)
-	return serve(ctx, log, g, cf.shutdown, nil)
+	return serve(ctx, log, g, cf.shutdown, fileReload(cf, log, load, node.Reload))
 }
 
 // loadConfig decodes the -config file over the defaults in dst and

@@ -19,8 +19,18 @@ func runEdge(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := edge.Default()
-	if err := loadConfig(cf, &cfg); err != nil {
+	load := func() (edge.Config, error) {
+		cfg := edge.Default()
+		if err := loadConfig(cf, &cfg); err != nil {
+			return cfg, err
+		}
+		if cfg.LBS != nil {
+			cfg.LBS.Version = version
+		}
+		return cfg, nil
+	}
+	cfg, err := load()
+	if err != nil {
 		return err
 	}
 	if cf.checkConfig {
@@ -31,12 +41,9 @@ func runEdge(ctx context.Context, args []string) error {
 		return err
 	}
 	reg := newRegistry()
-	if cfg.LBS != nil {
-		cfg.LBS.Version = version
-	}
 	e, err := edge.New(cfg, edge.Deps{Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	return serveComponent(ctx, log, reg, *debugAddr, "edge", e, cf.shutdown, nil)
+	return serveComponent(ctx, log, reg, *debugAddr, "edge", e, cf.shutdown, fileReload(cf, log, load, e.Reload))
 }

@@ -280,7 +280,7 @@ func serve(ctx context.Context, log *slog.Logger, g *lifecycle.Group, shutdown t
 		select {
 		case <-hup:
 			if reload == nil {
-				log.Warn("SIGHUP: this role has no reloadable configuration; restart it to change its config")
+				log.Warn("SIGHUP ignored: started without -config, there is no file to read again")
 				continue
 			}
 			notify(log, sdnotify.ReloadingNow())
@@ -298,6 +298,32 @@ func serve(ctx context.Context, log *slog.Logger, g *lifecycle.Group, shutdown t
 	sctx, cancel := context.WithTimeout(context.Background(), shutdown)
 	defer cancel()
 	return g.Shutdown(sctx)
+}
+
+// fileReload is a role's SIGHUP handler: it reads the -config file again
+// (load: over the role's defaults, validated, with the same flag overrides
+// as at start) and hands it to apply, which applies the reloadable keys or
+// refuses, naming the others. nil when the role started without a file.
+func fileReload[C any](cf commonFlags, log *slog.Logger, load func() (C, error), apply func(C) ([]string, error)) func() error {
+	if cf.config == "" {
+		return nil
+	}
+	return func() error {
+		next, err := load()
+		if err != nil {
+			return err
+		}
+		applied, err := apply(next)
+		if err != nil {
+			return err
+		}
+		if len(applied) == 0 {
+			log.Info("config reloaded: nothing changed", "file", cf.config)
+			return nil
+		}
+		log.Info("config reloaded", "file", cf.config, "applied", strings.Join(applied, ","))
+		return nil
+	}
 }
 
 func notify(log *slog.Logger, state string) {

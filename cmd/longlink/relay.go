@@ -38,9 +38,15 @@ func runRelay(ctx context.Context, args []string) error {
 	reg := newRegistry()
 	deps := relay.Deps{Logger: log, Registerer: reg}
 	var node *relay.Node
+	var reload func() error
 	if *egress {
-		cfg := relay.DefaultEgress()
-		if err := loadConfig(cf, &cfg); err != nil {
+		load := func() (relay.EgressConfig, error) {
+			cfg := relay.DefaultEgress()
+			err := loadConfig(cf, &cfg)
+			return cfg, err
+		}
+		cfg, err := load()
+		if err != nil {
 			return err
 		}
 		if cf.checkConfig {
@@ -49,22 +55,31 @@ func runRelay(ctx context.Context, args []string) error {
 		if node, err = relay.NewEgress(cfg, deps); err != nil {
 			return err
 		}
+		reload = fileReload(cf, log, load, node.ReloadEgress)
 	} else {
-		cfg := relay.Default()
-		if err := loadConfig(cf, &cfg); err != nil {
+		load := func() (relay.Config, error) {
+			cfg := relay.Default()
+			if err := loadConfig(cf, &cfg); err != nil {
+				return cfg, err
+			}
+			if cfg.LBS != nil {
+				cfg.LBS.Version = version
+			}
+			return cfg, nil
+		}
+		cfg, err := load()
+		if err != nil {
 			return err
 		}
 		if cf.checkConfig {
 			return printConfig(cf, &cfg)
 		}
-		if cfg.LBS != nil {
-			cfg.LBS.Version = version
-		}
 		if node, err = relay.New(cfg, deps); err != nil {
 			return err
 		}
+		reload = fileReload(cf, log, load, node.Reload)
 	}
-	return serveComponent(ctx, log, reg, *debugAddr, "relay", node, cf.shutdown, nil)
+	return serveComponent(ctx, log, reg, *debugAddr, "relay", node, cf.shutdown, reload)
 }
 
 // issueCerts creates node certificates from the cluster CA in dir, for

@@ -26,8 +26,13 @@ func runTURN(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := turn.Default()
-	if err := loadConfig(cf, &cfg); err != nil {
+	load := func() (turn.Config, error) {
+		cfg := turn.Default()
+		err := loadConfig(cf, &cfg)
+		return cfg, err
+	}
+	cfg, err := load()
+	if err != nil {
 		return err
 	}
 	if cf.checkConfig {
@@ -38,5 +43,5 @@ func runTURN(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serveComponent(ctx, log, reg, *debugAddr, "turn", srv, cf.shutdown, nil)
+	return serveComponent(ctx, log, reg, *debugAddr, "turn", srv, cf.shutdown, fileReload(cf, log, load, srv.Reload))
 }

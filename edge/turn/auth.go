@@ -225,7 +225,7 @@ func (l *authListener) Accept() (net.Conn, error) {
 		// Until its first authenticated request, the connection (its TLS
 		// handshake included) lives by this deadline alone: unauthenticated
 		// connections cannot hold descriptors for the idle timeout.
-		_ = c.SetDeadline(time.Now().Add(l.s.cfg.TCPAuthTimeout.D()))
+		_ = c.SetDeadline(time.Now().Add(l.s.live.Load().TCPAuthTimeout.D()))
 		ac := &authStreamConn{Conn: c, l: l, key: key, br: bufio.NewReaderSize(c, 4096)}
 		if tc, ok := c.(*tls.Conn); ok {
 			ac.tls = tc
@@ -304,8 +304,8 @@ func (c *authStreamConn) readFrame(p []byte) (int, error) {
 		c.last = ""
 	}
 	// Refresh the idle deadline at most once a second.
-	if now := time.Now(); c.authed && now.After(c.deadline.Add(-c.l.s.cfg.TCPIdleTimeout.D()+time.Second)) {
-		c.deadline = now.Add(c.l.s.cfg.TCPIdleTimeout.D())
+	if now := time.Now(); c.authed && now.After(c.deadline.Add(-c.l.s.live.Load().TCPIdleTimeout.D()+time.Second)) {
+		c.deadline = now.Add(c.l.s.live.Load().TCPIdleTimeout.D())
 		_ = c.Conn.SetReadDeadline(c.deadline)
 	}
 	hdr, err := c.br.Peek(4)
@@ -333,7 +333,7 @@ func (c *authStreamConn) readFrame(p []byte) (int, error) {
 		if c.last != "" && !c.authed {
 			c.authed = true
 			_ = c.Conn.SetWriteDeadline(time.Time{})
-			c.deadline = time.Now().Add(c.l.s.cfg.TCPIdleTimeout.D())
+			c.deadline = time.Now().Add(c.l.s.live.Load().TCPIdleTimeout.D())
 			_ = c.Conn.SetReadDeadline(c.deadline)
 		}
 		if c.authed && isSTUNRequest(f) && stun.NewType(stun.MethodConnectionBind, stun.ClassRequest).Value() == binary.BigEndian.Uint16(f[0:2]) {

@@ -58,6 +58,7 @@ type metrics struct {
 	relaysActiveTCP     prometheus.Gauge
 	secretsLive         prometheus.Gauge
 	credentialsAccepted *prometheus.CounterVec
+	reloads             *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -90,6 +91,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		credentialsAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_turn_credentials_accepted_total", Help: "Authenticated requests, by the id of the secret that signed the credential."},
 			[]string{"secret_id"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_turn_config_reloads_total", Help: "Config reloads (SIGHUP), by result (ok, refused)."}, []string{"result"}),
 	}
 	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "longlink_turn_relayed_bytes_total", Help: "Payload bytes relayed, by direction (to_peer, to_client)."}, []string{"direction"})
@@ -112,7 +115,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.allocationsActive, m.allocationsCreated, m.allocationsDeleted, m.refusals,
 		m.permissionsCreated, m.channelsCreated, m.requestErrors, m.tcpConnsActive, m.draining,
 		m.relaysActiveUDP, m.relaysActiveTCP, m.secretsLive, m.credentialsAccepted,
-		bytes, packets, dropped,
+		m.reloads, bytes, packets, dropped,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

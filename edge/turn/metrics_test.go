@@ -18,6 +18,7 @@ func TestMetricNames(t *testing.T) {
 	}
 	// Vectors appear only once they have a child.
 	m.credentialsAccepted.WithLabelValues("x").Inc()
+	m.reloads.WithLabelValues("ok").Inc()
 	mfs := metricstest.Check(t, reg, "longlink_turn_")
 	metricstest.InREADME(t, mfs, "README.md")
 	if len(mfs) < 15 {

@@ -40,6 +40,14 @@ func newQuotaBook(q QuotaConfig, l LimitConfig) *quotaBook {
 	return &quotaBook{cfg: q, userBps: l.UserKbps * 1000 / 8, users: map[string]*userState{}, apps: map[string]int{}}
 }
 
+// set replaces the quotas at once, and the per-user bandwidth for users
+// whose first allocation comes after it.
+func (q *quotaBook) set(qc QuotaConfig, l LimitConfig) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cfg, q.userBps = qc, l.UserKbps*1000/8
+}
+
 func appOf(userID string) string {
 	app, _, _ := strings.Cut(userID, ":")
 	return app

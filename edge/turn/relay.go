@@ -149,7 +149,7 @@ func (g *relayGen) AllocatePacketConn(cfg pionturn.AllocateListenerConfig) (net.
 			}
 		}
 	}
-	if bps := g.s.cfg.Limits.AllocationKbps * 1000 / 8; bps > 0 {
+	if bps := g.s.live.Load().Limits.AllocationKbps * 1000 / 8; bps > 0 {
 		rc.up, rc.down = newBucket(bps), newBucket(bps)
 	}
 	g.s.m.relaysActiveUDP.Inc()
@@ -188,7 +188,7 @@ func (g *relayGen) AllocateListener(cfg pionturn.AllocateListenerConfig) (net.Li
 		return nil, nil, err
 	}
 	rl := &relayListener{Listener: ln, s: g.s, user: u}
-	if bps := g.s.cfg.Limits.AllocationKbps * 1000 / 8; bps > 0 {
+	if bps := g.s.live.Load().Limits.AllocationKbps * 1000 / 8; bps > 0 {
 		rl.up, rl.down = newBucket(bps), newBucket(bps)
 	}
 	g.s.m.relaysActiveTCP.Inc()
@@ -200,7 +200,7 @@ func (g *relayGen) AllocateListener(cfg pionturn.AllocateListenerConfig) (net.Li
 // relayed transport address.
 func (g *relayGen) AllocateConn(cfg pionturn.AllocateConnConfig) (net.Conn, error) {
 	ra, ok := cfg.RemoteAddr.(*net.TCPAddr)
-	if !ok || !g.s.peers.allowedIP(ra.IP) {
+	if !ok || !g.s.peers.Load().allowedIP(ra.IP) {
 		g.s.m.refuse(refusePeer)
 		return nil, errPeerDenied
 	}

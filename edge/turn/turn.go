@@ -56,9 +56,15 @@ type Server struct {
 	log     *slog.Logger
 	m       *metrics
 	keyring *turncred.Keyring
-	peers   *peerPolicy
+	peers   atomic.Pointer[peerPolicy]
 	quotas  *quotaBook
-	auth    authBook
+	// live is the configuration with the reloadable keys as of the last
+	// Reload (limits, timeouts); cfg keeps the rest. cert is the TLS
+	// listeners' own certificate (tls_cert_file), re-read by Reload.
+	live     atomic.Pointer[Config]
+	cert     atomic.Pointer[tls.Certificate]
+	reloadMu sync.Mutex
+	auth     authBook
 
 	draining  atomic.Bool
 	tcpRelays sync.Map // relay port → *relayListener
@@ -104,17 +110,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("turn: peers: %w", err)
 	}
-	return &Server{
+	s := &Server{
 		cfg:     cfg,
 		deps:    deps,
 		log:     deps.Logger.With("component", "turn"),
 		m:       m,
 		keyring: kr,
-		peers:   peers,
 		quotas:  newQuotaBook(cfg.Quotas, cfg.Limits),
 		auth:    authBook{keys: map[string]matchedKey{}},
 		fast:    newFastPath(),
-	}, nil
+	}
+	s.peers.Store(peers)
+	s.live.Store(&cfg)
+	return s, nil
 }
 
 func (s *Server) now() time.Time { return s.deps.Now() }
@@ -129,6 +137,9 @@ func (s *Server) SetSecrets(secrets []turncred.Secret) error {
 	s.log.Info("secrets replaced", "ids", s.keyring.IDs())
 	return nil
 }
+
+// SecretIDs returns the ids of the live shared secrets, the current first.
+func (s *Server) SecretIDs() []string { return s.keyring.IDs() }
 
 // Start binds the listeners and starts serving.
 func (s *Server) Start(ctx context.Context) (err error) {
@@ -331,7 +342,7 @@ settled:
 }
 
 func (s *Server) permission(_ net.Addr, peer net.IP) bool {
-	if s.peers.allowedIP(peer) {
+	if s.peers.Load().allowedIP(peer) {
 		return true
 	}
 	s.m.refuse(refusePeer)
@@ -398,7 +409,10 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 			return nil, fmt.Errorf("turn: self-signed certificate: %w", err)
 		}
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	s.cert.Store(&cert)
+	// Reload replaces the certificate for the handshakes that follow.
+	return &tls.Config{MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }}, nil
 }
 
 func selfSigned() (tls.Certificate, error) {
