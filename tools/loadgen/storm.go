@@ -252,6 +252,7 @@ func runStormWorker(args []string) error {
 	if err != nil {
 		return err
 	}
+	slots := make(chan struct{}, 32)
 	for i := 0; i < *n; i++ {
 		u := *index + i*(*stride)
 		c, err := sdk.New(sdk.Config{
@@ -262,14 +263,19 @@ func runStormWorker(args []string) error {
 		if err != nil {
 			return err
 		}
+		// The first logins are not the storm: at most 32 per worker are
+		// in progress at once.
+		slots <- struct{}{}
 		go func() {
-			for range c.Events() {
+			first := true
+			for ev := range c.Events() {
+				if first && ev.Kind == sdk.EventState && ev.State == sdk.StateConnected {
+					first = false
+					<-slots
+				}
 			}
 		}()
 		c.Start()
-		if i%200 == 199 {
-			time.Sleep(100 * time.Millisecond) // the first logins, not a storm
-		}
 	}
 	fmt.Println("started")
 	select {}
