@@ -38,8 +38,10 @@ type loadGen struct {
 	runs  int // runs so far: client_msg_ids differ from run to run
 	mu    sync.Mutex
 	msgs  map[string]*loadMsg // by client_msg_id
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	// ups: when each client came (back) up, in order (StateConnected).
+	ups  map[*sdk.Client][]time.Time
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 type loadPair struct {
@@ -49,12 +51,13 @@ type loadPair struct {
 
 type loadMsg struct {
 	sent, acked, delivered time.Time
+	from                   *sdk.Client
 }
 
 // newLoadGen logs in n pairs of fresh accounts (prefix) through gws.
 func newLoadGen(b *testing.B, ctx context.Context, c *clustertest.Cluster, prefix string, n int, gws ...*clustertest.Core) *loadGen {
 	b.Helper()
-	g := &loadGen{msgs: map[string]*loadMsg{}}
+	g := &loadGen{msgs: map[string]*loadMsg{}, ups: map[*sdk.Client][]time.Time{}}
 	g.add(b, ctx, c, prefix, n, gws...)
 	return g
 }
@@ -109,6 +112,12 @@ func (g *loadGen) collect(cl *sdk.Client) {
 				m.delivered = now
 			}
 			g.mu.Unlock()
+		case sdk.EventState:
+			if ev.State == sdk.StateConnected {
+				g.mu.Lock()
+				g.ups[cl] = append(g.ups[cl], now)
+				g.mu.Unlock()
+			}
 		}
 	}
 }
@@ -134,7 +143,7 @@ func (g *loadGen) run(rate int) {
 				next = next.Add(per)
 				id := fmt.Sprintf("%d-%d-%d", run, i, k)
 				g.mu.Lock()
-				g.msgs[id] = &loadMsg{sent: time.Now()}
+				g.msgs[id] = &loadMsg{sent: time.Now(), from: p.from}
 				g.mu.Unlock()
 				_, _ = p.from.SendAsync(&imapi.SendReq{ConvType: imapi.ConvP2P, To: p.toAccount, ClientMsgID: id, Body: json.RawMessage(`{"t":1}`)})
 			}
@@ -455,11 +464,12 @@ func BenchmarkClusterFailover(b *testing.B) {
 	g := newLoadGen(b, ctx, c, "f", 25, gws[0], gws[1])
 	g.add(b, ctx, c, "h", 25, gws[1], gws[0])
 	svcs, nats := c.Services(), c.NATS.Nodes
-	faults := []struct {
+	type fault struct {
 		name          string
 		inject, after func() error
 		hold          time.Duration // how long the fault lasts before after runs
-	}{
+	}
+	faults := []fault{
 		{"svc_kill", svcs[0].Kill, func() error { return restart(svcs[0]) }, 5 * time.Second},
 		{"svc_stop", svcs[1].Pause, svcs[1].Resume, 10 * time.Second},
 		{"nats_kill", nats[1].Kill, func() error {
@@ -470,9 +480,15 @@ func BenchmarkClusterFailover(b *testing.B) {
 		}, 5 * time.Second},
 		{"gw_kill", gws[0].Kill, func() error { return restart(gws[0]) }, 5 * time.Second},
 	}
+	// LONGLINK_BENCH_FAILOVER_FAULTS picks faults by name (comma list).
+	if only := os.Getenv("LONGLINK_BENCH_FAILOVER_FAULTS"); only != "" {
+		names := strings.Split(only, ",")
+		faults = slices.DeleteFunc(faults, func(f fault) bool { return !slices.Contains(names, f.name) })
+	}
 	type window struct {
 		name                string
 		steadyFrom, at, end time.Time
+		repairTook          time.Duration
 	}
 	var windows []window
 	g.run(rate)
@@ -485,11 +501,13 @@ func BenchmarkClusterFailover(b *testing.B) {
 			b.Fatalf("%s: %v", f.name, err)
 		}
 		time.Sleep(f.hold)
+		repairAt := time.Now()
 		if err := f.after(); err != nil {
 			b.Fatalf("%s repair: %v", f.name, err)
 		}
-		time.Sleep(15*time.Second - f.hold)
-		windows = append(windows, window{f.name, steadyFrom, at, time.Now()})
+		repairTook := time.Since(repairAt)
+		time.Sleep(15*time.Second - f.hold - repairTook)
+		windows = append(windows, window{f.name, steadyFrom, at, time.Now(), repairTook})
 	}
 	g.halt()
 	g.wait(30 * time.Second) // every acked message delivered, or lost
@@ -503,7 +521,74 @@ func BenchmarkClusterFailover(b *testing.B) {
 		fmt.Printf("RESULT cluster_failover_%s_longest_ack_gap %.0f ms\n", f.name, ms(r.gap))
 		fmt.Printf("RESULT cluster_failover_%s_recovery_95pct %.2f s\n", f.name, r.recovery.Seconds())
 		fmt.Printf("RESULT cluster_failover_%s_acked_lost %d messages\n", f.name, r.lost)
+		b.Logf("%s: the repair took %v (from %v after the fault)", f.name, f.repairTook.Round(time.Millisecond), 5*time.Second)
+		b.Logf("%s: %s", f.name, g.moved(f.steadyFrom, f.at, f.end))
 	}
+}
+
+// moved tells the sends around a fault at at apart by their senders:
+// those that reconnected after it (a killed gateway's clients) and the
+// others. For the moved ones: how long after the fault they were back,
+// and how long after that their sends in flight (sent before they were
+// back) were acknowledged. The slowest sends are listed with their times.
+func (g *loadGen) moved(steadyFrom, at, end time.Time) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var base []time.Duration
+	for _, m := range g.msgs {
+		if !m.sent.Before(steadyFrom) && m.acked.Before(at) && !m.acked.IsZero() {
+			base = append(base, m.acked.Sub(m.sent))
+		}
+	}
+	median := quantile(base, 0.5)
+	upAfter := func(cl *sdk.Client) time.Time {
+		for _, t := range g.ups[cl] {
+			if t.After(at) && t.Before(end) {
+				return t
+			}
+		}
+		return time.Time{}
+	}
+	type slow struct {
+		lat, sentAt, upAt, ackAt time.Duration
+		moved                    bool
+	}
+	var back, afterBack, movedLat, stayLat []time.Duration
+	var slows []slow
+	seen := map[*sdk.Client]bool{}
+	for _, m := range g.msgs {
+		if m.sent.Before(steadyFrom) || !m.sent.Before(at.Add(5*time.Second)) || m.acked.IsZero() || m.acked.Before(at) {
+			continue
+		}
+		up := upAfter(m.from)
+		lat := m.acked.Sub(m.sent) - median
+		s := slow{lat: lat, sentAt: m.sent.Sub(at), ackAt: m.acked.Sub(at), moved: !up.IsZero()}
+		if up.IsZero() {
+			stayLat = append(stayLat, lat)
+		} else {
+			s.upAt = up.Sub(at)
+			movedLat = append(movedLat, lat)
+			if !seen[m.from] {
+				seen[m.from] = true
+				back = append(back, up.Sub(at))
+			}
+			if m.sent.Before(up) {
+				afterBack = append(afterBack, m.acked.Sub(up))
+			}
+		}
+		slows = append(slows, s)
+	}
+	slices.SortFunc(slows, func(a, b slow) int { return int(b.lat - a.lat) })
+	var out strings.Builder
+	fmt.Fprintf(&out, "moved senders %d, back after p50 %v p99 %v; their sends (in flight or next 5 s) %d, added p99 %v; sent before they were back: acked p50 %v p99 %v after it; other senders' sends %d, added p99 %v; slowest (ms after the fault: sent, back, acked):",
+		len(back), quantile(back, 0.5).Round(time.Millisecond), quantile(back, 0.99).Round(time.Millisecond),
+		len(movedLat), quantile(movedLat, 0.99).Round(time.Millisecond),
+		quantile(afterBack, 0.5).Round(time.Millisecond), quantile(afterBack, 0.99).Round(time.Millisecond),
+		len(stayLat), quantile(stayLat, 0.99).Round(time.Millisecond))
+	for _, s := range slows[:min(len(slows), 12)] {
+		fmt.Fprintf(&out, " [%v moved=%v %.0f/%.0f/%.0f]", s.lat.Round(time.Millisecond), s.moved, ms(s.sentAt), ms(s.upAt), ms(s.ackAt))
+	}
+	return out.String()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
