@@ -177,10 +177,12 @@ func BenchmarkSiteFailover(b *testing.B) {
 	if err := s.Kill(s.A); err != nil {
 		b.Fatal(err)
 	}
+	killed := time.Since(killAt)
 	if err := s.PG.Standby.Promote(); err != nil {
 		b.Fatal(err)
 	}
 	promoted := time.Since(killAt)
+	b.Logf("site a's processes gone %v after the kill, b promoted %v after it", killed.Round(time.Millisecond), promoted.Round(time.Millisecond))
 	var affected []*idleClient
 	for i, c := range clients {
 		if i%2 == 0 {
