@@ -218,3 +218,23 @@ func testServiceAccount(t *testing.T) string {
 	})
 	return string(b)
 }
+
+// The chart's autoscaler scales service nodes on capacity metrics the
+// service nodes really export: a renamed metric would leave the HPA
+// without a signal, and nothing else would say so.
+func TestAutoscalerNamesRealCapacityMetrics(t *testing.T) {
+	known := metricNames(t)
+	tmpl, err := os.ReadFile("helm/longlink/templates/core.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := regexp.MustCompile(`metric: \{name: ([^}\s]+)\}`).FindAllStringSubmatch(string(tmpl), -1)
+	if len(ms) == 0 {
+		t.Fatal("the chart has no HorizontalPodAutoscaler metric")
+	}
+	for _, m := range ms {
+		if !known[m[1]] {
+			t.Errorf("the HPA scales on %s, which no metrics.go defines", m[1])
+		}
+	}
+}
