@@ -368,13 +368,7 @@ func (g *Gateway) closeAll() {
 	}
 	g.connMu.Unlock()
 	if g.poller != nil {
-		g.poller.mu.Lock()
-		parked := make([]*linkConn, 0, len(g.poller.m))
-		for _, l := range g.poller.m {
-			parked = append(parked, l)
-		}
-		g.poller.mu.Unlock()
-		for _, l := range parked {
+		for _, l := range g.poller.parked() {
 			l.closeNow()
 		}
 	}

@@ -103,6 +103,17 @@ func (p *poller) watch(l *linkConn) error {
 
 // forget drops l (its socket is being closed; the kernel removes the socket
 // from the epoll set when it is closed).
+// parked returns the connections the poller watches now.
+func (p *poller) parked() []*linkConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*linkConn, 0, len(p.m))
+	for _, l := range p.m {
+		out = append(out, l)
+	}
+	return out
+}
+
 func (p *poller) forget(l *linkConn) {
 	p.mu.Lock()
 	if p.m[l.fd] == l {

@@ -16,5 +16,6 @@ func (p *poller) sweep(time.Duration)   {}
 func (p *poller) watch(*linkConn) error { return nil }
 func (p *poller) forget(*linkConn)      {}
 func (p *poller) close()                {}
+func (p *poller) parked() []*linkConn   { return nil }
 func socketFD(net.Conn) int32           { return -1 }
 func readable(net.Conn) bool            { return true }
