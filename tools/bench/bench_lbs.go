@@ -4,14 +4,16 @@ import "time"
 
 // LBS figures. The DNS and HTTP ones run `lbs/internal/lbsbench`, which
 // starts a single-member LBS as a child process pinned to CPU 0 (GOMAXPROCS=1)
-// and the load (dnsperf, or its own HTTP/1.1 keep-alive generator) pinned to
-// CPU 1 with taskset. The DNS run repeats dnsperf against a bare Go UDP echo
-// responder pinned the same way as the baseline.
+// and the load pinned to CPU 1 with taskset. DNS: a Go UDP generator whose
+// queries carry client subnets (ECS) drawn from a synthetic geo database of
+// many networks, and dnsperf (an independent client, one ECS per run);
+// baselines: bare Go UDP echo responders under both. HTTP: its own HTTP/1.1
+// keep-alive generator, baseline bare net/http.
 func init() {
 	register(benchmark{
 		name:    "lbs-dns",
-		summary: "DNS answers/s per core with geographic selection (ECS), dnsperf on another core; baseline: bare Go UDP echo",
-		limit:   3 * time.Minute,
+		summary: "DNS answers/s per core with geographic selection: queries with ECS from 100,000 /24s of a 16,384-network geo database (Go generator; geo cache hit ratio), and with dnsperf's one ECS; baselines: bare Go UDP echo under both",
+		limit:   5 * time.Minute,
 		argv:    []string{"go", "run", "./lbs/internal/lbsbench", "dns", "-seconds", "15"},
 	})
 	register(benchmark{

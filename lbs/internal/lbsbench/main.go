@@ -1,11 +1,11 @@
 // Command lbsbench measures the LBS front ends on this machine and prints
 // RESULT lines for tools/bench:
 //
-//	go run ./lbs/internal/lbsbench dns    # dnsperf against the DNS front end (+ bare UDP echo baselines, plain and batched)
+//	go run ./lbs/internal/lbsbench dns    # the DNS front end under queries with ECS from many subnets (Go generator, dnsload.go) and under dnsperf (+ bare UDP echo baselines)
 //	go run ./lbs/internal/lbsbench http   # its own HTTP load generator against /v1/lbs (+ a bare net/http baseline)
 //
 // The server runs as a child process pinned to CPU 0 (taskset, GOMAXPROCS=1)
-// and the load (dnsperf or the HTTP generator) runs pinned to CPU 1. Every
+// and the load (a generator of its own, or dnsperf) runs pinned to CPU 1. Every
 // run is bounded in time and binds only to 127.0.0.1.
 package main
 
@@ -34,7 +34,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/longlink/longlink/geo/mmdbbuild"
 	"github.com/longlink/longlink/lbs"
@@ -62,6 +65,8 @@ func main() {
 		err = benchHTTP(os.Args[2:])
 	case "load":
 		err = httpLoad(os.Args[2:])
+	case "dnsload":
+		err = runDNSLoad(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -87,11 +92,14 @@ func repoRoot() string {
 }
 
 // serve runs a single-member LBS on free ports with the test policy and
-// geo database, prints "READY <client addr> <dns addr>" and runs until stdin
-// closes. -cpuprofile writes the server's CPU profile over that time.
+// geo database (or the one -world names), prints "READY <client addr> <dns
+// addr>" and runs until stdin closes; then it prints the geo lookups made
+// meanwhile by where their answer came from, "GEO cache=N db=N none=N
+// override=N". -cpuprofile writes the server's CPU profile over that time.
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file")
+	world := fs.String("world", "", "geo database CSV (default: tools/geodb/testdata/world.csv)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -101,8 +109,11 @@ func serve(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if *world == "" {
+		*world = filepath.Join(root, "tools/geodb/testdata/world.csv")
+	}
 	city, asn := filepath.Join(dir, "city.mmdb"), filepath.Join(dir, "asn.mmdb")
-	if err := mmdbbuild.BuildFile(filepath.Join(root, "tools/geodb/testdata/world.csv"), city, asn); err != nil {
+	if err := mmdbbuild.BuildFile(*world, city, asn); err != nil {
 		return err
 	}
 	cfg := lbs.Default()
@@ -119,7 +130,9 @@ func serve(args []string) error {
 	cfg.Geo.CityDB, cfg.Geo.ASNDB = city, asn
 	cfg.Cluster.Bootstrap = true
 	cfg.InitialPolicy = filepath.Join(root, "lbs/testdata/policy.yaml")
-	l, err := lbs.New(cfg, lbs.Deps{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	reg := prometheus.NewRegistry()
+	l, err := lbs.New(cfg, lbs.Deps{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -150,9 +163,35 @@ func serve(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	before := geoLookups(reg)
 	fmt.Printf("READY %s %s\n", l.ClientAddr(), l.DNSAddr())
 	io.Copy(io.Discard, os.Stdin)
+	after := geoLookups(reg)
+	fmt.Print("GEO")
+	for _, src := range []string{"cache", "db", "none", "override"} {
+		fmt.Printf(" %s=%.0f", src, after[src]-before[src])
+	}
+	fmt.Println()
 	return nil
+}
+
+// geoLookups reads longlink_geo_lookups_total by source from reg.
+func geoLookups(reg *prometheus.Registry) map[string]float64 {
+	out := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "longlink_geo_lookups_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "source" {
+					out[lp.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
 
 // echo is the baseline: a bare UDP responder that flips the QR bit of each
@@ -242,6 +281,9 @@ type child struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	addrs []string
+	// after are the lines it prints after READY, complete once it exits.
+	after     []string
+	afterDone chan struct{}
 }
 
 // startPinned runs this program with args on one CPU and waits for READY.
@@ -262,8 +304,14 @@ func startPinned(cpu string, args ...string) (*child, error) {
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "READY" {
-			go io.Copy(io.Discard, out)
-			return &child{cmd: cmd, stdin: in, addrs: f[1:]}, nil
+			c := &child{cmd: cmd, stdin: in, addrs: f[1:], afterDone: make(chan struct{})}
+			go func() {
+				defer close(c.afterDone)
+				for sc.Scan() {
+					c.after = append(c.after, sc.Text())
+				}
+			}()
+			return c, nil
 		}
 	}
 	cmd.Process.Kill()
@@ -271,16 +319,19 @@ func startPinned(cpu string, args ...string) (*child, error) {
 	return nil, fmt.Errorf("%v: did not become ready", args)
 }
 
-func (c *child) stop() {
+// stop closes the child's stdin, waits for it to exit (killing it after
+// 5 s) and returns what it printed after READY.
+func (c *child) stop() []string {
 	c.stdin.Close()
 	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
+	go func() { <-c.afterDone; c.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		c.cmd.Process.Kill()
 		<-done
 	}
+	return c.after
 }
 
 var qpsRE = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
@@ -316,7 +367,9 @@ func dnsperf(addr, queryFile string, seconds int, ecsHex string) (float64, int, 
 
 func benchDNS(args []string) error {
 	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
-	seconds := fs.Int("seconds", 15, "dnsperf run length")
+	seconds := fs.Int("seconds", 15, "length of each run")
+	networks := fs.Int("networks", 16384, "networks (/18s) of the synthetic geo database of the many-subnet runs")
+	subnets := fs.Int("subnets", 100000, "distinct /24 client subnets the Go generator draws from that database")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -329,41 +382,122 @@ func benchDNS(args []string) error {
 	}
 	defer os.RemoveAll(dir)
 	qf := filepath.Join(dir, "queries.txt")
-	os.WriteFile(qf, []byte("link.demo.lbs.test A\nlink.demo.lbs.test A\n_link._tcp.demo.lbs.test SRV\nturn.demo.lbs.test A\n"), 0o644)
+	var q strings.Builder
+	for _, dq := range dnsLoadQueries {
+		fmt.Fprintf(&q, "%s %s\n", dq.name, dns.TypeToString[dq.qtype])
+	}
+	if err := os.WriteFile(qf, []byte(q.String()), 0o644); err != nil {
+		return err
+	}
+	world := filepath.Join(dir, "world.csv")
+	if err := writeWorldCSV(world, syntheticWorld(*networks, 1)); err != nil {
+		return err
+	}
+	fmt.Printf("# geo database: %d synthetic /18 networks over %d places; the Go generator draws %d distinct /24 client subnets from it, one at random per query\n",
+		*networks, len(worldCities), *subnets)
 
-	// ECS 9.9.9.0/24 (Frankfurt): family 1, source 24, scope 0, 3 address bytes
-	runs := []struct{ mode, figure, ecs string }{
-		{"serve", "lbs_dns", "00011800090909"},
-		{"echo", "go_udp_echo", ""},
-		{"echo-batch", "go_udp_echo_batched", ""},
+	// The LBS with client subnets from many places (Go generator), then
+	// with the one subnet dnsperf can send (ECS 9.9.9.0/24, Frankfurt in
+	// the test world: family 1, source 24, scope 0, 3 address bytes), then
+	// the bare echo baselines: under the Go generator (its ceiling) and
+	// under dnsperf.
+	runs := []struct{ mode, figure, load, ecs string }{
+		{"serve", "lbs_dns_many_subnets", "go", ""},
+		{"serve", "lbs_dns", "dnsperf", "00011800090909"},
+		{"echo-batch", "go_udp_echo_batched_go_load", "go", ""},
+		{"echo", "go_udp_echo", "dnsperf", ""},
+		{"echo-batch", "go_udp_echo_batched", "dnsperf", ""},
 	}
 	for _, r := range runs {
-		c, err := startPinned("0", r.mode)
+		srvArgs := []string{r.mode}
+		if r.mode == "serve" && r.load == "go" {
+			srvArgs = append(srvArgs, "-world", world)
+		}
+		c, err := startPinned("0", srvArgs...)
 		if err != nil {
 			return err
 		}
 		cpu0 := cpuSeconds(c.cmd.Process.Pid)
 		t0 := time.Now()
-		qps, lost, loadCPU, err := dnsperf(c.addrs[1], qf, *seconds, r.ecs)
+		var qps, loadCPU float64
+		var lost int
+		if r.load == "go" {
+			qps, lost, loadCPU, err = goDNSLoad(c.addrs[1], world, r.figure, *seconds, *subnets, r.mode == "serve")
+		} else {
+			qps, lost, loadCPU, err = dnsperf(c.addrs[1], qf, *seconds, r.ecs)
+		}
 		share := (cpuSeconds(c.cmd.Process.Pid) - cpu0) / time.Since(t0).Seconds()
-		c.stop()
+		after := c.stop()
 		if err != nil {
 			return err
 		}
 		fmt.Printf("RESULT %s_answers_per_core %.0f answers/s\n", r.figure, qps)
 		if r.mode == "serve" {
-			fmt.Printf("RESULT lbs_dns_queries_lost %d queries\n", lost)
+			fmt.Printf("RESULT %s_queries_lost %d queries\n", r.figure, lost)
+			for _, line := range after {
+				if strings.HasPrefix(line, "GEO ") {
+					g := parseKV(line)
+					hit, _ := strconv.ParseFloat(g["cache"], 64)
+					db, _ := strconv.ParseFloat(g["db"], 64)
+					none, _ := strconv.ParseFloat(g["none"], 64)
+					fmt.Printf("# geo lookups of the LBS in this run: %s\n", strings.TrimPrefix(line, "GEO "))
+					if hit+db+none > 0 {
+						fmt.Printf("RESULT %s_geo_cache_hit_ratio %.4f ratio\n", r.figure, hit/(hit+db+none))
+					}
+				}
+			}
 		}
 		// when the server's core is not saturated, the load generator (or
 		// the other processes on its core) bounds the rate: the answers per
 		// second of server CPU then say what one core would do
 		fmt.Printf("RESULT %s_server_cpu %.2f cores\n", r.figure, share)
-		fmt.Printf("RESULT %s_dnsperf_cpu %.2f cores\n", r.figure, loadCPU)
+		fmt.Printf("RESULT %s_%s_cpu %.2f cores\n", r.figure, map[string]string{"go": "loadgen", "dnsperf": "dnsperf"}[r.load], loadCPU)
 		if share > 0 {
 			fmt.Printf("RESULT %s_answers_per_cpu_second %.0f answers/s\n", r.figure, qps/share)
 		}
 	}
 	return nil
+}
+
+// goDNSLoad runs the Go generator (dnsload) on CPU 1 against addr and
+// returns the answers per second, the queries lost and the share of a core
+// it used; it prints its latency as RESULT lines under figure, and with
+// answers the share of responses that held an answer.
+func goDNSLoad(addr, world, figure string, seconds, subnets int, answers bool) (float64, int, float64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	t0 := time.Now()
+	cmd := exec.Command("taskset", "-c", "1", exe, "dnsload", "-addr", addr, "-world", world,
+		"-seconds", strconv.Itoa(seconds), "-subnets", strconv.Itoa(subnets))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("dnsload: %v\n%s", err, out)
+	}
+	cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() / time.Since(t0).Seconds()
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "DNSLOAD ") {
+			continue
+		}
+		fmt.Printf("# %s\n", line)
+		m := parseKV(line)
+		responses, _ := strconv.ParseFloat(m["responses"], 64)
+		el, _ := strconv.ParseFloat(m["seconds"], 64)
+		lost, _ := strconv.Atoi(m["lost"])
+		if el <= 0 {
+			break
+		}
+		if answers {
+			answered, _ := strconv.ParseFloat(m["answered"], 64)
+			fmt.Printf("RESULT %s_answered_ratio %.4f ratio\n", figure, answered/max(responses, 1))
+		}
+		fmt.Printf("RESULT %s_latency_p50 %s ms\n", figure, m["p50_ms"])
+		fmt.Printf("RESULT %s_latency_p99 %s ms\n", figure, m["p99_ms"])
+		return responses / el, lost, cpu, nil
+	}
+	return 0, 0, 0, fmt.Errorf("dnsload printed no DNSLOAD line:\n%s", out)
 }
 
 // cpuSeconds is the user and system CPU time of a process so far (0 if it
