@@ -127,6 +127,9 @@ func (f *fakeService) login(req *buswire.Request) (any, error) {
 	if err := json.Unmarshal(req.Body, &lr); err != nil {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "%v", err)
 	}
+	if lr.Token == "busy" {
+		return nil, &imapi.Error{Code: imapi.ErrUnavailable, Message: "busy", RetryAfterMs: 250}
+	}
 	if lr.Token != "tok-"+lr.Account {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "bad token")
 	}
@@ -765,5 +768,21 @@ func TestPlainListener(t *testing.T) {
 				t.Fatalf("heartbeat code %d", f.Code)
 			}
 		})
+	}
+}
+
+// TestBusyLoginHint: a login the service refuses as busy reaches the
+// client with the service's retry-after hint in its error body.
+func TestBusyLoginHint(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.dial(t)
+	seq := c.request(imapi.OpLogin, imapi.LoginReq{AppKey: "app", Account: "alice", Token: "busy", DeviceType: "phone"})
+	f, _ := c.response(seq)
+	var got imapi.Error
+	if err := json.Unmarshal(f.Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if f.Code != imapi.ErrUnavailable || got.RetryAfterMs != 250 {
+		t.Fatalf("login answered %d %+v, want 503 with retry_after_ms 250", f.Code, got)
 	}
 }

@@ -342,7 +342,7 @@ func (g *Gateway) login(nc net.Conn, ip netip.Addr, plain bool) *linkConn {
 		if !errors.As(err, &ie) {
 			ie = imapi.Errorf(imapi.ErrInternal, "%v", err)
 		}
-		l.writeNow(link.Frame{Op: imapi.OpLogin, Flags: link.FlagResponse, Seq: f.Seq, Code: ie.Code, Body: errorBody(ie.Code, ie.Message)})
+		l.writeNow(link.Frame{Op: imapi.OpLogin, Flags: link.FlagResponse, Seq: f.Seq, Code: ie.Code, Body: refusalBody(ie)})
 		return nil
 	}
 	l.sess = s

@@ -98,6 +98,12 @@ func errorBody(code imapi.Code, msg string) []byte {
 	return b
 }
 
+// refusalBody is an error's body with its retry-after hint, if any.
+func refusalBody(ie *imapi.Error) []byte {
+	b, _ := json.Marshal(imapi.Error{Code: ie.Code, Message: ie.Message, RetryAfterMs: ie.RetryAfterMs})
+	return b
+}
+
 func errReply(code imapi.Code, msg string) Reply {
 	return Reply{Code: code, Body: errorBody(code, msg)}
 }
@@ -195,7 +201,12 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 	}
 	if rep.Code != imapi.OK {
 		g.m.logins.WithLabelValues(rep.Code.String()).Inc()
-		return nil, nil, &imapi.Error{Code: rep.Code, Message: rep.Message}
+		ie := &imapi.Error{Code: rep.Code, Message: rep.Message}
+		var hint imapi.Error // a refusal under load says when to come back
+		if len(rep.Body) > 0 && json.Unmarshal(rep.Body, &hint) == nil {
+			ie.RetryAfterMs = hint.RetryAfterMs
+		}
+		return nil, nil, ie
 	}
 	var lr buswire.LoginReply
 	if err := json.Unmarshal(rep.Body, &lr); err != nil || lr.SessionID == "" || (req.SessionID != "" && lr.SessionID != req.SessionID) {

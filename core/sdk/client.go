@@ -462,6 +462,13 @@ func (c *Client) run() {
 			}
 			c.setState(StateDisconnected, err, true)
 			c.log.Debug("connect failed", "err", err)
+			if hint, ok := retryHint(err); ok {
+				// The server is up and said when to come back (a login
+				// refused under load): that, not a backoff that has grown
+				// over the outage, and the attempt count stays.
+				c.sleep(c.hintPause(hint))
+				continue
+			}
 			c.sleep(c.backoff(attempt))
 			attempt++
 			continue
@@ -525,6 +532,25 @@ func (c *Client) run() {
 // that retrying cannot help.
 func authRefused(c imapi.Code) bool {
 	return c == imapi.ErrUnauthorized || c == imapi.ErrUserDisabled || c == imapi.ErrForbidden
+}
+
+// retryHint is the server's retry-after hint of a retryable refusal in err
+// (an *imapi.Error whose body carried retry_after_ms).
+func retryHint(err error) (time.Duration, bool) {
+	var ie *imapi.Error
+	if !errors.As(err, &ie) || ie.RetryAfterMs <= 0 || !(ie.Code.Retryable() || ie.Code == imapi.ErrRateLimited) {
+		return 0, false
+	}
+	return time.Duration(ie.RetryAfterMs) * time.Millisecond, true
+}
+
+// hintPause is the wait before coming back after a server's retry-after
+// hint: the hint plus up to a quarter more (never sooner than the server
+// said; the server spreads its hints, this spreads clients refused with
+// the same one), at most BackoffMax.
+func (c *Client) hintPause(hint time.Duration) time.Duration {
+	d := hint + time.Duration(mrand.Int64N(int64(hint/4)+1))
+	return min(d, c.cfg.BackoffMax)
 }
 
 // backoff is exponential with full jitter.

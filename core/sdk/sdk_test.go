@@ -391,3 +391,74 @@ func TestBusyPausesSends(t *testing.T) {
 		t.Fatalf("the refused send went out again %v after its refusal, before the pause (at least %v)", paused, cfg.BackoffMin/2)
 	}
 }
+
+// busyLogin refuses the login as busy with a retry-after hint.
+type busyLogin struct {
+	*fakeTransport
+	hintMs int64
+}
+
+func (b *busyLogin) Send(op imapi.Op, seq uint32, body []byte) error {
+	if op != imapi.OpLogin {
+		return b.fakeTransport.Send(op, seq, body)
+	}
+	e, _ := json.Marshal(imapi.Error{Code: imapi.ErrUnavailable, Message: "busy", RetryAfterMs: b.hintMs})
+	b.in <- Incoming{Op: op, Seq: seq, Code: imapi.ErrUnavailable, Body: e}
+	return nil
+}
+
+// TestLoginRetryHint: a login refused as busy with retry_after_ms is tried
+// again after the hint (never sooner, at most a quarter later), whatever
+// the backoff (an hour here), and the backoff does not grow for it; a hint
+// beyond BackoffMax waits BackoffMax.
+func TestLoginRetryHint(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		hintMs                 int64
+		backoffMin, backoffMax time.Duration
+		minGap, maxGap         time.Duration
+	}{
+		{"hint", 150, time.Hour, time.Hour, 150 * time.Millisecond, 150 * time.Millisecond * 5 / 4},
+		{"capped", 60_000, 100 * time.Millisecond, 100 * time.Millisecond, 0, 100 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const refusals = 3
+			var mu sync.Mutex
+			var dials []time.Time
+			d := func(ctx context.Context, addr string) (Transport, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				dials = append(dials, time.Now())
+				if len(dials) <= refusals {
+					return &busyLogin{newFake(addr, imapi.OK), tc.hintMs}, nil
+				}
+				return newFake(addr, imapi.OK), nil
+			}
+			cfg := testConfig(d, "a")
+			cfg.BackoffMin, cfg.BackoffMax = tc.backoffMin, tc.backoffMax
+			c, ctx := startClient(t, cfg)
+			if err := c.WaitConnected(ctx); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(dials) != refusals+1 {
+				t.Fatalf("%d dials, want %d", len(dials), refusals+1)
+			}
+			for i := 1; i < len(dials); i++ {
+				// The refusal itself takes a moment, so a gap may exceed
+				// the pause by that much; it can never be shorter.
+				gap := dials[i].Sub(dials[i-1])
+				if gap < tc.minGap {
+					t.Fatalf("attempt %d came %s after the refusal, before the hint %s", i+1, gap, tc.minGap)
+				}
+			}
+			for i := 0; i < 200; i++ {
+				p := c.hintPause(time.Duration(tc.hintMs) * time.Millisecond)
+				if p < min(time.Duration(tc.hintMs)*time.Millisecond, tc.backoffMax) || p > tc.maxGap {
+					t.Fatalf("pause %s outside [hint, %s]", p, tc.maxGap)
+				}
+			}
+		})
+	}
+}

@@ -22,7 +22,8 @@ type Sessions interface {
 //
 //   - CONNECT on "/" carries the imapi.LoginReq as its auth payload. A
 //     refused login answers CONNECT_ERROR {"message", "data":{"code","message"}}
-//     with the imapi code; a good one is followed by a "login" event carrying
+//     with the imapi code (and "retry_after_ms" when the server is busy and
+//     says when to come back); a good one is followed by a "login" event carrying
 //     the imapi.LoginResp.
 //   - Every request is an event named imapi.Op.Name() whose one argument is
 //     the request body; the ack carries {"code","message","body"}.
@@ -126,7 +127,7 @@ func connectError(e *imapi.Error) error {
 	if msg == "" {
 		msg = e.Code.String()
 	}
-	return &server.ConnectError{Message: msg, Data: imapi.Error{Code: e.Code, Message: msg}}
+	return &server.ConnectError{Message: msg, Data: imapi.Error{Code: e.Code, Message: msg, RetryAfterMs: e.RetryAfterMs}}
 }
 
 // ackBody is what a request's ack carries.

@@ -1,6 +1,6 @@
 import { ConvTracker } from "./conversations.js";
 import { Emitter } from "./emitter.js";
-import { ClientError, Code, ErrorKind, ServerError, authRefused, overloaded } from "./errors.js";
+import { ClientError, Code, ErrorKind, ServerError, authRefused, busyCode, overloaded } from "./errors.js";
 import { LBSClient, type StorageLike } from "./lbs.js";
 import { anySignal, race } from "./race.js";
 import { NoticeStream } from "./notices.js";
@@ -431,7 +431,10 @@ export class Client extends Emitter<ClientEvents> {
           this.stop(new ClientError(ErrorKind.Auth, `login refused: ${err.message}`, err));
           return;
         }
-        const d = this.backoff(attempt++);
+        // A login refused as busy says when to come back: that, not a
+        // backoff grown over the outage, and the attempt count stays.
+        const hint = err instanceof ServerError && busyCode(err.code) ? (err.retryAfterMs ?? 0) : 0;
+        const d = hint > 0 ? this.hintPause(hint) : this.backoff(attempt++);
         this.setState({ state: "disconnected", error: err, retryInMs: d });
         await this.pause(d);
         continue;
@@ -472,6 +475,11 @@ export class Client extends Emitter<ClientEvents> {
       this.setState({ state: "disconnected", error: new ClientError(ErrorKind.Disconnected, kick ? `server: ${kick.reason}` : reason), retryInMs: d });
       await this.pause(d);
     }
+  }
+
+  /** The server's retry-after hint plus up to a quarter more (never sooner than it said), at most backoffMaxMs. */
+  private hintPause(hintMs: number): number {
+    return Math.min(hintMs + (Math.random() * hintMs) / 4, this.o.backoffMaxMs);
   }
 
   /** Exponential with full jitter. */

@@ -91,6 +91,11 @@ export function authRefused(code: number): boolean {
   return code === Code.Unauthorized || code === Code.UserDisabled || code === Code.Forbidden;
 }
 
+/** Codes of a login refused because the server is busy (it may carry a retry-after hint). */
+export function busyCode(code: number): boolean {
+  return code === Code.Unavailable || code === Code.Timeout || code === Code.RateLimited;
+}
+
 /** Codes after which a durable send is held and resent with the same client_msg_id. */
 export function overloaded(code: number): boolean {
   return code === Code.Unavailable || code === Code.Timeout || code === Code.Internal || code === Code.RateLimited;

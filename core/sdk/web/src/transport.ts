@@ -114,9 +114,9 @@ function loginOn(m: Manager, url: string, req: LoginReq, h: TransportHandlers): 
       m._close();
       reject(err);
     };
-    s.on("connect_error", (err: Error & { data?: { code?: number; message?: string } }) => {
+    s.on("connect_error", (err: Error & { data?: { code?: number; message?: string; retry_after_ms?: number } }) => {
       const d = err.data;
-      if (d && typeof d.code === "number") fail(new ServerError(d.code, d.message ?? err.message));
+      if (d && typeof d.code === "number") fail(new ServerError(d.code, d.message ?? err.message, d.retry_after_ms));
       else fail(new ClientError(ErrorKind.Unreachable, `${url}: ${err.message}`));
     });
     s.on("disconnect", (reason: string) => {

@@ -109,6 +109,23 @@ describe("connection", () => {
     expect(srv.conns.length).toBe(2);
   });
 
+  test("a login refused as busy comes back after the server's hint, not the backoff", async () => {
+    const srv = new FakeServer();
+    srv.loginCode = 503;
+    srv.loginRetryAfterMs = 40;
+    const c = client(srv, { backoffMinMs: 3_600_000, backoffMaxMs: 3_600_000 });
+    const states: { state: string; retryInMs?: number }[] = [];
+    c.on("state", (s) => states.push(s));
+    void c.start().catch(() => {});
+    await eventually(() => expect(states.filter((s) => s.state === "disconnected").length).toBeGreaterThanOrEqual(3));
+    srv.loginCode = 0;
+    await eventually(() => expect(c.state).toBe("connected"));
+    for (const s of states.filter((s) => s.state === "disconnected")) {
+      expect(s.retryInMs).toBeGreaterThanOrEqual(40);
+      expect(s.retryInMs).toBeLessThanOrEqual(50);
+    }
+  });
+
   test("a kick by another device stops the client; a draining kick reconnects", async () => {
     const srv = new FakeServer();
     const c = client(srv);

@@ -29,6 +29,8 @@ export class FakeServer {
   /** Opened per URL (losers of races included). */
   opened: string[] = [];
   loginCode = 0;
+  /** The retry-after hint of a refused login (0: none). */
+  loginRetryAfterMs = 0;
   /** Per-op overrides; returning undefined falls through to the default. */
   handlers: Record<string, Handler> = {};
   /** Sends answered with this code (then cleared when `overloadCount` reaches 0). */
@@ -56,7 +58,7 @@ export class FakeServer {
   private login(url: string, req: LoginReq, h: TransportHandlers) {
     return new Promise<{ transport: Transport; login: any }>((resolve, reject) => {
       setTimeout(() => {
-        if (this.loginCode) return reject(new ServerError(this.loginCode, "refused"));
+        if (this.loginCode) return reject(new ServerError(this.loginCode, "refused", this.loginRetryAfterMs || undefined));
         const conn: FakeConn = { url, req, h, open: true, ops: [], t: undefined as any };
         conn.t = {
           request: (op, body) => {
