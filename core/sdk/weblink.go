@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -21,10 +22,17 @@ type WebLinkOption func(*webLinkOptions)
 type webLinkOptions struct {
 	path       string
 	maxMessage int64
+	client     *http.Client
 }
 
 // WithWebLinkPath sets the Engine.IO path (default "/socket.io/").
 func WithWebLinkPath(p string) WebLinkOption { return func(o *webLinkOptions) { o.path = p } }
+
+// WithWebLinkHTTPClient sets the HTTP client of the WebSocket handshake
+// (default http.DefaultClient): a proxy, TLS roots, a source address.
+func WithWebLinkHTTPClient(c *http.Client) WebLinkOption {
+	return func(o *webLinkOptions) { o.client = c }
+}
 
 // WithWebLinkMaxMessage sets the largest WebSocket message accepted from the
 // server (default 1 MiB); a larger one ends the connection.
@@ -57,7 +65,7 @@ func WebLinkDialer(opts ...WebLinkOption) Dialer {
 		}
 		u.Path = o.path
 		u.RawQuery = "EIO=4&transport=websocket"
-		c, _, err := websocket.Dial(ctx, u.String(), nil)
+		c, _, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: o.client})
 		if err != nil {
 			return nil, fmt.Errorf("weblink %s: %w", addr, err)
 		}

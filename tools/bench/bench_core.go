@@ -9,17 +9,17 @@ func init() {
 	register(benchmark{
 		name: "link-idle-memory",
 		summary: "server RSS per idle authenticated Link connection at 5,000, 10,000 and 19,000 connections " +
-			"(4 load generator processes, sources 127.0.0.2-5; read after the connections sat idle, then a GC); " +
-			"baselines in the same run: bare epoll and goroutine-per-connection Go echo servers holding the same connections, " +
-			"and WebLink's figure (goal ≤ 4 KiB/conn at 19,000)",
+			"(4 load generator processes, sources 127.0.0.2-5; read after the connections sat idle, then a GC), " +
+			"then per idle logged-in WebLink session (Socket.IO over WebSocket) on a server of its own; " +
+			"baselines in the same run: bare epoll and goroutine-per-connection Go echo servers holding the same connections " +
+			"(goal ≤ 4 KiB/conn at 19,000)",
 		limit: 20 * time.Minute,
 		argv: []string{"sh", "-c", `set -e
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 go build -o "$d/longlink" ./cmd/longlink
 go build -o "$d/loadgen" ./tools/loadgen
-"$d/loadgen" idle -bin "$d/longlink" -levels 5000,10000,19000 -workers 4 -server-cpu 0 -client-cpu 1 -baseline
-WLBENCH_ONLY=weblink go run ./core/weblink/internal/wlbench`},
+"$d/loadgen" idle -bin "$d/longlink" -levels "${IDLE_LEVELS-5000,10000,19000}" -workers 4 -server-cpu 0 -client-cpu 1 -baseline`},
 	})
 	register(benchmark{
 		name: "reconnect-storm",

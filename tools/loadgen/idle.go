@@ -15,10 +15,11 @@ import (
 	"time"
 )
 
-// runIdle measures the server's RSS per idle authenticated Link connection:
-// connections are opened by worker processes (several 127.0.0.x source
-// addresses, since one process may hold at most 20,000 files), and the
-// server's RSS is read at each level after a GC. With -baseline the same
+// runIdle measures the server's RSS per idle authenticated Link connection,
+// then per idle logged-in WebLink session (a second server): connections
+// are opened by worker processes (several 127.0.0.x source addresses, since
+// one process may hold at most 20,000 files), and the server's RSS is read
+// at each level after a GC. With -baseline the same
 // levels are then held by two bare echo servers: one that parks every
 // socket on its own epoll set (no goroutine, no Go object per connection:
 // the floor of the method) and a plain Go server with a goroutine per
@@ -31,9 +32,10 @@ func runIdle(args []string) error {
 	serverCPU := fs.String("server-cpu", "0", "CPU list for the server (taskset); empty: not pinned")
 	clientCPU := fs.String("client-cpu", "1", "CPU list for the workers (taskset); empty: not pinned")
 	settle := fs.Duration("settle", 10*time.Second, "wait after each level before the GC and the RSS reading (caches of the login burst expire)")
-	heapProfile := fs.String("heapprofile", "", "save the server's heap profile and metrics at each level to this file name plus .<level> (compare two with pprof -base)")
+	heapProfile := fs.String("heapprofile", "", "save the server's heap profile and metrics at each level to this file name plus .<link|weblink>.<level> (compare two with pprof -base)")
 	memRate := fs.Int("memprofilerate", 0, "the server's heap profile samples every N bytes (GODEBUG memprofilerate; 0: Go's default, 512 KiB)")
 	baseline := fs.Bool("baseline", false, "also hold the same connections on bare epoll and Go echo servers")
+	weblink := fs.Bool("weblink", true, "also measure idle logged-in WebLink (Socket.IO over WebSocket) sessions, on a server of their own")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,27 +54,12 @@ func runIdle(args []string) error {
 	sort.Ints(levels)
 	maxN := levels[len(levels)-1]
 	ctx := context.Background()
-	srv, err := startServer(ctx, serverOpts{bin: *bin, cpu: *serverCPU, users: maxN,
-		env: []string{godebug}})
-	if err != nil {
-		return err
-	}
-	link := idleTarget{
-		figure: "link_idle", pid: srv.cmd.Process.Pid,
-		gc: func() error { return forceGC(srv.debugAddr) },
-		workerArgs: func(i int) []string {
-			return append([]string{"idle-worker", "-addr", srv.linkAddr}, workerArgs(i, srv.key)...)
-		},
-		check: func(n int) error {
-			if sessions, err := gatewaySessions(srv.debugAddr); err == nil && sessions != n {
-				return fmt.Errorf("server holds %d sessions, want %d", sessions, n)
-			}
+	prof := func(srv *server, figure string) func(n int) {
+		if *heapProfile == "" {
 			return nil
-		},
-	}
-	if *heapProfile != "" {
-		link.atLevel = func(n int) {
-			name := fmt.Sprintf("%s.%d", *heapProfile, n)
+		}
+		return func(n int) {
+			name := fmt.Sprintf("%s.%s.%d", *heapProfile, figure, n)
 			if err := saveURL("http://"+srv.debugAddr+"/debug/pprof/heap", name); err != nil {
 				progress("heap profile: %v", err)
 			}
@@ -81,10 +68,42 @@ func runIdle(args []string) error {
 			}
 		}
 	}
-	err = measureIdle(link, levels, *workers, *clientCPU, *settle)
-	srv.stop()
-	if err != nil || !*baseline {
-		return err
+	// Each protocol gets a server of its own, measured from its own base.
+	for _, proto := range []string{"link", "weblink"} {
+		if proto == "weblink" && !*weblink {
+			continue
+		}
+		srv, err := startServer(ctx, serverOpts{bin: *bin, cpu: *serverCPU, users: maxN,
+			env: []string{godebug}, weblink: proto == "weblink"})
+		if err != nil {
+			return err
+		}
+		t := idleTarget{
+			figure: proto + "_idle", pid: srv.cmd.Process.Pid,
+			gc: func() error { return forceGC(srv.debugAddr) },
+			workerArgs: func(i int) []string {
+				args := append([]string{"idle-worker", "-addr", srv.linkAddr}, workerArgs(i, srv.key)...)
+				if proto == "weblink" {
+					args = append(args, "-weblink", srv.webAddr)
+				}
+				return args
+			},
+			check: func(n int) error {
+				if sessions, err := gatewaySessions(srv.debugAddr); err == nil && sessions != n {
+					return fmt.Errorf("server holds %d sessions, want %d", sessions, n)
+				}
+				return nil
+			},
+			atLevel: prof(srv, proto),
+		}
+		err = measureIdle(t, levels, *workers, *clientCPU, *settle)
+		srv.stop()
+		if err != nil {
+			return fmt.Errorf("%s: %w", proto, err)
+		}
+	}
+	if !*baseline {
+		return nil
 	}
 	for _, mode := range []string{"epoll", "go"} {
 		if err := measureEcho(mode, levels, *workers, *serverCPU, *clientCPU, *settle); err != nil {
@@ -240,6 +259,7 @@ func runIdleWorker(args []string) error {
 	addr := fs.String("addr", "", "gateway address")
 	wf := addWorkerFlags(fs)
 	plain := fs.Bool("plain", false, "plain TCP connections to an echo server (baseline): no handshake, no login")
+	webURL := fs.String("weblink", "", "WebLink base URL: hold logged-in Socket.IO sessions there instead of Link connections")
 	index := fs.Int("index", 0, "this worker's index")
 	stride := fs.Int("stride", 1, "number of workers (users are index, index+stride, …)")
 	if err := fs.Parse(args); err != nil {
@@ -254,7 +274,8 @@ func runIdleWorker(args []string) error {
 	}
 	var conns memberConns
 	go conns.heartbeats()
-	var held []net.Conn // -plain
+	var held []net.Conn  // -plain
+	var webs webSessions // -weblink
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		var target int
@@ -267,6 +288,14 @@ func runIdleWorker(args []string) error {
 				continue
 			}
 			fmt.Printf("at %d\n", len(held))
+			continue
+		}
+		if *webURL != "" {
+			if err := webs.open(*webURL, *wf.src, target, *index, *stride); err != nil {
+				fmt.Printf("error %v\n", err)
+				continue
+			}
+			fmt.Printf("at %d\n", webs.len())
 			continue
 		}
 		err := openAll(conns.len(), target, 32, func(i int) error {

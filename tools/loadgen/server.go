@@ -28,6 +28,7 @@ type server struct {
 	argv, env []string // to start it again (restart)
 	dir       string
 	linkAddr  string
+	webAddr   string // WebLink's base URL (serverOpts.weblink)
 	debugAddr string
 	key       link.KeyPair
 }
@@ -38,6 +39,8 @@ type serverOpts struct {
 	users int
 	extra string // extra top-level YAML
 	env   []string
+	// weblink also runs WebLink (Socket.IO) on a free port.
+	weblink bool
 	// seed, when set, prepares more of the store after the users (bulk
 	// data such as large groups) before the server starts.
 	seed func(ctx context.Context, dbPath string) error
@@ -103,9 +106,18 @@ func startServer(ctx context.Context, o serverOpts) (*server, error) {
 		}
 		progress("seeded the rest in %s", time.Since(start).Round(time.Millisecond))
 	}
+	web := ""
+	if o.weblink {
+		addr, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s.webAddr = "http://" + addr
+		web = fmt.Sprintf("weblink: {listen: %q, max_sessions_per_ip: -1, demo_page: false}\n", addr)
+	}
 	cfg := fmt.Sprintf(`data_dir: %s
 debug_listen: %s
-roles: {services: true, gateway: true, server_api: false, weblink: false}
+roles: {services: true, gateway: true, server_api: false, weblink: %t}
 bus: {listen: ""}
 service:
   apps:
@@ -118,7 +130,7 @@ gateway:
   request_rate: 100000
   request_burst: 100000
   max_inflight: 4096
-%s`, dir, s.debugAddr, benchAppKey, s.linkAddr, s.key.ID, link.EncodeKey(s.key.Private), o.extra)
+%s%s`, dir, s.debugAddr, o.weblink, benchAppKey, s.linkAddr, s.key.ID, link.EncodeKey(s.key.Private), web, o.extra)
 	cfgPath := filepath.Join(dir, "core.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -160,17 +172,23 @@ func (s *server) kill9() {
 
 func (s *server) waitListening() error {
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", s.linkAddr, time.Second)
-		if err == nil {
-			c.Close()
-			break
+	addrs := []string{s.linkAddr}
+	if s.webAddr != "" {
+		addrs = append(addrs, strings.TrimPrefix(s.webAddr, "http://"))
+	}
+	for _, addr := range addrs {
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				s.stop()
+				return fmt.Errorf("server did not listen on %s", addr)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return fmt.Errorf("server did not listen on %s", s.linkAddr)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
 }

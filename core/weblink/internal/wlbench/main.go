@@ -112,8 +112,8 @@ func orchestrate() error {
 		{"socketio_node", []string{"taskset", "-c", "0", "node", filepath.Join(nodeDir, "ref_server.mjs"), "7791"}, "127.0.0.1:7791"},
 	}
 	if only := os.Getenv("WLBENCH_ONLY"); only != "" {
-		// One server only (link-idle-memory runs WebLink's figure beside
-		// Link's): WLBENCH_ONLY=weblink.
+		// One server only, e.g. WLBENCH_ONLY=weblink where Node.js is
+		// missing (the protocol server alone: no login, no session).
 		var keep []target
 		for _, t := range targets {
 			if t.name == only {
