@@ -129,8 +129,8 @@ func reportSamples(e *engine.Engine, settings model.RUM, body []byte, ip netip.A
 		switch {
 		case !ok || model.IsTunnelKind(c.EP.Kind):
 			return nil, errors.New("report: attempts[" + strconv.Itoa(i) + "].id: not a client entry point")
-		case a.Transport != "" && a.Transport != "tcp" && a.Transport != "quic":
-			return nil, errors.New("report: attempts[" + strconv.Itoa(i) + "].transport: not tcp or quic")
+		case a.Transport != "" && a.Transport != lbsapi.TransportTCP && a.Transport != lbsapi.TransportQUIC && a.Transport != lbsapi.TransportWebLink:
+			return nil, errors.New("report: attempts[" + strconv.Itoa(i) + "].transport: not tcp, quic or weblink")
 		case a.Ms < 0 || a.Ms > lbsapi.MaxAttemptMs:
 			return nil, errors.New("report: attempts[" + strconv.Itoa(i) + "].ms: out of range")
 		case a.Outcome != lbsapi.OutcomeWon && a.Outcome != lbsapi.OutcomeLost && a.Outcome != lbsapi.OutcomeFailed:

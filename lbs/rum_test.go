@@ -130,6 +130,7 @@ func TestRUMRefusals(t *testing.T) {
 		{"too many attempts", "appkey=demo", "101.0.6.1", reportBody(many...), 400, "bad_request"},
 		{"unknown entry point", "appkey=demo", "101.0.7.1", reportBody(lbsapi.Attempt{ID: "nope", Ms: 1, Outcome: "won"}), 400, "bad_request"},
 		{"bad outcome", "appkey=demo", "101.0.8.1", reportBody(lbsapi.Attempt{ID: "edge-sg", Ms: 1, Outcome: "maybe"}), 400, "bad_request"},
+		{"weblink transport", "appkey=demo", "101.0.15.1", reportBody(lbsapi.Attempt{ID: "edge-sg", Transport: lbsapi.TransportWebLink, Ms: 120, Outcome: "won"}), 204, "ok"},
 		{"bad transport", "appkey=demo", "101.0.9.1", reportBody(lbsapi.Attempt{ID: "edge-sg", Transport: "sctp", Ms: 1, Outcome: "won"}), 400, "bad_request"},
 		{"time out of range", "appkey=demo", "101.0.10.1", reportBody(lbsapi.Attempt{ID: "edge-sg", Ms: -5, Outcome: "won"}), 400, "bad_request"},
 		{"too large", "appkey=demo", "101.0.11.1", bytes.Repeat([]byte(" "), lbsapi.MaxReportBytes+1), 413, "too_large"},

@@ -146,7 +146,7 @@ func LBSReporter(lc *lbsclient.Client, o ReportOptions) *Reporter {
 		o.Timeout = 5 * time.Second
 	}
 	if o.Transport == "" {
-		o.Transport = "tcp"
+		o.Transport = lbsapi.TransportTCP
 	}
 	return &Reporter{lc: lc, o: o}
 }

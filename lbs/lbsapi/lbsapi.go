@@ -57,14 +57,29 @@ const (
 	OutcomeFailed = "failed" // refused, timed out or broke
 )
 
+// Attempt transports.
+const (
+	TransportTCP  = "tcp"  // Link over TCP (the default)
+	TransportQUIC = "quic" // Link over QUIC
+	// TransportWebLink is Socket.IO (the Web SDK): its time includes the
+	// Engine.IO handshake, so it is longer than a Link attempt's to the
+	// same entry point. The LBS pools every transport's samples per
+	// (prefix, entry point); a connect reports every candidate it raced
+	// with one transport, so the entry points a prefix compares get the
+	// same mix.
+	TransportWebLink = "weblink"
+)
+
 // Attempt is one raced candidate.
 type Attempt struct {
 	ID string `json:"id"` // entry point id, from the answer
-	// Transport is "tcp" (default) or "quic".
+	// Transport is TransportTCP (when empty), TransportQUIC or
+	// TransportWebLink.
 	Transport string `json:"transport,omitempty"`
 	// Ms is the time from the attempt's start to an open Link session
-	// (connection and handshake), or, for an attempt that lost, to when
-	// it ended or another won (a lower bound).
+	// (connection and handshake; for WebLink the Socket.IO connection),
+	// or, for an attempt that lost, to when it ended or another won (a
+	// lower bound).
 	Ms      int    `json:"ms"`
 	Outcome string `json:"outcome"`
 }

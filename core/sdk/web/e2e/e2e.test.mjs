@@ -92,7 +92,16 @@ test("two browser users chat, one through the edge, one directly", async () => {
   assert.equal(await alice.evaluate(() => window.got.find((m) => m.text === "hi alice").seq), ack.seq + 1);
 });
 
+/** The value of a counter series (name{labels}) on longlink dev's metrics page. */
+async function metric(series) {
+  const url = dev.out.match(/metrics, health\s+(http:\S+\/metrics)/)[1];
+  const line = (await (await fetch(url)).text()).split("\n").find((l) => l.startsWith(series + " "));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
 test("the demo page asks the LBS and connects to one of its entry points", async () => {
+  const rumOK = 'longlink_lbs_rum_reports_total{result="ok"}';
+  const reportsBefore = await metric(rumOK);
   // carol's demo page stays open: the restart test watches its connection state.
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
@@ -107,6 +116,14 @@ test("the demo page asks the LBS and connects to one of its entry points", async
   assert.deepEqual(urls, [edgeURL, directURL]);
   const via = (await page.textContent("#conn")).replace("connected via ", "http://");
   assert.ok(urls.includes(via), `connected via ${via}`);
+  // After the connect the page reported what it measured of the entry
+  // points it raced (real-user monitoring), and the LBS took the report:
+  // a cross-origin POST from the page, with no CORS preflight.
+  const deadline = Date.now() + 20000;
+  while ((await metric(rumOK)) <= reportsBefore) {
+    assert.ok(Date.now() < deadline, "the LBS took no measurement report from the page within 20 s");
+    await new Promise((r) => setTimeout(r, 100));
+  }
 });
 
 test("offline, messages arrive, back online: each exactly once, in order", async () => {

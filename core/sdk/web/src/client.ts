@@ -2,6 +2,7 @@ import { ConvTracker } from "./conversations.js";
 import { Emitter } from "./emitter.js";
 import { ClientError, Code, ErrorKind, ServerError, authRefused, busyCode, overloaded } from "./errors.js";
 import { LBSClient, type StorageLike } from "./lbs.js";
+import { type ConnectReport, RaceLog, ReportGate } from "./rum.js";
 import { anySignal, race } from "./race.js";
 import { NoticeStream } from "./notices.js";
 import { Rooms, type RoomBatch, type RoomRejoin } from "./rooms.js";
@@ -101,6 +102,16 @@ export interface ClientOptions {
   transports?: ("polling" | "websocket" | "webtransport")[];
   /** Opens connections; default socket.io-client ({@link socketIODialer}). */
   dialer?: Dialer;
+  /**
+   * Real-user monitoring: after a connect to the LBS's entry points, the
+   * share of connects (0..1) whose raced candidates are reported to the LBS
+   * (their time to an open connection and outcome), which then orders the
+   * entry points of this network by what its users measured. 0 reports
+   * none. Default 1.
+   */
+  rumSample?: number;
+  /** The least time between two reports of this client. Default 30000 ms. */
+  rumIntervalMs?: number;
 }
 
 /** The connection state. */
@@ -220,12 +231,15 @@ export class Client extends Emitter<ClientEvents> {
       | "sendWindowInitial"
       | "sendQueue"
       | "roomCatchUp"
+      | "rumSample"
+      | "rumIntervalMs"
     >
   > &
     ClientOptions;
   private loginReq: LoginReq;
   private dialer: Dialer;
   private lbsClient?: LBSClient;
+  private rum: ReportGate;
   private storage: StorageLike | null;
   private posKey: string;
 
@@ -266,12 +280,15 @@ export class Client extends Emitter<ClientEvents> {
       sendWindowInitial: 8,
       sendQueue: 1024,
       roomCatchUp: 50,
+      rumSample: 1,
+      rumIntervalMs: 30000,
       ...options,
     };
     const problems: string[] = [];
     if (!o.appKey || !o.account || !o.token) problems.push("appKey, account and token are required");
     if (!o.lbs?.length && !o.addresses?.length && !o.defaultLink) problems.push("lbs, addresses or defaultLink is required");
     if (o.backoffMinMs > o.backoffMaxMs) problems.push("backoffMinMs exceeds backoffMaxMs");
+    if (!(o.rumSample >= 0 && o.rumSample <= 1)) problems.push("rumSample must be within 0..1");
     if (problems.length) throw new TypeError(`longlink: ${problems.join("; ")}`);
     this.o = o;
     this.account = o.account;
@@ -297,6 +314,7 @@ export class Client extends Emitter<ClientEvents> {
         storage: this.storage,
       });
     }
+    this.rum = new ReportGate({ sample: o.rumSample, minIntervalMs: o.rumIntervalMs });
     this.posKey = `longlink.pos.${o.appKey}.${o.account}`;
     const stored = this.loadPositions();
     this.win = new SendWindow(o.sendWindowInitial, o.sendWindow);
@@ -543,12 +561,23 @@ export class Client extends Emitter<ClientEvents> {
     try {
       const { urls, lbsError } = await this.candidates();
       if (urls.length === 0) throw new ClientError(ErrorKind.Unreachable, `no address (LBS: ${String(lbsError)})`, lbsError);
+      const raced = new RaceLog();
       try {
         open = await race(
           urls,
           urls.length,
           this.o.raceDelayMs,
-          async (url, signal) => ({ link: await this.dialer(url, anySignal(signal, ctl.signal)), url }),
+          async (url, signal) => {
+            const i = raced.start(url);
+            try {
+              const link = await this.dialer(url, anySignal(signal, ctl.signal));
+              raced.opened(i, true);
+              return { link, url };
+            } catch (err) {
+              raced.opened(i, false);
+              throw err;
+            }
+          },
           (late) => late.link.close(),
         );
       } catch (err) {
@@ -573,6 +602,7 @@ export class Client extends Emitter<ClientEvents> {
           transport.close("abandoned");
           throw new ClientError(ErrorKind.Closed, "abandoned");
         }
+        this.reportConnect(raced);
         return { conn, resp: login };
       } finally {
         ctl.signal.removeEventListener("abort", abort);
@@ -581,6 +611,20 @@ export class Client extends Emitter<ClientEvents> {
       clearTimeout(timer);
       this.connecting = undefined;
     }
+  }
+
+  /** Reports a connect's raced candidates to the LBS in the background (best effort). */
+  private reportConnect(raced: RaceLog): void {
+    const lbs = this.lbsClient;
+    if (!lbs) return;
+    const attempts = raced.attempts((url) => lbs.endpointID(url));
+    if (attempts.length === 0 || !this.rum.take()) return;
+    const rep: ConnectReport = { sdk: this.loginReq.sdk_version, attempts };
+    if (this.o.platform) rep.platform = this.o.platform;
+    lbs
+      .report(rep)
+      .catch(() => {}) // dropped: the next connects report again
+      .finally(() => this.rum.done());
   }
 
   private onPush(conn: Conn, op: string, body: unknown): void {

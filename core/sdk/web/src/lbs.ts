@@ -1,4 +1,5 @@
 import { anySignal, race } from "./race.js";
+import type { ConnectReport } from "./rum.js";
 import type { LBSAnswer } from "./types.js";
 
 /** The part of the Web Storage API the SDK uses (localStorage, or the app's own). */
@@ -96,6 +97,43 @@ export class LBSClient {
       // Storage full or denied: the answer is still kept in memory.
     }
     return answer;
+  }
+
+  /** The id of the WebLink entry point at url in the last answer (cached or fresh). */
+  endpointID(url: string): string | undefined {
+    return this.last?.answer.weblink?.find((e) => e.url === url)?.id;
+  }
+
+  /**
+   * Posts what a connect measured (`POST /v1/rum`) to the next LBS server,
+   * and to the one after it if that one cannot be reached; a refusal (4xx)
+   * is not retried elsewhere. Sent as text/plain, a CORS "simple request",
+   * so a browser sends no preflight: the LBS reads the body as JSON
+   * whatever its type, and its answer allows any origin.
+   */
+  async report(rep: ConnectReport): Promise<void> {
+    const body = JSON.stringify(rep);
+    const n = this.o.servers.length;
+    const start = this.next++ % Math.max(n, 1);
+    let last: unknown = new Error("lbs: no servers");
+    for (let i = 0; i < Math.min(n, 2); i++) {
+      const base = this.o.servers[(start + i) % n]!;
+      const q = new URLSearchParams({ appkey: this.o.appKey });
+      try {
+        const res = await this.fetchFn(`${base.replace(/\/$/, "")}/v1/rum?${q}`, {
+          method: "POST",
+          headers: { "Content-Type": "text/plain;charset=UTF-8" },
+          body,
+          signal: AbortSignal.timeout(this.o.timeoutMs ?? 3000),
+        });
+        if (res.ok) return;
+        last = new Error(`lbs ${base}: report: HTTP ${res.status}`);
+        if (res.status >= 400 && res.status < 500) break;
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
   }
 
   private async fetchOne(base: string, signal: AbortSignal): Promise<LBSAnswer> {

@@ -383,6 +383,79 @@ describe("requests", () => {
 });
 
 describe("LBS", () => {
+  test("after a connect it reports the raced candidates to the LBS, at most one per interval", async () => {
+    const srv = new FakeServer();
+    srv.down.add("ws://down");
+    srv.hang.add("ws://slow");
+    const answer = {
+      appkey: "demo",
+      ttl: 3600,
+      weblink: [
+        { id: "ep-down", url: "ws://down" },
+        { id: "ep-slow", url: "ws://slow" },
+        { id: "ep-ok", url: "ws://ok" },
+      ],
+    };
+    const reports: { url: string; init: RequestInit }[] = [];
+    const fetchFn = async (url: string, init: RequestInit = {}) => {
+      if (url.includes("/v1/rum")) {
+        reports.push({ url, init });
+        return new Response(null, { status: 204 });
+      }
+      return new Response(JSON.stringify(answer));
+    };
+    const orig = globalThis.fetch;
+    globalThis.fetch = fetchFn as typeof fetch;
+    try {
+      const c = client(srv, { addresses: undefined, lbs: ["http://lbs"], platform: "test", raceDelayMs: 30 });
+      await c.start();
+      expect(srv.conns[0]!.url).toBe("ws://ok");
+      await eventually(() => expect(reports.length).toBe(1));
+      const { url, init } = reports[0]!;
+      expect(url).toBe("http://lbs/v1/rum?appkey=demo");
+      expect(init.method).toBe("POST");
+      // A CORS simple request: no preflight from a browser.
+      expect((init.headers as Record<string, string>)["Content-Type"]).toMatch(/^text\/plain/);
+      const rep = JSON.parse(init.body as string);
+      expect(rep.sdk).toBe("web-1.0.0");
+      expect(rep.platform).toBe("test");
+      const byId = Object.fromEntries(rep.attempts.map((a: { id: string }) => [a.id, a]));
+      expect(Object.keys(byId).sort()).toEqual(["ep-down", "ep-ok", "ep-slow"]);
+      expect(byId["ep-down"]).toMatchObject({ transport: "weblink", outcome: "failed" });
+      expect(byId["ep-ok"]).toMatchObject({ transport: "weblink", outcome: "won" });
+      // Aborted because another won: lost (a lower bound), not failed.
+      expect(byId["ep-slow"]).toMatchObject({ transport: "weblink", outcome: "lost" });
+      for (const a of rep.attempts) expect(a.ms).toBeGreaterThanOrEqual(0);
+      // A reconnect within the interval is not reported again.
+      srv.cut(srv.conns[0]!, "test");
+      await eventually(() => expect(srv.conns.length).toBe(2));
+      await eventually(() => expect(c.state).toBe("connected"));
+      expect(reports.length).toBe(1);
+    } finally {
+      globalThis.fetch = orig;
+    }
+  });
+
+  test("rumSample 0 reports nothing, and a share outside 0..1 is refused", async () => {
+    expect(() => new Client({ appKey: "demo", account: "a", token: "t", addresses: ["x"], rumSample: 2 })).toThrow(/rumSample/);
+    const srv = new FakeServer();
+    let reports = 0;
+    const fetchFn = async (url: string) => {
+      if (url.includes("/v1/rum")) reports++;
+      return new Response(JSON.stringify({ appkey: "demo", ttl: 3600, weblink: [{ id: "a", url: "ws://a" }] }));
+    };
+    const orig = globalThis.fetch;
+    globalThis.fetch = fetchFn as typeof fetch;
+    try {
+      const c = client(srv, { addresses: undefined, lbs: ["http://lbs"], rumSample: 0 });
+      await c.start();
+      await c.request("heartbeat", {});
+      expect(reports).toBe(0);
+    } finally {
+      globalThis.fetch = orig;
+    }
+  });
+
   test("a cached answer is used first; when it leads nowhere the LBS is asked afresh", async () => {
     const srv = new FakeServer();
     srv.down.add("ws://gone");
@@ -399,7 +472,7 @@ describe("LBS", () => {
       const c = client(srv, { addresses: undefined, lbs: ["http://lbs"], storage });
       await c.start();
       expect(srv.opened).toEqual(["ws://gone", "ws://new"]);
-      expect(asked).toEqual(["http://lbs/v1/lbs?appkey=demo&sdk=web-1.0.0"]);
+      expect(asked.filter((u) => u.includes("/v1/lbs"))).toEqual(["http://lbs/v1/lbs?appkey=demo&sdk=web-1.0.0"]);
       expect(JSON.parse(storage.getItem("longlink.lbs.demo.")!).answer.weblink[0].url).toBe("ws://new");
     } finally {
       globalThis.fetch = orig;

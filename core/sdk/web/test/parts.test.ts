@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { LBSClient } from "../src/lbs.js";
+import { MAX_ATTEMPT_MS, MAX_REPORT_ATTEMPTS, RaceLog, ReportGate } from "../src/rum.js";
 import { race } from "../src/race.js";
 import { SendWindow } from "../src/window.js";
 import { Code, p2pConvId } from "../src/index.js";
@@ -100,6 +101,80 @@ describe("LBS client", () => {
   test("fails when no LBS answers and nothing is cached", async () => {
     const { c } = lbs({});
     await expect(c.resolve()).rejects.toThrow();
+  });
+});
+
+describe("real-user monitoring", () => {
+  test("the race log reports each attempt's time and outcome, leaving unknown entry points out", () => {
+    let t = 0;
+    const log = new RaceLog(() => t);
+    const a = log.start("ws://a"); // fails at 40
+    const b = log.start("ws://b"); // still going when c wins: lost at 100
+    t = 40;
+    log.opened(a, false);
+    t = 60;
+    const c = log.start("ws://c");
+    const d = log.start("ws://default"); // no entry point of the answer
+    t = 100;
+    log.opened(c, true); // the first to open wins
+    log.opened(b, false); // aborted by the winner
+    t = 130;
+    log.opened(d, true); // opened late: lost
+    const ids: Record<string, string> = { "ws://a": "A", "ws://b": "B", "ws://c": "C" };
+    expect(log.attempts((u) => ids[u])).toEqual([
+      { id: "A", transport: "weblink", ms: 40, outcome: "failed" },
+      { id: "B", transport: "weblink", ms: 100, outcome: "lost" },
+      { id: "C", transport: "weblink", ms: 40, outcome: "won" },
+    ]);
+    expect(new RaceLog().attempts(() => "x")).toEqual([]); // nothing won
+  });
+
+  test("at most MAX_REPORT_ATTEMPTS attempts, times capped", () => {
+    let t = 0;
+    const log = new RaceLog(() => t);
+    for (let i = 0; i < MAX_REPORT_ATTEMPTS + 3; i++) log.start(`ws://${i}`);
+    t = 10 * MAX_ATTEMPT_MS;
+    log.opened(0, true);
+    const got = log.attempts((u) => u);
+    expect(got.length).toBe(MAX_REPORT_ATTEMPTS);
+    expect(got[0]!.ms).toBe(MAX_ATTEMPT_MS);
+  });
+
+  test("the gate samples, spaces reports by the interval and keeps one in flight", () => {
+    let now = 0;
+    let r = 0.5;
+    const g = new ReportGate({ sample: 0.4, minIntervalMs: 1000 }, () => now, () => r);
+    expect(g.take()).toBe(false); // not sampled
+    r = 0.1;
+    expect(g.take()).toBe(true);
+    now = 5000;
+    expect(g.take()).toBe(false); // in flight
+    g.done();
+    now = 5500;
+    expect(g.take()).toBe(true);
+    g.done();
+    now = 6000;
+    expect(g.take()).toBe(false); // within the interval
+    expect(new ReportGate({ sample: 0, minIntervalMs: 0 }).take()).toBe(false);
+  });
+
+  test("the LBS client posts a report, tries the next server when one is unreachable, not when it refuses", async () => {
+    const asked: string[] = [];
+    const status: Record<string, number> = { "http://l2": 204, "http://l3": 400 };
+    const fetch = (async (url: string) => {
+      asked.push(url);
+      const base = url.slice(0, url.indexOf("/v1/"));
+      if (!(base in status)) throw new Error("unreachable");
+      return new Response(null, { status: status[base] });
+    }) as unknown as typeof globalThis.fetch;
+    const c = new LBSClient({ servers: ["http://l1", "http://l2", "http://l3"], appKey: "demo", sdkVersion: "web-1.0.0", storage: null, fetch });
+    const rep = { attempts: [{ id: "e", transport: "weblink" as const, ms: 5, outcome: "won" as const }] };
+    await c.report(rep); // l1 unreachable, l2 takes it
+    expect(asked).toEqual(["http://l1/v1/rum?appkey=demo", "http://l2/v1/rum?appkey=demo"]);
+    asked.length = 0;
+    await c.report(rep); // starts at l2
+    await expect(c.report(rep)).rejects.toThrow(/HTTP 400/); // l3 refuses: not retried
+    expect(asked).toEqual(["http://l2/v1/rum?appkey=demo", "http://l3/v1/rum?appkey=demo"]);
   });
 });
 
