@@ -179,18 +179,19 @@ func (c *Conn) readFrame() (Frame, error) {
 		}
 	}
 	if c.recv == nil {
-		return decodePlain(buf, c.lim.MaxFrameSize)
+		return decodePlain(buf, c.lim.MaxFrameSize, c.lim.KeepCompressed)
 	}
 	pt, err := c.recv.Decrypt(buf[:0], nil, buf)
 	if err != nil {
 		return Frame{}, ErrDecrypt
 	}
-	return decodePlain(pt, c.lim.MaxFrameSize)
+	return decodePlain(pt, c.lim.MaxFrameSize, c.lim.KeepCompressed)
 }
 
 // decodePlain decodes a plaintext frame. Body aliases pt unless it was
-// compressed.
-func decodePlain(pt []byte, maxSize int) (Frame, error) {
+// compressed; with keep a compressed body is not inflated and the frame
+// keeps FlagCompressed.
+func decodePlain(pt []byte, maxSize int, keep bool) (Frame, error) {
 	if len(pt) < HeaderSize {
 		return Frame{}, fmt.Errorf("%w: %d bytes", ErrBadFrame, len(pt))
 	}
@@ -211,7 +212,9 @@ func decodePlain(pt []byte, maxSize int) (Frame, error) {
 		Code:  imapi.Code(binary.BigEndian.Uint16(pt[8:10])),
 	}
 	body := pt[HeaderSize:]
-	if flags&FlagCompressed != 0 {
+	if flags&FlagCompressed != 0 && keep {
+		f.Flags |= FlagCompressed
+	} else if flags&FlagCompressed != 0 {
 		b, err := inflate(body, maxSize)
 		if err != nil {
 			return Frame{}, err
@@ -360,6 +363,10 @@ func deflate(b []byte) []byte {
 }
 
 var inflaters sync.Pool
+
+// Inflate reverses Deflate, refusing a body that inflates beyond max bytes:
+// for readers with Limits.KeepCompressed.
+func Inflate(b []byte, max int) ([]byte, error) { return inflate(b, max) }
 
 func inflate(b []byte, max int) ([]byte, error) {
 	var r io.ReadCloser

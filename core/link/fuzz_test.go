@@ -25,7 +25,7 @@ func FuzzDecodePlain(f *testing.F) {
 	f.Add([]byte{Version, FlagCompressed, 2, 1, 0, 0, 0, 1, 0, 0, 0xff, 0xff})
 	f.Add([]byte{2, 0xff, 0, 0})
 	f.Fuzz(func(t *testing.T, pt []byte) {
-		fr, err := decodePlain(append([]byte(nil), pt...), 4096)
+		fr, err := decodePlain(append([]byte(nil), pt...), 4096, false)
 		if err != nil {
 			return
 		}

@@ -46,6 +46,11 @@ type Limits struct {
 	// CompressThreshold: bodies longer than this are compressed when that
 	// makes them smaller. 0 means DefaultCompressThreshold; negative disables.
 	CompressThreshold int
+	// KeepCompressed makes ReadFrame return a compressed body as it came,
+	// with FlagCompressed set in Flags, for a reader that inflates it
+	// itself (Inflate) or not at all: one that gets the same compressed
+	// body on many connections (a chatroom batch) decodes it once.
+	KeepCompressed bool
 }
 
 func (l Limits) withDefaults() Limits {
@@ -63,7 +68,8 @@ type Frame struct {
 	Op imapi.Op
 	// Flags: FlagResponse or FlagPush. The Conn compresses large bodies
 	// itself; a writer may instead set FlagCompressed with a body made by
-	// Deflate, which is then sent as is. Read frames never carry it.
+	// Deflate, which is then sent as is. Read frames carry it only with
+	// Limits.KeepCompressed, their body then as it came.
 	Flags uint8
 	Seq   uint32
 	Code  imapi.Code

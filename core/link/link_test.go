@@ -155,6 +155,39 @@ func TestCompressionOnWire(t *testing.T) {
 	}
 }
 
+// With KeepCompressed a compressed body is read as it came, flagged, and
+// Inflate gives the body back; a small one is read as always.
+func TestKeepCompressed(t *testing.T) {
+	k := testKey(t, "k1")
+	cnc, snc := tcpPair(t)
+	cc, sc, cerr, serr := handshake(t, cnc, snc, NewKeyRing(k), k, Limits{KeepCompressed: true})
+	if cerr != nil || serr != nil {
+		t.Fatal(cerr, serr)
+	}
+	big := []byte(strings.Repeat(`{"time":1,"text":"x"},`, 400))
+	small := []byte(`{"a":1}`)
+	go func() {
+		_ = sc.WriteFrames([]Frame{{Op: imapi.OpRoomMessages, Flags: FlagPush, Body: big}, {Op: imapi.OpPush, Flags: FlagPush, Body: small}})
+	}()
+	f, err := cc.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Flags != FlagPush|FlagCompressed || len(f.Body) >= len(big) {
+		t.Fatalf("flags %#x, %d of %d bytes: not kept compressed", f.Flags, len(f.Body), len(big))
+	}
+	if b, err := Inflate(f.Body, len(big)); err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("inflate: %v", err)
+	}
+	if _, err := Inflate(f.Body, len(big)-1); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("inflate beyond max: %v", err)
+	}
+	f, err = cc.ReadFrame()
+	if err != nil || f.Flags != FlagPush || !bytes.Equal(f.Body, small) {
+		t.Fatalf("small frame: %+v %v", f, err)
+	}
+}
+
 func TestHandshakeFailures(t *testing.T) {
 	k1, k2 := testKey(t, "k1"), testKey(t, "k2")
 	t.Run("unknown key id", func(t *testing.T) {
@@ -326,10 +359,10 @@ func TestLimits(t *testing.T) {
 func TestInflateBomb(t *testing.T) {
 	z := deflate(make([]byte, 100000))
 	pt := append([]byte{Version, FlagCompressed, 2, 1, 0, 0, 0, 1, 0, 0}, z...)
-	if _, err := decodePlain(pt, 1000); !errors.Is(err, ErrFrameTooLarge) {
+	if _, err := decodePlain(pt, 1000, false); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("got %v, want too large", err)
 	}
-	if f, err := decodePlain(pt, 200000); err != nil || len(f.Body) != 100000 {
+	if f, err := decodePlain(pt, 200000, false); err != nil || len(f.Body) != 100000 {
 		t.Fatalf("got %v", err)
 	}
 }
