@@ -5,7 +5,7 @@
 //
 //	loadgen idle     -bin longlink [-levels 5000,10000,19000 -baseline]   RSS per idle authenticated connection (beside bare echo servers)
 //	loadgen messages -bin longlink [-rate 1000,5000,10000 -baseline]   durable 1:1 messages through the SDK (a sweep), beside the bare path
-//	loadgen room     -bin longlink [-members 45000 -rate 100]      chatroom fan-out over several gateway processes
+//	loadgen room     -bin longlink [-members 45000 -stages 5000,45000 -rate 100 -baseline]   chatroom fan-out over several gateway processes (a sweep of room sizes), beside a plain TCP fan-out
 //	loadgen storm    -bin longlink [-clients 19000]   SDK clients logging in again after the core is killed and restarted
 //	loadgen supergroup -bin longlink [-members 100000 -online 5000]   send → last online member's push
 //
@@ -39,6 +39,8 @@ func main() {
 		err = runRoom(os.Args[2:])
 	case "room-worker":
 		err = runRoomWorker(os.Args[2:])
+	case "room-bare-server":
+		err = runBareFanout(os.Args[2:])
 	case "storm":
 		err = runStorm(os.Args[2:])
 	case "storm-worker":

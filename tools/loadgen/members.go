@@ -135,6 +135,7 @@ type memberDialer struct {
 	keyID   string
 	pub     []byte
 	timeout time.Duration // the dial, the handshake and each answer
+	limits  link.Limits   // of the connections it opens
 }
 
 // memberCall is a request a member makes after its login, before its
@@ -159,7 +160,7 @@ func (d memberDialer) open(addr string, u int, calls ...memberCall) (*link.Conn,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
 	defer cancel()
-	c, err := link.Client(ctx, nc, d.keyID, d.pub, link.Limits{})
+	c, err := link.Client(ctx, nc, d.keyID, d.pub, d.limits)
 	if err != nil {
 		nc.Close()
 		return nil, err

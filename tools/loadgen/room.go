@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,10 +33,13 @@ import (
 // their own, load clients in worker processes, a sender putting messages
 // into the room at a fixed rate.
 //
-// Most member connections are read by the workers' own epoll loops that
-// discard the bytes (no decryption); every -sample'th connection decrypts
-// and decodes its room.messages frames and records the delay from the
-// message's server time to its arrival in a 1 ms histogram.
+// Every member connection counts what it receives: its room.messages
+// frames, the messages in them (deliveries) and each message's delay from
+// its server time to its arrival, in a 1 ms histogram (roomworker.go). The
+// room grows in stages (-stages: members in the room at each), each a point
+// of the sweep; with -baseline the same stages are then measured against a
+// plain TCP fan-out of the same frames to the same number of sockets
+// (roombare.go).
 
 const (
 	benchRoom   = "bench-room"
@@ -47,18 +51,24 @@ const (
 func runRoom(args []string) error {
 	fs := flag.NewFlagSet("room", flag.ContinueOnError)
 	bin := fs.String("bin", "longlink", "longlink binary")
-	members := fs.Int("members", 45000, "room members (connections)")
+	members := fs.Int("members", 45000, "room members (connections) at the last stage")
+	stagesFlag := fs.String("stages", "", "members in the room at each point of the sweep, ascending, comma-separated (default: -members alone)")
 	gateways := fs.Int("gateways", 3, "gateway processes")
 	workers := fs.Int("workers", 4, "load worker processes (sources 127.0.0.<2+i>)")
 	rate := fs.Int("rate", 100, "messages per second into the room")
-	duration := fs.Duration("duration", 20*time.Second, "measurement window")
+	duration := fs.Duration("duration", 20*time.Second, "measurement window of each stage")
 	warmup := fs.Duration("warmup", 5*time.Second, "sending before the window")
 	batch := fs.Duration("batch", 100*time.Millisecond, "gateways' room_batch_interval")
-	sample := fs.Int("sample", 100, "every n-th member decodes and measures latency")
 	bodyBytes := fs.Int("body-bytes", 64, "text bytes per message")
-	serverCPU := fs.String("server-cpu", "0", "CPU list the server processes are pinned to once the members are in (taskset); empty: not pinned")
-	clientCPU := fs.String("client-cpu", "1", "CPU list the load processes are pinned to once the members are in; empty: not pinned")
+	serverCPU := fs.String("server-cpu", "0", "CPU list the server processes are pinned to while a stage is measured (taskset); empty: not pinned")
+	clientCPU := fs.String("client-cpu", "1", "CPU list the load processes are pinned to while a stage is measured; empty: not pinned")
+	goal := fs.Duration("goal-p99", 200*time.Millisecond, "latency goal of the sweep")
+	baseline := fs.Bool("baseline", false, "measure the same stages against a plain TCP fan-out of the same frames (room-bare-server processes)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	stages, err := parseStages(*stagesFlag, *members)
+	if err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -83,11 +93,13 @@ func runRoom(args []string) error {
 
 	var srvs []*server // the gateway processes
 	var all []*server  // and the services process: their CPU is the figure's
-	defer func() {
+	stopServers := func() {
 		for i := len(all) - 1; i >= 0; i-- {
 			all[i].stop()
 		}
-	}()
+		all, srvs = nil, nil
+	}
+	defer func() { stopServers() }()
 	svc, err := startRoomServer(-1, dir, *bin, busAddr, key, *batch)
 	if err != nil {
 		return err
@@ -108,118 +120,114 @@ func runRoom(args []string) error {
 
 	ws, stopWorkers, err := startWorkers(*workers, "", func(i int) []string {
 		return append([]string{"room-worker", "-addrs", strings.Join(addrs, ","), "-index", strconv.Itoa(i),
-			"-stride", strconv.Itoa(*workers), "-members", strconv.Itoa(*members), "-sample", strconv.Itoa(*sample)},
-			workerArgs(i, key)...)
+			"-stride", strconv.Itoa(*workers)}, workerArgs(i, key)...)
 	})
 	if err != nil {
 		return err
 	}
 	defer stopWorkers()
-	tell := func(cmd string) {
-		for _, w := range ws {
-			_ = w.send(cmd)
-		}
-	}
-	start = time.Now()
-	tell("connect")
-	for i, w := range ws {
-		line, err := w.expect("ready")
-		if err != nil {
-			return err
-		}
-		progress("worker %d: %s", i+1, line)
-	}
-	progress("%d members entered the room in %s", *members, time.Since(start).Round(time.Millisecond))
-	for i, s := range srvs {
-		m := scrape(s.debugAddr)
-		progress("gateway %d: %v room members, %v sessions", i+1, m["longlink_gateway_room_members"], m["longlink_gateway_sessions"])
-	}
-	// The crowd enters on every CPU; the figure is measured with the
-	// servers and the load apart.
-	for _, s := range all {
-		pin(s.cmd.Process.Pid, *serverCPU)
-	}
-	for _, w := range ws {
-		pin(w.cmd.Process.Pid, *clientCPU)
-	}
-
+	sw := stageWorkers(ws)
 	snd, err := newSender(srvs[0].linkAddr, key, *members, *bodyBytes)
 	if err != nil {
 		return err
 	}
-	pin(os.Getpid(), *clientCPU)
 	defer snd.close()
 	progress("the sender is in the room")
-	sendCtx, stopSending := context.WithCancel(ctx)
-	defer stopSending()
-	go snd.run(sendCtx, *rate)
-	time.Sleep(*warmup)
 
-	type snap struct {
-		cpu        float64 // seconds, all server processes
-		deliveries float64
-		drops      float64
-		skipped    float64
-		frames     float64 // room.messages frames
-		direct     float64 // of which written by the gateways' room writers themselves
-		rounds     float64 // rounds of writes, and their total seconds
-		roundSecs  float64
-		stretched  float64 // batch intervals stretched to the end of a round
-	}
-	take := func() (snap, error) {
-		var sn snap
-		for _, s := range all {
-			c, err := procCPUTime(s.cmd.Process.Pid)
-			if err != nil {
-				return sn, err
-			}
-			sn.cpu += c.Seconds()
-			m := scrape(s.debugAddr)
-			sn.deliveries += m["longlink_gateway_room_deliveries_total"]
-			sn.drops += m["longlink_gateway_slow_consumers_total"]
-			sn.skipped += m["longlink_gateway_room_skipped_total"]
-			sn.frames += m["longlink_gateway_room_frames_total"]
-			sn.direct += m["longlink_gateway_room_direct_writes_total"]
-			sn.rounds += m["longlink_gateway_room_round_seconds_count"]
-			sn.roundSecs += m["longlink_gateway_room_round_seconds_sum"]
-			sn.stretched += m["longlink_gateway_room_stretched_total"]
+	// pinAll pins the server processes to servers and the load (workers
+	// and this process, the sender) to load: the crowd enters on every
+	// CPU, a stage is measured with the servers and the load apart.
+	allCPUs := fmt.Sprintf("0-%d", runtime.NumCPU()-1)
+	pinAll := func(pids []int, servers, load string) {
+		for _, p := range pids {
+			pin(p, servers)
 		}
-		return sn, nil
+		for _, w := range ws {
+			pin(w.cmd.Process.Pid, load)
+		}
+		pin(os.Getpid(), load)
 	}
-	tell("start")
-	sent0 := snd.acked.Load()
-	t0 := time.Now()
-	a, err := take()
-	if err != nil {
-		return err
+	pids := func() []int {
+		var out []int
+		for _, s := range all {
+			out = append(out, s.cmd.Process.Pid)
+		}
+		return out
 	}
-	time.Sleep(*duration)
-	b, err := take()
-	if err != nil {
-		return err
+	suffix := func(m int) string {
+		if len(stages) == 1 {
+			return ""
+		}
+		return "_at_" + strconv.Itoa(m)
 	}
-	elapsed := time.Since(t0).Seconds()
-	sent := snd.acked.Load() - sent0
-	tell("stop")
-	hist := make([]int64, histBuckets)
-	for _, w := range ws {
-		line, err := w.expect("hist")
+	type series struct {
+		name, figure string
+		best         int // members of the largest stage within the goal
+	}
+	ll := &series{name: "longlink", figure: "room_fanout"}
+	for _, m := range stages {
+		pinAll(pids(), allCPUs, allCPUs)
+		t0 := time.Now()
+		if err := sw.connect(m); err != nil {
+			return err
+		}
+		progress("%d members in the room (%s to enter this stage)", m, time.Since(t0).Round(time.Millisecond))
+		for i, s := range srvs {
+			sm := scrape(s.debugAddr)
+			progress("gateway %d: %v room members, %v sessions", i+1, sm["longlink_gateway_room_members"], sm["longlink_gateway_sessions"])
+		}
+		if *serverCPU != "" || *clientCPU != "" {
+			pinAll(pids(), *serverCPU, *clientCPU)
+		}
+		sendCtx, stopSending := context.WithCancel(ctx)
+		sending := make(chan struct{})
+		go func() { snd.run(sendCtx, *rate); close(sending) }()
+		time.Sleep(*warmup)
+		a, err := takeRoomSnap(all)
+		if err != nil {
+			stopSending()
+			return err
+		}
+		acked0 := snd.acked.Load()
+		win, err := sw.window(*duration)
+		if err != nil {
+			stopSending()
+			return err
+		}
+		b, err := takeRoomSnap(all)
+		sent := snd.acked.Load() - acked0
+		stopSending()
+		<-sending
 		if err != nil {
 			return err
 		}
-		for i, f := range strings.Fields(line)[1:] {
-			n, _ := strconv.ParseInt(f, 10, 64)
-			if i < histBuckets {
-				hist[i] += n
-			}
+		snd.mu.Lock()
+		if len(snd.codes) > 0 {
+			progress("sends refused by code so far: %v", snd.codes)
+		}
+		snd.mu.Unlock()
+		f, sfx := ll.figure, suffix(m)
+		cpu := b.cpu - a.cpu
+		progress("window %.1fs: %d messages acked (%d refused so far), server CPU %.2fs (%.0f%% of one core), %.0f slow drops",
+			win.elapsed, sent, snd.refused.Load(), cpu, 100*cpu/win.elapsed, b.drops-a.drops)
+		result(f+"_members"+sfx, float64(m), "conns")
+		result(f+"_sent_msgs_per_sec"+sfx, float64(sent)/win.elapsed, "msg/s")
+		p50, p99 := win.report(f, sfx, m, *rate, cpu)
+		result(f+"_gateway_deliveries_per_sec"+sfx, (b.deliveries-a.deliveries)/win.elapsed, "deliveries/s")
+		if frames := b.frames - a.frames; frames > 0 {
+			progress("the gateways wrote %.0f frames/s, %.0f%% by the room writers themselves; %.0f batch intervals stretched to the end of a round",
+				frames/win.elapsed, 100*(b.direct-a.direct)/frames, b.stretched-a.stretched)
+		}
+		if n := b.rounds - a.rounds; n > 0 {
+			result(f+"_round_mean"+sfx, (b.roundSecs-a.roundSecs)/n*1000, "ms")
+		}
+		result(f+"_skipped_per_sec"+sfx, (b.skipped-a.skipped)/win.elapsed, "deliveries/s")
+		result(f+"_slow_drops"+sfx, b.drops-a.drops, "sessions")
+		fmt.Printf("POINT %s %d %d %d\n", ll.name, m**rate, p50, p99)
+		if time.Duration(p99)*time.Millisecond <= *goal && win.deliveries >= minDelivered*float64(m)*float64(*rate)*win.elapsed {
+			ll.best = m
 		}
 	}
-	stopSending()
-	snd.mu.Lock()
-	if len(snd.codes) > 0 {
-		progress("sends refused by code: %v", snd.codes)
-	}
-	snd.mu.Unlock()
 	// Copies: once the gateways have taken everything from the bus, each
 	// has received every message the services published, once.
 	var pubTotal float64
@@ -239,48 +247,277 @@ func runRoom(args []string) error {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-
-	deliveries := b.deliveries - a.deliveries
-	cpu := b.cpu - a.cpu
-	progress("window %.1fs: %d messages acked (%d refused), %.0f deliveries, server CPU %.2fs (%.0f%% of one core), %.0f slow drops",
-		elapsed, sent, snd.refused.Load(), deliveries, cpu, 100*cpu/elapsed, b.drops-a.drops)
-	p50, p99, n := quantile(hist, 0.50), quantile(hist, 0.99), int64(0)
-	for _, c := range hist {
-		n += c
-	}
-	progress("latency samples: %d (message server time → decoded by a sampled member)", n)
-	result("room_fanout_offered_msgs_per_sec", float64(*rate), "msg/s")
-	result("room_fanout_members", float64(*members), "conns")
-	result("room_fanout_deliveries_per_sec", deliveries/elapsed, "deliveries/s")
-	if deliveries > 0 {
-		result("room_fanout_server_cpu_per_delivery", cpu/deliveries*1e6, "us")
-	}
-	// What the latency is made of: frames the gateways wrote, what one cost
-	// the servers, and how long a round of writes to every member took.
-	frames := b.frames - a.frames
-	result("room_fanout_frames_per_sec", frames/elapsed, "frames/s")
-	if frames > 0 {
-		result("room_fanout_server_cpu_per_frame", cpu/frames*1e6, "us")
-		progress("%.0f%% of the frames written by the room writers themselves; %.0f batch intervals stretched to the end of a round",
-			100*(b.direct-a.direct)/frames, b.stretched-a.stretched)
-	}
-	if n := b.rounds - a.rounds; n > 0 {
-		result("room_fanout_round_mean", (b.roundSecs-a.roundSecs)/n*1000, "ms")
-	}
 	if pubTotal > 0 {
 		sum := 0.0
 		for i := range srvs {
 			sum += copies[i]
-			progress("gateway %d received %.0f room messages from the bus in all", i+1, copies[i])
 		}
-		progress("the services published %.0f room messages in all", pubTotal)
+		progress("the services published %.0f room messages in all; the gateways received %v", pubTotal, copies)
 		result("room_fanout_bus_copies_per_message_per_gateway", sum/float64(len(srvs))/pubTotal, "copies")
 	}
-	result("room_fanout_latency_p50", float64(p50), "ms")
-	result("room_fanout_latency_p99", float64(p99), "ms")
-	result("room_fanout_skipped_per_sec", (b.skipped-a.skipped)/elapsed, "deliveries/s")
-	result("room_fanout_slow_drops", b.drops-a.drops, "sessions")
+	all2 := []*series{ll}
+	if *baseline {
+		bare := &series{name: "bare_tcp_fanout", figure: "baseline_bare_fanout"}
+		all2 = append(all2, bare)
+		snd.close()
+		if err := sw.closeAll(); err != nil {
+			return err
+		}
+		stopServers()
+		var bareAddrs []string
+		var bareCmds []*exec.Cmd
+		defer func() {
+			for _, c := range bareCmds {
+				_ = c.Process.Kill()
+				_ = c.Wait()
+			}
+		}()
+		for range *gateways {
+			c, addr, err := startBareFanout(*rate, *batch, *bodyBytes)
+			if err != nil {
+				return err
+			}
+			bareCmds = append(bareCmds, c)
+			bareAddrs = append(bareAddrs, addr)
+		}
+		progress("plain TCP fan-out servers on %v", bareAddrs)
+		if err := sw.tell("plain " + strings.Join(bareAddrs, ",")); err != nil {
+			return err
+		}
+		barePids := func() []int {
+			var out []int
+			for _, c := range bareCmds {
+				out = append(out, c.Process.Pid)
+			}
+			return out
+		}
+		for _, m := range stages {
+			pinAll(barePids(), allCPUs, allCPUs)
+			if err := sw.connect(m); err != nil {
+				return err
+			}
+			if *serverCPU != "" || *clientCPU != "" {
+				pinAll(barePids(), *serverCPU, *clientCPU)
+			}
+			time.Sleep(*warmup)
+			cpuA, err := pidsCPU(barePids())
+			if err != nil {
+				return err
+			}
+			win, err := sw.window(*duration)
+			if err != nil {
+				return err
+			}
+			cpuB, err := pidsCPU(barePids())
+			if err != nil {
+				return err
+			}
+			cpu := cpuB - cpuA
+			progress("%s, %d sockets, window %.1fs: server CPU %.2fs (%.0f%% of one core)", bare.name, m, win.elapsed, cpu, 100*cpu/win.elapsed)
+			result(bare.figure+"_members"+suffix(m), float64(m), "conns")
+			p50, p99 := win.report(bare.figure, suffix(m), m, *rate, cpu)
+			fmt.Printf("POINT %s %d %d %d\n", bare.name, m**rate, p50, p99)
+			if time.Duration(p99)*time.Millisecond <= *goal && win.deliveries >= minDelivered*float64(m)*float64(*rate)*win.elapsed {
+				bare.best = m
+			}
+		}
+	}
+	if len(stages) > 1 {
+		for _, s := range all2 {
+			result(fmt.Sprintf("%s_max_members_p99_within_%dms", s.figure, goal.Milliseconds()), float64(s.best), "conns")
+			result(fmt.Sprintf("%s_max_deliveries_per_sec_p99_within_%dms", s.figure, goal.Milliseconds()), float64(s.best**rate), "deliveries/s")
+		}
+	}
 	return nil
+}
+
+// minDelivered is the share of the offered deliveries a stage within the
+// goal must count in its window: the members count whole batches, so a
+// window of 8 s is ±1 batch interval (100 ms) at each end.
+const minDelivered = 0.95
+
+// parseStages reads -stages: ascending member counts, the last at most
+// members; empty is members alone.
+func parseStages(list string, members int) ([]int, error) {
+	if strings.TrimSpace(list) == "" {
+		return []int{members}, nil
+	}
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 || n > members || len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("-stages: %q (ascending counts up to -members %d)", list, members)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// roomSnap is what the server processes have done so far.
+type roomSnap struct {
+	cpu        float64 // seconds, all server processes
+	deliveries float64 // the gateways' own count
+	drops      float64
+	skipped    float64
+	frames     float64 // room.messages frames
+	direct     float64 // of which written by the gateways' room writers themselves
+	rounds     float64 // rounds of writes, and their total seconds
+	roundSecs  float64
+	stretched  float64 // batch intervals stretched to the end of a round
+}
+
+func takeRoomSnap(all []*server) (roomSnap, error) {
+	var sn roomSnap
+	for _, s := range all {
+		c, err := procCPUTime(s.cmd.Process.Pid)
+		if err != nil {
+			return sn, err
+		}
+		sn.cpu += c.Seconds()
+		m := scrape(s.debugAddr)
+		sn.deliveries += m["longlink_gateway_room_deliveries_total"]
+		sn.drops += m["longlink_gateway_slow_consumers_total"]
+		sn.skipped += m["longlink_gateway_room_skipped_total"]
+		sn.frames += m["longlink_gateway_room_frames_total"]
+		sn.direct += m["longlink_gateway_room_direct_writes_total"]
+		sn.rounds += m["longlink_gateway_room_round_seconds_count"]
+		sn.roundSecs += m["longlink_gateway_room_round_seconds_sum"]
+		sn.stretched += m["longlink_gateway_room_stretched_total"]
+	}
+	return sn, nil
+}
+
+// pidsCPU is the CPU seconds the processes have used.
+func pidsCPU(pids []int) (float64, error) {
+	sum := 0.0
+	for _, p := range pids {
+		c, err := procCPUTime(p)
+		if err != nil {
+			return 0, err
+		}
+		sum += c.Seconds()
+	}
+	return sum, nil
+}
+
+// stageWorkers drives the room workers.
+type stageWorkers []*workerProc
+
+func (ws stageWorkers) tell(cmd string) error {
+	for _, w := range ws {
+		if err := w.send(cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// connect has the workers open connections until m members are in.
+func (ws stageWorkers) connect(m int) error {
+	if err := ws.tell("connect " + strconv.Itoa(m)); err != nil {
+		return err
+	}
+	for i, w := range ws {
+		line, err := w.expect("ready")
+		if err != nil {
+			return err
+		}
+		progress("worker %d: %s", i+1, line)
+	}
+	return nil
+}
+
+// closeAll has the workers close every connection.
+func (ws stageWorkers) closeAll() error {
+	if err := ws.tell("close"); err != nil {
+		return err
+	}
+	for _, w := range ws {
+		if _, err := w.expect("closed"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// roomWindow is what every member counted in one window.
+type roomWindow struct {
+	elapsed            float64 // seconds
+	frames, deliveries float64
+	undecodable        float64
+	hist               []int64
+}
+
+// window has every member count what it receives for d.
+func (ws stageWorkers) window(d time.Duration) (roomWindow, error) {
+	w := roomWindow{hist: make([]int64, histBuckets)}
+	if err := ws.tell("start"); err != nil {
+		return w, err
+	}
+	t0 := time.Now()
+	time.Sleep(d)
+	if err := ws.tell("stop"); err != nil {
+		return w, err
+	}
+	w.elapsed = time.Since(t0).Seconds()
+	for _, wp := range ws {
+		line, err := wp.expect("count")
+		if err != nil {
+			return w, err
+		}
+		kv := parseCounts(line)
+		w.frames += kv["frames"]
+		w.deliveries += kv["deliveries"]
+		w.undecodable += kv["undecodable"]
+		line, err = wp.expect("hist")
+		if err != nil {
+			return w, err
+		}
+		for i, f := range strings.Fields(line)[1:] {
+			n, _ := strconv.ParseInt(f, 10, 64)
+			if i < histBuckets {
+				w.hist[i] += n
+			}
+		}
+	}
+	return w, nil
+}
+
+// report prints the window's RESULT lines under figure and suffix (m
+// members, rate messages/s offered, cpu seconds of the servers) and
+// returns the latency quantiles in ms.
+func (w roomWindow) report(figure, suffix string, m, rate int, cpu float64) (p50, p99 int) {
+	result(figure+"_offered_deliveries_per_sec"+suffix, float64(m*rate), "deliveries/s")
+	result(figure+"_deliveries_per_sec"+suffix, w.deliveries/w.elapsed, "deliveries/s")
+	result(figure+"_delivered_ratio"+suffix, w.deliveries/(float64(m*rate)*w.elapsed), "ratio")
+	result(figure+"_frames_per_sec"+suffix, w.frames/w.elapsed, "frames/s")
+	if w.deliveries > 0 {
+		result(figure+"_server_cpu_per_delivery"+suffix, cpu/w.deliveries*1e6, "us")
+		result(figure+"_server_cpu_per_frame"+suffix, cpu/w.frames*1e6, "us")
+	}
+	if w.undecodable > 0 {
+		progress("%.0f frames the members could not decode", w.undecodable)
+	}
+	n := int64(0)
+	for _, c := range w.hist {
+		n += c
+	}
+	p50, p99 = quantile(w.hist, 0.50), quantile(w.hist, 0.99)
+	progress("latency samples: %d (every delivery: message server time → counted by its member)", n)
+	result(figure+"_latency_p50"+suffix, float64(p50), "ms")
+	result(figure+"_latency_p99"+suffix, float64(p99), "ms")
+	return p50, p99
+}
+
+// parseCounts reads "count k=v k=v".
+func parseCounts(line string) map[string]float64 {
+	out := map[string]float64{}
+	for _, f := range strings.Fields(line)[1:] {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			out[k], _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return out
 }
 
 // quantile returns the upper edge (ms) of the bucket holding quantile q.
@@ -397,7 +634,7 @@ bus: %s
   id: gw-%d
   listen: %s
   keys: [{id: %s, private_key: %s}]
-  heartbeat: 300s
+  heartbeat: 600s
   max_connections_per_ip: -1
   request_rate: 100000
   request_burst: 100000
@@ -480,6 +717,7 @@ type sender struct {
 	refused atomic.Int64
 	mu      sync.Mutex
 	codes   map[imapi.Code]int // refusals by code
+	seq     uint32             // the last request's (run after run: client message ids stay unique)
 }
 
 // enterRoom logs member u in through addr and enters the bench room.
@@ -494,7 +732,7 @@ func newSender(addr string, key link.KeyPair, u, bodyBytes int) (*sender, error)
 		return nil, fmt.Errorf("sender: %w", err)
 	}
 	body, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", bodyBytes)})
-	s := &sender{c: c, body: body, codes: map[imapi.Code]int{}}
+	s := &sender{c: c, body: body, codes: map[imapi.Code]int{}, seq: 10}
 	go func() {
 		for {
 			f, err := c.ReadFrame()
@@ -516,195 +754,26 @@ func newSender(addr string, key link.KeyPair, u, bodyBytes int) (*sender, error)
 	return s, nil
 }
 
+// run sends rate messages a second until ctx ends (one run at a time), by
+// schedule: a tick that comes late sends what is due.
 func (s *sender) run(ctx context.Context, rate int) {
-	t := time.NewTicker(time.Second / time.Duration(rate))
+	t := time.NewTicker(time.Second / time.Duration(min(rate, 1000)))
 	defer t.Stop()
-	seq := uint32(10)
+	start, sent := time.Now(), int64(0)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			seq++
-			req, _ := json.Marshal(imapi.RoomSendReq{RoomID: benchRoom, ClientMsgID: "c" + strconv.Itoa(int(seq)), Type: "text", Body: s.body})
-			if err := s.c.WriteFrame(link.Frame{Op: imapi.OpRoomSend, Seq: seq, Body: req}); err != nil {
-				return
+		case now := <-t.C:
+			for due := int64(now.Sub(start).Seconds() * float64(rate)); sent < due; sent++ {
+				s.seq++
+				req, _ := json.Marshal(imapi.RoomSendReq{RoomID: benchRoom, ClientMsgID: "c" + strconv.Itoa(int(s.seq)), Type: "text", Body: s.body})
+				if err := s.c.WriteFrame(link.Frame{Op: imapi.OpRoomSend, Seq: s.seq, Body: req}); err != nil {
+					return
+				}
 			}
 		}
 	}
 }
 
 func (s *sender) close() { _ = s.c.Close() }
-
-// roomTimeout bounds each step of a member's entry (a crowd enters at once).
-const roomTimeout = 60 * time.Second
-
-// runRoomWorker connects its share of the members on "connect", then
-// records latency from "start" to "stop" and prints the histogram.
-func runRoomWorker(args []string) error {
-	fs := flag.NewFlagSet("room-worker", flag.ContinueOnError)
-	addrsFlag := fs.String("addrs", "", "gateway addresses, comma-separated (member u goes to addrs[u % len])")
-	wf := addWorkerFlags(fs)
-	index := fs.Int("index", 0, "this worker's index")
-	stride := fs.Int("stride", 1, "number of workers")
-	members := fs.Int("members", 0, "room members in all")
-	sample := fs.Int("sample", 100, "every n-th member decodes")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	d, err := wf.dialer(roomTimeout)
-	if err != nil {
-		return err
-	}
-	addrs := strings.Split(*addrsFlag, ",")
-	ep, err := newDiscarder()
-	if err != nil {
-		return err
-	}
-	var (
-		recording atomic.Bool
-		hist      [histBuckets]atomic.Int64
-		keep      memberConns
-	)
-	decode := func(c *link.Conn) {
-		for {
-			f, err := c.ReadFrame()
-			if err != nil {
-				return
-			}
-			if f.Op != imapi.OpRoomMessages || !recording.Load() {
-				continue
-			}
-			var b struct {
-				Messages []struct {
-					Time int64 `json:"time"`
-				} `json:"messages"`
-			}
-			if json.Unmarshal(f.Body, &b) != nil {
-				continue
-			}
-			now := time.Now().UnixMilli()
-			for _, m := range b.Messages {
-				d := max(0, min(int(now-m.Time), histBuckets-1))
-				hist[d].Add(1)
-			}
-		}
-	}
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		switch sc.Text() {
-		case "connect":
-			var redials atomic.Int64
-			// Worker index's members are index, index+stride, …
-			n := (*members - *index + *stride - 1) / *stride
-			err := openAll(0, n, 64, func(k int) error {
-				u := *index + k*(*stride)
-				// A crowd entering at once on a busy machine sees
-				// handshakes and logins time out now and then; the member
-				// tries again (both are idempotent).
-				var c *link.Conn
-				var err error
-				for attempt := 1; attempt <= 5; attempt++ {
-					if c, err = enterRoom(d, addrs[u%len(addrs)], u); err == nil {
-						break
-					}
-					redials.Add(1)
-					time.Sleep(time.Duration(attempt) * time.Second)
-				}
-				if err != nil {
-					return err
-				}
-				keep.add(c)
-				if u%*sample == 0 {
-					go decode(c)
-					return nil
-				}
-				return ep.add(c.NetConn())
-			})
-			if err != nil {
-				fmt.Printf("error %v\n", err)
-				continue
-			}
-			fmt.Printf("ready %d (%d redials)\n", keep.len(), redials.Load())
-		case "start":
-			for i := range hist {
-				hist[i].Store(0)
-			}
-			recording.Store(true)
-		case "stop":
-			recording.Store(false)
-			var b strings.Builder
-			b.WriteString("hist")
-			for i := range hist {
-				b.WriteByte(' ')
-				b.WriteString(strconv.FormatInt(hist[i].Load(), 10))
-			}
-			fmt.Println(b.String())
-		}
-	}
-	return nil
-}
-
-// discarder reads and drops whatever arrives on its sockets, from a few
-// goroutines waiting on one epoll set (no goroutine or buffer per socket).
-type discarder struct {
-	epfd  int
-	mu    sync.Mutex
-	conns map[int32]net.Conn // keeps them open
-}
-
-func newDiscarder() (*discarder, error) {
-	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("epoll: %w", err)
-	}
-	d := &discarder{epfd: fd, conns: map[int32]net.Conn{}}
-	for range 2 {
-		go d.loop()
-	}
-	return d, nil
-}
-
-func (d *discarder) add(c net.Conn) error {
-	sc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return err
-	}
-	var fd int32
-	if err := sc.Control(func(f uintptr) { fd = int32(f) }); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.conns[fd] = c
-	d.mu.Unlock()
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: fd}
-	return syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-}
-
-func (d *discarder) loop() {
-	evs := make([]syscall.EpollEvent, 256)
-	buf := make([]byte, 256<<10)
-	for {
-		n, err := syscall.EpollWait(d.epfd, evs, -1)
-		if err != nil {
-			if err == syscall.EINTR {
-				continue
-			}
-			return
-		}
-		for _, ev := range evs[:n] {
-			for {
-				m, err := syscall.Read(int(ev.Fd), buf)
-				if m <= 0 || err != nil {
-					if err != syscall.EAGAIN && err != syscall.EINTR {
-						_ = syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_DEL, int(ev.Fd), nil)
-					}
-					break
-				}
-				if m < len(buf) {
-					break
-				}
-			}
-		}
-	}
-}
