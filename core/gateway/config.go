@@ -49,6 +49,15 @@ type Config struct {
 	CompressThreshold int `yaml:"compress_threshold"`
 	// HandshakeTimeout bounds the Noise handshake. Default 10s.
 	HandshakeTimeout config.Duration `yaml:"handshake_timeout"`
+	// MaxHandshakes is how many Link handshakes are computed at once; the
+	// others wait for a slot in the order their hellos came (admission.go).
+	// 0: twice GOMAXPROCS.
+	MaxHandshakes int `yaml:"max_handshakes"`
+	// HandshakeWait: a connection still waiting for its handshake slot
+	// this long after it was accepted is closed without a handshake (its
+	// client, whose connect timeout is 10 s in the SDKs, would give up
+	// before the login is answered). Default 5s; at most handshake_timeout.
+	HandshakeWait config.Duration `yaml:"handshake_wait"`
 	// LoginTimeout bounds the wait for the login frame and its answer. Default 10s.
 	LoginTimeout config.Duration `yaml:"login_timeout"`
 	// Heartbeat is the interval announced to clients in the login answer.
@@ -153,6 +162,7 @@ func Default() Config {
 		MaxFrameSize:        link.DefaultMaxFrameSize,
 		CompressThreshold:   link.DefaultCompressThreshold,
 		HandshakeTimeout:    config.Duration(10 * time.Second),
+		HandshakeWait:       config.Duration(5 * time.Second),
 		LoginTimeout:        config.Duration(10 * time.Second),
 		Heartbeat:           config.Duration(30 * time.Second),
 		RequestTimeout:      config.Duration(10 * time.Second),
@@ -195,6 +205,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = 2 * runtime.GOMAXPROCS(0)
+	}
+	if c.HandshakeWait == 0 {
+		c.HandshakeWait = d.HandshakeWait
 	}
 	if c.LoginTimeout == 0 {
 		c.LoginTimeout = d.LoginTimeout
@@ -298,6 +314,12 @@ func (c *Config) Validate() error {
 	}
 	if v.MaxFrameSize < 1024 {
 		errs.Addf("max_frame_size: %d is below 1024", v.MaxFrameSize)
+	}
+	if v.MaxHandshakes < 1 {
+		errs.Addf("max_handshakes: at least 1 (0: twice GOMAXPROCS)")
+	}
+	if v.HandshakeWait < 0 || v.HandshakeWait > v.HandshakeTimeout {
+		errs.Addf("handshake_wait: %s not in 0..handshake_timeout (%s)", v.HandshakeWait.D(), v.HandshakeTimeout.D())
 	}
 	if v.IdleTimeout.D() <= v.Heartbeat.D() {
 		errs.Addf("idle_timeout (%s) must exceed heartbeat (%s)", v.IdleTimeout.D(), v.Heartbeat.D())

@@ -77,6 +77,7 @@ type Gateway struct {
 	ln       net.Listener
 	plainLn  net.Listener // pre-terminated Link, trusted sources only
 	poller   *poller      // nil: every connection keeps its reader goroutine
+	hs       *handshakeGate
 	draining atomic.Bool
 	// opDrained: an operator's drain (SetDrained); opStop ends its kicks.
 	opDrained atomic.Bool
@@ -152,6 +153,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		}
 	}
 	g.writers = newRoomWriters(g, cfg.RoomWriters)
+	g.hs = newHandshakeGate(cfg.MaxHandshakes, m)
 	if g.sm, err = newSuperMetrics(deps.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
@@ -305,7 +307,7 @@ func (g *Gateway) acceptLoop(ln net.Listener, plain bool) {
 		}
 		delay = 0
 		g.m.accepted.Inc()
-		g.serveConn(nc, plain)
+		g.serveConn(nc, plain, time.Now())
 	}
 }
 

@@ -52,9 +52,10 @@ type linkConn struct {
 	once    sync.Once
 }
 
-// serveConn admits a new TCP connection and starts its goroutine. plain
-// connections (pre-terminated Link) are served only from trusted addresses.
-func (g *Gateway) serveConn(nc net.Conn, plain bool) {
+// serveConn admits a new TCP connection, accepted at the time given, and
+// starts its goroutine. plain connections (pre-terminated Link) are served
+// only from trusted addresses.
+func (g *Gateway) serveConn(nc net.Conn, plain bool, accepted time.Time) {
 	raw := nc
 	ip := addrIP(nc.RemoteAddr())
 	trusted := g.isTrusted(ip)
@@ -81,7 +82,7 @@ func (g *Gateway) serveConn(nc net.Conn, plain bool) {
 	g.conns[raw] = struct{}{}
 	g.connWG.Add(1)
 	g.connMu.Unlock()
-	go g.admitAndLogin(raw, trusted, ip, plain)
+	go g.admitAndLogin(raw, trusted, ip, plain, accepted)
 }
 
 // admitAndLogin reads the PROXY header (trusted sources), runs the handshake
@@ -89,7 +90,7 @@ func (g *Gateway) serveConn(nc net.Conn, plain bool) {
 // loop. The hand-off matters for memory: the login path grows this
 // goroutine's stack, while the read loop of an idle connection needs little,
 // and a new goroutine starts small.
-func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr, plain bool) {
+func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr, plain bool, accepted time.Time) {
 	nc := raw
 	admitted := !trusted
 	cleanup := func() {
@@ -125,7 +126,7 @@ func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr, plain
 		admitted = true
 		nc = pc
 	}
-	l := g.login(nc, ip, plain)
+	l := g.login(nc, ip, plain, accepted)
 	if l == nil {
 		cleanup()
 		return
@@ -295,18 +296,46 @@ func (g *Gateway) protoErr(err error) {
 	g.m.protocolErrors.WithLabelValues(reason).Inc()
 }
 
+// errNoHandshake: the connection was closed without a handshake by the
+// admission (counted in handshake_drops_total).
+var errNoHandshake = errors.New("gateway: closed without a handshake")
+
+// handshake reads the client's hello, waits for a handshake slot (FIFO,
+// until handshake_wait after the accept) and answers it.
+func (g *Gateway) handshake(ctx context.Context, nc net.Conn, accepted time.Time) (*link.Conn, error) {
+	hello, err := link.ReadHello(ctx, nc)
+	if err != nil {
+		return nil, err
+	}
+	if !g.hs.acquire(accepted.Add(g.cfg.HandshakeWait.D()), g.stop) {
+		return nil, errNoHandshake
+	}
+	defer g.hs.release()
+	// A client sends nothing after its hello until it has the answer: EOF
+	// here means it gave up while it waited, and its handshake would be
+	// CPU spent for no one.
+	if peerClosed(nc) {
+		g.m.handshakeDrops.WithLabelValues("client_gone").Inc()
+		return nil, errNoHandshake
+	}
+	return hello.Answer(ctx, nc, g.ring, g.lim)
+}
+
 // login runs the handshake (none on a plain connection) and the login of a
-// connection. It returns the logged-in connection, or nil when it failed
-// (the caller closes it).
-func (g *Gateway) login(nc net.Conn, ip netip.Addr, plain bool) *linkConn {
+// connection accepted at the time given. It returns the logged-in
+// connection, or nil when it failed (the caller closes it).
+func (g *Gateway) login(nc net.Conn, ip netip.Addr, plain bool, accepted time.Time) *linkConn {
 	var c *link.Conn
 	if plain {
 		c = link.NewPlain(nc, g.lim)
 	} else {
 		hctx, cancel := context.WithTimeout(context.Background(), g.cfg.HandshakeTimeout.D())
 		var err error
-		c, err = link.Server(hctx, nc, g.ring, g.lim)
+		c, err = g.handshake(hctx, nc, accepted)
 		cancel()
+		if errors.Is(err, errNoHandshake) {
+			return nil
+		}
 		if err != nil {
 			g.protoErr(err)
 			if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -42,6 +42,11 @@ type metrics struct {
 	sendRetries   prometheus.Counter
 	sendDelayed   prometheus.Counter
 	sendGiveUps   prometheus.Counter
+
+	handshakesRunning prometheus.Gauge
+	handshakesQueued  prometheus.Gauge
+	handshakeWait     prometheus.Histogram
+	handshakeDrops    *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -121,8 +126,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_gateway_operator_drained", Help: "1 while an operator's drain (ctl drain, ctl site drain) moves this gateway's sessions elsewhere and refuses logins."}),
 		sendGiveUps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_gateway_send_give_ups_total", Help: "Sessions ended because a send batch was not stored within request_timeout (the client resends on its next session)."}),
+		handshakesRunning: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_gateway_handshakes_running", Help: "Link handshakes being computed now (at most max_handshakes)."}),
+		handshakesQueued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_gateway_handshakes_queued", Help: "Link connections whose hello arrived, waiting for a handshake slot (FIFO)."}),
+		handshakeWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "longlink_gateway_handshake_wait_seconds", Help: "Time a Link connection waited for its handshake slot (admitted ones).",
+			Buckets: []float64{.0001, .001, .005, .01, .05, .1, .25, .5, 1, 2, 3, 5, 10}}),
+		handshakeDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_gateway_handshake_drops_total", Help: "Link connections closed without a handshake by reason (waited: longer than handshake_wait since accepted; client_gone: the client had closed while it waited)."}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.opDrained, m.roomGaps, m.sendBatches, m.sendBatchSize, m.sendRetries, m.sendDelayed, m.sendGiveUps, m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
+	for _, c := range []prometheus.Collector{m.handshakesRunning, m.handshakesQueued, m.handshakeWait, m.handshakeDrops, m.opDrained, m.roomGaps, m.sendBatches, m.sendBatchSize, m.sendRetries, m.sendDelayed, m.sendGiveUps, m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
 		m.roomDeliveries, m.roomSlowDrops, m.roomSkipped, m.roomEvents,
 		m.roomDirectWrites, m.roomPartialWrites, m.roomStretched, m.roomRoundSeconds, m.connections, m.sessions, m.accounts, m.accepted, m.refused,
 		m.protocolErrors, m.logins, m.requests, m.requestErrors, m.requestSeconds, m.pushes, m.pushDelivered,

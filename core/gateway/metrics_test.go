@@ -21,6 +21,7 @@ func TestMetricNames(t *testing.T) {
 	m.requests.WithLabelValues("x")
 	m.requestErrors.WithLabelValues("x")
 	m.kicks.WithLabelValues("x")
+	m.handshakeDrops.WithLabelValues("x")
 	mfs := metricstest.Check(t, reg, "longlink_gateway_")
 	metricstest.InREADME(t, mfs, "README.md")
 }

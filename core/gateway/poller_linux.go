@@ -169,3 +169,24 @@ func readable(nc net.Conn) bool {
 	})
 	return ready
 }
+
+// peerClosed reports whether the peer has closed the socket (a read would
+// return EOF or a reset now) while nothing is left to read before that.
+func peerClosed(nc net.Conn) bool {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	var b [1]byte
+	_ = rc.Read(func(s uintptr) bool {
+		n, _, err := unix.Recvfrom(int(s), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		gone = (n == 0 && err == nil) || errors.Is(err, syscall.ECONNRESET)
+		return true
+	})
+	return gone
+}

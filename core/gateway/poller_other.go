@@ -19,3 +19,4 @@ func (p *poller) close()                {}
 func (p *poller) parked() []*linkConn   { return nil }
 func socketFD(net.Conn) int32           { return -1 }
 func readable(net.Conn) bool            { return true }
+func peerClosed(net.Conn) bool          { return false }

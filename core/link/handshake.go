@@ -115,20 +115,44 @@ func Client(ctx context.Context, nc net.Conn, keyID string, serverPub []byte, li
 // naming an unknown key or version is answered with its status; on any
 // failure nc is not closed.
 func Server(ctx context.Context, nc net.Conn, ring *KeyRing, lim Limits) (*Conn, error) {
+	h, err := ReadHello(ctx, nc)
+	if err != nil {
+		return nil, err
+	}
+	return h.Answer(ctx, nc, ring, lim)
+}
+
+// Hello is a client's hello, read but not answered yet. Server is
+// ReadHello then Answer; a server that admits handshakes a few at a time
+// (their X25519 operations are most of a login's CPU) waits for the hello
+// outside its admission, since that wait is the client's and costs no CPU.
+type Hello struct {
+	head  [4]byte
+	keyID string
+	msg1  []byte
+}
+
+// KeyID is the server key the client named.
+func (h *Hello) KeyID() string { return h.keyID }
+
+// ReadHello reads the client's hello from nc within ctx. A hello of an
+// unsupported version is answered with its status; on any failure nc is
+// not closed.
+func ReadHello(ctx context.Context, nc net.Conn) (*Hello, error) {
 	defer bindContext(ctx, nc)()
 
-	var head [4]byte
-	if _, err := io.ReadFull(nc, head[:]); err != nil {
+	h := &Hello{}
+	if _, err := io.ReadFull(nc, h.head[:]); err != nil {
 		return nil, fmt.Errorf("link: client hello: %w", err)
 	}
-	if head[0] != magic[0] || head[1] != magic[1] {
-		return nil, fmt.Errorf("%w: bad magic %x", ErrBadHello, head[:2])
+	if h.head[0] != magic[0] || h.head[1] != magic[1] {
+		return nil, fmt.Errorf("%w: bad magic %x", ErrBadHello, h.head[:2])
 	}
-	if head[2] != Version {
+	if h.head[2] != Version {
 		_, _ = nc.Write([]byte{byte(StatusUnsupportedVersion)})
-		return nil, fmt.Errorf("%w: unsupported version %d", ErrBadHello, head[2])
+		return nil, fmt.Errorf("%w: unsupported version %d", ErrBadHello, h.head[2])
 	}
-	n := int(head[3])
+	n := int(h.head[3])
 	if n == 0 || n > maxKeyIDLen {
 		return nil, fmt.Errorf("%w: key id length %d", ErrBadHello, n)
 	}
@@ -136,23 +160,32 @@ func Server(ctx context.Context, nc net.Conn, ring *KeyRing, lim Limits) (*Conn,
 	if _, err := io.ReadFull(nc, rest); err != nil {
 		return nil, fmt.Errorf("link: client hello: %w", err)
 	}
-	keyID := string(rest[:n])
+	h.keyID = string(rest[:n])
 	m := int(binary.BigEndian.Uint16(rest[n:]))
 	if m < noiseMsgLen || m > maxNoiseMsg {
 		return nil, fmt.Errorf("%w: client message of %d bytes", ErrBadHello, m)
 	}
-	msg1 := make([]byte, m)
-	if _, err := io.ReadFull(nc, msg1); err != nil {
+	h.msg1 = make([]byte, m)
+	if _, err := io.ReadFull(nc, h.msg1); err != nil {
 		return nil, fmt.Errorf("link: client hello: %w", err)
 	}
-	key, ok := ring.get(keyID)
+	return h, nil
+}
+
+// Answer completes the handshake of a hello read from nc with the keys of
+// ring within ctx and returns the sealed connection. A hello naming an
+// unknown key is answered with its status; on any failure nc is not closed.
+func (h *Hello) Answer(ctx context.Context, nc net.Conn, ring *KeyRing, lim Limits) (*Conn, error) {
+	defer bindContext(ctx, nc)()
+
+	key, ok := ring.get(h.keyID)
 	if !ok {
 		_, _ = nc.Write([]byte{byte(StatusUnknownKey)})
-		return nil, &HandshakeError{Status: StatusUnknownKey, KeyID: keyID}
+		return nil, &HandshakeError{Status: StatusUnknownKey, KeyID: h.keyID}
 	}
-	hello := make([]byte, 0, 4+n)
-	hello = append(hello, head[:]...)
-	hello = append(hello, rest[:n]...)
+	hello := make([]byte, 0, 4+len(h.keyID))
+	hello = append(hello, h.head[:]...)
+	hello = append(hello, h.keyID...)
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   suite,
 		Random:        rand.Reader,
@@ -164,7 +197,7 @@ func Server(ctx context.Context, nc net.Conn, ring *KeyRing, lim Limits) (*Conn,
 	if err != nil {
 		return nil, fmt.Errorf("link: server handshake: %w", err)
 	}
-	if _, _, _, err := hs.ReadMessage(nil, msg1); err != nil {
+	if _, _, _, err := hs.ReadMessage(nil, h.msg1); err != nil {
 		return nil, fmt.Errorf("%w: client message: %v", ErrBadHello, err)
 	}
 	out := make([]byte, 3, 3+noiseMsgLen)
@@ -180,5 +213,5 @@ func Server(ctx context.Context, nc net.Conn, ring *KeyRing, lim Limits) (*Conn,
 	if _, err := nc.Write(out); err != nil {
 		return nil, fmt.Errorf("link: server hello: %w", err)
 	}
-	return newConn(nc, keyID, send, recv, lim), nil
+	return newConn(nc, h.keyID, send, recv, lim), nil
 }
