@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +39,11 @@ type SitesOptions struct {
 	NoFsync bool
 	// Apps are seeded by the service nodes. Default: one app "demo".
 	Apps []App
+	// CPUs, when set, pins every process of the sites to these CPUs
+	// (taskset -c CPUs): benchmarks keep their load generators off them.
+	CPUs string
+	// PGSettings are extra postgresql.conf lines for both servers.
+	PGSettings []string
 }
 
 // Sites is a deployment over two sites, a and b, in network namespaces
@@ -191,6 +197,11 @@ func StartSites(t testing.TB, o SitesOptions) *Sites {
 	var sites []*Site
 	s.World, sites = e.StartNet(o.Delay, "a", "b", "w")
 	s.A, s.B, s.W = sites[0], sites[1], sites[2]
+	if o.CPUs != "" {
+		for _, st := range sites {
+			st.Exec = append([]string{"taskset", "-c", o.CPUs}, st.Exec...)
+		}
+	}
 	ns := e.StartSuperCluster(
 		NATSOptions{Site: s.A, Name: "a", Nodes: o.NATSNodes, NoJetStream: true},
 		NATSOptions{Site: s.B, Name: "b", Nodes: o.NATSNodes, NoJetStream: true},
@@ -201,7 +212,7 @@ func StartSites(t testing.TB, o SitesOptions) *Sites {
 	// wal_retrieve_retry_interval (5 s by default); a promotion meanwhile
 	// waits for the retry.
 	s.PG = e.StartPostgres(PGOptions{Site: s.A, StandbySite: s.B, Standby: true, Synchronous: !o.Async, NoFsync: o.NoFsync,
-		Settings: []string{"wal_retrieve_retry_interval = 200ms"}})
+		Settings: append([]string{"wal_retrieve_retry_interval = 200ms"}, o.PGSettings...)})
 	key, err := link.GenerateKey("k1")
 	if err != nil {
 		t.Fatal(err)
@@ -247,8 +258,10 @@ func (s *Sites) Cut(x, y *Site, cut bool) error {
 	return s.World.Cut(x.Name, y.Name, cut)
 }
 
-// Kill SIGKILLs every process running at site at once (its data centre
-// lost power) and waits until they are gone.
+// Kill SIGKILLs every process running at site at once, their children too
+// (PostgreSQL's backends and WAL sender would otherwise outlive their
+// postmaster for a moment): its data centre lost power. It waits until
+// they are gone.
 func (s *Sites) Kill(site *Site) error {
 	var procs []*Proc
 	for _, p := range s.Env.Procs() {
@@ -256,8 +269,15 @@ func (s *Sites) Kill(site *Site) error {
 			procs = append(procs, p)
 		}
 	}
+	var children []int
+	for _, p := range procs {
+		children = append(children, descendants(p.Pid())...)
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(procs))
+	for _, pid := range children {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 	for i, p := range procs {
 		wg.Add(1)
 		go func() {

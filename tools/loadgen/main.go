@@ -8,6 +8,7 @@
 //	loadgen room     -bin longlink [-members 45000 -stages 5000,45000 -rate 100 -baseline]   chatroom fan-out over several gateway processes (a sweep of room sizes), beside a plain TCP fan-out
 //	loadgen storm    -bin longlink [-clients 19000]   SDK clients logging in again after the core is killed and restarted
 //	loadgen supergroup -bin longlink [-members 100000 -online 5000]   send → last online member's push
+//	loadgen sdk-clients -key-id K -public-key P -app-key A   SDK clients read from stdin for another benchmark (core/e2e), reporting their state changes
 //
 // Both print progress while they run and end with lines
 // `RESULT <figure> <value> <unit>` (see tools/bench).
@@ -49,6 +50,8 @@ func main() {
 		err = runSuperGroup(os.Args[2:])
 	case "supergroup-worker":
 		err = runSuperWorker(os.Args[2:])
+	case "sdk-clients":
+		err = runSDKClients(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
