@@ -63,6 +63,12 @@ type Config struct {
 	LockTimeout              config.Duration `yaml:"lock_timeout"`
 	StatementTimeout         config.Duration `yaml:"statement_timeout"`
 	IdleInTransactionTimeout config.Duration `yaml:"idle_in_transaction_timeout"`
+	// ConnectRetry: after a failed attempt to connect to PostgreSQL (no
+	// server answered, or none was writable: a failover under way), the
+	// store tries again no sooner than this, one attempt at a time, and
+	// meanwhile fails what needs a new connection at once with an
+	// UnavailableError that says so. Default 250ms.
+	ConnectRetry config.Duration `yaml:"connect_retry"`
 }
 
 // Default returns the embedded SQLite configuration (Path still to be set).
@@ -80,6 +86,7 @@ func Default() Config {
 		LockTimeout:              config.Duration(2 * time.Second),
 		StatementTimeout:         config.Duration(10 * time.Second),
 		IdleInTransactionTimeout: config.Duration(time.Second),
+		ConnectRetry:             config.Duration(250 * time.Millisecond),
 	}
 }
 
@@ -109,6 +116,7 @@ func (c *Config) applyDefaults() {
 	for _, x := range []struct{ v, d *config.Duration }{
 		{&c.CommitTimeout, &d.CommitTimeout}, {&c.LockTimeout, &d.LockTimeout},
 		{&c.StatementTimeout, &d.StatementTimeout}, {&c.IdleInTransactionTimeout, &d.IdleInTransactionTimeout},
+		{&c.ConnectRetry, &d.ConnectRetry},
 	} {
 		if *x.v == 0 {
 			*x.v = *x.d
@@ -146,8 +154,8 @@ func (c *Config) Validate() error {
 	if c.BusyTimeout < 0 {
 		errs.Addf("store.busy_timeout: must not be negative")
 	}
-	if c.CommitTimeout < 0 || c.LockTimeout < 0 || c.StatementTimeout < 0 || c.IdleInTransactionTimeout < 0 {
-		errs.Addf("store.commit_timeout, lock_timeout, statement_timeout, idle_in_transaction_timeout: must not be negative")
+	if c.CommitTimeout < 0 || c.LockTimeout < 0 || c.StatementTimeout < 0 || c.IdleInTransactionTimeout < 0 || c.ConnectRetry < 0 {
+		errs.Addf("store.commit_timeout, lock_timeout, statement_timeout, idle_in_transaction_timeout, connect_retry: must not be negative")
 	}
 	return errs.Err()
 }

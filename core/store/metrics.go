@@ -11,7 +11,9 @@ type metrics struct {
 	queueLength prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, error) {
+// newMetrics registers the store's metrics; pg (nil on SQLite) adds
+// PostgreSQL's connection attempts.
+func newMetrics(reg prometheus.Registerer, queueLen func() float64, pg *pgConnector) (*metrics, error) {
 	m := &metrics{
 		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_store_appends_total",
@@ -35,7 +37,28 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 			Name: "longlink_store_append_queue_length", Help: "Appends queued for a group commit or inside one.",
 		}, queueLen),
 	}
-	for _, c := range []prometheus.Collector{m.appends, m.batches, m.batchSize, m.commitTime, m.retries, m.queueLength} {
+	cs := []prometheus.Collector{m.appends, m.batches, m.batchSize, m.commitTime, m.retries, m.queueLength}
+	if pg != nil {
+		cs = append(cs,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "longlink_store_connect_failures_total",
+				Help: "Attempts to connect to PostgreSQL that failed (no server answered, or none was writable).",
+			}, func() float64 { return float64(pg.failures.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "longlink_store_connect_refused_total",
+				Help: "New PostgreSQL connections refused at once (ErrUnavailable) because the last attempt failed less than connect_retry ago or one is under way.",
+			}, func() float64 { return float64(pg.refused.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "longlink_store_reachable",
+				Help: "1 while the last attempt to connect to PostgreSQL succeeded.",
+			}, func() float64 {
+				if pg.reachable() {
+					return 1
+				}
+				return 0
+			}))
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

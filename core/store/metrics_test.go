@@ -2,6 +2,7 @@ package store
 
 import (
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -10,7 +11,7 @@ import (
 
 func TestMetricNames(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, func() float64 { return 0 })
+	m, err := newMetrics(reg, func() float64 { return 0 }, newPGConnector(nil, time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,8 @@ type sqlStore struct {
 	wg       sync.WaitGroup
 
 	purgeKick chan struct{} // wakes purgeLoop (superpurge.go)
+
+	pg *pgConnector // PostgreSQL's connections (nil on SQLite)
 }
 
 // Open connects to the configured backend, runs the migrations and starts
@@ -87,7 +89,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (Store, error) {
 	if err := s.prepare(ctx); err != nil {
 		return fail(fmt.Errorf("store: prepare: %w", err))
 	}
-	s.metrics, err = newMetrics(reg, func() float64 { return float64(s.shed.waiting.Load()) })
+	s.metrics, err = newMetrics(reg, func() float64 { return float64(s.shed.waiting.Load()) }, s.pg)
 	if err != nil {
 		return fail(fmt.Errorf("store: %w", err))
 	}
@@ -199,7 +201,8 @@ func (s *sqlStore) openPostgres() error {
 			pc.RuntimeParams[k] = strconv.FormatInt(v.D().Milliseconds(), 10)
 		}
 	}
-	db := stdlib.OpenDB(*pc)
+	s.pg = newPGConnector(stdlib.GetConnector(*pc), s.cfg.ConnectRetry.D())
+	db := sql.OpenDB(s.pg)
 	n := s.cfg.ReadConns + s.cfg.Committers + 2
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)

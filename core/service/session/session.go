@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,17 +93,17 @@ func (s *Sessions) login(ctx context.Context, sess *buswire.Session, body []byte
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
 	} else if err != nil {
-		return nil, node.StoreErr(err, "app")
+		return nil, loginStoreErr(err, "app")
 	}
 	u, err := s.n.Store.User(ctx, req.AppKey, req.Account)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
 	} else if err != nil {
-		return nil, node.StoreErr(err, "user")
+		return nil, loginStoreErr(err, "user")
 	}
 	ok, err := s.n.Store.CheckToken(ctx, req.AppKey, req.Account, HashToken(req.Token), now)
 	if err != nil {
-		return nil, node.StoreErr(err, "token")
+		return nil, loginStoreErr(err, "token")
 	}
 	if !ok {
 		return nil, imapi.Errorf(imapi.ErrUnauthorized, "")
@@ -114,7 +115,7 @@ func (s *Sessions) login(ctx context.Context, sess *buswire.Session, body []byte
 	}
 	supers, err := s.superGroupsAtLogin(ctx, req.AppKey, req.Account)
 	if err != nil {
-		return nil, node.StoreErr(err, "super-groups")
+		return nil, loginStoreErr(err, "super-groups")
 	}
 	sid := req.SessionID
 	if sid == "" {
@@ -149,6 +150,26 @@ func (s *Sessions) login(ctx context.Context, sess *buswire.Session, body []byte
 		LoginResp:   imapi.LoginResp{SessionID: sid, ServerTime: now.UnixMilli(), HeartbeatSec: app.HeartbeatSec},
 		SuperGroups: supers,
 	}, nil
+}
+
+// LoginRetry is the least retry hint of a login refused because the store
+// could not be reached. The client tries again with a new connection and
+// Noise handshake (about 0.5 ms of the gateway's CPU), so thousands of
+// clients at the store's own finer hint (connect_retry) would load the
+// gateway more than the store's quick recovery gains them.
+const LoginRetry = time.Second
+
+// loginStoreErr is node.StoreErr whose retry hint, if it has one, is spread
+// over [LoginRetry, 2·LoginRetry): the clients of a lost site are refused
+// together and would come back together (the SDK adds at most a quarter).
+func loginStoreErr(err error, what string) error {
+	err = node.StoreErr(err, what)
+	var ie *imapi.Error
+	if errors.As(err, &ie) && ie.RetryAfterMs > 0 {
+		ms := LoginRetry.Milliseconds()
+		ie.RetryAfterMs = max(ie.RetryAfterMs, ms+rand.Int64N(ms))
+	}
+	return err
 }
 
 func (s *Sessions) heartbeat(context.Context, *buswire.Session, []byte) (any, error) { return nil, nil }

@@ -80,7 +80,16 @@ func StoreErr(err error, what string) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return imapi.Errorf(imapi.ErrTimeout, "")
 	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrUnavailable):
-		return imapi.Errorf(imapi.ErrUnavailable, "")
+		ie := imapi.Errorf(imapi.ErrUnavailable, "")
+		var ue *store.UnavailableError
+		if errors.As(err, &ue) {
+			// The database could not be reached (a failover under way):
+			// the client is told when the store tries again rather than
+			// backing off as from a broken server.
+			ie.Message = "store unavailable"
+			ie.RetryAfterMs = max(1, ue.RetryAfter.Milliseconds())
+		}
+		return ie
 	case errors.Is(err, store.ErrBusy):
 		// Shed before queueing: nothing was stored and clients resend the
 		// same client_msg_id after a backoff, the store's hint if it has one.
