@@ -89,13 +89,23 @@ var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#
 // milliseconds to seconds around a knee), the x axis linear from 0.
 func svg(spec plotSpec, note string, c *curves) string {
 	const (
-		w, h                   = 760.0, 470.0
-		left, right, top, bot  = 70.0, 20.0, 48.0, 78.0
-		plotW, plotH           = w - left - right, h - top - bot
+		w                      = 760.0
+		left, right            = 70.0, 20.0
+		plotW, plotH           = w - left - right, 344.0
 		minDecades             = 1.0
 		markerR                = 3.0
-		legendRow, legendWidth = 16.0, 250.0
+		legendRow, legendWidth = 16.0, 330.0
+		noteChars              = 110 // a note line's most characters
 	)
+	// The note (when and at which commit) wraps at its commas; the legend
+	// takes a row per two series and one for the goal, below the axis.
+	notes := wrapNote(note, noteChars)
+	top := 48.0 + 14*float64(max(len(notes)-1, 0))
+	rows := (len(c.order) + 1) / 2
+	if spec.legend != "" {
+		rows++
+	}
+	h := top + plotH + 52 + legendRow*float64(rows)
 	xmax, ymin, ymax := spec.goalX, math.Inf(1), math.Inf(-1)
 	if spec.goalY > 0 {
 		ymin, ymax = spec.goalY, spec.goalY
@@ -130,8 +140,8 @@ func svg(spec plotSpec, note string, c *curves) string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", left, esc(spec.title))
-	if note != "" {
-		fmt.Fprintf(&b, `<text x="%.0f" y="37" fill="#555">%s</text>`+"\n", left, esc(note))
+	for i, n := range notes {
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="#555">%s</text>`+"\n", left, 37+14*float64(i), esc(n))
 	}
 	// Grid and ticks.
 	for d := lo; d <= hi; d++ {
@@ -188,10 +198,28 @@ func svg(spec plotSpec, note string, c *curves) string {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s p99 (solid), p50 (dashed)</text>`+"\n", x+24, y, esc(s))
 	}
 	if spec.legend != "" {
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end" fill="#333">%s</text>`+"\n", left+plotW, ly, esc(spec.legend))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#333">%s</text>`+"\n", left, ly+legendRow*float64((len(c.order)+1)/2), esc(spec.legend))
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// wrapNote splits note into lines of at most n characters, at ", " where
+// it can.
+func wrapNote(note string, n int) []string {
+	var lines []string
+	for len(note) > n {
+		cut := strings.LastIndex(note[:n], ", ")
+		if cut <= 0 {
+			break
+		}
+		lines = append(lines, note[:cut+1])
+		note = note[cut+2:]
+	}
+	if note != "" {
+		lines = append(lines, note)
+	}
+	return lines
 }
 
 // niceStep is a 1, 2 or 5 times a power of ten at least v.

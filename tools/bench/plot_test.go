@@ -72,3 +72,22 @@ func TestNiceStep(t *testing.T) {
 		}
 	}
 }
+
+func TestWrapNote(t *testing.T) {
+	note := "2026-12-08 01:32–01:44 UTC, commit 1c9ce88, load average 17.83 27.45 19.18 at the start, 28.44 31.27 25.89 at the end"
+	lines := wrapNote(note, 60)
+	if len(lines) < 2 || strings.Join(lines, " ") != note {
+		t.Fatalf("%q", lines)
+	}
+	for _, l := range lines {
+		if len(l) > 60 {
+			t.Fatalf("line of %d bytes: %q", len(l), l)
+		}
+	}
+	if got := wrapNote("short", 60); len(got) != 1 || got[0] != "short" {
+		t.Fatalf("%q", got)
+	}
+	if got := wrapNote("", 60); len(got) != 0 {
+		t.Fatalf("%q", got)
+	}
+}

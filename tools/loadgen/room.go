@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -446,11 +447,20 @@ type roomWindow struct {
 	frames, deliveries float64
 	undecodable        float64
 	hist               []int64
+	loadCPU            float64 // seconds the workers used: near the whole window, the load side sets the pace
 }
 
 // window has every member count what it receives for d.
 func (ws stageWorkers) window(d time.Duration) (roomWindow, error) {
 	w := roomWindow{hist: make([]int64, histBuckets)}
+	var pids []int
+	for _, wp := range ws {
+		pids = append(pids, wp.cmd.Process.Pid)
+	}
+	cpu0, err := pidsCPU(pids)
+	if err != nil {
+		return w, err
+	}
 	if err := ws.tell("start"); err != nil {
 		return w, err
 	}
@@ -460,6 +470,11 @@ func (ws stageWorkers) window(d time.Duration) (roomWindow, error) {
 		return w, err
 	}
 	w.elapsed = time.Since(t0).Seconds()
+	cpu1, err := pidsCPU(pids)
+	if err != nil {
+		return w, err
+	}
+	w.loadCPU = cpu1 - cpu0
 	for _, wp := range ws {
 		line, err := wp.expect("count")
 		if err != nil {
@@ -495,6 +510,7 @@ func (w roomWindow) report(figure, suffix string, m, rate int, cpu float64) (p50
 		result(figure+"_server_cpu_per_delivery"+suffix, cpu/w.deliveries*1e6, "us")
 		result(figure+"_server_cpu_per_frame"+suffix, cpu/w.frames*1e6, "us")
 	}
+	result(figure+"_load_cpu"+suffix, w.loadCPU/w.elapsed, "cores")
 	if w.undecodable > 0 {
 		progress("%.0f frames the members could not decode", w.undecodable)
 	}
@@ -677,14 +693,83 @@ bus: %s
 	return s, nil
 }
 
-// pin moves every thread of a process to the CPUs in list (taskset -a).
+// pin moves every thread of a process to the CPUs in list (taskset -a),
+// and again while some thread is outside them: a thread the process
+// starts while taskset goes through its threads keeps the old CPUs (a
+// room run once measured its servers at 175% of their one core).
 func pin(pid int, list string) {
 	if list == "" {
 		return
 	}
-	if out, err := exec.Command("taskset", "-a", "-p", "-c", list, strconv.Itoa(pid)).CombinedOutput(); err != nil {
-		progress("taskset %d: %v %s", pid, err, out)
+	want, err := parseCPUList(list)
+	if err != nil {
+		progress("pin %d: %v", pid, err)
+		return
 	}
+	for range 10 {
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", list, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			progress("taskset %d: %v %s", pid, err, out)
+			return
+		}
+		n, err := threadsOutside(pid, want)
+		if err != nil {
+			progress("pin %d: %v", pid, err)
+			return
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	progress("pin %d: threads still outside CPUs %s", pid, list)
+}
+
+// parseCPUList reads a CPU list such as "0", "0-1" or "0,2-3".
+func parseCPUList(list string) (map[int]bool, error) {
+	out := map[int]bool{}
+	for _, part := range strings.Split(strings.TrimSpace(list), ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := a, error(nil)
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || a < 0 || b < a {
+			return nil, fmt.Errorf("CPU list %q", list)
+		}
+		for c := a; c <= b; c++ {
+			out[c] = true
+		}
+	}
+	return out, nil
+}
+
+// threadsOutside counts the threads of pid whose allowed CPUs are not want
+// (/proc/<pid>/task/*/status); threads gone meanwhile are skipped.
+func threadsOutside(pid int, want map[int]bool) (int, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+				got, err := parseCPUList(v)
+				if err != nil {
+					return 0, err
+				}
+				if !maps.Equal(got, want) {
+					n++
+				}
+			}
+		}
+	}
+	return n, nil
 }
 
 // scrape reads the unlabelled values of a server's metrics.

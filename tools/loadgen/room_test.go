@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,5 +137,41 @@ func TestParseStages(t *testing.T) {
 		if _, err := parseStages(bad, 45000); err == nil {
 			t.Fatalf("%q accepted", bad)
 		}
+	}
+}
+
+func TestCPUList(t *testing.T) {
+	for list, want := range map[string][]int{"0": {0}, "0-1": {0, 1}, "0,2-3": {0, 2, 3}, " 1\n": {1}} {
+		got, err := parseCPUList(list)
+		if err != nil || len(got) != len(want) {
+			t.Fatalf("%q: %v %v", list, got, err)
+		}
+		for _, c := range want {
+			if !got[c] {
+				t.Fatalf("%q: %v lacks %d", list, got, c)
+			}
+		}
+	}
+	for _, bad := range []string{"", "x", "1-0", "-1"} {
+		if _, err := parseCPUList(bad); err == nil {
+			t.Fatalf("%q accepted", bad)
+		}
+	}
+	// This process's threads all have its allowed CPUs.
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	var mine map[int]bool
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			mine, _ = parseCPUList(v)
+		}
+	}
+	if n, err := threadsOutside(os.Getpid(), mine); err != nil || n != 0 {
+		t.Fatalf("threads outside %v: %d %v", mine, n, err)
+	}
+	if n, err := threadsOutside(os.Getpid(), map[int]bool{1000: true}); err != nil || n == 0 {
+		t.Fatalf("threads outside CPU 1000: %d %v", n, err)
 	}
 }
