@@ -42,36 +42,70 @@ var postgresDialect = &dialect{
 	forUpdate:      " FOR UPDATE",
 	lockMigrations: "SELECT pg_advisory_xact_lock(771400001)",
 	retryable: func(err error) bool {
-		if errors.Is(err, driver.ErrBadConn) || pgConnLost(err) {
-			return true // a new connection is taken
-		}
+		// A new connection is taken; a racing duplicate insert (23505)
+		// is deduped by the retry.
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) {
-			return false
-		}
-		switch pe.Code {
-		case "40001", "40P01", "23505": // serialization failure, deadlock, unique violation
-			return true
-		case "25P03", "57P01", "57P02", "57P03": // idle_in_transaction_session_timeout, admin or crash shutdown, cannot connect now
-			return true
-		case "25006":
-			// read_only_sql_transaction: the server was demoted (or is a
-			// standby); a new connection finds the writable one
-			// (target_session_attrs=read-write).
-			return true
-		}
-		return strings.HasPrefix(pe.Code, "08") // connection exception
+		return pgUnavailable(err) || pgLostRace(err) || (errors.As(err, &pe) && pe.Code == "23505")
 	},
-	stalled: func(err error) bool {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return true
-		}
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) {
-			return false
-		}
-		return pe.Code == "55P03" || pe.Code == "57014" // lock_not_available (lock_timeout), query_canceled (statement_timeout)
-	},
+	stalled: pgStalled,
+}
+
+// pgUnavailable reports errors of a PostgreSQL that cannot take the
+// statement now while another one, on a new connection, may succeed: no
+// server could be reached or none was writable (a failover under way: the
+// DSN asks for target_session_attrs=read-write), the connection broke or
+// the server ended it (shut down, crashed, killed the session), the server
+// is starting up or in recovery, or it was demoted to a standby under an
+// open connection.
+func pgUnavailable(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || pgConnLost(err) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case "25006": // read_only_sql_transaction: a standby, or a demoted primary
+		return true
+	case "25P03": // idle_in_transaction_session_timeout ended the session
+		return true
+	case "57P01", "57P02", "57P03": // admin shutdown, crash shutdown, cannot connect now (starting, in recovery)
+		return true
+	case "53300": // too_many_connections: every node reconnecting at once after a failover
+		return true
+	}
+	return strings.HasPrefix(pe.Code, "08") // connection exception
+}
+
+// pgStalled reports errors of a PostgreSQL that did not answer in time.
+func pgStalled(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || pgTimedOut(err)
+}
+
+// pgTimedOut reports the server's own timeouts: lock_not_available
+// (lock_timeout) and query_canceled (statement_timeout).
+func pgTimedOut(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "55P03" || pe.Code == "57014")
+}
+
+// pgLostRace reports a transaction that lost to a concurrent one:
+// serialization failure, deadlock.
+func pgLostRace(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// Unavailable reports whether err, from any store call, means that the
+// database could not do it for now — not reachable, not writable (a
+// failover under way), shut down or starting, too slow (the server's lock
+// or statement timeout), or the transaction lost a race — so that the same
+// call may succeed later: callers answer "retry" (imapi.ErrUnavailable),
+// not an internal error, which clients take as definitive. Group commits
+// fail with ErrUnavailable for these already.
+func Unavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || pgUnavailable(err) || pgTimedOut(err) || pgLostRace(err)
 }
 
 // pgConnLost reports errors of a connection that could not be made (no

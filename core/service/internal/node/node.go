@@ -79,7 +79,10 @@ func StoreErr(err error, what string) error {
 		return imapi.Errorf(imapi.ErrBlocked, "")
 	case errors.Is(err, context.DeadlineExceeded):
 		return imapi.Errorf(imapi.ErrTimeout, "")
-	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrUnavailable):
+	case store.Unavailable(err):
+		// The database is unreachable or not writable for now (a failover
+		// under way, a server restarting, a lost connection): the client
+		// tries again, as it does not after an internal error.
 		ie := imapi.Errorf(imapi.ErrUnavailable, "")
 		var ue *store.UnavailableError
 		if errors.As(err, &ue) {
