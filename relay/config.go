@@ -109,6 +109,38 @@ type RoutingConfig struct {
 	Lanes int `yaml:"lanes"`
 	// Resume makes streams outlive the path they started on.
 	Resume ResumeConfig `yaml:"resume"`
+	// Disjoint sends the small frames of every stream and UDP flow this
+	// node opens over a second next hop too (TUNNEL.md, "Disjoint copies").
+	Disjoint DisjointConfig `yaml:"disjoint"`
+}
+
+// DisjointConfig: a copy of the small frames over a disjoint path. A lossy
+// or stalled relay then delays a small frame only when the other relay
+// does too. Each link, link-frames and http stream an edge opens gets one
+// more copy, through another relay than its other copies, that carries
+// only records of at most MaxFrame bytes (each side merges the copies by
+// record number); each UDP flow gets a second flow through another relay
+// that carries only datagrams of at most MaxFrame bytes (both numbered,
+// each side keeps the first of each number). Bulk (larger records and
+// datagrams) travels once. A stream or flow gets the copy only when
+// another relay than its own is up when it opens.
+type DisjointConfig struct {
+	// Enabled turns the disjoint copies on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// MaxFrame is the largest record (what one read of the client's or the
+	// service's connection returned: about one Link frame) or UDP datagram
+	// payload that the disjoint copy carries, in bytes. Default 1024: chat
+	// messages and audio packets, not video packets near the MTU or file
+	// transfers.
+	MaxFrame int `yaml:"max_frame"`
+}
+
+// small is the disjoint copies' record limit, 0 when they are off.
+func (d DisjointConfig) small() int {
+	if !d.Enabled {
+		return 0
+	}
+	return d.MaxFrame
 }
 
 // ResumeConfig makes tunnel streams outlive their path (TUNNEL.md,
@@ -189,6 +221,7 @@ func DefaultRouting() RoutingConfig {
 		Lanes:       8,
 		Resume: ResumeConfig{Enabled: true, After: config.Duration(600 * time.Millisecond), Buffer: 512 << 10,
 			Grace: config.Duration(10 * time.Second)},
+		Disjoint: DisjointConfig{MaxFrame: 1024},
 	}
 }
 
@@ -274,6 +307,11 @@ func (r *RoutingConfig) validate(errs *config.Errors, prefix string) {
 	}
 	if r.Resume.Grace.D() < time.Second {
 		errs.Addf("%sresume.grace: must be at least 1s", prefix)
+	}
+	if d := r.Disjoint; d.MaxFrame < 1 || d.MaxFrame > wire.MaxRecordLen {
+		errs.Addf("%sdisjoint.max_frame: %d must be 1..%d", prefix, d.MaxFrame, wire.MaxRecordLen)
+	} else if most := r.Redundancy.most(); d.Enabled && most+1 > wire.MaxCopies {
+		errs.Addf("%sdisjoint.enabled: the disjoint copy and the %d copies redundancy asks for exceed the %d copies a stream may have", prefix, most, wire.MaxCopies)
 	}
 	if r.Lanes < 1 || r.Lanes > MaxLanes {
 		errs.Addf("%slanes: must be 1..%d", prefix, MaxLanes)

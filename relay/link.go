@@ -76,6 +76,18 @@ var dgramPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &
 func (l *link) send(id uint32, payload []byte) {
 	bp := dgramPool.Get().(*[]byte)
 	b := wire.AppendDatagram((*bp)[:0], id, payload)
+	l.sendFramed(bp, b)
+}
+
+// sendNumbered sends payload as datagram seq of the numbered flow id.
+func (l *link) sendNumbered(id, seq uint32, payload []byte) {
+	bp := dgramPool.Get().(*[]byte)
+	b := wire.AppendNumbered((*bp)[:0], id, seq, payload)
+	l.sendFramed(bp, b)
+}
+
+// sendFramed sends the datagram b, built in the pooled buffer bp.
+func (l *link) sendFramed(bp *[]byte, b []byte) {
 	err := l.conn.SendDatagram(b)
 	*bp = b
 	dgramPool.Put(bp)

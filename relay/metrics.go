@@ -36,6 +36,13 @@ type Metrics struct {
 	RedundantFlows          prometheus.Gauge
 	RedundantTombstones     *prometheus.CounterVec // event
 
+	// Disjoint copies (TUNNEL.md, "Disjoint copies"); flow is stream
+	// (records of sequenced streams) or udp (datagrams of numbered flows).
+	DisjointCopies     *prometheus.CounterVec // flow, event
+	DisjointSent       *prometheus.CounterVec // flow
+	DisjointDuplicates *prometheus.CounterVec // flow
+	DisjointWins       *prometheus.CounterVec // flow, copy
+
 	// Resumed streams (TUNNEL.md, "Sequenced streams").
 	ResumeBuffered prometheus.Gauge
 	Resumes        *prometheus.CounterVec // result
@@ -90,6 +97,14 @@ func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics 
 			Help: "Redundant flows the egress is pairing copies for."}),
 		RedundantTombstones: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_redundant_tombstones_total",
 			Help: "Ended redundant flows remembered so that late copies are refused, by event: added, evicted (the table was full; counted, as a limit)."}, []string{"event"}),
+		DisjointCopies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_disjoint_copies_total",
+			Help: "Disjoint copies (small frames over a second relay), by flow (stream, udp) and event: opened, no_path (another relay than the flow's own was not up: the flow went without), open_failed, lost (the copy ended while its flow went on)."}, []string{"flow", "event"}),
+		DisjointSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_disjoint_sent_total",
+			Help: "Small records (stream) or datagrams (udp) this node sent a second time, on a disjoint copy."}, []string{"flow"}),
+		DisjointDuplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_disjoint_duplicates_total",
+			Help: "Small records or datagrams of flows with a disjoint copy that arrived a second time and were dropped."}, []string{"flow"}),
+		DisjointWins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_disjoint_wins_total",
+			Help: "Small records or datagrams of flows with a disjoint copy delivered, by the copy that brought them first: primary (the flow's own path) or disjoint."}, []string{"flow", "copy"}),
 		ResumeBuffered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_relay_resume_buffered_bytes",
 			Help: "Bytes of sequenced streams this node keeps until the far end acknowledges them (each stream holds at most routing.resume.buffer)."}),
 		Resumes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_relay_resumes_total",
@@ -105,6 +120,7 @@ func NewMetrics(reg prometheus.Registerer, stats *transport.SealStats) *Metrics 
 	reg.MustRegister(m.Streams, m.ActiveStreams, m.Bytes, m.Datagrams, m.DatagramsDropped, m.PathRTT, m.PathJitter,
 		m.PathLoss, m.PathUp, m.PathSelected, m.PathSwitches, m.PathStreams, m.PeerDials, m.EgressDials, m.HopsExhausted,
 		m.RedundantCopies, m.RedundantFirst, m.RedundantDuplicateBytes, m.RedundantFlows, m.RedundantTombstones,
+		m.DisjointCopies, m.DisjointSent, m.DisjointDuplicates, m.DisjointWins,
 		m.ResumeBuffered, m.Resumes, m.ResumeSeconds, m.PathSuspects, m.PathSite)
 	if stats != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_relay_kcp_rejected_packets_total",

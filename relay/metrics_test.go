@@ -30,5 +30,9 @@ func TestMetricNames(t *testing.T) {
 	m.RedundantCopies.WithLabelValues("opened").Inc()
 	m.RedundantFirst.WithLabelValues("0").Inc()
 	m.RedundantTombstones.WithLabelValues("added").Inc()
+	m.DisjointCopies.WithLabelValues("stream", "opened").Inc()
+	m.DisjointSent.WithLabelValues("udp").Inc()
+	m.DisjointDuplicates.WithLabelValues("udp").Inc()
+	m.DisjointWins.WithLabelValues("stream", "disjoint").Inc()
 	metricstest.Check(t, reg, "longlink_relay_")
 }

@@ -251,7 +251,11 @@ func (n *Node) terminateSequenced(s transport.Stream, h *wire.Header, svc Servic
 	if err = f.out.acked(ack.Index); err == nil {
 		prefix := wire.AppendStatus(make([]byte, 0, 2+wire.CopyStartLen), wire.StatusOK, "")
 		prefix = wire.AppendCopyStart(prefix, f.id, ack.Index)
-		c, err = f.out.join(h.Copy, s, ack.Index, 0, prefix)
+		c, err = f.out.join(h.Copy, s, ack.Index, int(h.Small), prefix)
+	}
+	if c != nil && err == nil && h.Small > 0 {
+		// A disjoint copy: it brings and takes the small records only.
+		f.in.markDisjoint(h.Copy, int(h.Small))
 	}
 	if c == nil || err != nil {
 		// The flow ended meanwhile, or the opener asks for records this

@@ -76,6 +76,22 @@ type merger struct {
 	grace   time.Duration
 	stalled *time.Timer
 	got     atomic.Uint64 // next, for the sender's acknowledgements
+	// disjoint, once a disjoint copy belongs to the stream, says which
+	// slot it has and how small its records are (for its metrics).
+	disjoint atomic.Pointer[disjointCopy]
+}
+
+// disjointCopy names a stream's copy on a disjoint path: its slot, and the
+// largest record it carries.
+type disjointCopy struct {
+	slot  uint8
+	small int
+}
+
+// markDisjoint records that the copy in slot carries the stream's records
+// of at most small bytes over a disjoint path.
+func (g *merger) markDisjoint(slot uint8, small int) {
+	g.disjoint.Store(&disjointCopy{slot: slot, small: small})
 }
 
 func newMerger(m *Metrics, grace time.Duration) *merger {
@@ -119,6 +135,8 @@ func (g *merger) received() uint64 { return g.got.Load() }
 // either way the copy is no longer counted.
 func (g *merger) feed(copy uint8, first uint64, r io.Reader) error {
 	firstBy := g.m.RedundantFirst.WithLabelValues(copyLabel(copy))
+	win, dwin := g.m.DisjointWins.WithLabelValues("stream", "primary"), g.m.DisjointWins.WithLabelValues("stream", "disjoint")
+	dup := g.m.DisjointDuplicates.WithLabelValues("stream")
 	for idx := first; ; {
 		f, err := wire.ReadFrame(r)
 		if err != nil {
@@ -149,6 +167,16 @@ func (g *merger) feed(copy uint8, first uint64, r io.Reader) error {
 			return err
 		}
 		idx++
+		if d := g.disjoint.Load(); d != nil && !end && len(f.Payload) <= d.small {
+			switch {
+			case !delivered:
+				dup.Inc()
+			case copy == d.slot:
+				dwin.Inc()
+			default:
+				win.Inc()
+			}
+		}
 		if delivered {
 			firstBy.Inc()
 			if g.out != nil {
@@ -620,6 +648,9 @@ func (c *copyOut) fill(b []byte) []byte {
 			b = wire.AppendEndRecord(b)
 		} else {
 			b = wire.AppendRecord(b, r)
+			if c.maxRecord > 0 {
+				s.m.DisjointSent.WithLabelValues("stream").Inc()
+			}
 		}
 	}
 	return b

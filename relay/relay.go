@@ -38,7 +38,9 @@ type Node struct {
 	router *Router
 	stats  *transport.SealStats
 	pairs  *pairTable
-	lbs    *nodeclient.Client // nil unless Config.LBS
+	// udpPairs holds the numbered UDP flows this egress terminates.
+	udpPairs *udpPairTable
+	lbs      *nodeclient.Client // nil unless Config.LBS
 
 	// live is the config as of the last Reload (routes, limits); cfg keeps
 	// what applies only at start.
@@ -75,6 +77,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	}
 	info.WithLabelValues(cfg.Site, role).Set(1)
 	n.pairs = newPairTable(n.m, cfg.Routing.Resume)
+	n.udpPairs = newUDPPairTable()
 	need := routeTransports(cfg.Routing)
 	for tr := range cfg.Listen {
 		need = append(need, tr)
@@ -388,7 +391,11 @@ func (n *Node) terminate(in *link, s transport.Stream, h *wire.Header) {
 		return
 	}
 	if h.Kind == wire.KindUDP {
-		n.terminateUDP(in, s, h, svc)
+		if h.Numbered {
+			n.terminateNumbered(in, s, h, svc)
+		} else {
+			n.terminateUDP(in, s, h, svc)
+		}
 		return
 	}
 	if h.Sequenced {

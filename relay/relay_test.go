@@ -97,6 +97,13 @@ type memChain struct {
 // transports; edits change the router's routing config.
 func newMemChain(t *testing.T, edits ...func(*RoutingConfig)) *memChain {
 	t.Helper()
+	return newMemChainVia(t, nil, edits...)
+}
+
+// newMemChainVia is newMemChain with the router's transport wrapped by
+// wrap (when not nil), e.g. to stall one relay.
+func newMemChainVia(t *testing.T, wrap func(transport.Transport) transport.Transport, edits ...func(*RoutingConfig)) *memChain {
+	t.Helper()
 	mn := transport.NewMemNetwork()
 	tcpAddr, sources := proxyEcho(t)
 	udpAddr := udpEcho(t)
@@ -142,7 +149,11 @@ func newMemChain(t *testing.T, edits ...func(*RoutingConfig)) *memChain {
 	for _, e := range edits {
 		e(&rc)
 	}
-	ch.router = NewRouter(rc, map[string]transport.Transport{"mem": mn.Transport("edge")}, NewMetrics(prometheus.NewRegistry(), nil), discardLog())
+	var edge transport.Transport = mn.Transport("edge")
+	if wrap != nil {
+		edge = wrap(edge)
+	}
+	ch.router = NewRouter(rc, map[string]transport.Transport{"mem": edge}, NewMetrics(prometheus.NewRegistry(), nil), discardLog())
 	ch.router.Start()
 	t.Cleanup(ch.router.Shutdown)
 	waittest.Until(t, 2*time.Second, "a primary path", func() bool { return ch.router.Primary("demo") != "" })
@@ -356,6 +367,9 @@ func TestConfigValidate(t *testing.T) {
 		{"resume after past dead", "routing: {resume: {after: 5s}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "below probe.dead_after"},
 		{"resume buffer", "routing: {resume: {buffer: 1000}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "resume.buffer: 1000 must be 64 KiB to 64 MiB"},
 		{"resume grace", "routing: {resume: {grace: 10ms}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "resume.grace: must be at least 1s"},
+		{"disjoint", "routing: {disjoint: {enabled: true, max_frame: 200}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", ""},
+		{"disjoint max_frame", "routing: {disjoint: {max_frame: 0}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "disjoint.max_frame: 0 must be 1..32767"},
+		{"disjoint and four copies", "routing: {disjoint: {enabled: true}, redundancy: {link: 4}, routes: [{cluster: d, direct: {transport: kcp, address: x:1}}]}\n", "the disjoint copy and the 4 copies"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

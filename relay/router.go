@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -440,38 +441,16 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 	}
 	var lastErr error
 	for _, p := range rs.candidates(sticky, avoid) {
-		l := p.laneLink(h.Trace, h.Copy)
-		if l == nil {
-			continue
-		}
-		hdr := *h
-		if h.Kind == wire.KindUDP {
-			hdr.Flow = l.allocFlow()
-			l.addFlow(hdr.Flow, flowHandler)
-		}
-		octx, cancel := context.WithTimeout(ctx, r.cfg.OpenTimeout.D())
-		s, err := l.conn.OpenStream(octx)
-		cancel()
+		s, l, err := r.openVia(ctx, h, flowHandler, p)
 		if err == nil {
-			var buf [wire.MaxHeaderLen]byte
-			b, herr := wire.AppendHeader(buf[:0], &hdr)
-			if herr != nil {
-				_ = s.Close()
-				return nil, nil, nil, herr
+			r.remember(h.Affinity, p)
+			if pinned {
+				r.pin(h.Trace, p)
 			}
-			if _, err = s.Write(b); err == nil {
-				r.m.PathStreams.WithLabelValues(p.hop.label()).Inc()
-				r.remember(h.Affinity, p)
-				if pinned {
-					r.pin(h.Trace, p)
-				}
-				*h = hdr
-				return s, l, p, nil
-			}
-			_ = s.Close()
+			return s, l, p, nil
 		}
-		if h.Kind == wire.KindUDP {
-			l.removeFlow(hdr.Flow)
+		if errors.Is(err, wire.ErrMalformed) {
+			return nil, nil, nil, err
 		}
 		lastErr = err
 	}
@@ -479,6 +458,61 @@ func (r *Router) open(ctx context.Context, h *wire.Header, flowHandler func([]by
 		return nil, nil, nil, fmt.Errorf("%w %q: %w", ErrNoRoute, h.Cluster, lastErr)
 	}
 	return nil, nil, nil, fmt.Errorf("%w %q: every path is down", ErrNoRoute, h.Cluster)
+}
+
+var errNoLane = errors.New("relay: the next hop has no connection up")
+
+// openVia opens a stream for h through next hop p, on the lane its trace
+// and copy index pick, and writes the header (h gets the flow id of a udp
+// flow).
+func (r *Router) openVia(ctx context.Context, h *wire.Header, flowHandler func([]byte), p *peer) (transport.Stream, *link, error) {
+	l := p.laneLink(h.Trace, h.Copy)
+	if l == nil {
+		return nil, nil, errNoLane
+	}
+	hdr := *h
+	if h.Kind == wire.KindUDP {
+		hdr.Flow = l.allocFlow()
+		l.addFlow(hdr.Flow, flowHandler)
+	}
+	octx, cancel := context.WithTimeout(ctx, r.cfg.OpenTimeout.D())
+	s, err := l.conn.OpenStream(octx)
+	cancel()
+	if err == nil {
+		var buf [wire.MaxHeaderLen]byte
+		b, herr := wire.AppendHeader(buf[:0], &hdr)
+		if herr != nil {
+			_ = s.Close()
+			err = herr
+		} else if _, err = s.Write(b); err == nil {
+			r.m.PathStreams.WithLabelValues(p.hop.label()).Inc()
+			*h = hdr
+			return s, l, nil
+		} else {
+			_ = s.Close()
+		}
+	}
+	if h.Kind == wire.KindUDP {
+		l.removeFlow(hdr.Flow)
+	}
+	return nil, nil, err
+}
+
+// disjointPeer is the best up next hop of cluster's route that is not
+// suspect and not one of used: the path of a disjoint copy. Only relays
+// count (a route's direct egresses carry flows only while every relay is
+// down); nil when there is none.
+func (r *Router) disjointPeer(cluster string, used ...*peer) *peer {
+	rs := r.route(cluster)
+	if rs == nil {
+		return nil
+	}
+	for _, p := range rs.upBySite(rs.hops) {
+		if !p.suspect.Load() && !slices.Contains(used, p) {
+			return p
+		}
+	}
+	return nil
 }
 
 // Tunnel is a stream to the destination service. Its first Read waits for
@@ -579,7 +613,10 @@ func (r *Router) fill(h *wire.Header) {
 // Flow is a UDP flow through the tunnel: Send carries one datagram towards
 // the service; datagrams back are handed to the recv function given to
 // OpenFlow. Done is closed when the flow ends (far end, path down, Close).
+// With routing.disjoint a flow is numbered and has a second copy through
+// another relay for its small datagrams (TUNNEL.md, "Disjoint copies").
 type Flow struct {
+	r      *Router
 	s      transport.Stream
 	l      *link
 	id     uint32
@@ -588,20 +625,48 @@ type Flow struct {
 	once   sync.Once
 	status error
 	ready  chan struct{}
+
+	numbered bool
+	small    int // the disjoint copy's datagram limit
+	seq      atomic.Uint32
+	seen     dedupe
+	alt      atomic.Pointer[flowCopy] // the disjoint copy, while it lives
 }
 
-// OpenFlow opens a UDP flow (h.Kind must be udp).
+// flowCopy is a numbered flow's copy through a disjoint path.
+type flowCopy struct {
+	s  transport.Stream
+	l  *link
+	id uint32
+}
+
+// OpenFlow opens a UDP flow (h.Kind must be udp). With routing.disjoint,
+// when two relays are up, the flow is numbered and opens a second copy
+// through the relay its first copy does not take.
 func (r *Router) OpenFlow(ctx context.Context, h wire.Header, recv func([]byte)) (*Flow, error) {
 	if h.Kind != wire.KindUDP {
 		return nil, errors.New("relay: OpenFlow needs a udp header")
 	}
 	r.fill(&h)
-	f := &Flow{done: make(chan struct{}), ready: make(chan struct{})}
-	s, l, p, err := r.open(ctx, &h, recv, nil)
+	f := &Flow{r: r, done: make(chan struct{}), ready: make(chan struct{})}
+	handler := recv
+	if small := r.cfg.Disjoint.small(); small > 0 {
+		if p := r.disjointPeer(h.Cluster); p != nil && r.disjointPeer(h.Cluster, p) != nil {
+			f.numbered, f.small = true, small
+			h.Numbered = true
+			handler = f.receiver(recv, "primary")
+		} else {
+			r.m.DisjointCopies.WithLabelValues("udp", "no_path").Inc()
+		}
+	}
+	s, l, p, err := r.open(ctx, &h, handler, nil)
 	if err != nil {
 		return nil, err
 	}
 	f.s, f.l, f.id, f.path = s, l, h.Flow, p.hop.label()
+	if f.numbered {
+		f.openDisjoint(ctx, h, p, recv)
+	}
 	go func() {
 		f.status = wire.ReadStatus(s)
 		close(f.ready)
@@ -614,8 +679,84 @@ func (r *Router) OpenFlow(ctx context.Context, h wire.Header, recv func([]byte))
 	return f, nil
 }
 
-// Send carries one datagram towards the service.
-func (f *Flow) Send(p []byte) { f.l.send(f.id, p) }
+// openDisjoint opens the numbered flow's second copy through a relay other
+// than used (the first copy's), carrying datagrams of at most f.small
+// bytes; the flow goes on without it when none is up or it fails.
+func (f *Flow) openDisjoint(ctx context.Context, h wire.Header, used *peer, recv func([]byte)) {
+	m := f.r.m
+	p := f.r.disjointPeer(h.Cluster, used)
+	if p == nil {
+		m.DisjointCopies.WithLabelValues("udp", "no_path").Inc()
+		return
+	}
+	h.Copy, h.Join, h.Small = 1, true, uint16(f.small)
+	s, l, err := f.r.openVia(ctx, &h, f.receiver(recv, "disjoint"), p)
+	if err != nil {
+		m.DisjointCopies.WithLabelValues("udp", "open_failed").Inc()
+		return
+	}
+	c := &flowCopy{s: s, l: l, id: h.Flow}
+	f.alt.Store(c)
+	m.DisjointCopies.WithLabelValues("udp", "opened").Inc()
+	go func() {
+		if err := wire.ReadStatus(s); err == nil {
+			_, _ = io.Copy(io.Discard, s)
+		}
+		if f.alt.CompareAndSwap(c, nil) {
+			// The copy ended while the flow goes on.
+			m.DisjointCopies.WithLabelValues("udp", "lost").Inc()
+			c.close()
+		}
+	}()
+}
+
+func (c *flowCopy) close() {
+	c.l.removeFlow(c.id)
+	_ = c.s.Close()
+}
+
+// receiver hands recv the first arrival of each numbered datagram, from
+// whichever copy brings it.
+func (f *Flow) receiver(recv func([]byte), by string) func([]byte) {
+	m := f.r.m
+	dup, win := m.DisjointDuplicates.WithLabelValues("udp"), m.DisjointWins.WithLabelValues("udp", by)
+	return func(p []byte) {
+		seq, data, err := wire.ParseNumbered(p)
+		if err != nil {
+			m.DatagramsDropped.WithLabelValues("malformed").Inc()
+			return
+		}
+		if !f.seen.first(seq) {
+			if len(data) <= f.small {
+				dup.Inc()
+			}
+			return
+		}
+		if len(data) <= f.small {
+			win.Inc()
+		}
+		recv(data)
+	}
+}
+
+// Send carries one datagram towards the service (a small one on both
+// copies of a numbered flow).
+func (f *Flow) Send(p []byte) {
+	if !f.numbered {
+		f.l.send(f.id, p)
+		return
+	}
+	seq := f.seq.Add(1)
+	f.l.sendNumbered(f.id, seq, p)
+	if c := f.alt.Load(); c != nil && len(p) <= f.small {
+		c.l.sendNumbered(c.id, seq, p)
+		f.r.m.DisjointSent.WithLabelValues("udp").Inc()
+	}
+}
+
+// Numbered reports whether the flow's datagrams are numbered (it has, or
+// had, a disjoint copy).
+func (f *Flow) Numbered() bool { return f.numbered }
 
 // Path names the next hop.
 func (f *Flow) Path() string { return f.path }
@@ -641,6 +782,9 @@ func (f *Flow) Status() error {
 // Close ends the flow.
 func (f *Flow) Close() {
 	f.once.Do(func() {
+		if c := f.alt.Swap(nil); c != nil {
+			c.close()
+		}
 		f.l.removeFlow(f.id)
 		_ = f.s.Close()
 		close(f.done)

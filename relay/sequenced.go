@@ -33,6 +33,10 @@ type seqTunnel struct {
 	in     *merger
 	resume bool
 	grace  time.Duration
+	// small is the record limit of the stream's disjoint copy (0: it has
+	// none), dslot that copy's slot.
+	small int
+	dslot uint8
 
 	mu         sync.Mutex
 	closed     bool
@@ -43,6 +47,7 @@ type seqTunnel struct {
 	statusDone chan struct{}
 	since      [wire.MaxCopies]time.Time // when the slot's copy failed, until a replacement answers
 	copies     [wire.MaxCopies]*seqCopy  // the live copy of each slot
+	dopening   bool                      // the disjoint copy is being opened
 	closeOnce  sync.Once
 }
 
@@ -58,7 +63,8 @@ type seqCopy struct {
 }
 
 // openSequenced opens n copies of the stream h (slot i on the lane of its
-// index). It fails only when no copy could be opened.
+// index), and the disjoint copy (slot n) when routing.disjoint is on and
+// another relay is up. It fails only when no copy could be opened.
 func (r *Router) openSequenced(ctx context.Context, h wire.Header, n int) (*Tunnel, error) {
 	h.Sequenced = true
 	rc := r.cfg.Resume
@@ -78,7 +84,7 @@ func (r *Router) openSequenced(ctx context.Context, h wire.Header, n int) (*Tunn
 	for i := range n {
 		t.in.add()
 		t.pending++
-		c, err := t.openCopy(ctx, uint8(i), nil)
+		c, err := t.openCopy(ctx, uint8(i), nil, nil)
 		if err != nil {
 			r.m.RedundantCopies.WithLabelValues("open_failed").Inc()
 			t.in.copyEnded(err)
@@ -94,23 +100,87 @@ func (r *Router) openSequenced(ctx context.Context, h wire.Header, n int) (*Tunn
 		t.out.abort()
 		return nil, lastErr
 	}
+	if small := r.cfg.Disjoint.small(); small > 0 {
+		t.small, t.dslot = small, uint8(n)
+		t.in.markDisjoint(t.dslot, small)
+		t.addDisjoint(ctx)
+	}
 	return &Tunnel{red: t, path: first.hop.label(), peer: first}, nil
 }
 
+// addDisjoint opens the stream's disjoint copy through a relay that none
+// of its live copies takes, if one is up and the copy is missing. The copy
+// only joins the egress's flow (the copies that open it follow one path,
+// so that they reach the same egress) and carries records of at most
+// t.small bytes both ways.
+func (t *seqTunnel) addDisjoint(ctx context.Context) {
+	t.mu.Lock()
+	if t.closed || t.copies[t.dslot] != nil || t.dopening || t.in.ended() {
+		t.mu.Unlock()
+		return
+	}
+	var used []*peer
+	for _, c := range t.copies {
+		if c != nil {
+			used = append(used, c.p)
+		}
+	}
+	p := t.r.disjointPeer(t.h.Cluster, used...)
+	if p == nil {
+		t.mu.Unlock()
+		t.r.m.DisjointCopies.WithLabelValues("stream", "no_path").Inc()
+		return
+	}
+	t.dopening = true
+	t.pending++
+	t.in.add()
+	t.mu.Unlock()
+	_, err := t.openCopy(ctx, t.dslot, nil, p)
+	t.mu.Lock()
+	t.dopening = false
+	giveUp := false
+	if err != nil {
+		t.pending--
+		giveUp = t.pending == 0
+	}
+	t.mu.Unlock()
+	if err != nil {
+		t.r.m.DisjointCopies.WithLabelValues("stream", "open_failed").Inc()
+		t.in.copyEnded(err)
+		if giveUp {
+			t.giveUp()
+		}
+		return
+	}
+	t.r.m.DisjointCopies.WithLabelValues("stream", "opened").Inc()
+}
+
 // openCopy opens the copy of slot on the best path (avoiding avoid when
-// another is up) and starts it. The caller has counted it in the merger.
-func (t *seqTunnel) openCopy(ctx context.Context, slot uint8, avoid *peer) (*seqCopy, error) {
+// another is up), or through via when given, and starts it. The caller
+// has counted it in the merger.
+func (t *seqTunnel) openCopy(ctx context.Context, slot uint8, avoid, via *peer) (*seqCopy, error) {
 	h := t.h
 	h.Copy = slot
 	t.mu.Lock()
 	h.Join = t.known
 	t.mu.Unlock()
-	s, _, p, err := t.r.open(ctx, &h, nil, avoid)
+	maxRecord := 0
+	var s transport.Stream
+	p := via
+	var err error
+	if via != nil {
+		if t.small > 0 && slot == t.dslot {
+			h.Join, h.Small, maxRecord = true, uint16(t.small), t.small
+		}
+		s, _, err = t.r.openVia(ctx, &h, nil, via)
+	} else {
+		s, _, p, err = t.r.open(ctx, &h, nil, avoid)
+	}
 	if err != nil {
 		return nil, err
 	}
 	c := &seqCopy{t: t, slot: slot, s: s, p: p}
-	out, err := t.out.joinUnacked(slot, s, 0)
+	out, err := t.out.joinUnacked(slot, s, maxRecord)
 	if out == nil || err != nil {
 		_ = s.Close()
 		if err == nil {
@@ -189,6 +259,22 @@ func (t *seqTunnel) copyFailed(c *seqCopy, err error) {
 	if t.copies[c.slot] == c {
 		t.copies[c.slot] = nil
 	}
+	if t.small > 0 && c.slot == t.dslot {
+		// The disjoint copy is not resumed like the others: it is opened
+		// again only through a relay none of the stream's copies takes.
+		t.pending--
+		giveUp := t.pending == 0
+		t.mu.Unlock()
+		t.r.m.DisjointCopies.WithLabelValues("stream", "lost").Inc()
+		t.r.log.Debug("disjoint copy failed", "trace", t.h.Trace.String(), "path", c.p.hop.label(), "err", err)
+		switch {
+		case giveUp:
+			t.giveUp()
+		case !refused && t.resume:
+			go t.addDisjoint(t.r.ctx)
+		}
+		return
+	}
 	// A path that failed is worth another try; a refusal is final (the
 	// service, the budget or the request is wrong, or the flow is gone),
 	// except a relay's "no route" for a stream that already works.
@@ -238,10 +324,15 @@ func (t *seqTunnel) replace(slot uint8, avoid *peer) {
 			break
 		}
 		ctx, cancel := context.WithTimeout(t.r.ctx, t.r.cfg.OpenTimeout.D())
-		nc, err := t.openCopy(ctx, slot, avoid)
+		nc, err := t.openCopy(ctx, slot, avoid, nil)
 		cancel()
 		if err == nil {
 			t.r.log.Debug("sequenced copy replaced", "trace", t.h.Trace.String(), "slot", slot, "path", nc.p.hop.label())
+			if t.small > 0 {
+				// The copies' paths changed: a relay may have become free
+				// for a lost disjoint copy.
+				t.addDisjoint(t.r.ctx)
+			}
 			return
 		}
 		t.r.log.Debug("sequenced copy not replaced", "trace", t.h.Trace.String(), "slot", slot, "err", err)

@@ -21,11 +21,14 @@ const Version = 1
 const (
 	MaxNameLen     = 63  // cluster and service names
 	MaxAffinityLen = 128 // sticky key (a Socket.IO sid)
-	MaxHeaderLen   = 8 + 16 + 4 + 1 + 16 + 2 + 1 + MaxNameLen + 1 + MaxNameLen + 1 + MaxAffinityLen
+	MaxHeaderLen   = 8 + 16 + 4 + 1 + 16 + 2 + 1 + MaxNameLen + 1 + MaxNameLen + 1 + MaxAffinityLen + 2
 	MaxHops        = 16 // largest hop budget a sender may set
 	MaxReasonLen   = 255
 	// DatagramOverhead is what a UDP flow adds in front of each payload.
 	DatagramOverhead = 4
+	// SeqLen is what a numbered UDP flow adds after the flow id: the
+	// datagram's sequence number, which pairs its copies.
+	SeqLen = 4
 	// MaxCopies is how many copies a sequenced stream may have at once.
 	MaxCopies = 4
 )
@@ -36,7 +39,9 @@ const (
 	copyShift     = 1    // bits 1-2: the copy's slot
 	copyMask      = MaxCopies - 1
 	flagJoin      = 0x08 // the copy joins a flow an earlier copy opened
-	knownFlags    = flagSequenced | copyMask<<copyShift | flagJoin
+	flagNumbered  = 0x10 // a udp flow whose datagrams carry a sequence number
+	flagSmall     = 0x20 // the copy carries only small records or datagrams; 2 bytes end the body
+	knownFlags    = flagSequenced | copyMask<<copyShift | flagJoin | flagNumbered | flagSmall
 )
 
 var magic = [2]byte{'L', 'T'}
@@ -118,8 +123,18 @@ type Header struct {
 	Copy uint8
 	// Join marks a copy of a flow that an earlier copy opened: the egress
 	// joins it to that flow and never opens one for it. Only when
-	// Sequenced.
+	// Sequenced or Numbered.
 	Join bool
+	// Numbered marks one copy of a udp flow whose datagrams carry a
+	// sequence number after the flow id (AppendNumbered): the egress pairs
+	// the copies with the same Trace into one flow and delivers each
+	// datagram once, from the copy that brings it first.
+	Numbered bool
+	// Small, when not 0, makes the copy carry only records (Sequenced) or
+	// datagrams (Numbered) of at most Small bytes, both ways: the copy on
+	// a disjoint path, which doubles small frames and not bulk. TUNNEL.md,
+	// "Disjoint copies".
+	Small uint16
 }
 
 // Sequenced marks the kinds a stream may be sequenced for: the byte-stream
@@ -155,22 +170,36 @@ func (h *Header) Validate() error {
 	if h.Client.IsValid() && h.Client.Addr().Zone() != "" {
 		return fmt.Errorf("%w: zoned client address", ErrMalformed)
 	}
-	if h.Copy >= MaxCopies || (h.Copy != 0 || h.Join) && !h.Sequenced {
-		return fmt.Errorf("%w: copy %d, join %v of a stream that is not sequenced", ErrMalformed, h.Copy, h.Join)
+	copied := h.Sequenced || h.Numbered
+	if h.Copy >= MaxCopies || (h.Copy != 0 || h.Join || h.Small != 0) && !copied {
+		return fmt.Errorf("%w: copy %d, join %v, small %d of a stream that is neither sequenced nor numbered", ErrMalformed, h.Copy, h.Join, h.Small)
 	}
 	if h.Sequenced && !h.Kind.Sequenced() {
 		return fmt.Errorf("%w: kind %s cannot be sequenced", ErrMalformed, h.Kind)
+	}
+	if h.Numbered && h.Kind != KindUDP {
+		return fmt.Errorf("%w: kind %s cannot be numbered", ErrMalformed, h.Kind)
+	}
+	if h.Small > MaxRecordLen {
+		return fmt.Errorf("%w: small %d > %d", ErrMalformed, h.Small, MaxRecordLen)
 	}
 	return nil
 }
 
 func (h *Header) flags() byte {
-	if !h.Sequenced {
-		return 0
+	var f byte
+	if h.Sequenced {
+		f |= flagSequenced
 	}
-	f := flagSequenced | h.Copy<<copyShift
+	if h.Numbered {
+		f |= flagNumbered
+	}
+	f |= h.Copy << copyShift
 	if h.Join {
 		f |= flagJoin
+	}
+	if h.Small != 0 {
+		f |= flagSmall
 	}
 	return f
 }
@@ -201,6 +230,9 @@ func AppendHeader(b []byte, h *Header) ([]byte, error) {
 	for _, s := range []string{h.Cluster, h.Service, h.Affinity} {
 		b = append(b, byte(len(s)))
 		b = append(b, s...)
+	}
+	if h.Small != 0 {
+		b = binary.BigEndian.AppendUint16(b, h.Small)
 	}
 	binary.BigEndian.PutUint16(b[start+6:], uint16(len(b)-start-8))
 	return b, nil
@@ -258,7 +290,7 @@ func decodeBody(fixed [8]byte, body []byte) (*Header, error) {
 		return nil, fmt.Errorf("%w: reserved flags set", ErrMalformed)
 	}
 	h := &Header{Kind: Kind(fixed[3]), Hops: fixed[4], Sequenced: flags&flagSequenced != 0, Copy: flags >> copyShift & copyMask,
-		Join: flags&flagJoin != 0}
+		Join: flags&flagJoin != 0, Numbered: flags&flagNumbered != 0}
 	if len(body) < 16+4+1 {
 		return nil, fmt.Errorf("%w: short body", ErrMalformed)
 	}
@@ -297,6 +329,16 @@ func decodeBody(fixed [8]byte, body []byte) (*Header, error) {
 		}
 		fields[i] = string(rest[1 : 1+int(rest[0])])
 		rest = rest[1+int(rest[0]):]
+	}
+	if flags&flagSmall != 0 {
+		if len(rest) < 2 {
+			return nil, fmt.Errorf("%w: short small limit", ErrMalformed)
+		}
+		if h.Small = binary.BigEndian.Uint16(rest); h.Small == 0 {
+			// Absent is the only encoding of "no limit".
+			return nil, fmt.Errorf("%w: small limit 0", ErrMalformed)
+		}
+		rest = rest[2:]
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))
@@ -400,6 +442,23 @@ func ParseDatagram(b []byte) (flow uint32, payload []byte, err error) {
 		return 0, nil, fmt.Errorf("%w: short datagram", ErrMalformed)
 	}
 	return binary.BigEndian.Uint32(b), b[DatagramOverhead:], nil
+}
+
+// AppendNumbered frames a datagram of a numbered UDP flow (Header.Numbered):
+// flow id, sequence number, payload. Relays read only the flow id.
+func AppendNumbered(b []byte, flow, seq uint32, payload []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, flow)
+	b = binary.BigEndian.AppendUint32(b, seq)
+	return append(b, payload...)
+}
+
+// ParseNumbered splits the payload of a numbered flow's datagram (what
+// ParseDatagram returned) into its sequence number and the UDP payload.
+func ParseNumbered(b []byte) (seq uint32, payload []byte, err error) {
+	if len(b) < SeqLen {
+		return 0, nil, fmt.Errorf("%w: short numbered datagram", ErrMalformed)
+	}
+	return binary.BigEndian.Uint32(b), b[SeqLen:], nil
 }
 
 // ProbeLen is the size of a probe frame: sequence number and send time.

@@ -20,6 +20,10 @@ func sampleHeaders() []*Header {
 		{Kind: KindLinkFrames, Hops: 7, Trace: NewTraceID(), Cluster: "default", Service: "link-frames", Sequenced: true, Copy: 1},
 		{Kind: KindLink, Hops: 2, Cluster: "default", Service: "link", Sequenced: true, Copy: MaxCopies - 1},
 		{Kind: KindHTTP, Hops: 3, Cluster: "default", Service: "weblink", Sequenced: true, Join: true},
+		{Kind: KindLinkFrames, Hops: 8, Cluster: "default", Service: "link-frames", Sequenced: true, Copy: 2, Join: true, Small: 1024},
+		{Kind: KindUDP, Hops: 8, Flow: 9, Cluster: "default", Service: "media", Numbered: true},
+		{Kind: KindUDP, Hops: 8, Flow: 10, Cluster: "default", Service: "media", Numbered: true, Copy: 1, Join: true, Small: 200,
+			Affinity: "x", Client: netip.MustParseAddrPort("198.51.100.2:40000")},
 	}
 }
 
@@ -59,7 +63,27 @@ func TestHeaderRejects(t *testing.T) {
 		{"version", func() []byte { b := bytes.Clone(good); b[2] = 9; return b }(), ErrVersion},
 		{"kind", func() []byte { b := bytes.Clone(good); b[3] = 99; return b }(), ErrMalformed},
 		{"hops", func() []byte { b := bytes.Clone(good); b[4] = MaxHops + 1; return b }(), ErrMalformed},
-		{"reserved flag", func() []byte { b := bytes.Clone(good); b[5] = 0x10; return b }(), ErrMalformed},
+		{"reserved flag", func() []byte { b := bytes.Clone(good); b[5] = 0x40; return b }(), ErrMalformed},
+		{"numbered link", func() []byte { b := bytes.Clone(good); b[5] = flagNumbered; return b }(), ErrMalformed},
+		{"small without its field", func() []byte { b, _ := AppendHeader(nil, sampleHeaders()[5]); b[5] |= flagSmall; return b }(), ErrMalformed},
+		{"small limit 0", func() []byte {
+			b, _ := AppendHeader(nil, sampleHeaders()[8])
+			b[len(b)-2], b[len(b)-1] = 0, 0
+			return b
+		}(), ErrMalformed},
+		{"small over a record", func() []byte {
+			b, _ := AppendHeader(nil, sampleHeaders()[8])
+			b[len(b)-2], b[len(b)-1] = 0x80, 0
+			return b
+		}(), ErrMalformed},
+		{"small of a stream neither sequenced nor numbered", func() []byte {
+			h := *sampleHeaders()[0]
+			h.Sequenced, h.Small = true, 10
+			b, _ := AppendHeader(nil, &h)
+			b[5] &^= flagSequenced
+			return b
+		}(), ErrMalformed},
+		{"copy of a udp flow not numbered", func() []byte { b, _ := AppendHeader(nil, sampleHeaders()[2]); b[5] = 1 << copyShift; return b }(), ErrMalformed},
 		{"copy of a stream not sequenced", func() []byte { b := bytes.Clone(good); b[5] = 1 << copyShift; return b }(), ErrMalformed},
 		{"join of a stream not sequenced", func() []byte { b := bytes.Clone(good); b[5] = flagJoin; return b }(), ErrMalformed},
 		{"sequenced udp", func() []byte { b, _ := AppendHeader(nil, sampleHeaders()[2]); b[5] = flagSequenced; return b }(), ErrMalformed},
@@ -164,6 +188,41 @@ func FuzzStatus(f *testing.F) {
 		_ = ReadStatus(bytes.NewReader(b))
 		_, _, _ = ParseDatagram(b)
 		_, _, _ = ParseProbe(b)
+	})
+}
+
+func TestNumbered(t *testing.T) {
+	b := AppendNumbered(nil, 7, 1<<31+5, []byte("opus"))
+	flow, rest, err := ParseDatagram(b)
+	if err != nil || flow != 7 {
+		t.Fatalf("ParseDatagram: %d %v", flow, err)
+	}
+	seq, p, err := ParseNumbered(rest)
+	if err != nil || seq != 1<<31+5 || string(p) != "opus" {
+		t.Fatalf("ParseNumbered: %d %q %v", seq, p, err)
+	}
+	if _, _, err := ParseNumbered([]byte{1, 2, 3}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short: %v", err)
+	}
+}
+
+// FuzzNumbered: any datagram payload either fails or splits into a
+// sequence number and a payload that encode back to the same bytes.
+func FuzzNumbered(f *testing.F) {
+	f.Add(AppendNumbered(nil, 1, 2, []byte("x"))[DatagramOverhead:])
+	f.Add([]byte{0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		seq, p, err := ParseNumbered(b)
+		if err != nil {
+			if len(b) >= SeqLen {
+				t.Fatalf("rejected %x: %v", b, err)
+			}
+			return
+		}
+		if out := AppendNumbered(nil, 0, seq, p)[DatagramOverhead:]; !bytes.Equal(out, b) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", out, b)
+		}
 	})
 }
 
