@@ -34,6 +34,13 @@ func init() {
 		argv:  []string{"go", "run", "./tools/wanemu/accel", "-mode", "fec", "-msg-for", "30s", "-bulk-for", "10s", "-rounds", "3", "-timeout", "9m"},
 	})
 	register(benchmark{
+		name: "accel-disjoint",
+		summary: "one lossy relay (bursty loss on relay-a's backbone, relay-b clean and 24 ms longer; real edges, relays and egress, stand-in client and server): " +
+			"message RTT p50/p99 through an edge with one copy per stream, two copies on two lanes of relay-a, and a disjoint pair (small records through relay-b too), same run; edge-to-relay bytes per message",
+		limit: 14 * time.Minute,
+		argv:  []string{"go", "run", "./tools/wanemu/accel", "-mode", "disjoint", "-msg-for", "30s", "-rounds", "3", "-timeout", "13m"},
+	})
+	register(benchmark{
 		name: "rum-steering",
 		summary: "steering by what users measure in the emulator (worlds/rum.yaml): the geo-nearer edge on a 200 ms, 2%-loss path, a farther one on 30 ms; " +
 			"core/sdk clients' connect+login p50/p99 before and after a few clients' reports (real LBS, edges, core)",

@@ -66,6 +66,8 @@ type flags struct {
 	rounds int
 	// fecData, fecParity: the FEC variant's shards (-mode fec).
 	fecData, fecParity int
+	// maxFrame: the disjoint edge's routing.disjoint.max_frame (-mode disjoint).
+	maxFrame int
 	// measured, when set, receives the figures of both paths (tests).
 	measured func(direct, accel measurement)
 	// measuredQUIC, when set, receives the figures through the edge over
@@ -88,8 +90,9 @@ func main() {
 	flag.StringVar(&f.target, "target", "", "client and egress roles: address to connect to")
 	flag.StringVar(&f.pkiDir, "pki", "", "role: directory with the run's CA and keys")
 	flag.StringVar(&f.world, "world", "", "world file (nodes user, edge, core); default tools/wanemu/worlds/standard.yaml, lossy-backbone.yaml with -mode fec")
-	flag.StringVar(&f.mode, "mode", "accel", "accel, fec (KCP with and without FEC on a lossy backbone), rum (steering by users' measurements: connect times before and after the LBS learns), or ceiling (the emulator's own throughput)")
-	flag.IntVar(&f.rounds, "rounds", 2, "fec: alternating rounds of the two variants")
+	flag.StringVar(&f.mode, "mode", "accel", "accel, fec (KCP with and without FEC on a lossy backbone), disjoint (one lossy relay: one path vs two lanes vs a disjoint pair), rum (steering by users' measurements: connect times before and after the LBS learns), or ceiling (the emulator's own throughput)")
+	flag.IntVar(&f.rounds, "rounds", 2, "fec, disjoint: alternating rounds of the variants")
+	flag.IntVar(&f.maxFrame, "max-frame", 1024, "disjoint: the disjoint edge's routing.disjoint.max_frame")
 	flag.IntVar(&f.fecData, "fec-data", 10, "fec: data shards of the FEC variant")
 	flag.IntVar(&f.fecParity, "fec-parity", 3, "fec: parity shards of the FEC variant")
 	flag.StringVar(&f.impl, "impl", "standin", "accel mode: standin (this program's own edge and core) or longlink (cmd/longlink and core/sdk)")
@@ -154,6 +157,11 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 			f.world = fecWorld
 		}
 		return fecBench(ctx, log, f)
+	case "disjoint":
+		if f.world == "" {
+			f.world = disjointWorld
+		}
+		return disjointBench(ctx, log, f)
 	case "ceiling":
 		return ceiling(ctx, log)
 	case "rum":
