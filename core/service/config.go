@@ -111,6 +111,15 @@ type Config struct {
 	// the other nodes, and joins them again once a request finishes.
 	// Default 3s; negative never leaves.
 	StallTimeout config.Duration `yaml:"stall_timeout"`
+	// LoginQueueWait: logins are served in arrival order by LoginWorkers
+	// at once; a login whose expected wait in that queue (its length over
+	// the measured login rate) is longer than this is answered 503 at once
+	// with a retry-after hint, spaced at the measured rate, instead of
+	// waiting past its client's connect timeout (the dispatcher's
+	// admission.go). Default 2s; negative: no login admission.
+	LoginQueueWait config.Duration `yaml:"login_queue_wait"`
+	// LoginWorkers is how many logins are served at once. Default 32.
+	LoginWorkers int `yaml:"login_workers"`
 	// MaxRequestAge: a send batch its gateway sent longer ago than this
 	// (the node was paused or stalled with it queued) is dropped
 	// unanswered: the gateway has resent it or ended its session, and
@@ -150,6 +159,8 @@ func Default() Config {
 		MaxInFlight:      4096,
 		RequestTimeout:   config.Duration(5 * time.Second),
 		StallTimeout:     config.Duration(3 * time.Second),
+		LoginQueueWait:   config.Duration(2 * time.Second),
+		LoginWorkers:     32,
 		MaxRequestAge:    config.Duration(10 * time.Second),
 		Rooms:            room.Default(),
 		MaxFriends:       3000,
@@ -200,6 +211,10 @@ func (c *Config) applyDefaults() {
 	if c.MaxRequestAge == 0 {
 		c.MaxRequestAge = d.MaxRequestAge
 	}
+	if c.LoginQueueWait == 0 {
+		c.LoginQueueWait = d.LoginQueueWait
+	}
+	set(&c.LoginWorkers, d.LoginWorkers)
 	c.Rooms.ApplyDefaults()
 	c.Super.ApplyDefaults()
 	for i := range c.Apps {
@@ -297,6 +312,12 @@ func (c *Config) Validate() error {
 	}
 	if c.StallTimeout > 0 && c.StallTimeout.D() < 100*time.Millisecond {
 		errs.Addf("service.stall_timeout: at least 100ms (negative: off)")
+	}
+	if c.LoginQueueWait > 0 && c.LoginQueueWait.D() < 100*time.Millisecond {
+		errs.Addf("service.login_queue_wait: at least 100ms (negative: off)")
+	}
+	if c.LoginWorkers < 1 {
+		errs.Addf("service.login_workers: at least 1")
 	}
 	c.Rooms.Validate(&errs)
 	c.Super.Validate(&errs)

@@ -121,6 +121,7 @@ func build(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, n
 	if s.disp, err = dispatch.New(dispatch.Config{
 		Node: cfg.Node(), ID: cfg.ID, Announce: cfg.AnnounceInterval.D(), MaxInFlight: cfg.MaxInFlight, MaxRequestBytes: cfg.MaxRequestBytes, RequestTimeout: cfg.RequestTimeout.D(),
 		MaxRequestAge: max(cfg.MaxRequestAge.D(), 0), StallAfter: max(cfg.StallTimeout.D(), 0),
+		LoginQueueWait: max(cfg.LoginQueueWait.D(), 0), LoginWorkers: cfg.LoginWorkers,
 	}, deps.NATS, log, reg, nm.Oversize); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,8 @@ func runStorm(args []string) error {
 	clientCPU := fs.String("client-cpu", "1", "CPU list for the workers (taskset)")
 	limit := fs.Duration("limit", 120*time.Second, "give up waiting for the clients after this long")
 	backoffMax := fs.Duration("backoff-max", 0, "the clients' BackoffMax (0: the SDK's default)")
+	profile := fs.String("profile", "", "write the restarted server's CPU profile of the storm (pprof) to this file")
+	profileFor := fs.Duration("profile-for", 10*time.Second, "length of the storm's CPU profile")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +80,18 @@ func runStorm(args []string) error {
 	listening := time.Now()
 	progress("server pid %d listening again after %s", srv.cmd.Process.Pid, listening.Sub(killed).Round(time.Millisecond))
 	cpu0, _ := srv.cpuTime()
+	profiled := make(chan struct{})
+	if *profile != "" {
+		go func() {
+			defer close(profiled)
+			if err := fetchProfile(srv.debugAddr, *profile, *profileFor+time.Second); err != nil {
+				progress("profile: %v", err)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
+	defer func() { <-profiled }()
 	var at99 time.Duration
 	var cpu99 time.Duration
 	total, err := waitSessions(srv.debugAddr, *clients*99/100, *clients, *limit, func(n int, at time.Duration) {
@@ -95,6 +109,8 @@ func runStorm(args []string) error {
 	accepted := metricSum(srv.debugAddr, "longlink_gateway_accepted_total")
 	perr := metricSum(srv.debugAddr, "longlink_gateway_protocol_errors_total")
 	progress("after the restart: logins by result %v; refusals %v; accepted connections %v; protocol errors %v", logins, refused, accepted, perr)
+	dumpMetrics(srv.debugAddr, []string{"longlink_gateway_handshake_drops_total", "longlink_gateway_handshake_wait_seconds_sum",
+		"longlink_gateway_handshake_wait_seconds_count", "longlink_service_stalls_total", "longlink_service_login_"})
 	result("storm_accepted_connections", accepted[""], "conns")
 	result("storm_clients", float64(*clients), "clients")
 	result("storm_restart_to_listening", listening.Sub(killed).Seconds(), "s")

@@ -58,6 +58,17 @@ type Config struct {
 	// this long, the node leaves its queue groups (so that the requests go
 	// to the other nodes) until one finishes; 0 never leaves (watchdog.go).
 	StallAfter time.Duration
+	// LoginQueueWait: a login whose expected wait in this node's login
+	// queue (its length over the measured login rate) is longer is
+	// answered 503 at once with a retry-after hint (admission.go); 0: no
+	// login admission (logins are served as any request).
+	LoginQueueWait time.Duration
+	// LoginWorkers is how many logins are served at once with the login
+	// admission; the others wait in order. Default 32.
+	LoginWorkers int
+	// CPUTime is the process's CPU time, which tells the watchdog a
+	// saturated node from a stalled one; nil: the process's own.
+	CPUTime func() time.Duration
 }
 
 // Dispatcher serves the registered routes on the bus.
@@ -84,7 +95,11 @@ type Dispatcher struct {
 	announce *route.Announcer
 	stopped  bool // Shutdown began: the watchdog subscribes nothing again
 
-	watch watchdog
+	watch   watchdog
+	logins  loginAdmission
+	loginQ  chan job // admitted logins, in arrival order
+	cpuTime func() time.Duration
+	busyLog rate.Sometimes
 
 	late       atomic.Int64 // requests more than a second old, ever
 	lateLogged atomic.Int64 // late when the last line was logged
@@ -106,10 +121,19 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer,
 	if err != nil {
 		return nil, err
 	}
+	cpuTime := cfg.CPUTime
+	if cpuTime == nil {
+		cpuTime = processCPU
+	}
+	if cfg.LoginWorkers <= 0 {
+		cfg.LoginWorkers = 32
+	}
 	return &Dispatcher{
 		cfg: cfg, nc: nc, log: log, metrics: m, oversize: oversize, routes: map[string]Route{},
+		logins: loginAdmission{wait: cfg.LoginQueueWait, workers: cfg.LoginWorkers}, loginQ: make(chan job, maxLoginQueue),
 		sem: make(chan struct{}, cfg.MaxInFlight), idle: make(chan job), stop: make(chan struct{}),
-		lateLog: rate.Sometimes{Interval: time.Second},
+		lateLog: rate.Sometimes{Interval: time.Second}, busyLog: rate.Sometimes{Interval: 10 * time.Second},
+		cpuTime: cpuTime,
 	}, nil
 }
 
@@ -153,14 +177,28 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		d.workers.Add(1)
 		go d.watchLoop()
 	}
+	if d.cfg.LoginQueueWait > 0 {
+		d.workers.Add(d.cfg.LoginWorkers)
+		for range d.cfg.LoginWorkers {
+			go d.loginWorker()
+		}
+	}
 	return nil
 }
+
+// maxLoginQueue bounds the admitted logins waiting for a worker (the
+// admission keeps far fewer: its wait budget's worth).
+const maxLoginQueue = 1 << 16
 
 // subscribeLocked joins the queue group of every route's subject; d.mu is
 // held.
 func (d *Dispatcher) subscribeLocked(ctx context.Context) error {
 	for subj, r := range d.routes {
-		sub, err := d.nc.QueueSubscribe(subj, buswire.ServiceQueue, func(m *nats.Msg) { d.dispatch(m, r) })
+		handle := d.dispatch
+		if r.Op == imapi.OpLogin && d.cfg.LoginQueueWait > 0 {
+			handle = d.admitLogin
+		}
+		sub, err := d.nc.QueueSubscribe(subj, buswire.ServiceQueue, func(m *nats.Msg) { handle(m, r) })
 		if err != nil {
 			d.unsubscribeLocked()
 			return fmt.Errorf("subscribe %s: %w", subj, err)

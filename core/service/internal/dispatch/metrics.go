@@ -10,6 +10,13 @@ type metrics struct {
 	stale    prometheus.Counter
 	stalls   prometheus.Counter
 	stalled  prometheus.Gauge
+	// stallBusy: checks that found no request finished while the node was
+	// busy on the CPU (saturated), so it stayed.
+	stallBusy prometheus.Counter
+
+	loginQueue    prometheus.Gauge
+	loginRate     prometheus.Gauge
+	loginRefusals prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,11 +40,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		stalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_service_stalls_total", Help: "Times this node left its queue groups because no request finished for stall_timeout while some were in flight.",
 		}),
+		loginQueue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_service_login_queue", Help: "Admitted logins waiting for a login worker (login admission).",
+		}),
+		loginRate: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "longlink_service_login_rate", Help: "Logins per second this node served while every login worker was busy (the rate the login admission plans with).",
+		}),
+		loginRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_service_login_refusals_total", Help: "Logins answered 503 at once with a retry-after hint because their expected wait in the login queue exceeded login_queue_wait.",
+		}),
+		stallBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_service_stall_busy_total", Help: "Watchdog checks that found no request finished for stall_timeout while the node's process used at least a quarter of a CPU (saturated, not stalled), so the node stayed in its queue groups.",
+		}),
 		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "longlink_service_stalled", Help: "1 while this node is out of its queue groups for a stall.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.info, m.stale, m.stalls, m.stalled} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inflight, m.info, m.stale, m.stalls, m.stalled, m.stallBusy, m.loginQueue, m.loginRate, m.loginRefusals} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

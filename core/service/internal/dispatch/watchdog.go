@@ -17,11 +17,48 @@ import (
 // here are dropped and resent by their gateways), logs what it is stuck on,
 // and joins again once a request finishes. A node stopped outright
 // (SIGSTOP) cannot watch itself: the NATS servers' own pings drop it.
+//
+// A saturated node is not a stalled one. In a reconnect storm thousands of
+// logins are in flight, each slow because all share the CPU, and a few
+// seconds can pass without one finishing although the node works flat
+// out; leaving then turned every login away (503 "no live node") that the
+// node would have served. So a node whose process used at least a quarter
+// of a CPU over the window is busy, not stalled, and stays (counted in
+// stall_busy_total); a stuck store or a starved process uses next to none.
 type watchdog struct {
 	mu       sync.Mutex
 	running  map[*watched]struct{}
 	lastDone time.Time
 	left     bool
+	// cpu samples the process's CPU time at each check, oldest first.
+	cpu []cpuSample
+}
+
+type cpuSample struct {
+	at   time.Time
+	used time.Duration
+}
+
+// busyShare is the share of one CPU over the stall window above which the
+// node is taken for saturated rather than stalled.
+const busyShare = 4 // a quarter: window / busyShare
+
+// busy records the CPU time used by now and reports whether the process
+// used at least a quarter of a CPU over the last after (false until a
+// whole window is sampled).
+func (w *watchdog) busy(now time.Time, used, after time.Duration) bool {
+	w.cpu = append(w.cpu, cpuSample{at: now, used: used})
+	// Keep the newest sample at least a window old and those after it.
+	i := 0
+	for i+1 < len(w.cpu) && now.Sub(w.cpu[i+1].at) >= after {
+		i++
+	}
+	w.cpu = w.cpu[i:]
+	first := w.cpu[0]
+	if now.Sub(first.at) < after {
+		return false
+	}
+	return used-first.used >= now.Sub(first.at)/busyShare
 }
 
 type watched struct {
@@ -70,13 +107,23 @@ func (d *Dispatcher) watchLoop() {
 	defer d.workers.Done()
 	t := time.NewTicker(d.cfg.StallAfter / 4)
 	defer t.Stop()
+	// The first CPU sample: by the time a request can have been in flight
+	// for StallAfter, a whole window is sampled.
+	d.watch.busy(time.Now(), d.cpuTime(), d.cfg.StallAfter)
 	for {
 		select {
 		case <-d.stop:
 			return
 		case now := <-t.C:
 			stalled, oldest, n := d.watch.stalled(now, d.cfg.StallAfter)
+			busy := d.watch.busy(now, d.cpuTime(), d.cfg.StallAfter)
 			switch {
+			case stalled && busy && !d.watch.left:
+				d.metrics.stallBusy.Inc()
+				d.busyLog.Do(func() {
+					d.log.Warn("no request finished lately, but the node is busy on the CPU (saturated, not stalled): staying in the queue groups",
+						"in_flight", n, "oldest_op", oldest.op.Name(), "oldest_age", now.Sub(oldest.start).Round(time.Millisecond))
+				})
 			case stalled && !d.watch.left:
 				d.watch.left = true
 				d.leave()

@@ -76,7 +76,8 @@ func request(nc *nats.Conn, sent time.Time, timeout time.Duration) (string, erro
 func TestWatchdogLeavesAndRejoins(t *testing.T) {
 	ns := bustest.Embedded(t)
 	unblock := make(chan struct{})
-	stuck := node(t, ns, Config{StallAfter: 200 * time.Millisecond}, func(ctx context.Context, _ *buswire.Session, _ []byte) (any, error) {
+	idle := func() time.Duration { return 0 } // a stuck store: no CPU used
+	stuck := node(t, ns, Config{StallAfter: 200 * time.Millisecond, CPUTime: idle}, func(ctx context.Context, _ *buswire.Session, _ []byte) (any, error) {
 		select {
 		case <-unblock: // its store came back
 			return "stuck", nil
@@ -128,5 +129,68 @@ func TestStaleRequestDropped(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(d.metrics.stale); n != 1 {
 		t.Fatalf("stale_requests_total = %v", n)
+	}
+}
+
+// TestWatchdogSaturatedStays: a node whose requests take longer than
+// StallAfter while its process works flat out (a reconnect storm's logins
+// sharing the CPU) is saturated, not stalled: it stays in its queue groups
+// and every request is answered by it.
+func TestWatchdogSaturatedStays(t *testing.T) {
+	ns := bustest.Embedded(t)
+	start := time.Now()
+	flatOut := func() time.Duration { return time.Since(start) } // one whole CPU
+	release := make(chan struct{})
+	d := node(t, ns, Config{StallAfter: 200 * time.Millisecond, CPUTime: flatOut}, func(context.Context, *buswire.Session, []byte) (any, error) {
+		<-release
+		return "busy", nil
+	})
+	nc := connect(t, ns)
+	answered := make(chan error, 20)
+	for range 20 {
+		go func() {
+			who, err := request(nc, time.Time{}, 10*time.Second)
+			if err == nil && who != "busy" {
+				err = errors.New("answered by " + who)
+			}
+			answered <- err
+		}()
+	}
+	waittest.Until(t, 5*time.Second, "a check finding the node busy", func() bool { return testutil.ToFloat64(d.metrics.stallBusy) >= 2 })
+	close(release)
+	for range 20 {
+		if err := <-answered; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if testutil.ToFloat64(d.metrics.stalls) != 0 {
+		t.Fatalf("a saturated node left its queue groups (%v stalls)", testutil.ToFloat64(d.metrics.stalls))
+	}
+}
+
+func TestWatchdogBusyWindow(t *testing.T) {
+	const after = time.Second
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name string
+		cpu  []time.Duration // CPU time at t0, t0+250ms, …
+		busy bool
+	}{
+		{"window not yet sampled", []time.Duration{0, time.Second}, false},
+		{"idle", []time.Duration{0, 0, 10 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}, false},
+		{"flat out", []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond, 750 * time.Millisecond, time.Second}, true},
+		{"a quarter", []time.Duration{0, 60 * time.Millisecond, 120 * time.Millisecond, 190 * time.Millisecond, 250 * time.Millisecond}, true},
+		{"busy earlier, idle over the last window", []time.Duration{0, time.Second, 2 * time.Second, 2 * time.Second, 2 * time.Second, 2 * time.Second, 2 * time.Second}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var w watchdog
+			var got bool
+			for i, c := range tc.cpu {
+				got = w.busy(t0.Add(time.Duration(i)*after/4), c, after)
+			}
+			if got != tc.busy {
+				t.Fatalf("busy %v, want %v", got, tc.busy)
+			}
+		})
 	}
 }
