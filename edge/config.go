@@ -71,6 +71,12 @@ type TCPListener struct {
 	// served as a Link TCP connection is, with the same service and
 	// termination. Default: none.
 	QUIC string `yaml:"quic"`
+	// QUICDuplicateMax (with QUIC) is the largest datagram, in bytes, that
+	// the edge sends twice to a Link over QUIC client once its handshake
+	// is done, so that a message is late only when both copies are lost on
+	// the access leg (core/link/linkquic Options.DuplicateMax). Default
+	// 700; -1: off.
+	QUICDuplicateMax int `yaml:"quic_duplicate_max"`
 	// TLS (WebLink listener only) makes the edge end the browser's TLS
 	// (HTTPS, WSS) with the app's certificates; the plaintext HTTP travels
 	// on through the tunnel. Default: off (plain HTTP, or TLS passed
@@ -264,6 +270,9 @@ func (c *Config) Validate() error {
 	if c.Link.QUIC != "" {
 		if _, err := netip.ParseAddrPort(c.Link.QUIC); err != nil {
 			errs.Addf("link.quic: %q is not ip:port", c.Link.QUIC)
+		}
+		if c.Link.QUICDuplicateMax < -1 || c.Link.QUICDuplicateMax > 1500 {
+			errs.Addf("link.quic_duplicate_max: %d is not -1 (off), 0 (default) or a size in bytes up to 1500", c.Link.QUICDuplicateMax)
 		}
 		if c.Link.Service == "" || len(c.Link.Service) > wire.MaxNameLen {
 			errs.Addf("link.service: must be 1..%d characters", wire.MaxNameLen)

@@ -248,10 +248,11 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 		e.log.Info("listening", "listener", name, "addr", ln.Addr().String(), "service", l.Service)
 	}
 	if addr := e.cfg.Link.QUIC; addr != "" {
-		ln, err := linkquic.Listen(addr, nil)
+		ln, err := linkquic.Listen(addr, nil, linkquic.Options{DuplicateMax: e.cfg.Link.QUICDuplicateMax})
 		if err != nil {
 			return fmt.Errorf("edge: link.quic listener: %w", err)
 		}
+		e.m.quicListener.Store(ln)
 		e.tcp["link-quic"] = ln
 		e.log.Info("listening", "listener", "link-quic", "addr", ln.Addr().String(), "service", e.cfg.Link.Service)
 	}

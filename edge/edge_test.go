@@ -220,6 +220,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tls on link", "link: {tls: {certificates: [{cert_file: a, key_file: b}]}}\nrouting: {routes: [{cluster: default, direct: {transport: quic, address: x:1}}]}\n", "link.tls: only the WebLink"},
 		{"tls without certificates", "weblink: {tls: {}}\nrouting: {routes: [{cluster: default, direct: {transport: quic, address: x:1}}]}\n", "weblink.tls.certificates: at least one"},
 		{"tls files missing", "weblink: {tls: {certificates: [{cert_file: /nonexistent.pem, key_file: /nonexistent-key.pem}]}}\nrouting: {routes: [{cluster: default, direct: {transport: quic, address: x:1}}]}\n", "nonexistent.pem"},
+		{"quic copies off", "link: {quic: 127.0.0.1:7724, quic_duplicate_max: -1}\nrouting: {routes: [{cluster: default, direct: {transport: quic, address: x:1}}]}\n", ""},
+		{"quic copies too large", "link: {quic: 127.0.0.1:7724, quic_duplicate_max: 9000}\nrouting: {routes: [{cluster: default, direct: {transport: quic, address: x:1}}]}\n", "link.quic_duplicate_max"},
 		{"tls version", "weblink: {tls: {min_version: \"1.1\", certificates: [{cert_file: a, key_file: b}]}}\nrouting: {routes: [{cluster: default, direct: {transport: quic, address: x:1}}]}\n", "min_version"},
 	}
 	for _, tc := range tests {

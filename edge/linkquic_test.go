@@ -17,7 +17,8 @@ import (
 // TestLinkQUICMem: the edge takes Link over QUIC (link.quic) and carries
 // each connection's stream as it carries a Link TCP connection: the service
 // sees the client's UDP address in the PROXY v2 header, and the session is
-// counted under the link-quic listener.
+// counted under the link-quic listener; small packets after the handshake
+// go twice.
 func TestLinkQUICMem(t *testing.T) {
 	w := newWorld(t, "mem", memCreds(), func(c *Config) { c.Link.QUIC = "127.0.0.1:0" })
 	addr := w.edge.Addr("link-quic")
@@ -26,7 +27,7 @@ func TestLinkQUICMem(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := linkquic.NewDialer().Dial(ctx, addr.String())
+	c, err := linkquic.NewDialer(linkquic.Options{}).Dial(ctx, addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,5 +51,10 @@ func TestLinkQUICMem(t *testing.T) {
 	}
 	if s := w.edge.Sessions(); len(s) != 1 || s[0].Listener != "link-quic" {
 		t.Fatalf("sessions %+v", s)
+	}
+	// The answer is a small packet after the handshake: it went twice, and
+	// the copies are counted.
+	if c := w.edge.m.quicCopies(); c.Packets == 0 || c.Bytes > c.Packets*linkquic.DefaultDuplicateMax {
+		t.Fatalf("copies to the client: %+v", c)
 	}
 }

@@ -1,6 +1,12 @@
 package edge
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/longlink/longlink/core/link/linkquic"
+)
 
 type metrics struct {
 	connections  *prometheus.CounterVec   // listener, result
@@ -18,6 +24,16 @@ type metrics struct {
 	tlsReloads    *prometheus.CounterVec // result
 	tlsExpiry     *prometheus.GaugeVec   // certificate
 	info          *prometheus.GaugeVec   // site, home_site
+	// quicListener, once link.quic listens, is read for the copies of
+	// small packets it sent.
+	quicListener atomic.Pointer[linkquic.Listener]
+}
+
+func (m *metrics) quicCopies() linkquic.DuplicateStats {
+	if ln := m.quicListener.Load(); ln != nil {
+		return ln.Duplicated()
+	}
+	return linkquic.DuplicateStats{}
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -52,6 +68,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "longlink_edge_info",
 			Help: "1 for a running edge: its site label and the core site whose egresses it prefers (routing.home_site)."}, []string{"site", "home_site"}),
 	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_edge_link_quic_duplicate_packets_total",
+			Help: "Copies of small packets sent to Link over QUIC clients (link.quic_duplicate_max): the redundancy's cost in packets."},
+			func() float64 { return float64(m.quicCopies().Packets) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_edge_link_quic_duplicate_bytes_total",
+			Help: "Bytes of the copies of small packets sent to Link over QUIC clients (UDP payload)."},
+			func() float64 { return float64(m.quicCopies().Bytes) }))
 	reg.MustRegister(m.info, m.connections, m.active, m.bytes, m.udpPackets, m.udpDropped, m.tunnelOpen, m.pathSessions, m.draining, m.shed, m.uplinkUpdates, m.logins,
 		m.tlsReloads, m.tlsExpiry)
 	return m

@@ -31,6 +31,12 @@ type LinkOptions struct {
 	// at once (RACK) instead of after a tail-loss probe or the 200 ms
 	// minimum retransmission timeout. Linux only (it reads TCP_INFO).
 	DisableNudge bool
+	// QUICDuplicateMax is the largest datagram, in bytes, that a Link over
+	// QUIC connection sends twice, so that a request is late only when both
+	// copies are lost (core/link/linkquic Options.DuplicateMax; the edge
+	// doubles its answers alike). 0: linkquic.DefaultDuplicateMax (700);
+	// negative: off.
+	QUICDuplicateMax int
 }
 
 func (o LinkOptions) withDefaults() LinkOptions {

@@ -68,7 +68,7 @@ func TestQUICRacedAgainstTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	serveLink(t, tcp, ring, "tcp")
-	quic, err := linkquic.Listen("127.0.0.1:0", nil)
+	quic, err := linkquic.Listen("127.0.0.1:0", nil, linkquic.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

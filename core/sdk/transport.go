@@ -53,10 +53,11 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 		ids = append(ids, id)
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	quic := quicDialer.WithOptions(linkquic.Options{DuplicateMax: opts.QUICDuplicateMax})
 	return func(ctx context.Context, addr string) (Transport, error) {
 		netDial, target := tcpDial, addr
 		if a, ok := strings.CutPrefix(addr, linkquic.Scheme); ok {
-			netDial, target = quicDialer.Dial, a
+			netDial, target = quic.Dial, a
 		}
 		var last error
 		for _, id := range ids {
@@ -123,7 +124,7 @@ func LinkDialerWith(keys map[string][]byte, lim link.Limits, opts LinkOptions) D
 // quicDialer keeps the TLS session tickets of Link over QUIC per process,
 // as rtts keeps round trips: every client's next connection to an entry
 // point sends its handshake as 0-RTT data.
-var quicDialer = linkquic.NewDialer()
+var quicDialer = linkquic.NewDialer(linkquic.Options{})
 
 type linkTransport struct {
 	c     *link.Conn

@@ -6,10 +6,13 @@
 // encryption, with a certificate the client does not check, so there is one
 // authentication path whatever the transport.
 //
-// QUIC recovers a lost packet within about one round trip plus the peer's
-// ack delay (RFC 9002 loss detection and probe timeouts), where TCP waits
-// for at least its 200 ms minimum retransmission timeout when the loss is
-// at the tail: on a lossy access leg that is what sets a message's p99.
+// On a lossy access leg a message's p99 is set by the lone lost packet at
+// the tail: with no later packet to reveal the loss, QUIC resends it only
+// after a probe timeout (RFC 9002), which includes the peer's 25 ms ack
+// delay and is no faster than a tuned TCP's recovery (edges run a 20 ms
+// minimum retransmission timeout, and the SDK nudges); quic-go offers no
+// knob for it. Both ends therefore send small packets twice
+// (Options.DuplicateMax): a message is late only when both copies are lost.
 //
 // Reconnects resume the TLS session and send the Noise hello as 0-RTT data
 // (the client's session cache), saving the QUIC handshake's round trip. A
@@ -24,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +66,9 @@ func quicConfig() *quic.Config {
 // Listener accepts Link over QUIC connections. It satisfies net.Listener:
 // each accepted net.Conn is the connection's stream.
 type Listener struct {
+	udp      *net.UDPConn
+	conn     *duplicatingConn
+	tr       *quic.Transport
 	ln       *quic.EarlyListener
 	accepted chan net.Conn
 	ctx      context.Context
@@ -72,7 +79,7 @@ type Listener struct {
 // Listen listens on the UDP address addr. tlsConf may be nil: the listener
 // then uses a self-signed certificate made at start (clients do not check
 // it; the Noise handshake authenticates the server).
-func Listen(addr string, tlsConf *tls.Config) (*Listener, error) {
+func Listen(addr string, tlsConf *tls.Config, opts Options) (*Listener, error) {
 	if tlsConf == nil {
 		ca, err := pki.NewCA("longlink-link-quic")
 		if err != nil {
@@ -87,11 +94,21 @@ func Listen(addr string, tlsConf *tls.Config) (*Listener, error) {
 	tlsConf = tlsConf.Clone()
 	tlsConf.NextProtos = []string{ALPN}
 	tlsConf.MinVersion = tls.VersionTLS13
-	ln, err := quic.ListenAddrEarly(addr, tlsConf, quicConfig())
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
-	l := &Listener{ln: ln, accepted: make(chan net.Conn)}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{udp: udp, conn: newDuplicatingConn(udp, opts.duplicateMax(), newPeerSet(), new(copyCounter)), accepted: make(chan net.Conn)}
+	l.tr = &quic.Transport{Conn: l.conn}
+	if l.ln, err = l.tr.ListenEarly(tlsConf, quicConfig()); err != nil {
+		_ = l.tr.Close()
+		_ = udp.Close()
+		return nil, err
+	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(1)
 	go l.loop()
@@ -105,6 +122,7 @@ func (l *Listener) loop() {
 		if err != nil {
 			return
 		}
+		l.duplicateAfterHandshake(qc)
 		// The stream comes with the client's first bytes; a client that
 		// opens none does not hold up the others.
 		go func() {
@@ -124,6 +142,35 @@ func (l *Listener) loop() {
 	}
 }
 
+// duplicateAfterHandshake lets the connection's peer get copies of small
+// packets once the handshake has validated its address, until the
+// connection ends.
+func (l *Listener) duplicateAfterHandshake(qc *quic.Conn) {
+	if l.conn.max == 0 {
+		return
+	}
+	peer := addrPort(qc.RemoteAddr())
+	go func() {
+		select {
+		case <-qc.HandshakeComplete():
+		case <-qc.Context().Done():
+			return
+		}
+		l.conn.peers.add(peer)
+		context.AfterFunc(qc.Context(), func() { l.conn.peers.remove(peer) })
+	}()
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return ua.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+// Duplicated counts the copies this listener sent (Options.DuplicateMax).
+func (l *Listener) Duplicated() DuplicateStats { return l.conn.copies.stats() }
+
 // Accept returns the next connection's stream as a net.Conn.
 func (l *Listener) Accept() (net.Conn, error) {
 	select {
@@ -139,6 +186,8 @@ func (l *Listener) Close() error {
 	l.cancel()
 	err := l.ln.Close()
 	l.wg.Wait()
+	_ = l.tr.Close()
+	_ = l.udp.Close()
 	return err
 }
 
@@ -149,12 +198,26 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // that make reconnects 0-RTT. Safe for concurrent use.
 type Dialer struct {
 	sessions tls.ClientSessionCache
+	opts     Options
+	copies   *copyCounter // shared by the dialers of one session cache
 }
 
 // NewDialer returns a dialer with its own session cache.
-func NewDialer() *Dialer {
-	return &Dialer{sessions: tls.NewLRUClientSessionCache(64)}
+func NewDialer(opts Options) *Dialer {
+	return &Dialer{sessions: tls.NewLRUClientSessionCache(64), opts: opts, copies: new(copyCounter)}
 }
+
+// WithOptions returns a dialer with other options that shares d's session
+// cache (and its counts).
+func (d *Dialer) WithOptions(opts Options) *Dialer {
+	o := *d
+	o.opts = opts
+	return &o
+}
+
+// Duplicated counts the copies sent by the connections of this dialer's
+// session cache (Options.DuplicateMax).
+func (d *Dialer) Duplicated() DuplicateStats { return d.copies.stats() }
 
 // Dial opens a QUIC connection to addr (host:port, without the scheme) and
 // its stream. With a session ticket from an earlier connection to addr the
@@ -172,12 +235,30 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 		NextProtos:         []string{ALPN},
 		MinVersion:         tls.VersionTLS13,
 		ServerName:         host,
-		ClientSessionCache: d.sessions,
+		ClientSessionCache: addrSessions{d.sessions, addr},
 	}
-	qc, err := quic.DialAddrEarly(ctx, addr, tlsConf, quicConfig())
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("quic %s: %w", addr, err)
 	}
+	udp, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return nil, fmt.Errorf("quic %s: %w", addr, err)
+	}
+	// One socket and transport per connection, as quic.DialAddrEarly makes;
+	// both end with the connection.
+	dc := newDuplicatingConn(udp, d.opts.duplicateMax(), nil, d.copies)
+	tr := &quic.Transport{Conn: dc}
+	qc, err := tr.DialEarly(ctx, ua, tlsConf, quicConfig())
+	if err != nil {
+		_ = tr.Close()
+		_ = udp.Close()
+		return nil, fmt.Errorf("quic %s: %w", addr, err)
+	}
+	context.AfterFunc(qc.Context(), func() {
+		_ = tr.Close()
+		_ = udp.Close()
+	})
 	st, err := qc.OpenStreamSync(ctx)
 	if err != nil {
 		_ = qc.CloseWithError(0, "")
@@ -185,6 +266,22 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	return newConn(qc, st), nil
 }
+
+// addrSessions keeps a dialer's TLS sessions by the address dialed
+// (host:port). crypto/tls keys them by server name, the host alone, so two
+// entry points on one IP (two edges, two ports) would present each other's
+// tickets: the server then refuses the 0-RTT data and the client dials
+// again with a full handshake, two round trips lost on every alternation.
+type addrSessions struct {
+	tls.ClientSessionCache
+	addr string
+}
+
+func (a addrSessions) Get(string) (*tls.ClientSessionState, bool) {
+	return a.ClientSessionCache.Get(a.addr)
+}
+
+func (a addrSessions) Put(_ string, cs *tls.ClientSessionState) { a.ClientSessionCache.Put(a.addr, cs) }
 
 // Is0RTTRejected tells whether err says the server refused 0-RTT data (the
 // caller dials again: the next attempt does a full handshake).

@@ -2,6 +2,7 @@ package linkquic
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ func TestLinkOverQUIC(t *testing.T) {
 		t.Fatal(err)
 	}
 	ring := link.NewKeyRing(key)
-	ln, err := Listen("127.0.0.1:0", nil)
+	ln, err := Listen("127.0.0.1:0", nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestLinkOverQUIC(t *testing.T) {
 			}()
 		}
 	}()
-	d := NewDialer()
+	d := NewDialer(Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	roundTrip := func() *Conn {
@@ -88,5 +89,56 @@ func TestLinkOverQUIC(t *testing.T) {
 	defer nc.Close()
 	if _, err := link.Client(ctx, nc, other.ID, other.Public, link.Limits{}); err == nil {
 		t.Fatal("handshake with the wrong server key succeeded")
+	}
+}
+
+// TestZeroRTTPerAddress: a dialer keeps a session per address, so that
+// alternating between two servers on one host (two ports) resumes each
+// with 0-RTT instead of presenting the other's ticket.
+func TestZeroRTTPerAddress(t *testing.T) {
+	var addrs []string
+	for range 2 {
+		ln, err := Listen("127.0.0.1:0", nil, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				nc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer nc.Close()
+					b := make([]byte, 1)
+					if _, err := nc.Read(b); err == nil {
+						_, _ = nc.Write(b)
+					}
+				}()
+			}
+		}()
+		addrs = append(addrs, ln.Addr().String())
+	}
+	d := NewDialer(Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for round := range 3 {
+		for _, addr := range addrs {
+			nc, err := d.Dial(ctx, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nc.Write([]byte{1}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(nc, make([]byte, 1)); err != nil {
+				t.Fatalf("round %d, %s: %v", round, addr, err)
+			}
+			if got := nc.(*Conn).Used0RTT(); got != (round > 0) {
+				t.Errorf("round %d, %s: 0-RTT %v", round, addr, got)
+			}
+			_ = nc.Close()
+		}
 	}
 }
