@@ -72,14 +72,16 @@ func randHex(n int) string {
 
 // DevEntryPoint describes one entry point of the demo policy.
 type DevEntryPoint struct {
-	ID      string // e.g. "core-gw" or "edge-1"
-	Kind    string // "gateway" or "edge"
-	Link    string // host:port of Link TCP
-	WebLink string // URL of WebLink, optional
-	TURN    string // host:port, optional
-	KeyIDs  []string
-	Lat     float64 // optional
-	Lon     float64
+	ID   string // e.g. "core-gw" or "edge-1"
+	Kind string // "gateway" or "edge"
+	Link string // host:port of Link TCP
+	// LinkQUIC is the host:port (UDP) of Link over QUIC, optional.
+	LinkQUIC string
+	WebLink  string // URL of WebLink, optional
+	TURN     string // host:port, optional
+	KeyIDs   []string
+	Lat      float64 // optional
+	Lon      float64
 }
 
 // DevPolicy renders the demo routing document for app appkey: the edges
@@ -91,7 +93,7 @@ func DevPolicy(appkey string, eps ...DevEntryPoint) ([]byte, error) {
 	fallback := ""
 	for _, e := range eps {
 		doc.EntryPoints = append(doc.EntryPoints, model.EntryPoint{ID: e.ID, Kind: e.Kind, Site: e.ID, Lat: e.Lat, Lon: e.Lon,
-			Link: e.Link, WebLink: e.WebLink, TURN: e.TURN, KeyIDs: e.KeyIDs})
+			Link: e.Link, LinkQUIC: e.LinkQUIC, WebLink: e.WebLink, TURN: e.TURN, KeyIDs: e.KeyIDs})
 		if e.Kind == "gateway" {
 			gateways = append(gateways, e.ID)
 			if fallback == "" {

@@ -39,7 +39,7 @@ func TestDevMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc, err := DevPolicy("demo",
-		DevEntryPoint{ID: "edge-1", Kind: "edge", Link: "127.0.0.1:7720", WebLink: "http://127.0.0.1:7721", TURN: "127.0.0.1:7730"},
+		DevEntryPoint{ID: "edge-1", Kind: "edge", Link: "127.0.0.1:7720", LinkQUIC: "127.0.0.1:7724", WebLink: "http://127.0.0.1:7721", TURN: "127.0.0.1:7730"},
 		DevEntryPoint{ID: "core-gw", Kind: "gateway", Link: "127.0.0.1:7710", WebLink: "http://127.0.0.1:7711", KeyIDs: []string{"k1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +55,10 @@ func TestDevMode(t *testing.T) {
 	code, a := query(t, l, "appkey=demo", "")
 	if code != 200 || len(a.Link) != 2 || a.Link[len(a.Link)-1].ID != "core-gw" || !a.Link[len(a.Link)-1].Fallback {
 		t.Fatalf("dev answer: %d %+v", code, a)
+	}
+	// The edge's Link over QUIC address is published; the gateway has none.
+	if len(a.LinkQUIC) != 1 || a.LinkQUIC[0].ID != "edge-1" || a.LinkQUIC[0].Port != 7724 {
+		t.Fatalf("dev answer's link_quic: %+v", a.LinkQUIC)
 	}
 	ctl := filepath.Join(dir, "ctl.yaml")
 	if err := l.WriteCtlConfig(ctl); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/longlink/longlink/core/gateway"
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/core/link/linkquic"
 	"github.com/longlink/longlink/core/logintoken"
 	"github.com/longlink/longlink/core/push"
 	"github.com/longlink/longlink/core/sdk"
@@ -243,7 +244,7 @@ func runDev(ctx context.Context, args []string) error {
 			Admin: addrString(lbsNode.AdminAddr()), DNS: addrString(lbsNode.DNSAddr()), Debug: dc.Core.DebugListen,
 			NATS: dc.Core.Bus.Listen, Relay: dc.Edge.Routing.Routes[0].NextHops[0].Address, Egress: dc.Core.Egress.Listen["quic"],
 			LinkAddr: node.LinkAddr(), WebLink: node.WebLinkAddr(), ServerAPI: node.ServerAPIAddr(),
-			EdgeLink: addrString(edgeNode.Addr("link")), EdgeWebLink: addrString(edgeNode.Addr("weblink")),
+			EdgeLink: addrString(edgeNode.Addr("link")), EdgeLinkQUIC: addrString(edgeNode.Addr("link-quic")), EdgeWebLink: addrString(edgeNode.Addr("weblink")),
 			TURN: dc.Edge.TURN.UDP, LBS: addrString(lbsNode.ClientAddr()),
 			KeyID: kp.ID, PublicKey: link.EncodeKey(kp.Public), PushWebhook: *pushHook,
 		}
@@ -274,18 +275,20 @@ func devDemoRoom(ctx context.Context, rooms *room.Rooms) error {
 
 // devInfo is what a developer needs to connect to `longlink dev`.
 type devInfo struct {
-	AppKey      string
-	Tokens      map[string]string
-	LinkAddr    string
-	WebLink     string
-	ServerAPI   string
-	EdgeLink    string
-	EdgeWebLink string
-	TURN        []string
-	LBS         string
-	KeyID       string
-	PublicKey   string
-	PushWebhook string
+	AppKey    string
+	Tokens    map[string]string
+	LinkAddr  string
+	WebLink   string
+	ServerAPI string
+	EdgeLink  string
+	// EdgeLinkQUIC is the edge's Link over QUIC address (UDP).
+	EdgeLinkQUIC string
+	EdgeWebLink  string
+	TURN         []string
+	LBS          string
+	KeyID        string
+	PublicKey    string
+	PushWebhook  string
 	// TokenKeyID names the key that signs the demo tokens ("": opaque).
 	TokenKeyID string
 	// The other listeners: LBS admin (and console), LBS DNS, metrics and
@@ -336,6 +339,9 @@ func printDevTable(w io.Writer, dir string, in devInfo) {
 	fmt.Fprintln(tw, "WHAT\tWHERE")
 	fmt.Fprintf(tw, "demo page (browser)\thttp://%s/  (through the edge; direct: http://%s/)\n", in.EdgeWebLink, in.WebLink)
 	fmt.Fprintf(tw, "Link via edge\t%s\n", in.EdgeLink)
+	if in.EdgeLinkQUIC != "" {
+		fmt.Fprintf(tw, "Link over QUIC via edge\t%s%s  (in the LBS answer's link_quic; SDKs race it before TCP)\n", linkquic.Scheme, in.EdgeLinkQUIC)
+	}
 	fmt.Fprintf(tw, "Link direct to core\t%s\n", in.LinkAddr)
 	fmt.Fprintf(tw, "TURN (udp, tcp)\t%s\n", strings.Join(in.TURN, ", "))
 	fmt.Fprintf(tw, "server HTTP API\thttp://%s\n", in.ServerAPI)
@@ -558,6 +564,9 @@ func devDefaults(dir string, st *devState, kp link.KeyPair) (devConfig, error) {
 	e.Name = "edge-1"
 	e.Cluster = c.Routing.DefaultCluster
 	e.DrainPeriod = config.Duration(2 * time.Second)
+	// Link over QUIC beside Link over TCP: the LBS publishes both and SDKs
+	// race them (QUIC first).
+	e.Link.QUIC = "127.0.0.1:7724"
 	e.Link.Terminate = &edge.LinkTermination{Keys: []edge.LinkKey{{ID: kp.ID, PrivateKey: config.NewSecret(st.LinkPrivateKey)}},
 		TokenKeys: []edge.TokenKey{{ID: st.TokenKeyID, PublicKey: st.TokenPublicKey}}}
 	e.Routing.Routes = []relay.Route{{
@@ -622,7 +631,7 @@ func applyDevPolicy(ctx context.Context, l *lbs.LBS, dc devConfig, keyID, dir st
 		return nil
 	}
 	doc, err := lbs.DevPolicy(devAppKey,
-		lbs.DevEntryPoint{ID: "edge-1", Kind: "edge", Link: dc.Edge.Link.Listen,
+		lbs.DevEntryPoint{ID: "edge-1", Kind: "edge", Link: dc.Edge.Link.Listen, LinkQUIC: dc.Edge.Link.QUIC,
 			WebLink: "http://" + dc.Edge.WebLink.Listen, TURN: firstOr(dc.Edge.TURN.UDP), KeyIDs: []string{keyID}},
 		lbs.DevEntryPoint{ID: "core-gw", Kind: "gateway", Link: dc.Core.Gateway.Listen,
 			WebLink: "http://" + dc.Core.WebLink.Listen, KeyIDs: []string{keyID}},
