@@ -12,11 +12,13 @@ func init() {
 			name: "accel-" + tunnel,
 			summary: "Longlink (longlink dev + relay -egress + edge, core/sdk clients) through the edge over " + tunnel +
 				" vs direct to the core in the emulated standard world: connect+login p50/p99 (the edge answers logins with signed tokens), connect+login+first message acked p50/p99, message RTT p50/p99; " +
-				"then the same edge with Link over QUIC on the access leg (accel_access_*: TCP vs QUIC, message p99 over the propagation floor)",
-			// 90 s of messages give each path ~3,000 samples: the p99 then
-			// rests on ~30 of them (the direct path's moved by ±25 % with 30 s).
-			limit: 16 * time.Minute,
-			argv:  []string{"go", "run", "./tools/wanemu/accel", "-impl", "longlink", "-tunnel", tunnel, "-msg-for", "90s", "-timeout", "14m"},
+				"then through the edge over TCP, over Link over QUIC with copies of small packets and without (quic_plain), taking turns (accel_access_*: message p99 over the propagation floor)",
+			// 90 s of messages give each path ~3,000 samples on a quiet
+			// machine (1,100–1,600 under load): the p99 then rests on 10–30 of
+			// them (the direct path's moved by ±25 % with 30 s). The three
+			// access variants take turns, 270 s of messages in all.
+			limit: 22 * time.Minute,
+			argv:  []string{"go", "run", "./tools/wanemu/accel", "-impl", "longlink", "-tunnel", tunnel, "-msg-for", "90s", "-timeout", "20m"},
 		})
 		register(benchmark{
 			name: "accel-standin-" + tunnel,

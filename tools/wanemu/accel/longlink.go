@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,10 +62,13 @@ services:
   link-frames: {kind: link-frames, address: "127.0.0.1:7713"}
 `, core, run.security("core")),
 	}
+	// Two edges side by side in the edge node: edge-1 as deployed, and
+	// edge-plain, the same but sending no copies of small packets to its
+	// Link over QUIC clients: the same run's baseline for the copies.
 	edgeYAML := `
-name: edge-1
+name: %[8]s
 cluster: default
-link: {listen: "%[1]s:7720", quic: "%[1]s:7724", service: link%[6]s}
+link: {listen: "%[1]s:%[9]d", quic: "%[1]s:%[10]d", quic_duplicate_max: %[11]d, service: link%[6]s}
 weblink: {listen: ""}
 %[2]s
 routing:
@@ -122,26 +128,36 @@ routing:
 	if f.lanes > 0 {
 		redundancy += fmt.Sprintf("  lanes: %d\n", f.lanes)
 	}
-	edgeYAML = fmt.Sprintf(edgeYAML, edge, run.security("edge"), f.tunnel, core, port, terminate, redundancy)
-	if _, err := run.config("edge.yaml", edgeYAML); err != nil {
-		return err
+	for _, e := range []struct {
+		name              string
+		link, quic, dupes int
+	}{{"edge-1", 7720, 7724, 0}, {"edge-plain", 7722, 7725, -1}} {
+		text := fmt.Sprintf(edgeYAML, edge, run.security("edge"), f.tunnel, core, port, terminate, redundancy, e.name, e.link, e.quic, e.dupes)
+		if _, err := run.config(e.name+".yaml", text); err != nil {
+			return err
+		}
 	}
 	if err := start("core", "relay", "-egress", "-config", filepath.Join(dir, "egress.yaml"), "-debug-addr", ""); err != nil {
 		return err
 	}
-	if err := start("edge", "edge", "-config", filepath.Join(dir, "edge.yaml"), "-debug-addr", ""); err != nil {
+	if err := start("edge", "edge", "-config", filepath.Join(dir, "edge-1.yaml"), "-debug-addr", edge+":7729"); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 30*time.Second, func() bool {
-		return w.Do("edge", func() error {
-			c, err := net.DialTimeout("tcp", edge+":7720", time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err
-		}) == nil
-	}); err != nil {
-		return fmt.Errorf("edge Link listener: %w", err)
+	if err := start("edge", "edge", "-config", filepath.Join(dir, "edge-plain.yaml"), "-debug-addr", ""); err != nil {
+		return err
+	}
+	for _, port := range []string{"7720", "7722"} {
+		if err := waitFor(ctx, 30*time.Second, func() bool {
+			return w.Do("edge", func() error {
+				c, err := net.DialTimeout("tcp", edge+":"+port, time.Second)
+				if err == nil {
+					c.Close()
+				}
+				return err
+			}) == nil
+		}); err != nil {
+			return fmt.Errorf("edge Link listener %s: %w", port, err)
+		}
 	}
 	mode := "terminating Link"
 	if f.passthrough {
@@ -153,51 +169,57 @@ routing:
 	clientArgs := []string{"-role", "sdkclient", "-clientfile", clientFile,
 		"-connects", fmt.Sprint(f.plan.connects), "-msg-for", f.plan.msgFor.String(),
 		"-dial-race", f.link.DialRace.String(), fmt.Sprintf("-no-nudge=%v", f.link.DisableNudge)}
-	measure := func(node, target string) (measurement, error) {
-		var m measurement
-		cmd, err := w.Command(ctx, node, exe, append(clientArgs, "-target", target)...)
+	measure := func(node string, vs ...variant) (map[string]measurement, error) {
+		var m map[string]measurement
+		b, err := json.Marshal(vs)
 		if err != nil {
-			return m, err
+			return nil, err
+		}
+		cmd, err := w.Command(ctx, node, exe, append(clientArgs, "-variants", string(b))...)
+		if err != nil {
+			return nil, err
 		}
 		out, err := runOutput(w, cmd)
 		if err != nil {
-			return m, fmt.Errorf("sdk client for %s: %w", target, err)
+			return nil, fmt.Errorf("sdk client for %s: %w", b, err)
 		}
 		if err := json.Unmarshal(out, &m); err != nil {
-			return m, fmt.Errorf("sdk client for %s: %w", target, err)
+			return nil, fmt.Errorf("sdk client for %s: %w", b, err)
 		}
 		return m, nil
 	}
-	direct, err := measure("user", core+":7710")
+	d, err := measure("user", variant{Name: "direct", Target: core + ":7710"})
 	if err != nil {
 		return err
 	}
-	accel, err := measure("user", edge+":7720")
+	direct := d["direct"]
+	// Through the edge, Link over TCP and over QUIC on the access leg
+	// (core/link/linkquic), with copies of small packets and without,
+	// taking turns in one client process.
+	access, err := measure("user", variant{Name: "tcp", Target: edge + ":7720"},
+		variant{Name: "quic", Target: "quic://" + edge + ":7724"},
+		variant{Name: "quic_plain", Target: "quic://" + edge + ":7725", QUICDuplicateMax: -1})
 	if err != nil {
 		return err
 	}
+	accel, overQUIC := access["tcp"], access["quic"]
 	report("accel", f.tunnel, direct, accel)
 	if f.measured != nil {
 		f.measured(direct, accel)
 	}
-	// The same edge and clients over Link over QUIC on the access leg
-	// (core/link/linkquic): TCP's 200 ms minimum retransmission timeout
-	// against QUIC's loss recovery within about a round trip.
-	overQUIC, err := measure("user", "quic://"+edge+":7724")
-	if err != nil {
-		return err
-	}
-	reportAccess(f.tunnel, accel, overQUIC, worldFloor(f.world))
+	reportAccess(f.tunnel, accel, overQUIC, access["quic_plain"], worldFloor(f.world))
+	printQUICCopies(w, edge+":7729")
 	if f.measuredQUIC != nil {
-		f.measuredQUIC(overQUIC)
+		f.measuredQUIC(overQUIC, access["quic_plain"])
 	}
 	if f.local {
 		// The core's own share: the same client on the core's loopback, no
 		// WAN at all (it competes with the core for this machine's CPU).
-		local, err := measure("core", "127.0.0.1:7710")
+		l, err := measure("core", variant{Name: "local", Target: "127.0.0.1:7710"})
 		if err != nil {
 			return err
 		}
+		local := l["local"]
 		fmt.Printf("# core-local samples: connect %d (failed %d), messages %d (failed %d)\n",
 			len(local.ConnectMS), local.ConnectFailed, len(local.MessageMS), local.MessageFailed)
 		for _, r := range []struct {
@@ -218,22 +240,23 @@ routing:
 	return nil
 }
 
-// reportAccess prints the access leg's figures, TCP against QUIC through the
-// same edge in the same run (accel_access_*), and the message p99 over the
-// propagation floor of the path through the edge (the goal is 1.15).
-func reportAccess(tunnel string, tcp, quic measurement, floor time.Duration) {
+// reportAccess prints the access leg's figures, TCP against QUIC (with
+// copies of small packets, and without: quic_plain) through the same edge in
+// the same run (accel_access_*), and the message p99 over the propagation
+// floor of the path through the edge (the goal is 1.15).
+func reportAccess(tunnel string, tcp, quic, plain measurement, floor time.Duration) {
 	res := func(name string, v float64, unit string) {
 		if !math.IsNaN(v) && !math.IsInf(v, 0) {
 			fmt.Printf("RESULT accel_access_%s %.2f %s\n", name, v, unit)
 		}
 	}
-	fmt.Printf("# access leg over TCP vs QUIC (edge, %s tunnel); samples: connect tcp %d (failed %d), quic %d (failed %d); messages tcp %d (failed %d), quic %d (failed %d); propagation floor %v\n",
-		tunnel, len(tcp.ConnectMS), tcp.ConnectFailed, len(quic.ConnectMS), quic.ConnectFailed,
-		len(tcp.MessageMS), tcp.MessageFailed, len(quic.MessageMS), quic.MessageFailed, floor)
+	fmt.Printf("# access leg over TCP vs QUIC (edge, %s tunnel; the three take turns); samples: connect tcp %d (failed %d), quic %d (failed %d), quic_plain %d (failed %d); messages tcp %d (failed %d), quic %d (failed %d), quic_plain %d (failed %d); propagation floor %v\n",
+		tunnel, len(tcp.ConnectMS), tcp.ConnectFailed, len(quic.ConnectMS), quic.ConnectFailed, len(plain.ConnectMS), plain.ConnectFailed,
+		len(tcp.MessageMS), tcp.MessageFailed, len(quic.MessageMS), quic.MessageFailed, len(plain.MessageMS), plain.MessageFailed, floor)
 	for _, v := range []struct {
 		name string
 		m    measurement
-	}{{"tcp", tcp}, {"quic", quic}} {
+	}{{"tcp", tcp}, {"quic", quic}, {"quic_plain", plain}} {
 		res("connect_login_"+v.name+"_p50", pct(v.m.ConnectMS, 50), "ms")
 		res("connect_login_"+v.name+"_p99", pct(v.m.ConnectMS, 99), "ms")
 		res("connect_first_msg_"+v.name+"_p50", pct(v.m.FirstMsgMS, 50), "ms")
@@ -248,6 +271,43 @@ func reportAccess(tunnel string, tcp, quic measurement, floor time.Duration) {
 			slowShare(v.m.MessageMS))
 	}
 	res("msg_rtt_p99_reduction_quic", 100*(1-pct(quic.MessageMS, 99)/pct(tcp.MessageMS, 99)), "%")
+	res("msg_rtt_p99_reduction_quic_plain", 100*(1-pct(plain.MessageMS, 99)/pct(tcp.MessageMS, 99)), "%")
+}
+
+// printQUICCopies prints what the copies of small packets cost edge-1 (its
+// metrics on debug, inside the edge node): copies and their bytes against
+// the Link payload it sent its QUIC clients.
+func printQUICCopies(w *wan.World, debug string) {
+	var text []byte
+	err := w.Do("edge", func() error {
+		c := http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get("http://" + debug + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		text, err = io.ReadAll(resp.Body)
+		return err
+	})
+	if err != nil {
+		fmt.Printf("# edge copies: metrics: %v\n", err)
+		return
+	}
+	value := func(prefix string) float64 {
+		for _, line := range strings.Split(string(text), "\n") {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				f := strings.Fields(rest)
+				if len(f) > 0 {
+					v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+					return v
+				}
+			}
+		}
+		return math.NaN()
+	}
+	fmt.Printf("# edge copies to Link over QUIC clients: %.0f packets, %.0f bytes, for %.0f bytes of Link payload sent to them\n",
+		value("longlink_edge_link_quic_duplicate_packets_total"), value("longlink_edge_link_quic_duplicate_bytes_total"),
+		value(`longlink_edge_bytes_total{direction="down",listener="link-quic"`))
 }
 
 func slowShare(v []float64) float64 {
@@ -323,94 +383,104 @@ func waitFor(ctx context.Context, limit time.Duration, ok func() bool) error {
 	return nil
 }
 
-// runSDKClient measures with core/sdk against target: connect-and-login
+// variant is one way to reach the server that the sdkclient role measures:
+// an address (TCP, or quic://) and the SDK's Link over QUIC copies.
+type variant struct {
+	Name   string `json:"name"`
+	Target string `json:"target"`
+	// QUICDuplicateMax is the SDK's LinkOptions.QUICDuplicateMax.
+	QUICDuplicateMax int `json:"quic_duplicate_max,omitempty"`
+}
+
+// msgRound is how long one variant sends messages before the next one
+// takes over, when an sdkclient measures several: rounds alternate so that
+// every variant meets the same load on this shared machine and the same
+// state of the core (a run's later minutes are slower than its first).
+const msgRound = 10 * time.Second
+
+// runSDKClient measures with core/sdk against each variant: connect-and-login
 // (dial, Link handshake, login) with each demo account in parallel, then 1:1
 // text messages between them, each timed from Send to the server's durable
-// ack.
-func runSDKClient(ctx context.Context, clientFile, target string, connects int, msgFor time.Duration, lo sdk.LinkOptions) error {
+// ack. With several variants, connects alternate between them one by one and
+// messages in rounds of msgRound (msgFor in all per variant). It prints the
+// measurements as a JSON object by variant name.
+func runSDKClient(ctx context.Context, clientFile string, variants []variant, connects int, msgFor time.Duration, lo sdk.LinkOptions) error {
 	cf, err := sdk.LoadClientFile(clientFile)
 	if err != nil {
 		return err
 	}
-	configFor := func(account string) (sdk.Config, error) {
+	configFor := func(v variant, account string) (sdk.Config, error) {
 		c, err := cf.Config(account)
 		if err != nil {
 			return c, err
 		}
-		c.Addresses = []string{target}
+		c.Addresses = []string{v.Target}
 		c.ConnectTimeout = 20 * time.Second
 		c.DeviceType = "phone"
 		c.Link = lo
+		c.Link.QUICDuplicateMax = v.QUICDuplicateMax
 		return c, nil
 	}
-	var m measurement
+	results := make([]measurement, len(variants))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 
 	// Warm up both the path and the server (first logins touch cold caches).
-	for _, a := range demoAccounts {
-		cfg, err := configFor(a)
-		if err != nil {
-			return err
-		}
-		if _, err := connectOnce(ctx, cfg, ""); err != nil {
-			return fmt.Errorf("warm-up login %s via %s: %w", a, target, err)
+	for _, v := range variants {
+		for _, a := range demoAccounts {
+			cfg, err := configFor(v, a)
+			if err != nil {
+				return err
+			}
+			if _, err := connectOnce(ctx, cfg, ""); err != nil {
+				return fmt.Errorf("warm-up login %s via %s: %w", a, v.Target, err)
+			}
 		}
 	}
 
+	// Connects, then connect + login + a first message until its ack with
+	// fresh clients (each account to the next one); the variants take turns.
 	per := (connects + len(demoAccounts) - 1) / len(demoAccounts)
-	for _, a := range demoAccounts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cfg, _ := configFor(a)
-			for range per {
-				if ctx.Err() != nil {
-					return
+	for _, firstMsg := range []bool{false, true} {
+		for i, a := range demoAccounts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				to := ""
+				if firstMsg {
+					to = demoAccounts[(i+1)%len(demoAccounts)]
 				}
-				d, err := connectOnce(ctx, cfg, "")
-				mu.Lock()
-				if err != nil {
-					m.ConnectFailed++
-					fmt.Fprintf(os.Stderr, "login %s via %s: %v\n", a, target, err)
-				} else {
-					m.ConnectMS = append(m.ConnectMS, ms(d))
+				for n := range per * len(variants) {
+					if ctx.Err() != nil {
+						return
+					}
+					k := n % len(variants)
+					cfg, _ := configFor(variants[k], a)
+					d, err := connectOnce(ctx, cfg, to)
+					mu.Lock()
+					m := &results[k]
+					switch {
+					case err != nil && firstMsg:
+						m.FirstMsgFailed++
+					case err != nil:
+						m.ConnectFailed++
+					case firstMsg:
+						m.FirstMsgMS = append(m.FirstMsgMS, ms(d))
+					default:
+						m.ConnectMS = append(m.ConnectMS, ms(d))
+					}
+					mu.Unlock()
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "login (first message %v) %s via %s: %v\n", firstMsg, a, variants[k].Target, err)
+					}
 				}
-				mu.Unlock()
-			}
-		}()
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-
-	// Connect, login and a first message until its ack, with fresh
-	// clients (each account to the next one).
-	for i, a := range demoAccounts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cfg, _ := configFor(a)
-			to := demoAccounts[(i+1)%len(demoAccounts)]
-			for range per {
-				if ctx.Err() != nil {
-					return
-				}
-				d, err := connectOnce(ctx, cfg, to)
-				mu.Lock()
-				if err != nil {
-					m.FirstMsgFailed++
-					fmt.Fprintf(os.Stderr, "first message %s via %s: %v\n", a, target, err)
-				} else {
-					m.FirstMsgMS = append(m.FirstMsgMS, ms(d))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
 
 	// Senders: every demo account on three devices (a device of another
 	// type does not kick the first), each messaging the next account.
-	deadline := time.Now().Add(msgFor)
 	type sender struct{ account, device, to string }
 	var senders []sender
 	for i, a := range demoAccounts {
@@ -418,53 +488,67 @@ func runSDKClient(ctx context.Context, clientFile, target string, connects int, 
 			senders = append(senders, sender{a, dev, demoAccounts[(i+1)%len(demoAccounts)]})
 		}
 	}
-	for i, s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cfg, _ := configFor(s.account)
-			cfg.DeviceType = s.device
-			to := s.to
-			c, err := sdk.New(cfg)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			c.Start()
+	round := msgFor
+	if len(variants) > 1 {
+		round = min(msgRound, msgFor)
+	}
+	rounds := int((msgFor + round - 1) / round)
+	for r := range rounds * len(variants) {
+		// Each round the next variant, starting one further each time
+		// through, so that none always follows the same one.
+		k := (r + r/len(variants)) % len(variants)
+		deadline := time.Now().Add(round)
+		for i, s := range senders {
+			wg.Add(1)
 			go func() {
-				for range c.Events() { // pushes of the messages sent to a
+				defer wg.Done()
+				cfg, _ := configFor(variants[k], s.account)
+				cfg.DeviceType = s.device
+				c, err := sdk.New(cfg)
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				c.Start()
+				go func() {
+					for range c.Events() { // pushes of the messages sent to a
+					}
+				}()
+				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				err = c.WaitConnected(wctx)
+				cancel()
+				if err != nil {
+					mu.Lock()
+					results[k].MessageFailed++
+					mu.Unlock()
+					return
+				}
+				rng := rand.New(rand.NewPCG(uint64(i), uint64(11+r)))
+				text := strings.Repeat("x", 200)
+				for time.Now().Before(deadline) && ctx.Err() == nil {
+					sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					start := time.Now()
+					_, err := c.SendText(sctx, imapi.ConvP2P, s.to, text)
+					d := time.Since(start)
+					cancel()
+					mu.Lock()
+					if err != nil {
+						results[k].MessageFailed++
+					} else {
+						results[k].MessageMS = append(results[k].MessageMS, ms(d))
+					}
+					mu.Unlock()
+					time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
 				}
 			}()
-			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err = c.WaitConnected(wctx)
-			cancel()
-			if err != nil {
-				mu.Lock()
-				m.MessageFailed++
-				mu.Unlock()
-				return
-			}
-			rng := rand.New(rand.NewPCG(uint64(i), 11))
-			text := strings.Repeat("x", 200)
-			for n := 0; time.Now().Before(deadline) && ctx.Err() == nil; n++ {
-				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				start := time.Now()
-				_, err := c.SendText(sctx, imapi.ConvP2P, to, text)
-				d := time.Since(start)
-				cancel()
-				mu.Lock()
-				if err != nil {
-					m.MessageFailed++
-				} else {
-					m.MessageMS = append(m.MessageMS, ms(d))
-				}
-				mu.Unlock()
-				time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
-			}
-		}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-	return json.NewEncoder(os.Stdout).Encode(m)
+	out := make(map[string]measurement, len(variants))
+	for k, v := range variants {
+		out[v.Name] = results[k]
+	}
+	return json.NewEncoder(os.Stdout).Encode(out)
 }
 
 // connectOnce starts a fresh client, waits until it is logged in and, when

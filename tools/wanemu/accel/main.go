@@ -72,7 +72,9 @@ type flags struct {
 	measured func(direct, accel measurement)
 	// measuredQUIC, when set, receives the figures through the edge over
 	// Link over QUIC (-impl longlink; tests).
-	measuredQUIC func(quic measurement)
+	measuredQUIC func(quic, plain measurement)
+	// variants: the sdkclient role's variants (JSON), or -target alone.
+	variants string
 	// measuredRUM, when set, gets the rum mode's phases (tests).
 	measuredRUM func(before, after rumMeasurement)
 	lbsURL      string
@@ -102,6 +104,7 @@ func main() {
 	flag.IntVar(&f.lanes, "lanes", 0, "longlink: the edge's routing.lanes (0: the default)")
 	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
+	flag.StringVar(&f.variants, "variants", "", "sdkclient role: JSON list of {name, target, quic_duplicate_max} measured in turns (default: -target alone)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
 	flag.StringVar(&f.lbsURL, "lbs", "", "rumclient role: the LBS's client URL")
 	flag.BoolVar(&f.report, "report", false, "rumclient role: report what each connect measured to the LBS")
@@ -138,7 +141,13 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 	case "rumclient":
 		return runRUMClient(ctx, f.clientFile, f.lbsURL, f.plan.connects, f.report)
 	case "sdkclient":
-		return runSDKClient(ctx, f.clientFile, f.target, f.plan.connects, f.plan.msgFor, f.link)
+		vs := []variant{{Name: f.target, Target: f.target}}
+		if f.variants != "" {
+			if err := json.Unmarshal([]byte(f.variants), &vs); err != nil {
+				return fmt.Errorf("-variants: %w", err)
+			}
+		}
+		return runSDKClient(ctx, f.clientFile, vs, f.plan.connects, f.plan.msgFor, f.link)
 	case "":
 	default:
 		return fmt.Errorf("unknown role %q", f.role)
