@@ -307,13 +307,18 @@ func TestClusterChaos(t *testing.T) {
 // id)) exactly once, each sender's in send order within a conversation,
 // and nothing no sender recorded. It returns how many sends were acked.
 func checkDurable(t *testing.T, ctx context.Context, clients []*chaosClient, pg *clustertest.Postgres, receives func(sender, receiver int, id string) bool) int {
-	// Every durable send is acknowledged (the SDK resends until it is).
+	// Every durable send is acknowledged (the SDK resends until it is) and
+	// the ledger has heard how it ended. The SDK's Pending falls as a send
+	// ends, before its EventSent has gone through the delivery loop and the
+	// collector: read at that moment the ledger missed the ack, and a send
+	// that was acked was reported never acknowledged.
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for _, cl := range clients {
-		for cl.Pending() > 0 {
+		for cl.Pending() > 0 || cl.unsettled() > 0 {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d sends never acknowledged", cl.account, cl.Pending())
+				t.Fatalf("%s: %d sends without an ack or a failure (the SDK holds %d; it dropped %d events, the application being behind)",
+					cl.account, cl.unsettled(), cl.Pending(), cl.DroppedEvents())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -687,6 +692,14 @@ func (c *chaosClient) roomIndex(id string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Index(c.roomSent, id)
+}
+
+// unsettled is the number of sends whose end (an ack or a failure for
+// good) the ledger has not heard of.
+func (c *chaosClient) unsettled() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.order) - len(c.acks) - len(c.failed)
 }
 
 // ackedAfter is how long after t the client's first ack came, or 0.
