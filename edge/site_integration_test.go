@@ -2,16 +2,12 @@ package edge
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/longlink/longlink/core/clustertest"
-	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/pkg/config"
 	"github.com/longlink/longlink/pkg/waittest"
@@ -89,40 +85,13 @@ func TestEdgeSiteFailover(t *testing.T) {
 
 	// Clients through the edge: senders to receivers, all on sh-a.
 	const pairs = 8
-	var accounts []string
-	for i := range pairs {
-		accounts = append(accounts, fmt.Sprintf("s%d", i), fmt.Sprintf("r%d", i))
-	}
-	tokens, err := c.Users(ctx, accounts...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	edgeAddr := e.Addr("link").String()
-	clients := map[string]*sdk.Client{}
-	var mu sync.Mutex
-	got := map[string]int{} // client msg id → deliveries
-	for _, acc := range accounts {
-		sc := c.SDKConfig(acc, tokens[acc])
+	traffic := clustertest.StartPairs(t, ctx, c, pairs, func(_ int, account, token string) sdk.Config {
+		sc := c.SDKConfig(account, token)
 		sc.Addresses = []string{edgeAddr}
-		sc.BackoffMin, sc.BackoffMax = 50*time.Millisecond, 500*time.Millisecond
-		cl, err := sdk.New(sc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl.Start()
-		t.Cleanup(func() { _ = cl.Close() })
-		clients[acc] = cl
-		go func() {
-			for ev := range cl.Events() {
-				if ev.Kind == sdk.EventMessage && ev.Message.From != acc {
-					mu.Lock()
-					got[ev.Message.ClientMsgID]++
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for acc, cl := range clients {
+		return sc
+	})
+	for acc, cl := range traffic.Clients {
 		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 		err := cl.WaitConnected(wctx)
 		wcancel()
@@ -137,33 +106,8 @@ func TestEdgeSiteFailover(t *testing.T) {
 	waittest.Until(t, 10*time.Second, "every client on sh-a", func() bool { return sessions(a) == 2*pairs })
 
 	// Each sender sends every 20 ms until stopped; an ack is a promise.
-	var acked sync.Map
-	var nAcked atomic.Int64
-	var ackedN sync.WaitGroup
-	stop := make(chan struct{})
-	for i := range pairs {
-		ackedN.Add(1)
-		go func() {
-			defer ackedN.Done()
-			cl := clients[fmt.Sprintf("s%d", i)]
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-				id := fmt.Sprintf("s%d-%05d", i, k)
-				sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-				_, err := cl.Send(sctx, imapi.SendReq{ConvType: imapi.ConvP2P, To: fmt.Sprintf("r%d", i), ClientMsgID: id, Body: []byte(`{"t":1}`)})
-				scancel()
-				if err == nil {
-					acked.Store(id, true)
-					nAcked.Add(1)
-				}
-			}
-		}()
-	}
-	waittest.Until(t, 20*time.Second, "traffic before the kill", func() bool { return nAcked.Load() >= 10*pairs })
+	traffic.Send(ctx, 20*time.Millisecond)
+	waittest.Until(t, 20*time.Second, "traffic before the kill", func() bool { return traffic.Acked() >= 10*pairs })
 
 	killed := time.Now()
 	for _, p := range []*clustertest.Core{a.gw, a.svc} {
@@ -183,32 +127,9 @@ func TestEdgeSiteFailover(t *testing.T) {
 	if allBack > 10*time.Second {
 		t.Fatalf("clients back on sh-b after %v, want within 10s", allBack)
 	}
-	before := nAcked.Load()
-	waittest.Until(t, 20*time.Second, "traffic after the move", func() bool { return nAcked.Load() >= before+10*pairs })
-	close(stop)
-	ackedN.Wait()
-
-	var ids []string
-	acked.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
-	if len(ids) < pairs*20 {
-		t.Fatalf("only %d messages acked", len(ids))
+	before := traffic.Acked()
+	waittest.Until(t, 20*time.Second, "traffic after the move", func() bool { return traffic.Acked() >= before+10*pairs })
+	if n := traffic.Check(t, 30*time.Second); n < pairs*20 {
+		t.Fatalf("only %d messages acked", n)
 	}
-	waittest.Until(t, 30*time.Second, "every acked message delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, id := range ids {
-			if got[id] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	for _, id := range ids {
-		if got[id] != 1 {
-			t.Errorf("message %s delivered %d times", id, got[id])
-		}
-	}
-	t.Logf("%d acked messages, each delivered once", len(ids))
 }

@@ -3,20 +3,16 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/longlink/longlink/core/clustertest"
-	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/sdk"
 	"github.com/longlink/longlink/lbs/lbsapi"
 	"github.com/longlink/longlink/pkg/waittest"
@@ -127,37 +123,9 @@ func TestTwoSitesLBS(t *testing.T) {
 
 	// Clients: each prefers a gateway of sh-a and lists one of sh-b.
 	const pairs = 6
-	var accounts []string
-	for i := range pairs {
-		accounts = append(accounts, fmt.Sprintf("s%d", i), fmt.Sprintf("r%d", i))
-	}
-	tokens, err := c.Users(ctx, accounts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	got := map[string]int{}
-	clients := map[string]*sdk.Client{}
-	for i, acc := range accounts {
-		cfg := c.SDKConfig(acc, tokens[acc], siteA[i%2], siteB[i%2])
-		cfg.BackoffMin, cfg.BackoffMax = 50*time.Millisecond, 500*time.Millisecond
-		cl, err := sdk.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl.Start()
-		t.Cleanup(func() { _ = cl.Close() })
-		clients[acc] = cl
-		go func() {
-			for ev := range cl.Events() {
-				if ev.Kind == sdk.EventMessage && ev.Message.From != acc {
-					mu.Lock()
-					got[ev.Message.ClientMsgID]++
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	traffic := clustertest.StartPairs(t, ctx, c, pairs, func(i int, account, token string) sdk.Config {
+		return c.SDKConfig(account, token, siteA[i%2], siteB[i%2])
+	})
 	sessions := func(gs []*clustertest.Core) int {
 		n := 0.0
 		for _, g := range gs {
@@ -169,33 +137,8 @@ func TestTwoSitesLBS(t *testing.T) {
 	}
 	waittest.Until(t, 30*time.Second, "every client on sh-a", func() bool { return sessions(siteA) == 2*pairs })
 
-	var acked sync.Map
-	var nAcked atomic.Int64
-	var senders sync.WaitGroup
-	stop := make(chan struct{})
-	for i := range pairs {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			cl := clients[fmt.Sprintf("s%d", i)]
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-				id := fmt.Sprintf("s%d-%05d", i, k)
-				sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-				_, err := cl.Send(sctx, imapi.SendReq{ConvType: imapi.ConvP2P, To: fmt.Sprintf("r%d", i), ClientMsgID: id, Body: []byte(`{"t":1}`)})
-				scancel()
-				if err == nil {
-					acked.Store(id, true)
-					nAcked.Add(1)
-				}
-			}
-		}()
-	}
-	waittest.Until(t, 20*time.Second, "traffic before the drain", func() bool { return nAcked.Load() >= 5*pairs })
+	traffic.Send(ctx, 20*time.Millisecond)
+	waittest.Until(t, 20*time.Second, "traffic before the drain", func() bool { return traffic.Acked() >= 5*pairs })
 
 	// Drain sh-a; watch the clients leave it.
 	var dr struct {
@@ -251,30 +194,9 @@ func TestTwoSitesLBS(t *testing.T) {
 			t.Fatalf("%s: longlink_gateway_operator_drained %v %v", g.Name, v, err)
 		}
 	}
-	before := nAcked.Load()
-	waittest.Until(t, 20*time.Second, "traffic after the drain", func() bool { return nAcked.Load() >= before+5*pairs })
-	close(stop)
-	senders.Wait()
-	var ids []string
-	acked.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
-	waittest.Until(t, 30*time.Second, "every acked message delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, id := range ids {
-			if got[id] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	mu.Lock()
-	for _, id := range ids {
-		if got[id] != 1 {
-			t.Errorf("message %s delivered %d times", id, got[id])
-		}
-	}
-	mu.Unlock()
-	t.Logf("%d acked messages, each delivered once", len(ids))
+	before := traffic.Acked()
+	waittest.Until(t, 20*time.Second, "traffic after the drain", func() bool { return traffic.Acked() >= before+5*pairs })
+	traffic.Check(t, 30*time.Second)
 
 	// Undrain: sh-a is handed out again and its gateways take logins.
 	if err := c.LBS.Admin(ctx, http.MethodPost, "/v1/sites/sh-a/undrain", nil, nil); err != nil {

@@ -78,14 +78,32 @@ func startSiteTraffic(t *testing.T, ctx context.Context, s *clustertest.Sites) *
 	return tr
 }
 
-// Stop ends the traffic and checks the ledger (checkDurable).
-func (tr *siteTraffic) Stop(t *testing.T, ctx context.Context, pg *clustertest.Postgres) int {
+// startSitesWithTraffic starts the two-site deployment and the traffic on
+// it; ctx bounds the rest of the test (4 minutes).
+func startSitesWithTraffic(t *testing.T) (*clustertest.Sites, context.Context, *siteTraffic) {
+	t.Helper()
+	clustertest.Require(t)
+	start := time.Now()
+	s := clustertest.StartSites(t, clustertest.SitesOptions{})
+	t.Logf("two sites up in %v", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	return s, ctx, startSiteTraffic(t, ctx, s)
+}
+
+// Stop ends the traffic and checks the ledger (checkDurable) and that the
+// traffic ran (500 acks at least).
+func (tr *siteTraffic) Stop(t *testing.T, ctx context.Context, pg *clustertest.Postgres) {
 	t.Helper()
 	close(tr.stop)
 	tr.wg.Wait()
-	return checkDurable(t, ctx, tr.clients, pg, func(i, to int, id string) bool {
+	total := checkDurable(t, ctx, tr.clients, pg, func(i, to int, id string) bool {
 		return strings.Contains(id, "-g-") || (strings.Contains(id, "-p-") && (i+1)%siteClients == to)
 	})
+	if total < 500 {
+		t.Fatalf("only %d messages acknowledged: the traffic did not run", total)
+	}
+	t.Logf("%d messages acknowledged, each stored and delivered once", total)
 }
 
 // acksBetween counts the acks clients at home (a, b or "" for all) got
@@ -130,13 +148,7 @@ func (tr *siteTraffic) waitServed(t *testing.T, since time.Time, timeout time.Du
 // order; a's clients are served by b again, through b's gateway, within
 // the bound.
 func TestSiteFailover(t *testing.T) {
-	clustertest.Require(t)
-	start := time.Now()
-	s := clustertest.StartSites(t, clustertest.SitesOptions{})
-	t.Logf("two sites up in %v", time.Since(start).Round(time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	tr := startSiteTraffic(t, ctx, s)
+	s, ctx, tr := startSitesWithTraffic(t)
 	time.Sleep(5 * time.Second) // traffic before the fault (not an ordering wait)
 
 	killAt := time.Now()
@@ -167,11 +179,7 @@ func TestSiteFailover(t *testing.T) {
 		t.Errorf("clients served again %v after the site's loss", worst)
 	}
 	time.Sleep(3 * time.Second) // traffic on site b alone
-	total := tr.Stop(t, ctx, s.PG)
-	if total < 500 {
-		t.Fatalf("only %d messages acknowledged: the traffic did not run", total)
-	}
-	t.Logf("%d messages acknowledged, each stored and delivered once", total)
+	tr.Stop(t, ctx, s.PG)
 }
 
 // TestSitePartition cuts the link between sites a and b (a partition, not
@@ -184,13 +192,7 @@ func TestSiteFailover(t *testing.T) {
 // server is healthy, every client is served again, and every acked
 // message is stored and delivered once, in order.
 func TestSitePartition(t *testing.T) {
-	clustertest.Require(t)
-	start := time.Now()
-	s := clustertest.StartSites(t, clustertest.SitesOptions{})
-	t.Logf("two sites up in %v", time.Since(start).Round(time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	tr := startSiteTraffic(t, ctx, s)
+	s, ctx, tr := startSitesWithTraffic(t)
 	time.Sleep(4 * time.Second) // traffic before the fault (not an ordering wait)
 
 	cutAt := time.Now()
@@ -231,9 +233,5 @@ func TestSitePartition(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * time.Second) // traffic over the healed link
-	total := tr.Stop(t, ctx, s.PG)
-	if total < 500 {
-		t.Fatalf("only %d messages acknowledged: the traffic did not run", total)
-	}
-	t.Logf("%d messages acknowledged, each stored and delivered once", total)
+	tr.Stop(t, ctx, s.PG)
 }
