@@ -301,8 +301,57 @@ func New(cfg Config, deps Deps) (*Bus, error) {
 	return b, nil
 }
 
-// Start launches the embedded server (if any) and connects this process.
+// Start launches the embedded server (if any), connects this process and
+// waits (at most until ctx ends) until JetStream answers.
 func (b *Bus) Start(ctx context.Context) error {
+	if err := b.start(); err != nil {
+		return err
+	}
+	if b.cfg.Mode == ModeEmbedded && !b.cfg.JetStream {
+		return nil
+	}
+	if err := b.waitJetStream(ctx); err != nil {
+		b.mu.Lock()
+		b.cleanupLocked()
+		b.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// waitJetStream waits until JetStream answers on the connection. A NATS
+// cluster without JetStream servers of its own (a site's, in a
+// super-cluster whose JetStream cluster is stretched over the sites)
+// reaches JetStream through its gateways to the other clusters, which
+// connect in the seconds after the servers start and reconnect after a
+// stale link: meanwhile JetStream requests are answered "jetstream not
+// enabled", and a core started then failed its start creating its streams.
+func (b *Bus) waitJetStream(ctx context.Context) error {
+	js := b.JetStream()
+	wait := 50 * time.Millisecond
+	for logged := false; ; logged = true {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			if logged {
+				b.log.Info("JetStream answers")
+			}
+			return nil
+		}
+		if !logged {
+			b.log.Warn("JetStream does not answer yet; waiting", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bus: jetstream: %w (%v)", err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (b *Bus) start() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.nc != nil {
