@@ -15,7 +15,6 @@ import (
 var (
 	magic       = [2]byte{'L', 'K'}
 	prologueTag = []byte("longlink-link-v1")
-	suite       = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s)
 )
 
 // noiseMsgLen is the size of both NK handshake messages with empty payloads
@@ -62,7 +61,7 @@ func Client(ctx context.Context, nc net.Conn, keyID string, serverPub []byte, li
 	hello = append(hello, magic[0], magic[1], Version, byte(len(keyID)))
 	hello = append(hello, keyID...)
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite: suite,
+		CipherSuite: handshakeSuite(nil),
 		Random:      rand.Reader,
 		Pattern:     noise.HandshakeNK,
 		Initiator:   true,
@@ -187,12 +186,12 @@ func (h *Hello) Answer(ctx context.Context, nc net.Conn, ring *KeyRing, lim Limi
 	hello = append(hello, h.head[:]...)
 	hello = append(hello, h.keyID...)
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   suite,
+		CipherSuite:   handshakeSuite(key.parsed),
 		Random:        rand.Reader,
 		Pattern:       noise.HandshakeNK,
 		Initiator:     false,
 		Prologue:      prologue(hello),
-		StaticKeypair: key,
+		StaticKeypair: key.dh,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("link: server handshake: %w", err)

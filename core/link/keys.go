@@ -1,6 +1,7 @@
 package link
 
 import (
+	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -77,12 +78,18 @@ func ValidKeyID(id string) error {
 // concurrent use; keys can be added and removed while serving (rotation).
 type KeyRing struct {
 	mu   sync.RWMutex
-	keys map[string]noise.DHKey
+	keys map[string]ringKey
+}
+
+// ringKey is a static key with its private half parsed once (x25519DH).
+type ringKey struct {
+	dh     noise.DHKey
+	parsed *ecdh.PrivateKey
 }
 
 // NewKeyRing returns a ring holding keys.
 func NewKeyRing(keys ...KeyPair) *KeyRing {
-	r := &KeyRing{keys: make(map[string]noise.DHKey, len(keys))}
+	r := &KeyRing{keys: make(map[string]ringKey, len(keys))}
 	for _, k := range keys {
 		r.Add(k)
 	}
@@ -91,8 +98,12 @@ func NewKeyRing(keys ...KeyPair) *KeyRing {
 
 // Add adds or replaces a key.
 func (r *KeyRing) Add(k KeyPair) {
+	rk := ringKey{dh: noise.DHKey{Private: k.Private, Public: k.Public}}
+	// A key that does not parse is kept unparsed: its handshakes parse it
+	// each time, and fail as they did.
+	rk.parsed, _ = ecdh.X25519().NewPrivateKey(k.Private)
 	r.mu.Lock()
-	r.keys[k.ID] = noise.DHKey{Private: k.Private, Public: k.Public}
+	r.keys[k.ID] = rk
 	r.mu.Unlock()
 }
 
@@ -115,7 +126,7 @@ func (r *KeyRing) IDs() []string {
 	return ids
 }
 
-func (r *KeyRing) get(id string) (noise.DHKey, bool) {
+func (r *KeyRing) get(id string) (ringKey, bool) {
 	r.mu.RLock()
 	k, ok := r.keys[id]
 	r.mu.RUnlock()
