@@ -7,6 +7,7 @@
 //
 //	go run ./tools/bench list     lists the benchmarks
 //	go run ./tools/bench NAME     runs one
+//	go run ./tools/bench redraw NAME < run.txt   draws a sweep's picture again from a run's saved output
 //
 // Each benchmark is registered by a file bench_<component>.go in this folder.
 // Most run a Go program or a `go test -bench` in the component's package and
@@ -52,8 +53,15 @@ func register(b benchmark) {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "redraw" {
+		if err := redraw(os.Args[2], os.Stdin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: go run ./tools/bench list | NAME")
+		fmt.Fprintln(os.Stderr, "usage: go run ./tools/bench list | NAME | redraw NAME < run.txt")
 		os.Exit(2)
 	}
 	if os.Args[1] == "list" {
@@ -122,11 +130,54 @@ func run(b benchmark) error {
 		}
 		fmt.Printf("# picture: %s\n", path)
 	}
-	fmt.Println("# summary (" + ended + ")")
+	fmt.Println("# summary (" + ended + ")") // summaryNote reads it back
 	for _, r := range results {
 		fmt.Println(r)
 	}
 	return nil
+}
+
+// redraw draws the picture of benchmark name from a run's saved output
+// (its POINT lines, and its summary line for when and at which commit), as
+// the run drew it: after a change to the drawing, without measuring again.
+func redraw(name string, r io.Reader) error {
+	b, ok := benchmarks[name]
+	if !ok || b.plot == nil {
+		return fmt.Errorf("no sweep benchmark %q", name)
+	}
+	var c curves
+	note := ""
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if n, ok := summaryNote(line); ok {
+			note = n
+		}
+		c.add(line)
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if c.empty() {
+		return fmt.Errorf("%s: no POINT lines in the input", name)
+	}
+	path := plotPath(name)
+	if err := writePlot(path, *b.plot, note, &c); err != nil {
+		return err
+	}
+	fmt.Printf("# picture: %s\n", path)
+	return nil
+}
+
+// summaryNote is what a run's summary line says in parentheses (the time,
+// commit and load average).
+func summaryNote(line string) (string, bool) {
+	rest, ok := strings.CutPrefix(line, "# summary (")
+	if !ok || !strings.HasSuffix(rest, ")") {
+		return "", false
+	}
+	return strings.TrimSuffix(rest, ")"), true
 }
 
 // loadAverage is /proc/loadavg's three averages.

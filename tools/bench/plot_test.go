@@ -91,3 +91,15 @@ func TestWrapNote(t *testing.T) {
 		t.Fatalf("%q", got)
 	}
 }
+
+func TestSummaryNote(t *testing.T) {
+	n, ok := summaryNote("# summary (2026-12-08 01:32–01:44 UTC, commit 1c9ce88, load average 17.83 27.45 19.18 at the start, 28.44 31.27 25.89 at the end)")
+	if !ok || n != "2026-12-08 01:32–01:44 UTC, commit 1c9ce88, load average 17.83 27.45 19.18 at the start, 28.44 31.27 25.89 at the end" {
+		t.Fatalf("%q %v", n, ok)
+	}
+	for _, l := range []string{"RESULT x 1 ms", "# summary of nothing", "# summary (unclosed"} {
+		if _, ok := summaryNote(l); ok {
+			t.Fatalf("%q taken for a summary", l)
+		}
+	}
+}
