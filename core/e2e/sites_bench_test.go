@@ -456,6 +456,13 @@ func BenchmarkSiteFailover(b *testing.B) {
 		}
 	}
 	b.Logf("why a's clients were down (state changes after the kill): %v", fl.reasons())
+	for _, svc := range s.SiteB.Services() {
+		for _, l := range strings.Split(svc.Log(), "\n") {
+			if strings.Contains(l, "node stalled") || strings.Contains(l, "node serving again") {
+				b.Logf("%s: %s", svc.Name, l)
+			}
+		}
+	}
 	b.Logf("b's gateway, logins by result (cumulative since the kill) and sessions, per second:")
 	ss := <-samples
 	var base map[string]float64
