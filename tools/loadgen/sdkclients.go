@@ -65,6 +65,7 @@ func runSDKClients(args []string) error {
 	out := newLineWriter(os.Stdout)
 	defer out.close()
 	clients := make([]*sdk.Client, len(cfgs))
+	marks := make([]*upMark, len(cfgs))
 	first := make(chan bool, len(cfgs))
 	slots := make(chan struct{}, 32)
 	for i, cfg := range cfgs {
@@ -73,6 +74,8 @@ func runSDKClients(args []string) error {
 			return err
 		}
 		clients[i] = c
+		m := &upMark{}
+		marks[i] = m
 		slots <- struct{}{}
 		go func() {
 			reported := false
@@ -87,13 +90,12 @@ func runSDKClients(args []string) error {
 				if ev.Kind != sdk.EventState {
 					continue
 				}
-				now := time.Now().UnixNano()
 				switch ev.State {
 				case sdk.StateConnected:
-					out.printf("s %d 1 %d", i, now)
+					m.set(out, i, true, "")
 					report(true)
 				case sdk.StateDisconnected, sdk.StateStopped:
-					out.printf("s %d 0 %d %s", i, now, why(ev.Err))
+					m.set(out, i, false, why(ev.Err))
 					if ev.State == sdk.StateStopped {
 						report(false)
 					}
@@ -102,6 +104,26 @@ func runSDKClients(args []string) error {
 		}()
 		c.Start()
 	}
+	// The SDK drops events an application reads too slowly (a worker's
+	// thousand clients reconnecting at once): the states are checked
+	// every 100 ms too, so that a dropped "connected" does not leave a
+	// client down in the report.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			for i, c := range clients {
+				marks[i].check(out, i, c)
+			}
+		}
+	}()
 	ok := 0
 	deadline := time.After(*firstTimeout)
 wait:
@@ -129,6 +151,44 @@ wait:
 	}
 	wg.Wait()
 	return nil
+}
+
+// upMark is what was last reported of a client: a line is printed only
+// when it changes (the event and the periodic check may both see it).
+type upMark struct {
+	mu    sync.Mutex
+	known bool
+	up    bool
+}
+
+func (m *upMark) set(out *lineWriter, i int, up bool, why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.setLocked(out, i, up, why)
+}
+
+// check reports c's state now if it is not what was reported last. The
+// state is read under the mark's lock, so that a reading cannot be
+// printed after a later event's line.
+func (m *upMark) check(out *lineWriter, i int, c *sdk.Client) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.setLocked(out, i, c.State() == sdk.StateConnected, "-")
+}
+
+func (m *upMark) setLocked(out *lineWriter, i int, up bool, why string) {
+	if m.known && m.up == up && (up || why == "-") {
+		return
+	}
+	if !m.known && !up && why == "-" {
+		return // not connected yet: the first login is under way
+	}
+	m.known, m.up = true, up
+	if up {
+		out.printf("s %d 1 %d", i, time.Now().UnixNano())
+		return
+	}
+	out.printf("s %d 0 %d %s", i, time.Now().UnixNano(), why)
 }
 
 // why names the reason of a state change for the report: a refusal's code,
