@@ -410,7 +410,10 @@ func (c *Client) SendAsync(req *imapi.SendReq) (<-chan SendResult, error) {
 	return it.done, nil
 }
 
-// Pending is the number of messages waiting for their ack.
+// Pending is the number of messages waiting for their ack. A message
+// leaves it when its result is known, a moment before its EventSent or
+// EventSendFailed is in Events: an application that counts results from
+// Events waits for those, not for Pending to reach zero.
 func (c *Client) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
