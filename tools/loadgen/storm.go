@@ -8,8 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/longlink/longlink/core/link"
@@ -133,7 +137,79 @@ func runStorm(args []string) error {
 	}
 	result("storm_logins_ok", ok, "logins")
 	result("storm_logins_failed", failed, "logins")
+	restartBreakdown(srv)
 	return err
+}
+
+// restartBreakdown kills the server once more, on the state the storm
+// left, and starts it with debug logs to time its start-up by component
+// (the lifecycle's "started" lines): where the seconds between a SIGKILL
+// and a listening gateway go. It is done after the storm, so the debug
+// logs cost the storm nothing.
+func restartBreakdown(srv *server) {
+	srv.kill9()
+	logPath := filepath.Join(srv.dir, "restart-debug.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		progress("restart breakdown: %v", err)
+		return
+	}
+	defer f.Close()
+	argv := slices.Clone(srv.argv)
+	if i := slices.Index(argv, "-log-level"); i >= 0 && i+1 < len(argv) {
+		argv[i+1] = "debug"
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), srv.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		progress("restart breakdown: %v", err)
+		return
+	}
+	srv.cmd = cmd
+	if err := srv.waitListening(); err != nil {
+		progress("restart breakdown: %v", err)
+		return
+	}
+	listening := time.Since(start)
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return
+	}
+	var parts []string
+	prev := start
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, "msg=started") {
+			continue
+		}
+		at, comp := logField(l, "time="), ""
+		for _, fld := range strings.Fields(l) {
+			if c, ok := strings.CutPrefix(fld, "component="); ok {
+				comp = c
+			}
+		}
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil || comp == "" {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2fs", comp, t.Sub(prev).Seconds()))
+		prev = t
+	}
+	progress("second SIGKILL and restart on the storm's state: listening after %s; start-up by component (time since the previous one): %s",
+		listening.Round(time.Millisecond), strings.Join(parts, ", "))
+	result("storm_restart2_to_listening", listening.Seconds(), "s")
+}
+
+// logField is the value of a key=value field of a text log line.
+func logField(line, key string) string {
+	_, rest, ok := strings.Cut(line, key)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	return v
 }
 
 func share(n, parts, i int) int {
