@@ -137,6 +137,7 @@ func runStorm(args []string) error {
 	}
 	result("storm_logins_ok", ok, "logins")
 	result("storm_logins_failed", failed, "logins")
+	<-profiled // the profile is of the storm's server, not of the next one
 	restartBreakdown(srv)
 	return err
 }
