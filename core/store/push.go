@@ -242,15 +242,20 @@ func (s *sqlStore) AppendEvents(ctx context.Context, evs []SessionEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	// Prepared once (a reconnect storm writes an entry per login).
+	ins, err := s.stmtOn(ctx, s.w, `INSERT INTO event_log (appkey, event_id, account, kind, ts, device_id, device_type, client_ip, sdk, session_id, gateway, reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appkey, event_id) DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: append events: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	q := s.q(`INSERT INTO event_log (appkey, event_id, account, kind, ts, device_id, device_type, client_ip, sdk, session_id, gateway, reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appkey, event_id) DO NOTHING`)
+	st := tx.StmtContext(ctx, ins)
 	for _, e := range evs {
-		if _, err := tx.ExecContext(ctx, q, e.AppKey, e.ID, e.Account, e.Kind, e.Time, e.DeviceID, e.DeviceType,
+		if _, err := st.ExecContext(ctx, e.AppKey, e.ID, e.Account, e.Kind, e.Time, e.DeviceID, e.DeviceType,
 			e.ClientIP, e.SDK, e.SessionID, e.Gateway, e.Reason); err != nil {
 			return fmt.Errorf("store: append events: %w", err)
 		}

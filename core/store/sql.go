@@ -326,8 +326,11 @@ func (s *sqlStore) user(ctx context.Context, db *sql.DB, appkey, account string)
 	u := User{AppKey: appkey, Account: account}
 	var disabled int
 	var created int64
-	err := db.QueryRowContext(ctx, s.q(`SELECT name, disabled, created FROM users WHERE appkey = ? AND account = ?`), appkey, account).
-		Scan(&u.Name, &disabled, &created)
+	st, err := s.stmtOn(ctx, db, `SELECT name, disabled, created FROM users WHERE appkey = ? AND account = ?`)
+	if err != nil {
+		return User{}, fmt.Errorf("store: user: %w", err)
+	}
+	err = st.QueryRowContext(ctx, appkey, account).Scan(&u.Name, &disabled, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, ErrNotFound
 	}
@@ -400,8 +403,11 @@ func (s *sqlStore) PutToken(ctx context.Context, appkey, account string, hash []
 
 func (s *sqlStore) CheckToken(ctx context.Context, appkey, account string, hash []byte, now time.Time) (bool, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM tokens WHERE appkey = ? AND account = ? AND token_hash = ? AND expires > ?`),
-		appkey, account, hex.EncodeToString(hash), now.UnixMilli()).Scan(&n)
+	row, err := s.rowR(ctx, `SELECT COUNT(*) FROM tokens WHERE appkey = ? AND account = ? AND token_hash = ? AND expires > ?`,
+		appkey, account, hex.EncodeToString(hash), now.UnixMilli())
+	if err == nil {
+		err = row.Scan(&n)
+	}
 	if err != nil {
 		return false, fmt.Errorf("store: check token: %w", err)
 	}
@@ -592,9 +598,9 @@ func (s *sqlStore) Conversations(ctx context.Context, appkey, account string, li
 	if limit < 1 {
 		limit = 1
 	}
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT uc.conv_id, uc.conv_type, uc.peer, uc.last_seq, uc.last_time, uc.read_seq, uc.unread, uc.mentions, `+lastMessageCols+`
+	rows, err := s.queryR(ctx, `SELECT uc.conv_id, uc.conv_type, uc.peer, uc.last_seq, uc.last_time, uc.read_seq, uc.unread, uc.mentions, `+lastMessageCols+`
 		FROM user_convs uc LEFT JOIN messages m ON m.appkey = uc.appkey AND m.conv_id = uc.conv_id AND m.seq = uc.last_seq
-		WHERE uc.appkey = ? AND uc.account = ? ORDER BY uc.last_time DESC, uc.conv_id LIMIT ?`), appkey, account, limit)
+		WHERE uc.appkey = ? AND uc.account = ? ORDER BY uc.last_time DESC, uc.conv_id LIMIT ?`, appkey, account, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: conversations: %w", err)
 	}

@@ -328,10 +328,10 @@ func (s *sqlStore) IsSuperMember(ctx context.Context, appkey, groupID, account s
 }
 
 func (s *sqlStore) SuperGroupsOf(ctx context.Context, appkey, account string) ([]SuperGroup, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT g.group_id, g.name, g.owner, g.created, g.members, COALESCE(c.last_seq, 0) FROM super_members sm
+	rows, err := s.queryR(ctx, `SELECT g.group_id, g.name, g.owner, g.created, g.members, COALESCE(c.last_seq, 0) FROM super_members sm
 		JOIN super_groups g ON g.appkey = sm.appkey AND g.group_id = sm.group_id
 		LEFT JOIN conversations c ON c.appkey = sm.appkey AND c.conv_id = 's:' || sm.group_id
-		WHERE sm.appkey = ? AND sm.account = ? AND g.dismissed = 0 ORDER BY g.created, g.group_id`), appkey, account)
+		WHERE sm.appkey = ? AND sm.account = ? AND g.dismissed = 0 ORDER BY g.created, g.group_id`, appkey, account)
 	if err != nil {
 		return nil, fmt.Errorf("store: super groups of: %w", err)
 	}
@@ -437,7 +437,7 @@ func (s *sqlStore) AddSuperMentions(ctx context.Context, appkey, groupID string,
 
 func (s *sqlStore) SuperConversations(ctx context.Context, appkey, account string, limit int) ([]ConvState, error) {
 	limit = max(limit, 1)
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT sm.group_id, c.last_seq, c.last_time, sm.read_seq,
+	rows, err := s.queryR(ctx, `SELECT sm.group_id, c.last_seq, c.last_time, sm.read_seq,
 		(SELECT COUNT(*) FROM super_mentions mn WHERE mn.appkey = sm.appkey AND mn.group_id = sm.group_id AND mn.seq > sm.read_seq
 			AND (mn.account = sm.account OR mn.account = ?)), `+lastMessageCols+`
 		FROM super_members sm
@@ -445,7 +445,7 @@ func (s *sqlStore) SuperConversations(ctx context.Context, appkey, account strin
 		JOIN conversations c ON c.appkey = sm.appkey AND c.conv_id = 's:' || sm.group_id
 		LEFT JOIN messages m ON m.appkey = c.appkey AND m.conv_id = c.conv_id AND m.seq = c.last_seq
 		WHERE sm.appkey = ? AND sm.account = ? AND g.dismissed = 0
-		ORDER BY c.last_time DESC, sm.group_id LIMIT ?`), MentionAll, appkey, account, limit)
+		ORDER BY c.last_time DESC, sm.group_id LIMIT ?`, MentionAll, appkey, account, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: super conversations: %w", err)
 	}
