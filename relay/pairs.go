@@ -249,9 +249,10 @@ func (n *Node) terminateSequenced(s transport.Stream, h *wire.Header, svc Servic
 	}
 	var c *copyOut
 	if err = f.out.acked(ack.Index); err == nil {
-		prefix := wire.AppendStatus(make([]byte, 0, 2+wire.CopyStartLen), wire.StatusOK, "")
-		prefix = wire.AppendCopyStart(prefix, f.id, ack.Index)
-		c, err = f.out.join(h.Copy, s, ack.Index, int(h.Small), prefix)
+		c, err = f.out.join(h.Copy, s, ack.Index, int(h.Small), func(first uint64) []byte {
+			b := wire.AppendStatus(make([]byte, 0, 2+wire.CopyStartLen), wire.StatusOK, "")
+			return wire.AppendCopyStart(b, f.id, first)
+		})
 	}
 	if c != nil && err == nil && h.Small > 0 {
 		// A disjoint copy: it brings and takes the small records only.

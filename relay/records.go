@@ -374,14 +374,22 @@ func newSender(m *Metrics, in *merger, window int) *sender {
 	return s
 }
 
-// join adds a copy written to w, starting with record first (which must
-// not be acknowledged yet or the copy would miss records: then join
-// fails). prefix goes out before any frame. The copy's first batch carries
-// an acknowledgement. It returns nil, nil when the stream has ended.
-func (s *sender) join(slot uint8, w io.WriteCloser, first uint64, maxRecord int, prefix []byte) (*copyOut, error) {
+// join adds a copy written to w, starting with record first (what the
+// other end had when it opened the copy) or, when the other end has
+// acknowledged more since (the copy took a while to arrive: other copies
+// carried the stream meanwhile), with the oldest record kept. prefix, when
+// set, gives what goes out before any frame, knowing the record the copy
+// starts with. The copy's first batch carries an acknowledgement. It
+// returns nil, nil when the stream has ended.
+func (s *sender) join(slot uint8, w io.WriteCloser, first uint64, maxRecord int, prefix func(first uint64) []byte) (*copyOut, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.addCopy(slot, w, first, maxRecord, prefix)
+	first = max(first, s.base)
+	var p []byte
+	if prefix != nil {
+		p = prefix(first)
+	}
+	return s.addCopy(slot, w, first, maxRecord, p)
 }
 
 // joinUnacked adds a copy written to w that starts with the oldest record

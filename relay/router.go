@@ -41,6 +41,11 @@ type Router struct {
 	// pinPeer.
 	pins map[wire.TraceID]stickyEntry
 
+	// waitingDisjoint holds the streams that have no disjoint copy for
+	// want of a free relay: they get one when their cluster has two up.
+	disjointMu      sync.Mutex
+	waitingDisjoint map[*seqTunnel]struct{}
+
 	kick   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -89,7 +94,8 @@ type PathStatus struct {
 func NewRouter(cfg RoutingConfig, trs map[string]transport.Transport, m *Metrics, log *slog.Logger) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{cfg: cfg, trs: trs, m: m, log: log, peers: map[string]*peer{}, routes: map[string]*routeState{},
-		sticky: map[string]stickyEntry{}, pins: map[wire.TraceID]stickyEntry{}, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+		sticky: map[string]stickyEntry{}, pins: map[wire.TraceID]stickyEntry{}, waitingDisjoint: map[*seqTunnel]struct{}{},
+		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	return r
 }
 
@@ -178,6 +184,7 @@ func (r *Router) selectLoop() {
 	lastSweep := time.Now()
 	for {
 		r.reselect()
+		r.retryDisjoint()
 		if time.Since(lastSweep) > time.Minute {
 			r.sweepSticky()
 			lastSweep = time.Now()
@@ -496,6 +503,49 @@ func (r *Router) openVia(ctx context.Context, h *wire.Header, flowHandler func([
 		l.removeFlow(hdr.Flow)
 	}
 	return nil, nil, err
+}
+
+// waitDisjoint registers a stream that found no relay for its disjoint
+// copy; forgetDisjoint takes it off (it got one, or it ended).
+func (r *Router) waitDisjoint(t *seqTunnel) {
+	r.disjointMu.Lock()
+	r.waitingDisjoint[t] = struct{}{}
+	r.disjointMu.Unlock()
+}
+
+func (r *Router) forgetDisjoint(t *seqTunnel) {
+	r.disjointMu.Lock()
+	delete(r.waitingDisjoint, t)
+	r.disjointMu.Unlock()
+}
+
+// retryDisjoint gives the waiting streams of every cluster that has two
+// relays up their disjoint copy.
+func (r *Router) retryDisjoint() {
+	r.disjointMu.Lock()
+	if len(r.waitingDisjoint) == 0 {
+		r.disjointMu.Unlock()
+		return
+	}
+	two := map[string]bool{}
+	var ready []*seqTunnel
+	for t := range r.waitingDisjoint {
+		c := t.h.Cluster
+		ok, seen := two[c]
+		if !seen {
+			p := r.disjointPeer(c)
+			ok = p != nil && r.disjointPeer(c, p) != nil
+			two[c] = ok
+		}
+		if ok {
+			ready = append(ready, t)
+			delete(r.waitingDisjoint, t)
+		}
+	}
+	r.disjointMu.Unlock()
+	for _, t := range ready {
+		go t.addDisjoint(r.ctx)
+	}
 }
 
 // disjointPeer is the best up next hop of cluster's route that is not

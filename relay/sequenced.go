@@ -48,6 +48,7 @@ type seqTunnel struct {
 	since      [wire.MaxCopies]time.Time // when the slot's copy failed, until a replacement answers
 	copies     [wire.MaxCopies]*seqCopy  // the live copy of each slot
 	dopening   bool                      // the disjoint copy is being opened
+	noPath     bool                      // counted once without a relay for the disjoint copy
 	closeOnce  sync.Once
 }
 
@@ -109,7 +110,8 @@ func (r *Router) openSequenced(ctx context.Context, h wire.Header, n int) (*Tunn
 }
 
 // addDisjoint opens the stream's disjoint copy through a relay that none
-// of its live copies takes, if one is up and the copy is missing. The copy
+// of its live copies takes, if one is up and the copy is missing (else the
+// router retries when its cluster has two relays up). The copy
 // only joins the egress's flow (the copies that open it follow one path,
 // so that they reach the same egress) and carries records of at most
 // t.small bytes both ways.
@@ -127,8 +129,16 @@ func (t *seqTunnel) addDisjoint(ctx context.Context) {
 	}
 	p := t.r.disjointPeer(t.h.Cluster, used...)
 	if p == nil {
+		counted := t.noPath
+		t.noPath = true
+		// It gets one when another relay is up (Router.retryDisjoint).
+		// Registered under t.mu: close and giveUp forget it after they
+		// mark the stream over, so an ended stream never stays.
+		t.r.waitDisjoint(t)
 		t.mu.Unlock()
-		t.r.m.DisjointCopies.WithLabelValues("stream", "no_path").Inc()
+		if !counted {
+			t.r.m.DisjointCopies.WithLabelValues("stream", "no_path").Inc()
+		}
 		return
 	}
 	t.dopening = true
@@ -388,6 +398,7 @@ func (t *seqTunnel) path() string {
 // giveUp ends a stream that has no copy left and none coming.
 func (t *seqTunnel) giveUp() {
 	t.mu.Lock()
+	t.closed = true
 	if !t.statusOK {
 		select {
 		case <-t.statusDone:
@@ -398,6 +409,7 @@ func (t *seqTunnel) giveUp() {
 	t.mu.Unlock()
 	t.in.close()
 	t.out.abort()
+	t.r.forgetDisjoint(t)
 }
 
 // Status waits for the first copy's OK, or for the stream to give up.
@@ -421,5 +433,6 @@ func (t *seqTunnel) close() {
 		t.mu.Unlock()
 		t.out.end()
 		t.in.close()
+		t.r.forgetDisjoint(t)
 	})
 }
