@@ -122,8 +122,9 @@ type RoutingConfig struct {
 // record number); each UDP flow gets a second flow through another relay
 // that carries only datagrams of at most MaxFrame bytes (both numbered,
 // each side keeps the first of each number). Bulk (larger records and
-// datagrams) travels once. A stream or flow gets the copy only when
-// another relay than its own is up when it opens.
+// datagrams) travels once. A stream gets its copy when another relay
+// than its own is up (at once, or when one comes up); a UDP flow only when
+// one is as it opens.
 type DisjointConfig struct {
 	// Enabled turns the disjoint copies on. Default false.
 	Enabled bool `yaml:"enabled"`
