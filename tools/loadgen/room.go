@@ -184,19 +184,17 @@ func runRoom(args []string) error {
 		sending := make(chan struct{})
 		go func() { snd.run(sendCtx, *rate); close(sending) }()
 		time.Sleep(*warmup)
-		a, err := takeRoomSnap(all)
-		if err != nil {
-			stopSending()
+		var a, b roomSnap
+		var acked0, sent int64
+		win, err := sw.window(*duration, func(start bool) error {
+			sn, err := takeRoomSnap(all)
+			if start {
+				a, acked0 = sn, snd.acked.Load()
+			} else {
+				b, sent = sn, snd.acked.Load()-acked0
+			}
 			return err
-		}
-		acked0 := snd.acked.Load()
-		win, err := sw.window(*duration)
-		if err != nil {
-			stopSending()
-			return err
-		}
-		b, err := takeRoomSnap(all)
-		sent := snd.acked.Load() - acked0
+		})
 		stopSending()
 		<-sending
 		if err != nil {
@@ -301,15 +299,16 @@ func runRoom(args []string) error {
 				pinAll(barePids(), *serverCPU, *clientCPU)
 			}
 			time.Sleep(*warmup)
-			cpuA, err := pidsCPU(barePids())
-			if err != nil {
+			var cpuA, cpuB float64
+			win, err := sw.window(*duration, func(start bool) error {
+				c, err := pidsCPU(barePids())
+				if start {
+					cpuA = c
+				} else {
+					cpuB = c
+				}
 				return err
-			}
-			win, err := sw.window(*duration)
-			if err != nil {
-				return err
-			}
-			cpuB, err := pidsCPU(barePids())
+			})
 			if err != nil {
 				return err
 			}
@@ -450,22 +449,28 @@ type roomWindow struct {
 	loadCPU            float64 // seconds the workers used: near the whole window, the load side sets the pace
 }
 
-// window has every member count what it receives for d.
-func (ws stageWorkers) window(d time.Duration) (roomWindow, error) {
+// window has every member count what it receives for d. mark is called
+// when the members have been told to start and again when told to stop,
+// before their counts are collected (which takes a while on a busy load
+// core): the server side's snapshots then span the members' counts.
+func (ws stageWorkers) window(d time.Duration, mark func(start bool) error) (roomWindow, error) {
 	w := roomWindow{hist: make([]int64, histBuckets)}
 	var pids []int
 	for _, wp := range ws {
 		pids = append(pids, wp.cmd.Process.Pid)
 	}
-	cpu0, err := pidsCPU(pids)
-	if err != nil {
-		return w, err
-	}
 	if err := ws.tell("start"); err != nil {
 		return w, err
 	}
 	t0 := time.Now()
-	time.Sleep(d)
+	cpu0, err := pidsCPU(pids)
+	if err != nil {
+		return w, err
+	}
+	if err := mark(true); err != nil {
+		return w, err
+	}
+	time.Sleep(time.Until(t0.Add(d)))
 	if err := ws.tell("stop"); err != nil {
 		return w, err
 	}
@@ -475,6 +480,9 @@ func (ws stageWorkers) window(d time.Duration) (roomWindow, error) {
 		return w, err
 	}
 	w.loadCPU = cpu1 - cpu0
+	if err := mark(false); err != nil {
+		return w, err
+	}
 	for _, wp := range ws {
 		line, err := wp.expect("count")
 		if err != nil {
