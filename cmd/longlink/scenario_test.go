@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,11 +34,20 @@ func TestFirstFiveMinutes(t *testing.T) {
 	pb := strconv.Itoa(base)
 	dev := startProc(t, bin, "dev", "-dir", dir, "-log-level", "info", "-port-base", pb)
 	dev.waitFor(t, "longlink chat --user bob", 2*time.Minute) // the last line of the table
-	for _, want := range []string{"Link via edge", devAddr(base, 20), "user alice", "user bob", "demo page", "login tokens", "token v1.dev1.",
-		"LBS DNS (udp, tcp)   " + devAddr(base, 53), "LBS admin, console   https://" + devAddr(base, 1) + "/console/", "metrics, health      http://" + devAddr(base, 19) + "/metrics",
-		"NATS (embedded)      nats://" + devAddr(base, 14), "relay, core egress   " + devAddr(base, 40) + ", " + devAddr(base, 45)} {
+	for _, want := range []string{"Link via edge", devAddr(base, 20), "user alice", "user bob", "demo page", "login tokens", "token v1.dev1."} {
 		if !strings.Contains(dev.text(), want) {
 			t.Fatalf("dev table lacks %q:\n%s", want, dev.text())
+		}
+	}
+	// rows: a label, then its address in the next column (however wide the
+	// longest label makes it)
+	for _, row := range [][2]string{
+		{"LBS DNS (udp, tcp)", devAddr(base, 53)}, {"LBS admin, console", "https://" + devAddr(base, 1) + "/console/"},
+		{"metrics, health", "http://" + devAddr(base, 19) + "/metrics"}, {"NATS (embedded)", "nats://" + devAddr(base, 14)},
+		{"relay, core egress", devAddr(base, 40) + ", " + devAddr(base, 45)},
+	} {
+		if !regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(row[0]) + `  +` + regexp.QuoteMeta(row[1])).MatchString(dev.text()) {
+			t.Fatalf("dev table lacks the row %q %q:\n%s", row[0], row[1], dev.text())
 		}
 	}
 	// a healthy start logs no warnings

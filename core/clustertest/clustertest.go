@@ -185,14 +185,18 @@ func (e *Env) NewProc(site *Site, name, bin string, args ...string) *Proc {
 
 // Port returns a free TCP port on host that the environment has not handed
 // out before. A host that is not this namespace's (a site's namespace)
-// gets a port the environment has not handed out: the namespace is the
-// test's own.
+// gets a port the environment has not handed out, below the ephemeral
+// range: the namespace is the test's own.
 func (e *Env) Port(host string) int {
 	e.t.Helper()
 	for range 100 {
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if errors.Is(err, syscall.EADDRNOTAVAIL) {
-			p := 20000 + mrand.IntN(30000)
+			// Below the namespace's ephemeral range (Linux's default
+			// 32768–60999 in a new namespace): a port in it may be the
+			// local port of a connection a site's process made (CI saw
+			// PostgreSQL fail to bind a port a NATS route held).
+			p := 10000 + mrand.IntN(22000)
 			e.mu.Lock()
 			fresh := !e.ports[p]
 			e.ports[p] = true
