@@ -5,9 +5,14 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func TestPct(t *testing.T) {
@@ -94,5 +99,33 @@ func TestReport(t *testing.T) {
 	}
 	if len(results) != 13 {
 		t.Errorf("%d RESULT lines, want 13", len(results))
+	}
+}
+
+// TestMetricValue: the run reads edge-1's copy counters from its /metrics.
+func TestMetricValue(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"node": "edge-1"}, reg)
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "longlink_edge_bytes_total", Help: "h"}, []string{"listener", "direction"})
+	wrapped.MustRegister(c, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longlink_edge_link_quic_duplicate_packets_total", Help: "h"},
+		func() float64 { return 42 }))
+	c.WithLabelValues("link-quic", "down").Add(1000)
+	c.WithLabelValues("link", "down").Add(7)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	if v := metricValue(text, "longlink_edge_link_quic_duplicate_packets_total"); v != 42 {
+		t.Errorf("copies %v", v)
+	}
+	if v := metricValue(text, "longlink_edge_bytes_total", `direction="down"`, `listener="link-quic"`); v != 1000 {
+		t.Errorf("link-quic down bytes %v", v)
+	}
+	if v := metricValue(text, "longlink_edge_link_quic_duplicate"); !math.IsNaN(v) {
+		t.Errorf("a prefix of a name matched: %v", v)
 	}
 }

@@ -286,6 +286,9 @@ func printQUICCopies(w *wan.World, debug string) {
 			return err
 		}
 		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
 		text, err = io.ReadAll(resp.Body)
 		return err
 	})
@@ -293,21 +296,31 @@ func printQUICCopies(w *wan.World, debug string) {
 		fmt.Printf("# edge copies: metrics: %v\n", err)
 		return
 	}
-	value := func(prefix string) float64 {
-		for _, line := range strings.Split(string(text), "\n") {
-			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				f := strings.Fields(rest)
-				if len(f) > 0 {
-					v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-					return v
-				}
+	fmt.Printf("# edge copies to Link over QUIC clients: %.0f packets, %.0f bytes, for %.0f bytes of Link payload sent to them\n",
+		metricValue(text, "longlink_edge_link_quic_duplicate_packets_total"),
+		metricValue(text, "longlink_edge_link_quic_duplicate_bytes_total"),
+		metricValue(text, "longlink_edge_bytes_total", `direction="down"`, `listener="link-quic"`))
+}
+
+// metricValue finds a sample of name with all of labels in Prometheus text
+// (NaN when there is none).
+func metricValue(text []byte, name string, labels ...string) float64 {
+	for _, line := range strings.Split(string(text), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(rest, l)
+		}
+		if f := strings.Fields(rest); match && len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				return v
 			}
 		}
-		return math.NaN()
 	}
-	fmt.Printf("# edge copies to Link over QUIC clients: %.0f packets, %.0f bytes, for %.0f bytes of Link payload sent to them\n",
-		value("longlink_edge_link_quic_duplicate_packets_total"), value("longlink_edge_link_quic_duplicate_bytes_total"),
-		value(`longlink_edge_bytes_total{direction="down",listener="link-quic"`))
+	return math.NaN()
 }
 
 func slowShare(v []float64) float64 {
