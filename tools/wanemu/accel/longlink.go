@@ -279,21 +279,32 @@ func reportAccess(tunnel string, tcp, quic, plain measurement, floor time.Durati
 // the Link payload it sent its QUIC clients.
 func printQUICCopies(w *wan.World, debug string) {
 	var text []byte
-	err := w.Do("edge", func() error {
-		c := http.Client{Timeout: 5 * time.Second}
-		resp, err := c.Get("http://" + debug + "/metrics")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		text, err = io.ReadAll(resp.Body)
+	// The connection is made inside the edge node; the HTTP client's own
+	// dialer would run on a goroutine outside it.
+	var conn net.Conn
+	err := w.Do("edge", func() (err error) {
+		conn, err = net.DialTimeout("tcp", debug, 5*time.Second)
 		return err
 	})
+	if err == nil {
+		c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}}
+		var resp *http.Response
+		if resp, err = c.Get("http://" + debug + "/metrics"); err == nil {
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %s", resp.Status)
+			} else {
+				text, err = io.ReadAll(resp.Body)
+			}
+		}
+	}
 	if err != nil {
 		fmt.Printf("# edge copies: metrics: %v\n", err)
+		return
+	}
+	if math.IsNaN(metricValue(text, "longlink_edge_link_quic_duplicate_packets_total")) {
+		fmt.Printf("# edge copies: not in edge-1's metrics (%d bytes)\n", len(text))
 		return
 	}
 	fmt.Printf("# edge copies to Link over QUIC clients: %.0f packets, %.0f bytes, for %.0f bytes of Link payload sent to them\n",
