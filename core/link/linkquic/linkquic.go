@@ -68,12 +68,16 @@ func quicConfig() *quic.Config {
 type Listener struct {
 	udp      *net.UDPConn
 	conn     *duplicatingConn
-	tr       *quic.Transport
 	ln       *quic.EarlyListener
 	accepted chan net.Conn
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	// The socket closes after the listener and the last accepted
+	// connection.
+	mu     sync.Mutex
+	live   int
+	closed bool
 }
 
 // Listen listens on the UDP address addr. tlsConf may be nil: the listener
@@ -103,9 +107,9 @@ func Listen(addr string, tlsConf *tls.Config, opts Options) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{udp: udp, conn: newDuplicatingConn(udp, opts.duplicateMax(), newPeerSet(), new(copyCounter)), accepted: make(chan net.Conn)}
-	l.tr = &quic.Transport{Conn: l.conn}
-	if l.ln, err = l.tr.ListenEarly(tlsConf, quicConfig()); err != nil {
-		_ = l.tr.Close()
+	// A single-use transport, as quic.ListenAddrEarly makes: closing the
+	// listener leaves the accepted connections running.
+	if l.ln, err = quic.ListenEarly(l.conn, tlsConf, quicConfig()); err != nil {
 		_ = udp.Close()
 		return nil, err
 	}
@@ -122,6 +126,10 @@ func (l *Listener) loop() {
 		if err != nil {
 			return
 		}
+		l.mu.Lock()
+		l.live++
+		l.mu.Unlock()
+		context.AfterFunc(qc.Context(), l.connEnded)
 		l.duplicateAfterHandshake(qc)
 		// The stream comes with the client's first bytes; a client that
 		// opens none does not hold up the others.
@@ -186,9 +194,24 @@ func (l *Listener) Close() error {
 	l.cancel()
 	err := l.ln.Close()
 	l.wg.Wait()
-	_ = l.tr.Close()
-	_ = l.udp.Close()
+	l.mu.Lock()
+	l.closed = true
+	idle := l.live == 0
+	l.mu.Unlock()
+	if idle {
+		_ = l.udp.Close()
+	}
 	return err
+}
+
+func (l *Listener) connEnded() {
+	l.mu.Lock()
+	l.live--
+	last := l.closed && l.live == 0
+	l.mu.Unlock()
+	if last {
+		_ = l.udp.Close()
+	}
 }
 
 // Addr is the bound UDP address.

@@ -2,12 +2,15 @@ package linkquic
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
+	"github.com/longlink/longlink/pkg/waittest"
 )
 
 // TestLinkOverQUIC: the Link handshake and frames over a QUIC stream, the
@@ -141,4 +144,58 @@ func TestZeroRTTPerAddress(t *testing.T) {
 			_ = nc.Close()
 		}
 	}
+}
+
+// TestCloseKeepsConnections: closing the listener stops accepting but
+// leaves an accepted connection working (the edge sheds its sessions
+// gradually while it drains); its socket closes after the last one.
+func TestCloseKeepsConnections(t *testing.T) {
+	ln, err := Listen("127.0.0.1:0", nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if nc, err := ln.Accept(); err == nil {
+			accepted <- nc
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := NewDialer(Options{})
+	nc, err := d.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	sc := <-accepted
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(sc, b); err != nil {
+		t.Fatalf("read after the listener closed: %v", err)
+	}
+	if _, err := sc.Write([]byte{2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(nc, b); err != nil || b[0] != 2 {
+		t.Fatalf("answer after the listener closed: %v %v", b, err)
+	}
+	// A new client (no session to resume, so the handshake must finish)
+	// is not served.
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	if c, err := NewDialer(Options{}).Dial(short, ln.Addr().String()); err == nil {
+		_ = c.Close()
+		t.Fatal("a new connection was accepted after Close")
+	}
+	_ = sc.(*Conn).Abort()
+	waittest.Until(t, 5*time.Second, "the socket closes after the last connection", func() bool {
+		_, err := ln.udp.WriteToUDP([]byte{0}, ln.udp.LocalAddr().(*net.UDPAddr))
+		return errors.Is(err, net.ErrClosed)
+	})
 }
