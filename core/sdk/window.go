@@ -142,12 +142,16 @@ func (c *Client) takeSendable() (*conn, []*outItem, time.Duration) {
 	if n <= 0 {
 		return nil, nil, 0
 	}
-	batch := make([]*outItem, n)
-	copy(batch, c.waiting)
-	c.waiting = c.waiting[n:]
-	for _, it := range batch {
+	batch := make([]*outItem, 0, n)
+	for len(batch) < n && len(c.waiting) > 0 {
+		it := c.waiting[0]
+		c.waiting = c.waiting[1:]
+		if _, ok := c.outbox[it]; !ok {
+			continue // acked by a late answer on an earlier connection while it waited
+		}
 		it.onCon = cur
 		it.sentNo = c.win.take()
+		batch = append(batch, it)
 	}
 	return cur, batch, 0
 }
@@ -178,21 +182,31 @@ func (c *Client) startWindow(cur *conn) {
 }
 
 // transmit sends it on cur (taken from the window by takeSendable).
+//
+// The answer may come from a connection the send is no longer out on: the
+// connection's reader had taken it when another goroutine closed the
+// connection, and the client reconnected and queued or sent the send again
+// meanwhile. Such an answer counts only as a result (an ack is an ack
+// whichever copy it answers): it neither uncounts a send out on the new
+// connection's window nor queues again a send that is queued or out.
 func (c *Client) transmit(cur *conn, it *outItem) {
 	cur.send(imapi.OpSend, it.body, func(in Incoming, err error) {
+		c.mu.Lock()
+		out := it.onCon == cur // out on cur, counted in its window if it is still the client's
+		counted := out && c.winConn == cur
 		if err != nil {
 			// Connection lost: the next connection's window resends it.
-			c.mu.Lock()
-			if c.winConn == cur && it.onCon == cur {
+			if counted {
 				c.win.answered(it.sentNo)
 			}
-			it.onCon = nil
+			if out {
+				it.onCon = nil
+			}
 			c.mu.Unlock()
 			return
 		}
 		if in.Code == imapi.OK || !overloaded(in.Code) {
-			c.mu.Lock()
-			if c.winConn == cur && it.onCon == cur {
+			if counted {
 				c.win.acked(it.sentNo)
 			}
 			c.mu.Unlock()
@@ -215,16 +229,15 @@ func (c *Client) transmit(cur *conn, it *outItem) {
 		if json.Unmarshal(in.Body, &e) == nil && e.RetryAfterMs > 0 {
 			hint = time.Duration(e.RetryAfterMs) * time.Millisecond
 		}
-		c.mu.Lock()
 		it.retries++
-		if c.winConn == cur && it.onCon == cur {
+		if counted {
 			if c.win.refused(it.sentNo) {
 				if until := time.Now().Add(c.refusalPause(hint, c.win.cuts)); until.After(c.pausedUntil) {
 					c.pausedUntil = until
 				}
 			}
 		}
-		if _, queued := c.outbox[it]; queued {
+		if _, queued := c.outbox[it]; queued && out {
 			c.requeue(it)
 		}
 		c.mu.Unlock()
