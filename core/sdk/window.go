@@ -79,13 +79,12 @@ func (w *sendWindow) refused(n uint64) bool {
 }
 
 // overloaded reports whether a refusal code means "later": the send is
-// held and resent with the same client_msg_id.
+// held and resent with the same client_msg_id. Only the codes the gateway
+// itself retries (imapi.Code.Retryable: 503, 504) and a rate refusal: a
+// 500 is the gateway's definitive answer, and the sends after it went on
+// (core/gateway/ORDER.md), so a resent one would be stored behind them.
 func overloaded(code imapi.Code) bool {
-	switch code {
-	case imapi.ErrUnavailable, imapi.ErrTimeout, imapi.ErrInternal, imapi.ErrRateLimited:
-		return true
-	}
-	return false
+	return code.Retryable() || code == imapi.ErrRateLimited
 }
 
 // pumpSends is the only writer of durable sends, so that they leave in

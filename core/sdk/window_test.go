@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -270,6 +271,38 @@ func TestSendWindowPacesAndDrainsInOrder(t *testing.T) {
 	}
 	if len(h.sent) != 60+16 {
 		t.Fatalf("%d sends reached the server, want 76 (60 and the 16 refused once)", len(h.sent))
+	}
+}
+
+// TestSendInternalErrorIsFinal: a 500 is the gateway's definitive answer
+// (the sends after it go on, core/gateway/ORDER.md), so the SDK fails the
+// send instead of resending it behind the later ones; a 503 in the same
+// state is resent.
+func TestSendInternalErrorIsFinal(t *testing.T) {
+	c, h := startHeld(t, nil)
+	dones := queue(t, c, 3)
+	h.waitOut(t, 3)
+	h.answer(1, imapi.ErrInternal, 0)
+	select {
+	case r := <-dones[0]:
+		var ie *imapi.Error
+		if !errors.As(r.Err, &ie) || ie.Code != imapi.ErrInternal {
+			t.Fatalf("send refused with 500: %v, want that refusal", r.Err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a send refused with 500 never ended")
+	}
+	h.answer(1, imapi.ErrUnavailable, 10*time.Millisecond) // c001: resent
+	h.answer(1, imapi.OK, 0)                               // c002
+	for c.Pending() > 0 {
+		if h.answer(10, imapi.OK, 0) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if got := strings.Join(h.sent, ","); got != "c000,c001,c002,c001" {
+		t.Fatalf("sends reached the server as %s, want c000,c001,c002,c001 (the 500 not resent, the 503 resent)", got)
 	}
 }
 

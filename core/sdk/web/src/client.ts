@@ -1,6 +1,6 @@
 import { ConvTracker } from "./conversations.js";
 import { Emitter } from "./emitter.js";
-import { ClientError, Code, ErrorKind, ServerError, authRefused, busyCode, overloaded } from "./errors.js";
+import { ClientError, Code, ErrorKind, ServerError, authRefused, busyCode, resendable } from "./errors.js";
 import { LBSClient, type StorageLike } from "./lbs.js";
 import { type ConnectReport, RaceLog, ReportGate } from "./rum.js";
 import { anySignal, race } from "./race.js";
@@ -697,7 +697,7 @@ export class Client extends Emitter<ClientEvents> {
    * Queues a message and resolves with its ack once the server has stored
    * it. Unacknowledged messages are resent after reconnects with the same
    * client message id (the server dedupes); an overloaded server's refusals
-   * (429, 500, 503, 504) are resent too, after a pause. Rejects with a
+   * (429, 503, 504) are resent too, after a pause; a 500 fails the send. Rejects with a
    * {@link ServerError} when the server refuses it for good, or a
    * {@link ClientError} `send_queue_full` or `closed`.
    */
@@ -756,7 +756,7 @@ export class Client extends Emitter<ClientEvents> {
     const mine = () => this.winConn === conn && it.onConn === conn;
     conn.t.request("send", it.body, this.o.requestTimeoutMs).then(
       (ack) => {
-        if (ack.code === Code.OK || !overloaded(ack.code)) {
+        if (ack.code === Code.OK || !resendable(ack.code)) {
           if (mine()) this.win.acked(it.sentNo);
           if (ack.code === Code.OK) this.finish(it, ack.body as SendAck);
           else this.finish(it, undefined, ackError(ack));

@@ -96,7 +96,17 @@ export function busyCode(code: number): boolean {
   return code === Code.Unavailable || code === Code.Timeout || code === Code.RateLimited;
 }
 
-/** Codes after which a durable send is held and resent with the same client_msg_id. */
+/**
+ * Codes after which a durable send is held and resent with the same
+ * client_msg_id: the ones the gateway retries itself (503, 504) and a rate
+ * refusal. A 500 is the gateway's definitive answer and the sends after it
+ * went on (core/gateway/ORDER.md): resent, it would be stored behind them.
+ */
+export function resendable(code: number): boolean {
+  return code === Code.Unavailable || code === Code.Timeout || code === Code.RateLimited;
+}
+
+/** Codes after which a room request is tried again (order does not depend on it). */
 export function overloaded(code: number): boolean {
-  return code === Code.Unavailable || code === Code.Timeout || code === Code.Internal || code === Code.RateLimited;
+  return resendable(code) || code === Code.Internal;
 }

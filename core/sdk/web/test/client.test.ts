@@ -211,6 +211,26 @@ describe("durable sends", () => {
     expect(failed).toEqual(["cm1"]);
   });
 
+  test("a 500 is the server's final answer: the send fails and is not resent behind the later ones", async () => {
+    const srv = new FakeServer();
+    let first = true;
+    srv.handlers.send = () => {
+      if (!first) return undefined;
+      first = false;
+      return { code: 500, message: "internal" };
+    };
+    const c = client(srv);
+    await c.start();
+    const p1 = c.send({ conv_type: 1, to: "bob", body: { text: "x" }, client_msg_id: "cm1" }).catch((e) => e);
+    const ack = await c.send({ conv_type: 1, to: "bob", body: { text: "y" }, client_msg_id: "cm2" });
+    const err = await p1;
+    expect(err).toBeInstanceOf(ServerError);
+    expect(err.code).toBe(500);
+    expect(ack.seq).toBe(1);
+    const sends = srv.conns[0]!.ops.filter((o) => o.op === "send").map((o) => o.body.client_msg_id);
+    expect(sends).toEqual(["cm1", "cm2"]);
+  });
+
   test("the send queue is bounded", async () => {
     const srv = new FakeServer();
     const c = client(srv, { sendQueue: 1 });
