@@ -72,7 +72,15 @@ func TestRestartedMemberWaitsForCatchUp(t *testing.T) {
 		var res struct {
 			Version uint64 `json:"version"`
 		}
-		if code := a.json("POST", "/v1/policy/apply?comment="+comment, []byte(doc), &res); code != 200 {
+		// Under load the leader may lose its lease or step down for a
+		// moment (503, CI saw it): the apply is asked again, through
+		// whichever member leads by then (a member forwards proposals).
+		var code int
+		waittest.Until(t, 20*time.Second, "policy "+comment+" applied", func() bool {
+			code = a.json("POST", "/v1/policy/apply?comment="+comment, []byte(doc), &res)
+			return code != http.StatusServiceUnavailable
+		})
+		if code != http.StatusOK {
 			t.Fatalf("apply %s: %d", comment, code)
 		}
 		return res.Version
