@@ -333,7 +333,6 @@ func NewClientMsgID() string {
 type outItem struct {
 	order   uint64 // queueing order, kept on resend
 	sentNo  uint64 // its number in the window of onCon (sendWindow.take)
-	retries int    // transient refusals so far
 	id      string
 	body    []byte
 	done    chan SendResult

@@ -228,7 +228,6 @@ func (c *Client) transmit(cur *conn, it *outItem) {
 		if json.Unmarshal(in.Body, &e) == nil && e.RetryAfterMs > 0 {
 			hint = time.Duration(e.RetryAfterMs) * time.Millisecond
 		}
-		it.retries++
 		if counted {
 			if c.win.refused(it.sentNo) {
 				if until := time.Now().Add(c.refusalPause(hint, c.win.cuts)); until.After(c.pausedUntil) {
