@@ -331,12 +331,12 @@ func NewClientMsgID() string {
 // outItem is a message waiting for its ack. It stays in the outbox across
 // reconnects and is resent with the same client_msg_id (the server dedupes).
 type outItem struct {
-	order   uint64 // queueing order, kept on resend
-	sentNo  uint64 // its number in the window of onCon (sendWindow.take)
-	id      string
-	body    []byte
-	done    chan SendResult
-	onCon   *conn // the connection it is out on; nil while it waits
+	order  uint64 // queueing order, kept on resend
+	sentNo uint64 // its number in the window of onCon (sendWindow.take)
+	id     string
+	body   []byte
+	done   chan SendResult
+	onCon  *conn // the connection it is out on; nil while it waits
 }
 
 // SendResult is how one send ended (SendAsync): Ack once the server has
