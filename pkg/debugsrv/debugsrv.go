@@ -1,7 +1,10 @@
 // Package debugsrv serves a process's operational endpoints on their own
 // listener, away from client traffic: /metrics (Prometheus), /healthz (the
 // process is alive), /readyz (it should receive traffic; false while starting or
-// draining) and /debug/pprof.
+// draining), /debug/pprof and /debug/freeosmemory (POST: a GC that returns
+// all free memory to the OS at once, so that a measurement of the RSS, e.g.
+// memory per connection, does not depend on when the background scavenger
+// last ran).
 package debugsrv
 
 import (
@@ -11,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +59,10 @@ func New(ln net.Listener, g prometheus.Gatherer, log *slog.Logger, checks ...fun
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("POST /debug/freeosmemory", func(w http.ResponseWriter, _ *http.Request) {
+		debug.FreeOSMemory()
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
 }

@@ -56,4 +56,15 @@ func TestEndpoints(t *testing.T) {
 	if code, _ := get("/debug/pprof/"); code != 200 {
 		t.Fatalf("pprof %d", code)
 	}
+	if code, _ := get("/debug/freeosmemory"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET freeosmemory: %d, want 405", code)
+	}
+	resp, err := http.Post(base+"/debug/freeosmemory", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST freeosmemory: %d", resp.StatusCode)
+	}
 }
