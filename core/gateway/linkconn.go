@@ -182,16 +182,17 @@ func (l *linkConn) park() bool {
 	return true
 }
 
-// wake is called by the poller when a parked connection's socket is readable.
-func (l *linkConn) wake() {
+// wake is called by the poller when a parked connection's socket is
+// readable: it reports whether the connection was parked, and is now the
+// caller's to read.
+func (l *linkConn) wake() bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if !l.parked {
-		l.mu.Unlock()
-		return
+		return false
 	}
 	l.parked = false
-	l.mu.Unlock()
-	go l.serve()
+	return true
 }
 
 // idleDue reports whether l is parked past its idle deadline.
@@ -389,7 +390,7 @@ func (g *Gateway) login(nc net.Conn, ip netip.Addr, plain bool, accepted time.Ti
 // readLoop reads requests until the connection ends (false) or, with the
 // poller, until it has nothing to read and is parked (true).
 func (l *linkConn) readLoop() bool {
-	g, c, s, nc := l.g, l.c, l.sess, l.c.NetConn()
+	g, c, nc := l.g, l.c, l.c.NetConn()
 	idle := g.cfg.IdleTimeout.D()
 	for {
 		if l.fd >= 0 && c.Buffered() == 0 && !readable(nc) && l.park() {
@@ -398,29 +399,99 @@ func (l *linkConn) readLoop() bool {
 		_ = nc.SetReadDeadline(time.Now().Add(idle))
 		f, err := c.ReadFrame()
 		if err != nil {
-			g.protoErr(err)
-			l.mu.Lock()
-			l.dead = true
-			l.mu.Unlock()
+			l.readFailed(err)
 			return false
 		}
-		g.m.framesIn.Inc()
-		if f.IsResponse() || f.IsPush() {
-			g.m.protocolErrors.WithLabelValues("bad_frame").Inc()
+		if !l.handle(f, nil) {
 			return false
 		}
-		if f.Op == imapi.OpHeartbeat {
-			l.enqueue(link.Frame{Op: f.Op, Flags: link.FlagResponse, Seq: f.Seq}, true)
+	}
+}
+
+// serveWoken reads what a woken connection has, on one of the poller's
+// readers: the frames in its read-ahead and in the socket, never waiting
+// for the socket. The connection parks again when it has nothing more. A
+// frame that has not fully arrived (or is larger than the read-ahead) is
+// left to a reader goroutine of the connection's own, which waits for the
+// rest within idle_timeout, so a slow client never holds a pool reader.
+func (l *linkConn) serveWoken(w *link.FrameWriter) {
+	c, nc := l.c, l.c.NetConn()
+	for {
+		if !c.FrameReady() {
+			if !readable(nc) {
+				if c.Buffered() == 0 && l.park() {
+					return
+				}
+				go l.serve() // part of a frame, or parking was refused
+				return
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(l.g.cfg.IdleTimeout.D()))
+			more, err := c.ReadAhead()
+			if err != nil {
+				l.readFailed(err)
+				l.finish()
+				return
+			}
+			if !more {
+				go l.serve() // a frame larger than the read-ahead
+				return
+			}
 			continue
 		}
-		op, seq := f.Op, f.Seq
-		s.Go(op, f.Body, func(r Reply) {
-			l.enqueue(link.Frame{Op: op, Flags: link.FlagResponse, Seq: seq, Code: r.Code, Body: r.Body}, true)
-			if op == imapi.OpLogout && r.Code == imapi.OK {
-				l.closeAfterFlush()
-			}
-		})
+		f, err := c.ReadFrame()
+		if err != nil {
+			l.readFailed(err)
+			l.finish()
+			return
+		}
+		if !l.handle(f, w) {
+			l.finish()
+			return
+		}
 	}
+}
+
+// readFailed ends the connection's reading after err.
+func (l *linkConn) readFailed(err error) {
+	l.g.protoErr(err)
+	l.mu.Lock()
+	l.dead = true
+	l.mu.Unlock()
+}
+
+// handle serves one frame read from the client; false ends the connection.
+// A heartbeat is answered at once: by w, a pool reader's writer, when the
+// connection has nothing else to write (no writer goroutine for the
+// answer), else through the queue.
+func (l *linkConn) handle(f link.Frame, w *link.FrameWriter) bool {
+	g := l.g
+	g.m.framesIn.Inc()
+	if f.IsResponse() || f.IsPush() {
+		g.m.protocolErrors.WithLabelValues("bad_frame").Inc()
+		return false
+	}
+	if f.Op == imapi.OpHeartbeat {
+		answer := link.Frame{Op: f.Op, Flags: link.FlagResponse, Seq: f.Seq}
+		if w == nil {
+			l.enqueue(answer, true)
+			return true
+		}
+		l.mu.Lock()
+		if l.dead || l.closing {
+			l.mu.Unlock()
+			return true
+		}
+		l.writeLocked(w, &answer, true)
+		return true
+	}
+	op, seq := f.Op, f.Seq
+	l.sess.Go(op, f.Body, func(r Reply) {
+		l.enqueue(link.Frame{Op: op, Flags: link.FlagResponse, Seq: seq, Code: r.Code, Body: r.Body}, true)
+		if op == imapi.OpLogout && r.Code == imapi.OK {
+			l.closeAfterFlush()
+		}
+	})
+	return true
 }
 
 // writeNow writes a frame directly (before the writer goroutine may run).

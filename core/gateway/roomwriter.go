@@ -193,13 +193,27 @@ func (l *linkConn) roomWrite(w *link.FrameWriter, f *link.Frame) roomOutcome {
 		l.mu.Unlock()
 		return roomSkipped
 	}
+	out, partial := l.writeLocked(w, f, false)
+	if partial {
+		l.g.m.roomPartialWrites.Inc()
+	}
+	return out
+}
+
+// writeLocked writes f from a pool goroutine (a room writer, a reader of
+// woken connections) with one non-blocking write when the connection has
+// nothing else to write, and queues it behind the rest otherwise (response:
+// as enqueueLocked's). partial: the socket took only part of it and the
+// connection's writer goroutine sends the rest. l.mu is held on entry and
+// released on return.
+func (l *linkConn) writeLocked(w *link.FrameWriter, f *link.Frame, response bool) (out roomOutcome, partial bool) {
 	if l.writing || l.held || len(l.queue) > 0 {
-		ok := l.enqueueLocked(*f, false)
+		ok := l.enqueueLocked(*f, response)
 		l.mu.Unlock()
 		if !ok {
-			return roomSlow
+			return roomSlow, false
 		}
-		return roomQueued
+		return roomQueued, false
 	}
 	// The pool is the connection's writer for the moment: frames queued
 	// meanwhile wait, and go out after this one.
@@ -213,27 +227,26 @@ func (l *linkConn) roomWrite(w *link.FrameWriter, f *link.Frame) roomOutcome {
 		l.writing = false
 		l.kickWriter()
 		l.mu.Unlock()
-		return roomWritten
+		return roomWritten, false
 	case res == link.Pending:
 		// The socket took part of it: the connection's writer sends the
 		// rest (and whatever follows), with write_timeout.
 		l.g.m.framesOut.Inc()
-		l.g.m.roomPartialWrites.Inc()
 		l.unflushed = true
 		go l.writeLoop() // l.writing stays set
 		l.mu.Unlock()
-		return roomWritten
+		return roomWritten, true
 	case err != nil && !errors.Is(err, link.ErrFrameTooLarge) && !errors.Is(err, link.ErrBadFrame):
 		l.writing = false
 		l.dead = true
 		l.mu.Unlock()
 		l.closeNow()
-		return roomGone
+		return roomGone, false
 	case err != nil:
 		l.writing = false
 		l.kickWriter()
 		l.mu.Unlock()
-		return roomGone
+		return roomGone, false
 	}
 	// Not tried (no socket of its own, or a stale write deadline): the
 	// connection's writer writes it.
@@ -241,12 +254,12 @@ func (l *linkConn) roomWrite(w *link.FrameWriter, f *link.Frame) roomOutcome {
 	if l.dead || l.closing {
 		l.kickWriter()
 		l.mu.Unlock()
-		return roomGone
+		return roomGone, false
 	}
-	ok := l.enqueueLocked(*f, false)
+	ok := l.enqueueLocked(*f, response)
 	l.mu.Unlock()
 	if !ok {
-		return roomSlow
+		return roomSlow, false
 	}
-	return roomQueued
+	return roomQueued, false
 }

@@ -118,6 +118,43 @@ func (c *Conn) ReadFrame() (Frame, error) {
 // waiting for the socket.
 func (c *Conn) Buffered() int { return len(c.ra) }
 
+// FrameReady reports whether ReadFrame would return without reading the
+// socket: the read-ahead holds a whole frame, or what it holds already
+// fails (a bad length), or the connection has failed.
+func (c *Conn) FrameReady() bool {
+	if c.rerr != nil {
+		return true
+	}
+	if len(c.ra) < 4 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(c.ra))
+	if n > c.lim.MaxFrameSize+c.overhead() || n < HeaderSize+c.overhead() {
+		return true
+	}
+	return len(c.ra) >= 4+n
+}
+
+// ReadAhead reads once from the socket into the read-ahead (blocking as
+// Read does: call it when the socket is readable). It returns false, having
+// read nothing, when the read-ahead is full: the next frame is larger, and
+// ReadFrame reads its rest itself. A read error is final, as ReadFrame's:
+// call it only when FrameReady is false, so that no buffered frame is lost
+// behind the error.
+func (c *Conn) ReadAhead() (bool, error) {
+	if c.rerr != nil {
+		return false, c.rerr
+	}
+	if len(c.ra) >= readAhead {
+		return false, nil
+	}
+	if err := c.fill(len(c.ra) + 1); err != nil {
+		c.rerr = err
+		return false, err
+	}
+	return true, nil
+}
+
 const readAhead = 4096
 
 var readPool = sync.Pool{New: func() any { b := make([]byte, readAhead); return &b }}

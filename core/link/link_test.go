@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -441,5 +442,65 @@ func TestWriteFramesBatch(t *testing.T) {
 		if cc.Buffered() != 0 || cc.rbuf != nil {
 			t.Fatalf("size %d: %d bytes still buffered (buffer held: %v)", size, cc.Buffered(), cc.rbuf != nil)
 		}
+	}
+}
+
+// TestReadAhead reads frames of several sizes the way a pool reader does:
+// ReadFrame only when FrameReady, otherwise one ReadAhead; a frame larger
+// than the read-ahead stops it (false) and ReadFrame reads its rest.
+func TestReadAhead(t *testing.T) {
+	k := testKey(t, "k1")
+	cnc, snc := tcpPair(t)
+	cc, sc, cerr, serr := handshake(t, cnc, snc, NewKeyRing(k), k, Limits{})
+	if cerr != nil || serr != nil {
+		t.Fatal(cerr, serr)
+	}
+	if cc.FrameReady() {
+		t.Fatal("FrameReady with nothing read")
+	}
+	var fs []Frame
+	for i, size := range []int{0, 10, 3000, 4100, 9000, 1} {
+		fs = append(fs, Frame{Op: imapi.OpPush, Flags: FlagPush, Seq: uint32(i), Body: bytes.Repeat([]byte{'x'}, size)})
+	}
+	errc := make(chan error, 1)
+	go func() {
+		for _, f := range fs {
+			if err := sc.WriteFrame(f); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- sc.Close()
+	}()
+	for i := range fs {
+		for !cc.FrameReady() {
+			more, err := cc.ReadAhead()
+			if err != nil {
+				t.Fatalf("frame %d: read ahead: %v", i, err)
+			}
+			if !more {
+				break // larger than the read-ahead
+			}
+		}
+		f, err := cc.ReadFrame()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if f.Seq != uint32(i) || len(f.Body) != len(fs[i].Body) {
+			t.Fatalf("frame %d: got seq %d, %d bytes", i, f.Seq, len(f.Body))
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// The peer closed: the error is final and FrameReady says so.
+	if _, err := cc.ReadAhead(); !errors.Is(err, io.EOF) {
+		t.Fatalf("read ahead after close: %v, want EOF", err)
+	}
+	if !cc.FrameReady() {
+		t.Fatal("FrameReady false after a read error")
+	}
+	if _, err := cc.ReadFrame(); !errors.Is(err, io.EOF) {
+		t.Fatalf("ReadFrame after close: %v, want EOF", err)
 	}
 }
