@@ -29,7 +29,8 @@ type Conn struct {
 	lim   Limits
 	keyID string
 
-	recv *noise.CipherState
+	sealed bool   // false: a pre-terminated connection (NewPlain)
+	recv   sealer // guarded by the one reader
 	// Read-ahead: one read takes what the socket has (often a whole frame,
 	// or several), instead of a read for the length and one for the rest.
 	rbuf *[]byte // pooled; nil while nothing is buffered
@@ -37,8 +38,8 @@ type Conn struct {
 	rerr error   // sticky read error
 
 	wmu    sync.Mutex
-	send   *noise.CipherState
-	werr   error // sticky write error
+	send   sealer // guarded by wmu
+	werr   error  // sticky write error
 	closed atomic.Bool
 	// tail is what a FrameWriter sealed but the socket did not take; it
 	// goes out before anything else written on the connection.
@@ -46,8 +47,16 @@ type Conn struct {
 	raw  syscall.RawConn // for FrameWriter; nil when nc has no socket
 }
 
-func newConn(nc net.Conn, keyID string, send, recv *noise.CipherState, lim Limits) *Conn {
-	return &Conn{nc: nc, lim: lim.withDefaults(), keyID: keyID, send: send, recv: recv, raw: rawConn(nc)}
+func newConn(nc net.Conn, keyID string, send, recv *noise.CipherState, lim Limits) (*Conn, error) {
+	c := &Conn{nc: nc, lim: lim.withDefaults(), keyID: keyID, sealed: true, raw: rawConn(nc)}
+	var err error
+	if c.send, err = newSealer(send); err != nil {
+		return nil, err
+	}
+	if c.recv, err = newSealer(recv); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // rawConn is nc's socket for non-blocking writes, or nil.
@@ -73,11 +82,11 @@ func NewPlain(nc net.Conn, lim Limits) *Conn {
 }
 
 // Plain reports whether the connection is pre-terminated (not sealed).
-func (c *Conn) Plain() bool { return c.recv == nil }
+func (c *Conn) Plain() bool { return !c.sealed }
 
 // overhead is the bytes a sealed frame adds to its plaintext.
 func (c *Conn) overhead() int {
-	if c.recv == nil {
+	if !c.sealed {
 		return 0
 	}
 	return tagSize
@@ -215,10 +224,10 @@ func (c *Conn) readFrame() (Frame, error) {
 			return Frame{}, err
 		}
 	}
-	if c.recv == nil {
+	if !c.sealed {
 		return decodePlain(buf, c.lim.MaxFrameSize, c.lim.KeepCompressed)
 	}
-	pt, err := c.recv.Decrypt(buf[:0], nil, buf)
+	pt, err := c.recv.open(buf[:0], buf)
 	if err != nil {
 		return Frame{}, ErrDecrypt
 	}
@@ -361,12 +370,12 @@ func (c *Conn) appendSealed(buf []byte, f *Frame) ([]byte, error) {
 	buf = binary.BigEndian.AppendUint32(buf, f.Seq)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(f.Code))
 	buf = append(buf, body...)
-	if c.send == nil {
+	if !c.sealed {
 		return buf, nil
 	}
 	// Room for the tag, so that the seal happens in place.
 	buf = slices.Grow(buf, tagSize)
-	sealed, err := c.send.Encrypt(buf[pt:pt], nil, buf[pt:])
+	sealed, err := c.send.seal(buf[pt:pt], buf[pt:])
 	if err != nil {
 		c.werr = err
 		return buf[:start], err

@@ -106,7 +106,11 @@ func Client(ctx context.Context, nc net.Conn, keyID string, serverPub []byte, li
 	if send == nil || recv == nil {
 		return nil, fmt.Errorf("%w: handshake did not complete", ErrBadHello)
 	}
-	return newConn(nc, keyID, send, recv, lim), nil
+	c, err := newConn(nc, keyID, send, recv, lim)
+	if err != nil {
+		return nil, fmt.Errorf("link: client handshake: %w", err)
+	}
+	return c, nil
 }
 
 // Server runs the server side of the handshake on nc with the keys of ring
@@ -212,5 +216,9 @@ func (h *Hello) Answer(ctx context.Context, nc net.Conn, ring *KeyRing, lim Limi
 	if _, err := nc.Write(out); err != nil {
 		return nil, fmt.Errorf("link: server hello: %w", err)
 	}
-	return newConn(nc, h.keyID, send, recv, lim), nil
+	c, err := newConn(nc, h.keyID, send, recv, lim)
+	if err != nil {
+		return nil, fmt.Errorf("link: server handshake: %w", err)
+	}
+	return c, nil
 }
