@@ -47,9 +47,14 @@ type linkConn struct {
 	// idleAt is when a parked connection that stays silent is closed
 	// (unix nanoseconds); the poller's sweep closes it, so a parked
 	// connection holds no timer of its own.
-	idleAt  int64
-	finishF func()
-	once    sync.Once
+	idleAt int64
+
+	// What finish releases: raw is the socket serveConn took (under a
+	// PROXY header's reader, for trusted sources); admitted: it counts
+	// against the limits by ip.
+	raw      net.Conn
+	admitted bool
+	finished bool
 }
 
 // serveConn admits a new TCP connection, accepted at the time given, and
@@ -93,34 +98,24 @@ func (g *Gateway) serveConn(nc net.Conn, plain bool, accepted time.Time) {
 func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr, plain bool, accepted time.Time) {
 	nc := raw
 	admitted := !trusted
-	cleanup := func() {
-		g.connMu.Lock()
-		delete(g.conns, raw)
-		g.connMu.Unlock()
-		_ = raw.Close()
-		if admitted {
-			g.release(ip)
-		}
-		g.connWG.Done()
-	}
 	if trusted {
 		pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.USE),
 			proxyproto.SetReadHeaderTimeout(g.cfg.HandshakeTimeout.D()), proxyproto.WithBufferSize(512))
 		_ = raw.SetReadDeadline(time.Now().Add(g.cfg.HandshakeTimeout.D()))
 		if _, err := pc.Read(nil); err != nil {
 			g.m.refused.WithLabelValues("proxy_header").Inc()
-			cleanup()
+			g.endConn(raw, ip, admitted)
 			return
 		}
 		if plain && pc.ProxyHeader() == nil {
 			// The client's address is what limits and logs need.
 			g.m.refused.WithLabelValues("proxy_header").Inc()
-			cleanup()
+			g.endConn(raw, ip, admitted)
 			return
 		}
 		ip = addrIP(pc.RemoteAddr())
 		if !g.admit(ip) {
-			cleanup()
+			g.endConn(raw, ip, admitted)
 			return
 		}
 		admitted = true
@@ -128,21 +123,28 @@ func (g *Gateway) admitAndLogin(raw net.Conn, trusted bool, ip netip.Addr, plain
 	}
 	l := g.login(nc, ip, plain, accepted)
 	if l == nil {
-		cleanup()
+		g.endConn(raw, ip, admitted)
 		return
 	}
+	l.raw, l.admitted = raw, admitted
 	l.fd = -1
 	if g.poller != nil && nc == raw {
 		l.fd = socketFD(raw)
 	}
-	l.finishF = func() {
-		if l.fd >= 0 {
-			g.poller.forget(l)
-		}
-		l.sess.Close()
-		cleanup()
-	}
 	go l.serve()
+}
+
+// endConn closes a connection that serveConn took and releases what it
+// counted.
+func (g *Gateway) endConn(raw net.Conn, ip netip.Addr, admitted bool) {
+	g.connMu.Lock()
+	delete(g.conns, raw)
+	g.connMu.Unlock()
+	_ = raw.Close()
+	if admitted {
+		g.release(ip)
+	}
+	g.connWG.Done()
 }
 
 // serve runs the read loop in a fresh goroutine; the connection ends when it
@@ -154,7 +156,20 @@ func (l *linkConn) serve() {
 }
 
 // finish releases everything the connection holds, once.
-func (l *linkConn) finish() { l.once.Do(l.finishF) }
+func (l *linkConn) finish() {
+	l.mu.Lock()
+	done := l.finished
+	l.finished = true
+	l.mu.Unlock()
+	if done {
+		return
+	}
+	if l.fd >= 0 {
+		l.g.poller.forget(l)
+	}
+	l.sess.Close()
+	l.g.endConn(l.raw, l.ip, l.admitted)
+}
 
 // park hands an idle connection to the poller. It returns false when the
 // connection must keep reading (it is closing, or the poller refused).
