@@ -70,6 +70,7 @@ type Gateway struct {
 	sm          *superMetrics
 	pres        Presence
 	routes      *route.Table
+	shared      sharedRoutes // the sessions' cached routes (session.go)
 	ring        *link.KeyRing
 	trusted     []netip.Prefix
 	lim         link.Limits

@@ -227,7 +227,7 @@ func (g *Gateway) loginFrom(ctx context.Context, t Transport, clientIP string, b
 		t:       t,
 		subject: subject,
 	}
-	s.routed.Store(&sessionRoute{gen: gen, r: rt})
+	s.routed.Store(g.shared.get(gen, rt))
 	if err := g.register(s, supers, pl); err != nil {
 		g.m.logins.WithLabelValues(imapi.ErrUnavailable.String()).Inc()
 		return nil, nil, imapi.Errorf(imapi.ErrUnavailable, "subscribe: %v", err)
@@ -255,6 +255,30 @@ type sessionRoute struct {
 	r   route.Route
 }
 
+// sharedRoutes hands out one *sessionRoute per distinct route of the
+// current generation: sessions of an app mostly share a route, and an
+// idle session then keeps a pointer, not a copy. A new generation starts
+// a new set (the old one goes with its last session).
+type sharedRoutes struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[route.Route]*sessionRoute
+}
+
+func (c *sharedRoutes) get(gen uint64, r route.Route) *sessionRoute {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || gen != c.gen {
+		c.gen, c.m = gen, make(map[route.Route]*sessionRoute)
+	}
+	sr := c.m[r]
+	if sr == nil {
+		sr = &sessionRoute{gen: gen, r: r}
+		c.m[r] = sr
+	}
+	return sr
+}
+
 // currentRoute is where the session's requests go now: routed again when the
 // grayscale rules changed since it last was, so a rule (or its rollback)
 // moves sessions that are already logged in.
@@ -264,7 +288,7 @@ func (s *Session) currentRoute() route.Route {
 		return sr.r
 	}
 	r := s.g.routes.ForUser(s.info.AppKey, s.info.Account, s.info.SDK)
-	s.routed.Store(&sessionRoute{gen: gen, r: r})
+	s.routed.Store(s.g.shared.get(gen, r))
 	return r
 }
 
