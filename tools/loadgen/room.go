@@ -254,10 +254,10 @@ func runRoom(args []string) error {
 		progress("the services published %.0f room messages in all; the gateways received %v", pubTotal, copies)
 		result("room_fanout_bus_copies_per_message_per_gateway", sum/float64(len(srvs))/pubTotal, "copies")
 	}
-	all2 := []*series{ll}
+	sweeps := []*series{ll}
 	if *baseline {
 		bare := &series{name: "bare_tcp_fanout", figure: "baseline_bare_fanout"}
-		all2 = append(all2, bare)
+		sweeps = append(sweeps, bare)
 		snd.close()
 		if err := sw.closeAll(); err != nil {
 			return err
@@ -323,7 +323,7 @@ func runRoom(args []string) error {
 		}
 	}
 	if len(stages) > 1 {
-		for _, s := range all2 {
+		for _, s := range sweeps {
 			result(fmt.Sprintf("%s_max_members_p99_within_%dms", s.figure, goal.Milliseconds()), float64(s.best), "conns")
 			result(fmt.Sprintf("%s_max_deliveries_per_sec_p99_within_%dms", s.figure, goal.Milliseconds()), float64(s.best**rate), "deliveries/s")
 		}
