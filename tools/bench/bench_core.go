@@ -33,7 +33,7 @@ d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 go build -o "$d/longlink" ./cmd/longlink
 go build -o "$d/loadgen" ./tools/loadgen
-"$d/loadgen" storm -bin "$d/longlink" -clients "${STORM_CLIENTS-19000}" -workers 4 -server-cpu 0 -client-cpu 1`},
+"$d/loadgen" storm -bin "$d/longlink" -clients "${STORM_CLIENTS-19000}" -workers 4 -server-cpu 0 -client-cpu 1 -limit 300s`},
 	})
 	register(benchmark{
 		name: "link-messages",
