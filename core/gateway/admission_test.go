@@ -264,3 +264,20 @@ func TestHandshakeWaitCloses(t *testing.T) {
 		})
 	})
 }
+
+func TestFitFileLimit(t *testing.T) {
+	for _, tc := range []struct {
+		want, limit, fit int
+	}{
+		{100000, 1 << 20, 100000}, // room enough
+		{100000, 20000, 19600},    // 2% reserved
+		{100000, 1024, 768},       // at least 256 reserved
+		{100000, 300000, 100000},  // at most 4,096 reserved, room enough
+		{1000, 20000, 1000},       // the configured cap fits
+		{100000, 100, 1},          // a tiny limit still serves one
+	} {
+		if got := fitFileLimit(tc.want, tc.limit); got != tc.fit {
+			t.Errorf("fitFileLimit(%d, %d) = %d, want %d", tc.want, tc.limit, got, tc.fit)
+		}
+	}
+}
