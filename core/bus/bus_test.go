@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -43,8 +44,18 @@ func exercise(t *testing.T, b *bus.Bus, subject string) {
 		t.Fatal(err)
 	}
 	defer func() { _ = js.DeleteStream(context.Background(), name) }()
-	if _, err := js.Publish(ctx, subject+".js", []byte("durable")); err != nil {
-		t.Fatal(err)
+	// On a cluster the new stream's server may not listen yet when the
+	// create is answered (CI: "no response from stream"): publish again
+	// until it takes it. Msg-Id dedupes a publish stored but not acked.
+	for {
+		_, err := js.Publish(ctx, subject+".js", []byte("durable"), jetstream.WithMsgID("exercise"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	info, err := s.Info(ctx)
 	if err != nil || info.State.Msgs != 1 {

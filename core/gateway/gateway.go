@@ -125,7 +125,14 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	deps.Logger = logging.OrDiscard(deps.Logger)
 	if n, ok := openFileLimit(); ok {
 		if fit := fitFileLimit(cfg.MaxConnections, n); fit < cfg.MaxConnections {
-			deps.Logger.Warn("gateway: max_connections lowered to fit the open-file limit", "max_connections", fit, "configured", cfg.MaxConnections, "open_file_limit", n)
+			// The default (100,000) is above most machines' limits: fitting
+			// it is routine; a number the operator chose that does not fit
+			// is worth a warning.
+			log := deps.Logger.Info
+			if cfg.MaxConnections != Default().MaxConnections {
+				log = deps.Logger.Warn
+			}
+			log("gateway: max_connections lowered to fit the open-file limit", "max_connections", fit, "configured", cfg.MaxConnections, "open_file_limit", n)
 			cfg.MaxConnections = fit
 		}
 	}
