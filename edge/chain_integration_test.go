@@ -208,31 +208,10 @@ func killRelayTest(t *testing.T, tr string, resume bool) {
 	w := &world{relays: map[string]*relay.Node{}, svc: startServices(t)}
 	cr := p.creds(t)
 
-	ecfg := relay.DefaultEgress()
-	ecfg.Listen = map[string]string{tr: "127.0.0.1:0"}
-	ecfg.Cluster = "demo"
-	ecfg.Services = map[string]relay.Service{
+	hops, procs := twoRelayChain(t, p, cr, tr, map[string]relay.Service{
 		"link":    {Kind: "link", Address: w.svc.link},
 		"weblink": {Kind: "http", Address: w.svc.http},
-	}
-	egDeps := cr.deps("egress")
-	egDeps.Logger = testLogger(t).With("node", "egress")
-	eg, err := relay.NewEgress(ecfg, egDeps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eg.Shutdown(ctx) })
-	egHop := relay.Hop{Name: "egress", Transport: tr, Address: eg.Addr(tr).String()}
-	procs := map[string]*exec.Cmd{}
-	var hops []relay.Hop
-	for _, name := range []string{"relay-1", "relay-2"} {
-		addr, cmd := childRelay(t, p, name, tr, egHop)
-		procs[name] = cmd
-		hops = append(hops, relay.Hop{Name: name, Transport: tr, Address: addr})
-	}
+	})
 	cfg := Default()
 	cfg.Cluster = "demo"
 	cfg.Link.Listen = "127.0.0.1:0"
@@ -476,4 +455,35 @@ func waitThrough(t *testing.T, addr string, d time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// twoRelayChain starts an egress in this process serving services and two
+// relay processes (relay-1, relay-2) in front of it on transport tr; it
+// returns the relays as next hops and their processes by name.
+func twoRelayChain(t *testing.T, p *pkiFiles, cr creds, tr string, services map[string]relay.Service) ([]relay.Hop, map[string]*exec.Cmd) {
+	t.Helper()
+	ctx := context.Background()
+	ecfg := relay.DefaultEgress()
+	ecfg.Listen = map[string]string{tr: "127.0.0.1:0"}
+	ecfg.Cluster = "demo"
+	ecfg.Services = services
+	egDeps := cr.deps("egress")
+	egDeps.Logger = testLogger(t).With("node", "egress")
+	eg, err := relay.NewEgress(ecfg, egDeps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eg.Shutdown(ctx) })
+	egHop := relay.Hop{Name: "egress", Transport: tr, Address: eg.Addr(tr).String()}
+	procs := map[string]*exec.Cmd{}
+	var hops []relay.Hop
+	for _, name := range []string{"relay-1", "relay-2"} {
+		addr, cmd := childRelay(t, p, name, tr, egHop)
+		procs[name] = cmd
+		hops = append(hops, relay.Hop{Name: name, Transport: tr, Address: addr})
+	}
+	return hops, procs
 }

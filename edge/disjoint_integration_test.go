@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,32 +33,11 @@ func TestStopRelayDisjoint(t *testing.T) {
 	w := &world{relays: map[string]*relay.Node{}, svc: startServices(t)}
 	cr := p.creds(t)
 
-	ecfg := relay.DefaultEgress()
-	ecfg.Listen = map[string]string{tr: "127.0.0.1:0"}
-	ecfg.Cluster = "demo"
-	ecfg.Services = map[string]relay.Service{
+	hops, procs := twoRelayChain(t, p, cr, tr, map[string]relay.Service{
 		"link":    {Kind: "link", Address: w.svc.link},
 		"weblink": {Kind: "http", Address: w.svc.http},
 		"media":   {Kind: "udp", Address: w.svc.udp},
-	}
-	egDeps := cr.deps("egress")
-	egDeps.Logger = testLogger(t).With("node", "egress")
-	eg, err := relay.NewEgress(ecfg, egDeps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eg.Shutdown(ctx) })
-	egHop := relay.Hop{Name: "egress", Transport: tr, Address: eg.Addr(tr).String()}
-	procs := map[string]*exec.Cmd{}
-	var hops []relay.Hop
-	for _, name := range []string{"relay-1", "relay-2"} {
-		addr, cmd := childRelay(t, p, name, tr, egHop)
-		procs[name] = cmd
-		hops = append(hops, relay.Hop{Name: name, Transport: tr, Address: addr})
-	}
+	})
 	cfg := Default()
 	cfg.Cluster = "demo"
 	cfg.Link.Listen = "127.0.0.1:0"
