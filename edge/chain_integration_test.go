@@ -258,22 +258,7 @@ func killRelayTest(t *testing.T, tr string, resume bool) {
 			t.Fatalf("session on %s, primary is %s", s.Path, primary)
 		}
 	}
-	for _, st := range streams {
-		st.start()
-	}
-	defer func() {
-		for _, st := range streams {
-			st.stop()
-		}
-	}()
-	waittest.Until(t, 5*time.Second, "echoes on every stream", func() bool {
-		for _, st := range streams {
-			if st.echoed() < 10 {
-				return false
-			}
-		}
-		return true
-	})
+	defer startStreams(t, streams)()
 
 	killed := time.Now()
 	if err := procs[primary].Process.Signal(syscall.SIGKILL); err != nil {
@@ -486,4 +471,34 @@ func twoRelayChain(t *testing.T, p *pkiFiles, cr creds, tr string, services map[
 		hops = append(hops, relay.Hop{Name: name, Transport: tr, Address: addr})
 	}
 	return hops, procs
+}
+
+// startStreams starts every stream's numbered messages and waits until each
+// has 10 echoes; the function it returns stops them.
+func startStreams(t *testing.T, streams []*numberedStream) (stop func()) {
+	t.Helper()
+	for _, st := range streams {
+		st.start()
+	}
+	stop = func() {
+		for _, st := range streams {
+			st.stop()
+		}
+	}
+	started := false
+	defer func() {
+		if !started { // the wait failed the test: stop them here
+			stop()
+		}
+	}()
+	waittest.Until(t, 5*time.Second, "echoes on every stream", func() bool {
+		for _, st := range streams {
+			if st.echoed() < 10 {
+				return false
+			}
+		}
+		return true
+	})
+	started = true
+	return stop
 }

@@ -97,22 +97,7 @@ func TestStopRelayDisjoint(t *testing.T) {
 			t.Fatalf("%s session on %s, primary is %s", s.Listener, s.Path, primary)
 		}
 	}
-	for _, st := range streams {
-		st.start()
-	}
-	defer func() {
-		for _, st := range streams {
-			st.stop()
-		}
-	}()
-	waittest.Until(t, 5*time.Second, "echoes on every stream", func() bool {
-		for _, st := range streams {
-			if st.echoed() < 10 {
-				return false
-			}
-		}
-		return true
-	})
+	defer startStreams(t, streams)()
 
 	stopped := time.Now()
 	if err := procs[primary].Process.Signal(syscall.SIGSTOP); err != nil {
