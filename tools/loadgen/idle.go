@@ -240,9 +240,13 @@ func forceGC(debugAddr string) error {
 	return nil
 }
 
+// plainHTTP asks for uncompressed answers: the server under measurement
+// would otherwise gzip every /metrics page it is polled for.
+var plainHTTP = &http.Client{Transport: &http.Transport{DisableCompression: true}}
+
 // gatewaySessions reads longlink_gateway_sessions from the server's metrics.
 func gatewaySessions(debugAddr string) (int, error) {
-	resp, err := http.Get("http://" + debugAddr + "/metrics")
+	resp, err := plainHTTP.Get("http://" + debugAddr + "/metrics")
 	if err != nil {
 		return 0, err
 	}

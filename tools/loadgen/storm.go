@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -13,9 +16,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/longlink/longlink/core/imapi"
 	"github.com/longlink/longlink/core/link"
 	"github.com/longlink/longlink/core/sdk"
 )
@@ -75,6 +80,19 @@ func runStorm(args []string) error {
 	_ = fill
 	time.Sleep(3 * time.Second)
 
+	workerStats := func() []string {
+		var out []string
+		for _, w := range ws {
+			if w.send("stats") != nil {
+				continue
+			}
+			if l, err := w.expect("stats "); err == nil {
+				out = append(out, strings.TrimPrefix(l, "stats "))
+			}
+		}
+		return out
+	}
+	kern0 := kernelTCP()
 	killed := time.Now()
 	srv.kill9()
 	progress("server killed (SIGKILL); starting it again")
@@ -107,6 +125,16 @@ func runStorm(args []string) error {
 	cpuAll, _ := srv.cpuTime()
 	if err != nil {
 		progress("storm: %v", err)
+	}
+	kern1 := kernelTCP()
+	var kern []string
+	for _, k := range slices.Sorted(maps.Keys(kern1)) {
+		kern = append(kern, fmt.Sprintf("%s +%d", k, kern1[k]-kern0[k]))
+	}
+	progress("kernel TCP counters over the storm (whole machine): %s", strings.Join(kern, ", "))
+	result("storm_listen_overflows", float64(kern1["ListenOverflows"]-kern0["ListenOverflows"]), "drops")
+	for i, l := range workerStats() {
+		progress("worker %d since the kill (a client's first login not counted): %s", i, l)
 	}
 	logins := metricSum(srv.debugAddr, "longlink_gateway_logins_total")
 	refused := metricSum(srv.debugAddr, "longlink_gateway_refused_total")
@@ -221,7 +249,7 @@ func share(n, parts, i int) int {
 	return per
 }
 
-// waitSessions polls the gateway's session count every 50 ms until it
+// waitSessions polls the gateway's session count every 200 ms until it
 // reaches want (from, the time zero of the durations), calling on with each
 // reading; it returns when all is reached or limit passes.
 func waitSessions(debugAddr string, want, all int, limit time.Duration, on func(n int, at time.Duration), from ...time.Time) (time.Duration, error) {
@@ -246,7 +274,9 @@ func waitSessions(debugAddr string, want, all int, limit time.Duration, on func(
 				last, lastAt = n, time.Now()
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		// Each reading costs the server a /metrics page (at every 50 ms
+		// it was ~10% of the storm's server CPU in the profile).
+		time.Sleep(200 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("not all %d logged in within %s (last reading %d)", all, limit, last)
 }
@@ -346,6 +376,17 @@ func runStormWorker(args []string) error {
 		return err
 	}
 	slots := make(chan struct{}, 32)
+	var st stormStats
+	go st.watchLag(100 * time.Millisecond)
+	go func() {
+		// "stats" on stdin: one line of this worker's counts since start.
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() == "stats" {
+				fmt.Println("stats " + st.line())
+			}
+		}
+	}()
 	for i := 0; i < *n; i++ {
 		u := *index + i*(*stride)
 		c, err := sdk.New(sdk.Config{
@@ -362,14 +403,106 @@ func runStormWorker(args []string) error {
 		go func() {
 			first := true
 			for ev := range c.Events() {
-				if first && ev.Kind == sdk.EventState && ev.State == sdk.StateConnected {
+				if ev.Kind != sdk.EventState {
+					continue
+				}
+				if first && ev.State == sdk.StateConnected {
 					first = false
 					<-slots
+					continue
 				}
+				st.count(ev)
 			}
 		}()
 		c.Start()
 	}
 	fmt.Println("started")
 	select {}
+}
+
+// stormStats counts, in a worker, what its clients went through after
+// their first login (connection attempts and why they failed), and how
+// late the worker's goroutines ran: the client side of a storm, to tell a
+// slow server from a starved load generator.
+type stormStats struct {
+	attempts, connected, hinted, refused, timeout, closed, other atomic.Int64
+	lagMax                                                       atomic.Int64 // ns
+}
+
+func (s *stormStats) count(ev sdk.Event) {
+	switch ev.State {
+	case sdk.StateConnecting:
+		s.attempts.Add(1)
+	case sdk.StateConnected:
+		s.connected.Add(1)
+	case sdk.StateDisconnected:
+		var ie *imapi.Error
+		msg := ""
+		if ev.Err != nil {
+			msg = ev.Err.Error()
+		}
+		switch {
+		case errors.As(ev.Err, &ie) && ie.RetryAfterMs > 0:
+			s.hinted.Add(1)
+		case strings.Contains(msg, "connection refused"):
+			s.refused.Add(1)
+		case errors.Is(ev.Err, context.DeadlineExceeded), errors.Is(ev.Err, os.ErrDeadlineExceeded), strings.Contains(msg, "timeout"):
+			s.timeout.Add(1)
+		case errors.Is(ev.Err, io.EOF), errors.Is(ev.Err, syscall.ECONNRESET), errors.Is(ev.Err, syscall.EPIPE):
+			s.closed.Add(1)
+		default:
+			s.other.Add(1)
+		}
+	}
+}
+
+// watchLag records the largest delay of a ticker of period every past its
+// due time: how long a runnable goroutine of this worker waited for a CPU.
+func (s *stormStats) watchLag(every time.Duration) {
+	next := time.Now().Add(every)
+	for {
+		time.Sleep(time.Until(next))
+		if lag := time.Since(next); lag > time.Duration(s.lagMax.Load()) {
+			s.lagMax.Store(int64(lag))
+		}
+		next = time.Now().Add(every)
+	}
+}
+
+func (s *stormStats) line() string {
+	return fmt.Sprintf("attempts=%d connected=%d failed_hint=%d failed_refused=%d failed_timeout=%d failed_closed=%d failed_other=%d lag_max_ms=%d",
+		s.attempts.Load(), s.connected.Load(), s.hinted.Load(), s.refused.Load(), s.timeout.Load(), s.closed.Load(), s.other.Load(),
+		time.Duration(s.lagMax.Load()).Milliseconds())
+}
+
+// kernelTCP reads the machine's TCP counters that tell what the listen
+// queue and the network lost: TcpExt ListenOverflows (a connection whose
+// handshake completed but the accept queue was full: its ACK, and the
+// client's first data with it, are dropped and must be resent) and
+// ListenDrops, Tcp RetransSegs, TcpExt TCPTimeouts. They count the whole
+// machine (other engineers' work too), so a storm's share is their change
+// over it.
+func kernelTCP() map[string]int64 {
+	out := map[string]int64{}
+	for _, f := range []string{"/proc/net/netstat", "/proc/net/snmp"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(b), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			h, v := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			if len(h) != len(v) || len(h) == 0 || (h[0] != "TcpExt:" && h[0] != "Tcp:") {
+				continue
+			}
+			for j := 1; j < len(h); j++ {
+				switch h[j] {
+				case "ListenOverflows", "ListenDrops", "RetransSegs", "TCPTimeouts", "TCPSynRetrans":
+					n, _ := strconv.ParseInt(v[j], 10, 64)
+					out[h[j]] = n
+				}
+			}
+		}
+	}
+	return out
 }
