@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,5 +281,65 @@ func TestFitFileLimit(t *testing.T) {
 		if got := fitFileLimit(tc.want, tc.limit); got != tc.fit {
 			t.Errorf("fitFileLimit(%d, %d) = %d, want %d", tc.want, tc.limit, got, tc.fit)
 		}
+	}
+}
+
+// TestHelloLateMakesRoom: at max_connections, a new connection takes the
+// place of the oldest one still without a hello past hello_grace (closed,
+// counted hello_late) and logs in; with no such connection (a longer
+// grace) the new one is refused, counted at max_connections.
+func TestHelloLateMakesRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+		room  bool
+	}{
+		{"late hello makes room", time.Millisecond, true},
+		{"within grace keeps its place", 10 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) {
+				c.MaxConnections = 2
+				c.HelloGrace = config.Duration(tc.grace)
+			})
+			var silent []net.Conn
+			for range 2 {
+				nc, err := net.Dial("tcp", e.g.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer nc.Close()
+				silent = append(silent, nc)
+			}
+			waittest.Until(t, 5*time.Second, "both waiting for their hello", func() bool {
+				e.g.connMu.Lock()
+				defer e.g.connMu.Unlock()
+				f := e.g.hellos.Front()
+				return e.g.hellos.Len() == 2 && (!tc.room || time.Since(f.Value.(*helloWait).since) > tc.grace)
+			})
+			err := loginOnce(e, "newcomer")
+			full := testutil.ToFloat64(e.g.m.refused.WithLabelValues("max_connections"))
+			if !tc.room {
+				late := testutil.ToFloat64(e.g.m.handshakeDrops.WithLabelValues("hello_late"))
+				if err == nil || late != 0 || full != 1 {
+					t.Fatalf("login %v, hello_late %v, refused at max_connections %v; want refused, 0, 1", err, late, full)
+				}
+				return
+			}
+			if err != nil || full != 0 {
+				t.Fatalf("login %v, refused at max_connections %v; want ok, 0", err, full)
+			}
+			// The oldest silent connection was closed, the other kept.
+			_ = silent[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := silent[0].Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("oldest silent connection: read %v, want it closed", err)
+			}
+			waittest.Until(t, 5*time.Second, "the closed one counted hello_late and gone", func() bool {
+				e.g.connMu.Lock()
+				defer e.g.connMu.Unlock()
+				return e.g.hellos.Len() == 1 && e.g.evicting == 0 && e.g.totalConns == 2 &&
+					testutil.ToFloat64(e.g.m.handshakeDrops.WithLabelValues("hello_late")) == 1
+			})
+		})
 	}
 }

@@ -58,6 +58,13 @@ type Config struct {
 	// client, whose connect timeout is 10 s in the SDKs, would give up
 	// before the login is answered). Default 5s; at most handshake_timeout.
 	HandshakeWait config.Duration `yaml:"handshake_wait"`
+	// HelloGrace: while the gateway is at max_connections, a connection
+	// whose client hello has not come this long after its accept gives
+	// its place (and its file) to a new connection: it is closed and the
+	// new one admitted, instead of the new one refused while the old one
+	// holds its place until handshake_timeout. Default 1s; at most
+	// handshake_timeout.
+	HelloGrace config.Duration `yaml:"hello_grace"`
 	// LoginTimeout bounds the wait for the login frame and its answer. Default 10s.
 	LoginTimeout config.Duration `yaml:"login_timeout"`
 	// Heartbeat is the interval announced to clients in the login answer.
@@ -163,6 +170,7 @@ func Default() Config {
 		CompressThreshold:   link.DefaultCompressThreshold,
 		HandshakeTimeout:    config.Duration(10 * time.Second),
 		HandshakeWait:       config.Duration(5 * time.Second),
+		HelloGrace:          config.Duration(time.Second),
 		LoginTimeout:        config.Duration(10 * time.Second),
 		Heartbeat:           config.Duration(30 * time.Second),
 		RequestTimeout:      config.Duration(10 * time.Second),
@@ -208,6 +216,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHandshakes == 0 {
 		c.MaxHandshakes = 2 * runtime.GOMAXPROCS(0)
+	}
+	if c.HelloGrace == 0 {
+		c.HelloGrace = d.HelloGrace
 	}
 	if c.HandshakeWait == 0 {
 		c.HandshakeWait = d.HandshakeWait
@@ -317,6 +328,9 @@ func (c *Config) Validate() error {
 	}
 	if v.MaxHandshakes < 1 {
 		errs.Addf("max_handshakes: at least 1 (0: twice GOMAXPROCS)")
+	}
+	if v.HelloGrace < 0 || v.HelloGrace > v.HandshakeTimeout {
+		errs.Addf("hello_grace: %s not in 0..handshake_timeout (%s)", v.HelloGrace.D(), v.HandshakeTimeout.D())
 	}
 	if v.HandshakeWait < 0 || v.HandshakeWait > v.HandshakeTimeout {
 		errs.Addf("handshake_wait: %s not in 0..handshake_timeout (%s)", v.HandshakeWait.D(), v.HandshakeTimeout.D())

@@ -7,6 +7,7 @@
 package gateway
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -103,6 +104,11 @@ type Gateway struct {
 	conns      map[net.Conn]struct{} // raw connections, for the final close
 	perIP      map[netip.Addr]int
 	totalConns int
+	// Connections waiting for their client's hello, oldest first
+	// (*helloWait), and how many of them were closed to make room and
+	// are still counted in totalConns (hello.go).
+	hellos   list.List
+	evicting int
 
 	wg      sync.WaitGroup // accept loop, dispatcher, sweeper
 	connWG  sync.WaitGroup // connection goroutines

@@ -266,15 +266,23 @@ func (g *Gateway) isTrusted(ip netip.Addr) bool {
 
 // admit counts a connection against the limits.
 func (g *Gateway) admit(ip netip.Addr) bool {
+	var late net.Conn
+	defer func() {
+		if late != nil {
+			_ = late.Close() // outside connMu
+		}
+	}()
 	g.connMu.Lock()
 	defer g.connMu.Unlock()
-	if g.cfg.MaxConnections > 0 && g.totalConns >= g.cfg.MaxConnections {
-		g.m.refused.WithLabelValues("max_connections").Inc()
-		return false
-	}
 	if g.cfg.MaxConnectionsPerIP > 0 && g.perIP[ip] >= g.cfg.MaxConnectionsPerIP {
 		g.m.refused.WithLabelValues("per_ip").Inc()
 		return false
+	}
+	if g.cfg.MaxConnections > 0 && g.totalConns-g.evicting >= g.cfg.MaxConnections {
+		if late = g.evictLateHelloLocked(time.Now()); late == nil {
+			g.m.refused.WithLabelValues("max_connections").Inc()
+			return false
+		}
 	}
 	g.perIP[ip]++
 	g.totalConns++
@@ -319,7 +327,12 @@ var errNoHandshake = errors.New("gateway: closed without a handshake")
 // handshake reads the client's hello, waits for a handshake slot (FIFO,
 // until handshake_wait after the accept) and answers it.
 func (g *Gateway) handshake(ctx context.Context, nc net.Conn, accepted time.Time) (*link.Conn, error) {
+	w := g.awaitHello(nc, accepted)
 	hello, err := link.ReadHello(ctx, nc)
+	if g.helloDone(w) {
+		g.m.handshakeDrops.WithLabelValues("hello_late").Inc()
+		return nil, errNoHandshake
+	}
 	if err != nil {
 		return nil, err
 	}

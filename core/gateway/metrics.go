@@ -134,7 +134,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_gateway_handshake_wait_seconds", Help: "Time a Link connection waited for its handshake slot (admitted ones).",
 			Buckets: []float64{.0001, .001, .005, .01, .05, .1, .25, .5, 1, 2, 3, 5, 10}}),
 		handshakeDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longlink_gateway_handshake_drops_total", Help: "Link connections closed without a handshake by reason (waited: longer than handshake_wait since accepted; client_gone: the client had closed while it waited)."}, []string{"reason"}),
+			Name: "longlink_gateway_handshake_drops_total", Help: "Link connections closed without a handshake by reason (waited: longer than handshake_wait since accepted; client_gone: the client had closed while it waited; hello_late: no hello within hello_grace while the gateway was full, closed to make room)."}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.handshakesRunning, m.handshakesQueued, m.handshakeWait, m.handshakeDrops, m.opDrained, m.roomGaps, m.sendBatches, m.sendBatchSize, m.sendRetries, m.sendDelayed, m.sendGiveUps, m.rooms, m.roomMembers, m.roomMessages, m.roomBatches, m.roomFrames,
 		m.roomDeliveries, m.roomSlowDrops, m.roomSkipped, m.roomEvents,
