@@ -60,6 +60,60 @@ func TestLoginAdmissionPlan(t *testing.T) {
 	}
 }
 
+// TestLoginAdmissionRateRises: a rate measured low in a rush is doubled
+// when a worker goes idle while refused logins are still scheduled (they
+// arrive at the measured pace and the node keeps up), at most once a
+// window, and the next refusal's hint is shorter for it; with no refusal
+// scheduled, idle workers leave the rate as measured.
+func TestLoginAdmissionRateRises(t *testing.T) {
+	measure := func() (*loginAdmission, time.Time) {
+		a := &loginAdmission{wait: time.Second, workers: 2}
+		now := time.Unix(1000, 0)
+		for range 300 {
+			a.admit(now)
+		}
+		for range 60 { // 100 logins/s with both workers busy
+			now = now.Add(10 * time.Millisecond)
+			a.done(now)
+		}
+		return a, now
+	}
+
+	a, now := measure()
+	_, before := a.admit(now) // 240 queued at 100/s: refused, back in ~1.41 s
+	for range 239 {           // the queue drains, a worker goes idle
+		now = now.Add(time.Millisecond)
+		a.done(now)
+	}
+	if rate, queued := a.measured(); rate < 190 || rate > 210 || queued != 1 {
+		t.Fatalf("rate %.1f/s, queued %d after keeping up with a refusal scheduled; want 200/s, 1", rate, queued)
+	}
+	a.admit(now) // idle again at once: not raised twice in a window
+	a.done(now)
+	if rate, _ := a.measured(); rate > 210 {
+		t.Fatalf("rate raised to %.1f/s twice within a window", rate)
+	}
+	// The schedule ahead was halved with the raise: the next refused login
+	// comes back in about half what was left of the first one's wait
+	// (1.41 - 0.24 s) / 2, not after it.
+	after := time.Duration(0)
+	for ok := true; ok; {
+		ok, after = a.admit(now)
+	}
+	if want := (before - 239*time.Millisecond) / 2; after < want*8/10 || after > want*12/10 {
+		t.Fatalf("hint after the raise %s, want about %s (the first refusal's %s)", after, want, before)
+	}
+
+	a, now = measure()
+	for range 239 {
+		now = now.Add(time.Millisecond)
+		a.done(now)
+	}
+	if rate, _ := a.measured(); rate < 95 || rate > 105 {
+		t.Fatalf("rate %.1f/s after keeping up with no refusal scheduled; want 100/s as measured", rate)
+	}
+}
+
 // TestLoginAdmissionServesEveryone: logins beyond what the node serves
 // within the budget are answered 503 at once with a hint, and a client
 // that comes back after its hint is served: every login succeeds, none
