@@ -216,3 +216,41 @@ func TestRaceDialBusy(t *testing.T) {
 		t.Fatalf("%d connections to a slow server, want 1", n)
 	}
 }
+
+// TestRaceDialStarved: when the stagger's timer fires a stagger or more
+// late (the process did not run: starved of CPU), no second attempt
+// starts; the first one's result is taken when it comes.
+func TestRaceDialStarved(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		calls.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, nil
+	}
+	// Every reading is an hour after the previous one: each firing of
+	// the timer is late. The first attempt ends after a few of them.
+	var readings atomic.Int32
+	base := time.Now()
+	clock := func() time.Time {
+		n := readings.Add(1)
+		if n == 4 {
+			close(release)
+		}
+		return base.Add(time.Duration(n) * time.Hour)
+	}
+	c, err := raceDial(context.Background(), "starved:1", LinkOptions{DialRace: 20 * time.Millisecond, now: clock}, dial, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if calls.Load() != 1 {
+		t.Fatalf("%d attempts while the timer fired late, want 1", calls.Load())
+	}
+}
