@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/jsonenc"
 
 	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/route"
@@ -320,7 +321,7 @@ func (s *Session) Go(op imapi.Op, body []byte, done func(Reply)) {
 		done(errReply(imapi.ErrUnknownOp, "not a client request"))
 		return
 	}
-	if len(body) > 0 && !json.Valid(body) {
+	if len(body) > 0 && !jsonenc.Valid(body) {
 		done(errReply(imapi.ErrBadRequest, "body is not JSON"))
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/longlink/longlink/core/imapi"
+	"github.com/longlink/longlink/pkg/jsonenc"
 
 	"github.com/longlink/longlink/core/internal/buswire"
 	"github.com/longlink/longlink/core/service/internal/node"
@@ -269,7 +270,7 @@ func (s *Messages) validateSend(req *imapi.SendReq) error {
 		s.n.Metrics.Oversize.Inc()
 		return imapi.Errorf(imapi.ErrTooLarge, "body of %d bytes exceeds %d", len(req.Body), s.cfg.MaxMessageBytes)
 	}
-	if !json.Valid(req.Body) {
+	if !jsonenc.Valid(req.Body) {
 		return imapi.Errorf(imapi.ErrBadRequest, "body: not JSON")
 	}
 	if len(req.Mentions) > s.cfg.MaxMentions {
