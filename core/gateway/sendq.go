@@ -169,7 +169,7 @@ func (s *Session) batchAnswered(b *sendBatch, attempt int, r Reply, timedOut boo
 	var results []buswire.SendResult
 	if r.Code == imapi.OK {
 		var resp buswire.SendBatchResp
-		if err := json.Unmarshal(r.Body, &resp); err != nil || len(resp.Results) == 0 || len(resp.Results) > len(b.sends) {
+		if err := buswire.DecodeSendBatchResp(r.Body, &resp); err != nil || len(resp.Results) == 0 || len(resp.Results) > len(b.sends) {
 			r = errReply(imapi.ErrInternal, "bad send batch reply")
 		} else {
 			results = resp.Results
@@ -272,8 +272,10 @@ func sendReply(res buswire.SendResult) Reply {
 		b, _ := json.Marshal(imapi.Error{Code: res.Code, Message: res.Message, RetryAfterMs: res.RetryAfterMs})
 		return Reply{Code: res.Code, Body: b}
 	}
-	b, _ := json.Marshal(res.Ack)
-	return Reply{Body: b}
+	if res.Ack == nil {
+		return Reply{Body: []byte("null")}
+	}
+	return Reply{Body: buswire.AppendSendAck(make([]byte, 0, 96), res.Ack)}
 }
 
 // closeSends ends the lane with its session: every send waiting or on the

@@ -29,8 +29,13 @@ func (s *Messages) send(ctx context.Context, sess *buswire.Session, body []byte)
 // session's sends in the order the client sent them (core/gateway/ORDER.md).
 func (s *Messages) sendBatch(ctx context.Context, sess *buswire.Session, body []byte) (any, error) {
 	var br buswire.SendBatchReq
-	if err := node.Decode(body, &br); err != nil {
-		return nil, err
+	if len(body) == 0 {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "empty body")
+	}
+	// body was checked as JSON with its request: decoded once, not again
+	// for the batch and again for each send.
+	if err := buswire.DecodeSendBatchReq(body, &br); err != nil {
+		return nil, imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
 	}
 	if len(br.Sends) == 0 || len(br.Sends) > buswire.MaxSendBatch {
 		return nil, imapi.Errorf(imapi.ErrBadRequest, "sends: 1..%d required", buswire.MaxSendBatch)
@@ -39,7 +44,7 @@ func (s *Messages) sendBatch(ctx context.Context, sess *buswire.Session, body []
 	bad := make([]error, len(br.Sends))
 	for i, b := range br.Sends {
 		reqs[i] = new(imapi.SendReq)
-		if err := buswire.DecodeSendReq(b, reqs[i]); err != nil {
+		if err := buswire.DecodeValidSendReq(b, reqs[i]); err != nil {
 			bad[i] = imapi.Errorf(imapi.ErrBadRequest, "body: %v", err)
 		}
 	}

@@ -340,6 +340,8 @@ func (d *Dispatcher) serve(m *nats.Msg, r Route) {
 			// to the client as it is.
 			reply.Body, _ = json.Marshal(ie)
 		}
+	} else if a, ok := resp.(jsonAppender); ok {
+		reply.Body = a.AppendJSON(nil)
 	} else if resp != nil {
 		b, merr := json.Marshal(resp)
 		if merr != nil {
@@ -358,6 +360,11 @@ func (d *Dispatcher) serve(m *nats.Msg, r Route) {
 		d.log.Warn("reply failed", "op", name, "err", err)
 	}
 }
+
+// jsonAppender is an answer with a hand-written encoder (the send
+// batch's, answered for every send): it writes what json.Marshal would,
+// without the reflection.
+type jsonAppender interface{ AppendJSON(dst []byte) []byte }
 
 func (d *Dispatcher) call(ctx context.Context, r Route, req *buswire.Request) (resp any, err error) {
 	defer func() {

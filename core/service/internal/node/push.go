@@ -25,7 +25,14 @@ func (n *Node) Push(appkey, account string, op imapi.Op, body []byte, exceptSess
 
 // PushAll sends v to every account; the sender's own session is skipped.
 func (n *Node) PushAll(sess *buswire.Session, accounts []string, op imapi.Op, v any) {
-	body, err := json.Marshal(v)
+	var body []byte
+	var err error
+	if m, ok := v.(*imapi.Message); ok {
+		// Every stored message is pushed: encoded by hand (the same bytes).
+		body, err = buswire.AppendMessage(make([]byte, 0, 192+len(m.Body)), m)
+	} else {
+		body, err = json.Marshal(v)
+	}
 	if err != nil {
 		n.Log.Error("encode push", "op", op.Name(), "err", err)
 		return
