@@ -98,6 +98,17 @@ var (
 		row:  `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tail: ` ON CONFLICT (appkey, account, conv_id) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time,
 			unread = user_convs.unread + excluded.unread, mentions = user_convs.mentions + excluded.mentions`}
+	// The blacklist entries of 1:1 pairs (owner, target): a VALUES list
+	// joined to the blacklist, which both backends answer with one
+	// primary-key lookup per pair (an OR chain or a row-value IN list makes
+	// SQLite scan the app's whole blacklist). Each row carries the appkey so
+	// that the statement is a multiRow, prepared once per chunk size like
+	// the others: its text used to differ with the number of pairs, and
+	// SQLite parsed and planned it again in every group commit.
+	sqlBlocked = multiRow{kind: "blocked", cols: 3,
+		head: `WITH p(a, o, t) AS (VALUES `,
+		row:  `(?, ?, ?)`,
+		tail: `) SELECT b.owner, b.target FROM p JOIN blacklist b ON b.appkey = p.a AND b.owner = p.o AND b.target = p.t`}
 	sqlMembers = `SELECT account FROM group_members WHERE appkey = ? AND group_id = ?`
 )
 
@@ -148,7 +159,7 @@ func (s *sqlStore) prepare(ctx context.Context) error {
 		return nil
 	}
 	m := map[string]*sql.Stmt{}
-	for _, q := range []multiRow{sqlDedupe, sqlPeers, sqlConvSeq, sqlInsert, sqlUCReset, sqlUCAdd} {
+	for _, q := range []multiRow{sqlDedupe, sqlPeers, sqlConvSeq, sqlInsert, sqlUCReset, sqlUCAdd, sqlBlocked} {
 		for n := 1; n <= maxChunk; n <<= 1 {
 			text := s.text(q, n)
 			st, err := s.w.PrepareContext(ctx, text)

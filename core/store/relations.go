@@ -720,29 +720,18 @@ func (s *sqlStore) queryBlocked(tx batchTx, appkey string, ps []*pending) func()
 		}
 	}
 	blocks := map[[2]string]bool{}
-	// The pairs are a VALUES list joined to the blacklist: both backends
-	// answer it with one primary-key lookup per pair (an OR chain or a
-	// row-value IN list makes SQLite scan the app's whole blacklist).
-	const chunk = 256
-	for off := 0; off < len(pairs); off += chunk {
-		part := pairs[off:min(off+chunk, len(pairs))]
-		args := make([]any, 0, 1+2*len(part))
-		for _, k := range part {
-			args = append(args, k[0], k[1])
-		}
-		args = append(args, appkey)
-		vals := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(part)), ", ")
-		tx.query(s.q(`WITH p(o, t) AS (VALUES `+vals+`)
-			SELECT b.owner, b.target FROM p JOIN blacklist b ON b.appkey = ? AND b.owner = p.o AND b.target = p.t`), args,
-			func(rs rowScanner) error {
-				var o, t string
-				if err := rs.Scan(&o, &t); err != nil {
-					return err
-				}
-				blocks[[2]string{o, t}] = true
-				return nil
-			})
+	rows := make([]any, 0, 3*len(pairs))
+	for _, k := range pairs {
+		rows = append(rows, appkey, k[0], k[1])
 	}
+	s.queryRows(tx, sqlBlocked, nil, rows, func(rs rowScanner) error {
+		var o, t string
+		if err := rs.Scan(&o, &t); err != nil {
+			return err
+		}
+		blocks[[2]string{o, t}] = true
+		return nil
+	})
 	return func() map[*pending]bool {
 		if len(blocks) == 0 {
 			return nil

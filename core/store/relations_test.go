@@ -209,6 +209,40 @@ func TestBlacklistInCommit(t *testing.T) {
 	})
 }
 
+// One unit of 300 sends to one recipient from 300 senders: the blacklist
+// lookups run in chunks of several sizes (256 + 32 + 8 + 4 pairs), and an
+// entry in each is found.
+func TestBlacklistInLargeCommit(t *testing.T) {
+	suite(t, func(t *testing.T, st store.Store, _ store.Config) {
+		ctx := context.Background()
+		const n = 300
+		senders := make([]string, n)
+		for i := range senders {
+			senders[i] = fmt.Sprintf("s%d", i)
+		}
+		mustUsers(t, st, append(senders, "bob")...)
+		blocked := map[string]bool{"s7": true, "s260": true, "s290": true, "s299": true}
+		for s := range blocked {
+			if _, _, err := st.SetBlocked(ctx, app, "bob", s, true, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		as := make([]*store.Append, n)
+		for i, s := range senders {
+			as[i] = p2p(s, "bob", "c"+s)
+		}
+		rs, err := st.AppendMessages(ctx, as)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range senders {
+			if want := blocked[s]; errors.Is(rs[i].Err, store.ErrBlocked) != want || (!want && rs[i].Err != nil) {
+				t.Errorf("%s: %v, blocked %v", s, rs[i].Err, want)
+			}
+		}
+	})
+}
+
 // Two users asking each other at the same moment end up friends, with no
 // request left pending (PostgreSQL runs the two transactions at once).
 func TestCrossingRequests(t *testing.T) {
