@@ -27,6 +27,10 @@ type plotSpec struct {
 	goalY  float64 // latency goal (0: none)
 	goalX  float64 // load goal (0: none)
 	legend string  // what the goal lines mean
+	// solid and dashed name the two values of a POINT line (the fourth and
+	// the third field) in the legend: p99 and p50 unless set, for the
+	// sweeps that draw something other than latency.
+	solid, dashed string
 }
 
 // point is one load point of a series.
@@ -189,13 +193,17 @@ func svg(spec plotSpec, note string, c *curves) string {
 		}
 	}
 	// Legend, below the axis label.
+	solid, dashed := spec.solid, spec.dashed
+	if solid == "" {
+		solid, dashed = "p99", "p50"
+	}
 	ly := top + plotH + 52
 	for i, s := range c.order {
 		col := palette[i%len(palette)]
 		x := left + float64(i%2)*legendWidth
 		y := ly + float64(i/2)*legendRow
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`, x, y-4, x+18, y-4, col)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s p99 (solid), p50 (dashed)</text>`+"\n", x+24, y, esc(s))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", x+24, y, esc(s+" "+solid+" (solid), "+dashed+" (dashed)"))
 	}
 	if spec.legend != "" {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#333">%s</text>`+"\n", left, ly+legendRow*float64((len(c.order)+1)/2), esc(spec.legend))

@@ -4,6 +4,8 @@
 //
 //	turnbench relay        relayed packets/s, Mbit/s, CPU and loss, 160 B and 1000 B
 //	turnbench allocations  allocations held at once and memory per allocation
+//	turnbench overload     a sweep of offered rates through saturation: relayed
+//	                       packets per CPU-second, loss, fairness (overload.go)
 //
 // Servers are pinned to CPU 0 and the load (uclient processes and the UDP
 // echo peer) to CPU 1 with taskset. Every figure is printed as
@@ -33,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: turnbench relay|allocations|peer [flags]")
+		fmt.Fprintln(os.Stderr, "usage: turnbench relay|allocations|overload [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -46,6 +48,10 @@ func main() {
 		err = peer(os.Args[2])
 	case "hold":
 		err = hold(os.Args[2:])
+	case "overload":
+		err = overloadBench(os.Args[2:])
+	case "load":
+		err = load(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
