@@ -1,6 +1,13 @@
 package turn
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+)
 
 // Refusal reasons, the values of the reason label of
 // longlink_turn_refusals_total.
@@ -59,6 +66,9 @@ type metrics struct {
 	secretsLive         prometheus.Gauge
 	credentialsAccepted *prometheus.CounterVec
 	reloads             *prometheus.CounterVec
+	// listeners are the UDP listener sockets whose kernel drops
+	// longlink_turn_listener_drops_total reports; set by Start.
+	listeners atomic.Pointer[[]syscall.RawConn]
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -107,6 +117,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.droppedAllocBW = dropped.WithLabelValues(dropAllocBandwidth)
 	m.droppedUserBW = dropped.WithLabelValues(dropUserBandwidth)
 	m.droppedQueueFull = dropped.WithLabelValues(dropQueueFull)
+	listenerDrops := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "longlink_turn_listener_drops_total",
+		Help: "Client UDP datagrams the kernel dropped at the listener sockets for want of room in their receive buffers: load shed before the server read it."},
+		m.listenerDrops)
 	m.refusedByReason = map[string]prometheus.Counter{}
 	for _, r := range refusalReasons {
 		m.refusedByReason[r] = m.refusals.WithLabelValues(r)
@@ -115,7 +129,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.allocationsActive, m.allocationsCreated, m.allocationsDeleted, m.refusals,
 		m.permissionsCreated, m.channelsCreated, m.requestErrors, m.tcpConnsActive, m.draining,
 		m.relaysActiveUDP, m.relaysActiveTCP, m.secretsLive, m.credentialsAccepted,
-		m.reloads, bytes, packets, dropped,
+		m.reloads, bytes, packets, dropped, listenerDrops,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -125,3 +139,34 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) refuse(reason string) { m.refusedByReason[reason].Inc() }
+
+// soMeminfo is SO_MEMINFO (asm-generic/socket.h), which x/sys/unix lacks.
+const soMeminfo = 55
+
+// listenerDrops sums the kernel's drop counters of the listener sockets.
+func (m *metrics) listenerDrops() float64 {
+	raws := m.listeners.Load()
+	if raws == nil {
+		return 0
+	}
+	var total float64
+	for _, raw := range *raws {
+		total += float64(socketDrops(raw))
+	}
+	return total
+}
+
+// socketDrops is the kernel's count of datagrams a socket dropped (full
+// receive buffer, bad checksum); 0 once the socket is closed.
+func socketDrops(raw syscall.RawConn) uint32 {
+	var info [unix.SK_MEMINFO_VARS]uint32
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		size := uint32(unsafe.Sizeof(info))
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, soMeminfo,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	}); err != nil || errno != 0 {
+		return 0
+	}
+	return info[unix.SK_MEMINFO_DROPS]
+}

@@ -34,6 +34,12 @@ const (
 	pollPending    = 64   // datagrams held for one sendmmsg round
 	slowQueueLen   = 64   // datagrams waiting for pion per relay
 	listenQueueLen = 1024 // client datagrams waiting for pion per listener socket
+
+	// Datagrams read from one socket per round (run). A relay socket holds
+	// answers to datagrams already relayed, so it may take more per round
+	// than the listener, which brings new work.
+	listenBudget = 64
+	relayBudget  = 32
 )
 
 type relayPoller struct {
@@ -48,7 +54,9 @@ type relayPoller struct {
 
 	// Used by the poller goroutine only.
 	events  [pollEvents]unix.EpollEvent
-	ready   []*relayPacketConn
+	ready   []*relayPacketConn // relay sockets to read in the next round
+	spare   []*relayPacketConn // the other half of ready's double buffer
+	lnReady bool               // the listener may hold datagrams
 	recv    [pollPending]mmsghdr
 	iovs    [pollPending]unix.Iovec
 	names   [pollPending]unix.RawSockaddrInet6
@@ -160,57 +168,88 @@ func (p *relayPoller) remove(c *relayPacketConn) {
 func (p *relayPoller) close() error { return p.epfd.Close() }
 
 // run serves until the poller is closed.
+//
+// It serves in rounds, each socket at most its budget per round, rather
+// than reading each socket until it is empty. Under overload the listener
+// socket is never empty: a poller that drained it first never came back to
+// the relay sockets, so it sent every client datagram to its peer and lost
+// every answer (relayed pkt/s to clients fell to 0 in the turn-overload
+// sweep) — the costliest way to drop. Now the peers' datagrams, answers to
+// work already done, are read first, and the listener gives way after
+// listenBudget datagrams: what does not fit stays in the listener's socket
+// buffer, and what overflows it is dropped by the kernel before this server
+// spends anything on it (counted in longlink_turn_socket_drops_total).
+// A socket left with data is kept on the poller's own list, as the
+// edge-triggered epoll set will not report it again.
 func (p *relayPoller) run() {
 	_ = p.raw.Read(func(ep uintptr) bool {
-		for {
-			r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, ep, uintptr(unsafe.Pointer(&p.events[0])), uintptr(len(p.events)), 0, 0, 0)
-			if errno == unix.EINTR {
-				continue
-			}
-			n := int(r)
-			if errno != 0 || n == 0 {
-				return false // wait for readiness of the epoll set
-			}
-			p.ready = p.ready[:0]
-			listener := false
-			p.mu.RLock()
-			for i := 0; i < n; i++ {
-				if p.events[i].Fd == p.lnFD {
-					listener = true
-				} else if c := p.conns[p.events[i].Fd]; c != nil {
-					p.ready = append(p.ready, c)
-				}
-			}
-			p.mu.RUnlock()
-			if listener {
-				p.drainListener()
-			}
-			for _, c := range p.ready {
-				p.drain(c)
-			}
-			p.flush()
-			clear(p.ready)
-			if n < len(p.events) {
-				// Every reported socket is drained; a datagram arriving
-				// from now on makes the epoll set ready again.
-				return false
-			}
+		for p.collect(ep) {
+			p.round()
 		}
+		return false // wait for readiness of the epoll set
 	})
 }
 
-// drain reads one relay socket until it is empty.
-func (p *relayPoller) drain(c *relayPacketConn) {
-	p.readAll(c.raw, func(start, n int) { p.relay(c, start, n) })
+// collect takes the sockets the epoll set reports ready, without waiting,
+// into the next round; false when no socket has anything to read.
+func (p *relayPoller) collect(ep uintptr) bool {
+	for {
+		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, ep, uintptr(unsafe.Pointer(&p.events[0])), uintptr(len(p.events)), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		n := int(r)
+		if errno != 0 {
+			n = 0
+		}
+		p.mu.RLock()
+		for i := 0; i < n; i++ {
+			if p.events[i].Fd == p.lnFD {
+				p.lnReady = true
+			} else if c := p.conns[p.events[i].Fd]; c != nil && !c.ready {
+				c.ready = true
+				p.ready = append(p.ready, c)
+			}
+		}
+		p.mu.RUnlock()
+		return p.lnReady || len(p.ready) > 0
+	}
 }
 
-// drainListener reads the listener socket until it is empty: ChannelData
-// of known channels is relayed to the peer here, the rest goes to pion.
-func (p *relayPoller) drainListener() {
+// round reads each ready relay socket, then the listener, each up to its
+// budget, and sends what is bound for clients.
+func (p *relayPoller) round() {
+	ready := p.ready
+	p.ready = p.spare[:0]
+	for _, c := range ready {
+		if p.drain(c) {
+			p.ready = append(p.ready, c)
+		} else {
+			c.ready = false
+		}
+	}
+	clear(ready)
+	p.spare = ready[:0]
+	if p.lnReady {
+		p.lnReady = p.drainListener()
+	}
+	p.flush()
+}
+
+// drain reads one relay socket, up to relayBudget datagrams; true when
+// it may hold more.
+func (p *relayPoller) drain(c *relayPacketConn) bool {
+	return p.readAll(c.raw, relayBudget, func(start, n int) { p.relay(c, start, n) })
+}
+
+// drainListener reads the listener socket, up to listenBudget datagrams:
+// ChannelData of known channels is relayed to the peer here, the rest goes
+// to pion. True when it may hold more.
+func (p *relayPoller) drainListener() bool {
 	ln := p.ln
 	// The free buffers serve for the read: nothing read here is kept past
 	// the handler.
-	p.readAll(ln.raw, func(start, n int) {
+	return p.readAll(ln.raw, listenBudget, func(start, n int) {
 		for i := start; i < start+n; i++ {
 			if p.recv[i].hdr.Flags&unix.MSG_TRUNC != 0 {
 				continue // larger than any TURN datagram we accept
@@ -226,12 +265,15 @@ func (p *relayPoller) drainListener() {
 	})
 }
 
-// readAll reads raw's socket with recvmmsg until it is empty, handing each
-// run of datagrams (bufs[start:start+n]) to handle; queued sends are
-// flushed first when the next read could overrun them.
-func (p *relayPoller) readAll(raw syscall.RawConn, handle func(start, n int)) {
+// readAll reads raw's socket with recvmmsg until it is empty or budget
+// datagrams were read, handing each run of datagrams
+// (bufs[start:start+n]) to handle; queued sends are flushed first when the
+// next read could overrun them. True when the budget ran out first (the
+// socket may hold more).
+func (p *relayPoller) readAll(raw syscall.RawConn, budget int, handle func(start, n int)) bool {
+	more := false
 	_ = raw.Control(func(fd uintptr) { // holds the descriptor open while reading
-		for {
+		for read := 0; read < budget; {
 			if p.pending+pollPerRead > pollPending {
 				p.flush()
 			}
@@ -247,8 +289,11 @@ func (p *relayPoller) readAll(raw syscall.RawConn, handle func(start, n int)) {
 			if n < pollPerRead {
 				return
 			}
+			read += n
 		}
+		more = true
 	})
+	return more
 }
 
 func (p *relayPoller) recvmmsg(fd, start, max int) (int, syscall.Errno) {

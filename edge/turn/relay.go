@@ -264,6 +264,7 @@ type relayPacketConn struct {
 	v6       bool            // an AF_INET6 socket (sendto addresses)
 	poller   *relayPoller
 	pollFD   int32
+	ready    bool               // on the poller's ready list; the poller's goroutine only
 	slow     chan *slowDatagram // peer datagrams for pion
 	closed   chan struct{}
 	chMu     sync.RWMutex

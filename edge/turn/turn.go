@@ -26,6 +26,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
@@ -246,9 +247,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.pion = srv
 	s.started = true
+	raws := make([]syscall.RawConn, 0, len(s.pollers))
 	for _, p := range s.pollers {
+		raws = append(raws, p.ln.raw)
 		go p.run()
 	}
+	s.m.listeners.Store(&raws)
 	s.log.Info("serving", "udp", s.addrs.UDP, "udp_sockets", nsock, "tcp", s.addrs.TCP, "tls", s.addrs.TLS,
 		"relay_ipv4", s.cfg.Relay.IPv4, "relay_ipv6", s.cfg.Relay.IPv6, "secrets", s.keyring.IDs())
 	return nil
