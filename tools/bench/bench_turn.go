@@ -17,7 +17,7 @@ func init() {
 			"in one batched load process on CPU 1): relayed pkt/s, relayed pkt per CPU-second, round-trip loss, Jain's fairness index over " +
 			"the allocations, RTT p50/p99, and the curve (goal: at and beyond saturation ≥ coturn per CPU-second, loss no worse)",
 		limit: 6 * time.Minute,
-		argv:  []string{"sh", "-c", `exec go run ./edge/turn/internal/turnbench overload -rates "${TURN_RATES-20000,40000,60000,90000,135000}"`},
+		argv:  []string{"sh", "-c", `exec go run ./edge/turn/internal/turnbench overload -rates "${TURN_RATES-5000,15000,30000,60000,90000}"`},
 		plot: &plotSpec{title: "TURN under overload: relayed packets against offered (server on one core, 160 B)",
 			x: "offered relayed packets/s (both legs)", y: "packets", solid: "per CPU-second", dashed: "relayed/s"},
 	})

@@ -405,7 +405,7 @@ func minMaxShare(xs []int64) float64 {
 
 func overloadBench(args []string) error {
 	fs := flag.NewFlagSet("overload", flag.ContinueOnError)
-	rates := fs.String("rates", "20000,40000,60000,90000,120000", "round trips offered per second, all allocations together")
+	rates := fs.String("rates", "5000,15000,30000,60000,90000", "round trips offered per second, all allocations together")
 	allocs := fs.Int("allocs", 50, "allocations")
 	size := fs.Int("size", 160, "payload bytes")
 	warm := fs.Duration("warm", 1500*time.Millisecond, "load before the window")
