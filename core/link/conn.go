@@ -29,8 +29,7 @@ type Conn struct {
 	lim   Limits
 	keyID string
 
-	sealed bool   // false: a pre-terminated connection (NewPlain)
-	recv   sealer // guarded by the one reader
+	recv sealer // guarded by the one reader
 	// Read-ahead: one read takes what the socket has (often a whole frame,
 	// or several), instead of a read for the length and one for the rest.
 	rbuf *[]byte // pooled; nil while nothing is buffered
@@ -41,6 +40,9 @@ type Conn struct {
 	send   sealer // guarded by wmu
 	werr   error  // sticky write error
 	closed atomic.Bool
+	// sealed is false on a pre-terminated connection (NewPlain). Beside
+	// closed it fills closed's padding: one size class less per Conn.
+	sealed bool
 	// tail is what a FrameWriter sealed but the socket did not take; it
 	// goes out before anything else written on the connection.
 	tail []byte

@@ -58,7 +58,7 @@ func TestSealerMatchesNoise(t *testing.T) {
 		}
 	}
 	// The last nonce is refused, as Noise refuses it.
-	s.n = noise.MaxNonce + 1
+	s.setCounter(noise.MaxNonce + 1)
 	if _, err := s.seal(nil, []byte("x")); err != noise.ErrMaxNonce {
 		t.Fatalf("sealing past the last nonce: %v", err)
 	}
