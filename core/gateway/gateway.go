@@ -92,7 +92,7 @@ type Gateway struct {
 	accounts map[string]*account
 	supers   map[string]*superGroup // by subject (supergroup.go)
 
-	roomMu    sync.Mutex // rooms, their members and pending messages; Session.rooms
+	roomMu    sync.Mutex // rooms, their members and pending messages; sessionExtra.rooms
 	rooms     map[string]*gwRoom
 	roomCh    chan *nats.Msg
 	writers   *roomWriters // the room fan-out's writer pool (roomwriter.go)

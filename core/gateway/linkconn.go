@@ -44,17 +44,19 @@ type linkConn struct {
 	// connection always keeps its reader goroutine.
 	fd     int32
 	parked bool
+	// admitted: the connection counts against the limits by ip; finished:
+	// finish ran. (Beside the other flags they take no padding of their
+	// own: linkConn stays in the 144-byte size class.)
+	admitted bool
+	finished bool
 	// idleAt is when a parked connection that stays silent is closed
 	// (unix nanoseconds); the poller's sweep closes it, so a parked
 	// connection holds no timer of its own.
 	idleAt int64
 
 	// What finish releases: raw is the socket serveConn took (under a
-	// PROXY header's reader, for trusted sources); admitted: it counts
-	// against the limits by ip.
-	raw      net.Conn
-	admitted bool
-	finished bool
+	// PROXY header's reader, for trusted sources).
+	raw net.Conn
 }
 
 // serveConn admits a new TCP connection, accepted at the time given, and

@@ -167,7 +167,8 @@ func (g *Gateway) addMemberLocked(s *Session, r *gwRoom) {
 	}
 	r.members[s] = len(r.list)
 	r.list = append(r.list, s)
-	s.rooms = append(s.rooms, r)
+	x := s.extras()
+	x.rooms = append(x.rooms, r)
 	g.m.roomMembers.Inc()
 }
 
@@ -175,7 +176,10 @@ func (g *Gateway) addMemberLocked(s *Session, r *gwRoom) {
 func (g *Gateway) roomCount(s *Session) int {
 	g.roomMu.Lock()
 	defer g.roomMu.Unlock()
-	return len(s.rooms)
+	if x := s.extra.Load(); x != nil {
+		return len(x.rooms)
+	}
+	return 0
 }
 
 // roomLeave takes the session out of a room (after room.leave, a kick or
@@ -203,9 +207,10 @@ func (g *Gateway) leaveLocked(s *Session, r *gwRoom) {
 	r.list[last] = nil
 	r.list = r.list[:last]
 	g.m.roomMembers.Dec()
-	for i, x := range s.rooms {
-		if x == r {
-			s.rooms = append(s.rooms[:i], s.rooms[i+1:]...)
+	x := s.extra.Load() // made when s became a member
+	for i, in := range x.rooms {
+		if in == r {
+			x.rooms = append(x.rooms[:i], x.rooms[i+1:]...)
 			break
 		}
 	}
@@ -229,7 +234,10 @@ func (g *Gateway) dropRoomLocked(r *gwRoom) {
 // room's presence and member list follow.
 func (g *Gateway) roomsGone(s *Session) {
 	g.roomMu.Lock()
-	rooms := append([]*gwRoom(nil), s.rooms...)
+	var rooms []*gwRoom
+	if x := s.extra.Load(); x != nil {
+		rooms = append(rooms, x.rooms...)
+	}
 	for _, r := range rooms {
 		g.leaveLocked(s, r)
 	}

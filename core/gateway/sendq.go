@@ -40,9 +40,11 @@ type sendBatch struct {
 
 // goSend queues a send of the session (Go's path for OpSend).
 func (s *Session) goSend(body []byte, done func(Reply)) {
-	l := &s.sends
+	l := &s.extras().sends
 	l.mu.Lock()
-	if l.closed {
+	// A lane made after closeSends looked for one (and found none) is
+	// not closed, but the session is: unregister sets closed first.
+	if l.closed || s.closed.Load() {
 		l.mu.Unlock()
 		// The session is gone: the client resends on its next one.
 		done(errReply(imapi.ErrUnavailable, "session closed"))
@@ -75,9 +77,9 @@ func (s *Session) goSend(body []byte, done func(Reply)) {
 }
 
 // nextBatchLocked takes the waiting sends (at most MaxSendBatch) as the
-// lane's batch; nil when none wait. s.sends.mu is held.
+// lane's batch; nil when none wait. The lane's mu is held.
 func (s *Session) nextBatchLocked() *sendBatch {
-	l := &s.sends
+	l := &s.extra.Load().sends
 	if len(l.waiting) == 0 || l.closed {
 		l.batch = nil
 		return nil
@@ -97,21 +99,22 @@ func (s *Session) nextBatchLocked() *sendBatch {
 // anything, which would let a later send overtake a refused one.
 func (s *Session) sendBatch(b *sendBatch, fresh bool) {
 	g := s.g
+	l := &s.extra.Load().sends
 	_, limiter := s.requestState()
 	if fresh {
 		if d := limiter.ReserveN(time.Now(), len(b.sends)).Delay(); d > 0 {
 			g.m.sendDelayed.Inc()
-			s.sends.mu.Lock()
-			if s.sends.batch == b && !s.sends.closed {
+			l.mu.Lock()
+			if l.batch == b && !l.closed {
 				b.timer = time.AfterFunc(d, func() { s.sendBatch(b, false) })
 			}
-			s.sends.mu.Unlock()
+			l.mu.Unlock()
 			return
 		}
 	}
-	s.sends.mu.Lock()
-	if s.sends.batch != b || s.sends.closed {
-		s.sends.mu.Unlock()
+	l.mu.Lock()
+	if l.batch != b || l.closed {
+		l.mu.Unlock()
 		return
 	}
 	now := time.Now()
@@ -133,7 +136,7 @@ func (s *Session) sendBatch(b *sendBatch, fresh bool) {
 	wait := min(g.attemptTimeout()<<min(max(attempt-3, 0), 10), g.cfg.RequestTimeout.D())
 	b.timer = time.AfterFunc(wait, func() { s.batchAnswered(b, attempt, errReply(imapi.ErrTimeout, "attempt timed out"), true) })
 	env := s.batchEnvelope(b)
-	s.sends.mu.Unlock()
+	l.mu.Unlock()
 	s.forward(buswire.OpSendBatch, env, func(r Reply) { s.batchAnswered(b, attempt, r, false) })
 }
 
@@ -165,7 +168,7 @@ func (s *Session) batchEnvelope(b *sendBatch) []byte {
 // timedOut: the attempt's own timer, not an answer.
 func (s *Session) batchAnswered(b *sendBatch, attempt int, r Reply, timedOut bool) {
 	g := s.g
-	l := &s.sends
+	l := &s.extra.Load().sends
 	var results []buswire.SendResult
 	if r.Code == imapi.OK {
 		var resp buswire.SendBatchResp
@@ -282,7 +285,11 @@ func sendReply(res buswire.SendResult) Reply {
 // bus is answered "unavailable" (the client resends them on its next
 // session; one already stored is then answered as a duplicate).
 func (s *Session) closeSends() {
-	l := &s.sends
+	x := s.extra.Load()
+	if x == nil {
+		return // a session that never sent; goSend refuses by s.closed
+	}
+	l := &x.sends
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

@@ -186,9 +186,14 @@ func TestSendRetryableTail(t *testing.T) {
 	}
 	waittest.Until(t, 5*time.Second, "m2..m4 queued behind m1", func() bool {
 		s := e.g.allSessions()[0]
-		s.sends.mu.Lock()
-		defer s.sends.mu.Unlock()
-		return len(s.sends.waiting) == 3
+		x := s.extra.Load() // made by the first send
+		if x == nil {
+			return false
+		}
+		l := &x.sends
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.waiting) == 3
 	})
 	close(release)
 	var order []string

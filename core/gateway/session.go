@@ -60,20 +60,35 @@ type Session struct {
 	// table's generation (grayscale rules change it).
 	routed atomic.Pointer[sessionRoute]
 
-	// Made on the first request: an idle session never needs them.
-	mu      sync.Mutex
-	prefix  []byte // `{"session":{…}` of every buswire.Request
-	limiter *rate.Limiter
+	// Made on the first request: an idle session never needs it.
+	req atomic.Pointer[requestState]
 
 	supers map[string]struct{} // subjects of its super-groups; guarded by g.mu
 
 	inflight atomic.Int32
 	closed   atomic.Bool
 
+	// extra is made on the session's first send or chatroom (extras): an
+	// idle session, or one that only syncs, never needs it, and its
+	// Session is a size class smaller.
+	extra atomic.Pointer[sessionExtra]
+}
+
+// sessionExtra is what a session holds once it sends or enters a room.
+type sessionExtra struct {
 	// sends keeps the session's sends in order (sendq.go, ORDER.md).
 	sends sendLane
 
 	rooms []*gwRoom // guarded by Gateway.roomMu
+}
+
+// extras returns the session's sessionExtra, making it on first use.
+func (s *Session) extras() *sessionExtra {
+	if x := s.extra.Load(); x != nil {
+		return x
+	}
+	s.extra.CompareAndSwap(nil, new(sessionExtra))
+	return s.extra.Load()
 }
 
 // Info is the session as the services see it.
@@ -433,19 +448,27 @@ func (s *Session) forward(op imapi.Op, env []byte, done func(Reply)) {
 	g.replies.send(g, rt.Subject(op), env, answer)
 }
 
+// requestState is what a session's requests need.
+type requestState struct {
+	prefix  []byte // `{"session":{…}` of every buswire.Request
+	limiter *rate.Limiter
+}
+
 // requestState returns the encoded session and the rate limiter, making
-// them on first use.
+// them on first use. Two first requests at once may both make them; every
+// request uses the one stored first.
 func (s *Session) requestState() ([]byte, *rate.Limiter) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.prefix == nil {
+	rs := s.req.Load()
+	if rs == nil {
 		sj, _ := json.Marshal(s.info)
-		s.prefix = make([]byte, 0, len(sj)+12)
-		s.prefix = append(s.prefix, `{"session":`...)
-		s.prefix = append(s.prefix, sj...)
-		s.limiter = rate.NewLimiter(rate.Limit(s.g.cfg.RequestRate), s.g.cfg.RequestBurst)
+		prefix := make([]byte, 0, len(sj)+12)
+		prefix = append(prefix, `{"session":`...)
+		prefix = append(prefix, sj...)
+		s.req.CompareAndSwap(nil, &requestState{prefix: prefix,
+			limiter: rate.NewLimiter(rate.Limit(s.g.cfg.RequestRate), s.g.cfg.RequestBurst)})
+		rs = s.req.Load()
 	}
-	return s.prefix, s.limiter
+	return rs.prefix, rs.limiter
 }
 
 // endSession closes s from the gateway's side with a kick that tells the
