@@ -30,22 +30,25 @@ type session struct {
 	remote string
 
 	mu         sync.Mutex
-	state      int
 	ws         *wsConn // the transport once it is WebSocket
 	probe      *wsConn // a WebSocket probing for an upgrade
 	queue      []eio.Packet
 	poll       *pollReq
-	posting    bool
-	awaitPong  bool
 	hb         *time.Timer // ping interval, then ping timeout
 	closeTimer *time.Timer
+	// The small fields share one word (state and the flags of both
+	// mutexes): session is 192 bytes, a size class less than with
+	// each padded to its own word.
+	state     uint8 // guarded by mu
+	posting   bool  // guarded by mu
+	awaitPong bool  // guarded by mu
+	sioClosed bool  // guarded by sioMu
 
 	sioMu       sync.Mutex
 	sockets     socketList  // usually one: a map would cost more per idle session
 	pending     *sio.Packet // a binary packet waiting for its attachments
 	pendingBufs [][]byte
 	connTimer   *time.Timer
-	sioClosed   bool
 }
 
 type pollReq struct {
