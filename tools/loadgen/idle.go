@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -94,7 +95,8 @@ func runIdle(args []string) error {
 				}
 				return nil
 			},
-			atLevel: prof(srv, proto),
+			atLevel:   prof(srv, proto),
+			breakdown: func() (map[string]float64, error) { return memBreakdown(srv.cmd.Process.Pid, srv.debugAddr) },
 		}
 		err = measureIdle(t, levels, *workers, *clientCPU, *settle)
 		srv.stop()
@@ -121,6 +123,10 @@ type idleTarget struct {
 	workerArgs func(i int) []string // without -index and -stride
 	check      func(n int) error    // the server holds n connections
 	atLevel    func(n int)          // optional, after the reading
+	// breakdown, optional, splits the server's memory after the reading
+	// (memBreakdown); each part's growth per connection between the
+	// first and the last level is printed beside the slope.
+	breakdown func() (map[string]float64, error)
 }
 
 // measureIdle grows the connections held by workers through levels and
@@ -163,6 +169,7 @@ func measureIdle(t idleTarget, levels []int, workers int, clientCPU string, sett
 	progress("%s: server RSS with no connections: %.1f MiB", t.figure, float64(base)/(1<<20))
 	result(t.figure+"_rss_base", float64(base)/(1<<20), "MiB")
 	rss := map[int]int64{}
+	parts := map[int]map[string]float64{}
 	prev := 0
 	for _, n := range levels {
 		start := time.Now()
@@ -196,6 +203,14 @@ func measureIdle(t idleTarget, levels []int, workers int, clientCPU string, sett
 				return err
 			}
 		}
+		if t.breakdown != nil {
+			p, err := t.breakdown()
+			if err != nil {
+				return fmt.Errorf("memory breakdown: %w", err)
+			}
+			parts[n] = p
+			progress("%s: at %d connections: %s", t.figure, n, formatParts(p))
+		}
 		if t.atLevel != nil {
 			t.atLevel(n)
 		}
@@ -204,9 +219,111 @@ func measureIdle(t idleTarget, levels []int, workers int, clientCPU string, sett
 	if hi > lo {
 		slope := float64(rss[hi]-rss[lo]) / float64(hi-lo)
 		result(t.figure+"_bytes_per_conn_slope", slope/1024, "KiB/conn")
+		if parts[hi] != nil {
+			for _, k := range breakdownParts {
+				result(fmt.Sprintf("%s_slope_%s", t.figure, k), (parts[hi][k]-parts[lo][k])/float64(hi-lo), "B/conn")
+			}
+		}
 	}
 	result(fmt.Sprintf("%s_kib_per_conn_at_%d", t.figure, hi), float64(rss[hi]-base)/float64(hi)/1024, "KiB/conn")
 	return nil
+}
+
+// breakdownParts are the parts of a Go server's resident memory that
+// memBreakdown tells apart, in the order they are printed.
+var breakdownParts = []string{"live_heap", "heap_fragmentation", "runtime_outside_heap", "anon_outside_go", "file"}
+
+// memBreakdown splits a Go server's resident memory (bytes) by what the
+// runtime reports (go_memstats on its /metrics) and what the kernel does
+// (/proc/PID/status): the live heap; the heap's spans in use beyond it
+// (fragmentation); the runtime's own memory outside the heap (stacks,
+// span and GC metadata, other_sys: netpoll descriptors, finalizer
+// records); anonymous memory the Go runtime does not account for (C-like
+// allocators inside the process: the pure-Go SQLite's page cache); and
+// file pages (the binary).
+func memBreakdown(pid int, debugAddr string) (map[string]float64, error) {
+	m, err := metricValues(debugAddr, "go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes",
+		"go_memstats_sys_bytes", "go_memstats_heap_sys_bytes", "go_memstats_heap_released_bytes")
+	if err != nil {
+		return nil, err
+	}
+	st, err := procStatus(pid, "RssAnon", "RssFile")
+	if err != nil {
+		return nil, err
+	}
+	goResident := m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"]
+	return map[string]float64{
+		"live_heap":            m["go_memstats_heap_alloc_bytes"],
+		"heap_fragmentation":   m["go_memstats_heap_inuse_bytes"] - m["go_memstats_heap_alloc_bytes"],
+		"runtime_outside_heap": m["go_memstats_sys_bytes"] - m["go_memstats_heap_sys_bytes"],
+		"anon_outside_go":      float64(st["RssAnon"]) - goResident,
+		"file":                 float64(st["RssFile"]),
+	}, nil
+}
+
+func formatParts(p map[string]float64) string {
+	var b strings.Builder
+	for i, k := range breakdownParts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.1f MiB", k, p[k]/(1<<20))
+	}
+	return b.String()
+}
+
+// metricValues reads the named unlabelled metrics from a /metrics page.
+func metricValues(debugAddr string, names ...string) (map[string]float64, error) {
+	resp, err := plainHTTP.Get("http://" + debugAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && slices.Contains(names, name) {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			out[name] = f
+		}
+	}
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("no %s metric", n)
+		}
+	}
+	return out, sc.Err()
+}
+
+// procStatus reads the named kB fields of /proc/PID/status, in bytes.
+func procStatus(pid int, fields ...string) (map[string]int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || !slices.Contains(fields, k) {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[k] = kb * 1024
+	}
+	for _, f := range fields {
+		if _, ok := out[f]; !ok {
+			return nil, fmt.Errorf("no %s in /proc/%d/status", f, pid)
+		}
+	}
+	return out, nil
 }
 
 // procRSS is a process's resident set size in bytes.
@@ -246,20 +363,11 @@ var plainHTTP = &http.Client{Transport: &http.Transport{DisableCompression: true
 
 // gatewaySessions reads longlink_gateway_sessions from the server's metrics.
 func gatewaySessions(debugAddr string) (int, error) {
-	resp, err := plainHTTP.Get("http://" + debugAddr + "/metrics")
+	m, err := metricValues(debugAddr, "longlink_gateway_sessions")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "longlink_gateway_sessions "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int(f), err
-		}
-	}
-	return 0, fmt.Errorf("no longlink_gateway_sessions metric")
+	return int(m["longlink_gateway_sessions"]), nil
 }
 
 // runIdleWorker holds idle logged-in connections. It reads "target N" lines
