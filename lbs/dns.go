@@ -52,27 +52,33 @@ func newDNSServer(l *LBS) (*dnsServer, error) {
 		n = runtime.GOMAXPROCS(0)
 	}
 	lc := net.ListenConfig{Control: reusePort}
+	// The TCP port is taken first: with port 0 the kernel then picks one no
+	// TCP socket holds, and TCP ports are the scarce ones on a host busy with
+	// outgoing connections (each holds an ephemeral port, which a UDP-first
+	// pick kept running into). The UDP sockets share its number; with port 0
+	// a number some UDP socket holds is given back and another one tried.
 	var ln net.Listener
-	// with port 0 the TCP port matching the UDP one may be taken: retry
 	for attempt := 0; ; attempt++ {
-		addr := c.Listen
+		var err error
+		if ln, err = lc.Listen(context.Background(), "tcp", c.Listen); err != nil {
+			return nil, fmt.Errorf("lbs: dns tcp: %w", err)
+		}
+		addr := ln.Addr().String()
 		s.udp = nil
-		for i := range n {
-			pc, err := lc.ListenPacket(context.Background(), "udp", addr)
-			if err != nil {
-				s.closeSockets()
-				return nil, fmt.Errorf("lbs: dns udp socket %d: %w", i, err)
+		for range n {
+			var pc net.PacketConn
+			if pc, err = lc.ListenPacket(context.Background(), "udp", addr); err != nil {
+				break
 			}
-			addr = pc.LocalAddr().String() // port 0: the others share the first's port
 			s.udp = append(s.udp, pc)
 		}
-		var err error
-		if ln, err = lc.Listen(context.Background(), "tcp", addr); err == nil {
+		if err == nil {
 			break
 		}
+		ln.Close()
 		s.closeSockets()
 		if _, port, _ := net.SplitHostPort(c.Listen); port != "0" || attempt == 10 {
-			return nil, fmt.Errorf("lbs: dns tcp: %w", err)
+			return nil, fmt.Errorf("lbs: dns udp: %w", err)
 		}
 	}
 	maxTCP := c.MaxTCP
