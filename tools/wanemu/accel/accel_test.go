@@ -102,6 +102,33 @@ func TestReport(t *testing.T) {
 	}
 }
 
+// TestSplit: a message is late up, down or both by its parts' own medians,
+// and late messages less than 300 ms apart are one moment.
+func TestSplit(t *testing.T) {
+	m := measurement{
+		// On time, on time, on time, late up, late down (100 ms after the
+		// one before: the same moment), the first on its connection and
+		// late up, on time.
+		MessageMS:   []float64{180, 182, 181, 300, 290, 400, 183},
+		MessageUpMS: []float64{90, 91, 90, 210, 90, 310, 92},
+		MessageNth:  []int{0, 1, 2, 3, 4, 0, 1},
+		MessageAt:   []int64{0, 200, 400, 1000, 1100, 5000, 5400},
+	}
+	s, ok := splitOf(m)
+	if !ok {
+		t.Fatal("no split")
+	}
+	if s.late != 3 || s.lateUp != 2 || s.lateDown != 1 || s.lateFirst != 1 || s.moments != 2 || s.first != 2 || len(s.rest) != 5 {
+		t.Errorf("late %d (up %d, down %d, first %d) in %d moments, %d first, %d rest", s.late, s.lateUp, s.lateDown, s.lateFirst, s.moments, s.first, len(s.rest))
+	}
+	if d := pct(s.down, 50); d != 91 {
+		t.Errorf("down p50 %v, want 91", d)
+	}
+	if _, ok := splitOf(measurement{MessageMS: []float64{180}}); ok {
+		t.Error("a split of messages without stamps")
+	}
+}
+
 // TestMetricValue: the run reads edge-1's copy counters from its /metrics.
 func TestMetricValue(t *testing.T) {
 	reg := prometheus.NewRegistry()

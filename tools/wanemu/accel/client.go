@@ -28,6 +28,15 @@ type measurement struct {
 	BulkBytes      int64     `json:"bulk_bytes"`
 	BulkSeconds    float64   `json:"bulk_seconds"`
 	BulkFirstByteS float64   `json:"bulk_first_byte_s"`
+	// MessageAt, MessageUpMS and MessageNth go with MessageMS, one per
+	// message (the sdkclient role): when it was sent (Unix ms), the time
+	// from Send to the service's stamp on the message (its ack's Time;
+	// every node of the world runs on this host's clock, to the
+	// millisecond), and its index on its connection (0: the first after
+	// the login).
+	MessageAt   []int64   `json:"message_at,omitempty"`
+	MessageUpMS []float64 `json:"message_up_ms,omitempty"`
+	MessageNth  []int     `json:"message_nth,omitempty"`
 }
 
 type clientPlan struct {

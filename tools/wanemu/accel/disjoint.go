@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/longlink/longlink/tools/wanemu/wan"
 )
@@ -120,28 +118,10 @@ weblink: {listen: ""}
 		f.world, f.maxFrame, f.rounds, f.plan.msgFor)
 
 	client := func(v *disjointVariant, args ...string) (measurement, uint64, error) {
-		var m measurement
-		waitQuiet(ctx, w)
-		before := relayBytes(w)
-		cmd, err := w.Command(ctx, "user", exe, append([]string{"-role", "client", "-pki", run.pkiDir,
-			"-target", fmt.Sprintf("%s:%d", edge, v.port)}, args...)...)
-		if err != nil {
-			return m, 0, err
-		}
-		out, err := runOutput(w, cmd)
-		if err != nil {
-			return m, 0, fmt.Errorf("client via %s: %w", v.name, err)
-		}
-		if err := json.Unmarshal(out, &m); err != nil {
-			return m, 0, fmt.Errorf("client via %s: %w", v.name, err)
-		}
-		return m, relayBytes(w) - before, nil
+		return standinPhase(ctx, w, exe, run.pkiDir, fmt.Sprintf("%s:%d", edge, v.port), relayBytes, args...)
 	}
 	for _, v := range variants {
-		if err := waitFor(ctx, 30*time.Second, func() bool {
-			m, _, err := client(v, "-connects", "1", "-concurrency", "1", "-msg-conns", "0", "-msg-for", "0s", "-bulk-for", "0s")
-			return err == nil && len(m.ConnectMS) == 1
-		}); err != nil {
+		if err := standinLogin(ctx, w, exe, run.pkiDir, fmt.Sprintf("%s:%d", edge, v.port)); err != nil {
 			return fmt.Errorf("no login through %s: %w", v.name, err)
 		}
 	}

@@ -101,31 +101,11 @@ weblink: {listen: ""}
 		f.world, f.fecData, f.fecParity, f.rounds, f.lanes)
 
 	client := func(v *fecVariant, args ...string) (measurement, uint64, error) {
-		var m measurement
-		// The last phase's tail (a bulk download's data in flight and its
-		// retransmissions) must not count in this one.
-		waitQuiet(ctx, w)
-		before := backboneBytes(w)
-		cmd, err := w.Command(ctx, "user", exe, append([]string{"-role", "client", "-pki", run.pkiDir,
-			"-target", fmt.Sprintf("%s:%d", edge, v.edgePort)}, args...)...)
-		if err != nil {
-			return m, 0, err
-		}
-		out, err := runOutput(w, cmd)
-		if err != nil {
-			return m, 0, fmt.Errorf("client via %s: %w", v.name, err)
-		}
-		if err := json.Unmarshal(out, &m); err != nil {
-			return m, 0, fmt.Errorf("client via %s: %w", v.name, err)
-		}
-		return m, backboneBytes(w) - before, nil
+		return standinPhase(ctx, w, exe, run.pkiDir, fmt.Sprintf("%s:%d", edge, v.edgePort), backboneBytes, args...)
 	}
 	// Warm up: both tunnels carry a login before anything is measured.
 	for _, v := range variants {
-		if err := waitFor(ctx, 30*time.Second, func() bool {
-			m, _, err := client(v, "-connects", "1", "-concurrency", "1", "-msg-conns", "0", "-msg-for", "0s", "-bulk-for", "0s")
-			return err == nil && len(m.ConnectMS) == 1
-		}); err != nil {
+		if err := standinLogin(ctx, w, exe, run.pkiDir, fmt.Sprintf("%s:%d", edge, v.edgePort)); err != nil {
 			return fmt.Errorf("no login through %s: %w", v.name, err)
 		}
 	}
@@ -168,6 +148,40 @@ weblink: {listen: ""}
 		f.measuredFEC(*variants[0], *variants[1])
 	}
 	return nil
+}
+
+// standinPhase runs the stand-in client (-role client) in the user node
+// against target with args, once the backbone is quiet (the last phase's
+// tail, a bulk download's data in flight and its retransmissions, must not
+// count in this one), and returns its measurement and the bytes count
+// delivered meanwhile.
+func standinPhase(ctx context.Context, w *wan.World, exe, pkiDir, target string, count func(*wan.World) uint64, args ...string) (measurement, uint64, error) {
+	var m measurement
+	waitQuiet(ctx, w)
+	before := count(w)
+	cmd, err := w.Command(ctx, "user", exe, append([]string{"-role", "client", "-pki", pkiDir, "-target", target}, args...)...)
+	if err != nil {
+		return m, 0, err
+	}
+	out, err := runOutput(w, cmd)
+	if err == nil {
+		err = json.Unmarshal(out, &m)
+	}
+	if err != nil {
+		return m, 0, fmt.Errorf("client via %s: %w", target, err)
+	}
+	return m, count(w) - before, nil
+}
+
+// standinLogin runs the stand-in client for one login against target until
+// one succeeds (30 s at the most): the tunnels behind target have carried
+// a login before anything is measured.
+func standinLogin(ctx context.Context, w *wan.World, exe, pkiDir, target string) error {
+	return waitFor(ctx, 30*time.Second, func() bool {
+		m, _, err := standinPhase(ctx, w, exe, pkiDir, target, backboneBytes,
+			"-connects", "1", "-concurrency", "1", "-msg-conns", "0", "-msg-for", "0s", "-bulk-for", "0s")
+		return err == nil && len(m.ConnectMS) == 1
+	})
 }
 
 // waitQuiet waits (at most 20 s) until the backbone carries less than

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,9 +270,82 @@ func reportAccess(tunnel string, tcp, quic, plain measurement, floor time.Durati
 		fmt.Printf("# msg %s: p90 %.0f p95 %.0f p98 %.0f p99.5 %.0f ms, %.1f%% slower than p50 + 100 ms\n", v.name,
 			pct(v.m.MessageMS, 90), pct(v.m.MessageMS, 95), pct(v.m.MessageMS, 98), pct(v.m.MessageMS, 99.5),
 			slowShare(v.m.MessageMS))
+		reportSplit(v.name, v.m)
 	}
 	res("msg_rtt_p99_reduction_quic", 100*(1-pct(quic.MessageMS, 99)/pct(tcp.MessageMS, 99)), "%")
 	res("msg_rtt_p99_reduction_quic_plain", 100*(1-pct(plain.MessageMS, 99)/pct(tcp.MessageMS, 99)), "%")
+}
+
+// messageSplit is where a variant's messages spent their time, cut at the
+// service's stamp: up (client, edge, backbone, gateway, bus, service) and
+// down (the store, then back the same way), and what the late ones (over
+// p50 + 50 ms) have in common: which part was late (over its own p50 + 40
+// ms), whether they were the first on their connection (its stream behind
+// the edge still opening), and how many separate moments (starts more than
+// 300 ms apart) they fall in: one stall delays every message in flight at
+// once.
+type messageSplit struct {
+	up, down                                   []float64
+	late, lateUp, lateDown, lateFirst, moments int
+	first                                      int
+	rest                                       []float64 // the messages after each connection's first
+}
+
+// splitOf cuts m's messages; false when m has no stamps (not the sdkclient).
+func splitOf(m measurement) (messageSplit, bool) {
+	var s messageSplit
+	n := len(m.MessageMS)
+	if n == 0 || len(m.MessageUpMS) != n || len(m.MessageNth) != n || len(m.MessageAt) != n {
+		return s, false
+	}
+	s.up = m.MessageUpMS
+	s.down = make([]float64, n)
+	for i := range s.down {
+		s.down[i] = m.MessageMS[i] - m.MessageUpMS[i]
+	}
+	p50, up50, down50 := pct(m.MessageMS, 50), pct(s.up, 50), pct(s.down, 50)
+	var lateAt []int64
+	for i, x := range m.MessageMS {
+		if m.MessageNth[i] == 0 {
+			s.first++
+		} else {
+			s.rest = append(s.rest, x)
+		}
+		if x <= p50+50 {
+			continue
+		}
+		s.late++
+		lateAt = append(lateAt, m.MessageAt[i])
+		if s.up[i] > up50+40 {
+			s.lateUp++
+		}
+		if s.down[i] > down50+40 {
+			s.lateDown++
+		}
+		if m.MessageNth[i] == 0 {
+			s.lateFirst++
+		}
+	}
+	slices.Sort(lateAt)
+	for i, at := range lateAt {
+		if i == 0 || at-lateAt[i-1] > 300 {
+			s.moments++
+		}
+	}
+	return s, true
+}
+
+// reportSplit prints a variant's messageSplit.
+func reportSplit(name string, m measurement) {
+	s, ok := splitOf(m)
+	if !ok {
+		return
+	}
+	fmt.Printf("# msg %s at the service's stamp: up p50 %.0f p90 %.0f p99 %.0f max %.0f, down p50 %.0f p90 %.0f p99 %.0f max %.0f ms; "+
+		"%d late (over p50 + 50 ms): %d late up, %d late down, %d first on their connection, in %d moments; p99 without the %d first messages %.1f ms\n",
+		name, pct(s.up, 50), pct(s.up, 90), pct(s.up, 99), pct(s.up, 100),
+		pct(s.down, 50), pct(s.down, 90), pct(s.down, 99), pct(s.down, 100),
+		s.late, s.lateUp, s.lateDown, s.lateFirst, s.moments, s.first, pct(s.rest, 99))
 }
 
 // printQUICCopies prints what the copies of small packets cost edge-1 (its
@@ -549,17 +623,20 @@ func runSDKClient(ctx context.Context, clientFile string, variants []variant, co
 				}
 				rng := rand.New(rand.NewPCG(uint64(i), uint64(11+r)))
 				text := strings.Repeat("x", 200)
-				for time.Now().Before(deadline) && ctx.Err() == nil {
+				for nth := 0; time.Now().Before(deadline) && ctx.Err() == nil; nth++ {
 					sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 					start := time.Now()
-					_, err := c.SendText(sctx, imapi.ConvP2P, s.to, text)
+					ack, err := c.SendText(sctx, imapi.ConvP2P, s.to, text)
 					d := time.Since(start)
 					cancel()
 					mu.Lock()
-					if err != nil {
-						results[k].MessageFailed++
+					if m := &results[k]; err != nil {
+						m.MessageFailed++
 					} else {
-						results[k].MessageMS = append(results[k].MessageMS, ms(d))
+						m.MessageMS = append(m.MessageMS, ms(d))
+						m.MessageAt = append(m.MessageAt, start.UnixMilli())
+						m.MessageUpMS = append(m.MessageUpMS, float64(ack.Time-start.UnixMilli()))
+						m.MessageNth = append(m.MessageNth, nth)
 					}
 					mu.Unlock()
 					time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
