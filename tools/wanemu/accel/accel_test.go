@@ -156,3 +156,23 @@ func TestMetricValue(t *testing.T) {
 		t.Errorf("a prefix of a name matched: %v", v)
 	}
 }
+
+// TestShareWithProbe: a late message counts as shared when a late probe
+// message was in flight during it; messages the probe did not cover count
+// nowhere.
+func TestShareWithProbe(t *testing.T) {
+	probe := measurement{
+		MessageMS: []float64{5, 5, 90, 5, 5},
+		MessageAt: []int64{1000, 1100, 1300, 1500, 1700},
+	}
+	m := measurement{
+		// on time (covers the late probe message), late with the probe,
+		// late alone, late before the probe ran, on time.
+		MessageMS: []float64{180, 300, 300, 300, 181, 182, 183},
+		MessageAt: []int64{1200, 1250, 1450, 0, 1000, 1600, 1650},
+	}
+	got := shareWithProbe(m, probe)
+	if want := (probeShare{late: 2, lateShared: 1, onTime: 4, onTimeShared: 1}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}

@@ -194,6 +194,12 @@ routing:
 		return err
 	}
 	direct := d["direct"]
+	var stopProbe func() (measurement, error)
+	if f.coreProbe {
+		if stopProbe, err = startProbe(ctx, w, exe, "core", clientFile, "127.0.0.1:7710"); err != nil {
+			return err
+		}
+	}
 	// Through the edge, Link over TCP and over QUIC on the access leg
 	// (core/link/linkquic), with copies of small packets and without,
 	// taking turns in one client process.
@@ -202,6 +208,13 @@ routing:
 		variant{Name: "quic_plain", Target: "quic://" + edge + ":7725", QUICDuplicateMax: -1})
 	if err != nil {
 		return err
+	}
+	if stopProbe != nil {
+		probe, err := stopProbe()
+		if err != nil {
+			return err
+		}
+		reportProbe(probe, access, "tcp", "quic", "quic_plain")
 	}
 	accel, overQUIC := access["tcp"], access["quic"]
 	report("accel", f.tunnel, direct, accel)

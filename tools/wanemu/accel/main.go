@@ -50,6 +50,9 @@ type flags struct {
 	pkiDir string
 	impl   string
 	local  bool
+	// coreProbe: a client on the core's loopback sends messages while the
+	// access variants are measured (probe.go).
+	coreProbe bool
 	// passthrough: the edge relays the client's Link bytes (no Link keys).
 	passthrough bool
 	// redundancy: the edge's routing.redundancy.link_frames; 0 keeps the default.
@@ -103,6 +106,7 @@ func main() {
 	flag.IntVar(&f.redundancy, "redundancy", 0, "longlink: the edge's routing.redundancy.link_frames (0: the default)")
 	flag.IntVar(&f.lanes, "lanes", 0, "longlink: the edge's routing.lanes (0: the default)")
 	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
+	flag.BoolVar(&f.coreProbe, "core-probe", false, "longlink: while the clients measure the path through the edge, a client on the core's loopback sends messages too, to tell the core's late moments from the path's")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.variants, "variants", "", "sdkclient role: JSON list of {name, target, quic_duplicate_max} measured in turns (default: -target alone)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
@@ -148,6 +152,8 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 			}
 		}
 		return runSDKClient(ctx, f.clientFile, vs, f.plan.connects, f.plan.msgFor, f.link)
+	case "probeclient":
+		return runProbe(ctx, f.clientFile, f.target)
 	case "":
 	default:
 		return fmt.Errorf("unknown role %q", f.role)
