@@ -190,3 +190,74 @@ func reportDisjoint(vs []*disjointVariant) {
 
 // disjointWorld is the default world of the disjoint-paths benchmark.
 var disjointWorld = filepath.Join("tools", "wanemu", "worlds", "disjoint.yaml")
+
+// startDisjointEdge starts, for -impl longlink -disjoint, relay_b (a relay
+// to the core's egress) and edge-disjoint in the edge node: edge-1's
+// configuration with its own ports (Link 7727, Link over QUIC 7728, debug
+// 7739) and two next hops, the egress (its home path, as edge-1's direct
+// hop) and relay_b, with routing.disjoint: every stream's small records
+// also go through relay_b.
+func startDisjointEdge(ctx context.Context, run *longlinkRun, w *wan.World, tunnel, egressPort, terminate, routing string) error {
+	relay, core, edge := w.Addr("relay_b").String(), w.Addr("core").String(), w.Addr("edge").String()
+	relayPort := map[string]string{"quic": "7740", "kcp": "7741"}[tunnel]
+	rc, err := run.config("relay-b.yaml", fmt.Sprintf(`name: relay-b
+listen: {%[1]s: "%[2]s:%[3]s"}
+%[4]srouting:
+  routes:
+    - cluster: default
+      next_hops: [{name: core, transport: %[1]s, address: "%[5]s:%[6]s"}]
+`, tunnel, relay, relayPort, run.security("relay_b"), core, egressPort))
+	if err != nil {
+		return err
+	}
+	if _, err := run.start(ctx, "relay_b", nil, "relay", "-config", rc, "-debug-addr", ""); err != nil {
+		return err
+	}
+	ec, err := run.config("edge-disjoint.yaml", fmt.Sprintf(`name: edge-disjoint
+cluster: default
+site: near
+link: {listen: "%[1]s:7727", quic: "%[1]s:7728", service: link%[2]s}
+weblink: {listen: ""}
+%[3]srouting:
+  routes:
+    - cluster: default
+      next_hops:
+        - {name: core, transport: %[4]s, address: "%[5]s:%[6]s", site: near}
+        - {name: relay-b, transport: %[4]s, address: "%[7]s:%[8]s", site: far}
+  disjoint: {enabled: true}
+%[9]s`, edge, terminate, run.security("edge"), tunnel, core, egressPort, relay, relayPort, routing))
+	if err != nil {
+		return err
+	}
+	_, err = run.start(ctx, "edge", nil, "edge", "-config", ec, "-debug-addr", edge+":7739")
+	return err
+}
+
+// printDisjointCopies prints what edge-disjoint's copies did and cost: the
+// small records it sent a second time, which copy brought the records it
+// received first, and the bytes the emulator carried between the edge and
+// relay_b (the copies, and the lanes' probes and keep-alives) per message
+// through edge-disjoint, against the edge ↔ core bytes per message of all
+// the edges' messages (their one path).
+func printDisjointCopies(run *longlinkRun, w *wan.World, ms ...measurement) {
+	text, err := run.metrics("edge", w.Addr("edge").String()+":7739")
+	if err != nil {
+		fmt.Printf("# edge-disjoint: metrics: %v\n", err)
+		return
+	}
+	both := func(a, b string) uint64 {
+		ab, _ := w.Stats(a, b)
+		ba, _ := w.Stats(b, a)
+		return ab.DeliveredBytes + ba.DeliveredBytes
+	}
+	n := 0
+	for _, m := range ms {
+		n += len(m.MessageMS)
+	}
+	fmt.Printf("# edge-disjoint: %.0f small records sent a second time, first arrivals %.0f primary / %.0f disjoint, %.0f streams without a second relay; "+
+		"edge <-> relay_b %.1f MB (%.0f B per message through edge-disjoint, %d messages); edge <-> core %.1f MB for every edge\n",
+		metricSum(text, "longlink_relay_disjoint_sent_total"),
+		metricSum(text, "longlink_relay_disjoint_wins_total", `copy="primary"`), metricSum(text, "longlink_relay_disjoint_wins_total", `copy="disjoint"`),
+		metricSum(text, "longlink_relay_disjoint_copies_total", `event="no_path"`),
+		float64(both("edge", "relay_b"))/1e6, float64(both("edge", "relay_b"))/float64(n), n, float64(both("edge", "core"))/1e6)
+}

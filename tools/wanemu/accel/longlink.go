@@ -37,7 +37,14 @@ var demoAccounts = []string{"alice", "bob", "carol"}
 // orchestrateLonglink builds cmd/longlink, starts it in the world and
 // measures both paths.
 func orchestrateLonglink(ctx context.Context, log *slog.Logger, f flags, w *wan.World, dir, exe string) error {
-	run, err := newLonglinkRun(ctx, w, dir, map[string]string{"edge": w.Addr("edge").String(), "core": w.Addr("core").String()})
+	nodes := map[string]string{"edge": w.Addr("edge").String(), "core": w.Addr("core").String()}
+	if f.disjoint {
+		if !w.Addr("relay_b").IsValid() {
+			return fmt.Errorf("-disjoint: world %s has no node relay_b", f.world)
+		}
+		nodes["relay_b"] = w.Addr("relay_b").String()
+	}
+	run, err := newLonglinkRun(ctx, w, dir, nodes)
 	if err != nil {
 		return err
 	}
@@ -147,7 +154,14 @@ routing:
 	if err := start("edge", "edge", "-config", filepath.Join(dir, "edge-plain.yaml"), "-debug-addr", ""); err != nil {
 		return err
 	}
-	for _, port := range []string{"7720", "7722"} {
+	edgePorts := []string{"7720", "7722"}
+	if f.disjoint {
+		if err := startDisjointEdge(ctx, run, w, f.tunnel, port, terminate, redundancy); err != nil {
+			return err
+		}
+		edgePorts = append(edgePorts, "7727")
+	}
+	for _, port := range edgePorts {
 		if err := waitFor(ctx, 30*time.Second, func() bool {
 			return w.Do("edge", func() error {
 				c, err := net.DialTimeout("tcp", edge+":"+port, time.Second)
@@ -203,9 +217,20 @@ routing:
 	// Through the edge, Link over TCP and over QUIC on the access leg
 	// (core/link/linkquic), with copies of small packets and without,
 	// taking turns in one client process.
-	access, err := measure("user", variant{Name: "tcp", Target: edge + ":7720"},
-		variant{Name: "quic", Target: "quic://" + edge + ":7724"},
-		variant{Name: "quic_plain", Target: "quic://" + edge + ":7725", QUICDuplicateMax: -1})
+	variants := []variant{{Name: "tcp", Target: edge + ":7720"},
+		{Name: "quic", Target: "quic://" + edge + ":7724"},
+		{Name: "quic_plain", Target: "quic://" + edge + ":7725", QUICDuplicateMax: -1}}
+	if f.disjoint {
+		// edge-disjoint: the same, and the small records of every stream
+		// through relay_b too.
+		variants = append(variants, variant{Name: "tcp_disjoint", Target: edge + ":7727"},
+			variant{Name: "quic_disjoint", Target: "quic://" + edge + ":7728"})
+	}
+	var names []string
+	for _, v := range variants {
+		names = append(names, v.Name)
+	}
+	access, err := measure("user", variants...)
 	if err != nil {
 		return err
 	}
@@ -214,15 +239,18 @@ routing:
 		if err != nil {
 			return err
 		}
-		reportProbe(probe, access, "tcp", "quic", "quic_plain")
+		reportProbe(probe, access, names...)
 	}
 	accel, overQUIC := access["tcp"], access["quic"]
 	report("accel", f.tunnel, direct, accel)
 	if f.measured != nil {
 		f.measured(direct, accel)
 	}
-	reportAccess(f.tunnel, accel, overQUIC, access["quic_plain"], worldFloor(f.world))
+	reportAccess(f.tunnel, access, names, worldFloor(f.world))
 	printQUICCopies(w, edge+":7729")
+	if f.disjoint {
+		printDisjointCopies(run, w, access["tcp_disjoint"], access["quic_disjoint"])
+	}
 	if f.measuredQUIC != nil {
 		f.measuredQUIC(overQUIC, access["quic_plain"])
 	}
@@ -254,39 +282,44 @@ routing:
 	return nil
 }
 
-// reportAccess prints the access leg's figures, TCP against QUIC (with
-// copies of small packets, and without: quic_plain) through the same edge in
-// the same run (accel_access_*), and the message p99 over the propagation
-// floor of the path through the edge (the goal is 1.15).
-func reportAccess(tunnel string, tcp, quic, plain measurement, floor time.Duration) {
+// reportAccess prints the access leg's figures of each variant (in names:
+// TCP against QUIC, with copies of small packets and without, quic_plain,
+// and through edge-disjoint with -disjoint) through the edges in the same
+// run (accel_access_*), and the message p99 over the propagation floor of
+// the path through the edge (the goal is 1.15).
+func reportAccess(tunnel string, access map[string]measurement, names []string, floor time.Duration) {
 	res := func(name string, v float64, unit string) {
 		if !math.IsNaN(v) && !math.IsInf(v, 0) {
 			fmt.Printf("RESULT accel_access_%s %.2f %s\n", name, v, unit)
 		}
 	}
-	fmt.Printf("# access leg over TCP vs QUIC (edge, %s tunnel; the three take turns); samples: connect tcp %d (failed %d), quic %d (failed %d), quic_plain %d (failed %d); messages tcp %d (failed %d), quic %d (failed %d), quic_plain %d (failed %d); propagation floor %v\n",
-		tunnel, len(tcp.ConnectMS), tcp.ConnectFailed, len(quic.ConnectMS), quic.ConnectFailed, len(plain.ConnectMS), plain.ConnectFailed,
-		len(tcp.MessageMS), tcp.MessageFailed, len(quic.MessageMS), quic.MessageFailed, len(plain.MessageMS), plain.MessageFailed, floor)
-	for _, v := range []struct {
-		name string
-		m    measurement
-	}{{"tcp", tcp}, {"quic", quic}, {"quic_plain", plain}} {
-		res("connect_login_"+v.name+"_p50", pct(v.m.ConnectMS, 50), "ms")
-		res("connect_login_"+v.name+"_p99", pct(v.m.ConnectMS, 99), "ms")
-		res("connect_first_msg_"+v.name+"_p50", pct(v.m.FirstMsgMS, 50), "ms")
-		res("connect_first_msg_"+v.name+"_p99", pct(v.m.FirstMsgMS, 99), "ms")
-		res("msg_rtt_"+v.name+"_p50", pct(v.m.MessageMS, 50), "ms")
-		res("msg_rtt_"+v.name+"_p99", pct(v.m.MessageMS, 99), "ms")
-		if floor > 0 {
-			res("msg_rtt_"+v.name+"_p99_over_floor", pct(v.m.MessageMS, 99)/ms(floor), "x")
-		}
-		fmt.Printf("# msg %s: p90 %.0f p95 %.0f p98 %.0f p99.5 %.0f ms, %.1f%% slower than p50 + 100 ms\n", v.name,
-			pct(v.m.MessageMS, 90), pct(v.m.MessageMS, 95), pct(v.m.MessageMS, 98), pct(v.m.MessageMS, 99.5),
-			slowShare(v.m.MessageMS))
-		reportSplit(v.name, v.m)
+	var samples []string
+	for _, n := range names {
+		m := access[n]
+		samples = append(samples, fmt.Sprintf("%s connect %d (failed %d), messages %d (failed %d)", n,
+			len(m.ConnectMS), m.ConnectFailed, len(m.MessageMS), m.MessageFailed))
 	}
-	res("msg_rtt_p99_reduction_quic", 100*(1-pct(quic.MessageMS, 99)/pct(tcp.MessageMS, 99)), "%")
-	res("msg_rtt_p99_reduction_quic_plain", 100*(1-pct(plain.MessageMS, 99)/pct(tcp.MessageMS, 99)), "%")
+	fmt.Printf("# access leg over TCP vs QUIC (edges, %s tunnel; the variants take turns); samples: %s; propagation floor %v\n",
+		tunnel, strings.Join(samples, "; "), floor)
+	for _, n := range names {
+		m := access[n]
+		res("connect_login_"+n+"_p50", pct(m.ConnectMS, 50), "ms")
+		res("connect_login_"+n+"_p99", pct(m.ConnectMS, 99), "ms")
+		res("connect_first_msg_"+n+"_p50", pct(m.FirstMsgMS, 50), "ms")
+		res("connect_first_msg_"+n+"_p99", pct(m.FirstMsgMS, 99), "ms")
+		res("msg_rtt_"+n+"_p50", pct(m.MessageMS, 50), "ms")
+		res("msg_rtt_"+n+"_p99", pct(m.MessageMS, 99), "ms")
+		if floor > 0 {
+			res("msg_rtt_"+n+"_p99_over_floor", pct(m.MessageMS, 99)/ms(floor), "x")
+		}
+		fmt.Printf("# msg %s: p90 %.0f p95 %.0f p98 %.0f p99.5 %.0f ms, %.1f%% slower than p50 + 100 ms\n", n,
+			pct(m.MessageMS, 90), pct(m.MessageMS, 95), pct(m.MessageMS, 98), pct(m.MessageMS, 99.5),
+			slowShare(m.MessageMS))
+		reportSplit(n, m)
+	}
+	for _, n := range names[1:] {
+		res("msg_rtt_p99_reduction_"+n, 100*(1-pct(access[n].MessageMS, 99)/pct(access[names[0]].MessageMS, 99)), "%")
+	}
 }
 
 // messageSplit is where a variant's messages spent their time, cut at the

@@ -53,6 +53,10 @@ type flags struct {
 	// coreProbe: a client on the core's loopback sends messages while the
 	// access variants are measured (probe.go).
 	coreProbe bool
+	// disjoint: a third edge, edge-disjoint, sends the small records of
+	// its streams through relay_b too (-impl longlink, world
+	// standard-disjoint.yaml).
+	disjoint bool
 	// passthrough: the edge relays the client's Link bytes (no Link keys).
 	passthrough bool
 	// redundancy: the edge's routing.redundancy.link_frames; 0 keeps the default.
@@ -107,6 +111,7 @@ func main() {
 	flag.IntVar(&f.lanes, "lanes", 0, "longlink: the edge's routing.lanes (0: the default)")
 	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
 	flag.BoolVar(&f.coreProbe, "core-probe", false, "longlink: while the clients measure the path through the edge, a client on the core's loopback sends messages too, to tell the core's late moments from the path's")
+	flag.BoolVar(&f.disjoint, "disjoint", false, "longlink: also measure through edge-disjoint, whose streams' small records go through relay_b too (routing.disjoint; world standard-disjoint.yaml)")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.variants, "variants", "", "sdkclient role: JSON list of {name, target, quic_duplicate_max} measured in turns (default: -target alone)")
 	flag.StringVar(&f.clientFile, "clientfile", "", "sdkclient role: the client.json longlink dev wrote")
@@ -163,7 +168,11 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 	}
 	switch f.mode {
 	case "accel":
-		if f.world == "" {
+		switch {
+		case f.world != "":
+		case f.disjoint:
+			f.world = standardDisjointWorld
+		default:
 			f.world = standardWorld
 		}
 		return orchestrate(ctx, log, f)
@@ -188,7 +197,10 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 	return fmt.Errorf("unknown mode %q", f.mode)
 }
 
-var standardWorld = filepath.Join("tools", "wanemu", "worlds", "standard.yaml")
+var (
+	standardWorld         = filepath.Join("tools", "wanemu", "worlds", "standard.yaml")
+	standardDisjointWorld = filepath.Join("tools", "wanemu", "worlds", "standard-disjoint.yaml")
+)
 
 // ready tells the orchestrator that a role is listening.
 func ready() { fmt.Println("READY") }
