@@ -43,6 +43,14 @@ func init() {
 		argv:  []string{"go", "run", "./tools/wanemu/accel", "-mode", "disjoint", "-msg-for", "30s", "-rounds", "3", "-timeout", "13m"},
 	})
 	register(benchmark{
+		name: "accel-access-tail",
+		summary: "where the last 1 % of messages through the edge is late (issue 17 part 7), world standard-disjoint.yaml: TCP, QUIC with and without copies, and both through an edge with disjoint copies via relay_b, in turns; " +
+			"each message cut at the service's stamp, and a core-loopback probe sending at the same time (late messages shared with the core's late moments)",
+		limit: 16 * time.Minute,
+		argv: []string{"go", "run", "./tools/wanemu/accel", "-impl", "longlink", "-tunnel", "quic", "-disjoint", "-core-probe",
+			"-local=false", "-bulk-for", "0", "-msg-for", "60s", "-connects", "60", "-timeout", "15m"},
+	})
+	register(benchmark{
 		name: "rum-steering",
 		summary: "steering by what users measure in the emulator (worlds/rum.yaml): the geo-nearer edge on a 200 ms, 2%-loss path, a farther one on 30 ms; " +
 			"core/sdk clients' connect+login p50/p99 before and after a few clients' reports (real LBS, edges, core)",
