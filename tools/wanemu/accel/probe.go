@@ -148,6 +148,7 @@ func shareWithProbe(m, probe measurement) probeShare {
 func reportProbe(probe measurement, ms map[string]measurement, names ...string) {
 	fmt.Printf("# core probe (loopback client, same time): %d messages (%d failed), p50 %.1f p90 %.1f p99 %.1f max %.1f ms\n",
 		len(probe.MessageMS), probe.MessageFailed, pct(probe.MessageMS, 50), pct(probe.MessageMS, 90), pct(probe.MessageMS, 99), pct(probe.MessageMS, 100))
+	reportSplit("core probe", probe)
 	for _, n := range names {
 		ps := shareWithProbe(ms[n], probe)
 		fmt.Printf("# msg %s while a probe message was late (over its p50 + 30 ms): %d of %d late messages, %d of %d on time\n",
