@@ -157,22 +157,28 @@ func TestMetricValue(t *testing.T) {
 	}
 }
 
-// TestShareWithProbe: a late message counts as shared when a late probe
-// message was in flight during it; messages the probe did not cover count
+// TestShareWithProbes: a late message counts with the core probe when a late
+// core probe message was in flight during it, else with the edge probe when
+// a late edge probe message was; messages a probe did not cover count
 // nowhere.
-func TestShareWithProbe(t *testing.T) {
-	probe := measurement{
-		MessageMS: []float64{5, 5, 90, 5, 5},
-		MessageAt: []int64{1000, 1100, 1300, 1500, 1700},
+func TestShareWithProbes(t *testing.T) {
+	core := measurement{
+		MessageMS: []float64{5, 5, 90, 5, 5, 5},
+		MessageAt: []int64{1000, 1100, 1300, 1500, 1700, 2000},
+	}
+	edge := measurement{
+		MessageMS: []float64{100, 100, 100, 100, 250, 100},
+		MessageAt: []int64{1000, 1100, 1300, 1500, 1700, 2000},
 	}
 	m := measurement{
-		// on time (covers the late probe message), late with the probe,
-		// late alone, late before the probe ran, on time.
-		MessageMS: []float64{180, 300, 300, 300, 181, 182, 183},
-		MessageAt: []int64{1200, 1250, 1450, 0, 1000, 1600, 1650},
+		// on time (covers the late core probe message), late with the
+		// core, late with the edge, late alone, late before the probes
+		// ran, on time, on time.
+		MessageMS: []float64{180, 300, 300, 300, 300, 181, 182, 183},
+		MessageAt: []int64{1200, 1250, 1650, 2000, 0, 1000, 1010, 1020},
 	}
-	got := shareWithProbe(m, probe)
-	if want := (probeShare{late: 2, lateShared: 1, onTime: 4, onTimeShared: 1}); got != want {
+	got := shareWithProbes(m, core, edge)
+	if want := (probeShare{late: 3, lateCore: 1, lateEdge: 1, onTime: 4, onTimeCore: 1}); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }

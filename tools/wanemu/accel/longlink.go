@@ -208,9 +208,12 @@ routing:
 		return err
 	}
 	direct := d["direct"]
-	var stopProbe func() (measurement, error)
+	var stopCore, stopEdge func() (measurement, error)
 	if f.coreProbe {
-		if stopProbe, err = startProbe(ctx, w, exe, "core", clientFile, "127.0.0.1:7710"); err != nil {
+		if stopCore, err = startProbe(ctx, w, exe, "core", clientFile, "127.0.0.1:7710", "probe-core"); err != nil {
+			return err
+		}
+		if stopEdge, err = startProbe(ctx, w, exe, "edge", clientFile, edge+":7720", "probe-edge"); err != nil {
 			return err
 		}
 	}
@@ -234,12 +237,16 @@ routing:
 	if err != nil {
 		return err
 	}
-	if stopProbe != nil {
-		probe, err := stopProbe()
+	if f.coreProbe {
+		core, err := stopCore()
 		if err != nil {
 			return err
 		}
-		reportProbe(probe, access, names...)
+		edge, err := stopEdge()
+		if err != nil {
+			return err
+		}
+		reportProbe(core, edge, access, names...)
 	}
 	accel, overQUIC := access["tcp"], access["quic"]
 	report("accel", f.tunnel, direct, accel)

@@ -53,6 +53,8 @@ type flags struct {
 	// coreProbe: a client on the core's loopback sends messages while the
 	// access variants are measured (probe.go).
 	coreProbe bool
+	// probeDevice: the probeclient role's device type.
+	probeDevice string
 	// disjoint: a third edge, edge-disjoint, sends the small records of
 	// its streams through relay_b too (-impl longlink, world
 	// standard-disjoint.yaml).
@@ -110,7 +112,8 @@ func main() {
 	flag.IntVar(&f.redundancy, "redundancy", 0, "longlink: the edge's routing.redundancy.link_frames (0: the default)")
 	flag.IntVar(&f.lanes, "lanes", 0, "longlink: the edge's routing.lanes (0: the default)")
 	flag.BoolVar(&f.passthrough, "passthrough", false, "longlink: the edge passes Link bytes through instead of terminating Link itself")
-	flag.BoolVar(&f.coreProbe, "core-probe", false, "longlink: while the clients measure the path through the edge, a client on the core's loopback sends messages too, to tell the core's late moments from the path's")
+	flag.BoolVar(&f.coreProbe, "core-probe", false, "longlink: while the clients measure the path through the edge, a client on the core's loopback and one in the edge node send messages too, to tell the core's late moments from the path's")
+	flag.StringVar(&f.probeDevice, "probe-device", "probe", "probeclient role: the client's device type")
 	flag.BoolVar(&f.disjoint, "disjoint", false, "longlink: also measure through edge-disjoint, whose streams' small records go through relay_b too (routing.disjoint; world standard-disjoint.yaml)")
 	flag.BoolVar(&f.local, "local", true, "longlink: also measure a client on the core's own loopback (the core's share of the figures)")
 	flag.StringVar(&f.variants, "variants", "", "sdkclient role: JSON list of {name, target, quic_duplicate_max} measured in turns (default: -target alone)")
@@ -158,7 +161,7 @@ func run(ctx context.Context, log *slog.Logger, f flags) error {
 		}
 		return runSDKClient(ctx, f.clientFile, vs, f.plan.connects, f.plan.msgFor, f.link)
 	case "probeclient":
-		return runProbe(ctx, f.clientFile, f.target)
+		return runProbe(ctx, f.clientFile, f.target, f.probeDevice)
 	case "":
 	default:
 		return fmt.Errorf("unknown role %q", f.role)
