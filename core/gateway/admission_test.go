@@ -302,14 +302,22 @@ func TestHelloLateMakesRoom(t *testing.T) {
 				c.MaxConnections = 2
 				c.HelloGrace = config.Duration(tc.grace)
 			})
+			waiting := func() int {
+				e.g.connMu.Lock()
+				defer e.g.connMu.Unlock()
+				return e.g.hellos.Len()
+			}
 			var silent []net.Conn
-			for range 2 {
+			for i := range 2 {
 				nc, err := net.Dial("tcp", e.g.Addr().String())
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer nc.Close()
 				silent = append(silent, nc)
+				// Each connection's goroutine registers it: the first must be
+				// the oldest in the list before the second is dialed.
+				waittest.Until(t, 5*time.Second, "the connection waiting for its hello", func() bool { return waiting() == i+1 })
 			}
 			waittest.Until(t, 5*time.Second, "both waiting for their hello", func() bool {
 				e.g.connMu.Lock()
