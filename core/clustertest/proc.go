@@ -226,6 +226,42 @@ func (p *Proc) WaitLog(substr string, timeout time.Duration) error {
 	}
 }
 
+// CPUTime is the CPU time (user and system) the process and its
+// descendants (PostgreSQL's backends) have used so far, from /proc; 0 when
+// it is not running or there is no /proc.
+func (p *Proc) CPUTime() time.Duration {
+	pid := p.Pid()
+	if pid <= 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, q := range append([]int{pid}, descendants(pid)...) {
+		sum += procCPU(q)
+	}
+	return sum
+}
+
+// procCPU is pid's own utime + stime (clock ticks of 10 ms, Linux's
+// USER_HZ).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	// After comm: state(0) ppid … utime(11) stime(12).
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
 // descendants are the processes below pid (children, their children, …),
 // read from /proc; none where there is no /proc.
 func descendants(pid int) []int {

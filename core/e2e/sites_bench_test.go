@@ -7,9 +7,11 @@ import (
 	"io"
 	"maps"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +82,13 @@ type fleet struct {
 	downAt []time.Time    // lost its session (first time since since)
 	back   []time.Time    // logged in again after having been down
 	why    map[string]int // reasons of the state changes to down since since
+	downs  []fleetDown    // the state changes to down since since, in order
+}
+
+// fleetDown is one client's change to down: when and why.
+type fleetDown struct {
+	at  time.Time
+	why string
 }
 
 type fleetClient struct {
@@ -179,6 +188,7 @@ func (f *fleet) read(r io.Reader, offset int) {
 					}
 					if len(fields) > 4 {
 						f.why[fields[4]]++
+						f.downs = append(f.downs, fleetDown{at, fields[4]})
 					}
 				}
 			}
@@ -221,6 +231,19 @@ func (f *fleet) lost() []int {
 	return out
 }
 
+// downsBetween counts the changes to down in [from, to) by reason.
+func (f *fleet) downsBetween(from, to time.Time) map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for _, d := range f.downs {
+		if !d.at.Before(from) && d.at.Before(to) {
+			out[d.why]++
+		}
+	}
+	return out
+}
+
 func (f *fleet) reasons() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -250,15 +273,21 @@ func (f *fleet) stop() {
 	}
 }
 
-// loginSample is site b's gateway's login counters at a moment.
+// loginSample is site b's gateway's login counters at a moment, and its
+// connections: accepted, dropped before their handshake (waited too long,
+// client gone); and b's service nodes' login rate estimate (summed) and
+// refusals by the login admission.
 type loginSample struct {
-	at       time.Duration // since the kill
-	results  map[string]float64
-	sessions float64
+	at                 time.Duration // since the kill
+	results            map[string]float64
+	sessions           float64
+	accepted, hsDrops  float64
+	svcRate, svcRefuse float64
 }
 
-// sampleLogins reads gw's login counters every 250 ms until stop.
-func sampleLogins(gw *clustertest.Core, t0 time.Time, stop <-chan struct{}) <-chan []loginSample {
+// sampleLogins reads gw's login counters (and svcs' login admission) every
+// 250 ms until stop.
+func sampleLogins(gw *clustertest.Core, svcs []*clustertest.Core, t0 time.Time, stop <-chan struct{}) <-chan []loginSample {
 	out := make(chan []loginSample, 1)
 	go func() {
 		var samples []loginSample
@@ -272,6 +301,17 @@ func sampleLogins(gw *clustertest.Core, t0 time.Time, stop <-chan struct{}) <-ch
 				s := loginSample{at: time.Since(t0), results: map[string]float64{}, sessions: clustertest.SumMetric(text, "longlink_gateway_sessions")}
 				for _, r := range []string{"ok", "service unavailable", "timeout", "internal error"} {
 					s.results[r] = clustertest.SumMetric(text, "longlink_gateway_logins_total", `result="`+r+`"`)
+				}
+				s.accepted = clustertest.SumMetric(text, "longlink_gateway_accepted_total")
+				s.hsDrops = clustertest.SumMetric(text, "longlink_gateway_handshake_drops_total")
+				for _, c := range svcs {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					text, err := c.Metrics(ctx)
+					cancel()
+					if err == nil {
+						s.svcRate += clustertest.SumMetric(text, "longlink_service_login_rate")
+						s.svcRefuse += clustertest.SumMetric(text, "longlink_service_login_refusals_total")
+					}
 				}
 				samples = append(samples, s)
 			}
@@ -365,8 +405,12 @@ func BenchmarkSiteFailover(b *testing.B) {
 		}
 		clients[i] = fleetClient{account: a, token: tokens[a], device: fmt.Sprintf("%s-d", a), addrs: addrs}
 	}
+	idle := cpuSnapshot(s.Env.Procs())
 	fl := startFleet(b, loadgen, clientCPUs, workers, s.SiteA, clients)
 	b.Logf("%d clients logged in in %v", n, time.Since(t0).Round(time.Millisecond))
+	for _, l := range cpuUsed(idle, cpuSnapshot(s.Env.Procs()), time.Since(t0), n) {
+		b.Logf("first logins: %s", l)
+	}
 
 	g := newLoadGen(b, ctx, s.SiteA, "l", 20, gwA, gwB)
 	g.run(100)
@@ -378,9 +422,10 @@ func BenchmarkSiteFailover(b *testing.B) {
 	b.Logf("before the kill: standby replay %s bytes behind its receipt, replay_lag %s ms", lag, replayLag)
 
 	stopSampling := make(chan struct{})
+	before := cpuSnapshot(s.Env.Procs())
 	killAt := time.Now()
 	fl.mark(killAt)
-	samples := sampleLogins(gwB, killAt, stopSampling)
+	samples := sampleLogins(gwB, s.SiteB.Services(), killAt, stopSampling)
 	if err := s.Kill(s.A); err != nil {
 		b.Fatal(err)
 	}
@@ -388,6 +433,7 @@ func BenchmarkSiteFailover(b *testing.B) {
 	if err := s.PG.Standby.Promote(); err != nil {
 		b.Fatal(err)
 	}
+	usage := siteCPU(b, s, killAt, before, 10*time.Second)
 	promoted := time.Since(killAt)
 	b.Logf("site a's processes gone %v after the kill, promote issued then, b promoted %v after the kill", killed.Round(time.Millisecond), promoted.Round(time.Millisecond))
 	// a's clients are those that lost their session: at home in a, but
@@ -473,6 +519,9 @@ func BenchmarkSiteFailover(b *testing.B) {
 		}
 	}
 	b.Logf("why a's clients were down (state changes after the kill): %v", fl.reasons())
+	for _, l := range <-usage {
+		b.Logf("%s", l)
+	}
 	for _, svc := range s.SiteB.Services() {
 		for _, l := range strings.Split(svc.Log(), "\n") {
 			if strings.Contains(l, "node stalled") || strings.Contains(l, "node serving again") {
@@ -483,10 +532,11 @@ func BenchmarkSiteFailover(b *testing.B) {
 	b.Logf("b's gateway, logins by result (cumulative since the kill) and sessions, per second:")
 	ss := <-samples
 	var base map[string]float64
-	next := time.Duration(0)
+	var base0 loginSample
+	next, last := time.Duration(0), time.Duration(0)
 	for _, x := range ss {
 		if base == nil {
-			base = x.results
+			base, base0 = x.results, x
 		}
 		if x.at < next {
 			continue
@@ -496,7 +546,10 @@ func BenchmarkSiteFailover(b *testing.B) {
 		for _, r := range []string{"ok", "service unavailable", "timeout", "internal error"} {
 			parts = append(parts, fmt.Sprintf("%s %.0f", r, x.results[r]-base[r]))
 		}
-		b.Logf("%8.3fs  %s; sessions %.0f", x.at.Seconds(), strings.Join(parts, ", "), x.sessions)
+		b.Logf("%8.3fs  %s; sessions %.0f; accepted %.0f, dropped before the handshake %.0f; service: rate %.0f/s, refused %.0f; clients down since the last line %v",
+			x.at.Seconds(), strings.Join(parts, ", "), x.sessions, x.accepted-base0.accepted, x.hsDrops-base0.hsDrops, x.svcRate, x.svcRefuse-base0.svcRefuse,
+			fl.downsBetween(killAt.Add(last), killAt.Add(x.at)))
+		last = x.at
 		if all > 0 && x.at > all+2*time.Second {
 			break
 		}
@@ -517,6 +570,133 @@ func BenchmarkSiteFailover(b *testing.B) {
 		fmt.Printf("RESULT site_failover_all_clients_back %.2f s\n", all.Seconds())
 	}
 	fmt.Printf("RESULT site_failover_acked_lost %d messages (of %d acked)\n", lost, len(acked))
+}
+
+// cpuUse is the CPU time used so far by each process, and by each CPU
+// (/proc/stat: busy, all).
+type cpuUse struct {
+	procs     map[*clustertest.Proc]time.Duration
+	busy, all []float64
+}
+
+func cpuSnapshot(procs []*clustertest.Proc) cpuUse {
+	u := cpuUse{procs: map[*clustertest.Proc]time.Duration{}}
+	for _, p := range procs {
+		if p.Running() {
+			u.procs[p] = p.CPUTime()
+		}
+	}
+	b, _ := os.ReadFile("/proc/stat")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		var busy, all float64
+		for i, x := range f[1:] {
+			v, _ := strconv.ParseFloat(x, 64)
+			all += v
+			if i != 3 && i != 4 { // idle, iowait
+				busy += v
+			}
+		}
+		u.busy, u.all = append(u.busy, busy), append(u.all, all)
+	}
+	return u
+}
+
+// siteCPU reports, once window after t0 has passed, where the CPU went in
+// it: each CPU's busy share and each surviving process's CPU time (site
+// b's and the witness's). When LONGLINK_BENCH_PROFILE_DIR is set it also
+// saves CPU profiles of b's gateways and service nodes over the window
+// (their debug listener's /debug/pprof/profile).
+func siteCPU(b *testing.B, s *clustertest.Sites, t0 time.Time, before cpuUse, window time.Duration) <-chan []string {
+	out := make(chan []string, 1)
+	dir := os.Getenv("LONGLINK_BENCH_PROFILE_DIR")
+	var profiles sync.WaitGroup
+	if dir != "" {
+		for _, c := range append(s.SiteB.Gateways(), s.SiteB.Services()...) {
+			profiles.Add(1)
+			go func() {
+				defer profiles.Done()
+				secs := int((window - time.Since(t0)).Seconds())
+				resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.DebugAddr, max(secs, 1)))
+				if err != nil {
+					b.Logf("profile %s: %v", c.Name, err)
+					return
+				}
+				defer resp.Body.Close()
+				f, err := os.Create(filepath.Join(dir, c.Name+".cpu.pprof"))
+				if err != nil {
+					b.Logf("profile %s: %v", c.Name, err)
+					return
+				}
+				defer f.Close()
+				_, _ = io.Copy(f, resp.Body)
+			}()
+		}
+	}
+	svcs := s.SiteB.Services()
+	loginTime := func() []float64 {
+		var out []float64
+		for _, c := range svcs {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			text, err := c.Metrics(ctx)
+			cancel()
+			if err != nil {
+				return nil
+			}
+			out = append(out, clustertest.SumMetric(text, "longlink_service_request_seconds_sum", `op="login"`),
+				clustertest.SumMetric(text, "longlink_service_request_seconds_count", `op="login"`))
+		}
+		return out
+	}
+	served := loginTime()
+	go func() {
+		time.Sleep(time.Until(t0.Add(window)))
+		after := cpuSnapshot(s.Env.Procs())
+		el := time.Since(t0)
+		if now := loginTime(); len(now) == len(served) {
+			for i, c := range svcs {
+				n := now[2*i+1] - served[2*i+1]
+				b.Logf("%s: %.0f logins handled in the window, %.1f ms each on average (handler time, admitted ones)", c.Name, n, 1000*(now[2*i]-served[2*i])/max(n, 1))
+			}
+		}
+		lines := cpuUsed(before, after, el, 0)
+		lines[0] = fmt.Sprintf("CPU in the %v after the kill: %s", el.Round(time.Millisecond), lines[0])
+		profiles.Wait()
+		out <- lines
+	}()
+	return out
+}
+
+// cpuUsed describes the CPU used between two snapshots el apart: each
+// CPU's busy share, then each process's CPU time (per one of n logins too
+// when n > 0).
+func cpuUsed(before, after cpuUse, el time.Duration, n int) []string {
+	var cpus []string
+	for i := range min(len(after.busy), len(before.busy)) {
+		cpus = append(cpus, fmt.Sprintf("cpu%d %.0f%%", i, 100*(after.busy[i]-before.busy[i])/max(after.all[i]-before.all[i], 1)))
+	}
+	lines := []string{"busy " + strings.Join(cpus, ", ")}
+	var total time.Duration
+	for p, t := range after.procs {
+		d := t - before.procs[p]
+		if d <= 0 {
+			continue
+		}
+		total += d
+		l := fmt.Sprintf("  %-22s %6.2f s (%.0f%% of a CPU)", p.Name, d.Seconds(), 100*d.Seconds()/el.Seconds())
+		if n > 0 {
+			l += fmt.Sprintf(", %.2f ms per login", 1000*d.Seconds()/float64(n))
+		}
+		lines = append(lines, l)
+	}
+	slices.Sort(lines[1:])
+	if n > 0 {
+		lines = append(lines, fmt.Sprintf("  all servers            %6.2f s, %.2f ms per login", total.Seconds(), 1000*total.Seconds()/float64(n)))
+	}
+	return lines
 }
 
 func envStr(name, def string) string {
