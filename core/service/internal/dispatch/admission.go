@@ -18,110 +18,93 @@ import (
 // (the client has gone and comes back once more), and one that times out
 // at its gateway told the client nothing about when to return. So the
 // node serves logins in arrival order with LoginWorkers at once, keeps
-// the expected wait of the queue (its length over the measured rate of
-// logins) within LoginQueueWait, and answers the rest at once with 503 and
-// a retry-after hint: the moments handed out are spaced at the measured
-// rate after the queue will have drained to the budget (with ±10% jitter),
-// so the refused clients return about as fast as the node serves them
-// rather than together.
+// the expected wait of the queue (its length over the node's login rate)
+// within LoginQueueWait, and answers the rest at once with 503 and a
+// retry-after hint: the moments handed out are spaced at that rate after
+// the queue will have drained to the budget (with ±10% jitter), so the
+// refused clients return about as fast as the node serves them rather
+// than together.
+//
+// The rate is the workers over the time a worker spends on a login
+// (EWMA over every login): with every worker busy that is the rate at
+// which logins finish (Little's law), and when some are idle it is what
+// the node would serve at the present service time. An earlier version
+// measured the rate only while every worker was busy, so a rate measured
+// once (during the first logins, or while a site's clients arrived with
+// the gateway busy with their handshakes: 16/s, 60/s) was never revised:
+// the hints paced the clients at that rate, the node kept up with them,
+// and it was never busy again (two-site failover, BENCHMARKS.md); doubling
+// it when a worker went idle while refusals were scheduled helped only
+// the logins refused after the raise, not those refused in the rush,
+// whose moments had been handed out at the low rate.
 
 // loginAdmission measures the login queue and decides.
 type loginAdmission struct {
 	wait    time.Duration // the budget: the longest expected wait admitted
 	workers int
 
-	mu     sync.Mutex
-	queued int     // admitted logins not finished (waiting or being served)
-	rate   float64 // logins finished per second while every worker was busy (EWMA); 0: not measured
-	// The measuring window: logins done since winStart, and whether every
-	// worker stayed busy throughout (the node was the bottleneck; a
-	// window in which the node kept up says nothing of its limit).
-	winStart time.Time
-	winDone  int
-	winBusy  bool
-	sched    time.Time // the return moment handed to the last refused login
-	raised   time.Time // when the rate was last raised for keeping up (done)
+	mu      sync.Mutex
+	queued  int       // admitted logins not finished (waiting or being served)
+	service float64   // seconds a worker spends on a login (EWMA); 0: none finished yet
+	sched   time.Time // the return moment handed to the last refused login
 }
 
-// rateWindow is how long the login rate is measured for each sample.
-const rateWindow = 500 * time.Millisecond
+// serviceWeight is the weight of the latest login in the service time's
+// EWMA: about the last 16 logins count.
+const serviceWeight = 1.0 / 16
+
+// rateLocked is the node's login rate (logins/s); 0 until a login
+// finished. a.mu is held.
+func (a *loginAdmission) rateLocked() float64 {
+	if a.service <= 0 {
+		return 0
+	}
+	return float64(a.workers) / a.service
+}
 
 // admit reports whether a login arriving now joins the queue, and if not,
-// when its client should come back. Until the rate is measured (the first
-// busy window) every login is admitted.
+// when its client should come back. Until a login finished every login is
+// admitted.
 func (a *loginAdmission) admit(now time.Time) (bool, time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.rate <= 0 || float64(a.queued)/a.rate <= a.wait.Seconds() {
+	rate := a.rateLocked()
+	if rate <= 0 || float64(a.queued)/rate <= a.wait.Seconds() {
 		a.queued++
-		if a.queued == a.workers && !a.winBusy {
-			// Every worker busy from now: a window starts.
-			a.winStart, a.winDone, a.winBusy = now, 0, true
-		}
 		return true, 0
 	}
-	expected := time.Duration(float64(a.queued) / a.rate * float64(time.Second))
+	expected := time.Duration(float64(a.queued) / rate * float64(time.Second))
 	back := now.Add(expected - a.wait) // the queue will be down to the budget
 	if a.sched.Before(back) {
 		a.sched = back
 	}
-	a.sched = a.sched.Add(time.Duration(float64(time.Second) / a.rate))
+	a.sched = a.sched.Add(time.Duration(float64(time.Second) / rate))
 	hint := a.sched.Sub(now)
 	hint += time.Duration((rand.Float64() - 0.5) * 0.2 * float64(hint))
 	return false, min(max(hint, 100*time.Millisecond), time.Minute)
 }
 
-// done records a finished login.
-func (a *loginAdmission) done(now time.Time) {
+// done records a finished login that kept a worker for took (0: it was
+// never served).
+func (a *loginAdmission) done(took time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.queued--
-	if a.queued < a.workers {
-		// A worker is idle: the node keeps up, the window ends unmeasured.
-		a.winBusy = false
-		a.raiseIfPacedBelow(now)
+	if took <= 0 {
 		return
 	}
-	if !a.winBusy {
-		return
+	if s := took.Seconds(); a.service > 0 {
+		a.service += serviceWeight * (s - a.service)
+	} else {
+		a.service = s
 	}
-	a.winDone++
-	if el := now.Sub(a.winStart); el >= rateWindow {
-		sample := float64(a.winDone) / el.Seconds()
-		if a.rate > 0 {
-			a.rate = 0.7*a.rate + 0.3*sample
-		} else {
-			a.rate = sample
-		}
-		a.winStart, a.winDone = now, 0
-	}
-}
-
-// raiseIfPacedBelow doubles the rate when a worker is idle while refused
-// logins are still scheduled to come back (sched is ahead): they arrive
-// at the measured rate and the node keeps up with them, so it serves
-// more than was measured. The rate is only measured while every worker is
-// busy, and the hints keep arrivals below it, so without this a rate
-// measured low once (in a rush, while handshakes or another process took
-// the CPU: 326 logins/s in a 19,000-client storm that then ran at
-// 1,400-1,600/s, 7.9/s at load 30) would pace every later refusal for
-// good. The schedule ahead is shortened by as much, so the next refused
-// logins come back sooner; if the node cannot keep up, its workers fill
-// and the next busy window measures it again. At most once a window.
-func (a *loginAdmission) raiseIfPacedBelow(now time.Time) {
-	if a.rate <= 0 || !a.sched.After(now) || now.Sub(a.raised) < rateWindow {
-		return
-	}
-	a.rate *= 2
-	a.sched = now.Add(a.sched.Sub(now) / 2)
-	a.raised = now
 }
 
 // measured is the rate of logins in use and the queue's length.
 func (a *loginAdmission) measured() (float64, int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.rate, a.queued
+	return a.rateLocked(), a.queued
 }
 
 // admitLogin runs on the login subscription's goroutine: a login is queued
@@ -146,7 +129,7 @@ func (d *Dispatcher) admitLogin(m *nats.Msg, r Route) {
 		// Beyond the queue's room (never at the default sizes): dropped
 		// unanswered, the gateway answers the client 504.
 		d.metrics.loginQueue.Dec()
-		d.logins.done(time.Now())
+		d.logins.done(0)
 		d.wg.Done()
 	}
 }
@@ -158,10 +141,11 @@ func (d *Dispatcher) loginWorker() {
 		select {
 		case j := <-d.loginQ:
 			d.metrics.loginQueue.Dec()
+			start := time.Now()
 			d.sem <- struct{}{}
 			d.metrics.inflight.Inc()
 			d.run(j)
-			d.logins.done(time.Now())
+			d.logins.done(time.Since(start))
 			rate, _ := d.logins.measured()
 			d.metrics.loginRate.Set(rate)
 		case <-d.stop:
