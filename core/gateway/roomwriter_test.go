@@ -188,9 +188,11 @@ func TestRoomWritersSlowMember(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.RoomBatchInterval = config.Duration(5 * time.Millisecond)
 		c.SendQueue = 16
-		c.RoomMaxQueued = 8
-		// Long enough for room_max_queued batches to pile up behind the
-		// stalled write even under the race detector.
+		c.RoomMaxQueued = 4
+		// Long enough for room_max_queued rounds to pass behind the
+		// stalled write: the rounds stay small (the messages are paced by
+		// the reading member), so they take milliseconds even under the
+		// race detector on a loaded machine.
 		c.WriteTimeout = config.Duration(4 * time.Second)
 		c.RoomWriters = 1 // one writer: it must not wait for the slow member
 	})
@@ -199,11 +201,22 @@ func TestRoomWritersSlowMember(t *testing.T) {
 	good.enter("r1")
 	slow := e.login(t, "slow", "phone")
 	slow.enter("r1")
+	// Small socket buffers on both ends of the slow member's connection:
+	// its writes stall after some ten kilobytes instead of the megabytes
+	// the kernel's autotuned send buffer would take first (at the machine's
+	// pace that could outlast the write deadline the connection's writer
+	// last set, and the pool would not be the one to find the socket full).
 	_ = slow.c.NetConn().(*net.TCPConn).SetReadBuffer(4096) // and it never reads again
+	for _, s := range e.g.allSessions() {
+		if s.info.Account == "slow" {
+			_ = s.t.(*linkConn).c.NetConn().(*net.TCPConn).SetWriteBuffer(4096)
+		}
+	}
 
 	// Messages go out until the slow member is dropped; the reading one
 	// must get all of them, in order.
 	var received atomic.Int64
+	progress := make(chan struct{}, 1)
 	failed := make(chan error, 1)
 	go func() {
 		for {
@@ -228,17 +241,31 @@ func TestRoomWritersSlowMember(t *testing.T) {
 				}
 				received.Add(1)
 			}
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
 		}
 	}()
+	// The publisher keeps at most ahead messages beyond what the reading
+	// member got: the batches stay small and the rounds frequent whatever
+	// the machine's load, and the reading member never falls behind.
+	const ahead = 64
 	noise := make([]byte, 1000)
 	n := int64(0)
 	for e.g.Sessions() > 1 && n < 200000 {
+		for n-received.Load() >= ahead {
+			select {
+			case <-progress:
+			case err := <-failed:
+				t.Fatalf("the reading member: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the reading member got %d of %d messages: the slow one holds the room up", received.Load(), n)
+			}
+		}
 		n++
 		_, _ = rand.Read(noise)
 		publishRoom(t, nc, "r1", n, base64.StdEncoding.EncodeToString(noise)) // hardly compressible
-		if n%10 == 0 {
-			time.Sleep(time.Millisecond) // about 10 MB/s in small batches: many rounds
-		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for received.Load() < n {
