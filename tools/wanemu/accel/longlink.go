@@ -145,7 +145,7 @@ routing:
 			return err
 		}
 	}
-	if err := start("core", "relay", "-egress", "-config", filepath.Join(dir, "egress.yaml"), "-debug-addr", ""); err != nil {
+	if err := start("core", "relay", "-egress", "-config", filepath.Join(dir, "egress.yaml"), "-debug-addr", core+":7759"); err != nil {
 		return err
 	}
 	if err := start("edge", "edge", "-config", filepath.Join(dir, "edge-1.yaml"), "-debug-addr", edge+":7729"); err != nil {
@@ -255,6 +255,8 @@ routing:
 	}
 	reportAccess(f.tunnel, access, names, worldFloor(f.world))
 	printQUICCopies(w, edge+":7729")
+	printLanes(run, "core", core+":7759", "egress, lanes it accepted (towards the edges)", `side="accepted"`)
+	printLanes(run, "edge", edge+":7729", "edge-1, lanes it dialed (towards the core)", `side="dialed"`)
 	if f.disjoint {
 		printDisjointCopies(run, w, access["tcp_disjoint"], access["quic_disjoint"])
 	}
@@ -287,6 +289,31 @@ routing:
 	}
 	printLinkStats(w)
 	return nil
+}
+
+// printLanes prints the QUIC lanes of a node as its transport sees them at
+// the end of the run (relay/README.md, "Lane metrics"): a lane whose
+// congestion window shrank after losses while its traffic is bursty sends
+// the burst's tail a round trip late.
+func printLanes(run *longlinkRun, node, debug, what string, side string) {
+	text, err := run.metrics(node, debug)
+	if err != nil {
+		fmt.Printf("# lanes of %s: %v\n", what, err)
+		return
+	}
+	q := `transport="quic"`
+	cwnd := metricSamples(text, "longlink_relay_lane_cwnd_bytes", side, q)
+	rtt := metricSamples(text, "longlink_relay_lane_rtt_seconds", side, q)
+	minRTT := metricSamples(text, "longlink_relay_lane_min_rtt_seconds", side, q)
+	for i := range rtt {
+		rtt[i] *= 1000
+	}
+	for i := range minRTT {
+		minRTT[i] *= 1000
+	}
+	fmt.Printf("# lanes of %s: %d, cwnd min %.0f p50 %.0f max %.0f bytes; smoothed RTT p50 %.1f max %.1f ms (min RTT p50 %.1f); %.0f packets sent, %.0f lost\n",
+		what, len(cwnd), pct(cwnd, 0), pct(cwnd, 50), pct(cwnd, 100), pct(rtt, 50), pct(rtt, 100), pct(minRTT, 50),
+		metricSum(text, "longlink_relay_lane_sent_packets_total", side, q), metricSum(text, "longlink_relay_lane_lost_packets_total", side, q))
 }
 
 // reportAccess prints the access leg's figures of each variant (in names:

@@ -130,6 +130,16 @@ func (r *longlinkRun) metrics(node, addr string) (string, error) {
 // all of the given label pairs (`event="recovered"`).
 func metricSum(text, name string, labels ...string) float64 {
 	var sum float64
+	for _, v := range metricSamples(text, name, labels...) {
+		sum += v
+	}
+	return sum
+}
+
+// metricSamples is every sample of the metric name whose labels contain all
+// of the given label pairs, in the text's order.
+func metricSamples(text, name string, labels ...string) []float64 {
+	var vs []float64
 	for _, line := range strings.Split(text, "\n") {
 		if !strings.HasPrefix(line, name) || len(line) == len(name) || (line[len(name)] != '{' && line[len(name)] != ' ') {
 			continue
@@ -143,8 +153,8 @@ func metricSum(text, name string, labels ...string) float64 {
 		}
 		var v float64
 		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
-			sum += v
+			vs = append(vs, v)
 		}
 	}
-	return sum
+	return vs
 }
