@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -183,44 +184,64 @@ func (e *Env) NewProc(site *Site, name, bin string, args ...string) *Proc {
 	return p
 }
 
-// Port returns a free TCP port on host that the environment has not handed
-// out before. A host that is not this namespace's (a site's namespace)
-// gets a port the environment has not handed out, below the ephemeral
-// range: the namespace is the test's own.
+// Port returns a port on host, free for TCP and UDP, that the environment
+// has not handed out before. It is below the kernel's ephemeral range: the
+// process that binds it starts later, and a port in that range may become
+// the local port of some connection meanwhile (CI under a benchmark's tens
+// of thousands of loopback connections: PostgreSQL 'could not bind ...
+// Address already in use' on a port picked 6 s earlier; in a site's
+// namespace a NATS route's). Only explicit binds take ports below the
+// range, and a port someone holds fails the check here. A host that is not
+// this namespace's (a site's namespace, the test's own) cannot be checked.
 func (e *Env) Port(host string) int {
 	e.t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if errors.Is(err, syscall.EADDRNOTAVAIL) {
-			// Below the namespace's ephemeral range (Linux's default
-			// 32768–60999 in a new namespace): a port in it may be the
-			// local port of a connection a site's process made (CI saw
-			// PostgreSQL fail to bind a port a NATS route held).
-			p := 10000 + mrand.IntN(22000)
-			e.mu.Lock()
-			fresh := !e.ports[p]
-			e.ports[p] = true
-			e.mu.Unlock()
-			if fresh {
-				return p
-			}
-			continue
-		}
-		if err != nil {
-			e.t.Fatalf("clustertest: free port on %s: %v", host, err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+	lo, hi := 10000, ephemeralLow()
+	for range 1000 {
+		p := lo + mrand.IntN(hi-lo)
 		e.mu.Lock()
 		fresh := !e.ports[p]
 		e.ports[p] = true
 		e.mu.Unlock()
-		if fresh {
+		if !fresh {
+			continue
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(p))
+		ln, err := net.Listen("tcp", addr)
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
 			return p
 		}
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return p
 	}
-	e.t.Fatal("clustertest: no free port")
+	e.t.Fatalf("clustertest: no free port on %s in %d..%d", host, lo, hi)
 	return 0
+}
+
+// ephemeralLow is the start of the kernel's ephemeral port range (Linux's
+// default 32768 in a new namespace; that too when it cannot be read or
+// leaves too little room below).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < 20000 {
+		return 32768
+	}
+	return n
 }
 
 // Addr is host:port with a fresh port.
@@ -283,13 +304,21 @@ func (e *Env) MkDir(name string) string {
 	return d
 }
 
-// poll calls f until it returns nil or timeout passes (then its last error).
+// errExited: the process waited for has exited, so waiting longer for it
+// to be ready is pointless.
+var errExited = errors.New("exited")
+
+// poll calls f until it returns nil or timeout passes (then its last
+// error); an errExited ends it at once.
 func poll(timeout time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, errExited) {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("after %v: %w", timeout, err)

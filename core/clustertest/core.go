@@ -177,7 +177,7 @@ func (c *Core) WaitReady(timeout time.Duration) error {
 	err := poll(timeout, func() error {
 		select {
 		case <-c.Exited():
-			return fmt.Errorf("exited: %v", c.ExitErr())
+			return fmt.Errorf("%w: %v", errExited, c.ExitErr())
 		default:
 		}
 		resp, err := http.Get("http://" + c.DebugAddr + "/readyz")

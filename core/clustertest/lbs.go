@@ -76,7 +76,7 @@ func (e *Env) StartLBS(policy string) *LBS {
 	err = poll(60*time.Second, func() error {
 		select {
 		case <-l.Exited():
-			return fmt.Errorf("exited: %v", l.ExitErr())
+			return fmt.Errorf("%w: %v", errExited, l.ExitErr())
 		default:
 		}
 		resp, err := http.Get("http://" + l.DebugAddr + "/readyz")

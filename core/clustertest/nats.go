@@ -255,7 +255,7 @@ func (n *NATSNode) WaitHealthy(timeout time.Duration) error {
 	err := poll(timeout, func() error {
 		select {
 		case <-n.Exited():
-			return fmt.Errorf("exited: %v", n.ExitErr())
+			return fmt.Errorf("%w: %v", errExited, n.ExitErr())
 		default:
 		}
 		resp, err := http.Get(n.MonitorURL + "/healthz")

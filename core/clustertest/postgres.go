@@ -209,7 +209,7 @@ func (n *PGNode) WaitReady(timeout time.Duration) error {
 	err := poll(timeout, func() error {
 		select {
 		case <-n.Exited():
-			return fmt.Errorf("exited: %v", n.ExitErr())
+			return fmt.Errorf("%w: %v", errExited, n.ExitErr())
 		default:
 		}
 		db, err := sql.Open("pgx", n.superDSN("postgres"))
