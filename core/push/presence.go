@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/longlink/longlink/core/internal/buswire"
@@ -573,7 +574,7 @@ func (g *Registry) Start(ctx context.Context) error {
 	}
 	g.kv = kv
 	wctx, cancel := context.WithCancel(context.Background())
-	w, err := kv.WatchAll(wctx)
+	w, err := g.watch(ctx, wctx, kv)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("presence: watch: %w", err)
@@ -635,6 +636,36 @@ func (g *Registry) Start(ctx context.Context) error {
 		g.stop()
 		return fmt.Errorf("presence: load: %w", ctx.Err())
 	}
+}
+
+// watchRetry is the pause before the bucket's watch is asked for again.
+const watchRetry = 200 * time.Millisecond
+
+// watch starts watching the bucket under wctx, trying again while ctx
+// lasts when JetStream did not answer in time. The watch outlives Start,
+// so its consumer is not created under ctx: nats.go then gives the request
+// its own default wait (5 s), which a loaded JetStream can exceed (a
+// consumer created on a busy file store, or by an R3 cluster's leader)
+// long before ctx (the node's start) is over.
+func (g *Registry) watch(ctx, wctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+	for {
+		w, err := kv.WatchAll(wctx)
+		if err == nil || !transientJSError(err) {
+			return w, err
+		}
+		g.log.Warn("presence watch not created, trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last: %w)", ctx.Err(), err)
+		case <-time.After(watchRetry):
+		}
+	}
+}
+
+// transientJSError: a JetStream request that may succeed when sent again
+// (no answer in time, or no server to answer yet).
+func transientJSError(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // leaseOf returns the gateway of a lease put.

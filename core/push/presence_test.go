@@ -2,11 +2,15 @@ package push
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/core/bus/bustest"
@@ -193,5 +197,91 @@ func testPresenceReconcile(t *testing.T, lister bool) {
 	}
 	if testutil.ToFloat64(m.reconciles) == 0 {
 		t.Fatal("no reconcile counted")
+	}
+}
+
+// watchFailJS is a JetStream whose presence bucket fails its first watches
+// with err (nats.go's answer when the consumer is not created within its
+// default wait).
+type watchFailJS struct {
+	jetstream.JetStream
+	err   error
+	fails int // the watches that fail; -1: every one
+	calls atomic.Int32
+}
+
+func (j *watchFailJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return watchFailKV{kv, j}, nil
+}
+
+type watchFailKV struct {
+	jetstream.KeyValue
+	j *watchFailJS
+}
+
+func (kv watchFailKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if n := int(kv.j.calls.Add(1)); kv.j.fails < 0 || n <= kv.j.fails {
+		return nil, kv.j.err
+	}
+	return kv.KeyValue.WatchAll(ctx, opts...)
+}
+
+// A registry whose watch is not created in time (JetStream under load)
+// asks again while its start lasts, then sees what gateways report; one
+// that never gets it fails when the start's time is over; an error that
+// asking again cannot cure fails the start at once.
+func TestRegistryStartRetriesWatch(t *testing.T) {
+	b := bustest.Embedded(t)
+	cfg := DefaultPresence()
+	cfg.MemoryStorage = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	js := &watchFailJS{JetStream: b.JetStream(), err: context.DeadlineExceeded, fails: 2}
+	reg, err := NewRegistry(cfg, RegistryDeps{JetStream: js})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Start(ctx); err != nil {
+		t.Fatalf("start after %d watches: %v", js.calls.Load(), err)
+	}
+	defer func() { _ = reg.Shutdown(ctx) }()
+	if n := js.calls.Load(); n != 3 {
+		t.Fatalf("%d watches, want 3", n)
+	}
+	gw, err := NewReporter(cfg, ReporterDeps{JetStream: b.JetStream(), Gateway: "gw.one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = gw.Shutdown(ctx) }()
+	gw.SessionOpened(buswire.Session{AppKey: "app1", Account: "alice", SessionID: "s1"})
+	waittest.Until(t, 10*time.Second, "alice online", func() bool { return reg.Online("app1", "alice") })
+
+	never := &watchFailJS{JetStream: b.JetStream(), err: nats.ErrTimeout, fails: -1}
+	reg2, err := NewRegistry(cfg, RegistryDeps{JetStream: never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, time.Second)
+	defer scancel()
+	if err := reg2.Start(sctx); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, nats.ErrTimeout) || never.calls.Load() < 2 {
+		t.Fatalf("start with no watch: %v after %d watches; want the start's deadline and the last error, after more than one", err, never.calls.Load())
+	}
+
+	denied := errors.New("permissions violation")
+	bad := &watchFailJS{JetStream: b.JetStream(), err: denied, fails: -1}
+	reg3, err := NewRegistry(cfg, RegistryDeps{JetStream: bad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg3.Start(ctx); !errors.Is(err, denied) || bad.calls.Load() != 1 {
+		t.Fatalf("start with a denied watch: %v after %d watches; want it at once", err, bad.calls.Load())
 	}
 }
