@@ -479,7 +479,9 @@ type chaosClient struct {
 	order     []string // client_msg_ids of durable sends, in send order
 	index     map[string]int
 	acks      map[string]imapi.SendAck
-	ackTimes  []time.Time // when each ack arrived, in order
+	ackTimes  []time.Time          // when each ack arrived, in order
+	sentAt    map[string]time.Time // when each durable send was queued
+	ackAt     map[string]time.Time // when each durable send's ack arrived
 	failed    []sendFailure
 	got       []delivery // messages received
 	roomSent  []string   // room messages acknowledged, in send order
@@ -560,6 +562,7 @@ type stateAt struct {
 func startChaosClient(t *testing.T, ctx context.Context, cfg sdk.Config, home string) *chaosClient {
 	t.Helper()
 	c := &chaosClient{account: cfg.Account, home: home, index: map[string]int{}, acks: map[string]imapi.SendAck{},
+		sentAt: map[string]time.Time{}, ackAt: map[string]time.Time{},
 		roomAck: map[string]int64{}, roomAckAt: map[string]time.Time{}, roomAt: map[string]time.Time{}, done: make(chan struct{})}
 	// The SDK's room lines (holes filled, re-entries) go into the story.
 	cfg.Logger = slog.New(slog.NewTextHandler(roomLogWriter{c}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -589,6 +592,7 @@ func (c *chaosClient) collect() {
 		case sdk.EventSent:
 			c.acks[ev.ClientMsgID] = *ev.Ack
 			c.ackTimes = append(c.ackTimes, time.Now())
+			c.ackAt[ev.ClientMsgID] = time.Now()
 		case sdk.EventSendFailed:
 			c.failed = append(c.failed, sendFailure{ev.ClientMsgID, ev.Err})
 		case sdk.EventState:
@@ -620,6 +624,7 @@ func (c *chaosClient) send(t *testing.T, req *imapi.SendReq) {
 	c.mu.Lock()
 	c.index[req.ClientMsgID] = len(c.order)
 	c.order = append(c.order, req.ClientMsgID)
+	c.sentAt[req.ClientMsgID] = time.Now()
 	c.mu.Unlock()
 	if _, err := c.SendAsync(req); err != nil {
 		t.Errorf("%s: queue %s: %v", c.account, req.ClientMsgID, err)
