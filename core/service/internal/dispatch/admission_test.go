@@ -19,75 +19,102 @@ import (
 	"github.com/longlink/longlink/pkg/waittest"
 )
 
-// TestLoginAdmissionPlan: every login is admitted until one finished; then
-// the rate is the workers over the service time, a login whose expected
-// wait exceeds the budget is refused with a hint that sends it back when
-// the queue is down to the budget, the next refused one a service time
-// later, with ±10% jitter; once the queue is short again logins are
-// admitted.
+// TestLoginAdmissionPlan: every login is admitted until one that waited
+// for a worker finished; then the rate is the workers over their service
+// time, a login whose expected wait exceeds the budget is refused with a
+// hint that sends it back when the queue is down to the budget, the next
+// refused one a service time later, with ±10% jitter; once the queue is
+// short again logins are admitted.
 func TestLoginAdmissionPlan(t *testing.T) {
 	a := loginAdmission{wait: time.Second, workers: 2}
-	t0 := time.Unix(1000, 0)
+	now := time.Unix(1000, 0)
+	var samples []bool
 	for i := range 300 {
-		if ok, _ := a.admit(t0); !ok {
-			t.Fatalf("login %d refused before a login finished", i)
+		ok, _, sample := a.admit(now)
+		if !ok {
+			t.Fatalf("login %d refused before the rate was measured", i)
 		}
+		samples = append(samples, sample)
+	}
+	if samples[0] || samples[1] || !samples[2] {
+		t.Fatalf("sampled %v for the first three logins with 2 workers; want the third on", samples[:3])
 	}
 	// 20 ms a login on each of the 2 workers: 100 logins/s.
-	for range 60 {
-		a.done(20 * time.Millisecond)
+	for i := range 60 {
+		now = now.Add(10 * time.Millisecond)
+		a.done(now, 20*time.Millisecond, samples[i])
 	}
-	rate, queued := a.measured()
+	rate, queued := a.measured(now)
 	if rate < 99 || rate > 101 || queued != 240 {
 		t.Fatalf("rate %.1f/s, queued %d; want 100/s, 240", rate, queued)
 	}
 	// 240 queued at 100/s: 2.4 s expected, 1.4 s over the budget.
 	for i := range 5 {
-		ok, hint := a.admit(t0)
+		ok, hint, _ := a.admit(now)
 		want := 1400*time.Millisecond + time.Duration(i+1)*10*time.Millisecond
 		if ok || hint < want*9/10 || hint > want*11/10 {
 			t.Fatalf("refusal %d: admitted %v, hint %s, want about %s", i, ok, hint, want)
 		}
 	}
 	for range 150 {
-		a.done(20 * time.Millisecond)
+		now = now.Add(10 * time.Millisecond)
+		a.done(now, 20*time.Millisecond, true)
 	}
-	if ok, _ := a.admit(t0); !ok {
+	if ok, _, _ := a.admit(now); !ok {
 		t.Fatal("refused with 90 queued at 100/s (0.9 s within the 1 s budget)")
 	}
 }
 
-// TestLoginAdmissionRateRises: the rate follows the service time both
-// ways, also while some workers are idle. A rate measured only with every
-// worker busy stayed at the first one measured: the hints paced the
-// clients at it, the node kept up, and it was never measured again.
+// TestLoginAdmissionRateRises: the rate follows the service time of logins
+// served with every worker busy, up and down; logins served while workers
+// are idle leave it (one login alone is no measure of 32 at once), and a
+// rate not sampled for staleAfter is forgotten. A rate measured over whole
+// half seconds of saturation stayed at the first one: the hints paced the
+// clients at it and the node was never saturated that long again.
 func TestLoginAdmissionRateRises(t *testing.T) {
 	a := loginAdmission{wait: time.Second, workers: 32}
 	now := time.Unix(1000, 0)
-	// The first logins are slow (the node is busy with handshakes): 32
-	// workers at 500 ms a login, 64/s.
-	for range 64 {
-		a.admit(now)
+	burst := func(n int, took time.Duration) {
+		var samples []bool
+		for range n {
+			if ok, _, sample := a.admit(now); ok {
+				samples = append(samples, sample)
+			}
+		}
+		for _, sample := range samples {
+			now = now.Add(time.Millisecond)
+			a.done(now, took, sample)
+		}
 	}
-	for range 64 {
-		a.done(500 * time.Millisecond)
-	}
-	if rate, _ := a.measured(); rate < 63 || rate > 65 {
+	// Slow logins in a rush (the core busy with handshakes): 32 workers at
+	// 500 ms a login, 64/s.
+	burst(96, 500*time.Millisecond)
+	if rate, _ := a.measured(now); rate < 63 || rate > 65 {
 		t.Fatalf("rate %.1f/s, want 64/s", rate)
 	}
-	// Then logins take 20 ms (1,600/s at 32 workers) with few in the
-	// queue: the rate rises as they finish.
+	// Logins one at a time, fast: no measure of the node's limit.
 	for range 100 {
-		a.admit(now)
-		a.done(20 * time.Millisecond)
+		burst(1, 5*time.Millisecond)
 	}
-	if rate, _ := a.measured(); rate < 1400 {
-		t.Fatalf("rate %.1f/s after 100 logins of 20 ms, want about 1,600/s", rate)
+	if rate, _ := a.measured(now); rate < 63 || rate > 65 {
+		t.Fatalf("rate %.1f/s after logins alone, want 64/s still", rate)
 	}
-	// 1,000 queued at that rate (0.63 s): all admitted.
+	// The next rush at 20 ms a login with every worker busy: 1,600/s (the
+	// first logins of it beyond the budget at 64/s are refused).
+	for range 3 {
+		burst(200, 20*time.Millisecond)
+	}
+	if rate, _ := a.measured(now); rate < 1400 {
+		t.Fatalf("rate %.1f/s after busy logins of 20 ms, want about 1,600/s", rate)
+	}
+	// Not sampled for longer than staleAfter: forgotten, logins admitted.
+	now = now.Add(staleAfter + time.Second)
+	if rate, _ := a.measured(now); rate != 0 {
+		t.Fatalf("rate %.1f/s %s after its last sample, want none", rate, staleAfter+time.Second)
+	}
 	for i := range 1000 {
-		if ok, _ := a.admit(now); !ok {
-			t.Fatalf("login %d refused, rate %.0f/s", i, func() float64 { r, _ := a.measured(); return r }())
+		if ok, _, _ := a.admit(now); !ok {
+			t.Fatalf("login %d refused with a stale rate", i)
 		}
 	}
 }

@@ -109,6 +109,9 @@ type Dispatcher struct {
 type job struct {
 	m     *nats.Msg
 	route Route
+	// sample: a login that waited for a login worker, whose service time
+	// the login admission samples.
+	sample bool
 }
 
 // workerIdle is how long an idle worker waits for a request before it exits.

@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "longlink_service_login_queue", Help: "Admitted logins waiting for a login worker (login admission).",
 		}),
 		loginRate: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "longlink_service_login_rate", Help: "Logins per second this node serves with every login worker busy: login_workers over the mean time a worker spends on a login (the rate the login admission plans with).",
+			Name: "longlink_service_login_rate", Help: "Logins per second this node serves with every login worker busy: login_workers over the mean time a worker spends on a login that waited for one (the rate the login admission plans with; 0: not measured in the last 5 s).",
 		}),
 		loginRefusals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_service_login_refusals_total", Help: "Logins answered 503 at once with a retry-after hint because their expected wait in the login queue exceeded login_queue_wait.",
