@@ -128,41 +128,22 @@ func decodeSendReq(data []byte, r *imapi.SendReq) bool {
 // plainStrings sets *dst from a JSON array of plain strings (see
 // plainString); false for anything else (null included).
 func plainStrings(v []byte, dst *[]string) bool {
-	i := skipSpace(v, 0)
-	if i >= len(v) || v[i] != '[' {
+	out := (*dst)[:0]
+	if !elements(v, func(e []byte) bool {
+		var s string
+		if !plainString(e, &s) {
+			return false
+		}
+		out = append(out, s)
+		return true
+	}) {
 		return false
 	}
-	out := (*dst)[:0]
-	i = skipSpace(v, i+1)
-	if i < len(v) && v[i] == ']' {
-		if out == nil {
-			out = []string{} // encoding/json: an empty array is not nil
-		}
-		*dst = out
-		return true
+	if out == nil {
+		out = []string{} // encoding/json: an empty array is not nil
 	}
-	for i < len(v) {
-		end := valueEnd(v, i)
-		var e string
-		if end < 0 || !plainString(v[i:end], &e) {
-			return false
-		}
-		out = append(out, e)
-		i = skipSpace(v, end)
-		if i >= len(v) {
-			return false
-		}
-		switch v[i] {
-		case ',':
-			i = skipSpace(v, i+1)
-		case ']':
-			*dst = out
-			return true
-		default:
-			return false
-		}
-	}
-	return false
+	*dst = out
+	return true
 }
 
 func decodeRequest(data []byte, r *Request) bool {
